@@ -1,0 +1,319 @@
+"""`runner` commands. Each is a few lines: parse options, call `runner.service`, print.
+
+Exit codes: 0 success; 1 error (invalid definitions, failed run, lock timeout, ...);
+2 from `plan --detailed-exitcode` when there are changes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from runner import service
+from runner.cli import render
+from runner.errors import DefinitionsInvalid, RunnerError
+
+app = typer.Typer(
+    name="runner",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    help="Declarative data-sync jobs kept as YAML in git: validate, plan, apply, run.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class CheckFormat(StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+class State:
+    debug = False
+    workspace: service.Workspace
+
+
+STATE = State()
+
+
+@app.callback()
+def main_options(
+    directory: Annotated[
+        str | None,
+        typer.Option(
+            "--dir",
+            "-d",
+            envvar="RUNNER_DIR",
+            show_default=".",
+            help="Folder holding jobs.d/ and connections.d/.",
+        ),
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            envvar="RUNNER_STATE",
+            help=(
+                "State store URL (sqlite:///… or postgresql://…). Default: sqlite file DIR/.runner/state.db."
+            ),
+        ),
+    ] = None,
+    history: Annotated[
+        str | None,
+        typer.Option(
+            "--history",
+            envvar="RUNNER_HISTORY",
+            help=("Folder of run history files. Default: DIR/.runner/history."),
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    STATE.debug = debug
+    STATE.workspace = service.Workspace.from_env(directory, state, history)
+
+
+def fail(exc: RunnerError, fmt: str = "text") -> NoReturn:
+    """The one place library errors become messages and exit codes."""
+    if STATE.debug:
+        raise exc
+    if isinstance(exc, DefinitionsInvalid):
+        if fmt == "json":
+            out.print(render.problems_json(exc.problems), markup=False)
+        elif fmt == "github":
+            out.print(render.problems_github(exc.problems), markup=False)
+            err.print(f"{len(exc.problems)} problem(s) found", markup=False)
+        else:
+            err.print(render.problems_text(exc.problems), markup=False)
+    else:
+        if fmt == "json":
+            out.print(json.dumps({"error": str(exc)}), markup=False)
+        err.print(f"error: {exc}", markup=False)
+    raise typer.Exit(exc.exit_code)
+
+
+@app.command()
+def validate(
+    fmt: Annotated[
+        CheckFormat,
+        typer.Option(
+            "--format", "-f", help="text, json, or github (::error annotations for GitHub Actions)."
+        ),
+    ] = CheckFormat.text,
+) -> None:
+    """Check every definition file; exit 0 when valid, 1 with all problems otherwise."""
+    try:
+        definitions = service.validate(STATE.workspace)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    jobs = sum(1 for d in definitions if d.kind == "Job")
+    if fmt == CheckFormat.json:
+        out.print(render.problems_json([]), markup=False)
+    else:
+        out.print(
+            f"valid: {len(definitions) - jobs} connection(s), {jobs} job(s) in {STATE.workspace.root}",
+            markup=False,
+        )
+
+
+@app.command()
+def plan(
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option("--detailed-exitcode", help=("Exit 0 with no changes, 2 with changes, 1 on error.")),
+    ] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("-out", "--out", "-o", help=("Save the plan; `runner apply FILE` applies exactly it.")),
+    ] = None,
+    show_unchanged: Annotated[
+        bool, typer.Option("--show-unchanged", help="List unchanged objects too.")
+    ] = False,
+) -> None:
+    """Show what apply would create, update and delete, with changed fields (old → new)."""
+    try:
+        p = service.plan(STATE.workspace)
+        if out_file:
+            service.save_plan(p, out_file)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    if fmt == Format.json:
+        out.print(json.dumps(p.to_dict(), indent=2, ensure_ascii=False), markup=False)
+    else:
+        out.print(render.plan_text(p.to_dict(), show_unchanged), markup=False)
+        if out_file:
+            out.print(
+                f"\nSaved the plan to {out_file}; apply exactly it with: runner apply {out_file}",
+                markup=False,
+            )
+    if detailed_exitcode and p.has_changes:
+        raise typer.Exit(2)
+
+
+@app.command()
+def apply(
+    plan_file: Annotated[Path | None, typer.Argument(help="A plan saved by `runner plan -out FILE`.")] = None,
+    lock_timeout: Annotated[
+        float, typer.Option("--lock-timeout", help=("Seconds to wait for another apply to finish."))
+    ] = service.DEFAULT_LOCK_TIMEOUT,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+) -> None:
+    """Validate, plan and apply in one transaction, recording a revision (time, user, git commit)."""
+    try:
+        result = service.apply(STATE.workspace, plan_file, lock_timeout)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    if fmt == Format.json:
+        out.print(
+            json.dumps(
+                {"revision": result.revision, "plan": result.plan.to_dict()}, indent=2, ensure_ascii=False
+            ),
+            markup=False,
+        )
+        return
+    out.print(render.plan_text(result.plan.to_dict()), markup=False)
+    if result.revision is not None:
+        out.print(f"\nApplied as revision {result.revision}.", markup=False)
+
+
+@app.command("force-unlock")
+def force_unlock(lock_id: Annotated[str, typer.Argument(help="The id shown by the lock error.")]) -> None:
+    """Release a lock left by a process that is gone. The id must match the lock held now."""
+    try:
+        lock = service.force_unlock(STATE.workspace, lock_id)
+    except RunnerError as exc:
+        fail(exc)
+    out.print(f"released the {lock.name} lock held by {lock.holder} since {lock.acquired_at}", markup=False)
+
+
+class GetKind(StrEnum):
+    jobs = "jobs"
+    connections = "connections"
+
+
+_KIND = {"jobs": "Job", "job": "Job", "connections": "Connection", "connection": "Connection"}
+
+
+@app.command()
+def get(
+    kind: Annotated[GetKind, typer.Argument(help="jobs or connections.")],
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+) -> None:
+    """List what is applied, with the revision and file of each object."""
+    try:
+        objects = service.get(STATE.workspace, _KIND[kind.value])
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    if fmt == Format.json:
+        out.print(
+            json.dumps(
+                [
+                    {
+                        "namespace": o.namespace,
+                        "name": o.name,
+                        "revision": o.revision_id,
+                        "file": o.file,
+                        "line": o.line,
+                        "document": o.document,
+                    }
+                    for o in objects
+                ],
+                indent=2,
+                ensure_ascii=False,
+            ),
+            markup=False,
+        )
+    else:
+        out.print(render.objects_table(objects, _KIND[kind.value]))
+
+
+class DescribeKind(StrEnum):
+    job = "job"
+    connection = "connection"
+
+
+@app.command()
+def describe(
+    kind: Annotated[DescribeKind, typer.Argument(help="job or connection.")],
+    name: Annotated[str, typer.Argument(help="name or namespace/name.")],
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+) -> None:
+    """Show an applied object: its definition, revision, file, next and last runs."""
+    try:
+        info = service.describe(STATE.workspace, _KIND[kind.value], name)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    out.print(
+        json.dumps(info, indent=2, ensure_ascii=False) if fmt == Format.json else render.describe_text(info),
+        markup=False,
+    )
+
+
+@app.command()
+def run(
+    job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+) -> None:
+    """Run an applied job now; exit 1 when a task fails. Writes a history file."""
+    try:
+        record = service.run(STATE.workspace, job)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    out.print(
+        json.dumps(record, indent=2, ensure_ascii=False, default=str)
+        if fmt == Format.json
+        else render.run_text(record),
+        markup=False,
+    )
+    if record["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+@app.command()
+def history(
+    job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Newest N runs.")] = 20,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+) -> None:
+    """List a job's runs, newest first, from its history files."""
+    try:
+        records = service.runs(STATE.workspace, job, limit)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    if fmt == Format.json:
+        out.print(json.dumps(records, indent=2, ensure_ascii=False, default=str), markup=False)
+    else:
+        out.print(render.history_table(job, records))
+
+
+@app.command()
+def schemas(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the JSON Schema into.")] = Path(
+        "schemas"
+    ),
+) -> None:
+    """Write the JSON Schema of definitions (for editors and CI)."""
+    path = service.write_schemas(out_dir)
+    out.print(f"wrote {path}", markup=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)

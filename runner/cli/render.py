@@ -1,0 +1,179 @@
+"""Pure formatters: data in, text out. Printing happens in `app.py`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.table import Table
+
+from runner.errors import Problem
+
+SYMBOL = {"create": "+", "update": "~", "delete": "-", "unchanged": " "}
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def problems_text(problems: list[Problem]) -> str:
+    lines = [str(p) for p in problems]
+    lines.append(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found")
+    return "\n".join(lines)
+
+
+def problems_github(problems: list[Problem]) -> str:
+    """GitHub Actions workflow commands: each problem becomes an annotation on its line."""
+    out = []
+    for p in problems:
+        loc = p.location
+        props = [f"file={_escape_property(loc.file)}"]
+        if loc.line:
+            props.append(f"line={loc.line}")
+        if loc.col:
+            props.append(f"col={loc.col}")
+        message = f"{loc.field}: {p.message}" if loc.field else p.message
+        if p.hint:
+            message += f" (hint: {p.hint})"
+        out.append(f"::error {','.join(props)}::{_escape_data(message)}")
+    return "\n".join(out)
+
+
+def problems_json(problems: list[Problem]) -> str:
+    return json.dumps({"valid": not problems, "problems": [p.as_dict() for p in problems]}, indent=2)
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def plan_text(plan: dict[str, Any], show_unchanged: bool = False) -> str:
+    """Terraform-style: one line per object, changed fields (old → new) under updates."""
+    changes = plan["changes"]
+    counts = {a: sum(1 for c in changes if c["action"] == a) for a in SYMBOL}
+    lines = []
+    for c in changes:
+        if c["action"] == "unchanged" and not show_unchanged:
+            continue
+        where = f"{c['file']}:{c['line']}" if c["file"] else ""
+        lines.append(
+            f"  {SYMBOL[c['action']]} {c['kind']} {c['namespace']}/{c['name']}"
+            + (f"    ({where})" if where else "")
+        )
+        if c["action"] == "update":
+            for f in c["fields"]:
+                if f["old"] is None:
+                    lines.append(f"      + {f['path']}: {_value(f['new'])}")
+                elif f["new"] is None:
+                    lines.append(f"      - {f['path']}: {_value(f['old'])}")
+                else:
+                    lines.append(f"      ~ {f['path']}: {_value(f['old'])} → {_value(f['new'])}")
+    summary = (
+        f"Plan: {counts['create']} to create, {counts['update']} to update, "
+        f"{counts['delete']} to delete, {counts['unchanged']} unchanged."
+    )
+    if not any(counts[a] for a in ("create", "update", "delete")):
+        return f"No changes. The applied state matches the definitions ({counts['unchanged']} objects)."
+    return "\n".join([summary, "", *lines])
+
+
+def objects_table(objects: list[Any], kind: str) -> Table:
+    table = Table(title=f"{kind}s", title_justify="left")
+    table.add_column("NAMESPACE")
+    table.add_column("NAME")
+    if kind == "Job":
+        table.add_column("SOURCE → TARGET")
+        table.add_column("TASKS", justify="right")
+        table.add_column("SCHEDULE")
+    else:
+        table.add_column("TYPE")
+    table.add_column("REVISION", justify="right")
+    table.add_column("FILE")
+    for o in objects:
+        spec = o.document["spec"]
+        if kind == "Job":
+            schedule = spec.get("schedule")
+            extra = [
+                f"{spec['source']} → {spec['target']}",
+                str(len(spec["tasks"])),
+                f"{schedule['cron']} ({schedule.get('timezone', 'UTC')})" if schedule else "-",
+            ]
+        else:
+            extra = [spec["type"]]
+        table.add_row(o.namespace, o.name, *extra, str(o.revision_id), f"{o.file}:{o.line}")
+    return table
+
+
+def history_table(ref: str, runs: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"Runs of {ref}", title_justify="left")
+    for col, justify in (
+        ("RUN", "left"),
+        ("STATUS", "left"),
+        ("STARTED", "left"),
+        ("SECONDS", "right"),
+        ("READ", "right"),
+        ("WRITTEN", "right"),
+        ("ERROR", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in runs:
+        table.add_row(
+            r["run_id"],
+            r["status"],
+            str(r.get("started_at") or ""),
+            _num(r.get("seconds")),
+            _num(r.get("rows_read")),
+            _num(r.get("rows_written")),
+            (r.get("error") or "")[:80],
+        )
+    return table
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+
+
+def run_text(record: dict[str, Any]) -> str:
+    lines = [
+        f"run {record['run_id']} of job {record['namespace']}/{record['job']}: {record['status']} "
+        f"in {record['seconds']:.2f} s ({record['source']} → {record['target']})"
+    ]
+    for t in record["tasks"]:
+        line = (
+            f"  task {t['name']}: {t['status']}, {t['rows_read']:,} rows read, "
+            f"{t['rows_written']:,} written into {t['target']} ({t['seconds']:.2f} s)"
+        )
+        if t["error"]:
+            line += f"\n    error: {t['error']}"
+        lines.append(line)
+    lines.append(f"history: {record['path']}")
+    return "\n".join(lines)
+
+
+def describe_text(info: dict[str, Any]) -> str:
+    import yaml
+
+    rev = info["revision"]
+    commit = rev["git_commit"] or "not in git"
+    if rev["git_dirty"]:
+        commit += " (dirty)"
+    lines = [
+        f"{info['kind']} {info['namespace']}/{info['name']}",
+        f"  defined at:  {info['file']}:{info['line']}",
+        f"  revision:    {rev['id']}, applied {rev['applied_at']} by {rev['user']}, commit {commit}",
+    ]
+    if "next_runs" in info:
+        lines.append("  next runs:   " + (", ".join(info["next_runs"]) or "no schedule"))
+        for r in info["last_runs"]:
+            lines.append(
+                f"  last run:    {r['run_id']} {r['status']} ({_num(r['rows_written'])} rows written)"
+            )
+    lines.append("")
+    lines.append(yaml.safe_dump(info["document"], sort_keys=False, allow_unicode=True).rstrip())
+    return "\n".join(lines)

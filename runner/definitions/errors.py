@@ -1,0 +1,74 @@
+"""Turn Pydantic validation errors into located problems: `file:line:col: field: message`.
+
+Pydantic reports a `loc` tuple per error; the document knows the position of every key path,
+so each error points at the line the user has to change. Unknown fields get "did you mean".
+Inputs are never echoed: a value in a connection may be a secret.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+
+from pydantic import BaseModel, ValidationError
+
+from runner.definitions.load import Document, PathKey
+from runner.errors import Problem
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The model class inside `X | None`, `list[X]`, `Annotated[X, ...]`, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list, typing.Annotated):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found:
+                return found
+    return None
+
+
+def _fields_at(model: type[BaseModel], path: PathKey) -> list[str]:
+    """Names of the fields of the model found at `path` below `model` (for 'did you mean')."""
+    current: type[BaseModel] | None = model
+    for part in path:
+        if current is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part)
+        current = _model_in(field.annotation) if field else None
+    return list(current.model_fields) if current else []
+
+
+def _message(error: dict, model: type[BaseModel], loc: PathKey) -> tuple[str, str]:
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        name = str(loc[-1])
+        known = _fields_at(model, loc[:-1])
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = (
+            f"did you mean {close[0]!r}?" if close else (f"known fields: {', '.join(known)}" if known else "")
+        )
+        return f"unknown field {name!r}", hint
+    if kind == "missing":
+        return "required field is missing", ""
+    if kind == "value_error" and msg.startswith("Value error, "):
+        return msg[len("Value error, ") :], ""
+    if kind == "assertion_error" and msg.startswith("Assertion failed, "):
+        return msg[len("Assertion failed, ") :], ""
+    return msg, ""
+
+
+def problems_from(
+    exc: ValidationError, doc: Document, model: type[BaseModel], prefix: PathKey = ()
+) -> list[Problem]:
+    """One located problem per error of `exc`, raised by validating `model` at `prefix` of `doc`."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc = tuple(error["loc"])
+        message, hint = _message(error, model, loc)
+        problems.append(Problem(doc.locate(prefix + loc), message, hint))
+    return problems

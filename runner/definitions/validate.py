@@ -1,0 +1,191 @@
+"""Validate loaded documents into definitions and check what spans documents: unique names
+per kind and namespace, and jobs that name connections which exist."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from runner.definitions.errors import problems_from
+from runner.definitions.load import DEFAULT_NAMESPACE, Document
+from runner.definitions.models import ConnectionSpec, Envelope, JobSpec, Metadata
+from runner.errors import Problem
+
+KINDS = ("Connection", "Job")
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A validated Connection or Job, with where it was defined."""
+
+    kind: str
+    metadata: Metadata
+    namespace: str
+    spec: ConnectionSpec | JobSpec
+    file: str
+    line: int
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def ref(self) -> str:
+        """`namespace/name`: how plans, history and the CLI name the object."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+    def document(self) -> dict[str, Any]:
+        """The canonical form kept in the state store: fields the user set, namespace resolved.
+        Fields the user left at their default stay out, so a new default in a later release
+        does not turn every object into an update."""
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if self.metadata.labels:
+            meta["labels"] = dict(sorted(self.metadata.labels.items()))
+        if self.metadata.description:
+            meta["description"] = self.metadata.description
+        return {
+            "apiVersion": "runner/v1",
+            "kind": self.kind,
+            "metadata": meta,
+            "spec": self.spec.model_dump(mode="json", exclude_unset=True),
+        }
+
+
+def digest(document: Any) -> str:
+    """A stable sha256 of a JSON-able value (keys sorted)."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def resolve_reference(ref: str, namespace: str, connections: set[tuple[str, str]]) -> tuple[str, str] | None:
+    """A job's `source`/`target`: `ns/name`, or `name` in the job's namespace, else in 'default'."""
+    if "/" in ref:
+        ns, _, name = ref.partition("/")
+        return (ns, name) if (ns, name) in connections else None
+    for ns in (namespace, DEFAULT_NAMESPACE):
+        if (ns, ref) in connections:
+            return (ns, ref)
+    return None
+
+
+def _validate_spec(doc: Document, model: type[BaseModel]) -> tuple[Any, list[Problem]]:
+    try:
+        return model.model_validate(doc.data["spec"]), []
+    except ValidationError as exc:
+        return None, problems_from(exc, doc, model, ("spec",))
+
+
+def _validate_document(
+    doc: Document, connection_types: Mapping[str, type[ConnectionSpec]]
+) -> tuple[Definition | None, list[Problem]]:
+    problems: list[Problem] = []
+    try:
+        envelope = Envelope.model_validate(doc.data)
+    except ValidationError as exc:
+        for problem in problems_from(exc, doc, Envelope):
+            field = problem.location.field
+            if field in ("apiVersion", "kind"):
+                given = doc.data.get(field)
+                expected = "'runner/v1'" if field == "apiVersion" else "'Connection' or 'Job'"
+                if given is not None:
+                    problem = Problem(
+                        problem.location, f"unknown {field} {str(given)!r}; expected {expected}"
+                    )
+            problems.append(problem)
+        return None, problems
+
+    spec = envelope.spec
+    if envelope.kind == "Job":
+        model: type[BaseModel] = JobSpec
+    else:
+        type_name = spec.get("type")
+        if type_name not in connection_types:
+            known = ", ".join(sorted(connection_types))
+            message = (
+                "required field is missing"
+                if type_name is None
+                else f"unknown connection type {str(type_name)!r}"
+            )
+            return None, [Problem(doc.locate(("spec", "type")), message, f"known types: {known}")]
+        model = connection_types[type_name]
+    parsed, problems = _validate_spec(doc, model)
+
+    namespace = envelope.metadata.namespace or doc.folder_namespace or DEFAULT_NAMESPACE
+    if (
+        envelope.metadata.namespace
+        and doc.folder_namespace
+        and envelope.metadata.namespace != doc.folder_namespace
+    ):
+        problems.append(
+            Problem(
+                doc.locate(("metadata", "namespace")),
+                f"namespace {envelope.metadata.namespace!r} contradicts the folder "
+                f"{doc.folder_namespace!r} the file is in",
+                "drop metadata.namespace or move the file",
+            )
+        )
+    if problems:
+        return None, problems
+    line = doc.positions[()][0]
+    return Definition(envelope.kind, envelope.metadata, namespace, parsed, doc.file, line), []
+
+
+def validate_documents(
+    docs: list[Document], connection_types: Mapping[str, type[ConnectionSpec]]
+) -> tuple[list[Definition], list[Problem]]:
+    """Validate every document and the references between them; all problems are returned."""
+    problems: list[Problem] = []
+    located: list[tuple[Definition, Document]] = []
+    for doc in docs:
+        definition, doc_problems = _validate_document(doc, connection_types)
+        problems.extend(doc_problems)
+        if definition is not None:
+            located.append((definition, doc))
+
+    first: dict[tuple[str, str, str], Definition] = {}
+    unique: list[tuple[Definition, Document]] = []
+    for definition, doc in located:
+        other = first.get(definition.key)
+        if other is not None:
+            problems.append(
+                Problem(
+                    doc.locate(("metadata", "name")),
+                    f"duplicate {definition.kind} {definition.ref!r}; "
+                    f"first defined at {other.file}:{other.line}",
+                    "names are unique per kind and namespace",
+                )
+            )
+            continue
+        first[definition.key] = definition
+        unique.append((definition, doc))
+
+    connections = {(d.namespace, d.name) for d, _ in unique if d.kind == "Connection"}
+    for definition, doc in unique:
+        if definition.kind != "Job":
+            continue
+        assert isinstance(definition.spec, JobSpec)
+        for field in ("source", "target"):
+            ref = getattr(definition.spec, field)
+            if resolve_reference(ref, definition.namespace, connections) is None:
+                problems.append(
+                    Problem(
+                        doc.locate(("spec", field)),
+                        f"connection {ref!r} does not exist",
+                        f"define it in connections.d/ (looked in namespaces "
+                        f"{definition.namespace!r} and {DEFAULT_NAMESPACE!r})"
+                        if "/" not in ref
+                        else "define it in connections.d/",
+                    )
+                )
+    definitions = [d for d, _ in unique]
+    return definitions, problems
+

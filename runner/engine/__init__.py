@@ -1,0 +1,1 @@
+"""The engine: connectors (readers and writers) per connection type, and job runs."""

@@ -1,0 +1,340 @@
+"""The reader/writer interface every connection type implements, and its SQL base class.
+
+A `Connector` is one open connection: `read` streams a table or query as batches of tuples
+with dialect-neutral column types; `replace` writes batches into a table in one transaction.
+`SqlConnector` implements both over a DBAPI connection from SQLAlchemy; a dialect module only
+says how to name its types, find a table's or query's columns, and convert values its driver
+does not convert itself. Values between reader and writer are "canonical" Python values:
+int, Decimal, float, str, bool, date, time, datetime (naive = UTC), bytes, UUID, and
+parsed JSON (dict, list, ...).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from runner.definitions import secrets
+from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.engine.types import Column, ColumnType
+from runner.errors import TerminalError, TransientError
+
+Row = tuple[Any, ...]
+Batch = list[Row]
+Convert = Callable[[Any], Any]
+
+
+@dataclass
+class ReadStream:
+    """What a reader hands the writer: the columns, then the rows in bounded batches."""
+
+    columns: list[Column]
+    batches: Iterator[Batch]
+
+
+class Connector(ABC):
+    """One open connection of some type; reader and writer of that type."""
+
+    def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
+        self.name = name
+        self.spec = spec
+        self.base_dir = base_dir
+
+    @abstractmethod
+    def read(self, spec: ReadSpec, batch_size: int) -> ReadStream:
+        """Stream a table or query. Memory stays within a few batches whatever its size."""
+
+    @abstractmethod
+    def replace(self, table: str, columns: list[Column], batches: Iterable[Batch]) -> int:
+        """Replace the rows of `table` with `batches` in one transaction, creating the table
+        when missing. Returns the number of rows written."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the connection."""
+
+
+# --- value conversion shared by the SQL dialects -----------------------------------------
+
+
+def to_naive_utc(value: Any) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def to_aware_utc(value: Any) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def decimal_of(scale: int | None) -> Convert:
+    """Text, int or float -> Decimal, at the column's scale (a float from SQLite's REAL storage
+    goes through its shortest repr, so 12.3 in a numeric(12,2) column reads back as 12.30)."""
+    quantum = Decimal(1).scaleb(-scale) if scale is not None else None
+
+    def convert(value: Any) -> Any:
+        if value is None or isinstance(value, Decimal) and quantum is None:
+            return value
+        number = (
+            value
+            if isinstance(value, Decimal)
+            else Decimal(repr(value) if isinstance(value, float) else str(value))
+        )
+        return number.quantize(quantum) if quantum is not None else number
+
+    return convert
+
+
+def json_text(value: Any) -> Any:
+    """Canonical JSON is parsed; a JSON string value is dumped too (`"a"` stays a string)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def json_value(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def uuid_value(value: Any) -> Any:
+    return uuid.UUID(str(value)) if value is not None and not isinstance(value, uuid.UUID) else value
+
+
+def text_of(value: Any) -> Any:
+    return value if value is None else str(value)
+
+
+def row_converter(converters: list[Convert | None], columns: list[Column]) -> Callable[[Batch], Batch] | None:
+    """A function converting a batch column by column, or None when no column needs it."""
+    active = [(i, c) for i, c in enumerate(converters) if c is not None]
+    if not active:
+        return None
+
+    def convert(batch: Batch) -> Batch:
+        out = []
+        for row in batch:
+            values = list(row)
+            for i, fn in active:
+                value = values[i]
+                if value is not None:
+                    try:
+                        values[i] = fn(value)
+                    except (ValueError, TypeError, InvalidOperation) as exc:
+                        raise TerminalError(
+                            f"column {columns[i].name!r} ({columns[i].type}): cannot "
+                            f"convert value of type {type(value).__name__}: {exc}"
+                        ) from None
+            out.append(tuple(values))
+        return out
+
+    return convert
+
+
+# --- the SQL base ------------------------------------------------------------------------
+
+
+class SqlConnector(Connector):
+    """Reader and writer over a DBAPI connection from SQLAlchemy.
+
+    Subclasses set `dialect` and implement the type names, column discovery and bulk insert
+    of their database.
+    """
+
+    dialect: ClassVar[str]
+
+    def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
+        super().__init__(name, spec, base_dir)
+        try:
+            url = self.engine_url(secrets.resolve_url(spec.url, base_dir))
+        except secrets.SecretError as exc:
+            raise TerminalError(f"connection {name!r}: {exc}") from None
+        self.engine = sa.create_engine(url, poolclass=sa.NullPool)
+        self.preparer = self.engine.dialect.identifier_preparer
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- what a dialect provides -------------------------------------------------------
+
+    def engine_url(self, url: URL) -> URL:
+        """The URL SQLAlchemy opens (driver name, defaults)."""
+        return url
+
+    @abstractmethod
+    def parse_type(self, declared: str) -> ColumnType | None:
+        """A type name of this dialect as neutral type; None when it has no type."""
+
+    @abstractmethod
+    def render_type(self, ctype: ColumnType) -> str:
+        """DDL of a neutral type in this dialect."""
+
+    @abstractmethod
+    def declared_columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, str]]:
+        """(name, declared type) of a table's or query's columns, in order."""
+
+    def decoder(self, ctype: ColumnType) -> Convert | None:
+        """Driver value -> canonical value, when the driver does not already give it."""
+        return None
+
+    def encoder(self, ctype: ColumnType) -> Convert | None:
+        """Canonical value -> a value the driver writes into a column of `ctype`."""
+        return None
+
+    @abstractmethod
+    def insert_rows(self, cursor: Any, table: str, columns: list[str], rows: Batch) -> None:
+        """Bulk-insert one batch (identifiers already quoted)."""
+
+    def begin(self, dbapi: Any) -> None:
+        """Start the transaction that `replace` commits (drivers with implicit BEGIN: nothing)."""
+
+    def server_cursor(self, dbapi: Any, batch_size: int) -> Any:
+        """A cursor that streams rows from the server instead of loading them all."""
+        return dbapi.cursor()
+
+    def is_transient(self, exc: Exception) -> bool:
+        """Whether a driver error may pass on its own (lost connection, deadlock)."""
+        return isinstance(exc, self.engine.dialect.loaded_dbapi.OperationalError)
+
+    def create_schema_sql(self, schema: str) -> str | None:
+        return None
+
+    # --- shared implementation ---------------------------------------------------------
+
+    def quote_table(self, table: str) -> str:
+        schema, _, name = table.rpartition(".")
+        return (
+            f"{self.preparer.quote(schema)}.{self.preparer.quote(name)}"
+            if schema
+            else self.preparer.quote(name)
+        )
+
+    @contextmanager
+    def errors(self, doing: str) -> Iterator[None]:
+        """Translate driver errors into Transient/Terminal errors naming the connection, with
+        every secret value blanked out."""
+        try:
+            yield
+        except (TransientError, TerminalError):
+            raise
+        except sa.exc.DBAPIError as exc:
+            raise self._mapped(doing, exc.orig or exc) from None
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            raise self._mapped(doing, exc) from None
+
+    def _mapped(self, doing: str, exc: BaseException) -> Exception:
+        text = " ".join(str(exc).split())
+        message = secrets.redact(f"{doing} (connection {self.name!r}): {type(exc).__name__}: {text}")
+        return TransientError(message) if self.is_transient(exc) else TerminalError(message)  # type: ignore[arg-type]
+
+    def _columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, ColumnType | None]]:
+        columns = []
+        for name, declared in self.declared_columns(cursor, spec):
+            ctype = self.parse_type(declared)
+            if declared and ctype is None:
+                raise TerminalError(
+                    f"column {name!r} of {spec.table or 'the query'} (connection {self.name!r}) has "
+                    f"type {declared!r}, which runner cannot map yet",
+                ) from None
+            columns.append((name, ctype))
+        return columns
+
+    def read(self, spec: ReadSpec, batch_size: int) -> ReadStream:
+        doing = f"reading {spec.table or 'query'}"
+        with self.errors(doing):
+            dbapi = self.engine.raw_connection()
+        try:
+            with self.errors(doing):
+                probe = dbapi.cursor()
+                declared = self._columns(probe, spec)
+                probe.close()
+                dbapi.rollback()
+                cursor = self.server_cursor(dbapi.driver_connection, batch_size)
+                if spec.table is not None:
+                    names = ", ".join(self.preparer.quote(n) for n, _ in declared)
+                    cursor.execute(f"SELECT {names} FROM {self.quote_table(spec.table)}")
+                else:
+                    cursor.execute(spec.query)
+                first = cursor.fetchmany(batch_size)
+        except BaseException:
+            dbapi.close()
+            raise
+        columns = [Column(n, t or infer_type(first, i)) for i, (n, t) in enumerate(declared)]
+        convert = row_converter([self.decoder(c.type) for c in columns], columns)
+
+        def batches() -> Iterator[Batch]:
+            try:
+                batch = first
+                while batch:
+                    yield convert(batch) if convert else list(batch)
+                    with self.errors(doing):
+                        batch = cursor.fetchmany(batch_size)
+            finally:
+                dbapi.close()
+
+        return ReadStream(columns, batches())
+
+    def create_table_sql(self, table: str, columns: list[Column]) -> str:
+        body = ", ".join(f"{self.preparer.quote(c.name)} {self.render_type(c.type)}" for c in columns)
+        return f"CREATE TABLE IF NOT EXISTS {self.quote_table(table)} ({body}){self.table_options()}"
+
+    def table_options(self) -> str:
+        return ""
+
+    def replace(self, table: str, columns: list[Column], batches: Iterable[Batch]) -> int:
+        doing = f"writing {table}"
+        quoted = self.quote_table(table)
+        names = [self.preparer.quote(c.name) for c in columns]
+        convert = row_converter([self.encoder(c.type) for c in columns], columns)
+        with self.errors(doing):
+            dbapi = self.engine.raw_connection()
+        try:
+            with self.errors(doing):
+                self.begin(dbapi.driver_connection)
+                cursor = dbapi.cursor()
+                schema = table.rpartition(".")[0]
+                create_schema = self.create_schema_sql(schema) if schema else None
+                if create_schema:
+                    cursor.execute(create_schema)
+                cursor.execute(self.create_table_sql(table, columns))
+                cursor.execute(f"DELETE FROM {quoted}")
+                written = 0
+                for batch in batches:
+                    self.insert_rows(cursor, quoted, names, convert(batch) if convert else batch)
+                    written += len(batch)
+                dbapi.commit()
+                return written
+        except BaseException:
+            with suppress(Exception):  # the first error is the one to report
+                dbapi.rollback()
+            raise
+        finally:
+            dbapi.close()
+
+
+def infer_type(batch: Batch, index: int) -> ColumnType:
+    """A type for a column its database declares none for (an expression in SQLite), from the
+    first non-NULL value of the first batch; text when every value is NULL."""
+    for row in batch:
+        value = row[index]
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            return ColumnType("boolean")
+        if isinstance(value, int):
+            return ColumnType("bigint")
+        if isinstance(value, float):
+            return ColumnType("double")
+        if isinstance(value, bytes):
+            return ColumnType("binary")
+        return ColumnType("text")
+    return ColumnType("text")

@@ -1,0 +1,1 @@
+"""One module per connection type; each registers its spec model and connector."""

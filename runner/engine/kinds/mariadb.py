@@ -1,0 +1,175 @@
+"""MariaDB (and MySQL) through PyMySQL.
+
+PyMySQL is pure Python: nothing to compile and no client library to install on a bare
+machine (mysqlclient needs libmariadb headers and a compiler), and it streams results with
+`SSCursor` and turns `executemany` of an INSERT into multi-row statements. Tables are
+created in utf8mb4 with a binary collation, so text compares and sorts as in PostgreSQL.
+MariaDB has no time zone type: timestamps with a time zone are stored as UTC in DATETIME(6).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from sqlalchemy.engine import URL
+
+from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.engine import registry
+from runner.engine.connector import (
+    Convert,
+    SqlConnector,
+    json_text,
+    json_value,
+    text_of,
+    to_naive_utc,
+    uuid_value,
+)
+from runner.engine.types import ColumnType, split_type
+
+_SIMPLE = {
+    "smallint": "smallint",
+    "smallint unsigned": "integer",
+    "mediumint": "integer",
+    "mediumint unsigned": "integer",
+    "int": "integer",
+    "integer": "integer",
+    "int unsigned": "bigint",
+    "bigint": "bigint",
+    "float": "real",
+    "double": "double",
+    "text": "text",
+    "tinytext": "text",
+    "mediumtext": "text",
+    "longtext": "text",
+    "date": "date",
+    "time": "time",
+    "datetime": "timestamp",
+    "timestamp": "timestamp",
+    "json": "json",
+    "blob": "binary",
+    "tinyblob": "binary",
+    "mediumblob": "binary",
+    "longblob": "binary",
+    "varbinary": "binary",
+    "binary": "binary",
+    "uuid": "uuid",
+    "boolean": "boolean",
+    "bool": "boolean",
+}
+_RENDER = {
+    "smallint": "SMALLINT",
+    "integer": "INT",
+    "bigint": "BIGINT",
+    "real": "FLOAT",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "text": "LONGTEXT",
+    "date": "DATE",
+    "time": "TIME(6)",
+    "timestamp": "DATETIME(6)",
+    "timestamptz": "DATETIME(6)",
+    "json": "JSON",
+    "jsonb": "JSON",
+    "binary": "LONGBLOB",
+    "uuid": "UUID",
+}
+_TRANSIENT_ERRNOS = {1040, 1205, 1213, 1927, 2002, 2003, 2006, 2013}
+_MAX_VARCHAR = 16383  # utf8mb4 characters in a 64 KiB row
+
+
+class MariadbConnection(ConnectionSpec):
+    type: Literal["mariadb"] = Field(description="MariaDB or MySQL, through PyMySQL.")
+    url: str = Field(description="`mariadb://user:${env:PW}@host:3306/db` (or mysql://, +pymysql).")
+
+    @field_validator("url")
+    @classmethod
+    def _mariadb_url(cls, url: str) -> str:
+        if not url.startswith(("mariadb://", "mariadb+pymysql://", "mysql://", "mysql+pymysql://")):
+            raise ValueError("a mariadb URL starts with mariadb://, mysql:// or their +pymysql forms")
+        return url
+
+
+def _time(value: Any) -> Any:
+    """PyMySQL reads TIME as a timedelta (TIME is an interval in MySQL)."""
+    return (dt.datetime.min + value).time() if isinstance(value, dt.timedelta) else value
+
+
+class MariadbConnector(SqlConnector):
+    dialect = "mariadb"
+
+    def engine_url(self, url: URL) -> URL:
+        query = dict(url.query)
+        query.setdefault("charset", "utf8mb4")
+        return url.set(drivername="mariadb+pymysql", query=query)
+
+    def parse_type(self, declared: str) -> ColumnType | None:
+        name, a, b = split_type(declared)
+        if name in ("tinyint", "tinyint unsigned"):
+            return ColumnType("boolean") if a == 1 else ColumnType("smallint")
+        if name in ("decimal", "numeric", "decimal unsigned"):
+            return ColumnType("decimal", precision=a or 10, scale=b or 0)
+        if name == "bigint unsigned":
+            return ColumnType("decimal", precision=20, scale=0)
+        if name == "varchar":
+            return ColumnType("varchar", length=a)
+        if name == "char":
+            return ColumnType("char", length=a or 1)
+        kind = _SIMPLE.get(name)
+        return ColumnType(kind) if kind else None  # type: ignore[arg-type]
+
+    def render_type(self, ctype: ColumnType) -> str:
+        if ctype.kind == "decimal":
+            return f"DECIMAL({ctype.precision},{ctype.scale or 0})" if ctype.precision else "DECIMAL(65,30)"
+        if ctype.kind == "varchar":
+            return f"VARCHAR({ctype.length})" if (ctype.length or 0) <= _MAX_VARCHAR else "LONGTEXT"
+        if ctype.kind == "char":
+            return f"CHAR({ctype.length})" if (ctype.length or 0) <= 255 else f"VARCHAR({ctype.length})"
+        return _RENDER[ctype.kind]
+
+    def table_options(self) -> str:
+        return " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+
+    def declared_columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, str]]:
+        if spec.table is not None:
+            cursor.execute(f"SHOW COLUMNS FROM {self.quote_table(spec.table)}")
+            return [(r[0], r[1]) for r in cursor.fetchall()]
+        assert spec.query is not None
+        cursor.execute("DROP TEMPORARY TABLE IF EXISTS runner_probe")
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE runner_probe AS SELECT * FROM "
+            f"({spec.query.strip().rstrip(';')}) AS q LIMIT 0"
+        )
+        cursor.execute("SHOW COLUMNS FROM runner_probe")
+        rows = [(r[0], r[1]) for r in cursor.fetchall()]
+        cursor.execute("DROP TEMPORARY TABLE runner_probe")
+        return rows
+
+    def decoder(self, ctype: ColumnType) -> Convert | None:
+        return {"time": _time, "boolean": bool, "uuid": uuid_value, "json": json_value}.get(ctype.kind)
+
+    def encoder(self, ctype: ColumnType) -> Convert | None:
+        if ctype.kind in ("timestamp", "timestamptz"):
+            return to_naive_utc
+        if ctype.kind in ("json", "jsonb"):
+            return json_text
+        if ctype.kind == "uuid":
+            return text_of
+        return None
+
+    def server_cursor(self, dbapi: Any, batch_size: int) -> Any:
+        from pymysql.cursors import SSCursor
+
+        return dbapi.cursor(SSCursor)
+
+    def is_transient(self, exc: Exception) -> bool:
+        args = getattr(exc, "args", ())
+        return bool(args) and args[0] in _TRANSIENT_ERRNOS
+
+    def insert_rows(self, cursor: Any, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        marks = ", ".join(["%s"] * len(columns))
+        cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+registry.register(registry.Kind("mariadb", MariadbConnection, MariadbConnector))

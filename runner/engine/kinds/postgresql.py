@@ -1,0 +1,136 @@
+"""PostgreSQL through psycopg 3: server-side cursors to read, COPY to write.
+
+psycopg returns exact Python values (Decimal, aware datetimes, parsed JSON), so reading needs
+no conversion at all; writing wraps JSON and settles time zones.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from sqlalchemy.engine import URL
+
+from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.engine import registry
+from runner.engine.connector import Convert, SqlConnector, to_aware_utc, to_naive_utc
+from runner.engine.types import ColumnType, split_type
+from runner.errors import TerminalError
+
+_SIMPLE = {
+    "smallint": "smallint",
+    "integer": "integer",
+    "bigint": "bigint",
+    "real": "real",
+    "double precision": "double",
+    "boolean": "boolean",
+    "text": "text",
+    "character varying": "text",
+    "date": "date",
+    "time without time zone": "time",
+    "timestamp without time zone": "timestamp",
+    "timestamp with time zone": "timestamptz",
+    "json": "json",
+    "jsonb": "jsonb",
+    "bytea": "binary",
+    "uuid": "uuid",
+}
+_RENDER = {
+    "smallint": "smallint",
+    "integer": "integer",
+    "bigint": "bigint",
+    "real": "real",
+    "double": "double precision",
+    "boolean": "boolean",
+    "text": "text",
+    "date": "date",
+    "time": "time",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamptz",
+    "json": "json",
+    "jsonb": "jsonb",
+    "binary": "bytea",
+    "uuid": "uuid",
+}
+_COLUMNS_SQL = """SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
+
+
+class PostgresqlConnection(ConnectionSpec):
+    type: Literal["postgresql"] = Field(description="PostgreSQL, through psycopg 3.")
+    url: str = Field(description="`postgresql://user:${env:PW}@host:5432/db` (or `postgresql+psycopg://`).")
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_url(cls, url: str) -> str:
+        if not url.startswith(("postgresql://", "postgresql+psycopg://")):
+            raise ValueError("a postgresql URL starts with postgresql:// or postgresql+psycopg://")
+        return url
+
+
+def _json(value: Any) -> Any:
+    from psycopg.types.json import Json
+
+    return Json(value)
+
+
+class PostgresqlConnector(SqlConnector):
+    dialect = "postgresql"
+
+    def engine_url(self, url: URL) -> URL:
+        return url.set(drivername="postgresql+psycopg")
+
+    def parse_type(self, declared: str) -> ColumnType | None:
+        name, a, b = split_type(declared)
+        if name == "numeric":
+            return ColumnType("decimal", precision=a, scale=b if a is not None else None)
+        if name == "character varying" and a:
+            return ColumnType("varchar", length=a)
+        if name in ("character", "bpchar"):
+            return ColumnType("char", length=a or 1)
+        kind = _SIMPLE.get(name)
+        return ColumnType(kind) if kind else None  # type: ignore[arg-type]
+
+    def render_type(self, ctype: ColumnType) -> str:
+        if ctype.kind == "decimal":
+            return f"numeric({ctype.precision},{ctype.scale or 0})" if ctype.precision else "numeric"
+        if ctype.kind in ("varchar", "char"):
+            return f"{ctype.kind}({ctype.length})"
+        return _RENDER[ctype.kind]
+
+    def declared_columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, str]]:
+        if spec.table is not None:
+            cursor.execute(_COLUMNS_SQL, (self.quote_table(spec.table),))
+            rows = cursor.fetchall()
+            if not rows:
+                raise TerminalError(f"table {spec.table!r} not found (connection {self.name!r})")
+            return [(r[0], r[1]) for r in rows]
+        assert spec.query is not None
+        cursor.execute(f"CREATE TEMP VIEW runner_probe AS {spec.query.strip().rstrip(';')}")
+        cursor.execute(_COLUMNS_SQL, ("pg_temp.runner_probe",))
+        return [(r[0], r[1]) for r in cursor.fetchall()]  # the caller rolls back: the view goes
+
+    def encoder(self, ctype: ColumnType) -> Convert | None:
+        if ctype.kind in ("json", "jsonb"):
+            return _json
+        if ctype.kind == "timestamp":
+            return to_naive_utc
+        if ctype.kind == "timestamptz":
+            return to_aware_utc
+        return None
+
+    def server_cursor(self, dbapi: Any, batch_size: int) -> Any:
+        cursor = dbapi.cursor(name="runner_read")
+        cursor.itersize = batch_size
+        return cursor
+
+    def create_schema_sql(self, schema: str) -> str | None:
+        return f"CREATE SCHEMA IF NOT EXISTS {self.preparer.quote(schema)}"
+
+    def insert_rows(self, cursor: Any, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+registry.register(registry.Kind("postgresql", PostgresqlConnection, PostgresqlConnector))

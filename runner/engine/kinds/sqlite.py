@@ -1,0 +1,240 @@
+"""SQLite: the embedded database of the bundled example and of small targets.
+
+SQLite stores few types (INTEGER, REAL, TEXT, BLOB); runner keeps the declared type names
+(`NUMERIC(12,2)`, `TIMESTAMP`, ...) so that reading the table back restores exact values:
+timestamps are ISO-8601 text with microseconds (UTC when the type has a time zone), decimals
+are exact up to the 15 significant digits SQLite keeps, booleans are 0/1, JSON is text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from sqlalchemy.engine import URL
+
+from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.engine import registry
+from runner.engine.connector import (
+    Convert,
+    SqlConnector,
+    decimal_of,
+    json_text,
+    json_value,
+    text_of,
+    to_aware_utc,
+    to_naive_utc,
+    uuid_value,
+)
+from runner.engine.types import ColumnType, split_type
+from runner.errors import TerminalError
+
+_INTEGERS = {
+    "smallint": "smallint",
+    "int2": "smallint",
+    "tinyint": "smallint",
+    "integer": "integer",
+    "int": "integer",
+    "int4": "integer",
+    "mediumint": "integer",
+    "bigint": "bigint",
+    "int8": "bigint",
+}
+_SIMPLE = {
+    "real": "real",
+    "float": "double",
+    "double": "double",
+    "double precision": "double",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "text": "text",
+    "clob": "text",
+    "date": "date",
+    "time": "time",
+    "timestamp": "timestamp",
+    "datetime": "timestamp",
+    "timestamptz": "timestamptz",
+    "json": "json",
+    "jsonb": "jsonb",
+    "blob": "binary",
+    "bytea": "binary",
+    "uuid": "uuid",
+}
+_RENDER = {
+    "smallint": "SMALLINT",
+    "integer": "INTEGER",
+    "bigint": "BIGINT",
+    "real": "REAL",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "text": "TEXT",
+    "date": "DATE",
+    "time": "TIME",
+    "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ",
+    "json": "JSON",
+    "jsonb": "JSON",
+    "binary": "BLOB",
+    "uuid": "UUID",
+}
+
+
+class SqliteConnection(ConnectionSpec):
+    type: Literal["sqlite"] = Field(description="SQLite database file.")
+    url: str = Field(
+        description=(
+            "`sqlite:///relative/path.db` (relative to the definitions folder) or "
+            "`sqlite:////absolute/path.db`."
+        )
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _sqlite_url(cls, url: str) -> str:
+        if not url.startswith("sqlite:///"):
+            raise ValueError("a sqlite URL starts with sqlite:/// followed by the database file path")
+        return url
+
+
+def _timestamp_text(value: Any) -> Any:
+    return (
+        to_naive_utc(value).isoformat(sep=" ", timespec="microseconds")
+        if isinstance(value, dt.datetime)
+        else value
+    )
+
+
+def _timestamptz_text(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return to_aware_utc(value).astimezone(dt.UTC).isoformat(sep=" ", timespec="microseconds")
+    return value
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date | dt.time) else value
+
+
+def _from_iso(kind: type[dt.date] | type[dt.time] | type[dt.datetime], aware: bool = False) -> Convert:
+    def convert(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        parsed = kind.fromisoformat(value)
+        return to_aware_utc(parsed) if aware else parsed
+
+    return convert
+
+
+class SqliteConnector(SqlConnector):
+    dialect = "sqlite"
+
+    def engine_url(self, url: URL) -> URL:
+        path = Path(url.database or "")
+        if url.database and url.database != ":memory:":
+            path = path if path.is_absolute() else self.base_dir / path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            url = url.set(database=str(path))
+        return url
+
+    def parse_type(self, declared: str) -> ColumnType | None:
+        if not declared.strip():
+            return None
+        name, a, b = split_type(declared)
+        if name in _INTEGERS:
+            return ColumnType(_INTEGERS[name])  # type: ignore[arg-type]
+        if name in ("numeric", "decimal"):
+            return ColumnType("decimal", precision=a, scale=b if a is not None else None)
+        if name in ("varchar", "character varying", "nvarchar", "varying character"):
+            return ColumnType("varchar", length=a) if a else ColumnType("text")
+        if name in ("char", "character", "nchar"):
+            return ColumnType("char", length=a or 1)
+        if name == "timestamp with time zone":
+            return ColumnType("timestamptz")
+        if name in _SIMPLE:
+            return ColumnType(_SIMPLE[name])  # type: ignore[arg-type]
+        # SQLite's own affinity rules for any other name
+        upper = declared.upper()
+        if "INT" in upper:
+            return ColumnType("bigint")
+        if any(t in upper for t in ("CHAR", "CLOB", "TEXT")):
+            return ColumnType("text")
+        if "BLOB" in upper:
+            return ColumnType("binary")
+        if any(t in upper for t in ("REAL", "FLOA", "DOUB")):
+            return ColumnType("double")
+        return ColumnType("decimal")
+
+    def render_type(self, ctype: ColumnType) -> str:
+        if ctype.kind == "decimal":
+            return f"NUMERIC({ctype.precision},{ctype.scale or 0})" if ctype.precision else "NUMERIC"
+        if ctype.kind in ("varchar", "char"):
+            return f"{ctype.kind.upper()}({ctype.length})"
+        return _RENDER[ctype.kind]
+
+    def declared_columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, str]]:
+        if spec.table is not None:
+            schema, _, name = spec.table.rpartition(".")
+            pragma = f"PRAGMA {self.preparer.quote(schema)}.table_info" if schema else "PRAGMA table_info"
+            cursor.execute(f"{pragma}({self.preparer.quote(name)})")
+            rows = cursor.fetchall()
+            if not rows:
+                raise TerminalError(f"table {spec.table!r} not found (connection {self.name!r})")
+            return [(r[1], r[2]) for r in rows]
+        cursor.execute("DROP VIEW IF EXISTS temp.runner_probe")
+        cursor.execute(f"CREATE TEMP VIEW runner_probe AS {spec.query}")
+        cursor.execute("PRAGMA temp.table_info(runner_probe)")
+        rows = cursor.fetchall()
+        cursor.execute("DROP VIEW temp.runner_probe")
+        return [(r[1], r[2]) for r in rows]
+
+    def decoder(self, ctype: ColumnType) -> Convert | None:
+        kind = ctype.kind
+        if kind == "decimal":
+            return decimal_of(ctype.scale)
+        if kind == "boolean":
+            return bool
+        if kind in ("timestamp", "timestamptz"):
+            return _from_iso(dt.datetime, aware=kind == "timestamptz")
+        if kind == "date":
+            return _from_iso(dt.date)
+        if kind == "time":
+            return _from_iso(dt.time)
+        if kind in ("json", "jsonb"):
+            return json_value
+        if kind == "uuid":
+            return uuid_value
+        return None
+
+    def encoder(self, ctype: ColumnType) -> Convert | None:
+        kind = ctype.kind
+        if kind == "decimal":
+            return text_of
+        if kind == "boolean":
+            return int
+        if kind == "timestamp":
+            return _timestamp_text
+        if kind == "timestamptz":
+            return _timestamptz_text
+        if kind in ("date", "time"):
+            return _iso
+        if kind in ("json", "jsonb"):
+            return json_text
+        if kind == "uuid":
+            return text_of
+        return None
+
+    def begin(self, dbapi: Any) -> None:
+        dbapi.isolation_level = None  # we issue BEGIN ourselves, so CREATE TABLE is inside it
+        dbapi.execute("BEGIN IMMEDIATE")
+
+    def is_transient(self, exc: Exception) -> bool:
+        text = str(exc).lower()
+        return "locked" in text or "busy" in text
+
+    def insert_rows(self, cursor: Any, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        marks = ", ".join("?" * len(columns))
+        cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+registry.register(registry.Kind("sqlite", SqliteConnection, SqliteConnector))

@@ -1,0 +1,65 @@
+"""The registry of connection types: type name -> spec model and connector class.
+
+Each module in `runner.engine.kinds` registers itself when imported; the Connection schema
+is built from what is registered, so only implemented types validate. Registering a name
+twice is an error, never a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.definitions.models import ConnectionSpec
+from runner.errors import TerminalError
+
+if TYPE_CHECKING:
+    from runner.engine.connector import Connector
+
+BUILTIN = ("runner.engine.kinds.sqlite", "runner.engine.kinds.postgresql", "runner.engine.kinds.mariadb")
+
+
+@dataclass(frozen=True)
+class Kind:
+    type: str
+    spec: type[ConnectionSpec]
+    connector: type[Connector]
+
+
+_KINDS: dict[str, Kind] = {}
+_loaded = False
+
+
+def register(kind: Kind) -> None:
+    if kind.type in _KINDS:
+        raise ValueError(
+            f"connection type {kind.type!r} is already registered by {_KINDS[kind.type].connector.__module__}"
+        )
+    _KINDS[kind.type] = kind
+
+
+def kinds() -> dict[str, Kind]:
+    """Every registered type (the built-in modules are imported on first use)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in BUILTIN:
+            importlib.import_module(module)
+    return dict(_KINDS)
+
+
+def connection_models() -> dict[str, type[ConnectionSpec]]:
+    return {name: kind.spec for name, kind in kinds().items()}
+
+
+def open_connector(name: str, spec: dict[str, Any], base_dir: Path) -> Connector:
+    """A connector for an applied connection document's spec."""
+    kind = kinds().get(spec.get("type", ""))
+    if kind is None:
+        raise TerminalError(
+            f"connection {name!r} has type {spec.get('type')!r}, which this runner "
+            f"does not know (known: {', '.join(sorted(kinds()))})"
+        )
+    return kind.connector(name, kind.spec.model_validate(spec), base_dir)

@@ -1,0 +1,100 @@
+"""Exceptions shared by every layer.
+
+One base class, `RunnerError`; the CLI turns any of them into a message and an exit code.
+Messages never carry secret values: connection errors pass through `secrets.redact` first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """Where a value came from: a file, its line and column (1-based), and the field path."""
+
+    file: str
+    line: int = 0
+    col: int = 0
+    field: str = ""
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}:{self.col}" if self.col else f":{self.line}"
+        return f"{where}: {self.field}" if self.field else where
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the definitions, with where it is and, optionally, how to fix it."""
+
+    location: Location
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.message}"
+        return f"{text} (hint: {self.hint})" if self.hint else text
+
+    def as_dict(self) -> dict[str, object]:
+        loc = self.location
+        return {
+            "file": loc.file,
+            "line": loc.line,
+            "col": loc.col,
+            "field": loc.field,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class RunnerError(Exception):
+    """Base class of every error runner raises on purpose."""
+
+    exit_code = 1
+
+
+# --- definitions -------------------------------------------------------------------------
+
+
+class DefinitionsInvalid(RunnerError):
+    """The definitions folder has problems; `problems` lists all of them, not only the first."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems, key=lambda p: p.location)
+        super().__init__(f"{len(self.problems)} problem(s) in the definitions")
+
+
+# --- state and apply ---------------------------------------------------------------------
+
+
+class StateError(RunnerError):
+    """The state store cannot be opened or is at a version this runner does not know."""
+
+
+class LockTimeout(RunnerError):
+    """Another process holds the lock past the wait; says who and how to release a stale one."""
+
+
+class StaleState(RunnerError):
+    """A saved plan was made against a state that has changed since."""
+
+
+class NotFound(RunnerError):
+    """A named object (job, connection, run) is not in the applied state."""
+
+
+# --- runs --------------------------------------------------------------------------------
+
+
+class TransientError(RunnerError):
+    """A failure that may pass by itself (connection refused, deadlock); a retry may succeed."""
+
+
+class TerminalError(RunnerError):
+    """A failure that a retry will not fix (bad SQL, missing table, bad data)."""
+
+
+class JobBusy(RunnerError):
+    """The job is already running in another process; a job never runs twice at once."""

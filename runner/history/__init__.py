@@ -1,0 +1,1 @@
+"""Run history: one JSON file per run, kept beside the state store."""

@@ -1,0 +1,58 @@
+"""History files: `<history>/<namespace>/<job>/<run-id>.json`, one per run.
+
+A file is written when the run starts (status `running`) and rewritten when it ends, always
+atomically (write a temporary file, fsync, rename), so a reader never sees half a file and a
+killed run leaves a record that says it never finished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """Sortable by start time: `20261123T013405-3fa9c1`."""
+    now = now or dt.datetime.now(dt.UTC)
+    return f"{now:%Y%m%dT%H%M%S}-{os.urandom(3).hex()}"
+
+
+def run_path(root: Path, namespace: str, job: str, run_id: str) -> Path:
+    return root / namespace / job / f"{run_id}.json"
+
+
+def write_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, ensure_ascii=False, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def list_runs(root: Path, namespace: str, job: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The job's runs, newest first; unreadable files are skipped."""
+    folder = root / namespace / job
+    if not folder.is_dir():
+        return []
+    runs = []
+    for path in sorted(folder.glob("*.json"), reverse=True):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        data["path"] = str(path)
+        runs.append(data)
+        if limit and len(runs) >= limit:
+            break
+    return runs

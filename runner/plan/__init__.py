@@ -1,0 +1,1 @@
+"""Plans: the difference between the definitions on disk and the applied state, and applying it."""

@@ -1,0 +1,73 @@
+"""Apply a plan to the state store: under the apply lock, in one transaction, with a revision
+that records who applied what from which git commit."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from runner.definitions.validate import digest
+from runner.errors import StaleState
+from runner.plan.diff import Plan
+from runner.state.store import StateStore, Write
+
+
+def git_info(folder: Path) -> tuple[str | None, bool | None]:
+    """The commit checked out in `folder`'s git work tree and whether its definitions are
+    dirty; (None, None) outside a work tree or without git."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return None, None
+        status = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
+
+
+def writes_for(plan: Plan) -> list[Write]:
+    writes = []
+    for c in plan.changes:
+        if c.action == "delete":
+            writes.append(Write(c.kind, c.namespace, c.name, None))
+        elif c.action in ("create", "update"):
+            assert c.after is not None
+            writes.append(Write(c.kind, c.namespace, c.name, c.after, digest(c.after), c.file, c.line))
+        elif c.moved:
+            writes.append(
+                Write(c.kind, c.namespace, c.name, c.after, file=c.file, line=c.line, new_revision=False)
+            )
+    return writes
+
+
+def apply_plan(store: StateStore, plan: Plan, folder: Path) -> int | None:
+    """Apply `plan` exactly; refuse when the state moved since it was made. The caller holds
+    the apply lock (`APPLY_LOCK`).
+
+    Returns:
+        The new revision id, or None when there was nothing to change.
+    Raises:
+        StaleState: the latest revision is not the plan's base.
+    """
+    writes = writes_for(plan)
+    if not writes:
+        latest = store.latest_revision()
+        if (latest.id if latest else None) != plan.base_revision:
+            raise StaleState("the state changed since the plan was made; make a new plan")
+        return None
+    commit, dirty = git_info(folder)
+    return store.apply(
+        writes,
+        base_revision=plan.base_revision,
+        git_commit=commit,
+        git_dirty=dirty,
+        digest=plan.digest,
+        summary=plan.summary(),
+    )

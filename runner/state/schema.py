@@ -1,0 +1,70 @@
+"""Tables of the state store and the migrations that build them.
+
+Migrations are an ordered list of functions, each run in the transaction that records its
+version, so a store is never half-migrated (SQLite and PostgreSQL both have transactional
+DDL). We do not use Alembic: its script directory, env.py and ini file would ship inside the
+package for a handful of tables, and its import costs start-up time on every CLI call; the
+version table below is the part of it we need. A migration never imports the current table
+definitions: it states the DDL of its own version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "runner_schema",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.String(40), nullable=False),
+)
+
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("applied_at", sa.String(40), nullable=False),
+    sa.Column("user", sa.String(200), nullable=False),
+    sa.Column("git_commit", sa.String(64)),
+    sa.Column("git_dirty", sa.Boolean),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),  # JSON: counts and changed objects
+)
+
+objects = sa.Table(
+    "objects",
+    metadata,
+    sa.Column("kind", sa.String(20), primary_key=True),
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),  # canonical JSON; secrets only as references
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("file", sa.String(1000), nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("revision_id", sa.Integer, nullable=False),  # revision that last changed it
+)
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("lock_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("holder", sa.String(300), nullable=False),
+    sa.Column("acquired_at", sa.String(40), nullable=False),
+)
+
+
+def _v1(conn: sa.Connection) -> None:
+    """Objects, revisions and locks."""
+    v1 = sa.MetaData()
+    for table in (revisions, objects, locks):
+        table.to_metadata(v1)
+    v1.create_all(conn)
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1]
+LATEST = len(MIGRATIONS)

@@ -1,0 +1,338 @@
+"""Read and write the state store.
+
+`StateStore` opens a SQLAlchemy engine on the store's URL, migrates it on first use, and offers
+short transactions: read the applied objects, apply a list of changes with a new revision in
+one transaction, and take or release named locks (the apply lock, a job's run lock).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from runner.errors import LockTimeout, NotFound, StaleState, StateError
+from runner.state import schema
+
+APPLY_LOCK = "apply"
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return os.environ.get("USER", "unknown")
+
+
+@dataclass(frozen=True)
+class AppliedObject:
+    """A definition as the state store holds it."""
+
+    kind: str
+    namespace: str
+    name: str
+    document: dict[str, Any]
+    digest: str
+    file: str
+    line: int
+    revision_id: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Revision:
+    id: int
+    applied_at: str
+    user: str
+    git_commit: str | None
+    git_dirty: bool | None
+    digest: str
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One change to an object row: `document` None deletes it."""
+
+    kind: str
+    namespace: str
+    name: str
+    document: dict[str, Any] | None
+    digest: str = ""
+    file: str = ""
+    line: int = 0
+    new_revision: bool = True  # False: only the file/line moved; keep its revision
+
+
+@dataclass(frozen=True)
+class Lock:
+    name: str
+    lock_id: str
+    holder: str
+    acquired_at: str
+
+
+def _sqlite_begin_immediate(engine: sa.Engine) -> None:
+    """Make every SQLite transaction take the write lock at BEGIN, so two processes queue on
+    the busy timeout instead of failing with 'database is locked' half-way (the pysqlite
+    recipe from the SQLAlchemy documentation)."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class StateStore:
+    """The applied state, behind a SQLAlchemy URL (`sqlite:///…` or `postgresql://…`)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        parsed = sa.make_url(url)
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(parsed, connect_args={"timeout": 60})
+            _sqlite_begin_immediate(self.engine)
+        elif parsed.get_backend_name() == "postgresql":
+            self.engine = sa.create_engine(parsed, pool_pre_ping=True)
+        else:
+            raise StateError(
+                f"unsupported state store {parsed.get_backend_name()!r}; use sqlite or postgresql"
+            )
+        self._migrate()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- schema ----------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":  # serialise concurrent first starts
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7361626)")
+                schema.schema_version.create(conn, checkfirst=True)
+                current = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
+                if current > schema.LATEST:
+                    raise StateError(
+                        f"the state store is at schema version {current}, newer than "
+                        f"this runner knows ({schema.LATEST}); upgrade runner"
+                    )
+                for version in range(current + 1, schema.LATEST + 1):
+                    schema.MIGRATIONS[version - 1](conn)
+                    conn.execute(schema.schema_version.insert().values(version=version, applied_at=utcnow()))
+        except sa.exc.OperationalError as exc:
+            raise StateError(f"cannot open the state store: {exc.orig}") from None
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
+
+    # --- reads -----------------------------------------------------------------------
+
+    def objects(self, kind: str | None = None) -> list[AppliedObject]:
+        query = sa.select(schema.objects).order_by(
+            schema.objects.c.kind, schema.objects.c.namespace, schema.objects.c.name
+        )
+        if kind:
+            query = query.where(schema.objects.c.kind == kind)
+        with self.engine.connect() as conn:
+            return [
+                AppliedObject(
+                    r.kind,
+                    r.namespace,
+                    r.name,
+                    json.loads(r.document),
+                    r.digest,
+                    r.file,
+                    r.line,
+                    r.revision_id,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def get(self, kind: str, namespace: str, name: str) -> AppliedObject:
+        for obj in self.objects(kind):
+            if (obj.namespace, obj.name) == (namespace, name):
+                return obj
+        raise NotFound(f"no {kind} {namespace}/{name} in the applied state")
+
+    def latest_revision(self) -> Revision | None:
+        query = sa.select(schema.revisions).order_by(schema.revisions.c.id.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return self._revision(row) if row else None
+
+    def revision(self, revision_id: int) -> Revision:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(schema.revisions).where(schema.revisions.c.id == revision_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"no revision {revision_id}")
+        return self._revision(row)
+
+    @staticmethod
+    def _revision(row: Any) -> Revision:
+        return Revision(
+            row.id,
+            row.applied_at,
+            row.user,
+            row.git_commit,
+            row.git_dirty,
+            row.digest,
+            json.loads(row.summary),
+        )
+
+    # --- apply -----------------------------------------------------------------------
+
+    def apply(
+        self,
+        writes: list[Write],
+        *,
+        base_revision: int | None,
+        git_commit: str | None,
+        git_dirty: bool | None,
+        digest: str,
+        summary: dict[str, Any],
+    ) -> int | None:
+        """Write every change in one transaction, under a new revision when any object's
+        document changes. Refuses when the latest revision is no longer `base_revision`.
+
+        Returns:
+            The new revision's id, or None when only file locations moved.
+        Raises:
+            StaleState: another apply landed since the plan was made.
+        """
+        table = schema.objects
+        with self.engine.begin() as conn:
+            latest = conn.execute(sa.select(sa.func.max(schema.revisions.c.id))).scalar()
+            if latest != base_revision:
+                raise StaleState(
+                    f"the state changed since the plan was made (plan is based on "
+                    f"revision {base_revision or 'none'}, the state is at revision "
+                    f"{latest}); make a new plan"
+                )
+            revision_id = None
+            if any(w.new_revision for w in writes):
+                revision_id = conn.execute(
+                    schema.revisions.insert().values(
+                        applied_at=utcnow(),
+                        user=current_user(),
+                        git_commit=git_commit,
+                        git_dirty=git_dirty,
+                        digest=digest,
+                        summary=json.dumps(summary, sort_keys=True),
+                    )
+                ).inserted_primary_key[0]
+            for w in writes:
+                key = (table.c.kind == w.kind) & (table.c.namespace == w.namespace) & (table.c.name == w.name)
+                if w.document is None:
+                    conn.execute(table.delete().where(key))
+                    continue
+                values: dict[str, Any] = {"file": w.file, "line": w.line}
+                if w.new_revision:
+                    values.update(
+                        document=json.dumps(w.document, sort_keys=True),
+                        digest=w.digest,
+                        revision_id=revision_id,
+                    )
+                updated = conn.execute(table.update().where(key).values(**values)).rowcount
+                if not updated:
+                    conn.execute(
+                        table.insert().values(kind=w.kind, namespace=w.namespace, name=w.name, **values)
+                    )
+            return revision_id
+
+    # --- locks -----------------------------------------------------------------------
+
+    @staticmethod
+    def holder() -> str:
+        return f"{current_user()}@{socket.gethostname()} pid {os.getpid()}"
+
+    def lock_info(self, name: str) -> Lock | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
+        return Lock(row.name, row.lock_id, row.holder, row.acquired_at) if row else None
+
+    def acquire(self, name: str, timeout: float, poll: float = 0.1) -> str:
+        """Take the named lock, waiting up to `timeout` seconds for its holder.
+
+        Returns:
+            The lock id, needed to release it.
+        Raises:
+            LockTimeout: naming the holder and how to release a stale lock.
+        """
+        lock_id = uuid.uuid4().hex
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        schema.locks.insert().values(
+                            name=name, lock_id=lock_id, holder=self.holder(), acquired_at=utcnow()
+                        )
+                    )
+                return lock_id
+            except sa.exc.IntegrityError:
+                if time.monotonic() >= deadline:
+                    held = self.lock_info(name)
+                    if held is None:
+                        continue  # released in between: try once more
+                    raise LockTimeout(
+                        f"the {name} lock is held by {held.holder} since {held.acquired_at} "
+                        f"(lock id {held.lock_id}); if that process is gone, release it with "
+                        f"`runner force-unlock {held.lock_id}`"
+                    ) from None
+                time.sleep(poll)
+
+    def release(self, name: str, lock_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                schema.locks.delete().where(
+                    (schema.locks.c.name == name) & (schema.locks.c.lock_id == lock_id)
+                )
+            )
+
+    @contextmanager
+    def locked(self, name: str, timeout: float) -> Iterator[str]:
+        lock_id = self.acquire(name, timeout)
+        try:
+            yield lock_id
+        finally:
+            self.release(name, lock_id)
+
+    def force_unlock(self, lock_id: str) -> Lock:
+        """Release a lock whose holder is gone; the id must match, so a lock taken since by
+        someone else is never released by mistake."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(schema.locks).where(schema.locks.c.lock_id == lock_id)).first()
+            if row is None:
+                raise NotFound(f"no lock with id {lock_id} (already released?)")
+            conn.execute(schema.locks.delete().where(schema.locks.c.lock_id == lock_id))
+        return Lock(row.name, row.lock_id, row.holder, row.acquired_at)
