@@ -88,6 +88,7 @@ def _validate_document(
     doc: Document, connection_types: Mapping[str, type[ConnectionSpec]]
 ) -> tuple[Definition | None, list[Problem]]:
     problems: list[Problem] = []
+    envelope: Envelope | None = None
     try:
         envelope = Envelope.model_validate(doc.data)
     except ValidationError as exc:
@@ -101,10 +102,11 @@ def _validate_document(
                         problem.location, f"unknown {field} {str(given)!r}; expected {expected}"
                     )
             problems.append(problem)
-        return None, problems
+        if any(p.location.field.split(".")[0] in ("apiVersion", "kind", "spec") for p in problems):
+            return None, problems  # without a known kind and a spec mapping, the spec cannot be checked
 
-    spec = envelope.spec
-    if envelope.kind == "Job":
+    kind, spec = doc.data["kind"], doc.data["spec"]
+    if kind == "Job":
         model: type[BaseModel] = JobSpec
     else:
         type_name = spec.get("type")
@@ -115,28 +117,25 @@ def _validate_document(
                 if type_name is None
                 else f"unknown connection type {str(type_name)!r}"
             )
-            return None, [Problem(doc.locate(("spec", "type")), message, f"known types: {known}")]
+            return None, [*problems, Problem(doc.locate(("spec", "type")), message, f"known types: {known}")]
         model = connection_types[type_name]
-    parsed, problems = _validate_spec(doc, model)
+    parsed, spec_problems = _validate_spec(doc, model)
+    problems.extend(spec_problems)
+    if envelope is None or problems:
+        return None, problems
 
-    namespace = envelope.metadata.namespace or doc.folder_namespace or DEFAULT_NAMESPACE
-    if (
-        envelope.metadata.namespace
-        and doc.folder_namespace
-        and envelope.metadata.namespace != doc.folder_namespace
-    ):
-        problems.append(
+    meta = envelope.metadata
+    if meta.namespace and doc.folder_namespace and meta.namespace != doc.folder_namespace:
+        return None, [
             Problem(
                 doc.locate(("metadata", "namespace")),
-                f"namespace {envelope.metadata.namespace!r} contradicts the folder "
-                f"{doc.folder_namespace!r} the file is in",
+                f"namespace {meta.namespace!r} contradicts the folder {doc.folder_namespace!r} "
+                "the file is in",
                 "drop metadata.namespace or move the file",
             )
-        )
-    if problems:
-        return None, problems
-    line = doc.positions[()][0]
-    return Definition(envelope.kind, envelope.metadata, namespace, parsed, doc.file, line), []
+        ]
+    namespace = meta.namespace or doc.folder_namespace or DEFAULT_NAMESPACE
+    return Definition(kind, meta, namespace, parsed, doc.file, doc.positions[()][0]), []
 
 
 def validate_documents(
@@ -168,24 +167,32 @@ def validate_documents(
         first[definition.key] = definition
         unique.append((definition, doc))
 
-    connections = {(d.namespace, d.name) for d, _ in unique if d.kind == "Connection"}
-    for definition, doc in unique:
-        if definition.kind != "Job":
+    # References are checked on every document that names them, valid or not, so a run reports
+    # a dangling reference together with the job's other problems. A connection whose own spec
+    # is invalid still counts as existing: its problems are reported already.
+    connections = {_raw_key(doc) for doc in docs if doc.data.get("kind") == "Connection"}
+    for doc in docs:
+        spec = doc.data.get("spec")
+        if doc.data.get("kind") != "Job" or not isinstance(spec, dict):
             continue
-        assert isinstance(definition.spec, JobSpec)
+        namespace = _raw_key(doc)[0]
         for field in ("source", "target"):
-            ref = getattr(definition.spec, field)
-            if resolve_reference(ref, definition.namespace, connections) is None:
+            ref = spec.get(field)
+            if isinstance(ref, str) and resolve_reference(ref, namespace, connections) is None:
+                searched = sorted({namespace, DEFAULT_NAMESPACE})
+                hint = "define it in connections.d/"
+                if "/" not in ref:
+                    hint += f" (looked in namespace {' and '.join(repr(n) for n in searched)})"
                 problems.append(
-                    Problem(
-                        doc.locate(("spec", field)),
-                        f"connection {ref!r} does not exist",
-                        f"define it in connections.d/ (looked in namespaces "
-                        f"{definition.namespace!r} and {DEFAULT_NAMESPACE!r})"
-                        if "/" not in ref
-                        else "define it in connections.d/",
-                    )
+                    Problem(doc.locate(("spec", field)), f"connection {ref!r} does not exist", hint)
                 )
     definitions = [d for d, _ in unique]
     return definitions, problems
 
+
+def _raw_key(doc: Document) -> tuple[str, str]:
+    """(namespace, name) as a document states them, before validation."""
+    meta = doc.data.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    namespace = meta.get("namespace") or doc.folder_namespace or DEFAULT_NAMESPACE
+    return str(namespace), str(meta.get("name"))

@@ -1,0 +1,305 @@
+"""Every kind of bad input is reported as `path:line:col: field: message`, all at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner import service
+from runner.errors import DefinitionsInvalid, Problem
+
+
+def problems(project) -> list[Problem]:
+    with pytest.raises(DefinitionsInvalid) as info:
+        service.validate(project.ws)
+    return info.value.problems
+
+
+def lines(project) -> list[str]:
+    return [str(p) for p in problems(project)]
+
+
+GOOD_CONNECTIONS = """
+apiVersion: runner/v1
+kind: Connection
+metadata: {name: src}
+spec: {type: sqlite, url: "sqlite:///src.db"}
+---
+apiVersion: runner/v1
+kind: Connection
+metadata: {name: dst}
+spec: {type: sqlite, url: "sqlite:///dst.db"}
+"""
+
+
+def test_valid_folder_loads_every_document(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job("copy", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}}")
+    defs = service.validate(project.ws)
+    assert sorted(d.ref for d in defs) == ["default/copy", "default/dst", "default/src"]
+
+
+def test_yaml_syntax_error_has_line_and_column(project):
+    project.write("jobs.d/bad.yaml", "apiVersion: runner/v1\nkind: Job\nmetadata: {name: x\nspec: {}\n")
+    (p,) = problems(project)
+    assert p.location.file.endswith("jobs.d/bad.yaml")
+    assert p.location.line == 4 and p.location.col >= 1
+    assert p.message.startswith("YAML syntax error")
+
+
+def test_duplicate_key_is_rejected_not_last_one_wins(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.write(
+        "jobs.d/dup.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: dup}
+        spec:
+          source: src
+          target: dst
+          source: dst
+          tasks: [{name: t, read: {table: a}, write: {table: b}}]
+        """,
+    )
+    (line,) = lines(project)
+    assert line.endswith(
+        "jobs.d/dup.yaml:7:3: spec.source: duplicate key 'source' (first at line 5) "
+        "(hint: a mapping may name each key once; PyYAML would silently keep the last one)"
+    )
+
+
+def test_unknown_field_suggests_the_close_one(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        """
+        - name: t
+          read: {table: a}
+          write: {table: b, kyes: [id]}
+        """,
+    )
+    (p,) = problems(project)
+    assert (p.location.line, p.location.col, p.location.field) == (10, 25, "spec.tasks[0].write.kyes")
+    assert p.message == "unknown field 'kyes'"
+    assert p.hint == "known fields: table"
+
+
+def test_typo_in_top_level_field_did_you_mean(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.write(
+        "jobs.d/typo.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: typo}
+        spec:
+          source: src
+          target: dst
+          shedule: {cron: "* * * * *"}
+          tasks: [{name: t, read: {table: a}, write: {table: b}}]
+        """,
+    )
+    (p,) = problems(project)
+    assert str(p).endswith(
+        "typo.yaml:7:3: spec.shedule: unknown field 'shedule' (hint: did you mean 'schedule'?)"
+    )
+
+
+def test_wrong_type_names_the_field(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job(
+        "copy", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}}", extra="  batch_size: lots\n"
+    )
+    (p,) = problems(project)
+    assert (p.location.line, p.location.field) == (7, "spec.batch_size")
+    assert "valid integer" in p.message
+
+
+def test_unknown_api_version_and_kind(project):
+    project.write("jobs.d/v2.yaml", "apiVersion: runner/v2\nkind: Job\nmetadata: {name: a}\nspec: {}\n")
+    project.write(
+        "jobs.d/kind.yaml", "apiVersion: runner/v1\nkind: Pipeline\nmetadata: {name: b}\nspec: {}\n"
+    )
+    found = lines(project)
+    assert any(
+        s.endswith("kind.yaml:2:1: kind: unknown kind 'Pipeline'; expected 'Connection' or 'Job'")
+        for s in found
+    ), found
+    assert any(
+        s.endswith("v2.yaml:1:1: apiVersion: unknown apiVersion 'runner/v2'; expected 'runner/v1'")
+        for s in found
+    ), found
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ('{cron: "61 * * * *"}', "invalid cron expression '61 * * * *'"),
+        ('{cron: "* * *"}', "invalid cron expression '* * *'"),
+        ('{cron: "*/5 * * * *", timezone: Mars/Olympus}', "unknown time zone 'Mars/Olympus'"),
+    ],
+)
+def test_invalid_cron_or_timezone(project, schedule, message):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        "- {name: t, read: {table: a}, write: {table: b}}",
+        extra=f"  schedule: {schedule}\n",
+    )
+    (p,) = problems(project)
+    assert p.location.line == 7 and p.location.field.startswith("spec.schedule")
+    assert p.message.startswith(message)
+
+
+def test_cron_with_seconds_is_valid(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        "- {name: t, read: {table: a}, write: {table: b}}",
+        extra='  schedule: {cron: "*/5 * * * * */10", timezone: Europe/Berlin}\n',
+    )
+    assert len(service.validate(project.ws)) == 3
+
+
+def test_dangling_connection_reference(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job("copy", "src", "nowhere", "- {name: t, read: {table: a}, write: {table: b}}")
+    (p,) = problems(project)
+    assert str(p).endswith(
+        "copy.yaml:6:3: spec.target: connection 'nowhere' does not exist "
+        "(hint: define it in connections.d/ (looked in namespace 'default'))"
+    )
+
+
+def test_duplicate_names_point_at_both(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.connection("src", "sqlite", "sqlite:///other.db")
+    (p,) = problems(project)
+    assert p.location.file.endswith("connections.d/src.yaml") and p.location.field == "metadata.name"
+    assert "duplicate Connection 'default/src'; first defined at" in p.message
+    assert "connections.d/all.yaml:1" in p.message
+
+
+def test_same_name_in_other_namespace_is_fine_and_subfolder_is_namespace(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.connection("src", "sqlite", "sqlite:///finance.db", folder="finance/")
+    project.job("copy", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}}", folder="finance/")
+    defs = {d.ref: d for d in service.validate(project.ws)}
+    assert "finance/src" in defs and "default/src" in defs
+    assert defs["finance/copy"].namespace == "finance"
+
+
+def test_namespace_contradicting_folder(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.write(
+        "jobs.d/team/x.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: x, namespace: other}
+        spec: {source: src, target: dst, tasks: [{name: t, read: {table: a}, write: {table: b}}]}
+        """,
+    )
+    (p,) = problems(project)
+    assert p.location.field == "metadata.namespace" and "contradicts the folder 'team'" in p.message
+
+
+def test_literal_password_is_rejected_without_echoing_it(project):
+    project.connection("pg", "postgresql", "postgresql://sync:hunter2@127.0.0.1/shop")
+    (p,) = problems(project)
+    assert p.location.field == "spec.url" and p.location.line == 4
+    assert "literal password" in p.message and "${env:" in p.message
+    assert "hunter2" not in str(p)
+
+
+def test_password_reference_is_accepted(project):
+    project.connection("pg", "postgresql", "postgresql://sync:${env:SHOP_PW}@127.0.0.1/shop")
+    project.connection("pg2", "postgresql", "postgresql://sync:${file:secrets/pw}@127.0.0.1/shop")
+    assert len(service.validate(project.ws)) == 2
+
+
+def test_malformed_secret_reference(project):
+    project.connection("pg", "postgresql", "postgresql://sync:${vault:x}@127.0.0.1/shop")
+    (p,) = problems(project)
+    assert "unknown secret source 'vault'" in p.message
+
+
+def test_unknown_connection_type_lists_known(project):
+    project.connection("x", "oracle", "oracle://h/db")
+    (p,) = problems(project)
+    assert p.location.field == "spec.type" and p.message == "unknown connection type 'oracle'"
+    assert p.hint == "known types: mariadb, postgresql, sqlite"
+
+
+def test_read_needs_exactly_one_of_table_or_query(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job("copy", "src", "dst", "- {name: t, read: {table: a, query: SELECT 1}, write: {table: b}}")
+    (p,) = problems(project)
+    assert p.location.field == "spec.tasks[0].read" and "exactly one of 'table' or 'query'" in p.message
+
+
+def test_missing_required_field(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.write(
+        "jobs.d/m.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: m}
+        spec:
+          source: src
+          tasks: [{name: t, read: {table: a}, write: {table: b}}]
+        """,
+    )
+    (p,) = problems(project)
+    assert (p.location.line, p.location.field, p.message) == (4, "spec.target", "required field is missing")
+
+
+def test_all_errors_are_reported_not_only_the_first(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.write(
+        "jobs.d/a.yaml", "apiVersion: runner/v1\nkind: Job\nmetadata: {name: a}\nspec: {source: src}\n"
+    )
+    project.write(
+        "jobs.d/b.yaml", "apiVersion: runner/v1\nkind: Job\nmetadata: {name: b, extra: 1}\nspec: {}\n"
+    )
+    project.write("jobs.d/c.yaml", "key: [unclosed\n")
+    found = lines(project)
+    files = {s.split(":")[0].rsplit("/", 1)[-1] for s in found}
+    assert files == {"a.yaml", "b.yaml", "c.yaml"}
+    assert len(found) >= 4
+
+
+def test_bad_names_and_task_names(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job(
+        "Bad_Name!",
+        "src",
+        "dst",
+        """
+        - {name: t, read: {table: a}, write: {table: b}}
+        - {name: t, read: {table: c}, write: {table: d}}
+        """,
+    )
+    found = lines(project)
+    assert any("metadata.name" in s and "should match pattern" in s for s in found), found
+    assert any("spec.tasks" in s and "two tasks are named 't'" in s for s in found), found
+
+
+def test_no_definition_folders_is_an_error(tmp_path):
+    ws = service.Workspace(tmp_path)
+    with pytest.raises(DefinitionsInvalid) as info:
+        service.validate(ws)
+    assert "no jobs.d/ or connections.d/ folder here" in str(info.value.problems[0])
+
+
+def test_non_mapping_document(project):
+    project.write("jobs.d/list.yaml", "- a\n- b\n")
+    (p,) = problems(project)
+    assert p.message.startswith("a definition must be a mapping")

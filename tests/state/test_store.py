@@ -1,0 +1,124 @@
+"""The state store: migrations, locks that serialise applies, and PostgreSQL as a store."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from runner import service
+from runner.errors import LockTimeout, NotFound, StateError
+from runner.state import schema
+from runner.state.store import APPLY_LOCK, StateStore
+
+CONNS = """
+apiVersion: runner/v1
+kind: Connection
+metadata: {name: src}
+spec: {type: sqlite, url: "sqlite:///src.db"}
+"""
+
+
+def test_new_store_is_migrated_to_latest(tmp_path):
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    assert store.schema_version() == schema.LATEST
+    store.close()
+    again = StateStore(f"sqlite:///{tmp_path / 'state.db'}")  # idempotent
+    assert again.schema_version() == schema.LATEST
+    again.close()
+
+
+def test_store_from_a_newer_runner_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    StateStore(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(schema.schema_version.insert().values(version=schema.LATEST + 1, applied_at="x"))
+    engine.dispose()
+    with pytest.raises(StateError, match="newer than this runner knows"):
+        StateStore(url)
+
+
+def test_lock_waits_then_times_out_naming_the_holder(tmp_path):
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    lock_id = store.acquire(APPLY_LOCK, timeout=0)
+    started = time.monotonic()
+    with pytest.raises(LockTimeout) as info:
+        store.acquire(APPLY_LOCK, timeout=0.5)
+    assert time.monotonic() - started >= 0.5
+    assert lock_id in str(info.value) and f"runner force-unlock {lock_id}" in str(info.value)
+    assert "pid" in str(info.value)
+    store.release(APPLY_LOCK, lock_id)
+    store.release(APPLY_LOCK, store.acquire(APPLY_LOCK, timeout=0))
+    store.close()
+
+
+def test_force_unlock_checks_the_id(tmp_path):
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    lock_id = store.acquire(APPLY_LOCK, timeout=0)
+    with pytest.raises(NotFound):
+        store.force_unlock("0" * 32)
+    assert store.lock_info(APPLY_LOCK).lock_id == lock_id
+    released = store.force_unlock(lock_id)
+    assert released.name == APPLY_LOCK and store.lock_info(APPLY_LOCK) is None
+    store.close()
+
+
+def test_concurrent_applies_serialise(project):
+    """While one process holds the apply lock, apply waits; it proceeds once released."""
+    project.write("connections.d/c.yaml", CONNS)
+    holder = StateStore(project.ws.state)
+    lock_id = holder.acquire(APPLY_LOCK, timeout=0)
+    results = {}
+
+    def apply() -> None:
+        results["result"] = service.apply(service.Workspace(project.root), lock_timeout=10)
+
+    thread = threading.Thread(target=apply)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive() and project.ws.store().latest_revision() is None  # waiting, nothing written
+    holder.release(APPLY_LOCK, lock_id)
+    thread.join(10)
+    assert results["result"].revision == 1
+    holder.close()
+
+
+def test_apply_times_out_while_locked_and_changes_nothing(project):
+    project.write("connections.d/c.yaml", CONNS)
+    holder = StateStore(project.ws.state)
+    lock_id = holder.acquire(APPLY_LOCK, timeout=0)
+    with pytest.raises(LockTimeout, match=lock_id):
+        service.apply(project.ws, lock_timeout=0.3)
+    assert project.ws.store().latest_revision() is None
+    holder.close()
+
+
+def test_postgresql_state_store_full_cycle(project, pg_url, tmp_path):
+    project.write("connections.d/c.yaml", CONNS)
+    project.job("copy", "src", "src", "- {name: t, read: {table: a}, write: {table: b}}")
+    ws = service.Workspace(project.root, state_url=pg_url)
+    try:
+        assert service.apply(ws).revision == 1
+        project.job(
+            "copy",
+            "src",
+            "src",
+            "- {name: t, read: {table: a}, write: {table: b}}",
+            extra="  batch_size: 5\n",
+        )
+        plan = service.plan(ws)
+        (change,) = [c for c in plan.changes if c.action == "update"]
+        assert [(f.path, f.new) for f in change.fields] == [("spec.batch_size", 5)]
+        plan_file = tmp_path / "p.json"
+        service.save_plan(plan, plan_file)
+        assert service.apply(ws, plan_file).revision == 2
+        assert ws.store().get("Job", "default", "copy").document["spec"]["batch_size"] == 5
+        lock_id = ws.store().acquire(APPLY_LOCK, timeout=0)
+        with pytest.raises(LockTimeout):
+            service.apply(ws, lock_timeout=0.2)
+        ws.store().force_unlock(lock_id)
+    finally:
+        ws.close()
