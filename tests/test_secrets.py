@@ -1,0 +1,110 @@
+"""Invariant 3: secret values never reach the state store, plans, history, output or errors."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from runner.cli.app import app
+
+SECRET = "Zq9-very-secret-4711"
+DB_SECRET = "runner_secret_db_8842"
+
+
+def test_secret_values_are_never_written(project, pg_url, monkeypatch, tmp_path):
+    monkeypatch.chdir(project.root)
+    monkeypatch.setenv("SHOP_PW", SECRET)
+    monkeypatch.setenv("MISSING_DB", DB_SECRET)
+    (project.root / "secrets").mkdir()
+    (project.root / "secrets" / "pw").write_text(SECRET + "\n")
+    pg = sa.make_url(pg_url)
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE items (id int, name text)")
+        conn.exec_driver_sql("INSERT INTO items VALUES (1, 'a'), (2, 'b')")
+    engine.dispose()
+    base = f"postgresql://postgres:{{}}@127.0.0.1:{pg.port or 5432}"
+    project.connection("shop", "postgresql", base.format("${env:SHOP_PW}") + f"/{pg.database}")
+    project.connection("shop-file", "postgresql", base.format("${file:secrets/pw}") + f"/{pg.database}")
+    # a database named by a secret that does not exist: the driver's error echoes the name
+    project.connection("broken", "postgresql", base.format("${env:SHOP_PW}") + "/${env:MISSING_DB}")
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    project.job("good", "shop", "dst", "- {name: t, read: {table: items}, write: {table: items}}")
+    project.job("good-file", "shop-file", "dst", "- {name: t, read: {table: items}, write: {table: items2}}")
+    project.job("bad", "broken", "dst", "- {name: t, read: {table: items}, write: {table: items}}")
+
+    cli = CliRunner()
+    outputs = []
+    for args in (
+        ["validate"],
+        ["plan", "-out", str(tmp_path / "p.plan")],
+        ["apply", str(tmp_path / "p.plan")],
+        ["get", "connections", "--format", "json"],
+        ["describe", "connection", "shop"],
+        ["run", "good"],
+        ["run", "good-file"],
+        ["run", "bad"],
+        ["history", "bad", "--format", "json"],
+    ):
+        result = cli.invoke(app, ["--dir", str(project.root), *args])
+        outputs.append(result.stdout + result.stderr)
+    assert "succeeded" in outputs[5] and "succeeded" in outputs[6]
+    assert "failed" in outputs[7] and "***" in outputs[7]  # the driver's message, redacted
+    assert 'database "***" does not exist' in outputs[7]
+    for text in outputs:
+        assert SECRET not in text and DB_SECRET not in text
+
+    written = [p for p in project.root.rglob("*") if p.is_file() and "secrets" not in p.parts]
+    written.append(tmp_path / "p.plan")
+    assert any(p.suffix == ".json" for p in written)  # history files are among them
+    for path in written:
+        data = path.read_bytes()
+        assert SECRET.encode() not in data, path
+        assert DB_SECRET.encode() not in data, path
+
+
+def test_missing_env_secret_fails_the_run_without_a_value(project, monkeypatch):
+    monkeypatch.delenv("NOT_SET_PW", raising=False)
+    project.connection("src", "postgresql", "postgresql://u:${env:NOT_SET_PW}@127.0.0.1/db")
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    project.job("j", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}}")
+    from runner import service
+
+    service.apply(project.ws)
+    record = service.run(project.ws, "j")
+    assert record["status"] == "failed"
+    assert "environment variable NOT_SET_PW is not set" in record["error"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://u:plain@h/db", "postgresql://u:pre${env:X}@h/db", "postgresql://u@h/db?password=plain"],
+)
+def test_literal_passwords_are_found(url):
+    from runner.definitions.secrets import literal_password
+
+    assert literal_password(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:${env:X}@h/db",
+        "postgresql://u@h/db",
+        "sqlite:///x.db",
+        "postgresql://u@h/db?password=${file:pw}",
+    ],
+)
+def test_references_are_not_literal_passwords(url):
+    from runner.definitions.secrets import literal_password
+
+    assert literal_password(url) is None
+
+
+def test_password_with_url_special_characters_needs_no_encoding(monkeypatch, tmp_path):
+    from runner.definitions.secrets import resolve_url
+
+    monkeypatch.setenv("PW", "p@ss/w:rd#?")
+    url = resolve_url("postgresql://user:${env:PW}@127.0.0.1:5432/db", tmp_path)
+    assert url.password == "p@ss/w:rd#?" and url.host == "127.0.0.1" and url.database == "db"
