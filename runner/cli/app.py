@@ -58,6 +58,7 @@ def main_options(
             "--dir",
             "-d",
             envvar="RUNNER_DIR",
+            metavar="DIR",
             show_default=".",
             help="Folder holding jobs.d/ and connections.d/.",
         ),
@@ -67,6 +68,7 @@ def main_options(
         typer.Option(
             "--state",
             envvar="RUNNER_STATE",
+            metavar="URL",
             help=(
                 "State store URL (sqlite:///… or postgresql://…). Default: sqlite file DIR/.runner/state.db."
             ),
@@ -77,6 +79,7 @@ def main_options(
         typer.Option(
             "--history",
             envvar="RUNNER_HISTORY",
+            metavar="DIR",
             help=("Folder of run history files. Default: DIR/.runner/history."),
         ),
     ] = None,
