@@ -122,3 +122,44 @@ def test_postgresql_state_store_full_cycle(project, pg_url, tmp_path):
         ws.store().force_unlock(lock_id)
     finally:
         ws.close()
+
+
+def test_postgresql_failure_mid_apply_leaves_state_unchanged(project, pg_url):
+    project.write("connections.d/c.yaml", CONNS)
+    project.job("copy", "src", "src", "- {name: t, read: {table: a}, write: {table: b}}")
+    ws = service.Workspace(project.root, state_url=pg_url)
+    engine = sa.create_engine(pg_url)
+    try:
+        assert service.apply(ws).revision == 1
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'injected failure'; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER boom BEFORE INSERT ON objects FOR EACH ROW "
+                "WHEN (NEW.name = 'zzz-last') EXECUTE FUNCTION boom()"
+            )
+
+        def snapshot() -> list:
+            with engine.connect() as conn:
+                return [
+                    conn.exec_driver_sql(f"SELECT * FROM {t} ORDER BY 1, 2").all()
+                    for t in ("objects", "revisions", "locks")
+                ]
+
+        before = snapshot()
+        project.job(
+            "copy",
+            "src",
+            "src",
+            "- {name: t, read: {table: a}, write: {table: b}}",
+            extra="  batch_size: 3\n",
+        )
+        project.job("zzz-last", "src", "src", "- {name: t, read: {table: a}, write: {table: b}}")
+        with pytest.raises(Exception, match="injected failure"):
+            service.apply(ws)
+        assert snapshot() == before
+    finally:
+        ws.close()
+        engine.dispose()
