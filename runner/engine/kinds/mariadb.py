@@ -5,11 +5,14 @@ machine (mysqlclient needs libmariadb headers and a compiler), and it streams re
 `SSCursor` and turns `executemany` of an INSERT into multi-row statements. Tables are
 created in utf8mb4 with a binary collation, so text compares and sorts as in PostgreSQL.
 MariaDB has no time zone type: timestamps with a time zone are stored as UTC in DATETIME(6).
+Its JSON type is an alias of LONGTEXT with a `json_valid()` check, which is how a table's JSON
+columns are recognised (a query's result has no checks: its JSON columns read as text).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -77,6 +80,7 @@ _RENDER = {
 }
 _TRANSIENT_ERRNOS = {1040, 1205, 1213, 1927, 2002, 2003, 2006, 2013}
 _MAX_VARCHAR = 16383  # utf8mb4 characters in a 64 KiB row
+_JSON_CHECK = re.compile(r"CHECK \(json_valid\(`((?:[^`]|``)+)`\)\)")
 
 
 class MariadbConnection(ConnectionSpec):
@@ -133,8 +137,14 @@ class MariadbConnector(SqlConnector):
 
     def declared_columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, str]]:
         if spec.table is not None:
-            cursor.execute(f"SHOW COLUMNS FROM {self.quote_table(spec.table)}")
-            return [(r[0], r[1]) for r in cursor.fetchall()]
+            table = self.quote_table(spec.table)
+            cursor.execute(f"SHOW COLUMNS FROM {table}")
+            columns = [(r[0], r[1]) for r in cursor.fetchall()]
+            if any(declared == "longtext" for _, declared in columns):  # MariaDB's JSON?
+                cursor.execute(f"SHOW CREATE TABLE {table}")
+                checked = {m.replace("``", "`") for m in _JSON_CHECK.findall(cursor.fetchone()[1])}
+                columns = [(n, "json" if t == "longtext" and n in checked else t) for n, t in columns]
+            return columns
         assert spec.query is not None
         cursor.execute("DROP TEMPORARY TABLE IF EXISTS runner_probe")
         cursor.execute(

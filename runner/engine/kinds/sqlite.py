@@ -2,13 +2,17 @@
 
 SQLite stores few types (INTEGER, REAL, TEXT, BLOB); runner keeps the declared type names
 (`NUMERIC(12,2)`, `TIMESTAMP`, ...) so that reading the table back restores exact values:
-timestamps are ISO-8601 text with microseconds (UTC when the type has a time zone), decimals
-are exact up to the 15 significant digits SQLite keeps, booleans are 0/1, JSON is text.
+timestamps are ISO-8601 text with microseconds (UTC when the type has a time zone), booleans
+are 0/1, JSON is text. A NUMERIC column stores a number as INTEGER or REAL, exact up to the 15
+significant digits a REAL keeps; a decimal declared wider than that is created as
+`NUMERIC_TEXT(p,s)`, whose TEXT affinity keeps every digit (as text: SQLite compares and sorts
+it as text, `CAST(x AS REAL)` makes it a number again).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,6 +83,7 @@ _RENDER = {
     "binary": "BLOB",
     "uuid": "UUID",
 }
+_REAL_DIGITS = 15  # significant decimal digits that survive a round trip through a REAL
 
 
 class SqliteConnection(ConnectionSpec):
@@ -112,6 +117,11 @@ def _timestamptz_text(value: Any) -> Any:
     return value
 
 
+def _decimal_text(value: Any) -> Any:
+    """Plain notation (`0.000000`, not `0E-6`): the text a NUMERIC_TEXT column keeps."""
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.date | dt.time) else value
 
@@ -143,7 +153,7 @@ class SqliteConnector(SqlConnector):
         name, a, b = split_type(declared)
         if name in _INTEGERS:
             return ColumnType(_INTEGERS[name])  # type: ignore[arg-type]
-        if name in ("numeric", "decimal"):
+        if name in ("numeric", "decimal", "numeric_text"):
             return ColumnType("decimal", precision=a, scale=b if a is not None else None)
         if name in ("varchar", "character varying", "nvarchar", "varying character"):
             return ColumnType("varchar", length=a) if a else ColumnType("text")
@@ -167,7 +177,10 @@ class SqliteConnector(SqlConnector):
 
     def render_type(self, ctype: ColumnType) -> str:
         if ctype.kind == "decimal":
-            return f"NUMERIC({ctype.precision},{ctype.scale or 0})" if ctype.precision else "NUMERIC"
+            if not ctype.precision:
+                return "NUMERIC"
+            name = "NUMERIC_TEXT" if ctype.precision > _REAL_DIGITS else "NUMERIC"
+            return f"{name}({ctype.precision},{ctype.scale or 0})"
         if ctype.kind in ("varchar", "char"):
             return f"{ctype.kind.upper()}({ctype.length})"
         return _RENDER[ctype.kind]
@@ -209,7 +222,7 @@ class SqliteConnector(SqlConnector):
     def encoder(self, ctype: ColumnType) -> Convert | None:
         kind = ctype.kind
         if kind == "decimal":
-            return text_of
+            return _decimal_text
         if kind == "boolean":
             return int
         if kind == "timestamp":
