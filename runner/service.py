@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -16,8 +16,9 @@ from pydantic import Field, TypeAdapter, create_model
 from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
 from runner.definitions.models import API_VERSION, JobSpec, Metadata, StrictModel
 from runner.definitions.validate import Definition, resolve_reference, validate_documents
-from runner.engine import registry
-from runner.engine.run import TaskResult, run_job
+from runner.engine import pointers, registry
+from runner.engine.changes import RunOptions, TaskResult
+from runner.engine.run import run_job
 from runner.errors import DefinitionsInvalid, JobBusy, LockTimeout, NotFound, Problem, RunnerError
 from runner.history import files as history
 from runner.plan.apply import apply_plan
@@ -213,13 +214,9 @@ def _run_summary(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record.get(k) for k in keys}
 
 
-def run(ws: Workspace, ref: str) -> dict[str, Any]:
-    """Run an applied job now and write its history file; returns the history record.
-
-    Raises:
-        NotFound: the job is not applied.
-        JobBusy: the job is running in another process.
-    """
+def _job_and_connections(
+    ws: Workspace, ref: str
+) -> tuple[AppliedObject, JobSpec, dict[str, tuple[str, dict[str, Any]]]]:
     store = ws.store()
     job = find(ws, "Job", ref)
     spec = JobSpec.model_validate(job.document["spec"])
@@ -230,7 +227,25 @@ def run(ws: Workspace, ref: str) -> dict[str, Any]:
         if key is None:
             raise NotFound(f"job {job.ref}: connection {getattr(spec, end)!r} is not applied")
         ends[end] = (f"{key[0]}/{key[1]}", connections[key].document["spec"])
+    return job, spec, ends
 
+
+def run(ws: Workspace, ref: str, options: RunOptions | None = None) -> dict[str, Any]:
+    """Run an applied job now and write its history file and run log; returns the history record.
+
+    Raises:
+        NotFound: the job (or a task named in `options.tasks`) is not applied.
+        JobBusy: the job is running in another process.
+    """
+    options = options or RunOptions()
+    store = ws.store()
+    job, spec, ends = _job_and_connections(ws, ref)
+    unknown = sorted(set(options.tasks or ()) - {t.name for t in spec.tasks})
+    if unknown:
+        raise NotFound(
+            f"job {job.ref} has no task {', '.join(map(repr, unknown))} "
+            f"(tasks: {', '.join(t.name for t in spec.tasks)})"
+        )
     try:
         lock_id = store.acquire(f"job:{job.ref}", timeout=0)
     except LockTimeout:
@@ -238,16 +253,21 @@ def run(ws: Workspace, ref: str) -> dict[str, Any]:
         who = f"{held.holder} since {held.acquired_at}, lock id {held.lock_id}" if held else "another process"
         raise JobBusy(f"job {job.ref} is already running ({who})") from None
     try:
-        return _execute(ws, job, spec, ends)
+        return _execute(ws, job, spec, ends, options)
     finally:
         store.release(f"job:{job.ref}", lock_id)
 
 
 def _execute(
-    ws: Workspace, job: AppliedObject, spec: JobSpec, ends: dict[str, tuple[str, dict[str, Any]]]
+    ws: Workspace,
+    job: AppliedObject,
+    spec: JobSpec,
+    ends: dict[str, tuple[str, dict[str, Any]]],
+    options: RunOptions,
 ) -> dict[str, Any]:
     run_id = history.new_run_id()
     path = history.run_path(ws.history, job.namespace, job.name, run_id)
+    log = history.RunLog(history.log_path(ws.history, job.namespace, job.name, run_id))
     record: dict[str, Any] = {
         "run_id": run_id,
         "job": job.name,
@@ -255,6 +275,7 @@ def _execute(
         "revision": job.revision_id,
         "source": ends["source"][0],
         "target": ends["target"][0],
+        "options": {k: v for k, v in asdict(options).items() if v},
         "status": "running",
         "started_at": utcnow(),
         "finished_at": None,
@@ -263,21 +284,35 @@ def _execute(
         "rows_written": 0,
         "tasks": [],
         "error": None,
+        "log": str(log.path),
     }
     history.write_atomic(path, record)
+    log("info", "run started", job=job.ref, revision=job.revision_id, **record["options"])
     started = dt.datetime.now(dt.UTC)
     done: list[TaskResult] = []
 
     def on_task(result: TaskResult) -> None:
         done.append(result)
-        record["tasks"] = [r.as_dict() for r in done]
+        record["tasks"] = [task_dict(r) for r in done]
         history.write_atomic(path, record)
 
     try:
-        results = run_job(spec, ends, ws.root, on_task)
+        results = run_job(
+            spec,
+            ends,
+            ws.root,
+            store=ws.store(),
+            namespace=job.namespace,
+            job=job.name,
+            run_id=run_id,
+            options=options,
+            log=log,
+            on_task=on_task,
+        )
     except KeyboardInterrupt:
         record.update(status="cancelled", error="interrupted", finished_at=utcnow())
         history.write_atomic(path, record)
+        log("warning", "run interrupted")
         raise
     failed = [r for r in results if r.status == "failed"]
     record.update(
@@ -286,12 +321,82 @@ def _execute(
         seconds=round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3),
         rows_read=sum(r.rows_read for r in results),
         rows_written=sum(r.rows_written for r in results),
-        tasks=[r.as_dict() for r in results],
-        error=f"task {failed[0].name}: {failed[0].error}" if failed else None,
+        tasks=[task_dict(r) for r in results],
+        failed_tasks=[r.name for r in failed],
+        error="; ".join(f"task {r.name}: {r.error}" for r in failed) or None,
     )
     history.write_atomic(path, record)
+    log("error" if failed else "info", f"run {record['status']}", seconds=record["seconds"])
     record["path"] = str(path)
     return record
+
+
+def task_dict(result: TaskResult) -> dict[str, Any]:
+    return asdict(result) | {"rows_written": result.rows_written}
+
+
+# --- pointers and logs ---------------------------------------------------------------------
+
+
+def pointer_show(ws: Workspace, ref: str) -> list[dict[str, Any]]:
+    """Every task of a job with its stored pointer."""
+    job, spec, _ = _job_and_connections(ws, ref)
+    states = {s.task: s for s in ws.store().task_states(job.namespace, job.name)}
+    out = []
+    for task in spec.tasks:
+        state = states.get(task.name)
+        current = state.pointer if state and state.watermark_column == task.changes.column else None
+        out.append(
+            {
+                "task": task.name,
+                "strategy": task.changes.strategy,
+                "column": task.changes.column,
+                "pointer": current,
+                "updated_at": state.updated_at if state and current else None,
+                "by": state.run_id if state and current else None,
+            }
+        )
+    return out
+
+
+def pointer_set(ws: Workspace, ref: str, task_name: str, value: str | None) -> dict[str, Any]:
+    """Set a watermark task's pointer (None clears it: the next run reads everything), as
+    DataZen's settspointer does; the change is recorded in the job's pointer log."""
+    job, spec, _ = _job_and_connections(ws, ref)
+    task = next((t for t in spec.tasks if t.name == task_name), None)
+    if task is None:
+        raise NotFound(f"job {job.ref} has no task {task_name!r}")
+    if task.changes.strategy != "watermark":
+        raise RunnerError(
+            f"task {task_name!r} uses strategy {task.changes.strategy!r}; only watermark tasks have a pointer"
+        )
+    store = ws.store()
+    state = store.task_state(job.namespace, job.name, task.name)
+    old = state.pointer if state.watermark_column == task.changes.column else None
+    try:
+        new = pointers.parse(value, old) if value is not None else None
+    except ValueError as exc:
+        raise RunnerError(str(exc)) from None
+    by = f"set by {StateStore.holder()}"
+    store.set_pointer(state.id, task.changes.column, new, by)
+    history.RunLog(history.pointer_log_path(ws.history, job.namespace, job.name))(
+        "info", "pointer set", task=task.name, old=old, new=new, by=by
+    )
+    return {"task": task.name, "old": old, "new": new}
+
+
+def logs(ws: Workspace, run_or_job: str, last: bool = False) -> list[dict[str, Any]]:
+    """The lines of a run's log: by run id, or the last run of a job with `last`."""
+    if last:
+        job = find(ws, "Job", run_or_job)
+        newest = history.list_runs(ws.history, job.namespace, job.name, 1)
+        if not newest:
+            raise NotFound(f"job {job.ref} has no runs yet")
+        run_or_job = newest[0]["run_id"]
+    path = history.find_log(ws.history, run_or_job)
+    if path is None:
+        raise NotFound(f"no run log for run {run_or_job!r}")
+    return history.read_log(path)
 
 
 def runs(ws: Workspace, ref: str, limit: int | None = None) -> list[dict[str, Any]]:

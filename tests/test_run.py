@@ -125,7 +125,10 @@ def test_cli_run_exit_code_and_history_table(sqlite_job, monkeypatch):
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert lines[0].startswith("run ") and ": failed in " in lines[0]
-    assert lines[1].startswith("  task items: succeeded, 25 rows read, 25 written into items")
+    assert lines[1].startswith(
+        "  task items (full): succeeded, 25 rows read → 25 inserted, 0 updated, 0 deleted, 0 unchanged "
+        "in items"
+    )
     assert lines[-1].startswith("history: ")
     table = cli.invoke(app, ["--dir", str(sqlite_job.root), "history", "copy"])
     assert table.exit_code == 0 and "failed" in table.stdout

@@ -269,11 +269,24 @@ def describe(
 @app.command()
 def run(
     job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
+    task: Annotated[
+        list[str] | None, typer.Option("--task", "-t", help="Run only this task (repeat for several).")
+    ] = None,
+    resync: Annotated[
+        bool, typer.Option("--resync", help="Forget pointers and digests first: read everything again.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would change; write nothing, move no pointer.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="A test run: read at most N rows per task.")
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
-    """Run an applied job now; exit 1 when a task fails. Writes a history file."""
+    """Run an applied job now; exit 1 when a task fails. Writes a history file and a run log."""
+    options = service.RunOptions(tasks=task or None, resync=resync, dry_run=dry_run, limit=limit)
     try:
-        record = service.run(STATE.workspace, job)
+        record = service.run(STATE.workspace, job, options)
     except RunnerError as exc:
         fail(exc, fmt.value)
     out.print(
@@ -284,6 +297,59 @@ def run(
     )
     if record["status"] != "succeeded":
         raise typer.Exit(1)
+
+
+pointer_app = typer.Typer(help="Show or set the watermark pointers of a job's tasks.", no_args_is_help=True)
+app.add_typer(pointer_app, name="pointer")
+
+
+@pointer_app.command("show")
+def pointer_show(
+    job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+) -> None:
+    """Each task's stored pointer."""
+    try:
+        rows = service.pointer_show(STATE.workspace, job)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    out.print(json.dumps(rows, indent=2) if fmt == Format.json else render.pointers_table(job, rows))
+
+
+@pointer_app.command("set")
+def pointer_set(
+    job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
+    task: Annotated[str, typer.Argument(help="A watermark task of the job.")],
+    value: Annotated[str | None, typer.Argument(help="The new pointer; leave out to clear it.")] = None,
+) -> None:
+    """Set a task's pointer (its next run reads from there); without VALUE, clear it."""
+    try:
+        change = service.pointer_set(STATE.workspace, job, task, value)
+    except RunnerError as exc:
+        fail(exc)
+    out.print(
+        f"pointer of task {change['task']}: {render.pointer_text(change['old'])} → "
+        f"{render.pointer_text(change['new'])}",
+        markup=False,
+    )
+
+
+@app.command()
+def logs(
+    run_or_job: Annotated[str, typer.Argument(help="A run id, or a job with --last.")],
+    last: Annotated[bool, typer.Option("--last", help="The log of the job's last run.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+) -> None:
+    """Print a run's log."""
+    try:
+        entries = service.logs(STATE.workspace, run_or_job, last)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    for entry in entries:
+        out.print(
+            json.dumps(entry, ensure_ascii=False) if fmt == Format.json else render.log_line(entry),
+            markup=False,
+        )
 
 
 @app.command()

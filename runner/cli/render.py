@@ -139,21 +139,61 @@ def _num(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
 
 
+def pointer_text(pointer: dict[str, str] | None) -> str:
+    return f"{pointer['value']} ({pointer['type']})" if pointer else "none"
+
+
 def run_text(record: dict[str, Any]) -> str:
+    flags = " ".join(
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in record["options"].items()
+    )
     lines = [
         f"run {record['run_id']} of job {record['namespace']}/{record['job']}: {record['status']} "
         f"in {record['seconds']:.2f} s ({record['source']} → {record['target']})"
+        + (f" [{flags}]" if flags else "")
     ]
     for t in record["tasks"]:
+        if t["status"] == "skipped":
+            lines.append(f"  task {t['name']}: skipped")
+            continue
         line = (
-            f"  task {t['name']}: {t['status']}, {t['rows_read']:,} rows read, "
-            f"{t['rows_written']:,} written into {t['target']} ({t['seconds']:.2f} s)"
+            f"  task {t['name']} ({t['strategy']}): {t['status']}, {t['rows_read']:,} rows read → "
+            f"{t['inserted']:,} inserted, {t['updated']:,} updated, {t['deleted']:,} deleted, "
+            f"{t['unchanged']:,} unchanged in {t['target']} ({t['seconds']:.2f} s)"
         )
+        if t["pointer_after"] != t["pointer_before"]:
+            line += f"\n    pointer: {pointer_text(t['pointer_before'])} → {pointer_text(t['pointer_after'])}"
         if t["error"]:
             line += f"\n    error: {t['error']}"
         lines.append(line)
     lines.append(f"history: {record['path']}")
     return "\n".join(lines)
+
+
+def pointers_table(ref: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"Pointers of {ref}", title_justify="left")
+    for col in ("TASK", "STRATEGY", "COLUMN", "POINTER", "SET AT", "BY"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["task"],
+            r["strategy"],
+            r["column"] or "-",
+            pointer_text(r["pointer"]),
+            r["updated_at"] or "-",
+            r["by"] or "-",
+        )
+    return table
+
+
+def log_line(entry: dict[str, Any]) -> str:
+    fields = " ".join(
+        f"{k}={json.dumps(v, ensure_ascii=False, default=str)}"
+        for k, v in entry.items()
+        if k not in ("ts", "level", "message")
+    )
+    level = str(entry.get("level", "")).upper()
+    return f"{entry.get('ts', '')} {level:7} {entry.get('message', '')} {fields}".rstrip()
 
 
 def describe_text(info: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ Connection specs come from the kind modules (`runner.engine.kinds`): each subcla
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from typing import Annotated, Literal
 
@@ -108,6 +109,13 @@ class ReadSpec(StrictModel):
 
     table: str | None = Field(None, description="Table to read, optionally `schema.table`.")
     query: str | None = Field(None, description="A SELECT whose rows are read, in the source's SQL.")
+    deleted_keys_query: str | None = Field(
+        None,
+        description=(
+            "With `changes.strategy: watermark`: a SELECT returning the keys (in `write.keys` order) of "
+            "rows deleted in the source, instead of comparing every key (DataZen's DeletedRecordsSQL)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> ReadSpec:
@@ -121,10 +129,81 @@ class WriteSpec(StrictModel):
 
     table: str = Field(
         description=(
-            "Target table, optionally `schema.table`; created when missing, with the source's "
-            "column types mapped to the target's dialect. Its rows are replaced on every run."
+            "Target table, optionally `schema.table`; created when missing (with a primary key on "
+            "`keys`), with the source's column types mapped to the target's dialect."
         )
     )
+    keys: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Columns that identify a row. With keys, rows are upserted (only changed rows are "
+            "written); without, the target's rows are replaced on every run."
+        ),
+    )
+    soft_delete_column: str = Field(
+        "_deleted_at", description="With `deletes: soft`: the timestamp column set when a row is deleted."
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_keys(cls, keys: list[str]) -> list[str]:
+        if len(set(keys)) != len(keys):
+            raise ValueError("a key column is named twice")
+        return keys
+
+
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ChangesSpec(StrictModel):
+    """How a task finds what changed in the source since the last run."""
+
+    strategy: Literal["full", "watermark", "hash"] = Field(
+        "full",
+        description=(
+            "full: read every row (with keys, write only what differs); watermark: read rows whose "
+            "`column` is at or past the stored pointer; hash: compare a digest per key, computed "
+            "in the source, with the digests of the last run."
+        ),
+    )
+    column: str | None = Field(
+        None, description="With watermark: a timestamp, date or increasing number column of the source."
+    )
+    lookback: float | str = Field(
+        0,
+        description=(
+            "With watermark: re-read this far behind the pointer, for rows committed late with an "
+            "older value: a number (seconds for time columns, units for numeric ones) or '5m', '2h', '1d'."
+        ),
+    )
+
+    @field_validator("lookback")
+    @classmethod
+    def _duration(cls, value: float | str) -> float | str:
+        if isinstance(value, str) and not DURATION.match(value):
+            raise ValueError(
+                f"invalid duration {value!r}; use a number of seconds or e.g. '90s', '5m', '2h', '1d'"
+            )
+        if isinstance(value, float | int) and value < 0:
+            raise ValueError("lookback cannot be negative")
+        return value
+
+    def lookback_amount(self) -> float:
+        """Seconds (or units of a numeric column) to step back from the pointer."""
+        if isinstance(self.lookback, str):
+            match = DURATION.match(self.lookback)
+            assert match
+            return float(match[1]) * _UNIT_SECONDS[(match[2] or "s")[0]]
+        return float(self.lookback)
+
+    @model_validator(mode="after")
+    def _column_for_watermark(self) -> ChangesSpec:
+        if self.strategy == "watermark" and not self.column:
+            raise ValueError("strategy 'watermark' needs 'column'")
+        if self.strategy != "watermark" and (self.column or self.lookback):
+            raise ValueError("'column' and 'lookback' only apply to strategy 'watermark'")
+        return self
 
 
 class Task(StrictModel):
@@ -133,6 +212,34 @@ class Task(StrictModel):
     name: Name = Field(description="Unique within the job; names the task in history.")
     read: ReadSpec
     write: WriteSpec
+    changes: ChangesSpec = Field(default_factory=ChangesSpec)
+    deletes: Literal["ignore", "propagate", "soft"] = Field(
+        "ignore",
+        description=(
+            "Rows gone from the source: ignore (keep them), propagate (delete them in the target), "
+            "soft (set write.soft_delete_column). Needs write.keys."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _needs_keys(self) -> Task:
+        keyless = not self.write.keys
+        if keyless and self.changes.strategy != "full":
+            raise ValueError(
+                f"strategy {self.changes.strategy!r} needs write.keys: a row read again must update "
+                "its copy, never be written twice"
+            )
+        if keyless and self.deletes != "ignore":
+            raise ValueError(f"deletes: {self.deletes} needs write.keys to know which rows are gone")
+        if self.read.deleted_keys_query is not None and (
+            self.changes.strategy != "watermark" or self.deletes == "ignore"
+        ):
+            raise ValueError(
+                "read.deleted_keys_query applies to strategy 'watermark' with deletes propagate or soft"
+            )
+        if self.deletes == "soft" and self.write.soft_delete_column in self.write.keys:
+            raise ValueError("write.soft_delete_column cannot be a key column")
+        return self
 
 
 class JobSpec(StrictModel):
@@ -149,7 +256,10 @@ class JobSpec(StrictModel):
         le=1_000_000,
         description=("Rows per batch from reader to writer; bounds the memory a run holds."),
     )
-    tasks: list[Task] = Field(min_length=1, description="Run in order, each in its own transaction.")
+    on_error: Literal["stop", "continue"] = Field(
+        "stop", description="After a failed task: stop the run, or continue with the next task."
+    )
+    tasks: list[Task] = Field(min_length=1, description="Run in order.")
 
     @field_validator("tasks")
     @classmethod

@@ -15,12 +15,12 @@ import datetime as dt
 import json
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -30,6 +30,9 @@ from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine.types import Column, ColumnType
 from runner.errors import TerminalError, TransientError
 
+if TYPE_CHECKING:
+    from runner.engine.writer import SqlWriter
+
 Row = tuple[Any, ...]
 Batch = list[Row]
 Convert = Callable[[Any], Any]
@@ -37,10 +40,24 @@ Convert = Callable[[Any], Any]
 
 @dataclass
 class ReadStream:
-    """What a reader hands the writer: the columns, then the rows in bounded batches."""
+    """What a reader hands the writer: the columns, then the rows in bounded batches.
+
+    With a watermark, `pointer` follows the batches: the highest value of the watermark
+    column among the rows yielded so far, as the source's driver returned it (so it compares
+    in the source exactly as the column does)."""
 
     columns: list[Column]
     batches: Iterator[Batch]
+    pointer: Any = None
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Read rows whose `column` is at or past `since` (all rows when None), in its order.
+    Rows with NULL in the column are read every time: they cannot be placed past a pointer."""
+
+    column: str
+    since: Any = None
 
 
 class Connector(ABC):
@@ -52,13 +69,34 @@ class Connector(ABC):
         self.base_dir = base_dir
 
     @abstractmethod
-    def read(self, spec: ReadSpec, batch_size: int) -> ReadStream:
-        """Stream a table or query. Memory stays within a few batches whatever its size."""
+    def read(
+        self,
+        spec: ReadSpec,
+        batch_size: int,
+        watermark: Watermark | None = None,
+        select: list[str] | None = None,
+        limit: int | None = None,
+    ) -> ReadStream:
+        """Stream a table or query (only the `select` columns, when given), at most `limit`
+        rows. Memory stays within a few batches whatever its size."""
 
     @abstractmethod
-    def replace(self, table: str, columns: list[Column], batches: Iterable[Batch]) -> int:
-        """Replace the rows of `table` with `batches` in one transaction, creating the table
-        when missing. Returns the number of rows written."""
+    def read_query(self, sql: str, types: list[ColumnType], batch_size: int) -> Iterator[Batch]:
+        """Stream the rows of a user's query whose columns have the given types."""
+
+    @abstractmethod
+    def open_writer(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str] | None = None,
+        soft_delete_column: str | None = None,
+    ) -> SqlWriter:
+        """A writer into `table` (created when missing) holding one open transaction."""
+
+    @abstractmethod
+    def table_exists(self, table: str) -> bool:
+        """Whether `table` exists (a dry run must not create it)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""
@@ -208,6 +246,37 @@ class SqlConnector(Connector):
     def create_schema_sql(self, schema: str) -> str | None:
         return None
 
+    @property
+    def mark(self) -> str:
+        """The driver's placeholder for a bound parameter."""
+        return "%s"
+
+    def distinct_sql(self, a: str, b: str, ctype: ColumnType) -> str:
+        """A null-safe "a differs from b"."""
+        return f"{a} IS DISTINCT FROM {b}"
+
+    def update_join_sql(
+        self, target: str, t: str, stage: str, s: str, on: str, sets: list[tuple[str, str]], where: str
+    ) -> str:
+        """UPDATE target rows from the staging table where `where` holds."""
+        assignments = ", ".join(f"{col} = {expr}" for col, expr in sets)
+        return f"UPDATE {target} AS {t} SET {assignments} FROM {stage} AS {s} WHERE {on} AND ({where})"
+
+    def create_temp_sql(self, name: str, columns: list[Column], keys: list[str]) -> str:
+        return f"CREATE TEMPORARY TABLE {self.preparer.quote(name)} ({self._columns_ddl(columns, keys)})"
+
+    @abstractmethod
+    def drop_temp_sql(self, name: str) -> str:
+        """Drop a temporary table if it exists, never a real table of that name."""
+
+    def key_type(self, ctype: ColumnType) -> str:
+        """DDL of a key column's type (MariaDB cannot index unbounded text)."""
+        return self.render_type(ctype)
+
+    def error_column(self, exc: Exception) -> str | None:
+        """The column a driver error is about, when it says."""
+        return None
+
     # --- shared implementation ---------------------------------------------------------
 
     def quote_table(self, table: str) -> str:
@@ -248,7 +317,32 @@ class SqlConnector(Connector):
             columns.append((name, ctype))
         return columns
 
-    def read(self, spec: ReadSpec, batch_size: int) -> ReadStream:
+    def table_exists(self, table: str) -> bool:
+        with self.errors(f"looking up {table}"):
+            dbapi = self.engine.raw_connection()
+        try:
+            cursor = dbapi.cursor()
+            cursor.execute(f"SELECT * FROM {self.quote_table(table)} WHERE 1 = 0")
+            cursor.fetchall()
+            return True
+        except self.engine.dialect.loaded_dbapi.Error:
+            return False
+        finally:
+            dbapi.close()
+
+    def batch_encoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
+        """Canonical rows -> rows this driver writes into columns of these types."""
+        convert = row_converter([self.encoder(c.type) for c in columns], columns)
+        return convert or (lambda batch: batch)
+
+    def read(
+        self,
+        spec: ReadSpec,
+        batch_size: int,
+        watermark: Watermark | None = None,
+        select: list[str] | None = None,
+        limit: int | None = None,
+    ) -> ReadStream:
         doing = f"reading {spec.table or 'query'}"
         with self.errors(doing):
             dbapi = self.engine.raw_connection()
@@ -258,67 +352,132 @@ class SqlConnector(Connector):
                 declared = self._columns(probe, spec)
                 probe.close()
                 dbapi.rollback()
+                if select is not None:
+                    missing = [n for n in select if n not in {name for name, _ in declared}]
+                    if missing:
+                        raise TerminalError(f"column(s) {', '.join(map(repr, missing))} not in the source")
+                    declared = [d for d in declared if d[0] in select]
+                    declared.sort(key=lambda d: select.index(d[0]))
+                names = [n for n, _ in declared]
+                if watermark is not None and watermark.column not in names:
+                    raise TerminalError(
+                        f"watermark column {watermark.column!r} is not among the source's columns"
+                    )
+                sql, params = self._select_sql(spec, names, watermark, select is not None)
                 cursor = self.server_cursor(dbapi.driver_connection, batch_size)
-                if spec.table is not None:
-                    names = ", ".join(self.preparer.quote(n) for n, _ in declared)
-                    cursor.execute(f"SELECT {names} FROM {self.quote_table(spec.table)}")
-                else:
-                    cursor.execute(spec.query)
-                first = cursor.fetchmany(batch_size)
+                cursor.execute(sql, params) if params else cursor.execute(sql)
+                first = cursor.fetchmany(batch_size if limit is None else min(batch_size, limit))
         except BaseException:
             dbapi.close()
             raise
         columns = [Column(n, t or infer_type(first, i)) for i, (n, t) in enumerate(declared)]
         convert = row_converter([self.decoder(c.type) for c in columns], columns)
+        w_index = names.index(watermark.column) if watermark is not None else None
+        stream = ReadStream(columns, iter(()))
 
         def batches() -> Iterator[Batch]:
             try:
-                batch = first
+                batch, left = first, limit
                 while batch:
+                    if w_index is not None:
+                        stream.pointer = _highest(stream.pointer, batch, w_index, columns[w_index].name)
                     yield convert(batch) if convert else list(batch)
+                    if left is not None:
+                        left -= len(batch)
+                        if left <= 0:
+                            break
                     with self.errors(doing):
-                        batch = cursor.fetchmany(batch_size)
+                        batch = cursor.fetchmany(batch_size if left is None else min(batch_size, left))
             finally:
                 dbapi.close()
 
-        return ReadStream(columns, batches())
+        stream.batches = batches()
+        return stream
 
-    def create_table_sql(self, table: str, columns: list[Column]) -> str:
-        body = ", ".join(f"{self.preparer.quote(c.name)} {self.render_type(c.type)}" for c in columns)
+    def _select_sql(
+        self, spec: ReadSpec, names: list[str], watermark: Watermark | None, subset: bool
+    ) -> tuple[str, tuple]:
+        q = self.preparer.quote
+        if spec.table is not None:
+            sql = f"SELECT {', '.join(q(n) for n in names)} FROM {self.quote_table(spec.table)}"
+        elif watermark is None and not subset:
+            sql = spec.query or ""
+        else:
+            query = (spec.query or "").strip().rstrip(";")
+            sql = f"SELECT {', '.join(q(n) for n in names)} FROM ({query}) q"
+        if watermark is None:
+            return sql, ()
+        column = q(watermark.column)
+        params: tuple = ()
+        if watermark.since is not None:
+            if self.mark == "%s":
+                sql = sql.replace("%", "%%")  # the user's SQL meets a driver that formats with %
+            sql += f" WHERE {column} >= {self.mark} OR {column} IS NULL"
+            params = (watermark.since,)
+        return f"{sql} ORDER BY {column}", params
+
+    def read_query(self, sql: str, types: list[ColumnType], batch_size: int) -> Iterator[Batch]:
+        doing = "reading the deleted keys query"
+        columns = [Column(f"column {i + 1}", t) for i, t in enumerate(types)]
+        convert = row_converter([self.decoder(t) for t in types], columns)
+        with self.errors(doing):
+            dbapi = self.engine.raw_connection()
+        try:
+            with self.errors(doing):
+                cursor = self.server_cursor(dbapi.driver_connection, batch_size)
+                cursor.execute(sql)
+                if len(cursor.description) != len(types):
+                    raise TerminalError(
+                        f"the deleted keys query returns {len(cursor.description)} column(s); "
+                        f"write.keys has {len(types)}"
+                    )
+                while batch := cursor.fetchmany(batch_size):
+                    yield convert(batch) if convert else list(batch)
+        finally:
+            dbapi.close()
+
+    def open_writer(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str] | None = None,
+        soft_delete_column: str | None = None,
+    ) -> SqlWriter:
+        from runner.engine.writer import SqlWriter
+
+        return SqlWriter(self, table, columns, keys, soft_delete_column).open()
+
+    def _columns_ddl(self, columns: list[Column], keys: list[str]) -> str:
+        q = self.preparer.quote
+        body = [
+            f"{q(c.name)} {self.key_type(c.type)} NOT NULL"
+            if c.name in keys
+            else f"{q(c.name)} {self.render_type(c.type)}"
+            for c in columns
+        ]
+        if keys:
+            body.append(f"PRIMARY KEY ({', '.join(q(k) for k in keys)})")
+        return ", ".join(body)
+
+    def create_table_sql(self, table: str, columns: list[Column], keys: list[str] | None = None) -> str:
+        body = self._columns_ddl(columns, keys or [])
         return f"CREATE TABLE IF NOT EXISTS {self.quote_table(table)} ({body}){self.table_options()}"
 
     def table_options(self) -> str:
         return ""
 
-    def replace(self, table: str, columns: list[Column], batches: Iterable[Batch]) -> int:
-        doing = f"writing {table}"
-        quoted = self.quote_table(table)
-        names = [self.preparer.quote(c.name) for c in columns]
-        convert = row_converter([self.encoder(c.type) for c in columns], columns)
-        with self.errors(doing):
-            dbapi = self.engine.raw_connection()
-        try:
-            with self.errors(doing):
-                self.begin(dbapi.driver_connection)
-                cursor = dbapi.cursor()
-                schema = table.rpartition(".")[0]
-                create_schema = self.create_schema_sql(schema) if schema else None
-                if create_schema:
-                    cursor.execute(create_schema)
-                cursor.execute(self.create_table_sql(table, columns))
-                cursor.execute(f"DELETE FROM {quoted}")
-                written = 0
-                for batch in batches:
-                    self.insert_rows(cursor, quoted, names, convert(batch) if convert else batch)
-                    written += len(batch)
-                dbapi.commit()
-                return written
-        except BaseException:
-            with suppress(Exception):  # the first error is the one to report
-                dbapi.rollback()
-            raise
-        finally:
-            dbapi.close()
+
+def _highest(current: Any, batch: Batch, index: int, name: str) -> Any:
+    """The highest non-NULL value of column `index` in `batch` and `current`."""
+    try:
+        values = [row[index] for row in batch if row[index] is not None]
+        if current is not None:
+            values.append(current)
+        return max(values) if values else current
+    except TypeError:
+        raise TerminalError(
+            f"watermark column {name!r} mixes values that cannot be ordered (e.g. text and numbers)"
+        ) from None
 
 
 def infer_type(batch: Batch, index: int) -> ColumnType:

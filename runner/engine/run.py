@@ -1,94 +1,92 @@
-"""Run a job's tasks: for each, stream the source's rows into the target table.
+"""Run a job: open its connections, run its tasks in order with their strategy.
 
-Tasks run in order. Each task's write is one transaction in the target, so a failed or
-killed task leaves the target table as it was before the task started.
+After a failed task the run stops (`on_error: stop`) or goes on with the next task
+(`on_error: continue`); the history says which tasks failed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from runner.definitions import secrets
-from runner.definitions.models import JobSpec, Task
+from runner.definitions.models import JobSpec
 from runner.engine import registry
-from runner.engine.connector import Batch, Connector
+from runner.engine.changes import STRATEGIES, Log, RunOptions, TaskResult, TaskRun
+from runner.engine.connector import Connector
 from runner.errors import RunnerError
-
-TaskStatus = Literal["succeeded", "failed", "skipped"]
-
-
-@dataclass
-class TaskResult:
-    name: str
-    source: str  # table name, or "query"
-    target: str
-    status: TaskStatus = "skipped"
-    rows_read: int = 0
-    rows_written: int = 0
-    seconds: float = 0.0
-    columns: list[dict[str, str]] = field(default_factory=list)
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from runner.state.store import StateStore
 
 
-def _counted(batches: Iterator[Batch], result: TaskResult) -> Iterator[Batch]:
-    for batch in batches:
-        result.rows_read += len(batch)
-        yield batch
-
-
-def run_task(task: Task, source: Connector, target: Connector, batch_size: int) -> TaskResult:
-    result = TaskResult(task.name, task.read.table or "query", task.write.table)
-    started = time.perf_counter()
-    try:
-        stream = source.read(task.read, batch_size)
-        result.columns = [{"name": c.name, "type": str(c.type)} for c in stream.columns]
-        result.rows_written = target.replace(
-            task.write.table, stream.columns, _counted(stream.batches, result)
-        )
-        result.status = "succeeded"
-    except RunnerError as exc:
-        result.status, result.error = "failed", secrets.redact(str(exc))
-    except Exception as exc:  # noqa: BLE001 - a run records every failure in its history
-        result.status, result.error = "failed", secrets.redact(f"{type(exc).__name__}: {exc}")
-    result.seconds = round(time.perf_counter() - started, 3)
-    return result
+def _failed(result: TaskResult, exc: BaseException) -> None:
+    text = str(exc) if isinstance(exc, RunnerError) else f"{type(exc).__name__}: {exc}"
+    result.status, result.error = "failed", secrets.redact(text)
 
 
 def run_job(
     spec: JobSpec,
     connections: dict[str, tuple[str, dict[str, Any]]],
     base_dir: Path,
+    *,
+    store: StateStore,
+    namespace: str,
+    job: str,
+    run_id: str,
+    options: RunOptions,
+    log: Log,
     on_task: Callable[[TaskResult], None] | None = None,
 ) -> list[TaskResult]:
-    """Run every task of a job in order; after a failed task the rest are skipped.
+    """Run the job's tasks (or `options.tasks` of them) in order.
 
     Args:
         connections: `"source"`/`"target"` -> (connection ref, applied spec).
-        on_task: called after each task, e.g. to update the history file.
+        on_task: called after each task, e.g. to rewrite the history file.
     """
-    results = [TaskResult(t.name, t.read.table or "query", t.write.table) for t in spec.tasks]
+    tasks = [t for t in spec.tasks if not options.tasks or t.name in options.tasks]
+    results = [TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy) for t in tasks]
     opened: list[Connector] = []
     try:
         try:
-            source = registry.open_connector(*connections["source"], base_dir)
-            opened.append(source)
-            target = registry.open_connector(*connections["target"], base_dir)
-            opened.append(target)
+            for end in ("source", "target"):
+                opened.append(registry.open_connector(*connections[end], base_dir))
         except RunnerError as exc:
-            results[0].status, results[0].error = "failed", secrets.redact(str(exc))
+            _failed(results[0], exc)
+            log("error", results[0].error or "", task=results[0].name)
             return results
-        for i, task in enumerate(spec.tasks):
-            results[i] = run_task(task, source, target, spec.batch_size)
+        source, target = opened
+        for i, task in enumerate(tasks):
+            run = TaskRun(task, namespace, job, source, target, spec.batch_size, store, options, run_id, log)
+            log("info", "task started", task=task.name, strategy=task.changes.strategy)
+            started = time.perf_counter()
+            try:
+                STRATEGIES[task.changes.strategy](run)
+                run.result.status = "succeeded"
+            except Exception as exc:  # noqa: BLE001 - a run records every failure in its history
+                _failed(run.result, exc)
+            result = run.result
+            result.seconds = round(time.perf_counter() - started, 3)
+            result.read_seconds = round(result.read_seconds, 3)
+            result.write_seconds = round(max(result.seconds - result.read_seconds, 0.0), 3)
+            results[i] = result
+            if result.status == "failed":
+                log("error", f"task failed: {result.error}", task=task.name)
+            else:
+                log(
+                    "info",
+                    "task succeeded",
+                    task=task.name,
+                    rows_read=result.rows_read,
+                    inserted=result.inserted,
+                    updated=result.updated,
+                    deleted=result.deleted,
+                    unchanged=result.unchanged,
+                    pointer=result.pointer_after,
+                )
             if on_task:
-                on_task(results[i])
-            if results[i].status == "failed":
+                on_task(result)
+            if result.status == "failed" and spec.on_error == "stop":
                 break
         return results
     finally:

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from runner.definitions import secrets
+
 
 def new_run_id(now: dt.datetime | None = None) -> str:
     """Sortable by start time: `20261123T013405-3fa9c1`."""
@@ -23,6 +25,52 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 
 def run_path(root: Path, namespace: str, job: str, run_id: str) -> Path:
     return root / namespace / job / f"{run_id}.json"
+
+
+def log_path(root: Path, namespace: str, job: str, run_id: str) -> Path:
+    return root / namespace / job / f"{run_id}.log.jsonl"
+
+
+def pointer_log_path(root: Path, namespace: str, job: str) -> Path:
+    """Pointers set by hand are logged beside the job's runs."""
+    return root / namespace / job / "pointers.log.jsonl"
+
+
+class RunLog:
+    """A run's log: one JSON object per line (`ts`, `level`, `message`, fields), appended and
+    flushed line by line so a killed run keeps what it logged. Secret values are redacted."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, level: str, message: str, **fields: Any) -> None:
+        entry = {
+            "ts": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            "level": level,
+            "message": message,
+            **{k: v for k, v in fields.items() if v is not None},
+        }
+        line = secrets.redact(json.dumps(entry, ensure_ascii=False, default=str))
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+def find_log(root: Path, run_id: str) -> Path | None:
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        return None
+    matches = sorted(root.glob(f"*/*/{run_id}.log.jsonl"))
+    return matches[0] if matches else None
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            entries.append({"level": "warning", "message": f"unreadable log line: {line[:200]}"})
+    return entries
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:

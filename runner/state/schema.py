@@ -58,6 +58,29 @@ locks = sa.Table(
 )
 
 
+task_state = sa.Table(
+    "task_state",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("job", sa.String(63), nullable=False),
+    sa.Column("task", sa.String(63), nullable=False),
+    sa.Column("watermark_column", sa.String(200)),  # the column the pointer belongs to
+    sa.Column("pointer", sa.Text),  # JSON {"type": ..., "value": ...}: exact, never a float
+    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.Column("run_id", sa.String(40)),  # the run (or "set by user@host") that last moved it
+    sa.UniqueConstraint("namespace", "job", "task"),
+)
+
+row_digests = sa.Table(
+    "row_digests",
+    metadata,
+    sa.Column("task_id", sa.Integer, primary_key=True),
+    sa.Column("key_hash", sa.String(32), primary_key=True),  # md5 hex of the key, ASCII
+    sa.Column("row_hash", sa.String(32), nullable=False),
+)
+
+
 def _v1(conn: sa.Connection) -> None:
     """Objects, revisions and locks."""
     v1 = sa.MetaData()
@@ -66,5 +89,13 @@ def _v1(conn: sa.Connection) -> None:
     v1.create_all(conn)
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1]
+def _v2(conn: sa.Connection) -> None:
+    """Per-task change detection: watermark pointers and row digests."""
+    v2 = sa.MetaData()
+    for table in (task_state, row_digests):
+        table.to_metadata(v2)
+    v2.create_all(conn)
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]
 LATEST = len(MIGRATIONS)

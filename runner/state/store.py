@@ -84,6 +84,18 @@ class Write:
 
 
 @dataclass(frozen=True)
+class TaskState:
+    id: int
+    namespace: str
+    job: str
+    task: str
+    watermark_column: str | None
+    pointer: dict[str, Any] | None
+    updated_at: str
+    run_id: str | None
+
+
+@dataclass(frozen=True)
 class Lock:
     name: str
     lock_id: str
@@ -254,6 +266,12 @@ class StateStore:
                 key = (table.c.kind == w.kind) & (table.c.namespace == w.namespace) & (table.c.name == w.name)
                 if w.document is None:
                     conn.execute(table.delete().where(key))
+                    if w.kind == "Job":  # a job created again later starts from scratch
+                        ts = schema.task_state
+                        mine = (ts.c.namespace == w.namespace) & (ts.c.job == w.name)
+                        ids = sa.select(ts.c.id).where(mine).scalar_subquery()
+                        conn.execute(schema.row_digests.delete().where(schema.row_digests.c.task_id.in_(ids)))
+                        conn.execute(ts.delete().where(mine))
                     continue
                 values: dict[str, Any] = {"file": w.file, "line": w.line}
                 if w.new_revision:
@@ -268,6 +286,89 @@ class StateStore:
                         table.insert().values(kind=w.kind, namespace=w.namespace, name=w.name, **values)
                     )
             return revision_id
+
+    # --- change detection state --------------------------------------------------------
+
+    def task_state(self, namespace: str, job: str, task: str) -> TaskState:
+        """A task's pointer and digest id, created on first use."""
+        t = schema.task_state
+        key = (t.c.namespace == namespace) & (t.c.job == job) & (t.c.task == task)
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(t).where(key)).first()
+            if row is None:
+                conn.execute(t.insert().values(namespace=namespace, job=job, task=task, updated_at=utcnow()))
+                row = conn.execute(sa.select(t).where(key)).one()
+        pointer = json.loads(row.pointer) if row.pointer else None
+        return TaskState(
+            row.id, namespace, job, task, row.watermark_column, pointer, row.updated_at, row.run_id
+        )
+
+    def task_states(self, namespace: str, job: str) -> list[TaskState]:
+        t = schema.task_state
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t).where((t.c.namespace == namespace) & (t.c.job == job)).order_by(t.c.task)
+            ).all()
+        return [
+            TaskState(
+                r.id,
+                namespace,
+                job,
+                r.task,
+                r.watermark_column,
+                json.loads(r.pointer) if r.pointer else None,
+                r.updated_at,
+                r.run_id,
+            )
+            for r in rows
+        ]
+
+    def set_pointer(self, task_id: int, column: str | None, pointer: dict[str, Any] | None, by: str) -> None:
+        """Record a task's pointer; called only after the target committed what it covers."""
+        t = schema.task_state
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.update()
+                .where(t.c.id == task_id)
+                .values(
+                    watermark_column=column,
+                    pointer=json.dumps(pointer) if pointer else None,
+                    updated_at=utcnow(),
+                    run_id=by,
+                )
+            )
+
+    def forget(self, task_id: int) -> None:
+        """Drop a task's pointer and digests: its next run reads everything (a resync)."""
+        with self.engine.begin() as conn:
+            conn.execute(schema.row_digests.delete().where(schema.row_digests.c.task_id == task_id))
+            conn.execute(
+                schema.task_state.update()
+                .where(schema.task_state.c.id == task_id)
+                .values(pointer=None, watermark_column=None, updated_at=utcnow())
+            )
+
+    def digests(self, task_id: int, batch_size: int) -> Iterator[tuple[str, str]]:
+        """(key_hash, row_hash) of a task ordered by key_hash, streamed."""
+        d = schema.row_digests
+        query = sa.select(d.c.key_hash, d.c.row_hash).where(d.c.task_id == task_id).order_by(d.c.key_hash)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
+            for row in result:
+                yield row[0], row[1]
+
+    def write_digests(self, task_id: int, upserts: list[tuple[str, str]], deletes: list[str]) -> None:
+        """Record digests after the target committed the rows they describe."""
+        d = schema.row_digests
+        with self.engine.begin() as conn:
+            keys = [k for k, _ in upserts] + deletes
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                conn.execute(d.delete().where((d.c.task_id == task_id) & d.c.key_hash.in_(chunk)))
+            if upserts:
+                conn.execute(
+                    d.insert(), [{"task_id": task_id, "key_hash": k, "row_hash": r} for k, r in upserts]
+                )
 
     # --- locks -----------------------------------------------------------------------
 

@@ -83,7 +83,7 @@ def test_validate_json(cli, project):
             "col": 3,
             "field": "spec.bogus",
             "message": "unknown field 'bogus'",
-            "hint": "known fields: source, target, schedule, batch_size, tasks",
+            "hint": "known fields: source, target, schedule, batch_size, on_error, tasks",
         }
     ]
 

@@ -83,7 +83,7 @@ def test_unknown_field_suggests_the_close_one(project):
     (p,) = problems(project)
     assert (p.location.line, p.location.col, p.location.field) == (10, 25, "spec.tasks[0].write.kyes")
     assert p.message == "unknown field 'kyes'"
-    assert p.hint == "known fields: table"
+    assert p.hint == "did you mean 'keys'?"
 
 
 def test_typo_in_top_level_field_did_you_mean(project):

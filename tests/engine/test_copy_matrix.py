@@ -17,81 +17,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from runner import service
 from tests.conftest import Project
+from tests.engine.conftest import DIALECTS, Database
 
-DIALECTS = ("sqlite", "postgresql", "mariadb")
 ROWS = 50
 BATCH_SIZE = 7  # ROWS is not a multiple: the last batch is partial
-
-
-# --- databases -----------------------------------------------------------------------------
-
-
-@dataclass
-class Database:
-    """A fresh database of one dialect; `url` is what the connection definition holds."""
-
-    dialect: str
-    url: str
-
-    def __post_init__(self) -> None:
-        url = sa.make_url(self.url)
-        if self.dialect == "mariadb":
-            url = url.update_query_dict({"charset": "utf8mb4"})
-        self.engine = sa.create_engine(url, poolclass=sa.NullPool)
-
-    @property
-    def mark(self) -> str:
-        return "?" if self.dialect == "sqlite" else "%s"
-
-    @contextmanager
-    def cursor(self) -> Iterator[Any]:
-        """A plain DBAPI cursor; committed when the block ends without error."""
-        conn = self.engine.raw_connection()
-        try:
-            cursor = conn.cursor()
-            yield cursor
-            cursor.close()
-            conn.commit()
-        finally:
-            conn.close()
-
-    def fetch(self, sql: str) -> list[tuple[Any, ...]]:
-        with self.cursor() as cursor:
-            cursor.execute(sql)
-            return list(cursor.fetchall())
-
-
-def _database(request: pytest.FixtureRequest, tmp_path: Path, role: str) -> Iterator[Database]:
-    dialect = request.param
-    if dialect == "sqlite":
-        url = f"sqlite:///{(tmp_path / f'{role}.db').resolve()}"  # four slashes: absolute path
-    else:
-        url = request.getfixturevalue("pg_url" if dialect == "postgresql" else "maria_url")
-    db = Database(dialect, url)
-    yield db
-    db.engine.dispose()
-
-
-@pytest.fixture(params=DIALECTS)
-def source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    yield from _database(request, tmp_path, "source")
-
-
-@pytest.fixture(params=DIALECTS, ids=[f"to-{d}" for d in DIALECTS])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    yield from _database(request, tmp_path, "target")
 
 
 # --- the source table ----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from runner.engine.connector import (
     to_naive_utc,
     uuid_value,
 )
-from runner.engine.types import ColumnType, split_type
+from runner.engine.types import Column, ColumnType, split_type
 
 _SIMPLE = {
     "smallint": "smallint",
@@ -80,6 +80,8 @@ _RENDER = {
 }
 _TRANSIENT_ERRNOS = {1040, 1205, 1213, 1927, 2002, 2003, 2006, 2013}
 _MAX_VARCHAR = 16383  # utf8mb4 characters in a 64 KiB row
+_MAX_KEY_CHARS = 768  # utf8mb4 characters in a 3072-byte index
+_ERROR_COLUMN = re.compile(r"[Cc]olumn (?:`[^`]*`\.)*[`']([^`']+)[`']")
 _JSON_CHECK = re.compile(r"CHECK \(json_valid\(`((?:[^`]|``)+)`\)\)")
 
 
@@ -167,6 +169,33 @@ class MariadbConnector(SqlConnector):
         if ctype.kind == "uuid":
             return text_of
         return None
+
+    def distinct_sql(self, a: str, b: str, ctype: ColumnType) -> str:
+        return f"NOT ({a} <=> {b})"
+
+    def update_join_sql(
+        self, target: str, t: str, stage: str, s: str, on: str, sets: list[tuple[str, str]], where: str
+    ) -> str:
+        assignments = ", ".join(f"{t}.{col} = {expr}" for col, expr in sets)
+        return f"UPDATE {target} {t} JOIN {stage} {s} ON {on} SET {assignments} WHERE {where}"
+
+    def create_temp_sql(self, name: str, columns: list[Column], keys: list[str]) -> str:
+        return super().create_temp_sql(name, columns, keys) + self.table_options()
+
+    def drop_temp_sql(self, name: str) -> str:
+        return f"DROP TEMPORARY TABLE IF EXISTS {self.preparer.quote(name)}"
+
+    def key_type(self, ctype: ColumnType) -> str:
+        """An index holds at most 3072 bytes: 768 utf8mb4 characters."""
+        if ctype.kind == "text" or ctype.kind == "varchar" and (ctype.length or 0) > _MAX_KEY_CHARS:
+            return f"VARCHAR({_MAX_KEY_CHARS})"
+        if ctype.kind == "binary":
+            return "VARBINARY(3072)"
+        return self.render_type(ctype)
+
+    def error_column(self, exc: Exception) -> str | None:
+        match = _ERROR_COLUMN.search(str(exc))
+        return match[1] if match else None
 
     def server_cursor(self, dbapi: Any, batch_size: int) -> Any:
         from pymysql.cursors import SSCursor

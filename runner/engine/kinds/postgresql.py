@@ -6,6 +6,7 @@ no conversion at all; writing wraps JSON and settles time zones.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -118,6 +119,23 @@ class PostgresqlConnector(SqlConnector):
         if ctype.kind == "timestamptz":
             return to_aware_utc
         return None
+
+    def distinct_sql(self, a: str, b: str, ctype: ColumnType) -> str:
+        if ctype.kind == "json":  # json has no equality operator; its text does
+            return f"{a}::text IS DISTINCT FROM {b}::text"
+        return f"{a} IS DISTINCT FROM {b}"
+
+    def drop_temp_sql(self, name: str) -> str:
+        return f"DROP TABLE IF EXISTS pg_temp.{self.preparer.quote(name)}"
+
+    def error_column(self, exc: Exception) -> str | None:
+        diag = getattr(exc, "diag", None)
+        if diag is None:
+            return None
+        if diag.column_name:
+            return diag.column_name
+        match = re.search(r"column (\w+)", diag.context or "")
+        return match[1] if match else None
 
     def server_cursor(self, dbapi: Any, batch_size: int) -> Any:
         cursor = dbapi.cursor(name="runner_read")

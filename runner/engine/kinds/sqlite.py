@@ -12,6 +12,7 @@ it as text, `CAST(x AS REAL)` makes it a number again).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -236,6 +237,20 @@ class SqliteConnector(SqlConnector):
         if kind == "uuid":
             return text_of
         return None
+
+    @property
+    def mark(self) -> str:
+        return "?"
+
+    def distinct_sql(self, a: str, b: str, ctype: ColumnType) -> str:
+        return f"{a} IS NOT {b}"
+
+    def drop_temp_sql(self, name: str) -> str:
+        return f"DROP TABLE IF EXISTS temp.{self.preparer.quote(name)}"
+
+    def error_column(self, exc: Exception) -> str | None:
+        match = re.search(r"constraint failed: (?:[\w]+\.)?(\w+)", str(exc))
+        return match[1] if match else None
 
     def begin(self, dbapi: Any) -> None:
         dbapi.isolation_level = None  # we issue BEGIN ourselves, so CREATE TABLE is inside it

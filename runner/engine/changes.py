@@ -1,0 +1,222 @@
+"""Change detection: what each strategy reads and how it writes it.
+
+- full: read every row. Without keys the target's rows are replaced; with keys the rows are
+  staged and merged, so only inserts and updates are written, and deletes are the target
+  keys no longer staged. One transaction.
+- watermark: read rows whose column is at or past the stored pointer (minus `lookback`),
+  in the column's order; each batch is merged and committed, and only then does the pointer
+  move to the highest value committed. Rows that share the pointer's value are read again
+  next run and found unchanged, so nothing is missed at the boundary and nothing counted twice.
+  Deletes: every source key is staged and compared in the target, or a user's query lists them.
+- hash: see `runner.engine.digests`.
+
+A run killed anywhere leaves the target with whole committed batches and a pointer that is
+never past them: the next run re-reads from the pointer and the merge makes that idempotent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.definitions.models import Task
+from runner.engine import pointers
+from runner.engine.connector import Batch, Connector, Watermark
+from runner.engine.types import Column
+from runner.engine.writer import KEY_STAGE, SqlWriter
+from runner.errors import TerminalError
+from runner.state.store import StateStore, TaskState
+
+Log = Callable[..., None]
+
+
+@dataclass
+class RunOptions:
+    """How a run differs from a plain one (`runner run --task/--resync/--dry-run/--limit`)."""
+
+    tasks: list[str] | None = None
+    resync: bool = False
+    dry_run: bool = False
+    limit: int | None = None
+
+
+@dataclass
+class TaskResult:
+    name: str
+    source: str  # table name, or "query"
+    target: str
+    strategy: str = "full"
+    status: str = "skipped"  # succeeded | failed | skipped
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    pointer_before: dict[str, str] | None = None
+    pointer_after: dict[str, str] | None = None
+    read_seconds: float = 0.0
+    write_seconds: float = 0.0
+    seconds: float = 0.0
+    columns: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def rows_written(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+
+@dataclass
+class TaskRun:
+    """Everything one task's run needs."""
+
+    task: Task
+    namespace: str
+    job: str
+    source: Connector
+    target: Connector
+    batch_size: int
+    store: StateStore
+    options: RunOptions
+    run_id: str
+    log: Log
+    result: TaskResult = field(init=False)
+
+    def __post_init__(self) -> None:
+        t = self.task
+        self.result = TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy)
+
+    def timed(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """Yield batches, adding the time spent waiting for each to `read_seconds`."""
+        while True:
+            started = time.perf_counter()
+            batch = next(batches, None)
+            self.result.read_seconds += time.perf_counter() - started
+            if batch is None:
+                return
+            self.result.rows_read += len(batch)
+            yield batch
+
+    def writer(self, columns: list[Column]) -> SqlWriter:
+        write = self.task.write
+        soft = write.soft_delete_column if self.task.deletes == "soft" else None
+        return self.target.open_writer(write.table, columns, write.keys, soft)
+
+    def state(self) -> TaskState:
+        state = self.store.task_state(self.namespace, self.job, self.task.name)
+        if self.options.resync:
+            self.store.forget(state.id)
+            self.log("info", "resync: pointer and digests forgotten", task=self.task.name)
+            state = self.store.task_state(self.namespace, self.job, self.task.name)
+        return state
+
+    def finish(self, writer: SqlWriter) -> None:
+        if self.options.dry_run:
+            self.log("info", "dry run: rolled back", task=self.task.name)
+        else:
+            writer.commit()
+
+
+def run_full(run: TaskRun) -> None:
+    task, result = run.task, run.result
+    run.state()  # a resync of a full task is a no-op, but it is recorded
+    stream = run.source.read(task.read, run.batch_size, limit=run.options.limit)
+    result.columns = [{"name": c.name, "type": str(c.type)} for c in stream.columns]
+    if run.options.dry_run and not run.target.table_exists(task.write.table):
+        for _ in run.timed(stream.batches):
+            pass
+        result.inserted = result.rows_read
+        return
+    with run.writer(stream.columns) as w:
+        if not task.write.keys:
+            w.truncate()
+            for batch in run.timed(stream.batches):
+                w.insert(batch)
+                result.inserted += len(batch)
+        else:
+            for batch in run.timed(stream.batches):
+                w.stage(batch)
+            counts = w.merge()
+            result.inserted, result.updated = counts.inserted, counts.updated
+            result.unchanged = result.rows_read - counts.inserted - counts.updated
+            if task.deletes != "ignore":
+                if run.options.limit is not None:
+                    run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
+                else:
+                    result.deleted = w.delete_missing()
+        run.finish(w)
+
+
+def _later(stored: Any, seen: Any) -> Any:
+    """The later of the stored pointer and the highest value read. A pointer set by hand is
+    text until a run has seen the column's own type; it is compared in that type."""
+    if stored is None:
+        return seen
+    if seen is None:
+        return stored
+    try:
+        return max(pointers.coerce(stored, seen), seen)
+    except (TypeError, ValueError):
+        raise TerminalError(
+            f"the stored pointer {stored!r} cannot be compared with the column's values; set it with "
+            "`runner pointer set` or run with --resync"
+        ) from None
+
+
+def run_watermark(run: TaskRun) -> None:
+    task, result, options = run.task, run.result, run.options
+    column = task.changes.column
+    assert column is not None
+    state = run.state()
+    stored = state.pointer if state.watermark_column == column else None
+    if state.pointer and stored is None:
+        run.log(
+            "warning",
+            f"the pointer was for column {state.watermark_column!r}; reading everything",
+            task=task.name,
+        )
+    result.pointer_before = stored
+    before = pointers.decode(stored)
+    since = pointers.shift_back(before, task.changes.lookback_amount())
+    stream = run.source.read(task.read, run.batch_size, Watermark(column, since), limit=options.limit)
+    result.columns = [{"name": c.name, "type": str(c.type)} for c in stream.columns]
+    pointer = before
+    with run.writer(stream.columns) as w:
+        for batch in run.timed(stream.batches):
+            w.stage(batch)
+            counts = w.merge()
+            w.clear_stage()
+            result.inserted += counts.inserted
+            result.updated += counts.updated
+            if not options.dry_run:
+                w.commit()  # the target holds the batch: only now may the pointer pass it
+                pointer = _later(pointer, stream.pointer)
+                result.pointer_after = pointers.encode(pointer)
+                run.store.set_pointer(state.id, column, result.pointer_after, run.run_id)
+        result.unchanged = result.rows_read - result.inserted - result.updated
+        if result.pointer_after is None:
+            result.pointer_after = stored
+        if task.deletes != "ignore":
+            if options.limit is not None:
+                run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
+                return
+            result.deleted = _watermark_deletes(run, w, stream.columns)
+            run.finish(w)
+
+
+def _watermark_deletes(run: TaskRun, w: SqlWriter, columns: list[Column]) -> int:
+    task = run.task
+    keys = task.write.keys
+    w.open_key_stage()
+    if task.read.deleted_keys_query:
+        types = [next(c.type for c in columns if c.name == k) for k in keys]
+        for batch in run.source.read_query(task.read.deleted_keys_query, types, run.batch_size):
+            w.stage_keys(batch)
+        return w.delete_listed()
+    for batch in run.source.read(task.read, run.batch_size, select=keys).batches:
+        w.stage_keys(batch)
+    return w.delete_missing(KEY_STAGE)
+
+
+STRATEGIES: dict[str, Callable[[TaskRun], None]] = {"full": run_full, "watermark": run_watermark}

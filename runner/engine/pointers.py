@@ -1,0 +1,120 @@
+"""Watermark pointers as exact, typed JSON: `{"type": "datetime", "value": "2026-01-02T03:04:05.123456"}`.
+
+A pointer is the highest value of the watermark column that the target has committed, as the
+source's driver returned it: a datetime keeps its microseconds and offset, a decimal its
+digits, SQLite's timestamp text its exact text. Never a float of a time, never a truncated
+string: the next run compares it in the source exactly as the column compares.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from runner.errors import TerminalError
+
+
+def encode(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return {"type": "datetime", "value": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"type": "date", "value": value.isoformat()}
+    if isinstance(value, bool):
+        raise TerminalError("a boolean column cannot be a watermark")
+    if isinstance(value, int):
+        return {"type": "integer", "value": str(value)}
+    if isinstance(value, Decimal):
+        return {"type": "decimal", "value": str(value)}
+    if isinstance(value, float):
+        return {"type": "float", "value": repr(value)}
+    if isinstance(value, str):
+        return {"type": "text", "value": value}
+    raise TerminalError(f"a {type(value).__name__} column cannot be a watermark")
+
+
+_DECODE = {
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "integer": int,
+    "decimal": Decimal,
+    "float": float,
+    "text": str,
+}
+
+
+def decode(pointer: dict[str, str] | None) -> Any:
+    if not pointer:
+        return None
+    return _DECODE[pointer["type"]](pointer["value"])
+
+
+def parse(text: str, like: dict[str, str] | None) -> dict[str, str]:
+    """A pointer typed by the user (`runner pointer set`): of the current pointer's type when
+    there is one, else a number when it is one, else the text as typed (the source compares
+    it with the column: PostgreSQL and MariaDB cast it, SQLite's timestamps are text)."""
+    kinds = [like["type"]] if like else ["integer", "decimal", "text"]
+    for kind in kinds:
+        try:
+            value = _DECODE[kind](text)
+        except (ValueError, InvalidOperation):
+            continue
+        if kind == "text" and like is not None and like["type"] == "text":
+            return {"type": "text", "value": text}
+        return encode(value) or {}
+    raise ValueError(f"{text!r} is not a valid {like['type'] if like else 'pointer'} value")
+
+
+def coerce(value: Any, like: Any) -> Any:
+    """`value` (a pointer typed by hand) in the type of `like` (a value of the column)."""
+    if type(value) is type(like) or value is None:
+        return value
+    text = value.isoformat() if isinstance(value, dt.date) else str(value)
+    if isinstance(like, dt.datetime):
+        parsed = dt.datetime.fromisoformat(text)
+        if like.tzinfo is not None and parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed
+    if isinstance(like, dt.date):
+        return dt.date.fromisoformat(text)
+    if isinstance(like, bool):
+        raise TypeError("a boolean column cannot be a watermark")
+    if isinstance(like, int):
+        return int(Decimal(text))
+    if isinstance(like, Decimal):
+        return Decimal(text)
+    if isinstance(like, float):
+        return float(text)
+    if isinstance(like, str) and isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ", timespec="microseconds")
+    return type(like)(text)
+
+
+def shift_back(value: Any, amount: float) -> Any:
+    """`value` moved back by the lookback: seconds for times, units for numbers."""
+    if not amount or value is None:
+        return value
+    if isinstance(value, dt.datetime):
+        return value - dt.timedelta(seconds=amount)
+    if isinstance(value, dt.date):
+        return value - dt.timedelta(days=math.ceil(amount / 86400))
+    if isinstance(value, int):
+        return value - math.ceil(amount)
+    if isinstance(value, Decimal):
+        return value - Decimal(repr(amount))
+    if isinstance(value, float):
+        return value - amount
+    if isinstance(value, str):  # SQLite keeps times as ISO text: shift it in the same spelling
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise TerminalError(
+                f"lookback needs a time or number column; the pointer is text {value!r}"
+            ) from None
+        shifted = moment - dt.timedelta(seconds=amount)
+        sep = "T" if "T" in value else " "
+        return shifted.isoformat(sep=sep, timespec="microseconds" if "." in value else "seconds")
+    return value

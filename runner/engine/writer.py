@@ -1,0 +1,257 @@
+"""Writing into a SQL target: one transaction per `SqlWriter`.
+
+Without keys, a task replaces the table's rows (`truncate` + `insert`). With keys, rows go
+into a temporary staging table first and are merged set-based in the target database: an
+UPDATE joined on the keys touches only rows whose values differ (a null-safe comparison),
+an INSERT of the staged rows with no match adds the new ones, and deletes are anti-joins
+against staged keys. Doing it in the database keeps memory flat whatever the table's size and
+gives exact counts of inserted, updated and unchanged rows on every dialect. The staging
+table's primary key rejects a source that repeats a key.
+
+A failed bulk insert is retried row by row under a savepoint to name the row (its key) and,
+where the driver says, the column that the target rejected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from runner.definitions import secrets
+from runner.engine.types import Column, ColumnType
+from runner.errors import TerminalError
+
+if TYPE_CHECKING:
+    from runner.engine.connector import Batch, SqlConnector
+
+STAGE = "runner_stage"
+KEY_STAGE = "runner_keys"
+SOFT_DELETE_TYPE = ColumnType("timestamp")
+
+
+@dataclass
+class MergeCounts:
+    inserted: int = 0
+    updated: int = 0
+
+
+class SqlWriter:
+    """Writes one task's rows into `table` in one transaction (commit when done)."""
+
+    def __init__(
+        self,
+        connector: SqlConnector,
+        table: str,
+        columns: list[Column],
+        keys: list[str] | None = None,
+        soft_delete_column: str | None = None,
+    ):
+        self.c = connector
+        self.q = connector.preparer.quote
+        self.table = table
+        self.target = connector.quote_table(table)
+        self.columns = columns
+        self.keys = keys or []
+        self.soft = soft_delete_column
+        names = [col.name for col in columns]
+        missing = [k for k in self.keys if k not in names]
+        if missing:
+            raise TerminalError(
+                f"key column(s) {', '.join(map(repr, missing))} not among the source's columns"
+            )
+        self.key_index = [names.index(k) for k in self.keys]
+        self.names = [self.q(n) for n in names]
+        self.encode = connector.batch_encoder(columns)
+        key_columns = [columns[i] for i in self.key_index]
+        self.encode_keys = connector.batch_encoder(key_columns)
+        self.key_columns = key_columns
+        self.dbapi: Any = None
+        self.cursor: Any = None
+        self.doing = f"writing {table}"
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    def open(self) -> SqlWriter:
+        c = self.c
+        with c.errors(self.doing):
+            self.dbapi = c.engine.raw_connection()
+            c.begin(self.dbapi.driver_connection)
+            self.cursor = self.dbapi.cursor()
+            schema = self.table.rpartition(".")[0]
+            create_schema = c.create_schema_sql(schema) if schema else None
+            if create_schema:
+                self.cursor.execute(create_schema)
+            extra = [Column(self.soft, SOFT_DELETE_TYPE)] if self.soft else []
+            self.cursor.execute(c.create_table_sql(self.table, self.columns + extra, self.keys))
+            if self.soft and self.soft not in self.existing_columns():
+                soft_type = c.render_type(SOFT_DELETE_TYPE)
+                self.cursor.execute(f"ALTER TABLE {self.target} ADD COLUMN {self.q(self.soft)} {soft_type}")
+            if self.keys:
+                self.cursor.execute(c.drop_temp_sql(STAGE))
+                self.cursor.execute(c.create_temp_sql(STAGE, self.columns, self.keys))
+        return self
+
+    def existing_columns(self) -> list[str]:
+        self.cursor.execute(f"SELECT * FROM {self.target} WHERE 1 = 0")
+        names = [d[0] for d in self.cursor.description]
+        self.cursor.fetchall()
+        return names
+
+    def commit(self) -> None:
+        with self.c.errors(self.doing):
+            self.dbapi.commit()
+            self.c.begin(self.dbapi.driver_connection)
+
+    def close(self) -> None:
+        """Roll back whatever is not committed and release the connection."""
+        if self.dbapi is None:
+            return
+        with suppress(Exception):
+            self.dbapi.rollback()
+        with suppress(Exception):
+            self.dbapi.close()
+        self.dbapi = None
+
+    def __enter__(self) -> SqlWriter:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- rows ----------------------------------------------------------------------------
+
+    def truncate(self) -> None:
+        with self.c.errors(self.doing):
+            self.cursor.execute(f"DELETE FROM {self.target}")
+
+    def insert(self, batch: Batch) -> None:
+        """Append rows to the target (the replace mode)."""
+        self._bulk(self.target, self.names, self.encode(batch), batch)
+
+    def stage(self, batch: Batch) -> None:
+        """Add rows to the staging table, to be merged by `merge`."""
+        self._bulk(self.q(STAGE), self.names, self.encode(batch), batch)
+
+    def merge(self) -> MergeCounts:
+        """Update target rows whose values differ from their staged row, insert staged rows
+        with no target row. The staging table keeps its rows (for `delete_missing`)."""
+        c, t, s = self.c, "t", "s"
+        on = " AND ".join(f"{t}.{self.q(k)} = {s}.{self.q(k)}" for k in self.keys)
+        counts = MergeCounts()
+        with c.errors(self.doing):
+            values = [col for col in self.columns if col.name not in self.keys]
+            if values or self.soft:
+                sets = [(self.q(col.name), f"{s}.{self.q(col.name)}") for col in values]
+                differs = [
+                    c.distinct_sql(f"{t}.{self.q(col.name)}", f"{s}.{self.q(col.name)}", col.type)
+                    for col in values
+                ]
+                if self.soft:
+                    sets.append((self.q(self.soft), "NULL"))
+                    differs.append(f"{t}.{self.q(self.soft)} IS NOT NULL")
+                self.cursor.execute(
+                    c.update_join_sql(self.target, t, self.q(STAGE), s, on, sets, " OR ".join(differs))
+                )
+                counts.updated = max(self.cursor.rowcount, 0)
+            names = ", ".join(self.names)
+            picked = ", ".join(f"{s}.{n}" for n in self.names)
+            first_key = f"{t}.{self.q(self.keys[0])}"
+            self.cursor.execute(
+                f"INSERT INTO {self.target} ({names}) SELECT {picked} FROM {self.q(STAGE)} {s} "
+                f"LEFT JOIN {self.target} {t} ON {on} WHERE {first_key} IS NULL"
+            )
+            counts.inserted = max(self.cursor.rowcount, 0)
+        return counts
+
+    def clear_stage(self) -> None:
+        with self.c.errors(self.doing):
+            self.cursor.execute(f"DELETE FROM {self.q(STAGE)}")
+
+    # --- deletes -------------------------------------------------------------------------
+
+    def open_key_stage(self) -> None:
+        with self.c.errors(self.doing):
+            self.cursor.execute(self.c.drop_temp_sql(KEY_STAGE))
+            self.cursor.execute(self.c.create_temp_sql(KEY_STAGE, self.key_columns, self.keys))
+
+    def stage_keys(self, keys: Batch) -> None:
+        self._bulk(self.q(KEY_STAGE), [self.q(k) for k in self.keys], self.encode_keys(keys), keys)
+
+    def delete_missing(self, from_stage: str = STAGE) -> int:
+        """Delete (or soft-delete) target rows whose key is not staged: gone from the source."""
+        return self._delete(f"NOT EXISTS (SELECT 1 FROM {self.q(from_stage)} k WHERE {self._key_match()})")
+
+    def delete_listed(self) -> int:
+        """Delete (or soft-delete) target rows whose key is in the key stage."""
+        return self._delete(f"EXISTS (SELECT 1 FROM {self.q(KEY_STAGE)} k WHERE {self._key_match()})")
+
+    def _key_match(self) -> str:
+        return " AND ".join(f"k.{self.q(k)} = {self.target}.{self.q(k)}" for k in self.keys)
+
+    def _delete(self, condition: str) -> int:
+        with self.c.errors(self.doing):
+            if self.soft:
+                soft = self.q(self.soft)
+                now = self.c.batch_encoder([Column(self.soft, SOFT_DELETE_TYPE)])([(utcnow(),)])[0][0]
+                self.cursor.execute(
+                    f"UPDATE {self.target} SET {soft} = {self.c.mark} WHERE {soft} IS NULL AND {condition}",
+                    (now,),
+                )
+            else:
+                self.cursor.execute(f"DELETE FROM {self.target} WHERE {condition}")
+            return max(self.cursor.rowcount, 0)
+
+    # --- bulk insert with a diagnosis ------------------------------------------------------
+
+    def _bulk(self, table: str, names: list[str], rows: Batch, original: Batch) -> None:
+        c = self.c
+        with c.errors(self.doing):
+            self.cursor.execute("SAVEPOINT runner_batch")
+        try:
+            c.insert_rows(self.cursor, table, names, rows)
+        except c.engine.dialect.loaded_dbapi.Error as exc:
+            with c.errors(self.doing):
+                self.cursor.execute("ROLLBACK TO SAVEPOINT runner_batch")
+            if c.is_transient(exc):
+                with c.errors(self.doing):
+                    raise exc from None
+            raise self._diagnose(table, names, rows, original, exc) from None
+        with c.errors(self.doing):
+            self.cursor.execute("RELEASE SAVEPOINT runner_batch")
+
+    def _diagnose(
+        self, table: str, names: list[str], rows: Batch, original: Batch, first: Exception
+    ) -> TerminalError:
+        """Insert row by row to find the first one the target rejects; name it by its key."""
+        c = self.c
+        for position, (row, raw) in enumerate(zip(rows, original, strict=True)):
+            try:
+                self.cursor.execute("SAVEPOINT runner_row")
+                c.insert_rows(self.cursor, table, names, [row])
+                self.cursor.execute("RELEASE SAVEPOINT runner_row")
+            except c.engine.dialect.loaded_dbapi.Error as exc:
+                with suppress(Exception):
+                    self.cursor.execute("ROLLBACK TO SAVEPOINT runner_row")
+                return TerminalError(self._row_message(position, raw, len(names) == len(self.keys), exc))
+        return TerminalError(self._row_message(None, None, False, first))
+
+    def _row_message(self, position: int | None, raw: Any, keys_only: bool, exc: Exception) -> str:
+        """`row with key id=5: column 'name': <what the database said>`."""
+        text = " ".join(str(exc).split())
+        if self.keys and ("duplicate" in text.lower() or "unique" in text.lower()):
+            text = f"the source has this key more than once ({text})"
+        where = ""
+        if raw is not None and self.keys:
+            values = raw if keys_only else [raw[i] for i in self.key_index]
+            where = "row with key " + ", ".join(f"{k}={v!r}" for k, v in zip(self.keys, values, strict=True))
+        elif position is not None:
+            where = f"row {position + 1} of its batch"
+        column = self.c.error_column(exc)
+        parts = [where, f"column {column!r}" if column else "", text]
+        return secrets.redact(": ".join(p for p in parts if p))
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)

@@ -1,0 +1,315 @@
+"""Change detection across runs: full (with keys) and watermark, each delete mode, over
+pairs of dialects. A source table goes through inserts, updates, deletes, NULLs, unicode,
+a row at the pointer's boundary and a late row; after every run the target equals the
+source row by row (or differs exactly as `ignore`/`soft` say), and a run with nothing to do
+writes nothing and counts nothing twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from runner import service
+from runner.engine.changes import RunOptions
+from tests.engine.conftest import Database
+
+PAIRS = [
+    ("sqlite", "sqlite"),
+    ("postgresql", "postgresql"),
+    ("mariadb", "mariadb"),
+    ("sqlite", "postgresql"),
+    ("postgresql", "mariadb"),
+    ("mariadb", "sqlite"),
+]
+DDL = {
+    "sqlite": "CREATE TABLE src_items (id INTEGER PRIMARY KEY, name VARCHAR(40), price NUMERIC(12,2), "
+    "updated_at TIMESTAMP)",
+    "postgresql": "CREATE TABLE src_items (id integer PRIMARY KEY, name varchar(40), price numeric(12,2), "
+    "updated_at timestamp(6))",
+    "mariadb": "CREATE TABLE src_items (id INT PRIMARY KEY, name VARCHAR(40), price DECIMAL(12,2), "
+    "updated_at DATETIME(6)) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+}
+T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123456)
+NAMES = ["Zürich", "東京", "🎁 gift", "", "O'Brien", None, "naïve"]
+
+
+def ts(value: Any) -> Any:
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    return value
+
+
+def canonical(row: tuple) -> tuple:
+    id_, name, price, updated = row[:4]
+    return (
+        int(id_),
+        name,
+        None if price is None else Decimal(str(price)).quantize(Decimal("0.01")),
+        ts(updated),
+    )
+
+
+class Source:
+    def __init__(self, db: Database):
+        self.db = db
+        with db.cursor() as c:
+            c.execute(DDL[db.dialect])
+
+    def _value(self, v: Any) -> Any:
+        if self.db.dialect == "sqlite" and isinstance(v, dt.datetime):
+            return v.isoformat(sep=" ", timespec="microseconds")
+        if self.db.dialect == "sqlite" and isinstance(v, Decimal):
+            return str(v)
+        return v
+
+    def upsert(self, rows: list[tuple]) -> None:
+        m = self.db.mark
+        with self.db.cursor() as c:
+            for row in rows:
+                c.execute(f"DELETE FROM src_items WHERE id = {m}", (row[0],))
+                c.execute(
+                    f"INSERT INTO src_items VALUES ({m}, {m}, {m}, {m})", tuple(self._value(v) for v in row)
+                )
+
+    def delete(self, ids: list[int]) -> None:
+        with self.db.cursor() as c:
+            for i in ids:
+                c.execute(f"DELETE FROM src_items WHERE id = {self.db.mark}", (i,))
+
+    def rows(self) -> list[tuple]:
+        return sorted(
+            canonical(r) for r in self.db.fetch("SELECT id, name, price, updated_at FROM src_items")
+        )
+
+
+def target_rows(db: Database, soft: bool = False) -> list[tuple]:
+    cols = "id, name, price, updated_at" + (", _deleted_at" if soft else "")
+    return sorted(
+        canonical(r) + ((r[4] is not None,) if soft else ())
+        for r in db.fetch(f"SELECT {cols} FROM dst_items")
+    )
+
+
+def setup_job(
+    project, source: Database, target: Database, strategy: str, deletes: str, extra: str = ""
+) -> None:
+    project.connection("src", source.dialect, source.url)
+    project.connection("dst", target.dialect, target.url)
+    changes = (
+        "{strategy: watermark, column: updated_at" + extra + "}"
+        if strategy == "watermark"
+        else "{strategy: full}"
+    )
+    project.job(
+        "sync",
+        "src",
+        "dst",
+        f"""
+        - name: items
+          read: {{table: src_items}}
+          write: {{table: dst_items, keys: [id]}}
+          changes: {changes}
+          deletes: {deletes}
+        """,
+        extra="  batch_size: 4\n",
+    )
+    service.apply(project.ws)
+
+
+def run(project, **options: Any) -> dict:
+    record = service.run(project.ws, "sync", RunOptions(**options))
+    assert record["status"] == "succeeded", record["error"]
+    return record["tasks"][0]
+
+
+@pytest.mark.parametrize("deletes", ["ignore", "propagate", "soft"])
+@pytest.mark.parametrize("strategy", ["full", "watermark"])
+@pytest.mark.parametrize(("src", "dst"), PAIRS, ids=[f"{a}-to-{b}" for a, b in PAIRS])
+def test_runs_keep_target_equal_to_source(project, make_database, src, dst, strategy, deletes):
+    source = Source(make_database(src, "source"))
+    target = make_database(dst, "target")
+    initial = [
+        (i, NAMES[i % len(NAMES)], Decimal(i * 10 + 1) / 100, T0 + dt.timedelta(seconds=i))
+        for i in range(1, 11)
+    ]
+    source.upsert(initial)
+    setup_job(project, source.db, target, strategy, deletes)
+
+    first = run(project)
+    assert (first["rows_read"], first["inserted"], first["updated"], first["deleted"]) == (10, 10, 0, 0)
+    assert target_rows(target, deletes == "soft") == [
+        r + ((False,) if deletes == "soft" else ()) for r in source.rows()
+    ]
+    if strategy == "watermark":
+        assert first["pointer_after"]["value"].replace("T", " ").startswith("2026-03-01 12:00:10.123456")
+
+    # the second round: 2 updates, 2 inserts (one at the pointer's exact value), 2 deletes, a NULL
+    pointer = T0 + dt.timedelta(seconds=10)
+    changed = [
+        (3, "changed ✓", Decimal("99.99"), pointer + dt.timedelta(seconds=5)),
+        (4, None, None, pointer + dt.timedelta(seconds=6)),
+        (11, "new at the boundary", Decimal("1.00"), pointer),
+        (12, "new", Decimal("-5.50"), pointer + dt.timedelta(seconds=7)),
+        (13, "no timestamp", Decimal("0.01"), None),
+    ]
+    source.upsert(changed)
+    source.delete([1, 2])
+    before = target_rows(target, deletes == "soft")
+    second = run(project)
+    assert (second["inserted"], second["updated"]) == (3, 2)
+    expected_deleted = 0 if deletes == "ignore" else 2
+    assert second["deleted"] == expected_deleted
+    now = target_rows(target, deletes == "soft")
+    if deletes == "propagate":
+        assert now == source.rows()
+    elif deletes == "ignore":
+        assert [r for r in now if r[0] not in (1, 2)] == source.rows()
+        assert [r for r in now if r[0] in (1, 2)] == [r for r in before if r[0] in (1, 2)]
+    else:
+        assert [r[:4] for r in now if not r[4]] == source.rows()
+        assert [(r[0], r[4]) for r in now if r[4]] == [(1, True), (2, True)]
+
+    # a run with nothing new writes nothing, deletes nothing again, counts nothing twice
+    third = run(project)
+    assert (third["inserted"], third["updated"], third["deleted"]) == (0, 0, 0)
+    if strategy == "watermark":
+        # the row at the pointer (id 12) and the NULL row are read again, and found unchanged
+        assert third["rows_read"] == third["unchanged"] == 2
+        assert third["pointer_after"] == second["pointer_after"] == third["pointer_before"]
+    else:
+        assert third["unchanged"] == third["rows_read"] == 11
+    assert target_rows(target, deletes == "soft") == now
+
+    # a row that reappears is revived by a soft delete
+    if deletes == "soft":
+        source.upsert([(1, "back", Decimal("1.00"), pointer + dt.timedelta(seconds=20))])
+        fourth = run(project)
+        assert fourth["updated"] == 1
+        assert [r for r in target_rows(target, True) if r[0] == 1] == [
+            (1, "back", Decimal("1.00"), pointer + dt.timedelta(seconds=20), False)
+        ]
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"), [("sqlite", "sqlite"), ("postgresql", "mariadb"), ("mariadb", "postgresql")]
+)
+def test_watermark_lookback_picks_up_late_rows(project, make_database, src, dst):
+    source = Source(make_database(src, "source"))
+    target = make_database(dst, "target")
+    source.upsert([(i, f"row {i}", Decimal("1.00"), T0 + dt.timedelta(minutes=i)) for i in range(1, 6)])
+    setup_job(project, source.db, target, "watermark", "ignore", extra=", lookback: 10m")
+    run(project)
+    # committed late with an older value, 3 minutes behind the pointer
+    source.upsert([(50, "late", Decimal("2.00"), T0 + dt.timedelta(minutes=2))])
+    second = run(project)
+    assert second["inserted"] == 1
+    assert target_rows(target) == source.rows()
+
+
+def test_watermark_pointer_keeps_microseconds_and_survives_resync(project, make_database):
+    source = Source(make_database("postgresql", "source"))
+    target = make_database("postgresql", "target")
+    source.upsert(
+        [(1, "a", Decimal("1.00"), T0), (2, "b", Decimal("1.00"), T0 + dt.timedelta(microseconds=1))]
+    )
+    setup_job(project, source.db, target, "watermark", "propagate")
+    first = run(project)
+    assert first["pointer_after"] == {"type": "datetime", "value": "2026-03-01T12:00:00.123457"}
+    shown = service.pointer_show(project.ws, "sync")
+    assert shown[0]["pointer"] == first["pointer_after"] and shown[0]["by"]
+    again = run(project, resync=True)
+    assert again["pointer_before"] is None and again["rows_read"] == 2 and again["unchanged"] == 2
+
+
+def test_pointer_set_moves_the_next_read(project, make_database):
+    source = Source(make_database("sqlite", "source"))
+    target = make_database("sqlite", "target")
+    source.upsert([(i, f"row {i}", Decimal("1.00"), T0 + dt.timedelta(days=i)) for i in range(1, 6)])
+    setup_job(project, source.db, target, "watermark", "ignore")
+    change = service.pointer_set(project.ws, "sync", "items", "2026-03-04 12:00:00.123456")
+    assert change["new"] == {"type": "text", "value": "2026-03-04 12:00:00.123456"}
+    first = run(project)
+    assert first["rows_read"] == 3  # days 3 (at the pointer), 4 and 5
+    assert [r[0] for r in target_rows(target)] == [3, 4, 5]
+    assert first["pointer_after"]["value"] == "2026-03-06 12:00:00.123456"
+    service.pointer_set(project.ws, "sync", "items", None)
+    assert service.pointer_show(project.ws, "sync")[0]["pointer"] is None
+
+
+def test_dry_run_counts_and_writes_nothing(project, make_database):
+    source = Source(make_database("postgresql", "source"))
+    target = make_database("postgresql", "target")
+    source.upsert([(i, "x", Decimal("1.00"), T0 + dt.timedelta(seconds=i)) for i in range(1, 6)])
+    setup_job(project, source.db, target, "watermark", "propagate")
+    run(project)
+    source.upsert([(9, "new", Decimal("1.00"), T0 + dt.timedelta(hours=1))])
+    source.delete([1])
+    dry = run(project, dry_run=True)
+    assert (dry["inserted"], dry["deleted"]) == (1, 1)
+    assert [r[0] for r in target_rows(target)] == [1, 2, 3, 4, 5]
+    assert service.pointer_show(project.ws, "sync")[0]["pointer"]["value"].endswith("12:00:05.123456")
+    real = run(project)
+    assert (real["inserted"], real["deleted"]) == (1, 1)
+
+
+def test_limit_reads_at_most_n_rows_and_skips_deletes(project, make_database):
+    source = Source(make_database("sqlite", "source"))
+    target = make_database("sqlite", "target")
+    source.upsert([(i, "x", Decimal("1.00"), T0 + dt.timedelta(seconds=i)) for i in range(1, 21)])
+    setup_job(project, source.db, target, "full", "propagate")
+    limited = run(project, limit=5)
+    assert limited["rows_read"] == 5 and limited["deleted"] == 0
+    assert len(target_rows(target)) == 5
+
+
+def test_deleted_keys_query(project, make_database):
+    source = Source(make_database("mariadb", "source"))
+    with source.db.cursor() as c:
+        c.execute("CREATE TABLE deleted_items (id INT)")
+        c.execute("INSERT INTO deleted_items VALUES (2), (4), (99)")
+    target = make_database("postgresql", "target")
+    source.upsert([(i, "x", Decimal("1.00"), T0 + dt.timedelta(seconds=i)) for i in range(1, 6)])
+    project.connection("src", "mariadb", source.db.url)
+    project.connection("dst", "postgresql", target.url)
+    project.job(
+        "sync",
+        "src",
+        "dst",
+        """
+        - name: items
+          read: {table: src_items, deleted_keys_query: "SELECT id FROM deleted_items"}
+          write: {table: dst_items, keys: [id]}
+          changes: {strategy: watermark, column: updated_at}
+          deletes: propagate
+        """,
+    )
+    service.apply(project.ws)
+    first = run(project)
+    assert first["deleted"] == 2
+    assert [r[0] for r in target_rows(target)] == [1, 3, 5]
+
+
+def test_on_error_continue_runs_the_next_task(project, make_database):
+    source = Source(make_database("sqlite", "source"))
+    target = make_database("sqlite", "target")
+    source.upsert([(1, "x", Decimal("1.00"), T0)])
+    project.connection("src", "sqlite", source.db.url)
+    project.connection("dst", "sqlite", target.url)
+    project.job(
+        "sync",
+        "src",
+        "dst",
+        """
+        - {name: broken, read: {table: missing}, write: {table: nowhere}}
+        - {name: items, read: {table: src_items}, write: {table: dst_items, keys: [id]}}
+        """,
+        extra="  on_error: continue\n",
+    )
+    service.apply(project.ws)
+    record = service.run(project.ws, "sync")
+    assert record["status"] == "failed" and record["failed_tasks"] == ["broken"]
+    assert [t["status"] for t in record["tasks"]] == ["failed", "succeeded"]
+    assert target_rows(target) == source.rows()
