@@ -13,9 +13,10 @@ from typing import Annotated, Any, Literal, Union
 from croniter import croniter
 from pydantic import Field, TypeAdapter, create_model
 
+from runner.definitions import secrets
 from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
 from runner.definitions.models import API_VERSION, JobSpec, Metadata, StrictModel
-from runner.definitions.validate import Definition, resolve_reference, validate_documents
+from runner.definitions.validate import Definition, check_document, resolve_reference, validate_documents
 from runner.engine import pointers, registry
 from runner.engine.changes import RunOptions, TaskResult
 from runner.engine.run import run_job
@@ -23,7 +24,7 @@ from runner.errors import DefinitionsInvalid, JobBusy, LockTimeout, NotFound, Pr
 from runner.history import files as history
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
-from runner.state.store import APPLY_LOCK, AppliedObject, Lock, Revision, StateStore, utcnow
+from runner.state.store import APPLY_LOCK, AppliedObject, Lock, StateStore, utcnow
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 
@@ -90,11 +91,14 @@ def plan(ws: Workspace) -> Plan:
     definitions = validate(ws)
     store = ws.store()
     latest = store.latest_revision()
-    return diff(definitions, store.objects(), latest.id if latest else None)
+    return diff(definitions, store.objects(), latest.id if latest else None, store.state_digest())
 
 
 def save_plan(p: Plan, path: Path) -> None:
-    path.write_text(json.dumps(p.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        path.write_text(json.dumps(p.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise RunnerError(f"cannot write the plan to {path}: {exc.strerror}") from None
 
 
 def read_plan(path: Path) -> Plan:
@@ -117,6 +121,16 @@ def apply(
     apply exactly that saved plan, or refuse when the state changed since it was made."""
     store = ws.store()
     saved = read_plan(plan_file) if plan_file else None
+    if saved is not None:  # a plan file is data from outside: check what it would store
+        models = registry.connection_models()
+        problems = [
+            p
+            for c in saved.changes
+            if c.after is not None and c.action in ("create", "update")
+            for p in check_document(c.after, f"{plan_file} ({c.kind} {c.ref})", models)
+        ]
+        if problems:
+            raise DefinitionsInvalid(problems)
     with store.locked(APPLY_LOCK, lock_timeout):
         p = saved or plan(ws)
         return ApplyResult(p, apply_plan(store, p, ws.root))
@@ -152,10 +166,6 @@ def find(ws: Workspace, kind: str, ref: str) -> AppliedObject:
 
 def get(ws: Workspace, kind: str) -> list[AppliedObject]:
     return ws.store().objects(kind)
-
-
-def revision(ws: Workspace, revision_id: int) -> Revision:
-    return ws.store().revision(revision_id)
 
 
 def next_fire_times(
@@ -251,7 +261,10 @@ def run(ws: Workspace, ref: str, options: RunOptions | None = None) -> dict[str,
     except LockTimeout:
         held = store.lock_info(f"job:{job.ref}")
         who = f"{held.holder} since {held.acquired_at}, lock id {held.lock_id}" if held else "another process"
-        raise JobBusy(f"job {job.ref} is already running ({who})") from None
+        raise JobBusy(
+            f"job {job.ref} is already running ({who}); if that process is gone, release its lock "
+            f"with `runner force-unlock {held.lock_id if held else 'LOCK_ID'}`"
+        ) from None
     try:
         return _execute(ws, job, spec, ends, options)
     finally:
@@ -309,10 +322,12 @@ def _execute(
             log=log,
             on_task=on_task,
         )
-    except KeyboardInterrupt:
-        record.update(status="cancelled", error="interrupted", finished_at=utcnow())
+    except BaseException as exc:  # the record must never stay "running" for a run that ended
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        error = "interrupted" if interrupted else secrets.redact(f"{type(exc).__name__}: {exc}")
+        record.update(status="cancelled" if interrupted else "failed", error=error, finished_at=utcnow())
         history.write_atomic(path, record)
-        log("warning", "run interrupted")
+        log("warning" if interrupted else "error", f"run ended: {error}")
         raise
     failed = [r for r in results if r.status == "failed"]
     record.update(

@@ -164,3 +164,18 @@ def test_demo_source_script_is_deterministic(tmp_path):
         )
     a, b = (sqlite3.connect(tmp_path / n) for n in ("a.db", "b.db"))
     assert a.execute("SELECT * FROM orders").fetchall() == b.execute("SELECT * FROM orders").fetchall()
+
+
+def test_missing_sqlite_source_file_is_an_error_and_is_not_created(project):
+    project.connection("src", "sqlite", "sqlite:///typo/sorce.db")
+    project.connection("dst", "sqlite", "sqlite:///out/dst.db")
+    project.job("copy", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}}")
+    service.apply(project.ws)
+    record = service.run(project.ws, "copy")
+    assert record["status"] == "failed" and "sorce.db does not exist" in record["error"]
+    assert not (project.root / "typo").exists()
+
+
+def test_cli_state_url_error_is_a_message_not_a_traceback(project):
+    result = CliRunner().invoke(app, ["--dir", str(project.root), "--state", "foo", "get", "jobs"])
+    assert result.exit_code == 1 and result.stderr.startswith("error: the state store URL cannot be parsed")

@@ -27,7 +27,8 @@ app = typer.Typer(
     help="Declarative data-sync jobs kept as YAML in git: validate, plan, apply, run.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is not cut to 80 columns: run ids and paths in tables must stay whole.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

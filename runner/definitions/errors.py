@@ -14,6 +14,7 @@ import typing
 from pydantic import BaseModel, ValidationError
 
 from runner.definitions.load import Document, PathKey
+from runner.definitions.models import HINT
 from runner.errors import Problem
 
 
@@ -56,7 +57,8 @@ def _message(error: dict, model: type[BaseModel], loc: PathKey) -> tuple[str, st
     if kind == "missing":
         return "required field is missing", ""
     if kind == "value_error" and msg.startswith("Value error, "):
-        return msg[len("Value error, ") :], ""
+        message, _, hint = msg[len("Value error, ") :].partition(HINT)
+        return message, hint
     if kind == "assertion_error" and msg.startswith("Assertion failed, "):
         return msg[len("Assertion failed, ") :], ""
     return msg, ""

@@ -45,6 +45,8 @@ class Document:
     data: Any
     folder_namespace: str | None  # from the sub-folder of jobs.d/ or connections.d/, if any
     positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    relpath: str = ""  # relative to the definitions folder: what the state store records
+    rejected: bool = False  # has problems already (duplicate keys): only its name is used
 
     def locate(self, path: PathKey) -> Location:
         """The location of `path`, or of its nearest ancestor that exists in the file."""
@@ -64,8 +66,13 @@ def display_path(path: Path) -> str:
         return str(absolute)
 
 
-def _walk(node: yaml.Node, path: PathKey, doc: Document, problems: list[Problem]) -> None:
-    """Record the position of every key path below `node` and report duplicate keys."""
+def _walk(node: yaml.Node, path: PathKey, doc: Document, problems: list[Problem], visited: set[int]) -> None:
+    """Record the position of every key path below `node` and report duplicate keys. A node
+    reached again through an alias is not walked again: an alias of itself would recurse
+    forever, and nested aliases would take exponential time ("billion laughs")."""
+    if id(node) in visited:
+        return
+    visited.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
@@ -85,16 +92,16 @@ def _walk(node: yaml.Node, path: PathKey, doc: Document, problems: list[Problem]
             seen[key] = line
             child = (*path, key)
             doc.positions[child] = (line, key_node.start_mark.column + 1)
-            _walk(value_node, child, doc, problems)
+            _walk(value_node, child, doc, problems, visited)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             child = (*path, i)
             doc.positions[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
-            _walk(item, child, doc, problems)
+            _walk(item, child, doc, problems, visited)
 
 
 def load_text(
-    text: str, file: str, folder_namespace: str | None = None
+    text: str, file: str, folder_namespace: str | None = None, relpath: str | None = None
 ) -> tuple[list[Document], list[Problem]]:
     """Parse every document of one file; problems are returned, never raised."""
     docs: list[Document] = []
@@ -106,13 +113,12 @@ def load_text(
             node = loader.get_node()
             if node is None:
                 continue
-            doc = Document(file, index, None, folder_namespace)
+            doc = Document(file, index, None, folder_namespace, relpath=relpath or file)
             doc.positions[()] = (node.start_mark.line + 1, node.start_mark.column + 1)
             index += 1
             before = len(problems)
-            _walk(node, (), doc, problems)
-            if len(problems) > before:
-                continue
+            _walk(node, (), doc, problems, set())
+            doc.rejected = len(problems) > before
             doc.data = loader.construct_document(node)
             if doc.data is None:
                 continue
@@ -175,7 +181,7 @@ def load_folder(root: Path) -> tuple[list[Document], list[Problem]]:
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(Location(shown), f"cannot read file: {exc}"))
             continue
-        file_docs, file_problems = load_text(text, shown, namespace)
+        file_docs, file_problems = load_text(text, shown, namespace, path.relative_to(root).as_posix())
         docs.extend(file_docs)
         problems.extend(file_problems)
     return docs, problems

@@ -7,16 +7,18 @@ Connection specs come from the kind modules (`runner.engine.kinds`): each subcla
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import zoneinfo
 from typing import Annotated, Literal
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runner.definitions import secrets
 
 API_VERSION = "runner/v1"
+HINT = "\nhint: "  # a validator's message may end with a hint, split off into Problem.hint
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$"
 
 Name = Annotated[
@@ -69,7 +71,7 @@ class ConnectionSpec(StrictModel):
         where = secrets.literal_password(url)
         if where:
             raise ValueError(
-                f"the URL holds a literal {where}; reference the secret instead, e.g. "
+                f"the URL holds a literal {where}{HINT}reference the secret instead, e.g. "
                 "postgresql://user:${env:SHOP_PASSWORD}@host/db or ${file:secrets/shop}"
             )
         return url
@@ -90,6 +92,10 @@ class Schedule(StrictModel):
                 f"invalid cron expression {cron!r}; expected 5 fields (minute hour "
                 "day month weekday) or 6 with seconds last"
             )
+        try:
+            croniter(cron, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"cron expression {cron!r} never fires (no such date)") from None
         return cron
 
     @field_validator("timezone")
@@ -107,8 +113,10 @@ class Schedule(StrictModel):
 class ReadSpec(StrictModel):
     """What a task reads from the source: a whole table, or the rows of a query."""
 
-    table: str | None = Field(None, description="Table to read, optionally `schema.table`.")
-    query: str | None = Field(None, description="A SELECT whose rows are read, in the source's SQL.")
+    table: str | None = Field(None, min_length=1, description="Table to read, optionally `schema.table`.")
+    query: str | None = Field(
+        None, min_length=1, description="A SELECT whose rows are read, in the source's SQL."
+    )
     deleted_keys_query: str | None = Field(
         None,
         description=(
@@ -128,10 +136,11 @@ class WriteSpec(StrictModel):
     """Where a task writes in the target."""
 
     table: str = Field(
+        min_length=1,
         description=(
             "Target table, optionally `schema.table`; created when missing (with a primary key on "
             "`keys`), with the source's column types mapped to the target's dialect."
-        )
+        ),
     )
     keys: list[str] = Field(
         default_factory=list,
@@ -244,9 +253,10 @@ class Task(StrictModel):
 
 class JobSpec(StrictModel):
     source: str = Field(
-        description=("Connection to read from: `name` (same namespace, else 'default') or `namespace/name`.")
+        min_length=1,
+        description=("Connection to read from: `name` (same namespace, else 'default') or `namespace/name`."),
     )
-    target: str = Field(description="Connection to write to, named as `source` is.")
+    target: str = Field(min_length=1, description="Connection to write to, named as `source` is.")
     schedule: Schedule | None = Field(
         None, description=("When the daemon fires the job; `runner describe` shows the next fire times.")
     )
@@ -260,16 +270,6 @@ class JobSpec(StrictModel):
         "stop", description="After a failed task: stop the run, or continue with the next task."
     )
     tasks: list[Task] = Field(min_length=1, description="Run in order.")
-
-    @field_validator("tasks")
-    @classmethod
-    def _unique_task_names(cls, tasks: list[Task]) -> list[Task]:
-        seen: set[str] = set()
-        for task in tasks:
-            if task.name in seen:
-                raise ValueError(f"two tasks are named {task.name!r}")
-            seen.add(task.name)
-        return tasks
 
 
 class Envelope(StrictModel):

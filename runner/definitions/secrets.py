@@ -43,14 +43,26 @@ def check_references(text: str) -> list[str]:
     return errors
 
 
+def parse_masked(url: str) -> URL:
+    """The URL with every reference replaced by a placeholder. The error never quotes the
+    URL, which may hold a literal password."""
+    try:
+        return make_url(REFERENCE.sub(_PLACEHOLDER, url))
+    except Exception:  # noqa: BLE001 - SQLAlchemy raises ArgumentError or ValueError (a bad port)
+        raise ValueError(
+            "the URL cannot be parsed; expected scheme://user:password@host:port/database "
+            "(a secret reference cannot stand for the port)"
+        ) from None
+
+
 def literal_password(url: str) -> str | None:
     """Where a connection URL holds a password written out instead of referenced, say where
-    (`password` or a query parameter's name); None when it has none or only references."""
-    masked = REFERENCE.sub(_PLACEHOLDER, url)
-    try:
-        parsed = make_url(masked)
-    except Exception:  # noqa: BLE001 - an unparsable URL is reported by the URL check itself
-        return None
+    (`password` or a query parameter's name); None when it has none or only references.
+
+    Raises:
+        ValueError: the URL cannot be parsed.
+    """
+    parsed = parse_masked(url)
     if parsed.password is not None and str(parsed.password).replace(_PLACEHOLDER, ""):
         return "password"
     for key, value in parsed.query.items():

@@ -110,7 +110,7 @@ def _validate_document(
         model: type[BaseModel] = JobSpec
     else:
         type_name = spec.get("type")
-        if type_name not in connection_types:
+        if not isinstance(type_name, str) or type_name not in connection_types:
             known = ", ".join(sorted(connection_types))
             message = (
                 "required field is missing"
@@ -121,6 +121,8 @@ def _validate_document(
         model = connection_types[type_name]
     parsed, spec_problems = _validate_spec(doc, model)
     problems.extend(spec_problems)
+    if isinstance(parsed, JobSpec):
+        problems.extend(_task_name_problems(parsed, doc))
     if envelope is None or problems:
         return None, problems
 
@@ -134,8 +136,9 @@ def _validate_document(
                 "drop metadata.namespace or move the file",
             )
         ]
-    namespace = meta.namespace or doc.folder_namespace or DEFAULT_NAMESPACE
-    return Definition(kind, meta, namespace, parsed, doc.file, doc.positions[()][0]), []
+    return Definition(
+        kind, meta, namespace_of(meta.namespace, doc), parsed, doc.relpath, doc.positions[()][0]
+    ), []
 
 
 def validate_documents(
@@ -143,34 +146,40 @@ def validate_documents(
 ) -> tuple[list[Definition], list[Problem]]:
     """Validate every document and the references between them; all problems are returned."""
     problems: list[Problem] = []
-    located: list[tuple[Definition, Document]] = []
+    definitions: list[Definition] = []
     for doc in docs:
+        if doc.rejected:
+            continue
         definition, doc_problems = _validate_document(doc, connection_types)
         problems.extend(doc_problems)
         if definition is not None:
-            located.append((definition, doc))
+            definitions.append(definition)
 
-    first: dict[tuple[str, str, str], Definition] = {}
-    unique: list[tuple[Definition, Document]] = []
-    for definition, doc in located:
-        other = first.get(definition.key)
-        if other is not None:
+    # Names and references are checked on the names every document states, valid or not:
+    # a duplicate is reported even when one of the two has other problems, and a connection
+    # whose own spec is invalid still exists for the jobs that use it.
+    named = [(doc, kind) for doc in docs if (kind := doc.data.get("kind")) in KINDS and _raw_key(doc)[1]]
+    first: dict[tuple[str, str, str], Document] = {}
+    duplicates: set[tuple[str, str, str, str]] = set()
+    for doc, kind in named:
+        key = (kind, *_raw_key(doc))
+        other = first.setdefault(key, doc)
+        if other is not doc:
+            duplicates.add((*key, doc.relpath))
             problems.append(
                 Problem(
                     doc.locate(("metadata", "name")),
-                    f"duplicate {definition.kind} {definition.ref!r}; "
-                    f"first defined at {other.file}:{other.line}",
+                    f"duplicate {kind} '{key[1]}/{key[2]}'; "
+                    f"first defined at {other.file}:{other.positions[()][0]}",
                     "names are unique per kind and namespace",
                 )
             )
-            continue
-        first[definition.key] = definition
-        unique.append((definition, doc))
+    definitions = [d for d in definitions if (*d.key, d.file) not in duplicates]
 
     # References are checked on every document that names them, valid or not, so a run reports
     # a dangling reference together with the job's other problems. A connection whose own spec
     # is invalid still counts as existing: its problems are reported already.
-    connections = {_raw_key(doc) for doc in docs if doc.data.get("kind") == "Connection"}
+    connections = {_raw_key(doc) for doc, kind in named if kind == "Connection"}
     for doc in docs:
         spec = doc.data.get("spec")
         if doc.data.get("kind") != "Job" or not isinstance(spec, dict):
@@ -186,13 +195,37 @@ def validate_documents(
                 problems.append(
                     Problem(doc.locate(("spec", field)), f"connection {ref!r} does not exist", hint)
                 )
-    definitions = [d for d, _ in unique]
     return definitions, problems
 
 
 def _raw_key(doc: Document) -> tuple[str, str]:
-    """(namespace, name) as a document states them, before validation."""
+    """(namespace, name) as a document states them, before validation ("" when unnamed)."""
     meta = doc.data.get("metadata")
     meta = meta if isinstance(meta, dict) else {}
-    namespace = meta.get("namespace") or doc.folder_namespace or DEFAULT_NAMESPACE
-    return str(namespace), str(meta.get("name"))
+    name = meta.get("name")
+    return namespace_of(meta.get("namespace"), doc), name if isinstance(name, str) else ""
+
+
+def namespace_of(stated: object, doc: Document) -> str:
+    """`metadata.namespace`, else the sub-folder the file is in, else 'default'."""
+    return str(stated or doc.folder_namespace or DEFAULT_NAMESPACE)
+
+
+def _task_name_problems(spec: JobSpec, doc: Document) -> list[Problem]:
+    seen: set[str] = set()
+    problems = []
+    for i, task in enumerate(spec.tasks):
+        if task.name in seen:
+            problems.append(
+                Problem(doc.locate(("spec", "tasks", i, "name")), f"two tasks are named {task.name!r}")
+            )
+        seen.add(task.name)
+    return problems
+
+
+def check_document(
+    data: dict[str, Any], where: str, connection_types: Mapping[str, type[ConnectionSpec]]
+) -> list[Problem]:
+    """Problems of one canonical document from outside the folder (a saved plan's)."""
+    doc = Document(where, 0, data, None, positions={(): (0, 0)}, relpath=where)
+    return _validate_document(doc, connection_types)[1]

@@ -330,6 +330,9 @@ class SqlConnector(Connector):
         finally:
             dbapi.close()
 
+    def check_readable(self) -> None:
+        """Raise a TerminalError when the source cannot be read for a reason worth naming."""
+
     def batch_encoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
         """Canonical rows -> rows this driver writes into columns of these types."""
         convert = row_converter([self.encoder(c.type) for c in columns], columns)
@@ -344,6 +347,7 @@ class SqlConnector(Connector):
         limit: int | None = None,
     ) -> ReadStream:
         doing = f"reading {spec.table or 'query'}"
+        self.check_readable()
         with self.errors(doing):
             dbapi = self.engine.raw_connection()
         try:
@@ -418,6 +422,7 @@ class SqlConnector(Connector):
 
     def read_query(self, sql: str, types: list[ColumnType], batch_size: int) -> Iterator[Batch]:
         doing = "reading the deleted keys query"
+        self.check_readable()
         columns = [Column(f"column {i + 1}", t) for i, t in enumerate(types)]
         convert = row_converter([self.decoder(t) for t in types], columns)
         with self.errors(doing):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from runner.definitions.load import DEFINITION_DIRS
 from runner.definitions.validate import digest
 from runner.errors import StaleState
 from runner.plan.diff import Plan
@@ -21,8 +22,8 @@ def git_info(folder: Path) -> tuple[str | None, bool | None]:
         )
         if commit.returncode != 0:
             return None, None
-        status = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain", "--", "."],
+        status = subprocess.run(  # only the definitions count: runner's own .runner/ is not a change
+            ["git", "-C", str(folder), "status", "--porcelain", "--", *DEFINITION_DIRS],
             capture_output=True,
             text=True,
             timeout=10,
@@ -58,14 +59,14 @@ def apply_plan(store: StateStore, plan: Plan, folder: Path) -> int | None:
     """
     writes = writes_for(plan)
     if not writes:
-        latest = store.latest_revision()
-        if (latest.id if latest else None) != plan.base_revision:
+        if store.state_digest() != plan.base_state:
             raise StaleState("the state changed since the plan was made; make a new plan")
         return None
     commit, dirty = git_info(folder)
     return store.apply(
         writes,
         base_revision=plan.base_revision,
+        base_state=plan.base_state,
         git_commit=commit,
         git_dirty=dirty,
         digest=plan.digest,

@@ -48,6 +48,7 @@ class Change:
 @dataclass(frozen=True)
 class Plan:
     base_revision: int | None
+    base_state: str  # digest of the applied objects the plan was made against
     digest: str  # of every desired document: the revision's identity
     changes: list[Change]
 
@@ -67,6 +68,7 @@ class Plan:
         return {
             "format": PLAN_FORMAT,
             "base_revision": self.base_revision,
+            "base_state": self.base_state,
             "digest": self.digest,
             "changes": [asdict(c) for c in self.changes],
         }
@@ -78,7 +80,7 @@ class Plan:
         changes = [
             Change(**{**c, "fields": [FieldChange(**f) for f in c["fields"]]}) for c in data["changes"]
         ]
-        return cls(data["base_revision"], data["digest"], changes)
+        return cls(data["base_revision"], data["base_state"], data["digest"], changes)
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -111,7 +113,12 @@ def _path_order(old: dict[str, Any], new: dict[str, Any]) -> Any:
     return lambda p: order[p]
 
 
-def diff(desired: Iterable[Definition], applied: Iterable[AppliedObject], base_revision: int | None) -> Plan:
+def diff(
+    desired: Iterable[Definition],
+    applied: Iterable[AppliedObject],
+    base_revision: int | None,
+    base_state: str,
+) -> Plan:
     """The plan that turns `applied` into `desired`."""
     wanted = {d.key: d for d in desired}
     current = {(o.kind, o.namespace, o.name): o for o in applied}
@@ -159,7 +166,8 @@ def diff(desired: Iterable[Definition], applied: Iterable[AppliedObject], base_r
             c.name,
         )
     )
-    return Plan(base_revision, digest(sorted((d.document() for d in wanted.values()), key=_doc_key)), changes)
+    documents = sorted((d.document() for d in wanted.values()), key=_doc_key)
+    return Plan(base_revision, base_state, digest(documents), changes)
 
 
 def _doc_key(doc: dict[str, Any]) -> tuple[str, str, str]:

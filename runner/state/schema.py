@@ -55,6 +55,8 @@ locks = sa.Table(
     sa.Column("lock_id", sa.String(32), nullable=False, unique=True),
     sa.Column("holder", sa.String(300), nullable=False),
     sa.Column("acquired_at", sa.String(40), nullable=False),
+    sa.Column("host", sa.String(255)),  # with pid: a lock whose process died on this host is stale
+    sa.Column("pid", sa.Integer),
 )
 
 
@@ -78,23 +80,75 @@ row_digests = sa.Table(
     sa.Column("task_id", sa.Integer, primary_key=True),
     sa.Column("key_hash", sa.String(32), primary_key=True),  # md5 hex of the key, ASCII
     sa.Column("row_hash", sa.String(32), nullable=False),
+    sa.Column("key_value", sa.Text, nullable=False),  # JSON of the key, to delete it in the target
 )
 
 
 def _v1(conn: sa.Connection) -> None:
     """Objects, revisions and locks."""
     v1 = sa.MetaData()
-    for table in (revisions, objects, locks):
-        table.to_metadata(v1)
+    sa.Table(
+        "revisions",
+        v1,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("applied_at", sa.String(40), nullable=False),
+        sa.Column("user", sa.String(200), nullable=False),
+        sa.Column("git_commit", sa.String(64)),
+        sa.Column("git_dirty", sa.Boolean),
+        sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("summary", sa.Text, nullable=False),
+    )
+    sa.Table(
+        "objects",
+        v1,
+        sa.Column("kind", sa.String(20), primary_key=True),
+        sa.Column("namespace", sa.String(63), primary_key=True),
+        sa.Column("name", sa.String(63), primary_key=True),
+        sa.Column("document", sa.Text, nullable=False),
+        sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("file", sa.String(1000), nullable=False),
+        sa.Column("line", sa.Integer, nullable=False),
+        sa.Column("revision_id", sa.Integer, nullable=False),
+    )
+    sa.Table(
+        "locks",
+        v1,
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("lock_id", sa.String(32), nullable=False, unique=True),
+        sa.Column("holder", sa.String(300), nullable=False),
+        sa.Column("acquired_at", sa.String(40), nullable=False),
+    )
     v1.create_all(conn)
 
 
 def _v2(conn: sa.Connection) -> None:
-    """Per-task change detection: watermark pointers and row digests."""
+    """Per-task change detection (watermark pointers, row digests); the host and pid of a
+    lock's holder, so a lock left by a killed process can be recognised."""
     v2 = sa.MetaData()
-    for table in (task_state, row_digests):
-        table.to_metadata(v2)
+    sa.Table(
+        "task_state",
+        v2,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("namespace", sa.String(63), nullable=False),
+        sa.Column("job", sa.String(63), nullable=False),
+        sa.Column("task", sa.String(63), nullable=False),
+        sa.Column("watermark_column", sa.String(200)),
+        sa.Column("pointer", sa.Text),
+        sa.Column("updated_at", sa.String(40), nullable=False),
+        sa.Column("run_id", sa.String(40)),
+        sa.UniqueConstraint("namespace", "job", "task"),
+    )
+    sa.Table(
+        "row_digests",
+        v2,
+        sa.Column("task_id", sa.Integer, primary_key=True),
+        sa.Column("key_hash", sa.String(32), primary_key=True),
+        sa.Column("row_hash", sa.String(32), nullable=False),
+        sa.Column("key_value", sa.Text, nullable=False),
+    )
     v2.create_all(conn)
+    conn.exec_driver_sql("ALTER TABLE locks ADD COLUMN host VARCHAR(255)")
+    conn.exec_driver_sql("ALTER TABLE locks ADD COLUMN pid INTEGER")
 
 
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]

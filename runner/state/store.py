@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import hashlib
 import json
 import os
 import socket
@@ -101,6 +102,18 @@ class Lock:
     lock_id: str
     holder: str
     acquired_at: str
+    host: str | None = None
+    pid: int | None = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _sqlite_begin_immediate(engine: sa.Engine) -> None:
@@ -122,7 +135,12 @@ class StateStore:
 
     def __init__(self, url: str):
         self.url = url
-        parsed = sa.make_url(url)
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError:
+            raise StateError(
+                "the state store URL cannot be parsed; use sqlite:///path or postgresql://…"
+            ) from None
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         if parsed.get_backend_name() == "sqlite":
@@ -158,8 +176,8 @@ class StateStore:
                 for version in range(current + 1, schema.LATEST + 1):
                     schema.MIGRATIONS[version - 1](conn)
                     conn.execute(schema.schema_version.insert().values(version=version, applied_at=utcnow()))
-        except sa.exc.OperationalError as exc:
-            raise StateError(f"cannot open the state store: {exc.orig}") from None
+        except sa.exc.DBAPIError as exc:
+            raise StateError(f"cannot open the state store: {' '.join(str(exc.orig).split())}") from None
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
@@ -193,6 +211,21 @@ class StateStore:
             if (obj.namespace, obj.name) == (namespace, name):
                 return obj
         raise NotFound(f"no {kind} {namespace}/{name} in the applied state")
+
+    def state_digest(self) -> str:
+        """A digest of every applied object with its file and line: what a saved plan expects."""
+        with self.engine.connect() as conn:
+            return self._state_digest(conn)
+
+    @staticmethod
+    def _state_digest(conn: sa.Connection) -> str:
+        o = schema.objects
+        rows = conn.execute(
+            sa.select(o.c.kind, o.c.namespace, o.c.name, o.c.digest, o.c.file, o.c.line).order_by(
+                o.c.kind, o.c.namespace, o.c.name
+            )
+        ).all()
+        return hashlib.sha256(json.dumps([list(r) for r in rows]).encode()).hexdigest()
 
     def latest_revision(self) -> Revision | None:
         query = sa.select(schema.revisions).order_by(schema.revisions.c.id.desc()).limit(1)
@@ -228,13 +261,15 @@ class StateStore:
         writes: list[Write],
         *,
         base_revision: int | None,
+        base_state: str,
         git_commit: str | None,
         git_dirty: bool | None,
         digest: str,
         summary: dict[str, Any],
     ) -> int | None:
         """Write every change in one transaction, under a new revision when any object's
-        document changes. Refuses when the latest revision is no longer `base_revision`.
+        document changes. Refuses when the applied objects (documents, files and lines) are no
+        longer those the plan was made against (`base_state`).
 
         Returns:
             The new revision's id, or None when only file locations moved.
@@ -244,7 +279,7 @@ class StateStore:
         table = schema.objects
         with self.engine.begin() as conn:
             latest = conn.execute(sa.select(sa.func.max(schema.revisions.c.id))).scalar()
-            if latest != base_revision:
+            if self._state_digest(conn) != base_state:
                 raise StaleState(
                     f"the state changed since the plan was made (plan is based on "
                     f"revision {base_revision or 'none'}, the state is at revision "
@@ -379,7 +414,18 @@ class StateStore:
     def lock_info(self, name: str) -> Lock | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
-        return Lock(row.name, row.lock_id, row.holder, row.acquired_at) if row else None
+        return Lock(row.name, row.lock_id, row.holder, row.acquired_at, row.host, row.pid) if row else None
+
+    def _release_if_dead(self, name: str) -> bool:
+        """Release `name` when its holder was a process on this host that no longer runs (a
+        run killed with SIGKILL cannot release its lock). Checks the lock id, so a lock taken
+        since by a live process is never released."""
+        held = self.lock_info(name)
+        if held is None or held.host != socket.gethostname() or not held.pid or _alive(held.pid):
+            return False
+        with self.engine.begin() as conn:
+            conn.execute(schema.locks.delete().where(schema.locks.c.lock_id == held.lock_id))
+        return True
 
     def acquire(self, name: str, timeout: float, poll: float = 0.1) -> str:
         """Take the named lock, waiting up to `timeout` seconds for its holder.
@@ -396,11 +442,18 @@ class StateStore:
                 with self.engine.begin() as conn:
                     conn.execute(
                         schema.locks.insert().values(
-                            name=name, lock_id=lock_id, holder=self.holder(), acquired_at=utcnow()
+                            name=name,
+                            lock_id=lock_id,
+                            holder=self.holder(),
+                            acquired_at=utcnow(),
+                            host=socket.gethostname(),
+                            pid=os.getpid(),
                         )
                     )
                 return lock_id
             except sa.exc.IntegrityError:
+                if self._release_if_dead(name):
+                    continue
                 if time.monotonic() >= deadline:
                     held = self.lock_info(name)
                     if held is None:
@@ -436,4 +489,4 @@ class StateStore:
             if row is None:
                 raise NotFound(f"no lock with id {lock_id} (already released?)")
             conn.execute(schema.locks.delete().where(schema.locks.c.lock_id == lock_id))
-        return Lock(row.name, row.lock_id, row.holder, row.acquired_at)
+        return Lock(row.name, row.lock_id, row.holder, row.acquired_at, row.host, row.pid)

@@ -214,8 +214,19 @@ def test_literal_password_is_rejected_without_echoing_it(project):
     project.connection("pg", "postgresql", "postgresql://sync:hunter2@127.0.0.1/shop")
     (p,) = problems(project)
     assert p.location.field == "spec.url" and p.location.line == 4
-    assert "literal password" in p.message and "${env:" in p.message
+    assert p.message == "the URL holds a literal password"
+    assert p.hint.startswith("reference the secret instead, e.g. postgresql://user:${env:SHOP_PASSWORD}@")
     assert "hunter2" not in str(p)
+
+
+def test_unparsable_url_is_rejected_without_echoing_it(project):
+    project.connection("pg", "postgresql", "postgresql://sync:hunter2@db.example:54x2/shop")
+    project.connection("pg2", "postgresql", "postgresql://sync:${env:PW}@db.example:${env:PORT}/shop")
+    found = problems(project)
+    assert len(found) == 2
+    for p in found:
+        assert p.location.field == "spec.url" and p.message.startswith("the URL cannot be parsed")
+        assert "hunter2" not in str(p)
 
 
 def test_password_reference_is_accepted(project):
@@ -303,3 +314,102 @@ def test_non_mapping_document(project):
     project.write("jobs.d/list.yaml", "- a\n- b\n")
     (p,) = problems(project)
     assert p.message.startswith("a definition must be a mapping")
+
+
+def test_aliases_are_walked_once_and_a_recursive_one_is_an_error(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.write(
+        "jobs.d/alias.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: &m {name: alias, labels: *m}
+        spec: {source: src, target: dst, tasks: [{name: t, read: {table: a}, write: {table: b}}]}
+        """,
+    )
+    (p,) = problems(project)
+    assert p.location.field.startswith("metadata.labels")
+
+
+def test_connection_type_of_the_wrong_type(project):
+    project.write(
+        "connections.d/c.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: c}\n"
+        'spec: {type: [sqlite], url: "sqlite:///x.db"}\n',
+    )
+    (p,) = problems(project)
+    assert p.location.field == "spec.type" and p.message == "unknown connection type \"['sqlite']\""
+
+
+def test_cron_that_never_fires(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        "- {name: t, read: {table: a}, write: {table: b}}",
+        extra='  schedule: {cron: "0 0 31 2 *"}\n',
+    )
+    (p,) = problems(project)
+    assert p.message == "cron expression '0 0 31 2 *' never fires (no such date)"
+
+
+def test_duplicate_key_in_a_connection_gives_no_false_dangling_errors(project):
+    project.write(
+        "connections.d/dup.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Connection
+        metadata: {name: src}
+        spec: {type: sqlite, url: "sqlite:///a.db", url: "sqlite:///b.db"}
+        """,
+    )
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    project.job("copy", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}}")
+    (p,) = problems(project)
+    assert p.message.startswith("duplicate key 'url'")
+
+
+def test_duplicate_name_is_reported_even_when_one_is_invalid(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.write(
+        "connections.d/again.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: src}\n"
+        'spec: {type: sqlite, url: "sqlite:///x.db", bogus: 1}\n',
+    )
+    found = lines(project)
+    assert any("duplicate Connection 'default/src'" in s for s in found), found
+    assert any("unknown field 'bogus'" in s for s in found), found
+
+
+def test_duplicate_task_name_points_at_the_second_task(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        """
+        - {name: t, read: {table: a}, write: {table: b}}
+        - {name: t, read: {table: c}, write: {table: d}}
+        """,
+    )
+    (p,) = problems(project)
+    assert (p.location.line, p.location.field, p.message) == (
+        9,
+        "spec.tasks[1].name",
+        "two tasks are named 't'",
+    )
+
+
+def test_empty_table_name(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job("copy", "src", "dst", '- {name: t, read: {table: ""}, write: {table: b}}')
+    (p,) = problems(project)
+    assert p.location.field == "spec.tasks[0].read.table" and "at least 1 character" in p.message
+
+
+def test_stored_file_is_relative_to_the_definitions_folder(project, monkeypatch, tmp_path):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    for cwd in (tmp_path, project.root / "jobs.d"):
+        monkeypatch.chdir(cwd)
+        assert {d.file for d in service.validate(project.ws)} == {"connections.d/all.yaml"}

@@ -437,7 +437,9 @@ def test_copy_matrix(project: Project, source: Database, target: Database) -> No
     # the query's columns: SQLite declares no type for an expression (runner infers one from
     # the values); MariaDB declares SUM(decimal(p,s)) as decimal(p+22,s), PostgreSQL as numeric
     exact = {
-        "sqlite": lambda p, s: "NUMERIC" if p is None else f"NUMERIC{'_TEXT' if p > 15 else ''}({p},{s})",
+        "sqlite": lambda p, s: (
+            "NUMERIC_TEXT" if p is None else f"NUMERIC{'_TEXT' if p > 15 else ''}({p},{s})"
+        ),
         "postgresql": lambda p, s: "numeric" if p is None else f"numeric({p},{s})",
         "mariadb": lambda p, s: "decimal(65,30)" if p is None else f"decimal({p},{s})",
     }[target.dialect]

@@ -96,7 +96,6 @@ def test_revision_records_git_commit_and_dirty_flag(project):
     project.job("copy", "src", "dst", TASK)
     git = ["git", "-C", str(project.root), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     subprocess.run([*git, "init", "-q"], check=True)
-    (project.root / ".gitignore").write_text(".runner/\n")
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "defs"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -184,3 +183,37 @@ def test_moved_definition_updates_its_location_without_a_revision(applied):
     assert result.revision is None
     job = applied.ws.store().get("Job", "default", "copy")
     assert job.file.endswith("jobs.d/team-copy.yaml") and job.line == 2
+
+
+def test_saved_plan_is_refused_when_only_a_location_moved(applied, tmp_path):
+    applied.job("copy", "src", "dst", TASK, extra='  schedule: {cron: "*/15 * * * *"}\n  batch_size: 3\n')
+    plan_file = tmp_path / "plan.json"
+    service.save_plan(service.plan(applied.ws), plan_file)
+    applied.job("copy", "src", "dst", TASK, extra='  schedule: {cron: "*/15 * * * *"}\n')  # as applied
+    text = (applied.root / "jobs.d" / "old.yaml").read_text()
+    (applied.root / "jobs.d" / "old.yaml").write_text("# a comment moves it a line down\n" + text)
+    assert service.apply(applied.ws).revision is None  # only the location moved
+    with pytest.raises(StaleState):
+        service.apply(applied.ws, plan_file)
+
+
+def test_tampered_plan_file_is_validated_before_it_is_stored(applied, tmp_path):
+    applied.job("copy", "src", "dst", TASK, extra="  batch_size: 3\n")
+    plan_file = tmp_path / "plan.json"
+    service.save_plan(service.plan(applied.ws), plan_file)
+    data = json.loads(plan_file.read_text())
+    (change,) = [c for c in data["changes"] if c["action"] == "update"]
+    change["after"]["spec"]["batch_size"] = "lots"
+    plan_file.write_text(json.dumps(data))
+    before = state_rows(applied)
+    with pytest.raises(DefinitionsInvalid) as info:
+        service.apply(applied.ws, plan_file)
+    assert "spec.batch_size" in str(info.value.problems[0])
+    assert state_rows(applied) == before
+
+
+def test_unwritable_plan_file_is_a_clear_error(applied, tmp_path):
+    from runner.errors import RunnerError
+
+    with pytest.raises(RunnerError, match="cannot write the plan to"):
+        service.save_plan(service.plan(applied.ws), tmp_path / "missing" / "plan.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -163,3 +164,33 @@ def test_postgresql_failure_mid_apply_leaves_state_unchanged(project, pg_url):
     finally:
         ws.close()
         engine.dispose()
+
+
+def test_unparsable_state_url_is_a_clear_error():
+    with pytest.raises(StateError, match="cannot be parsed"):
+        StateStore("not a url")
+
+
+def test_lock_of_a_dead_process_on_this_host_is_taken_over(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    code = f"from runner.state.store import StateStore; StateStore({url!r}).acquire('job:x', 0)"
+    subprocess.run([sys.executable, "-c", code], check=True)  # exits without releasing
+    store = StateStore(url)
+    held = store.lock_info("job:x")
+    assert held is not None and held.pid != os.getpid()
+    lock_id = store.acquire("job:x", timeout=0)  # the holder is gone: no wait, no error
+    assert store.lock_info("job:x").lock_id == lock_id
+    store.close()
+
+
+def test_lock_of_a_live_process_is_kept(tmp_path):
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    holder, other = StateStore(url), StateStore(url)
+    holder.acquire("job:x", 0)
+    with pytest.raises(LockTimeout):
+        other.acquire("job:x", 0)
+    holder.close()
+    other.close()

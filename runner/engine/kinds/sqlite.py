@@ -4,9 +4,9 @@ SQLite stores few types (INTEGER, REAL, TEXT, BLOB); runner keeps the declared t
 (`NUMERIC(12,2)`, `TIMESTAMP`, ...) so that reading the table back restores exact values:
 timestamps are ISO-8601 text with microseconds (UTC when the type has a time zone), booleans
 are 0/1, JSON is text. A NUMERIC column stores a number as INTEGER or REAL, exact up to the 15
-significant digits a REAL keeps; a decimal declared wider than that is created as
-`NUMERIC_TEXT(p,s)`, whose TEXT affinity keeps every digit (as text: SQLite compares and sorts
-it as text, `CAST(x AS REAL)` makes it a number again).
+significant digits a REAL keeps; a decimal declared wider than that, or unbounded, is created
+as `NUMERIC_TEXT(p,s)` / `NUMERIC_TEXT`, whose TEXT affinity keeps every digit (as text:
+SQLite compares and sorts it as text, `CAST(x AS REAL)` makes it a number again).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from runner.engine.connector import (
     to_naive_utc,
     uuid_value,
 )
-from runner.engine.types import ColumnType, split_type
+from runner.engine.types import Column, ColumnType, split_type
+from runner.engine.writer import SqlWriter
 from runner.errors import TerminalError
 
 _INTEGERS = {
@@ -140,13 +141,34 @@ def _from_iso(kind: type[dt.date] | type[dt.time] | type[dt.datetime], aware: bo
 class SqliteConnector(SqlConnector):
     dialect = "sqlite"
 
+    path: Path | None = None
+
     def engine_url(self, url: URL) -> URL:
-        path = Path(url.database or "")
         if url.database and url.database != ":memory:":
-            path = path if path.is_absolute() else self.base_dir / path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            url = url.set(database=str(path))
+            path = Path(url.database)
+            self.path = path if path.is_absolute() else self.base_dir / path
+            url = url.set(database=str(self.path))
         return url
+
+    def check_readable(self) -> None:
+        """SQLite creates a missing file on connect: a typo in a source path would read as an
+        empty database, so a missing file is an error instead."""
+        if self.path is not None and not self.path.exists():
+            raise TerminalError(f"database file {self.path} does not exist (connection {self.name!r})")
+
+    def table_exists(self, table: str) -> bool:
+        return (self.path is None or self.path.exists()) and super().table_exists(table)
+
+    def open_writer(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str] | None = None,
+        soft_delete_column: str | None = None,
+    ) -> SqlWriter:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        return super().open_writer(table, columns, keys, soft_delete_column)
 
     def parse_type(self, declared: str) -> ColumnType | None:
         if not declared.strip():
@@ -178,8 +200,8 @@ class SqliteConnector(SqlConnector):
 
     def render_type(self, ctype: ColumnType) -> str:
         if ctype.kind == "decimal":
-            if not ctype.precision:
-                return "NUMERIC"
+            if not ctype.precision:  # unbounded (PostgreSQL's numeric): may exceed a REAL
+                return "NUMERIC_TEXT"
             name = "NUMERIC_TEXT" if ctype.precision > _REAL_DIGITS else "NUMERIC"
             return f"{name}({ctype.precision},{ctype.scale or 0})"
         if ctype.kind in ("varchar", "char"):
