@@ -219,4 +219,7 @@ def _watermark_deletes(run: TaskRun, w: SqlWriter, columns: list[Column]) -> int
     return w.delete_missing(KEY_STAGE)
 
 
-STRATEGIES: dict[str, Callable[[TaskRun], None]] = {"full": run_full, "watermark": run_watermark}
+def strategies() -> dict[str, Callable[[TaskRun], None]]:
+    from runner.engine.digests import run_hash
+
+    return {"full": run_full, "watermark": run_watermark, "hash": run_hash}

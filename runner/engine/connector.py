@@ -81,6 +81,19 @@ class Connector(ABC):
         rows. Memory stays within a few batches whatever its size."""
 
     @abstractmethod
+    def read_digests(
+        self, spec: ReadSpec, columns: list[Column], keys: list[str], batch_size: int, with_rows: bool
+    ) -> Iterator[Batch]:
+        """Stream `(key_hash, row_hash, *raw key values[, *row])` ordered by key_hash (ASCII),
+        the digests computed in the source; `with_rows` adds the decoded row."""
+
+    @abstractmethod
+    def read_by_keys(
+        self, spec: ReadSpec, columns: list[Column], keys: list[str], values: list[tuple]
+    ) -> Batch:
+        """The rows whose keys are among `values` (raw, as `read_digests` gave them)."""
+
+    @abstractmethod
     def read_query(self, sql: str, types: list[ColumnType], batch_size: int) -> Iterator[Batch]:
         """Stream the rows of a user's query whose columns have the given types."""
 
@@ -93,6 +106,10 @@ class Connector(ABC):
         soft_delete_column: str | None = None,
     ) -> SqlWriter:
         """A writer into `table` (created when missing) holding one open transaction."""
+
+    @abstractmethod
+    def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
+        """Rows as the driver returns them -> canonical rows."""
 
     @abstractmethod
     def table_exists(self, table: str) -> bool:
@@ -333,6 +350,10 @@ class SqlConnector(Connector):
     def check_readable(self) -> None:
         """Raise a TerminalError when the source cannot be read for a reason worth naming."""
 
+    def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
+        convert = row_converter([self.decoder(c.type) for c in columns], columns)
+        return convert or (lambda batch: batch)
+
     def batch_encoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
         """Canonical rows -> rows this driver writes into columns of these types."""
         convert = row_converter([self.encoder(c.type) for c in columns], columns)
@@ -367,7 +388,7 @@ class SqlConnector(Connector):
                     raise TerminalError(
                         f"watermark column {watermark.column!r} is not among the source's columns"
                     )
-                sql, params = self._select_sql(spec, names, watermark, select is not None)
+                sql, params = self._select_sql(spec, names, watermark, select is not None, limit)
                 cursor = self.server_cursor(dbapi.driver_connection, batch_size)
                 cursor.execute(sql, params) if params else cursor.execute(sql)
                 first = cursor.fetchmany(batch_size if limit is None else min(batch_size, limit))
@@ -389,6 +410,8 @@ class SqlConnector(Connector):
                     if left is not None:
                         left -= len(batch)
                         if left <= 0:
+                            with self.errors(doing):
+                                cursor.fetchall()  # only the end of the LIMITed result is left
                             break
                     with self.errors(doing):
                         batch = cursor.fetchmany(batch_size if left is None else min(batch_size, left))
@@ -399,18 +422,18 @@ class SqlConnector(Connector):
         return stream
 
     def _select_sql(
-        self, spec: ReadSpec, names: list[str], watermark: Watermark | None, subset: bool
+        self, spec: ReadSpec, names: list[str], watermark: Watermark | None, subset: bool, limit: int | None
     ) -> tuple[str, tuple]:
         q = self.preparer.quote
         if spec.table is not None:
             sql = f"SELECT {', '.join(q(n) for n in names)} FROM {self.quote_table(spec.table)}"
-        elif watermark is None and not subset:
+        elif watermark is None and not subset and limit is None:
             sql = spec.query or ""
         else:
             query = (spec.query or "").strip().rstrip(";")
             sql = f"SELECT {', '.join(q(n) for n in names)} FROM ({query}) q"
-        if watermark is None:
-            return sql, ()
+        if watermark is None:  # a LIMIT spares draining an unbuffered result (MariaDB) when closing early
+            return sql + (f" LIMIT {int(limit)}" if limit is not None else ""), ()
         column = q(watermark.column)
         params: tuple = ()
         if watermark.since is not None:
@@ -418,7 +441,85 @@ class SqlConnector(Connector):
                 sql = sql.replace("%", "%%")  # the user's SQL meets a driver that formats with %
             sql += f" WHERE {column} >= {self.mark} OR {column} IS NULL"
             params = (watermark.since,)
-        return f"{sql} ORDER BY {column}", params
+        return f"{sql} ORDER BY {column}" + (f" LIMIT {int(limit)}" if limit is not None else ""), params
+
+    def source_sql(self, spec: ReadSpec) -> str:
+        """What follows FROM: the table, or the query as a derived table."""
+        if spec.table is not None:
+            return self.quote_table(spec.table)
+        return f"({(spec.query or '').strip().rstrip(';')}) q"
+
+    def digest_sql(self, names: list[str]) -> str:
+        """A SQL expression: the md5 hex of the listed (quoted) columns' values, NULL-safe."""
+        return f"md5(ROW({', '.join(names)})::text)"
+
+    def order_ascii(self, expr: str) -> str:
+        """ORDER BY term sorting `expr` (ASCII hex) byte-wise, whatever the collation."""
+        return expr
+
+    def prepare_digests(self, dbapi: Any) -> None:
+        """Set up what `digest_sql` needs on a connection (SQLite: an md5 function)."""
+
+    def read_digests(
+        self, spec: ReadSpec, columns: list[Column], keys: list[str], batch_size: int, with_rows: bool
+    ) -> Iterator[Batch]:
+        doing = f"reading digests of {spec.table or 'query'}"
+        self.check_readable()
+        q = self.preparer.quote
+        names = [q(c.name) for c in columns]
+        picked = [f"{q(k)} AS runner_k{i}" for i, k in enumerate(keys)] + (names if with_rows else [])
+        key_hash, row_hash = self.digest_sql([q(k) for k in keys]), self.digest_sql(names)
+        sql = (
+            f"SELECT * FROM (SELECT {key_hash} AS runner_kh, {row_hash} AS runner_rh, {', '.join(picked)} "
+            f"FROM {self.source_sql(spec)}) d ORDER BY {self.order_ascii('runner_kh')}"
+        )
+        convert = row_converter([self.decoder(c.type) for c in columns], columns) if with_rows else None
+        start = 2 + len(keys)
+        with self.errors(doing):
+            dbapi = self.engine.raw_connection()
+        try:
+            with self.errors(doing):
+                self.prepare_digests(dbapi.driver_connection)
+                cursor = self.server_cursor(dbapi.driver_connection, batch_size)
+                cursor.execute(sql)
+                while batch := cursor.fetchmany(batch_size):
+                    if convert:
+                        rows = convert([r[start:] for r in batch])
+                        batch = [r[:start] + row for r, row in zip(batch, rows, strict=True)]
+                    yield batch
+        finally:
+            dbapi.close()
+
+    def read_by_keys(
+        self, spec: ReadSpec, columns: list[Column], keys: list[str], values: list[tuple]
+    ) -> Batch:
+        if not values:
+            return []
+        doing = f"reading changed rows of {spec.table or 'query'}"
+        q, m = self.preparer.quote, self.mark
+        source = self.source_sql(spec)
+        if m == "%s":
+            source = source.replace("%", "%%")
+        if len(keys) == 1:
+            where = f"{q(keys[0])} IN ({', '.join([m] * len(values))})"
+            params = tuple(v[0] for v in values)
+        else:
+            row = f"({', '.join([m] * len(keys))})"
+            where = f"({', '.join(q(k) for k in keys)}) IN ({', '.join([row] * len(values))})"
+            params = tuple(x for v in values for x in v)
+        sql = f"SELECT {', '.join(q(c.name) for c in columns)} FROM {source} WHERE {where}"
+        convert = row_converter([self.decoder(c.type) for c in columns], columns)
+        with self.errors(doing):
+            dbapi = self.engine.raw_connection()
+        try:
+            with self.errors(doing):
+                cursor = dbapi.cursor()
+                cursor.execute(sql, params)
+                rows = list(cursor.fetchall())
+                dbapi.rollback()
+        finally:
+            dbapi.close()
+        return convert(rows) if convert else rows
 
     def read_query(self, sql: str, types: list[ColumnType], batch_size: int) -> Iterator[Batch]:
         doing = "reading the deleted keys query"

@@ -9,7 +9,9 @@ string: the next run compares it in the source exactly as the column compares.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,7 +26,7 @@ def encode(value: Any) -> dict[str, str] | None:
     if isinstance(value, dt.date):
         return {"type": "date", "value": value.isoformat()}
     if isinstance(value, bool):
-        raise TerminalError("a boolean column cannot be a watermark")
+        return {"type": "boolean", "value": "true" if value else "false"}
     if isinstance(value, int):
         return {"type": "integer", "value": str(value)}
     if isinstance(value, Decimal):
@@ -33,7 +35,11 @@ def encode(value: Any) -> dict[str, str] | None:
         return {"type": "float", "value": repr(value)}
     if isinstance(value, str):
         return {"type": "text", "value": value}
-    raise TerminalError(f"a {type(value).__name__} column cannot be a watermark")
+    if isinstance(value, bytes | memoryview):
+        return {"type": "binary", "value": bytes(value).hex()}
+    if isinstance(value, uuid.UUID):
+        return {"type": "uuid", "value": str(value)}
+    raise TerminalError(f"runner cannot keep a {type(value).__name__} value as a pointer or key")
 
 
 _DECODE = {
@@ -43,7 +49,19 @@ _DECODE = {
     "decimal": Decimal,
     "float": float,
     "text": str,
+    "boolean": lambda v: v == "true",
+    "binary": bytes.fromhex,
+    "uuid": uuid.UUID,
 }
+
+
+def encode_key(values: tuple) -> str:
+    """A key (raw values) as exact JSON text, for the digest store."""
+    return json.dumps([encode(v) for v in values], separators=(",", ":"))
+
+
+def decode_key(text: str) -> tuple:
+    return tuple(decode(v) for v in json.loads(text))
 
 
 def decode(pointer: dict[str, str] | None) -> Any:

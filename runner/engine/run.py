@@ -14,7 +14,7 @@ from typing import Any
 from runner.definitions import secrets
 from runner.definitions.models import JobSpec
 from runner.engine import registry
-from runner.engine.changes import STRATEGIES, Log, RunOptions, TaskResult, TaskRun
+from runner.engine.changes import Log, RunOptions, TaskResult, TaskRun, strategies
 from runner.engine.connector import Connector
 from runner.errors import RunnerError
 from runner.state.store import StateStore
@@ -61,7 +61,7 @@ def run_job(
             log("info", "task started", task=task.name, strategy=task.changes.strategy)
             started = time.perf_counter()
             try:
-                STRATEGIES[task.changes.strategy](run)
+                strategies()[task.changes.strategy](run)
                 run.result.status = "succeeded"
             except Exception as exc:  # noqa: BLE001 - a run records every failure in its history
                 _failed(run.result, exc)

@@ -383,27 +383,39 @@ class StateStore:
                 .values(pointer=None, watermark_column=None, updated_at=utcnow())
             )
 
-    def digests(self, task_id: int, batch_size: int) -> Iterator[tuple[str, str]]:
-        """(key_hash, row_hash) of a task ordered by key_hash, streamed."""
+    def digests(self, task_id: int, batch_size: int) -> Iterator[tuple[str, str, str]]:
+        """(key_hash, row_hash, key_value) of a task in ASCII order of key_hash. Read a page
+        at a time in short transactions (keyset pagination): a long read would hold SQLite's
+        lock against the digests the same run writes meanwhile."""
         d = schema.row_digests
-        query = sa.select(d.c.key_hash, d.c.row_hash).where(d.c.task_id == task_id).order_by(d.c.key_hash)
-        with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
-            for row in result:
-                yield row[0], row[1]
+        order = d.c.key_hash.collate("C") if self.engine.dialect.name == "postgresql" else d.c.key_hash
+        after = ""
+        while True:
+            query = (
+                sa.select(d.c.key_hash, d.c.row_hash, d.c.key_value)
+                .where((d.c.task_id == task_id) & (d.c.key_hash > after))
+                .order_by(order)
+                .limit(batch_size)
+            )
+            with self.engine.connect() as conn:
+                page = conn.execute(query).all()
+            for row in page:
+                yield row[0], row[1], row[2]
+            if len(page) < batch_size:
+                return
+            after = page[-1][0]
 
-    def write_digests(self, task_id: int, upserts: list[tuple[str, str]], deletes: list[str]) -> None:
+    def write_digests(self, task_id: int, upserts: list[tuple[str, str, str]], deletes: list[str]) -> None:
         """Record digests after the target committed the rows they describe."""
         d = schema.row_digests
         with self.engine.begin() as conn:
-            keys = [k for k, _ in upserts] + deletes
+            keys = [k for k, _, _ in upserts] + deletes
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
                 conn.execute(d.delete().where((d.c.task_id == task_id) & d.c.key_hash.in_(chunk)))
-            if upserts:
-                conn.execute(
-                    d.insert(), [{"task_id": task_id, "key_hash": k, "row_hash": r} for k, r in upserts]
-                )
+            rows = [{"task_id": task_id, "key_hash": k, "row_hash": r, "key_value": v} for k, r, v in upserts]
+            if rows:
+                conn.execute(d.insert(), rows)
 
     # --- locks -----------------------------------------------------------------------
 

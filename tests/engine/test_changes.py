@@ -101,7 +101,7 @@ def setup_job(
     changes = (
         "{strategy: watermark, column: updated_at" + extra + "}"
         if strategy == "watermark"
-        else "{strategy: full}"
+        else f"{{strategy: {strategy}}}"
     )
     project.job(
         "sync",
@@ -126,7 +126,7 @@ def run(project, **options: Any) -> dict:
 
 
 @pytest.mark.parametrize("deletes", ["ignore", "propagate", "soft"])
-@pytest.mark.parametrize("strategy", ["full", "watermark"])
+@pytest.mark.parametrize("strategy", ["full", "watermark", "hash"])
 @pytest.mark.parametrize(("src", "dst"), PAIRS, ids=[f"{a}-to-{b}" for a, b in PAIRS])
 def test_runs_keep_target_equal_to_source(project, make_database, src, dst, strategy, deletes):
     source = Source(make_database(src, "source"))

@@ -182,6 +182,13 @@ class MariadbConnector(SqlConnector):
     def create_temp_sql(self, name: str, columns: list[Column], keys: list[str]) -> str:
         return super().create_temp_sql(name, columns, keys) + self.table_options()
 
+    def digest_sql(self, names: list[str]) -> str:
+        # QUOTE(NULL) is the word NULL, QUOTE('NULL') is 'NULL': NULLs and strings stay apart
+        return f"MD5(CONCAT_WS(',', {', '.join(f'QUOTE({n})' for n in names)}))"
+
+    def order_ascii(self, expr: str) -> str:
+        return f"BINARY {expr}"
+
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TEMPORARY TABLE IF EXISTS {self.preparer.quote(name)}"
 

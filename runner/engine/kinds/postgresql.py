@@ -125,6 +125,9 @@ class PostgresqlConnector(SqlConnector):
             return f"{a}::text IS DISTINCT FROM {b}::text"
         return f"{a} IS DISTINCT FROM {b}"
 
+    def order_ascii(self, expr: str) -> str:
+        return f'{expr} COLLATE "C"'
+
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{self.preparer.quote(name)}"
 

@@ -12,6 +12,7 @@ SQLite compares and sorts it as text, `CAST(x AS REAL)` makes it a number again)
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -122,6 +123,10 @@ def _timestamptz_text(value: Any) -> Any:
 def _decimal_text(value: Any) -> Any:
     """Plain notation (`0.000000`, not `0E-6`): the text a NUMERIC_TEXT column keeps."""
     return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def _md5(text: str | None) -> str:
+    return hashlib.md5((text or "").encode(), usedforsecurity=False).hexdigest()
 
 
 def _iso(value: Any) -> Any:
@@ -266,6 +271,14 @@ class SqliteConnector(SqlConnector):
 
     def distinct_sql(self, a: str, b: str, ctype: ColumnType) -> str:
         return f"{a} IS NOT {b}"
+
+    def digest_sql(self, names: list[str]) -> str:
+        # quote() spells NULL, numbers, text and blobs apart; md5 runs in this process
+        joined = " || ',' || ".join(f"quote({n})" for n in names)
+        return f"runner_md5({joined})"
+
+    def prepare_digests(self, dbapi: Any) -> None:
+        dbapi.create_function("runner_md5", 1, _md5, deterministic=True)
 
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS temp.{self.preparer.quote(name)}"

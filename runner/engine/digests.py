@@ -1,0 +1,100 @@
+"""The hash strategy: for sources with no reliable timestamp.
+
+The source computes an md5 of each row's key and of the whole row (in the database where
+the dialect has one, so unchanged rows never cross the wire) and streams `(key_hash,
+row_hash, key)` ordered by key_hash. The stored digests of the last run stream in the same
+(ASCII) order from the state store, and a merge-join finds new, changed, deleted and unchanged
+keys with flat memory. Changed and new rows are then fetched by key, a chunk at a time,
+merged into the target and committed; only then are their digests recorded. Deleted keys are
+deleted (or soft-deleted) the same way. A first run, with no digests stored, reads the rows
+together with their digests instead of fetching them by key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from runner.engine import pointers
+from runner.engine.changes import TaskRun
+
+MAX_PARAMETERS = 30_000  # bound parameters per statement, under every driver's limit
+
+
+def _flat(batches: Iterator[list[tuple]]) -> Iterator[tuple]:
+    for batch in batches:
+        yield from batch
+
+
+def run_hash(run: TaskRun) -> None:
+    task, result, options = run.task, run.result, run.options
+    keys = task.write.keys
+    state = run.state()
+    probe = run.source.read(task.read, 1, limit=1)  # the columns (a SQLite expression's type from a row)
+    columns = probe.columns
+    for _ in probe.batches:
+        pass
+    result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
+    stored = run.store.digests(state.id, run.batch_size)
+    first = next(stored, None)
+    with_rows = first is None  # a first run: every row is new, read them with their digests
+    source = _flat(run.timed(run.source.read_digests(task.read, columns, keys, run.batch_size, with_rows)))
+    chunk = max(1, min(run.batch_size, MAX_PARAMETERS // len(keys)))
+    n_keys = len(keys)
+
+    with run.writer(columns) as w:
+        changed: list[tuple] = []  # (key_hash, row_hash, raw key[, row])
+        gone: list[tuple[str, str]] = []  # (key_hash, key_value)
+
+        def write_changed() -> None:
+            if with_rows:
+                rows = [entry[2 + n_keys :] for entry in changed]
+            else:
+                rows = run.source.read_by_keys(
+                    task.read, columns, keys, [entry[2 : 2 + n_keys] for entry in changed]
+                )
+            w.stage(rows)
+            counts = w.merge()
+            w.clear_stage()
+            result.inserted += counts.inserted
+            result.updated += counts.updated
+            result.unchanged += len(rows) - counts.inserted - counts.updated
+            if not options.dry_run:
+                w.commit()  # the rows are in the target: only now are their digests recorded
+                digests = [(e[0], e[1], pointers.encode_key(e[2 : 2 + n_keys])) for e in changed]
+                run.store.write_digests(state.id, digests, [])
+            changed.clear()
+
+        def write_gone() -> None:
+            if task.deletes != "ignore":
+                w.open_key_stage()
+                decode = run.source.batch_decoder(w.key_columns)
+                w.stage_keys(decode([pointers.decode_key(v) for _, v in gone]))
+                result.deleted += w.delete_listed()
+            if not options.dry_run:
+                w.commit()
+                run.store.write_digests(state.id, [], [k for k, _ in gone])
+            gone.clear()
+
+        old = first
+        new = next(source, None)
+        while new is not None or old is not None:
+            if old is None or (new is not None and new[0] < old[0]):
+                changed.append(new)
+                new = next(source, None)
+            elif new is None or old[0] < new[0]:
+                gone.append((old[0], old[2]))
+                old = next(stored, None)
+            else:
+                if new[1] != old[1]:
+                    changed.append(new)
+                else:
+                    result.unchanged += 1
+                new, old = next(source, None), next(stored, None)
+            if len(changed) >= chunk:
+                write_changed()
+            if len(gone) >= chunk:
+                write_gone()
+        if changed:
+            write_changed()
+        if gone:
+            write_gone()
