@@ -16,6 +16,7 @@ from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runner.definitions import secrets
+from runner.definitions.templates import check_syntax
 
 API_VERSION = "runner/v1"
 HINT = "\nhint: "  # a validator's message may end with a hint, split off into Problem.hint
@@ -152,6 +153,30 @@ class WriteSpec(StrictModel):
     soft_delete_column: str = Field(
         "_deleted_at", description="With `deletes: soft`: the timestamp column set when a row is deleted."
     )
+    upsert_script: str | None = Field(
+        None,
+        description=(
+            "Instead of runner's merge: a Jinja template of one SQL statement run for every changed "
+            "row, e.g. `INSERT INTO {{ table }} ({{ columns|map('ident')|join(', ') }}) VALUES "
+            "({% for c in columns %}{{ bind(c) }}{{ ', ' if not loop.last }}{% endfor %}) ON CONFLICT …`. "
+            "Context: table (quoted), columns, keys, values (names), bind(name), filter ident. "
+            "Values are bound parameters, never text in the SQL."
+        ),
+    )
+    delete_script: str | None = Field(
+        None,
+        description="With upsert_script and deletes: propagate: the statement run for every deleted key "
+        "(context as upsert_script, over the key columns).",
+    )
+
+    @field_validator("upsert_script", "delete_script")
+    @classmethod
+    def _template(cls, source: str | None) -> str | None:
+        if source is not None:
+            problem = check_syntax(source)
+            if problem:
+                raise ValueError(problem)
+        return source
 
     @field_validator("keys")
     @classmethod
@@ -248,7 +273,25 @@ class Task(StrictModel):
             )
         if self.deletes == "soft" and self.write.soft_delete_column in self.write.keys:
             raise ValueError("write.soft_delete_column cannot be a key column")
+        self._check_scripts()
         return self
+
+    def _check_scripts(self) -> None:
+        write, strategy = self.write, self.changes.strategy
+        if write.delete_script and not write.upsert_script:
+            raise ValueError("write.delete_script goes with write.upsert_script")
+        if not write.upsert_script:
+            return
+        if self.deletes == "soft":
+            raise ValueError("with scripts, deletes are propagate (through delete_script) or ignore")
+        if self.deletes == "propagate":
+            if not write.delete_script:
+                raise ValueError("deletes: propagate with write.upsert_script needs write.delete_script")
+            if strategy == "full" or (strategy == "watermark" and not self.read.deleted_keys_query):
+                raise ValueError(
+                    "a delete script needs the deleted keys listed: use strategy 'hash', or 'watermark' with "
+                    "read.deleted_keys_query (a script's target cannot be compared key by key)"
+                )
 
 
 class JobSpec(StrictModel):

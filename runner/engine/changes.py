@@ -24,8 +24,9 @@ from typing import Any
 from runner.definitions.models import Task
 from runner.engine import pointers
 from runner.engine.connector import Batch, Connector, Watermark
+from runner.engine.templates import ScriptWriter
 from runner.engine.types import Column
-from runner.engine.writer import KEY_STAGE, SqlWriter
+from runner.engine.writer import KEY_STAGE, MergeCounts, SqlWriter
 from runner.errors import TerminalError
 from runner.state.store import StateStore, TaskState
 
@@ -52,6 +53,7 @@ class TaskResult:
     rows_read: int = 0
     inserted: int = 0
     updated: int = 0
+    upserted: int = 0  # written through write.upsert_script (insert or update: the script decides)
     deleted: int = 0
     unchanged: int = 0
     pointer_before: dict[str, str] | None = None
@@ -64,7 +66,12 @@ class TaskResult:
 
     @property
     def rows_written(self) -> int:
-        return self.inserted + self.updated + self.deleted
+        return self.inserted + self.updated + self.upserted + self.deleted
+
+    def add(self, counts: MergeCounts) -> None:
+        self.inserted += counts.inserted
+        self.updated += counts.updated
+        self.upserted += counts.upserted
 
 
 @dataclass
@@ -82,13 +89,28 @@ class TaskRun:
     run_id: str
     log: Log
     result: TaskResult = field(init=False)
+    streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         t = self.task
         self.result = TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy)
 
+    def track(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """Remember a reader's stream so `close_streams` ends it (and frees its connection) as
+        soon as the task ends, even when a failure leaves it half read."""
+        self.streams.append(batches)
+        return batches
+
+    def close_streams(self) -> None:
+        for stream in self.streams:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        self.streams.clear()
+
     def timed(self, batches: Iterator[Batch]) -> Iterator[Batch]:
         """Yield batches, adding the time spent waiting for each to `read_seconds`."""
+        self.track(batches)
         while True:
             started = time.perf_counter()
             batch = next(batches, None)
@@ -98,8 +120,12 @@ class TaskRun:
             self.result.rows_read += len(batch)
             yield batch
 
-    def writer(self, columns: list[Column]) -> SqlWriter:
+    def writer(self, columns: list[Column]) -> SqlWriter | ScriptWriter:
         write = self.task.write
+        if write.upsert_script:
+            return self.target.open_script_writer(
+                write.table, columns, write.keys, write.upsert_script, write.delete_script
+            )
         soft = write.soft_delete_column if self.task.deletes == "soft" else None
         return self.target.open_writer(write.table, columns, write.keys, soft)
 
@@ -137,9 +163,8 @@ def run_full(run: TaskRun) -> None:
         else:
             for batch in run.timed(stream.batches):
                 w.stage(batch)
-            counts = w.merge()
-            result.inserted, result.updated = counts.inserted, counts.updated
-            result.unchanged = result.rows_read - counts.inserted - counts.updated
+            result.add(w.merge())
+            result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
             if task.deletes != "ignore":
                 if run.options.limit is not None:
                     run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
@@ -185,16 +210,14 @@ def run_watermark(run: TaskRun) -> None:
     with run.writer(stream.columns) as w:
         for batch in run.timed(stream.batches):
             w.stage(batch)
-            counts = w.merge()
+            result.add(w.merge())
             w.clear_stage()
-            result.inserted += counts.inserted
-            result.updated += counts.updated
             if not options.dry_run:
                 w.commit()  # the target holds the batch: only now may the pointer pass it
                 pointer = _later(pointer, stream.pointer)
                 result.pointer_after = pointers.encode(pointer)
                 run.store.set_pointer(state.id, column, result.pointer_after, run.run_id)
-        result.unchanged = result.rows_read - result.inserted - result.updated
+        result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
         if result.pointer_after is None:
             result.pointer_after = stored
         if task.deletes != "ignore":
@@ -205,16 +228,17 @@ def run_watermark(run: TaskRun) -> None:
             run.finish(w)
 
 
-def _watermark_deletes(run: TaskRun, w: SqlWriter, columns: list[Column]) -> int:
+def _watermark_deletes(run: TaskRun, w: SqlWriter | ScriptWriter, columns: list[Column]) -> int:
     task = run.task
     keys = task.write.keys
     w.open_key_stage()
     if task.read.deleted_keys_query:
         types = [next(c.type for c in columns if c.name == k) for k in keys]
-        for batch in run.source.read_query(task.read.deleted_keys_query, types, run.batch_size):
+        for batch in run.track(run.source.read_query(task.read.deleted_keys_query, types, run.batch_size)):
             w.stage_keys(batch)
         return w.delete_listed()
-    for batch in run.source.read(task.read, run.batch_size, select=keys).batches:
+    assert isinstance(w, SqlWriter)  # validation: a script needs deleted_keys_query here
+    for batch in run.track(run.source.read(task.read, run.batch_size, select=keys).batches):
         w.stage_keys(batch)
     return w.delete_missing(KEY_STAGE)
 

@@ -31,6 +31,7 @@ from runner.engine.types import Column, ColumnType
 from runner.errors import TerminalError, TransientError
 
 if TYPE_CHECKING:
+    from runner.engine.templates import ScriptWriter
     from runner.engine.writer import SqlWriter
 
 Row = tuple[Any, ...]
@@ -106,6 +107,17 @@ class Connector(ABC):
         soft_delete_column: str | None = None,
     ) -> SqlWriter:
         """A writer into `table` (created when missing) holding one open transaction."""
+
+    @abstractmethod
+    def open_script_writer(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str],
+        upsert_script: str,
+        delete_script: str | None,
+    ) -> ScriptWriter:
+        """A writer running a task's Jinja upsert/delete scripts, in one open transaction."""
 
     @abstractmethod
     def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
@@ -216,6 +228,11 @@ class SqlConnector(Connector):
         self.engine = sa.create_engine(url, poolclass=sa.NullPool)
         self.preparer = self.engine.dialect.identifier_preparer
 
+    def quote(self, name: str) -> str:
+        """An identifier, always quoted (and its quote characters escaped): names from YAML
+        are never spliced into SQL as they are."""
+        return self.preparer.quote_identifier(name)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -280,7 +297,7 @@ class SqlConnector(Connector):
         return f"UPDATE {target} AS {t} SET {assignments} FROM {stage} AS {s} WHERE {on} AND ({where})"
 
     def create_temp_sql(self, name: str, columns: list[Column], keys: list[str]) -> str:
-        return f"CREATE TEMPORARY TABLE {self.preparer.quote(name)} ({self._columns_ddl(columns, keys)})"
+        return f"CREATE TEMPORARY TABLE {self.quote(name)} ({self._columns_ddl(columns, keys)})"
 
     @abstractmethod
     def drop_temp_sql(self, name: str) -> str:
@@ -298,11 +315,7 @@ class SqlConnector(Connector):
 
     def quote_table(self, table: str) -> str:
         schema, _, name = table.rpartition(".")
-        return (
-            f"{self.preparer.quote(schema)}.{self.preparer.quote(name)}"
-            if schema
-            else self.preparer.quote(name)
-        )
+        return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
 
     @contextmanager
     def errors(self, doing: str) -> Iterator[None]:
@@ -424,7 +437,7 @@ class SqlConnector(Connector):
     def _select_sql(
         self, spec: ReadSpec, names: list[str], watermark: Watermark | None, subset: bool, limit: int | None
     ) -> tuple[str, tuple]:
-        q = self.preparer.quote
+        q = self.quote
         if spec.table is not None:
             sql = f"SELECT {', '.join(q(n) for n in names)} FROM {self.quote_table(spec.table)}"
         elif watermark is None and not subset and limit is None:
@@ -465,7 +478,7 @@ class SqlConnector(Connector):
     ) -> Iterator[Batch]:
         doing = f"reading digests of {spec.table or 'query'}"
         self.check_readable()
-        q = self.preparer.quote
+        q = self.quote
         names = [q(c.name) for c in columns]
         picked = [f"{q(k)} AS runner_k{i}" for i, k in enumerate(keys)] + (names if with_rows else [])
         key_hash, row_hash = self.digest_sql([q(k) for k in keys]), self.digest_sql(names)
@@ -496,7 +509,7 @@ class SqlConnector(Connector):
         if not values:
             return []
         doing = f"reading changed rows of {spec.table or 'query'}"
-        q, m = self.preparer.quote, self.mark
+        q, m = self.quote, self.mark
         source = self.source_sql(spec)
         if m == "%s":
             source = source.replace("%", "%%")
@@ -553,8 +566,22 @@ class SqlConnector(Connector):
 
         return SqlWriter(self, table, columns, keys, soft_delete_column).open()
 
+    def open_script_writer(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str],
+        upsert_script: str,
+        delete_script: str | None,
+    ) -> ScriptWriter:
+        """A writer that runs the task's Jinja scripts instead of merging (the script owns the
+        target: runner creates no table for it)."""
+        from runner.engine.templates import ScriptWriter
+
+        return ScriptWriter(self, table, columns, keys, upsert_script, delete_script).open()
+
     def _columns_ddl(self, columns: list[Column], keys: list[str]) -> str:
-        q = self.preparer.quote
+        q = self.quote
         body = [
             f"{q(c.name)} {self.key_type(c.type)} NOT NULL"
             if c.name in keys

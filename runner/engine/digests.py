@@ -55,9 +55,8 @@ def run_hash(run: TaskRun) -> None:
             w.stage(rows)
             counts = w.merge()
             w.clear_stage()
-            result.inserted += counts.inserted
-            result.updated += counts.updated
-            result.unchanged += len(rows) - counts.inserted - counts.updated
+            result.add(counts)
+            result.unchanged += len(rows) - counts.inserted - counts.updated - counts.upserted
             if not options.dry_run:
                 w.commit()  # the rows are in the target: only now are their digests recorded
                 digests = [(e[0], e[1], pointers.encode_key(e[2 : 2 + n_keys])) for e in changed]

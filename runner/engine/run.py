@@ -65,6 +65,8 @@ def run_job(
                 run.result.status = "succeeded"
             except Exception as exc:  # noqa: BLE001 - a run records every failure in its history
                 _failed(run.result, exc)
+            finally:
+                run.close_streams()
             result = run.result
             result.seconds = round(time.perf_counter() - started, 3)
             result.read_seconds = round(result.read_seconds, 3)

@@ -35,6 +35,7 @@ SOFT_DELETE_TYPE = ColumnType("timestamp")
 class MergeCounts:
     inserted: int = 0
     updated: int = 0
+    upserted: int = 0  # through an upsert script: inserted or updated, the script knows
 
 
 class SqlWriter:
@@ -49,7 +50,7 @@ class SqlWriter:
         soft_delete_column: str | None = None,
     ):
         self.c = connector
-        self.q = connector.preparer.quote
+        self.q = connector.quote
         self.table = table
         self.target = connector.quote_table(table)
         self.columns = columns
@@ -90,8 +91,22 @@ class SqlWriter:
                 self.cursor.execute(f"ALTER TABLE {self.target} ADD COLUMN {self.q(self.soft)} {soft_type}")
             if self.keys:
                 self.cursor.execute(c.drop_temp_sql(STAGE))
-                self.cursor.execute(c.create_temp_sql(STAGE, self.columns, self.keys))
+                self.cursor.execute(c.create_temp_sql(STAGE, self.stage_columns(), self.keys))
         return self
+
+    def stage_columns(self) -> list[Column]:
+        """The source's columns in the types the target table has, so a table that existed
+        before with other types rejects a value when it is staged (where the row can be named)
+        rather than fail the whole merge on a comparison of two types."""
+        from runner.definitions.models import ReadSpec
+
+        declared = dict(self.c.declared_columns(self.cursor, ReadSpec(table=self.table)))
+        missing = [col.name for col in self.columns if col.name not in declared]
+        if missing:
+            raise TerminalError(
+                f"the target table {self.table} has no column {', '.join(map(repr, missing))}"
+            )
+        return [Column(col.name, self.c.parse_type(declared[col.name]) or col.type) for col in self.columns]
 
     def existing_columns(self) -> list[str]:
         self.cursor.execute(f"SELECT * FROM {self.target} WHERE 1 = 0")
@@ -136,34 +151,84 @@ class SqlWriter:
 
     def merge(self) -> MergeCounts:
         """Update target rows whose values differ from their staged row, insert staged rows
-        with no target row. The staging table keeps its rows (for `delete_missing`)."""
+        with no target row. The staging table keeps its rows (for `delete_missing`). When the
+        target rejects a row (a NOT NULL, a check), the merge is retried key by key to name it."""
+        c = self.c
+        with c.errors(self.doing):
+            self.cursor.execute("SAVEPOINT runner_merge")
+        try:
+            counts = self._merge()
+        except c.engine.dialect.loaded_dbapi.Error as exc:
+            with c.errors(self.doing):
+                self.cursor.execute("ROLLBACK TO SAVEPOINT runner_merge")
+            if c.is_transient(exc):
+                with c.errors(self.doing):
+                    raise exc from None
+            raise self._diagnose_merge(exc) from None
+        with c.errors(self.doing):
+            self.cursor.execute("RELEASE SAVEPOINT runner_merge")
+        return counts
+
+    def _merge(self, only: str = "", params: tuple = ()) -> MergeCounts:
         c, t, s = self.c, "t", "s"
         on = " AND ".join(f"{t}.{self.q(k)} = {s}.{self.q(k)}" for k in self.keys)
         counts = MergeCounts()
-        with c.errors(self.doing):
-            values = [col for col in self.columns if col.name not in self.keys]
-            if values or self.soft:
-                sets = [(self.q(col.name), f"{s}.{self.q(col.name)}") for col in values]
-                differs = [
-                    c.distinct_sql(f"{t}.{self.q(col.name)}", f"{s}.{self.q(col.name)}", col.type)
-                    for col in values
-                ]
-                if self.soft:
-                    sets.append((self.q(self.soft), "NULL"))
-                    differs.append(f"{t}.{self.q(self.soft)} IS NOT NULL")
-                self.cursor.execute(
-                    c.update_join_sql(self.target, t, self.q(STAGE), s, on, sets, " OR ".join(differs))
-                )
-                counts.updated = max(self.cursor.rowcount, 0)
-            names = ", ".join(self.names)
-            picked = ", ".join(f"{s}.{n}" for n in self.names)
-            first_key = f"{t}.{self.q(self.keys[0])}"
-            self.cursor.execute(
-                f"INSERT INTO {self.target} ({names}) SELECT {picked} FROM {self.q(STAGE)} {s} "
-                f"LEFT JOIN {self.target} {t} ON {on} WHERE {first_key} IS NULL"
-            )
-            counts.inserted = max(self.cursor.rowcount, 0)
+        values = [col for col in self.columns if col.name not in self.keys]
+        if values or self.soft:
+            sets = [(self.q(col.name), f"{s}.{self.q(col.name)}") for col in values]
+            differs = [
+                c.distinct_sql(f"{t}.{self.q(col.name)}", f"{s}.{self.q(col.name)}", col.type)
+                for col in values
+            ]
+            if self.soft:
+                sets.append((self.q(self.soft), "NULL"))
+                differs.append(f"{t}.{self.q(self.soft)} IS NOT NULL")
+            where = f"({' OR '.join(differs)}){only}"
+            self._execute(c.update_join_sql(self.target, t, self.q(STAGE), s, on, sets, where), params)
+            counts.updated = max(self.cursor.rowcount, 0)
+        names = ", ".join(self.names)
+        picked = ", ".join(f"{s}.{n}" for n in self.names)
+        first_key = f"{t}.{self.q(self.keys[0])}"
+        self._execute(
+            f"INSERT INTO {self.target} ({names}) SELECT {picked} FROM {self.q(STAGE)} {s} "
+            f"LEFT JOIN {self.target} {t} ON {on} WHERE {first_key} IS NULL{only}",
+            params,
+        )
+        counts.inserted = max(self.cursor.rowcount, 0)
         return counts
+
+    def _execute(self, sql: str, params: tuple) -> None:
+        """Without parameters, no parameter argument: drivers that format with % would read
+        a % in a quoted name as a placeholder."""
+        if params:
+            self.cursor.execute(sql, params)
+        else:
+            self.cursor.execute(sql)
+
+    def _diagnose_merge(self, first: Exception) -> TerminalError:
+        """Merge the staged rows one key at a time (pages of keys, each under a savepoint)
+        until one fails: its key and the database's words name the problem."""
+        c, keys = self.c, [self.q(k) for k in self.keys]
+        only = "".join(f" AND s.{k} = {c.mark}" for k in keys)
+        order = ", ".join(keys)
+        offset, page = 0, 1000
+        while True:
+            self.cursor.execute(
+                f"SELECT {order} FROM {self.q(STAGE)} ORDER BY {order} LIMIT {page} OFFSET {offset}"
+            )
+            staged = self.cursor.fetchall()
+            for key in staged:
+                try:
+                    self.cursor.execute("SAVEPOINT runner_row")
+                    self._merge(only, tuple(key))
+                    self.cursor.execute("ROLLBACK TO SAVEPOINT runner_row")
+                except c.engine.dialect.loaded_dbapi.Error as exc:
+                    with suppress(Exception):
+                        self.cursor.execute("ROLLBACK TO SAVEPOINT runner_row")
+                    return TerminalError(self._row_message(None, tuple(key), True, exc))
+            if len(staged) < page:
+                return TerminalError(self._row_message(None, None, False, first))
+            offset += page
 
     def clear_stage(self) -> None:
         with self.c.errors(self.doing):

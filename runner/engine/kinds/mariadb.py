@@ -190,7 +190,7 @@ class MariadbConnector(SqlConnector):
         return f"BINARY {expr}"
 
     def drop_temp_sql(self, name: str) -> str:
-        return f"DROP TEMPORARY TABLE IF EXISTS {self.preparer.quote(name)}"
+        return f"DROP TEMPORARY TABLE IF EXISTS {self.quote(name)}"
 
     def key_type(self, ctype: ColumnType) -> str:
         """An index holds at most 3072 bytes: 768 utf8mb4 characters."""

@@ -129,7 +129,7 @@ class PostgresqlConnector(SqlConnector):
         return f'{expr} COLLATE "C"'
 
     def drop_temp_sql(self, name: str) -> str:
-        return f"DROP TABLE IF EXISTS pg_temp.{self.preparer.quote(name)}"
+        return f"DROP TABLE IF EXISTS pg_temp.{self.quote(name)}"
 
     def error_column(self, exc: Exception) -> str | None:
         diag = getattr(exc, "diag", None)
@@ -146,7 +146,7 @@ class PostgresqlConnector(SqlConnector):
         return cursor
 
     def create_schema_sql(self, schema: str) -> str | None:
-        return f"CREATE SCHEMA IF NOT EXISTS {self.preparer.quote(schema)}"
+        return f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}"
 
     def insert_rows(self, cursor: Any, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:

@@ -216,8 +216,8 @@ class SqliteConnector(SqlConnector):
     def declared_columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, str]]:
         if spec.table is not None:
             schema, _, name = spec.table.rpartition(".")
-            pragma = f"PRAGMA {self.preparer.quote(schema)}.table_info" if schema else "PRAGMA table_info"
-            cursor.execute(f"{pragma}({self.preparer.quote(name)})")
+            pragma = f"PRAGMA {self.quote(schema)}.table_info" if schema else "PRAGMA table_info"
+            cursor.execute(f"{pragma}({self.quote(name)})")
             rows = cursor.fetchall()
             if not rows:
                 raise TerminalError(f"table {spec.table!r} not found (connection {self.name!r})")
@@ -281,7 +281,7 @@ class SqliteConnector(SqlConnector):
         dbapi.create_function("runner_md5", 1, _md5, deterministic=True)
 
     def drop_temp_sql(self, name: str) -> str:
-        return f"DROP TABLE IF EXISTS temp.{self.preparer.quote(name)}"
+        return f"DROP TABLE IF EXISTS temp.{self.quote(name)}"
 
     def error_column(self, exc: Exception) -> str | None:
         match = re.search(r"constraint failed: (?:[\w]+\.)?(\w+)", str(exc))

@@ -1,0 +1,156 @@
+"""Jinja upsert and delete scripts (DataZen's UpsertScript / DeleteScript), safely.
+
+A script renders the *structure* of one SQL statement, once per batch, in Jinja's sandbox:
+identifiers go through the `ident` filter (always quoted, quotes escaped) and each value is a
+`bind('column')` placeholder. The batch's rows then travel as bound parameters of that one
+statement (executemany), so no value is ever spliced into SQL, whatever it holds.
+
+Context of a script: `table` (the target table, quoted), `columns`, `keys`, `values` (column
+names: all, the keys, the others), `bind(name)` and the filter `ident`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import TemplateError
+
+from runner.definitions.templates import environment
+from runner.engine.types import Column
+from runner.engine.writer import MergeCounts
+from runner.errors import TerminalError
+
+if TYPE_CHECKING:
+    from runner.engine.connector import Batch, SqlConnector
+
+
+class SqlScript:
+    """One script, compiled once, rendered per batch for a target connector."""
+
+    def __init__(self, source: str, what: str):
+        self.what = what
+        self.env = environment()
+        try:
+            self.template = self.env.from_string(source)
+        except TemplateError as exc:
+            raise TerminalError(f"{what}: {exc}") from None
+
+    def render(
+        self, connector: SqlConnector, table: str, columns: list[str], keys: list[str]
+    ) -> tuple[str, list[str]]:
+        """The SQL of one statement and the column names its placeholders stand for, in order."""
+        order: list[str] = []
+
+        def bind(name: str) -> str:
+            if name not in columns:
+                raise TerminalError(
+                    f"{self.what}: bind({name!r}) names no column (columns: {', '.join(columns)})"
+                )
+            order.append(name)
+            return connector.mark
+
+        self.env.filters["ident"] = connector.quote
+        try:
+            sql = self.template.render(
+                table=connector.quote_table(table),
+                columns=columns,
+                keys=keys,
+                values=[c for c in columns if c not in keys],
+                bind=bind,
+            )
+        except TemplateError as exc:
+            raise TerminalError(f"{self.what}: {exc}") from None
+        return sql.strip().rstrip(";"), order
+
+
+class ScriptWriter:
+    """Writes batches through a task's scripts in one open transaction of the target."""
+
+    def __init__(
+        self,
+        connector: SqlConnector,
+        table: str,
+        columns: list[Column],
+        keys: list[str],
+        upsert_script: str,
+        delete_script: str | None,
+    ):
+        self.c = connector
+        self.table = table
+        self.names = [c.name for c in columns]
+        self.keys = keys
+        self.key_columns = [c for c in columns if c.name in keys]
+        self.encode = connector.batch_encoder(columns)
+        self.encode_keys = connector.batch_encoder(self.key_columns)
+        self.upsert = SqlScript(upsert_script, "write.upsert_script")
+        self.delete = SqlScript(delete_script, "write.delete_script") if delete_script else None
+        self.dbapi: Any = None
+        self.cursor: Any = None
+        self.doing = f"running the scripts of {table}"
+        self.pending = self.deleted = 0
+
+    def open(self) -> ScriptWriter:
+        with self.c.errors(self.doing):
+            self.dbapi = self.c.engine.raw_connection()
+            self.c.begin(self.dbapi.driver_connection)
+            self.cursor = self.dbapi.cursor()
+        return self
+
+    def _run(self, script: SqlScript, names: list[str], rows: Batch) -> int:
+        if not rows:
+            return 0
+        sql, order = script.render(self.c, self.table, names, self.keys)
+        index = [names.index(n) for n in order]
+        with self.c.errors(self.doing):
+            self.cursor.executemany(sql, [tuple(row[i] for i in index) for row in rows])
+        return len(rows)
+
+    def upsert_rows(self, batch: Batch) -> int:
+        return self._run(self.upsert, self.names, self.encode(batch))
+
+    def delete_keys(self, keys: Batch) -> int:
+        assert self.delete is not None
+        return self._run(self.delete, self.keys, self.encode_keys(keys))
+
+    # The strategies drive a ScriptWriter as they drive a SqlWriter: "staged" rows go through
+    # the upsert script at once, "staged" keys through the delete script.
+
+    def stage(self, batch: Batch) -> None:
+        self.pending += self.upsert_rows(batch)
+
+    def merge(self) -> MergeCounts:
+        counts, self.pending = MergeCounts(upserted=self.pending), 0
+        return counts
+
+    def clear_stage(self) -> None:
+        pass
+
+    def open_key_stage(self) -> None:
+        self.deleted = 0
+
+    def stage_keys(self, keys: Batch) -> None:
+        self.deleted += self.delete_keys(keys)
+
+    def delete_listed(self) -> int:
+        return self.deleted
+
+    def commit(self) -> None:
+        with self.c.errors(self.doing):
+            self.dbapi.commit()
+            self.c.begin(self.dbapi.driver_connection)
+
+    def close(self) -> None:
+        if self.dbapi is None:
+            return
+        try:
+            self.dbapi.rollback()
+            self.dbapi.close()
+        except Exception:  # noqa: BLE001 - closing after a failure: the first error is reported
+            pass
+        self.dbapi = None
+
+    def __enter__(self) -> ScriptWriter:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
