@@ -23,6 +23,7 @@ from typing import Any
 
 from runner.definitions.models import Task
 from runner.engine import pointers
+from runner.engine.checkpoints import checkpoint
 from runner.engine.connector import Batch, Connector, Watermark
 from runner.engine.templates import ScriptWriter
 from runner.engine.types import Column
@@ -118,6 +119,7 @@ class TaskRun:
             if batch is None:
                 return
             self.result.rows_read += len(batch)
+            checkpoint("read")
             yield batch
 
     def writer(self, columns: list[Column]) -> SqlWriter | ScriptWriter:
@@ -137,11 +139,12 @@ class TaskRun:
             state = self.store.task_state(self.namespace, self.job, self.task.name)
         return state
 
-    def finish(self, writer: SqlWriter) -> None:
+    def finish(self, writer: SqlWriter | ScriptWriter) -> None:
         if self.options.dry_run:
             self.log("info", "dry run: rolled back", task=self.task.name)
         else:
             writer.commit()
+            checkpoint("committed")
 
 
 def run_full(run: TaskRun) -> None:
@@ -159,10 +162,12 @@ def run_full(run: TaskRun) -> None:
             w.truncate()
             for batch in run.timed(stream.batches):
                 w.insert(batch)
+                checkpoint("write")
                 result.inserted += len(batch)
         else:
             for batch in run.timed(stream.batches):
                 w.stage(batch)
+                checkpoint("write")
             result.add(w.merge())
             result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
             if task.deletes != "ignore":
@@ -210,10 +215,12 @@ def run_watermark(run: TaskRun) -> None:
     with run.writer(stream.columns) as w:
         for batch in run.timed(stream.batches):
             w.stage(batch)
+            checkpoint("write")
             result.add(w.merge())
             w.clear_stage()
             if not options.dry_run:
                 w.commit()  # the target holds the batch: only now may the pointer pass it
+                checkpoint("committed")
                 pointer = _later(pointer, stream.pointer)
                 result.pointer_after = pointers.encode(pointer)
                 run.store.set_pointer(state.id, column, result.pointer_after, run.run_id)

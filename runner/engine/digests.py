@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from runner.engine import pointers
 from runner.engine.changes import TaskRun
+from runner.engine.checkpoints import checkpoint
 
 MAX_PARAMETERS = 30_000  # bound parameters per statement, under every driver's limit
 
@@ -53,12 +54,14 @@ def run_hash(run: TaskRun) -> None:
                     task.read, columns, keys, [entry[2 : 2 + n_keys] for entry in changed]
                 )
             w.stage(rows)
+            checkpoint("write")
             counts = w.merge()
             w.clear_stage()
             result.add(counts)
             result.unchanged += len(rows) - counts.inserted - counts.updated - counts.upserted
             if not options.dry_run:
                 w.commit()  # the rows are in the target: only now are their digests recorded
+                checkpoint("committed")
                 digests = [(e[0], e[1], pointers.encode_key(e[2 : 2 + n_keys])) for e in changed]
                 run.store.write_digests(state.id, digests, [])
             changed.clear()

@@ -1,0 +1,24 @@
+"""Named points in a run where a test can stop the process, to kill it there with SIGKILL.
+
+`RUNNER_PAUSE_AT=<point>` makes the run create the file `RUNNER_PAUSE_FILE` when it reaches
+that point and then wait forever; the crash-safety tests kill it there and check that the
+next run leaves the target equal to the source. Unset (always, outside those tests), a
+checkpoint costs one dictionary lookup.
+
+Points: `read` (a batch read, nothing of it written), `write` (a batch staged, not committed),
+`committed` (the target committed a batch, its pointer or digests not yet recorded).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def checkpoint(point: str) -> None:
+    if os.environ.get("RUNNER_PAUSE_AT") != point:
+        return
+    Path(os.environ["RUNNER_PAUSE_FILE"]).write_text(point)
+    while True:
+        time.sleep(60)
