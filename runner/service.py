@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -18,7 +19,7 @@ from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
 from runner.definitions.models import API_VERSION, JobSpec, Metadata, StrictModel
 from runner.definitions.validate import Definition, check_document, resolve_reference, validate_documents
 from runner.engine import pointers, registry
-from runner.engine.changes import RunOptions, TaskResult
+from runner.engine.changes import Progress, RunOptions, TaskResult
 from runner.engine.run import run_job
 from runner.errors import DefinitionsInvalid, JobBusy, LockTimeout, NotFound, Problem, RunnerError
 from runner.history import files as history
@@ -240,7 +241,13 @@ def _job_and_connections(
     return job, spec, ends
 
 
-def run(ws: Workspace, ref: str, options: RunOptions | None = None) -> dict[str, Any]:
+def run(
+    ws: Workspace,
+    ref: str,
+    options: RunOptions | None = None,
+    progress: Progress | None = None,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Run an applied job now and write its history file and run log; returns the history record.
 
     Raises:
@@ -266,7 +273,7 @@ def run(ws: Workspace, ref: str, options: RunOptions | None = None) -> dict[str,
             f"with `runner force-unlock {held.lock_id if held else 'LOCK_ID'}`"
         ) from None
     try:
-        return _execute(ws, job, spec, ends, options)
+        return _execute(ws, job, spec, ends, options, progress, on_log)
     finally:
         store.release(f"job:{job.ref}", lock_id)
 
@@ -277,10 +284,12 @@ def _execute(
     spec: JobSpec,
     ends: dict[str, tuple[str, dict[str, Any]]],
     options: RunOptions,
+    progress: Progress | None,
+    on_log: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     run_id = history.new_run_id()
     path = history.run_path(ws.history, job.namespace, job.name, run_id)
-    log = history.RunLog(history.log_path(ws.history, job.namespace, job.name, run_id))
+    log = history.RunLog(history.log_path(ws.history, job.namespace, job.name, run_id), on_log)
     record: dict[str, Any] = {
         "run_id": run_id,
         "job": job.name,
@@ -321,6 +330,7 @@ def _execute(
             options=options,
             log=log,
             on_task=on_task,
+            progress=progress,
         )
     except BaseException as exc:  # the record must never stay "running" for a run that ended
         interrupted = isinstance(exc, KeyboardInterrupt)

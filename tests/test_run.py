@@ -149,9 +149,13 @@ def test_demo_job_copies_every_row(demo_project, monkeypatch):
     assert result.exit_code == 0, result.stdout
     src = sqlite3.connect(demo_project.root / "demo" / "data" / "shop.db")
     dst = sqlite3.connect(demo_project.root / "demo" / "data" / "warehouse.db")
-    for table in ("customers", "orders"):
-        query = f"SELECT * FROM {table} ORDER BY id"
+    for table, columns in (
+        ("customers", "id, name, city, vip, created_at"),
+        ("orders", "id, customer_id, status, amount, note, ordered_at, updated_at"),
+    ):
+        query = f"SELECT {columns} FROM {table} ORDER BY id"
         assert src.execute(query).fetchall() == dst.execute(query).fetchall()
+    assert dst.execute("SELECT count(*) FROM orders WHERE _deleted_at IS NOT NULL").fetchone() == (0,)
     assert dst.execute("SELECT count(*) FROM daily_revenue").fetchone()[0] > 300
 
 

@@ -287,7 +287,16 @@ def run(
     """Run an applied job now; exit 1 when a task fails. Writes a history file and a run log."""
     options = service.RunOptions(tasks=task or None, resync=resync, dry_run=dry_run, limit=limit)
     try:
-        record = service.run(STATE.workspace, job, options)
+        if out.is_terminal and fmt == Format.text:
+            with render.run_progress(err) as progress:
+                record = service.run(STATE.workspace, job, options, progress=progress)
+        else:  # not a terminal: the run's log lines, as they happen, on stderr
+            record = service.run(
+                STATE.workspace,
+                job,
+                options,
+                on_log=lambda entry: err.print(render.log_line(entry), markup=False),
+            )
     except RunnerError as exc:
         fail(exc, fmt.value)
     out.print(

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from runner.errors import Problem
@@ -137,6 +141,26 @@ def _num(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+
+
+@contextmanager
+def run_progress(console: Console) -> Iterator[Callable[[str, int], None]]:
+    """A live line per task with the rows read so far (the total is unknown while reading)."""
+    columns = (
+        SpinnerColumn(),
+        TextColumn("task {task.description}"),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        ids: dict[str, TaskID] = {}
+
+        def update(task: str, rows: int) -> None:
+            if task not in ids:
+                ids[task] = bar.add_task(task, total=None)
+            bar.update(ids[task], completed=rows)
+
+        yield update
 
 
 def pointer_text(pointer: dict[str, str] | None) -> str:

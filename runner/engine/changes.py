@@ -32,6 +32,7 @@ from runner.errors import TerminalError
 from runner.state.store import StateStore, TaskState
 
 Log = Callable[..., None]
+Progress = Callable[[str, int], None]  # (task, rows read so far), after every batch
 
 
 @dataclass
@@ -89,6 +90,7 @@ class TaskRun:
     options: RunOptions
     run_id: str
     log: Log
+    progress: Progress | None = None
     result: TaskResult = field(init=False)
     streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
 
@@ -119,6 +121,8 @@ class TaskRun:
             if batch is None:
                 return
             self.result.rows_read += len(batch)
+            if self.progress:
+                self.progress(self.task.name, self.result.rows_read)
             checkpoint("read")
             yield batch
 

@@ -14,7 +14,7 @@ from typing import Any
 from runner.definitions import secrets
 from runner.definitions.models import JobSpec
 from runner.engine import registry
-from runner.engine.changes import Log, RunOptions, TaskResult, TaskRun, strategies
+from runner.engine.changes import Log, Progress, RunOptions, TaskResult, TaskRun, strategies
 from runner.engine.connector import Connector
 from runner.errors import RunnerError
 from runner.state.store import StateStore
@@ -37,6 +37,7 @@ def run_job(
     options: RunOptions,
     log: Log,
     on_task: Callable[[TaskResult], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[TaskResult]:
     """Run the job's tasks (or `options.tasks` of them) in order.
 
@@ -57,7 +58,9 @@ def run_job(
             return results
         source, target = opened
         for i, task in enumerate(tasks):
-            run = TaskRun(task, namespace, job, source, target, spec.batch_size, store, options, run_id, log)
+            run = TaskRun(
+                task, namespace, job, source, target, spec.batch_size, store, options, run_id, log, progress
+            )
             log("info", "task started", task=task.name, strategy=task.changes.strategy)
             started = time.perf_counter()
             try:

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,9 @@ class RunLog:
     """A run's log: one JSON object per line (`ts`, `level`, `message`, fields), appended and
     flushed line by line so a killed run keeps what it logged. Secret values are redacted."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, echo: Callable[[dict[str, Any]], None] | None = None):
         self.path = path
+        self.echo = echo  # e.g. the CLI printing each line as it is logged
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, level: str, message: str, **fields: Any) -> None:
@@ -54,6 +56,8 @@ class RunLog:
         line = secrets.redact(json.dumps(entry, ensure_ascii=False, default=str))
         with self.path.open("a", encoding="utf-8") as f:
             f.write(line + "\n")
+        if self.echo:
+            self.echo(json.loads(line))
 
 
 def find_log(root: Path, run_id: str) -> Path | None:
