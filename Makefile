@@ -28,5 +28,26 @@ lint: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/runner schemas --out schemas
 
+# Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
+.PHONY: bench bench-A bench-B bench-C bench-X bench-memory
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py all --rows 1000000
+
+bench-A: $(STAMP)
+	$(BIN)/python bench/run.py A --rows 1000000
+
+bench-B: $(STAMP)
+	$(BIN)/python bench/run.py B --rows 1000000
+
+bench-C: $(STAMP)
+	$(BIN)/python bench/run.py C --rows 1000000
+
+bench-X: $(STAMP)
+	$(BIN)/python bench/run.py X --rows 1000000
+
+bench-memory: $(STAMP)
+	$(BIN)/python bench/run.py --memory
+
 clean:
 	rm -rf $(VENV) .runner demo/data .pytest_cache

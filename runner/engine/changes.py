@@ -24,10 +24,10 @@ from typing import Any
 from runner.definitions.models import Task
 from runner.engine import pointers
 from runner.engine.checkpoints import checkpoint
-from runner.engine.connector import Batch, Connector, Watermark
+from runner.engine.connector import Batch, Connector, ReadStream, Watermark
 from runner.engine.templates import ScriptWriter
 from runner.engine.types import Column
-from runner.engine.writer import KEY_STAGE, MergeCounts, SqlWriter
+from runner.engine.writer import KEY_STAGE, STAGE, MergeCounts, SqlWriter
 from runner.errors import TerminalError
 from runner.state.store import StateStore, TaskState
 
@@ -126,14 +126,33 @@ class TaskRun:
             checkpoint("read")
             yield batch
 
-    def writer(self, columns: list[Column]) -> SqlWriter | ScriptWriter:
+    def writer(self, columns: list[Column], copy: bool = False) -> SqlWriter | ScriptWriter:
+        """The task's writer; `copy` lets it copy inside the databases (`SqlWriter.copy_from`)."""
         write = self.task.write
         if write.upsert_script:
             return self.target.open_script_writer(
                 write.table, columns, write.keys, write.upsert_script, write.delete_script
             )
         soft = write.soft_delete_column if self.task.deletes == "soft" else None
-        return self.target.open_writer(write.table, columns, write.keys, soft)
+        return self.target.open_writer(write.table, columns, write.keys, soft, self.source if copy else None)
+
+    def copied(self, w: SqlWriter | ScriptWriter, into: str, stream: ReadStream) -> bool:
+        """Try the in-database copy (`SqlWriter.copy_from`) of a whole read; when it ran, count
+        its rows and drop the batch stream that was opened for it."""
+        if not isinstance(w, SqlWriter) or self.options.limit is not None:
+            return False
+        checkpoint("read")  # the read is open, nothing written
+        started = time.perf_counter()
+        rows = w.copy_from(self.task.read, into)
+        if rows is None:
+            return False
+        self.result.read_seconds += time.perf_counter() - started
+        self.result.rows_read += rows
+        close = getattr(stream.batches, "close", None)
+        if close:
+            close()
+        self.log("info", "copied inside the databases, no row through Python", task=self.task.name, rows=rows)
+        return True
 
     def state(self) -> TaskState:
         state = self.store.task_state(self.namespace, self.job, self.task.name)
@@ -161,14 +180,19 @@ def run_full(run: TaskRun) -> None:
             pass
         result.inserted = result.rows_read
         return
-    with run.writer(stream.columns) as w:
+    with run.writer(stream.columns, copy=run.options.limit is None) as w:
         if not task.write.keys:
             w.truncate()
+            if run.copied(w, task.write.table, stream):
+                result.inserted = result.rows_read
+                checkpoint("write")
             for batch in run.timed(stream.batches):
                 w.insert(batch)
                 checkpoint("write")
                 result.inserted += len(batch)
         else:
+            if run.copied(w, STAGE, stream):
+                checkpoint("write")
             for batch in run.timed(stream.batches):
                 w.stage(batch)
                 checkpoint("write")
@@ -216,7 +240,9 @@ def run_watermark(run: TaskRun) -> None:
     stream = run.source.read(task.read, run.batch_size, Watermark(column, since), limit=options.limit)
     result.columns = [{"name": c.name, "type": str(c.type)} for c in stream.columns]
     pointer = before
-    with run.writer(stream.columns) as w:
+    # the key comparison for deletes may copy keys inside the databases, unless that would
+    # lock a file the batch reader still reads (SQLite)
+    with run.writer(stream.columns, copy=run.target.copy_while_reading) as w:
         for batch in run.timed(stream.batches):
             w.stage(batch)
             checkpoint("write")
@@ -249,8 +275,9 @@ def _watermark_deletes(run: TaskRun, w: SqlWriter | ScriptWriter, columns: list[
             w.stage_keys(batch)
         return w.delete_listed()
     assert isinstance(w, SqlWriter)  # validation: a script needs deleted_keys_query here
-    for batch in run.track(run.source.read(task.read, run.batch_size, select=keys).batches):
-        w.stage_keys(batch)
+    if w.copy_from(task.read, KEY_STAGE) is None:
+        for batch in run.track(run.source.read(task.read, run.batch_size, select=keys).batches):
+            w.stage_keys(batch)
     return w.delete_missing(KEY_STAGE)
 
 

@@ -64,6 +64,8 @@ class Watermark:
 class Connector(ABC):
     """One open connection of some type; reader and writer of that type."""
 
+    copy_while_reading: ClassVar[bool] = True  # a writer may copy_from while a batch reader is open
+
     def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
         self.name = name
         self.spec = spec
@@ -105,8 +107,10 @@ class Connector(ABC):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
+        source: Connector | None = None,
     ) -> SqlWriter:
-        """A writer into `table` (created when missing) holding one open transaction."""
+        """A writer into `table` (created when missing) holding one open transaction; with
+        `source`, it may copy from it inside the databases (`SqlWriter.copy_from`)."""
 
     @abstractmethod
     def open_script_writer(
@@ -311,6 +315,10 @@ class SqlConnector(Connector):
         """The column a driver error is about, when it says."""
         return None
 
+    def error_text(self, exc: Exception) -> str:
+        """A driver error's message on one line."""
+        return " ".join(str(exc).split())
+
     # --- shared implementation ---------------------------------------------------------
 
     def quote_table(self, table: str) -> str:
@@ -362,6 +370,16 @@ class SqlConnector(Connector):
 
     def check_readable(self) -> None:
         """Raise a TerminalError when the source cannot be read for a reason worth naming."""
+
+    def prepare_copy_from(self, dbapi: Any, source: Connector) -> None:
+        """Before a writer's transaction: what `copy_from` needs (SQLite attaches the source)."""
+
+    def copy_from(
+        self, cursor: Any, source: Connector, spec: ReadSpec, columns: list[Column], into: str
+    ) -> int | None:
+        """Copy the source's columns into `into` inside the database(s), no row through
+        Python; None when this pair of engines cannot."""
+        return None
 
     def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
         convert = row_converter([self.decoder(c.type) for c in columns], columns)
@@ -561,10 +579,11 @@ class SqlConnector(Connector):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
+        source: Connector | None = None,
     ) -> SqlWriter:
         from runner.engine.writer import SqlWriter
 
-        return SqlWriter(self, table, columns, keys, soft_delete_column).open()
+        return SqlWriter(self, table, columns, keys, soft_delete_column, source).open()
 
     def open_script_writer(
         self,

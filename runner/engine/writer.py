@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runner.definitions import secrets
+from runner.definitions.models import ReadSpec
 from runner.engine.types import Column, ColumnType
 from runner.errors import TerminalError
 
 if TYPE_CHECKING:
-    from runner.engine.connector import Batch, SqlConnector
+    from runner.engine.connector import Batch, Connector, SqlConnector
 
 STAGE = "runner_stage"
 KEY_STAGE = "runner_keys"
@@ -48,6 +49,7 @@ class SqlWriter:
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
+        source: Connector | None = None,
     ):
         self.c = connector
         self.q = connector.quote
@@ -71,6 +73,8 @@ class SqlWriter:
         self.dbapi: Any = None
         self.cursor: Any = None
         self.doing = f"writing {table}"
+        self.source = source  # the reader, for a copy that bypasses Python (see copy_from)
+        self.target_types: dict[str, ColumnType | None] = {}
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -78,6 +82,8 @@ class SqlWriter:
         c = self.c
         with c.errors(self.doing):
             self.dbapi = c.engine.raw_connection()
+            if self.source is not None:
+                c.prepare_copy_from(self.dbapi.driver_connection, self.source)
             c.begin(self.dbapi.driver_connection)
             self.cursor = self.dbapi.cursor()
             schema = self.table.rpartition(".")[0]
@@ -89,6 +95,10 @@ class SqlWriter:
             if self.soft and self.soft not in self.existing_columns():
                 soft_type = c.render_type(SOFT_DELETE_TYPE)
                 self.cursor.execute(f"ALTER TABLE {self.target} ADD COLUMN {self.q(self.soft)} {soft_type}")
+            self.target_types = {
+                name: c.parse_type(declared)
+                for name, declared in c.declared_columns(self.cursor, ReadSpec(table=self.table))
+            }
             if self.keys:
                 self.cursor.execute(c.drop_temp_sql(STAGE))
                 self.cursor.execute(c.create_temp_sql(STAGE, self.stage_columns(), self.keys))
@@ -98,15 +108,35 @@ class SqlWriter:
         """The source's columns in the types the target table has, so a table that existed
         before with other types rejects a value when it is staged (where the row can be named)
         rather than fail the whole merge on a comparison of two types."""
-        from runner.definitions.models import ReadSpec
-
-        declared = dict(self.c.declared_columns(self.cursor, ReadSpec(table=self.table)))
-        missing = [col.name for col in self.columns if col.name not in declared]
+        missing = [col.name for col in self.columns if col.name not in self.target_types]
         if missing:
             raise TerminalError(
                 f"the target table {self.table} has no column {', '.join(map(repr, missing))}"
             )
-        return [Column(col.name, self.c.parse_type(declared[col.name]) or col.type) for col in self.columns]
+        return [Column(col.name, self.target_types[col.name] or col.type) for col in self.columns]
+
+    def copy_from(self, spec: ReadSpec, into: str) -> int | None:
+        """Move the source's rows into the target, the staging table or (`KEY_STAGE`) the key
+        stage without Python touching them, when both ends allow it (PostgreSQL to PostgreSQL:
+        binary COPY piped through; SQLite to SQLite: INSERT … SELECT from the attached file)
+        and the target's column types are the source's. Returns the row count, or None when
+        the rows must go through batches."""
+        columns = self.key_columns if into == KEY_STAGE else self.columns
+        if self.source is None or any(
+            (self.target_types.get(col.name) or col.type).kind != col.type.kind for col in columns
+        ):
+            return None
+        table = self.target if into == self.table else self.q(into)
+        c = self.c
+        with c.errors(self.doing):
+            self.cursor.execute("SAVEPOINT runner_copy")
+        try:
+            rows = c.copy_from(self.cursor, self.source, spec, columns, table)
+        except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
+            rows = None  # a value the target rejects: the batches will name its row
+        with c.errors(self.doing):
+            self.cursor.execute(f"{'RELEASE' if rows is not None else 'ROLLBACK TO'} SAVEPOINT runner_copy")
+        return rows
 
     def existing_columns(self) -> list[str]:
         self.cursor.execute(f"SELECT * FROM {self.target} WHERE 1 = 0")
@@ -304,7 +334,7 @@ class SqlWriter:
 
     def _row_message(self, position: int | None, raw: Any, keys_only: bool, exc: Exception) -> str:
         """`row with key id=5: column 'name': <what the database said>`."""
-        text = " ".join(str(exc).split())
+        text = self.c.error_text(exc)
         if self.keys and ("duplicate" in text.lower() or "unique" in text.lower()):
             text = f"the source has this key more than once ({text})"
         where = ""

@@ -7,6 +7,7 @@ no conversion at all; writing wraps JSON and settles time zones.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -14,8 +15,8 @@ from sqlalchemy.engine import URL
 
 from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
-from runner.engine.connector import Convert, SqlConnector, to_aware_utc, to_naive_utc
-from runner.engine.types import ColumnType, split_type
+from runner.engine.connector import Connector, Convert, SqlConnector, to_aware_utc, to_naive_utc
+from runner.engine.types import Column, ColumnType, split_type
 from runner.errors import TerminalError
 
 _SIMPLE = {
@@ -131,6 +132,11 @@ class PostgresqlConnector(SqlConnector):
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{self.quote(name)}"
 
+    def error_text(self, exc: Exception) -> str:
+        """The primary message only: the CONTEXT line of a COPY error quotes the row's value."""
+        diag = getattr(exc, "diag", None)
+        return (diag.message_primary if diag is not None else None) or super().error_text(exc)
+
     def error_column(self, exc: Exception) -> str | None:
         diag = getattr(exc, "diag", None)
         if diag is None:
@@ -139,6 +145,35 @@ class PostgresqlConnector(SqlConnector):
             return diag.column_name
         match = re.search(r"column (\w+)", diag.context or "")
         return match[1] if match else None
+
+    def copy_out(self, select: str) -> Iterator[bytes]:
+        """The rows of `select` in PostgreSQL's binary COPY format, chunk by chunk."""
+        doing = "reading (binary copy)"
+        self.check_readable()
+        with self.errors(doing):
+            dbapi = self.engine.raw_connection()
+        try:
+            with (
+                self.errors(doing),
+                dbapi.cursor().copy(f"COPY ({select}) TO STDOUT (FORMAT binary)") as copy,
+            ):
+                yield from copy
+        finally:
+            dbapi.close()
+
+    def copy_from(
+        self, cursor: Any, source: Connector, spec: ReadSpec, columns: list[Column], into: str
+    ) -> int | None:
+        """PostgreSQL to PostgreSQL with the same column types: the source's binary COPY
+        output is the target's binary COPY input, passed through untouched."""
+        if not isinstance(source, PostgresqlConnector):
+            return None
+        names = ", ".join(self.quote(c.name) for c in columns)
+        select = f"SELECT {names} FROM {source.source_sql(spec)}"
+        with cursor.copy(f"COPY {into} ({names}) FROM STDIN (FORMAT binary)") as sink:
+            for chunk in source.copy_out(select):
+                sink.write(chunk)
+        return cursor.rowcount
 
     def server_cursor(self, dbapi: Any, batch_size: int) -> Any:
         cursor = dbapi.cursor(name="runner_read")

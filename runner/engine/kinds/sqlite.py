@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL
 from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
 from runner.engine.connector import (
+    Connector,
     Convert,
     SqlConnector,
     decimal_of,
@@ -145,6 +146,7 @@ def _from_iso(kind: type[dt.date] | type[dt.time] | type[dt.datetime], aware: bo
 
 class SqliteConnector(SqlConnector):
     dialect = "sqlite"
+    copy_while_reading = False  # an attached file in a write transaction locks out its reader
 
     path: Path | None = None
 
@@ -170,10 +172,41 @@ class SqliteConnector(SqlConnector):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
+        source: Connector | None = None,
     ) -> SqlWriter:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        return super().open_writer(table, columns, keys, soft_delete_column)
+        return super().open_writer(table, columns, keys, soft_delete_column, source)
+
+    def prepare_copy_from(self, dbapi: Any, source: Connector) -> None:
+        # ATTACH is refused inside a transaction: it happens before the writer's BEGIN
+        other = source.path if isinstance(source, SqliteConnector) else None
+        if other is not None and other != self.path and other.exists():
+            dbapi.execute("ATTACH DATABASE ? AS runner_src", (str(other),))
+
+    def copy_from(
+        self, cursor: Any, source: Connector, spec: ReadSpec, columns: list[Column], into: str
+    ) -> int | None:
+        if not isinstance(source, SqliteConnector) or spec.table is None or source.path is None:
+            return None
+        name = spec.table.rpartition(".")[2]
+        if source.path == self.path:
+            table, schema = self.quote_table(spec.table), spec.table.rpartition(".")[0] or "main"
+        elif "runner_src" in {row[1] for row in cursor.execute("PRAGMA database_list").fetchall()}:
+            table, schema = f"runner_src.{self.quote(name)}", "runner_src"
+        else:
+            return None
+        # the values move as stored: the declared types (hence affinities) must be the same
+        cursor.execute(f"PRAGMA {self.quote(schema)}.table_info({self.quote(name)})")
+        theirs = {r[1]: r[2].upper() for r in cursor.fetchall()}
+        target_schema, _, target_name = into.rpartition(".")
+        cursor.execute(f"PRAGMA {target_schema + '.' if target_schema else ''}table_info({target_name})")
+        ours = {r[1]: r[2].upper() for r in cursor.fetchall()}
+        if any(theirs.get(c.name) != ours.get(c.name) for c in columns):
+            return None
+        names = ", ".join(self.quote(c.name) for c in columns)
+        cursor.execute(f"INSERT INTO {into} ({names}) SELECT {names} FROM {table}")
+        return cursor.rowcount
 
     def parse_type(self, declared: str) -> ColumnType | None:
         if not declared.strip():
