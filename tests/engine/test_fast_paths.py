@@ -38,7 +38,8 @@ def test_postgresql_binary_copy(project, pg_url, keys):
     assert "copied inside the databases, no row through Python" in messages(project, record)
     assert record["tasks"][0]["rows_read"] == 2001
     with engine.connect() as conn:
-        diff = "(SELECT * FROM src EXCEPT SELECT * FROM dst) UNION ALL (SELECT * FROM dst EXCEPT SELECT * FROM src)"
+        diff = "(SELECT * FROM src EXCEPT SELECT * FROM dst) UNION ALL "
+        diff += "(SELECT * FROM dst EXCEPT SELECT * FROM src)"
         assert conn.exec_driver_sql(diff).all() == []
         assert conn.exec_driver_sql("SELECT count(*) FROM dst").scalar() == 2001
     engine.dispose()
