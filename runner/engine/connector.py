@@ -229,7 +229,7 @@ class SqlConnector(Connector):
             url = self.engine_url(secrets.resolve_url(spec.url, base_dir))
         except secrets.SecretError as exc:
             raise TerminalError(f"connection {name!r}: {exc}") from None
-        self.engine = sa.create_engine(url, poolclass=sa.NullPool)
+        self.engine = sa.create_engine(url, poolclass=sa.NullPool, **self.engine_options())
         self.preparer = self.engine.dialect.identifier_preparer
 
     def quote(self, name: str) -> str:
@@ -245,6 +245,10 @@ class SqlConnector(Connector):
     def engine_url(self, url: URL) -> URL:
         """The URL SQLAlchemy opens (driver name, defaults)."""
         return url
+
+    def engine_options(self) -> dict[str, Any]:
+        """Extra arguments of `create_engine` (driver options)."""
+        return {}
 
     @abstractmethod
     def parse_type(self, declared: str) -> ColumnType | None:
@@ -267,8 +271,10 @@ class SqlConnector(Connector):
         return None
 
     @abstractmethod
-    def insert_rows(self, cursor: Any, table: str, columns: list[str], rows: Batch) -> None:
-        """Bulk-insert one batch (identifiers already quoted)."""
+    def insert_rows(
+        self, cursor: Any, table: str, names: list[str], rows: Batch, columns: list[Column]
+    ) -> None:
+        """Bulk-insert one batch into `names` (quoted) of `table`; `columns` says their types."""
 
     def begin(self, dbapi: Any) -> None:
         """Start the transaction that `replace` commits (drivers with implicit BEGIN: nothing)."""
@@ -375,10 +381,16 @@ class SqlConnector(Connector):
         """Before a writer's transaction: what `copy_from` needs (SQLite attaches the source)."""
 
     def copy_from(
-        self, cursor: Any, source: Connector, spec: ReadSpec, columns: list[Column], into: str
+        self,
+        cursor: Any,
+        source: Connector,
+        spec: ReadSpec,
+        columns: list[Column],
+        into: str,
+        targets: list[ColumnType],
     ) -> int | None:
-        """Copy the source's columns into `into` inside the database(s), no row through
-        Python; None when this pair of engines cannot."""
+        """Copy the source's `columns` into `into` (whose columns have the types `targets`)
+        inside the database(s), no row through Python; None when this pair cannot."""
         return None
 
     def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:

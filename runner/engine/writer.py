@@ -122,16 +122,15 @@ class SqlWriter:
         and the target's column types are the source's. Returns the row count, or None when
         the rows must go through batches."""
         columns = self.key_columns if into == KEY_STAGE else self.columns
-        if self.source is None or any(
-            (self.target_types.get(col.name) or col.type).kind != col.type.kind for col in columns
-        ):
+        if self.source is None:
             return None
+        targets = [self.target_types.get(col.name) or col.type for col in columns]
         table = self.target if into == self.table else self.q(into)
         c = self.c
         with c.errors(self.doing):
             self.cursor.execute("SAVEPOINT runner_copy")
         try:
-            rows = c.copy_from(self.cursor, self.source, spec, columns, table)
+            rows = c.copy_from(self.cursor, self.source, spec, columns, table, targets)
         except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
             rows = None  # a value the target rejects: the batches will name its row
         with c.errors(self.doing):
@@ -173,11 +172,11 @@ class SqlWriter:
 
     def insert(self, batch: Batch) -> None:
         """Append rows to the target (the replace mode)."""
-        self._bulk(self.target, self.names, self.encode(batch), batch)
+        self._bulk(self.target, self.names, self.encode(batch), batch, self.columns)
 
     def stage(self, batch: Batch) -> None:
         """Add rows to the staging table, to be merged by `merge`."""
-        self._bulk(self.q(STAGE), self.names, self.encode(batch), batch)
+        self._bulk(self.q(STAGE), self.names, self.encode(batch), batch, self.columns)
 
     def merge(self) -> MergeCounts:
         """Update target rows whose values differ from their staged row, insert staged rows
@@ -272,7 +271,9 @@ class SqlWriter:
             self.cursor.execute(self.c.create_temp_sql(KEY_STAGE, self.key_columns, self.keys))
 
     def stage_keys(self, keys: Batch) -> None:
-        self._bulk(self.q(KEY_STAGE), [self.q(k) for k in self.keys], self.encode_keys(keys), keys)
+        self._bulk(
+            self.q(KEY_STAGE), [self.q(k) for k in self.keys], self.encode_keys(keys), keys, self.key_columns
+        )
 
     def delete_missing(self, from_stage: str = STAGE) -> int:
         """Delete (or soft-delete) target rows whose key is not staged: gone from the source."""
@@ -300,31 +301,39 @@ class SqlWriter:
 
     # --- bulk insert with a diagnosis ------------------------------------------------------
 
-    def _bulk(self, table: str, names: list[str], rows: Batch, original: Batch) -> None:
+    def _bulk(
+        self, table: str, names: list[str], rows: Batch, original: Batch, columns: list[Column]
+    ) -> None:
         c = self.c
         with c.errors(self.doing):
             self.cursor.execute("SAVEPOINT runner_batch")
         try:
-            c.insert_rows(self.cursor, table, names, rows)
+            c.insert_rows(self.cursor, table, names, rows, columns)
         except c.engine.dialect.loaded_dbapi.Error as exc:
             with c.errors(self.doing):
                 self.cursor.execute("ROLLBACK TO SAVEPOINT runner_batch")
             if c.is_transient(exc):
                 with c.errors(self.doing):
                     raise exc from None
-            raise self._diagnose(table, names, rows, original, exc) from None
+            raise self._diagnose(table, names, rows, original, columns, exc) from None
         with c.errors(self.doing):
             self.cursor.execute("RELEASE SAVEPOINT runner_batch")
 
     def _diagnose(
-        self, table: str, names: list[str], rows: Batch, original: Batch, first: Exception
+        self,
+        table: str,
+        names: list[str],
+        rows: Batch,
+        original: Batch,
+        columns: list[Column],
+        first: Exception,
     ) -> TerminalError:
         """Insert row by row to find the first one the target rejects; name it by its key."""
         c = self.c
         for position, (row, raw) in enumerate(zip(rows, original, strict=True)):
             try:
                 self.cursor.execute("SAVEPOINT runner_row")
-                c.insert_rows(self.cursor, table, names, [row])
+                c.insert_rows(self.cursor, table, names, [row], columns)
                 self.cursor.execute("RELEASE SAVEPOINT runner_row")
             except c.engine.dialect.loaded_dbapi.Error as exc:
                 with suppress(Exception):

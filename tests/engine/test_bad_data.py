@@ -58,7 +58,7 @@ def test_value_too_long_names_task_column_and_key(project, request, target_type)
     assert record["status"] == "failed"
     error = record["error"]
     assert error.startswith("task items: row with key id=5: column 'name': ")
-    assert "too long" in error.lower()
+    assert "too long" in error.lower() or "data truncated" in error.lower()  # LOAD DATA says "truncated"
     # batches of 2: (1,2) and (3,4) committed, (5,6) rolled back; the pointer is at row 4
     import sqlalchemy as sa
 

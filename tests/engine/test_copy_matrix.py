@@ -114,7 +114,16 @@ TARGET_TYPES = {
     },
 }
 
-TEXTS = ["Zürich", "東京", "🎁", "", "naïve café – ok", 'O\'Brien "q" \\ %s ?', "tab\tand\nnewline"]
+TEXTS = [
+    "Zürich",
+    "東京",
+    "🎁",
+    "",
+    "naïve café – ok",
+    'O\'Brien "q" \\ %s ?',
+    "tab\tand\nnewline",
+    "form\x0cfeed\x0bvtab\\f \\N",  # escapes that PostgreSQL's COPY text and MariaDB's LOAD DATA spell apart
+]
 PRICES = ["0.10", "99999999.99", "-99999999.99", "0.00", "12.34", "-0.01", "12.00"]
 PRECISE = ["12345678901234.123456", "-12345678901234.123456", "0.000001", "99999999999999.999999", "1.5"]
 DOCS: list[Any] = [

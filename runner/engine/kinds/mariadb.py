@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import tempfile
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -21,6 +22,7 @@ from sqlalchemy.engine import URL
 from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
 from runner.engine.connector import (
+    Connector,
     Convert,
     SqlConnector,
     json_text,
@@ -95,6 +97,53 @@ class MariadbConnection(ConnectionSpec):
         if not url.startswith(("mariadb://", "mariadb+pymysql://", "mysql://", "mysql+pymysql://")):
             raise ValueError("a mariadb URL starts with mariadb://, mysql:// or their +pymysql forms")
         return url
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\\0"})
+
+
+def _text_field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    return (value if isinstance(value, str) else str(value)).translate(_ESCAPES)
+
+
+def _plain_field(value: Any) -> str:  # integers: no character to escape
+    return "\\N" if value is None else str(value)
+
+
+def _decimal_field(value: Any) -> str:  # plain notation, never 1E+3
+    return "\\N" if value is None else format(value, "f")
+
+
+def _iso_field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    return value.isoformat(" ") if isinstance(value, dt.datetime) else value.isoformat()
+
+
+def _bool_field(value: Any) -> str:
+    return "\\N" if value is None else ("1" if value else "0")
+
+
+def _hex_field(value: Any) -> str:
+    return "\\N" if value is None else bytes(value).hex()
+
+
+_TSV = {
+    "smallint": _plain_field,
+    "integer": _plain_field,
+    "bigint": _plain_field,
+    "decimal": _decimal_field,
+    "real": lambda v: "\\N" if v is None else repr(v),
+    "double": lambda v: "\\N" if v is None else repr(v),
+    "boolean": _bool_field,
+    "date": _iso_field,
+    "time": _iso_field,
+    "timestamp": _iso_field,
+    "timestamptz": _iso_field,
+    "binary": _hex_field,
+}
 
 
 def _time(value: Any) -> Any:
@@ -200,6 +249,12 @@ class MariadbConnector(SqlConnector):
             return "VARBINARY(3072)"
         return self.render_type(ctype)
 
+    def error_text(self, exc: Exception) -> str:
+        args = getattr(exc, "args", ())
+        if len(args) == 2 and isinstance(args[1], str):  # PyMySQL: (error number, message)
+            return " ".join(args[1].split())
+        return super().error_text(exc)
+
     def error_column(self, exc: Exception) -> str | None:
         match = _ERROR_COLUMN.search(str(exc))
         return match[1] if match else None
@@ -213,9 +268,120 @@ class MariadbConnector(SqlConnector):
         args = getattr(exc, "args", ())
         return bool(args) and args[0] in _TRANSIENT_ERRNOS
 
-    def insert_rows(self, cursor: Any, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-        marks = ", ".join(["%s"] * len(columns))
-        cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+    def engine_options(self) -> dict[str, Any]:
+        return {"connect_args": {"local_infile": True}}
+
+    def insert_rows(
+        self, cursor: Any, table: str, names: list[str], rows: list[tuple[Any, ...]], columns: list[Column]
+    ) -> None:
+        """LOAD DATA LOCAL INFILE of the batch as tab-separated text: several times faster than
+        multi-row INSERTs, whose every value PyMySQL escapes in Python."""
+        fields = [_TSV.get(c.type.kind, _text_field) for c in columns]
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".tsv", newline="\n") as data:
+            data.writelines("\t".join(f(v) for f, v in zip(fields, row, strict=True)) + "\n" for row in rows)
+            data.flush()
+            self._load(cursor, data.name, table, names, [c.type.kind == "binary" for c in columns])
+
+    def copy_from(
+        self,
+        cursor: Any,
+        source: Connector,
+        spec: ReadSpec,
+        columns: list[Column],
+        into: str,
+        targets: list[ColumnType],
+    ) -> int | None:
+        """PostgreSQL to MariaDB: PostgreSQL writes the rows as COPY text (its own C code
+        formats every value), which LOAD DATA reads as it is, file by file of a few MB; only
+        the two escapes MariaDB does not know (\\f, \\v) are rewritten, by a regex, when present."""
+        from runner.engine.kinds.postgresql import PostgresqlConnector
+
+        if not isinstance(source, PostgresqlConnector):
+            return None
+        exprs = []
+        for col in columns:
+            name, kind = source.quote(col.name), col.type.kind
+            if kind not in _COPY_TEXT:
+                return None
+            exprs.append(_COPY_TEXT[kind].format(name))
+        names = [self.quote(c.name) for c in columns]
+        binary = [c.type.kind == "binary" for c in columns]
+        select = f"SELECT {', '.join(exprs)} FROM {source.source_sql(spec)}"
+        rows = 0
+        chunks: list[bytes] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal chunks, size, rows
+            data = b"".join(chunks)
+            rows += data.count(b"\n")  # a newline in a value is escaped: each one ends a row
+            if b"\\f" in data or b"\\v" in data:
+                data = _PG_ESCAPE.sub(_unescape_pg, data)
+            with tempfile.NamedTemporaryFile("wb", suffix=".tsv") as file:
+                file.write(data)
+                file.flush()
+                self._load(cursor, file.name, into, names, binary)
+            chunks, size = [], 0
+
+        for chunk in source.copy_out(select, binary=False):
+            chunks.append(bytes(chunk))
+            size += len(chunk)
+            if size >= _LOAD_BYTES:
+                flush()
+        if chunks:
+            flush()
+        return rows
+
+    def _load(self, cursor: Any, path: str, table: str, names: list[str], binary: list[bool]) -> None:
+        """LOAD DATA LOCAL INFILE of a tab-separated file. LOCAL turns the errors a row would
+        raise into warnings, so any warning fails the load (and the writer names the row)."""
+        targets = [f"@v{i}" if hexed else n for i, (n, hexed) in enumerate(zip(names, binary, strict=True))]
+        sets = [
+            f"{n} = UNHEX(@v{i})" for i, (n, hexed) in enumerate(zip(names, binary, strict=True)) if hexed
+        ]
+        cursor.execute(
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} CHARACTER SET utf8mb4 "
+            f"FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
+            f"({', '.join(targets)})" + (f" SET {', '.join(sets)}" if sets else ""),
+            (path,),
+        )
+        result = cursor.connection._result  # PyMySQL keeps the statement's warning count there
+        if result is not None and result.warning_count:
+            from pymysql.err import DataError
+
+            cursor.execute("SHOW WARNINGS LIMIT 1")
+            _level, code, message = cursor.fetchone()
+            raise DataError(code, message)
+
+
+# PostgreSQL column -> the expression whose COPY text LOAD DATA reads into the MariaDB column
+_COPY_TEXT = {
+    "smallint": "{}",
+    "integer": "{}",
+    "bigint": "{}",
+    "decimal": "{}",
+    "real": "{}",
+    "double": "{}",
+    "text": "{}",
+    "varchar": "{}",
+    "char": "{}",
+    "date": "{}",
+    "time": "{}",
+    "timestamp": "{}",
+    "timestamptz": "({} AT TIME ZONE 'UTC')",  # UTC in DATETIME(6), as the batch path does
+    "boolean": "{}::int",
+    "json": "{}",
+    "jsonb": "{}",
+    "uuid": "{}",
+    "binary": "encode({}, 'hex')",  # LOAD DATA: SET col = UNHEX(@v)
+}
+_LOAD_BYTES = 8 << 20
+_PG_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
+_PG_ONLY = {b"f": b"\x0c", b"v": b"\x0b"}
+
+
+def _unescape_pg(match: re.Match[bytes]) -> bytes:
+    return _PG_ONLY.get(match[1], match[0])
 
 
 registry.register(registry.Kind("mariadb", MariadbConnection, MariadbConnector))

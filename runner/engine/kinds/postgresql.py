@@ -146,27 +146,34 @@ class PostgresqlConnector(SqlConnector):
         match = re.search(r"column (\w+)", diag.context or "")
         return match[1] if match else None
 
-    def copy_out(self, select: str) -> Iterator[bytes]:
-        """The rows of `select` in PostgreSQL's binary COPY format, chunk by chunk."""
-        doing = "reading (binary copy)"
+    def copy_out(self, select: str, binary: bool = True) -> Iterator[bytes]:
+        """The rows of `select` in PostgreSQL's COPY format (binary, or text: a line per row,
+        tab-separated, backslash escapes, \\N for NULL), chunk by chunk."""
+        doing = "reading (copy)"
         self.check_readable()
+        options = " (FORMAT binary)" if binary else ""
         with self.errors(doing):
             dbapi = self.engine.raw_connection()
         try:
-            with (
-                self.errors(doing),
-                dbapi.cursor().copy(f"COPY ({select}) TO STDOUT (FORMAT binary)") as copy,
-            ):
+            with self.errors(doing), dbapi.cursor().copy(f"COPY ({select}) TO STDOUT{options}") as copy:
                 yield from copy
         finally:
             dbapi.close()
 
     def copy_from(
-        self, cursor: Any, source: Connector, spec: ReadSpec, columns: list[Column], into: str
+        self,
+        cursor: Any,
+        source: Connector,
+        spec: ReadSpec,
+        columns: list[Column],
+        into: str,
+        targets: list[ColumnType],
     ) -> int | None:
         """PostgreSQL to PostgreSQL with the same column types: the source's binary COPY
         output is the target's binary COPY input, passed through untouched."""
-        if not isinstance(source, PostgresqlConnector):
+        if not isinstance(source, PostgresqlConnector) or any(
+            c.type.kind != t.kind for c, t in zip(columns, targets, strict=True)
+        ):
             return None
         names = ", ".join(self.quote(c.name) for c in columns)
         select = f"SELECT {names} FROM {source.source_sql(spec)}"
@@ -183,8 +190,10 @@ class PostgresqlConnector(SqlConnector):
     def create_schema_sql(self, schema: str) -> str | None:
         return f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}"
 
-    def insert_rows(self, cursor: Any, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+    def insert_rows(
+        self, cursor: Any, table: str, names: list[str], rows: list[tuple[Any, ...]], columns: list[Column]
+    ) -> None:
+        with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
 

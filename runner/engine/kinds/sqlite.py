@@ -185,7 +185,13 @@ class SqliteConnector(SqlConnector):
             dbapi.execute("ATTACH DATABASE ? AS runner_src", (str(other),))
 
     def copy_from(
-        self, cursor: Any, source: Connector, spec: ReadSpec, columns: list[Column], into: str
+        self,
+        cursor: Any,
+        source: Connector,
+        spec: ReadSpec,
+        columns: list[Column],
+        into: str,
+        targets: list[ColumnType],
     ) -> int | None:
         if not isinstance(source, SqliteConnector) or spec.table is None or source.path is None:
             return None
@@ -328,9 +334,11 @@ class SqliteConnector(SqlConnector):
         text = str(exc).lower()
         return "locked" in text or "busy" in text
 
-    def insert_rows(self, cursor: Any, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-        marks = ", ".join("?" * len(columns))
-        cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+    def insert_rows(
+        self, cursor: Any, table: str, names: list[str], rows: list[tuple[Any, ...]], columns: list[Column]
+    ) -> None:
+        marks = ", ".join("?" * len(names))
+        cursor.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", rows)
 
 
 registry.register(registry.Kind("sqlite", SqliteConnection, SqliteConnector))
