@@ -662,7 +662,8 @@ def report_b(res: dict[str, Any]) -> list[str]:
             lines.append(
                 f"     {what:<8} {r['seconds']:7.2f} s  {r['ratio_to_a_floor']:5.2f}× A floor  "
                 f"peak RSS {r['rss_mb']:.0f} MB  read {r['rows_read']:,}  +{r['inserted']} ~{r['updated']} "
-                f"-{r['deleted']}  identical: {check_text(r['check'])}"
+                f"-{r['deleted']}  (read {r['read_seconds']} s, write {r['write_seconds']} s)  "
+                f"identical: {check_text(r['check'])}"
             )
         ratio = out["median_round_ratio_to_a_floor"]
         lines.append(f"     median round {out['median_round_s']:.2f} s = {ratio:.2f}× A floor")

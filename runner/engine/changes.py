@@ -243,6 +243,17 @@ def run_watermark(run: TaskRun) -> None:
     # the key comparison for deletes may copy keys inside the databases, unless that would
     # lock a file the batch reader still reads (SQLite)
     with run.writer(stream.columns, copy=run.target.copy_while_reading) as w:
+        # a first load into an empty table: copied inside the databases when they allow it,
+        # with the pointer read back from what the target then holds (the same values, of the
+        # same snapshot); nothing can be deleted yet
+        first_load = before is None and isinstance(w, SqlWriter) and w.empty_at_start and not options.dry_run
+        if first_load and run.copied(w, task.write.table, stream):
+            result.inserted = result.rows_read
+            w.commit()
+            checkpoint("committed")
+            result.pointer_after = pointers.encode(w.highest(column))
+            run.store.set_pointer(state.id, column, result.pointer_after, run.run_id)
+            return
         for batch in run.timed(stream.batches):
             w.stage(batch)
             checkpoint("write")

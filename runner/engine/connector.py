@@ -313,6 +313,10 @@ class SqlConnector(Connector):
     def drop_temp_sql(self, name: str) -> str:
         """Drop a temporary table if it exists, never a real table of that name."""
 
+    def analyze_sql(self, table: str) -> str | None:
+        """Statement refreshing a (staging) table's statistics, where the planner needs them."""
+        return None
+
     def key_type(self, ctype: ColumnType) -> str:
         """DDL of a key column's type (MariaDB cannot index unbounded text)."""
         return self.render_type(ctype)

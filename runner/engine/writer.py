@@ -74,6 +74,11 @@ class SqlWriter:
         self.cursor: Any = None
         self.doing = f"writing {table}"
         self.source = source  # the reader, for a copy that bypasses Python (see copy_from)
+        self.inserted = 0  # rows this writer added to the target, and at its last ANALYZE
+        self.analyzed_at = 0
+        # A target empty when the run began holds only this run's rows, and a run reads each
+        # key once (the staging key rejects a repeat): every staged row is an insert.
+        self.empty_at_start = False
         self.target_types: dict[str, ColumnType | None] = {}
 
     # --- life cycle ----------------------------------------------------------------------
@@ -99,6 +104,8 @@ class SqlWriter:
                 name: c.parse_type(declared)
                 for name, declared in c.declared_columns(self.cursor, ReadSpec(table=self.table))
             }
+            self.cursor.execute(f"SELECT 1 FROM {self.target} LIMIT 1")
+            self.empty_at_start = self.cursor.fetchone() is None
             if self.keys:
                 self.cursor.execute(c.drop_temp_sql(STAGE))
                 self.cursor.execute(c.create_temp_sql(STAGE, self.stage_columns(), self.keys))
@@ -184,6 +191,8 @@ class SqlWriter:
         target rejects a row (a NOT NULL, a check), the merge is retried key by key to name it."""
         c = self.c
         with c.errors(self.doing):
+            if not self.empty_at_start:
+                self._analyze(STAGE)
             self.cursor.execute("SAVEPOINT runner_merge")
         try:
             counts = self._merge()
@@ -196,12 +205,28 @@ class SqlWriter:
             raise self._diagnose_merge(exc) from None
         with c.errors(self.doing):
             self.cursor.execute("RELEASE SAVEPOINT runner_merge")
+            self.inserted += counts.inserted
+            if self.inserted >= max(50_000, 2 * self.analyzed_at):
+                # a table this run has doubled has statistics that still call it small: the
+                # planner would scan it whole for every batch instead of using its key index
+                self.analyzed_at = self.inserted
+                self._analyze_target()
         return counts
+
+    def _analyze_target(self) -> None:
+        sql = self.c.analyze_sql(self.target)
+        if sql:
+            self.cursor.execute(sql)
 
     def _merge(self, only: str = "", params: tuple = ()) -> MergeCounts:
         c, t, s = self.c, "t", "s"
-        on = " AND ".join(f"{t}.{self.q(k)} = {s}.{self.q(k)}" for k in self.keys)
         counts = MergeCounts()
+        if self.empty_at_start and not only:
+            names = ", ".join(self.names)
+            self.cursor.execute(f"INSERT INTO {self.target} ({names}) SELECT {names} FROM {self.q(STAGE)}")
+            counts.inserted = max(self.cursor.rowcount, 0)
+            return counts
+        on = " AND ".join(f"{t}.{self.q(k)} = {s}.{self.q(k)}" for k in self.keys)
         values = [col for col in self.columns if col.name not in self.keys]
         if values or self.soft:
             sets = [(self.q(col.name), f"{s}.{self.q(col.name)}") for col in values]
@@ -225,6 +250,13 @@ class SqlWriter:
         )
         counts.inserted = max(self.cursor.rowcount, 0)
         return counts
+
+    def _analyze(self, table: str) -> None:
+        """Give the planner the staged table's size: without it PostgreSQL guesses a temporary
+        table's rows and may scan the whole target once per batch."""
+        sql = self.c.analyze_sql(self.q(table))
+        if sql:
+            self.cursor.execute(sql)
 
     def _execute(self, sql: str, params: tuple) -> None:
         """Without parameters, no parameter argument: drivers that format with % would read
@@ -259,6 +291,12 @@ class SqlWriter:
                 return TerminalError(self._row_message(None, None, False, first))
             offset += page
 
+    def highest(self, column: str) -> Any:
+        """The highest value of `column` in the target, inside this transaction."""
+        with self.c.errors(self.doing):
+            self.cursor.execute(f"SELECT max({self.q(column)}) FROM {self.target}")
+            return self.cursor.fetchone()[0]
+
     def clear_stage(self) -> None:
         with self.c.errors(self.doing):
             self.cursor.execute(f"DELETE FROM {self.q(STAGE)}")
@@ -277,10 +315,14 @@ class SqlWriter:
 
     def delete_missing(self, from_stage: str = STAGE) -> int:
         """Delete (or soft-delete) target rows whose key is not staged: gone from the source."""
+        with self.c.errors(self.doing):
+            self._analyze(from_stage)
         return self._delete(f"NOT EXISTS (SELECT 1 FROM {self.q(from_stage)} k WHERE {self._key_match()})")
 
     def delete_listed(self) -> int:
         """Delete (or soft-delete) target rows whose key is in the key stage."""
+        with self.c.errors(self.doing):
+            self._analyze(KEY_STAGE)
         return self._delete(f"EXISTS (SELECT 1 FROM {self.q(KEY_STAGE)} k WHERE {self._key_match()})")
 
     def _key_match(self) -> str:

@@ -129,6 +129,9 @@ class PostgresqlConnector(SqlConnector):
     def order_ascii(self, expr: str) -> str:
         return f'{expr} COLLATE "C"'
 
+    def analyze_sql(self, table: str) -> str | None:
+        return f"ANALYZE {table}"
+
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{self.quote(name)}"
 
