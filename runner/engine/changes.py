@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -286,10 +287,46 @@ def _watermark_deletes(run: TaskRun, w: SqlWriter | ScriptWriter, columns: list[
             w.stage_keys(batch)
         return w.delete_listed()
     assert isinstance(w, SqlWriter)  # validation: a script needs deleted_keys_query here
+    if len(keys) == 1 and w.key_columns[0].type.kind in ("smallint", "integer", "bigint"):
+        return _deletes_by_buckets(run, w)
     if w.copy_from(task.read, KEY_STAGE) is None:
         for batch in run.track(run.source.read(task.read, run.batch_size, select=keys).batches):
             w.stage_keys(batch)
     return w.delete_missing(KEY_STAGE)
+
+
+KEYS_PER_BUCKET = 64
+MAX_BUCKETS = 50_000
+BUCKETS_PER_PASS = 5_000  # at most 5,000 bound parameters and ~320,000 staged keys a pass
+
+
+def _deletes_by_buckets(run: TaskRun, w: SqlWriter) -> int:
+    """Deletes under an integer key without moving every key: both databases sum up their
+    keys per bucket of a key range (count and sum, computed in each database); only the
+    buckets that differ have their source keys staged and compared. The target holds every
+    live source row after the upserts, so a bucket with the same count and sum holds the
+    same keys."""
+    task, key = run.task, run.task.write.keys[0]
+    low, high, count = run.source.key_summary(task.read, key)
+    if low is None or high is None:  # the source is empty: every row of the target is gone
+        w.open_key_stage()
+        return w.delete_missing(KEY_STAGE)
+    buckets = min(MAX_BUCKETS, max(1, count // KEYS_PER_BUCKET))
+    width = max(1, -(-(high - low + 1) // buckets))
+    with ThreadPoolExecutor(1) as pool:  # the two databases sum up their keys at the same time
+        pending = pool.submit(run.source.key_buckets, task.read, key, width)
+        target = w.target_buckets(width)
+        source = pending.result()
+    differ = sorted(b for b, summary in target.items() if source.get(b) != summary)
+    run.log("info", "deletes: buckets compared", task=task.name, buckets=len(target), differ=len(differ))
+    deleted = 0
+    for i in range(0, len(differ), BUCKETS_PER_PASS):
+        chunk = differ[i : i + BUCKETS_PER_PASS]
+        w.open_key_stage()
+        for batch in run.track(run.source.read_key_buckets(task.read, key, width, chunk, run.batch_size)):
+            w.stage_keys(batch)
+        deleted += w.delete_missing_in_buckets(width, chunk)
+    return deleted
 
 
 def strategies() -> dict[str, Callable[[TaskRun], None]]:

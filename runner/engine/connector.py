@@ -313,6 +313,65 @@ class SqlConnector(Connector):
     def drop_temp_sql(self, name: str) -> str:
         """Drop a temporary table if it exists, never a real table of that name."""
 
+    def bucket_sql(self, column: str, width: int) -> str:
+        """An integer column's bucket, truncating toward zero as every dialect here does."""
+        return f"({column} / {int(width)})"
+
+    def key_summary(self, spec: ReadSpec, key: str) -> tuple[int | None, int | None, int]:
+        """min, max and count of an integer key column of the source."""
+        k = self.quote(key)
+        with self.errors("summarising keys"):
+            dbapi = self.engine.raw_connection()
+            try:
+                cursor = dbapi.cursor()
+                cursor.execute(f"SELECT min({k}), max({k}), count(*) FROM {self.source_sql(spec)}")
+                low, high, count = cursor.fetchone()
+                dbapi.rollback()
+            finally:
+                dbapi.close()
+        return (None if low is None else int(low)), (None if high is None else int(high)), int(count)
+
+    def key_buckets(self, spec: ReadSpec, key: str, width: int) -> dict[int, tuple[int, int]]:
+        """Per bucket of an integer key: (count, sum of keys), computed in the database."""
+        k = self.quote(key)
+        bucket = self.bucket_sql(k, width)
+        with self.errors("summarising keys"):
+            dbapi = self.engine.raw_connection()
+            try:
+                cursor = dbapi.cursor()
+                cursor.execute(
+                    f"SELECT {bucket}, count(*), sum({k}) FROM {self.source_sql(spec)} GROUP BY {bucket}"
+                )
+                out = {int(b): (int(n), int(s)) for b, n, s in cursor.fetchall()}
+                dbapi.rollback()
+            finally:
+                dbapi.close()
+        return out
+
+    def read_key_buckets(
+        self, spec: ReadSpec, key: str, width: int, buckets: list[int], batch_size: int
+    ) -> Iterator[Batch]:
+        """The key values of the source rows in the given buckets (see `bucket_sql`)."""
+        k, m = self.quote(key), self.mark
+        source = self.source_sql(spec)
+        if m == "%s":
+            source = source.replace("%", "%%")
+        with self.errors("reading keys"):
+            dbapi = self.engine.raw_connection()
+        try:
+            with self.errors("reading keys"):
+                cursor = dbapi.cursor()
+                marks = ", ".join([m] * len(buckets))
+                where = f"{self.bucket_sql(k, width)} IN ({marks})"
+                cursor.execute(f"SELECT {k} FROM {source} WHERE {where}", tuple(buckets))
+                while batch := cursor.fetchmany(batch_size):
+                    yield list(batch)
+        finally:
+            dbapi.close()
+
+    def prepare_writer(self, dbapi: Any) -> None:
+        """Session settings of a writer's connection, before its transaction."""
+
     def analyze_sql(self, table: str) -> str | None:
         """Statement refreshing a (staging) table's statistics, where the planner needs them."""
         return None

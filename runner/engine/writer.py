@@ -87,6 +87,7 @@ class SqlWriter:
         c = self.c
         with c.errors(self.doing):
             self.dbapi = c.engine.raw_connection()
+            c.prepare_writer(self.dbapi.driver_connection)
             if self.source is not None:
                 c.prepare_copy_from(self.dbapi.driver_connection, self.source)
             c.begin(self.dbapi.driver_connection)
@@ -325,20 +326,42 @@ class SqlWriter:
             self._analyze(KEY_STAGE)
         return self._delete(f"EXISTS (SELECT 1 FROM {self.q(KEY_STAGE)} k WHERE {self._key_match()})")
 
+    def target_buckets(self, width: int) -> dict[int, tuple[int, int]]:
+        """Per bucket of the (single, integer) key: (count, sum of keys) of the target's rows
+        (not soft-deleted ones)."""
+        k = self.q(self.keys[0])
+        bucket = self.c.bucket_sql(k, width)
+        live = f" WHERE {self.q(self.soft)} IS NULL" if self.soft else ""
+        with self.c.errors(self.doing):
+            self.cursor.execute(
+                f"SELECT {bucket}, count(*), sum({k}) FROM {self.target}{live} GROUP BY {bucket}"
+            )
+            return {int(b): (int(n), int(s)) for b, n, s in self.cursor.fetchall()}
+
+    def delete_missing_in_buckets(self, width: int, buckets: list[int]) -> int:
+        """Delete target rows of these buckets whose key is not in the key stage (one scan
+        of the target with a hashed IN list: an OR of many key ranges costs far more)."""
+        bucket = self.c.bucket_sql(f"{self.target}.{self.q(self.keys[0])}", width)
+        marks = ", ".join([self.c.mark] * len(buckets))
+        with self.c.errors(self.doing):
+            self._analyze(KEY_STAGE)
+        gone = f"NOT EXISTS (SELECT 1 FROM {self.q(KEY_STAGE)} k WHERE {self._key_match()})"
+        return self._delete(f"{bucket} IN ({marks}) AND {gone}", tuple(buckets))
+
     def _key_match(self) -> str:
         return " AND ".join(f"k.{self.q(k)} = {self.target}.{self.q(k)}" for k in self.keys)
 
-    def _delete(self, condition: str) -> int:
+    def _delete(self, condition: str, params: tuple = ()) -> int:
         with self.c.errors(self.doing):
             if self.soft:
                 soft = self.q(self.soft)
                 now = self.c.batch_encoder([Column(self.soft, SOFT_DELETE_TYPE)])([(utcnow(),)])[0][0]
                 self.cursor.execute(
                     f"UPDATE {self.target} SET {soft} = {self.c.mark} WHERE {soft} IS NULL AND {condition}",
-                    (now,),
+                    (now, *params),
                 )
             else:
-                self.cursor.execute(f"DELETE FROM {self.target} WHERE {condition}")
+                self._execute(f"DELETE FROM {self.target} WHERE {condition}", params)
             return max(self.cursor.rowcount, 0)
 
     # --- bulk insert with a diagnosis ------------------------------------------------------

@@ -313,3 +313,54 @@ def test_on_error_continue_runs_the_next_task(project, make_database):
     assert record["status"] == "failed" and record["failed_tasks"] == ["broken"]
     assert [t["status"] for t in record["tasks"]] == ["failed", "succeeded"]
     assert target_rows(target) == source.rows()
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"), [("sqlite", "sqlite"), ("postgresql", "postgresql"), ("mariadb", "postgresql")]
+)
+@pytest.mark.parametrize("deletes", ["propagate", "soft"])
+def test_watermark_deletes_by_key_buckets(project, make_database, src, dst, deletes):
+    """Deletes under an integer key compare per-bucket counts and sums: negative keys, the
+    zero bucket, a whole bucket gone and a single key gone must all be found."""
+    source = Source(make_database(src, "source"))
+    target = make_database(dst, "target")
+    source.upsert(
+        [(i, f"r{i}", Decimal("1.00"), T0 + dt.timedelta(seconds=i % 50)) for i in range(-700, 701, 3)]
+    )
+    setup_job(project, source.db, target, "watermark", deletes)
+    run(project)
+    gone = [-700, -1, 2, 5, 698] + list(range(101, 200, 3))  # single keys, around zero, a whole stretch
+    source.delete(gone)
+    second = run(project)
+    existed = [g for g in gone if (g + 700) % 3 == 0]  # the keys the source had
+    assert second["deleted"] == len(existed) > 30
+    live = [r for r in target_rows(target, deletes == "soft") if deletes == "propagate" or not r[4]]
+    assert [r[:4] for r in live] == source.rows()
+
+
+def test_watermark_deletes_with_a_text_key(project, make_database):
+    db = make_database("postgresql", "source")
+    with db.cursor() as c:
+        c.execute("CREATE TABLE src_items (code text PRIMARY KEY, updated_at timestamp)")
+        c.execute("INSERT INTO src_items SELECT 'k' || g, now() FROM generate_series(1, 300) g")
+    target = make_database("postgresql", "target")
+    project.connection("src", "postgresql", db.url)
+    project.connection("dst", "postgresql", target.url)
+    project.job(
+        "sync",
+        "src",
+        "dst",
+        """
+        - name: items
+          read: {table: src_items}
+          write: {table: dst_items, keys: [code]}
+          changes: {strategy: watermark, column: updated_at}
+          deletes: propagate
+        """,
+    )
+    service.apply(project.ws)
+    run(project)
+    with db.cursor() as c:
+        c.execute("DELETE FROM src_items WHERE code IN ('k1', 'k150', 'k300')")
+    assert run(project)["deleted"] == 3
+    assert target.fetch("SELECT count(*) FROM dst_items") == [(297,)]

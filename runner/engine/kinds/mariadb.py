@@ -219,6 +219,9 @@ class MariadbConnector(SqlConnector):
             return text_of
         return None
 
+    def bucket_sql(self, column: str, width: int) -> str:
+        return f"({column} DIV {int(width)})"
+
     def distinct_sql(self, a: str, b: str, ctype: ColumnType) -> str:
         return f"NOT ({a} <=> {b})"
 
