@@ -80,3 +80,34 @@ def test_sqlite_attach_copy_keeps_stored_values(project, tmp_path):
     query = "SELECT id, amount, typeof(amount), at, note FROM items ORDER BY id"
     a, b = sqlite3.connect(src), sqlite3.connect(tmp_path / "dst.db")
     assert a.execute(query).fetchall() == b.execute(query).fetchall()
+
+
+def test_mariadb_without_local_infile_falls_back_to_inserts(project, maria_url, tmp_path):
+    admin = sa.create_engine(maria_url)
+    with admin.connect() as conn:
+        before = conn.exec_driver_sql("SELECT @@GLOBAL.local_infile").scalar()
+        conn.exec_driver_sql("SET GLOBAL local_infile = 0")
+    try:
+        src = tmp_path / "src.db"
+        db = sqlite3.connect(src)
+        db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, note TEXT, raw BLOB)")
+        db.executemany(
+            "INSERT INTO items VALUES (?, ?, ?)", [(i, f"tab\there {i}", b"\x00\xff") for i in range(50)]
+        )
+        db.commit()
+        db.close()
+        project.connection("src", "sqlite", f"sqlite:///{src}")
+        project.connection("dst", "mariadb", maria_url)
+        project.job(
+            "sync", "src", "dst", "- {name: t, read: {table: items}, write: {table: items, keys: [id]}}"
+        )
+        service.apply(project.ws)
+        record = service.run(project.ws, "sync")
+        assert record["status"] == "succeeded", record["error"]
+        with admin.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT id, note, raw FROM items ORDER BY id").all()
+        assert [tuple(r) for r in rows] == [(i, f"tab\there {i}", b"\x00\xff") for i in range(50)]
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"SET GLOBAL local_infile = {int(before)}")
+        admin.dispose()
