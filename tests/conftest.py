@@ -20,6 +20,19 @@ import sqlalchemy as sa
 from runner import service
 
 REPO = Path(__file__).resolve().parent.parent
+# Two SQLite connections, src and dst, and a task between them: what most definition tests need.
+TWO_SQLITE = """
+apiVersion: runner/v1
+kind: Connection
+metadata: {name: src}
+spec: {type: sqlite, url: "sqlite:///src.db"}
+---
+apiVersion: runner/v1
+kind: Connection
+metadata: {name: dst}
+spec: {type: sqlite, url: "sqlite:///dst.db"}
+"""
+TASK = "- {name: t, read: {table: a}, write: {table: b}}"
 PG_ADMIN = os.environ.get("RUNNER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 MARIA_ADMIN = os.environ.get("RUNNER_TEST_MARIADB", "mariadb+pymysql://root@127.0.0.1:3306/test")
 

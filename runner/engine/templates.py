@@ -11,13 +11,13 @@ names: all, the keys, the others), `bind(name)` and the filter `ident`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jinja2 import TemplateError
 
 from runner.definitions.templates import environment
 from runner.engine.types import Column
-from runner.engine.writer import MergeCounts
+from runner.engine.writer import MergeCounts, Transaction
 from runner.errors import TerminalError
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class SqlScript:
         return sql.strip().rstrip(";"), order
 
 
-class ScriptWriter:
+class ScriptWriter(Transaction):
     """Writes batches through a task's scripts in one open transaction of the target."""
 
     def __init__(
@@ -84,17 +84,8 @@ class ScriptWriter:
         self.encode_keys = connector.batch_encoder(self.key_columns)
         self.upsert = SqlScript(upsert_script, "write.upsert_script")
         self.delete = SqlScript(delete_script, "write.delete_script") if delete_script else None
-        self.dbapi: Any = None
-        self.cursor: Any = None
         self.doing = f"running the scripts of {table}"
         self.pending = self.deleted = 0
-
-    def open(self) -> ScriptWriter:
-        with self.c.errors(self.doing):
-            self.dbapi = self.c.engine.raw_connection()
-            self.c.begin(self.dbapi.driver_connection)
-            self.cursor = self.dbapi.cursor()
-        return self
 
     def _run(self, script: SqlScript, names: list[str], rows: Batch) -> int:
         if not rows:
@@ -133,24 +124,3 @@ class ScriptWriter:
 
     def delete_listed(self) -> int:
         return self.deleted
-
-    def commit(self) -> None:
-        with self.c.errors(self.doing):
-            self.dbapi.commit()
-            self.c.begin(self.dbapi.driver_connection)
-
-    def close(self) -> None:
-        if self.dbapi is None:
-            return
-        try:
-            self.dbapi.rollback()
-            self.dbapi.close()
-        except Exception:  # noqa: BLE001 - closing after a failure: the first error is reported
-            pass
-        self.dbapi = None
-
-    def __enter__(self) -> ScriptWriter:
-        return self.open()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -39,7 +39,51 @@ class MergeCounts:
     upserted: int = 0  # through an upsert script: inserted or updated, the script knows
 
 
-class SqlWriter:
+class Transaction:
+    """A writer's connection to the target with one open transaction: `commit` ends it and
+    begins the next, `close` rolls back whatever is not committed."""
+
+    c: SqlConnector
+    doing: str
+    dbapi: Any = None
+    cursor: Any = None
+
+    def connect(self) -> None:
+        self.dbapi = self.c.engine.raw_connection()
+        self.c.prepare_writer(self.dbapi.driver_connection)
+
+    def begin(self) -> None:
+        self.c.begin(self.dbapi.driver_connection)
+        self.cursor = self.dbapi.cursor()
+
+    def commit(self) -> None:
+        with self.c.errors(self.doing):
+            self.dbapi.commit()
+            self.c.begin(self.dbapi.driver_connection)
+
+    def close(self) -> None:
+        if self.dbapi is None:
+            return
+        with suppress(Exception):  # closing after a failure: the first error is the one reported
+            self.dbapi.rollback()
+        with suppress(Exception):
+            self.dbapi.close()
+        self.dbapi = None
+
+    def open(self) -> Transaction:
+        with self.c.errors(self.doing):
+            self.connect()
+            self.begin()
+        return self
+
+    def __enter__(self) -> Any:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SqlWriter(Transaction):
     """Writes one task's rows into `table` in one transaction (commit when done)."""
 
     def __init__(
@@ -70,8 +114,6 @@ class SqlWriter:
         key_columns = [columns[i] for i in self.key_index]
         self.encode_keys = connector.batch_encoder(key_columns)
         self.key_columns = key_columns
-        self.dbapi: Any = None
-        self.cursor: Any = None
         self.doing = f"writing {table}"
         self.source = source  # the reader, for a copy that bypasses Python (see copy_from)
         self.inserted = 0  # rows this writer added to the target, and at its last ANALYZE
@@ -86,12 +128,10 @@ class SqlWriter:
     def open(self) -> SqlWriter:
         c = self.c
         with c.errors(self.doing):
-            self.dbapi = c.engine.raw_connection()
-            c.prepare_writer(self.dbapi.driver_connection)
+            self.connect()
             if self.source is not None:
                 c.prepare_copy_from(self.dbapi.driver_connection, self.source)
-            c.begin(self.dbapi.driver_connection)
-            self.cursor = self.dbapi.cursor()
+            self.begin()
             schema = self.table.rpartition(".")[0]
             create_schema = c.create_schema_sql(schema) if schema else None
             if create_schema:
@@ -150,27 +190,6 @@ class SqlWriter:
         names = [d[0] for d in self.cursor.description]
         self.cursor.fetchall()
         return names
-
-    def commit(self) -> None:
-        with self.c.errors(self.doing):
-            self.dbapi.commit()
-            self.c.begin(self.dbapi.driver_connection)
-
-    def close(self) -> None:
-        """Roll back whatever is not committed and release the connection."""
-        if self.dbapi is None:
-            return
-        with suppress(Exception):
-            self.dbapi.rollback()
-        with suppress(Exception):
-            self.dbapi.close()
-        self.dbapi = None
-
-    def __enter__(self) -> SqlWriter:
-        return self.open()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- rows ----------------------------------------------------------------------------
 

@@ -8,19 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from runner.cli.app import app
-
-CONNS = """
-apiVersion: runner/v1
-kind: Connection
-metadata: {name: src}
-spec: {type: sqlite, url: "sqlite:///src.db"}
----
-apiVersion: runner/v1
-kind: Connection
-metadata: {name: dst}
-spec: {type: sqlite, url: "sqlite:///dst.db"}
-"""
-TASK = "- {name: t, read: {table: a}, write: {table: b}}"
+from tests.conftest import TASK
+from tests.conftest import TWO_SQLITE as CONNS
 
 
 @pytest.fixture

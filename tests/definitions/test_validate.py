@@ -6,6 +6,7 @@ import pytest
 
 from runner import service
 from runner.errors import DefinitionsInvalid, Problem
+from tests.conftest import TWO_SQLITE as GOOD_CONNECTIONS
 
 
 def problems(project) -> list[Problem]:
@@ -16,19 +17,6 @@ def problems(project) -> list[Problem]:
 
 def lines(project) -> list[str]:
     return [str(p) for p in problems(project)]
-
-
-GOOD_CONNECTIONS = """
-apiVersion: runner/v1
-kind: Connection
-metadata: {name: src}
-spec: {type: sqlite, url: "sqlite:///src.db"}
----
-apiVersion: runner/v1
-kind: Connection
-metadata: {name: dst}
-spec: {type: sqlite, url: "sqlite:///dst.db"}
-"""
 
 
 def test_valid_folder_loads_every_document(project):

@@ -11,19 +11,8 @@ import pytest
 from runner import service
 from runner.errors import DefinitionsInvalid, StaleState
 from runner.state.store import APPLY_LOCK
-
-CONNS = """
-apiVersion: runner/v1
-kind: Connection
-metadata: {name: src}
-spec: {type: sqlite, url: "sqlite:///src.db"}
----
-apiVersion: runner/v1
-kind: Connection
-metadata: {name: dst}
-spec: {type: sqlite, url: "sqlite:///dst.db"}
-"""
-TASK = "- {name: t, read: {table: a}, write: {table: b}}"
+from tests.conftest import TASK
+from tests.conftest import TWO_SQLITE as CONNS
 
 
 def state_rows(project) -> dict[str, list[tuple]]:
