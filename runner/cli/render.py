@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from runner.errors import Problem
@@ -146,6 +145,8 @@ def _num(value: Any) -> str:
 @contextmanager
 def run_progress(console: Console) -> Iterator[Callable[[str, int], None]]:
     """A live line per task with the rows read so far (the total is unknown while reading)."""
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
     columns = (
         SpinnerColumn(),
         TextColumn("task {task.description}"),

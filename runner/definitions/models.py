@@ -12,7 +12,6 @@ import re
 import zoneinfo
 from typing import Annotated, Literal
 
-from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runner.definitions import secrets
@@ -87,6 +86,8 @@ class Schedule(StrictModel):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, cron: str) -> str:
+        from croniter import CroniterBadDateError, croniter  # imported when a schedule is checked
+
         fields = cron.split()
         if len(fields) not in (5, 6) or not croniter.is_valid(cron):
             raise ValueError(

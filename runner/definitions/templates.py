@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # jinja2 is imported when a script is checked or run, not at start-up
+    from jinja2.sandbox import SandboxedEnvironment
 
 
 def environment() -> SandboxedEnvironment:
     """A sandbox with undefined names as errors; `ident` is the target's quoting at render."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
     env.filters["ident"] = lambda name: name
     return env
@@ -15,6 +20,8 @@ def environment() -> SandboxedEnvironment:
 
 def check_syntax(source: str) -> str | None:
     """A message when `source` is not a valid template."""
+    from jinja2 import TemplateError
+
     try:
         environment().parse(source)
     except TemplateError as exc:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jinja2 import TemplateError
-
 from runner.definitions.templates import environment
 from runner.engine.types import Column
 from runner.engine.writer import MergeCounts, Transaction
@@ -28,6 +26,8 @@ class SqlScript:
     """One script, compiled once, rendered per batch for a target connector."""
 
     def __init__(self, source: str, what: str):
+        from jinja2 import TemplateError
+
         self.what = what
         self.env = environment()
         try:
@@ -39,6 +39,8 @@ class SqlScript:
         self, connector: SqlConnector, table: str, columns: list[str], keys: list[str]
     ) -> tuple[str, list[str]]:
         """The SQL of one statement and the column names its placeholders stand for, in order."""
+        from jinja2 import TemplateError
+
         order: list[str] = []
 
         def bind(name: str) -> str:
