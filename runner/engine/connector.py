@@ -372,6 +372,10 @@ class SqlConnector(Connector):
     def prepare_writer(self, dbapi: Any) -> None:
         """Session settings of a writer's connection, before its transaction."""
 
+    def empty_temp_sql(self, table: str) -> str:
+        """Empty a temporary (staging) table."""
+        return f"DELETE FROM {table}"
+
     def analyze_sql(self, table: str) -> str | None:
         """Statement refreshing a (staging) table's statistics, where the planner needs them."""
         return None

@@ -319,7 +319,7 @@ class SqlWriter(Transaction):
 
     def clear_stage(self) -> None:
         with self.c.errors(self.doing):
-            self.cursor.execute(f"DELETE FROM {self.q(STAGE)}")
+            self.cursor.execute(self.c.empty_temp_sql(self.q(STAGE)))
 
     # --- deletes -------------------------------------------------------------------------
 

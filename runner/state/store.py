@@ -409,13 +409,23 @@ class StateStore:
         """Record digests after the target committed the rows they describe."""
         d = schema.row_digests
         with self.engine.begin() as conn:
-            keys = [k for k, _, _ in upserts] + deletes
-            for i in range(0, len(keys), 500):
-                chunk = keys[i : i + 500]
+            for i in range(0, len(deletes), 500):
+                chunk = deletes[i : i + 500]
                 conn.execute(d.delete().where((d.c.task_id == task_id) & d.c.key_hash.in_(chunk)))
             rows = [{"task_id": task_id, "key_hash": k, "row_hash": r, "key_value": v} for k, r, v in upserts]
-            if rows:
-                conn.execute(d.insert(), rows)
+            if rows:  # one upsert statement (SQLite and PostgreSQL both have ON CONFLICT)
+                if conn.dialect.name == "postgresql":
+                    from sqlalchemy.dialects.postgresql import insert
+                else:
+                    from sqlalchemy.dialects.sqlite import insert
+                insert = insert(d)
+                conn.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=[d.c.task_id, d.c.key_hash],
+                        set_={"row_hash": insert.excluded.row_hash, "key_value": insert.excluded.key_value},
+                    ),
+                    rows,
+                )
 
     # --- locks -----------------------------------------------------------------------
 
