@@ -14,9 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from runner.definitions.models import ReadSpec
 from runner.engine import pointers
 from runner.engine.changes import TaskRun
 from runner.engine.checkpoints import checkpoint
+from runner.engine.connector import ReadStream
+from runner.engine.types import Column
+from runner.engine.writer import KEY_STAGE, SqlWriter
 
 MAX_PARAMETERS = 30_000  # bound parameters per statement, under every driver's limit
 
@@ -30,6 +34,17 @@ def run_hash(run: TaskRun) -> None:
     task, result, options = run.task, run.result, run.options
     keys = task.write.keys
     state = run.state()
+    if state.digests_pending and not options.dry_run:
+        # a run stopped between committing rows and recording their digests: a key it added
+        # may have no digest, and its later delete would go unseen; compare every key again
+        run.log(
+            "warning",
+            "the last run stopped before recording its digests: comparing every key",
+            task=task.name,
+        )
+        run.store.forget(state.id)
+    if not options.dry_run:
+        run.store.set_digests_pending(state.id, True)
     probe = run.source.read(task.read, 1, limit=1)  # the columns (a SQLite expression's type from a row)
     columns = probe.columns
     for _ in probe.batches:
@@ -38,13 +53,25 @@ def run_hash(run: TaskRun) -> None:
     stored = run.store.digests(state.id, run.batch_size)
     first = next(stored, None)
     with_rows = first is None  # a first run: every row is new, read them with their digests
-    source = _flat(run.timed(run.source.read_digests(task.read, columns, keys, run.batch_size, with_rows)))
     chunk = max(1, min(run.batch_size, MAX_PARAMETERS // len(keys)))
     n_keys = len(keys)
+    if with_rows and _first_load_copied(run, state.id, columns):
+        run.store.set_digests_pending(state.id, False)
+        return
+    source = _flat(run.timed(run.source.read_digests(task.read, columns, keys, run.batch_size, with_rows)))
 
     with run.writer(columns) as w:
         changed: list[tuple] = []  # (key_hash, row_hash, raw key[, row])
         gone: list[tuple[str, str]] = []  # (key_hash, key_value)
+        # No digests but a target with rows (a first run into a filled table, or after an
+        # interrupted run): deletes are found by comparing every source key with the target.
+        reconcile = (
+            with_rows and task.deletes != "ignore" and isinstance(w, SqlWriter) and not w.empty_at_start
+        )
+        if reconcile:
+            assert isinstance(w, SqlWriter)
+            w.open_key_stage()
+            decode_keys = run.source.batch_decoder(w.key_columns)
 
         def write_changed() -> None:
             if with_rows:
@@ -54,6 +81,8 @@ def run_hash(run: TaskRun) -> None:
                     task.read, columns, keys, [entry[2 : 2 + n_keys] for entry in changed]
                 )
             w.stage(rows)
+            if reconcile:
+                w.stage_keys(decode_keys([entry[2 : 2 + n_keys] for entry in changed]))
             checkpoint("write")
             counts = w.merge()
             w.clear_stage()
@@ -100,3 +129,36 @@ def run_hash(run: TaskRun) -> None:
             write_changed()
         if gone:
             write_gone()
+        if reconcile:
+            assert isinstance(w, SqlWriter)
+            result.deleted += w.delete_missing(KEY_STAGE)
+            run.finish(w)
+    if not options.dry_run:
+        run.store.set_digests_pending(state.id, False)
+
+
+def _first_load_copied(run: TaskRun, task_id: int, columns: list[Column]) -> bool:
+    """A first load into an empty table, copied inside the databases where they allow it.
+    The digests are then computed in the target (the same engine as the source), which holds
+    exactly the copied snapshot with the source's own column types (the copy requires them),
+    so they are the digests the source gives for the same rows; computed in the source, they
+    could see rows changed after the copy and hide those changes from the next run."""
+    task, keys = run.task, run.task.write.keys
+    if run.options.dry_run or run.options.limit is not None:
+        return False
+    if getattr(run.source, "dialect", None) != getattr(run.target, "dialect", None):
+        return False  # the digests must come from the source's own digest function
+    with run.writer(columns, copy=True) as w:
+        if not (isinstance(w, SqlWriter) and w.empty_at_start):
+            return False
+        if not run.copied(w, task.write.table, ReadStream(columns, iter(()))):
+            return False
+        run.result.inserted = run.result.rows_read
+        checkpoint("write")
+        w.commit()
+        checkpoint("committed")
+    target_table = ReadSpec(table=task.write.table)
+    digests = run.target.read_digests(target_table, columns, keys, run.batch_size, with_rows=False)
+    for batch in run.track(digests):
+        run.store.write_digests(task_id, [(e[0], e[1], pointers.encode_key(e[2:])) for e in batch], [])
+    return True

@@ -71,6 +71,8 @@ task_state = sa.Table(
     sa.Column("pointer", sa.Text),  # JSON {"type": ..., "value": ...}: exact, never a float
     sa.Column("updated_at", sa.String(40), nullable=False),
     sa.Column("run_id", sa.String(40)),  # the run (or "set by user@host") that last moved it
+    # a hash run between writing the target and recording its digests: the next run compares every key
+    sa.Column("digests_pending", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("namespace", "job", "task"),
 )
 
@@ -136,6 +138,7 @@ def _v2(conn: sa.Connection) -> None:
         sa.Column("pointer", sa.Text),
         sa.Column("updated_at", sa.String(40), nullable=False),
         sa.Column("run_id", sa.String(40)),
+        sa.Column("digests_pending", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.UniqueConstraint("namespace", "job", "task"),
     )
     sa.Table(

@@ -94,6 +94,7 @@ class TaskState:
     pointer: dict[str, Any] | None
     updated_at: str
     run_id: str | None
+    digests_pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -335,7 +336,15 @@ class StateStore:
                 row = conn.execute(sa.select(t).where(key)).one()
         pointer = json.loads(row.pointer) if row.pointer else None
         return TaskState(
-            row.id, namespace, job, task, row.watermark_column, pointer, row.updated_at, row.run_id
+            row.id,
+            namespace,
+            job,
+            task,
+            row.watermark_column,
+            pointer,
+            row.updated_at,
+            row.run_id,
+            bool(row.digests_pending),
         )
 
     def task_states(self, namespace: str, job: str) -> list[TaskState]:
@@ -372,6 +381,12 @@ class StateStore:
                     run_id=by,
                 )
             )
+
+    def set_digests_pending(self, task_id: int, pending: bool) -> None:
+        """Mark a hash task whose target may hold rows its digests do not describe yet."""
+        t = schema.task_state
+        with self.engine.begin() as conn:
+            conn.execute(t.update().where(t.c.id == task_id).values(digests_pending=pending))
 
     def forget(self, task_id: int) -> None:
         """Drop a task's pointer and digests: its next run reads everything (a resync)."""
