@@ -138,7 +138,6 @@ def _v2(conn: sa.Connection) -> None:
         sa.Column("pointer", sa.Text),
         sa.Column("updated_at", sa.String(40), nullable=False),
         sa.Column("run_id", sa.String(40)),
-        sa.Column("digests_pending", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.UniqueConstraint("namespace", "job", "task"),
     )
     sa.Table(
@@ -154,5 +153,10 @@ def _v2(conn: sa.Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE locks ADD COLUMN pid INTEGER")
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]
+def _v3(conn: sa.Connection) -> None:
+    """A hash task's mark for a run that stopped before recording its digests."""
+    conn.exec_driver_sql("ALTER TABLE task_state ADD COLUMN digests_pending BOOLEAN NOT NULL DEFAULT FALSE")
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3]
 LATEST = len(MIGRATIONS)

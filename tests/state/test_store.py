@@ -194,3 +194,25 @@ def test_lock_of_a_live_process_is_kept(tmp_path):
         other.acquire("job:x", 0)
     holder.close()
     other.close()
+
+
+def test_store_of_an_older_version_is_migrated(tmp_path):
+    """A store left at version 2 by an earlier runner gains what version 3 adds."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        schema.schema_version.create(conn)
+        for version, migrate in enumerate(schema.MIGRATIONS[:2], start=1):
+            migrate(conn)
+            conn.execute(schema.schema_version.insert().values(version=version, applied_at="earlier"))
+        conn.exec_driver_sql(
+            "INSERT INTO task_state (namespace, job, task, updated_at) VALUES ('d', 'j', 't', 'x')"
+        )
+    engine.dispose()
+    store = StateStore(url)
+    assert store.schema_version() == schema.LATEST == 3
+    state = store.task_state("d", "j", "t")
+    assert state.digests_pending is False
+    store.set_digests_pending(state.id, True)
+    assert store.task_state("d", "j", "t").digests_pending is True
+    store.close()
