@@ -320,33 +320,17 @@ class SqlConnector(Connector):
     def key_summary(self, spec: ReadSpec, key: str) -> tuple[int | None, int | None, int]:
         """min, max and count of an integer key column of the source."""
         k = self.quote(key)
-        with self.errors("summarising keys"):
-            dbapi = self.engine.raw_connection()
-            try:
-                cursor = dbapi.cursor()
-                cursor.execute(f"SELECT min({k}), max({k}), count(*) FROM {self.source_sql(spec)}")
-                low, high, count = cursor.fetchone()
-                dbapi.rollback()
-            finally:
-                dbapi.close()
+        ((low, high, count),) = self._query(
+            "summarising keys", f"SELECT min({k}), max({k}), count(*) FROM {self.source_sql(spec)}"
+        )
         return (None if low is None else int(low)), (None if high is None else int(high)), int(count)
 
     def key_buckets(self, spec: ReadSpec, key: str, width: int) -> dict[int, tuple[int, int]]:
         """Per bucket of an integer key: (count, sum of keys), computed in the database."""
         k = self.quote(key)
         bucket = self.bucket_sql(k, width)
-        with self.errors("summarising keys"):
-            dbapi = self.engine.raw_connection()
-            try:
-                cursor = dbapi.cursor()
-                cursor.execute(
-                    f"SELECT {bucket}, count(*), sum({k}) FROM {self.source_sql(spec)} GROUP BY {bucket}"
-                )
-                out = {int(b): (int(n), int(s)) for b, n, s in cursor.fetchall()}
-                dbapi.rollback()
-            finally:
-                dbapi.close()
-        return out
+        sql = f"SELECT {bucket}, count(*), sum({k}) FROM {self.source_sql(spec)} GROUP BY {bucket}"
+        return {int(b): (int(n), int(s)) for b, n, s in self._query("summarising keys", sql)}
 
     def read_key_buckets(
         self, spec: ReadSpec, key: str, width: int, buckets: list[int], batch_size: int
@@ -356,18 +340,13 @@ class SqlConnector(Connector):
         source = self.source_sql(spec)
         if m == "%s":
             source = source.replace("%", "%%")
-        with self.errors("reading keys"):
-            dbapi = self.engine.raw_connection()
-        try:
-            with self.errors("reading keys"):
-                cursor = dbapi.cursor()
-                marks = ", ".join([m] * len(buckets))
-                where = f"{self.bucket_sql(k, width)} IN ({marks})"
-                cursor.execute(f"SELECT {k} FROM {source} WHERE {where}", tuple(buckets))
-                while batch := cursor.fetchmany(batch_size):
-                    yield list(batch)
-        finally:
-            dbapi.close()
+        marks = ", ".join([m] * len(buckets))
+        where = f"{self.bucket_sql(k, width)} IN ({marks})"
+        with self.connection("reading keys") as dbapi:
+            cursor = dbapi.cursor()
+            cursor.execute(f"SELECT {k} FROM {source} WHERE {where}", tuple(buckets))
+            while batch := cursor.fetchmany(batch_size):
+                yield list(batch)
 
     def prepare_writer(self, dbapi: Any) -> None:
         """Session settings of a writer's connection, before its transaction."""
@@ -411,6 +390,27 @@ class SqlConnector(Connector):
         except self.engine.dialect.loaded_dbapi.Error as exc:
             raise self._mapped(doing, exc) from None
 
+    @contextmanager
+    def connection(self, doing: str) -> Iterator[Any]:
+        """A DBAPI connection of its own, closed at the end; driver errors are translated as by
+        `errors`. Generators that stream from it close it when they are closed."""
+        with self.errors(doing):
+            dbapi = self.engine.raw_connection()
+        try:
+            with self.errors(doing):
+                yield dbapi
+        finally:
+            dbapi.close()
+
+    def _query(self, doing: str, sql: str, params: tuple = ()) -> list[tuple[Any, ...]]:
+        """All rows of one short statement, in a transaction of its own that is rolled back."""
+        with self.connection(doing) as dbapi:
+            cursor = dbapi.cursor()
+            cursor.execute(sql, params) if params else cursor.execute(sql)
+            rows = list(cursor.fetchall())
+            dbapi.rollback()
+        return rows
+
     def _mapped(self, doing: str, exc: BaseException) -> Exception:
         text = " ".join(str(exc).split())
         message = secrets.redact(f"{doing} (connection {self.name!r}): {type(exc).__name__}: {text}")
@@ -429,17 +429,14 @@ class SqlConnector(Connector):
         return columns
 
     def table_exists(self, table: str) -> bool:
-        with self.errors(f"looking up {table}"):
-            dbapi = self.engine.raw_connection()
-        try:
-            cursor = dbapi.cursor()
-            cursor.execute(f"SELECT * FROM {self.quote_table(table)} WHERE 1 = 0")
-            cursor.fetchall()
-            return True
-        except self.engine.dialect.loaded_dbapi.Error:
-            return False
-        finally:
-            dbapi.close()
+        with self.connection(f"looking up {table}") as dbapi:
+            try:
+                cursor = dbapi.cursor()
+                cursor.execute(f"SELECT * FROM {self.quote_table(table)} WHERE 1 = 0")
+                cursor.fetchall()
+                return True
+            except self.engine.dialect.loaded_dbapi.Error:
+                return False
 
     def check_readable(self) -> None:
         """Raise a TerminalError when the source cannot be read for a reason worth naming."""
@@ -479,6 +476,8 @@ class SqlConnector(Connector):
     ) -> ReadStream:
         doing = f"reading {spec.table or 'query'}"
         self.check_readable()
+        # not `connection()`: the first batch is fetched here (to type untyped columns) and the
+        # connection is then handed to the batch generator, which closes it
         with self.errors(doing):
             dbapi = self.engine.raw_connection()
         try:
@@ -585,27 +584,21 @@ class SqlConnector(Connector):
         )
         convert = row_converter([self.decoder(c.type) for c in columns], columns) if with_rows else None
         start = 2 + len(keys)
-        with self.errors(doing):
-            dbapi = self.engine.raw_connection()
-        try:
-            with self.errors(doing):
-                self.prepare_digests(dbapi.driver_connection)
-                cursor = self.server_cursor(dbapi.driver_connection, batch_size)
-                cursor.execute(sql)
-                while batch := cursor.fetchmany(batch_size):
-                    if convert:
-                        rows = convert([r[start:] for r in batch])
-                        batch = [r[:start] + row for r, row in zip(batch, rows, strict=True)]
-                    yield batch
-        finally:
-            dbapi.close()
+        with self.connection(doing) as dbapi:
+            self.prepare_digests(dbapi.driver_connection)
+            cursor = self.server_cursor(dbapi.driver_connection, batch_size)
+            cursor.execute(sql)
+            while batch := cursor.fetchmany(batch_size):
+                if convert:
+                    rows = convert([r[start:] for r in batch])
+                    batch = [r[:start] + row for r, row in zip(batch, rows, strict=True)]
+                yield batch
 
     def read_by_keys(
         self, spec: ReadSpec, columns: list[Column], keys: list[str], values: list[tuple]
     ) -> Batch:
         if not values:
             return []
-        doing = f"reading changed rows of {spec.table or 'query'}"
         q, m = self.quote, self.mark
         source = self.source_sql(spec)
         if m == "%s":
@@ -618,39 +611,24 @@ class SqlConnector(Connector):
             where = f"({', '.join(q(k) for k in keys)}) IN ({', '.join([row] * len(values))})"
             params = tuple(x for v in values for x in v)
         sql = f"SELECT {', '.join(q(c.name) for c in columns)} FROM {source} WHERE {where}"
-        convert = row_converter([self.decoder(c.type) for c in columns], columns)
-        with self.errors(doing):
-            dbapi = self.engine.raw_connection()
-        try:
-            with self.errors(doing):
-                cursor = dbapi.cursor()
-                cursor.execute(sql, params)
-                rows = list(cursor.fetchall())
-                dbapi.rollback()
-        finally:
-            dbapi.close()
-        return convert(rows) if convert else rows
+        rows = self._query(f"reading changed rows of {spec.table or 'query'}", sql, params)
+        return self.batch_decoder(columns)(rows)
 
     def read_query(self, sql: str, types: list[ColumnType], batch_size: int) -> Iterator[Batch]:
         doing = "reading the deleted keys query"
         self.check_readable()
         columns = [Column(f"column {i + 1}", t) for i, t in enumerate(types)]
         convert = row_converter([self.decoder(t) for t in types], columns)
-        with self.errors(doing):
-            dbapi = self.engine.raw_connection()
-        try:
-            with self.errors(doing):
-                cursor = self.server_cursor(dbapi.driver_connection, batch_size)
-                cursor.execute(sql)
-                if len(cursor.description) != len(types):
-                    raise TerminalError(
-                        f"the deleted keys query returns {len(cursor.description)} column(s); "
-                        f"write.keys has {len(types)}"
-                    )
-                while batch := cursor.fetchmany(batch_size):
-                    yield convert(batch) if convert else list(batch)
-        finally:
-            dbapi.close()
+        with self.connection(doing) as dbapi:
+            cursor = self.server_cursor(dbapi.driver_connection, batch_size)
+            cursor.execute(sql)
+            if len(cursor.description) != len(types):
+                raise TerminalError(
+                    f"the deleted keys query returns {len(cursor.description)} column(s); "
+                    f"write.keys has {len(types)}"
+                )
+            while batch := cursor.fetchmany(batch_size):
+                yield convert(batch) if convert else list(batch)
 
     def open_writer(
         self,

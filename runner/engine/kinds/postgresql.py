@@ -168,13 +168,11 @@ class PostgresqlConnector(SqlConnector):
         doing = "reading (copy)"
         self.check_readable()
         options = " (FORMAT binary)" if binary else ""
-        with self.errors(doing):
-            dbapi = self.engine.raw_connection()
-        try:
-            with self.errors(doing), dbapi.cursor().copy(f"COPY ({select}) TO STDOUT{options}") as copy:
-                yield from copy
-        finally:
-            dbapi.close()
+        with (
+            self.connection(doing) as dbapi,
+            dbapi.cursor().copy(f"COPY ({select}) TO STDOUT{options}") as copy,
+        ):
+            yield from copy
 
     def copy_from(
         self,
