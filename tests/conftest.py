@@ -56,38 +56,46 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+def _fresh_database(
+    server: str, admin_url: str, create: str, drop: str, **engine_options: object
+) -> Iterator[str]:
+    """Create a database named for this test, yield its URL, drop it afterwards."""
+    name = f"runner_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, poolclass=sa.NullPool, **engine_options)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(create.format(name=name))
+            conn.commit()
+    except sa.exc.OperationalError as exc:
+        _unreachable(server, exc)
+    yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(drop.format(name=name))
+        conn.commit()
+    admin.dispose()
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test (URL without password: trust auth)."""
-    name = f"runner_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        _unreachable("PostgreSQL", exc)
-    url = sa.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    yield from _fresh_database(
+        "PostgreSQL",
+        PG_ADMIN,
+        'CREATE DATABASE "{name}"',
+        'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+        isolation_level="AUTOCOMMIT",
+    )
 
 
 @pytest.fixture
 def maria_url() -> Iterator[str]:
     """A fresh MariaDB database for this test."""
-    name = f"runner_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(MARIA_ADMIN, poolclass=sa.NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    except sa.exc.OperationalError as exc:
-        _unreachable("MariaDB", exc)
-    url = sa.make_url(MARIA_ADMIN).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
-    admin.dispose()
+    yield from _fresh_database(
+        "MariaDB",
+        MARIA_ADMIN,
+        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        "DROP DATABASE IF EXISTS `{name}`",
+    )
 
 
 class Project:
