@@ -98,3 +98,7 @@ class TerminalError(RunnerError):
 
 class JobBusy(RunnerError):
     """The job is already running in another process; a job never runs twice at once."""
+
+
+class Cancelled(RunnerError):
+    """A run was asked to stop (cancel, timeout, shutdown); raised at a batch boundary."""

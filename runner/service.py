@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,9 +17,10 @@ from pydantic import Field, TypeAdapter, create_model
 
 from runner.definitions import secrets
 from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
-from runner.definitions.models import API_VERSION, JobSpec, Metadata, StrictModel
+from runner.definitions.models import API_VERSION, JobSpec, Metadata, StrictModel, seconds
 from runner.definitions.validate import Definition, check_document, resolve_reference, validate_documents
 from runner.engine import pointers, registry
+from runner.engine.cancel import CancelToken
 from runner.engine.changes import Progress, RunOptions, TaskResult
 from runner.engine.run import run_job
 from runner.errors import DefinitionsInvalid, JobBusy, LockTimeout, NotFound, Problem, RunnerError
@@ -116,13 +118,17 @@ class ApplyResult:
 
 
 def apply(
-    ws: Workspace, plan_file: Path | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    ws: Workspace,
+    plan_file: Path | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    planned: Plan | None = None,
 ) -> ApplyResult:
-    """Validate, plan and apply in one transaction under the apply lock; with `plan_file`,
-    apply exactly that saved plan, or refuse when the state changed since it was made."""
+    """Validate, plan and apply in one transaction under the apply lock; with `plan_file` (or a
+    plan made in this process, `planned`), apply exactly that plan, or refuse when the state
+    changed since it was made."""
     store = ws.store()
-    saved = read_plan(plan_file) if plan_file else None
-    if saved is not None:  # a plan file is data from outside: check what it would store
+    saved = read_plan(plan_file) if plan_file else planned
+    if plan_file is not None and saved is not None:  # data from outside: check what it would store
         models = registry.connection_models()
         problems = [
             p
@@ -247,8 +253,16 @@ def run(
     options: RunOptions | None = None,
     progress: Progress | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    cancel: CancelToken | None = None,
+    on_start: Callable[[str], None] | None = None,
+    trigger: str = "manual",
 ) -> dict[str, Any]:
     """Run an applied job now and write its history file and run log; returns the history record.
+
+    The run stops at its next batch boundary when `cancel` is set, when `runner cancel` asks
+    (through the job's lock in the state store), or when the job's `timeout` passes.
+    `on_start` gets the run id once the job's lock is held; `trigger` says in the history why
+    the run started (manual, cron, a job trigger, a retry).
 
     Raises:
         NotFound: the job (or a task named in `options.tasks`) is not applied.
@@ -263,19 +277,37 @@ def run(
             f"job {job.ref} has no task {', '.join(map(repr, unknown))} "
             f"(tasks: {', '.join(t.name for t in spec.tasks)})"
         )
+    run_id = history.new_run_id()
     try:
-        lock_id = store.acquire(f"job:{job.ref}", timeout=0)
+        lock_id = store.acquire(job_lock(job.ref), timeout=0, run_id=run_id)
     except LockTimeout:
-        held = store.lock_info(f"job:{job.ref}")
+        held = store.lock_info(job_lock(job.ref))
         who = f"{held.holder} since {held.acquired_at}, lock id {held.lock_id}" if held else "another process"
         raise JobBusy(
             f"job {job.ref} is already running ({who}); if that process is gone, release its lock "
             f"with `runner force-unlock {held.lock_id if held else 'LOCK_ID'}`"
         ) from None
+    token = cancel or CancelToken()
+    token.poll = lambda: store.cancel_requested(lock_id)
+    timer = None
+    if spec.timeout is not None:
+        limit = seconds(spec.timeout)
+        timer = threading.Timer(limit, token.cancel, (f"timed out after {spec.timeout}",), {"failed": True})
+        timer.daemon = True
+        timer.start()
     try:
-        return _execute(ws, job, spec, ends, options, progress, on_log)
+        if on_start:
+            on_start(run_id)
+        return _execute(ws, job, spec, ends, run_id, options, progress, on_log, token, trigger)
     finally:
-        store.release(f"job:{job.ref}", lock_id)
+        if timer is not None:
+            timer.cancel()
+        store.release(job_lock(job.ref), lock_id)
+
+
+def job_lock(ref: str) -> str:
+    """The lock a job's run holds: one run of a job at a time, across processes."""
+    return f"job:{ref}"
 
 
 def _execute(
@@ -283,11 +315,13 @@ def _execute(
     job: AppliedObject,
     spec: JobSpec,
     ends: dict[str, tuple[str, dict[str, Any]]],
+    run_id: str,
     options: RunOptions,
     progress: Progress | None,
     on_log: Callable[[dict[str, Any]], None] | None,
+    cancel: CancelToken,
+    trigger: str,
 ) -> dict[str, Any]:
-    run_id = history.new_run_id()
     path = history.run_path(ws.history, job.namespace, job.name, run_id)
     log = history.RunLog(history.log_path(ws.history, job.namespace, job.name, run_id), on_log)
     record: dict[str, Any] = {
@@ -298,6 +332,7 @@ def _execute(
         "source": ends["source"][0],
         "target": ends["target"][0],
         "options": {k: v for k, v in asdict(options).items() if v},
+        "trigger": trigger,
         "status": "running",
         "started_at": utcnow(),
         "finished_at": None,
@@ -309,14 +344,16 @@ def _execute(
         "log": str(log.path),
     }
     history.write_atomic(path, record)
-    log("info", "run started", job=job.ref, revision=job.revision_id, **record["options"])
+    log("info", "run started", job=job.ref, revision=job.revision_id, trigger=trigger, **record["options"])
     started = dt.datetime.now(dt.UTC)
-    done: list[TaskResult] = []
+    done: dict[str, TaskResult] = {}
+    writing = threading.Lock()  # tasks may end in parallel threads
 
     def on_task(result: TaskResult) -> None:
-        done.append(result)
-        record["tasks"] = [task_dict(r) for r in done]
-        history.write_atomic(path, record)
+        with writing:
+            done[result.name] = result
+            record["tasks"] = [task_dict(r) for r in done.values()]
+            history.write_atomic(path, record)
 
     try:
         results = run_job(
@@ -331,6 +368,7 @@ def _execute(
             log=log,
             on_task=on_task,
             progress=progress,
+            cancel=cancel,
         )
     except BaseException as exc:  # the record must never stay "running" for a run that ended
         interrupted = isinstance(exc, KeyboardInterrupt)
@@ -340,18 +378,26 @@ def _execute(
         log("warning" if interrupted else "error", f"run ended: {error}")
         raise
     failed = [r for r in results if r.status == "failed"]
+    cancelled = any(r.status == "cancelled" for r in results)
+    if cancelled:
+        status = "failed" if cancel.failed else "cancelled"
+        error = "; ".join([f"task {r.name}: {r.error}" for r in failed] + [cancel.reason or "cancelled"])
+    else:
+        status = "failed" if failed else "succeeded"
+        error = "; ".join(f"task {r.name}: {r.error}" for r in failed) or None
     record.update(
-        status="failed" if failed else "succeeded",
+        status=status,
         finished_at=utcnow(),
         seconds=round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3),
         rows_read=sum(r.rows_read for r in results),
         rows_written=sum(r.rows_written for r in results),
         tasks=[task_dict(r) for r in results],
         failed_tasks=[r.name for r in failed],
-        error="; ".join(f"task {r.name}: {r.error}" for r in failed) or None,
+        error=error,
     )
     history.write_atomic(path, record)
-    log("error" if failed else "info", f"run {record['status']}", seconds=record["seconds"])
+    level = {"succeeded": "info", "cancelled": "warning"}.get(status, "error")
+    log(level, f"run {status}", seconds=record["seconds"], error=error)
     record["path"] = str(path)
     return record
 
@@ -396,6 +442,9 @@ def pointer_set(ws: Workspace, ref: str, task_name: str, value: str | None) -> d
             f"task {task_name!r} uses strategy {task.changes.strategy!r}; only watermark tasks have a pointer"
         )
     store = ws.store()
+    held = store.lock_info(job_lock(job.ref))
+    if held is not None and held.alive:
+        raise JobBusy(f"job {job.ref} is running ({held.holder}); set its pointer when the run has ended")
     state = store.task_state(job.namespace, job.name, task.name)
     old = state.pointer if state.watermark_column == task.changes.column else None
     try:
@@ -424,9 +473,180 @@ def logs(ws: Workspace, run_or_job: str, last: bool = False) -> list[dict[str, A
     return history.read_log(path)
 
 
-def runs(ws: Workspace, ref: str, limit: int | None = None) -> list[dict[str, Any]]:
+def runs(ws: Workspace, ref: str, limit: int | None = None, task: str | None = None) -> list[dict[str, Any]]:
+    """A job's runs, newest first; with `task`, that task's result in each run that ran it."""
     job = find(ws, "Job", ref)
-    return history.list_runs(ws.history, job.namespace, job.name, limit)
+    if task is None:
+        return [
+            _with_live_status(ws, r) for r in history.list_runs(ws.history, job.namespace, job.name, limit)
+        ]
+    spec = JobSpec.model_validate(job.document["spec"])
+    if task not in {t.name for t in spec.tasks}:
+        raise NotFound(f"job {job.ref} has no task {task!r} (tasks: {', '.join(t.name for t in spec.tasks)})")
+    out = []
+    for record in history.list_runs(ws.history, job.namespace, job.name):
+        result = next((t for t in record.get("tasks", []) if t.get("name") == task), None)
+        if result is not None:
+            out.append({"run_id": record["run_id"], "started_at": record["started_at"]} | result)
+            if limit and len(out) >= limit:
+                break
+    return out
+
+
+def _with_live_status(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
+    """A record that says `running` while no live process holds the job's lock for it was
+    left by a process that died (kill -9, a crash): it reads `interrupted`."""
+    if record.get("status") != "running":
+        return record
+    held = ws.store().lock_info(job_lock(f"{record['namespace']}/{record['job']}"))
+    if held is not None and held.run_id == record["run_id"] and held.alive:
+        return record
+    return record | {"status": "interrupted", "error": "the process running it ended without finishing it"}
+
+
+def mark_interrupted(ws: Workspace, record: dict[str, Any]) -> dict[str, Any] | None:
+    """Rewrite a `running` record whose process died as `interrupted`, so the history says
+    how it ended; None when the run is in fact still going on."""
+    live = _with_live_status(ws, record)
+    if live["status"] != "interrupted":
+        return None
+    path = Path(record["path"])
+    stored = {k: v for k, v in live.items() if k != "path"} | {"finished_at": None}
+    history.write_atomic(path, stored)
+    return stored
+
+
+# --- operating: cancel, suspend, pause, status, daemon --------------------------------------
+
+
+def daemon(ws: Workspace, **options: Any) -> int:
+    """Run the daemon until SIGTERM/SIGINT (options: `runner.daemon.main.DaemonOptions`)."""
+    from runner.daemon.main import Daemon, DaemonOptions  # the daemon's modules need this one
+
+    runner_daemon = Daemon(ws, DaemonOptions(**options))
+    runner_daemon.install_signal_handlers()
+    return runner_daemon.run()
+
+
+PAUSED = "paused"  # the settings key of `runner pause`
+
+
+def cancel(ws: Workspace, ref: str) -> dict[str, Any]:
+    """Ask a running job to stop at its next batch boundary, in whichever process runs it."""
+    job = find(ws, "Job", ref)
+    held = ws.store().request_cancel(job_lock(job.ref), f"{StateStore.holder()} at {utcnow()}")
+    return {"job": job.ref, "run_id": held.run_id, "holder": held.holder}
+
+
+def suspend(ws: Workspace, ref: str, suspended: bool = True) -> dict[str, Any]:
+    """Suspend (or resume) a job: the daemon's cron and triggers skip it until it is resumed.
+    A runtime switch in the state store, not a change to the definitions in git."""
+    job = find(ws, "Job", ref)
+    changed = ws.store().set_suspended(job.namespace, job.name, suspended, StateStore.holder())
+    return {"job": job.ref, "suspended": suspended, "changed": changed}
+
+
+def pause(ws: Workspace, paused: bool = True) -> dict[str, Any]:
+    """Stop (or resume) all scheduling by the daemon; running jobs finish."""
+    ws.store().set_setting(PAUSED, paused, StateStore.holder())
+    return paused_info(ws)
+
+
+def paused_info(ws: Workspace) -> dict[str, Any]:
+    stored = ws.store().setting(PAUSED)
+    if not stored or not stored[0]:
+        return {"paused": False}
+    return {"paused": True, "since": stored[1], "by": stored[2]}
+
+
+DAEMON_LOCK = "daemon"  # held by the one daemon of a state store
+
+
+def runtime_switches(ws: Workspace) -> dict[str, Any]:
+    """What operators switched at runtime (not in git): suspended jobs and the pause."""
+    suspended = ws.store().suspended()
+    return paused_info(ws) | {
+        "suspended": [
+            {"job": f"{ns}/{name}", "since": since, "by": by}
+            for (ns, name), (since, by) in sorted(suspended.items())
+        ]
+    }
+
+
+def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Every applied job with its schedule, next run, last run, the run going on now,
+    whether it is suspended and whether an applied update waits for the running run to end."""
+    store = ws.store()
+    running = {lock.name.removeprefix("job:"): lock for lock in store.locks("job:") if lock.alive}
+    suspended = store.suspended()
+    paused = paused_info(ws)
+    daemon = store.lock_info(DAEMON_LOCK)
+    latest = store.latest_revision()
+    jobs = []
+    for job in store.objects("Job"):
+        spec = job.document["spec"]
+        lock = running.get(job.ref)
+        recent = [_with_live_status(ws, r) for r in history.list_runs(ws.history, job.namespace, job.name, 2)]
+        last = next((r for r in recent if r.get("status") != "running"), None)
+        current = next((r for r in recent if lock and r["run_id"] == lock.run_id), None)
+        switch = suspended.get((job.namespace, job.name))
+        schedule = spec.get("schedule")
+        jobs.append(
+            {
+                "job": job.ref,
+                "schedule": schedule,
+                "after": spec.get("after", []),
+                "next_run": (next_fire_times(schedule, 1, now) or [None])[0]
+                if schedule and not switch and not paused["paused"]
+                else None,
+                "last_run": _run_summary(last) if last else None,
+                "running": {"run_id": lock.run_id, "since": lock.acquired_at, "holder": lock.holder}
+                if lock
+                else None,
+                "suspended": {"since": switch[0], "by": switch[1]} if switch else None,
+                "pending_update": bool(
+                    current and current.get("revision", job.revision_id) < job.revision_id
+                ),
+                "revision": job.revision_id,
+            }
+        )
+    return {
+        "daemon": {"holder": daemon.holder, "since": daemon.acquired_at} if daemon and daemon.alive else None,
+        **paused,
+        "revision": latest.id if latest else None,
+        "git_commit": latest.git_commit if latest else None,
+        "jobs": jobs,
+    }
+
+
+def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
+    """A job's tasks, each with its last run (the newest run that ran it) and its pointer."""
+    job = find(ws, "Job", ref)
+    spec = JobSpec.model_validate(job.document["spec"])
+    pointers_by_task = {p["task"]: p["pointer"] for p in pointer_show(ws, ref)}
+    last: dict[str, dict[str, Any]] = {}
+    wanted = {t.name for t in spec.tasks}
+    for record in history.list_runs(ws.history, job.namespace, job.name):
+        for result in record.get("tasks", []):
+            if result.get("name") in wanted and result["name"] not in last:
+                last[result["name"]] = {
+                    "run_id": record["run_id"],
+                    "started_at": record["started_at"],
+                } | result
+        if len(last) == len(wanted):
+            break
+    return [
+        {
+            "task": t.name,
+            "source": t.read.table or "query",
+            "target": t.write.table,
+            "strategy": t.changes.strategy,
+            "deletes": t.deletes,
+            "pointer": pointers_by_task.get(t.name),
+            "last_run": last.get(t.name),
+        }
+        for t in spec.tasks
+    ]
 
 
 # --- JSON Schema ---------------------------------------------------------------------------

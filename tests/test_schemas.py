@@ -20,7 +20,10 @@ def test_schema_knows_every_connection_type_and_forbids_unknown_fields():
         assert f'"const": "{kind}"' in text
     job = schema["$defs"]["JobSpec"]
     assert job["additionalProperties"] is False
-    assert set(job["properties"]) == {"source", "target", "schedule", "batch_size", "on_error", "tasks"}
+    assert set(job["properties"]) == {
+        *("source", "target", "schedule", "batch_size", "on_error", "tasks"),
+        *("parallel", "after", "retry", "timeout"),
+    }
 
 
 def test_bundled_definitions_reference_the_schema():

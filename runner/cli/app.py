@@ -155,10 +155,13 @@ def plan(
             service.save_plan(p, out_file)
     except RunnerError as exc:
         fail(exc, fmt.value)
+    switches = service.runtime_switches(STATE.workspace)
     if fmt == Format.json:
-        out.print(json.dumps(p.to_dict(), indent=2, ensure_ascii=False), markup=False)
+        out.print(json.dumps(p.to_dict() | {"runtime": switches}, indent=2, ensure_ascii=False), markup=False)
     else:
         out.print(render.plan_text(p.to_dict(), show_unchanged), markup=False)
+        if note := render.switches_text(switches):
+            out.print(note, markup=False)
         if out_file:
             out.print(
                 f"\nSaved the plan to {out_file}; apply exactly it with: runner apply {out_file}",
@@ -366,17 +369,141 @@ def logs(
 def history(
     job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
     limit: Annotated[int, typer.Option("--limit", "-n", help="Newest N runs.")] = 20,
+    task: Annotated[
+        str | None, typer.Option("--task", "-t", help="Only this task: its result in each run.")
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
-    """List a job's runs, newest first, from its history files."""
+    """List a job's runs (or one task's results), newest first, from its history files."""
     try:
-        records = service.runs(STATE.workspace, job, limit)
+        records = service.runs(STATE.workspace, job, limit, task)
     except RunnerError as exc:
         fail(exc, fmt.value)
     if fmt == Format.json:
         out.print(json.dumps(records, indent=2, ensure_ascii=False, default=str), markup=False)
+    elif task:
+        out.print(render.task_history_table(job, task, records))
     else:
         out.print(render.history_table(job, records))
+
+
+@app.command()
+def status(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text) -> None:
+    """Jobs with schedule, next run, last run, the run going on, suspended or paused, and
+    whether an applied update waits for a running run to end."""
+    try:
+        info = service.status(STATE.workspace)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    if fmt == Format.json:
+        out.print(json.dumps(info, indent=2, ensure_ascii=False, default=str), markup=False)
+    else:
+        out.print(render.status_header(info), markup=False)
+        out.print(render.status_table(info))
+
+
+@app.command()
+def tasks(
+    job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+) -> None:
+    """A job's tasks, each with its last run and pointer."""
+    try:
+        rows = service.tasks(STATE.workspace, job)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    if fmt == Format.json:
+        out.print(json.dumps(rows, indent=2, ensure_ascii=False, default=str), markup=False)
+    else:
+        out.print(render.tasks_table(job, rows))
+
+
+@app.command()
+def cancel(job: Annotated[str, typer.Argument(help="name or namespace/name of a running job.")]) -> None:
+    """Stop a running job at its next batch boundary (in the daemon or any `runner run`).
+    What was committed stays, with its pointers and digests: the next run resumes from there."""
+    try:
+        info = service.cancel(STATE.workspace, job)
+    except RunnerError as exc:
+        fail(exc)
+    out.print(f"asked run {info['run_id']} of {info['job']} ({info['holder']}) to stop", markup=False)
+
+
+@app.command()
+def suspend(job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")]) -> None:
+    """Stop the daemon firing a job (cron and triggers) until `runner resume`. A runtime switch
+    in the state store, not a change to git; a run going on finishes."""
+    _switch(job, True)
+
+
+@app.command()
+def resume(job: Annotated[str, typer.Argument(help="name or namespace/name of a suspended job.")]) -> None:
+    """Let the daemon fire a suspended job again; a cron slot missed meanwhile runs once."""
+    _switch(job, False)
+
+
+def _switch(job: str, suspended: bool) -> None:
+    try:
+        info = service.suspend(STATE.workspace, job, suspended)
+    except RunnerError as exc:
+        fail(exc)
+    word = "suspended" if suspended else "resumed"
+    out.print(
+        f"{info['job']} {word}" if info["changed"] else f"{info['job']} was already {word}", markup=False
+    )
+
+
+@app.command()
+def pause() -> None:
+    """Stop all scheduling by the daemon (cron, triggers, retries); running jobs finish."""
+    service.pause(STATE.workspace, True)
+    out.print("scheduling paused; `runner unpause` resumes it", markup=False)
+
+
+@app.command()
+def unpause() -> None:
+    """Resume scheduling; a cron slot missed while paused runs once."""
+    service.pause(STATE.workspace, False)
+    out.print("scheduling resumed", markup=False)
+
+
+@app.command()
+def daemon(
+    workers: Annotated[
+        int,
+        typer.Option("--workers", "-w", min=1, help="Jobs run at once. Default: the number of cores (≥ 2)."),
+    ] = 0,
+    grace: Annotated[
+        float, typer.Option("--grace", min=0, help="Seconds running jobs get to finish on SIGTERM/SIGINT.")
+    ] = 30.0,
+    debounce: Annotated[
+        float,
+        typer.Option("--debounce", min=0, help="Seconds of quiet after a file change before reconciling."),
+    ] = 0.5,
+    settle: Annotated[
+        float,
+        typer.Option(
+            "--settle", min=0, help="Seconds a planned deletion must stay planned before it is applied."
+        ),
+    ] = 2.0,
+    poll: Annotated[
+        float,
+        typer.Option(
+            "--poll", min=0.05, help="Seconds between reads of the state store (applies, switches)."
+        ),
+    ] = 1.0,
+    no_watch: Annotated[
+        bool, typer.Option("--no-watch", help="Do not watch the folders; only `runner apply` changes jobs.")
+    ] = False,
+) -> None:
+    """Watch jobs.d/ and connections.d/, apply changes, fire jobs on cron and triggers, run them.
+    Logs one line per event on stderr (JSON when not a terminal). SIGTERM/SIGINT stop it cleanly."""
+    options = {"grace": grace, "debounce": debounce, "settle": settle, "poll": poll, "watch": not no_watch}
+    try:
+        code = service.daemon(STATE.workspace, **options, **({"workers": workers} if workers else {}))
+    except RunnerError as exc:
+        fail(exc)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -242,3 +242,95 @@ def describe_text(info: dict[str, Any]) -> str:
     lines.append("")
     lines.append(yaml.safe_dump(info["document"], sort_keys=False, allow_unicode=True).rstrip())
     return "\n".join(lines)
+
+
+def switches_text(switches: dict[str, Any]) -> str:
+    """The runtime switches a plan does not change, so a reviewer is not surprised."""
+    lines = []
+    if switches["paused"]:
+        lines.append(f"Scheduling is paused (since {switches['since']}, by {switches['by']}).")
+    for s in switches["suspended"]:
+        lines.append(f"Job {s['job']} is suspended (since {s['since']}, by {s['by']}).")
+    return ("\n" + "\n".join(lines)) if lines else ""
+
+
+def status_header(info: dict[str, Any]) -> str:
+    daemon = info["daemon"]
+    parts = [
+        f"daemon: running ({daemon['holder']}, since {daemon['since']})" if daemon else "daemon: not running",
+        f"scheduling: paused since {info['since']} by {info['by']}" if info["paused"] else "scheduling: on",
+        f"revision {info['revision']}"
+        + (f" (git {info['git_commit'][:12]})" if info.get("git_commit") else ""),
+    ]
+    return " · ".join(parts)
+
+
+def status_table(info: dict[str, Any]) -> Table:
+    table = Table(title_justify="left")
+    for col in ("JOB", "SCHEDULE", "NEXT RUN", "LAST RUN", "ROWS", "NOW"):
+        table.add_column(col, justify="right" if col == "ROWS" else "left")
+    for job in info["jobs"]:
+        schedule = job["schedule"]
+        when = f"{schedule['cron']} ({schedule.get('timezone', 'UTC')})" if schedule else ""
+        if job["after"]:
+            when = ", ".join(
+                filter(
+                    None, [when, *(f"after {t['job']} {t.get('when', 'succeeded')}" for t in job["after"])]
+                )
+            )
+        last = job["last_run"]
+        now = []
+        if job["running"]:
+            now.append(f"running {job['running']['run_id']}")
+        if job["pending_update"]:
+            now.append("update pending")
+        if job["suspended"]:
+            now.append("suspended")
+        table.add_row(
+            job["job"],
+            when or "-",
+            str(job["next_run"] or "-"),
+            f"{last['status']} {last['finished_at'] or last['started_at']}" if last else "-",
+            _num(last["rows_written"]) if last else "-",
+            ", ".join(now) or "-",
+        )
+    return table
+
+
+def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"Tasks of {ref}", title_justify="left")
+    for col in ("TASK", "SOURCE → TARGET", "CHANGES", "POINTER", "LAST RUN", "STATUS", "WRITTEN"):
+        table.add_column(col, justify="right" if col == "WRITTEN" else "left")
+    for r in rows:
+        last = r["last_run"]
+        table.add_row(
+            r["task"],
+            f"{r['source']} → {r['target']}",
+            f"{r['strategy']}, deletes {r['deletes']}",
+            pointer_text(r["pointer"]) if r["strategy"] == "watermark" else "-",
+            f"{last['run_id']}" if last else "-",
+            last["status"] if last else "-",
+            _num(last["inserted"] + last["updated"] + last.get("upserted", 0) + last["deleted"])
+            if last
+            else "-",
+        )
+    return table
+
+
+def task_history_table(ref: str, task: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"Runs of task {task} of {ref}", title_justify="left")
+    for col in ("RUN", "STATUS", "STARTED", "SECONDS", "READ", "+", "~", "-", "ERROR"):
+        table.add_column(col, justify="left" if col in ("RUN", "STATUS", "STARTED", "ERROR") else "right")
+    for r in rows:
+        table.add_row(
+            r["run_id"],
+            r["status"],
+            str(r.get("started_at") or ""),
+            _num(r.get("seconds")),
+            _num(r.get("rows_read")),
+            _num(r.get("inserted")),
+            _num(r.get("updated")),
+            _num(r.get("deleted")),
+            (r.get("error") or "")[:80],
+        )
+    return table

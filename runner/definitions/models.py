@@ -12,7 +12,7 @@ import re
 import zoneinfo
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runner.definitions import secrets
 from runner.definitions.templates import check_syntax
@@ -189,6 +189,26 @@ class WriteSpec(StrictModel):
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_HELP = "a number of seconds or e.g. '90s', '5m', '2h', '1d'"
+
+
+def seconds(value: float | str) -> float:
+    """A duration field's value in seconds (units of a numeric column for `lookback`)."""
+    if isinstance(value, str):
+        match = DURATION.match(value)
+        if match is None:
+            raise ValueError(f"invalid duration {value!r}; use {DURATION_HELP}")
+        return float(match[1]) * _UNIT_SECONDS[(match[2] or "s")[0]]
+    return float(value)
+
+
+def _positive_duration(value: float | str) -> float | str:
+    if seconds(value) <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return value
+
+
+Duration = Annotated[float | str, AfterValidator(_positive_duration)]
 
 
 class ChangesSpec(StrictModel):
@@ -216,21 +236,13 @@ class ChangesSpec(StrictModel):
     @field_validator("lookback")
     @classmethod
     def _duration(cls, value: float | str) -> float | str:
-        if isinstance(value, str) and not DURATION.match(value):
-            raise ValueError(
-                f"invalid duration {value!r}; use a number of seconds or e.g. '90s', '5m', '2h', '1d'"
-            )
-        if isinstance(value, float | int) and value < 0:
+        if seconds(value) < 0:
             raise ValueError("lookback cannot be negative")
         return value
 
     def lookback_amount(self) -> float:
         """Seconds (or units of a numeric column) to step back from the pointer."""
-        if isinstance(self.lookback, str):
-            match = DURATION.match(self.lookback)
-            assert match
-            return float(match[1]) * _UNIT_SECONDS[(match[2] or "s")[0]]
-        return float(self.lookback)
+        return seconds(self.lookback)
 
     @model_validator(mode="after")
     def _column_for_watermark(self) -> ChangesSpec:
@@ -295,6 +307,36 @@ class Task(StrictModel):
                 )
 
 
+class Trigger(StrictModel):
+    """Run the job after another job's run ends (DataZen's job triggers)."""
+
+    job: str = Field(
+        min_length=1,
+        description="The job to follow: `name` (same namespace, else 'default') or `namespace/name`.",
+    )
+    when: Literal["succeeded", "failed", "finished"] = Field(
+        "succeeded", description="Which ends fire the trigger: succeeded, failed, or finished (either)."
+    )
+
+
+class Retry(StrictModel):
+    """A failed run is tried again after `backoff`, then twice that, up to `max_delay`."""
+
+    attempts: int = Field(ge=2, le=100, description="Runs in all, the first one included.")
+    backoff: Duration = Field(10, description=f"Wait before the second run: {DURATION_HELP}.")
+    max_delay: Duration = Field(600, description="The longest wait between two runs.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Retry:
+        if seconds(self.max_delay) < seconds(self.backoff):
+            raise ValueError("max_delay is shorter than backoff")
+        return self
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the `failures`-th failed run."""
+        return min(seconds(self.backoff) * 2 ** (failures - 1), seconds(self.max_delay))
+
+
 class JobSpec(StrictModel):
     source: str = Field(
         min_length=1,
@@ -313,7 +355,37 @@ class JobSpec(StrictModel):
     on_error: Literal["stop", "continue"] = Field(
         "stop", description="After a failed task: stop the run, or continue with the next task."
     )
-    tasks: list[Task] = Field(min_length=1, description="Run in order.")
+    tasks: list[Task] = Field(min_length=1, description="Run in order, or `parallel` at a time.")
+    parallel: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description=("Tasks run side by side, each with its own connections; 1 runs them one after another."),
+    )
+    after: list[Trigger] = Field(
+        default_factory=list,
+        description="The daemon runs this job when one of these jobs ends as stated (a job trigger).",
+    )
+    retry: Retry | None = Field(
+        None, description="The daemon runs a failed run again, waiting longer each time."
+    )
+    timeout: Duration | None = Field(
+        None,
+        description=(
+            f"A run still going after this long ({DURATION_HELP}) is cancelled at its next batch "
+            "boundary and counts as failed."
+        ),
+    )
+
+    @field_validator("after")
+    @classmethod
+    def _unique_triggers(cls, after: list[Trigger]) -> list[Trigger]:
+        seen: set[tuple[str, str]] = set()
+        for trigger in after:
+            if (trigger.job, trigger.when) in seen:
+                raise ValueError(f"trigger after {trigger.job!r} when {trigger.when!r} is listed twice")
+            seen.add((trigger.job, trigger.when))
+        return after
 
 
 class Envelope(StrictModel):

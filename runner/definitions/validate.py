@@ -195,7 +195,77 @@ def validate_documents(
                 problems.append(
                     Problem(doc.locate(("spec", field)), f"connection {ref!r} does not exist", hint)
                 )
+    problems.extend(_trigger_problems(docs, {_raw_key(doc) for doc, kind in named if kind == "Job"}))
     return definitions, problems
+
+
+def _triggers(doc: Document) -> list[tuple[int, str]]:
+    """(index, job reference) of each `spec.after` entry a Job document states."""
+    spec = doc.data.get("spec")
+    after = spec.get("after") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
+    if not isinstance(after, list):
+        return []
+    return [
+        (i, t["job"]) for i, t in enumerate(after) if isinstance(t, dict) and isinstance(t.get("job"), str)
+    ]
+
+
+def _cycle_from(
+    job: tuple[str, str],
+    edges: dict[tuple[str, str], list[tuple[str, str]]],
+    path: list[tuple[str, str]],
+    done: set[tuple[str, str]],
+) -> list[tuple[str, str]] | None:
+    """A depth-first search: the cycle reachable from `job` (first node repeated last), if any."""
+    if job in path:
+        return path[path.index(job) :] + [job]
+    if job in done:
+        return None
+    path.append(job)
+    for upstream in edges.get(job, []):
+        cycle = _cycle_from(upstream, edges, path, done)
+        if cycle:
+            return cycle
+    path.pop()
+    done.add(job)
+    return None
+
+
+def _trigger_problems(docs: list[Document], jobs: set[tuple[str, str]]) -> list[Problem]:
+    """Triggers name jobs that exist, and never form a cycle (a job that, through its
+    triggers, would fire itself forever)."""
+    problems: list[Problem] = []
+    follows: dict[tuple[str, str], list[tuple[tuple[str, str], Document, int]]] = {}
+    for doc in docs:
+        me = _raw_key(doc)
+        for i, ref in _triggers(doc):
+            upstream = resolve_reference(ref, me[0], jobs)
+            if upstream is None:
+                problems.append(
+                    Problem(
+                        doc.locate(("spec", "after", i, "job")),
+                        f"job {ref!r} does not exist",
+                        "a trigger names a job defined in jobs.d/",
+                    )
+                )
+            elif me[1]:
+                follows.setdefault(me, []).append((upstream, doc, i))
+    done: set[tuple[str, str]] = set()
+    for start in sorted(follows):
+        cycle = _cycle_from(start, {k: [u for u, _, _ in v] for k, v in follows.items()}, [], done)
+        if cycle:
+            first, second = cycle[0], cycle[1]
+            _, doc, i = next(entry for entry in follows[first] if entry[0] == second)
+            names = " -> ".join(f"{ns}/{name}" for ns, name in reversed(cycle))
+            problems.append(
+                Problem(
+                    doc.locate(("spec", "after", i, "job")),
+                    f"triggers form a cycle: {names}",
+                    "a job cannot fire itself, directly or through other jobs",
+                )
+            )
+            done.update(cycle)
+    return problems
 
 
 def _raw_key(doc: Document) -> tuple[str, str]:

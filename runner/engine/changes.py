@@ -24,6 +24,7 @@ from typing import Any
 
 from runner.definitions.models import Task
 from runner.engine import pointers
+from runner.engine.cancel import CancelToken
 from runner.engine.checkpoints import checkpoint
 from runner.engine.connector import Batch, Connector, ReadStream, Watermark
 from runner.engine.templates import ScriptWriter
@@ -92,6 +93,7 @@ class TaskRun:
     run_id: str
     log: Log
     progress: Progress | None = None
+    cancel: CancelToken | None = None
     result: TaskResult = field(init=False)
     streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
 
@@ -99,11 +101,18 @@ class TaskRun:
         t = self.task
         self.result = TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy)
 
-    def track(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+    def track(self, batches: Iterator[Batch], cancellable: bool = True) -> Iterator[Batch]:
         """Remember a reader's stream so `close_streams` ends it (and frees its connection) as
-        soon as the task ends, even when a failure leaves it half read."""
+        soon as the task ends, even when a failure leaves it half read. A `cancellable` stream
+        stops the run, if asked to, before each batch (`runner.engine.cancel`)."""
         self.streams.append(batches)
-        return batches
+        return self._cancellable(batches) if cancellable and self.cancel else batches
+
+    def _cancellable(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        assert self.cancel is not None
+        for batch in batches:
+            self.cancel.check()
+            yield batch
 
     def close_streams(self) -> None:
         for stream in self.streams:
@@ -116,6 +125,8 @@ class TaskRun:
         """Yield batches, adding the time spent waiting for each to `read_seconds`."""
         self.track(batches)
         while True:
+            if self.cancel:
+                self.cancel.check()
             started = time.perf_counter()
             batch = next(batches, None)
             self.result.read_seconds += time.perf_counter() - started
@@ -153,6 +164,8 @@ class TaskRun:
         if close:
             close()
         self.log("info", "copied inside the databases, no row through Python", task=self.task.name, rows=rows)
+        if self.cancel:  # one statement cannot stop half-way; a cancel asked meanwhile stops here
+            self.cancel.check()
         return True
 
     def state(self) -> TaskState:

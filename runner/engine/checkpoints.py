@@ -1,9 +1,10 @@
-"""Named points in a run where a test can stop the process, to kill it there with SIGKILL.
+"""Named points in a run where a test can stop or slow the process.
 
 `RUNNER_PAUSE_AT=<point>` makes the run create the file `RUNNER_PAUSE_FILE` when it reaches
 that point and then wait forever; the crash-safety tests kill it there and check that the
-next run leaves the target equal to the source. Unset (always, outside those tests), a
-checkpoint costs one dictionary lookup.
+next run leaves the target equal to the source. `RUNNER_BATCH_DELAY=<seconds>` makes every
+batch read take that much longer, so the daemon's tests can cancel, stop or kill a run that
+is going on. Unset (always, outside those tests), a checkpoint costs two dictionary lookups.
 
 Points: `read` (a batch read, nothing of it written), `write` (a batch staged, not committed),
 `committed` (the target committed a batch, its pointer or digests not yet recorded).
@@ -17,6 +18,8 @@ from pathlib import Path
 
 
 def checkpoint(point: str) -> None:
+    if point == "read" and (delay := os.environ.get("RUNNER_BATCH_DELAY")):
+        time.sleep(float(delay))
     if os.environ.get("RUNNER_PAUSE_AT") != point:
         return
     Path(os.environ["RUNNER_PAUSE_FILE"]).write_text(point)

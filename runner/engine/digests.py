@@ -159,6 +159,6 @@ def _first_load_copied(run: TaskRun, task_id: int, columns: list[Column]) -> boo
         checkpoint("committed")
     target_table = ReadSpec(table=task.write.table)
     digests = run.target.read_digests(target_table, columns, keys, run.batch_size, with_rows=False)
-    for batch in run.track(digests):
+    for batch in run.track(digests, cancellable=False):  # after the commit: record them all
         run.store.write_digests(task_id, [(e[0], e[1], pointers.encode_key(e[2:])) for e in batch], [])
     return True

@@ -1,22 +1,28 @@
-"""Run a job: open its connections, run its tasks in order with their strategy.
+"""Run a job: open its connections, run its tasks with their strategy.
 
-After a failed task the run stops (`on_error: stop`) or goes on with the next task
+Tasks run in order on one source and one target connection, or with `parallel: N` up to N
+at a time, each task on connections of its own (a connection is never shared by two threads).
+After a failed task the run stops (`on_error: stop`: tasks not started are skipped) or goes on
 (`on_error: continue`); the history says which tasks failed.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from runner.definitions import secrets
-from runner.definitions.models import JobSpec
+from runner.definitions.models import JobSpec, Task
 from runner.engine import registry
+from runner.engine.cancel import CancelToken
 from runner.engine.changes import Log, Progress, RunOptions, TaskResult, TaskRun, strategies
 from runner.engine.connector import Connector
-from runner.errors import RunnerError
+from runner.errors import Cancelled, RunnerError
 from runner.state.store import StateStore
 
 
@@ -38,62 +44,112 @@ def run_job(
     log: Log,
     on_task: Callable[[TaskResult], None] | None = None,
     progress: Progress | None = None,
+    cancel: CancelToken | None = None,
 ) -> list[TaskResult]:
-    """Run the job's tasks (or `options.tasks` of them) in order.
+    """Run the job's tasks (or `options.tasks` of them) in order, or `spec.parallel` at a time.
+
+    A cancelled run stops at a batch boundary: the task being run ends `cancelled`, the tasks
+    not started stay `skipped`.
 
     Args:
         connections: `"source"`/`"target"` -> (connection ref, applied spec).
-        on_task: called after each task, e.g. to rewrite the history file.
+        on_task: called after each task, e.g. to rewrite the history file (from several
+            threads when tasks run in parallel).
     """
     tasks = [t for t in spec.tasks if not options.tasks or t.name in options.tasks]
     results = [TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy) for t in tasks]
+    stop = threading.Event()  # set by a failure under on_error: stop, or a cancel
+
+    def one(i: int, task: Task, ends: tuple[Connector, Connector]) -> None:
+        if stop.is_set():
+            return
+        run = TaskRun(
+            task, namespace, job, *ends, spec.batch_size, store, options, run_id, log, progress, cancel
+        )
+        results[i] = _run_task(run, log)
+        if on_task:
+            on_task(results[i])
+        if results[i].status == "cancelled" or (results[i].status == "failed" and spec.on_error == "stop"):
+            stop.set()
+
+    if spec.parallel == 1 or len(tasks) == 1:
+        with _connected(connections, base_dir, results[0], log) as ends:
+            if ends is not None:
+                for i, task in enumerate(tasks):
+                    one(i, task, ends)
+        return results
+
+    def own_connections(i: int, task: Task) -> None:
+        if stop.is_set():
+            return
+        with _connected(connections, base_dir, results[i], log) as ends:
+            if ends is None:
+                if spec.on_error == "stop":
+                    stop.set()
+                if on_task:
+                    on_task(results[i])
+                return
+            one(i, task, ends)
+
+    with ThreadPoolExecutor(min(spec.parallel, len(tasks)), thread_name_prefix=f"{job}-task") as pool:
+        for future in [pool.submit(own_connections, i, task) for i, task in enumerate(tasks)]:
+            future.result()
+    return results
+
+
+@contextmanager
+def _connected(
+    connections: dict[str, tuple[str, dict[str, Any]]], base_dir: Path, result: TaskResult, log: Log
+) -> Iterator[tuple[Connector, Connector] | None]:
+    """The source and target connectors, closed on exit; None (with `result` failed) when one
+    cannot be opened."""
     opened: list[Connector] = []
     try:
         try:
             for end in ("source", "target"):
                 opened.append(registry.open_connector(*connections[end], base_dir))
         except RunnerError as exc:
-            _failed(results[0], exc)
-            log("error", results[0].error or "", task=results[0].name)
-            return results
-        source, target = opened
-        for i, task in enumerate(tasks):
-            run = TaskRun(
-                task, namespace, job, source, target, spec.batch_size, store, options, run_id, log, progress
-            )
-            log("info", "task started", task=task.name, strategy=task.changes.strategy)
-            started = time.perf_counter()
-            try:
-                strategies()[task.changes.strategy](run)
-                run.result.status = "succeeded"
-            except Exception as exc:  # noqa: BLE001 - a run records every failure in its history
-                _failed(run.result, exc)
-            finally:
-                run.close_streams()
-            result = run.result
-            result.seconds = round(time.perf_counter() - started, 3)
-            result.read_seconds = round(result.read_seconds, 3)
-            result.write_seconds = round(max(result.seconds - result.read_seconds, 0.0), 3)
-            results[i] = result
-            if result.status == "failed":
-                log("error", f"task failed: {result.error}", task=task.name)
-            else:
-                log(
-                    "info",
-                    "task succeeded",
-                    task=task.name,
-                    rows_read=result.rows_read,
-                    inserted=result.inserted,
-                    updated=result.updated,
-                    deleted=result.deleted,
-                    unchanged=result.unchanged,
-                    pointer=result.pointer_after,
-                )
-            if on_task:
-                on_task(result)
-            if result.status == "failed" and spec.on_error == "stop":
-                break
-        return results
+            _failed(result, exc)
+            log("error", result.error or "", task=result.name)
+            yield None
+            return
+        yield opened[0], opened[1]
     finally:
         for connector in opened:
             connector.close()
+
+
+def _run_task(run: TaskRun, log: Log) -> TaskResult:
+    task = run.task
+    log("info", "task started", task=task.name, strategy=task.changes.strategy)
+    started = time.perf_counter()
+    try:
+        strategies()[task.changes.strategy](run)
+        run.result.status = "succeeded"
+    except Cancelled as exc:
+        run.result.status, run.result.error = "cancelled", str(exc)
+    except Exception as exc:  # noqa: BLE001 - a run records every failure in its history
+        _failed(run.result, exc)
+    finally:
+        run.close_streams()
+    result = run.result
+    result.seconds = round(time.perf_counter() - started, 3)
+    result.read_seconds = round(result.read_seconds, 3)
+    result.write_seconds = round(max(result.seconds - result.read_seconds, 0.0), 3)
+    if result.status == "failed":
+        log("error", f"task failed: {result.error}", task=task.name)
+    elif result.status == "cancelled":
+        log("warning", f"task stopped at a batch boundary: {result.error}", task=task.name)
+    else:
+        log(
+            "info",
+            "task succeeded",
+            task=task.name,
+            rows_read=result.rows_read,
+            inserted=result.inserted,
+            updated=result.updated,
+            deleted=result.deleted,
+            unchanged=result.unchanged,
+            pointer=result.pointer_after,
+        )
+    return result

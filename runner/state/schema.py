@@ -57,6 +57,37 @@ locks = sa.Table(
     sa.Column("acquired_at", sa.String(40), nullable=False),
     sa.Column("host", sa.String(255)),  # with pid: a lock whose process died on this host is stale
     sa.Column("pid", sa.Integer),
+    sa.Column("run_id", sa.String(40)),  # a job's lock: the run holding it
+    sa.Column("cancel_requested", sa.String(300)),  # "by user@host at …": stop at the next batch
+)
+
+# Runtime switches: operators' decisions, recorded in the state, not in git.
+job_switches = sa.Table(
+    "job_switches",
+    metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("suspended_at", sa.String(40), nullable=False),
+    sa.Column("suspended_by", sa.String(300), nullable=False),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("key", sa.String(63), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),  # JSON
+    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.Column("updated_by", sa.String(300), nullable=False),
+)
+
+# The daemon's scheduler: the last cron slot each job was fired for, so a restart knows
+# whether a slot was missed while it was down.
+schedule_marks = sa.Table(
+    "schedule_marks",
+    metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("last_slot", sa.String(40), nullable=False),
 )
 
 
@@ -158,5 +189,37 @@ def _v3(conn: sa.Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE task_state ADD COLUMN digests_pending BOOLEAN NOT NULL DEFAULT FALSE")
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3]
+def _v4(conn: sa.Connection) -> None:
+    """The daemon's runtime state: the run holding a job's lock and a request to cancel it,
+    suspended jobs, settings (pause), and the last cron slot fired per job."""
+    conn.exec_driver_sql("ALTER TABLE locks ADD COLUMN run_id VARCHAR(40)")
+    conn.exec_driver_sql("ALTER TABLE locks ADD COLUMN cancel_requested VARCHAR(300)")
+    v4 = sa.MetaData()
+    sa.Table(
+        "job_switches",
+        v4,
+        sa.Column("namespace", sa.String(63), primary_key=True),
+        sa.Column("name", sa.String(63), primary_key=True),
+        sa.Column("suspended_at", sa.String(40), nullable=False),
+        sa.Column("suspended_by", sa.String(300), nullable=False),
+    )
+    sa.Table(
+        "settings",
+        v4,
+        sa.Column("key", sa.String(63), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+        sa.Column("updated_at", sa.String(40), nullable=False),
+        sa.Column("updated_by", sa.String(300), nullable=False),
+    )
+    sa.Table(
+        "schedule_marks",
+        v4,
+        sa.Column("namespace", sa.String(63), primary_key=True),
+        sa.Column("name", sa.String(63), primary_key=True),
+        sa.Column("last_slot", sa.String(40), nullable=False),
+    )
+    v4.create_all(conn)
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4]
 LATEST = len(MIGRATIONS)

@@ -105,6 +105,26 @@ class Lock:
     acquired_at: str
     host: str | None = None
     pid: int | None = None
+    run_id: str | None = None
+    cancel_requested: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        """False only when the holder is known to be a dead process on this host."""
+        return not (self.host == socket.gethostname() and self.pid and not _alive(self.pid))
+
+    @classmethod
+    def from_row(cls, row: Any) -> Lock:
+        return cls(
+            row.name,
+            row.lock_id,
+            row.holder,
+            row.acquired_at,
+            row.host,
+            row.pid,
+            row.run_id,
+            row.cancel_requested,
+        )
 
 
 def _alive(pid: int) -> bool:
@@ -451,7 +471,13 @@ class StateStore:
     def lock_info(self, name: str) -> Lock | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
-        return Lock(row.name, row.lock_id, row.holder, row.acquired_at, row.host, row.pid) if row else None
+        return Lock.from_row(row) if row else None
+
+    def locks(self, prefix: str = "") -> list[Lock]:
+        """Every lock held whose name starts with `prefix` (e.g. "job:" for running jobs)."""
+        query = sa.select(schema.locks).where(schema.locks.c.name.startswith(prefix, autoescape=True))
+        with self.engine.connect() as conn:
+            return [Lock.from_row(r) for r in conn.execute(query.order_by(schema.locks.c.name))]
 
     def _release_if_dead(self, name: str) -> bool:
         """Release `name` when its holder was a process on this host that no longer runs (a
@@ -464,7 +490,7 @@ class StateStore:
             conn.execute(schema.locks.delete().where(schema.locks.c.lock_id == held.lock_id))
         return True
 
-    def acquire(self, name: str, timeout: float, poll: float = 0.1) -> str:
+    def acquire(self, name: str, timeout: float, poll: float = 0.1, run_id: str | None = None) -> str:
         """Take the named lock, waiting up to `timeout` seconds for its holder.
 
         Returns:
@@ -485,6 +511,7 @@ class StateStore:
                             acquired_at=utcnow(),
                             host=socket.gethostname(),
                             pid=os.getpid(),
+                            run_id=run_id,
                         )
                     )
                 return lock_id
@@ -526,4 +553,84 @@ class StateStore:
             if row is None:
                 raise NotFound(f"no lock with id {lock_id} (already released?)")
             conn.execute(schema.locks.delete().where(schema.locks.c.lock_id == lock_id))
-        return Lock(row.name, row.lock_id, row.holder, row.acquired_at, row.host, row.pid)
+        return Lock.from_row(row)
+
+    def request_cancel(self, name: str, by: str) -> Lock:
+        """Ask the holder of `name` (a running job) to stop at its next batch boundary."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
+            if row is None:
+                raise NotFound(f"{name.removeprefix('job:')} is not running")
+            conn.execute(
+                schema.locks.update().where(schema.locks.c.lock_id == row.lock_id).values(cancel_requested=by)
+            )
+        return Lock.from_row(row)
+
+    def cancel_requested(self, lock_id: str) -> str | None:
+        """Who asked the holder of this lock to cancel, if anyone did."""
+        with self.engine.connect() as conn:
+            query = sa.select(schema.locks.c.cancel_requested).where(schema.locks.c.lock_id == lock_id)
+            return conn.execute(query).scalar()
+
+    # --- runtime switches ------------------------------------------------------------
+
+    def set_suspended(self, namespace: str, name: str, suspended: bool, by: str) -> bool:
+        """Suspend or resume a job; returns whether that changed anything."""
+        table = schema.job_switches
+        where = (table.c.namespace == namespace) & (table.c.name == name)
+        with self.engine.begin() as conn:
+            was = conn.execute(sa.select(table.c.name).where(where)).first() is not None
+            if suspended and not was:
+                conn.execute(
+                    table.insert().values(
+                        namespace=namespace, name=name, suspended_at=utcnow(), suspended_by=by
+                    )
+                )
+            elif not suspended and was:
+                conn.execute(table.delete().where(where))
+        return was != suspended
+
+    def suspended(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """(namespace, name) -> (since, by) of every suspended job."""
+        with self.engine.connect() as conn:
+            return {
+                (r.namespace, r.name): (r.suspended_at, r.suspended_by)
+                for r in conn.execute(sa.select(schema.job_switches))
+            }
+
+    def set_setting(self, key: str, value: Any, by: str) -> None:
+        table = schema.settings
+        with self.engine.begin() as conn:
+            conn.execute(table.delete().where(table.c.key == key))
+            conn.execute(
+                table.insert().values(key=key, value=json.dumps(value), updated_at=utcnow(), updated_by=by)
+            )
+
+    def setting(self, key: str) -> tuple[Any, str, str] | None:
+        """(value, updated_at, updated_by), or None when never set."""
+        table = schema.settings
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(table).where(table.c.key == key)).first()
+        return (json.loads(row.value), row.updated_at, row.updated_by) if row else None
+
+    def schedule_marks(self) -> dict[tuple[str, str], str]:
+        """(namespace, name) -> the last cron slot the daemon fired the job for (ISO, UTC)."""
+        with self.engine.connect() as conn:
+            return {
+                (r.namespace, r.name): r.last_slot for r in conn.execute(sa.select(schema.schedule_marks))
+            }
+
+    def forget_schedule_marks(self, keep: set[tuple[str, str]]) -> None:
+        """Drop the marks of jobs no longer scheduled, so a job defined again later starts afresh."""
+        table, gone = schema.schedule_marks, set(self.schedule_marks()) - keep
+        if not gone:
+            return
+        with self.engine.begin() as conn:
+            for namespace, name in gone:
+                conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
+
+    def set_schedule_mark(self, namespace: str, name: str, slot: str) -> None:
+        table = schema.schedule_marks
+        with self.engine.begin() as conn:
+            conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
+            conn.execute(table.insert().values(namespace=namespace, name=name, last_slot=slot))

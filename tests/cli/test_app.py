@@ -72,7 +72,10 @@ def test_validate_json(cli, project):
             "col": 3,
             "field": "spec.bogus",
             "message": "unknown field 'bogus'",
-            "hint": "known fields: source, target, schedule, batch_size, on_error, tasks",
+            "hint": (
+                "known fields: source, target, schedule, batch_size, on_error, tasks, parallel, after, "
+                "retry, timeout"
+            ),
         }
     ]
 

@@ -197,7 +197,7 @@ def test_lock_of_a_live_process_is_kept(tmp_path):
 
 
 def test_store_of_an_older_version_is_migrated(tmp_path):
-    """A store left at version 2 by an earlier runner gains what version 3 adds."""
+    """A store left at version 2 by an earlier runner gains what versions 3 and 4 add."""
     url = f"sqlite:///{tmp_path / 'state.db'}"
     engine = sa.create_engine(url)
     with engine.begin() as conn:
@@ -210,9 +210,17 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
         )
     engine.dispose()
     store = StateStore(url)
-    assert store.schema_version() == schema.LATEST == 3
+    assert store.schema_version() == schema.LATEST == 4
     state = store.task_state("d", "j", "t")
     assert state.digests_pending is False
     store.set_digests_pending(state.id, True)
     assert store.task_state("d", "j", "t").digests_pending is True
+    lock_id = store.acquire("job:d/j", timeout=0, run_id="r1")
+    assert store.request_cancel("job:d/j", "me").run_id == "r1"
+    assert store.cancel_requested(lock_id) == "me"
+    assert store.set_suspended("d", "j", True, "me") and store.suspended()[("d", "j")][1] == "me"
+    store.set_setting("paused", True, "me")
+    assert store.setting("paused")[0] is True
+    store.set_schedule_mark("d", "j", "2026-01-01T00:00:00+00:00")
+    assert store.schedule_marks() == {("d", "j"): "2026-01-01T00:00:00+00:00"}
     store.close()

@@ -1,0 +1,138 @@
+"""Run jobs on a pool of worker threads; a job never runs twice at once.
+
+In this process, a job has at most one run going (running, or waiting for a free worker) and
+at most one more queued behind it: requests that come while one is queued (a cron slot and two
+triggers at once) are merged into it. Across processes the job's lock in the state store
+decides: a run refused because another process holds it is reported, not retried.
+
+Each run has a `CancelToken`; `cancel` stops it at its next batch boundary. Finished runs are
+put on `finished` for the daemon's loop (triggers, retries), so that no decision is made on
+a worker thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner import service
+from runner.daemon.logs import DaemonLog
+from runner.engine.cancel import CancelToken
+from runner.engine.changes import RunOptions
+from runner.errors import JobBusy, RunnerError
+
+
+@dataclass(frozen=True)
+class Request:
+    job: str  # namespace/name
+    trigger: str  # why it runs: "cron 2026-…", "after a/b succeeded", "retry 2 of 3", …
+    attempt: int = 1
+    options: RunOptions = field(default_factory=RunOptions)
+
+
+@dataclass(frozen=True)
+class Finished:
+    request: Request
+    record: dict[str, Any] | None  # the run's history record; None when it did not run
+    error: str | None = None  # why it did not run
+    busy: bool = False  # another process was running the job
+
+
+class Executor:
+    def __init__(self, ws: service.Workspace, workers: int, log: DaemonLog, wake: threading.Event):
+        self.ws = ws
+        self.log = log
+        self.wake = wake  # set when a run ends, so the daemon's loop handles it at once
+        self.workers = workers
+        self.finished: queue.Queue[Finished] = queue.Queue()
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="runner-worker")
+        self._lock = threading.Lock()
+        self._active: dict[str, CancelToken] = {}  # running or waiting for a worker
+        self._queued: dict[str, Request] = {}  # one more run after the active one
+        self._run_ids: dict[str, str] = {}
+        self.stopping = False
+
+    def submit(self, request: Request) -> str:
+        """Start or queue a run: returns "started", "queued" or "merged"."""
+        with self._lock:
+            if self.stopping:
+                return "merged"
+            if request.job in self._active:
+                if request.job in self._queued:
+                    return "merged"
+                self._queued[request.job] = request
+                return "queued"
+            token = CancelToken()
+            self._active[request.job] = token
+        self._pool.submit(self._run, request, token)
+        return "started"
+
+    def _run(self, request: Request, token: CancelToken) -> None:
+        outcome = Finished(request, None, "the daemon is stopping")
+        try:
+            if not token.cancelled and not self.stopping:
+
+                def started(run_id: str) -> None:
+                    self._run_ids[request.job] = run_id
+                    self.log("info", "run started", job=request.job, run=run_id, trigger=request.trigger)
+
+                record = service.run(
+                    self.ws,
+                    request.job,
+                    request.options,
+                    cancel=token,
+                    on_start=started,
+                    trigger=request.trigger,
+                )
+                outcome = Finished(request, record)
+        except JobBusy as exc:
+            outcome = Finished(request, None, str(exc), busy=True)
+        except RunnerError as exc:
+            outcome = Finished(request, None, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a worker must outlive any one run
+            outcome = Finished(request, None, f"{type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._active.pop(request.job, None)
+                self._run_ids.pop(request.job, None)
+                queued = self._queued.pop(request.job, None)
+            self.finished.put(outcome)
+            self.wake.set()
+            if queued is not None:
+                self.submit(queued)
+
+    def running(self) -> dict[str, str | None]:
+        """Jobs running or waiting for a worker -> their run id once started."""
+        with self._lock:
+            return {job: self._run_ids.get(job) for job in self._active}
+
+    def cancel(self, job: str, reason: str) -> bool:
+        with self._lock:
+            token = self._active.get(job)
+            self._queued.pop(job, None)
+        if token is None:
+            return False
+        token.cancel(reason)
+        return True
+
+    def stop(self) -> None:
+        """Start nothing new; runs going on go on."""
+        with self._lock:
+            self.stopping = True
+            self._queued.clear()
+
+    def cancel_all(self, reason: str) -> None:
+        with self._lock:
+            tokens = list(self._active.values())
+        for token in tokens:
+            token.cancel(reason)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._active
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

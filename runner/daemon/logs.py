@@ -1,0 +1,33 @@
+"""The daemon's own log: one line per event on stderr, JSON when stderr is not a terminal
+(for journald, Docker, a log shipper), `time level event key=value` on a terminal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import threading
+from typing import Any, TextIO
+
+from runner.definitions import secrets
+
+
+class DaemonLog:
+    def __init__(self, stream: TextIO | None = None, as_json: bool | None = None):
+        self.stream = stream or sys.stderr
+        self.as_json = (not self.stream.isatty()) if as_json is None else as_json
+        self._lock = threading.Lock()
+
+    def __call__(self, level: str, event: str, **fields: Any) -> None:
+        now = dt.datetime.now(dt.UTC)
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if self.as_json:
+            entry = {"ts": now.isoformat(timespec="milliseconds"), "level": level, "event": event, **fields}
+            line = json.dumps(entry, ensure_ascii=False, default=str)
+        else:
+            pairs = " ".join(f"{k}={v}" for k, v in fields.items())
+            line = f"{now:%H:%M:%S} {level:<7} {event}" + (f"  {pairs}" if pairs else "")
+        line = secrets.redact(line)
+        with self._lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()

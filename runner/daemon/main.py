@@ -1,0 +1,350 @@
+"""The daemon: one loop that reconciles the folders, fires due jobs and handles ended runs.
+
+- Reconcile: on start and when the watched folders have settled, plan and apply exactly as
+  `runner apply` does (a new revision). Invalid definitions are logged with file:line and
+  nothing is applied: the last good state stays. A plan that deletes objects is applied only
+  when the same deletions are still planned `settle` seconds later, so a file caught between
+  two writes (an editor truncating then writing, a `git checkout`) never deletes a job.
+- Schedule: cron slots (`runner.daemon.schedule`); after downtime, a pause or a suspension, a
+  missed run runs once. A run that a killed daemon left unfinished runs again once at start.
+- Triggers: when a run ends, the jobs that follow it (`spec.after`) are submitted.
+- Retries: a failed run is submitted again after the job's backoff, up to `retry.attempts`.
+- Stop (SIGTERM/SIGINT): nothing new starts; runs going on get `grace` seconds to finish,
+  then are cancelled at their next batch boundary; a second signal cancels them at once.
+
+The loop wakes on a file change, a finished run, a due slot, or every `poll` seconds to read
+the state store (applies made by CI, suspend/resume, pause/unpause from other processes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from runner import service
+from runner.daemon.executor import Executor, Finished, Request
+from runner.daemon.logs import DaemonLog
+from runner.daemon.schedule import Cron, Scheduler
+from runner.daemon.watch import FolderWatcher
+from runner.definitions.models import Retry
+from runner.definitions.validate import resolve_reference
+from runner.errors import DefinitionsInvalid, LockTimeout, RunnerError
+from runner.history import files as history
+
+WHEN = {"succeeded": {"succeeded"}, "failed": {"failed"}, "finished": {"succeeded", "failed"}}
+
+
+@dataclass
+class DaemonOptions:
+    workers: int = max(2, os.cpu_count() or 2)
+    debounce: float = 0.5  # seconds of quiet after a file event before reconciling
+    settle: float = 2.0  # seconds a planned deletion must stay planned before it is applied
+    grace: float = 30.0  # seconds running jobs get to finish on SIGTERM
+    poll: float = 1.0  # seconds between reads of the state store
+    watch: bool = True
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Daemon:
+    def __init__(
+        self, ws: service.Workspace, options: DaemonOptions | None = None, log: DaemonLog | None = None
+    ):
+        self.ws = ws
+        self.options = options or DaemonOptions()
+        self.log = log or DaemonLog()
+        self._stop = threading.Event()
+        self._force = threading.Event()
+        self._wake = threading.Event()
+        self.executor = Executor(ws, self.options.workers, self.log, self._wake)
+        self.scheduler = Scheduler()
+        self.watcher = (
+            FolderWatcher(ws.root, self.options.debounce, self._wake) if self.options.watch else None
+        )
+        self._revision: int | None = -1
+        self.jobs: dict[str, dict[str, Any]] = {}  # ref -> applied spec
+        self.followers: dict[str, list[tuple[str, str]]] = {}  # upstream ref -> [(job, when)]
+        self.suspended: set[str] = set()
+        self.paused = False
+        self._retries: list[tuple[float, int, Request]] = []  # (monotonic due, seq, request)
+        self._seq = 0
+        self._held: tuple[list[str], float] | None = None  # planned deletions, since (monotonic)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def request_stop(self, *_: Any) -> None:
+        """Signal handler: the first signal stops scheduling, a second cancels runs at once."""
+        if self._stop.is_set():
+            self._force.set()
+        self._stop.set()
+        self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> int:
+        store = self.ws.store()
+        try:
+            lock_id = store.acquire(service.DAEMON_LOCK, timeout=0)
+        except LockTimeout:
+            held = store.lock_info(service.DAEMON_LOCK)
+            raise RunnerError(
+                f"a daemon already runs on this state store ({held.holder if held else 'unknown'}); "
+                "one daemon per state store"
+            ) from None
+        try:
+            self.log(
+                "info",
+                "daemon started",
+                folder=str(self.ws.root.resolve()),
+                workers=self.options.workers,
+                pid=os.getpid(),
+            )
+            self.scheduler.marks = {
+                f"{ns}/{name}": dt.datetime.fromisoformat(slot)
+                for (ns, name), slot in store.schedule_marks().items()
+            }
+            self._reconcile()
+            self._refresh()
+            self._catch_up()
+            if self.watcher:
+                self.watcher.start()
+            while not self._stop.is_set():
+                self._tick()
+                self._wake.wait(self._sleep_seconds())
+                self._wake.clear()
+            self._shutdown()
+        finally:
+            if self.watcher:
+                self.watcher.stop()
+            self.executor.shutdown()
+            store.release(service.DAEMON_LOCK, lock_id)
+        self.log("info", "daemon stopped")
+        return 0
+
+    def _shutdown(self) -> None:
+        self.executor.stop()
+        running = self.executor.running()
+        if running:
+            self.log(
+                "info", "stopping: waiting for runs to finish", jobs=sorted(running), grace=self.options.grace
+            )
+        deadline = time.monotonic() + self.options.grace
+        while not self.executor.idle() and time.monotonic() < deadline and not self._force.is_set():
+            self._force.wait(0.1)
+            self._drain()
+        if not self.executor.idle():
+            self.log(
+                "warning",
+                "cancelling runs at their next batch boundary",
+                jobs=sorted(self.executor.running()),
+            )
+            self.executor.cancel_all("cancelled: the daemon is stopping")
+        while not self.executor.idle():
+            time.sleep(0.05)
+        self._drain()
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        changed = self.watcher is not None and self.watcher.settled()
+        if changed or (self._held and time.monotonic() - self._held[1] >= self.options.settle):
+            self._reconcile()
+        self._refresh()
+        self._drain()
+        if self.paused:
+            return
+        now = _utcnow()
+        for due in self.scheduler.due(now, self.suspended):
+            self._mark(due.job, due.slot)
+            missed = f" ({due.missed} missed slots skipped)" if due.missed else ""
+            self._submit(Request(due.job, f"cron {due.slot.isoformat()}{missed}"))
+        while self._retries and self._retries[0][0] <= time.monotonic():
+            _, _, request = heapq.heappop(self._retries)
+            if request.job in self.suspended or request.job not in self.jobs:
+                self.log("info", "retry dropped: the job is suspended or gone", job=request.job)
+                continue
+            self._submit(request)
+
+    def _sleep_seconds(self) -> float:
+        waits = [self.options.poll]
+        if not self.paused:
+            wake = self.scheduler.next_wakeup(self.suspended)
+            if wake is not None:
+                waits.append((wake - _utcnow()).total_seconds())
+            if self._retries:
+                waits.append(self._retries[0][0] - time.monotonic())
+        if self.watcher and (settle := self.watcher.seconds_to_settle()) is not None:
+            waits.append(settle)
+        if self._held:
+            waits.append(self._held[1] + self.options.settle - time.monotonic())
+        return max(0.01, min(waits))
+
+    def _submit(self, request: Request) -> None:
+        outcome = self.executor.submit(request)
+        if outcome != "started":
+            self.log(
+                "info", f"run {outcome} behind the one going on", job=request.job, trigger=request.trigger
+            )
+
+    def _mark(self, job: str, slot: dt.datetime) -> None:
+        namespace, _, name = job.partition("/")
+        self.ws.store().set_schedule_mark(namespace, name, slot.isoformat())
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        """Plan from the folders and apply, as `runner apply` does; never on invalid files."""
+        try:
+            plan = service.plan(self.ws)
+        except DefinitionsInvalid as exc:
+            for problem in exc.problems:
+                self.log(
+                    "error",
+                    "invalid definition: nothing applied, the last applied state stays",
+                    problem=str(problem),
+                )
+            self._held = None
+            return
+        except RunnerError as exc:
+            self.log("error", "cannot plan", error=str(exc))
+            return
+        if not plan.has_changes and not any(c.moved for c in plan.changes):
+            self._held = None
+            return
+        deletes = sorted(f"{c.kind} {c.ref}" for c in plan.changes if c.action == "delete")
+        if deletes:
+            if self._held is None or self._held[0] != deletes:
+                self._held = (deletes, time.monotonic())
+                self.log(
+                    "info",
+                    "deletion planned: applied if the files still say so",
+                    objects=deletes,
+                    seconds=self.options.settle,
+                )
+                return
+            if time.monotonic() - self._held[1] < self.options.settle:
+                return
+        self._held = None
+        try:
+            result = service.apply(self.ws, planned=plan)
+        except RunnerError as exc:  # another apply moved the state, or holds the lock: next change
+            self.log("warning", "apply not done", error=str(exc))
+            return
+        summary = plan.summary()
+        self.log("info", "applied", revision=result.revision, changed=summary["changed"])
+
+    def _refresh(self) -> None:
+        """Read what other processes may have changed: applied jobs, suspensions, the pause."""
+        store = self.ws.store()
+        latest = store.latest_revision()
+        revision = latest.id if latest else None
+        if revision != self._revision:
+            self._revision = revision
+            objects = store.objects("Job")
+            self.jobs = {o.ref: o.document["spec"] for o in objects}
+            keys = {(o.namespace, o.name) for o in objects}
+            self.followers = {}
+            for o in objects:
+                for trigger in o.document["spec"].get("after", []):
+                    upstream = resolve_reference(trigger["job"], o.namespace, keys)
+                    if upstream is not None:
+                        key = f"{upstream[0]}/{upstream[1]}"
+                        self.followers.setdefault(key, []).append((o.ref, trigger.get("when", "succeeded")))
+            crons = {
+                ref: Cron.of(spec["schedule"]) for ref, spec in self.jobs.items() if spec.get("schedule")
+            }
+            for job in self.scheduler.set_jobs(crons, _utcnow()):
+                self._mark(job, self.scheduler.marks[job])
+            store.forget_schedule_marks({tuple(ref.split("/", 1)) for ref in crons})  # type: ignore[misc]
+        suspended = {f"{ns}/{name}" for ns, name in store.suspended()}
+        for job in sorted(suspended ^ self.suspended):
+            self.log("info", "job suspended" if job in suspended else "job resumed", job=job)
+        self.suspended = suspended
+        paused = service.paused_info(self.ws)
+        if paused["paused"] != self.paused:
+            self.log(
+                "info", "scheduling paused" if paused["paused"] else "scheduling resumed", by=paused.get("by")
+            )
+        self.paused = paused["paused"]
+
+    def _catch_up(self) -> None:
+        """Once at start: a run a killed daemon left unfinished, and a cron slot missed while
+        the daemon was down, each make one run (one per job, whatever the count)."""
+        reasons: dict[str, str] = {}
+        for ref in self.jobs:
+            namespace, _, name = ref.partition("/")
+            newest = history.list_runs(self.ws.history, namespace, name, 1)
+            if newest and newest[0].get("status") == "running" and newest[0].get("trigger") != "manual":
+                record = service.mark_interrupted(self.ws, newest[0])
+                if record is not None:
+                    reasons[ref] = f"catch-up: run {record['run_id']} was interrupted"
+        if not self.paused:
+            for due in self.scheduler.due(_utcnow(), self.suspended):
+                self._mark(due.job, due.slot)
+                reasons.setdefault(due.job, f"catch-up: missed cron slot {due.slot.isoformat()}")
+        for ref, reason in sorted(reasons.items()):
+            if ref in self.suspended or self.paused:
+                continue
+            self.log("info", "running once to catch up", job=ref, reason=reason)
+            self._submit(Request(ref, reason))
+
+    # --- ended runs ----------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                finished = self.executor.finished.get_nowait()
+            except queue.Empty:
+                return
+            self._ended(finished)
+
+    def _ended(self, finished: Finished) -> None:
+        request, record = finished.request, finished.record
+        if record is None:
+            level = "warning" if finished.busy else "error"
+            self.log(level, "run not started", job=request.job, trigger=request.trigger, error=finished.error)
+            return
+        status = record["status"]
+        self.log(
+            "info" if status == "succeeded" else "warning" if status == "cancelled" else "error",
+            f"run {status}",
+            job=request.job,
+            run=record["run_id"],
+            seconds=record.get("seconds"),
+            rows_written=record.get("rows_written"),
+            error=record.get("error"),
+        )
+        if self._stop.is_set():
+            return
+        spec = self.jobs.get(request.job)
+        retry = Retry.model_validate(spec["retry"]) if spec and spec.get("retry") else None
+        if status == "failed" and retry and request.attempt < retry.attempts:
+            delay = retry.delay(request.attempt)
+            attempt = request.attempt + 1
+            self._seq += 1
+            heapq.heappush(
+                self._retries,
+                (
+                    time.monotonic() + delay,
+                    self._seq,
+                    Request(request.job, f"retry {attempt} of {retry.attempts}", attempt, request.options),
+                ),
+            )
+            self.log("info", "retry scheduled", job=request.job, attempt=attempt, seconds=round(delay, 3))
+            return
+        if self.paused:
+            return
+        for job, when in self.followers.get(request.job, []):
+            if status in WHEN[when] and job not in self.suspended:
+                self._submit(Request(job, f"after {request.job} {status}"))

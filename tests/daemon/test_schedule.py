@@ -1,0 +1,63 @@
+"""The scheduler's cron slots and misfire policy, driven by a clock the test sets by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from runner.daemon.schedule import Cron, Scheduler
+
+T0 = dt.datetime(2026, 3, 28, 23, 59, 58, tzinfo=dt.UTC)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def test_seconds_field_fires_on_each_slot_once():
+    s = Scheduler()
+    assert s.set_jobs({"ns/a": Cron("* * * * * */2")}, T0) == ["ns/a"]
+    assert s.due(at(1.9)) == []  # a new job waits for its next slot, it does not fire at once
+    fired = s.due(at(2.0))
+    assert [(d.job, d.slot, d.missed) for d in fired] == [("ns/a", at(2), 0)]
+    assert s.due(at(3.5)) == []  # the same slot never fires twice
+    assert s.next_wakeup() == at(4)
+    assert [d.slot for d in s.due(at(4.01))] == [at(4)]
+
+
+def test_downtime_runs_once_not_once_per_missed_slot():
+    s = Scheduler({"ns/a": at(0)})
+    s.set_jobs({"ns/a": Cron("* * * * *")}, at(0))  # every minute; known mark: not new
+    fired = s.due(at(10 * 60 + 30))  # down for ten and a half minutes
+    assert len(fired) == 1
+    assert fired[0].slot == dt.datetime(2026, 3, 29, 0, 10, tzinfo=dt.UTC)
+    assert fired[0].missed == 10  # 00:00 … 00:09; the one of 00:10 runs
+    assert s.due(at(10 * 60 + 45)) == []
+
+
+def test_skipped_jobs_keep_their_mark_and_run_once_when_resumed():
+    s = Scheduler()
+    s.set_jobs({"ns/a": Cron("* * * * * *"), "ns/b": Cron("* * * * * *")}, T0)
+    assert [d.job for d in s.due(at(5), skip={"ns/a"})] == ["ns/b"]
+    assert s.marks["ns/a"] == T0
+    assert s.next_wakeup(skip={"ns/a"}) == at(6)
+    resumed = s.due(at(9))
+    assert [(d.job, d.missed) for d in resumed] == [("ns/a", 8), ("ns/b", 3)]
+
+
+def test_time_zone_and_daylight_saving():
+    # 02:30 every day in Berlin: on 2026-03-29 clocks jump from 02:00 to 03:00
+    cron = Cron("30 2 * * *", "Europe/Berlin")
+    assert cron.next_after(dt.datetime(2026, 3, 27, 12, tzinfo=dt.UTC)) == dt.datetime(
+        2026, 3, 28, 1, 30, tzinfo=dt.UTC
+    )  # 02:30 CET = 01:30 UTC
+    after_switch = cron.next_after(dt.datetime(2026, 3, 29, 12, tzinfo=dt.UTC))
+    assert after_switch == dt.datetime(2026, 3, 30, 0, 30, tzinfo=dt.UTC)  # 02:30 CEST
+    assert cron.latest_until(dt.datetime(2026, 3, 30, 0, 30, tzinfo=dt.UTC)) == after_switch
+
+
+def test_removed_jobs_stop_firing():
+    s = Scheduler()
+    s.set_jobs({"ns/a": Cron("* * * * * *")}, T0)
+    s.set_jobs({}, at(0.5))
+    assert s.due(at(10)) == []
+    assert s.next_wakeup() is None
