@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/runner validate
 	$(BIN)/runner apply
 	$(BIN)/runner run shop-to-warehouse
+	$(BIN)/runner run customer-stats
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -157,6 +157,13 @@ def test_demo_job_copies_every_row(demo_project, monkeypatch):
         assert src.execute(query).fetchall() == dst.execute(query).fetchall()
     assert dst.execute("SELECT count(*) FROM orders WHERE _deleted_at IS NOT NULL").fetchone() == (0,)
     assert dst.execute("SELECT count(*) FROM daily_revenue").fetchone()[0] > 300
+    assert cli.invoke(app, [*base, "run", "customer-stats"]).exit_code == 0  # the job that follows it
+    assert (
+        dst.execute("SELECT count(*), sum(orders) FROM customer_stats").fetchone()
+        == dst.execute(
+            "SELECT count(DISTINCT customer_id), count(*) FROM orders WHERE status <> 'returned'"
+        ).fetchone()
+    )
 
 
 def test_demo_source_script_is_deterministic(tmp_path):

@@ -7,7 +7,11 @@ Exit codes: 0 success; 1 error (invalid definitions, failed run, lock timeout, .
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -289,17 +293,20 @@ def run(
 ) -> None:
     """Run an applied job now; exit 1 when a task fails. Writes a history file and a run log."""
     options = service.RunOptions(tasks=task or None, resync=resync, dry_run=dry_run, limit=limit)
+    token = service.CancelToken()
     try:
-        if out.is_terminal and fmt == Format.text:
-            with render.run_progress(err) as progress:
-                record = service.run(STATE.workspace, job, options, progress=progress)
-        else:  # not a terminal: the run's log lines, as they happen, on stderr
-            record = service.run(
-                STATE.workspace,
-                job,
-                options,
-                on_log=lambda entry: err.print(render.log_line(entry), markup=False),
-            )
+        with _stop_at_batch_boundary(token):
+            if out.is_terminal and fmt == Format.text:
+                with render.run_progress(err) as progress:
+                    record = service.run(STATE.workspace, job, options, progress=progress, cancel=token)
+            else:  # not a terminal: the run's log lines, as they happen, on stderr
+                record = service.run(
+                    STATE.workspace,
+                    job,
+                    options,
+                    on_log=lambda entry: err.print(render.log_line(entry), markup=False),
+                    cancel=token,
+                )
     except RunnerError as exc:
         fail(exc, fmt.value)
     out.print(
@@ -310,6 +317,27 @@ def run(
     )
     if record["status"] != "succeeded":
         raise typer.Exit(1)
+
+
+@contextmanager
+def _stop_at_batch_boundary(token: service.CancelToken) -> Iterator[None]:
+    """The first Ctrl-C (or SIGTERM) stops the run cleanly at its next batch boundary; a
+    second Ctrl-C interrupts at once (the batch in flight is rolled back either way)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first(signum: int, _frame: object) -> None:
+        token.cancel(f"interrupted ({signal.Signals(signum).name}): stopped at a batch boundary")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        err.print("stopping at the next batch boundary; Ctrl-C again to stop at once", markup=False)
+
+    previous = {sig: signal.signal(sig, first) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 pointer_app = typer.Typer(help="Show or set the watermark pointers of a job's tasks.", no_args_is_help=True)
@@ -470,9 +498,9 @@ def unpause() -> None:
 @app.command()
 def daemon(
     workers: Annotated[
-        int,
+        int | None,
         typer.Option("--workers", "-w", min=1, help="Jobs run at once. Default: the number of cores (≥ 2)."),
-    ] = 0,
+    ] = None,
     grace: Annotated[
         float, typer.Option("--grace", min=0, help="Seconds running jobs get to finish on SIGTERM/SIGINT.")
     ] = 30.0,

@@ -19,9 +19,10 @@ from runner.definitions import secrets
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
-    """Sortable by start time: `20261123T013405-3fa9c1`."""
+    """Sortable by start time, to the millisecond (runs follow each other closely under the
+    daemon: a retry, a trigger): `20261123T013405.042-3fa9c1`."""
     now = now or dt.datetime.now(dt.UTC)
-    return f"{now:%Y%m%dT%H%M%S}-{os.urandom(3).hex()}"
+    return f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}-{os.urandom(3).hex()}"
 
 
 def run_path(root: Path, namespace: str, job: str, run_id: str) -> Path:

@@ -4,7 +4,11 @@ the pointer at the last of them, and the next run goes on from there without los
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -14,34 +18,17 @@ from runner.engine.cancel import CancelToken
 from runner.engine.changes import RunOptions
 from runner.errors import JobBusy
 from tests.conftest import TWO_SQLITE
-
-ROWS, BATCH = 200, 10
-WATERMARK = """
-- name: items
-  read: {table: items}
-  write: {table: items, keys: [id]}
-  changes: {strategy: watermark, column: seq}
-"""
-
-
-def make_source(project, tables=("items",), rows=ROWS):
-    with sqlite3.connect(project.root / "src.db") as db:
-        for table in tables:
-            db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, v TEXT)")
-            db.executemany(
-                f"INSERT INTO {table} VALUES (?, ?, ?)", [(i, i, f"v{i}") for i in range(1, rows + 1)]
-            )
+from tests.daemon.conftest import BATCH, ROWS, WATERMARK, make_source, rows_of
 
 
 def target_rows(project, table="items"):
-    with sqlite3.connect(project.root / "dst.db") as db:
-        return db.execute(f"SELECT id, seq, v FROM {table} ORDER BY id").fetchall()
+    return rows_of(project.root / "dst.db", table)
 
 
 def setup_job(project, tasks=WATERMARK, extra=""):
     project.write("connections.d/c.yaml", TWO_SQLITE)
     project.job("sync", "src", "dst", tasks, extra=f"  batch_size: {BATCH}\n{extra}")
-    make_source(project, ("items", "more", "most") if "more" in tasks else ("items",))
+    make_source(project.root, ("items", "more", "most") if "more" in tasks else ("items",))
     service.apply(project.ws)
 
 
@@ -150,3 +137,30 @@ def test_pointer_set_is_refused_while_the_job_runs(project):
 
     assert service.run(project.ws, "sync", RunOptions(), progress=progress)["status"] == "succeeded"
     assert "is running" in refused[0]
+
+
+def test_ctrl_c_stops_a_terminal_run_at_a_batch_boundary(project):
+    setup_job(project)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")} | {
+        "RUNNER_BATCH_DELAY": "0.05"
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "--dir", str(project.root), "run", "sync"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+    deadline = time.monotonic() + 20
+    while not service.runs(project.ws, "sync") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "stopping at the next batch boundary" in stderr
+    record = service.runs(project.ws, "sync")[0]
+    assert record["status"] == "cancelled"
+    assert record["error"] == "interrupted (SIGINT): stopped at a batch boundary"
+    written = len(target_rows(project))
+    assert 0 < written < ROWS and written % BATCH == 0

@@ -1,0 +1,309 @@
+"""A real `runner daemon` subprocess: watch and reconcile, cron, triggers, retries, cancel,
+kill -9 and restart, SIGTERM, suspend and pause. Time is driven where it can be: a missed
+slot is a schedule mark set in the past, a long run is `RUNNER_BATCH_DELAY` per batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import time
+from pathlib import Path
+
+from runner import service
+from tests.daemon.conftest import BATCH, ROWS, job_yaml, rows_of, runner_cli, seed_missed_slot
+
+YEARLY = '  schedule: {cron: "0 0 1 1 *"}\n'  # fires only when the test seeds a missed slot
+SLOW = {"RUNNER_BATCH_DELAY": "0.05"}  # 20 batches: a run of about a second
+
+
+def ran(event: dict, job: str = "default/sync") -> bool:
+    return event["event"] in ("run succeeded", "run failed", "run cancelled") and event["job"] == job
+
+
+def applied(what: str):
+    return lambda e: e["event"] == "applied" and what in e["changed"]
+
+
+def source_equals_target(project) -> bool:
+    return rows_of(project.root / "src.db") == rows_of(project.root / "dst.db")
+
+
+def test_files_added_broken_fixed_and_deleted(daemon_project):
+    p = daemon_project
+    d = p.start()
+    d.wait_for(applied("create Connection default/src"))
+    p.write("jobs.d/sync.yaml", job_yaml("sync"))
+    d.wait_for(applied("create Job default/sync"))
+
+    p.write("jobs.d/sync.yaml", job_yaml("sync").replace("tasks:", "tasks: [oops"))
+    bad = d.wait_for(lambda e: e["event"].startswith("invalid definition"))
+    assert "jobs.d/sync.yaml:" in bad["problem"]
+    time.sleep(1.5)  # longer than debounce and settle: nothing was deleted meanwhile
+    assert [o.name for o in service.get(p.ws, "Job")] == ["sync"]
+
+    p.write("jobs.d/sync.yaml", job_yaml("sync", extra="  on_error: continue\n"))
+    d.wait_for(applied("update Job default/sync"))
+    (p.root / "jobs.d/sync.yaml").unlink()
+    d.wait_for(lambda e: e["event"].startswith("deletion planned"))
+    assert [o.name for o in service.get(p.ws, "Job")] == ["sync"]  # held while the files settle
+    d.wait_for(applied("delete Job default/sync"))
+    assert service.get(p.ws, "Job") == []
+    revisions = [e["revision"] for e in d.matching("applied")]
+    assert revisions == [1, 2, 3, 4]  # one revision per reconcile, as `runner apply` records
+    assert d.stop() == 0
+
+
+def test_a_file_written_in_pieces_never_deletes_a_job(daemon_project):
+    p = daemon_project
+    both = job_yaml("one") + "---\n" + job_yaml("two", extra="  on_error: continue\n")
+    p.write("jobs.d/both.yaml", both)
+    d = p.start()
+    d.wait_for(applied("create Job default/two"))
+    cut = both.index("---")
+    pieces = ["", both[:cut], both[: cut + 60], both]  # empty; one job; half a document; all
+    seen: set[tuple[str, ...]] = set()
+    with (p.root / "jobs.d/both.yaml").open("w") as f:  # truncates: the file is empty now
+        for piece in pieces:
+            f.seek(0)
+            f.truncate()
+            f.write(piece)
+            f.flush()
+            deadline = time.monotonic() + 0.5  # longer than the debounce, shorter than settle
+            while time.monotonic() < deadline:
+                seen.add(tuple(sorted(o.name for o in service.get(p.ws, "Job"))))
+                time.sleep(0.05)
+    time.sleep(1.5)
+    seen.add(tuple(sorted(o.name for o in service.get(p.ws, "Job"))))
+    assert seen == {("one", "two")}
+    assert not [e for e in d.matching("applied") if any("delete" in c for c in e["changed"])]
+    assert d.matching("deletion planned: applied if the files still say so")
+    assert d.stop() == 0
+
+
+def test_a_schedule_with_seconds_fires_on_time(daemon_project):
+    p = daemon_project
+    p.write("jobs.d/sync.yaml", job_yaml("sync", extra='  schedule: {cron: "* * * * * */2"}\n'))
+    d = p.start()
+    first = d.wait_for(lambda e: e["event"] == "run succeeded")
+    d.wait_for(lambda e: e["event"] == "run succeeded", after=d.events().index(first) + 1)
+    assert d.stop() == 0
+    runs = [r for r in service.runs(p.ws, "sync") if r["trigger"].startswith("cron")]
+    assert len(runs) >= 2
+    for r in runs:
+        slot = dt.datetime.fromisoformat(r["trigger"].split()[1])
+        started = dt.datetime.fromisoformat(r["started_at"])
+        assert slot.second % 2 == 0
+        assert dt.timedelta(0) <= started - slot < dt.timedelta(seconds=1)
+
+
+def test_a_trigger_chain_and_two_triggers_of_one_job_never_overlap(daemon_project):
+    p = daemon_project
+    p.write("jobs.d/a.yaml", job_yaml("a", extra=YEARLY))
+    p.write("jobs.d/b.yaml", job_yaml("b", extra="  after: [{job: a}]\n"))
+    p.write("jobs.d/c.yaml", job_yaml("c", extra="  after: [{job: b, when: finished}]\n"))
+    # d follows both a and b: b starts when a ends, so d is asked twice while it runs
+    p.write("jobs.d/d.yaml", job_yaml("d", extra="  after: [{job: a}, {job: b}]\n"))
+    service.apply(p.ws)
+    seed_missed_slot(p.ws, "a")
+    d = p.start(env=SLOW)
+    d.wait_for(lambda e: ran(e, "default/c"))
+    d.wait_for(lambda e: ran(e, "default/d") and len([x for x in d.events() if ran(x, "default/d")]) == 2)
+    assert d.stop() == 0
+    triggers = {job: [r["trigger"] for r in service.runs(p.ws, job)][::-1] for job in "abcd"}
+    assert triggers["a"] == [triggers["a"][0]] and triggers["a"][0].startswith("catch-up: missed cron slot")
+    assert triggers["b"] == ["after default/a succeeded"]
+    assert triggers["c"] == ["after default/b succeeded"]
+    assert sorted(triggers["d"]) == ["after default/a succeeded", "after default/b succeeded"]
+    d_runs = sorted(service.runs(p.ws, "d"), key=lambda r: r["started_at"])
+    assert d_runs[0]["finished_at"] <= d_runs[1]["started_at"]  # one after the other, never at once
+    assert all(r["status"] == "succeeded" for job in "abcd" for r in service.runs(p.ws, job))
+
+
+def test_retries_with_backoff_on_a_failing_connection(daemon_project):
+    p = daemon_project
+    p.write(
+        "connections.d/gone.yaml",
+        'apiVersion: runner/v1\nkind: Connection\nmetadata: {name: gone}\nspec: {type: sqlite, url: "sqlite:///gone.db"}\n',
+    )
+    retry = "  retry: {attempts: 3, backoff: 0.4, max_delay: 0.6}\n"
+    p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY + retry).replace("source: src", "source: gone"))
+    service.apply(p.ws)
+    seed_missed_slot(p.ws, "sync")
+    d = p.start()
+    d.wait_for(lambda e: ran(e) and len([x for x in d.events() if ran(x)]) == 3)
+    time.sleep(1.2)  # no fourth attempt
+    assert d.stop() == 0
+    runs = sorted(service.runs(p.ws, "sync"), key=lambda r: r["started_at"])
+    assert [r["status"] for r in runs] == ["failed"] * 3
+    assert "gone.db" in runs[0]["error"]
+    assert [r["trigger"] for r in runs][1:] == ["retry 2 of 3", "retry 3 of 3"]
+    starts = [dt.datetime.fromisoformat(r["started_at"]) for r in runs]
+    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    assert 0.4 <= gaps[0] < 1.4 and 0.6 <= gaps[1] < 1.6  # backoff 0.4 s, then doubled and capped at 0.6
+    assert [e["seconds"] for e in d.matching("retry scheduled")] == [0.4, 0.6]
+
+
+def test_cancel_mid_run_then_a_clean_resume(daemon_project):
+    p = daemon_project
+    p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY))
+    service.apply(p.ws)
+    seed_missed_slot(p.ws, "sync")
+    d = p.start(env=SLOW)
+    started = d.wait_for(lambda e: e["event"] == "run started")
+    time.sleep(0.3)
+    cancelled = runner_cli(p.root, "cancel", "sync")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"asked run {started['run']} of default/sync" in cancelled.stdout
+    d.wait_for(lambda e: e["event"] == "run cancelled")
+    assert d.stop() == 0
+    record = service.runs(p.ws, "sync")[0]
+    assert record["status"] == "cancelled" and record["error"].startswith("cancelled by ")
+    written = len(rows_of(p.root / "dst.db"))
+    assert 0 < written < ROWS and written % BATCH == 0  # whole batches
+    assert service.pointer_show(p.ws, "sync")[0]["pointer"]["value"] == str(written)
+
+    again = runner_cli(p.root, "run", "sync", "--format", "json")
+    assert again.returncode == 0, again.stderr
+    task = json.loads(again.stdout)["tasks"][0]
+    assert task["inserted"] == ROWS - written and task["updated"] == 0  # no loss, no duplicate
+    assert source_equals_target(p)
+
+
+def test_kill_9_of_the_daemon_mid_run_then_restart_runs_once(daemon_project):
+    p = daemon_project
+    p.write("jobs.d/sync.yaml", job_yaml("sync", extra='  schedule: {cron: "0 * * * *"}\n'))
+    service.apply(p.ws)
+    seed_missed_slot(p.ws, "sync")
+    d = p.start(env=SLOW)
+    started = d.wait_for(lambda e: e["event"] == "run started")
+    time.sleep(0.4)
+    d.stop(signal.SIGKILL)
+    killed = service.runs(p.ws, "sync")[0]
+    assert killed["run_id"] == started["run"] and killed["status"] == "interrupted"  # read as such
+    written = len(rows_of(p.root / "dst.db"))
+    assert written < ROWS
+    # down for three hourly slots as well: still one run, not one per slot plus the interrupted one
+    seed_missed_slot(p.ws, "sync", dt.timedelta(hours=3))
+
+    again = p.start()
+    again.wait_for(lambda e: ran(e))
+    time.sleep(1.0)
+    assert again.stop() == 0
+    runs = service.runs(p.ws, "sync")
+    assert [r["status"] for r in runs] == ["succeeded", "interrupted"]
+    assert runs[0]["trigger"] == f"catch-up: run {started['run']} was interrupted"
+    assert json.loads(Path(killed["path"]).read_text())["status"] == "interrupted"  # rewritten on disk
+    task = runs[0]["tasks"][0]
+    assert task["inserted"] == ROWS - written  # resumed from the pointer: nothing twice
+    assert source_equals_target(p)
+
+
+def test_sigterm_lets_a_run_finish_and_exits_0(daemon_project):
+    p = daemon_project
+    p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY))
+    service.apply(p.ws)
+    seed_missed_slot(p.ws, "sync")
+    d = p.start(env=SLOW)
+    d.wait_for(lambda e: e["event"] == "run started")
+    assert d.stop() == 0
+    events = [e["event"] for e in d.events()]
+    assert events.index("stopping: waiting for runs to finish") < events.index("run succeeded")
+    assert events[-1] == "daemon stopped"
+    assert source_equals_target(p)
+
+
+def test_sigterm_past_the_grace_period_cancels_at_a_batch_boundary(daemon_project):
+    p = daemon_project
+    p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY))
+    service.apply(p.ws)
+    seed_missed_slot(p.ws, "sync")
+    d = p.start("--grace", "0.3", env={"RUNNER_BATCH_DELAY": "0.2"})
+    d.wait_for(lambda e: e["event"] == "run started")
+    assert d.stop() == 0
+    record = service.runs(p.ws, "sync")[0]
+    assert record["status"] == "cancelled" and record["error"] == "cancelled: the daemon is stopping"
+    written = len(rows_of(p.root / "dst.db"))
+    assert written < ROWS and written % BATCH == 0
+    assert service.pointer_show(p.ws, "sync")[0]["pointer"]["value"] == str(written)
+
+
+def test_a_running_job_is_refused_elsewhere_and_an_update_waits_as_pending(daemon_project):
+    p = daemon_project
+    p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY))
+    service.apply(p.ws)
+    seed_missed_slot(p.ws, "sync")
+    d = p.start(env={"RUNNER_BATCH_DELAY": "0.25"})  # a run of five seconds
+    started = d.wait_for(lambda e: e["event"] == "run started")
+    refused = runner_cli(p.root, "run", "sync")
+    assert refused.returncode == 1 and "is already running" in refused.stderr
+
+    p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY + "  on_error: continue\n"))
+    d.wait_for(applied("update Job default/sync"))
+    status = json.loads(runner_cli(p.root, "status", "--format", "json").stdout)
+    (job,) = status["jobs"]
+    assert job["running"]["run_id"] == started["run"]
+    assert job["pending_update"] is True
+    assert status["daemon"] is not None and status["revision"] == 2
+    text = runner_cli(p.root, "status").stdout
+    assert "update pending" in text and f"running {started['run']}" in text
+
+    d.wait_for(lambda e: ran(e))
+    (job,) = json.loads(runner_cli(p.root, "status", "--format", "json").stdout)["jobs"]
+    assert job["running"] is None and job["pending_update"] is False
+    assert job["last_run"]["status"] == "succeeded"
+    assert d.stop() == 0
+    second = p.start()
+    second.wait_for(lambda e: e["event"] == "daemon started")
+    third = p.start()
+    assert third.proc.wait(30) == 1
+    assert "a daemon already runs on this state store" in third.log_path.read_text()
+    assert second.stop() == 0
+
+
+def test_suspend_and_pause_hold_the_schedule_and_a_missed_slot_runs_once(daemon_project):
+    p = daemon_project
+    p.write("jobs.d/sync.yaml", job_yaml("sync", extra='  schedule: {cron: "* * * * * *"}\n'))
+    d = p.start()
+    d.wait_for(lambda e: ran(e))
+    assert runner_cli(p.root, "suspend", "sync").stdout.strip() == "default/sync suspended"
+    mark = d.wait_for(lambda e: e["event"] == "job suspended")
+    time.sleep(0.5)  # a run fired just before the switch may still end
+    count = len(service.runs(p.ws, "sync"))
+    time.sleep(2.5)
+    assert len(service.runs(p.ws, "sync")) == count
+    (job,) = json.loads(runner_cli(p.root, "status", "--format", "json").stdout)["jobs"]
+    assert job["suspended"]["by"] and job["next_run"] is None
+    plan = runner_cli(p.root, "plan").stdout
+    assert "Job default/sync is suspended" in plan
+
+    assert runner_cli(p.root, "resume", "sync").returncode == 0
+    resumed = d.wait_for(lambda e: e["event"] == "run started", after=d.events().index(mark))
+    assert "missed slots skipped" in resumed["trigger"]  # once, not once per missed slot
+
+    assert runner_cli(p.root, "pause").returncode == 0
+    paused = d.wait_for(lambda e: e["event"] == "scheduling paused")
+    time.sleep(0.5)
+    count = len(service.runs(p.ws, "sync"))
+    time.sleep(2.0)
+    assert len(service.runs(p.ws, "sync")) == count
+    assert json.loads(runner_cli(p.root, "status", "--format", "json").stdout)["paused"] is True
+    assert runner_cli(p.root, "unpause").returncode == 0
+    d.wait_for(lambda e: e["event"] == "run started", after=d.events().index(paused))
+    assert d.stop() == 0
+
+
+def test_a_job_deleted_while_it_runs_finishes_its_run(daemon_project):
+    p = daemon_project
+    p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY))
+    service.apply(p.ws)
+    seed_missed_slot(p.ws, "sync")
+    d = p.start(env={"RUNNER_BATCH_DELAY": "0.15"})  # a run of three seconds
+    d.wait_for(lambda e: e["event"] == "run started")
+    (p.root / "jobs.d/sync.yaml").unlink()
+    d.wait_for(applied("delete Job default/sync"))
+    ended = d.wait_for(lambda e: ran(e))
+    assert ended["event"] == "run succeeded"
+    assert d.stop() == 0
+    assert source_equals_target(p)
+    assert service.get(p.ws, "Job") == []
