@@ -102,3 +102,7 @@ class JobBusy(RunnerError):
 
 class Cancelled(RunnerError):
     """A run was asked to stop (cancel, timeout, shutdown); raised at a batch boundary."""
+
+
+class NotRunning(RunnerError):
+    """Asked to cancel a job that is not running."""

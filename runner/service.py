@@ -4,12 +4,15 @@ describe, run, history. Every command is one function here, so tests call the sa
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Annotated, Any, Literal, Union
 
 from croniter import croniter
@@ -17,7 +20,7 @@ from pydantic import Field, TypeAdapter, create_model
 
 from runner.definitions import secrets
 from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
-from runner.definitions.models import API_VERSION, JobSpec, Metadata, StrictModel, seconds
+from runner.definitions.models import API_VERSION, NAME_PATTERN, JobSpec, Metadata, StrictModel, seconds
 from runner.definitions.validate import Definition, check_document, resolve_reference, validate_documents
 from runner.engine import pointers, registry
 from runner.engine.cancel import CancelToken
@@ -234,17 +237,23 @@ def _run_summary(record: dict[str, Any]) -> dict[str, Any]:
 def _job_and_connections(
     ws: Workspace, ref: str
 ) -> tuple[AppliedObject, JobSpec, dict[str, tuple[str, dict[str, Any]]]]:
-    store = ws.store()
     job = find(ws, "Job", ref)
     spec = JobSpec.model_validate(job.document["spec"])
-    connections = {(o.namespace, o.name): o for o in store.objects("Connection")}
+    return job, spec, _connections_of(ws, job, spec)
+
+
+def _connections_of(
+    ws: Workspace, job: AppliedObject, spec: JobSpec
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """`source`/`target` -> (connection ref, applied spec)."""
+    connections = {(o.namespace, o.name): o for o in ws.store().objects("Connection")}
     ends: dict[str, tuple[str, dict[str, Any]]] = {}
     for end in ("source", "target"):
         key = resolve_reference(getattr(spec, end), job.namespace, set(connections))
         if key is None:
             raise NotFound(f"job {job.ref}: connection {getattr(spec, end)!r} is not applied")
         ends[end] = (f"{key[0]}/{key[1]}", connections[key].document["spec"])
-    return job, spec, ends
+    return ends
 
 
 def run(
@@ -256,6 +265,7 @@ def run(
     cancel: CancelToken | None = None,
     on_start: Callable[[str], None] | None = None,
     trigger: str = "manual",
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Run an applied job now and write its history file and run log; returns the history record.
 
@@ -268,16 +278,83 @@ def run(
         NotFound: the job (or a task named in `options.tasks`) is not applied.
         JobBusy: the job is running in another process.
     """
+    job, spec, ends = _job_and_connections(ws, ref)
+    return _run_locked(ws, job, spec, ends, options, progress, on_log, cancel, on_start, trigger, run_id)
+
+
+def run_adhoc(
+    ws: Workspace,
+    name: str,
+    spec: dict[str, Any],
+    namespace: str = DEFAULT_NAMESPACE,
+    options: RunOptions | None = None,
+    cancel: CancelToken | None = None,
+    trigger: str = "ad-hoc",
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Run a job spec once without applying it (DataZen's dynamic jobs): validated by the same
+    models, on applied connections; its run is in the history under `namespace/name`, and it
+    holds that name's lock, so it never runs beside an applied job of the same name.
+
+    Raises:
+        DefinitionsInvalid: the spec or its name is invalid (with the field of each problem).
+        NotFound: a connection it names is not applied.
+    """
+    job, parsed = adhoc_job(name, spec, namespace)
+    ends = _connections_of(ws, job, parsed)
+    return _run_locked(ws, job, parsed, ends, options, None, None, cancel, None, trigger, run_id)
+
+
+def adhoc_job(
+    name: str, spec: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
+) -> tuple[AppliedObject, JobSpec]:
+    """An ad-hoc job's spec checked as a definition in jobs.d/ would be."""
+    metadata = {"name": name, "namespace": namespace}
+    document = {"apiVersion": API_VERSION, "kind": "Job", "metadata": metadata, "spec": spec}
+    problems = check_document(document, "ad-hoc job", registry.connection_models())
+    if problems:
+        raise DefinitionsInvalid(problems)
+    return AppliedObject("Job", namespace, name, document, "", "(ad-hoc)", 0, 0), JobSpec.model_validate(spec)
+
+
+def check_tasks(ws: Workspace, ref: str, tasks: list[str] | None) -> None:
+    """Raise NotFound when `tasks` names a task the applied job does not have."""
+    job = find(ws, "Job", ref)
+    names = [t["name"] for t in job.document["spec"]["tasks"]]
+    unknown = sorted(set(tasks or ()) - set(names))
+    if unknown:
+        raise NotFound(
+            f"job {job.ref} has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
+        )
+
+
+def check_adhoc_connections(ws: Workspace, job: AppliedObject) -> None:
+    """Raise NotFound when an ad-hoc job names a connection that is not applied."""
+    _connections_of(ws, job, JobSpec.model_validate(job.document["spec"]))
+
+
+def _run_locked(
+    ws: Workspace,
+    job: AppliedObject,
+    spec: JobSpec,
+    ends: dict[str, tuple[str, dict[str, Any]]],
+    options: RunOptions | None,
+    progress: Progress | None,
+    on_log: Callable[[dict[str, Any]], None] | None,
+    cancel: CancelToken | None,
+    on_start: Callable[[str], None] | None,
+    trigger: str,
+    run_id: str | None,
+) -> dict[str, Any]:
     options = options or RunOptions()
     store = ws.store()
-    job, spec, ends = _job_and_connections(ws, ref)
     unknown = sorted(set(options.tasks or ()) - {t.name for t in spec.tasks})
     if unknown:
         raise NotFound(
             f"job {job.ref} has no task {', '.join(map(repr, unknown))} "
             f"(tasks: {', '.join(t.name for t in spec.tasks)})"
         )
-    run_id = history.new_run_id()
+    run_id = run_id or history.new_run_id()
     try:
         lock_id = store.acquire(job_lock(job.ref), timeout=0, run_id=run_id)
     except LockTimeout:
@@ -473,24 +550,64 @@ def logs(ws: Workspace, run_or_job: str, last: bool = False) -> list[dict[str, A
     return history.read_log(path)
 
 
-def runs(ws: Workspace, ref: str, limit: int | None = None, task: str | None = None) -> list[dict[str, Any]]:
-    """A job's runs, newest first; with `task`, that task's result in each run that ran it."""
+def runs(
+    ws: Workspace, ref: str, limit: int | None = None, task: str | None = None, changed_only: bool = False
+) -> list[dict[str, Any]]:
+    """A job's runs, newest first; with `task`, that task's result in each run that ran it.
+    `changed_only` leaves out runs that succeeded without writing a row (DataZen's default
+    history filter)."""
     job = find(ws, "Job", ref)
     if task is None:
-        return [
-            _with_live_status(ws, r) for r in history.list_runs(ws.history, job.namespace, job.name, limit)
-        ]
+        out = []
+        for record in history.iter_runs(ws.history, job.namespace, job.name):
+            if changed_only and record.get("status") == "succeeded" and not record.get("rows_written"):
+                continue
+            out.append(_with_live_status(ws, record))
+            if limit and len(out) >= limit:
+                break
+        return out
     spec = JobSpec.model_validate(job.document["spec"])
     if task not in {t.name for t in spec.tasks}:
         raise NotFound(f"job {job.ref} has no task {task!r} (tasks: {', '.join(t.name for t in spec.tasks)})")
     out = []
-    for record in history.list_runs(ws.history, job.namespace, job.name):
+    for record in history.iter_runs(ws.history, job.namespace, job.name):
         result = next((t for t in record.get("tasks", []) if t.get("name") == task), None)
+        if changed_only and result and result.get("status") == "succeeded" and not _written(result):
+            continue
         if result is not None:
             out.append({"run_id": record["run_id"], "started_at": record["started_at"]} | result)
             if limit and len(out) >= limit:
                 break
     return out
+
+
+def _written(task: dict[str, Any]) -> int:
+    return sum(task.get(k) or 0 for k in ("inserted", "updated", "upserted", "deleted"))
+
+
+def run_record(ws: Workspace, run_id: str) -> dict[str, Any]:
+    """One run's history record, by id."""
+    path = history.find_run(ws.history, run_id)
+    if path is None:
+        raise NotFound(f"no run {run_id!r}")
+    return _with_live_status(ws, history.read_run(path))
+
+
+LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
+
+
+def log_since(ws: Workspace, run_id: str, after: int = 0, level: str | None = None) -> dict[str, Any]:
+    """A run's log lines from line `after` on (to follow a running run's log), at `level` or
+    above; `next` is where the next call starts, `running` whether more may come."""
+    path = history.find_log(ws.history, run_id)
+    if path is None:
+        raise NotFound(f"no run log for run {run_id!r}")
+    entries = history.read_log(path)
+    lines = entries[after:]
+    if level is not None:
+        lines = [e for e in lines if LEVELS.get(e.get("level", "info"), 1) >= LEVELS[level]]
+    running = run_record(ws, run_id)["status"] == "running"
+    return {"run_id": run_id, "lines": lines, "next": len(entries), "running": running}
 
 
 def _with_live_status(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
@@ -526,6 +643,16 @@ def daemon(ws: Workspace, **options: Any) -> int:
     runner_daemon = Daemon(ws, DaemonOptions(**options))
     runner_daemon.install_signal_handlers()
     return runner_daemon.run()
+
+
+def serve(ws: Workspace, bind: str) -> None:
+    """Serve the API (read-only) and the status page, without scheduling, until SIGTERM/SIGINT."""
+    from runner.api.app import create_app
+    from runner.api.server import HttpServer, parse_bind
+
+    host, port = parse_bind(bind)
+    ws.store()  # a bad state store URL is an error now, not on the first request
+    HttpServer(create_app(ws, None), host, port).serve_forever()
 
 
 PAUSED = "paused"  # the settings key of `runner pause`
@@ -647,6 +774,77 @@ def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
         }
         for t in spec.tasks
     ]
+
+
+# --- API keys and connection metadata ------------------------------------------------------
+
+KEY_SCOPES = ("read", "operate")
+
+
+def key_hash(key: str) -> str:
+    """Keys are 256 random bits: a plain sha256 is enough to keep them out of the store."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def keys_create(ws: Workspace, name: str, scope: str) -> str:
+    """A new API key, returned once; only its hash is stored."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise RunnerError(f"invalid key name {name!r}: lower-case letters, digits, '-', '_' and '.'")
+    if scope not in KEY_SCOPES:
+        raise RunnerError(f"unknown scope {scope!r}; use {' or '.join(KEY_SCOPES)}")
+    key = f"rk_{token_urlsafe(32)}"
+    ws.store().add_api_key(name, key_hash(key), scope, StateStore.holder())
+    return key
+
+
+def keys_list(ws: Workspace) -> list[dict[str, str]]:
+    return [{k: v for k, v in row.items() if k != "key_hash"} for row in ws.store().api_keys()]
+
+
+def keys_revoke(ws: Workspace, name: str) -> None:
+    ws.store().revoke_api_key(name)
+
+
+def _plain(value: Any) -> Any:
+    """A URL part as written, or None when it is (or holds) a secret reference."""
+    return None if value is None or secrets.REFERENCE_PLACEHOLDER in str(value) else value
+
+
+def connections(ws: Workspace) -> list[dict[str, Any]]:
+    """Applied connections without their secrets: type, host, port, database, user (when
+    written out, not referenced), and which jobs use each."""
+    store = ws.store()
+    conns = store.objects("Connection")
+    keys = {(c.namespace, c.name) for c in conns}
+    users: dict[tuple[str, str], set[str]] = {}
+    for job in store.objects("Job"):
+        for end in ("source", "target"):
+            key = resolve_reference(job.document["spec"][end], job.namespace, keys)
+            if key is not None:
+                users.setdefault(key, set()).add(job.ref)
+    out = []
+    for c in conns:
+        spec = c.document["spec"]
+        try:
+            url = secrets.parse_masked(spec["url"])
+        except ValueError:
+            url = None
+        out.append(
+            {
+                "connection": c.ref,
+                "type": spec["type"],
+                "host": _plain(url.host) if url else None,
+                "port": _plain(url.port) if url else None,
+                "database": _plain(url.database) if url else None,
+                "user": _plain(url.username) if url else None,
+                "used_by": sorted(users.get((c.namespace, c.name), set())),
+                "revision": c.revision_id,
+                "file": c.file,
+                "line": c.line,
+                "description": c.document["metadata"].get("description", ""),
+            }
+        )
+    return out
 
 
 # --- JSON Schema ---------------------------------------------------------------------------

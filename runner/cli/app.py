@@ -523,10 +523,25 @@ def daemon(
     no_watch: Annotated[
         bool, typer.Option("--no-watch", help="Do not watch the folders; only `runner apply` changes jobs.")
     ] = False,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            "--http",
+            metavar="[HOST:]PORT",
+            help="Serve the HTTP API (/api/v1) and the status page (/); the host defaults to 127.0.0.1.",
+        ),
+    ] = None,
 ) -> None:
     """Watch jobs.d/ and connections.d/, apply changes, fire jobs on cron and triggers, run them.
     Logs one line per event on stderr (JSON when not a terminal). SIGTERM/SIGINT stop it cleanly."""
-    options = {"grace": grace, "debounce": debounce, "settle": settle, "poll": poll, "watch": not no_watch}
+    options = {
+        "grace": grace,
+        "debounce": debounce,
+        "settle": settle,
+        "poll": poll,
+        "watch": not no_watch,
+        "http": http,
+    }
     try:
         code = service.daemon(STATE.workspace, **options, **({"workers": workers} if workers else {}))
     except RunnerError as exc:
@@ -543,6 +558,68 @@ def schemas(
     """Write the JSON Schema of definitions (for editors and CI)."""
     path = service.write_schemas(out_dir)
     out.print(f"wrote {path}", markup=False)
+
+
+@app.command()
+def serve(
+    http: Annotated[
+        str,
+        typer.Option(
+            "--http", metavar="[HOST:]PORT", help="Where to listen; the host defaults to 127.0.0.1."
+        ),
+    ] = "127.0.0.1:8080",
+) -> None:
+    """Serve the HTTP API read-only (GET) and the status page, without scheduling or running jobs."""
+    try:
+        service.serve(STATE.workspace, http)
+    except RunnerError as exc:
+        fail(exc)
+
+
+keys_app = typer.Typer(help="Keys of the HTTP API: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+class Scope(StrEnum):
+    read = "read"
+    operate = "operate"
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
+    scope: Annotated[
+        Scope,
+        typer.Option("--scope", help="read: GET only; operate: also runs, cancels, suspends, pointers."),
+    ] = Scope.read,
+) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    try:
+        key = service.keys_create(STATE.workspace, name, scope.value)
+    except RunnerError as exc:
+        fail(exc)
+    out.print(key, markup=False)
+    err.print(f"key {name!r} ({scope.value}): shown once, keep it now", markup=False)
+
+
+@keys_app.command("list")
+def keys_list(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text) -> None:
+    """The keys: name, scope, created when and by whom (never the key)."""
+    rows = service.keys_list(STATE.workspace)
+    if fmt == Format.json:
+        out.print(json.dumps(rows, indent=2), markup=False)
+    else:
+        out.print(render.keys_table(rows))
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke a key: requests with it are refused (401) within a second."""
+    try:
+        service.keys_revoke(STATE.workspace, name)
+    except RunnerError as exc:
+        fail(exc)
+    out.print(f"key {name!r} revoked", markup=False)
 
 
 def main() -> None:

@@ -334,3 +334,12 @@ def task_history_table(ref: str, task: str, rows: list[dict[str, Any]]) -> Table
             (r.get("error") or "")[:80],
         )
     return table
+
+
+def keys_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="API keys", title_justify="left")
+    for col in ("NAME", "SCOPE", "CREATED", "BY"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["scope"], r["created_at"], r["created_by"])
+    return table

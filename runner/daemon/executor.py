@@ -31,6 +31,8 @@ class Request:
     trigger: str  # why it runs: "cron 2026-…", "after a/b succeeded", "retry 2 of 3", …
     attempt: int = 1
     options: RunOptions = field(default_factory=RunOptions)
+    run_id: str | None = None  # given when the caller must know it at once (the HTTP API)
+    adhoc: dict[str, Any] | None = None  # an ad-hoc job's spec, run once without applying it
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,15 @@ class Executor:
         self._run_ids: dict[str, str] = {}
         self.stopping = False
 
-    def submit(self, request: Request) -> str:
-        """Start or queue a run: returns "started", "queued" or "merged"."""
+    def submit(self, request: Request, exclusive: bool = False) -> str:
+        """Start or queue a run: returns "started", "queued" or "merged"; with `exclusive`,
+        "busy" instead of queueing behind a run going on."""
         with self._lock:
             if self.stopping:
                 return "merged"
             if request.job in self._active:
+                if exclusive:
+                    return "busy"
                 if request.job in self._queued:
                     return "merged"
                 self._queued[request.job] = request
@@ -79,14 +84,29 @@ class Executor:
                     self._run_ids[request.job] = run_id
                     self.log("info", "run started", job=request.job, run=run_id, trigger=request.trigger)
 
-                record = service.run(
-                    self.ws,
-                    request.job,
-                    request.options,
-                    cancel=token,
-                    on_start=started,
-                    trigger=request.trigger,
-                )
+                if request.adhoc is not None:
+                    namespace, _, name = request.job.partition("/")
+                    started(request.run_id or "")
+                    record = service.run_adhoc(
+                        self.ws,
+                        name,
+                        request.adhoc,
+                        namespace,
+                        request.options,
+                        token,
+                        request.trigger,
+                        request.run_id,
+                    )
+                else:
+                    record = service.run(
+                        self.ws,
+                        request.job,
+                        request.options,
+                        cancel=token,
+                        on_start=started,
+                        trigger=request.trigger,
+                        run_id=request.run_id,
+                    )
                 outcome = Finished(request, record)
         except JobBusy as exc:
             outcome = Finished(request, None, str(exc), busy=True)

@@ -35,8 +35,15 @@ from runner.daemon.schedule import Cron, Scheduler
 from runner.daemon.watch import FolderWatcher
 from runner.definitions.models import Retry
 from runner.definitions.validate import resolve_reference
-from runner.errors import DefinitionsInvalid, LockTimeout, RunnerError
+from runner.engine.changes import RunOptions
+from runner.errors import DefinitionsInvalid, JobBusy, LockTimeout, RunnerError
 from runner.history import files as history
+
+
+def scheduled(trigger: str | None) -> bool:
+    """Whether the daemon started a run on its own (not a person through the CLI or the API)."""
+    return (trigger or "").startswith(("cron", "after", "retry", "catch-up"))
+
 
 WHEN = {"succeeded": {"succeeded"}, "failed": {"failed"}, "finished": {"succeeded", "failed"}}
 
@@ -49,6 +56,7 @@ class DaemonOptions:
     grace: float = 30.0  # seconds running jobs get to finish on SIGTERM
     poll: float = 1.0  # seconds between reads of the state store
     watch: bool = True
+    http: str | None = None  # serve the HTTP API and status page on HOST:PORT
 
 
 def _utcnow() -> dt.datetime:
@@ -102,6 +110,7 @@ class Daemon:
                 f"a daemon already runs on this state store ({held.holder if held else 'unknown'}); "
                 "one daemon per state store"
             ) from None
+        http = None
         try:
             self.log(
                 "info",
@@ -119,18 +128,32 @@ class Daemon:
             self._catch_up()
             if self.watcher:
                 self.watcher.start()
+            if self.options.http:
+                http = self._serve_http(self.options.http)
             while not self._stop.is_set():
                 self._tick()
                 self._wake.wait(self._sleep_seconds())
                 self._wake.clear()
             self._shutdown()
         finally:
+            if http is not None:
+                http.stop()
             if self.watcher:
                 self.watcher.stop()
             self.executor.shutdown()
             store.release(service.DAEMON_LOCK, lock_id)
         self.log("info", "daemon stopped")
         return 0
+
+    def _serve_http(self, bind: str) -> Any:
+        from runner.api.app import create_app  # FastAPI is imported only when serving
+        from runner.api.server import HttpServer, parse_bind
+
+        host, port = parse_bind(bind)
+        server = HttpServer(create_app(self.ws, self), host, port)
+        server.start()
+        self.log("info", "serving the API and status page", url=f"http://{host}:{port}/")
+        return server
 
     def _shutdown(self) -> None:
         self.executor.stop()
@@ -200,6 +223,28 @@ class Daemon:
     def _mark(self, job: str, slot: dt.datetime) -> None:
         namespace, _, name = job.partition("/")
         self.ws.store().set_schedule_mark(namespace, name, slot.isoformat())
+
+    # --- runs asked for through the HTTP API ---------------------------------------------
+
+    def start_run(
+        self, job: str, options: RunOptions, trigger: str, adhoc: dict[str, Any] | None = None
+    ) -> str:
+        """Start a run now on a worker; returns its run id.
+
+        Raises:
+            JobBusy: the job is running (here or in another process).
+            RunnerError: the daemon is stopping.
+        """
+        held = self.ws.store().lock_info(service.job_lock(job))
+        if held is not None and held.alive:
+            raise JobBusy(f"job {job} is already running ({held.holder}, run {held.run_id})")
+        run_id = history.new_run_id()
+        outcome = self.executor.submit(Request(job, trigger, 1, options, run_id, adhoc), exclusive=True)
+        if outcome == "busy":
+            raise JobBusy(f"job {job} is already running")
+        if outcome != "started":
+            raise RunnerError("the daemon is stopping: no run starts now")
+        return run_id
 
     # --- state ---------------------------------------------------------------------------
 
@@ -285,7 +330,7 @@ class Daemon:
         for ref in self.jobs:
             namespace, _, name = ref.partition("/")
             newest = history.list_runs(self.ws.history, namespace, name, 1)
-            if newest and newest[0].get("status") == "running" and newest[0].get("trigger") != "manual":
+            if newest and newest[0].get("status") == "running" and scheduled(newest[0].get("trigger")):
                 record = service.mark_interrupted(self.ws, newest[0])
                 if record is not None:
                     reasons[ref] = f"catch-up: run {record['run_id']} was interrupted"
@@ -325,9 +370,9 @@ class Daemon:
             rows_written=record.get("rows_written"),
             error=record.get("error"),
         )
-        if self._stop.is_set():
-            return
-        spec = self.jobs.get(request.job)
+        if self._stop.is_set() or request.adhoc is not None:
+            return  # an ad-hoc run is not the applied job of its name: no retries, no triggers
+        spec = self.jobs.get(request.job) if scheduled(request.trigger) else None  # a person's run: no retry
         retry = Retry.model_validate(spec["retry"]) if spec and spec.get("retry") else None
         if status == "failed" and retry and request.attempt < retry.attempts:
             delay = retry.delay(request.attempt)

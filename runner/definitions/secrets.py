@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL, make_url
 
 REFERENCE = re.compile(r"\$\{(?P<source>[A-Za-z_]+):(?P<name>[^}]*)\}")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PLACEHOLDER = "RUNNERSECRETREF"
+_PLACEHOLDER = REFERENCE_PLACEHOLDER = "RUNNERSECRETREF"  # a reference's stand-in in a parsed URL
 _REDACTED = "***"
 _known_values: set[str] = set()
 

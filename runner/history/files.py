@@ -11,7 +11,9 @@ import datetime as dt
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from glob import escape as glob_escape
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,7 @@ class RunLog:
 def find_log(root: Path, run_id: str) -> Path | None:
     if not run_id or "/" in run_id or run_id.startswith("."):
         return None
-    matches = sorted(root.glob(f"*/*/{run_id}.log.jsonl"))
+    matches = sorted(root.glob(f"*/*/{glob_escape(run_id)}.log.jsonl"))
     return matches[0] if matches else None
 
 
@@ -93,19 +95,31 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def list_runs(root: Path, namespace: str, job: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """The job's runs, newest first; unreadable files are skipped."""
+def iter_runs(root: Path, namespace: str, job: str) -> Iterator[dict[str, Any]]:
+    """The job's runs, newest first, read one at a time; unreadable files are skipped."""
     folder = root / namespace / job
     if not folder.is_dir():
-        return []
-    runs = []
+        return
     for path in sorted(folder.glob("*.json"), reverse=True):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            yield read_run(path)
         except (OSError, ValueError):
             continue
-        data["path"] = str(path)
-        runs.append(data)
-        if limit and len(runs) >= limit:
-            break
-    return runs
+
+
+def list_runs(root: Path, namespace: str, job: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The job's runs, newest first (the newest `limit`)."""
+    return list(islice(iter_runs(root, namespace, job), limit))
+
+
+def read_run(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["path"] = str(path)
+    return data
+
+
+def find_run(root: Path, run_id: str) -> Path | None:
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        return None
+    matches = sorted(root.glob(f"*/*/{glob_escape(run_id)}.json"))
+    return matches[0] if matches else None

@@ -80,6 +80,17 @@ settings = sa.Table(
     sa.Column("updated_by", sa.String(300), nullable=False),
 )
 
+# Keys of the HTTP API: only a hash of each is kept; the key itself is shown once.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex of the key
+    sa.Column("scope", sa.String(20), nullable=False),  # read | operate
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("created_by", sa.String(300), nullable=False),
+)
+
 # The daemon's scheduler: the last cron slot each job was fired for, so a restart knows
 # whether a slot was missed while it was down.
 schedule_marks = sa.Table(
@@ -221,5 +232,20 @@ def _v4(conn: sa.Connection) -> None:
     v4.create_all(conn)
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4]
+def _v5(conn: sa.Connection) -> None:
+    """Keys of the HTTP API (a hash and a scope each)."""
+    v5 = sa.MetaData()
+    sa.Table(
+        "api_keys",
+        v5,
+        sa.Column("name", sa.String(63), primary_key=True),
+        sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("scope", sa.String(20), nullable=False),
+        sa.Column("created_at", sa.String(40), nullable=False),
+        sa.Column("created_by", sa.String(300), nullable=False),
+    )
+    v5.create_all(conn)
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 LATEST = len(MIGRATIONS)

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from runner.errors import LockTimeout, NotFound, StaleState, StateError
+from runner.errors import LockTimeout, NotFound, NotRunning, StaleState, StateError
 from runner.state import schema
 
 APPLY_LOCK = "apply"
@@ -560,7 +560,7 @@ class StateStore:
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
             if row is None:
-                raise NotFound(f"{name.removeprefix('job:')} is not running")
+                raise NotRunning(f"{name.removeprefix('job:')} is not running")
             conn.execute(
                 schema.locks.update().where(schema.locks.c.lock_id == row.lock_id).values(cancel_requested=by)
             )
@@ -619,6 +619,31 @@ class StateStore:
             return {
                 (r.namespace, r.name): r.last_slot for r in conn.execute(sa.select(schema.schedule_marks))
             }
+
+    # --- API keys ----------------------------------------------------------------------
+
+    def add_api_key(self, name: str, key_hash: str, scope: str, by: str) -> None:
+        table = schema.api_keys
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    table.insert().values(
+                        name=name, key_hash=key_hash, scope=scope, created_at=utcnow(), created_by=by
+                    )
+                )
+        except sa.exc.IntegrityError:
+            raise StateError(f"a key named {name!r} exists; revoke it first or choose another name") from None
+
+    def api_keys(self) -> list[dict[str, str]]:
+        """Every key: name, key_hash, scope, created_at, created_by."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(schema.api_keys).order_by(schema.api_keys.c.name))
+            return [dict(r._mapping) for r in rows]
+
+    def revoke_api_key(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            if not conn.execute(schema.api_keys.delete().where(schema.api_keys.c.name == name)).rowcount:
+                raise NotFound(f"no API key named {name!r}")
 
     def forget_schedule_marks(self, keep: set[tuple[str, str]]) -> None:
         """Drop the marks of jobs no longer scheduled, so a job defined again later starts afresh."""

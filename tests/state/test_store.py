@@ -197,7 +197,7 @@ def test_lock_of_a_live_process_is_kept(tmp_path):
 
 
 def test_store_of_an_older_version_is_migrated(tmp_path):
-    """A store left at version 2 by an earlier runner gains what versions 3 and 4 add."""
+    """A store left at version 2 by an earlier runner gains what versions 3, 4 and 5 add."""
     url = f"sqlite:///{tmp_path / 'state.db'}"
     engine = sa.create_engine(url)
     with engine.begin() as conn:
@@ -210,7 +210,7 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
         )
     engine.dispose()
     store = StateStore(url)
-    assert store.schema_version() == schema.LATEST == 4
+    assert store.schema_version() == schema.LATEST == 5
     state = store.task_state("d", "j", "t")
     assert state.digests_pending is False
     store.set_digests_pending(state.id, True)

@@ -1,0 +1,1 @@
+"""The HTTP API and status page (`runner daemon --http`, `runner serve`)."""

@@ -1,0 +1,247 @@
+"""The HTTP API over a real folder, state store and runs: keys and scopes on every route,
+no secret in any response, runs started, followed and cancelled, ad-hoc runs, errors."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from runner import service
+from tests.api.conftest import SECRET
+from tests.daemon.conftest import ROWS
+
+EXPECTED = {
+    ("GET", "/api/v1/version"),
+    ("GET", "/api/v1/status"),
+    ("POST", "/api/v1/pause"),
+    ("POST", "/api/v1/unpause"),
+    ("GET", "/api/v1/connections"),
+    ("GET", "/api/v1/connections/{name}"),
+    ("GET", "/api/v1/jobs"),
+    ("GET", "/api/v1/jobs/{name}"),
+    ("POST", "/api/v1/jobs/{name}/suspend"),
+    ("POST", "/api/v1/jobs/{name}/resume"),
+    ("GET", "/api/v1/jobs/{name}/tasks"),
+    ("GET", "/api/v1/jobs/{name}/pointers"),
+    ("PUT", "/api/v1/jobs/{name}/pointers/{task}"),
+    ("POST", "/api/v1/jobs/{name}/runs"),
+    ("GET", "/api/v1/jobs/{name}/runs"),
+    ("POST", "/api/v1/jobs/{name}/cancel"),
+    ("POST", "/api/v1/runs"),
+    ("GET", "/api/v1/runs/{run_id}"),
+    ("GET", "/api/v1/runs/{run_id}/log"),
+    ("GET", "/api/v1/runs/{run_id}/log/stream"),
+}
+
+
+def routes(app) -> list[tuple[str, str]]:
+    """Every operation the OpenAPI document describes."""
+    return sorted((method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops)
+
+
+def concrete(path: str, run_id: str) -> str:
+    name = "src" if path.startswith("/api/v1/connections") else "sync"
+    return path.replace("{name}", name).replace("{task}", "items").replace("{run_id}", run_id)
+
+
+def wait_run(api, run_id: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = api.get(f"/api/v1/runs/{run_id}")
+        if response.status_code == 200 and response.json()["status"] != "running":
+            return response.json()
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not end")
+
+
+def test_every_route_needs_a_valid_key_and_the_right_scope(api):
+    run_id = service.run(api.project.ws, "sync")["run_id"]
+    found = routes(api.client.app)
+    assert set(found) == EXPECTED
+    writes = 0
+    for method, path in found:
+        url = concrete(path, run_id)
+        for header in (
+            None,
+            "Bearer nope",
+            "Basic " + api.keys["operate"],
+            "SharedKey",
+            "Bearer rk_" + "x" * 43,
+        ):
+            headers = {"Authorization": header} if header else {}
+            response = api.client.request(method, url, headers=headers)
+            assert response.status_code == 401, (method, url, header, response.text)
+            assert response.json()["error"] and response.headers["www-authenticate"].startswith("Bearer")
+        read = api.client.request(method, url, headers={"Authorization": f"SharedKey {api.keys['read']}"})
+        if method == "GET":
+            assert read.status_code == 200, (method, url, read.text)
+        else:
+            writes += 1
+            assert read.status_code == 403, (method, url, read.text)
+            assert read.json() == {"error": "key 'read-key' has scope 'read': it can only read (GET)"}
+    assert writes == 8
+    assert service.status(api.project.ws)["paused"] is False  # the refused writes did nothing
+    assert service.status(api.project.ws)["jobs"][1]["suspended"] is None
+
+
+def test_a_revoked_key_is_refused(api):
+    assert api.get("/api/v1/version").status_code == 200
+    service.keys_revoke(api.project.ws, "read-key")
+    time.sleep(1.1)  # keys are re-read once a second
+    assert api.get("/api/v1/version").status_code == 401
+
+
+def test_no_secret_in_any_response(api):
+    record = service.run(api.project.ws, "sync")
+    bodies = []
+    for method, path in routes(api.client.app):
+        if method == "GET" and "stream" not in path:
+            bodies.append(api.get(concrete(path, record["run_id"])).text)
+    bodies.append(api.get("/api/v1/connections/warehouse", params={"namespace": "team"}).text)
+    bodies.append(api.client.get("/openapi.json").text)
+    bodies.append(api.client.get("/").text)
+    text = "\n".join(bodies)
+    assert SECRET not in text
+    assert "API_TEST_PASSWORD" not in text  # not even which variable holds it
+    for row in api.project.ws.store().api_keys():
+        assert row["key_hash"] not in text
+    for key in api.keys.values():
+        assert key not in text
+    (warehouse,) = [c for c in api.get("/api/v1/connections").json() if c["connection"] == "team/warehouse"]
+    assert warehouse == warehouse | {
+        "type": "postgresql",
+        "host": "127.0.0.1",
+        "port": 5432,
+        "database": "wh",
+    }
+    assert warehouse["user"] == "loader" and warehouse["used_by"] == []
+    assert api.get("/api/v1/connections/src").json()["used_by"] == ["default/after", "default/sync"]
+
+
+def test_start_follow_and_list_runs(api):
+    started = api.post("/api/v1/jobs/sync/runs")
+    assert started.status_code == 202
+    run_id = started.json()["run_id"]
+    record = wait_run(api, run_id)
+    assert record["status"] == "succeeded" and record["trigger"] == "api (key operate-key)"
+    assert record["rows_written"] == 2 * ROWS
+    # a second run of some tasks only: the watermark finds nothing new, the full copy rewrites
+    again = api.post("/api/v1/jobs/sync/runs", json={"tasks": ["items"]}).json()["run_id"]
+    assert wait_run(api, again)["tasks"][0]["unchanged"] == 1
+    runs = api.get("/api/v1/jobs/sync/runs").json()  # by default, runs that changed nothing are hidden
+    assert [r["run_id"] for r in runs] == [run_id]
+    every = api.get("/api/v1/jobs/sync/runs", params={"filter": "all", "limit": 1}).json()
+    assert [r["run_id"] for r in every] == [again]
+    per_task = api.get("/api/v1/jobs/sync/runs", params={"task": "copy", "filter": "all"}).json()
+    assert [(r["run_id"], r["name"]) for r in per_task] == [(run_id, "copy")]
+    tasks = api.get("/api/v1/jobs/sync/tasks").json()
+    assert [(t["task"], t["last_run"]["run_id"]) for t in tasks] == [("items", again), ("copy", run_id)]
+
+    log = api.get(f"/api/v1/runs/{run_id}/log").json()
+    assert log["running"] is False and log["lines"][0]["message"] == "run started"
+    assert api.get(f"/api/v1/runs/{run_id}/log", params={"after": log["next"]}).json()["lines"] == []
+    warnings = api.get(f"/api/v1/runs/{run_id}/log", params={"level": "warning"}).json()["lines"]
+    assert all(line["level"] in ("warning", "error") for line in warnings)
+    with api.client.stream(
+        "GET", f"/api/v1/runs/{run_id}/log/stream", headers={"Authorization": f"Bearer {api.keys['read']}"}
+    ) as stream:
+        events = [json.loads(line[6:]) for line in stream.iter_lines() if line.startswith('data: {"')]
+    assert [e["message"] for e in events] == [line["message"] for line in log["lines"]]
+
+    job = api.get("/api/v1/jobs/sync").json()
+    assert job["status"]["last_run"]["run_id"] == again and job["file"] == "jobs.d/sync.yaml"
+    assert job["document"]["spec"]["tasks"][0]["name"] == "items" and len(job["tasks"]) == 2
+    assert api.get("/api/v1/jobs").json()[1]["job"] == "default/sync"
+
+
+def test_a_running_job_is_409_and_cancel_stops_it(api, monkeypatch):
+    monkeypatch.setenv("RUNNER_BATCH_DELAY", "0.1")  # a run of two seconds, in this process's workers
+    run_id = api.post("/api/v1/jobs/sync/runs").json()["run_id"]
+    deadline = time.monotonic() + 10
+    while api.get(f"/api/v1/runs/{run_id}").status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    busy = api.post("/api/v1/jobs/sync/runs")
+    assert busy.status_code == 409 and "already running" in busy.json()["error"]
+    pointer = api.put("/api/v1/jobs/sync/pointers/items", json={"value": "5"})
+    assert pointer.status_code == 409
+    status = api.get("/api/v1/status").json()
+    assert status["running"] == ["default/sync"] and status["mode"] == "daemon"
+    cancel = api.post("/api/v1/jobs/sync/cancel")
+    assert cancel.status_code == 202 and cancel.json()["run_id"] == run_id
+    record = wait_run(api, run_id)
+    assert record["status"] == "cancelled"
+    assert api.post("/api/v1/jobs/sync/cancel").status_code == 409  # nothing runs now
+
+
+def test_pointers_switches_and_pause(api):
+    service.run(api.project.ws, "sync")
+    assert api.get("/api/v1/jobs/sync/pointers").json()[0]["pointer"]["value"] == str(ROWS)
+    changed = api.put("/api/v1/jobs/sync/pointers/items", json={"value": "50"}).json()
+    assert changed["new"]["value"] == "50"
+    assert api.put("/api/v1/jobs/sync/pointers/items", json={"value": "x"}).status_code == 400
+    assert api.put("/api/v1/jobs/sync/pointers/copy", json={"value": "1"}).status_code == 400
+    assert api.put("/api/v1/jobs/sync/pointers/nope", json={"value": "1"}).status_code == 404
+    assert api.post("/api/v1/jobs/sync/suspend").json()["suspended"] is True
+    assert api.get("/api/v1/jobs/sync").json()["status"]["suspended"]["by"]
+    assert api.post("/api/v1/jobs/sync/resume").json()["changed"] is True
+    assert api.post("/api/v1/pause").json()["paused"] is True
+    assert api.get("/api/v1/status").json()["paused"] is True
+    assert api.post("/api/v1/unpause").json() == {"paused": False}
+
+
+def test_adhoc_runs_are_validated_and_recorded_under_their_name(api):
+    spec = {
+        "source": "src",
+        "target": "dst",
+        "tasks": [
+            {
+                "name": "once",
+                "read": {"query": "SELECT id, v FROM items WHERE id <= 7"},
+                "write": {"table": "adhoc"},
+            }
+        ],
+    }
+    started = api.post("/api/v1/runs", json={"name": "one-off", "spec": spec})
+    assert started.status_code == 202, started.text
+    record = wait_run(api, started.json()["run_id"])
+    assert record["status"] == "succeeded" and record["job"] == "one-off" and record["rows_written"] == 7
+    assert record["trigger"] == "ad-hoc (key operate-key)"
+    assert service.get(api.project.ws, "Job")[0].name == "after"  # nothing was applied
+
+    bad = api.post("/api/v1/runs", json={"name": "x", "spec": spec | {"shedule": {}}})
+    assert bad.status_code == 422 and bad.json()["field"] == "spec.shedule"
+    dup = api.post("/api/v1/runs", json={"name": "x", "spec": spec | {"tasks": spec["tasks"] * 2}})
+    assert dup.status_code == 422 and dup.json()["error"] == "two tasks are named 'once'"
+    nowhere = api.post("/api/v1/runs", json={"name": "x", "spec": spec | {"source": "gone"}})
+    assert nowhere.status_code == 404 and "connection 'gone' is not applied" in nowhere.json()["error"]
+    upper = api.post("/api/v1/runs", json={"name": "Not A Name", "spec": spec})
+    assert upper.status_code == 422 and upper.json()["field"] == "name"
+
+
+def test_errors_are_json_with_status(api):
+    assert api.get("/api/v1/jobs/nope").status_code == 404
+    assert api.get("/api/v1/jobs/nope").json() == {
+        "error": "no job 'nope' in the applied state (run `runner apply` first?)"
+    }
+    assert api.get("/api/v1/runs/20990101T000000.000-abcdef").status_code == 404
+    assert api.get("/api/v1/runs/..%2F..%2Fetc").status_code == 404
+    assert api.get("/api/v1/connections/nope").status_code == 404
+    assert api.get("/api/v1/jobs/sync/runs", params={"limit": 0}).json()["field"] == "query.limit"
+    unknown_task = api.post("/api/v1/jobs/sync/runs", json={"tasks": ["nope"]})
+    assert unknown_task.status_code == 404 and "has no task 'nope'" in unknown_task.json()["error"]
+    extra = api.post("/api/v1/jobs/sync/runs", json={"resync": True, "bogus": 1})
+    assert extra.status_code == 422 and extra.json()["field"] == "bogus"
+
+
+def test_serve_is_read_only(read_only_api):
+    api = read_only_api
+    assert api.get("/api/v1/status").json()["mode"] == "serve"
+    refused = api.post("/api/v1/jobs/sync/runs")
+    assert refused.status_code == 403 and "read-only" in refused.json()["error"]
+    assert api.post("/api/v1/pause").status_code == 403
+    assert service.status(api.project.ws)["paused"] is False
+
+
+def test_the_openapi_document_describes_every_route(api):
+    assert set(routes(api.client.app)) == EXPECTED
+    assert api.client.get("/openapi.json").json()["info"]["title"] == "runner"
