@@ -30,7 +30,7 @@ schemas: $(STAMP)
 	$(BIN)/runner schemas --out schemas
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
-.PHONY: bench bench-A bench-B bench-C bench-X bench-memory
+.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py all --rows 1000000
@@ -49,6 +49,9 @@ bench-X: $(STAMP)
 
 bench-memory: $(STAMP)
 	$(BIN)/python bench/run.py --memory
+
+bench-api: $(STAMP)
+	$(BIN)/python bench/api_load.py --clients 50 --seconds 30
 
 clean:
 	rm -rf $(VENV) .runner demo/data .pytest_cache

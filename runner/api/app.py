@@ -11,8 +11,9 @@ Under `runner serve` the API is read-only: only the daemon starts runs.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -29,6 +30,34 @@ from runner.engine.changes import RunOptions
 from runner.errors import DefinitionsInvalid, JobBusy, NotFound, NotRunning, RunnerError
 
 STATIC = Path(__file__).parent / "static"
+FRESH_SECONDS = 0.5  # how long a listing is reused: dashboards poll it, many at once
+
+
+class Listings:
+    """Listings (jobs, status, a job's runs and tasks, connections) computed once and reused
+    for `FRESH_SECONDS`, so fifty dashboards polling cost about what one does. Any write
+    through the API forgets them, so a client sees its own change at once."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < FRESH_SECONDS:
+            return hit[1]
+        value = compute()
+        with self._lock:
+            if len(self._cache) > 1000:  # many distinct queries: start again rather than grow
+                self._cache.clear()
+            self._cache[key] = (now, value)
+        return value
+
+    def forget(self) -> None:
+        with self._lock:
+            self._cache.clear()
 
 
 class RunStarter(Protocol):
@@ -78,6 +107,7 @@ def _ref(name: str, namespace: str | None) -> str:
 def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastAPI:
     """The app; `runner` is None under `runner serve` (read-only)."""
     keys = KeyRing(ws)
+    listings = Listings()
     app = FastAPI(
         title="runner",
         version=_version(),
@@ -94,6 +124,8 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastA
                 403, "this server is read-only (runner serve): use runner daemon --http to act on runs"
             )
         request.state.key = key  # runs it starts name it in their history
+        if request.method not in ("GET", "HEAD"):
+            listings.forget()
         return key
 
     @app.exception_handler(AuthError)
@@ -135,7 +167,7 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastA
     @api.get("/status", tags=["agent"])
     def get_status() -> dict[str, Any]:
         """Running or paused, the jobs running now, the state's revision and git commit."""
-        info = service.status(ws)
+        info = listings.get(("status",), lambda: service.status(ws))
         running = [j["job"] for j in info["jobs"] if j["running"]]
         return {k: v for k, v in info.items() if k != "jobs"} | {
             "mode": "daemon" if runner is not None else "serve",
@@ -156,7 +188,7 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastA
     @api.get("/connections", tags=["connections"])
     def list_connections() -> list[dict[str, Any]]:
         """Metadata only (type, host, database, the jobs using it): never a secret."""
-        return service.connections(ws)
+        return listings.get(("connections",), lambda: service.connections(ws))
 
     @api.get("/connections/{name}", tags=["connections"])
     def get_connection(name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -168,7 +200,7 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastA
     @api.get("/jobs", tags=["jobs"])
     def list_jobs() -> list[dict[str, Any]]:
         """Each job's schedule, next run, last run, run going on, suspension, pending update."""
-        return service.status(ws)["jobs"]
+        return listings.get(("status",), lambda: service.status(ws))["jobs"]
 
     @api.get("/jobs/{name}", tags=["jobs"])
     def get_job(name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -190,7 +222,7 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastA
 
     @api.get("/jobs/{name}/tasks", tags=["tasks"])
     def list_tasks(name: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        return service.tasks(ws, _ref(name, namespace))
+        return listings.get(("tasks", name, namespace), lambda: service.tasks(ws, _ref(name, namespace)))
 
     @api.get("/jobs/{name}/pointers", tags=["pointers"])
     def get_pointers(name: str, namespace: str | None = None) -> list[dict[str, Any]]:
@@ -233,7 +265,10 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastA
         ),
         task: str | None = Query(None, description="One task's result in each run that ran it."),
     ) -> list[dict[str, Any]]:
-        return service.runs(ws, _ref(name, namespace), limit, task, changed_only=filter == "changes")
+        return listings.get(
+            ("runs", name, namespace, limit, filter, task),
+            lambda: service.runs(ws, _ref(name, namespace), limit, task, changed_only=filter == "changes"),
+        )
 
     @api.post("/runs", tags=["runs"], status_code=202)
     def start_adhoc(body: AdhocRunRequest, request: Request) -> dict[str, Any]:

@@ -1,0 +1,156 @@
+"""Load on the HTTP API while jobs run (issue 7): N concurrent clients list jobs and a job's
+history for S seconds against a real `runner daemon --http`; prints requests/s, latency
+percentiles and errors.
+
+The daemon runs in its own process on a temporary copy of the demo (two SQLite databases),
+with the demo job fired every 2 seconds (and the job that follows it) so runs go on during
+the load; the clients are asyncio tasks sharing one httpx connection pool in this process.
+Both share the machine's cores, as they would on a small server.
+
+    .venv/bin/python bench/api_load.py [--clients 50] [--seconds 30] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+RUNNER = [sys.executable, "-m", "runner"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(folder: Path) -> str:
+    """The demo's definitions with a 2-second schedule, its source, and a read key."""
+    for name in ("jobs.d", "connections.d"):
+        shutil.copytree(REPO / name, folder / name)
+    job = folder / "jobs.d" / "shop-to-warehouse.yaml"
+    text = job.read_text()
+    job.write_text(text.replace('cron: "*/15 * * * *"', 'cron: "* * * * * */2"'))
+    subprocess.run(
+        [sys.executable, str(REPO / "demo/make_source.py"), str(folder / "demo/data/shop.db")], check=True
+    )
+    subprocess.run([*RUNNER, "--dir", str(folder), "apply"], check=True, capture_output=True)
+    created = subprocess.run(
+        [*RUNNER, "--dir", str(folder), "keys", "create", "load", "--scope", "read"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return created.stdout.strip()
+
+
+async def client(http: httpx.AsyncClient, deadline: float, latencies: list[float], errors: list[str]) -> None:
+    paths = ["/api/v1/jobs", "/api/v1/jobs/shop-to-warehouse/runs?filter=all&limit=20"]
+    i = 0
+    while time.monotonic() < deadline:
+        path = paths[i % 2]
+        i += 1
+        started = time.perf_counter()
+        try:
+            response = await http.get(path)
+            if response.status_code != 200:
+                errors.append(f"{path}: HTTP {response.status_code}")
+        except httpx.HTTPError as exc:
+            errors.append(f"{path}: {type(exc).__name__}: {exc}")
+        latencies.append(time.perf_counter() - started)
+
+
+async def load(port: int, key: str, clients: int, seconds: float) -> tuple[list[float], list[str], float]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=30
+    ) as http:
+        await http.get("/api/v1/version")  # warm: imports, first state-store read
+        started = time.monotonic()
+        deadline = started + seconds
+        await asyncio.gather(*(client(http, deadline, latencies, errors) for _ in range(clients)))
+        elapsed = time.monotonic() - started
+    return latencies, errors, elapsed
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="runner-api-load-") as tmp:
+        folder = Path(tmp)
+        key = prepare(folder)
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+        log = (folder / "daemon.log").open("w")
+        daemon = subprocess.Popen(
+            [*RUNNER, "--dir", str(folder), "daemon", "--http", f"127.0.0.1:{port}"], stderr=log, env=env
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while "serving the API" not in (folder / "daemon.log").read_text():
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    print((folder / "daemon.log").read_text(), file=sys.stderr)
+                    return 1
+                time.sleep(0.05)
+            runs_before = len(list((folder / ".runner/history").glob("*/*/*.json")))
+            latencies, errors, elapsed = asyncio.run(load(port, key, args.clients, args.seconds))
+            runs_during = len(list((folder / ".runner/history").glob("*/*/*.json"))) - runs_before
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(60)
+            log.close()
+        result = {
+            "clients": args.clients,
+            "seconds": round(elapsed, 1),
+            "requests": len(latencies),
+            "requests_per_second": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+            "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+            "max_ms": round(max(latencies) * 1000, 1),
+            "mean_ms": round(statistics.fmean(latencies) * 1000, 1),
+            "errors": len(errors),
+            "first_errors": errors[:5],
+            "job_runs_during_load": runs_during,
+            "daemon_exit": daemon.returncode,
+        }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{result['clients']} clients for {result['seconds']} s: {result['requests']} requests, "
+            f"{result['requests_per_second']} req/s; latency p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+            f"max {result['max_ms']} ms; {result['errors']} errors; {result['job_runs_during_load']} job runs "
+            f"meanwhile (target: no errors, p99 < 100 ms)"
+        )
+        for error in result["first_errors"]:
+            print(f"  {error}")
+    return 0 if not errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
