@@ -141,11 +141,12 @@ def main() -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
+        r = result
         print(
-            f"{result['clients']} clients for {result['seconds']} s: {result['requests']} requests, "
-            f"{result['requests_per_second']} req/s; latency p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
-            f"max {result['max_ms']} ms; {result['errors']} errors; {result['job_runs_during_load']} job runs "
-            f"meanwhile (target: no errors, p99 < 100 ms)"
+            f"{r['clients']} clients for {r['seconds']} s: {r['requests']} requests, "
+            f"{r['requests_per_second']} req/s; latency p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+            f"max {r['max_ms']} ms; {r['errors']} errors; {r['job_runs_during_load']} job runs "
+            "meanwhile (target: no errors, p99 < 100 ms)"
         )
         for error in result["first_errors"]:
             print(f"  {error}")
