@@ -117,7 +117,7 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastA
         ),
     )
 
-    def authorized(request: Request) -> Key:
+    async def authorized(request: Request) -> Key:  # on the event loop: no thread per check
         key = keys.check(request.headers.get("authorization"), request.method)
         if runner is None and request.method not in ("GET", "HEAD"):
             raise AuthError(
