@@ -659,10 +659,18 @@ PAUSED = "paused"  # the settings key of `runner pause`
 
 
 def cancel(ws: Workspace, ref: str) -> dict[str, Any]:
-    """Ask a running job to stop at its next batch boundary, in whichever process runs it."""
-    job = find(ws, "Job", ref)
-    held = ws.store().request_cancel(job_lock(job.ref), f"{StateStore.holder()} at {utcnow()}")
-    return {"job": job.ref, "run_id": held.run_id, "holder": held.holder}
+    """Ask a running job to stop at its next batch boundary, in whichever process runs it (also
+    a job deleted from the definitions while its run goes on, or an ad-hoc run)."""
+    try:
+        job_ref = find(ws, "Job", ref).ref
+    except NotFound:
+        running = [lock.name.removeprefix("job:") for lock in ws.store().locks("job:") if lock.alive]
+        matches = [r for r in running if r == ref or ("/" not in ref and r.endswith(f"/{ref}"))]
+        if len(matches) != 1:
+            raise
+        job_ref = matches[0]
+    held = ws.store().request_cancel(job_lock(job_ref), f"{StateStore.holder()} at {utcnow()}")
+    return {"job": job_ref, "run_id": held.run_id, "holder": held.holder}
 
 
 def suspend(ws: Workspace, ref: str, suspended: bool = True) -> dict[str, Any]:
@@ -710,7 +718,26 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
     daemon = store.lock_info(DAEMON_LOCK)
     latest = store.latest_revision()
     jobs = []
-    for job in store.objects("Job"):
+    applied = store.objects("Job")
+    keys = {(o.namespace, o.name) for o in applied}
+    for ref in sorted(set(running) - {o.ref for o in applied}):  # deleted (or ad-hoc) while it runs
+        namespace, _, name = ref.partition("/")
+        lock = running[ref]
+        jobs.append(
+            {
+                "job": ref,
+                "schedule": None,
+                "after": [],
+                "next_run": None,
+                "last_run": None,
+                "running": {"run_id": lock.run_id, "since": lock.acquired_at, "holder": lock.holder},
+                "suspended": None,
+                "pending_update": False,
+                "revision": None,
+                "applied": False,
+            }
+        )
+    for job in applied:
         spec = job.document["spec"]
         lock = running.get(job.ref)
         recent = [_with_live_status(ws, r) for r in history.list_runs(ws.history, job.namespace, job.name, 2)]
@@ -722,7 +749,13 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
             {
                 "job": job.ref,
                 "schedule": schedule,
-                "after": spec.get("after", []),
+                "after": [  # as the daemon reads them: namespace/name
+                    {
+                        "job": "/".join(resolve_reference(t["job"], job.namespace, keys) or ("?", t["job"])),
+                        "when": t.get("when", "succeeded"),
+                    }
+                    for t in spec.get("after", [])
+                ],
                 "next_run": (next_fire_times(schedule, 1, now) or [None])[0]
                 if schedule and not switch and not paused["paused"]
                 else None,
@@ -735,6 +768,7 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
                     current and current.get("revision", job.revision_id) < job.revision_id
                 ),
                 "revision": job.revision_id,
+                "applied": True,
             }
         )
     return {

@@ -3,6 +3,7 @@ daemon's executor (to start runs) and stops with it."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -46,11 +47,13 @@ class HttpServer:
             time.sleep(0.02)
 
     def serve_forever(self) -> None:
-        """Serve on this thread until SIGTERM/SIGINT (`runner serve`)."""
-        self.server.run()
-        if not self.server.started:
-            config = self.server.config
-            raise RunnerError(f"cannot serve HTTP on {config.host}:{config.port} (address in use?)")
+        """Serve until SIGTERM/SIGINT, then stop and return (`runner serve` exits 0)."""
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        self.start()
+        stop.wait()
+        self.stop()
 
     def stop(self) -> None:
         self.server.should_exit = True

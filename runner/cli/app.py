@@ -484,14 +484,20 @@ def _switch(job: str, suspended: bool) -> None:
 @app.command()
 def pause() -> None:
     """Stop all scheduling by the daemon (cron, triggers, retries); running jobs finish."""
-    service.pause(STATE.workspace, True)
+    try:
+        service.pause(STATE.workspace, True)
+    except RunnerError as exc:
+        fail(exc)
     out.print("scheduling paused; `runner unpause` resumes it", markup=False)
 
 
 @app.command()
 def unpause() -> None:
     """Resume scheduling; a cron slot missed while paused runs once."""
-    service.pause(STATE.workspace, False)
+    try:
+        service.pause(STATE.workspace, False)
+    except RunnerError as exc:
+        fail(exc)
     out.print("scheduling resumed", markup=False)
 
 
@@ -521,7 +527,11 @@ def daemon(
         ),
     ] = 1.0,
     no_watch: Annotated[
-        bool, typer.Option("--no-watch", help="Do not watch the folders; only `runner apply` changes jobs.")
+        bool,
+        typer.Option(
+            "--no-watch",
+            help="Apply the folders once at start, then do not watch them (later: `runner apply`).",
+        ),
     ] = False,
     http: Annotated[
         str | None,

@@ -20,9 +20,10 @@ from typing import Any
 
 from runner import service
 from runner.daemon.logs import DaemonLog
+from runner.definitions import secrets
 from runner.engine.cancel import CancelToken
 from runner.engine.changes import RunOptions
-from runner.errors import JobBusy, RunnerError
+from runner.errors import JobBusy, NotFound, RunnerError
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Finished:
     record: dict[str, Any] | None  # the run's history record; None when it did not run
     error: str | None = None  # why it did not run
     busy: bool = False  # another process was running the job
+    gone: bool = False  # the job is no longer applied
 
 
 class Executor:
@@ -110,11 +112,14 @@ class Executor:
                 outcome = Finished(request, record)
         except JobBusy as exc:
             outcome = Finished(request, None, str(exc), busy=True)
+        except NotFound as exc:  # deleted since it was asked for
+            outcome = Finished(request, None, str(exc), gone=True)
         except RunnerError as exc:
             outcome = Finished(request, None, str(exc))
         except Exception as exc:  # noqa: BLE001 - a worker must outlive any one run
-            outcome = Finished(request, None, f"{type(exc).__name__}: {exc}")
+            outcome = Finished(request, None, secrets.redact(f"{type(exc).__name__}: {exc}"))
         finally:
+            self._log_end(outcome)  # before a queued run of the job starts, so the log reads in order
             with self._lock:
                 self._active.pop(request.job, None)
                 self._run_ids.pop(request.job, None)
@@ -123,6 +128,23 @@ class Executor:
             self.wake.set()
             if queued is not None:
                 self.submit(queued)
+
+    def _log_end(self, outcome: Finished) -> None:
+        request, record = outcome.request, outcome.record
+        if record is None:
+            level = "info" if outcome.gone else "warning" if outcome.busy else "error"
+            self.log(level, "run not started", job=request.job, trigger=request.trigger, error=outcome.error)
+            return
+        status = record["status"]
+        self.log(
+            "info" if status == "succeeded" else "warning" if status == "cancelled" else "error",
+            f"run {status}",
+            job=request.job,
+            run=record["run_id"],
+            seconds=record.get("seconds"),
+            rows_written=record.get("rows_written"),
+            error=record.get("error"),
+        )
 
     def running(self) -> dict[str, str | None]:
         """Jobs running or waiting for a worker -> their run id once started."""
@@ -154,5 +176,5 @@ class Executor:
         with self._lock:
             return not self._active
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def shutdown(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=True)

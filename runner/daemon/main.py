@@ -23,9 +23,11 @@ import heapq
 import os
 import queue
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runner import service
@@ -63,6 +65,16 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _check_writable(folder: Path) -> None:
+    """Refuse to start when runs could not record themselves (history files and logs)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise RunnerError(f"the history folder {folder} is not writable: {exc.strerror}") from None
+
+
 class Daemon:
     def __init__(
         self, ws: service.Workspace, options: DaemonOptions | None = None, log: DaemonLog | None = None
@@ -72,6 +84,7 @@ class Daemon:
         self.log = log or DaemonLog()
         self._stop = threading.Event()
         self._force = threading.Event()
+        self._abandon = threading.Event()
         self._wake = threading.Event()
         self.executor = Executor(ws, self.options.workers, self.log, self._wake)
         self.scheduler = Scheduler()
@@ -80,7 +93,7 @@ class Daemon:
         )
         self._revision: int | None = -1
         self.jobs: dict[str, dict[str, Any]] = {}  # ref -> applied spec
-        self.followers: dict[str, list[tuple[str, str]]] = {}  # upstream ref -> [(job, when)]
+        self.followers: dict[str, dict[str, set[str]]] = {}  # upstream ref -> {job: statuses firing it}
         self.suspended: set[str] = set()
         self.paused = False
         self._retries: list[tuple[float, int, Request]] = []  # (monotonic due, seq, request)
@@ -90,7 +103,10 @@ class Daemon:
     # --- lifecycle -----------------------------------------------------------------------
 
     def request_stop(self, *_: Any) -> None:
-        """Signal handler: the first signal stops scheduling, a second cancels runs at once."""
+        """Signal handler: the first signal stops scheduling, a second cancels runs at once, a
+        third stops waiting for them (a run cut there is like one killed: the next resumes)."""
+        if self._force.is_set():
+            self._abandon.set()
         if self._stop.is_set():
             self._force.set()
         self._stop.set()
@@ -107,8 +123,9 @@ class Daemon:
         except LockTimeout:
             held = store.lock_info(service.DAEMON_LOCK)
             raise RunnerError(
-                f"a daemon already runs on this state store ({held.holder if held else 'unknown'}); "
-                "one daemon per state store"
+                f"a daemon already runs on this state store ({held.holder if held else 'unknown'}, "
+                f"since {held.acquired_at if held else '?'}); one daemon per state store. If that process "
+                f"is gone, release its lock with `runner force-unlock {held.lock_id if held else 'LOCK_ID'}`"
             ) from None
         http = None
         try:
@@ -119,20 +136,31 @@ class Daemon:
                 workers=self.options.workers,
                 pid=os.getpid(),
             )
-            self.scheduler.marks = {
-                f"{ns}/{name}": dt.datetime.fromisoformat(slot)
-                for (ns, name), slot in store.schedule_marks().items()
-            }
+            _check_writable(self.ws.history)
+            marks = store.schedule_marks()
+            self.scheduler = Scheduler(
+                {f"{ns}/{name}": dt.datetime.fromisoformat(slot) for (ns, name), (slot, _) in marks.items()},
+                {f"{ns}/{name}": made_by for (ns, name), (_, made_by) in marks.items() if made_by},
+            )
+            if self.watcher:  # before the first reconcile: a change made meanwhile is seen
+                self.watcher.start()
             self._reconcile()
             self._refresh()
             self._catch_up()
-            if self.watcher:
-                self.watcher.start()
             if self.options.http:
                 http = self._serve_http(self.options.http)
             while not self._stop.is_set():
-                self._tick()
-                self._wake.wait(self._sleep_seconds())
+                try:
+                    self._tick()
+                    wait = self._sleep_seconds()
+                except Exception as exc:  # noqa: BLE001 - the state store away for a while, a full disk: go on
+                    self.log(
+                        "error",
+                        "the daemon's loop failed; trying again",
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    wait = max(1.0, self.options.poll) * 5
+                self._wake.wait(wait)
                 self._wake.clear()
             self._shutdown()
         finally:
@@ -140,8 +168,11 @@ class Daemon:
                 http.stop()
             if self.watcher:
                 self.watcher.stop()
-            self.executor.shutdown()
-            store.release(service.DAEMON_LOCK, lock_id)
+            self.executor.shutdown(wait=not self._abandon.is_set())
+            try:
+                store.release(service.DAEMON_LOCK, lock_id)
+            except Exception as exc:  # noqa: BLE001 - a lock left here is taken over by the next daemon on this host
+                self.log("error", "cannot release the daemon's lock", error=f"{type(exc).__name__}: {exc}")
         self.log("info", "daemon stopped")
         return 0
 
@@ -173,8 +204,10 @@ class Daemon:
                 jobs=sorted(self.executor.running()),
             )
             self.executor.cancel_all("cancelled: the daemon is stopping")
-        while not self.executor.idle():
-            time.sleep(0.05)
+        while not self.executor.idle() and not self._abandon.is_set():
+            self._abandon.wait(0.05)
+        if self._abandon.is_set() and not self.executor.idle():
+            self.log("warning", "exiting without waiting for runs", jobs=sorted(self.executor.running()))
         self._drain()
 
     # --- the loop ------------------------------------------------------------------------
@@ -214,6 +247,9 @@ class Daemon:
         return max(0.01, min(waits))
 
     def _submit(self, request: Request) -> None:
+        if request.attempt == 1:  # a new run of the job: a retry still waiting is not needed any more
+            self._retries = [r for r in self._retries if r[2].job != request.job]
+            heapq.heapify(self._retries)
         outcome = self.executor.submit(request)
         if outcome != "started":
             self.log(
@@ -222,7 +258,7 @@ class Daemon:
 
     def _mark(self, job: str, slot: dt.datetime) -> None:
         namespace, _, name = job.partition("/")
-        self.ws.store().set_schedule_mark(namespace, name, slot.isoformat())
+        self.ws.store().set_schedule_mark(namespace, name, slot.isoformat(), self.scheduler.made_by.get(job))
 
     # --- runs asked for through the HTTP API ---------------------------------------------
 
@@ -303,9 +339,10 @@ class Daemon:
             for o in objects:
                 for trigger in o.document["spec"].get("after", []):
                     upstream = resolve_reference(trigger["job"], o.namespace, keys)
-                    if upstream is not None:
+                    if upstream is not None:  # a job named twice (as name and ns/name) follows once
                         key = f"{upstream[0]}/{upstream[1]}"
-                        self.followers.setdefault(key, []).append((o.ref, trigger.get("when", "succeeded")))
+                        whens = self.followers.setdefault(key, {}).setdefault(o.ref, set())
+                        whens |= WHEN[trigger.get("when", "succeeded")]
             crons = {
                 ref: Cron.of(spec["schedule"]) for ref, spec in self.jobs.items() if spec.get("schedule")
             }
@@ -357,19 +394,8 @@ class Daemon:
     def _ended(self, finished: Finished) -> None:
         request, record = finished.request, finished.record
         if record is None:
-            level = "warning" if finished.busy else "error"
-            self.log(level, "run not started", job=request.job, trigger=request.trigger, error=finished.error)
             return
         status = record["status"]
-        self.log(
-            "info" if status == "succeeded" else "warning" if status == "cancelled" else "error",
-            f"run {status}",
-            job=request.job,
-            run=record["run_id"],
-            seconds=record.get("seconds"),
-            rows_written=record.get("rows_written"),
-            error=record.get("error"),
-        )
         if self._stop.is_set() or request.adhoc is not None:
             return  # an ad-hoc run is not the applied job of its name: no retries, no triggers
         spec = self.jobs.get(request.job) if scheduled(request.trigger) else None  # a person's run: no retry
@@ -390,6 +416,6 @@ class Daemon:
             return
         if self.paused:
             return
-        for job, when in self.followers.get(request.job, []):
-            if status in WHEN[when] and job not in self.suspended:
+        for job, statuses in sorted(self.followers.get(request.job, {}).items()):
+            if status in statuses and job not in self.suspended:
                 self._submit(Request(job, f"after {request.job} {status}"))

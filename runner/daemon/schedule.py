@@ -33,9 +33,25 @@ class Cron:
     def _iter(self, start: dt.datetime) -> croniter:
         return croniter(self.expression, start.astimezone(zoneinfo.ZoneInfo(self.timezone)))
 
+    @property
+    def key(self) -> str:
+        return f"{self.expression}|{self.timezone}"
+
     def next_after(self, moment: dt.datetime) -> dt.datetime:
-        """The first slot strictly after `moment`, in UTC."""
-        return self._iter(moment).get_next(dt.datetime).astimezone(dt.UTC)
+        """The first slot strictly after `moment`, in UTC. When clocks go back, a cron with a
+        fixed hour fires once, in the first pass of the repeated hour (as cron does)."""
+        nxt = self._iter(moment).get_next(dt.datetime)
+        fields = self.expression.split()
+        if nxt.fold == 1 and fields[1] != "*" and self._shadowed(nxt):
+            nxt = self._iter(nxt).get_next(dt.datetime)
+        return nxt.astimezone(dt.UTC)
+
+    def _shadowed(self, slot: dt.datetime) -> bool:
+        """Whether the same wall time, in the first pass of a repeated hour, is a slot too."""
+        first = slot.replace(fold=0)
+        return first.utcoffset() != slot.utcoffset() and self._iter(first - dt.timedelta(seconds=1)).get_next(
+            dt.datetime
+        ).replace(tzinfo=None) == first.replace(tzinfo=None)
 
     def latest_until(self, moment: dt.datetime) -> dt.datetime:
         """The last slot at or before `moment`, in UTC."""
@@ -56,17 +72,29 @@ MISSED_CAP = 1000  # counting missed slots of a per-second cron after a long dow
 class Scheduler:
     """Cron bookkeeping for the daemon; `marks` are the last fired slots (UTC)."""
 
-    def __init__(self, marks: dict[str, dt.datetime] | None = None):
+    def __init__(self, marks: dict[str, dt.datetime] | None = None, made_by: dict[str, str] | None = None):
         self.crons: dict[str, Cron] = {}
         self.marks: dict[str, dt.datetime] = dict(marks or {})
+        # the schedule each mark was made by ("cron|timezone"); a mark of unknown origin is kept
+        self.made_by: dict[str, str] = dict(made_by or {})
 
     def set_jobs(self, crons: dict[str, Cron], now: dt.datetime) -> list[str]:
-        """Replace the scheduled jobs; returns the ones seen for the first time (marked `now`)."""
-        self.crons = dict(crons)
-        new = [job for job in crons if job not in self.marks]
-        for job in new:
+        """Replace the scheduled jobs; returns the ones marked `now`: seen for the first time,
+        or with a schedule other than the one of their mark (a slot of the new schedule between
+        the old mark and now was never missed). Jobs no longer scheduled lose their mark."""
+        fresh = [
+            job
+            for job, cron in crons.items()
+            if job not in self.marks or self.made_by.setdefault(job, cron.key) != cron.key
+        ]
+        for job in fresh:
             self.marks[job] = now
-        return new
+            self.made_by[job] = crons[job].key
+        for job in set(self.marks) - set(crons):
+            del self.marks[job]
+            self.made_by.pop(job, None)
+        self.crons = dict(crons)
+        return fresh
 
     def due(self, now: dt.datetime, skip: set[str] = frozenset()) -> list[Due]:  # type: ignore[assignment]
         """Jobs with a slot since their mark, each once; their marks move to the latest slot.

@@ -90,5 +90,6 @@ class FolderWatcher:
             return max(0.0, self._last_change + self.debounce - time.monotonic())
 
     def stop(self) -> None:
-        self._observer.stop()
-        self._observer.join(timeout=5)
+        if self._observer.is_alive():
+            self._observer.stop()
+            self._observer.join(timeout=5)

@@ -360,7 +360,10 @@ class JobSpec(StrictModel):
         1,
         ge=1,
         le=32,
-        description=("Tasks run side by side, each with its own connections; 1 runs them one after another."),
+        description=(
+            "Tasks run side by side, each with its own connections; 1 runs them one after another. "
+            "Into a SQLite target (one writer at a time) they always run one after another."
+        ),
     )
     after: list[Trigger] = Field(
         default_factory=list,

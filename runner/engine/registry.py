@@ -8,6 +8,7 @@ twice is an error, never a silent overwrite.
 from __future__ import annotations
 
 import importlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ class Kind:
 
 _KINDS: dict[str, Kind] = {}
 _loaded = False
+_loading = threading.Lock()
 
 
 def register(kind: Kind) -> None:
@@ -41,12 +43,15 @@ def register(kind: Kind) -> None:
 
 
 def kinds() -> dict[str, Kind]:
-    """Every registered type (the built-in modules are imported on first use)."""
+    """Every registered type (the built-in modules are imported on first use, once, also when
+    several threads ask at the same time: parallel tasks, the daemon's workers)."""
     global _loaded
     if not _loaded:
-        _loaded = True
-        for module in BUILTIN:
-            importlib.import_module(module)
+        with _loading:
+            if not _loaded:
+                for module in BUILTIN:
+                    importlib.import_module(module)
+                _loaded = True
     return dict(_KINDS)
 
 

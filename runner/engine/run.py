@@ -31,6 +31,9 @@ def _failed(result: TaskResult, exc: BaseException) -> None:
     result.status, result.error = "failed", secrets.redact(text)
 
 
+ONE_WRITER = {"sqlite"}  # targets where parallel tasks would only wait for each other's lock
+
+
 def run_job(
     spec: JobSpec,
     connections: dict[str, tuple[str, dict[str, Any]]],
@@ -72,7 +75,15 @@ def run_job(
         if results[i].status == "cancelled" or (results[i].status == "failed" and spec.on_error == "stop"):
             stop.set()
 
-    if spec.parallel == 1 or len(tasks) == 1:
+    parallel = spec.parallel
+    if parallel > 1 and connections["target"][1].get("type") in ONE_WRITER:
+        log(
+            "warning",
+            "the target takes one writer at a time: the tasks run one after another",
+            parallel=parallel,
+        )
+        parallel = 1
+    if parallel == 1 or len(tasks) == 1:
         with _connected(connections, base_dir, results[0], log) as ends:
             if ends is not None:
                 for i, task in enumerate(tasks):
@@ -91,7 +102,7 @@ def run_job(
                 return
             one(i, task, ends)
 
-    with ThreadPoolExecutor(min(spec.parallel, len(tasks)), thread_name_prefix=f"{job}-task") as pool:
+    with ThreadPoolExecutor(min(parallel, len(tasks)), thread_name_prefix=f"{job}-task") as pool:
         for future in [pool.submit(own_connections, i, task) for i, task in enumerate(tasks)]:
             future.result()
     return results

@@ -99,6 +99,7 @@ schedule_marks = sa.Table(
     sa.Column("namespace", sa.String(63), primary_key=True),
     sa.Column("name", sa.String(63), primary_key=True),
     sa.Column("last_slot", sa.String(40), nullable=False),
+    sa.Column("schedule", sa.String(300)),  # "cron|timezone" the slot belongs to: a new one starts afresh
 )
 
 
@@ -247,5 +248,10 @@ def _v5(conn: sa.Connection) -> None:
     v5.create_all(conn)
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(conn: sa.Connection) -> None:
+    """The schedule a cron mark was made for, so an edited schedule starts afresh."""
+    conn.exec_driver_sql("ALTER TABLE schedule_marks ADD COLUMN schedule VARCHAR(300)")
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 LATEST = len(MIGRATIONS)

@@ -328,6 +328,12 @@ class StateStore:
                         ids = sa.select(ts.c.id).where(mine).scalar_subquery()
                         conn.execute(schema.row_digests.delete().where(schema.row_digests.c.task_id.in_(ids)))
                         conn.execute(ts.delete().where(mine))
+                        for runtime in (
+                            schema.job_switches,
+                            schema.schedule_marks,
+                        ):  # a suspension, a cron mark
+                            named = (runtime.c.namespace == w.namespace) & (runtime.c.name == w.name)
+                            conn.execute(runtime.delete().where(named))
                     continue
                 values: dict[str, Any] = {"file": w.file, "line": w.line}
                 if w.new_revision:
@@ -613,11 +619,13 @@ class StateStore:
             row = conn.execute(sa.select(table).where(table.c.key == key)).first()
         return (json.loads(row.value), row.updated_at, row.updated_by) if row else None
 
-    def schedule_marks(self) -> dict[tuple[str, str], str]:
-        """(namespace, name) -> the last cron slot the daemon fired the job for (ISO, UTC)."""
+    def schedule_marks(self) -> dict[tuple[str, str], tuple[str, str | None]]:
+        """(namespace, name) -> (the last cron slot the daemon fired the job for, ISO in UTC;
+        the schedule it was fired by, "cron|timezone")."""
         with self.engine.connect() as conn:
             return {
-                (r.namespace, r.name): r.last_slot for r in conn.execute(sa.select(schema.schedule_marks))
+                (r.namespace, r.name): (r.last_slot, r.schedule)
+                for r in conn.execute(sa.select(schema.schedule_marks))
             }
 
     # --- API keys ----------------------------------------------------------------------
@@ -654,8 +662,10 @@ class StateStore:
             for namespace, name in gone:
                 conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
 
-    def set_schedule_mark(self, namespace: str, name: str, slot: str) -> None:
+    def set_schedule_mark(self, namespace: str, name: str, slot: str, schedule: str | None = None) -> None:
         table = schema.schedule_marks
         with self.engine.begin() as conn:
             conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
-            conn.execute(table.insert().values(namespace=namespace, name=name, last_slot=slot))
+            conn.execute(
+                table.insert().values(namespace=namespace, name=name, last_slot=slot, schedule=schedule)
+            )

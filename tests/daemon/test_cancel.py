@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from runner import service
 from runner.engine.cancel import CancelToken
@@ -103,26 +104,47 @@ def test_a_run_past_its_timeout_is_cancelled_and_counts_as_failed(project):
     assert pointer["pointer"]["value"] == str(written)
 
 
-def test_parallel_tasks_run_side_by_side_on_their_own_connections(project):
-    tasks = "\n".join(
-        f"- {{name: {t}, read: {{table: {t}}}, write: {{table: {t}, keys: [id]}}, "
-        "changes: {strategy: watermark, column: seq}}"
-        for t in ("items", "more", "most")
-    )
-    setup_job(project, tasks, extra="  parallel: 3\n")
-    record = service.run(project.ws, "sync", progress=lambda task, rows: time.sleep(0.02))
-    assert record["status"] == "succeeded"
-    assert sorted(t["name"] for t in record["tasks"]) == ["items", "more", "most"]
-    for table in ("items", "more", "most"):
-        assert target_rows(project, table) == [(i, i, f"v{i}") for i in range(1, ROWS + 1)]
+PARALLEL = "\n".join(
+    f"- {{name: {t}, read: {{table: {t}}}, write: {{table: {t}, keys: [id]}}, "
+    "changes: {strategy: watermark, column: seq}}"
+    for t in ("items", "more", "most")
+)
+
+
+def started_before_any_ended(project, record) -> list[str]:
     log = service.logs(project.ws, record["run_id"])
     events = [(e["message"], e.get("task")) for e in log if e["message"].startswith("task ")]
     first_end = next(i for i, (message, _) in enumerate(events) if message == "task succeeded")
-    assert sorted(task for message, task in events[:first_end] if message == "task started") == [
-        "items",
-        "more",
-        "most",
-    ]  # all three started before any ended
+    return sorted(task for message, task in events[:first_end] if message == "task started")
+
+
+def test_parallel_tasks_run_side_by_side_on_their_own_connections(project, pg_url):
+    project.write("connections.d/c.yaml", TWO_SQLITE.split("---")[0])
+    project.connection("dst", "postgresql", pg_url)
+    project.job("sync", "src", "dst", PARALLEL, extra=f"  batch_size: {BATCH}\n  parallel: 3\n")
+    make_source(project.root, ("items", "more", "most"))
+    service.apply(project.ws)
+    record = service.run(project.ws, "sync", progress=lambda task, rows: time.sleep(0.02))
+    assert record["status"] == "succeeded"
+    assert sorted(t["name"] for t in record["tasks"]) == ["items", "more", "most"]
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"), poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        for table in ("items", "more", "most"):
+            rows = conn.exec_driver_sql(f"SELECT id, seq, v FROM {table} ORDER BY id").all()
+            assert [tuple(r) for r in rows] == [(i, i, f"v{i}") for i in range(1, ROWS + 1)]
+    engine.dispose()
+    assert started_before_any_ended(project, record) == ["items", "more", "most"]
+
+
+def test_parallel_tasks_into_sqlite_run_one_after_another(project):
+    setup_job(project, PARALLEL, extra="  parallel: 3\n")
+    record = service.run(project.ws, "sync")
+    assert record["status"] == "succeeded"
+    assert started_before_any_ended(project, record) == ["items"]
+    log = service.logs(project.ws, record["run_id"])
+    assert any("one writer at a time" in e["message"] for e in log)
+    for table in ("items", "more", "most"):
+        assert target_rows(project, table) == [(i, i, f"v{i}") for i in range(1, ROWS + 1)]
 
 
 def test_pointer_set_is_refused_while_the_job_runs(project):

@@ -104,13 +104,18 @@ def test_a_trigger_chain_and_two_triggers_of_one_job_never_overlap(daemon_projec
     p.write("jobs.d/c.yaml", job_yaml("c", extra="  after: [{job: b, when: finished}]\n"))
     # d follows both a and b: b starts when a ends, so d is asked twice while it runs
     p.write("jobs.d/d.yaml", job_yaml("d", extra="  after: [{job: a}, {job: b}]\n"))
+    # e names a twice (by name and by namespace/name): it follows a once
+    p.write("jobs.d/e.yaml", job_yaml("e", extra="  after: [{job: a}, {job: default/a, when: finished}]\n"))
     service.apply(p.ws)
     seed_missed_slot(p.ws, "a")
     d = p.start(env=SLOW)
     d.wait_for(lambda e: ran(e, "default/c"))
     d.wait_for(lambda e: ran(e, "default/d") and len([x for x in d.events() if ran(x, "default/d")]) == 2)
     assert d.stop() == 0
-    triggers = {job: [r["trigger"] for r in service.runs(p.ws, job)][::-1] for job in "abcd"}
+    d.wait_for(lambda e: ran(e, "default/e"))
+    time.sleep(0.5)
+    triggers = {job: [r["trigger"] for r in service.runs(p.ws, job)][::-1] for job in "abcde"}
+    assert triggers["e"] == ["after default/a succeeded"]
     assert triggers["a"] == [triggers["a"][0]] and triggers["a"][0].startswith("catch-up: missed cron slot")
     assert triggers["b"] == ["after default/a succeeded"]
     assert triggers["c"] == ["after default/b succeeded"]
@@ -257,7 +262,8 @@ def test_a_running_job_is_refused_elsewhere_and_an_update_waits_as_pending(daemo
     second.wait_for(lambda e: e["event"] == "daemon started")
     third = p.start()
     assert third.proc.wait(30) == 1
-    assert "a daemon already runs on this state store" in third.log_path.read_text()
+    refusal = third.log_path.read_text()
+    assert "a daemon already runs on this state store" in refusal and "runner force-unlock " in refusal
     assert second.stop() == 0
 
 
@@ -307,3 +313,43 @@ def test_a_job_deleted_while_it_runs_finishes_its_run(daemon_project):
     assert d.stop() == 0
     assert source_equals_target(p)
     assert service.get(p.ws, "Job") == []
+
+
+def test_the_daemon_outlives_its_state_store_going_away(daemon_project, pg_url):
+    """A PostgreSQL state store that refuses connections for a while: the daemon logs it and
+    goes on; cron runs resume when the store is back."""
+    import sqlalchemy as sa
+
+    p = daemon_project
+    p.write("jobs.d/sync.yaml", job_yaml("sync", extra='  schedule: {cron: "* * * * * *"}\n'))
+    d = p.start(env={"RUNNER_STATE": pg_url})
+    d.wait_for(lambda e: e["event"] == "run succeeded")
+    database = sa.make_url(pg_url).database
+    admin = sa.create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.NullPool,
+    )
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        conn.exec_driver_sql(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+        )
+    failed = d.wait_for(lambda e: e["event"] == "the daemon's loop failed; trying again")
+    time.sleep(1)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    admin.dispose()
+    d.wait_for(lambda e: e["event"] == "run succeeded", after=d.events().index(failed), timeout=30)
+    assert d.proc.poll() is None
+    assert d.stop() == 0
+
+
+def test_a_history_folder_that_cannot_be_written_stops_the_daemon_at_start(daemon_project):
+    p = daemon_project
+    (p.root / "not-a-folder").write_text("")
+    d = p.start("--workers", "1", env={"RUNNER_HISTORY": str(p.root / "not-a-folder" / "history")})
+    assert d.proc.wait(30) == 1
+    log = d.log_path.read_text()
+    assert "error: the history folder" in log and "is not writable" in log and "Traceback" not in log
+    assert service.status(p.ws)["daemon"] is None  # its lock was released

@@ -61,3 +61,40 @@ def test_removed_jobs_stop_firing():
     s.set_jobs({}, at(0.5))
     assert s.due(at(10)) == []
     assert s.next_wakeup() is None
+
+
+def test_an_edited_schedule_starts_afresh_and_a_removed_one_forgets_its_mark():
+    s = Scheduler()
+    s.set_jobs({"ns/a": Cron("0 0 * * *")}, T0)
+    assert [d.job for d in s.due(T0 + dt.timedelta(hours=1))] == ["ns/a"]  # midnight passed
+    later = T0 + dt.timedelta(hours=10, minutes=30)
+    assert s.set_jobs({"ns/a": Cron("0 * * * *")}, later) == ["ns/a"]  # now hourly: not nine missed slots
+    assert s.due(later + dt.timedelta(minutes=1)) == []
+    assert s.set_jobs({}, later) == [] and s.marks == {}
+    assert s.set_jobs({"ns/a": Cron("0 * * * *")}, later + dt.timedelta(hours=5)) == ["ns/a"]
+    assert s.due(later + dt.timedelta(hours=5, minutes=1)) == []
+
+
+def test_a_mark_of_unknown_schedule_is_kept():
+    mark = T0 - dt.timedelta(days=1)
+    s = Scheduler({"ns/a": mark})
+    assert s.set_jobs({"ns/a": Cron("0 * * * *")}, T0) == []
+    assert s.marks["ns/a"] == mark and len(s.due(T0)) == 1
+
+
+def test_a_fixed_time_runs_once_when_clocks_go_back():
+    # Berlin, 2026-10-25: 03:00 CEST becomes 02:00 CET; 02:30 happens twice
+    s = Scheduler()
+    start = dt.datetime(2026, 10, 24, 12, tzinfo=dt.UTC)
+    s.set_jobs(
+        {"ns/daily": Cron("30 2 * * *", "Europe/Berlin"), "ns/half": Cron("*/30 * * * *", "Europe/Berlin")},
+        start,
+    )
+    fired: dict[str, int] = {"ns/daily": 0, "ns/half": 0}
+    moment = start
+    while moment < dt.datetime(2026, 10, 25, 6, tzinfo=dt.UTC):
+        moment += dt.timedelta(minutes=5)
+        for due in s.due(moment):
+            fired[due.job] += 1
+    assert fired["ns/daily"] == 1
+    assert fired["ns/half"] == 18 * 2  # every half hour of the 18 real hours, the repeated one included

@@ -40,7 +40,7 @@ def test_status_lists_jobs_with_schedule_last_run_and_switches(project):
     assert sync["next_run"].endswith("T03:00:00+09:00")
     assert sync["last_run"]["status"] == "succeeded" and sync["last_run"]["rows_written"] == 2 * ROWS
     assert sync["running"] is None and sync["suspended"] is None and sync["pending_update"] is False
-    assert jobs["default/next"]["after"] == [{"job": "sync", "when": "finished"}]
+    assert jobs["default/next"]["after"] == [{"job": "default/sync", "when": "finished"}]
     assert jobs["default/next"]["last_run"] is None
 
     assert cli(project, "suspend", "sync").stdout == "default/sync suspended\n"
@@ -97,3 +97,55 @@ def test_run_ids_sort_by_start_time_within_a_second():
     t = dt.datetime(2026, 11, 23, 4, 17, 6, 999_000, tzinfo=dt.UTC)
     ids = [new_run_id(t + dt.timedelta(milliseconds=ms)) for ms in (-998, -1, 0, 1)]
     assert ids == sorted(ids) and len({i[:19] for i in ids}) == 4
+
+
+def test_a_job_deleted_while_it_runs_is_listed_and_can_be_cancelled(project):
+    import threading
+    import time
+
+    from runner.engine.cancel import CancelToken
+
+    setup(project)
+    records: list[dict] = []
+    started = threading.Event()
+
+    def progress(task, rows):
+        started.set()
+        time.sleep(0.05)
+
+    worker = threading.Thread(
+        target=lambda: records.append(
+            service.run(
+                service.Workspace(project.root), "sync", progress=progress, cancel=CancelToken(interval=0)
+            )
+        )
+    )
+    worker.start()
+    assert started.wait(20)
+    (project.root / "jobs.d/sync.yaml").unlink()
+    (project.root / "jobs.d/next.yaml").unlink()
+    assert cli(project, "apply").exit_code == 0
+    info = json.loads(cli(project, "status", "--format", "json").stdout)
+    (row,) = info["jobs"]
+    assert row["job"] == "default/sync" and row["applied"] is False and row["running"]["run_id"]
+    assert cli(project, "cancel", "sync").exit_code == 0
+    worker.join(30)
+    assert records[0]["status"] == "cancelled"
+
+
+def test_deleting_a_job_forgets_its_suspension(project):
+    setup(project)
+    assert cli(project, "suspend", "sync").exit_code == 0
+    sync = (project.root / "jobs.d/sync.yaml").read_text()
+    (project.root / "jobs.d/sync.yaml").unlink()
+    (project.root / "jobs.d/next.yaml").unlink()
+    assert cli(project, "apply").exit_code == 0
+    assert service.runtime_switches(project.ws)["suspended"] == []
+    (project.root / "jobs.d/sync.yaml").write_text(sync)
+    assert cli(project, "apply").exit_code == 0
+    assert json.loads(cli(project, "status", "--format", "json").stdout)["jobs"][0]["suspended"] is None
+
+
+def test_pause_with_an_unusable_state_store_is_an_error_not_a_traceback(project):
+    result = CliRunner().invoke(app, ["--dir", str(project.root), "--state", "foo://x", "pause"])
+    assert result.exit_code == 1 and result.stderr.startswith("error: ")

@@ -197,7 +197,7 @@ def test_lock_of_a_live_process_is_kept(tmp_path):
 
 
 def test_store_of_an_older_version_is_migrated(tmp_path):
-    """A store left at version 2 by an earlier runner gains what versions 3, 4 and 5 add."""
+    """A store left at version 2 by an earlier runner gains what the later versions add."""
     url = f"sqlite:///{tmp_path / 'state.db'}"
     engine = sa.create_engine(url)
     with engine.begin() as conn:
@@ -210,7 +210,7 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
         )
     engine.dispose()
     store = StateStore(url)
-    assert store.schema_version() == schema.LATEST == 5
+    assert store.schema_version() == schema.LATEST == 6
     state = store.task_state("d", "j", "t")
     assert state.digests_pending is False
     store.set_digests_pending(state.id, True)
@@ -222,5 +222,5 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
     store.set_setting("paused", True, "me")
     assert store.setting("paused")[0] is True
     store.set_schedule_mark("d", "j", "2026-01-01T00:00:00+00:00")
-    assert store.schedule_marks() == {("d", "j"): "2026-01-01T00:00:00+00:00"}
+    assert store.schedule_marks() == {("d", "j"): ("2026-01-01T00:00:00+00:00", None)}
     store.close()
