@@ -484,21 +484,21 @@ def _switch(job: str, suspended: bool) -> None:
 @app.command()
 def pause() -> None:
     """Stop all scheduling by the daemon (cron, triggers, retries); running jobs finish."""
-    try:
-        service.pause(STATE.workspace, True)
-    except RunnerError as exc:
-        fail(exc)
-    out.print("scheduling paused; `runner unpause` resumes it", markup=False)
+    _pause(True, "scheduling paused; `runner unpause` resumes it")
 
 
 @app.command()
 def unpause() -> None:
     """Resume scheduling; a cron slot missed while paused runs once."""
+    _pause(False, "scheduling resumed")
+
+
+def _pause(paused: bool, done: str) -> None:
     try:
-        service.pause(STATE.workspace, False)
+        service.pause(STATE.workspace, paused)
     except RunnerError as exc:
         fail(exc)
-    out.print("scheduling resumed", markup=False)
+    out.print(done, markup=False)
 
 
 @app.command()
