@@ -555,8 +555,17 @@ def runs(
 ) -> list[dict[str, Any]]:
     """A job's runs, newest first; with `task`, that task's result in each run that ran it.
     `changed_only` leaves out runs that succeeded without writing a row (DataZen's default
-    history filter)."""
-    job = find(ws, "Job", ref)
+    history filter). A name that is not applied but has runs (an ad-hoc job's, a deleted job's)
+    lists them too."""
+    try:
+        job = find(ws, "Job", ref)
+    except NotFound:
+        namespace, _, name = ref.rpartition("/")
+        namespace = namespace or DEFAULT_NAMESPACE
+        named = all(re.fullmatch(NAME_PATTERN, part) for part in (namespace, name))
+        if task is not None or not named or not (ws.history / namespace / name).is_dir():
+            raise
+        job = AppliedObject("Job", namespace, name, {}, "", "", 0, 0)
     if task is None:
         out = []
         for record in history.iter_runs(ws.history, job.namespace, job.name):

@@ -206,6 +206,8 @@ def test_adhoc_runs_are_validated_and_recorded_under_their_name(api):
     record = wait_run(api, started.json()["run_id"])
     assert record["status"] == "succeeded" and record["job"] == "one-off" and record["rows_written"] == 7
     assert record["trigger"] == "ad-hoc (key operate-key)"
+    listed = api.get("/api/v1/jobs/one-off/runs", params={"filter": "all"}).json()
+    assert [r["run_id"] for r in listed] == [record["run_id"]]  # in the history under its name
     assert service.get(api.project.ws, "Job")[0].name == "after"  # nothing was applied
 
     bad = api.post("/api/v1/runs", json={"name": "x", "spec": spec | {"shedule": {}}})
@@ -226,6 +228,10 @@ def test_errors_are_json_with_status(api):
     assert api.get("/api/v1/runs/20990101T000000.000-abcdef").status_code == 404
     assert api.get("/api/v1/runs/..%2F..%2Fetc").status_code == 404
     assert api.get("/api/v1/connections/nope").status_code == 404
+    assert api.get("/api/v1/jobs/..", params={"namespace": ".."}).status_code == 404
+    assert api.get("/api/v1/jobs/..%2F..%2Fetc/runs").status_code == 404
+    assert api.get("/api/v1/jobs/../runs".replace("..", "%2E%2E")).status_code in (404, 405)
+    assert api.get("/api/v1/jobs/..%2F..%2Fetc/runs").status_code == 404
     assert api.get("/api/v1/jobs/sync/runs", params={"limit": 0}).json()["field"] == "query.limit"
     unknown_task = api.post("/api/v1/jobs/sync/runs", json={"tasks": ["nope"]})
     assert unknown_task.status_code == 404 and "has no task 'nope'" in unknown_task.json()["error"]

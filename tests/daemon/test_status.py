@@ -149,3 +149,14 @@ def test_deleting_a_job_forgets_its_suspension(project):
 def test_pause_with_an_unusable_state_store_is_an_error_not_a_traceback(project):
     result = CliRunner().invoke(app, ["--dir", str(project.root), "--state", "foo://x", "pause"])
     assert result.exit_code == 1 and result.stderr.startswith("error: ")
+
+
+def test_history_of_a_name_not_applied_is_read_only_for_plain_names(project):
+    setup(project)
+    import pytest
+
+    from runner.errors import NotFound
+
+    for ref in ("..", "../..", "default/..", "x/../y", "nope"):
+        with pytest.raises(NotFound):
+            service.runs(project.ws, ref)
