@@ -106,3 +106,7 @@ class Cancelled(RunnerError):
 
 class NotRunning(RunnerError):
     """Asked to cancel a job that is not running."""
+
+
+class NameTaken(RunnerError):
+    """An ad-hoc run asked for the name of an applied job."""

@@ -26,13 +26,23 @@ from runner.engine import pointers, registry
 from runner.engine.cancel import CancelToken
 from runner.engine.changes import Progress, RunOptions, TaskResult
 from runner.engine.run import run_job
-from runner.errors import DefinitionsInvalid, JobBusy, LockTimeout, NotFound, Problem, RunnerError
+from runner.errors import (
+    DefinitionsInvalid,
+    JobBusy,
+    Location,
+    LockTimeout,
+    NameTaken,
+    NotFound,
+    Problem,
+    RunnerError,
+)
 from runner.history import files as history
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
 from runner.state.store import APPLY_LOCK, AppliedObject, Lock, StateStore, utcnow
 
 DEFAULT_LOCK_TIMEOUT = 60.0
+ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
 
 
 @dataclass
@@ -305,6 +315,9 @@ def run_adhoc(
     return _run_locked(ws, job, parsed, ends, options, None, None, cancel, None, trigger, run_id)
 
 
+ADHOC_ONLY_ONCE = ("schedule", "after", "retry")  # the daemon's fields: an ad-hoc run runs once, now
+
+
 def adhoc_job(
     name: str, spec: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
 ) -> tuple[AppliedObject, JobSpec]:
@@ -312,9 +325,17 @@ def adhoc_job(
     metadata = {"name": name, "namespace": namespace}
     document = {"apiVersion": API_VERSION, "kind": "Job", "metadata": metadata, "spec": spec}
     problems = check_document(document, "ad-hoc job", registry.connection_models())
+    problems += [
+        Problem(
+            Location("ad-hoc job", field=f"spec.{field}"),
+            f"'{field}' does not apply to an ad-hoc run: it runs once, now",
+        )
+        for field in ADHOC_ONLY_ONCE
+        if field in spec
+    ]
     if problems:
         raise DefinitionsInvalid(problems)
-    return AppliedObject("Job", namespace, name, document, "", "(ad-hoc)", 0, 0), JobSpec.model_validate(spec)
+    return AppliedObject("Job", namespace, name, document, "", ADHOC_FILE, 0, 0), JobSpec.model_validate(spec)
 
 
 def check_tasks(ws: Workspace, ref: str, tasks: list[str] | None) -> None:
@@ -328,8 +349,24 @@ def check_tasks(ws: Workspace, ref: str, tasks: list[str] | None) -> None:
         )
 
 
-def check_adhoc_connections(ws: Workspace, job: AppliedObject) -> None:
-    """Raise NotFound when an ad-hoc job names a connection that is not applied."""
+def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> None:
+    """An ad-hoc job may not take an applied job's name (it would share its pointers and
+    digests), nor name a task it does not have or a connection that is not applied."""
+    try:
+        applied = ws.store().get("Job", job.namespace, job.name)
+    except NotFound:
+        applied = None
+    if applied is not None:
+        raise NameTaken(
+            f"job {job.ref} is applied: an ad-hoc run takes a name of its own (its pointers and digests "
+            "are kept under it)"
+        )
+    names = [t["name"] for t in job.document["spec"]["tasks"]]
+    unknown = sorted(set(tasks or ()) - set(names))
+    if unknown:
+        raise NotFound(
+            f"the ad-hoc job has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
+        )
     _connections_of(ws, job, JobSpec.model_validate(job.document["spec"]))
 
 
@@ -410,6 +447,7 @@ def _execute(
         "target": ends["target"][0],
         "options": {k: v for k, v in asdict(options).items() if v},
         "trigger": trigger,
+        **({"adhoc_spec": job.document["spec"]} if job.file == ADHOC_FILE else {}),  # what it ran, for audit
         "status": "running",
         "started_at": utcnow(),
         "finished_at": None,
@@ -507,9 +545,15 @@ def pointer_show(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     return out
 
 
-def pointer_set(ws: Workspace, ref: str, task_name: str, value: str | None) -> dict[str, Any]:
+MAX_POINTER = 1000  # characters of a pointer given by hand
+
+
+def pointer_set(
+    ws: Workspace, ref: str, task_name: str, value: str | None, by: str | None = None
+) -> dict[str, Any]:
     """Set a watermark task's pointer (None clears it: the next run reads everything), as
-    DataZen's settspointer does; the change is recorded in the job's pointer log."""
+    DataZen's settspointer does; the change is recorded in the job's pointer log. It holds the
+    job's lock meanwhile: a run cannot start between the check and the write."""
     job, spec, _ = _job_and_connections(ws, ref)
     task = next((t for t in spec.tasks if t.name == task_name), None)
     if task is None:
@@ -518,18 +562,28 @@ def pointer_set(ws: Workspace, ref: str, task_name: str, value: str | None) -> d
         raise RunnerError(
             f"task {task_name!r} uses strategy {task.changes.strategy!r}; only watermark tasks have a pointer"
         )
+    if value is not None and len(value) > MAX_POINTER:
+        raise RunnerError(f"a pointer is at most {MAX_POINTER} characters")
     store = ws.store()
-    held = store.lock_info(job_lock(job.ref))
-    if held is not None and held.alive:
-        raise JobBusy(f"job {job.ref} is running ({held.holder}); set its pointer when the run has ended")
-    state = store.task_state(job.namespace, job.name, task.name)
-    old = state.pointer if state.watermark_column == task.changes.column else None
     try:
-        new = pointers.parse(value, old) if value is not None else None
-    except ValueError as exc:
-        raise RunnerError(str(exc)) from None
-    by = f"set by {StateStore.holder()}"
-    store.set_pointer(state.id, task.changes.column, new, by)
+        lock_id = store.acquire(job_lock(job.ref), timeout=0)
+    except LockTimeout:
+        held = store.lock_info(job_lock(job.ref))
+        holder = held.holder if held else "another process"
+        raise JobBusy(
+            f"job {job.ref} is running ({holder}); set its pointer when the run has ended"
+        ) from None
+    try:
+        state = store.task_state(job.namespace, job.name, task.name)
+        old = state.pointer if state.watermark_column == task.changes.column else None
+        try:
+            new = pointers.parse(value, old) if value is not None else None
+        except ValueError as exc:
+            raise RunnerError(str(exc)) from None
+        by = f"set by {by or StateStore.holder()}"
+        store.set_pointer(state.id, task.changes.column, new, by)
+    finally:
+        store.release(job_lock(job.ref), lock_id)
     history.RunLog(history.pointer_log_path(ws.history, job.namespace, job.name))(
         "info", "pointer set", task=task.name, old=old, new=new, by=by
     )
@@ -667,7 +721,7 @@ def serve(ws: Workspace, bind: str) -> None:
 PAUSED = "paused"  # the settings key of `runner pause`
 
 
-def cancel(ws: Workspace, ref: str) -> dict[str, Any]:
+def cancel(ws: Workspace, ref: str, by: str | None = None) -> dict[str, Any]:
     """Ask a running job to stop at its next batch boundary, in whichever process runs it (also
     a job deleted from the definitions while its run goes on, or an ad-hoc run)."""
     try:
@@ -678,21 +732,21 @@ def cancel(ws: Workspace, ref: str) -> dict[str, Any]:
         if len(matches) != 1:
             raise
         job_ref = matches[0]
-    held = ws.store().request_cancel(job_lock(job_ref), f"{StateStore.holder()} at {utcnow()}")
+    held = ws.store().request_cancel(job_lock(job_ref), f"{by or StateStore.holder()} at {utcnow()}")
     return {"job": job_ref, "run_id": held.run_id, "holder": held.holder}
 
 
-def suspend(ws: Workspace, ref: str, suspended: bool = True) -> dict[str, Any]:
+def suspend(ws: Workspace, ref: str, suspended: bool = True, by: str | None = None) -> dict[str, Any]:
     """Suspend (or resume) a job: the daemon's cron and triggers skip it until it is resumed.
     A runtime switch in the state store, not a change to the definitions in git."""
     job = find(ws, "Job", ref)
-    changed = ws.store().set_suspended(job.namespace, job.name, suspended, StateStore.holder())
+    changed = ws.store().set_suspended(job.namespace, job.name, suspended, by or StateStore.holder())
     return {"job": job.ref, "suspended": suspended, "changed": changed}
 
 
-def pause(ws: Workspace, paused: bool = True) -> dict[str, Any]:
+def pause(ws: Workspace, paused: bool = True, by: str | None = None) -> dict[str, Any]:
     """Stop (or resume) all scheduling by the daemon; running jobs finish."""
-    ws.store().set_setting(PAUSED, paused, StateStore.holder())
+    ws.store().set_setting(PAUSED, paused, by or StateStore.holder())
     return paused_info(ws)
 
 

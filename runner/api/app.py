@@ -1,65 +1,52 @@
 """The HTTP API (`/api/v1`) and the status page (`/`), over the same `runner.service` functions
 as the CLI. Definitions stay in git: the API reads them and acts on runs, never edits them.
 
-Every `/api/v1` route needs a key (`runner.api.auth`); the page itself holds no data and asks
-for a key, which the browser keeps. Errors are JSON: `{"error": message}` plus `field` (or
-`problems`, each with its field) where a request's content is wrong; 404 for an unknown job,
-run or connection, 409 for a job already running (or not running, for a cancel).
+Every `/api/v1` request is checked by `Guard` before its body is read: a key (`runner.api.auth`),
+its scope, a body of at most `MAX_BODY` bytes. The page holds no data and asks for a key,
+which the browser keeps. Errors are JSON: `{"error": message}` plus `field` (and `problems`,
+each with its field) where a request's content is wrong; 404 for an unknown job, run or
+connection, 409 for a job already running (or not running, for a cancel).
 Under `runner serve` the API is read-only: only the daemon starts runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner import service
 from runner.api.auth import AuthError, Key, KeyRing
 from runner.definitions.models import JobSpec, Name
 from runner.engine.changes import RunOptions
-from runner.errors import DefinitionsInvalid, JobBusy, NotFound, NotRunning, RunnerError
+from runner.errors import DefinitionsInvalid, JobBusy, NameTaken, NotFound, NotRunning, RunnerError
 
 STATIC = Path(__file__).parent / "static"
 FRESH_SECONDS = 0.5  # how long a listing is reused: dashboards poll it, many at once
-
-
-class Listings:
-    """Listings (jobs, status, a job's runs and tasks, connections) computed and encoded once
-    and reused for `FRESH_SECONDS`, so fifty dashboards polling cost about what one does. Any
-    write through the API forgets them, so a client sees its own change at once. Their routes
-    run on the event loop: a hit costs no thread; a miss (a few ms of state store and history
-    files, twice a second at most) is computed right there."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Response:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is None or now - hit[0] >= FRESH_SECONDS:
-            body = json.dumps(compute(), ensure_ascii=False, default=str).encode()
-            hit = (now, body)
-            with self._lock:
-                if len(self._cache) > 1000:  # many distinct queries: start again rather than grow
-                    self._cache.clear()
-                self._cache[key] = hit
-        return Response(hit[1], media_type="application/json")
-
-    def forget(self) -> None:
-        with self._lock:
-            self._cache.clear()
+MAX_BODY = 1 << 20  # bytes of a request body: a job spec is a few KB
+MAX_STREAMS = 32  # live tails open at once
+KEEP_ALIVE_SECONDS = 10.0  # a comment line in a quiet live tail, so proxies keep it open
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 class RunStarter(Protocol):
@@ -71,24 +58,51 @@ class RunStarter(Protocol):
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "yes" is not a boolean
 
 
 class RunRequest(Body):
     tasks: list[Name] | None = Field(None, description="Run only these tasks (all when left out).")
     resync: bool = Field(False, description="Forget pointers and digests first: read everything again.")
 
+    @field_validator("tasks")
+    @classmethod
+    def _once_each(cls, tasks: list[str] | None) -> list[str] | None:
+        if tasks is not None and len(set(tasks)) != len(tasks):
+            raise ValueError("a task is named twice")
+        return tasks
+
 
 class AdhocRunRequest(RunRequest):
-    name: Name = Field(description="The name its run is recorded under in the history.")
+    name: Name = Field(
+        description="Its own name (not an applied job's): its history and pointers are kept under it."
+    )
     namespace: Name = "default"
-    spec: JobSpec = Field(description="A job's spec, as in jobs.d/; it is run once, never applied.")
+    spec: JobSpec = Field(
+        description="A job's spec as in jobs.d/, without schedule, after or retry; run once."
+    )
 
 
 class PointerRequest(Body):
     value: str | None = Field(
-        description="The new pointer (as `runner pointer set` takes it), or null to clear it."
+        description="The new pointer (as `runner pointer set` takes it), or null to clear it.",
+        max_length=service.MAX_POINTER,
     )
+
+
+class Error(BaseModel):
+    error: str
+    field: str | None = None
+    problems: list[dict[str, Any]] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Error, "description": "No valid key"},
+    403: {"model": Error, "description": "The key's scope does not allow it, or the server is read-only"},
+    404: {"model": Error, "description": "No such job, run, connection or task"},
+    409: {"model": Error, "description": "The job is running (or, to cancel, is not)"},
+    422: {"model": Error, "description": "The request is invalid: `field` says where"},
+}
 
 
 def _version() -> str:
@@ -106,34 +120,136 @@ def _ref(name: str, namespace: str | None) -> str:
     return f"{namespace}/{name}" if namespace else name
 
 
-def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastAPI:
-    """The app; `runner` is None under `runner serve` (read-only)."""
+class Listings:
+    """Listings (jobs, status, a job's runs and tasks, connections) computed and encoded once
+    and reused for `FRESH_SECONDS`, so fifty dashboards polling cost about what one does. A
+    write through the API forgets them when it is done (`Guard`), so its client sees its own
+    change. A hit is served on the event loop; a miss is computed on a thread."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Any, ...], tuple[float, bytes]] = {}
+        self._lock = threading.Lock()
+
+    async def get(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Response:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is None or now - hit[0] >= FRESH_SECONDS:
+            value = await run_in_threadpool(compute)
+            hit = (now, json.dumps(value, ensure_ascii=False, default=str).encode())
+            with self._lock:
+                if len(self._cache) > 1000:  # many distinct queries: start again rather than grow
+                    self._cache.clear()
+                self._cache[key] = hit
+        return Response(hit[1], media_type="application/json")
+
+    def forget(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+
+class Guard:
+    """ASGI middleware in front of everything: `/api/v1` requests are refused before their
+    body is read unless they carry a valid key whose scope allows them (and, under
+    `runner serve`, only reads); bodies are capped at `MAX_BODY`; writes forget the cached
+    listings once done. Every response gets headers against caching and sniffing, the page
+    a content security policy."""
+
+    def __init__(self, app: ASGIApp, keys: KeyRing, listings: Listings, read_only: bool):
+        self.app, self.keys, self.listings, self.read_only = app, keys, listings, read_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, method = scope["path"], scope["method"]
+        extra = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
+        if not path.startswith("/api/"):
+            extra = [(k.lower().encode(), v.encode()) for k, v in PAGE_HEADERS.items()]
+        headers = dict(scope["headers"])
+        if path.startswith("/api/v1"):
+            try:
+                key = self.keys.check(headers.get(b"authorization", b"").decode("latin-1") or None, method)
+                if self.read_only and method != "GET":
+                    raise AuthError(
+                        403,
+                        "this server is read-only (runner serve): use runner daemon --http to act on runs",
+                    )
+                if int(headers.get(b"content-length", b"0") or 0) > MAX_BODY:
+                    raise AuthError(413, f"the request body is over {MAX_BODY} bytes")
+            except AuthError as exc:
+                await _refuse(exc, send)
+                return
+            except ValueError:
+                await _refuse(AuthError(400, "Content-Length is not a number"), send)
+                return
+            scope.setdefault("state", {})["key"] = key
+            receive = _capped(receive)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            if path.startswith("/api/v1") and method != "GET":
+                self.listings.forget()
+
+
+def _capped(receive: Receive) -> Receive:
+    """A body sent in chunks without a Content-Length stops at `MAX_BODY` too."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY:
+                raise HTTPException(413, f"the request body is over {MAX_BODY} bytes")
+        return message
+
+    return wrapped
+
+
+async def _refuse(exc: AuthError, send: Send) -> None:
+    body = json.dumps({"error": exc.message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
+    if exc.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="runner"'))
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_adhoc: bool = False) -> FastAPI:
+    """The app; `runner` is None under `runner serve` (read-only). Ad-hoc runs run any SQL
+    on any applied connection: they are refused unless `allow_adhoc`."""
     keys = KeyRing(ws)
     listings = Listings()
+    streams = threading.BoundedSemaphore(MAX_STREAMS)
     app = FastAPI(
         title="runner",
         version=_version(),
         description=(
             "Jobs, runs, history and logs of a runner daemon. Every /api/v1 route needs "
-            "`Authorization: SharedKey <key>` or `Bearer <key>` (`runner keys create`)."
+            "`Authorization: SharedKey <key>` or `Bearer <key>` (`runner keys create`); scope `read` "
+            "may GET, `operate` may also act on runs."
         ),
+        docs_url=None,  # Swagger UI and ReDoc load from a CDN: /openapi.json is the document
+        redoc_url=None,
     )
+    app.add_middleware(Guard, keys=keys, listings=listings, read_only=runner is None)
+    scheme = APIKeyHeader(name="Authorization", description="`SharedKey <key>` or `Bearer <key>`")
 
-    async def authorized(request: Request) -> Key:  # on the event loop: no thread per check
-        key = keys.check(request.headers.get("authorization"), request.method)
-        if runner is None and request.method not in ("GET", "HEAD"):
-            raise AuthError(
-                403, "this server is read-only (runner serve): use runner daemon --http to act on runs"
-            )
-        request.state.key = key  # runs it starts name it in their history
-        if request.method not in ("GET", "HEAD"):
-            listings.forget()
-        return key
+    def key_of(request: Request, _: str = Security(scheme)) -> Key:
+        return request.state.key  # checked by Guard; `scheme` documents it in the OpenAPI document
 
     @app.exception_handler(AuthError)
-    def auth_error(_: Request, exc: AuthError) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'Bearer realm="runner"'} if exc.status == 401 else None
-        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+    def refused(_: Request, exc: AuthError) -> JSONResponse:
+        return _error(exc.status, exc.message)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -144,6 +260,10 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastA
         first = problems[0] if problems else {"field": "", "message": "invalid request"}
         return _error(422, first["message"], field=first["field"], problems=problems)
 
+    @app.exception_handler(HTTPException)
+    def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
     @app.exception_handler(RunnerError)
     def runner_error(_: Request, exc: RunnerError) -> JSONResponse:
         if isinstance(exc, DefinitionsInvalid):
@@ -151,113 +271,122 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastA
                 {"field": p.location.field, "message": p.message, "hint": p.hint} for p in exc.problems
             ]
             return _error(422, problems[0]["message"], field=problems[0]["field"], problems=problems)
-        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, JobBusy | NotRunning) else 400
-        return _error(status, str(exc))
+        conflict = isinstance(exc, JobBusy | NotRunning | NameTaken)
+        return _error(404 if isinstance(exc, NotFound) else 409 if conflict else 400, str(exc))
 
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(authorized)])
+    api = APIRouter(prefix="/api/v1", responses=ERRORS)
 
     def starter() -> RunStarter:
-        assert runner is not None  # `authorized` refused every write under `runner serve`
+        assert runner is not None  # Guard refused every write under `runner serve`
         return runner
+
+    def by(key: Key) -> str:
+        return f"api key {key.name}"
 
     # --- agent -------------------------------------------------------------------------
 
     @api.get("/version", tags=["agent"])
-    def get_version() -> dict[str, Any]:
+    def get_version(key: Key = Security(key_of)) -> dict[str, Any]:
         return {"version": _version(), "api": "v1"}
 
     @api.get("/status", tags=["agent"])
-    async def get_status() -> Response:
+    async def get_status(key: Key = Security(key_of)) -> Response:
         """Running or paused, the jobs running now, the state's revision and git commit."""
 
         def agent() -> dict[str, Any]:
             info = service.status(ws)
             return {k: v for k, v in info.items() if k != "jobs"} | {
                 "mode": "daemon" if runner is not None else "serve",
+                "adhoc_runs": allow_adhoc and runner is not None,
                 "jobs": len(info["jobs"]),
                 "running": [j["job"] for j in info["jobs"] if j["running"]],
             }
 
-        return listings.get(("agent",), agent)
+        return await listings.get(("agent",), agent)
 
     @api.post("/pause", tags=["agent"])
-    def pause() -> dict[str, Any]:
-        return service.pause(ws, True)
+    def pause(key: Key = Security(key_of)) -> dict[str, Any]:
+        return service.pause(ws, True, by(key))
 
     @api.post("/unpause", tags=["agent"])
-    def unpause() -> dict[str, Any]:
-        return service.pause(ws, False)
+    def unpause(key: Key = Security(key_of)) -> dict[str, Any]:
+        return service.pause(ws, False, by(key))
 
     # --- connections -------------------------------------------------------------------
 
     @api.get("/connections", tags=["connections"])
-    async def list_connections() -> Response:
+    async def list_connections(key: Key = Security(key_of)) -> Response:
         """Metadata only (type, host, database, the jobs using it): never a secret."""
-        return listings.get(("connections",), lambda: service.connections(ws))
+        return await listings.get(("connections",), lambda: service.connections(ws))
 
     @api.get("/connections/{name}", tags=["connections"])
-    def get_connection(name: str, namespace: str | None = None) -> dict[str, Any]:
+    def get_connection(
+        name: str, namespace: str | None = None, key: Key = Security(key_of)
+    ) -> dict[str, Any]:
         found = service.find(ws, "Connection", _ref(name, namespace))
         return next(c for c in service.connections(ws) if c["connection"] == found.ref)
 
     # --- jobs --------------------------------------------------------------------------
 
     @api.get("/jobs", tags=["jobs"])
-    async def list_jobs() -> Response:
+    async def list_jobs(key: Key = Security(key_of)) -> Response:
         """Each job's schedule, next run, last run, run going on, suspension, pending update."""
-        return listings.get(("jobs",), lambda: service.status(ws)["jobs"])
+        return await listings.get(("jobs",), lambda: service.status(ws)["jobs"])
 
     @api.get("/jobs/{name}", tags=["jobs"])
-    def get_job(name: str, namespace: str | None = None) -> dict[str, Any]:
+    def get_job(name: str, namespace: str | None = None, key: Key = Security(key_of)) -> dict[str, Any]:
         """The applied spec, its revision and source file, its status and tasks."""
         ref = _ref(name, namespace)
         info = service.describe(ws, "Job", ref)
-        summary = next(
-            j for j in service.status(ws)["jobs"] if j["job"] == f"{info['namespace']}/{info['name']}"
-        )
+        job_ref = f"{info['namespace']}/{info['name']}"
+        summary = next(j for j in service.status(ws)["jobs"] if j["job"] == job_ref)
         return info | {"status": summary, "tasks": service.tasks(ws, ref)}
 
     @api.post("/jobs/{name}/suspend", tags=["jobs"])
-    def suspend(name: str, namespace: str | None = None) -> dict[str, Any]:
-        return service.suspend(ws, _ref(name, namespace), True)
+    def suspend(name: str, namespace: str | None = None, key: Key = Security(key_of)) -> dict[str, Any]:
+        return service.suspend(ws, _ref(name, namespace), True, by(key))
 
     @api.post("/jobs/{name}/resume", tags=["jobs"])
-    def resume(name: str, namespace: str | None = None) -> dict[str, Any]:
-        return service.suspend(ws, _ref(name, namespace), False)
+    def resume(name: str, namespace: str | None = None, key: Key = Security(key_of)) -> dict[str, Any]:
+        return service.suspend(ws, _ref(name, namespace), False, by(key))
 
     @api.get("/jobs/{name}/tasks", tags=["tasks"])
-    async def list_tasks(name: str, namespace: str | None = None) -> Response:
-        return listings.get(("tasks", name, namespace), lambda: service.tasks(ws, _ref(name, namespace)))
+    async def list_tasks(name: str, namespace: str | None = None, key: Key = Security(key_of)) -> Response:
+        return await listings.get(
+            ("tasks", name, namespace), lambda: service.tasks(ws, _ref(name, namespace))
+        )
 
     @api.get("/jobs/{name}/pointers", tags=["pointers"])
-    def get_pointers(name: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    def get_pointers(
+        name: str, namespace: str | None = None, key: Key = Security(key_of)
+    ) -> list[dict[str, Any]]:
         return service.pointer_show(ws, _ref(name, namespace))
 
     @api.put("/jobs/{name}/pointers/{task}", tags=["pointers"])
     def set_pointer(
-        name: str, task: str, body: PointerRequest, namespace: str | None = None
+        name: str, task: str, body: PointerRequest, namespace: str | None = None, key: Key = Security(key_of)
     ) -> dict[str, Any]:
         """Set a watermark task's pointer (409 while the job runs)."""
-        return service.pointer_set(ws, _ref(name, namespace), task, body.value)
+        return service.pointer_set(ws, _ref(name, namespace), task, body.value, by(key))
 
     # --- runs --------------------------------------------------------------------------
 
     @api.post("/jobs/{name}/runs", tags=["runs"], status_code=202)
     def start_run(
-        name: str, request: Request, body: RunRequest | None = None, namespace: str | None = None
+        name: str, body: RunRequest | None = None, namespace: str | None = None, key: Key = Security(key_of)
     ) -> dict[str, Any]:
         """Start a run now, optionally of some tasks or with resync (409 when it is running)."""
         body = body or RunRequest()
         job = service.find(ws, "Job", _ref(name, namespace))
-        options = RunOptions(tasks=body.tasks, resync=body.resync)
         service.check_tasks(ws, job.ref, body.tasks)  # an unknown task is a 404 now, not a failed run later
-        run_id = starter().start_run(job.ref, options, f"api (key {request.state.key.name})")
+        options = RunOptions(tasks=body.tasks, resync=body.resync)
+        run_id = starter().start_run(job.ref, options, f"api (key {key.name})")
         return {"run_id": run_id, "job": job.ref, "status": "started"}
 
     @api.post("/jobs/{name}/cancel", tags=["runs"], status_code=202)
-    def cancel(name: str, namespace: str | None = None) -> dict[str, Any]:
+    def cancel(name: str, namespace: str | None = None, key: Key = Security(key_of)) -> dict[str, Any]:
         """Stop the job's run at its next batch boundary (409 when it is not running)."""
-        return service.cancel(ws, _ref(name, namespace))
+        return service.cancel(ws, _ref(name, namespace), by(key))
 
     @api.get("/jobs/{name}/runs", tags=["runs"])
     async def job_runs(
@@ -269,24 +398,28 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastA
             description="changes: leave out runs that succeeded without writing a row; all: every run.",
         ),
         task: str | None = Query(None, description="One task's result in each run that ran it."),
+        key: Key = Security(key_of),
     ) -> Response:
-        return listings.get(
+        return await listings.get(
             ("runs", name, namespace, limit, filter, task),
             lambda: service.runs(ws, _ref(name, namespace), limit, task, changed_only=filter == "changes"),
         )
 
     @api.post("/runs", tags=["runs"], status_code=202)
-    def start_adhoc(body: AdhocRunRequest, request: Request) -> dict[str, Any]:
-        """Run a job spec once without applying it; its run is in the history under its name."""
+    def start_adhoc(body: AdhocRunRequest, key: Key = Security(key_of)) -> dict[str, Any]:
+        """Run a job spec once without applying it (when the daemon allows ad-hoc runs: they run
+        any SQL on any applied connection). Its spec is kept in its history record."""
+        if not allow_adhoc:
+            raise AuthError(403, "ad-hoc runs are off: the daemon allows them with --allow-adhoc")
         spec = body.spec.model_dump(mode="json", exclude_unset=True)
         job, _ = service.adhoc_job(body.name, spec, body.namespace)
-        service.check_adhoc_connections(ws, job)
+        service.check_adhoc(ws, job, body.tasks)
         options = RunOptions(tasks=body.tasks, resync=body.resync)
-        run_id = starter().start_run(job.ref, options, f"ad-hoc (key {request.state.key.name})", adhoc=spec)
+        run_id = starter().start_run(job.ref, options, f"ad-hoc (key {key.name})", adhoc=spec)
         return {"run_id": run_id, "job": job.ref, "status": "started"}
 
     @api.get("/runs/{run_id}", tags=["runs"])
-    def get_run(run_id: str) -> dict[str, Any]:
+    def get_run(run_id: str, key: Key = Security(key_of)) -> dict[str, Any]:
         return {k: v for k, v in service.run_record(ws, run_id).items() if k not in ("path", "log")}
 
     @api.get("/runs/{run_id}/log", tags=["runs"])
@@ -298,25 +431,49 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastA
         level: Literal["debug", "info", "warning", "error"] | None = Query(
             None, description="At this level or above."
         ),
+        key: Key = Security(key_of),
     ) -> dict[str, Any]:
         return service.log_since(ws, run_id, after, level)
 
-    @api.get("/runs/{run_id}/log/stream", tags=["runs"])
-    def stream_log(run_id: str) -> StreamingResponse:
-        """The run's log as server-sent events, line by line, until the run ends (a live tail)."""
-        service.log_since(ws, run_id)  # 404 before the stream starts
+    @api.get(
+        "/runs/{run_id}/log/stream",
+        tags=["runs"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
+    )
+    async def stream_log(run_id: str, request: Request, key: Key = Security(key_of)) -> StreamingResponse:
+        """The run's log as server-sent events (`id` = line number), line by line, until the
+        run ends (a live tail); a comment every 10 s keeps a quiet stream open. It ends when
+        the key is revoked. At most 32 streams are open at once (429 beyond)."""
+        await run_in_threadpool(service.log_since, ws, run_id)  # 404 before the stream starts
+        if not streams.acquire(blocking=False):
+            raise HTTPException(429, f"{MAX_STREAMS} live tails are open; try again later")
+        header = request.headers.get("authorization")
 
-        def events() -> Iterator[str]:
-            after = 0
-            while True:
-                part = service.log_since(ws, run_id, after)
-                for line in part["lines"]:
-                    yield f"data: {json.dumps(line, ensure_ascii=False)}\n\n"
-                after = part["next"]
-                if not part["running"]:
-                    yield "event: end\ndata: {}\n\n"
-                    return
-                time.sleep(0.25)
+        async def events() -> AsyncIterator[str]:
+            try:
+                after, quiet = 0, time.monotonic()
+                while True:
+                    part = await run_in_threadpool(service.log_since, ws, run_id, after)
+                    for line in part["lines"]:
+                        yield f"id: {after}\ndata: {json.dumps(line, ensure_ascii=False)}\n\n"
+                        after += 1
+                        quiet = time.monotonic()
+                    after = part["next"]
+                    if not part["running"]:
+                        yield "event: end\ndata: {}\n\n"
+                        return
+                    try:
+                        keys.check(header, "GET")
+                    except AuthError:
+                        yield 'event: end\ndata: {"error": "the key was revoked"}\n\n'
+                        return
+                    if time.monotonic() - quiet >= KEEP_ALIVE_SECONDS:
+                        yield ": keep-alive\n\n"
+                        quiet = time.monotonic()
+                    await asyncio.sleep(0.25)
+            finally:
+                streams.release()
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -325,5 +482,9 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None) -> FastA
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/app.js", include_in_schema=False)
+    def script() -> FileResponse:
+        return FileResponse(STATIC / "app.js", media_type="text/javascript")
 
     return app

@@ -541,6 +541,13 @@ def daemon(
             help="Serve the HTTP API (/api/v1) and the status page (/); the host defaults to 127.0.0.1.",
         ),
     ] = None,
+    allow_adhoc: Annotated[
+        bool,
+        typer.Option(
+            "--allow-adhoc",
+            help="Let operate keys POST ad-hoc job specs to /api/v1/runs: any SQL on any applied connection.",
+        ),
+    ] = False,
 ) -> None:
     """Watch jobs.d/ and connections.d/, apply changes, fire jobs on cron and triggers, run them.
     Logs one line per event on stderr (JSON when not a terminal). SIGTERM/SIGINT stop it cleanly."""
@@ -551,6 +558,7 @@ def daemon(
         "poll": poll,
         "watch": not no_watch,
         "http": http,
+        "allow_adhoc": allow_adhoc,
     }
     try:
         code = service.daemon(STATE.workspace, **options, **({"workers": workers} if workers else {}))

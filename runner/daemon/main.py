@@ -60,6 +60,7 @@ class DaemonOptions:
     poll: float = 1.0  # seconds between reads of the state store
     watch: bool = True
     http: str | None = None  # serve the HTTP API and status page on HOST:PORT
+    allow_adhoc: bool = False  # let operate keys POST ad-hoc job specs (any SQL on any applied connection)
 
 
 def _utcnow() -> dt.datetime:
@@ -185,7 +186,7 @@ class Daemon:
         # Runs and requests share the interpreter: hand it over every 1 ms (Python's default is
         # 5 ms), so a request waits less behind a run's Python work.
         sys.setswitchinterval(0.001)
-        server = HttpServer(create_app(self.ws, self), host, port)
+        server = HttpServer(create_app(self.ws, self, self.options.allow_adhoc), host, port)
         server.start()
         self.log("info", "serving the API and status page", url=f"http://{host}:{port}/")
         return server

@@ -32,6 +32,9 @@ class Api:
         self.daemon = daemon
         self.keys = keys
 
+    def auth(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[key]}"}
+
     def get(self, path: str, key: str = "read", **kwargs: Any) -> Any:
         return self.client.get(path, headers={"Authorization": f"Bearer {self.keys[key]}"}, **kwargs)
 
@@ -60,7 +63,7 @@ def make_api_project(project: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str,
 def api(project, monkeypatch) -> Iterator[Api]:
     keys = make_api_project(project, monkeypatch)
     daemon = Daemon(project.ws, DaemonOptions(workers=2, watch=False), log=DaemonLog(as_json=True))
-    with TestClient(create_app(project.ws, daemon)) as client:
+    with TestClient(create_app(project.ws, daemon, allow_adhoc=True)) as client:
         yield Api(project, client, daemon, keys)
     daemon.executor.cancel_all("the test ended")
     daemon.executor.shutdown()

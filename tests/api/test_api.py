@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import time
 
+from fastapi.testclient import TestClient
+
 from runner import service
+from runner.api.app import create_app
 from tests.api.conftest import SECRET
 from tests.daemon.conftest import ROWS
 
@@ -251,3 +254,69 @@ def test_serve_is_read_only(read_only_api):
 def test_the_openapi_document_describes_every_route(api):
     assert set(routes(api.client.app)) == EXPECTED
     assert api.client.get("/openapi.json").json()["info"]["title"] == "runner"
+
+
+def test_adhoc_runs_take_their_own_name_are_off_unless_allowed_and_are_recorded(api, project):
+    spec = {
+        "source": "src",
+        "target": "dst",
+        "tasks": [{"name": "t", "read": {"table": "items"}, "write": {"table": "x"}}],
+    }
+    service.run(project.ws, "sync")
+    before = service.pointer_show(project.ws, "sync")
+    taken = api.post("/api/v1/runs", json={"name": "sync", "spec": spec})
+    assert taken.status_code == 409 and "an ad-hoc run takes a name of its own" in taken.json()["error"]
+    assert service.pointer_show(project.ws, "sync") == before
+    unknown = api.post("/api/v1/runs", json={"name": "mine", "spec": spec, "tasks": ["nope"]})
+    assert unknown.status_code == 404 and "has no task 'nope'" in unknown.json()["error"]
+    scheduled = api.post(
+        "/api/v1/runs", json={"name": "mine", "spec": spec | {"schedule": {"cron": "* * * * *"}}}
+    )
+    assert scheduled.status_code == 422 and scheduled.json()["field"] == "spec.schedule"
+    twice = api.post("/api/v1/runs", json={"name": "mine", "spec": spec, "tasks": ["t", "t"]})
+    assert twice.status_code == 422 and twice.json()["field"] == "tasks"
+    run_id = api.post("/api/v1/runs", json={"name": "mine", "spec": spec}).json()["run_id"]
+    record = wait_run(api, run_id)
+    assert record["adhoc_spec"] == spec and record["status"] == "succeeded"
+
+    with TestClient(create_app(project.ws, api.daemon)) as off:  # the daemon's default
+        refused = off.post("/api/v1/runs", json={"name": "mine", "spec": spec}, headers=api.auth("operate"))
+    assert refused.status_code == 403 and "--allow-adhoc" in refused.json()["error"]
+
+
+def test_bodies_are_refused_before_they_are_read(api):
+    big = b"x" * (2 << 20)
+    headers = {"content-type": "application/json"}
+    assert api.client.post("/api/v1/runs", content=big, headers=headers).status_code == 401
+    too_big = api.client.post("/api/v1/runs", content=big, headers=headers | api.auth("operate"))
+    assert too_big.status_code == 413 and "over" in too_big.json()["error"]
+
+
+def test_actions_name_the_key_and_responses_carry_safe_headers(api):
+    assert api.post("/api/v1/jobs/sync/suspend").status_code == 200
+    (job,) = [j for j in api.get("/api/v1/jobs").json() if j["job"] == "default/sync"]
+    assert job["suspended"]["by"] == "api key operate-key"  # seen at once, though listings are cached
+    assert api.post("/api/v1/pause").json()["by"] == "api key operate-key"
+    response = api.get("/api/v1/jobs")
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    page = api.client.get("/")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert '<script src="/app.js">' in page.text and api.client.get("/app.js").status_code == 200
+    long = api.put("/api/v1/jobs/sync/pointers/items", json={"value": "9" * 5000})
+    assert long.status_code == 422 and long.json()["field"] == "value"
+    assert api.post("/api/v1/jobs/sync/runs", json={"resync": "yes"}).status_code == 422
+    nowhere = api.get("/api/v1/nope")
+    assert nowhere.status_code == 404 and "error" in nowhere.json()
+
+
+def test_the_openapi_document_states_the_key_and_the_errors(api):
+    doc = api.client.get("/openapi.json").json()
+    (scheme,) = doc["components"]["securitySchemes"].values()
+    assert scheme == scheme | {"type": "apiKey", "in": "header", "name": "Authorization"}
+    jobs = doc["paths"]["/api/v1/jobs/{name}"]["get"]
+    assert jobs["security"] and {"401", "403", "404", "409", "422"} <= set(jobs["responses"])
+    stream = doc["paths"]["/api/v1/runs/{run_id}/log/stream"]["get"]["responses"]["200"]["content"]
+    assert "text/event-stream" in stream
+    assert api.client.get("/docs").status_code == 404  # no page that needs a CDN
