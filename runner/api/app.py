@@ -244,7 +244,7 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
     app.add_middleware(Guard, keys=keys, listings=listings, read_only=runner is None)
     scheme = APIKeyHeader(name="Authorization", description="`SharedKey <key>` or `Bearer <key>`")
 
-    def key_of(request: Request, _: str = Security(scheme)) -> Key:
+    async def key_of(request: Request, _: str = Security(scheme)) -> Key:  # async: no thread per request
         return request.state.key  # checked by Guard; `scheme` documents it in the OpenAPI document
 
     @app.exception_handler(AuthError)
