@@ -457,6 +457,19 @@ class SqlConnector(Connector):
         inside the database(s), no row through Python; None when this pair cannot."""
         return None
 
+    def copy_packed(
+        self,
+        cursor: Any,
+        source: Connector,
+        exprs: list[str],
+        from_sql: str,
+        columns: list[Column],
+        into: str,
+    ) -> int | None:
+        """Insert the source's `SELECT exprs FROM from_sql` into `columns` of `into` inside the
+        databases (the source computes `exprs`); None when this pair cannot."""
+        return None
+
     def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
         convert = row_converter([self.decoder(c.type) for c in columns], columns)
         return convert or (lambda batch: batch)
@@ -561,6 +574,12 @@ class SqlConnector(Connector):
     def digest_sql(self, names: list[str]) -> str:
         """A SQL expression: the md5 hex of the listed (quoted) columns' values, NULL-safe."""
         return f"md5(ROW({', '.join(names)})::text)"
+
+    def row_hash(self, names: list[str], columns: list[Column]) -> tuple[str, ColumnType] | None:
+        """A SQL expression hashing a row's listed (quoted) columns, and its type, that every
+        database of this dialect computes alike, for comparing rows inside the target
+        (`SqlWriter.copy_digests`); None when the dialect has none."""
+        return None
 
     def order_ascii(self, expr: str) -> str:
         """ORDER BY term sorting `expr` (ASCII hex) byte-wise, whatever the collation."""
