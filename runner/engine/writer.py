@@ -220,6 +220,25 @@ class SqlWriter(Transaction):
                 self._analyze(DIGEST_STAGE)
         return rows
 
+    def copy_key_buckets(self, spec: ReadSpec, width: int, buckets: list[int]) -> int | None:
+        """Copy the source keys of these buckets (see `SqlConnector.bucket_sql`) into the key
+        stage inside the databases; None when this pair cannot (the keys then go in batches)."""
+        c, source = self.c, self.source
+        if source is None or not isinstance(source, type(c)):
+            return None
+        k = self.q(self.keys[0])
+        listed = ", ".join(str(int(b)) for b in buckets)
+        from_sql = f"{source.source_sql(spec)} WHERE {c.bucket_sql(k, width)} IN ({listed})"  # type: ignore[attr-defined]
+        with c.errors(self.doing):
+            self.cursor.execute("SAVEPOINT runner_copy")
+        try:
+            rows = c.copy_packed(self.cursor, source, [k], from_sql, self.key_columns, self.q(KEY_STAGE))
+        except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
+            rows = None
+        with c.errors(self.doing):
+            self.cursor.execute(f"{'RELEASE' if rows is not None else 'ROLLBACK TO'} SAVEPOINT runner_copy")
+        return rows
+
     def find_changed(self) -> int:
         """Fill the `CHANGED` table from the digest stage in one join: keys that are new,
         whose row hashes differ from the target row's (or whose target row is soft-deleted),

@@ -160,9 +160,6 @@ class PostgresqlConnector(SqlConnector):
     def order_ascii(self, expr: str) -> str:
         return f'{expr} COLLATE "C"'
 
-    def bucket_sql(self, column: str, width: int) -> str:
-        return f"div({column}, {int(width)})"
-
     def prepare_writer(self, dbapi: Any) -> None:
         # A writer's joins touch a few rows of a big, usually cached table by its key: with the
         # default random_page_cost the planner scans the whole table for every batch instead.
