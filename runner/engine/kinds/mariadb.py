@@ -12,8 +12,11 @@ columns are recognised (a query's result has no checks: its JSON columns read as
 from __future__ import annotations
 
 import datetime as dt
+import queue
 import re
 import tempfile
+import threading
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -309,9 +312,9 @@ class MariadbConnector(SqlConnector):
         into: str,
         targets: list[ColumnType],
     ) -> int | None:
-        """PostgreSQL to MariaDB: PostgreSQL writes the rows as COPY text (its own C code
-        formats every value), which LOAD DATA reads as it is, file by file of a few MB; only
-        the two escapes MariaDB does not know (\\f, \\v) are rewritten, by a regex, when present."""
+        """PostgreSQL to MariaDB: PostgreSQL formats every value (its types' own text output)
+        and joins the rows into tab-separated pieces of thousands of lines (`text_pieces`),
+        which LOAD DATA reads as they are, file by file of a few MB."""
         from runner.engine.kinds.postgresql import PostgresqlConnector
 
         if not isinstance(source, PostgresqlConnector) or self.local_infile is False:
@@ -321,33 +324,17 @@ class MariadbConnector(SqlConnector):
             name, kind = source.quote(col.name), col.type.kind
             if kind not in _COPY_TEXT:
                 return None
-            exprs.append(_COPY_TEXT[kind].format(name))
+            exprs.append((_COPY_TEXT[kind].format(name), kind in _TEXT_KINDS))
         names = [self.quote(c.name) for c in columns]
         binary = [c.type.kind == "binary" for c in columns]
-        select = f"SELECT {', '.join(exprs)} FROM {source.source_sql(spec)}"
         rows = 0
-        chunks: list[bytes] = []
-        size = 0
-
-        def flush() -> None:
-            nonlocal chunks, size, rows
-            data = b"".join(chunks)
+        pieces = _joined(source.text_pieces(exprs, source.source_sql(spec)), _LOAD_BYTES)
+        for data in prefetched(pieces):
             rows += data.count(b"\n")  # a newline in a value is escaped: each one ends a row
-            if b"\\f" in data or b"\\v" in data:
-                data = _PG_ESCAPE.sub(_unescape_pg, data)
             with tempfile.NamedTemporaryFile("wb", suffix=".tsv") as file:
                 file.write(data)
                 file.flush()
                 self._load(cursor, file.name, into, names, binary)
-            chunks, size = [], 0
-
-        for chunk in source.copy_out(select, binary=False):
-            chunks.append(bytes(chunk))
-            size += len(chunk)
-            if size >= _LOAD_BYTES:
-                flush()
-        if chunks:
-            flush()
         return rows
 
     def _load(self, cursor: Any, path: str, table: str, names: list[str], binary: list[bool]) -> None:
@@ -393,13 +380,68 @@ _COPY_TEXT = {
     "uuid": "{}",
     "binary": "encode({}, 'hex')",  # LOAD DATA: SET col = UNHEX(@v)
 }
-_LOAD_BYTES = 8 << 20
-_PG_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
-_PG_ONLY = {b"f": b"\x0c", b"v": b"\x0b"}
+_LOAD_BYTES = 4 << 20
+_TEXT_KINDS = {"text", "varchar", "char", "json", "jsonb"}  # may hold a tab, newline or backslash
 
 
-def _unescape_pg(match: re.Match[bytes]) -> bytes:
-    return _PG_ONLY.get(match[1], match[0])
+def prefetched(items: Iterator[bytes], depth: int = 1) -> Iterator[bytes]:
+    """Iterate `items` in a thread of its own, up to `depth` items ahead: PostgreSQL builds the
+    next piece while MariaDB loads this one, instead of one waiting for the other. An error
+    in the thread is raised here; leaving early stops the thread, which closes `items` (and
+    so its connection) where it ran."""
+    pipe: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                pipe.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as exc:  # noqa: BLE001 - raised in the consuming thread
+            put(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name="runner-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = pipe.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _joined(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """The pieces joined into pieces of about `size` bytes (a LOAD DATA each)."""
+    parts: list[bytes] = []
+    length = 0
+    for piece in pieces:
+        parts.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield b"".join(parts)
+            parts, length = [], 0
+    if parts:
+        yield b"".join(parts)
 
 
 registry.register(registry.Kind("mariadb", MariadbConnection, MariadbConnector))
