@@ -464,11 +464,16 @@ class SqlConnector(Connector):
         exprs: list[str],
         from_sql: str,
         columns: list[Column],
-        into: str,
+        into: str | None,
     ) -> int | None:
         """Insert the source's `SELECT exprs FROM from_sql` into `columns` of `into` inside the
-        databases (the source computes `exprs`); None when this pair cannot."""
+        databases (the source computes `exprs`), or with `into` None keep them where
+        `packed_sql` reads them; None when this pair cannot."""
         return None
+
+    def packed_sql(self, columns: list[Column]) -> str:
+        """A derived table of the rows the last `copy_packed(into=None)` kept."""
+        raise NotImplementedError
 
     def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
         convert = row_converter([self.decoder(c.type) for c in columns], columns)

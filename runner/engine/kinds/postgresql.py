@@ -58,6 +58,7 @@ _COLUMNS_SQL = """SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg
 WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
 
 
+PACKED = "runner_packed"
 ROWS_PER_ARRAY = 200  # 200 bigints stay under the size (2 kB) PostgreSQL would compress
 LINES_PER_PIECE = 2000  # rows per piece of `text_pieces` (~200 kB for the benchmark's rows)
 COPY_BLOCK = 256 * 1024  # bytes per write into a COPY: one message per row costs more than the row
@@ -235,11 +236,12 @@ class PostgresqlConnector(SqlConnector):
         exprs: list[str],
         from_sql: str,
         columns: list[Column],
-        into: str,
+        into: str | None,
     ) -> int | None:
         """PostgreSQL to PostgreSQL: `exprs` are packed in the source into arrays of a few
         hundred rows each, so the copy passes thousands of messages through Python instead of
-        one per row (~3 µs each), then unpacked into `columns` of `into`."""
+        one per row (~3 µs each), then unpacked into `columns` of `into` (or, with `into`
+        None, left packed for `packed_sql`)."""
         if not isinstance(source, PostgresqlConnector):
             return None
         q = self.quote
@@ -247,20 +249,25 @@ class PostgresqlConnector(SqlConnector):
         picked = ", ".join(f"{e} AS {n}" for e, n in zip(exprs, names, strict=True))
         rows = f"SELECT {picked}, (row_number() OVER ()) / {ROWS_PER_ARRAY} AS runner_g FROM {from_sql}"
         select = f"SELECT {', '.join(f'array_agg({n})' for n in names)} FROM ({rows}) r GROUP BY runner_g"
-        packed = q("runner_packed")
+        packed = q(PACKED)
         arrays = ", ".join(f"{n} {self.render_type(c.type)}[]" for n, c in zip(names, columns, strict=True))
-        cursor.execute(self.drop_temp_sql("runner_packed"))
+        cursor.execute(self.drop_temp_sql(PACKED))
         cursor.execute(f"CREATE TEMPORARY TABLE {packed} ({arrays})")
         with cursor.copy(f"COPY {packed} FROM STDIN (FORMAT binary)") as sink:
             for block in blocks(source.copy_out(select)):
                 sink.write(block)
-        unpacked = ", ".join(f"p.{n}" for n in names)
-        cursor.execute(
-            f"INSERT INTO {into} ({', '.join(names)}) SELECT u.* FROM {packed} p, unnest({unpacked}) AS u"
-        )
+        if into is None:
+            cursor.execute(f"SELECT coalesce(sum(cardinality({names[0]})), 0) FROM {packed}")
+            return int(cursor.fetchone()[0])
+        cursor.execute(f"INSERT INTO {into} ({', '.join(names)}) SELECT * FROM {self.packed_sql(columns)} u")
         count = cursor.rowcount
         cursor.execute(f"DROP TABLE {packed}")
         return count
+
+    def packed_sql(self, columns: list[Column]) -> str:
+        names = [self.quote(c.name) for c in columns]
+        unpacked = ", ".join(f"p.{n}" for n in names)
+        return f"(SELECT u.* FROM {self.quote(PACKED)} p, unnest({unpacked}) AS u({', '.join(names)}))"
 
     def text_pieces(self, exprs: list[tuple[str, bool]], from_sql: str) -> Iterator[bytes]:
         """The rows of `SELECT exprs FROM from_sql` as tab-separated lines (UTF-8), thousands
