@@ -35,6 +35,15 @@ def run_hash(run: TaskRun) -> None:
     task, result, options = run.task, run.result, run.options
     keys = task.write.keys
     state = run.state()
+    probe = run.source.read(task.read, 1, limit=1)  # the columns (a SQLite expression's type from a row)
+    columns = probe.columns
+    for _ in probe.batches:
+        pass
+    result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
+    if _compared_in_target(run, state.id, columns):  # records no digest: nothing can be pending
+        if state.digests_pending and not options.dry_run:
+            run.store.set_digests_pending(state.id, False)
+        return
     if state.digests_pending and not options.dry_run:
         # a run stopped between committing rows and recording their digests: a key it added
         # may have no digest, and its later delete would go unseen; compare every key again
@@ -46,15 +55,6 @@ def run_hash(run: TaskRun) -> None:
         run.store.forget(state.id)
     if not options.dry_run:
         run.store.set_digests_pending(state.id, True)
-    probe = run.source.read(task.read, 1, limit=1)  # the columns (a SQLite expression's type from a row)
-    columns = probe.columns
-    for _ in probe.batches:
-        pass
-    result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
-    if _compared_in_target(run, state.id, columns):
-        if not options.dry_run:
-            run.store.set_digests_pending(state.id, False)
-        return
     stored = run.store.digests(state.id, run.batch_size)
     first = next(stored, None)
     with_rows = first is None  # a first run: every row is new, read them with their digests

@@ -205,4 +205,5 @@ def test_killed_anywhere_then_rerun(project, pg_url, tmp_path, point):
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*), count(DISTINCT id) FROM dst").one() == (47, 47)
     assert task_of(run(project))[1:4] == (0, 0, 0)
+    assert not project.ws.store().task_state("default", "sync", "items").digests_pending
     engine.dispose()
