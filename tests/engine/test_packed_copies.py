@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from runner import service
 from runner.engine import registry
+from runner.engine.connector import ReadAhead
 
 LINES_PER_PIECE = 2000  # runner.engine.kinds.postgresql's
 
@@ -65,19 +66,19 @@ def test_postgresql_to_mariadb_in_pieces(project, pg_url, maria_url):
     dst.dispose()
 
 
-def test_prefetched_raises_the_producers_error():
+def test_read_ahead_raises_the_producers_error():
     def items():
         yield b"one"
         raise RuntimeError("the source went away")
 
     got = []
     with pytest.raises(RuntimeError, match="went away"):
-        for item in kind_module("mariadb").prefetched(items()):
+        for item in ReadAhead(items()):
             got.append(item)
     assert got == [b"one"]
 
 
-def test_prefetched_stops_and_closes_its_source_when_left_early():
+def test_read_ahead_stops_and_closes_its_source_when_left_early():
     closed = threading.Event()
 
     def items():
@@ -87,8 +88,25 @@ def test_prefetched_stops_and_closes_its_source_when_left_early():
         finally:
             closed.set()
 
-    stream = kind_module("mariadb").prefetched(items())
+    ahead = ReadAhead(items())
+    stream = iter(ahead)
     assert next(stream) == b"0"
     stream.close()  # what a failed LOAD DATA does: leave the loop
     assert closed.is_set()
-    assert not any(t.name == "runner-prefetch" for t in threading.enumerate())
+    assert not any(t.name == "runner-read-ahead" for t in threading.enumerate())
+
+
+def test_read_ahead_closed_before_it_is_read():
+    """copy_packed starts the source before its own statements; one of them failing closes
+    the read-ahead unread, which must stop the thread and free the source's connection."""
+    closed = threading.Event()
+
+    def items():
+        try:
+            while True:
+                yield b"x"
+        finally:
+            closed.set()
+
+    ReadAhead(items()).close()
+    assert closed.is_set()

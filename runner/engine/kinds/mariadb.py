@@ -12,10 +12,8 @@ columns are recognised (a query's result has no checks: its JSON columns read as
 from __future__ import annotations
 
 import datetime as dt
-import queue
 import re
 import tempfile
-import threading
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -27,6 +25,7 @@ from runner.engine import registry
 from runner.engine.connector import (
     Connector,
     Convert,
+    ReadAhead,
     SqlConnector,
     json_text,
     json_value,
@@ -329,7 +328,7 @@ class MariadbConnector(SqlConnector):
         binary = [c.type.kind == "binary" for c in columns]
         rows = 0
         pieces = _joined(source.text_pieces(exprs, source.source_sql(spec)), _LOAD_BYTES)
-        for data in prefetched(pieces):
+        for data in ReadAhead(pieces):
             rows += data.count(b"\n")  # a newline in a value is escaped: each one ends a row
             with tempfile.NamedTemporaryFile("wb", suffix=".tsv") as file:
                 file.write(data)
@@ -382,52 +381,6 @@ _COPY_TEXT = {
 }
 _LOAD_BYTES = 4 << 20
 _TEXT_KINDS = {"text", "varchar", "char", "json", "jsonb"}  # may hold a tab, newline or backslash
-
-
-def prefetched(items: Iterator[bytes], depth: int = 1) -> Iterator[bytes]:
-    """Iterate `items` in a thread of its own, up to `depth` items ahead: PostgreSQL builds the
-    next piece while MariaDB loads this one, instead of one waiting for the other. An error
-    in the thread is raised here; leaving early stops the thread, which closes `items` (and
-    so its connection) where it ran."""
-    pipe: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                pipe.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(end)
-        except BaseException as exc:  # noqa: BLE001 - raised in the consuming thread
-            put(exc)
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=work, name="runner-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = pipe.get()
-            if item is end:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _joined(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:

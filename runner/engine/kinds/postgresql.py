@@ -7,7 +7,7 @@ no conversion at all; writing wraps JSON and settles time zones.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -15,7 +15,14 @@ from sqlalchemy.engine import URL
 
 from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
-from runner.engine.connector import Connector, Convert, SqlConnector, to_aware_utc, to_naive_utc
+from runner.engine.connector import (
+    Connector,
+    Convert,
+    ReadAhead,
+    SqlConnector,
+    to_aware_utc,
+    to_naive_utc,
+)
 from runner.engine.types import Column, ColumnType, split_type
 from runner.errors import TerminalError
 
@@ -237,6 +244,7 @@ class PostgresqlConnector(SqlConnector):
         from_sql: str,
         columns: list[Column],
         into: str | None,
+        meanwhile: Callable[[], None] | None = None,
     ) -> int | None:
         """PostgreSQL to PostgreSQL: `exprs` are packed in the source into arrays of a few
         hundred rows each, so the copy passes thousands of messages through Python instead of
@@ -251,11 +259,17 @@ class PostgresqlConnector(SqlConnector):
         select = f"SELECT {', '.join(f'array_agg({n})' for n in names)} FROM ({rows}) r GROUP BY runner_g"
         packed = q(PACKED)
         arrays = ", ".join(f"{n} {self.render_type(c.type)}[]" for n, c in zip(names, columns, strict=True))
-        cursor.execute(self.drop_temp_sql(PACKED))
-        cursor.execute(f"CREATE TEMPORARY TABLE {packed} ({arrays})")
-        with cursor.copy(f"COPY {packed} FROM STDIN (FORMAT binary)") as sink:
-            for block in blocks(source.copy_out(select)):
-                sink.write(block)
+        stream = ReadAhead(blocks(source.copy_out(select)))  # the source starts at once
+        try:
+            cursor.execute(self.drop_temp_sql(PACKED))
+            cursor.execute(f"CREATE TEMPORARY TABLE {packed} ({arrays})")
+            if meanwhile is not None:
+                meanwhile()
+            with cursor.copy(f"COPY {packed} FROM STDIN (FORMAT binary)") as sink:
+                for block in stream:
+                    sink.write(block)
+        finally:
+            stream.close()
         if into is None:
             cursor.execute(f"SELECT coalesce(sum(cardinality({names[0]})), 0) FROM {packed}")
             return int(cursor.fetchone()[0])
