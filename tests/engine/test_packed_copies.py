@@ -15,7 +15,7 @@ from runner import service
 from runner.engine import registry
 from runner.engine.connector import ReadAhead
 
-LINES_PER_PIECE = 2000  # runner.engine.kinds.postgresql's
+LINES_PER_PIECE = 5_000  # runner.engine.kinds.postgresql's
 
 
 def kind_module(name: str):
