@@ -339,8 +339,9 @@ def _deletes_by_buckets(run: TaskRun, w: SqlWriter) -> int:
     for i in range(0, len(differ), BUCKETS_PER_PASS):
         chunk = differ[i : i + BUCKETS_PER_PASS]
         w.open_key_stage()
-        for batch in run.track(run.source.read_key_buckets(task.read, key, width, chunk, run.batch_size)):
-            w.stage_keys(batch)
+        if w.copy_key_buckets(task.read, width, chunk) is None:
+            for batch in run.track(run.source.read_key_buckets(task.read, key, width, chunk, run.batch_size)):
+                w.stage_keys(batch)
         deleted += w.delete_missing_in_buckets(width, chunk)
     return deleted
 

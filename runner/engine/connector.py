@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import queue
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -133,6 +135,61 @@ class Connector(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""
+
+
+class ReadAhead:
+    """Iterate `items` in a thread of its own, up to `depth` items ahead, from the moment it is
+    made: one database produces while the other consumes (or while this connection does
+    something else first). An error in the thread is raised where the items are consumed;
+    `close` (or leaving the iteration early) stops the thread, which closes `items` where it
+    ran, freeing its connection. Memory: `depth` + 2 items."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any], depth: int = 1):
+        self.items = items
+        self.pipe: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._work, name="runner-read-ahead", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.pipe.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            for item in self.items:
+                if not self._put(item):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # noqa: BLE001 - raised in the consuming thread
+            self._put(exc)
+        finally:
+            close = getattr(self.items, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            while True:
+                item = self.pipe.get()
+                if item is self._END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 # --- value conversion shared by the SQL dialects -----------------------------------------
@@ -457,6 +514,26 @@ class SqlConnector(Connector):
         inside the database(s), no row through Python; None when this pair cannot."""
         return None
 
+    def copy_packed(
+        self,
+        cursor: Any,
+        source: Connector,
+        exprs: list[str],
+        from_sql: str,
+        columns: list[Column],
+        into: str | None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> int | None:
+        """Insert the source's `SELECT exprs FROM from_sql` into `columns` of `into` inside the
+        databases (the source computes `exprs`), or with `into` None keep them where
+        `packed_sql` reads them; None when this pair cannot. `meanwhile` runs on this
+        connection while the source computes."""
+        return None
+
+    def packed_sql(self, columns: list[Column]) -> str:
+        """A derived table of the rows the last `copy_packed(into=None)` kept."""
+        raise NotImplementedError
+
     def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
         convert = row_converter([self.decoder(c.type) for c in columns], columns)
         return convert or (lambda batch: batch)
@@ -561,6 +638,12 @@ class SqlConnector(Connector):
     def digest_sql(self, names: list[str]) -> str:
         """A SQL expression: the md5 hex of the listed (quoted) columns' values, NULL-safe."""
         return f"md5(ROW({', '.join(names)})::text)"
+
+    def row_hash(self, names: list[str], columns: list[Column]) -> tuple[str, ColumnType] | None:
+        """A SQL expression hashing a row's listed (quoted) columns, and its type, that every
+        database of this dialect computes alike, for comparing rows inside the target
+        (`SqlWriter.copy_digests`); None when the dialect has none."""
+        return None
 
     def order_ascii(self, expr: str) -> str:
         """ORDER BY term sorting `expr` (ASCII hex) byte-wise, whatever the collation."""

@@ -12,6 +12,7 @@ together with their digests instead of fetching them by key.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from runner.definitions.models import ReadSpec
@@ -34,6 +35,15 @@ def run_hash(run: TaskRun) -> None:
     task, result, options = run.task, run.result, run.options
     keys = task.write.keys
     state = run.state()
+    probe = run.source.read(task.read, 1, limit=1)  # the columns (a SQLite expression's type from a row)
+    columns = probe.columns
+    for _ in probe.batches:
+        pass
+    result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
+    if _compared_in_target(run, state.id, columns):  # records no digest: nothing can be pending
+        if state.digests_pending and not options.dry_run:
+            run.store.set_digests_pending(state.id, False)
+        return
     if state.digests_pending and not options.dry_run:
         # a run stopped between committing rows and recording their digests: a key it added
         # may have no digest, and its later delete would go unseen; compare every key again
@@ -45,11 +55,6 @@ def run_hash(run: TaskRun) -> None:
         run.store.forget(state.id)
     if not options.dry_run:
         run.store.set_digests_pending(state.id, True)
-    probe = run.source.read(task.read, 1, limit=1)  # the columns (a SQLite expression's type from a row)
-    columns = probe.columns
-    for _ in probe.batches:
-        pass
-    result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
     stored = run.store.digests(state.id, run.batch_size)
     first = next(stored, None)
     with_rows = first is None  # a first run: every row is new, read them with their digests
@@ -157,8 +162,66 @@ def _first_load_copied(run: TaskRun, task_id: int, columns: list[Column]) -> boo
         checkpoint("write")
         w.commit()
         checkpoint("committed")
+    if digests_compared_in_target(run, columns):
+        return True  # later runs compare with the target itself
     target_table = ReadSpec(table=task.write.table)
     digests = run.target.read_digests(target_table, columns, keys, run.batch_size, with_rows=False)
     for batch in run.track(digests, cancellable=False):  # after the commit: record them all
         run.store.write_digests(task_id, [(e[0], e[1], pointers.encode_key(e[2:])) for e in batch], [])
     return True
+
+
+def _compared_in_target(run: TaskRun, task_id: int, columns: list[Column]) -> bool:
+    """Rows compared inside the target, where both databases compute the same row hash
+    (PostgreSQL to PostgreSQL): the source's keys and row hashes are copied into the target
+    (no row through Python), one join there finds new, changed and gone keys, and only the
+    changed rows are fetched by key, merged and committed a chunk at a time. The target itself
+    is what the source is compared with, so no digest is stored: a run stopped anywhere is
+    followed by one that compares again with what the target then holds. Digests stored by
+    the other way are forgotten, so that they cannot describe an older target."""
+    task, result, options = run.task, run.result, run.options
+    if options.limit is not None or not digests_compared_in_target(run, columns):
+        return False
+    keys = task.write.keys
+    with run.writer(columns, copy=True) as w:
+        if not isinstance(w, SqlWriter) or w.empty_at_start:
+            return False  # a first load: copied whole where it can be (`_first_load_copied`)
+        started = time.perf_counter()
+        rows = w.copy_digests(task.read)
+        if rows is None:
+            return False
+        result.rows_read += rows
+        checkpoint("read")
+        if not options.dry_run and run.store.has_digests(task_id):
+            run.store.forget(task_id)
+        changed = w.find_changed()
+        result.read_seconds += time.perf_counter() - started
+        run.log("info", "rows compared inside the target", task=task.name, rows=rows, differ=changed)
+        chunk = max(1, min(run.batch_size, MAX_PARAMETERS // len(keys)))
+        after = 0
+        while page := w.changed_keys(after, chunk):
+            after = page[-1][0]
+            fetched = run.source.read_by_keys(task.read, columns, keys, [r[1:] for r in page])
+            w.stage(fetched)
+            checkpoint("write")
+            result.add(w.merge())
+            w.clear_stage()
+            if not options.dry_run:
+                w.commit()
+                checkpoint("committed")
+        if task.deletes != "ignore":
+            result.deleted = w.delete_gone()
+        result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
+        run.finish(w)
+    return True
+
+
+def digests_compared_in_target(run: TaskRun, columns: list[Column]) -> bool:
+    """Whether this task's later runs compare rows inside the target (then a first load
+    records no digest)."""
+    source, target = run.source, run.target
+    if not isinstance(target, type(source)) or not hasattr(target, "row_hash"):
+        return False
+    names = [target.quote(c.name) for c in columns]  # type: ignore[attr-defined]
+    ours = target.row_hash(names, columns)  # type: ignore[attr-defined]
+    return ours is not None and ours == source.row_hash(names, columns)  # type: ignore[attr-defined]

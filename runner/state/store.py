@@ -424,6 +424,13 @@ class StateStore:
                 .values(pointer=None, watermark_column=None, updated_at=utcnow())
             )
 
+    def has_digests(self, task_id: int) -> bool:
+        """Whether any digest of the task is stored."""
+        d = schema.row_digests
+        query = sa.select(d.c.task_id).where(d.c.task_id == task_id).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
     def digests(self, task_id: int, batch_size: int) -> Iterator[tuple[str, str, str]]:
         """(key_hash, row_hash, key_value) of a task in ASCII order of key_hash. Read a page
         at a time in short transactions (keyset pagination): a long read would hold SQLite's

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tempfile
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -24,6 +25,7 @@ from runner.engine import registry
 from runner.engine.connector import (
     Connector,
     Convert,
+    ReadAhead,
     SqlConnector,
     json_text,
     json_value,
@@ -309,9 +311,9 @@ class MariadbConnector(SqlConnector):
         into: str,
         targets: list[ColumnType],
     ) -> int | None:
-        """PostgreSQL to MariaDB: PostgreSQL writes the rows as COPY text (its own C code
-        formats every value), which LOAD DATA reads as it is, file by file of a few MB; only
-        the two escapes MariaDB does not know (\\f, \\v) are rewritten, by a regex, when present."""
+        """PostgreSQL to MariaDB: PostgreSQL formats every value (its types' own text output)
+        and joins the rows into tab-separated pieces of thousands of lines (`text_pieces`),
+        which LOAD DATA reads as they are, file by file of a few MB."""
         from runner.engine.kinds.postgresql import PostgresqlConnector
 
         if not isinstance(source, PostgresqlConnector) or self.local_infile is False:
@@ -321,33 +323,17 @@ class MariadbConnector(SqlConnector):
             name, kind = source.quote(col.name), col.type.kind
             if kind not in _COPY_TEXT:
                 return None
-            exprs.append(_COPY_TEXT[kind].format(name))
+            exprs.append((_COPY_TEXT[kind].format(name), kind in _TEXT_KINDS))
         names = [self.quote(c.name) for c in columns]
         binary = [c.type.kind == "binary" for c in columns]
-        select = f"SELECT {', '.join(exprs)} FROM {source.source_sql(spec)}"
         rows = 0
-        chunks: list[bytes] = []
-        size = 0
-
-        def flush() -> None:
-            nonlocal chunks, size, rows
-            data = b"".join(chunks)
+        pieces = _joined(source.text_pieces(exprs, source.source_sql(spec)), _LOAD_BYTES)
+        for data in ReadAhead(pieces):
             rows += data.count(b"\n")  # a newline in a value is escaped: each one ends a row
-            if b"\\f" in data or b"\\v" in data:
-                data = _PG_ESCAPE.sub(_unescape_pg, data)
             with tempfile.NamedTemporaryFile("wb", suffix=".tsv") as file:
                 file.write(data)
                 file.flush()
                 self._load(cursor, file.name, into, names, binary)
-            chunks, size = [], 0
-
-        for chunk in source.copy_out(select, binary=False):
-            chunks.append(bytes(chunk))
-            size += len(chunk)
-            if size >= _LOAD_BYTES:
-                flush()
-        if chunks:
-            flush()
         return rows
 
     def _load(self, cursor: Any, path: str, table: str, names: list[str], binary: list[bool]) -> None:
@@ -393,13 +379,22 @@ _COPY_TEXT = {
     "uuid": "{}",
     "binary": "encode({}, 'hex')",  # LOAD DATA: SET col = UNHEX(@v)
 }
-_LOAD_BYTES = 8 << 20
-_PG_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
-_PG_ONLY = {b"f": b"\x0c", b"v": b"\x0b"}
+_LOAD_BYTES = 4 << 20
+_TEXT_KINDS = {"text", "varchar", "char", "json", "jsonb"}  # may hold a tab, newline or backslash
 
 
-def _unescape_pg(match: re.Match[bytes]) -> bytes:
-    return _PG_ONLY.get(match[1], match[0])
+def _joined(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """The pieces joined into pieces of about `size` bytes (a LOAD DATA each)."""
+    parts: list[bytes] = []
+    length = 0
+    for piece in pieces:
+        parts.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield b"".join(parts)
+            parts, length = [], 0
+    if parts:
+        yield b"".join(parts)
 
 
 registry.register(registry.Kind("mariadb", MariadbConnection, MariadbConnector))
