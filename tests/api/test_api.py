@@ -320,3 +320,23 @@ def test_the_openapi_document_states_the_key_and_the_errors(api):
     stream = doc["paths"]["/api/v1/runs/{run_id}/log/stream"]["get"]["responses"]["200"]["content"]
     assert "text/event-stream" in stream
     assert api.client.get("/docs").status_code == 404  # no page that needs a CDN
+
+
+def test_a_listing_missed_by_many_requests_at_once_is_computed_once():
+    import asyncio
+
+    from runner.api.app import Listings
+
+    calls: list[int] = []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.05)
+        return {"jobs": len(calls)}
+
+    async def many():
+        listings = Listings()
+        responses = await asyncio.gather(*(listings.get(("jobs",), compute) for _ in range(50)))
+        return {r.body for r in responses}
+
+    assert asyncio.run(many()) == {b'{"jobs": 1}'} and len(calls) == 1
