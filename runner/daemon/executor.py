@@ -5,7 +5,8 @@ at most one more queued behind it: requests that come while one is queued (a cro
 triggers at once) are merged into it. Across processes the job's lock in the state store
 decides: a run refused because another process holds it is reported, not retried.
 
-Each run has a `CancelToken`; `cancel` stops it at its next batch boundary. Finished runs are
+Each run has a `CancelToken`: `cancel_all` (the daemon stopping) sets them; `runner cancel` and
+timeouts reach a run through its token too (`runner.engine.cancel`). Finished runs are
 put on `finished` for the daemon's loop (triggers, retries), so that no decision is made on
 a worker thread.
 """
@@ -150,15 +151,6 @@ class Executor:
         """Jobs running or waiting for a worker -> their run id once started."""
         with self._lock:
             return {job: self._run_ids.get(job) for job in self._active}
-
-    def cancel(self, job: str, reason: str) -> bool:
-        with self._lock:
-            token = self._active.get(job)
-            self._queued.pop(job, None)
-        if token is None:
-            return False
-        token.cancel(reason)
-        return True
 
     def stop(self) -> None:
         """Start nothing new; runs going on go on."""
