@@ -15,7 +15,6 @@ from pathlib import Path
 from secrets import token_urlsafe
 from typing import Annotated, Any, Literal, Union
 
-from croniter import croniter
 from pydantic import Field, TypeAdapter, create_model
 
 from runner.definitions import secrets
@@ -196,6 +195,8 @@ def next_fire_times(
     import zoneinfo
 
     tz = zoneinfo.ZoneInfo(schedule.get("timezone", "UTC"))
+    from croniter import croniter  # only where schedules are shown: not on `runner run`'s path
+
     cron = croniter(schedule["cron"], (now or dt.datetime.now(dt.UTC)).astimezone(tz))
     return [cron.get_next(dt.datetime).isoformat() for _ in range(count)]
 
