@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner import service
-from runner.api.auth import AuthError, Key, KeyRing
+from runner.api.auth import READS, AuthError, Key, KeyRing
 from runner.definitions.models import JobSpec, Name
 from runner.engine.changes import RunOptions
 from runner.errors import DefinitionsInvalid, JobBusy, NameTaken, NotFound, NotRunning, RunnerError
@@ -182,7 +182,7 @@ class Guard:
         if path.startswith("/api/v1"):
             try:
                 key = self.keys.check(headers.get(b"authorization", b"").decode("latin-1") or None, method)
-                if self.read_only and method != "GET":
+                if self.read_only and method not in READS:
                     raise AuthError(
                         403,
                         "this server is read-only (runner serve): use runner daemon --http to act on runs",
@@ -206,7 +206,7 @@ class Guard:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            if path.startswith("/api/v1") and method != "GET":
+            if path.startswith("/api/v1") and method not in READS:
                 self.listings.forget()
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from runner import service
 
 SCHEMES = ("sharedkey", "bearer")
+READS = ("GET", "HEAD")  # what scope `read` may do; everything else acts
 CACHE_SECONDS = 1.0  # a revoked key stops working within this long
 
 
@@ -68,6 +69,6 @@ class KeyRing:
                 found = Key(name, scope)
         if found is None:
             raise AuthError(401, "the API key is not valid (revoked, or never created)")
-        if method not in ("GET", "HEAD") and found.scope != "operate":
+        if method not in READS and found.scope != "operate":
             raise AuthError(403, f"key {found.name!r} has scope 'read': it can only read (GET)")
         return found

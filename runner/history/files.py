@@ -63,11 +63,16 @@ class RunLog:
             self.echo(json.loads(line))
 
 
-def find_log(root: Path, run_id: str) -> Path | None:
+def _find(root: Path, run_id: str, suffix: str) -> Path | None:
+    """A run's file by id, in whichever namespace and job folder it is; never outside `root`."""
     if not run_id or "/" in run_id or run_id.startswith("."):
         return None
-    matches = sorted(root.glob(f"*/*/{glob_escape(run_id)}.log.jsonl"))
+    matches = sorted(root.glob(f"*/*/{glob_escape(run_id)}{suffix}"))
     return matches[0] if matches else None
+
+
+def find_log(root: Path, run_id: str) -> Path | None:
+    return _find(root, run_id, ".log.jsonl")
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
@@ -119,7 +124,4 @@ def read_run(path: Path) -> dict[str, Any]:
 
 
 def find_run(root: Path, run_id: str) -> Path | None:
-    if not run_id or "/" in run_id or run_id.startswith("."):
-        return None
-    matches = sorted(root.glob(f"*/*/{glob_escape(run_id)}.json"))
-    return matches[0] if matches else None
+    return _find(root, run_id, ".json")
