@@ -313,6 +313,7 @@ def _watermark_deletes(run: TaskRun, w: SqlWriter | ScriptWriter, columns: list[
 
 KEYS_PER_BUCKET = 64
 MAX_BUCKETS = 50_000
+FEW_BUCKETS = 500  # at most ~32,000 keys a side: compared in Python rather than staged
 BUCKETS_PER_PASS = 5_000  # at most 5,000 bound parameters and ~320,000 staged keys a pass
 
 
@@ -335,7 +336,11 @@ def _deletes_by_buckets(run: TaskRun, w: SqlWriter) -> int:
         source = pending.result()
     differ = sorted(b for b, summary in target.items() if source.get(b) != summary)
     run.log("info", "deletes: buckets compared", task=task.name, buckets=len(target), differ=len(differ))
-    deleted = 0
+    deleted, differ = _single_deletes(run, w, width, source, target, differ)
+    if len(differ) <= FEW_BUCKETS:  # their keys compared in Python, read by key ranges
+        ranges = [_bucket_range(b, width) for b in differ]
+        gone = w.find_keys(ranges=ranges) - run.source.find_keys(task.read, key, ranges=ranges)
+        return deleted + w.delete_keys(sorted(gone))
     for i in range(0, len(differ), BUCKETS_PER_PASS):
         chunk = differ[i : i + BUCKETS_PER_PASS]
         w.open_key_stage()
@@ -344,6 +349,50 @@ def _deletes_by_buckets(run: TaskRun, w: SqlWriter) -> int:
                 w.stage_keys(batch)
         deleted += w.delete_missing_in_buckets(width, chunk)
     return deleted
+
+
+def _single_deletes(
+    run: TaskRun,
+    w: SqlWriter,
+    width: int,
+    source: dict[int, tuple[int, int]],
+    target: dict[int, tuple[int, int]],
+    differ: list[int],
+) -> tuple[int, list[int]]:
+    """Deletes read off the sums, for the buckets whose target holds one key more than the
+    source (most of them when deletes are few): as the target holds the bucket's live source
+    keys, the extra key is the difference of the two sums. It is deleted once it is checked
+    to be in this bucket, in the target and not in the source (index lookups in each). Returns
+    the rows deleted and the buckets left to compare key by key."""
+    guess: dict[int, int] = {}
+    for b in differ:
+        count, total = source.get(b, (0, 0))
+        target_count, target_total = target[b]
+        key = target_total - total
+        if target_count - count == 1 and _bucket(key, width) == b:
+            guess[b] = key
+    if not guess:
+        return 0, differ
+    values = sorted(guess.values())
+    gone = w.find_keys(values) - run.source.find_keys(run.task.read, run.task.write.keys[0], values)
+    deleted = w.delete_keys(sorted(gone))
+    left = [b for b in differ if guess.get(b) not in gone]
+    run.log("info", "deletes: keys read off the sums", task=run.task.name, deleted=deleted, left=len(left))
+    return deleted, left
+
+
+def _bucket(key: int, width: int) -> int:
+    """`SqlConnector.bucket_sql` in Python: integer division truncating toward zero."""
+    return abs(key) // width * (1 if key >= 0 else -1)
+
+
+def _bucket_range(bucket: int, width: int) -> tuple[int, int]:
+    """The inclusive range of keys in a bucket (`_bucket`): bucket 0 spans both signs."""
+    if bucket > 0:
+        return bucket * width, bucket * width + width - 1
+    if bucket < 0:
+        return bucket * width - width + 1, bucket * width
+    return -width + 1, width - 1
 
 
 def strategies() -> dict[str, Callable[[TaskRun], None]]:

@@ -39,6 +39,24 @@ if TYPE_CHECKING:
 Row = tuple[Any, ...]
 Batch = list[Row]
 Convert = Callable[[Any], Any]
+IN_LIST = 5_000  # values bound in one IN (…) list: within every driver's parameter limit
+
+
+def key_conditions(
+    column: str, mark: str, values: list[int] = (), ranges: list[tuple[int, int]] = ()
+) -> Iterator[tuple[str, tuple]]:
+    """Conditions on an integer key column for these values (an IN list) or inclusive ranges
+    (BETWEENs, which each use the key's index), at most `IN_LIST` bound parameters each."""
+    for i in range(0, len(values), IN_LIST):
+        chunk = tuple(values[i : i + IN_LIST])
+        yield f"{column} IN ({', '.join([mark] * len(chunk))})", chunk
+    step = IN_LIST // 2
+    for i in range(0, len(ranges), step):
+        part = ranges[i : i + step]
+        yield (
+            " OR ".join([f"{column} BETWEEN {mark} AND {mark}"] * len(part)),
+            tuple(x for r in part for x in r),
+        )
 
 
 @dataclass
@@ -404,6 +422,23 @@ class SqlConnector(Connector):
             cursor.execute(f"SELECT {k} FROM {source} WHERE {where}", tuple(buckets))
             while batch := cursor.fetchmany(batch_size):
                 yield list(batch)
+
+    def find_keys(
+        self, spec: ReadSpec, key: str, values: list[int] = (), ranges: list[tuple[int, int]] = ()
+    ) -> set[int]:
+        """The source's values of an integer key among `values` or in the inclusive `ranges`
+        (by its key index)."""
+        source = self.source_sql(spec)
+        if self.mark == "%s":
+            source = source.replace("%", "%%")
+        found: set[int] = set()
+        with self.connection("looking up keys") as dbapi:
+            cursor = dbapi.cursor()
+            for where, params in key_conditions(self.quote(key), self.mark, values, ranges):
+                cursor.execute(f"SELECT {self.quote(key)} FROM {source} WHERE {where}", params)
+                found.update(int(r[0]) for r in cursor.fetchall())
+            dbapi.rollback()
+        return found
 
     def prepare_writer(self, dbapi: Any) -> None:
         """Session settings of a writer's connection, before its transaction."""

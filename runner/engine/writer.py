@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.definitions import secrets
 from runner.definitions.models import ReadSpec
+from runner.engine.connector import key_conditions
 from runner.engine.types import Column, ColumnType
 from runner.errors import TerminalError
 
@@ -463,6 +464,23 @@ class SqlWriter(Transaction):
                 f"SELECT {bucket}, count(*), sum({k}) FROM {self.target}{live} GROUP BY {bucket}"
             )
             return {int(b): (int(n), int(s)) for b, n, s in self.cursor.fetchall()}
+
+    def find_keys(self, values: list[int] = (), ranges: list[tuple[int, int]] = ()) -> set[int]:
+        """The target's values of its (single, integer) key among `values` or in the inclusive
+        `ranges`, soft-deleted rows left out."""
+        k = self.q(self.keys[0])
+        live = f" AND {self.q(self.soft)} IS NULL" if self.soft else ""
+        found: set[int] = set()
+        with self.c.errors(self.doing):
+            for where, params in key_conditions(k, self.c.mark, values, ranges):
+                self.cursor.execute(f"SELECT {k} FROM {self.target} WHERE ({where}){live}", params)
+                found.update(int(r[0]) for r in self.cursor.fetchall())
+        return found
+
+    def delete_keys(self, values: list[int]) -> int:
+        """Delete (or soft-delete) the target rows with these (single, integer) key values."""
+        k = f"{self.target}.{self.q(self.keys[0])}"
+        return sum(self._delete(where, params) for where, params in key_conditions(k, self.c.mark, values))
 
     def delete_missing_in_buckets(self, width: int, buckets: list[int]) -> int:
         """Delete target rows of these buckets whose key is not in the key stage (one scan

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from runner import service
+from runner.engine import changes
 from runner.engine.changes import RunOptions
 from tests.engine.conftest import Database
 
@@ -319,9 +320,14 @@ def test_on_error_continue_runs_the_next_task(project, make_database):
     ("src", "dst"), [("sqlite", "sqlite"), ("postgresql", "postgresql"), ("mariadb", "postgresql")]
 )
 @pytest.mark.parametrize("deletes", ["propagate", "soft"])
-def test_watermark_deletes_by_key_buckets(project, make_database, src, dst, deletes):
+@pytest.mark.parametrize("few", [500, 0], ids=["ranges", "staged"])
+def test_watermark_deletes_by_key_buckets(project, make_database, monkeypatch, src, dst, deletes, few):
     """Deletes under an integer key compare per-bucket counts and sums: negative keys, the
-    zero bucket, a whole bucket gone and a single key gone must all be found."""
+    zero bucket, a whole bucket gone and a single key gone must all be found, whether a
+    bucket's one missing key is read off the sums, its keys are compared by ranges or (`few`
+    0) staged in the target."""
+    monkeypatch.setattr(changes, "FEW_BUCKETS", few)
+    read_off = spy(monkeypatch, changes, "_single_deletes")
     source = Source(make_database(src, "source"))
     target = make_database(dst, "target")
     source.upsert(
@@ -334,8 +340,42 @@ def test_watermark_deletes_by_key_buckets(project, make_database, src, dst, dele
     second = run(project)
     existed = [g for g in gone if (g + 700) % 3 == 0]  # the keys the source had
     assert second["deleted"] == len(existed) > 30
+    assert read_off[-1][0] == 2  # -700 and 698: alone in their buckets
     live = [r for r in target_rows(target, deletes == "soft") if deletes == "propagate" or not r[4]]
     assert [r[:4] for r in live] == source.rows()
+
+
+def test_watermark_deletes_never_read_a_live_key_off_the_sums(project, make_database, monkeypatch):
+    """A bucket whose target lacks a source row (one added below the pointer, which a
+    watermark cannot see) breaks what the sums assume: here they point at key 70, which the
+    source still has. It must stay, and the bucket is compared key by key instead."""
+    read_off = spy(monkeypatch, changes, "_single_deletes")
+    source = Source(make_database("postgresql", "source"))
+    target = make_database("postgresql", "target")
+    keys = [i for i in range(1, 129) if i != 100]  # two buckets of 64 keys, and 128
+    source.upsert([(i, f"r{i}", Decimal("1.00"), T0 + dt.timedelta(seconds=i)) for i in keys])
+    setup_job(project, source.db, target, "watermark", "propagate")
+    run(project)
+    source.delete([80, 90])
+    source.upsert([(100, "late", Decimal("1.00"), T0)])  # below the pointer: never read
+    second = run(project)
+    assert read_off[-1][0] == 0  # 80 + 90 - 100 = 70: found live in the source, not deleted
+    assert second["deleted"] == 2
+    ids = {r[0] for r in target_rows(target)}
+    assert 70 in ids and not ids & {80, 90, 100}
+
+
+def spy(monkeypatch, module: Any, name: str) -> list[Any]:
+    """Record what `module.name` returns, call after call."""
+    returned: list[Any] = []
+    real = getattr(module, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        returned.append(real(*args, **kwargs))
+        return returned[-1]
+
+    monkeypatch.setattr(module, name, wrapper)
+    return returned
 
 
 def test_watermark_deletes_with_a_text_key(project, make_database):

@@ -80,6 +80,13 @@ def test_sqlite_attach_copy_keeps_stored_values(project, tmp_path):
     query = "SELECT id, amount, typeof(amount), at, note FROM items ORDER BY id"
     a, b = sqlite3.connect(src), sqlite3.connect(tmp_path / "dst.db")
     assert a.execute(query).fetchall() == b.execute(query).fetchall()
+    # a target table of the same columns in another order: copied by name, not by position
+    b.execute("DROP TABLE items")
+    b.execute("CREATE TABLE items (note TEXT, at TIMESTAMP, amount NUMERIC(12,2), id INTEGER PRIMARY KEY)")
+    b.commit()
+    record = service.run(project.ws, "sync")
+    assert "copied inside the databases, no row through Python" in messages(project, record)
+    assert a.execute(query).fetchall() == b.execute(query).fetchall()
 
 
 def test_mariadb_without_local_infile_falls_back_to_inserts(project, maria_url, tmp_path):

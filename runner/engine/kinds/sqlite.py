@@ -210,8 +210,14 @@ class SqliteConnector(SqlConnector):
         ours = {r[1]: r[2].upper() for r in cursor.fetchall()}
         if any(theirs.get(c.name) != ours.get(c.name) for c in columns):
             return None
-        names = ", ".join(self.quote(c.name) for c in columns)
-        cursor.execute(f"INSERT INTO {into} ({names}) SELECT {names} FROM {table}")
+        wanted = [c.name for c in columns]
+        if list(theirs) == wanted == list(ours):
+            # the same columns in the same order: `INSERT … SELECT *` is the form SQLite's
+            # transfer optimisation copies as stored records, about twice as fast as a column list
+            cursor.execute(f"INSERT INTO {into} SELECT * FROM {table}")
+        else:
+            names = ", ".join(self.quote(n) for n in wanted)
+            cursor.execute(f"INSERT INTO {into} ({names}) SELECT {names} FROM {table}")
         return cursor.rowcount
 
     def parse_type(self, declared: str) -> ColumnType | None:
