@@ -196,6 +196,9 @@ def _compared_in_target(run: TaskRun, task_id: int, columns: list[Column]) -> bo
             run.store.forget(task_id)
         changed = w.find_changed()
         result.read_seconds += time.perf_counter() - started
+        if w.narrowed is not None:
+            differ, buckets = w.narrowed
+            run.log("info", "key buckets compared by sums", task=task.name, buckets=buckets, differ=differ)
         run.log("info", "rows compared inside the target", task=task.name, rows=rows, differ=changed)
         chunk = max(1, min(run.batch_size, MAX_PARAMETERS // len(keys)))
         after = 0

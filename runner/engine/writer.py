@@ -33,6 +33,10 @@ KEY_STAGE = "runner_keys"
 CHANGED = "runner_changed"  # keys whose row differs from the target's, or that are gone
 ROW_HASH = "runner_rh"
 TARGET_HASHES = "runner_target_hashes"  # the target's keys and row hashes, before any change
+TARGET_BUCKETS = "runner_target_buckets"  # the target's row count and hash per key bucket
+KEYS_PER_HASH_BUCKET = 8  # a 1% random update leaves ~90% of buckets of 8 keys untouched
+MAX_HASH_BUCKETS = 250_000  # bounds the list of differing buckets held in Python
+INTEGERS = ("smallint", "integer", "bigint")
 SOFT_DELETE_TYPE = ColumnType("timestamp")
 
 
@@ -127,6 +131,7 @@ class SqlWriter(Transaction):
         self.empty_at_start = False
         self.target_types: dict[str, ColumnType | None] = {}
         self.digests: str | None = None  # the source's keys and row hashes (`copy_digests`)
+        self.narrowed: tuple[int, int] | None = None  # (differing, all) key buckets compared by sums
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -214,23 +219,88 @@ class SqlWriter(Transaction):
         picked = [*(f"{t}.{q(k)}" for k in self.keys), f"{ours[0]} AS {q(ROW_HASH)}"]
         if self.soft:
             picked.append(f"{t}.{q(self.soft)} IS NOT NULL AS runner_soft")
-
-        def target_hashes() -> None:  # while the source computes its own
-            self.cursor.execute(c.drop_temp_sql(TARGET_HASHES))
-            select = f"SELECT {', '.join(picked)} FROM {self.target} {t}"
-            self.cursor.execute(f"CREATE TEMPORARY TABLE {q(TARGET_HASHES)} AS {select}")
-            self._analyze(TARGET_HASHES)
-
         with c.errors(self.doing):
             self.cursor.execute("SAVEPOINT runner_copy")
-        try:  # left packed: joined as they unpack (a 1M-row temporary table cost ~0.6 s more)
-            rows = c.copy_packed(self.cursor, source, exprs, from_sql, stage, None, target_hashes)
+        try:
+            total, only = None, ""
+            integer_key = len(self.keys) == 1 and self.key_columns[0].type.kind in INTEGERS
+            if hash_type.kind == "bigint" and integer_key:  # bit_xor of the 64-bit hashes
+                self.cursor.execute("SAVEPOINT runner_narrow")
+                try:
+                    narrowed = self._differing_hash_buckets(source, from_sql, expr, ours[0])
+                except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
+                    narrowed = None  # then every row is compared, as without an integer key
+                    self.cursor.execute("ROLLBACK TO SAVEPOINT runner_narrow")
+                if narrowed is not None:
+                    total, only = narrowed
+            where = f" WHERE {only.format(k=q(self.keys[0]))}" if only else ""
+            where_t = f" WHERE {only.format(k=f'{t}.{q(self.keys[0])}')}" if only else ""
+
+            def target_hashes() -> None:  # while the source computes its own
+                self.cursor.execute(c.drop_temp_sql(TARGET_HASHES))
+                select = f"SELECT {', '.join(picked)} FROM {self.target} {t}{where_t}"
+                self.cursor.execute(f"CREATE TEMPORARY TABLE {q(TARGET_HASHES)} AS {select}")
+                self._analyze(TARGET_HASHES)
+
+            # left packed: joined as they unpack (a 1M-row temporary table cost ~0.6 s more)
+            rows = c.copy_packed(self.cursor, source, exprs, from_sql + where, stage, None, target_hashes)
+            if rows is not None and total is not None:
+                rows = total
         except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
             rows = None  # e.g. a key whose type differs in name only (varchar and text)
         with c.errors(self.doing):
             self.cursor.execute(f"{'RELEASE' if rows is not None else 'ROLLBACK TO'} SAVEPOINT runner_copy")
         self.digests = c.packed_sql(stage) if rows is not None else None
         return rows
+
+    def _differing_hash_buckets(
+        self, source: SqlConnector, from_sql: str, theirs: str, ours: str
+    ) -> tuple[int, str] | None:
+        """Narrow the row comparison to the buckets of an integer key whose rows differ: each
+        database sums up its rows per bucket of ~`KEYS_PER_HASH_BUCKET` keys (count and XOR of
+        the 64-bit row hashes), the source's sums are copied packed into the target and joined
+        with its own, and only the rows of differing buckets are then hashed and compared one
+        by one. Returns the source's row count and a condition on `{k}` selecting those buckets,
+        or None when narrowing would not pay (most buckets differ) or cannot be exact (a NULL key)."""
+        c, q, k = self.c, self.q, self.q(self.keys[0])
+        live = f" WHERE t.{q(self.soft)} IS NULL" if self.soft else ""
+        self.cursor.execute(f"SELECT min({k}), max({k}), count(*) FROM {self.target} t{live}")
+        low, high, count = self.cursor.fetchone()
+        if low is None:
+            return None
+        buckets = min(MAX_HASH_BUCKETS, max(1, count // KEYS_PER_HASH_BUCKET))
+        width = max(1, -(-(int(high) - int(low) + 1) // buckets))
+        bucket = c.bucket_sql(k, width)
+        columns = [Column(name, ColumnType("bigint")) for name in ("runner_b", "runner_n", "runner_x")]
+        summed = (
+            f"(SELECT {bucket}::bigint AS b, count(*) AS n, bit_xor({theirs}) AS x "
+            f"FROM {from_sql} GROUP BY 1) s"
+        )
+
+        def target_sums() -> None:  # while the source sums up its own
+            self.cursor.execute(c.drop_temp_sql(TARGET_BUCKETS))
+            self.cursor.execute(
+                f"CREATE TEMPORARY TABLE {q(TARGET_BUCKETS)} AS SELECT {c.bucket_sql(f't.{k}', width)} AS b, "
+                f"count(*) AS n, bit_xor({ours}) AS x FROM {self.target} t{live} GROUP BY 1"
+            )
+
+        exprs = ["s.b", "s.n", "s.x"]
+        if c.copy_packed(self.cursor, source, exprs, summed, columns, None, target_sums) is None:
+            return None
+        packed = c.packed_sql(columns)
+        self.cursor.execute(f"SELECT coalesce(sum(runner_n), 0) FROM {packed} s")
+        total = int(self.cursor.fetchone()[0])
+        self.cursor.execute(
+            f"SELECT coalesce(s.runner_b, t.b) FROM {packed} s FULL JOIN {q(TARGET_BUCKETS)} t "
+            "ON s.runner_b = t.b WHERE s.runner_n IS DISTINCT FROM t.n OR s.runner_x IS DISTINCT FROM t.x"
+        )
+        differ = [r[0] for r in self.cursor.fetchall()]
+        self.cursor.execute(c.drop_temp_sql(TARGET_BUCKETS))
+        if None in differ or len(differ) > buckets // 2:
+            return None
+        self.narrowed = len(differ), buckets
+        listed = ",".join(str(int(b)) for b in differ)
+        return total, f"{c.bucket_sql('{k}', width)} = ANY('{{{{{listed}}}}}'::bigint[])"
 
     def copy_key_buckets(self, spec: ReadSpec, width: int, buckets: list[int]) -> int | None:
         """Copy the source keys of these buckets (see `SqlConnector.bucket_sql`) into the key

@@ -6,6 +6,7 @@ a run killed at each checkpoint then run again."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,15 @@ def compared_in_target(record: dict) -> bool:
     return "rows compared inside the target" in log
 
 
+def logged(record: dict, message: str) -> dict | None:
+    """The figures of the run's log entry with this message."""
+    for line in Path(record["log"]).read_text().splitlines():
+        entry = json.loads(line)
+        if entry["message"] == message:
+            return {k: v for k, v in entry.items() if k not in ("ts", "level", "message", "task")}
+    return None
+
+
 def same(engine: sa.Engine, columns: str = "*", where: str = "") -> bool:
     with engine.connect() as conn:
         diff = conn.exec_driver_sql(
@@ -91,6 +101,9 @@ def test_rows_compared_inside_the_target(project, pg_url):
     )
     second = run(project)
     assert compared_in_target(second)
+    # 125 buckets of 8 keys summed up on each side; only the 4 touched (keys 1-7, 500, 999, 1001-1002)
+    # are compared row by row
+    assert logged(second, "key buckets compared by sums") == {"buckets": 125, "differ": 4}
     assert task_of(second) == (1000, 2, 3, 2, 995)
     assert same(engine)
     third = run(project)
@@ -132,6 +145,7 @@ def test_soft_delete_and_revival(project, pg_url):
     execute(engine, "DELETE FROM src WHERE id IN (2, 3)")
     second = run(project)
     assert compared_in_target(second)
+    assert logged(second, "key buckets compared by sums") == {"buckets": 6, "differ": 1}
     assert task_of(second)[3] == 2
     third = run(project)  # the soft-deleted rows are not deleted again
     assert task_of(third) == (48, 0, 0, 0, 48)
