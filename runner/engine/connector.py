@@ -544,10 +544,16 @@ class SqlConnector(Connector):
         columns: list[Column],
         into: str,
         targets: list[ColumnType],
+        where: str = "",
     ) -> int | None:
-        """Copy the source's `columns` into `into` (whose columns have the types `targets`)
-        inside the database(s), no row through Python; None when this pair cannot."""
+        """Copy the source's `columns` (of its rows matching `where`, a condition in the
+        source's SQL) into `into` (whose columns have the types `targets`) inside the
+        database(s), no row through Python; None when this pair cannot."""
         return None
+
+    def any_of_sql(self, column: str, values: list[int]) -> str:
+        """A condition: the integer `column` is one of `values` (written as literals)."""
+        return f"{column} IN ({', '.join(str(int(v)) for v in values)})"
 
     def copy_packed(
         self,

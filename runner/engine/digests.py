@@ -21,7 +21,7 @@ from runner.engine.changes import TaskRun
 from runner.engine.checkpoints import checkpoint
 from runner.engine.connector import ReadStream
 from runner.engine.types import Column
-from runner.engine.writer import KEY_STAGE, SqlWriter
+from runner.engine.writer import INTEGERS, KEY_STAGE, STAGE, SqlWriter
 
 MAX_PARAMETERS = 30_000  # bound parameters per statement, under every driver's limit
 
@@ -202,10 +202,16 @@ def _compared_in_target(run: TaskRun, task_id: int, columns: list[Column]) -> bo
         run.log("info", "rows compared inside the target", task=task.name, rows=rows, differ=changed)
         chunk = max(1, min(run.batch_size, MAX_PARAMETERS // len(keys)))
         after = 0
+        integer_key = len(keys) == 1 and w.key_columns[0].type.kind in INTEGERS
         while page := w.changed_keys(after, chunk):
             after = page[-1][0]
-            fetched = run.source.read_by_keys(task.read, columns, keys, [r[1:] for r in page])
-            w.stage(fetched)
+            # the rows copied inside the databases too, where the key allows a literal list
+            where = (
+                run.source.any_of_sql(run.source.quote(keys[0]), [r[1] for r in page]) if integer_key else ""
+            )
+            if not where or w.copy_from(task.read, STAGE, where) is None:
+                fetched = run.source.read_by_keys(task.read, columns, keys, [r[1:] for r in page])
+                w.stage(fetched)
             checkpoint("write")
             result.add(w.merge())
             w.clear_stage()

@@ -173,7 +173,7 @@ class SqlWriter(Transaction):
             )
         return [Column(col.name, self.target_types[col.name] or col.type) for col in self.columns]
 
-    def copy_from(self, spec: ReadSpec, into: str) -> int | None:
+    def copy_from(self, spec: ReadSpec, into: str, where: str = "") -> int | None:
         """Move the source's rows into the target, the staging table or (`KEY_STAGE`) the key
         stage without Python touching them, when both ends allow it (PostgreSQL to PostgreSQL:
         binary COPY piped through; SQLite to SQLite: INSERT … SELECT from the attached file)
@@ -188,7 +188,7 @@ class SqlWriter(Transaction):
         with c.errors(self.doing):
             self.cursor.execute("SAVEPOINT runner_copy")
         try:
-            rows = c.copy_from(self.cursor, self.source, spec, columns, table, targets)
+            rows = c.copy_from(self.cursor, self.source, spec, columns, table, targets, where)
         except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
             rows = None  # a value the target rejects: the batches will name its row
         with c.errors(self.doing):
@@ -222,7 +222,7 @@ class SqlWriter(Transaction):
         with c.errors(self.doing):
             self.cursor.execute("SAVEPOINT runner_copy")
         try:
-            total, only = None, ""
+            total, where, where_t = None, "", ""
             integer_key = len(self.keys) == 1 and self.key_columns[0].type.kind in INTEGERS
             if hash_type.kind == "bigint" and integer_key:  # bit_xor of the 64-bit hashes
                 self.cursor.execute("SAVEPOINT runner_narrow")
@@ -232,9 +232,10 @@ class SqlWriter(Transaction):
                     narrowed = None  # then every row is compared, as without an integer key
                     self.cursor.execute("ROLLBACK TO SAVEPOINT runner_narrow")
                 if narrowed is not None:
-                    total, only = narrowed
-            where = f" WHERE {only.format(k=q(self.keys[0]))}" if only else ""
-            where_t = f" WHERE {only.format(k=f'{t}.{q(self.keys[0])}')}" if only else ""
+                    total, width, differ = narrowed
+                    key = q(self.keys[0])
+                    where = f" WHERE {c.any_of_sql(c.bucket_sql(key, width), differ)}"
+                    where_t = f" WHERE {c.any_of_sql(c.bucket_sql(f'{t}.{key}', width), differ)}"
 
             def target_hashes() -> None:  # while the source computes its own
                 self.cursor.execute(c.drop_temp_sql(TARGET_HASHES))
@@ -255,13 +256,13 @@ class SqlWriter(Transaction):
 
     def _differing_hash_buckets(
         self, source: SqlConnector, from_sql: str, theirs: str, ours: str
-    ) -> tuple[int, str] | None:
+    ) -> tuple[int, int, list[int]] | None:
         """Narrow the row comparison to the buckets of an integer key whose rows differ: each
         database sums up its rows per bucket of ~`KEYS_PER_HASH_BUCKET` keys (count and XOR of
         the 64-bit row hashes), the source's sums are copied packed into the target and joined
         with its own, and only the rows of differing buckets are then hashed and compared one
-        by one. Returns the source's row count and a condition on `{k}` selecting those buckets,
-        or None when narrowing would not pay (most buckets differ) or cannot be exact (a NULL key)."""
+        by one. Returns the source's row count, the buckets' width and the differing ones, or
+        None when narrowing would not pay (most buckets differ) or cannot be exact (a NULL key)."""
         c, q, k = self.c, self.q, self.q(self.keys[0])
         live = f" WHERE t.{q(self.soft)} IS NULL" if self.soft else ""
         self.cursor.execute(f"SELECT min({k}), max({k}), count(*) FROM {self.target} t{live}")
@@ -287,20 +288,21 @@ class SqlWriter(Transaction):
         exprs = ["s.b", "s.n", "s.x"]
         if c.copy_packed(self.cursor, source, exprs, summed, columns, None, target_sums) is None:
             return None
-        packed = c.packed_sql(columns)
-        self.cursor.execute(f"SELECT coalesce(sum(runner_n), 0) FROM {packed} s")
-        total = int(self.cursor.fetchone()[0])
+        # the source's sums unpacked once: its row count, then the differing buckets
         self.cursor.execute(
-            f"SELECT coalesce(s.runner_b, t.b) FROM {packed} s FULL JOIN {q(TARGET_BUCKETS)} t "
+            f"WITH s AS MATERIALIZED {c.packed_sql(columns)} "
+            "SELECT coalesce(sum(runner_n), 0), true FROM s UNION ALL "
+            f"SELECT coalesce(s.runner_b, t.b), false FROM s FULL JOIN {q(TARGET_BUCKETS)} t "
             "ON s.runner_b = t.b WHERE s.runner_n IS DISTINCT FROM t.n OR s.runner_x IS DISTINCT FROM t.x"
         )
-        differ = [r[0] for r in self.cursor.fetchall()]
+        rows = self.cursor.fetchall()
+        total = int(next(value for value, is_total in rows if is_total))
+        differ = [value for value, is_total in rows if not is_total]
         self.cursor.execute(c.drop_temp_sql(TARGET_BUCKETS))
         if None in differ or len(differ) > buckets // 2:
             return None
         self.narrowed = len(differ), buckets
-        listed = ",".join(str(int(b)) for b in differ)
-        return total, f"{c.bucket_sql('{k}', width)} = ANY('{{{{{listed}}}}}'::bigint[])"
+        return total, width, differ
 
     def copy_key_buckets(self, spec: ReadSpec, width: int, buckets: list[int]) -> int | None:
         """Copy the source keys of these buckets (see `SqlConnector.bucket_sql`) into the key

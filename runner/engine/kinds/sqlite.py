@@ -192,8 +192,9 @@ class SqliteConnector(SqlConnector):
         columns: list[Column],
         into: str,
         targets: list[ColumnType],
+        where: str = "",
     ) -> int | None:
-        if not isinstance(source, SqliteConnector) or spec.table is None or source.path is None:
+        if not isinstance(source, SqliteConnector) or spec.table is None or source.path is None or where:
             return None
         name = spec.table.rpartition(".")[2]
         if source.path == self.path:
