@@ -154,7 +154,9 @@ def test_cancel_mid_run_then_a_clean_resume(daemon_project):
     p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY))
     service.apply(p.ws)
     seed_missed_slot(p.ws, "sync")
-    d = p.start(env=SLOW)
+    # a run of about three seconds: the cancel's own start-up and the run's 0.5 s poll of the
+    # state store must land well before the last batch
+    d = p.start(env={"RUNNER_BATCH_DELAY": "0.15"})
     started = d.wait_for(lambda e: e["event"] == "run started")
     time.sleep(0.3)
     cancelled = runner_cli(p.root, "cancel", "sync")

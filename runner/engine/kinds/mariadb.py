@@ -310,6 +310,7 @@ class MariadbConnector(SqlConnector):
         columns: list[Column],
         into: str,
         targets: list[ColumnType],
+        where: str = "",
     ) -> int | None:
         """PostgreSQL to MariaDB: PostgreSQL formats every value (its types' own text output)
         and joins the rows into tab-separated pieces of thousands of lines (`text_pieces`),
@@ -327,7 +328,8 @@ class MariadbConnector(SqlConnector):
         names = [self.quote(c.name) for c in columns]
         binary = [c.type.kind == "binary" for c in columns]
         rows = 0
-        pieces = _joined(source.text_pieces(exprs, source.source_sql(spec)), _LOAD_BYTES)
+        from_sql = source.source_sql(spec) + (f" WHERE {where}" if where else "")
+        pieces = _joined(source.text_pieces(exprs, from_sql), _LOAD_BYTES)
         for data in ReadAhead(pieces):
             rows += data.count(b"\n")  # a newline in a value is escaped: each one ends a row
             with tempfile.NamedTemporaryFile("wb", suffix=".tsv") as file:
