@@ -268,32 +268,62 @@ def run_watermark(run: TaskRun) -> None:
             result.pointer_after = pointers.encode(w.highest(column))
             run.store.set_pointer(state.id, column, result.pointer_after, run.run_id)
             return
-        for batch in run.timed(stream.batches):
-            w.stage(batch)
-            checkpoint("write")
-            result.add(w.merge())
-            w.clear_stage()
-            if not options.dry_run:
-                w.commit()  # the target holds the batch: only now may the pointer pass it
-                checkpoint("committed")
-                pointer = _later(pointer, stream.pointer)
-                result.pointer_after = pointers.encode(pointer)
-                run.store.set_pointer(state.id, column, result.pointer_after, run.run_id)
-        result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
-        if result.pointer_after is None:
-            result.pointer_after = stored
         # a target that was empty holds only this run's snapshot of the source: no key of it
         # can be missing from the source (a deleted_keys_query still says what it says)
         snapshot = isinstance(w, SqlWriter) and w.empty_at_start and not task.read.deleted_keys_query
-        if task.deletes != "ignore" and not snapshot:
-            if options.limit is not None:
-                run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
-                return
-            result.deleted = _watermark_deletes(run, w, stream.columns)
-            run.finish(w)
+        deletes = task.deletes != "ignore" and not snapshot
+        with ThreadPoolExecutor(1) as pool:
+            # the source sums up its keys while the batches are merged (`_deletes_by_buckets`),
+            # unless the target is a SQLite file, whose commits would wait for that reader
+            by_buckets = deletes and options.limit is None and _by_buckets(run, w)
+            early = (
+                pool.submit(_source_key_sums, run) if by_buckets and run.target.copy_while_reading else None
+            )
+            try:
+                for batch in run.timed(stream.batches):
+                    w.stage(batch)
+                    checkpoint("write")
+                    result.add(w.merge())
+                    w.clear_stage()
+                    if not options.dry_run:
+                        w.commit()  # the target holds the batch: only now may the pointer pass it
+                        checkpoint("committed")
+                        pointer = _later(pointer, stream.pointer)
+                        result.pointer_after = pointers.encode(pointer)
+                        run.store.set_pointer(state.id, column, result.pointer_after, run.run_id)
+            except BaseException:
+                if early is not None:
+                    early.cancel()
+                raise
+            result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
+            if result.pointer_after is None:
+                result.pointer_after = stored
+            if deletes:
+                if options.limit is not None:
+                    run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
+                    return
+                if by_buckets:
+                    assert isinstance(w, SqlWriter)
+                    sums = early.result() if early is not None else _source_key_sums(run)
+                    result.deleted = _deletes_by_buckets(run, w, sums)
+                else:
+                    result.deleted = _watermark_deletes(run, w, stream.columns)
+                run.finish(w)
+
+
+def _by_buckets(run: TaskRun, w: SqlWriter | ScriptWriter) -> bool:
+    """Deletes found by comparing key buckets: one integer key, no deleted_keys_query."""
+    keys = run.task.write.keys
+    return (
+        isinstance(w, SqlWriter)
+        and not run.task.read.deleted_keys_query
+        and len(keys) == 1
+        and w.key_columns[0].type.kind in ("smallint", "integer", "bigint")
+    )
 
 
 def _watermark_deletes(run: TaskRun, w: SqlWriter | ScriptWriter, columns: list[Column]) -> int:
+    """Deletes by a deleted_keys_query, or by every source key staged in the target."""
     task = run.task
     keys = task.write.keys
     w.open_key_stage()
@@ -303,8 +333,6 @@ def _watermark_deletes(run: TaskRun, w: SqlWriter | ScriptWriter, columns: list[
             w.stage_keys(batch)
         return w.delete_listed()
     assert isinstance(w, SqlWriter)  # validation: a script needs deleted_keys_query here
-    if len(keys) == 1 and w.key_columns[0].type.kind in ("smallint", "integer", "bigint"):
-        return _deletes_by_buckets(run, w)
     if w.copy_from(task.read, KEY_STAGE) is None:
         for batch in run.track(run.source.read(task.read, run.batch_size, select=keys).batches):
             w.stage_keys(batch)
@@ -317,23 +345,37 @@ FEW_BUCKETS = 500  # at most ~32,000 keys a side: compared in Python rather than
 BUCKETS_PER_PASS = 5_000  # at most 5,000 bound parameters and ~320,000 staged keys a pass
 
 
-def _deletes_by_buckets(run: TaskRun, w: SqlWriter) -> int:
-    """Deletes under an integer key without moving every key: both databases sum up their
-    keys per bucket of a key range (count and sum, computed in each database); only the
-    buckets that differ have their source keys staged and compared. The target holds every
-    live source row after the upserts, so a bucket with the same count and sum holds the
-    same keys."""
+@dataclass
+class KeySums:
+    """The source's integer keys summed up per bucket of `width` keys: (count, sum) each."""
+
+    width: int
+    buckets: dict[int, tuple[int, int]] | None  # None: the source is empty
+
+
+def _source_key_sums(run: TaskRun) -> KeySums:
     task, key = run.task, run.task.write.keys[0]
     low, high, count = run.source.key_summary(task.read, key)
-    if low is None or high is None:  # the source is empty: every row of the target is gone
+    if low is None or high is None:
+        return KeySums(1, None)
+    width = max(1, -(-(high - low + 1) // min(MAX_BUCKETS, max(1, count // KEYS_PER_BUCKET))))
+    return KeySums(width, run.source.key_buckets(task.read, key, width))
+
+
+def _deletes_by_buckets(run: TaskRun, w: SqlWriter, sums: KeySums) -> int:
+    """Deletes under an integer key without moving every key: both databases sum up their
+    keys per bucket of a key range (count and sum, computed in each database; the source's
+    while the batches are merged); only the buckets that differ have their keys compared.
+    The target holds every live source row after the upserts, so a bucket with the same
+    count and sum holds the same keys. The source may have been summed up a moment before
+    the last batch was read: a key it gained since is checked in the source before anything
+    is deleted, and a key it lost since is deleted by the next run."""
+    task, key = run.task, run.task.write.keys[0]
+    if sums.buckets is None:  # the source is empty: every row of the target is gone
         w.open_key_stage()
         return w.delete_missing(KEY_STAGE)
-    buckets = min(MAX_BUCKETS, max(1, count // KEYS_PER_BUCKET))
-    width = max(1, -(-(high - low + 1) // buckets))
-    with ThreadPoolExecutor(1) as pool:  # the two databases sum up their keys at the same time
-        pending = pool.submit(run.source.key_buckets, task.read, key, width)
-        target = w.target_buckets(width)
-        source = pending.result()
+    width, source = sums.width, sums.buckets
+    target = w.target_buckets(width)
     differ = sorted(b for b, summary in target.items() if source.get(b) != summary)
     run.log("info", "deletes: buckets compared", task=task.name, buckets=len(target), differ=len(differ))
     deleted, differ = _single_deletes(run, w, width, source, target, differ)
