@@ -250,47 +250,36 @@ def run_watermark(run: TaskRun) -> None:
         )
     result.pointer_before = stored
     before = pointers.decode(stored)
-    since = pointers.shift_back(before, task.changes.lookback_amount())
-    stream = run.source.read(task.read, run.batch_size, Watermark(column, since), limit=options.limit)
-    result.columns = [{"name": c.name, "type": str(c.type)} for c in stream.columns]
-    pointer = before
+    watermark = Watermark(column, pointers.shift_back(before, task.changes.lookback_amount()))
+    # Where the rows may be copied inside the databases, the batch reader (whose query sorts
+    # every row past the pointer before the first comes) is opened only if the copy cannot be.
+    stream: ReadStream | None = None
+    if _may_copy(run):
+        columns = _columns_of(run)
+    else:
+        stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
+        columns = stream.columns
+    result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
     # the key comparison for deletes may copy keys inside the databases, unless that would
     # lock a file the batch reader still reads (SQLite)
-    with run.writer(stream.columns, copy=run.target.copy_while_reading) as w:
-        # a first load into an empty table: copied inside the databases when they allow it,
-        # with the pointer read back from what the target then holds (the same values, of the
-        # same snapshot); nothing can be deleted yet
-        first_load = before is None and isinstance(w, SqlWriter) and w.empty_at_start and not options.dry_run
-        if first_load and run.copied(w, task.write.table, stream):
-            result.inserted = result.rows_read
-            w.commit()
-            checkpoint("committed")
-            result.pointer_after = pointers.encode(w.highest(column))
-            run.store.set_pointer(state.id, column, result.pointer_after, run.run_id)
-            return
+    with run.writer(columns, copy=run.target.copy_while_reading) as w:
         # a target that was empty holds only this run's snapshot of the source: no key of it
         # can be missing from the source (a deleted_keys_query still says what it says)
         snapshot = isinstance(w, SqlWriter) and w.empty_at_start and not task.read.deleted_keys_query
         deletes = task.deletes != "ignore" and not snapshot
         with ThreadPoolExecutor(1) as pool:
-            # the source sums up its keys while the batches are merged (`_deletes_by_buckets`),
+            # the source sums up its keys while the rows are merged (`_deletes_by_buckets`),
             # unless the target is a SQLite file, whose commits would wait for that reader
             by_buckets = deletes and options.limit is None and _by_buckets(run, w)
             early = (
                 pool.submit(_source_key_sums, run) if by_buckets and run.target.copy_while_reading else None
             )
             try:
-                for batch in run.timed(stream.batches):
-                    w.stage(batch)
-                    checkpoint("write")
-                    result.add(w.merge())
-                    w.clear_stage()
-                    if not options.dry_run:
-                        w.commit()  # the target holds the batch: only now may the pointer pass it
-                        checkpoint("committed")
-                        pointer = _later(pointer, stream.pointer)
-                        result.pointer_after = pointers.encode(pointer)
-                        run.store.set_pointer(state.id, column, result.pointer_after, run.run_id)
+                copied = stream is None and _copied_past_pointer(run, w, watermark, state.id, before)
+                if stream is None and not copied:
+                    stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
+                if stream is not None:
+                    _merge_batches(run, w, stream, state.id, before)
             except BaseException:
                 if early is not None:
                     early.cancel()
@@ -307,8 +296,87 @@ def run_watermark(run: TaskRun) -> None:
                     sums = early.result() if early is not None else _source_key_sums(run)
                     result.deleted = _deletes_by_buckets(run, w, sums)
                 else:
-                    result.deleted = _watermark_deletes(run, w, stream.columns)
+                    result.deleted = _watermark_deletes(run, w, columns)
                 run.finish(w)
+
+
+def _may_copy(run: TaskRun) -> bool:
+    """Whether a watermark task's rows may be copied inside the databases: a plain run into
+    a SQL target that copies while it reads (not SQLite: see `copy_while_reading`)."""
+    options = run.options
+    return (
+        run.target.copy_while_reading
+        and not run.task.write.upsert_script
+        and options.limit is None
+        and not options.dry_run
+    )
+
+
+def _columns_of(run: TaskRun) -> list[Column]:
+    """The source's columns, from a read of one row."""
+    probe = run.source.read(run.task.read, 1, limit=1)
+    for _ in probe.batches:
+        pass
+    return probe.columns
+
+
+def _copied_past_pointer(
+    run: TaskRun, w: SqlWriter | ScriptWriter, watermark: Watermark, task_id: int, before: Any
+) -> bool:
+    """The rows at or past the pointer copied inside the databases (`SqlWriter.copy_from`):
+    into the table itself on a first load into an empty table, else into the staging table
+    and merged; one transaction, then the pointer moves to the highest value copied (read
+    back in the target: the same values of the same snapshot). False when the pair cannot."""
+    task, result = run.task, run.result
+    if not isinstance(w, SqlWriter):
+        return False
+    column = watermark.column
+    first_load = before is None and w.empty_at_start
+    where, params = run.source.watermark_sql(watermark)  # type: ignore[attr-defined]
+    checkpoint("read")
+    started = time.perf_counter()
+    rows = w.copy_from(task.read, task.write.table if first_load else STAGE, where, params)
+    if rows is None:
+        return False
+    result.read_seconds += time.perf_counter() - started
+    result.rows_read += rows
+    run.log("info", "copied inside the databases, no row through Python", task=task.name, rows=rows)
+    if run.cancel:  # one statement cannot stop half-way; a cancel asked meanwhile stops here
+        run.cancel.check()
+    checkpoint("write")
+    if first_load:
+        result.inserted = rows
+        highest = w.highest(column)
+    else:
+        highest = w.highest(column, STAGE)
+        result.add(w.merge())
+        w.clear_stage()
+    w.commit()
+    checkpoint("committed")
+    pointer = _later(before, highest)
+    if pointer is not None:
+        result.pointer_after = pointers.encode(pointer)
+        run.store.set_pointer(task_id, column, result.pointer_after, run.run_id)
+    return True
+
+
+def _merge_batches(
+    run: TaskRun, w: SqlWriter | ScriptWriter, stream: ReadStream, task_id: int, before: Any
+) -> None:
+    """Stage, merge and commit each batch read; only then does the pointer pass it."""
+    result, column = run.result, run.task.changes.column
+    pointer = before
+    for batch in run.timed(stream.batches):
+        w.stage(batch)
+        checkpoint("write")
+        result.add(w.merge())
+        w.clear_stage()
+        if not run.options.dry_run:
+            w.commit()  # the target holds the batch: only now may the pointer pass it
+            checkpoint("committed")
+            pointer = _later(pointer, stream.pointer)
+            result.pointer_after = pointers.encode(pointer)
+            run.store.set_pointer(task_id, column, result.pointer_after, run.run_id)
 
 
 def _by_buckets(run: TaskRun, w: SqlWriter | ScriptWriter) -> bool:
