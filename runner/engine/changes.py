@@ -7,7 +7,10 @@
   in the column's order; each batch is merged and committed, and only then does the pointer
   move to the highest value committed. Rows that share the pointer's value are read again
   next run and found unchanged, so nothing is missed at the boundary and nothing counted twice.
-  Deletes: every source key is staged and compared in the target, or a user's query lists them.
+  Where the pair allows (PostgreSQL to PostgreSQL), those rows are instead copied inside the
+  databases into the staging table and merged in one transaction, the pointer moving after it.
+  Deletes: source and target keys are compared per bucket (an integer key) or staged in the
+  target, or a user's query lists them.
 - hash: see `runner.engine.digests`.
 
 A run killed anywhere leaves the target with whole committed batches and a pointer that is

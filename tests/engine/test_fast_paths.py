@@ -1,5 +1,6 @@
 """Copies made inside the databases (PostgreSQL binary COPY piped through, SQLite ATTACH +
-INSERT … SELECT) give the same rows as batches, and step aside when they cannot."""
+INSERT … SELECT) give the same rows as batches, step aside when they cannot, and keep the
+pointer behind what is committed when killed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from runner import service
+from tests.engine.test_crash import kill_at
 
 
 def messages(project, record) -> list[str]:
@@ -118,3 +120,55 @@ def test_mariadb_without_local_infile_falls_back_to_inserts(project, maria_url, 
         with admin.connect() as conn:
             conn.exec_driver_sql(f"SET GLOBAL local_infile = {int(before)}")
         admin.dispose()
+
+
+@pytest.mark.parametrize("point", ["read", "write", "committed"])
+def test_postgresql_watermark_copy_killed_anywhere_then_rerun(project, pg_url, tmp_path, point):
+    """Rows past the pointer copied inside PostgreSQL and merged in one transaction: a run
+    killed before or after its commit (its pointer not yet recorded) and run again leaves the
+    target equal to the source, deletes included, and the pointer at the highest value."""
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE src (id integer PRIMARY KEY, name text, at timestamp);"
+            "INSERT INTO src SELECT g, 'row ' || g, '2026-01-01'::timestamp + g * interval '1 s' "
+            "FROM generate_series(1, 300) g"
+        )
+    project.connection("db", "postgresql", pg_url)
+    project.job(
+        "sync",
+        "db",
+        "db",
+        """
+        - name: t
+          read: {table: src}
+          write: {table: dst, keys: [id]}
+          changes: {strategy: watermark, column: at}
+          deletes: propagate
+        """,
+    )
+    service.apply(project.ws)
+    first = service.run(project.ws, "sync")
+    assert "copied inside the databases, no row through Python" in messages(project, first)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE src SET name = 'changed', at = at + interval '1 day' WHERE mod(id, 7) = 0"
+        )
+        conn.exec_driver_sql("DELETE FROM src WHERE id IN (3, 150)")
+        conn.exec_driver_sql("INSERT INTO src VALUES (301, 'new', '2026-02-01')")
+    project.ws.close()
+    kill_at(project, point, tmp_path)
+    record = service.run(project.ws, "sync")
+    assert record["status"] == "succeeded", record["error"]
+    assert "copied inside the databases, no row through Python" in messages(project, record)
+    with engine.connect() as conn:
+        diff = conn.exec_driver_sql(
+            "(SELECT * FROM src EXCEPT SELECT * FROM dst) UNION ALL "
+            "(SELECT * FROM dst EXCEPT SELECT * FROM src)"
+        ).all()
+        assert diff == []
+        highest = conn.exec_driver_sql("SELECT max(at) FROM src").scalar_one()
+    assert service.pointer_show(project.ws, "sync")[0]["pointer"]["value"] == highest.isoformat()
+    again = service.run(project.ws, "sync")["tasks"][0]
+    assert (again["inserted"], again["updated"], again["deleted"]) == (0, 0, 0)
+    engine.dispose()
