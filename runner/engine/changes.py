@@ -7,8 +7,7 @@
   in the column's order; each batch is merged and committed, and only then does the pointer
   move to the highest value committed. Rows that share the pointer's value are read again
   next run and found unchanged, so nothing is missed at the boundary and nothing counted twice.
-  Where the pair allows (PostgreSQL to PostgreSQL), those rows are instead copied inside the
-  databases into the staging table and merged in one transaction, the pointer moving after it.
+  A first load into an empty table is copied inside the databases where the pair allows.
   Deletes: source and target keys are compared per bucket (an integer key) or staged in the
   target, or a user's query lists them.
 - hash: see `runner.engine.digests`.
@@ -254,10 +253,10 @@ def run_watermark(run: TaskRun) -> None:
     result.pointer_before = stored
     before = pointers.decode(stored)
     watermark = Watermark(column, pointers.shift_back(before, task.changes.lookback_amount()))
-    # Where the rows may be copied inside the databases, the batch reader (whose query sorts
-    # every row past the pointer before the first comes) is opened only if the copy cannot be.
+    # A first load that may be copied inside the databases opens the batch reader (whose query
+    # sorts every row before the first comes) only if the copy cannot be made.
     stream: ReadStream | None = None
-    if _may_copy(run):
+    if _may_copy(run, before):
         columns = _columns_of(run)
     else:
         stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
@@ -278,7 +277,7 @@ def run_watermark(run: TaskRun) -> None:
                 pool.submit(_source_key_sums, run) if by_buckets and run.target.copy_while_reading else None
             )
             try:
-                copied = stream is None and _copied_past_pointer(run, w, watermark, state.id, before)
+                copied = stream is None and _first_load_copied(run, w, column, state.id)
                 if stream is None and not copied:
                     stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
                 if stream is not None:
@@ -303,12 +302,13 @@ def run_watermark(run: TaskRun) -> None:
                 run.finish(w)
 
 
-def _may_copy(run: TaskRun) -> bool:
-    """Whether a watermark task's rows may be copied inside the databases: a plain run into
-    a SQL target that copies while it reads (not SQLite: see `copy_while_reading`)."""
+def _may_copy(run: TaskRun, before: Any) -> bool:
+    """Whether a watermark task's first load may be copied inside the databases: a plain run
+    into a SQL target that copies while it reads (not SQLite: see `copy_while_reading`)."""
     options = run.options
     return (
-        run.target.copy_while_reading
+        before is None
+        and run.target.copy_while_reading
         and not run.task.write.upsert_script
         and options.limit is None
         and not options.dry_run
@@ -323,43 +323,22 @@ def _columns_of(run: TaskRun) -> list[Column]:
     return probe.columns
 
 
-def _copied_past_pointer(
-    run: TaskRun, w: SqlWriter | ScriptWriter, watermark: Watermark, task_id: int, before: Any
-) -> bool:
-    """The rows at or past the pointer copied inside the databases (`SqlWriter.copy_from`):
-    into the table itself on a first load into an empty table, else into the staging table
-    and merged; one transaction, then the pointer moves to the highest value copied (read
-    back in the target: the same values of the same snapshot). False when the pair cannot."""
-    task, result = run.task, run.result
-    if not isinstance(w, SqlWriter):
+def _first_load_copied(run: TaskRun, w: SqlWriter | ScriptWriter, column: str, task_id: int) -> bool:
+    """A first load into an empty table copied inside the databases (`SqlWriter.copy_from`),
+    with the pointer read back from what the target then holds (the same values, of the same
+    snapshot); nothing can be deleted yet. False when the pair cannot."""
+    if not (isinstance(w, SqlWriter) and w.empty_at_start):
         return False
-    column = watermark.column
-    first_load = before is None and w.empty_at_start
-    where, params = run.source.watermark_sql(watermark)  # type: ignore[attr-defined]
-    checkpoint("read")
-    started = time.perf_counter()
-    rows = w.copy_from(task.read, task.write.table if first_load else STAGE, where, params)
-    if rows is None:
+    if not run.copied(w, run.task.write.table, ReadStream([], iter(()))):
         return False
-    result.read_seconds += time.perf_counter() - started
-    result.rows_read += rows
-    run.log("info", "copied inside the databases, no row through Python", task=task.name, rows=rows)
-    if run.cancel:  # one statement cannot stop half-way; a cancel asked meanwhile stops here
-        run.cancel.check()
+    run.result.inserted = run.result.rows_read
     checkpoint("write")
-    if first_load:
-        result.inserted = rows
-        highest = w.highest(column)
-    else:
-        highest = w.highest(column, STAGE)
-        result.add(w.merge())
-        w.clear_stage()
     w.commit()
     checkpoint("committed")
-    pointer = _later(before, highest)
-    if pointer is not None:
-        result.pointer_after = pointers.encode(pointer)
-        run.store.set_pointer(task_id, column, result.pointer_after, run.run_id)
+    highest = w.highest(column)
+    if highest is not None:
+        run.result.pointer_after = pointers.encode(highest)
+        run.store.set_pointer(task_id, column, run.result.pointer_after, run.run_id)
     return True
 
 

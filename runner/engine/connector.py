@@ -545,10 +545,9 @@ class SqlConnector(Connector):
         into: str,
         targets: list[ColumnType],
         where: str = "",
-        params: tuple = (),
     ) -> int | None:
         """Copy the source's `columns` (of its rows matching `where`, a condition in the
-        source's SQL with `params` bound) into `into` (whose columns have the types `targets`) inside the
+        source's SQL) into `into` (whose columns have the types `targets`) inside the
         database(s), no row through Python; None when this pair cannot."""
         return None
 
@@ -662,21 +661,14 @@ class SqlConnector(Connector):
             sql = f"SELECT {', '.join(q(n) for n in names)} FROM ({query}) q"
         if watermark is None:  # a LIMIT spares draining an unbuffered result (MariaDB) when closing early
             return sql + (f" LIMIT {int(limit)}" if limit is not None else ""), ()
-        where, params = self.watermark_sql(watermark)
-        if where:
+        column = q(watermark.column)
+        params: tuple = ()
+        if watermark.since is not None:
             if self.mark == "%s":
                 sql = sql.replace("%", "%%")  # the user's SQL meets a driver that formats with %
-            sql += f" WHERE {where}"
-        order = f" ORDER BY {q(watermark.column)}"
-        return sql + order + (f" LIMIT {int(limit)}" if limit is not None else ""), params
-
-    def watermark_sql(self, watermark: Watermark) -> tuple[str, tuple]:
-        """The condition of the rows at or past the watermark (and those with no value, which
-        are read every time), and its parameters; empty when everything is to be read."""
-        if watermark.since is None:
-            return "", ()
-        column = self.quote(watermark.column)
-        return f"{column} >= {self.mark} OR {column} IS NULL", (watermark.since,)
+            sql += f" WHERE {column} >= {self.mark} OR {column} IS NULL"
+            params = (watermark.since,)
+        return f"{sql} ORDER BY {column}" + (f" LIMIT {int(limit)}" if limit is not None else ""), params
 
     def source_sql(self, spec: ReadSpec) -> str:
         """What follows FROM: the table, or the query as a derived table."""

@@ -173,7 +173,7 @@ class SqlWriter(Transaction):
             )
         return [Column(col.name, self.target_types[col.name] or col.type) for col in self.columns]
 
-    def copy_from(self, spec: ReadSpec, into: str, where: str = "", params: tuple = ()) -> int | None:
+    def copy_from(self, spec: ReadSpec, into: str, where: str = "") -> int | None:
         """Move the source's rows into the target, the staging table or (`KEY_STAGE`) the key
         stage without Python touching them, when both ends allow it (PostgreSQL to PostgreSQL:
         binary COPY piped through; SQLite to SQLite: INSERT … SELECT from the attached file)
@@ -188,7 +188,7 @@ class SqlWriter(Transaction):
         with c.errors(self.doing):
             self.cursor.execute("SAVEPOINT runner_copy")
         try:
-            rows = c.copy_from(self.cursor, self.source, spec, columns, table, targets, where, params)
+            rows = c.copy_from(self.cursor, self.source, spec, columns, table, targets, where)
         except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
             rows = None  # a value the target rejects: the batches will name its row
         with c.errors(self.doing):
@@ -491,11 +491,10 @@ class SqlWriter(Transaction):
                 return TerminalError(self._row_message(None, None, False, first))
             offset += page
 
-    def highest(self, column: str, table: str | None = None) -> Any:
-        """The highest value of `column` in the target (or `table`), inside this transaction."""
+    def highest(self, column: str) -> Any:
+        """The highest value of `column` in the target, inside this transaction."""
         with self.c.errors(self.doing):
-            source = self.q(table) if table else self.target
-            self.cursor.execute(f"SELECT max({self.q(column)}) FROM {source}")
+            self.cursor.execute(f"SELECT max({self.q(column)}) FROM {self.target}")
             return self.cursor.fetchone()[0]
 
     def clear_stage(self) -> None:

@@ -123,10 +123,11 @@ def test_mariadb_without_local_infile_falls_back_to_inserts(project, maria_url, 
 
 
 @pytest.mark.parametrize("point", ["read", "write", "committed"])
-def test_postgresql_watermark_copy_killed_anywhere_then_rerun(project, pg_url, tmp_path, point):
-    """Rows past the pointer copied inside PostgreSQL and merged in one transaction: a run
-    killed before or after its commit (its pointer not yet recorded) and run again leaves the
-    target equal to the source, deletes included, and the pointer at the highest value."""
+def test_postgresql_watermark_first_load_killed_anywhere_then_rerun(project, pg_url, tmp_path, point):
+    """A watermark task's first load into an empty table is copied inside PostgreSQL in one
+    transaction: a run killed before or after its commit (its pointer not yet recorded) and
+    run again, then a round of changes, leave the target equal to the source, deletes
+    included, and the pointer at the highest value."""
     engine = sa.create_engine(pg_url)
     with engine.begin() as conn:
         conn.exec_driver_sql(
@@ -148,27 +149,31 @@ def test_postgresql_watermark_copy_killed_anywhere_then_rerun(project, pg_url, t
         """,
     )
     service.apply(project.ws)
-    first = service.run(project.ws, "sync")
-    assert "copied inside the databases, no row through Python" in messages(project, first)
+    project.ws.close()
+    kill_at(project, point, tmp_path)
+
+    def check() -> None:
+        with engine.connect() as conn:
+            diff = conn.exec_driver_sql(
+                "(SELECT * FROM src EXCEPT SELECT * FROM dst) UNION ALL "
+                "(SELECT * FROM dst EXCEPT SELECT * FROM src)"
+            ).all()
+            assert diff == []
+            highest = conn.exec_driver_sql("SELECT max(at) FROM src").scalar_one()
+        assert service.pointer_show(project.ws, "sync")[0]["pointer"]["value"] == highest.isoformat()
+
+    record = service.run(project.ws, "sync")
+    assert record["status"] == "succeeded", record["error"]
+    copied = "copied inside the databases, no row through Python" in messages(project, record)
+    assert copied == (point != "committed")  # after a commit the table is no longer empty
+    check()
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "UPDATE src SET name = 'changed', at = at + interval '1 day' WHERE mod(id, 7) = 0"
         )
         conn.exec_driver_sql("DELETE FROM src WHERE id IN (3, 150)")
         conn.exec_driver_sql("INSERT INTO src VALUES (301, 'new', '2026-02-01')")
-    project.ws.close()
-    kill_at(project, point, tmp_path)
-    record = service.run(project.ws, "sync")
-    assert record["status"] == "succeeded", record["error"]
-    assert "copied inside the databases, no row through Python" in messages(project, record)
-    with engine.connect() as conn:
-        diff = conn.exec_driver_sql(
-            "(SELECT * FROM src EXCEPT SELECT * FROM dst) UNION ALL "
-            "(SELECT * FROM dst EXCEPT SELECT * FROM src)"
-        ).all()
-        assert diff == []
-        highest = conn.exec_driver_sql("SELECT max(at) FROM src").scalar_one()
-    assert service.pointer_show(project.ws, "sync")[0]["pointer"]["value"] == highest.isoformat()
-    again = service.run(project.ws, "sync")["tasks"][0]
-    assert (again["inserted"], again["updated"], again["deleted"]) == (0, 0, 0)
+    second = service.run(project.ws, "sync")["tasks"][0]
+    assert (second["inserted"], second["updated"], second["deleted"]) == (1, 42, 2)
+    check()
     engine.dispose()

@@ -311,13 +311,10 @@ class MariadbConnector(SqlConnector):
         into: str,
         targets: list[ColumnType],
         where: str = "",
-        params: tuple = (),
     ) -> int | None:
         """PostgreSQL to MariaDB: PostgreSQL formats every value (its types' own text output)
         and joins the rows into tab-separated pieces of thousands of lines (`text_pieces`),
         which LOAD DATA reads as they are, file by file of a few MB."""
-        if params:
-            return None  # the text pieces are read without bound parameters
         from runner.engine.kinds.postgresql import PostgresqlConnector
 
         if not isinstance(source, PostgresqlConnector) or self.local_infile is False:

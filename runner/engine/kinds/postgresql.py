@@ -209,16 +209,16 @@ class PostgresqlConnector(SqlConnector):
         match = re.search(r"column (\w+)", diag.context or "")
         return match[1] if match else None
 
-    def copy_out(self, select: str, binary: bool = True, params: tuple = ()) -> Iterator[bytes]:
-        """The rows of `select` (with `params` bound) in PostgreSQL's COPY format (binary, or
-        text: a line per row, tab-separated, backslash escapes, \\N for NULL), chunk by chunk."""
+    def copy_out(self, select: str, binary: bool = True) -> Iterator[bytes]:
+        """The rows of `select` in PostgreSQL's COPY format (binary, or text: a line per row,
+        tab-separated, backslash escapes, \\N for NULL), chunk by chunk."""
         doing = "reading (copy)"
         self.check_readable()
         options = " (FORMAT binary)" if binary else ""
         with self.connection(doing) as dbapi:
             cursor = dbapi.cursor()
             cursor.execute("SET jit = off")  # as for a writer (`prepare_writer`): runner's own SQL
-            with cursor.copy(f"COPY ({select}) TO STDOUT{options}", params or None) as copy:
+            with cursor.copy(f"COPY ({select}) TO STDOUT{options}") as copy:
                 yield from copy
 
     def copy_from(
@@ -230,7 +230,6 @@ class PostgresqlConnector(SqlConnector):
         into: str,
         targets: list[ColumnType],
         where: str = "",
-        params: tuple = (),
     ) -> int | None:
         """PostgreSQL to PostgreSQL with the same column types: the source's binary COPY
         output is the target's binary COPY input, passed through untouched."""
@@ -239,12 +238,9 @@ class PostgresqlConnector(SqlConnector):
         ):
             return None
         names = ", ".join(self.quote(c.name) for c in columns)
-        from_sql = source.source_sql(spec)
-        if params:
-            from_sql = from_sql.replace("%", "%%")  # the user's SQL meets parameters formatted with %
-        select = f"SELECT {names} FROM {from_sql}" + (f" WHERE {where}" if where else "")
+        select = f"SELECT {names} FROM {source.source_sql(spec)}" + (f" WHERE {where}" if where else "")
         with cursor.copy(f"COPY {into} ({names}) FROM STDIN (FORMAT binary)") as sink:
-            for block in blocks(source.copy_out(select, params=params)):
+            for block in blocks(source.copy_out(select)):
                 sink.write(block)
         return cursor.rowcount
 

@@ -193,7 +193,6 @@ class SqliteConnector(SqlConnector):
         into: str,
         targets: list[ColumnType],
         where: str = "",
-        params: tuple = (),
     ) -> int | None:
         if not isinstance(source, SqliteConnector) or spec.table is None or source.path is None or where:
             return None
