@@ -284,7 +284,7 @@ def run_watermark(run: TaskRun) -> None:
                     _merge_batches(run, w, stream, state.id, before)
             except BaseException:
                 if early is not None:
-                    early.cancel()
+                    early.cancel()  # a sum not yet started never starts; a running one is waited for
                 raise
             result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
             if result.pointer_after is None:
@@ -417,9 +417,9 @@ def _deletes_by_buckets(run: TaskRun, w: SqlWriter, sums: KeySums) -> int:
     keys per bucket of a key range (count and sum, computed in each database; the source's
     while the batches are merged); only the buckets that differ have their keys compared.
     The target holds every live source row after the upserts, so a bucket with the same
-    count and sum holds the same keys. The source may have been summed up a moment before
-    the last batch was read: a key it gained since is checked in the source before anything
-    is deleted, and a key it lost since is deleted by the next run."""
+    count and sum holds the same keys. The source is summed up after the batch reader's
+    snapshot: a key it gained since is in no target bucket's difference, and every key
+    found to differ is looked up in the source as it is now before it is deleted."""
     task, key = run.task, run.task.write.keys[0]
     if sums.buckets is None:  # the source is empty: every row of the target is gone
         w.open_key_stage()
