@@ -11,16 +11,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import Location, Problem
 
-try:  # the C loader composes ~10x faster; fall back to the pure-Python one
-    from yaml import CSafeLoader as _Loader
-except ImportError:  # pragma: no cover
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+if TYPE_CHECKING:
+    import yaml
 
 DEFINITION_DIRS = ("connections.d", "jobs.d")
 DEFAULT_NAMESPACE = "default"
@@ -66,10 +62,19 @@ def display_path(path: Path) -> str:
         return str(absolute)
 
 
+def _loader() -> type[yaml.SafeLoader]:
+    """The C loader composes ~10x faster; the pure-Python one where PyYAML was built without it."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _walk(node: yaml.Node, path: PathKey, doc: Document, problems: list[Problem], visited: set[int]) -> None:
     """Record the position of every key path below `node` and report duplicate keys. A node
     reached again through an alias is not walked again: an alias of itself would recurse
     forever, and nested aliases would take exponential time ("billion laughs")."""
+    import yaml
+
     if id(node) in visited:
         return
     visited.add(id(node))
@@ -104,9 +109,11 @@ def load_text(
     text: str, file: str, folder_namespace: str | None = None, relpath: str | None = None
 ) -> tuple[list[Document], list[Problem]]:
     """Parse every document of one file; problems are returned, never raised."""
+    import yaml  # here: a run, which reads the state store and no file, does not need it
+
     docs: list[Document] = []
     problems: list[Problem] = []
-    loader = _Loader(text)
+    loader = _loader()(text)
     try:
         index = 0
         while loader.check_node():
