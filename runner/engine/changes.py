@@ -31,7 +31,7 @@ from runner.engine.checkpoints import checkpoint
 from runner.engine.connector import Batch, Connector, ReadStream, Watermark
 from runner.engine.templates import ScriptWriter
 from runner.engine.types import Column
-from runner.engine.writer import KEY_STAGE, STAGE, MergeCounts, SqlWriter
+from runner.engine.writer import INTEGERS, KEY_STAGE, STAGE, MergeCounts, SqlWriter
 from runner.errors import TerminalError
 from runner.state.store import StateStore, TaskState
 
@@ -368,7 +368,7 @@ def _by_buckets(run: TaskRun, w: SqlWriter | ScriptWriter) -> bool:
         isinstance(w, SqlWriter)
         and not run.task.read.deleted_keys_query
         and len(keys) == 1
-        and w.key_columns[0].type.kind in ("smallint", "integer", "bigint")
+        and w.key_columns[0].type.kind in INTEGERS
     )
 
 

@@ -17,7 +17,7 @@ import queue
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -43,7 +43,7 @@ IN_LIST = 5_000  # values bound in one IN (…) list: within every driver's para
 
 
 def key_conditions(
-    column: str, mark: str, values: list[int] = (), ranges: list[tuple[int, int]] = ()
+    column: str, mark: str, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()
 ) -> Iterator[tuple[str, tuple]]:
     """Conditions on an integer key column for these values (an IN list) or inclusive ranges
     (BETWEENs, which each use the key's index), at most `IN_LIST` bound parameters each."""
@@ -424,7 +424,7 @@ class SqlConnector(Connector):
                 yield list(batch)
 
     def find_keys(
-        self, spec: ReadSpec, key: str, values: list[int] = (), ranges: list[tuple[int, int]] = ()
+        self, spec: ReadSpec, key: str, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()
     ) -> set[int]:
         """The source's values of an integer key among `values` or in the inclusive `ranges`
         (by its key index)."""

@@ -15,6 +15,7 @@ where the driver says, the column that the target rejected.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -231,6 +232,7 @@ class SqlWriter(Transaction):
                 except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
                     narrowed = None  # then every row is compared, as without an integer key
                     self.cursor.execute("ROLLBACK TO SAVEPOINT runner_narrow")
+                self.cursor.execute("RELEASE SAVEPOINT runner_narrow")
                 if narrowed is not None:
                     total, width, differ = narrowed
                     key = q(self.keys[0])
@@ -537,7 +539,7 @@ class SqlWriter(Transaction):
             )
             return {int(b): (int(n), int(s)) for b, n, s in self.cursor.fetchall()}
 
-    def find_keys(self, values: list[int] = (), ranges: list[tuple[int, int]] = ()) -> set[int]:
+    def find_keys(self, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()) -> set[int]:
         """The target's values of its (single, integer) key among `values` or in the inclusive
         `ranges`, soft-deleted rows left out."""
         k = self.q(self.keys[0])
