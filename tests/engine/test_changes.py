@@ -317,7 +317,13 @@ def test_on_error_continue_runs_the_next_task(project, make_database):
 
 
 @pytest.mark.parametrize(
-    ("src", "dst"), [("sqlite", "sqlite"), ("postgresql", "postgresql"), ("mariadb", "postgresql")]
+    ("src", "dst"),
+    [
+        ("sqlite", "sqlite"),
+        ("postgresql", "postgresql"),
+        ("mariadb", "postgresql"),
+        ("postgresql", "mariadb"),
+    ],
 )
 @pytest.mark.parametrize("deletes", ["propagate", "soft"])
 @pytest.mark.parametrize("few", [500, 0], ids=["ranges", "staged"])
