@@ -62,13 +62,6 @@ def display_path(path: Path) -> str:
         return str(absolute)
 
 
-def _loader() -> type[yaml.SafeLoader]:
-    """The C loader composes ~10x faster; the pure-Python one where PyYAML was built without it."""
-    import yaml
-
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _walk(node: yaml.Node, path: PathKey, doc: Document, problems: list[Problem], visited: set[int]) -> None:
     """Record the position of every key path below `node` and report duplicate keys. A node
     reached again through an alias is not walked again: an alias of itself would recurse
@@ -113,7 +106,8 @@ def load_text(
 
     docs: list[Document] = []
     problems: list[Problem] = []
-    loader = _loader()(text)
+    # the C loader composes ~10x faster; the pure-Python one where PyYAML was built without it
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         index = 0
         while loader.check_node():

@@ -257,7 +257,7 @@ def run_watermark(run: TaskRun) -> None:
     # sorts every row before the first comes) only if the copy cannot be made.
     stream: ReadStream | None = None
     if _may_copy(run, before):
-        columns = _columns_of(run)
+        columns = columns_of(run)
     else:
         stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
         columns = stream.columns
@@ -315,8 +315,9 @@ def _may_copy(run: TaskRun, before: Any) -> bool:
     )
 
 
-def _columns_of(run: TaskRun) -> list[Column]:
-    """The source's columns, from a read of one row."""
+def columns_of(run: TaskRun) -> list[Column]:
+    """The source's columns, from a read of one row (a SQLite expression's type comes from
+    its value)."""
     probe = run.source.read(run.task.read, 1, limit=1)
     for _ in probe.batches:
         pass

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from runner.definitions.models import ReadSpec
 from runner.engine import pointers
-from runner.engine.changes import TaskRun
+from runner.engine.changes import TaskRun, columns_of
 from runner.engine.checkpoints import checkpoint
 from runner.engine.connector import ReadStream
 from runner.engine.types import Column
@@ -35,10 +35,7 @@ def run_hash(run: TaskRun) -> None:
     task, result, options = run.task, run.result, run.options
     keys = task.write.keys
     state = run.state()
-    probe = run.source.read(task.read, 1, limit=1)  # the columns (a SQLite expression's type from a row)
-    columns = probe.columns
-    for _ in probe.batches:
-        pass
+    columns = columns_of(run)
     result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
     if _compared_in_target(run, state.id, columns):  # records no digest: nothing can be pending
         if state.digests_pending and not options.dry_run:
