@@ -240,7 +240,7 @@ def test_a_running_job_is_refused_elsewhere_and_an_update_waits_as_pending(daemo
     p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY))
     service.apply(p.ws)
     seed_missed_slot(p.ws, "sync")
-    d = p.start(env={"RUNNER_BATCH_DELAY": "0.25"})  # a run of five seconds
+    d = p.start(env={"RUNNER_BATCH_DELAY": "0.6"})  # a run of 12 s: four CLI calls fit in it, even loaded
     started = d.wait_for(lambda e: e["event"] == "run started")
     refused = runner_cli(p.root, "run", "sync")
     assert refused.returncode == 1 and "is already running" in refused.stderr
