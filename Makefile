@@ -30,7 +30,7 @@ schemas: $(STAMP)
 	$(BIN)/runner schemas --out schemas
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
-.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api
+.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py all --rows 1000000
@@ -52,6 +52,9 @@ bench-memory: $(STAMP)
 
 bench-api: $(STAMP)
 	$(BIN)/python bench/api_load.py --clients 50 --seconds 30
+
+bench-api-attacks: $(STAMP)
+	$(BIN)/python bench/api_load.py --clients 50 --seconds 30 --attackers 5
 
 clean:
 	rm -rf $(VENV) .runner demo/data .pytest_cache

@@ -9,7 +9,11 @@ two requests; without wrk, asyncio tasks on one httpx pool in this process, whic
 CPU per request than the server does and so measures mostly itself (the output says which).
 Client and server share the machine's cores, as they would on a small server.
 
-    .venv/bin/python bench/api_load.py [--clients 50] [--seconds 30] [--json]
+With `--attackers N`, N abusive clients (`api_attacks.py`: slow headers, huge headers and
+bodies, wrong keys, 80,000-key bodies) run beside the load; the figures are then the valid
+requests' while they do, and what the attackers got is listed.
+
+    .venv/bin/python bench/api_load.py [--clients 50] [--seconds 30] [--attackers 5] [--json]
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from api_attacks import Attackers  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = [sys.executable, "-m", "runner"]
@@ -157,6 +164,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--python-client", action="store_true", help="Use the Python client even with wrk.")
+    parser.add_argument("--attackers", type=int, default=0, help="Abusive clients beside the load.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="runner-api-load-") as tmp:
         folder = Path(tmp)
@@ -175,6 +183,8 @@ def main() -> int:
                     return 1
                 time.sleep(0.05)
             runs_before = len(list((folder / ".runner/history").glob("*/*/*.json")))
+            attackers = Attackers(port, args.attackers)
+            attackers.start()
             wrk = shutil.which("wrk")
             if wrk and not args.python_client:
                 result = load_wrk(wrk, folder, port, key, args.clients, args.seconds)
@@ -192,12 +202,14 @@ def main() -> int:
                     "first_errors": errors[:5],
                 }
             runs_during = len(list((folder / ".runner/history").glob("*/*/*.json"))) - runs_before
+            attacks = attackers.stop()
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(60)
             log.close()
         result = {"clients": args.clients, "seconds": args.seconds} | result
         result |= {"job_runs_during_load": runs_during, "daemon_exit": daemon.returncode}
+        result |= {"attackers": args.attackers, "attacks": attacks}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -210,6 +222,10 @@ def main() -> int:
         )
         for error in result["first_errors"]:
             print(f"  {error}")
+        if args.attackers:
+            print(f"beside {args.attackers} attackers, who got:")
+            for what, count in result["attacks"].items():
+                print(f"  {count:>7}  {what}")
     return 0 if not result["errors"] else 1
 
 
