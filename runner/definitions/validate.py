@@ -148,11 +148,11 @@ def validate_documents(
     problems: list[Problem] = []
     definitions: list[Definition] = []
     for doc in docs:
-        if doc.rejected:
-            continue
+        # A document with duplicate keys is still checked, so its other problems come in the
+        # same report; it never becomes a definition (which of the two values was meant?).
         definition, doc_problems = _validate_document(doc, connection_types)
         problems.extend(doc_problems)
-        if definition is not None:
+        if definition is not None and not doc.rejected:
             definitions.append(definition)
 
     # Names and references are checked on the names every document states, valid or not:
