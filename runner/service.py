@@ -18,7 +18,13 @@ from typing import Annotated, Any, Literal, Union
 from runner.definitions import secrets
 from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
 from runner.definitions.models import API_VERSION, NAME_PATTERN, JobSpec, Metadata, StrictModel, seconds
-from runner.definitions.validate import Definition, check_document, resolve_reference, validate_documents
+from runner.definitions.validate import (
+    Definition,
+    check_document,
+    resolve_reference,
+    validate_documents,
+    warnings_of,
+)
 from runner.engine import pointers, registry
 from runner.engine.cancel import CancelToken
 from runner.engine.changes import Progress, RunOptions, TaskResult
@@ -83,19 +89,21 @@ class Workspace:
 # --- validate / plan / apply ---------------------------------------------------------------
 
 
-def load(ws: Workspace) -> tuple[list[Definition], list[Problem]]:
-    """Every definition below the folder, and every problem found on the way."""
-    docs, problems = load_folder(ws.root)
-    definitions, invalid = validate_documents(docs, registry.connection_models())
-    return definitions, problems + invalid
-
-
 def validate(ws: Workspace) -> list[Definition]:
     """Raises DefinitionsInvalid with all problems when any file is wrong."""
-    definitions, problems = load(ws)
-    if problems:
-        raise DefinitionsInvalid(problems)
-    return definitions
+    return check(ws)[0]
+
+
+def check(ws: Workspace) -> tuple[list[Definition], list[Problem]]:
+    """Every definition and the warnings about them (valid, but likely not meant: a cron that
+    fires every second). Raises DefinitionsInvalid with all problems, and the warnings, when
+    any file is wrong."""
+    docs, problems = load_folder(ws.root)
+    definitions, invalid = validate_documents(docs, registry.connection_models())
+    warnings = warnings_of(docs)
+    if problems or invalid:
+        raise DefinitionsInvalid(problems + invalid, warnings)
+    return definitions, sorted(warnings, key=lambda p: p.location)
 
 
 def plan(ws: Workspace) -> Plan:
@@ -218,7 +226,12 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
         "document": obj.document,
     }
     if kind == "Job":
-        out["next_runs"] = next_fire_times(obj.document["spec"].get("schedule"))
+        schedule = obj.document["spec"].get("schedule")
+        if schedule:
+            from runner.daemon.schedule import describe_cron  # croniter: not on `runner run`'s path
+
+            out["schedule"] = {"timezone": "UTC"} | schedule | {"in_words": describe_cron(schedule["cron"])}
+        out["next_runs"] = next_fire_times(schedule)
         out["last_runs"] = [
             _run_summary(r) for r in history.list_runs(ws.history, obj.namespace, obj.name, 5)
         ]

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from runner import service
 from runner.cli import render
-from runner.errors import DefinitionsInvalid, RunnerError
+from runner.errors import DefinitionsInvalid, Problem, RunnerError
 
 app = typer.Typer(
     name="runner",
@@ -100,17 +100,29 @@ def fail(exc: RunnerError, fmt: str = "text") -> NoReturn:
         raise exc
     if isinstance(exc, DefinitionsInvalid):
         if fmt == "json":
-            out.print(render.problems_json(exc.problems), markup=False)
+            out.print(render.problems_json(exc.problems, exc.warnings), markup=False)
         elif fmt == "github":
             out.print(render.problems_github(exc.problems), markup=False)
+            _print_warnings(exc.warnings, fmt)
             err.print(f"{len(exc.problems)} problem(s) found", markup=False)
         else:
+            _print_warnings(exc.warnings, fmt)
             err.print(render.problems_text(exc.problems), markup=False)
     else:
         if fmt == "json":
             out.print(json.dumps({"error": str(exc)}), markup=False)
         err.print(f"error: {exc}", markup=False)
     raise typer.Exit(exc.exit_code)
+
+
+def _print_warnings(warnings: list[Problem], fmt: str) -> None:
+    """Warnings never change the exit code: as annotations on GitHub, else on stderr."""
+    if not warnings:
+        return
+    if fmt == "github":
+        out.print(render.problems_github(warnings, "warning"), markup=False)
+    else:
+        err.print(render.warnings_text(warnings), markup=False)
 
 
 @app.command()
@@ -122,15 +134,18 @@ def validate(
         ),
     ] = CheckFormat.text,
 ) -> None:
-    """Check every definition file; exit 0 when valid, 1 with all problems otherwise."""
+    """Check every definition file; exit 0 when valid, 1 with all problems otherwise.
+    Warnings (valid, but likely not meant: a cron firing every second) are shown either way
+    and do not change the exit code."""
     try:
-        definitions = service.validate(STATE.workspace)
+        definitions, warnings = service.check(STATE.workspace)
     except RunnerError as exc:
         fail(exc, fmt.value)
     jobs = sum(1 for d in definitions if d.kind == "Job")
     if fmt == CheckFormat.json:
-        out.print(render.problems_json([]), markup=False)
+        out.print(render.problems_json([], warnings), markup=False)
     else:
+        _print_warnings(warnings, fmt.value)
         out.print(
             f"valid: {len(definitions) - jobs} connection(s), {jobs} job(s) in {STATE.workspace.root}",
             markup=False,

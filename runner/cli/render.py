@@ -29,8 +29,14 @@ def problems_text(problems: list[Problem]) -> str:
     return "\n".join(lines)
 
 
-def problems_github(problems: list[Problem]) -> str:
-    """GitHub Actions workflow commands: each problem becomes an annotation on its line."""
+def warnings_text(warnings: list[Problem]) -> str:
+    """`file:line:col: field: warning: message (hint: …)`, one a line."""
+    return "\n".join(str(Problem(w.location, f"warning: {w.message}", w.hint)) for w in warnings)
+
+
+def problems_github(problems: list[Problem], level: str = "error") -> str:
+    """GitHub Actions workflow commands: each problem (or warning, with `level="warning"`)
+    becomes an annotation on its line."""
     out = []
     for p in problems:
         loc = p.location
@@ -42,12 +48,19 @@ def problems_github(problems: list[Problem]) -> str:
         message = f"{loc.field}: {p.message}" if loc.field else p.message
         if p.hint:
             message += f" (hint: {p.hint})"
-        out.append(f"::error {','.join(props)}::{_escape_data(message)}")
+        out.append(f"::{level} {','.join(props)}::{_escape_data(message)}")
     return "\n".join(out)
 
 
-def problems_json(problems: list[Problem]) -> str:
-    return json.dumps({"valid": not problems, "problems": [p.as_dict() for p in problems]}, indent=2)
+def problems_json(problems: list[Problem], warnings: list[Problem] | None = None) -> str:
+    return json.dumps(
+        {
+            "valid": not problems,
+            "problems": [p.as_dict() for p in problems],
+            "warnings": [w.as_dict() for w in warnings or []],
+        },
+        indent=2,
+    )
 
 
 def _value(value: Any) -> str:
@@ -233,6 +246,8 @@ def describe_text(info: dict[str, Any]) -> str:
         f"  defined at:  {info['file']}:{info['line']}",
         f"  revision:    {rev['id']}, applied {rev['applied_at']} by {rev['user']}, commit {commit}",
     ]
+    if schedule := info.get("schedule"):
+        lines.append(f"  schedule:    {schedule['cron']} ({schedule['timezone']}): {schedule['in_words']}")
     if "next_runs" in info:
         lines.append("  next runs:   " + (", ".join(info["next_runs"]) or "no schedule"))
         for r in info["last_runs"]:

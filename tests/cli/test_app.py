@@ -165,3 +165,45 @@ def test_force_unlock_cli(cli, project):
     assert released.exit_code == 0 and released.stdout.startswith("released the apply lock held by")
     assert cli("apply").exit_code == 0
     store.close()
+
+
+def test_cron_firing_every_second_is_a_warning_and_describe_says_it_in_words(cli, project):
+    project.write("connections.d/c.yaml", CONNS)
+    project.job("copy", "src", "dst", TASK, extra='  schedule: {cron: "5 * * * * *"}\n')
+    result = cli("validate")
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        "jobs.d/copy.yaml:7:14: spec.schedule.cron: warning: '5 * * * * *' fires every second: the sixth "
+        "field (seconds) is '*', so the job runs 60 times in each minute it matches (hint: write 0 as the "
+        "sixth field to run once in that minute, or use 5 fields)"
+    ]
+    assert result.stdout.startswith("valid: 2 connection(s), 1 job(s)")
+    data = json.loads(cli("validate", "--format", "json").stdout)
+    assert data["valid"] is True and [w["field"] for w in data["warnings"]] == ["spec.schedule.cron"]
+    github = cli("validate", "--format", "github")
+    assert github.exit_code == 0
+    assert github.stdout.startswith("::warning file=jobs.d/copy.yaml,line=7,col=14::spec.schedule.cron: ")
+    project.job("other", "src", "nowhere", TASK, extra='  schedule: {cron: "0 3 * * * */1"}\n')
+    invalid = cli("validate")  # warnings come with the problems too
+    assert invalid.exit_code == 1
+    assert "jobs.d/other.yaml:7:14: spec.schedule.cron: warning: '0 3 * * * */1' fires every second" in (
+        invalid.stderr
+    )
+    assert "connection 'nowhere' does not exist" in invalid.stderr
+    (project.root / "jobs.d" / "other.yaml").unlink()
+    assert cli("apply").exit_code == 0
+    info = json.loads(cli("describe", "job", "copy", "--format", "json").stdout)
+    assert info["schedule"] == {
+        "cron": "5 * * * * *",
+        "timezone": "UTC",
+        "in_words": "every second during minute 5 of every hour",
+    }
+    text = cli("describe", "job", "copy").stdout
+    assert "  schedule:    5 * * * * * (UTC): every second during minute 5 of every hour" in text
+
+
+def test_no_warning_for_a_cron_with_a_fixed_second(cli, project):
+    project.write("connections.d/c.yaml", CONNS)
+    project.job("copy", "src", "dst", TASK, extra='  schedule: {cron: "5 * * * * 0"}\n')
+    result = cli("validate")
+    assert result.exit_code == 0 and result.stderr == ""
