@@ -233,7 +233,7 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
             out["schedule"] = {"timezone": "UTC"} | schedule | {"in_words": describe_cron(schedule["cron"])}
         out["next_runs"] = next_fire_times(schedule)
         out["last_runs"] = [
-            _run_summary(r) for r in history.list_runs(ws.history, obj.namespace, obj.name, 5)
+            _run_summary(_with_mode(r)) for r in history.list_runs(ws.history, obj.namespace, obj.name, 5)
         ]
     return out
 
@@ -245,15 +245,29 @@ def _run_summary(record: dict[str, Any]) -> dict[str, Any]:
     keys = (
         "run_id",
         "status",
+        "mode",
         "started_at",
         "finished_at",
         "seconds",
         "rows_read",
         "rows_written",
+        "rows_would_write",
         "error",
         "path",
     )
     return {k: record.get(k) for k in keys}
+
+
+RUN_MODES = ("normal", "dry-run", "limited")
+
+
+def run_mode(options: dict[str, Any]) -> str:
+    """`dry-run` (counts what would change, writes nothing), `limited` (a test run of at most N
+    rows a task) or `normal`, from a run's options: history, status and the page show it, so
+    such runs are never taken for real ones."""
+    if options.get("dry_run"):
+        return "dry-run"
+    return "limited" if options.get("limit") is not None else "normal"
 
 
 def _job_and_connections(
@@ -458,6 +472,7 @@ def _execute(
         "source": ends["source"][0],
         "target": ends["target"][0],
         "options": {k: v for k, v in asdict(options).items() if v},
+        "mode": run_mode(asdict(options)),
         "trigger": trigger,
         **({"adhoc_spec": job.document["spec"]} if job.file == ADHOC_FILE else {}),  # what it ran, for audit
         "status": "running",
@@ -479,7 +494,7 @@ def _execute(
     def on_task(result: TaskResult) -> None:
         with writing:
             done[result.name] = result
-            record["tasks"] = [task_dict(r) for r in done.values()]
+            record["tasks"] = [task_dict(r, options.dry_run) for r in done.values()]
             history.write_atomic(path, record)
 
     try:
@@ -512,13 +527,15 @@ def _execute(
     else:
         status = "failed" if failed else "succeeded"
         error = "; ".join(f"task {r.name}: {r.error}" for r in failed) or None
+    would_write = sum(r.rows_written for r in results)
     record.update(
         status=status,
         finished_at=utcnow(),
         seconds=round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3),
         rows_read=sum(r.rows_read for r in results),
-        rows_written=sum(r.rows_written for r in results),
-        tasks=[task_dict(r) for r in results],
+        rows_written=0 if options.dry_run else would_write,
+        **({"rows_would_write": would_write} if options.dry_run else {}),
+        tasks=[task_dict(r, options.dry_run) for r in results],
         failed_tasks=[r.name for r in failed],
         error=error,
     )
@@ -529,7 +546,11 @@ def _execute(
     return record
 
 
-def task_dict(result: TaskResult) -> dict[str, Any]:
+def task_dict(result: TaskResult, dry_run: bool = False) -> dict[str, Any]:
+    """A task's result as the history keeps it; in a dry run its counts are what it would
+    have written (`rows_would_write`), and `rows_written` is 0: nothing was."""
+    if dry_run:
+        return asdict(result) | {"rows_written": 0, "rows_would_write": result.rows_written}
     return asdict(result) | {"rows_written": result.rows_written}
 
 
@@ -634,9 +655,9 @@ def runs(
         job = AppliedObject("Job", namespace, name, {}, "", "", 0, 0)
     if task is None:
         out = []
-        for record in history.iter_runs(ws.history, job.namespace, job.name):
+        for record in map(_with_mode, history.iter_runs(ws.history, job.namespace, job.name)):
             if changed_only and record.get("status") == "succeeded" and not record.get("rows_written"):
-                continue
+                continue  # a dry run changed nothing either
             out.append(_with_live_status(ws, record))
             if limit and len(out) >= limit:
                 break
@@ -645,18 +666,23 @@ def runs(
     if task not in {t.name for t in spec.tasks}:
         raise NotFound(f"job {job.ref} has no task {task!r} (tasks: {', '.join(t.name for t in spec.tasks)})")
     out = []
-    for record in history.iter_runs(ws.history, job.namespace, job.name):
+    for record in map(_with_mode, history.iter_runs(ws.history, job.namespace, job.name)):
         result = next((t for t in record.get("tasks", []) if t.get("name") == task), None)
         if changed_only and result and result.get("status") == "succeeded" and not _written(result):
             continue
         if result is not None:
-            out.append({"run_id": record["run_id"], "started_at": record["started_at"]} | result)
+            out.append(
+                {"run_id": record["run_id"], "started_at": record["started_at"], "mode": record["mode"]}
+                | result
+            )
             if limit and len(out) >= limit:
                 break
     return out
 
 
 def _written(task: dict[str, Any]) -> int:
+    if "rows_written" in task:
+        return int(task["rows_written"] or 0)
     return sum(task.get(k) or 0 for k in ("inserted", "updated", "upserted", "deleted"))
 
 
@@ -688,12 +714,30 @@ def log_since(ws: Workspace, run_id: str, after: int = 0, level: str | None = No
 def _with_live_status(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
     """A record that says `running` while no live process holds the job's lock for it was
     left by a process that died (kill -9, a crash): it reads `interrupted`."""
+    record = _with_mode(record)
     if record.get("status") != "running":
         return record
     held = ws.store().lock_info(job_lock(f"{record['namespace']}/{record['job']}"))
     if held is not None and held.run_id == record["run_id"] and held.alive:
         return record
     return record | {"status": "interrupted", "error": "the process running it ended without finishing it"}
+
+
+def _with_mode(record: dict[str, Any]) -> dict[str, Any]:
+    """A record written before runs had a `mode` gets it from its options; a dry run's counts
+    there moved to `rows_would_write`, as a new record has them."""
+    if "mode" in record:
+        return record
+    mode = run_mode(record.get("options") or {})
+    if mode != "dry-run":
+        return record | {"mode": mode}
+    tasks = [t | {"rows_written": 0, "rows_would_write": _written(t)} for t in record.get("tasks", [])]
+    return record | {
+        "mode": mode,
+        "rows_written": 0,
+        "rows_would_write": record.get("rows_written") or 0,
+        "tasks": tasks,
+    }
 
 
 def mark_interrupted(ws: Workspace, record: dict[str, Any]) -> dict[str, Any] | None:
@@ -862,12 +906,13 @@ def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     pointers_by_task = {p["task"]: p["pointer"] for p in pointer_show(ws, ref)}
     last: dict[str, dict[str, Any]] = {}
     wanted = {t.name for t in spec.tasks}
-    for record in history.list_runs(ws.history, job.namespace, job.name):
+    for record in map(_with_mode, history.list_runs(ws.history, job.namespace, job.name)):
         for result in record.get("tasks", []):
             if result.get("name") in wanted and result["name"] not in last:
                 last[result["name"]] = {
                     "run_id": record["run_id"],
                     "started_at": record["started_at"],
+                    "mode": record["mode"],
                 } | result
         if len(last) == len(wanted):
             break

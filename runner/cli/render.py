@@ -139,14 +139,27 @@ def history_table(ref: str, runs: list[dict[str, Any]]) -> Table:
     for r in runs:
         table.add_row(
             r["run_id"],
-            r["status"],
+            run_status(r),
             str(r.get("started_at") or ""),
             _num(r.get("seconds")),
             _num(r.get("rows_read")),
-            _num(r.get("rows_written")),
+            written(r),
             (r.get("error") or "")[:80],
         )
     return table
+
+
+def run_status(run: dict[str, Any]) -> str:
+    """`succeeded`, `succeeded (dry run)`, `failed (limited)`: a test run never passes for a real one."""
+    mode = run.get("mode") or "normal"
+    return run["status"] + ("" if mode == "normal" else f" ({mode.replace('-', ' ')})")
+
+
+def written(run: dict[str, Any]) -> str:
+    """Rows written; a dry run's are rows it would have written: `would 1,234`."""
+    if run.get("mode") == "dry-run":
+        return f"would {_num(run.get('rows_would_write') or 0)}"
+    return _num(run.get("rows_written"))
 
 
 def _num(value: Any) -> str:
@@ -190,13 +203,15 @@ def run_text(record: dict[str, Any]) -> str:
         f"in {record['seconds']:.2f} s ({record['source']} → {record['target']})"
         + (f" [{flags}]" if flags else "")
     ]
+    dry = record.get("mode") == "dry-run"
     for t in record["tasks"]:
         if t["status"] == "skipped":
             lines.append(f"  task {t['name']}: skipped")
             continue
         line = (
             f"  task {t['name']} ({t['strategy']}): {t['status']}, {t['rows_read']:,} rows read → "
-            f"{t['inserted']:,} inserted, {t['updated']:,} updated, {t['deleted']:,} deleted, "
+            + ("would be " if dry else "")
+            + f"{t['inserted']:,} inserted, {t['updated']:,} updated, {t['deleted']:,} deleted, "
             f"{t['unchanged']:,} unchanged in {t['target']} ({t['seconds']:.2f} s)"
         )
         if t["pointer_after"] != t["pointer_before"]:
@@ -204,6 +219,12 @@ def run_text(record: dict[str, Any]) -> str:
         if t["error"]:
             line += f"\n    error: {t['error']}"
         lines.append(line)
+    if dry:
+        lines.append(
+            f"dry run: nothing was written (it would write {record.get('rows_would_write', 0):,} rows)"
+        )
+    elif record.get("mode") == "limited":
+        lines.append(f"limited run: at most {record['options'].get('limit')} rows read a task")
     lines.append(f"history: {record['path']}")
     return "\n".join(lines)
 
@@ -251,9 +272,7 @@ def describe_text(info: dict[str, Any]) -> str:
     if "next_runs" in info:
         lines.append("  next runs:   " + (", ".join(info["next_runs"]) or "no schedule"))
         for r in info["last_runs"]:
-            lines.append(
-                f"  last run:    {r['run_id']} {r['status']} ({_num(r['rows_written'])} rows written)"
-            )
+            lines.append(f"  last run:    {r['run_id']} {run_status(r)} ({written(r)} rows written)")
     lines.append("")
     lines.append(yaml.safe_dump(info["document"], sort_keys=False, allow_unicode=True).rstrip())
     return "\n".join(lines)
@@ -305,8 +324,8 @@ def status_table(info: dict[str, Any]) -> Table:
             job["job"],
             when or "-",
             str(job["next_run"] or "-"),
-            f"{last['status']} {last['finished_at'] or last['started_at']}" if last else "-",
-            _num(last["rows_written"]) if last else "-",
+            f"{run_status(last)} {last['finished_at'] or last['started_at']}" if last else "-",
+            written(last) if last else "-",
             ", ".join(now) or "-",
         )
     return table
@@ -324,10 +343,8 @@ def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
             f"{r['strategy']}, deletes {r['deletes']}",
             pointer_text(r["pointer"]) if r["strategy"] == "watermark" else "-",
             f"{last['run_id']}" if last else "-",
-            last["status"] if last else "-",
-            _num(last["inserted"] + last["updated"] + last.get("upserted", 0) + last["deleted"])
-            if last
-            else "-",
+            run_status(last) if last else "-",
+            written(last) if last else "-",
         )
     return table
 
@@ -339,7 +356,7 @@ def task_history_table(ref: str, task: str, rows: list[dict[str, Any]]) -> Table
     for r in rows:
         table.add_row(
             r["run_id"],
-            r["status"],
+            run_status(r),
             str(r.get("started_at") or ""),
             _num(r.get("seconds")),
             _num(r.get("rows_read")),
