@@ -107,7 +107,15 @@ def test_postgresql_privileges_are_checked_and_failures_named(cli, project, pg_u
     project.connection("local", "sqlite", "sqlite:///local.db")
     sqlite_db(project.root / "local.db", "CREATE TABLE orders (id INTEGER PRIMARY KEY, total NUMERIC(12,2))")
     project.job("up", "local", "pg", "- {name: o, read: {table: orders}, write: {table: sync.orders}}")
-    project.job("down", "pg", "local", "- {name: o, read: {table: orders}, write: {table: orders}}")
+    project.job(
+        "down",
+        "pg",
+        "local",
+        """
+        - {name: o, read: {table: orders}, write: {table: orders}}
+        - {name: q, read: {query: "SELECT id FROM orders WHERE 'ab' LIKE 'a%'"}, write: {table: q}}
+        """,
+    )
 
     result = cli("connections", "test", "pg")
     assert result.exit_code == 1
@@ -123,6 +131,7 @@ def test_postgresql_privileges_are_checked_and_failures_named(cli, project, pg_u
     (checked,) = service.connections_test(project.ws, "pg")
     assert checked["ok"] is True, checked
     assert [c["ok"] for c in checked["checks"]] == [True, True, True]
+    assert checked["checks"][1]["detail"] == "can read the 2 source(s) its jobs read"
     assert checked["checks"][2]["detail"] == (
         "can create tables and a staging table in schema sync (rolled back)"
     )
