@@ -150,6 +150,11 @@ def test_a_refused_login_names_the_reason_without_the_secret(cli, project, monke
     assert "error: connection default/pg failed: connect: " in result.stderr
     assert 'role "no_such_role_x" does not exist' in result.stderr
     assert SECRET not in result.output
+    # a server error that quotes a secret (here the database's name) shows it redacted
+    project.connection("pg", "postgresql", "postgresql://postgres@127.0.0.1:5432/${env:PG_PASSWORD}")
+    echoed = cli("connections", "test")
+    assert echoed.exit_code == 1
+    assert 'database "***" does not exist' in echoed.stderr and SECRET not in echoed.output
 
 
 def test_mariadb_write_probe_is_dropped_again(cli, project, maria_url):
