@@ -258,9 +258,6 @@ def _run_summary(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record.get(k) for k in keys}
 
 
-RUN_MODES = ("normal", "dry-run", "limited")
-
-
 def run_mode(options: dict[str, Any]) -> str:
     """`dry-run` (counts what would change, writes nothing), `limited` (a test run of at most N
     rows a task) or `normal`, from a run's options: history, status and the page show it, so
