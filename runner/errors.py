@@ -61,8 +61,9 @@ class RunnerError(Exception):
 class DefinitionsInvalid(RunnerError):
     """The definitions folder has problems; `problems` lists all of them, not only the first."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], warnings: list[Problem] | None = None):
         self.problems = sorted(problems, key=lambda p: p.location)
+        self.warnings = sorted(warnings or [], key=lambda p: p.location)  # shown beside the problems
         super().__init__(f"{len(self.problems)} problem(s) in the definitions")
 
 

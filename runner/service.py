@@ -18,7 +18,13 @@ from typing import Annotated, Any, Literal, Union
 from runner.definitions import secrets
 from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
 from runner.definitions.models import API_VERSION, NAME_PATTERN, JobSpec, Metadata, StrictModel, seconds
-from runner.definitions.validate import Definition, check_document, resolve_reference, validate_documents
+from runner.definitions.validate import (
+    Definition,
+    check_document,
+    resolve_reference,
+    validate_documents,
+    warnings_of,
+)
 from runner.engine import pointers, registry
 from runner.engine.cancel import CancelToken
 from runner.engine.changes import Progress, RunOptions, TaskResult
@@ -83,19 +89,21 @@ class Workspace:
 # --- validate / plan / apply ---------------------------------------------------------------
 
 
-def load(ws: Workspace) -> tuple[list[Definition], list[Problem]]:
-    """Every definition below the folder, and every problem found on the way."""
-    docs, problems = load_folder(ws.root)
-    definitions, invalid = validate_documents(docs, registry.connection_models())
-    return definitions, problems + invalid
-
-
 def validate(ws: Workspace) -> list[Definition]:
     """Raises DefinitionsInvalid with all problems when any file is wrong."""
-    definitions, problems = load(ws)
-    if problems:
-        raise DefinitionsInvalid(problems)
-    return definitions
+    return check(ws)[0]
+
+
+def check(ws: Workspace) -> tuple[list[Definition], list[Problem]]:
+    """Every definition and the warnings about them (valid, but likely not meant: a cron that
+    fires every second). Raises DefinitionsInvalid with all problems, and the warnings, when
+    any file is wrong."""
+    docs, problems = load_folder(ws.root)
+    definitions, invalid = validate_documents(docs, registry.connection_models())
+    warnings = warnings_of(docs)
+    if problems or invalid:
+        raise DefinitionsInvalid(problems + invalid, warnings)
+    return definitions, sorted(warnings, key=lambda p: p.location)
 
 
 def plan(ws: Workspace) -> Plan:
@@ -218,9 +226,14 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
         "document": obj.document,
     }
     if kind == "Job":
-        out["next_runs"] = next_fire_times(obj.document["spec"].get("schedule"))
+        schedule = obj.document["spec"].get("schedule")
+        if schedule:
+            from runner.daemon.schedule import describe_cron  # croniter: not on `runner run`'s path
+
+            out["schedule"] = {"timezone": "UTC"} | schedule | {"in_words": describe_cron(schedule["cron"])}
+        out["next_runs"] = next_fire_times(schedule)
         out["last_runs"] = [
-            _run_summary(r) for r in history.list_runs(ws.history, obj.namespace, obj.name, 5)
+            _run_summary(_with_mode(r)) for r in history.list_runs(ws.history, obj.namespace, obj.name, 5)
         ]
     return out
 
@@ -232,15 +245,26 @@ def _run_summary(record: dict[str, Any]) -> dict[str, Any]:
     keys = (
         "run_id",
         "status",
+        "mode",
         "started_at",
         "finished_at",
         "seconds",
         "rows_read",
         "rows_written",
+        "rows_would_write",
         "error",
         "path",
     )
     return {k: record.get(k) for k in keys}
+
+
+def run_mode(options: dict[str, Any]) -> str:
+    """`dry-run` (counts what would change, writes nothing), `limited` (a test run of at most N
+    rows a task) or `normal`, from a run's options: history, status and the page show it, so
+    such runs are never taken for real ones."""
+    if options.get("dry_run"):
+        return "dry-run"
+    return "limited" if options.get("limit") is not None else "normal"
 
 
 def _job_and_connections(
@@ -445,6 +469,7 @@ def _execute(
         "source": ends["source"][0],
         "target": ends["target"][0],
         "options": {k: v for k, v in asdict(options).items() if v},
+        "mode": run_mode(asdict(options)),
         "trigger": trigger,
         **({"adhoc_spec": job.document["spec"]} if job.file == ADHOC_FILE else {}),  # what it ran, for audit
         "status": "running",
@@ -466,7 +491,7 @@ def _execute(
     def on_task(result: TaskResult) -> None:
         with writing:
             done[result.name] = result
-            record["tasks"] = [task_dict(r) for r in done.values()]
+            record["tasks"] = [task_dict(r, options.dry_run) for r in done.values()]
             history.write_atomic(path, record)
 
     try:
@@ -499,13 +524,15 @@ def _execute(
     else:
         status = "failed" if failed else "succeeded"
         error = "; ".join(f"task {r.name}: {r.error}" for r in failed) or None
+    would_write = sum(r.rows_written for r in results)
     record.update(
         status=status,
         finished_at=utcnow(),
         seconds=round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3),
         rows_read=sum(r.rows_read for r in results),
-        rows_written=sum(r.rows_written for r in results),
-        tasks=[task_dict(r) for r in results],
+        rows_written=0 if options.dry_run else would_write,
+        **({"rows_would_write": would_write} if options.dry_run else {}),
+        tasks=[task_dict(r, options.dry_run) for r in results],
         failed_tasks=[r.name for r in failed],
         error=error,
     )
@@ -516,7 +543,11 @@ def _execute(
     return record
 
 
-def task_dict(result: TaskResult) -> dict[str, Any]:
+def task_dict(result: TaskResult, dry_run: bool = False) -> dict[str, Any]:
+    """A task's result as the history keeps it; in a dry run its counts are what it would
+    have written (`rows_would_write`), and `rows_written` is 0: nothing was."""
+    if dry_run:
+        return asdict(result) | {"rows_written": 0, "rows_would_write": result.rows_written}
     return asdict(result) | {"rows_written": result.rows_written}
 
 
@@ -621,9 +652,9 @@ def runs(
         job = AppliedObject("Job", namespace, name, {}, "", "", 0, 0)
     if task is None:
         out = []
-        for record in history.iter_runs(ws.history, job.namespace, job.name):
+        for record in map(_with_mode, history.iter_runs(ws.history, job.namespace, job.name)):
             if changed_only and record.get("status") == "succeeded" and not record.get("rows_written"):
-                continue
+                continue  # a dry run changed nothing either
             out.append(_with_live_status(ws, record))
             if limit and len(out) >= limit:
                 break
@@ -632,18 +663,23 @@ def runs(
     if task not in {t.name for t in spec.tasks}:
         raise NotFound(f"job {job.ref} has no task {task!r} (tasks: {', '.join(t.name for t in spec.tasks)})")
     out = []
-    for record in history.iter_runs(ws.history, job.namespace, job.name):
+    for record in map(_with_mode, history.iter_runs(ws.history, job.namespace, job.name)):
         result = next((t for t in record.get("tasks", []) if t.get("name") == task), None)
         if changed_only and result and result.get("status") == "succeeded" and not _written(result):
             continue
         if result is not None:
-            out.append({"run_id": record["run_id"], "started_at": record["started_at"]} | result)
+            out.append(
+                {"run_id": record["run_id"], "started_at": record["started_at"], "mode": record["mode"]}
+                | result
+            )
             if limit and len(out) >= limit:
                 break
     return out
 
 
 def _written(task: dict[str, Any]) -> int:
+    if "rows_written" in task:
+        return int(task["rows_written"] or 0)
     return sum(task.get(k) or 0 for k in ("inserted", "updated", "upserted", "deleted"))
 
 
@@ -675,12 +711,30 @@ def log_since(ws: Workspace, run_id: str, after: int = 0, level: str | None = No
 def _with_live_status(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
     """A record that says `running` while no live process holds the job's lock for it was
     left by a process that died (kill -9, a crash): it reads `interrupted`."""
+    record = _with_mode(record)
     if record.get("status") != "running":
         return record
     held = ws.store().lock_info(job_lock(f"{record['namespace']}/{record['job']}"))
     if held is not None and held.run_id == record["run_id"] and held.alive:
         return record
     return record | {"status": "interrupted", "error": "the process running it ended without finishing it"}
+
+
+def _with_mode(record: dict[str, Any]) -> dict[str, Any]:
+    """A record written before runs had a `mode` gets it from its options; a dry run's counts
+    there moved to `rows_would_write`, as a new record has them."""
+    if "mode" in record:
+        return record
+    mode = run_mode(record.get("options") or {})
+    if mode != "dry-run":
+        return record | {"mode": mode}
+    tasks = [t | {"rows_written": 0, "rows_would_write": _written(t)} for t in record.get("tasks", [])]
+    return record | {
+        "mode": mode,
+        "rows_written": 0,
+        "rows_would_write": record.get("rows_written") or 0,
+        "tasks": tasks,
+    }
 
 
 def mark_interrupted(ws: Workspace, record: dict[str, Any]) -> dict[str, Any] | None:
@@ -849,12 +903,13 @@ def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     pointers_by_task = {p["task"]: p["pointer"] for p in pointer_show(ws, ref)}
     last: dict[str, dict[str, Any]] = {}
     wanted = {t.name for t in spec.tasks}
-    for record in history.list_runs(ws.history, job.namespace, job.name):
+    for record in map(_with_mode, history.list_runs(ws.history, job.namespace, job.name)):
         for result in record.get("tasks", []):
             if result.get("name") in wanted and result["name"] not in last:
                 last[result["name"]] = {
                     "run_id": record["run_id"],
                     "started_at": record["started_at"],
+                    "mode": record["mode"],
                 } | result
         if len(last) == len(wanted):
             break
@@ -941,6 +996,126 @@ def connections(ws: Workspace) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+# --- connections: test and discover ----------------------------------------------------------
+
+
+def _folder_connections(ws: Workspace) -> tuple[list[Definition], list[Definition], int]:
+    """Connections and jobs defined in the folder (not the applied state: a connection is
+    tested while it is written, before it is applied), and how many problems the folder has."""
+    docs, problems = load_folder(ws.root)
+    definitions, invalid = validate_documents(docs, registry.connection_models())
+    connections = [d for d in definitions if d.kind == "Connection"]
+    return connections, [d for d in definitions if d.kind == "Job"], len(problems) + len(invalid)
+
+
+def _pick(connections: list[Definition], ref: str, problems: int) -> Definition:
+    """`namespace/name`, or a bare name: in 'default', else in the one namespace that has it."""
+    if "/" in ref:
+        matches = [c for c in connections if c.ref == ref]
+    else:
+        matches = [c for c in connections if c.name == ref]
+        if len(matches) > 1:
+            matches = [c for c in matches if c.namespace == DEFAULT_NAMESPACE] or matches
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        names = ", ".join(c.ref for c in matches)
+        raise NotFound(f"connection {ref!r} is ambiguous: {names}; name it as namespace/name")
+    note = f" ({problems} problem(s) in the definitions: see `runner validate`)" if problems else ""
+    raise NotFound(f"no valid connection {ref!r} in connections.d/{note}")
+
+
+def _open_sql(ws: Workspace, conn: Definition) -> Any:
+    """An SQL connector of a connection from the folder (secrets resolved now, never shown)."""
+    from runner.engine.connector import SqlConnector
+
+    connector = registry.open_connector(conn.ref, conn.spec.model_dump(mode="json"), ws.root)
+    if not isinstance(connector, SqlConnector):
+        connector.close()
+        raise RunnerError(f"connection {conn.ref}: type {conn.spec.type!r} cannot be tested or discovered")
+    return connector
+
+
+def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, Any]]:
+    """Test every connection of the folder (or the one named): connect, report the server's
+    version, and check what the jobs using it need: that the tables and queries they read can
+    be read, and that a table (and a staging table) can be created where they write, in a
+    transaction rolled back. `ok` is False when any check failed; messages are redacted.
+
+    Raises:
+        NotFound: `ref` names no valid connection of the folder.
+    """
+    from runner.engine import probe
+
+    connections, jobs, problems = _folder_connections(ws)
+    chosen = [_pick(connections, ref, problems)] if ref else connections
+    keys = {(c.namespace, c.name) for c in connections}
+    usage = {c.ref: probe.Usage() for c in chosen}
+    for job in jobs:
+        spec = job.spec
+        assert isinstance(spec, JobSpec)
+        for end in ("source", "target"):
+            key = resolve_reference(getattr(spec, end), job.namespace, keys)
+            used = usage.get(f"{key[0]}/{key[1]}") if key else None
+            if used is None:
+                continue
+            if end == "source":
+                used.reads.extend(t.read for t in spec.tasks)
+            else:
+                used.writes.extend(t.write.table for t in spec.tasks)
+    results = []
+    for conn in chosen:
+        version: str | None = None
+        try:
+            connector = _open_sql(ws, conn)
+        except RunnerError as exc:
+            checks = [probe.Check("connect", False, str(exc))]
+        else:
+            try:
+                version, checks = probe.test(connector, usage[conn.ref])
+            finally:
+                connector.close()
+        results.append(
+            {
+                "connection": conn.ref,
+                "type": conn.spec.type,
+                "file": conn.file,
+                "line": conn.line,
+                "ok": all(c.ok is not False for c in checks),
+                "server": version,
+                "checks": [asdict(c) | {"detail": secrets.redact(c.detail)} for c in checks],
+            }
+        )
+    return results
+
+
+def discover(ws: Workspace, ref: str, schema: str | None = None) -> dict[str, Any]:
+    """The tables of a connection's schema (its default one unless `schema`), with columns,
+    their types as runner maps them and primary keys, and a task list to paste into a job:
+    one task per table (see `runner.engine.probe.tasks_for`).
+
+    Raises:
+        NotFound: `ref` names no valid connection of the folder.
+        TerminalError: the connection or the schema cannot be read (redacted).
+    """
+    from runner.engine import probe
+
+    connections, _, problems = _folder_connections(ws)
+    conn = _pick(connections, ref, problems)
+    connector = _open_sql(ws, conn)
+    try:
+        tables = probe.discover(connector, schema)
+    finally:
+        connector.close()
+    return {
+        "connection": conn.ref,
+        "type": conn.spec.type,
+        "schema": schema,
+        "tables": [asdict(t) for t in tables],
+        "tasks": probe.tasks_for(tables),
+    }
 
 
 # --- JSON Schema ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from runner import service
 from runner.cli import render
-from runner.errors import DefinitionsInvalid, RunnerError
+from runner.errors import DefinitionsInvalid, Problem, RunnerError
 
 app = typer.Typer(
     name="runner",
@@ -100,17 +100,29 @@ def fail(exc: RunnerError, fmt: str = "text") -> NoReturn:
         raise exc
     if isinstance(exc, DefinitionsInvalid):
         if fmt == "json":
-            out.print(render.problems_json(exc.problems), markup=False)
+            out.print(render.problems_json(exc.problems, exc.warnings), markup=False)
         elif fmt == "github":
             out.print(render.problems_github(exc.problems), markup=False)
+            _print_warnings(exc.warnings, fmt)
             err.print(f"{len(exc.problems)} problem(s) found", markup=False)
         else:
+            _print_warnings(exc.warnings, fmt)
             err.print(render.problems_text(exc.problems), markup=False)
     else:
         if fmt == "json":
             out.print(json.dumps({"error": str(exc)}), markup=False)
         err.print(f"error: {exc}", markup=False)
     raise typer.Exit(exc.exit_code)
+
+
+def _print_warnings(warnings: list[Problem], fmt: str) -> None:
+    """Warnings never change the exit code: as annotations on GitHub, else on stderr."""
+    if not warnings:
+        return
+    if fmt == "github":
+        out.print(render.problems_github(warnings, "warning"), markup=False)
+    else:
+        err.print(render.warnings_text(warnings), markup=False)
 
 
 @app.command()
@@ -122,15 +134,18 @@ def validate(
         ),
     ] = CheckFormat.text,
 ) -> None:
-    """Check every definition file; exit 0 when valid, 1 with all problems otherwise."""
+    """Check every definition file; exit 0 when valid, 1 with all problems otherwise.
+    Warnings (valid, but likely not meant: a cron firing every second) are shown either way
+    and do not change the exit code."""
     try:
-        definitions = service.validate(STATE.workspace)
+        definitions, warnings = service.check(STATE.workspace)
     except RunnerError as exc:
         fail(exc, fmt.value)
     jobs = sum(1 for d in definitions if d.kind == "Job")
     if fmt == CheckFormat.json:
-        out.print(render.problems_json([]), markup=False)
+        out.print(render.problems_json([], warnings), markup=False)
     else:
+        _print_warnings(warnings, fmt.value)
         out.print(
             f"valid: {len(definitions) - jobs} connection(s), {jobs} job(s) in {STATE.workspace.root}",
             markup=False,
@@ -592,6 +607,63 @@ def serve(
         service.serve(STATE.workspace, http)
     except RunnerError as exc:
         fail(exc)
+
+
+connections_app = typer.Typer(
+    help="Look at the connections in connections.d/ (the folder, not the applied state).",
+    no_args_is_help=True,
+)
+app.add_typer(connections_app, name="connections")
+
+
+@connections_app.command("test")
+def connections_test(
+    name: Annotated[
+        str | None, typer.Argument(help="name or namespace/name; default: every connection.")
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+) -> None:
+    """Connect, show the server's version and check the privileges the jobs need: reading
+    the tables and queries they read (SELECT … WHERE 1 = 0), and creating a table and a
+    staging table where they write (rolled back; in MariaDB created and dropped). Exit 1 when
+    any connection fails, naming it and the reason (secrets redacted)."""
+    try:
+        results = service.connections_test(STATE.workspace, name)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    if fmt == Format.json:
+        out.print(json.dumps(results, indent=2, ensure_ascii=False), markup=False)
+    else:
+        out.print(render.connection_tests_text(results), markup=False)
+    failed = [r for r in results if not r["ok"]]
+    for r in failed:
+        reason = "; ".join(f"{c['check']}: {c['detail']}" for c in r["checks"] if c["ok"] is False)
+        err.print(f"error: connection {r['connection']} failed: {reason}", markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def discover(
+    connection: Annotated[
+        str, typer.Argument(help="name or namespace/name of a connection in connections.d/.")
+    ],
+    schema: Annotated[
+        str | None, typer.Option("--schema", "-s", help="Schema to list. Default: the connection's own.")
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
+) -> None:
+    """List a connection's tables with their columns, types and primary keys, and print a task
+    list to paste under a job's `tasks:` (a table with a primary key: keys and the hash
+    strategy; without one: copied in full)."""
+    try:
+        info = service.discover(STATE.workspace, connection, schema)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
+    if fmt == Format.json:
+        out.print(json.dumps(info, indent=2, ensure_ascii=False), markup=False)
+    else:
+        out.print(render.discover_yaml(info), markup=False)
 
 
 keys_app = typer.Typer(help="Keys of the HTTP API: create, list, revoke.", no_args_is_help=True)

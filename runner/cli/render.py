@@ -29,8 +29,14 @@ def problems_text(problems: list[Problem]) -> str:
     return "\n".join(lines)
 
 
-def problems_github(problems: list[Problem]) -> str:
-    """GitHub Actions workflow commands: each problem becomes an annotation on its line."""
+def warnings_text(warnings: list[Problem]) -> str:
+    """`file:line:col: field: warning: message (hint: …)`, one a line."""
+    return "\n".join(str(Problem(w.location, f"warning: {w.message}", w.hint)) for w in warnings)
+
+
+def problems_github(problems: list[Problem], level: str = "error") -> str:
+    """GitHub Actions workflow commands: each problem (or warning, with `level="warning"`)
+    becomes an annotation on its line."""
     out = []
     for p in problems:
         loc = p.location
@@ -42,12 +48,19 @@ def problems_github(problems: list[Problem]) -> str:
         message = f"{loc.field}: {p.message}" if loc.field else p.message
         if p.hint:
             message += f" (hint: {p.hint})"
-        out.append(f"::error {','.join(props)}::{_escape_data(message)}")
+        out.append(f"::{level} {','.join(props)}::{_escape_data(message)}")
     return "\n".join(out)
 
 
-def problems_json(problems: list[Problem]) -> str:
-    return json.dumps({"valid": not problems, "problems": [p.as_dict() for p in problems]}, indent=2)
+def problems_json(problems: list[Problem], warnings: list[Problem] | None = None) -> str:
+    return json.dumps(
+        {
+            "valid": not problems,
+            "problems": [p.as_dict() for p in problems],
+            "warnings": [w.as_dict() for w in warnings or []],
+        },
+        indent=2,
+    )
 
 
 def _value(value: Any) -> str:
@@ -126,14 +139,27 @@ def history_table(ref: str, runs: list[dict[str, Any]]) -> Table:
     for r in runs:
         table.add_row(
             r["run_id"],
-            r["status"],
+            run_status(r),
             str(r.get("started_at") or ""),
             _num(r.get("seconds")),
             _num(r.get("rows_read")),
-            _num(r.get("rows_written")),
+            written(r),
             (r.get("error") or "")[:80],
         )
     return table
+
+
+def run_status(run: dict[str, Any]) -> str:
+    """`succeeded`, `succeeded (dry run)`, `failed (limited)`: a test run never passes for a real one."""
+    mode = run.get("mode") or "normal"
+    return run["status"] + ("" if mode == "normal" else f" ({mode.replace('-', ' ')})")
+
+
+def written(run: dict[str, Any]) -> str:
+    """Rows written; a dry run's are rows it would have written: `would 1,234`."""
+    if run.get("mode") == "dry-run":
+        return f"would {_num(run.get('rows_would_write') or 0)}"
+    return _num(run.get("rows_written"))
 
 
 def _num(value: Any) -> str:
@@ -177,13 +203,15 @@ def run_text(record: dict[str, Any]) -> str:
         f"in {record['seconds']:.2f} s ({record['source']} → {record['target']})"
         + (f" [{flags}]" if flags else "")
     ]
+    dry = record.get("mode") == "dry-run"
     for t in record["tasks"]:
         if t["status"] == "skipped":
             lines.append(f"  task {t['name']}: skipped")
             continue
         line = (
             f"  task {t['name']} ({t['strategy']}): {t['status']}, {t['rows_read']:,} rows read → "
-            f"{t['inserted']:,} inserted, {t['updated']:,} updated, {t['deleted']:,} deleted, "
+            + ("would be " if dry else "")
+            + f"{t['inserted']:,} inserted, {t['updated']:,} updated, {t['deleted']:,} deleted, "
             f"{t['unchanged']:,} unchanged in {t['target']} ({t['seconds']:.2f} s)"
         )
         if t["pointer_after"] != t["pointer_before"]:
@@ -191,6 +219,12 @@ def run_text(record: dict[str, Any]) -> str:
         if t["error"]:
             line += f"\n    error: {t['error']}"
         lines.append(line)
+    if dry:
+        lines.append(
+            f"dry run: nothing was written (it would write {record.get('rows_would_write', 0):,} rows)"
+        )
+    elif record.get("mode") == "limited":
+        lines.append(f"limited run: at most {record['options'].get('limit')} rows read a task")
     lines.append(f"history: {record['path']}")
     return "\n".join(lines)
 
@@ -233,12 +267,12 @@ def describe_text(info: dict[str, Any]) -> str:
         f"  defined at:  {info['file']}:{info['line']}",
         f"  revision:    {rev['id']}, applied {rev['applied_at']} by {rev['user']}, commit {commit}",
     ]
+    if schedule := info.get("schedule"):
+        lines.append(f"  schedule:    {schedule['cron']} ({schedule['timezone']}): {schedule['in_words']}")
     if "next_runs" in info:
         lines.append("  next runs:   " + (", ".join(info["next_runs"]) or "no schedule"))
         for r in info["last_runs"]:
-            lines.append(
-                f"  last run:    {r['run_id']} {r['status']} ({_num(r['rows_written'])} rows written)"
-            )
+            lines.append(f"  last run:    {r['run_id']} {run_status(r)} ({written(r)} rows written)")
     lines.append("")
     lines.append(yaml.safe_dump(info["document"], sort_keys=False, allow_unicode=True).rstrip())
     return "\n".join(lines)
@@ -290,8 +324,8 @@ def status_table(info: dict[str, Any]) -> Table:
             job["job"],
             when or "-",
             str(job["next_run"] or "-"),
-            f"{last['status']} {last['finished_at'] or last['started_at']}" if last else "-",
-            _num(last["rows_written"]) if last else "-",
+            f"{run_status(last)} {last['finished_at'] or last['started_at']}" if last else "-",
+            written(last) if last else "-",
             ", ".join(now) or "-",
         )
     return table
@@ -309,10 +343,8 @@ def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
             f"{r['strategy']}, deletes {r['deletes']}",
             pointer_text(r["pointer"]) if r["strategy"] == "watermark" else "-",
             f"{last['run_id']}" if last else "-",
-            last["status"] if last else "-",
-            _num(last["inserted"] + last["updated"] + last.get("upserted", 0) + last["deleted"])
-            if last
-            else "-",
+            run_status(last) if last else "-",
+            written(last) if last else "-",
         )
     return table
 
@@ -324,7 +356,7 @@ def task_history_table(ref: str, task: str, rows: list[dict[str, Any]]) -> Table
     for r in rows:
         table.add_row(
             r["run_id"],
-            r["status"],
+            run_status(r),
             str(r.get("started_at") or ""),
             _num(r.get("seconds")),
             _num(r.get("rows_read")),
@@ -343,3 +375,38 @@ def keys_table(rows: list[dict[str, Any]]) -> Table:
     for r in rows:
         table.add_row(r["name"], r["scope"], r["created_at"], r["created_by"])
     return table
+
+
+CHECK_MARK = {True: "ok", False: "FAILED", None: "-"}
+
+
+def connection_tests_text(results: list[dict[str, Any]]) -> str:
+    """One block per connection: its verdict and server, then each check with its detail."""
+    lines = []
+    for r in results:
+        server = f", {r['server']}" if r["server"] else ""
+        lines.append(f"{r['connection']} ({r['type']}{server}): {'ok' if r['ok'] else 'FAILED'}")
+        for c in r["checks"]:
+            lines.append(f"  {c['check']:8} {CHECK_MARK[c['ok']]:7} {c['detail']}")
+    return "\n".join(lines)
+
+
+def discover_yaml(info: dict[str, Any]) -> str:
+    """The discovered tables as YAML comments, then the task list, ready to paste under a
+    job's `tasks:` (the comments say each column's type as runner maps it)."""
+    import yaml
+
+    where = f"schema {info['schema']}" if info["schema"] else "its default schema"
+    lines = [f"# {info['connection']} ({info['type']}), {where}: {len(info['tables'])} table(s)"]
+    for t in info["tables"]:
+        columns = ", ".join(
+            f"{c['name']} {c['type'] or c['declared'] + ' (not supported: cast it in a query)'}"
+            + (" (key)" if c["name"] in t["primary_key"] else "")
+            for c in t["columns"]
+        )
+        note = "" if t["primary_key"] else " — no primary key: copied in full each run"
+        lines.append(f"# {t['name']}: {columns}{note}")
+    if info["tasks"]:
+        text = yaml.safe_dump(info["tasks"], sort_keys=False, default_flow_style=None, allow_unicode=True)
+        lines.append(text.rstrip())
+    return "\n".join(lines)

@@ -12,6 +12,7 @@ Nothing here reads the wall clock: callers pass `now`, so tests drive time by ha
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
 from dataclasses import dataclass
 from typing import Any
@@ -122,3 +123,73 @@ class Scheduler:
         """The earliest slot to come among the jobs not skipped."""
         slots = [cron.next_after(self.marks[job]) for job, cron in self.crons.items() if job not in skip]
         return min(slots) if slots else None
+
+
+MONTHS = ("", "January", "February", "March", "April", "May", "June", "July", "August", "September",
+          "October", "November", "December")  # fmt: skip
+WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+EVERY = ("*", "*/1")
+
+
+def _named(field: str, names: tuple[str, ...]) -> str:
+    """`1-5` -> `Monday-Friday`: the numbers of a month or weekday field as names."""
+    named = re.sub(
+        r"\d+", lambda m: names[int(m.group())] if int(m.group()) < len(names) else m.group(), field
+    )
+    return named.replace(",", ", ")
+
+
+def _unit(field: str, unit: str) -> str:
+    """`5` -> `minute 5`, `0,30` -> `minutes 0, 30`, `*/15` -> `every 15th minute`."""
+    if field.startswith("*/"):
+        n = int(field[2:])
+        suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+        return f"every {n}{suffix} {unit}"
+    return f"{unit} {field}" if field.isdigit() else f"{unit}s {field.replace(',', ', ')}"
+
+
+def _time_of_day(second: str, minute: str, hour: str) -> str:
+    """The second, minute and hour fields in words."""
+    if minute.isdigit() and hour.isdigit() and second.isdigit():
+        return f"at {int(hour):02}:{int(minute):02}" + (f":{int(second):02}" if int(second) else "")
+    if second == "0":  # once a minute, at its start
+        if minute in EVERY:
+            words = "every minute"
+        elif minute.startswith("*/"):
+            words = f"every {minute[2:]} minutes"
+        else:
+            words = f"at {_unit(minute, 'minute')}"
+    else:
+        if second in EVERY:
+            words = "every second"
+        elif second.startswith("*/"):
+            words = f"every {second[2:]} seconds"
+        else:
+            words = f"at {_unit(second, 'second')}"
+        if minute.isdigit() and hour.isdigit():
+            return f"{words} from {int(hour):02}:{int(minute):02}:00 to {int(hour):02}:{int(minute):02}:59"
+        if minute not in EVERY:
+            words += f" during {_unit(minute, 'minute')}"
+    if hour.isdigit():
+        return f"{words} of hour {hour}"
+    if hour not in EVERY:
+        return f"{words}, during {_unit(hour, 'hour')}"
+    return words + (" of every hour" if minute not in EVERY and not minute.startswith("*/") else "")
+
+
+def describe_cron(expression: str) -> str:
+    """A cron expression in words, so a reviewer sees what it does: `*/15 * * * *` is "every
+    15 minutes", `5 * * * * *` (seconds last) is "every second during minute 5 of every hour"."""
+    fields = expression.split()
+    minute, hour, day, month, weekday = fields[:5]
+    second = fields[5] if len(fields) == 6 else "0"
+    words = _time_of_day("*" if second == "0-59" else second, minute, hour)
+    if day not in EVERY:
+        words += f", on {_unit(day, 'day')} of the month"
+    if month not in EVERY:
+        words += f", in {_named(month, MONTHS)}"
+    if weekday not in EVERY:
+        words += f", on {_named(weekday, WEEKDAYS)}"
+    elif day in EVERY and hour.isdigit():
+        words += ", every day"
+    return words

@@ -42,7 +42,7 @@ class Document:
     folder_namespace: str | None  # from the sub-folder of jobs.d/ or connections.d/, if any
     positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     relpath: str = ""  # relative to the definitions folder: what the state store records
-    rejected: bool = False  # has problems already (duplicate keys): only its name is used
+    rejected: bool = False  # has duplicate keys: checked for its other problems, never a definition
 
     def locate(self, path: PathKey) -> Location:
         """The location of `path`, or of its nearest ancestor that exists in the file."""

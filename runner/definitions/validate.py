@@ -148,11 +148,11 @@ def validate_documents(
     problems: list[Problem] = []
     definitions: list[Definition] = []
     for doc in docs:
-        if doc.rejected:
-            continue
+        # A document with duplicate keys is still checked, so its other problems come in the
+        # same report; it never becomes a definition (which of the two values was meant?).
         definition, doc_problems = _validate_document(doc, connection_types)
         problems.extend(doc_problems)
-        if definition is not None:
+        if definition is not None and not doc.rejected:
             definitions.append(definition)
 
     # Names and references are checked on the names every document states, valid or not:
@@ -197,6 +197,32 @@ def validate_documents(
                 )
     problems.extend(_trigger_problems(docs, {_raw_key(doc) for doc, kind in named if kind == "Job"}))
     return definitions, problems
+
+
+def warnings_of(docs: list[Document]) -> list[Problem]:
+    """What is valid but almost certainly not meant; reported by `validate`, never blocking.
+
+    A six-field cron with `*` (or `*/1`, `0-59`) in its seconds field fires every second of
+    each minute it matches: `* 5 * * * *` is 60 runs from 00:05:00 to 00:05:59, each hour."""
+    from croniter import croniter  # imported where schedules are checked
+
+    warnings = []
+    for doc in docs:
+        spec = doc.data.get("spec")
+        schedule = spec.get("schedule") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
+        cron = schedule.get("cron") if isinstance(schedule, dict) else None
+        if not isinstance(cron, str) or len(cron.split()) != 6 or not croniter.is_valid(cron):
+            continue
+        if croniter(cron).expanded[5] == ["*"]:
+            warnings.append(
+                Problem(
+                    doc.locate(("spec", "schedule", "cron")),
+                    f"{cron!r} fires every second: the sixth field (seconds) is "
+                    f"{cron.split()[5]!r}, so the job runs 60 times in each minute it matches",
+                    "write 0 as the sixth field to run once in that minute, or use 5 fields",
+                )
+            )
+    return warnings
 
 
 def _triggers(doc: Document) -> list[tuple[int, str]]:

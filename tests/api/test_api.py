@@ -340,3 +340,14 @@ def test_a_listing_missed_by_many_requests_at_once_is_computed_once():
         return {r.body for r in responses}
 
     assert asyncio.run(many()) == {b'{"jobs": 1}'} and len(calls) == 1
+
+
+def test_dry_runs_are_marked_in_runs_and_jobs(read_only_api):
+    api = read_only_api
+    service.run(api.project.ws, "sync", service.RunOptions(dry_run=True))
+    (run,) = api.get("/api/v1/jobs/sync/runs?filter=all").json()
+    assert (run["mode"], run["rows_written"], run["rows_would_write"]) == ("dry-run", 0, 2 * ROWS)  # 2 tasks
+    assert api.get("/api/v1/jobs/sync/runs").json() == []  # by default: runs that changed something
+    jobs = {j["job"]: j for j in api.get("/api/v1/jobs").json()}
+    assert jobs["default/sync"]["last_run"]["mode"] == "dry-run"
+    assert api.get(f"/api/v1/runs/{run['run_id']}").json()["mode"] == "dry-run"

@@ -165,3 +165,120 @@ def test_force_unlock_cli(cli, project):
     assert released.exit_code == 0 and released.stdout.startswith("released the apply lock held by")
     assert cli("apply").exit_code == 0
     store.close()
+
+
+def test_cron_firing_every_second_is_a_warning_and_describe_says_it_in_words(cli, project):
+    project.write("connections.d/c.yaml", CONNS)
+    project.job("copy", "src", "dst", TASK, extra='  schedule: {cron: "5 * * * * *"}\n')
+    result = cli("validate")
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        "jobs.d/copy.yaml:7:14: spec.schedule.cron: warning: '5 * * * * *' fires every second: the sixth "
+        "field (seconds) is '*', so the job runs 60 times in each minute it matches (hint: write 0 as the "
+        "sixth field to run once in that minute, or use 5 fields)"
+    ]
+    assert result.stdout.startswith("valid: 2 connection(s), 1 job(s)")
+    data = json.loads(cli("validate", "--format", "json").stdout)
+    assert data["valid"] is True and [w["field"] for w in data["warnings"]] == ["spec.schedule.cron"]
+    github = cli("validate", "--format", "github")
+    assert github.exit_code == 0
+    assert github.stdout.startswith("::warning file=jobs.d/copy.yaml,line=7,col=14::spec.schedule.cron: ")
+    project.job("other", "src", "nowhere", TASK, extra='  schedule: {cron: "0 3 * * * */1"}\n')
+    invalid = cli("validate")  # warnings come with the problems too
+    assert invalid.exit_code == 1
+    assert "jobs.d/other.yaml:7:14: spec.schedule.cron: warning: '0 3 * * * */1' fires every second" in (
+        invalid.stderr
+    )
+    assert "connection 'nowhere' does not exist" in invalid.stderr
+    (project.root / "jobs.d" / "other.yaml").unlink()
+    assert cli("apply").exit_code == 0
+    info = json.loads(cli("describe", "job", "copy", "--format", "json").stdout)
+    assert info["schedule"] == {
+        "cron": "5 * * * * *",
+        "timezone": "UTC",
+        "in_words": "every second during minute 5 of every hour",
+    }
+    text = cli("describe", "job", "copy").stdout
+    assert "  schedule:    5 * * * * * (UTC): every second during minute 5 of every hour" in text
+
+
+def test_no_warning_for_a_cron_with_a_fixed_second(cli, project):
+    project.write("connections.d/c.yaml", CONNS)
+    project.job("copy", "src", "dst", TASK, extra='  schedule: {cron: "5 * * * * 0"}\n')
+    result = cli("validate")
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_dry_and_limited_runs_are_marked_as_such_and_a_dry_run_writes_nothing(cli, project):
+    import sqlite3
+
+    with sqlite3.connect(project.root / "src.db") as db:
+        db.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT)")
+        db.executemany("INSERT INTO a VALUES (?, ?)", [(i, f"v{i}") for i in range(1, 6)])
+    project.write("connections.d/c.yaml", CONNS)
+    project.job("copy", "src", "dst", "- {name: t, read: {table: a}, write: {table: b, keys: [id]}}")
+    assert cli("apply").exit_code == 0
+
+    dry = cli("run", "copy", "--dry-run", "--format", "json")
+    assert dry.exit_code == 0, dry.output
+    record = json.loads(dry.stdout)
+    assert (record["mode"], record["rows_written"], record["rows_would_write"]) == ("dry-run", 0, 5)
+    assert (record["tasks"][0]["rows_written"], record["tasks"][0]["rows_would_write"]) == (0, 5)
+    assert (
+        not (project.root / "dst.db").exists()
+        or not sqlite3.connect(project.root / "dst.db")
+        .execute("SELECT name FROM sqlite_master WHERE name = 'b'")
+        .fetchall()
+    )
+    text = cli("run", "copy", "--dry-run").stdout
+    assert "would be 5 inserted" in text and "dry run: nothing was written (it would write 5 rows)" in text
+
+    history = cli("history", "copy").stdout
+    assert "succeeded (dry run)" in history and "would 5" in history
+    status = cli("status").stdout
+    assert "succeeded (dry run)" in status and "would 5" in status
+    assert json.loads(cli("status", "--format", "json").stdout)["jobs"][0]["last_run"]["mode"] == "dry-run"
+
+    from runner import service
+
+    # the API's history leaves dry runs out of "runs that changed something": they changed nothing
+    assert service.runs(project.ws, "copy", changed_only=True) == []
+
+    limited = json.loads(cli("run", "copy", "--limit", "2", "--format", "json").stdout)
+    assert (limited["mode"], limited["rows_written"]) == ("limited", 2)
+    assert "rows_would_write" not in limited
+    assert "succeeded (limited)" in cli("history", "copy").stdout
+    real = json.loads(cli("run", "copy", "--format", "json").stdout)
+    assert (real["mode"], real["rows_written"]) == ("normal", 3)
+    assert [r["mode"] for r in json.loads(cli("history", "copy", "--format", "json").stdout)] == [
+        "normal",
+        "limited",
+        "dry-run",
+        "dry-run",
+    ]
+
+
+def test_a_dry_run_recorded_before_runs_had_a_mode_reads_as_one(cli, project):
+    from runner import service
+    from runner.history import files as history
+
+    project.write("connections.d/c.yaml", CONNS)
+    project.job("copy", "src", "dst", TASK)
+    assert cli("apply").exit_code == 0
+    old = {
+        "run_id": "20260101T000000-old",
+        "job": "copy",
+        "namespace": "default",
+        "options": {"dry_run": True},
+        "status": "succeeded",
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "finished_at": "2026-01-01T00:00:01+00:00",
+        "rows_written": 7,
+        "tasks": [
+            {"name": "t", "status": "succeeded", "inserted": 7, "updated": 0, "deleted": 0, "rows_written": 7}
+        ],
+    }
+    history.write_atomic(history.run_path(project.ws.history, "default", "copy", old["run_id"]), old)
+    (record,) = service.runs(project.ws, "copy")
+    assert (record["mode"], record["rows_written"], record["rows_would_write"]) == ("dry-run", 0, 7)
+    assert service.runs(project.ws, "copy", task="t", changed_only=True) == []

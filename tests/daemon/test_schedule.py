@@ -98,3 +98,17 @@ def test_a_fixed_time_runs_once_when_clocks_go_back():
             fired[due.job] += 1
     assert fired["ns/daily"] == 1
     assert fired["ns/half"] == 18 * 2  # every half hour of the 18 real hours, the repeated one included
+
+
+def test_cron_in_words():
+    from runner.daemon.schedule import describe_cron
+
+    assert describe_cron("*/15 * * * *") == "every 15 minutes"
+    assert describe_cron("0 3 * * *") == "at 03:00, every day"
+    assert describe_cron("5 * * * * *") == "every second during minute 5 of every hour"
+    assert describe_cron("5 3 * * * *") == "every second from 03:05:00 to 03:05:59, every day"
+    assert describe_cron("* * * * * *") == "every second"
+    assert describe_cron("0 9-17 * * 1-5") == "at minute 0, during hours 9-17, on Monday-Friday"
+    assert describe_cron("0 12 1 1,7 *") == "at 12:00, on day 1 of the month, in January, July"
+    assert describe_cron("30 * * * * 0") == "at minute 30 of every hour"
+    assert describe_cron("* * * * * */10") == "every 10 seconds"

@@ -401,3 +401,33 @@ def test_stored_file_is_relative_to_the_definitions_folder(project, monkeypatch,
     for cwd in (tmp_path, project.root / "jobs.d"):
         monkeypatch.chdir(cwd)
         assert {d.file for d in service.validate(project.ws)} == {"connections.d/all.yaml"}
+
+
+def test_duplicate_key_and_unknown_field_in_one_document_are_both_reported(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.write(
+        "jobs.d/dup.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: dup}
+        spec:
+          source: src
+          target: dst
+          source: src
+          shedule: {cron: "0 * * * *"}
+          tasks: [{name: t, read: {table: a}, write: {table: b}}]
+        """,
+    )
+    found = lines(project)
+    assert len(found) == 2, found
+    assert found[0].endswith(
+        "jobs.d/dup.yaml:7:3: spec.source: duplicate key 'source' (first at line 5) "
+        "(hint: a mapping may name each key once; PyYAML would silently keep the last one)"
+    )
+    assert found[1].endswith(
+        "jobs.d/dup.yaml:8:3: spec.shedule: unknown field 'shedule' (hint: did you mean 'schedule'?)"
+    )
+    with pytest.raises(DefinitionsInvalid):
+        service.apply(project.ws)
+    assert service.get(project.ws, "Job") == []

@@ -13,6 +13,16 @@ function cell(row, text, cls) {
   return td;
 }
 
+function runStatus(run) {
+  // A dry or limited run never passes for a real one.
+  return run.status + (run.mode && run.mode !== "normal" ? " (" + run.mode.replace("-", " ") + ")" : "");
+}
+
+function written(run) {
+  // A dry run wrote nothing: its rows are the ones it would have written.
+  return run.mode === "dry-run" ? "would " + (run.rows_would_write || 0) : run.rows_written;
+}
+
 async function api(path) {
   const response = await fetch("/api/v1" + path, { headers: { "Authorization": "Bearer " + key } });
   if (response.status === 401 || response.status === 403) {
@@ -62,8 +72,8 @@ async function refresh() {
       cell(row, [job.schedule ? job.schedule.cron + " (" + (job.schedule.timezone || "UTC") + ")" : null, ...after].filter(Boolean).join(", ") || "-");
       cell(row, when(job.next_run));
       const last = job.last_run;
-      cell(row, last ? last.status + " " + when(last.finished_at || last.started_at) : null, last ? last.status : "");
-      cell(row, last ? last.rows_written : null, "num");
+      cell(row, last ? runStatus(last) + " " + when(last.finished_at || last.started_at) : null, last ? last.status : "");
+      cell(row, last ? written(last) : null, "num");
       const now = [];
       if (job.running) now.push("running " + job.running.run_id);
       if (job.pending_update) now.push("update pending");
@@ -82,10 +92,10 @@ async function refresh() {
       row.dataset.run = run.run_id;
       cell(row, run.run_id);
       cell(row, run.job);
-      cell(row, run.status, run.status);
+      cell(row, runStatus(run), run.status);
       cell(row, when(run.started_at));
       cell(row, run.seconds, "num");
-      cell(row, run.rows_written, "num");
+      cell(row, written(run), "num");
       cell(row, run.trigger);
       row.addEventListener("click", () => { shown = run.run_id; logNext = 0; document.getElementById("log").replaceChildren(); showRun(); });
     }
@@ -101,7 +111,7 @@ async function refresh() {
 async function showRun() {
   const run = await api("/runs/" + encodeURIComponent(shown));
   document.getElementById("detail").hidden = false;
-  document.getElementById("detail-title").textContent = "Run " + run.run_id + " of " + run.namespace + "/" + run.job + ": " + run.status + (run.error ? " — " + run.error : "");
+  document.getElementById("detail-title").textContent = "Run " + run.run_id + " of " + run.namespace + "/" + run.job + ": " + runStatus(run) + (run.error ? " — " + run.error : "");
   const body = document.querySelector("#tasks tbody");
   body.replaceChildren();
   for (const task of run.tasks || []) {
