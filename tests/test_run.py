@@ -187,6 +187,22 @@ def test_missing_sqlite_source_file_is_an_error_and_is_not_created(project):
     assert not (project.root / "typo").exists()
 
 
+def test_debug_shows_where_a_task_failed(sqlite_job, monkeypatch):
+    monkeypatch.chdir(sqlite_job.root)
+    cli = CliRunner()
+    plain = cli.invoke(app, ["--dir", str(sqlite_job.root), "run", "copy"])
+    assert plain.exit_code == 1 and "Traceback" not in plain.stderr and "task traceback" not in plain.stderr
+    debug = cli.invoke(app, ["--debug", "--dir", str(sqlite_job.root), "run", "copy"])
+    assert debug.exit_code == 1
+    shown = debug.stderr.split("task missing:\n", 1)[1]
+    assert shown.startswith("Traceback (most recent call last):")
+    assert "table 'nope' not found" in shown and "runner/engine/" in shown
+    # and the run log keeps it, at debug level, for a run started elsewhere (the daemon, the API)
+    log = service.log_since(sqlite_job.ws, service.runs(sqlite_job.ws, "copy")[0]["run_id"], level="debug")
+    (entry,) = [e for e in log["lines"] if e["message"] == "task traceback"]
+    assert entry["level"] == "debug" and entry["task"] == "missing"
+
+
 def test_cli_state_url_error_is_a_message_not_a_traceback(project):
     result = CliRunner().invoke(app, ["--dir", str(project.root), "--state", "foo", "get", "jobs"])
     assert result.exit_code == 1 and result.stderr.startswith("error: the state store URL cannot be parsed")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -319,11 +319,15 @@ def run(
                     STATE.workspace,
                     job,
                     options,
-                    on_log=lambda entry: err.print(render.log_line(entry), markup=False),
+                    on_log=_echo_log,
                     cancel=token,
                 )
     except RunnerError as exc:
         fail(exc, fmt.value)
+    if STATE.debug and record["status"] == "failed":
+        for entry in service.log_since(STATE.workspace, record["run_id"], level="debug")["lines"]:
+            if "traceback" in entry:
+                err.print(f"task {entry.get('task')}:\n{entry['traceback']}", markup=False)
     out.print(
         json.dumps(record, indent=2, ensure_ascii=False, default=str)
         if fmt == Format.json
@@ -332,6 +336,13 @@ def run(
     )
     if record["status"] != "succeeded":
         raise typer.Exit(1)
+
+
+def _echo_log(entry: dict[str, Any]) -> None:
+    """A run's log line on stderr as it happens; debug lines (a failed task's traceback) are
+    for `--debug`, which prints them once the run ends."""
+    if entry.get("level") != "debug":
+        err.print(render.log_line(entry), markup=False)
 
 
 @contextmanager

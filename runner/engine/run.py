@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -141,6 +142,8 @@ def _run_task(run: TaskRun, log: Log) -> TaskResult:
         run.result.status, run.result.error = "cancelled", str(exc)
     except Exception as exc:  # noqa: BLE001 - a run records every failure in its history
         _failed(run.result, exc)
+        # for `--debug` and whoever reads the run log: where it failed (redacted like every line)
+        log("debug", "task traceback", task=task.name, traceback="".join(traceback.format_exception(exc)))
     finally:
         run.close_streams()
     result = run.result
