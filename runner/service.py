@@ -86,7 +86,7 @@ class Workspace:
 def load(ws: Workspace) -> tuple[list[Definition], list[Problem]]:
     """Every definition below the folder, and every problem found on the way."""
     docs, problems = load_folder(ws.root)
-    definitions, invalid = validate_documents(docs, registry.connection_models())
+    definitions, invalid = validate_documents(docs, registry.connection_models(), ws.root)
     return definitions, problems + invalid
 
 
@@ -144,7 +144,7 @@ def apply(
             p
             for c in saved.changes
             if c.after is not None and c.action in ("create", "update")
-            for p in check_document(c.after, f"{plan_file} ({c.kind} {c.ref})", models)
+            for p in check_document(c.after, f"{plan_file} ({c.kind} {c.ref})", models, ws.root)
         ]
         if problems:
             raise DefinitionsInvalid(problems)

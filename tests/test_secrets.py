@@ -108,3 +108,49 @@ def test_password_with_url_special_characters_needs_no_encoding(monkeypatch, tmp
     monkeypatch.setenv("PW", "p@ss/w:rd#?")
     url = resolve_url("postgresql://user:${env:PW}@127.0.0.1:5432/db", tmp_path)
     assert url.password == "p@ss/w:rd#?" and url.host == "127.0.0.1" and url.database == "db"
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["${file:../outside/pw}", "${file:OUTSIDE/pw}", "${file:~/pw}", "${file:secrets/link}"],
+)
+def test_secret_files_outside_the_allowed_folders_are_refused(project, tmp_path, monkeypatch, reference):
+    """`${file:}` reads only below the definitions folder (and RUNNER_SECRET_DIRS): `..`,
+    absolute paths, `~` and symlinks out are refused by validate with file:line, and by a run."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "pw").write_text(SECRET)
+    monkeypatch.setenv("HOME", str(outside))
+    (project.root / "secrets").mkdir()
+    (project.root / "secrets" / "link").symlink_to(outside / "pw")
+    reference = reference.replace("OUTSIDE", str(outside))
+    path = project.connection("src", "postgresql", f"postgresql://u:{reference}@127.0.0.1/db")
+    cli = CliRunner()
+    result = cli.invoke(app, ["--dir", str(project.root), "validate"])
+    assert result.exit_code == 1
+    text = result.stdout + result.stderr
+    assert f"{path.name}:4:" in text and "spec.url" in text, text
+    assert "outside the folders secrets may be read from" in text and "RUNNER_SECRET_DIRS" in text
+    assert SECRET not in text
+
+    from runner.definitions.secrets import SecretError, resolve
+
+    with pytest.raises(SecretError, match="outside the folders"):  # a run checks again
+        resolve(reference, project.root)
+
+
+def test_secret_files_in_an_operator_folder_are_read(project, tmp_path, monkeypatch):
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    (mount / "pw").write_text(SECRET + "\n")
+    (project.root / "secrets").mkdir()
+    (project.root / "secrets" / "pw").write_text(SECRET + "\n")
+    project.connection("a", "postgresql", f"postgresql://u:${{file:{mount}/pw}}@127.0.0.1/db")
+    project.connection("b", "postgresql", "postgresql://u:${file:secrets/../secrets/pw}@127.0.0.1/db")
+    from runner import service
+    from runner.definitions.secrets import resolve
+
+    monkeypatch.setenv("RUNNER_SECRET_DIRS", f"{tmp_path / 'elsewhere'}:{mount}")
+    assert len(service.validate(project.ws)) == 2
+    assert resolve(f"${{file:{mount}/pw}}", project.root) == SECRET
+    assert resolve("${file:secrets/pw}", project.root) == SECRET
