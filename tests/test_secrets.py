@@ -154,3 +154,49 @@ def test_secret_files_in_an_operator_folder_are_read(project, tmp_path, monkeypa
     assert len(service.validate(project.ws)) == 2
     assert resolve(f"${{file:{mount}/pw}}", project.root) == SECRET
     assert resolve("${file:secrets/pw}", project.root) == SECRET
+
+
+def test_long_and_spaced_secret_names_are_redacted_as_the_server_echoes_them(project, pg_url, monkeypatch):
+    """PostgreSQL cuts a user or database name to 63 bytes (at a character boundary) before it
+    echoes it, and runner joins an error's lines: neither form may get past redaction."""
+    monkeypatch.chdir(project.root)
+    long_user = "uu" + "ü" * 34  # 70 bytes: PostgreSQL echoes the first 62 (63 would split a ü)
+    long_db = "runner_secret_" + "d" * 56  # 70 bytes
+    spaced_db = "runner secret\n  database"  # echoed with its whitespace collapsed
+    monkeypatch.setenv("LONG_USER", long_user)
+    monkeypatch.setenv("LONG_DB", long_db)
+    monkeypatch.setenv("SPACED_DB", spaced_db)
+    port = sa.make_url(pg_url).port or 5432
+    project.connection("u", "postgresql", f"postgresql://${{env:LONG_USER}}@127.0.0.1:{port}/postgres")
+    project.connection("d", "postgresql", f"postgresql://postgres@127.0.0.1:{port}/${{env:LONG_DB}}")
+    project.connection("s", "postgresql", f"postgresql://postgres@127.0.0.1:{port}/${{env:SPACED_DB}}")
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    for name in ("u", "d", "s"):
+        project.job(f"j{name}", name, "dst", "- {name: t, read: {table: items}, write: {table: items}}")
+    cli = CliRunner()
+    outputs = [cli.invoke(app, ["--dir", str(project.root), "apply"]).stdout]
+    for name in ("u", "d", "s"):
+        for args in (["run", f"j{name}"], ["history", f"j{name}", "--format", "json"], ["logs", f"j{name}"]):
+            result = cli.invoke(app, ["--dir", str(project.root), *args])
+            outputs.append(result.stdout + result.stderr)
+    assert "does not exist" in outputs[1] and "***" in outputs[1], outputs[1]
+    forms = [
+        long_user,
+        long_user.encode()[:62].decode(),
+        long_db,
+        long_db[:63],
+        spaced_db,
+        "runner secret database",
+    ]
+    texts = outputs + [p.read_text(errors="replace") for p in project.root.rglob("*.json*") if p.is_file()]
+    assert len(texts) > len(outputs)  # history and log files are among them
+    for text in texts:
+        for form in forms:
+            assert form not in text, (form, text)
+
+
+def test_echoed_forms_leave_short_fragments_alone():
+    from runner.definitions.secrets import echoed_forms
+
+    assert echoed_forms(" a ") == {" a "}  # "a" alone would blank out every a
+    assert 'x\\"y z' in echoed_forms('x"y z')  # as JSON history files write it

@@ -7,6 +7,7 @@ blank it out of any message that might carry it (a driver error that echoes a DS
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -159,15 +160,40 @@ def resolve(text: str, base_dir: Path) -> str:
                 raise SecretError(f"cannot read secret file {name}: {exc.strerror}") from None
         else:
             raise SecretError(f"unknown secret source {source!r}")
-        if value:
-            _known_values.add(value)
+        remember(value)
         return value
 
     return REFERENCE.sub(value_of, text)
 
 
+_ECHOED_PREFIXES = (63, 64)  # PostgreSQL cuts names to 63 bytes; MariaDB to 64 characters
+_MIN_FORM = 4  # shorter forms of a value would blank out ordinary words
+
+
+def echoed_forms(value: str) -> set[str]:
+    """`value` and the forms a server or runner is known to echo it in: cut to an identifier's
+    length, whitespace collapsed to one line, escaped as JSON or a Python repr."""
+    forms = {value}
+    data = value.encode()
+    for limit in _ECHOED_PREFIXES:
+        if len(data) > limit:
+            forms.add(data[:limit].decode(errors="ignore"))  # bytes cut inside a character drop it
+        if len(value) > limit:
+            forms.add(value[:limit])
+    for form in list(forms):
+        forms.update({" ".join(form.split()), json.dumps(form)[1:-1], repr(form)[1:-1]})
+    return {f for f in forms if f == value or len(f) >= _MIN_FORM}
+
+
+def remember(value: str) -> None:
+    """Make `redact` blank out `value` and its echoed forms from now on."""
+    if value:
+        _known_values.update(echoed_forms(value))
+
+
 def redact(text: str) -> str:
-    """`text` with every secret value resolved so far replaced by `***`."""
+    """`text` with every secret value resolved so far, in any of its echoed forms, replaced by
+    `***`. Call it before normalising a message (collapsing whitespace, say)."""
     for value in sorted(_known_values, key=len, reverse=True):
         text = text.replace(value, _REDACTED)
     return text

@@ -460,8 +460,8 @@ class SqlConnector(Connector):
         return None
 
     def error_text(self, exc: Exception) -> str:
-        """A driver error's message on one line."""
-        return " ".join(str(exc).split())
+        """A driver error's message on one line, secrets redacted before the lines are joined."""
+        return " ".join(secrets.redact(str(exc)).split())
 
     # --- shared implementation ---------------------------------------------------------
 
@@ -504,7 +504,7 @@ class SqlConnector(Connector):
         return rows
 
     def _mapped(self, doing: str, exc: BaseException) -> Exception:
-        text = " ".join(str(exc).split())
+        text = " ".join(secrets.redact(str(exc)).split())  # redacted before it is normalised
         message = secrets.redact(f"{doing} (connection {self.name!r}): {type(exc).__name__}: {text}")
         return TransientError(message) if self.is_transient(exc) else TerminalError(message)  # type: ignore[arg-type]
 
