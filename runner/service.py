@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -704,7 +705,14 @@ def daemon(ws: Workspace, **options: Any) -> int:
 
     runner_daemon = Daemon(ws, DaemonOptions(**options))
     runner_daemon.install_signal_handlers()
-    return runner_daemon.run()
+    code = runner_daemon.run()
+    if runner_daemon.abandoned:
+        # Python would wait at exit for the worker threads of the runs cut by a third signal;
+        # their job locks name a dead process once this one is gone, so the next start takes them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    return code
 
 
 def serve(ws: Workspace, bind: str) -> None:

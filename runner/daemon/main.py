@@ -114,6 +114,11 @@ class Daemon:
         self._stop.set()
         self._wake.set()
 
+    @property
+    def abandoned(self) -> bool:
+        """A third signal came while runs were still going: they are cut, as by kill -9."""
+        return self._abandon.is_set() and not self.executor.idle()
+
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)

@@ -33,6 +33,7 @@ from runner.engine.types import Column, ColumnType
 from runner.errors import TerminalError, TransientError
 
 if TYPE_CHECKING:
+    from runner.engine.cancel import CancelToken
     from runner.engine.templates import ScriptWriter
     from runner.engine.writer import SqlWriter
 
@@ -773,12 +774,13 @@ class SqlConnector(Connector):
         keys: list[str],
         upsert_script: str,
         delete_script: str | None,
+        cancel: CancelToken | None = None,
     ) -> ScriptWriter:
         """A writer that runs the task's Jinja scripts instead of merging (the script owns the
-        target: runner creates no table for it)."""
+        target: runner creates no table for it); `cancel` stops a render going on."""
         from runner.engine.templates import ScriptWriter
 
-        return ScriptWriter(self, table, columns, keys, upsert_script, delete_script).open()
+        return ScriptWriter(self, table, columns, keys, upsert_script, delete_script, cancel).open()
 
     def _columns_ddl(self, columns: list[Column], keys: list[str]) -> str:
         q = self.quote
