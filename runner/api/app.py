@@ -39,6 +39,7 @@ STATIC = Path(__file__).parent / "static"
 FRESH_SECONDS = 0.5  # how long a listing is reused: dashboards poll it, many at once
 MAX_BODY = 1 << 20  # bytes of a request body: a job spec is a few KB
 MAX_STREAMS = 32  # live tails open at once
+MAX_PROBLEMS = 20  # listed in a 422: a body with thousands of wrong keys gets a short answer
 KEEP_ALIVE_SECONDS = 10.0  # a comment line in a quiet live tail, so proxies keep it open
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -116,6 +117,14 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+def _capped_list(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first MAX_PROBLEMS problems, and a last one saying how many more there are."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    more = len(problems) - MAX_PROBLEMS
+    return [*problems[:MAX_PROBLEMS], {"field": "", "message": f"and {more} more problem(s) not listed"}]
+
+
 def _ref(name: str, namespace: str | None) -> str:
     return f"{namespace}/{name}" if namespace else name
 
@@ -181,6 +190,8 @@ class Guard:
         headers = dict(scope["headers"])
         if path.startswith("/api/v1"):
             try:
+                if sum(name == b"authorization" for name, _ in scope["headers"]) > 1:
+                    raise AuthError(400, "send one Authorization header, not several")
                 key = self.keys.check(headers.get(b"authorization", b"").decode("latin-1") or None, method)
                 if self.read_only and method not in READS:
                     raise AuthError(
@@ -270,11 +281,15 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
             for e in exc.errors()
         ]
         first = problems[0] if problems else {"field": "", "message": "invalid request"}
-        return _error(422, first["message"], field=first["field"], problems=problems)
+        return _error(422, first["message"], field=first["field"], problems=_capped_list(problems))
 
     @app.exception_handler(HTTPException)
     def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     @app.exception_handler(RunnerError)
     def runner_error(_: Request, exc: RunnerError) -> JSONResponse:
@@ -282,7 +297,8 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
             problems = [
                 {"field": p.location.field, "message": p.message, "hint": p.hint} for p in exc.problems
             ]
-            return _error(422, problems[0]["message"], field=problems[0]["field"], problems=problems)
+            first = problems[0]
+            return _error(422, first["message"], field=first["field"], problems=_capped_list(problems))
         conflict = isinstance(exc, JobBusy | NotRunning | NameTaken)
         return _error(404 if isinstance(exc, NotFound) else 409 if conflict else 400, str(exc))
 

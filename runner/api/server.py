@@ -4,9 +4,12 @@ daemon's executor (to start runs) and stops with it."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
+import sys
 import threading
 import time
+from collections.abc import Callable
 
 import h11
 import uvicorn
@@ -84,6 +87,21 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host, number
 
 
+def exposure_warning(host: str) -> str | None:
+    """A warning when `host` is not a loopback address: the API speaks plain HTTP, so keys
+    and data would cross the network readable by anyone on the way."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"serving plain HTTP on {host}, beyond this machine: API keys and data cross the network "
+        "unencrypted; bind 127.0.0.1 and put a TLS proxy in front"
+    )
+
+
 class HttpServer:
     def __init__(self, app: FastAPI, host: str, port: int):
         config = uvicorn.Config(
@@ -99,8 +117,12 @@ class HttpServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="runner-http", daemon=True)
 
-    def start(self, timeout: float = 10) -> None:
-        """Start serving; raises RunnerError when the address cannot be bound."""
+    def start(self, timeout: float = 10, warn: Callable[[str], None] | None = None) -> None:
+        """Start serving; raises RunnerError when the address cannot be bound. A bind beyond
+        loopback is warned about through `warn` (default: stderr)."""
+        warning = exposure_warning(self.server.config.host)
+        if warning:
+            (warn or (lambda text: print(f"warning: {text}", file=sys.stderr, flush=True)))(warning)
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:

@@ -192,7 +192,7 @@ class Daemon:
         # 5 ms), so a request waits less behind a run's Python work.
         sys.setswitchinterval(0.001)
         server = HttpServer(create_app(self.ws, self, self.options.allow_adhoc), host, port)
-        server.start()
+        server.start(warn=lambda text: self.log("warning", text))
         self.log("info", "serving the API and status page", url=f"http://{host}:{port}/")
         return server
 
