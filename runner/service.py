@@ -26,6 +26,7 @@ from runner.engine.changes import Progress, RunOptions, TaskResult
 from runner.engine.run import run_job
 from runner.errors import (
     DefinitionsInvalid,
+    InvalidValue,
     JobBusy,
     Location,
     LockTimeout,
@@ -563,7 +564,7 @@ def pointer_set(
             f"task {task_name!r} uses strategy {task.changes.strategy!r}; only watermark tasks have a pointer"
         )
     if value is not None and len(value) > MAX_POINTER:
-        raise RunnerError(f"a pointer is at most {MAX_POINTER} characters")
+        raise InvalidValue(f"a pointer is at most {MAX_POINTER} characters", "value")
     store = ws.store()
     try:
         lock_id = store.acquire(job_lock(job.ref), timeout=0)
@@ -579,7 +580,7 @@ def pointer_set(
         try:
             new = pointers.parse(value, old) if value is not None else None
         except ValueError as exc:
-            raise RunnerError(str(exc)) from None
+            raise InvalidValue(str(exc), "value") from None
         by = f"set by {by or StateStore.holder()}"
         store.set_pointer(state.id, task.changes.column, new, by)
     finally:

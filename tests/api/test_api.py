@@ -181,7 +181,8 @@ def test_pointers_switches_and_pause(api):
     assert api.get("/api/v1/jobs/sync/pointers").json()[0]["pointer"]["value"] == str(ROWS)
     changed = api.put("/api/v1/jobs/sync/pointers/items", json={"value": "50"}).json()
     assert changed["new"]["value"] == "50"
-    assert api.put("/api/v1/jobs/sync/pointers/items", json={"value": "x"}).status_code == 400
+    invalid = api.put("/api/v1/jobs/sync/pointers/items", json={"value": "x"})
+    assert invalid.status_code == 422 and invalid.json()["field"] == "value", invalid.text  # as documented
     assert api.put("/api/v1/jobs/sync/pointers/copy", json={"value": "1"}).status_code == 400
     assert api.put("/api/v1/jobs/sync/pointers/nope", json={"value": "1"}).status_code == 404
     assert api.post("/api/v1/jobs/sync/suspend").json()["suspended"] is True
@@ -388,3 +389,21 @@ def test_an_unexpected_error_is_a_json_500(api, project):
         response = client.get(f"/api/v1/runs/{broken.stem}", headers=api.auth("read"))
     assert response.status_code == 500 and response.headers["content-type"] == "application/json"
     assert response.json() == {"error": "internal error (JSONDecodeError); the server's log has the details"}
+
+
+def test_an_adhoc_runs_unknown_field_gets_did_you_mean(api):
+    task = {"name": "t", "read": {"table": "items"}, "write": {"table": "x"}}
+    spec = {"source": "src", "target": "dst", "tasks": [task]}
+    bad = api.post("/api/v1/runs", json={"name": "x", "spec": spec | {"shedule": {}}})
+    assert bad.status_code == 422 and bad.json()["field"] == "spec.shedule"
+    assert bad.json()["error"] == "unknown field 'shedule' (hint: did you mean 'schedule'?)"
+    assert bad.json()["problems"][0]["hint"] == "did you mean 'schedule'?"
+    typo = api.post("/api/v1/jobs/sync/runs", json={"resyns": True})
+    assert typo.json()["error"] == "unknown field 'resyns' (hint: did you mean 'resync'?)"
+
+
+def test_adhoc_runs_off_is_said_before_the_body_is_checked(api, project):
+    with TestClient(create_app(project.ws, api.daemon)) as off:
+        for body in ({"name": "x", "spec": {"shedule": 1}}, {}, {"name": "Not A Name"}):
+            refused = off.post("/api/v1/runs", json=body, headers=api.auth("operate"))
+            assert refused.status_code == 403 and "--allow-adhoc" in refused.json()["error"], refused.text
