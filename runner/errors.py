@@ -67,6 +67,15 @@ class DefinitionsInvalid(RunnerError):
         super().__init__(f"{len(self.problems)} problem(s) in the definitions")
 
 
+class InvalidValue(RunnerError):
+    """A value a command or request gives is invalid (a pointer that does not parse, say);
+    `field` names the value (the API answers 422 with it)."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
 # --- state and apply ---------------------------------------------------------------------
 
 

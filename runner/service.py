@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ from runner.engine.changes import Progress, RunOptions, TaskResult
 from runner.engine.run import run_job
 from runner.errors import (
     DefinitionsInvalid,
+    InvalidValue,
     JobBusy,
     Location,
     LockTimeout,
@@ -99,7 +101,7 @@ def check(ws: Workspace) -> tuple[list[Definition], list[Problem]]:
     fires every second). Raises DefinitionsInvalid with all problems, and the warnings, when
     any file is wrong."""
     docs, problems = load_folder(ws.root)
-    definitions, invalid = validate_documents(docs, registry.connection_models())
+    definitions, invalid = validate_documents(docs, registry.connection_models(), ws.root)
     warnings = warnings_of(docs)
     if problems or invalid:
         raise DefinitionsInvalid(problems + invalid, warnings)
@@ -152,7 +154,7 @@ def apply(
             p
             for c in saved.changes
             if c.after is not None and c.action in ("create", "update")
-            for p in check_document(c.after, f"{plan_file} ({c.kind} {c.ref})", models)
+            for p in check_document(c.after, f"{plan_file} ({c.kind} {c.ref})", models, ws.root)
         ]
         if problems:
             raise DefinitionsInvalid(problems)
@@ -593,7 +595,7 @@ def pointer_set(
             f"task {task_name!r} uses strategy {task.changes.strategy!r}; only watermark tasks have a pointer"
         )
     if value is not None and len(value) > MAX_POINTER:
-        raise RunnerError(f"a pointer is at most {MAX_POINTER} characters")
+        raise InvalidValue(f"a pointer is at most {MAX_POINTER} characters", "value")
     store = ws.store()
     try:
         lock_id = store.acquire(job_lock(job.ref), timeout=0)
@@ -609,7 +611,7 @@ def pointer_set(
         try:
             new = pointers.parse(value, old) if value is not None else None
         except ValueError as exc:
-            raise RunnerError(str(exc)) from None
+            raise InvalidValue(str(exc), "value") from None
         by = f"set by {by or StateStore.holder()}"
         store.set_pointer(state.id, task.changes.column, new, by)
     finally:
@@ -758,7 +760,14 @@ def daemon(ws: Workspace, **options: Any) -> int:
 
     runner_daemon = Daemon(ws, DaemonOptions(**options))
     runner_daemon.install_signal_handlers()
-    return runner_daemon.run()
+    code = runner_daemon.run()
+    if runner_daemon.abandoned:
+        # Python would wait at exit for the worker threads of the runs cut by a third signal;
+        # their job locks name a dead process once this one is gone, so the next start takes them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    return code
 
 
 def serve(ws: Workspace, bind: str) -> None:
@@ -1005,7 +1014,7 @@ def _folder_connections(ws: Workspace) -> tuple[list[Definition], list[Definitio
     """Connections and jobs defined in the folder (not the applied state: a connection is
     tested while it is written, before it is applied), and how many problems the folder has."""
     docs, problems = load_folder(ws.root)
-    definitions, invalid = validate_documents(docs, registry.connection_models())
+    definitions, invalid = validate_documents(docs, registry.connection_models(), ws.root)
     connections = [d for d in definitions if d.kind == "Connection"]
     return connections, [d for d in definitions if d.kind == "Job"], len(problems) + len(invalid)
 

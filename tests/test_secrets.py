@@ -108,3 +108,95 @@ def test_password_with_url_special_characters_needs_no_encoding(monkeypatch, tmp
     monkeypatch.setenv("PW", "p@ss/w:rd#?")
     url = resolve_url("postgresql://user:${env:PW}@127.0.0.1:5432/db", tmp_path)
     assert url.password == "p@ss/w:rd#?" and url.host == "127.0.0.1" and url.database == "db"
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["${file:../outside/pw}", "${file:OUTSIDE/pw}", "${file:~/pw}", "${file:secrets/link}"],
+)
+def test_secret_files_outside_the_allowed_folders_are_refused(project, tmp_path, monkeypatch, reference):
+    """`${file:}` reads only below the definitions folder (and RUNNER_SECRET_DIRS): `..`,
+    absolute paths, `~` and symlinks out are refused by validate with file:line, and by a run."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "pw").write_text(SECRET)
+    monkeypatch.setenv("HOME", str(outside))
+    (project.root / "secrets").mkdir()
+    (project.root / "secrets" / "link").symlink_to(outside / "pw")
+    reference = reference.replace("OUTSIDE", str(outside))
+    path = project.connection("src", "postgresql", f"postgresql://u:{reference}@127.0.0.1/db")
+    cli = CliRunner()
+    result = cli.invoke(app, ["--dir", str(project.root), "validate"])
+    assert result.exit_code == 1
+    text = result.stdout + result.stderr
+    assert f"{path.name}:4:" in text and "spec.url" in text, text
+    assert "outside the folders secrets may be read from" in text and "RUNNER_SECRET_DIRS" in text
+    assert SECRET not in text
+
+    from runner.definitions.secrets import SecretError, resolve
+
+    with pytest.raises(SecretError, match="outside the folders"):  # a run checks again
+        resolve(reference, project.root)
+
+
+def test_secret_files_in_an_operator_folder_are_read(project, tmp_path, monkeypatch):
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    (mount / "pw").write_text(SECRET + "\n")
+    (project.root / "secrets").mkdir()
+    (project.root / "secrets" / "pw").write_text(SECRET + "\n")
+    project.connection("a", "postgresql", f"postgresql://u:${{file:{mount}/pw}}@127.0.0.1/db")
+    project.connection("b", "postgresql", "postgresql://u:${file:secrets/../secrets/pw}@127.0.0.1/db")
+    from runner import service
+    from runner.definitions.secrets import resolve
+
+    monkeypatch.setenv("RUNNER_SECRET_DIRS", f"{tmp_path / 'elsewhere'}:{mount}")
+    assert len(service.validate(project.ws)) == 2
+    assert resolve(f"${{file:{mount}/pw}}", project.root) == SECRET
+    assert resolve("${file:secrets/pw}", project.root) == SECRET
+
+
+def test_long_and_spaced_secret_names_are_redacted_as_the_server_echoes_them(project, pg_url, monkeypatch):
+    """PostgreSQL cuts a user or database name to 63 bytes (at a character boundary) before it
+    echoes it, and runner joins an error's lines: neither form may get past redaction."""
+    monkeypatch.chdir(project.root)
+    long_user = "uu" + "ü" * 34  # 70 bytes: PostgreSQL echoes the first 62 (63 would split a ü)
+    long_db = "runner_secret_" + "d" * 56  # 70 bytes
+    spaced_db = "runner secret\n  database"  # echoed with its whitespace collapsed
+    monkeypatch.setenv("LONG_USER", long_user)
+    monkeypatch.setenv("LONG_DB", long_db)
+    monkeypatch.setenv("SPACED_DB", spaced_db)
+    port = sa.make_url(pg_url).port or 5432
+    project.connection("u", "postgresql", f"postgresql://${{env:LONG_USER}}@127.0.0.1:{port}/postgres")
+    project.connection("d", "postgresql", f"postgresql://postgres@127.0.0.1:{port}/${{env:LONG_DB}}")
+    project.connection("s", "postgresql", f"postgresql://postgres@127.0.0.1:{port}/${{env:SPACED_DB}}")
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    for name in ("u", "d", "s"):
+        project.job(f"j{name}", name, "dst", "- {name: t, read: {table: items}, write: {table: items}}")
+    cli = CliRunner()
+    outputs = [cli.invoke(app, ["--dir", str(project.root), "apply"]).stdout]
+    for name in ("u", "d", "s"):
+        for args in (["run", f"j{name}"], ["history", f"j{name}", "--format", "json"], ["logs", f"j{name}"]):
+            result = cli.invoke(app, ["--dir", str(project.root), *args])
+            outputs.append(result.stdout + result.stderr)
+    assert "does not exist" in outputs[1] and "***" in outputs[1], outputs[1]
+    forms = [
+        long_user,
+        long_user.encode()[:62].decode(),
+        long_db,
+        long_db[:63],
+        spaced_db,
+        "runner secret database",
+    ]
+    texts = outputs + [p.read_text(errors="replace") for p in project.root.rglob("*.json*") if p.is_file()]
+    assert len(texts) > len(outputs)  # history and log files are among them
+    for text in texts:
+        for form in forms:
+            assert form not in text, (form, text)
+
+
+def test_echoed_forms_leave_short_fragments_alone():
+    from runner.definitions.secrets import echoed_forms
+
+    assert echoed_forms(" a ") == {" a "}  # "a" alone would blank out every a
+    assert 'x\\"y z' in echoed_forms('x"y z')  # as JSON history files write it

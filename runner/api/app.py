@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from fastapi import APIRouter, FastAPI, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -31,14 +31,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner import service
 from runner.api.auth import READS, AuthError, Key, KeyRing
+from runner.definitions.errors import describe, model_in
 from runner.definitions.models import JobSpec, Name
 from runner.engine.changes import RunOptions
-from runner.errors import DefinitionsInvalid, JobBusy, NameTaken, NotFound, NotRunning, RunnerError
+from runner.errors import (
+    DefinitionsInvalid,
+    InvalidValue,
+    JobBusy,
+    NameTaken,
+    NotFound,
+    NotRunning,
+    RunnerError,
+)
 
 STATIC = Path(__file__).parent / "static"
 FRESH_SECONDS = 0.5  # how long a listing is reused: dashboards poll it, many at once
 MAX_BODY = 1 << 20  # bytes of a request body: a job spec is a few KB
 MAX_STREAMS = 32  # live tails open at once
+MAX_PROBLEMS = 20  # listed in a 422: a body with thousands of wrong keys gets a short answer
 KEEP_ALIVE_SECONDS = 10.0  # a comment line in a quiet live tail, so proxies keep it open
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -116,6 +126,14 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+def _capped_list(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first MAX_PROBLEMS problems, and a last one saying how many more there are."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    more = len(problems) - MAX_PROBLEMS
+    return [*problems[:MAX_PROBLEMS], {"field": "", "message": f"and {more} more problem(s) not listed"}]
+
+
 def _ref(name: str, namespace: str | None) -> str:
     return f"{namespace}/{name}" if namespace else name
 
@@ -181,6 +199,8 @@ class Guard:
         headers = dict(scope["headers"])
         if path.startswith("/api/v1"):
             try:
+                if sum(name == b"authorization" for name, _ in scope["headers"]) > 1:
+                    raise AuthError(400, "send one Authorization header, not several")
                 key = self.keys.check(headers.get(b"authorization", b"").decode("latin-1") or None, method)
                 if self.read_only and method not in READS:
                     raise AuthError(
@@ -264,17 +284,29 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
         return _error(exc.status, exc.message)
 
     @app.exception_handler(RequestValidationError)
-    def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
-            for e in exc.errors()
-        ]
+    def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        body_field = getattr(request.scope.get("route"), "body_field", None)
+        model = model_in(body_field.field_info.annotation) if body_field is not None else None
+        problems = []
+        for e in exc.errors():
+            loc = tuple(e["loc"])
+            problem = {"field": ".".join(str(p) for p in loc if p != "body"), "message": e["msg"]}
+            if model is not None and loc[:1] == ("body",):  # worded as the CLI words a file's
+                problem["message"], hint = describe(e, model, loc[1:])
+                if hint:
+                    problem["hint"] = hint
+            problems.append(problem)
         first = problems[0] if problems else {"field": "", "message": "invalid request"}
-        return _error(422, first["message"], field=first["field"], problems=problems)
+        message = f"{first['message']} (hint: {first['hint']})" if first.get("hint") else first["message"]
+        return _error(422, message, field=first["field"], problems=_capped_list(problems))
 
     @app.exception_handler(HTTPException)
     def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     @app.exception_handler(RunnerError)
     def runner_error(_: Request, exc: RunnerError) -> JSONResponse:
@@ -282,7 +314,10 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
             problems = [
                 {"field": p.location.field, "message": p.message, "hint": p.hint} for p in exc.problems
             ]
-            return _error(422, problems[0]["message"], field=problems[0]["field"], problems=problems)
+            first = problems[0]
+            return _error(422, first["message"], field=first["field"], problems=_capped_list(problems))
+        if isinstance(exc, InvalidValue):
+            return _error(422, str(exc), field=exc.field)
         conflict = isinstance(exc, JobBusy | NotRunning | NameTaken)
         return _error(404 if isinstance(exc, NotFound) else 409 if conflict else 400, str(exc))
 
@@ -417,12 +452,15 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
             lambda: service.runs(ws, _ref(name, namespace), limit, task, changed_only=filter == "changes"),
         )
 
-    @api.post("/runs", tags=["runs"], status_code=202)
+    def adhoc_allowed() -> None:
+        """Ad-hoc runs off: said before the body is validated (a dependency runs first)."""
+        if not allow_adhoc:
+            raise AuthError(403, "ad-hoc runs are off: the daemon allows them with --allow-adhoc")
+
+    @api.post("/runs", tags=["runs"], status_code=202, dependencies=[Depends(adhoc_allowed)])
     def start_adhoc(body: AdhocRunRequest, key: Key = Security(key_of)) -> dict[str, Any]:
         """Run a job spec once without applying it (when the daemon allows ad-hoc runs: they run
         any SQL on any applied connection). Its spec is kept in its history record."""
-        if not allow_adhoc:
-            raise AuthError(403, "ad-hoc runs are off: the daemon allows them with --allow-adhoc")
         spec = body.spec.model_dump(mode="json", exclude_unset=True)
         job, _ = service.adhoc_job(body.name, spec, body.namespace)
         service.check_adhoc(ws, job, body.tasks)

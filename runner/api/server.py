@@ -3,16 +3,75 @@ daemon's executor (to start runs) and stops with it."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import signal
+import sys
 import threading
 import time
+from collections.abc import Callable
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from runner.errors import RunnerError
 
 DEFAULT_HOST = "127.0.0.1"
+MAX_HEADER_BYTES = 16 * 1024  # request line and headers; a key and a browser's headers need ~2 KiB
+HEADER_SECONDS = 5.0  # to send them: a client sends them at once, a slow one holds a connection
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol (not httptools, which takes headers of any size), bounding what
+    a request sends before the app sees it: h11 refuses headers past MAX_HEADER_BYTES with a
+    400, and a request whose headers have not all arrived HEADER_SECONDS after its first byte
+    (or the connection's start) gets a 408 and is closed. Both act as bytes arrive, before
+    any of the app runs, so neither a flood of headers nor a client dribbling a line every
+    few seconds holds memory or a connection for long."""
+
+    header_seconds = HEADER_SECONDS
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer = self.loop.call_later(self.header_seconds, self._too_slow)
+
+    def _reading_headers(self) -> bool:
+        return self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if self._reading_headers():
+            self.logger.warning("dropped a client slower than %g s to send its headers", self.header_seconds)
+            body = b"the request's headers took too long to arrive"
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+            )
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self._reading_headers():  # a kept-alive connection's next request
+            self._header_timer = self.loop.call_later(self.header_seconds, self._too_slow)
+        super().data_received(data)
+        if not self._reading_headers():
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # may start a pipelined request, whose headers are all in
+        if not self._reading_headers():
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -28,16 +87,42 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host, number
 
 
+def exposure_warning(host: str) -> str | None:
+    """A warning when `host` is not a loopback address: the API speaks plain HTTP, so keys
+    and data would cross the network readable by anyone on the way."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"serving plain HTTP on {host}, beyond this machine: API keys and data cross the network "
+        "unencrypted; bind 127.0.0.1 and put a TLS proxy in front"
+    )
+
+
 class HttpServer:
     def __init__(self, app: FastAPI, host: str, port: int):
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            http=GuardedH11Protocol,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="runner-http", daemon=True)
 
-    def start(self, timeout: float = 10) -> None:
-        """Start serving; raises RunnerError when the address cannot be bound."""
+    def start(self, timeout: float = 10, warn: Callable[[str], None] | None = None) -> None:
+        """Start serving; raises RunnerError when the address cannot be bound. A bind beyond
+        loopback is warned about through `warn` (default: stderr)."""
+        warning = exposure_warning(self.server.config.host)
+        if warning:
+            (warn or (lambda text: print(f"warning: {text}", file=sys.stderr, flush=True)))(warning)
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:

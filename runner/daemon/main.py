@@ -114,6 +114,11 @@ class Daemon:
         self._stop.set()
         self._wake.set()
 
+    @property
+    def abandoned(self) -> bool:
+        """A third signal came while runs were still going: they are cut, as by kill -9."""
+        return self._abandon.is_set() and not self.executor.idle()
+
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
@@ -187,7 +192,7 @@ class Daemon:
         # 5 ms), so a request waits less behind a run's Python work.
         sys.setswitchinterval(0.001)
         server = HttpServer(create_app(self.ws, self, self.options.allow_adhoc), host, port)
-        server.start()
+        server.start(warn=lambda text: self.log("warning", text))
         self.log("info", "serving the API and status page", url=f"http://{host}:{port}/")
         return server
 

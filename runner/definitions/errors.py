@@ -18,14 +18,15 @@ from runner.definitions.models import HINT
 from runner.errors import Problem
 
 
-def _model_in(annotation: object) -> type[BaseModel] | None:
-    """The model class inside `X | None`, `list[X]`, `Annotated[X, ...]`, if any."""
+def model_in(annotation: object) -> type[BaseModel] | None:
+    """The model class inside `X | None`, `list[X]`, `Annotated[X, ...]`, if any (an API
+    route's body too)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType, list, typing.Annotated):
         for arg in typing.get_args(annotation):
-            found = _model_in(arg)
+            found = model_in(arg)
             if found:
                 return found
     return None
@@ -40,11 +41,13 @@ def _fields_at(model: type[BaseModel], path: PathKey) -> list[str]:
         if isinstance(part, int):
             continue
         field = current.model_fields.get(part)
-        current = _model_in(field.annotation) if field else None
+        current = model_in(field.annotation) if field else None
     return list(current.model_fields) if current else []
 
 
-def _message(error: dict, model: type[BaseModel], loc: PathKey) -> tuple[str, str]:
+def describe(error: dict, model: type[BaseModel], loc: PathKey) -> tuple[str, str]:
+    """The message and hint of one Pydantic error at `loc` below `model`: unknown fields get
+    "did you mean" (the API words a request body's errors as the CLI does a file's)."""
     kind, msg = error["type"], error["msg"]
     if kind == "extra_forbidden":
         name = str(loc[-1])
@@ -71,6 +74,6 @@ def problems_from(
     problems = []
     for error in exc.errors(include_url=False, include_input=False, include_context=False):
         loc = tuple(error["loc"])
-        message, hint = _message(error, model, loc)
+        message, hint = describe(error, model, loc)
         problems.append(Problem(doc.locate(prefix + loc), message, hint))
     return problems

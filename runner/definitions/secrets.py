@@ -7,6 +7,7 @@ blank it out of any message that might carry it (a driver error that echoes a DS
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ REFERENCE = re.compile(r"\$\{(?P<source>[A-Za-z_]+):(?P<name>[^}]*)\}")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLACEHOLDER = REFERENCE_PLACEHOLDER = "RUNNERSECRETREF"  # a reference's stand-in in a parsed URL
 _REDACTED = "***"
+SECRET_DIRS_ENV = "RUNNER_SECRET_DIRS"  # folders beyond the definitions folder, os.pathsep-separated
 _known_values: set[str] = set()
 
 
@@ -41,6 +43,45 @@ def check_references(text: str) -> list[str]:
     if "${" in rest:
         errors.append("unterminated or malformed '${...}' reference")
     return errors
+
+
+def secret_roots(base_dir: Path) -> list[Path]:
+    """The folders a `${file:}` reference may read from: the definitions folder and those the
+    operator lists in RUNNER_SECRET_DIRS. It is an operator's setting, never a YAML field, so
+    whoever merges a connection file cannot widen it."""
+    extra = [Path(p) for p in os.environ.get(SECRET_DIRS_ENV, "").split(os.pathsep) if p.strip()]
+    return [p.expanduser().resolve() for p in (base_dir, *extra)]
+
+
+def secret_file(name: str, base_dir: Path) -> Path:
+    """The file a `${file:name}` reference reads, symlinks resolved, when it lies within
+    `secret_roots`; relative paths start at `base_dir`.
+
+    Raises:
+        SecretError: the file lies outside every allowed folder (after `..`, `~` and symlinks).
+    """
+    path = Path(name).expanduser()
+    path = (path if path.is_absolute() else base_dir / path).resolve()
+    roots = secret_roots(base_dir)
+    if not any(path.is_relative_to(root) for root in roots):
+        raise SecretError(
+            f"secret file {name!r} lies outside the folders secrets may be read from "
+            f"({', '.join(str(r) for r in roots)}); keep it below the definitions folder or have "
+            f"the operator add its folder to {SECRET_DIRS_ENV}"
+        )
+    return path
+
+
+def file_problems(text: str, base_dir: Path) -> list[str]:
+    """Messages for each `${file:}` reference in `text` that points outside `secret_roots`."""
+    problems = []
+    for match in REFERENCE.finditer(text):
+        if match["source"] == "file" and match["name"]:
+            try:
+                secret_file(match["name"], base_dir)
+            except SecretError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 def parse_masked(url: str) -> URL:
@@ -103,7 +144,7 @@ def resolve_url(url: str, base_dir: Path) -> URL:
 
 def resolve(text: str, base_dir: Path) -> str:
     """Replace every reference in `text` with its value; `${file:}` paths are relative to
-    `base_dir`. Values are remembered for `redact`."""
+    `base_dir` and confined to `secret_roots`. Values are remembered for `redact`."""
 
     def value_of(match: re.Match[str]) -> str:
         source, name = match["source"], match["name"]
@@ -112,23 +153,47 @@ def resolve(text: str, base_dir: Path) -> str:
                 raise SecretError(f"environment variable {name} is not set (referenced as ${{env:{name}}})")
             value = os.environ[name]
         elif source == "file":
-            path = Path(name).expanduser()
-            path = path if path.is_absolute() else base_dir / path
+            path = secret_file(name, base_dir)
             try:
                 value = path.read_text(encoding="utf-8").rstrip("\r\n")
             except OSError as exc:
                 raise SecretError(f"cannot read secret file {name}: {exc.strerror}") from None
         else:
             raise SecretError(f"unknown secret source {source!r}")
-        if value:
-            _known_values.add(value)
+        remember(value)
         return value
 
     return REFERENCE.sub(value_of, text)
 
 
+_ECHOED_PREFIXES = (63, 64)  # PostgreSQL cuts names to 63 bytes; MariaDB to 64 characters
+_MIN_FORM = 4  # shorter forms of a value would blank out ordinary words
+
+
+def echoed_forms(value: str) -> set[str]:
+    """`value` and the forms a server or runner is known to echo it in: cut to an identifier's
+    length, whitespace collapsed to one line, escaped as JSON or a Python repr."""
+    forms = {value}
+    data = value.encode()
+    for limit in _ECHOED_PREFIXES:
+        if len(data) > limit:
+            forms.add(data[:limit].decode(errors="ignore"))  # bytes cut inside a character drop it
+        if len(value) > limit:
+            forms.add(value[:limit])
+    for form in list(forms):
+        forms.update({" ".join(form.split()), json.dumps(form)[1:-1], repr(form)[1:-1]})
+    return {f for f in forms if f == value or len(f) >= _MIN_FORM}
+
+
+def remember(value: str) -> None:
+    """Make `redact` blank out `value` and its echoed forms from now on."""
+    if value:
+        _known_values.update(echoed_forms(value))
+
+
 def redact(text: str) -> str:
-    """`text` with every secret value resolved so far replaced by `***`."""
+    """`text` with every secret value resolved so far, in any of its echoed forms, replaced by
+    `***`. Call it before normalising a message (collapsing whitespace, say)."""
     for value in sorted(_known_values, key=len, reverse=True):
         text = text.replace(value, _REDACTED)
     return text

@@ -7,10 +7,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from runner.definitions import secrets
 from runner.definitions.errors import problems_from
 from runner.definitions.load import DEFAULT_NAMESPACE, Document
 from runner.definitions.models import ConnectionSpec, Envelope, JobSpec, Metadata
@@ -85,7 +87,7 @@ def _validate_spec(doc: Document, model: type[BaseModel]) -> tuple[Any, list[Pro
 
 
 def _validate_document(
-    doc: Document, connection_types: Mapping[str, type[ConnectionSpec]]
+    doc: Document, connection_types: Mapping[str, type[ConnectionSpec]], base_dir: Path | None
 ) -> tuple[Definition | None, list[Problem]]:
     problems: list[Problem] = []
     envelope: Envelope | None = None
@@ -123,6 +125,9 @@ def _validate_document(
     problems.extend(spec_problems)
     if isinstance(parsed, JobSpec):
         problems.extend(_task_name_problems(parsed, doc))
+    if isinstance(parsed, ConnectionSpec) and base_dir is not None:
+        where = doc.locate(("spec", "url"))
+        problems.extend(Problem(where, m) for m in secrets.file_problems(parsed.url, base_dir))
     if envelope is None or problems:
         return None, problems
 
@@ -142,15 +147,19 @@ def _validate_document(
 
 
 def validate_documents(
-    docs: list[Document], connection_types: Mapping[str, type[ConnectionSpec]]
+    docs: list[Document],
+    connection_types: Mapping[str, type[ConnectionSpec]],
+    base_dir: Path | None = None,
 ) -> tuple[list[Definition], list[Problem]]:
-    """Validate every document and the references between them; all problems are returned."""
+    """Validate every document and the references between them; all problems are returned.
+    With `base_dir` (the definitions folder), `${file:}` references must lie within the
+    folders secrets may be read from."""
     problems: list[Problem] = []
     definitions: list[Definition] = []
     for doc in docs:
         # A document with duplicate keys is still checked, so its other problems come in the
         # same report; it never becomes a definition (which of the two values was meant?).
-        definition, doc_problems = _validate_document(doc, connection_types)
+        definition, doc_problems = _validate_document(doc, connection_types, base_dir)
         problems.extend(doc_problems)
         if definition is not None and not doc.rejected:
             definitions.append(definition)
@@ -320,8 +329,11 @@ def _task_name_problems(spec: JobSpec, doc: Document) -> list[Problem]:
 
 
 def check_document(
-    data: dict[str, Any], where: str, connection_types: Mapping[str, type[ConnectionSpec]]
+    data: dict[str, Any],
+    where: str,
+    connection_types: Mapping[str, type[ConnectionSpec]],
+    base_dir: Path | None = None,
 ) -> list[Problem]:
     """Problems of one canonical document from outside the folder (a saved plan's)."""
     doc = Document(where, 0, data, None, positions={(): (0, 0)}, relpath=where)
-    return _validate_document(doc, connection_types)[1]
+    return _validate_document(doc, connection_types, base_dir)[1]

@@ -145,7 +145,7 @@ class TaskRun:
         write = self.task.write
         if write.upsert_script:
             return self.target.open_script_writer(
-                write.table, columns, write.keys, write.upsert_script, write.delete_script
+                write.table, columns, write.keys, write.upsert_script, write.delete_script, self.cancel
             )
         soft = write.soft_delete_column if self.task.deletes == "soft" else None
         return self.target.open_writer(write.table, columns, write.keys, soft, self.source if copy else None)

@@ -33,6 +33,7 @@ from runner.engine.types import Column, ColumnType
 from runner.errors import TerminalError, TransientError
 
 if TYPE_CHECKING:
+    from runner.engine.cancel import CancelToken
     from runner.engine.templates import ScriptWriter
     from runner.engine.writer import SqlWriter
 
@@ -460,8 +461,8 @@ class SqlConnector(Connector):
         return None
 
     def error_text(self, exc: Exception) -> str:
-        """A driver error's message on one line."""
-        return " ".join(str(exc).split())
+        """A driver error's message on one line, secrets redacted before the lines are joined."""
+        return " ".join(secrets.redact(str(exc)).split())
 
     # --- shared implementation ---------------------------------------------------------
 
@@ -504,7 +505,7 @@ class SqlConnector(Connector):
         return rows
 
     def _mapped(self, doing: str, exc: BaseException) -> Exception:
-        text = " ".join(str(exc).split())
+        text = " ".join(secrets.redact(str(exc)).split())  # redacted before it is normalised
         message = secrets.redact(f"{doing} (connection {self.name!r}): {type(exc).__name__}: {text}")
         return TransientError(message) if self.is_transient(exc) else TerminalError(message)  # type: ignore[arg-type]
 
@@ -773,12 +774,13 @@ class SqlConnector(Connector):
         keys: list[str],
         upsert_script: str,
         delete_script: str | None,
+        cancel: CancelToken | None = None,
     ) -> ScriptWriter:
         """A writer that runs the task's Jinja scripts instead of merging (the script owns the
-        target: runner creates no table for it)."""
+        target: runner creates no table for it); `cancel` stops a render going on."""
         from runner.engine.templates import ScriptWriter
 
-        return ScriptWriter(self, table, columns, keys, upsert_script, delete_script).open()
+        return ScriptWriter(self, table, columns, keys, upsert_script, delete_script, cancel).open()
 
     def _columns_ddl(self, columns: list[Column], keys: list[str]) -> str:
         q = self.quote

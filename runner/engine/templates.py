@@ -11,15 +11,57 @@ names: all, the keys, the others), `bind(name)` and the filter `ident`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+import time
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-from runner.definitions.templates import environment
+from runner.definitions.templates import MAX_CHARS, TemplateLimit, environment
 from runner.engine.types import Column
 from runner.engine.writer import MergeCounts, Transaction
-from runner.errors import TerminalError
+from runner.errors import Cancelled, TerminalError
 
 if TYPE_CHECKING:
+    from runner.engine.cancel import CancelToken
     from runner.engine.connector import Batch, SqlConnector
+
+RENDER_SECONDS = 5.0  # one render of one script; a statement's text takes milliseconds
+
+
+class _Budget:
+    """Stops a render that runs past its deadline or whose run is cancelled: a trace hook on
+    this thread checks both as the template's code runs, so neither a loop nor a recursion
+    can hold the worker (and its job's lock) past a cancel or a timeout."""
+
+    def __init__(self, what: str, cancel: CancelToken | None, seconds: float):
+        self.what, self.cancel, self.seconds = what, cancel, seconds
+        self.deadline = time.monotonic() + seconds
+        self.next_poll = 0.0
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now > self.deadline:
+            raise TerminalError(
+                f"{self.what}: rendering took longer than {self.seconds:g} s; simplify the script"
+            )
+        if self.cancel is not None and now >= self.next_poll:
+            self.next_poll = now + 0.05
+            if self.cancel.cancelled:
+                raise Cancelled(self.cancel.reason or "cancelled")
+
+    def trace(self, frame: FrameType, event: str, arg: Any) -> Any:
+        self.check()
+        return self.trace if frame.f_code.co_filename == "<template>" else None
+
+    def chunks(self, parts: Iterator[str]) -> Iterator[str]:
+        """The rendered parts, with the whole output bounded to MAX_CHARS."""
+        size = 0
+        for part in parts:
+            size += len(part)
+            if size > MAX_CHARS:
+                raise TerminalError(f"{self.what}: the rendered script exceeds {MAX_CHARS:,} characters")
+            yield part
 
 
 class SqlScript:
@@ -36,9 +78,21 @@ class SqlScript:
             raise TerminalError(f"{what}: {exc}") from None
 
     def render(
-        self, connector: SqlConnector, table: str, columns: list[str], keys: list[str]
+        self,
+        connector: SqlConnector,
+        table: str,
+        columns: list[str],
+        keys: list[str],
+        cancel: CancelToken | None = None,
+        seconds: float = RENDER_SECONDS,
     ) -> tuple[str, list[str]]:
-        """The SQL of one statement and the column names its placeholders stand for, in order."""
+        """The SQL of one statement and the column names its placeholders stand for, in order.
+        The render is bounded in time and size, and stops when `cancel` is set.
+
+        Raises:
+            TerminalError: the script fails, or asks for more time or room than allowed.
+            Cancelled: the run was cancelled meanwhile.
+        """
         from jinja2 import TemplateError
 
         order: list[str] = []
@@ -52,16 +106,22 @@ class SqlScript:
             return connector.mark
 
         self.env.filters["ident"] = connector.quote
+        budget = _Budget(self.what, cancel, seconds)
+        tracer = sys.gettrace()
+        sys.settrace(budget.trace)
         try:
-            sql = self.template.render(
+            parts = self.template.generate(
                 table=connector.quote_table(table),
                 columns=columns,
                 keys=keys,
                 values=[c for c in columns if c not in keys],
                 bind=bind,
             )
-        except TemplateError as exc:
+            sql = "".join(budget.chunks(parts))
+        except (TemplateError, TemplateLimit) as exc:
             raise TerminalError(f"{self.what}: {exc}") from None
+        finally:
+            sys.settrace(tracer)
         return sql.strip().rstrip(";"), order
 
 
@@ -76,8 +136,10 @@ class ScriptWriter(Transaction):
         keys: list[str],
         upsert_script: str,
         delete_script: str | None,
+        cancel: CancelToken | None = None,
     ):
         self.c = connector
+        self.cancel = cancel
         self.table = table
         self.names = [c.name for c in columns]
         self.keys = keys
@@ -92,7 +154,7 @@ class ScriptWriter(Transaction):
     def _run(self, script: SqlScript, names: list[str], rows: Batch) -> int:
         if not rows:
             return 0
-        sql, order = script.render(self.c, self.table, names, self.keys)
+        sql, order = script.render(self.c, self.table, names, self.keys, self.cancel)
         index = [names.index(n) for n in order]
         with self.c.errors(self.doing):
             self.cursor.executemany(sql, [tuple(row[i] for i in index) for row in rows])

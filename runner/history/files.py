@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from glob import escape as glob_escape
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.definitions import secrets
+
+RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")  # what `new_run_id` makes, with room
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -65,7 +68,7 @@ class RunLog:
 
 def _find(root: Path, run_id: str, suffix: str) -> Path | None:
     """A run's file by id, in whichever namespace and job folder it is; never outside `root`."""
-    if not run_id or "/" in run_id or run_id.startswith("."):
+    if not RUN_ID.fullmatch(run_id):  # not one runner made: no file to look for (nor a name too long)
         return None
     matches = sorted(root.glob(f"*/*/{glob_escape(run_id)}{suffix}"))
     return matches[0] if matches else None

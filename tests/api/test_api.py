@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from runner import service
 from runner.api.app import create_app
 from tests.api.conftest import SECRET
-from tests.daemon.conftest import ROWS
+from tests.daemon.conftest import ROWS, runner_cli
 
 EXPECTED = {
     ("GET", "/api/v1/version"),
@@ -181,7 +181,8 @@ def test_pointers_switches_and_pause(api):
     assert api.get("/api/v1/jobs/sync/pointers").json()[0]["pointer"]["value"] == str(ROWS)
     changed = api.put("/api/v1/jobs/sync/pointers/items", json={"value": "50"}).json()
     assert changed["new"]["value"] == "50"
-    assert api.put("/api/v1/jobs/sync/pointers/items", json={"value": "x"}).status_code == 400
+    invalid = api.put("/api/v1/jobs/sync/pointers/items", json={"value": "x"})
+    assert invalid.status_code == 422 and invalid.json()["field"] == "value", invalid.text  # as documented
     assert api.put("/api/v1/jobs/sync/pointers/copy", json={"value": "1"}).status_code == 400
     assert api.put("/api/v1/jobs/sync/pointers/nope", json={"value": "1"}).status_code == 404
     assert api.post("/api/v1/jobs/sync/suspend").json()["suspended"] is True
@@ -351,3 +352,69 @@ def test_dry_runs_are_marked_in_runs_and_jobs(read_only_api):
     jobs = {j["job"]: j for j in api.get("/api/v1/jobs").json()}
     assert jobs["default/sync"]["last_run"]["mode"] == "dry-run"
     assert api.get(f"/api/v1/runs/{run['run_id']}").json()["mode"] == "dry-run"
+
+
+def test_two_authorization_headers_are_refused(api):
+    """Guard and the live tail would each read a different one of them."""
+    good, bad = f"Bearer {api.keys['read']}", "Bearer rk_not-a-key"
+    for pair in ([good, bad], [bad, good], [good, good]):
+        response = api.client.get("/api/v1/jobs", headers=[("Authorization", v) for v in pair])
+        assert response.status_code == 400, (pair, response.text)
+        assert response.json() == {"error": "send one Authorization header, not several"}
+
+
+def test_a_body_with_thousands_of_wrong_fields_gets_a_short_422(api):
+    body = {"resync": True} | {f"k{i}": 1 for i in range(80_000)}
+    response = api.post("/api/v1/jobs/sync/runs", json=body)
+    assert response.status_code == 422 and len(response.content) < 10_000
+    problems = response.json()["problems"]
+    assert len(problems) == 21 and problems[0]["field"] == "k0"
+    assert problems[-1] == {"field": "", "message": "and 79980 more problem(s) not listed"}
+
+
+def test_a_run_id_of_5000_characters_is_a_json_404(api):
+    service.run(api.project.ws, "sync")  # a history folder with a job's runs to look in
+    for path in ("/api/v1/runs/{}", "/api/v1/runs/{}/log", "/api/v1/runs/{}/log/stream"):
+        response = api.get(path.format("2" * 5000))
+        assert response.status_code == 404 and "no run" in response.json()["error"], response.text
+
+
+def test_serving_beyond_loopback_is_warned_about(project):
+    from runner.api.server import exposure_warning
+
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert exposure_warning(host) is None
+    for host in ("0.0.0.0", "::", "192.0.2.1", "example.org"):
+        assert "plain HTTP" in (exposure_warning(host) or "")
+    # 192.0.2.1 is on no machine (TEST-NET-1): the bind fails after the warning
+    result = runner_cli(project.root, "serve", "--http", "192.0.2.1:8080")
+    assert result.returncode == 1 and "cannot serve HTTP on 192.0.2.1:8080" in result.stderr
+    assert "warning: serving plain HTTP on 192.0.2.1, beyond this machine" in result.stderr
+
+
+def test_an_unexpected_error_is_a_json_500(api, project):
+    broken = project.ws.history / "default" / "sync" / "20990101T000000.000-abcdef.json"
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_text("{not json")
+    with TestClient(create_app(project.ws, api.daemon), raise_server_exceptions=False) as client:
+        response = client.get(f"/api/v1/runs/{broken.stem}", headers=api.auth("read"))
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    assert response.json() == {"error": "internal error (JSONDecodeError); the server's log has the details"}
+
+
+def test_an_adhoc_runs_unknown_field_gets_did_you_mean(api):
+    task = {"name": "t", "read": {"table": "items"}, "write": {"table": "x"}}
+    spec = {"source": "src", "target": "dst", "tasks": [task]}
+    bad = api.post("/api/v1/runs", json={"name": "x", "spec": spec | {"shedule": {}}})
+    assert bad.status_code == 422 and bad.json()["field"] == "spec.shedule"
+    assert bad.json()["error"] == "unknown field 'shedule' (hint: did you mean 'schedule'?)"
+    assert bad.json()["problems"][0]["hint"] == "did you mean 'schedule'?"
+    typo = api.post("/api/v1/jobs/sync/runs", json={"resyns": True})
+    assert typo.json()["error"] == "unknown field 'resyns' (hint: did you mean 'resync'?)"
+
+
+def test_adhoc_runs_off_is_said_before_the_body_is_checked(api, project):
+    with TestClient(create_app(project.ws, api.daemon)) as off:
+        for body in ({"name": "x", "spec": {"shedule": 1}}, {}, {"name": "Not A Name"}):
+            refused = off.post("/api/v1/runs", json=body, headers=api.auth("operate"))
+            assert refused.status_code == 403 and "--allow-adhoc" in refused.json()["error"], refused.text

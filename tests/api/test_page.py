@@ -88,3 +88,61 @@ def test_status_page_shows_jobs_runs_and_a_runs_log(project):
         driver.quit()
         daemon.stop()
         daemon.close()
+
+
+def test_the_key_is_kept_for_the_session_only_and_sign_out_forgets_it(project):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser()
+    project.write("connections.d/c.yaml", TWO_SQLITE)
+    project.write("jobs.d/sync.yaml", job_yaml("sync"))
+    make_source(project.root)
+    service.apply(project.ws)
+    key = service.keys_create(project.ws, "page", "read")
+    port = free_port()
+    daemon = Daemon(project.root, "--http", f"127.0.0.1:{port}")
+    try:
+        daemon.wait_for(lambda e: e["event"] == "serving the API and status page")
+        wait = WebDriverWait(driver, 30, poll_frequency=0.1)
+        driver.get(f"http://127.0.0.1:{port}/")
+        driver.execute_script("localStorage.setItem('runner-key', arguments[0])", key)  # an older page's
+        driver.refresh()
+        login = wait.until(
+            lambda d: (
+                d.find_element(By.ID, "login") if d.find_element(By.ID, "login").is_displayed() else None
+            )
+        )
+        assert "operate" in login.text and "shared" in login.text  # the warning beside the field
+        assert driver.execute_script("return localStorage.getItem('runner-key')") is None
+
+        driver.find_element(By.ID, "key").send_keys(key)
+        login.submit()
+        wait.until(lambda d: "default/sync" in d.find_element(By.ID, "jobs").text)
+        assert driver.execute_script("return localStorage.length") == 0
+        assert driver.execute_script("return sessionStorage.getItem('runner-key')") == key
+        assert driver.find_element(By.ID, "key").get_attribute("value") == ""
+        driver.refresh()  # the same tab keeps it
+        wait.until(lambda d: "default/sync" in d.find_element(By.ID, "jobs").text)
+
+        signout = driver.find_element(By.ID, "signout")
+        assert signout.is_displayed()
+        signout.click()
+        wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
+        assert driver.execute_script("return sessionStorage.getItem('runner-key')") is None
+        assert driver.find_element(By.ID, "jobs").find_elements(By.CSS_SELECTOR, "tbody tr") == []
+        driver.refresh()
+        wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
+        assert "default/sync" not in driver.find_element(By.ID, "jobs").text
+
+        driver.find_element(By.ID, "key").send_keys(key)  # a new tab (a new session) starts signed out
+        driver.find_element(By.ID, "login").submit()
+        wait.until(lambda d: "default/sync" in d.find_element(By.ID, "jobs").text)
+        driver.switch_to.new_window("tab")
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
+        assert driver.execute_script("return sessionStorage.getItem('runner-key')") is None
+    finally:
+        driver.quit()
+        daemon.stop()
+        daemon.close()

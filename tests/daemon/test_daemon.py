@@ -355,3 +355,30 @@ def test_a_history_folder_that_cannot_be_written_stops_the_daemon_at_start(daemo
     log = d.log_path.read_text()
     assert "error: the history folder" in log and "is not writable" in log and "Traceback" not in log
     assert service.status(p.ws)["daemon"] is None  # its lock was released
+
+
+def test_a_third_signal_exits_even_when_a_run_ignores_its_cancel(daemon_project):
+    """A run stuck in one long statement cannot stop at a batch boundary; the third signal
+    exits at once anyway (Python would wait for the worker thread), and the next start finds
+    the job's lock free."""
+    p = daemon_project
+    endless = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000000) "
+        "SELECT max(x) AS id, 1 AS seq, 'v' AS v FROM c"
+    )
+    tasks = f'- {{name: stuck, read: {{query: "{endless}"}}, write: {{table: stuck, keys: [id]}}}}'
+    p.write("jobs.d/sync.yaml", job_yaml("sync", tasks, extra=YEARLY))
+    service.apply(p.ws)
+    seed_missed_slot(p.ws, "sync")
+    d = p.start("--grace", "0.2")
+    d.wait_for(lambda e: e["event"] == "run started")
+    d.proc.send_signal(signal.SIGTERM)
+    d.wait_for(lambda e: e["event"] == "cancelling runs at their next batch boundary")
+    d.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert d.stop() == 1
+    assert time.monotonic() - started < 5
+    assert d.matching("exiting without waiting for runs", jobs=["default/sync"])
+    lock = service.job_lock("default/sync")
+    p.ws.store().release(lock, p.ws.store().acquire(lock, timeout=0))  # the dead process's lock is taken

@@ -5,6 +5,7 @@ and drops nothing."""
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -193,3 +194,101 @@ def test_invalid_scripts_are_validation_errors(project):
     text = "\n".join(str(p) for p in info.value.problems)
     assert "spec.tasks[0].write.upsert_script: invalid template" in text
     assert "spec.tasks[1]: deletes: propagate with write.upsert_script needs write.delete_script" in text
+
+
+def script_job(project, tmp_path, script: str, extra: str = "") -> None:
+    make_source(project.root / "src.db", [(1, "x", "y"), (2, "u", "v")])
+    project.connection("src", "sqlite", f"sqlite:///{project.root / 'src.db'}")
+    project.connection("dst", "sqlite", f"sqlite:///{tmp_path / 'dst.db'}")
+    engine = prepare_target(f"sqlite:///{tmp_path / 'dst.db'}", "sqlite")
+    engine.dispose()
+    job = {
+        "apiVersion": "runner/v1",
+        "kind": "Job",
+        "metadata": {"name": "load"},
+        "spec": {
+            "source": "src",
+            "target": "dst",
+            **yaml.safe_load(extra or "{}"),
+            "tasks": [
+                {"name": "items", "read": {"table": "items"}, "write": {"table": "dst_items", "keys": ["id"]}}
+            ],
+        },
+    }
+    job["spec"]["tasks"][0]["write"]["upsert_script"] = script
+    project.write("jobs.d/load.yaml", yaml.safe_dump(job))
+    service.apply(project.ws)
+
+
+@pytest.mark.parametrize(
+    ("script", "says"),
+    [
+        ("{{ '%0*d' % (10**9, 1) }}", "'*' width"),
+        ("{{ '%0999999999d' | format(1) }}", "width or precision of 999,999,999"),
+        ("{{ '{:>1000000000}'.format(1) }}", "width or precision of 1,000,000,000"),
+        ("{{ lipsum(200000) }}", "'lipsum' is undefined"),
+        ("{{ 'x' * 10**9 }}", "exceeds 1,000,000"),
+        ("{{ 'x' | center(10**9) }}", "exceeds 1,000,000"),
+        ("{{ 7 ** 10000000 }}", "bits"),
+        ("{% for i in range(10**6) %}{% endfor %}", "range() of 1,000,000 items"),
+        (
+            "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            "exceeds 1,000,000",
+        ),
+        (
+            "{% for i in range(9000) %}{{ columns|join(',') * 100 }}{% endfor %}",
+            "exceeds 1,000,000 characters",
+        ),
+        ("{{ columns.reverse() }}{% for c in columns %}{{ bind(c) }}{% endfor %}", "unsafe"),
+    ],
+)
+def test_scripts_cannot_take_unbounded_time_or_memory(project, tmp_path, script, says):
+    """A script that would run for minutes, take gigabytes or reorder the columns its values
+    bind to fails at once, naming the script and the bound; the target is left as it was."""
+    script_job(project, tmp_path, script)
+    started = time.monotonic()
+    record = service.run(project.ws, "load")
+    assert time.monotonic() - started < 10
+    assert record["status"] == "failed", record
+    error = record["tasks"][0]["error"]
+    assert error.startswith("write.upsert_script: ") and says in error, error
+    with sqlite3.connect(tmp_path / "dst.db") as db:
+        assert db.execute("SELECT count(*) FROM dst_items").fetchone() == (0,)
+
+
+def test_a_render_is_stopped_by_its_time_budget_and_by_the_job_timeout(project, tmp_path):
+    loops = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
+    from runner.engine.kinds.sqlite import SqliteConnector  # noqa: F401 - registers the kind
+    from runner.engine.registry import open_connector
+    from runner.engine.templates import SqlScript
+    from runner.errors import TerminalError
+
+    connector = open_connector("dst", {"type": "sqlite", "url": "sqlite:///x.db"}, tmp_path)
+    started = time.monotonic()
+    with pytest.raises(TerminalError, match=r"^write.upsert_script: rendering took longer than 0.3 s"):
+        SqlScript(loops, "write.upsert_script").render(connector, "t", ["id"], ["id"], seconds=0.3)
+    assert time.monotonic() - started < 2
+    connector.close()
+
+    script_job(project, tmp_path, loops, extra="timeout: 1s")  # a timeout cancels the render too
+    started = time.monotonic()
+    record = service.run(project.ws, "load")
+    assert time.monotonic() - started < 4
+    assert record["status"] == "failed" and "timed out after 1s" in record["error"], record
+
+
+def test_well_behaved_scripts_still_render(project, tmp_path):
+    script = (
+        "INSERT INTO {{ table }} ({{ columns|map('ident')|join(', ') }}, loaded_by) VALUES "
+        "({% for c in columns %}{{ bind(c) }}, {% endfor %}"
+        "'{{ '%s-%02d' % ('s', 7) }}{{ '{:>3}'.format(1) }}') "
+        "ON CONFLICT (id) DO NOTHING"
+    )
+    script_job(project, tmp_path, script)
+    record = service.run(project.ws, "load")
+    assert record["status"] == "succeeded", record
+    with sqlite3.connect(tmp_path / "dst.db") as db:
+        assert db.execute("SELECT id, loaded_by FROM dst_items ORDER BY id").fetchall() == [
+            (1, "s-07  1"),
+            (2, "s-07  1"),
+        ]

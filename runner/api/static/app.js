@@ -2,7 +2,11 @@
 "use strict";
 // Values from the API only ever become text nodes: nothing is parsed as HTML.
 const REFRESH_MS = 2000;
-let key = localStorage.getItem("runner-key") || "";
+// The key lives in this tab's session storage: it is gone when the tab closes, and "Sign out"
+// forgets it at once. A key left in local storage by an older page is removed.
+const STORE = "runner-key";
+localStorage.removeItem(STORE);
+let key = sessionStorage.getItem(STORE) || "";
 let shown = null;   // the run whose detail is open
 let logNext = 0;
 
@@ -26,7 +30,7 @@ function written(run) {
 async function api(path) {
   const response = await fetch("/api/v1" + path, { headers: { "Authorization": "Bearer " + key } });
   if (response.status === 401 || response.status === 403) {
-    document.getElementById("login").hidden = false;
+    showSignedIn(false);
     throw new Error("the API key was refused: enter a valid key");
   }
   const body = await response.json();
@@ -48,8 +52,13 @@ function runsPath(ref) {
 
 let refreshing = false;  // a slow refresh is not overlapped by the next one
 
+function showSignedIn(signedIn) {
+  document.getElementById("login").hidden = signedIn;
+  document.getElementById("signout").hidden = !signedIn;
+}
+
 async function refresh() {
-  if (!key) { document.getElementById("login").hidden = false; return; }
+  if (!key) { showSignedIn(false); return; }
   if (refreshing) return;
   refreshing = true;
   try {
@@ -133,11 +142,27 @@ async function showRun() {
 
 document.getElementById("login").addEventListener("submit", event => {
   event.preventDefault();
-  key = document.getElementById("key").value.trim();
-  localStorage.setItem("runner-key", key);
-  document.getElementById("login").hidden = true;
+  const input = document.getElementById("key");
+  key = input.value.trim();
+  input.value = "";
+  sessionStorage.setItem(STORE, key);
+  showSignedIn(true);
   refresh();
 });
 
+document.getElementById("signout").addEventListener("click", () => {
+  key = "";
+  sessionStorage.removeItem(STORE);
+  localStorage.removeItem(STORE);
+  shown = null;
+  for (const id of ["jobs", "runs", "tasks"]) document.querySelector("#" + id + " tbody").replaceChildren();
+  document.getElementById("log").replaceChildren();
+  document.getElementById("detail").hidden = true;
+  document.getElementById("agent").textContent = "signed out";
+  document.getElementById("error").textContent = "";
+  showSignedIn(false);
+});
+
+showSignedIn(Boolean(key));
 refresh();
 setInterval(refresh, REFRESH_MS);

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 from sqlalchemy import event
 from sqlalchemy.engine import URL
 
+from runner.definitions import secrets
 from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
 from runner.engine.connector import (
@@ -266,7 +267,7 @@ class MariadbConnector(SqlConnector):
     def error_text(self, exc: Exception) -> str:
         args = getattr(exc, "args", ())
         if len(args) == 2 and isinstance(args[1], str):  # PyMySQL: (error number, message)
-            return " ".join(args[1].split())
+            return " ".join(secrets.redact(args[1]).split())
         return super().error_text(exc)
 
     def error_column(self, exc: Exception) -> str | None:
