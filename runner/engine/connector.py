@@ -5,8 +5,8 @@ with dialect-neutral column types; `replace` writes batches into a table in one 
 `SqlConnector` implements both over a DBAPI connection from SQLAlchemy; a dialect module only
 says how to name its types, find a table's or query's columns, and convert values its driver
 does not convert itself. Values between reader and writer are "canonical" Python values:
-int, Decimal, float, str, bool, date, time, datetime (naive = UTC), bytes, UUID, and
-parsed JSON (dict, list, ...).
+int, Decimal, float, str, bool, date, time, datetime (naive = UTC), timedelta (a duration),
+bytes, UUID, and parsed JSON (dict, list, ...).
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import queue
+import re
 import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -212,6 +213,15 @@ class ReadAhead:
 
 # --- value conversion shared by the SQL dialects -----------------------------------------
 
+TIMES = ("date", "timestamp", "timestamptz")
+
+
+class OutOfRange(str):
+    """A date or timestamp a source holds that Python's cannot (PostgreSQL's `infinity`, a BC
+    date, a year past 9999), kept as the source's own text: a target of the same database
+    takes it back as it is (`SqlConnector.holds_out_of_range`), any other fails naming its
+    row and column."""
+
 
 def to_naive_utc(value: Any) -> Any:
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
@@ -238,9 +248,48 @@ def decimal_of(scale: int | None) -> Convert:
             if isinstance(value, Decimal)
             else Decimal(repr(value) if isinstance(value, float) else str(value))
         )
-        return number.quantize(quantum) if quantum is not None else number
+        return exact_quantize(number, quantum) if quantum is not None else number
 
     return convert
+
+
+# Exact decimal arithmetic: the default context keeps 28 digits (a NUMERIC(38,10) value needs
+# 38, MariaDB's DECIMAL 65) and would round or refuse.
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def exact_quantize(number: Decimal, quantum: Decimal) -> Decimal:
+    """`number` at `quantum`'s scale, however many digits that takes."""
+    return number.quantize(quantum, context=EXACT)
+
+
+_DURATION = re.compile(r"(-?)(\d+):(\d\d):(\d\d)(?:\.(\d{1,6}))?")
+
+
+def duration_text(value: Any) -> Any:
+    """A duration as `[-]HH:MM:SS.ffffff`, hours past 24 as they are: MariaDB's TIME literal,
+    and the text SQLite keeps (`parse_duration` reads it back exactly)."""
+    if not isinstance(value, dt.timedelta):
+        return value
+    sign, rest = ("-", -value) if value < dt.timedelta(0) else ("", value)
+    seconds = rest.days * 86400 + rest.seconds
+    return f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{rest.microseconds:06d}"
+
+
+def parse_duration(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    match = _DURATION.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a duration ([-]HH:MM:SS.ffffff)")
+    sign, hours, minutes, seconds, fraction = match.groups()
+    length = dt.timedelta(
+        hours=int(hours),
+        minutes=int(minutes),
+        seconds=int(seconds),
+        microseconds=int((fraction or "0").ljust(6, "0")),
+    )
+    return -length if sign else length
 
 
 def json_text(value: Any) -> Any:
@@ -260,8 +309,12 @@ def text_of(value: Any) -> Any:
     return value if value is None else str(value)
 
 
-def row_converter(converters: list[Convert | None], columns: list[Column]) -> Callable[[Batch], Batch] | None:
-    """A function converting a batch column by column, or None when no column needs it."""
+def row_converter(
+    converters: list[Convert | None], columns: list[Column], keys: Sequence[int] = ()
+) -> Callable[[Batch], Batch] | None:
+    """A function converting a batch column by column, or None when no column needs it. A
+    value it cannot convert fails the batch naming its column and, by the `keys` columns'
+    values, its row."""
     active = [(i, c) for i, c in enumerate(converters) if c is not None]
     if not active:
         return None
@@ -275,9 +328,11 @@ def row_converter(converters: list[Convert | None], columns: list[Column]) -> Ca
                 if value is not None:
                     try:
                         values[i] = fn(value)
-                    except (ValueError, TypeError, InvalidOperation) as exc:
+                    except (ValueError, TypeError, InvalidOperation, OverflowError) as exc:
+                        row_key = ", ".join(f"{columns[k].name}={row[k]!r}" for k in keys)
                         raise TerminalError(
-                            f"column {columns[i].name!r} ({columns[i].type}): cannot "
+                            (f"row with key {row_key}: " if row_key else "")
+                            + f"column {columns[i].name!r} ({columns[i].type}): cannot "
                             f"convert value of type {type(value).__name__}: {exc}"
                         ) from None
             out.append(tuple(values))
@@ -297,6 +352,7 @@ class SqlConnector(Connector):
     """
 
     dialect: ClassVar[str]
+    holds_out_of_range: ClassVar[bool] = False  # takes an `OutOfRange` value into its date/time columns
 
     def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
@@ -336,6 +392,11 @@ class SqlConnector(Connector):
     @abstractmethod
     def declared_columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, str]]:
         """(name, declared type) of a table's or query's columns, in order."""
+
+    def select_expr(self, name: str, ctype: ColumnType | None) -> str:
+        """What a read selects for a column: its quoted name, or an expression named after it
+        where the driver would not get the exact value (`… AS name`)."""
+        return self.quote(name)
 
     def decoder(self, ctype: ColumnType) -> Convert | None:
         """Driver value -> canonical value, when the driver does not already give it."""
@@ -579,10 +640,24 @@ class SqlConnector(Connector):
         convert = row_converter([self.decoder(c.type) for c in columns], columns)
         return convert or (lambda batch: batch)
 
-    def batch_encoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
-        """Canonical rows -> rows this driver writes into columns of these types."""
-        convert = row_converter([self.encoder(c.type) for c in columns], columns)
+    def batch_encoder(self, columns: list[Column], keys: Sequence[int] = ()) -> Callable[[Batch], Batch]:
+        """Canonical rows -> rows this driver writes into columns of these types (a value it
+        cannot write names its row by the `keys` columns)."""
+        convert = row_converter([self._checked_encoder(c.type) for c in columns], columns, keys)
         return convert or (lambda batch: batch)
+
+    def _checked_encoder(self, ctype: ColumnType) -> Convert | None:
+        """`encoder`, refusing an `OutOfRange` date or time where this database has no equal."""
+        encode = self.encoder(ctype)
+        if self.holds_out_of_range or ctype.kind not in TIMES:
+            return encode
+
+        def checked(value: Any) -> Any:
+            if isinstance(value, OutOfRange):
+                raise ValueError(f"{self.dialect} has no {ctype.kind} like {str(value)!r}")
+            return encode(value) if encode is not None else value
+
+        return checked
 
     def read(
         self,
@@ -615,7 +690,9 @@ class SqlConnector(Connector):
                     raise TerminalError(
                         f"watermark column {watermark.column!r} is not among the source's columns"
                     )
-                sql, params = self._select_sql(spec, names, watermark, select is not None, limit)
+                exprs = [self.select_expr(n, t) for n, t in declared]
+                rewritten = select is not None or exprs != [self.quote(n) for n in names]
+                sql, params = self._select_sql(spec, exprs, watermark, rewritten, limit)
                 cursor = self.server_cursor(dbapi.driver_connection, batch_size)
                 cursor.execute(sql, params) if params else cursor.execute(sql)
                 first = cursor.fetchmany(batch_size if limit is None else min(batch_size, limit))
@@ -649,16 +726,16 @@ class SqlConnector(Connector):
         return stream
 
     def _select_sql(
-        self, spec: ReadSpec, names: list[str], watermark: Watermark | None, subset: bool, limit: int | None
+        self, spec: ReadSpec, exprs: list[str], watermark: Watermark | None, subset: bool, limit: int | None
     ) -> tuple[str, tuple]:
         q = self.quote
         if spec.table is not None:
-            sql = f"SELECT {', '.join(q(n) for n in names)} FROM {self.quote_table(spec.table)}"
+            sql = f"SELECT {', '.join(exprs)} FROM {self.quote_table(spec.table)}"
         elif watermark is None and not subset and limit is None:
             sql = spec.query or ""
         else:
             query = (spec.query or "").strip().rstrip(";")
-            sql = f"SELECT {', '.join(q(n) for n in names)} FROM ({query}) q"
+            sql = f"SELECT {', '.join(exprs)} FROM ({query}) q"
         if watermark is None:  # a LIMIT spares draining an unbuffered result (MariaDB) when closing early
             return sql + (f" LIMIT {int(limit)}" if limit is not None else ""), ()
         column = q(watermark.column)
@@ -700,7 +777,8 @@ class SqlConnector(Connector):
         self.check_readable()
         q = self.quote
         names = [q(c.name) for c in columns]
-        picked = [f"{q(k)} AS runner_k{i}" for i, k in enumerate(keys)] + (names if with_rows else [])
+        exprs = [self.select_expr(c.name, c.type) for c in columns]
+        picked = [f"{q(k)} AS runner_k{i}" for i, k in enumerate(keys)] + (exprs if with_rows else [])
         key_hash, row_hash = self.digest_sql([q(k) for k in keys]), self.digest_sql(names)
         sql = (
             f"SELECT * FROM (SELECT {key_hash} AS runner_kh, {row_hash} AS runner_rh, {', '.join(picked)} "
@@ -734,7 +812,8 @@ class SqlConnector(Connector):
             row = f"({', '.join([m] * len(keys))})"
             where = f"({', '.join(q(k) for k in keys)}) IN ({', '.join([row] * len(values))})"
             params = tuple(x for v in values for x in v)
-        sql = f"SELECT {', '.join(q(c.name) for c in columns)} FROM {source} WHERE {where}"
+        exprs = ", ".join(self.select_expr(c.name, c.type) for c in columns)
+        sql = f"SELECT {exprs} FROM {source} WHERE {where}"
         rows = self._query(f"reading changed rows of {spec.table or 'query'}", sql, params)
         return self.batch_decoder(columns)(rows)
 

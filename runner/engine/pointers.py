@@ -15,6 +15,7 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from runner.engine.connector import EXACT, duration_text, parse_duration
 from runner.errors import TerminalError
 
 
@@ -25,6 +26,8 @@ def encode(value: Any) -> dict[str, str] | None:
         return {"type": "datetime", "value": value.isoformat()}
     if isinstance(value, dt.date):
         return {"type": "date", "value": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {"type": "duration", "value": duration_text(value)}
     if isinstance(value, bool):
         return {"type": "boolean", "value": "true" if value else "false"}
     if isinstance(value, int):
@@ -45,6 +48,7 @@ def encode(value: Any) -> dict[str, str] | None:
 _DECODE = {
     "datetime": dt.datetime.fromisoformat,
     "date": dt.date.fromisoformat,
+    "duration": parse_duration,
     "integer": int,
     "decimal": Decimal,
     "float": float,
@@ -122,7 +126,7 @@ def shift_back(value: Any, amount: float) -> Any:
     if isinstance(value, int):
         return value - math.ceil(amount)
     if isinstance(value, Decimal):
-        return value - Decimal(repr(amount))
+        return EXACT.subtract(value, Decimal(repr(amount)))
     if isinstance(value, float):
         return value - amount
     if isinstance(value, str):  # SQLite keeps times as ISO text: shift it in the same spelling

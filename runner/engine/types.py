@@ -24,6 +24,7 @@ TypeKind = Literal[
     "char",
     "date",
     "time",
+    "duration",  # a signed length of time (MariaDB's TIME, up to 838:59:59): a timedelta
     "timestamp",
     "timestamptz",
     "json",

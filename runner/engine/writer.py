@@ -119,9 +119,9 @@ class SqlWriter(Transaction):
             )
         self.key_index = [names.index(k) for k in self.keys]
         self.names = [self.q(n) for n in names]
-        self.encode = connector.batch_encoder(columns)
+        self.encode = connector.batch_encoder(columns, self.key_index)
         key_columns = [columns[i] for i in self.key_index]
-        self.encode_keys = connector.batch_encoder(key_columns)
+        self.encode_keys = connector.batch_encoder(key_columns, range(len(key_columns)))
         self.key_columns = key_columns
         self.doing = f"writing {table}"
         self.source = source  # the reader, for a copy that bypasses Python (see copy_from)

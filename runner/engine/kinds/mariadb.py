@@ -15,6 +15,7 @@ import datetime as dt
 import re
 import tempfile
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -23,10 +24,12 @@ from sqlalchemy.engine import URL
 from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
 from runner.engine.connector import (
+    EXACT,
     Connector,
     Convert,
     ReadAhead,
     SqlConnector,
+    duration_text,
     json_text,
     json_value,
     text_of,
@@ -45,13 +48,14 @@ _SIMPLE = {
     "int unsigned": "bigint",
     "bigint": "bigint",
     "float": "real",
+    "year": "smallint",  # 1901 to 2155, or 0
     "double": "double",
     "text": "text",
     "tinytext": "text",
     "mediumtext": "text",
     "longtext": "text",
     "date": "date",
-    "time": "time",
+    "time": "duration",  # -838:59:59 to 838:59:59: a length of time, not a time of day
     "datetime": "timestamp",
     "timestamp": "timestamp",
     "json": "json",
@@ -69,12 +73,13 @@ _RENDER = {
     "smallint": "SMALLINT",
     "integer": "INT",
     "bigint": "BIGINT",
-    "real": "FLOAT",
+    "real": "DOUBLE",  # MariaDB's FLOAT refuses the largest 4-byte floats (3.4028235e38)
     "double": "DOUBLE",
     "boolean": "BOOLEAN",
     "text": "LONGTEXT",
     "date": "DATE",
     "time": "TIME(6)",
+    "duration": "TIME(6)",
     "timestamp": "DATETIME(6)",
     "timestamptz": "DATETIME(6)",
     "json": "JSON",
@@ -87,6 +92,7 @@ _MAX_VARCHAR = 16383  # utf8mb4 characters in a 64 KiB row
 _NO_LOCAL_INFILE = {1148, 2068, 3948, 4166}  # LOAD DATA LOCAL refused by the server or the client
 _MAX_KEY_CHARS = 768  # utf8mb4 characters in a 3072-byte index
 _ERROR_COLUMN = re.compile(r"[Cc]olumn (?:`[^`]*`\.)*[`']([^`']+)[`']")
+_SCALE_30 = Decimal(1).scaleb(-30)
 _JSON_CHECK = re.compile(r"CHECK \(json_valid\(`((?:[^`]|``)+)`\)\)")
 
 
@@ -149,9 +155,16 @@ _TSV = {
 }
 
 
-def _time(value: Any) -> Any:
-    """PyMySQL reads TIME as a timedelta (TIME is an interval in MySQL)."""
-    return (dt.datetime.min + value).time() if isinstance(value, dt.timedelta) else value
+def _unbounded_decimal(value: Any) -> Any:
+    """A decimal of no declared precision goes into DECIMAL(65,30), MariaDB's widest: a value
+    with more digits fails (MariaDB would round its decimals with a mere note)."""
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and (value != value.quantize(_SCALE_30, context=EXACT) or value.adjusted() >= 35)
+    ):
+        raise ValueError(f"{value} does not fit MariaDB's widest decimal, DECIMAL(65,30)")
+    return value
 
 
 class MariadbConnector(SqlConnector):
@@ -184,7 +197,8 @@ class MariadbConnector(SqlConnector):
         if ctype.kind == "varchar":
             return f"VARCHAR({ctype.length})" if (ctype.length or 0) <= _MAX_VARCHAR else "LONGTEXT"
         if ctype.kind == "char":
-            return f"CHAR({ctype.length})" if (ctype.length or 0) <= 255 else f"VARCHAR({ctype.length})"
+            length = ctype.length or 1
+            return f"CHAR({length})" if length <= 255 else self.render_type(ColumnType("varchar", length))
         return _RENDER[ctype.kind]
 
     def table_options(self) -> str:
@@ -211,10 +225,21 @@ class MariadbConnector(SqlConnector):
         cursor.execute("DROP TEMPORARY TABLE runner_probe")
         return rows
 
+    def select_expr(self, name: str, ctype: ColumnType | None) -> str:
+        """MariaDB sends a FLOAT as text of 6 digits (16777216 reads as 16777200): cast to
+        DOUBLE, its exact value is sent."""
+        if ctype is not None and ctype.kind == "real":
+            return f"CAST({self.quote(name)} AS DOUBLE) AS {self.quote(name)}"
+        return self.quote(name)
+
     def decoder(self, ctype: ColumnType) -> Convert | None:
-        return {"time": _time, "boolean": bool, "uuid": uuid_value, "json": json_value}.get(ctype.kind)
+        return {"boolean": bool, "uuid": uuid_value, "json": json_value}.get(ctype.kind)
 
     def encoder(self, ctype: ColumnType) -> Convert | None:
+        if ctype.kind == "decimal" and not ctype.precision:
+            return _unbounded_decimal
+        if ctype.kind == "duration":  # PyMySQL spells a negative one wrongly (-30 min as -1:30:00)
+            return duration_text
         if ctype.kind in ("timestamp", "timestamptz"):
             return to_naive_utc
         if ctype.kind in ("json", "jsonb"):

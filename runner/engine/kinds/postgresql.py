@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
@@ -18,6 +20,7 @@ from runner.engine import registry
 from runner.engine.connector import (
     Connector,
     Convert,
+    OutOfRange,
     ReadAhead,
     SqlConnector,
     to_aware_utc,
@@ -54,6 +57,7 @@ _RENDER = {
     "text": "text",
     "date": "date",
     "time": "time",
+    "duration": "interval",
     "timestamp": "timestamp",
     "timestamptz": "timestamptz",
     "json": "json",
@@ -102,9 +106,37 @@ def _json(value: Any) -> Any:
     return Json(value)
 
 
+def _out_of_range_loaders(dbapi: Any, _record: Any = None) -> None:
+    """Load a date or timestamp Python cannot hold (infinity, BC, past 9999) as `OutOfRange`
+    PostgreSQL text instead of failing the whole read: PostgreSQL takes it back exactly,
+    another target names its row and column."""
+    from psycopg import DataError
+    from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
+
+    for name, base in (
+        ("date", DateLoader),
+        ("timestamp", TimestampLoader),
+        ("timestamptz", TimestamptzLoader),
+    ):
+
+        class Loader(base):  # type: ignore[misc,valid-type]
+            def load(self, data: Any) -> Any:
+                try:
+                    return super().load(data)
+                except DataError:
+                    return OutOfRange(bytes(data).decode())
+
+        dbapi.adapters.register_loader(name, Loader)
+
+
 class PostgresqlConnector(SqlConnector):
     dialect = "postgresql"
+    holds_out_of_range = True
     _server_version: int | None = None
+
+    def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
+        super().__init__(name, spec, base_dir)
+        sa.event.listen(self.engine, "connect", _out_of_range_loaders)
 
     def engine_url(self, url: URL) -> URL:
         return url.set(drivername="postgresql+psycopg")
