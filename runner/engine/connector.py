@@ -118,6 +118,11 @@ class Connector(ABC):
         """The rows whose keys are among `values` (raw, as `read_digests` gave them)."""
 
     @abstractmethod
+    def highest(self, spec: ReadSpec, column: str) -> Any:
+        """The highest value of a table's or query's `column`, as `ReadStream.pointer` has it
+        (as the driver returns it: its type and zone kept), None when it has none."""
+
+    @abstractmethod
     def read_query(self, sql: str, types: list[ColumnType], batch_size: int) -> Iterator[Batch]:
         """Stream the rows of a user's query whose columns have the given types."""
 
@@ -461,6 +466,14 @@ class SqlConnector(Connector):
         )
         return (None if low is None else int(low)), (None if high is None else int(high)), int(count)
 
+    def highest(self, spec: ReadSpec, column: str) -> Any:
+        self.check_readable()
+        ((value,),) = self._query(
+            f"reading the highest {column} of {spec.table or 'the query'}",
+            f"SELECT max({self.quote(column)}) FROM {self.source_sql(spec)}",
+        )
+        return value
+
     def key_buckets(self, spec: ReadSpec, key: str, width: int) -> dict[int, tuple[int, int]]:
         """Per bucket of an integer key: (count, sum of keys), computed in the database."""
         k = self.quote(key)
@@ -690,6 +703,9 @@ class SqlConnector(Connector):
                     raise TerminalError(
                         f"watermark column {watermark.column!r} is not among the source's columns"
                     )
+                if watermark is not None and dict(declared)[watermark.column] == ColumnType("timestamptz"):
+                    # a pointer kept without its zone (by an older runner) is UTC, never local time
+                    watermark = Watermark(watermark.column, to_aware_utc(watermark.since))
                 exprs = [self.select_expr(n, t) for n, t in declared]
                 rewritten = select is not None or exprs != [self.quote(n) for n in names]
                 sql, params = self._select_sql(spec, exprs, watermark, rewritten, limit)

@@ -92,6 +92,9 @@ def parse(text: str, like: dict[str, str] | None) -> dict[str, str]:
 
 def coerce(value: Any, like: Any) -> Any:
     """`value` (a pointer typed by hand) in the type of `like` (a value of the column)."""
+    if isinstance(value, dt.datetime) and isinstance(like, dt.datetime):
+        # a pointer kept without its zone (by an older runner) is UTC
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None and like.tzinfo is not None else value
     if type(value) is type(like) or value is None:
         return value
     text = value.isoformat() if isinstance(value, dt.date) else str(value)

@@ -493,12 +493,6 @@ class SqlWriter(Transaction):
                 return TerminalError(self._row_message(None, None, False, first))
             offset += page
 
-    def highest(self, column: str) -> Any:
-        """The highest value of `column` in the target, inside this transaction."""
-        with self.c.errors(self.doing):
-            self.cursor.execute(f"SELECT max({self.q(column)}) FROM {self.target}")
-            return self.cursor.fetchone()[0]
-
     def clear_stage(self) -> None:
         with self.c.errors(self.doing):
             self.cursor.execute(self.c.empty_temp_sql(self.q(STAGE)))
