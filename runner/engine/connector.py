@@ -582,17 +582,37 @@ class SqlConnector(Connector):
         message = secrets.redact(f"{doing} (connection {self.name!r}): {type(exc).__name__}: {text}")
         return TransientError(message) if self.is_transient(exc) else TerminalError(message)  # type: ignore[arg-type]
 
-    def _columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, ColumnType | None]]:
-        columns = []
+    def _columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, ColumnType | None, str | None]]:
+        """(name, type, declared type when runner cannot map it) of a table's or query's
+        columns. A type runner cannot map is read as `read.unmapped_types` says (text or JSON);
+        with `error` (the default), every such column is named in one error."""
+        columns: list[tuple[str, ColumnType | None, str | None]] = []
+        unmapped = []
         for name, declared in self.declared_columns(cursor, spec):
             ctype = self.parse_type(declared)
             if declared and ctype is None:
-                raise TerminalError(
-                    f"column {name!r} of {spec.table or 'the query'} (connection {self.name!r}) has "
-                    f"type {declared!r}, which runner cannot map yet",
-                ) from None
-            columns.append((name, ctype))
+                unmapped.append(f"{name!r} ({declared})")
+                fallback = {"text": ColumnType("text"), "json": ColumnType("jsonb")}.get(spec.unmapped_types)
+                columns.append((name, fallback, declared))
+            else:
+                columns.append((name, ctype, None))
+        if unmapped and spec.unmapped_types == "error":
+            raise TerminalError(
+                f"{spec.table or 'the query'} (connection {self.name!r}) has column(s) of types runner "
+                f"cannot map: {', '.join(unmapped)}; set read.unmapped_types to text or json, or cast "
+                "them in a query"
+            )
         return columns
+
+    def unmapped_expr(self, name: str, as_json: bool) -> str:
+        """A column of a type runner cannot map, read as its text or as JSON (`… AS name`)."""
+        raise NotImplementedError(f"{self.dialect} has no column runner cannot map")
+
+    def column_expr(self, column: Column) -> str:
+        """What a read selects for a column (`select_expr`, or `unmapped_expr`)."""
+        if column.unmapped:
+            return self.unmapped_expr(column.name, column.type.kind == "jsonb")
+        return self.select_expr(column.name, column.type)
 
     def table_exists(self, table: str) -> bool:
         with self.connection(f"looking up {table}") as dbapi:
@@ -693,20 +713,24 @@ class SqlConnector(Connector):
                 probe.close()
                 dbapi.rollback()
                 if select is not None:
-                    missing = [n for n in select if n not in {name for name, _ in declared}]
+                    missing = [n for n in select if n not in {d[0] for d in declared}]
                     if missing:
                         raise TerminalError(f"column(s) {', '.join(map(repr, missing))} not in the source")
                     declared = [d for d in declared if d[0] in select]
                     declared.sort(key=lambda d: select.index(d[0]))
-                names = [n for n, _ in declared]
+                names = [d[0] for d in declared]
                 if watermark is not None and watermark.column not in names:
                     raise TerminalError(
                         f"watermark column {watermark.column!r} is not among the source's columns"
                     )
-                if watermark is not None and dict(declared)[watermark.column] == ColumnType("timestamptz"):
+                types = {n: t for n, t, _ in declared}
+                if watermark is not None and types[watermark.column] == ColumnType("timestamptz"):
                     # a pointer kept without its zone (by an older runner) is UTC, never local time
                     watermark = Watermark(watermark.column, to_aware_utc(watermark.since))
-                exprs = [self.select_expr(n, t) for n, t in declared]
+                exprs = [
+                    self.unmapped_expr(n, spec.unmapped_types == "json") if u else self.select_expr(n, t)
+                    for n, t, u in declared
+                ]
                 rewritten = select is not None or exprs != [self.quote(n) for n in names]
                 sql, params = self._select_sql(spec, exprs, watermark, rewritten, limit)
                 cursor = self.server_cursor(dbapi.driver_connection, batch_size)
@@ -715,7 +739,7 @@ class SqlConnector(Connector):
         except BaseException:
             dbapi.close()
             raise
-        columns = [Column(n, t or infer_type(first, i)) for i, (n, t) in enumerate(declared)]
+        columns = [Column(n, t or infer_type(first, i), u) for i, (n, t, u) in enumerate(declared)]
         convert = row_converter([self.decoder(c.type) for c in columns], columns)
         w_index = names.index(watermark.column) if watermark is not None else None
         stream = ReadStream(columns, iter(()))
@@ -793,7 +817,7 @@ class SqlConnector(Connector):
         self.check_readable()
         q = self.quote
         names = [q(c.name) for c in columns]
-        exprs = [self.select_expr(c.name, c.type) for c in columns]
+        exprs = [self.column_expr(c) for c in columns]
         picked = [f"{q(k)} AS runner_k{i}" for i, k in enumerate(keys)] + (exprs if with_rows else [])
         key_hash, row_hash = self.digest_sql([q(k) for k in keys]), self.digest_sql(names)
         sql = (
@@ -828,7 +852,7 @@ class SqlConnector(Connector):
             row = f"({', '.join([m] * len(keys))})"
             where = f"({', '.join(q(k) for k in keys)}) IN ({', '.join([row] * len(values))})"
             params = tuple(x for v in values for x in v)
-        exprs = ", ".join(self.select_expr(c.name, c.type) for c in columns)
+        exprs = ", ".join(self.column_expr(c) for c in columns)
         sql = f"SELECT {exprs} FROM {source} WHERE {where}"
         rows = self._query(f"reading changed rows of {spec.table or 'query'}", sql, params)
         return self.batch_decoder(columns)(rows)

@@ -53,6 +53,7 @@ class ColumnType:
 class Column:
     name: str
     type: ColumnType
+    unmapped: str | None = None  # the source's type when runner cannot map it: read as `type` (text, JSON)
 
 
 _TYPE_ARGS = re.compile(r"^([^(]*?)\s*\(\s*([0-9]+)\s*(?:,\s*([0-9]+)\s*)?\)\s*(.*)$")

@@ -181,8 +181,8 @@ class SqlWriter(Transaction):
         and the target's column types are the source's. Returns the row count, or None when
         the rows must go through batches."""
         columns = self.key_columns if into == KEY_STAGE else self.columns
-        if self.source is None:
-            return None
+        if self.source is None or any(col.unmapped for col in columns):
+            return None  # a column read through `read.unmapped_types` is converted while read
         targets = [self.target_types.get(col.name) or col.type for col in columns]
         table = self.target if into == self.table else self.q(into)
         c = self.c
@@ -204,7 +204,7 @@ class SqlWriter(Transaction):
         c, source = self.c, self.source
         if source is None or not isinstance(source, type(c)):
             return None
-        if any(self.target_types.get(col.name) != col.type for col in self.columns):
+        if any(self.target_types.get(col.name) != col.type or col.unmapped for col in self.columns):
             return None
         names = [self.q(col.name) for col in self.columns]
         hashed = c.row_hash(names, self.columns)

@@ -27,6 +27,7 @@ from runner.engine.connector import (
     EXACT,
     Connector,
     Convert,
+    OutOfRange,
     ReadAhead,
     SqlConnector,
     duration_text,
@@ -58,7 +59,7 @@ _SIMPLE = {
     "time": "duration",  # -838:59:59 to 838:59:59: a length of time, not a time of day
     "datetime": "timestamp",
     "timestamp": "timestamp",
-    "json": "json",
+    "json": "jsonb",  # as PostgreSQL's jsonb: parsed, not kept as typed
     "blob": "binary",
     "tinyblob": "binary",
     "mediumblob": "binary",
@@ -155,6 +156,12 @@ _TSV = {
 }
 
 
+def _zero_date(value: Any) -> Any:
+    """PyMySQL gives a date it cannot convert (`0000-00-00`, `2024-02-00`) as text: kept as
+    MariaDB's text, which a target fails naming its row and column."""
+    return OutOfRange(value) if isinstance(value, str) else value
+
+
 def _unbounded_decimal(value: Any) -> Any:
     """A decimal of no declared precision goes into DECIMAL(65,30), MariaDB's widest: a value
     with more digits fails (MariaDB would round its decimals with a mere note)."""
@@ -232,8 +239,14 @@ class MariadbConnector(SqlConnector):
             return f"CAST({self.quote(name)} AS DOUBLE) AS {self.quote(name)}"
         return self.quote(name)
 
+    def unmapped_expr(self, name: str, as_json: bool) -> str:
+        q = self.quote(name)
+        return f"JSON_QUOTE(CAST({q} AS CHAR)) AS {q}" if as_json else f"CAST({q} AS CHAR) AS {q}"
+
     def decoder(self, ctype: ColumnType) -> Convert | None:
-        return {"boolean": bool, "uuid": uuid_value, "json": json_value}.get(ctype.kind)
+        if ctype.kind in ("date", "timestamp"):
+            return _zero_date
+        return {"boolean": bool, "uuid": uuid_value, "json": json_value, "jsonb": json_value}.get(ctype.kind)
 
     def encoder(self, ctype: ColumnType) -> Convert | None:
         if ctype.kind == "decimal" and not ctype.precision:
