@@ -106,8 +106,9 @@ def test_mariadb_types_runner_cannot_map(project: Project, make_database: Any, t
         ]
 
 
-def test_a_mariadb_zero_date_is_named(project: Project, make_database: Any) -> None:
-    source, target = make_database("mariadb", "source"), make_database("postgresql", "target")
+@pytest.mark.parametrize("target_dialect", ["sqlite", "postgresql", "mariadb"])
+def test_a_mariadb_zero_date_is_named(project: Project, make_database: Any, target_dialect: str) -> None:
+    source, target = make_database("mariadb", "source"), make_database(target_dialect, "target")
     with source.cursor() as c:
         c.execute("SET SESSION sql_mode = ''")
         c.execute("CREATE TABLE src (id INT PRIMARY KEY, day DATE)")
