@@ -218,14 +218,15 @@ class ReadAhead:
 
 # --- value conversion shared by the SQL dialects -----------------------------------------
 
-TIMES = ("date", "timestamp", "timestamptz")
+TIMES = ("date", "time", "timestamp", "timestamptz")
 
 
 class OutOfRange(str):
-    """A date or timestamp a source holds that Python's cannot (PostgreSQL's `infinity`, a BC
-    date, a year past 9999), kept as the source's own text: a target of the same database
-    takes it back as it is (`SqlConnector.holds_out_of_range`), any other fails naming its
-    row and column."""
+    """A date or time a source holds that Python's cannot (PostgreSQL's `infinity`, a BC date,
+    a year past 9999, 24:00:00; MariaDB's zero dates), kept as the source's own text: a
+    target whose columns of that type take such text (`SqlConnector.holds_out_of_range`:
+    PostgreSQL's, MariaDB's TIME for 24:00:00) takes it back as it is; any other fails naming
+    its row and column."""
 
 
 def to_naive_utc(value: Any) -> Any:
@@ -357,7 +358,7 @@ class SqlConnector(Connector):
     """
 
     dialect: ClassVar[str]
-    holds_out_of_range: ClassVar[bool] = False  # takes an `OutOfRange` value into its date/time columns
+    holds_out_of_range: ClassVar[tuple[str, ...]] = ()  # kinds whose columns take an `OutOfRange`
 
     def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
@@ -682,7 +683,7 @@ class SqlConnector(Connector):
     def _checked_encoder(self, ctype: ColumnType) -> Convert | None:
         """`encoder`, refusing an `OutOfRange` date or time where this database has no equal."""
         encode = self.encoder(ctype)
-        if self.holds_out_of_range or ctype.kind not in TIMES:
+        if ctype.kind in self.holds_out_of_range or ctype.kind not in TIMES:
             return encode
 
         def checked(value: Any) -> Any:

@@ -127,8 +127,8 @@ def _decimal_field(value: Any) -> str:  # plain notation, never 1E+3
 
 
 def _iso_field(value: Any) -> str:
-    if value is None:
-        return "\\N"
+    if value is None or isinstance(value, str):  # an `OutOfRange` time is MariaDB's text already
+        return _text_field(value)
     return value.isoformat(" ") if isinstance(value, dt.datetime) else value.isoformat()
 
 
@@ -176,6 +176,7 @@ def _unbounded_decimal(value: Any) -> Any:
 
 class MariadbConnector(SqlConnector):
     dialect = "mariadb"
+    holds_out_of_range = ("time",)  # PostgreSQL's 24:00:00 is a TIME here
     local_infile: bool | None = None  # whether the server takes LOAD DATA LOCAL INFILE (None: not tried)
 
     def engine_url(self, url: URL) -> URL:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL
 from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
 from runner.engine.connector import (
+    TIMES,
     Connector,
     Convert,
     OutOfRange,
@@ -107,14 +108,15 @@ def _json(value: Any) -> Any:
 
 
 def _out_of_range_loaders(dbapi: Any, _record: Any = None) -> None:
-    """Load a date or timestamp Python cannot hold (infinity, BC, past 9999) as `OutOfRange`
+    """Load a date or time Python cannot hold (infinity, BC, past 9999, 24:00) as `OutOfRange`
     PostgreSQL text instead of failing the whole read: PostgreSQL takes it back exactly,
     another target names its row and column."""
     from psycopg import DataError
-    from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
+    from psycopg.types.datetime import DateLoader, TimeLoader, TimestampLoader, TimestamptzLoader
 
     for name, base in (
         ("date", DateLoader),
+        ("time", TimeLoader),
         ("timestamp", TimestampLoader),
         ("timestamptz", TimestamptzLoader),
     ):
@@ -131,7 +133,7 @@ def _out_of_range_loaders(dbapi: Any, _record: Any = None) -> None:
 
 class PostgresqlConnector(SqlConnector):
     dialect = "postgresql"
-    holds_out_of_range = True
+    holds_out_of_range = TIMES
     _server_version: int | None = None
 
     def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
