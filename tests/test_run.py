@@ -61,7 +61,7 @@ def test_history_file_records_every_task(sqlite_job):
         25,
     )
     assert tasks["items"]["columns"] == [
-        {"name": "id", "type": "integer"},
+        {"name": "id", "type": "bigint"},  # a SQLite INTEGER holds 64 bits
         {"name": "name", "type": "text"},
         {"name": "price", "type": "decimal(8,2)"},
     ]

@@ -126,6 +126,15 @@ class ReadSpec(StrictModel):
             "rows deleted in the source, instead of comparing every key (DataZen's DeletedRecordsSQL)."
         ),
     )
+    unmapped_types: Literal["error", "text", "json"] = Field(
+        "error",
+        description=(
+            "Columns of a type runner cannot map (an array, an enum, an interval, MariaDB's ENUM, SET "
+            "or BIT): `error` fails the task naming every such column before anything is written; "
+            "`text` reads each as the source's text of its value, `json` as JSON (PostgreSQL: "
+            "`to_jsonb`, so an array is a JSON array; MariaDB: a JSON string)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> ReadSpec:

@@ -325,18 +325,21 @@ def columns_of(run: TaskRun) -> list[Column]:
 
 
 def _first_load_copied(run: TaskRun, w: SqlWriter | ScriptWriter, column: str, task_id: int) -> bool:
-    """A first load into an empty table copied inside the databases (`SqlWriter.copy_from`),
-    with the pointer read back from what the target then holds (the same values, of the same
-    snapshot); nothing can be deleted yet. False when the pair cannot."""
+    """A first load into an empty table copied inside the databases (`SqlWriter.copy_from`);
+    nothing can be deleted yet. False when the pair cannot. The pointer is the source's
+    highest value read just before the copy: in the column's own type, zone and order (the
+    target's copy may have neither: MariaDB keeps a timestamptz as UTC in a DATETIME and
+    sorts text by its own collation), and never past a row the copy left out. Rows the copy
+    took past it are read again next run and found unchanged."""
     if not (isinstance(w, SqlWriter) and w.empty_at_start):
         return False
+    highest = run.source.highest(run.task.read, column)
     if not run.copied(w, run.task.write.table, ReadStream([], iter(()))):
         return False
     run.result.inserted = run.result.rows_read
     checkpoint("write")
     w.commit()
     checkpoint("committed")
-    highest = w.highest(column)
     if highest is not None:
         run.result.pointer_after = pointers.encode(highest)
         run.store.set_pointer(task_id, column, run.result.pointer_after, run.run_id)

@@ -5,8 +5,8 @@ with dialect-neutral column types; `replace` writes batches into a table in one 
 `SqlConnector` implements both over a DBAPI connection from SQLAlchemy; a dialect module only
 says how to name its types, find a table's or query's columns, and convert values its driver
 does not convert itself. Values between reader and writer are "canonical" Python values:
-int, Decimal, float, str, bool, date, time, datetime (naive = UTC), bytes, UUID, and
-parsed JSON (dict, list, ...).
+int, Decimal, float, str, bool, date, time, datetime (naive = UTC), timedelta (a duration),
+bytes, UUID, and parsed JSON (dict, list, ...).
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import queue
+import re
 import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -118,6 +119,11 @@ class Connector(ABC):
         """The rows whose keys are among `values` (raw, as `read_digests` gave them)."""
 
     @abstractmethod
+    def highest(self, spec: ReadSpec, column: str) -> Any:
+        """The highest value of a table's or query's `column`, as `ReadStream.pointer` has it
+        (as the driver returns it: its type and zone kept), None when it has none."""
+
+    @abstractmethod
     def read_query(self, sql: str, types: list[ColumnType], batch_size: int) -> Iterator[Batch]:
         """Stream the rows of a user's query whose columns have the given types."""
 
@@ -213,6 +219,16 @@ class ReadAhead:
 
 # --- value conversion shared by the SQL dialects -----------------------------------------
 
+TIMES = ("date", "time", "timestamp", "timestamptz")
+
+
+class OutOfRange(str):
+    """A date or time a source holds that Python's cannot (PostgreSQL's `infinity`, a BC date,
+    a year past 9999, 24:00:00; MariaDB's zero dates), kept as the source's own text: a
+    target whose columns of that type take such text (`SqlConnector.holds_out_of_range`:
+    PostgreSQL's, MariaDB's TIME for 24:00:00) takes it back as it is; any other fails naming
+    its row and column."""
+
 
 def to_naive_utc(value: Any) -> Any:
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
@@ -239,9 +255,48 @@ def decimal_of(scale: int | None) -> Convert:
             if isinstance(value, Decimal)
             else Decimal(repr(value) if isinstance(value, float) else str(value))
         )
-        return number.quantize(quantum) if quantum is not None else number
+        return exact_quantize(number, quantum) if quantum is not None else number
 
     return convert
+
+
+# Exact decimal arithmetic: the default context keeps 28 digits (a NUMERIC(38,10) value needs
+# 38, MariaDB's DECIMAL 65) and would round or refuse.
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def exact_quantize(number: Decimal, quantum: Decimal) -> Decimal:
+    """`number` at `quantum`'s scale, however many digits that takes."""
+    return number.quantize(quantum, context=EXACT)
+
+
+_DURATION = re.compile(r"(-?)(\d+):(\d\d):(\d\d)(?:\.(\d{1,6}))?")
+
+
+def duration_text(value: Any) -> Any:
+    """A duration as `[-]HH:MM:SS.ffffff`, hours past 24 as they are: MariaDB's TIME literal,
+    and the text SQLite keeps (`parse_duration` reads it back exactly)."""
+    if not isinstance(value, dt.timedelta):
+        return value
+    sign, rest = ("-", -value) if value < dt.timedelta(0) else ("", value)
+    seconds = rest.days * 86400 + rest.seconds
+    return f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{rest.microseconds:06d}"
+
+
+def parse_duration(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    match = _DURATION.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a duration ([-]HH:MM:SS.ffffff)")
+    sign, hours, minutes, seconds, fraction = match.groups()
+    length = dt.timedelta(
+        hours=int(hours),
+        minutes=int(minutes),
+        seconds=int(seconds),
+        microseconds=int((fraction or "0").ljust(6, "0")),
+    )
+    return -length if sign else length
 
 
 def json_text(value: Any) -> Any:
@@ -261,8 +316,12 @@ def text_of(value: Any) -> Any:
     return value if value is None else str(value)
 
 
-def row_converter(converters: list[Convert | None], columns: list[Column]) -> Callable[[Batch], Batch] | None:
-    """A function converting a batch column by column, or None when no column needs it."""
+def row_converter(
+    converters: list[Convert | None], columns: list[Column], keys: Sequence[int] = ()
+) -> Callable[[Batch], Batch] | None:
+    """A function converting a batch column by column, or None when no column needs it. A
+    value it cannot convert fails the batch naming its column and, by the `keys` columns'
+    values, its row."""
     active = [(i, c) for i, c in enumerate(converters) if c is not None]
     if not active:
         return None
@@ -276,9 +335,11 @@ def row_converter(converters: list[Convert | None], columns: list[Column]) -> Ca
                 if value is not None:
                     try:
                         values[i] = fn(value)
-                    except (ValueError, TypeError, InvalidOperation) as exc:
+                    except (ValueError, TypeError, InvalidOperation, OverflowError) as exc:
+                        row_key = ", ".join(f"{columns[k].name}={row[k]!r}" for k in keys)
                         raise TerminalError(
-                            f"column {columns[i].name!r} ({columns[i].type}): cannot "
+                            (f"row with key {row_key}: " if row_key else "")
+                            + f"column {columns[i].name!r} ({columns[i].type}): cannot "
                             f"convert value of type {type(value).__name__}: {exc}"
                         ) from None
             out.append(tuple(values))
@@ -298,6 +359,7 @@ class SqlConnector(Connector):
     """
 
     dialect: ClassVar[str]
+    holds_out_of_range: ClassVar[tuple[str, ...]] = ()  # kinds whose columns take an `OutOfRange`
 
     def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
@@ -337,6 +399,11 @@ class SqlConnector(Connector):
     @abstractmethod
     def declared_columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, str]]:
         """(name, declared type) of a table's or query's columns, in order."""
+
+    def select_expr(self, name: str, ctype: ColumnType | None) -> str:
+        """What a read selects for a column: its quoted name, or an expression named after it
+        where the driver would not get the exact value (`… AS name`)."""
+        return self.quote(name)
 
     def decoder(self, ctype: ColumnType) -> Convert | None:
         """Driver value -> canonical value, when the driver does not already give it."""
@@ -400,6 +467,14 @@ class SqlConnector(Connector):
             "summarising keys", f"SELECT min({k}), max({k}), count(*) FROM {self.source_sql(spec)}"
         )
         return (None if low is None else int(low)), (None if high is None else int(high)), int(count)
+
+    def highest(self, spec: ReadSpec, column: str) -> Any:
+        self.check_readable()
+        ((value,),) = self._query(
+            f"reading the highest {column} of {spec.table or 'the query'}",
+            f"SELECT max({self.quote(column)}) FROM {self.source_sql(spec)}",
+        )
+        return value
 
     def key_buckets(self, spec: ReadSpec, key: str, width: int) -> dict[int, tuple[int, int]]:
         """Per bucket of an integer key: (count, sum of keys), computed in the database."""
@@ -509,17 +584,37 @@ class SqlConnector(Connector):
         message = secrets.redact(f"{doing} (connection {self.name!r}): {type(exc).__name__}: {text}")
         return TransientError(message) if self.is_transient(exc) else TerminalError(message)  # type: ignore[arg-type]
 
-    def _columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, ColumnType | None]]:
-        columns = []
+    def _columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, ColumnType | None, str | None]]:
+        """(name, type, declared type when runner cannot map it) of a table's or query's
+        columns. A type runner cannot map is read as `read.unmapped_types` says (text or JSON);
+        with `error` (the default), every such column is named in one error."""
+        columns: list[tuple[str, ColumnType | None, str | None]] = []
+        unmapped = []
         for name, declared in self.declared_columns(cursor, spec):
             ctype = self.parse_type(declared)
             if declared and ctype is None:
-                raise TerminalError(
-                    f"column {name!r} of {spec.table or 'the query'} (connection {self.name!r}) has "
-                    f"type {declared!r}, which runner cannot map yet",
-                ) from None
-            columns.append((name, ctype))
+                unmapped.append(f"{name!r} ({declared})")
+                fallback = {"text": ColumnType("text"), "json": ColumnType("jsonb")}.get(spec.unmapped_types)
+                columns.append((name, fallback, declared))
+            else:
+                columns.append((name, ctype, None))
+        if unmapped and spec.unmapped_types == "error":
+            raise TerminalError(
+                f"{spec.table or 'the query'} (connection {self.name!r}) has column(s) of types runner "
+                f"cannot map: {', '.join(unmapped)}; set read.unmapped_types to text or json, or cast "
+                "them in a query"
+            )
         return columns
+
+    def unmapped_expr(self, name: str, as_json: bool) -> str:
+        """A column of a type runner cannot map, read as its text or as JSON (`… AS name`)."""
+        raise NotImplementedError(f"{self.dialect} has no column runner cannot map")
+
+    def column_expr(self, column: Column) -> str:
+        """What a read selects for a column (`select_expr`, or `unmapped_expr`)."""
+        if column.unmapped:
+            return self.unmapped_expr(column.name, column.type.kind == "jsonb")
+        return self.select_expr(column.name, column.type)
 
     def table_exists(self, table: str) -> bool:
         with self.connection(f"looking up {table}") as dbapi:
@@ -580,10 +675,24 @@ class SqlConnector(Connector):
         convert = row_converter([self.decoder(c.type) for c in columns], columns)
         return convert or (lambda batch: batch)
 
-    def batch_encoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
-        """Canonical rows -> rows this driver writes into columns of these types."""
-        convert = row_converter([self.encoder(c.type) for c in columns], columns)
+    def batch_encoder(self, columns: list[Column], keys: Sequence[int] = ()) -> Callable[[Batch], Batch]:
+        """Canonical rows -> rows this driver writes into columns of these types (a value it
+        cannot write names its row by the `keys` columns)."""
+        convert = row_converter([self._checked_encoder(c.type) for c in columns], columns, keys)
         return convert or (lambda batch: batch)
+
+    def _checked_encoder(self, ctype: ColumnType) -> Convert | None:
+        """`encoder`, refusing an `OutOfRange` date or time where this database has no equal."""
+        encode = self.encoder(ctype)
+        if ctype.kind in self.holds_out_of_range or ctype.kind not in TIMES:
+            return encode
+
+        def checked(value: Any) -> Any:
+            if isinstance(value, OutOfRange):
+                raise ValueError(f"{self.dialect} has no {ctype.kind} like {str(value)!r}")
+            return encode(value) if encode is not None else value
+
+        return checked
 
     def read(
         self,
@@ -606,24 +715,33 @@ class SqlConnector(Connector):
                 probe.close()
                 dbapi.rollback()
                 if select is not None:
-                    missing = [n for n in select if n not in {name for name, _ in declared}]
+                    missing = [n for n in select if n not in {d[0] for d in declared}]
                     if missing:
                         raise TerminalError(f"column(s) {', '.join(map(repr, missing))} not in the source")
                     declared = [d for d in declared if d[0] in select]
                     declared.sort(key=lambda d: select.index(d[0]))
-                names = [n for n, _ in declared]
+                names = [d[0] for d in declared]
                 if watermark is not None and watermark.column not in names:
                     raise TerminalError(
                         f"watermark column {watermark.column!r} is not among the source's columns"
                     )
-                sql, params = self._select_sql(spec, names, watermark, select is not None, limit)
+                types = {n: t for n, t, _ in declared}
+                if watermark is not None and types[watermark.column] == ColumnType("timestamptz"):
+                    # a pointer kept without its zone (by an older runner) is UTC, never local time
+                    watermark = Watermark(watermark.column, to_aware_utc(watermark.since))
+                exprs = [
+                    self.unmapped_expr(n, spec.unmapped_types == "json") if u else self.select_expr(n, t)
+                    for n, t, u in declared
+                ]
+                rewritten = select is not None or exprs != [self.quote(n) for n in names]
+                sql, params = self._select_sql(spec, exprs, watermark, rewritten, limit)
                 cursor = self.server_cursor(dbapi.driver_connection, batch_size)
                 cursor.execute(sql, params) if params else cursor.execute(sql)
                 first = cursor.fetchmany(batch_size if limit is None else min(batch_size, limit))
         except BaseException:
             dbapi.close()
             raise
-        columns = [Column(n, t or infer_type(first, i)) for i, (n, t) in enumerate(declared)]
+        columns = [Column(n, t or infer_type(first, i), u) for i, (n, t, u) in enumerate(declared)]
         convert = row_converter([self.decoder(c.type) for c in columns], columns)
         w_index = names.index(watermark.column) if watermark is not None else None
         stream = ReadStream(columns, iter(()))
@@ -650,16 +768,16 @@ class SqlConnector(Connector):
         return stream
 
     def _select_sql(
-        self, spec: ReadSpec, names: list[str], watermark: Watermark | None, subset: bool, limit: int | None
+        self, spec: ReadSpec, exprs: list[str], watermark: Watermark | None, subset: bool, limit: int | None
     ) -> tuple[str, tuple]:
         q = self.quote
         if spec.table is not None:
-            sql = f"SELECT {', '.join(q(n) for n in names)} FROM {self.quote_table(spec.table)}"
+            sql = f"SELECT {', '.join(exprs)} FROM {self.quote_table(spec.table)}"
         elif watermark is None and not subset and limit is None:
             sql = spec.query or ""
         else:
             query = (spec.query or "").strip().rstrip(";")
-            sql = f"SELECT {', '.join(q(n) for n in names)} FROM ({query}) q"
+            sql = f"SELECT {', '.join(exprs)} FROM ({query}) q"
         if watermark is None:  # a LIMIT spares draining an unbuffered result (MariaDB) when closing early
             return sql + (f" LIMIT {int(limit)}" if limit is not None else ""), ()
         column = q(watermark.column)
@@ -701,7 +819,8 @@ class SqlConnector(Connector):
         self.check_readable()
         q = self.quote
         names = [q(c.name) for c in columns]
-        picked = [f"{q(k)} AS runner_k{i}" for i, k in enumerate(keys)] + (names if with_rows else [])
+        exprs = [self.column_expr(c) for c in columns]
+        picked = [f"{q(k)} AS runner_k{i}" for i, k in enumerate(keys)] + (exprs if with_rows else [])
         key_hash, row_hash = self.digest_sql([q(k) for k in keys]), self.digest_sql(names)
         sql = (
             f"SELECT * FROM (SELECT {key_hash} AS runner_kh, {row_hash} AS runner_rh, {', '.join(picked)} "
@@ -735,7 +854,8 @@ class SqlConnector(Connector):
             row = f"({', '.join([m] * len(keys))})"
             where = f"({', '.join(q(k) for k in keys)}) IN ({', '.join([row] * len(values))})"
             params = tuple(x for v in values for x in v)
-        sql = f"SELECT {', '.join(q(c.name) for c in columns)} FROM {source} WHERE {where}"
+        exprs = ", ".join(self.column_expr(c) for c in columns)
+        sql = f"SELECT {exprs} FROM {source} WHERE {where}"
         rows = self._query(f"reading changed rows of {spec.table or 'query'}", sql, params)
         return self.batch_decoder(columns)(rows)
 

@@ -15,6 +15,7 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from runner.engine.connector import EXACT, duration_text, parse_duration
 from runner.errors import TerminalError
 
 
@@ -25,6 +26,8 @@ def encode(value: Any) -> dict[str, str] | None:
         return {"type": "datetime", "value": value.isoformat()}
     if isinstance(value, dt.date):
         return {"type": "date", "value": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {"type": "duration", "value": duration_text(value)}
     if isinstance(value, bool):
         return {"type": "boolean", "value": "true" if value else "false"}
     if isinstance(value, int):
@@ -45,6 +48,7 @@ def encode(value: Any) -> dict[str, str] | None:
 _DECODE = {
     "datetime": dt.datetime.fromisoformat,
     "date": dt.date.fromisoformat,
+    "duration": parse_duration,
     "integer": int,
     "decimal": Decimal,
     "float": float,
@@ -88,6 +92,9 @@ def parse(text: str, like: dict[str, str] | None) -> dict[str, str]:
 
 def coerce(value: Any, like: Any) -> Any:
     """`value` (a pointer typed by hand) in the type of `like` (a value of the column)."""
+    if isinstance(value, dt.datetime) and isinstance(like, dt.datetime):
+        # a pointer kept without its zone (by an older runner) is UTC
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None and like.tzinfo is not None else value
     if type(value) is type(like) or value is None:
         return value
     text = value.isoformat() if isinstance(value, dt.date) else str(value)
@@ -122,7 +129,7 @@ def shift_back(value: Any, amount: float) -> Any:
     if isinstance(value, int):
         return value - math.ceil(amount)
     if isinstance(value, Decimal):
-        return value - Decimal(repr(amount))
+        return EXACT.subtract(value, Decimal(repr(amount)))
     if isinstance(value, float):
         return value - amount
     if isinstance(value, str):  # SQLite keeps times as ISO text: shift it in the same spelling

@@ -144,8 +144,8 @@ class ScriptWriter(Transaction):
         self.names = [c.name for c in columns]
         self.keys = keys
         self.key_columns = [c for c in columns if c.name in keys]
-        self.encode = connector.batch_encoder(columns)
-        self.encode_keys = connector.batch_encoder(self.key_columns)
+        self.encode = connector.batch_encoder(columns, [self.names.index(k) for k in keys if k in self.names])
+        self.encode_keys = connector.batch_encoder(self.key_columns, range(len(self.key_columns)))
         self.upsert = SqlScript(upsert_script, "write.upsert_script")
         self.delete = SqlScript(delete_script, "write.delete_script") if delete_script else None
         self.doing = f"running the scripts of {table}"

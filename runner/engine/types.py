@@ -24,6 +24,7 @@ TypeKind = Literal[
     "char",
     "date",
     "time",
+    "duration",  # a signed length of time (MariaDB's TIME, up to 838:59:59): a timedelta
     "timestamp",
     "timestamptz",
     "json",
@@ -52,6 +53,7 @@ class ColumnType:
 class Column:
     name: str
     type: ColumnType
+    unmapped: str | None = None  # the source's type when runner cannot map it: read as `type` (text, JSON)
 
 
 _TYPE_ARGS = re.compile(r"^([^(]*?)\s*\(\s*([0-9]+)\s*(?:,\s*([0-9]+)\s*)?\)\s*(.*)$")

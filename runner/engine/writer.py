@@ -119,9 +119,9 @@ class SqlWriter(Transaction):
             )
         self.key_index = [names.index(k) for k in self.keys]
         self.names = [self.q(n) for n in names]
-        self.encode = connector.batch_encoder(columns)
+        self.encode = connector.batch_encoder(columns, self.key_index)
         key_columns = [columns[i] for i in self.key_index]
-        self.encode_keys = connector.batch_encoder(key_columns)
+        self.encode_keys = connector.batch_encoder(key_columns, range(len(key_columns)))
         self.key_columns = key_columns
         self.doing = f"writing {table}"
         self.source = source  # the reader, for a copy that bypasses Python (see copy_from)
@@ -181,8 +181,8 @@ class SqlWriter(Transaction):
         and the target's column types are the source's. Returns the row count, or None when
         the rows must go through batches."""
         columns = self.key_columns if into == KEY_STAGE else self.columns
-        if self.source is None:
-            return None
+        if self.source is None or any(col.unmapped for col in columns):
+            return None  # a column read through `read.unmapped_types` is converted while read
         targets = [self.target_types.get(col.name) or col.type for col in columns]
         table = self.target if into == self.table else self.q(into)
         c = self.c
@@ -204,7 +204,7 @@ class SqlWriter(Transaction):
         c, source = self.c, self.source
         if source is None or not isinstance(source, type(c)):
             return None
-        if any(self.target_types.get(col.name) != col.type for col in self.columns):
+        if any(self.target_types.get(col.name) != col.type or col.unmapped for col in self.columns):
             return None
         names = [self.q(col.name) for col in self.columns]
         hashed = c.row_hash(names, self.columns)
@@ -492,12 +492,6 @@ class SqlWriter(Transaction):
             if len(staged) < page:
                 return TerminalError(self._row_message(None, None, False, first))
             offset += page
-
-    def highest(self, column: str) -> Any:
-        """The highest value of `column` in the target, inside this transaction."""
-        with self.c.errors(self.doing):
-            self.cursor.execute(f"SELECT max({self.q(column)}) FROM {self.target}")
-            return self.cursor.fetchone()[0]
 
     def clear_stage(self) -> None:
         with self.c.errors(self.doing):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,10 +26,13 @@ from runner.definitions import secrets
 from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
 from runner.engine.connector import (
+    EXACT,
     Connector,
     Convert,
+    OutOfRange,
     ReadAhead,
     SqlConnector,
+    duration_text,
     json_text,
     json_value,
     text_of,
@@ -47,16 +51,17 @@ _SIMPLE = {
     "int unsigned": "bigint",
     "bigint": "bigint",
     "float": "real",
+    "year": "smallint",  # 1901 to 2155, or 0
     "double": "double",
     "text": "text",
     "tinytext": "text",
     "mediumtext": "text",
     "longtext": "text",
     "date": "date",
-    "time": "time",
+    "time": "duration",  # -838:59:59 to 838:59:59: a length of time, not a time of day
     "datetime": "timestamp",
     "timestamp": "timestamp",
-    "json": "json",
+    "json": "jsonb",  # as PostgreSQL's jsonb: parsed, not kept as typed
     "blob": "binary",
     "tinyblob": "binary",
     "mediumblob": "binary",
@@ -71,12 +76,13 @@ _RENDER = {
     "smallint": "SMALLINT",
     "integer": "INT",
     "bigint": "BIGINT",
-    "real": "FLOAT",
+    "real": "DOUBLE",  # MariaDB's FLOAT refuses the largest 4-byte floats (3.4028235e38)
     "double": "DOUBLE",
     "boolean": "BOOLEAN",
     "text": "LONGTEXT",
     "date": "DATE",
     "time": "TIME(6)",
+    "duration": "TIME(6)",
     "timestamp": "DATETIME(6)",
     "timestamptz": "DATETIME(6)",
     "json": "JSON",
@@ -89,6 +95,7 @@ _MAX_VARCHAR = 16383  # utf8mb4 characters in a 64 KiB row
 _NO_LOCAL_INFILE = {1148, 2068, 3948, 4166}  # LOAD DATA LOCAL refused by the server or the client
 _MAX_KEY_CHARS = 768  # utf8mb4 characters in a 3072-byte index
 _ERROR_COLUMN = re.compile(r"[Cc]olumn (?:`[^`]*`\.)*[`']([^`']+)[`']")
+_SCALE_30 = Decimal(1).scaleb(-30)
 _JSON_CHECK = re.compile(r"CHECK \(json_valid\(`((?:[^`]|``)+)`\)\)")
 
 
@@ -122,8 +129,8 @@ def _decimal_field(value: Any) -> str:  # plain notation, never 1E+3
 
 
 def _iso_field(value: Any) -> str:
-    if value is None:
-        return "\\N"
+    if value is None or isinstance(value, str):  # an `OutOfRange` time is MariaDB's text already
+        return _text_field(value)
     return value.isoformat(" ") if isinstance(value, dt.datetime) else value.isoformat()
 
 
@@ -151,13 +158,27 @@ _TSV = {
 }
 
 
-def _time(value: Any) -> Any:
-    """PyMySQL reads TIME as a timedelta (TIME is an interval in MySQL)."""
-    return (dt.datetime.min + value).time() if isinstance(value, dt.timedelta) else value
+def _zero_date(value: Any) -> Any:
+    """PyMySQL gives a date it cannot convert (`0000-00-00`, `2024-02-00`) as text: kept as
+    MariaDB's text, which a target fails naming its row and column."""
+    return OutOfRange(value) if isinstance(value, str) else value
+
+
+def _unbounded_decimal(value: Any) -> Any:
+    """A decimal of no declared precision goes into DECIMAL(65,30), MariaDB's widest: a value
+    with more digits fails (MariaDB would round its decimals with a mere note)."""
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and (value != value.quantize(_SCALE_30, context=EXACT) or value.adjusted() >= 35)
+    ):
+        raise ValueError(f"{value} does not fit MariaDB's widest decimal, DECIMAL(65,30)")
+    return value
 
 
 class MariadbConnector(SqlConnector):
     dialect = "mariadb"
+    holds_out_of_range = ("time",)  # PostgreSQL's 24:00:00 is a TIME here
     local_infile: bool | None = None  # whether the server takes LOAD DATA LOCAL INFILE (None: not tried)
 
     def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
@@ -192,7 +213,8 @@ class MariadbConnector(SqlConnector):
         if ctype.kind == "varchar":
             return f"VARCHAR({ctype.length})" if (ctype.length or 0) <= _MAX_VARCHAR else "LONGTEXT"
         if ctype.kind == "char":
-            return f"CHAR({ctype.length})" if (ctype.length or 0) <= 255 else f"VARCHAR({ctype.length})"
+            length = ctype.length or 1
+            return f"CHAR({length})" if length <= 255 else self.render_type(ColumnType("varchar", length))
         return _RENDER[ctype.kind]
 
     def table_options(self) -> str:
@@ -219,10 +241,27 @@ class MariadbConnector(SqlConnector):
         cursor.execute("DROP TEMPORARY TABLE runner_probe")
         return rows
 
+    def select_expr(self, name: str, ctype: ColumnType | None) -> str:
+        """MariaDB sends a FLOAT as text of 6 digits (16777216 reads as 16777200): cast to
+        DOUBLE, its exact value is sent."""
+        if ctype is not None and ctype.kind == "real":
+            return f"CAST({self.quote(name)} AS DOUBLE) AS {self.quote(name)}"
+        return self.quote(name)
+
+    def unmapped_expr(self, name: str, as_json: bool) -> str:
+        q = self.quote(name)
+        return f"JSON_QUOTE(CAST({q} AS CHAR)) AS {q}" if as_json else f"CAST({q} AS CHAR) AS {q}"
+
     def decoder(self, ctype: ColumnType) -> Convert | None:
-        return {"time": _time, "boolean": bool, "uuid": uuid_value, "json": json_value}.get(ctype.kind)
+        if ctype.kind in ("date", "timestamp"):
+            return _zero_date
+        return {"boolean": bool, "uuid": uuid_value, "json": json_value, "jsonb": json_value}.get(ctype.kind)
 
     def encoder(self, ctype: ColumnType) -> Convert | None:
+        if ctype.kind == "decimal" and not ctype.precision:
+            return _unbounded_decimal
+        if ctype.kind == "duration":  # PyMySQL spells a negative one wrongly (-30 min as -1:30:00)
+            return duration_text
         if ctype.kind in ("timestamp", "timestamptz"):
             return to_naive_utc
         if ctype.kind in ("json", "jsonb"):

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
 from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
 from runner.engine.connector import (
+    TIMES,
     Connector,
     Convert,
+    OutOfRange,
     ReadAhead,
     SqlConnector,
     to_aware_utc,
@@ -54,6 +58,7 @@ _RENDER = {
     "text": "text",
     "date": "date",
     "time": "time",
+    "duration": "interval",
     "timestamp": "timestamp",
     "timestamptz": "timestamptz",
     "json": "json",
@@ -102,9 +107,38 @@ def _json(value: Any) -> Any:
     return Json(value)
 
 
+def _out_of_range_loaders(dbapi: Any, _record: Any = None) -> None:
+    """Load a date or time Python cannot hold (infinity, BC, past 9999, 24:00) as `OutOfRange`
+    PostgreSQL text instead of failing the whole read: PostgreSQL takes it back exactly,
+    another target names its row and column."""
+    from psycopg import DataError
+    from psycopg.types.datetime import DateLoader, TimeLoader, TimestampLoader, TimestamptzLoader
+
+    for name, base in (
+        ("date", DateLoader),
+        ("time", TimeLoader),
+        ("timestamp", TimestampLoader),
+        ("timestamptz", TimestamptzLoader),
+    ):
+
+        class Loader(base):  # type: ignore[misc,valid-type]
+            def load(self, data: Any) -> Any:
+                try:
+                    return super().load(data)
+                except DataError:
+                    return OutOfRange(bytes(data).decode())
+
+        dbapi.adapters.register_loader(name, Loader)
+
+
 class PostgresqlConnector(SqlConnector):
     dialect = "postgresql"
+    holds_out_of_range = TIMES
     _server_version: int | None = None
+
+    def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
+        super().__init__(name, spec, base_dir)
+        sa.event.listen(self.engine, "connect", _out_of_range_loaders)
 
     def engine_url(self, url: URL) -> URL:
         return url.set(drivername="postgresql+psycopg")
@@ -138,6 +172,10 @@ class PostgresqlConnector(SqlConnector):
         cursor.execute(f"CREATE TEMP VIEW runner_probe AS {spec.query.strip().rstrip(';')}")
         cursor.execute(_COLUMNS_SQL, ("pg_temp.runner_probe",))
         return [(r[0], r[1]) for r in cursor.fetchall()]  # the caller rolls back: the view goes
+
+    def unmapped_expr(self, name: str, as_json: bool) -> str:
+        q = self.quote(name)
+        return f"to_jsonb({q}) AS {q}" if as_json else f"{q}::text AS {q}"
 
     def encoder(self, ctype: ColumnType) -> Convert | None:
         if ctype.kind in ("json", "jsonb"):

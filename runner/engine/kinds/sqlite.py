@@ -28,8 +28,10 @@ from runner.engine.connector import (
     Convert,
     SqlConnector,
     decimal_of,
+    duration_text,
     json_text,
     json_value,
+    parse_duration,
     text_of,
     to_aware_utc,
     to_naive_utc,
@@ -39,19 +41,8 @@ from runner.engine.types import Column, ColumnType, split_type
 from runner.engine.writer import SqlWriter
 from runner.errors import TerminalError
 
-_INTEGERS = {
-    "smallint": "smallint",
-    "int2": "smallint",
-    "tinyint": "smallint",
-    "integer": "integer",
-    "int": "integer",
-    "int4": "integer",
-    "mediumint": "integer",
-    "bigint": "bigint",
-    "int8": "bigint",
-}
 _SIMPLE = {
-    "real": "real",
+    "real": "double",  # SQLite's REAL is an 8-byte float, whatever the declared name
     "float": "double",
     "double": "double",
     "double precision": "double",
@@ -61,6 +52,7 @@ _SIMPLE = {
     "clob": "text",
     "date": "date",
     "time": "time",
+    "duration": "duration",
     "timestamp": "timestamp",
     "datetime": "timestamp",
     "timestamptz": "timestamptz",
@@ -80,6 +72,7 @@ _RENDER = {
     "text": "TEXT",
     "date": "DATE",
     "time": "TIME",
+    "duration": "DURATION",  # [-]HH:MM:SS.ffffff text (NUMERIC affinity leaves it text)
     "timestamp": "TIMESTAMP",
     "timestamptz": "TIMESTAMPTZ",
     "json": "JSON",
@@ -144,6 +137,20 @@ def _from_iso(kind: type[dt.date] | type[dt.time] | type[dt.datetime], aware: bo
     return convert
 
 
+def _affinity(declared: str) -> str:
+    """SQLite's affinity of a declared type (its rules, in their order)."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return "INTEGER"
+    if any(t in upper for t in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in upper or not upper.strip():
+        return "BLOB"
+    if any(t in upper for t in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
 class SqliteConnector(SqlConnector):
     dialect = "sqlite"
     copy_while_reading = False  # an attached file in a write transaction locks out its reader
@@ -203,12 +210,13 @@ class SqliteConnector(SqlConnector):
             table, schema = f"runner_src.{self.quote(name)}", "runner_src"
         else:
             return None
-        # the values move as stored: the declared types (hence affinities) must be the same
+        # the values move as stored: both columns must have the same affinity and read back
+        # as the same type (INTEGER and BIGINT do; NUMERIC and NUMERIC_TEXT do not)
         cursor.execute(f"PRAGMA {self.quote(schema)}.table_info({self.quote(name)})")
-        theirs = {r[1]: r[2].upper() for r in cursor.fetchall()}
+        theirs = {r[1]: self._stored_as(r[2]) for r in cursor.fetchall()}
         target_schema, _, target_name = into.rpartition(".")
         cursor.execute(f"PRAGMA {target_schema + '.' if target_schema else ''}table_info({target_name})")
-        ours = {r[1]: r[2].upper() for r in cursor.fetchall()}
+        ours = {r[1]: self._stored_as(r[2]) for r in cursor.fetchall()}
         if any(theirs.get(c.name) != ours.get(c.name) for c in columns):
             return None
         wanted = [c.name for c in columns]
@@ -221,12 +229,17 @@ class SqliteConnector(SqlConnector):
             cursor.execute(f"INSERT INTO {into} ({names}) SELECT {names} FROM {table}")
         return cursor.rowcount
 
+    def _stored_as(self, declared: str) -> tuple[str, ColumnType | None]:
+        """A column's affinity and the type runner reads it as."""
+        return _affinity(declared), self.parse_type(declared)
+
     def parse_type(self, declared: str) -> ColumnType | None:
         if not declared.strip():
             return None
         name, a, b = split_type(declared)
-        if name in _INTEGERS:
-            return ColumnType(_INTEGERS[name])  # type: ignore[arg-type]
+        affinity = _affinity(declared)
+        if affinity == "INTEGER":  # 64 bits whatever the name: SMALLINT holds 2**40 too
+            return ColumnType("bigint")
         if name in ("numeric", "decimal", "numeric_text"):
             return ColumnType("decimal", precision=a, scale=b if a is not None else None)
         if name in ("varchar", "character varying", "nvarchar", "varying character"):
@@ -238,16 +251,7 @@ class SqliteConnector(SqlConnector):
         if name in _SIMPLE:
             return ColumnType(_SIMPLE[name])  # type: ignore[arg-type]
         # SQLite's own affinity rules for any other name
-        upper = declared.upper()
-        if "INT" in upper:
-            return ColumnType("bigint")
-        if any(t in upper for t in ("CHAR", "CLOB", "TEXT")):
-            return ColumnType("text")
-        if "BLOB" in upper:
-            return ColumnType("binary")
-        if any(t in upper for t in ("REAL", "FLOA", "DOUB")):
-            return ColumnType("double")
-        return ColumnType("decimal")
+        return ColumnType({"TEXT": "text", "BLOB": "binary", "REAL": "double"}.get(affinity, "decimal"))  # type: ignore[arg-type]
 
     def render_type(self, ctype: ColumnType) -> str:
         if ctype.kind == "decimal":
@@ -287,6 +291,8 @@ class SqliteConnector(SqlConnector):
             return _from_iso(dt.date)
         if kind == "time":
             return _from_iso(dt.time)
+        if kind == "duration":
+            return parse_duration
         if kind in ("json", "jsonb"):
             return json_value
         if kind == "uuid":
@@ -305,6 +311,8 @@ class SqliteConnector(SqlConnector):
             return _timestamptz_text
         if kind in ("date", "time"):
             return _iso
+        if kind == "duration":
+            return duration_text
         if kind in ("json", "jsonb"):
             return json_text
         if kind == "uuid":
