@@ -73,6 +73,14 @@ class StateError(RunnerError):
     """The state store cannot be opened or is at a version this runner does not know."""
 
 
+class StateUnavailable(StateError):
+    """The state store is missing, deleted, replaced or unreadable: nothing that needs it can go on."""
+
+
+class StoreMissing(StateUnavailable):
+    """No state store where one was expected (creating one was not allowed there)."""
+
+
 class LockTimeout(RunnerError):
     """Another process holds the lock past the wait; says who and how to release a stale one."""
 

@@ -32,11 +32,12 @@ from runner.errors import (
     NotFound,
     Problem,
     RunnerError,
+    StoreMissing,
 )
 from runner.history import files as history
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
-from runner.state.store import APPLY_LOCK, AppliedObject, Lock, StateStore, utcnow
+from runner.state.store import APPLY_LOCK, EMPTY_STATE, AppliedObject, Lock, StateStore, utcnow
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
@@ -69,10 +70,31 @@ class Workspace:
     def history(self) -> Path:
         return self.history_dir or self.root / ".runner" / "history"
 
-    def store(self) -> StateStore:
+    def store(self, create: bool = False) -> StateStore:
+        """The state store. Only `apply` (and the daemon, which applies) may `create` it, and
+        only in a new folder: where runs are in the history a store was expected, and a new
+        empty one would run every job from scratch as if it had never run."""
         if self._store is None:
-            self._store = StateStore(self.state)
+            try:
+                self._store = StateStore(self.state, create=False)
+            except StoreMissing as exc:
+                if create and not self.has_runs():
+                    self._store = StateStore(self.state)
+                elif create:
+                    raise StoreMissing(
+                        f"{exc}, but {self.history} holds runs: the store was expected. Restore it "
+                        "from a backup; to start afresh, move the history folder away first"
+                    ) from None
+                else:
+                    raise StoreMissing(
+                        f"{exc}: `runner apply` creates one in a new folder; if it was deleted, "
+                        "restore it from a backup"
+                    ) from None
         return self._store
+
+    def has_runs(self) -> bool:
+        """Whether the history holds any run (then a state store was expected)."""
+        return self.history.is_dir() and next(self.history.glob("*/*/*.json"), None) is not None
 
     def close(self) -> None:
         if self._store is not None:
@@ -102,7 +124,12 @@ def plan(ws: Workspace) -> Plan:
     """The changes `apply` would make. Only valid definitions are ever planned: with any
     problem nothing is planned, so a broken file can never plan a deletion."""
     definitions = validate(ws)
-    store = ws.store()
+    try:
+        store = ws.store()
+    except StoreMissing:
+        if ws.has_runs():
+            raise
+        return diff(definitions, [], None, EMPTY_STATE)  # a new folder: everything is created
     latest = store.latest_revision()
     return diff(definitions, store.objects(), latest.id if latest else None, store.state_digest())
 
@@ -136,7 +163,7 @@ def apply(
     """Validate, plan and apply in one transaction under the apply lock; with `plan_file` (or a
     plan made in this process, `planned`), apply exactly that plan, or refuse when the state
     changed since it was made."""
-    store = ws.store()
+    store = ws.store(create=True)
     saved = read_plan(plan_file) if plan_file else planned
     if plan_file is not None and saved is not None:  # data from outside: check what it would store
         models = registry.connection_models()
@@ -761,7 +788,10 @@ DAEMON_LOCK = "daemon"  # held by the one daemon of a state store
 
 def runtime_switches(ws: Workspace) -> dict[str, Any]:
     """What operators switched at runtime (not in git): suspended jobs and the pause."""
-    suspended = ws.store().suspended()
+    try:
+        suspended = ws.store().suspended()
+    except StoreMissing:  # a new folder: nothing was switched yet
+        return {"paused": False, "suspended": []}
     return paused_info(ws) | {
         "suspended": [
             {"job": f"{ns}/{name}", "since": since, "by": by}
@@ -774,6 +804,16 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
     """Every applied job with its schedule, next run, last run, the run going on now,
     whether it is suspended and whether an applied update waits for the running run to end."""
     store = ws.store()
+    problem = store.check()
+    if problem:  # what the store says now cannot be trusted: say only that
+        return {
+            "state_store": {"healthy": False, "error": problem},
+            "daemon": None,
+            "paused": None,
+            "revision": None,
+            "git_commit": None,
+            "jobs": [],
+        }
     running = {lock.name.removeprefix("job:"): lock for lock in store.locks("job:") if lock.alive}
     suspended = store.suspended()
     paused = paused_info(ws)
@@ -834,6 +874,7 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
             }
         )
     return {
+        "state_store": {"healthy": True, "error": None},
         "daemon": {"holder": daemon.holder, "since": daemon.acquired_at} if daemon and daemon.alive else None,
         **paused,
         "revision": latest.id if latest else None,

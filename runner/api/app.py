@@ -33,7 +33,15 @@ from runner import service
 from runner.api.auth import READS, AuthError, Key, KeyRing
 from runner.definitions.models import JobSpec, Name
 from runner.engine.changes import RunOptions
-from runner.errors import DefinitionsInvalid, JobBusy, NameTaken, NotFound, NotRunning, RunnerError
+from runner.errors import (
+    DefinitionsInvalid,
+    JobBusy,
+    NameTaken,
+    NotFound,
+    NotRunning,
+    RunnerError,
+    StateUnavailable,
+)
 
 STATIC = Path(__file__).parent / "static"
 FRESH_SECONDS = 0.5  # how long a listing is reused: dashboards poll it, many at once
@@ -192,6 +200,9 @@ class Guard:
             except AuthError as exc:
                 await _refuse(exc, send)
                 return
+            except StateUnavailable as exc:  # the keys cannot be read
+                await _refuse(AuthError(503, str(exc)), send)
+                return
             except ValueError:
                 await _refuse(AuthError(400, "Content-Length is not a number"), send)
                 return
@@ -283,6 +294,8 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
                 {"field": p.location.field, "message": p.message, "hint": p.hint} for p in exc.problems
             ]
             return _error(422, problems[0]["message"], field=problems[0]["field"], problems=problems)
+        if isinstance(exc, StateUnavailable):  # deleted, replaced, unreadable: not the client's fault
+            return _error(503, str(exc))
         conflict = isinstance(exc, JobBusy | NotRunning | NameTaken)
         return _error(404 if isinstance(exc, NotFound) else 409 if conflict else 400, str(exc))
 

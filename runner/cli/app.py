@@ -623,7 +623,10 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text) -> None:
     """The keys: name, scope, created when and by whom (never the key)."""
-    rows = service.keys_list(STATE.workspace)
+    try:
+        rows = service.keys_list(STATE.workspace)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
     if fmt == Format.json:
         out.print(json.dumps(rows, indent=2), markup=False)
     else:

@@ -39,7 +39,7 @@ from runner.daemon.watch import FolderWatcher
 from runner.definitions.models import Retry
 from runner.definitions.validate import resolve_reference
 from runner.engine.changes import RunOptions
-from runner.errors import DefinitionsInvalid, JobBusy, LockTimeout, RunnerError
+from runner.errors import DefinitionsInvalid, JobBusy, LockTimeout, RunnerError, StateUnavailable
 from runner.history import files as history
 
 
@@ -101,6 +101,7 @@ class Daemon:
         self._retries: list[tuple[float, int, Request]] = []  # (monotonic due, seq, request)
         self._seq = 0
         self._held: tuple[list[str], float] | None = None  # planned deletions, since (monotonic)
+        self._state_problem: str | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -119,7 +120,7 @@ class Daemon:
         signal.signal(signal.SIGINT, self.request_stop)
 
     def run(self) -> int:
-        store = self.ws.store()
+        store = self.ws.store(create=True)  # its first act is an apply: a new folder gets a store
         try:
             lock_id = store.acquire(service.DAEMON_LOCK, timeout=0)
         except LockTimeout:
@@ -153,6 +154,10 @@ class Daemon:
                 http = self._serve_http(self.options.http)
             while not self._stop.is_set():
                 try:
+                    if self.state_problem():
+                        self._wake.wait(self.options.poll)
+                        self._wake.clear()
+                        continue
                     self._tick()
                     wait = self._sleep_seconds()
                 except Exception as exc:  # noqa: BLE001 - the state store away for a while, a full disk: go on
@@ -217,6 +222,20 @@ class Daemon:
 
     # --- the loop ------------------------------------------------------------------------
 
+    def state_problem(self) -> str | None:
+        """What is wrong with the state store now (deleted, replaced, unreadable), logged when
+        it starts and when it ends; while it lasts nothing is scheduled or started."""
+        problem = self.ws.store().check()
+        if problem != self._state_problem:
+            if problem:
+                self.log(
+                    "error", "the state store cannot be used: no run starts until it is back", error=problem
+                )
+            else:
+                self.log("info", "the state store is usable again")
+            self._state_problem = problem
+        return problem
+
     def _tick(self) -> None:
         changed = self.watcher is not None and self.watcher.settled()
         if changed or (self._held and time.monotonic() - self._held[1] >= self.options.settle):
@@ -274,8 +293,12 @@ class Daemon:
 
         Raises:
             JobBusy: the job is running (here or in another process).
+            StateUnavailable: the state store is deleted, replaced or unreadable.
             RunnerError: the daemon is stopping.
         """
+        problem = self.state_problem()
+        if problem:
+            raise StateUnavailable(f"{problem}; no run starts until it is back")
         held = self.ws.store().lock_info(service.job_lock(job))
         if held is not None and held.alive:
             raise JobBusy(f"job {job} is already running ({held.holder}, run {held.run_id})")

@@ -24,10 +24,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from runner.errors import LockTimeout, NotFound, NotRunning, StaleState, StateError
+from runner.errors import (
+    LockTimeout,
+    NotFound,
+    NotRunning,
+    StaleState,
+    StateError,
+    StateUnavailable,
+    StoreMissing,
+)
 from runner.state import schema
 
 APPLY_LOCK = "apply"
+EMPTY_STATE = hashlib.sha256(b"[]").hexdigest()  # `state_digest` of a store without objects
 
 
 def utcnow() -> str:
@@ -151,11 +160,29 @@ def _sqlite_begin_immediate(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class StateStore:
-    """The applied state, behind a SQLAlchemy URL (`sqlite:///…` or `postgresql://…`)."""
+def _unavailable(engine: sa.Engine) -> None:
+    """Turn the driver's errors into `StateUnavailable`, so every caller (the CLI, the API, the
+    daemon's loop) reports a deleted, corrupted or unreachable store as such instead of as a
+    traceback. Integrity errors are left alone: locks and keys take them as answers."""
 
-    def __init__(self, url: str):
+    @event.listens_for(engine, "handle_error")
+    def _handle(ctx: sa.engine.ExceptionContext) -> None:
+        if ctx.is_pre_ping or isinstance(ctx.sqlalchemy_exception, sa.exc.IntegrityError):
+            return
+        detail = " ".join(str(ctx.original_exception).split())
+        raise StateUnavailable(f"the state store cannot be used: {detail}") from None
+
+
+class StateStore:
+    """The applied state, behind a SQLAlchemy URL (`sqlite:///…` or `postgresql://…`).
+
+    With `create` False, a store that does not exist yet (no SQLite file, no runner tables in
+    the database) is an error rather than created empty: a store deleted by mistake must not
+    come back empty and silently restart every job from scratch."""
+
+    def __init__(self, url: str, create: bool = True):
         self.url = url
+        self.file: Path | None = None  # a SQLite store's file, watched by `check`
         try:
             parsed = sa.make_url(url)
         except sa.exc.ArgumentError:
@@ -166,7 +193,10 @@ class StateStore:
             parsed = parsed.set(drivername="postgresql+psycopg")
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                self.file = Path(parsed.database).resolve()
+                if not create and not self.file.exists():
+                    raise StoreMissing(f"no state store at {self.file}")
+                self.file.parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(parsed, connect_args={"timeout": 60})
             _sqlite_begin_immediate(self.engine)
         elif parsed.get_backend_name() == "postgresql":
@@ -175,18 +205,52 @@ class StateStore:
             raise StateError(
                 f"unsupported state store {parsed.get_backend_name()!r}; use sqlite or postgresql"
             )
-        self._migrate()
+        _unavailable(self.engine)
+        self._migrate(create)
+        self._identity = self._file_identity()
 
     def close(self) -> None:
         self.engine.dispose()
 
+    # --- health ----------------------------------------------------------------------
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self.file is None:
+            return None
+        st = os.stat(self.file)
+        return st.st_dev, st.st_ino
+
+    def check(self) -> str | None:
+        """What is wrong with the store, or None when it is usable. A SQLite file deleted or
+        replaced under a running process still answers reads from the old file (and refuses
+        writes), so its identity is compared with the one opened; then one read proves the
+        file is a readable store of this runner's schema."""
+        if self.file is not None:
+            try:
+                identity = self._file_identity()
+            except FileNotFoundError:
+                return f"the state store file {self.file} was deleted"
+            except OSError as exc:
+                return f"the state store file {self.file} cannot be read: {exc.strerror}"
+            if identity != self._identity:
+                return f"the state store file {self.file} was replaced since it was opened"
+        try:
+            version = self.schema_version()
+        except StateError as exc:
+            return str(exc)
+        if version != schema.LATEST:
+            return f"the state store is at schema version {version}, expected {schema.LATEST}"
+        return None
+
     # --- schema ----------------------------------------------------------------------
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool) -> None:
         try:
             with self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":  # serialise concurrent first starts
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7361626)")
+                if not create and not sa.inspect(conn).has_table(schema.schema_version.name):
+                    raise StoreMissing(f"no state store in {self.engine.url.render_as_string()}")
                 schema.schema_version.create(conn, checkfirst=True)
                 current = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
                 if current > schema.LATEST:
@@ -197,8 +261,10 @@ class StateStore:
                 for version in range(current + 1, schema.LATEST + 1):
                     schema.MIGRATIONS[version - 1](conn)
                     conn.execute(schema.schema_version.insert().values(version=version, applied_at=utcnow()))
-        except sa.exc.DBAPIError as exc:
-            raise StateError(f"cannot open the state store: {' '.join(str(exc.orig).split())}") from None
+        except StoreMissing:
+            raise
+        except StateUnavailable as exc:
+            raise StateUnavailable(str(exc).replace("cannot be used", "cannot be opened")) from None
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
