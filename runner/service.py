@@ -21,7 +21,7 @@ from runner.definitions.models import API_VERSION, NAME_PATTERN, JobSpec, Metada
 from runner.definitions.validate import Definition, check_document, resolve_reference, validate_documents
 from runner.engine import pointers, registry
 from runner.engine.cancel import CancelToken
-from runner.engine.changes import Progress, RunOptions, TaskResult
+from runner.engine.changes import COMMITTED, Progress, RunOptions, TaskResult
 from runner.engine.run import run_job
 from runner.errors import (
     DefinitionsInvalid,
@@ -514,6 +514,7 @@ def _execute(
     except BaseException as exc:  # the record must never stay "running" for a run that ended
         interrupted = isinstance(exc, KeyboardInterrupt)
         error = "interrupted" if interrupted else secrets.redact(f"{type(exc).__name__}: {exc}")
+        record.update(_with_committed(record))
         record.update(status="cancelled" if interrupted else "failed", error=error, finished_at=utcnow())
         history.write_atomic(path, record)
         log("warning" if interrupted else "error", f"run ended: {error}")
@@ -707,7 +708,28 @@ def _with_live_status(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
     held = ws.store().lock_info(job_lock(f"{record['namespace']}/{record['job']}"))
     if held is not None and held.run_id == record["run_id"] and held.alive:
         return record
-    return record | {"status": "interrupted", "error": "the process running it ended without finishing it"}
+    error = "the process running it ended without finishing it"
+    return _with_committed(record) | {"status": "interrupted", "error": error}
+
+
+def _with_committed(record: dict[str, Any]) -> dict[str, Any]:
+    """A record cut short, with what its tasks had committed (from the run log's lines after
+    each commit) in place of the counts of tasks that never ended."""
+    ended = {t.get("name") for t in record.get("tasks", [])}
+    cut = [
+        {"name": name, "status": "interrupted", **counts}
+        | {"rows_written": sum(counts[k] for k in ("inserted", "updated", "upserted", "deleted"))}
+        for name, counts in history.committed_counts(Path(record.get("log") or ""), COMMITTED).items()
+        if name not in ended
+    ]
+    if not cut:
+        return record
+    tasks = [*record.get("tasks", []), *cut]
+    return record | {
+        "tasks": tasks,
+        "rows_read": sum(t.get("rows_read") or 0 for t in tasks),
+        "rows_written": sum(t.get("rows_written") or 0 for t in tasks),
+    }
 
 
 def mark_interrupted(ws: Workspace, record: dict[str, Any]) -> dict[str, Any] | None:

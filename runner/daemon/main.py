@@ -392,13 +392,18 @@ class Daemon:
         """Once at start: a run a killed daemon left unfinished, and a cron slot missed while
         the daemon was down, each make one run (one per job, whatever the count)."""
         reasons: dict[str, str] = {}
+        options: dict[str, RunOptions] = {}
         for ref in self.jobs:
             namespace, _, name = ref.partition("/")
             newest = history.list_runs(self.ws.history, namespace, name, 1)
-            if newest and newest[0].get("status") == "running" and scheduled(newest[0].get("trigger")):
+            if newest and newest[0].get("status") == "running":
                 record = service.mark_interrupted(self.ws, newest[0])
-                if record is not None:
+                ran = (record or {}).get("options", {})
+                if record is not None and not (ran.get("dry_run") or ran.get("limit")):
+                    # whoever started it (cron, a trigger, the API, `runner run`): it runs again,
+                    # on the same tasks; a test run (dry run, --limit) changed nothing to finish
                     reasons[ref] = f"catch-up: run {record['run_id']} was interrupted"
+                    options[ref] = RunOptions(tasks=ran.get("tasks"))
         if not self.paused:
             for due in self.scheduler.due(_utcnow(), self.suspended):
                 self._mark(due.job, due.slot)
@@ -407,7 +412,7 @@ class Daemon:
             if ref in self.suspended or self.paused:
                 continue
             self.log("info", "running once to catch up", job=ref, reason=reason)
-            self._submit(Request(ref, reason))
+            self._submit(Request(ref, reason, options=options.get(ref, RunOptions())))
 
     # --- ended runs ----------------------------------------------------------------------
 

@@ -59,7 +59,7 @@ class RunLog:
         line = secrets.redact(json.dumps(entry, ensure_ascii=False, default=str))
         with self.path.open("a", encoding="utf-8") as f:
             f.write(line + "\n")
-        if self.echo:
+        if self.echo and level != "debug":
             self.echo(json.loads(line))
 
 
@@ -83,6 +83,22 @@ def read_log(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             entries.append({"level": "warning", "message": f"unreadable log line: {line[:200]}"})
     return entries
+
+
+def committed_counts(log: Path, marker: str) -> dict[str, dict[str, int]]:
+    """Task -> its counts on the last `marker` line of a run log: what the target had
+    committed when the run was cut (the log is appended line by line, the record only when a
+    task ends)."""
+    counts: dict[str, dict[str, int]] = {}
+    try:
+        entries = read_log(log)
+    except OSError:
+        return counts
+    for entry in entries:
+        if entry.get("message") == marker and isinstance(entry.get("task"), str):
+            fields = ("rows_read", "inserted", "updated", "upserted", "deleted")
+            counts[entry["task"]] = {k: int(entry.get(k) or 0) for k in fields}
+    return counts
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
