@@ -81,6 +81,10 @@ class StoreMissing(StateUnavailable):
     """No state store where one was expected (creating one was not allowed there)."""
 
 
+class HistoryUnwritable(RunnerError):
+    """The history folder cannot be written (full, read-only): a run could not record itself."""
+
+
 class LockTimeout(RunnerError):
     """Another process holds the lock past the wait; says who and how to release a stale one."""
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ from runner.engine.changes import COMMITTED, Progress, RunOptions, TaskResult
 from runner.engine.run import run_job
 from runner.errors import (
     DefinitionsInvalid,
+    HistoryUnwritable,
     JobBusy,
     Location,
     LockTimeout,
@@ -691,18 +693,27 @@ def log_since(ws: Workspace, run_id: str, after: int = 0, level: str | None = No
     above; `next` is where the next call starts, `running` whether more may come."""
     path = history.find_log(ws.history, run_id)
     if path is None:
+        if history.find_run(ws.history, run_id) and run_record(ws, run_id)["status"] == QUEUED:
+            return {"run_id": run_id, "lines": [], "next": 0, "running": True}  # its log comes
         raise NotFound(f"no run log for run {run_id!r}")
     entries = history.read_log(path)
     lines = entries[after:]
     if level is not None:
         lines = [e for e in lines if LEVELS.get(e.get("level", "info"), 1) >= LEVELS[level]]
-    running = run_record(ws, run_id)["status"] == "running"
+    running = run_record(ws, run_id)["status"] in ("running", QUEUED)
     return {"run_id": run_id, "lines": lines, "next": len(entries), "running": running}
 
 
 def _with_live_status(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
     """A record that says `running` while no live process holds the job's lock for it was
-    left by a process that died (kill -9, a crash): it reads `interrupted`."""
+    left by a process that died (kill -9, a crash): it reads `interrupted`. One that says
+    `queued` while the process that accepted it is gone reads `not_started`."""
+    if record.get("status") == QUEUED:
+        by = record.get("queued_by") or {}
+        lock = Lock("", "", "", "", by.get("host"), by.get("pid"))
+        if lock.alive:
+            return record
+        return record | {"status": NOT_STARTED, "error": "the daemon stopped before the run started"}
     if record.get("status") != "running":
         return record
     held = ws.store().lock_info(job_lock(f"{record['namespace']}/{record['job']}"))
@@ -730,6 +741,58 @@ def _with_committed(record: dict[str, Any]) -> dict[str, Any]:
         "rows_read": sum(t.get("rows_read") or 0 for t in tasks),
         "rows_written": sum(t.get("rows_written") or 0 for t in tasks),
     }
+
+
+QUEUED, NOT_STARTED = "queued", "not_started"
+
+
+def record_queued(ws: Workspace, ref: str, run_id: str, trigger: str, options: RunOptions) -> dict[str, Any]:
+    """Record a run accepted but not started yet (the API answered 202 with its id), so the id
+    resolves whatever happens next: the run's start overwrites it, or `record_not_started`
+    says why it never started.
+
+    Raises:
+        HistoryUnwritable: the record cannot be written; the run must not be accepted.
+    """
+    namespace, _, name = ref.partition("/")
+    record: dict[str, Any] = {
+        "run_id": run_id,
+        "job": name,
+        "namespace": namespace,
+        "options": {k: v for k, v in asdict(options).items() if v},
+        "trigger": trigger,
+        "status": QUEUED,
+        "queued_at": utcnow(),
+        "queued_by": {"host": socket.gethostname(), "pid": os.getpid()},
+        "started_at": None,
+        "finished_at": None,
+        "seconds": None,
+        "rows_read": 0,
+        "rows_written": 0,
+        "tasks": [],
+        "error": None,
+    }
+    try:
+        history.write_atomic(history.run_path(ws.history, namespace, name, run_id), record)
+    except OSError as exc:
+        raise HistoryUnwritable(
+            f"the history folder {ws.history} cannot be written ({exc.strerror}): no run starts"
+        ) from None
+    return record
+
+
+def record_not_started(ws: Workspace, ref: str, run_id: str, reason: str) -> None:
+    """Turn a queued run's record into one that says why it never started. Left alone when
+    the run started after all (its own record is there)."""
+    namespace, _, name = ref.partition("/")
+    path = history.run_path(ws.history, namespace, name, run_id)
+    try:
+        record = history.read_run(path)
+    except (OSError, ValueError):
+        return
+    if record.get("status") == QUEUED:
+        record = {k: v for k, v in record.items() if k != "path"}
+        history.write_atomic(path, record | {"status": NOT_STARTED, "error": reason, "finished_at": utcnow()})
 
 
 def mark_interrupted(ws: Workspace, record: dict[str, Any]) -> dict[str, Any] | None:
@@ -865,7 +928,7 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
         spec = job.document["spec"]
         lock = running.get(job.ref)
         recent = [_with_live_status(ws, r) for r in history.list_runs(ws.history, job.namespace, job.name, 2)]
-        last = next((r for r in recent if r.get("status") != "running"), None)
+        last = next((r for r in recent if r.get("status") not in ("running", QUEUED)), None)
         current = next((r for r in recent if lock and r["run_id"] == lock.run_id), None)
         switch = suspended.get((job.namespace, job.name))
         schedule = spec.get("schedule")

@@ -35,6 +35,7 @@ from runner.definitions.models import JobSpec, Name
 from runner.engine.changes import RunOptions
 from runner.errors import (
     DefinitionsInvalid,
+    HistoryUnwritable,
     JobBusy,
     NameTaken,
     NotFound,
@@ -294,7 +295,7 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
                 {"field": p.location.field, "message": p.message, "hint": p.hint} for p in exc.problems
             ]
             return _error(422, problems[0]["message"], field=problems[0]["field"], problems=problems)
-        if isinstance(exc, StateUnavailable):  # deleted, replaced, unreadable: not the client's fault
+        if isinstance(exc, StateUnavailable | HistoryUnwritable):  # the server's storage, not the request
             return _error(503, str(exc))
         conflict = isinstance(exc, JobBusy | NotRunning | NameTaken)
         return _error(404 if isinstance(exc, NotFound) else 409 if conflict else 400, str(exc))

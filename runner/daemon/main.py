@@ -293,6 +293,7 @@ class Daemon:
 
         Raises:
             JobBusy: the job is running (here or in another process).
+            HistoryUnwritable: the run could not be recorded as queued.
             StateUnavailable: the state store is deleted, replaced or unreadable.
             RunnerError: the daemon is stopping.
         """
@@ -302,8 +303,13 @@ class Daemon:
         held = self.ws.store().lock_info(service.job_lock(job))
         if held is not None and held.alive:
             raise JobBusy(f"job {job} is already running ({held.holder}, run {held.run_id})")
+        if self.executor.stopping:
+            raise RunnerError("the daemon is stopping: no run starts now")
         run_id = history.new_run_id()
+        service.record_queued(self.ws, job, run_id, trigger, options)  # the id resolves from now on
         outcome = self.executor.submit(Request(job, trigger, 1, options, run_id, adhoc), exclusive=True)
+        if outcome != "started":  # the caller gets an error, not the id: no record is left
+            history.run_path(self.ws.history, *job.split("/", 1), run_id).unlink(missing_ok=True)
         if outcome == "busy":
             raise JobBusy(f"job {job} is already running")
         if outcome != "started":
