@@ -11,6 +11,7 @@ import re
 import socket
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from secrets import token_urlsafe
@@ -419,6 +420,7 @@ def _run_locked(
             f"job {job.ref} has no task {', '.join(map(repr, unknown))} "
             f"(tasks: {', '.join(t.name for t in spec.tasks)})"
         )
+    history.check_space(ws.history)
     run_id = run_id or history.new_run_id()
     try:
         lock_id = store.acquire(job_lock(job.ref), timeout=0, run_id=run_id)
@@ -486,7 +488,19 @@ def _execute(
         "error": None,
         "log": str(log.path),
     }
-    history.write_atomic(path, record)
+    try:  # nothing is touched yet: a history that cannot take the run refuses it now
+        spare = history.reserve(path)
+    except OSError as exc:
+        raise HistoryUnwritable(
+            f"the history folder {ws.history} cannot be written: {exc.strerror}"
+        ) from None
+    try:
+        history.write_atomic(path, record)
+    except OSError as exc:
+        spare.unlink(missing_ok=True)
+        raise HistoryUnwritable(
+            f"the history folder {ws.history} cannot be written: {exc.strerror}"
+        ) from None
     log("info", "run started", job=job.ref, revision=job.revision_id, trigger=trigger, **record["options"])
     started = dt.datetime.now(dt.UTC)
     done: dict[str, TaskResult] = {}
@@ -496,7 +510,8 @@ def _execute(
         with writing:
             done[result.name] = result
             record["tasks"] = [task_dict(r) for r in done.values()]
-            history.write_atomic(path, record)
+            with suppress(OSError):  # a full disk: the final record, written into the reserve, has it
+                history.write_atomic(path, record)
 
     try:
         results = run_job(
@@ -518,7 +533,8 @@ def _execute(
         error = "interrupted" if interrupted else secrets.redact(f"{type(exc).__name__}: {exc}")
         record.update(_with_committed(record))
         record.update(status="cancelled" if interrupted else "failed", error=error, finished_at=utcnow())
-        history.write_atomic(path, record)
+        with suppress(HistoryUnwritable):  # the run's own error says more
+            _write_final(path, record, spare, log)
         log("warning" if interrupted else "error", f"run ended: {error}")
         raise
     failed = [r for r in results if r.status == "failed"]
@@ -539,11 +555,30 @@ def _execute(
         failed_tasks=[r.name for r in failed],
         error=error,
     )
-    history.write_atomic(path, record)
+    _write_final(path, record, spare, log)
     level = {"succeeded": "info", "cancelled": "warning"}.get(status, "error")
     log(level, f"run {status}", seconds=record["seconds"], error=error)
     record["path"] = str(path)
     return record
+
+
+def _write_final(path: Path, record: dict[str, Any], spare: Path, log: history.RunLog) -> None:
+    """Write a run's last record into the space its reserve held (a run that filled the disk
+    still says how it ended and what it committed), and say whether its log lost lines.
+
+    Raises:
+        HistoryUnwritable: even so, the record could not be written.
+    """
+    if log.error:
+        record["log_error"] = log.error
+    spare.unlink(missing_ok=True)
+    try:
+        history.write_atomic(path, record)
+    except OSError as exc:
+        raise HistoryUnwritable(
+            f"run {record['run_id']} {record['status']} ({record['rows_written']} rows written), but "
+            f"its record {path} could not be written: {exc.strerror}"
+        ) from None
 
 
 def task_dict(result: TaskResult) -> dict[str, Any]:

@@ -646,6 +646,12 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
 def main() -> None:
     try:
         app()
+    except OSError as exc:  # a full disk, a folder that vanished: a message, as for RunnerError
+        if STATE.debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"error: {exc.strerror or exc}{where}", markup=False)
+        sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)

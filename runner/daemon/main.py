@@ -39,7 +39,14 @@ from runner.daemon.watch import FolderWatcher
 from runner.definitions.models import Retry
 from runner.definitions.validate import resolve_reference
 from runner.engine.changes import RunOptions
-from runner.errors import DefinitionsInvalid, JobBusy, LockTimeout, RunnerError, StateUnavailable
+from runner.errors import (
+    DefinitionsInvalid,
+    HistoryUnwritable,
+    JobBusy,
+    LockTimeout,
+    RunnerError,
+    StateUnavailable,
+)
 from runner.history import files as history
 
 
@@ -68,13 +75,17 @@ def _utcnow() -> dt.datetime:
 
 
 def _check_writable(folder: Path) -> None:
-    """Refuse to start when runs could not record themselves (history files and logs)."""
+    """Refuse to start when runs could not record themselves (history files and logs): too
+    little free space, or a folder where a block of data cannot be written and synced (an
+    empty file proves nothing on a full disk)."""
+    history.check_space(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
     except OSError as exc:
-        raise RunnerError(f"the history folder {folder} is not writable: {exc.strerror}") from None
+        raise HistoryUnwritable(f"the history folder {folder} is not writable: {exc.strerror}") from None
 
 
 class Daemon:
