@@ -10,9 +10,10 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from secrets import token_urlsafe
 from typing import Annotated, Any, Literal, Union
@@ -35,6 +36,7 @@ from runner.errors import (
     NotFound,
     Problem,
     RunnerError,
+    StateError,
     StoreMissing,
 )
 from runner.history import files as history
@@ -249,9 +251,7 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
     }
     if kind == "Job":
         out["next_runs"] = next_fire_times(obj.document["spec"].get("schedule"))
-        out["last_runs"] = [
-            _run_summary(r) for r in history.list_runs(ws.history, obj.namespace, obj.name, 5)
-        ]
+        out["last_runs"] = [_run_summary(r) for r in recent_runs(ws, obj.namespace, obj.name, 5)]
     return out
 
 
@@ -496,6 +496,7 @@ def _execute(
         ) from None
     try:
         history.write_atomic(path, record)
+        _index(ws, record)
     except OSError as exc:
         spare.unlink(missing_ok=True)
         raise HistoryUnwritable(
@@ -534,7 +535,7 @@ def _execute(
         record.update(_with_committed(record))
         record.update(status="cancelled" if interrupted else "failed", error=error, finished_at=utcnow())
         with suppress(HistoryUnwritable):  # the run's own error says more
-            _write_final(path, record, spare, log)
+            _write_final(ws, path, record, spare, log)
         log("warning" if interrupted else "error", f"run ended: {error}")
         raise
     failed = [r for r in results if r.status == "failed"]
@@ -555,14 +556,14 @@ def _execute(
         failed_tasks=[r.name for r in failed],
         error=error,
     )
-    _write_final(path, record, spare, log)
+    _write_final(ws, path, record, spare, log)
     level = {"succeeded": "info", "cancelled": "warning"}.get(status, "error")
     log(level, f"run {status}", seconds=record["seconds"], error=error)
     record["path"] = str(path)
     return record
 
 
-def _write_final(path: Path, record: dict[str, Any], spare: Path, log: history.RunLog) -> None:
+def _write_final(ws: Workspace, path: Path, record: dict[str, Any], spare: Path, log: history.RunLog) -> None:
     """Write a run's last record into the space its reserve held (a run that filled the disk
     still says how it ended and what it committed), and say whether its log lost lines.
 
@@ -575,10 +576,92 @@ def _write_final(path: Path, record: dict[str, Any], spare: Path, log: history.R
     try:
         history.write_atomic(path, record)
     except OSError as exc:
+        _index(ws, record)  # the index at least says how it ended
         raise HistoryUnwritable(
             f"run {record['run_id']} {record['status']} ({record['rows_written']} rows written), but "
             f"its record {path} could not be written: {exc.strerror}"
         ) from None
+    _index(ws, record)
+
+
+def _index(ws: Workspace, record: dict[str, Any]) -> None:
+    """Put a run in the history's index; the file stays the record, so an index that cannot
+    be written (the state store away: reported on its own) never fails the run."""
+    with suppress(StateError):
+        ws.store().index_runs([{k: v for k, v in record.items() if k != "path"}])
+
+
+RUNS_PAGE = 100  # run ids read from the index at a time
+
+
+def _ensure_indexed(ws: Workspace, namespace: str, job: str) -> None:
+    """Index a job's history files once (those written before the index existed)."""
+    store = ws.store()
+    if store.runs_indexed(namespace, job):
+        return
+    batch: list[dict[str, Any]] = []
+    for record in history.iter_runs(ws.history, namespace, job):
+        if record.get("run_id") and record.get("namespace") == namespace and record.get("job") == job:
+            batch.append({k: v for k, v in record.items() if k != "path"})
+        if len(batch) >= 500:
+            store.index_runs(batch)
+            batch = []
+    store.index_runs(batch)
+    store.mark_runs_indexed(namespace, job)
+
+
+def job_runs(
+    ws: Workspace, namespace: str, job: str, changed_only: bool = False, task: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """A job's run records, newest first, read one file at a time as the index lists them:
+    a listing reads only the files it shows. `changed_only` and `task` filter in the index."""
+    _ensure_indexed(ws, namespace, job)
+    before = None
+    while True:
+        ids = ws.store().run_ids(namespace, job, RUNS_PAGE, changed_only, task, before)
+        for run_id in ids:
+            try:
+                yield history.read_run(history.run_path(ws.history, namespace, job, run_id))
+            except (OSError, ValueError):  # deleted by hand, or being replaced: skip it
+                continue
+        if len(ids) < RUNS_PAGE:
+            return
+        before = ids[-1]
+
+
+def recent_runs(ws: Workspace, namespace: str, job: str, limit: int) -> list[dict[str, Any]]:
+    return list(islice(job_runs(ws, namespace, job), limit))
+
+
+def prune_history(
+    ws: Workspace,
+    namespace: str,
+    job: str,
+    keep_runs: int | None = None,
+    keep_days: float | None = None,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """Delete a job's old runs (record and log): those neither among the newest `keep_runs`
+    nor started within `keep_days`. Always kept: the last run of each task (what `tasks`
+    shows) and runs not ended (running, queued). Returns the ids deleted."""
+    if keep_runs is None and keep_days is None:
+        return []
+    _ensure_indexed(ws, namespace, job)
+    store = ws.store()
+    index = store.run_index(namespace, job)
+    keep = set(store.last_task_runs(namespace, job).values())
+    keep |= {run_id for run_id, status, _ in index if status in ("running", QUEUED)}
+    if keep_runs is not None:
+        keep |= {run_id for run_id, _, _ in index[:keep_runs]}
+    if keep_days is not None:
+        cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=keep_days)
+        keep |= {r for r, _, started in index if not started or dt.datetime.fromisoformat(started) >= cutoff}
+    gone = [run_id for run_id, _, _ in index if run_id not in keep]
+    for run_id in gone:
+        history.run_path(ws.history, namespace, job, run_id).unlink(missing_ok=True)
+        history.log_path(ws.history, namespace, job, run_id).unlink(missing_ok=True)
+    store.forget_runs(gone)
+    return gone
 
 
 def task_dict(result: TaskResult) -> dict[str, Any]:
@@ -658,7 +741,7 @@ def logs(ws: Workspace, run_or_job: str, last: bool = False) -> list[dict[str, A
     """The lines of a run's log: by run id, or the last run of a job with `last`."""
     if last:
         job = find(ws, "Job", run_or_job)
-        newest = history.list_runs(ws.history, job.namespace, job.name, 1)
+        newest = recent_runs(ws, job.namespace, job.name, 1)
         if not newest:
             raise NotFound(f"job {job.ref} has no runs yet")
         run_or_job = newest[0]["run_id"]
@@ -686,7 +769,7 @@ def runs(
         job = AppliedObject("Job", namespace, name, {}, "", "", 0, 0)
     if task is None:
         out = []
-        for record in history.iter_runs(ws.history, job.namespace, job.name):
+        for record in job_runs(ws, job.namespace, job.name, changed_only):
             if changed_only and record.get("status") == "succeeded" and not record.get("rows_written"):
                 continue
             out.append(_with_live_status(ws, record))
@@ -697,7 +780,7 @@ def runs(
     if task not in {t.name for t in spec.tasks}:
         raise NotFound(f"job {job.ref} has no task {task!r} (tasks: {', '.join(t.name for t in spec.tasks)})")
     out = []
-    for record in history.iter_runs(ws.history, job.namespace, job.name):
+    for record in job_runs(ws, job.namespace, job.name, task=task):
         result = next((t for t in record.get("tasks", []) if t.get("name") == task), None)
         if changed_only and result and result.get("status") == "succeeded" and not _written(result):
             continue
@@ -809,6 +892,7 @@ def record_queued(ws: Workspace, ref: str, run_id: str, trigger: str, options: R
     }
     try:
         history.write_atomic(history.run_path(ws.history, namespace, name, run_id), record)
+        _index(ws, record)
     except OSError as exc:
         raise HistoryUnwritable(
             f"the history folder {ws.history} cannot be written ({exc.strerror}): no run starts"
@@ -827,7 +911,9 @@ def record_not_started(ws: Workspace, ref: str, run_id: str, reason: str) -> Non
         return
     if record.get("status") == QUEUED:
         record = {k: v for k, v in record.items() if k != "path"}
-        history.write_atomic(path, record | {"status": NOT_STARTED, "error": reason, "finished_at": utcnow()})
+        record |= {"status": NOT_STARTED, "error": reason, "finished_at": utcnow()}
+        history.write_atomic(path, record)
+        _index(ws, record)
 
 
 def mark_interrupted(ws: Workspace, record: dict[str, Any]) -> dict[str, Any] | None:
@@ -839,6 +925,7 @@ def mark_interrupted(ws: Workspace, record: dict[str, Any]) -> dict[str, Any] | 
     path = Path(record["path"])
     stored = {k: v for k, v in live.items() if k != "path"} | {"finished_at": None}
     history.write_atomic(path, stored)
+    _index(ws, stored)
     return stored
 
 
@@ -962,7 +1049,7 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
     for job in applied:
         spec = job.document["spec"]
         lock = running.get(job.ref)
-        recent = [_with_live_status(ws, r) for r in history.list_runs(ws.history, job.namespace, job.name, 2)]
+        recent = [_with_live_status(ws, r) for r in recent_runs(ws, job.namespace, job.name, 2)]
         last = next((r for r in recent if r.get("status") not in ("running", QUEUED)), None)
         current = next((r for r in recent if lock and r["run_id"] == lock.run_id), None)
         switch = suspended.get((job.namespace, job.name))
@@ -1010,15 +1097,17 @@ def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     pointers_by_task = {p["task"]: p["pointer"] for p in pointer_show(ws, ref)}
     last: dict[str, dict[str, Any]] = {}
     wanted = {t.name for t in spec.tasks}
-    for record in history.list_runs(ws.history, job.namespace, job.name):
-        for result in record.get("tasks", []):
-            if result.get("name") in wanted and result["name"] not in last:
-                last[result["name"]] = {
-                    "run_id": record["run_id"],
-                    "started_at": record["started_at"],
-                } | result
-        if len(last) == len(wanted):
-            break
+    _ensure_indexed(ws, job.namespace, job.name)
+    for name, run_id in ws.store().last_task_runs(job.namespace, job.name).items():
+        if name not in wanted:
+            continue
+        try:
+            record = history.read_run(history.run_path(ws.history, job.namespace, job.name, run_id))
+        except (OSError, ValueError):
+            continue
+        result = next((t for t in record.get("tasks", []) if t.get("name") == name), None)
+        if result is not None:
+            last[name] = {"run_id": record["run_id"], "started_at": record["started_at"]} | result
     return [
         {
             "task": t.name,

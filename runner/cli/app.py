@@ -548,6 +548,19 @@ def daemon(
             help="Let operate keys POST ad-hoc job specs to /api/v1/runs: any SQL on any applied connection.",
         ),
     ] = False,
+    keep_runs: Annotated[
+        int | None,
+        typer.Option("--keep-runs", min=1, help="History retention: keep each job's newest N runs."),
+    ] = None,
+    keep_days: Annotated[
+        float | None,
+        typer.Option(
+            "--keep-days",
+            min=0,
+            help="History retention: keep each job's runs of the last N days (with --keep-runs: either "
+            "keeps a run). The last run of each task is always kept. Default: keep everything.",
+        ),
+    ] = None,
 ) -> None:
     """Watch jobs.d/ and connections.d/, apply changes, fire jobs on cron and triggers, run them.
     Logs one line per event on stderr (JSON when not a terminal). SIGTERM/SIGINT stop it cleanly."""
@@ -559,6 +572,8 @@ def daemon(
         "watch": not no_watch,
         "http": http,
         "allow_adhoc": allow_adhoc,
+        "keep_runs": keep_runs,
+        "keep_days": keep_days,
     }
     try:
         code = service.daemon(STATE.workspace, **options, **({"workers": workers} if workers else {}))

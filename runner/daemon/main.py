@@ -68,6 +68,8 @@ class DaemonOptions:
     watch: bool = True
     http: str | None = None  # serve the HTTP API and status page on HOST:PORT
     allow_adhoc: bool = False  # let operate keys POST ad-hoc job specs (any SQL on any applied connection)
+    keep_runs: int | None = None  # history retention per job: the newest N runs ...
+    keep_days: float | None = None  # ... or those of the last N days (the last run of each task stays)
 
 
 def _utcnow() -> dt.datetime:
@@ -161,6 +163,8 @@ class Daemon:
             self._reconcile()
             self._refresh()
             self._catch_up()
+            for job in sorted(self.jobs):
+                self._prune(job)
             if self.options.http:
                 http = self._serve_http(self.options.http)
             while not self._stop.is_set():
@@ -412,7 +416,7 @@ class Daemon:
         options: dict[str, RunOptions] = {}
         for ref in self.jobs:
             namespace, _, name = ref.partition("/")
-            newest = history.list_runs(self.ws.history, namespace, name, 1)
+            newest = service.recent_runs(self.ws, namespace, name, 1)
             if newest and newest[0].get("status") == "running":
                 record = service.mark_interrupted(self.ws, newest[0])
                 ran = (record or {}).get("options", {})
@@ -441,10 +445,26 @@ class Daemon:
                 return
             self._ended(finished)
 
+    def _prune(self, job: str) -> None:
+        """Apply the history retention (`keep_runs`, `keep_days`) to one job."""
+        if self.options.keep_runs is None and self.options.keep_days is None:
+            return
+        namespace, _, name = job.partition("/")
+        try:
+            gone = service.prune_history(
+                self.ws, namespace, name, self.options.keep_runs, self.options.keep_days
+            )
+        except (OSError, RunnerError) as exc:
+            self.log("error", "cannot prune the history", job=job, error=str(exc))
+            return
+        if gone:
+            self.log("info", "history pruned", job=job, runs=len(gone))
+
     def _ended(self, finished: Finished) -> None:
         request, record = finished.request, finished.record
         if record is None:
             return
+        self._prune(request.job)
         status = record["status"]
         if self._stop.is_set() or request.adhoc is not None:
             return  # an ad-hoc run is not the applied job of its name: no retries, no triggers

@@ -13,7 +13,6 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from glob import escape as glob_escape
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +162,8 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def iter_runs(root: Path, namespace: str, job: str) -> Iterator[dict[str, Any]]:
-    """The job's runs, newest first, read one at a time; unreadable files are skipped."""
+    """The job's runs, newest first, read one at a time; unreadable files are skipped. Every
+    file is listed: listings go through the state store's index instead (`service.job_runs`)."""
     folder = root / namespace / job
     if not folder.is_dir():
         return
@@ -172,11 +172,6 @@ def iter_runs(root: Path, namespace: str, job: str) -> Iterator[dict[str, Any]]:
             yield read_run(path)
         except (OSError, ValueError):
             continue
-
-
-def list_runs(root: Path, namespace: str, job: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """The job's runs, newest first (the newest `limit`)."""
-    return list(islice(iter_runs(root, namespace, job), limit))
 
 
 def read_run(path: Path) -> dict[str, Any]:
