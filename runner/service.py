@@ -467,6 +467,7 @@ def _execute(
     trigger: str,
 ) -> dict[str, Any]:
     path = history.run_path(ws.history, job.namespace, job.name, run_id)
+    first = not path.parent.is_dir()  # the job's first run: its index is complete from the start
     log = history.RunLog(history.log_path(ws.history, job.namespace, job.name, run_id), on_log)
     record: dict[str, Any] = {
         "run_id": run_id,
@@ -496,7 +497,7 @@ def _execute(
         ) from None
     try:
         history.write_atomic(path, record)
-        _index(ws, record)
+        _index(ws, record, first)
     except OSError as exc:
         spare.unlink(missing_ok=True)
         raise HistoryUnwritable(
@@ -584,11 +585,14 @@ def _write_final(ws: Workspace, path: Path, record: dict[str, Any], spare: Path,
     _index(ws, record)
 
 
-def _index(ws: Workspace, record: dict[str, Any]) -> None:
-    """Put a run in the history's index; the file stays the record, so an index that cannot
-    be written (the state store away: reported on its own) never fails the run."""
+def _index(ws: Workspace, record: dict[str, Any], first: bool = False) -> None:
+    """Put a run in the history's index (`first`: the job's first run, so its index is
+    complete); the file stays the record, so an index that cannot be written (the state store
+    away: reported on its own) never fails the run."""
     with suppress(StateError):
         ws.store().index_runs([{k: v for k, v in record.items() if k != "path"}])
+        if first:
+            ws.store().mark_runs_indexed(record["namespace"], record["job"])
 
 
 RUNS_PAGE = 100  # run ids read from the index at a time
@@ -597,8 +601,8 @@ RUNS_PAGE = 100  # run ids read from the index at a time
 def _ensure_indexed(ws: Workspace, namespace: str, job: str) -> None:
     """Index a job's history files once (those written before the index existed)."""
     store = ws.store()
-    if store.runs_indexed(namespace, job):
-        return
+    if store.runs_indexed(namespace, job) or not (ws.history / namespace / job).is_dir():
+        return  # (no runs yet: nothing to write, so a listing never waits for the store's write lock)
     batch: list[dict[str, Any]] = []
     for record in history.iter_runs(ws.history, namespace, job):
         if record.get("run_id") and record.get("namespace") == namespace and record.get("job") == job:
@@ -890,9 +894,11 @@ def record_queued(ws: Workspace, ref: str, run_id: str, trigger: str, options: R
         "tasks": [],
         "error": None,
     }
+    path = history.run_path(ws.history, namespace, name, run_id)
+    first = not path.parent.is_dir()
     try:
-        history.write_atomic(history.run_path(ws.history, namespace, name, run_id), record)
-        _index(ws, record)
+        history.write_atomic(path, record)
+        _index(ws, record, first)
     except OSError as exc:
         raise HistoryUnwritable(
             f"the history folder {ws.history} cannot be written ({exc.strerror}): no run starts"

@@ -260,8 +260,9 @@ class Daemon:
         if self.paused:
             return
         now = _utcnow()
-        for due in self.scheduler.due(now, self.suspended):
-            self._mark(due.job, due.slot)
+        dues = self.scheduler.due(now, self.suspended)
+        self._mark(*((due.job, due.slot) for due in dues))
+        for due in dues:
             missed = f" ({due.missed} missed slots skipped)" if due.missed else ""
             self._submit(Request(due.job, f"cron {due.slot.isoformat()}{missed}"))
         while self._retries and self._retries[0][0] <= time.monotonic():
@@ -295,9 +296,11 @@ class Daemon:
                 "info", f"run {outcome} behind the one going on", job=request.job, trigger=request.trigger
             )
 
-    def _mark(self, job: str, slot: dt.datetime) -> None:
-        namespace, _, name = job.partition("/")
-        self.ws.store().set_schedule_mark(namespace, name, slot.isoformat(), self.scheduler.made_by.get(job))
+    def _mark(self, *marks: tuple[str, dt.datetime]) -> None:
+        """Record the cron slots (job, slot) fired or set, in one transaction."""
+        self.ws.store().set_schedule_marks(
+            [(*job.split("/", 1), slot.isoformat(), self.scheduler.made_by.get(job)) for job, slot in marks]  # type: ignore[misc]
+        )
 
     # --- runs asked for through the HTTP API ---------------------------------------------
 
@@ -395,8 +398,8 @@ class Daemon:
             crons = {
                 ref: Cron.of(spec["schedule"]) for ref, spec in self.jobs.items() if spec.get("schedule")
             }
-            for job in self.scheduler.set_jobs(crons, _utcnow()):
-                self._mark(job, self.scheduler.marks[job])
+            fresh = self.scheduler.set_jobs(crons, _utcnow())
+            self._mark(*((job, self.scheduler.marks[job]) for job in fresh))
             store.forget_schedule_marks({tuple(ref.split("/", 1)) for ref in crons})  # type: ignore[misc]
         suspended = {f"{ns}/{name}" for ns, name in store.suspended()}
         for job in sorted(suspended ^ self.suspended):
@@ -426,8 +429,9 @@ class Daemon:
                     reasons[ref] = f"catch-up: run {record['run_id']} was interrupted"
                     options[ref] = RunOptions(tasks=ran.get("tasks"))
         if not self.paused:
-            for due in self.scheduler.due(_utcnow(), self.suspended):
-                self._mark(due.job, due.slot)
+            dues = self.scheduler.due(_utcnow(), self.suspended)
+            self._mark(*((due.job, due.slot) for due in dues))
+            for due in dues:
                 reasons.setdefault(due.job, f"catch-up: missed cron slot {due.slot.isoformat()}")
         for ref, reason in sorted(reasons.items()):
             if ref in self.suspended or self.paused:

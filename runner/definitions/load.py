@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 DEFINITION_DIRS = ("connections.d", "jobs.d")
 DEFAULT_NAMESPACE = "default"
+# Limits that keep a load, a plan and an apply short (the daemon applies in its own process,
+# beside its API): a file past them is refused with a clear error before it is parsed.
+MAX_FILE_BYTES = 2 << 20
+MAX_DEFINITIONS = 10_000
 
 PathKey = tuple[str | int, ...]
 
@@ -216,6 +220,17 @@ def load_folder(root: Path) -> tuple[list[Document], list[Problem]]:
     for path, namespace in files:
         shown = display_path(path)
         try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                problems.append(
+                    Problem(
+                        Location(shown),
+                        f"the file is {size / (1 << 20):.1f} MB; a definition file is at most "
+                        f"{MAX_FILE_BYTES >> 20} MB",
+                        "split it into several files",
+                    )
+                )
+                continue
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(Location(shown), f"cannot read file: {exc}"))
@@ -223,4 +238,15 @@ def load_folder(root: Path) -> tuple[list[Document], list[Problem]]:
         file_docs, file_problems = load_text(text, shown, namespace, path.relative_to(root).as_posix())
         docs.extend(file_docs)
         problems.extend(file_problems)
+        if len(docs) > MAX_DEFINITIONS:  # stop reading: the rest would only take time
+            problems.append(
+                Problem(
+                    Location(shown),
+                    f"more than {MAX_DEFINITIONS:,} definitions (connections and jobs); at most "
+                    f"{MAX_DEFINITIONS:,} are applied at once",
+                    "keep the definitions of separate teams in separate folders (each with its own daemon "
+                    "and state store)",
+                )
+            )
+            return [], problems
     return docs, problems

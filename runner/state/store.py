@@ -36,6 +36,7 @@ from runner.errors import (
 from runner.state import schema
 
 APPLY_LOCK = "apply"
+READ = "runner_read"  # the execution option of a read-only transaction
 EMPTY_STATE = hashlib.sha256(b"[]").hexdigest()  # `state_digest` of a store without objects
 
 
@@ -157,7 +158,9 @@ def _sqlite_begin_immediate(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a read (`StateStore._read`) does not queue behind a writer: a long apply must not
+        # stall the API's key checks and listings
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ) else "BEGIN IMMEDIATE")
 
 
 def _unavailable(engine: sa.Engine) -> None:
@@ -211,6 +214,10 @@ class StateStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _read(self) -> sa.Connection:
+        """A connection for reads only (SQLite: a deferred transaction, see `_begin`)."""
+        return self.engine.connect().execution_options(**{READ: True})
 
     # --- health ----------------------------------------------------------------------
 
@@ -267,7 +274,7 @@ class StateStore:
             raise StateUnavailable(str(exc).replace("cannot be used", "cannot be opened")) from None
 
     def schema_version(self) -> int:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
 
     # --- reads -----------------------------------------------------------------------
@@ -278,7 +285,7 @@ class StateStore:
         )
         if kind:
             query = query.where(schema.objects.c.kind == kind)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [
                 AppliedObject(
                     r.kind,
@@ -301,7 +308,7 @@ class StateStore:
 
     def state_digest(self) -> str:
         """A digest of every applied object with its file and line: what a saved plan expects."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return self._state_digest(conn)
 
     @staticmethod
@@ -316,12 +323,12 @@ class StateStore:
 
     def latest_revision(self) -> Revision | None:
         query = sa.select(schema.revisions).order_by(schema.revisions.c.id.desc()).limit(1)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(query).first()
         return self._revision(row) if row else None
 
     def revision(self, revision_id: int) -> Revision:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 sa.select(schema.revisions).where(schema.revisions.c.id == revision_id)
             ).first()
@@ -441,7 +448,7 @@ class StateStore:
 
     def task_states(self, namespace: str, job: str) -> list[TaskState]:
         t = schema.task_state
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 sa.select(t).where((t.c.namespace == namespace) & (t.c.job == job)).order_by(t.c.task)
             ).all()
@@ -494,7 +501,7 @@ class StateStore:
         """Whether any digest of the task is stored."""
         d = schema.row_digests
         query = sa.select(d.c.task_id).where(d.c.task_id == task_id).limit(1)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return conn.execute(query).first() is not None
 
     def digests(self, task_id: int, batch_size: int) -> Iterator[tuple[str, str, str]]:
@@ -511,7 +518,7 @@ class StateStore:
                 .order_by(order)
                 .limit(batch_size)
             )
-            with self.engine.connect() as conn:
+            with self._read() as conn:
                 page = conn.execute(query).all()
             for row in page:
                 yield row[0], row[1], row[2]
@@ -548,14 +555,14 @@ class StateStore:
         return f"{current_user()}@{socket.gethostname()} pid {os.getpid()}"
 
     def lock_info(self, name: str) -> Lock | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
         return Lock.from_row(row) if row else None
 
     def locks(self, prefix: str = "") -> list[Lock]:
         """Every lock held whose name starts with `prefix` (e.g. "job:" for running jobs)."""
         query = sa.select(schema.locks).where(schema.locks.c.name.startswith(prefix, autoescape=True))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [Lock.from_row(r) for r in conn.execute(query.order_by(schema.locks.c.name))]
 
     def _release_if_dead(self, name: str) -> bool:
@@ -647,7 +654,7 @@ class StateStore:
 
     def cancel_requested(self, lock_id: str) -> str | None:
         """Who asked the holder of this lock to cancel, if anyone did."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             query = sa.select(schema.locks.c.cancel_requested).where(schema.locks.c.lock_id == lock_id)
             return conn.execute(query).scalar()
 
@@ -671,7 +678,7 @@ class StateStore:
 
     def suspended(self) -> dict[tuple[str, str], tuple[str, str]]:
         """(namespace, name) -> (since, by) of every suspended job."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return {
                 (r.namespace, r.name): (r.suspended_at, r.suspended_by)
                 for r in conn.execute(sa.select(schema.job_switches))
@@ -688,14 +695,14 @@ class StateStore:
     def setting(self, key: str) -> tuple[Any, str, str] | None:
         """(value, updated_at, updated_by), or None when never set."""
         table = schema.settings
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(table).where(table.c.key == key)).first()
         return (json.loads(row.value), row.updated_at, row.updated_by) if row else None
 
     def schedule_marks(self) -> dict[tuple[str, str], tuple[str, str | None]]:
         """(namespace, name) -> (the last cron slot the daemon fired the job for, ISO in UTC;
         the schedule it was fired by, "cron|timezone")."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return {
                 (r.namespace, r.name): (r.last_slot, r.schedule)
                 for r in conn.execute(sa.select(schema.schedule_marks))
@@ -717,7 +724,7 @@ class StateStore:
 
     def api_keys(self) -> list[dict[str, str]]:
         """Every key: name, key_hash, scope, created_at, created_by."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(sa.select(schema.api_keys).order_by(schema.api_keys.c.name))
             return [dict(r._mapping) for r in rows]
 
@@ -736,11 +743,20 @@ class StateStore:
                 conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
 
     def set_schedule_mark(self, namespace: str, name: str, slot: str, schedule: str | None = None) -> None:
+        self.set_schedule_marks([(namespace, name, slot, schedule)])
+
+    def set_schedule_marks(self, marks: list[tuple[str, str, str, str | None]]) -> None:
+        """(namespace, name, slot, schedule) of many jobs in one transaction: an apply of many
+        scheduled jobs costs one commit, not one per job."""
+        if not marks:
+            return
         table = schema.schedule_marks
         with self.engine.begin() as conn:
-            conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
+            for namespace, name, *_ in marks:
+                conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
             conn.execute(
-                table.insert().values(namespace=namespace, name=name, last_slot=slot, schedule=schedule)
+                table.insert(),
+                [{"namespace": n, "name": j, "last_slot": s, "schedule": c} for n, j, s, c in marks],
             )
 
     # --- the index of the history files ------------------------------------------------
@@ -779,7 +795,7 @@ class StateStore:
         """Whether every history file of the job is in the index (see `mark_runs_indexed`)."""
         table = schema.runs_indexed
         where = (table.c.namespace == namespace) & (table.c.job == job)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return conn.execute(sa.select(table.c.job).where(where)).first() is not None
 
     def mark_runs_indexed(self, namespace: str, job: str) -> None:
@@ -813,7 +829,7 @@ class StateStore:
         query = query.order_by(r.c.run_id.desc())
         if limit is not None:
             query = query.limit(limit)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [row[0] for row in conn.execute(query)]
 
     def last_task_runs(self, namespace: str, job: str) -> dict[str, str]:
@@ -824,7 +840,7 @@ class StateStore:
             .where((t.c.namespace == namespace) & (t.c.job == job))
             .group_by(t.c.task)
         )
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return {row[0]: row[1] for row in conn.execute(query)}
 
     def run_index(self, namespace: str, job: str) -> list[tuple[str, str, str | None]]:
@@ -835,7 +851,7 @@ class StateStore:
             .where((r.c.namespace == namespace) & (r.c.job == job))
             .order_by(r.c.run_id.desc())
         )
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [(row[0], row[1], row[2]) for row in conn.execute(query)]
 
     def forget_runs(self, run_ids: list[str]) -> None:
