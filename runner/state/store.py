@@ -791,6 +791,10 @@ class StateStore:
             if ran:
                 conn.execute(t.insert(), ran)
 
+    def _bytewise(self, column: Any) -> Any:
+        """Run ids sort by their text, byte by byte (their start time), not by a locale."""
+        return column.collate("C") if self.engine.dialect.name == "postgresql" else column
+
     def runs_indexed(self, namespace: str, job: str) -> bool:
         """Whether every history file of the job is in the index (see `mark_runs_indexed`)."""
         table = schema.runs_indexed
@@ -816,6 +820,7 @@ class StateStore:
         """The job's run ids, newest first: all, those that changed something (or did not
         succeed), or those that ran `task`; only ids below `before` when given."""
         r, t = schema.runs, schema.run_tasks
+        run_id = self._bytewise(r.c.run_id)
         query = sa.select(r.c.run_id).where((r.c.namespace == namespace) & (r.c.job == job))
         if changed_only:
             query = query.where((r.c.status != "succeeded") | (r.c.rows_written > 0))
@@ -825,8 +830,8 @@ class StateStore:
             )
             query = query.where(r.c.run_id.in_(ran))
         if before is not None:
-            query = query.where(r.c.run_id < before)
-        query = query.order_by(r.c.run_id.desc())
+            query = query.where(run_id < before)
+        query = query.order_by(run_id.desc())
         if limit is not None:
             query = query.limit(limit)
         with self._read() as conn:
@@ -836,7 +841,7 @@ class StateStore:
         """Task -> the id of the newest run that ran it."""
         t = schema.run_tasks
         query = (
-            sa.select(t.c.task, sa.func.max(t.c.run_id))
+            sa.select(t.c.task, sa.func.max(self._bytewise(t.c.run_id)))
             .where((t.c.namespace == namespace) & (t.c.job == job))
             .group_by(t.c.task)
         )
@@ -849,7 +854,7 @@ class StateStore:
         query = (
             sa.select(r.c.run_id, r.c.status, r.c.started_at)
             .where((r.c.namespace == namespace) & (r.c.job == job))
-            .order_by(r.c.run_id.desc())
+            .order_by(self._bytewise(r.c.run_id).desc())
         )
         with self._read() as conn:
             return [(row[0], row[1], row[2]) for row in conn.execute(query)]

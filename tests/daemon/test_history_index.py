@@ -151,3 +151,19 @@ def test_the_daemon_keeps_n_runs(daemon_project):
     assert len(d.matching("run succeeded")) >= 4
     records = [json.loads(f.read_text()) for f in (p.root / ".runner/history/default/sync").glob("*.json")]
     assert 2 <= len(records) <= 3  # 3: a run going on when it stopped, pruned at the next end
+
+
+def test_the_index_in_a_postgresql_store_pages_in_start_order(daemon_project, pg_url):
+    p = daemon_project
+    p.write("jobs.d/sync.yaml", job_yaml("sync", TWO_TASKS))
+    ws = service.Workspace(p.root, state_url=pg_url)
+    service.apply(ws)
+    ids = write_runs(ws, 250)  # over two pages of the index
+    listed = [r["run_id"] for r in service.runs(ws, "sync", limit=1000)]
+    assert listed == ids[::-1]
+    assert {t["task"]: t["last_run"]["run_id"] for t in service.tasks(ws, "sync")} == {
+        "items": ids[-1],
+        "other": ids[0],
+    }
+    assert len(service.prune_history(ws, "default", "sync", keep_runs=5)) == 250 - 6
+    ws.close()
