@@ -71,3 +71,20 @@ def test_a_run_that_cannot_be_recorded_is_not_accepted(project, monkeypatch, tmp
     assert daemon.executor.idle()
     daemon.executor.shutdown()
     ws.close()
+
+
+def test_a_run_accepted_before_the_store_was_deleted_says_why_it_never_started(project, monkeypatch):
+    keys = make_api_project(project, monkeypatch)
+    monkeypatch.setenv("RUNNER_BATCH_DELAY", "0.1")
+    api, daemon = api_with(project, project.ws, keys, workers=1)
+    assert api.post("/api/v1/jobs/sync/runs").status_code == 202
+    waiting = api.post("/api/v1/jobs/after/runs")
+    assert waiting.status_code == 202
+    (project.root / ".runner" / "state.db").unlink()  # while it waits for the worker
+    deadline = time.monotonic() + 30
+    while not daemon.executor.idle() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    record = service.run_record(project.ws, waiting.json()["run_id"])
+    assert record["status"] == "not_started"
+    assert record["error"].startswith("the state store cannot be used")
+    daemon.executor.shutdown()
