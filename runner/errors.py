@@ -83,6 +83,18 @@ class StateError(RunnerError):
     """The state store cannot be opened or is at a version this runner does not know."""
 
 
+class StateUnavailable(StateError):
+    """The state store is missing, deleted, replaced or unreadable: nothing that needs it can go on."""
+
+
+class StoreMissing(StateUnavailable):
+    """No state store where one was expected (creating one was not allowed there)."""
+
+
+class HistoryUnwritable(RunnerError):
+    """The history folder cannot be written (full, read-only): a run could not record itself."""
+
+
 class LockTimeout(RunnerError):
     """Another process holds the lock past the wait; says who and how to release a stale one."""
 

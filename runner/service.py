@@ -8,10 +8,13 @@ import hashlib
 import json
 import os
 import re
+import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from secrets import token_urlsafe
 from typing import Annotated, Any, Literal, Union
@@ -28,10 +31,11 @@ from runner.definitions.validate import (
 )
 from runner.engine import pointers, registry
 from runner.engine.cancel import CancelToken
-from runner.engine.changes import Progress, RunOptions, TaskResult
+from runner.engine.changes import COMMITTED, Progress, RunOptions, TaskResult
 from runner.engine.run import run_job
 from runner.errors import (
     DefinitionsInvalid,
+    HistoryUnwritable,
     InvalidValue,
     JobBusy,
     Location,
@@ -40,11 +44,13 @@ from runner.errors import (
     NotFound,
     Problem,
     RunnerError,
+    StateError,
+    StoreMissing,
 )
 from runner.history import files as history
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
-from runner.state.store import APPLY_LOCK, AppliedObject, Lock, StateStore, utcnow
+from runner.state.store import APPLY_LOCK, EMPTY_STATE, AppliedObject, Lock, StateStore, utcnow
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
@@ -77,10 +83,31 @@ class Workspace:
     def history(self) -> Path:
         return self.history_dir or self.root / ".runner" / "history"
 
-    def store(self) -> StateStore:
+    def store(self, create: bool = False) -> StateStore:
+        """The state store. Only `apply` (and the daemon, which applies) may `create` it, and
+        only in a new folder: where runs are in the history a store was expected, and a new
+        empty one would run every job from scratch as if it had never run."""
         if self._store is None:
-            self._store = StateStore(self.state)
+            try:
+                self._store = StateStore(self.state, create=False)
+            except StoreMissing as exc:
+                if create and not self.has_runs():
+                    self._store = StateStore(self.state)
+                elif create:
+                    raise StoreMissing(
+                        f"{exc}, but {self.history} holds runs: the store was expected. Restore it "
+                        "from a backup; to start afresh, move the history folder away first"
+                    ) from None
+                else:
+                    raise StoreMissing(
+                        f"{exc}: `runner apply` creates one in a new folder; if it was deleted, "
+                        "restore it from a backup"
+                    ) from None
         return self._store
+
+    def has_runs(self) -> bool:
+        """Whether the history holds any run (then a state store was expected)."""
+        return self.history.is_dir() and next(self.history.glob("*/*/*.json"), None) is not None
 
     def close(self) -> None:
         if self._store is not None:
@@ -112,7 +139,12 @@ def plan(ws: Workspace) -> Plan:
     """The changes `apply` would make. Only valid definitions are ever planned: with any
     problem nothing is planned, so a broken file can never plan a deletion."""
     definitions = validate(ws)
-    store = ws.store()
+    try:
+        store = ws.store()
+    except StoreMissing:
+        if ws.has_runs():
+            raise
+        return diff(definitions, [], None, EMPTY_STATE)  # a new folder: everything is created
     latest = store.latest_revision()
     return diff(definitions, store.objects(), latest.id if latest else None, store.state_digest())
 
@@ -146,7 +178,7 @@ def apply(
     """Validate, plan and apply in one transaction under the apply lock; with `plan_file` (or a
     plan made in this process, `planned`), apply exactly that plan, or refuse when the state
     changed since it was made."""
-    store = ws.store()
+    store = ws.store(create=True)
     saved = read_plan(plan_file) if plan_file else planned
     if plan_file is not None and saved is not None:  # data from outside: check what it would store
         models = registry.connection_models()
@@ -234,9 +266,7 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
 
             out["schedule"] = {"timezone": "UTC"} | schedule | {"in_words": describe_cron(schedule["cron"])}
         out["next_runs"] = next_fire_times(schedule)
-        out["last_runs"] = [
-            _run_summary(_with_mode(r)) for r in history.list_runs(ws.history, obj.namespace, obj.name, 5)
-        ]
+        out["last_runs"] = [_run_summary(_with_mode(r)) for r in recent_runs(ws, obj.namespace, obj.name, 5)]
     return out
 
 
@@ -416,6 +446,7 @@ def _run_locked(
             f"job {job.ref} has no task {', '.join(map(repr, unknown))} "
             f"(tasks: {', '.join(t.name for t in spec.tasks)})"
         )
+    history.check_space(ws.history)
     run_id = run_id or history.new_run_id()
     try:
         lock_id = store.acquire(job_lock(job.ref), timeout=0, run_id=run_id)
@@ -462,6 +493,7 @@ def _execute(
     trigger: str,
 ) -> dict[str, Any]:
     path = history.run_path(ws.history, job.namespace, job.name, run_id)
+    first = not path.parent.is_dir()  # the job's first run: its index is complete from the start
     log = history.RunLog(history.log_path(ws.history, job.namespace, job.name, run_id), on_log)
     record: dict[str, Any] = {
         "run_id": run_id,
@@ -484,7 +516,20 @@ def _execute(
         "error": None,
         "log": str(log.path),
     }
-    history.write_atomic(path, record)
+    try:  # nothing is touched yet: a history that cannot take the run refuses it now
+        spare = history.reserve(path)
+    except OSError as exc:
+        raise HistoryUnwritable(
+            f"the history folder {ws.history} cannot be written: {exc.strerror}"
+        ) from None
+    try:
+        history.write_atomic(path, record)
+        _index(ws, record, first)
+    except OSError as exc:
+        spare.unlink(missing_ok=True)
+        raise HistoryUnwritable(
+            f"the history folder {ws.history} cannot be written: {exc.strerror}"
+        ) from None
     log("info", "run started", job=job.ref, revision=job.revision_id, trigger=trigger, **record["options"])
     started = dt.datetime.now(dt.UTC)
     done: dict[str, TaskResult] = {}
@@ -494,7 +539,8 @@ def _execute(
         with writing:
             done[result.name] = result
             record["tasks"] = [task_dict(r, options.dry_run) for r in done.values()]
-            history.write_atomic(path, record)
+            with suppress(OSError):  # a full disk: the final record, written into the reserve, has it
+                history.write_atomic(path, record)
 
     try:
         results = run_job(
@@ -514,8 +560,10 @@ def _execute(
     except BaseException as exc:  # the record must never stay "running" for a run that ended
         interrupted = isinstance(exc, KeyboardInterrupt)
         error = "interrupted" if interrupted else secrets.redact(f"{type(exc).__name__}: {exc}")
+        record.update(_with_committed(record))
         record.update(status="cancelled" if interrupted else "failed", error=error, finished_at=utcnow())
-        history.write_atomic(path, record)
+        with suppress(HistoryUnwritable):  # the run's own error says more
+            _write_final(ws, path, record, spare, log)
         log("warning" if interrupted else "error", f"run ended: {error}")
         raise
     failed = [r for r in results if r.status == "failed"]
@@ -538,11 +586,115 @@ def _execute(
         failed_tasks=[r.name for r in failed],
         error=error,
     )
-    history.write_atomic(path, record)
+    _write_final(ws, path, record, spare, log)
     level = {"succeeded": "info", "cancelled": "warning"}.get(status, "error")
     log(level, f"run {status}", seconds=record["seconds"], error=error)
     record["path"] = str(path)
     return record
+
+
+def _write_final(ws: Workspace, path: Path, record: dict[str, Any], spare: Path, log: history.RunLog) -> None:
+    """Write a run's last record into the space its reserve held (a run that filled the disk
+    still says how it ended and what it committed), and say whether its log lost lines.
+
+    Raises:
+        HistoryUnwritable: even so, the record could not be written.
+    """
+    if log.error:
+        record["log_error"] = log.error
+    spare.unlink(missing_ok=True)
+    try:
+        history.write_atomic(path, record)
+    except OSError as exc:
+        _index(ws, record)  # the index at least says how it ended
+        raise HistoryUnwritable(
+            f"run {record['run_id']} {record['status']} ({record['rows_written']} rows written), but "
+            f"its record {path} could not be written: {exc.strerror}"
+        ) from None
+    _index(ws, record)
+
+
+def _index(ws: Workspace, record: dict[str, Any], first: bool = False) -> None:
+    """Put a run in the history's index (`first`: the job's first run, so its index is
+    complete); the file stays the record, so an index that cannot be written (the state store
+    away: reported on its own) never fails the run."""
+    with suppress(StateError):
+        ws.store().index_runs([{k: v for k, v in record.items() if k != "path"}])
+        if first:
+            ws.store().mark_runs_indexed(record["namespace"], record["job"])
+
+
+RUNS_PAGE = 100  # run ids read from the index at a time
+
+
+def _ensure_indexed(ws: Workspace, namespace: str, job: str) -> None:
+    """Index a job's history files once (those written before the index existed)."""
+    store = ws.store()
+    if store.runs_indexed(namespace, job) or not (ws.history / namespace / job).is_dir():
+        return  # (no runs yet: nothing to write, so a listing never waits for the store's write lock)
+    batch: list[dict[str, Any]] = []
+    for record in history.iter_runs(ws.history, namespace, job):
+        if record.get("run_id") and record.get("namespace") == namespace and record.get("job") == job:
+            batch.append({k: v for k, v in record.items() if k != "path"})
+        if len(batch) >= 500:
+            store.index_runs(batch)
+            batch = []
+    store.index_runs(batch)
+    store.mark_runs_indexed(namespace, job)
+
+
+def job_runs(
+    ws: Workspace, namespace: str, job: str, changed_only: bool = False, task: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """A job's run records, newest first, read one file at a time as the index lists them:
+    a listing reads only the files it shows. `changed_only` and `task` filter in the index."""
+    _ensure_indexed(ws, namespace, job)
+    before = None
+    while True:
+        ids = ws.store().run_ids(namespace, job, RUNS_PAGE, changed_only, task, before)
+        for run_id in ids:
+            try:
+                yield history.read_run(history.run_path(ws.history, namespace, job, run_id))
+            except (OSError, ValueError):  # deleted by hand, or being replaced: skip it
+                continue
+        if len(ids) < RUNS_PAGE:
+            return
+        before = ids[-1]
+
+
+def recent_runs(ws: Workspace, namespace: str, job: str, limit: int) -> list[dict[str, Any]]:
+    return list(islice(job_runs(ws, namespace, job), limit))
+
+
+def prune_history(
+    ws: Workspace,
+    namespace: str,
+    job: str,
+    keep_runs: int | None = None,
+    keep_days: float | None = None,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """Delete a job's old runs (record and log): those neither among the newest `keep_runs`
+    nor started within `keep_days`. Always kept: the last run of each task (what `tasks`
+    shows) and runs not ended (running, queued). Returns the ids deleted."""
+    if keep_runs is None and keep_days is None:
+        return []
+    _ensure_indexed(ws, namespace, job)
+    store = ws.store()
+    index = store.run_index(namespace, job)
+    keep = set(store.last_task_runs(namespace, job).values())
+    keep |= {run_id for run_id, status, _ in index if status in ("running", QUEUED)}
+    if keep_runs is not None:
+        keep |= {run_id for run_id, _, _ in index[:keep_runs]}
+    if keep_days is not None:
+        cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=keep_days)
+        keep |= {r for r, _, started in index if not started or dt.datetime.fromisoformat(started) >= cutoff}
+    gone = [run_id for run_id, _, _ in index if run_id not in keep]
+    for run_id in gone:
+        history.run_path(ws.history, namespace, job, run_id).unlink(missing_ok=True)
+        history.log_path(ws.history, namespace, job, run_id).unlink(missing_ok=True)
+    store.forget_runs(gone)
+    return gone
 
 
 def task_dict(result: TaskResult, dry_run: bool = False) -> dict[str, Any]:
@@ -626,7 +778,7 @@ def logs(ws: Workspace, run_or_job: str, last: bool = False) -> list[dict[str, A
     """The lines of a run's log: by run id, or the last run of a job with `last`."""
     if last:
         job = find(ws, "Job", run_or_job)
-        newest = history.list_runs(ws.history, job.namespace, job.name, 1)
+        newest = recent_runs(ws, job.namespace, job.name, 1)
         if not newest:
             raise NotFound(f"job {job.ref} has no runs yet")
         run_or_job = newest[0]["run_id"]
@@ -654,7 +806,7 @@ def runs(
         job = AppliedObject("Job", namespace, name, {}, "", "", 0, 0)
     if task is None:
         out = []
-        for record in map(_with_mode, history.iter_runs(ws.history, job.namespace, job.name)):
+        for record in map(_with_mode, job_runs(ws, job.namespace, job.name, changed_only)):
             if changed_only and record.get("status") == "succeeded" and not record.get("rows_written"):
                 continue  # a dry run changed nothing either
             out.append(_with_live_status(ws, record))
@@ -665,7 +817,7 @@ def runs(
     if task not in {t.name for t in spec.tasks}:
         raise NotFound(f"job {job.ref} has no task {task!r} (tasks: {', '.join(t.name for t in spec.tasks)})")
     out = []
-    for record in map(_with_mode, history.iter_runs(ws.history, job.namespace, job.name)):
+    for record in map(_with_mode, job_runs(ws, job.namespace, job.name, task=task)):
         result = next((t for t in record.get("tasks", []) if t.get("name") == task), None)
         if changed_only and result and result.get("status") == "succeeded" and not _written(result):
             continue
@@ -701,25 +853,112 @@ def log_since(ws: Workspace, run_id: str, after: int = 0, level: str | None = No
     above; `next` is where the next call starts, `running` whether more may come."""
     path = history.find_log(ws.history, run_id)
     if path is None:
+        if history.find_run(ws.history, run_id) and run_record(ws, run_id)["status"] == QUEUED:
+            return {"run_id": run_id, "lines": [], "next": 0, "running": True}  # its log comes
         raise NotFound(f"no run log for run {run_id!r}")
     entries = history.read_log(path)
     lines = entries[after:]
     if level is not None:
         lines = [e for e in lines if LEVELS.get(e.get("level", "info"), 1) >= LEVELS[level]]
-    running = run_record(ws, run_id)["status"] == "running"
+    running = run_record(ws, run_id)["status"] in ("running", QUEUED)
     return {"run_id": run_id, "lines": lines, "next": len(entries), "running": running}
 
 
 def _with_live_status(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
     """A record that says `running` while no live process holds the job's lock for it was
-    left by a process that died (kill -9, a crash): it reads `interrupted`."""
+    left by a process that died (kill -9, a crash): it reads `interrupted`. One that says
+    `queued` while the process that accepted it is gone reads `not_started`."""
     record = _with_mode(record)
+    if record.get("status") == QUEUED:
+        by = record.get("queued_by") or {}
+        lock = Lock("", "", "", "", by.get("host"), by.get("pid"))
+        if lock.alive:
+            return record
+        return record | {"status": NOT_STARTED, "error": "the daemon stopped before the run started"}
     if record.get("status") != "running":
         return record
     held = ws.store().lock_info(job_lock(f"{record['namespace']}/{record['job']}"))
     if held is not None and held.run_id == record["run_id"] and held.alive:
         return record
-    return record | {"status": "interrupted", "error": "the process running it ended without finishing it"}
+    error = "the process running it ended without finishing it"
+    return _with_committed(record) | {"status": "interrupted", "error": error}
+
+
+def _with_committed(record: dict[str, Any]) -> dict[str, Any]:
+    """A record cut short, with what its tasks had committed (from the run log's lines after
+    each commit) in place of the counts of tasks that never ended."""
+    ended = {t.get("name") for t in record.get("tasks", [])}
+    cut = [
+        {"name": name, "status": "interrupted", **counts}
+        | {"rows_written": sum(counts[k] for k in ("inserted", "updated", "upserted", "deleted"))}
+        for name, counts in history.committed_counts(Path(record.get("log") or ""), COMMITTED).items()
+        if name not in ended
+    ]
+    if not cut:
+        return record
+    tasks = [*record.get("tasks", []), *cut]
+    return record | {
+        "tasks": tasks,
+        "rows_read": sum(t.get("rows_read") or 0 for t in tasks),
+        "rows_written": sum(t.get("rows_written") or 0 for t in tasks),
+    }
+
+
+QUEUED, NOT_STARTED = "queued", "not_started"
+
+
+def record_queued(ws: Workspace, ref: str, run_id: str, trigger: str, options: RunOptions) -> dict[str, Any]:
+    """Record a run accepted but not started yet (the API answered 202 with its id), so the id
+    resolves whatever happens next: the run's start overwrites it, or `record_not_started`
+    says why it never started.
+
+    Raises:
+        HistoryUnwritable: the record cannot be written; the run must not be accepted.
+    """
+    namespace, _, name = ref.partition("/")
+    record: dict[str, Any] = {
+        "run_id": run_id,
+        "job": name,
+        "namespace": namespace,
+        "options": {k: v for k, v in asdict(options).items() if v},
+        "trigger": trigger,
+        "status": QUEUED,
+        "queued_at": utcnow(),
+        "queued_by": {"host": socket.gethostname(), "pid": os.getpid()},
+        "started_at": None,
+        "finished_at": None,
+        "seconds": None,
+        "rows_read": 0,
+        "rows_written": 0,
+        "tasks": [],
+        "error": None,
+    }
+    path = history.run_path(ws.history, namespace, name, run_id)
+    first = not path.parent.is_dir()
+    try:
+        history.write_atomic(path, record)
+        _index(ws, record, first)
+    except OSError as exc:
+        raise HistoryUnwritable(
+            f"the history folder {ws.history} cannot be written ({exc.strerror}): no run starts"
+        ) from None
+    return record
+
+
+def record_not_started(ws: Workspace, ref: str, run_id: str, reason: str) -> None:
+    """Turn a queued run's record into one that says why it never started. Left alone when
+    the run started after all (its own record is there)."""
+    namespace, _, name = ref.partition("/")
+    path = history.run_path(ws.history, namespace, name, run_id)
+    try:
+        record = history.read_run(path)
+    except (OSError, ValueError):
+        return
+    if record.get("status") == QUEUED:
+        record = {k: v for k, v in record.items() if k != "path"}
+        record |= {"status": NOT_STARTED, "error": reason, "finished_at": utcnow()}
+        history.write_atomic(path, record)
+        _index(ws, record)
 
 
 def _with_mode(record: dict[str, Any]) -> dict[str, Any]:
@@ -748,6 +987,7 @@ def mark_interrupted(ws: Workspace, record: dict[str, Any]) -> dict[str, Any] | 
     path = Path(record["path"])
     stored = {k: v for k, v in live.items() if k != "path"} | {"finished_at": None}
     history.write_atomic(path, stored)
+    _index(ws, stored)
     return stored
 
 
@@ -824,7 +1064,10 @@ DAEMON_LOCK = "daemon"  # held by the one daemon of a state store
 
 def runtime_switches(ws: Workspace) -> dict[str, Any]:
     """What operators switched at runtime (not in git): suspended jobs and the pause."""
-    suspended = ws.store().suspended()
+    try:
+        suspended = ws.store().suspended()
+    except StoreMissing:  # a new folder: nothing was switched yet
+        return {"paused": False, "suspended": []}
     return paused_info(ws) | {
         "suspended": [
             {"job": f"{ns}/{name}", "since": since, "by": by}
@@ -837,6 +1080,16 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
     """Every applied job with its schedule, next run, last run, the run going on now,
     whether it is suspended and whether an applied update waits for the running run to end."""
     store = ws.store()
+    problem = store.check()
+    if problem:  # what the store says now cannot be trusted: say only that
+        return {
+            "state_store": {"healthy": False, "error": problem},
+            "daemon": None,
+            "paused": None,
+            "revision": None,
+            "git_commit": None,
+            "jobs": [],
+        }
     running = {lock.name.removeprefix("job:"): lock for lock in store.locks("job:") if lock.alive}
     suspended = store.suspended()
     paused = paused_info(ws)
@@ -865,8 +1118,8 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
     for job in applied:
         spec = job.document["spec"]
         lock = running.get(job.ref)
-        recent = [_with_live_status(ws, r) for r in history.list_runs(ws.history, job.namespace, job.name, 2)]
-        last = next((r for r in recent if r.get("status") != "running"), None)
+        recent = [_with_live_status(ws, r) for r in recent_runs(ws, job.namespace, job.name, 2)]
+        last = next((r for r in recent if r.get("status") not in ("running", QUEUED)), None)
         current = next((r for r in recent if lock and r["run_id"] == lock.run_id), None)
         switch = suspended.get((job.namespace, job.name))
         schedule = spec.get("schedule")
@@ -897,6 +1150,7 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
             }
         )
     return {
+        "state_store": {"healthy": True, "error": None},
         "daemon": {"holder": daemon.holder, "since": daemon.acquired_at} if daemon and daemon.alive else None,
         **paused,
         "revision": latest.id if latest else None,
@@ -912,16 +1166,23 @@ def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     pointers_by_task = {p["task"]: p["pointer"] for p in pointer_show(ws, ref)}
     last: dict[str, dict[str, Any]] = {}
     wanted = {t.name for t in spec.tasks}
-    for record in map(_with_mode, history.list_runs(ws.history, job.namespace, job.name)):
-        for result in record.get("tasks", []):
-            if result.get("name") in wanted and result["name"] not in last:
-                last[result["name"]] = {
-                    "run_id": record["run_id"],
-                    "started_at": record["started_at"],
-                    "mode": record["mode"],
-                } | result
-        if len(last) == len(wanted):
-            break
+    _ensure_indexed(ws, job.namespace, job.name)
+    for name, run_id in ws.store().last_task_runs(job.namespace, job.name).items():
+        if name not in wanted:
+            continue
+        try:
+            record = _with_mode(
+                history.read_run(history.run_path(ws.history, job.namespace, job.name, run_id))
+            )
+        except (OSError, ValueError):
+            continue
+        result = next((t for t in record.get("tasks", []) if t.get("name") == name), None)
+        if result is not None:
+            last[name] = {
+                "run_id": record["run_id"],
+                "started_at": record["started_at"],
+                "mode": record["mode"],
+            } | result
     return [
         {
             "task": t.name,

@@ -36,12 +36,14 @@ from runner.definitions.models import JobSpec, Name
 from runner.engine.changes import RunOptions
 from runner.errors import (
     DefinitionsInvalid,
+    HistoryUnwritable,
     InvalidValue,
     JobBusy,
     NameTaken,
     NotFound,
     NotRunning,
     RunnerError,
+    StateUnavailable,
 )
 
 STATIC = Path(__file__).parent / "static"
@@ -212,6 +214,9 @@ class Guard:
             except AuthError as exc:
                 await _refuse(exc, send)
                 return
+            except StateUnavailable as exc:  # the keys cannot be read
+                await _refuse(AuthError(503, str(exc)), send)
+                return
             except ValueError:
                 await _refuse(AuthError(400, "Content-Length is not a number"), send)
                 return
@@ -318,6 +323,8 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
             return _error(422, first["message"], field=first["field"], problems=_capped_list(problems))
         if isinstance(exc, InvalidValue):
             return _error(422, str(exc), field=exc.field)
+        if isinstance(exc, StateUnavailable | HistoryUnwritable):  # the server's storage, not the request
+            return _error(503, str(exc))
         conflict = isinstance(exc, JobBusy | NotRunning | NameTaken)
         return _error(404 if isinstance(exc, NotFound) else 409 if conflict else 400, str(exc))
 

@@ -574,6 +574,19 @@ def daemon(
             help="Let operate keys POST ad-hoc job specs to /api/v1/runs: any SQL on any applied connection.",
         ),
     ] = False,
+    keep_runs: Annotated[
+        int | None,
+        typer.Option("--keep-runs", min=1, help="History retention: keep each job's newest N runs."),
+    ] = None,
+    keep_days: Annotated[
+        float | None,
+        typer.Option(
+            "--keep-days",
+            min=0,
+            help="History retention: keep each job's runs of the last N days (with --keep-runs: either "
+            "keeps a run). The last run of each task is always kept. Default: keep everything.",
+        ),
+    ] = None,
 ) -> None:
     """Watch jobs.d/ and connections.d/, apply changes, fire jobs on cron and triggers, run them.
     Logs one line per event on stderr (JSON when not a terminal). SIGTERM/SIGINT stop it cleanly."""
@@ -585,6 +598,8 @@ def daemon(
         "watch": not no_watch,
         "http": http,
         "allow_adhoc": allow_adhoc,
+        "keep_runs": keep_runs,
+        "keep_days": keep_days,
     }
     try:
         code = service.daemon(STATE.workspace, **options, **({"workers": workers} if workers else {}))
@@ -706,7 +721,10 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text) -> None:
     """The keys: name, scope, created when and by whom (never the key)."""
-    rows = service.keys_list(STATE.workspace)
+    try:
+        rows = service.keys_list(STATE.workspace)
+    except RunnerError as exc:
+        fail(exc, fmt.value)
     if fmt == Format.json:
         out.print(json.dumps(rows, indent=2), markup=False)
     else:
@@ -726,6 +744,12 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
 def main() -> None:
     try:
         app()
+    except OSError as exc:  # a full disk, a folder that vanished: a message, as for RunnerError
+        if STATE.debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"error: {exc.strerror or exc}{where}", markup=False)
+        sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)

@@ -58,6 +58,7 @@ class Executor:
         self._active: dict[str, CancelToken] = {}  # running or waiting for a worker
         self._queued: dict[str, Request] = {}  # one more run after the active one
         self._run_ids: dict[str, str] = {}
+        self._waiting: dict[str, Request] = {}  # run id -> a request with an id, not begun yet
         self.stopping = False
 
     def submit(self, request: Request, exclusive: bool = False) -> str:
@@ -75,11 +76,15 @@ class Executor:
                 return "queued"
             token = CancelToken()
             self._active[request.job] = token
+            if request.run_id:
+                self._waiting[request.run_id] = request
         self._pool.submit(self._run, request, token)
         return "started"
 
     def _run(self, request: Request, token: CancelToken) -> None:
         outcome = Finished(request, None, "the daemon is stopping")
+        with self._lock:
+            self._waiting.pop(request.run_id or "", None)
         try:
             if not token.cancelled and not self.stopping:
 
@@ -120,6 +125,8 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - a worker must outlive any one run
             outcome = Finished(request, None, secrets.redact(f"{type(exc).__name__}: {exc}"))
         finally:
+            if outcome.record is None and request.run_id:
+                self._not_started(request, outcome.error or "it did not start")
             self._log_end(outcome)  # before a queued run of the job starts, so the log reads in order
             with self._lock:
                 self._active.pop(request.job, None)
@@ -168,5 +175,16 @@ class Executor:
         with self._lock:
             return not self._active
 
+    def _not_started(self, request: Request, reason: str) -> None:
+        """Say in an accepted run's record why it never started (its id was handed out)."""
+        try:
+            service.record_not_started(self.ws, request.job, request.run_id or "", reason)
+        except OSError as exc:  # the history disk: the record reads `not_started` once we are gone
+            self.log("error", "cannot record a run that did not start", run=request.run_id, error=str(exc))
+
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        with self._lock:  # accepted, never given a worker: the daemon stopped first
+            waiting, self._waiting = list(self._waiting.values()), {}
+        for request in waiting:
+            self._not_started(request, "the daemon stopped before a worker was free")

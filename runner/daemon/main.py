@@ -39,7 +39,14 @@ from runner.daemon.watch import FolderWatcher
 from runner.definitions.models import Retry
 from runner.definitions.validate import resolve_reference
 from runner.engine.changes import RunOptions
-from runner.errors import DefinitionsInvalid, JobBusy, LockTimeout, RunnerError
+from runner.errors import (
+    DefinitionsInvalid,
+    HistoryUnwritable,
+    JobBusy,
+    LockTimeout,
+    RunnerError,
+    StateUnavailable,
+)
 from runner.history import files as history
 
 
@@ -61,6 +68,8 @@ class DaemonOptions:
     watch: bool = True
     http: str | None = None  # serve the HTTP API and status page on HOST:PORT
     allow_adhoc: bool = False  # let operate keys POST ad-hoc job specs (any SQL on any applied connection)
+    keep_runs: int | None = None  # history retention per job: the newest N runs ...
+    keep_days: float | None = None  # ... or those of the last N days (the last run of each task stays)
 
 
 def _utcnow() -> dt.datetime:
@@ -68,13 +77,17 @@ def _utcnow() -> dt.datetime:
 
 
 def _check_writable(folder: Path) -> None:
-    """Refuse to start when runs could not record themselves (history files and logs)."""
+    """Refuse to start when runs could not record themselves (history files and logs): too
+    little free space, or a folder where a block of data cannot be written and synced (an
+    empty file proves nothing on a full disk)."""
+    history.check_space(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
     except OSError as exc:
-        raise RunnerError(f"the history folder {folder} is not writable: {exc.strerror}") from None
+        raise HistoryUnwritable(f"the history folder {folder} is not writable: {exc.strerror}") from None
 
 
 class Daemon:
@@ -101,6 +114,7 @@ class Daemon:
         self._retries: list[tuple[float, int, Request]] = []  # (monotonic due, seq, request)
         self._seq = 0
         self._held: tuple[list[str], float] | None = None  # planned deletions, since (monotonic)
+        self._state_problem: str | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -124,7 +138,7 @@ class Daemon:
         signal.signal(signal.SIGINT, self.request_stop)
 
     def run(self) -> int:
-        store = self.ws.store()
+        store = self.ws.store(create=True)  # its first act is an apply: a new folder gets a store
         try:
             lock_id = store.acquire(service.DAEMON_LOCK, timeout=0)
         except LockTimeout:
@@ -154,10 +168,16 @@ class Daemon:
             self._reconcile()
             self._refresh()
             self._catch_up()
+            for job in sorted(self.jobs):
+                self._prune(job)
             if self.options.http:
                 http = self._serve_http(self.options.http)
             while not self._stop.is_set():
                 try:
+                    if self.state_problem():
+                        self._wake.wait(self.options.poll)
+                        self._wake.clear()
+                        continue
                     self._tick()
                     wait = self._sleep_seconds()
                 except Exception as exc:  # noqa: BLE001 - the state store away for a while, a full disk: go on
@@ -222,6 +242,20 @@ class Daemon:
 
     # --- the loop ------------------------------------------------------------------------
 
+    def state_problem(self) -> str | None:
+        """What is wrong with the state store now (deleted, replaced, unreadable), logged when
+        it starts and when it ends; while it lasts nothing is scheduled or started."""
+        problem = self.ws.store().check()
+        if problem != self._state_problem:
+            if problem:
+                self.log(
+                    "error", "the state store cannot be used: no run starts until it is back", error=problem
+                )
+            else:
+                self.log("info", "the state store is usable again")
+            self._state_problem = problem
+        return problem
+
     def _tick(self) -> None:
         changed = self.watcher is not None and self.watcher.settled()
         if changed or (self._held and time.monotonic() - self._held[1] >= self.options.settle):
@@ -231,8 +265,9 @@ class Daemon:
         if self.paused:
             return
         now = _utcnow()
-        for due in self.scheduler.due(now, self.suspended):
-            self._mark(due.job, due.slot)
+        dues = self.scheduler.due(now, self.suspended)
+        self._mark(*((due.job, due.slot) for due in dues))
+        for due in dues:
             missed = f" ({due.missed} missed slots skipped)" if due.missed else ""
             self._submit(Request(due.job, f"cron {due.slot.isoformat()}{missed}"))
         while self._retries and self._retries[0][0] <= time.monotonic():
@@ -266,9 +301,11 @@ class Daemon:
                 "info", f"run {outcome} behind the one going on", job=request.job, trigger=request.trigger
             )
 
-    def _mark(self, job: str, slot: dt.datetime) -> None:
-        namespace, _, name = job.partition("/")
-        self.ws.store().set_schedule_mark(namespace, name, slot.isoformat(), self.scheduler.made_by.get(job))
+    def _mark(self, *marks: tuple[str, dt.datetime]) -> None:
+        """Record the cron slots (job, slot) fired or set, in one transaction."""
+        self.ws.store().set_schedule_marks(
+            [(*job.split("/", 1), slot.isoformat(), self.scheduler.made_by.get(job)) for job, slot in marks]  # type: ignore[misc]
+        )
 
     # --- runs asked for through the HTTP API ---------------------------------------------
 
@@ -279,13 +316,23 @@ class Daemon:
 
         Raises:
             JobBusy: the job is running (here or in another process).
+            HistoryUnwritable: the run could not be recorded as queued.
+            StateUnavailable: the state store is deleted, replaced or unreadable.
             RunnerError: the daemon is stopping.
         """
+        problem = self.state_problem()
+        if problem:
+            raise StateUnavailable(f"{problem}; no run starts until it is back")
         held = self.ws.store().lock_info(service.job_lock(job))
         if held is not None and held.alive:
             raise JobBusy(f"job {job} is already running ({held.holder}, run {held.run_id})")
+        if self.executor.stopping:
+            raise RunnerError("the daemon is stopping: no run starts now")
         run_id = history.new_run_id()
+        service.record_queued(self.ws, job, run_id, trigger, options)  # the id resolves from now on
         outcome = self.executor.submit(Request(job, trigger, 1, options, run_id, adhoc), exclusive=True)
+        if outcome != "started":  # the caller gets an error, not the id: no record is left
+            history.run_path(self.ws.history, *job.split("/", 1), run_id).unlink(missing_ok=True)
         if outcome == "busy":
             raise JobBusy(f"job {job} is already running")
         if outcome != "started":
@@ -356,8 +403,8 @@ class Daemon:
             crons = {
                 ref: Cron.of(spec["schedule"]) for ref, spec in self.jobs.items() if spec.get("schedule")
             }
-            for job in self.scheduler.set_jobs(crons, _utcnow()):
-                self._mark(job, self.scheduler.marks[job])
+            fresh = self.scheduler.set_jobs(crons, _utcnow())
+            self._mark(*((job, self.scheduler.marks[job]) for job in fresh))
             store.forget_schedule_marks({tuple(ref.split("/", 1)) for ref in crons})  # type: ignore[misc]
         suspended = {f"{ns}/{name}" for ns, name in store.suspended()}
         for job in sorted(suspended ^ self.suspended):
@@ -374,22 +421,28 @@ class Daemon:
         """Once at start: a run a killed daemon left unfinished, and a cron slot missed while
         the daemon was down, each make one run (one per job, whatever the count)."""
         reasons: dict[str, str] = {}
+        options: dict[str, RunOptions] = {}
         for ref in self.jobs:
             namespace, _, name = ref.partition("/")
-            newest = history.list_runs(self.ws.history, namespace, name, 1)
-            if newest and newest[0].get("status") == "running" and scheduled(newest[0].get("trigger")):
+            newest = service.recent_runs(self.ws, namespace, name, 1)
+            if newest and newest[0].get("status") == "running":
                 record = service.mark_interrupted(self.ws, newest[0])
-                if record is not None:
+                ran = (record or {}).get("options", {})
+                if record is not None and not (ran.get("dry_run") or ran.get("limit")):
+                    # whoever started it (cron, a trigger, the API, `runner run`): it runs again,
+                    # on the same tasks; a test run (dry run, --limit) changed nothing to finish
                     reasons[ref] = f"catch-up: run {record['run_id']} was interrupted"
+                    options[ref] = RunOptions(tasks=ran.get("tasks"))
         if not self.paused:
-            for due in self.scheduler.due(_utcnow(), self.suspended):
-                self._mark(due.job, due.slot)
+            dues = self.scheduler.due(_utcnow(), self.suspended)
+            self._mark(*((due.job, due.slot) for due in dues))
+            for due in dues:
                 reasons.setdefault(due.job, f"catch-up: missed cron slot {due.slot.isoformat()}")
         for ref, reason in sorted(reasons.items()):
             if ref in self.suspended or self.paused:
                 continue
             self.log("info", "running once to catch up", job=ref, reason=reason)
-            self._submit(Request(ref, reason))
+            self._submit(Request(ref, reason, options=options.get(ref, RunOptions())))
 
     # --- ended runs ----------------------------------------------------------------------
 
@@ -401,10 +454,26 @@ class Daemon:
                 return
             self._ended(finished)
 
+    def _prune(self, job: str) -> None:
+        """Apply the history retention (`keep_runs`, `keep_days`) to one job."""
+        if self.options.keep_runs is None and self.options.keep_days is None:
+            return
+        namespace, _, name = job.partition("/")
+        try:
+            gone = service.prune_history(
+                self.ws, namespace, name, self.options.keep_runs, self.options.keep_days
+            )
+        except (OSError, RunnerError) as exc:
+            self.log("error", "cannot prune the history", job=job, error=str(exc))
+            return
+        if gone:
+            self.log("info", "history pruned", job=job, runs=len(gone))
+
     def _ended(self, finished: Finished) -> None:
         request, record = finished.request, finished.record
         if record is None:
             return
+        self._prune(request.job)
         status = record["status"]
         if self._stop.is_set() or request.adhoc is not None:
             return  # an ad-hoc run is not the applied job of its name: no retries, no triggers

@@ -8,11 +8,12 @@ of every key path, and reject duplicates before anything is constructed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.definitions.models import NAME_PATTERN
 from runner.errors import Location, Problem
 
 if TYPE_CHECKING:
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
 
 DEFINITION_DIRS = ("connections.d", "jobs.d")
 DEFAULT_NAMESPACE = "default"
+# Limits that keep a load, a plan and an apply short (the daemon applies in its own process,
+# beside its API): a file past them is refused with a clear error before it is parsed.
+MAX_FILE_BYTES = 2 << 20
+MAX_DEFINITIONS = 10_000
 
 PathKey = tuple[str | int, ...]
 
@@ -144,22 +149,58 @@ def load_text(
     return docs, problems
 
 
-def definition_files(root: Path) -> Iterator[tuple[Path, str | None]]:
+def definition_files(root: Path) -> tuple[list[tuple[Path, str | None]], list[Problem]]:
     """Every `*.yaml`/`*.yml` below `jobs.d/` and `connections.d/`, sorted, with the namespace
-    its first-level sub-folder gives (None at the top of the folder)."""
+    its first-level sub-folder gives (None at the top of the folder); and the problems of the
+    files left out. A sub-folder whose name is not a valid namespace is left out (its name would
+    reach plans and history unchecked: a newline in it forges a line of output), and so is a
+    file that lies outside the definitions folder through a symlink (a pull request could make
+    `validate` print another file's lines into CI logs)."""
+    inside = root.resolve()
+    files: list[tuple[Path, str | None]] = []
+    problems: list[Problem] = []
     for top in DEFINITION_DIRS:
         base = root / top
         if not base.is_dir():
             continue
         found = []
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            visible = sorted(d for d in dirnames if not d.startswith("."))
+            if Path(dirpath) == base:
+                for d in [d for d in visible if not re.fullmatch(NAME_PATTERN, d)]:
+                    visible.remove(d)
+                    problems.append(
+                        Problem(
+                            Location(display_path(base)),
+                            f"sub-folder {d!r} is not a valid namespace; its files are not read",
+                            "lower-case letters, digits, '-', '_' and '.', at most 63 characters",
+                        )
+                    )
+            dirnames[:] = visible
             for name in filenames:
                 if name.endswith((".yaml", ".yml")) and not name.startswith("."):
                     found.append(Path(dirpath) / name)
         for path in sorted(found):
+            if not path.name.isprintable():
+                problems.append(
+                    Problem(
+                        Location(display_path(path.parent)),
+                        f"file name {path.name!r} holds a control character; it is not read",
+                    )
+                )
+                continue
+            if not path.resolve().is_relative_to(inside):
+                problems.append(
+                    Problem(
+                        Location(f"{display_path(path.parent)}{os.sep}{path.name}"),
+                        "a symlink to a file outside the definitions folder; it is not read",
+                        "copy the definition into the folder instead",
+                    )
+                )
+                continue
             rel = path.relative_to(base).parts
-            yield path, (rel[0] if len(rel) > 1 else None)
+            files.append((path, rel[0] if len(rel) > 1 else None))
+    return files, problems
 
 
 def load_folder(root: Path) -> tuple[list[Document], list[Problem]]:
@@ -175,9 +216,21 @@ def load_folder(root: Path) -> tuple[list[Document], list[Problem]]:
             )
         )
         return docs, problems
-    for path, namespace in definition_files(root):
+    files, problems = definition_files(root)
+    for path, namespace in files:
         shown = display_path(path)
         try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                problems.append(
+                    Problem(
+                        Location(shown),
+                        f"the file is {size / (1 << 20):.1f} MB; a definition file is at most "
+                        f"{MAX_FILE_BYTES >> 20} MB",
+                        "split it into several files",
+                    )
+                )
+                continue
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(Location(shown), f"cannot read file: {exc}"))
@@ -185,4 +238,15 @@ def load_folder(root: Path) -> tuple[list[Document], list[Problem]]:
         file_docs, file_problems = load_text(text, shown, namespace, path.relative_to(root).as_posix())
         docs.extend(file_docs)
         problems.extend(file_problems)
+        if len(docs) > MAX_DEFINITIONS:  # stop reading: the rest would only take time
+            problems.append(
+                Problem(
+                    Location(shown),
+                    f"more than {MAX_DEFINITIONS:,} definitions (connections and jobs); at most "
+                    f"{MAX_DEFINITIONS:,} are applied at once",
+                    "keep the definitions of separate teams in separate folders (each with its own daemon "
+                    "and state store)",
+                )
+            )
+            return [], problems
     return docs, problems

@@ -107,7 +107,7 @@ def literal_password(url: str) -> str | None:
     if parsed.password is not None and str(parsed.password).replace(_PLACEHOLDER, ""):
         return "password"
     for key, value in parsed.query.items():
-        if key.lower() in ("password", "passwd", "pwd"):
+        if "password" in key.lower() or key.lower() in ("passwd", "pwd"):  # also sslpassword
             values = value if isinstance(value, tuple) else (value,)
             if any(v.replace(_PLACEHOLDER, "") for v in values):
                 return f"query parameter {key!r}"

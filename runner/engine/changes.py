@@ -37,6 +37,7 @@ from runner.state.store import StateStore, TaskState
 
 Log = Callable[..., None]
 Progress = Callable[[str, int], None]  # (task, rows read so far), after every batch
+COMMITTED = "batch committed"  # the run log's line with a task's counts after each commit
 
 
 @dataclass
@@ -170,6 +171,24 @@ class TaskRun:
             self.cancel.check()
         return True
 
+    def committed(self, pause: bool = True) -> None:
+        """After the target committed a batch: log the task's counts so far (at debug level,
+        flushed at once), so the history of a run killed later can say what it committed;
+        then (with `pause`) the crash tests' checkpoint."""
+        r = self.result
+        self.log(
+            "debug",
+            COMMITTED,
+            task=self.task.name,
+            rows_read=r.rows_read,
+            inserted=r.inserted,
+            updated=r.updated,
+            upserted=r.upserted,
+            deleted=r.deleted,
+        )
+        if pause:
+            checkpoint("committed")
+
     def state(self) -> TaskState:
         state = self.store.task_state(self.namespace, self.job, self.task.name)
         if self.options.resync:
@@ -183,7 +202,7 @@ class TaskRun:
             self.log("info", "dry run: rolled back", task=self.task.name)
         else:
             writer.commit()
-            checkpoint("committed")
+            self.committed()
 
 
 def run_full(run: TaskRun) -> None:
@@ -339,7 +358,7 @@ def _first_load_copied(run: TaskRun, w: SqlWriter | ScriptWriter, column: str, t
     run.result.inserted = run.result.rows_read
     checkpoint("write")
     w.commit()
-    checkpoint("committed")
+    run.committed()
     if highest is not None:
         run.result.pointer_after = pointers.encode(highest)
         run.store.set_pointer(task_id, column, run.result.pointer_after, run.run_id)
@@ -359,7 +378,7 @@ def _merge_batches(
         w.clear_stage()
         if not run.options.dry_run:
             w.commit()  # the target holds the batch: only now may the pointer pass it
-            checkpoint("committed")
+            run.committed()
             pointer = _later(pointer, stream.pointer)
             result.pointer_after = pointers.encode(pointer)
             run.store.set_pointer(task_id, column, result.pointer_after, run.run_id)

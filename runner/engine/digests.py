@@ -92,7 +92,7 @@ def run_hash(run: TaskRun) -> None:
             result.unchanged += len(rows) - counts.inserted - counts.updated - counts.upserted
             if not options.dry_run:
                 w.commit()  # the rows are in the target: only now are their digests recorded
-                checkpoint("committed")
+                run.committed()
                 digests = [(e[0], e[1], pointers.encode_key(e[2 : 2 + n_keys])) for e in changed]
                 run.store.write_digests(state.id, digests, [])
             changed.clear()
@@ -105,6 +105,7 @@ def run_hash(run: TaskRun) -> None:
                 result.deleted += w.delete_listed()
             if not options.dry_run:
                 w.commit()
+                run.committed(pause=False)
                 run.store.write_digests(state.id, [], [k for k, _ in gone])
             gone.clear()
 
@@ -158,7 +159,7 @@ def _first_load_copied(run: TaskRun, task_id: int, columns: list[Column]) -> boo
         run.result.inserted = run.result.rows_read
         checkpoint("write")
         w.commit()
-        checkpoint("committed")
+        run.committed()
     if digests_compared_in_target(run, columns):
         return True  # later runs compare with the target itself
     target_table = ReadSpec(table=task.write.table)
@@ -214,7 +215,7 @@ def _compared_in_target(run: TaskRun, task_id: int, columns: list[Column]) -> bo
             w.clear_stage()
             if not options.dry_run:
                 w.commit()
-                checkpoint("committed")
+                run.committed()
         if task.deletes != "ignore":
             result.deleted = w.delete_gone()
         result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted

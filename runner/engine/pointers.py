@@ -74,20 +74,37 @@ def decode(pointer: dict[str, str] | None) -> Any:
     return _DECODE[pointer["type"]](pointer["value"])
 
 
+def _is_time(text: str) -> bool:
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse(text: str, like: dict[str, str] | None) -> dict[str, str]:
     """A pointer typed by the user (`runner pointer set`): of the current pointer's type when
-    there is one, else a number when it is one, else the text as typed (the source compares
-    it with the column: PostgreSQL and MariaDB cast it, SQLite's timestamps are text)."""
-    kinds = [like["type"]] if like else ["integer", "decimal", "text"]
+    there is one, else a number when it is one, else an ISO date or time kept as typed (the
+    source compares it with the column: PostgreSQL and MariaDB cast it, SQLite's timestamps
+    are text). Free text is taken only where the current pointer is free text too: "yesterday"
+    for a time column would be compared as text and silently read the wrong rows."""
+    if like is not None and like["type"] == "text":
+        if _is_time(like["value"]) and not _is_time(text):
+            raise ValueError(f"{text!r} is not an ISO date or time like {like['value']!r}")
+        return {"type": "text", "value": text}
+    kinds = [like["type"]] if like else ["integer", "decimal"]
     for kind in kinds:
         try:
             value = _DECODE[kind](text)
         except (ValueError, InvalidOperation):
             continue
-        if kind == "text" and like is not None and like["type"] == "text":
-            return {"type": "text", "value": text}
+        if isinstance(value, Decimal | float) and not math.isfinite(value):
+            continue  # NaN and Infinity compare with nothing
         return encode(value) or {}
-    raise ValueError(f"{text!r} is not a valid {like['type'] if like else 'pointer'} value")
+    if like is None and _is_time(text):
+        return {"type": "text", "value": text}
+    expected = f"a valid {like['type']} value" if like else "a number or an ISO date or time"
+    raise ValueError(f"{text!r} is not {expected}")
 
 
 def coerce(value: Any, like: Any) -> Any:

@@ -14,11 +14,11 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from glob import escape as glob_escape
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from runner.definitions import secrets
+from runner.errors import HistoryUnwritable
 
 RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")  # what `new_run_id` makes, with room
 
@@ -43,13 +43,55 @@ def pointer_log_path(root: Path, namespace: str, job: str) -> Path:
     return root / namespace / job / "pointers.log.jsonl"
 
 
+MIN_FREE = 1 << 20  # bytes free in the history folder before a run (or the daemon) starts
+RESERVE = 32 << 10  # bytes set aside per run, so its final record fits on a disk it filled
+
+
+def check_space(folder: Path) -> None:
+    """Refuse to start a run (or the daemon) where its record and log may not fit.
+
+    Raises:
+        HistoryUnwritable: less than `MIN_FREE` bytes are free, or the folder is unusable.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stat = os.statvfs(folder)
+    except OSError as exc:
+        raise HistoryUnwritable(f"the history folder {folder} is not writable: {exc.strerror}") from None
+    free = stat.f_bavail * stat.f_frsize
+    if free < MIN_FREE:
+        raise HistoryUnwritable(
+            f"the history folder {folder} has {free // 1024} KB free; a run needs at least "
+            f"{MIN_FREE // 1024} KB for its record and log: free some space"
+        )
+
+
+def reserve(path: Path) -> Path:
+    """Set `RESERVE` bytes aside beside a run's record (written, not sparse), to be released
+    just before the final record is written: a run that fills the disk still records how it
+    ended and what it committed."""
+    spare = path.with_name(f".{path.name}.reserve")
+    try:
+        with spare.open("wb") as f:
+            f.write(b"\0" * RESERVE)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        spare.unlink(missing_ok=True)
+        raise
+    return spare
+
+
 class RunLog:
     """A run's log: one JSON object per line (`ts`, `level`, `message`, fields), appended and
-    flushed line by line so a killed run keeps what it logged. Secret values are redacted."""
+    flushed line by line so a killed run keeps what it logged. Secret values are redacted.
+    A line that cannot be written (a full disk) never stops the run: `error` says what was
+    lost, for the run's record."""
 
     def __init__(self, path: Path, echo: Callable[[dict[str, Any]], None] | None = None):
         self.path = path
         self.echo = echo  # e.g. the CLI printing each line as it is logged
+        self.error: str | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, level: str, message: str, **fields: Any) -> None:
@@ -60,9 +102,12 @@ class RunLog:
             **{k: v for k, v in fields.items() if v is not None},
         }
         line = secrets.redact(json.dumps(entry, ensure_ascii=False, default=str))
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
-        if self.echo:
+        try:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        except OSError as exc:
+            self.error = self.error or f"the run log is incomplete: {exc.strerror}"
+        if self.echo and level != "debug":
             self.echo(json.loads(line))
 
 
@@ -88,6 +133,22 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def committed_counts(log: Path, marker: str) -> dict[str, dict[str, int]]:
+    """Task -> its counts on the last `marker` line of a run log: what the target had
+    committed when the run was cut (the log is appended line by line, the record only when a
+    task ends)."""
+    counts: dict[str, dict[str, int]] = {}
+    try:
+        entries = read_log(log)
+    except OSError:
+        return counts
+    for entry in entries:
+        if entry.get("message") == marker and isinstance(entry.get("task"), str):
+            fields = ("rows_read", "inserted", "updated", "upserted", "deleted")
+            counts[entry["task"]] = {k: int(entry.get(k) or 0) for k in fields}
+    return counts
+
+
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -104,7 +165,8 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def iter_runs(root: Path, namespace: str, job: str) -> Iterator[dict[str, Any]]:
-    """The job's runs, newest first, read one at a time; unreadable files are skipped."""
+    """The job's runs, newest first, read one at a time; unreadable files are skipped. Every
+    file is listed: listings go through the state store's index instead (`service.job_runs`)."""
     folder = root / namespace / job
     if not folder.is_dir():
         return
@@ -113,11 +175,6 @@ def iter_runs(root: Path, namespace: str, job: str) -> Iterator[dict[str, Any]]:
             yield read_run(path)
         except (OSError, ValueError):
             continue
-
-
-def list_runs(root: Path, namespace: str, job: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """The job's runs, newest first (the newest `limit`)."""
-    return list(islice(iter_runs(root, namespace, job), limit))
 
 
 def read_run(path: Path) -> dict[str, Any]:

@@ -129,6 +129,39 @@ row_digests = sa.Table(
 )
 
 
+# An index of the history files (the files stay the record): which runs a job has, newest
+# first, with what the listings filter on, so a listing reads only the files it shows.
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(40), primary_key=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("job", sa.String(63), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_at", sa.String(40)),  # None while queued
+    sa.Column("rows_written", sa.BigInteger, nullable=False),
+    sa.Index("runs_by_job", "namespace", "job", "run_id"),
+)
+
+run_tasks = sa.Table(  # the tasks each run ran: a task's last run without reading the files
+    "run_tasks",
+    metadata,
+    sa.Column("run_id", sa.String(40), primary_key=True),
+    sa.Column("task", sa.String(63), primary_key=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("job", sa.String(63), nullable=False),
+    sa.Index("run_tasks_by_task", "namespace", "job", "task", "run_id"),
+)
+
+
+runs_indexed = sa.Table(
+    "runs_indexed",
+    metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("job", sa.String(63), primary_key=True),
+)
+
+
 def _v1(conn: sa.Connection) -> None:
     """Objects, revisions and locks."""
     v1 = sa.MetaData()
@@ -253,5 +286,37 @@ def _v6(conn: sa.Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE schedule_marks ADD COLUMN schedule VARCHAR(300)")
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(conn: sa.Connection) -> None:
+    """The index of the history files (filled from the files on first use of each job)."""
+    v7 = sa.MetaData()
+    sa.Table(
+        "runs",
+        v7,
+        sa.Column("run_id", sa.String(40), primary_key=True),
+        sa.Column("namespace", sa.String(63), nullable=False),
+        sa.Column("job", sa.String(63), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("started_at", sa.String(40)),
+        sa.Column("rows_written", sa.BigInteger, nullable=False),
+        sa.Index("runs_by_job", "namespace", "job", "run_id"),
+    )
+    sa.Table(
+        "run_tasks",
+        v7,
+        sa.Column("run_id", sa.String(40), primary_key=True),
+        sa.Column("task", sa.String(63), primary_key=True),
+        sa.Column("namespace", sa.String(63), nullable=False),
+        sa.Column("job", sa.String(63), nullable=False),
+        sa.Index("run_tasks_by_task", "namespace", "job", "task", "run_id"),
+    )
+    sa.Table(
+        "runs_indexed",  # the jobs whose history files are all in the index
+        v7,
+        sa.Column("namespace", sa.String(63), primary_key=True),
+        sa.Column("job", sa.String(63), primary_key=True),
+    )
+    v7.create_all(conn)
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 LATEST = len(MIGRATIONS)

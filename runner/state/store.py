@@ -24,10 +24,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from runner.errors import LockTimeout, NotFound, NotRunning, StaleState, StateError
+from runner.errors import (
+    LockTimeout,
+    NotFound,
+    NotRunning,
+    StaleState,
+    StateError,
+    StateUnavailable,
+    StoreMissing,
+)
 from runner.state import schema
 
 APPLY_LOCK = "apply"
+READ = "runner_read"  # the execution option of a read-only transaction
+EMPTY_STATE = hashlib.sha256(b"[]").hexdigest()  # `state_digest` of a store without objects
 
 
 def utcnow() -> str:
@@ -148,14 +158,34 @@ def _sqlite_begin_immediate(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a read (`StateStore._read`) does not queue behind a writer: a long apply must not
+        # stall the API's key checks and listings
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ) else "BEGIN IMMEDIATE")
+
+
+def _unavailable(engine: sa.Engine) -> None:
+    """Turn the driver's errors into `StateUnavailable`, so every caller (the CLI, the API, the
+    daemon's loop) reports a deleted, corrupted or unreachable store as such instead of as a
+    traceback. Integrity errors are left alone: locks and keys take them as answers."""
+
+    @event.listens_for(engine, "handle_error")
+    def _handle(ctx: sa.engine.ExceptionContext) -> None:
+        if ctx.is_pre_ping or isinstance(ctx.sqlalchemy_exception, sa.exc.IntegrityError):
+            return
+        detail = " ".join(str(ctx.original_exception).split())
+        raise StateUnavailable(f"the state store cannot be used: {detail}") from None
 
 
 class StateStore:
-    """The applied state, behind a SQLAlchemy URL (`sqlite:///…` or `postgresql://…`)."""
+    """The applied state, behind a SQLAlchemy URL (`sqlite:///…` or `postgresql://…`).
 
-    def __init__(self, url: str):
+    With `create` False, a store that does not exist yet (no SQLite file, no runner tables in
+    the database) is an error rather than created empty: a store deleted by mistake must not
+    come back empty and silently restart every job from scratch."""
+
+    def __init__(self, url: str, create: bool = True):
         self.url = url
+        self.file: Path | None = None  # a SQLite store's file, watched by `check`
         try:
             parsed = sa.make_url(url)
         except sa.exc.ArgumentError:
@@ -166,7 +196,10 @@ class StateStore:
             parsed = parsed.set(drivername="postgresql+psycopg")
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                self.file = Path(parsed.database).resolve()
+                if not create and not self.file.exists():
+                    raise StoreMissing(f"no state store at {self.file}")
+                self.file.parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(parsed, connect_args={"timeout": 60})
             _sqlite_begin_immediate(self.engine)
         elif parsed.get_backend_name() == "postgresql":
@@ -175,18 +208,56 @@ class StateStore:
             raise StateError(
                 f"unsupported state store {parsed.get_backend_name()!r}; use sqlite or postgresql"
             )
-        self._migrate()
+        _unavailable(self.engine)
+        self._migrate(create)
+        self._identity = self._file_identity()
 
     def close(self) -> None:
         self.engine.dispose()
 
+    def _read(self) -> sa.Connection:
+        """A connection for reads only (SQLite: a deferred transaction, see `_begin`)."""
+        return self.engine.connect().execution_options(**{READ: True})
+
+    # --- health ----------------------------------------------------------------------
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self.file is None:
+            return None
+        st = os.stat(self.file)
+        return st.st_dev, st.st_ino
+
+    def check(self) -> str | None:
+        """What is wrong with the store, or None when it is usable. A SQLite file deleted or
+        replaced under a running process still answers reads from the old file (and refuses
+        writes), so its identity is compared with the one opened; then one read proves the
+        file is a readable store of this runner's schema."""
+        if self.file is not None:
+            try:
+                identity = self._file_identity()
+            except FileNotFoundError:
+                return f"the state store file {self.file} was deleted"
+            except OSError as exc:
+                return f"the state store file {self.file} cannot be read: {exc.strerror}"
+            if identity != self._identity:
+                return f"the state store file {self.file} was replaced since it was opened"
+        try:
+            version = self.schema_version()
+        except StateError as exc:
+            return str(exc)
+        if version != schema.LATEST:
+            return f"the state store is at schema version {version}, expected {schema.LATEST}"
+        return None
+
     # --- schema ----------------------------------------------------------------------
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool) -> None:
         try:
             with self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":  # serialise concurrent first starts
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7361626)")
+                if not create and not sa.inspect(conn).has_table(schema.schema_version.name):
+                    raise StoreMissing(f"no state store in {self.engine.url.render_as_string()}")
                 schema.schema_version.create(conn, checkfirst=True)
                 current = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
                 if current > schema.LATEST:
@@ -197,11 +268,13 @@ class StateStore:
                 for version in range(current + 1, schema.LATEST + 1):
                     schema.MIGRATIONS[version - 1](conn)
                     conn.execute(schema.schema_version.insert().values(version=version, applied_at=utcnow()))
-        except sa.exc.DBAPIError as exc:
-            raise StateError(f"cannot open the state store: {' '.join(str(exc.orig).split())}") from None
+        except StoreMissing:
+            raise
+        except StateUnavailable as exc:
+            raise StateUnavailable(str(exc).replace("cannot be used", "cannot be opened")) from None
 
     def schema_version(self) -> int:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
 
     # --- reads -----------------------------------------------------------------------
@@ -212,7 +285,7 @@ class StateStore:
         )
         if kind:
             query = query.where(schema.objects.c.kind == kind)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [
                 AppliedObject(
                     r.kind,
@@ -235,7 +308,7 @@ class StateStore:
 
     def state_digest(self) -> str:
         """A digest of every applied object with its file and line: what a saved plan expects."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return self._state_digest(conn)
 
     @staticmethod
@@ -250,12 +323,12 @@ class StateStore:
 
     def latest_revision(self) -> Revision | None:
         query = sa.select(schema.revisions).order_by(schema.revisions.c.id.desc()).limit(1)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(query).first()
         return self._revision(row) if row else None
 
     def revision(self, revision_id: int) -> Revision:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 sa.select(schema.revisions).where(schema.revisions.c.id == revision_id)
             ).first()
@@ -375,7 +448,7 @@ class StateStore:
 
     def task_states(self, namespace: str, job: str) -> list[TaskState]:
         t = schema.task_state
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 sa.select(t).where((t.c.namespace == namespace) & (t.c.job == job)).order_by(t.c.task)
             ).all()
@@ -428,7 +501,7 @@ class StateStore:
         """Whether any digest of the task is stored."""
         d = schema.row_digests
         query = sa.select(d.c.task_id).where(d.c.task_id == task_id).limit(1)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return conn.execute(query).first() is not None
 
     def digests(self, task_id: int, batch_size: int) -> Iterator[tuple[str, str, str]]:
@@ -445,7 +518,7 @@ class StateStore:
                 .order_by(order)
                 .limit(batch_size)
             )
-            with self.engine.connect() as conn:
+            with self._read() as conn:
                 page = conn.execute(query).all()
             for row in page:
                 yield row[0], row[1], row[2]
@@ -482,14 +555,14 @@ class StateStore:
         return f"{current_user()}@{socket.gethostname()} pid {os.getpid()}"
 
     def lock_info(self, name: str) -> Lock | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
         return Lock.from_row(row) if row else None
 
     def locks(self, prefix: str = "") -> list[Lock]:
         """Every lock held whose name starts with `prefix` (e.g. "job:" for running jobs)."""
         query = sa.select(schema.locks).where(schema.locks.c.name.startswith(prefix, autoescape=True))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [Lock.from_row(r) for r in conn.execute(query.order_by(schema.locks.c.name))]
 
     def _release_if_dead(self, name: str) -> bool:
@@ -581,7 +654,7 @@ class StateStore:
 
     def cancel_requested(self, lock_id: str) -> str | None:
         """Who asked the holder of this lock to cancel, if anyone did."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             query = sa.select(schema.locks.c.cancel_requested).where(schema.locks.c.lock_id == lock_id)
             return conn.execute(query).scalar()
 
@@ -605,7 +678,7 @@ class StateStore:
 
     def suspended(self) -> dict[tuple[str, str], tuple[str, str]]:
         """(namespace, name) -> (since, by) of every suspended job."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return {
                 (r.namespace, r.name): (r.suspended_at, r.suspended_by)
                 for r in conn.execute(sa.select(schema.job_switches))
@@ -622,14 +695,14 @@ class StateStore:
     def setting(self, key: str) -> tuple[Any, str, str] | None:
         """(value, updated_at, updated_by), or None when never set."""
         table = schema.settings
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(table).where(table.c.key == key)).first()
         return (json.loads(row.value), row.updated_at, row.updated_by) if row else None
 
     def schedule_marks(self) -> dict[tuple[str, str], tuple[str, str | None]]:
         """(namespace, name) -> (the last cron slot the daemon fired the job for, ISO in UTC;
         the schedule it was fired by, "cron|timezone")."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return {
                 (r.namespace, r.name): (r.last_slot, r.schedule)
                 for r in conn.execute(sa.select(schema.schedule_marks))
@@ -651,7 +724,7 @@ class StateStore:
 
     def api_keys(self) -> list[dict[str, str]]:
         """Every key: name, key_hash, scope, created_at, created_by."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(sa.select(schema.api_keys).order_by(schema.api_keys.c.name))
             return [dict(r._mapping) for r in rows]
 
@@ -670,9 +743,125 @@ class StateStore:
                 conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
 
     def set_schedule_mark(self, namespace: str, name: str, slot: str, schedule: str | None = None) -> None:
+        self.set_schedule_marks([(namespace, name, slot, schedule)])
+
+    def set_schedule_marks(self, marks: list[tuple[str, str, str, str | None]]) -> None:
+        """(namespace, name, slot, schedule) of many jobs in one transaction: an apply of many
+        scheduled jobs costs one commit, not one per job."""
+        if not marks:
+            return
         table = schema.schedule_marks
         with self.engine.begin() as conn:
-            conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
+            for namespace, name, *_ in marks:
+                conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
             conn.execute(
-                table.insert().values(namespace=namespace, name=name, last_slot=slot, schedule=schedule)
+                table.insert(),
+                [{"namespace": n, "name": j, "last_slot": s, "schedule": c} for n, j, s, c in marks],
             )
+
+    # --- the index of the history files ------------------------------------------------
+
+    def index_runs(self, records: list[dict[str, Any]]) -> None:
+        """Record (or update) runs in the index from their history records, in one transaction
+        (a job's older files are indexed 500 at a time)."""
+        if not records:
+            return
+        r, t = schema.runs, schema.run_tasks
+        rows = [
+            {
+                "run_id": record["run_id"],
+                "namespace": record["namespace"],
+                "job": record["job"],
+                "status": record.get("status") or "unknown",
+                "started_at": record.get("started_at"),
+                "rows_written": int(record.get("rows_written") or 0),
+            }
+            for record in records
+        ]
+        ran = [
+            {"run_id": record["run_id"], "task": name, "namespace": record["namespace"], "job": record["job"]}
+            for record in records
+            for name in sorted({str(task["name"]) for task in record.get("tasks") or [] if task.get("name")})
+        ]
+        ids = [row["run_id"] for row in rows]
+        with self.engine.begin() as conn:
+            conn.execute(t.delete().where(t.c.run_id.in_(ids)))
+            conn.execute(r.delete().where(r.c.run_id.in_(ids)))
+            conn.execute(r.insert(), rows)
+            if ran:
+                conn.execute(t.insert(), ran)
+
+    def _bytewise(self, column: Any) -> Any:
+        """Run ids sort by their text, byte by byte (their start time), not by a locale."""
+        return column.collate("C") if self.engine.dialect.name == "postgresql" else column
+
+    def runs_indexed(self, namespace: str, job: str) -> bool:
+        """Whether every history file of the job is in the index (see `mark_runs_indexed`)."""
+        table = schema.runs_indexed
+        where = (table.c.namespace == namespace) & (table.c.job == job)
+        with self._read() as conn:
+            return conn.execute(sa.select(table.c.job).where(where)).first() is not None
+
+    def mark_runs_indexed(self, namespace: str, job: str) -> None:
+        with self.engine.begin() as conn:
+            table = schema.runs_indexed
+            conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.job == job)))
+            conn.execute(table.insert().values(namespace=namespace, job=job))
+
+    def run_ids(
+        self,
+        namespace: str,
+        job: str,
+        limit: int | None = None,
+        changed_only: bool = False,
+        task: str | None = None,
+        before: str | None = None,
+    ) -> list[str]:
+        """The job's run ids, newest first: all, those that changed something (or did not
+        succeed), or those that ran `task`; only ids below `before` when given."""
+        r, t = schema.runs, schema.run_tasks
+        run_id = self._bytewise(r.c.run_id)
+        query = sa.select(r.c.run_id).where((r.c.namespace == namespace) & (r.c.job == job))
+        if changed_only:
+            query = query.where((r.c.status != "succeeded") | (r.c.rows_written > 0))
+        if task is not None:
+            ran = sa.select(t.c.run_id).where(
+                (t.c.namespace == namespace) & (t.c.job == job) & (t.c.task == task)
+            )
+            query = query.where(r.c.run_id.in_(ran))
+        if before is not None:
+            query = query.where(run_id < before)
+        query = query.order_by(run_id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:
+            return [row[0] for row in conn.execute(query)]
+
+    def last_task_runs(self, namespace: str, job: str) -> dict[str, str]:
+        """Task -> the id of the newest run that ran it."""
+        t = schema.run_tasks
+        query = (
+            sa.select(t.c.task, sa.func.max(self._bytewise(t.c.run_id)))
+            .where((t.c.namespace == namespace) & (t.c.job == job))
+            .group_by(t.c.task)
+        )
+        with self._read() as conn:
+            return {row[0]: row[1] for row in conn.execute(query)}
+
+    def run_index(self, namespace: str, job: str) -> list[tuple[str, str, str | None]]:
+        """(run_id, status, started_at) of every indexed run of the job, newest first."""
+        r = schema.runs
+        query = (
+            sa.select(r.c.run_id, r.c.status, r.c.started_at)
+            .where((r.c.namespace == namespace) & (r.c.job == job))
+            .order_by(self._bytewise(r.c.run_id).desc())
+        )
+        with self._read() as conn:
+            return [(row[0], row[1], row[2]) for row in conn.execute(query)]
+
+    def forget_runs(self, run_ids: list[str]) -> None:
+        with self.engine.begin() as conn:
+            for i in range(0, len(run_ids), 500):
+                chunk = run_ids[i : i + 500]
+                conn.execute(schema.run_tasks.delete().where(schema.run_tasks.c.run_id.in_(chunk)))
+                conn.execute(schema.runs.delete().where(schema.runs.c.run_id.in_(chunk)))

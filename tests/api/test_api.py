@@ -51,7 +51,7 @@ def wait_run(api, run_id: str, timeout: float = 20) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         response = api.get(f"/api/v1/runs/{run_id}")
-        if response.status_code == 200 and response.json()["status"] != "running":
+        if response.status_code == 200 and response.json()["status"] not in ("queued", "running"):
             return response.json()
         time.sleep(0.05)
     raise AssertionError(f"run {run_id} did not end")

@@ -22,6 +22,7 @@ def cli(project, *args):
 
 
 def test_keys_are_shown_once_and_stored_as_hashes(project):
+    assert cli(project, "apply").exit_code == 0  # keys live in the state store apply creates
     created = cli(project, "keys", "create", "ci-bot", "--scope", "operate")
     assert created.exit_code == 0
     key = created.stdout.strip()

@@ -49,6 +49,7 @@ def test_status_page_shows_jobs_runs_and_a_runs_log(project):
     project.write("connections.d/c.yaml", TWO_SQLITE)
     project.write("jobs.d/sync.yaml", job_yaml("sync", extra='  schedule: {cron: "* * * * * */2"}\n'))
     make_source(project.root)
+    service.apply(project.ws)  # keys live in the state store apply creates
     key = service.keys_create(project.ws, "page", "read")
     port = free_port()
     daemon = Daemon(project.root, "--http", f"127.0.0.1:{port}")

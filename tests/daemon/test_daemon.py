@@ -337,11 +337,12 @@ def test_the_daemon_outlives_its_state_store_going_away(daemon_project, pg_url):
         conn.exec_driver_sql(
             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
         )
-    failed = d.wait_for(lambda e: e["event"] == "the daemon's loop failed; trying again")
+    failed = d.wait_for(lambda e: e["event"].startswith("the state store cannot be used"))
     time.sleep(1)
     with admin.connect() as conn:
         conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
     admin.dispose()
+    d.wait_for(lambda e: e["event"] == "the state store is usable again", after=d.events().index(failed))
     d.wait_for(lambda e: e["event"] == "run succeeded", after=d.events().index(failed), timeout=30)
     assert d.proc.poll() is None
     assert d.stop() == 0

@@ -431,3 +431,51 @@ def test_duplicate_key_and_unknown_field_in_one_document_are_both_reported(proje
     with pytest.raises(DefinitionsInvalid):
         service.apply(project.ws)
     assert service.get(project.ws, "Job") == []
+
+
+def test_sub_folder_that_is_not_a_namespace_is_refused_not_printed(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job("copy", "src", "dst", TASK_LINE, folder="ok\nfinance/ create Job x/forged\n")
+    (p,) = problems(project)
+    assert p.location.file.endswith("jobs.d") and "is not a valid namespace" in p.message
+    assert "\n" not in str(p) and "'ok\\nfinance" in p.message
+
+
+def test_file_name_with_a_control_character_is_refused(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job("copy\n+ create", "src", "dst", TASK_LINE)
+    (p,) = problems(project)
+    assert "control character" in p.message and "\n" not in str(p)
+
+
+def test_symlink_out_of_the_folder_is_not_followed(project, tmp_path):
+    outside = tmp_path / "shadow"
+    outside.write_text("root:$6$secrethash:19000:0:99999:7:::\n", encoding="utf-8")
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    (project.root / "jobs.d" / "evil.yaml").symlink_to(outside)
+    (p,) = problems(project)
+    assert p.location.file.endswith("jobs.d/evil.yaml")
+    assert "symlink to a file outside the definitions folder" in p.message
+    assert "secrethash" not in str(p)
+
+
+def test_symlink_inside_the_folder_is_read(project):
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    real = project.job("copy", "src", "dst", TASK_LINE, folder="../shared/")
+    (project.root / "jobs.d" / "copy.yaml").symlink_to(real)
+    assert sorted(d.ref for d in service.validate(project.ws)) == [
+        "default/copy",
+        "default/dst",
+        "default/src",
+    ]
+
+
+@pytest.mark.parametrize("query", ["sslpassword=hunter2", "sslmode=require&SSLPassword=hunter2"])
+def test_literal_password_in_a_query_parameter_is_rejected(project, query):
+    project.connection("pg", "postgresql", f"postgresql://sync@127.0.0.1/shop?{query}")
+    (p,) = problems(project)
+    assert p.location.field == "spec.url" and "password" in p.message.lower()
+    assert "hunter2" not in str(p)
+
+
+TASK_LINE = "- {name: t, read: {table: a}, write: {table: b}}"

@@ -15,6 +15,7 @@ import pytest
 from runner import service
 from runner.engine import changes
 from runner.engine.changes import RunOptions
+from runner.errors import RunnerError
 from tests.engine.conftest import Database
 
 PAIRS = [
@@ -238,6 +239,23 @@ def test_pointer_set_moves_the_next_read(project, make_database):
     assert first["pointer_after"]["value"] == "2026-03-06 12:00:00.123456"
     service.pointer_set(project.ws, "sync", "items", None)
     assert service.pointer_show(project.ws, "sync")[0]["pointer"] is None
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_pointer_set_refuses_text_that_is_not_a_time(project, make_database, dialect):
+    source = Source(make_database(dialect, "source"))
+    target = make_database(dialect, "target")
+    source.upsert([(i, f"row {i}", Decimal("1.00"), T0 + dt.timedelta(days=i)) for i in range(1, 4)])
+    setup_job(project, source.db, target, "watermark", "ignore")
+    for bad in ("yesterday", "NaN", "2026-13-45"):
+        with pytest.raises(RunnerError, match="is not a number or an ISO date or time"):
+            service.pointer_set(project.ws, "sync", "items", bad)
+    assert service.pointer_show(project.ws, "sync")[0]["pointer"] is None
+    run(project)  # now the pointer is the column's own type (text of a time in SQLite)
+    with pytest.raises(RunnerError, match="is not"):
+        service.pointer_set(project.ws, "sync", "items", "yesterday")
+    assert service.pointer_show(project.ws, "sync")[0]["pointer"]["value"].startswith("2026-03-04")
+    assert run(project)["rows_read"] == 1  # the row at the pointer, nothing skipped
 
 
 def test_dry_run_counts_and_writes_nothing(project, make_database):

@@ -210,7 +210,7 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
         )
     engine.dispose()
     store = StateStore(url)
-    assert store.schema_version() == schema.LATEST == 6
+    assert store.schema_version() == schema.LATEST == 7
     state = store.task_state("d", "j", "t")
     assert state.digests_pending is False
     store.set_digests_pending(state.id, True)
