@@ -387,6 +387,7 @@ def test_serving_beyond_loopback_is_warned_about(project):
     for host in ("0.0.0.0", "::", "192.0.2.1", "example.org"):
         assert "plain HTTP" in (exposure_warning(host) or "")
     # 192.0.2.1 is on no machine (TEST-NET-1): the bind fails after the warning
+    service.apply(project.ws)  # a folder with a state store, which `serve` reads
     result = runner_cli(project.root, "serve", "--http", "192.0.2.1:8080")
     assert result.returncode == 1 and "cannot serve HTTP on 192.0.2.1:8080" in result.stderr
     assert "warning: serving plain HTTP on 192.0.2.1, beyond this machine" in result.stderr

@@ -224,8 +224,9 @@ def test_discovered_tasks_validate_and_run(cli, project, dialect, request):
     assert result.exit_code == 0, result.output
     text = result.stdout
     prefix = f"{schema}." if schema else ""
-    assert "# orders: id integer (key), name varchar(40), total decimal(12,2)" in text
-    assert "# lines: order_id integer (key), line integer (key), qty integer" in text
+    integer = "bigint" if dialect == "sqlite" else "integer"  # a SQLite INTEGER holds 64 bits
+    assert f"# orders: id {integer} (key), name varchar(40), total decimal(12,2)" in text
+    assert f"# lines: order_id {integer} (key), line {integer} (key), qty {integer}" in text
     assert "# notes: body text — no primary key: copied in full each run" in text
     assert "elsewhere" not in text  # only the schema asked for
     info = json.loads(cli(*args, "--format", "json").stdout)
