@@ -12,12 +12,13 @@ parsed JSON (dict, list, ...).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import queue
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -38,6 +39,22 @@ if TYPE_CHECKING:
 
 Row = tuple[Any, ...]
 Batch = list[Row]
+# A bucket of integer keys summed up: (count, sum of the keys, sum of their `key_hash`). Two
+# different sets of keys of equal count and sum (keys 1 and 4 deleted, 2 and 3 committed late
+# behind a watermark) differ in the third unless their md5s collide in sum: about 2**-60 for
+# a pair of sets, whatever the keys' pattern, as md5 has no arithmetic structure to exploit.
+BucketDigest = tuple[int, int, int]
+KEY_HASH_BITS = 60  # 15 hex digits: a sum of 60-bit values stays exact where sums are numeric
+
+
+def key_hash(value: int) -> int:
+    """The first 60 bits of the md5 of an integer key's decimal text: what every dialect's
+    `SqlConnector.key_hash_sums` adds up per bucket, computed alike in SQLite, PostgreSQL and
+    MariaDB (the decimal text of an integer is the same in all three)."""
+    digest = hashlib.md5(str(int(value)).encode(), usedforsecurity=False).hexdigest()
+    return int(digest[: KEY_HASH_BITS // 4], 16)
+
+
 Convert = Callable[[Any], Any]
 IN_LIST = 5_000  # values bound in one IN (…) list: within every driver's parameter limit
 
@@ -400,12 +417,37 @@ class SqlConnector(Connector):
         )
         return (None if low is None else int(low)), (None if high is None else int(high)), int(count)
 
-    def key_buckets(self, spec: ReadSpec, key: str, width: int) -> dict[int, tuple[int, int]]:
-        """Per bucket of an integer key: (count, sum of keys), computed in the database."""
+    @abstractmethod
+    def key_hash_sums(self, column: str) -> list[tuple[str, int]]:
+        """Aggregates that give, over a group of rows, the exact sum of `key_hash` of an integer
+        column: each value shifted left by its bits and all added (a dialect whose sum would
+        overflow sums the hash in parts)."""
+
+    def bucket_digests_sql(self, column: str, width: int, from_sql: str) -> str:
+        """The query of `bucket_digests` over `from_sql` (a table or subquery, aliased)."""
+        bucket = self.bucket_sql(column, width)
+        hashes = ", ".join(expr for expr, _ in self.key_hash_sums(column))
+        return f"SELECT {bucket}, count(*), sum({column}), {hashes} FROM {from_sql} GROUP BY {bucket}"
+
+    def bucket_digests(self, rows: Iterable[Sequence[Any]], column: str) -> dict[int, BucketDigest]:
+        """The rows of `bucket_digests_sql` as {bucket: (count, sum of keys, sum of key_hash)}."""
+        shifts = [shift for _, shift in self.key_hash_sums(column)]
+        return {
+            int(r[0]): (int(r[1]), int(r[2]), sum(int(v) << s for v, s in zip(r[3:], shifts, strict=True)))
+            for r in rows
+        }
+
+    def key_buckets(self, spec: ReadSpec, key: str, width: int) -> dict[int, BucketDigest]:
+        """Per bucket of an integer key: its digest (`BucketDigest`), computed in the database."""
         k = self.quote(key)
-        bucket = self.bucket_sql(k, width)
-        sql = f"SELECT {bucket}, count(*), sum({k}) FROM {self.source_sql(spec)} GROUP BY {bucket}"
-        return {int(b): (int(n), int(s)) for b, n, s in self._query("summarising keys", sql)}
+        sql = self.bucket_digests_sql(k, width, self.source_sql(spec))
+        with self.connection("summarising keys") as dbapi:
+            self.prepare_digests(dbapi.driver_connection)
+            cursor = dbapi.cursor()
+            cursor.execute(sql)
+            rows = cursor.fetchall()
+            dbapi.rollback()
+        return self.bucket_digests(rows, k)
 
     def read_key_buckets(
         self, spec: ReadSpec, key: str, width: int, buckets: list[int], batch_size: int

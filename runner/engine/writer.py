@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.definitions import secrets
 from runner.definitions.models import ReadSpec
-from runner.engine.connector import key_conditions
+from runner.engine.connector import BucketDigest, key_conditions
 from runner.engine.types import Column, ColumnType
 from runner.errors import TerminalError
 
@@ -527,17 +527,15 @@ class SqlWriter(Transaction):
             self._analyze(KEY_STAGE)
         return self._delete(f"EXISTS (SELECT 1 FROM {self.q(KEY_STAGE)} k WHERE {self._key_match()})")
 
-    def target_buckets(self, width: int) -> dict[int, tuple[int, int]]:
-        """Per bucket of the (single, integer) key: (count, sum of keys) of the target's rows
-        (not soft-deleted ones)."""
+    def target_buckets(self, width: int) -> dict[int, BucketDigest]:
+        """Per bucket of the (single, integer) key: the digest of the target's keys (not
+        soft-deleted ones), as `SqlConnector.key_buckets` gives the source's."""
         k = self.q(self.keys[0])
-        bucket = self.c.bucket_sql(k, width)
         live = f" WHERE {self.q(self.soft)} IS NULL" if self.soft else ""
         with self.c.errors(self.doing):
-            self.cursor.execute(
-                f"SELECT {bucket}, count(*), sum({k}) FROM {self.target}{live} GROUP BY {bucket}"
-            )
-            return {int(b): (int(n), int(s)) for b, n, s in self.cursor.fetchall()}
+            self.c.prepare_digests(self.dbapi.driver_connection)
+            self.cursor.execute(self.c.bucket_digests_sql(k, width, f"{self.target}{live}"))
+            return self.c.bucket_digests(self.cursor.fetchall(), k)
 
     def find_keys(self, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()) -> set[int]:
         """The target's values of its (single, integer) key among `values` or in the inclusive

@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL
 from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
 from runner.engine.connector import (
+    KEY_HASH_BITS,
     Connector,
     Convert,
     ReadAhead,
@@ -159,6 +160,10 @@ class PostgresqlConnector(SqlConnector):
         if any(c.type.kind == "json" for c in columns) or self.server_version() < 140000:
             return f"md5(ROW({', '.join(names)})::text)", ColumnType("text")
         return f"hash_record_extended(ROW({', '.join(names)}), 0)", ColumnType("bigint")
+
+    def key_hash_sums(self, column: str) -> list[tuple[str, int]]:
+        digits = KEY_HASH_BITS // 4  # bit(60) read as bigint is never negative; sum() is numeric
+        return [(f"sum(('x' || substr(md5({column}::text), 1, {digits}))::bit({KEY_HASH_BITS})::bigint)", 0)]
 
     def any_of_sql(self, column: str, values: list[int]) -> str:
         # one array literal: parsed and probed (hashed) much faster than thousands of IN items
