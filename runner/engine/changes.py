@@ -250,7 +250,7 @@ def run_watermark(run: TaskRun) -> None:
             f"the pointer was for column {state.watermark_column!r}; reading everything",
             task=task.name,
         )
-    result.pointer_before = stored
+    result.pointer_before = result.pointer_after = stored  # until a committed batch moves it
     before = pointers.decode(stored)
     watermark = Watermark(column, pointers.shift_back(before, task.changes.lookback_amount()))
     # A first load that may be copied inside the databases opens the batch reader (whose query
@@ -287,8 +287,6 @@ def run_watermark(run: TaskRun) -> None:
                     early.cancel()  # a sum not yet started never starts; a running one is waited for
                 raise
             result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
-            if result.pointer_after is None:
-                result.pointer_after = stored
             if deletes:
                 if options.limit is not None:
                     run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
