@@ -35,6 +35,7 @@ from runner.engine.writer import INTEGERS, KEY_STAGE, STAGE, MergeCounts, SqlWri
 from runner.errors import TerminalError
 from runner.state.store import StateStore, TaskState
 
+NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
 Progress = Callable[[str, int], None]  # (task, rows read so far), after every batch
 
@@ -102,6 +103,15 @@ class TaskRun:
     def __post_init__(self) -> None:
         t = self.task
         self.result = TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy)
+        self.noted = time.monotonic()
+
+    def note(self, doing: str, rows: int) -> None:
+        """Log a long phase's rows so far, at most every `NOTE_SECONDS`: a run of many minutes
+        says what it is doing and how far it got."""
+        now = time.monotonic()
+        if now - self.noted >= NOTE_SECONDS:
+            self.noted = now
+            self.log("info", f"{doing}: {rows:,} rows so far", task=self.task.name, rows=rows)
 
     def track(self, batches: Iterator[Batch], cancellable: bool = True) -> Iterator[Batch]:
         """Remember a reader's stream so `close_streams` ends it (and frees its connection) as
@@ -135,6 +145,7 @@ class TaskRun:
             if batch is None:
                 return
             self.result.rows_read += len(batch)
+            self.note("reading", self.result.rows_read)
             if self.progress:
                 self.progress(self.task.name, self.result.rows_read)
             checkpoint("read")
@@ -157,7 +168,7 @@ class TaskRun:
             return False
         checkpoint("read")  # the read is open, nothing written
         started = time.perf_counter()
-        rows = w.copy_from(self.task.read, into)
+        rows = w.copy_from(self.task.read, into, progress=lambda rows: self.note("copying", rows))
         if rows is None:
             return False
         self.result.read_seconds += time.perf_counter() - started

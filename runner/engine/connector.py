@@ -120,6 +120,13 @@ class Connector(ABC):
         """Stream a table or query (only the `select` columns, when given), at most `limit`
         rows. Memory stays within a few batches whatever its size."""
 
+    @contextmanager
+    def snapshot(self) -> Iterator[bool]:
+        """While the block runs, every read of this connector sees one snapshot of the source
+        (yields True), so that two reads (a copy, then its rows' digests) describe the same
+        rows; yields False where the system cannot share one between connections."""
+        yield False
+
     @abstractmethod
     def read_digests(
         self, spec: ReadSpec, columns: list[Column], keys: list[str], batch_size: int, with_rows: bool
@@ -524,6 +531,9 @@ class SqlConnector(Connector):
         except self.engine.dialect.loaded_dbapi.Error as exc:
             raise self._mapped(doing, exc) from None
 
+    def begin_read(self, dbapi: Any) -> None:
+        """Begin a reading transaction on `dbapi` (in the shared snapshot, see `snapshot`)."""
+
     @contextmanager
     def connection(self, doing: str) -> Iterator[Any]:
         """A DBAPI connection of its own, closed at the end; driver errors are translated as by
@@ -532,6 +542,7 @@ class SqlConnector(Connector):
             dbapi = self.engine.raw_connection()
         try:
             with self.errors(doing):
+                self.begin_read(dbapi)
                 yield dbapi
         finally:
             dbapi.close()
@@ -587,10 +598,12 @@ class SqlConnector(Connector):
         into: str,
         targets: list[ColumnType],
         where: str = "",
+        progress: Callable[[int], None] | None = None,
     ) -> int | None:
         """Copy the source's `columns` (of its rows matching `where`, a condition in the
         source's SQL) into `into` (whose columns have the types `targets`) inside the
-        database(s), no row through Python; None when this pair cannot."""
+        database(s), no row through Python; None when this pair cannot. A copy in pieces tells
+        `progress` the rows copied so far after each."""
         return None
 
     def any_of_sql(self, column: str, values: list[int]) -> str:
@@ -642,10 +655,12 @@ class SqlConnector(Connector):
             dbapi = self.engine.raw_connection()
         try:
             with self.errors(doing):
+                self.begin_read(dbapi)
                 probe = dbapi.cursor()
                 declared = self._columns(probe, spec)
                 probe.close()
                 dbapi.rollback()
+                self.begin_read(dbapi)
                 if select is not None:
                     missing = [n for n in select if n not in {name for name, _ in declared}]
                     if missing:

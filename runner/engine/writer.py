@@ -15,7 +15,7 @@ where the driver says, the column that the target rejected.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -174,12 +174,15 @@ class SqlWriter(Transaction):
             )
         return [Column(col.name, self.target_types[col.name] or col.type) for col in self.columns]
 
-    def copy_from(self, spec: ReadSpec, into: str, where: str = "") -> int | None:
+    def copy_from(
+        self, spec: ReadSpec, into: str, where: str = "", progress: Callable[[int], None] | None = None
+    ) -> int | None:
         """Move the source's rows into the target, the staging table or (`KEY_STAGE`) the key
         stage without Python touching them, when both ends allow it (PostgreSQL to PostgreSQL:
         binary COPY piped through; SQLite to SQLite: INSERT … SELECT from the attached file)
         and the target's column types are the source's. Returns the row count, or None when
-        the rows must go through batches."""
+        the rows must go through batches. `progress` hears the rows copied so far, where the
+        pair copies in pieces."""
         columns = self.key_columns if into == KEY_STAGE else self.columns
         if self.source is None:
             return None
@@ -189,7 +192,7 @@ class SqlWriter(Transaction):
         with c.errors(self.doing):
             self.cursor.execute("SAVEPOINT runner_copy")
         try:
-            rows = c.copy_from(self.cursor, self.source, spec, columns, table, targets, where)
+            rows = c.copy_from(self.cursor, self.source, spec, columns, table, targets, where, progress)
         except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
             rows = None  # a value the target rejects: the batches will name its row
         with c.errors(self.doing):

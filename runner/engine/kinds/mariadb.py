@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -316,6 +316,7 @@ class MariadbConnector(SqlConnector):
         into: str,
         targets: list[ColumnType],
         where: str = "",
+        progress: Callable[[int], None] | None = None,
     ) -> int | None:
         """PostgreSQL to MariaDB: PostgreSQL formats every value (its types' own text output)
         and joins the rows into tab-separated pieces of thousands of lines (`text_pieces`),
@@ -341,6 +342,8 @@ class MariadbConnector(SqlConnector):
                 file.write(data)
                 file.flush()
                 self._load(cursor, file.name, into, names, binary)
+            if progress is not None:
+                progress(rows)
         return rows
 
     def _load(self, cursor: Any, path: str, table: str, names: list[str], binary: list[bool]) -> None:

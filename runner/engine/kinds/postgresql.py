@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -106,6 +107,31 @@ def _json(value: Any) -> Any:
 class PostgresqlConnector(SqlConnector):
     dialect = "postgresql"
     _server_version: int | None = None
+    _snapshot: str | None = None  # exported by `snapshot`, imported by every connection meanwhile
+
+    @contextmanager
+    def snapshot(self) -> Iterator[bool]:
+        # a REPEATABLE READ transaction exports its snapshot and stays open until the block
+        # ends; each connection opened meanwhile starts its own transaction in that snapshot
+        with self.connection("exporting a snapshot") as dbapi:
+            cursor = dbapi.cursor()
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("SELECT pg_export_snapshot()")
+            (exported,) = cursor.fetchone()
+            if not re.fullmatch(r"[0-9A-F-]+", exported):
+                raise TerminalError(f"unexpected snapshot id from the server: {exported!r}")
+            self._snapshot = exported
+            try:
+                yield True
+            finally:
+                self._snapshot = None
+                dbapi.rollback()
+
+    def begin_read(self, dbapi: Any) -> None:
+        if self._snapshot is not None:
+            cursor = dbapi.cursor()
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute(f"SET TRANSACTION SNAPSHOT '{self._snapshot}'")  # checked: hex and -
 
     def engine_url(self, url: URL) -> URL:
         return url.set(drivername="postgresql+psycopg")
@@ -235,6 +261,7 @@ class PostgresqlConnector(SqlConnector):
         into: str,
         targets: list[ColumnType],
         where: str = "",
+        progress: Callable[[int], None] | None = None,
     ) -> int | None:
         """PostgreSQL to PostgreSQL with the same column types: the source's binary COPY
         output is the target's binary COPY input, passed through untouched."""
