@@ -461,22 +461,13 @@ class StateStore:
             for i in range(0, len(deletes), 500):
                 chunk = [unhex(k) for k in deletes[i : i + 500]]
                 conn.execute(d.delete().where((d.c.task_id == task_id) & d.c.key_hash.in_(chunk)))
-            rows = [
-                {"task_id": task_id, "key_hash": unhex(k), "row_hash": unhex(r), "key_value": v}
-                for k, r, v in upserts
-            ]
-            if rows:  # one upsert statement (SQLite and PostgreSQL both have ON CONFLICT)
-                if conn.dialect.name == "postgresql":
-                    from sqlalchemy.dialects.postgresql import insert
-                else:
-                    from sqlalchemy.dialects.sqlite import insert
-                insert = insert(d)
-                conn.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=[d.c.task_id, d.c.key_hash],
-                        set_={"row_hash": insert.excluded.row_hash, "key_value": insert.excluded.key_value},
-                    ),
-                    rows,
+            if upserts:  # the driver's executemany: SQLAlchemy's per-row processing cost more
+                mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                conn.exec_driver_sql(
+                    "INSERT INTO row_digests (task_id, key_hash, row_hash, key_value) "
+                    f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (task_id, key_hash) "
+                    "DO UPDATE SET row_hash = excluded.row_hash, key_value = excluded.key_value",
+                    [(task_id, unhex(k), unhex(r), v) for k, r, v in upserts],
                 )
 
     # --- locks -----------------------------------------------------------------------
