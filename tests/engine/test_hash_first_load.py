@@ -68,6 +68,7 @@ def test_first_load_copied_then_changes_applied(project, pg_url, maria_url, monk
     said = messages(project, first)
     assert "copied inside the databases, no row through Python" in said
     assert f"copying: {ROWS:,} rows so far" in said
+    assert "reading the copied rows' digests" in said
     assert (
         "recording digests: 5,000 rows so far" in said and f"recording digests: {ROWS:,} rows so far" in said
     )
