@@ -194,6 +194,18 @@ def pointer_text(pointer: dict[str, str] | None) -> str:
     return f"{pointer['value']} ({pointer['type']})" if pointer else "none"
 
 
+def written_text(task: dict[str, Any]) -> str:
+    """`1 inserted, 2 updated, 0 deleted`; a task written by an upsert script, which cannot tell
+    inserts from updates, shows `3 upserted` instead."""
+    if task.get("upserted") and not (task["inserted"] or task["updated"]):
+        written = f"{task['upserted']:,} upserted"
+    else:
+        written = f"{task['inserted']:,} inserted, {task['updated']:,} updated"
+        if task.get("upserted"):
+            written += f", {task['upserted']:,} upserted"
+    return f"{written}, {task['deleted']:,} deleted"
+
+
 def run_text(record: dict[str, Any]) -> str:
     flags = " ".join(
         f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in record["options"].items()
@@ -211,8 +223,7 @@ def run_text(record: dict[str, Any]) -> str:
         line = (
             f"  task {t['name']} ({t['strategy']}): {t['status']}, {t['rows_read']:,} rows read → "
             + ("would be " if dry else "")
-            + f"{t['inserted']:,} inserted, {t['updated']:,} updated, {t['deleted']:,} deleted, "
-            f"{t['unchanged']:,} unchanged in {t['target']} ({t['seconds']:.2f} s)"
+            + f"{written_text(t)}, {t['unchanged']:,} unchanged in {t['target']} ({t['seconds']:.2f} s)"
         )
         if t["pointer_after"] != t["pointer_before"]:
             line += f"\n    pointer: {pointer_text(t['pointer_before'])} → {pointer_text(t['pointer_after'])}"
@@ -351,7 +362,7 @@ def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
 
 def task_history_table(ref: str, task: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"Runs of task {task} of {ref}", title_justify="left")
-    for col in ("RUN", "STATUS", "STARTED", "SECONDS", "READ", "+", "~", "-", "ERROR"):
+    for col in ("RUN", "STATUS", "STARTED", "SECONDS", "READ", "+", "~", "±", "-", "ERROR"):
         table.add_column(col, justify="left" if col in ("RUN", "STATUS", "STARTED", "ERROR") else "right")
     for r in rows:
         table.add_row(
@@ -362,6 +373,7 @@ def task_history_table(ref: str, task: str, rows: list[dict[str, Any]]) -> Table
             _num(r.get("rows_read")),
             _num(r.get("inserted")),
             _num(r.get("updated")),
+            _num(r.get("upserted")),  # through an upsert script: inserted or updated
             _num(r.get("deleted")),
             (r.get("error") or "")[:80],
         )

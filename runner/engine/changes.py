@@ -8,8 +8,8 @@
   move to the highest value committed. Rows that share the pointer's value are read again
   next run and found unchanged, so nothing is missed at the boundary and nothing counted twice.
   A first load into an empty table is copied inside the databases where the pair allows.
-  Deletes: source and target keys are compared per bucket (an integer key) or staged in the
-  target, or a user's query lists them.
+  Deletes: source and target keys are compared per bucket (an integer key; count, sum and an
+  md5 sum) or staged in the target, or a user's query lists them.
 - hash: see `runner.engine.digests`.
 
 A run killed anywhere leaves the target with whole committed batches and a pointer that is
@@ -28,13 +28,14 @@ from runner.definitions.models import Task
 from runner.engine import pointers
 from runner.engine.cancel import CancelToken
 from runner.engine.checkpoints import checkpoint
-from runner.engine.connector import Batch, Connector, ReadStream, Watermark
+from runner.engine.connector import Batch, BucketDigest, Connector, ReadStream, Watermark, key_hash
 from runner.engine.templates import ScriptWriter
 from runner.engine.types import Column
 from runner.engine.writer import INTEGERS, KEY_STAGE, STAGE, MergeCounts, SqlWriter
 from runner.errors import TerminalError
 from runner.state.store import StateStore, TaskState
 
+NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
 Progress = Callable[[str, int], None]  # (task, rows read so far), after every batch
 COMMITTED = "batch committed"  # the run log's line with a task's counts after each commit
@@ -103,6 +104,15 @@ class TaskRun:
     def __post_init__(self) -> None:
         t = self.task
         self.result = TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy)
+        self.noted = time.monotonic()
+
+    def note(self, doing: str, rows: int) -> None:
+        """Log a long phase's rows so far, at most every `NOTE_SECONDS`: a run of many minutes
+        says what it is doing and how far it got."""
+        now = time.monotonic()
+        if now - self.noted >= NOTE_SECONDS:
+            self.noted = now
+            self.log("info", f"{doing}: {rows:,} rows so far", task=self.task.name, rows=rows)
 
     def track(self, batches: Iterator[Batch], cancellable: bool = True) -> Iterator[Batch]:
         """Remember a reader's stream so `close_streams` ends it (and frees its connection) as
@@ -136,6 +146,7 @@ class TaskRun:
             if batch is None:
                 return
             self.result.rows_read += len(batch)
+            self.note("reading", self.result.rows_read)
             if self.progress:
                 self.progress(self.task.name, self.result.rows_read)
             checkpoint("read")
@@ -158,7 +169,7 @@ class TaskRun:
             return False
         checkpoint("read")  # the read is open, nothing written
         started = time.perf_counter()
-        rows = w.copy_from(self.task.read, into)
+        rows = w.copy_from(self.task.read, into, progress=lambda rows: self.note("copying", rows))
         if rows is None:
             return False
         self.result.read_seconds += time.perf_counter() - started
@@ -269,7 +280,7 @@ def run_watermark(run: TaskRun) -> None:
             f"the pointer was for column {state.watermark_column!r}; reading everything",
             task=task.name,
         )
-    result.pointer_before = stored
+    result.pointer_before = result.pointer_after = stored  # until a committed batch moves it
     before = pointers.decode(stored)
     watermark = Watermark(column, pointers.shift_back(before, task.changes.lookback_amount()))
     # A first load that may be copied inside the databases opens the batch reader (whose query
@@ -306,8 +317,6 @@ def run_watermark(run: TaskRun) -> None:
                     early.cancel()  # a sum not yet started never starts; a running one is waited for
                 raise
             result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
-            if result.pointer_after is None:
-                result.pointer_after = stored
             if deletes:
                 if options.limit is not None:
                     run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
@@ -420,10 +429,10 @@ BUCKETS_PER_PASS = 5_000  # at most 5,000 bound parameters and ~320,000 staged k
 
 @dataclass
 class KeySums:
-    """The source's integer keys summed up per bucket of `width` keys: (count, sum) each."""
+    """The source's integer keys summed up per bucket of `width` keys (`BucketDigest`)."""
 
     width: int
-    buckets: dict[int, tuple[int, int]] | None  # None: the source is empty
+    buckets: dict[int, BucketDigest] | None  # None: the source is empty
 
 
 def _source_key_sums(run: TaskRun) -> KeySums:
@@ -437,12 +446,15 @@ def _source_key_sums(run: TaskRun) -> KeySums:
 
 def _deletes_by_buckets(run: TaskRun, w: SqlWriter, sums: KeySums) -> int:
     """Deletes under an integer key without moving every key: both databases sum up their
-    keys per bucket of a key range (count and sum, computed in each database; the source's
-    while the batches are merged); only the buckets that differ have their keys compared.
-    The target holds every live source row after the upserts, so a bucket with the same
-    count and sum holds the same keys. The source is summed up after the batch reader's
-    snapshot: a key it gained since is in no target bucket's difference, and every key
-    found to differ is looked up in the source as it is now before it is deleted."""
+    keys per bucket of a key range (`BucketDigest`: count, sum and sum of an md5 of each key,
+    computed in each database; the source's while the batches are merged); only the buckets
+    that differ have their keys compared. A bucket's target keys are the source's that the
+    run merged plus the deleted ones, but its source keys may include rows the watermark did
+    not read (committed late, behind the pointer): count and sum alone cannot tell keys 1
+    and 4 deleted from 2 and 3 arrived late, the md5 sum can. The source is summed up after
+    the batch reader's snapshot: a key it gained since is in no target bucket's difference,
+    and every key found to differ is looked up in the source as it is now before it is
+    deleted."""
     task, key = run.task, run.task.write.keys[0]
     if sums.buckets is None:  # the source is empty: every row of the target is gone
         w.open_key_stage()
@@ -470,21 +482,28 @@ def _single_deletes(
     run: TaskRun,
     w: SqlWriter,
     width: int,
-    source: dict[int, tuple[int, int]],
-    target: dict[int, tuple[int, int]],
+    source: dict[int, BucketDigest],
+    target: dict[int, BucketDigest],
     differ: list[int],
 ) -> tuple[int, list[int]]:
     """Deletes read off the sums, for the buckets whose target holds one key more than the
-    source (most of them when deletes are few): as the target holds the bucket's live source
-    keys, the extra key is the difference of the two sums. It is deleted once it is checked
-    to be in this bucket, in the target and not in the source (index lookups in each). Returns
-    the rows deleted and the buckets left to compare key by key."""
+    source (most of them when deletes are few): when the target's keys are the source's and
+    one more, that key is the difference of the two sums. That is proven, not assumed: with
+    the key taken out, the target's digest must equal the source's (three deleted keys and
+    two late ones also differ by one in count; their sums' difference is then a deleted key,
+    but not the only one). The key is deleted once it is checked to be in this bucket, in the
+    target and not in the source (index lookups in each). Returns the rows deleted and the
+    buckets left to compare key by key."""
     guess: dict[int, int] = {}
     for b in differ:
-        count, total = source.get(b, (0, 0))
-        target_count, target_total = target[b]
+        count, total, hashed = source.get(b, (0, 0, 0))
+        target_count, target_total, target_hashed = target[b]
         key = target_total - total
-        if target_count - count == 1 and _bucket(key, width) == b:
+        if (
+            target_count - count == 1
+            and _bucket(key, width) == b
+            and target_hashed - key_hash(key) == hashed  # the bucket holds no other difference
+        ):
             guess[b] = key
     if not guess:
         return 0, differ

@@ -12,13 +12,14 @@ bytes, UUID, and parsed JSON (dict, list, ...).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import queue
 import re
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
@@ -40,6 +41,22 @@ if TYPE_CHECKING:
 
 Row = tuple[Any, ...]
 Batch = list[Row]
+# A bucket of integer keys summed up: (count, sum of the keys, sum of their `key_hash`). Two
+# different sets of keys of equal count and sum (keys 1 and 4 deleted, 2 and 3 committed late
+# behind a watermark) differ in the third unless their md5s collide in sum: about 2**-60 for
+# a pair of sets, whatever the keys' pattern, as md5 has no arithmetic structure to exploit.
+BucketDigest = tuple[int, int, int]
+KEY_HASH_BITS = 60  # 15 hex digits: a sum of 60-bit values stays exact where sums are numeric
+
+
+def key_hash(value: int) -> int:
+    """The first 60 bits of the md5 of an integer key's decimal text: what every dialect's
+    `SqlConnector.key_hash_sums` adds up per bucket, computed alike in SQLite, PostgreSQL and
+    MariaDB (the decimal text of an integer is the same in all three)."""
+    digest = hashlib.md5(str(int(value)).encode(), usedforsecurity=False).hexdigest()
+    return int(digest[: KEY_HASH_BITS // 4], 16)
+
+
 Convert = Callable[[Any], Any]
 IN_LIST = 5_000  # values bound in one IN (…) list: within every driver's parameter limit
 
@@ -104,6 +121,13 @@ class Connector(ABC):
     ) -> ReadStream:
         """Stream a table or query (only the `select` columns, when given), at most `limit`
         rows. Memory stays within a few batches whatever its size."""
+
+    @contextmanager
+    def snapshot(self) -> Iterator[bool]:
+        """While the block runs, every read of this connector sees one snapshot of the source
+        (yields True), so that two reads (a copy, then its rows' digests) describe the same
+        rows; yields False where the system cannot share one between connections."""
+        yield False
 
     @abstractmethod
     def read_digests(
@@ -476,12 +500,37 @@ class SqlConnector(Connector):
         )
         return value
 
-    def key_buckets(self, spec: ReadSpec, key: str, width: int) -> dict[int, tuple[int, int]]:
-        """Per bucket of an integer key: (count, sum of keys), computed in the database."""
+    @abstractmethod
+    def key_hash_sums(self, column: str) -> list[tuple[str, int]]:
+        """Aggregates that give, over a group of rows, the exact sum of `key_hash` of an integer
+        column: each value shifted left by its bits and all added (a dialect whose sum would
+        overflow sums the hash in parts)."""
+
+    def bucket_digests_sql(self, column: str, width: int, from_sql: str) -> str:
+        """The query of `bucket_digests` over `from_sql` (a table or subquery, aliased)."""
+        bucket = self.bucket_sql(column, width)
+        hashes = ", ".join(expr for expr, _ in self.key_hash_sums(column))
+        return f"SELECT {bucket}, count(*), sum({column}), {hashes} FROM {from_sql} GROUP BY {bucket}"
+
+    def bucket_digests(self, rows: Iterable[Sequence[Any]], column: str) -> dict[int, BucketDigest]:
+        """The rows of `bucket_digests_sql` as {bucket: (count, sum of keys, sum of key_hash)}."""
+        shifts = [shift for _, shift in self.key_hash_sums(column)]
+        return {
+            int(r[0]): (int(r[1]), int(r[2]), sum(int(v) << s for v, s in zip(r[3:], shifts, strict=True)))
+            for r in rows
+        }
+
+    def key_buckets(self, spec: ReadSpec, key: str, width: int) -> dict[int, BucketDigest]:
+        """Per bucket of an integer key: its digest (`BucketDigest`), computed in the database."""
         k = self.quote(key)
-        bucket = self.bucket_sql(k, width)
-        sql = f"SELECT {bucket}, count(*), sum({k}) FROM {self.source_sql(spec)} GROUP BY {bucket}"
-        return {int(b): (int(n), int(s)) for b, n, s in self._query("summarising keys", sql)}
+        sql = self.bucket_digests_sql(k, width, self.source_sql(spec))
+        with self.connection("summarising keys") as dbapi:
+            self.prepare_digests(dbapi.driver_connection)
+            cursor = dbapi.cursor()
+            cursor.execute(sql)
+            rows = cursor.fetchall()
+            dbapi.rollback()
+        return self.bucket_digests(rows, k)
 
     def read_key_buckets(
         self, spec: ReadSpec, key: str, width: int, buckets: list[int], batch_size: int
@@ -558,6 +607,9 @@ class SqlConnector(Connector):
         except self.engine.dialect.loaded_dbapi.Error as exc:
             raise self._mapped(doing, exc) from None
 
+    def begin_read(self, dbapi: Any) -> None:
+        """Begin a reading transaction on `dbapi` (in the shared snapshot, see `snapshot`)."""
+
     @contextmanager
     def connection(self, doing: str) -> Iterator[Any]:
         """A DBAPI connection of its own, closed at the end; driver errors are translated as by
@@ -566,6 +618,7 @@ class SqlConnector(Connector):
             dbapi = self.engine.raw_connection()
         try:
             with self.errors(doing):
+                self.begin_read(dbapi)
                 yield dbapi
         finally:
             dbapi.close()
@@ -641,10 +694,12 @@ class SqlConnector(Connector):
         into: str,
         targets: list[ColumnType],
         where: str = "",
+        progress: Callable[[int], None] | None = None,
     ) -> int | None:
         """Copy the source's `columns` (of its rows matching `where`, a condition in the
         source's SQL) into `into` (whose columns have the types `targets`) inside the
-        database(s), no row through Python; None when this pair cannot."""
+        database(s), no row through Python; None when this pair cannot. A copy in pieces tells
+        `progress` the rows copied so far after each."""
         return None
 
     def any_of_sql(self, column: str, values: list[int]) -> str:
@@ -710,10 +765,12 @@ class SqlConnector(Connector):
             dbapi = self.engine.raw_connection()
         try:
             with self.errors(doing):
+                self.begin_read(dbapi)
                 probe = dbapi.cursor()
                 declared = self._columns(probe, spec)
                 probe.close()
                 dbapi.rollback()
+                self.begin_read(dbapi)
                 if select is not None:
                     missing = [n for n in select if n not in {d[0] for d in declared}]
                     if missing:

@@ -60,7 +60,10 @@ _DECODE = {
 
 
 def encode_key(values: tuple) -> str:
-    """A key (raw values) as exact JSON text, for the digest store."""
+    """A key (raw values) as exact JSON text, for the digest store. A single integer key (the
+    common one, encoded for every row of a first load) is written directly: the same text."""
+    if len(values) == 1 and type(values[0]) is int:
+        return f'[{{"type":"integer","value":"{values[0]}"}}]'
     return json.dumps([encode(v) for v in values], separators=(",", ":"))
 
 

@@ -162,6 +162,7 @@ def _run_task(run: TaskRun, log: Log) -> TaskResult:
             rows_read=result.rows_read,
             inserted=result.inserted,
             updated=result.updated,
+            upserted=result.upserted,
             deleted=result.deleted,
             unchanged=result.unchanged,
             pointer=result.pointer_after,

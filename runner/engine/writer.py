@@ -15,14 +15,14 @@ where the driver says, the column that the target rejected.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runner.definitions import secrets
 from runner.definitions.models import ReadSpec
-from runner.engine.connector import key_conditions
+from runner.engine.connector import BucketDigest, key_conditions
 from runner.engine.types import Column, ColumnType
 from runner.errors import TerminalError
 
@@ -174,12 +174,15 @@ class SqlWriter(Transaction):
             )
         return [Column(col.name, self.target_types[col.name] or col.type) for col in self.columns]
 
-    def copy_from(self, spec: ReadSpec, into: str, where: str = "") -> int | None:
+    def copy_from(
+        self, spec: ReadSpec, into: str, where: str = "", progress: Callable[[int], None] | None = None
+    ) -> int | None:
         """Move the source's rows into the target, the staging table or (`KEY_STAGE`) the key
         stage without Python touching them, when both ends allow it (PostgreSQL to PostgreSQL:
         binary COPY piped through; SQLite to SQLite: INSERT … SELECT from the attached file)
         and the target's column types are the source's. Returns the row count, or None when
-        the rows must go through batches."""
+        the rows must go through batches. `progress` hears the rows copied so far, where the
+        pair copies in pieces."""
         columns = self.key_columns if into == KEY_STAGE else self.columns
         if self.source is None or any(col.unmapped for col in columns):
             return None  # a column read through `read.unmapped_types` is converted while read
@@ -189,7 +192,7 @@ class SqlWriter(Transaction):
         with c.errors(self.doing):
             self.cursor.execute("SAVEPOINT runner_copy")
         try:
-            rows = c.copy_from(self.cursor, self.source, spec, columns, table, targets, where)
+            rows = c.copy_from(self.cursor, self.source, spec, columns, table, targets, where, progress)
         except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
             rows = None  # a value the target rejects: the batches will name its row
         with c.errors(self.doing):
@@ -521,17 +524,15 @@ class SqlWriter(Transaction):
             self._analyze(KEY_STAGE)
         return self._delete(f"EXISTS (SELECT 1 FROM {self.q(KEY_STAGE)} k WHERE {self._key_match()})")
 
-    def target_buckets(self, width: int) -> dict[int, tuple[int, int]]:
-        """Per bucket of the (single, integer) key: (count, sum of keys) of the target's rows
-        (not soft-deleted ones)."""
+    def target_buckets(self, width: int) -> dict[int, BucketDigest]:
+        """Per bucket of the (single, integer) key: the digest of the target's keys (not
+        soft-deleted ones), as `SqlConnector.key_buckets` gives the source's."""
         k = self.q(self.keys[0])
-        bucket = self.c.bucket_sql(k, width)
         live = f" WHERE {self.q(self.soft)} IS NULL" if self.soft else ""
         with self.c.errors(self.doing):
-            self.cursor.execute(
-                f"SELECT {bucket}, count(*), sum({k}) FROM {self.target}{live} GROUP BY {bucket}"
-            )
-            return {int(b): (int(n), int(s)) for b, n, s in self.cursor.fetchall()}
+            self.c.prepare_digests(self.dbapi.driver_connection)
+            self.cursor.execute(self.c.bucket_digests_sql(k, width, f"{self.target}{live}"))
+            return self.c.bucket_digests(self.cursor.fetchall(), k)
 
     def find_keys(self, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()) -> set[int]:
         """The target's values of its (single, integer) key among `values` or in the inclusive

@@ -509,43 +509,38 @@ class StateStore:
         at a time in short transactions (keyset pagination): a long read would hold SQLite's
         lock against the digests the same run writes meanwhile."""
         d = schema.row_digests
-        order = d.c.key_hash.collate("C") if self.engine.dialect.name == "postgresql" else d.c.key_hash
-        after = ""
+        after = b""
         while True:
             query = (
                 sa.select(d.c.key_hash, d.c.row_hash, d.c.key_value)
                 .where((d.c.task_id == task_id) & (d.c.key_hash > after))
-                .order_by(order)
+                .order_by(d.c.key_hash)  # bytes in their order: the order of their hex
                 .limit(batch_size)
             )
             with self._read() as conn:
                 page = conn.execute(query).all()
             for row in page:
-                yield row[0], row[1], row[2]
+                yield row[0].hex(), row[1].hex(), row[2]
             if len(page) < batch_size:
                 return
             after = page[-1][0]
 
     def write_digests(self, task_id: int, upserts: list[tuple[str, str, str]], deletes: list[str]) -> None:
-        """Record digests after the target committed the rows they describe."""
+        """Record digests (md5 hex, stored as their 16 bytes) after the target committed the
+        rows they describe."""
         d = schema.row_digests
+        unhex = bytes.fromhex
         with self.engine.begin() as conn:
             for i in range(0, len(deletes), 500):
-                chunk = deletes[i : i + 500]
+                chunk = [unhex(k) for k in deletes[i : i + 500]]
                 conn.execute(d.delete().where((d.c.task_id == task_id) & d.c.key_hash.in_(chunk)))
-            rows = [{"task_id": task_id, "key_hash": k, "row_hash": r, "key_value": v} for k, r, v in upserts]
-            if rows:  # one upsert statement (SQLite and PostgreSQL both have ON CONFLICT)
-                if conn.dialect.name == "postgresql":
-                    from sqlalchemy.dialects.postgresql import insert
-                else:
-                    from sqlalchemy.dialects.sqlite import insert
-                insert = insert(d)
-                conn.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=[d.c.task_id, d.c.key_hash],
-                        set_={"row_hash": insert.excluded.row_hash, "key_value": insert.excluded.key_value},
-                    ),
-                    rows,
+            if upserts:  # the driver's executemany: SQLAlchemy's per-row processing cost more
+                mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                conn.exec_driver_sql(
+                    "INSERT INTO row_digests (task_id, key_hash, row_hash, key_value) "
+                    f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (task_id, key_hash) "
+                    "DO UPDATE SET row_hash = excluded.row_hash, key_value = excluded.key_value",
+                    [(task_id, unhex(k), unhex(r), v) for k, r, v in upserts],
                 )
 
     # --- locks -----------------------------------------------------------------------

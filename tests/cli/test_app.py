@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 from typer.testing import CliRunner
@@ -282,3 +283,63 @@ def test_a_dry_run_recorded_before_runs_had_a_mode_reads_as_one(cli, project):
     (record,) = service.runs(project.ws, "copy")
     assert (record["mode"], record["rows_written"], record["rows_would_write"]) == ("dry-run", 0, 7)
     assert service.runs(project.ws, "copy", task="t", changed_only=True) == []
+
+
+def _sqlite_source(path, sql: str) -> None:
+    db = sqlite3.connect(path)
+    db.executescript(sql)
+    db.commit()
+    db.close()
+
+
+def test_run_of_a_failed_watermark_task_prints_no_pointer_move(cli, project):
+    """The task fails before reading: its pointer stays where it was, and the output must not
+    say it went to none."""
+    project.write("connections.d/c.yaml", CONNS)
+    _sqlite_source(
+        project.root / "src.db",
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, at TEXT); "
+        "INSERT INTO a VALUES (1, '2026-01-01'), (2, '2026-01-02');",
+    )
+    task = (
+        "- {name: t, read: {table: a}, write: {table: b, keys: [id]}, "
+        "changes: {strategy: watermark, column: at}}"
+    )
+    project.job("copy", "src", "dst", task)
+    assert cli("apply").exit_code == 0
+    first = cli("run", "copy")
+    assert first.exit_code == 0, first.output
+    assert "pointer: none → 2026-01-02 (text)" in first.stdout
+    _sqlite_source(project.root / "src.db", "ALTER TABLE a RENAME TO gone;")
+    failed = cli("run", "copy")
+    assert failed.exit_code == 1
+    assert "task t (watermark): failed" in failed.stdout
+    assert "pointer:" not in failed.stdout
+    shown = json.loads(cli("pointer", "show", "copy", "--format", "json").stdout)
+    assert [p["pointer"] for p in shown] == [{"type": "text", "value": "2026-01-02"}]
+
+
+def test_run_of_a_script_task_prints_its_upserted_rows(cli, project):
+    project.write("connections.d/c.yaml", CONNS)
+    _sqlite_source(
+        project.root / "src.db",
+        "CREATE TABLE a (id INTEGER PRIMARY KEY); INSERT INTO a VALUES (1), (2), (3);",
+    )
+    _sqlite_source(project.root / "dst.db", "CREATE TABLE b (id INTEGER PRIMARY KEY);")
+    script = "INSERT OR REPLACE INTO b (id) VALUES ({{ bind('id') }})"
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        f'- {{name: t, read: {{table: a}}, write: {{table: b, keys: [id], upsert_script: "{script}"}}}}',
+    )
+    assert cli("apply").exit_code == 0
+    result = cli("run", "copy")
+    assert result.exit_code == 0, result.output
+    assert "task t (full): succeeded, 3 rows read → 3 upserted, 0 deleted, 0 unchanged in b" in result.stdout
+    history = cli("history", "copy", "--task", "t")
+    assert history.exit_code == 0, history.output
+    lines = history.stdout.splitlines()
+    header = next(line for line in lines if "┃ RUN" in line).split("┃")[1:-1]
+    row = next(line for line in lines if "│ " in line).split("│")[1:-1]
+    assert {h.strip(): c.strip() for h, c in zip(header, row, strict=True)}["±"] == "3"  # upserted

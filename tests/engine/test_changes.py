@@ -389,6 +389,54 @@ def test_watermark_deletes_never_read_a_live_key_off_the_sums(project, make_data
     assert 70 in ids and not ids & {80, 90, 100}
 
 
+@pytest.mark.parametrize(
+    ("src", "dst"), [("sqlite", "sqlite"), ("postgresql", "postgresql"), ("postgresql", "mariadb")]
+)
+@pytest.mark.parametrize("deletes", ["propagate", "soft"])
+def test_watermark_deletes_not_hidden_by_late_keys_of_equal_count_and_sum(
+    project, make_database, src, dst, deletes
+):
+    """Keys 1 and 4 are deleted while 2 and 3 are committed late, behind the pointer, in the
+    same bucket: its count (10) and key sum (78) are the same on both sides, yet 1 and 4 are
+    gone from the source. The bucket digest must tell the two key sets apart; the late rows
+    are not deleted and arrive once they change."""
+    source = Source(make_database(src, "source"))
+    target = make_database(dst, "target")
+    source.upsert([(i, f"r{i}", Decimal("1.00"), T0 + dt.timedelta(seconds=i)) for i in [1, *range(4, 13)]])
+    setup_job(project, source.db, target, "watermark", deletes)
+    run(project)
+    source.delete([1, 4])
+    source.upsert([(i, "late", Decimal("1.00"), T0) for i in (2, 3)])  # below the pointer: not read
+    second = run(project)
+    assert second["deleted"] == 2
+    live = [r[:4] for r in target_rows(target, deletes == "soft") if deletes == "propagate" or not r[4]]
+    assert [r[0] for r in live] == list(range(5, 13))
+    if deletes == "soft":
+        assert {r[0] for r in target_rows(target, True) if r[4]} == {1, 4}
+    source.upsert([(i, "late", Decimal("2.00"), T0 + dt.timedelta(hours=1)) for i in (2, 3)])
+    third = run(project)
+    assert (third["inserted"], third["deleted"]) == (2, 0)
+    live = [r[:4] for r in target_rows(target, deletes == "soft") if deletes == "propagate" or not r[4]]
+    assert live == source.rows()
+
+
+@pytest.mark.parametrize(("src", "dst"), [("sqlite", "sqlite"), ("postgresql", "mariadb")])
+def test_watermark_deletes_read_off_the_sums_only_when_proven(project, make_database, src, dst):
+    """Keys 1, 4 and 7 deleted, 2 and 3 committed late behind the pointer, in one bucket: the
+    target holds one key more and the sums differ by 7, which is indeed gone. Reading it off
+    the sums must not close the bucket: 1 and 4 (whose sum equals the late keys') are gone
+    too, and only the bucket's digests with key 7 taken out would prove otherwise."""
+    source = Source(make_database(src, "source"))
+    target = make_database(dst, "target")
+    source.upsert([(i, f"r{i}", Decimal("1.00"), T0 + dt.timedelta(seconds=i)) for i in [1, *range(4, 13)]])
+    setup_job(project, source.db, target, "watermark", "propagate")
+    run(project)
+    source.delete([1, 4, 7])
+    source.upsert([(i, "late", Decimal("1.00"), T0) for i in (2, 3)])  # below the pointer: not read
+    assert run(project)["deleted"] == 3
+    assert [r[0] for r in target_rows(target)] == [5, 6, *range(8, 13)]
+
+
 def spy(monkeypatch, module: Any, name: str) -> list[Any]:
     """Record what `module.name` returns, call after call."""
     returned: list[Any] = []
@@ -428,3 +476,30 @@ def test_watermark_deletes_with_a_text_key(project, make_database):
         c.execute("DELETE FROM src_items WHERE code IN ('k1', 'k150', 'k300')")
     assert run(project)["deleted"] == 3
     assert target.fetch("SELECT count(*) FROM dst_items") == [(297,)]
+
+
+def test_bucket_digests_agree_across_dialects(make_database, tmp_path):
+    """Each dialect sums up a bucket's key hashes in its own SQL; all must give the same
+    digest as `key_hash` in Python (negative keys, zero, keys past 2**32, a bigint near its
+    end), or no bucket would ever agree between two of them."""
+    from runner.definitions.models import ReadSpec
+    from runner.engine.connector import key_hash
+    from runner.engine.registry import open_connector
+
+    keys = [-(2**62), -7, -1, 0, 1, 2, 3, 4, 99, 2**32 + 5, 2**62 + 11, 2**63 - 1]
+    width = 2**61
+    expected: dict[int, tuple[int, int, int]] = {}
+    for k in keys:
+        b = changes._bucket(k, width)
+        n, s, h = expected.get(b, (0, 0, 0))
+        expected[b] = (n + 1, s + k, h + key_hash(k))
+    assert len(expected) == 4 and key_hash(-7) != key_hash(7)
+    for dialect in ("sqlite", "postgresql", "mariadb"):
+        db = make_database(dialect, "keys")
+        with db.cursor() as c:
+            c.execute("CREATE TABLE keyset (id BIGINT PRIMARY KEY)")
+            for k in keys:
+                c.execute(f"INSERT INTO keyset VALUES ({db.mark})", (k,))
+        connector = open_connector("keys", {"type": dialect, "url": db.url}, tmp_path)
+        got = connector.key_buckets(ReadSpec(table="keyset"), "id", width)  # type: ignore[attr-defined]
+        assert got == expected, dialect

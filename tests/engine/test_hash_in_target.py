@@ -199,7 +199,7 @@ def test_stale_stored_digests_are_forgotten(project, pg_url):
     run(project)
     store = project.ws.store()
     state = store.task_state("default", "sync", "items")
-    store.write_digests(state.id, [("k", "r", "[1]")], [])
+    store.write_digests(state.id, [("0a" * 16, "0b" * 16, "[1]")], [])
     assert stored_digests(project) == 1
     execute(engine, "UPDATE src SET name = 'x' WHERE id = 4")
     second = run(project)

@@ -210,7 +210,7 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
         )
     engine.dispose()
     store = StateStore(url)
-    assert store.schema_version() == schema.LATEST == 7
+    assert store.schema_version() == schema.LATEST == 8
     state = store.task_state("d", "j", "t")
     assert state.digests_pending is False
     store.set_digests_pending(state.id, True)
@@ -224,3 +224,67 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
     store.set_schedule_mark("d", "j", "2026-01-01T00:00:00+00:00")
     assert store.schedule_marks() == {("d", "j"): ("2026-01-01T00:00:00+00:00", None)}
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_row_digests_of_version_6_are_converted(request, tmp_path, backend):
+    """A store of version 6 kept md5s as hex text; version 8 keeps their bytes. The digests
+    come out as they went in (hex, in hex order) and can be replaced and deleted."""
+    url = f"sqlite:///{tmp_path / 'state.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        schema.schema_version.create(conn)
+        for version, migrate in enumerate(schema.MIGRATIONS[:6], start=1):
+            migrate(conn)
+            conn.execute(schema.schema_version.insert().values(version=version, applied_at="earlier"))
+        conn.exec_driver_sql(
+            "INSERT INTO task_state (id, namespace, job, task, updated_at) VALUES (1, 'd', 'j', 't', 'x')"
+        )
+        old = [
+            (f"{i:02x}" * 16, f"{255 - i:02x}" * 16, f'[{{"type":"integer","value":"{i}"}}]')
+            for i in range(256)
+        ]
+        for k, r, v in old:
+            conn.exec_driver_sql(
+                "INSERT INTO row_digests VALUES (1, %s, %s, %s)".replace(
+                    "%s", "?" if backend == "sqlite" else "%s"
+                ),
+                (k, r, v),
+            )
+    engine.dispose()
+    store = StateStore(url)
+    try:
+        assert store.schema_version() == schema.LATEST == 8
+        assert list(store.digests(1, 100)) == old  # three pages, in order
+        store.write_digests(1, [(old[5][0], "ab" * 16, old[5][2])], [old[0][0], old[255][0]])
+        got = list(store.digests(1, 1000))
+        assert len(got) == 254 and got[0][0] == old[1][0] and got[4] == (old[5][0], "ab" * 16, old[5][2])
+    finally:
+        store.close()
+
+
+def test_row_digests_are_compact(tmp_path):
+    """A hash task keeps a digest per source row: 2M rows once took 328 MB (164 bytes a row)."""
+    import hashlib
+
+    from runner.engine.pointers import encode_key
+
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    rows = 100_000
+    try:
+        task = store.task_state("d", "j", "t").id
+        before = (tmp_path / "state.db").stat().st_size
+        digests = sorted(
+            (
+                hashlib.md5(str(i).encode()).hexdigest(),
+                hashlib.md5(str(-i).encode()).hexdigest(),
+                encode_key((i,)),
+            )
+            for i in range(rows)
+        )
+        for i in range(0, rows, 10_000):
+            store.write_digests(task, digests[i : i + 10_000], [])
+    finally:
+        store.close()
+    per_row = ((tmp_path / "state.db").stat().st_size - before) / rows
+    assert per_row < 100, per_row  # 161 with hex text in a rowid table and its key index

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
 from runner.engine.connector import (
     EXACT,
+    KEY_HASH_BITS,
     Connector,
     Convert,
     OutOfRange,
@@ -273,6 +274,10 @@ class MariadbConnector(SqlConnector):
     def bucket_sql(self, column: str, width: int) -> str:
         return f"({column} DIV {int(width)})"
 
+    def key_hash_sums(self, column: str) -> list[tuple[str, int]]:
+        # one MD5 a key (its cost dominates); SUM of an unsigned BIGINT is an exact DECIMAL
+        return [(f"SUM(CAST(CONV(LEFT(MD5({column}), {KEY_HASH_BITS // 4}), 16, 10) AS UNSIGNED))", 0)]
+
     def distinct_sql(self, a: str, b: str, ctype: ColumnType) -> str:
         return f"NOT ({a} <=> {b})"
 
@@ -353,6 +358,7 @@ class MariadbConnector(SqlConnector):
         into: str,
         targets: list[ColumnType],
         where: str = "",
+        progress: Callable[[int], None] | None = None,
     ) -> int | None:
         """PostgreSQL to MariaDB: PostgreSQL formats every value (its types' own text output)
         and joins the rows into tab-separated pieces of thousands of lines (`text_pieces`),
@@ -375,6 +381,8 @@ class MariadbConnector(SqlConnector):
         for data in ReadAhead(pieces):
             rows += data.count(b"\n")  # a newline in a value is escaped: each one ends a row
             self._load(cursor, data, into, names, binary)
+            if progress is not None:
+                progress(rows)
         return rows
 
     def _load(self, cursor: Any, data: bytes, table: str, names: list[str], binary: list[bool]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from sqlalchemy.engine import URL
 from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
 from runner.engine.connector import (
+    KEY_HASH_BITS,
     TIMES,
     Connector,
     Convert,
@@ -135,6 +137,31 @@ class PostgresqlConnector(SqlConnector):
     dialect = "postgresql"
     holds_out_of_range = TIMES
     _server_version: int | None = None
+    _snapshot: str | None = None  # exported by `snapshot`, imported by every connection meanwhile
+
+    @contextmanager
+    def snapshot(self) -> Iterator[bool]:
+        # a REPEATABLE READ transaction exports its snapshot and stays open until the block
+        # ends; each connection opened meanwhile starts its own transaction in that snapshot
+        with self.connection("exporting a snapshot") as dbapi:
+            cursor = dbapi.cursor()
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("SELECT pg_export_snapshot()")
+            (exported,) = cursor.fetchone()
+            if not re.fullmatch(r"[0-9A-F-]+", exported):
+                raise TerminalError(f"unexpected snapshot id from the server: {exported!r}")
+            self._snapshot = exported
+            try:
+                yield True
+            finally:
+                self._snapshot = None
+                dbapi.rollback()
+
+    def begin_read(self, dbapi: Any) -> None:
+        if self._snapshot is not None:
+            cursor = dbapi.cursor()
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute(f"SET TRANSACTION SNAPSHOT '{self._snapshot}'")  # checked: hex and -
 
     def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
@@ -197,6 +224,10 @@ class PostgresqlConnector(SqlConnector):
         if any(c.type.kind == "json" for c in columns) or self.server_version() < 140000:
             return f"md5(ROW({', '.join(names)})::text)", ColumnType("text")
         return f"hash_record_extended(ROW({', '.join(names)}), 0)", ColumnType("bigint")
+
+    def key_hash_sums(self, column: str) -> list[tuple[str, int]]:
+        digits = KEY_HASH_BITS // 4  # bit(60) read as bigint is never negative; sum() is numeric
+        return [(f"sum(('x' || substr(md5({column}::text), 1, {digits}))::bit({KEY_HASH_BITS})::bigint)", 0)]
 
     def any_of_sql(self, column: str, values: list[int]) -> str:
         # one array literal: parsed and probed (hashed) much faster than thousands of IN items
@@ -268,6 +299,7 @@ class PostgresqlConnector(SqlConnector):
         into: str,
         targets: list[ColumnType],
         where: str = "",
+        progress: Callable[[int], None] | None = None,
     ) -> int | None:
         """PostgreSQL to PostgreSQL with the same column types: the source's binary COPY
         output is the target's binary COPY input, passed through untouched."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,7 @@ from sqlalchemy.engine import URL
 from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.engine import registry
 from runner.engine.connector import (
+    KEY_HASH_BITS,
     Connector,
     Convert,
     SqlConnector,
@@ -31,6 +33,7 @@ from runner.engine.connector import (
     duration_text,
     json_text,
     json_value,
+    key_hash,
     parse_duration,
     text_of,
     to_aware_utc,
@@ -123,6 +126,16 @@ def _md5(text: str | None) -> str:
     return hashlib.md5((text or "").encode(), usedforsecurity=False).hexdigest()
 
 
+KEY_HASH_HALF = KEY_HASH_BITS // 2
+
+
+def _key_hash_part(value: Any, part: int) -> int | None:
+    """The high (1) or low (0) half of an integer key's `key_hash`."""
+    if value is None:
+        return None
+    return key_hash(value) >> KEY_HASH_HALF if part else key_hash(value) & ((1 << KEY_HASH_HALF) - 1)
+
+
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.date | dt.time) else value
 
@@ -200,6 +213,7 @@ class SqliteConnector(SqlConnector):
         into: str,
         targets: list[ColumnType],
         where: str = "",
+        progress: Callable[[int], None] | None = None,
     ) -> int | None:
         if not isinstance(source, SqliteConnector) or spec.table is None or source.path is None or where:
             return None
@@ -333,6 +347,11 @@ class SqliteConnector(SqlConnector):
 
     def prepare_digests(self, dbapi: Any) -> None:
         dbapi.create_function("runner_md5", 1, _md5, deterministic=True)
+        dbapi.create_function("runner_key_hash", 2, _key_hash_part, deterministic=True)
+
+    def key_hash_sums(self, column: str) -> list[tuple[str, int]]:
+        # SQLite's sum of integers stops at 2**63 (an error): the hash is summed in halves
+        return [(f"sum(runner_key_hash({column}, {part}))", part * KEY_HASH_HALF) for part in (1, 0)]
 
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS temp.{self.quote(name)}"
