@@ -32,7 +32,7 @@ from runner.definitions.validate import (
 from runner.engine import pointers, registry
 from runner.engine.cancel import CancelToken
 from runner.engine.changes import COMMITTED, Progress, RunOptions, TaskResult
-from runner.engine.run import run_job
+from runner.engine.run import failure_class, run_job
 from runner.errors import (
     DefinitionsInvalid,
     HistoryUnwritable,
@@ -562,6 +562,8 @@ def _execute(
         error = "interrupted" if interrupted else secrets.redact(f"{type(exc).__name__}: {exc}")
         record.update(_with_committed(record))
         record.update(status="cancelled" if interrupted else "failed", error=error, finished_at=utcnow())
+        if not interrupted:
+            record["failure"] = failure_class(exc)
         with suppress(HistoryUnwritable):  # the run's own error says more
             _write_final(ws, path, record, spare, log)
         log("warning" if interrupted else "error", f"run ended: {error}")
@@ -574,6 +576,10 @@ def _execute(
     else:
         status = "failed" if failed else "succeeded"
         error = "; ".join(f"task {r.name}: {r.error}" for r in failed) or None
+    # a run's failure is terminal when any task's is (a retry would fail that task again); a
+    # timeout is transient (the next run may be quicker)
+    classes = {r.failure for r in failed}
+    failure = None if status != "failed" else "terminal" if "terminal" in classes else "transient"
     would_write = sum(r.rows_written for r in results)
     record.update(
         status=status,
@@ -585,6 +591,7 @@ def _execute(
         tasks=[task_dict(r, options.dry_run) for r in results],
         failed_tasks=[r.name for r in failed],
         error=error,
+        failure=failure,
     )
     _write_final(ws, path, record, spare, log)
     level = {"succeeded": "info", "cancelled": "warning"}.get(status, "error")

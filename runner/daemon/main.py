@@ -8,7 +8,9 @@
 - Schedule: cron slots (`runner.daemon.schedule`); after downtime, a pause or a suspension, a
   missed run runs once. A run that a killed daemon left unfinished runs again once at start.
 - Triggers: when a run ends, the jobs that follow it (`spec.after`) are submitted.
-- Retries: a failed run is submitted again after the job's backoff, up to `retry.attempts`.
+- Retries: a failed run is submitted again after the job's backoff, up to `retry.attempts`,
+  when its failure is transient (a refused connection, a deadlock, a timeout); a terminal one
+  (bad SQL, a missing table) would fail the same way again and is not retried.
 - Stop (SIGTERM/SIGINT): nothing new starts; runs going on get `grace` seconds to finish,
   then are cancelled at their next batch boundary; a second signal cancels them at once.
 
@@ -479,7 +481,9 @@ class Daemon:
             return  # an ad-hoc run is not the applied job of its name: no retries, no triggers
         spec = self.jobs.get(request.job) if scheduled(request.trigger) else None  # a person's run: no retry
         retry = Retry.model_validate(spec["retry"]) if spec and spec.get("retry") else None
-        if status == "failed" and retry and request.attempt < retry.attempts:
+        if status == "failed" and retry and record.get("failure") == "terminal":
+            self.log("info", "not retried: the failure is terminal", job=request.job, error=record["error"])
+        elif status == "failed" and retry and request.attempt < retry.attempts:
             delay = retry.delay(request.attempt)
             attempt = request.attempt + 1
             self._seq += 1

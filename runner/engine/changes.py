@@ -71,6 +71,7 @@ class TaskResult:
     seconds: float = 0.0
     columns: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
+    failure: str | None = None  # when failed: "transient" (a retry may pass) or "terminal"
 
     @property
     def rows_written(self) -> int:

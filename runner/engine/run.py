@@ -23,13 +23,21 @@ from runner.engine import registry
 from runner.engine.cancel import CancelToken
 from runner.engine.changes import Log, Progress, RunOptions, TaskResult, TaskRun, strategies
 from runner.engine.connector import Connector
-from runner.errors import Cancelled, RunnerError
+from runner.errors import Cancelled, RunnerError, TransientError
 from runner.state.store import StateStore
 
 
 def _failed(result: TaskResult, exc: BaseException) -> None:
     text = str(exc) if isinstance(exc, RunnerError) else f"{type(exc).__name__}: {exc}"
     result.status, result.error = "failed", secrets.redact(text)
+    result.failure = failure_class(exc)
+
+
+def failure_class(exc: BaseException) -> str:
+    """ "transient" for what may pass by itself (a refused or lost connection, a deadlock, a
+    timeout: the connectors raise `TransientError` for their drivers' such errors), else
+    "terminal" (bad SQL, a missing table, bad data: a retry fails the same way)."""
+    return "transient" if isinstance(exc, TransientError | ConnectionError | TimeoutError) else "terminal"
 
 
 ONE_WRITER = {"sqlite"}  # targets where parallel tasks would only wait for each other's lock

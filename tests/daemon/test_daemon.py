@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -125,11 +126,15 @@ def test_a_trigger_chain_and_two_triggers_of_one_job_never_overlap(daemon_projec
     assert all(r["status"] == "succeeded" for job in "abcd" for r in service.runs(p.ws, job))
 
 
-def test_retries_with_backoff_on_a_failing_connection(daemon_project):
+def test_retries_with_backoff_on_a_refused_connection(daemon_project):
     p = daemon_project
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     p.write(
         "connections.d/gone.yaml",
-        'apiVersion: runner/v1\nkind: Connection\nmetadata: {name: gone}\nspec: {type: sqlite, url: "sqlite:///gone.db"}\n',
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: gone}\n"
+        f'spec: {{type: postgresql, url: "postgresql://runner@127.0.0.1:{port}/gone"}}\n',
     )
     retry = "  retry: {attempts: 3, backoff: 0.4, max_delay: 0.6}\n"
     p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY + retry).replace("source: src", "source: gone"))
@@ -141,12 +146,35 @@ def test_retries_with_backoff_on_a_failing_connection(daemon_project):
     assert d.stop() == 0
     runs = sorted(service.runs(p.ws, "sync"), key=lambda r: r["started_at"])
     assert [r["status"] for r in runs] == ["failed"] * 3
-    assert "gone.db" in runs[0]["error"]
+    assert [r["failure"] for r in runs] == ["transient"] * 3
+    assert "refused" in runs[0]["error"].lower()
     assert [r["trigger"] for r in runs][1:] == ["retry 2 of 3", "retry 3 of 3"]
     starts = [dt.datetime.fromisoformat(r["started_at"]) for r in runs]
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
     assert 0.4 <= gaps[0] < 1.4 and 0.6 <= gaps[1] < 1.6  # backoff 0.4 s, then doubled and capped at 0.6
     assert [e["seconds"] for e in d.matching("retry scheduled")] == [0.4, 0.6]
+
+
+def test_a_terminal_failure_is_not_retried(daemon_project):
+    """Bad SQL fails the same way on every try: the run says so and the daemon does not retry it
+    (a job that follows failures still runs)."""
+    p = daemon_project
+    retry = "  retry: {attempts: 3, backoff: 0.2, max_delay: 0.2}\n"
+    bad = '- {name: t, read: {query: "SELEC id FROM items"}, write: {table: out}}'
+    p.write("jobs.d/sync.yaml", job_yaml("sync", tasks=bad, extra=YEARLY + retry))
+    p.write("jobs.d/after.yaml", job_yaml("after", extra="  after: [{job: sync, when: failed}]\n"))
+    service.apply(p.ws)
+    seed_missed_slot(p.ws, "sync")
+    d = p.start()
+    d.wait_for(lambda e: ran(e, "default/after"))
+    time.sleep(1.0)  # a retry would have come by now
+    assert d.stop() == 0
+    (run,) = service.runs(p.ws, "sync")
+    assert (run["status"], run["failure"]) == ("failed", "terminal")
+    assert run["tasks"][0]["failure"] == "terminal"
+    assert d.matching("retry scheduled") == []
+    assert [e["job"] for e in d.matching("not retried: the failure is terminal")] == ["default/sync"]
+    assert service.runs(p.ws, "after")[0]["trigger"] == "after default/sync failed"
 
 
 def test_cancel_mid_run_then_a_clean_resume(daemon_project):
