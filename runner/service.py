@@ -15,8 +15,10 @@ from pathlib import Path
 from secrets import token_urlsafe
 from typing import Annotated, Any, Literal, Union
 
+from pydantic import ValidationError
+
 from runner.definitions import secrets
-from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
+from runner.definitions.load import DEFAULT_NAMESPACE, Document, PathKey, format_path, load_folder, load_text
 from runner.definitions.models import API_VERSION, NAME_PATTERN, JobSpec, Metadata, StrictModel, seconds
 from runner.definitions.validate import Definition, check_document, resolve_reference, validate_documents
 from runner.engine import pointers, registry
@@ -483,6 +485,7 @@ def _execute(
             on_task=on_task,
             progress=progress,
             cancel=cancel,
+            locate=_locator(ws, job),
         )
     except BaseException as exc:  # the record must never stay "running" for a run that ended
         interrupted = isinstance(exc, KeyboardInterrupt)
@@ -514,6 +517,33 @@ def _execute(
     log(level, f"run {status}", seconds=record["seconds"], error=error)
     record["path"] = str(path)
     return record
+
+
+def _locator(ws: Workspace, job: AppliedObject) -> Callable[[PathKey], Location]:
+    """Where a field of the applied job is defined: its own line while the job's file still
+    holds the definition that was applied, else the line the definition started on."""
+    doc: Document | None = None
+    if job.file != ADHOC_FILE:
+        try:
+            docs, _ = load_text((ws.root / job.file).read_text(encoding="utf-8"), job.file)
+        except (OSError, UnicodeDecodeError):
+            docs = []
+        doc = next((d for d in docs if d.positions[()][0] == job.line and _same_job(d, job)), None)
+
+    def locate(path: PathKey) -> Location:
+        if doc is not None:
+            return doc.locate(path)
+        return Location(job.file, job.line, field=format_path(path))
+
+    return locate
+
+
+def _same_job(doc: Document, job: AppliedObject) -> bool:
+    try:
+        spec = JobSpec.model_validate(doc.data.get("spec"))
+    except ValidationError:
+        return False
+    return spec.model_dump(mode="json", exclude_unset=True) == job.document["spec"]
 
 
 def task_dict(result: TaskResult) -> dict[str, Any]:

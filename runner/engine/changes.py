@@ -18,25 +18,28 @@ never past them: the next run re-reads from the pointer and the merge makes that
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.definitions.load import format_path
 from runner.definitions.models import Task
 from runner.engine import pointers
 from runner.engine.cancel import CancelToken
 from runner.engine.checkpoints import checkpoint
-from runner.engine.connector import Batch, Connector, ReadStream, Watermark
+from runner.engine.connector import Batch, Connector, MissingColumn, ReadStream, Watermark
 from runner.engine.templates import ScriptWriter
 from runner.engine.types import Column
 from runner.engine.writer import INTEGERS, KEY_STAGE, STAGE, MergeCounts, SqlWriter
-from runner.errors import TerminalError
+from runner.errors import Location, TerminalError
 from runner.state.store import StateStore, TaskState
 
 Log = Callable[..., None]
 Progress = Callable[[str, int], None]  # (task, rows read so far), after every batch
+Locate = Callable[[tuple[str | int, ...]], Location]  # a field path of the job's definition -> where
 
 
 @dataclass
@@ -96,12 +99,28 @@ class TaskRun:
     log: Log
     progress: Progress | None = None
     cancel: CancelToken | None = None
+    locate: Locate | None = None
+    index: int = 0  # the task's position in the job's `tasks`, for `where`
     result: TaskResult = field(init=False)
     streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         t = self.task
         self.result = TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy)
+
+    def where(self, *path: str | int) -> str:
+        """Where a field of this task is defined: `jobs.d/x.yaml:9:7: spec.tasks[0].changes.column`."""
+        full = ("spec", "tasks", self.index, *path)
+        if self.locate is None:
+            return format_path(full)
+        return str(self.locate(full))
+
+    def use_columns(self, columns: list[Column]) -> None:
+        """Record the source's columns, and check every column the task names among them before
+        anything is written: a missing one found later would fail a run that had already
+        created (and filled) the target."""
+        self.result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
+        check_columns(self, [c.name for c in columns])
 
     def track(self, batches: Iterator[Batch], cancellable: bool = True) -> Iterator[Batch]:
         """Remember a reader's stream so `close_streams` ends it (and frees its connection) as
@@ -186,11 +205,37 @@ class TaskRun:
             checkpoint("committed")
 
 
+def check_columns(run: TaskRun, names: list[str]) -> None:
+    """Raise a TerminalError naming, with where they are defined, the task's fields that name
+    a column the source does not have (keys, watermark), or one it must not have (the
+    soft-delete column, which runner adds to the target)."""
+    task = run.task
+    named: list[tuple[tuple[str | int, ...], str]] = [
+        (("write", "keys", i), key) for i, key in enumerate(task.write.keys)
+    ]
+    if task.changes.column is not None:
+        named.append((("changes", "column"), task.changes.column))
+    problems = []
+    for path, name in named:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"columns: {', '.join(names)}"
+            problems.append(f"{run.where(*path)}: column {name!r} is not among the source's columns ({hint})")
+    soft = task.write.soft_delete_column
+    if task.deletes == "soft" and soft in names:
+        problems.append(
+            f"{run.where('write', 'soft_delete_column')}: column {soft!r} is one of the source's columns: "
+            "runner sets it when a row is deleted; name another one"
+        )
+    if problems:
+        raise TerminalError("; ".join(problems))
+
+
 def run_full(run: TaskRun) -> None:
     task, result = run.task, run.result
     run.state()  # a resync of a full task is a no-op, but it is recorded
     stream = run.source.read(task.read, run.batch_size, limit=run.options.limit)
-    result.columns = [{"name": c.name, "type": str(c.type)} for c in stream.columns]
+    run.use_columns(stream.columns)
     if run.options.dry_run and not run.target.table_exists(task.write.table):
         for _ in run.timed(stream.batches):
             pass
@@ -259,9 +304,13 @@ def run_watermark(run: TaskRun) -> None:
     if _may_copy(run, before):
         columns = columns_of(run)
     else:
-        stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
+        try:
+            stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
+        except MissingColumn as exc:
+            check_columns(run, exc.known)  # names the field, and any other the source lacks
+            raise
         columns = stream.columns
-    result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
+    run.use_columns(columns)
     # the key comparison for deletes may copy keys inside the databases, unless that would
     # lock a file the batch reader still reads (SQLite)
     with run.writer(columns, copy=run.target.copy_while_reading) as w:

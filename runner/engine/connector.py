@@ -59,6 +59,14 @@ def key_conditions(
         )
 
 
+class MissingColumn(TerminalError):
+    """A read names a column the source does not have; `known` lists the columns it has."""
+
+    def __init__(self, message: str, known: list[str]):
+        super().__init__(message)
+        self.known = known
+
+
 @dataclass
 class ReadStream:
     """What a reader hands the writer: the columns, then the rows in bounded batches.
@@ -612,8 +620,8 @@ class SqlConnector(Connector):
                     declared.sort(key=lambda d: select.index(d[0]))
                 names = [n for n, _ in declared]
                 if watermark is not None and watermark.column not in names:
-                    raise TerminalError(
-                        f"watermark column {watermark.column!r} is not among the source's columns"
+                    raise MissingColumn(
+                        f"watermark column {watermark.column!r} is not among the source's columns", names
                     )
                 sql, params = self._select_sql(spec, names, watermark, select is not None, limit)
                 cursor = self.server_cursor(dbapi.driver_connection, batch_size)

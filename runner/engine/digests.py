@@ -36,7 +36,7 @@ def run_hash(run: TaskRun) -> None:
     keys = task.write.keys
     state = run.state()
     columns = columns_of(run)
-    result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
+    run.use_columns(columns)
     if _compared_in_target(run, state.id, columns):  # records no digest: nothing can be pending
         if state.digests_pending and not options.dry_run:
             run.store.set_digests_pending(state.id, False)

@@ -111,12 +111,7 @@ class SqlWriter(Transaction):
         self.columns = columns
         self.keys = keys or []
         self.soft = soft_delete_column
-        names = [col.name for col in columns]
-        missing = [k for k in self.keys if k not in names]
-        if missing:
-            raise TerminalError(
-                f"key column(s) {', '.join(map(repr, missing))} not among the source's columns"
-            )
+        names = [col.name for col in columns]  # the keys among them: `TaskRun.use_columns`
         self.key_index = [names.index(k) for k in self.keys]
         self.names = [self.q(n) for n in names]
         self.encode = connector.batch_encoder(columns)
