@@ -22,7 +22,7 @@ import difflib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runner.definitions.load import format_path
@@ -44,12 +44,21 @@ Locate = Callable[[tuple[str | int, ...]], Location]  # a field path of the job'
 
 @dataclass
 class RunOptions:
-    """How a run differs from a plain one (`runner run --task/--resync/--dry-run/--limit`)."""
+    """How a run differs from a plain one (`runner run --task/--resync/--dry-run/--limit`).
+
+    A run limited to N rows per task is a test run, so it is a dry run too: its rows go
+    through the writer in the target's transaction, which is rolled back; it applies no
+    delete and moves no pointer or digest. Writing a part of the source would leave the
+    target part old, part new (or, without keys, replaced by N rows)."""
 
     tasks: list[str] | None = None
     resync: bool = False
     dry_run: bool = False
     limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit is not None:
+            self.dry_run = True
 
 
 @dataclass
@@ -191,6 +200,9 @@ class TaskRun:
 
     def state(self) -> TaskState:
         state = self.store.task_state(self.namespace, self.job, self.task.name)
+        if self.options.resync and self.options.dry_run:
+            self.log("info", "resync (dry run): pointer ignored, not forgotten", task=self.task.name)
+            return replace(state, pointer=None, watermark_column=None)
         if self.options.resync:
             self.store.forget(state.id)
             self.log("info", "resync: pointer and digests forgotten", task=self.task.name)
@@ -236,14 +248,14 @@ def run_full(run: TaskRun) -> None:
     run.state()  # a resync of a full task is a no-op, but it is recorded
     stream = run.source.read(task.read, run.batch_size, limit=run.options.limit)
     run.use_columns(stream.columns)
-    if run.options.dry_run and not run.target.table_exists(task.write.table):
-        for _ in run.timed(stream.batches):
-            pass
-        result.inserted = result.rows_read
+    if counted_without_target(run, stream):
         return
     with run.writer(stream.columns, copy=run.options.limit is None) as w:
         if not task.write.keys:
-            w.truncate()
+            if run.options.limit is None:
+                result.deleted = w.truncate()
+            else:
+                run.log("warning", "the table is not emptied in a run limited to N rows", task=task.name)
             if run.copied(w, task.write.table, stream):
                 result.inserted = result.rows_read
                 checkpoint("write")
@@ -265,6 +277,18 @@ def run_full(run: TaskRun) -> None:
                 else:
                     result.deleted = w.delete_missing()
         run.finish(w)
+
+
+def counted_without_target(run: TaskRun, stream: ReadStream) -> bool:
+    """A dry run into a table that does not exist yet: every row read would be inserted. The
+    table is not created (MariaDB would commit a CREATE TABLE at once)."""
+    if not run.options.dry_run or run.target.table_exists(run.task.write.table):
+        return False
+    for _ in run.timed(stream.batches):
+        pass
+    run.result.inserted = run.result.rows_read
+    run.log("info", "dry run: the target table does not exist; every row read would be inserted")
+    return True
 
 
 def _later(stored: Any, seen: Any) -> Any:
@@ -311,6 +335,8 @@ def run_watermark(run: TaskRun) -> None:
             raise
         columns = stream.columns
     run.use_columns(columns)
+    if stream is not None and counted_without_target(run, stream):
+        return
     # the key comparison for deletes may copy keys inside the databases, unless that would
     # lock a file the batch reader still reads (SQLite)
     with run.writer(columns, copy=run.target.copy_while_reading) as w:
@@ -359,7 +385,6 @@ def _may_copy(run: TaskRun, before: Any) -> bool:
         before is None
         and run.target.copy_while_reading
         and not run.task.write.upsert_script
-        and options.limit is None
         and not options.dry_run
     )
 

@@ -370,9 +370,11 @@ class SqlWriter(Transaction):
 
     # --- rows ----------------------------------------------------------------------------
 
-    def truncate(self) -> None:
+    def truncate(self) -> int:
+        """Delete every row (the replace mode); returns how many there were."""
         with self.c.errors(self.doing):
             self.cursor.execute(f"DELETE FROM {self.target}")
+            return max(self.cursor.rowcount, 0)
 
     def insert(self, batch: Batch) -> None:
         """Append rows to the target (the replace mode)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from runner import service
+from runner.engine.changes import RunOptions
 from tests.engine.conftest import Database
 
 ITEMS = "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(20), updated_at INTEGER)"
@@ -25,6 +26,14 @@ def tables(db: Database) -> set[str]:
     if db.dialect == "postgresql":
         return {r[0] for r in db.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     return {r[0] for r in db.fetch("SHOW TABLES")}
+
+
+def changes_of(strategy: str) -> str:
+    return (
+        "{strategy: watermark, column: updated_at}"
+        if strategy == "watermark"
+        else f"{{strategy: {strategy}}}"
+    )
 
 
 def job(project, source: Database, target: Database, task: str, extra: str = "") -> None:
@@ -125,3 +134,80 @@ def test_a_file_edited_since_apply_is_named_by_the_applied_definitions_line(proj
         "task items: jobs.d/sync.yaml:1: spec.tasks[0].write.keys[0]: column 'idx' is not among the "
         "source's columns (did you mean 'id'?)"
     )
+
+
+# --- 5: a run limited to N rows is a test run: it leaves the target, pointers and digests ---
+
+
+def test_a_full_replace_counts_the_rows_it_removed(project, make_database):
+    source, target = make_database("sqlite", "source"), make_database("postgresql", "target")
+    make_items(source, 5)
+    job(project, source, target, "- {name: items, read: {table: items}, write: {table: copy}}")
+    service.run(project.ws, "sync")
+    with source.cursor() as c:
+        c.execute("DELETE FROM items WHERE id > 3")
+    record = service.run(project.ws, "sync")
+    assert (record["tasks"][0]["inserted"], record["tasks"][0]["deleted"]) == (3, 5)
+    assert len(target.fetch("SELECT * FROM copy")) == 3
+
+
+@pytest.mark.parametrize("dst", ["sqlite", "postgresql", "mariadb"])
+def test_a_limited_run_of_a_task_without_keys_leaves_the_target_as_it_was(project, make_database, dst):
+    source, target = make_database("sqlite", "source"), make_database(dst, "target")
+    make_items(source, 20)
+    job(project, source, target, "- {name: items, read: {table: items}, write: {table: copy}}")
+    service.run(project.ws, "sync")
+    record = service.run(project.ws, "sync", RunOptions(limit=3))
+    assert record["status"] == "succeeded" and record["options"] == {"limit": 3, "dry_run": True}
+    task = record["tasks"][0]
+    assert (task["rows_read"], task["inserted"], task["deleted"]) == (3, 3, 0)
+    assert sorted(r[0] for r in target.fetch("SELECT id FROM copy")) == list(range(1, 21))
+
+
+@pytest.mark.parametrize("strategy", ["full", "watermark", "hash"])
+def test_a_limited_run_of_a_keyed_task_moves_no_pointer_and_writes_nothing(project, make_database, strategy):
+    source, target = make_database("postgresql", "source"), make_database("postgresql", "target")
+    make_items(source, 10)
+    job(
+        project,
+        source,
+        target,
+        f"""
+        - name: items
+          read: {{table: items}}
+          write: {{table: copy, keys: [id]}}
+          changes: {changes_of(strategy)}
+          deletes: propagate
+        """,
+    )
+    service.run(project.ws, "sync")
+    with source.cursor() as c:
+        c.execute("UPDATE items SET name = 'changed', updated_at = updated_at + 100")
+        c.execute("DELETE FROM items WHERE id = 10")
+    pointers_before = service.pointer_show(project.ws, "sync")
+    record = service.run(project.ws, "sync", RunOptions(limit=4))
+    task = record["tasks"][0]
+    assert record["status"] == "succeeded", record["error"]
+    assert (task["rows_read"], task["updated"], task["deleted"]) == (4, 4, 0)
+    assert service.pointer_show(project.ws, "sync") == pointers_before
+    assert target.fetch("SELECT count(*) FROM copy WHERE name = 'changed'") == [(0,)]
+    assert target.fetch("SELECT count(*) FROM copy") == [(10,)]
+    real = service.run(project.ws, "sync")["tasks"][0]  # nothing of the test run is taken as done
+    assert (real["updated"], real["deleted"]) == (9, 1)
+
+
+@pytest.mark.parametrize("strategy", ["full", "watermark", "hash"])
+def test_a_limited_run_creates_no_table(project, make_database, strategy):
+    source, target = make_database("sqlite", "source"), make_database("mariadb", "target")
+    make_items(source, 10)
+    job(
+        project,
+        source,
+        target,
+        f"- {{name: items, read: {{table: items}}, write: {{table: copy, keys: [id]}}, "
+        f"changes: {changes_of(strategy)}}}",
+    )
+    record = service.run(project.ws, "sync", RunOptions(limit=4))
+    assert record["status"] == "succeeded", record["error"]
+    assert (record["tasks"][0]["rows_read"], record["tasks"][0]["inserted"]) == (4, 4)
+    assert "copy" not in tables(target)
