@@ -451,6 +451,10 @@ class SqlConnector(Connector):
     def prepare_writer(self, dbapi: Any) -> None:
         """Session settings of a writer's connection, before its transaction."""
 
+    def follow_target(self, cursor: Any, table: str) -> None:
+        """Before a writer creates its temporary tables: what they take from the target table
+        (MariaDB: its collation, without which a join of the two fails)."""
+
     def empty_temp_sql(self, table: str) -> str:
         """Empty a temporary (staging) table."""
         return f"DELETE FROM {table}"

@@ -153,6 +153,7 @@ class SqlWriter(Transaction):
             }
             self.cursor.execute(f"SELECT 1 FROM {self.target} LIMIT 1")
             self.empty_at_start = self.cursor.fetchone() is None
+            c.follow_target(self.cursor, self.table)
             if self.keys:
                 self.cursor.execute(c.drop_temp_sql(STAGE))
                 self.cursor.execute(c.create_temp_sql(STAGE, self.stage_columns(), self.keys))
@@ -485,9 +486,9 @@ class SqlWriter(Transaction):
                 except c.engine.dialect.loaded_dbapi.Error as exc:
                     with suppress(Exception):
                         self.cursor.execute("ROLLBACK TO SAVEPOINT runner_row")
-                    return TerminalError(self._row_message(None, tuple(key), True, exc))
+                    return TerminalError(self._row_message(None, tuple(key), True, exc, staged=False))
             if len(staged) < page:
-                return TerminalError(self._row_message(None, None, False, first))
+                return TerminalError(self._row_message(None, None, False, first, staged=False))
             offset += page
 
     def highest(self, column: str) -> Any:
@@ -610,6 +611,7 @@ class SqlWriter(Transaction):
     ) -> TerminalError:
         """Insert row by row to find the first one the target rejects; name it by its key."""
         c = self.c
+        staged = table in (self.q(STAGE), self.q(KEY_STAGE))
         for position, (row, raw) in enumerate(zip(rows, original, strict=True)):
             try:
                 self.cursor.execute("SAVEPOINT runner_row")
@@ -618,14 +620,56 @@ class SqlWriter(Transaction):
             except c.engine.dialect.loaded_dbapi.Error as exc:
                 with suppress(Exception):
                     self.cursor.execute("ROLLBACK TO SAVEPOINT runner_row")
-                return TerminalError(self._row_message(position, raw, len(names) == len(self.keys), exc))
-        return TerminalError(self._row_message(None, None, False, first))
+                keys_only = len(names) == len(self.keys)
+                other = self._taken_for(table, row, keys_only) if staged else None
+                return TerminalError(self._row_message(position, raw, keys_only, exc, staged, other))
+        return TerminalError(self._row_message(None, None, False, first, staged))
 
-    def _row_message(self, position: int | None, raw: Any, keys_only: bool, exc: Exception) -> str:
-        """`row with key id=5: column 'name': <what the database said>`."""
+    def _taken_for(self, table: str, row: tuple, keys_only: bool) -> tuple | None:
+        """The staged key that the staging table took `row`'s key for, when its text differs
+        (the target's collation ignores case or trailing spaces, and the staging table follows
+        it); None when the source has this very key twice."""
+        values = tuple(row) if keys_only else tuple(row[i] for i in self.key_index)
+        where = " AND ".join(f"{self.q(k)} = {self.c.mark}" for k in self.keys)
+        with suppress(Exception):  # a diagnosis: without it, the message blames the source
+            self.cursor.execute(
+                f"SELECT {', '.join(self.q(k) for k in self.keys)} FROM {table} WHERE {where}", values
+            )
+            found = self.cursor.fetchone()
+            if found is not None and any(
+                isinstance(v, str) and v != f for v, f in zip(values, found, strict=True)
+            ):
+                return tuple(found)
+        return None
+
+    def _row_message(
+        self,
+        position: int | None,
+        raw: Any,
+        keys_only: bool,
+        exc: Exception,
+        staged: bool,
+        other: tuple | None = None,
+    ) -> str:
+        """`row with key id=5: column 'name': <what the database said>`. A key the staging
+        table rejects as a duplicate is one the source repeats, unless another key of the
+        source (`other`) differs from it only where the target's collation does not look; a key
+        the target table rejects is one it already holds in a form equal to it there."""
         text = self.c.error_text(exc)
         if self.keys and ("duplicate" in text.lower() or "unique" in text.lower()):
-            text = f"the source has this key more than once ({text})"
+            if staged and other is None:
+                text = f"the source has this key more than once ({text})"
+            elif other is not None:
+                shown = ", ".join(f"{k}={v!r}" for k, v in zip(self.keys, other, strict=True))
+                text = (
+                    f"the target table {self.table} takes this key and {shown} of the source for one "
+                    f"(its collation): {text}"
+                )
+            else:
+                text = (
+                    f"the target table {self.table} holds a key equal to this one under its collation "
+                    f"or type: {text}"
+                )
         where = ""
         if raw is not None and self.keys:
             values = raw if keys_only else [raw[i] for i in self.key_index]

@@ -211,3 +211,54 @@ def test_a_limited_run_creates_no_table(project, make_database, strategy):
     assert record["status"] == "succeeded", record["error"]
     assert (record["tasks"][0]["rows_read"], record["tasks"][0]["inserted"]) == (4, 4)
     assert "copy" not in tables(target)
+
+
+# --- 6: text keys that differ only by trailing spaces stay distinct in MariaDB ------------
+
+PADDED = [("a", 1), ("a ", 2), ("A", 3), ("b  ", 4)]
+
+
+def padded_source(db: Database) -> None:
+    with db.cursor() as c:
+        c.execute("CREATE TABLE codes (code varchar(10) PRIMARY KEY, n integer)")
+        for code, n in PADDED:
+            c.execute(f"INSERT INTO codes VALUES ({db.mark}, {db.mark})", (code, n))
+
+
+@pytest.mark.parametrize("strategy", ["full", "hash"])
+def test_text_keys_differing_by_trailing_spaces_stay_distinct_in_mariadb(project, make_database, strategy):
+    source, target = make_database("postgresql", "source"), make_database("mariadb", "target")
+    padded_source(source)
+    job(
+        project,
+        source,
+        target,
+        f"- {{name: codes, read: {{table: codes}}, write: {{table: codes, keys: [code]}}, "
+        f"changes: {changes_of(strategy)}, deletes: propagate}}",
+        extra="  batch_size: 2\n",
+    )
+    for _ in range(2):  # the second run finds every key again, unchanged
+        record = service.run(project.ws, "sync")
+        assert record["status"] == "succeeded", record["error"]
+        assert sorted(target.fetch("SELECT code, n FROM codes")) == sorted(PADDED)
+    assert (record["tasks"][0]["unchanged"], record["rows_written"]) == (4, 0)
+    with source.cursor() as c:
+        c.execute("DELETE FROM codes WHERE code = 'a '")
+    record = service.run(project.ws, "sync")
+    assert record["tasks"][0]["deleted"] == 1
+    assert sorted(target.fetch("SELECT code, n FROM codes")) == [("A", 3), ("a", 1), ("b  ", 4)]
+
+
+def test_a_target_that_merges_two_source_keys_is_blamed_not_the_source(project, make_database):
+    source, target = make_database("sqlite", "source"), make_database("mariadb", "target")
+    padded_source(source)
+    with target.cursor() as c:  # made by hand, with a PAD SPACE collation: 'a' = 'a '
+        c.execute("CREATE TABLE codes (code VARCHAR(10) PRIMARY KEY, n INT) COLLATE utf8mb4_bin")
+    job(project, source, target, "- {name: codes, read: {table: codes}, write: {table: codes, keys: [code]}}")
+    record = service.run(project.ws, "sync")
+    assert record["status"] == "failed"
+    assert "the source has this key more than once" not in record["error"]
+    assert record["error"] == (
+        "task codes: row with key code='a ': the target table codes takes this key and code='a' of the "
+        "source for one (its collation): Duplicate entry 'a ' for key 'PRIMARY'"
+    )

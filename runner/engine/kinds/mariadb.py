@@ -3,7 +3,8 @@
 PyMySQL is pure Python: nothing to compile and no client library to install on a bare
 machine (mysqlclient needs libmariadb headers and a compiler), and it streams results with
 `SSCursor` and turns `executemany` of an INSERT into multi-row statements. Tables are
-created in utf8mb4 with a binary collation, so text compares and sorts as in PostgreSQL.
+created in utf8mb4 with a binary NO PAD collation where the server has one, so text compares
+and sorts as in PostgreSQL, trailing spaces included.
 MariaDB has no time zone type: timestamps with a time zone are stored as UTC in DATETIME(6).
 Its JSON type is an alias of LONGTEXT with a `json_valid()` check, which is how a table's JSON
 columns are recognised (a query's result has no checks: its JSON columns read as text).
@@ -154,9 +155,17 @@ def _time(value: Any) -> Any:
     return (dt.datetime.min + value).time() if isinstance(value, dt.timedelta) else value
 
 
+# Binary collations that compare trailing spaces (NO PAD), the first the server has: under
+# utf8mb4_bin (PAD SPACE) 'a' and 'a ' are one key. MariaDB has utf8mb4_nopad_bin since 10.2,
+# MySQL utf8mb4_0900_bin since 8.0.17; an older server keeps utf8mb4_bin.
+_NO_PAD = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
+
+
 class MariadbConnector(SqlConnector):
     dialect = "mariadb"
     local_infile: bool | None = None  # whether the server takes LOAD DATA LOCAL INFILE (None: not tried)
+    collation = "utf8mb4_bin"  # of the tables it creates: a NO PAD one once `prepare_writer` found it
+    stage_collation: str | None = None  # of its temporary tables: the target table's
 
     def engine_url(self, url: URL) -> URL:
         query = dict(url.query)
@@ -187,8 +196,25 @@ class MariadbConnector(SqlConnector):
             return f"CHAR({ctype.length})" if (ctype.length or 0) <= 255 else f"VARCHAR({ctype.length})"
         return _RENDER[ctype.kind]
 
+    def prepare_writer(self, dbapi: Any) -> None:
+        with dbapi.cursor() as cursor:
+            names = ", ".join(f"'{name}'" for name in _NO_PAD)
+            cursor.execute(f"SHOW COLLATION WHERE Collation IN ({names})")
+            found = {row[0] for row in cursor.fetchall()}
+        self.collation = next((name for name in _NO_PAD if name in found), "utf8mb4_bin")
+
     def table_options(self) -> str:
-        return " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        return f" DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
+
+    def follow_target(self, cursor: Any, table: str) -> None:
+        schema, _, name = table.rpartition(".")
+        cursor.execute(
+            "SELECT TABLE_COLLATION FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+            (schema or None, name),
+        )
+        row = cursor.fetchone()
+        self.stage_collation = row[0] if row and row[0] else None
 
     def declared_columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, str]]:
         if spec.table is not None:
@@ -236,7 +262,12 @@ class MariadbConnector(SqlConnector):
         return f"UPDATE {target} {t} JOIN {stage} {s} ON {on} SET {assignments} WHERE {where}"
 
     def create_temp_sql(self, name: str, columns: list[Column], keys: list[str]) -> str:
-        return super().create_temp_sql(name, columns, keys) + self.table_options()
+        # the target's collation (one runner made before NO PAD, or by hand): joined with the
+        # target, text columns of two collations are "an illegal mix"
+        return (
+            super().create_temp_sql(name, columns, keys)
+            + f" COLLATE={self.stage_collation or self.collation}"
+        )
 
     def digest_sql(self, names: list[str]) -> str:
         # QUOTE(NULL) is the word NULL, QUOTE('NULL') is 'NULL': NULLs and strings stay apart
