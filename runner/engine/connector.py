@@ -463,9 +463,10 @@ class SqlConnector(Connector):
         """Statement refreshing a (staging) table's statistics, where the planner needs them."""
         return None
 
-    def key_type(self, ctype: ColumnType) -> str:
-        """DDL of a key column's type (MariaDB cannot index unbounded text)."""
-        return self.render_type(ctype)
+    def key_types(self, columns: list[Column]) -> list[str]:
+        """DDL of the key columns' types (MariaDB cannot index unbounded text, and shares an
+        index's bytes among its columns)."""
+        return [self.render_type(c.type) for c in columns]
 
     def error_column(self, exc: Exception) -> str | None:
         """The column a driver error is about, when it says."""
@@ -794,9 +795,11 @@ class SqlConnector(Connector):
 
     def _columns_ddl(self, columns: list[Column], keys: list[str]) -> str:
         q = self.quote
+        key_columns = [c for c in columns if c.name in keys]
+        key_types = dict(zip([c.name for c in key_columns], self.key_types(key_columns), strict=True))
         body = [
-            f"{q(c.name)} {self.key_type(c.type)} NOT NULL"
-            if c.name in keys
+            f"{q(c.name)} {key_types[c.name]} NOT NULL"
+            if c.name in key_types
             else f"{q(c.name)} {self.render_type(c.type)}"
             for c in columns
         ]

@@ -262,3 +262,52 @@ def test_a_target_that_merges_two_source_keys_is_blamed_not_the_source(project, 
         "task codes: row with key code='a ': the target table codes takes this key and code='a' of the "
         "source for one (its collation): Duplicate entry 'a ' for key 'PRIMARY'"
     )
+
+
+# --- 8: a composite key with text columns fits a MariaDB index -----------------------------
+
+
+def test_a_composite_text_key_shares_the_index_in_mariadb(project, make_database):
+    source, target = make_database("postgresql", "source"), make_database("mariadb", "target")
+    rows = [("x" * 300, "a", 1, 1), ("x" * 300, "b", 1, 2), ("y", "a", 2, 3)]
+    with source.cursor() as c:
+        c.execute("CREATE TABLE pairs (a text, b text, n bigint, v integer, PRIMARY KEY (a, b, n))")
+        c.executemany("INSERT INTO pairs VALUES (%s, %s, %s, %s)", rows)
+    job(
+        project,
+        source,
+        target,
+        "- {name: pairs, read: {table: pairs}, write: {table: pairs, keys: [a, b, n]}}",
+    )
+    for _ in range(2):
+        record = service.run(project.ws, "sync")
+        assert record["status"] == "succeeded", record["error"]
+    assert record["tasks"][0]["unchanged"] == 3
+    assert sorted(target.fetch("SELECT a, b, n, v FROM pairs")) == sorted(rows)
+    declared = dict(
+        target.fetch(
+            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'pairs'"
+        )
+    )
+    assert (declared["a"], declared["b"]) == ("varchar(383)", "varchar(383)")  # (3072 - 8) / 2 / 4
+
+
+def test_a_key_too_wide_for_a_mariadb_index_is_refused_before_anything_is_created(project, make_database):
+    source, target = make_database("postgresql", "source"), make_database("mariadb", "target")
+    with source.cursor() as c:
+        c.execute("CREATE TABLE pairs (a varchar(500), b varchar(300), c text, PRIMARY KEY (a, b, c))")
+        c.execute("INSERT INTO pairs VALUES ('x', 'y', 'z')")
+    job(
+        project,
+        source,
+        target,
+        "- {name: pairs, read: {table: pairs}, write: {table: pairs, keys: [a, b, c]}}",
+    )
+    record = service.run(project.ws, "sync")
+    assert record["error"] == (
+        "task pairs: a key on a, b, c does not fit a MariaDB index, which holds 3072 bytes (a varchar(500): "
+        "2000; b varchar(300): 1200; c text: the rest, at least 64) (hint: key on fewer or narrower "
+        "columns, or cast a column to a shorter varchar in read.query)"
+    )
+    assert "pairs" not in tables(target)

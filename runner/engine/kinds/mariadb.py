@@ -35,6 +35,7 @@ from runner.engine.connector import (
     uuid_value,
 )
 from runner.engine.types import Column, ColumnType, split_type
+from runner.errors import TerminalError
 
 _SIMPLE = {
     "smallint": "smallint",
@@ -86,7 +87,22 @@ _RENDER = {
 _TRANSIENT_ERRNOS = {1040, 1205, 1213, 1927, 2002, 2003, 2006, 2013}
 _MAX_VARCHAR = 16383  # utf8mb4 characters in a 64 KiB row
 _NO_LOCAL_INFILE = {1148, 2068, 3948, 4166}  # LOAD DATA LOCAL refused by the server or the client
-_MAX_KEY_CHARS = 768  # utf8mb4 characters in a 3072-byte index
+_INDEX_BYTES = 3072  # the most an index (a primary key) holds, all its columns together
+_MIN_SHARE = 64  # bytes of the index left to an unbounded key column at the least (16 characters)
+_KEY_BYTES = {  # what a value of a fixed-size type takes in an index
+    "smallint": 2,
+    "integer": 4,
+    "bigint": 8,
+    "real": 4,
+    "double": 8,
+    "boolean": 1,
+    "date": 3,
+    "time": 6,
+    "timestamp": 8,
+    "timestamptz": 8,
+    "uuid": 16,
+}
+_DIGIT_BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)  # of a DECIMAL's digits left over from groups of 9
 _ERROR_COLUMN = re.compile(r"[Cc]olumn (?:`[^`]*`\.)*[`']([^`']+)[`']")
 _JSON_CHECK = re.compile(r"CHECK \(json_valid\(`((?:[^`]|``)+)`\)\)")
 
@@ -279,13 +295,32 @@ class MariadbConnector(SqlConnector):
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TEMPORARY TABLE IF EXISTS {self.quote(name)}"
 
-    def key_type(self, ctype: ColumnType) -> str:
-        """An index holds at most 3072 bytes: 768 utf8mb4 characters."""
-        if ctype.kind == "text" or ctype.kind == "varchar" and (ctype.length or 0) > _MAX_KEY_CHARS:
-            return f"VARCHAR({_MAX_KEY_CHARS})"
-        if ctype.kind == "binary":
-            return "VARBINARY(3072)"
-        return self.render_type(ctype)
+    def key_types(self, columns: list[Column]) -> list[str]:
+        """An index holds at most 3072 bytes, its columns together (a utf8mb4 character takes 4):
+        what columns of a bounded size leave is shared by the unbounded ones (text, longer
+        varchar, binary) as VARCHAR/VARBINARY; a key that cannot fit is refused before any
+        table is made."""
+        sizes = [_key_bytes(c.type) for c in columns]
+        unbounded = sizes.count(None)
+        left = _INDEX_BYTES - sum(size or 0 for size in sizes)
+        share = left // unbounded if unbounded else 0
+        if left < 0 or unbounded and share < _MIN_SHARE:
+            parts = [
+                f"{c.name} {c.type}: "
+                + (f"{size}" if size is not None else f"the rest, at least {_MIN_SHARE}")
+                for c, size in zip(columns, sizes, strict=True)
+            ]
+            raise TerminalError(
+                f"a key on {', '.join(c.name for c in columns)} does not fit a MariaDB index, which holds "
+                f"{_INDEX_BYTES} bytes ({'; '.join(parts)}) (hint: key on fewer or narrower columns, or "
+                "cast a column to a shorter varchar in read.query)"
+            )
+        return [
+            self.render_type(c.type)
+            if size is not None
+            else (f"VARBINARY({share})" if c.type.kind == "binary" else f"VARCHAR({share // 4})")
+            for c, size in zip(columns, sizes, strict=True)
+        ]
 
     def error_text(self, exc: Exception) -> str:
         args = getattr(exc, "args", ())
@@ -428,6 +463,16 @@ def _joined(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
             parts, length = [], 0
     if parts:
         yield b"".join(parts)
+
+
+def _key_bytes(ctype: ColumnType) -> int | None:
+    """What a key column of this type takes in an index; None when unbounded."""
+    if ctype.kind in ("varchar", "char") and ctype.length and ctype.length * 4 <= _INDEX_BYTES:
+        return ctype.length * 4
+    if ctype.kind == "decimal":
+        precision, scale = ctype.precision or 65, ctype.scale if ctype.precision else 30
+        return sum(d // 9 * 4 + _DIGIT_BYTES[d % 9] for d in (precision - (scale or 0), scale or 0))
+    return _KEY_BYTES.get(ctype.kind)
 
 
 registry.register(registry.Kind("mariadb", MariadbConnection, MariadbConnector))
