@@ -370,8 +370,10 @@ class SqlConnector(Connector):
         """Whether a driver error may pass on its own (lost connection, deadlock)."""
         return isinstance(exc, self.engine.dialect.loaded_dbapi.OperationalError)
 
-    def create_schema_sql(self, schema: str) -> str | None:
-        return None
+    def create_schema(self, dbapi: Any, schema: str) -> None:
+        """Create a target table's schema when missing (PostgreSQL), committed at once, before
+        the writer's transaction: a schema made inside it would make every parallel writer into
+        the same new schema wait for that transaction, and then fail."""
 
     @property
     def mark(self) -> str:

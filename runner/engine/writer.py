@@ -137,11 +137,10 @@ class SqlWriter(Transaction):
             self.connect()
             if self.source is not None:
                 c.prepare_copy_from(self.dbapi.driver_connection, self.source)
-            self.begin()
             schema = self.table.rpartition(".")[0]
-            create_schema = c.create_schema_sql(schema) if schema else None
-            if create_schema:
-                self.cursor.execute(create_schema)
+            if schema:
+                c.create_schema(self.dbapi.driver_connection, schema)
+            self.begin()
             extra = [Column(self.soft, SOFT_DELETE_TYPE)] if self.soft else []
             self.cursor.execute(c.create_table_sql(self.table, self.columns + extra, self.keys))
             if self.soft and self.soft not in self.existing_columns():

@@ -311,3 +311,23 @@ def test_a_key_too_wide_for_a_mariadb_index_is_refused_before_anything_is_create
         "columns, or cast a column to a shorter varchar in read.query)"
     )
     assert "pairs" not in tables(target)
+
+
+# --- 12: parallel tasks into a PostgreSQL schema that does not exist yet -------------------
+
+
+def test_parallel_tasks_create_their_new_schema_once(project, make_database):
+    source, target = make_database("sqlite", "source"), make_database("postgresql", "target")
+    make_items(source, 50)
+    tasks = "\n".join(
+        f"- {{name: t{i}, read: {{table: items}}, write: {{table: fresh.t{i}, keys: [id]}}}}"
+        for i in range(4)
+    )
+    job(project, source, target, tasks, extra="  parallel: 4\n")
+    for attempt in range(3):
+        record = service.run(project.ws, "sync")
+        assert record["status"] == "succeeded", (attempt, record["error"])
+        for i in range(4):
+            assert target.fetch(f"SELECT count(*) FROM fresh.t{i}") == [(50,)]
+        with target.cursor() as c:
+            c.execute("DROP SCHEMA fresh CASCADE")

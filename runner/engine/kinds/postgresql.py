@@ -319,8 +319,24 @@ class PostgresqlConnector(SqlConnector):
         cursor.itersize = batch_size
         return cursor
 
-    def create_schema_sql(self, schema: str) -> str | None:
-        return f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}"
+    def create_schema(self, dbapi: Any, schema: str) -> None:
+        # looked up first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when
+        # the schema exists; and a writer beside this one may create it meanwhile (its
+        # IF NOT EXISTS saw nothing either: a unique violation here), which is as good
+        from psycopg import errors
+
+        with dbapi.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+            exists = cursor.fetchone() is not None
+        dbapi.commit()
+        if exists:
+            return
+        try:
+            with dbapi.cursor() as cursor:
+                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}")
+            dbapi.commit()
+        except (errors.UniqueViolation, errors.DuplicateSchema):
+            dbapi.rollback()
 
     def insert_rows(
         self, cursor: Any, table: str, names: list[str], rows: list[tuple[Any, ...]], columns: list[Column]
