@@ -251,7 +251,7 @@ def run_full(run: TaskRun) -> None:
     if counted_without_target(run, stream):
         return
     with run.writer(stream.columns, copy=run.options.limit is None) as w:
-        if not task.write.keys:
+        if isinstance(w, SqlWriter) and not task.write.keys:  # a script, keys or not, gets every row
             if run.options.limit is None:
                 result.deleted = w.truncate()
             else:

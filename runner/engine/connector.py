@@ -789,8 +789,8 @@ class SqlConnector(Connector):
         upsert_script: str,
         delete_script: str | None,
     ) -> ScriptWriter:
-        """A writer that runs the task's Jinja scripts instead of merging (the script owns the
-        target: runner creates no table for it)."""
+        """A writer that runs the task's Jinja scripts instead of merging, into `table`
+        (created when missing, as for a merge)."""
         from runner.engine.templates import ScriptWriter
 
         return ScriptWriter(self, table, columns, keys, upsert_script, delete_script).open()

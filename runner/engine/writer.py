@@ -85,6 +85,12 @@ class Transaction:
             self.begin()
         return self
 
+    def create_schema(self, table: str) -> None:
+        """Before the transaction: the schema of `table`, when the target has schemas to make."""
+        schema = table.rpartition(".")[0]
+        if schema:
+            self.c.create_schema(self.dbapi.driver_connection, schema)
+
     def __enter__(self) -> Any:
         return self.open()
 
@@ -137,9 +143,7 @@ class SqlWriter(Transaction):
             self.connect()
             if self.source is not None:
                 c.prepare_copy_from(self.dbapi.driver_connection, self.source)
-            schema = self.table.rpartition(".")[0]
-            if schema:
-                c.create_schema(self.dbapi.driver_connection, schema)
+            self.create_schema(self.table)
             self.begin()
             extra = [Column(self.soft, SOFT_DELETE_TYPE)] if self.soft else []
             self.cursor.execute(c.create_table_sql(self.table, self.columns + extra, self.keys))

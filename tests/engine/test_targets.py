@@ -331,3 +331,57 @@ def test_parallel_tasks_create_their_new_schema_once(project, make_database):
             assert target.fetch(f"SELECT count(*) FROM fresh.t{i}") == [(50,)]
         with target.cursor() as c:
             c.execute("DROP SCHEMA fresh CASCADE")
+
+
+# --- 13: a task with write.upsert_script creates its missing table as any task does --------
+
+SCRIPT = {
+    "sqlite": "INSERT INTO {{ table }} (id, name) VALUES ({{ bind('id') }}, {{ bind('name') }}) "
+    "ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+    "postgresql": "INSERT INTO {{ table }} (id, name) VALUES ({{ bind('id') }}, {{ bind('name') }}) "
+    "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name",
+    "mariadb": "INSERT INTO {{ table }} (id, name) VALUES ({{ bind('id') }}, {{ bind('name') }}) "
+    "ON DUPLICATE KEY UPDATE name = VALUES(name)",
+}
+
+
+@pytest.mark.parametrize("dst", ["sqlite", "postgresql", "mariadb"])
+def test_a_scripted_task_creates_its_missing_table_with_its_keys(project, make_database, dst):
+    source, target = make_database("sqlite", "source"), make_database(dst, "target")
+    with source.cursor() as c:
+        c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(20))")
+        c.executemany("INSERT INTO items VALUES (?, ?)", [(1, "a"), (2, "b")])
+    job(
+        project,
+        source,
+        target,
+        f"""
+        - name: items
+          read: {{table: items}}
+          write: {{table: copy, keys: [id], upsert_script: "{SCRIPT[dst]}"}}
+        """,
+    )
+    record = service.run(project.ws, "sync")
+    assert record["status"] == "succeeded", record["error"]
+    with source.cursor() as c:
+        c.execute("UPDATE items SET name = 'changed' WHERE id = 2")
+    record = service.run(project.ws, "sync")  # the upsert's ON CONFLICT needs the primary key
+    assert record["status"] == "succeeded", record["error"]
+    assert sorted(target.fetch("SELECT id, name FROM copy")) == [(1, "a"), (2, "changed")]
+
+
+def test_a_scripted_task_without_keys_runs_its_script_for_every_row(project, make_database):
+    source, target = make_database("sqlite", "source"), make_database("postgresql", "target")
+    make_items(source, 3)
+    script = "INSERT INTO {{ table }} (id, name) VALUES ({{ bind('id') }}, {{ bind('name') }})"
+    job(
+        project,
+        source,
+        target,
+        f'- {{name: items, read: {{table: items}}, write: {{table: log, upsert_script: "{script}"}}}}',
+    )
+    for _ in range(2):
+        record = service.run(project.ws, "sync")
+        assert record["status"] == "succeeded", record["error"]
+        assert record["tasks"][0]["upserted"] == 3
+    assert sorted(target.fetch("SELECT id FROM log")) == [(1,), (1,), (2,), (2,), (3,), (3,)]
