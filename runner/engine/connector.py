@@ -453,6 +453,9 @@ class SqlConnector(Connector):
     def prepare_writer(self, dbapi: Any) -> None:
         """Session settings of a writer's connection, before its transaction."""
 
+    def end_writer(self, dbapi: Any) -> None:
+        """After a writer's connection is closed: release what `prepare_writer` took."""
+
     def follow_target(self, cursor: Any, table: str) -> None:
         """Before a writer creates its temporary tables: what they take from the target table
         (MariaDB: its collation, without which a join of the two fails)."""

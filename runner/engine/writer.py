@@ -73,11 +73,13 @@ class Transaction:
     def close(self) -> None:
         if self.dbapi is None:
             return
+        driver = self.dbapi.driver_connection
         with suppress(Exception):  # closing after a failure: the first error is the one reported
             self.dbapi.rollback()
         with suppress(Exception):
             self.dbapi.close()
         self.dbapi = None
+        self.c.end_writer(driver)
 
     def open(self) -> Transaction:
         with self.c.errors(self.doing):
@@ -92,7 +94,9 @@ class Transaction:
             self.c.create_schema(self.dbapi.driver_connection, schema)
 
     def __enter__(self) -> Any:
-        return self.open()
+        # `open_writer` hands the writer over open: opened again, its first connection (and
+        # a SQLite writer's turn on the file) would be dropped without being closed
+        return self if self.dbapi is not None else self.open()
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -385,3 +385,51 @@ def test_a_scripted_task_without_keys_runs_its_script_for_every_row(project, mak
         assert record["status"] == "succeeded", record["error"]
         assert record["tasks"][0]["upserted"] == 3
     assert sorted(target.fetch("SELECT id FROM log")) == [(1,), (1,), (2,), (2,), (3,), (3,)]
+
+
+# --- 11: jobs writing one SQLite file queue for it instead of failing ----------------------
+
+
+def two_jobs_into_one_file(project, source: Database, query: str, batch_size: int) -> Database:
+    target = Database("sqlite", f"sqlite:///{(project.root / 'shared.db').resolve()}")
+    project.connection("src", source.dialect, source.url)
+    project.connection("dst", "sqlite", target.url)
+    for name in ("one", "two"):
+        project.job(
+            name,
+            "src",
+            "dst",
+            f'- {{name: rows, read: {{query: "{query}"}}, write: {{table: {name}_rows}}}}',
+            extra=f"  batch_size: {batch_size}\n",
+        )
+    service.apply(project.ws)
+    return target
+
+
+def run_both(project) -> list[dict]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda name: service.run(project.ws, name), ["one", "two"]))
+
+
+def test_a_long_write_into_a_sqlite_file_makes_another_job_wait_not_fail(project, make_database):
+    # each job's transaction stays open ~7 s while its source trickles rows: longer than
+    # SQLite's default busy timeout (5 s)
+    query = "SELECT i AS id, pg_sleep(0.1)::text AS s FROM generate_series(1, 70) i"
+    target = two_jobs_into_one_file(project, make_database("postgresql", "source"), query, 10)
+    for record in run_both(project):
+        assert record["status"] == "succeeded", record["error"]
+    for name in ("one", "two"):
+        assert target.fetch(f"SELECT count(*) FROM {name}_rows") == [(70,)]
+
+
+def test_jobs_writing_one_sqlite_file_at_once_both_succeed(project, make_database):
+    source = make_database("sqlite", "source")
+    make_items(source, 2000)
+    target = two_jobs_into_one_file(project, source, "SELECT * FROM items", 100)
+    for _ in range(10):
+        for record in run_both(project):
+            assert record["status"] == "succeeded", record["error"]
+        for name in ("one", "two"):
+            assert target.fetch(f"SELECT count(*), sum(id) FROM {name}_rows") == [(2000, 2001000)]
