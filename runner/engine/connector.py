@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import queue
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from runner.definitions import secrets
-from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.definitions.models import ConnectionSpec, ReadSpec, seconds
 from runner.engine.types import Column, ColumnType
 from runner.errors import TerminalError, TransientError
 
@@ -161,6 +162,9 @@ class Connector(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""
+
+    def check_connection(self) -> None:  # noqa: B027 - optional hook
+        """Raise when the system cannot be reached (a file needs no check)."""
 
 
 class ReadAhead:
@@ -313,6 +317,7 @@ class SqlConnector(Connector):
         except secrets.SecretError as exc:
             raise TerminalError(f"connection {name!r}: {exc}") from None
         self.engine = sa.create_engine(url, poolclass=sa.NullPool, **self.engine_options())
+        sa.event.listen(self.engine, "connect", lambda dbapi, _record: self.connected(dbapi))
         self.preparer = self.engine.dialect.identifier_preparer
 
     def quote(self, name: str) -> str:
@@ -332,6 +337,22 @@ class SqlConnector(Connector):
     def engine_options(self) -> dict[str, Any]:
         """Extra arguments of `create_engine` (driver options)."""
         return {}
+
+    def connected(self, dbapi: Any) -> None:
+        """Right after a DBAPI connection is made (settings that only the handshake needed)."""
+
+    def check_connection(self) -> None:
+        """Connect once, so that a server that is down or does not answer fails the run at its
+        start, naming the connection (and the timeout, when it was that)."""
+        started = time.monotonic()
+        try:
+            with self.connection("connecting"):
+                pass
+        except TransientError as exc:
+            limit = getattr(self.spec, "connect_timeout", None)
+            if limit is None or time.monotonic() - started < seconds(limit):
+                raise
+            raise TransientError(f"{exc} (no answer within connect_timeout: {seconds(limit):g} s)") from None
 
     @abstractmethod
     def parse_type(self, declared: str) -> ColumnType | None:
@@ -526,6 +547,18 @@ class SqlConnector(Connector):
         message = secrets.redact(f"{doing} (connection {self.name!r}): {type(exc).__name__}: {text}")
         return TransientError(message) if self.is_transient(exc) else TerminalError(message)  # type: ignore[arg-type]
 
+    def _probe(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, ColumnType | None]]:
+        """`_columns`, with an error of the user's query told in its terms: the statement
+        that failed is runner's own (a view or table made of the query), which the user
+        never wrote."""
+        try:
+            return self._columns(cursor, spec)
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            if spec.query is None or self.is_transient(exc):
+                raise
+            message = f"read.query (connection {self.name!r}): {self.error_text(exc)}"
+            raise TerminalError(secrets.redact(message)) from None
+
     def _columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, ColumnType | None]]:
         columns = []
         for name, declared in self.declared_columns(cursor, spec):
@@ -619,7 +652,7 @@ class SqlConnector(Connector):
         try:
             with self.errors(doing):
                 probe = dbapi.cursor()
-                declared = self._columns(probe, spec)
+                declared = self._probe(probe, spec)
                 probe.close()
                 dbapi.rollback()
                 if select is not None:

@@ -132,7 +132,13 @@ def _connected(
     try:
         try:
             for end in ("source", "target"):
+                ref = connections[end][0]
                 opened.append(registry.open_connector(*connections[end], base_dir))
+                started = time.perf_counter()
+                log("info", f"connecting to the {end}", connection=ref)
+                opened[-1].check_connection()
+                seconds = round(time.perf_counter() - started, 3)
+                log("info", f"connected to the {end}", connection=ref, seconds=seconds)
         except RunnerError as exc:
             _failed(result, exc)
             log("error", result.error or "", task=result.name)

@@ -4,6 +4,14 @@ writers that share a target (a schema, a SQLite file) without failing each other
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+
 import pytest
 
 from runner import service
@@ -433,3 +441,106 @@ def test_jobs_writing_one_sqlite_file_at_once_both_succeed(project, make_databas
             assert record["status"] == "succeeded", record["error"]
         for name in ("one", "two"):
             assert target.fetch(f"SELECT count(*), sum(id) FROM {name}_rows") == [(2000, 2001000)]
+
+
+# --- 14: a bad query, and a server that never answers -------------------------------------
+
+
+@pytest.mark.parametrize("src", ["sqlite", "postgresql", "mariadb"])
+def test_a_bad_query_is_reported_in_the_users_words(project, make_database, src):
+    source, target = make_database(src, "source"), make_database("sqlite", "target")
+    make_items(source)
+    job(project, source, target, '- {name: q, read: {query: "SELEC 1"}, write: {table: copy}}')
+    record = service.run(project.ws, "sync")
+    said = {
+        "sqlite": 'near "SELEC": syntax error',
+        "postgresql": 'syntax error at or near "SELEC"',
+        "mariadb": "You have an error in your SQL syntax; check the manual that corresponds to your MariaDB "
+        "server version for the right syntax to use near 'SELEC 1' at line 1",
+    }
+    assert record["error"] == f"task q: read.query (connection 'default/src'): {said[src]}"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A loopback TCP server that accepts connections and never says a word; its port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with suppress(OSError):
+            while True:
+                accepted.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+    for conn in accepted:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_a_server_that_never_answers_fails_the_run_within_connect_timeout(project, silent_server, kind):
+    project.write(
+        "connections.d/src.yaml",
+        f"""
+        apiVersion: runner/v1
+        kind: Connection
+        metadata: {{name: src}}
+        spec: {{type: {kind}, url: "{kind}://someone@127.0.0.1:{silent_server}/db", connect_timeout: 2s}}
+        """,
+    )
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    project.job("sync", "src", "dst", "- {name: t, read: {table: items}, write: {table: items}}")
+    service.apply(project.ws)
+    started = time.monotonic()
+    record = service.run(project.ws, "sync")
+    assert time.monotonic() - started < 6
+    assert record["status"] == "failed"
+    assert record["error"].startswith("task t: connecting (connection 'default/src'): ")
+    assert record["error"].endswith("(no answer within connect_timeout: 2 s)")
+    log = [json.loads(line) for line in Path(record["log"]).read_text().splitlines()]
+    assert [e["message"] for e in log if e.get("connection")] == ["connecting to the source"]
+
+
+def test_connect_timeout_is_ten_seconds_unless_set(project):
+    from runner.engine import registry
+
+    spec = {"type": "postgresql", "url": "postgresql://someone@127.0.0.1/db"}
+    assert registry.connection_models()["postgresql"].model_validate(spec).connect_timeout == 10
+    problems = service.DefinitionsInvalid
+    project.write(
+        "connections.d/lite.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Connection
+        metadata: {name: lite}
+        spec: {type: sqlite, url: "sqlite:///x.db", connect_timeout: 5}
+        """,
+    )
+    with pytest.raises(problems) as raised:  # a file has no server to wait for
+        service.validate(project.ws)
+    assert "spec.connect_timeout: unknown field 'connect_timeout'" in str(raised.value.problems[0])
+
+
+def test_a_query_may_take_longer_than_connect_timeout(project, make_database):
+    source, target = make_database("mariadb", "source"), make_database("sqlite", "target")
+    project.write(
+        "connections.d/src.yaml",
+        f"""
+        apiVersion: runner/v1
+        kind: Connection
+        metadata: {{name: src}}
+        spec: {{type: mariadb, url: "{source.url}", connect_timeout: 1}}
+        """,
+    )
+    project.connection("dst", "sqlite", target.url)
+    project.job(
+        "sync", "src", "dst", '- {name: t, read: {query: "SELECT SLEEP(2) AS s"}, write: {table: slow}}'
+    )
+    service.apply(project.ws)
+    record = service.run(project.ws, "sync")
+    assert record["status"] == "succeeded", record["error"]
+    assert target.fetch("SELECT s FROM slow") == [(0,)]

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
-from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.definitions.models import ReadSpec, ServerConnectionSpec, seconds
 from runner.engine import registry
 from runner.engine.connector import (
     Connector,
@@ -107,7 +107,7 @@ _ERROR_COLUMN = re.compile(r"[Cc]olumn (?:`[^`]*`\.)*[`']([^`']+)[`']")
 _JSON_CHECK = re.compile(r"CHECK \(json_valid\(`((?:[^`]|``)+)`\)\)")
 
 
-class MariadbConnection(ConnectionSpec):
+class MariadbConnection(ServerConnectionSpec):
     type: Literal["mariadb"] = Field(description="MariaDB or MySQL, through PyMySQL.")
     url: str = Field(description="`mariadb://user:${env:PW}@host:3306/db` (or mysql://, +pymysql).")
 
@@ -243,11 +243,12 @@ class MariadbConnector(SqlConnector):
                 columns = [(n, "json" if t == "longtext" and n in checked else t) for n, t in columns]
             return columns
         assert spec.query is not None
+        query = spec.query.strip().rstrip(";")
+        # prepared alone first: a syntax error then quotes the user's query, not the probe's
+        cursor.execute("PREPARE runner_probe FROM %s", (query,))
+        cursor.execute("DEALLOCATE PREPARE runner_probe")
         cursor.execute("DROP TEMPORARY TABLE IF EXISTS runner_probe")
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE runner_probe AS SELECT * FROM "
-            f"({spec.query.strip().rstrip(';')}) AS q LIMIT 0"
-        )
+        cursor.execute(f"CREATE TEMPORARY TABLE runner_probe AS SELECT * FROM ({query}) AS q LIMIT 0")
         cursor.execute("SHOW COLUMNS FROM runner_probe")
         rows = [(r[0], r[1]) for r in cursor.fetchall()]
         cursor.execute("DROP TEMPORARY TABLE runner_probe")
@@ -342,7 +343,16 @@ class MariadbConnector(SqlConnector):
         return bool(args) and args[0] in _TRANSIENT_ERRNOS
 
     def engine_options(self) -> dict[str, Any]:
-        return {"connect_args": {"local_infile": True}}
+        assert isinstance(self.spec, MariadbConnection)
+        timeout = seconds(self.spec.connect_timeout)
+        # PyMySQL's connect_timeout covers only the TCP connect: a server that accepts and
+        # never sends its handshake is given up on by a read timeout, which `_connected`
+        # lifts once connected (a query may take as long as it takes)
+        args = {"local_infile": True, "connect_timeout": timeout, "read_timeout": timeout}
+        return {"connect_args": args}
+
+    def connected(self, dbapi: Any) -> None:
+        dbapi._read_timeout = None  # PyMySQL's own; it applies it before the next read
 
     def insert_rows(
         self, cursor: Any, table: str, names: list[str], rows: list[tuple[Any, ...]], columns: list[Column]

@@ -6,6 +6,7 @@ no conversion at all; writing wraps JSON and settles time zones.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
@@ -13,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
-from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.definitions.models import ReadSpec, ServerConnectionSpec, seconds
 from runner.engine import registry
 from runner.engine.connector import (
     Connector,
@@ -84,7 +85,7 @@ def blocks(chunks: Iterable[bytes]) -> Iterator[bytes | bytearray]:
         yield block
 
 
-class PostgresqlConnection(ConnectionSpec):
+class PostgresqlConnection(ServerConnectionSpec):
     type: Literal["postgresql"] = Field(description="PostgreSQL, through psycopg 3.")
     url: str = Field(description="`postgresql://user:${env:PW}@host:5432/db` (or `postgresql+psycopg://`).")
 
@@ -108,6 +109,11 @@ class PostgresqlConnector(SqlConnector):
 
     def engine_url(self, url: URL) -> URL:
         return url.set(drivername="postgresql+psycopg")
+
+    def engine_options(self) -> dict[str, Any]:
+        assert isinstance(self.spec, PostgresqlConnection)
+        # libpq's connect_timeout (whole seconds, 2 at the least) covers the whole handshake
+        return {"connect_args": {"connect_timeout": max(2, math.ceil(seconds(self.spec.connect_timeout)))}}
 
     def parse_type(self, declared: str) -> ColumnType | None:
         name, a, b = split_type(declared)

@@ -190,6 +190,9 @@ class SqliteConnector(SqlConnector):
             url = url.set(database=str(self.path))
         return url
 
+    def check_connection(self) -> None:
+        """A file: nothing to wait for (and a connection would create a missing one)."""
+
     def check_readable(self) -> None:
         """SQLite creates a missing file on connect: a typo in a source path would read as an
         empty database, so a missing file is an error instead."""
