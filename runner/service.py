@@ -10,6 +10,7 @@ import os
 import re
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from secrets import token_urlsafe
@@ -521,16 +522,21 @@ def _execute(
 
 def _locator(ws: Workspace, job: AppliedObject) -> Callable[[PathKey], Location]:
     """Where a field of the applied job is defined: its own line while the job's file still
-    holds the definition that was applied, else the line the definition started on."""
-    doc: Document | None = None
-    if job.file != ADHOC_FILE:
-        try:
-            docs, _ = load_text((ws.root / job.file).read_text(encoding="utf-8"), job.file)
-        except (OSError, UnicodeDecodeError):
-            docs = []
-        doc = next((d for d in docs if d.positions[()][0] == job.line and _same_job(d, job)), None)
+    holds the definition that was applied, else the line the definition started on. The file
+    is read only when an error needs it."""
+    found: list[Document | None] = []
+
+    def document() -> Document | None:
+        if not found:
+            docs: list[Document] = []
+            if job.file != ADHOC_FILE:
+                with suppress(OSError, UnicodeDecodeError):
+                    docs, _ = load_text((ws.root / job.file).read_text(encoding="utf-8"), job.file)
+            found.append(next((d for d in docs if _same_job(d, job)), None))
+        return found[0]
 
     def locate(path: PathKey) -> Location:
+        doc = document()
         if doc is not None:
             return doc.locate(path)
         return Location(job.file, job.line, field=format_path(path))
@@ -539,8 +545,11 @@ def _locator(ws: Workspace, job: AppliedObject) -> Callable[[PathKey], Location]
 
 
 def _same_job(doc: Document, job: AppliedObject) -> bool:
+    data, meta = doc.data, doc.data.get("metadata")
+    if data.get("kind") != "Job" or not isinstance(meta, dict) or meta.get("name") != job.name:
+        return False
     try:
-        spec = JobSpec.model_validate(doc.data.get("spec"))
+        spec = JobSpec.model_validate(data.get("spec"))
     except ValidationError:
         return False
     return spec.model_dump(mode="json", exclude_unset=True) == job.document["spec"]

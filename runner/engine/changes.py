@@ -287,7 +287,11 @@ def counted_without_target(run: TaskRun, stream: ReadStream) -> bool:
     for _ in run.timed(stream.batches):
         pass
     run.result.inserted = run.result.rows_read
-    run.log("info", "dry run: the target table does not exist; every row read would be inserted")
+    run.log(
+        "info",
+        "dry run: the target table does not exist; every row read would be inserted",
+        task=run.task.name,
+    )
     return True
 
 
