@@ -815,7 +815,7 @@ class SqlConnector(Connector):
     ) -> SqlWriter:
         from runner.engine.writer import SqlWriter
 
-        return SqlWriter(self, table, columns, keys, soft_delete_column, source).open()
+        return SqlWriter(self, table, columns, keys, soft_delete_column, source).opened()
 
     def open_script_writer(
         self,
@@ -829,7 +829,7 @@ class SqlConnector(Connector):
         (created when missing, as for a merge)."""
         from runner.engine.templates import ScriptWriter
 
-        return ScriptWriter(self, table, columns, keys, upsert_script, delete_script).open()
+        return ScriptWriter(self, table, columns, keys, upsert_script, delete_script).opened()
 
     def _columns_ddl(self, columns: list[Column], keys: list[str]) -> str:
         q = self.quote

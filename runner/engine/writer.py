@@ -93,10 +93,19 @@ class Transaction:
         if schema:
             self.c.create_schema(self.dbapi.driver_connection, schema)
 
+    def opened(self) -> Any:
+        """`open`, closing what it got so far when it fails (a SQLite writer's turn on the file
+        included: kept, it would make the next writer of the file wait for ever)."""
+        try:
+            return self.open()
+        except BaseException:
+            self.close()
+            raise
+
     def __enter__(self) -> Any:
         # `open_writer` hands the writer over open: opened again, its first connection (and
         # a SQLite writer's turn on the file) would be dropped without being closed
-        return self if self.dbapi is not None else self.open()
+        return self if self.dbapi is not None else self.opened()
 
     def __exit__(self, *exc: object) -> None:
         self.close()

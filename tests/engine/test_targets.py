@@ -544,3 +544,27 @@ def test_a_query_may_take_longer_than_connect_timeout(project, make_database):
     record = service.run(project.ws, "sync")
     assert record["status"] == "succeeded", record["error"]
     assert target.fetch("SELECT s FROM slow") == [(0,)]
+
+
+def test_a_writer_that_fails_to_open_gives_the_file_back(project, make_database):
+    source, target = make_database("sqlite", "source"), make_database("sqlite", "target")
+    make_items(source, 3)
+    with target.cursor() as c:  # lacks the source's column `name`: the first task's writer refuses it
+        c.execute("CREATE TABLE narrow (id INTEGER PRIMARY KEY, updated_at INTEGER)")
+    job(
+        project,
+        source,
+        target,
+        """
+        - {name: first, read: {table: items}, write: {table: narrow, keys: [id]}}
+        - {name: second, read: {table: items}, write: {table: copy, keys: [id]}}
+        """,
+        extra="  on_error: continue\n",
+    )
+    done: list[dict] = []
+    worker = threading.Thread(target=lambda: done.append(service.run(project.ws, "sync")), daemon=True)
+    worker.start()
+    worker.join(30)
+    assert done, "the second task waited for the first one's turn on the file"
+    assert [t["status"] for t in done[0]["tasks"]] == ["failed", "succeeded"]
+    assert target.fetch("SELECT count(*) FROM copy") == [(3,)]
