@@ -19,8 +19,10 @@ from pathlib import Path
 from secrets import token_urlsafe
 from typing import Annotated, Any, Literal, Union
 
+from pydantic import ValidationError
+
 from runner.definitions import secrets
-from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
+from runner.definitions.load import DEFAULT_NAMESPACE, Document, PathKey, format_path, load_folder, load_text
 from runner.definitions.models import API_VERSION, NAME_PATTERN, JobSpec, Metadata, StrictModel, seconds
 from runner.definitions.validate import (
     Definition,
@@ -291,12 +293,12 @@ def _run_summary(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_mode(options: dict[str, Any]) -> str:
-    """`dry-run` (counts what would change, writes nothing), `limited` (a test run of at most N
-    rows a task) or `normal`, from a run's options: history, status and the page show it, so
-    such runs are never taken for real ones."""
-    if options.get("dry_run"):
-        return "dry-run"
-    return "limited" if options.get("limit") is not None else "normal"
+    """`limited` (a test run of at most N rows a task, always dry), `dry-run` (counts what
+    would change, writes nothing) or `normal`, from a run's options: history, status and the
+    page show it, so such runs are never taken for real ones."""
+    if options.get("limit") is not None:
+        return "limited"
+    return "dry-run" if options.get("dry_run") else "normal"
 
 
 def _job_and_connections(
@@ -556,6 +558,7 @@ def _execute(
             on_task=on_task,
             progress=progress,
             cancel=cancel,
+            locate=_locator(ws, job),
         )
     except BaseException as exc:  # the record must never stay "running" for a run that ended
         interrupted = isinstance(exc, KeyboardInterrupt)
@@ -702,6 +705,41 @@ def prune_history(
         history.log_path(ws.history, namespace, job, run_id).unlink(missing_ok=True)
     store.forget_runs(gone)
     return gone
+
+
+def _locator(ws: Workspace, job: AppliedObject) -> Callable[[PathKey], Location]:
+    """Where a field of the applied job is defined: its own line while the job's file still
+    holds the definition that was applied, else the line the definition started on. The file
+    is read only when an error needs it."""
+    found: list[Document | None] = []
+
+    def document() -> Document | None:
+        if not found:
+            docs: list[Document] = []
+            if job.file != ADHOC_FILE:
+                with suppress(OSError, UnicodeDecodeError):
+                    docs, _ = load_text((ws.root / job.file).read_text(encoding="utf-8"), job.file)
+            found.append(next((d for d in docs if _same_job(d, job)), None))
+        return found[0]
+
+    def locate(path: PathKey) -> Location:
+        doc = document()
+        if doc is not None:
+            return doc.locate(path)
+        return Location(job.file, job.line, field=format_path(path))
+
+    return locate
+
+
+def _same_job(doc: Document, job: AppliedObject) -> bool:
+    data, meta = doc.data, doc.data.get("metadata")
+    if data.get("kind") != "Job" or not isinstance(meta, dict) or meta.get("name") != job.name:
+        return False
+    try:
+        spec = JobSpec.model_validate(data.get("spec"))
+    except ValidationError:
+        return False
+    return spec.model_dump(mode="json", exclude_unset=True) == job.document["spec"]
 
 
 def task_dict(result: TaskResult, dry_run: bool = False) -> dict[str, Any]:

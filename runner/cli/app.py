@@ -302,7 +302,14 @@ def run(
         bool, typer.Option("--dry-run", help="Count what would change; write nothing, move no pointer.")
     ] = False,
     limit: Annotated[
-        int | None, typer.Option("--limit", "-n", min=1, help="A test run: read at most N rows per task.")
+        int | None,
+        typer.Option(
+            "--limit",
+            "-n",
+            min=1,
+            help="A test run: read at most N rows per task, write them and roll back (a dry run: "
+            "no delete, no pointer moved).",
+        ),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:

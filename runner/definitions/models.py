@@ -220,6 +220,19 @@ def _positive_duration(value: float | str) -> float | str:
 Duration = Annotated[float | str, AfterValidator(_positive_duration)]
 
 
+class ServerConnectionSpec(ConnectionSpec):
+    """A connection to a database server (not a file): a server that does not answer is given
+    up on after `connect_timeout`, instead of hanging the run."""
+
+    connect_timeout: Duration = Field(
+        10,
+        description=(
+            "How long to wait for the server to accept a connection and answer its handshake "
+            f"({DURATION_HELP}); then the run fails (retried by the daemon when `retry` is set)."
+        ),
+    )
+
+
 class ChangesSpec(StrictModel):
     """How a task finds what changed in the source since the last run."""
 

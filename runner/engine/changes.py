@@ -18,37 +18,57 @@ never past them: the next run re-reads from the pointer and the merge makes that
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from runner.definitions.load import format_path
 from runner.definitions.models import Task
 from runner.engine import pointers
 from runner.engine.cancel import CancelToken
 from runner.engine.checkpoints import checkpoint
-from runner.engine.connector import Batch, BucketDigest, Connector, ReadStream, Watermark, key_hash
+from runner.engine.connector import (
+    Batch,
+    BucketDigest,
+    Connector,
+    MissingColumn,
+    ReadStream,
+    Watermark,
+    key_hash,
+)
 from runner.engine.templates import ScriptWriter
 from runner.engine.types import Column
 from runner.engine.writer import INTEGERS, KEY_STAGE, STAGE, MergeCounts, SqlWriter
-from runner.errors import TerminalError
+from runner.errors import Location, TerminalError
 from runner.state.store import StateStore, TaskState
 
 NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
 Progress = Callable[[str, int], None]  # (task, rows read so far), after every batch
 COMMITTED = "batch committed"  # the run log's line with a task's counts after each commit
+Locate = Callable[[tuple[str | int, ...]], Location]  # a field path of the job's definition -> where
 
 
 @dataclass
 class RunOptions:
-    """How a run differs from a plain one (`runner run --task/--resync/--dry-run/--limit`)."""
+    """How a run differs from a plain one (`runner run --task/--resync/--dry-run/--limit`).
+
+    A run limited to N rows per task is a test run, so it is a dry run too: its rows go
+    through the writer in the target's transaction, which is rolled back; it applies no
+    delete and moves no pointer or digest. Writing a part of the source would leave the
+    target part old, part new (or, without keys, replaced by N rows)."""
 
     tasks: list[str] | None = None
     resync: bool = False
     dry_run: bool = False
     limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit is not None:
+            self.dry_run = True
 
 
 @dataclass
@@ -99,6 +119,8 @@ class TaskRun:
     log: Log
     progress: Progress | None = None
     cancel: CancelToken | None = None
+    locate: Locate | None = None
+    index: int = 0  # the task's position in the job's `tasks`, for `where`
     result: TaskResult = field(init=False)
     streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
 
@@ -114,6 +136,20 @@ class TaskRun:
         if now - self.noted >= NOTE_SECONDS:
             self.noted = now
             self.log("info", f"{doing}: {rows:,} rows so far", task=self.task.name, rows=rows)
+
+    def where(self, *path: str | int) -> str:
+        """Where a field of this task is defined: `jobs.d/x.yaml:9:7: spec.tasks[0].changes.column`."""
+        full = ("spec", "tasks", self.index, *path)
+        if self.locate is None:
+            return format_path(full)
+        return str(self.locate(full))
+
+    def use_columns(self, columns: list[Column]) -> None:
+        """Record the source's columns, and check every column the task names among them before
+        anything is written: a missing one found later would fail a run that had already
+        created (and filled) the target."""
+        self.result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
+        check_columns(self, [c.name for c in columns])
 
     def track(self, batches: Iterator[Batch], cancellable: bool = True) -> Iterator[Batch]:
         """Remember a reader's stream so `close_streams` ends it (and frees its connection) as
@@ -203,6 +239,9 @@ class TaskRun:
 
     def state(self) -> TaskState:
         state = self.store.task_state(self.namespace, self.job, self.task.name)
+        if self.options.resync and self.options.dry_run:
+            self.log("info", "resync (dry run): pointer ignored, not forgotten", task=self.task.name)
+            return replace(state, pointer=None, watermark_column=None)
         if self.options.resync:
             self.store.forget(state.id)
             self.log("info", "resync: pointer and digests forgotten", task=self.task.name)
@@ -217,19 +256,45 @@ class TaskRun:
             self.committed()
 
 
+def check_columns(run: TaskRun, names: list[str]) -> None:
+    """Raise a TerminalError naming, with where they are defined, the task's fields that name
+    a column the source does not have (keys, watermark), or one it must not have (the
+    soft-delete column, which runner adds to the target)."""
+    task = run.task
+    named: list[tuple[tuple[str | int, ...], str]] = [
+        (("write", "keys", i), key) for i, key in enumerate(task.write.keys)
+    ]
+    if task.changes.column is not None:
+        named.append((("changes", "column"), task.changes.column))
+    problems = []
+    for path, name in named:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"columns: {', '.join(names)}"
+            problems.append(f"{run.where(*path)}: column {name!r} is not among the source's columns ({hint})")
+    soft = task.write.soft_delete_column
+    if task.deletes == "soft" and soft in names:
+        problems.append(
+            f"{run.where('write', 'soft_delete_column')}: column {soft!r} is one of the source's columns: "
+            "runner sets it when a row is deleted; name another one"
+        )
+    if problems:
+        raise TerminalError("; ".join(problems))
+
+
 def run_full(run: TaskRun) -> None:
     task, result = run.task, run.result
     run.state()  # a resync of a full task is a no-op, but it is recorded
     stream = run.source.read(task.read, run.batch_size, limit=run.options.limit)
-    result.columns = [{"name": c.name, "type": str(c.type)} for c in stream.columns]
-    if run.options.dry_run and not run.target.table_exists(task.write.table):
-        for _ in run.timed(stream.batches):
-            pass
-        result.inserted = result.rows_read
+    run.use_columns(stream.columns)
+    if counted_without_target(run, stream):
         return
     with run.writer(stream.columns, copy=run.options.limit is None) as w:
-        if not task.write.keys:
-            w.truncate()
+        if isinstance(w, SqlWriter) and not task.write.keys:  # a script, keys or not, gets every row
+            if run.options.limit is None:
+                result.deleted = w.truncate()
+            else:
+                run.log("warning", "the table is not emptied in a run limited to N rows", task=task.name)
             if run.copied(w, task.write.table, stream):
                 result.inserted = result.rows_read
                 checkpoint("write")
@@ -251,6 +316,22 @@ def run_full(run: TaskRun) -> None:
                 else:
                     result.deleted = w.delete_missing()
         run.finish(w)
+
+
+def counted_without_target(run: TaskRun, stream: ReadStream) -> bool:
+    """A dry run into a table that does not exist yet: every row read would be inserted. The
+    table is not created (MariaDB would commit a CREATE TABLE at once)."""
+    if not run.options.dry_run or run.target.table_exists(run.task.write.table):
+        return False
+    for _ in run.timed(stream.batches):
+        pass
+    run.result.inserted = run.result.rows_read
+    run.log(
+        "info",
+        "dry run: the target table does not exist; every row read would be inserted",
+        task=run.task.name,
+    )
+    return True
 
 
 def _later(stored: Any, seen: Any) -> Any:
@@ -290,9 +371,15 @@ def run_watermark(run: TaskRun) -> None:
     if _may_copy(run, before):
         columns = columns_of(run)
     else:
-        stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
+        try:
+            stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
+        except MissingColumn as exc:
+            check_columns(run, exc.known)  # names the field, and any other the source lacks
+            raise
         columns = stream.columns
-    result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
+    run.use_columns(columns)
+    if stream is not None and counted_without_target(run, stream):
+        return
     # the key comparison for deletes may copy keys inside the databases, unless that would
     # lock a file the batch reader still reads (SQLite)
     with run.writer(columns, copy=run.target.copy_while_reading) as w:
@@ -339,7 +426,6 @@ def _may_copy(run: TaskRun, before: Any) -> bool:
         before is None
         and run.target.copy_while_reading
         and not run.task.write.upsert_script
-        and options.limit is None
         and not options.dry_run
     )
 

@@ -17,6 +17,7 @@ import json
 import queue
 import re
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from runner.definitions import secrets
-from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.definitions.models import ConnectionSpec, ReadSpec, seconds
 from runner.engine.types import Column, ColumnType
 from runner.errors import TerminalError, TransientError
 
@@ -76,6 +77,14 @@ def key_conditions(
             " OR ".join([f"{column} BETWEEN {mark} AND {mark}"] * len(part)),
             tuple(x for r in part for x in r),
         )
+
+
+class MissingColumn(TerminalError):
+    """A read names a column the source does not have; `known` lists the columns it has."""
+
+    def __init__(self, message: str, known: list[str]):
+        super().__init__(message)
+        self.known = known
 
 
 @dataclass
@@ -184,6 +193,9 @@ class Connector(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""
+
+    def check_connection(self) -> None:  # noqa: B027 - optional hook
+        """Raise when the system cannot be reached (a file needs no check)."""
 
 
 class ReadAhead:
@@ -392,6 +404,7 @@ class SqlConnector(Connector):
         except secrets.SecretError as exc:
             raise TerminalError(f"connection {name!r}: {exc}") from None
         self.engine = sa.create_engine(url, poolclass=sa.NullPool, **self.engine_options())
+        sa.event.listen(self.engine, "connect", lambda dbapi, _record: self.connected(dbapi))
         self.preparer = self.engine.dialect.identifier_preparer
 
     def quote(self, name: str) -> str:
@@ -411,6 +424,22 @@ class SqlConnector(Connector):
     def engine_options(self) -> dict[str, Any]:
         """Extra arguments of `create_engine` (driver options)."""
         return {}
+
+    def connected(self, dbapi: Any) -> None:
+        """Right after a DBAPI connection is made (settings that only the handshake needed)."""
+
+    def check_connection(self) -> None:
+        """Connect once, so that a server that is down or does not answer fails the run at its
+        start, naming the connection (and the timeout, when it was that)."""
+        started = time.monotonic()
+        try:
+            with self.connection("connecting"):
+                pass
+        except TransientError as exc:
+            limit = getattr(self.spec, "connect_timeout", None)
+            if limit is None or time.monotonic() - started < seconds(limit):
+                raise
+            raise TransientError(f"{exc} (no answer within connect_timeout: {seconds(limit):g} s)") from None
 
     @abstractmethod
     def parse_type(self, declared: str) -> ColumnType | None:
@@ -454,8 +483,10 @@ class SqlConnector(Connector):
         """Whether a driver error may pass on its own (lost connection, deadlock)."""
         return isinstance(exc, self.engine.dialect.loaded_dbapi.OperationalError)
 
-    def create_schema_sql(self, schema: str) -> str | None:
-        return None
+    def create_schema(self, dbapi: Any, schema: str) -> None:
+        """Create a target table's schema when missing (PostgreSQL), committed at once, before
+        the writer's transaction: a schema made inside it would make every parallel writer into
+        the same new schema wait for that transaction, and then fail."""
 
     @property
     def mark(self) -> str:
@@ -568,6 +599,13 @@ class SqlConnector(Connector):
     def prepare_writer(self, dbapi: Any) -> None:
         """Session settings of a writer's connection, before its transaction."""
 
+    def end_writer(self, dbapi: Any) -> None:
+        """After a writer's connection is closed: release what `prepare_writer` took."""
+
+    def follow_target(self, cursor: Any, table: str) -> None:
+        """Before a writer creates its temporary tables: what they take from the target table
+        (MariaDB: its collation, without which a join of the two fails)."""
+
     def empty_temp_sql(self, table: str) -> str:
         """Empty a temporary (staging) table."""
         return f"DELETE FROM {table}"
@@ -576,9 +614,10 @@ class SqlConnector(Connector):
         """Statement refreshing a (staging) table's statistics, where the planner needs them."""
         return None
 
-    def key_type(self, ctype: ColumnType) -> str:
-        """DDL of a key column's type (MariaDB cannot index unbounded text)."""
-        return self.render_type(ctype)
+    def key_types(self, columns: list[Column]) -> list[str]:
+        """DDL of the key columns' types (MariaDB cannot index unbounded text, and shares an
+        index's bytes among its columns)."""
+        return [self.render_type(c.type) for c in columns]
 
     def error_column(self, exc: Exception) -> str | None:
         """The column a driver error is about, when it says."""
@@ -636,6 +675,18 @@ class SqlConnector(Connector):
         text = " ".join(secrets.redact(str(exc)).split())  # redacted before it is normalised
         message = secrets.redact(f"{doing} (connection {self.name!r}): {type(exc).__name__}: {text}")
         return TransientError(message) if self.is_transient(exc) else TerminalError(message)  # type: ignore[arg-type]
+
+    def _probe(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, ColumnType | None, str | None]]:
+        """`_columns`, with an error of the user's query told in its terms: the statement
+        that failed is runner's own (a view or table made of the query), which the user
+        never wrote."""
+        try:
+            return self._columns(cursor, spec)
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            if spec.query is None or self.is_transient(exc):
+                raise
+            message = f"read.query (connection {self.name!r}): {self.error_text(exc)}"
+            raise TerminalError(secrets.redact(message)) from None
 
     def _columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, ColumnType | None, str | None]]:
         """(name, type, declared type when runner cannot map it) of a table's or query's
@@ -767,7 +818,7 @@ class SqlConnector(Connector):
             with self.errors(doing):
                 self.begin_read(dbapi)
                 probe = dbapi.cursor()
-                declared = self._columns(probe, spec)
+                declared = self._probe(probe, spec)
                 probe.close()
                 dbapi.rollback()
                 self.begin_read(dbapi)
@@ -779,8 +830,8 @@ class SqlConnector(Connector):
                     declared.sort(key=lambda d: select.index(d[0]))
                 names = [d[0] for d in declared]
                 if watermark is not None and watermark.column not in names:
-                    raise TerminalError(
-                        f"watermark column {watermark.column!r} is not among the source's columns"
+                    raise MissingColumn(
+                        f"watermark column {watermark.column!r} is not among the source's columns", names
                     )
                 types = {n: t for n, t, _ in declared}
                 if watermark is not None and types[watermark.column] == ColumnType("timestamptz"):
@@ -942,7 +993,7 @@ class SqlConnector(Connector):
     ) -> SqlWriter:
         from runner.engine.writer import SqlWriter
 
-        return SqlWriter(self, table, columns, keys, soft_delete_column, source).open()
+        return SqlWriter(self, table, columns, keys, soft_delete_column, source).opened()
 
     def open_script_writer(
         self,
@@ -953,17 +1004,19 @@ class SqlConnector(Connector):
         delete_script: str | None,
         cancel: CancelToken | None = None,
     ) -> ScriptWriter:
-        """A writer that runs the task's Jinja scripts instead of merging (the script owns the
-        target: runner creates no table for it); `cancel` stops a render going on."""
+        """A writer that runs the task's Jinja scripts instead of merging, into `table`
+        (created when missing, as for a merge); `cancel` stops a render going on."""
         from runner.engine.templates import ScriptWriter
 
-        return ScriptWriter(self, table, columns, keys, upsert_script, delete_script, cancel).open()
+        return ScriptWriter(self, table, columns, keys, upsert_script, delete_script, cancel).opened()
 
     def _columns_ddl(self, columns: list[Column], keys: list[str]) -> str:
         q = self.quote
+        key_columns = [c for c in columns if c.name in keys]
+        key_types = dict(zip([c.name for c in key_columns], self.key_types(key_columns), strict=True))
         body = [
-            f"{q(c.name)} {self.key_type(c.type)} NOT NULL"
-            if c.name in keys
+            f"{q(c.name)} {key_types[c.name]} NOT NULL"
+            if c.name in key_types
             else f"{q(c.name)} {self.render_type(c.type)}"
             for c in columns
         ]

@@ -21,7 +21,7 @@ from runner.definitions import secrets
 from runner.definitions.models import JobSpec, Task
 from runner.engine import registry
 from runner.engine.cancel import CancelToken
-from runner.engine.changes import Log, Progress, RunOptions, TaskResult, TaskRun, strategies
+from runner.engine.changes import Locate, Log, Progress, RunOptions, TaskResult, TaskRun, strategies
 from runner.engine.connector import Connector
 from runner.errors import Cancelled, RunnerError, TransientError
 from runner.state.store import StateStore
@@ -57,6 +57,7 @@ def run_job(
     on_task: Callable[[TaskResult], None] | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
+    locate: Locate | None = None,
 ) -> list[TaskResult]:
     """Run the job's tasks (or `options.tasks` of them) in order, or `spec.parallel` at a time.
 
@@ -67,6 +68,7 @@ def run_job(
         connections: `"source"`/`"target"` -> (connection ref, applied spec).
         on_task: called after each task, e.g. to rewrite the history file (from several
             threads when tasks run in parallel).
+        locate: where a field of the job's definition is, for errors about the task's fields.
     """
     tasks = [t for t in spec.tasks if not options.tasks or t.name in options.tasks]
     results = [TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy) for t in tasks]
@@ -76,7 +78,19 @@ def run_job(
         if stop.is_set():
             return
         run = TaskRun(
-            task, namespace, job, *ends, spec.batch_size, store, options, run_id, log, progress, cancel
+            task,
+            namespace,
+            job,
+            *ends,
+            spec.batch_size,
+            store,
+            options,
+            run_id,
+            log,
+            progress,
+            cancel,
+            locate,
+            spec.tasks.index(task),
         )
         results[i] = _run_task(run, log)
         if on_task:
@@ -127,7 +141,13 @@ def _connected(
     try:
         try:
             for end in ("source", "target"):
+                ref = connections[end][0]
                 opened.append(registry.open_connector(*connections[end], base_dir))
+                started = time.perf_counter()
+                log("info", f"connecting to the {end}", connection=ref)
+                opened[-1].check_connection()
+                seconds = round(time.perf_counter() - started, 3)
+                log("info", f"connected to the {end}", connection=ref, seconds=seconds)
         except RunnerError as exc:
             _failed(result, exc)
             log("error", result.error or "", task=result.name)

@@ -141,6 +141,7 @@ class ScriptWriter(Transaction):
         self.c = connector
         self.cancel = cancel
         self.table = table
+        self.columns = columns
         self.names = [c.name for c in columns]
         self.keys = keys
         self.key_columns = [c for c in columns if c.name in keys]
@@ -150,6 +151,16 @@ class ScriptWriter(Transaction):
         self.delete = SqlScript(delete_script, "write.delete_script") if delete_script else None
         self.doing = f"running the scripts of {table}"
         self.pending = self.deleted = 0
+
+    def open(self) -> ScriptWriter:
+        """The transaction, with the target table created when missing, as for runner's merge
+        (a primary key on the keys, which an upsert's ON CONFLICT needs)."""
+        with self.c.errors(self.doing):
+            self.connect()
+            self.create_schema(self.table)
+            self.begin()
+            self.cursor.execute(self.c.create_table_sql(self.table, self.columns, self.keys))
+        return self
 
     def _run(self, script: SqlScript, names: list[str], rows: Batch) -> int:
         if not rows:

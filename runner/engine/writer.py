@@ -73,11 +73,13 @@ class Transaction:
     def close(self) -> None:
         if self.dbapi is None:
             return
+        driver = self.dbapi.driver_connection
         with suppress(Exception):  # closing after a failure: the first error is the one reported
             self.dbapi.rollback()
         with suppress(Exception):
             self.dbapi.close()
         self.dbapi = None
+        self.c.end_writer(driver)
 
     def open(self) -> Transaction:
         with self.c.errors(self.doing):
@@ -85,8 +87,25 @@ class Transaction:
             self.begin()
         return self
 
+    def create_schema(self, table: str) -> None:
+        """Before the transaction: the schema of `table`, when the target has schemas to make."""
+        schema = table.rpartition(".")[0]
+        if schema:
+            self.c.create_schema(self.dbapi.driver_connection, schema)
+
+    def opened(self) -> Any:
+        """`open`, closing what it got so far when it fails (a SQLite writer's turn on the file
+        included: kept, it would make the next writer of the file wait for ever)."""
+        try:
+            return self.open()
+        except BaseException:
+            self.close()
+            raise
+
     def __enter__(self) -> Any:
-        return self.open()
+        # `open_writer` hands the writer over open: opened again, its first connection (and
+        # a SQLite writer's turn on the file) would be dropped without being closed
+        return self if self.dbapi is not None else self.opened()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -111,12 +130,7 @@ class SqlWriter(Transaction):
         self.columns = columns
         self.keys = keys or []
         self.soft = soft_delete_column
-        names = [col.name for col in columns]
-        missing = [k for k in self.keys if k not in names]
-        if missing:
-            raise TerminalError(
-                f"key column(s) {', '.join(map(repr, missing))} not among the source's columns"
-            )
+        names = [col.name for col in columns]  # the keys among them: `TaskRun.use_columns`
         self.key_index = [names.index(k) for k in self.keys]
         self.names = [self.q(n) for n in names]
         self.encode = connector.batch_encoder(columns, self.key_index)
@@ -142,11 +156,8 @@ class SqlWriter(Transaction):
             self.connect()
             if self.source is not None:
                 c.prepare_copy_from(self.dbapi.driver_connection, self.source)
+            self.create_schema(self.table)
             self.begin()
-            schema = self.table.rpartition(".")[0]
-            create_schema = c.create_schema_sql(schema) if schema else None
-            if create_schema:
-                self.cursor.execute(create_schema)
             extra = [Column(self.soft, SOFT_DELETE_TYPE)] if self.soft else []
             self.cursor.execute(c.create_table_sql(self.table, self.columns + extra, self.keys))
             if self.soft and self.soft not in self.existing_columns():
@@ -158,6 +169,7 @@ class SqlWriter(Transaction):
             }
             self.cursor.execute(f"SELECT 1 FROM {self.target} LIMIT 1")
             self.empty_at_start = self.cursor.fetchone() is None
+            c.follow_target(self.cursor, self.table)
             if self.keys:
                 self.cursor.execute(c.drop_temp_sql(STAGE))
                 self.cursor.execute(c.create_temp_sql(STAGE, self.stage_columns(), self.keys))
@@ -378,9 +390,11 @@ class SqlWriter(Transaction):
 
     # --- rows ----------------------------------------------------------------------------
 
-    def truncate(self) -> None:
+    def truncate(self) -> int:
+        """Delete every row (the replace mode); returns how many there were."""
         with self.c.errors(self.doing):
             self.cursor.execute(f"DELETE FROM {self.target}")
+            return max(self.cursor.rowcount, 0)
 
     def insert(self, batch: Batch) -> None:
         """Append rows to the target (the replace mode)."""
@@ -491,9 +505,9 @@ class SqlWriter(Transaction):
                 except c.engine.dialect.loaded_dbapi.Error as exc:
                     with suppress(Exception):
                         self.cursor.execute("ROLLBACK TO SAVEPOINT runner_row")
-                    return TerminalError(self._row_message(None, tuple(key), True, exc))
+                    return TerminalError(self._row_message(None, tuple(key), True, exc, staged=False))
             if len(staged) < page:
-                return TerminalError(self._row_message(None, None, False, first))
+                return TerminalError(self._row_message(None, None, False, first, staged=False))
             offset += page
 
     def clear_stage(self) -> None:
@@ -608,6 +622,7 @@ class SqlWriter(Transaction):
     ) -> TerminalError:
         """Insert row by row to find the first one the target rejects; name it by its key."""
         c = self.c
+        staged = table in (self.q(STAGE), self.q(KEY_STAGE))
         for position, (row, raw) in enumerate(zip(rows, original, strict=True)):
             try:
                 self.cursor.execute("SAVEPOINT runner_row")
@@ -616,14 +631,56 @@ class SqlWriter(Transaction):
             except c.engine.dialect.loaded_dbapi.Error as exc:
                 with suppress(Exception):
                     self.cursor.execute("ROLLBACK TO SAVEPOINT runner_row")
-                return TerminalError(self._row_message(position, raw, len(names) == len(self.keys), exc))
-        return TerminalError(self._row_message(None, None, False, first))
+                keys_only = len(names) == len(self.keys)
+                other = self._taken_for(table, row, keys_only) if staged else None
+                return TerminalError(self._row_message(position, raw, keys_only, exc, staged, other))
+        return TerminalError(self._row_message(None, None, False, first, staged))
 
-    def _row_message(self, position: int | None, raw: Any, keys_only: bool, exc: Exception) -> str:
-        """`row with key id=5: column 'name': <what the database said>`."""
+    def _taken_for(self, table: str, row: tuple, keys_only: bool) -> tuple | None:
+        """The staged key that the staging table took `row`'s key for, when its text differs
+        (the target's collation ignores case or trailing spaces, and the staging table follows
+        it); None when the source has this very key twice."""
+        values = tuple(row) if keys_only else tuple(row[i] for i in self.key_index)
+        where = " AND ".join(f"{self.q(k)} = {self.c.mark}" for k in self.keys)
+        with suppress(Exception):  # a diagnosis: without it, the message blames the source
+            self.cursor.execute(
+                f"SELECT {', '.join(self.q(k) for k in self.keys)} FROM {table} WHERE {where}", values
+            )
+            found = self.cursor.fetchone()
+            if found is not None and any(
+                isinstance(v, str) and v != f for v, f in zip(values, found, strict=True)
+            ):
+                return tuple(found)
+        return None
+
+    def _row_message(
+        self,
+        position: int | None,
+        raw: Any,
+        keys_only: bool,
+        exc: Exception,
+        staged: bool,
+        other: tuple | None = None,
+    ) -> str:
+        """`row with key id=5: column 'name': <what the database said>`. A key the staging
+        table rejects as a duplicate is one the source repeats, unless another key of the
+        source (`other`) differs from it only where the target's collation does not look; a key
+        the target table rejects is one it already holds in a form equal to it there."""
         text = self.c.error_text(exc)
         if self.keys and ("duplicate" in text.lower() or "unique" in text.lower()):
-            text = f"the source has this key more than once ({text})"
+            if staged and other is None:
+                text = f"the source has this key more than once ({text})"
+            elif other is not None:
+                shown = ", ".join(f"{k}={v!r}" for k, v in zip(self.keys, other, strict=True))
+                text = (
+                    f"the target table {self.table} takes this key and {shown} of the source for one "
+                    f"(its collation): {text}"
+                )
+            else:
+                text = (
+                    f"the target table {self.table} holds a key equal to this one under its collation "
+                    f"or type: {text}"
+                )
         where = ""
         if raw is not None and self.keys:
             values = raw if keys_only else [raw[i] for i in self.key_index]

@@ -279,9 +279,11 @@ def test_limit_reads_at_most_n_rows_and_skips_deletes(project, make_database):
     target = make_database("sqlite", "target")
     source.upsert([(i, "x", Decimal("1.00"), T0 + dt.timedelta(seconds=i)) for i in range(1, 21)])
     setup_job(project, source.db, target, "full", "propagate")
-    limited = run(project, limit=5)
+    run(project)
+    source.delete([1, 2])
+    limited = run(project, limit=5)  # a test run: rolled back (tests/engine/test_targets.py)
     assert limited["rows_read"] == 5 and limited["deleted"] == 0
-    assert len(target_rows(target)) == 5
+    assert len(target_rows(target)) == 20
 
 
 def test_deleted_keys_query(project, make_database):

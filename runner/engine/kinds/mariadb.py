@@ -3,7 +3,8 @@
 PyMySQL is pure Python: nothing to compile and no client library to install on a bare
 machine (mysqlclient needs libmariadb headers and a compiler), and it streams results with
 `SSCursor` and turns `executemany` of an INSERT into multi-row statements. Tables are
-created in utf8mb4 with a binary collation, so text compares and sorts as in PostgreSQL.
+created in utf8mb4 with a binary NO PAD collation where the server has one, so text compares
+and sorts as in PostgreSQL, trailing spaces included.
 MariaDB has no time zone type: timestamps with a time zone are stored as UTC in DATETIME(6).
 Its JSON type is an alias of LONGTEXT with a `json_valid()` check, which is how a table's JSON
 columns are recognised (a query's result has no checks: its JSON columns read as text).
@@ -23,7 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL
 
 from runner.definitions import secrets
-from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.definitions.models import ConnectionSpec, ReadSpec, ServerConnectionSpec, seconds
 from runner.engine import registry
 from runner.engine.connector import (
     EXACT,
@@ -41,6 +42,7 @@ from runner.engine.connector import (
     uuid_value,
 )
 from runner.engine.types import Column, ColumnType, split_type
+from runner.errors import TerminalError
 
 _SIMPLE = {
     "smallint": "smallint",
@@ -94,13 +96,28 @@ _RENDER = {
 _TRANSIENT_ERRNOS = {1040, 1205, 1213, 1927, 2002, 2003, 2006, 2013}
 _MAX_VARCHAR = 16383  # utf8mb4 characters in a 64 KiB row
 _NO_LOCAL_INFILE = {1148, 2068, 3948, 4166}  # LOAD DATA LOCAL refused by the server or the client
-_MAX_KEY_CHARS = 768  # utf8mb4 characters in a 3072-byte index
+_INDEX_BYTES = 3072  # the most an index (a primary key) holds, all its columns together
+_MIN_SHARE = 64  # bytes of the index left to an unbounded key column at the least (16 characters)
+_KEY_BYTES = {  # what a value of a fixed-size type takes in an index
+    "smallint": 2,
+    "integer": 4,
+    "bigint": 8,
+    "real": 4,
+    "double": 8,
+    "boolean": 1,
+    "date": 3,
+    "time": 6,
+    "timestamp": 8,
+    "timestamptz": 8,
+    "uuid": 16,
+}
+_DIGIT_BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)  # of a DECIMAL's digits left over from groups of 9
 _ERROR_COLUMN = re.compile(r"[Cc]olumn (?:`[^`]*`\.)*[`']([^`']+)[`']")
 _SCALE_30 = Decimal(1).scaleb(-30)
 _JSON_CHECK = re.compile(r"CHECK \(json_valid\(`((?:[^`]|``)+)`\)\)")
 
 
-class MariadbConnection(ConnectionSpec):
+class MariadbConnection(ServerConnectionSpec):
     type: Literal["mariadb"] = Field(description="MariaDB or MySQL, through PyMySQL.")
     url: str = Field(description="`mariadb://user:${env:PW}@host:3306/db` (or mysql://, +pymysql).")
 
@@ -177,10 +194,18 @@ def _unbounded_decimal(value: Any) -> Any:
     return value
 
 
+# Binary collations that compare trailing spaces (NO PAD), the first the server has: under
+# utf8mb4_bin (PAD SPACE) 'a' and 'a ' are one key. MariaDB has utf8mb4_nopad_bin since 10.2,
+# MySQL utf8mb4_0900_bin since 8.0.17; an older server keeps utf8mb4_bin.
+_NO_PAD = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
+
+
 class MariadbConnector(SqlConnector):
     dialect = "mariadb"
     holds_out_of_range = ("time",)  # PostgreSQL's 24:00:00 is a TIME here
     local_infile: bool | None = None  # whether the server takes LOAD DATA LOCAL INFILE (None: not tried)
+    collation = "utf8mb4_bin"  # of the tables it creates: a NO PAD one once `prepare_writer` found it
+    stage_collation: str | None = None  # of its temporary tables: the target table's
 
     def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
@@ -218,8 +243,25 @@ class MariadbConnector(SqlConnector):
             return f"CHAR({length})" if length <= 255 else self.render_type(ColumnType("varchar", length))
         return _RENDER[ctype.kind]
 
+    def prepare_writer(self, dbapi: Any) -> None:
+        with dbapi.cursor() as cursor:
+            names = ", ".join(f"'{name}'" for name in _NO_PAD)
+            cursor.execute(f"SHOW COLLATION WHERE Collation IN ({names})")
+            found = {row[0] for row in cursor.fetchall()}
+        self.collation = next((name for name in _NO_PAD if name in found), "utf8mb4_bin")
+
     def table_options(self) -> str:
-        return " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        return f" DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
+
+    def follow_target(self, cursor: Any, table: str) -> None:
+        schema, _, name = table.rpartition(".")
+        cursor.execute(
+            "SELECT TABLE_COLLATION FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+            (schema or None, name),
+        )
+        row = cursor.fetchone()
+        self.stage_collation = row[0] if row and row[0] else None
 
     def declared_columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, str]]:
         if spec.table is not None:
@@ -232,11 +274,12 @@ class MariadbConnector(SqlConnector):
                 columns = [(n, "json" if t == "longtext" and n in checked else t) for n, t in columns]
             return columns
         assert spec.query is not None
+        query = spec.query.strip().rstrip(";")
+        # prepared alone first: a syntax error then quotes the user's query, not the probe's
+        cursor.execute("PREPARE runner_probe FROM %s", (query,))
+        cursor.execute("DEALLOCATE PREPARE runner_probe")
         cursor.execute("DROP TEMPORARY TABLE IF EXISTS runner_probe")
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE runner_probe AS SELECT * FROM "
-            f"({spec.query.strip().rstrip(';')}) AS q LIMIT 0"
-        )
+        cursor.execute(f"CREATE TEMPORARY TABLE runner_probe AS SELECT * FROM ({query}) AS q LIMIT 0")
         cursor.execute("SHOW COLUMNS FROM runner_probe")
         rows = [(r[0], r[1]) for r in cursor.fetchall()]
         cursor.execute("DROP TEMPORARY TABLE runner_probe")
@@ -288,7 +331,12 @@ class MariadbConnector(SqlConnector):
         return f"UPDATE {target} {t} JOIN {stage} {s} ON {on} SET {assignments} WHERE {where}"
 
     def create_temp_sql(self, name: str, columns: list[Column], keys: list[str]) -> str:
-        return super().create_temp_sql(name, columns, keys) + self.table_options()
+        # the target's collation (one runner made before NO PAD, or by hand): joined with the
+        # target, text columns of two collations are "an illegal mix"
+        return (
+            super().create_temp_sql(name, columns, keys)
+            + f" COLLATE={self.stage_collation or self.collation}"
+        )
 
     def digest_sql(self, names: list[str]) -> str:
         # QUOTE(NULL) is the word NULL, QUOTE('NULL') is 'NULL': NULLs and strings stay apart
@@ -300,13 +348,32 @@ class MariadbConnector(SqlConnector):
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TEMPORARY TABLE IF EXISTS {self.quote(name)}"
 
-    def key_type(self, ctype: ColumnType) -> str:
-        """An index holds at most 3072 bytes: 768 utf8mb4 characters."""
-        if ctype.kind == "text" or ctype.kind == "varchar" and (ctype.length or 0) > _MAX_KEY_CHARS:
-            return f"VARCHAR({_MAX_KEY_CHARS})"
-        if ctype.kind == "binary":
-            return "VARBINARY(3072)"
-        return self.render_type(ctype)
+    def key_types(self, columns: list[Column]) -> list[str]:
+        """An index holds at most 3072 bytes, its columns together (a utf8mb4 character takes 4):
+        what columns of a bounded size leave is shared by the unbounded ones (text, longer
+        varchar, binary) as VARCHAR/VARBINARY; a key that cannot fit is refused before any
+        table is made."""
+        sizes = [_key_bytes(c.type) for c in columns]
+        unbounded = sizes.count(None)
+        left = _INDEX_BYTES - sum(size or 0 for size in sizes)
+        share = left // unbounded if unbounded else 0
+        if left < 0 or unbounded and share < _MIN_SHARE:
+            parts = [
+                f"{c.name} {c.type}: "
+                + (f"{size}" if size is not None else f"the rest, at least {_MIN_SHARE}")
+                for c, size in zip(columns, sizes, strict=True)
+            ]
+            raise TerminalError(
+                f"a key on {', '.join(c.name for c in columns)} does not fit a MariaDB index, which holds "
+                f"{_INDEX_BYTES} bytes ({'; '.join(parts)}) (hint: key on fewer or narrower columns, or "
+                "cast a column to a shorter varchar in read.query)"
+            )
+        return [
+            self.render_type(c.type)
+            if size is not None
+            else (f"VARBINARY({share})" if c.type.kind == "binary" else f"VARCHAR({share // 4})")
+            for c, size in zip(columns, sizes, strict=True)
+        ]
 
     def error_text(self, exc: Exception) -> str:
         args = getattr(exc, "args", ())
@@ -326,6 +393,18 @@ class MariadbConnector(SqlConnector):
     def is_transient(self, exc: Exception) -> bool:
         args = getattr(exc, "args", ())
         return bool(args) and args[0] in _TRANSIENT_ERRNOS
+
+    def engine_options(self) -> dict[str, Any]:
+        assert isinstance(self.spec, MariadbConnection)
+        timeout = seconds(self.spec.connect_timeout)
+        # PyMySQL's connect_timeout covers only the TCP connect: a server that accepts and
+        # never sends its handshake is given up on by a read timeout, which `_connected`
+        # lifts once connected (a query may take as long as it takes)
+        args = {"connect_timeout": timeout, "read_timeout": timeout}
+        return {"connect_args": args}
+
+    def connected(self, dbapi: Any) -> None:
+        dbapi._read_timeout = None  # PyMySQL's own; it applies it before the next read
 
     def insert_rows(
         self, cursor: Any, table: str, names: list[str], rows: list[tuple[Any, ...]], columns: list[Column]
@@ -449,6 +528,16 @@ def _joined(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
             parts, length = [], 0
     if parts:
         yield b"".join(parts)
+
+
+def _key_bytes(ctype: ColumnType) -> int | None:
+    """What a key column of this type takes in an index; None when unbounded."""
+    if ctype.kind in ("varchar", "char") and ctype.length and ctype.length * 4 <= _INDEX_BYTES:
+        return ctype.length * 4
+    if ctype.kind == "decimal":
+        precision, scale = ctype.precision or 65, ctype.scale if ctype.precision else 30
+        return sum(d // 9 * 4 + _DIGIT_BYTES[d % 9] for d in (precision - (scale or 0), scale or 0))
+    return _KEY_BYTES.get(ctype.kind)
 
 
 registry.register(registry.Kind("mariadb", MariadbConnection, MariadbConnector))

@@ -6,6 +6,7 @@ no conversion at all; writing wraps JSON and settles time zones.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
-from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.definitions.models import ConnectionSpec, ReadSpec, ServerConnectionSpec, seconds
 from runner.engine import registry
 from runner.engine.connector import (
     KEY_HASH_BITS,
@@ -91,7 +92,7 @@ def blocks(chunks: Iterable[bytes]) -> Iterator[bytes | bytearray]:
         yield block
 
 
-class PostgresqlConnection(ConnectionSpec):
+class PostgresqlConnection(ServerConnectionSpec):
     type: Literal["postgresql"] = Field(description="PostgreSQL, through psycopg 3.")
     url: str = Field(description="`postgresql://user:${env:PW}@host:5432/db` (or `postgresql+psycopg://`).")
 
@@ -169,6 +170,11 @@ class PostgresqlConnector(SqlConnector):
 
     def engine_url(self, url: URL) -> URL:
         return url.set(drivername="postgresql+psycopg")
+
+    def engine_options(self) -> dict[str, Any]:
+        assert isinstance(self.spec, PostgresqlConnection)
+        # libpq's connect_timeout (whole seconds, 2 at the least) covers the whole handshake
+        return {"connect_args": {"connect_timeout": max(2, math.ceil(seconds(self.spec.connect_timeout)))}}
 
     def parse_type(self, declared: str) -> ColumnType | None:
         name, a, b = split_type(declared)
@@ -389,8 +395,24 @@ class PostgresqlConnector(SqlConnector):
         cursor.itersize = batch_size
         return cursor
 
-    def create_schema_sql(self, schema: str) -> str | None:
-        return f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}"
+    def create_schema(self, dbapi: Any, schema: str) -> None:
+        # looked up first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when
+        # the schema exists; and a writer beside this one may create it meanwhile (its
+        # IF NOT EXISTS saw nothing either: a unique violation here), which is as good
+        from psycopg import errors
+
+        with dbapi.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+            exists = cursor.fetchone() is not None
+        dbapi.commit()
+        if exists:
+            return
+        try:
+            with dbapi.cursor() as cursor:
+                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}")
+            dbapi.commit()
+        except (errors.UniqueViolation, errors.DuplicateSchema):
+            dbapi.rollback()
 
     def insert_rows(
         self, cursor: Any, table: str, names: list[str], rows: list[tuple[Any, ...]], columns: list[Column]

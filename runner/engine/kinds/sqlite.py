@@ -12,12 +12,14 @@ SQLite compares and sorts it as text, `CAST(x AS REAL)` makes it a number again)
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import re
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
+from urllib.parse import quote
 
 from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
@@ -83,6 +85,7 @@ _RENDER = {
     "binary": "BLOB",
     "uuid": "UUID",
 }
+BUSY_TIMEOUT = 60.0  # seconds a connection waits for the file's lock before "database is locked"
 _REAL_DIGITS = 15  # significant decimal digits that survive a round trip through a REAL
 
 
@@ -170,12 +173,45 @@ class SqliteConnector(SqlConnector):
 
     path: Path | None = None
 
+    def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
+        super().__init__(name, spec, base_dir)
+        self._writer_locks: dict[int, IO[str]] = {}  # a writer's connection -> its lock file
+
+    def engine_options(self) -> dict[str, Any]:
+        # a reader of the file waits out a writer's commit (and a writer, a long reader's end)
+        # (`uri`: so that a source file is attached read-only, see `prepare_copy_from`)
+        return {"connect_args": {"timeout": BUSY_TIMEOUT, "uri": True}}
+
+    def prepare_writer(self, dbapi: Any) -> None:
+        """Queue for the file: a writer holds it for its whole transaction (BEGIN IMMEDIATE),
+        which may last longer than any busy timeout, so writers of one file, from any job,
+        thread or process, take turns on a lock file beside it (`<file>-runner.lock`; flock,
+        released by the system if the process dies)."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(f"{self.path}-runner.lock", "a")  # noqa: SIM115 - held until end_writer
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        except BaseException:
+            lock.close()
+            raise
+        self._writer_locks[id(dbapi)] = lock
+
+    def end_writer(self, dbapi: Any) -> None:
+        lock = self._writer_locks.pop(id(dbapi), None)
+        if lock is not None:
+            lock.close()  # releases the flock
+
     def engine_url(self, url: URL) -> URL:
         if url.database and url.database != ":memory:":
             path = Path(url.database)
             self.path = path if path.is_absolute() else self.base_dir / path
             url = url.set(database=str(self.path))
         return url
+
+    def check_connection(self) -> None:
+        """A file: nothing to wait for (and a connection would create a missing one)."""
 
     def check_readable(self) -> None:
         """SQLite creates a missing file on connect: a typo in a source path would read as an
@@ -199,10 +235,13 @@ class SqliteConnector(SqlConnector):
         return super().open_writer(table, columns, keys, soft_delete_column, source)
 
     def prepare_copy_from(self, dbapi: Any, source: Connector) -> None:
-        # ATTACH is refused inside a transaction: it happens before the writer's BEGIN
+        # ATTACH is refused inside a transaction: it happens before the writer's BEGIN. Read
+        # only: BEGIN IMMEDIATE would take the source's write lock too, and the commit would
+        # then wait for every reader of the source, such as another job's, which may in turn
+        # be waiting for this writer's turn on the target (`prepare_writer`)
         other = source.path if isinstance(source, SqliteConnector) else None
         if other is not None and other != self.path and other.exists():
-            dbapi.execute("ATTACH DATABASE ? AS runner_src", (str(other),))
+            dbapi.execute("ATTACH DATABASE ? AS runner_src", (f"file:{quote(str(other))}?mode=ro",))
 
     def copy_from(
         self,
