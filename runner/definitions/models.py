@@ -225,7 +225,7 @@ class ServerConnectionSpec(ConnectionSpec):
     up on after `connect_timeout`, instead of hanging the run."""
 
     connect_timeout: Duration = Field(
-        10,
+        10.0,
         description=(
             "How long to wait for the server to accept a connection and answer its handshake "
             f"({DURATION_HELP}); then the run fails (retried by the daemon when `retry` is set)."

@@ -320,11 +320,15 @@ def run_full(run: TaskRun) -> None:
 
 def counted_without_target(run: TaskRun, stream: ReadStream) -> bool:
     """A dry run into a table that does not exist yet: every row read would be inserted. The
-    table is not created (MariaDB would commit a CREATE TABLE at once)."""
+    table is not created (MariaDB would commit a CREATE TABLE at once), but every value is
+    encoded as the target would be given it, so one it cannot hold fails the run naming its
+    row and column, as a real run would."""
     if not run.options.dry_run or run.target.table_exists(run.task.write.table):
         return False
-    for _ in run.timed(stream.batches):
-        pass
+    names = [c.name for c in stream.columns]
+    encode = run.target.batch_encoder(stream.columns, [names.index(k) for k in run.task.write.keys])
+    for batch in run.timed(stream.batches):
+        encode(batch)
     run.result.inserted = run.result.rows_read
     run.log(
         "info",

@@ -483,6 +483,11 @@ class SqlConnector(Connector):
         """Whether a driver error may pass on its own (lost connection, deadlock)."""
         return isinstance(exc, self.engine.dialect.loaded_dbapi.OperationalError)
 
+    def create_schema_sql(self, schema: str) -> str | None:
+        """The statement creating a schema when missing; None where tables have no schema of
+        their own to create (SQLite, MariaDB's databases)."""
+        return None
+
     def create_schema(self, dbapi: Any, schema: str) -> None:
         """Create a target table's schema when missing (PostgreSQL), committed at once, before
         the writer's transaction: a schema made inside it would make every parallel writer into

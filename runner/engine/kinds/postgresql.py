@@ -395,6 +395,9 @@ class PostgresqlConnector(SqlConnector):
         cursor.itersize = batch_size
         return cursor
 
+    def create_schema_sql(self, schema: str) -> str:
+        return f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}"
+
     def create_schema(self, dbapi: Any, schema: str) -> None:
         # looked up first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when
         # the schema exists; and a writer beside this one may create it meanwhile (its
@@ -409,7 +412,7 @@ class PostgresqlConnector(SqlConnector):
             return
         try:
             with dbapi.cursor() as cursor:
-                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}")
+                cursor.execute(self.create_schema_sql(schema))
             dbapi.commit()
         except (errors.UniqueViolation, errors.DuplicateSchema):
             dbapi.rollback()
