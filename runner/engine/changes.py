@@ -9,7 +9,7 @@
   next run and found unchanged, so nothing is missed at the boundary and nothing counted twice.
   A first load into an empty table is copied inside the databases where the pair allows.
   Deletes: source and target keys are compared per bucket (an integer key; count, sum and an
-  md5 sum) or staged in the target, or a user's query lists them.
+  key hash sum) or staged in the target, or a user's query lists them.
 - hash: see `runner.engine.digests`.
 
 A run killed anywhere leaves the target with whole committed batches and a pointer that is
@@ -532,17 +532,28 @@ def _source_key_sums(run: TaskRun) -> KeySums:
     if low is None or high is None:
         return KeySums(1, None)
     width = max(1, -(-(high - low + 1) // min(MAX_BUCKETS, max(1, count // KEYS_PER_BUCKET))))
-    return KeySums(width, run.source.key_buckets(task.read, key, width))
+    return KeySums(width, run.source.key_buckets(task.read, key, width, _native_hash(run)))
+
+
+def _native_hash(run: TaskRun) -> bool:
+    """Whether the key buckets use the dialect's own key hash (`native_key_hash`): only where
+    both ends are of that dialect, the only one that computes it."""
+    source, target = run.source, run.target
+    return (
+        getattr(source, "dialect", None) == getattr(target, "dialect", None)
+        and source.native_key_hash("k") is not None
+    )
 
 
 def _deletes_by_buckets(run: TaskRun, w: SqlWriter, sums: KeySums) -> int:
     """Deletes under an integer key without moving every key: both databases sum up their
-    keys per bucket of a key range (`BucketDigest`: count, sum and sum of an md5 of each key,
-    computed in each database; the source's while the batches are merged); only the buckets
-    that differ have their keys compared. A bucket's target keys are the source's that the
+    keys per bucket of a key range (`BucketDigest`: count, sum and sum of a hash of each key,
+    md5 or the dialect's own between two databases of it, computed in each database; the
+    source's while the batches are merged); only the buckets that differ have their keys
+    compared. A bucket's target keys are the source's that the
     run merged plus the deleted ones, but its source keys may include rows the watermark did
     not read (committed late, behind the pointer): count and sum alone cannot tell keys 1
-    and 4 deleted from 2 and 3 arrived late, the md5 sum can. The source is summed up after
+    and 4 deleted from 2 and 3 arrived late, the hash sum can. The source is summed up after
     the batch reader's snapshot: a key it gained since is in no target bucket's difference,
     and every key found to differ is looked up in the source as it is now before it is
     deleted."""
@@ -551,7 +562,7 @@ def _deletes_by_buckets(run: TaskRun, w: SqlWriter, sums: KeySums) -> int:
         w.open_key_stage()
         return w.delete_missing(KEY_STAGE)
     width, source = sums.width, sums.buckets
-    target = w.target_buckets(width)
+    target = w.target_buckets(width, _native_hash(run))
     differ = sorted(b for b, summary in target.items() if source.get(b) != summary)
     run.log("info", "deletes: buckets compared", task=task.name, buckets=len(target), differ=len(differ))
     deleted, differ = _single_deletes(run, w, width, source, target, differ)
@@ -585,17 +596,20 @@ def _single_deletes(
     but not the only one). The key is deleted once it is checked to be in this bucket, in the
     target and not in the source (index lookups in each). Returns the rows deleted and the
     buckets left to compare key by key."""
-    guess: dict[int, int] = {}
+    candidates: dict[int, int] = {}
     for b in differ:
-        count, total, hashed = source.get(b, (0, 0, 0))
-        target_count, target_total, target_hashed = target[b]
+        count, total, _ = source.get(b, (0, 0, 0))
+        target_count, target_total, _ = target[b]
         key = target_total - total
-        if (
-            target_count - count == 1
-            and _bucket(key, width) == b
-            and target_hashed - key_hash(key) == hashed  # the bucket holds no other difference
-        ):
-            guess[b] = key
+        if target_count - count == 1 and _bucket(key, width) == b:
+            candidates[b] = key
+    if _native_hash(run):
+        hashes = run.target.native_key_hashes(sorted(set(candidates.values())))
+    else:
+        hashes = {key: key_hash(key) for key in candidates.values()}
+    guess = {  # the bucket holds no other difference
+        b: key for b, key in candidates.items() if target[b][2] - hashes[key] == source.get(b, (0, 0, 0))[2]
+    }
     if not guess:
         return 0, differ
     values = sorted(guess.values())

@@ -542,31 +542,52 @@ class SqlConnector(Connector):
         column: each value shifted left by its bits and all added (a dialect whose sum would
         overflow sums the hash in parts)."""
 
-    def bucket_digests_sql(self, column: str, width: int, from_sql: str) -> str:
-        """The query of `bucket_digests` over `from_sql` (a table or subquery, aliased)."""
+    def native_key_hash(self, column: str) -> str | None:
+        """An expression of this database's own hash of an integer key, under 2**60: much
+        cheaper than md5 (PostgreSQL: 0.03 s a million keys against 1.1 s), but computed by
+        this dialect only, so used where both ends are of it (`native_key_hashes` gives it for
+        given keys). None where the dialect has none."""
+        return None
+
+    def native_key_hashes(self, keys: Sequence[int]) -> dict[int, int]:
+        """`native_key_hash` of each key, computed by the database."""
+        raise NotImplementedError(f"{self.dialect} has no native key hash")
+
+    def _hash_sums(self, column: str, native: bool) -> list[tuple[str, int]]:
+        if native:
+            return [(f"sum({self.native_key_hash(column)})", 0)]
+        return self.key_hash_sums(column)
+
+    def bucket_digests_sql(self, column: str, width: int, from_sql: str, native: bool = False) -> str:
+        """The query of `bucket_digests` over `from_sql` (a table or subquery, aliased);
+        `native`: with `native_key_hash` in place of md5's `key_hash`."""
         bucket = self.bucket_sql(column, width)
-        hashes = ", ".join(expr for expr, _ in self.key_hash_sums(column))
+        hashes = ", ".join(expr for expr, _ in self._hash_sums(column, native))
         return f"SELECT {bucket}, count(*), sum({column}), {hashes} FROM {from_sql} GROUP BY {bucket}"
 
-    def bucket_digests(self, rows: Iterable[Sequence[Any]], column: str) -> dict[int, BucketDigest]:
-        """The rows of `bucket_digests_sql` as {bucket: (count, sum of keys, sum of key_hash)}."""
-        shifts = [shift for _, shift in self.key_hash_sums(column)]
+    def bucket_digests(
+        self, rows: Iterable[Sequence[Any]], column: str, native: bool = False
+    ) -> dict[int, BucketDigest]:
+        """The rows of `bucket_digests_sql` as {bucket: (count, sum of keys, sum of key hashes)}."""
+        shifts = [shift for _, shift in self._hash_sums(column, native)]
         return {
             int(r[0]): (int(r[1]), int(r[2]), sum(int(v) << s for v, s in zip(r[3:], shifts, strict=True)))
             for r in rows
         }
 
-    def key_buckets(self, spec: ReadSpec, key: str, width: int) -> dict[int, BucketDigest]:
+    def key_buckets(
+        self, spec: ReadSpec, key: str, width: int, native: bool = False
+    ) -> dict[int, BucketDigest]:
         """Per bucket of an integer key: its digest (`BucketDigest`), computed in the database."""
         k = self.quote(key)
-        sql = self.bucket_digests_sql(k, width, self.source_sql(spec))
+        sql = self.bucket_digests_sql(k, width, self.source_sql(spec), native)
         with self.connection("summarising keys") as dbapi:
             self.prepare_digests(dbapi.driver_connection)
             cursor = dbapi.cursor()
             cursor.execute(sql)
             rows = cursor.fetchall()
             dbapi.rollback()
-        return self.bucket_digests(rows, k)
+        return self.bucket_digests(rows, k, native)
 
     def read_key_buckets(
         self, spec: ReadSpec, key: str, width: int, buckets: list[int], batch_size: int

@@ -538,15 +538,15 @@ class SqlWriter(Transaction):
             self._analyze(KEY_STAGE)
         return self._delete(f"EXISTS (SELECT 1 FROM {self.q(KEY_STAGE)} k WHERE {self._key_match()})")
 
-    def target_buckets(self, width: int) -> dict[int, BucketDigest]:
+    def target_buckets(self, width: int, native: bool = False) -> dict[int, BucketDigest]:
         """Per bucket of the (single, integer) key: the digest of the target's keys (not
         soft-deleted ones), as `SqlConnector.key_buckets` gives the source's."""
         k = self.q(self.keys[0])
         live = f" WHERE {self.q(self.soft)} IS NULL" if self.soft else ""
         with self.c.errors(self.doing):
             self.c.prepare_digests(self.dbapi.driver_connection)
-            self.cursor.execute(self.c.bucket_digests_sql(k, width, f"{self.target}{live}"))
-            return self.c.bucket_digests(self.cursor.fetchall(), k)
+            self.cursor.execute(self.c.bucket_digests_sql(k, width, f"{self.target}{live}", native))
+            return self.c.bucket_digests(self.cursor.fetchall(), k, native)
 
     def find_keys(self, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()) -> set[int]:
         """The target's values of its (single, integer) key among `values` or in the inclusive

@@ -422,7 +422,9 @@ def test_watermark_deletes_not_hidden_by_late_keys_of_equal_count_and_sum(
     assert live == source.rows()
 
 
-@pytest.mark.parametrize(("src", "dst"), [("sqlite", "sqlite"), ("postgresql", "mariadb")])
+@pytest.mark.parametrize(
+    ("src", "dst"), [("sqlite", "sqlite"), ("postgresql", "postgresql"), ("postgresql", "mariadb")]
+)
 def test_watermark_deletes_read_off_the_sums_only_when_proven(project, make_database, src, dst):
     """Keys 1, 4 and 7 deleted, 2 and 3 committed late behind the pointer, in one bucket: the
     target holds one key more and the sums differ by 7, which is indeed gone. Reading it off
@@ -505,3 +507,13 @@ def test_bucket_digests_agree_across_dialects(make_database, tmp_path):
         connector = open_connector("keys", {"type": dialect, "url": db.url}, tmp_path)
         got = connector.key_buckets(ReadSpec(table="keyset"), "id", width)  # type: ignore[attr-defined]
         assert got == expected, dialect
+        if connector.native_key_hash("id") is not None:  # type: ignore[attr-defined]
+            # PostgreSQL between PostgreSQL databases: its own hash, summed alike per key
+            native = connector.native_key_hashes(keys)  # type: ignore[attr-defined]
+            assert len(set(native.values())) == len(keys) and all(0 <= h < 2**60 for h in native.values())
+            summed: dict[int, tuple[int, int, int]] = {}
+            for k in keys:
+                n, s, h = summed.get(changes._bucket(k, width), (0, 0, 0))
+                summed[changes._bucket(k, width)] = (n + 1, s + k, h + native[k])
+            spec = ReadSpec(table="keyset")
+            assert connector.key_buckets(spec, "id", width, native=True) == summed  # type: ignore[attr-defined]

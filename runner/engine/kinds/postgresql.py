@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -234,6 +234,21 @@ class PostgresqlConnector(SqlConnector):
     def key_hash_sums(self, column: str) -> list[tuple[str, int]]:
         digits = KEY_HASH_BITS // 4  # bit(60) read as bigint is never negative; sum() is numeric
         return [(f"sum(('x' || substr(md5({column}::text), 1, {digits}))::bit({KEY_HASH_BITS})::bigint)", 0)]
+
+    def native_key_hash(self, column: str) -> str:
+        # hashint8extended folds a bigint's two halves into 32 bits before hashing (so that
+        # equal int4 and int8 values hash alike): 4 and 2**32 + 5 would collide. The high
+        # half hashed on its own, with another seed, keeps every bigint apart.
+        key = f"({column})::bigint"
+        both = f"hashint8extended({key}, 0) # hashint8extended({key} >> 32, 1)"
+        return f"(({both}) & {(1 << KEY_HASH_BITS) - 1})"
+
+    def native_key_hashes(self, keys: Sequence[int]) -> dict[int, int]:
+        if not keys:
+            return {}
+        array = "{" + ",".join(str(int(k)) for k in keys) + "}"
+        sql = f"SELECT k, {self.native_key_hash('k')} FROM unnest('{array}'::bigint[]) AS k"
+        return {int(k): int(h) for k, h in self._query("hashing keys", sql)}
 
     def any_of_sql(self, column: str, values: list[int]) -> str:
         # one array literal: parsed and probed (hashed) much faster than thousands of IN items
