@@ -497,27 +497,20 @@ def _execute(
     path = history.run_path(ws.history, job.namespace, job.name, run_id)
     first = not path.parent.is_dir()  # the job's first run: its index is complete from the start
     log = history.RunLog(history.log_path(ws.history, job.namespace, job.name, run_id), on_log)
-    record: dict[str, Any] = {
-        "run_id": run_id,
-        "job": job.name,
-        "namespace": job.namespace,
-        "revision": job.revision_id,
-        "source": ends["source"][0],
-        "target": ends["target"][0],
-        "options": {k: v for k, v in asdict(options).items() if v},
-        "mode": run_mode(asdict(options)),
-        "trigger": trigger,
+    record = _new_record(
+        run_id,
+        job.namespace,
+        job.name,
+        options,
+        trigger,
+        "running",
+        started_at=utcnow(),
+        revision=job.revision_id,
+        source=ends["source"][0],
+        target=ends["target"][0],
         **({"adhoc_spec": job.document["spec"]} if job.file == ADHOC_FILE else {}),  # what it ran, for audit
-        "status": "running",
-        "started_at": utcnow(),
-        "finished_at": None,
-        "seconds": None,
-        "rows_read": 0,
-        "rows_written": 0,
-        "tasks": [],
-        "error": None,
-        "log": str(log.path),
-    }
+        log=str(log.path),
+    )
     try:  # nothing is touched yet: a history that cannot take the run refuses it now
         spare = history.reserve(path)
     except OSError as exc:
@@ -952,6 +945,37 @@ def _with_committed(record: dict[str, Any]) -> dict[str, Any]:
 QUEUED, NOT_STARTED = "queued", "not_started"
 
 
+def _new_record(
+    run_id: str,
+    namespace: str,
+    job: str,
+    options: RunOptions,
+    trigger: str,
+    status: str,
+    started_at: str | None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A run's first history record: one shape for a run accepted (queued) and one started,
+    with what only one of them knows in `fields`."""
+    return {
+        "run_id": run_id,
+        "job": job,
+        "namespace": namespace,
+        "options": {k: v for k, v in asdict(options).items() if v},
+        "mode": run_mode(asdict(options)),
+        "trigger": trigger,
+        "status": status,
+        "started_at": started_at,
+        "finished_at": None,
+        "seconds": None,
+        "rows_read": 0,
+        "rows_written": 0,
+        "tasks": [],
+        "error": None,
+        **fields,
+    }
+
+
 def record_queued(ws: Workspace, ref: str, run_id: str, trigger: str, options: RunOptions) -> dict[str, Any]:
     """Record a run accepted but not started yet (the API answered 202 with its id), so the id
     resolves whatever happens next: the run's start overwrites it, or `record_not_started`
@@ -961,23 +985,17 @@ def record_queued(ws: Workspace, ref: str, run_id: str, trigger: str, options: R
         HistoryUnwritable: the record cannot be written; the run must not be accepted.
     """
     namespace, _, name = ref.partition("/")
-    record: dict[str, Any] = {
-        "run_id": run_id,
-        "job": name,
-        "namespace": namespace,
-        "options": {k: v for k, v in asdict(options).items() if v},
-        "trigger": trigger,
-        "status": QUEUED,
-        "queued_at": utcnow(),
-        "queued_by": {"host": socket.gethostname(), "pid": os.getpid()},
-        "started_at": None,
-        "finished_at": None,
-        "seconds": None,
-        "rows_read": 0,
-        "rows_written": 0,
-        "tasks": [],
-        "error": None,
-    }
+    record = _new_record(
+        run_id,
+        namespace,
+        name,
+        options,
+        trigger,
+        QUEUED,
+        started_at=None,
+        queued_at=utcnow(),
+        queued_by={"host": socket.gethostname(), "pid": os.getpid()},
+    )
     path = history.run_path(ws.history, namespace, name, run_id)
     first = not path.parent.is_dir()
     try:
