@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import ValidationError
 
+from runner.changes.task import COMMITTED, Progress, RunOptions, TaskResult
+from runner.connectors import registry
 from runner.definitions import secrets
 from runner.definitions.load import DEFAULT_NAMESPACE, Document, PathKey, format_path, load_folder, load_text
 from runner.definitions.models import API_VERSION, NAME_PATTERN, JobSpec, Metadata, StrictModel, seconds
@@ -31,10 +33,6 @@ from runner.definitions.validate import (
     validate_documents,
     warnings_of,
 )
-from runner.engine import pointers, registry
-from runner.engine.cancel import CancelToken
-from runner.engine.changes import COMMITTED, Progress, RunOptions, TaskResult
-from runner.engine.run import failure_class, run_job
 from runner.errors import (
     DefinitionsInvalid,
     HistoryUnwritable,
@@ -50,9 +48,12 @@ from runner.errors import (
     StoreMissing,
 )
 from runner.history import files as history
+from runner.jobs.sync import failure_class, run_job
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
 from runner.state.store import APPLY_LOCK, EMPTY_STATE, AppliedObject, Lock, StateStore, utcnow
+from runner.streams import pointers
+from runner.streams.cancel import CancelToken
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
@@ -1362,7 +1363,7 @@ def _pick(connections: list[Definition], ref: str, problems: int) -> Definition:
 
 def _open_sql(ws: Workspace, conn: Definition) -> Any:
     """An SQL connector of a connection from the folder (secrets resolved now, never shown)."""
-    from runner.engine.connector import SqlConnector
+    from runner.connectors.base import SqlConnector
 
     connector = registry.open_connector(conn.ref, conn.spec.model_dump(mode="json"), ws.root)
     if not isinstance(connector, SqlConnector):
@@ -1380,7 +1381,7 @@ def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, An
     Raises:
         NotFound: `ref` names no valid connection of the folder.
     """
-    from runner.engine import probe
+    from runner.connectors.sql import probe
 
     connections, jobs, problems = _folder_connections(ws)
     chosen = [_pick(connections, ref, problems)] if ref else connections
@@ -1427,13 +1428,13 @@ def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, An
 def discover(ws: Workspace, ref: str, schema: str | None = None) -> dict[str, Any]:
     """The tables of a connection's schema (its default one unless `schema`), with columns,
     their types as runner maps them and primary keys, and a task list to paste into a job:
-    one task per table (see `runner.engine.probe.tasks_for`).
+    one task per table (see `runner.connectors.sql.probe.tasks_for`).
 
     Raises:
         NotFound: `ref` names no valid connection of the folder.
         TerminalError: the connection or the schema cannot be read (redacted).
     """
-    from runner.engine import probe
+    from runner.connectors.sql import probe
 
     connections, _, problems = _folder_connections(ws)
     conn = _pick(connections, ref, problems)

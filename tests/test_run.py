@@ -196,7 +196,7 @@ def test_debug_shows_where_a_task_failed(sqlite_job, monkeypatch):
     assert debug.exit_code == 1
     shown = debug.stderr.split("task missing:\n", 1)[1]
     assert shown.startswith("Traceback (most recent call last):")
-    assert "table 'nope' not found" in shown and "runner/engine/" in shown
+    assert "table 'nope' not found" in shown and "runner/connectors/" in shown
     # and the run log keeps it, at debug level, for a run started elsewhere (the daemon, the API)
     log = service.log_since(sqlite_job.ws, service.runs(sqlite_job.ws, "copy")[0]["run_id"], level="debug")
     (entry,) = [e for e in log["lines"] if e["message"] == "task traceback"]

@@ -31,9 +31,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner import service
 from runner.api.auth import READS, AuthError, Key, KeyRing
+from runner.changes.task import RunOptions
 from runner.definitions.errors import describe, model_in
 from runner.definitions.models import JobSpec, Name
-from runner.engine.changes import RunOptions
 from runner.errors import (
     DefinitionsInvalid,
     HistoryUnwritable,

@@ -6,7 +6,7 @@ triggers at once) are merged into it. Across processes the job's lock in the sta
 decides: a run refused because another process holds it is reported, not retried.
 
 Each run has a `CancelToken`: `cancel_all` (the daemon stopping) sets them; `runner cancel` and
-timeouts reach a run through its token too (`runner.engine.cancel`). Finished runs are
+timeouts reach a run through its token too (`runner.streams.cancel`). Finished runs are
 put on `finished` for the daemon's loop (triggers, retries), so that no decision is made on
 a worker thread.
 """
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner import service
+from runner.changes.task import RunOptions
 from runner.daemon.logs import DaemonLog
 from runner.definitions import secrets
-from runner.engine.cancel import CancelToken
-from runner.engine.changes import RunOptions
 from runner.errors import JobBusy, NotFound, RunnerError
+from runner.streams.cancel import CancelToken
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from runner import service
+from runner.changes.task import RunOptions
 from runner.daemon.executor import Executor, Finished, Request
 from runner.daemon.logs import DaemonLog
 from runner.daemon.schedule import Cron, Scheduler
 from runner.daemon.watch import FolderWatcher
 from runner.definitions.models import Retry
 from runner.definitions.validate import resolve_reference
-from runner.engine.changes import RunOptions
 from runner.errors import (
     DefinitionsInvalid,
     HistoryUnwritable,

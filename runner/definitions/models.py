@@ -1,7 +1,7 @@
 """Pydantic models of the definitions: the user-facing contract.
 
 Every model forbids unknown fields, and a field exists here only when the engine honours it.
-Connection specs come from the kind modules (`runner.engine.kinds`): each subclasses
+Connection specs come from the kind modules (`runner.connectors`): each subclasses
 `ConnectionSpec` with its own `type` literal, so only implemented kinds validate.
 """
 

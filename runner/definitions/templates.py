@@ -5,7 +5,7 @@ lists it is given (`columns.reverse()` would bind values to the wrong columns). 
 every step that could make a huge value from a small script is bounded: `range` sizes,
 repetition (`*`), powers (`**`), `%` and `format` widths, the integers filters and methods
 take, and the size of what a call, a filter or an operator gives back. `lipsum` is gone. The
-time a render may take is bounded where it runs (`runner.engine.templates`).
+time a render may take is bounded where it runs (`runner.connectors.sql.scripts`).
 """
 
 from __future__ import annotations

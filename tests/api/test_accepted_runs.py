@@ -48,7 +48,7 @@ def test_a_run_waiting_for_a_worker_when_the_daemon_stops_says_it_never_started(
 def test_a_run_whose_process_died_before_it_started_reads_not_started(project, monkeypatch):
     make_api_project(project, monkeypatch)
     code = (
-        "from pathlib import Path; from runner import service; from runner.engine.changes import RunOptions;"
+        "from pathlib import Path; from runner import service; from runner.changes.task import RunOptions;"
         f"service.record_queued(service.Workspace(Path({str(project.root)!r})), 'default/sync', "
         "'20260101T000000.000-abcdef', 'api (key k)', RunOptions())"
     )

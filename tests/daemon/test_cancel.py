@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from runner import service
-from runner.engine.cancel import CancelToken
-from runner.engine.changes import RunOptions
+from runner.changes.task import RunOptions
 from runner.errors import JobBusy
+from runner.streams.cancel import CancelToken
 from tests.conftest import TWO_SQLITE
 from tests.daemon.conftest import BATCH, ROWS, WATERMARK, make_source, rows_of
 

@@ -103,7 +103,7 @@ def test_a_job_deleted_while_it_runs_is_listed_and_can_be_cancelled(project):
     import threading
     import time
 
-    from runner.engine.cancel import CancelToken
+    from runner.streams.cancel import CancelToken
 
     setup(project)
     records: list[dict] = []

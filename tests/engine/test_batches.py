@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from runner import service
-from runner.engine.writer import SqlWriter
+from runner.connectors.sql.writer import SqlWriter
 
 ROWS = 1000
 BATCH = 13

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from runner import service
-from runner.engine.changes import RunOptions
+from runner.changes.task import RunOptions
 from tests.conftest import Project
 from tests.engine.conftest import Database
 

@@ -2,7 +2,7 @@
 target equal to the source, no row twice, nothing lost.
 
 A real subprocess runs the job with RUNNER_PAUSE_AT set to a checkpoint (see
-`runner.engine.checkpoints`): it stops there, the test kills it with SIGKILL, changes the
+`runner.streams.checkpoints`): it stops there, the test kills it with SIGKILL, changes the
 source, runs the job again to completion and compares every row."""
 
 from __future__ import annotations

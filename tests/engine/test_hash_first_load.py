@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from runner import service
+from runner.changes import task as changes
+from runner.connectors.registry import open_connector
 from runner.definitions.models import ReadSpec
-from runner.engine import changes
-from runner.engine.registry import open_connector
 from tests.engine.test_crash import kill_at
 from tests.engine.test_fast_paths import messages
 

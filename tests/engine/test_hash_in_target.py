@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from runner import service
-from runner.engine.changes import RunOptions
+from runner.changes.task import RunOptions
 from tests.engine.test_crash import kill_at
 
 JOB = """

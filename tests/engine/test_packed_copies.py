@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from runner import service
-from runner.engine import registry
-from runner.engine.connector import ReadAhead
+from runner.connectors import registry
+from runner.connectors.base import ReadAhead
 
-LINES_PER_PIECE = 5_000  # runner.engine.kinds.postgresql's
+LINES_PER_PIECE = 5_000  # runner.connectors.sql.postgresql's
 
 
 def kind_module(name: str):

@@ -258,9 +258,9 @@ def test_scripts_cannot_take_unbounded_time_or_memory(project, tmp_path, script,
 
 def test_a_render_is_stopped_by_its_time_budget_and_by_the_job_timeout(project, tmp_path):
     loops = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
-    from runner.engine.kinds.sqlite import SqliteConnector  # noqa: F401 - registers the kind
-    from runner.engine.registry import open_connector
-    from runner.engine.templates import SqlScript
+    from runner.connectors.registry import open_connector
+    from runner.connectors.sql.scripts import SqlScript
+    from runner.connectors.sql.sqlite import SqliteConnector  # noqa: F401 - registers the kind
     from runner.errors import TerminalError
 
     connector = open_connector("dst", {"type": "sqlite", "url": "sqlite:///x.db"}, tmp_path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from runner import service
-from runner.engine.changes import RunOptions
+from runner.changes.task import RunOptions
 from tests.engine.conftest import Database
 
 ITEMS = "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(20), updated_at INTEGER)"
@@ -506,7 +506,7 @@ def test_a_server_that_never_answers_fails_the_run_within_connect_timeout(projec
 
 
 def test_connect_timeout_is_ten_seconds_unless_set(project):
-    from runner.engine import registry
+    from runner.connectors import registry
 
     spec = {"type": "postgresql", "url": "postgresql://someone@127.0.0.1/db"}
     assert registry.connection_models()["postgresql"].model_validate(spec).connect_timeout == 10

@@ -267,7 +267,7 @@ def test_row_digests_are_compact(tmp_path):
     """A hash task keeps a digest per source row: 2M rows once took 328 MB (164 bytes a row)."""
     import hashlib
 
-    from runner.engine.pointers import encode_key
+    from runner.streams.pointers import encode_key
 
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     rows = 100_000

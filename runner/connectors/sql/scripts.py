@@ -17,14 +17,14 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from runner.connectors.sql.writer import MergeCounts, Transaction
 from runner.definitions.templates import MAX_CHARS, TemplateLimit, environment
-from runner.engine.types import Column
-from runner.engine.writer import MergeCounts, Transaction
 from runner.errors import Cancelled, TerminalError
+from runner.streams.types import Column
 
 if TYPE_CHECKING:
-    from runner.engine.cancel import CancelToken
-    from runner.engine.connector import Batch, SqlConnector
+    from runner.connectors.base import Batch, SqlConnector
+    from runner.streams.cancel import CancelToken
 
 RENDER_SECONDS = 5.0  # one render of one script; a statement's text takes milliseconds
 

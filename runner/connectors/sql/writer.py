@@ -20,14 +20,14 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from runner.connectors.base import BucketDigest, key_conditions
 from runner.definitions import secrets
 from runner.definitions.models import ReadSpec
-from runner.engine.connector import BucketDigest, key_conditions
-from runner.engine.types import Column, ColumnType
 from runner.errors import TerminalError
+from runner.streams.types import Column, ColumnType
 
 if TYPE_CHECKING:
-    from runner.engine.connector import Batch, Connector, SqlConnector
+    from runner.connectors.base import Batch, Connector, SqlConnector
 
 STAGE = "runner_stage"
 KEY_STAGE = "runner_keys"

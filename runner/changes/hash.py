@@ -16,13 +16,13 @@ import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 
+from runner.changes.task import TaskRun, columns_of, run_full
+from runner.connectors.base import ReadStream
+from runner.connectors.sql.writer import INTEGERS, KEY_STAGE, STAGE, SqlWriter
 from runner.definitions.models import ReadSpec
-from runner.engine import pointers
-from runner.engine.changes import TaskRun, columns_of, run_full
-from runner.engine.checkpoints import checkpoint
-from runner.engine.connector import ReadStream
-from runner.engine.types import Column
-from runner.engine.writer import INTEGERS, KEY_STAGE, STAGE, SqlWriter
+from runner.streams import pointers
+from runner.streams.checkpoints import checkpoint
+from runner.streams.types import Column
 
 MAX_PARAMETERS = 30_000  # bound parameters per statement, under every driver's limit
 

@@ -10,7 +10,7 @@
   A first load into an empty table is copied inside the databases where the pair allows.
   Deletes: source and target keys are compared per bucket (an integer key; count, sum and an
   key hash sum) or staged in the target, or a user's query lists them.
-- hash: see `runner.engine.digests`.
+- hash: see `runner.changes.hash`.
 
 A run killed anywhere leaves the target with whole committed batches and a pointer that is
 never past them: the next run re-reads from the pointer and the merge makes that idempotent.
@@ -25,12 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runner.definitions.load import format_path
-from runner.definitions.models import Task
-from runner.engine import pointers
-from runner.engine.cancel import CancelToken
-from runner.engine.checkpoints import checkpoint
-from runner.engine.connector import (
+from runner.connectors.base import (
     Batch,
     BucketDigest,
     Connector,
@@ -39,11 +34,16 @@ from runner.engine.connector import (
     Watermark,
     key_hash,
 )
-from runner.engine.templates import ScriptWriter
-from runner.engine.types import Column
-from runner.engine.writer import INTEGERS, KEY_STAGE, STAGE, MergeCounts, SqlWriter
+from runner.connectors.sql.scripts import ScriptWriter
+from runner.connectors.sql.writer import INTEGERS, KEY_STAGE, STAGE, MergeCounts, SqlWriter
+from runner.definitions.load import format_path
+from runner.definitions.models import Task
 from runner.errors import Location, TerminalError
 from runner.state.store import StateStore, TaskState
+from runner.streams import pointers
+from runner.streams.cancel import CancelToken
+from runner.streams.checkpoints import checkpoint
+from runner.streams.types import Column
 
 NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
@@ -154,7 +154,7 @@ class TaskRun:
     def track(self, batches: Iterator[Batch], cancellable: bool = True) -> Iterator[Batch]:
         """Remember a reader's stream so `close_streams` ends it (and frees its connection) as
         soon as the task ends, even when a failure leaves it half read. A `cancellable` stream
-        stops the run, if asked to, before each batch (`runner.engine.cancel`)."""
+        stops the run, if asked to, before each batch (`runner.streams.cancel`)."""
         self.streams.append(batches)
         return self._cancellable(batches) if cancellable and self.cancel else batches
 
@@ -635,6 +635,6 @@ def _bucket_range(bucket: int, width: int) -> tuple[int, int]:
 
 
 def strategies() -> dict[str, Callable[[TaskRun], None]]:
-    from runner.engine.digests import run_hash
+    from runner.changes.hash import run_hash
 
     return {"full": run_full, "watermark": run_watermark, "hash": run_hash}

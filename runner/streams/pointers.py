@@ -15,7 +15,7 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from runner.engine.connector import EXACT, duration_text, parse_duration
+from runner.connectors.base import EXACT, duration_text, parse_duration
 from runner.errors import TerminalError
 
 

@@ -24,9 +24,8 @@ from urllib.parse import quote
 from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
-from runner.definitions.models import ConnectionSpec, ReadSpec
-from runner.engine import registry
-from runner.engine.connector import (
+from runner.connectors import registry
+from runner.connectors.base import (
     KEY_HASH_BITS,
     Connector,
     Convert,
@@ -42,9 +41,10 @@ from runner.engine.connector import (
     to_naive_utc,
     uuid_value,
 )
-from runner.engine.types import Column, ColumnType, split_type
-from runner.engine.writer import SqlWriter
+from runner.connectors.sql.writer import SqlWriter
+from runner.definitions.models import ConnectionSpec, ReadSpec
 from runner.errors import TerminalError
+from runner.streams.types import Column, ColumnType, split_type
 
 _SIMPLE = {
     "real": "double",  # SQLite's REAL is an 8-byte float, whatever the declared name

@@ -19,8 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from runner.connectors.base import SqlConnector
 from runner.definitions.models import ReadSpec
-from runner.engine.connector import SqlConnector
 from runner.errors import RunnerError, TerminalError
 
 # What the server says it is, per SQLAlchemy dialect name.

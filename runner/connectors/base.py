@@ -32,13 +32,13 @@ from sqlalchemy.engine import URL
 
 from runner.definitions import secrets
 from runner.definitions.models import ConnectionSpec, ReadSpec, seconds
-from runner.engine.types import Column, ColumnType
 from runner.errors import TerminalError, TransientError
+from runner.streams.types import Column, ColumnType
 
 if TYPE_CHECKING:
-    from runner.engine.cancel import CancelToken
-    from runner.engine.templates import ScriptWriter
-    from runner.engine.writer import SqlWriter
+    from runner.connectors.sql.scripts import ScriptWriter
+    from runner.connectors.sql.writer import SqlWriter
+    from runner.streams.cancel import CancelToken
 
 Row = tuple[Any, ...]
 Batch = list[Row]
@@ -1017,7 +1017,7 @@ class SqlConnector(Connector):
         soft_delete_column: str | None = None,
         source: Connector | None = None,
     ) -> SqlWriter:
-        from runner.engine.writer import SqlWriter
+        from runner.connectors.sql.writer import SqlWriter
 
         return SqlWriter(self, table, columns, keys, soft_delete_column, source).opened()
 
@@ -1032,7 +1032,7 @@ class SqlConnector(Connector):
     ) -> ScriptWriter:
         """A writer that runs the task's Jinja scripts instead of merging, into `table`
         (created when missing, as for a merge); `cancel` stops a render going on."""
-        from runner.engine.templates import ScriptWriter
+        from runner.connectors.sql.scripts import ScriptWriter
 
         return ScriptWriter(self, table, columns, keys, upsert_script, delete_script, cancel).opened()
 

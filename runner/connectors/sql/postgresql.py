@@ -17,9 +17,8 @@ import sqlalchemy as sa
 from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
-from runner.definitions.models import ConnectionSpec, ReadSpec, ServerConnectionSpec, seconds
-from runner.engine import registry
-from runner.engine.connector import (
+from runner.connectors import registry
+from runner.connectors.base import (
     KEY_HASH_BITS,
     TIMES,
     Connector,
@@ -30,8 +29,9 @@ from runner.engine.connector import (
     to_aware_utc,
     to_naive_utc,
 )
-from runner.engine.types import Column, ColumnType, split_type
+from runner.definitions.models import ConnectionSpec, ReadSpec, ServerConnectionSpec, seconds
 from runner.errors import TerminalError
+from runner.streams.types import Column, ColumnType, split_type
 
 _SIMPLE = {
     "smallint": "smallint",

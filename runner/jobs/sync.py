@@ -17,14 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from runner.changes.task import Locate, Log, Progress, RunOptions, TaskResult, TaskRun, strategies
+from runner.connectors import registry
+from runner.connectors.base import Connector
 from runner.definitions import secrets
 from runner.definitions.models import JobSpec, Task
-from runner.engine import registry
-from runner.engine.cancel import CancelToken
-from runner.engine.changes import Locate, Log, Progress, RunOptions, TaskResult, TaskRun, strategies
-from runner.engine.connector import Connector
 from runner.errors import Cancelled, RunnerError, TransientError
 from runner.state.store import StateStore
+from runner.streams.cancel import CancelToken
 
 
 def _failed(result: TaskResult, exc: BaseException) -> None:

@@ -1,6 +1,6 @@
 """The registry of connection types: type name -> spec model and connector class.
 
-Each module in `runner.engine.kinds` registers itself when imported; the Connection schema
+Each module in `runner.connectors` registers itself when imported; the Connection schema
 is built from what is registered, so only implemented types validate. Registering a name
 twice is an error, never a silent overwrite.
 """
@@ -17,9 +17,13 @@ from runner.definitions.models import ConnectionSpec
 from runner.errors import TerminalError
 
 if TYPE_CHECKING:
-    from runner.engine.connector import Connector
+    from runner.connectors.base import Connector
 
-BUILTIN = ("runner.engine.kinds.sqlite", "runner.engine.kinds.postgresql", "runner.engine.kinds.mariadb")
+BUILTIN = (
+    "runner.connectors.sql.sqlite",
+    "runner.connectors.sql.postgresql",
+    "runner.connectors.sql.mariadb",
+)
 
 
 @dataclass(frozen=True)

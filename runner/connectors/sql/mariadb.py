@@ -23,10 +23,8 @@ from pydantic import Field, field_validator
 from sqlalchemy import event
 from sqlalchemy.engine import URL
 
-from runner.definitions import secrets
-from runner.definitions.models import ConnectionSpec, ReadSpec, ServerConnectionSpec, seconds
-from runner.engine import registry
-from runner.engine.connector import (
+from runner.connectors import registry
+from runner.connectors.base import (
     EXACT,
     KEY_HASH_BITS,
     Connector,
@@ -41,8 +39,10 @@ from runner.engine.connector import (
     to_naive_utc,
     uuid_value,
 )
-from runner.engine.types import Column, ColumnType, split_type
+from runner.definitions import secrets
+from runner.definitions.models import ConnectionSpec, ReadSpec, ServerConnectionSpec, seconds
 from runner.errors import TerminalError
+from runner.streams.types import Column, ColumnType, split_type
 
 _SIMPLE = {
     "smallint": "smallint",
@@ -209,7 +209,7 @@ class MariadbConnector(SqlConnector):
 
     def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
-        from runner.engine.kinds.mariadb_local import connect_guarded  # PyMySQL: ~40 ms, on use
+        from runner.connectors.sql.mariadb_local import connect_guarded  # PyMySQL: ~40 ms, on use
 
         event.listen(self.engine, "do_connect", connect_guarded)
 
@@ -413,7 +413,7 @@ class MariadbConnector(SqlConnector):
         multi-row INSERTs, whose every value PyMySQL escapes in Python. A server that refuses
         LOCAL INFILE (local_infile=OFF, MySQL's default) gets the multi-row INSERTs."""
         if self.local_infile is not False:
-            from runner.engine.kinds.mariadb_local import is_refusal
+            from runner.connectors.sql.mariadb_local import is_refusal
 
             fields = [_TSV.get(c.type.kind, _text_field) for c in columns]
             data = "".join("\t".join(f(v) for f, v in zip(fields, row, strict=True)) + "\n" for row in rows)
@@ -442,7 +442,7 @@ class MariadbConnector(SqlConnector):
         """PostgreSQL to MariaDB: PostgreSQL formats every value (its types' own text output)
         and joins the rows into tab-separated pieces of thousands of lines (`text_pieces`),
         which LOAD DATA reads as they are, file by file of a few MB."""
-        from runner.engine.kinds.postgresql import PostgresqlConnector
+        from runner.connectors.sql.postgresql import PostgresqlConnector
 
         if not isinstance(source, PostgresqlConnector) or self.local_infile is False:
             return None
@@ -473,7 +473,7 @@ class MariadbConnector(SqlConnector):
         sets = [
             f"{n} = UNHEX(@v{i})" for i, (n, hexed) in enumerate(zip(names, binary, strict=True)) if hexed
         ]
-        from runner.engine.kinds.mariadb_local import offer
+        from runner.connectors.sql.mariadb_local import offer
 
         token = offer(cursor.connection, data)
         cursor.execute(

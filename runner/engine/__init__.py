@@ -1,1 +1,0 @@
-"""The engine: connectors (readers and writers) per connection type, and job runs."""

@@ -1,1 +1,0 @@
-"""One module per connection type; each registers its spec model and connector."""
