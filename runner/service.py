@@ -1363,7 +1363,7 @@ def _pick(connections: list[Definition], ref: str, problems: int) -> Definition:
 
 def _open_sql(ws: Workspace, conn: Definition) -> Any:
     """An SQL connector of a connection from the folder (secrets resolved now, never shown)."""
-    from runner.connectors.base import SqlConnector
+    from runner.connectors.sql.base import SqlConnector
 
     connector = registry.open_connector(conn.ref, conn.spec.model_dump(mode="json"), ws.root)
     if not isinstance(connector, SqlConnector):

@@ -25,15 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runner.connectors.base import (
-    Batch,
-    BucketDigest,
-    Connector,
-    MissingColumn,
-    ReadStream,
-    Watermark,
-    key_hash,
-)
+from runner.connectors.base import Connector, MissingColumn, ReadStream, Watermark
 from runner.connectors.sql.scripts import ScriptWriter
 from runner.connectors.sql.writer import INTEGERS, KEY_STAGE, STAGE, MergeCounts, SqlWriter
 from runner.definitions.load import format_path
@@ -43,7 +35,8 @@ from runner.state.store import StateStore, TaskState
 from runner.streams import pointers
 from runner.streams.cancel import CancelToken
 from runner.streams.checkpoints import checkpoint
-from runner.streams.types import Column
+from runner.streams.keys import BucketDigest, key_hash
+from runner.streams.types import Batch, Column
 
 NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]

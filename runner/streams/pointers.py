@@ -15,8 +15,8 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from runner.connectors.base import EXACT, duration_text, parse_duration
 from runner.errors import TerminalError
+from runner.streams.values import EXACT, duration_text, parse_duration
 
 
 def encode(value: Any) -> dict[str, str] | None:

@@ -8,8 +8,9 @@ Each dialect module parses its own type names (`numeric(12,2)`, `character varyi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 TypeKind = Literal[
     "smallint",
@@ -69,3 +70,8 @@ def split_type(declared: str) -> tuple[str, int | None, int | None]:
         return text, None, None
     name, a, b, rest = match.groups()
     return " ".join(f"{name} {rest}".split()), int(a), int(b) if b else None
+
+
+Row = tuple[Any, ...]
+Batch = list[Row]
+Convert = Callable[[Any], Any]

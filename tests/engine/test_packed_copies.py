@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from runner import service
 from runner.connectors import registry
-from runner.connectors.base import ReadAhead
+from runner.streams.readahead import ReadAhead
 
 LINES_PER_PIECE = 5_000  # runner.connectors.sql.postgresql's
 

@@ -24,14 +24,17 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import (
+from runner.connectors.base import Connector
+from runner.connectors.sql.base import SqlConnector
+from runner.definitions import secrets
+from runner.definitions.models import ConnectionSpec, ReadSpec, ServerConnectionSpec, seconds
+from runner.errors import TerminalError
+from runner.streams.keys import KEY_HASH_BITS
+from runner.streams.readahead import ReadAhead
+from runner.streams.types import Column, ColumnType, Convert, split_type
+from runner.streams.values import (
     EXACT,
-    KEY_HASH_BITS,
-    Connector,
-    Convert,
     OutOfRange,
-    ReadAhead,
-    SqlConnector,
     duration_text,
     json_text,
     json_value,
@@ -39,10 +42,6 @@ from runner.connectors.base import (
     to_naive_utc,
     uuid_value,
 )
-from runner.definitions import secrets
-from runner.definitions.models import ConnectionSpec, ReadSpec, ServerConnectionSpec, seconds
-from runner.errors import TerminalError
-from runner.streams.types import Column, ColumnType, split_type
 
 _SIMPLE = {
     "smallint": "smallint",

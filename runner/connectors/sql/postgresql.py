@@ -18,20 +18,14 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import (
-    KEY_HASH_BITS,
-    TIMES,
-    Connector,
-    Convert,
-    OutOfRange,
-    ReadAhead,
-    SqlConnector,
-    to_aware_utc,
-    to_naive_utc,
-)
+from runner.connectors.base import Connector
+from runner.connectors.sql.base import SqlConnector
 from runner.definitions.models import ConnectionSpec, ReadSpec, ServerConnectionSpec, seconds
 from runner.errors import TerminalError
-from runner.streams.types import Column, ColumnType, split_type
+from runner.streams.keys import KEY_HASH_BITS
+from runner.streams.readahead import ReadAhead
+from runner.streams.types import Column, ColumnType, Convert, split_type
+from runner.streams.values import TIMES, OutOfRange, to_aware_utc, to_naive_utc
 
 _SIMPLE = {
     "smallint": "smallint",

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runner.connectors.base import SqlConnector
+from runner.connectors.sql.base import SqlConnector
 from runner.definitions.models import ReadSpec
 from runner.errors import RunnerError, TerminalError
 

@@ -23,8 +23,9 @@ from runner.errors import Cancelled, TerminalError
 from runner.streams.types import Column
 
 if TYPE_CHECKING:
-    from runner.connectors.base import Batch, SqlConnector
+    from runner.connectors.sql.base import SqlConnector
     from runner.streams.cancel import CancelToken
+    from runner.streams.types import Batch
 
 RENDER_SECONDS = 5.0  # one render of one script; a statement's text takes milliseconds
 

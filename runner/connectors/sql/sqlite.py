@@ -25,26 +25,24 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import (
-    KEY_HASH_BITS,
-    Connector,
-    Convert,
-    SqlConnector,
+from runner.connectors.base import Connector
+from runner.connectors.sql.base import SqlConnector
+from runner.connectors.sql.writer import SqlWriter
+from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.errors import TerminalError
+from runner.streams.keys import KEY_HASH_BITS, key_hash
+from runner.streams.types import Column, ColumnType, Convert, split_type
+from runner.streams.values import (
     decimal_of,
     duration_text,
     json_text,
     json_value,
-    key_hash,
     parse_duration,
     text_of,
     to_aware_utc,
     to_naive_utc,
     uuid_value,
 )
-from runner.connectors.sql.writer import SqlWriter
-from runner.definitions.models import ConnectionSpec, ReadSpec
-from runner.errors import TerminalError
-from runner.streams.types import Column, ColumnType, split_type
 
 _SIMPLE = {
     "real": "double",  # SQLite's REAL is an 8-byte float, whatever the declared name

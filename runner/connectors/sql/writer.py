@@ -20,14 +20,17 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runner.connectors.base import BucketDigest, key_conditions
+from runner.connectors.sql.base import key_conditions
 from runner.definitions import secrets
 from runner.definitions.models import ReadSpec
 from runner.errors import TerminalError
+from runner.streams.keys import BucketDigest
 from runner.streams.types import Column, ColumnType
 
 if TYPE_CHECKING:
-    from runner.connectors.base import Batch, Connector, SqlConnector
+    from runner.connectors.base import Connector
+    from runner.connectors.sql.base import SqlConnector
+    from runner.streams.types import Batch
 
 STAGE = "runner_stage"
 KEY_STAGE = "runner_keys"

@@ -1,0 +1,152 @@
+"""Conversions between canonical values and what drivers hold, shared by the SQL dialects.
+
+Canonical values are: int, Decimal, float, str, bool, date, time, datetime (naive = UTC),
+timedelta (a duration), bytes, UUID, and parsed JSON (dict, list, ...)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import TerminalError
+from runner.streams.types import Column
+
+if TYPE_CHECKING:
+    pass
+
+from runner.streams.types import Batch, Convert
+
+# --- value conversion shared by the SQL dialects -----------------------------------------
+
+TIMES = ("date", "time", "timestamp", "timestamptz")
+
+
+class OutOfRange(str):
+    """A date or time a source holds that Python's cannot (PostgreSQL's `infinity`, a BC date,
+    a year past 9999, 24:00:00; MariaDB's zero dates), kept as the source's own text: a
+    target whose columns of that type take such text (`SqlConnector.holds_out_of_range`:
+    PostgreSQL's, MariaDB's TIME for 24:00:00) takes it back as it is; any other fails naming
+    its row and column."""
+
+
+def to_naive_utc(value: Any) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def to_aware_utc(value: Any) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def decimal_of(scale: int | None) -> Convert:
+    """Text, int or float -> Decimal, at the column's scale (a float from SQLite's REAL storage
+    goes through its shortest repr, so 12.3 in a numeric(12,2) column reads back as 12.30)."""
+    quantum = Decimal(1).scaleb(-scale) if scale is not None else None
+
+    def convert(value: Any) -> Any:
+        if value is None or isinstance(value, Decimal) and quantum is None:
+            return value
+        number = (
+            value
+            if isinstance(value, Decimal)
+            else Decimal(repr(value) if isinstance(value, float) else str(value))
+        )
+        return exact_quantize(number, quantum) if quantum is not None else number
+
+    return convert
+
+
+# Exact decimal arithmetic: the default context keeps 28 digits (a NUMERIC(38,10) value needs
+# 38, MariaDB's DECIMAL 65) and would round or refuse.
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def exact_quantize(number: Decimal, quantum: Decimal) -> Decimal:
+    """`number` at `quantum`'s scale, however many digits that takes."""
+    return number.quantize(quantum, context=EXACT)
+
+
+_DURATION = re.compile(r"(-?)(\d+):(\d\d):(\d\d)(?:\.(\d{1,6}))?")
+
+
+def duration_text(value: Any) -> Any:
+    """A duration as `[-]HH:MM:SS.ffffff`, hours past 24 as they are: MariaDB's TIME literal,
+    and the text SQLite keeps (`parse_duration` reads it back exactly)."""
+    if not isinstance(value, dt.timedelta):
+        return value
+    sign, rest = ("-", -value) if value < dt.timedelta(0) else ("", value)
+    seconds = rest.days * 86400 + rest.seconds
+    return f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{rest.microseconds:06d}"
+
+
+def parse_duration(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    match = _DURATION.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a duration ([-]HH:MM:SS.ffffff)")
+    sign, hours, minutes, seconds, fraction = match.groups()
+    length = dt.timedelta(
+        hours=int(hours),
+        minutes=int(minutes),
+        seconds=int(seconds),
+        microseconds=int((fraction or "0").ljust(6, "0")),
+    )
+    return -length if sign else length
+
+
+def json_text(value: Any) -> Any:
+    """Canonical JSON is parsed; a JSON string value is dumped too (`"a"` stays a string)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def json_value(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def uuid_value(value: Any) -> Any:
+    return uuid.UUID(str(value)) if value is not None and not isinstance(value, uuid.UUID) else value
+
+
+def text_of(value: Any) -> Any:
+    return value if value is None else str(value)
+
+
+def row_converter(
+    converters: list[Convert | None], columns: list[Column], keys: Sequence[int] = ()
+) -> Callable[[Batch], Batch] | None:
+    """A function converting a batch column by column, or None when no column needs it. A
+    value it cannot convert fails the batch naming its column and, by the `keys` columns'
+    values, its row."""
+    active = [(i, c) for i, c in enumerate(converters) if c is not None]
+    if not active:
+        return None
+
+    def convert(batch: Batch) -> Batch:
+        out = []
+        for row in batch:
+            values = list(row)
+            for i, fn in active:
+                value = values[i]
+                if value is not None:
+                    try:
+                        values[i] = fn(value)
+                    except (ValueError, TypeError, InvalidOperation, OverflowError) as exc:
+                        row_key = ", ".join(f"{columns[k].name}={row[k]!r}" for k in keys)
+                        raise TerminalError(
+                            (f"row with key {row_key}: " if row_key else "")
+                            + f"column {columns[i].name!r} ({columns[i].type}): cannot "
+                            f"convert value of type {type(value).__name__}: {exc}"
+                        ) from None
+            out.append(tuple(values))
+        return out
+
+    return convert
