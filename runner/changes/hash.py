@@ -16,7 +16,8 @@ import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 
-from runner.changes.task import TaskRun, columns_of, run_full
+from runner.changes.full import run_full
+from runner.changes.task import TaskRun, columns_of
 from runner.connectors.base import ReadStream
 from runner.connectors.sql.writer import INTEGERS, KEY_STAGE, STAGE, SqlWriter
 from runner.definitions.models import ReadSpec

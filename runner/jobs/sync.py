@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from runner.changes.task import Locate, Log, Progress, RunOptions, TaskResult, TaskRun, strategies
+from runner.changes.strategies import STRATEGIES
+from runner.changes.task import Locate, Log, Progress, RunOptions, TaskResult, TaskRun
 from runner.connectors import registry
 from runner.connectors.base import Connector
 from runner.definitions import secrets
@@ -164,7 +165,7 @@ def _run_task(run: TaskRun, log: Log) -> TaskResult:
     log("info", "task started", task=task.name, strategy=task.changes.strategy)
     started = time.perf_counter()
     try:
-        strategies()[task.changes.strategy](run)
+        STRATEGIES.get(task.changes.strategy)(run)
         run.result.status = "succeeded"
     except Cancelled as exc:
         run.result.status, run.result.error = "cancelled", str(exc)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from runner import service
+from runner.changes import deletes
 from runner.changes import task as changes
 from runner.changes.task import RunOptions
 from runner.errors import RunnerError
@@ -494,7 +495,7 @@ def test_bucket_digests_agree_across_dialects(make_database, tmp_path):
     width = 2**61
     expected: dict[int, tuple[int, int, int]] = {}
     for k in keys:
-        b = changes._bucket(k, width)
+        b = deletes._bucket(k, width)
         n, s, h = expected.get(b, (0, 0, 0))
         expected[b] = (n + 1, s + k, h + key_hash(k))
     assert len(expected) == 4 and key_hash(-7) != key_hash(7)
@@ -513,7 +514,7 @@ def test_bucket_digests_agree_across_dialects(make_database, tmp_path):
             assert len(set(native.values())) == len(keys) and all(0 <= h < 2**60 for h in native.values())
             summed: dict[int, tuple[int, int, int]] = {}
             for k in keys:
-                n, s, h = summed.get(changes._bucket(k, width), (0, 0, 0))
-                summed[changes._bucket(k, width)] = (n + 1, s + k, h + native[k])
+                n, s, h = summed.get(deletes._bucket(k, width), (0, 0, 0))
+                summed[deletes._bucket(k, width)] = (n + 1, s + k, h + native[k])
             spec = ReadSpec(table="keyset")
             assert connector.key_buckets(spec, "id", width, native=True) == summed  # type: ignore[attr-defined]

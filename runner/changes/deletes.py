@@ -1,0 +1,133 @@
+"""Deleted keys behind a watermark, found without reading every key: source and target keys
+are compared per bucket of an integer key (count, sum and a key hash sum), and only the
+buckets that differ are compared key by key (in Python when few, staged in the target when
+many)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.changes.task import TaskRun
+from runner.connectors.sql.writer import KEY_STAGE, SqlWriter
+from runner.streams.keys import BucketDigest, key_hash
+
+KEYS_PER_BUCKET = 64
+MAX_BUCKETS = 50_000
+FEW_BUCKETS = 500  # at most ~32,000 keys a side: compared in Python rather than staged
+BUCKETS_PER_PASS = 5_000  # at most 5,000 bound parameters and ~320,000 staged keys a pass
+
+
+@dataclass
+class KeySums:
+    """The source's integer keys summed up per bucket of `width` keys (`BucketDigest`)."""
+
+    width: int
+    buckets: dict[int, BucketDigest] | None  # None: the source is empty
+
+
+def source_key_sums(run: TaskRun) -> KeySums:
+    task, key = run.task, run.task.write.keys[0]
+    low, high, count = run.source.key_summary(task.read, key)
+    if low is None or high is None:
+        return KeySums(1, None)
+    width = max(1, -(-(high - low + 1) // min(MAX_BUCKETS, max(1, count // KEYS_PER_BUCKET))))
+    return KeySums(width, run.source.key_buckets(task.read, key, width, _native_hash(run)))
+
+
+def _native_hash(run: TaskRun) -> bool:
+    """Whether the key buckets use the dialect's own key hash (`native_key_hash`): only where
+    both ends are of that dialect, the only one that computes it."""
+    source, target = run.source, run.target
+    return (
+        getattr(source, "dialect", None) == getattr(target, "dialect", None)
+        and source.native_key_hash("k") is not None
+    )
+
+
+def deletes_by_buckets(run: TaskRun, w: SqlWriter, sums: KeySums) -> int:
+    """Deletes under an integer key without moving every key: both databases sum up their
+    keys per bucket of a key range (`BucketDigest`: count, sum and sum of a hash of each key,
+    md5 or the dialect's own between two databases of it, computed in each database; the
+    source's while the batches are merged); only the buckets that differ have their keys
+    compared. A bucket's target keys are the source's that the
+    run merged plus the deleted ones, but its source keys may include rows the watermark did
+    not read (committed late, behind the pointer): count and sum alone cannot tell keys 1
+    and 4 deleted from 2 and 3 arrived late, the hash sum can. The source is summed up after
+    the batch reader's snapshot: a key it gained since is in no target bucket's difference,
+    and every key found to differ is looked up in the source as it is now before it is
+    deleted."""
+    task, key = run.task, run.task.write.keys[0]
+    if sums.buckets is None:  # the source is empty: every row of the target is gone
+        w.open_key_stage()
+        return w.delete_missing(KEY_STAGE)
+    width, source = sums.width, sums.buckets
+    target = w.target_buckets(width, _native_hash(run))
+    differ = sorted(b for b, summary in target.items() if source.get(b) != summary)
+    run.log("info", "deletes: buckets compared", task=task.name, buckets=len(target), differ=len(differ))
+    deleted, differ = _single_deletes(run, w, width, source, target, differ)
+    if len(differ) <= FEW_BUCKETS:  # their keys compared in Python, read by key ranges
+        ranges = [_bucket_range(b, width) for b in differ]
+        gone = w.find_keys(ranges=ranges) - run.source.find_keys(task.read, key, ranges=ranges)
+        return deleted + w.delete_keys(sorted(gone))
+    for i in range(0, len(differ), BUCKETS_PER_PASS):
+        chunk = differ[i : i + BUCKETS_PER_PASS]
+        w.open_key_stage()
+        if w.copy_key_buckets(task.read, width, chunk) is None:
+            for batch in run.track(run.source.read_key_buckets(task.read, key, width, chunk, run.batch_size)):
+                w.stage_keys(batch)
+        deleted += w.delete_missing_in_buckets(width, chunk)
+    return deleted
+
+
+def _single_deletes(
+    run: TaskRun,
+    w: SqlWriter,
+    width: int,
+    source: dict[int, BucketDigest],
+    target: dict[int, BucketDigest],
+    differ: list[int],
+) -> tuple[int, list[int]]:
+    """Deletes read off the sums, for the buckets whose target holds one key more than the
+    source (most of them when deletes are few): when the target's keys are the source's and
+    one more, that key is the difference of the two sums. That is proven, not assumed: with
+    the key taken out, the target's digest must equal the source's (three deleted keys and
+    two late ones also differ by one in count; their sums' difference is then a deleted key,
+    but not the only one). The key is deleted once it is checked to be in this bucket, in the
+    target and not in the source (index lookups in each). Returns the rows deleted and the
+    buckets left to compare key by key."""
+    candidates: dict[int, int] = {}
+    for b in differ:
+        count, total, _ = source.get(b, (0, 0, 0))
+        target_count, target_total, _ = target[b]
+        key = target_total - total
+        if target_count - count == 1 and _bucket(key, width) == b:
+            candidates[b] = key
+    if _native_hash(run):
+        hashes = run.target.native_key_hashes(sorted(set(candidates.values())))
+    else:
+        hashes = {key: key_hash(key) for key in candidates.values()}
+    guess = {  # the bucket holds no other difference
+        b: key for b, key in candidates.items() if target[b][2] - hashes[key] == source.get(b, (0, 0, 0))[2]
+    }
+    if not guess:
+        return 0, differ
+    values = sorted(guess.values())
+    gone = w.find_keys(values) - run.source.find_keys(run.task.read, run.task.write.keys[0], values)
+    deleted = w.delete_keys(sorted(gone))
+    left = [b for b in differ if guess.get(b) not in gone]
+    run.log("info", "deletes: keys read off the sums", task=run.task.name, deleted=deleted, left=len(left))
+    return deleted, left
+
+
+def _bucket(key: int, width: int) -> int:
+    """`SqlConnector.bucket_sql` in Python: integer division truncating toward zero."""
+    return abs(key) // width * (1 if key >= 0 else -1)
+
+
+def _bucket_range(bucket: int, width: int) -> tuple[int, int]:
+    """The inclusive range of keys in a bucket (`_bucket`): bucket 0 spans both signs."""
+    if bucket > 0:
+        return bucket * width, bucket * width + width - 1
+    if bucket < 0:
+        return bucket * width - width + 1, bucket * width
+    return -width + 1, width - 1

@@ -1,0 +1,45 @@
+"""The full strategy: read every row. Without keys the target's rows are replaced; with keys
+the rows are staged and merged, so only inserts and updates are written, and deletes are the
+target keys no longer staged. One transaction."""
+
+from __future__ import annotations
+
+from runner.changes.task import TaskRun, counted_without_target
+from runner.connectors.sql.writer import STAGE, SqlWriter
+from runner.streams.checkpoints import checkpoint
+
+
+def run_full(run: TaskRun) -> None:
+    task, result = run.task, run.result
+    run.state()  # a resync of a full task is a no-op, but it is recorded
+    stream = run.source.read(task.read, run.batch_size, limit=run.options.limit)
+    run.use_columns(stream.columns)
+    if counted_without_target(run, stream):
+        return
+    with run.writer(stream.columns, copy=run.options.limit is None) as w:
+        if isinstance(w, SqlWriter) and not task.write.keys:  # a script, keys or not, gets every row
+            if run.options.limit is None:
+                result.deleted = w.truncate()
+            else:
+                run.log("warning", "the table is not emptied in a run limited to N rows", task=task.name)
+            if run.copied(w, task.write.table, stream):
+                result.inserted = result.rows_read
+                checkpoint("write")
+            for batch in run.timed(stream.batches):
+                w.insert(batch)
+                checkpoint("write")
+                result.inserted += len(batch)
+        else:
+            if run.copied(w, STAGE, stream):
+                checkpoint("write")
+            for batch in run.timed(stream.batches):
+                w.stage(batch)
+                checkpoint("write")
+            result.add(w.merge())
+            result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
+            if task.deletes != "ignore":
+                if run.options.limit is not None:
+                    run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
+                else:
+                    result.deleted = w.delete_missing()
+        run.finish(w)

@@ -1,0 +1,190 @@
+"""The watermark strategy: read rows whose column is at or past the stored pointer (minus
+`lookback`), in the column's order; each batch is merged and committed, and only then does the
+pointer move to the highest value committed. Rows that share the pointer's value are read again
+next run and found unchanged, so nothing is missed at the boundary and nothing counted twice.
+A first load into an empty table is copied inside the databases where the pair allows.
+Deletes: see `runner.changes.deletes`, or a user's query lists them.
+
+A run killed anywhere leaves the target with whole committed batches and a pointer that is
+never past them: the next run re-reads from the pointer and the merge makes that idempotent.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from runner.changes.deletes import deletes_by_buckets, source_key_sums
+from runner.changes.task import TaskRun, check_columns, columns_of, counted_without_target
+from runner.connectors.base import MissingColumn, ReadStream, Watermark
+from runner.connectors.sql.scripts import ScriptWriter
+from runner.connectors.sql.writer import INTEGERS, KEY_STAGE, SqlWriter
+from runner.errors import TerminalError
+from runner.streams import pointers
+from runner.streams.checkpoints import checkpoint
+from runner.streams.types import Column
+
+
+def _later(stored: Any, seen: Any) -> Any:
+    """The later of the stored pointer and the highest value read. A pointer set by hand is
+    text until a run has seen the column's own type; it is compared in that type."""
+    if stored is None:
+        return seen
+    if seen is None:
+        return stored
+    try:
+        return max(pointers.coerce(stored, seen), seen)
+    except (TypeError, ValueError):
+        raise TerminalError(
+            f"the stored pointer {stored!r} cannot be compared with the column's values; set it with "
+            "`runner pointer set` or run with --resync"
+        ) from None
+
+
+def run_watermark(run: TaskRun) -> None:
+    task, result, options = run.task, run.result, run.options
+    column = task.changes.column
+    assert column is not None
+    state = run.state()
+    stored = state.pointer if state.watermark_column == column else None
+    if state.pointer and stored is None:
+        run.log(
+            "warning",
+            f"the pointer was for column {state.watermark_column!r}; reading everything",
+            task=task.name,
+        )
+    result.pointer_before = result.pointer_after = stored  # until a committed batch moves it
+    before = pointers.decode(stored)
+    watermark = Watermark(column, pointers.shift_back(before, task.changes.lookback_amount()))
+    # A first load that may be copied inside the databases opens the batch reader (whose query
+    # sorts every row before the first comes) only if the copy cannot be made.
+    stream: ReadStream | None = None
+    if _may_copy(run, before):
+        columns = columns_of(run)
+    else:
+        try:
+            stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
+        except MissingColumn as exc:
+            check_columns(run, exc.known)  # names the field, and any other the source lacks
+            raise
+        columns = stream.columns
+    run.use_columns(columns)
+    if stream is not None and counted_without_target(run, stream):
+        return
+    # the key comparison for deletes may copy keys inside the databases, unless that would
+    # lock a file the batch reader still reads (SQLite)
+    with run.writer(columns, copy=run.target.copy_while_reading) as w:
+        # a target that was empty holds only this run's snapshot of the source: no key of it
+        # can be missing from the source (a deleted_keys_query still says what it says)
+        snapshot = isinstance(w, SqlWriter) and w.empty_at_start and not task.read.deleted_keys_query
+        deletes = task.deletes != "ignore" and not snapshot
+        with ThreadPoolExecutor(1) as pool:
+            # the source sums up its keys while the rows are merged (`deletes_by_buckets`),
+            # unless the target is a SQLite file, whose commits would wait for that reader
+            by_buckets = deletes and options.limit is None and _by_buckets(run, w)
+            early = (
+                pool.submit(source_key_sums, run) if by_buckets and run.target.copy_while_reading else None
+            )
+            try:
+                copied = stream is None and _first_load_copied(run, w, column, state.id)
+                if stream is None and not copied:
+                    stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
+                if stream is not None:
+                    _merge_batches(run, w, stream, state.id, before)
+            except BaseException:
+                if early is not None:
+                    early.cancel()  # a sum not yet started never starts; a running one is waited for
+                raise
+            result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
+            if deletes:
+                if options.limit is not None:
+                    run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
+                    return
+                if by_buckets:
+                    assert isinstance(w, SqlWriter)
+                    sums = early.result() if early is not None else source_key_sums(run)
+                    result.deleted = deletes_by_buckets(run, w, sums)
+                else:
+                    result.deleted = _watermark_deletes(run, w, columns)
+                run.finish(w)
+
+
+def _may_copy(run: TaskRun, before: Any) -> bool:
+    """Whether a watermark task's first load may be copied inside the databases: a plain run
+    into a SQL target that copies while it reads (not SQLite: see `copy_while_reading`)."""
+    options = run.options
+    return (
+        before is None
+        and run.target.copy_while_reading
+        and not run.task.write.upsert_script
+        and not options.dry_run
+    )
+
+
+def _first_load_copied(run: TaskRun, w: SqlWriter | ScriptWriter, column: str, task_id: int) -> bool:
+    """A first load into an empty table copied inside the databases (`SqlWriter.copy_from`);
+    nothing can be deleted yet. False when the pair cannot. The pointer is the source's
+    highest value read just before the copy: in the column's own type, zone and order (the
+    target's copy may have neither: MariaDB keeps a timestamptz as UTC in a DATETIME and
+    sorts text by its own collation), and never past a row the copy left out. Rows the copy
+    took past it are read again next run and found unchanged."""
+    if not (isinstance(w, SqlWriter) and w.empty_at_start):
+        return False
+    highest = run.source.highest(run.task.read, column)
+    if not run.copied(w, run.task.write.table, ReadStream([], iter(()))):
+        return False
+    run.result.inserted = run.result.rows_read
+    checkpoint("write")
+    w.commit()
+    run.committed()
+    if highest is not None:
+        run.result.pointer_after = pointers.encode(highest)
+        run.store.set_pointer(task_id, column, run.result.pointer_after, run.run_id)
+    return True
+
+
+def _merge_batches(
+    run: TaskRun, w: SqlWriter | ScriptWriter, stream: ReadStream, task_id: int, before: Any
+) -> None:
+    """Stage, merge and commit each batch read; only then does the pointer pass it."""
+    result, column = run.result, run.task.changes.column
+    pointer = before
+    for batch in run.timed(stream.batches):
+        w.stage(batch)
+        checkpoint("write")
+        result.add(w.merge())
+        w.clear_stage()
+        if not run.options.dry_run:
+            w.commit()  # the target holds the batch: only now may the pointer pass it
+            run.committed()
+            pointer = _later(pointer, stream.pointer)
+            result.pointer_after = pointers.encode(pointer)
+            run.store.set_pointer(task_id, column, result.pointer_after, run.run_id)
+
+
+def _by_buckets(run: TaskRun, w: SqlWriter | ScriptWriter) -> bool:
+    """Deletes found by comparing key buckets: one integer key, no deleted_keys_query."""
+    keys = run.task.write.keys
+    return (
+        isinstance(w, SqlWriter)
+        and not run.task.read.deleted_keys_query
+        and len(keys) == 1
+        and w.key_columns[0].type.kind in INTEGERS
+    )
+
+
+def _watermark_deletes(run: TaskRun, w: SqlWriter | ScriptWriter, columns: list[Column]) -> int:
+    """Deletes by a deleted_keys_query, or by every source key staged in the target."""
+    task = run.task
+    keys = task.write.keys
+    w.open_key_stage()
+    if task.read.deleted_keys_query:
+        types = [next(c.type for c in columns if c.name == k) for k in keys]
+        for batch in run.track(run.source.read_query(task.read.deleted_keys_query, types, run.batch_size)):
+            w.stage_keys(batch)
+        return w.delete_listed()
+    assert isinstance(w, SqlWriter)  # validation: a script needs deleted_keys_query here
+    if w.copy_from(task.read, KEY_STAGE) is None:
+        for batch in run.track(run.source.read(task.read, run.batch_size, select=keys).batches):
+            w.stage_keys(batch)
+    return w.delete_missing(KEY_STAGE)
