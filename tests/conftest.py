@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from runner import service
+from runner import services
 
 REPO = Path(__file__).resolve().parent.parent
 # Two SQLite connections, src and dst, and a task between them: what most definition tests need.
@@ -105,7 +105,7 @@ class Project:
         self.root = root
         (root / "jobs.d").mkdir(parents=True, exist_ok=True)
         (root / "connections.d").mkdir(parents=True, exist_ok=True)
-        self.ws = service.Workspace(root)
+        self.ws = services.Workspace(root)
 
     def write(self, relative: str, text: str) -> Path:
         path = self.root / relative

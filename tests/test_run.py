@@ -10,7 +10,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from runner import service
+from runner import services
 from runner.cli.app import app
 from runner.errors import JobBusy, NotFound
 from tests.conftest import REPO
@@ -40,12 +40,12 @@ def sqlite_job(project):
         """,
         extra="  batch_size: 10\n",
     )
-    service.apply(project.ws)
+    services.apply(project.ws)
     return project
 
 
 def test_history_file_records_every_task(sqlite_job):
-    record = service.run(sqlite_job.ws, "copy")
+    record = services.run(sqlite_job.ws, "copy")
     path = sqlite_job.ws.history / "default" / "copy" / f"{record['run_id']}.json"
     assert record["path"] == str(path)
     on_disk = json.loads(path.read_text())
@@ -87,15 +87,15 @@ def test_successful_run_and_rerun_replace_without_duplicates(sqlite_job):
         """,
         extra="  batch_size: 10\n",
     )
-    service.apply(sqlite_job.ws)
+    services.apply(sqlite_job.ws)
     for _ in range(2):
-        record = service.run(sqlite_job.ws, "copy")
+        record = services.run(sqlite_job.ws, "copy")
         assert record["status"] == "succeeded" and record["error"] is None
     db = sqlite3.connect(sqlite_job.root / "out" / "dst.db")
     assert db.execute("SELECT count(*) FROM items").fetchone() == (25,)
     assert db.execute("SELECT n, top FROM counts").fetchall() == [(25, "item 9")]
     db.close()
-    runs = service.runs(sqlite_job.ws, "copy")
+    runs = services.runs(sqlite_job.ws, "copy")
     assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
     assert runs[0]["run_id"] > runs[1]["run_id"]  # newest first
 
@@ -104,7 +104,7 @@ def test_a_running_job_is_not_started_twice(sqlite_job):
     store = sqlite_job.ws.store()
     lock_id = store.acquire("job:default/copy", timeout=0)
     with pytest.raises(JobBusy, match="job default/copy is already running"):
-        service.run(sqlite_job.ws, "copy")
+        services.run(sqlite_job.ws, "copy")
     store.release("job:default/copy", lock_id)
     assert (
         not list((sqlite_job.ws.history / "default" / "copy").glob("*.json"))
@@ -115,7 +115,7 @@ def test_a_running_job_is_not_started_twice(sqlite_job):
 
 def test_run_of_a_job_that_is_not_applied(sqlite_job):
     with pytest.raises(NotFound, match="run `runner apply` first"):
-        service.run(sqlite_job.ws, "ghost")
+        services.run(sqlite_job.ws, "ghost")
 
 
 def test_cli_run_exit_code_and_history_table(sqlite_job, monkeypatch):
@@ -181,8 +181,8 @@ def test_missing_sqlite_source_file_is_an_error_and_is_not_created(project):
     project.connection("src", "sqlite", "sqlite:///typo/sorce.db")
     project.connection("dst", "sqlite", "sqlite:///out/dst.db")
     project.job("copy", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}}")
-    service.apply(project.ws)
-    record = service.run(project.ws, "copy")
+    services.apply(project.ws)
+    record = services.run(project.ws, "copy")
     assert record["status"] == "failed" and "sorce.db does not exist" in record["error"]
     assert not (project.root / "typo").exists()
 
@@ -198,7 +198,7 @@ def test_debug_shows_where_a_task_failed(sqlite_job, monkeypatch):
     assert shown.startswith("Traceback (most recent call last):")
     assert "table 'nope' not found" in shown and "runner/connectors/" in shown
     # and the run log keeps it, at debug level, for a run started elsewhere (the daemon, the API)
-    log = service.log_since(sqlite_job.ws, service.runs(sqlite_job.ws, "copy")[0]["run_id"], level="debug")
+    log = services.log_since(sqlite_job.ws, services.runs(sqlite_job.ws, "copy")[0]["run_id"], level="debug")
     (entry,) = [e for e in log["lines"] if e["message"] == "task traceback"]
     assert entry["level"] == "debug" and entry["task"] == "missing"
 

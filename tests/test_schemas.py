@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 
-from runner import service
+from runner import services
 from tests.conftest import REPO
 
 
 def test_schema_file_is_current():
-    on_disk = json.loads((REPO / "schemas" / service.SCHEMA_FILE).read_text())
-    assert on_disk == json.loads(json.dumps(service.json_schema())), "schemas/ is stale: run `make schemas`"
+    on_disk = json.loads((REPO / "schemas" / services.SCHEMA_FILE).read_text())
+    assert on_disk == json.loads(json.dumps(services.json_schema())), "schemas/ is stale: run `make schemas`"
 
 
 def test_schema_knows_every_connection_type_and_forbids_unknown_fields():
-    schema = service.json_schema()
+    schema = services.json_schema()
     text = json.dumps(schema)
     for kind in ("sqlite", "postgresql", "mariadb"):
         assert f'"const": "{kind}"' in text

@@ -69,10 +69,10 @@ def test_missing_env_secret_fails_the_run_without_a_value(project, monkeypatch):
     project.connection("src", "postgresql", "postgresql://u:${env:NOT_SET_PW}@127.0.0.1/db")
     project.connection("dst", "sqlite", "sqlite:///dst.db")
     project.job("j", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}}")
-    from runner import service
+    from runner import services
 
-    service.apply(project.ws)
-    record = service.run(project.ws, "j")
+    services.apply(project.ws)
+    record = services.run(project.ws, "j")
     assert record["status"] == "failed"
     assert "environment variable NOT_SET_PW is not set" in record["error"]
 
@@ -147,11 +147,11 @@ def test_secret_files_in_an_operator_folder_are_read(project, tmp_path, monkeypa
     (project.root / "secrets" / "pw").write_text(SECRET + "\n")
     project.connection("a", "postgresql", f"postgresql://u:${{file:{mount}/pw}}@127.0.0.1/db")
     project.connection("b", "postgresql", "postgresql://u:${file:secrets/../secrets/pw}@127.0.0.1/db")
-    from runner import service
+    from runner import services
     from runner.definitions.secrets import resolve
 
     monkeypatch.setenv("RUNNER_SECRET_DIRS", f"{tmp_path / 'elsewhere'}:{mount}")
-    assert len(service.validate(project.ws)) == 2
+    assert len(services.validate(project.ws)) == 2
     assert resolve(f"${{file:{mount}/pw}}", project.root) == SECRET
     assert resolve("${file:secrets/pw}", project.root) == SECRET
 

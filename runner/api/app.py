@@ -29,9 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runner import service
+from runner import services
 from runner.api.auth import READS, AuthError, Key, KeyRing
-from runner.changes.task import RunOptions
 from runner.definitions.errors import describe, model_in
 from runner.definitions.models import JobSpec, Name
 from runner.errors import (
@@ -65,7 +64,7 @@ class RunStarter(Protocol):
     """What starts runs: the daemon (`runner daemon --http`)."""
 
     def start_run(
-        self, job: str, options: RunOptions, trigger: str, adhoc: dict[str, Any] | None = None
+        self, job: str, options: services.RunOptions, trigger: str, adhoc: dict[str, Any] | None = None
     ) -> str: ...
 
 
@@ -98,7 +97,7 @@ class AdhocRunRequest(RunRequest):
 class PointerRequest(Body):
     value: str | None = Field(
         description="The new pointer (as `runner pointer set` takes it), or null to clear it.",
-        max_length=service.MAX_POINTER,
+        max_length=services.MAX_POINTER,
     )
 
 
@@ -261,7 +260,9 @@ async def _refuse(exc: AuthError, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_adhoc: bool = False) -> FastAPI:
+def create_app(
+    ws: services.Workspace, runner: RunStarter | None = None, allow_adhoc: bool = False
+) -> FastAPI:
     """The app; `runner` is None under `runner serve` (read-only). Ad-hoc runs run any SQL
     on any applied connection: they are refused unless `allow_adhoc`."""
     keys = KeyRing(ws)
@@ -348,7 +349,7 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
         """Running or paused, the jobs running now, the state's revision and git commit."""
 
         def agent() -> dict[str, Any]:
-            info = service.status(ws)
+            info = services.status(ws)
             return {k: v for k, v in info.items() if k != "jobs"} | {
                 "mode": "daemon" if runner is not None else "serve",
                 "adhoc_runs": allow_adhoc and runner is not None,
@@ -360,68 +361,68 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
 
     @api.post("/pause", tags=["agent"])
     def pause(key: Key = Security(key_of)) -> dict[str, Any]:
-        return service.pause(ws, True, by(key))
+        return services.pause(ws, True, by(key))
 
     @api.post("/unpause", tags=["agent"])
     def unpause(key: Key = Security(key_of)) -> dict[str, Any]:
-        return service.pause(ws, False, by(key))
+        return services.pause(ws, False, by(key))
 
     # --- connections -------------------------------------------------------------------
 
     @api.get("/connections", tags=["connections"])
     async def list_connections(key: Key = Security(key_of)) -> Response:
         """Metadata only (type, host, database, the jobs using it): never a secret."""
-        return await listings.get(("connections",), lambda: service.connections(ws))
+        return await listings.get(("connections",), lambda: services.connections(ws))
 
     @api.get("/connections/{name}", tags=["connections"])
     def get_connection(
         name: str, namespace: str | None = None, key: Key = Security(key_of)
     ) -> dict[str, Any]:
-        found = service.find(ws, "Connection", _ref(name, namespace))
-        return next(c for c in service.connections(ws) if c["connection"] == found.ref)
+        found = services.find(ws, "Connection", _ref(name, namespace))
+        return next(c for c in services.connections(ws) if c["connection"] == found.ref)
 
     # --- jobs --------------------------------------------------------------------------
 
     @api.get("/jobs", tags=["jobs"])
     async def list_jobs(key: Key = Security(key_of)) -> Response:
         """Each job's schedule, next run, last run, run going on, suspension, pending update."""
-        return await listings.get(("jobs",), lambda: service.status(ws)["jobs"])
+        return await listings.get(("jobs",), lambda: services.status(ws)["jobs"])
 
     @api.get("/jobs/{name}", tags=["jobs"])
     def get_job(name: str, namespace: str | None = None, key: Key = Security(key_of)) -> dict[str, Any]:
         """The applied spec, its revision and source file, its status and tasks."""
         ref = _ref(name, namespace)
-        info = service.describe(ws, "Job", ref)
+        info = services.describe(ws, "Job", ref)
         job_ref = f"{info['namespace']}/{info['name']}"
-        summary = next(j for j in service.status(ws)["jobs"] if j["job"] == job_ref)
-        return info | {"status": summary, "tasks": service.tasks(ws, ref)}
+        summary = next(j for j in services.status(ws)["jobs"] if j["job"] == job_ref)
+        return info | {"status": summary, "tasks": services.tasks(ws, ref)}
 
     @api.post("/jobs/{name}/suspend", tags=["jobs"])
     def suspend(name: str, namespace: str | None = None, key: Key = Security(key_of)) -> dict[str, Any]:
-        return service.suspend(ws, _ref(name, namespace), True, by(key))
+        return services.suspend(ws, _ref(name, namespace), True, by(key))
 
     @api.post("/jobs/{name}/resume", tags=["jobs"])
     def resume(name: str, namespace: str | None = None, key: Key = Security(key_of)) -> dict[str, Any]:
-        return service.suspend(ws, _ref(name, namespace), False, by(key))
+        return services.suspend(ws, _ref(name, namespace), False, by(key))
 
     @api.get("/jobs/{name}/tasks", tags=["tasks"])
     async def list_tasks(name: str, namespace: str | None = None, key: Key = Security(key_of)) -> Response:
         return await listings.get(
-            ("tasks", name, namespace), lambda: service.tasks(ws, _ref(name, namespace))
+            ("tasks", name, namespace), lambda: services.tasks(ws, _ref(name, namespace))
         )
 
     @api.get("/jobs/{name}/pointers", tags=["pointers"])
     def get_pointers(
         name: str, namespace: str | None = None, key: Key = Security(key_of)
     ) -> list[dict[str, Any]]:
-        return service.pointer_show(ws, _ref(name, namespace))
+        return services.pointer_show(ws, _ref(name, namespace))
 
     @api.put("/jobs/{name}/pointers/{task}", tags=["pointers"])
     def set_pointer(
         name: str, task: str, body: PointerRequest, namespace: str | None = None, key: Key = Security(key_of)
     ) -> dict[str, Any]:
         """Set a watermark task's pointer (409 while the job runs)."""
-        return service.pointer_set(ws, _ref(name, namespace), task, body.value, by(key))
+        return services.pointer_set(ws, _ref(name, namespace), task, body.value, by(key))
 
     # --- runs --------------------------------------------------------------------------
 
@@ -431,16 +432,16 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
     ) -> dict[str, Any]:
         """Start a run now, optionally of some tasks or with resync (409 when it is running)."""
         body = body or RunRequest()
-        job = service.find(ws, "Job", _ref(name, namespace))
-        service.check_tasks(ws, job.ref, body.tasks)  # an unknown task is a 404 now, not a failed run later
-        options = RunOptions(tasks=body.tasks, resync=body.resync)
+        job = services.find(ws, "Job", _ref(name, namespace))
+        services.check_tasks(ws, job.ref, body.tasks)  # an unknown task is a 404 now, not a failed run later
+        options = services.RunOptions(tasks=body.tasks, resync=body.resync)
         run_id = starter().start_run(job.ref, options, f"api (key {key.name})")
         return {"run_id": run_id, "job": job.ref, "status": "started"}
 
     @api.post("/jobs/{name}/cancel", tags=["runs"], status_code=202)
     def cancel(name: str, namespace: str | None = None, key: Key = Security(key_of)) -> dict[str, Any]:
         """Stop the job's run at its next batch boundary (409 when it is not running)."""
-        return service.cancel(ws, _ref(name, namespace), by(key))
+        return services.cancel(ws, _ref(name, namespace), by(key))
 
     @api.get("/jobs/{name}/runs", tags=["runs"])
     async def job_runs(
@@ -456,7 +457,7 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
     ) -> Response:
         return await listings.get(
             ("runs", name, namespace, limit, filter, task),
-            lambda: service.runs(ws, _ref(name, namespace), limit, task, changed_only=filter == "changes"),
+            lambda: services.runs(ws, _ref(name, namespace), limit, task, changed_only=filter == "changes"),
         )
 
     def adhoc_allowed() -> None:
@@ -469,15 +470,15 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
         """Run a job spec once without applying it (when the daemon allows ad-hoc runs: they run
         any SQL on any applied connection). Its spec is kept in its history record."""
         spec = body.spec.model_dump(mode="json", exclude_unset=True)
-        job, _ = service.adhoc_job(body.name, spec, body.namespace)
-        service.check_adhoc(ws, job, body.tasks)
-        options = RunOptions(tasks=body.tasks, resync=body.resync)
+        job, _ = services.adhoc_job(body.name, spec, body.namespace)
+        services.check_adhoc(ws, job, body.tasks)
+        options = services.RunOptions(tasks=body.tasks, resync=body.resync)
         run_id = starter().start_run(job.ref, options, f"ad-hoc (key {key.name})", adhoc=spec)
         return {"run_id": run_id, "job": job.ref, "status": "started"}
 
     @api.get("/runs/{run_id}", tags=["runs"])
     def get_run(run_id: str, key: Key = Security(key_of)) -> dict[str, Any]:
-        return {k: v for k, v in service.run_record(ws, run_id).items() if k not in ("path", "log")}
+        return {k: v for k, v in services.run_record(ws, run_id).items() if k not in ("path", "log")}
 
     @api.get("/runs/{run_id}/log", tags=["runs"])
     def get_log(
@@ -490,7 +491,7 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
         ),
         key: Key = Security(key_of),
     ) -> dict[str, Any]:
-        return service.log_since(ws, run_id, after, level)
+        return services.log_since(ws, run_id, after, level)
 
     @api.get(
         "/runs/{run_id}/log/stream",
@@ -502,7 +503,7 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
         """The run's log as server-sent events (`id` = line number), line by line, until the
         run ends (a live tail); a comment every 10 s keeps a quiet stream open. It ends when
         the key is revoked. At most 32 streams are open at once (429 beyond)."""
-        await run_in_threadpool(service.log_since, ws, run_id)  # 404 before the stream starts
+        await run_in_threadpool(services.log_since, ws, run_id)  # 404 before the stream starts
         if not streams.acquire(blocking=False):
             raise HTTPException(429, f"{MAX_STREAMS} live tails are open; try again later")
         header = request.headers.get("authorization")
@@ -511,7 +512,7 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
             try:
                 after, quiet = 0, time.monotonic()
                 while True:
-                    part = await run_in_threadpool(service.log_since, ws, run_id, after)
+                    part = await run_in_threadpool(services.log_since, ws, run_id, after)
                     for line in part["lines"]:
                         yield f"id: {after}\ndata: {json.dumps(line, ensure_ascii=False)}\n\n"
                         after += 1

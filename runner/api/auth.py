@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from runner import service
+from runner import services
 
 SCHEMES = ("sharedkey", "bearer")
 READS = ("GET", "HEAD")  # what scope `read` may do; everything else acts
@@ -36,7 +36,7 @@ class AuthError(Exception):
 class KeyRing:
     """The stored key hashes, read from the state store at most once a second."""
 
-    def __init__(self, ws: service.Workspace):
+    def __init__(self, ws: services.Workspace):
         self.ws = ws
         self._keys: list[tuple[str, str, str]] = []  # (hash, name, scope)
         self._read_at = -CACHE_SECONDS
@@ -62,7 +62,7 @@ class KeyRing:
         scheme, _, key = header.strip().partition(" ")
         if scheme.lower() not in SCHEMES or not key.strip():
             raise AuthError(401, "the Authorization header must be 'SharedKey <key>' or 'Bearer <key>'")
-        given = service.key_hash(key.strip()).encode()
+        given = services.key_hash(key.strip()).encode()
         found: Key | None = None
         for stored, name, scope in self._current():  # every hash compared: no early exit
             if hmac.compare_digest(stored.encode(), given):

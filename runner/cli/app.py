@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 error (invalid definitions, failed run, lock timeout, .
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -19,7 +20,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from runner import service
+from runner import services
 from runner.cli import render
 from runner.errors import DefinitionsInvalid, Problem, RunnerError
 
@@ -49,7 +50,7 @@ class CheckFormat(StrEnum):
 
 class State:
     debug = False
-    workspace: service.Workspace
+    workspace: services.Workspace
 
 
 STATE = State()
@@ -91,7 +92,7 @@ def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
     STATE.debug = debug
-    STATE.workspace = service.Workspace.from_env(directory, state, history)
+    STATE.workspace = services.Workspace.from_env(directory, state, history)
 
 
 def fail(exc: RunnerError, fmt: str = "text") -> NoReturn:
@@ -138,7 +139,7 @@ def validate(
     Warnings (valid, but likely not meant: a cron firing every second) are shown either way
     and do not change the exit code."""
     try:
-        definitions, warnings = service.check(STATE.workspace)
+        definitions, warnings = services.check(STATE.workspace)
     except RunnerError as exc:
         fail(exc, fmt.value)
     jobs = sum(1 for d in definitions if d.kind == "Job")
@@ -169,12 +170,12 @@ def plan(
 ) -> None:
     """Show what apply would create, update and delete, with changed fields (old → new)."""
     try:
-        p = service.plan(STATE.workspace)
+        p = services.plan(STATE.workspace)
         if out_file:
-            service.save_plan(p, out_file)
+            services.save_plan(p, out_file)
     except RunnerError as exc:
         fail(exc, fmt.value)
-    switches = service.runtime_switches(STATE.workspace)
+    switches = services.runtime_switches(STATE.workspace)
     if fmt == Format.json:
         out.print(json.dumps(p.to_dict() | {"runtime": switches}, indent=2, ensure_ascii=False), markup=False)
     else:
@@ -195,12 +196,12 @@ def apply(
     plan_file: Annotated[Path | None, typer.Argument(help="A plan saved by `runner plan -out FILE`.")] = None,
     lock_timeout: Annotated[
         float, typer.Option("--lock-timeout", help=("Seconds to wait for another apply to finish."))
-    ] = service.DEFAULT_LOCK_TIMEOUT,
+    ] = services.DEFAULT_LOCK_TIMEOUT,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
 ) -> None:
     """Validate, plan and apply in one transaction, recording a revision (time, user, git commit)."""
     try:
-        result = service.apply(STATE.workspace, plan_file, lock_timeout)
+        result = services.apply(STATE.workspace, plan_file, lock_timeout)
     except RunnerError as exc:
         fail(exc, fmt.value)
     if fmt == Format.json:
@@ -220,7 +221,7 @@ def apply(
 def force_unlock(lock_id: Annotated[str, typer.Argument(help="The id shown by the lock error.")]) -> None:
     """Release a lock left by a process that is gone. The id must match the lock held now."""
     try:
-        lock = service.force_unlock(STATE.workspace, lock_id)
+        lock = services.force_unlock(STATE.workspace, lock_id)
     except RunnerError as exc:
         fail(exc)
     out.print(f"released the {lock.name} lock held by {lock.holder} since {lock.acquired_at}", markup=False)
@@ -241,7 +242,7 @@ def get(
 ) -> None:
     """List what is applied, with the revision and file of each object."""
     try:
-        objects = service.get(STATE.workspace, _KIND[kind.value])
+        objects = services.get(STATE.workspace, _KIND[kind.value])
     except RunnerError as exc:
         fail(exc, fmt.value)
     if fmt == Format.json:
@@ -280,7 +281,7 @@ def describe(
 ) -> None:
     """Show an applied object: its definition, revision, file, next and last runs."""
     try:
-        info = service.describe(STATE.workspace, _KIND[kind.value], name)
+        info = services.describe(STATE.workspace, _KIND[kind.value], name)
     except RunnerError as exc:
         fail(exc, fmt.value)
     out.print(
@@ -314,15 +315,15 @@ def run(
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
     """Run an applied job now; exit 1 when a task fails. Writes a history file and a run log."""
-    options = service.RunOptions(tasks=task or None, resync=resync, dry_run=dry_run, limit=limit)
-    token = service.CancelToken()
+    options = services.RunOptions(tasks=task or None, resync=resync, dry_run=dry_run, limit=limit)
+    token = services.CancelToken()
     try:
         with _stop_at_batch_boundary(token):
             if out.is_terminal and fmt == Format.text:
                 with render.run_progress(err) as progress:
-                    record = service.run(STATE.workspace, job, options, progress=progress, cancel=token)
+                    record = services.run(STATE.workspace, job, options, progress=progress, cancel=token)
             else:  # not a terminal: the run's log lines, as they happen, on stderr
-                record = service.run(
+                record = services.run(
                     STATE.workspace,
                     job,
                     options,
@@ -332,7 +333,7 @@ def run(
     except RunnerError as exc:
         fail(exc, fmt.value)
     if STATE.debug and record["status"] == "failed":
-        for entry in service.log_since(STATE.workspace, record["run_id"], level="debug")["lines"]:
+        for entry in services.log_since(STATE.workspace, record["run_id"], level="debug")["lines"]:
             if "traceback" in entry:
                 err.print(f"task {entry.get('task')}:\n{entry['traceback']}", markup=False)
     out.print(
@@ -353,7 +354,7 @@ def _echo_log(entry: dict[str, Any]) -> None:
 
 
 @contextmanager
-def _stop_at_batch_boundary(token: service.CancelToken) -> Iterator[None]:
+def _stop_at_batch_boundary(token: services.CancelToken) -> Iterator[None]:
     """The first Ctrl-C (or SIGTERM) stops the run cleanly at its next batch boundary; a
     second Ctrl-C interrupts at once (the batch in flight is rolled back either way)."""
     if threading.current_thread() is not threading.main_thread():
@@ -384,7 +385,7 @@ def pointer_show(
 ) -> None:
     """Each task's stored pointer."""
     try:
-        rows = service.pointer_show(STATE.workspace, job)
+        rows = services.pointer_show(STATE.workspace, job)
     except RunnerError as exc:
         fail(exc, fmt.value)
     out.print(json.dumps(rows, indent=2) if fmt == Format.json else render.pointers_table(job, rows))
@@ -398,7 +399,7 @@ def pointer_set(
 ) -> None:
     """Set a task's pointer (its next run reads from there); without VALUE, clear it."""
     try:
-        change = service.pointer_set(STATE.workspace, job, task, value)
+        change = services.pointer_set(STATE.workspace, job, task, value)
     except RunnerError as exc:
         fail(exc)
     out.print(
@@ -416,7 +417,7 @@ def logs(
 ) -> None:
     """Print a run's log."""
     try:
-        entries = service.logs(STATE.workspace, run_or_job, last)
+        entries = services.logs(STATE.workspace, run_or_job, last)
     except RunnerError as exc:
         fail(exc, fmt.value)
     for entry in entries:
@@ -437,7 +438,7 @@ def history(
 ) -> None:
     """List a job's runs (or one task's results), newest first, from its history files."""
     try:
-        records = service.runs(STATE.workspace, job, limit, task)
+        records = services.runs(STATE.workspace, job, limit, task)
     except RunnerError as exc:
         fail(exc, fmt.value)
     if fmt == Format.json:
@@ -453,7 +454,7 @@ def status(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text)
     """Jobs with schedule, next run, last run, the run going on, suspended or paused, and
     whether an applied update waits for a running run to end."""
     try:
-        info = service.status(STATE.workspace)
+        info = services.status(STATE.workspace)
     except RunnerError as exc:
         fail(exc, fmt.value)
     if fmt == Format.json:
@@ -470,7 +471,7 @@ def tasks(
 ) -> None:
     """A job's tasks, each with its last run and pointer."""
     try:
-        rows = service.tasks(STATE.workspace, job)
+        rows = services.tasks(STATE.workspace, job)
     except RunnerError as exc:
         fail(exc, fmt.value)
     if fmt == Format.json:
@@ -484,7 +485,7 @@ def cancel(job: Annotated[str, typer.Argument(help="name or namespace/name of a 
     """Stop a running job at its next batch boundary (in the daemon or any `runner run`).
     What was committed stays, with its pointers and digests: the next run resumes from there."""
     try:
-        info = service.cancel(STATE.workspace, job)
+        info = services.cancel(STATE.workspace, job)
     except RunnerError as exc:
         fail(exc)
     out.print(f"asked run {info['run_id']} of {info['job']} ({info['holder']}) to stop", markup=False)
@@ -505,7 +506,7 @@ def resume(job: Annotated[str, typer.Argument(help="name or namespace/name of a 
 
 def _switch(job: str, suspended: bool) -> None:
     try:
-        info = service.suspend(STATE.workspace, job, suspended)
+        info = services.suspend(STATE.workspace, job, suspended)
     except RunnerError as exc:
         fail(exc)
     word = "suspended" if suspended else "resumed"
@@ -528,7 +529,7 @@ def unpause() -> None:
 
 def _pause(paused: bool, done: str) -> None:
     try:
-        service.pause(STATE.workspace, paused)
+        services.pause(STATE.workspace, paused)
     except RunnerError as exc:
         fail(exc)
     out.print(done, markup=False)
@@ -603,16 +604,39 @@ def daemon(
         "settle": settle,
         "poll": poll,
         "watch": not no_watch,
-        "http": http,
-        "allow_adhoc": allow_adhoc,
         "keep_runs": keep_runs,
         "keep_days": keep_days,
     }
     try:
-        code = service.daemon(STATE.workspace, **options, **({"workers": workers} if workers else {}))
+        code = _run_daemon(
+            STATE.workspace, http, allow_adhoc, **options, **({"workers": workers} if workers else {})
+        )
     except RunnerError as exc:
         fail(exc)
     raise typer.Exit(code)
+
+
+def _run_daemon(ws: services.Workspace, http: str | None, allow_adhoc: bool, **options: Any) -> int:
+    """The daemon, with the API beside it when `http` is set (composed here: the daemon and
+    the API never import each other), until SIGTERM/SIGINT."""
+    from runner.daemon.main import Daemon, DaemonOptions  # not on the path of the other commands
+
+    def serve_api(daemon: Daemon) -> Any:
+        from runner.api.serve import start_beside  # FastAPI: only when serving
+
+        assert http is not None
+        return start_beside(ws, daemon, http, allow_adhoc, daemon.log)
+
+    runner_daemon = Daemon(ws, DaemonOptions(**options), http=serve_api if http else None)
+    runner_daemon.install_signal_handlers()
+    code = runner_daemon.run()
+    if runner_daemon.abandoned:
+        # Python would wait at exit for the worker threads of the runs cut by a third signal;
+        # their job locks name a dead process once this one is gone, so the next start takes them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    return code
 
 
 @app.command()
@@ -622,7 +646,7 @@ def schemas(
     ),
 ) -> None:
     """Write the JSON Schema of definitions (for editors and CI)."""
-    path = service.write_schemas(out_dir)
+    path = services.write_schemas(out_dir)
     out.print(f"wrote {path}", markup=False)
 
 
@@ -636,8 +660,10 @@ def serve(
     ] = "127.0.0.1:8080",
 ) -> None:
     """Serve the HTTP API read-only (GET) and the status page, without scheduling or running jobs."""
+    from runner.api.serve import serve_read_only  # FastAPI: only for the commands that serve
+
     try:
-        service.serve(STATE.workspace, http)
+        serve_read_only(STATE.workspace, http)
     except RunnerError as exc:
         fail(exc)
 
@@ -661,7 +687,7 @@ def connections_test(
     staging table where they write (rolled back; in MariaDB created and dropped). Exit 1 when
     any connection fails, naming it and the reason (secrets redacted)."""
     try:
-        results = service.connections_test(STATE.workspace, name)
+        results = services.connections_test(STATE.workspace, name)
     except RunnerError as exc:
         fail(exc, fmt.value)
     if fmt == Format.json:
@@ -690,7 +716,7 @@ def discover(
     list to paste under a job's `tasks:` (a table with a primary key: keys and the hash
     strategy; without one: copied in full)."""
     try:
-        info = service.discover(STATE.workspace, connection, schema)
+        info = services.discover(STATE.workspace, connection, schema)
     except RunnerError as exc:
         fail(exc, fmt.value)
     if fmt == Format.json:
@@ -718,7 +744,7 @@ def keys_create(
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     try:
-        key = service.keys_create(STATE.workspace, name, scope.value)
+        key = services.keys_create(STATE.workspace, name, scope.value)
     except RunnerError as exc:
         fail(exc)
     out.print(key, markup=False)
@@ -729,7 +755,7 @@ def keys_create(
 def keys_list(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text) -> None:
     """The keys: name, scope, created when and by whom (never the key)."""
     try:
-        rows = service.keys_list(STATE.workspace)
+        rows = services.keys_list(STATE.workspace)
     except RunnerError as exc:
         fail(exc, fmt.value)
     if fmt == Format.json:
@@ -742,7 +768,7 @@ def keys_list(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.te
 def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Revoke a key: requests with it are refused (401) within a second."""
     try:
-        service.keys_revoke(STATE.workspace, name)
+        services.keys_revoke(STATE.workspace, name)
     except RunnerError as exc:
         fail(exc)
     out.print(f"key {name!r} revoked", markup=False)

@@ -19,12 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import service
-from runner.changes.task import RunOptions
+from runner import services
 from runner.daemon.logs import DaemonLog
 from runner.definitions import secrets
 from runner.errors import JobBusy, NotFound, RunnerError
-from runner.streams.cancel import CancelToken
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class Request:
     job: str  # namespace/name
     trigger: str  # why it runs: "cron 2026-…", "after a/b succeeded", "retry 2 of 3", …
     attempt: int = 1
-    options: RunOptions = field(default_factory=RunOptions)
+    options: services.RunOptions = field(default_factory=services.RunOptions)
     run_id: str | None = None  # given when the caller must know it at once (the HTTP API)
     adhoc: dict[str, Any] | None = None  # an ad-hoc job's spec, run once without applying it
 
@@ -47,7 +45,7 @@ class Finished:
 
 
 class Executor:
-    def __init__(self, ws: service.Workspace, workers: int, log: DaemonLog, wake: threading.Event):
+    def __init__(self, ws: services.Workspace, workers: int, log: DaemonLog, wake: threading.Event):
         self.ws = ws
         self.log = log
         self.wake = wake  # set when a run ends, so the daemon's loop handles it at once
@@ -55,7 +53,7 @@ class Executor:
         self.finished: queue.Queue[Finished] = queue.Queue()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="runner-worker")
         self._lock = threading.Lock()
-        self._active: dict[str, CancelToken] = {}  # running or waiting for a worker
+        self._active: dict[str, services.CancelToken] = {}  # running or waiting for a worker
         self._queued: dict[str, Request] = {}  # one more run after the active one
         self._run_ids: dict[str, str] = {}
         self._waiting: dict[str, Request] = {}  # run id -> a request with an id, not begun yet
@@ -74,14 +72,14 @@ class Executor:
                     return "merged"
                 self._queued[request.job] = request
                 return "queued"
-            token = CancelToken()
+            token = services.CancelToken()
             self._active[request.job] = token
             if request.run_id:
                 self._waiting[request.run_id] = request
         self._pool.submit(self._run, request, token)
         return "started"
 
-    def _run(self, request: Request, token: CancelToken) -> None:
+    def _run(self, request: Request, token: services.CancelToken) -> None:
         outcome = Finished(request, None, "the daemon is stopping")
         with self._lock:
             self._waiting.pop(request.run_id or "", None)
@@ -95,7 +93,7 @@ class Executor:
                 if request.adhoc is not None:
                     namespace, _, name = request.job.partition("/")
                     started(request.run_id or "")
-                    record = service.run_adhoc(
+                    record = services.run_adhoc(
                         self.ws,
                         name,
                         request.adhoc,
@@ -106,7 +104,7 @@ class Executor:
                         request.run_id,
                     )
                 else:
-                    record = service.run(
+                    record = services.run(
                         self.ws,
                         request.job,
                         request.options,
@@ -178,7 +176,7 @@ class Executor:
     def _not_started(self, request: Request, reason: str) -> None:
         """Say in an accepted run's record why it never started (its id was handed out)."""
         try:
-            service.record_not_started(self.ws, request.job, request.run_id or "", reason)
+            services.record_not_started(self.ws, request.job, request.run_id or "", reason)
         except OSError as exc:  # the history disk: the record reads `not_started` once we are gone
             self.log("error", "cannot record a run that did not start", run=request.run_id, error=str(exc))
 

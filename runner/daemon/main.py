@@ -5,7 +5,7 @@
   nothing is applied: the last good state stays. A plan that deletes objects is applied only
   when the same deletions are still planned `settle` seconds later, so a file caught between
   two writes (an editor truncating then writing, a `git checkout`) never deletes a job.
-- Schedule: cron slots (`runner.daemon.schedule`); after downtime, a pause or a suspension, a
+- Schedule: cron slots (`runner.runs.schedule`); after downtime, a pause or a suspension, a
   missed run runs once. A run that a killed daemon left unfinished runs again once at start.
 - Triggers: when a run ends, the jobs that follow it (`spec.after`) are submitted.
 - Retries: a failed run is submitted again after the job's backoff, up to `retry.attempts`,
@@ -25,19 +25,17 @@ import heapq
 import os
 import queue
 import signal
-import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from runner import service
-from runner.changes.task import RunOptions
+from runner import services
 from runner.daemon.executor import Executor, Finished, Request
 from runner.daemon.logs import DaemonLog
-from runner.daemon.schedule import Cron, Scheduler
 from runner.daemon.watch import FolderWatcher
 from runner.definitions.models import Retry
 from runner.definitions.validate import resolve_reference
@@ -50,6 +48,7 @@ from runner.errors import (
     StateUnavailable,
 )
 from runner.history import files as history
+from runner.runs.schedule import Cron, Scheduler
 
 
 def scheduled(trigger: str | None) -> bool:
@@ -68,8 +67,6 @@ class DaemonOptions:
     grace: float = 30.0  # seconds running jobs get to finish on SIGTERM
     poll: float = 1.0  # seconds between reads of the state store
     watch: bool = True
-    http: str | None = None  # serve the HTTP API and status page on HOST:PORT
-    allow_adhoc: bool = False  # let operate keys POST ad-hoc job specs (any SQL on any applied connection)
     keep_runs: int | None = None  # history retention per job: the newest N runs ...
     keep_days: float | None = None  # ... or those of the last N days (the last run of each task stays)
 
@@ -92,11 +89,23 @@ def _check_writable(folder: Path) -> None:
         raise HistoryUnwritable(f"the history folder {folder} is not writable: {exc.strerror}") from None
 
 
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
 class Daemon:
     def __init__(
-        self, ws: service.Workspace, options: DaemonOptions | None = None, log: DaemonLog | None = None
+        self,
+        ws: services.Workspace,
+        options: DaemonOptions | None = None,
+        log: DaemonLog | None = None,
+        http: Callable[[Daemon], Stoppable] | None = None,
     ):
+        """`http`, when given, starts the HTTP API over this daemon (it starts runs through
+        `start_run`) and returns the server to stop: the CLI composes the two, so the daemon
+        never imports the API."""
         self.ws = ws
+        self.http = http
         self.options = options or DaemonOptions()
         self.log = log or DaemonLog()
         self._stop = threading.Event()
@@ -142,9 +151,9 @@ class Daemon:
     def run(self) -> int:
         store = self.ws.store(create=True)  # its first act is an apply: a new folder gets a store
         try:
-            lock_id = store.acquire(service.DAEMON_LOCK, timeout=0)
+            lock_id = store.acquire(services.DAEMON_LOCK, timeout=0)
         except LockTimeout:
-            held = store.lock_info(service.DAEMON_LOCK)
+            held = store.lock_info(services.DAEMON_LOCK)
             raise RunnerError(
                 f"a daemon already runs on this state store ({held.holder if held else 'unknown'}, "
                 f"since {held.acquired_at if held else '?'}); one daemon per state store. If that process "
@@ -172,8 +181,8 @@ class Daemon:
             self._catch_up()
             for job in sorted(self.jobs):
                 self._prune(job)
-            if self.options.http:
-                http = self._serve_http(self.options.http)
+            if self.http is not None:
+                http = self.http(self)
             while not self._stop.is_set():
                 try:
                     if self.state_problem():
@@ -199,24 +208,11 @@ class Daemon:
                 self.watcher.stop()
             self.executor.shutdown(wait=not self._abandon.is_set())
             try:
-                store.release(service.DAEMON_LOCK, lock_id)
+                store.release(services.DAEMON_LOCK, lock_id)
             except Exception as exc:  # noqa: BLE001 - a lock left here is taken over by the next daemon on this host
                 self.log("error", "cannot release the daemon's lock", error=f"{type(exc).__name__}: {exc}")
         self.log("info", "daemon stopped")
         return 0
-
-    def _serve_http(self, bind: str) -> Any:
-        from runner.api.app import create_app  # FastAPI is imported only when serving
-        from runner.api.server import HttpServer, parse_bind
-
-        host, port = parse_bind(bind)
-        # Runs and requests share the interpreter: hand it over every 1 ms (Python's default is
-        # 5 ms), so a request waits less behind a run's Python work.
-        sys.setswitchinterval(0.001)
-        server = HttpServer(create_app(self.ws, self, self.options.allow_adhoc), host, port)
-        server.start(warn=lambda text: self.log("warning", text))
-        self.log("info", "serving the API and status page", url=f"http://{host}:{port}/")
-        return server
 
     def _shutdown(self) -> None:
         self.executor.stop()
@@ -312,7 +308,7 @@ class Daemon:
     # --- runs asked for through the HTTP API ---------------------------------------------
 
     def start_run(
-        self, job: str, options: RunOptions, trigger: str, adhoc: dict[str, Any] | None = None
+        self, job: str, options: services.RunOptions, trigger: str, adhoc: dict[str, Any] | None = None
     ) -> str:
         """Start a run now on a worker; returns its run id.
 
@@ -325,13 +321,13 @@ class Daemon:
         problem = self.state_problem()
         if problem:
             raise StateUnavailable(f"{problem}; no run starts until it is back")
-        held = self.ws.store().lock_info(service.job_lock(job))
+        held = self.ws.store().lock_info(services.job_lock(job))
         if held is not None and held.alive:
             raise JobBusy(f"job {job} is already running ({held.holder}, run {held.run_id})")
         if self.executor.stopping:
             raise RunnerError("the daemon is stopping: no run starts now")
         run_id = history.new_run_id()
-        service.record_queued(self.ws, job, run_id, trigger, options)  # the id resolves from now on
+        services.record_queued(self.ws, job, run_id, trigger, options)  # the id resolves from now on
         outcome = self.executor.submit(Request(job, trigger, 1, options, run_id, adhoc), exclusive=True)
         if outcome != "started":  # the caller gets an error, not the id: no record is left
             history.run_path(self.ws.history, *job.split("/", 1), run_id).unlink(missing_ok=True)
@@ -346,7 +342,7 @@ class Daemon:
     def _reconcile(self) -> None:
         """Plan from the folders and apply, as `runner apply` does; never on invalid files."""
         try:
-            plan = service.plan(self.ws)
+            plan = services.plan(self.ws)
         except DefinitionsInvalid as exc:
             for problem in exc.problems:
                 self.log(
@@ -377,7 +373,7 @@ class Daemon:
                 return
         self._held = None
         try:
-            result = service.apply(self.ws, planned=plan)
+            result = services.apply(self.ws, planned=plan)
         except RunnerError as exc:  # another apply moved the state, or holds the lock: next change
             self.log("warning", "apply not done", error=str(exc))
             return
@@ -412,7 +408,7 @@ class Daemon:
         for job in sorted(suspended ^ self.suspended):
             self.log("info", "job suspended" if job in suspended else "job resumed", job=job)
         self.suspended = suspended
-        paused = service.paused_info(self.ws)
+        paused = services.paused_info(self.ws)
         if paused["paused"] != self.paused:
             self.log(
                 "info", "scheduling paused" if paused["paused"] else "scheduling resumed", by=paused.get("by")
@@ -423,18 +419,18 @@ class Daemon:
         """Once at start: a run a killed daemon left unfinished, and a cron slot missed while
         the daemon was down, each make one run (one per job, whatever the count)."""
         reasons: dict[str, str] = {}
-        options: dict[str, RunOptions] = {}
+        options: dict[str, services.RunOptions] = {}
         for ref in self.jobs:
             namespace, _, name = ref.partition("/")
-            newest = service.recent_runs(self.ws, namespace, name, 1)
+            newest = services.recent_runs(self.ws, namespace, name, 1)
             if newest and newest[0].get("status") == "running":
-                record = service.mark_interrupted(self.ws, newest[0])
+                record = services.mark_interrupted(self.ws, newest[0])
                 ran = (record or {}).get("options", {})
                 if record is not None and not (ran.get("dry_run") or ran.get("limit")):
                     # whoever started it (cron, a trigger, the API, `runner run`): it runs again,
                     # on the same tasks; a test run (dry run, --limit) changed nothing to finish
                     reasons[ref] = f"catch-up: run {record['run_id']} was interrupted"
-                    options[ref] = RunOptions(tasks=ran.get("tasks"))
+                    options[ref] = services.RunOptions(tasks=ran.get("tasks"))
         if not self.paused:
             dues = self.scheduler.due(_utcnow(), self.suspended)
             self._mark(*((due.job, due.slot) for due in dues))
@@ -444,7 +440,7 @@ class Daemon:
             if ref in self.suspended or self.paused:
                 continue
             self.log("info", "running once to catch up", job=ref, reason=reason)
-            self._submit(Request(ref, reason, options=options.get(ref, RunOptions())))
+            self._submit(Request(ref, reason, options=options.get(ref, services.RunOptions())))
 
     # --- ended runs ----------------------------------------------------------------------
 
@@ -462,7 +458,7 @@ class Daemon:
             return
         namespace, _, name = job.partition("/")
         try:
-            gone = service.prune_history(
+            gone = services.prune_history(
                 self.ws, namespace, name, self.options.keep_runs, self.options.keep_days
             )
         except (OSError, RunnerError) as exc:

@@ -166,7 +166,7 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
 
 def iter_runs(root: Path, namespace: str, job: str) -> Iterator[dict[str, Any]]:
     """The job's runs, newest first, read one at a time; unreadable files are skipped. Every
-    file is listed: listings go through the state store's index instead (`service.job_runs`)."""
+    file is listed: listings go through the state store's index instead (`services.job_runs`)."""
     folder = root / namespace / job
     if not folder.is_dir():
         return

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from runner import service
+from runner import services
 from runner.api.app import create_app
 from runner.daemon.logs import DaemonLog
 from runner.daemon.main import Daemon, DaemonOptions
@@ -55,8 +55,8 @@ def make_api_project(project: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     )
     project.write("jobs.d/after.yaml", job_yaml("after", extra="  after: [{job: sync}]\n"))
     make_source(project.root)
-    service.apply(project.ws)
-    return {scope: service.keys_create(project.ws, f"{scope}-key", scope) for scope in ("read", "operate")}
+    services.apply(project.ws)
+    return {scope: services.keys_create(project.ws, f"{scope}-key", scope) for scope in ("read", "operate")}
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ import time
 
 from fastapi.testclient import TestClient
 
-from runner import service
+from runner import services
 from runner.api.app import create_app
 from runner.daemon.logs import DaemonLog
 from runner.daemon.main import Daemon, DaemonOptions
 from tests.api.conftest import Api, make_api_project
 
 
-def api_with(project, ws: service.Workspace, keys: dict[str, str], workers: int) -> tuple[Api, Daemon]:
+def api_with(project, ws: services.Workspace, keys: dict[str, str], workers: int) -> tuple[Api, Daemon]:
     daemon = Daemon(ws, DaemonOptions(workers=workers, watch=False), log=DaemonLog(as_json=True))
     client = TestClient(create_app(ws, daemon))
     return Api(project, client, daemon, keys), daemon
@@ -48,12 +48,12 @@ def test_a_run_waiting_for_a_worker_when_the_daemon_stops_says_it_never_started(
 def test_a_run_whose_process_died_before_it_started_reads_not_started(project, monkeypatch):
     make_api_project(project, monkeypatch)
     code = (
-        "from pathlib import Path; from runner import service; from runner.changes.task import RunOptions;"
-        f"service.record_queued(service.Workspace(Path({str(project.root)!r})), 'default/sync', "
+        "from pathlib import Path; from runner import services; from runner.changes.task import RunOptions;"
+        f"services.record_queued(services.Workspace(Path({str(project.root)!r})), 'default/sync', "
         "'20260101T000000.000-abcdef', 'api (key k)', RunOptions())"
     )
     subprocess.run([sys.executable, "-c", code], check=True)  # accepted, then the process ended
-    record = service.run_record(project.ws, "20260101T000000.000-abcdef")
+    record = services.run_record(project.ws, "20260101T000000.000-abcdef")
     assert record["status"] == "not_started"
     assert record["error"] == "the daemon stopped before the run started"
 
@@ -61,7 +61,7 @@ def test_a_run_whose_process_died_before_it_started_reads_not_started(project, m
 def test_a_run_that_cannot_be_recorded_is_not_accepted(project, monkeypatch, tmp_path):
     keys = make_api_project(project, monkeypatch)
     (tmp_path / "a-file").write_text("")
-    ws = service.Workspace(project.root, history_dir=tmp_path / "a-file" / "history")
+    ws = services.Workspace(project.root, history_dir=tmp_path / "a-file" / "history")
     api, daemon = api_with(project, ws, keys, workers=1)
     answer = api.post("/api/v1/jobs/sync/runs")
     assert answer.status_code == 503 and answer.headers["content-type"] == "application/json"
@@ -84,7 +84,7 @@ def test_a_run_accepted_before_the_store_was_deleted_says_why_it_never_started(p
     deadline = time.monotonic() + 30
     while not daemon.executor.idle() and time.monotonic() < deadline:
         time.sleep(0.1)
-    record = service.run_record(project.ws, waiting.json()["run_id"])
+    record = services.run_record(project.ws, waiting.json()["run_id"])
     assert record["status"] == "not_started"
     assert record["error"].startswith("the state store cannot be used")
     daemon.executor.shutdown()

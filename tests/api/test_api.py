@@ -8,7 +8,7 @@ import time
 
 from fastapi.testclient import TestClient
 
-from runner import service
+from runner import services
 from runner.api.app import create_app
 from tests.api.conftest import SECRET
 from tests.daemon.conftest import ROWS, runner_cli
@@ -58,7 +58,7 @@ def wait_run(api, run_id: str, timeout: float = 20) -> dict:
 
 
 def test_every_route_needs_a_valid_key_and_the_right_scope(api):
-    run_id = service.run(api.project.ws, "sync")["run_id"]
+    run_id = services.run(api.project.ws, "sync")["run_id"]
     found = routes(api.client.app)
     assert set(found) == EXPECTED
     writes = 0
@@ -83,19 +83,19 @@ def test_every_route_needs_a_valid_key_and_the_right_scope(api):
             assert read.status_code == 403, (method, url, read.text)
             assert read.json() == {"error": "key 'read-key' has scope 'read': it can only read (GET)"}
     assert writes == 8
-    assert service.status(api.project.ws)["paused"] is False  # the refused writes did nothing
-    assert service.status(api.project.ws)["jobs"][1]["suspended"] is None
+    assert services.status(api.project.ws)["paused"] is False  # the refused writes did nothing
+    assert services.status(api.project.ws)["jobs"][1]["suspended"] is None
 
 
 def test_a_revoked_key_is_refused(api):
     assert api.get("/api/v1/version").status_code == 200
-    service.keys_revoke(api.project.ws, "read-key")
+    services.keys_revoke(api.project.ws, "read-key")
     time.sleep(1.1)  # keys are re-read once a second
     assert api.get("/api/v1/version").status_code == 401
 
 
 def test_no_secret_in_any_response(api):
-    record = service.run(api.project.ws, "sync")
+    record = services.run(api.project.ws, "sync")
     bodies = []
     for method, path in routes(api.client.app):
         if method == "GET" and "stream" not in path:
@@ -177,7 +177,7 @@ def test_a_running_job_is_409_and_cancel_stops_it(api, monkeypatch):
 
 
 def test_pointers_switches_and_pause(api):
-    service.run(api.project.ws, "sync")
+    services.run(api.project.ws, "sync")
     assert api.get("/api/v1/jobs/sync/pointers").json()[0]["pointer"]["value"] == str(ROWS)
     changed = api.put("/api/v1/jobs/sync/pointers/items", json={"value": "50"}).json()
     assert changed["new"]["value"] == "50"
@@ -212,7 +212,7 @@ def test_adhoc_runs_are_validated_and_recorded_under_their_name(api):
     assert record["trigger"] == "ad-hoc (key operate-key)"
     listed = api.get("/api/v1/jobs/one-off/runs", params={"filter": "all"}).json()
     assert [r["run_id"] for r in listed] == [record["run_id"]]  # in the history under its name
-    assert service.get(api.project.ws, "Job")[0].name == "after"  # nothing was applied
+    assert services.get(api.project.ws, "Job")[0].name == "after"  # nothing was applied
 
     bad = api.post("/api/v1/runs", json={"name": "x", "spec": spec | {"shedule": {}}})
     assert bad.status_code == 422 and bad.json()["field"] == "spec.shedule"
@@ -249,7 +249,7 @@ def test_serve_is_read_only(read_only_api):
     refused = api.post("/api/v1/jobs/sync/runs")
     assert refused.status_code == 403 and "read-only" in refused.json()["error"]
     assert api.post("/api/v1/pause").status_code == 403
-    assert service.status(api.project.ws)["paused"] is False
+    assert services.status(api.project.ws)["paused"] is False
 
 
 def test_the_openapi_document_describes_every_route(api):
@@ -263,11 +263,11 @@ def test_adhoc_runs_take_their_own_name_are_off_unless_allowed_and_are_recorded(
         "target": "dst",
         "tasks": [{"name": "t", "read": {"table": "items"}, "write": {"table": "x"}}],
     }
-    service.run(project.ws, "sync")
-    before = service.pointer_show(project.ws, "sync")
+    services.run(project.ws, "sync")
+    before = services.pointer_show(project.ws, "sync")
     taken = api.post("/api/v1/runs", json={"name": "sync", "spec": spec})
     assert taken.status_code == 409 and "an ad-hoc run takes a name of its own" in taken.json()["error"]
-    assert service.pointer_show(project.ws, "sync") == before
+    assert services.pointer_show(project.ws, "sync") == before
     unknown = api.post("/api/v1/runs", json={"name": "mine", "spec": spec, "tasks": ["nope"]})
     assert unknown.status_code == 404 and "has no task 'nope'" in unknown.json()["error"]
     scheduled = api.post(
@@ -345,7 +345,7 @@ def test_a_listing_missed_by_many_requests_at_once_is_computed_once():
 
 def test_dry_runs_are_marked_in_runs_and_jobs(read_only_api):
     api = read_only_api
-    service.run(api.project.ws, "sync", service.RunOptions(dry_run=True))
+    services.run(api.project.ws, "sync", services.RunOptions(dry_run=True))
     (run,) = api.get("/api/v1/jobs/sync/runs?filter=all").json()
     assert (run["mode"], run["rows_written"], run["rows_would_write"]) == ("dry-run", 0, 2 * ROWS)  # 2 tasks
     assert api.get("/api/v1/jobs/sync/runs").json() == []  # by default: runs that changed something
@@ -373,7 +373,7 @@ def test_a_body_with_thousands_of_wrong_fields_gets_a_short_422(api):
 
 
 def test_a_run_id_of_5000_characters_is_a_json_404(api):
-    service.run(api.project.ws, "sync")  # a history folder with a job's runs to look in
+    services.run(api.project.ws, "sync")  # a history folder with a job's runs to look in
     for path in ("/api/v1/runs/{}", "/api/v1/runs/{}/log", "/api/v1/runs/{}/log/stream"):
         response = api.get(path.format("2" * 5000))
         assert response.status_code == 404 and "no run" in response.json()["error"], response.text
@@ -387,7 +387,7 @@ def test_serving_beyond_loopback_is_warned_about(project):
     for host in ("0.0.0.0", "::", "192.0.2.1", "example.org"):
         assert "plain HTTP" in (exposure_warning(host) or "")
     # 192.0.2.1 is on no machine (TEST-NET-1): the bind fails after the warning
-    service.apply(project.ws)  # a folder with a state store, which `serve` reads
+    services.apply(project.ws)  # a folder with a state store, which `serve` reads
     result = runner_cli(project.root, "serve", "--http", "192.0.2.1:8080")
     assert result.returncode == 1 and "cannot serve HTTP on 192.0.2.1:8080" in result.stderr
     assert "warning: serving plain HTTP on 192.0.2.1, beyond this machine" in result.stderr

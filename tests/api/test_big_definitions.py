@@ -12,7 +12,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from runner import service
+from runner import services
 from runner.daemon.logs import DaemonLog
 from runner.daemon.main import Daemon, DaemonOptions
 from runner.definitions import load
@@ -27,30 +27,30 @@ def test_a_file_over_the_size_limit_is_refused(project):
     with big.open("a") as f:
         f.write(("# padding\n" * 1000) * 220)  # 2.1 MB
     with pytest.raises(DefinitionsInvalid) as info:
-        service.apply(project.ws)
+        services.apply(project.ws)
     (problem,) = info.value.problems
     assert problem.location.file.endswith("jobs.d/big.yaml")
     assert problem.message == "the file is 2.1 MB; a definition file is at most 2 MB"
-    assert service.get(project.ws, "Job") == []
+    assert services.get(project.ws, "Job") == []
 
 
 def test_more_definitions_than_the_limit_are_refused_and_nothing_changes(project, monkeypatch):
     monkeypatch.setattr(load, "MAX_DEFINITIONS", 20)
     project.write("connections.d/c.yaml", TWO_SQLITE)
     project.write("jobs.d/a.yaml", job_yaml("kept"))
-    service.apply(project.ws)
+    services.apply(project.ws)
     project.write("jobs.d/many.yaml", "---\n".join(job_yaml(f"job-{i}") for i in range(30)))
     with pytest.raises(DefinitionsInvalid) as info:
-        service.apply(project.ws)
+        services.apply(project.ws)
     (problem,) = info.value.problems
     assert (
         problem.message == "more than 20 definitions (connections and jobs); at most 20 are applied at once"
     )
-    assert [o.name for o in service.get(project.ws, "Job")] == ["kept"]
+    assert [o.name for o in services.get(project.ws, "Job")] == ["kept"]
 
 
 def test_reads_do_not_wait_behind_a_long_write(api):
-    service.run(api.project.ws, "sync")
+    services.run(api.project.ws, "sync")
     db = api.project.root / ".runner" / "state.db"
     hold = (
         "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
@@ -74,7 +74,7 @@ def test_applying_many_scheduled_jobs_takes_a_few_commits(project):
     project.write("connections.d/c.yaml", TWO_SQLITE)
     jobs = [job_yaml(f"job-{i}", extra='  schedule: {cron: "0 3 * * *"}\n') for i in range(300)]
     project.write("jobs.d/many.yaml", "---\n".join(jobs))
-    service.apply(project.ws)
+    services.apply(project.ws)
     daemon = Daemon(project.ws, DaemonOptions(workers=1, watch=False), log=DaemonLog(as_json=True))
     commits = []
     sa.event.listen(project.ws.store().engine, "commit", lambda conn: commits.append(1))

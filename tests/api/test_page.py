@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from runner import service
+from runner import services
 from tests.conftest import TWO_SQLITE
 from tests.daemon.conftest import Daemon, job_yaml, make_source
 
@@ -49,8 +49,8 @@ def test_status_page_shows_jobs_runs_and_a_runs_log(project):
     project.write("connections.d/c.yaml", TWO_SQLITE)
     project.write("jobs.d/sync.yaml", job_yaml("sync", extra='  schedule: {cron: "* * * * * */2"}\n'))
     make_source(project.root)
-    service.apply(project.ws)  # keys live in the state store apply creates
-    key = service.keys_create(project.ws, "page", "read")
+    services.apply(project.ws)  # keys live in the state store apply creates
+    key = services.keys_create(project.ws, "page", "read")
     port = free_port()
     daemon = Daemon(project.root, "--http", f"127.0.0.1:{port}")
     try:
@@ -99,8 +99,8 @@ def test_the_key_is_kept_for_the_session_only_and_sign_out_forgets_it(project):
     project.write("connections.d/c.yaml", TWO_SQLITE)
     project.write("jobs.d/sync.yaml", job_yaml("sync"))
     make_source(project.root)
-    service.apply(project.ws)
-    key = service.keys_create(project.ws, "page", "read")
+    services.apply(project.ws)
+    key = services.keys_create(project.ws, "page", "read")
     port = free_port()
     daemon = Daemon(project.root, "--http", f"127.0.0.1:{port}")
     try:

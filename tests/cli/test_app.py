@@ -240,10 +240,10 @@ def test_dry_and_limited_runs_are_marked_as_such_and_a_dry_run_writes_nothing(cl
     assert "succeeded (dry run)" in status and "would 5" in status
     assert json.loads(cli("status", "--format", "json").stdout)["jobs"][0]["last_run"]["mode"] == "dry-run"
 
-    from runner import service
+    from runner import services
 
     # the API's history leaves dry runs out of "runs that changed something": they changed nothing
-    assert service.runs(project.ws, "copy", changed_only=True) == []
+    assert services.runs(project.ws, "copy", changed_only=True) == []
 
     limited = json.loads(cli("run", "copy", "--limit", "2", "--format", "json").stdout)
     # a test run: always dry, so its rows are ones it would write
@@ -260,7 +260,7 @@ def test_dry_and_limited_runs_are_marked_as_such_and_a_dry_run_writes_nothing(cl
 
 
 def test_a_dry_run_recorded_before_runs_had_a_mode_reads_as_one(cli, project):
-    from runner import service
+    from runner import services
     from runner.history import files as history
 
     project.write("connections.d/c.yaml", CONNS)
@@ -280,9 +280,9 @@ def test_a_dry_run_recorded_before_runs_had_a_mode_reads_as_one(cli, project):
         ],
     }
     history.write_atomic(history.run_path(project.ws.history, "default", "copy", old["run_id"]), old)
-    (record,) = service.runs(project.ws, "copy")
+    (record,) = services.runs(project.ws, "copy")
     assert (record["mode"], record["rows_written"], record["rows_would_write"]) == ("dry-run", 0, 7)
-    assert service.runs(project.ws, "copy", task="t", changed_only=True) == []
+    assert services.runs(project.ws, "copy", task="t", changed_only=True) == []
 
 
 def _sqlite_source(path, sql: str) -> None:

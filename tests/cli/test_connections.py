@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from runner import service
+from runner import services
 from runner.cli.app import app
 
 SECRET = "pw-Z9q-never-shown"
@@ -128,7 +128,7 @@ def test_postgresql_privileges_are_checked_and_failures_named(cli, project, pg_u
     with admin.connect() as conn:
         conn.exec_driver_sql(f'GRANT SELECT ON orders TO "{role}"')
         conn.exec_driver_sql(f'GRANT CREATE ON DATABASE "{db}" TO "{role}"')
-    (checked,) = service.connections_test(project.ws, "pg")
+    (checked,) = services.connections_test(project.ws, "pg")
     assert checked["ok"] is True, checked
     assert [c["ok"] for c in checked["checks"]] == [True, True, True]
     assert checked["checks"][1]["detail"] == "can read the 2 source(s) its jobs read"
@@ -162,7 +162,7 @@ def test_mariadb_write_probe_is_dropped_again(cli, project, maria_url):
     project.connection("local", "sqlite", "sqlite:///local.db")
     sqlite_db(project.root / "local.db", "CREATE TABLE a (id INTEGER PRIMARY KEY)")
     project.job("up", "local", "maria", "- {name: a, read: {table: a}, write: {table: a}}")
-    (result,) = service.connections_test(project.ws, "maria")
+    (result,) = services.connections_test(project.ws, "maria")
     assert result["ok"] is True, result
     assert "MariaDB" in result["server"]
     assert result["checks"][2]["detail"] == (

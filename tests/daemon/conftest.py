@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from runner import service
+from runner import services
 from tests.conftest import TWO_SQLITE
 
 ROWS, BATCH = 200, 10
@@ -53,7 +53,7 @@ def job_yaml(name: str, tasks: str = WATERMARK, extra: str = "") -> str:
     )
 
 
-def seed_missed_slot(ws: service.Workspace, job: str, ago: dt.timedelta = dt.timedelta(days=800)) -> None:
+def seed_missed_slot(ws: services.Workspace, job: str, ago: dt.timedelta = dt.timedelta(days=800)) -> None:
     """Stand in for downtime: the job's last fired slot lies in the past, so the daemon finds
     a missed slot at start (instead of the test waiting for the wall clock)."""
     slot = dt.datetime.now(dt.UTC) - ago

@@ -11,7 +11,7 @@ import socket
 import time
 from pathlib import Path
 
-from runner import service
+from runner import services
 from tests.daemon.conftest import BATCH, ROWS, job_yaml, rows_of, runner_cli, seed_missed_slot
 
 YEARLY = '  schedule: {cron: "0 0 1 1 *"}\n'  # fires only when the test seeds a missed slot
@@ -41,15 +41,15 @@ def test_files_added_broken_fixed_and_deleted(daemon_project):
     bad = d.wait_for(lambda e: e["event"].startswith("invalid definition"))
     assert "jobs.d/sync.yaml:" in bad["problem"]
     time.sleep(1.5)  # longer than debounce and settle: nothing was deleted meanwhile
-    assert [o.name for o in service.get(p.ws, "Job")] == ["sync"]
+    assert [o.name for o in services.get(p.ws, "Job")] == ["sync"]
 
     p.write("jobs.d/sync.yaml", job_yaml("sync", extra="  on_error: continue\n"))
     d.wait_for(applied("update Job default/sync"))
     (p.root / "jobs.d/sync.yaml").unlink()
     d.wait_for(lambda e: e["event"].startswith("deletion planned"))
-    assert [o.name for o in service.get(p.ws, "Job")] == ["sync"]  # held while the files settle
+    assert [o.name for o in services.get(p.ws, "Job")] == ["sync"]  # held while the files settle
     d.wait_for(applied("delete Job default/sync"))
-    assert service.get(p.ws, "Job") == []
+    assert services.get(p.ws, "Job") == []
     revisions = [e["revision"] for e in d.matching("applied")]
     assert revisions == [1, 2, 3, 4]  # one revision per reconcile, as `runner apply` records
     assert d.stop() == 0
@@ -72,10 +72,10 @@ def test_a_file_written_in_pieces_never_deletes_a_job(daemon_project):
             f.flush()
             deadline = time.monotonic() + 0.5  # longer than the debounce, shorter than settle
             while time.monotonic() < deadline:
-                seen.add(tuple(sorted(o.name for o in service.get(p.ws, "Job"))))
+                seen.add(tuple(sorted(o.name for o in services.get(p.ws, "Job"))))
                 time.sleep(0.05)
     time.sleep(1.5)
-    seen.add(tuple(sorted(o.name for o in service.get(p.ws, "Job"))))
+    seen.add(tuple(sorted(o.name for o in services.get(p.ws, "Job"))))
     assert seen == {("one", "two")}
     assert not [e for e in d.matching("applied") if any("delete" in c for c in e["changed"])]
     assert d.matching("deletion planned: applied if the files still say so")
@@ -89,7 +89,7 @@ def test_a_schedule_with_seconds_fires_on_time(daemon_project):
     first = d.wait_for(lambda e: e["event"] == "run succeeded")
     d.wait_for(lambda e: e["event"] == "run succeeded", after=d.events().index(first) + 1)
     assert d.stop() == 0
-    runs = [r for r in service.runs(p.ws, "sync") if r["trigger"].startswith("cron")]
+    runs = [r for r in services.runs(p.ws, "sync") if r["trigger"].startswith("cron")]
     assert len(runs) >= 2
     for r in runs:
         slot = dt.datetime.fromisoformat(r["trigger"].split()[1])
@@ -107,7 +107,7 @@ def test_a_trigger_chain_and_two_triggers_of_one_job_never_overlap(daemon_projec
     p.write("jobs.d/d.yaml", job_yaml("d", extra="  after: [{job: a}, {job: b}]\n"))
     # e names a twice (by name and by namespace/name): it follows a once
     p.write("jobs.d/e.yaml", job_yaml("e", extra="  after: [{job: a}, {job: default/a, when: finished}]\n"))
-    service.apply(p.ws)
+    services.apply(p.ws)
     seed_missed_slot(p.ws, "a")
     d = p.start(env=SLOW)
     d.wait_for(lambda e: ran(e, "default/c"))
@@ -115,15 +115,15 @@ def test_a_trigger_chain_and_two_triggers_of_one_job_never_overlap(daemon_projec
     assert d.stop() == 0
     d.wait_for(lambda e: ran(e, "default/e"))
     time.sleep(0.5)
-    triggers = {job: [r["trigger"] for r in service.runs(p.ws, job)][::-1] for job in "abcde"}
+    triggers = {job: [r["trigger"] for r in services.runs(p.ws, job)][::-1] for job in "abcde"}
     assert triggers["e"] == ["after default/a succeeded"]
     assert triggers["a"] == [triggers["a"][0]] and triggers["a"][0].startswith("catch-up: missed cron slot")
     assert triggers["b"] == ["after default/a succeeded"]
     assert triggers["c"] == ["after default/b succeeded"]
     assert sorted(triggers["d"]) == ["after default/a succeeded", "after default/b succeeded"]
-    d_runs = sorted(service.runs(p.ws, "d"), key=lambda r: r["started_at"])
+    d_runs = sorted(services.runs(p.ws, "d"), key=lambda r: r["started_at"])
     assert d_runs[0]["finished_at"] <= d_runs[1]["started_at"]  # one after the other, never at once
-    assert all(r["status"] == "succeeded" for job in "abcd" for r in service.runs(p.ws, job))
+    assert all(r["status"] == "succeeded" for job in "abcd" for r in services.runs(p.ws, job))
 
 
 def test_retries_with_backoff_on_a_refused_connection(daemon_project):
@@ -138,13 +138,13 @@ def test_retries_with_backoff_on_a_refused_connection(daemon_project):
     )
     retry = "  retry: {attempts: 3, backoff: 0.4, max_delay: 0.6}\n"
     p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY + retry).replace("source: src", "source: gone"))
-    service.apply(p.ws)
+    services.apply(p.ws)
     seed_missed_slot(p.ws, "sync")
     d = p.start()
     d.wait_for(lambda e: ran(e) and len([x for x in d.events() if ran(x)]) == 3)
     time.sleep(1.2)  # no fourth attempt
     assert d.stop() == 0
-    runs = sorted(service.runs(p.ws, "sync"), key=lambda r: r["started_at"])
+    runs = sorted(services.runs(p.ws, "sync"), key=lambda r: r["started_at"])
     assert [r["status"] for r in runs] == ["failed"] * 3
     assert [r["failure"] for r in runs] == ["transient"] * 3
     assert "refused" in runs[0]["error"].lower()
@@ -163,24 +163,24 @@ def test_a_terminal_failure_is_not_retried(daemon_project):
     bad = '- {name: t, read: {query: "SELEC id FROM items"}, write: {table: out}}'
     p.write("jobs.d/sync.yaml", job_yaml("sync", tasks=bad, extra=YEARLY + retry))
     p.write("jobs.d/after.yaml", job_yaml("after", extra="  after: [{job: sync, when: failed}]\n"))
-    service.apply(p.ws)
+    services.apply(p.ws)
     seed_missed_slot(p.ws, "sync")
     d = p.start()
     d.wait_for(lambda e: ran(e, "default/after"))
     time.sleep(1.0)  # a retry would have come by now
     assert d.stop() == 0
-    (run,) = service.runs(p.ws, "sync")
+    (run,) = services.runs(p.ws, "sync")
     assert (run["status"], run["failure"]) == ("failed", "terminal")
     assert run["tasks"][0]["failure"] == "terminal"
     assert d.matching("retry scheduled") == []
     assert [e["job"] for e in d.matching("not retried: the failure is terminal")] == ["default/sync"]
-    assert service.runs(p.ws, "after")[0]["trigger"] == "after default/sync failed"
+    assert services.runs(p.ws, "after")[0]["trigger"] == "after default/sync failed"
 
 
 def test_cancel_mid_run_then_a_clean_resume(daemon_project):
     p = daemon_project
     p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY))
-    service.apply(p.ws)
+    services.apply(p.ws)
     seed_missed_slot(p.ws, "sync")
     # a run of about three seconds: the cancel's own start-up and the run's 0.5 s poll of the
     # state store must land well before the last batch
@@ -192,11 +192,11 @@ def test_cancel_mid_run_then_a_clean_resume(daemon_project):
     assert f"asked run {started['run']} of default/sync" in cancelled.stdout
     d.wait_for(lambda e: e["event"] == "run cancelled")
     assert d.stop() == 0
-    record = service.runs(p.ws, "sync")[0]
+    record = services.runs(p.ws, "sync")[0]
     assert record["status"] == "cancelled" and record["error"].startswith("cancelled by ")
     written = len(rows_of(p.root / "dst.db"))
     assert 0 < written < ROWS and written % BATCH == 0  # whole batches
-    assert service.pointer_show(p.ws, "sync")[0]["pointer"]["value"] == str(written)
+    assert services.pointer_show(p.ws, "sync")[0]["pointer"]["value"] == str(written)
 
     again = runner_cli(p.root, "run", "sync", "--format", "json")
     assert again.returncode == 0, again.stderr
@@ -208,13 +208,13 @@ def test_cancel_mid_run_then_a_clean_resume(daemon_project):
 def test_kill_9_of_the_daemon_mid_run_then_restart_runs_once(daemon_project):
     p = daemon_project
     p.write("jobs.d/sync.yaml", job_yaml("sync", extra='  schedule: {cron: "0 * * * *"}\n'))
-    service.apply(p.ws)
+    services.apply(p.ws)
     seed_missed_slot(p.ws, "sync")
     d = p.start(env=SLOW)
     started = d.wait_for(lambda e: e["event"] == "run started")
     time.sleep(0.4)
     d.stop(signal.SIGKILL)
-    killed = service.runs(p.ws, "sync")[0]
+    killed = services.runs(p.ws, "sync")[0]
     assert killed["run_id"] == started["run"] and killed["status"] == "interrupted"  # read as such
     written = len(rows_of(p.root / "dst.db"))
     assert written < ROWS
@@ -225,7 +225,7 @@ def test_kill_9_of_the_daemon_mid_run_then_restart_runs_once(daemon_project):
     again.wait_for(lambda e: ran(e))
     time.sleep(1.0)
     assert again.stop() == 0
-    runs = service.runs(p.ws, "sync")
+    runs = services.runs(p.ws, "sync")
     assert [r["status"] for r in runs] == ["succeeded", "interrupted"]
     assert runs[0]["trigger"] == f"catch-up: run {started['run']} was interrupted"
     assert json.loads(Path(killed["path"]).read_text())["status"] == "interrupted"  # rewritten on disk
@@ -237,7 +237,7 @@ def test_kill_9_of_the_daemon_mid_run_then_restart_runs_once(daemon_project):
 def test_sigterm_lets_a_run_finish_and_exits_0(daemon_project):
     p = daemon_project
     p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY))
-    service.apply(p.ws)
+    services.apply(p.ws)
     seed_missed_slot(p.ws, "sync")
     d = p.start(env=SLOW)
     d.wait_for(lambda e: e["event"] == "run started")
@@ -251,22 +251,22 @@ def test_sigterm_lets_a_run_finish_and_exits_0(daemon_project):
 def test_sigterm_past_the_grace_period_cancels_at_a_batch_boundary(daemon_project):
     p = daemon_project
     p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY))
-    service.apply(p.ws)
+    services.apply(p.ws)
     seed_missed_slot(p.ws, "sync")
     d = p.start("--grace", "0.3", env={"RUNNER_BATCH_DELAY": "0.2"})
     d.wait_for(lambda e: e["event"] == "run started")
     assert d.stop() == 0
-    record = service.runs(p.ws, "sync")[0]
+    record = services.runs(p.ws, "sync")[0]
     assert record["status"] == "cancelled" and record["error"] == "cancelled: the daemon is stopping"
     written = len(rows_of(p.root / "dst.db"))
     assert written < ROWS and written % BATCH == 0
-    assert service.pointer_show(p.ws, "sync")[0]["pointer"]["value"] == str(written)
+    assert services.pointer_show(p.ws, "sync")[0]["pointer"]["value"] == str(written)
 
 
 def test_a_running_job_is_refused_elsewhere_and_an_update_waits_as_pending(daemon_project):
     p = daemon_project
     p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY))
-    service.apply(p.ws)
+    services.apply(p.ws)
     seed_missed_slot(p.ws, "sync")
     d = p.start(env={"RUNNER_BATCH_DELAY": "0.6"})  # a run of 12 s: four CLI calls fit in it, even loaded
     started = d.wait_for(lambda e: e["event"] == "run started")
@@ -305,9 +305,9 @@ def test_suspend_and_pause_hold_the_schedule_and_a_missed_slot_runs_once(daemon_
     assert runner_cli(p.root, "suspend", "sync").stdout.strip() == "default/sync suspended"
     mark = d.wait_for(lambda e: e["event"] == "job suspended")
     time.sleep(0.5)  # a run fired just before the switch may still end
-    count = len(service.runs(p.ws, "sync"))
+    count = len(services.runs(p.ws, "sync"))
     time.sleep(2.5)
-    assert len(service.runs(p.ws, "sync")) == count
+    assert len(services.runs(p.ws, "sync")) == count
     (job,) = json.loads(runner_cli(p.root, "status", "--format", "json").stdout)["jobs"]
     assert job["suspended"]["by"] and job["next_run"] is None
     plan = runner_cli(p.root, "plan").stdout
@@ -320,9 +320,9 @@ def test_suspend_and_pause_hold_the_schedule_and_a_missed_slot_runs_once(daemon_
     assert runner_cli(p.root, "pause").returncode == 0
     paused = d.wait_for(lambda e: e["event"] == "scheduling paused")
     time.sleep(0.5)
-    count = len(service.runs(p.ws, "sync"))
+    count = len(services.runs(p.ws, "sync"))
     time.sleep(2.0)
-    assert len(service.runs(p.ws, "sync")) == count
+    assert len(services.runs(p.ws, "sync")) == count
     assert json.loads(runner_cli(p.root, "status", "--format", "json").stdout)["paused"] is True
     assert runner_cli(p.root, "unpause").returncode == 0
     d.wait_for(lambda e: e["event"] == "run started", after=d.events().index(paused))
@@ -332,7 +332,7 @@ def test_suspend_and_pause_hold_the_schedule_and_a_missed_slot_runs_once(daemon_
 def test_a_job_deleted_while_it_runs_finishes_its_run(daemon_project):
     p = daemon_project
     p.write("jobs.d/sync.yaml", job_yaml("sync", extra=YEARLY))
-    service.apply(p.ws)
+    services.apply(p.ws)
     seed_missed_slot(p.ws, "sync")
     d = p.start(env={"RUNNER_BATCH_DELAY": "0.15"})  # a run of three seconds
     d.wait_for(lambda e: e["event"] == "run started")
@@ -342,7 +342,7 @@ def test_a_job_deleted_while_it_runs_finishes_its_run(daemon_project):
     assert ended["event"] == "run succeeded"
     assert d.stop() == 0
     assert source_equals_target(p)
-    assert service.get(p.ws, "Job") == []
+    assert services.get(p.ws, "Job") == []
 
 
 def test_the_daemon_outlives_its_state_store_going_away(daemon_project, pg_url):
@@ -383,7 +383,7 @@ def test_a_history_folder_that_cannot_be_written_stops_the_daemon_at_start(daemo
     assert d.proc.wait(30) == 1
     log = d.log_path.read_text()
     assert "error: the history folder" in log and "is not writable" in log and "Traceback" not in log
-    assert service.status(p.ws)["daemon"] is None  # its lock was released
+    assert services.status(p.ws)["daemon"] is None  # its lock was released
 
 
 def test_a_third_signal_exits_even_when_a_run_ignores_its_cancel(daemon_project):
@@ -397,7 +397,7 @@ def test_a_third_signal_exits_even_when_a_run_ignores_its_cancel(daemon_project)
     )
     tasks = f'- {{name: stuck, read: {{query: "{endless}"}}, write: {{table: stuck, keys: [id]}}}}'
     p.write("jobs.d/sync.yaml", job_yaml("sync", tasks, extra=YEARLY))
-    service.apply(p.ws)
+    services.apply(p.ws)
     seed_missed_slot(p.ws, "sync")
     d = p.start("--grace", "0.2")
     d.wait_for(lambda e: e["event"] == "run started")
@@ -409,5 +409,5 @@ def test_a_third_signal_exits_even_when_a_run_ignores_its_cancel(daemon_project)
     assert d.stop() == 1
     assert time.monotonic() - started < 5
     assert d.matching("exiting without waiting for runs", jobs=["default/sync"])
-    lock = service.job_lock("default/sync")
+    lock = services.job_lock("default/sync")
     p.ws.store().release(lock, p.ws.store().acquire(lock, timeout=0))  # the dead process's lock is taken

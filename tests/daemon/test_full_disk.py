@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import service
+from runner import services
 from runner.history import files as history
 from tests.daemon.conftest import job_yaml, make_source, rows_of, runner_cli
 
@@ -51,7 +51,7 @@ def test_the_daemon_refuses_to_start_on_a_disk_without_room(daemon_project, smal
 def test_a_run_refuses_to_begin_on_a_disk_without_room(daemon_project, small_disk):
     p = daemon_project
     p.write("jobs.d/sync.yaml", job_yaml("sync"))
-    service.apply(p.ws)
+    services.apply(p.ws)
     result = runner_cli(p.root, "--history", str(small_disk / "history"), "run", "sync")
     assert result.returncode == 1
     assert f"error: the history folder {small_disk / 'history'} has " in result.stderr
@@ -74,18 +74,18 @@ def test_a_run_that_fills_the_disk_records_what_it_committed(daemon_project, sma
     make_source(p.root, rows=2000)
     p.write("jobs.d/sync.yaml", job_yaml("sync"))
     monkeypatch.setattr(history, "MIN_FREE", 64 << 10)  # the 160 KB disk is room enough to start
-    ws = service.Workspace(p.root, history_dir=small_disk)
-    service.apply(ws)
+    ws = services.Workspace(p.root, history_dir=small_disk)
+    services.apply(ws)
 
     def progress(task: str, rows_read: int) -> None:
         if rows_read == 1000:  # half-way, the disk fills up
             fill(small_disk)
 
-    record = service.run(ws, "sync", progress=progress)
+    record = services.run(ws, "sync", progress=progress)
     assert record["status"] == "succeeded" and record["rows_written"] == 2000, record["error"]
     assert record["log_error"] == "the run log is incomplete: No space left on device"
     assert len(rows_of(p.root / "dst.db")) == 2000
-    on_disk = service.run_record(ws, record["run_id"])
+    on_disk = services.run_record(ws, record["run_id"])
     assert on_disk["status"] == "succeeded" and on_disk["rows_written"] == 2000
     assert on_disk["tasks"][0]["inserted"] == 2000
     assert not list(small_disk.glob("**/.*.reserve"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import service
+from runner import services
 from runner.history import files as history
 from tests.daemon.conftest import job_yaml
 
@@ -53,7 +53,7 @@ def opened_files() -> Iterator[list[str]]:
 
 
 def write_runs(
-    ws: service.Workspace, count: int, tasks: list[str] | None = None, start: int = 0
+    ws: services.Workspace, count: int, tasks: list[str] | None = None, start: int = 0
 ) -> list[str]:
     """Run records as a runner writes them (one file each), the oldest first; every 100th
     wrote rows, the others found nothing new; only the first ran task `other`."""
@@ -91,52 +91,52 @@ def write_runs(
 def many_runs(daemon_project) -> tuple:
     p = daemon_project
     p.write("jobs.d/sync.yaml", job_yaml("sync", TWO_TASKS))
-    service.apply(p.ws)
+    services.apply(p.ws)
     ids = write_runs(p.ws, RUNS)
     return p, ids
 
 
 def test_listings_read_only_the_files_they_show(many_runs):
     p, ids = many_runs
-    service.runs(p.ws, "sync", limit=1)  # the first listing indexes the files an older runner wrote
+    services.runs(p.ws, "sync", limit=1)  # the first listing indexes the files an older runner wrote
     with opened_files() as opened:
-        latest = service.runs(p.ws, "sync", limit=5)
+        latest = services.runs(p.ws, "sync", limit=5)
     assert [r["run_id"] for r in latest] == ids[::-1][:5] and len(opened) == 5
     with opened_files() as opened:
-        changed = service.runs(p.ws, "sync", limit=5, changed_only=True)  # 1 run in 100 wrote rows
+        changed = services.runs(p.ws, "sync", limit=5, changed_only=True)  # 1 run in 100 wrote rows
     assert [r["run_id"] for r in changed] == [ids[i] for i in (1400, 1300, 1200, 1100, 1000)]
     assert len(opened) == 5
     with opened_files() as opened:
-        tasks = {t["task"]: t["last_run"]["run_id"] for t in service.tasks(p.ws, "sync")}
+        tasks = {t["task"]: t["last_run"]["run_id"] for t in services.tasks(p.ws, "sync")}
     assert tasks == {"items": ids[-1], "other": ids[0]} and len(opened) == 2
     with opened_files() as opened:
-        (job,) = service.status(p.ws)["jobs"]
+        (job,) = services.status(p.ws)["jobs"]
     assert job["last_run"]["run_id"] == ids[-1] and len(opened) <= 2
     with opened_files() as opened:
-        other = service.runs(p.ws, "sync", limit=3, task="other")
+        other = services.runs(p.ws, "sync", limit=3, task="other")
     assert [r["run_id"] for r in other] == [ids[0]] and len(opened) == 1
-    new = service.run(p.ws, "sync")  # a new run is indexed as it is written
-    assert service.runs(p.ws, "sync", limit=1)[0]["run_id"] == new["run_id"]
-    assert service.tasks(p.ws, "sync")[1]["last_run"]["run_id"] == new["run_id"]
+    new = services.run(p.ws, "sync")  # a new run is indexed as it is written
+    assert services.runs(p.ws, "sync", limit=1)[0]["run_id"] == new["run_id"]
+    assert services.tasks(p.ws, "sync")[1]["last_run"]["run_id"] == new["run_id"]
 
 
 def test_retention_keeps_n_runs_and_the_last_run_of_each_task(many_runs):
     p, ids = many_runs
-    gone = service.prune_history(p.ws, "default", "sync", keep_runs=10)
+    gone = services.prune_history(p.ws, "default", "sync", keep_runs=10)
     assert len(gone) == RUNS - 11
     left = sorted(path.name for path in (p.ws.history / "default" / "sync").glob("*.json"))
     assert left == sorted(f"{i}.json" for i in [ids[0], *ids[-10:]])  # ids[0]: the last run of `other`
     assert not history.log_path(p.ws.history, "default", "sync", ids[1]).exists()
-    assert [r["run_id"] for r in service.runs(p.ws, "sync", limit=20)] == [*ids[::-1][:10], ids[0]]
-    assert {t["last_run"]["run_id"] for t in service.tasks(p.ws, "sync")} == {ids[-1], ids[0]}
+    assert [r["run_id"] for r in services.runs(p.ws, "sync", limit=20)] == [*ids[::-1][:10], ids[0]]
+    assert {t["last_run"]["run_id"] for t in services.tasks(p.ws, "sync")} == {ids[-1], ids[0]}
 
 
 def test_retention_by_days(many_runs):
     p, ids = many_runs
     now = T0 + dt.timedelta(minutes=RUNS)  # the newest run started a minute before
-    gone = service.prune_history(p.ws, "default", "sync", keep_days=1 / 24, now=now)  # one hour
+    gone = services.prune_history(p.ws, "default", "sync", keep_days=1 / 24, now=now)  # one hour
     assert len(gone) == RUNS - 60 - 1
-    assert len(service.runs(p.ws, "sync", limit=1000)) == 61
+    assert len(services.runs(p.ws, "sync", limit=1000)) == 61
 
 
 def test_the_daemon_keeps_n_runs(daemon_project):
@@ -156,14 +156,14 @@ def test_the_daemon_keeps_n_runs(daemon_project):
 def test_the_index_in_a_postgresql_store_pages_in_start_order(daemon_project, pg_url):
     p = daemon_project
     p.write("jobs.d/sync.yaml", job_yaml("sync", TWO_TASKS))
-    ws = service.Workspace(p.root, state_url=pg_url)
-    service.apply(ws)
+    ws = services.Workspace(p.root, state_url=pg_url)
+    services.apply(ws)
     ids = write_runs(ws, 250)  # over two pages of the index
-    listed = [r["run_id"] for r in service.runs(ws, "sync", limit=1000)]
+    listed = [r["run_id"] for r in services.runs(ws, "sync", limit=1000)]
     assert listed == ids[::-1]
-    assert {t["task"]: t["last_run"]["run_id"] for t in service.tasks(ws, "sync")} == {
+    assert {t["task"]: t["last_run"]["run_id"] for t in services.tasks(ws, "sync")} == {
         "items": ids[-1],
         "other": ids[0],
     }
-    assert len(service.prune_history(ws, "default", "sync", keep_runs=5)) == 250 - 6
+    assert len(services.prune_history(ws, "default", "sync", keep_runs=5)) == 250 - 6
     ws.close()

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from runner import service
+from runner import services
 from tests.daemon.conftest import BATCH, ROWS, job_yaml, rows_of
 
 TWO_TASKS = """
@@ -54,12 +54,12 @@ def kill_after_commits(proc: subprocess.Popen[str], target: Path, at_least: int)
 def test_a_killed_cli_run_says_what_it_committed_and_the_daemon_runs_it_again(daemon_project):
     p = daemon_project
     p.write("jobs.d/sync.yaml", job_yaml("sync", TWO_TASKS))
-    service.apply(p.ws)
+    services.apply(p.ws)
     proc = start_cli_run(p.root, "--task", "items")
     written = kill_after_commits(proc, p.root / "dst.db", 3 * BATCH)
     assert 0 < written < ROWS
 
-    killed = service.runs(p.ws, "sync")[0]
+    killed = services.runs(p.ws, "sync")[0]
     assert killed["status"] == "interrupted"
     assert killed["rows_written"] == written and killed["rows_read"] >= written
     (task,) = killed["tasks"]
@@ -70,7 +70,7 @@ def test_a_killed_cli_run_says_what_it_committed_and_the_daemon_runs_it_again(da
     assert rerun["reason"] == f"catch-up: run {killed['run_id']} was interrupted"
     d.wait_for(lambda e: e["event"] == "run succeeded")
     assert d.stop() == 0
-    runs = service.runs(p.ws, "sync")
+    runs = services.runs(p.ws, "sync")
     assert [r["status"] for r in runs] == ["succeeded", "interrupted"]
     assert runs[0]["options"] == {"tasks": ["items"]}  # the same tasks, no more
     assert runs[0]["tasks"][0]["inserted"] == ROWS - written  # resumed from the pointer
@@ -82,18 +82,18 @@ def test_a_killed_cli_run_says_what_it_committed_and_the_daemon_runs_it_again(da
 def test_a_killed_dry_run_is_not_run_again(daemon_project):
     p = daemon_project
     p.write("jobs.d/sync.yaml", job_yaml("sync"))
-    service.apply(p.ws)
+    services.apply(p.ws)
     proc = start_cli_run(p.root, "--dry-run")
     deadline = time.monotonic() + 30
-    while not service.runs(p.ws, "sync") and time.monotonic() < deadline:
+    while not services.runs(p.ws, "sync") and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
     proc.kill()
     proc.wait(10)
-    assert service.runs(p.ws, "sync")[0]["status"] == "interrupted"
+    assert services.runs(p.ws, "sync")[0]["status"] == "interrupted"
     d = p.start()
     d.wait_for(lambda e: e["event"] == "daemon started")
     time.sleep(1.5)
     assert d.stop() == 0
     assert not d.matching("running once to catch up")
-    assert [r["status"] for r in service.runs(p.ws, "sync")] == ["interrupted"]
+    assert [r["status"] for r in services.runs(p.ws, "sync")] == ["interrupted"]

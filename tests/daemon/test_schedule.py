@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from runner.daemon.schedule import Cron, Scheduler
+from runner.runs.schedule import Cron, Scheduler
 
 T0 = dt.datetime(2026, 3, 28, 23, 59, 58, tzinfo=dt.UTC)
 
@@ -101,7 +101,7 @@ def test_a_fixed_time_runs_once_when_clocks_go_back():
 
 
 def test_cron_in_words():
-    from runner.daemon.schedule import describe_cron
+    from runner.runs.schedule import describe_cron
 
     assert describe_cron("*/15 * * * *") == "every 15 minutes"
     assert describe_cron("0 3 * * *") == "at 03:00, every day"

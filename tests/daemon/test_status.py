@@ -7,7 +7,7 @@ import json
 
 from typer.testing import CliRunner
 
-from runner import service
+from runner import services
 from runner.cli.app import app
 from tests.conftest import TWO_SQLITE
 from tests.daemon.conftest import ROWS, WATERMARK, job_yaml, make_source
@@ -68,7 +68,7 @@ def test_tasks_and_a_tasks_history(project):
     assert [(r["task"], r["strategy"]) for r in rows] == [("items", "watermark"), ("copy", "full")]
     items, copy = rows
     assert items["pointer"]["value"] == str(ROWS)
-    runs = service.runs(project.ws, "sync")
+    runs = services.runs(project.ws, "sync")
     assert items["last_run"]["run_id"] == runs[1]["run_id"]  # not run by the second run
     assert copy["last_run"]["run_id"] == runs[0]["run_id"]
     assert "Tasks of sync" in cli(project, "tasks", "sync").stdout
@@ -115,8 +115,8 @@ def test_a_job_deleted_while_it_runs_is_listed_and_can_be_cancelled(project):
 
     worker = threading.Thread(
         target=lambda: records.append(
-            service.run(
-                service.Workspace(project.root), "sync", progress=progress, cancel=CancelToken(interval=0)
+            services.run(
+                services.Workspace(project.root), "sync", progress=progress, cancel=CancelToken(interval=0)
             )
         )
     )
@@ -140,7 +140,7 @@ def test_deleting_a_job_forgets_its_suspension(project):
     (project.root / "jobs.d/sync.yaml").unlink()
     (project.root / "jobs.d/next.yaml").unlink()
     assert cli(project, "apply").exit_code == 0
-    assert service.runtime_switches(project.ws)["suspended"] == []
+    assert services.runtime_switches(project.ws)["suspended"] == []
     (project.root / "jobs.d/sync.yaml").write_text(sync)
     assert cli(project, "apply").exit_code == 0
     assert json.loads(cli(project, "status", "--format", "json").stdout)["jobs"][0]["suspended"] is None
@@ -159,4 +159,4 @@ def test_history_of_a_name_not_applied_is_read_only_for_plain_names(project):
 
     for ref in ("..", "../..", "default/..", "x/../y", "nope"):
         with pytest.raises(NotFound):
-            service.runs(project.ws, ref)
+            services.runs(project.ws, ref)

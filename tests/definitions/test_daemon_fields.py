@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner import service
+from runner import services
 from runner.definitions.models import Retry
 from runner.errors import DefinitionsInvalid
 from tests.conftest import TASK, TWO_SQLITE
@@ -12,7 +12,7 @@ from tests.conftest import TASK, TWO_SQLITE
 
 def lines(project) -> list[str]:
     with pytest.raises(DefinitionsInvalid) as info:
-        service.validate(project.ws)
+        services.validate(project.ws)
     return [str(p).replace(f"{project.root}/", "") for p in info.value.problems]
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from runner import service
+from runner import services
 from runner.errors import DefinitionsInvalid, Problem
 from tests.conftest import TWO_SQLITE as GOOD_CONNECTIONS
 
 
 def problems(project) -> list[Problem]:
     with pytest.raises(DefinitionsInvalid) as info:
-        service.validate(project.ws)
+        services.validate(project.ws)
     return info.value.problems
 
 
@@ -22,7 +22,7 @@ def lines(project) -> list[str]:
 def test_valid_folder_loads_every_document(project):
     project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
     project.job("copy", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}}")
-    defs = service.validate(project.ws)
+    defs = services.validate(project.ws)
     assert sorted(d.ref for d in defs) == ["default/copy", "default/dst", "default/src"]
 
 
@@ -152,7 +152,7 @@ def test_cron_with_seconds_is_valid(project):
         "- {name: t, read: {table: a}, write: {table: b}}",
         extra='  schedule: {cron: "*/5 * * * * */10", timezone: Europe/Berlin}\n',
     )
-    assert len(service.validate(project.ws)) == 3
+    assert len(services.validate(project.ws)) == 3
 
 
 def test_dangling_connection_reference(project):
@@ -178,7 +178,7 @@ def test_same_name_in_other_namespace_is_fine_and_subfolder_is_namespace(project
     project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
     project.connection("src", "sqlite", "sqlite:///finance.db", folder="finance/")
     project.job("copy", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}}", folder="finance/")
-    defs = {d.ref: d for d in service.validate(project.ws)}
+    defs = {d.ref: d for d in services.validate(project.ws)}
     assert "finance/src" in defs and "default/src" in defs
     assert defs["finance/copy"].namespace == "finance"
 
@@ -220,7 +220,7 @@ def test_unparsable_url_is_rejected_without_echoing_it(project):
 def test_password_reference_is_accepted(project):
     project.connection("pg", "postgresql", "postgresql://sync:${env:SHOP_PW}@127.0.0.1/shop")
     project.connection("pg2", "postgresql", "postgresql://sync:${file:secrets/pw}@127.0.0.1/shop")
-    assert len(service.validate(project.ws)) == 2
+    assert len(services.validate(project.ws)) == 2
 
 
 def test_malformed_secret_reference(project):
@@ -292,9 +292,9 @@ def test_bad_names_and_task_names(project):
 
 
 def test_no_definition_folders_is_an_error(tmp_path):
-    ws = service.Workspace(tmp_path)
+    ws = services.Workspace(tmp_path)
     with pytest.raises(DefinitionsInvalid) as info:
-        service.validate(ws)
+        services.validate(ws)
     assert "no jobs.d/ or connections.d/ folder here" in str(info.value.problems[0])
 
 
@@ -400,7 +400,7 @@ def test_stored_file_is_relative_to_the_definitions_folder(project, monkeypatch,
     project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
     for cwd in (tmp_path, project.root / "jobs.d"):
         monkeypatch.chdir(cwd)
-        assert {d.file for d in service.validate(project.ws)} == {"connections.d/all.yaml"}
+        assert {d.file for d in services.validate(project.ws)} == {"connections.d/all.yaml"}
 
 
 def test_duplicate_key_and_unknown_field_in_one_document_are_both_reported(project):
@@ -429,8 +429,8 @@ def test_duplicate_key_and_unknown_field_in_one_document_are_both_reported(proje
         "jobs.d/dup.yaml:8:3: spec.shedule: unknown field 'shedule' (hint: did you mean 'schedule'?)"
     )
     with pytest.raises(DefinitionsInvalid):
-        service.apply(project.ws)
-    assert service.get(project.ws, "Job") == []
+        services.apply(project.ws)
+    assert services.get(project.ws, "Job") == []
 
 
 def test_sub_folder_that_is_not_a_namespace_is_refused_not_printed(project):
@@ -463,7 +463,7 @@ def test_symlink_inside_the_folder_is_read(project):
     project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
     real = project.job("copy", "src", "dst", TASK_LINE, folder="../shared/")
     (project.root / "jobs.d" / "copy.yaml").symlink_to(real)
-    assert sorted(d.ref for d in service.validate(project.ws)) == [
+    assert sorted(d.ref for d in services.validate(project.ws)) == [
         "default/copy",
         "default/dst",
         "default/src",

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from runner import service
+from runner import services
 
 ROWS = [
     (1, "ok", "2026-01-01 00:00:01"),
@@ -46,7 +46,7 @@ def job(
         """,
         extra="  batch_size: 2\n",
     )
-    service.apply(project.ws)
+    services.apply(project.ws)
 
 
 @pytest.mark.parametrize("target_type", ["postgresql", "mariadb"])
@@ -54,7 +54,7 @@ def test_value_too_long_names_task_column_and_key(project, request, target_type)
     url = request.getfixturevalue("pg_url" if target_type == "postgresql" else "maria_url")
     sqlite_source(project.root / "src.db")  # SQLite does not enforce VARCHAR(5); the target does
     job(project, target_type, url, "{strategy: watermark, column: at}")
-    record = service.run(project.ws, "load")
+    record = services.run(project.ws, "load")
     assert record["status"] == "failed"
     error = record["error"]
     assert error.startswith("task items: row with key id=5: column 'name': ")
@@ -66,7 +66,7 @@ def test_value_too_long_names_task_column_and_key(project, request, target_type)
     with engine.connect() as conn:
         assert [r[0] for r in conn.exec_driver_sql("SELECT id FROM dst_items ORDER BY id")] == [1, 2, 3, 4]
     engine.dispose()
-    (pointer,) = service.pointer_show(project.ws, "load")
+    (pointer,) = services.pointer_show(project.ws, "load")
     assert pointer["pointer"] == {"type": "text", "value": "2026-01-01 00:00:04"}
     assert record["tasks"][0]["pointer_after"] == pointer["pointer"]
 
@@ -84,7 +84,7 @@ def test_null_into_not_null_target_column(project, pg_url):
         project.root / "src.db", [(1, "a", "2026-01-01 00:00:01"), (2, None, "2026-01-01 00:00:02")]
     )
     job(project, "postgresql", pg_url)
-    record = service.run(project.ws, "load")
+    record = services.run(project.ws, "load")
     assert record["error"].startswith("task items: row with key id=2: column 'name': ")
     assert "null value" in record["error"]
 
@@ -98,7 +98,7 @@ def test_type_the_target_rejects(project, pg_url):
     engine.dispose()
     sqlite_source(project.root / "src.db", [(7, "abc", "2026-01-01 00:00:01")])
     job(project, "postgresql", pg_url)
-    record = service.run(project.ws, "load")
+    record = services.run(project.ws, "load")
     assert record["error"].startswith("task items: row with key id=7: column 'name': ")
     assert "invalid input syntax for type integer" in record["error"]
     engine = sa.create_engine(pg_url)
@@ -118,7 +118,7 @@ def test_duplicate_key_in_a_source_that_claims_keys(project, request, target, tm
         ddl="CREATE TABLE items (id INTEGER, name VARCHAR(5), at TIMESTAMP)",
     )
     job(project, target, url)
-    record = service.run(project.ws, "load")
+    record = services.run(project.ws, "load")
     assert record["status"] == "failed"
     assert record["error"].startswith("task items: row with key id=2: ")
     assert "the source has this key more than once" in record["error"]

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from runner import service
+from runner import services
 from runner.connectors.sql.writer import SqlWriter
 
 ROWS = 1000
@@ -63,9 +63,9 @@ def test_every_batch_is_bounded(project, batch_sizes, changes, keys, deletes):
         """,
         extra=f"  batch_size: {BATCH}\n",
     )
-    service.apply(project.ws)
+    services.apply(project.ws)
     for _ in range(2):  # a first run and one over existing state (digests, pointer)
-        record = service.run(project.ws, "sync")
+        record = services.run(project.ws, "sync")
         assert record["status"] == "succeeded", record["error"]
     sizes = [n for calls in batch_sizes.values() for n in calls]
     assert sizes and max(sizes) <= BATCH

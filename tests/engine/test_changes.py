@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runner import service
+from runner import services
 from runner.changes import deletes
 from runner.changes import task as changes
 from runner.changes.task import RunOptions
@@ -119,11 +119,11 @@ def setup_job(
         """,
         extra="  batch_size: 4\n",
     )
-    service.apply(project.ws)
+    services.apply(project.ws)
 
 
 def run(project, **options: Any) -> dict:
-    record = service.run(project.ws, "sync", RunOptions(**options))
+    record = services.run(project.ws, "sync", RunOptions(**options))
     assert record["status"] == "succeeded", record["error"]
     return record["tasks"][0]
 
@@ -221,7 +221,7 @@ def test_watermark_pointer_keeps_microseconds_and_survives_resync(project, make_
     setup_job(project, source.db, target, "watermark", "propagate")
     first = run(project)
     assert first["pointer_after"] == {"type": "datetime", "value": "2026-03-01T12:00:00.123457"}
-    shown = service.pointer_show(project.ws, "sync")
+    shown = services.pointer_show(project.ws, "sync")
     assert shown[0]["pointer"] == first["pointer_after"] and shown[0]["by"]
     again = run(project, resync=True)
     assert again["pointer_before"] is None and again["rows_read"] == 2 and again["unchanged"] == 2
@@ -232,14 +232,14 @@ def test_pointer_set_moves_the_next_read(project, make_database):
     target = make_database("sqlite", "target")
     source.upsert([(i, f"row {i}", Decimal("1.00"), T0 + dt.timedelta(days=i)) for i in range(1, 6)])
     setup_job(project, source.db, target, "watermark", "ignore")
-    change = service.pointer_set(project.ws, "sync", "items", "2026-03-04 12:00:00.123456")
+    change = services.pointer_set(project.ws, "sync", "items", "2026-03-04 12:00:00.123456")
     assert change["new"] == {"type": "text", "value": "2026-03-04 12:00:00.123456"}
     first = run(project)
     assert first["rows_read"] == 3  # days 3 (at the pointer), 4 and 5
     assert [r[0] for r in target_rows(target)] == [3, 4, 5]
     assert first["pointer_after"]["value"] == "2026-03-06 12:00:00.123456"
-    service.pointer_set(project.ws, "sync", "items", None)
-    assert service.pointer_show(project.ws, "sync")[0]["pointer"] is None
+    services.pointer_set(project.ws, "sync", "items", None)
+    assert services.pointer_show(project.ws, "sync")[0]["pointer"] is None
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
@@ -250,12 +250,12 @@ def test_pointer_set_refuses_text_that_is_not_a_time(project, make_database, dia
     setup_job(project, source.db, target, "watermark", "ignore")
     for bad in ("yesterday", "NaN", "2026-13-45"):
         with pytest.raises(RunnerError, match="is not a number or an ISO date or time"):
-            service.pointer_set(project.ws, "sync", "items", bad)
-    assert service.pointer_show(project.ws, "sync")[0]["pointer"] is None
+            services.pointer_set(project.ws, "sync", "items", bad)
+    assert services.pointer_show(project.ws, "sync")[0]["pointer"] is None
     run(project)  # now the pointer is the column's own type (text of a time in SQLite)
     with pytest.raises(RunnerError, match="is not"):
-        service.pointer_set(project.ws, "sync", "items", "yesterday")
-    assert service.pointer_show(project.ws, "sync")[0]["pointer"]["value"].startswith("2026-03-04")
+        services.pointer_set(project.ws, "sync", "items", "yesterday")
+    assert services.pointer_show(project.ws, "sync")[0]["pointer"]["value"].startswith("2026-03-04")
     assert run(project)["rows_read"] == 1  # the row at the pointer, nothing skipped
 
 
@@ -270,7 +270,7 @@ def test_dry_run_counts_and_writes_nothing(project, make_database):
     dry = run(project, dry_run=True)
     assert (dry["inserted"], dry["deleted"]) == (1, 1)
     assert [r[0] for r in target_rows(target)] == [1, 2, 3, 4, 5]
-    assert service.pointer_show(project.ws, "sync")[0]["pointer"]["value"].endswith("12:00:05.123456")
+    assert services.pointer_show(project.ws, "sync")[0]["pointer"]["value"].endswith("12:00:05.123456")
     real = run(project)
     assert (real["inserted"], real["deleted"]) == (1, 1)
 
@@ -308,7 +308,7 @@ def test_deleted_keys_query(project, make_database):
           deletes: propagate
         """,
     )
-    service.apply(project.ws)
+    services.apply(project.ws)
     first = run(project)
     assert first["deleted"] == 2
     assert [r[0] for r in target_rows(target)] == [1, 3, 5]
@@ -330,8 +330,8 @@ def test_on_error_continue_runs_the_next_task(project, make_database):
         """,
         extra="  on_error: continue\n",
     )
-    service.apply(project.ws)
-    record = service.run(project.ws, "sync")
+    services.apply(project.ws)
+    record = services.run(project.ws, "sync")
     assert record["status"] == "failed" and record["failed_tasks"] == ["broken"]
     assert [t["status"] for t in record["tasks"]] == ["failed", "succeeded"]
     assert target_rows(target) == source.rows()
@@ -475,7 +475,7 @@ def test_watermark_deletes_with_a_text_key(project, make_database):
           deletes: propagate
         """,
     )
-    service.apply(project.ws)
+    services.apply(project.ws)
     run(project)
     with db.cursor() as c:
         c.execute("DELETE FROM src_items WHERE code IN ('k1', 'k150', 'k300')")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from runner import service
+from runner import services
 from runner.changes.task import RunOptions
 from tests.conftest import Project
 from tests.engine.conftest import Database
@@ -256,11 +256,11 @@ def test_copy_extremes(project: Project, source: Database, target: Database) -> 
         for c in cases
     )
     project.job("extremes", "source", "target", tasks, extra="  on_error: continue\n")
-    service.apply(project.ws)
+    services.apply(project.ws)
     problems = []
     # the first run may copy inside the databases; a limited run sends every row through Python
     for options in (None, RunOptions(limit=1_000)):
-        record = service.run(project.ws, "extremes", options)
+        record = services.run(project.ws, "extremes", options)
         results = {t["name"]: t for t in record["tasks"]}
         how = "limited run" if options else "first run"
         problems += [f"{how}: {p}" for p in _problems(cases, results, source, target)]

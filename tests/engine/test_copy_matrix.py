@@ -7,7 +7,7 @@ SQLite-only pair runs without them.
 
 For each pair a table created natively in the source (every common column type, NULLs,
 unicode, extreme numbers, microseconds, more rows than a batch) and a grouped query are
-copied through `service.apply` + `service.run`; both sides are then read back with the plain
+copied through `services.apply` + `services.run`; both sides are then read back with the plain
 drivers, normalised to canonical Python values and compared exactly, and the target's column
 types are checked.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from runner import service
+from runner import services
 from tests.conftest import Project
 from tests.engine.conftest import DIALECTS, Database
 
@@ -386,7 +386,7 @@ def pg_session_zone(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _run(project: Project, replaced: int) -> dict[str, Any]:
     """A run; `replaced`: the rows each task's replace removes (a rerun: those of the last)."""
-    record = service.run(project.ws, "copy")
+    record = services.run(project.ws, "copy")
     assert record["status"] == "succeeded", record["error"]
     tasks = {t["name"]: t for t in record["tasks"]}
     assert (tasks["table"]["rows_read"], tasks["table"]["inserted"]) == (ROWS, ROWS)
@@ -414,7 +414,7 @@ def test_copy_matrix(project: Project, source: Database, target: Database) -> No
         """,
         extra=f"  batch_size: {BATCH_SIZE}\n",
     )
-    service.apply(project.ws)
+    services.apply(project.ws)
     columns = source_columns(source.dialect)
     summary = summary_columns(source.dialect)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from runner import service
+from runner import services
 from tests.conftest import REPO
 
 ROWS = 60
@@ -93,7 +93,7 @@ def test_sqlite_kill_anywhere_then_rerun(project, tmp_path, strategy, point):
         """,
         extra="  batch_size: 7\n",
     )
-    service.apply(project.ws)
+    services.apply(project.ws)
     project.ws.close()
 
     kill_at(project, point, tmp_path)  # the first run dies
@@ -104,10 +104,10 @@ def test_sqlite_kill_anywhere_then_rerun(project, tmp_path, strategy, point):
     db.close()
     kill_at(project, point, tmp_path)  # and the second, after the source moved on
 
-    record = service.run(project.ws, "sync")  # the dead runs' job lock is taken over
+    record = services.run(project.ws, "sync")  # the dead runs' job lock is taken over
     assert record["status"] == "succeeded", record["error"]
     assert sqlite_rows(dst, "items") == sqlite_rows(src, "items")
-    again = service.run(project.ws, "sync")
+    again = services.run(project.ws, "sync")
     task = again["tasks"][0]
     assert (task["inserted"], task["updated"], task["deleted"]) == (0, 0, 0)
     assert sqlite_rows(dst, "items") == sqlite_rows(src, "items")
@@ -129,8 +129,8 @@ def test_postgresql_kill_then_rerun_without_keys_replaces_whole(project, pg_url,
         "- {name: copy, read: {table: src}, write: {table: dst}}",
         extra="  batch_size: 7\n",
     )
-    service.apply(project.ws)
-    assert service.run(project.ws, "sync")["status"] == "succeeded"
+    services.apply(project.ws)
+    assert services.run(project.ws, "sync")["status"] == "succeeded"
     with engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO src SELECT g, 'new ' || g FROM generate_series(51, 80) g")
     project.ws.close()
@@ -138,7 +138,7 @@ def test_postgresql_kill_then_rerun_without_keys_replaces_whole(project, pg_url,
     whole = 50 if point == "write" else 80  # the old copy, or the new one once committed
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*), count(DISTINCT id) FROM dst").one() == (whole, whole)
-    assert service.run(project.ws, "sync")["status"] == "succeeded"
+    assert services.run(project.ws, "sync")["status"] == "succeeded"
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*), count(DISTINCT id) FROM dst").one() == (80, 80)
         diff = (

@@ -9,12 +9,12 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from runner import service
+from runner import services
 from tests.engine.test_crash import kill_at
 
 
 def messages(project, record) -> list[str]:
-    return [entry["message"] for entry in service.logs(project.ws, record["run_id"])]
+    return [entry["message"] for entry in services.logs(project.ws, record["run_id"])]
 
 
 @pytest.mark.parametrize("keys", ["[]", "[id]"])
@@ -34,8 +34,8 @@ def test_postgresql_binary_copy(project, pg_url, keys):
     project.job(
         "sync", "db", "db", f"- {{name: t, read: {{table: src}}, write: {{table: dst, keys: {keys}}}}}"
     )
-    service.apply(project.ws)
-    record = service.run(project.ws, "sync")
+    services.apply(project.ws)
+    record = services.run(project.ws, "sync")
     assert record["status"] == "succeeded", record["error"]
     assert "copied inside the databases, no row through Python" in messages(project, record)
     assert record["tasks"][0]["rows_read"] == 2001
@@ -56,8 +56,8 @@ def test_postgresql_copy_steps_aside_for_other_target_types(project, pg_url):
     engine.dispose()
     project.connection("db", "postgresql", pg_url)
     project.job("sync", "db", "db", "- {name: t, read: {table: src}, write: {table: dst}}")
-    service.apply(project.ws)
-    record = service.run(project.ws, "sync")
+    services.apply(project.ws)
+    record = services.run(project.ws, "sync")
     assert record["error"] == (
         "task t: row 2 of its batch: column 'name': value too long for type character varying(5)"
     )
@@ -76,8 +76,8 @@ def test_sqlite_attach_copy_keeps_stored_values(project, tmp_path):
     project.connection("src", "sqlite", f"sqlite:///{src}")
     project.connection("dst", "sqlite", f"sqlite:///{tmp_path / 'dst.db'}")
     project.job("sync", "src", "dst", "- {name: t, read: {table: items}, write: {table: items}}")
-    service.apply(project.ws)
-    record = service.run(project.ws, "sync")
+    services.apply(project.ws)
+    record = services.run(project.ws, "sync")
     assert "copied inside the databases, no row through Python" in messages(project, record)
     query = "SELECT id, amount, typeof(amount), at, note FROM items ORDER BY id"
     a, b = sqlite3.connect(src), sqlite3.connect(tmp_path / "dst.db")
@@ -86,7 +86,7 @@ def test_sqlite_attach_copy_keeps_stored_values(project, tmp_path):
     b.execute("DROP TABLE items")
     b.execute("CREATE TABLE items (note TEXT, at TIMESTAMP, amount NUMERIC(12,2), id INTEGER PRIMARY KEY)")
     b.commit()
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     assert "copied inside the databases, no row through Python" in messages(project, record)
     assert a.execute(query).fetchall() == b.execute(query).fetchall()
 
@@ -110,8 +110,8 @@ def test_mariadb_without_local_infile_falls_back_to_inserts(project, maria_url, 
         project.job(
             "sync", "src", "dst", "- {name: t, read: {table: items}, write: {table: items, keys: [id]}}"
         )
-        service.apply(project.ws)
-        record = service.run(project.ws, "sync")
+        services.apply(project.ws)
+        record = services.run(project.ws, "sync")
         assert record["status"] == "succeeded", record["error"]
         with admin.connect() as conn:
             rows = conn.exec_driver_sql("SELECT id, note, raw FROM items ORDER BY id").all()
@@ -148,7 +148,7 @@ def test_postgresql_watermark_first_load_killed_anywhere_then_rerun(project, pg_
           deletes: propagate
         """,
     )
-    service.apply(project.ws)
+    services.apply(project.ws)
     project.ws.close()
     kill_at(project, point, tmp_path)
 
@@ -160,9 +160,9 @@ def test_postgresql_watermark_first_load_killed_anywhere_then_rerun(project, pg_
             ).all()
             assert diff == []
             highest = conn.exec_driver_sql("SELECT max(at) FROM src").scalar_one()
-        assert service.pointer_show(project.ws, "sync")[0]["pointer"]["value"] == highest.isoformat()
+        assert services.pointer_show(project.ws, "sync")[0]["pointer"]["value"] == highest.isoformat()
 
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     assert record["status"] == "succeeded", record["error"]
     copied = "copied inside the databases, no row through Python" in messages(project, record)
     assert copied == (point != "committed")  # after a commit the table is no longer empty
@@ -173,7 +173,7 @@ def test_postgresql_watermark_first_load_killed_anywhere_then_rerun(project, pg_
         )
         conn.exec_driver_sql("DELETE FROM src WHERE id IN (3, 150)")
         conn.exec_driver_sql("INSERT INTO src VALUES (301, 'new', '2026-02-01')")
-    second = service.run(project.ws, "sync")["tasks"][0]
+    second = services.run(project.ws, "sync")["tasks"][0]
     assert (second["inserted"], second["updated"], second["deleted"]) == (1, 42, 2)
     check()
     engine.dispose()

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from runner import service
+from runner import services
 from runner.changes import task as changes
 from runner.connectors.registry import open_connector
 from runner.definitions.models import ReadSpec
@@ -49,7 +49,7 @@ def setup(project, pg_url: str, maria_url: str) -> sa.Engine:
         """,
         extra="  batch_size: 5000\n",
     )
-    service.apply(project.ws)
+    services.apply(project.ws)
     return source
 
 
@@ -63,7 +63,7 @@ def change(source: sa.Engine) -> None:
 def test_first_load_copied_then_changes_applied(project, pg_url, maria_url, monkeypatch):
     monkeypatch.setattr(changes, "NOTE_SECONDS", 0)  # every step of a long phase logs its progress
     source = setup(project, pg_url, maria_url)
-    first = service.run(project.ws, "sync")
+    first = services.run(project.ws, "sync")
     assert first["status"] == "succeeded", first["error"]
     said = messages(project, first)
     assert "copied inside the databases, no row through Python" in said
@@ -76,7 +76,7 @@ def test_first_load_copied_then_changes_applied(project, pg_url, maria_url, monk
     assert first["tasks"][0]["inserted"] == ROWS
     assert rows_of(maria_url, "dst") == rows_of(pg_url, "src")
     change(source)
-    second = service.run(project.ws, "sync")
+    second = services.run(project.ws, "sync")
     assert second["status"] == "succeeded", second["error"]
     task = second["tasks"][0]
     assert (task["inserted"], task["updated"], task["deleted"]) == (2, 3, 2)
@@ -92,13 +92,13 @@ def test_first_load_killed_then_rerun(project, pg_url, maria_url, tmp_path, poin
     project.ws.close()
     kill_at(project, point, tmp_path)
     change(source)
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     assert record["status"] == "succeeded", record["error"]
     assert rows_of(maria_url, "dst") == rows_of(pg_url, "src")
     with source.begin() as conn:
         conn.exec_driver_sql("UPDATE src SET amount = 0 WHERE id = 100")
         conn.exec_driver_sql("DELETE FROM src WHERE id = 200")
-    again = service.run(project.ws, "sync")
+    again = services.run(project.ws, "sync")
     assert again["status"] == "succeeded", again["error"]
     task = again["tasks"][0]
     assert (task["inserted"], task["updated"], task["deleted"]) == (0, 1, 1)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from runner import service
+from runner import services
 from runner.changes.task import RunOptions
 from tests.engine.test_crash import kill_at
 
@@ -31,7 +31,7 @@ def setup(project, pg_url: str, ddl: str, keys: str = "id", deletes: str = "prop
         conn.exec_driver_sql(ddl)
     project.connection("db", "postgresql", pg_url)
     project.job("sync", "db", "db", JOB.format(keys=keys, deletes=deletes), extra="  batch_size: 3\n")
-    service.apply(project.ws)
+    services.apply(project.ws)
     return engine
 
 
@@ -42,7 +42,7 @@ def execute(engine: sa.Engine, *statements: str) -> None:
 
 
 def run(project, **options) -> dict:
-    record = service.run(project.ws, "sync", RunOptions(**options))
+    record = services.run(project.ws, "sync", RunOptions(**options))
     assert record["status"] == "succeeded", record["error"]
     return record
 
@@ -168,7 +168,7 @@ def test_buckets_around_zero_and_a_query_source(project, pg_url, read):
     project.connection("db", "postgresql", pg_url)
     job = JOB.format(keys="id", deletes="propagate").replace("{table: src}", read)
     project.job("sync", "db", "db", job, extra="  batch_size: 3\n")
-    service.apply(project.ws)
+    services.apply(project.ws)
     run(project)
     execute(
         engine,

@@ -10,7 +10,7 @@ import threading
 
 import sqlalchemy as sa
 
-from runner import service
+from runner import services
 
 _OK = b"\x00\x00\x00\x02\x00\x00\x00"  # OK: no rows, no insert id, autocommit status, no warnings
 
@@ -111,8 +111,8 @@ def test_a_rogue_server_gets_no_file(project, tmp_path):
         project.connection("rogue", "mariadb", f"mariadb://root@127.0.0.1:{rogue.port}/test")
         project.connection("dst", "sqlite", "sqlite:///dst.db")
         project.job("pull", "rogue", "dst", "- {name: t, read: {table: items}, write: {table: items}}")
-        service.apply(project.ws)
-        record = service.run(project.ws, "pull")
+        services.apply(project.ws)
+        record = services.run(project.ws, "pull")
     finally:
         rogue.close()
     assert rogue.requests >= 1  # the server did ask
@@ -139,8 +139,8 @@ def test_a_script_cannot_load_a_local_file(project, maria_url, tmp_path):
     script = f"LOAD DATA LOCAL INFILE '{secret}' INTO TABLE loot (line)"
     write = f'{{table: items, keys: [id], upsert_script: "{script}"}}'
     project.job("steal", "src", "dst", f"- {{name: t, read: {{table: items}}, write: {write}}}")
-    service.apply(project.ws)
-    record = service.run(project.ws, "steal")
+    services.apply(project.ws)
+    record = services.run(project.ws, "steal")
     with target.connect() as conn:
         loot = conn.exec_driver_sql("SELECT count(*) FROM loot").scalar()
     target.dispose()
@@ -161,8 +161,8 @@ def test_bulk_loads_still_use_load_data(project, maria_url, tmp_path):
     project.connection("src", "sqlite", f"sqlite:///{src}")
     project.connection("dst", "mariadb", maria_url)
     project.job("sync", "src", "dst", "- {name: t, read: {table: items}, write: {table: items, keys: [id]}}")
-    service.apply(project.ws)
-    record = service.run(project.ws, "sync")
+    services.apply(project.ws)
+    record = services.run(project.ws, "sync")
     assert record["status"] == "succeeded", record["error"]
     target = sa.create_engine(maria_url, poolclass=sa.NullPool)
     with target.connect() as conn:

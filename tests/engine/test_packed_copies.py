@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from runner import service
+from runner import services
 from runner.connectors import registry
 from runner.streams.readahead import ReadAhead
 
@@ -45,8 +45,8 @@ def test_postgresql_to_mariadb_in_pieces(project, pg_url, maria_url):
     project.connection("src", "postgresql", pg_url)
     project.connection("dst", "mariadb", maria_url)
     project.job("sync", "src", "dst", "- {name: t, read: {table: src}, write: {table: dst}}")
-    service.apply(project.ws)
-    record = service.run(project.ws, "sync")
+    services.apply(project.ws)
+    record = services.run(project.ws, "sync")
     assert record["status"] == "succeeded", record["error"]
     assert record["tasks"][0]["inserted"] == rows
     assert "copied inside the databases" in Path(record["log"]).read_text()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from runner import service
+from runner import services
 from tests.conftest import Project
 from tests.engine.conftest import Database
 
@@ -49,7 +49,7 @@ def test_timestamptz_pointer_keeps_its_zone(
           changes: {strategy: watermark, column: at}
         """,
     )
-    service.apply(project.ws)
+    services.apply(project.ws)
     rows: list[tuple[int, dt.datetime]] = []
     # first load; new rows minutes later (within the zone's 5 hours); new rows hours later
     for round_, (count, step) in enumerate([(5, dt.timedelta(minutes=1)), (3, dt.timedelta(minutes=10)),
@@ -59,7 +59,7 @@ def test_timestamptz_pointer_keeps_its_zone(
         with source.cursor() as c:
             c.executemany("INSERT INTO events (id, at) VALUES (%s, %s)", new)
         rows += new
-        record = service.run(project.ws, "sync")
+        record = services.run(project.ws, "sync")
         assert record["status"] == "succeeded", f"round {round_ + 1}: {record['error']}"
         got = sorted(
             (int(i), _instant(target.dialect, at)) for i, at in target.fetch("SELECT id, at FROM events_copy")
@@ -85,8 +85,8 @@ def test_a_pointer_kept_without_its_zone_reads_as_utc(project: Project, make_dat
     project.connection("target", "mariadb", target.url)
     task = "- {name: events, read: {table: events}, write: {table: events_copy, keys: [id]}, "
     project.job("sync", "source", "target", task + "changes: {strategy: watermark, column: at}}")
-    service.apply(project.ws)
-    assert service.run(project.ws, "sync")["status"] == "succeeded"
+    services.apply(project.ws)
+    assert services.run(project.ws, "sync")["status"] == "succeeded"
     store = project.ws.store()
     state = store.task_state("default", "sync", "events")
     store.set_pointer(
@@ -94,7 +94,7 @@ def test_a_pointer_kept_without_its_zone_reads_as_utc(project: Project, make_dat
     )
     with source.cursor() as c:  # 10 minutes past the pointer: within the 5 hours a local reading would skip
         c.execute("INSERT INTO events VALUES (2, %s), (3, %s)", (T0 + dt.timedelta(minutes=10), T0 + 7 * H))
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     assert record["status"] == "succeeded", record["error"]
     assert target.fetch("SELECT id FROM events_copy ORDER BY id") == [(1,), (2,), (3,)]
     assert dt.datetime.fromisoformat(record["tasks"][0]["pointer_after"]["value"]) == T0 + 7 * H

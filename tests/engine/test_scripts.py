@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from runner import service
+from runner import services
 from runner.errors import DefinitionsInvalid
 
 EVIL = "'); DROP TABLE victim; --"
@@ -93,8 +93,8 @@ def test_upsert_and_delete_scripts_bind_values(project, request, tmp_path, diale
         },
     }
     (project.root / "jobs.d" / "load.yaml").write_text(yaml.safe_dump(job, allow_unicode=True))
-    service.apply(project.ws)
-    first = service.run(project.ws, "load")
+    services.apply(project.ws)
+    first = services.run(project.ws, "load")
     assert first["status"] == "succeeded", first["error"]
     assert first["tasks"][0]["upserted"] == 3
     db = sqlite3.connect(project.root / "src.db")
@@ -102,7 +102,7 @@ def test_upsert_and_delete_scripts_bind_values(project, request, tmp_path, diale
     db.execute("DELETE FROM items WHERE id = 2")
     db.commit()
     db.close()
-    second = service.run(project.ws, "load")
+    second = services.run(project.ws, "load")
     assert second["status"] == "succeeded", second["error"]
     assert (second["tasks"][0]["upserted"], second["tasks"][0]["deleted"]) == (1, 1)
     with engine.connect() as conn:
@@ -129,8 +129,8 @@ def test_merge_path_keeps_hostile_values_and_names(project, pg_url):
     engine = sa.create_engine(pg_url)
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE victim (id INTEGER)")
-    service.apply(project.ws)
-    record = service.run(project.ws, "load")
+    services.apply(project.ws)
+    record = services.run(project.ws, "load")
     assert record["status"] == "succeeded", record["error"]
     with engine.connect() as conn:
         rows = conn.exec_driver_sql('SELECT id, "we""ird", note FROM "odd""table; DROP TABLE victim"').all()
@@ -161,8 +161,8 @@ def test_script_cannot_reach_outside_the_sandbox_or_values(project, tmp_path):
                 upsert_script: "SELECT {{ bind.__globals__ }}"
         """,
     )
-    service.apply(project.ws)
-    record = service.run(project.ws, "load")
+    services.apply(project.ws)
+    record = services.run(project.ws, "load")
     assert record["status"] == "failed" and "unsafe" in record["error"].lower()
 
 
@@ -190,7 +190,7 @@ def test_invalid_scripts_are_validation_errors(project):
         """,
     )
     with pytest.raises(DefinitionsInvalid) as info:
-        service.validate(project.ws)
+        services.validate(project.ws)
     text = "\n".join(str(p) for p in info.value.problems)
     assert "spec.tasks[0].write.upsert_script: invalid template" in text
     assert "spec.tasks[1]: deletes: propagate with write.upsert_script needs write.delete_script" in text
@@ -217,7 +217,7 @@ def script_job(project, tmp_path, script: str, extra: str = "") -> None:
     }
     job["spec"]["tasks"][0]["write"]["upsert_script"] = script
     project.write("jobs.d/load.yaml", yaml.safe_dump(job))
-    service.apply(project.ws)
+    services.apply(project.ws)
 
 
 @pytest.mark.parametrize(
@@ -247,7 +247,7 @@ def test_scripts_cannot_take_unbounded_time_or_memory(project, tmp_path, script,
     bind to fails at once, naming the script and the bound; the target is left as it was."""
     script_job(project, tmp_path, script)
     started = time.monotonic()
-    record = service.run(project.ws, "load")
+    record = services.run(project.ws, "load")
     assert time.monotonic() - started < 10
     assert record["status"] == "failed", record
     error = record["tasks"][0]["error"]
@@ -272,7 +272,7 @@ def test_a_render_is_stopped_by_its_time_budget_and_by_the_job_timeout(project, 
 
     script_job(project, tmp_path, loops, extra="timeout: 1s")  # a timeout cancels the render too
     started = time.monotonic()
-    record = service.run(project.ws, "load")
+    record = services.run(project.ws, "load")
     assert time.monotonic() - started < 4
     assert record["status"] == "failed" and "timed out after 1s" in record["error"], record
 
@@ -285,7 +285,7 @@ def test_well_behaved_scripts_still_render(project, tmp_path):
         "ON CONFLICT (id) DO NOTHING"
     )
     script_job(project, tmp_path, script)
-    record = service.run(project.ws, "load")
+    record = services.run(project.ws, "load")
     assert record["status"] == "succeeded", record
     with sqlite3.connect(tmp_path / "dst.db") as db:
         assert db.execute("SELECT id, loaded_by FROM dst_items ORDER BY id").fetchall() == [

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import service
+from runner import services
 from runner.changes.task import RunOptions
 from tests.engine.conftest import Database
 
@@ -48,7 +48,7 @@ def job(project, source: Database, target: Database, task: str, extra: str = "")
     project.connection("src", source.dialect, source.url)
     project.connection("dst", target.dialect, target.url)
     project.job("sync", "src", "dst", task, extra=extra)
-    service.apply(project.ws)
+    services.apply(project.ws)
 
 
 # --- 7: every column a task names is checked before anything is written -------------------
@@ -72,7 +72,7 @@ def test_a_missing_watermark_column_fails_before_the_target_is_created(project, 
         """,
     )
     for _ in range(2):  # the same words on every run, and still nothing created
-        record = service.run(project.ws, "sync")
+        record = services.run(project.ws, "sync")
         assert record["status"] == "failed"
         assert record["error"] == (
             "task items: jobs.d/sync.yaml:11:38: spec.tasks[0].changes.column: column 'updatd_at' is not "
@@ -96,7 +96,7 @@ def test_missing_keys_are_all_named_with_their_fields(project, make_database, st
           changes: {{strategy: {strategy}}}
         """,
     )
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     assert record["error"] == (
         "task items: jobs.d/sync.yaml:10:39: spec.tasks[0].write.keys[1]: column 'nme' is not among the "
         "source's columns (did you mean 'name'?); jobs.d/sync.yaml:10:44: spec.tasks[0].write.keys[2]: "
@@ -119,7 +119,7 @@ def test_a_soft_delete_column_the_source_has_is_refused(project, make_database):
           deletes: soft
         """,
     )
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     assert record["error"] == (
         "task items: jobs.d/sync.yaml:10:40: spec.tasks[0].write.soft_delete_column: column 'name' is one "
         "of the source's columns: runner sets it when a row is deleted; name another one"
@@ -137,7 +137,7 @@ def test_a_file_edited_since_apply_is_named_by_the_applied_definitions_line(proj
         """
     job(project, source, target, task)
     project.job("sync", "src", "dst", "- {name: other, read: {table: items}, write: {table: b}}")
-    record = service.run(project.ws, "sync")  # runs what was applied; its lines are gone
+    record = services.run(project.ws, "sync")  # runs what was applied; its lines are gone
     assert record["error"] == (
         "task items: jobs.d/sync.yaml:1: spec.tasks[0].write.keys[0]: column 'idx' is not among the "
         "source's columns (did you mean 'id'?)"
@@ -151,10 +151,10 @@ def test_a_full_replace_counts_the_rows_it_removed(project, make_database):
     source, target = make_database("sqlite", "source"), make_database("postgresql", "target")
     make_items(source, 5)
     job(project, source, target, "- {name: items, read: {table: items}, write: {table: copy}}")
-    service.run(project.ws, "sync")
+    services.run(project.ws, "sync")
     with source.cursor() as c:
         c.execute("DELETE FROM items WHERE id > 3")
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     assert (record["tasks"][0]["inserted"], record["tasks"][0]["deleted"]) == (3, 5)
     assert len(target.fetch("SELECT * FROM copy")) == 3
 
@@ -164,8 +164,8 @@ def test_a_limited_run_of_a_task_without_keys_leaves_the_target_as_it_was(projec
     source, target = make_database("sqlite", "source"), make_database(dst, "target")
     make_items(source, 20)
     job(project, source, target, "- {name: items, read: {table: items}, write: {table: copy}}")
-    service.run(project.ws, "sync")
-    record = service.run(project.ws, "sync", RunOptions(limit=3))
+    services.run(project.ws, "sync")
+    record = services.run(project.ws, "sync", RunOptions(limit=3))
     assert record["status"] == "succeeded" and record["options"] == {"limit": 3, "dry_run": True}
     task = record["tasks"][0]
     assert (task["rows_read"], task["inserted"], task["deleted"]) == (3, 3, 0)
@@ -188,19 +188,19 @@ def test_a_limited_run_of_a_keyed_task_moves_no_pointer_and_writes_nothing(proje
           deletes: propagate
         """,
     )
-    service.run(project.ws, "sync")
+    services.run(project.ws, "sync")
     with source.cursor() as c:
         c.execute("UPDATE items SET name = 'changed', updated_at = updated_at + 100")
         c.execute("DELETE FROM items WHERE id = 10")
-    pointers_before = service.pointer_show(project.ws, "sync")
-    record = service.run(project.ws, "sync", RunOptions(limit=4))
+    pointers_before = services.pointer_show(project.ws, "sync")
+    record = services.run(project.ws, "sync", RunOptions(limit=4))
     task = record["tasks"][0]
     assert record["status"] == "succeeded", record["error"]
     assert (task["rows_read"], task["updated"], task["deleted"]) == (4, 4, 0)
-    assert service.pointer_show(project.ws, "sync") == pointers_before
+    assert services.pointer_show(project.ws, "sync") == pointers_before
     assert target.fetch("SELECT count(*) FROM copy WHERE name = 'changed'") == [(0,)]
     assert target.fetch("SELECT count(*) FROM copy") == [(10,)]
-    real = service.run(project.ws, "sync")["tasks"][0]  # nothing of the test run is taken as done
+    real = services.run(project.ws, "sync")["tasks"][0]  # nothing of the test run is taken as done
     assert (real["updated"], real["deleted"]) == (9, 1)
 
 
@@ -215,7 +215,7 @@ def test_a_limited_run_creates_no_table(project, make_database, strategy):
         f"- {{name: items, read: {{table: items}}, write: {{table: copy, keys: [id]}}, "
         f"changes: {changes_of(strategy)}}}",
     )
-    record = service.run(project.ws, "sync", RunOptions(limit=4))
+    record = services.run(project.ws, "sync", RunOptions(limit=4))
     assert record["status"] == "succeeded", record["error"]
     assert (record["tasks"][0]["rows_read"], record["tasks"][0]["inserted"]) == (4, 4)
     assert "copy" not in tables(target)
@@ -246,13 +246,13 @@ def test_text_keys_differing_by_trailing_spaces_stay_distinct_in_mariadb(project
         extra="  batch_size: 2\n",
     )
     for _ in range(2):  # the second run finds every key again, unchanged
-        record = service.run(project.ws, "sync")
+        record = services.run(project.ws, "sync")
         assert record["status"] == "succeeded", record["error"]
         assert sorted(target.fetch("SELECT code, n FROM codes")) == sorted(PADDED)
     assert (record["tasks"][0]["unchanged"], record["rows_written"]) == (4, 0)
     with source.cursor() as c:
         c.execute("DELETE FROM codes WHERE code = 'a '")
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     assert record["tasks"][0]["deleted"] == 1
     assert sorted(target.fetch("SELECT code, n FROM codes")) == [("A", 3), ("a", 1), ("b  ", 4)]
 
@@ -263,7 +263,7 @@ def test_a_target_that_merges_two_source_keys_is_blamed_not_the_source(project, 
     with target.cursor() as c:  # made by hand, with a PAD SPACE collation: 'a' = 'a '
         c.execute("CREATE TABLE codes (code VARCHAR(10) PRIMARY KEY, n INT) COLLATE utf8mb4_bin")
     job(project, source, target, "- {name: codes, read: {table: codes}, write: {table: codes, keys: [code]}}")
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     assert record["status"] == "failed"
     assert "the source has this key more than once" not in record["error"]
     assert record["error"] == (
@@ -288,7 +288,7 @@ def test_a_composite_text_key_shares_the_index_in_mariadb(project, make_database
         "- {name: pairs, read: {table: pairs}, write: {table: pairs, keys: [a, b, n]}}",
     )
     for _ in range(2):
-        record = service.run(project.ws, "sync")
+        record = services.run(project.ws, "sync")
         assert record["status"] == "succeeded", record["error"]
     assert record["tasks"][0]["unchanged"] == 3
     assert sorted(target.fetch("SELECT a, b, n, v FROM pairs")) == sorted(rows)
@@ -312,7 +312,7 @@ def test_a_key_too_wide_for_a_mariadb_index_is_refused_before_anything_is_create
         target,
         "- {name: pairs, read: {table: pairs}, write: {table: pairs, keys: [a, b, c]}}",
     )
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     assert record["error"] == (
         "task pairs: a key on a, b, c does not fit a MariaDB index, which holds 3072 bytes (a varchar(500): "
         "2000; b varchar(300): 1200; c text: the rest, at least 64) (hint: key on fewer or narrower "
@@ -333,7 +333,7 @@ def test_parallel_tasks_create_their_new_schema_once(project, make_database):
     )
     job(project, source, target, tasks, extra="  parallel: 4\n")
     for attempt in range(3):
-        record = service.run(project.ws, "sync")
+        record = services.run(project.ws, "sync")
         assert record["status"] == "succeeded", (attempt, record["error"])
         for i in range(4):
             assert target.fetch(f"SELECT count(*) FROM fresh.t{i}") == [(50,)]
@@ -369,11 +369,11 @@ def test_a_scripted_task_creates_its_missing_table_with_its_keys(project, make_d
           write: {{table: copy, keys: [id], upsert_script: "{SCRIPT[dst]}"}}
         """,
     )
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     assert record["status"] == "succeeded", record["error"]
     with source.cursor() as c:
         c.execute("UPDATE items SET name = 'changed' WHERE id = 2")
-    record = service.run(project.ws, "sync")  # the upsert's ON CONFLICT needs the primary key
+    record = services.run(project.ws, "sync")  # the upsert's ON CONFLICT needs the primary key
     assert record["status"] == "succeeded", record["error"]
     assert sorted(target.fetch("SELECT id, name FROM copy")) == [(1, "a"), (2, "changed")]
 
@@ -389,7 +389,7 @@ def test_a_scripted_task_without_keys_runs_its_script_for_every_row(project, mak
         f'- {{name: items, read: {{table: items}}, write: {{table: log, upsert_script: "{script}"}}}}',
     )
     for _ in range(2):
-        record = service.run(project.ws, "sync")
+        record = services.run(project.ws, "sync")
         assert record["status"] == "succeeded", record["error"]
         assert record["tasks"][0]["upserted"] == 3
     assert sorted(target.fetch("SELECT id FROM log")) == [(1,), (1,), (2,), (2,), (3,), (3,)]
@@ -410,7 +410,7 @@ def two_jobs_into_one_file(project, source: Database, query: str, batch_size: in
             f'- {{name: rows, read: {{query: "{query}"}}, write: {{table: {name}_rows}}}}',
             extra=f"  batch_size: {batch_size}\n",
         )
-    service.apply(project.ws)
+    services.apply(project.ws)
     return target
 
 
@@ -418,7 +418,7 @@ def run_both(project) -> list[dict]:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(lambda name: service.run(project.ws, name), ["one", "two"]))
+        return list(pool.map(lambda name: services.run(project.ws, name), ["one", "two"]))
 
 
 def test_a_long_write_into_a_sqlite_file_makes_another_job_wait_not_fail(project, make_database):
@@ -451,7 +451,7 @@ def test_a_bad_query_is_reported_in_the_users_words(project, make_database, src)
     source, target = make_database(src, "source"), make_database("sqlite", "target")
     make_items(source)
     job(project, source, target, '- {name: q, read: {query: "SELEC 1"}, write: {table: copy}}')
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     said = {
         "sqlite": 'near "SELEC": syntax error',
         "postgresql": 'syntax error at or near "SELEC"',
@@ -494,9 +494,9 @@ def test_a_server_that_never_answers_fails_the_run_within_connect_timeout(projec
     )
     project.connection("dst", "sqlite", "sqlite:///dst.db")
     project.job("sync", "src", "dst", "- {name: t, read: {table: items}, write: {table: items}}")
-    service.apply(project.ws)
+    services.apply(project.ws)
     started = time.monotonic()
-    record = service.run(project.ws, "sync")
+    record = services.run(project.ws, "sync")
     assert time.monotonic() - started < 6
     assert record["status"] == "failed"
     assert record["error"].startswith("task t: connecting (connection 'default/src'): ")
@@ -510,7 +510,7 @@ def test_connect_timeout_is_ten_seconds_unless_set(project):
 
     spec = {"type": "postgresql", "url": "postgresql://someone@127.0.0.1/db"}
     assert registry.connection_models()["postgresql"].model_validate(spec).connect_timeout == 10
-    problems = service.DefinitionsInvalid
+    problems = services.DefinitionsInvalid
     project.write(
         "connections.d/lite.yaml",
         """
@@ -521,7 +521,7 @@ def test_connect_timeout_is_ten_seconds_unless_set(project):
         """,
     )
     with pytest.raises(problems) as raised:  # a file has no server to wait for
-        service.validate(project.ws)
+        services.validate(project.ws)
     assert "spec.connect_timeout: unknown field 'connect_timeout'" in str(raised.value.problems[0])
 
 
@@ -540,8 +540,8 @@ def test_a_query_may_take_longer_than_connect_timeout(project, make_database):
     project.job(
         "sync", "src", "dst", '- {name: t, read: {query: "SELECT SLEEP(2) AS s"}, write: {table: slow}}'
     )
-    service.apply(project.ws)
-    record = service.run(project.ws, "sync")
+    services.apply(project.ws)
+    record = services.run(project.ws, "sync")
     assert record["status"] == "succeeded", record["error"]
     assert target.fetch("SELECT s FROM slow") == [(0,)]
 
@@ -562,7 +562,7 @@ def test_a_writer_that_fails_to_open_gives_the_file_back(project, make_database)
         extra="  on_error: continue\n",
     )
     done: list[dict] = []
-    worker = threading.Thread(target=lambda: done.append(service.run(project.ws, "sync")), daemon=True)
+    worker = threading.Thread(target=lambda: done.append(services.run(project.ws, "sync")), daemon=True)
     worker.start()
     worker.join(30)
     assert done, "the second task waited for the first one's turn on the file"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from runner import service
+from runner import services
 from tests.conftest import Project
 from tests.engine.conftest import Database
 
@@ -27,7 +27,7 @@ def _job(project: Project, source: Database, target: Database, read: str) -> Non
     project.connection("source", source.dialect, source.url)
     project.connection("target", target.dialect, target.url)
     project.job("copy", "source", "target", f"- {{name: t, read: {read}, write: {{table: dst, keys: [id]}}}}")
-    service.apply(project.ws)
+    services.apply(project.ws)
 
 
 def _table_rows(db: Database) -> int:
@@ -51,14 +51,14 @@ def test_postgresql_types_runner_cannot_map(
         for sql in PG_SOURCE:
             c.execute(sql)
     _job(project, source, target, "{table: src}")
-    record = service.run(project.ws, "copy")
+    record = services.run(project.ws, "copy")
     assert record["status"] == "failed"
     assert "'tags' (integer[]), 'feel' (mood), 'span' (interval)" in record["error"], record["error"]
     assert "read.unmapped_types" in record["error"]
     assert _table_rows(target) == 0
 
     _job(project, source, target, "{table: src, unmapped_types: text}")
-    record = service.run(project.ws, "copy")
+    record = services.run(project.ws, "copy")
     assert record["status"] == "succeeded", record["error"]
     assert [
         tuple(r) for r in target.fetch("SELECT id, tags, feel, span, note FROM dst ORDER BY id")
@@ -67,7 +67,7 @@ def test_postgresql_types_runner_cannot_map(
     with target.cursor() as c:
         c.execute("DROP TABLE dst")
     _job(project, source, target, "{table: src, unmapped_types: json}")
-    record = service.run(project.ws, "copy")
+    record = services.run(project.ws, "copy")
     assert record["status"] == "succeeded", record["error"]
     rows = target.fetch("SELECT id, tags, feel, span, note FROM dst ORDER BY id")
     assert [(r[0], *(_json(target, v) for v in r[1:4]), r[4]) for r in rows] == PG_JSON
@@ -83,7 +83,7 @@ def test_mariadb_types_runner_cannot_map(project: Project, make_database: Any, t
         )
         c.execute("INSERT INTO src VALUES (1, 'M', 'a,b', b'0101', 2155, '{\"b\": 1,  \"a\": [true]}')")
     _job(project, source, target, "{table: src}")
-    record = service.run(project.ws, "copy")
+    record = services.run(project.ws, "copy")
     assert record["status"] == "failed"
     assert "'size' (enum('S','M')), 'opts' (set('a','b')), 'flags' (bit(4))" in record["error"], record[
         "error"
@@ -91,7 +91,7 @@ def test_mariadb_types_runner_cannot_map(project: Project, make_database: Any, t
     assert _table_rows(target) == 0
 
     _job(project, source, target, "{table: src, unmapped_types: json}")
-    record = service.run(project.ws, "copy")
+    record = services.run(project.ws, "copy")
     assert record["status"] == "succeeded", record["error"]
     ((size, opts, made, doc),) = target.fetch("SELECT size, opts, made, doc FROM dst")
     assert (_json(target, size), _json(target, opts), made, _json(target, doc)) == (
@@ -114,7 +114,7 @@ def test_a_mariadb_zero_date_is_named(project: Project, make_database: Any, targ
         c.execute("CREATE TABLE src (id INT PRIMARY KEY, day DATE)")
         c.execute("INSERT INTO src VALUES (1, '2024-01-01'), (2, '0000-00-00')")
     _job(project, source, target, "{table: src}")
-    record = service.run(project.ws, "copy")
+    record = services.run(project.ws, "copy")
     assert record["status"] == "failed"
     assert "row with key id=2: column 'day'" in record["error"], record["error"]
     assert _table_rows(target) == 0

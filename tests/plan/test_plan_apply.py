@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from runner import service
+from runner import services
 from runner.errors import DefinitionsInvalid, StaleState
 from runner.state.store import APPLY_LOCK
 from tests.conftest import TASK
@@ -30,7 +30,7 @@ def applied(project):
     project.write("connections.d/conns.yaml", CONNS)
     project.job("copy", "src", "dst", TASK, extra='  schedule: {cron: "*/15 * * * *"}\n')
     project.job("old", "src", "dst", TASK)
-    result = service.apply(project.ws)
+    result = services.apply(project.ws)
     assert result.revision == 1
     return project
 
@@ -38,7 +38,7 @@ def applied(project):
 def test_first_plan_creates_everything(project):
     project.write("connections.d/conns.yaml", CONNS)
     project.job("copy", "src", "dst", TASK)
-    plan = service.plan(project.ws)
+    plan = services.plan(project.ws)
     assert [(c.action, c.kind, c.ref) for c in plan.changes] == [
         ("create", "Connection", "default/dst"),
         ("create", "Connection", "default/src"),
@@ -50,7 +50,7 @@ def test_first_plan_creates_everything(project):
 def test_plan_shows_update_fields_and_delete(applied):
     applied.job("copy", "src", "dst", TASK, extra='  schedule: {cron: "*/5 * * * *"}\n  batch_size: 500\n')
     (applied.root / "jobs.d" / "old.yaml").unlink()
-    plan = service.plan(applied.ws)
+    plan = services.plan(applied.ws)
     by_ref = {(c.kind, c.ref): c for c in plan.changes}
     update = by_ref[("Job", "default/copy")]
     assert update.action == "update"
@@ -75,7 +75,7 @@ def test_apply_records_a_revision_and_the_objects(applied):
 
 
 def test_apply_without_changes_records_no_revision(applied):
-    result = service.apply(applied.ws)
+    result = services.apply(applied.ws)
     assert not result.plan.has_changes and result.revision is None
     assert applied.ws.store().latest_revision().id == 1
 
@@ -88,11 +88,11 @@ def test_revision_records_git_commit_and_dirty_flag(project):
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "defs"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    service.apply(project.ws)
+    services.apply(project.ws)
     rev = project.ws.store().latest_revision()
     assert (rev.git_commit, rev.git_dirty) == (head, False)
     project.job("copy", "src", "dst", TASK, extra="  batch_size: 9\n")
-    service.apply(project.ws)
+    services.apply(project.ws)
     rev = project.ws.store().latest_revision()
     assert (rev.id, rev.git_commit, rev.git_dirty) == (2, head, True)
 
@@ -104,9 +104,9 @@ def test_invalid_definitions_change_nothing_and_delete_nothing(applied):
         "jobs.d/broken.yaml", "apiVersion: runner/v1\nkind: Job\nmetadata: {name: [\n"
     )  # ... but this
     with pytest.raises(DefinitionsInvalid):
-        service.apply(applied.ws)
+        services.apply(applied.ws)
     with pytest.raises(DefinitionsInvalid):
-        service.plan(applied.ws)
+        services.plan(applied.ws)
     assert state_rows(applied) == before
     assert applied.ws.store().lock_info(APPLY_LOCK) is None
 
@@ -126,7 +126,7 @@ def test_failure_mid_apply_rolls_back_everything(applied):
     applied.job("new-job", "src", "dst", TASK)  # an insert, written second
     applied.job("zzz-last", "src", "dst", TASK)  # the insert that fails
     with pytest.raises(Exception, match="injected failure"):
-        service.apply(applied.ws)
+        services.apply(applied.ws)
     assert state_rows(applied) == before
     assert applied.ws.store().lock_info(APPLY_LOCK) is None
 
@@ -134,10 +134,10 @@ def test_failure_mid_apply_rolls_back_everything(applied):
 def test_saved_plan_applies_exactly_what_was_shown(applied, tmp_path):
     applied.job("copy", "src", "dst", TASK, extra="  batch_size: 42\n")
     plan_file = tmp_path / "plan.json"
-    service.save_plan(service.plan(applied.ws), plan_file)
+    services.save_plan(services.plan(applied.ws), plan_file)
     # the files change again after the plan was made: apply FILE must not pick that up
     applied.job("copy", "src", "dst", TASK, extra="  batch_size: 99\n")
-    result = service.apply(applied.ws, plan_file)
+    result = services.apply(applied.ws, plan_file)
     assert result.revision == 2
     doc = applied.ws.store().get("Job", "default", "copy").document
     assert doc["spec"]["batch_size"] == 42
@@ -146,11 +146,11 @@ def test_saved_plan_applies_exactly_what_was_shown(applied, tmp_path):
 def test_saved_plan_is_refused_when_state_moved(applied, tmp_path):
     applied.job("copy", "src", "dst", TASK, extra="  batch_size: 42\n")
     plan_file = tmp_path / "plan.json"
-    service.save_plan(service.plan(applied.ws), plan_file)
-    service.apply(applied.ws)  # someone else applied in between
+    services.save_plan(services.plan(applied.ws), plan_file)
+    services.apply(applied.ws)  # someone else applied in between
     before = state_rows(applied)
     with pytest.raises(StaleState, match="state changed since the plan was made"):
-        service.apply(applied.ws, plan_file)
+        services.apply(applied.ws, plan_file)
     assert state_rows(applied) == before
 
 
@@ -158,7 +158,7 @@ def test_plan_file_holds_references_not_secret_values(project, tmp_path, monkeyp
     monkeypatch.setenv("PG_PW", "s3cr3t-value")
     project.connection("pg", "postgresql", "postgresql://u:${env:PG_PW}@127.0.0.1/db")
     plan_file = tmp_path / "plan.json"
-    service.save_plan(service.plan(project.ws), plan_file)
+    services.save_plan(services.plan(project.ws), plan_file)
     text = plan_file.read_text()
     assert "${env:PG_PW}" in text and "s3cr3t-value" not in text
     assert json.loads(text)["format"] == "runner-plan/1"
@@ -168,7 +168,7 @@ def test_moved_definition_updates_its_location_without_a_revision(applied):
     text = (applied.root / "jobs.d" / "copy.yaml").read_text()
     (applied.root / "jobs.d" / "copy.yaml").unlink()
     applied.write("jobs.d/team-copy.yaml", "# moved here\n" + text)
-    result = service.apply(applied.ws)
+    result = services.apply(applied.ws)
     assert result.revision is None
     job = applied.ws.store().get("Job", "default", "copy")
     assert job.file.endswith("jobs.d/team-copy.yaml") and job.line == 2
@@ -177,26 +177,26 @@ def test_moved_definition_updates_its_location_without_a_revision(applied):
 def test_saved_plan_is_refused_when_only_a_location_moved(applied, tmp_path):
     applied.job("copy", "src", "dst", TASK, extra='  schedule: {cron: "*/15 * * * *"}\n  batch_size: 3\n')
     plan_file = tmp_path / "plan.json"
-    service.save_plan(service.plan(applied.ws), plan_file)
+    services.save_plan(services.plan(applied.ws), plan_file)
     applied.job("copy", "src", "dst", TASK, extra='  schedule: {cron: "*/15 * * * *"}\n')  # as applied
     text = (applied.root / "jobs.d" / "old.yaml").read_text()
     (applied.root / "jobs.d" / "old.yaml").write_text("# a comment moves it a line down\n" + text)
-    assert service.apply(applied.ws).revision is None  # only the location moved
+    assert services.apply(applied.ws).revision is None  # only the location moved
     with pytest.raises(StaleState):
-        service.apply(applied.ws, plan_file)
+        services.apply(applied.ws, plan_file)
 
 
 def test_tampered_plan_file_is_validated_before_it_is_stored(applied, tmp_path):
     applied.job("copy", "src", "dst", TASK, extra="  batch_size: 3\n")
     plan_file = tmp_path / "plan.json"
-    service.save_plan(service.plan(applied.ws), plan_file)
+    services.save_plan(services.plan(applied.ws), plan_file)
     data = json.loads(plan_file.read_text())
     (change,) = [c for c in data["changes"] if c["action"] == "update"]
     change["after"]["spec"]["batch_size"] = "lots"
     plan_file.write_text(json.dumps(data))
     before = state_rows(applied)
     with pytest.raises(DefinitionsInvalid) as info:
-        service.apply(applied.ws, plan_file)
+        services.apply(applied.ws, plan_file)
     assert "spec.batch_size" in str(info.value.problems[0])
     assert state_rows(applied) == before
 
@@ -205,4 +205,4 @@ def test_unwritable_plan_file_is_a_clear_error(applied, tmp_path):
     from runner.errors import RunnerError
 
     with pytest.raises(RunnerError, match="cannot write the plan to"):
-        service.save_plan(service.plan(applied.ws), tmp_path / "missing" / "plan.json")
+        services.save_plan(services.plan(applied.ws), tmp_path / "missing" / "plan.json")

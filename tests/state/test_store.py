@@ -9,7 +9,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from runner import service
+from runner import services
 from runner.errors import LockTimeout, NotFound, StateError
 from runner.state import schema
 from runner.state.store import APPLY_LOCK, StateStore
@@ -75,7 +75,7 @@ def test_concurrent_applies_serialise(project):
     results = {}
 
     def apply() -> None:
-        results["result"] = service.apply(service.Workspace(project.root), lock_timeout=10)
+        results["result"] = services.apply(services.Workspace(project.root), lock_timeout=10)
 
     thread = threading.Thread(target=apply)
     thread.start()
@@ -92,7 +92,7 @@ def test_apply_times_out_while_locked_and_changes_nothing(project):
     holder = StateStore(project.ws.state)
     lock_id = holder.acquire(APPLY_LOCK, timeout=0)
     with pytest.raises(LockTimeout, match=lock_id):
-        service.apply(project.ws, lock_timeout=0.3)
+        services.apply(project.ws, lock_timeout=0.3)
     assert project.ws.store().latest_revision() is None
     holder.close()
 
@@ -100,9 +100,9 @@ def test_apply_times_out_while_locked_and_changes_nothing(project):
 def test_postgresql_state_store_full_cycle(project, pg_url, tmp_path):
     project.write("connections.d/c.yaml", CONNS)
     project.job("copy", "src", "src", "- {name: t, read: {table: a}, write: {table: b}}")
-    ws = service.Workspace(project.root, state_url=pg_url)
+    ws = services.Workspace(project.root, state_url=pg_url)
     try:
-        assert service.apply(ws).revision == 1
+        assert services.apply(ws).revision == 1
         project.job(
             "copy",
             "src",
@@ -110,16 +110,16 @@ def test_postgresql_state_store_full_cycle(project, pg_url, tmp_path):
             "- {name: t, read: {table: a}, write: {table: b}}",
             extra="  batch_size: 5\n",
         )
-        plan = service.plan(ws)
+        plan = services.plan(ws)
         (change,) = [c for c in plan.changes if c.action == "update"]
         assert [(f.path, f.new) for f in change.fields] == [("spec.batch_size", 5)]
         plan_file = tmp_path / "p.json"
-        service.save_plan(plan, plan_file)
-        assert service.apply(ws, plan_file).revision == 2
+        services.save_plan(plan, plan_file)
+        assert services.apply(ws, plan_file).revision == 2
         assert ws.store().get("Job", "default", "copy").document["spec"]["batch_size"] == 5
         lock_id = ws.store().acquire(APPLY_LOCK, timeout=0)
         with pytest.raises(LockTimeout):
-            service.apply(ws, lock_timeout=0.2)
+            services.apply(ws, lock_timeout=0.2)
         ws.store().force_unlock(lock_id)
     finally:
         ws.close()
@@ -128,10 +128,10 @@ def test_postgresql_state_store_full_cycle(project, pg_url, tmp_path):
 def test_postgresql_failure_mid_apply_leaves_state_unchanged(project, pg_url):
     project.write("connections.d/c.yaml", CONNS)
     project.job("copy", "src", "src", "- {name: t, read: {table: a}, write: {table: b}}")
-    ws = service.Workspace(project.root, state_url=pg_url)
+    ws = services.Workspace(project.root, state_url=pg_url)
     engine = sa.create_engine(pg_url)
     try:
-        assert service.apply(ws).revision == 1
+        assert services.apply(ws).revision == 1
         with engine.begin() as conn:
             conn.exec_driver_sql(
                 "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
@@ -159,7 +159,7 @@ def test_postgresql_failure_mid_apply_leaves_state_unchanged(project, pg_url):
         )
         project.job("zzz-last", "src", "src", "- {name: t, read: {table: a}, write: {table: b}}")
         with pytest.raises(Exception, match="injected failure"):
-            service.apply(ws)
+            services.apply(ws)
         assert snapshot() == before
     finally:
         ws.close()

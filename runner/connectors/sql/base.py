@@ -14,40 +14,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from runner.connectors.base import Connector, MissingColumn, ReadStream, Watermark
+from runner.connectors.sql.keys import key_conditions
+from runner.connectors.sql.scripts import ScriptWriter
+from runner.connectors.sql.writer import SqlWriter
 from runner.definitions import secrets
 from runner.definitions.models import ConnectionSpec, ReadSpec, seconds
 from runner.errors import TerminalError, TransientError
-from runner.streams.types import Column, ColumnType
-
-if TYPE_CHECKING:
-    from runner.connectors.sql.scripts import ScriptWriter
-    from runner.connectors.sql.writer import SqlWriter
-    from runner.streams.cancel import CancelToken
-
-from runner.connectors.base import Connector, MissingColumn, ReadStream, Watermark
 from runner.streams.keys import BucketDigest
-from runner.streams.types import Batch, Convert
+from runner.streams.types import Batch, Column, ColumnType, Convert
 from runner.streams.values import TIMES, OutOfRange, row_converter, to_aware_utc
 
-IN_LIST = 5_000  # values bound in one IN (…) list: within every driver's parameter limit
-
-
-def key_conditions(
-    column: str, mark: str, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()
-) -> Iterator[tuple[str, tuple]]:
-    """Conditions on an integer key column for these values (an IN list) or inclusive ranges
-    (BETWEENs, which each use the key's index), at most `IN_LIST` bound parameters each."""
-    for i in range(0, len(values), IN_LIST):
-        chunk = tuple(values[i : i + IN_LIST])
-        yield f"{column} IN ({', '.join([mark] * len(chunk))})", chunk
-    step = IN_LIST // 2
-    for i in range(0, len(ranges), step):
-        part = ranges[i : i + step]
-        yield (
-            " OR ".join([f"{column} BETWEEN {mark} AND {mark}"] * len(part)),
-            tuple(x for r in part for x in r),
-        )
-
+if TYPE_CHECKING:
+    from runner.streams.cancel import CancelToken
 
 # --- the SQL base ------------------------------------------------------------------------
 
@@ -682,8 +661,6 @@ class SqlConnector(Connector):
         soft_delete_column: str | None = None,
         source: Connector | None = None,
     ) -> SqlWriter:
-        from runner.connectors.sql.writer import SqlWriter
-
         return SqlWriter(self, table, columns, keys, soft_delete_column, source).opened()
 
     def open_script_writer(
@@ -697,8 +674,6 @@ class SqlConnector(Connector):
     ) -> ScriptWriter:
         """A writer that runs the task's Jinja scripts instead of merging, into `table`
         (created when missing, as for a merge); `cancel` stops a render going on."""
-        from runner.connectors.sql.scripts import ScriptWriter
-
         return ScriptWriter(self, table, columns, keys, upsert_script, delete_script, cancel).opened()
 
     def _columns_ddl(self, columns: list[Column], keys: list[str]) -> str:

@@ -20,7 +20,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runner.connectors.sql.base import key_conditions
+from runner.connectors.sql.keys import key_conditions
 from runner.definitions import secrets
 from runner.definitions.models import ReadSpec
 from runner.errors import TerminalError

@@ -1,0 +1,1 @@
+"""Change detection: one module per strategy (full, watermark, hash) and what they share."""

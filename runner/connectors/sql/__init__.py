@@ -1,0 +1,1 @@
+"""The SQL kinds: a base over SQLAlchemy and one module per database."""

@@ -1,0 +1,389 @@
+"""A run from start to end, the same for the CLI, the API and the daemon: the job's lock
+(one run of a job at a time, across processes), the timeout, cancellation, the history
+record written before anything is touched and after it ends, and the failure class."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from runner.changes.task import Progress, RunOptions, TaskResult
+from runner.connectors import registry
+from runner.definitions import secrets
+from runner.definitions.load import DEFAULT_NAMESPACE, Document, PathKey, format_path, load_text
+from runner.definitions.models import API_VERSION, JobSpec, seconds
+from runner.definitions.validate import (
+    check_document,
+    resolve_reference,
+)
+from runner.errors import (
+    DefinitionsInvalid,
+    HistoryUnwritable,
+    JobBusy,
+    Location,
+    LockTimeout,
+    NameTaken,
+    NotFound,
+    Problem,
+)
+from runner.history import files as history
+from runner.jobs.sync import failure_class, run_job
+from runner.runs.index import index_run
+from runner.runs.records import new_record, task_dict, with_committed
+from runner.state.store import AppliedObject, utcnow
+from runner.streams.cancel import CancelToken
+from runner.workspace import Workspace, find, job_lock
+
+ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
+
+
+def job_and_connections(
+    ws: Workspace, ref: str
+) -> tuple[AppliedObject, JobSpec, dict[str, tuple[str, dict[str, Any]]]]:
+    job = find(ws, "Job", ref)
+    spec = JobSpec.model_validate(job.document["spec"])
+    return job, spec, _connections_of(ws, job, spec)
+
+
+def _connections_of(
+    ws: Workspace, job: AppliedObject, spec: JobSpec
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """`source`/`target` -> (connection ref, applied spec)."""
+    connections = {(o.namespace, o.name): o for o in ws.store().objects("Connection")}
+    ends: dict[str, tuple[str, dict[str, Any]]] = {}
+    for end in ("source", "target"):
+        key = resolve_reference(getattr(spec, end), job.namespace, set(connections))
+        if key is None:
+            raise NotFound(f"job {job.ref}: connection {getattr(spec, end)!r} is not applied")
+        ends[end] = (f"{key[0]}/{key[1]}", connections[key].document["spec"])
+    return ends
+
+
+def run(
+    ws: Workspace,
+    ref: str,
+    options: RunOptions | None = None,
+    progress: Progress | None = None,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+    cancel: CancelToken | None = None,
+    on_start: Callable[[str], None] | None = None,
+    trigger: str = "manual",
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Run an applied job now and write its history file and run log; returns the history record.
+
+    The run stops at its next batch boundary when `cancel` is set, when `runner cancel` asks
+    (through the job's lock in the state store), or when the job's `timeout` passes.
+    `on_start` gets the run id once the job's lock is held; `trigger` says in the history why
+    the run started (manual, cron, a job trigger, a retry).
+
+    Raises:
+        NotFound: the job (or a task named in `options.tasks`) is not applied.
+        JobBusy: the job is running in another process.
+    """
+    job, spec, ends = job_and_connections(ws, ref)
+    return _run_locked(ws, job, spec, ends, options, progress, on_log, cancel, on_start, trigger, run_id)
+
+
+def run_adhoc(
+    ws: Workspace,
+    name: str,
+    spec: dict[str, Any],
+    namespace: str = DEFAULT_NAMESPACE,
+    options: RunOptions | None = None,
+    cancel: CancelToken | None = None,
+    trigger: str = "ad-hoc",
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Run a job spec once without applying it (DataZen's dynamic jobs): validated by the same
+    models, on applied connections; its run is in the history under `namespace/name`, and it
+    holds that name's lock, so it never runs beside an applied job of the same name.
+
+    Raises:
+        DefinitionsInvalid: the spec or its name is invalid (with the field of each problem).
+        NotFound: a connection it names is not applied.
+    """
+    job, parsed = adhoc_job(name, spec, namespace)
+    ends = _connections_of(ws, job, parsed)
+    return _run_locked(ws, job, parsed, ends, options, None, None, cancel, None, trigger, run_id)
+
+
+ADHOC_ONLY_ONCE = ("schedule", "after", "retry")  # the daemon's fields: an ad-hoc run runs once, now
+
+
+def adhoc_job(
+    name: str, spec: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
+) -> tuple[AppliedObject, JobSpec]:
+    """An ad-hoc job's spec checked as a definition in jobs.d/ would be."""
+    metadata = {"name": name, "namespace": namespace}
+    document = {"apiVersion": API_VERSION, "kind": "Job", "metadata": metadata, "spec": spec}
+    problems = check_document(document, "ad-hoc job", registry.connection_models())
+    problems += [
+        Problem(
+            Location("ad-hoc job", field=f"spec.{field}"),
+            f"'{field}' does not apply to an ad-hoc run: it runs once, now",
+        )
+        for field in ADHOC_ONLY_ONCE
+        if field in spec
+    ]
+    if problems:
+        raise DefinitionsInvalid(problems)
+    return AppliedObject("Job", namespace, name, document, "", ADHOC_FILE, 0, 0), JobSpec.model_validate(spec)
+
+
+def check_tasks(ws: Workspace, ref: str, tasks: list[str] | None) -> None:
+    """Raise NotFound when `tasks` names a task the applied job does not have."""
+    job = find(ws, "Job", ref)
+    names = [t["name"] for t in job.document["spec"]["tasks"]]
+    unknown = sorted(set(tasks or ()) - set(names))
+    if unknown:
+        raise NotFound(
+            f"job {job.ref} has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
+        )
+
+
+def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> None:
+    """An ad-hoc job may not take an applied job's name (it would share its pointers and
+    digests), nor name a task it does not have or a connection that is not applied."""
+    try:
+        applied = ws.store().get("Job", job.namespace, job.name)
+    except NotFound:
+        applied = None
+    if applied is not None:
+        raise NameTaken(
+            f"job {job.ref} is applied: an ad-hoc run takes a name of its own (its pointers and digests "
+            "are kept under it)"
+        )
+    names = [t["name"] for t in job.document["spec"]["tasks"]]
+    unknown = sorted(set(tasks or ()) - set(names))
+    if unknown:
+        raise NotFound(
+            f"the ad-hoc job has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
+        )
+    _connections_of(ws, job, JobSpec.model_validate(job.document["spec"]))
+
+
+def _run_locked(
+    ws: Workspace,
+    job: AppliedObject,
+    spec: JobSpec,
+    ends: dict[str, tuple[str, dict[str, Any]]],
+    options: RunOptions | None,
+    progress: Progress | None,
+    on_log: Callable[[dict[str, Any]], None] | None,
+    cancel: CancelToken | None,
+    on_start: Callable[[str], None] | None,
+    trigger: str,
+    run_id: str | None,
+) -> dict[str, Any]:
+    options = options or RunOptions()
+    store = ws.store()
+    unknown = sorted(set(options.tasks or ()) - {t.name for t in spec.tasks})
+    if unknown:
+        raise NotFound(
+            f"job {job.ref} has no task {', '.join(map(repr, unknown))} "
+            f"(tasks: {', '.join(t.name for t in spec.tasks)})"
+        )
+    history.check_space(ws.history)
+    run_id = run_id or history.new_run_id()
+    try:
+        lock_id = store.acquire(job_lock(job.ref), timeout=0, run_id=run_id)
+    except LockTimeout:
+        held = store.lock_info(job_lock(job.ref))
+        who = f"{held.holder} since {held.acquired_at}, lock id {held.lock_id}" if held else "another process"
+        raise JobBusy(
+            f"job {job.ref} is already running ({who}); if that process is gone, release its lock "
+            f"with `runner force-unlock {held.lock_id if held else 'LOCK_ID'}`"
+        ) from None
+    token = cancel or CancelToken()
+    token.poll = lambda: store.cancel_requested(lock_id)
+    timer = None
+    if spec.timeout is not None:
+        limit = seconds(spec.timeout)
+        timer = threading.Timer(limit, token.cancel, (f"timed out after {spec.timeout}",), {"failed": True})
+        timer.daemon = True
+        timer.start()
+    try:
+        if on_start:
+            on_start(run_id)
+        return _execute(ws, job, spec, ends, run_id, options, progress, on_log, token, trigger)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        store.release(job_lock(job.ref), lock_id)
+
+
+def _execute(
+    ws: Workspace,
+    job: AppliedObject,
+    spec: JobSpec,
+    ends: dict[str, tuple[str, dict[str, Any]]],
+    run_id: str,
+    options: RunOptions,
+    progress: Progress | None,
+    on_log: Callable[[dict[str, Any]], None] | None,
+    cancel: CancelToken,
+    trigger: str,
+) -> dict[str, Any]:
+    path = history.run_path(ws.history, job.namespace, job.name, run_id)
+    first = not path.parent.is_dir()  # the job's first run: its index is complete from the start
+    log = history.RunLog(history.log_path(ws.history, job.namespace, job.name, run_id), on_log)
+    record = new_record(
+        run_id,
+        job.namespace,
+        job.name,
+        options,
+        trigger,
+        "running",
+        started_at=utcnow(),
+        revision=job.revision_id,
+        source=ends["source"][0],
+        target=ends["target"][0],
+        **({"adhoc_spec": job.document["spec"]} if job.file == ADHOC_FILE else {}),  # what it ran, for audit
+        log=str(log.path),
+    )
+    try:  # nothing is touched yet: a history that cannot take the run refuses it now
+        spare = history.reserve(path)
+    except OSError as exc:
+        raise HistoryUnwritable(
+            f"the history folder {ws.history} cannot be written: {exc.strerror}"
+        ) from None
+    try:
+        history.write_atomic(path, record)
+        index_run(ws, record, first)
+    except OSError as exc:
+        spare.unlink(missing_ok=True)
+        raise HistoryUnwritable(
+            f"the history folder {ws.history} cannot be written: {exc.strerror}"
+        ) from None
+    log("info", "run started", job=job.ref, revision=job.revision_id, trigger=trigger, **record["options"])
+    started = dt.datetime.now(dt.UTC)
+    done: dict[str, TaskResult] = {}
+    writing = threading.Lock()  # tasks may end in parallel threads
+
+    def on_task(result: TaskResult) -> None:
+        with writing:
+            done[result.name] = result
+            record["tasks"] = [task_dict(r, options.dry_run) for r in done.values()]
+            with suppress(OSError):  # a full disk: the final record, written into the reserve, has it
+                history.write_atomic(path, record)
+
+    try:
+        results = run_job(
+            spec,
+            ends,
+            ws.root,
+            store=ws.store(),
+            namespace=job.namespace,
+            job=job.name,
+            run_id=run_id,
+            options=options,
+            log=log,
+            on_task=on_task,
+            progress=progress,
+            cancel=cancel,
+            locate=_locator(ws, job),
+        )
+    except BaseException as exc:  # the record must never stay "running" for a run that ended
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        error = "interrupted" if interrupted else secrets.redact(f"{type(exc).__name__}: {exc}")
+        record.update(with_committed(record))
+        record.update(status="cancelled" if interrupted else "failed", error=error, finished_at=utcnow())
+        if not interrupted:
+            record["failure"] = failure_class(exc)
+        with suppress(HistoryUnwritable):  # the run's own error says more
+            _write_final(ws, path, record, spare, log)
+        log("warning" if interrupted else "error", f"run ended: {error}")
+        raise
+    failed = [r for r in results if r.status == "failed"]
+    cancelled = any(r.status == "cancelled" for r in results)
+    if cancelled:
+        status = "failed" if cancel.failed else "cancelled"
+        error = "; ".join([f"task {r.name}: {r.error}" for r in failed] + [cancel.reason or "cancelled"])
+    else:
+        status = "failed" if failed else "succeeded"
+        error = "; ".join(f"task {r.name}: {r.error}" for r in failed) or None
+    # a run's failure is terminal when any task's is (a retry would fail that task again); a
+    # timeout is transient (the next run may be quicker)
+    classes = {r.failure for r in failed}
+    failure = None if status != "failed" else "terminal" if "terminal" in classes else "transient"
+    would_write = sum(r.rows_written for r in results)
+    record.update(
+        status=status,
+        finished_at=utcnow(),
+        seconds=round((dt.datetime.now(dt.UTC) - started).total_seconds(), 3),
+        rows_read=sum(r.rows_read for r in results),
+        rows_written=0 if options.dry_run else would_write,
+        **({"rows_would_write": would_write} if options.dry_run else {}),
+        tasks=[task_dict(r, options.dry_run) for r in results],
+        failed_tasks=[r.name for r in failed],
+        error=error,
+        failure=failure,
+    )
+    _write_final(ws, path, record, spare, log)
+    level = {"succeeded": "info", "cancelled": "warning"}.get(status, "error")
+    log(level, f"run {status}", seconds=record["seconds"], error=error)
+    record["path"] = str(path)
+    return record
+
+
+def _write_final(ws: Workspace, path: Path, record: dict[str, Any], spare: Path, log: history.RunLog) -> None:
+    """Write a run's last record into the space its reserve held (a run that filled the disk
+    still says how it ended and what it committed), and say whether its log lost lines.
+
+    Raises:
+        HistoryUnwritable: even so, the record could not be written.
+    """
+    if log.error:
+        record["log_error"] = log.error
+    spare.unlink(missing_ok=True)
+    try:
+        history.write_atomic(path, record)
+    except OSError as exc:
+        index_run(ws, record)  # the index at least says how it ended
+        raise HistoryUnwritable(
+            f"run {record['run_id']} {record['status']} ({record['rows_written']} rows written), but "
+            f"its record {path} could not be written: {exc.strerror}"
+        ) from None
+    index_run(ws, record)
+
+
+def _locator(ws: Workspace, job: AppliedObject) -> Callable[[PathKey], Location]:
+    """Where a field of the applied job is defined: its own line while the job's file still
+    holds the definition that was applied, else the line the definition started on. The file
+    is read only when an error needs it."""
+    found: list[Document | None] = []
+
+    def document() -> Document | None:
+        if not found:
+            docs: list[Document] = []
+            if job.file != ADHOC_FILE:
+                with suppress(OSError, UnicodeDecodeError):
+                    docs, _ = load_text((ws.root / job.file).read_text(encoding="utf-8"), job.file)
+            found.append(next((d for d in docs if _same_job(d, job)), None))
+        return found[0]
+
+    def locate(path: PathKey) -> Location:
+        doc = document()
+        if doc is not None:
+            return doc.locate(path)
+        return Location(job.file, job.line, field=format_path(path))
+
+    return locate
+
+
+def _same_job(doc: Document, job: AppliedObject) -> bool:
+    data, meta = doc.data, doc.data.get("metadata")
+    if data.get("kind") != "Job" or not isinstance(meta, dict) or meta.get("name") != job.name:
+        return False
+    try:
+        spec = JobSpec.model_validate(data.get("spec"))
+    except ValidationError:
+        return False
+    return spec.model_dump(mode="json", exclude_unset=True) == job.document["spec"]

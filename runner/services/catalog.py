@@ -1,0 +1,146 @@
+"""What is applied: objects by kind, a job or connection described, a job's tasks, the
+connections with where they are used."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from runner.definitions import secrets
+from runner.definitions.models import JobSpec
+from runner.definitions.validate import (
+    resolve_reference,
+)
+from runner.history import files as history
+from runner.runs.index import ensure_indexed, recent_runs
+from runner.runs.records import run_summary, with_mode
+from runner.services.pointers import pointer_show
+from runner.state.store import AppliedObject
+from runner.workspace import Workspace, find
+
+
+def get(ws: Workspace, kind: str) -> list[AppliedObject]:
+    return ws.store().objects(kind)
+
+
+def next_fire_times(
+    schedule: dict[str, Any] | None, count: int = 3, now: dt.datetime | None = None
+) -> list[str]:
+    if not schedule:
+        return []
+    import zoneinfo
+
+    tz = zoneinfo.ZoneInfo(schedule.get("timezone", "UTC"))
+    from croniter import croniter  # only where schedules are shown: not on `runner run`'s path
+
+    cron = croniter(schedule["cron"], (now or dt.datetime.now(dt.UTC)).astimezone(tz))
+    return [cron.get_next(dt.datetime).isoformat() for _ in range(count)]
+
+
+def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
+    obj = find(ws, kind, ref)
+    rev = ws.store().revision(obj.revision_id)
+    out: dict[str, Any] = {
+        "kind": obj.kind,
+        "namespace": obj.namespace,
+        "name": obj.name,
+        "file": obj.file,
+        "line": obj.line,
+        "revision": {
+            "id": rev.id,
+            "applied_at": rev.applied_at,
+            "user": rev.user,
+            "git_commit": rev.git_commit,
+            "git_dirty": rev.git_dirty,
+        },
+        "document": obj.document,
+    }
+    if kind == "Job":
+        schedule = obj.document["spec"].get("schedule")
+        if schedule:
+            from runner.runs.schedule import describe_cron  # croniter: not on `runner run`'s path
+
+            out["schedule"] = {"timezone": "UTC"} | schedule | {"in_words": describe_cron(schedule["cron"])}
+        out["next_runs"] = next_fire_times(schedule)
+        out["last_runs"] = [run_summary(with_mode(r)) for r in recent_runs(ws, obj.namespace, obj.name, 5)]
+    return out
+
+
+def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
+    """A job's tasks, each with its last run (the newest run that ran it) and its pointer."""
+    job = find(ws, "Job", ref)
+    spec = JobSpec.model_validate(job.document["spec"])
+    pointers_by_task = {p["task"]: p["pointer"] for p in pointer_show(ws, ref)}
+    last: dict[str, dict[str, Any]] = {}
+    wanted = {t.name for t in spec.tasks}
+    ensure_indexed(ws, job.namespace, job.name)
+    for name, run_id in ws.store().last_task_runs(job.namespace, job.name).items():
+        if name not in wanted:
+            continue
+        try:
+            record = with_mode(
+                history.read_run(history.run_path(ws.history, job.namespace, job.name, run_id))
+            )
+        except (OSError, ValueError):
+            continue
+        result = next((t for t in record.get("tasks", []) if t.get("name") == name), None)
+        if result is not None:
+            last[name] = {
+                "run_id": record["run_id"],
+                "started_at": record["started_at"],
+                "mode": record["mode"],
+            } | result
+    return [
+        {
+            "task": t.name,
+            "source": t.read.table or "query",
+            "target": t.write.table,
+            "strategy": t.changes.strategy,
+            "deletes": t.deletes,
+            "pointer": pointers_by_task.get(t.name),
+            "last_run": last.get(t.name),
+        }
+        for t in spec.tasks
+    ]
+
+
+def _plain(value: Any) -> Any:
+    """A URL part as written, or None when it is (or holds) a secret reference."""
+    return None if value is None or secrets.REFERENCE_PLACEHOLDER in str(value) else value
+
+
+def connections(ws: Workspace) -> list[dict[str, Any]]:
+    """Applied connections without their secrets: type, host, port, database, user (when
+    written out, not referenced), and which jobs use each."""
+    store = ws.store()
+    conns = store.objects("Connection")
+    keys = {(c.namespace, c.name) for c in conns}
+    users: dict[tuple[str, str], set[str]] = {}
+    for job in store.objects("Job"):
+        for end in ("source", "target"):
+            key = resolve_reference(job.document["spec"][end], job.namespace, keys)
+            if key is not None:
+                users.setdefault(key, set()).add(job.ref)
+    out = []
+    for c in conns:
+        spec = c.document["spec"]
+        try:
+            url = secrets.parse_masked(spec["url"])
+        except ValueError:
+            url = None
+        out.append(
+            {
+                "connection": c.ref,
+                "type": spec["type"],
+                "host": _plain(url.host) if url else None,
+                "port": _plain(url.port) if url else None,
+                "database": _plain(url.database) if url else None,
+                "user": _plain(url.username) if url else None,
+                "used_by": sorted(users.get((c.namespace, c.name), set())),
+                "revision": c.revision_id,
+                "file": c.file,
+                "line": c.line,
+                "description": c.document["metadata"].get("description", ""),
+            }
+        )
+    return out

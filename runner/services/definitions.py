@@ -1,0 +1,145 @@
+"""The desired state: validate the folder, plan the change, apply it under the apply lock,
+and the JSON Schema of definitions built from the registries."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from runner.connectors import registry
+from runner.definitions.load import load_folder
+from runner.definitions.models import API_VERSION, JobSpec, Metadata, StrictModel
+from runner.definitions.validate import (
+    Definition,
+    check_document,
+    validate_documents,
+    warnings_of,
+)
+from runner.errors import (
+    DefinitionsInvalid,
+    Problem,
+    RunnerError,
+    StoreMissing,
+)
+from runner.plan.apply import apply_plan
+from runner.plan.diff import Plan, diff
+from runner.state.store import APPLY_LOCK, EMPTY_STATE, Lock
+from runner.workspace import Workspace
+
+DEFAULT_LOCK_TIMEOUT = 60.0
+
+
+def validate(ws: Workspace) -> list[Definition]:
+    """Raises DefinitionsInvalid with all problems when any file is wrong."""
+    return check(ws)[0]
+
+
+def check(ws: Workspace) -> tuple[list[Definition], list[Problem]]:
+    """Every definition and the warnings about them (valid, but likely not meant: a cron that
+    fires every second). Raises DefinitionsInvalid with all problems, and the warnings, when
+    any file is wrong."""
+    docs, problems = load_folder(ws.root)
+    definitions, invalid = validate_documents(docs, registry.connection_models(), ws.root)
+    warnings = warnings_of(docs)
+    if problems or invalid:
+        raise DefinitionsInvalid(problems + invalid, warnings)
+    return definitions, sorted(warnings, key=lambda p: p.location)
+
+
+def plan(ws: Workspace) -> Plan:
+    """The changes `apply` would make. Only valid definitions are ever planned: with any
+    problem nothing is planned, so a broken file can never plan a deletion."""
+    definitions = validate(ws)
+    try:
+        store = ws.store()
+    except StoreMissing:
+        if ws.has_runs():
+            raise
+        return diff(definitions, [], None, EMPTY_STATE)  # a new folder: everything is created
+    latest = store.latest_revision()
+    return diff(definitions, store.objects(), latest.id if latest else None, store.state_digest())
+
+
+def save_plan(p: Plan, path: Path) -> None:
+    try:
+        path.write_text(json.dumps(p.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise RunnerError(f"cannot write the plan to {path}: {exc.strerror}") from None
+
+
+def read_plan(path: Path) -> Plan:
+    try:
+        return Plan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunnerError(f"{path}: not a readable plan file ({exc})") from None
+
+
+@dataclass
+class ApplyResult:
+    plan: Plan
+    revision: int | None
+
+
+def apply(
+    ws: Workspace,
+    plan_file: Path | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    planned: Plan | None = None,
+) -> ApplyResult:
+    """Validate, plan and apply in one transaction under the apply lock; with `plan_file` (or a
+    plan made in this process, `planned`), apply exactly that plan, or refuse when the state
+    changed since it was made."""
+    store = ws.store(create=True)
+    saved = read_plan(plan_file) if plan_file else planned
+    if plan_file is not None and saved is not None:  # data from outside: check what it would store
+        models = registry.connection_models()
+        problems = [
+            p
+            for c in saved.changes
+            if c.after is not None and c.action in ("create", "update")
+            for p in check_document(c.after, f"{plan_file} ({c.kind} {c.ref})", models, ws.root)
+        ]
+        if problems:
+            raise DefinitionsInvalid(problems)
+    with store.locked(APPLY_LOCK, lock_timeout):
+        p = saved or plan(ws)
+        return ApplyResult(p, apply_plan(store, p, ws.root))
+
+
+def force_unlock(ws: Workspace, lock_id: str) -> Lock:
+    return ws.store().force_unlock(lock_id)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of a definition document, from the models and the registered types."""
+    from pydantic import Field, TypeAdapter, create_model  # ~35 ms of import no run needs
+
+    models = tuple(registry.connection_models().values())
+    common = {"apiVersion": (Literal["runner/v1"], ...), "metadata": (Metadata, ...)}
+    connection = create_model(
+        "ConnectionDefinition",
+        __base__=StrictModel,
+        kind=(Literal["Connection"], ...),
+        spec=(Annotated[Union[models], Field(discriminator="type")], ...),  # noqa: UP007
+        **common,
+    )  # type: ignore[call-overload]
+    job = create_model(
+        "JobDefinition", __base__=StrictModel, kind=(Literal["Job"], ...), spec=(JobSpec, ...), **common
+    )  # type: ignore[call-overload]
+    adapter = TypeAdapter(Annotated[Union[connection, job], Field(discriminator="kind")])  # noqa: UP007
+    schema = adapter.json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"runner definition ({API_VERSION})"
+    return schema
+
+
+SCHEMA_FILE = "runner.v1.json"
+
+
+def write_schemas(out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / SCHEMA_FILE
+    path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,158 @@
+"""Operating the runner: cancel, suspend, pause, and the status of jobs and the daemon."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from runner.definitions.validate import (
+    resolve_reference,
+)
+from runner.errors import (
+    NotFound,
+    StoreMissing,
+)
+from runner.history.records import QUEUED
+from runner.runs.index import recent_runs
+from runner.runs.records import run_summary, with_live_status
+from runner.services.catalog import next_fire_times
+from runner.state.store import StateStore, utcnow
+from runner.workspace import Workspace, find, job_lock
+
+PAUSED = "paused"  # the settings key of `runner pause`
+
+
+def cancel(ws: Workspace, ref: str, by: str | None = None) -> dict[str, Any]:
+    """Ask a running job to stop at its next batch boundary, in whichever process runs it (also
+    a job deleted from the definitions while its run goes on, or an ad-hoc run)."""
+    try:
+        job_ref = find(ws, "Job", ref).ref
+    except NotFound:
+        running = [lock.name.removeprefix("job:") for lock in ws.store().locks("job:") if lock.alive]
+        matches = [r for r in running if r == ref or ("/" not in ref and r.endswith(f"/{ref}"))]
+        if len(matches) != 1:
+            raise
+        job_ref = matches[0]
+    held = ws.store().request_cancel(job_lock(job_ref), f"{by or StateStore.holder()} at {utcnow()}")
+    return {"job": job_ref, "run_id": held.run_id, "holder": held.holder}
+
+
+def suspend(ws: Workspace, ref: str, suspended: bool = True, by: str | None = None) -> dict[str, Any]:
+    """Suspend (or resume) a job: the daemon's cron and triggers skip it until it is resumed.
+    A runtime switch in the state store, not a change to the definitions in git."""
+    job = find(ws, "Job", ref)
+    changed = ws.store().set_suspended(job.namespace, job.name, suspended, by or StateStore.holder())
+    return {"job": job.ref, "suspended": suspended, "changed": changed}
+
+
+def pause(ws: Workspace, paused: bool = True, by: str | None = None) -> dict[str, Any]:
+    """Stop (or resume) all scheduling by the daemon; running jobs finish."""
+    ws.store().set_setting(PAUSED, paused, by or StateStore.holder())
+    return paused_info(ws)
+
+
+def paused_info(ws: Workspace) -> dict[str, Any]:
+    stored = ws.store().setting(PAUSED)
+    if not stored or not stored[0]:
+        return {"paused": False}
+    return {"paused": True, "since": stored[1], "by": stored[2]}
+
+
+DAEMON_LOCK = "daemon"  # held by the one daemon of a state store
+
+
+def runtime_switches(ws: Workspace) -> dict[str, Any]:
+    """What operators switched at runtime (not in git): suspended jobs and the pause."""
+    try:
+        suspended = ws.store().suspended()
+    except StoreMissing:  # a new folder: nothing was switched yet
+        return {"paused": False, "suspended": []}
+    return paused_info(ws) | {
+        "suspended": [
+            {"job": f"{ns}/{name}", "since": since, "by": by}
+            for (ns, name), (since, by) in sorted(suspended.items())
+        ]
+    }
+
+
+def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Every applied job with its schedule, next run, last run, the run going on now,
+    whether it is suspended and whether an applied update waits for the running run to end."""
+    store = ws.store()
+    problem = store.check()
+    if problem:  # what the store says now cannot be trusted: say only that
+        return {
+            "state_store": {"healthy": False, "error": problem},
+            "daemon": None,
+            "paused": None,
+            "revision": None,
+            "git_commit": None,
+            "jobs": [],
+        }
+    running = {lock.name.removeprefix("job:"): lock for lock in store.locks("job:") if lock.alive}
+    suspended = store.suspended()
+    paused = paused_info(ws)
+    daemon = store.lock_info(DAEMON_LOCK)
+    latest = store.latest_revision()
+    jobs = []
+    applied = store.objects("Job")
+    keys = {(o.namespace, o.name) for o in applied}
+    for ref in sorted(set(running) - {o.ref for o in applied}):  # deleted (or ad-hoc) while it runs
+        namespace, _, name = ref.partition("/")
+        lock = running[ref]
+        jobs.append(
+            {
+                "job": ref,
+                "schedule": None,
+                "after": [],
+                "next_run": None,
+                "last_run": None,
+                "running": {"run_id": lock.run_id, "since": lock.acquired_at, "holder": lock.holder},
+                "suspended": None,
+                "pending_update": False,
+                "revision": None,
+                "applied": False,
+            }
+        )
+    for job in applied:
+        spec = job.document["spec"]
+        lock = running.get(job.ref)
+        recent = [with_live_status(ws, r) for r in recent_runs(ws, job.namespace, job.name, 2)]
+        last = next((r for r in recent if r.get("status") not in ("running", QUEUED)), None)
+        current = next((r for r in recent if lock and r["run_id"] == lock.run_id), None)
+        switch = suspended.get((job.namespace, job.name))
+        schedule = spec.get("schedule")
+        jobs.append(
+            {
+                "job": job.ref,
+                "schedule": schedule,
+                "after": [  # as the daemon reads them: namespace/name
+                    {
+                        "job": "/".join(resolve_reference(t["job"], job.namespace, keys) or ("?", t["job"])),
+                        "when": t.get("when", "succeeded"),
+                    }
+                    for t in spec.get("after", [])
+                ],
+                "next_run": (next_fire_times(schedule, 1, now) or [None])[0]
+                if schedule and not switch and not paused["paused"]
+                else None,
+                "last_run": run_summary(last) if last else None,
+                "running": {"run_id": lock.run_id, "since": lock.acquired_at, "holder": lock.holder}
+                if lock
+                else None,
+                "suspended": {"since": switch[0], "by": switch[1]} if switch else None,
+                "pending_update": bool(
+                    current and current.get("revision", job.revision_id) < job.revision_id
+                ),
+                "revision": job.revision_id,
+                "applied": True,
+            }
+        )
+    return {
+        "state_store": {"healthy": True, "error": None},
+        "daemon": {"holder": daemon.holder, "since": daemon.acquired_at} if daemon and daemon.alive else None,
+        **paused,
+        "revision": latest.id if latest else None,
+        "git_commit": latest.git_commit if latest else None,
+        "jobs": jobs,
+    }

@@ -1,0 +1,85 @@
+"""Watermark pointers shown and set by hand (`runner pointer`), under the job's lock so a
+running job never sees its pointer move."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.errors import (
+    InvalidValue,
+    JobBusy,
+    LockTimeout,
+    NotFound,
+    RunnerError,
+)
+from runner.history import files as history
+from runner.runs.lifecycle import job_and_connections
+from runner.state.store import StateStore
+from runner.streams import pointers
+from runner.workspace import Workspace, job_lock
+
+
+def pointer_show(ws: Workspace, ref: str) -> list[dict[str, Any]]:
+    """Every task of a job with its stored pointer."""
+    job, spec, _ = job_and_connections(ws, ref)
+    states = {s.task: s for s in ws.store().task_states(job.namespace, job.name)}
+    out = []
+    for task in spec.tasks:
+        state = states.get(task.name)
+        current = state.pointer if state and state.watermark_column == task.changes.column else None
+        out.append(
+            {
+                "task": task.name,
+                "strategy": task.changes.strategy,
+                "column": task.changes.column,
+                "pointer": current,
+                "updated_at": state.updated_at if state and current else None,
+                "by": state.run_id if state and current else None,
+            }
+        )
+    return out
+
+
+MAX_POINTER = 1000  # characters of a pointer given by hand
+
+
+def pointer_set(
+    ws: Workspace, ref: str, task_name: str, value: str | None, by: str | None = None
+) -> dict[str, Any]:
+    """Set a watermark task's pointer (None clears it: the next run reads everything), as
+    DataZen's settspointer does; the change is recorded in the job's pointer log. It holds the
+    job's lock meanwhile: a run cannot start between the check and the write."""
+    job, spec, _ = job_and_connections(ws, ref)
+    task = next((t for t in spec.tasks if t.name == task_name), None)
+    if task is None:
+        raise NotFound(f"job {job.ref} has no task {task_name!r}")
+    if task.changes.strategy != "watermark":
+        raise RunnerError(
+            f"task {task_name!r} uses strategy {task.changes.strategy!r}; only watermark tasks have a pointer"
+        )
+    if value is not None and len(value) > MAX_POINTER:
+        raise InvalidValue(f"a pointer is at most {MAX_POINTER} characters", "value")
+    store = ws.store()
+    try:
+        lock_id = store.acquire(job_lock(job.ref), timeout=0)
+    except LockTimeout:
+        held = store.lock_info(job_lock(job.ref))
+        holder = held.holder if held else "another process"
+        raise JobBusy(
+            f"job {job.ref} is running ({holder}); set its pointer when the run has ended"
+        ) from None
+    try:
+        state = store.task_state(job.namespace, job.name, task.name)
+        old = state.pointer if state.watermark_column == task.changes.column else None
+        try:
+            new = pointers.parse(value, old) if value is not None else None
+        except ValueError as exc:
+            raise InvalidValue(str(exc), "value") from None
+        by = f"set by {by or StateStore.holder()}"
+        store.set_pointer(state.id, task.changes.column, new, by)
+    finally:
+        store.release(job_lock(job.ref), lock_id)
+    history.RunLog(history.pointer_log_path(ws.history, job.namespace, job.name))(
+        "info", "pointer set", task=task.name, old=old, new=new, by=by
+    )
+    return {"task": task.name, "old": old, "new": new}
