@@ -1,5 +1,5 @@
 """The services: what every edge (the CLI, the HTTP API, the daemon) calls, one module per
-concern (definitions, catalog, history, pointers, operate, keys, connections) over the run
+concern (definitions, catalog, history, pointers, operate, keys, probe) over the run
 lifecycle in `runner.runs`. This package is the facade the edges import, so a command, a
 request and a test call the same code, and the edges never reach the engine."""
 
@@ -11,7 +11,7 @@ from runner.runs.index import job_runs, prune_history, recent_runs
 from runner.runs.lifecycle import adhoc_job, check_adhoc, check_tasks, run, run_adhoc
 from runner.runs.records import mark_interrupted, record_not_started, record_queued, run_mode
 from runner.services.catalog import connections, describe, get, tasks
-from runner.services.connections import connections_test, discover
+from runner.services.probe import connections_test, discover
 from runner.services.definitions import (
     DEFAULT_LOCK_TIMEOUT,
     SCHEMA_FILE,
