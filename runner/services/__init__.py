@@ -11,7 +11,6 @@ from runner.runs.index import job_runs, prune_history, recent_runs
 from runner.runs.lifecycle import adhoc_job, check_adhoc, check_tasks, run, run_adhoc
 from runner.runs.records import mark_interrupted, record_not_started, record_queued, run_mode
 from runner.services.catalog import connections, describe, get, tasks
-from runner.services.probe import connections_test, discover
 from runner.services.definitions import (
     DEFAULT_LOCK_TIMEOUT,
     SCHEMA_FILE,
@@ -30,6 +29,7 @@ from runner.services.history import log_since, logs, run_record, runs
 from runner.services.keys import KEY_SCOPES, key_hash, keys_create, keys_list, keys_revoke
 from runner.services.operate import DAEMON_LOCK, cancel, pause, paused_info, runtime_switches, status, suspend
 from runner.services.pointers import MAX_POINTER, pointer_set, pointer_show
+from runner.services.probe import connections_test, discover
 from runner.streams.cancel import CancelToken
 from runner.workspace import Workspace, find, job_lock
 
