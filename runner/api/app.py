@@ -15,42 +15,29 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner import service
 from runner.api.auth import READS, AuthError, Key, KeyRing
-from runner.definitions.errors import describe, model_in
-from runner.definitions.models import JobSpec, Name
+from runner.api.errors import ERRORS, HANDLERS
+from runner.api.listings import Listings
+from runner.api.models import AdhocRunRequest, PointerRequest, RunRequest
 from runner.engine.changes import RunOptions
-from runner.errors import (
-    DefinitionsInvalid,
-    HistoryUnwritable,
-    InvalidValue,
-    JobBusy,
-    NameTaken,
-    NotFound,
-    NotRunning,
-    RunnerError,
-    StateUnavailable,
-)
+from runner.errors import StateUnavailable
 
 STATIC = Path(__file__).parent / "static"
-FRESH_SECONDS = 0.5  # how long a listing is reused: dashboards poll it, many at once
 MAX_BODY = 1 << 20  # bytes of a request body: a job spec is a few KB
 MAX_STREAMS = 32  # live tails open at once
-MAX_PROBLEMS = 20  # listed in a 422: a body with thousands of wrong keys gets a short answer
 KEEP_ALIVE_SECONDS = 10.0  # a comment line in a quiet live tail, so proxies keep it open
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -69,54 +56,6 @@ class RunStarter(Protocol):
     ) -> str: ...
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # "yes" is not a boolean
-
-
-class RunRequest(Body):
-    tasks: list[Name] | None = Field(None, description="Run only these tasks (all when left out).")
-    resync: bool = Field(False, description="Forget pointers and digests first: read everything again.")
-
-    @field_validator("tasks")
-    @classmethod
-    def _once_each(cls, tasks: list[str] | None) -> list[str] | None:
-        if tasks is not None and len(set(tasks)) != len(tasks):
-            raise ValueError("a task is named twice")
-        return tasks
-
-
-class AdhocRunRequest(RunRequest):
-    name: Name = Field(
-        description="Its own name (not an applied job's): its history and pointers are kept under it."
-    )
-    namespace: Name = "default"
-    spec: JobSpec = Field(
-        description="A job's spec as in jobs.d/, without schedule, after or retry; run once."
-    )
-
-
-class PointerRequest(Body):
-    value: str | None = Field(
-        description="The new pointer (as `runner pointer set` takes it), or null to clear it.",
-        max_length=service.MAX_POINTER,
-    )
-
-
-class Error(BaseModel):
-    error: str
-    field: str | None = None
-    problems: list[dict[str, Any]] | None = None
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Error, "description": "No valid key"},
-    403: {"model": Error, "description": "The key's scope does not allow it, or the server is read-only"},
-    404: {"model": Error, "description": "No such job, run, connection or task"},
-    409: {"model": Error, "description": "The job is running (or, to cancel, is not)"},
-    422: {"model": Error, "description": "The request is invalid: `field` says where"},
-}
-
-
 def _version() -> str:
     try:
         return version("runner")
@@ -124,60 +63,8 @@ def _version() -> str:
         return "unknown"
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
-
-
-def _capped_list(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The first MAX_PROBLEMS problems, and a last one saying how many more there are."""
-    if len(problems) <= MAX_PROBLEMS:
-        return problems
-    more = len(problems) - MAX_PROBLEMS
-    return [*problems[:MAX_PROBLEMS], {"field": "", "message": f"and {more} more problem(s) not listed"}]
-
-
 def _ref(name: str, namespace: str | None) -> str:
     return f"{namespace}/{name}" if namespace else name
-
-
-class Listings:
-    """Listings (jobs, status, a job's runs and tasks, connections) computed and encoded once
-    and reused for `FRESH_SECONDS`, so fifty dashboards polling cost about what one does. A
-    write through the API forgets them when it is done (`Guard`), so its client sees its own
-    change. A hit is served on the event loop; a miss is computed on a thread, once: requests
-    that miss meanwhile wait for that computation instead of starting their own."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[Any, ...], tuple[float, bytes]] = {}
-        self._computing: dict[tuple[Any, ...], asyncio.Future[bytes]] = {}
-
-    async def get(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Response:
-        hit = self._cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < FRESH_SECONDS:
-            return Response(hit[1], media_type="application/json")
-        pending = self._computing.get(key)
-        if pending is not None:
-            return Response(await asyncio.shield(pending), media_type="application/json")
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._computing[key] = future
-        try:
-            started = time.monotonic()
-            value = await run_in_threadpool(compute)
-            body = json.dumps(value, ensure_ascii=False, default=str).encode()
-            if len(self._cache) > 1000:  # many distinct queries: start again rather than grow
-                self._cache.clear()
-            self._cache[key] = (started, body)
-            future.set_result(body)
-            return Response(body, media_type="application/json")
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no warning when nobody else waited
-            raise
-        finally:
-            del self._computing[key]
-
-    def forget(self) -> None:
-        self._cache.clear()
 
 
 class Guard:
@@ -284,49 +171,8 @@ def create_app(ws: service.Workspace, runner: RunStarter | None = None, allow_ad
     async def key_of(request: Request, _: str = Security(scheme)) -> Key:  # async: no thread per request
         return request.state.key  # checked by Guard; `scheme` documents it in the OpenAPI document
 
-    @app.exception_handler(AuthError)
-    def refused(_: Request, exc: AuthError) -> JSONResponse:
-        return _error(exc.status, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        body_field = getattr(request.scope.get("route"), "body_field", None)
-        model = model_in(body_field.field_info.annotation) if body_field is not None else None
-        problems = []
-        for e in exc.errors():
-            loc = tuple(e["loc"])
-            problem = {"field": ".".join(str(p) for p in loc if p != "body"), "message": e["msg"]}
-            if model is not None and loc[:1] == ("body",):  # worded as the CLI words a file's
-                problem["message"], hint = describe(e, model, loc[1:])
-                if hint:
-                    problem["hint"] = hint
-            problems.append(problem)
-        first = problems[0] if problems else {"field": "", "message": "invalid request"}
-        message = f"{first['message']} (hint: {first['hint']})" if first.get("hint") else first["message"]
-        return _error(422, message, field=first["field"], problems=_capped_list(problems))
-
-    @app.exception_handler(HTTPException)
-    def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
-
-    @app.exception_handler(RunnerError)
-    def runner_error(_: Request, exc: RunnerError) -> JSONResponse:
-        if isinstance(exc, DefinitionsInvalid):
-            problems = [
-                {"field": p.location.field, "message": p.message, "hint": p.hint} for p in exc.problems
-            ]
-            first = problems[0]
-            return _error(422, first["message"], field=first["field"], problems=_capped_list(problems))
-        if isinstance(exc, InvalidValue):
-            return _error(422, str(exc), field=exc.field)
-        if isinstance(exc, StateUnavailable | HistoryUnwritable):  # the server's storage, not the request
-            return _error(503, str(exc))
-        conflict = isinstance(exc, JobBusy | NotRunning | NameTaken)
-        return _error(404 if isinstance(exc, NotFound) else 409 if conflict else 400, str(exc))
+    for exception, handler in HANDLERS.items():
+        app.add_exception_handler(exception, handler)
 
     api = APIRouter(prefix="/api/v1", responses=ERRORS)
 
