@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from runner import services
-from runner.api.app import RunStarter, create_app
+from runner.api.app import create_app
+from runner.api.deps import RunStarter
 from runner.api.server import HttpServer, parse_bind
 
 

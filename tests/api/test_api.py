@@ -326,7 +326,7 @@ def test_the_openapi_document_states_the_key_and_the_errors(api):
 def test_a_listing_missed_by_many_requests_at_once_is_computed_once():
     import asyncio
 
-    from runner.api.app import Listings
+    from runner.api.listings import Listings
 
     calls: list[int] = []
 

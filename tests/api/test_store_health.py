@@ -9,8 +9,8 @@ import time
 
 from typer.testing import CliRunner
 
-from runner.api.app import FRESH_SECONDS
 from runner.api.auth import CACHE_SECONDS
+from runner.api.listings import FRESH_SECONDS
 from runner.cli.app import app
 from tests.daemon import conftest as daemon_fixtures
 from tests.daemon.conftest import job_yaml

@@ -1,0 +1,70 @@
+"""What every route shares: the app's `Context`, the key dependency, a resource's router.
+
+The workspace and run starter were closures in one `create_app`; on `app.state` they let each
+resource's routes live in its own module, at the cost of an attribute lookup per request."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Request, Security
+from fastapi.security import APIKeyHeader
+
+from runner import services
+from runner.api.auth import Key, KeyRing
+from runner.api.errors import ERRORS
+from runner.api.listings import Listings
+
+MAX_STREAMS = 32  # live tails open at once
+
+
+class RunStarter(Protocol):
+    """What starts runs: the daemon (`runner daemon --http`)."""
+
+    def start_run(
+        self, job: str, options: services.RunOptions, trigger: str, adhoc: dict[str, Any] | None = None
+    ) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """One app's workspace, run starter and shared state, set on `app.state.context` by
+    `create_app`. `runner` is None under `runner serve` (read-only)."""
+
+    ws: services.Workspace
+    runner: RunStarter | None
+    allow_adhoc: bool
+    keys: KeyRing
+    listings: Listings
+    streams: threading.BoundedSemaphore  # MAX_STREAMS live tails
+
+    def starter(self) -> RunStarter:
+        assert self.runner is not None  # Guard refused every write under `runner serve`
+        return self.runner
+
+
+def context(request: Request) -> Context:
+    """A plain call rather than a dependency: nothing for FastAPI to resolve per request."""
+    return request.app.state.context
+
+
+def resource(tag: str) -> APIRouter:
+    """A resource's router: under `/api/v1`, tagged, with the errors every route may answer."""
+    return APIRouter(prefix="/api/v1", tags=[tag], responses=ERRORS)
+
+
+scheme = APIKeyHeader(name="Authorization", description="`SharedKey <key>` or `Bearer <key>`")
+
+
+async def key_of(request: Request, _: str = Security(scheme)) -> Key:  # async: no thread per request
+    return request.state.key  # checked by Guard; `scheme` documents it in the OpenAPI document
+
+
+def by(key: Key) -> str:
+    return f"api key {key.name}"
+
+
+def ref(name: str, namespace: str | None) -> str:
+    return f"{namespace}/{name}" if namespace else name

@@ -1,0 +1,41 @@
+"""The request bodies of the API, shared by the routes and named in the OpenAPI document."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from runner import services
+from runner.definitions.models import JobSpec, Name
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # "yes" is not a boolean
+
+
+class RunRequest(Body):
+    tasks: list[Name] | None = Field(None, description="Run only these tasks (all when left out).")
+    resync: bool = Field(False, description="Forget pointers and digests first: read everything again.")
+
+    @field_validator("tasks")
+    @classmethod
+    def _once_each(cls, tasks: list[str] | None) -> list[str] | None:
+        if tasks is not None and len(set(tasks)) != len(tasks):
+            raise ValueError("a task is named twice")
+        return tasks
+
+
+class AdhocRunRequest(RunRequest):
+    name: Name = Field(
+        description="Its own name (not an applied job's): its history and pointers are kept under it."
+    )
+    namespace: Name = "default"
+    spec: JobSpec = Field(
+        description="A job's spec as in jobs.d/, without schedule, after or retry; run once."
+    )
+
+
+class PointerRequest(Body):
+    value: str | None = Field(
+        description="The new pointer (as `runner pointer set` takes it), or null to clear it.",
+        max_length=services.MAX_POINTER,
+    )

@@ -1,0 +1,1 @@
+"""One router per resource; `create_app` includes them in this order (the OpenAPI document's)."""
