@@ -1,5 +1,70 @@
-"""A run's record: the JSON history file of one run, and the statuses it can be in."""
+"""A run's record: the JSON history file of one run, typed. Records stay plain dicts (the file
+is their source of truth, read back by other releases), described here as `TypedDict`s so
+every field the history keeps is named once, with its meaning. New fields may be added;
+none is removed or renamed."""
 
 from __future__ import annotations
 
+from typing import Any, Literal, TypedDict
+
 QUEUED, NOT_STARTED = "queued", "not_started"
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "not_started"]
+Failure = Literal["transient", "terminal"]  # a retry may pass / would fail the same way
+Mode = Literal["normal", "dry-run", "limited"]
+
+
+class TaskRecord(TypedDict, total=False):
+    """One task of a run (`changes.task.TaskResult` as the history keeps it)."""
+
+    name: str
+    source: str  # the table read, or "query"
+    target: str
+    strategy: str
+    status: str  # succeeded | failed | skipped | cancelled | interrupted (cut by a kill)
+    rows_read: int
+    inserted: int
+    updated: int
+    upserted: int
+    deleted: int
+    unchanged: int
+    rows_written: int  # 0 in a dry run ...
+    rows_would_write: int  # ... which counts here what it would have written
+    pointer_before: dict[str, str] | None
+    pointer_after: dict[str, str] | None
+    read_seconds: float
+    write_seconds: float
+    seconds: float
+    columns: list[dict[str, str]]
+    error: str | None
+    failure: Failure | None
+
+
+class RunRecord(TypedDict, total=False):
+    """One run of a job, from the moment it is queued or started to its end."""
+
+    run_id: str
+    job: str
+    namespace: str
+    options: dict[str, Any]  # the run options that were set (tasks, resync, dry_run, limit)
+    mode: Mode
+    trigger: str  # manual, cron <slot>, after <job> <status>, retry N of M, api (key k), ad-hoc
+    status: Status
+    queued_at: str
+    queued_by: dict[str, Any]  # host and pid of the process that accepted it
+    started_at: str | None
+    finished_at: str | None
+    seconds: float | None
+    revision: int  # the applied revision of the job it ran
+    source: str  # connection refs
+    target: str
+    adhoc_spec: dict[str, Any]  # what an ad-hoc run ran, for audit
+    log: str  # the run log's path
+    log_error: str  # why the log lost lines, if it did
+    rows_read: int
+    rows_written: int
+    rows_would_write: int
+    tasks: list[TaskRecord]
+    failed_tasks: list[str]
+    error: str | None
+    failure: Failure | None
+    path: str  # where the record is (added when read, never written)

@@ -13,11 +13,11 @@ from runner.errors import (
     StateError,
 )
 from runner.history import files as history
-from runner.history.records import QUEUED
+from runner.history.records import QUEUED, RunRecord
 from runner.workspace import Workspace
 
 
-def index_run(ws: Workspace, record: dict[str, Any], first: bool = False) -> None:
+def index_run(ws: Workspace, record: RunRecord, first: bool = False) -> None:
     """Put a run in the history's index (`first`: the job's first run, so its index is
     complete); the file stays the record, so an index that cannot be written (the state store
     away: reported on its own) never fails the run."""
@@ -48,7 +48,7 @@ def ensure_indexed(ws: Workspace, namespace: str, job: str) -> None:
 
 def job_runs(
     ws: Workspace, namespace: str, job: str, changed_only: bool = False, task: str | None = None
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[RunRecord]:
     """A job's run records, newest first, read one file at a time as the index lists them:
     a listing reads only the files it shows. `changed_only` and `task` filter in the index."""
     ensure_indexed(ws, namespace, job)
@@ -65,7 +65,7 @@ def job_runs(
         before = ids[-1]
 
 
-def recent_runs(ws: Workspace, namespace: str, job: str, limit: int) -> list[dict[str, Any]]:
+def recent_runs(ws: Workspace, namespace: str, job: str, limit: int) -> list[RunRecord]:
     return list(islice(job_runs(ws, namespace, job), limit))
 
 

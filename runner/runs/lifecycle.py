@@ -33,6 +33,7 @@ from runner.errors import (
     Problem,
 )
 from runner.history import files as history
+from runner.history.records import RunRecord
 from runner.jobs.sync import failure_class, run_job
 from runner.runs.index import index_run
 from runner.runs.records import new_record, task_dict, with_committed
@@ -75,7 +76,7 @@ def run(
     on_start: Callable[[str], None] | None = None,
     trigger: str = "manual",
     run_id: str | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Run an applied job now and write its history file and run log; returns the history record.
 
     The run stops at its next batch boundary when `cancel` is set, when `runner cancel` asks
@@ -100,7 +101,7 @@ def run_adhoc(
     cancel: CancelToken | None = None,
     trigger: str = "ad-hoc",
     run_id: str | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Run a job spec once without applying it (DataZen's dynamic jobs): validated by the same
     models, on applied connections; its run is in the history under `namespace/name`, and it
     holds that name's lock, so it never runs beside an applied job of the same name.
@@ -181,7 +182,7 @@ def _run_locked(
     on_start: Callable[[str], None] | None,
     trigger: str,
     run_id: str | None,
-) -> dict[str, Any]:
+) -> RunRecord:
     options = options or RunOptions()
     store = ws.store()
     unknown = sorted(set(options.tasks or ()) - {t.name for t in spec.tasks})
@@ -230,7 +231,7 @@ def _execute(
     on_log: Callable[[dict[str, Any]], None] | None,
     cancel: CancelToken,
     trigger: str,
-) -> dict[str, Any]:
+) -> RunRecord:
     path = history.run_path(ws.history, job.namespace, job.name, run_id)
     first = not path.parent.is_dir()  # the job's first run: its index is complete from the start
     log = history.RunLog(history.log_path(ws.history, job.namespace, job.name, run_id), on_log)
@@ -333,7 +334,7 @@ def _execute(
     return record
 
 
-def _write_final(ws: Workspace, path: Path, record: dict[str, Any], spare: Path, log: history.RunLog) -> None:
+def _write_final(ws: Workspace, path: Path, record: RunRecord, spare: Path, log: history.RunLog) -> None:
     """Write a run's last record into the space its reserve held (a run that filled the disk
     still says how it ended and what it committed), and say whether its log lost lines.
 

@@ -14,13 +14,13 @@ from runner.errors import (
     HistoryUnwritable,
 )
 from runner.history import files as history
-from runner.history.records import NOT_STARTED, QUEUED
+from runner.history.records import NOT_STARTED, QUEUED, RunRecord, TaskRecord
 from runner.runs.index import index_run
 from runner.state.store import Lock, utcnow
 from runner.workspace import Workspace, job_lock
 
 
-def run_summary(record: dict[str, Any]) -> dict[str, Any]:
+def run_summary(record: RunRecord) -> RunRecord:
     keys = (
         "run_id",
         "status",
@@ -46,7 +46,7 @@ def run_mode(options: dict[str, Any]) -> str:
     return "dry-run" if options.get("dry_run") else "normal"
 
 
-def task_dict(result: TaskResult, dry_run: bool = False) -> dict[str, Any]:
+def task_dict(result: TaskResult, dry_run: bool = False) -> TaskRecord:
     """A task's result as the history keeps it; in a dry run its counts are what it would
     have written (`rows_would_write`), and `rows_written` is 0: nothing was."""
     if dry_run:
@@ -54,7 +54,7 @@ def task_dict(result: TaskResult, dry_run: bool = False) -> dict[str, Any]:
     return asdict(result) | {"rows_written": result.rows_written}
 
 
-def with_committed(record: dict[str, Any]) -> dict[str, Any]:
+def with_committed(record: RunRecord) -> RunRecord:
     """A record cut short, with what its tasks had committed (from the run log's lines after
     each commit) in place of the counts of tasks that never ended."""
     ended = {t.get("name") for t in record.get("tasks", [])}
@@ -83,7 +83,7 @@ def new_record(
     status: str,
     started_at: str | None,
     **fields: Any,
-) -> dict[str, Any]:
+) -> RunRecord:
     """A run's first history record: one shape for a run accepted (queued) and one started,
     with what only one of them knows in `fields`."""
     return {
@@ -105,7 +105,7 @@ def new_record(
     }
 
 
-def record_queued(ws: Workspace, ref: str, run_id: str, trigger: str, options: RunOptions) -> dict[str, Any]:
+def record_queued(ws: Workspace, ref: str, run_id: str, trigger: str, options: RunOptions) -> RunRecord:
     """Record a run accepted but not started yet (the API answered 202 with its id), so the id
     resolves whatever happens next: the run's start overwrites it, or `record_not_started`
     says why it never started.
@@ -153,7 +153,7 @@ def record_not_started(ws: Workspace, ref: str, run_id: str, reason: str) -> Non
         index_run(ws, record)
 
 
-def with_mode(record: dict[str, Any]) -> dict[str, Any]:
+def with_mode(record: RunRecord) -> RunRecord:
     """A record written before runs had a `mode` gets it from its options; a dry run's counts
     there moved to `rows_would_write`, as a new record has them."""
     if "mode" in record:
@@ -170,7 +170,7 @@ def with_mode(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def mark_interrupted(ws: Workspace, record: dict[str, Any]) -> dict[str, Any] | None:
+def mark_interrupted(ws: Workspace, record: RunRecord) -> RunRecord | None:
     """Rewrite a `running` record whose process died as `interrupted`, so the history says
     how it ended; None when the run is in fact still going on."""
     live = with_live_status(ws, record)
@@ -183,13 +183,13 @@ def mark_interrupted(ws: Workspace, record: dict[str, Any]) -> dict[str, Any] | 
     return stored
 
 
-def written(task: dict[str, Any]) -> int:
+def written(task: TaskRecord) -> int:
     if "rows_written" in task:
         return int(task["rows_written"] or 0)
     return sum(task.get(k) or 0 for k in ("inserted", "updated", "upserted", "deleted"))
 
 
-def with_live_status(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
+def with_live_status(ws: Workspace, record: RunRecord) -> RunRecord:
     """A record that says `running` while no live process holds the job's lock for it was
     left by a process that died (kill -9, a crash): it reads `interrupted`. One that says
     `queued` while the process that accepted it is gone reads `not_started`."""
