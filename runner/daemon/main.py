@@ -1,10 +1,11 @@
 """The daemon: one loop that reconciles the folders, fires due jobs and handles ended runs.
 
-- Reconcile: on start and when the watched folders have settled, plan and apply exactly as
-  `runner apply` does (a new revision). Invalid definitions are logged with file:line and
-  nothing is applied: the last good state stays. A plan that deletes objects is applied only
-  when the same deletions are still planned `settle` seconds later, so a file caught between
-  two writes (an editor truncating then writing, a `git checkout`) never deletes a job.
+- Reconcile (`runner.daemon.reconcile`): on start and when the watched folders have settled,
+  plan and apply exactly as `runner apply` does (a new revision). Invalid definitions are
+  logged with file:line and nothing is applied: the last good state stays. A plan that
+  deletes objects is applied only when the same deletions are still planned `settle` seconds
+  later, so a file caught between two writes (an editor truncating then writing, a `git
+  checkout`) never deletes a job.
 - Schedule: cron slots (`runner.runs.schedule`); after downtime, a pause or a suspension, a
   missed run runs once. A run that a killed daemon left unfinished runs again once at start.
 - Triggers: when a run ends, the jobs that follow it (`spec.after`) are submitted.
@@ -36,11 +37,11 @@ from typing import Any, Protocol
 from runner import services
 from runner.daemon.executor import Executor, Finished, Request
 from runner.daemon.logs import DaemonLog
+from runner.daemon.reconcile import Reconciler
 from runner.daemon.watch import FolderWatcher
 from runner.definitions.models import Retry
 from runner.definitions.validate import resolve_reference
 from runner.errors import (
-    DefinitionsInvalid,
     HistoryUnwritable,
     JobBusy,
     LockTimeout,
@@ -124,7 +125,7 @@ class Daemon:
         self.paused = False
         self._retries: list[tuple[float, int, Request]] = []  # (monotonic due, seq, request)
         self._seq = 0
-        self._held: tuple[list[str], float] | None = None  # planned deletions, since (monotonic)
+        self.reconcile = Reconciler(ws, self.options.settle, self.log)
         self._state_problem: str | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -176,7 +177,7 @@ class Daemon:
             )
             if self.watcher:  # before the first reconcile: a change made meanwhile is seen
                 self.watcher.start()
-            self._reconcile()
+            self.reconcile()
             self._refresh()
             self._catch_up()
             for job in sorted(self.jobs):
@@ -256,8 +257,8 @@ class Daemon:
 
     def _tick(self) -> None:
         changed = self.watcher is not None and self.watcher.settled()
-        if changed or (self._held and time.monotonic() - self._held[1] >= self.options.settle):
-            self._reconcile()
+        if changed or self.reconcile.due():
+            self.reconcile()
         self._refresh()
         self._drain()
         if self.paused:
@@ -285,8 +286,8 @@ class Daemon:
                 waits.append(self._retries[0][0] - time.monotonic())
         if self.watcher and (settle := self.watcher.seconds_to_settle()) is not None:
             waits.append(settle)
-        if self._held:
-            waits.append(self._held[1] + self.options.settle - time.monotonic())
+        if (held := self.reconcile.seconds_to_due()) is not None:
+            waits.append(held)
         return max(0.01, min(waits))
 
     def _submit(self, request: Request) -> None:
@@ -338,47 +339,6 @@ class Daemon:
         return run_id
 
     # --- state ---------------------------------------------------------------------------
-
-    def _reconcile(self) -> None:
-        """Plan from the folders and apply, as `runner apply` does; never on invalid files."""
-        try:
-            plan = services.plan(self.ws)
-        except DefinitionsInvalid as exc:
-            for problem in exc.problems:
-                self.log(
-                    "error",
-                    "invalid definition: nothing applied, the last applied state stays",
-                    problem=str(problem),
-                )
-            self._held = None
-            return
-        except RunnerError as exc:
-            self.log("error", "cannot plan", error=str(exc))
-            return
-        if not plan.has_changes and not any(c.moved for c in plan.changes):
-            self._held = None
-            return
-        deletes = sorted(f"{c.kind} {c.ref}" for c in plan.changes if c.action == "delete")
-        if deletes:
-            if self._held is None or self._held[0] != deletes:
-                self._held = (deletes, time.monotonic())
-                self.log(
-                    "info",
-                    "deletion planned: applied if the files still say so",
-                    objects=deletes,
-                    seconds=self.options.settle,
-                )
-                return
-            if time.monotonic() - self._held[1] < self.options.settle:
-                return
-        self._held = None
-        try:
-            result = services.apply(self.ws, planned=plan)
-        except RunnerError as exc:  # another apply moved the state, or holds the lock: next change
-            self.log("warning", "apply not done", error=str(exc))
-            return
-        summary = plan.summary()
-        self.log("info", "applied", revision=result.revision, changed=summary["changed"])
 
     def _refresh(self) -> None:
         """Read what other processes may have changed: applied jobs, suspensions, the pause."""
