@@ -14,7 +14,6 @@ import pytest
 
 from runner import services
 from runner.changes import deletes
-from runner.changes import task as changes
 from runner.changes.task import RunOptions
 from runner.errors import RunnerError
 from tests.engine.conftest import Database
@@ -353,8 +352,8 @@ def test_watermark_deletes_by_key_buckets(project, make_database, monkeypatch, s
     zero bucket, a whole bucket gone and a single key gone must all be found, whether a
     bucket's one missing key is read off the sums, its keys are compared by ranges or (`few`
     0) staged in the target."""
-    monkeypatch.setattr(changes, "FEW_BUCKETS", few)
-    read_off = spy(monkeypatch, changes, "_single_deletes")
+    monkeypatch.setattr(deletes, "FEW_BUCKETS", few)
+    read_off = spy(monkeypatch, deletes, "_single_deletes")
     source = Source(make_database(src, "source"))
     target = make_database(dst, "target")
     source.upsert(
@@ -376,7 +375,7 @@ def test_watermark_deletes_never_read_a_live_key_off_the_sums(project, make_data
     """A bucket whose target lacks a source row (one added below the pointer, which a
     watermark cannot see) breaks what the sums assume: here they point at key 70, which the
     source still has. It must stay, and the bucket is compared key by key instead."""
-    read_off = spy(monkeypatch, changes, "_single_deletes")
+    read_off = spy(monkeypatch, deletes, "_single_deletes")
     source = Source(make_database("postgresql", "source"))
     target = make_database("postgresql", "target")
     keys = [i for i in range(1, 129) if i != 100]  # two buckets of 64 keys, and 128
