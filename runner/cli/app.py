@@ -6,15 +6,16 @@ Exit codes: 0 success; 1 error (invalid definitions, failed run, lock timeout, .
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -53,6 +54,9 @@ class State:
 
 
 STATE = State()
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @app.callback()
@@ -94,10 +98,26 @@ def main_options(
     STATE.workspace = service.Workspace.from_env(directory, state, history)
 
 
-def fail(exc: RunnerError, fmt: str = "text") -> NoReturn:
-    """The one place library errors become messages and exit codes."""
-    if STATE.debug:
-        raise exc
+def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn a `RunnerError` raised anywhere in `command` into its located message and exit
+    code (`--debug` re-raises it), so no command repeats a try/except. A command's `--format`
+    option must be its `fmt` parameter: with `json` the error goes to stdout as JSON too, with
+    `github` invalid definitions become annotations."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except RunnerError as exc:
+            if STATE.debug:
+                raise
+            _report(exc, getattr(kwargs.get("fmt"), "value", "text"))
+            raise typer.Exit(exc.exit_code) from exc
+
+    return wrapper
+
+
+def _report(exc: RunnerError, fmt: str) -> None:
     if isinstance(exc, DefinitionsInvalid):
         if fmt == "json":
             out.print(render.problems_json(exc.problems, exc.warnings), markup=False)
@@ -112,7 +132,6 @@ def fail(exc: RunnerError, fmt: str = "text") -> NoReturn:
         if fmt == "json":
             out.print(json.dumps({"error": str(exc)}), markup=False)
         err.print(f"error: {exc}", markup=False)
-    raise typer.Exit(exc.exit_code)
 
 
 def _print_warnings(warnings: list[Problem], fmt: str) -> None:
@@ -126,6 +145,7 @@ def _print_warnings(warnings: list[Problem], fmt: str) -> None:
 
 
 @app.command()
+@handles_errors
 def validate(
     fmt: Annotated[
         CheckFormat,
@@ -137,10 +157,7 @@ def validate(
     """Check every definition file; exit 0 when valid, 1 with all problems otherwise.
     Warnings (valid, but likely not meant: a cron firing every second) are shown either way
     and do not change the exit code."""
-    try:
-        definitions, warnings = service.check(STATE.workspace)
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    definitions, warnings = service.check(STATE.workspace)
     jobs = sum(1 for d in definitions if d.kind == "Job")
     if fmt == CheckFormat.json:
         out.print(render.problems_json([], warnings), markup=False)
@@ -153,6 +170,7 @@ def validate(
 
 
 @app.command()
+@handles_errors
 def plan(
     detailed_exitcode: Annotated[
         bool,
@@ -168,12 +186,9 @@ def plan(
     ] = False,
 ) -> None:
     """Show what apply would create, update and delete, with changed fields (old → new)."""
-    try:
-        p = service.plan(STATE.workspace)
-        if out_file:
-            service.save_plan(p, out_file)
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    p = service.plan(STATE.workspace)
+    if out_file:
+        service.save_plan(p, out_file)
     switches = service.runtime_switches(STATE.workspace)
     if fmt == Format.json:
         out.print(json.dumps(p.to_dict() | {"runtime": switches}, indent=2, ensure_ascii=False), markup=False)
@@ -191,6 +206,7 @@ def plan(
 
 
 @app.command()
+@handles_errors
 def apply(
     plan_file: Annotated[Path | None, typer.Argument(help="A plan saved by `runner plan -out FILE`.")] = None,
     lock_timeout: Annotated[
@@ -199,10 +215,7 @@ def apply(
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
 ) -> None:
     """Validate, plan and apply in one transaction, recording a revision (time, user, git commit)."""
-    try:
-        result = service.apply(STATE.workspace, plan_file, lock_timeout)
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    result = service.apply(STATE.workspace, plan_file, lock_timeout)
     if fmt == Format.json:
         out.print(
             json.dumps(
@@ -217,12 +230,10 @@ def apply(
 
 
 @app.command("force-unlock")
+@handles_errors
 def force_unlock(lock_id: Annotated[str, typer.Argument(help="The id shown by the lock error.")]) -> None:
     """Release a lock left by a process that is gone. The id must match the lock held now."""
-    try:
-        lock = service.force_unlock(STATE.workspace, lock_id)
-    except RunnerError as exc:
-        fail(exc)
+    lock = service.force_unlock(STATE.workspace, lock_id)
     out.print(f"released the {lock.name} lock held by {lock.holder} since {lock.acquired_at}", markup=False)
 
 
@@ -235,15 +246,13 @@ _KIND = {"jobs": "Job", "job": "Job", "connections": "Connection", "connection":
 
 
 @app.command()
+@handles_errors
 def get(
     kind: Annotated[GetKind, typer.Argument(help="jobs or connections.")],
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
     """List what is applied, with the revision and file of each object."""
-    try:
-        objects = service.get(STATE.workspace, _KIND[kind.value])
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    objects = service.get(STATE.workspace, _KIND[kind.value])
     if fmt == Format.json:
         out.print(
             json.dumps(
@@ -273,16 +282,14 @@ class DescribeKind(StrEnum):
 
 
 @app.command()
+@handles_errors
 def describe(
     kind: Annotated[DescribeKind, typer.Argument(help="job or connection.")],
     name: Annotated[str, typer.Argument(help="name or namespace/name.")],
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
     """Show an applied object: its definition, revision, file, next and last runs."""
-    try:
-        info = service.describe(STATE.workspace, _KIND[kind.value], name)
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    info = service.describe(STATE.workspace, _KIND[kind.value], name)
     out.print(
         json.dumps(info, indent=2, ensure_ascii=False) if fmt == Format.json else render.describe_text(info),
         markup=False,
@@ -290,6 +297,7 @@ def describe(
 
 
 @app.command()
+@handles_errors
 def run(
     job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
     task: Annotated[
@@ -316,21 +324,18 @@ def run(
     """Run an applied job now; exit 1 when a task fails. Writes a history file and a run log."""
     options = service.RunOptions(tasks=task or None, resync=resync, dry_run=dry_run, limit=limit)
     token = service.CancelToken()
-    try:
-        with _stop_at_batch_boundary(token):
-            if out.is_terminal and fmt == Format.text:
-                with render.run_progress(err) as progress:
-                    record = service.run(STATE.workspace, job, options, progress=progress, cancel=token)
-            else:  # not a terminal: the run's log lines, as they happen, on stderr
-                record = service.run(
-                    STATE.workspace,
-                    job,
-                    options,
-                    on_log=_echo_log,
-                    cancel=token,
-                )
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    with _stop_at_batch_boundary(token):
+        if out.is_terminal and fmt == Format.text:
+            with render.run_progress(err) as progress:
+                record = service.run(STATE.workspace, job, options, progress=progress, cancel=token)
+        else:  # not a terminal: the run's log lines, as they happen, on stderr
+            record = service.run(
+                STATE.workspace,
+                job,
+                options,
+                on_log=_echo_log,
+                cancel=token,
+            )
     if STATE.debug and record["status"] == "failed":
         for entry in service.log_since(STATE.workspace, record["run_id"], level="debug")["lines"]:
             if "traceback" in entry:
@@ -378,29 +383,25 @@ app.add_typer(pointer_app, name="pointer")
 
 
 @pointer_app.command("show")
+@handles_errors
 def pointer_show(
     job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
     """Each task's stored pointer."""
-    try:
-        rows = service.pointer_show(STATE.workspace, job)
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    rows = service.pointer_show(STATE.workspace, job)
     out.print(json.dumps(rows, indent=2) if fmt == Format.json else render.pointers_table(job, rows))
 
 
 @pointer_app.command("set")
+@handles_errors
 def pointer_set(
     job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
     task: Annotated[str, typer.Argument(help="A watermark task of the job.")],
     value: Annotated[str | None, typer.Argument(help="The new pointer; leave out to clear it.")] = None,
 ) -> None:
     """Set a task's pointer (its next run reads from there); without VALUE, clear it."""
-    try:
-        change = service.pointer_set(STATE.workspace, job, task, value)
-    except RunnerError as exc:
-        fail(exc)
+    change = service.pointer_set(STATE.workspace, job, task, value)
     out.print(
         f"pointer of task {change['task']}: {render.pointer_text(change['old'])} → "
         f"{render.pointer_text(change['new'])}",
@@ -409,16 +410,14 @@ def pointer_set(
 
 
 @app.command()
+@handles_errors
 def logs(
     run_or_job: Annotated[str, typer.Argument(help="A run id, or a job with --last.")],
     last: Annotated[bool, typer.Option("--last", help="The log of the job's last run.")] = False,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
     """Print a run's log."""
-    try:
-        entries = service.logs(STATE.workspace, run_or_job, last)
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    entries = service.logs(STATE.workspace, run_or_job, last)
     for entry in entries:
         out.print(
             json.dumps(entry, ensure_ascii=False) if fmt == Format.json else render.log_line(entry),
@@ -427,6 +426,7 @@ def logs(
 
 
 @app.command()
+@handles_errors
 def history(
     job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
     limit: Annotated[int, typer.Option("--limit", "-n", help="Newest N runs.")] = 20,
@@ -436,10 +436,7 @@ def history(
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
     """List a job's runs (or one task's results), newest first, from its history files."""
-    try:
-        records = service.runs(STATE.workspace, job, limit, task)
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    records = service.runs(STATE.workspace, job, limit, task)
     if fmt == Format.json:
         out.print(json.dumps(records, indent=2, ensure_ascii=False, default=str), markup=False)
     elif task:
@@ -449,13 +446,11 @@ def history(
 
 
 @app.command()
+@handles_errors
 def status(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text) -> None:
     """Jobs with schedule, next run, last run, the run going on, suspended or paused, and
     whether an applied update waits for a running run to end."""
-    try:
-        info = service.status(STATE.workspace)
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    info = service.status(STATE.workspace)
     if fmt == Format.json:
         out.print(json.dumps(info, indent=2, ensure_ascii=False, default=str), markup=False)
     else:
@@ -464,15 +459,13 @@ def status(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text)
 
 
 @app.command()
+@handles_errors
 def tasks(
     job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
     """A job's tasks, each with its last run and pointer."""
-    try:
-        rows = service.tasks(STATE.workspace, job)
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    rows = service.tasks(STATE.workspace, job)
     if fmt == Format.json:
         out.print(json.dumps(rows, indent=2, ensure_ascii=False, default=str), markup=False)
     else:
@@ -480,17 +473,16 @@ def tasks(
 
 
 @app.command()
+@handles_errors
 def cancel(job: Annotated[str, typer.Argument(help="name or namespace/name of a running job.")]) -> None:
     """Stop a running job at its next batch boundary (in the daemon or any `runner run`).
     What was committed stays, with its pointers and digests: the next run resumes from there."""
-    try:
-        info = service.cancel(STATE.workspace, job)
-    except RunnerError as exc:
-        fail(exc)
+    info = service.cancel(STATE.workspace, job)
     out.print(f"asked run {info['run_id']} of {info['job']} ({info['holder']}) to stop", markup=False)
 
 
 @app.command()
+@handles_errors
 def suspend(job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")]) -> None:
     """Stop the daemon firing a job (cron and triggers) until `runner resume`. A runtime switch
     in the state store, not a change to git; a run going on finishes."""
@@ -498,16 +490,14 @@ def suspend(job: Annotated[str, typer.Argument(help="name or namespace/name of a
 
 
 @app.command()
+@handles_errors
 def resume(job: Annotated[str, typer.Argument(help="name or namespace/name of a suspended job.")]) -> None:
     """Let the daemon fire a suspended job again; a cron slot missed meanwhile runs once."""
     _switch(job, False)
 
 
 def _switch(job: str, suspended: bool) -> None:
-    try:
-        info = service.suspend(STATE.workspace, job, suspended)
-    except RunnerError as exc:
-        fail(exc)
+    info = service.suspend(STATE.workspace, job, suspended)
     word = "suspended" if suspended else "resumed"
     out.print(
         f"{info['job']} {word}" if info["changed"] else f"{info['job']} was already {word}", markup=False
@@ -515,26 +505,26 @@ def _switch(job: str, suspended: bool) -> None:
 
 
 @app.command()
+@handles_errors
 def pause() -> None:
     """Stop all scheduling by the daemon (cron, triggers, retries); running jobs finish."""
     _pause(True, "scheduling paused; `runner unpause` resumes it")
 
 
 @app.command()
+@handles_errors
 def unpause() -> None:
     """Resume scheduling; a cron slot missed while paused runs once."""
     _pause(False, "scheduling resumed")
 
 
 def _pause(paused: bool, done: str) -> None:
-    try:
-        service.pause(STATE.workspace, paused)
-    except RunnerError as exc:
-        fail(exc)
+    service.pause(STATE.workspace, paused)
     out.print(done, markup=False)
 
 
 @app.command()
+@handles_errors
 def daemon(
     workers: Annotated[
         int | None,
@@ -608,14 +598,12 @@ def daemon(
         "keep_runs": keep_runs,
         "keep_days": keep_days,
     }
-    try:
-        code = service.daemon(STATE.workspace, **options, **({"workers": workers} if workers else {}))
-    except RunnerError as exc:
-        fail(exc)
+    code = service.daemon(STATE.workspace, **options, **({"workers": workers} if workers else {}))
     raise typer.Exit(code)
 
 
 @app.command()
+@handles_errors
 def schemas(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the JSON Schema into.")] = Path(
         "schemas"
@@ -627,6 +615,7 @@ def schemas(
 
 
 @app.command()
+@handles_errors
 def serve(
     http: Annotated[
         str,
@@ -636,10 +625,7 @@ def serve(
     ] = "127.0.0.1:8080",
 ) -> None:
     """Serve the HTTP API read-only (GET) and the status page, without scheduling or running jobs."""
-    try:
-        service.serve(STATE.workspace, http)
-    except RunnerError as exc:
-        fail(exc)
+    service.serve(STATE.workspace, http)
 
 
 connections_app = typer.Typer(
@@ -650,6 +636,7 @@ app.add_typer(connections_app, name="connections")
 
 
 @connections_app.command("test")
+@handles_errors
 def connections_test(
     name: Annotated[
         str | None, typer.Argument(help="name or namespace/name; default: every connection.")
@@ -660,10 +647,7 @@ def connections_test(
     the tables and queries they read (SELECT … WHERE 1 = 0), and creating a table and a
     staging table where they write (rolled back; in MariaDB created and dropped). Exit 1 when
     any connection fails, naming it and the reason (secrets redacted)."""
-    try:
-        results = service.connections_test(STATE.workspace, name)
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    results = service.connections_test(STATE.workspace, name)
     if fmt == Format.json:
         out.print(json.dumps(results, indent=2, ensure_ascii=False), markup=False)
     else:
@@ -677,6 +661,7 @@ def connections_test(
 
 
 @app.command()
+@handles_errors
 def discover(
     connection: Annotated[
         str, typer.Argument(help="name or namespace/name of a connection in connections.d/.")
@@ -689,10 +674,7 @@ def discover(
     """List a connection's tables with their columns, types and primary keys, and print a task
     list to paste under a job's `tasks:` (a table with a primary key: keys and the hash
     strategy; without one: copied in full)."""
-    try:
-        info = service.discover(STATE.workspace, connection, schema)
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    info = service.discover(STATE.workspace, connection, schema)
     if fmt == Format.json:
         out.print(json.dumps(info, indent=2, ensure_ascii=False), markup=False)
     else:
@@ -709,6 +691,7 @@ class Scope(StrEnum):
 
 
 @keys_app.command("create")
+@handles_errors
 def keys_create(
     name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
     scope: Annotated[
@@ -717,21 +700,16 @@ def keys_create(
     ] = Scope.read,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
-    try:
-        key = service.keys_create(STATE.workspace, name, scope.value)
-    except RunnerError as exc:
-        fail(exc)
+    key = service.keys_create(STATE.workspace, name, scope.value)
     out.print(key, markup=False)
     err.print(f"key {name!r} ({scope.value}): shown once, keep it now", markup=False)
 
 
 @keys_app.command("list")
+@handles_errors
 def keys_list(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text) -> None:
     """The keys: name, scope, created when and by whom (never the key)."""
-    try:
-        rows = service.keys_list(STATE.workspace)
-    except RunnerError as exc:
-        fail(exc, fmt.value)
+    rows = service.keys_list(STATE.workspace)
     if fmt == Format.json:
         out.print(json.dumps(rows, indent=2), markup=False)
     else:
@@ -739,12 +717,10 @@ def keys_list(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.te
 
 
 @keys_app.command("revoke")
+@handles_errors
 def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Revoke a key: requests with it are refused (401) within a second."""
-    try:
-        service.keys_revoke(STATE.workspace, name)
-    except RunnerError as exc:
-        fail(exc)
+    service.keys_revoke(STATE.workspace, name)
     out.print(f"key {name!r} revoked", markup=False)
 
 
