@@ -1,4 +1,4 @@
-"""Pure formatters: data in, text out. Printing happens in `app.py`."""
+"""Pure formatters: data in, text out. Printing happens in the command modules."""
 
 from __future__ import annotations
 
