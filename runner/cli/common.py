@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from runner.cli import render
+from runner.cli.render import definitions as render
 from runner.errors import DefinitionsInvalid, Problem, RunnerError
 
 if TYPE_CHECKING:

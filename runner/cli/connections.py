@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from runner import service
-from runner.cli import render
 from runner.cli.common import STATE, Format, err, handles_errors, out
+from runner.cli.render import connections as render
 
 connections_app = typer.Typer(
     help="Look at the connections in connections.d/ (the folder, not the applied state).",

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from runner import service
-from runner.cli import render
 from runner.cli.common import STATE, Format, handles_errors, out, print_warnings
+from runner.cli.render import definitions as render
 
 
 class CheckFormat(StrEnum):

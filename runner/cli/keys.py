@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from runner import service
-from runner.cli import render
 from runner.cli.common import STATE, Format, err, handles_errors, out
+from runner.cli.render import keys as render
 
 keys_app = typer.Typer(help="Keys of the HTTP API: create, list, revoke.", no_args_is_help=True)
 

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from runner import service
-from runner.cli import render
 from runner.cli.common import STATE, Format, handles_errors, out
+from runner.cli.render import objects as render
 
 
 class GetKind(StrEnum):

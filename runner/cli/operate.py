@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 from runner import service
-from runner.cli import render
 from runner.cli.common import STATE, Format, handles_errors, out
+from runner.cli.render import operate as render
+from runner.cli.render.cells import pointer_text
 
 
 @handles_errors
@@ -75,7 +76,6 @@ def pointer_set(
     """Set a task's pointer (its next run reads from there); without VALUE, clear it."""
     change = service.pointer_set(STATE.workspace, job, task, value)
     out.print(
-        f"pointer of task {change['task']}: {render.pointer_text(change['old'])} → "
-        f"{render.pointer_text(change['new'])}",
+        f"pointer of task {change['task']}: {pointer_text(change['old'])} → {pointer_text(change['new'])}",
         markup=False,
     )

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from runner import service
-from runner.cli import render
 from runner.cli.common import STATE, Format, err, handles_errors, out
+from runner.cli.render import runs as render
 
 
 @handles_errors
