@@ -1,0 +1,121 @@
+"""Commands on the definitions and the applied state: validate, plan, apply, force-unlock,
+schemas."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runner import services
+from runner.cli.common import STATE, Format, handles_errors, out, print_warnings
+from runner.cli.render import definitions as render
+
+
+class CheckFormat(StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+@handles_errors
+def validate(
+    fmt: Annotated[
+        CheckFormat,
+        typer.Option(
+            "--format", "-f", help="text, json, or github (::error annotations for GitHub Actions)."
+        ),
+    ] = CheckFormat.text,
+) -> None:
+    """Check every definition file; exit 0 when valid, 1 with all problems otherwise.
+    Warnings (valid, but likely not meant: a cron firing every second) are shown either way
+    and do not change the exit code."""
+    definitions, warnings = services.check(STATE.workspace)
+    jobs = sum(1 for d in definitions if d.kind == "Job")
+    if fmt == CheckFormat.json:
+        out.print(render.problems_json([], warnings), markup=False)
+    else:
+        print_warnings(warnings, fmt.value)
+        out.print(
+            f"valid: {len(definitions) - jobs} connection(s), {jobs} job(s) in {STATE.workspace.root}",
+            markup=False,
+        )
+
+
+@handles_errors
+def plan(
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option("--detailed-exitcode", help=("Exit 0 with no changes, 2 with changes, 1 on error.")),
+    ] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("-out", "--out", "-o", help=("Save the plan; `runner apply FILE` applies exactly it.")),
+    ] = None,
+    show_unchanged: Annotated[
+        bool, typer.Option("--show-unchanged", help="List unchanged objects too.")
+    ] = False,
+) -> None:
+    """Show what apply would create, update and delete, with changed fields (old → new)."""
+    p = services.plan(STATE.workspace)
+    if out_file:
+        services.save_plan(p, out_file)
+    switches = services.runtime_switches(STATE.workspace)
+    if fmt == Format.json:
+        out.print(json.dumps(p.to_dict() | {"runtime": switches}, indent=2, ensure_ascii=False), markup=False)
+    else:
+        out.print(render.plan_text(p.to_dict(), show_unchanged), markup=False)
+        if note := render.switches_text(switches):
+            out.print(note, markup=False)
+        if out_file:
+            out.print(
+                f"\nSaved the plan to {out_file}; apply exactly it with: runner apply {out_file}",
+                markup=False,
+            )
+    if detailed_exitcode and p.has_changes:
+        raise typer.Exit(2)
+
+
+@handles_errors
+def apply(
+    plan_file: Annotated[Path | None, typer.Argument(help="A plan saved by `runner plan -out FILE`.")] = None,
+    lock_timeout: Annotated[
+        float, typer.Option("--lock-timeout", help=("Seconds to wait for another apply to finish."))
+    ] = services.DEFAULT_LOCK_TIMEOUT,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+) -> None:
+    """Validate, plan and apply in one transaction, recording a revision (time, user, git commit)."""
+    result = services.apply(STATE.workspace, plan_file, lock_timeout)
+    if fmt == Format.json:
+        out.print(
+            json.dumps(
+                {"revision": result.revision, "plan": result.plan.to_dict()}, indent=2, ensure_ascii=False
+            ),
+            markup=False,
+        )
+        return
+    out.print(render.plan_text(result.plan.to_dict()), markup=False)
+    if result.revision is not None:
+        out.print(f"\nApplied as revision {result.revision}.", markup=False)
+
+
+@handles_errors
+def force_unlock(lock_id: Annotated[str, typer.Argument(help="The id shown by the lock error.")]) -> None:
+    """Release a lock left by a process that is gone. The id must match the lock held now."""
+    lock = services.force_unlock(STATE.workspace, lock_id)
+    out.print(f"released the {lock.name} lock held by {lock.holder} since {lock.acquired_at}", markup=False)
+
+
+@handles_errors
+def schemas(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the JSON Schema into.")] = Path(
+        "schemas"
+    ),
+) -> None:
+    """Write the JSON Schema of definitions (for editors and CI)."""
+    path = services.write_schemas(out_dir)
+    out.print(f"wrote {path}", markup=False)

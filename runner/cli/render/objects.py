@@ -1,0 +1,82 @@
+"""Applied objects: the `get` tables, `describe`'s text and a job's `tasks`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from runner.cli.render.cells import pointer_text, run_status, written
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
+def objects_table(objects: list[Any], kind: str) -> Table:
+    from rich.table import Table
+
+    table = Table(title=f"{kind}s", title_justify="left")
+    table.add_column("NAMESPACE")
+    table.add_column("NAME")
+    if kind == "Job":
+        table.add_column("SOURCE → TARGET")
+        table.add_column("TASKS", justify="right")
+        table.add_column("SCHEDULE")
+    else:
+        table.add_column("TYPE")
+    table.add_column("REVISION", justify="right")
+    table.add_column("FILE")
+    for o in objects:
+        spec = o.document["spec"]
+        if kind == "Job":
+            schedule = spec.get("schedule")
+            extra = [
+                f"{spec['source']} → {spec['target']}",
+                str(len(spec["tasks"])),
+                f"{schedule['cron']} ({schedule.get('timezone', 'UTC')})" if schedule else "-",
+            ]
+        else:
+            extra = [spec["type"]]
+        table.add_row(o.namespace, o.name, *extra, str(o.revision_id), f"{o.file}:{o.line}")
+    return table
+
+
+def describe_text(info: dict[str, Any]) -> str:
+    import yaml
+
+    rev = info["revision"]
+    commit = rev["git_commit"] or "not in git"
+    if rev["git_dirty"]:
+        commit += " (dirty)"
+    lines = [
+        f"{info['kind']} {info['namespace']}/{info['name']}",
+        f"  defined at:  {info['file']}:{info['line']}",
+        f"  revision:    {rev['id']}, applied {rev['applied_at']} by {rev['user']}, commit {commit}",
+    ]
+    if schedule := info.get("schedule"):
+        lines.append(f"  schedule:    {schedule['cron']} ({schedule['timezone']}): {schedule['in_words']}")
+    if "next_runs" in info:
+        lines.append("  next runs:   " + (", ".join(info["next_runs"]) or "no schedule"))
+        for r in info["last_runs"]:
+            lines.append(f"  last run:    {r['run_id']} {run_status(r)} ({written(r)} rows written)")
+    lines.append("")
+    lines.append(yaml.safe_dump(info["document"], sort_keys=False, allow_unicode=True).rstrip())
+    return "\n".join(lines)
+
+
+def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
+    table = Table(title=f"Tasks of {ref}", title_justify="left")
+    for col in ("TASK", "SOURCE → TARGET", "CHANGES", "POINTER", "LAST RUN", "STATUS", "WRITTEN"):
+        table.add_column(col, justify="right" if col == "WRITTEN" else "left")
+    for r in rows:
+        last = r["last_run"]
+        table.add_row(
+            r["task"],
+            f"{r['source']} → {r['target']}",
+            f"{r['strategy']}, deletes {r['deletes']}",
+            pointer_text(r["pointer"]) if r["strategy"] == "watermark" else "-",
+            f"{last['run_id']}" if last else "-",
+            run_status(last) if last else "-",
+            written(last) if last else "-",
+        )
+    return table

@@ -1,0 +1,186 @@
+"""Runs: the live progress, a run's result, log lines, history tables and `status`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from runner.cli.render.cells import num, pointer_text, run_status, written
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+
+@contextmanager
+def run_progress(console: Console) -> Iterator[Callable[[str, int], None]]:
+    """A live line per task with the rows read so far (the total is unknown while reading)."""
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("task {task.description}"),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        ids: dict[str, TaskID] = {}
+
+        def update(task: str, rows: int) -> None:
+            if task not in ids:
+                ids[task] = bar.add_task(task, total=None)
+            bar.update(ids[task], completed=rows)
+
+        yield update
+
+
+def written_text(task: dict[str, Any]) -> str:
+    """`1 inserted, 2 updated, 0 deleted`; a task written by an upsert script, which cannot tell
+    inserts from updates, shows `3 upserted` instead."""
+    if task.get("upserted") and not (task["inserted"] or task["updated"]):
+        written = f"{task['upserted']:,} upserted"
+    else:
+        written = f"{task['inserted']:,} inserted, {task['updated']:,} updated"
+        if task.get("upserted"):
+            written += f", {task['upserted']:,} upserted"
+    return f"{written}, {task['deleted']:,} deleted"
+
+
+def run_text(record: dict[str, Any]) -> str:
+    flags = " ".join(
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in record["options"].items()
+    )
+    lines = [
+        f"run {record['run_id']} of job {record['namespace']}/{record['job']}: {record['status']} "
+        f"in {record['seconds']:.2f} s ({record['source']} → {record['target']})"
+        + (f" [{flags}]" if flags else "")
+    ]
+    dry = record.get("mode") == "dry-run"
+    for t in record["tasks"]:
+        if t["status"] == "skipped":
+            lines.append(f"  task {t['name']}: skipped")
+            continue
+        line = (
+            f"  task {t['name']} ({t['strategy']}): {t['status']}, {t['rows_read']:,} rows read → "
+            + ("would be " if dry else "")
+            + f"{written_text(t)}, {t['unchanged']:,} unchanged in {t['target']} ({t['seconds']:.2f} s)"
+        )
+        if t["pointer_after"] != t["pointer_before"]:
+            line += f"\n    pointer: {pointer_text(t['pointer_before'])} → {pointer_text(t['pointer_after'])}"
+        if t["error"]:
+            line += f"\n    error: {t['error']}"
+        lines.append(line)
+    if dry:
+        lines.append(
+            f"dry run: nothing was written (it would write {record.get('rows_would_write', 0):,} rows)"
+        )
+    elif record.get("mode") == "limited":
+        lines.append(f"limited run: at most {record['options'].get('limit')} rows read a task")
+    lines.append(f"history: {record['path']}")
+    return "\n".join(lines)
+
+
+def log_line(entry: dict[str, Any]) -> str:
+    fields = " ".join(
+        f"{k}={json.dumps(v, ensure_ascii=False, default=str)}"
+        for k, v in entry.items()
+        if k not in ("ts", "level", "message")
+    )
+    level = str(entry.get("level", "")).upper()
+    return f"{entry.get('ts', '')} {level:7} {entry.get('message', '')} {fields}".rstrip()
+
+
+def history_table(ref: str, runs: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
+    table = Table(title=f"Runs of {ref}", title_justify="left")
+    for col, justify in (
+        ("RUN", "left"),
+        ("STATUS", "left"),
+        ("STARTED", "left"),
+        ("SECONDS", "right"),
+        ("READ", "right"),
+        ("WRITTEN", "right"),
+        ("ERROR", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in runs:
+        table.add_row(
+            r["run_id"],
+            run_status(r),
+            str(r.get("started_at") or ""),
+            num(r.get("seconds")),
+            num(r.get("rows_read")),
+            written(r),
+            (r.get("error") or "")[:80],
+        )
+    return table
+
+
+def task_history_table(ref: str, task: str, rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
+    table = Table(title=f"Runs of task {task} of {ref}", title_justify="left")
+    for col in ("RUN", "STATUS", "STARTED", "SECONDS", "READ", "+", "~", "±", "-", "ERROR"):
+        table.add_column(col, justify="left" if col in ("RUN", "STATUS", "STARTED", "ERROR") else "right")
+    for r in rows:
+        table.add_row(
+            r["run_id"],
+            run_status(r),
+            str(r.get("started_at") or ""),
+            num(r.get("seconds")),
+            num(r.get("rows_read")),
+            num(r.get("inserted")),
+            num(r.get("updated")),
+            num(r.get("upserted")),  # through an upsert script: inserted or updated
+            num(r.get("deleted")),
+            (r.get("error") or "")[:80],
+        )
+    return table
+
+
+def status_header(info: dict[str, Any]) -> str:
+    daemon = info["daemon"]
+    parts = [
+        f"daemon: running ({daemon['holder']}, since {daemon['since']})" if daemon else "daemon: not running",
+        f"scheduling: paused since {info['since']} by {info['by']}" if info["paused"] else "scheduling: on",
+        f"revision {info['revision']}"
+        + (f" (git {info['git_commit'][:12]})" if info.get("git_commit") else ""),
+    ]
+    return " · ".join(parts)
+
+
+def status_table(info: dict[str, Any]) -> Table:
+    from rich.table import Table
+
+    table = Table(title_justify="left")
+    for col in ("JOB", "SCHEDULE", "NEXT RUN", "LAST RUN", "ROWS", "NOW"):
+        table.add_column(col, justify="right" if col == "ROWS" else "left")
+    for job in info["jobs"]:
+        schedule = job["schedule"]
+        when = f"{schedule['cron']} ({schedule.get('timezone', 'UTC')})" if schedule else ""
+        if job["after"]:
+            when = ", ".join(
+                filter(
+                    None, [when, *(f"after {t['job']} {t.get('when', 'succeeded')}" for t in job["after"])]
+                )
+            )
+        last = job["last_run"]
+        now = []
+        if job["running"]:
+            now.append(f"running {job['running']['run_id']}")
+        if job["pending_update"]:
+            now.append("update pending")
+        if job["suspended"]:
+            now.append("suspended")
+        table.add_row(
+            job["job"],
+            when or "-",
+            str(job["next_run"] or "-"),
+            f"{run_status(last)} {last['finished_at'] or last['started_at']}" if last else "-",
+            written(last) if last else "-",
+            ", ".join(now) or "-",
+        )
+    return table
