@@ -33,7 +33,7 @@ from runner.errors import (
     StateUnavailable,
     StoreMissing,
 )
-from runner.state import schema
+from runner.state import migrations, schema
 
 APPLY_LOCK = "apply"
 READ = "runner_read"  # the execution option of a read-only transaction
@@ -245,8 +245,8 @@ class StateStore:
             version = self.schema_version()
         except StateError as exc:
             return str(exc)
-        if version != schema.LATEST:
-            return f"the state store is at schema version {version}, expected {schema.LATEST}"
+        if version != migrations.LATEST:
+            return f"the state store is at schema version {version}, expected {migrations.LATEST}"
         return None
 
     # --- schema ----------------------------------------------------------------------
@@ -260,13 +260,13 @@ class StateStore:
                     raise StoreMissing(f"no state store in {self.engine.url.render_as_string()}")
                 schema.schema_version.create(conn, checkfirst=True)
                 current = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
-                if current > schema.LATEST:
+                if current > migrations.LATEST:
                     raise StateError(
                         f"the state store is at schema version {current}, newer than "
-                        f"this runner knows ({schema.LATEST}); upgrade runner"
+                        f"this runner knows ({migrations.LATEST}); upgrade runner"
                     )
-                for version in range(current + 1, schema.LATEST + 1):
-                    schema.MIGRATIONS[version - 1](conn)
+                for version in range(current + 1, migrations.LATEST + 1):
+                    migrations.MIGRATIONS[version - 1](conn)
                     conn.execute(schema.schema_version.insert().values(version=version, applied_at=utcnow()))
         except StoreMissing:
             raise

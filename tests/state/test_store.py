@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from runner import service
 from runner.errors import LockTimeout, NotFound, StateError
-from runner.state import schema
+from runner.state import migrations, schema
 from runner.state.store import APPLY_LOCK, StateStore
 
 CONNS = """
@@ -24,10 +24,10 @@ spec: {type: sqlite, url: "sqlite:///src.db"}
 
 def test_new_store_is_migrated_to_latest(tmp_path):
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    assert store.schema_version() == schema.LATEST
+    assert store.schema_version() == migrations.LATEST
     store.close()
     again = StateStore(f"sqlite:///{tmp_path / 'state.db'}")  # idempotent
-    assert again.schema_version() == schema.LATEST
+    assert again.schema_version() == migrations.LATEST
     again.close()
 
 
@@ -36,7 +36,7 @@ def test_store_from_a_newer_runner_is_refused(tmp_path):
     StateStore(url).close()
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(schema.schema_version.insert().values(version=schema.LATEST + 1, applied_at="x"))
+        conn.execute(schema.schema_version.insert().values(version=migrations.LATEST + 1, applied_at="x"))
     engine.dispose()
     with pytest.raises(StateError, match="newer than this runner knows"):
         StateStore(url)
@@ -202,7 +202,7 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         schema.schema_version.create(conn)
-        for version, migrate in enumerate(schema.MIGRATIONS[:2], start=1):
+        for version, migrate in enumerate(migrations.MIGRATIONS[:2], start=1):
             migrate(conn)
             conn.execute(schema.schema_version.insert().values(version=version, applied_at="earlier"))
         conn.exec_driver_sql(
@@ -210,7 +210,7 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
         )
     engine.dispose()
     store = StateStore(url)
-    assert store.schema_version() == schema.LATEST == 8
+    assert store.schema_version() == migrations.LATEST == 8
     state = store.task_state("d", "j", "t")
     assert state.digests_pending is False
     store.set_digests_pending(state.id, True)
@@ -234,7 +234,7 @@ def test_row_digests_of_version_6_are_converted(request, tmp_path, backend):
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         schema.schema_version.create(conn)
-        for version, migrate in enumerate(schema.MIGRATIONS[:6], start=1):
+        for version, migrate in enumerate(migrations.MIGRATIONS[:6], start=1):
             migrate(conn)
             conn.execute(schema.schema_version.insert().values(version=version, applied_at="earlier"))
         conn.exec_driver_sql(
@@ -254,7 +254,7 @@ def test_row_digests_of_version_6_are_converted(request, tmp_path, backend):
     engine.dispose()
     store = StateStore(url)
     try:
-        assert store.schema_version() == schema.LATEST == 8
+        assert store.schema_version() == migrations.LATEST == 8
         assert list(store.digests(1, 100)) == old  # three pages, in order
         store.write_digests(1, [(old[5][0], "ab" * 16, old[5][2])], [old[0][0], old[255][0]])
         got = list(store.digests(1, 1000))
