@@ -52,7 +52,8 @@ from runner.errors import (
 from runner.history import files as history
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
-from runner.state.store import APPLY_LOCK, EMPTY_STATE, AppliedObject, Lock, StateStore, utcnow
+from runner.state.database import utcnow
+from runner.state.store import APPLY_LOCK, EMPTY_STATE, AppliedObject, Lock, StateStore
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
@@ -1143,7 +1144,7 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
     """Every applied job with its schedule, next run, last run, the run going on now,
     whether it is suspended and whether an applied update waits for the running run to end."""
     store = ws.store()
-    problem = store.check()
+    problem = store.db.check()
     if problem:  # what the store says now cannot be trusted: say only that
         return {
             "state_store": {"healthy": False, "error": problem},

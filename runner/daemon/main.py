@@ -247,7 +247,7 @@ class Daemon:
     def state_problem(self) -> str | None:
         """What is wrong with the state store now (deleted, replaced, unreadable), logged when
         it starts and when it ends; while it lasts nothing is scheduled or started."""
-        problem = self.ws.store().check()
+        problem = self.ws.store().db.check()
         if problem != self._state_problem:
             if problem:
                 self.log(

@@ -7,8 +7,6 @@ one transaction, and take or release named locks (the apply lock, a job's run lo
 
 from __future__ import annotations
 
-import datetime as dt
-import getpass
 import hashlib
 import json
 import os
@@ -18,11 +16,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from runner.errors import (
     LockTimeout,
@@ -30,25 +26,13 @@ from runner.errors import (
     NotRunning,
     StaleState,
     StateError,
-    StateUnavailable,
     StoreMissing,
 )
 from runner.state import migrations, schema
+from runner.state.database import Database, current_user, utcnow
 
 APPLY_LOCK = "apply"
-READ = "runner_read"  # the execution option of a read-only transaction
 EMPTY_STATE = hashlib.sha256(b"[]").hexdigest()  # `state_digest` of a store without objects
-
-
-def utcnow() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-
-
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return os.environ.get("USER", "unknown")
 
 
 @dataclass(frozen=True)
@@ -147,35 +131,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _sqlite_begin_immediate(engine: sa.Engine) -> None:
-    """Make every SQLite transaction take the write lock at BEGIN, so two processes queue on
-    the busy timeout instead of failing with 'database is locked' half-way (the pysqlite
-    recipe from the SQLAlchemy documentation)."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: sa.Connection) -> None:
-        # a read (`StateStore._read`) does not queue behind a writer: a long apply must not
-        # stall the API's key checks and listings
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ) else "BEGIN IMMEDIATE")
-
-
-def _unavailable(engine: sa.Engine) -> None:
-    """Turn the driver's errors into `StateUnavailable`, so every caller (the CLI, the API, the
-    daemon's loop) reports a deleted, corrupted or unreachable store as such instead of as a
-    traceback. Integrity errors are left alone: locks and keys take them as answers."""
-
-    @event.listens_for(engine, "handle_error")
-    def _handle(ctx: sa.engine.ExceptionContext) -> None:
-        if ctx.is_pre_ping or isinstance(ctx.sqlalchemy_exception, sa.exc.IntegrityError):
-            return
-        detail = " ".join(str(ctx.original_exception).split())
-        raise StateUnavailable(f"the state store cannot be used: {detail}") from None
-
-
 class StateStore:
     """The applied state, behind a SQLAlchemy URL (`sqlite:///…` or `postgresql://…`).
 
@@ -184,98 +139,11 @@ class StateStore:
     come back empty and silently restart every job from scratch."""
 
     def __init__(self, url: str, create: bool = True):
-        self.url = url
-        self.file: Path | None = None  # a SQLite store's file, watched by `check`
-        try:
-            parsed = sa.make_url(url)
-        except sa.exc.ArgumentError:
-            raise StateError(
-                "the state store URL cannot be parsed; use sqlite:///path or postgresql://…"
-            ) from None
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        if parsed.get_backend_name() == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                self.file = Path(parsed.database).resolve()
-                if not create and not self.file.exists():
-                    raise StoreMissing(f"no state store at {self.file}")
-                self.file.parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(parsed, connect_args={"timeout": 60})
-            _sqlite_begin_immediate(self.engine)
-        elif parsed.get_backend_name() == "postgresql":
-            self.engine = sa.create_engine(parsed, pool_pre_ping=True)
-        else:
-            raise StateError(
-                f"unsupported state store {parsed.get_backend_name()!r}; use sqlite or postgresql"
-            )
-        _unavailable(self.engine)
-        self._migrate(create)
-        self._identity = self._file_identity()
+        self.db = Database(url, create)
+        self.db.open(lambda conn: _upgrade(conn, create))
 
     def close(self) -> None:
-        self.engine.dispose()
-
-    def _read(self) -> sa.Connection:
-        """A connection for reads only (SQLite: a deferred transaction, see `_begin`)."""
-        return self.engine.connect().execution_options(**{READ: True})
-
-    # --- health ----------------------------------------------------------------------
-
-    def _file_identity(self) -> tuple[int, int] | None:
-        if self.file is None:
-            return None
-        st = os.stat(self.file)
-        return st.st_dev, st.st_ino
-
-    def check(self) -> str | None:
-        """What is wrong with the store, or None when it is usable. A SQLite file deleted or
-        replaced under a running process still answers reads from the old file (and refuses
-        writes), so its identity is compared with the one opened; then one read proves the
-        file is a readable store of this runner's schema."""
-        if self.file is not None:
-            try:
-                identity = self._file_identity()
-            except FileNotFoundError:
-                return f"the state store file {self.file} was deleted"
-            except OSError as exc:
-                return f"the state store file {self.file} cannot be read: {exc.strerror}"
-            if identity != self._identity:
-                return f"the state store file {self.file} was replaced since it was opened"
-        try:
-            version = self.schema_version()
-        except StateError as exc:
-            return str(exc)
-        if version != migrations.LATEST:
-            return f"the state store is at schema version {version}, expected {migrations.LATEST}"
-        return None
-
-    # --- schema ----------------------------------------------------------------------
-
-    def _migrate(self, create: bool) -> None:
-        try:
-            with self.engine.begin() as conn:
-                if conn.dialect.name == "postgresql":  # serialise concurrent first starts
-                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7361626)")
-                if not create and not sa.inspect(conn).has_table(schema.schema_version.name):
-                    raise StoreMissing(f"no state store in {self.engine.url.render_as_string()}")
-                schema.schema_version.create(conn, checkfirst=True)
-                current = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
-                if current > migrations.LATEST:
-                    raise StateError(
-                        f"the state store is at schema version {current}, newer than "
-                        f"this runner knows ({migrations.LATEST}); upgrade runner"
-                    )
-                for version in range(current + 1, migrations.LATEST + 1):
-                    migrations.MIGRATIONS[version - 1](conn)
-                    conn.execute(schema.schema_version.insert().values(version=version, applied_at=utcnow()))
-        except StoreMissing:
-            raise
-        except StateUnavailable as exc:
-            raise StateUnavailable(str(exc).replace("cannot be used", "cannot be opened")) from None
-
-    def schema_version(self) -> int:
-        with self._read() as conn:
-            return conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
+        self.db.close()
 
     # --- reads -----------------------------------------------------------------------
 
@@ -285,7 +153,7 @@ class StateStore:
         )
         if kind:
             query = query.where(schema.objects.c.kind == kind)
-        with self._read() as conn:
+        with self.db.read() as conn:
             return [
                 AppliedObject(
                     r.kind,
@@ -308,7 +176,7 @@ class StateStore:
 
     def state_digest(self) -> str:
         """A digest of every applied object with its file and line: what a saved plan expects."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             return self._state_digest(conn)
 
     @staticmethod
@@ -323,12 +191,12 @@ class StateStore:
 
     def latest_revision(self) -> Revision | None:
         query = sa.select(schema.revisions).order_by(schema.revisions.c.id.desc()).limit(1)
-        with self._read() as conn:
+        with self.db.read() as conn:
             row = conn.execute(query).first()
         return self._revision(row) if row else None
 
     def revision(self, revision_id: int) -> Revision:
-        with self._read() as conn:
+        with self.db.read() as conn:
             row = conn.execute(
                 sa.select(schema.revisions).where(schema.revisions.c.id == revision_id)
             ).first()
@@ -371,7 +239,7 @@ class StateStore:
             StaleState: another apply landed since the plan was made.
         """
         table = schema.objects
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             latest = conn.execute(sa.select(sa.func.max(schema.revisions.c.id))).scalar()
             if self._state_digest(conn) != base_state:
                 raise StaleState(
@@ -428,7 +296,7 @@ class StateStore:
         """A task's pointer and digest id, created on first use."""
         t = schema.task_state
         key = (t.c.namespace == namespace) & (t.c.job == job) & (t.c.task == task)
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             row = conn.execute(sa.select(t).where(key)).first()
             if row is None:
                 conn.execute(t.insert().values(namespace=namespace, job=job, task=task, updated_at=utcnow()))
@@ -448,7 +316,7 @@ class StateStore:
 
     def task_states(self, namespace: str, job: str) -> list[TaskState]:
         t = schema.task_state
-        with self._read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(
                 sa.select(t).where((t.c.namespace == namespace) & (t.c.job == job)).order_by(t.c.task)
             ).all()
@@ -469,7 +337,7 @@ class StateStore:
     def set_pointer(self, task_id: int, column: str | None, pointer: dict[str, Any] | None, by: str) -> None:
         """Record a task's pointer; called only after the target committed what it covers."""
         t = schema.task_state
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             conn.execute(
                 t.update()
                 .where(t.c.id == task_id)
@@ -484,12 +352,12 @@ class StateStore:
     def set_digests_pending(self, task_id: int, pending: bool) -> None:
         """Mark a hash task whose target may hold rows its digests do not describe yet."""
         t = schema.task_state
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             conn.execute(t.update().where(t.c.id == task_id).values(digests_pending=pending))
 
     def forget(self, task_id: int) -> None:
         """Drop a task's pointer and digests: its next run reads everything (a resync)."""
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             conn.execute(schema.row_digests.delete().where(schema.row_digests.c.task_id == task_id))
             conn.execute(
                 schema.task_state.update()
@@ -501,7 +369,7 @@ class StateStore:
         """Whether any digest of the task is stored."""
         d = schema.row_digests
         query = sa.select(d.c.task_id).where(d.c.task_id == task_id).limit(1)
-        with self._read() as conn:
+        with self.db.read() as conn:
             return conn.execute(query).first() is not None
 
     def digests(self, task_id: int, batch_size: int) -> Iterator[tuple[str, str, str]]:
@@ -517,7 +385,7 @@ class StateStore:
                 .order_by(d.c.key_hash)  # bytes in their order: the order of their hex
                 .limit(batch_size)
             )
-            with self._read() as conn:
+            with self.db.read() as conn:
                 page = conn.execute(query).all()
             for row in page:
                 yield row[0].hex(), row[1].hex(), row[2]
@@ -530,7 +398,7 @@ class StateStore:
         rows they describe."""
         d = schema.row_digests
         unhex = bytes.fromhex
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             for i in range(0, len(deletes), 500):
                 chunk = [unhex(k) for k in deletes[i : i + 500]]
                 conn.execute(d.delete().where((d.c.task_id == task_id) & d.c.key_hash.in_(chunk)))
@@ -550,14 +418,14 @@ class StateStore:
         return f"{current_user()}@{socket.gethostname()} pid {os.getpid()}"
 
     def lock_info(self, name: str) -> Lock | None:
-        with self._read() as conn:
+        with self.db.read() as conn:
             row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
         return Lock.from_row(row) if row else None
 
     def locks(self, prefix: str = "") -> list[Lock]:
         """Every lock held whose name starts with `prefix` (e.g. "job:" for running jobs)."""
         query = sa.select(schema.locks).where(schema.locks.c.name.startswith(prefix, autoescape=True))
-        with self._read() as conn:
+        with self.db.read() as conn:
             return [Lock.from_row(r) for r in conn.execute(query.order_by(schema.locks.c.name))]
 
     def _release_if_dead(self, name: str) -> bool:
@@ -567,7 +435,7 @@ class StateStore:
         held = self.lock_info(name)
         if held is None or held.host != socket.gethostname() or not held.pid or _alive(held.pid):
             return False
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             conn.execute(schema.locks.delete().where(schema.locks.c.lock_id == held.lock_id))
         return True
 
@@ -583,7 +451,7 @@ class StateStore:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with self.engine.begin() as conn:
+                with self.db.write() as conn:
                     conn.execute(
                         schema.locks.insert().values(
                             name=name,
@@ -611,7 +479,7 @@ class StateStore:
                 time.sleep(poll)
 
     def release(self, name: str, lock_id: str) -> None:
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             conn.execute(
                 schema.locks.delete().where(
                     (schema.locks.c.name == name) & (schema.locks.c.lock_id == lock_id)
@@ -629,7 +497,7 @@ class StateStore:
     def force_unlock(self, lock_id: str) -> Lock:
         """Release a lock whose holder is gone; the id must match, so a lock taken since by
         someone else is never released by mistake."""
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             row = conn.execute(sa.select(schema.locks).where(schema.locks.c.lock_id == lock_id)).first()
             if row is None:
                 raise NotFound(f"no lock with id {lock_id} (already released?)")
@@ -638,7 +506,7 @@ class StateStore:
 
     def request_cancel(self, name: str, by: str) -> Lock:
         """Ask the holder of `name` (a running job) to stop at its next batch boundary."""
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
             if row is None:
                 raise NotRunning(f"{name.removeprefix('job:')} is not running")
@@ -649,7 +517,7 @@ class StateStore:
 
     def cancel_requested(self, lock_id: str) -> str | None:
         """Who asked the holder of this lock to cancel, if anyone did."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             query = sa.select(schema.locks.c.cancel_requested).where(schema.locks.c.lock_id == lock_id)
             return conn.execute(query).scalar()
 
@@ -659,7 +527,7 @@ class StateStore:
         """Suspend or resume a job; returns whether that changed anything."""
         table = schema.job_switches
         where = (table.c.namespace == namespace) & (table.c.name == name)
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             was = conn.execute(sa.select(table.c.name).where(where)).first() is not None
             if suspended and not was:
                 conn.execute(
@@ -673,7 +541,7 @@ class StateStore:
 
     def suspended(self) -> dict[tuple[str, str], tuple[str, str]]:
         """(namespace, name) -> (since, by) of every suspended job."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             return {
                 (r.namespace, r.name): (r.suspended_at, r.suspended_by)
                 for r in conn.execute(sa.select(schema.job_switches))
@@ -681,7 +549,7 @@ class StateStore:
 
     def set_setting(self, key: str, value: Any, by: str) -> None:
         table = schema.settings
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             conn.execute(table.delete().where(table.c.key == key))
             conn.execute(
                 table.insert().values(key=key, value=json.dumps(value), updated_at=utcnow(), updated_by=by)
@@ -690,14 +558,14 @@ class StateStore:
     def setting(self, key: str) -> tuple[Any, str, str] | None:
         """(value, updated_at, updated_by), or None when never set."""
         table = schema.settings
-        with self._read() as conn:
+        with self.db.read() as conn:
             row = conn.execute(sa.select(table).where(table.c.key == key)).first()
         return (json.loads(row.value), row.updated_at, row.updated_by) if row else None
 
     def schedule_marks(self) -> dict[tuple[str, str], tuple[str, str | None]]:
         """(namespace, name) -> (the last cron slot the daemon fired the job for, ISO in UTC;
         the schedule it was fired by, "cron|timezone")."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             return {
                 (r.namespace, r.name): (r.last_slot, r.schedule)
                 for r in conn.execute(sa.select(schema.schedule_marks))
@@ -708,7 +576,7 @@ class StateStore:
     def add_api_key(self, name: str, key_hash: str, scope: str, by: str) -> None:
         table = schema.api_keys
         try:
-            with self.engine.begin() as conn:
+            with self.db.write() as conn:
                 conn.execute(
                     table.insert().values(
                         name=name, key_hash=key_hash, scope=scope, created_at=utcnow(), created_by=by
@@ -719,12 +587,12 @@ class StateStore:
 
     def api_keys(self) -> list[dict[str, str]]:
         """Every key: name, key_hash, scope, created_at, created_by."""
-        with self._read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(sa.select(schema.api_keys).order_by(schema.api_keys.c.name))
             return [dict(r._mapping) for r in rows]
 
     def revoke_api_key(self, name: str) -> None:
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             if not conn.execute(schema.api_keys.delete().where(schema.api_keys.c.name == name)).rowcount:
                 raise NotFound(f"no API key named {name!r}")
 
@@ -733,7 +601,7 @@ class StateStore:
         table, gone = schema.schedule_marks, set(self.schedule_marks()) - keep
         if not gone:
             return
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             for namespace, name in gone:
                 conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
 
@@ -746,7 +614,7 @@ class StateStore:
         if not marks:
             return
         table = schema.schedule_marks
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             for namespace, name, *_ in marks:
                 conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
             conn.execute(
@@ -779,7 +647,7 @@ class StateStore:
             for name in sorted({str(task["name"]) for task in record.get("tasks") or [] if task.get("name")})
         ]
         ids = [row["run_id"] for row in rows]
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             conn.execute(t.delete().where(t.c.run_id.in_(ids)))
             conn.execute(r.delete().where(r.c.run_id.in_(ids)))
             conn.execute(r.insert(), rows)
@@ -788,17 +656,17 @@ class StateStore:
 
     def _bytewise(self, column: Any) -> Any:
         """Run ids sort by their text, byte by byte (their start time), not by a locale."""
-        return column.collate("C") if self.engine.dialect.name == "postgresql" else column
+        return column.collate("C") if self.db.engine.dialect.name == "postgresql" else column
 
     def runs_indexed(self, namespace: str, job: str) -> bool:
         """Whether every history file of the job is in the index (see `mark_runs_indexed`)."""
         table = schema.runs_indexed
         where = (table.c.namespace == namespace) & (table.c.job == job)
-        with self._read() as conn:
+        with self.db.read() as conn:
             return conn.execute(sa.select(table.c.job).where(where)).first() is not None
 
     def mark_runs_indexed(self, namespace: str, job: str) -> None:
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             table = schema.runs_indexed
             conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.job == job)))
             conn.execute(table.insert().values(namespace=namespace, job=job))
@@ -829,7 +697,7 @@ class StateStore:
         query = query.order_by(run_id.desc())
         if limit is not None:
             query = query.limit(limit)
-        with self._read() as conn:
+        with self.db.read() as conn:
             return [row[0] for row in conn.execute(query)]
 
     def last_task_runs(self, namespace: str, job: str) -> dict[str, str]:
@@ -840,7 +708,7 @@ class StateStore:
             .where((t.c.namespace == namespace) & (t.c.job == job))
             .group_by(t.c.task)
         )
-        with self._read() as conn:
+        with self.db.read() as conn:
             return {row[0]: row[1] for row in conn.execute(query)}
 
     def run_index(self, namespace: str, job: str) -> list[tuple[str, str, str | None]]:
@@ -851,12 +719,35 @@ class StateStore:
             .where((r.c.namespace == namespace) & (r.c.job == job))
             .order_by(self._bytewise(r.c.run_id).desc())
         )
-        with self._read() as conn:
+        with self.db.read() as conn:
             return [(row[0], row[1], row[2]) for row in conn.execute(query)]
 
     def forget_runs(self, run_ids: list[str]) -> None:
-        with self.engine.begin() as conn:
+        with self.db.write() as conn:
             for i in range(0, len(run_ids), 500):
                 chunk = run_ids[i : i + 500]
                 conn.execute(schema.run_tasks.delete().where(schema.run_tasks.c.run_id.in_(chunk)))
                 conn.execute(schema.runs.delete().where(schema.runs.c.run_id.in_(chunk)))
+
+
+def _upgrade(conn: sa.Connection, create: bool) -> None:
+    """Bring the store to the latest schema version, in the transaction that opens it.
+
+    Raises:
+        StoreMissing: not `create`, and no store there.
+        StateError: the store is newer than this runner.
+    """
+    if conn.dialect.name == "postgresql":  # serialise concurrent first starts
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7361626)")
+    if not create and not sa.inspect(conn).has_table(schema.schema_version.name):
+        raise StoreMissing(f"no state store in {conn.engine.url.render_as_string()}")
+    schema.schema_version.create(conn, checkfirst=True)
+    current = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
+    if current > migrations.LATEST:
+        raise StateError(
+            f"the state store is at schema version {current}, newer than "
+            f"this runner knows ({migrations.LATEST}); upgrade runner"
+        )
+    for version in range(current + 1, migrations.LATEST + 1):
+        migrations.MIGRATIONS[version - 1](conn)
+        conn.execute(schema.schema_version.insert().values(version=version, applied_at=utcnow()))

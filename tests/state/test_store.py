@@ -24,10 +24,10 @@ spec: {type: sqlite, url: "sqlite:///src.db"}
 
 def test_new_store_is_migrated_to_latest(tmp_path):
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    assert store.schema_version() == migrations.LATEST
+    assert store.db.schema_version() == migrations.LATEST
     store.close()
     again = StateStore(f"sqlite:///{tmp_path / 'state.db'}")  # idempotent
-    assert again.schema_version() == migrations.LATEST
+    assert again.db.schema_version() == migrations.LATEST
     again.close()
 
 
@@ -210,7 +210,7 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
         )
     engine.dispose()
     store = StateStore(url)
-    assert store.schema_version() == migrations.LATEST == 8
+    assert store.db.schema_version() == migrations.LATEST == 8
     state = store.task_state("d", "j", "t")
     assert state.digests_pending is False
     store.set_digests_pending(state.id, True)
@@ -254,7 +254,7 @@ def test_row_digests_of_version_6_are_converted(request, tmp_path, backend):
     engine.dispose()
     store = StateStore(url)
     try:
-        assert store.schema_version() == migrations.LATEST == 8
+        assert store.db.schema_version() == migrations.LATEST == 8
         assert list(store.digests(1, 100)) == old  # three pages, in order
         store.write_digests(1, [(old[5][0], "ab" * 16, old[5][2])], [old[0][0], old[255][0]])
         got = list(store.digests(1, 1000))
