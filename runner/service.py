@@ -750,7 +750,7 @@ def task_dict(result: TaskResult, dry_run: bool = False) -> dict[str, Any]:
 def pointer_show(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     """Every task of a job with its stored pointer."""
     job, spec, _ = _job_and_connections(ws, ref)
-    states = {s.task: s for s in ws.store().task_states(job.namespace, job.name)}
+    states = {s.task: s for s in ws.store().tasks.states(job.namespace, job.name)}
     out = []
     for task in spec.tasks:
         state = states.get(task.name)
@@ -797,14 +797,14 @@ def pointer_set(
             f"job {job.ref} is running ({holder}); set its pointer when the run has ended"
         ) from None
     try:
-        state = store.task_state(job.namespace, job.name, task.name)
+        state = store.tasks.state(job.namespace, job.name, task.name)
         old = state.pointer if state.watermark_column == task.changes.column else None
         try:
             new = pointers.parse(value, old) if value is not None else None
         except ValueError as exc:
             raise InvalidValue(str(exc), "value") from None
         by = f"set by {by or StateStore.holder()}"
-        store.set_pointer(state.id, task.changes.column, new, by)
+        store.tasks.set_pointer(state.id, task.changes.column, new, by)
     finally:
         store.release(job_lock(job.ref), lock_id)
     history.RunLog(history.pointer_log_path(ws.history, job.namespace, job.name))(

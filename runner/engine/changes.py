@@ -43,7 +43,8 @@ from runner.engine.templates import ScriptWriter
 from runner.engine.types import Column
 from runner.engine.writer import INTEGERS, KEY_STAGE, STAGE, MergeCounts, SqlWriter
 from runner.errors import Location, TerminalError
-from runner.state.store import StateStore, TaskState
+from runner.state.store import StateStore
+from runner.state.tasks import TaskState
 
 NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
@@ -238,14 +239,14 @@ class TaskRun:
             checkpoint("committed")
 
     def state(self) -> TaskState:
-        state = self.store.task_state(self.namespace, self.job, self.task.name)
+        state = self.store.tasks.state(self.namespace, self.job, self.task.name)
         if self.options.resync and self.options.dry_run:
             self.log("info", "resync (dry run): pointer ignored, not forgotten", task=self.task.name)
             return replace(state, pointer=None, watermark_column=None)
         if self.options.resync:
-            self.store.forget(state.id)
+            self.store.tasks.forget(state.id)
             self.log("info", "resync: pointer and digests forgotten", task=self.task.name)
-            state = self.store.task_state(self.namespace, self.job, self.task.name)
+            state = self.store.tasks.state(self.namespace, self.job, self.task.name)
         return state
 
     def finish(self, writer: SqlWriter | ScriptWriter) -> None:
@@ -461,7 +462,7 @@ def _first_load_copied(run: TaskRun, w: SqlWriter | ScriptWriter, column: str, t
     run.committed()
     if highest is not None:
         run.result.pointer_after = pointers.encode(highest)
-        run.store.set_pointer(task_id, column, run.result.pointer_after, run.run_id)
+        run.store.tasks.set_pointer(task_id, column, run.result.pointer_after, run.run_id)
     return True
 
 
@@ -481,7 +482,7 @@ def _merge_batches(
             run.committed()
             pointer = _later(pointer, stream.pointer)
             result.pointer_after = pointers.encode(pointer)
-            run.store.set_pointer(task_id, column, result.pointer_after, run.run_id)
+            run.store.tasks.set_pointer(task_id, column, result.pointer_after, run.run_id)
 
 
 def _by_buckets(run: TaskRun, w: SqlWriter | ScriptWriter) -> bool:

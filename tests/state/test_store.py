@@ -211,10 +211,10 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
     engine.dispose()
     store = StateStore(url)
     assert store.db.schema_version() == migrations.LATEST == 8
-    state = store.task_state("d", "j", "t")
+    state = store.tasks.state("d", "j", "t")
     assert state.digests_pending is False
-    store.set_digests_pending(state.id, True)
-    assert store.task_state("d", "j", "t").digests_pending is True
+    store.tasks.set_digests_pending(state.id, True)
+    assert store.tasks.state("d", "j", "t").digests_pending is True
     lock_id = store.acquire("job:d/j", timeout=0, run_id="r1")
     assert store.request_cancel("job:d/j", "me").run_id == "r1"
     assert store.cancel_requested(lock_id) == "me"
@@ -255,9 +255,9 @@ def test_row_digests_of_version_6_are_converted(request, tmp_path, backend):
     store = StateStore(url)
     try:
         assert store.db.schema_version() == migrations.LATEST == 8
-        assert list(store.digests(1, 100)) == old  # three pages, in order
-        store.write_digests(1, [(old[5][0], "ab" * 16, old[5][2])], [old[0][0], old[255][0]])
-        got = list(store.digests(1, 1000))
+        assert list(store.tasks.digests(1, 100)) == old  # three pages, in order
+        store.tasks.write_digests(1, [(old[5][0], "ab" * 16, old[5][2])], [old[0][0], old[255][0]])
+        got = list(store.tasks.digests(1, 1000))
         assert len(got) == 254 and got[0][0] == old[1][0] and got[4] == (old[5][0], "ab" * 16, old[5][2])
     finally:
         store.close()
@@ -272,7 +272,7 @@ def test_row_digests_are_compact(tmp_path):
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     rows = 100_000
     try:
-        task = store.task_state("d", "j", "t").id
+        task = store.tasks.state("d", "j", "t").id
         before = (tmp_path / "state.db").stat().st_size
         digests = sorted(
             (
@@ -283,7 +283,7 @@ def test_row_digests_are_compact(tmp_path):
             for i in range(rows)
         )
         for i in range(0, rows, 10_000):
-            store.write_digests(task, digests[i : i + 10_000], [])
+            store.tasks.write_digests(task, digests[i : i + 10_000], [])
     finally:
         store.close()
     per_row = ((tmp_path / "state.db").stat().st_size - before) / rows
