@@ -1106,18 +1106,18 @@ def suspend(ws: Workspace, ref: str, suspended: bool = True, by: str | None = No
     """Suspend (or resume) a job: the daemon's cron and triggers skip it until it is resumed.
     A runtime switch in the state store, not a change to the definitions in git."""
     job = find(ws, "Job", ref)
-    changed = ws.store().set_suspended(job.namespace, job.name, suspended, by or StateStore.holder())
+    changed = ws.store().switches.set_suspended(job.namespace, job.name, suspended, by or StateStore.holder())
     return {"job": job.ref, "suspended": suspended, "changed": changed}
 
 
 def pause(ws: Workspace, paused: bool = True, by: str | None = None) -> dict[str, Any]:
     """Stop (or resume) all scheduling by the daemon; running jobs finish."""
-    ws.store().set_setting(PAUSED, paused, by or StateStore.holder())
+    ws.store().switches.set_setting(PAUSED, paused, by or StateStore.holder())
     return paused_info(ws)
 
 
 def paused_info(ws: Workspace) -> dict[str, Any]:
-    stored = ws.store().setting(PAUSED)
+    stored = ws.store().switches.setting(PAUSED)
     if not stored or not stored[0]:
         return {"paused": False}
     return {"paused": True, "since": stored[1], "by": stored[2]}
@@ -1129,7 +1129,7 @@ DAEMON_LOCK = "daemon"  # held by the one daemon of a state store
 def runtime_switches(ws: Workspace) -> dict[str, Any]:
     """What operators switched at runtime (not in git): suspended jobs and the pause."""
     try:
-        suspended = ws.store().suspended()
+        suspended = ws.store().switches.suspended()
     except StoreMissing:  # a new folder: nothing was switched yet
         return {"paused": False, "suspended": []}
     return paused_info(ws) | {
@@ -1155,7 +1155,7 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
             "jobs": [],
         }
     running = {lock.name.removeprefix("job:"): lock for lock in store.locks("job:") if lock.alive}
-    suspended = store.suspended()
+    suspended = store.switches.suspended()
     paused = paused_info(ws)
     daemon = store.lock_info(DAEMON_LOCK)
     latest = store.latest_revision()

@@ -160,7 +160,7 @@ class Daemon:
                 pid=os.getpid(),
             )
             _check_writable(self.ws.history)
-            marks = store.schedule_marks()
+            marks = store.switches.schedule_marks()
             self.scheduler = Scheduler(
                 {f"{ns}/{name}": dt.datetime.fromisoformat(slot) for (ns, name), (slot, _) in marks.items()},
                 {f"{ns}/{name}": made_by for (ns, name), (_, made_by) in marks.items() if made_by},
@@ -305,7 +305,7 @@ class Daemon:
 
     def _mark(self, *marks: tuple[str, dt.datetime]) -> None:
         """Record the cron slots (job, slot) fired or set, in one transaction."""
-        self.ws.store().set_schedule_marks(
+        self.ws.store().switches.set_schedule_marks(
             [(*job.split("/", 1), slot.isoformat(), self.scheduler.made_by.get(job)) for job, slot in marks]  # type: ignore[misc]
         )
 
@@ -407,8 +407,8 @@ class Daemon:
             }
             fresh = self.scheduler.set_jobs(crons, _utcnow())
             self._mark(*((job, self.scheduler.marks[job]) for job in fresh))
-            store.forget_schedule_marks({tuple(ref.split("/", 1)) for ref in crons})  # type: ignore[misc]
-        suspended = {f"{ns}/{name}" for ns, name in store.suspended()}
+            store.switches.forget_schedule_marks({tuple(ref.split("/", 1)) for ref in crons})  # type: ignore[misc]
+        suspended = {f"{ns}/{name}" for ns, name in store.switches.suspended()}
         for job in sorted(suspended ^ self.suspended):
             self.log("info", "job suspended" if job in suspended else "job resumed", job=job)
         self.suspended = suspended

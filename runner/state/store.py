@@ -28,8 +28,9 @@ from runner.errors import (
     StateError,
     StoreMissing,
 )
-from runner.state import migrations, schema, tasks
+from runner.state import migrations, schema, switches, tasks
 from runner.state.database import Database, current_user, utcnow
+from runner.state.switches import Switches
 from runner.state.tasks import Tasks
 
 APPLY_LOCK = "apply"
@@ -130,6 +131,7 @@ class StateStore:
         self.db = Database(url, create)
         self.db.open(lambda conn: _upgrade(conn, create))
         self.tasks = Tasks(self.db)
+        self.switches = Switches(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -254,12 +256,7 @@ class StateStore:
                     conn.execute(table.delete().where(key))
                     if w.kind == "Job":  # a job created again later starts from scratch
                         tasks.delete_job(conn, w.namespace, w.name)
-                        for runtime in (
-                            schema.job_switches,
-                            schema.schedule_marks,
-                        ):  # a suspension, a cron mark
-                            named = (runtime.c.namespace == w.namespace) & (runtime.c.name == w.name)
-                            conn.execute(runtime.delete().where(named))
+                        switches.delete_job(conn, w.namespace, w.name)  # a suspension, a cron mark
                     continue
                 values: dict[str, Any] = {"file": w.file, "line": w.line}
                 if w.new_revision:
@@ -385,56 +382,6 @@ class StateStore:
             query = sa.select(schema.locks.c.cancel_requested).where(schema.locks.c.lock_id == lock_id)
             return conn.execute(query).scalar()
 
-    # --- runtime switches ------------------------------------------------------------
-
-    def set_suspended(self, namespace: str, name: str, suspended: bool, by: str) -> bool:
-        """Suspend or resume a job; returns whether that changed anything."""
-        table = schema.job_switches
-        where = (table.c.namespace == namespace) & (table.c.name == name)
-        with self.db.write() as conn:
-            was = conn.execute(sa.select(table.c.name).where(where)).first() is not None
-            if suspended and not was:
-                conn.execute(
-                    table.insert().values(
-                        namespace=namespace, name=name, suspended_at=utcnow(), suspended_by=by
-                    )
-                )
-            elif not suspended and was:
-                conn.execute(table.delete().where(where))
-        return was != suspended
-
-    def suspended(self) -> dict[tuple[str, str], tuple[str, str]]:
-        """(namespace, name) -> (since, by) of every suspended job."""
-        with self.db.read() as conn:
-            return {
-                (r.namespace, r.name): (r.suspended_at, r.suspended_by)
-                for r in conn.execute(sa.select(schema.job_switches))
-            }
-
-    def set_setting(self, key: str, value: Any, by: str) -> None:
-        table = schema.settings
-        with self.db.write() as conn:
-            conn.execute(table.delete().where(table.c.key == key))
-            conn.execute(
-                table.insert().values(key=key, value=json.dumps(value), updated_at=utcnow(), updated_by=by)
-            )
-
-    def setting(self, key: str) -> tuple[Any, str, str] | None:
-        """(value, updated_at, updated_by), or None when never set."""
-        table = schema.settings
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(table).where(table.c.key == key)).first()
-        return (json.loads(row.value), row.updated_at, row.updated_by) if row else None
-
-    def schedule_marks(self) -> dict[tuple[str, str], tuple[str, str | None]]:
-        """(namespace, name) -> (the last cron slot the daemon fired the job for, ISO in UTC;
-        the schedule it was fired by, "cron|timezone")."""
-        with self.db.read() as conn:
-            return {
-                (r.namespace, r.name): (r.last_slot, r.schedule)
-                for r in conn.execute(sa.select(schema.schedule_marks))
-            }
-
     # --- API keys ----------------------------------------------------------------------
 
     def add_api_key(self, name: str, key_hash: str, scope: str, by: str) -> None:
@@ -459,32 +406,6 @@ class StateStore:
         with self.db.write() as conn:
             if not conn.execute(schema.api_keys.delete().where(schema.api_keys.c.name == name)).rowcount:
                 raise NotFound(f"no API key named {name!r}")
-
-    def forget_schedule_marks(self, keep: set[tuple[str, str]]) -> None:
-        """Drop the marks of jobs no longer scheduled, so a job defined again later starts afresh."""
-        table, gone = schema.schedule_marks, set(self.schedule_marks()) - keep
-        if not gone:
-            return
-        with self.db.write() as conn:
-            for namespace, name in gone:
-                conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
-
-    def set_schedule_mark(self, namespace: str, name: str, slot: str, schedule: str | None = None) -> None:
-        self.set_schedule_marks([(namespace, name, slot, schedule)])
-
-    def set_schedule_marks(self, marks: list[tuple[str, str, str, str | None]]) -> None:
-        """(namespace, name, slot, schedule) of many jobs in one transaction: an apply of many
-        scheduled jobs costs one commit, not one per job."""
-        if not marks:
-            return
-        table = schema.schedule_marks
-        with self.db.write() as conn:
-            for namespace, name, *_ in marks:
-                conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
-            conn.execute(
-                table.insert(),
-                [{"namespace": n, "name": j, "last_slot": s, "schedule": c} for n, j, s, c in marks],
-            )
 
     # --- the index of the history files ------------------------------------------------
 

@@ -218,11 +218,14 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
     lock_id = store.acquire("job:d/j", timeout=0, run_id="r1")
     assert store.request_cancel("job:d/j", "me").run_id == "r1"
     assert store.cancel_requested(lock_id) == "me"
-    assert store.set_suspended("d", "j", True, "me") and store.suspended()[("d", "j")][1] == "me"
-    store.set_setting("paused", True, "me")
-    assert store.setting("paused")[0] is True
-    store.set_schedule_mark("d", "j", "2026-01-01T00:00:00+00:00")
-    assert store.schedule_marks() == {("d", "j"): ("2026-01-01T00:00:00+00:00", None)}
+    assert (
+        store.switches.set_suspended("d", "j", True, "me")
+        and store.switches.suspended()[("d", "j")][1] == "me"
+    )
+    store.switches.set_setting("paused", True, "me")
+    assert store.switches.setting("paused")[0] is True
+    store.switches.set_schedule_mark("d", "j", "2026-01-01T00:00:00+00:00")
+    assert store.switches.schedule_marks() == {("d", "j"): ("2026-01-01T00:00:00+00:00", None)}
     store.close()
 
 
