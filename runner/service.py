@@ -52,8 +52,10 @@ from runner.errors import (
 from runner.history import files as history
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
+from runner.state import locks
 from runner.state.database import utcnow
-from runner.state.store import APPLY_LOCK, EMPTY_STATE, AppliedObject, Lock, StateStore
+from runner.state.locks import Lock
+from runner.state.store import EMPTY_STATE, AppliedObject, StateStore
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
@@ -193,13 +195,13 @@ def apply(
         ]
         if problems:
             raise DefinitionsInvalid(problems)
-    with store.locked(APPLY_LOCK, lock_timeout):
+    with store.locks.locked(locks.APPLY, lock_timeout):
         p = saved or plan(ws)
         return ApplyResult(p, apply_plan(store, p, ws.root))
 
 
 def force_unlock(ws: Workspace, lock_id: str) -> Lock:
-    return ws.store().force_unlock(lock_id)
+    return ws.store().locks.force_unlock(lock_id)
 
 
 # --- applied state -------------------------------------------------------------------------
@@ -452,16 +454,16 @@ def _run_locked(
     history.check_space(ws.history)
     run_id = run_id or history.new_run_id()
     try:
-        lock_id = store.acquire(job_lock(job.ref), timeout=0, run_id=run_id)
+        lock_id = store.locks.acquire(locks.job_lock(job.ref), timeout=0, run_id=run_id)
     except LockTimeout:
-        held = store.lock_info(job_lock(job.ref))
+        held = store.locks.info(locks.job_lock(job.ref))
         who = f"{held.holder} since {held.acquired_at}, lock id {held.lock_id}" if held else "another process"
         raise JobBusy(
             f"job {job.ref} is already running ({who}); if that process is gone, release its lock "
             f"with `runner force-unlock {held.lock_id if held else 'LOCK_ID'}`"
         ) from None
     token = cancel or CancelToken()
-    token.poll = lambda: store.cancel_requested(lock_id)
+    token.poll = lambda: store.locks.cancel_requested(lock_id)
     timer = None
     if spec.timeout is not None:
         limit = seconds(spec.timeout)
@@ -475,12 +477,7 @@ def _run_locked(
     finally:
         if timer is not None:
             timer.cancel()
-        store.release(job_lock(job.ref), lock_id)
-
-
-def job_lock(ref: str) -> str:
-    """The lock a job's run holds: one run of a job at a time, across processes."""
-    return f"job:{ref}"
+        store.locks.release(locks.job_lock(job.ref), lock_id)
 
 
 def _execute(
@@ -789,9 +786,9 @@ def pointer_set(
         raise InvalidValue(f"a pointer is at most {MAX_POINTER} characters", "value")
     store = ws.store()
     try:
-        lock_id = store.acquire(job_lock(job.ref), timeout=0)
+        lock_id = store.locks.acquire(locks.job_lock(job.ref), timeout=0)
     except LockTimeout:
-        held = store.lock_info(job_lock(job.ref))
+        held = store.locks.info(locks.job_lock(job.ref))
         holder = held.holder if held else "another process"
         raise JobBusy(
             f"job {job.ref} is running ({holder}); set its pointer when the run has ended"
@@ -803,10 +800,10 @@ def pointer_set(
             new = pointers.parse(value, old) if value is not None else None
         except ValueError as exc:
             raise InvalidValue(str(exc), "value") from None
-        by = f"set by {by or StateStore.holder()}"
+        by = f"set by {by or locks.holder()}"
         store.tasks.set_pointer(state.id, task.changes.column, new, by)
     finally:
-        store.release(job_lock(job.ref), lock_id)
+        store.locks.release(locks.job_lock(job.ref), lock_id)
     history.RunLog(history.pointer_log_path(ws.history, job.namespace, job.name))(
         "info", "pointer set", task=task.name, old=old, new=new, by=by
     )
@@ -916,7 +913,7 @@ def _with_live_status(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
         return record | {"status": NOT_STARTED, "error": "the daemon stopped before the run started"}
     if record.get("status") != "running":
         return record
-    held = ws.store().lock_info(job_lock(f"{record['namespace']}/{record['job']}"))
+    held = ws.store().locks.info(locks.job_lock(f"{record['namespace']}/{record['job']}"))
     if held is not None and held.run_id == record["run_id"] and held.alive:
         return record
     error = "the process running it ended without finishing it"
@@ -1093,12 +1090,12 @@ def cancel(ws: Workspace, ref: str, by: str | None = None) -> dict[str, Any]:
     try:
         job_ref = find(ws, "Job", ref).ref
     except NotFound:
-        running = [lock.name.removeprefix("job:") for lock in ws.store().locks("job:") if lock.alive]
+        running = [ref for ref, lock in ws.store().locks.jobs().items() if lock.alive]
         matches = [r for r in running if r == ref or ("/" not in ref and r.endswith(f"/{ref}"))]
         if len(matches) != 1:
             raise
         job_ref = matches[0]
-    held = ws.store().request_cancel(job_lock(job_ref), f"{by or StateStore.holder()} at {utcnow()}")
+    held = ws.store().locks.request_cancel(locks.job_lock(job_ref), f"{by or locks.holder()} at {utcnow()}")
     return {"job": job_ref, "run_id": held.run_id, "holder": held.holder}
 
 
@@ -1106,13 +1103,13 @@ def suspend(ws: Workspace, ref: str, suspended: bool = True, by: str | None = No
     """Suspend (or resume) a job: the daemon's cron and triggers skip it until it is resumed.
     A runtime switch in the state store, not a change to the definitions in git."""
     job = find(ws, "Job", ref)
-    changed = ws.store().switches.set_suspended(job.namespace, job.name, suspended, by or StateStore.holder())
+    changed = ws.store().switches.set_suspended(job.namespace, job.name, suspended, by or locks.holder())
     return {"job": job.ref, "suspended": suspended, "changed": changed}
 
 
 def pause(ws: Workspace, paused: bool = True, by: str | None = None) -> dict[str, Any]:
     """Stop (or resume) all scheduling by the daemon; running jobs finish."""
-    ws.store().switches.set_setting(PAUSED, paused, by or StateStore.holder())
+    ws.store().switches.set_setting(PAUSED, paused, by or locks.holder())
     return paused_info(ws)
 
 
@@ -1121,9 +1118,6 @@ def paused_info(ws: Workspace) -> dict[str, Any]:
     if not stored or not stored[0]:
         return {"paused": False}
     return {"paused": True, "since": stored[1], "by": stored[2]}
-
-
-DAEMON_LOCK = "daemon"  # held by the one daemon of a state store
 
 
 def runtime_switches(ws: Workspace) -> dict[str, Any]:
@@ -1154,10 +1148,10 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
             "git_commit": None,
             "jobs": [],
         }
-    running = {lock.name.removeprefix("job:"): lock for lock in store.locks("job:") if lock.alive}
+    running = {ref: lock for ref, lock in store.locks.jobs().items() if lock.alive}
     suspended = store.switches.suspended()
     paused = paused_info(ws)
-    daemon = store.lock_info(DAEMON_LOCK)
+    daemon = store.locks.info(locks.DAEMON)
     latest = store.latest_revision()
     jobs = []
     applied = store.objects("Job")
@@ -1278,7 +1272,7 @@ def keys_create(ws: Workspace, name: str, scope: str) -> str:
     if scope not in KEY_SCOPES:
         raise RunnerError(f"unknown scope {scope!r}; use {' or '.join(KEY_SCOPES)}")
     key = f"rk_{token_urlsafe(32)}"
-    ws.store().add_api_key(name, key_hash(key), scope, StateStore.holder())
+    ws.store().add_api_key(name, key_hash(key), scope, locks.holder())
     return key
 
 

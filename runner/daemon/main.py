@@ -50,6 +50,7 @@ from runner.errors import (
     StateUnavailable,
 )
 from runner.history import files as history
+from runner.state import locks
 
 
 def scheduled(trigger: str | None) -> bool:
@@ -142,9 +143,9 @@ class Daemon:
     def run(self) -> int:
         store = self.ws.store(create=True)  # its first act is an apply: a new folder gets a store
         try:
-            lock_id = store.acquire(service.DAEMON_LOCK, timeout=0)
+            lock_id = store.locks.acquire(locks.DAEMON, timeout=0)
         except LockTimeout:
-            held = store.lock_info(service.DAEMON_LOCK)
+            held = store.locks.info(locks.DAEMON)
             raise RunnerError(
                 f"a daemon already runs on this state store ({held.holder if held else 'unknown'}, "
                 f"since {held.acquired_at if held else '?'}); one daemon per state store. If that process "
@@ -199,7 +200,7 @@ class Daemon:
                 self.watcher.stop()
             self.executor.shutdown(wait=not self._abandon.is_set())
             try:
-                store.release(service.DAEMON_LOCK, lock_id)
+                store.locks.release(locks.DAEMON, lock_id)
             except Exception as exc:  # noqa: BLE001 - a lock left here is taken over by the next daemon on this host
                 self.log("error", "cannot release the daemon's lock", error=f"{type(exc).__name__}: {exc}")
         self.log("info", "daemon stopped")
@@ -325,7 +326,7 @@ class Daemon:
         problem = self.state_problem()
         if problem:
             raise StateUnavailable(f"{problem}; no run starts until it is back")
-        held = self.ws.store().lock_info(service.job_lock(job))
+        held = self.ws.store().locks.info(locks.job_lock(job))
         if held is not None and held.alive:
             raise JobBusy(f"job {job} is already running ({held.holder}, run {held.run_id})")
         if self.executor.stopping:

@@ -50,7 +50,7 @@ def writes_for(plan: Plan) -> list[Write]:
 
 def apply_plan(store: StateStore, plan: Plan, folder: Path) -> int | None:
     """Apply `plan` exactly; refuse when the state moved since it was made. The caller holds
-    the apply lock (`APPLY_LOCK`).
+    the apply lock (`locks.APPLY`).
 
     Returns:
         The new revision id, or None when there was nothing to change.

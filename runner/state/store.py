@@ -9,31 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
-import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from runner.errors import (
-    LockTimeout,
     NotFound,
-    NotRunning,
     StaleState,
     StateError,
     StoreMissing,
 )
 from runner.state import migrations, schema, switches, tasks
 from runner.state.database import Database, current_user, utcnow
+from runner.state.locks import Locks
 from runner.state.switches import Switches
 from runner.state.tasks import Tasks
 
-APPLY_LOCK = "apply"
 EMPTY_STATE = hashlib.sha256(b"[]").hexdigest()  # `state_digest` of a store without objects
 
 
@@ -80,46 +72,6 @@ class Write:
     new_revision: bool = True  # False: only the file/line moved; keep its revision
 
 
-@dataclass(frozen=True)
-class Lock:
-    name: str
-    lock_id: str
-    holder: str
-    acquired_at: str
-    host: str | None = None
-    pid: int | None = None
-    run_id: str | None = None
-    cancel_requested: str | None = None
-
-    @property
-    def alive(self) -> bool:
-        """False only when the holder is known to be a dead process on this host."""
-        return not (self.host == socket.gethostname() and self.pid and not _alive(self.pid))
-
-    @classmethod
-    def from_row(cls, row: Any) -> Lock:
-        return cls(
-            row.name,
-            row.lock_id,
-            row.holder,
-            row.acquired_at,
-            row.host,
-            row.pid,
-            row.run_id,
-            row.cancel_requested,
-        )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 class StateStore:
     """The applied state, behind a SQLAlchemy URL (`sqlite:///…` or `postgresql://…`).
 
@@ -131,6 +83,7 @@ class StateStore:
         self.db = Database(url, create)
         self.db.open(lambda conn: _upgrade(conn, create))
         self.tasks = Tasks(self.db)
+        self.locks = Locks(self.db)
         self.switches = Switches(self.db)
 
     def close(self) -> None:
@@ -271,116 +224,6 @@ class StateStore:
                         table.insert().values(kind=w.kind, namespace=w.namespace, name=w.name, **values)
                     )
             return revision_id
-
-    # --- locks -----------------------------------------------------------------------
-
-    @staticmethod
-    def holder() -> str:
-        return f"{current_user()}@{socket.gethostname()} pid {os.getpid()}"
-
-    def lock_info(self, name: str) -> Lock | None:
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
-        return Lock.from_row(row) if row else None
-
-    def locks(self, prefix: str = "") -> list[Lock]:
-        """Every lock held whose name starts with `prefix` (e.g. "job:" for running jobs)."""
-        query = sa.select(schema.locks).where(schema.locks.c.name.startswith(prefix, autoescape=True))
-        with self.db.read() as conn:
-            return [Lock.from_row(r) for r in conn.execute(query.order_by(schema.locks.c.name))]
-
-    def _release_if_dead(self, name: str) -> bool:
-        """Release `name` when its holder was a process on this host that no longer runs (a
-        run killed with SIGKILL cannot release its lock). Checks the lock id, so a lock taken
-        since by a live process is never released."""
-        held = self.lock_info(name)
-        if held is None or held.host != socket.gethostname() or not held.pid or _alive(held.pid):
-            return False
-        with self.db.write() as conn:
-            conn.execute(schema.locks.delete().where(schema.locks.c.lock_id == held.lock_id))
-        return True
-
-    def acquire(self, name: str, timeout: float, poll: float = 0.1, run_id: str | None = None) -> str:
-        """Take the named lock, waiting up to `timeout` seconds for its holder.
-
-        Returns:
-            The lock id, needed to release it.
-        Raises:
-            LockTimeout: naming the holder and how to release a stale lock.
-        """
-        lock_id = uuid.uuid4().hex
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with self.db.write() as conn:
-                    conn.execute(
-                        schema.locks.insert().values(
-                            name=name,
-                            lock_id=lock_id,
-                            holder=self.holder(),
-                            acquired_at=utcnow(),
-                            host=socket.gethostname(),
-                            pid=os.getpid(),
-                            run_id=run_id,
-                        )
-                    )
-                return lock_id
-            except sa.exc.IntegrityError:
-                if self._release_if_dead(name):
-                    continue
-                if time.monotonic() >= deadline:
-                    held = self.lock_info(name)
-                    if held is None:
-                        continue  # released in between: try once more
-                    raise LockTimeout(
-                        f"the {name} lock is held by {held.holder} since {held.acquired_at} "
-                        f"(lock id {held.lock_id}); if that process is gone, release it with "
-                        f"`runner force-unlock {held.lock_id}`"
-                    ) from None
-                time.sleep(poll)
-
-    def release(self, name: str, lock_id: str) -> None:
-        with self.db.write() as conn:
-            conn.execute(
-                schema.locks.delete().where(
-                    (schema.locks.c.name == name) & (schema.locks.c.lock_id == lock_id)
-                )
-            )
-
-    @contextmanager
-    def locked(self, name: str, timeout: float) -> Iterator[str]:
-        lock_id = self.acquire(name, timeout)
-        try:
-            yield lock_id
-        finally:
-            self.release(name, lock_id)
-
-    def force_unlock(self, lock_id: str) -> Lock:
-        """Release a lock whose holder is gone; the id must match, so a lock taken since by
-        someone else is never released by mistake."""
-        with self.db.write() as conn:
-            row = conn.execute(sa.select(schema.locks).where(schema.locks.c.lock_id == lock_id)).first()
-            if row is None:
-                raise NotFound(f"no lock with id {lock_id} (already released?)")
-            conn.execute(schema.locks.delete().where(schema.locks.c.lock_id == lock_id))
-        return Lock.from_row(row)
-
-    def request_cancel(self, name: str, by: str) -> Lock:
-        """Ask the holder of `name` (a running job) to stop at its next batch boundary."""
-        with self.db.write() as conn:
-            row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
-            if row is None:
-                raise NotRunning(f"{name.removeprefix('job:')} is not running")
-            conn.execute(
-                schema.locks.update().where(schema.locks.c.lock_id == row.lock_id).values(cancel_requested=by)
-            )
-        return Lock.from_row(row)
-
-    def cancel_requested(self, lock_id: str) -> str | None:
-        """Who asked the holder of this lock to cancel, if anyone did."""
-        with self.db.read() as conn:
-            query = sa.select(schema.locks.c.cancel_requested).where(schema.locks.c.lock_id == lock_id)
-            return conn.execute(query).scalar()
 
     # --- API keys ----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import pytest
 
 from runner import service
 from runner.errors import DefinitionsInvalid, StaleState
-from runner.state.store import APPLY_LOCK
+from runner.state import locks
 from tests.conftest import TASK
 from tests.conftest import TWO_SQLITE as CONNS
 
@@ -108,7 +108,7 @@ def test_invalid_definitions_change_nothing_and_delete_nothing(applied):
     with pytest.raises(DefinitionsInvalid):
         service.plan(applied.ws)
     assert state_rows(applied) == before
-    assert applied.ws.store().lock_info(APPLY_LOCK) is None
+    assert applied.ws.store().locks.info(locks.APPLY) is None
 
 
 def test_failure_mid_apply_rolls_back_everything(applied):
@@ -128,7 +128,7 @@ def test_failure_mid_apply_rolls_back_everything(applied):
     with pytest.raises(Exception, match="injected failure"):
         service.apply(applied.ws)
     assert state_rows(applied) == before
-    assert applied.ws.store().lock_info(APPLY_LOCK) is None
+    assert applied.ws.store().locks.info(locks.APPLY) is None
 
 
 def test_saved_plan_applies_exactly_what_was_shown(applied, tmp_path):
