@@ -620,9 +620,9 @@ def _index(ws: Workspace, record: dict[str, Any], first: bool = False) -> None:
     complete); the file stays the record, so an index that cannot be written (the state store
     away: reported on its own) never fails the run."""
     with suppress(StateError):
-        ws.store().index_runs([{k: v for k, v in record.items() if k != "path"}])
+        ws.store().runs.add([{k: v for k, v in record.items() if k != "path"}])
         if first:
-            ws.store().mark_runs_indexed(record["namespace"], record["job"])
+            ws.store().runs.mark_indexed(record["namespace"], record["job"])
 
 
 RUNS_PAGE = 100  # run ids read from the index at a time
@@ -631,17 +631,17 @@ RUNS_PAGE = 100  # run ids read from the index at a time
 def _ensure_indexed(ws: Workspace, namespace: str, job: str) -> None:
     """Index a job's history files once (those written before the index existed)."""
     store = ws.store()
-    if store.runs_indexed(namespace, job) or not (ws.history / namespace / job).is_dir():
+    if store.runs.indexed(namespace, job) or not (ws.history / namespace / job).is_dir():
         return  # (no runs yet: nothing to write, so a listing never waits for the store's write lock)
     batch: list[dict[str, Any]] = []
     for record in history.iter_runs(ws.history, namespace, job):
         if record.get("run_id") and record.get("namespace") == namespace and record.get("job") == job:
             batch.append({k: v for k, v in record.items() if k != "path"})
         if len(batch) >= 500:
-            store.index_runs(batch)
+            store.runs.add(batch)
             batch = []
-    store.index_runs(batch)
-    store.mark_runs_indexed(namespace, job)
+    store.runs.add(batch)
+    store.runs.mark_indexed(namespace, job)
 
 
 def job_runs(
@@ -652,7 +652,7 @@ def job_runs(
     _ensure_indexed(ws, namespace, job)
     before = None
     while True:
-        ids = ws.store().run_ids(namespace, job, RUNS_PAGE, changed_only, task, before)
+        ids = ws.store().runs.ids(namespace, job, RUNS_PAGE, changed_only, task, before)
         for run_id in ids:
             try:
                 yield history.read_run(history.run_path(ws.history, namespace, job, run_id))
@@ -682,8 +682,8 @@ def prune_history(
         return []
     _ensure_indexed(ws, namespace, job)
     store = ws.store()
-    index = store.run_index(namespace, job)
-    keep = set(store.last_task_runs(namespace, job).values())
+    index = store.runs.all(namespace, job)
+    keep = set(store.runs.last_by_task(namespace, job).values())
     keep |= {run_id for run_id, status, _ in index if status in ("running", QUEUED)}
     if keep_runs is not None:
         keep |= {run_id for run_id, _, _ in index[:keep_runs]}
@@ -694,7 +694,7 @@ def prune_history(
     for run_id in gone:
         history.run_path(ws.history, namespace, job, run_id).unlink(missing_ok=True)
         history.log_path(ws.history, namespace, job, run_id).unlink(missing_ok=True)
-    store.forget_runs(gone)
+    store.runs.forget(gone)
     return gone
 
 
@@ -1225,7 +1225,7 @@ def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     last: dict[str, dict[str, Any]] = {}
     wanted = {t.name for t in spec.tasks}
     _ensure_indexed(ws, job.namespace, job.name)
-    for name, run_id in ws.store().last_task_runs(job.namespace, job.name).items():
+    for name, run_id in ws.store().runs.last_by_task(job.namespace, job.name).items():
         if name not in wanted:
             continue
         try:
@@ -1272,16 +1272,16 @@ def keys_create(ws: Workspace, name: str, scope: str) -> str:
     if scope not in KEY_SCOPES:
         raise RunnerError(f"unknown scope {scope!r}; use {' or '.join(KEY_SCOPES)}")
     key = f"rk_{token_urlsafe(32)}"
-    ws.store().add_api_key(name, key_hash(key), scope, locks.holder())
+    ws.store().keys.add(name, key_hash(key), scope, locks.holder())
     return key
 
 
 def keys_list(ws: Workspace) -> list[dict[str, str]]:
-    return [{k: v for k, v in row.items() if k != "key_hash"} for row in ws.store().api_keys()]
+    return [{k: v for k, v in row.items() if k != "key_hash"} for row in ws.store().keys.all()]
 
 
 def keys_revoke(ws: Workspace, name: str) -> None:
-    ws.store().revoke_api_key(name)
+    ws.store().keys.revoke(name)
 
 
 def _plain(value: Any) -> Any:
