@@ -55,7 +55,8 @@ from runner.plan.diff import Plan, diff
 from runner.state import locks
 from runner.state.database import utcnow
 from runner.state.locks import Lock
-from runner.state.store import EMPTY_STATE, AppliedObject, StateStore
+from runner.state.objects import EMPTY_STATE, AppliedObject
+from runner.state.store import StateStore
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
@@ -150,8 +151,8 @@ def plan(ws: Workspace) -> Plan:
         if ws.has_runs():
             raise
         return diff(definitions, [], None, EMPTY_STATE)  # a new folder: everything is created
-    latest = store.latest_revision()
-    return diff(definitions, store.objects(), latest.id if latest else None, store.state_digest())
+    latest = store.objects.latest_revision()
+    return diff(definitions, store.objects.all(), latest.id if latest else None, store.objects.state_digest())
 
 
 def save_plan(p: Plan, path: Path) -> None:
@@ -209,7 +210,7 @@ def force_unlock(ws: Workspace, lock_id: str) -> Lock:
 
 def find(ws: Workspace, kind: str, ref: str) -> AppliedObject:
     """`namespace/name`, or a bare name: in 'default', else in the one namespace that has it."""
-    objects = ws.store().objects(kind)
+    objects = ws.store().objects.all(kind)
     if "/" in ref:
         namespace, _, name = ref.partition("/")
         matches = [o for o in objects if (o.namespace, o.name) == (namespace, name)]
@@ -229,7 +230,7 @@ def find(ws: Workspace, kind: str, ref: str) -> AppliedObject:
 
 
 def get(ws: Workspace, kind: str) -> list[AppliedObject]:
-    return ws.store().objects(kind)
+    return ws.store().objects.all(kind)
 
 
 def next_fire_times(
@@ -248,7 +249,7 @@ def next_fire_times(
 
 def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
     obj = find(ws, kind, ref)
-    rev = ws.store().revision(obj.revision_id)
+    rev = ws.store().objects.revision(obj.revision_id)
     out: dict[str, Any] = {
         "kind": obj.kind,
         "namespace": obj.namespace,
@@ -316,7 +317,7 @@ def _connections_of(
     ws: Workspace, job: AppliedObject, spec: JobSpec
 ) -> dict[str, tuple[str, dict[str, Any]]]:
     """`source`/`target` -> (connection ref, applied spec)."""
-    connections = {(o.namespace, o.name): o for o in ws.store().objects("Connection")}
+    connections = {(o.namespace, o.name): o for o in ws.store().objects.all("Connection")}
     ends: dict[str, tuple[str, dict[str, Any]]] = {}
     for end in ("source", "target"):
         key = resolve_reference(getattr(spec, end), job.namespace, set(connections))
@@ -413,7 +414,7 @@ def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> N
     """An ad-hoc job may not take an applied job's name (it would share its pointers and
     digests), nor name a task it does not have or a connection that is not applied."""
     try:
-        applied = ws.store().get("Job", job.namespace, job.name)
+        applied = ws.store().objects.get("Job", job.namespace, job.name)
     except NotFound:
         applied = None
     if applied is not None:
@@ -1152,9 +1153,9 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
     suspended = store.switches.suspended()
     paused = paused_info(ws)
     daemon = store.locks.info(locks.DAEMON)
-    latest = store.latest_revision()
+    latest = store.objects.latest_revision()
     jobs = []
-    applied = store.objects("Job")
+    applied = store.objects.all("Job")
     keys = {(o.namespace, o.name) for o in applied}
     for ref in sorted(set(running) - {o.ref for o in applied}):  # deleted (or ad-hoc) while it runs
         namespace, _, name = ref.partition("/")
@@ -1293,10 +1294,10 @@ def connections(ws: Workspace) -> list[dict[str, Any]]:
     """Applied connections without their secrets: type, host, port, database, user (when
     written out, not referenced), and which jobs use each."""
     store = ws.store()
-    conns = store.objects("Connection")
+    conns = store.objects.all("Connection")
     keys = {(c.namespace, c.name) for c in conns}
     users: dict[tuple[str, str], set[str]] = {}
-    for job in store.objects("Job"):
+    for job in store.objects.all("Job"):
         for end in ("source", "target"):
             key = resolve_reference(job.document["spec"][end], job.namespace, keys)
             if key is not None:

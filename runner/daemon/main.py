@@ -388,11 +388,11 @@ class Daemon:
     def _refresh(self) -> None:
         """Read what other processes may have changed: applied jobs, suspensions, the pause."""
         store = self.ws.store()
-        latest = store.latest_revision()
+        latest = store.objects.latest_revision()
         revision = latest.id if latest else None
         if revision != self._revision:
             self._revision = revision
-            objects = store.objects("Job")
+            objects = store.objects.all("Job")
             self.jobs = {o.ref: o.document["spec"] for o in objects}
             keys = {(o.namespace, o.name) for o in objects}
             self.followers = {}

@@ -80,7 +80,8 @@ def test_concurrent_applies_serialise(project):
     thread = threading.Thread(target=apply)
     thread.start()
     time.sleep(0.5)
-    assert thread.is_alive() and project.ws.store().latest_revision() is None  # waiting, nothing written
+    # waiting, nothing written
+    assert thread.is_alive() and project.ws.store().objects.latest_revision() is None
     holder.locks.release(locks.APPLY, lock_id)
     thread.join(10)
     assert results["result"].revision == 1
@@ -93,7 +94,7 @@ def test_apply_times_out_while_locked_and_changes_nothing(project):
     lock_id = holder.locks.acquire(locks.APPLY, timeout=0)
     with pytest.raises(LockTimeout, match=lock_id):
         service.apply(project.ws, lock_timeout=0.3)
-    assert project.ws.store().latest_revision() is None
+    assert project.ws.store().objects.latest_revision() is None
     holder.close()
 
 
@@ -116,7 +117,7 @@ def test_postgresql_state_store_full_cycle(project, pg_url, tmp_path):
         plan_file = tmp_path / "p.json"
         service.save_plan(plan, plan_file)
         assert service.apply(ws, plan_file).revision == 2
-        assert ws.store().get("Job", "default", "copy").document["spec"]["batch_size"] == 5
+        assert ws.store().objects.get("Job", "default", "copy").document["spec"]["batch_size"] == 5
         lock_id = ws.store().locks.acquire(locks.APPLY, timeout=0)
         with pytest.raises(LockTimeout):
             service.apply(ws, lock_timeout=0.2)
