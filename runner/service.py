@@ -48,6 +48,7 @@ from runner.errors import (
     RunnerError,
     StateError,
     StoreMissing,
+    StoreOutdated,
 )
 from runner.history import files as history
 from runner.plan.apply import apply_plan
@@ -56,7 +57,7 @@ from runner.state import locks
 from runner.state.database import utcnow
 from runner.state.locks import Lock
 from runner.state.objects import EMPTY_STATE, AppliedObject
-from runner.state.store import StateStore
+from runner.state.store import StateReader, StateStore
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
@@ -71,6 +72,7 @@ class Workspace:
     state_url: str | None = None
     history_dir: Path | None = None
     _store: StateStore | None = field(default=None, repr=False)
+    _reader: StateReader | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(
@@ -111,6 +113,20 @@ class Workspace:
                     ) from None
         return self._store
 
+    def reader(self) -> StateReader:
+        """The state store for reads only (plan, status, get, describe, history): the open
+        store when there is one, else one opened without creating or migrating it. A missing
+        or older store goes through `store`, which says what to do or migrates it, as reading
+        commands always did."""
+        if self._store is not None:
+            return self._store
+        if self._reader is None:
+            try:
+                self._reader = StateReader(self.state)
+            except (StoreMissing, StoreOutdated):
+                return self.store()
+        return self._reader
+
     def has_runs(self) -> bool:
         """Whether the history holds any run (then a state store was expected)."""
         return self.history.is_dir() and next(self.history.glob("*/*/*.json"), None) is not None
@@ -119,6 +135,9 @@ class Workspace:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 # --- validate / plan / apply ---------------------------------------------------------------
@@ -146,7 +165,7 @@ def plan(ws: Workspace) -> Plan:
     problem nothing is planned, so a broken file can never plan a deletion."""
     definitions = validate(ws)
     try:
-        store = ws.store()
+        store = ws.reader()
     except StoreMissing:
         if ws.has_runs():
             raise
@@ -210,7 +229,7 @@ def force_unlock(ws: Workspace, lock_id: str) -> Lock:
 
 def find(ws: Workspace, kind: str, ref: str) -> AppliedObject:
     """`namespace/name`, or a bare name: in 'default', else in the one namespace that has it."""
-    objects = ws.store().objects.all(kind)
+    objects = ws.reader().objects.all(kind)
     if "/" in ref:
         namespace, _, name = ref.partition("/")
         matches = [o for o in objects if (o.namespace, o.name) == (namespace, name)]
@@ -230,7 +249,7 @@ def find(ws: Workspace, kind: str, ref: str) -> AppliedObject:
 
 
 def get(ws: Workspace, kind: str) -> list[AppliedObject]:
-    return ws.store().objects.all(kind)
+    return ws.reader().objects.all(kind)
 
 
 def next_fire_times(
@@ -249,7 +268,7 @@ def next_fire_times(
 
 def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
     obj = find(ws, kind, ref)
-    rev = ws.store().objects.revision(obj.revision_id)
+    rev = ws.reader().objects.revision(obj.revision_id)
     out: dict[str, Any] = {
         "kind": obj.kind,
         "namespace": obj.namespace,
@@ -631,9 +650,9 @@ RUNS_PAGE = 100  # run ids read from the index at a time
 
 def _ensure_indexed(ws: Workspace, namespace: str, job: str) -> None:
     """Index a job's history files once (those written before the index existed)."""
-    store = ws.store()
-    if store.runs.indexed(namespace, job) or not (ws.history / namespace / job).is_dir():
+    if ws.reader().runs.indexed(namespace, job) or not (ws.history / namespace / job).is_dir():
         return  # (no runs yet: nothing to write, so a listing never waits for the store's write lock)
+    store = ws.store()
     batch: list[dict[str, Any]] = []
     for record in history.iter_runs(ws.history, namespace, job):
         if record.get("run_id") and record.get("namespace") == namespace and record.get("job") == job:
@@ -653,7 +672,7 @@ def job_runs(
     _ensure_indexed(ws, namespace, job)
     before = None
     while True:
-        ids = ws.store().runs.ids(namespace, job, RUNS_PAGE, changed_only, task, before)
+        ids = ws.reader().runs.ids(namespace, job, RUNS_PAGE, changed_only, task, before)
         for run_id in ids:
             try:
                 yield history.read_run(history.run_path(ws.history, namespace, job, run_id))
@@ -748,7 +767,7 @@ def task_dict(result: TaskResult, dry_run: bool = False) -> dict[str, Any]:
 def pointer_show(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     """Every task of a job with its stored pointer."""
     job, spec, _ = _job_and_connections(ws, ref)
-    states = {s.task: s for s in ws.store().tasks.states(job.namespace, job.name)}
+    states = {s.task: s for s in ws.reader().tasks.states(job.namespace, job.name)}
     out = []
     for task in spec.tasks:
         state = states.get(task.name)
@@ -914,7 +933,7 @@ def _with_live_status(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
         return record | {"status": NOT_STARTED, "error": "the daemon stopped before the run started"}
     if record.get("status") != "running":
         return record
-    held = ws.store().locks.info(locks.job_lock(f"{record['namespace']}/{record['job']}"))
+    held = ws.reader().locks.info(locks.job_lock(f"{record['namespace']}/{record['job']}"))
     if held is not None and held.run_id == record["run_id"] and held.alive:
         return record
     error = "the process running it ended without finishing it"
@@ -1115,7 +1134,7 @@ def pause(ws: Workspace, paused: bool = True, by: str | None = None) -> dict[str
 
 
 def paused_info(ws: Workspace) -> dict[str, Any]:
-    stored = ws.store().switches.setting(PAUSED)
+    stored = ws.reader().switches.setting(PAUSED)
     if not stored or not stored[0]:
         return {"paused": False}
     return {"paused": True, "since": stored[1], "by": stored[2]}
@@ -1124,7 +1143,7 @@ def paused_info(ws: Workspace) -> dict[str, Any]:
 def runtime_switches(ws: Workspace) -> dict[str, Any]:
     """What operators switched at runtime (not in git): suspended jobs and the pause."""
     try:
-        suspended = ws.store().switches.suspended()
+        suspended = ws.reader().switches.suspended()
     except StoreMissing:  # a new folder: nothing was switched yet
         return {"paused": False, "suspended": []}
     return paused_info(ws) | {
@@ -1138,7 +1157,7 @@ def runtime_switches(ws: Workspace) -> dict[str, Any]:
 def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
     """Every applied job with its schedule, next run, last run, the run going on now,
     whether it is suspended and whether an applied update waits for the running run to end."""
-    store = ws.store()
+    store = ws.reader()
     problem = store.db.check()
     if problem:  # what the store says now cannot be trusted: say only that
         return {
@@ -1226,7 +1245,7 @@ def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     last: dict[str, dict[str, Any]] = {}
     wanted = {t.name for t in spec.tasks}
     _ensure_indexed(ws, job.namespace, job.name)
-    for name, run_id in ws.store().runs.last_by_task(job.namespace, job.name).items():
+    for name, run_id in ws.reader().runs.last_by_task(job.namespace, job.name).items():
         if name not in wanted:
             continue
         try:
@@ -1293,7 +1312,7 @@ def _plain(value: Any) -> Any:
 def connections(ws: Workspace) -> list[dict[str, Any]]:
     """Applied connections without their secrets: type, host, port, database, user (when
     written out, not referenced), and which jobs use each."""
-    store = ws.store()
+    store = ws.reader()
     conns = store.objects.all("Connection")
     keys = {(c.namespace, c.name) for c in conns}
     users: dict[tuple[str, str], set[str]] = {}

@@ -50,6 +50,18 @@ def _sqlite_begin_immediate(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ) else "BEGIN IMMEDIATE")
 
 
+def _read_only(engine: sa.Engine) -> None:
+    """Make the database refuse writes on every connection of `engine` (a `StateReader`'s),
+    so a read path that wrote by mistake fails instead of changing the state."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        if engine.dialect.name == "sqlite":
+            dbapi_connection.execute("PRAGMA query_only = ON")
+        else:  # psycopg: each transaction begins READ ONLY (no session setting for a pooler to leak)
+            dbapi_connection.read_only = True
+
+
 def _unavailable(engine: sa.Engine) -> None:
     """Turn the driver's errors into `StateUnavailable`, so every caller (the CLI, the API, the
     daemon's loop) reports a deleted, corrupted or unreachable store as such instead of as a
@@ -68,9 +80,10 @@ class Database:
 
     With `create` False, a SQLite file that does not exist yet is an error rather than created
     empty: a store deleted by mistake must not come back empty and silently restart every job
-    from scratch."""
+    from scratch. With `read_only`, the database itself refuses writes, and SQLite reads do not
+    take the write lock even to open."""
 
-    def __init__(self, url: str, create: bool = True):
+    def __init__(self, url: str, create: bool = True, read_only: bool = False):
         self.url = url
         self.file: Path | None = None  # a SQLite store's file, watched by `check`
         self._identity: tuple[int, int] | None = None
@@ -96,18 +109,21 @@ class Database:
             raise StateError(
                 f"unsupported state store {parsed.get_backend_name()!r}; use sqlite or postgresql"
             )
+        self.read_only = read_only
+        if read_only:
+            _read_only(self.engine)
         _unavailable(self.engine)
 
     def open(self, prepare: Callable[[sa.Connection], None]) -> None:
-        """Run `prepare` (the migrations) in the store's first transaction, then remember the
-        SQLite file's identity, which `check` compares.
+        """Run `prepare` (the migrations, or a check of the version) in the store's first
+        transaction, then remember the SQLite file's identity, which `check` compares.
 
         Raises:
             StoreMissing: `prepare` found no store.
             StateUnavailable: the store cannot be opened (unreachable, not a database).
         """
         try:
-            with self.engine.begin() as conn:
+            with self.read() if self.read_only else self.engine.begin() as conn:
                 prepare(conn)
         except StoreMissing:
             raise
