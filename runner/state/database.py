@@ -123,7 +123,7 @@ class Database:
             StateUnavailable: the store cannot be opened (unreachable, not a database).
         """
         try:
-            with self.read() if self.read_only else self.engine.begin() as conn:
+            with self.read() if self.read_only else self.write() as conn:
                 prepare(conn)
         except StoreMissing:
             raise
