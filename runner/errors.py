@@ -91,6 +91,11 @@ class StoreMissing(StateUnavailable):
     """No state store where one was expected (creating one was not allowed there)."""
 
 
+class StoreOutdated(StateError):
+    """The state store is at an older schema version: only a writer, which migrates it, may
+    open it (a `StateReader` never migrates)."""
+
+
 class HistoryUnwritable(RunnerError):
     """The history folder cannot be written (full, read-only): a run could not record itself."""
 

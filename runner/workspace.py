@@ -10,8 +10,10 @@ from runner.definitions.load import DEFAULT_NAMESPACE
 from runner.errors import (
     NotFound,
     StoreMissing,
+    StoreOutdated,
 )
-from runner.state.store import AppliedObject, StateStore
+from runner.state.objects import AppliedObject
+from runner.state.store import StateReader, StateStore
 
 
 @dataclass
@@ -23,6 +25,7 @@ class Workspace:
     state_url: str | None = None
     history_dir: Path | None = None
     _store: StateStore | None = field(default=None, repr=False)
+    _reader: StateReader | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(
@@ -63,6 +66,20 @@ class Workspace:
                     ) from None
         return self._store
 
+    def reader(self) -> StateReader:
+        """The state store for reads only (plan, status, get, describe, history): the open
+        store when there is one, else one opened without creating or migrating it. A missing
+        or older store goes through `store`, which says what to do or migrates it, as reading
+        commands always did."""
+        if self._store is not None:
+            return self._store
+        if self._reader is None:
+            try:
+                self._reader = StateReader(self.state)
+            except (StoreMissing, StoreOutdated):
+                return self.store()
+        return self._reader
+
     def has_runs(self) -> bool:
         """Whether the history holds any run (then a state store was expected)."""
         return self.history.is_dir() and next(self.history.glob("*/*/*.json"), None) is not None
@@ -71,11 +88,14 @@ class Workspace:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 def find(ws: Workspace, kind: str, ref: str) -> AppliedObject:
     """`namespace/name`, or a bare name: in 'default', else in the one namespace that has it."""
-    objects = ws.store().objects(kind)
+    objects = ws.reader().objects.all(kind)
     if "/" in ref:
         namespace, _, name = ref.partition("/")
         matches = [o for o in objects if (o.namespace, o.name) == (namespace, name)]
@@ -92,8 +112,3 @@ def find(ws: Workspace, kind: str, ref: str) -> AppliedObject:
         + ", ".join(o.ref for o in matches)
         + "; name it as namespace/name"
     )
-
-
-def job_lock(ref: str) -> str:
-    """The lock a job's run holds: one run of a job at a time, across processes."""
-    return f"job:{ref}"

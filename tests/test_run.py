@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from runner import services
 from runner.cli.app import app
 from runner.errors import JobBusy, NotFound
+from runner.state import locks
 from tests.conftest import REPO
 
 
@@ -102,10 +103,10 @@ def test_successful_run_and_rerun_replace_without_duplicates(sqlite_job):
 
 def test_a_running_job_is_not_started_twice(sqlite_job):
     store = sqlite_job.ws.store()
-    lock_id = store.acquire("job:default/copy", timeout=0)
+    lock_id = store.locks.acquire(locks.job_lock("default/copy"), timeout=0)
     with pytest.raises(JobBusy, match="job default/copy is already running"):
         services.run(sqlite_job.ws, "copy")
-    store.release("job:default/copy", lock_id)
+    store.locks.release(locks.job_lock("default/copy"), lock_id)
     assert (
         not list((sqlite_job.ws.history / "default" / "copy").glob("*.json"))
         if (sqlite_job.ws.history / "default" / "copy").exists()

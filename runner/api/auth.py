@@ -45,7 +45,7 @@ class KeyRing:
     def _current(self) -> list[tuple[str, str, str]]:
         with self._lock:
             if time.monotonic() - self._read_at >= CACHE_SECONDS:
-                self._keys = [(k["key_hash"], k["name"], k["scope"]) for k in self.ws.store().api_keys()]
+                self._keys = [(k["key_hash"], k["name"], k["scope"]) for k in self.ws.store().keys.all()]
                 self._read_at = time.monotonic()
             return self._keys
 

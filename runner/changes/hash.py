@@ -46,7 +46,7 @@ def run_hash(run: TaskRun) -> None:
     run.use_columns(columns)
     if _compared_in_target(run, state.id, columns):  # records no digest: nothing can be pending
         if state.digests_pending and not options.dry_run:
-            run.store.set_digests_pending(state.id, False)
+            run.store.tasks.set_digests_pending(state.id, False)
         return
     if state.digests_pending and not options.dry_run:
         # a run stopped between committing rows and recording their digests: a key it added
@@ -56,18 +56,18 @@ def run_hash(run: TaskRun) -> None:
             "the last run stopped before recording its digests: comparing every key",
             task=task.name,
         )
-        run.store.forget(state.id)
+        run.store.tasks.forget(state.id)
     if not options.dry_run:
-        run.store.set_digests_pending(state.id, True)
+        run.store.tasks.set_digests_pending(state.id, True)
     # a dry run's resync forgets nothing (`TaskRun.state`): it compares with no digest instead
     forgotten = options.resync and options.dry_run
-    stored = iter(()) if forgotten else run.store.digests(state.id, run.batch_size)
+    stored = iter(()) if forgotten else run.store.tasks.digests(state.id, run.batch_size)
     first = next(stored, None)
     with_rows = first is None  # a first run: every row is new, read them with their digests
     chunk = max(1, min(run.batch_size, MAX_PARAMETERS // len(keys)))
     n_keys = len(keys)
     if with_rows and _first_load_copied(run, state.id, columns):
-        run.store.set_digests_pending(state.id, False)
+        run.store.tasks.set_digests_pending(state.id, False)
         return
     source = _flat(run.timed(run.source.read_digests(task.read, columns, keys, run.batch_size, with_rows)))
 
@@ -103,7 +103,7 @@ def run_hash(run: TaskRun) -> None:
                 w.commit()  # the rows are in the target: only now are their digests recorded
                 run.committed()
                 digests = [(e[0], e[1], pointers.encode_key(e[2 : 2 + n_keys])) for e in changed]
-                run.store.write_digests(state.id, digests, [])
+                run.store.tasks.write_digests(state.id, digests, [])
             changed.clear()
 
         def write_gone() -> None:
@@ -115,7 +115,7 @@ def run_hash(run: TaskRun) -> None:
             if not options.dry_run:
                 w.commit()
                 run.committed(pause=False)
-                run.store.write_digests(state.id, [], [k for k, _ in gone])
+                run.store.tasks.write_digests(state.id, [], [k for k, _ in gone])
             gone.clear()
 
         old = first
@@ -146,7 +146,7 @@ def run_hash(run: TaskRun) -> None:
             result.deleted += w.delete_missing(KEY_STAGE)
             run.finish(w)
     if not options.dry_run:
-        run.store.set_digests_pending(state.id, False)
+        run.store.tasks.set_digests_pending(state.id, False)
 
 
 def _first_load_copied(run: TaskRun, task_id: int, columns: list[Column]) -> bool:
@@ -182,7 +182,9 @@ def _first_load_copied(run: TaskRun, task_id: int, columns: list[Column]) -> boo
         digests = reader.read_digests(spec, columns, keys, run.batch_size, with_rows=False)
         recorded = 0
         for batch in run.track(digests, cancellable=False):  # after the commit: record them all
-            run.store.write_digests(task_id, [(e[0], e[1], pointers.encode_key(e[2:])) for e in batch], [])
+            run.store.tasks.write_digests(
+                task_id, [(e[0], e[1], pointers.encode_key(e[2:])) for e in batch], []
+            )
             recorded += len(batch)
             run.note("recording digests", recorded)
     run.log("info", "digests recorded", task=task.name, rows=recorded)
@@ -210,8 +212,8 @@ def _compared_in_target(run: TaskRun, task_id: int, columns: list[Column]) -> bo
             return False
         result.rows_read += rows
         checkpoint("read")
-        if not options.dry_run and run.store.has_digests(task_id):
-            run.store.forget(task_id)
+        if not options.dry_run and run.store.tasks.has_digests(task_id):
+            run.store.tasks.forget(task_id)
         changed = w.find_changed()
         result.read_seconds += time.perf_counter() - started
         if w.narrowed is not None:

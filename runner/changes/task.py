@@ -15,7 +15,8 @@ from runner.connectors.sql.writer import MergeCounts, SqlWriter
 from runner.definitions.load import format_path
 from runner.definitions.models import Task
 from runner.errors import Location, TerminalError
-from runner.state.store import StateStore, TaskState
+from runner.state.store import StateStore
+from runner.state.tasks import TaskState
 from runner.streams.cancel import CancelToken
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Batch, Column
@@ -213,14 +214,14 @@ class TaskRun:
             checkpoint("committed")
 
     def state(self) -> TaskState:
-        state = self.store.task_state(self.namespace, self.job, self.task.name)
+        state = self.store.tasks.state(self.namespace, self.job, self.task.name)
         if self.options.resync and self.options.dry_run:
             self.log("info", "resync (dry run): pointer ignored, not forgotten", task=self.task.name)
             return replace(state, pointer=None, watermark_column=None)
         if self.options.resync:
-            self.store.forget(state.id)
+            self.store.tasks.forget(state.id)
             self.log("info", "resync: pointer and digests forgotten", task=self.task.name)
-            state = self.store.task_state(self.namespace, self.job, self.task.name)
+            state = self.store.tasks.state(self.namespace, self.job, self.task.name)
         return state
 
     def finish(self, writer: SqlWriter | ScriptWriter) -> None:

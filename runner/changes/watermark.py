@@ -139,7 +139,7 @@ def _first_load_copied(run: TaskRun, w: SqlWriter | ScriptWriter, column: str, t
     run.committed()
     if highest is not None:
         run.result.pointer_after = pointers.encode(highest)
-        run.store.set_pointer(task_id, column, run.result.pointer_after, run.run_id)
+        run.store.tasks.set_pointer(task_id, column, run.result.pointer_after, run.run_id)
     return True
 
 
@@ -159,7 +159,7 @@ def _merge_batches(
             run.committed()
             pointer = _later(pointer, stream.pointer)
             result.pointer_after = pointers.encode(pointer)
-            run.store.set_pointer(task_id, column, result.pointer_after, run.run_id)
+            run.store.tasks.set_pointer(task_id, column, result.pointer_after, run.run_id)
 
 
 def _by_buckets(run: TaskRun, w: SqlWriter | ScriptWriter) -> bool:

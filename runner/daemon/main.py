@@ -152,9 +152,9 @@ class Daemon:
     def run(self) -> int:
         store = self.ws.store(create=True)  # its first act is an apply: a new folder gets a store
         try:
-            lock_id = store.acquire(services.DAEMON_LOCK, timeout=0)
+            lock_id = store.locks.acquire(services.locks.DAEMON, timeout=0)
         except LockTimeout:
-            held = store.lock_info(services.DAEMON_LOCK)
+            held = store.locks.info(services.locks.DAEMON)
             raise RunnerError(
                 f"a daemon already runs on this state store ({held.holder if held else 'unknown'}, "
                 f"since {held.acquired_at if held else '?'}); one daemon per state store. If that process "
@@ -170,7 +170,7 @@ class Daemon:
                 pid=os.getpid(),
             )
             _check_writable(self.ws.history)
-            marks = store.schedule_marks()
+            marks = store.switches.schedule_marks()
             self.scheduler = Scheduler(
                 {f"{ns}/{name}": dt.datetime.fromisoformat(slot) for (ns, name), (slot, _) in marks.items()},
                 {f"{ns}/{name}": made_by for (ns, name), (_, made_by) in marks.items() if made_by},
@@ -209,7 +209,7 @@ class Daemon:
                 self.watcher.stop()
             self.executor.shutdown(wait=not self._abandon.is_set())
             try:
-                store.release(services.DAEMON_LOCK, lock_id)
+                store.locks.release(services.locks.DAEMON, lock_id)
             except Exception as exc:  # noqa: BLE001 - a lock left here is taken over by the next daemon on this host
                 self.log("error", "cannot release the daemon's lock", error=f"{type(exc).__name__}: {exc}")
         self.log("info", "daemon stopped")
@@ -244,7 +244,7 @@ class Daemon:
     def state_problem(self) -> str | None:
         """What is wrong with the state store now (deleted, replaced, unreadable), logged when
         it starts and when it ends; while it lasts nothing is scheduled or started."""
-        problem = self.ws.store().check()
+        problem = self.ws.store().db.check()
         if problem != self._state_problem:
             if problem:
                 self.log(
@@ -302,7 +302,7 @@ class Daemon:
 
     def _mark(self, *marks: tuple[str, dt.datetime]) -> None:
         """Record the cron slots (job, slot) fired or set, in one transaction."""
-        self.ws.store().set_schedule_marks(
+        self.ws.store().switches.set_schedule_marks(
             [(*job.split("/", 1), slot.isoformat(), self.scheduler.made_by.get(job)) for job, slot in marks]  # type: ignore[misc]
         )
 
@@ -322,7 +322,7 @@ class Daemon:
         problem = self.state_problem()
         if problem:
             raise StateUnavailable(f"{problem}; no run starts until it is back")
-        held = self.ws.store().lock_info(services.job_lock(job))
+        held = self.ws.store().locks.info(services.locks.job_lock(job))
         if held is not None and held.alive:
             raise JobBusy(f"job {job} is already running ({held.holder}, run {held.run_id})")
         if self.executor.stopping:
@@ -343,11 +343,11 @@ class Daemon:
     def _refresh(self) -> None:
         """Read what other processes may have changed: applied jobs, suspensions, the pause."""
         store = self.ws.store()
-        latest = store.latest_revision()
+        latest = store.objects.latest_revision()
         revision = latest.id if latest else None
         if revision != self._revision:
             self._revision = revision
-            objects = store.objects("Job")
+            objects = store.objects.all("Job")
             self.jobs = {o.ref: o.document["spec"] for o in objects}
             keys = {(o.namespace, o.name) for o in objects}
             self.followers = {}
@@ -363,8 +363,8 @@ class Daemon:
             }
             fresh = self.scheduler.set_jobs(crons, _utcnow())
             self._mark(*((job, self.scheduler.marks[job]) for job in fresh))
-            store.forget_schedule_marks({tuple(ref.split("/", 1)) for ref in crons})  # type: ignore[misc]
-        suspended = {f"{ns}/{name}" for ns, name in store.suspended()}
+            store.switches.forget_schedule_marks({tuple(ref.split("/", 1)) for ref in crons})  # type: ignore[misc]
+        suspended = {f"{ns}/{name}" for ns, name in store.switches.suspended()}
         for job in sorted(suspended ^ self.suspended):
             self.log("info", "job suspended" if job in suspended else "job resumed", job=job)
         self.suspended = suspended

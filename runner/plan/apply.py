@@ -10,7 +10,8 @@ from runner.definitions.load import DEFINITION_DIRS
 from runner.definitions.validate import digest
 from runner.errors import StaleState
 from runner.plan.diff import Plan
-from runner.state.store import StateStore, Write
+from runner.state.objects import Write
+from runner.state.store import StateStore
 
 
 def git_info(folder: Path) -> tuple[str | None, bool | None]:
@@ -50,7 +51,7 @@ def writes_for(plan: Plan) -> list[Write]:
 
 def apply_plan(store: StateStore, plan: Plan, folder: Path) -> int | None:
     """Apply `plan` exactly; refuse when the state moved since it was made. The caller holds
-    the apply lock (`APPLY_LOCK`).
+    the apply lock (`locks.APPLY`).
 
     Returns:
         The new revision id, or None when there was nothing to change.
@@ -59,11 +60,11 @@ def apply_plan(store: StateStore, plan: Plan, folder: Path) -> int | None:
     """
     writes = writes_for(plan)
     if not writes:
-        if store.state_digest() != plan.base_state:
+        if store.objects.state_digest() != plan.base_state:
             raise StaleState("the state changed since the plan was made; make a new plan")
         return None
     commit, dirty = git_info(folder)
-    return store.apply(
+    return store.objects.apply(
         writes,
         base_revision=plan.base_revision,
         base_state=plan.base_state,

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from runner.definitions.validate import Definition, digest
-from runner.state.store import AppliedObject
+from runner.state.objects import AppliedObject
 
 Action = Literal["create", "update", "delete", "unchanged"]
 PLAN_FORMAT = "runner-plan/1"

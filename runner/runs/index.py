@@ -22,9 +22,9 @@ def index_run(ws: Workspace, record: RunRecord, first: bool = False) -> None:
     complete); the file stays the record, so an index that cannot be written (the state store
     away: reported on its own) never fails the run."""
     with suppress(StateError):
-        ws.store().index_runs([{k: v for k, v in record.items() if k != "path"}])
+        ws.store().runs.add([{k: v for k, v in record.items() if k != "path"}])
         if first:
-            ws.store().mark_runs_indexed(record["namespace"], record["job"])
+            ws.store().runs.mark_indexed(record["namespace"], record["job"])
 
 
 RUNS_PAGE = 100  # run ids read from the index at a time
@@ -32,18 +32,18 @@ RUNS_PAGE = 100  # run ids read from the index at a time
 
 def ensure_indexed(ws: Workspace, namespace: str, job: str) -> None:
     """Index a job's history files once (those written before the index existed)."""
-    store = ws.store()
-    if store.runs_indexed(namespace, job) or not (ws.history / namespace / job).is_dir():
+    if ws.reader().runs.indexed(namespace, job) or not (ws.history / namespace / job).is_dir():
         return  # (no runs yet: nothing to write, so a listing never waits for the store's write lock)
+    store = ws.store()
     batch: list[dict[str, Any]] = []
     for record in history.iter_runs(ws.history, namespace, job):
         if record.get("run_id") and record.get("namespace") == namespace and record.get("job") == job:
             batch.append({k: v for k, v in record.items() if k != "path"})
         if len(batch) >= 500:
-            store.index_runs(batch)
+            store.runs.add(batch)
             batch = []
-    store.index_runs(batch)
-    store.mark_runs_indexed(namespace, job)
+    store.runs.add(batch)
+    store.runs.mark_indexed(namespace, job)
 
 
 def job_runs(
@@ -54,7 +54,7 @@ def job_runs(
     ensure_indexed(ws, namespace, job)
     before = None
     while True:
-        ids = ws.store().run_ids(namespace, job, RUNS_PAGE, changed_only, task, before)
+        ids = ws.reader().runs.ids(namespace, job, RUNS_PAGE, changed_only, task, before)
         for run_id in ids:
             try:
                 yield history.read_run(history.run_path(ws.history, namespace, job, run_id))
@@ -84,8 +84,8 @@ def prune_history(
         return []
     ensure_indexed(ws, namespace, job)
     store = ws.store()
-    index = store.run_index(namespace, job)
-    keep = set(store.last_task_runs(namespace, job).values())
+    index = store.runs.all(namespace, job)
+    keep = set(store.runs.last_by_task(namespace, job).values())
     keep |= {run_id for run_id, status, _ in index if status in ("running", QUEUED)}
     if keep_runs is not None:
         keep |= {run_id for run_id, _, _ in index[:keep_runs]}
@@ -96,5 +96,5 @@ def prune_history(
     for run_id in gone:
         history.run_path(ws.history, namespace, job, run_id).unlink(missing_ok=True)
         history.log_path(ws.history, namespace, job, run_id).unlink(missing_ok=True)
-    store.forget_runs(gone)
+    store.runs.forget(gone)
     return gone

@@ -37,9 +37,11 @@ from runner.history.records import RunRecord
 from runner.jobs.sync import failure_class, run_job
 from runner.runs.index import index_run
 from runner.runs.records import new_record, task_dict, with_committed
-from runner.state.store import AppliedObject, utcnow
+from runner.state import locks
+from runner.state.database import utcnow
+from runner.state.objects import AppliedObject
 from runner.streams.cancel import CancelToken
-from runner.workspace import Workspace, find, job_lock
+from runner.workspace import Workspace, find
 
 ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
 
@@ -56,7 +58,7 @@ def _connections_of(
     ws: Workspace, job: AppliedObject, spec: JobSpec
 ) -> dict[str, tuple[str, dict[str, Any]]]:
     """`source`/`target` -> (connection ref, applied spec)."""
-    connections = {(o.namespace, o.name): o for o in ws.store().objects("Connection")}
+    connections = {(o.namespace, o.name): o for o in ws.store().objects.all("Connection")}
     ends: dict[str, tuple[str, dict[str, Any]]] = {}
     for end in ("source", "target"):
         key = resolve_reference(getattr(spec, end), job.namespace, set(connections))
@@ -153,7 +155,7 @@ def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> N
     """An ad-hoc job may not take an applied job's name (it would share its pointers and
     digests), nor name a task it does not have or a connection that is not applied."""
     try:
-        applied = ws.store().get("Job", job.namespace, job.name)
+        applied = ws.store().objects.get("Job", job.namespace, job.name)
     except NotFound:
         applied = None
     if applied is not None:
@@ -194,16 +196,16 @@ def _run_locked(
     history.check_space(ws.history)
     run_id = run_id or history.new_run_id()
     try:
-        lock_id = store.acquire(job_lock(job.ref), timeout=0, run_id=run_id)
+        lock_id = store.locks.acquire(locks.job_lock(job.ref), timeout=0, run_id=run_id)
     except LockTimeout:
-        held = store.lock_info(job_lock(job.ref))
+        held = store.locks.info(locks.job_lock(job.ref))
         who = f"{held.holder} since {held.acquired_at}, lock id {held.lock_id}" if held else "another process"
         raise JobBusy(
             f"job {job.ref} is already running ({who}); if that process is gone, release its lock "
             f"with `runner force-unlock {held.lock_id if held else 'LOCK_ID'}`"
         ) from None
     token = cancel or CancelToken()
-    token.poll = lambda: store.cancel_requested(lock_id)
+    token.poll = lambda: store.locks.cancel_requested(lock_id)
     timer = None
     if spec.timeout is not None:
         limit = seconds(spec.timeout)
@@ -217,7 +219,7 @@ def _run_locked(
     finally:
         if timer is not None:
             timer.cancel()
-        store.release(job_lock(job.ref), lock_id)
+        store.locks.release(locks.job_lock(job.ref), lock_id)
 
 
 def _execute(

@@ -16,8 +16,10 @@ from runner.errors import (
 from runner.history import files as history
 from runner.history.records import NOT_STARTED, QUEUED, RunRecord, TaskRecord
 from runner.runs.index import index_run
-from runner.state.store import Lock, utcnow
-from runner.workspace import Workspace, job_lock
+from runner.state import locks
+from runner.state.database import utcnow
+from runner.state.locks import Lock
+from runner.workspace import Workspace
 
 
 def run_summary(record: RunRecord) -> RunRecord:
@@ -202,7 +204,7 @@ def with_live_status(ws: Workspace, record: RunRecord) -> RunRecord:
         return record | {"status": NOT_STARTED, "error": "the daemon stopped before the run started"}
     if record.get("status") != "running":
         return record
-    held = ws.store().lock_info(job_lock(f"{record['namespace']}/{record['job']}"))
+    held = ws.reader().locks.info(locks.job_lock(f"{record['namespace']}/{record['job']}"))
     if held is not None and held.run_id == record["run_id"] and held.alive:
         return record
     error = "the process running it ended without finishing it"

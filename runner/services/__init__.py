@@ -27,16 +27,17 @@ from runner.services.definitions import (
 )
 from runner.services.history import log_since, logs, run_record, runs
 from runner.services.keys import KEY_SCOPES, key_hash, keys_create, keys_list, keys_revoke
-from runner.services.operate import DAEMON_LOCK, cancel, pause, paused_info, runtime_switches, status, suspend
+from runner.services.operate import cancel, pause, paused_info, runtime_switches, status, suspend
 from runner.services.pointers import MAX_POINTER, pointer_set, pointer_show
 from runner.services.probe import connections_test, discover
+from runner.state import locks
 from runner.streams.cancel import CancelToken
-from runner.workspace import Workspace, find, job_lock
+from runner.workspace import Workspace, find
 
 __all__ = [
     "ApplyResult",
     "CancelToken",
-    "DAEMON_LOCK",
+    "locks",
     "DEFAULT_LOCK_TIMEOUT",
     "DefinitionsInvalid",
     "KEY_SCOPES",
@@ -57,7 +58,6 @@ __all__ = [
     "find",
     "force_unlock",
     "get",
-    "job_lock",
     "job_runs",
     "json_schema",
     "key_hash",

@@ -15,12 +15,12 @@ from runner.history import files as history
 from runner.runs.index import ensure_indexed, recent_runs
 from runner.runs.records import run_summary, with_mode
 from runner.services.pointers import pointer_show
-from runner.state.store import AppliedObject
+from runner.state.objects import AppliedObject
 from runner.workspace import Workspace, find
 
 
 def get(ws: Workspace, kind: str) -> list[AppliedObject]:
-    return ws.store().objects(kind)
+    return ws.reader().objects.all(kind)
 
 
 def next_fire_times(
@@ -39,7 +39,7 @@ def next_fire_times(
 
 def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
     obj = find(ws, kind, ref)
-    rev = ws.store().revision(obj.revision_id)
+    rev = ws.reader().objects.revision(obj.revision_id)
     out: dict[str, Any] = {
         "kind": obj.kind,
         "namespace": obj.namespace,
@@ -74,7 +74,7 @@ def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     last: dict[str, dict[str, Any]] = {}
     wanted = {t.name for t in spec.tasks}
     ensure_indexed(ws, job.namespace, job.name)
-    for name, run_id in ws.store().last_task_runs(job.namespace, job.name).items():
+    for name, run_id in ws.reader().runs.last_by_task(job.namespace, job.name).items():
         if name not in wanted:
             continue
         try:
@@ -112,11 +112,11 @@ def _plain(value: Any) -> Any:
 def connections(ws: Workspace) -> list[dict[str, Any]]:
     """Applied connections without their secrets: type, host, port, database, user (when
     written out, not referenced), and which jobs use each."""
-    store = ws.store()
-    conns = store.objects("Connection")
+    store = ws.reader()
+    conns = store.objects.all("Connection")
     keys = {(c.namespace, c.name) for c in conns}
     users: dict[tuple[str, str], set[str]] = {}
-    for job in store.objects("Job"):
+    for job in store.objects.all("Job"):
         for end in ("source", "target"):
             key = resolve_reference(job.document["spec"][end], job.namespace, keys)
             if key is not None:

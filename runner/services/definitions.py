@@ -25,7 +25,9 @@ from runner.errors import (
 )
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
-from runner.state.store import APPLY_LOCK, EMPTY_STATE, Lock
+from runner.state import locks
+from runner.state.locks import Lock
+from runner.state.objects import EMPTY_STATE
 from runner.workspace import Workspace
 
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -53,13 +55,13 @@ def plan(ws: Workspace) -> Plan:
     problem nothing is planned, so a broken file can never plan a deletion."""
     definitions = validate(ws)
     try:
-        store = ws.store()
+        store = ws.reader()
     except StoreMissing:
         if ws.has_runs():
             raise
         return diff(definitions, [], None, EMPTY_STATE)  # a new folder: everything is created
-    latest = store.latest_revision()
-    return diff(definitions, store.objects(), latest.id if latest else None, store.state_digest())
+    latest = store.objects.latest_revision()
+    return diff(definitions, store.objects.all(), latest.id if latest else None, store.objects.state_digest())
 
 
 def save_plan(p: Plan, path: Path) -> None:
@@ -103,13 +105,13 @@ def apply(
         ]
         if problems:
             raise DefinitionsInvalid(problems)
-    with store.locked(APPLY_LOCK, lock_timeout):
+    with store.locks.locked(locks.APPLY, lock_timeout):
         p = saved or plan(ws)
         return ApplyResult(p, apply_plan(store, p, ws.root))
 
 
 def force_unlock(ws: Workspace, lock_id: str) -> Lock:
-    return ws.store().force_unlock(lock_id)
+    return ws.store().locks.force_unlock(lock_id)
 
 
 def json_schema() -> dict[str, Any]:

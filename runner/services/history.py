@@ -14,7 +14,7 @@ from runner.history import files as history
 from runner.history.records import QUEUED
 from runner.runs.index import job_runs, recent_runs
 from runner.runs.records import with_live_status, with_mode, written
-from runner.state.store import AppliedObject
+from runner.state.objects import AppliedObject
 from runner.workspace import Workspace, find
 
 

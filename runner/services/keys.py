@@ -10,7 +10,7 @@ from runner.definitions.models import NAME_PATTERN
 from runner.errors import (
     RunnerError,
 )
-from runner.state.store import StateStore
+from runner.state import locks
 from runner.workspace import Workspace
 
 KEY_SCOPES = ("read", "operate")
@@ -28,13 +28,13 @@ def keys_create(ws: Workspace, name: str, scope: str) -> str:
     if scope not in KEY_SCOPES:
         raise RunnerError(f"unknown scope {scope!r}; use {' or '.join(KEY_SCOPES)}")
     key = f"rk_{token_urlsafe(32)}"
-    ws.store().add_api_key(name, key_hash(key), scope, StateStore.holder())
+    ws.store().keys.add(name, key_hash(key), scope, locks.holder())
     return key
 
 
 def keys_list(ws: Workspace) -> list[dict[str, str]]:
-    return [{k: v for k, v in row.items() if k != "key_hash"} for row in ws.store().api_keys()]
+    return [{k: v for k, v in row.items() if k != "key_hash"} for row in ws.store().keys.all()]
 
 
 def keys_revoke(ws: Workspace, name: str) -> None:
-    ws.store().revoke_api_key(name)
+    ws.store().keys.revoke(name)

@@ -16,8 +16,9 @@ from runner.history.records import QUEUED
 from runner.runs.index import recent_runs
 from runner.runs.records import run_summary, with_live_status
 from runner.services.catalog import next_fire_times
-from runner.state.store import StateStore, utcnow
-from runner.workspace import Workspace, find, job_lock
+from runner.state import locks
+from runner.state.database import utcnow
+from runner.workspace import Workspace, find
 
 PAUSED = "paused"  # the settings key of `runner pause`
 
@@ -28,12 +29,12 @@ def cancel(ws: Workspace, ref: str, by: str | None = None) -> dict[str, Any]:
     try:
         job_ref = find(ws, "Job", ref).ref
     except NotFound:
-        running = [lock.name.removeprefix("job:") for lock in ws.store().locks("job:") if lock.alive]
+        running = [ref for ref, lock in ws.store().locks.jobs().items() if lock.alive]
         matches = [r for r in running if r == ref or ("/" not in ref and r.endswith(f"/{ref}"))]
         if len(matches) != 1:
             raise
         job_ref = matches[0]
-    held = ws.store().request_cancel(job_lock(job_ref), f"{by or StateStore.holder()} at {utcnow()}")
+    held = ws.store().locks.request_cancel(locks.job_lock(job_ref), f"{by or locks.holder()} at {utcnow()}")
     return {"job": job_ref, "run_id": held.run_id, "holder": held.holder}
 
 
@@ -41,30 +42,27 @@ def suspend(ws: Workspace, ref: str, suspended: bool = True, by: str | None = No
     """Suspend (or resume) a job: the daemon's cron and triggers skip it until it is resumed.
     A runtime switch in the state store, not a change to the definitions in git."""
     job = find(ws, "Job", ref)
-    changed = ws.store().set_suspended(job.namespace, job.name, suspended, by or StateStore.holder())
+    changed = ws.store().switches.set_suspended(job.namespace, job.name, suspended, by or locks.holder())
     return {"job": job.ref, "suspended": suspended, "changed": changed}
 
 
 def pause(ws: Workspace, paused: bool = True, by: str | None = None) -> dict[str, Any]:
     """Stop (or resume) all scheduling by the daemon; running jobs finish."""
-    ws.store().set_setting(PAUSED, paused, by or StateStore.holder())
+    ws.store().switches.set_setting(PAUSED, paused, by or locks.holder())
     return paused_info(ws)
 
 
 def paused_info(ws: Workspace) -> dict[str, Any]:
-    stored = ws.store().setting(PAUSED)
+    stored = ws.reader().switches.setting(PAUSED)
     if not stored or not stored[0]:
         return {"paused": False}
     return {"paused": True, "since": stored[1], "by": stored[2]}
 
 
-DAEMON_LOCK = "daemon"  # held by the one daemon of a state store
-
-
 def runtime_switches(ws: Workspace) -> dict[str, Any]:
     """What operators switched at runtime (not in git): suspended jobs and the pause."""
     try:
-        suspended = ws.store().suspended()
+        suspended = ws.reader().switches.suspended()
     except StoreMissing:  # a new folder: nothing was switched yet
         return {"paused": False, "suspended": []}
     return paused_info(ws) | {
@@ -78,8 +76,8 @@ def runtime_switches(ws: Workspace) -> dict[str, Any]:
 def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
     """Every applied job with its schedule, next run, last run, the run going on now,
     whether it is suspended and whether an applied update waits for the running run to end."""
-    store = ws.store()
-    problem = store.check()
+    store = ws.reader()
+    problem = store.db.check()
     if problem:  # what the store says now cannot be trusted: say only that
         return {
             "state_store": {"healthy": False, "error": problem},
@@ -89,13 +87,13 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
             "git_commit": None,
             "jobs": [],
         }
-    running = {lock.name.removeprefix("job:"): lock for lock in store.locks("job:") if lock.alive}
-    suspended = store.suspended()
+    running = {ref: lock for ref, lock in store.locks.jobs().items() if lock.alive}
+    suspended = store.switches.suspended()
     paused = paused_info(ws)
-    daemon = store.lock_info(DAEMON_LOCK)
-    latest = store.latest_revision()
+    daemon = store.locks.info(locks.DAEMON)
+    latest = store.objects.latest_revision()
     jobs = []
-    applied = store.objects("Job")
+    applied = store.objects.all("Job")
     keys = {(o.namespace, o.name) for o in applied}
     for ref in sorted(set(running) - {o.ref for o in applied}):  # deleted (or ad-hoc) while it runs
         namespace, _, name = ref.partition("/")

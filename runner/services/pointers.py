@@ -14,15 +14,15 @@ from runner.errors import (
 )
 from runner.history import files as history
 from runner.runs.lifecycle import job_and_connections
-from runner.state.store import StateStore
+from runner.state import locks
 from runner.streams import pointers
-from runner.workspace import Workspace, job_lock
+from runner.workspace import Workspace
 
 
 def pointer_show(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     """Every task of a job with its stored pointer."""
     job, spec, _ = job_and_connections(ws, ref)
-    states = {s.task: s for s in ws.store().task_states(job.namespace, job.name)}
+    states = {s.task: s for s in ws.reader().tasks.states(job.namespace, job.name)}
     out = []
     for task in spec.tasks:
         state = states.get(task.name)
@@ -61,24 +61,24 @@ def pointer_set(
         raise InvalidValue(f"a pointer is at most {MAX_POINTER} characters", "value")
     store = ws.store()
     try:
-        lock_id = store.acquire(job_lock(job.ref), timeout=0)
+        lock_id = store.locks.acquire(locks.job_lock(job.ref), timeout=0)
     except LockTimeout:
-        held = store.lock_info(job_lock(job.ref))
+        held = store.locks.info(locks.job_lock(job.ref))
         holder = held.holder if held else "another process"
         raise JobBusy(
             f"job {job.ref} is running ({holder}); set its pointer when the run has ended"
         ) from None
     try:
-        state = store.task_state(job.namespace, job.name, task.name)
+        state = store.tasks.state(job.namespace, job.name, task.name)
         old = state.pointer if state.watermark_column == task.changes.column else None
         try:
             new = pointers.parse(value, old) if value is not None else None
         except ValueError as exc:
             raise InvalidValue(str(exc), "value") from None
-        by = f"set by {by or StateStore.holder()}"
-        store.set_pointer(state.id, task.changes.column, new, by)
+        by = f"set by {by or locks.holder()}"
+        store.tasks.set_pointer(state.id, task.changes.column, new, by)
     finally:
-        store.release(job_lock(job.ref), lock_id)
+        store.locks.release(locks.job_lock(job.ref), lock_id)
     history.RunLog(history.pointer_log_path(ws.history, job.namespace, job.name))(
         "info", "pointer set", task=task.name, old=old, new=new, by=by
     )

@@ -1,2 +1,9 @@
-"""The state store: what has been applied (objects, revisions) and the locks that serialise
-writers. SQLite by default, PostgreSQL for a shared store."""
+"""The state store: what has been applied (objects, revisions), what runs need between runs
+(pointers, digests, the run index), the locks that serialise writers, and operators' runtime
+switches. SQLite by default, PostgreSQL for a shared store.
+
+`store` is the facade (`StateStore` for writers, `StateReader` for plans and status); each
+other module owns one concern over the shared `database`: `objects`, `tasks`, `locks`,
+`switches`, `keys`, `runs`. `schema` holds the live tables, `migrations` one module per
+schema version.
+"""

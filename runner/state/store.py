@@ -1,862 +1,126 @@
-"""Read and write the state store.
+"""The state store: what has been applied, what runs recorded, and the locks that serialise
+writers, behind one SQLAlchemy URL (`sqlite:///…` or `postgresql://…`).
 
-`StateStore` opens a SQLAlchemy engine on the store's URL, migrates it on first use, and offers
-short transactions: read the applied objects, apply a list of changes with a new revision in
-one transaction, and take or release named locks (the apply lock, a job's run lock).
+`StateStore` opens it (migrating it to the latest schema) and reaches each concern as an
+attribute over one shared database (`store.db`): `store.objects` (applied objects, revisions),
+`store.tasks` (pointers, digests), `store.locks`, `store.switches` (suspensions, settings, cron
+marks), `store.keys` (API keys) and `store.runs` (the index of the history files).
+`StateReader` opens an existing store for what plans and status read, and nothing else.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import getpass
-import hashlib
-import json
-import os
-import socket
-import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import sqlalchemy as sa
-from sqlalchemy import event
 
-from runner.errors import (
-    LockTimeout,
-    NotFound,
-    NotRunning,
-    StaleState,
-    StateError,
-    StateUnavailable,
-    StoreMissing,
-)
-from runner.state import schema
-
-APPLY_LOCK = "apply"
-READ = "runner_read"  # the execution option of a read-only transaction
-EMPTY_STATE = hashlib.sha256(b"[]").hexdigest()  # `state_digest` of a store without objects
+from runner.errors import StateError, StoreMissing, StoreOutdated
+from runner.state import migrations, schema
+from runner.state.database import Database, utcnow
+from runner.state.keys import Keys
+from runner.state.locks import Locks, LocksReader
+from runner.state.objects import Objects, ObjectsReader
+from runner.state.runs import Runs, RunsReader
+from runner.state.switches import Switches, SwitchesReader
+from runner.state.tasks import Tasks, TasksReader
 
 
-def utcnow() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+class StateReader:
+    """An existing store at the latest schema, for reads only (plans, status, get, describe,
+    history listings): it creates nothing and migrates nothing, SQLite reads do not queue
+    behind a writer, and the database refuses writes (so a read path cannot write by mistake).
+
+    Raises:
+        StoreMissing: no store there.
+        StoreOutdated: the store is at an older schema (a `StateStore` migrates it).
+        StateError: the store is at a newer schema, or its URL is not usable.
+    """
+
+    objects: ObjectsReader
+    tasks: TasksReader
+    locks: LocksReader
+    switches: SwitchesReader
+    runs: RunsReader
+
+    def __init__(self, url: str):
+        self.db = Database(url, create=False, read_only=True)
+        try:
+            self.db.open(_require_latest)
+        except BaseException:
+            self.db.close()
+            raise
+        self.objects = ObjectsReader(self.db)
+        self.tasks = TasksReader(self.db)
+        self.locks = LocksReader(self.db)
+        self.switches = SwitchesReader(self.db)
+        self.runs = RunsReader(self.db)
+
+    def close(self) -> None:
+        self.db.close()
 
 
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return os.environ.get("USER", "unknown")
-
-
-@dataclass(frozen=True)
-class AppliedObject:
-    """A definition as the state store holds it."""
-
-    kind: str
-    namespace: str
-    name: str
-    document: dict[str, Any]
-    digest: str
-    file: str
-    line: int
-    revision_id: int
-
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-@dataclass(frozen=True)
-class Revision:
-    id: int
-    applied_at: str
-    user: str
-    git_commit: str | None
-    git_dirty: bool | None
-    digest: str
-    summary: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Write:
-    """One change to an object row: `document` None deletes it."""
-
-    kind: str
-    namespace: str
-    name: str
-    document: dict[str, Any] | None
-    digest: str = ""
-    file: str = ""
-    line: int = 0
-    new_revision: bool = True  # False: only the file/line moved; keep its revision
-
-
-@dataclass(frozen=True)
-class TaskState:
-    id: int
-    namespace: str
-    job: str
-    task: str
-    watermark_column: str | None
-    pointer: dict[str, Any] | None
-    updated_at: str
-    run_id: str | None
-    digests_pending: bool = False
-
-
-@dataclass(frozen=True)
-class Lock:
-    name: str
-    lock_id: str
-    holder: str
-    acquired_at: str
-    host: str | None = None
-    pid: int | None = None
-    run_id: str | None = None
-    cancel_requested: str | None = None
-
-    @property
-    def alive(self) -> bool:
-        """False only when the holder is known to be a dead process on this host."""
-        return not (self.host == socket.gethostname() and self.pid and not _alive(self.pid))
-
-    @classmethod
-    def from_row(cls, row: Any) -> Lock:
-        return cls(
-            row.name,
-            row.lock_id,
-            row.holder,
-            row.acquired_at,
-            row.host,
-            row.pid,
-            row.run_id,
-            row.cancel_requested,
-        )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _sqlite_begin_immediate(engine: sa.Engine) -> None:
-    """Make every SQLite transaction take the write lock at BEGIN, so two processes queue on
-    the busy timeout instead of failing with 'database is locked' half-way (the pysqlite
-    recipe from the SQLAlchemy documentation)."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: sa.Connection) -> None:
-        # a read (`StateStore._read`) does not queue behind a writer: a long apply must not
-        # stall the API's key checks and listings
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ) else "BEGIN IMMEDIATE")
-
-
-def _unavailable(engine: sa.Engine) -> None:
-    """Turn the driver's errors into `StateUnavailable`, so every caller (the CLI, the API, the
-    daemon's loop) reports a deleted, corrupted or unreachable store as such instead of as a
-    traceback. Integrity errors are left alone: locks and keys take them as answers."""
-
-    @event.listens_for(engine, "handle_error")
-    def _handle(ctx: sa.engine.ExceptionContext) -> None:
-        if ctx.is_pre_ping or isinstance(ctx.sqlalchemy_exception, sa.exc.IntegrityError):
-            return
-        detail = " ".join(str(ctx.original_exception).split())
-        raise StateUnavailable(f"the state store cannot be used: {detail}") from None
-
-
-class StateStore:
-    """The applied state, behind a SQLAlchemy URL (`sqlite:///…` or `postgresql://…`).
+class StateStore(StateReader):
+    """The state store for reads and writes, migrated to the latest schema on opening.
 
     With `create` False, a store that does not exist yet (no SQLite file, no runner tables in
     the database) is an error rather than created empty: a store deleted by mistake must not
     come back empty and silently restart every job from scratch."""
 
-    def __init__(self, url: str, create: bool = True):
-        self.url = url
-        self.file: Path | None = None  # a SQLite store's file, watched by `check`
-        try:
-            parsed = sa.make_url(url)
-        except sa.exc.ArgumentError:
-            raise StateError(
-                "the state store URL cannot be parsed; use sqlite:///path or postgresql://…"
-            ) from None
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        if parsed.get_backend_name() == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                self.file = Path(parsed.database).resolve()
-                if not create and not self.file.exists():
-                    raise StoreMissing(f"no state store at {self.file}")
-                self.file.parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(parsed, connect_args={"timeout": 60})
-            _sqlite_begin_immediate(self.engine)
-        elif parsed.get_backend_name() == "postgresql":
-            self.engine = sa.create_engine(parsed, pool_pre_ping=True)
-        else:
-            raise StateError(
-                f"unsupported state store {parsed.get_backend_name()!r}; use sqlite or postgresql"
-            )
-        _unavailable(self.engine)
-        self._migrate(create)
-        self._identity = self._file_identity()
+    objects: Objects
+    tasks: Tasks
+    locks: Locks
+    switches: Switches
+    runs: Runs
+    keys: Keys
 
-    def close(self) -> None:
-        self.engine.dispose()
+    def __init__(self, url: str, create: bool = True):  # not StateReader's: this one migrates
+        self.db = Database(url, create)
+        self.db.open(lambda conn: _upgrade(conn, create))
+        self.objects = Objects(self.db)
+        self.tasks = Tasks(self.db)
+        self.locks = Locks(self.db)
+        self.switches = Switches(self.db)
+        self.runs = Runs(self.db)
+        self.keys = Keys(self.db)
 
-    def _read(self) -> sa.Connection:
-        """A connection for reads only (SQLite: a deferred transaction, see `_begin`)."""
-        return self.engine.connect().execution_options(**{READ: True})
 
-    # --- health ----------------------------------------------------------------------
-
-    def _file_identity(self) -> tuple[int, int] | None:
-        if self.file is None:
-            return None
-        st = os.stat(self.file)
-        return st.st_dev, st.st_ino
-
-    def check(self) -> str | None:
-        """What is wrong with the store, or None when it is usable. A SQLite file deleted or
-        replaced under a running process still answers reads from the old file (and refuses
-        writes), so its identity is compared with the one opened; then one read proves the
-        file is a readable store of this runner's schema."""
-        if self.file is not None:
-            try:
-                identity = self._file_identity()
-            except FileNotFoundError:
-                return f"the state store file {self.file} was deleted"
-            except OSError as exc:
-                return f"the state store file {self.file} cannot be read: {exc.strerror}"
-            if identity != self._identity:
-                return f"the state store file {self.file} was replaced since it was opened"
-        try:
-            version = self.schema_version()
-        except StateError as exc:
-            return str(exc)
-        if version != schema.LATEST:
-            return f"the state store is at schema version {version}, expected {schema.LATEST}"
-        return None
-
-    # --- schema ----------------------------------------------------------------------
-
-    def _migrate(self, create: bool) -> None:
-        try:
-            with self.engine.begin() as conn:
-                if conn.dialect.name == "postgresql":  # serialise concurrent first starts
-                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7361626)")
-                if not create and not sa.inspect(conn).has_table(schema.schema_version.name):
-                    raise StoreMissing(f"no state store in {self.engine.url.render_as_string()}")
-                schema.schema_version.create(conn, checkfirst=True)
-                current = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
-                if current > schema.LATEST:
-                    raise StateError(
-                        f"the state store is at schema version {current}, newer than "
-                        f"this runner knows ({schema.LATEST}); upgrade runner"
-                    )
-                for version in range(current + 1, schema.LATEST + 1):
-                    schema.MIGRATIONS[version - 1](conn)
-                    conn.execute(schema.schema_version.insert().values(version=version, applied_at=utcnow()))
-        except StoreMissing:
-            raise
-        except StateUnavailable as exc:
-            raise StateUnavailable(str(exc).replace("cannot be used", "cannot be opened")) from None
-
-    def schema_version(self) -> int:
-        with self._read() as conn:
-            return conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
-
-    # --- reads -----------------------------------------------------------------------
-
-    def objects(self, kind: str | None = None) -> list[AppliedObject]:
-        query = sa.select(schema.objects).order_by(
-            schema.objects.c.kind, schema.objects.c.namespace, schema.objects.c.name
+def _version(conn: sa.Connection) -> int:
+    """The store's schema version; refuses a store made by a newer runner."""
+    current = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
+    if current > migrations.LATEST:
+        raise StateError(
+            f"the state store is at schema version {current}, newer than "
+            f"this runner knows ({migrations.LATEST}); upgrade runner"
         )
-        if kind:
-            query = query.where(schema.objects.c.kind == kind)
-        with self._read() as conn:
-            return [
-                AppliedObject(
-                    r.kind,
-                    r.namespace,
-                    r.name,
-                    json.loads(r.document),
-                    r.digest,
-                    r.file,
-                    r.line,
-                    r.revision_id,
-                )
-                for r in conn.execute(query)
-            ]
+    return current
 
-    def get(self, kind: str, namespace: str, name: str) -> AppliedObject:
-        for obj in self.objects(kind):
-            if (obj.namespace, obj.name) == (namespace, name):
-                return obj
-        raise NotFound(f"no {kind} {namespace}/{name} in the applied state")
 
-    def state_digest(self) -> str:
-        """A digest of every applied object with its file and line: what a saved plan expects."""
-        with self._read() as conn:
-            return self._state_digest(conn)
+def _missing(conn: sa.Connection) -> StoreMissing:
+    return StoreMissing(f"no state store in {conn.engine.url.render_as_string()}")
 
-    @staticmethod
-    def _state_digest(conn: sa.Connection) -> str:
-        o = schema.objects
-        rows = conn.execute(
-            sa.select(o.c.kind, o.c.namespace, o.c.name, o.c.digest, o.c.file, o.c.line).order_by(
-                o.c.kind, o.c.namespace, o.c.name
-            )
-        ).all()
-        return hashlib.sha256(json.dumps([list(r) for r in rows]).encode()).hexdigest()
 
-    def latest_revision(self) -> Revision | None:
-        query = sa.select(schema.revisions).order_by(schema.revisions.c.id.desc()).limit(1)
-        with self._read() as conn:
-            row = conn.execute(query).first()
-        return self._revision(row) if row else None
+def _upgrade(conn: sa.Connection, create: bool) -> None:
+    """Bring the store to the latest schema version, in the transaction that opens it.
 
-    def revision(self, revision_id: int) -> Revision:
-        with self._read() as conn:
-            row = conn.execute(
-                sa.select(schema.revisions).where(schema.revisions.c.id == revision_id)
-            ).first()
-        if row is None:
-            raise NotFound(f"no revision {revision_id}")
-        return self._revision(row)
+    Raises:
+        StoreMissing: not `create`, and no store there.
+        StateError: the store is newer than this runner.
+    """
+    if conn.dialect.name == "postgresql":  # serialise concurrent first starts
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7361626)")
+    if not create and not sa.inspect(conn).has_table(schema.schema_version.name):
+        raise _missing(conn)
+    schema.schema_version.create(conn, checkfirst=True)
+    for version in range(_version(conn) + 1, migrations.LATEST + 1):
+        migrations.MIGRATIONS[version - 1](conn)
+        conn.execute(schema.schema_version.insert().values(version=version, applied_at=utcnow()))
 
-    @staticmethod
-    def _revision(row: Any) -> Revision:
-        return Revision(
-            row.id,
-            row.applied_at,
-            row.user,
-            row.git_commit,
-            row.git_dirty,
-            row.digest,
-            json.loads(row.summary),
+
+def _require_latest(conn: sa.Connection) -> None:
+    """What a reader checks on opening: a store, at the schema this runner reads."""
+    if not sa.inspect(conn).has_table(schema.schema_version.name):
+        raise _missing(conn)
+    current = _version(conn)
+    if current < migrations.LATEST:
+        raise StoreOutdated(
+            f"the state store is at schema version {current}, older than this runner's "
+            f"({migrations.LATEST}); a command that writes to it migrates it"
         )
-
-    # --- apply -----------------------------------------------------------------------
-
-    def apply(
-        self,
-        writes: list[Write],
-        *,
-        base_revision: int | None,
-        base_state: str,
-        git_commit: str | None,
-        git_dirty: bool | None,
-        digest: str,
-        summary: dict[str, Any],
-    ) -> int | None:
-        """Write every change in one transaction, under a new revision when any object's
-        document changes. Refuses when the applied objects (documents, files and lines) are no
-        longer those the plan was made against (`base_state`).
-
-        Returns:
-            The new revision's id, or None when only file locations moved.
-        Raises:
-            StaleState: another apply landed since the plan was made.
-        """
-        table = schema.objects
-        with self.engine.begin() as conn:
-            latest = conn.execute(sa.select(sa.func.max(schema.revisions.c.id))).scalar()
-            if self._state_digest(conn) != base_state:
-                raise StaleState(
-                    f"the state changed since the plan was made (plan is based on "
-                    f"revision {base_revision or 'none'}, the state is at revision "
-                    f"{latest}); make a new plan"
-                )
-            revision_id = None
-            if any(w.new_revision for w in writes):
-                revision_id = conn.execute(
-                    schema.revisions.insert().values(
-                        applied_at=utcnow(),
-                        user=current_user(),
-                        git_commit=git_commit,
-                        git_dirty=git_dirty,
-                        digest=digest,
-                        summary=json.dumps(summary, sort_keys=True),
-                    )
-                ).inserted_primary_key[0]
-            for w in writes:
-                key = (table.c.kind == w.kind) & (table.c.namespace == w.namespace) & (table.c.name == w.name)
-                if w.document is None:
-                    conn.execute(table.delete().where(key))
-                    if w.kind == "Job":  # a job created again later starts from scratch
-                        ts = schema.task_state
-                        mine = (ts.c.namespace == w.namespace) & (ts.c.job == w.name)
-                        ids = sa.select(ts.c.id).where(mine).scalar_subquery()
-                        conn.execute(schema.row_digests.delete().where(schema.row_digests.c.task_id.in_(ids)))
-                        conn.execute(ts.delete().where(mine))
-                        for runtime in (
-                            schema.job_switches,
-                            schema.schedule_marks,
-                        ):  # a suspension, a cron mark
-                            named = (runtime.c.namespace == w.namespace) & (runtime.c.name == w.name)
-                            conn.execute(runtime.delete().where(named))
-                    continue
-                values: dict[str, Any] = {"file": w.file, "line": w.line}
-                if w.new_revision:
-                    values.update(
-                        document=json.dumps(w.document, sort_keys=True),
-                        digest=w.digest,
-                        revision_id=revision_id,
-                    )
-                updated = conn.execute(table.update().where(key).values(**values)).rowcount
-                if not updated:
-                    conn.execute(
-                        table.insert().values(kind=w.kind, namespace=w.namespace, name=w.name, **values)
-                    )
-            return revision_id
-
-    # --- change detection state --------------------------------------------------------
-
-    def task_state(self, namespace: str, job: str, task: str) -> TaskState:
-        """A task's pointer and digest id, created on first use."""
-        t = schema.task_state
-        key = (t.c.namespace == namespace) & (t.c.job == job) & (t.c.task == task)
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(t).where(key)).first()
-            if row is None:
-                conn.execute(t.insert().values(namespace=namespace, job=job, task=task, updated_at=utcnow()))
-                row = conn.execute(sa.select(t).where(key)).one()
-        pointer = json.loads(row.pointer) if row.pointer else None
-        return TaskState(
-            row.id,
-            namespace,
-            job,
-            task,
-            row.watermark_column,
-            pointer,
-            row.updated_at,
-            row.run_id,
-            bool(row.digests_pending),
-        )
-
-    def task_states(self, namespace: str, job: str) -> list[TaskState]:
-        t = schema.task_state
-        with self._read() as conn:
-            rows = conn.execute(
-                sa.select(t).where((t.c.namespace == namespace) & (t.c.job == job)).order_by(t.c.task)
-            ).all()
-        return [
-            TaskState(
-                r.id,
-                namespace,
-                job,
-                r.task,
-                r.watermark_column,
-                json.loads(r.pointer) if r.pointer else None,
-                r.updated_at,
-                r.run_id,
-            )
-            for r in rows
-        ]
-
-    def set_pointer(self, task_id: int, column: str | None, pointer: dict[str, Any] | None, by: str) -> None:
-        """Record a task's pointer; called only after the target committed what it covers."""
-        t = schema.task_state
-        with self.engine.begin() as conn:
-            conn.execute(
-                t.update()
-                .where(t.c.id == task_id)
-                .values(
-                    watermark_column=column,
-                    pointer=json.dumps(pointer) if pointer else None,
-                    updated_at=utcnow(),
-                    run_id=by,
-                )
-            )
-
-    def set_digests_pending(self, task_id: int, pending: bool) -> None:
-        """Mark a hash task whose target may hold rows its digests do not describe yet."""
-        t = schema.task_state
-        with self.engine.begin() as conn:
-            conn.execute(t.update().where(t.c.id == task_id).values(digests_pending=pending))
-
-    def forget(self, task_id: int) -> None:
-        """Drop a task's pointer and digests: its next run reads everything (a resync)."""
-        with self.engine.begin() as conn:
-            conn.execute(schema.row_digests.delete().where(schema.row_digests.c.task_id == task_id))
-            conn.execute(
-                schema.task_state.update()
-                .where(schema.task_state.c.id == task_id)
-                .values(pointer=None, watermark_column=None, updated_at=utcnow())
-            )
-
-    def has_digests(self, task_id: int) -> bool:
-        """Whether any digest of the task is stored."""
-        d = schema.row_digests
-        query = sa.select(d.c.task_id).where(d.c.task_id == task_id).limit(1)
-        with self._read() as conn:
-            return conn.execute(query).first() is not None
-
-    def digests(self, task_id: int, batch_size: int) -> Iterator[tuple[str, str, str]]:
-        """(key_hash, row_hash, key_value) of a task in ASCII order of key_hash. Read a page
-        at a time in short transactions (keyset pagination): a long read would hold SQLite's
-        lock against the digests the same run writes meanwhile."""
-        d = schema.row_digests
-        after = b""
-        while True:
-            query = (
-                sa.select(d.c.key_hash, d.c.row_hash, d.c.key_value)
-                .where((d.c.task_id == task_id) & (d.c.key_hash > after))
-                .order_by(d.c.key_hash)  # bytes in their order: the order of their hex
-                .limit(batch_size)
-            )
-            with self._read() as conn:
-                page = conn.execute(query).all()
-            for row in page:
-                yield row[0].hex(), row[1].hex(), row[2]
-            if len(page) < batch_size:
-                return
-            after = page[-1][0]
-
-    def write_digests(self, task_id: int, upserts: list[tuple[str, str, str]], deletes: list[str]) -> None:
-        """Record digests (md5 hex, stored as their 16 bytes) after the target committed the
-        rows they describe."""
-        d = schema.row_digests
-        unhex = bytes.fromhex
-        with self.engine.begin() as conn:
-            for i in range(0, len(deletes), 500):
-                chunk = [unhex(k) for k in deletes[i : i + 500]]
-                conn.execute(d.delete().where((d.c.task_id == task_id) & d.c.key_hash.in_(chunk)))
-            if upserts:  # the driver's executemany: SQLAlchemy's per-row processing cost more
-                mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-                conn.exec_driver_sql(
-                    "INSERT INTO row_digests (task_id, key_hash, row_hash, key_value) "
-                    f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (task_id, key_hash) "
-                    "DO UPDATE SET row_hash = excluded.row_hash, key_value = excluded.key_value",
-                    [(task_id, unhex(k), unhex(r), v) for k, r, v in upserts],
-                )
-
-    # --- locks -----------------------------------------------------------------------
-
-    @staticmethod
-    def holder() -> str:
-        return f"{current_user()}@{socket.gethostname()} pid {os.getpid()}"
-
-    def lock_info(self, name: str) -> Lock | None:
-        with self._read() as conn:
-            row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
-        return Lock.from_row(row) if row else None
-
-    def locks(self, prefix: str = "") -> list[Lock]:
-        """Every lock held whose name starts with `prefix` (e.g. "job:" for running jobs)."""
-        query = sa.select(schema.locks).where(schema.locks.c.name.startswith(prefix, autoescape=True))
-        with self._read() as conn:
-            return [Lock.from_row(r) for r in conn.execute(query.order_by(schema.locks.c.name))]
-
-    def _release_if_dead(self, name: str) -> bool:
-        """Release `name` when its holder was a process on this host that no longer runs (a
-        run killed with SIGKILL cannot release its lock). Checks the lock id, so a lock taken
-        since by a live process is never released."""
-        held = self.lock_info(name)
-        if held is None or held.host != socket.gethostname() or not held.pid or _alive(held.pid):
-            return False
-        with self.engine.begin() as conn:
-            conn.execute(schema.locks.delete().where(schema.locks.c.lock_id == held.lock_id))
-        return True
-
-    def acquire(self, name: str, timeout: float, poll: float = 0.1, run_id: str | None = None) -> str:
-        """Take the named lock, waiting up to `timeout` seconds for its holder.
-
-        Returns:
-            The lock id, needed to release it.
-        Raises:
-            LockTimeout: naming the holder and how to release a stale lock.
-        """
-        lock_id = uuid.uuid4().hex
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        schema.locks.insert().values(
-                            name=name,
-                            lock_id=lock_id,
-                            holder=self.holder(),
-                            acquired_at=utcnow(),
-                            host=socket.gethostname(),
-                            pid=os.getpid(),
-                            run_id=run_id,
-                        )
-                    )
-                return lock_id
-            except sa.exc.IntegrityError:
-                if self._release_if_dead(name):
-                    continue
-                if time.monotonic() >= deadline:
-                    held = self.lock_info(name)
-                    if held is None:
-                        continue  # released in between: try once more
-                    raise LockTimeout(
-                        f"the {name} lock is held by {held.holder} since {held.acquired_at} "
-                        f"(lock id {held.lock_id}); if that process is gone, release it with "
-                        f"`runner force-unlock {held.lock_id}`"
-                    ) from None
-                time.sleep(poll)
-
-    def release(self, name: str, lock_id: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                schema.locks.delete().where(
-                    (schema.locks.c.name == name) & (schema.locks.c.lock_id == lock_id)
-                )
-            )
-
-    @contextmanager
-    def locked(self, name: str, timeout: float) -> Iterator[str]:
-        lock_id = self.acquire(name, timeout)
-        try:
-            yield lock_id
-        finally:
-            self.release(name, lock_id)
-
-    def force_unlock(self, lock_id: str) -> Lock:
-        """Release a lock whose holder is gone; the id must match, so a lock taken since by
-        someone else is never released by mistake."""
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(schema.locks).where(schema.locks.c.lock_id == lock_id)).first()
-            if row is None:
-                raise NotFound(f"no lock with id {lock_id} (already released?)")
-            conn.execute(schema.locks.delete().where(schema.locks.c.lock_id == lock_id))
-        return Lock.from_row(row)
-
-    def request_cancel(self, name: str, by: str) -> Lock:
-        """Ask the holder of `name` (a running job) to stop at its next batch boundary."""
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(schema.locks).where(schema.locks.c.name == name)).first()
-            if row is None:
-                raise NotRunning(f"{name.removeprefix('job:')} is not running")
-            conn.execute(
-                schema.locks.update().where(schema.locks.c.lock_id == row.lock_id).values(cancel_requested=by)
-            )
-        return Lock.from_row(row)
-
-    def cancel_requested(self, lock_id: str) -> str | None:
-        """Who asked the holder of this lock to cancel, if anyone did."""
-        with self._read() as conn:
-            query = sa.select(schema.locks.c.cancel_requested).where(schema.locks.c.lock_id == lock_id)
-            return conn.execute(query).scalar()
-
-    # --- runtime switches ------------------------------------------------------------
-
-    def set_suspended(self, namespace: str, name: str, suspended: bool, by: str) -> bool:
-        """Suspend or resume a job; returns whether that changed anything."""
-        table = schema.job_switches
-        where = (table.c.namespace == namespace) & (table.c.name == name)
-        with self.engine.begin() as conn:
-            was = conn.execute(sa.select(table.c.name).where(where)).first() is not None
-            if suspended and not was:
-                conn.execute(
-                    table.insert().values(
-                        namespace=namespace, name=name, suspended_at=utcnow(), suspended_by=by
-                    )
-                )
-            elif not suspended and was:
-                conn.execute(table.delete().where(where))
-        return was != suspended
-
-    def suspended(self) -> dict[tuple[str, str], tuple[str, str]]:
-        """(namespace, name) -> (since, by) of every suspended job."""
-        with self._read() as conn:
-            return {
-                (r.namespace, r.name): (r.suspended_at, r.suspended_by)
-                for r in conn.execute(sa.select(schema.job_switches))
-            }
-
-    def set_setting(self, key: str, value: Any, by: str) -> None:
-        table = schema.settings
-        with self.engine.begin() as conn:
-            conn.execute(table.delete().where(table.c.key == key))
-            conn.execute(
-                table.insert().values(key=key, value=json.dumps(value), updated_at=utcnow(), updated_by=by)
-            )
-
-    def setting(self, key: str) -> tuple[Any, str, str] | None:
-        """(value, updated_at, updated_by), or None when never set."""
-        table = schema.settings
-        with self._read() as conn:
-            row = conn.execute(sa.select(table).where(table.c.key == key)).first()
-        return (json.loads(row.value), row.updated_at, row.updated_by) if row else None
-
-    def schedule_marks(self) -> dict[tuple[str, str], tuple[str, str | None]]:
-        """(namespace, name) -> (the last cron slot the daemon fired the job for, ISO in UTC;
-        the schedule it was fired by, "cron|timezone")."""
-        with self._read() as conn:
-            return {
-                (r.namespace, r.name): (r.last_slot, r.schedule)
-                for r in conn.execute(sa.select(schema.schedule_marks))
-            }
-
-    # --- API keys ----------------------------------------------------------------------
-
-    def add_api_key(self, name: str, key_hash: str, scope: str, by: str) -> None:
-        table = schema.api_keys
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    table.insert().values(
-                        name=name, key_hash=key_hash, scope=scope, created_at=utcnow(), created_by=by
-                    )
-                )
-        except sa.exc.IntegrityError:
-            raise StateError(f"a key named {name!r} exists; revoke it first or choose another name") from None
-
-    def api_keys(self) -> list[dict[str, str]]:
-        """Every key: name, key_hash, scope, created_at, created_by."""
-        with self._read() as conn:
-            rows = conn.execute(sa.select(schema.api_keys).order_by(schema.api_keys.c.name))
-            return [dict(r._mapping) for r in rows]
-
-    def revoke_api_key(self, name: str) -> None:
-        with self.engine.begin() as conn:
-            if not conn.execute(schema.api_keys.delete().where(schema.api_keys.c.name == name)).rowcount:
-                raise NotFound(f"no API key named {name!r}")
-
-    def forget_schedule_marks(self, keep: set[tuple[str, str]]) -> None:
-        """Drop the marks of jobs no longer scheduled, so a job defined again later starts afresh."""
-        table, gone = schema.schedule_marks, set(self.schedule_marks()) - keep
-        if not gone:
-            return
-        with self.engine.begin() as conn:
-            for namespace, name in gone:
-                conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
-
-    def set_schedule_mark(self, namespace: str, name: str, slot: str, schedule: str | None = None) -> None:
-        self.set_schedule_marks([(namespace, name, slot, schedule)])
-
-    def set_schedule_marks(self, marks: list[tuple[str, str, str, str | None]]) -> None:
-        """(namespace, name, slot, schedule) of many jobs in one transaction: an apply of many
-        scheduled jobs costs one commit, not one per job."""
-        if not marks:
-            return
-        table = schema.schedule_marks
-        with self.engine.begin() as conn:
-            for namespace, name, *_ in marks:
-                conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.name == name)))
-            conn.execute(
-                table.insert(),
-                [{"namespace": n, "name": j, "last_slot": s, "schedule": c} for n, j, s, c in marks],
-            )
-
-    # --- the index of the history files ------------------------------------------------
-
-    def index_runs(self, records: list[dict[str, Any]]) -> None:
-        """Record (or update) runs in the index from their history records, in one transaction
-        (a job's older files are indexed 500 at a time)."""
-        if not records:
-            return
-        r, t = schema.runs, schema.run_tasks
-        rows = [
-            {
-                "run_id": record["run_id"],
-                "namespace": record["namespace"],
-                "job": record["job"],
-                "status": record.get("status") or "unknown",
-                "started_at": record.get("started_at"),
-                "rows_written": int(record.get("rows_written") or 0),
-            }
-            for record in records
-        ]
-        ran = [
-            {"run_id": record["run_id"], "task": name, "namespace": record["namespace"], "job": record["job"]}
-            for record in records
-            for name in sorted({str(task["name"]) for task in record.get("tasks") or [] if task.get("name")})
-        ]
-        ids = [row["run_id"] for row in rows]
-        with self.engine.begin() as conn:
-            conn.execute(t.delete().where(t.c.run_id.in_(ids)))
-            conn.execute(r.delete().where(r.c.run_id.in_(ids)))
-            conn.execute(r.insert(), rows)
-            if ran:
-                conn.execute(t.insert(), ran)
-
-    def _bytewise(self, column: Any) -> Any:
-        """Run ids sort by their text, byte by byte (their start time), not by a locale."""
-        return column.collate("C") if self.engine.dialect.name == "postgresql" else column
-
-    def runs_indexed(self, namespace: str, job: str) -> bool:
-        """Whether every history file of the job is in the index (see `mark_runs_indexed`)."""
-        table = schema.runs_indexed
-        where = (table.c.namespace == namespace) & (table.c.job == job)
-        with self._read() as conn:
-            return conn.execute(sa.select(table.c.job).where(where)).first() is not None
-
-    def mark_runs_indexed(self, namespace: str, job: str) -> None:
-        with self.engine.begin() as conn:
-            table = schema.runs_indexed
-            conn.execute(table.delete().where((table.c.namespace == namespace) & (table.c.job == job)))
-            conn.execute(table.insert().values(namespace=namespace, job=job))
-
-    def run_ids(
-        self,
-        namespace: str,
-        job: str,
-        limit: int | None = None,
-        changed_only: bool = False,
-        task: str | None = None,
-        before: str | None = None,
-    ) -> list[str]:
-        """The job's run ids, newest first: all, those that changed something (or did not
-        succeed), or those that ran `task`; only ids below `before` when given."""
-        r, t = schema.runs, schema.run_tasks
-        run_id = self._bytewise(r.c.run_id)
-        query = sa.select(r.c.run_id).where((r.c.namespace == namespace) & (r.c.job == job))
-        if changed_only:
-            query = query.where((r.c.status != "succeeded") | (r.c.rows_written > 0))
-        if task is not None:
-            ran = sa.select(t.c.run_id).where(
-                (t.c.namespace == namespace) & (t.c.job == job) & (t.c.task == task)
-            )
-            query = query.where(r.c.run_id.in_(ran))
-        if before is not None:
-            query = query.where(run_id < before)
-        query = query.order_by(run_id.desc())
-        if limit is not None:
-            query = query.limit(limit)
-        with self._read() as conn:
-            return [row[0] for row in conn.execute(query)]
-
-    def last_task_runs(self, namespace: str, job: str) -> dict[str, str]:
-        """Task -> the id of the newest run that ran it."""
-        t = schema.run_tasks
-        query = (
-            sa.select(t.c.task, sa.func.max(self._bytewise(t.c.run_id)))
-            .where((t.c.namespace == namespace) & (t.c.job == job))
-            .group_by(t.c.task)
-        )
-        with self._read() as conn:
-            return {row[0]: row[1] for row in conn.execute(query)}
-
-    def run_index(self, namespace: str, job: str) -> list[tuple[str, str, str | None]]:
-        """(run_id, status, started_at) of every indexed run of the job, newest first."""
-        r = schema.runs
-        query = (
-            sa.select(r.c.run_id, r.c.status, r.c.started_at)
-            .where((r.c.namespace == namespace) & (r.c.job == job))
-            .order_by(self._bytewise(r.c.run_id).desc())
-        )
-        with self._read() as conn:
-            return [(row[0], row[1], row[2]) for row in conn.execute(query)]
-
-    def forget_runs(self, run_ids: list[str]) -> None:
-        with self.engine.begin() as conn:
-            for i in range(0, len(run_ids), 500):
-                chunk = run_ids[i : i + 500]
-                conn.execute(schema.run_tasks.delete().where(schema.run_tasks.c.run_id.in_(chunk)))
-                conn.execute(schema.runs.delete().where(schema.runs.c.run_id.in_(chunk)))

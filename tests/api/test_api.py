@@ -106,7 +106,7 @@ def test_no_secret_in_any_response(api):
     text = "\n".join(bodies)
     assert SECRET not in text
     assert "API_TEST_PASSWORD" not in text  # not even which variable holds it
-    for row in api.project.ws.store().api_keys():
+    for row in api.project.ws.store().keys.all():
         assert row["key_hash"] not in text
     for key in api.keys.values():
         assert key not in text

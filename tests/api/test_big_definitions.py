@@ -77,9 +77,9 @@ def test_applying_many_scheduled_jobs_takes_a_few_commits(project):
     services.apply(project.ws)
     daemon = Daemon(project.ws, DaemonOptions(workers=1, watch=False), log=DaemonLog(as_json=True))
     commits = []
-    sa.event.listen(project.ws.store().engine, "commit", lambda conn: commits.append(1))
+    sa.event.listen(project.ws.store().db.engine, "commit", lambda conn: commits.append(1))
     daemon._refresh()  # what the daemon does after each apply
     assert len(daemon.scheduler.crons) == 300
     assert len(commits) <= 3  # the marks of 300 new jobs in one transaction
-    assert len(project.ws.store().schedule_marks()) == 300
+    assert len(project.ws.store().switches.schedule_marks()) == 300
     daemon.executor.shutdown()

@@ -155,10 +155,11 @@ def test_get_and_describe(cli, project):
 
 def test_force_unlock_cli(cli, project):
     project.write("connections.d/c.yaml", CONNS)
-    from runner.state.store import APPLY_LOCK, StateStore
+    from runner.state import locks
+    from runner.state.store import StateStore
 
     store = StateStore(f"sqlite:///{project.root / '.runner' / 'state.db'}")
-    lock_id = store.acquire(APPLY_LOCK, timeout=0)
+    lock_id = store.locks.acquire(locks.APPLY, timeout=0)
     locked = cli("apply", "--lock-timeout", "0.2")
     assert locked.exit_code == 1 and f"runner force-unlock {lock_id}" in locked.stderr
     assert cli("force-unlock", "f" * 32).exit_code == 1

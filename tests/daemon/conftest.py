@@ -57,7 +57,7 @@ def seed_missed_slot(ws: services.Workspace, job: str, ago: dt.timedelta = dt.ti
     """Stand in for downtime: the job's last fired slot lies in the past, so the daemon finds
     a missed slot at start (instead of the test waiting for the wall clock)."""
     slot = dt.datetime.now(dt.UTC) - ago
-    ws.store().set_schedule_mark("default", job, slot.isoformat())
+    ws.store().switches.set_schedule_mark("default", job, slot.isoformat())
 
 
 class Daemon:

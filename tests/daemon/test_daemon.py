@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from runner import services
+from runner.state import locks
 from tests.daemon.conftest import BATCH, ROWS, job_yaml, rows_of, runner_cli, seed_missed_slot
 
 YEARLY = '  schedule: {cron: "0 0 1 1 *"}\n'  # fires only when the test seeds a missed slot
@@ -409,5 +410,5 @@ def test_a_third_signal_exits_even_when_a_run_ignores_its_cancel(daemon_project)
     assert d.stop() == 1
     assert time.monotonic() - started < 5
     assert d.matching("exiting without waiting for runs", jobs=["default/sync"])
-    lock = services.job_lock("default/sync")
-    p.ws.store().release(lock, p.ws.store().acquire(lock, timeout=0))  # the dead process's lock is taken
+    lock, store = locks.job_lock("default/sync"), p.ws.store()
+    store.locks.release(lock, store.locks.acquire(lock, timeout=0))  # the dead process's lock is taken

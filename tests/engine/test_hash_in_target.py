@@ -77,8 +77,8 @@ def same(engine: sa.Engine, columns: str = "*", where: str = "") -> bool:
 
 def stored_digests(project) -> int:
     store = project.ws.store()
-    state = store.task_state("default", "sync", "items")
-    return sum(1 for _ in store.digests(state.id, 100))
+    state = store.tasks.state("default", "sync", "items")
+    return sum(1 for _ in store.tasks.digests(state.id, 100))
 
 
 def test_rows_compared_inside_the_target(project, pg_url):
@@ -198,8 +198,8 @@ def test_stale_stored_digests_are_forgotten(project, pg_url):
     )
     run(project)
     store = project.ws.store()
-    state = store.task_state("default", "sync", "items")
-    store.write_digests(state.id, [("0a" * 16, "0b" * 16, "[1]")], [])
+    state = store.tasks.state("default", "sync", "items")
+    store.tasks.write_digests(state.id, [("0a" * 16, "0b" * 16, "[1]")], [])
     assert stored_digests(project) == 1
     execute(engine, "UPDATE src SET name = 'x' WHERE id = 4")
     second = run(project)
@@ -251,5 +251,5 @@ def test_killed_anywhere_then_rerun(project, pg_url, tmp_path, point):
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*), count(DISTINCT id) FROM dst").one() == (47, 47)
     assert task_of(run(project))[1:4] == (0, 0, 0)
-    assert not project.ws.store().task_state("default", "sync", "items").digests_pending
+    assert not project.ws.store().tasks.state("default", "sync", "items").digests_pending
     engine.dispose()

@@ -88,8 +88,8 @@ def test_a_pointer_kept_without_its_zone_reads_as_utc(project: Project, make_dat
     services.apply(project.ws)
     assert services.run(project.ws, "sync")["status"] == "succeeded"
     store = project.ws.store()
-    state = store.task_state("default", "sync", "events")
-    store.set_pointer(
+    state = store.tasks.state("default", "sync", "events")
+    store.tasks.set_pointer(
         state.id, "at", {"type": "datetime", "value": T0.replace(tzinfo=None).isoformat()}, "old"
     )
     with source.cursor() as c:  # 10 minutes past the pointer: within the 5 hours a local reading would skip

@@ -10,7 +10,7 @@ import pytest
 
 from runner import services
 from runner.errors import DefinitionsInvalid, StaleState
-from runner.state.store import APPLY_LOCK
+from runner.state import locks
 from tests.conftest import TASK
 from tests.conftest import TWO_SQLITE as CONNS
 
@@ -65,11 +65,11 @@ def test_plan_shows_update_fields_and_delete(applied):
 
 def test_apply_records_a_revision_and_the_objects(applied):
     store = applied.ws.store()
-    rev = store.latest_revision()
+    rev = store.objects.latest_revision()
     assert rev.id == 1 and rev.user and len(rev.digest) == 64
     assert rev.summary["create"] == 4
     assert rev.git_commit is None and rev.git_dirty is None  # not a git work tree
-    job = store.get("Job", "default", "copy")
+    job = store.objects.get("Job", "default", "copy")
     assert job.document["spec"]["schedule"] == {"cron": "*/15 * * * *"}
     assert job.file.endswith("jobs.d/copy.yaml") and job.line == 1 and job.revision_id == 1
 
@@ -77,7 +77,7 @@ def test_apply_records_a_revision_and_the_objects(applied):
 def test_apply_without_changes_records_no_revision(applied):
     result = services.apply(applied.ws)
     assert not result.plan.has_changes and result.revision is None
-    assert applied.ws.store().latest_revision().id == 1
+    assert applied.ws.store().objects.latest_revision().id == 1
 
 
 def test_revision_records_git_commit_and_dirty_flag(project):
@@ -89,11 +89,11 @@ def test_revision_records_git_commit_and_dirty_flag(project):
     subprocess.run([*git, "commit", "-qm", "defs"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     services.apply(project.ws)
-    rev = project.ws.store().latest_revision()
+    rev = project.ws.store().objects.latest_revision()
     assert (rev.git_commit, rev.git_dirty) == (head, False)
     project.job("copy", "src", "dst", TASK, extra="  batch_size: 9\n")
     services.apply(project.ws)
-    rev = project.ws.store().latest_revision()
+    rev = project.ws.store().objects.latest_revision()
     assert (rev.id, rev.git_commit, rev.git_dirty) == (2, head, True)
 
 
@@ -108,7 +108,7 @@ def test_invalid_definitions_change_nothing_and_delete_nothing(applied):
     with pytest.raises(DefinitionsInvalid):
         services.plan(applied.ws)
     assert state_rows(applied) == before
-    assert applied.ws.store().lock_info(APPLY_LOCK) is None
+    assert applied.ws.store().locks.info(locks.APPLY) is None
 
 
 def test_failure_mid_apply_rolls_back_everything(applied):
@@ -128,7 +128,7 @@ def test_failure_mid_apply_rolls_back_everything(applied):
     with pytest.raises(Exception, match="injected failure"):
         services.apply(applied.ws)
     assert state_rows(applied) == before
-    assert applied.ws.store().lock_info(APPLY_LOCK) is None
+    assert applied.ws.store().locks.info(locks.APPLY) is None
 
 
 def test_saved_plan_applies_exactly_what_was_shown(applied, tmp_path):
@@ -139,7 +139,7 @@ def test_saved_plan_applies_exactly_what_was_shown(applied, tmp_path):
     applied.job("copy", "src", "dst", TASK, extra="  batch_size: 99\n")
     result = services.apply(applied.ws, plan_file)
     assert result.revision == 2
-    doc = applied.ws.store().get("Job", "default", "copy").document
+    doc = applied.ws.store().objects.get("Job", "default", "copy").document
     assert doc["spec"]["batch_size"] == 42
 
 
@@ -170,7 +170,7 @@ def test_moved_definition_updates_its_location_without_a_revision(applied):
     applied.write("jobs.d/team-copy.yaml", "# moved here\n" + text)
     result = services.apply(applied.ws)
     assert result.revision is None
-    job = applied.ws.store().get("Job", "default", "copy")
+    job = applied.ws.store().objects.get("Job", "default", "copy")
     assert job.file.endswith("jobs.d/team-copy.yaml") and job.line == 2
 
 

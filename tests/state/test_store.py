@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from runner import services
 from runner.errors import LockTimeout, NotFound, StateError
-from runner.state import schema
-from runner.state.store import APPLY_LOCK, StateStore
+from runner.state import locks, migrations, schema
+from runner.state.store import StateStore
 
 CONNS = """
 apiVersion: runner/v1
@@ -24,10 +24,10 @@ spec: {type: sqlite, url: "sqlite:///src.db"}
 
 def test_new_store_is_migrated_to_latest(tmp_path):
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    assert store.schema_version() == schema.LATEST
+    assert store.db.schema_version() == migrations.LATEST
     store.close()
     again = StateStore(f"sqlite:///{tmp_path / 'state.db'}")  # idempotent
-    assert again.schema_version() == schema.LATEST
+    assert again.db.schema_version() == migrations.LATEST
     again.close()
 
 
@@ -36,7 +36,7 @@ def test_store_from_a_newer_runner_is_refused(tmp_path):
     StateStore(url).close()
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(schema.schema_version.insert().values(version=schema.LATEST + 1, applied_at="x"))
+        conn.execute(schema.schema_version.insert().values(version=migrations.LATEST + 1, applied_at="x"))
     engine.dispose()
     with pytest.raises(StateError, match="newer than this runner knows"):
         StateStore(url)
@@ -44,26 +44,26 @@ def test_store_from_a_newer_runner_is_refused(tmp_path):
 
 def test_lock_waits_then_times_out_naming_the_holder(tmp_path):
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    lock_id = store.acquire(APPLY_LOCK, timeout=0)
+    lock_id = store.locks.acquire(locks.APPLY, timeout=0)
     started = time.monotonic()
     with pytest.raises(LockTimeout) as info:
-        store.acquire(APPLY_LOCK, timeout=0.5)
+        store.locks.acquire(locks.APPLY, timeout=0.5)
     assert time.monotonic() - started >= 0.5
     assert lock_id in str(info.value) and f"runner force-unlock {lock_id}" in str(info.value)
     assert "pid" in str(info.value)
-    store.release(APPLY_LOCK, lock_id)
-    store.release(APPLY_LOCK, store.acquire(APPLY_LOCK, timeout=0))
+    store.locks.release(locks.APPLY, lock_id)
+    store.locks.release(locks.APPLY, store.locks.acquire(locks.APPLY, timeout=0))
     store.close()
 
 
 def test_force_unlock_checks_the_id(tmp_path):
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    lock_id = store.acquire(APPLY_LOCK, timeout=0)
+    lock_id = store.locks.acquire(locks.APPLY, timeout=0)
     with pytest.raises(NotFound):
-        store.force_unlock("0" * 32)
-    assert store.lock_info(APPLY_LOCK).lock_id == lock_id
-    released = store.force_unlock(lock_id)
-    assert released.name == APPLY_LOCK and store.lock_info(APPLY_LOCK) is None
+        store.locks.force_unlock("0" * 32)
+    assert store.locks.info(locks.APPLY).lock_id == lock_id
+    released = store.locks.force_unlock(lock_id)
+    assert released.name == locks.APPLY and store.locks.info(locks.APPLY) is None
     store.close()
 
 
@@ -71,7 +71,7 @@ def test_concurrent_applies_serialise(project):
     """While one process holds the apply lock, apply waits; it proceeds once released."""
     project.write("connections.d/c.yaml", CONNS)
     holder = StateStore(project.ws.state)
-    lock_id = holder.acquire(APPLY_LOCK, timeout=0)
+    lock_id = holder.locks.acquire(locks.APPLY, timeout=0)
     results = {}
 
     def apply() -> None:
@@ -80,8 +80,9 @@ def test_concurrent_applies_serialise(project):
     thread = threading.Thread(target=apply)
     thread.start()
     time.sleep(0.5)
-    assert thread.is_alive() and project.ws.store().latest_revision() is None  # waiting, nothing written
-    holder.release(APPLY_LOCK, lock_id)
+    # waiting, nothing written
+    assert thread.is_alive() and project.ws.store().objects.latest_revision() is None
+    holder.locks.release(locks.APPLY, lock_id)
     thread.join(10)
     assert results["result"].revision == 1
     holder.close()
@@ -90,10 +91,10 @@ def test_concurrent_applies_serialise(project):
 def test_apply_times_out_while_locked_and_changes_nothing(project):
     project.write("connections.d/c.yaml", CONNS)
     holder = StateStore(project.ws.state)
-    lock_id = holder.acquire(APPLY_LOCK, timeout=0)
+    lock_id = holder.locks.acquire(locks.APPLY, timeout=0)
     with pytest.raises(LockTimeout, match=lock_id):
         services.apply(project.ws, lock_timeout=0.3)
-    assert project.ws.store().latest_revision() is None
+    assert project.ws.store().objects.latest_revision() is None
     holder.close()
 
 
@@ -116,11 +117,11 @@ def test_postgresql_state_store_full_cycle(project, pg_url, tmp_path):
         plan_file = tmp_path / "p.json"
         services.save_plan(plan, plan_file)
         assert services.apply(ws, plan_file).revision == 2
-        assert ws.store().get("Job", "default", "copy").document["spec"]["batch_size"] == 5
-        lock_id = ws.store().acquire(APPLY_LOCK, timeout=0)
+        assert ws.store().objects.get("Job", "default", "copy").document["spec"]["batch_size"] == 5
+        lock_id = ws.store().locks.acquire(locks.APPLY, timeout=0)
         with pytest.raises(LockTimeout):
             services.apply(ws, lock_timeout=0.2)
-        ws.store().force_unlock(lock_id)
+        ws.store().locks.force_unlock(lock_id)
     finally:
         ws.close()
 
@@ -176,22 +177,23 @@ def test_lock_of_a_dead_process_on_this_host_is_taken_over(tmp_path):
     import sys
 
     url = f"sqlite:///{tmp_path / 'state.db'}"
-    code = f"from runner.state.store import StateStore; StateStore({url!r}).acquire('job:x', 0)"
+    lock = locks.job_lock("x")
+    code = f"from runner.state.store import StateStore; StateStore({url!r}).locks.acquire({lock!r}, 0)"
     subprocess.run([sys.executable, "-c", code], check=True)  # exits without releasing
     store = StateStore(url)
-    held = store.lock_info("job:x")
+    held = store.locks.info(locks.job_lock("x"))
     assert held is not None and held.pid != os.getpid()
-    lock_id = store.acquire("job:x", timeout=0)  # the holder is gone: no wait, no error
-    assert store.lock_info("job:x").lock_id == lock_id
+    lock_id = store.locks.acquire(locks.job_lock("x"), timeout=0)  # the holder is gone: no wait, no error
+    assert store.locks.info(locks.job_lock("x")).lock_id == lock_id
     store.close()
 
 
 def test_lock_of_a_live_process_is_kept(tmp_path):
     url = f"sqlite:///{tmp_path / 'state.db'}"
     holder, other = StateStore(url), StateStore(url)
-    holder.acquire("job:x", 0)
+    holder.locks.acquire(locks.job_lock("x"), 0)
     with pytest.raises(LockTimeout):
-        other.acquire("job:x", 0)
+        other.locks.acquire(locks.job_lock("x"), 0)
     holder.close()
     other.close()
 
@@ -202,7 +204,7 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         schema.schema_version.create(conn)
-        for version, migrate in enumerate(schema.MIGRATIONS[:2], start=1):
+        for version, migrate in enumerate(migrations.MIGRATIONS[:2], start=1):
             migrate(conn)
             conn.execute(schema.schema_version.insert().values(version=version, applied_at="earlier"))
         conn.exec_driver_sql(
@@ -210,19 +212,22 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
         )
     engine.dispose()
     store = StateStore(url)
-    assert store.schema_version() == schema.LATEST == 8
-    state = store.task_state("d", "j", "t")
+    assert store.db.schema_version() == migrations.LATEST == 8
+    state = store.tasks.state("d", "j", "t")
     assert state.digests_pending is False
-    store.set_digests_pending(state.id, True)
-    assert store.task_state("d", "j", "t").digests_pending is True
-    lock_id = store.acquire("job:d/j", timeout=0, run_id="r1")
-    assert store.request_cancel("job:d/j", "me").run_id == "r1"
-    assert store.cancel_requested(lock_id) == "me"
-    assert store.set_suspended("d", "j", True, "me") and store.suspended()[("d", "j")][1] == "me"
-    store.set_setting("paused", True, "me")
-    assert store.setting("paused")[0] is True
-    store.set_schedule_mark("d", "j", "2026-01-01T00:00:00+00:00")
-    assert store.schedule_marks() == {("d", "j"): ("2026-01-01T00:00:00+00:00", None)}
+    store.tasks.set_digests_pending(state.id, True)
+    assert store.tasks.state("d", "j", "t").digests_pending is True
+    lock_id = store.locks.acquire(locks.job_lock("d/j"), timeout=0, run_id="r1")
+    assert store.locks.request_cancel(locks.job_lock("d/j"), "me").run_id == "r1"
+    assert store.locks.cancel_requested(lock_id) == "me"
+    assert (
+        store.switches.set_suspended("d", "j", True, "me")
+        and store.switches.suspended()[("d", "j")][1] == "me"
+    )
+    store.switches.set_setting("paused", True, "me")
+    assert store.switches.setting("paused")[0] is True
+    store.switches.set_schedule_mark("d", "j", "2026-01-01T00:00:00+00:00")
+    assert store.switches.schedule_marks() == {("d", "j"): ("2026-01-01T00:00:00+00:00", None)}
     store.close()
 
 
@@ -234,7 +239,7 @@ def test_row_digests_of_version_6_are_converted(request, tmp_path, backend):
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         schema.schema_version.create(conn)
-        for version, migrate in enumerate(schema.MIGRATIONS[:6], start=1):
+        for version, migrate in enumerate(migrations.MIGRATIONS[:6], start=1):
             migrate(conn)
             conn.execute(schema.schema_version.insert().values(version=version, applied_at="earlier"))
         conn.exec_driver_sql(
@@ -254,10 +259,10 @@ def test_row_digests_of_version_6_are_converted(request, tmp_path, backend):
     engine.dispose()
     store = StateStore(url)
     try:
-        assert store.schema_version() == schema.LATEST == 8
-        assert list(store.digests(1, 100)) == old  # three pages, in order
-        store.write_digests(1, [(old[5][0], "ab" * 16, old[5][2])], [old[0][0], old[255][0]])
-        got = list(store.digests(1, 1000))
+        assert store.db.schema_version() == migrations.LATEST == 8
+        assert list(store.tasks.digests(1, 100)) == old  # three pages, in order
+        store.tasks.write_digests(1, [(old[5][0], "ab" * 16, old[5][2])], [old[0][0], old[255][0]])
+        got = list(store.tasks.digests(1, 1000))
         assert len(got) == 254 and got[0][0] == old[1][0] and got[4] == (old[5][0], "ab" * 16, old[5][2])
     finally:
         store.close()
@@ -272,7 +277,7 @@ def test_row_digests_are_compact(tmp_path):
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     rows = 100_000
     try:
-        task = store.task_state("d", "j", "t").id
+        task = store.tasks.state("d", "j", "t").id
         before = (tmp_path / "state.db").stat().st_size
         digests = sorted(
             (
@@ -283,7 +288,7 @@ def test_row_digests_are_compact(tmp_path):
             for i in range(rows)
         )
         for i in range(0, rows, 10_000):
-            store.write_digests(task, digests[i : i + 10_000], [])
+            store.tasks.write_digests(task, digests[i : i + 10_000], [])
     finally:
         store.close()
     per_row = ((tmp_path / "state.db").stat().st_size - before) / rows

@@ -1,0 +1,185 @@
+"""The state store's database: one SQLAlchemy engine on the store's URL, shared by every
+concern (`objects`, `tasks`, `locks`, …), with what every one of them relies on: SQLite writers
+that queue at BEGIN, driver errors reported as an unusable store, and `check`, which notices a
+SQLite file deleted or replaced under a running process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from runner.errors import StateError, StateUnavailable, StoreMissing
+from runner.state import migrations, schema
+
+READ = "runner_read"  # the execution option of a read-only transaction
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return os.environ.get("USER", "unknown")
+
+
+def _sqlite_begin_immediate(engine: sa.Engine) -> None:
+    """Make every SQLite transaction take the write lock at BEGIN, so two processes queue on
+    the busy timeout instead of failing with 'database is locked' half-way (the pysqlite
+    recipe from the SQLAlchemy documentation)."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        # a read (`Database.read`) does not queue behind a writer: a long apply must not
+        # stall the API's key checks and listings
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ) else "BEGIN IMMEDIATE")
+
+
+def _read_only(engine: sa.Engine) -> None:
+    """Make the database refuse writes on every connection of `engine` (a `StateReader`'s),
+    so a read path that wrote by mistake fails instead of changing the state."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        if engine.dialect.name == "sqlite":
+            dbapi_connection.execute("PRAGMA query_only = ON")
+        else:  # psycopg: each transaction begins READ ONLY (no session setting for a pooler to leak)
+            dbapi_connection.read_only = True
+
+
+def _unavailable(engine: sa.Engine) -> None:
+    """Turn the driver's errors into `StateUnavailable`, so every caller (the CLI, the API, the
+    daemon's loop) reports a deleted, corrupted or unreachable store as such instead of as a
+    traceback. Integrity errors are left alone: locks and keys take them as answers."""
+
+    @event.listens_for(engine, "handle_error")
+    def _handle(ctx: sa.engine.ExceptionContext) -> None:
+        if ctx.is_pre_ping or isinstance(ctx.sqlalchemy_exception, sa.exc.IntegrityError):
+            return
+        detail = " ".join(str(ctx.original_exception).split())
+        raise StateUnavailable(f"the state store cannot be used: {detail}") from None
+
+
+class Database:
+    """The engine behind a state store URL (`sqlite:///…` or `postgresql://…`).
+
+    With `create` False, a SQLite file that does not exist yet is an error rather than created
+    empty: a store deleted by mistake must not come back empty and silently restart every job
+    from scratch. With `read_only`, the database itself refuses writes, and SQLite reads do not
+    take the write lock even to open."""
+
+    def __init__(self, url: str, create: bool = True, read_only: bool = False):
+        self.url = url
+        self.file: Path | None = None  # a SQLite store's file, watched by `check`
+        self._identity: tuple[int, int] | None = None
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError:
+            raise StateError(
+                "the state store URL cannot be parsed; use sqlite:///path or postgresql://…"
+            ) from None
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                self.file = Path(parsed.database).resolve()
+                if not create and not self.file.exists():
+                    raise StoreMissing(f"no state store at {self.file}")
+                self.file.parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(parsed, connect_args={"timeout": 60})
+            _sqlite_begin_immediate(self.engine)
+        elif parsed.get_backend_name() == "postgresql":
+            self.engine = sa.create_engine(parsed, pool_pre_ping=True)
+        else:
+            raise StateError(
+                f"unsupported state store {parsed.get_backend_name()!r}; use sqlite or postgresql"
+            )
+        self.read_only = read_only
+        if read_only:
+            _read_only(self.engine)
+        _unavailable(self.engine)
+
+    def open(self, prepare: Callable[[sa.Connection], None]) -> None:
+        """Run `prepare` (the migrations, or a check of the version) in the store's first
+        transaction, then remember the SQLite file's identity, which `check` compares.
+
+        Raises:
+            StoreMissing: `prepare` found no store.
+            StateUnavailable: the store cannot be opened (unreachable, not a database).
+        """
+        try:
+            with self.read() if self.read_only else self.write() as conn:
+                prepare(conn)
+        except StoreMissing:
+            raise
+        except StateUnavailable as exc:
+            raise StateUnavailable(str(exc).replace("cannot be used", "cannot be opened")) from None
+        self._identity = self._file_identity()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def read(self) -> sa.Connection:
+        """A connection for reads only (SQLite: a deferred transaction, see `_begin`)."""
+        return self.engine.connect().execution_options(**{READ: True})
+
+    def write(self) -> AbstractContextManager[sa.Connection]:
+        """A transaction that commits at the end of its `with` block (SQLite: BEGIN IMMEDIATE)."""
+        return self.engine.begin()
+
+    # --- health ----------------------------------------------------------------------
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self.file is None:
+            return None
+        st = os.stat(self.file)
+        return st.st_dev, st.st_ino
+
+    def check(self) -> str | None:
+        """What is wrong with the store, or None when it is usable. A SQLite file deleted or
+        replaced under a running process still answers reads from the old file (and refuses
+        writes), so its identity is compared with the one opened; then one read proves the
+        file is a readable store of this runner's schema."""
+        if self.file is not None:
+            try:
+                identity = self._file_identity()
+            except FileNotFoundError:
+                return f"the state store file {self.file} was deleted"
+            except OSError as exc:
+                return f"the state store file {self.file} cannot be read: {exc.strerror}"
+            if identity != self._identity:
+                return f"the state store file {self.file} was replaced since it was opened"
+        try:
+            version = self.schema_version()
+        except StateError as exc:
+            return str(exc)
+        if version != migrations.LATEST:
+            return f"the state store is at schema version {version}, expected {migrations.LATEST}"
+        return None
+
+    def schema_version(self) -> int:
+        with self.read() as conn:
+            return conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
+
+
+class Concern:
+    """One concern of the state store (a few tables and their transactions) over its shared
+    database."""
+
+    def __init__(self, db: Database):
+        self.db = db

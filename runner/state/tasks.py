@@ -1,0 +1,166 @@
+"""Change detection state, per task of a job: a watermark task's pointer, a hash task's row
+digests (and its mark for a run that stopped before recording them). A pointer or a digest is
+recorded only after the target committed what it describes, so a run that dies resumes from
+what is really there."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from runner.state import schema
+from runner.state.database import Concern, utcnow
+
+
+@dataclass(frozen=True)
+class TaskState:
+    id: int
+    namespace: str
+    job: str
+    task: str
+    watermark_column: str | None
+    pointer: dict[str, Any] | None
+    updated_at: str
+    run_id: str | None
+    digests_pending: bool = False
+
+
+class TasksReader(Concern):
+    """What `runner pointer show` and `runner tasks` read."""
+
+    def states(self, namespace: str, job: str) -> list[TaskState]:
+        t = schema.task_state
+        with self.db.read() as conn:
+            rows = conn.execute(
+                sa.select(t).where((t.c.namespace == namespace) & (t.c.job == job)).order_by(t.c.task)
+            ).all()
+        return [
+            TaskState(
+                r.id,
+                namespace,
+                job,
+                r.task,
+                r.watermark_column,
+                json.loads(r.pointer) if r.pointer else None,
+                r.updated_at,
+                r.run_id,
+            )
+            for r in rows
+        ]
+
+
+class Tasks(TasksReader):
+    """What a run reads and records as it goes, and what `runner pointer set` changes."""
+
+    def state(self, namespace: str, job: str, task: str) -> TaskState:
+        """A task's pointer and digest id, created on first use."""
+        t = schema.task_state
+        key = (t.c.namespace == namespace) & (t.c.job == job) & (t.c.task == task)
+        with self.db.write() as conn:
+            row = conn.execute(sa.select(t).where(key)).first()
+            if row is None:
+                conn.execute(t.insert().values(namespace=namespace, job=job, task=task, updated_at=utcnow()))
+                row = conn.execute(sa.select(t).where(key)).one()
+        pointer = json.loads(row.pointer) if row.pointer else None
+        return TaskState(
+            row.id,
+            namespace,
+            job,
+            task,
+            row.watermark_column,
+            pointer,
+            row.updated_at,
+            row.run_id,
+            bool(row.digests_pending),
+        )
+
+    def set_pointer(self, task_id: int, column: str | None, pointer: dict[str, Any] | None, by: str) -> None:
+        """Record a task's pointer; called only after the target committed what it covers."""
+        t = schema.task_state
+        with self.db.write() as conn:
+            conn.execute(
+                t.update()
+                .where(t.c.id == task_id)
+                .values(
+                    watermark_column=column,
+                    pointer=json.dumps(pointer) if pointer else None,
+                    updated_at=utcnow(),
+                    run_id=by,
+                )
+            )
+
+    def set_digests_pending(self, task_id: int, pending: bool) -> None:
+        """Mark a hash task whose target may hold rows its digests do not describe yet."""
+        t = schema.task_state
+        with self.db.write() as conn:
+            conn.execute(t.update().where(t.c.id == task_id).values(digests_pending=pending))
+
+    def forget(self, task_id: int) -> None:
+        """Drop a task's pointer and digests: its next run reads everything (a resync)."""
+        with self.db.write() as conn:
+            conn.execute(schema.row_digests.delete().where(schema.row_digests.c.task_id == task_id))
+            conn.execute(
+                schema.task_state.update()
+                .where(schema.task_state.c.id == task_id)
+                .values(pointer=None, watermark_column=None, updated_at=utcnow())
+            )
+
+    def has_digests(self, task_id: int) -> bool:
+        """Whether any digest of the task is stored."""
+        d = schema.row_digests
+        query = sa.select(d.c.task_id).where(d.c.task_id == task_id).limit(1)
+        with self.db.read() as conn:
+            return conn.execute(query).first() is not None
+
+    def digests(self, task_id: int, batch_size: int) -> Iterator[tuple[str, str, str]]:
+        """(key_hash, row_hash, key_value) of a task in ASCII order of key_hash. Read a page
+        at a time in short transactions (keyset pagination): a long read would hold SQLite's
+        lock against the digests the same run writes meanwhile."""
+        d = schema.row_digests
+        after = b""
+        while True:
+            query = (
+                sa.select(d.c.key_hash, d.c.row_hash, d.c.key_value)
+                .where((d.c.task_id == task_id) & (d.c.key_hash > after))
+                .order_by(d.c.key_hash)  # bytes in their order: the order of their hex
+                .limit(batch_size)
+            )
+            with self.db.read() as conn:
+                page = conn.execute(query).all()
+            for row in page:
+                yield row[0].hex(), row[1].hex(), row[2]
+            if len(page) < batch_size:
+                return
+            after = page[-1][0]
+
+    def write_digests(self, task_id: int, upserts: list[tuple[str, str, str]], deletes: list[str]) -> None:
+        """Record digests (md5 hex, stored as their 16 bytes) after the target committed the
+        rows they describe."""
+        d = schema.row_digests
+        unhex = bytes.fromhex
+        with self.db.write() as conn:
+            for i in range(0, len(deletes), 500):
+                chunk = [unhex(k) for k in deletes[i : i + 500]]
+                conn.execute(d.delete().where((d.c.task_id == task_id) & d.c.key_hash.in_(chunk)))
+            if upserts:  # the driver's executemany: SQLAlchemy's per-row processing cost more
+                mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                conn.exec_driver_sql(
+                    "INSERT INTO row_digests (task_id, key_hash, row_hash, key_value) "
+                    f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (task_id, key_hash) "
+                    "DO UPDATE SET row_hash = excluded.row_hash, key_value = excluded.key_value",
+                    [(task_id, unhex(k), unhex(r), v) for k, r, v in upserts],
+                )
+
+
+def delete_job(conn: sa.Connection, namespace: str, job: str) -> None:
+    """Drop a job's task state and digests in the caller's transaction (an apply that deletes
+    the job): a job created again later starts from scratch."""
+    ts = schema.task_state
+    mine = (ts.c.namespace == namespace) & (ts.c.job == job)
+    ids = sa.select(ts.c.id).where(mine).scalar_subquery()
+    conn.execute(schema.row_digests.delete().where(schema.row_digests.c.task_id.in_(ids)))
+    conn.execute(ts.delete().where(mine))
