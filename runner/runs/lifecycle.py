@@ -16,8 +16,9 @@ from pydantic import ValidationError
 from runner.changes.task import Progress, RunOptions, TaskResult
 from runner.connectors import registry
 from runner.definitions import secrets
+from runner.definitions.jobs import JobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE, Document, PathKey, format_path, load_text
-from runner.definitions.models import API_VERSION, JobSpec, seconds
+from runner.definitions.models import API_VERSION, seconds
 from runner.definitions.validate import (
     check_document,
     resolve_reference,
@@ -31,10 +32,12 @@ from runner.errors import (
     NameTaken,
     NotFound,
     Problem,
+    TerminalError,
 )
 from runner.history import files as history
 from runner.history.records import RunRecord
-from runner.jobs.sync import failure_class, run_job
+from runner.jobs import types as job_types
+from runner.jobs.sync import failure_class
 from runner.runs.index import index_run
 from runner.runs.records import new_record, task_dict, with_committed
 from runner.state.store import AppliedObject, utcnow
@@ -48,7 +51,7 @@ def job_and_connections(
     ws: Workspace, ref: str
 ) -> tuple[AppliedObject, JobSpec, dict[str, tuple[str, dict[str, Any]]]]:
     job = find(ws, "Job", ref)
-    spec = JobSpec.model_validate(job.document["spec"])
+    spec = job_types.parse(job.document["spec"])
     return job, spec, _connections_of(ws, job, spec)
 
 
@@ -111,7 +114,7 @@ def run_adhoc(
         NotFound: a connection it names is not applied.
     """
     job, parsed = adhoc_job(name, spec, namespace)
-    ends = _connections_of(ws, job, parsed)
+    ends = _adhoc_connections(ws, job, parsed)
     return _run_locked(ws, job, parsed, ends, options, None, None, cancel, None, trigger, run_id)
 
 
@@ -124,7 +127,7 @@ def adhoc_job(
     """An ad-hoc job's spec checked as a definition in jobs.d/ would be."""
     metadata = {"name": name, "namespace": namespace}
     document = {"apiVersion": API_VERSION, "kind": "Job", "metadata": metadata, "spec": spec}
-    problems = check_document(document, "ad-hoc job", registry.connection_models())
+    problems = _check(document)
     problems += [
         Problem(
             Location("ad-hoc job", field=f"spec.{field}"),
@@ -135,13 +138,36 @@ def adhoc_job(
     ]
     if problems:
         raise DefinitionsInvalid(problems)
-    return AppliedObject("Job", namespace, name, document, "", ADHOC_FILE, 0, 0), JobSpec.model_validate(spec)
+    return AppliedObject("Job", namespace, name, document, "", ADHOC_FILE, 0, 0), job_types.parse(spec)
+
+
+def _check(document: dict[str, Any], ends: dict[str, str] | None = None) -> list[Problem]:
+    """An ad-hoc job's problems, by the registered models; its tasks by its connections' kinds
+    when `ends` (`source`/`target` -> connection type) are known."""
+    models = {"task_models": registry.kinds(), "job_types": job_types.job_models()}
+    return check_document(document, "ad-hoc job", registry.connection_models(), **models, ends=ends)
+
+
+def _adhoc_connections(
+    ws: Workspace, job: AppliedObject, spec: JobSpec
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """An ad-hoc job's applied connections, once its tasks are checked against their kinds.
+
+    Raises:
+        NotFound: a connection it names is not applied.
+        DefinitionsInvalid: a task's `read` or `write` does not suit its connection's kind.
+    """
+    ends = _connections_of(ws, job, spec)
+    problems = _check(job.document, {end: conn[1].get("type", "") for end, conn in ends.items()})
+    if problems:
+        raise DefinitionsInvalid(problems)
+    return ends
 
 
 def check_tasks(ws: Workspace, ref: str, tasks: list[str] | None) -> None:
     """Raise NotFound when `tasks` names a task the applied job does not have."""
     job = find(ws, "Job", ref)
-    names = [t["name"] for t in job.document["spec"]["tasks"]]
+    names = job_types.parse(job.document["spec"]).task_names()
     unknown = sorted(set(tasks or ()) - set(names))
     if unknown:
         raise NotFound(
@@ -161,13 +187,14 @@ def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> N
             f"job {job.ref} is applied: an ad-hoc run takes a name of its own (its pointers and digests "
             "are kept under it)"
         )
-    names = [t["name"] for t in job.document["spec"]["tasks"]]
+    spec = job_types.parse(job.document["spec"])
+    names = spec.task_names()
     unknown = sorted(set(tasks or ()) - set(names))
     if unknown:
         raise NotFound(
             f"the ad-hoc job has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
         )
-    _connections_of(ws, job, JobSpec.model_validate(job.document["spec"]))
+    _adhoc_connections(ws, job, spec)
 
 
 def _run_locked(
@@ -185,11 +212,11 @@ def _run_locked(
 ) -> RunRecord:
     options = options or RunOptions()
     store = ws.store()
-    unknown = sorted(set(options.tasks or ()) - {t.name for t in spec.tasks})
+    names = spec.task_names()
+    unknown = sorted(set(options.tasks or ()) - set(names))
     if unknown:
         raise NotFound(
-            f"job {job.ref} has no task {', '.join(map(repr, unknown))} "
-            f"(tasks: {', '.join(t.name for t in spec.tasks)})"
+            f"job {job.ref} has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
         )
     history.check_space(ws.history)
     run_id = run_id or history.new_run_id()
@@ -276,7 +303,7 @@ def _execute(
                 history.write_atomic(path, record)
 
     try:
-        results = run_job(
+        results = job_types.JOB_TYPES.get(spec.type).run(
             spec,
             ends,
             ws.root,
@@ -383,8 +410,11 @@ def _same_job(doc: Document, job: AppliedObject) -> bool:
     data, meta = doc.data, doc.data.get("metadata")
     if data.get("kind") != "Job" or not isinstance(meta, dict) or meta.get("name") != job.name:
         return False
-    try:
-        spec = JobSpec.model_validate(data.get("spec"))
-    except ValidationError:
+    spec = data.get("spec")
+    if not isinstance(spec, dict):
         return False
-    return spec.model_dump(mode="json", exclude_unset=True) == job.document["spec"]
+    try:
+        parsed = job_types.parse(spec)
+    except (ValidationError, TerminalError):  # invalid now, or of a type this runner lacks
+        return False
+    return parsed.model_dump(mode="json", exclude_unset=True) == job.document["spec"]
