@@ -146,9 +146,15 @@ class Task(StrictModel):
     """One stream: a source table or query copied into one target table."""
 
     name: Name = Field(description="Unique within the job; names the task in history.")
-    read: ReadSpec
-    write: WriteSpec
-    changes: ChangesSpec = Field(default_factory=ChangesSpec)
+    read: ReadSpec = Field(
+        description="What the task reads from the source; its fields are the source kind's."
+    )
+    write: WriteSpec = Field(
+        description="Where the task writes in the target; its fields are the target kind's."
+    )
+    changes: ChangesSpec = Field(
+        default_factory=ChangesSpec, description="How the task finds what changed since its last run."
+    )
     deletes: Literal["ignore", "propagate", "soft"] = Field(
         "ignore",
         description=(

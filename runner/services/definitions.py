@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Union
 
 from runner.connectors import registry
 from runner.definitions.load import load_folder
-from runner.definitions.models import API_VERSION, Metadata, StrictModel
+from runner.definitions.models import API_VERSION, Envelope, Metadata, StrictModel
 from runner.definitions.validate import (
     Definition,
     check_document,
@@ -132,16 +132,26 @@ def json_schema() -> dict[str, Any]:
 
     connections = _by_type(list(registry.connection_models().values()))
     jobs = _by_type(list(job_models().values()))
-    common = {"apiVersion": (Literal["runner/v1"], ...), "metadata": (Metadata, ...)}
+    common = {
+        "apiVersion": (Literal["runner/v1"], Envelope.model_fields["apiVersion"]),
+        "metadata": (Metadata, Field(description="Names the object: its name, namespace and labels.")),
+    }
     connection = create_model(
         "ConnectionDefinition",
         __base__=StrictModel,
-        kind=(Literal["Connection"], ...),
-        spec=(connections, ...),
+        kind=(Literal["Connection"], Field(description="A system jobs read from or write to.")),
+        spec=(connections, Field(description="Its settings: `type` says which fields it has.")),
         **common,
     )  # type: ignore[call-overload]
     job = create_model(
-        "JobDefinition", __base__=StrictModel, kind=(Literal["Job"], ...), spec=(jobs, ...), **common
+        "JobDefinition",
+        __base__=StrictModel,
+        kind=(Literal["Job"], Field(description="What is copied from a source connection to a target.")),
+        spec=(
+            jobs,
+            Field(description="Its settings: `type` (`sync` when left out) says which fields it has."),
+        ),
+        **common,
     )  # type: ignore[call-overload]
     adapter = TypeAdapter(Annotated[Union[connection, job], Field(discriminator="kind")])  # noqa: UP007
     schema = adapter.json_schema()
