@@ -50,7 +50,9 @@ def sync_spec(spec: JobSpec, ref: str) -> SyncJobSpec:
         RunnerError: the job is of another type.
     """
     if not isinstance(spec, SyncJobSpec):
-        raise RunnerError(f"job {ref} is of type {spec.type!r}: only a sync job has these tasks")
+        raise RunnerError(
+            f"job {ref} is of type {spec.type!r}: only a sync job's tasks have tables and pointers"
+        )
     return spec
 
 

@@ -14,24 +14,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from runner.changes.task import Progress, RunOptions, TaskResult
-from runner.connectors import registry
 from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE, Document, PathKey, format_path, load_text
-from runner.definitions.models import API_VERSION, seconds
-from runner.definitions.validate import (
-    check_document,
-    resolve_reference,
-)
+from runner.definitions.models import seconds
 from runner.errors import (
-    DefinitionsInvalid,
     HistoryUnwritable,
     JobBusy,
     Location,
     LockTimeout,
-    NameTaken,
     NotFound,
-    Problem,
     TerminalError,
 )
 from runner.history import files as history
@@ -39,34 +31,11 @@ from runner.history.records import RunRecord
 from runner.jobs import types as job_types
 from runner.jobs.sync import failure_class
 from runner.runs.index import index_run
+from runner.runs.jobs import ADHOC_FILE, adhoc_connections, adhoc_job, job_and_connections
 from runner.runs.records import new_record, task_dict, with_committed
 from runner.state.store import AppliedObject, utcnow
 from runner.streams.cancel import CancelToken
-from runner.workspace import Workspace, find, job_lock
-
-ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
-
-
-def job_and_connections(
-    ws: Workspace, ref: str
-) -> tuple[AppliedObject, JobSpec, dict[str, tuple[str, dict[str, Any]]]]:
-    job = find(ws, "Job", ref)
-    spec = job_types.parse(job.document["spec"])
-    return job, spec, _connections_of(ws, job, spec)
-
-
-def _connections_of(
-    ws: Workspace, job: AppliedObject, spec: JobSpec
-) -> dict[str, tuple[str, dict[str, Any]]]:
-    """`source`/`target` -> (connection ref, applied spec)."""
-    connections = {(o.namespace, o.name): o for o in ws.store().objects("Connection")}
-    ends: dict[str, tuple[str, dict[str, Any]]] = {}
-    for end in ("source", "target"):
-        key = resolve_reference(getattr(spec, end), job.namespace, set(connections))
-        if key is None:
-            raise NotFound(f"job {job.ref}: connection {getattr(spec, end)!r} is not applied")
-        ends[end] = (f"{key[0]}/{key[1]}", connections[key].document["spec"])
-    return ends
+from runner.workspace import Workspace, job_lock
 
 
 def run(
@@ -114,87 +83,8 @@ def run_adhoc(
         NotFound: a connection it names is not applied.
     """
     job, parsed = adhoc_job(name, spec, namespace)
-    ends = _adhoc_connections(ws, job, parsed)
+    ends = adhoc_connections(ws, job, parsed)
     return _run_locked(ws, job, parsed, ends, options, None, None, cancel, None, trigger, run_id)
-
-
-ADHOC_ONLY_ONCE = ("schedule", "after", "retry")  # the daemon's fields: an ad-hoc run runs once, now
-
-
-def adhoc_job(
-    name: str, spec: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
-) -> tuple[AppliedObject, JobSpec]:
-    """An ad-hoc job's spec checked as a definition in jobs.d/ would be."""
-    metadata = {"name": name, "namespace": namespace}
-    document = {"apiVersion": API_VERSION, "kind": "Job", "metadata": metadata, "spec": spec}
-    problems = _check(document)
-    problems += [
-        Problem(
-            Location("ad-hoc job", field=f"spec.{field}"),
-            f"'{field}' does not apply to an ad-hoc run: it runs once, now",
-        )
-        for field in ADHOC_ONLY_ONCE
-        if field in spec
-    ]
-    if problems:
-        raise DefinitionsInvalid(problems)
-    return AppliedObject("Job", namespace, name, document, "", ADHOC_FILE, 0, 0), job_types.parse(spec)
-
-
-def _check(document: dict[str, Any], ends: dict[str, str] | None = None) -> list[Problem]:
-    """An ad-hoc job's problems, by the registered models; its tasks by its connections' kinds
-    when `ends` (`source`/`target` -> connection type) are known."""
-    models = {"task_models": registry.kinds(), "job_types": job_types.job_models()}
-    return check_document(document, "ad-hoc job", registry.connection_models(), **models, ends=ends)
-
-
-def _adhoc_connections(
-    ws: Workspace, job: AppliedObject, spec: JobSpec
-) -> dict[str, tuple[str, dict[str, Any]]]:
-    """An ad-hoc job's applied connections, once its tasks are checked against their kinds.
-
-    Raises:
-        NotFound: a connection it names is not applied.
-        DefinitionsInvalid: a task's `read` or `write` does not suit its connection's kind.
-    """
-    ends = _connections_of(ws, job, spec)
-    problems = _check(job.document, {end: conn[1].get("type", "") for end, conn in ends.items()})
-    if problems:
-        raise DefinitionsInvalid(problems)
-    return ends
-
-
-def check_tasks(ws: Workspace, ref: str, tasks: list[str] | None) -> None:
-    """Raise NotFound when `tasks` names a task the applied job does not have."""
-    job = find(ws, "Job", ref)
-    names = job_types.parse(job.document["spec"]).task_names()
-    unknown = sorted(set(tasks or ()) - set(names))
-    if unknown:
-        raise NotFound(
-            f"job {job.ref} has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
-        )
-
-
-def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> None:
-    """An ad-hoc job may not take an applied job's name (it would share its pointers and
-    digests), nor name a task it does not have or a connection that is not applied."""
-    try:
-        applied = ws.store().get("Job", job.namespace, job.name)
-    except NotFound:
-        applied = None
-    if applied is not None:
-        raise NameTaken(
-            f"job {job.ref} is applied: an ad-hoc run takes a name of its own (its pointers and digests "
-            "are kept under it)"
-        )
-    spec = job_types.parse(job.document["spec"])
-    names = spec.task_names()
-    unknown = sorted(set(tasks or ()) - set(names))
-    if unknown:
-        raise NotFound(
-            f"the ad-hoc job has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
-        )
-    _adhoc_connections(ws, job, spec)
 
 
 def _run_locked(

@@ -14,7 +14,7 @@ from runner.errors import (
 )
 from runner.history import files as history
 from runner.jobs.sync import sync_spec
-from runner.runs.lifecycle import job_and_connections
+from runner.runs.jobs import job_and_connections
 from runner.state.store import StateStore
 from runner.streams import pointers
 from runner.workspace import Workspace, job_lock
