@@ -18,12 +18,26 @@ def test_schema_knows_every_connection_type_and_forbids_unknown_fields():
     text = json.dumps(schema)
     for kind in ("sqlite", "postgresql", "mariadb"):
         assert f'"const": "{kind}"' in text
-    job = schema["$defs"]["JobSpec"]
+    job = schema["$defs"]["SyncJobSpec"]  # the one job type: the Job spec is its model
+    assert schema["$defs"]["JobDefinition"]["properties"]["spec"]["$ref"] == "#/$defs/SyncJobSpec"
     assert job["additionalProperties"] is False
     assert set(job["properties"]) == {
-        *("source", "target", "schedule", "batch_size", "on_error", "tasks"),
+        *("type", "source", "target", "schedule", "batch_size", "on_error", "tasks"),
         *("parallel", "after", "retry", "timeout"),
     }
+    assert "type" not in job["required"]  # a job without `type` is a sync job
+
+
+def test_schema_describes_every_field():
+    """Editors complete and explain every field: each property of each model has a description."""
+    schema = services.json_schema()
+    missing = [
+        f"{name}.{field}"
+        for name, model in schema["$defs"].items()
+        for field, prop in model.get("properties", {}).items()
+        if "description" not in prop
+    ]
+    assert missing == []
 
 
 def test_bundled_definitions_reference_the_schema():

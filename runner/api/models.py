@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runner import services
-from runner.definitions.models import JobSpec, Name
+from runner.definitions.jobs import SyncJobSpec
+from runner.definitions.models import Name
 
 
 class Body(BaseModel):
@@ -29,7 +30,7 @@ class AdhocRunRequest(RunRequest):
         description="Its own name (not an applied job's): its history and pointers are kept under it."
     )
     namespace: Name = "default"
-    spec: JobSpec = Field(
+    spec: SyncJobSpec = Field(
         description="A job's spec as in jobs.d/, without schedule, after or retry; run once."
     )
 

@@ -20,7 +20,7 @@ from runner.changes.full import run_full
 from runner.changes.task import TaskRun, columns_of
 from runner.connectors.base import ReadStream
 from runner.connectors.sql.writer import INTEGERS, KEY_STAGE, STAGE, SqlWriter
-from runner.definitions.models import ReadSpec
+from runner.definitions.tasks import ReadSpec
 from runner.streams import pointers
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Column

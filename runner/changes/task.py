@@ -13,7 +13,7 @@ from runner.connectors.base import Connector, ReadStream
 from runner.connectors.sql.scripts import ScriptWriter
 from runner.connectors.sql.writer import MergeCounts, SqlWriter
 from runner.definitions.load import format_path
-from runner.definitions.models import Task
+from runner.definitions.tasks import Task
 from runner.errors import Location, TerminalError
 from runner.state.store import StateStore
 from runner.state.tasks import TaskState

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.definitions.models import ConnectionSpec
+from runner.definitions.tasks import ReadSpec
 from runner.errors import TerminalError
 from runner.streams.types import Column, ColumnType
 

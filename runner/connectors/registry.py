@@ -1,4 +1,4 @@
-"""The registry of connection types: type name -> spec model and connector class.
+"""The registry of connection types: type name -> connection, `read` and `write` models and connector class.
 
 Each module in `runner.connectors` registers itself when imported; the Connection schema
 is built from what is registered, so only implemented types validate. Registering a name
@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import importlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from runner.definitions.models import ConnectionSpec
+from runner.definitions.tasks import ReadSpec, WriteSpec
 from runner.errors import TerminalError
 
 if TYPE_CHECKING:
@@ -28,9 +31,15 @@ BUILTIN = (
 
 @dataclass(frozen=True)
 class Kind:
+    """A connection kind: its connection model and connector, and the models a task's `read`
+    (when the kind is the job's source) and `write` (its target) validate with. Those default
+    to the table-shaped models every task has today (the engine reads tasks through them)."""
+
     type: str
     spec: type[ConnectionSpec]
     connector: type[Connector]
+    read: type[BaseModel] = field(default=ReadSpec, kw_only=True)
+    write: type[BaseModel] = field(default=WriteSpec, kw_only=True)
 
 
 _KINDS: dict[str, Kind] = {}

@@ -39,7 +39,7 @@ from runner.daemon.executor import Executor, Finished, Request
 from runner.daemon.logs import DaemonLog
 from runner.daemon.reconcile import Reconciler
 from runner.daemon.watch import FolderWatcher
-from runner.definitions.models import Retry
+from runner.definitions.jobs import Retry
 from runner.definitions.validate import resolve_reference
 from runner.errors import (
     HistoryUnwritable,

@@ -1,5 +1,9 @@
 """Validate loaded documents into definitions and check what spans documents: unique names
-per kind and namespace, and jobs that name connections which exist."""
+per kind and namespace, jobs that name connections which exist, and each task's `read` and
+`write` against the models of the kinds of its job's connections.
+
+The models come from the caller: connection kinds and job types register in the packages
+above this one, which `definitions` never imports."""
 
 from __future__ import annotations
 
@@ -12,10 +16,17 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from runner.definitions import secrets
 from runner.definitions.errors import problems_from
+from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec
+from runner.definitions.kinds import (
+    TaskModels,
+    connection_type,
+    model_of,
+    secret_file_problems,
+    task_problems,
+)
 from runner.definitions.load import DEFAULT_NAMESPACE, Document
-from runner.definitions.models import ConnectionSpec, Envelope, JobSpec, Metadata
+from runner.definitions.models import ConnectionSpec, Envelope, Metadata
 from runner.errors import Problem
 
 KINDS = ("Connection", "Job")
@@ -87,7 +98,10 @@ def _validate_spec(doc: Document, model: type[BaseModel]) -> tuple[Any, list[Pro
 
 
 def _validate_document(
-    doc: Document, connection_types: Mapping[str, type[ConnectionSpec]], base_dir: Path | None
+    doc: Document,
+    connection_types: Mapping[str, type[ConnectionSpec]],
+    base_dir: Path | None,
+    job_types: Mapping[str, type[JobSpec]],
 ) -> tuple[Definition | None, list[Problem]]:
     problems: list[Problem] = []
     envelope: Envelope | None = None
@@ -107,27 +121,19 @@ def _validate_document(
         if any(p.location.field.split(".")[0] in ("apiVersion", "kind", "spec") for p in problems):
             return None, problems  # without a known kind and a spec mapping, the spec cannot be checked
 
-    kind, spec = doc.data["kind"], doc.data["spec"]
+    kind = doc.data["kind"]
     if kind == "Job":
-        model: type[BaseModel] = JobSpec
+        model = model_of(doc, job_types, "job type", DEFAULT_JOB_TYPE)
     else:
-        type_name = spec.get("type")
-        if not isinstance(type_name, str) or type_name not in connection_types:
-            known = ", ".join(sorted(connection_types))
-            message = (
-                "required field is missing"
-                if type_name is None
-                else f"unknown connection type {str(type_name)!r}"
-            )
-            return None, [*problems, Problem(doc.locate(("spec", "type")), message, f"known types: {known}")]
-        model = connection_types[type_name]
+        model = model_of(doc, connection_types, "connection type", None)
+    if isinstance(model, Problem):
+        return None, [*problems, model]
     parsed, spec_problems = _validate_spec(doc, model)
     problems.extend(spec_problems)
     if isinstance(parsed, JobSpec):
         problems.extend(_task_name_problems(parsed, doc))
     if isinstance(parsed, ConnectionSpec) and base_dir is not None:
-        where = doc.locate(("spec", "url"))
-        problems.extend(Problem(where, m) for m in secrets.file_problems(parsed.url, base_dir))
+        problems.extend(secret_file_problems(doc, parsed, base_dir))
     if envelope is None or problems:
         return None, problems
 
@@ -150,16 +156,21 @@ def validate_documents(
     docs: list[Document],
     connection_types: Mapping[str, type[ConnectionSpec]],
     base_dir: Path | None = None,
+    *,
+    task_models: Mapping[str, TaskModels],
+    job_types: Mapping[str, type[JobSpec]],
 ) -> tuple[list[Definition], list[Problem]]:
     """Validate every document and the references between them; all problems are returned.
     With `base_dir` (the definitions folder), `${file:}` references must lie within the
-    folders secrets may be read from."""
+    folders secrets may be read from. `task_models` (by connection type) check each task's
+    `read` and `write` once its job's connections are known; `job_types` map `spec.type` to
+    the job's spec model."""
     problems: list[Problem] = []
     definitions: list[Definition] = []
     for doc in docs:
         # A document with duplicate keys is still checked, so its other problems come in the
         # same report; it never becomes a definition (which of the two values was meant?).
-        definition, doc_problems = _validate_document(doc, connection_types, base_dir)
+        definition, doc_problems = _validate_document(doc, connection_types, base_dir, job_types)
         problems.extend(doc_problems)
         if definition is not None and not doc.rejected:
             definitions.append(definition)
@@ -188,15 +199,18 @@ def validate_documents(
     # References are checked on every document that names them, valid or not, so a run reports
     # a dangling reference together with the job's other problems. A connection whose own spec
     # is invalid still counts as existing: its problems are reported already.
-    connections = {_raw_key(doc) for doc, kind in named if kind == "Connection"}
+    connections = {_raw_key(doc): connection_type(doc) for doc, kind in named if kind == "Connection"}
+    known = set(connections)
     for doc in docs:
         spec = doc.data.get("spec")
         if doc.data.get("kind") != "Job" or not isinstance(spec, dict):
             continue
         namespace = _raw_key(doc)[0]
+        ends: dict[str, str] = {}  # source/target -> the type of the connection it names
         for field in ("source", "target"):
             ref = spec.get(field)
-            if isinstance(ref, str) and resolve_reference(ref, namespace, connections) is None:
+            key = resolve_reference(ref, namespace, known) if isinstance(ref, str) else None
+            if isinstance(ref, str) and key is None:
                 searched = sorted({namespace, DEFAULT_NAMESPACE})
                 hint = "define it in connections.d/"
                 if "/" not in ref:
@@ -204,6 +218,9 @@ def validate_documents(
                 problems.append(
                     Problem(doc.locate(("spec", field)), f"connection {ref!r} does not exist", hint)
                 )
+            elif key is not None and connections[key]:
+                ends[field] = connections[key]
+        problems.extend(task_problems(doc, ends, task_models, job_types, set(problems)))
     problems.extend(_trigger_problems(docs, {_raw_key(doc) for doc, kind in named if kind == "Job"}))
     return definitions, problems
 
@@ -319,12 +336,12 @@ def namespace_of(stated: object, doc: Document) -> str:
 def _task_name_problems(spec: JobSpec, doc: Document) -> list[Problem]:
     seen: set[str] = set()
     problems = []
-    for i, task in enumerate(spec.tasks):
-        if task.name in seen:
+    for i, name in enumerate(spec.task_names()):
+        if name in seen:
             problems.append(
-                Problem(doc.locate(("spec", "tasks", i, "name")), f"two tasks are named {task.name!r}")
+                Problem(doc.locate(("spec", "tasks", i, "name")), f"two tasks are named {name!r}")
             )
-        seen.add(task.name)
+        seen.add(name)
     return problems
 
 
@@ -333,7 +350,16 @@ def check_document(
     where: str,
     connection_types: Mapping[str, type[ConnectionSpec]],
     base_dir: Path | None = None,
+    *,
+    task_models: Mapping[str, TaskModels],
+    job_types: Mapping[str, type[JobSpec]],
+    ends: Mapping[str, str] | None = None,
 ) -> list[Problem]:
-    """Problems of one canonical document from outside the folder (a saved plan's)."""
+    """Problems of one canonical document from outside the folder (a saved plan's, an ad-hoc
+    job's). A job's tasks are checked against its connections' kinds when `ends` gives them
+    (`source`/`target` -> connection type)."""
     doc = Document(where, 0, data, None, positions={(): (0, 0)}, relpath=where)
-    return _validate_document(doc, connection_types, base_dir)[1]
+    problems = _validate_document(doc, connection_types, base_dir, job_types)[1]
+    if ends and data.get("kind") == "Job":
+        problems.extend(task_problems(doc, ends, task_models, job_types, set(problems)))
+    return problems

@@ -1,4 +1,4 @@
-"""Run a job: open its connections, run its tasks with their strategy.
+"""The `sync` job type's run: open its connections, run its tasks with their strategy.
 
 Tasks run in order on one source and one target connection, or with `parallel: N` up to N
 at a time, each task on connections of its own (a connection is never shared by two threads).
@@ -22,7 +22,8 @@ from runner.changes.task import Locate, Log, Progress, RunOptions, TaskResult, T
 from runner.connectors import registry
 from runner.connectors.base import Connector
 from runner.definitions import secrets
-from runner.definitions.models import JobSpec, Task
+from runner.definitions.jobs import JobSpec, SyncJobSpec
+from runner.definitions.tasks import Task
 from runner.errors import Cancelled, RunnerError, TransientError
 from runner.state.store import StateStore
 from runner.streams.cancel import CancelToken
@@ -41,11 +42,25 @@ def failure_class(exc: BaseException) -> str:
     return "transient" if isinstance(exc, TransientError | ConnectionError | TimeoutError) else "terminal"
 
 
+def sync_spec(spec: JobSpec, ref: str) -> SyncJobSpec:
+    """`spec` as a sync job's, for what only a sync job has: tasks with tables, strategies and
+    pointers.
+
+    Raises:
+        RunnerError: the job is of another type.
+    """
+    if not isinstance(spec, SyncJobSpec):
+        raise RunnerError(
+            f"job {ref} is of type {spec.type!r}: only a sync job's tasks have tables and pointers"
+        )
+    return spec
+
+
 ONE_WRITER = {"sqlite"}  # targets where parallel tasks would only wait for each other's lock
 
 
 def run_job(
-    spec: JobSpec,
+    spec: SyncJobSpec,
     connections: dict[str, tuple[str, dict[str, Any]]],
     base_dir: Path,
     *,

@@ -14,58 +14,30 @@ from typing import Any
 from pydantic import ValidationError
 
 from runner.changes.task import Progress, RunOptions, TaskResult
-from runner.connectors import registry
 from runner.definitions import secrets
+from runner.definitions.jobs import JobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE, Document, PathKey, format_path, load_text
-from runner.definitions.models import API_VERSION, JobSpec, seconds
-from runner.definitions.validate import (
-    check_document,
-    resolve_reference,
-)
+from runner.definitions.models import seconds
 from runner.errors import (
-    DefinitionsInvalid,
     HistoryUnwritable,
     JobBusy,
     Location,
     LockTimeout,
-    NameTaken,
     NotFound,
-    Problem,
+    TerminalError,
 )
 from runner.history import files as history
 from runner.history.records import RunRecord
-from runner.jobs.sync import failure_class, run_job
+from runner.jobs import types as job_types
+from runner.jobs.sync import failure_class
 from runner.runs.index import index_run
+from runner.runs.jobs import ADHOC_FILE, adhoc_connections, adhoc_job, job_and_connections
 from runner.runs.records import new_record, task_dict, with_committed
 from runner.state import locks
 from runner.state.database import utcnow
 from runner.state.objects import AppliedObject
 from runner.streams.cancel import CancelToken
-from runner.workspace import Workspace, find
-
-ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
-
-
-def job_and_connections(
-    ws: Workspace, ref: str
-) -> tuple[AppliedObject, JobSpec, dict[str, tuple[str, dict[str, Any]]]]:
-    job = find(ws, "Job", ref)
-    spec = JobSpec.model_validate(job.document["spec"])
-    return job, spec, _connections_of(ws, job, spec)
-
-
-def _connections_of(
-    ws: Workspace, job: AppliedObject, spec: JobSpec
-) -> dict[str, tuple[str, dict[str, Any]]]:
-    """`source`/`target` -> (connection ref, applied spec)."""
-    connections = {(o.namespace, o.name): o for o in ws.store().objects.all("Connection")}
-    ends: dict[str, tuple[str, dict[str, Any]]] = {}
-    for end in ("source", "target"):
-        key = resolve_reference(getattr(spec, end), job.namespace, set(connections))
-        if key is None:
-            raise NotFound(f"job {job.ref}: connection {getattr(spec, end)!r} is not applied")
-        ends[end] = (f"{key[0]}/{key[1]}", connections[key].document["spec"])
-    return ends
+from runner.workspace import Workspace
 
 
 def run(
@@ -113,63 +85,8 @@ def run_adhoc(
         NotFound: a connection it names is not applied.
     """
     job, parsed = adhoc_job(name, spec, namespace)
-    ends = _connections_of(ws, job, parsed)
+    ends = adhoc_connections(ws, job, parsed)
     return _run_locked(ws, job, parsed, ends, options, None, None, cancel, None, trigger, run_id)
-
-
-ADHOC_ONLY_ONCE = ("schedule", "after", "retry")  # the daemon's fields: an ad-hoc run runs once, now
-
-
-def adhoc_job(
-    name: str, spec: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
-) -> tuple[AppliedObject, JobSpec]:
-    """An ad-hoc job's spec checked as a definition in jobs.d/ would be."""
-    metadata = {"name": name, "namespace": namespace}
-    document = {"apiVersion": API_VERSION, "kind": "Job", "metadata": metadata, "spec": spec}
-    problems = check_document(document, "ad-hoc job", registry.connection_models())
-    problems += [
-        Problem(
-            Location("ad-hoc job", field=f"spec.{field}"),
-            f"'{field}' does not apply to an ad-hoc run: it runs once, now",
-        )
-        for field in ADHOC_ONLY_ONCE
-        if field in spec
-    ]
-    if problems:
-        raise DefinitionsInvalid(problems)
-    return AppliedObject("Job", namespace, name, document, "", ADHOC_FILE, 0, 0), JobSpec.model_validate(spec)
-
-
-def check_tasks(ws: Workspace, ref: str, tasks: list[str] | None) -> None:
-    """Raise NotFound when `tasks` names a task the applied job does not have."""
-    job = find(ws, "Job", ref)
-    names = [t["name"] for t in job.document["spec"]["tasks"]]
-    unknown = sorted(set(tasks or ()) - set(names))
-    if unknown:
-        raise NotFound(
-            f"job {job.ref} has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
-        )
-
-
-def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> None:
-    """An ad-hoc job may not take an applied job's name (it would share its pointers and
-    digests), nor name a task it does not have or a connection that is not applied."""
-    try:
-        applied = ws.store().objects.get("Job", job.namespace, job.name)
-    except NotFound:
-        applied = None
-    if applied is not None:
-        raise NameTaken(
-            f"job {job.ref} is applied: an ad-hoc run takes a name of its own (its pointers and digests "
-            "are kept under it)"
-        )
-    names = [t["name"] for t in job.document["spec"]["tasks"]]
-    unknown = sorted(set(tasks or ()) - set(names))
-    if unknown:
-        raise NotFound(
-            f"the ad-hoc job has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
-        )
-    _connections_of(ws, job, JobSpec.model_validate(job.document["spec"]))
 
 
 def _run_locked(
@@ -187,11 +104,11 @@ def _run_locked(
 ) -> RunRecord:
     options = options or RunOptions()
     store = ws.store()
-    unknown = sorted(set(options.tasks or ()) - {t.name for t in spec.tasks})
+    names = spec.task_names()
+    unknown = sorted(set(options.tasks or ()) - set(names))
     if unknown:
         raise NotFound(
-            f"job {job.ref} has no task {', '.join(map(repr, unknown))} "
-            f"(tasks: {', '.join(t.name for t in spec.tasks)})"
+            f"job {job.ref} has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
         )
     history.check_space(ws.history)
     run_id = run_id or history.new_run_id()
@@ -278,7 +195,7 @@ def _execute(
                 history.write_atomic(path, record)
 
     try:
-        results = run_job(
+        results = job_types.JOB_TYPES.get(spec.type).run(
             spec,
             ends,
             ws.root,
@@ -385,8 +302,11 @@ def _same_job(doc: Document, job: AppliedObject) -> bool:
     data, meta = doc.data, doc.data.get("metadata")
     if data.get("kind") != "Job" or not isinstance(meta, dict) or meta.get("name") != job.name:
         return False
-    try:
-        spec = JobSpec.model_validate(data.get("spec"))
-    except ValidationError:
+    spec = data.get("spec")
+    if not isinstance(spec, dict):
         return False
-    return spec.model_dump(mode="json", exclude_unset=True) == job.document["spec"]
+    try:
+        parsed = job_types.parse(spec)
+    except (ValidationError, TerminalError):  # invalid now, or of a type this runner lacks
+        return False
+    return parsed.model_dump(mode="json", exclude_unset=True) == job.document["spec"]

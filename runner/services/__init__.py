@@ -8,7 +8,8 @@ from __future__ import annotations
 from runner.changes.task import RunOptions
 from runner.errors import DefinitionsInvalid
 from runner.runs.index import job_runs, prune_history, recent_runs
-from runner.runs.lifecycle import adhoc_job, check_adhoc, check_tasks, run, run_adhoc
+from runner.runs.jobs import adhoc_job, check_adhoc, check_tasks
+from runner.runs.lifecycle import run, run_adhoc
 from runner.runs.records import mark_interrupted, record_not_started, record_queued, run_mode
 from runner.services.catalog import connections, describe, get, tasks
 from runner.services.definitions import (

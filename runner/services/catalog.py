@@ -7,11 +7,12 @@ import datetime as dt
 from typing import Any
 
 from runner.definitions import secrets
-from runner.definitions.models import JobSpec
 from runner.definitions.validate import (
     resolve_reference,
 )
 from runner.history import files as history
+from runner.jobs import types as job_types
+from runner.jobs.sync import sync_spec
 from runner.runs.index import ensure_indexed, recent_runs
 from runner.runs.records import run_summary, with_mode
 from runner.services.pointers import pointer_show
@@ -69,7 +70,7 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
 def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     """A job's tasks, each with its last run (the newest run that ran it) and its pointer."""
     job = find(ws, "Job", ref)
-    spec = JobSpec.model_validate(job.document["spec"])
+    spec = sync_spec(job_types.parse(job.document["spec"]), job.ref)
     pointers_by_task = {p["task"]: p["pointer"] for p in pointer_show(ws, ref)}
     last: dict[str, dict[str, Any]] = {}
     wanted = {t.name for t in spec.tasks}
@@ -125,7 +126,7 @@ def connections(ws: Workspace) -> list[dict[str, Any]]:
     for c in conns:
         spec = c.document["spec"]
         try:
-            url = secrets.parse_masked(spec["url"])
+            url = secrets.parse_masked(spec["url"]) if "url" in spec else None  # a kind without a URL
         except ValueError:
             url = None
         out.append(

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Union
 
 from runner.connectors import registry
 from runner.definitions.load import load_folder
-from runner.definitions.models import API_VERSION, JobSpec, Metadata, StrictModel
+from runner.definitions.models import API_VERSION, Envelope, Metadata, StrictModel
 from runner.definitions.validate import (
     Definition,
     check_document,
@@ -23,6 +23,7 @@ from runner.errors import (
     RunnerError,
     StoreMissing,
 )
+from runner.jobs.types import job_models
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
 from runner.state import locks
@@ -43,7 +44,9 @@ def check(ws: Workspace) -> tuple[list[Definition], list[Problem]]:
     fires every second). Raises DefinitionsInvalid with all problems, and the warnings, when
     any file is wrong."""
     docs, problems = load_folder(ws.root)
-    definitions, invalid = validate_documents(docs, registry.connection_models(), ws.root)
+    definitions, invalid = validate_documents(
+        docs, registry.connection_models(), ws.root, task_models=registry.kinds(), job_types=job_models()
+    )
     warnings = warnings_of(docs)
     if problems or invalid:
         raise DefinitionsInvalid(problems + invalid, warnings)
@@ -97,11 +100,12 @@ def apply(
     saved = read_plan(plan_file) if plan_file else planned
     if plan_file is not None and saved is not None:  # data from outside: check what it would store
         models = registry.connection_models()
+        registered = {"task_models": registry.kinds(), "job_types": job_models()}
         problems = [
             p
             for c in saved.changes
             if c.after is not None and c.action in ("create", "update")
-            for p in check_document(c.after, f"{plan_file} ({c.kind} {c.ref})", models, ws.root)
+            for p in check_document(c.after, f"{plan_file} ({c.kind} {c.ref})", models, ws.root, **registered)
         ]
         if problems:
             raise DefinitionsInvalid(problems)
@@ -114,21 +118,42 @@ def force_unlock(ws: Workspace, lock_id: str) -> Lock:
     return ws.store().locks.force_unlock(lock_id)
 
 
+def _by_type(models: list[type[StrictModel]]) -> Any:
+    """One spec model per registered type, told apart by `type` (one alone needs no union)."""
+    from pydantic import Field
+
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007
+
+
 def json_schema() -> dict[str, Any]:
-    """JSON Schema of a definition document, from the models and the registered types."""
+    """JSON Schema of a definition document: the connection specs of the registered kinds and
+    the job specs of the registered job types, each with every field's description."""
     from pydantic import Field, TypeAdapter, create_model  # ~35 ms of import no run needs
 
-    models = tuple(registry.connection_models().values())
-    common = {"apiVersion": (Literal["runner/v1"], ...), "metadata": (Metadata, ...)}
+    connections = _by_type(list(registry.connection_models().values()))
+    jobs = _by_type(list(job_models().values()))
+    common = {
+        "apiVersion": (Literal["runner/v1"], Envelope.model_fields["apiVersion"]),
+        "metadata": (Metadata, Field(description="Names the object: its name, namespace and labels.")),
+    }
     connection = create_model(
         "ConnectionDefinition",
         __base__=StrictModel,
-        kind=(Literal["Connection"], ...),
-        spec=(Annotated[Union[models], Field(discriminator="type")], ...),  # noqa: UP007
+        kind=(Literal["Connection"], Field(description="A system jobs read from or write to.")),
+        spec=(connections, Field(description="Its settings: `type` says which fields it has.")),
         **common,
     )  # type: ignore[call-overload]
     job = create_model(
-        "JobDefinition", __base__=StrictModel, kind=(Literal["Job"], ...), spec=(JobSpec, ...), **common
+        "JobDefinition",
+        __base__=StrictModel,
+        kind=(Literal["Job"], Field(description="What is copied from a source connection to a target.")),
+        spec=(
+            jobs,
+            Field(description="Its settings: `type` (`sync` when left out) says which fields it has."),
+        ),
+        **common,
     )  # type: ignore[call-overload]
     adapter = TypeAdapter(Annotated[Union[connection, job], Field(discriminator="kind")])  # noqa: UP007
     schema = adapter.json_schema()

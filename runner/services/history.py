@@ -6,12 +6,13 @@ import re
 from typing import Any
 
 from runner.definitions.load import DEFAULT_NAMESPACE
-from runner.definitions.models import NAME_PATTERN, JobSpec
+from runner.definitions.models import NAME_PATTERN
 from runner.errors import (
     NotFound,
 )
 from runner.history import files as history
 from runner.history.records import QUEUED
+from runner.jobs import types as job_types
 from runner.runs.index import job_runs, recent_runs
 from runner.runs.records import with_live_status, with_mode, written
 from runner.state.objects import AppliedObject
@@ -57,9 +58,9 @@ def runs(
             if limit and len(out) >= limit:
                 break
         return out
-    spec = JobSpec.model_validate(job.document["spec"])
-    if task not in {t.name for t in spec.tasks}:
-        raise NotFound(f"job {job.ref} has no task {task!r} (tasks: {', '.join(t.name for t in spec.tasks)})")
+    names = job_types.parse(job.document["spec"]).task_names()
+    if task not in names:
+        raise NotFound(f"job {job.ref} has no task {task!r} (tasks: {', '.join(names)})")
     out = []
     for record in map(with_mode, job_runs(ws, job.namespace, job.name, task=task)):
         result = next((t for t in record.get("tasks", []) if t.get("name") == task), None)

@@ -13,7 +13,8 @@ from runner.errors import (
     RunnerError,
 )
 from runner.history import files as history
-from runner.runs.lifecycle import job_and_connections
+from runner.jobs.sync import sync_spec
+from runner.runs.jobs import job_and_connections
 from runner.state import locks
 from runner.streams import pointers
 from runner.workspace import Workspace
@@ -21,7 +22,8 @@ from runner.workspace import Workspace
 
 def pointer_show(ws: Workspace, ref: str) -> list[dict[str, Any]]:
     """Every task of a job with its stored pointer."""
-    job, spec, _ = job_and_connections(ws, ref)
+    job, parsed, _ = job_and_connections(ws, ref)
+    spec = sync_spec(parsed, job.ref)
     states = {s.task: s for s in ws.reader().tasks.states(job.namespace, job.name)}
     out = []
     for task in spec.tasks:
@@ -49,7 +51,8 @@ def pointer_set(
     """Set a watermark task's pointer (None clears it: the next run reads everything), as
     DataZen's settspointer does; the change is recorded in the job's pointer log. It holds the
     job's lock meanwhile: a run cannot start between the check and the write."""
-    job, spec, _ = job_and_connections(ws, ref)
+    job, parsed, _ = job_and_connections(ws, ref)
+    spec = sync_spec(parsed, job.ref)
     task = next((t for t in spec.tasks if t.name == task_name), None)
     if task is None:
         raise NotFound(f"job {job.ref} has no task {task_name!r}")

@@ -74,8 +74,8 @@ def test_validate_json(cli, project):
             "field": "spec.bogus",
             "message": "unknown field 'bogus'",
             "hint": (
-                "known fields: source, target, schedule, batch_size, on_error, tasks, parallel, after, "
-                "retry, timeout"
+                "known fields: type, source, target, schedule, after, retry, timeout, batch_size, "
+                "on_error, tasks, parallel"
             ),
         }
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner import services
-from runner.definitions.models import Retry
+from runner.definitions.jobs import Retry
 from runner.errors import DefinitionsInvalid
 from tests.conftest import TASK, TWO_SQLITE
 

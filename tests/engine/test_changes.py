@@ -487,7 +487,7 @@ def test_bucket_digests_agree_across_dialects(make_database, tmp_path):
     digest as `key_hash` in Python (negative keys, zero, keys past 2**32, a bigint near its
     end), or no bucket would ever agree between two of them."""
     from runner.connectors.registry import open_connector
-    from runner.definitions.models import ReadSpec
+    from runner.definitions.tasks import ReadSpec
     from runner.streams.keys import key_hash
 
     keys = [-(2**62), -7, -1, 0, 1, 2, 3, 4, 99, 2**32 + 5, 2**62 + 11, 2**63 - 1]

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from runner import services
 from runner.changes import task as changes
 from runner.connectors.registry import open_connector
-from runner.definitions.models import ReadSpec
+from runner.definitions.tasks import ReadSpec
 from tests.engine.test_crash import kill_at
 from tests.engine.test_fast_paths import messages
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from runner import service
+from runner import services
 from runner.errors import StateError, StateUnavailable, StoreMissing, StoreOutdated
 from runner.state import locks, migrations, schema
 from runner.state.store import StateReader, StateStore
@@ -90,18 +90,18 @@ def test_a_reading_command_on_an_older_store_still_migrates_it(project):
     before readers existed: an upgrade of runner needs no extra step before `runner status`."""
     project.ws.state_url = f"sqlite:///{project.root / 'state.db'}"
     _store_at(project.ws.state, 4)
-    assert service.status(project.ws)["state_store"]["healthy"] is True
+    assert services.status(project.ws)["state_store"]["healthy"] is True
     assert isinstance(project.ws.reader(), StateStore)
     assert project.ws.reader().db.schema_version() == migrations.LATEST
 
 
 def test_status_reads_through_a_reader_and_opens_no_writer(project):
     project.write("connections.d/c.yaml", CONNECTION)
-    service.apply(project.ws)
-    ws = service.Workspace(project.root)
+    services.apply(project.ws)
+    ws = services.Workspace(project.root)
     try:
-        assert service.status(ws)["revision"] == 1
-        assert [c["connection"] for c in service.connections(ws)] == ["default/c"]
+        assert services.status(ws)["revision"] == 1
+        assert [c["connection"] for c in services.connections(ws)] == ["default/c"]
         assert ws._store is None and isinstance(ws.reader(), StateReader)
     finally:
         ws.close()

@@ -17,9 +17,11 @@ from sqlalchemy.engine import URL
 from runner.connectors.base import Connector, MissingColumn, ReadStream, Watermark
 from runner.connectors.sql.keys import key_conditions
 from runner.connectors.sql.scripts import ScriptWriter
+from runner.connectors.sql.spec import SqlConnectionSpec
 from runner.connectors.sql.writer import SqlWriter
 from runner.definitions import secrets
-from runner.definitions.models import ConnectionSpec, ReadSpec, seconds
+from runner.definitions.models import seconds
+from runner.definitions.tasks import ReadSpec
 from runner.errors import TerminalError, TransientError
 from runner.streams.keys import BucketDigest
 from runner.streams.types import Batch, Column, ColumnType, Convert
@@ -41,7 +43,7 @@ class SqlConnector(Connector):
     dialect: ClassVar[str]
     holds_out_of_range: ClassVar[tuple[str, ...]] = ()  # kinds whose columns take an `OutOfRange`
 
-    def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
+    def __init__(self, name: str, spec: SqlConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
         try:
             url = self.engine_url(secrets.resolve_url(spec.url, base_dir))

@@ -26,8 +26,10 @@ from sqlalchemy.engine import URL
 from runner.connectors import registry
 from runner.connectors.base import Connector
 from runner.connectors.sql.base import SqlConnector
+from runner.connectors.sql.spec import ServerConnectionSpec, SqlConnectionSpec
 from runner.definitions import secrets
-from runner.definitions.models import ConnectionSpec, ReadSpec, ServerConnectionSpec, seconds
+from runner.definitions.models import seconds
+from runner.definitions.tasks import ReadSpec, WriteSpec
 from runner.errors import TerminalError
 from runner.streams.keys import KEY_HASH_BITS
 from runner.streams.readahead import ReadAhead
@@ -206,7 +208,7 @@ class MariadbConnector(SqlConnector):
     collation = "utf8mb4_bin"  # of the tables it creates: a NO PAD one once `prepare_writer` found it
     stage_collation: str | None = None  # of its temporary tables: the target table's
 
-    def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
+    def __init__(self, name: str, spec: SqlConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
         from runner.connectors.sql.mariadb_local import connect_guarded  # PyMySQL: ~40 ms, on use
 
@@ -539,4 +541,6 @@ def _key_bytes(ctype: ColumnType) -> int | None:
     return _KEY_BYTES.get(ctype.kind)
 
 
-registry.register(registry.Kind("mariadb", MariadbConnection, MariadbConnector))
+registry.register(
+    registry.Kind("mariadb", MariadbConnection, MariadbConnector, read=ReadSpec, write=WriteSpec)
+)

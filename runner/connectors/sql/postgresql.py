@@ -20,7 +20,9 @@ from sqlalchemy.engine import URL
 from runner.connectors import registry
 from runner.connectors.base import Connector
 from runner.connectors.sql.base import SqlConnector
-from runner.definitions.models import ConnectionSpec, ReadSpec, ServerConnectionSpec, seconds
+from runner.connectors.sql.spec import ServerConnectionSpec, SqlConnectionSpec
+from runner.definitions.models import seconds
+from runner.definitions.tasks import ReadSpec, WriteSpec
 from runner.errors import TerminalError
 from runner.streams.keys import KEY_HASH_BITS
 from runner.streams.readahead import ReadAhead
@@ -158,7 +160,7 @@ class PostgresqlConnector(SqlConnector):
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cursor.execute(f"SET TRANSACTION SNAPSHOT '{self._snapshot}'")  # checked: hex and -
 
-    def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
+    def __init__(self, name: str, spec: SqlConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
         sa.event.listen(self.engine, "connect", _out_of_range_loaders)
 
@@ -434,4 +436,6 @@ class PostgresqlConnector(SqlConnector):
                 copy.write_row(row)
 
 
-registry.register(registry.Kind("postgresql", PostgresqlConnection, PostgresqlConnector))
+registry.register(
+    registry.Kind("postgresql", PostgresqlConnection, PostgresqlConnector, read=ReadSpec, write=WriteSpec)
+)

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runner.connectors.sql.base import SqlConnector
-from runner.definitions.models import ReadSpec
+from runner.definitions.tasks import ReadSpec
 from runner.errors import RunnerError, TerminalError
 
 # What the server says it is, per SQLAlchemy dialect name.

@@ -27,8 +27,9 @@ from sqlalchemy.engine import URL
 from runner.connectors import registry
 from runner.connectors.base import Connector
 from runner.connectors.sql.base import SqlConnector
+from runner.connectors.sql.spec import SqlConnectionSpec
 from runner.connectors.sql.writer import SqlWriter
-from runner.definitions.models import ConnectionSpec, ReadSpec
+from runner.definitions.tasks import ReadSpec, WriteSpec
 from runner.errors import TerminalError
 from runner.streams.keys import KEY_HASH_BITS, key_hash
 from runner.streams.types import Column, ColumnType, Convert, split_type
@@ -87,7 +88,7 @@ BUSY_TIMEOUT = 60.0  # seconds a connection waits for the file's lock before "da
 _REAL_DIGITS = 15  # significant decimal digits that survive a round trip through a REAL
 
 
-class SqliteConnection(ConnectionSpec):
+class SqliteConnection(SqlConnectionSpec):
     type: Literal["sqlite"] = Field(description="SQLite database file.")
     url: str = Field(
         description=(
@@ -171,7 +172,7 @@ class SqliteConnector(SqlConnector):
 
     path: Path | None = None
 
-    def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
+    def __init__(self, name: str, spec: SqlConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
         self._writer_locks: dict[int, IO[str]] = {}  # a writer's connection -> its lock file
 
@@ -412,4 +413,4 @@ class SqliteConnector(SqlConnector):
         cursor.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", rows)
 
 
-registry.register(registry.Kind("sqlite", SqliteConnection, SqliteConnector))
+registry.register(registry.Kind("sqlite", SqliteConnection, SqliteConnector, read=ReadSpec, write=WriteSpec))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.connectors.sql.keys import key_conditions
 from runner.definitions import secrets
-from runner.definitions.models import ReadSpec
+from runner.definitions.tasks import ReadSpec
 from runner.errors import TerminalError
 from runner.streams.keys import BucketDigest
 from runner.streams.types import Column, ColumnType

@@ -1,0 +1,46 @@
+"""The job types by name: what a job's `spec.type` may say. Each is one module in `runner.jobs`
+with its run, over a spec model (a `JobSpec` subclass); adding one is a module and a line here,
+as a change strategy is. Validation and the JSON Schema take the spec models from here, and the
+run lifecycle runs a job through its type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runner.changes.task import TaskResult
+from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
+from runner.jobs.sync import run_job
+from runner.registry import Registry
+
+# Called as `run(spec, connections, base_dir, *, store, namespace, job, run_id, options, log,
+# on_task, progress, cancel, locate)`: see `runner.jobs.sync.run_job`.
+RunJob = Callable[..., list[TaskResult]]
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A job type: the model its `spec` validates with, and the function that runs it."""
+
+    spec: type[JobSpec]
+    run: RunJob
+
+
+JOB_TYPES: Registry[str, JobType] = Registry("job type")
+JOB_TYPES.register("sync", JobType(SyncJobSpec, run_job))
+
+
+def job_models() -> dict[str, type[JobSpec]]:
+    """Job type name -> spec model: what validation and the JSON Schema are given."""
+    return {name: job_type.spec for name, job_type in JOB_TYPES.items().items()}
+
+
+def parse(spec: Mapping[str, Any]) -> JobSpec:
+    """A job spec (a mapping as applied) as its type's model; `sync` when it states no type.
+
+    Raises:
+        TerminalError: the type is not registered (the message lists the known ones).
+        ValidationError: the spec does not fit its type's model.
+    """
+    return JOB_TYPES.get(spec.get("type", DEFAULT_JOB_TYPE)).spec.model_validate(spec)

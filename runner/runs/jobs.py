@@ -1,0 +1,120 @@
+"""Which job a run runs and on which connections: an applied job's spec as its type's model,
+an ad-hoc job's checked as a definition in jobs.d/ would be (its tasks against the kinds of
+the applied connections it names), and the tasks a run may be limited to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.connectors import registry
+from runner.definitions.jobs import JobSpec
+from runner.definitions.load import DEFAULT_NAMESPACE
+from runner.definitions.models import API_VERSION
+from runner.definitions.validate import check_document, resolve_reference
+from runner.errors import DefinitionsInvalid, Location, NameTaken, NotFound, Problem
+from runner.jobs import types as job_types
+from runner.state.objects import AppliedObject
+from runner.workspace import Workspace, find
+
+ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
+
+
+def job_and_connections(
+    ws: Workspace, ref: str
+) -> tuple[AppliedObject, JobSpec, dict[str, tuple[str, dict[str, Any]]]]:
+    """An applied job, its spec as its type's model, and its applied connections."""
+    job = find(ws, "Job", ref)
+    spec = job_types.parse(job.document["spec"])
+    return job, spec, connections_of(ws, job, spec)
+
+
+def connections_of(ws: Workspace, job: AppliedObject, spec: JobSpec) -> dict[str, tuple[str, dict[str, Any]]]:
+    """`source`/`target` -> (connection ref, applied spec)."""
+    connections = {(o.namespace, o.name): o for o in ws.store().objects.all("Connection")}
+    ends: dict[str, tuple[str, dict[str, Any]]] = {}
+    for end in ("source", "target"):
+        key = resolve_reference(getattr(spec, end), job.namespace, set(connections))
+        if key is None:
+            raise NotFound(f"job {job.ref}: connection {getattr(spec, end)!r} is not applied")
+        ends[end] = (f"{key[0]}/{key[1]}", connections[key].document["spec"])
+    return ends
+
+
+ADHOC_ONLY_ONCE = ("schedule", "after", "retry")  # the daemon's fields: an ad-hoc run runs once, now
+
+
+def adhoc_job(
+    name: str, spec: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
+) -> tuple[AppliedObject, JobSpec]:
+    """An ad-hoc job's spec checked as a definition in jobs.d/ would be."""
+    metadata = {"name": name, "namespace": namespace}
+    document = {"apiVersion": API_VERSION, "kind": "Job", "metadata": metadata, "spec": spec}
+    problems = _check(document)
+    problems += [
+        Problem(
+            Location("ad-hoc job", field=f"spec.{field}"),
+            f"'{field}' does not apply to an ad-hoc run: it runs once, now",
+        )
+        for field in ADHOC_ONLY_ONCE
+        if field in spec
+    ]
+    if problems:
+        raise DefinitionsInvalid(problems)
+    return AppliedObject("Job", namespace, name, document, "", ADHOC_FILE, 0, 0), job_types.parse(spec)
+
+
+def _check(document: dict[str, Any], ends: dict[str, str] | None = None) -> list[Problem]:
+    """An ad-hoc job's problems, by the registered models; its tasks by its connections' kinds
+    when `ends` (`source`/`target` -> connection type) are known."""
+    models = {"task_models": registry.kinds(), "job_types": job_types.job_models()}
+    return check_document(document, "ad-hoc job", registry.connection_models(), **models, ends=ends)
+
+
+def adhoc_connections(
+    ws: Workspace, job: AppliedObject, spec: JobSpec
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """An ad-hoc job's applied connections, once its tasks are checked against their kinds.
+
+    Raises:
+        NotFound: a connection it names is not applied.
+        DefinitionsInvalid: a task's `read` or `write` does not suit its connection's kind.
+    """
+    ends = connections_of(ws, job, spec)
+    problems = _check(job.document, {end: conn[1].get("type", "") for end, conn in ends.items()})
+    if problems:
+        raise DefinitionsInvalid(problems)
+    return ends
+
+
+def check_tasks(ws: Workspace, ref: str, tasks: list[str] | None) -> None:
+    """Raise NotFound when `tasks` names a task the applied job does not have."""
+    job = find(ws, "Job", ref)
+    names = job_types.parse(job.document["spec"]).task_names()
+    unknown = sorted(set(tasks or ()) - set(names))
+    if unknown:
+        raise NotFound(
+            f"job {job.ref} has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
+        )
+
+
+def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> None:
+    """An ad-hoc job may not take an applied job's name (it would share its pointers and
+    digests), nor name a task it does not have or a connection that is not applied, nor have
+    a task its connections' kinds refuse."""
+    try:
+        applied = ws.store().objects.get("Job", job.namespace, job.name)
+    except NotFound:
+        applied = None
+    if applied is not None:
+        raise NameTaken(
+            f"job {job.ref} is applied: an ad-hoc run takes a name of its own (its pointers and digests "
+            "are kept under it)"
+        )
+    spec = job_types.parse(job.document["spec"])
+    names = spec.task_names()
+    unknown = sorted(set(tasks or ()) - set(names))
+    if unknown:
+        raise NotFound(
+            f"the ad-hoc job has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
+        )
+    adhoc_connections(ws, job, spec)
