@@ -48,7 +48,7 @@ from runner.errors import (
     StoreMissing,
 )
 from runner.history import files as history
-from runner.jobs.sync import failure_class, run_job
+from runner.jobs.sync import capability_check, failure_class, run_job
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
 from runner.state.store import APPLY_LOCK, EMPTY_STATE, AppliedObject, Lock, StateStore, utcnow
@@ -131,7 +131,7 @@ def check(ws: Workspace) -> tuple[list[Definition], list[Problem]]:
     fires every second). Raises DefinitionsInvalid with all problems, and the warnings, when
     any file is wrong."""
     docs, problems = load_folder(ws.root)
-    definitions, invalid = validate_documents(docs, registry.connection_models(), ws.root)
+    definitions, invalid = validate_documents(docs, registry.connection_models(), ws.root, capability_check())
     warnings = warnings_of(docs)
     if problems or invalid:
         raise DefinitionsInvalid(problems + invalid, warnings)

@@ -1,4 +1,5 @@
-"""The registry of connection types: type name -> spec model and connector class.
+"""The registry of connection types: type name -> spec model, connector class and the
+capabilities the class declares.
 
 Each module in `runner.connectors` registers itself when imported; the Connection schema
 is built from what is registered, so only implemented types validate. Registering a name
@@ -17,7 +18,7 @@ from runner.definitions.models import ConnectionSpec
 from runner.errors import TerminalError
 
 if TYPE_CHECKING:
-    from runner.connectors.base import Connector
+    from runner.connectors.base import Capabilities, Connector
 
 BUILTIN = (
     "runner.connectors.sql.sqlite",
@@ -31,6 +32,10 @@ class Kind:
     type: str
     spec: type[ConnectionSpec]
     connector: type[Connector]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.connector.capabilities
 
 
 _KINDS: dict[str, Kind] = {}
@@ -61,6 +66,12 @@ def kinds() -> dict[str, Kind]:
 
 def connection_models() -> dict[str, type[ConnectionSpec]]:
     return {name: kind.spec for name, kind in kinds().items()}
+
+
+def capabilities() -> dict[str, frozenset[str]]:
+    """Each type's declared capabilities by name: what `runner validate` checks a task's needs
+    against (the definitions know no connector class)."""
+    return {name: kind.capabilities.names() for name, kind in kinds().items()}
 
 
 def open_connector(name: str, spec: dict[str, Any], base_dir: Path) -> Connector:

@@ -52,9 +52,15 @@ class Metadata(StrictModel):
 
 
 class ConnectionSpec(StrictModel):
-    """Fields every connection has; kind modules subclass it with a `type` literal."""
+    """Fields every connection has; kind modules subclass it with a `type` literal and the
+    fields of their kind."""
 
     type: str = Field(description="The kind of system.")
+
+
+class UrlConnectionSpec(ConnectionSpec):
+    """A connection reached through a URL (the database kinds)."""
+
     url: str = Field(
         description=(
             "SQLAlchemy-style URL. Secrets are referenced, never written out: ${env:NAME} or "
@@ -220,7 +226,7 @@ def _positive_duration(value: float | str) -> float | str:
 Duration = Annotated[float | str, AfterValidator(_positive_duration)]
 
 
-class ServerConnectionSpec(ConnectionSpec):
+class ServerConnectionSpec(UrlConnectionSpec):
     """A connection to a database server (not a file): a server that does not answer is given
     up on after `connect_timeout`, instead of hanging the run."""
 

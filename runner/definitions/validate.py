@@ -15,7 +15,8 @@ from pydantic import BaseModel, ValidationError
 from runner.definitions import secrets
 from runner.definitions.errors import problems_from
 from runner.definitions.load import DEFAULT_NAMESPACE, Document
-from runner.definitions.models import ConnectionSpec, Envelope, JobSpec, Metadata
+from runner.definitions.models import ConnectionSpec, Envelope, JobSpec, Metadata, UrlConnectionSpec
+from runner.definitions.needs import CapabilityCheck, End, refusals
 from runner.errors import Problem
 
 KINDS = ("Connection", "Job")
@@ -125,7 +126,7 @@ def _validate_document(
     problems.extend(spec_problems)
     if isinstance(parsed, JobSpec):
         problems.extend(_task_name_problems(parsed, doc))
-    if isinstance(parsed, ConnectionSpec) and base_dir is not None:
+    if isinstance(parsed, UrlConnectionSpec) and base_dir is not None:
         where = doc.locate(("spec", "url"))
         problems.extend(Problem(where, m) for m in secrets.file_problems(parsed.url, base_dir))
     if envelope is None or problems:
@@ -150,12 +151,15 @@ def validate_documents(
     docs: list[Document],
     connection_types: Mapping[str, type[ConnectionSpec]],
     base_dir: Path | None = None,
+    capabilities: CapabilityCheck | None = None,
 ) -> tuple[list[Definition], list[Problem]]:
     """Validate every document and the references between them; all problems are returned.
     With `base_dir` (the definitions folder), `${file:}` references must lie within the
-    folders secrets may be read from."""
+    folders secrets may be read from; with `capabilities`, each task's needs must be met by
+    the kinds of the connections it reads from and writes to."""
     problems: list[Problem] = []
     definitions: list[Definition] = []
+    documents: dict[int, Document] = {}  # id(definition) -> its document, to locate its fields
     for doc in docs:
         # A document with duplicate keys is still checked, so its other problems come in the
         # same report; it never becomes a definition (which of the two values was meant?).
@@ -163,6 +167,7 @@ def validate_documents(
         problems.extend(doc_problems)
         if definition is not None and not doc.rejected:
             definitions.append(definition)
+            documents[id(definition)] = doc
 
     # Names and references are checked on the names every document states, valid or not:
     # a duplicate is reported even when one of the two has other problems, and a connection
@@ -205,7 +210,34 @@ def validate_documents(
                     Problem(doc.locate(("spec", field)), f"connection {ref!r} does not exist", hint)
                 )
     problems.extend(_trigger_problems(docs, {_raw_key(doc) for doc, kind in named if kind == "Job"}))
+    if capabilities is not None:
+        problems.extend(_capability_problems(definitions, documents, capabilities))
     return definitions, problems
+
+
+def _capability_problems(
+    definitions: list[Definition], documents: dict[int, Document], check: CapabilityCheck
+) -> list[Problem]:
+    """Each task of a valid job against the kinds of its (valid) connections: a strategy its
+    source cannot serve, a script its target cannot run, located at the field that asks."""
+    types = {(d.namespace, d.name): d.spec.type for d in definitions if d.kind == "Connection"}
+    problems: list[Problem] = []
+    for job in definitions:
+        spec = job.spec
+        if not isinstance(spec, JobSpec):
+            continue
+        ends: dict[End, str] = {}
+        refs: dict[End, str] = {}
+        for end, ref in (("source", spec.source), ("target", spec.target)):
+            key = resolve_reference(ref, job.namespace, set(types))
+            if key is not None:
+                ends[end], refs[end] = types[key], ref  # type: ignore[index]
+        for i, task in enumerate(spec.tasks):
+            for end, path, message in refusals(check.unmet(task, ends), refs, ends):
+                able = ", ".join(sorted(check.capabilities.get(ends[end], ()))) or "nothing optional"
+                where = documents[id(job)].locate(("spec", "tasks", i, *path))
+                problems.append(Problem(where, message, f"type {ends[end]!r} can: {able}"))
+    return problems
 
 
 def warnings_of(docs: list[Document]) -> list[Problem]:

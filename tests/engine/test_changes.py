@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from runner import service
-from runner.changes import deletes
-from runner.changes import task as changes
+from runner.changes import deletes as buckets
 from runner.changes.task import RunOptions
 from runner.errors import RunnerError
 from tests.engine.conftest import Database
@@ -353,8 +352,8 @@ def test_watermark_deletes_by_key_buckets(project, make_database, monkeypatch, s
     zero bucket, a whole bucket gone and a single key gone must all be found, whether a
     bucket's one missing key is read off the sums, its keys are compared by ranges or (`few`
     0) staged in the target."""
-    monkeypatch.setattr(changes, "FEW_BUCKETS", few)
-    read_off = spy(monkeypatch, changes, "_single_deletes")
+    monkeypatch.setattr(buckets, "FEW_BUCKETS", few)
+    read_off = spy(monkeypatch, buckets, "_single_deletes")
     source = Source(make_database(src, "source"))
     target = make_database(dst, "target")
     source.upsert(
@@ -376,7 +375,7 @@ def test_watermark_deletes_never_read_a_live_key_off_the_sums(project, make_data
     """A bucket whose target lacks a source row (one added below the pointer, which a
     watermark cannot see) breaks what the sums assume: here they point at key 70, which the
     source still has. It must stay, and the bucket is compared key by key instead."""
-    read_off = spy(monkeypatch, changes, "_single_deletes")
+    read_off = spy(monkeypatch, buckets, "_single_deletes")
     source = Source(make_database("postgresql", "source"))
     target = make_database("postgresql", "target")
     keys = [i for i in range(1, 129) if i != 100]  # two buckets of 64 keys, and 128
@@ -495,7 +494,7 @@ def test_bucket_digests_agree_across_dialects(make_database, tmp_path):
     width = 2**61
     expected: dict[int, tuple[int, int, int]] = {}
     for k in keys:
-        b = deletes._bucket(k, width)
+        b = buckets._bucket(k, width)
         n, s, h = expected.get(b, (0, 0, 0))
         expected[b] = (n + 1, s + k, h + key_hash(k))
     assert len(expected) == 4 and key_hash(-7) != key_hash(7)
@@ -514,7 +513,7 @@ def test_bucket_digests_agree_across_dialects(make_database, tmp_path):
             assert len(set(native.values())) == len(keys) and all(0 <= h < 2**60 for h in native.values())
             summed: dict[int, tuple[int, int, int]] = {}
             for k in keys:
-                n, s, h = summed.get(deletes._bucket(k, width), (0, 0, 0))
-                summed[deletes._bucket(k, width)] = (n + 1, s + k, h + native[k])
+                n, s, h = summed.get(buckets._bucket(k, width), (0, 0, 0))
+                summed[buckets._bucket(k, width)] = (n + 1, s + k, h + native[k])
             spec = ReadSpec(table="keyset")
             assert connector.key_buckets(spec, "id", width, native=True) == summed  # type: ignore[attr-defined]

@@ -14,19 +14,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from runner.connectors.base import Capabilities, Connector, MissingColumn, ReadStream, Source, Watermark
 from runner.definitions import secrets
-from runner.definitions.models import ConnectionSpec, ReadSpec, seconds
+from runner.definitions.models import ConnectionSpec, ReadSpec, UrlConnectionSpec, seconds
 from runner.errors import TerminalError, TransientError
-from runner.streams.types import Column, ColumnType
+from runner.streams.keys import BucketDigest
+from runner.streams.types import Batch, Column, ColumnType, Convert
 
 if TYPE_CHECKING:
     from runner.connectors.sql.scripts import ScriptWriter
     from runner.connectors.sql.writer import SqlWriter
     from runner.streams.cancel import CancelToken
 
-from runner.connectors.base import Connector, MissingColumn, ReadStream, Watermark
-from runner.streams.keys import BucketDigest
-from runner.streams.types import Batch, Convert
 from runner.streams.values import TIMES, OutOfRange, row_converter, to_aware_utc
 
 IN_LIST = 5_000  # values bound in one IN (…) list: within every driver's parameter limit
@@ -59,11 +58,21 @@ class SqlConnector(Connector):
     of their database.
     """
 
+    capabilities = Capabilities(
+        query=True,
+        key_lookup=True,
+        digests=True,
+        key_buckets=True,
+        native_merge=True,
+        scripts=True,
+        copy_while_reading=True,
+    )
     dialect: ClassVar[str]
     holds_out_of_range: ClassVar[tuple[str, ...]] = ()  # kinds whose columns take an `OutOfRange`
 
     def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
+        assert isinstance(spec, UrlConnectionSpec)
         try:
             url = self.engine_url(secrets.resolve_url(spec.url, base_dir))
         except secrets.SecretError as exc:
@@ -424,13 +433,13 @@ class SqlConnector(Connector):
     def check_readable(self) -> None:
         """Raise a TerminalError when the source cannot be read for a reason worth naming."""
 
-    def prepare_copy_from(self, dbapi: Any, source: Connector) -> None:
+    def prepare_copy_from(self, dbapi: Any, source: Source) -> None:
         """Before a writer's transaction: what `copy_from` needs (SQLite attaches the source)."""
 
     def copy_from(
         self,
         cursor: Any,
-        source: Connector,
+        source: Source,
         spec: ReadSpec,
         columns: list[Column],
         into: str,
@@ -451,7 +460,7 @@ class SqlConnector(Connector):
     def copy_packed(
         self,
         cursor: Any,
-        source: Connector,
+        source: Source,
         exprs: list[str],
         from_sql: str,
         columns: list[Column],
@@ -680,7 +689,7 @@ class SqlConnector(Connector):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
-        source: Connector | None = None,
+        source: Source | None = None,
     ) -> SqlWriter:
         from runner.connectors.sql.writer import SqlWriter
 

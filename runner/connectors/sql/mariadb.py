@@ -24,7 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import Connector
+from runner.connectors.base import Source
 from runner.connectors.sql.base import SqlConnector
 from runner.definitions import secrets
 from runner.definitions.models import ConnectionSpec, ReadSpec, ServerConnectionSpec, seconds
@@ -430,7 +430,7 @@ class MariadbConnector(SqlConnector):
     def copy_from(
         self,
         cursor: Any,
-        source: Connector,
+        source: Source,
         spec: ReadSpec,
         columns: list[Column],
         into: str,
