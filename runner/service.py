@@ -1312,7 +1312,7 @@ def connections(ws: Workspace) -> list[dict[str, Any]]:
         spec = c.document["spec"]
         try:
             url = secrets.parse_masked(spec["url"])
-        except ValueError:
+        except (KeyError, ValueError):  # a kind without a URL (memory), or one that cannot be parsed
             url = None
         out.append(
             {

@@ -24,6 +24,7 @@ BUILTIN = (
     "runner.connectors.sql.sqlite",
     "runner.connectors.sql.postgresql",
     "runner.connectors.sql.mariadb",
+    "runner.connectors.memory",
 )
 
 
@@ -65,7 +66,9 @@ def kinds() -> dict[str, Kind]:
 
 
 def connection_models() -> dict[str, type[ConnectionSpec]]:
-    return {name: kind.spec for name, kind in kinds().items()}
+    """Each type's spec model, by name in order: the JSON Schema does not depend on which kind
+    module happened to be imported first (a test importing one registers it early)."""
+    return {name: kind.spec for name, kind in sorted(kinds().items())}
 
 
 def capabilities() -> dict[str, frozenset[str]]:
