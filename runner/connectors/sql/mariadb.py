@@ -338,8 +338,12 @@ class MariadbConnector(SqlConnector):
         )
 
     def digest_sql(self, names: list[str]) -> str:
-        # QUOTE(NULL) is the word NULL, QUOTE('NULL') is 'NULL': NULLs and strings stay apart
-        return f"MD5(CONCAT_WS(',', {', '.join(f'QUOTE({n})' for n in names)}))"
+        # QUOTE(NULL) is the word NULL, QUOTE('NULL') is 'NULL': NULLs and strings stay apart.
+        # Each as bytes: a JSON column's text (utf8mb4_bin) and the text of a table runner made
+        # (utf8mb4_nopad_bin) cannot be concatenated as text; the bytes, and so the md5, are
+        # the text's own
+        quoted = ", ".join(f"CAST(QUOTE({n}) AS BINARY)" for n in names)
+        return f"MD5(CONCAT_WS(',', {quoted}))"
 
     def order_ascii(self, expr: str) -> str:
         return f"BINARY {expr}"
