@@ -265,3 +265,17 @@ def test_a_kill_at_each_fault_point_then_a_clean_run_leaves_target_equal(
     again = clean()
     assert (again["inserted"], again["updated"], again["deleted"]) == (0, 0, 0)
     assert second.rows("items_copy") == harness.rows("items")
+
+
+def test_a_task_its_kinds_cannot_serve_fails_before_it_starts(mem, sync):
+    """What `runner validate` refuses is refused at run time too (an ad-hoc job, or a
+    connection whose type changed since apply), before anything is read or written."""
+    mem.seed("t", KILL_COLUMNS, _versions(1, 3, 1))
+    (result,) = sync(mem.spec, mem.spec, [a_task("t", "copy", "hash")])
+    assert result.status == "failed" and result.rows_read == 0
+    assert result.error == (
+        "spec.tasks[0].changes.strategy: strategy 'hash' compares digests computed in the source and "
+        "reads changed rows by key; the source connection 'src' is of type 'memory', which cannot "
+        "(digests, key_lookup)"
+    )
+    assert mem.rows("copy") == []
