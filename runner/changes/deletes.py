@@ -1,20 +1,39 @@
-"""Deleted keys behind a watermark, found without reading every key: source and target keys
-are compared per bucket of an integer key (count, sum and a key hash sum), and only the
-buckets that differ are compared key by key (in Python when few, staged in the target when
+"""Deleted keys: what each delete mode needs of the kinds, and, behind a watermark, deletes
+found without reading every key where both kinds sum up keys (`key_buckets`): source and
+target keys are compared per bucket of an integer key (count, sum and a key hash sum), and only
+the buckets that differ are compared key by key (in Python when few, staged in the target when
 many)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from runner.changes.task import TaskRun
-from runner.connectors.sql.writer import KEY_STAGE, SqlWriter
+from runner.connectors.base import KEY_STAGE, KeyBuckets, KeyBucketWriter
+from runner.definitions.needs import Need
+from runner.definitions.tasks import Task
 from runner.streams.keys import BucketDigest, key_hash
 
 KEYS_PER_BUCKET = 64
 MAX_BUCKETS = 50_000
 FEW_BUCKETS = 500  # at most ~32,000 keys a side: compared in Python rather than staged
 BUCKETS_PER_PASS = 5_000  # at most 5,000 bound parameters and ~320,000 staged keys a pass
+
+
+def needs(task: Task) -> list[Need]:
+    """A deleted_keys_query is a query the source runs; otherwise the target finds the keys
+    gone (its merge, `native_merge`) or a delete script deletes the ones listed (`scripts`,
+    asked for by write.upsert_script already)."""
+    if task.deletes == "ignore":
+        return []
+    if task.read.deleted_keys_query is not None:
+        why = "read.deleted_keys_query lists the deleted keys with a query"
+        return [Need("source", "query", ("read", "deleted_keys_query"), why)]
+    if task.write.upsert_script:
+        return []
+    why = f"deletes: {task.deletes} has the target find the rows gone from the source"
+    return [Need("target", "native_merge", ("deletes",), why)]
 
 
 @dataclass
@@ -25,26 +44,27 @@ class KeySums:
     buckets: dict[int, BucketDigest] | None  # None: the source is empty
 
 
+def _source(run: TaskRun) -> KeyBuckets:
+    """The source's key bucket methods (`watermark._by_buckets` checked `key_buckets`)."""
+    return cast(KeyBuckets, run.source)
+
+
 def source_key_sums(run: TaskRun) -> KeySums:
     task, key = run.task, run.task.write.keys[0]
-    low, high, count = run.source.key_summary(task.read, key)
+    low, high, count = _source(run).key_summary(task.read, key)
     if low is None or high is None:
         return KeySums(1, None)
     width = max(1, -(-(high - low + 1) // min(MAX_BUCKETS, max(1, count // KEYS_PER_BUCKET))))
-    return KeySums(width, run.source.key_buckets(task.read, key, width, _native_hash(run)))
+    return KeySums(width, _source(run).key_buckets(task.read, key, width, _native_hash(run)))
 
 
 def _native_hash(run: TaskRun) -> bool:
-    """Whether the key buckets use the dialect's own key hash (`native_key_hash`): only where
-    both ends are of that dialect, the only one that computes it."""
-    source, target = run.source, run.target
-    return (
-        getattr(source, "dialect", None) == getattr(target, "dialect", None)
-        and source.native_key_hash("k") is not None
-    )
+    """Whether the key buckets use the kind's own key hash (`native_key_hash`): only where
+    both ends are of that kind, the only one that computes it."""
+    return run.source.kind == run.target.kind and _source(run).native_key_hash("k") is not None
 
 
-def deletes_by_buckets(run: TaskRun, w: SqlWriter, sums: KeySums) -> int:
+def deletes_by_buckets(run: TaskRun, w: KeyBucketWriter, sums: KeySums) -> int:
     """Deletes under an integer key without moving every key: both databases sum up their
     keys per bucket of a key range (`BucketDigest`: count, sum and sum of a hash of each key,
     md5 or the dialect's own between two databases of it, computed in each database; the
@@ -67,13 +87,14 @@ def deletes_by_buckets(run: TaskRun, w: SqlWriter, sums: KeySums) -> int:
     deleted, differ = _single_deletes(run, w, width, source, target, differ)
     if len(differ) <= FEW_BUCKETS:  # their keys compared in Python, read by key ranges
         ranges = [_bucket_range(b, width) for b in differ]
-        gone = w.find_keys(ranges=ranges) - run.source.find_keys(task.read, key, ranges=ranges)
+        gone = w.find_keys(ranges=ranges) - _source(run).find_keys(task.read, key, ranges=ranges)
         return deleted + w.delete_keys(sorted(gone))
     for i in range(0, len(differ), BUCKETS_PER_PASS):
         chunk = differ[i : i + BUCKETS_PER_PASS]
         w.open_key_stage()
         if w.copy_key_buckets(task.read, width, chunk) is None:
-            for batch in run.track(run.source.read_key_buckets(task.read, key, width, chunk, run.batch_size)):
+            keys = _source(run).read_key_buckets(task.read, key, width, chunk, run.batch_size)
+            for batch in run.track(keys):
                 w.stage_keys(batch)
         deleted += w.delete_missing_in_buckets(width, chunk)
     return deleted
@@ -81,7 +102,7 @@ def deletes_by_buckets(run: TaskRun, w: SqlWriter, sums: KeySums) -> int:
 
 def _single_deletes(
     run: TaskRun,
-    w: SqlWriter,
+    w: KeyBucketWriter,
     width: int,
     source: dict[int, BucketDigest],
     target: dict[int, BucketDigest],
@@ -102,8 +123,8 @@ def _single_deletes(
         key = target_total - total
         if target_count - count == 1 and _bucket(key, width) == b:
             candidates[b] = key
-    if _native_hash(run):
-        hashes = run.target.native_key_hashes(sorted(set(candidates.values())))
+    if _native_hash(run):  # the target's kind is the source's: it has `key_buckets` too
+        hashes = cast(KeyBuckets, run.target).native_key_hashes(sorted(set(candidates.values())))
     else:
         hashes = {key: key_hash(key) for key in candidates.values()}
     guess = {  # the bucket holds no other difference
@@ -112,7 +133,7 @@ def _single_deletes(
     if not guess:
         return 0, differ
     values = sorted(guess.values())
-    gone = w.find_keys(values) - run.source.find_keys(run.task.read, run.task.write.keys[0], values)
+    gone = w.find_keys(values) - _source(run).find_keys(run.task.read, run.task.write.keys[0], values)
     deleted = w.delete_keys(sorted(gone))
     left = [b for b in differ if guess.get(b) not in gone]
     run.log("info", "deletes: keys read off the sums", task=run.task.name, deleted=deleted, left=len(left))
@@ -120,7 +141,7 @@ def _single_deletes(
 
 
 def _bucket(key: int, width: int) -> int:
-    """`SqlConnector.bucket_sql` in Python: integer division truncating toward zero."""
+    """The SQL kinds' `bucket_sql` in Python: integer division truncating toward zero."""
     return abs(key) // width * (1 if key >= 0 else -1)
 
 

@@ -4,9 +4,18 @@ target keys no longer staged. One transaction."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from runner.changes.task import TaskRun, counted_without_target
-from runner.connectors.sql.writer import STAGE, SqlWriter
+from runner.connectors.base import STAGE, MergeWriter
+from runner.definitions.needs import Need
+from runner.definitions.tasks import Task
 from runner.streams.checkpoints import checkpoint
+
+
+def needs(task: Task) -> list[Need]:
+    """Nothing beyond what every task needs (`runner.changes.task.needs`): every row is read."""
+    return []
 
 
 def run_full(run: TaskRun) -> None:
@@ -17,7 +26,8 @@ def run_full(run: TaskRun) -> None:
     if counted_without_target(run, stream):
         return
     with run.writer(stream.columns, copy=run.options.limit is None) as w:
-        if isinstance(w, SqlWriter) and not task.write.keys:  # a script, keys or not, gets every row
+        if w.merges and not task.write.keys:  # a script, keys or not, gets every row
+            w = cast(MergeWriter, w)
             if run.options.limit is None:
                 result.deleted = w.truncate()
             else:
@@ -41,5 +51,5 @@ def run_full(run: TaskRun) -> None:
                 if run.options.limit is not None:
                     run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
                 else:
-                    result.deleted = w.delete_missing()
+                    result.deleted = cast(MergeWriter, w).delete_missing()
         run.finish(w)

@@ -15,17 +15,38 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
+from typing import Protocol, cast
 
 from runner.changes.full import run_full
 from runner.changes.task import TaskRun, columns_of
-from runner.connectors.base import ReadStream
-from runner.connectors.sql.writer import INTEGERS, KEY_STAGE, STAGE, SqlWriter
-from runner.definitions.tasks import ReadSpec
+from runner.connectors.base import (
+    KEY_STAGE,
+    STAGE,
+    ComparingWriter,
+    DigestSource,
+    InDatabaseCompare,
+    KeyLookup,
+    MergeWriter,
+    ReadStream,
+    Snapshots,
+)
+from runner.definitions.needs import Need
+from runner.definitions.tasks import ReadSpec, Task
 from runner.streams import pointers
 from runner.streams.checkpoints import checkpoint
-from runner.streams.types import Column
+from runner.streams.types import INTEGERS, Column
 
 MAX_PARAMETERS = 30_000  # bound parameters per statement, under every driver's limit
+
+
+def needs(task: Task) -> list[Need]:
+    """The source computes each row's digests and, for the rows that changed, reads them by key."""
+    why = "strategy 'hash' compares digests computed in the source and reads changed rows by key"
+    return [Need("source", c, ("changes", "strategy"), why) for c in ("digests", "key_lookup")]
+
+
+class HashSource(DigestSource, KeyLookup, Protocol):
+    """What the hash strategy reads its source through (`needs`)."""
 
 
 def _flat(batches: Iterator[list[tuple]]) -> Iterator[tuple]:
@@ -69,26 +90,25 @@ def run_hash(run: TaskRun) -> None:
     if with_rows and _first_load_copied(run, state.id, columns):
         run.store.tasks.set_digests_pending(state.id, False)
         return
-    source = _flat(run.timed(run.source.read_digests(task.read, columns, keys, run.batch_size, with_rows)))
+    reader = cast(HashSource, run.source)
+    source = _flat(run.timed(reader.read_digests(task.read, columns, keys, run.batch_size, with_rows)))
 
     with run.writer(columns) as w:
         changed: list[tuple] = []  # (key_hash, row_hash, raw key[, row])
         gone: list[tuple[str, str]] = []  # (key_hash, key_value)
         # No digests but a target with rows (a first run into a filled table, or after an
         # interrupted run): deletes are found by comparing every source key with the target.
-        reconcile = (
-            with_rows and task.deletes != "ignore" and isinstance(w, SqlWriter) and not w.empty_at_start
-        )
+        merging = cast(MergeWriter, w)  # used only where `w.merges`
+        reconcile = with_rows and task.deletes != "ignore" and w.merges and not merging.empty_at_start
         if reconcile:
-            assert isinstance(w, SqlWriter)
             w.open_key_stage()
-            decode_keys = run.source.batch_decoder(w.key_columns)
+            decode_keys = reader.batch_decoder(merging.key_columns)
 
         def write_changed() -> None:
             if with_rows:
                 rows = [entry[2 + n_keys :] for entry in changed]
             else:
-                rows = run.source.read_by_keys(
+                rows = reader.read_by_keys(
                     task.read, columns, keys, [entry[2 : 2 + n_keys] for entry in changed]
                 )
             w.stage(rows)
@@ -109,7 +129,7 @@ def run_hash(run: TaskRun) -> None:
         def write_gone() -> None:
             if task.deletes != "ignore":
                 w.open_key_stage()
-                decode = run.source.batch_decoder(w.key_columns)
+                decode = reader.batch_decoder(merging.key_columns)
                 w.stage_keys(decode([pointers.decode_key(v) for _, v in gone]))
                 result.deleted += w.delete_listed()
             if not options.dry_run:
@@ -142,8 +162,7 @@ def run_hash(run: TaskRun) -> None:
         if gone:
             write_gone()
         if reconcile:
-            assert isinstance(w, SqlWriter)
-            result.deleted += w.delete_missing(KEY_STAGE)
+            result.deleted += merging.delete_missing(KEY_STAGE)
             run.finish(w)
     if not options.dry_run:
         run.store.tasks.set_digests_pending(state.id, False)
@@ -155,18 +174,16 @@ def _first_load_copied(run: TaskRun, task_id: int, columns: list[Column]) -> boo
     dialect they are computed in the target, which holds exactly the copied snapshot with the
     source's own column types (the copy requires them), so they are the digests the source
     gives for the same rows. Between two dialects they must come from the source's own digest
-    function, read in the snapshot the copy read (`Connector.snapshot`): read in a later one,
+    function, read in the snapshot the copy read (`Snapshots.snapshot`): read in a later one,
     they could see rows changed after the copy and hide those changes from the next run. A
-    source that cannot share a snapshot loads through the batches."""
+    source that cannot share a snapshot (no `snapshot`) loads through the batches."""
     task, keys = run.task, run.task.write.keys
-    if run.options.dry_run:
+    same = run.source.kind == run.target.kind
+    if run.options.dry_run or not (same or run.source.capabilities.snapshot):
         return False
-    same = getattr(run.source, "dialect", None) == getattr(run.target, "dialect", None)
-    with nullcontext(True) if same else run.source.snapshot() as shared:
-        if not shared:
-            return False
+    with nullcontext() if same else cast(Snapshots, run.source).snapshot():
         with run.writer(columns, copy=True) as w:
-            if not (isinstance(w, SqlWriter) and w.empty_at_start):
+            if not (w.merges and cast(MergeWriter, w).empty_at_start):
                 return False
             if not run.copied(w, task.write.table, ReadStream(columns, iter(()))):
                 return False
@@ -176,7 +193,9 @@ def _first_load_copied(run: TaskRun, task_id: int, columns: list[Column]) -> boo
             run.committed()
         if same and digests_compared_in_target(run, columns):
             return True  # later runs compare with the target itself
-        reader, spec = (run.target, ReadSpec(table=task.write.table)) if same else (run.source, task.read)
+        # the target's kind is the source's when `same`: it computes the same digests
+        reader = cast(DigestSource, run.target if same else run.source)
+        spec = ReadSpec(table=task.write.table) if same else task.read
         # the database sorts them before the first comes (28 s for 2M rows): say so meanwhile
         run.log("info", "reading the copied rows' digests", task=task.name, rows=run.result.rows_read)
         digests = reader.read_digests(spec, columns, keys, run.batch_size, with_rows=False)
@@ -203,9 +222,12 @@ def _compared_in_target(run: TaskRun, task_id: int, columns: list[Column]) -> bo
     if not digests_compared_in_target(run, columns):
         return False
     keys = task.write.keys
-    with run.writer(columns, copy=True) as w:
-        if not isinstance(w, SqlWriter) or w.empty_at_start:
+    source = cast(InDatabaseCompare, run.source)
+    reader = cast(HashSource, run.source)
+    with run.writer(columns, copy=True) as writer:
+        if not writer.merges or cast(MergeWriter, writer).empty_at_start:
             return False  # a first load: copied whole where it can be (`_first_load_copied`)
+        w = cast(ComparingWriter, writer)  # the target's kind has `in_database_compare`
         started = time.perf_counter()
         rows = w.copy_digests(task.read)
         if rows is None:
@@ -226,11 +248,9 @@ def _compared_in_target(run: TaskRun, task_id: int, columns: list[Column]) -> bo
         while page := w.changed_keys(after, chunk):
             after = page[-1][0]
             # the rows copied inside the databases too, where the key allows a literal list
-            where = (
-                run.source.any_of_sql(run.source.quote(keys[0]), [r[1] for r in page]) if integer_key else ""
-            )
+            where = source.any_of_sql(source.quote(keys[0]), [r[1] for r in page]) if integer_key else ""
             if not where or w.copy_from(task.read, STAGE, where) is None:
-                fetched = run.source.read_by_keys(task.read, columns, keys, [r[1:] for r in page])
+                fetched = reader.read_by_keys(task.read, columns, keys, [r[1:] for r in page])
                 w.stage(fetched)
             checkpoint("write")
             result.add(w.merge())
@@ -247,10 +267,15 @@ def _compared_in_target(run: TaskRun, task_id: int, columns: list[Column]) -> bo
 
 def digests_compared_in_target(run: TaskRun, columns: list[Column]) -> bool:
     """Whether this task's later runs compare rows inside the target (then a first load
-    records no digest)."""
-    source, target = run.source, run.target
-    if not isinstance(target, type(source)) or not hasattr(target, "row_hash"):
+    records no digest): both ends of one kind that compares in the database, computing the
+    same row hash (two PostgreSQL servers may differ)."""
+    if not (
+        run.source.capabilities.in_database_compare
+        and run.target.capabilities.in_database_compare
+        and run.source.kind == run.target.kind
+    ):
         return False
-    names = [target.quote(c.name) for c in columns]  # type: ignore[attr-defined]
-    ours = target.row_hash(names, columns)  # type: ignore[attr-defined]
-    return ours is not None and ours == source.row_hash(names, columns)  # type: ignore[attr-defined]
+    source, target = cast(InDatabaseCompare, run.source), cast(InDatabaseCompare, run.target)
+    names = [target.quote(c.name) for c in columns]
+    ours = target.row_hash(names, columns)
+    return ours is not None and ours == source.row_hash(names, columns)

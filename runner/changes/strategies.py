@@ -1,19 +1,55 @@
-"""The change strategies by name: what `changes.strategy` may say. Each is one module with a
-`run(TaskRun)`; adding one is a module and a line here."""
+"""The change strategies by name: what `changes.strategy` may say, and what a task needs of its
+kinds. Each strategy is one module with a `run(TaskRun)` and a `needs(Task)`; adding one is a
+module and a line here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from runner.changes.full import run_full
-from runner.changes.hash import run_hash
+from runner.changes import deletes, full, task, watermark
+from runner.changes import hash as hashed
 from runner.changes.task import TaskRun
-from runner.changes.watermark import run_watermark
+from runner.definitions.needs import Need, refusals
+from runner.definitions.tasks import Task
+from runner.errors import TerminalError
 from runner.registry import Registry
 
-Strategy = Callable[[TaskRun], None]
+
+@dataclass(frozen=True)
+class Strategy:
+    run: Callable[[TaskRun], None]
+    needs: Callable[[Task], list[Need]]  # what it needs of the kinds, beyond every task's
+
 
 STRATEGIES: Registry[str, Strategy] = Registry("change strategy")
-STRATEGIES.register("full", run_full)
-STRATEGIES.register("watermark", run_watermark)
-STRATEGIES.register("hash", run_hash)
+STRATEGIES.register("full", Strategy(full.run_full, full.needs))
+STRATEGIES.register("watermark", Strategy(watermark.run_watermark, watermark.needs))
+STRATEGIES.register("hash", Strategy(hashed.run_hash, hashed.needs))
+
+
+def task_needs(t: Task) -> list[Need]:
+    """Everything a task needs of its source's and target's kinds: its read and write fields',
+    its strategy's and its delete mode's; one per end and capability (the first field asking)."""
+    found: dict[tuple[str, str], Need] = {}
+    for need in [*task.needs(t), *STRATEGIES.get(t.changes.strategy).needs(t), *deletes.needs(t)]:
+        found.setdefault((need.end, need.capability), need)
+    return list(found.values())
+
+
+def check_needs(run: TaskRun) -> None:
+    """Refuse a task its kinds cannot do before it starts, as `runner validate` does: an
+    ad-hoc job, or a connection whose type changed since the job was applied."""
+    ends = {"source": run.source, "target": run.target}
+    unmet = [n for n in task_needs(run.task) if n.capability not in ends[n.end].capabilities.names()]
+    if unmet:
+        names = {end: c.name for end, c in ends.items()}
+        kinds = {end: c.kind for end, c in ends.items()}
+        found = refusals(unmet, names, kinds)  # type: ignore[arg-type]
+        raise TerminalError("; ".join(f"{run.where(*path)}: {message}" for _, path, message in found))
+
+
+def run_task(run: TaskRun) -> None:
+    """Run a task with its strategy, once its kinds are known to serve it."""
+    check_needs(run)
+    STRATEGIES.get(run.task.changes.strategy).run(run)

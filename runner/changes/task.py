@@ -1,6 +1,8 @@
 """A task's run: its options, its result, and what every strategy shares (the writer, the
-counts, the pointer's and digests' state, progress notes and cancellation). The strategies
-are one module each: `full`, `watermark` (with `deletes`) and `hash`."""
+counts, the pointer's and digests' state, progress notes and cancellation, and what every task
+needs of its kinds). The strategies are one module each: `full`, `watermark` (with `deletes`)
+and `hash`; they drive the `Source`, `Target` and `Writer` protocols, and what lies beyond
+them only where the kind declares it (`Capabilities`)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,11 @@ import difflib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import cast
 
-from runner.connectors.base import Connector, ReadStream
-from runner.connectors.sql.scripts import ScriptWriter
-from runner.connectors.sql.writer import MergeCounts, SqlWriter
+from runner.connectors.base import MergeCounts, MergeWriter, ReadStream, ScriptTarget, Source, Target, Writer
 from runner.definitions.load import format_path
+from runner.definitions.needs import Need
 from runner.definitions.tasks import Task
 from runner.errors import Location, TerminalError
 from runner.state.store import StateStore
@@ -86,8 +88,8 @@ class TaskRun:
     task: Task
     namespace: str
     job: str
-    source: Connector
-    target: Connector
+    source: Source
+    target: Target
     batch_size: int
     store: StateStore
     options: RunOptions
@@ -165,24 +167,27 @@ class TaskRun:
             checkpoint("read")
             yield batch
 
-    def writer(self, columns: list[Column], copy: bool = False) -> SqlWriter | ScriptWriter:
-        """The task's writer; `copy` lets it copy inside the databases (`SqlWriter.copy_from`)."""
+    def writer(self, columns: list[Column], copy: bool = False) -> Writer:
+        """The task's writer: its scripts' (the target has `scripts`, see `needs`) or the
+        target's merge; `copy` lets it copy inside the databases (`MergeWriter.copy_from`)."""
         write = self.task.write
         if write.upsert_script:
-            return self.target.open_script_writer(
+            return cast(ScriptTarget, self.target).open_script_writer(
                 write.table, columns, write.keys, write.upsert_script, write.delete_script, self.cancel
             )
         soft = write.soft_delete_column if self.task.deletes == "soft" else None
         return self.target.open_writer(write.table, columns, write.keys, soft, self.source if copy else None)
 
-    def copied(self, w: SqlWriter | ScriptWriter, into: str, stream: ReadStream) -> bool:
-        """Try the in-database copy (`SqlWriter.copy_from`) of a whole read; when it ran, count
+    def copied(self, w: Writer, into: str, stream: ReadStream) -> bool:
+        """Try the in-database copy (`MergeWriter.copy_from`) of a whole read; when it ran, count
         its rows and drop the batch stream that was opened for it."""
-        if not isinstance(w, SqlWriter) or self.options.limit is not None:
+        if not w.merges or self.options.limit is not None:
             return False
         checkpoint("read")  # the read is open, nothing written
         started = time.perf_counter()
-        rows = w.copy_from(self.task.read, into, progress=lambda rows: self.note("copying", rows))
+        rows = cast(MergeWriter, w).copy_from(
+            self.task.read, into, progress=lambda rows: self.note("copying", rows)
+        )
         if rows is None:
             return False
         self.result.read_seconds += time.perf_counter() - started
@@ -224,12 +229,40 @@ class TaskRun:
             state = self.store.tasks.state(self.namespace, self.job, self.task.name)
         return state
 
-    def finish(self, writer: SqlWriter | ScriptWriter) -> None:
+    def finish(self, writer: Writer) -> None:
         if self.options.dry_run:
             self.log("info", "dry run: rolled back", task=self.task.name)
         else:
             writer.commit()
             self.committed()
+
+
+def needs(task: Task) -> list[Need]:
+    """What every task needs of its kinds, whatever its strategy: a query read where it reads
+    one, scripts run where it has them, else the target's merge (or replace, without keys)."""
+    found = []
+    if task.read.query is not None:
+        found.append(Need("source", "query", ("read", "query"), "read.query reads the rows of a query"))
+    if task.write.upsert_script:
+        found.append(
+            Need(
+                "target", "scripts", ("write", "upsert_script"), "write.upsert_script runs SQL in the target"
+            )
+        )
+    elif task.write.keys:
+        found.append(
+            Need("target", "native_merge", ("write", "keys"), "with write.keys, rows are merged by key")
+        )
+    else:
+        found.append(
+            Need(
+                "target",
+                "native_merge",
+                ("write", "table"),
+                "without write.keys, the table's rows are replaced",
+            )
+        )
+    return found
 
 
 def check_columns(run: TaskRun, names: list[str]) -> None:

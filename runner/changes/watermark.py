@@ -12,17 +12,32 @@ never past them: the next run re-reads from the pointer and the merge makes that
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from runner.changes.deletes import deletes_by_buckets, source_key_sums
 from runner.changes.task import TaskRun, check_columns, columns_of, counted_without_target
-from runner.connectors.base import MissingColumn, ReadStream, Watermark
-from runner.connectors.sql.scripts import ScriptWriter
-from runner.connectors.sql.writer import INTEGERS, KEY_STAGE, SqlWriter
+from runner.connectors.base import (
+    KEY_STAGE,
+    KeyBucketWriter,
+    MergeWriter,
+    MissingColumn,
+    QuerySource,
+    ReadStream,
+    Watermark,
+    Writer,
+)
+from runner.definitions.needs import Need
+from runner.definitions.tasks import Task
 from runner.errors import TerminalError
 from runner.streams import pointers
 from runner.streams.checkpoints import checkpoint
-from runner.streams.types import Column
+from runner.streams.types import INTEGERS, Column
+
+
+def needs(task: Task) -> list[Need]:
+    """Nothing beyond every task's needs and its delete mode's (`runner.changes.deletes`): a
+    watermark is read through `Source.read`, its highest value through `Source.highest`."""
+    return []
 
 
 def _later(stored: Any, seen: Any) -> Any:
@@ -73,17 +88,19 @@ def run_watermark(run: TaskRun) -> None:
         return
     # the key comparison for deletes may copy keys inside the databases, unless that would
     # lock a file the batch reader still reads (SQLite)
-    with run.writer(columns, copy=run.target.copy_while_reading) as w:
+    with run.writer(columns, copy=run.target.capabilities.copy_while_reading) as w:
         # a target that was empty holds only this run's snapshot of the source: no key of it
         # can be missing from the source (a deleted_keys_query still says what it says)
-        snapshot = isinstance(w, SqlWriter) and w.empty_at_start and not task.read.deleted_keys_query
+        snapshot = w.merges and cast(MergeWriter, w).empty_at_start and not task.read.deleted_keys_query
         deletes = task.deletes != "ignore" and not snapshot
         with ThreadPoolExecutor(1) as pool:
             # the source sums up its keys while the rows are merged (`deletes_by_buckets`),
             # unless the target is a SQLite file, whose commits would wait for that reader
             by_buckets = deletes and options.limit is None and _by_buckets(run, w)
             early = (
-                pool.submit(source_key_sums, run) if by_buckets and run.target.copy_while_reading else None
+                pool.submit(source_key_sums, run)
+                if by_buckets and run.target.capabilities.copy_while_reading
+                else None
             )
             try:
                 copied = stream is None and _first_load_copied(run, w, column, state.id)
@@ -101,9 +118,8 @@ def run_watermark(run: TaskRun) -> None:
                     run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
                     return
                 if by_buckets:
-                    assert isinstance(w, SqlWriter)
                     sums = early.result() if early is not None else source_key_sums(run)
-                    result.deleted = deletes_by_buckets(run, w, sums)
+                    result.deleted = deletes_by_buckets(run, cast(KeyBucketWriter, w), sums)
                 else:
                     result.deleted = _watermark_deletes(run, w, columns)
                 run.finish(w)
@@ -111,24 +127,24 @@ def run_watermark(run: TaskRun) -> None:
 
 def _may_copy(run: TaskRun, before: Any) -> bool:
     """Whether a watermark task's first load may be copied inside the databases: a plain run
-    into a SQL target that copies while it reads (not SQLite: see `copy_while_reading`)."""
+    into a target that copies while it reads (not SQLite: see `copy_while_reading`)."""
     options = run.options
     return (
         before is None
-        and run.target.copy_while_reading
+        and run.target.capabilities.copy_while_reading
         and not run.task.write.upsert_script
         and not options.dry_run
     )
 
 
-def _first_load_copied(run: TaskRun, w: SqlWriter | ScriptWriter, column: str, task_id: int) -> bool:
-    """A first load into an empty table copied inside the databases (`SqlWriter.copy_from`);
+def _first_load_copied(run: TaskRun, w: Writer, column: str, task_id: int) -> bool:
+    """A first load into an empty table copied inside the databases (`MergeWriter.copy_from`);
     nothing can be deleted yet. False when the pair cannot. The pointer is the source's
     highest value read just before the copy: in the column's own type, zone and order (the
     target's copy may have neither: MariaDB keeps a timestamptz as UTC in a DATETIME and
     sorts text by its own collation), and never past a row the copy left out. Rows the copy
     took past it are read again next run and found unchanged."""
-    if not (isinstance(w, SqlWriter) and w.empty_at_start):
+    if not (w.merges and cast(MergeWriter, w).empty_at_start):
         return False
     highest = run.source.highest(run.task.read, column)
     if not run.copied(w, run.task.write.table, ReadStream([], iter(()))):
@@ -143,9 +159,7 @@ def _first_load_copied(run: TaskRun, w: SqlWriter | ScriptWriter, column: str, t
     return True
 
 
-def _merge_batches(
-    run: TaskRun, w: SqlWriter | ScriptWriter, stream: ReadStream, task_id: int, before: Any
-) -> None:
+def _merge_batches(run: TaskRun, w: Writer, stream: ReadStream, task_id: int, before: Any) -> None:
     """Stage, merge and commit each batch read; only then does the pointer pass it."""
     result, column = run.result, run.task.changes.column
     pointer = before
@@ -162,28 +176,33 @@ def _merge_batches(
             run.store.tasks.set_pointer(task_id, column, result.pointer_after, run.run_id)
 
 
-def _by_buckets(run: TaskRun, w: SqlWriter | ScriptWriter) -> bool:
-    """Deletes found by comparing key buckets: one integer key, no deleted_keys_query."""
+def _by_buckets(run: TaskRun, w: Writer) -> bool:
+    """Deletes found by comparing key buckets: both kinds sum up keys (`key_buckets`), one
+    integer key, no deleted_keys_query."""
     keys = run.task.write.keys
     return (
-        isinstance(w, SqlWriter)
+        w.merges
+        and run.source.capabilities.key_buckets
+        and run.target.capabilities.key_buckets
         and not run.task.read.deleted_keys_query
         and len(keys) == 1
-        and w.key_columns[0].type.kind in INTEGERS
+        and cast(MergeWriter, w).key_columns[0].type.kind in INTEGERS
     )
 
 
-def _watermark_deletes(run: TaskRun, w: SqlWriter | ScriptWriter, columns: list[Column]) -> int:
+def _watermark_deletes(run: TaskRun, w: Writer, columns: list[Column]) -> int:
     """Deletes by a deleted_keys_query, or by every source key staged in the target."""
     task = run.task
     keys = task.write.keys
     w.open_key_stage()
     if task.read.deleted_keys_query:
         types = [next(c.type for c in columns if c.name == k) for k in keys]
-        for batch in run.track(run.source.read_query(task.read.deleted_keys_query, types, run.batch_size)):
+        source = cast(QuerySource, run.source)  # `deletes.needs`: the source has `query`
+        for batch in run.track(source.read_query(task.read.deleted_keys_query, types, run.batch_size)):
             w.stage_keys(batch)
         return w.delete_listed()
-    assert isinstance(w, SqlWriter)  # validation: a script needs deleted_keys_query here
+    assert w.merges  # validation: a script needs deleted_keys_query here
+    w = cast(MergeWriter, w)
     if w.copy_from(task.read, KEY_STAGE) is None:
         for batch in run.track(run.source.read(task.read, run.batch_size, select=keys).batches):
             w.stage_keys(batch)

@@ -1,33 +1,58 @@
-"""The reader/writer interface every connection type implements, and its SQL base class.
+"""The plug-in boundary every connection kind implements: small protocols over bounded batches
+of canonical values, and the capabilities a kind declares beyond them.
 
-A `Connector` is one open connection: `read` streams a table or query as batches of tuples
-with dialect-neutral column types; `replace` writes batches into a table in one transaction.
-`SqlConnector` implements both over a DBAPI connection from SQLAlchemy; a dialect module only
-says how to name its types, find a table's or query's columns, and convert values its driver
-does not convert itself. Values between reader and writer are "canonical" Python values:
-int, Decimal, float, str, bool, date, time, datetime (naive = UTC), timedelta (a duration),
-bytes, UUID, and parsed JSON (dict, list, ...).
+A `Source` streams a table as batches of tuples with dialect-neutral column types; a `Target`
+opens a `Writer` holding one open transaction. Values between them are "canonical" Python
+values: int, Decimal, float, str, bool, date, time, datetime (naive = UTC), timedelta (a
+duration), bytes, UUID, and parsed JSON (dict, list, ...). Anything more (a user's query,
+digests computed in the database, key buckets, scripts, ...) is optional: a kind declares it in
+`Capabilities` and implements the matching capability protocol below; the strategies check the
+declaration, never the class or the kind's name, and `runner validate` refuses a task whose
+kinds lack what it needs (`runner.changes.strategies.task_needs`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from runner.definitions.models import ConnectionSpec
 from runner.definitions.tasks import ReadSpec
 from runner.errors import TerminalError
-from runner.streams.types import Column, ColumnType
+from runner.streams.cancel import CancelToken
+from runner.streams.keys import BucketDigest
+from runner.streams.types import Batch, Column, ColumnType
 
-if TYPE_CHECKING:
-    from runner.connectors.sql.scripts import ScriptWriter
-    from runner.connectors.sql.writer import SqlWriter
+# The writer's two stages, named where a strategy says which one to use: staged rows (`stage`,
+# merged by `merge`) and staged keys (`stage_keys`).
+STAGE = "runner_stage"
+KEY_STAGE = "runner_keys"
 
-from runner.streams.types import Batch
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a kind can do beyond the `Source`, `Target` and `Writer` protocols, declared per
+    kind (`Connector.capabilities`). What a kind does not implement it does not declare: the
+    task that would need it is refused by `runner validate` with the field that asks for it."""
+
+    query: bool = False  # source: read.query and read.deleted_keys_query (`QuerySource`)
+    key_lookup: bool = False  # source: rows fetched by key (`KeyLookup`): the hash strategy
+    digests: bool = False  # source: row digests computed in the source (`DigestSource`): hash
+    key_buckets: bool = False  # both ends: key bucket digests (`KeyBuckets`): watermark deletes
+    native_merge: bool = False  # target: `open_writer` merges by key, replaces, (soft-)deletes
+    scripts: bool = False  # target: write.upsert_script / delete_script (`ScriptTarget`)
+    snapshot: bool = False  # source: reads of several connections share one (`Snapshots`)
+    in_database_compare: bool = False  # both ends, one kind: rows compared in the target (hash)
+    one_writer: bool = False  # target: one writer at a time: parallel tasks run one by one
+    copy_while_reading: bool = False  # target: copies inside the databases while a read is open
+
+    def names(self) -> frozenset[str]:
+        """The capabilities declared (what `runner validate` checks needs against)."""
+        return frozenset(f.name for f in fields(self) if getattr(self, f.name))
 
 
 class MissingColumn(TerminalError):
@@ -60,15 +85,247 @@ class Watermark:
     since: Any = None
 
 
-class Connector(ABC):
-    """One open connection of some type; reader and writer of that type."""
+@dataclass
+class MergeCounts:
+    inserted: int = 0
+    updated: int = 0
+    upserted: int = 0  # through an upsert script: inserted or updated, the script knows
 
-    copy_while_reading: ClassVar[bool] = True  # a writer may copy_from while a batch reader is open
+
+# --- the protocols every kind implements -------------------------------------------------
+
+
+class Endpoint(Protocol):
+    """What both ends of a task are: a named connection of a kind with its capabilities."""
+
+    name: str
+    capabilities: ClassVar[Capabilities]
+
+    @property
+    def kind(self) -> str:
+        """The connection's type (two ends of one kind may use what only that kind computes)."""
+        ...
+
+    def check_connection(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Source(Endpoint, Protocol):
+    def read(
+        self,
+        spec: ReadSpec,
+        batch_size: int,
+        watermark: Watermark | None = None,
+        select: list[str] | None = None,
+        limit: int | None = None,
+    ) -> ReadStream:
+        """Stream a table (only the `select` columns, when given), at most `limit` rows, in
+        batches of at most `batch_size` rows; memory stays within a few batches."""
+        ...
+
+    def highest(self, spec: ReadSpec, column: str) -> Any:
+        """The highest value of `column`, as `ReadStream.pointer` has it; None when none."""
+        ...
+
+
+class Writer(Protocol):
+    """One open transaction of a target: rows are staged and merged (or, for a writer that
+    does not merge, written as they are staged), keys staged and deleted; `commit` ends the
+    transaction and begins the next, `close` rolls back whatever is not committed."""
+
+    merges: ClassVar[bool]  # a `MergeWriter` (the target merges); False: a script writer
+
+    def stage(self, batch: Batch) -> None: ...
+
+    def merge(self) -> MergeCounts: ...
+
+    def clear_stage(self) -> None: ...
+
+    def open_key_stage(self) -> None: ...
+
+    def stage_keys(self, keys: Batch) -> None: ...
+
+    def delete_listed(self) -> int:
+        """Delete (or soft-delete) the target rows whose keys were staged."""
+        ...
+
+    def commit(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class MergeWriter(Writer, Protocol):
+    """A writer of a kind with `native_merge`: the target merges staged rows by key, replaces a
+    keyless table, and deletes the keys missing from a stage."""
+
+    empty_at_start: bool  # the target held no row when the writer opened
+    key_columns: list[Column]
+
+    def truncate(self) -> int: ...
+
+    def insert(self, batch: Batch) -> None: ...
+
+    def delete_missing(self, from_stage: str = STAGE) -> int:
+        """Delete (or soft-delete) target rows whose key is not in `from_stage`."""
+        ...
+
+    def copy_from(
+        self, spec: ReadSpec, into: str, where: str = "", progress: Callable[[int], None] | None = None
+    ) -> int | None:
+        """Copy the source's rows into `into` inside the databases; None when the pair cannot."""
+        ...
+
+
+class Target(Endpoint, Protocol):
+    def open_writer(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str] | None = None,
+        soft_delete_column: str | None = None,
+        source: Source | None = None,
+    ) -> MergeWriter:
+        """A writer into `table` (created when missing) holding one open transaction; with
+        `source`, it may copy from it inside the databases (`MergeWriter.copy_from`)."""
+        ...
+
+    def table_exists(self, table: str) -> bool:
+        """Whether `table` exists (a dry run must not create it)."""
+        ...
+
+    def batch_encoder(self, columns: list[Column], keys: Sequence[int] = ()) -> Callable[[Batch], Batch]:
+        """Canonical rows -> rows as this target takes them; a value it cannot hold fails
+        naming its row (by the `keys` columns) and column."""
+        ...
+
+
+# --- capability protocols: the methods behind each capability ----------------------------
+
+
+class QuerySource(Source, Protocol):  # `query`
+    def read_query(self, sql: str, types: list[ColumnType], batch_size: int) -> Iterator[Batch]:
+        """Stream the rows of a user's query whose columns have the given types."""
+        ...
+
+
+class KeyLookup(Source, Protocol):  # `key_lookup`
+    def read_by_keys(
+        self, spec: ReadSpec, columns: list[Column], keys: list[str], values: list[tuple]
+    ) -> Batch:
+        """The rows whose keys are among `values` (raw, as `read_digests` gave them)."""
+        ...
+
+
+class DigestSource(Source, Protocol):  # `digests`
+    def read_digests(
+        self, spec: ReadSpec, columns: list[Column], keys: list[str], batch_size: int, with_rows: bool
+    ) -> Iterator[Batch]:
+        """Stream `(key_hash, row_hash, *raw key values[, *row])` ordered by key_hash (ASCII),
+        the digests computed in the source; `with_rows` adds the decoded row."""
+        ...
+
+    def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
+        """Raw values (the keys `read_digests` gives) -> canonical values."""
+        ...
+
+
+class Snapshots(Protocol):  # `snapshot`
+    def snapshot(self) -> AbstractContextManager[object]:
+        """While the block runs, every read of this connector sees one snapshot of the source,
+        so that two reads (a copy, then its rows' digests) describe the same rows."""
+        ...
+
+
+class KeyBuckets(Protocol):  # `key_buckets`, as source (and the target's kind for its hashes)
+    def key_summary(self, spec: ReadSpec, key: str) -> tuple[int | None, int | None, int]: ...
+
+    def key_buckets(
+        self, spec: ReadSpec, key: str, width: int, native: bool = False
+    ) -> dict[int, BucketDigest]: ...
+
+    def read_key_buckets(
+        self, spec: ReadSpec, key: str, width: int, buckets: list[int], batch_size: int
+    ) -> Iterator[Batch]: ...
+
+    def find_keys(
+        self, spec: ReadSpec, key: str, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()
+    ) -> set[int]: ...
+
+    def native_key_hash(self, column: str) -> str | None: ...
+
+    def native_key_hashes(self, keys: Sequence[int]) -> dict[int, int]: ...
+
+
+class KeyBucketWriter(MergeWriter, Protocol):  # `key_buckets`, as target
+    def target_buckets(self, width: int, native: bool = False) -> dict[int, BucketDigest]: ...
+
+    def find_keys(self, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()) -> set[int]: ...
+
+    def delete_keys(self, values: list[int]) -> int: ...
+
+    def copy_key_buckets(self, spec: ReadSpec, width: int, buckets: list[int]) -> int | None: ...
+
+    def delete_missing_in_buckets(self, width: int, buckets: list[int]) -> int: ...
+
+
+class InDatabaseCompare(Protocol):  # `in_database_compare`, both ends
+    def quote(self, name: str) -> str: ...
+
+    def row_hash(self, names: list[str], columns: list[Column]) -> tuple[str, ColumnType] | None:
+        """A row hash every database of this kind computes alike; None when it has none."""
+        ...
+
+    def any_of_sql(self, column: str, values: list[int]) -> str: ...
+
+
+class ComparingWriter(MergeWriter, Protocol):  # `in_database_compare`, the target's writer
+    narrowed: tuple[int, int] | None
+
+    def copy_digests(self, spec: ReadSpec) -> int | None: ...
+
+    def find_changed(self) -> int: ...
+
+    def changed_keys(self, after: int, limit: int) -> list[tuple]: ...
+
+    def delete_gone(self) -> int: ...
+
+
+class ScriptTarget(Target, Protocol):  # `scripts`
+    def open_script_writer(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str],
+        upsert_script: str,
+        delete_script: str | None,
+        cancel: CancelToken | None = None,
+    ) -> Writer:
+        """A writer running a task's Jinja upsert/delete scripts, in one open transaction."""
+        ...
+
+
+# --- the base class of the built-in kinds ------------------------------------------------
+
+
+class Connector(ABC):
+    """One open connection of some kind: a `Source` and a `Target`. Subclasses declare their
+    `capabilities` and implement the protocols those name."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, name: str, spec: ConnectionSpec, base_dir: Path):
         self.name = name
         self.spec = spec
         self.base_dir = base_dir
+
+    @property
+    def kind(self) -> str:
+        return self.spec.type
 
     @abstractmethod
     def read(
@@ -79,37 +336,11 @@ class Connector(ABC):
         select: list[str] | None = None,
         limit: int | None = None,
     ) -> ReadStream:
-        """Stream a table or query (only the `select` columns, when given), at most `limit`
-        rows. Memory stays within a few batches whatever its size."""
-
-    @contextmanager
-    def snapshot(self) -> Iterator[bool]:
-        """While the block runs, every read of this connector sees one snapshot of the source
-        (yields True), so that two reads (a copy, then its rows' digests) describe the same
-        rows; yields False where the system cannot share one between connections."""
-        yield False
-
-    @abstractmethod
-    def read_digests(
-        self, spec: ReadSpec, columns: list[Column], keys: list[str], batch_size: int, with_rows: bool
-    ) -> Iterator[Batch]:
-        """Stream `(key_hash, row_hash, *raw key values[, *row])` ordered by key_hash (ASCII),
-        the digests computed in the source; `with_rows` adds the decoded row."""
-
-    @abstractmethod
-    def read_by_keys(
-        self, spec: ReadSpec, columns: list[Column], keys: list[str], values: list[tuple]
-    ) -> Batch:
-        """The rows whose keys are among `values` (raw, as `read_digests` gave them)."""
+        """See `Source.read`."""
 
     @abstractmethod
     def highest(self, spec: ReadSpec, column: str) -> Any:
-        """The highest value of a table's or query's `column`, as `ReadStream.pointer` has it
-        (as the driver returns it: its type and zone kept), None when it has none."""
-
-    @abstractmethod
-    def read_query(self, sql: str, types: list[ColumnType], batch_size: int) -> Iterator[Batch]:
-        """Stream the rows of a user's query whose columns have the given types."""
+        """See `Source.highest`."""
 
     @abstractmethod
     def open_writer(
@@ -118,29 +349,17 @@ class Connector(ABC):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
-        source: Connector | None = None,
-    ) -> SqlWriter:
-        """A writer into `table` (created when missing) holding one open transaction; with
-        `source`, it may copy from it inside the databases (`SqlWriter.copy_from`)."""
-
-    @abstractmethod
-    def open_script_writer(
-        self,
-        table: str,
-        columns: list[Column],
-        keys: list[str],
-        upsert_script: str,
-        delete_script: str | None,
-    ) -> ScriptWriter:
-        """A writer running a task's Jinja upsert/delete scripts, in one open transaction."""
-
-    @abstractmethod
-    def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
-        """Rows as the driver returns them -> canonical rows."""
+        source: Source | None = None,
+    ) -> MergeWriter:
+        """See `Target.open_writer`."""
 
     @abstractmethod
     def table_exists(self, table: str) -> bool:
-        """Whether `table` exists (a dry run must not create it)."""
+        """See `Target.table_exists`."""
+
+    @abstractmethod
+    def batch_encoder(self, columns: list[Column], keys: Sequence[int] = ()) -> Callable[[Batch], Batch]:
+        """See `Target.batch_encoder`."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""

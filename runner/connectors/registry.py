@@ -1,4 +1,5 @@
-"""The registry of connection types: type name -> connection, `read` and `write` models and connector class.
+"""The registry of connection types: type name -> connection, `read` and `write` models,
+connector class and the capabilities the class declares.
 
 Each module in `runner.connectors` registers itself when imported; the Connection schema
 is built from what is registered, so only implemented types validate. Registering a name
@@ -20,12 +21,13 @@ from runner.definitions.tasks import ReadSpec, WriteSpec
 from runner.errors import TerminalError
 
 if TYPE_CHECKING:
-    from runner.connectors.base import Connector
+    from runner.connectors.base import Capabilities, Connector
 
 BUILTIN = (
     "runner.connectors.sql.sqlite",
     "runner.connectors.sql.postgresql",
     "runner.connectors.sql.mariadb",
+    "runner.connectors.memory",
 )
 
 
@@ -40,6 +42,10 @@ class Kind:
     connector: type[Connector]
     read: type[BaseModel] = field(default=ReadSpec, kw_only=True)
     write: type[BaseModel] = field(default=WriteSpec, kw_only=True)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.connector.capabilities
 
 
 _KINDS: dict[str, Kind] = {}
@@ -69,7 +75,15 @@ def kinds() -> dict[str, Kind]:
 
 
 def connection_models() -> dict[str, type[ConnectionSpec]]:
-    return {name: kind.spec for name, kind in kinds().items()}
+    """Each type's spec model, by name in order: the JSON Schema does not depend on which kind
+    module happened to be imported first (a test importing one registers it early)."""
+    return {name: kind.spec for name, kind in sorted(kinds().items())}
+
+
+def capabilities() -> dict[str, frozenset[str]]:
+    """Each type's declared capabilities by name: what `runner validate` checks a task's needs
+    against (the definitions know no connector class)."""
+    return {name: kind.capabilities.names() for name, kind in kinds().items()}
 
 
 def open_connector(name: str, spec: dict[str, Any], base_dir: Path) -> Connector:

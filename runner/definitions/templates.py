@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sized
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # jinja2 is imported when a script is checked or run, not at start-up
@@ -70,7 +71,7 @@ def _binop(left: Any, operator: str, right: Any) -> Any:
                 raise TemplateLimit(f"a product exceeds {MAX_INT_BITS} bits")
         else:
             count, seq = (left, right) if isinstance(left, int) else (right, left)
-            if isinstance(count, int) and hasattr(seq, "__len__") and len(seq) * count > MAX_CHARS:
+            if isinstance(count, int) and isinstance(seq, Sized) and len(seq) * count > MAX_CHARS:
                 raise TemplateLimit(f"repeating {len(seq):,} items {count:,} times exceeds {MAX_CHARS:,}")
         return _sized(left * right)
     if operator == "%" and isinstance(left, str):

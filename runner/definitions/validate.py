@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from runner.definitions.errors import problems_from
-from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec
+from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
 from runner.definitions.kinds import (
     TaskModels,
     connection_type,
@@ -27,6 +27,7 @@ from runner.definitions.kinds import (
 )
 from runner.definitions.load import DEFAULT_NAMESPACE, Document
 from runner.definitions.models import ConnectionSpec, Envelope, Metadata
+from runner.definitions.needs import CapabilityCheck, End, refusals
 from runner.errors import Problem
 
 KINDS = ("Connection", "Job")
@@ -159,14 +160,17 @@ def validate_documents(
     *,
     task_models: Mapping[str, TaskModels],
     job_types: Mapping[str, type[JobSpec]],
+    capabilities: CapabilityCheck | None = None,
 ) -> tuple[list[Definition], list[Problem]]:
     """Validate every document and the references between them; all problems are returned.
     With `base_dir` (the definitions folder), `${file:}` references must lie within the
     folders secrets may be read from. `task_models` (by connection type) check each task's
     `read` and `write` once its job's connections are known; `job_types` map `spec.type` to
-    the job's spec model."""
+    the job's spec model; with `capabilities`, each task's needs must be met by the kinds of
+    the connections it reads from and writes to."""
     problems: list[Problem] = []
     definitions: list[Definition] = []
+    documents: dict[int, Document] = {}  # id(definition) -> its document, to locate its fields
     for doc in docs:
         # A document with duplicate keys is still checked, so its other problems come in the
         # same report; it never becomes a definition (which of the two values was meant?).
@@ -174,6 +178,7 @@ def validate_documents(
         problems.extend(doc_problems)
         if definition is not None and not doc.rejected:
             definitions.append(definition)
+            documents[id(definition)] = doc
 
     # Names and references are checked on the names every document states, valid or not:
     # a duplicate is reported even when one of the two has other problems, and a connection
@@ -222,7 +227,34 @@ def validate_documents(
                 ends[field] = connections[key]
         problems.extend(task_problems(doc, ends, task_models, job_types, set(problems)))
     problems.extend(_trigger_problems(docs, {_raw_key(doc) for doc, kind in named if kind == "Job"}))
+    if capabilities is not None:
+        problems.extend(_capability_problems(definitions, documents, capabilities))
     return definitions, problems
+
+
+def _capability_problems(
+    definitions: list[Definition], documents: dict[int, Document], check: CapabilityCheck
+) -> list[Problem]:
+    """Each task of a valid job against the kinds of its (valid) connections: a strategy its
+    source cannot serve, a script its target cannot run, located at the field that asks."""
+    types = {(d.namespace, d.name): d.spec.type for d in definitions if d.kind == "Connection"}
+    problems: list[Problem] = []
+    for job in definitions:
+        spec = job.spec
+        if not isinstance(spec, SyncJobSpec):  # tasks with strategies: a sync job's
+            continue
+        ends: dict[End, str] = {}
+        refs: dict[End, str] = {}
+        for end, ref in (("source", spec.source), ("target", spec.target)):
+            key = resolve_reference(ref, job.namespace, set(types))
+            if key is not None:
+                ends[end], refs[end] = types[key], ref  # type: ignore[index]
+        for i, task in enumerate(spec.tasks):
+            for end, path, message in refusals(check.unmet(task, ends), refs, ends):
+                able = ", ".join(sorted(check.capabilities.get(ends[end], ()))) or "nothing optional"
+                where = documents[id(job)].locate(("spec", "tasks", i, *path))
+                problems.append(Problem(where, message, f"type {ends[end]!r} can: {able}"))
+    return problems
 
 
 def warnings_of(docs: list[Document]) -> list[Problem]:

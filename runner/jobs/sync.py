@@ -17,12 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from runner.changes.strategies import STRATEGIES
+from runner.changes.strategies import run_task, task_needs
 from runner.changes.task import Locate, Log, Progress, RunOptions, TaskResult, TaskRun
 from runner.connectors import registry
 from runner.connectors.base import Connector
 from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec, SyncJobSpec
+from runner.definitions.needs import CapabilityCheck
 from runner.definitions.tasks import Task
 from runner.errors import Cancelled, RunnerError, TransientError
 from runner.state.store import StateStore
@@ -56,7 +57,17 @@ def sync_spec(spec: JobSpec, ref: str) -> SyncJobSpec:
     return spec
 
 
-ONE_WRITER = {"sqlite"}  # targets where parallel tasks would only wait for each other's lock
+def capability_check() -> CapabilityCheck:
+    """What `runner validate` checks each task with: the kinds' declared capabilities and the
+    strategies' needs (the definitions import neither)."""
+    return CapabilityCheck(registry.capabilities(), task_needs)
+
+
+def _one_writer(connection: dict[str, Any]) -> bool:
+    """Whether a target takes one writer at a time: parallel tasks would only wait for each
+    other's lock."""
+    kind = registry.kinds().get(connection.get("type", ""))
+    return kind is not None and kind.capabilities.one_writer
 
 
 def run_job(
@@ -115,7 +126,7 @@ def run_job(
             stop.set()
 
     parallel = spec.parallel
-    if parallel > 1 and connections["target"][1].get("type") in ONE_WRITER:
+    if parallel > 1 and _one_writer(connections["target"][1]):
         log(
             "warning",
             "the target takes one writer at a time: the tasks run one after another",
@@ -180,7 +191,7 @@ def _run_task(run: TaskRun, log: Log) -> TaskResult:
     log("info", "task started", task=task.name, strategy=task.changes.strategy)
     started = time.perf_counter()
     try:
-        STRATEGIES.get(task.changes.strategy)(run)
+        run_task(run)
         run.result.status = "succeeded"
     except Cancelled as exc:
         run.result.status, run.result.error = "cancelled", str(exc)

@@ -23,6 +23,7 @@ from runner.errors import (
     RunnerError,
     StoreMissing,
 )
+from runner.jobs.sync import capability_check
 from runner.jobs.types import job_models
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
@@ -45,7 +46,12 @@ def check(ws: Workspace) -> tuple[list[Definition], list[Problem]]:
     any file is wrong."""
     docs, problems = load_folder(ws.root)
     definitions, invalid = validate_documents(
-        docs, registry.connection_models(), ws.root, task_models=registry.kinds(), job_types=job_models()
+        docs,
+        registry.connection_models(),
+        ws.root,
+        task_models=registry.kinds(),
+        job_types=job_models(),
+        capabilities=capability_check(),
     )
     warnings = warnings_of(docs)
     if problems or invalid:

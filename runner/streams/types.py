@@ -33,6 +33,7 @@ TypeKind = Literal[
     "binary",
     "uuid",
 ]
+INTEGERS = ("smallint", "integer", "bigint")
 
 
 @dataclass(frozen=True)

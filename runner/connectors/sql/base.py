@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from runner.connectors.base import Connector, MissingColumn, ReadStream, Watermark
+from runner.connectors.base import Capabilities, Connector, MissingColumn, ReadStream, Source, Watermark
 from runner.connectors.sql.keys import key_conditions
 from runner.connectors.sql.scripts import ScriptWriter
 from runner.connectors.sql.spec import SqlConnectionSpec
@@ -40,6 +40,15 @@ class SqlConnector(Connector):
     of their database.
     """
 
+    capabilities = Capabilities(
+        query=True,
+        key_lookup=True,
+        digests=True,
+        key_buckets=True,
+        native_merge=True,
+        scripts=True,
+        copy_while_reading=True,
+    )
     dialect: ClassVar[str]
     holds_out_of_range: ClassVar[tuple[str, ...]] = ()  # kinds whose columns take an `OutOfRange`
 
@@ -405,13 +414,13 @@ class SqlConnector(Connector):
     def check_readable(self) -> None:
         """Raise a TerminalError when the source cannot be read for a reason worth naming."""
 
-    def prepare_copy_from(self, dbapi: Any, source: Connector) -> None:
+    def prepare_copy_from(self, dbapi: Any, source: Source) -> None:
         """Before a writer's transaction: what `copy_from` needs (SQLite attaches the source)."""
 
     def copy_from(
         self,
         cursor: Any,
-        source: Connector,
+        source: Source,
         spec: ReadSpec,
         columns: list[Column],
         into: str,
@@ -432,7 +441,7 @@ class SqlConnector(Connector):
     def copy_packed(
         self,
         cursor: Any,
-        source: Connector,
+        source: Source,
         exprs: list[str],
         from_sql: str,
         columns: list[Column],
@@ -661,7 +670,7 @@ class SqlConnector(Connector):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
-        source: Connector | None = None,
+        source: Source | None = None,
     ) -> SqlWriter:
         return SqlWriter(self, table, columns, keys, soft_delete_column, source).opened()
 

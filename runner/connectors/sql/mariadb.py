@@ -24,7 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import Connector
+from runner.connectors.base import Source
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.spec import ServerConnectionSpec, SqlConnectionSpec
 from runner.definitions import secrets
@@ -340,8 +340,12 @@ class MariadbConnector(SqlConnector):
         )
 
     def digest_sql(self, names: list[str]) -> str:
-        # QUOTE(NULL) is the word NULL, QUOTE('NULL') is 'NULL': NULLs and strings stay apart
-        return f"MD5(CONCAT_WS(',', {', '.join(f'QUOTE({n})' for n in names)}))"
+        # QUOTE(NULL) is the word NULL, QUOTE('NULL') is 'NULL': NULLs and strings stay apart.
+        # Each as bytes: a JSON column's text (utf8mb4_bin) and the text of a table runner made
+        # (utf8mb4_nopad_bin) cannot be concatenated as text; the bytes, and so the md5, are
+        # the text's own
+        quoted = ", ".join(f"CAST(QUOTE({n}) AS BINARY)" for n in names)
+        return f"MD5(CONCAT_WS(',', {quoted}))"
 
     def order_ascii(self, expr: str) -> str:
         return f"BINARY {expr}"
@@ -432,7 +436,7 @@ class MariadbConnector(SqlConnector):
     def copy_from(
         self,
         cursor: Any,
-        source: Connector,
+        source: Source,
         spec: ReadSpec,
         columns: list[Column],
         into: str,

@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import Connector
+from runner.connectors.base import Source
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.spec import ServerConnectionSpec, SqlConnectionSpec
 from runner.definitions.models import seconds
@@ -131,13 +132,14 @@ def _out_of_range_loaders(dbapi: Any, _record: Any = None) -> None:
 
 
 class PostgresqlConnector(SqlConnector):
+    capabilities = replace(SqlConnector.capabilities, snapshot=True, in_database_compare=True)
     dialect = "postgresql"
     holds_out_of_range = TIMES
     _server_version: int | None = None
     _snapshot: str | None = None  # exported by `snapshot`, imported by every connection meanwhile
 
     @contextmanager
-    def snapshot(self) -> Iterator[bool]:
+    def snapshot(self) -> Iterator[None]:
         # a REPEATABLE READ transaction exports its snapshot and stays open until the block
         # ends; each connection opened meanwhile starts its own transaction in that snapshot
         with self.connection("exporting a snapshot") as dbapi:
@@ -149,7 +151,7 @@ class PostgresqlConnector(SqlConnector):
                 raise TerminalError(f"unexpected snapshot id from the server: {exported!r}")
             self._snapshot = exported
             try:
-                yield True
+                yield
             finally:
                 self._snapshot = None
                 dbapi.rollback()
@@ -310,7 +312,7 @@ class PostgresqlConnector(SqlConnector):
     def copy_from(
         self,
         cursor: Any,
-        source: Connector,
+        source: Source,
         spec: ReadSpec,
         columns: list[Column],
         into: str,
@@ -334,7 +336,7 @@ class PostgresqlConnector(SqlConnector):
     def copy_packed(
         self,
         cursor: Any,
-        source: Connector,
+        source: Source,
         exprs: list[str],
         from_sql: str,
         columns: list[Column],

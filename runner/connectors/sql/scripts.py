@@ -15,9 +15,10 @@ import sys
 import time
 from collections.abc import Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from runner.connectors.sql.writer import MergeCounts, Transaction
+from runner.connectors.base import MergeCounts
+from runner.connectors.sql.writer import Transaction
 from runner.definitions.templates import MAX_CHARS, TemplateLimit, environment
 from runner.errors import Cancelled, TerminalError
 from runner.streams.types import Column
@@ -127,7 +128,10 @@ class SqlScript:
 
 
 class ScriptWriter(Transaction):
-    """Writes batches through a task's scripts in one open transaction of the target."""
+    """Writes batches through a task's scripts in one open transaction of the target. It does
+    not merge (`merges`): every row staged goes through the upsert script at once."""
+
+    merges: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -25,7 +26,7 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import Connector
+from runner.connectors.base import Source
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.spec import SqlConnectionSpec
 from runner.connectors.sql.writer import SqlWriter
@@ -167,8 +168,10 @@ def _affinity(declared: str) -> str:
 
 
 class SqliteConnector(SqlConnector):
+    # one writer of a file at a time (`prepare_writer`); an attached file in a write
+    # transaction would lock out its reader, so no copy while a read is open
+    capabilities = replace(SqlConnector.capabilities, one_writer=True, copy_while_reading=False)
     dialect = "sqlite"
-    copy_while_reading = False  # an attached file in a write transaction locks out its reader
 
     path: Path | None = None
 
@@ -227,13 +230,13 @@ class SqliteConnector(SqlConnector):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
-        source: Connector | None = None,
+        source: Source | None = None,
     ) -> SqlWriter:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         return super().open_writer(table, columns, keys, soft_delete_column, source)
 
-    def prepare_copy_from(self, dbapi: Any, source: Connector) -> None:
+    def prepare_copy_from(self, dbapi: Any, source: Source) -> None:
         # ATTACH is refused inside a transaction: it happens before the writer's BEGIN. Read
         # only: BEGIN IMMEDIATE would take the source's write lock too, and the commit would
         # then wait for every reader of the source, such as another job's, which may in turn
@@ -245,7 +248,7 @@ class SqliteConnector(SqlConnector):
     def copy_from(
         self,
         cursor: Any,
-        source: Connector,
+        source: Source,
         spec: ReadSpec,
         columns: list[Column],
         into: str,

@@ -17,38 +17,28 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from runner.connectors.base import KEY_STAGE, STAGE, MergeCounts
 from runner.connectors.sql.keys import key_conditions
 from runner.definitions import secrets
 from runner.definitions.tasks import ReadSpec
 from runner.errors import TerminalError
 from runner.streams.keys import BucketDigest
-from runner.streams.types import Column, ColumnType
+from runner.streams.types import INTEGERS, Column, ColumnType
 
 if TYPE_CHECKING:
-    from runner.connectors.base import Connector
+    from runner.connectors.base import Source
     from runner.connectors.sql.base import SqlConnector
     from runner.streams.types import Batch
 
-STAGE = "runner_stage"
-KEY_STAGE = "runner_keys"
 CHANGED = "runner_changed"  # keys whose row differs from the target's, or that are gone
 ROW_HASH = "runner_rh"
 TARGET_HASHES = "runner_target_hashes"  # the target's keys and row hashes, before any change
 TARGET_BUCKETS = "runner_target_buckets"  # the target's row count and hash per key bucket
 KEYS_PER_HASH_BUCKET = 16  # fastest of 4-32 on the benchmark (1.7% of rows changed: 18% of buckets differ)
 MAX_HASH_BUCKETS = 250_000  # bounds the list of differing buckets held in Python
-INTEGERS = ("smallint", "integer", "bigint")
 SOFT_DELETE_TYPE = ColumnType("timestamp")
-
-
-@dataclass
-class MergeCounts:
-    inserted: int = 0
-    updated: int = 0
-    upserted: int = 0  # through an upsert script: inserted or updated, the script knows
 
 
 class Transaction:
@@ -115,7 +105,10 @@ class Transaction:
 
 
 class SqlWriter(Transaction):
-    """Writes one task's rows into `table` in one transaction (commit when done)."""
+    """Writes one task's rows into `table` in one transaction (commit when done): a
+    `MergeWriter`, with the `KeyBucketWriter` and `ComparingWriter` methods."""
+
+    merges: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -124,7 +117,7 @@ class SqlWriter(Transaction):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
-        source: Connector | None = None,
+        source: Source | None = None,
     ):
         self.c = connector
         self.q = connector.quote
