@@ -4,6 +4,7 @@ overwrite; asking for an unknown name lists the known ones."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
@@ -21,11 +22,14 @@ class Registry(Generic[K, V]):
         self.what = what
         self._entries: dict[K, V] = {}
         self._load = load
+        self._loading = threading.Lock()  # parallel tasks and the daemon's workers ask at once
 
     def _loaded(self) -> dict[K, V]:
         if self._load is not None:
-            load, self._load = self._load, None
-            load()
+            with self._loading:
+                if self._load is not None:
+                    self._load()
+                    self._load = None
         return self._entries
 
     def register(self, name: K, entry: V) -> V:

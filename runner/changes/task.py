@@ -12,7 +12,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import cast
 
-from runner.connectors.base import MergeCounts, MergeWriter, ReadStream, ScriptTarget, Source, Target, Writer
+from runner.connectors.base import (
+    Copy,
+    MergeCounts,
+    MergeWriter,
+    ReadStream,
+    ScriptTarget,
+    Source,
+    Target,
+    Writer,
+)
 from runner.definitions.load import format_path
 from runner.definitions.needs import Need
 from runner.definitions.tasks import Task
@@ -22,6 +31,7 @@ from runner.state.tasks import TaskState
 from runner.streams.cancel import CancelToken
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Batch, Column
+from runner.transfer.registry import fast_path
 
 NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
@@ -176,7 +186,9 @@ class TaskRun:
                 write.table, columns, write.keys, write.upsert_script, write.delete_script, self.cancel
             )
         soft = write.soft_delete_column if self.task.deletes == "soft" else None
-        return self.target.open_writer(write.table, columns, write.keys, soft, self.source if copy else None)
+        path = fast_path(self.source, self.target) if copy else None
+        fast = Copy(self.source, path) if path is not None else None
+        return self.target.open_writer(write.table, columns, write.keys, soft, fast)
 
     def copied(self, w: Writer, into: str, stream: ReadStream) -> bool:
         """Try the in-database copy (`MergeWriter.copy_from`) of a whole read; when it ran, count

@@ -85,6 +85,15 @@ class Watermark:
     since: Any = None
 
 
+@dataclass(frozen=True)
+class Copy:
+    """What a target's writer may copy from inside the databases: the task's source and the
+    pair's fast path (`runner.transfer`), which the target's writer knows how to drive."""
+
+    source: Source
+    path: Any
+
+
 @dataclass
 class MergeCounts:
     inserted: int = 0
@@ -188,10 +197,10 @@ class Target(Endpoint, Protocol):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
-        source: Source | None = None,
+        copy: Copy | None = None,
     ) -> MergeWriter:
         """A writer into `table` (created when missing) holding one open transaction; with
-        `source`, it may copy from it inside the databases (`MergeWriter.copy_from`)."""
+        `copy`, it may copy from the source inside the databases (`MergeWriter.copy_from`)."""
         ...
 
     def table_exists(self, table: str) -> bool:
@@ -349,7 +358,7 @@ class Connector(ABC):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
-        source: Source | None = None,
+        copy: Copy | None = None,
     ) -> MergeWriter:
         """See `Target.open_writer`."""
 

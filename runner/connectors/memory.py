@@ -29,10 +29,10 @@ from runner.connectors.base import (
     STAGE,
     Capabilities,
     Connector,
+    Copy,
     MergeCounts,
     MissingColumn,
     ReadStream,
-    Source,
     Watermark,
 )
 from runner.definitions.models import ConnectionSpec
@@ -212,7 +212,7 @@ class MemoryConnector(Connector):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
-        source: Source | None = None,
+        copy: Copy | None = None,
     ) -> MemoryWriter:
         return MemoryWriter(self, table, columns, keys or [], soft_delete_column).opened()
 

@@ -10,7 +10,18 @@ import pytest
 import sqlalchemy as sa
 
 from runner import services
+from runner.connectors.sql.fastpath import FastPath
+from runner.transfer.registry import FAST_PATHS
 from tests.engine.test_crash import kill_at
+
+
+def test_the_fast_paths_are_one_registry_keyed_by_pair():
+    """Each pair's fast path is found by (source kind, target kind); any other pair has none
+    (its rows go in batches), and a pair registered twice is refused."""
+    assert set(FAST_PATHS) == {("postgresql", "postgresql"), ("sqlite", "sqlite"), ("postgresql", "mariadb")}
+    assert FAST_PATHS.find(("mariadb", "postgresql")) is None
+    with pytest.raises(ValueError, match="already registered"):
+        FAST_PATHS.register(("sqlite", "sqlite"), FastPath())
 
 
 def messages(project, record) -> list[str]:

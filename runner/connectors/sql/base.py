@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from runner.connectors.base import Capabilities, Connector, MissingColumn, ReadStream, Source, Watermark
+from runner.connectors.base import Capabilities, Connector, Copy, MissingColumn, ReadStream, Watermark
 from runner.connectors.sql.keys import key_conditions
 from runner.connectors.sql.scripts import ScriptWriter
 from runner.connectors.sql.spec import SqlConnectionSpec
@@ -414,49 +414,9 @@ class SqlConnector(Connector):
     def check_readable(self) -> None:
         """Raise a TerminalError when the source cannot be read for a reason worth naming."""
 
-    def prepare_copy_from(self, dbapi: Any, source: Source) -> None:
-        """Before a writer's transaction: what `copy_from` needs (SQLite attaches the source)."""
-
-    def copy_from(
-        self,
-        cursor: Any,
-        source: Source,
-        spec: ReadSpec,
-        columns: list[Column],
-        into: str,
-        targets: list[ColumnType],
-        where: str = "",
-        progress: Callable[[int], None] | None = None,
-    ) -> int | None:
-        """Copy the source's `columns` (of its rows matching `where`, a condition in the
-        source's SQL) into `into` (whose columns have the types `targets`) inside the
-        database(s), no row through Python; None when this pair cannot. A copy in pieces tells
-        `progress` the rows copied so far after each."""
-        return None
-
     def any_of_sql(self, column: str, values: list[int]) -> str:
         """A condition: the integer `column` is one of `values` (written as literals)."""
         return f"{column} IN ({', '.join(str(int(v)) for v in values)})"
-
-    def copy_packed(
-        self,
-        cursor: Any,
-        source: Source,
-        exprs: list[str],
-        from_sql: str,
-        columns: list[Column],
-        into: str | None,
-        meanwhile: Callable[[], None] | None = None,
-    ) -> int | None:
-        """Insert the source's `SELECT exprs FROM from_sql` into `columns` of `into` inside the
-        databases (the source computes `exprs`), or with `into` None keep them where
-        `packed_sql` reads them; None when this pair cannot. `meanwhile` runs on this
-        connection while the source computes."""
-        return None
-
-    def packed_sql(self, columns: list[Column]) -> str:
-        """A derived table of the rows the last `copy_packed(into=None)` kept."""
-        raise NotImplementedError
 
     def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
         convert = row_converter([self.decoder(c.type) for c in columns], columns)
@@ -670,9 +630,9 @@ class SqlConnector(Connector):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
-        source: Source | None = None,
+        copy: Copy | None = None,
     ) -> SqlWriter:
-        return SqlWriter(self, table, columns, keys, soft_delete_column, source).opened()
+        return SqlWriter(self, table, columns, keys, soft_delete_column, copy).opened()
 
     def open_script_writer(
         self,

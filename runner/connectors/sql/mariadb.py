@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +23,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import Source
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.spec import ServerConnectionSpec, SqlConnectionSpec
 from runner.definitions import secrets
@@ -32,7 +30,6 @@ from runner.definitions.models import seconds
 from runner.definitions.tasks import ReadSpec, WriteSpec
 from runner.errors import TerminalError
 from runner.streams.keys import KEY_HASH_BITS
-from runner.streams.readahead import ReadAhead
 from runner.streams.types import Column, ColumnType, Convert, split_type
 from runner.streams.values import (
     EXACT,
@@ -423,7 +420,7 @@ class MariadbConnector(SqlConnector):
             fields = [_TSV.get(c.type.kind, _text_field) for c in columns]
             data = "".join("\t".join(f(v) for f, v in zip(fields, row, strict=True)) + "\n" for row in rows)
             try:
-                self._load(cursor, data.encode(), table, names, [c.type.kind == "binary" for c in columns])
+                self.load(cursor, data.encode(), table, names, [c.type.kind == "binary" for c in columns])
                 self.local_infile = True
                 return
             except Exception as exc:
@@ -433,43 +430,7 @@ class MariadbConnector(SqlConnector):
         marks = ", ".join(["%s"] * len(names))
         cursor.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", rows)
 
-    def copy_from(
-        self,
-        cursor: Any,
-        source: Source,
-        spec: ReadSpec,
-        columns: list[Column],
-        into: str,
-        targets: list[ColumnType],
-        where: str = "",
-        progress: Callable[[int], None] | None = None,
-    ) -> int | None:
-        """PostgreSQL to MariaDB: PostgreSQL formats every value (its types' own text output)
-        and joins the rows into tab-separated pieces of thousands of lines (`text_pieces`),
-        which LOAD DATA reads as they are, file by file of a few MB."""
-        from runner.connectors.sql.postgresql import PostgresqlConnector
-
-        if not isinstance(source, PostgresqlConnector) or self.local_infile is False:
-            return None
-        exprs = []
-        for col in columns:
-            name, kind = source.quote(col.name), col.type.kind
-            if kind not in _COPY_TEXT:
-                return None
-            exprs.append((_COPY_TEXT[kind].format(name), kind in _TEXT_KINDS))
-        names = [self.quote(c.name) for c in columns]
-        binary = [c.type.kind == "binary" for c in columns]
-        rows = 0
-        from_sql = source.source_sql(spec) + (f" WHERE {where}" if where else "")
-        pieces = _joined(source.text_pieces(exprs, from_sql), _LOAD_BYTES)
-        for data in ReadAhead(pieces):
-            rows += data.count(b"\n")  # a newline in a value is escaped: each one ends a row
-            self._load(cursor, data, into, names, binary)
-            if progress is not None:
-                progress(rows)
-        return rows
-
-    def _load(self, cursor: Any, data: bytes, table: str, names: list[str], binary: list[bool]) -> None:
+    def load(self, cursor: Any, data: bytes, table: str, names: list[str], binary: list[bool]) -> None:
         """LOAD DATA LOCAL INFILE of tab-separated bytes, served from memory by the guarded
         connection under a one-time token (no file is written or read). LOCAL turns the errors
         a row would raise into warnings, so any warning fails the load (and the writer names
@@ -494,45 +455,6 @@ class MariadbConnector(SqlConnector):
             cursor.execute("SHOW WARNINGS LIMIT 1")
             _level, code, message = cursor.fetchone()
             raise DataError(code, message)
-
-
-# PostgreSQL column -> the expression whose COPY text LOAD DATA reads into the MariaDB column
-_COPY_TEXT = {
-    "smallint": "{}",
-    "integer": "{}",
-    "bigint": "{}",
-    "decimal": "{}",
-    "real": "{}",
-    "double": "{}",
-    "text": "{}",
-    "varchar": "{}",
-    "char": "{}",
-    "date": "{}",
-    "time": "{}",
-    "timestamp": "{}",
-    "timestamptz": "({} AT TIME ZONE 'UTC')",  # UTC in DATETIME(6), as the batch path does
-    "boolean": "{}::int",
-    "json": "{}",
-    "jsonb": "{}",
-    "uuid": "{}",
-    "binary": "encode({}, 'hex')",  # LOAD DATA: SET col = UNHEX(@v)
-}
-_LOAD_BYTES = 4 << 20
-_TEXT_KINDS = {"text", "varchar", "char", "json", "jsonb"}  # may hold a tab, newline or backslash
-
-
-def _joined(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
-    """The pieces joined into pieces of about `size` bytes (a LOAD DATA each)."""
-    parts: list[bytes] = []
-    length = 0
-    for piece in pieces:
-        parts.append(piece)
-        length += len(piece)
-        if length >= size:
-            yield b"".join(parts)
-            parts, length = [], 0
-    if parts:
-        yield b"".join(parts)
 
 
 def _key_bytes(ctype: ColumnType) -> int | None:

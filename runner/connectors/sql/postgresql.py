@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -19,14 +19,12 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import Source
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.spec import ServerConnectionSpec, SqlConnectionSpec
 from runner.definitions.models import seconds
 from runner.definitions.tasks import ReadSpec, WriteSpec
 from runner.errors import TerminalError
 from runner.streams.keys import KEY_HASH_BITS
-from runner.streams.readahead import ReadAhead
 from runner.streams.types import Column, ColumnType, Convert, split_type
 from runner.streams.values import TIMES, OutOfRange, to_aware_utc, to_naive_utc
 
@@ -70,8 +68,6 @@ _COLUMNS_SQL = """SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg
 WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
 
 
-PACKED = "runner_packed"
-ROWS_PER_ARRAY = 200  # 200 bigints stay under the size (2 kB) PostgreSQL would compress
 LINES_PER_PIECE = 5_000  # rows per piece of `text_pieces` (~600 kB for the benchmark's rows)
 COPY_BLOCK = 256 * 1024  # bytes per write into a COPY: one message per row costs more than the row
 
@@ -308,77 +304,6 @@ class PostgresqlConnector(SqlConnector):
             cursor.execute("SET jit = off")  # as for a writer (`prepare_writer`): runner's own SQL
             with cursor.copy(f"COPY ({select}) TO STDOUT{options}") as copy:
                 yield from copy
-
-    def copy_from(
-        self,
-        cursor: Any,
-        source: Source,
-        spec: ReadSpec,
-        columns: list[Column],
-        into: str,
-        targets: list[ColumnType],
-        where: str = "",
-        progress: Callable[[int], None] | None = None,
-    ) -> int | None:
-        """PostgreSQL to PostgreSQL with the same column types: the source's binary COPY
-        output is the target's binary COPY input, passed through untouched."""
-        if not isinstance(source, PostgresqlConnector) or any(
-            c.type.kind != t.kind for c, t in zip(columns, targets, strict=True)
-        ):
-            return None
-        names = ", ".join(self.quote(c.name) for c in columns)
-        select = f"SELECT {names} FROM {source.source_sql(spec)}" + (f" WHERE {where}" if where else "")
-        with cursor.copy(f"COPY {into} ({names}) FROM STDIN (FORMAT binary)") as sink:
-            for block in blocks(source.copy_out(select)):
-                sink.write(block)
-        return cursor.rowcount
-
-    def copy_packed(
-        self,
-        cursor: Any,
-        source: Source,
-        exprs: list[str],
-        from_sql: str,
-        columns: list[Column],
-        into: str | None,
-        meanwhile: Callable[[], None] | None = None,
-    ) -> int | None:
-        """PostgreSQL to PostgreSQL: `exprs` are packed in the source into arrays of a few
-        hundred rows each, so the copy passes thousands of messages through Python instead of
-        one per row (~3 µs each), then unpacked into `columns` of `into` (or, with `into`
-        None, left packed for `packed_sql`)."""
-        if not isinstance(source, PostgresqlConnector):
-            return None
-        q = self.quote
-        names = [q(c.name) for c in columns]
-        picked = ", ".join(f"{e} AS {n}" for e, n in zip(exprs, names, strict=True))
-        rows = f"SELECT {picked}, (row_number() OVER ()) / {ROWS_PER_ARRAY} AS runner_g FROM {from_sql}"
-        select = f"SELECT {', '.join(f'array_agg({n})' for n in names)} FROM ({rows}) r GROUP BY runner_g"
-        packed = q(PACKED)
-        arrays = ", ".join(f"{n} {self.render_type(c.type)}[]" for n, c in zip(names, columns, strict=True))
-        stream = ReadAhead(blocks(source.copy_out(select)))  # the source starts at once
-        try:
-            cursor.execute(self.drop_temp_sql(PACKED))
-            cursor.execute(f"CREATE TEMPORARY TABLE {packed} ({arrays})")
-            if meanwhile is not None:
-                meanwhile()
-            with cursor.copy(f"COPY {packed} FROM STDIN (FORMAT binary)") as sink:
-                for block in stream:
-                    sink.write(block)
-        finally:
-            stream.close()
-        if into is None:
-            cursor.execute(f"SELECT coalesce(sum(cardinality({names[0]})), 0) FROM {packed}")
-            return int(cursor.fetchone()[0])
-        cursor.execute(f"INSERT INTO {into} ({', '.join(names)}) SELECT * FROM {self.packed_sql(columns)} u")
-        count = cursor.rowcount
-        cursor.execute(f"DROP TABLE {packed}")
-        return count
-
-    def packed_sql(self, columns: list[Column]) -> str:
-        names = [self.quote(c.name) for c in columns]
-        unpacked = ", ".join(f"p.{n}" for n in names)
-        return f"(SELECT u.* FROM {self.quote(PACKED)} p, unnest({unpacked}) AS u({', '.join(names)}))"
 
     def text_pieces(self, exprs: list[tuple[str, bool]], from_sql: str) -> Iterator[bytes]:
         """The rows of `SELECT exprs FROM from_sql` as tab-separated lines (UTF-8) built by

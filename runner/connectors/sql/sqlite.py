@@ -15,18 +15,16 @@ import datetime as dt
 import fcntl
 import hashlib
 import re
-from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal
-from urllib.parse import quote
 
 from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import Source
+from runner.connectors.base import Copy
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.spec import SqlConnectionSpec
 from runner.connectors.sql.writer import SqlWriter
@@ -181,7 +179,7 @@ class SqliteConnector(SqlConnector):
 
     def engine_options(self) -> dict[str, Any]:
         # a reader of the file waits out a writer's commit (and a writer, a long reader's end)
-        # (`uri`: so that a source file is attached read-only, see `prepare_copy_from`)
+        # (`uri`: so that a source file is attached read-only, see `runner.transfer.sqlite`)
         return {"connect_args": {"timeout": BUSY_TIMEOUT, "uri": True}}
 
     def prepare_writer(self, dbapi: Any) -> None:
@@ -230,61 +228,13 @@ class SqliteConnector(SqlConnector):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
-        source: Source | None = None,
+        copy: Copy | None = None,
     ) -> SqlWriter:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        return super().open_writer(table, columns, keys, soft_delete_column, source)
+        return super().open_writer(table, columns, keys, soft_delete_column, copy)
 
-    def prepare_copy_from(self, dbapi: Any, source: Source) -> None:
-        # ATTACH is refused inside a transaction: it happens before the writer's BEGIN. Read
-        # only: BEGIN IMMEDIATE would take the source's write lock too, and the commit would
-        # then wait for every reader of the source, such as another job's, which may in turn
-        # be waiting for this writer's turn on the target (`prepare_writer`)
-        other = source.path if isinstance(source, SqliteConnector) else None
-        if other is not None and other != self.path and other.exists():
-            dbapi.execute("ATTACH DATABASE ? AS runner_src", (f"file:{quote(str(other))}?mode=ro",))
-
-    def copy_from(
-        self,
-        cursor: Any,
-        source: Source,
-        spec: ReadSpec,
-        columns: list[Column],
-        into: str,
-        targets: list[ColumnType],
-        where: str = "",
-        progress: Callable[[int], None] | None = None,
-    ) -> int | None:
-        if not isinstance(source, SqliteConnector) or spec.table is None or source.path is None or where:
-            return None
-        name = spec.table.rpartition(".")[2]
-        if source.path == self.path:
-            table, schema = self.quote_table(spec.table), spec.table.rpartition(".")[0] or "main"
-        elif "runner_src" in {row[1] for row in cursor.execute("PRAGMA database_list").fetchall()}:
-            table, schema = f"runner_src.{self.quote(name)}", "runner_src"
-        else:
-            return None
-        # the values move as stored: both columns must have the same affinity and read back
-        # as the same type (INTEGER and BIGINT do; NUMERIC and NUMERIC_TEXT do not)
-        cursor.execute(f"PRAGMA {self.quote(schema)}.table_info({self.quote(name)})")
-        theirs = {r[1]: self._stored_as(r[2]) for r in cursor.fetchall()}
-        target_schema, _, target_name = into.rpartition(".")
-        cursor.execute(f"PRAGMA {target_schema + '.' if target_schema else ''}table_info({target_name})")
-        ours = {r[1]: self._stored_as(r[2]) for r in cursor.fetchall()}
-        if any(theirs.get(c.name) != ours.get(c.name) for c in columns):
-            return None
-        wanted = [c.name for c in columns]
-        if list(theirs) == wanted == list(ours):
-            # the same columns in the same order: `INSERT … SELECT *` is the form SQLite's
-            # transfer optimisation copies as stored records, about twice as fast as a column list
-            cursor.execute(f"INSERT INTO {into} SELECT * FROM {table}")
-        else:
-            names = ", ".join(self.quote(n) for n in wanted)
-            cursor.execute(f"INSERT INTO {into} ({names}) SELECT {names} FROM {table}")
-        return cursor.rowcount
-
-    def _stored_as(self, declared: str) -> tuple[str, ColumnType | None]:
+    def stored_as(self, declared: str) -> tuple[str, ColumnType | None]:
         """A column's affinity and the type runner reads it as."""
         return _affinity(declared), self.parse_type(declared)
 

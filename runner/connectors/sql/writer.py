@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from runner.connectors.base import KEY_STAGE, STAGE, MergeCounts
+from runner.connectors.base import KEY_STAGE, STAGE, Copy, MergeCounts
 from runner.connectors.sql.keys import key_conditions
 from runner.definitions import secrets
 from runner.definitions.tasks import ReadSpec
@@ -28,8 +28,8 @@ from runner.streams.keys import BucketDigest
 from runner.streams.types import INTEGERS, Column, ColumnType
 
 if TYPE_CHECKING:
-    from runner.connectors.base import Source
     from runner.connectors.sql.base import SqlConnector
+    from runner.connectors.sql.fastpath import FastPath
     from runner.streams.types import Batch
 
 CHANGED = "runner_changed"  # keys whose row differs from the target's, or that are gone
@@ -117,7 +117,7 @@ class SqlWriter(Transaction):
         columns: list[Column],
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
-        source: Source | None = None,
+        copy: Copy | None = None,
     ):
         self.c = connector
         self.q = connector.quote
@@ -134,7 +134,9 @@ class SqlWriter(Transaction):
         self.encode_keys = connector.batch_encoder(key_columns, range(len(key_columns)))
         self.key_columns = key_columns
         self.doing = f"writing {table}"
-        self.source = source  # the reader, for a copy that bypasses Python (see copy_from)
+        # the reader and the pair's fast path, for copies that bypass Python (see copy_from)
+        self.source = copy.source if copy is not None else None
+        self.fast: FastPath | None = copy.path if copy is not None else None
         self.inserted = 0  # rows this writer added to the target, and at its last ANALYZE
         self.analyzed_at = 0
         # A target empty when the run began holds only this run's rows, and a run reads each
@@ -150,8 +152,8 @@ class SqlWriter(Transaction):
         c = self.c
         with c.errors(self.doing):
             self.connect()
-            if self.source is not None:
-                c.prepare_copy_from(self.dbapi.driver_connection, self.source)
+            if self.fast is not None and self.source is not None:
+                self.fast.prepare(c, self.dbapi.driver_connection, self.source)
             self.create_schema(self.table)
             self.begin()
             extra = [Column(self.soft, SOFT_DELETE_TYPE)] if self.soft else []
@@ -192,7 +194,7 @@ class SqlWriter(Transaction):
         the rows must go through batches. `progress` hears the rows copied so far, where the
         pair copies in pieces."""
         columns = self.key_columns if into == KEY_STAGE else self.columns
-        if self.source is None or any(col.unmapped for col in columns):
+        if self.fast is None or self.source is None or any(col.unmapped for col in columns):
             return None  # a column read through `read.unmapped_types` is converted while read
         targets = [self.target_types.get(col.name) or col.type for col in columns]
         table = self.target if into == self.table else self.q(into)
@@ -200,7 +202,7 @@ class SqlWriter(Transaction):
         with c.errors(self.doing):
             self.cursor.execute("SAVEPOINT runner_copy")
         try:
-            rows = c.copy_from(self.cursor, self.source, spec, columns, table, targets, where, progress)
+            rows = self.fast.copy(c, self.cursor, self.source, spec, columns, table, targets, where, progress)
         except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
             rows = None  # a value the target rejects: the batches will name its row
         with c.errors(self.doing):
@@ -212,8 +214,8 @@ class SqlWriter(Transaction):
         target, inside the databases; None when this pair of databases cannot (then the
         caller compares digests the other way). Only for a target whose columns have the
         source's types: the same values must give the same hash on both sides."""
-        c, source = self.c, self.source
-        if source is None or not isinstance(source, type(c)):
+        c, source, fast = self.c, self.source, self.fast
+        if source is None or fast is None or not fast.packs or source.kind != c.kind:
             return None
         if any(self.target_types.get(col.name) != col.type or col.unmapped for col in self.columns):
             return None
@@ -257,14 +259,15 @@ class SqlWriter(Transaction):
                 self._analyze(TARGET_HASHES)
 
             # left packed: joined as they unpack (a 1M-row temporary table cost ~0.6 s more)
-            rows = c.copy_packed(self.cursor, source, exprs, from_sql + where, stage, None, target_hashes)
+            from_where = from_sql + where
+            rows = fast.copy_packed(c, self.cursor, source, exprs, from_where, stage, None, target_hashes)
             if rows is not None and total is not None:
                 rows = total
         except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
             rows = None  # e.g. a key whose type differs in name only (varchar and text)
         with c.errors(self.doing):
             self.cursor.execute(f"{'RELEASE' if rows is not None else 'ROLLBACK TO'} SAVEPOINT runner_copy")
-        self.digests = c.packed_sql(stage) if rows is not None else None
+        self.digests = fast.packed_sql(c, stage) if rows is not None else None
         return rows
 
     def _differing_hash_buckets(
@@ -299,11 +302,13 @@ class SqlWriter(Transaction):
             )
 
         exprs = ["s.b", "s.n", "s.x"]
-        if c.copy_packed(self.cursor, source, exprs, summed, columns, None, target_sums) is None:
+        fast = self.fast
+        assert fast is not None  # `copy_digests` asks only with a path that packs
+        if fast.copy_packed(c, self.cursor, source, exprs, summed, columns, None, target_sums) is None:
             return None
         # the source's sums unpacked once: its row count, then the differing buckets
         self.cursor.execute(
-            f"WITH s AS MATERIALIZED {c.packed_sql(columns)} "
+            f"WITH s AS MATERIALIZED {fast.packed_sql(c, columns)} "
             "SELECT coalesce(sum(runner_n), 0), true FROM s UNION ALL "
             f"SELECT coalesce(s.runner_b, t.b), false FROM s FULL JOIN {q(TARGET_BUCKETS)} t "
             "ON s.runner_b = t.b WHERE s.runner_n IS DISTINCT FROM t.n OR s.runner_x IS DISTINCT FROM t.x"
@@ -320,8 +325,8 @@ class SqlWriter(Transaction):
     def copy_key_buckets(self, spec: ReadSpec, width: int, buckets: list[int]) -> int | None:
         """Copy the source keys of these buckets (see `SqlConnector.bucket_sql`) into the key
         stage inside the databases; None when this pair cannot (the keys then go in batches)."""
-        c, source = self.c, self.source
-        if source is None or not isinstance(source, type(c)):
+        c, source, fast = self.c, self.source, self.fast
+        if source is None or fast is None or not fast.packs or source.kind != c.kind:
             return None
         k = self.q(self.keys[0])
         listed = ", ".join(str(int(b)) for b in buckets)
@@ -329,7 +334,8 @@ class SqlWriter(Transaction):
         with c.errors(self.doing):
             self.cursor.execute("SAVEPOINT runner_copy")
         try:
-            rows = c.copy_packed(self.cursor, source, [k], from_sql, self.key_columns, self.q(KEY_STAGE))
+            stage = self.q(KEY_STAGE)
+            rows = fast.copy_packed(c, self.cursor, source, [k], from_sql, self.key_columns, stage)
         except (c.engine.dialect.loaded_dbapi.Error, TerminalError):
             rows = None
         with c.errors(self.doing):

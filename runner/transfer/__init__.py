@@ -1,0 +1,3 @@
+"""Fast paths between pairs of kinds (PostgreSQL binary COPY pass-through, SQLite `INSERT …
+SELECT`, PostgreSQL to MariaDB `LOAD DATA`): one module per pair, in one registry keyed by
+(source kind, target kind) and tried before the batch path."""
