@@ -18,7 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from runner.connectors.base import MergeCounts
-from runner.connectors.sql.writer import Transaction
+from runner.connectors.sql.transaction import Transaction
 from runner.definitions.templates import MAX_CHARS, TemplateLimit, environment
 from runner.errors import Cancelled, TerminalError
 from runner.streams.types import Column

@@ -1,0 +1,73 @@
+"""One transaction on a SQL target's connection, opened and closed as a context: what every
+SQL writer (the merge, the scripts) shares."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.connectors.sql.base import SqlConnector
+
+
+class Transaction:
+    """A writer's connection to the target with one open transaction: `commit` ends it and
+    begins the next, `close` rolls back whatever is not committed."""
+
+    c: SqlConnector
+    doing: str
+    dbapi: Any = None
+    cursor: Any = None
+
+    def connect(self) -> None:
+        self.dbapi = self.c.engine.raw_connection()
+        self.c.prepare_writer(self.dbapi.driver_connection)
+
+    def begin(self) -> None:
+        self.c.begin(self.dbapi.driver_connection)
+        self.cursor = self.dbapi.cursor()
+
+    def commit(self) -> None:
+        with self.c.errors(self.doing):
+            self.dbapi.commit()
+            self.c.begin(self.dbapi.driver_connection)
+
+    def close(self) -> None:
+        if self.dbapi is None:
+            return
+        driver = self.dbapi.driver_connection
+        with suppress(Exception):  # closing after a failure: the first error is the one reported
+            self.dbapi.rollback()
+        with suppress(Exception):
+            self.dbapi.close()
+        self.dbapi = None
+        self.c.end_writer(driver)
+
+    def open(self) -> Transaction:
+        with self.c.errors(self.doing):
+            self.connect()
+            self.begin()
+        return self
+
+    def create_schema(self, table: str) -> None:
+        """Before the transaction: the schema of `table`, when the target has schemas to make."""
+        schema = table.rpartition(".")[0]
+        if schema:
+            self.c.create_schema(self.dbapi.driver_connection, schema)
+
+    def opened(self) -> Any:
+        """`open`, closing what it got so far when it fails (a SQLite writer's turn on the file
+        included: kept, it would make the next writer of the file wait for ever)."""
+        try:
+            return self.open()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Any:
+        # `open_writer` hands the writer over open: opened again, its first connection (and
+        # a SQLite writer's turn on the file) would be dropped without being closed
+        return self if self.dbapi is not None else self.opened()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
