@@ -12,7 +12,6 @@ columns are recognised (a query's result has no checks: its JSON columns read as
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +23,8 @@ from sqlalchemy.engine import URL
 
 from runner.connectors import registry
 from runner.connectors.sql.base import SqlConnector
+from runner.connectors.sql.mariadb_index import INDEX_BYTES, MIN_SHARE, key_bytes
+from runner.connectors.sql.mariadb_tsv import TSV, text_field
 from runner.connectors.sql.spec import ServerConnectionSpec, SqlConnectionSpec
 from runner.definitions import secrets
 from runner.definitions.models import seconds
@@ -94,22 +95,6 @@ _RENDER = {
 _TRANSIENT_ERRNOS = {1040, 1205, 1213, 1927, 2002, 2003, 2006, 2013}
 _MAX_VARCHAR = 16383  # utf8mb4 characters in a 64 KiB row
 _NO_LOCAL_INFILE = {1148, 2068, 3948, 4166}  # LOAD DATA LOCAL refused by the server or the client
-_INDEX_BYTES = 3072  # the most an index (a primary key) holds, all its columns together
-_MIN_SHARE = 64  # bytes of the index left to an unbounded key column at the least (16 characters)
-_KEY_BYTES = {  # what a value of a fixed-size type takes in an index
-    "smallint": 2,
-    "integer": 4,
-    "bigint": 8,
-    "real": 4,
-    "double": 8,
-    "boolean": 1,
-    "date": 3,
-    "time": 6,
-    "timestamp": 8,
-    "timestamptz": 8,
-    "uuid": 16,
-}
-_DIGIT_BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)  # of a DECIMAL's digits left over from groups of 9
 _ERROR_COLUMN = re.compile(r"[Cc]olumn (?:`[^`]*`\.)*[`']([^`']+)[`']")
 _SCALE_30 = Decimal(1).scaleb(-30)
 _JSON_CHECK = re.compile(r"CHECK \(json_valid\(`((?:[^`]|``)+)`\)\)")
@@ -125,53 +110,6 @@ class MariadbConnection(ServerConnectionSpec):
         if not url.startswith(("mariadb://", "mariadb+pymysql://", "mysql://", "mysql+pymysql://")):
             raise ValueError("a mariadb URL starts with mariadb://, mysql:// or their +pymysql forms")
         return url
-
-
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\\0"})
-
-
-def _text_field(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    return (value if isinstance(value, str) else str(value)).translate(_ESCAPES)
-
-
-def _plain_field(value: Any) -> str:  # integers: no character to escape
-    return "\\N" if value is None else str(value)
-
-
-def _decimal_field(value: Any) -> str:  # plain notation, never 1E+3
-    return "\\N" if value is None else format(value, "f")
-
-
-def _iso_field(value: Any) -> str:
-    if value is None or isinstance(value, str):  # an `OutOfRange` time is MariaDB's text already
-        return _text_field(value)
-    return value.isoformat(" ") if isinstance(value, dt.datetime) else value.isoformat()
-
-
-def _bool_field(value: Any) -> str:
-    return "\\N" if value is None else ("1" if value else "0")
-
-
-def _hex_field(value: Any) -> str:
-    return "\\N" if value is None else bytes(value).hex()
-
-
-_TSV = {
-    "smallint": _plain_field,
-    "integer": _plain_field,
-    "bigint": _plain_field,
-    "decimal": _decimal_field,
-    "real": lambda v: "\\N" if v is None else repr(v),
-    "double": lambda v: "\\N" if v is None else repr(v),
-    "boolean": _bool_field,
-    "date": _iso_field,
-    "time": _iso_field,
-    "timestamp": _iso_field,
-    "timestamptz": _iso_field,
-    "binary": _hex_field,
-}
 
 
 def _zero_date(value: Any) -> Any:
@@ -355,19 +293,19 @@ class MariadbConnector(SqlConnector):
         what columns of a bounded size leave is shared by the unbounded ones (text, longer
         varchar, binary) as VARCHAR/VARBINARY; a key that cannot fit is refused before any
         table is made."""
-        sizes = [_key_bytes(c.type) for c in columns]
+        sizes = [key_bytes(c.type) for c in columns]
         unbounded = sizes.count(None)
-        left = _INDEX_BYTES - sum(size or 0 for size in sizes)
+        left = INDEX_BYTES - sum(size or 0 for size in sizes)
         share = left // unbounded if unbounded else 0
-        if left < 0 or unbounded and share < _MIN_SHARE:
+        if left < 0 or unbounded and share < MIN_SHARE:
             parts = [
                 f"{c.name} {c.type}: "
-                + (f"{size}" if size is not None else f"the rest, at least {_MIN_SHARE}")
+                + (f"{size}" if size is not None else f"the rest, at least {MIN_SHARE}")
                 for c, size in zip(columns, sizes, strict=True)
             ]
             raise TerminalError(
                 f"a key on {', '.join(c.name for c in columns)} does not fit a MariaDB index, which holds "
-                f"{_INDEX_BYTES} bytes ({'; '.join(parts)}) (hint: key on fewer or narrower columns, or "
+                f"{INDEX_BYTES} bytes ({'; '.join(parts)}) (hint: key on fewer or narrower columns, or "
                 "cast a column to a shorter varchar in read.query)"
             )
         return [
@@ -417,7 +355,7 @@ class MariadbConnector(SqlConnector):
         if self.local_infile is not False:
             from runner.connectors.sql.mariadb_local import is_refusal
 
-            fields = [_TSV.get(c.type.kind, _text_field) for c in columns]
+            fields = [TSV.get(c.type.kind, text_field) for c in columns]
             data = "".join("\t".join(f(v) for f, v in zip(fields, row, strict=True)) + "\n" for row in rows)
             try:
                 self.load(cursor, data.encode(), table, names, [c.type.kind == "binary" for c in columns])
@@ -455,16 +393,6 @@ class MariadbConnector(SqlConnector):
             cursor.execute("SHOW WARNINGS LIMIT 1")
             _level, code, message = cursor.fetchone()
             raise DataError(code, message)
-
-
-def _key_bytes(ctype: ColumnType) -> int | None:
-    """What a key column of this type takes in an index; None when unbounded."""
-    if ctype.kind in ("varchar", "char") and ctype.length and ctype.length * 4 <= _INDEX_BYTES:
-        return ctype.length * 4
-    if ctype.kind == "decimal":
-        precision, scale = ctype.precision or 65, ctype.scale if ctype.precision else 30
-        return sum(d // 9 * 4 + _DIGIT_BYTES[d % 9] for d in (precision - (scale or 0), scale or 0))
-    return _KEY_BYTES.get(ctype.kind)
 
 
 registry.register(
