@@ -1,11 +1,14 @@
-"""One generic registry for every pluggable thing: connection kinds, change strategies, pair
-fast paths. Registering a name twice is an error naming who holds it, never a silent
-overwrite; asking for an unknown name lists the known ones."""
+"""One generic registry for every pluggable thing: connection kinds, job types, change
+strategies, pair fast paths. Registering a name twice is an error naming who holds it, never a
+silent overwrite; asking for an unknown name lists the known ones. Built-in entries are named
+with the module that registers them and imported only when asked for (a SQLite run never
+imports the PostgreSQL driver), or all at once when every entry is listed."""
 
 from __future__ import annotations
 
+import importlib
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from typing import Generic, TypeVar
 
 from runner.errors import TerminalError
@@ -15,21 +18,25 @@ V = TypeVar("V")
 
 
 class Registry(Generic[K, V]):
-    """Named entries of one sort (`what`: "connection type", "strategy", ...); `load`, when
-    given, imports the built-in modules that register themselves, once, on first use."""
+    """Named entries of one sort (`what`: "connection type", "strategy", ...); `builtin` maps
+    a name to the module that registers it on import."""
 
-    def __init__(self, what: str, load: Callable[[], None] | None = None):
+    def __init__(self, what: str, builtin: Mapping[K, str] | None = None):
         self.what = what
         self._entries: dict[K, V] = {}
-        self._load = load
-        self._loading = threading.Lock()  # parallel tasks and the daemon's workers ask at once
+        self._builtin = dict(builtin or {})  # not imported yet
+        self._loading = threading.RLock()  # parallel tasks, the daemon's workers, an import that asks
+
+    def _import(self, names: list[K]) -> None:
+        with self._loading:
+            for name in names:
+                module = self._builtin.pop(name, None)
+                if module is not None:
+                    importlib.import_module(module)
 
     def _loaded(self) -> dict[K, V]:
-        if self._load is not None:
-            with self._loading:
-                if self._load is not None:
-                    self._load()
-                    self._load = None
+        if self._builtin:
+            self._import(list(self._builtin))
         return self._entries
 
     def register(self, name: K, entry: V) -> V:
@@ -38,15 +45,18 @@ class Registry(Generic[K, V]):
         self._entries[name] = entry
         return entry
 
-    def get(self, name: K) -> V:
-        entries = self._loaded()
-        if name not in entries:
-            known = ", ".join(sorted(map(str, entries))) or "none"
-            raise TerminalError(f"unknown {self.what} {name!r} (known: {known})")
-        return entries[name]
-
     def find(self, name: K) -> V | None:
-        return self._loaded().get(name)
+        """The entry, importing its built-in module if it is one; None when unknown."""
+        if name not in self._entries and name in self._builtin:
+            self._import([name])
+        return self._entries.get(name)
+
+    def get(self, name: K) -> V:
+        found = self.find(name)
+        if found is None:
+            known = ", ".join(sorted(map(str, self._loaded()))) or "none"
+            raise TerminalError(f"unknown {self.what} {name!r} (known: {known})")
+        return found
 
     def items(self) -> dict[K, V]:
         return dict(self._loaded())

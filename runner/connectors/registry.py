@@ -8,8 +8,6 @@ twice is an error, never a silent overwrite.
 
 from __future__ import annotations
 
-import importlib
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,16 +17,17 @@ from pydantic import BaseModel
 from runner.definitions.models import ConnectionSpec
 from runner.definitions.tasks import ReadSpec, WriteSpec
 from runner.errors import TerminalError
+from runner.registry import Registry
 
 if TYPE_CHECKING:
     from runner.connectors.base import Capabilities, Connector
 
-BUILTIN = (
-    "runner.connectors.sql.sqlite",
-    "runner.connectors.sql.postgresql",
-    "runner.connectors.sql.mariadb",
-    "runner.connectors.memory",
-)
+BUILTIN = {
+    "sqlite": "runner.connectors.sql.sqlite",
+    "postgresql": "runner.connectors.sql.postgresql",
+    "mariadb": "runner.connectors.sql.mariadb",
+    "memory": "runner.connectors.memory",
+}
 
 
 @dataclass(frozen=True)
@@ -48,30 +47,22 @@ class Kind:
         return self.connector.capabilities
 
 
-_KINDS: dict[str, Kind] = {}
-_loaded = False
-_loading = threading.Lock()
+_KINDS: Registry[str, Kind] = Registry("connection type", BUILTIN)
 
 
 def register(kind: Kind) -> None:
-    if kind.type in _KINDS:
-        raise ValueError(
-            f"connection type {kind.type!r} is already registered by {_KINDS[kind.type].connector.__module__}"
-        )
-    _KINDS[kind.type] = kind
+    _KINDS.register(kind.type, kind)
 
 
 def kinds() -> dict[str, Kind]:
-    """Every registered type (the built-in modules are imported on first use, once, also when
-    several threads ask at the same time: parallel tasks, the daemon's workers)."""
-    global _loaded
-    if not _loaded:
-        with _loading:
-            if not _loaded:
-                for module in BUILTIN:
-                    importlib.import_module(module)
-                _loaded = True
-    return dict(_KINDS)
+    """Every registered type (each built-in module imported once, on first use)."""
+    return _KINDS.items()
+
+
+def kind(name: str) -> Kind | None:
+    """One type, importing only its own module: a run opens two connections, and a SQLite run
+    need not import the PostgreSQL or MariaDB drivers."""
+    return _KINDS.find(name)
 
 
 def connection_models() -> dict[str, type[ConnectionSpec]]:
@@ -88,10 +79,10 @@ def capabilities() -> dict[str, frozenset[str]]:
 
 def open_connector(name: str, spec: dict[str, Any], base_dir: Path) -> Connector:
     """A connector for an applied connection document's spec."""
-    kind = kinds().get(spec.get("type", ""))
-    if kind is None:
+    found = kind(spec.get("type", ""))
+    if found is None:
         raise TerminalError(
             f"connection {name!r} has type {spec.get('type')!r}, which this runner "
             f"does not know (known: {', '.join(sorted(kinds()))})"
         )
-    return kind.connector(name, kind.spec.model_validate(spec), base_dir)
+    return found.connector(name, found.spec.model_validate(spec), base_dir)

@@ -66,7 +66,7 @@ def capability_check() -> CapabilityCheck:
 def _one_writer(connection: dict[str, Any]) -> bool:
     """Whether a target takes one writer at a time: parallel tasks would only wait for each
     other's lock."""
-    kind = registry.kinds().get(connection.get("type", ""))
+    kind = registry.kind(connection.get("type", ""))
     return kind is not None and kind.capabilities.one_writer
 
 

@@ -1,24 +1,20 @@
 """The fast paths by (source kind, target kind): tried before the batch path, so a pair that
 can move rows inside the databases does, and any other pair copies in batches. Adding one is
-a module that registers itself here and a line in `BUILTIN`."""
+a module that registers itself here and a line in `BUILTIN` (imported when its pair runs)."""
 
 from __future__ import annotations
-
-import importlib
 
 from runner.connectors.base import Source, Target
 from runner.connectors.sql.fastpath import FastPath
 from runner.registry import Registry
 
-BUILTIN = ("runner.transfer.postgresql", "runner.transfer.sqlite", "runner.transfer.postgresql_mariadb")
+BUILTIN = {
+    ("postgresql", "postgresql"): "runner.transfer.postgresql",
+    ("sqlite", "sqlite"): "runner.transfer.sqlite",
+    ("postgresql", "mariadb"): "runner.transfer.postgresql_mariadb",
+}
 
-
-def _load() -> None:
-    for module in BUILTIN:
-        importlib.import_module(module)
-
-
-FAST_PATHS: Registry[tuple[str, str], FastPath] = Registry("fast path", _load)
+FAST_PATHS: Registry[tuple[str, str], FastPath] = Registry("fast path", BUILTIN)
 
 
 def fast_path(source: Source, target: Target) -> FastPath | None:
