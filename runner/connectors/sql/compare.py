@@ -5,16 +5,16 @@ sums differ, so a round that changed 2% of the rows hashes about that many."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from runner.connectors.base import KEY_STAGE
+from runner.connectors.sql.transaction import WriterState
 from runner.definitions.tasks import ReadSpec
 from runner.errors import TerminalError
 from runner.streams.types import INTEGERS, Column, ColumnType
 
 if TYPE_CHECKING:
     from runner.connectors.sql.base import SqlConnector
-    from runner.connectors.sql.fastpath import FastPath
 
 CHANGED = "runner_changed"  # keys whose row differs from the target's, or that are gone
 ROW_HASH = "runner_rh"
@@ -24,25 +24,8 @@ KEYS_PER_HASH_BUCKET = 16  # fastest of 4-32 on the benchmark (1.7% of rows chan
 MAX_HASH_BUCKETS = 250_000  # bounds the list of differing buckets held in Python
 
 
-class InTargetCompare:
+class InTargetCompare(WriterState):
     """The `ComparingWriter` and key-bucket copy methods of `SqlWriter`."""
-
-    c: SqlConnector
-    cursor: Any
-    dbapi: Any
-    table: str
-    target: str
-    columns: list[Column]
-    keys: list[str]
-    key_columns: list[Column]
-    soft: str | None
-    source: Any
-    fast: FastPath | None
-    target_types: dict[str, ColumnType | None]
-    digests: str | None
-    narrowed: tuple[int, int] | None
-    empty_at_start: bool
-    q: Any  # quotes a name (the connector's `quote`)
 
     def copy_digests(self, spec: ReadSpec) -> int | None:
         """Copy the source's keys with a hash of each row (`SqlConnector.row_hash`) into the

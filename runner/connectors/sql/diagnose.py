@@ -7,35 +7,17 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from runner.connectors.base import KEY_STAGE, STAGE
+from runner.connectors.sql.transaction import WriterState
 from runner.definitions import secrets
 from runner.errors import TerminalError
-from runner.streams.types import Column, ColumnType
+from runner.streams.types import Column
 
 if TYPE_CHECKING:
-    from runner.connectors.sql.base import SqlConnector
-    from runner.connectors.sql.fastpath import FastPath
     from runner.streams.types import Batch
 
 
-class Diagnosis:
+class Diagnosis(WriterState):
     """The diagnosing bulk insert of `SqlWriter`."""
-
-    c: SqlConnector
-    cursor: Any
-    dbapi: Any
-    table: str
-    target: str
-    columns: list[Column]
-    keys: list[str]
-    key_columns: list[Column]
-    soft: str | None
-    source: Any
-    fast: FastPath | None
-    target_types: dict[str, ColumnType | None]
-    digests: str | None
-    narrowed: tuple[int, int] | None
-    empty_at_start: bool
-    q: Any  # quotes a name (the connector's `quote`)
 
     def _diagnose_merge(self, first: Exception) -> TerminalError:
         """Merge the staged rows one key at a time (pages of keys, each under a savepoint)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runner.connectors.sql.base import SqlConnector
+    from runner.connectors.sql.fastpath import FastPath
+    from runner.streams.types import Column, ColumnType
 
 
 class Transaction:
@@ -71,3 +73,25 @@ class Transaction:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class WriterState:
+    """What a SQL writer holds, named once for the concerns it is split into (the merge, the
+    in-target compare, the diagnosis): `SqlWriter` sets each in its constructor and `open`."""
+
+    c: SqlConnector
+    cursor: Any
+    dbapi: Any
+    table: str
+    target: str
+    columns: list[Column]
+    keys: list[str]
+    key_columns: list[Column]
+    soft: str | None
+    source: Any
+    fast: FastPath | None
+    target_types: dict[str, ColumnType | None]
+    digests: str | None
+    narrowed: tuple[int, int] | None
+    empty_at_start: bool
+    q: Any  # quotes a name (the connector's `quote`)
