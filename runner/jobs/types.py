@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.changes.task import TaskResult
+from runner.connectors import registry
 from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
 from runner.jobs.sync import run_job
 from runner.registry import Registry
@@ -34,6 +35,17 @@ JOB_TYPES.register("sync", JobType(SyncJobSpec, run_job))
 def job_models() -> dict[str, type[JobSpec]]:
     """Job type name -> spec model: what validation and the JSON Schema are given."""
     return {name: job_type.spec for name, job_type in JOB_TYPES.items().items()}
+
+
+def registered_models() -> dict[str, Any]:
+    """What validation takes from the registries (the definitions import neither): connection
+    and task models by connection type, job spec models by job type; as keyword arguments of
+    `validate_documents` and `check_document`."""
+    return {
+        "connection_types": registry.connection_models(),
+        "task_models": registry.kinds(),
+        "job_types": job_models(),
+    }
 
 
 def parse(spec: Mapping[str, Any]) -> JobSpec:

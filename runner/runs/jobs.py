@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.connectors import registry
 from runner.definitions.jobs import JobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE
 from runner.definitions.models import API_VERSION
@@ -66,8 +65,7 @@ def adhoc_job(
 def _check(document: dict[str, Any], ends: dict[str, str] | None = None) -> list[Problem]:
     """An ad-hoc job's problems, by the registered models; its tasks by its connections' kinds
     when `ends` (`source`/`target` -> connection type) are known."""
-    models = {"task_models": registry.kinds(), "job_types": job_types.job_models()}
-    return check_document(document, "ad-hoc job", registry.connection_models(), **models, ends=ends)
+    return check_document(document, "ad-hoc job", **job_types.registered_models(), ends=ends)
 
 
 def adhoc_connections(

@@ -24,7 +24,7 @@ from runner.errors import (
     StoreMissing,
 )
 from runner.jobs.sync import capability_check
-from runner.jobs.types import job_models
+from runner.jobs.types import job_models, registered_models
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
 from runner.state import locks
@@ -46,12 +46,7 @@ def check(ws: Workspace) -> tuple[list[Definition], list[Problem]]:
     any file is wrong."""
     docs, problems = load_folder(ws.root)
     definitions, invalid = validate_documents(
-        docs,
-        registry.connection_models(),
-        ws.root,
-        task_models=registry.kinds(),
-        job_types=job_models(),
-        capabilities=capability_check(),
+        docs, base_dir=ws.root, **registered_models(), capabilities=capability_check()
     )
     warnings = warnings_of(docs)
     if problems or invalid:
@@ -105,13 +100,14 @@ def apply(
     store = ws.store(create=True)
     saved = read_plan(plan_file) if plan_file else planned
     if plan_file is not None and saved is not None:  # data from outside: check what it would store
-        models = registry.connection_models()
-        registered = {"task_models": registry.kinds(), "job_types": job_models()}
+        registered = registered_models()
         problems = [
             p
             for c in saved.changes
             if c.after is not None and c.action in ("create", "update")
-            for p in check_document(c.after, f"{plan_file} ({c.kind} {c.ref})", models, ws.root, **registered)
+            for p in check_document(
+                c.after, f"{plan_file} ({c.kind} {c.ref})", base_dir=ws.root, **registered
+            )
         ]
         if problems:
             raise DefinitionsInvalid(problems)

@@ -18,7 +18,7 @@ from runner.errors import (
     NotFound,
     RunnerError,
 )
-from runner.jobs.types import job_models
+from runner.jobs.types import registered_models
 from runner.workspace import Workspace
 
 
@@ -26,9 +26,7 @@ def _folder_connections(ws: Workspace) -> tuple[list[Definition], list[Definitio
     """Connections and jobs defined in the folder (not the applied state: a connection is
     tested while it is written, before it is applied), and how many problems the folder has."""
     docs, problems = load_folder(ws.root)
-    definitions, invalid = validate_documents(
-        docs, registry.connection_models(), ws.root, task_models=registry.kinds(), job_types=job_models()
-    )
+    definitions, invalid = validate_documents(docs, base_dir=ws.root, **registered_models())
     connections = [d for d in definitions if d.kind == "Connection"]
     return connections, [d for d in definitions if d.kind == "Job"], len(problems) + len(invalid)
 
