@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from runner import services
 from runner.errors import LockTimeout, NotFound, StateError
 from runner.state import locks, migrations, schema
-from runner.state.store import StateStore
+from runner.state.store import StateReader, StateStore
 
 CONNS = """
 apiVersion: runner/v1
@@ -31,7 +31,9 @@ def test_new_store_is_migrated_to_latest(tmp_path):
     again.close()
 
 
-def test_store_from_a_newer_runner_is_refused(tmp_path):
+@pytest.mark.parametrize("opener", [StateStore, StateReader], ids=["store", "reader"])
+def test_store_from_a_newer_runner_is_refused(tmp_path, opener):
+    """By the store that would migrate it and by the read-only reader alike."""
     url = f"sqlite:///{tmp_path / 'state.db'}"
     StateStore(url).close()
     engine = sa.create_engine(url)
@@ -39,7 +41,7 @@ def test_store_from_a_newer_runner_is_refused(tmp_path):
         conn.execute(schema.schema_version.insert().values(version=migrations.LATEST + 1, applied_at="x"))
     engine.dispose()
     with pytest.raises(StateError, match="newer than this runner knows"):
-        StateStore(url)
+        opener(url)
 
 
 def test_lock_waits_then_times_out_naming_the_holder(tmp_path):
