@@ -10,7 +10,7 @@ import difflib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Any, cast
 
 from runner.connectors.base import (
     Copy,
@@ -19,11 +19,13 @@ from runner.connectors.base import (
     ReadStream,
     ScriptTarget,
     Source,
+    TableEvolution,
     Target,
     Writer,
 )
 from runner.definitions.load import format_path
 from runner.definitions.needs import Need
+from runner.definitions.schema_changes import TableChanges
 from runner.definitions.tasks import Task
 from runner.errors import Location, TerminalError
 from runner.state.store import StateStore
@@ -80,6 +82,8 @@ class TaskResult:
     columns: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
     failure: str | None = None  # when failed: "transient" (a retry may pass) or "terminal"
+    schema_changes: list[dict[str, Any]] = field(default_factory=list)  # made (or, dry, would be)
+    truncated: dict[str, int] = field(default_factory=dict)  # strings cut to fit, per column
 
     @property
     def rows_written(self) -> int:
@@ -109,8 +113,10 @@ class TaskRun:
     cancel: CancelToken | None = None
     locate: Locate | None = None
     index: int = 0  # the task's position in the job's `tasks`, for `where`
+    table_changes: TableChanges = field(default_factory=TableChanges)  # `SyncJobSpec.table_changes`
     result: TaskResult = field(init=False)
     streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
+    evolution: TableEvolution | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         t = self.task
@@ -188,7 +194,34 @@ class TaskRun:
         soft = write.soft_delete_column if self.task.deletes == "soft" else None
         path = fast_path(self.source, self.target) if copy else None
         fast = Copy(self.source, path) if path is not None else None
-        return self.target.open_writer(write.table, columns, write.keys, soft, fast)
+        if not self.target.capabilities.alter_tables:
+            return self.target.open_writer(write.table, columns, write.keys, soft, fast)
+        first = self.evolution is None
+        if self.evolution is None:
+            self.evolution = self._evolution()
+        w = self.target.open_writer(write.table, columns, write.keys, soft, fast, self.evolution)
+        if first and not self.options.dry_run:  # the target follows these columns now
+            state = self.store.tasks.state(self.namespace, self.job, self.task.name)
+            self.store.tasks.set_source_columns(state.id, TableEvolution.known_columns(columns))
+        return w
+
+    def _evolution(self) -> TableEvolution:
+        """What the writers may change in the target table, with the source's columns at the
+        last run to tell what changed; what they did goes into the task's result."""
+        state = self.store.tasks.state(self.namespace, self.job, self.task.name)
+        name = self.task.name
+
+        def note(level: str, message: str, **fields: Any) -> None:
+            self.log(level, message, task=name, **fields)
+
+        return TableEvolution(
+            self.table_changes,
+            self.store.tasks.source_columns(state.id),
+            self.options.dry_run,
+            note,
+            self.result.schema_changes,
+            self.result.truncated,
+        )
 
     def copied(self, w: Writer, into: str, stream: ReadStream) -> bool:
         """Try the in-database copy (`MergeWriter.copy_from`) of a whole read; when it ran, count

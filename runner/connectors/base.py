@@ -16,11 +16,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from runner.definitions.models import ConnectionSpec
+from runner.definitions.schema_changes import TableChanges
 from runner.definitions.tasks import ReadSpec
 from runner.errors import TerminalError
 from runner.streams.cancel import CancelToken
@@ -49,6 +50,7 @@ class Capabilities:
     in_database_compare: bool = False  # both ends, one kind: rows compared in the target (hash)
     one_writer: bool = False  # target: one writer at a time: parallel tasks run one by one
     copy_while_reading: bool = False  # target: copies inside the databases while a read is open
+    alter_tables: bool = False  # target: follows the source's columns, cuts strings (`TableEvolution`)
 
     def names(self) -> frozenset[str]:
         """The capabilities declared (what `runner validate` checks needs against)."""
@@ -92,6 +94,32 @@ class Copy:
 
     source: Source
     path: Any
+
+
+@dataclass
+class TableEvolution:
+    """What a writer may change in its target table as the source's columns change, handed to
+    `open_writer` (a target with `alter_tables`), and what it did: the schema changes it made
+    (or, in a dry run, would make) and the strings it cut, per column."""
+
+    settings: TableChanges
+    known: list[dict[str, Any]] | None = None  # the source's columns at the last run (`Tasks.source_columns`)
+    dry_run: bool = False
+    note: Callable[..., None] = lambda level, message, **fields: None  # the run log, for this task
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    truncated: dict[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def known_columns(columns: list[Column]) -> list[dict[str, Any]]:
+        """The source's columns as the task state keeps them, for `known` at the next run."""
+        return [
+            {"name": c.name, **{k: v for k, v in asdict(c.type).items() if v is not None}} for c in columns
+        ]
+
+    @staticmethod
+    def known_type(entry: dict[str, Any]) -> ColumnType:
+        """A type of `known` back as a `ColumnType`."""
+        return ColumnType(entry["kind"], entry.get("length"), entry.get("precision"), entry.get("scale"))
 
 
 @dataclass
@@ -198,9 +226,12 @@ class Target(Endpoint, Protocol):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        evolve: TableEvolution | None = None,
     ) -> MergeWriter:
         """A writer into `table` (created when missing) holding one open transaction; with
-        `copy`, it may copy from the source inside the databases (`MergeWriter.copy_from`)."""
+        `copy`, it may copy from the source inside the databases (`MergeWriter.copy_from`);
+        with `evolve` (a kind with `alter_tables`), it makes the table follow the source's
+        columns before its transaction begins."""
         ...
 
     def table_exists(self, table: str) -> bool:
@@ -359,6 +390,7 @@ class Connector(ABC):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        evolve: TableEvolution | None = None,
     ) -> MergeWriter:
         """See `Target.open_writer`."""
 

@@ -33,6 +33,7 @@ from runner.connectors.base import (
     MergeCounts,
     MissingColumn,
     ReadStream,
+    TableEvolution,
     Watermark,
 )
 from runner.definitions.models import ConnectionSpec
@@ -213,6 +214,7 @@ class MemoryConnector(Connector):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        evolve: TableEvolution | None = None,  # not given: the kind has no `alter_tables`
     ) -> MemoryWriter:
         return MemoryWriter(self, table, columns, keys or [], soft_delete_column).opened()
 

@@ -7,9 +7,18 @@ import datetime as dt
 import zoneinfo
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from runner.definitions.models import DURATION_HELP, Duration, StrictModel, seconds
+from runner.definitions.schema_changes import (
+    DEFAULT_SCHEMA_CHANGES,
+    DROP_COLUMNS_HELP,
+    SCHEMA_CHANGES_HELP,
+    TRUNCATE_STRINGS_HELP,
+    SchemaChanges,
+    TableChanges,
+    resolve,
+)
 from runner.definitions.tasks import Task
 
 DEFAULT_JOB_TYPE = "sync"  # a job without `type`: every definition written before job types
@@ -152,6 +161,22 @@ class SyncJobSpec(JobSpec):
             "Into a SQLite target (one writer at a time) they always run one after another."
         ),
     )
+    schema_changes: SchemaChanges = Field(
+        DEFAULT_SCHEMA_CHANGES, description=f"{SCHEMA_CHANGES_HELP} A task may set its own."
+    )
+    drop_columns: bool = Field(False, description=f"{DROP_COLUMNS_HELP} A task may set its own.")
+    truncate_strings: bool = Field(False, description=f"{TRUNCATE_STRINGS_HELP} A task may set its own.")
+
+    @field_validator("drop_columns")
+    @classmethod
+    def _drop_needs_changes(cls, drop: bool, info: ValidationInfo) -> bool:
+        if drop and info.data.get("schema_changes") == "off":
+            raise ValueError("drop_columns needs schema_changes add or add_and_widen (off alters nothing)")
+        return drop
+
+    def table_changes(self, task: Task) -> TableChanges:
+        """What `task` may change in its target table (its own settings, else the job's)."""
+        return resolve(self, task)
 
     def task_names(self) -> list[str]:
         return [task.name for task in self.tasks]

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from runner.definitions.models import Name, StrictModel, seconds
+from runner.definitions.schema_changes import (
+    DROP_COLUMNS_HELP,
+    SCHEMA_CHANGES_HELP,
+    TRUNCATE_STRINGS_HELP,
+    SchemaChanges,
+)
 from runner.definitions.templates import check_syntax
 
 
@@ -162,6 +168,15 @@ class Task(StrictModel):
             "soft (set write.soft_delete_column). Needs write.keys."
         ),
     )
+    schema_changes: SchemaChanges | None = Field(
+        None, description=f"This task's own `schema_changes` (default: the job's). {SCHEMA_CHANGES_HELP}"
+    )
+    drop_columns: bool | None = Field(
+        None, description=f"This task's own `drop_columns` (default: the job's). {DROP_COLUMNS_HELP}"
+    )
+    truncate_strings: bool | None = Field(
+        None, description=f"This task's own `truncate_strings` (default: the job's). {TRUNCATE_STRINGS_HELP}"
+    )
 
     @model_validator(mode="after")
     def _needs_keys(self) -> Task:
@@ -183,6 +198,19 @@ class Task(StrictModel):
             raise ValueError("write.soft_delete_column cannot be a key column")
         self._check_scripts()
         return self
+
+    @field_validator("schema_changes", "drop_columns", "truncate_strings")
+    @classmethod
+    def _table_changes(cls, value: str | bool | None, info: ValidationInfo) -> str | bool | None:
+        write = info.data.get("write")
+        if write is not None and write.upsert_script and value not in (None, False, "off"):
+            raise ValueError(
+                f"{info.field_name} does not apply to write.upsert_script: the script decides what "
+                "the table holds"
+            )
+        if info.field_name == "drop_columns" and value and info.data.get("schema_changes") == "off":
+            raise ValueError("drop_columns needs schema_changes add or add_and_widen (off alters nothing)")
+        return value
 
     def _check_scripts(self) -> None:
         write, strategy = self.write, self.changes.strategy

@@ -37,6 +37,10 @@ class TaskRecord(TypedDict, total=False):
     columns: list[dict[str, str]]
     error: str | None
     failure: Failure | None
+    # the target table's changes as the source's columns changed: column, change (add | widen |
+    # drop), before, after (types), ddl, applied (False: a dry run's, which would be made)
+    schema_changes: list[dict[str, Any]]
+    truncated: dict[str, int]  # strings cut to their target column's length, per column
 
 
 class RunRecord(TypedDict, total=False):

@@ -118,6 +118,7 @@ def run_job(
             cancel,
             locate,
             spec.tasks.index(task),
+            spec.table_changes(task),
         )
         results[i] = _run_task(run, log)
         if on_task:

@@ -93,6 +93,19 @@ class Tasks(TasksReader):
                 )
             )
 
+    def source_columns(self, task_id: int) -> list[dict[str, Any]] | None:
+        """The source's columns (name and type) at the task's last run; None before the first."""
+        t = schema.task_state
+        with self.db.read() as conn:
+            found = conn.execute(sa.select(t.c.source_columns).where(t.c.id == task_id)).scalar()
+        return json.loads(found) if found else None
+
+    def set_source_columns(self, task_id: int, columns: list[dict[str, Any]]) -> None:
+        """Record the source's columns once the target table follows them."""
+        t = schema.task_state
+        with self.db.write() as conn:
+            conn.execute(t.update().where(t.c.id == task_id).values(source_columns=json.dumps(columns)))
+
     def set_digests_pending(self, task_id: int, pending: bool) -> None:
         """Mark a hash task whose target may hold rows its digests do not describe yet."""
         t = schema.task_state

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from runner.connectors.base import Capabilities, Connector, Copy
+from runner.connectors.base import Capabilities, Connector, Copy, TableEvolution
 from runner.connectors.sql.buckets import KeyBucketQueries
 from runner.connectors.sql.reading import SqlReading
 from runner.connectors.sql.scripts import ScriptWriter
@@ -48,8 +48,10 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         native_merge=True,
         scripts=True,
         copy_while_reading=True,
+        alter_tables=True,
     )
     dialect: ClassVar[str]
+    transactional_ddl: ClassVar[bool] = True  # an ALTER TABLE is rolled back with its transaction
     holds_out_of_range: ClassVar[tuple[str, ...]] = ()  # kinds whose columns take an `OutOfRange`
 
     def __init__(self, name: str, spec: SqlConnectionSpec, base_dir: Path):
@@ -294,8 +296,9 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        evolve: TableEvolution | None = None,
     ) -> SqlWriter:
-        return SqlWriter(self, table, columns, keys, soft_delete_column, copy).opened()
+        return SqlWriter(self, table, columns, keys, soft_delete_column, copy, evolve).opened()
 
     def open_script_writer(
         self,
@@ -330,3 +333,18 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
 
     def table_options(self) -> str:
         return ""
+
+    # --- schema changes (`runner.connectors.sql.evolve`) ---------------------------------
+
+    def add_column_sql(self, table: str, column: Column) -> list[str]:
+        """Add a (nullable) column to an existing table."""
+        added = f"{self.quote(column.name)} {self.render_type(column.type)}"
+        return [f"ALTER TABLE {self.quote_table(table)} ADD COLUMN {added}"]
+
+    def drop_column_sql(self, table: str, name: str) -> list[str]:
+        return [f"ALTER TABLE {self.quote_table(table)} DROP COLUMN {self.quote(name)}"]
+
+    @abstractmethod
+    def alter_type_sql(self, cursor: Any, table: str, types: dict[str, ColumnType]) -> list[str]:
+        """Change existing columns' types (name -> new type), keeping the rest of their
+        definitions (`cursor`: to read them where the statement must repeat them)."""

@@ -288,6 +288,40 @@ class MariadbConnector(SqlConnector):
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TEMPORARY TABLE IF EXISTS {self.quote(name)}"
 
+    transactional_ddl = False  # every ALTER TABLE commits at once
+
+    def alter_type_sql(self, cursor: Any, table: str, types: dict[str, ColumnType]) -> list[str]:
+        """MODIFY COLUMN restates a whole column: its NULL or NOT NULL, default, character set
+        and collation, comment and extras are read back and repeated, or they would be lost."""
+        return [
+            f"ALTER TABLE {self.quote_table(table)} "
+            + ", ".join(self._modify(cursor, table, n, t) for n, t in types.items())
+        ]
+
+    def _modify(self, cursor: Any, table: str, name: str, ctype: ColumnType) -> str:
+        schema, _, bare = table.rpartition(".")
+        cursor.execute(
+            "SELECT IS_NULLABLE, COLUMN_DEFAULT, CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_COMMENT, EXTRA "
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) "
+            "AND TABLE_NAME = %s AND COLUMN_NAME = %s",
+            (schema or None, bare, name),
+        )
+        nullable, default, charset, collation, comment, extra = cursor.fetchone()
+        parts = [f"MODIFY COLUMN {self.quote(name)} {self.render_type(ctype)}"]
+        if charset and collation and ctype.kind in ("varchar", "char", "text"):
+            parts.append(f"CHARACTER SET {charset} COLLATE {collation}")
+        parts.append("NULL" if nullable == "YES" else "NOT NULL")
+        if default is not None and default != "NULL":
+            parts.append(f"DEFAULT {default}")  # MariaDB gives it as an expression: 'text' quoted
+        if extra:
+            parts.extend(e for e in ("AUTO_INCREMENT",) if e.lower() in extra.lower())
+            on_update = re.search(r"on update (\S+)", extra, re.IGNORECASE)
+            if on_update:
+                parts.append(f"ON UPDATE {on_update[1]}")
+        if comment:
+            parts.append("COMMENT '" + comment.replace("\\", "\\\\").replace("'", "''") + "'")
+        return " ".join(parts)
+
     def key_types(self, columns: list[Column]) -> list[str]:
         """An index holds at most 3072 bytes, its columns together (a utf8mb4 character takes 4):
         what columns of a bounded size leave is shared by the unbounded ones (text, longer

@@ -279,6 +279,13 @@ class PostgresqlConnector(SqlConnector):
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{self.quote(name)}"
 
+    def alter_type_sql(self, cursor: Any, table: str, types: dict[str, ColumnType]) -> list[str]:
+        # the rest of each column (NOT NULL, default, collation of a text type) is kept
+        altered = ", ".join(
+            f"ALTER COLUMN {self.quote(n)} TYPE {self.render_type(t)}" for n, t in types.items()
+        )
+        return [f"ALTER TABLE {self.quote_table(table)} {altered}"]
+
     def error_text(self, exc: Exception) -> str:
         """The primary message only: the CONTEXT line of a COPY error quotes the row's value."""
         diag = getattr(exc, "diag", None)

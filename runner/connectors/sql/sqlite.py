@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import Copy
+from runner.connectors.base import Copy, TableEvolution
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.spec import SqlConnectionSpec
 from runner.connectors.sql.writer import SqlWriter
@@ -229,10 +229,11 @@ class SqliteConnector(SqlConnector):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        evolve: TableEvolution | None = None,
     ) -> SqlWriter:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        return super().open_writer(table, columns, keys, soft_delete_column, copy)
+        return super().open_writer(table, columns, keys, soft_delete_column, copy, evolve)
 
     def stored_as(self, declared: str) -> tuple[str, ColumnType | None]:
         """A column's affinity and the type runner reads it as."""
@@ -346,6 +347,41 @@ class SqliteConnector(SqlConnector):
 
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS temp.{self.quote(name)}"
+
+    def alter_type_sql(self, cursor: Any, table: str, types: dict[str, ColumnType]) -> list[str]:
+        """SQLite has no ALTER COLUMN: the table is rebuilt with the new declared type (its
+        rows, primary key, NOT NULLs, defaults and indexes kept), the way SQLite's manual
+        says: a new table, the rows copied, the old one dropped and the new one renamed."""
+        q = self.quote
+        schema, _, bare = table.rpartition(".")
+        prefix = f"{q(schema)}." if schema else ""
+        cursor.execute(f"PRAGMA {prefix}table_info({q(bare)})")
+        rows = cursor.fetchall()  # cid, name, type, notnull, dflt_value, pk
+        body = []
+        for _, column, declared, notnull, default, _pk in rows:
+            typed = self.render_type(types[column]) if column in types else declared
+            body.append(
+                f"{q(column)} {typed}{' NOT NULL' if notnull else ''}"
+                f"{f' DEFAULT {default}' if default is not None else ''}"
+            )
+        keys = [r[1] for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
+        if keys:
+            body.append(f"PRIMARY KEY ({', '.join(q(k) for k in keys)})")
+        cursor.execute(
+            f"SELECT sql FROM {prefix}sqlite_schema WHERE type = 'index' AND tbl_name = ? "
+            "AND sql IS NOT NULL",
+            (bare,),
+        )
+        indexes = [r[0] for r in cursor.fetchall()]
+        new, old = f"{prefix}{q('runner_rebuilt_' + bare)}", f"{prefix}{q(bare)}"
+        names = ", ".join(q(r[1]) for r in rows)
+        return [
+            f"CREATE TABLE {new} ({', '.join(body)})",
+            f"INSERT INTO {new} ({names}) SELECT {names} FROM {old}",
+            f"DROP TABLE {old}",
+            f"ALTER TABLE {new} RENAME TO {q(bare)}",
+            *indexes,
+        ]
 
     def error_column(self, exc: Exception) -> str | None:
         match = re.search(r"constraint failed: (?:[\w]+\.)?(\w+)", str(exc))

@@ -18,7 +18,8 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from runner.connectors.base import KEY_STAGE, STAGE, Copy, MergeCounts
+from runner.connectors.base import KEY_STAGE, STAGE, Copy, MergeCounts, TableEvolution
+from runner.connectors.sql import evolve
 from runner.connectors.sql.compare import InTargetCompare
 from runner.connectors.sql.diagnose import Diagnosis
 from runner.connectors.sql.keys import key_conditions
@@ -50,8 +51,10 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        evolution: TableEvolution | None = None,
     ):
         self.c = connector
+        self.evolution = evolution  # the table follows the source's columns (`evolve`)
         self.q = connector.quote
         self.table = table
         self.target = connector.quote_table(table)
@@ -87,6 +90,7 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
             if self.fast is not None and self.source is not None:
                 self.fast.prepare(c, self.dbapi.driver_connection, self.source)
             self.create_schema(self.table)
+            changes = evolve.follow_source(self)  # committed before the transaction (MariaDB's would be)
             self.begin()
             extra = [Column(self.soft, SOFT_DELETE_TYPE)] if self.soft else []
             self.cursor.execute(c.create_table_sql(self.table, self.columns + extra, self.keys))
@@ -97,6 +101,8 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
                 name: c.parse_type(declared)
                 for name, declared in c.declared_columns(self.cursor, ReadSpec(table=self.table))
             }
+            evolve.rehearse(self, changes)  # a dry run's, rolled back with it
+            evolve.truncating(self)
             self.cursor.execute(f"SELECT 1 FROM {self.target} LIMIT 1")
             self.empty_at_start = self.cursor.fetchone() is None
             c.follow_target(self.cursor, self.table)
