@@ -307,6 +307,10 @@ def needs(task: Task) -> list[Need]:
                 "without write.keys, the table's rows are replaced",
             )
         )
+    for name in ("schema_changes", "drop_columns", "truncate_strings"):  # the task's own, when on
+        if getattr(task, name) not in (None, False, "off"):
+            why = f"{name} changes the target table or its values"
+            found.append(Need("target", "alter_tables", (name,), why))
     return found
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from runner.definitions.jobs import SyncJobSpec
 from runner.definitions import secrets
 from runner.definitions.validate import (
     resolve_reference,
@@ -63,6 +64,9 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
 
             out["schedule"] = {"timezone": "UTC"} | schedule | {"in_words": describe_cron(schedule["cron"])}
         out["next_runs"] = next_fire_times(schedule)
+        spec = job_types.parse(obj.document["spec"])
+        if isinstance(spec, SyncJobSpec):  # what each task may change in its target table
+            out["table_changes"] = {t.name: spec.table_changes(t).describe() for t in spec.tasks}
         out["last_runs"] = [run_summary(with_mode(r)) for r in recent_runs(ws, obj.namespace, obj.name, 5)]
     return out
 
@@ -98,6 +102,7 @@ def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
             "target": t.write.table,
             "strategy": t.changes.strategy,
             "deletes": t.deletes,
+            **spec.table_changes(t).describe(),
             "pointer": pointers_by_task.get(t.name),
             "last_run": last.get(t.name),
         }

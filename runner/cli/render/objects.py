@@ -57,9 +57,17 @@ def describe_text(info: dict[str, Any]) -> str:
         lines.append("  next runs:   " + (", ".join(info["next_runs"]) or "no schedule"))
         for r in info["last_runs"]:
             lines.append(f"  last run:    {r['run_id']} {run_status(r)} ({written(r)} rows written)")
+    for task, changes in info.get("table_changes", {}).items():
+        lines.append(f"  task {task}:  {table_changes_text(changes)}")
     lines.append("")
     lines.append(yaml.safe_dump(info["document"], sort_keys=False, allow_unicode=True).rstrip())
     return "\n".join(lines)
+
+
+def table_changes_text(changes: dict[str, Any]) -> str:
+    """`schema_changes add_and_widen, drop_columns, truncate_strings` (the last two when on)."""
+    on = [name for name in ("drop_columns", "truncate_strings") if changes.get(name)]
+    return ", ".join([f"schema_changes {changes['schema_changes']}", *on])
 
 
 def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
@@ -73,7 +81,7 @@ def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
         table.add_row(
             r["task"],
             f"{r['source']} → {r['target']}",
-            f"{r['strategy']}, deletes {r['deletes']}",
+            f"{r['strategy']}, deletes {r['deletes']}, {table_changes_text(r)}",
             pointer_text(r["pointer"]) if r["strategy"] == "watermark" else "-",
             f"{last['run_id']}" if last else "-",
             run_status(last) if last else "-",

@@ -218,11 +218,10 @@ def truncating(w: SqlWriter) -> None:
     cuts = []
     for i, col in enumerate(w.columns):
         limit = w.target_types.get(col.name)
-        if limit is None or limit.kind not in ("varchar", "char") or not limit.length:
-            continue
-        if col.type.kind in ("varchar", "char") and col.type.length and col.type.length <= limit.length:
-            continue  # every source value fits
-        cuts.append((i, col.name, limit.length))
+        if limit is not None and limit.kind in ("varchar", "char") and limit.length:
+            cuts.append(
+                (i, col.name, limit.length)
+            )  # even from a source of the same length: SQLite's hold more
     if not cuts:
         return
     w.fast = None
