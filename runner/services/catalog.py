@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from runner.definitions.jobs import SyncJobSpec
 from runner.definitions import secrets
+from runner.definitions.jobs import SyncJobSpec
 from runner.definitions.validate import (
     resolve_reference,
 )
