@@ -202,7 +202,8 @@ class TaskRun:
         w = self.target.open_writer(write.table, columns, write.keys, soft, fast, self.evolution)
         if first and not self.options.dry_run:  # the target follows these columns now
             state = self.store.tasks.state(self.namespace, self.job, self.task.name)
-            self.store.tasks.set_source_columns(state.id, TableEvolution.known_columns(columns))
+            known = TableEvolution.known_columns(columns, self.evolution.not_null)
+            self.store.tasks.set_source_columns(state.id, known)
         return w
 
     def _evolution(self) -> TableEvolution:
@@ -218,6 +219,7 @@ class TaskRun:
             self.table_changes,
             self.store.tasks.source_columns(state.id),
             self.options.dry_run,
+            self.source.not_null_columns(self.task.read),
             note,
             self.result.schema_changes,
             self.result.truncated,

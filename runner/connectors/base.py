@@ -105,15 +105,18 @@ class TableEvolution:
     settings: TableChanges
     known: list[dict[str, Any]] | None = None  # the source's columns at the last run (`Tasks.source_columns`)
     dry_run: bool = False
+    not_null: set[str] | None = None  # the source's NOT NULL columns now (None: unknown)
     note: Callable[..., None] = lambda level, message, **fields: None  # the run log, for this task
     changes: list[dict[str, Any]] = field(default_factory=list)
     truncated: dict[str, int] = field(default_factory=dict)
 
     @staticmethod
-    def known_columns(columns: list[Column]) -> list[dict[str, Any]]:
+    def known_columns(columns: list[Column], not_null: set[str] | None) -> list[dict[str, Any]]:
         """The source's columns as the task state keeps them, for `known` at the next run."""
         return [
-            {"name": c.name, **{k: v for k, v in asdict(c.type).items() if v is not None}} for c in columns
+            {"name": c.name, **{k: v for k, v in asdict(c.type).items() if v is not None}}
+            | ({"not_null": True} if not_null and c.name in not_null else {})
+            for c in columns
         ]
 
     @staticmethod
@@ -163,6 +166,11 @@ class Source(Endpoint, Protocol):
 
     def highest(self, spec: ReadSpec, column: str) -> Any:
         """The highest value of `column`, as `ReadStream.pointer` has it; None when none."""
+        ...
+
+    def not_null_columns(self, spec: ReadSpec) -> set[str] | None:
+        """The columns of a read table declared NOT NULL; None where unknown (a query, a kind
+        without such declarations): what `schema_changes` compares between runs."""
         ...
 
 
@@ -401,6 +409,10 @@ class Connector(ABC):
     @abstractmethod
     def batch_encoder(self, columns: list[Column], keys: Sequence[int] = ()) -> Callable[[Batch], Batch]:
         """See `Target.batch_encoder`."""
+
+    def not_null_columns(self, spec: ReadSpec) -> set[str] | None:
+        """See `Source.not_null_columns`."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""

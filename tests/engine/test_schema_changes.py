@@ -16,6 +16,7 @@ import pytest
 from runner import services
 from runner.changes.task import RunOptions
 from tests.engine.conftest import DIALECTS, Database
+from tests.engine.test_crash import kill_at
 
 ITEMS = "CREATE TABLE items (id integer PRIMARY KEY, name varchar(10), qty integer, price numeric(8,2))"
 
@@ -211,6 +212,48 @@ def test_a_target_made_wider_by_hand_is_not_narrowed(project, source, make_datab
     assert columns(target)["name"] == "text"
 
 
+def nullable(db: Database, column: str) -> bool:
+    if db.dialect == "sqlite":
+        return not next(r[3] for r in db.fetch("PRAGMA table_info(copy)") if r[1] == column)
+    if db.dialect == "postgresql":
+        sql = (
+            "SELECT is_nullable FROM information_schema.columns WHERE table_name = 'copy' "
+            f"AND column_name = '{column}'"
+        )
+    else:
+        sql = (
+            "SELECT IS_NULLABLE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+            f"AND TABLE_NAME = 'copy' AND COLUMN_NAME = '{column}'"
+        )
+    return db.fetch(sql)[0][0] == "YES"
+
+
+def test_a_not_null_the_source_dropped_is_dropped(project, source, target):
+    execute(source, "ALTER TABLE items ALTER COLUMN name SET NOT NULL, ALTER COLUMN qty SET NOT NULL")
+    execute(
+        target,
+        "CREATE TABLE copy (id integer PRIMARY KEY, name varchar(10) NOT NULL, qty integer NOT NULL, "
+        "price numeric(8,2))",
+    )
+    job(project, source, target)
+    succeeded(project)
+    execute(
+        source,
+        "ALTER TABLE items ALTER COLUMN name DROP NOT NULL",
+        "ALTER TABLE items DROP COLUMN qty",
+        "INSERT INTO items VALUES (3, NULL, 3.00)",
+    )
+    record = succeeded(project)
+    changes = {
+        (c["column"], c["change"], c["before"], c["after"]) for c in record["tasks"][0]["schema_changes"]
+    }
+    # name: the source dropped its NOT NULL; qty: gone from the source, so NULL in new rows
+    assert changes == {("name", "nullable", "NOT NULL", "NULL"), ("qty", "nullable", "NOT NULL", "NULL")}
+    assert nullable(target, "name") and nullable(target, "qty")
+    assert rows(target, "id, name, qty") == [(1, "one", 1), (2, "two", 2), (3, None, None)]
+    assert succeeded(project)["tasks"][0]["schema_changes"] == []
+
+
 # --- refused changes -----------------------------------------------------------------------
 
 NARROWED_DDL = {
@@ -376,3 +419,18 @@ def test_other_strategies_add_columns_too(project, source, strategy):
     assert record["tasks"][0]["updated"] == 2
     assert rows(target_db, "id, note") == [(1, "n1"), (2, "n2")]
     target_db.engine.dispose()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])
+def test_a_run_killed_after_its_ddl_and_before_its_rows_commit_is_harmless(
+    project, source, make_database, tmp_path, dialect
+):
+    target = make_database(dialect, "target")
+    job(project, source, target)
+    succeeded(project)
+    execute(source, "ALTER TABLE items ADD COLUMN weight numeric(6,1)", "UPDATE items SET weight = id")
+    kill_at(project, "write", tmp_path)  # a batch staged in the rows' transaction, not committed
+    assert rows(target, "id, weight") == [(1, None), (2, None)]  # the DDL was committed before it
+    record = succeeded(project)
+    assert record["tasks"][0]["schema_changes"] == []  # nothing left to alter
+    assert rows(target, "id, weight") == [(1, Decimal("1.0")), (2, Decimal("2.0"))]

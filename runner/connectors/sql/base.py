@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -345,6 +345,21 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         return [f"ALTER TABLE {self.quote_table(table)} DROP COLUMN {self.quote(name)}"]
 
     @abstractmethod
-    def alter_type_sql(self, cursor: Any, table: str, types: dict[str, ColumnType]) -> list[str]:
-        """Change existing columns' types (name -> new type), keeping the rest of their
-        definitions (`cursor`: to read them where the statement must repeat them)."""
+    def alter_columns_sql(
+        self, cursor: Any, table: str, types: dict[str, ColumnType], nullable: Collection[str] = ()
+    ) -> list[str]:
+        """Change existing columns' types (name -> new type) and drop the NOT NULL of the
+        `nullable` ones, keeping the rest of their definitions (`cursor`: to read them where
+        the statement must repeat them)."""
+
+    @abstractmethod
+    def not_null(self, cursor: Any, table: str) -> set[str]:
+        """The columns of `table` declared NOT NULL."""
+
+    def not_null_columns(self, spec: ReadSpec) -> set[str] | None:
+        if spec.table is None:
+            return None  # a query's columns have no declaration of their own
+        with self.connection(f"reading the columns of {spec.table}") as dbapi:
+            found = self.not_null(dbapi.cursor(), spec.table)
+            dbapi.rollback()
+        return found

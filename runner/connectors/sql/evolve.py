@@ -112,7 +112,7 @@ def plan(w: SqlWriter, evolve: TableEvolution, cursor: Any) -> list[SchemaChange
             widened.append(col)
         elif not (holds(was, col.type) and holds(wanted, now)):  # else the target holds it already
             what = "a narrowing" if holds(wanted, now) else "an incompatible type"
-            ddl = "; ".join(c.alter_type_sql(cursor, table, {col.name: col.type}))
+            ddl = "; ".join(c.alter_columns_sql(cursor, table, {col.name: col.type}))
             refused.append(
                 f"column {col.name!r}: the source's type changed from {was} to {col.type}, which the "
                 f"target's {declared[col.name]} cannot follow without losing data ({what}); the DDL "
@@ -124,20 +124,33 @@ def plan(w: SqlWriter, evolve: TableEvolution, cursor: Any) -> list[SchemaChange
             + "; ".join(refused)
             + " (or set schema_changes: add for this task to keep the target's type)"
         )
-    # one statement widens them all (SQLite rebuilds the table once), before columns are added
-    ddl = c.alter_type_sql(cursor, table, {col.name: col.type for col in widened}) if widened else []
+    source = {col.name for col in w.columns}
+    gone = [n for n in known or () if n not in source and n in declared and n not in w.keys and n != w.soft]
+    relaxed = _relaxed(w, evolve, cursor, declared, gone) if settings.widen and known is not None else []
+    # one statement changes them all (SQLite rebuilds the table once), before columns are added
+    types = {col.name: col.type for col in widened}
+    ddl = c.alter_columns_sql(cursor, table, types, relaxed) if widened or relaxed else []
     changes = [
         SchemaChange(col.name, "widen", declared[col.name], c.render_type(col.type), ddl) for col in widened
     ]
+    changes += [SchemaChange(name, "nullable", "NOT NULL", "NULL", ddl) for name in relaxed]
     changes += added
-    if settings.drop and known is not None:
-        source = {col.name for col in w.columns}
-        for name in known:
-            if name not in source and name in declared and name not in w.keys and name != w.soft:
-                changes.append(
-                    SchemaChange(name, "drop", declared[name], None, c.drop_column_sql(table, name))
-                )
+    if settings.drop:
+        changes += [SchemaChange(n, "drop", declared[n], None, c.drop_column_sql(table, n)) for n in gone]
     return changes
+
+
+def _relaxed(
+    w: SqlWriter, evolve: TableEvolution, cursor: Any, declared: dict[str, str], gone: list[str]
+) -> list[str]:
+    """The target's NOT NULL columns (not keys) whose source column dropped its NOT NULL since
+    the last run, or is gone from the source (it gets NULL in new rows) and is not dropped."""
+    strict = w.c.not_null(cursor, w.table) - set(w.keys)
+    was = {e["name"] for e in evolve.known or () if e.get("not_null")}
+    now = evolve.not_null
+    found = {n for n in declared if n in strict and n in was and now is not None and n not in now}
+    dropping = evolve.settings.drop
+    return [n for n in declared if n in strict and (n in found or (n in gone and not dropping))]
 
 
 def _execute(cursor: Any, changes: list[SchemaChange]) -> None:

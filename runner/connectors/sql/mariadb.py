@@ -13,6 +13,7 @@ columns are recognised (a query's result has no checks: its JSON columns read as
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -290,27 +291,28 @@ class MariadbConnector(SqlConnector):
 
     transactional_ddl = False  # every ALTER TABLE commits at once
 
-    def alter_type_sql(self, cursor: Any, table: str, types: dict[str, ColumnType]) -> list[str]:
+    def alter_columns_sql(
+        self, cursor: Any, table: str, types: dict[str, ColumnType], nullable: Collection[str] = ()
+    ) -> list[str]:
         """MODIFY COLUMN restates a whole column: its NULL or NOT NULL, default, character set
         and collation, comment and extras are read back and repeated, or they would be lost."""
-        return [
-            f"ALTER TABLE {self.quote_table(table)} "
-            + ", ".join(self._modify(cursor, table, n, t) for n, t in types.items())
-        ]
+        names = [*types, *(n for n in nullable if n not in types)]
+        modified = [self._modify(cursor, table, n, types.get(n), n in nullable) for n in names]
+        return [f"ALTER TABLE {self.quote_table(table)} {', '.join(modified)}"]
 
-    def _modify(self, cursor: Any, table: str, name: str, ctype: ColumnType) -> str:
+    def _modify(self, cursor: Any, table: str, name: str, ctype: ColumnType | None, nullable: bool) -> str:
         schema, _, bare = table.rpartition(".")
         cursor.execute(
-            "SELECT IS_NULLABLE, COLUMN_DEFAULT, CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_COMMENT, EXTRA "
-            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) "
-            "AND TABLE_NAME = %s AND COLUMN_NAME = %s",
+            "SELECT COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, CHARACTER_SET_NAME, COLLATION_NAME, "
+            "COLUMN_COMMENT, EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+            "COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND COLUMN_NAME = %s",
             (schema or None, bare, name),
         )
-        nullable, default, charset, collation, comment, extra = cursor.fetchone()
-        parts = [f"MODIFY COLUMN {self.quote(name)} {self.render_type(ctype)}"]
-        if charset and collation and ctype.kind in ("varchar", "char", "text"):
+        declared, is_nullable, default, charset, collation, comment, extra = cursor.fetchone()
+        parts = [f"MODIFY COLUMN {self.quote(name)} {self.render_type(ctype) if ctype else declared}"]
+        if charset and collation and (ctype is None or ctype.kind in ("varchar", "char", "text")):
             parts.append(f"CHARACTER SET {charset} COLLATE {collation}")
-        parts.append("NULL" if nullable == "YES" else "NOT NULL")
+        parts.append("NULL" if nullable or is_nullable == "YES" else "NOT NULL")
         if default is not None and default != "NULL":
             parts.append(f"DEFAULT {default}")  # MariaDB gives it as an expression: 'text' quoted
         if extra:
@@ -321,6 +323,15 @@ class MariadbConnector(SqlConnector):
         if comment:
             parts.append("COMMENT '" + comment.replace("\\", "\\\\").replace("'", "''") + "'")
         return " ".join(parts)
+
+    def not_null(self, cursor: Any, table: str) -> set[str]:
+        schema, _, bare = table.rpartition(".")
+        cursor.execute(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+            "COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND IS_NULLABLE = 'NO'",
+            (schema or None, bare),
+        )
+        return {r[0] for r in cursor.fetchall()}
 
     def key_types(self, columns: list[Column]) -> list[str]:
         """An index holds at most 3072 bytes, its columns together (a utf8mb4 character takes 4):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -279,12 +279,22 @@ class PostgresqlConnector(SqlConnector):
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{self.quote(name)}"
 
-    def alter_type_sql(self, cursor: Any, table: str, types: dict[str, ColumnType]) -> list[str]:
-        # the rest of each column (NOT NULL, default, collation of a text type) is kept
-        altered = ", ".join(
-            f"ALTER COLUMN {self.quote(n)} TYPE {self.render_type(t)}" for n, t in types.items()
+    def alter_columns_sql(
+        self, cursor: Any, table: str, types: dict[str, ColumnType], nullable: Collection[str] = ()
+    ) -> list[str]:
+        # the rest of each column (default, collation of a text type) is kept
+        q = self.quote
+        altered = [f"ALTER COLUMN {q(n)} TYPE {self.render_type(t)}" for n, t in types.items()]
+        altered += [f"ALTER COLUMN {q(n)} DROP NOT NULL" for n in nullable]
+        return [f"ALTER TABLE {self.quote_table(table)} {', '.join(altered)}"]
+
+    def not_null(self, cursor: Any, table: str) -> set[str]:
+        cursor.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+            "AND NOT attisdropped AND attnotnull",
+            (self.quote_table(table),),
         )
-        return [f"ALTER TABLE {self.quote_table(table)} {altered}"]
+        return {r[0] for r in cursor.fetchall()}
 
     def error_text(self, exc: Exception) -> str:
         """The primary message only: the CONTEXT line of a COPY error quotes the row's value."""

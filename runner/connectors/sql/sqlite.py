@@ -15,6 +15,7 @@ import datetime as dt
 import fcntl
 import hashlib
 import re
+from collections.abc import Collection
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -348,7 +349,15 @@ class SqliteConnector(SqlConnector):
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS temp.{self.quote(name)}"
 
-    def alter_type_sql(self, cursor: Any, table: str, types: dict[str, ColumnType]) -> list[str]:
+    def not_null(self, cursor: Any, table: str) -> set[str]:
+        schema, _, bare = table.rpartition(".")
+        prefix = f"{self.quote(schema)}." if schema else ""
+        cursor.execute(f"PRAGMA {prefix}table_info({self.quote(bare)})")
+        return {r[1] for r in cursor.fetchall() if r[3]}
+
+    def alter_columns_sql(
+        self, cursor: Any, table: str, types: dict[str, ColumnType], nullable: Collection[str] = ()
+    ) -> list[str]:
         """SQLite has no ALTER COLUMN: the table is rebuilt with the new declared type (its
         rows, primary key, NOT NULLs, defaults and indexes kept), the way SQLite's manual
         says: a new table, the rows copied, the old one dropped and the new one renamed."""
@@ -361,7 +370,7 @@ class SqliteConnector(SqlConnector):
         for _, column, declared, notnull, default, _pk in rows:
             typed = self.render_type(types[column]) if column in types else declared
             body.append(
-                f"{q(column)} {typed}{' NOT NULL' if notnull else ''}"
+                f"{q(column)} {typed}{' NOT NULL' if notnull and column not in nullable else ''}"
                 f"{f' DEFAULT {default}' if default is not None else ''}"
             )
         keys = [r[1] for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
