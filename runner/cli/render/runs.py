@@ -69,6 +69,11 @@ def run_text(record: dict[str, Any]) -> str:
         )
         if t["pointer_after"] != t["pointer_before"]:
             line += f"\n    pointer: {pointer_text(t['pointer_before'])} → {pointer_text(t['pointer_after'])}"
+        for change in t.get("schema_changes") or []:  # older records have none
+            doing = "altered" if change["applied"] else "would alter"
+            line += f"\n    schema: {doing}: {change['change']} column {change['column']!r}: {change['ddl']}"
+        for column, count in (t.get("truncated") or {}).items():
+            line += f"\n    truncated: {count:,} strings of column {column!r}"
         if t["error"]:
             line += f"\n    error: {t['error']}"
         lines.append(line)

@@ -45,7 +45,8 @@ _STRINGS = ("char", "varchar", "text")
 
 @dataclass(frozen=True)
 class SchemaChange:
-    """One change of the target table: `add`, `widen` or `drop` of `column`."""
+    """One change of the target table: `add`, `widen`, `nullable` (its NOT NULL dropped) or
+    `drop` of `column`."""
 
     column: str
     change: str
