@@ -37,6 +37,7 @@ NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
 Progress = Callable[[str, int], None]  # (task, rows read so far), after every batch
 COMMITTED = "batch committed"  # the run log's line with a task's counts after each commit
+TRACEBACK = "task traceback"  # the run log's line with where a task failed (for `--debug`)
 Locate = Callable[[tuple[str | int, ...]], Location]  # a field path of the job's definition -> where
 
 

@@ -49,6 +49,7 @@ class Capabilities:
     in_database_compare: bool = False  # both ends, one kind: rows compared in the target (hash)
     one_writer: bool = False  # target: one writer at a time: parallel tasks run one by one
     copy_while_reading: bool = False  # target: copies inside the databases while a read is open
+    statements: bool = False  # both ends: runs a user's SQL statements (`StatementRunner`): events
 
     def names(self) -> frozenset[str]:
         """The capabilities declared (what `runner validate` checks needs against)."""
@@ -315,6 +316,13 @@ class ScriptTarget(Target, Protocol):  # `scripts`
         cancel: CancelToken | None = None,
     ) -> Writer:
         """A writer running a task's Jinja upsert/delete scripts, in one open transaction."""
+        ...
+
+
+class StatementRunner(Protocol):  # `statements`
+    def run_statements(self, statements: list[str], log: Callable[..., None]) -> list[int]:
+        """Run `statements` in order in one transaction, committed after the last; the rows
+        each affected (-1 where the driver does not say). Logs each statement as it starts."""
         ...
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from runner.definitions.events import Events, LogLevel, Notification
 from runner.definitions.models import DURATION_HELP, Duration, StrictModel, seconds
 from runner.definitions.tasks import Task
 
@@ -106,6 +107,28 @@ class JobSpec(StrictModel):
         description=(
             f"A run still going after this long ({DURATION_HELP}) is cancelled at its next batch "
             "boundary and counts as failed."
+        ),
+    )
+    # --- around the run: events, notifications, the run log's level (runner.runs.events) ---
+    events: Events | None = Field(
+        None,
+        description=(
+            "SQL statements or commands run before the tasks (a failing one fails the run) and after "
+            "them (a failing one is logged and listed; the run's status stays). Dry and limited runs "
+            "run none."
+        ),
+    )
+    notify: list[Notification] = Field(
+        default_factory=list,
+        description=(
+            "Emails and webhooks sent when a run ends; one that cannot be delivered never fails the run."
+        ),
+    )
+    log_level: LogLevel = Field(
+        "info",
+        description=(
+            "The lowest level the run log keeps: debug, info or warning (errors are always kept, and "
+            "the lines the history relies on)."
         ),
     )
 

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from runner.definitions.errors import problems_from
+from runner.definitions.events import event_problems, notify_problems
 from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
 from runner.definitions.kinds import (
     TaskModels,
@@ -224,12 +225,33 @@ def validate_documents(
                     Problem(doc.locate(("spec", field)), f"connection {ref!r} does not exist", hint)
                 )
             elif key is not None and connections[key]:
+                kind = task_models.get(connections[key])
+                if kind is not None and field not in kind.roles:
+                    problems.append(_not_an_end(doc, field, ref, connections[key], kind.roles))
+                    continue
                 ends[field] = connections[key]
         problems.extend(task_problems(doc, ends, task_models, job_types, set(problems)))
+        if capabilities is not None:
+            problems.extend(event_problems(doc, ends, capabilities.capabilities))
+
+        def resolve(ref: str, namespace: str = namespace) -> str | None:
+            key = resolve_reference(ref, namespace, known)
+            return None if key is None else connections[key]
+
+        roles = {name: kind.roles for name, kind in task_models.items()}
+        problems.extend(notify_problems(doc, resolve, roles))
     problems.extend(_trigger_problems(docs, {_raw_key(doc) for doc, kind in named if kind == "Job"}))
     if capabilities is not None:
         problems.extend(_capability_problems(definitions, documents, capabilities))
     return definitions, problems
+
+
+def _not_an_end(doc: Document, field: str, ref: str, kind: str, roles: frozenset[str]) -> Problem:
+    return Problem(
+        doc.locate(("spec", field)),
+        f"connection {ref!r} is of type {kind!r}, which cannot be a job's {field}",
+        f"a connection of type {kind!r} is for: {', '.join(sorted(roles))}",
+    )
 
 
 def _capability_problems(

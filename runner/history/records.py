@@ -39,6 +39,30 @@ class TaskRecord(TypedDict, total=False):
     failure: Failure | None
 
 
+class EventRecord(TypedDict, total=False):
+    """One event of a run (`spec.events`) as it ran: `runner.runs.events`."""
+
+    phase: Literal["before", "after"]
+    index: int  # its place in `spec.events.before` / `after`
+    what: str  # `sql on target`, `command ./hooks/done.sh`
+    status: str  # succeeded | failed | skipped (a dry or limited run runs none)
+    seconds: float
+    exit_code: int | None  # a command's; None when it was stopped at its timeout
+    rows_affected: list[int]  # an SQL event's, per statement (-1: the driver did not say)
+    error: str
+    failure: Failure  # of a failed one (a before-event's is the run's)
+
+
+class NotificationRecord(TypedDict, total=False):
+    """One notification of a run (`spec.notify`): `runner.runs.notify`."""
+
+    channel: Literal["email", "webhook"]
+    to: list[str]  # an email's recipients
+    url: str  # a webhook's
+    status: str  # sent | failed (logged as a warning; the run's status stays)
+    error: str
+
+
 class RunRecord(TypedDict, total=False):
     """One run of a job, from the moment it is queued or started to its end."""
 
@@ -67,4 +91,6 @@ class RunRecord(TypedDict, total=False):
     failed_tasks: list[str]
     error: str | None
     failure: Failure | None
+    events: list[EventRecord]  # the job's before- and after-events, as they ran
+    notifications: list[NotificationRecord]  # sent after the record was first written as ended
     path: str  # where the record is (added when read, never written)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.changes.strategies import run_task, task_needs
-from runner.changes.task import Locate, Log, Progress, RunOptions, TaskResult, TaskRun
+from runner.changes.task import TRACEBACK, Locate, Log, Progress, RunOptions, TaskResult, TaskRun
 from runner.connectors import registry
 from runner.connectors.base import Connector
 from runner.definitions import secrets
@@ -198,7 +198,7 @@ def _run_task(run: TaskRun, log: Log) -> TaskResult:
     except Exception as exc:  # noqa: BLE001 - a run records every failure in its history
         _failed(run.result, exc)
         # for `--debug` and whoever reads the run log: where it failed (redacted like every line)
-        log("debug", "task traceback", task=task.name, traceback="".join(traceback.format_exception(exc)))
+        log("debug", TRACEBACK, task=task.name, traceback="".join(traceback.format_exception(exc)))
     finally:
         run.close_streams()
     result = run.result

@@ -19,6 +19,7 @@ from runner.connectors.sql.buckets import KeyBucketQueries
 from runner.connectors.sql.reading import SqlReading
 from runner.connectors.sql.scripts import ScriptWriter
 from runner.connectors.sql.spec import SqlConnectionSpec
+from runner.connectors.sql.transaction import Transaction
 from runner.connectors.sql.writer import SqlWriter
 from runner.definitions import secrets
 from runner.definitions.models import seconds
@@ -29,6 +30,14 @@ from runner.streams.values import TIMES, OutOfRange, row_converter
 
 if TYPE_CHECKING:
     from runner.streams.cancel import CancelToken
+
+
+class _Statements(Transaction):
+    """The transaction a job's SQL events run in."""
+
+    def __init__(self, c: SqlConnector, doing: str):
+        self.c, self.doing = c, doing
+
 
 # --- the SQL base ------------------------------------------------------------------------
 
@@ -48,6 +57,7 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         native_merge=True,
         scripts=True,
         copy_while_reading=True,
+        statements=True,
     )
     dialect: ClassVar[str]
     holds_out_of_range: ClassVar[tuple[str, ...]] = ()  # kinds whose columns take an `OutOfRange`
@@ -250,6 +260,21 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         text = " ".join(secrets.redact(str(exc)).split())  # redacted before it is normalised
         message = secrets.redact(f"{doing} (connection {self.name!r}): {type(exc).__name__}: {text}")
         return TransientError(message) if self.is_transient(exc) else TerminalError(message)  # type: ignore[arg-type]
+
+    def run_statements(self, statements: list[str], log: Callable[..., None]) -> list[int]:
+        """See `StatementRunner.run_statements` (a job's SQL events): one transaction, as a
+        writer's, so a SQLite file's writers still take turns."""
+        doing = "running an event's SQL"
+        counts: list[int] = []
+        with _Statements(self, doing) as tx:
+            for sql in statements:
+                log("info", "event statement", sql=sql)
+                with self.errors(doing):
+                    tx.cursor.execute(sql)
+                counts.append(tx.cursor.rowcount if tx.cursor.rowcount is not None else -1)
+                log("info", "event statement done", rows_affected=counts[-1])
+            tx.commit()
+        return counts
 
     def table_exists(self, table: str) -> bool:
         with self.connection(f"looking up {table}") as dbapi:
