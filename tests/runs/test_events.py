@@ -103,7 +103,8 @@ def test_sql_events_run_on_server_targets(project, server, request):
         project,
         """
         before:
-          - {connection: target, sql: ["CREATE TABLE marks (what VARCHAR(20))", "INSERT INTO marks VALUES ('a'), ('b')"]}
+          - connection: target
+            sql: ["CREATE TABLE marks (what VARCHAR(20))", "INSERT INTO marks VALUES ('a'), ('b')"]
         after:
           - {connection: target, sql: "UPDATE marks SET what = 'done'"}
         """,
