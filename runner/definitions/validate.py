@@ -242,7 +242,8 @@ def validate_documents(
         problems.extend(notify_problems(doc, resolve, roles))
     problems.extend(_trigger_problems(docs, {_raw_key(doc) for doc, kind in named if kind == "Job"}))
     if capabilities is not None:
-        problems.extend(_capability_problems(definitions, documents, capabilities))
+        roles = {name: kind.roles for name, kind in task_models.items()}
+        problems.extend(_capability_problems(definitions, documents, capabilities, roles))
     return definitions, problems
 
 
@@ -255,7 +256,10 @@ def _not_an_end(doc: Document, field: str, ref: str, kind: str, roles: frozenset
 
 
 def _capability_problems(
-    definitions: list[Definition], documents: dict[int, Document], check: CapabilityCheck
+    definitions: list[Definition],
+    documents: dict[int, Document],
+    check: CapabilityCheck,
+    roles: Mapping[str, frozenset[str]],
 ) -> list[Problem]:
     """Each task of a valid job against the kinds of its (valid) connections: a strategy its
     source cannot serve, a script its target cannot run, located at the field that asks."""
@@ -269,7 +273,7 @@ def _capability_problems(
         refs: dict[End, str] = {}
         for end, ref in (("source", spec.source), ("target", spec.target)):
             key = resolve_reference(ref, job.namespace, set(types))
-            if key is not None:
+            if key is not None and end in roles.get(types[key], (end,)):  # else refused already
                 ends[end], refs[end] = types[key], ref  # type: ignore[index]
         for i, task in enumerate(spec.tasks):
             for end, path, message in refusals(check.unmet(task, ends), refs, ends):

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from runner.definitions import secrets
+from runner.definitions.jobs import JobSpec
 from runner.definitions.validate import (
     resolve_reference,
 )
@@ -62,9 +63,24 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
             from runner.runs.schedule import describe_cron  # croniter: not on `runner run`'s path
 
             out["schedule"] = {"timezone": "UTC"} | schedule | {"in_words": describe_cron(schedule["cron"])}
+        out["around"] = around_the_run(job_types.parse(obj.document["spec"]))
         out["next_runs"] = next_fire_times(schedule)
         out["last_runs"] = [run_summary(with_mode(r)) for r in recent_runs(ws, obj.namespace, obj.name, 5)]
     return out
+
+
+def around_the_run(spec: JobSpec) -> dict[str, Any]:
+    """A job's events, notifications and log level in a line each, for `describe`."""
+    events = spec.events
+    before = [f"before: {e.what}" for e in events.before] if events else []
+    after = [f"after ({e.when}): {e.what}" for e in events.after] if events else []
+    notify = [
+        f"email to {', '.join(n.email.to)} via {n.email.connection} ({n.when})"
+        if n.email
+        else f"webhook {n.webhook.url if n.webhook else ''} ({n.when})"
+        for n in spec.notify
+    ]
+    return {"log_level": spec.log_level, "events": before + after, "notify": notify}
 
 
 def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:

@@ -74,8 +74,9 @@ def test_validate_json(cli, project):
             "field": "spec.bogus",
             "message": "unknown field 'bogus'",
             "hint": (
-                "known fields: type, source, target, schedule, after, retry, timeout, batch_size, "
-                "on_error, tasks, parallel"
+                "known fields: type, source, target, schedule, after, retry, timeout, "
+                "events, notify, log_level, "
+                "batch_size, on_error, tasks, parallel"
             ),
         }
     ]

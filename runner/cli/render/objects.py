@@ -53,6 +53,10 @@ def describe_text(info: dict[str, Any]) -> str:
     ]
     if schedule := info.get("schedule"):
         lines.append(f"  schedule:    {schedule['cron']} ({schedule['timezone']}): {schedule['in_words']}")
+    if around := info.get("around"):
+        lines.append(f"  log level:   {around['log_level']}")
+        lines += [f"  event:       {e}" for e in around["events"]]
+        lines += [f"  notify:      {n}" for n in around["notify"]]
     if "next_runs" in info:
         lines.append("  next runs:   " + (", ".join(info["next_runs"]) or "no schedule"))
         for r in info["last_runs"]:
