@@ -90,7 +90,10 @@ def send(name: str, spec: SmtpConnectionSpec, base_dir: Path, message: EmailMess
         password = secrets.resolve(spec.password, base_dir) if spec.password else None
     except secrets.SecretError as exc:
         raise TerminalError(f"connection {name!r}: {exc}") from None
-    context = ssl.create_default_context(cafile=str(base_dir / spec.ca_file) if spec.ca_file else None)
+    try:
+        context = ssl.create_default_context(cafile=str(base_dir / spec.ca_file) if spec.ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise TerminalError(f"connection {name!r}: ca_file {spec.ca_file!r} cannot be read: {exc}") from None
     try:
         client: smtplib.SMTP
         if spec.tls:
