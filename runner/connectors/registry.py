@@ -8,6 +8,7 @@ twice is an error, never a silent overwrite.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,9 @@ class Kind:
     read: type[BaseModel] = field(default=ReadSpec, kw_only=True)
     write: type[BaseModel] = field(default=WriteSpec, kw_only=True)
     roles: frozenset[str] = field(default=ENDS, kw_only=True)
+    # how `runner connections test` tests a connection of a kind without a connector: it
+    # connects and signs in, and returns what the server says of itself (raises RunnerError)
+    test: Callable[[str, Any, Path], str] | None = field(default=None, kw_only=True)
 
     @property
     def capabilities(self) -> Capabilities:

@@ -8,9 +8,10 @@ when a message is sent and redacted from every message after.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -74,6 +75,9 @@ class SmtpConnectionSpec(ConnectionSpec):
         return self
 
 
+TEST_TIMEOUT = 10.0  # seconds `runner connections test` waits for the server
+
+
 def send(name: str, spec: SmtpConnectionSpec, base_dir: Path, message: EmailMessage, timeout: float) -> None:
     """Deliver `message` (its From is the connection's `sender`) within `timeout` seconds.
 
@@ -82,10 +86,29 @@ def send(name: str, spec: SmtpConnectionSpec, base_dir: Path, message: EmailMess
         TerminalError: the password cannot be resolved, the server refused to sign in or to take
             the message; the message never holds the password.
     """
+    message["From"] = spec.sender
+    _session(name, spec, base_dir, timeout, lambda client: client.send_message(message))
+
+
+def check(name: str, spec: SmtpConnectionSpec, base_dir: Path) -> str:
+    """Connect, upgrade and sign in as a notification would, send nothing: what the server
+    answered to EHLO (its name), for `runner connections test`."""
+    said: list[str] = []
+    _session(name, spec, base_dir, TEST_TIMEOUT, lambda client: said.append(_banner(client)))
+    return said[0]
+
+
+def _banner(client: Any) -> str:
+    answer = client.ehlo_resp or client.helo_resp or b""
+    return answer.decode(errors="replace").splitlines()[0] if answer else ""
+
+
+def _session(
+    name: str, spec: SmtpConnectionSpec, base_dir: Path, timeout: float, then: Callable[[Any], object]
+) -> None:
     import smtplib  # only when a notification is sent
     import ssl
 
-    message["From"] = spec.sender
     try:
         password = secrets.resolve(spec.password, base_dir) if spec.password else None
     except secrets.SecretError as exc:
@@ -105,11 +128,12 @@ def send(name: str, spec: SmtpConnectionSpec, base_dir: Path, message: EmailMess
                 client.starttls(context=context)
             if spec.username and password is not None:
                 client.login(spec.username, password)
-            client.send_message(message)
+            client.ehlo_or_helo_if_needed()
+            then(client)
     except (smtplib.SMTPAuthenticationError, smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
         raise TerminalError(secrets.redact(f"connection {name!r}: {type(exc).__name__}: {exc}")) from None
     except (OSError, smtplib.SMTPException) as exc:
         raise TransientError(secrets.redact(f"connection {name!r}: {type(exc).__name__}: {exc}")) from None
 
 
-registry.register(registry.Kind("smtp", SmtpConnectionSpec, None, roles=frozenset({MAIL})))
+registry.register(registry.Kind("smtp", SmtpConnectionSpec, None, roles=frozenset({MAIL}), test=check))

@@ -313,3 +313,19 @@ def test_dry_runs_send_nothing(project, hook):
     _project(project, f"- {{webhook: {{url: {hook.url}}}, when: always}}", fail=False)
     record = services.run(project.ws, "copy", RunOptions(dry_run=True))
     assert record["status"] == "succeeded" and hook.requests == [] and record.get("notifications") == []
+
+
+def test_connections_test_signs_in_to_the_smtp_server(project, mailbox, monkeypatch):
+    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
+    _project(project, "- {email: {connection: mail, to: [ops@example.com]}}", False, mailbox.port)
+    (result,) = services.connections_test(project.ws, "mail")
+    assert (result["type"], result["ok"], result["checks"]) == (
+        "smtp",
+        True,
+        [{"check": "connect", "ok": True, "detail": ""}],
+    )
+    assert result["server"] and mailbox.logins == [("runner", PASSWORD)] and mailbox.messages == []
+    monkeypatch.setenv("SMTP_PASSWORD", "wrong-" + PASSWORD)
+    (result,) = services.connections_test(project.ws, "mail")
+    assert result["ok"] is False and "SMTPAuthenticationError" in result["checks"][0]["detail"]
+    assert PASSWORD not in json.dumps(result)
