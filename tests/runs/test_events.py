@@ -10,9 +10,11 @@ import textwrap
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from runner import services
 from runner.changes.task import RunOptions
+from runner.cli.app import app
 from runner.history import files as history
 
 PY = sys.executable
@@ -198,6 +200,14 @@ def test_a_failing_before_event_stops_the_run_before_any_task(project):
     assert failed["level"] == "error" and "exited with status 3" in failed["message"]
     assert any(e["message"] == "event output" and e["level"] == "error" for e in log)
     assert not any(e["message"] == "task started" for e in log)
+    # and `runner run` says why
+    result = CliRunner().invoke(app, ["--dir", str(project.root), "run", "copy"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[1:4] == [
+        f"  before-event 1 (command {PY}): failed: exited with status 3",
+        f"  error: before-event 1 (command {PY}) failed: exited with status 3",
+        f"  after-event 1 (command {PY}): succeeded",
+    ]
 
 
 def test_a_before_event_that_times_out_is_stopped_and_fails_the_run(project):

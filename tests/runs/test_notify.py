@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from runner import services
 from runner.changes.task import RunOptions
+from runner.cli.app import app
 from runner.history import files as history
 
 PASSWORD = "smtp-pa55word-xyz"
@@ -247,6 +249,8 @@ def test_a_webhook_posts_the_run_record_with_a_secret_header(project, hook, monk
     ]
     assert posted["error"] == record["error"] and "notifications" not in posted
     assert TOKEN not in _everything_written(project, record)
+    result = CliRunner().invoke(app, ["--dir", str(project.root), "run", "copy"])
+    assert f"  webhook to {hook.url}: sent" in result.stdout.splitlines() and TOKEN not in result.output
 
 
 def test_a_notification_that_cannot_be_delivered_is_a_warning_and_the_run_keeps_its_status(

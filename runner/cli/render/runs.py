@@ -58,6 +58,9 @@ def run_text(record: dict[str, Any]) -> str:
         + (f" [{flags}]" if flags else "")
     ]
     dry = record.get("mode") == "dry-run"
+    lines += _events_text(record, "before")
+    if not record["tasks"] and record.get("error"):  # stopped before any task (a before-event)
+        lines.append(f"  error: {record['error']}")
     for t in record["tasks"]:
         if t["status"] == "skipped":
             lines.append(f"  task {t['name']}: skipped")
@@ -72,6 +75,12 @@ def run_text(record: dict[str, Any]) -> str:
         if t["error"]:
             line += f"\n    error: {t['error']}"
         lines.append(line)
+    lines += _events_text(record, "after")
+    for n in record.get("notifications", []):
+        error = f": {n['error']}" if n.get("error") else ""
+        lines.append(
+            f"  {n['channel']} to {', '.join(n.get('to') or [n.get('url', '')])}: {n['status']}{error}"
+        )
     if dry:
         lines.append(
             f"dry run: nothing was written (it would write {record.get('rows_would_write', 0):,} rows)"
@@ -80,6 +89,16 @@ def run_text(record: dict[str, Any]) -> str:
         lines.append(f"limited run: at most {record['options'].get('limit')} rows read a task")
     lines.append(f"history: {record['path']}")
     return "\n".join(lines)
+
+
+def _events_text(record: dict[str, Any], phase: str) -> list[str]:
+    """`  before-event 1 (command ./check.sh): failed: exited with status 3`, one an event."""
+    return [
+        f"  {phase}-event {e['index'] + 1} ({e['what']}): {e['status']}"
+        + (f": {e['error']}" if e.get("error") else "")
+        for e in record.get("events", [])
+        if e["phase"] == phase
+    ]
 
 
 def log_line(entry: dict[str, Any]) -> str:
