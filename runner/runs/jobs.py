@@ -40,6 +40,9 @@ def connections_of(ws: Workspace, job: AppliedObject, spec: JobSpec) -> dict[str
 
 
 ADHOC_ONLY_ONCE = ("schedule", "after", "retry")  # the daemon's fields: an ad-hoc run runs once, now
+# what only a reviewed definition may ask for: a command on the runner's machine, SQL beyond the
+# tasks', a notification resolving secrets (a header `${env:ANY}`) and sending them to any URL
+ADHOC_REVIEWED_ONLY = ("events", "notify")
 
 
 def adhoc_job(
@@ -55,6 +58,15 @@ def adhoc_job(
             f"'{field}' does not apply to an ad-hoc run: it runs once, now",
         )
         for field in ADHOC_ONLY_ONCE
+        if field in spec
+    ]
+    problems += [
+        Problem(
+            Location("ad-hoc job", field=f"spec.{field}"),
+            f"'{field}' is not accepted in an ad-hoc run: commands, SQL events and notifications "
+            "(which resolve secrets) come only from definitions in jobs.d/",
+        )
+        for field in ADHOC_REVIEWED_ONLY
         if field in spec
     ]
     if problems:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from runner import services
 from runner.changes.task import RunOptions
 from runner.cli.app import app
+from runner.errors import DefinitionsInvalid
 from runner.history import files as history
 
 PY = sys.executable
@@ -272,3 +273,26 @@ def test_dry_and_limited_runs_run_no_events(project):
         not (project.root / "dst.db").exists()
         or sa.inspect(sa.create_engine(f"sqlite:///{project.root / 'dst.db'}")).get_table_names() == []
     )
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"events": {"before": [{"command": ["touch", "pwned"]}]}},
+        {"notify": [{"webhook": {"url": "http://127.0.0.1:9/", "headers": {"X": "${env:HOME}"}}}]},
+    ],
+)
+def test_an_adhoc_run_takes_no_events_or_notifications(project, field):
+    _job(project, "before: []")
+    spec = {
+        "source": "src",
+        "target": "dst",
+        "tasks": [{"name": "t", "read": {"table": "items"}, "write": {"table": "x"}}],
+    }
+    with pytest.raises(DefinitionsInvalid) as info:
+        services.run_adhoc(project.ws, "once", spec | field)
+    (problem,) = info.value.problems
+    name = next(iter(field))
+    assert problem.location.field == f"spec.{name}"
+    assert problem.message.startswith(f"'{name}' is not accepted in an ad-hoc run")
+    assert not (project.root / "pwned").exists()
