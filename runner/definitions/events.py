@@ -10,7 +10,8 @@ are `event_problems` and `notify_problems`, given the kinds by the caller.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -19,6 +20,9 @@ from runner.definitions.load import Document
 from runner.definitions.models import DURATION_HELP, Duration, StrictModel
 from runner.definitions.templates import check_syntax
 from runner.errors import Problem
+
+if TYPE_CHECKING:
+    from runner.definitions.jobs import JobSpec
 
 LogLevel = Literal["debug", "info", "warning"]
 COMMAND_TIMEOUT = 60.0  # seconds a command event may take when it states no `timeout`
@@ -223,3 +227,15 @@ def notify_problems(doc: Document, resolve: Resolve, roles: Mapping[str, Collect
                 )
             )
     return problems
+
+
+def header_file_problems(doc: Document, spec: JobSpec, base_dir: Path) -> list[Problem]:
+    """`${file:}` references in webhook headers that point outside the folders secrets may be
+    read from (as a connection's are checked)."""
+    return [
+        Problem(doc.locate(("spec", "notify", i, "webhook", "headers", name)), message)
+        for i, notification in enumerate(spec.notify)
+        if notification.webhook is not None
+        for name, value in notification.webhook.headers.items()
+        for message in secrets.file_problems(value, base_dir)
+    ]

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from runner.definitions.errors import problems_from
-from runner.definitions.events import event_problems, notify_problems
+from runner.definitions.events import event_problems, header_file_problems, notify_problems
 from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
 from runner.definitions.kinds import (
     TaskModels,
@@ -136,6 +136,8 @@ def _validate_document(
         problems.extend(_task_name_problems(parsed, doc))
     if isinstance(parsed, ConnectionSpec) and base_dir is not None:
         problems.extend(secret_file_problems(doc, parsed, base_dir))
+    if isinstance(parsed, JobSpec) and base_dir is not None:
+        problems.extend(header_file_problems(doc, parsed, base_dir))
     if envelope is None or problems:
         return None, problems
 

@@ -195,3 +195,16 @@ def test_an_smtp_connection_references_its_password(project, fields, field, mess
     (p,) = info.value.problems
     assert p.location.field == field and p.message.startswith(message)
     assert "hunter2" not in str(p)
+
+
+def test_a_webhook_header_reads_secret_files_only_where_connections_may(project):
+    _job(
+        project,
+        """  notify:
+    - webhook: {url: "http://x", headers: {A: "${file:secrets/hook}", B: "Bearer ${file:../../etc/passwd}"}}
+""",
+    )
+    (problem,) = problems(project)
+    assert problem.startswith(
+        "jobs.d/copy.yaml:8: spec.notify[0].webhook.headers.B: secret file '../../etc/passwd' lies outside"
+    )
