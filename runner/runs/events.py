@@ -33,7 +33,9 @@ from runner.definitions.models import seconds
 from runner.errors import RunnerError
 from runner.history.records import EventRecord, Failure, RunRecord
 from runner.jobs.sync import failure_class
+from runner.streams.cancel import CancelToken
 
+POLL = 0.2  # seconds between looks at a running command's cancel token
 OUTPUT_LIMIT = 64 << 10  # bytes of a command's output the run log keeps (the last ones)
 PASSED_ON = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")  # from the runner's environment
 
@@ -42,16 +44,23 @@ Ends = dict[str, tuple[str, dict[str, Any]]]  # `source`/`target` -> (connection
 
 
 def run_before(
-    spec: JobSpec, ends: Ends, base_dir: Path, record: RunRecord, tasks: list[str], log: Log
+    spec: JobSpec,
+    ends: Ends,
+    base_dir: Path,
+    record: RunRecord,
+    tasks: list[str],
+    log: Log,
+    cancel: CancelToken | None = None,
 ) -> tuple[str, Failure] | None:
     """Run the job's before-events in order, listing each in `record["events"]`; when one
     failed, the reason the run stops and its failure class (a timeout or a lost connection is
-    transient: the daemon's `retry` tries again), else None."""
+    transient: the daemon's `retry` tries again), else None. A command is stopped when the run
+    is cancelled or its job's `timeout` passes (`cancel`)."""
     events = spec.events.before if spec.events else []
     for i, event in enumerate(events):
         if _skipped_in_a_dry_run(record, "before", i, event, log):
             continue
-        result = _run(event, "before", i, ends, base_dir, record, tasks, log)
+        result = _run(event, "before", i, ends, base_dir, record, tasks, log, cancel)
         if result["status"] == "failed":
             reason = f"before-event {i + 1} ({result['what']}) failed: {result.get('error')}"
             return reason, result.get("failure") or "terminal"
@@ -90,13 +99,14 @@ def _run(
     record: RunRecord,
     tasks: list[str],
     log: Log,
+    cancel: CancelToken | None = None,
 ) -> EventRecord:
     result: EventRecord = {"phase": phase, "index": i, "what": event.what, "status": "succeeded"}
     log("info", f"{phase}-event started", event=event.what, index=i)
     started = time.perf_counter()
     try:
         if event.command is not None:
-            result |= _command(event, facts(record, phase, tasks), base_dir, log)
+            result |= _command(event, facts(record, phase, tasks), base_dir, log, cancel)
         else:
             result["rows_affected"] = _statements(event, ends, base_dir, log)
     except RunnerError as exc:
@@ -176,8 +186,11 @@ class _Tail:
         return data.decode("utf-8", errors="replace")
 
 
-def _command(event: Event, env: dict[str, str], cwd: Path, log: Log) -> dict[str, Any]:
-    """Run a command event; its exit code and, when it failed, why."""
+def _command(
+    event: Event, env: dict[str, str], cwd: Path, log: Log, cancel: CancelToken | None
+) -> dict[str, Any]:
+    """Run a command event; its exit code and, when it failed, why. It is stopped (with its
+    process group) at its `timeout`, or when `cancel` is set."""
     assert event.command is not None
     limit = seconds(event.timeout) if event.timeout is not None else COMMAND_TIMEOUT
     env = {k: os.environ[k] for k in PASSED_ON if k in os.environ} | env
@@ -195,18 +208,28 @@ def _command(event: Event, env: dict[str, str], cwd: Path, log: Log) -> dict[str
         raise RunnerError(f"cannot start {event.command[0]!r}: {exc.strerror}") from None
     assert process.stdout is not None
     tail = _Tail(process.stdout, OUTPUT_LIMIT)
-    timed_out = False
+    deadline = time.monotonic() + limit
+    stopped: str | None = None  # why it was stopped, if it was
     try:
-        code = process.wait(limit)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        with suppress(ProcessLookupError):  # it ended meanwhile
-            os.killpg(process.pid, signal.SIGKILL)
-        code = process.wait()
+        while True:
+            try:
+                code = process.wait(max(min(POLL, deadline - time.monotonic()), 0))
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    stopped = f"timed out after {limit:g} s (stopped)"
+                elif cancel is not None and cancel.cancelled:
+                    stopped = f"stopped: {cancel.reason}"
+                else:
+                    continue
+            with suppress(ProcessLookupError):  # it ended meanwhile
+                os.killpg(process.pid, signal.SIGKILL)
+            code = process.wait()
+            break
     finally:
         output = tail.text()
         process.stdout.close()
-    failed = timed_out or code != 0
+    failed = stopped is not None or code != 0
     if output:
         log(
             "error" if failed else "info",
@@ -215,9 +238,8 @@ def _command(event: Event, env: dict[str, str], cwd: Path, log: Log) -> dict[str
             output=output,
             **({"output_cut": f"the last {OUTPUT_LIMIT // 1024} KiB"} if tail.cut else {}),
         )
-    if timed_out:
-        error = f"timed out after {limit:g} s (stopped)"
-        return {"status": "failed", "exit_code": None, "error": error, "failure": "transient"}
+    if stopped is not None:
+        return {"status": "failed", "exit_code": None, "error": stopped, "failure": "transient"}
     if code != 0:
         return {
             "status": "failed",

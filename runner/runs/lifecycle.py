@@ -202,7 +202,7 @@ def _execute(
                 history.write_atomic(path, record)
 
     planned = options.tasks or spec.task_names()
-    stopped = run_before(spec, ends, ws.root, record, planned, log)
+    stopped = run_before(spec, ends, ws.root, record, planned, log, cancel)
     try:
         results = (
             []
@@ -251,8 +251,10 @@ def _execute(
     # timeout is transient (the next run may be quicker)
     classes = {r.failure for r in failed}
     failure = None if status != "failed" else "terminal" if "terminal" in classes else "transient"
-    if stopped:  # a before-event failed: no task ran
+    if stopped:  # a before-event failed, or was stopped by a cancel: no task ran
         status, (error, failure) = "failed", stopped
+        if cancel.reason is not None and not cancel.failed:
+            status, failure = "cancelled", None
     would_write = sum(r.rows_written for r in results)
     record.update(
         status=status,

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import sys
 import textwrap
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from runner.changes.task import RunOptions
 from runner.cli.app import app
 from runner.errors import DefinitionsInvalid
 from runner.history import files as history
+from runner.streams.cancel import CancelToken
 
 PY = sys.executable
 
@@ -296,3 +298,16 @@ def test_an_adhoc_run_takes_no_events_or_notifications(project, field):
     assert problem.location.field == f"spec.{name}"
     assert problem.message.startswith(f"'{name}' is not accepted in an ad-hoc run")
     assert not (project.root / "pwned").exists()
+
+
+def test_a_before_event_is_stopped_by_the_jobs_timeout_and_by_a_cancel(project):
+    _script(project, "slow.py", "import time\ntime.sleep(60)\n")
+    _job(project, f"""before: [{{command: ["{PY}", slow.py], timeout: 1h}}]""", extra="  timeout: 1\n")
+    record = services.run(project.ws, "copy")
+    assert record["status"] == "failed" and record["seconds"] < 10
+    assert record["error"].endswith("failed: stopped: timed out after 1.0")
+    token = CancelToken()
+    threading.Timer(0.5, token.cancel, ("cancelled by a test",)).start()
+    record = services.run(project.ws, "copy", cancel=token)
+    assert record["status"] == "cancelled" and record["failure"] is None and record["tasks"] == []
+    assert record["events"][0]["error"] == "stopped: cancelled by a test"
