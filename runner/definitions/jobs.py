@@ -124,6 +124,10 @@ class JobSpec(StrictModel):
         (`--task`) and what must be unique. A job type without tasks has none."""
         return []
 
+    def inactive_tasks(self) -> list[str]:
+        """The names of the tasks switched off (`active: false`): every run skips them."""
+        return []
+
 
 class SyncJobSpec(JobSpec):
     """The `sync` job type: its tasks copy tables or queries of the source into tables of the
@@ -155,3 +159,6 @@ class SyncJobSpec(JobSpec):
 
     def task_names(self) -> list[str]:
         return [task.name for task in self.tasks]
+
+    def inactive_tasks(self) -> list[str]:
+        return [task.name for task in self.tasks if not task.active]

@@ -162,6 +162,13 @@ class Task(StrictModel):
             "soft (set write.soft_delete_column). Needs write.keys."
         ),
     )
+    active: bool = Field(
+        True,
+        description=(
+            "false switches the task off: it stays defined (its pointer and digests are kept) but every "
+            "run skips it, recorded as `inactive`; `runner run --task` refuses it."
+        ),
+    )
 
     @model_validator(mode="after")
     def _needs_keys(self) -> Task:

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
+from runner.connectors.base import DiscoveredTable
 from runner.connectors.sql.base import SqlConnector
 from runner.definitions.tasks import ReadSpec
-from runner.errors import RunnerError, TerminalError
+from runner.errors import RunnerError
 
 # What the server says it is, per SQLAlchemy dialect name.
 VERSION_SQL = {
@@ -139,59 +139,9 @@ def _probe_create(connector: SqlConnector, schema: str) -> None:
 # --- discover ------------------------------------------------------------------------------
 
 
-@dataclass
-class DiscoveredColumn:
-    name: str
-    type: str | None  # runner's neutral type (`decimal(12,2)`), None when runner cannot map it
-    declared: str  # as the database declares it
-
-
-@dataclass
-class DiscoveredTable:
-    schema: str | None  # as asked for (None: the connection's default)
-    name: str
-    columns: list[DiscoveredColumn]
-    primary_key: list[str]
-
-    @property
-    def ref(self) -> str:
-        return f"{self.schema}.{self.name}" if self.schema else self.name
-
-
 def discover(connector: SqlConnector, schema: str | None = None) -> list[DiscoveredTable]:
-    """The tables of `schema` (default: the connection's own), each with its columns in order,
-    their types as runner maps them, and its primary key."""
-    try:
-        inspector = sa.inspect(connector.engine)
-        if schema is not None and schema not in (known := inspector.get_schema_names()):
-            raise TerminalError(
-                f"connection {connector.name!r} has no schema {schema!r} (it has: {', '.join(sorted(known))})"
-            )
-        names = sorted(inspector.get_table_names(schema=schema))
-    except sa.exc.SQLAlchemyError as exc:
-        raise connector._mapped(f"listing the tables of {schema or 'the default schema'}", exc) from None
-    tables = []
-    with connector.connection("reading column types") as dbapi:
-        cursor = dbapi.cursor()
-        for name in names:
-            ref = f"{schema}.{name}" if schema else name
-            declared = connector.declared_columns(cursor, ReadSpec(table=ref))
-            columns = [DiscoveredColumn(c, _neutral(connector.parse_type, d), d) for c, d in declared]
-            try:
-                key = inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or []
-            except sa.exc.SQLAlchemyError as exc:
-                raise connector._mapped(f"reading the primary key of {ref}", exc) from None
-            tables.append(DiscoveredTable(schema, name, columns, list(key)))
-        dbapi.rollback()
-    return tables
-
-
-def _neutral(parse: Callable[[str], Any], declared: str) -> str | None:
-    try:
-        ctype = parse(declared)
-    except (TerminalError, ValueError):
-        return None
-    return str(ctype) if ctype is not None else None
+    """The tables of `schema` (default: the connection's own): see `SqlConnector.tables`."""
+    return connector.tables(schema)
 
 
 def task_name(table: str, taken: set[str]) -> str:
