@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -86,6 +86,9 @@ class JobSpec(StrictModel):
     subclasses it with a `type` literal and its own fields (see `SyncJobSpec`)."""
 
     type: str = Field(DEFAULT_JOB_TYPE, description="The job type.")
+    # True for a type whose tasks are found when it runs (a sync_all job's tables): a run
+    # limited to some tasks is checked then, not against `task_names()`
+    expands_at_run: ClassVar[bool] = False
     source: str = Field(
         min_length=1,
         description=("Connection to read from: `name` (same namespace, else 'default') or `namespace/name`."),

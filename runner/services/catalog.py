@@ -98,6 +98,7 @@ def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
             "target": t.write.table,
             "strategy": t.changes.strategy,
             "deletes": t.deletes,
+            "active": t.active,
             "pointer": pointers_by_task.get(t.name),
             "last_run": last.get(t.name),
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from runner.cli.render.cells import inactive_tasks
 from runner.errors import Problem
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-", "unchanged": " "}
@@ -75,6 +76,8 @@ def plan_text(plan: dict[str, Any], show_unchanged: bool = False) -> str:
             f"  {SYMBOL[c['action']]} {c['kind']} {c['namespace']}/{c['name']}"
             + (f"    ({where})" if where else "")
         )
+        if c["kind"] == "Job" and c["action"] != "delete" and (inactive := inactive_tasks(c["after"] or {})):
+            lines.append(f"      (inactive: {', '.join(inactive)}: every run skips them)")
         if c["action"] == "update":
             for f in c["fields"]:
                 if f["old"] is None:
