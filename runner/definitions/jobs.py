@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from runner.definitions.models import DURATION_HELP, Duration, StrictModel, seconds
+from runner.definitions.needs import Need, Needs
 from runner.definitions.tasks import Task
 
 DEFAULT_JOB_TYPE = "sync"  # a job without `type`: every definition written before job types
@@ -131,6 +132,11 @@ class JobSpec(StrictModel):
         """The names of the tasks switched off (`active: false`): every run skips them."""
         return []
 
+    def needs(self, task_needs: Needs) -> list[Need]:
+        """What the job asks of its connections' kinds, each at its field below `spec` (what
+        `runner validate` checks against the kinds' declared capabilities)."""
+        return []
+
 
 class SyncJobSpec(JobSpec):
     """The `sync` job type: its tasks copy tables or queries of the source into tables of the
@@ -165,3 +171,10 @@ class SyncJobSpec(JobSpec):
 
     def inactive_tasks(self) -> list[str]:
         return [task.name for task in self.tasks if not task.active]
+
+    def needs(self, task_needs: Needs) -> list[Need]:
+        return [
+            Need(need.end, need.capability, ("tasks", i, *need.path), need.why)
+            for i, task in enumerate(self.tasks)
+            for need in task_needs(task)
+        ]

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from runner.definitions.errors import problems_from
-from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
+from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec
 from runner.definitions.kinds import (
     TaskModels,
     connection_type,
@@ -241,7 +241,7 @@ def _capability_problems(
     problems: list[Problem] = []
     for job in definitions:
         spec = job.spec
-        if not isinstance(spec, SyncJobSpec):  # tasks with strategies: a sync job's
+        if not isinstance(spec, JobSpec):
             continue
         ends: dict[End, str] = {}
         refs: dict[End, str] = {}
@@ -249,11 +249,10 @@ def _capability_problems(
             key = resolve_reference(ref, job.namespace, set(types))
             if key is not None:
                 ends[end], refs[end] = types[key], ref  # type: ignore[index]
-        for i, task in enumerate(spec.tasks):
-            for end, path, message in refusals(check.unmet(task, ends), refs, ends):
-                able = ", ".join(sorted(check.capabilities.get(ends[end], ()))) or "nothing optional"
-                where = documents[id(job)].locate(("spec", "tasks", i, *path))
-                problems.append(Problem(where, message, f"type {ends[end]!r} can: {able}"))
+        for end, path, message in refusals(check.lacking(spec.needs(check.needs), ends), refs, ends):
+            able = ", ".join(sorted(check.capabilities.get(ends[end], ()))) or "nothing optional"
+            where = documents[id(job)].locate(("spec", *path))
+            problems.append(Problem(where, message, f"type {ends[end]!r} can: {able}"))
     return problems
 
 

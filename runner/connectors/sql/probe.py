@@ -11,7 +11,6 @@ written anywhere.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,7 @@ import sqlalchemy as sa
 
 from runner.connectors.base import DiscoveredTable
 from runner.connectors.sql.base import SqlConnector
-from runner.definitions.tasks import ReadSpec
+from runner.definitions.tasks import ReadSpec, task_name
 from runner.errors import RunnerError
 
 # What the server says it is, per SQLAlchemy dialect name.
@@ -142,16 +141,6 @@ def _probe_create(connector: SqlConnector, schema: str) -> None:
 def discover(connector: SqlConnector, schema: str | None = None) -> list[DiscoveredTable]:
     """The tables of `schema` (default: the connection's own): see `SqlConnector.tables`."""
     return connector.tables(schema)
-
-
-def task_name(table: str, taken: set[str]) -> str:
-    """A valid task name (lower-case letters, digits, `-`, `_`, `.`) for a table, unique among `taken`."""
-    base = re.sub(r"[^a-z0-9_.-]+", "-", table.lower()).strip("-_.")[:55] or "table"
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    taken.add(name)
-    return name
 
 
 def tasks_for(tables: list[DiscoveredTable]) -> list[dict[str, Any]]:
