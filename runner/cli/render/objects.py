@@ -72,10 +72,13 @@ def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
         table.add_column(col, justify="right" if col == "WRITTEN" else "left")
     for r in rows:
         last = r["last_run"]
+        state = r.get("state") if r.get("state") in ("new", "dropped_in_source") else None
         table.add_row(
-            r["task"] + ("" if r.get("active", True) else " (inactive)"),
-            f"{r['source']} → {r['target']}",
-            f"{r['strategy']}, deletes {r['deletes']}",
+            r["task"]
+            + ("" if r.get("active", True) else " (inactive)")
+            + (f" ({state.replace('_', ' ')})" if state else ""),
+            f"{r['source'] or '-'} → {r['target'] or '-'}",
+            f"{r['strategy']}, deletes {r['deletes']}" if r["strategy"] else "-",
             pointer_text(r["pointer"]) if r["strategy"] == "watermark" else "-",
             f"{last['run_id']}" if last else "-",
             run_status(last) if last else "-",
