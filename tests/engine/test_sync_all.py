@@ -5,11 +5,15 @@ loaded by the next run, one dropped is reported and kept in the target."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from runner import services
-from runner.errors import NotFound
+from runner.cli.app import app
+from runner.errors import NotFound, RunnerError
 
 PAIRS = [
     ("sqlite", "sqlite"),
@@ -239,3 +243,56 @@ def test_a_schema_with_no_chosen_table_runs_nothing_and_says_so(project, make_da
         e["level"] == "warning" and e["message"].startswith("no table of the default schema matches")
         for e in log
     )
+
+
+def test_plan_expand_tasks_and_pointers_show_the_tables(project, make_database, monkeypatch):
+    source = make_database("sqlite", "source")
+    target = make_database("sqlite", "target")
+    create_source(source, None)
+    project.connection("src", "sqlite", source.url)
+    project.connection("dst", "sqlite", target.url)
+    write_job(project, None, None)
+    monkeypatch.chdir(project.root)
+    cli = CliRunner()
+
+    def invoke(*args: str) -> str:
+        result = cli.invoke(app, ["--dir", str(project.root), *args], terminal_width=250)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    plan = invoke("plan", "--expand")
+    assert "      tables of the default schema of default/src: 5 chosen" in plan
+    # applied, never run: every table is new
+    assert "      + table orders → stg_orders (watermark on updated_at, keys id) [new]" in plan
+    assert "      + table notes → stg_notes (full) [new]" in plan
+    assert "tmp_scratch" not in plan
+    assert "tables of" not in invoke("plan")  # without --expand, plan connects to nothing
+    services.run(project.ws, "all")
+    with source.cursor() as cur:
+        cur.execute("CREATE TABLE refunds (id INTEGER PRIMARY KEY, amount INTEGER)")
+        cur.execute("DROP TABLE notes")
+    plan = invoke("plan", "--expand")
+    assert "      + table refunds → stg_refunds (hash, keys id) [new]" in plan
+    assert "      ! task notes: dropped in the source (its target table is kept)" in plan
+    assert "        table customers → stg_customers (hash, keys id)" in plan
+    expansions = json.loads(invoke("plan", "--expand", "-f", "json"))["expansions"]["default/all"]
+    states = {r["task"]: r["state"] for r in expansions["tables"]}
+    assert (states["refunds"], states["notes"], states["orders"]) == ("new", "dropped_in_source", "known")
+
+    listed = {r["task"]: r for r in json.loads(invoke("tasks", "all", "-f", "json"))}
+    assert listed["refunds"]["state"] == "new" and listed["refunds"]["last_run"] is None
+    assert listed["notes"]["state"] == "dropped_in_source" and listed["notes"]["target"] == "stg_notes"
+    assert listed["orders"]["pointer"]["value"].startswith("2026-01-04")
+    text = invoke("tasks", "all")
+    assert "refunds (new)" in text and "notes (dropped in source)" in text
+    # the API lists the tasks that ran, without asking the source
+    offline = {r["task"] for r in services.tasks(project.ws, "all", expand=False)}
+    assert offline == {"audit", "customers", "events", "notes", "orders"}
+
+    pointers = {p["task"]: p for p in services.pointer_show(project.ws, "all")}
+    assert pointers["events"]["column"] == "updated_at"
+    services.pointer_set(project.ws, "all", "orders", "2026-01-02 00:00:00")
+    record = services.run(project.ws, "all")
+    assert by_name(record)["orders"]["rows_read"] == 3  # from the pointer set by hand
+    with pytest.raises(RunnerError, match="only watermark tasks have a pointer"):
+        services.pointer_set(project.ws, "all", "customers", "1")
