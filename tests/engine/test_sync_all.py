@@ -268,6 +268,9 @@ def test_plan_expand_tasks_and_pointers_show_the_tables(project, make_database, 
     assert "tmp_scratch" not in plan
     assert "tables of" not in invoke("plan")  # without --expand, plan connects to nothing
     services.run(project.ws, "all")
+    tested = invoke("connections", "test")
+    assert "  read     ok      lists the 6 table(s) of the schema(s) its sync_all jobs copy from" in tested
+    assert "  write    ok      can create tables and a staging table in the default schema" in tested
     with source.cursor() as cur:
         cur.execute("CREATE TABLE refunds (id INTEGER PRIMARY KEY, amount INTEGER)")
         cur.execute("DROP TABLE notes")

@@ -12,6 +12,7 @@ written anywhere.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,7 @@ class Usage:
 
     reads: list[ReadSpec] = field(default_factory=list)
     writes: list[str] = field(default_factory=list)
+    schemas: list[str | None] = field(default_factory=list)  # whole schemas read (sync_all; None: default)
 
 
 def _dialect(connector: SqlConnector) -> str:
@@ -61,7 +63,7 @@ def test(connector: SqlConnector, usage: Usage) -> tuple[str | None, list[Check]
     checks: list[Check] = []
     missing = getattr(connector, "path", None)
     if missing is not None and not missing.exists():  # SQLite would create the file on connect
-        if usage.reads:
+        if usage.reads or usage.schemas:
             return None, [Check("connect", False, f"database file {missing} does not exist")]
         return None, [Check("connect", True, f"database file {missing} does not exist yet: a run creates it")]
     try:
@@ -69,19 +71,25 @@ def test(connector: SqlConnector, usage: Usage) -> tuple[str | None, list[Check]
     except RunnerError as exc:
         return None, [Check("connect", False, str(exc))]
     checks.append(Check("connect", True, "connected"))
-    checks.append(_read_check(connector, usage.reads))
+    checks.append(_read_check(connector, usage.reads, usage.schemas))
     checks.append(_write_check(connector, usage.writes))
     return str(version), checks
 
 
-def _read_check(connector: SqlConnector, reads: list[ReadSpec]) -> Check:
-    if not reads:
+def _read_check(connector: SqlConnector, reads: list[ReadSpec], schemas: Sequence[str | None] = ()) -> Check:
+    if not reads and not schemas:
         try:
             tables = sa.inspect(connector.engine).get_table_names()
         except sa.exc.SQLAlchemyError as exc:
             return Check("read", False, str(connector._mapped("listing tables", exc)))
         return Check("read", True, f"lists {len(tables)} table(s); no job reads from it")
     failed = []
+    listed = 0
+    for schema in dict.fromkeys(schemas):  # a sync_all job's: its tables are listed, as a run lists them
+        try:
+            listed += len(connector.tables(schema))
+        except RunnerError as exc:
+            failed.append(str(exc))
     for spec in reads:
         what = spec.table or "a query"
         try:  # no parameters: a % in a query is sent as it is
@@ -90,7 +98,10 @@ def _read_check(connector: SqlConnector, reads: list[ReadSpec]) -> Check:
             failed.append(str(exc))
     if failed:
         return Check("read", False, "; ".join(failed))
-    return Check("read", True, f"can read the {len(reads)} source(s) its jobs read")
+    done = [f"can read the {len(reads)} source(s) its jobs read"] if reads else []
+    if schemas:
+        done.append(f"lists the {listed} table(s) of the schema(s) its sync_all jobs copy from")
+    return Check("read", True, "; ".join(done))
 
 
 def _write_check(connector: SqlConnector, tables: list[str]) -> Check:
