@@ -110,7 +110,11 @@ def test_a_job_whose_tasks_are_all_inactive_runs_nothing_and_says_so(project):
     project.connection("src", "sqlite", "sqlite:///src.db")
     project.connection("dst", "sqlite", "sqlite:///dst.db")
     project.job("idle", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}, active: false}")
-    services.validate(project.ws)
+    _, warnings = services.check(project.ws)
+    assert [str(w) for w in warnings] == [
+        f"{project.root}/jobs.d/idle.yaml:7:3: spec.tasks: every task of the job is switched off "
+        "(active: false): its runs do nothing (hint: set active: true on the tasks to run, or remove the job)"
+    ]
     services.apply(project.ws)
     record = services.run(project.ws, "idle")
     assert record["status"] == "succeeded" and record["rows_read"] == 0

@@ -28,7 +28,7 @@ class Need:
     why: str  # what the task would do with it, in the user's words
 
 
-Needs = Callable[[Task], Iterable["Need"]]  # what a task needs of its kinds (`changes.strategies.task_needs`)
+Needs = Callable[[Task], Iterable[Need]]  # what a task needs of its kinds (`changes.strategies.task_needs`)
 
 
 def refusals(

@@ -263,7 +263,7 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
     each minute it matches: `* 5 * * * *` is 60 runs from 00:05:00 to 00:05:59, each hour."""
     from croniter import croniter  # imported where schedules are checked
 
-    warnings = []
+    warnings = [w for doc in docs if (w := _all_inactive(doc)) is not None]
     for doc in docs:
         spec = doc.data.get("spec")
         schedule = spec.get("schedule") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
@@ -280,6 +280,21 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
                 )
             )
     return warnings
+
+
+def _all_inactive(doc: Document) -> Problem | None:
+    """A job whose tasks are all switched off (`active: false`): valid, and each run does nothing."""
+    spec = doc.data.get("spec")
+    tasks = spec.get("tasks") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
+    if not isinstance(tasks, list) or not tasks:
+        return None
+    if not all(isinstance(t, dict) and t.get("active") is False for t in tasks):
+        return None
+    return Problem(
+        doc.locate(("spec", "tasks")),
+        "every task of the job is switched off (active: false): its runs do nothing",
+        "set active: true on the tasks to run, or remove the job",
+    )
 
 
 def _triggers(doc: Document) -> list[tuple[int, str]]:
