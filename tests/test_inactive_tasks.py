@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from runner import services
 from runner.api.app import create_app
 from runner.cli.app import app
+from runner.daemon.logs import DaemonLog
+from runner.daemon.main import Daemon, DaemonOptions
 from runner.errors import InvalidValue
 
 TASKS = """
@@ -162,3 +164,19 @@ def test_the_api_lists_inactive_tasks_and_refuses_to_run_one(job):
     with pytest.raises(InvalidValue) as refused:
         services.check_tasks(job.ws, "copy", ["copy"])
     assert refused.value.field == "tasks"
+
+
+def test_the_api_refuses_a_run_of_an_inactive_task_with_422(job):
+    switch(job, "copy", False)
+    key = services.keys_create(job.ws, "ops", "operate")
+    headers = {"Authorization": f"Bearer {key}"}
+    daemon = Daemon(job.ws, DaemonOptions(workers=1, watch=False), log=DaemonLog(as_json=True))
+    try:
+        with TestClient(create_app(job.ws, daemon)) as client:
+            refused = client.post("/api/v1/jobs/copy/runs", json={"tasks": ["copy"]}, headers=headers)
+            assert refused.status_code == 422
+            assert refused.json()["field"] == "tasks"
+            assert "task 'copy' is switched off (active: false)" in refused.json()["error"]
+    finally:
+        daemon.executor.shutdown()
+    assert not (job.ws.history / "default" / "copy").exists()
