@@ -66,7 +66,7 @@ class TaskResult:
     source: str  # table name, or "query"
     target: str
     strategy: str = "full"
-    status: str = "skipped"  # succeeded | failed | skipped
+    status: str = "skipped"  # succeeded | failed | skipped | inactive | dropped_in_source
     rows_read: int = 0
     inserted: int = 0
     updated: int = 0
@@ -81,6 +81,7 @@ class TaskResult:
     columns: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
     failure: str | None = None  # when failed: "transient" (a retry may pass) or "terminal"
+    note: str | None = None  # why a task did not run (inactive) or what was found (dropped_in_source)
 
     @property
     def rows_written(self) -> int:

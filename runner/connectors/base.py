@@ -49,6 +49,7 @@ class Capabilities:
     in_database_compare: bool = False  # both ends, one kind: rows compared in the target (hash)
     one_writer: bool = False  # target: one writer at a time: parallel tasks run one by one
     copy_while_reading: bool = False  # target: copies inside the databases while a read is open
+    catalog: bool = False  # source: lists a schema's tables with columns and keys (`CatalogSource`)
     statements: bool = False  # both ends: runs a user's SQL statements (`StatementRunner`): events
 
     def names(self) -> frozenset[str]:
@@ -93,6 +94,27 @@ class Copy:
 
     source: Source
     path: Any
+
+
+@dataclass
+class DiscoveredColumn:
+    name: str
+    type: str | None  # runner's neutral type (`decimal(12,2)`), None when runner cannot map it
+    declared: str  # as the database declares it
+
+
+@dataclass
+class DiscoveredTable:
+    """A table of a source's catalog: what `runner discover` lists and a `sync_all` job expands."""
+
+    schema: str | None  # as asked for (None: the connection's default)
+    name: str
+    columns: list[DiscoveredColumn]
+    primary_key: list[str]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
 
 
 @dataclass
@@ -241,6 +263,17 @@ class DigestSource(Source, Protocol):  # `digests`
 
     def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
         """Raw values (the keys `read_digests` gives) -> canonical values."""
+        ...
+
+
+class CatalogSource(Source, Protocol):  # `catalog`
+    def tables(self, schema: str | None = None) -> list[DiscoveredTable]:
+        """The tables of `schema` (default: the connection's own), sorted by name, each with
+        its columns in order, their types as runner maps them, and its primary key.
+
+        Raises:
+            TerminalError: the schema does not exist (naming the ones that do).
+        """
         ...
 
 

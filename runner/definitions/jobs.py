@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from runner.definitions.events import Events, LogLevel, Notification
 from runner.definitions.models import DURATION_HELP, Duration, StrictModel, seconds
+from runner.definitions.needs import Need, Needs
 from runner.definitions.tasks import Task
 
 DEFAULT_JOB_TYPE = "sync"  # a job without `type`: every definition written before job types
@@ -87,6 +88,9 @@ class JobSpec(StrictModel):
     subclasses it with a `type` literal and its own fields (see `SyncJobSpec`)."""
 
     type: str = Field(DEFAULT_JOB_TYPE, description="The job type.")
+    # True for a type whose tasks are found when it runs (a sync_all job's tables): a run
+    # limited to some tasks is checked then, not against `task_names()`
+    expands_at_run: ClassVar[bool] = False
     source: str = Field(
         min_length=1,
         description=("Connection to read from: `name` (same namespace, else 'default') or `namespace/name`."),
@@ -147,6 +151,15 @@ class JobSpec(StrictModel):
         (`--task`) and what must be unique. A job type without tasks has none."""
         return []
 
+    def inactive_tasks(self) -> list[str]:
+        """The names of the tasks switched off (`active: false`): every run skips them."""
+        return []
+
+    def needs(self, task_needs: Needs) -> list[Need]:
+        """What the job asks of its connections' kinds, each at its field below `spec` (what
+        `runner validate` checks against the kinds' declared capabilities)."""
+        return []
+
 
 class SyncJobSpec(JobSpec):
     """The `sync` job type: its tasks copy tables or queries of the source into tables of the
@@ -178,3 +191,13 @@ class SyncJobSpec(JobSpec):
 
     def task_names(self) -> list[str]:
         return [task.name for task in self.tasks]
+
+    def inactive_tasks(self) -> list[str]:
+        return [task.name for task in self.tasks if not task.active]
+
+    def needs(self, task_needs: Needs) -> list[Need]:
+        return [
+            Need(need.end, need.capability, ("tasks", i, *need.path), need.why)
+            for i, task in enumerate(self.tasks)
+            for need in task_needs(task)
+        ]

@@ -8,6 +8,7 @@ checks a task's `read` and `write` against its own kinds' models as well.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -162,6 +163,13 @@ class Task(StrictModel):
             "soft (set write.soft_delete_column). Needs write.keys."
         ),
     )
+    active: bool = Field(
+        True,
+        description=(
+            "false switches the task off: it stays defined (its pointer and digests are kept) but every "
+            "run skips it, recorded as `inactive`; `runner run --task` refuses it."
+        ),
+    )
 
     @model_validator(mode="after")
     def _needs_keys(self) -> Task:
@@ -200,3 +208,13 @@ class Task(StrictModel):
                     "a delete script needs the deleted keys listed: use strategy 'hash', or 'watermark' with "
                     "read.deleted_keys_query (a script's target cannot be compared key by key)"
                 )
+
+
+def task_name(table: str, taken: set[str]) -> str:
+    """A valid task name (lower-case letters, digits, `-`, `_`, `.`) for a table, unique among `taken`."""
+    base = re.sub(r"[^a-z0-9_.-]+", "-", table.lower()).strip("-_.")[:55].strip("-_.") or "table"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    taken.add(name)
+    return name

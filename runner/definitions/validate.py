@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from runner.definitions.errors import problems_from
 from runner.definitions.events import event_problems, header_file_problems, notify_problems
-from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
+from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec
 from runner.definitions.kinds import (
     TaskModels,
     connection_type,
@@ -269,7 +269,7 @@ def _capability_problems(
     problems: list[Problem] = []
     for job in definitions:
         spec = job.spec
-        if not isinstance(spec, SyncJobSpec):  # tasks with strategies: a sync job's
+        if not isinstance(spec, JobSpec):
             continue
         ends: dict[End, str] = {}
         refs: dict[End, str] = {}
@@ -277,11 +277,10 @@ def _capability_problems(
             key = resolve_reference(ref, job.namespace, set(types))
             if key is not None and end in roles.get(types[key], (end,)):  # else refused already
                 ends[end], refs[end] = types[key], ref  # type: ignore[index]
-        for i, task in enumerate(spec.tasks):
-            for end, path, message in refusals(check.unmet(task, ends), refs, ends):
-                able = ", ".join(sorted(check.capabilities.get(ends[end], ()))) or "nothing optional"
-                where = documents[id(job)].locate(("spec", "tasks", i, *path))
-                problems.append(Problem(where, message, f"type {ends[end]!r} can: {able}"))
+        for end, path, message in refusals(check.lacking(spec.needs(check.needs), ends), refs, ends):
+            able = ", ".join(sorted(check.capabilities.get(ends[end], ()))) or "nothing optional"
+            where = documents[id(job)].locate(("spec", *path))
+            problems.append(Problem(where, message, f"type {ends[end]!r} can: {able}"))
     return problems
 
 
@@ -292,7 +291,7 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
     each minute it matches: `* 5 * * * *` is 60 runs from 00:05:00 to 00:05:59, each hour."""
     from croniter import croniter  # imported where schedules are checked
 
-    warnings = []
+    warnings = [w for doc in docs if (w := _all_inactive(doc)) is not None]
     for doc in docs:
         spec = doc.data.get("spec")
         schedule = spec.get("schedule") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
@@ -309,6 +308,21 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
                 )
             )
     return warnings
+
+
+def _all_inactive(doc: Document) -> Problem | None:
+    """A job whose tasks are all switched off (`active: false`): valid, and each run does nothing."""
+    spec = doc.data.get("spec")
+    tasks = spec.get("tasks") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
+    if not isinstance(tasks, list) or not tasks:
+        return None
+    if not all(isinstance(t, dict) and t.get("active") is False for t in tasks):
+        return None
+    return Problem(
+        doc.locate(("spec", "tasks")),
+        "every task of the job is switched off (active: false): its runs do nothing",
+        "set active: true on the tasks to run, or remove the job",
+    )
 
 
 def _triggers(doc: Document) -> list[tuple[int, str]]:

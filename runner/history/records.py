@@ -20,7 +20,9 @@ class TaskRecord(TypedDict, total=False):
     source: str  # the table read, or "query"
     target: str
     strategy: str
-    status: str  # succeeded | failed | skipped | cancelled | interrupted (cut by a kill)
+    # succeeded | failed | skipped | cancelled | interrupted (cut by a kill) | inactive (switched
+    # off: `active: false`) | dropped_in_source (a sync_all job's table gone from the source)
+    status: str
     rows_read: int
     inserted: int
     updated: int
@@ -37,6 +39,7 @@ class TaskRecord(TypedDict, total=False):
     columns: list[dict[str, str]]
     error: str | None
     failure: Failure | None
+    note: str | None  # why an inactive task did not run; what became of a table dropped in the source
 
 
 class EventRecord(TypedDict, total=False):

@@ -3,7 +3,8 @@
 Tasks run in order on one source and one target connection, or with `parallel: N` up to N
 at a time, each task on connections of its own (a connection is never shared by two threads).
 After a failed task the run stops (`on_error: stop`: tasks not started are skipped) or goes on
-(`on_error: continue`); the history says which tasks failed.
+(`on_error: continue`); the history says which tasks failed. A task switched off (`active:
+false`) is not run: the history lists it as `inactive`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from runner.definitions.tasks import Task
 from runner.errors import Cancelled, RunnerError, TransientError
 from runner.state.store import StateStore
 from runner.streams.cancel import CancelToken
+
+INACTIVE_NOTE = "switched off (active: false): skipped by every run"
 
 
 def _failed(result: TaskResult, exc: BaseException) -> None:
@@ -97,8 +100,16 @@ def run_job(
             threads when tasks run in parallel).
         locate: where a field of the job's definition is, for errors about the task's fields.
     """
-    tasks = [t for t in spec.tasks if not options.tasks or t.name in options.tasks]
-    results = [TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy) for t in tasks]
+    chosen = [t for t in spec.tasks if not options.tasks or t.name in options.tasks]
+    results = [TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy) for t in chosen]
+    for task, result in zip(chosen, results, strict=True):
+        if not task.active:
+            result.status, result.note = "inactive", INACTIVE_NOTE
+            log("info", "task inactive (active: false): skipped", task=task.name)
+    tasks = [(i, t) for i, t in enumerate(chosen) if t.active]
+    if not tasks:
+        log("info", "every task of the job is inactive (active: false): nothing to run", tasks=len(chosen))
+        return results
     stop = threading.Event()  # set by a failure under on_error: stop, or a cancel
 
     def one(i: int, task: Task, ends: tuple[Connector, Connector]) -> None:
@@ -134,9 +145,9 @@ def run_job(
         )
         parallel = 1
     if parallel == 1 or len(tasks) == 1:
-        with _connected(connections, base_dir, results[0], log) as ends:
+        with _connected(connections, base_dir, results[tasks[0][0]], log) as ends:
             if ends is not None:
-                for i, task in enumerate(tasks):
+                for i, task in tasks:
                     one(i, task, ends)
         return results
 
@@ -153,7 +164,7 @@ def run_job(
             one(i, task, ends)
 
     with ThreadPoolExecutor(min(parallel, len(tasks)), thread_name_prefix=f"{job}-task") as pool:
-        for future in [pool.submit(own_connections, i, task) for i, task in enumerate(tasks)]:
+        for future in [pool.submit(own_connections, i, task) for i, task in tasks]:
             future.result()
     return results
 

@@ -65,6 +65,11 @@ def run_text(record: dict[str, Any]) -> str:
         if t["status"] == "skipped":
             lines.append(f"  task {t['name']}: skipped")
             continue
+        if t["status"] in ("inactive", "dropped_in_source"):
+            lines.append(
+                f"  task {t['name']}: {t['status'].replace('_', ' ')}: {t.get('note') or ''}".rstrip(": ")
+            )
+            continue
         line = (
             f"  task {t['name']} ({t['strategy']}): {t['status']}, {t['rows_read']:,} rows read → "
             + ("would be " if dry else "")
@@ -194,6 +199,8 @@ def status_table(info: dict[str, Any]) -> Table:
             now.append("update pending")
         if job["suspended"]:
             now.append("suspended")
+        if job.get("inactive_tasks"):
+            now.append(f"{len(job['inactive_tasks'])} task(s) inactive")
         table.add_row(
             job["job"],
             when or "-",
