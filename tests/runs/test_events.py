@@ -311,3 +311,31 @@ def test_a_before_event_is_stopped_by_the_jobs_timeout_and_by_a_cancel(project):
     record = services.run(project.ws, "copy", cancel=token)
     assert record["status"] == "cancelled" and record["failure"] is None and record["tasks"] == []
     assert record["events"][0]["error"] == "stopped: cancelled by a test"
+
+
+def test_a_sync_all_job_has_events_and_a_log_level_too(project):
+    _seed(project.root / "src.db")
+    project.connection("src", "sqlite", "sqlite:///src.db")
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    project.write(
+        "jobs.d/all.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: all}
+        spec:
+          type: sync_all
+          source: src
+          target: dst
+          table_prefix: raw_
+          log_level: warning
+          events:
+            after: [{connection: target, sql: "CREATE TABLE copied AS SELECT count(*) AS n FROM raw_items"}]
+        """,
+    )
+    services.apply(project.ws)
+    record = services.run(project.ws, "all")
+    assert record["status"] == "succeeded" and record["events"][0]["status"] == "succeeded"
+    with sqlite3.connect(project.root / "dst.db") as db:
+        assert db.execute("SELECT n FROM copied").fetchall() == [(5,)]
+    assert [e for e in _log(project, record) if e["level"] == "info"] == []
