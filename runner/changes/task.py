@@ -10,7 +10,7 @@ import difflib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Any, cast
 
 from runner.connectors.base import (
     Copy,
@@ -80,6 +80,7 @@ class TaskResult:
     columns: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
     failure: str | None = None  # when failed: "transient" (a retry may pass) or "terminal"
+    windows: list[dict[str, Any]] = field(default_factory=list)  # a backfill's: from, to, rows
 
     @property
     def rows_written(self) -> int:

@@ -37,6 +37,7 @@ class TaskRecord(TypedDict, total=False):
     columns: list[dict[str, str]]
     error: str | None
     failure: Failure | None
+    windows: list[dict[str, Any]]  # a backfill's windows read in the run: from, to (exclusive), rows
 
 
 class RunRecord(TypedDict, total=False):

@@ -97,7 +97,15 @@ def run_job(
             threads when tasks run in parallel).
         locate: where a field of the job's definition is, for errors about the task's fields.
     """
-    tasks = [t for t in spec.tasks if not options.tasks or t.name in options.tasks]
+    # each task with the job-wide options it does not override (`SyncJobSpec.resolved`), and
+    # its position in `spec.tasks` (where its fields are defined)
+    picked = [
+        (i, spec.resolved(t))
+        for i, t in enumerate(spec.tasks)
+        if not options.tasks or t.name in options.tasks
+    ]
+    tasks = [t for _, t in picked]
+    positions = {id(t): i for i, t in picked}
     results = [TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy) for t in tasks]
     stop = threading.Event()  # set by a failure under on_error: stop, or a cancel
 
@@ -117,7 +125,7 @@ def run_job(
             progress,
             cancel,
             locate,
-            spec.tasks.index(task),
+            positions[id(task)],
         )
         results[i] = _run_task(run, log)
         if on_task:
