@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
+from runner.changes.zones import ZonedSource
 from runner.connectors.base import (
     Copy,
     MergeCounts,
@@ -117,6 +118,8 @@ class TaskRun:
         t = self.task
         self.result = TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy)
         self.noted = time.monotonic()
+        if t.read.timezone is not None:  # timestamps without a zone: read in it, given as UTC
+            self.source = cast(Source, ZonedSource(self.source, t.read.timezone))
 
     def note(self, doing: str, rows: int) -> None:
         """Log a long phase's rows so far, at most every `NOTE_SECONDS`: a run of many minutes
@@ -187,7 +190,8 @@ class TaskRun:
                 write.table, columns, write.keys, write.upsert_script, write.delete_script, self.cancel
             )
         soft = write.soft_delete_column if self.task.deletes == "soft" else None
-        path = fast_path(self.source, self.target) if copy else None
+        # a copy inside the databases would pass by the conversion of a `read.timezone`
+        path = fast_path(self.source, self.target) if copy and self.task.read.timezone is None else None
         fast = Copy(self.source, path) if path is not None else None
         return self.target.open_writer(write.table, columns, write.keys, soft, fast)
 
