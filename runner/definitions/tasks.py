@@ -131,7 +131,7 @@ class WriteSpec(StrictModel):
 
 def check_window_start(window: Any, start: Any) -> None:
     """A window of time goes with a start in time, a numeric one with a numeric start."""
-    parsed = parse_window(window) if not hasattr(window, "is_time") else window
+    parsed = parse_window(window)
     if parsed.is_time and not start_is_time(start):
         raise ValueError(f"window {str(window)!r} is a length of time, but start {start!r} is a number")
     if not parsed.is_time and start_is_time(start):
@@ -205,10 +205,10 @@ class ChangesSpec(StrictModel):
             raise ValueError(
                 "'window' only applies to strategy 'watermark' (with its 'column' and a 'start')"
             )
-        window = parse_window(value)
+        parse_window(value)
         start = info.data.get("start")
         if start is not None:
-            check_window_start(window, start)
+            check_window_start(value, start)
         return value
 
     def backfill(self, start: Any, window: Any) -> tuple[Any, Any]:
