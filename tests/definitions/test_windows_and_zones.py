@@ -64,8 +64,10 @@ def test_job_wide_values_are_checked_with_each_task_and_located_where_they_are(p
     found = _lines(
         project,
         f"""
-        - {{name: numbers, read: {{table: a}}, write: {{table: b, keys: [id]}}, changes: {WATERMARK}, start: 100}}}}
-        - {{name: own, read: {{table: a}}, write: {{table: c, keys: [id]}}, changes: {WATERMARK}, start: 5, window: 10}}}}
+        - {{name: numbers, read: {{table: a}}, write: {{table: b, keys: [id]}},
+           changes: {WATERMARK}, start: 100}}}}
+        - {{name: own, read: {{table: a}}, write: {{table: c, keys: [id]}},
+           changes: {WATERMARK}, start: 5, window: 10}}}}
         - {{name: full, read: {{table: a}}, write: {{table: d}}}}
         """,
         extra="  changes: {window: 7d}\n",
@@ -82,7 +84,8 @@ def test_a_job_wide_window_no_task_can_use_is_an_error(project):
         project, "- {name: t, read: {table: a}, write: {table: b}}", extra="  changes: {start: 2024-01-01}\n"
     )
     assert found == [
-        "jobs.d/j.yaml:7:13: spec.changes.start: no task of this job uses strategy 'watermark': 'start' applies to none"
+        "jobs.d/j.yaml:7:13: spec.changes.start: no task of this job uses strategy 'watermark': "
+        "'start' applies to none"
     ]
 
 
@@ -110,8 +113,10 @@ def test_job_wide_values_are_the_tasks_defaults_and_a_tasks_own_wins() -> None:
             "tasks": [
                 {"name": "plain", "read": {"table": "x"}, "write": {"table": "x", "keys": ["id"]},
                  "changes": {"strategy": "watermark", "column": "at"}},
-                {"name": "own", "read": {"table": "y", "timezone": "UTC"}, "write": {"table": "y", "keys": ["id"]},
-                 "changes": {"strategy": "watermark", "column": "at", "start": "2025-06-01", "window": "1 month"}},
+                {"name": "own", "read": {"table": "y", "timezone": "UTC"},
+                 "write": {"table": "y", "keys": ["id"]},
+                 "changes": {"strategy": "watermark", "column": "at", "start": "2025-06-01",
+                             "window": "1 month"}},
                 {"name": "full", "read": {"table": "z"}, "write": {"table": "z"}},
             ],
         }
