@@ -50,7 +50,8 @@ def _target_type(db: Database) -> str:
     if db.dialect == "sqlite":
         return next(r[2] for r in db.fetch("PRAGMA table_info(events_copy)") if r[1] == "at")
     return db.fetch(
-        "SELECT data_type FROM information_schema.columns WHERE table_name = 'events_copy' AND column_name = 'at'"
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = 'events_copy' AND column_name = 'at'"
     )[0][0]
 
 
