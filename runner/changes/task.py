@@ -38,6 +38,7 @@ NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
 Progress = Callable[[str, int], None]  # (task, rows read so far), after every batch
 COMMITTED = "batch committed"  # the run log's line with a task's counts after each commit
+WINDOW_DONE = "window done"  # the run log's line of a backfill's window read and committed
 Locate = Callable[[tuple[str | int, ...]], Location]  # a field path of the job's definition -> where
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from runner.changes.deletes import deletes_by_buckets, source_key_sums
-from runner.changes.task import TaskRun, check_columns, columns_of, counted_without_target
+from runner.changes.task import WINDOW_DONE, TaskRun, check_columns, columns_of, counted_without_target
 from runner.connectors.base import (
     KEY_STAGE,
     KeyBucketWriter,
@@ -218,7 +218,7 @@ def _read_windows(
             run.store.tasks.set_pointer(task_id, column, result.pointer_after, run.run_id)
         done = {"from": _text(lower), "to": _text(end), "rows": result.rows_read - rows}
         result.windows.append(done)
-        run.log("info", "window done", task=run.task.name, **done)
+        run.log("info", WINDOW_DONE, task=run.task.name, **done)
         checkpoint("window")
         lower = end
 

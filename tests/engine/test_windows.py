@@ -220,10 +220,15 @@ def test_a_killed_backfill_resumes_in_the_window_it_was_in(
     project.ws.close()
     kill_at(project, point, tmp_path)
     pointer = services.pointer_show(project.ws, "sync")[0]["pointer"]
-    if point == "window":  # the first window is done: its end is the pointer
+    (killed,) = services.runs(project.ws, "sync")
+    assert killed["status"] == "interrupted"
+    (cut,) = killed["tasks"]
+    if point == "window":  # the first window is done: its end is the pointer, its rows listed
         assert pointer == {"type": "text", "value": "2024-01-08 00:00:00"}
+        assert cut["windows"] == [{"from": "2024-01-03 00:00:00", "to": "2024-01-08 00:00:00", "rows": 10}]
     else:
         assert pointer is None  # the batch committed, the pointer not yet recorded
+        assert "windows" not in cut and cut["inserted"] == 4
     # meanwhile a row of the first window is updated (its time moves on) and one deleted
     db = sqlite3.connect(src)
     db.execute("UPDATE events SET name = 'changed', at = '2024-01-20 06:00:00' WHERE id = 6")
