@@ -112,6 +112,7 @@ class TaskRun:
     cancel: CancelToken | None = None
     locate: Locate | None = None
     index: int = 0  # the task's position in the job's `tasks`, for `where`
+    stated: Task | None = None  # the task as defined, before the job's defaults (`where`)
     result: TaskResult = field(init=False)
     streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
 
@@ -132,7 +133,13 @@ class TaskRun:
 
     def where(self, *path: str | int) -> str:
         """Where a field of this task is defined: `jobs.d/x.yaml:9:7: spec.tasks[0].changes.column`."""
-        full = ("spec", "tasks", self.index, *path)
+        full: tuple[str | int, ...] = ("spec", "tasks", self.index, *path)
+        if (
+            self.stated is not None
+            and _value_at(self.stated, path) is None
+            and _value_at(self.task, path) is not None
+        ):
+            full = ("spec", *path)  # a job-wide value (`SyncJobSpec.resolved`): where the job states it
         if self.locate is None:
             return format_path(full)
         return str(self.locate(full))
@@ -253,6 +260,14 @@ class TaskRun:
         else:
             writer.commit()
             self.committed()
+
+
+def _value_at(task: Task, path: tuple[str | int, ...]) -> object:
+    """A field's value below a task (`('changes', 'window')`), None when unset."""
+    value: object = task
+    for part in path:
+        value = getattr(value, str(part), None)
+    return value
 
 
 def needs(task: Task) -> list[Need]:

@@ -126,6 +126,7 @@ def run_job(
             cancel,
             locate,
             positions[id(task)],
+            spec.tasks[positions[id(task)]],
         )
         results[i] = _run_task(run, log)
         if on_task:

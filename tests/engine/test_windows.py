@@ -149,19 +149,32 @@ def test_a_numeric_column_in_windows_of_a_number(project: Project, make_database
     assert task["pointer_after"] == {"type": "integer", "value": "1000"}
 
 
-def test_a_time_window_on_a_numeric_column_fails_at_its_field(project: Project, make_database: Any) -> None:
+@pytest.mark.parametrize("job_wide", [False, True])
+def test_a_time_window_on_a_numeric_column_fails_at_its_field(
+    project: Project, make_database: Any, job_wide: bool
+) -> None:
     source: Database = make_database("sqlite", "source")
     target: Database = make_database("sqlite", "target")
     with source.cursor() as c:
         c.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, seq BIGINT)")
         c.execute("INSERT INTO events VALUES (1, 10)")
-    _job(project, source, target, "{strategy: watermark, column: seq, start: 2024-01-01, window: 7d}")
+    backfill = "start: 2024-01-01, window: 7d"
+    if job_wide:
+        _job(
+            project,
+            source,
+            target,
+            "{strategy: watermark, column: seq}",
+            extra=f"  changes: {{{backfill}}}\n",
+        )
+    else:
+        _job(project, source, target, f"{{strategy: watermark, column: seq, {backfill}}}")
     record = services.run(project.ws, "sync")
     error = record["tasks"][0]["error"]
     assert record["status"] == "failed"
-    assert (
-        "spec.tasks[0].changes.start: '2024-01-01' is a date or time, and the column holds numbers" in error
-    )
+    # located where the start is stated: the job's `changes`, or the task's
+    where = "spec.changes.start" if job_wide else "spec.tasks[0].changes.start"
+    assert f"{where}: '2024-01-01' is a date or time, and the column holds numbers" in error, error
     assert target.fetch("SELECT name FROM sqlite_master WHERE name = 'events_copy'") == []
 
 
