@@ -207,6 +207,10 @@ def _read_windows(
         end = plan.end(lower)
         if not end <= plan.highest:
             return pointer
+        if not lower < end:  # a grid that does not move on would read one window for ever
+            raise TerminalError(
+                f"{run.where('changes', 'window')}: the window from {lower!r} ends at {end!r}"
+            )
         if stream is None:
             stream = run.source.read(run.task.read, run.batch_size, Watermark(column, lower, end))
         rows = result.rows_read
