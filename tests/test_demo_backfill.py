@@ -33,5 +33,11 @@ def test_the_demo_backfill_reads_month_by_month_in_utc(demo_project):
         instant = dt.datetime.fromisoformat(local).replace(tzinfo=berlin).astimezone(dt.UTC)
         assert dt.datetime.fromisoformat(copied[key]) == instant
     assert task["pointer_after"] == {"type": "text", "value": max(shop.values())}  # Berlin time
+    (listed,) = services.tasks(demo_project.ws, "orders-backfill")  # `runner tasks`, the API's tasks
+    assert (listed["start"], listed["window"], listed["timezone"]) == (
+        "2026-07-01",
+        "1 month",
+        "Europe/Berlin",
+    )
     again = services.run(demo_project.ws, "orders-backfill")["tasks"][0]
     assert (again["inserted"], again["updated"], again["windows"]) == (0, 0, [])
