@@ -81,10 +81,12 @@ class ReadStream:
 @dataclass(frozen=True)
 class Watermark:
     """Read rows whose `column` is at or past `since` (all rows when None), in its order.
-    Rows with NULL in the column are read every time: they cannot be placed past a pointer."""
+    Rows with NULL in the column are read every time: they cannot be placed past a pointer.
+    With `until` (a backfill's window), only rows before it, and none with NULL."""
 
     column: str
     since: Any = None
+    until: Any = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ from pydantic import Field, field_validator, model_validator
 from runner.definitions.events import Events, LogLevel, Notification
 from runner.definitions.models import DURATION_HELP, Duration, StrictModel, seconds
 from runner.definitions.needs import Need, Needs
-from runner.definitions.tasks import Task
+from runner.definitions.tasks import TIMEZONE_HELP, Task, check_timezone, check_window_start
+from runner.definitions.windows import WINDOW_HELP, parse_start, parse_window
+
+FieldPath = tuple[str | int, ...]
 
 DEFAULT_JOB_TYPE = "sync"  # a job without `type`: every definition written before job types
 
@@ -160,6 +163,53 @@ class JobSpec(StrictModel):
         `runner validate` checks against the kinds' declared capabilities)."""
         return []
 
+    def field_problems(self) -> list[tuple[FieldPath, str]]:
+        """Problems of a job-wide option together with its tasks' own (`validate` locates
+        each at its path below `spec`); a model's own validators see only one level."""
+        return []
+
+
+class JobRead(StrictModel):
+    """Job-wide defaults of the tasks' `read` (a task's own value wins)."""
+
+    timezone: str | None = Field(None, description=TIMEZONE_HELP)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, zone: str | None) -> str | None:
+        return check_timezone(zone)
+
+
+class JobChanges(StrictModel):
+    """Job-wide defaults of the watermark tasks' `changes` (a task's own value wins; tasks of
+    other strategies ignore them)."""
+
+    start: str | int | float | None = Field(
+        None,
+        description="Where each watermark task without a pointer starts reading (a task's `changes.start`).",
+    )
+    window: str | int | float | None = Field(
+        None, description=f"Each watermark task reads its backlog one window at a time: {WINDOW_HELP}."
+    )
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, value: object) -> object:
+        return None if value is None else parse_start(value)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: object) -> object:
+        if value is not None:
+            parse_window(value)
+        return value
+
+    @model_validator(mode="after")
+    def _pair(self) -> JobChanges:
+        if self.window is not None and self.start is not None:
+            check_window_start(self.window, self.start)
+        return self
+
 
 class SyncJobSpec(JobSpec):
     """The `sync` job type: its tasks copy tables or queries of the source into tables of the
@@ -189,6 +239,14 @@ class SyncJobSpec(JobSpec):
         ),
     )
 
+    read: JobRead | None = Field(
+        None, description="Defaults of every task's `read` (e.g. `timezone`); a task's own value wins."
+    )
+    changes: JobChanges | None = Field(
+        None,
+        description="Defaults of the watermark tasks' `changes` (`start`, `window`); a task's own wins.",
+    )
+
     def task_names(self) -> list[str]:
         return [task.name for task in self.tasks]
 
@@ -201,3 +259,54 @@ class SyncJobSpec(JobSpec):
             for i, task in enumerate(self.tasks)
             for need in task_needs(task)
         ]
+
+    def resolved(self, task: Task) -> Task:
+        """`task` with the job-wide defaults it does not override filled in: the one place a
+        task's effective `read.timezone`, `changes.start` and `changes.window` are decided."""
+        zone = self.read.timezone if self.read else None
+        read = task.read
+        if read.timezone is None and zone is not None:
+            read = read.model_copy(update={"timezone": zone})
+        changes = task.changes
+        if changes.strategy == "watermark" and self.changes is not None:
+            start, window = changes.backfill(self.changes.start, self.changes.window)
+            changes = changes.model_copy(update={"start": start, "window": window})
+        if read is task.read and changes is task.changes:
+            return task
+        return task.model_copy(update={"read": read, "changes": changes})
+
+    def field_problems(self) -> list[tuple[FieldPath, str]]:
+        problems: list[tuple[FieldPath, str]] = []
+        job = self.changes or JobChanges()
+        if (job.start is not None or job.window is not None) and not any(
+            t.changes.strategy == "watermark" for t in self.tasks
+        ):
+            field = "window" if job.window is not None else "start"
+            problems.append(
+                (
+                    ("changes", field),
+                    f"no task of this job uses strategy 'watermark': '{field}' applies to none",
+                )
+            )
+        for i, task in enumerate(self.tasks):
+            own = task.changes
+            if own.strategy != "watermark":
+                continue
+            start, window = own.backfill(job.start, job.window)
+            window_at: FieldPath = (
+                ("tasks", i, "changes", "window") if own.window is not None else ("changes", "window")
+            )
+            if window is not None and start is None:
+                problems.append(
+                    (
+                        window_at,
+                        f"task {task.name!r}: a window needs a start ('changes.start'), where the first "
+                        "window begins",
+                    )
+                )
+            elif window is not None and (own.window is None) != (own.start is None):
+                try:  # one of the two is the job's: the pair was not checked together yet
+                    check_window_start(window, start)
+                except ValueError as exc:
+                    problems.append((window_at, f"task {task.name!r}: {exc}"))
+        return problems

@@ -134,6 +134,9 @@ def _validate_document(
     problems.extend(spec_problems)
     if isinstance(parsed, JobSpec):
         problems.extend(_task_name_problems(parsed, doc))
+        problems.extend(
+            Problem(doc.locate(("spec", *path)), message) for path, message in parsed.field_problems()
+        )
     if isinstance(parsed, ConnectionSpec) and base_dir is not None:
         problems.extend(secret_file_problems(doc, parsed, base_dir))
     if isinstance(parsed, JobSpec) and base_dir is not None:

@@ -40,6 +40,7 @@ class TaskRecord(TypedDict, total=False):
     error: str | None
     failure: Failure | None
     note: str | None  # why an inactive task did not run; what became of a table dropped in the source
+    windows: list[dict[str, Any]]  # a backfill's windows read in the run: from, to (exclusive), rows
 
 
 class EventRecord(TypedDict, total=False):

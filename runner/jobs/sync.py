@@ -100,7 +100,15 @@ def run_job(
             threads when tasks run in parallel).
         locate: where a field of the job's definition is, for errors about the task's fields.
     """
-    chosen = [t for t in spec.tasks if not options.tasks or t.name in options.tasks]
+    # each chosen task with the job-wide options it does not override (`SyncJobSpec.resolved`),
+    # and its position in `spec.tasks` (where its fields are defined)
+    picked = [
+        (pos, spec.resolved(t))
+        for pos, t in enumerate(spec.tasks)
+        if not options.tasks or t.name in options.tasks
+    ]
+    chosen = [t for _, t in picked]
+    positions = {id(t): pos for pos, t in picked}
     results = [TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy) for t in chosen]
     for task, result in zip(chosen, results, strict=True):
         if not task.active:
@@ -128,7 +136,8 @@ def run_job(
             progress,
             cancel,
             locate,
-            spec.tasks.index(task),
+            positions[id(task)],
+            spec.tasks[positions[id(task)]],
         )
         results[i] = _run_task(run, log)
         if on_task:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runner.changes.task import COMMITTED, TRACEBACK, Progress, RunOptions, TaskResult
+from runner.changes.task import COMMITTED, TRACEBACK, WINDOW_DONE, Progress, RunOptions, TaskResult
 from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE, Document, PathKey, format_path, load_text
@@ -153,7 +153,7 @@ def _execute(
         history.log_path(ws.history, job.namespace, job.name, run_id),
         on_log,
         level=spec.log_level,
-        always=(COMMITTED, TRACEBACK),  # what the history reads back, and where an error was
+        always=(COMMITTED, WINDOW_DONE, TRACEBACK),  # what the history reads back, where an error was
     )
     record = new_record(
         run_id,

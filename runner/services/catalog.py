@@ -107,10 +107,13 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
             "strategy": t.changes.strategy,
             "deletes": t.deletes,
             "active": t.active,
+            "start": t.changes.start,  # with the job's defaults (`SyncJobSpec.resolved`)
+            "window": t.changes.window,
+            "timezone": t.read.timezone,
             "pointer": pointers_by_task.get(t.name),
             "last_run": last.get(t.name),
         }
-        for t in spec.tasks
+        for t in (spec.resolved(task) for task in spec.tasks)
     ]
 
 

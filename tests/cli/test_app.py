@@ -76,7 +76,7 @@ def test_validate_json(cli, project):
             "hint": (
                 "known fields: type, source, target, schedule, after, retry, timeout, "
                 "events, notify, log_level, "
-                "batch_size, on_error, tasks, parallel"
+                "batch_size, on_error, tasks, parallel, read, changes"
             ),
         }
     ]

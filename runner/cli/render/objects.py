@@ -82,10 +82,22 @@ def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
             + ("" if r.get("active", True) else " (inactive)")
             + (f" ({state.replace('_', ' ')})" if state else ""),
             f"{r['source'] or '-'} → {r['target'] or '-'}",
-            f"{r['strategy']}, deletes {r['deletes']}" if r["strategy"] else "-",
+            f"{r['strategy']}, deletes {r['deletes']}" + _backfill_text(r) if r["strategy"] else "-",
             pointer_text(r["pointer"]) if r["strategy"] == "watermark" else "-",
             f"{last['run_id']}" if last else "-",
             run_status(last) if last else "-",
             written(last) if last else "-",
         )
     return table
+
+
+def _backfill_text(row: dict[str, Any]) -> str:
+    """`, from 2024-01-01 by 7d, in Europe/Berlin`: a task's start, window and time zone."""
+    text = ""
+    if row.get("start") is not None:
+        text += f", from {row['start']}"
+    if row.get("window") is not None:
+        text += f" by {row['window']}"
+    if row.get("timezone"):
+        text += f", in {row['timezone']}"
+    return text

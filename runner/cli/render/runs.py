@@ -77,6 +77,8 @@ def run_text(record: dict[str, Any]) -> str:
         )
         if t["pointer_after"] != t["pointer_before"]:
             line += f"\n    pointer: {pointer_text(t['pointer_before'])} → {pointer_text(t['pointer_after'])}"
+        for w in t.get("windows") or []:  # a backfill's windows, read one after another
+            line += f"\n    window {w['from']} → {w['to']}: {w['rows']:,} rows read"
         if t["error"]:
             line += f"\n    error: {t['error']}"
         lines.append(line)
