@@ -24,6 +24,7 @@ def test_schema_knows_every_connection_type_and_forbids_unknown_fields():
     assert set(job["properties"]) == {
         *("type", "source", "target", "schedule", "batch_size", "on_error", "tasks"),
         *("parallel", "after", "retry", "timeout"),
+        *("schema", "table_prefix", "before_run"),
     }
     assert "type" not in job["required"]  # a job without `type` is a sync job
 

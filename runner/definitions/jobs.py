@@ -7,10 +7,11 @@ import datetime as dt
 import zoneinfo
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from runner.definitions import destination
 from runner.definitions.models import DURATION_HELP, Duration, StrictModel, seconds
-from runner.definitions.tasks import Task
+from runner.definitions.tasks import BeforeRun, Task
 
 DEFAULT_JOB_TYPE = "sync"  # a job without `type`: every definition written before job types
 
@@ -153,5 +154,47 @@ class SyncJobSpec(JobSpec):
         ),
     )
 
+    schema_: str | None = Field(
+        None,
+        alias="schema",
+        min_length=1,
+        pattern=r"^[^.]+$",
+        description=(
+            "Target schema (MariaDB: database) of every task whose write.table names none; "
+            "created when missing where the target has schemas to make (PostgreSQL)."
+        ),
+    )
+    table_prefix: str = Field(
+        "",
+        pattern=r"^[^.]*$",
+        description="Put before the name of every task's target table, e.g. `stg_`.",
+    )
+    before_run: BeforeRun | None = Field(
+        None,
+        description=(
+            "Every task's `before_run` unless it sets its own: keep (the default), truncate or recreate."
+        ),
+    )
+
+    # `schema` is BaseModel's (deprecated) method: the field is `schema_`, named `schema` in YAML
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    @model_validator(mode="after")
+    def _history_kept(self) -> SyncJobSpec:
+        for i, task in enumerate(self.tasks):
+            if task.before_run is None:
+                try:
+                    task.check_history(self.before_run)
+                except ValueError as exc:
+                    raise ValueError(f"spec.before_run, for tasks[{i}] ({task.name}): {exc}") from None
+        return self
+
     def task_names(self) -> list[str]:
         return [task.name for task in self.tasks]
+
+    def resolved_tasks(self) -> list[Task]:
+        """The tasks as they run: tables named with the job's `schema` and `table_prefix`,
+        `before_run` set (`runner.definitions.destination`)."""
+        return [
+            destination.resolved_task(t, self.schema_, self.table_prefix, self.before_run) for t in self.tasks
+        ]

@@ -8,6 +8,7 @@ After a failed task the run stops (`on_error: stop`: tasks not started are skipp
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import traceback
@@ -97,7 +98,11 @@ def run_job(
             threads when tasks run in parallel).
         locate: where a field of the job's definition is, for errors about the task's fields.
     """
-    tasks = [t for t in spec.tasks if not options.tasks or t.name in options.tasks]
+    # the tables named with the job's schema and prefix, before_run resolved; one timestamp
+    # for the run (history mode's versions)
+    resolved = spec.resolved_tasks()
+    tasks = [t for t in resolved if not options.tasks or t.name in options.tasks]
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     results = [TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy) for t in tasks]
     stop = threading.Event()  # set by a failure under on_error: stop, or a cancel
 
@@ -117,7 +122,8 @@ def run_job(
             progress,
             cancel,
             locate,
-            spec.tasks.index(task),
+            resolved.index(task),
+            started,
         )
         results[i] = _run_task(run, log)
         if on_task:
