@@ -158,7 +158,6 @@ class SyncJobSpec(JobSpec):
         None,
         alias="schema",
         min_length=1,
-        pattern=r"^[^.]+$",
         description=(
             "Target schema (MariaDB: database) of every task whose write.table names none; "
             "created when missing where the target has schemas to make (PostgreSQL)."
@@ -166,7 +165,6 @@ class SyncJobSpec(JobSpec):
     )
     table_prefix: str = Field(
         "",
-        pattern=r"^[^.]*$",
         description="Put before the name of every task's target table, e.g. `stg_`.",
     )
     before_run: BeforeRun | None = Field(
@@ -186,8 +184,15 @@ class SyncJobSpec(JobSpec):
                 try:
                     task.check_history(self.before_run)
                 except ValueError as exc:
-                    raise ValueError(f"spec.before_run, for tasks[{i}] ({task.name}): {exc}") from None
+                    raise ValueError(f"tasks[{i}] ({task.name}) takes the job's {exc}") from None
         return self
+
+    @field_validator("schema_", "table_prefix")
+    @classmethod
+    def _one_name(cls, value: str | None) -> str | None:
+        if value and "." in value:
+            raise ValueError(f"{value!r} has a '.': a schema or a prefix is part of one name")
+        return value
 
     def task_names(self) -> list[str]:
         return [task.name for task in self.tasks]
