@@ -95,13 +95,15 @@ def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
         {
             "task": t.name,
             "source": t.read.table or "query",
-            "target": t.write.table,
+            "target": t.write.table,  # with the job's schema and table_prefix
             "strategy": t.changes.strategy,
             "deletes": t.deletes,
+            "history": t.write.history is not None,
+            "before_run": t.before_run,
             "pointer": pointers_by_task.get(t.name),
             "last_run": last.get(t.name),
         }
-        for t in spec.tasks
+        for t in spec.resolved_tasks()
     ]
 
 

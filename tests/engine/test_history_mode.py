@@ -177,3 +177,36 @@ def test_a_run_killed_after_a_commit_opens_no_duplicate_version(project, tmp_pat
     assert len(rows) == 40  # one old and one new version a key, none twice
     assert all(r[3] is None for r in current)
     assert sum(1 for r in rows if r[2] == t3) < 20  # the killed run's versions were kept, not redone
+
+
+def test_the_demo_keeps_customer_history(demo_project, monkeypatch):
+    """jobs.d/customer-history.yaml on the bundled demo: every customer once, then a move to
+    another city closes a version and opens one; `runner tasks` shows history mode."""
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from runner.cli.app import app
+
+    monkeypatch.chdir(demo_project.root)
+    cli, base = CliRunner(), ["--dir", str(demo_project.root)]
+    assert cli.invoke(app, [*base, "apply"]).exit_code == 0
+    first = cli.invoke(app, [*base, "run", "customer-history"])
+    assert first.exit_code == 0, first.stdout
+    assert "in hist_customers" in first.stdout and "history: versions from " in first.stdout
+    shop = sqlite3.connect(demo_project.root / "demo" / "data" / "shop.db")
+    customers = shop.execute("SELECT count(*) FROM customers").fetchone()[0]
+    with shop:
+        shop.execute("UPDATE customers SET city = 'Elsewhere' WHERE id = 7")
+    assert cli.invoke(app, [*base, "run", "customer-history"]).exit_code == 0
+    warehouse = sqlite3.connect(demo_project.root / "demo" / "data" / "warehouse.db")
+    assert warehouse.execute("SELECT count(*), sum(_current) FROM hist_customers").fetchone() == (
+        customers + 1,
+        customers,
+    )
+    assert warehouse.execute(
+        "SELECT city = 'Elsewhere', _current, _valid_to IS NULL FROM hist_customers WHERE id = 7 "
+        "ORDER BY _valid_from"
+    ).fetchall() == [(0, 0, 0), (1, 1, 1)]
+    tasks = cli.invoke(app, [*base, "tasks", "customer-history"])
+    assert "hash, deletes propagate, history" in tasks.stdout
