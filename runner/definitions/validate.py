@@ -249,10 +249,13 @@ def _capability_problems(
             key = resolve_reference(ref, job.namespace, set(types))
             if key is not None:
                 ends[end], refs[end] = types[key], ref  # type: ignore[index]
-        for i, task in enumerate(spec.tasks):
+        for i, task in enumerate(spec.resolved_tasks()):  # with the job's before_run
             for end, path, message in refusals(check.unmet(task, ends), refs, ends):
                 able = ", ".join(sorted(check.capabilities.get(ends[end], ()))) or "nothing optional"
-                where = documents[id(job)].locate(("spec", "tasks", i, *path))
+                job_wide = path == ("before_run",) and spec.tasks[i].before_run is None
+                where = documents[id(job)].locate(
+                    ("spec", *path) if job_wide else ("spec", "tasks", i, *path)
+                )
                 problems.append(Problem(where, message, f"type {ends[end]!r} can: {able}"))
     return problems
 

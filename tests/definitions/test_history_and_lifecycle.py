@@ -140,3 +140,16 @@ def test_schema_prefix_and_before_run_resolve_in_one_place():
         ("raw.stg_b", "recreate"),
     ]
     assert spec.model_dump(mode="json", exclude_unset=True)["schema"] == "dw"  # its YAML name
+
+
+def test_a_job_wide_before_run_on_a_target_that_cannot_is_located_at_the_job_field(project):
+    project.write("connections.d/all.yaml", MEMORY)
+    path = project.job(
+        "copy",
+        "db",
+        "mem",
+        "- {name: t, read: {table: a}, write: {table: b, keys: [id]}}",
+        extra="  before_run: recreate\n",
+    )
+    (line,) = located(project)
+    assert line.startswith(f"{path}:7:3: spec.before_run: before_run: recreate empties or drops")

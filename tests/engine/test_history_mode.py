@@ -100,6 +100,10 @@ def test_every_version_is_kept_over_three_rounds(project, target, strategy):
     task, t2 = run(project)
     assert t2 > t1
     assert counts(task) == (1, 1, 1, 2)
+    if strategy == "hash" and target.dialect == "postgresql":  # compared inside the target
+        run_id = services.runs(project.ws, "sync")[0]["run_id"]
+        lines = services.log_since(project.ws, run_id)["lines"]
+        assert any(line["message"] == "rows compared inside the target" for line in lines)
     assert versions(target) == [
         (1, "a", t1, None, True),
         (2, "b", t1, t2, False),
@@ -161,8 +165,10 @@ def test_a_table_made_without_history_is_refused(project, make_database):
 
 
 @pytest.mark.parametrize("strategy", ["watermark", "hash"])
-def test_a_run_killed_after_a_commit_opens_no_duplicate_version(project, tmp_path, make_database, strategy):
-    db, dst = make_database("sqlite", "db"), make_database("sqlite", "dst")  # a reader holds no lock on it
+def test_a_run_killed_after_a_commit_opens_no_duplicate_version(
+    project, tmp_path, make_database, target, strategy
+):
+    db, dst = make_database("sqlite", "db"), target  # a SQLite source file apart from the target's
     execute(db, (SOURCE, ()))
     upsert(db, *[(i, f"row {i}", 1) for i in range(1, 21)])
     history_job(project, db, strategy, extra="  batch_size: 3\n", into=dst)
