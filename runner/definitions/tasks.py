@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 
 from runner.definitions.models import Name, StrictModel, seconds
 from runner.definitions.templates import check_syntax
@@ -134,6 +134,13 @@ class WriteSpec(StrictModel):
         if value is False:
             return None
         return value
+
+    @field_serializer("history")
+    def _history_out(self, history: HistorySpec | None) -> object:
+        """`true` when no column is named, as it was most likely written (plan, describe)."""
+        if history is None:
+            return None
+        return history.model_dump(mode="json", exclude_unset=True) or True
 
     @field_validator("upsert_script", "delete_script")
     @classmethod

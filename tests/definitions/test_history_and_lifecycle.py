@@ -153,3 +153,29 @@ def test_a_job_wide_before_run_on_a_target_that_cannot_is_located_at_the_job_fie
     )
     (line,) = located(project)
     assert line.startswith(f"{path}:7:3: spec.before_run: before_run: recreate empties or drops")
+
+
+def test_plan_shows_the_options_as_written(project):
+    from runner.cli.render.definitions import plan_text
+
+    project.write("connections.d/all.yaml", TWO_SQLITE)
+    project.job("copy", "src", "dst", "- {name: t, read: {table: a}, write: {table: b, keys: [id]}}")
+    services.apply(project.ws)
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        """
+        - {name: t, read: {table: a}, write: {table: b, keys: [id], history: true}, before_run: keep}
+        - name: u
+          read: {table: a}
+          write: {table: c, keys: [id], history: {current: now}}
+          before_run: keep
+        """,
+        extra="  schema: main\n  table_prefix: stg_\n  before_run: truncate\n",
+    )
+    text = plan_text(services.plan(project.ws).to_dict())
+    assert "+ spec.tasks[0].write.history: true" in text
+    assert '+ spec.tasks[1].write.history.current: "now"' in text
+    assert '+ spec.schema: "main"' in text and '+ spec.table_prefix: "stg_"' in text
+    assert '+ spec.before_run: "truncate"' in text
