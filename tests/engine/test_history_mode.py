@@ -216,3 +216,13 @@ def test_the_demo_keeps_customer_history(demo_project, monkeypatch):
     ).fetchall() == [(0, 0, 0), (1, 1, 1)]
     tasks = cli.invoke(app, [*base, "tasks", "customer-history"])
     assert "hash, deletes propagate, history" in tasks.stdout
+
+
+def test_a_source_column_named_like_a_history_column_is_refused_before_writing(project, make_database):
+    db = make_database("sqlite", "db")
+    execute(db, ("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, _current INT)", ()))
+    history_job(project, db, "full")
+    record = services.run(project.ws, "sync")
+    assert record["status"] == "failed"
+    assert "spec.tasks[0].write.history: column '_current' is one of the source's columns" in record["error"]
+    assert db.fetch("SELECT name FROM sqlite_master WHERE name = 'dim_items'") == []
