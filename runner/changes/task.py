@@ -11,8 +11,9 @@ import difflib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Any, cast
 
+from runner.changes.zones import ZonedSource
 from runner.connectors.base import (
     Copy,
     History,
@@ -39,6 +40,7 @@ NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
 Progress = Callable[[str, int], None]  # (task, rows read so far), after every batch
 COMMITTED = "batch committed"  # the run log's line with a task's counts after each commit
+WINDOW_DONE = "window done"  # the run log's line of a backfill's window read and committed
 Locate = Callable[[tuple[str | int, ...]], Location]  # a field path of the job's definition -> where
 
 
@@ -68,7 +70,7 @@ class TaskResult:
     source: str  # table name, or "query"
     target: str
     strategy: str = "full"
-    status: str = "skipped"  # succeeded | failed | skipped
+    status: str = "skipped"  # succeeded | failed | skipped | inactive | dropped_in_source
     rows_read: int = 0
     inserted: int = 0
     updated: int = 0
@@ -85,6 +87,8 @@ class TaskResult:
     failure: str | None = None  # when failed: "transient" (a retry may pass) or "terminal"
     before_run: str | None = None  # what was done to the target table first: truncate | recreate
     valid_from: str | None = None  # history mode: the run's timestamp, of the versions it opened or closed
+    note: str | None = None  # why a task did not run (inactive) or what was found (dropped_in_source)
+    windows: list[dict[str, Any]] = field(default_factory=list)  # a backfill's: from, to, rows
 
     @property
     def rows_written(self) -> int:
@@ -114,6 +118,7 @@ class TaskRun:
     cancel: CancelToken | None = None
     locate: Locate | None = None
     index: int = 0  # the task's position in the job's `tasks`, for `where`
+    stated: Task | None = None  # the task as defined, before the job's defaults (`where`)
     started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
     result: TaskResult = field(init=False)
     streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
@@ -122,6 +127,8 @@ class TaskRun:
         t = self.task
         self.result = TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy)
         self.noted = time.monotonic()
+        if t.read.timezone is not None:  # timestamps without a zone: read in it, given as UTC
+            self.source = cast(Source, ZonedSource(self.source, t.read.timezone))
 
     def note(self, doing: str, rows: int) -> None:
         """Log a long phase's rows so far, at most every `NOTE_SECONDS`: a run of many minutes
@@ -133,7 +140,13 @@ class TaskRun:
 
     def where(self, *path: str | int) -> str:
         """Where a field of this task is defined: `jobs.d/x.yaml:9:7: spec.tasks[0].changes.column`."""
-        full = ("spec", "tasks", self.index, *path)
+        full: tuple[str | int, ...] = ("spec", "tasks", self.index, *path)
+        if (
+            self.stated is not None
+            and _value_at(self.stated, path) is None
+            and _value_at(self.task, path) is not None
+        ):
+            full = ("spec", *path)  # a job-wide value (`SyncJobSpec.resolved`): where the job states it
         if self.locate is None:
             return format_path(full)
         return str(self.locate(full))
@@ -192,7 +205,8 @@ class TaskRun:
                 write.table, columns, write.keys, write.upsert_script, write.delete_script, self.cancel
             )
         soft = write.soft_delete_column if self.task.deletes == "soft" else None
-        path = fast_path(self.source, self.target) if copy else None
+        # a copy inside the databases would pass by the conversion of a `read.timezone`
+        path = fast_path(self.source, self.target) if copy and self.task.read.timezone is None else None
         fast = Copy(self.source, path) if path is not None else None
         history = None
         if write.history is not None:  # one timestamp for the run's versions: its start
@@ -257,6 +271,14 @@ class TaskRun:
         else:
             writer.commit()
             self.committed()
+
+
+def _value_at(task: Task, path: tuple[str | int, ...]) -> object:
+    """A field's value below a task (`('changes', 'window')`), None when unset."""
+    value: object = task
+    for part in path:
+        value = getattr(value, str(part), None)
+    return value
 
 
 def needs(task: Task) -> list[Need]:

@@ -52,6 +52,7 @@ class Capabilities:
     copy_while_reading: bool = False  # target: copies inside the databases while a read is open
     history: bool = False  # target: `open_writer` keeps versions of rows (`History`): write.history
     table_lifecycle: bool = False  # target: tables truncated and dropped (`TableLifecycle`): before_run
+    catalog: bool = False  # source: lists a schema's tables with columns and keys (`CatalogSource`)
 
     def names(self) -> frozenset[str]:
         """The capabilities declared (what `runner validate` checks needs against)."""
@@ -82,10 +83,12 @@ class ReadStream:
 @dataclass(frozen=True)
 class Watermark:
     """Read rows whose `column` is at or past `since` (all rows when None), in its order.
-    Rows with NULL in the column are read every time: they cannot be placed past a pointer."""
+    Rows with NULL in the column are read every time: they cannot be placed past a pointer.
+    With `until` (a backfill's window), only rows before it, and none with NULL."""
 
     column: str
     since: Any = None
+    until: Any = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,27 @@ class History:
 
     def names(self) -> list[str]:
         return [self.valid_from, self.valid_to, self.current]
+
+
+@dataclass
+class DiscoveredColumn:
+    name: str
+    type: str | None  # runner's neutral type (`decimal(12,2)`), None when runner cannot map it
+    declared: str  # as the database declares it
+
+
+@dataclass
+class DiscoveredTable:
+    """A table of a source's catalog: what `runner discover` lists and a `sync_all` job expands."""
+
+    schema: str | None  # as asked for (None: the connection's default)
+    name: str
+    columns: list[DiscoveredColumn]
+    primary_key: list[str]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
 
 
 @dataclass
@@ -269,6 +293,17 @@ class DigestSource(Source, Protocol):  # `digests`
 
     def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
         """Raw values (the keys `read_digests` gives) -> canonical values."""
+        ...
+
+
+class CatalogSource(Source, Protocol):  # `catalog`
+    def tables(self, schema: str | None = None) -> list[DiscoveredTable]:
+        """The tables of `schema` (default: the connection's own), sorted by name, each with
+        its columns in order, their types as runner maps them, and its primary key.
+
+        Raises:
+            TerminalError: the schema does not exist (naming the ones that do).
+        """
         ...
 
 

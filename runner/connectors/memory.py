@@ -222,8 +222,11 @@ class MemoryConnector(Connector):
 def _since(rows: Sequence[Row], w: int, watermark: Watermark) -> list[Row]:
     """The rows at or past the watermark (and those with NULL in it), in its order, NULL first."""
     since = None if watermark.since is None else _order(watermark.since)
+    until = None if watermark.until is None else _order(watermark.until)
     try:
         kept = [r for r in rows if since is None or r[w] is None or _order(r[w]) >= since]
+        if until is not None:  # a backfill's window: NULLs are read once caught up
+            kept = [r for r in kept if r[w] is not None and _order(r[w]) < until]
         return sorted(kept, key=lambda r: (r[w] is not None, _order(r[w])))
     except TypeError:
         raise TerminalError(

@@ -8,12 +8,34 @@ checks a task's `read` and `write` against its own kinds' models as well.
 
 from __future__ import annotations
 
+import re
+import zoneinfo
 from typing import Any, Literal
 
-from pydantic import Field, field_serializer, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_serializer, field_validator, model_validator
 
 from runner.definitions.models import Name, StrictModel, seconds
 from runner.definitions.templates import check_syntax
+from runner.definitions.windows import WINDOW_HELP, parse_start, parse_window, start_is_time
+
+TIMEZONE_HELP = (
+    "An IANA time zone (e.g. 'Europe/Berlin'): timestamps without a zone in the source are read "
+    "as times of that zone and written as UTC (a timestamp with a time zone in the target); "
+    "unset (the default), they are copied as they are."
+)
+
+
+def check_timezone(zone: str | None) -> str | None:
+    """An IANA zone name, or a located error naming what to write instead."""
+    if zone is None:
+        return zone
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {zone!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'"
+        ) from None
+    return zone
 
 
 class ReadSpec(StrictModel):
@@ -39,6 +61,14 @@ class ReadSpec(StrictModel):
             "`to_jsonb`, so an array is a JSON array; MariaDB: a JSON string)."
         ),
     )
+    timezone: str | None = Field(
+        None, description=TIMEZONE_HELP + " Unset here means the job's `read.timezone`."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, zone: str | None) -> str | None:
+        return check_timezone(zone)
 
     @model_validator(mode="after")
     def _one_of(self) -> ReadSpec:
@@ -159,6 +189,18 @@ class WriteSpec(StrictModel):
         return keys
 
 
+def check_window_start(window: Any, start: Any) -> None:
+    """A window of time goes with a start in time, a numeric one with a numeric start."""
+    parsed = parse_window(window)
+    if parsed.is_time and not start_is_time(start):
+        raise ValueError(f"window {str(window)!r} is a length of time, but start {start!r} is a number")
+    if not parsed.is_time and start_is_time(start):
+        raise ValueError(
+            f"window {str(window)!r} is a number (for a numeric column), but start {start!r} is a date "
+            "or time; give the window a unit, e.g. '7d'"
+        )
+
+
 class ChangesSpec(StrictModel):
     """How a task finds what changed in the source since the last run."""
 
@@ -181,12 +223,60 @@ class ChangesSpec(StrictModel):
         ),
     )
 
+    start: str | int | float | None = Field(
+        None,
+        description=(
+            "With watermark: where a task without a pointer starts reading: an ISO date or time "
+            "('2024-01-01'), or a number for a numeric column, compared with the column in the "
+            "source's own terms. Unset means the job's `changes.start`; neither: from the first row."
+        ),
+    )
+    window: str | int | float | None = Field(
+        None,
+        description=(
+            "With watermark and a start: read the backlog one window at a time, committing the "
+            f"target and the pointer after each: {WINDOW_HELP}. Once a window reaches the "
+            "source's highest value the task reads as usual. Unset means the job's `changes.window`."
+        ),
+    )
+
     @field_validator("lookback")
     @classmethod
     def _duration(cls, value: float | str) -> float | str:
         if seconds(value) < 0:
             raise ValueError("lookback cannot be negative")
         return value
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        if info.data.get("strategy") != "watermark":
+            raise ValueError("'start' only applies to strategy 'watermark' (with its 'column')")
+        return parse_start(value)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        if info.data.get("strategy") != "watermark":
+            raise ValueError(
+                "'window' only applies to strategy 'watermark' (with its 'column' and a 'start')"
+            )
+        parse_window(value)
+        start = info.data.get("start")
+        if start is not None:
+            check_window_start(value, start)
+        return value
+
+    def backfill(self, start: Any, window: Any) -> tuple[Any, Any]:
+        """This task's start and window: its own, else the job's (`SyncJobSpec.resolved`)."""
+        return (
+            self.start if self.start is not None else start,
+            self.window if self.window is not None else window,
+        )
 
     def lookback_amount(self) -> float:
         """Seconds (or units of a numeric column) to step back from the pointer."""
@@ -229,6 +319,13 @@ class Task(StrictModel):
             "every row) or recreate (drop the table; the run creates it again). A watermark or hash "
             "task then reads everything: its pointer or digests are forgotten first. Unset: the "
             "job's `before_run`."
+        ),
+    )
+    active: bool = Field(
+        True,
+        description=(
+            "false switches the task off: it stays defined (its pointer and digests are kept) but every "
+            "run skips it, recorded as `inactive`; `runner run --task` refuses it."
         ),
     )
 
@@ -294,3 +391,13 @@ class Task(StrictModel):
                     "a delete script needs the deleted keys listed: use strategy 'hash', or 'watermark' with "
                     "read.deleted_keys_query (a script's target cannot be compared key by key)"
                 )
+
+
+def task_name(table: str, taken: set[str]) -> str:
+    """A valid task name (lower-case letters, digits, `-`, `_`, `.`) for a table, unique among `taken`."""
+    base = re.sub(r"[^a-z0-9_.-]+", "-", table.lower()).strip("-_.")[:55].strip("-_.") or "table"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    taken.add(name)
+    return name

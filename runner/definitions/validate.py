@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from runner.definitions.errors import problems_from
-from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
+from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec
 from runner.definitions.kinds import (
     TaskModels,
     connection_type,
@@ -133,6 +133,9 @@ def _validate_document(
     problems.extend(spec_problems)
     if isinstance(parsed, JobSpec):
         problems.extend(_task_name_problems(parsed, doc))
+        problems.extend(
+            Problem(doc.locate(("spec", *path)), message) for path, message in parsed.field_problems()
+        )
     if isinstance(parsed, ConnectionSpec) and base_dir is not None:
         problems.extend(secret_file_problems(doc, parsed, base_dir))
     if envelope is None or problems:
@@ -241,7 +244,7 @@ def _capability_problems(
     problems: list[Problem] = []
     for job in definitions:
         spec = job.spec
-        if not isinstance(spec, SyncJobSpec):  # tasks with strategies: a sync job's
+        if not isinstance(spec, JobSpec):
             continue
         ends: dict[End, str] = {}
         refs: dict[End, str] = {}
@@ -249,14 +252,10 @@ def _capability_problems(
             key = resolve_reference(ref, job.namespace, set(types))
             if key is not None:
                 ends[end], refs[end] = types[key], ref  # type: ignore[index]
-        for i, task in enumerate(spec.resolved_tasks()):  # with the job's before_run
-            for end, path, message in refusals(check.unmet(task, ends), refs, ends):
-                able = ", ".join(sorted(check.capabilities.get(ends[end], ()))) or "nothing optional"
-                job_wide = path == ("before_run",) and spec.tasks[i].before_run is None
-                where = documents[id(job)].locate(
-                    ("spec", *path) if job_wide else ("spec", "tasks", i, *path)
-                )
-                problems.append(Problem(where, message, f"type {ends[end]!r} can: {able}"))
+        for end, path, message in refusals(check.lacking(spec.needs(check.needs), ends), refs, ends):
+            able = ", ".join(sorted(check.capabilities.get(ends[end], ()))) or "nothing optional"
+            where = documents[id(job)].locate(("spec", *path))
+            problems.append(Problem(where, message, f"type {ends[end]!r} can: {able}"))
     return problems
 
 
@@ -267,7 +266,7 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
     each minute it matches: `* 5 * * * *` is 60 runs from 00:05:00 to 00:05:59, each hour."""
     from croniter import croniter  # imported where schedules are checked
 
-    warnings = []
+    warnings = [w for doc in docs if (w := _all_inactive(doc)) is not None]
     for doc in docs:
         spec = doc.data.get("spec")
         schedule = spec.get("schedule") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
@@ -284,6 +283,21 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
                 )
             )
     return warnings
+
+
+def _all_inactive(doc: Document) -> Problem | None:
+    """A job whose tasks are all switched off (`active: false`): valid, and each run does nothing."""
+    spec = doc.data.get("spec")
+    tasks = spec.get("tasks") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
+    if not isinstance(tasks, list) or not tasks:
+        return None
+    if not all(isinstance(t, dict) and t.get("active") is False for t in tasks):
+        return None
+    return Problem(
+        doc.locate(("spec", "tasks")),
+        "every task of the job is switched off (active: false): its runs do nothing",
+        "set active: true on the tasks to run, or remove the job",
+    )
 
 
 def _triggers(doc: Document) -> list[tuple[int, str]]:

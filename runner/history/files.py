@@ -149,6 +149,20 @@ def committed_counts(log: Path, marker: str) -> dict[str, dict[str, int]]:
     return counts
 
 
+def logged_lists(log: Path, marker: str, fields: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """Task -> the `fields` of each of its `marker` lines in a run log, in order: what a run
+    cut short had done step by step (a backfill's windows)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    try:
+        entries = read_log(log)
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.get("message") == marker and isinstance(entry.get("task"), str):
+            found.setdefault(entry["task"], []).append({k: entry.get(k) for k in fields})
+    return found
+
+
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

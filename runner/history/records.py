@@ -20,7 +20,9 @@ class TaskRecord(TypedDict, total=False):
     source: str  # the table read, or "query"
     target: str
     strategy: str
-    status: str  # succeeded | failed | skipped | cancelled | interrupted (cut by a kill)
+    # succeeded | failed | skipped | cancelled | interrupted (cut by a kill) | inactive (switched
+    # off: `active: false`) | dropped_in_source (a sync_all job's table gone from the source)
+    status: str
     rows_read: int
     inserted: int
     updated: int
@@ -39,6 +41,8 @@ class TaskRecord(TypedDict, total=False):
     failure: Failure | None
     before_run: str | None  # truncate | recreate: what was done to the target table first
     valid_from: str | None  # history mode: the run's timestamp, of the versions it opened or closed
+    note: str | None  # why an inactive task did not run; what became of a table dropped in the source
+    windows: list[dict[str, Any]]  # a backfill's windows read in the run: from, to (exclusive), rows
 
 
 class RunRecord(TypedDict, total=False):

@@ -23,7 +23,6 @@ from runner.errors import (
     JobBusy,
     Location,
     LockTimeout,
-    NotFound,
     TerminalError,
 )
 from runner.history import files as history
@@ -31,7 +30,7 @@ from runner.history.records import RunRecord
 from runner.jobs import types as job_types
 from runner.jobs.sync import failure_class
 from runner.runs.index import index_run
-from runner.runs.jobs import ADHOC_FILE, adhoc_connections, adhoc_job, job_and_connections
+from runner.runs.jobs import ADHOC_FILE, adhoc_connections, adhoc_job, check_task_names, job_and_connections
 from runner.runs.records import new_record, task_dict, with_committed
 from runner.state import locks
 from runner.state.database import utcnow
@@ -104,12 +103,7 @@ def _run_locked(
 ) -> RunRecord:
     options = options or RunOptions()
     store = ws.store()
-    names = spec.task_names()
-    unknown = sorted(set(options.tasks or ()) - set(names))
-    if unknown:
-        raise NotFound(
-            f"job {job.ref} has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
-        )
+    check_task_names(spec, f"job {job.ref}", options.tasks)
     history.check_space(ws.history)
     run_id = run_id or history.new_run_id()
     try:

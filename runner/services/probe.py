@@ -9,6 +9,7 @@ from runner.connectors import registry
 from runner.definitions import secrets
 from runner.definitions.jobs import SyncJobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
+from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.validate import (
     Definition,
     resolve_reference,
@@ -76,6 +77,15 @@ def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, An
     usage = {c.ref: probe.Usage() for c in chosen}
     for job in jobs:
         spec = job.spec
+        if isinstance(spec, SyncAllJobSpec):  # its tables are listed as a run lists them
+            for end in ("source", "target"):
+                key = resolve_reference(getattr(spec, end), job.namespace, keys)
+                if key is not None and (used := usage.get(f"{key[0]}/{key[1]}")) is not None:
+                    if end == "source":
+                        used.schemas.append(spec.source_schema)
+                    else:
+                        used.writes.append(spec.target_table("table"))
+            continue
         if not isinstance(spec, SyncJobSpec):
             continue  # what is checked is what a sync job's tasks read and write
         for end in ("source", "target"):

@@ -135,6 +135,14 @@ class Tasks(TasksReader):
         with self.db.write() as conn:
             conn.execute(t.update().where(t.c.id == task_id).values(reload_pending=None))
 
+    def remove(self, task_id: int) -> None:
+        """Drop a task's state altogether (pointer, digests and the task's row): a sync_all
+        job's table gone from the source, so a table created again under its name starts from
+        scratch and the gone table is reported once."""
+        with self.db.write() as conn:
+            conn.execute(schema.row_digests.delete().where(schema.row_digests.c.task_id == task_id))
+            conn.execute(schema.task_state.delete().where(schema.task_state.c.id == task_id))
+
     def has_digests(self, task_id: int) -> bool:
         """Whether any digest of the task is stored."""
         d = schema.row_digests

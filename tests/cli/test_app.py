@@ -75,7 +75,7 @@ def test_validate_json(cli, project):
             "message": "unknown field 'bogus'",
             "hint": (
                 "known fields: type, source, target, schedule, after, retry, timeout, batch_size, "
-                "on_error, tasks, parallel, schema, table_prefix, before_run"
+                "on_error, tasks, parallel, schema, table_prefix, before_run, read, changes"
             ),
         }
     ]

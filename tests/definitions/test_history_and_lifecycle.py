@@ -76,8 +76,7 @@ def test_a_job_wide_truncate_with_a_history_task_is_located_at_the_job(project):
         extra="  before_run: truncate\n",
     )
     (line,) = located(project)
-    assert line.startswith(f"{path}:4:1: spec: ")
-    assert "tasks[1] (dim) takes the job's before_run: truncate with write.history" in line
+    assert line.startswith(f"{path}:7:3: spec.before_run: task 'dim' (tasks[1]): before_run: truncate with ")
 
 
 def test_before_run_on_a_target_that_cannot_is_refused_at_the_field(project):
@@ -135,7 +134,7 @@ def test_schema_prefix_and_before_run_resolve_in_one_place():
             ],
         }
     )
-    assert [(t.write.table, t.before_run) for t in spec.resolved_tasks()] == [
+    assert [(t.write.table, t.before_run) for t in map(spec.resolved, spec.tasks)] == [
         ("dw.stg_a", "truncate"),
         ("raw.stg_b", "recreate"),
     ]

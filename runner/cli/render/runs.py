@@ -62,6 +62,11 @@ def run_text(record: dict[str, Any]) -> str:
         if t["status"] == "skipped":
             lines.append(f"  task {t['name']}: skipped")
             continue
+        if t["status"] in ("inactive", "dropped_in_source"):
+            lines.append(
+                f"  task {t['name']}: {t['status'].replace('_', ' ')}: {t.get('note') or ''}".rstrip(": ")
+            )
+            continue
         line = (
             f"  task {t['name']} ({t['strategy']}): {t['status']}, {t['rows_read']:,} rows read → "
             + ("would be " if dry else "")
@@ -74,6 +79,8 @@ def run_text(record: dict[str, Any]) -> str:
             line += f"\n    history: versions from {t['valid_from']}"
         if t["pointer_after"] != t["pointer_before"]:
             line += f"\n    pointer: {pointer_text(t['pointer_before'])} → {pointer_text(t['pointer_after'])}"
+        for w in t.get("windows") or []:  # a backfill's windows, read one after another
+            line += f"\n    window {w['from']} → {w['to']}: {w['rows']:,} rows read"
         if t["error"]:
             line += f"\n    error: {t['error']}"
         lines.append(line)
@@ -180,6 +187,8 @@ def status_table(info: dict[str, Any]) -> Table:
             now.append("update pending")
         if job["suspended"]:
             now.append("suspended")
+        if job.get("inactive_tasks"):
+            now.append(f"{len(job['inactive_tasks'])} task(s) inactive")
         table.add_row(
             job["job"],
             when or "-",

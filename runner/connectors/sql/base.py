@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from runner.connectors.base import Capabilities, Connector, Copy, History
+from runner.connectors.base import Capabilities, Connector, Copy, DiscoveredColumn, DiscoveredTable, History
 from runner.connectors.sql import lifecycle
 from runner.connectors.sql.buckets import KeyBucketQueries
 from runner.connectors.sql.reading import SqlReading
@@ -51,6 +51,7 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         copy_while_reading=True,
         history=True,
         table_lifecycle=True,
+        catalog=True,
     )
     dialect: ClassVar[str]
     holds_out_of_range: ClassVar[tuple[str, ...]] = ()  # kinds whose columns take an `OutOfRange`
@@ -253,6 +254,40 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         text = " ".join(secrets.redact(str(exc)).split())  # redacted before it is normalised
         message = secrets.redact(f"{doing} (connection {self.name!r}): {type(exc).__name__}: {text}")
         return TransientError(message) if self.is_transient(exc) else TerminalError(message)  # type: ignore[arg-type]
+
+    def tables(self, schema: str | None = None) -> list[DiscoveredTable]:
+        """See `CatalogSource.tables`: the catalog as SQLAlchemy's inspector reads it, the
+        column types as this dialect reads them."""
+        try:
+            inspector = sa.inspect(self.engine)
+            if schema is not None and schema not in (known := inspector.get_schema_names()):
+                raise TerminalError(
+                    f"connection {self.name!r} has no schema {schema!r} (it has: {', '.join(sorted(known))})"
+                )
+            names = sorted(inspector.get_table_names(schema=schema))
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._mapped(f"listing the tables of {schema or 'the default schema'}", exc) from None
+        found = []
+        with self.connection("reading column types") as dbapi:
+            cursor = dbapi.cursor()
+            for name in names:
+                ref = f"{schema}.{name}" if schema else name
+                declared = self.declared_columns(cursor, ReadSpec(table=ref))
+                columns = [DiscoveredColumn(c, self._neutral(d), d) for c, d in declared]
+                try:
+                    key = inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or []
+                except sa.exc.SQLAlchemyError as exc:
+                    raise self._mapped(f"reading the primary key of {ref}", exc) from None
+                found.append(DiscoveredTable(schema, name, columns, list(key)))
+            dbapi.rollback()
+        return found
+
+    def _neutral(self, declared: str) -> str | None:
+        try:
+            ctype = self.parse_type(declared)
+        except (TerminalError, ValueError):
+            return None
+        return str(ctype) if ctype is not None else None
 
     def table_exists(self, table: str) -> bool:
         with self.connection(f"looking up {table}") as dbapi:
