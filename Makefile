@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/runner apply
 	$(BIN)/runner run shop-to-warehouse
 	$(BIN)/runner run customer-stats
+	$(BIN)/runner run customer-history
 	$(BIN)/runner run shop-snapshot
 
 test: $(STAMP)

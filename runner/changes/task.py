@@ -6,6 +6,7 @@ them only where the kind declares it (`Capabilities`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from typing import Any, cast
 from runner.changes.zones import ZonedSource
 from runner.connectors.base import (
     Copy,
+    History,
     MergeCounts,
     MergeWriter,
     ReadStream,
@@ -56,6 +58,7 @@ class RunOptions:
     resync: bool = False
     dry_run: bool = False
     limit: int | None = None
+    recreate: bool = False  # drop every task's table first, then load it whole (`before_run: recreate`, once)
 
     def __post_init__(self) -> None:
         if self.limit is not None:
@@ -83,6 +86,8 @@ class TaskResult:
     columns: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
     failure: str | None = None  # when failed: "transient" (a retry may pass) or "terminal"
+    before_run: str | None = None  # what was done to the target table first: truncate | recreate
+    valid_from: str | None = None  # history mode: the run's timestamp, of the versions it opened or closed
     note: str | None = None  # why a task did not run (inactive) or what was found (dropped_in_source)
     windows: list[dict[str, Any]] = field(default_factory=list)  # a backfill's: from, to, rows
 
@@ -115,6 +120,7 @@ class TaskRun:
     locate: Locate | None = None
     index: int = 0  # the task's position in the job's `tasks`, for `where`
     stated: Task | None = None  # the task as defined, before the job's defaults (`where`)
+    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
     result: TaskResult = field(init=False)
     streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
 
@@ -203,7 +209,11 @@ class TaskRun:
         # a copy inside the databases would pass by the conversion of a `read.timezone`
         path = fast_path(self.source, self.target) if copy and self.task.read.timezone is None else None
         fast = Copy(self.source, path) if path is not None else None
-        return self.target.open_writer(write.table, columns, write.keys, soft, fast)
+        history = None
+        if write.history is not None:  # one timestamp for the run's versions: its start
+            history = History(*write.history.names(), at=self.started)
+            self.result.valid_from = self.started.isoformat(sep=" ")
+        return self.target.open_writer(write.table, columns, write.keys, soft, fast, history)
 
     def copied(self, w: Writer, into: str, stream: ReadStream) -> bool:
         """Try the in-database copy (`MergeWriter.copy_from`) of a whole read; when it ran, count
@@ -297,6 +307,12 @@ def needs(task: Task) -> list[Need]:
                 "without write.keys, the table's rows are replaced",
             )
         )
+    if task.write.history is not None:
+        why = "write.history keeps every version of a row in the target"
+        found.append(Need("target", "history", ("write", "history"), why))
+    if task.before_run in ("truncate", "recreate"):
+        why = f"before_run: {task.before_run} empties or drops the target table"
+        found.append(Need("target", "table_lifecycle", ("before_run",), why))
     return found
 
 
@@ -322,6 +338,13 @@ def check_columns(run: TaskRun, names: list[str]) -> None:
             f"{run.where('write', 'soft_delete_column')}: column {soft!r} is one of the source's columns: "
             "runner sets it when a row is deleted; name another one"
         )
+    history = task.write.history
+    for name in history.names() if history is not None else ():
+        if name in names:
+            problems.append(
+                f"{run.where('write', 'history')}: column {name!r} is one of the source's columns: "
+                "runner keeps a version's validity in it; name another one"
+            )
     if problems:
         raise TerminalError("; ".join(problems))
 

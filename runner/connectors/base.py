@@ -13,6 +13,7 @@ kinds lack what it needs (`runner.changes.strategies.task_needs`).
 
 from __future__ import annotations
 
+import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -49,6 +50,8 @@ class Capabilities:
     in_database_compare: bool = False  # both ends, one kind: rows compared in the target (hash)
     one_writer: bool = False  # target: one writer at a time: parallel tasks run one by one
     copy_while_reading: bool = False  # target: copies inside the databases while a read is open
+    history: bool = False  # target: `open_writer` keeps versions of rows (`History`): write.history
+    table_lifecycle: bool = False  # target: tables truncated and dropped (`TableLifecycle`): before_run
     catalog: bool = False  # source: lists a schema's tables with columns and keys (`CatalogSource`)
     statements: bool = False  # both ends: runs a user's SQL statements (`StatementRunner`): events
 
@@ -96,6 +99,20 @@ class Copy:
 
     source: Source
     path: Any
+
+
+@dataclass(frozen=True)
+class History:
+    """History mode for a writer (`write.history`): the version columns' names and this run's
+    one timestamp, which starts every version the run opens and ends every version it closes."""
+
+    valid_from: str
+    valid_to: str
+    current: str
+    at: dt.datetime  # naive UTC
+
+    def names(self) -> list[str]:
+        return [self.valid_from, self.valid_to, self.current]
 
 
 @dataclass
@@ -223,9 +240,11 @@ class Target(Endpoint, Protocol):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        history: History | None = None,
     ) -> MergeWriter:
         """A writer into `table` (created when missing) holding one open transaction; with
-        `copy`, it may copy from the source inside the databases (`MergeWriter.copy_from`)."""
+        `copy`, it may copy from the source inside the databases (`MergeWriter.copy_from`);
+        with `history` (a kind with `history`), it keeps every version of a row."""
         ...
 
     def table_exists(self, table: str) -> bool:
@@ -239,6 +258,16 @@ class Target(Endpoint, Protocol):
 
 
 # --- capability protocols: the methods behind each capability ----------------------------
+
+
+class TableLifecycle(Protocol):  # `table_lifecycle`, as target
+    def truncate_table(self, table: str) -> int:
+        """Delete every row of `table` (when it exists), committed; returns how many."""
+        ...
+
+    def drop_table(self, table: str) -> bool:
+        """Drop `table` (when it exists), committed; returns whether it existed."""
+        ...
 
 
 class QuerySource(Source, Protocol):  # `query`

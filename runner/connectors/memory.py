@@ -30,6 +30,7 @@ from runner.connectors.base import (
     Capabilities,
     Connector,
     Copy,
+    History,
     MergeCounts,
     MissingColumn,
     ReadStream,
@@ -213,6 +214,7 @@ class MemoryConnector(Connector):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        history: History | None = None,  # not declared (`Capabilities.history`): refused before
     ) -> MemoryWriter:
         return MemoryWriter(self, table, columns, keys or [], soft_delete_column).opened()
 

@@ -7,12 +7,13 @@ import datetime as dt
 import zoneinfo
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from runner.definitions import destination
 from runner.definitions.events import Events, LogLevel, Notification
 from runner.definitions.models import DURATION_HELP, Duration, StrictModel, seconds
 from runner.definitions.needs import Need, Needs
-from runner.definitions.tasks import TIMEZONE_HELP, Task, check_timezone, check_window_start
+from runner.definitions.tasks import TIMEZONE_HELP, BeforeRun, Task, check_timezone, check_window_start
 from runner.definitions.windows import WINDOW_HELP, parse_start, parse_window
 
 FieldPath = tuple[str | int, ...]
@@ -239,6 +240,36 @@ class SyncJobSpec(JobSpec):
         ),
     )
 
+    schema_: str | None = Field(
+        None,
+        alias="schema",
+        min_length=1,
+        description=(
+            "Target schema (MariaDB: database) of every task whose write.table names none; "
+            "created when missing where the target has schemas to make (PostgreSQL)."
+        ),
+    )
+    table_prefix: str = Field(
+        "",
+        description="Put before the name of every task's target table, e.g. `stg_`.",
+    )
+    before_run: BeforeRun | None = Field(
+        None,
+        description=(
+            "Every task's `before_run` unless it sets its own: keep (the default), truncate or recreate."
+        ),
+    )
+
+    # `schema` is BaseModel's (deprecated) method: the field is `schema_`, named `schema` in YAML
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    @field_validator("schema_", "table_prefix")
+    @classmethod
+    def _one_name(cls, value: str | None) -> str | None:
+        if value and "." in value:
+            raise ValueError(f"{value!r} has a '.': a schema or a prefix is part of one name")
+        return value
+
     read: JobRead | None = Field(
         None, description="Defaults of every task's `read` (e.g. `timezone`); a task's own value wins."
     )
@@ -254,15 +285,21 @@ class SyncJobSpec(JobSpec):
         return [task.name for task in self.tasks if not task.active]
 
     def needs(self, task_needs: Needs) -> list[Need]:
-        return [
+        found = [
             Need(need.end, need.capability, ("tasks", i, *need.path), need.why)
             for i, task in enumerate(self.tasks)
             for need in task_needs(task)
         ]
+        if self.before_run in ("truncate", "recreate") and any(t.before_run is None for t in self.tasks):
+            why = f"before_run: {self.before_run} empties or drops the target tables"
+            found.append(Need("target", "table_lifecycle", ("before_run",), why))
+        return found
 
     def resolved(self, task: Task) -> Task:
         """`task` with the job-wide defaults it does not override filled in: the one place a
-        task's effective `read.timezone`, `changes.start` and `changes.window` are decided."""
+        task's effective `read.timezone`, `changes.start` and `changes.window` are decided, and
+        its table and `before_run` (`runner.definitions.destination`)."""
+        task = destination.resolved_task(task, self.schema_, self.table_prefix, self.before_run)
         zone = self.read.timezone if self.read else None
         read = task.read
         if read.timezone is None and zone is not None:
@@ -277,6 +314,12 @@ class SyncJobSpec(JobSpec):
 
     def field_problems(self) -> list[tuple[FieldPath, str]]:
         problems: list[tuple[FieldPath, str]] = []
+        for i, task in enumerate(self.tasks):  # a history task under the job's truncate or recreate
+            if task.before_run is None:
+                try:
+                    task.check_history(self.before_run)
+                except ValueError as exc:
+                    problems.append((("before_run",), f"task {task.name!r} (tasks[{i}]): {exc}"))
         job = self.changes or JobChanges()
         if (job.start is not None or job.window is not None) and not any(
             t.changes.strategy == "watermark" for t in self.tasks

@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from runner.definitions import destination
 from runner.definitions.jobs import JobSpec, SyncJobSpec
 from runner.definitions.needs import Need, Needs
 from runner.definitions.tasks import Task
@@ -143,9 +144,9 @@ class SyncAllJobSpec(JobSpec):
         return value
 
     def target_table(self, table: str) -> str:
-        """Where a source table is written: `schema.prefix+table`."""
-        name = self.table_prefix + table
-        return f"{self.schema_}.{name}" if self.schema_ else name
+        """Where a source table is written: `schema.prefix+table`, named as a sync job's tables
+        are (`runner.definitions.destination`)."""
+        return destination.target_table(table, self.schema_, self.table_prefix)
 
     def needs(self, task_needs: Needs) -> list[Need]:
         """A catalog at the source, and what the tasks the rule can make need (a hash task with

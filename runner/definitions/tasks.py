@@ -12,7 +12,7 @@ import re
 import zoneinfo
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_serializer, field_validator, model_validator
 
 from runner.definitions.models import Name, StrictModel, seconds
 from runner.definitions.templates import check_syntax
@@ -77,6 +77,38 @@ class ReadSpec(StrictModel):
         return self
 
 
+def _also_boolean(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a field that also takes `true` / `false` (see `_history_switch`)."""
+    schema.setdefault("anyOf", []).append({"type": "boolean"})
+
+
+BeforeRun = Literal["keep", "truncate", "recreate"]
+
+
+class HistorySpec(StrictModel):
+    """History mode (SCD type 2): the target keeps every version of a row. A version is current
+    while its `valid_to` is NULL; the table's primary key is `write.keys` plus `valid_from`."""
+
+    valid_from: str = Field(
+        "_valid_from", min_length=1, description="Column: when the version became current (UTC)."
+    )
+    valid_to: str = Field(
+        "_valid_to",
+        min_length=1,
+        description="Column: when the version stopped being current (UTC); NULL while it is current.",
+    )
+    current: str = Field("_current", min_length=1, description="Column: true for the current version.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> HistorySpec:
+        if len({self.valid_from, self.valid_to, self.current}) != 3:
+            raise ValueError("valid_from, valid_to and current name three different columns")
+        return self
+
+    def names(self) -> list[str]:
+        return [self.valid_from, self.valid_to, self.current]
+
+
 class WriteSpec(StrictModel):
     """Where a task writes in the target."""
 
@@ -97,6 +129,16 @@ class WriteSpec(StrictModel):
     soft_delete_column: str = Field(
         "_deleted_at", description="With `deletes: soft`: the timestamp column set when a row is deleted."
     )
+    history: HistorySpec | None = Field(
+        None,
+        description=(
+            "History mode (SCD type 2): `true`, or the names of its columns. An update closes the "
+            "current version (valid_to set, current false) and adds a new one; a delete (with "
+            "`deletes: propagate`) closes it; an unchanged row is untouched. Every version of a run "
+            "starts (and every version it closes ends) at the run's start time. Needs write.keys."
+        ),
+        json_schema_extra=_also_boolean,
+    )
     upsert_script: str | None = Field(
         None,
         description=(
@@ -112,6 +154,23 @@ class WriteSpec(StrictModel):
         description="With upsert_script and deletes: propagate: the statement run for every deleted key "
         "(context as upsert_script, over the key columns).",
     )
+
+    @field_validator("history", mode="before")
+    @classmethod
+    def _history_switch(cls, value: object) -> object:
+        """`history: true` is history mode with the default column names, `false` is off."""
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
+
+    @field_serializer("history")
+    def _history_out(self, history: HistorySpec | None) -> object:
+        """`true` when no column is named, as it was most likely written (plan, describe)."""
+        if history is None:
+            return None
+        return history.model_dump(mode="json", exclude_unset=True) or True
 
     @field_validator("upsert_script", "delete_script")
     @classmethod
@@ -249,7 +308,17 @@ class Task(StrictModel):
         "ignore",
         description=(
             "Rows gone from the source: ignore (keep them), propagate (delete them in the target), "
-            "soft (set write.soft_delete_column). Needs write.keys."
+            "soft (set write.soft_delete_column). Needs write.keys. In history mode, propagate "
+            "closes the current version."
+        ),
+    )
+    before_run: BeforeRun | None = Field(
+        None,
+        description=(
+            "What happens to the target table before each run: keep (the default), truncate (delete "
+            "every row) or recreate (drop the table; the run creates it again). A watermark or hash "
+            "task then reads everything: its pointer or digests are forgotten first. Unset: the "
+            "job's `before_run`."
         ),
     )
     active: bool = Field(
@@ -279,7 +348,32 @@ class Task(StrictModel):
         if self.deletes == "soft" and self.write.soft_delete_column in self.write.keys:
             raise ValueError("write.soft_delete_column cannot be a key column")
         self._check_scripts()
+        self.check_history(self.before_run)
         return self
+
+    def check_history(self, before_run: BeforeRun | None) -> None:
+        """History mode with what it cannot honour; `before_run` is the task's, or the job's
+        when the task has none (`SyncJobSpec`)."""
+        history = self.write.history
+        if history is None:
+            return
+        if not self.write.keys:
+            raise ValueError("write.history needs write.keys: a version belongs to a key")
+        if self.write.upsert_script:
+            raise ValueError("write.history keeps versions through runner's merge, not write.upsert_script")
+        if self.deletes == "soft":
+            raise ValueError(
+                "write.history with deletes: soft: in history mode a delete closes the current version; "
+                "use deletes: propagate (or ignore)"
+            )
+        named = [n for n in history.names() if n in self.write.keys]
+        if named:
+            raise ValueError(f"write.history column {named[0]!r} is one of write.keys")
+        if before_run in ("truncate", "recreate"):
+            raise ValueError(
+                f"before_run: {before_run} with write.history would throw the versions away; "
+                "`runner run --recreate` starts the history afresh once, when you mean it"
+            )
 
     def _check_scripts(self) -> None:
         write, strategy = self.write, self.changes.strategy

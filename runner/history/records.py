@@ -39,6 +39,8 @@ class TaskRecord(TypedDict, total=False):
     columns: list[dict[str, str]]
     error: str | None
     failure: Failure | None
+    before_run: str | None  # truncate | recreate: what was done to the target table first
+    valid_from: str | None  # history mode: the run's timestamp, of the versions it opened or closed
     note: str | None  # why an inactive task did not run; what became of a table dropped in the source
     windows: list[dict[str, Any]]  # a backfill's windows read in the run: from, to (exclusive), rows
 
@@ -73,7 +75,7 @@ class RunRecord(TypedDict, total=False):
     run_id: str
     job: str
     namespace: str
-    options: dict[str, Any]  # the run options that were set (tasks, resync, dry_run, limit)
+    options: dict[str, Any]  # the run options that were set (tasks, resync, recreate, dry_run, limit)
     mode: Mode
     trigger: str  # manual, cron <slot>, after <job> <status>, retry N of M, api (key k), ad-hoc
     status: Status

@@ -9,6 +9,7 @@ false`) is not run: the history lists it as `inactive`.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import traceback
@@ -100,8 +101,10 @@ def run_job(
             threads when tasks run in parallel).
         locate: where a field of the job's definition is, for errors about the task's fields.
     """
-    # each chosen task with the job-wide options it does not override (`SyncJobSpec.resolved`),
-    # and its position in `spec.tasks` (where its fields are defined)
+    # each chosen task with the job-wide options it does not override (`SyncJobSpec.resolved`:
+    # its table named with the job's schema and prefix, its before_run), and its position in
+    # `spec.tasks` (where its fields are defined); one timestamp for the run (history mode's)
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     picked = [
         (pos, spec.resolved(t))
         for pos, t in enumerate(spec.tasks)
@@ -138,6 +141,7 @@ def run_job(
             locate,
             positions[id(task)],
             spec.tasks[positions[id(task)]],
+            started,
         )
         results[i] = _run_task(run, log)
         if on_task:

@@ -103,9 +103,11 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
         {
             "task": t.name,
             "source": t.read.table or "query",
-            "target": t.write.table,
+            "target": t.write.table,  # with the job's schema and table_prefix
             "strategy": t.changes.strategy,
             "deletes": t.deletes,
+            "history": t.write.history is not None,
+            "before_run": t.before_run,
             "active": t.active,
             "start": t.changes.start,  # with the job's defaults (`SyncJobSpec.resolved`)
             "window": t.changes.window,

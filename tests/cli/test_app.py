@@ -75,8 +75,8 @@ def test_validate_json(cli, project):
             "message": "unknown field 'bogus'",
             "hint": (
                 "known fields: type, source, target, schedule, after, retry, timeout, "
-                "events, notify, log_level, "
-                "batch_size, on_error, tasks, parallel, read, changes"
+                "events, notify, log_level, batch_size, on_error, tasks, parallel, "
+                "schema, table_prefix, before_run, read, changes"
             ),
         }
     ]

@@ -68,6 +68,16 @@ def describe_text(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def changes_text(r: dict[str, Any]) -> str:
+    """A task's strategy, delete mode, history mode and what is done to its table first."""
+    text = f"{r['strategy']}, deletes {r['deletes']}"
+    if r.get("history"):
+        text += ", history"
+    if r.get("before_run") not in (None, "keep"):
+        text += f", {r['before_run']} first"
+    return text
+
+
 def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
     from rich.table import Table
 
@@ -82,7 +92,7 @@ def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
             + ("" if r.get("active", True) else " (inactive)")
             + (f" ({state.replace('_', ' ')})" if state else ""),
             f"{r['source'] or '-'} → {r['target'] or '-'}",
-            f"{r['strategy']}, deletes {r['deletes']}" + _backfill_text(r) if r["strategy"] else "-",
+            changes_text(r) + _backfill_text(r) if r["strategy"] else "-",
             pointer_text(r["pointer"]) if r["strategy"] == "watermark" else "-",
             f"{last['run_id']}" if last else "-",
             run_status(last) if last else "-",

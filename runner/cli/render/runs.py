@@ -75,6 +75,11 @@ def run_text(record: dict[str, Any]) -> str:
             + ("would be " if dry else "")
             + f"{written_text(t)}, {t['unchanged']:,} unchanged in {t['target']} ({t['seconds']:.2f} s)"
         )
+        if t.get("before_run"):
+            done = "emptied" if t["before_run"] == "truncate" else "dropped and created again"
+            line += f"\n    table {done} first"
+        if t.get("valid_from"):
+            line += f"\n    history: versions from {t['valid_from']}"
         if t["pointer_after"] != t["pointer_before"]:
             line += f"\n    pointer: {pointer_text(t['pointer_before'])} → {pointer_text(t['pointer_after'])}"
         for w in t.get("windows") or []:  # a backfill's windows, read one after another

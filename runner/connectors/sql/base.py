@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from runner.connectors.base import Capabilities, Connector, Copy, DiscoveredColumn, DiscoveredTable
+from runner.connectors.base import Capabilities, Connector, Copy, DiscoveredColumn, DiscoveredTable, History
+from runner.connectors.sql import lifecycle
 from runner.connectors.sql.buckets import KeyBucketQueries
 from runner.connectors.sql.reading import SqlReading
 from runner.connectors.sql.scripts import ScriptWriter
@@ -57,6 +58,8 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         native_merge=True,
         scripts=True,
         copy_while_reading=True,
+        history=True,
+        table_lifecycle=True,
         catalog=True,
         statements=True,
     )
@@ -354,8 +357,15 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        history: History | None = None,
     ) -> SqlWriter:
-        return SqlWriter(self, table, columns, keys, soft_delete_column, copy).opened()
+        return SqlWriter(self, table, columns, keys, soft_delete_column, copy, history).opened()
+
+    def truncate_table(self, table: str) -> int:
+        return lifecycle.truncate_table(self, table)
+
+    def drop_table(self, table: str) -> bool:
+        return lifecycle.drop_table(self, table)
 
     def open_script_writer(
         self,

@@ -24,6 +24,7 @@ from runner.state.migrations import (
     v006_schedule_of_marks,
     v007_run_index,
     v008_compact_row_digests,
+    v009_reload_pending,
 )
 
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
@@ -35,5 +36,6 @@ MIGRATIONS: list[Callable[[sa.Connection], None]] = [
     v006_schedule_of_marks.migrate,
     v007_run_index.migrate,
     v008_compact_row_digests.migrate,
+    v009_reload_pending.migrate,
 ]
 LATEST = len(MIGRATIONS)
