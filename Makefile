@@ -18,9 +18,11 @@ demo: $(STAMP)
 	$(BIN)/runner apply
 	$(BIN)/runner run shop-to-warehouse
 	$(BIN)/runner run customer-stats
+	$(BIN)/runner run customer-history
+	$(BIN)/runner run shop-snapshot
 
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -165,6 +165,17 @@ def test_demo_job_copies_every_row(demo_project, monkeypatch):
             "SELECT count(DISTINCT customer_id), count(*) FROM orders WHERE status <> 'returned'"
         ).fetchone()
     )
+    # the sync_all job: every shop table as raw_*, each by the rule (hash by key, watermark on updated_at)
+    result = cli.invoke(app, [*base, "run", "shop-snapshot"])
+    assert result.exit_code == 0, result.stdout
+    assert "task customers (hash): succeeded" in result.stdout
+    assert "task orders (watermark): succeeded" in result.stdout
+    for table in ("customers", "orders"):
+        query = "SELECT * FROM {} ORDER BY id"
+        assert (
+            src.execute(query.format(table)).fetchall()
+            == dst.execute(query.format(f"raw_{table}")).fetchall()
+        )
 
 
 def test_demo_source_script_is_deterministic(tmp_path):

@@ -18,13 +18,18 @@ def test_schema_knows_every_connection_type_and_forbids_unknown_fields():
     text = json.dumps(schema)
     for kind in ("sqlite", "postgresql", "mariadb"):
         assert f'"const": "{kind}"' in text
-    job = schema["$defs"]["SyncJobSpec"]  # the one job type: the Job spec is its model
-    assert schema["$defs"]["JobDefinition"]["properties"]["spec"]["$ref"] == "#/$defs/SyncJobSpec"
+    job = schema["$defs"]["SyncJobSpec"]
+    spec = schema["$defs"]["JobDefinition"]["properties"]["spec"]  # one model per job type, by `type`
+    assert spec["oneOf"] == [{"$ref": "#/$defs/SyncJobSpec"}, {"$ref": "#/$defs/SyncAllJobSpec"}]
+    assert schema["$defs"]["SyncAllJobSpec"]["required"] == ["type", "source", "target"]
     assert job["additionalProperties"] is False
     assert set(job["properties"]) == {
         *("type", "source", "target", "schedule", "batch_size", "on_error", "tasks"),
         *("parallel", "after", "retry", "timeout"),
         *("schema_changes", "drop_columns", "truncate_strings"),
+        *("schema", "table_prefix", "before_run"),
+        *("read", "changes"),  # job-wide defaults of the tasks' read.timezone, changes.start/window
+        *("events", "notify", "log_level"),
     }
     assert "type" not in job["required"]  # a job without `type` is a sync job
 

@@ -16,6 +16,9 @@ class Body(BaseModel):
 class RunRequest(Body):
     tasks: list[Name] | None = Field(None, description="Run only these tasks (all when left out).")
     resync: bool = Field(False, description="Forget pointers and digests first: read everything again.")
+    recreate: bool = Field(
+        False, description="Drop each task's target table first and load it whole (`runner run --recreate`)."
+    )
 
     @field_validator("tasks")
     @classmethod

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runner.changes import deletes, full, task, watermark
+from runner.changes import deletes, full, lifecycle, task, watermark
 from runner.changes import hash as hashed
 from runner.changes.task import TaskRun
 from runner.definitions.needs import Need, refusals
@@ -50,6 +50,9 @@ def check_needs(run: TaskRun) -> None:
 
 
 def run_task(run: TaskRun) -> None:
-    """Run a task with its strategy, once its kinds are known to serve it."""
+    """Run a task with its strategy, once its kinds are known to serve it; its table emptied
+    or dropped first where it asks (`runner.changes.lifecycle`)."""
     check_needs(run)
+    lifecycle.prepare(run)
     STRATEGIES.get(run.task.changes.strategy).run(run)
+    lifecycle.finish(run)

@@ -6,14 +6,17 @@ them only where the kind declares it (`Capabilities`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
+from runner.changes.zones import ZonedSource
 from runner.connectors.base import (
     Copy,
+    History,
     MergeCounts,
     MergeWriter,
     ReadStream,
@@ -39,6 +42,8 @@ NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
 Progress = Callable[[str, int], None]  # (task, rows read so far), after every batch
 COMMITTED = "batch committed"  # the run log's line with a task's counts after each commit
+WINDOW_DONE = "window done"  # the run log's line of a backfill's window read and committed
+TRACEBACK = "task traceback"  # the run log's line with where a task failed (for `--debug`)
 Locate = Callable[[tuple[str | int, ...]], Location]  # a field path of the job's definition -> where
 
 
@@ -55,6 +60,7 @@ class RunOptions:
     resync: bool = False
     dry_run: bool = False
     limit: int | None = None
+    recreate: bool = False  # drop every task's table first, then load it whole (`before_run: recreate`, once)
 
     def __post_init__(self) -> None:
         if self.limit is not None:
@@ -67,7 +73,7 @@ class TaskResult:
     source: str  # table name, or "query"
     target: str
     strategy: str = "full"
-    status: str = "skipped"  # succeeded | failed | skipped
+    status: str = "skipped"  # succeeded | failed | skipped | inactive | dropped_in_source
     rows_read: int = 0
     inserted: int = 0
     updated: int = 0
@@ -84,6 +90,10 @@ class TaskResult:
     failure: str | None = None  # when failed: "transient" (a retry may pass) or "terminal"
     schema_changes: list[dict[str, Any]] = field(default_factory=list)  # made (or, dry, would be)
     truncated: dict[str, int] = field(default_factory=dict)  # strings cut to fit, per column
+    before_run: str | None = None  # what was done to the target table first: truncate | recreate
+    valid_from: str | None = None  # history mode: the run's timestamp, of the versions it opened or closed
+    note: str | None = None  # why a task did not run (inactive) or what was found (dropped_in_source)
+    windows: list[dict[str, Any]] = field(default_factory=list)  # a backfill's: from, to, rows
 
     @property
     def rows_written(self) -> int:
@@ -113,6 +123,8 @@ class TaskRun:
     cancel: CancelToken | None = None
     locate: Locate | None = None
     index: int = 0  # the task's position in the job's `tasks`, for `where`
+    stated: Task | None = None  # the task as defined, before the job's defaults (`where`)
+    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
     table_changes: TableChanges = field(default_factory=TableChanges)  # `SyncJobSpec.table_changes`
     result: TaskResult = field(init=False)
     streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
@@ -122,6 +134,8 @@ class TaskRun:
         t = self.task
         self.result = TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy)
         self.noted = time.monotonic()
+        if t.read.timezone is not None:  # timestamps without a zone: read in it, given as UTC
+            self.source = cast(Source, ZonedSource(self.source, t.read.timezone))
 
     def note(self, doing: str, rows: int) -> None:
         """Log a long phase's rows so far, at most every `NOTE_SECONDS`: a run of many minutes
@@ -133,7 +147,13 @@ class TaskRun:
 
     def where(self, *path: str | int) -> str:
         """Where a field of this task is defined: `jobs.d/x.yaml:9:7: spec.tasks[0].changes.column`."""
-        full = ("spec", "tasks", self.index, *path)
+        full: tuple[str | int, ...] = ("spec", "tasks", self.index, *path)
+        if (
+            self.stated is not None
+            and _value_at(self.stated, path) is None
+            and _value_at(self.task, path) is not None
+        ):
+            full = ("spec", *path)  # a job-wide value (`SyncJobSpec.resolved`): where the job states it
         if self.locate is None:
             return format_path(full)
         return str(self.locate(full))
@@ -192,14 +212,19 @@ class TaskRun:
                 write.table, columns, write.keys, write.upsert_script, write.delete_script, self.cancel
             )
         soft = write.soft_delete_column if self.task.deletes == "soft" else None
-        path = fast_path(self.source, self.target) if copy else None
+        # a copy inside the databases would pass by the conversion of a `read.timezone`
+        path = fast_path(self.source, self.target) if copy and self.task.read.timezone is None else None
         fast = Copy(self.source, path) if path is not None else None
+        history = None
+        if write.history is not None:  # one timestamp for the run's versions: its start
+            history = History(*write.history.names(), at=self.started)
+            self.result.valid_from = self.started.isoformat(sep=" ")
         if not self.target.capabilities.alter_tables:
-            return self.target.open_writer(write.table, columns, write.keys, soft, fast)
+            return self.target.open_writer(write.table, columns, write.keys, soft, fast, history)
         first = self.evolution is None
         if self.evolution is None:
             self.evolution = self._evolution()
-        w = self.target.open_writer(write.table, columns, write.keys, soft, fast, self.evolution)
+        w = self.target.open_writer(write.table, columns, write.keys, soft, fast, history, self.evolution)
         if first and not self.options.dry_run:  # the target follows these columns now
             state = self.store.tasks.state(self.namespace, self.job, self.task.name)
             known = TableEvolution.known_columns(columns, self.evolution.not_null)
@@ -284,6 +309,14 @@ class TaskRun:
             self.committed()
 
 
+def _value_at(task: Task, path: tuple[str | int, ...]) -> object:
+    """A field's value below a task (`('changes', 'window')`), None when unset."""
+    value: object = task
+    for part in path:
+        value = getattr(value, str(part), None)
+    return value
+
+
 def needs(task: Task) -> list[Need]:
     """What every task needs of its kinds, whatever its strategy: a query read where it reads
     one, scripts run where it has them, else the target's merge (or replace, without keys)."""
@@ -309,6 +342,12 @@ def needs(task: Task) -> list[Need]:
                 "without write.keys, the table's rows are replaced",
             )
         )
+    if task.write.history is not None:
+        why = "write.history keeps every version of a row in the target"
+        found.append(Need("target", "history", ("write", "history"), why))
+    if task.before_run in ("truncate", "recreate"):
+        why = f"before_run: {task.before_run} empties or drops the target table"
+        found.append(Need("target", "table_lifecycle", ("before_run",), why))
     for name in ("schema_changes", "drop_columns", "truncate_strings"):  # the task's own, when on
         if getattr(task, name) not in (None, False, "off"):
             why = f"{name} changes the target table or its values"
@@ -338,6 +377,13 @@ def check_columns(run: TaskRun, names: list[str]) -> None:
             f"{run.where('write', 'soft_delete_column')}: column {soft!r} is one of the source's columns: "
             "runner sets it when a row is deleted; name another one"
         )
+    history = task.write.history
+    for name in history.names() if history is not None else ():
+        if name in names:
+            problems.append(
+                f"{run.where('write', 'history')}: column {name!r} is one of the source's columns: "
+                "runner keeps a version's validity in it; name another one"
+            )
     if problems:
         raise TerminalError("; ".join(problems))
 

@@ -12,10 +12,11 @@ never past them: the next run re-reads from the pointer and the merge makes that
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, cast
 
 from runner.changes.deletes import deletes_by_buckets, source_key_sums
-from runner.changes.task import TaskRun, check_columns, columns_of, counted_without_target
+from runner.changes.task import WINDOW_DONE, TaskRun, check_columns, columns_of, counted_without_target
 from runner.connectors.base import (
     KEY_STAGE,
     KeyBucketWriter,
@@ -28,10 +29,12 @@ from runner.connectors.base import (
 )
 from runner.definitions.needs import Need
 from runner.definitions.tasks import Task
+from runner.definitions.windows import Window, parse_window
 from runner.errors import TerminalError
 from runner.streams import pointers
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import INTEGERS, Column
+from runner.streams.windows import WindowMismatch, in_column_terms, window_end
 
 
 def needs(task: Task) -> list[Need]:
@@ -70,15 +73,21 @@ def run_watermark(run: TaskRun) -> None:
         )
     result.pointer_before = result.pointer_after = stored  # until a committed batch moves it
     before = pointers.decode(stored)
-    watermark = Watermark(column, pointers.shift_back(before, task.changes.lookback_amount()))
+    backfill = _backfill_plan(run, before)
+    lower = backfill.lower if backfill is not None else before
+    watermark = Watermark(column, pointers.shift_back(lower, task.changes.lookback_amount()))
     # A first load that may be copied inside the databases opens the batch reader (whose query
     # sorts every row before the first comes) only if the copy cannot be made.
     stream: ReadStream | None = None
-    if _may_copy(run, before):
+    may_copy = backfill is None and _may_copy(run, before)
+    if may_copy:
         columns = columns_of(run)
     else:
+        first = watermark
+        if backfill is not None and backfill.windows:
+            first = Watermark(column, watermark.since, backfill.end(backfill.lower))
         try:
-            stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
+            stream = run.source.read(task.read, run.batch_size, first, limit=options.limit)
         except MissingColumn as exc:
             check_columns(run, exc.known)  # names the field, and any other the source lacks
             raise
@@ -103,7 +112,11 @@ def run_watermark(run: TaskRun) -> None:
                 else None
             )
             try:
-                copied = stream is None and _first_load_copied(run, w, column, state.id)
+                if stream is not None and backfill is not None and backfill.windows:
+                    # deletes wait for the windows: they are compared once the run has caught up
+                    before = _read_windows(run, w, stream, backfill, state.id, before)
+                    stream = run.source.read(task.read, run.batch_size, Watermark(column, before))
+                copied = may_copy and stream is None and _first_load_copied(run, w, column, state.id)
                 if stream is None and not copied:
                     stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
                 if stream is not None:
@@ -123,6 +136,100 @@ def run_watermark(run: TaskRun) -> None:
                 else:
                     result.deleted = _watermark_deletes(run, w, columns)
                 run.finish(w)
+
+
+@dataclass
+class Backfill:
+    """Where a task with a `changes.start` reads from, and, with a `changes.window`, the grid of
+    windows it reads one at a time until a window reaches the source's highest value."""
+
+    lower: Any  # the stored pointer, else the start; in the column's terms
+    anchor: Any = None  # the start, in the column's terms: the grid's origin
+    window: Window | None = None
+    highest: Any = None  # the source's highest value when the run began
+    windows: bool = False  # whether the first window ends at or before `highest`
+
+    def end(self, lower: Any) -> Any:
+        assert self.window is not None
+        return window_end(self.anchor, lower, self.window)
+
+
+def _backfill_plan(run: TaskRun, before: Any) -> Backfill | None:
+    """The task's start and windows in the column's own terms (its type and spelling, from its
+    highest value), or None when it has neither or nothing is to be read. A dry or limited run
+    reads from the start in one go: it commits nothing a window would keep.
+
+    Raises:
+        TerminalError: the start or window does not suit the column, located at its field.
+    """
+    task, column = run.task, run.task.changes.column
+    start, window = task.changes.start, task.changes.window
+    if start is None or (before is not None and window is None):
+        return None
+    assert column is not None
+    highest = run.source.highest(task.read, column)
+    if highest is None:  # an empty source (or all NULL): read as usual
+        return None
+    try:
+        anchor = in_column_terms(start, highest)
+    except (WindowMismatch, ValueError, ArithmeticError) as exc:
+        raise TerminalError(f"{run.where('changes', 'start')}: {exc}") from None
+    try:
+        lower = anchor if before is None else in_column_terms(before, highest)
+    except (WindowMismatch, ValueError, ArithmeticError):
+        raise TerminalError(
+            f"the stored pointer {before!r} cannot be compared with the column's values; set it with "
+            "`runner pointer set` or run with --resync"
+        ) from None
+    plan = Backfill(lower, anchor, highest=highest)
+    if window is not None and not run.options.dry_run:
+        plan.window = parse_window(window)
+        try:
+            plan.windows = plan.end(lower) <= highest
+        except WindowMismatch as exc:
+            raise TerminalError(f"{run.where('changes', 'window')}: {exc}") from None
+    if before is not None and not plan.windows:
+        return None  # caught up: a watermark task as any other
+    return plan
+
+
+def _read_windows(
+    run: TaskRun, w: Writer, stream: ReadStream, plan: Backfill, task_id: int, before: Any
+) -> Any:
+    """Read the backlog one window at a time, each window's batches committed as they come
+    (the pointer following them), then the pointer set to the window's end: a run stopped in a
+    window resumes in it, one stopped between two starts the next. Stops at the window that
+    would reach past the source's highest value when the run began: from there the task reads
+    as usual (and finds NULLs and deletes). Returns the pointer reached."""
+    column, result = run.task.changes.column, run.result
+    lower, pointer = plan.lower, before
+    while True:
+        end = plan.end(lower)
+        if not end <= plan.highest:
+            return pointer
+        if not lower < end:  # a grid that does not move on would read one window for ever
+            raise TerminalError(
+                f"{run.where('changes', 'window')}: the window from {lower!r} ends at {end!r}"
+            )
+        if stream is None:
+            stream = run.source.read(run.task.read, run.batch_size, Watermark(column, lower, end))
+        rows = result.rows_read
+        pointer = _merge_batches(run, w, stream, task_id, pointer)
+        stream = None
+        pointer = end
+        if not run.options.dry_run:
+            result.pointer_after = pointers.encode(end)
+            run.store.tasks.set_pointer(task_id, column, result.pointer_after, run.run_id)
+        done = {"from": _text(lower), "to": _text(end), "rows": result.rows_read - rows}
+        result.windows.append(done)
+        run.log("info", WINDOW_DONE, task=run.task.name, **done)
+        checkpoint("window")
+        lower = end
+
+
+def _text(value: Any) -> str:
+    encoded = pointers.encode(value)
+    return encoded["value"] if encoded else ""
 
 
 def _may_copy(run: TaskRun, before: Any) -> bool:
@@ -159,8 +266,9 @@ def _first_load_copied(run: TaskRun, w: Writer, column: str, task_id: int) -> bo
     return True
 
 
-def _merge_batches(run: TaskRun, w: Writer, stream: ReadStream, task_id: int, before: Any) -> None:
-    """Stage, merge and commit each batch read; only then does the pointer pass it."""
+def _merge_batches(run: TaskRun, w: Writer, stream: ReadStream, task_id: int, before: Any) -> Any:
+    """Stage, merge and commit each batch read; only then does the pointer pass it. Returns
+    the pointer reached."""
     result, column = run.result, run.task.changes.column
     pointer = before
     for batch in run.timed(stream.batches):
@@ -174,6 +282,7 @@ def _merge_batches(run: TaskRun, w: Writer, stream: ReadStream, task_id: int, be
             pointer = _later(pointer, stream.pointer)
             result.pointer_after = pointers.encode(pointer)
             run.store.tasks.set_pointer(task_id, column, result.pointer_after, run.run_id)
+    return pointer
 
 
 def _by_buckets(run: TaskRun, w: Writer) -> bool:

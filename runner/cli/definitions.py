@@ -59,16 +59,28 @@ def plan(
     show_unchanged: Annotated[
         bool, typer.Option("--show-unchanged", help="List unchanged objects too.")
     ] = False,
+    expand: Annotated[
+        bool,
+        typer.Option(
+            "--expand",
+            help=(
+                "Connect to the source of each sync_all job and list the tables it expands to "
+                "(new ones marked, ones gone from the source too). Without it, plan connects to nothing."
+            ),
+        ),
+    ] = False,
 ) -> None:
     """Show what apply would create, update and delete, with changed fields (old → new)."""
     p = services.plan(STATE.workspace)
     if out_file:
         services.save_plan(p, out_file)
     switches = services.runtime_switches(STATE.workspace)
+    tables = services.expansions(STATE.workspace, p) if expand else {}
     if fmt == Format.json:
-        out.print(json.dumps(p.to_dict() | {"runtime": switches}, indent=2, ensure_ascii=False), markup=False)
+        extra = {"runtime": switches} | ({"expansions": tables} if expand else {})
+        out.print(json.dumps(p.to_dict() | extra, indent=2, ensure_ascii=False), markup=False)
     else:
-        out.print(render.plan_text(p.to_dict(), show_unchanged), markup=False)
+        out.print(render.plan_text(p.to_dict(), show_unchanged or expand, tables), markup=False)
         if note := render.switches_text(switches):
             out.print(note, markup=False)
         if out_file:

@@ -25,6 +25,14 @@ def run(
     resync: Annotated[
         bool, typer.Option("--resync", help="Forget pointers and digests first: read everything again.")
     ] = False,
+    recreate: Annotated[
+        bool,
+        typer.Option(
+            "--recreate",
+            help="Drop each task's target table first and load it whole (once; a history-mode "
+            "table starts its history afresh).",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would change; write nothing, move no pointer.")
     ] = False,
@@ -41,7 +49,9 @@ def run(
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
     """Run an applied job now; exit 1 when a task fails. Writes a history file and a run log."""
-    options = services.RunOptions(tasks=task or None, resync=resync, dry_run=dry_run, limit=limit)
+    options = services.RunOptions(
+        tasks=task or None, resync=resync, dry_run=dry_run, limit=limit, recreate=recreate
+    )
     token = services.CancelToken()
     with _stop_at_batch_boundary(token):
         if out.is_terminal and fmt == Format.text:

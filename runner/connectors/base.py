@@ -13,6 +13,7 @@ kinds lack what it needs (`runner.changes.strategies.task_needs`).
 
 from __future__ import annotations
 
+import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -51,6 +52,10 @@ class Capabilities:
     one_writer: bool = False  # target: one writer at a time: parallel tasks run one by one
     copy_while_reading: bool = False  # target: copies inside the databases while a read is open
     alter_tables: bool = False  # target: follows the source's columns, cuts strings (`TableEvolution`)
+    history: bool = False  # target: `open_writer` keeps versions of rows (`History`): write.history
+    table_lifecycle: bool = False  # target: tables truncated and dropped (`TableLifecycle`): before_run
+    catalog: bool = False  # source: lists a schema's tables with columns and keys (`CatalogSource`)
+    statements: bool = False  # both ends: runs a user's SQL statements (`StatementRunner`): events
 
     def names(self) -> frozenset[str]:
         """The capabilities declared (what `runner validate` checks needs against)."""
@@ -81,10 +86,12 @@ class ReadStream:
 @dataclass(frozen=True)
 class Watermark:
     """Read rows whose `column` is at or past `since` (all rows when None), in its order.
-    Rows with NULL in the column are read every time: they cannot be placed past a pointer."""
+    Rows with NULL in the column are read every time: they cannot be placed past a pointer.
+    With `until` (a backfill's window), only rows before it, and none with NULL."""
 
     column: str
     since: Any = None
+    until: Any = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,41 @@ class Copy:
 
     source: Source
     path: Any
+
+
+@dataclass(frozen=True)
+class History:
+    """History mode for a writer (`write.history`): the version columns' names and this run's
+    one timestamp, which starts every version the run opens and ends every version it closes."""
+
+    valid_from: str
+    valid_to: str
+    current: str
+    at: dt.datetime  # naive UTC
+
+    def names(self) -> list[str]:
+        return [self.valid_from, self.valid_to, self.current]
+
+
+@dataclass
+class DiscoveredColumn:
+    name: str
+    type: str | None  # runner's neutral type (`decimal(12,2)`), None when runner cannot map it
+    declared: str  # as the database declares it
+
+
+@dataclass
+class DiscoveredTable:
+    """A table of a source's catalog: what `runner discover` lists and a `sync_all` job expands."""
+
+    schema: str | None  # as asked for (None: the connection's default)
+    name: str
+    columns: list[DiscoveredColumn]
+    primary_key: list[str]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
 
 
 @dataclass
@@ -234,12 +276,14 @@ class Target(Endpoint, Protocol):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        history: History | None = None,
         evolve: TableEvolution | None = None,
     ) -> MergeWriter:
         """A writer into `table` (created when missing) holding one open transaction; with
         `copy`, it may copy from the source inside the databases (`MergeWriter.copy_from`);
-        with `evolve` (a kind with `alter_tables`), it makes the table follow the source's
-        columns before its transaction begins."""
+        with `history` (a kind with `history`), it keeps every version of a row; with `evolve`
+        (a kind with `alter_tables`), it makes the table follow the source's columns before its
+        transaction begins."""
         ...
 
     def table_exists(self, table: str) -> bool:
@@ -253,6 +297,16 @@ class Target(Endpoint, Protocol):
 
 
 # --- capability protocols: the methods behind each capability ----------------------------
+
+
+class TableLifecycle(Protocol):  # `table_lifecycle`, as target
+    def truncate_table(self, table: str) -> int:
+        """Delete every row of `table` (when it exists), committed; returns how many."""
+        ...
+
+    def drop_table(self, table: str) -> bool:
+        """Drop `table` (when it exists), committed; returns whether it existed."""
+        ...
 
 
 class QuerySource(Source, Protocol):  # `query`
@@ -279,6 +333,17 @@ class DigestSource(Source, Protocol):  # `digests`
 
     def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
         """Raw values (the keys `read_digests` gives) -> canonical values."""
+        ...
+
+
+class CatalogSource(Source, Protocol):  # `catalog`
+    def tables(self, schema: str | None = None) -> list[DiscoveredTable]:
+        """The tables of `schema` (default: the connection's own), sorted by name, each with
+        its columns in order, their types as runner maps them, and its primary key.
+
+        Raises:
+            TerminalError: the schema does not exist (naming the ones that do).
+        """
         ...
 
 
@@ -354,6 +419,13 @@ class ScriptTarget(Target, Protocol):  # `scripts`
         cancel: CancelToken | None = None,
     ) -> Writer:
         """A writer running a task's Jinja upsert/delete scripts, in one open transaction."""
+        ...
+
+
+class StatementRunner(Protocol):  # `statements`
+    def run_statements(self, statements: list[str], log: Callable[..., None]) -> list[int]:
+        """Run `statements` in order in one transaction, committed after the last; the rows
+        each affected (-1 where the driver does not say). Logs each statement as it starts."""
         ...
 
 

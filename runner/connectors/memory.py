@@ -30,6 +30,7 @@ from runner.connectors.base import (
     Capabilities,
     Connector,
     Copy,
+    History,
     MergeCounts,
     MissingColumn,
     ReadStream,
@@ -214,6 +215,7 @@ class MemoryConnector(Connector):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        history: History | None = None,  # not declared (`Capabilities.history`): refused before
         evolve: TableEvolution | None = None,  # not given: the kind has no `alter_tables`
     ) -> MemoryWriter:
         return MemoryWriter(self, table, columns, keys or [], soft_delete_column).opened()
@@ -222,8 +224,11 @@ class MemoryConnector(Connector):
 def _since(rows: Sequence[Row], w: int, watermark: Watermark) -> list[Row]:
     """The rows at or past the watermark (and those with NULL in it), in its order, NULL first."""
     since = None if watermark.since is None else _order(watermark.since)
+    until = None if watermark.until is None else _order(watermark.until)
     try:
         kept = [r for r in rows if since is None or r[w] is None or _order(r[w]) >= since]
+        if until is not None:  # a backfill's window: NULLs are read once caught up
+            kept = [r for r in kept if r[w] is not None and _order(r[w]) < until]
         return sorted(kept, key=lambda r: (r[w] is not None, _order(r[w])))
     except TypeError:
         raise TerminalError(

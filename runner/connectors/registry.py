@@ -8,42 +8,57 @@ twice is an error, never a silent overwrite.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from runner.connectors.base import Capabilities
 from runner.definitions.models import ConnectionSpec
 from runner.definitions.tasks import ReadSpec, WriteSpec
 from runner.errors import TerminalError
 from runner.registry import Registry
 
 if TYPE_CHECKING:
-    from runner.connectors.base import Capabilities, Connector
+    from runner.connectors.base import Connector
 
 BUILTIN = {
     "sqlite": "runner.connectors.sql.sqlite",
     "postgresql": "runner.connectors.sql.postgresql",
     "mariadb": "runner.connectors.sql.mariadb",
     "memory": "runner.connectors.memory",
+    "smtp": "runner.connectors.smtp",
 }
+ENDS = frozenset({"source", "target"})  # the roles of a kind with a connector
+_NOTHING = Capabilities()
 
 
 @dataclass(frozen=True)
 class Kind:
     """A connection kind: its connection model and connector, and the models a task's `read`
     (when the kind is the job's source) and `write` (its target) validate with. Those default
-    to the table-shaped models every task has today (the engine reads tasks through them)."""
+    to the table-shaped models every task has today (the engine reads tasks through them).
+
+    A kind without a connector is no job's source or target: `roles` says what else it is
+    for (`mail`: notifications are sent through it), and `runner validate` refuses a job
+    naming it as its source or target."""
 
     type: str
     spec: type[ConnectionSpec]
-    connector: type[Connector]
+    connector: type[Connector] | None
     read: type[BaseModel] = field(default=ReadSpec, kw_only=True)
     write: type[BaseModel] = field(default=WriteSpec, kw_only=True)
+    roles: frozenset[str] = field(default=ENDS, kw_only=True)
+    # how `runner connections test` tests a connection of a kind without a connector: it
+    # connects and signs in, and returns what the server says of itself (raises RunnerError)
+    test: Callable[[str, Any, Path], str] | None = field(default=None, kw_only=True)
 
     @property
     def capabilities(self) -> Capabilities:
+        if self.connector is None:
+            return _NOTHING
         return self.connector.capabilities
 
 
@@ -57,6 +72,16 @@ def register(kind: Kind) -> None:
 def kinds() -> dict[str, Kind]:
     """Every registered type (each built-in module imported once, on first use)."""
     return _KINDS.items()
+
+
+def endpoint_kinds() -> dict[str, Kind]:
+    """The types a job may read from and write to (those with a connector)."""
+    return {name: k for name, k in kinds().items() if k.connector is not None}
+
+
+def roles() -> dict[str, frozenset[str]]:
+    """What a connection of each type may be used for: `source`/`target`, `mail`."""
+    return {name: k.roles for name, k in kinds().items()}
 
 
 def kind(name: str) -> Kind | None:
@@ -84,5 +109,10 @@ def open_connector(name: str, spec: dict[str, Any], base_dir: Path) -> Connector
         raise TerminalError(
             f"connection {name!r} has type {spec.get('type')!r}, which this runner "
             f"does not know (known: {', '.join(sorted(kinds()))})"
+        )
+    if found.connector is None:
+        raise TerminalError(
+            f"connection {name!r} has type {spec.get('type')!r}, which is no job's source or "
+            f"target (it is for: {', '.join(sorted(found.roles))})"
         )
     return found.connector(name, found.spec.model_validate(spec), base_dir)

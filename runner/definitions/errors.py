@@ -40,9 +40,14 @@ def _fields_at(model: type[BaseModel], path: PathKey) -> list[str]:
             return []
         if isinstance(part, int):
             continue
-        field = current.model_fields.get(part)
+        field = _by_yaml_name(current).get(part)
         current = model_in(field.annotation) if field else None
-    return list(current.model_fields) if current else []
+    return list(_by_yaml_name(current)) if current else []
+
+
+def _by_yaml_name(model: type[BaseModel]) -> dict[str, typing.Any]:
+    """A model's fields by the name YAML gives them (a field's alias where it has one)."""
+    return {field.alias or name: field for name, field in model.model_fields.items()}
 
 
 def describe(error: dict, model: type[BaseModel], loc: PathKey) -> tuple[str, str]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from runner.definitions import destination
+from runner.definitions.events import Events, LogLevel, Notification
 from runner.definitions.models import DURATION_HELP, Duration, StrictModel, seconds
+from runner.definitions.needs import Need, Needs
 from runner.definitions.schema_changes import (
     DEFAULT_SCHEMA_CHANGES,
     DROP_COLUMNS_HELP,
@@ -19,7 +22,10 @@ from runner.definitions.schema_changes import (
     TableChanges,
     resolve,
 )
-from runner.definitions.tasks import Task
+from runner.definitions.tasks import TIMEZONE_HELP, BeforeRun, Task, check_timezone, check_window_start
+from runner.definitions.windows import WINDOW_HELP, parse_start, parse_window
+
+FieldPath = tuple[str | int, ...]
 
 DEFAULT_JOB_TYPE = "sync"  # a job without `type`: every definition written before job types
 
@@ -95,6 +101,9 @@ class JobSpec(StrictModel):
     subclasses it with a `type` literal and its own fields (see `SyncJobSpec`)."""
 
     type: str = Field(DEFAULT_JOB_TYPE, description="The job type.")
+    # True for a type whose tasks are found when it runs (a sync_all job's tables): a run
+    # limited to some tasks is checked then, not against `task_names()`
+    expands_at_run: ClassVar[bool] = False
     source: str = Field(
         min_length=1,
         description=("Connection to read from: `name` (same namespace, else 'default') or `namespace/name`."),
@@ -117,6 +126,28 @@ class JobSpec(StrictModel):
             "boundary and counts as failed."
         ),
     )
+    # --- around the run: events, notifications, the run log's level (runner.runs.events) ---
+    events: Events | None = Field(
+        None,
+        description=(
+            "SQL statements or commands run before the tasks (a failing one fails the run) and after "
+            "them (a failing one is logged and listed; the run's status stays). Dry and limited runs "
+            "run none."
+        ),
+    )
+    notify: list[Notification] = Field(
+        default_factory=list,
+        description=(
+            "Emails and webhooks sent when a run ends; one that cannot be delivered never fails the run."
+        ),
+    )
+    log_level: LogLevel = Field(
+        "info",
+        description=(
+            "The lowest level the run log keeps: debug, info or warning (errors are always kept, and "
+            "the lines the history relies on)."
+        ),
+    )
 
     @field_validator("after")
     @classmethod
@@ -132,6 +163,62 @@ class JobSpec(StrictModel):
         """The names of the job's tasks, in `spec.tasks` order: what a run may be limited to
         (`--task`) and what must be unique. A job type without tasks has none."""
         return []
+
+    def inactive_tasks(self) -> list[str]:
+        """The names of the tasks switched off (`active: false`): every run skips them."""
+        return []
+
+    def needs(self, task_needs: Needs) -> list[Need]:
+        """What the job asks of its connections' kinds, each at its field below `spec` (what
+        `runner validate` checks against the kinds' declared capabilities)."""
+        return []
+
+    def field_problems(self) -> list[tuple[FieldPath, str]]:
+        """Problems of a job-wide option together with its tasks' own (`validate` locates
+        each at its path below `spec`); a model's own validators see only one level."""
+        return []
+
+
+class JobRead(StrictModel):
+    """Job-wide defaults of the tasks' `read` (a task's own value wins)."""
+
+    timezone: str | None = Field(None, description=TIMEZONE_HELP)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, zone: str | None) -> str | None:
+        return check_timezone(zone)
+
+
+class JobChanges(StrictModel):
+    """Job-wide defaults of the watermark tasks' `changes` (a task's own value wins; tasks of
+    other strategies ignore them)."""
+
+    start: str | int | float | None = Field(
+        None,
+        description="Where each watermark task without a pointer starts reading (a task's `changes.start`).",
+    )
+    window: str | int | float | None = Field(
+        None, description=f"Each watermark task reads its backlog one window at a time: {WINDOW_HELP}."
+    )
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, value: object) -> object:
+        return None if value is None else parse_start(value)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: object) -> object:
+        if value is not None:
+            parse_window(value)
+        return value
+
+    @model_validator(mode="after")
+    def _pair(self) -> JobChanges:
+        if self.window is not None and self.start is not None:
+            check_window_start(self.window, self.start)
+        return self
 
 
 class SyncJobSpec(JobSpec):
@@ -167,6 +254,44 @@ class SyncJobSpec(JobSpec):
     drop_columns: bool = Field(False, description=f"{DROP_COLUMNS_HELP} A task may set its own.")
     truncate_strings: bool = Field(False, description=f"{TRUNCATE_STRINGS_HELP} A task may set its own.")
 
+    schema_: str | None = Field(
+        None,
+        alias="schema",
+        min_length=1,
+        description=(
+            "Target schema (MariaDB: database) of every task whose write.table names none; "
+            "created when missing where the target has schemas to make (PostgreSQL)."
+        ),
+    )
+    table_prefix: str = Field(
+        "",
+        description="Put before the name of every task's target table, e.g. `stg_`.",
+    )
+    before_run: BeforeRun | None = Field(
+        None,
+        description=(
+            "Every task's `before_run` unless it sets its own: keep (the default), truncate or recreate."
+        ),
+    )
+
+    read: JobRead | None = Field(
+        None, description="Defaults of every task's `read` (e.g. `timezone`); a task's own value wins."
+    )
+    changes: JobChanges | None = Field(
+        None,
+        description="Defaults of the watermark tasks' `changes` (`start`, `window`); a task's own wins.",
+    )
+
+    # `schema` is BaseModel's (deprecated) method: the field is `schema_`, named `schema` in YAML
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    @field_validator("schema_", "table_prefix")
+    @classmethod
+    def _one_name(cls, value: str | None) -> str | None:
+        if value and "." in value:
+            raise ValueError(f"{value!r} has a '.': a schema or a prefix is part of one name")
+        return value
+
     @field_validator("drop_columns")
     @classmethod
     def _drop_needs_changes(cls, drop: bool, info: ValidationInfo) -> bool:
@@ -180,3 +305,76 @@ class SyncJobSpec(JobSpec):
 
     def task_names(self) -> list[str]:
         return [task.name for task in self.tasks]
+
+    def inactive_tasks(self) -> list[str]:
+        return [task.name for task in self.tasks if not task.active]
+
+    def needs(self, task_needs: Needs) -> list[Need]:
+        found = [
+            Need(need.end, need.capability, ("tasks", i, *need.path), need.why)
+            for i, task in enumerate(self.tasks)
+            for need in task_needs(task)
+        ]
+        if self.before_run in ("truncate", "recreate") and any(t.before_run is None for t in self.tasks):
+            why = f"before_run: {self.before_run} empties or drops the target tables"
+            found.append(Need("target", "table_lifecycle", ("before_run",), why))
+        return found
+
+    def resolved(self, task: Task) -> Task:
+        """`task` with the job-wide defaults it does not override filled in: the one place a
+        task's effective `read.timezone`, `changes.start` and `changes.window` are decided, and
+        its table and `before_run` (`runner.definitions.destination`)."""
+        task = destination.resolved_task(task, self.schema_, self.table_prefix, self.before_run)
+        zone = self.read.timezone if self.read else None
+        read = task.read
+        if read.timezone is None and zone is not None:
+            read = read.model_copy(update={"timezone": zone})
+        changes = task.changes
+        if changes.strategy == "watermark" and self.changes is not None:
+            start, window = changes.backfill(self.changes.start, self.changes.window)
+            changes = changes.model_copy(update={"start": start, "window": window})
+        if read is task.read and changes is task.changes:
+            return task
+        return task.model_copy(update={"read": read, "changes": changes})
+
+    def field_problems(self) -> list[tuple[FieldPath, str]]:
+        problems: list[tuple[FieldPath, str]] = []
+        for i, task in enumerate(self.tasks):  # a history task under the job's truncate or recreate
+            if task.before_run is None:
+                try:
+                    task.check_history(self.before_run)
+                except ValueError as exc:
+                    problems.append((("before_run",), f"task {task.name!r} (tasks[{i}]): {exc}"))
+        job = self.changes or JobChanges()
+        if (job.start is not None or job.window is not None) and not any(
+            t.changes.strategy == "watermark" for t in self.tasks
+        ):
+            field = "window" if job.window is not None else "start"
+            problems.append(
+                (
+                    ("changes", field),
+                    f"no task of this job uses strategy 'watermark': '{field}' applies to none",
+                )
+            )
+        for i, task in enumerate(self.tasks):
+            own = task.changes
+            if own.strategy != "watermark":
+                continue
+            start, window = own.backfill(job.start, job.window)
+            window_at: FieldPath = (
+                ("tasks", i, "changes", "window") if own.window is not None else ("changes", "window")
+            )
+            if window is not None and start is None:
+                problems.append(
+                    (
+                        window_at,
+                        f"task {task.name!r}: a window needs a start ('changes.start'), where the first "
+                        "window begins",
+                    )
+                )
+            elif window is not None and (own.window is None) != (own.start is None):
+                try:  # one of the two is the job's: the pair was not checked together yet
+                    check_window_start(window, start)
+                except ValueError as exc:
+                    problems.append((window_at, f"task {task.name!r}: {exc}"))
+        return problems

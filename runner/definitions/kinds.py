@@ -30,6 +30,11 @@ class TaskModels(Protocol):
     @property
     def write(self) -> type[BaseModel]: ...
 
+    @property
+    def roles(self) -> frozenset[str]:
+        """What a connection of the kind may be: `source`/`target` of a job, `mail`."""
+        ...
+
 
 def model_of(
     doc: Document, models: Mapping[str, type[BaseModel]], what: str, default: str | None

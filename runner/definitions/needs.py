@@ -28,6 +28,9 @@ class Need:
     why: str  # what the task would do with it, in the user's words
 
 
+Needs = Callable[[Task], Iterable[Need]]  # what a task needs of its kinds (`changes.strategies.task_needs`)
+
+
 def refusals(
     unmet: Iterable[Need], connections: Mapping[End, str], kinds: Mapping[End, str]
 ) -> list[tuple[End, tuple[str | int, ...], str]]:
@@ -59,8 +62,12 @@ class CapabilityCheck:
 
     def unmet(self, task: Task, kinds: Mapping[End, str]) -> list[Need]:
         """The needs of `task` that the kinds of its ends (where known) lack."""
+        return self.lacking(self.needs(task), kinds)
+
+    def lacking(self, needs: Iterable[Need], kinds: Mapping[End, str]) -> list[Need]:
+        """The `needs` that the kinds of their ends (where known) lack."""
         return [
             need
-            for need in self.needs(task)
+            for need in needs
             if need.end in kinds and need.capability not in self.capabilities.get(kinds[need.end], ())
         ]

@@ -8,9 +8,11 @@ checks a task's `read` and `write` against its own kinds' models as well.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+import zoneinfo
+from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_serializer, field_validator, model_validator
 
 from runner.definitions.models import Name, StrictModel, seconds
 from runner.definitions.schema_changes import (
@@ -20,6 +22,26 @@ from runner.definitions.schema_changes import (
     SchemaChanges,
 )
 from runner.definitions.templates import check_syntax
+from runner.definitions.windows import WINDOW_HELP, parse_start, parse_window, start_is_time
+
+TIMEZONE_HELP = (
+    "An IANA time zone (e.g. 'Europe/Berlin'): timestamps without a zone in the source are read "
+    "as times of that zone and written as UTC (a timestamp with a time zone in the target); "
+    "unset (the default), they are copied as they are."
+)
+
+
+def check_timezone(zone: str | None) -> str | None:
+    """An IANA zone name, or a located error naming what to write instead."""
+    if zone is None:
+        return zone
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {zone!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'"
+        ) from None
+    return zone
 
 
 class ReadSpec(StrictModel):
@@ -45,12 +67,52 @@ class ReadSpec(StrictModel):
             "`to_jsonb`, so an array is a JSON array; MariaDB: a JSON string)."
         ),
     )
+    timezone: str | None = Field(
+        None, description=TIMEZONE_HELP + " Unset here means the job's `read.timezone`."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, zone: str | None) -> str | None:
+        return check_timezone(zone)
 
     @model_validator(mode="after")
     def _one_of(self) -> ReadSpec:
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of 'table' or 'query'")
         return self
+
+
+def _also_boolean(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a field that also takes `true` / `false` (see `_history_switch`)."""
+    schema.setdefault("anyOf", []).append({"type": "boolean"})
+
+
+BeforeRun = Literal["keep", "truncate", "recreate"]
+
+
+class HistorySpec(StrictModel):
+    """History mode (SCD type 2): the target keeps every version of a row. A version is current
+    while its `valid_to` is NULL; the table's primary key is `write.keys` plus `valid_from`."""
+
+    valid_from: str = Field(
+        "_valid_from", min_length=1, description="Column: when the version became current (UTC)."
+    )
+    valid_to: str = Field(
+        "_valid_to",
+        min_length=1,
+        description="Column: when the version stopped being current (UTC); NULL while it is current.",
+    )
+    current: str = Field("_current", min_length=1, description="Column: true for the current version.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> HistorySpec:
+        if len({self.valid_from, self.valid_to, self.current}) != 3:
+            raise ValueError("valid_from, valid_to and current name three different columns")
+        return self
+
+    def names(self) -> list[str]:
+        return [self.valid_from, self.valid_to, self.current]
 
 
 class WriteSpec(StrictModel):
@@ -73,6 +135,16 @@ class WriteSpec(StrictModel):
     soft_delete_column: str = Field(
         "_deleted_at", description="With `deletes: soft`: the timestamp column set when a row is deleted."
     )
+    history: HistorySpec | None = Field(
+        None,
+        description=(
+            "History mode (SCD type 2): `true`, or the names of its columns. An update closes the "
+            "current version (valid_to set, current false) and adds a new one; a delete (with "
+            "`deletes: propagate`) closes it; an unchanged row is untouched. Every version of a run "
+            "starts (and every version it closes ends) at the run's start time. Needs write.keys."
+        ),
+        json_schema_extra=_also_boolean,
+    )
     upsert_script: str | None = Field(
         None,
         description=(
@@ -89,6 +161,23 @@ class WriteSpec(StrictModel):
         "(context as upsert_script, over the key columns).",
     )
 
+    @field_validator("history", mode="before")
+    @classmethod
+    def _history_switch(cls, value: object) -> object:
+        """`history: true` is history mode with the default column names, `false` is off."""
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
+
+    @field_serializer("history")
+    def _history_out(self, history: HistorySpec | None) -> object:
+        """`true` when no column is named, as it was most likely written (plan, describe)."""
+        if history is None:
+            return None
+        return history.model_dump(mode="json", exclude_unset=True) or True
+
     @field_validator("upsert_script", "delete_script")
     @classmethod
     def _template(cls, source: str | None) -> str | None:
@@ -104,6 +193,18 @@ class WriteSpec(StrictModel):
         if len(set(keys)) != len(keys):
             raise ValueError("a key column is named twice")
         return keys
+
+
+def check_window_start(window: Any, start: Any) -> None:
+    """A window of time goes with a start in time, a numeric one with a numeric start."""
+    parsed = parse_window(window)
+    if parsed.is_time and not start_is_time(start):
+        raise ValueError(f"window {str(window)!r} is a length of time, but start {start!r} is a number")
+    if not parsed.is_time and start_is_time(start):
+        raise ValueError(
+            f"window {str(window)!r} is a number (for a numeric column), but start {start!r} is a date "
+            "or time; give the window a unit, e.g. '7d'"
+        )
 
 
 class ChangesSpec(StrictModel):
@@ -128,12 +229,60 @@ class ChangesSpec(StrictModel):
         ),
     )
 
+    start: str | int | float | None = Field(
+        None,
+        description=(
+            "With watermark: where a task without a pointer starts reading: an ISO date or time "
+            "('2024-01-01'), or a number for a numeric column, compared with the column in the "
+            "source's own terms. Unset means the job's `changes.start`; neither: from the first row."
+        ),
+    )
+    window: str | int | float | None = Field(
+        None,
+        description=(
+            "With watermark and a start: read the backlog one window at a time, committing the "
+            f"target and the pointer after each: {WINDOW_HELP}. Once a window reaches the "
+            "source's highest value the task reads as usual. Unset means the job's `changes.window`."
+        ),
+    )
+
     @field_validator("lookback")
     @classmethod
     def _duration(cls, value: float | str) -> float | str:
         if seconds(value) < 0:
             raise ValueError("lookback cannot be negative")
         return value
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        if info.data.get("strategy") != "watermark":
+            raise ValueError("'start' only applies to strategy 'watermark' (with its 'column')")
+        return parse_start(value)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        if info.data.get("strategy") != "watermark":
+            raise ValueError(
+                "'window' only applies to strategy 'watermark' (with its 'column' and a 'start')"
+            )
+        parse_window(value)
+        start = info.data.get("start")
+        if start is not None:
+            check_window_start(value, start)
+        return value
+
+    def backfill(self, start: Any, window: Any) -> tuple[Any, Any]:
+        """This task's start and window: its own, else the job's (`SyncJobSpec.resolved`)."""
+        return (
+            self.start if self.start is not None else start,
+            self.window if self.window is not None else window,
+        )
 
     def lookback_amount(self) -> float:
         """Seconds (or units of a numeric column) to step back from the pointer."""
@@ -165,7 +314,24 @@ class Task(StrictModel):
         "ignore",
         description=(
             "Rows gone from the source: ignore (keep them), propagate (delete them in the target), "
-            "soft (set write.soft_delete_column). Needs write.keys."
+            "soft (set write.soft_delete_column). Needs write.keys. In history mode, propagate "
+            "closes the current version."
+        ),
+    )
+    before_run: BeforeRun | None = Field(
+        None,
+        description=(
+            "What happens to the target table before each run: keep (the default), truncate (delete "
+            "every row) or recreate (drop the table; the run creates it again). A watermark or hash "
+            "task then reads everything: its pointer or digests are forgotten first. Unset: the "
+            "job's `before_run`."
+        ),
+    )
+    active: bool = Field(
+        True,
+        description=(
+            "false switches the task off: it stays defined (its pointer and digests are kept) but every "
+            "run skips it, recorded as `inactive`; `runner run --task` refuses it."
         ),
     )
     schema_changes: SchemaChanges | None = Field(
@@ -197,6 +363,7 @@ class Task(StrictModel):
         if self.deletes == "soft" and self.write.soft_delete_column in self.write.keys:
             raise ValueError("write.soft_delete_column cannot be a key column")
         self._check_scripts()
+        self.check_history(self.before_run)
         return self
 
     @field_validator("schema_changes", "drop_columns", "truncate_strings")
@@ -211,6 +378,30 @@ class Task(StrictModel):
         if info.field_name == "drop_columns" and value and info.data.get("schema_changes") == "off":
             raise ValueError("drop_columns needs schema_changes add or add_and_widen (off alters nothing)")
         return value
+
+    def check_history(self, before_run: BeforeRun | None) -> None:
+        """History mode with what it cannot honour; `before_run` is the task's, or the job's
+        when the task has none (`SyncJobSpec`)."""
+        history = self.write.history
+        if history is None:
+            return
+        if not self.write.keys:
+            raise ValueError("write.history needs write.keys: a version belongs to a key")
+        if self.write.upsert_script:
+            raise ValueError("write.history keeps versions through runner's merge, not write.upsert_script")
+        if self.deletes == "soft":
+            raise ValueError(
+                "write.history with deletes: soft: in history mode a delete closes the current version; "
+                "use deletes: propagate (or ignore)"
+            )
+        named = [n for n in history.names() if n in self.write.keys]
+        if named:
+            raise ValueError(f"write.history column {named[0]!r} is one of write.keys")
+        if before_run in ("truncate", "recreate"):
+            raise ValueError(
+                f"before_run: {before_run} with write.history would throw the versions away; "
+                "`runner run --recreate` starts the history afresh once, when you mean it"
+            )
 
     def _check_scripts(self) -> None:
         write, strategy = self.write, self.changes.strategy
@@ -228,3 +419,13 @@ class Task(StrictModel):
                     "a delete script needs the deleted keys listed: use strategy 'hash', or 'watermark' with "
                     "read.deleted_keys_query (a script's target cannot be compared key by key)"
                 )
+
+
+def task_name(table: str, taken: set[str]) -> str:
+    """A valid task name (lower-case letters, digits, `-`, `_`, `.`) for a table, unique among `taken`."""
+    base = re.sub(r"[^a-z0-9_.-]+", "-", table.lower()).strip("-_.")[:55].strip("-_.") or "table"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    taken.add(name)
+    return name

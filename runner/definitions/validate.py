@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from runner.definitions.errors import problems_from
-from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
+from runner.definitions.events import event_problems, header_file_problems, notify_problems
+from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec
 from runner.definitions.kinds import (
     TaskModels,
     connection_type,
@@ -133,8 +134,13 @@ def _validate_document(
     problems.extend(spec_problems)
     if isinstance(parsed, JobSpec):
         problems.extend(_task_name_problems(parsed, doc))
+        problems.extend(
+            Problem(doc.locate(("spec", *path)), message) for path, message in parsed.field_problems()
+        )
     if isinstance(parsed, ConnectionSpec) and base_dir is not None:
         problems.extend(secret_file_problems(doc, parsed, base_dir))
+    if isinstance(parsed, JobSpec) and base_dir is not None:
+        problems.extend(header_file_problems(doc, parsed, base_dir))
     if envelope is None or problems:
         return None, problems
 
@@ -224,16 +230,41 @@ def validate_documents(
                     Problem(doc.locate(("spec", field)), f"connection {ref!r} does not exist", hint)
                 )
             elif key is not None and connections[key]:
+                kind = task_models.get(connections[key])
+                if kind is not None and field not in kind.roles:
+                    problems.append(_not_an_end(doc, field, ref, connections[key], kind.roles))
+                    continue
                 ends[field] = connections[key]
         problems.extend(task_problems(doc, ends, task_models, job_types, set(problems)))
+        if capabilities is not None:
+            problems.extend(event_problems(doc, ends, capabilities.capabilities))
+
+        def resolve(ref: str, namespace: str = namespace) -> str | None:
+            key = resolve_reference(ref, namespace, known)
+            return None if key is None else connections[key]
+
+        roles = {name: kind.roles for name, kind in task_models.items()}
+        problems.extend(notify_problems(doc, resolve, roles))
     problems.extend(_trigger_problems(docs, {_raw_key(doc) for doc, kind in named if kind == "Job"}))
     if capabilities is not None:
-        problems.extend(_capability_problems(definitions, documents, capabilities))
+        roles = {name: kind.roles for name, kind in task_models.items()}
+        problems.extend(_capability_problems(definitions, documents, capabilities, roles))
     return definitions, problems
 
 
+def _not_an_end(doc: Document, field: str, ref: str, kind: str, roles: frozenset[str]) -> Problem:
+    return Problem(
+        doc.locate(("spec", field)),
+        f"connection {ref!r} is of type {kind!r}, which cannot be a job's {field}",
+        f"a connection of type {kind!r} is for: {', '.join(sorted(roles))}",
+    )
+
+
 def _capability_problems(
-    definitions: list[Definition], documents: dict[int, Document], check: CapabilityCheck
+    definitions: list[Definition],
+    documents: dict[int, Document],
+    check: CapabilityCheck,
+    roles: Mapping[str, frozenset[str]],
 ) -> list[Problem]:
     """Each task of a valid job against the kinds of its (valid) connections: a strategy its
     source cannot serve, a script its target cannot run, located at the field that asks."""
@@ -241,19 +272,18 @@ def _capability_problems(
     problems: list[Problem] = []
     for job in definitions:
         spec = job.spec
-        if not isinstance(spec, SyncJobSpec):  # tasks with strategies: a sync job's
+        if not isinstance(spec, JobSpec):
             continue
         ends: dict[End, str] = {}
         refs: dict[End, str] = {}
         for end, ref in (("source", spec.source), ("target", spec.target)):
             key = resolve_reference(ref, job.namespace, set(types))
-            if key is not None:
+            if key is not None and end in roles.get(types[key], (end,)):  # else refused already
                 ends[end], refs[end] = types[key], ref  # type: ignore[index]
-        for i, task in enumerate(spec.tasks):
-            for end, path, message in refusals(check.unmet(task, ends), refs, ends):
-                able = ", ".join(sorted(check.capabilities.get(ends[end], ()))) or "nothing optional"
-                where = documents[id(job)].locate(("spec", "tasks", i, *path))
-                problems.append(Problem(where, message, f"type {ends[end]!r} can: {able}"))
+        for end, path, message in refusals(check.lacking(spec.needs(check.needs), ends), refs, ends):
+            able = ", ".join(sorted(check.capabilities.get(ends[end], ()))) or "nothing optional"
+            where = documents[id(job)].locate(("spec", *path))
+            problems.append(Problem(where, message, f"type {ends[end]!r} can: {able}"))
     return problems
 
 
@@ -264,7 +294,7 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
     each minute it matches: `* 5 * * * *` is 60 runs from 00:05:00 to 00:05:59, each hour."""
     from croniter import croniter  # imported where schedules are checked
 
-    warnings = []
+    warnings = [w for doc in docs if (w := _all_inactive(doc)) is not None]
     for doc in docs:
         spec = doc.data.get("spec")
         schedule = spec.get("schedule") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
@@ -281,6 +311,21 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
                 )
             )
     return warnings
+
+
+def _all_inactive(doc: Document) -> Problem | None:
+    """A job whose tasks are all switched off (`active: false`): valid, and each run does nothing."""
+    spec = doc.data.get("spec")
+    tasks = spec.get("tasks") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
+    if not isinstance(tasks, list) or not tasks:
+        return None
+    if not all(isinstance(t, dict) and t.get("active") is False for t in tasks):
+        return None
+    return Problem(
+        doc.locate(("spec", "tasks")),
+        "every task of the job is switched off (active: false): its runs do nothing",
+        "set active: true on the tasks to run, or remove the job",
+    )
 
 
 def _triggers(doc: Document) -> list[tuple[int, str]]:

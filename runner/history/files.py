@@ -82,16 +82,31 @@ def reserve(path: Path) -> Path:
     return spare
 
 
+LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
+
+
 class RunLog:
     """A run's log: one JSON object per line (`ts`, `level`, `message`, fields), appended and
     flushed line by line so a killed run keeps what it logged. Secret values are redacted.
     A line that cannot be written (a full disk) never stops the run: `error` says what was
-    lost, for the run's record."""
+    lost, for the run's record.
 
-    def __init__(self, path: Path, echo: Callable[[dict[str, Any]], None] | None = None):
+    The file keeps lines at `level` or above (the job's `log_level`), and whatever the level
+    the lines whose message is in `always`: those the history reads back (a task's counts after
+    each commit) and those an error needs (its traceback). `echo` gets every line as before."""
+
+    def __init__(
+        self,
+        path: Path,
+        echo: Callable[[dict[str, Any]], None] | None = None,
+        level: str = "debug",
+        always: tuple[str, ...] = (),
+    ):
         self.path = path
         self.echo = echo  # e.g. the CLI printing each line as it is logged
         self.error: str | None = None
+        self.lowest = LEVELS[level]
+        self.always = frozenset(always)
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, level: str, message: str, **fields: Any) -> None:
@@ -102,11 +117,12 @@ class RunLog:
             **{k: v for k, v in fields.items() if v is not None},
         }
         line = secrets.redact(json.dumps(entry, ensure_ascii=False, default=str))
-        try:
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(line + "\n")
-        except OSError as exc:
-            self.error = self.error or f"the run log is incomplete: {exc.strerror}"
+        if LEVELS.get(level, 3) >= self.lowest or message in self.always:
+            try:
+                with self.path.open("a", encoding="utf-8") as f:
+                    f.write(line + "\n")
+            except OSError as exc:
+                self.error = self.error or f"the run log is incomplete: {exc.strerror}"
         if self.echo and level != "debug":
             self.echo(json.loads(line))
 
@@ -147,6 +163,20 @@ def committed_counts(log: Path, marker: str) -> dict[str, dict[str, int]]:
             fields = ("rows_read", "inserted", "updated", "upserted", "deleted")
             counts[entry["task"]] = {k: int(entry.get(k) or 0) for k in fields}
     return counts
+
+
+def logged_lists(log: Path, marker: str, fields: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """Task -> the `fields` of each of its `marker` lines in a run log, in order: what a run
+    cut short had done step by step (a backfill's windows)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    try:
+        entries = read_log(log)
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.get("message") == marker and isinstance(entry.get("task"), str):
+            found.setdefault(entry["task"], []).append({k: entry.get(k) for k in fields})
+    return found
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -20,7 +20,9 @@ class TaskRecord(TypedDict, total=False):
     source: str  # the table read, or "query"
     target: str
     strategy: str
-    status: str  # succeeded | failed | skipped | cancelled | interrupted (cut by a kill)
+    # succeeded | failed | skipped | cancelled | interrupted (cut by a kill) | inactive (switched
+    # off: `active: false`) | dropped_in_source (a sync_all job's table gone from the source)
+    status: str
     rows_read: int
     inserted: int
     updated: int
@@ -41,6 +43,34 @@ class TaskRecord(TypedDict, total=False):
     # drop), before, after (types), ddl, applied (False: a dry run's, which would be made)
     schema_changes: list[dict[str, Any]]
     truncated: dict[str, int]  # strings cut to their target column's length, per column
+    before_run: str | None  # truncate | recreate: what was done to the target table first
+    valid_from: str | None  # history mode: the run's timestamp, of the versions it opened or closed
+    note: str | None  # why an inactive task did not run; what became of a table dropped in the source
+    windows: list[dict[str, Any]]  # a backfill's windows read in the run: from, to (exclusive), rows
+
+
+class EventRecord(TypedDict, total=False):
+    """One event of a run (`spec.events`) as it ran: `runner.runs.events`."""
+
+    phase: Literal["before", "after"]
+    index: int  # its place in `spec.events.before` / `after`
+    what: str  # `sql on target`, `command ./hooks/done.sh`
+    status: str  # succeeded | failed | skipped (a dry or limited run runs none)
+    seconds: float
+    exit_code: int | None  # a command's; None when it was stopped at its timeout
+    rows_affected: list[int]  # an SQL event's, per statement (-1: the driver did not say)
+    error: str
+    failure: Failure  # of a failed one (a before-event's is the run's)
+
+
+class NotificationRecord(TypedDict, total=False):
+    """One notification of a run (`spec.notify`): `runner.runs.notify`."""
+
+    channel: Literal["email", "webhook"]
+    to: list[str]  # an email's recipients
+    url: str  # a webhook's
+    status: str  # sent | failed (logged as a warning; the run's status stays)
+    error: str
 
 
 class RunRecord(TypedDict, total=False):
@@ -49,7 +79,7 @@ class RunRecord(TypedDict, total=False):
     run_id: str
     job: str
     namespace: str
-    options: dict[str, Any]  # the run options that were set (tasks, resync, dry_run, limit)
+    options: dict[str, Any]  # the run options that were set (tasks, resync, recreate, dry_run, limit)
     mode: Mode
     trigger: str  # manual, cron <slot>, after <job> <status>, retry N of M, api (key k), ad-hoc
     status: Status
@@ -71,4 +101,6 @@ class RunRecord(TypedDict, total=False):
     failed_tasks: list[str]
     error: str | None
     failure: Failure | None
+    events: list[EventRecord]  # the job's before- and after-events, as they ran
+    notifications: list[NotificationRecord]  # sent after the record was first written as ended
     path: str  # where the record is (added when read, never written)

@@ -3,11 +3,13 @@
 Tasks run in order on one source and one target connection, or with `parallel: N` up to N
 at a time, each task on connections of its own (a connection is never shared by two threads).
 After a failed task the run stops (`on_error: stop`: tasks not started are skipped) or goes on
-(`on_error: continue`); the history says which tasks failed.
+(`on_error: continue`); the history says which tasks failed. A task switched off (`active:
+false`) is not run: the history lists it as `inactive`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import traceback
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.changes.strategies import run_task, task_needs
-from runner.changes.task import Locate, Log, Progress, RunOptions, TaskResult, TaskRun
+from runner.changes.task import TRACEBACK, Locate, Log, Progress, RunOptions, TaskResult, TaskRun
 from runner.connectors import registry
 from runner.connectors.base import Connector
 from runner.definitions import secrets
@@ -28,6 +30,8 @@ from runner.definitions.tasks import Task
 from runner.errors import Cancelled, RunnerError, TransientError
 from runner.state.store import StateStore
 from runner.streams.cancel import CancelToken
+
+INACTIVE_NOTE = "switched off (active: false): skipped by every run"
 
 
 def _failed(result: TaskResult, exc: BaseException) -> None:
@@ -97,8 +101,26 @@ def run_job(
             threads when tasks run in parallel).
         locate: where a field of the job's definition is, for errors about the task's fields.
     """
-    tasks = [t for t in spec.tasks if not options.tasks or t.name in options.tasks]
-    results = [TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy) for t in tasks]
+    # each chosen task with the job-wide options it does not override (`SyncJobSpec.resolved`:
+    # its table named with the job's schema and prefix, its before_run), and its position in
+    # `spec.tasks` (where its fields are defined); one timestamp for the run (history mode's)
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    picked = [
+        (pos, spec.resolved(t))
+        for pos, t in enumerate(spec.tasks)
+        if not options.tasks or t.name in options.tasks
+    ]
+    chosen = [t for _, t in picked]
+    positions = {id(t): pos for pos, t in picked}
+    results = [TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy) for t in chosen]
+    for task, result in zip(chosen, results, strict=True):
+        if not task.active:
+            result.status, result.note = "inactive", INACTIVE_NOTE
+            log("info", "task inactive (active: false): skipped", task=task.name)
+    tasks = [(i, t) for i, t in enumerate(chosen) if t.active]
+    if not tasks:
+        log("info", "every task of the job is inactive (active: false): nothing to run", tasks=len(chosen))
+        return results
     stop = threading.Event()  # set by a failure under on_error: stop, or a cancel
 
     def one(i: int, task: Task, ends: tuple[Connector, Connector]) -> None:
@@ -117,7 +139,9 @@ def run_job(
             progress,
             cancel,
             locate,
-            spec.tasks.index(task),
+            positions[id(task)],
+            spec.tasks[positions[id(task)]],
+            started,
             spec.table_changes(task),
         )
         results[i] = _run_task(run, log)
@@ -135,9 +159,9 @@ def run_job(
         )
         parallel = 1
     if parallel == 1 or len(tasks) == 1:
-        with _connected(connections, base_dir, results[0], log) as ends:
+        with _connected(connections, base_dir, results[tasks[0][0]], log) as ends:
             if ends is not None:
-                for i, task in enumerate(tasks):
+                for i, task in tasks:
                     one(i, task, ends)
         return results
 
@@ -154,7 +178,7 @@ def run_job(
             one(i, task, ends)
 
     with ThreadPoolExecutor(min(parallel, len(tasks)), thread_name_prefix=f"{job}-task") as pool:
-        for future in [pool.submit(own_connections, i, task) for i, task in enumerate(tasks)]:
+        for future in [pool.submit(own_connections, i, task) for i, task in tasks]:
             future.result()
     return results
 
@@ -199,7 +223,7 @@ def _run_task(run: TaskRun, log: Log) -> TaskResult:
     except Exception as exc:  # noqa: BLE001 - a run records every failure in its history
         _failed(run.result, exc)
         # for `--debug` and whoever reads the run log: where it failed (redacted like every line)
-        log("debug", "task traceback", task=task.name, traceback="".join(traceback.format_exception(exc)))
+        log("debug", TRACEBACK, task=task.name, traceback="".join(traceback.format_exception(exc)))
     finally:
         run.close_streams()
     result = run.result

@@ -12,7 +12,9 @@ from typing import Any
 from runner.changes.task import TaskResult
 from runner.connectors import registry
 from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
+from runner.definitions.sync_all import SyncAllJobSpec
 from runner.jobs.sync import run_job
+from runner.jobs.sync_all import run_sync_all
 from runner.registry import Registry
 
 # Called as `run(spec, connections, base_dir, *, store, namespace, job, run_id, options, log,
@@ -30,6 +32,7 @@ class JobType:
 
 JOB_TYPES: Registry[str, JobType] = Registry("job type")
 JOB_TYPES.register("sync", JobType(SyncJobSpec, run_job))
+JOB_TYPES.register("sync_all", JobType(SyncAllJobSpec, run_sync_all))
 
 
 def job_models() -> dict[str, type[JobSpec]]:

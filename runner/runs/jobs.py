@@ -10,7 +10,7 @@ from runner.definitions.jobs import JobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE
 from runner.definitions.models import API_VERSION
 from runner.definitions.validate import check_document, resolve_reference
-from runner.errors import DefinitionsInvalid, Location, NameTaken, NotFound, Problem
+from runner.errors import DefinitionsInvalid, InvalidValue, Location, NameTaken, NotFound, Problem
 from runner.jobs import types as job_types
 from runner.state.objects import AppliedObject
 from runner.workspace import Workspace, find
@@ -40,6 +40,9 @@ def connections_of(ws: Workspace, job: AppliedObject, spec: JobSpec) -> dict[str
 
 
 ADHOC_ONLY_ONCE = ("schedule", "after", "retry")  # the daemon's fields: an ad-hoc run runs once, now
+# what only a reviewed definition may ask for: a command on the runner's machine, SQL beyond the
+# tasks', a notification resolving secrets (a header `${env:ANY}`) and sending them to any URL
+ADHOC_REVIEWED_ONLY = ("events", "notify")
 
 
 def adhoc_job(
@@ -55,6 +58,15 @@ def adhoc_job(
             f"'{field}' does not apply to an ad-hoc run: it runs once, now",
         )
         for field in ADHOC_ONLY_ONCE
+        if field in spec
+    ]
+    problems += [
+        Problem(
+            Location("ad-hoc job", field=f"spec.{field}"),
+            f"'{field}' is not accepted in an ad-hoc run: commands, SQL events and notifications "
+            "(which resolve secrets) come only from definitions in jobs.d/",
+        )
+        for field in ADHOC_REVIEWED_ONLY
         if field in spec
     ]
     if problems:
@@ -85,13 +97,32 @@ def adhoc_connections(
 
 
 def check_tasks(ws: Workspace, ref: str, tasks: list[str] | None) -> None:
-    """Raise NotFound when `tasks` names a task the applied job does not have."""
+    """Raise NotFound when `tasks` names a task the applied job does not have, InvalidValue
+    when it names one switched off."""
     job = find(ws, "Job", ref)
-    names = job_types.parse(job.document["spec"]).task_names()
-    unknown = sorted(set(tasks or ()) - set(names))
+    check_task_names(job_types.parse(job.document["spec"]), f"job {job.ref}", tasks)
+
+
+def check_task_names(spec: JobSpec, what: str, tasks: list[str] | None) -> None:
+    """What a run limited to `tasks` may run: tasks the job has (a job whose tasks are found
+    when it runs checks them then) and that are not switched off.
+
+    Raises:
+        NotFound: a task the job does not have.
+        InvalidValue: a task switched off (`active: false`): a run never runs it.
+    """
+    if not tasks or spec.expands_at_run:
+        return
+    names = spec.task_names()
+    unknown = sorted(set(tasks) - set(names))
     if unknown:
-        raise NotFound(
-            f"job {job.ref} has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
+        raise NotFound(f"{what} has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})")
+    inactive = [name for name in spec.inactive_tasks() if name in tasks]
+    if inactive:
+        raise InvalidValue(
+            f"{what}: task {', '.join(map(repr, inactive))} is switched off (active: false), and a run never "
+            "runs it; set active: true (or remove the line) and apply to run it",
+            "tasks",
         )
 
 
@@ -109,10 +140,5 @@ def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> N
             "are kept under it)"
         )
     spec = job_types.parse(job.document["spec"])
-    names = spec.task_names()
-    unknown = sorted(set(tasks or ()) - set(names))
-    if unknown:
-        raise NotFound(
-            f"the ad-hoc job has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
-        )
+    check_task_names(spec, "the ad-hoc job", tasks)
     adhoc_connections(ws, job, spec)

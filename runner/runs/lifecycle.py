@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runner.changes.task import Progress, RunOptions, TaskResult
+from runner.changes.task import COMMITTED, TRACEBACK, WINDOW_DONE, Progress, RunOptions, TaskResult
 from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE, Document, PathKey, format_path, load_text
@@ -23,15 +23,16 @@ from runner.errors import (
     JobBusy,
     Location,
     LockTimeout,
-    NotFound,
     TerminalError,
 )
 from runner.history import files as history
 from runner.history.records import RunRecord
 from runner.jobs import types as job_types
 from runner.jobs.sync import failure_class
+from runner.runs.events import run_after, run_before
 from runner.runs.index import index_run
-from runner.runs.jobs import ADHOC_FILE, adhoc_connections, adhoc_job, job_and_connections
+from runner.runs.jobs import ADHOC_FILE, adhoc_connections, adhoc_job, check_task_names, job_and_connections
+from runner.runs.notify import send_all
 from runner.runs.records import new_record, task_dict, with_committed
 from runner.state import locks
 from runner.state.database import utcnow
@@ -104,12 +105,7 @@ def _run_locked(
 ) -> RunRecord:
     options = options or RunOptions()
     store = ws.store()
-    names = spec.task_names()
-    unknown = sorted(set(options.tasks or ()) - set(names))
-    if unknown:
-        raise NotFound(
-            f"job {job.ref} has no task {', '.join(map(repr, unknown))} (tasks: {', '.join(names)})"
-        )
+    check_task_names(spec, f"job {job.ref}", options.tasks)
     history.check_space(ws.history)
     run_id = run_id or history.new_run_id()
     try:
@@ -153,7 +149,12 @@ def _execute(
 ) -> RunRecord:
     path = history.run_path(ws.history, job.namespace, job.name, run_id)
     first = not path.parent.is_dir()  # the job's first run: its index is complete from the start
-    log = history.RunLog(history.log_path(ws.history, job.namespace, job.name, run_id), on_log)
+    log = history.RunLog(
+        history.log_path(ws.history, job.namespace, job.name, run_id),
+        on_log,
+        level=spec.log_level,
+        always=(COMMITTED, WINDOW_DONE, TRACEBACK),  # what the history reads back, where an error was
+    )
     record = new_record(
         run_id,
         job.namespace,
@@ -194,21 +195,28 @@ def _execute(
             with suppress(OSError):  # a full disk: the final record, written into the reserve, has it
                 history.write_atomic(path, record)
 
+    inactive = set(spec.inactive_tasks())
+    planned = [name for name in options.tasks or spec.task_names() if name not in inactive]
+    stopped = run_before(spec, ends, ws.root, record, planned, log, cancel)
     try:
-        results = job_types.JOB_TYPES.get(spec.type).run(
-            spec,
-            ends,
-            ws.root,
-            store=ws.store(),
-            namespace=job.namespace,
-            job=job.name,
-            run_id=run_id,
-            options=options,
-            log=log,
-            on_task=on_task,
-            progress=progress,
-            cancel=cancel,
-            locate=_locator(ws, job),
+        results = (
+            []
+            if stopped
+            else job_types.JOB_TYPES.get(spec.type).run(
+                spec,
+                ends,
+                ws.root,
+                store=ws.store(),
+                namespace=job.namespace,
+                job=job.name,
+                run_id=run_id,
+                options=options,
+                log=log,
+                on_task=on_task,
+                progress=progress,
+                cancel=cancel,
+                locate=_locator(ws, job),
+            )
         )
     except BaseException as exc:  # the record must never stay "running" for a run that ended
         interrupted = isinstance(exc, KeyboardInterrupt)
@@ -217,9 +225,14 @@ def _execute(
         record.update(status="cancelled" if interrupted else "failed", error=error, finished_at=utcnow())
         if not interrupted:
             record["failure"] = failure_class(exc)
+            with suppress(Exception):  # the run's own error says more
+                run_after(spec, ends, ws.root, record, planned, log)
         with suppress(HistoryUnwritable):  # the run's own error says more
             _write_final(ws, path, record, spare, log)
         log("warning" if interrupted else "error", f"run ended: {error}")
+        if not interrupted:
+            with suppress(Exception):
+                _notify(ws, job, spec, path, record, log)
         raise
     failed = [r for r in results if r.status == "failed"]
     cancelled = any(r.status == "cancelled" for r in results)
@@ -233,6 +246,10 @@ def _execute(
     # timeout is transient (the next run may be quicker)
     classes = {r.failure for r in failed}
     failure = None if status != "failed" else "terminal" if "terminal" in classes else "transient"
+    if stopped:  # a before-event failed, or was stopped by a cancel: no task ran
+        status, (error, failure) = "failed", stopped
+        if cancel.reason is not None and not cancel.failed:
+            status, failure = "cancelled", None
     would_write = sum(r.rows_written for r in results)
     record.update(
         status=status,
@@ -246,11 +263,27 @@ def _execute(
         error=error,
         failure=failure,
     )
+    run_after(spec, ends, ws.root, record, planned, log)
     _write_final(ws, path, record, spare, log)
     level = {"succeeded": "info", "cancelled": "warning"}.get(status, "error")
     log(level, f"run {status}", seconds=record["seconds"], error=error)
+    _notify(ws, job, spec, path, record, log)
     record["path"] = str(path)
     return record
+
+
+def _notify(
+    ws: Workspace, job: AppliedObject, spec: JobSpec, path: Path, record: RunRecord, log: history.RunLog
+) -> None:
+    """Send the run's notifications once its record says how it ended, then add what became
+    of them to the record (a record that cannot take them still has its end; the log has them)."""
+    if not spec.notify:
+        return
+    connections = {(o.namespace, o.name): o.document["spec"] for o in ws.store().objects.all("Connection")}
+    record["notifications"] = send_all(spec, record, connections, ws.root, log)
+    if record["notifications"]:
+        with suppress(OSError):
+            history.write_atomic(path, record)
 
 
 def _write_final(ws: Workspace, path: Path, record: RunRecord, spare: Path, log: history.RunLog) -> None:

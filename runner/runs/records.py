@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from runner.changes.task import COMMITTED, RunOptions, TaskResult
+from runner.changes.task import COMMITTED, WINDOW_DONE, RunOptions, TaskResult
 from runner.errors import (
     HistoryUnwritable,
 )
@@ -60,10 +60,13 @@ def with_committed(record: RunRecord) -> RunRecord:
     """A record cut short, with what its tasks had committed (from the run log's lines after
     each commit) in place of the counts of tasks that never ended."""
     ended = {t.get("name") for t in record.get("tasks", [])}
+    log = Path(record.get("log") or "")
+    windows = history.logged_lists(log, WINDOW_DONE, ("from", "to", "rows"))
     cut = [
         {"name": name, "status": "interrupted", **counts}
         | {"rows_written": sum(counts[k] for k in ("inserted", "updated", "upserted", "deleted"))}
-        for name, counts in history.committed_counts(Path(record.get("log") or ""), COMMITTED).items()
+        | ({"windows": windows[name]} if name in windows else {})
+        for name, counts in history.committed_counts(log, COMMITTED).items()
         if name not in ended
     ]
     if not cut:

@@ -7,14 +7,17 @@ import datetime as dt
 from typing import Any
 
 from runner.definitions import secrets
-from runner.definitions.jobs import SyncJobSpec
+from runner.definitions.jobs import JobSpec, SyncJobSpec
+from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.validate import (
     resolve_reference,
 )
 from runner.history import files as history
+from runner.jobs import sync_all
 from runner.jobs import types as job_types
 from runner.jobs.sync import sync_spec
 from runner.runs.index import ensure_indexed, recent_runs
+from runner.runs.jobs import connections_of
 from runner.runs.records import run_summary, with_mode
 from runner.services.pointers import pointer_show
 from runner.state.objects import AppliedObject
@@ -63,6 +66,7 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
             from runner.runs.schedule import describe_cron  # croniter: not on `runner run`'s path
 
             out["schedule"] = {"timezone": "UTC"} | schedule | {"in_words": describe_cron(schedule["cron"])}
+        out["around"] = around_the_run(job_types.parse(obj.document["spec"]))
         out["next_runs"] = next_fire_times(schedule)
         spec = job_types.parse(obj.document["spec"])
         if isinstance(spec, SyncJobSpec):  # what each task may change in its target table
@@ -71,13 +75,57 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
     return out
 
 
-def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
-    """A job's tasks, each with its last run (the newest run that ran it) and its pointer."""
+def around_the_run(spec: JobSpec) -> dict[str, Any]:
+    """A job's events, notifications and log level in a line each, for `describe`."""
+    events = spec.events
+    before = [f"before: {e.what}" for e in events.before] if events else []
+    after = [f"after ({e.when}): {e.what}" for e in events.after] if events else []
+    notify = [
+        f"email to {', '.join(n.email.to)} via {n.email.connection} ({n.when})"
+        if n.email
+        else f"webhook {n.webhook.url if n.webhook else ''} ({n.when})"
+        for n in spec.notify
+    ]
+    return {"log_level": spec.log_level, "events": before + after, "notify": notify}
+
+
+def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
+    """A job's tasks, each with its last run (the newest run that ran it) and its pointer.
+
+    A sync_all job's tasks are the tables of its source schema: with `expand` the source is
+    asked for them now (each marked `new`, `known`, or `dropped_in_source`); without (the API's
+    listings, which must not connect to a source on every poll), the tasks that ran before."""
     job = find(ws, "Job", ref)
-    spec = sync_spec(job_types.parse(job.document["spec"]), job.ref)
+    parsed = job_types.parse(job.document["spec"])
+    if isinstance(parsed, SyncAllJobSpec):
+        return _table_tasks(ws, job, parsed, expand)
+    spec = sync_spec(parsed, job.ref)
     pointers_by_task = {p["task"]: p["pointer"] for p in pointer_show(ws, ref)}
+    last = _last_runs(ws, job, {t.name for t in spec.tasks})
+    return [
+        {
+            "task": t.name,
+            "source": t.read.table or "query",
+            "target": t.write.table,  # with the job's schema and table_prefix
+            "strategy": t.changes.strategy,
+            "deletes": t.deletes,
+            "history": t.write.history is not None,
+            "before_run": t.before_run,
+            "active": t.active,
+            **spec.table_changes(t).describe(),
+            "start": t.changes.start,  # with the job's defaults (`SyncJobSpec.resolved`)
+            "window": t.changes.window,
+            "timezone": t.read.timezone,
+            "pointer": pointers_by_task.get(t.name),
+            "last_run": last.get(t.name),
+        }
+        for t in (spec.resolved(task) for task in spec.tasks)
+    ]
+
+
+def _last_runs(ws: Workspace, job: AppliedObject, wanted: set[str]) -> dict[str, dict[str, Any]]:
+    """Task -> its result in the newest run that ran it, with the run's id, start and mode."""
     last: dict[str, dict[str, Any]] = {}
-    wanted = {t.name for t in spec.tasks}
     ensure_indexed(ws, job.namespace, job.name)
     for name, run_id in ws.reader().runs.last_by_task(job.namespace, job.name).items():
         if name not in wanted:
@@ -95,19 +143,42 @@ def tasks(ws: Workspace, ref: str) -> list[dict[str, Any]]:
                 "started_at": record["started_at"],
                 "mode": record["mode"],
             } | result
-    return [
-        {
-            "task": t.name,
-            "source": t.read.table or "query",
-            "target": t.write.table,
-            "strategy": t.changes.strategy,
-            "deletes": t.deletes,
-            **spec.table_changes(t).describe(),
-            "pointer": pointers_by_task.get(t.name),
-            "last_run": last.get(t.name),
-        }
-        for t in spec.tasks
-    ]
+    return last
+
+
+def _table_tasks(
+    ws: Workspace, job: AppliedObject, spec: SyncAllJobSpec, expand: bool
+) -> list[dict[str, Any]]:
+    """A sync_all job's tasks: the tables it expands to now (`expand`), or those it ran."""
+    states = {s.task: s for s in ws.reader().tasks.states(job.namespace, job.name)}
+    if expand:
+        tables = sync_all.source_tables(spec, connections_of(ws, job, spec)["source"], ws.root)
+        rows = sync_all.expand(spec, tables, set(states)).rows(spec)
+    else:
+        last = _last_runs(ws, job, set(states))
+        rows = [
+            {
+                "task": name,
+                "source": last.get(name, {}).get("source"),
+                "target": last.get(name, {}).get("target"),
+                "strategy": last.get(name, {}).get("strategy"),
+                "column": states[name].watermark_column,
+                "keys": [],
+                "deletes": spec.deletes,
+                "state": "known",
+            }
+            for name in sorted(states)
+        ]
+    last = _last_runs(ws, job, {r["task"] for r in rows})
+    for row in rows:
+        state = states.get(row["task"])
+        current = state is not None and row["column"] and state.watermark_column == row["column"]
+        row["active"] = True
+        row["pointer"] = state.pointer if current and state else None
+        row["last_run"] = last.get(row["task"])
+        if row["source"] is None and row["last_run"]:  # a table gone: where it was copied from and to
+            row["source"], row["target"] = row["last_run"].get("source"), row["last_run"].get("target")
+    return rows
 
 
 def _plain(value: Any) -> Any:

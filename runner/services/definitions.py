@@ -11,9 +11,11 @@ from typing import Annotated, Any, Literal, Union
 from runner.connectors import registry
 from runner.definitions.load import load_folder
 from runner.definitions.models import API_VERSION, Envelope, Metadata, StrictModel
+from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.validate import (
     Definition,
     check_document,
+    resolve_reference,
     validate_documents,
     warnings_of,
 )
@@ -23,8 +25,10 @@ from runner.errors import (
     RunnerError,
     StoreMissing,
 )
+from runner.jobs import sync_all
 from runner.jobs.sync import capability_check
 from runner.jobs.types import job_models, registered_models
+from runner.jobs.types import parse as parse_job
 from runner.plan.apply import apply_plan
 from runner.plan.diff import Plan, diff
 from runner.state import locks
@@ -66,6 +70,45 @@ def plan(ws: Workspace) -> Plan:
         return diff(definitions, [], None, EMPTY_STATE)  # a new folder: everything is created
     latest = store.objects.latest_revision()
     return diff(definitions, store.objects.all(), latest.id if latest else None, store.objects.state_digest())
+
+
+def expansions(ws: Workspace, p: Plan) -> dict[str, dict[str, Any]]:
+    """What each sync_all job the plan creates, updates or keeps expands to now (`runner plan
+    --expand`): its source's tables, each as a task (`new` when it never ran), and the tables
+    it ran that are gone. The source is read with the folder's connection definitions (those
+    the plan would apply); this is the one part of a plan that connects to anything.
+
+    Raises:
+        RunnerError: a source cannot be read (unreachable, no such schema).
+    """
+    connections = {
+        (c.namespace, c.name): c.after["spec"]
+        for c in p.changes
+        if c.kind == "Connection" and c.after is not None and c.action != "delete"
+    }
+    try:
+        reader = ws.reader()
+    except StoreMissing:
+        reader = None
+    found: dict[str, dict[str, Any]] = {}
+    for c in p.changes:
+        if c.kind != "Job" or c.after is None or c.action == "delete":
+            continue
+        spec = parse_job(c.after["spec"])
+        if not isinstance(spec, SyncAllJobSpec):
+            continue
+        key = resolve_reference(spec.source, c.namespace, set(connections))
+        if key is None:  # validated plans name connections that exist
+            continue
+        source = (f"{key[0]}/{key[1]}", connections[key])
+        tables = sync_all.source_tables(spec, source, ws.root)
+        known = sync_all.known_tasks(reader, c.namespace, c.name) if reader is not None else set()
+        found[c.ref] = {
+            "source": source[0],
+            "schema": spec.source_schema,
+            "tables": sync_all.expand(spec, tables, known).rows(spec),
+        }
+    return found
 
 
 def save_plan(p: Plan, path: Path) -> None:

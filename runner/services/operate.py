@@ -144,6 +144,7 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
                 ),
                 "revision": job.revision_id,
                 "applied": True,
+                "inactive_tasks": [t["name"] for t in spec.get("tasks", []) if t.get("active") is False],
             }
         )
     return {

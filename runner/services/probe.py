@@ -9,6 +9,7 @@ from runner.connectors import registry
 from runner.definitions import secrets
 from runner.definitions.jobs import SyncJobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
+from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.validate import (
     Definition,
     resolve_reference,
@@ -76,6 +77,15 @@ def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, An
     usage = {c.ref: probe.Usage() for c in chosen}
     for job in jobs:
         spec = job.spec
+        if isinstance(spec, SyncAllJobSpec):  # its tables are listed as a run lists them
+            for end in ("source", "target"):
+                key = resolve_reference(getattr(spec, end), job.namespace, keys)
+                if key is not None and (used := usage.get(f"{key[0]}/{key[1]}")) is not None:
+                    if end == "source":
+                        used.schemas.append(spec.source_schema)
+                    else:
+                        used.writes.append(spec.target_table("table"))
+            continue
         if not isinstance(spec, SyncJobSpec):
             continue  # what is checked is what a sync job's tasks read and write
         for end in ("source", "target"):
@@ -89,16 +99,7 @@ def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, An
                 used.writes.extend(t.write.table for t in spec.tasks)
     results = []
     for conn in chosen:
-        version: str | None = None
-        try:
-            connector = _open_sql(ws, conn)
-        except RunnerError as exc:
-            checks = [probe.Check("connect", False, str(exc))]
-        else:
-            try:
-                version, checks = probe.test(connector, usage[conn.ref])
-            finally:
-                connector.close()
+        version, checks = _test_one(ws, conn, usage[conn.ref])
         results.append(
             {
                 "connection": conn.ref,
@@ -111,6 +112,24 @@ def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, An
             }
         )
     return results
+
+
+def _test_one(ws: Workspace, conn: Definition, usage: Any) -> tuple[str | None, list[Any]]:
+    """The server's version and the checks of one connection; a kind that is no job's source
+    or target (an SMTP server) is connected to and signed in to by its own `test`."""
+    from runner.connectors.sql import probe
+
+    kind = registry.kind(conn.spec.type)
+    try:
+        if kind is not None and kind.test is not None:
+            return kind.test(conn.ref, conn.spec, ws.root), [probe.Check("connect", True, "")]
+        connector = _open_sql(ws, conn)
+    except RunnerError as exc:
+        return None, [probe.Check("connect", False, str(exc))]
+    try:
+        return probe.test(connector, usage)
+    finally:
+        connector.close()
 
 
 def discover(ws: Workspace, ref: str, schema: str | None = None) -> dict[str, Any]:

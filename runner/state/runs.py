@@ -99,7 +99,13 @@ class Runs(RunsReader):
         ran = [
             {"run_id": record["run_id"], "task": name, "namespace": record["namespace"], "job": record["job"]}
             for record in records
-            for name in sorted({str(task["name"]) for task in record.get("tasks") or [] if task.get("name")})
+            for name in sorted(
+                {
+                    str(task["name"])
+                    for task in record.get("tasks") or []
+                    if task.get("name") and task.get("status") != "inactive"  # listed, but not run
+                }
+            )
         ]
         ids = [row["run_id"] for row in rows]
         with self.db.write() as conn:

@@ -110,6 +110,8 @@ task_state = sa.Table(
     sa.Column("run_id", sa.String(40)),  # the run (or "set by user@host") that last moved it
     # a hash run between writing the target and recording its digests: the next run compares every key
     sa.Column("digests_pending", sa.Boolean, nullable=False, server_default=sa.false()),
+    # truncate | recreate: the table is to be emptied or dropped and loaded whole (until it is)
+    sa.Column("reload_pending", sa.String(20)),
     sa.Column("source_columns", sa.Text),  # JSON: the source's columns at the last run (schema changes)
     sa.UniqueConstraint("namespace", "job", "task"),
 )

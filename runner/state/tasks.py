@@ -27,6 +27,7 @@ class TaskState:
     updated_at: str
     run_id: str | None
     digests_pending: bool = False
+    reload_pending: str | None = None  # truncate | recreate, not yet followed by a committed load
 
 
 class TasksReader(Concern):
@@ -76,6 +77,7 @@ class Tasks(TasksReader):
             row.updated_at,
             row.run_id,
             bool(row.digests_pending),
+            row.reload_pending,
         )
 
     def set_pointer(self, task_id: int, column: str | None, pointer: dict[str, Any] | None, by: str) -> None:
@@ -121,6 +123,38 @@ class Tasks(TasksReader):
                 .where(schema.task_state.c.id == task_id)
                 .values(pointer=None, watermark_column=None, updated_at=utcnow())
             )
+
+    def begin_reload(self, task_id: int, action: str) -> None:
+        """Before a task's table is emptied or dropped (`action`): forget its pointer and
+        digests and mark the reload pending, in one transaction, so the next run reads
+        everything and does `action` again until `end_reload`."""
+        with self.db.write() as conn:
+            conn.execute(schema.row_digests.delete().where(schema.row_digests.c.task_id == task_id))
+            conn.execute(
+                schema.task_state.update()
+                .where(schema.task_state.c.id == task_id)
+                .values(
+                    pointer=None,
+                    watermark_column=None,
+                    digests_pending=False,
+                    reload_pending=action,
+                    updated_at=utcnow(),
+                )
+            )
+
+    def end_reload(self, task_id: int) -> None:
+        """The reload committed: the table holds the source (`begin_reload`)."""
+        t = schema.task_state
+        with self.db.write() as conn:
+            conn.execute(t.update().where(t.c.id == task_id).values(reload_pending=None))
+
+    def remove(self, task_id: int) -> None:
+        """Drop a task's state altogether (pointer, digests and the task's row): a sync_all
+        job's table gone from the source, so a table created again under its name starts from
+        scratch and the gone table is reported once."""
+        with self.db.write() as conn:
+            conn.execute(schema.row_digests.delete().where(schema.row_digests.c.task_id == task_id))
+            conn.execute(schema.task_state.delete().where(schema.task_state.c.id == task_id))
 
     def has_digests(self, task_id: int) -> bool:
         """Whether any digest of the task is stored."""

@@ -7,7 +7,9 @@ batch read take that much longer, so the daemon's tests can cancel, stop or kill
 is going on. Unset (always, outside those tests), a checkpoint costs two dictionary lookups.
 
 Points: `read` (a batch read, nothing of it written), `write` (a batch staged, not committed),
-`committed` (the target committed a batch, its pointer or digests not yet recorded).
+`committed` (the target committed a batch, its pointer or digests not yet recorded), `window`
+(a backfill's window read and its end recorded as the pointer, the next window not begun),
+`emptied` (a task's table truncated or dropped before its run, nothing loaded yet).
 """
 
 from __future__ import annotations

@@ -74,8 +74,10 @@ def test_validate_json(cli, project):
             "field": "spec.bogus",
             "message": "unknown field 'bogus'",
             "hint": (
-                "known fields: type, source, target, schedule, after, retry, timeout, batch_size, "
-                "on_error, tasks, parallel, schema_changes, drop_columns, truncate_strings"
+                "known fields: type, source, target, schedule, after, retry, timeout, "
+                "events, notify, log_level, batch_size, on_error, tasks, parallel, "
+                "schema_changes, drop_columns, truncate_strings, "
+                "schema, table_prefix, before_run, read, changes"
             ),
         }
     ]

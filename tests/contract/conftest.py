@@ -1,7 +1,7 @@
-"""Fixtures of the contract suite: `kind` runs a test once per registered kind (a kind with no
-harness fails, it does not skip), `harness`/`second` give two places of that kind to keep
-tables, `mem` one of the memory kind, and `sync` runs a job between two connection specs in
-this process, its pointers and digests kept in `state`."""
+"""Fixtures of the contract suite: `kind` runs a test once per registered kind a job reads from
+and writes to (a kind with no harness fails, it does not skip), `harness`/`second` give two
+places of that kind to keep tables, `mem` one of the memory kind, and `sync` runs a job between
+two connection specs in this process, its pointers and digests kept in `state`."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tests.contract.harness import Harness, make_harness
 Sync = Callable[..., list[TaskResult]]
 
 
-@pytest.fixture(params=sorted(registry.kinds()))
+@pytest.fixture(params=sorted(registry.endpoint_kinds()))
 def kind(request: pytest.FixtureRequest) -> str:
     return request.param
 

@@ -32,7 +32,7 @@ def get_job(
     info = services.describe(ws, "Job", job)
     job_ref = f"{info['namespace']}/{info['name']}"
     summary = next(j for j in services.status(ws)["jobs"] if j["job"] == job_ref)
-    return info | {"status": summary, "tasks": services.tasks(ws, job)}
+    return info | {"status": summary, "tasks": services.tasks(ws, job, expand=False)}
 
 
 @router.post("/jobs/{name}/suspend")

@@ -32,13 +32,13 @@ def start_run(
     namespace: str | None = None,
     key: Key = Security(key_of),
 ) -> dict[str, Any]:
-    """Start a run now, optionally of some tasks or with resync (409 when it is running)."""
+    """Start a run now, optionally of some tasks, with resync or recreate (409 when it is running)."""
     ctx = context(request)
     ws = ctx.ws
     body = body or RunRequest()
     job = services.find(ws, "Job", ref(name, namespace))
     services.check_tasks(ws, job.ref, body.tasks)  # an unknown task is a 404 now, not a failed run later
-    options = services.RunOptions(tasks=body.tasks, resync=body.resync)
+    options = services.RunOptions(tasks=body.tasks, resync=body.resync, recreate=body.recreate)
     run_id = ctx.starter().start_run(job.ref, options, f"api (key {key.name})")
     return {"run_id": run_id, "job": job.ref, "status": "started"}
 
@@ -88,7 +88,7 @@ def start_adhoc(request: Request, body: AdhocRunRequest, key: Key = Security(key
     spec = body.spec.model_dump(mode="json", exclude_unset=True)
     job, _ = services.adhoc_job(body.name, spec, body.namespace)
     services.check_adhoc(ws, job, body.tasks)
-    options = services.RunOptions(tasks=body.tasks, resync=body.resync)
+    options = services.RunOptions(tasks=body.tasks, resync=body.resync, recreate=body.recreate)
     run_id = ctx.starter().start_run(job.ref, options, f"ad-hoc (key {key.name})", adhoc=spec)
     return {"run_id": run_id, "job": job.ref, "status": "started"}
 

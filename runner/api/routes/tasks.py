@@ -19,5 +19,5 @@ async def list_tasks(
     ctx = context(request)
     ws = ctx.ws
     return await ctx.listings.get(
-        ("tasks", name, namespace), lambda: services.tasks(ws, ref(name, namespace))
+        ("tasks", name, namespace), lambda: services.tasks(ws, ref(name, namespace), expand=False)
     )

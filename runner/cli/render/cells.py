@@ -26,3 +26,9 @@ def num(value: Any) -> str:
 
 def pointer_text(pointer: dict[str, str] | None) -> str:
     return f"{pointer['value']} ({pointer['type']})" if pointer else "none"
+
+
+def inactive_tasks(document: dict[str, Any]) -> list[str]:
+    """The names of a job document's tasks switched off (`active: false`)."""
+    tasks = document.get("spec", {}).get("tasks") or []
+    return [t["name"] for t in tasks if isinstance(t, dict) and t.get("active") is False]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from runner.cli.render.cells import inactive_tasks
 from runner.errors import Problem
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-", "unchanged": " "}
@@ -62,8 +63,11 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def plan_text(plan: dict[str, Any], show_unchanged: bool = False) -> str:
-    """Terraform-style: one line per object, changed fields (old → new) under updates."""
+def plan_text(
+    plan: dict[str, Any], show_unchanged: bool = False, expansions: dict[str, dict[str, Any]] | None = None
+) -> str:
+    """Terraform-style: one line per object, changed fields (old → new) under updates; under a
+    sync_all job, with `expansions` (`plan --expand`), the tables it expands to."""
     changes = plan["changes"]
     counts = {a: sum(1 for c in changes if c["action"] == a) for a in SYMBOL}
     lines = []
@@ -75,6 +79,10 @@ def plan_text(plan: dict[str, Any], show_unchanged: bool = False) -> str:
             f"  {SYMBOL[c['action']]} {c['kind']} {c['namespace']}/{c['name']}"
             + (f"    ({where})" if where else "")
         )
+        if c["kind"] == "Job" and c["action"] != "delete" and (inactive := inactive_tasks(c["after"] or {})):
+            lines.append(f"      (inactive: {', '.join(inactive)}: every run skips them)")
+        if (expanded := (expansions or {}).get(f"{c['namespace']}/{c['name']}")) is not None:
+            lines.extend(expansion_lines(expanded))
         if c["action"] == "update":
             for f in c["fields"]:
                 if f["old"] is None:
@@ -88,8 +96,31 @@ def plan_text(plan: dict[str, Any], show_unchanged: bool = False) -> str:
         f"{counts['delete']} to delete, {counts['unchanged']} unchanged."
     )
     if not any(counts[a] for a in ("create", "update", "delete")):
-        return f"No changes. The applied state matches the definitions ({counts['unchanged']} objects)."
+        same = f"No changes. The applied state matches the definitions ({counts['unchanged']} objects)."
+        return "\n".join([same, "", *lines]) if expansions else same
     return "\n".join([summary, "", *lines])
+
+
+def expansion_lines(expanded: dict[str, Any]) -> list[str]:
+    """A sync_all job's tables, one a line: `+ table orders → stg_orders (watermark on
+    updated_at, keys id) [new]`, `! table notes: dropped in the source (kept in the target)`."""
+    schema = f"schema {expanded['schema']}" if expanded["schema"] else "the default schema"
+    rows = expanded["tables"]
+    chosen = [r for r in rows if r["state"] != "dropped_in_source"]
+    lines = [f"      tables of {schema} of {expanded['source']}: {len(chosen)} chosen"]
+    for r in rows:
+        if r["state"] == "dropped_in_source":
+            lines.append(f"      ! task {r['task']}: dropped in the source (its target table is kept)")
+            continue
+        how = r["strategy"] + (f" on {r['column']}" if r["column"] else "")
+        if r["keys"]:
+            how += f", keys {', '.join(r['keys'])}"
+        mark = "+" if r["state"] == "new" else " "
+        lines.append(
+            f"      {mark} table {r['source']} → {r['target']} ({how})"
+            + (" [new]" if r["state"] == "new" else "")
+        )
+    return lines
 
 
 def switches_text(switches: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runner.cli.render.cells import pointer_text, run_status, written
+from runner.cli.render.cells import inactive_tasks, pointer_text, run_status, written
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -30,7 +30,7 @@ def objects_table(objects: list[Any], kind: str) -> Table:
             schedule = spec.get("schedule")
             extra = [
                 f"{spec['source']} → {spec['target']}",
-                str(len(spec["tasks"])),
+                str(len(spec["tasks"])) if "tasks" in spec else spec.get("type", "-"),
                 f"{schedule['cron']} ({schedule.get('timezone', 'UTC')})" if schedule else "-",
             ]
         else:
@@ -53,10 +53,16 @@ def describe_text(info: dict[str, Any]) -> str:
     ]
     if schedule := info.get("schedule"):
         lines.append(f"  schedule:    {schedule['cron']} ({schedule['timezone']}): {schedule['in_words']}")
+    if around := info.get("around"):
+        lines.append(f"  log level:   {around['log_level']}")
+        lines += [f"  event:       {e}" for e in around["events"]]
+        lines += [f"  notify:      {n}" for n in around["notify"]]
     if "next_runs" in info:
         lines.append("  next runs:   " + (", ".join(info["next_runs"]) or "no schedule"))
         for r in info["last_runs"]:
             lines.append(f"  last run:    {r['run_id']} {run_status(r)} ({written(r)} rows written)")
+    if inactive := inactive_tasks(info["document"]):
+        lines.append(f"  inactive:    {', '.join(inactive)} (active: false: every run skips them)")
     for task, changes in info.get("table_changes", {}).items():
         lines.append(f"  task {task}:  {table_changes_text(changes)}")
     lines.append("")
@@ -70,6 +76,16 @@ def table_changes_text(changes: dict[str, Any]) -> str:
     return ", ".join([f"schema_changes {changes['schema_changes']}", *on])
 
 
+def changes_text(r: dict[str, Any]) -> str:
+    """A task's strategy, delete mode, history mode and what is done to its table first."""
+    text = f"{r['strategy']}, deletes {r['deletes']}"
+    if r.get("history"):
+        text += ", history"
+    if r.get("before_run") not in (None, "keep"):
+        text += f", {r['before_run']} first"
+    return text
+
+
 def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
     from rich.table import Table
 
@@ -78,13 +94,32 @@ def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
         table.add_column(col, justify="right" if col == "WRITTEN" else "left")
     for r in rows:
         last = r["last_run"]
+        state = r.get("state") if r.get("state") in ("new", "dropped_in_source") else None
         table.add_row(
-            r["task"],
-            f"{r['source']} → {r['target']}",
-            f"{r['strategy']}, deletes {r['deletes']}, {table_changes_text(r)}",
+            r["task"]
+            + ("" if r.get("active", True) else " (inactive)")
+            + (f" ({state.replace('_', ' ')})" if state else ""),
+            f"{r['source'] or '-'} → {r['target'] or '-'}",
+            changes_text(r)
+            + _backfill_text(r)
+            + (f", {table_changes_text(r)}" if "schema_changes" in r else "")
+            if r["strategy"]
+            else "-",
             pointer_text(r["pointer"]) if r["strategy"] == "watermark" else "-",
             f"{last['run_id']}" if last else "-",
             run_status(last) if last else "-",
             written(last) if last else "-",
         )
     return table
+
+
+def _backfill_text(row: dict[str, Any]) -> str:
+    """`, from 2024-01-01 by 7d, in Europe/Berlin`: a task's start, window and time zone."""
+    text = ""
+    if row.get("start") is not None:
+        text += f", from {row['start']}"
+    if row.get("window") is not None:
+        text += f" by {row['window']}"
+    if row.get("timezone"):
+        text += f", in {row['timezone']}"
+    return text

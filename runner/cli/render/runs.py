@@ -58,15 +58,28 @@ def run_text(record: dict[str, Any]) -> str:
         + (f" [{flags}]" if flags else "")
     ]
     dry = record.get("mode") == "dry-run"
+    lines += _events_text(record, "before")
+    if not record["tasks"] and record.get("error"):  # stopped before any task (a before-event)
+        lines.append(f"  error: {record['error']}")
     for t in record["tasks"]:
         if t["status"] == "skipped":
             lines.append(f"  task {t['name']}: skipped")
+            continue
+        if t["status"] in ("inactive", "dropped_in_source"):
+            lines.append(
+                f"  task {t['name']}: {t['status'].replace('_', ' ')}: {t.get('note') or ''}".rstrip(": ")
+            )
             continue
         line = (
             f"  task {t['name']} ({t['strategy']}): {t['status']}, {t['rows_read']:,} rows read → "
             + ("would be " if dry else "")
             + f"{written_text(t)}, {t['unchanged']:,} unchanged in {t['target']} ({t['seconds']:.2f} s)"
         )
+        if t.get("before_run"):
+            done = "emptied" if t["before_run"] == "truncate" else "dropped and created again"
+            line += f"\n    table {done} first"
+        if t.get("valid_from"):
+            line += f"\n    history: versions from {t['valid_from']}"
         if t["pointer_after"] != t["pointer_before"]:
             line += f"\n    pointer: {pointer_text(t['pointer_before'])} → {pointer_text(t['pointer_after'])}"
         for change in t.get("schema_changes") or []:  # older records have none
@@ -74,9 +87,17 @@ def run_text(record: dict[str, Any]) -> str:
             line += f"\n    schema: {doing}: {change['change']} column {change['column']!r}: {change['ddl']}"
         for column, count in (t.get("truncated") or {}).items():
             line += f"\n    truncated: {count:,} strings of column {column!r}"
+        for w in t.get("windows") or []:  # a backfill's windows, read one after another
+            line += f"\n    window {w['from']} → {w['to']}: {w['rows']:,} rows read"
         if t["error"]:
             line += f"\n    error: {t['error']}"
         lines.append(line)
+    lines += _events_text(record, "after")
+    for n in record.get("notifications", []):
+        error = f": {n['error']}" if n.get("error") else ""
+        lines.append(
+            f"  {n['channel']} to {', '.join(n.get('to') or [n.get('url', '')])}: {n['status']}{error}"
+        )
     if dry:
         lines.append(
             f"dry run: nothing was written (it would write {record.get('rows_would_write', 0):,} rows)"
@@ -85,6 +106,16 @@ def run_text(record: dict[str, Any]) -> str:
         lines.append(f"limited run: at most {record['options'].get('limit')} rows read a task")
     lines.append(f"history: {record['path']}")
     return "\n".join(lines)
+
+
+def _events_text(record: dict[str, Any], phase: str) -> list[str]:
+    """`  before-event 1 (command ./check.sh): failed: exited with status 3`, one an event."""
+    return [
+        f"  {phase}-event {e['index'] + 1} ({e['what']}): {e['status']}"
+        + (f": {e['error']}" if e.get("error") else "")
+        for e in record.get("events", [])
+        if e["phase"] == phase
+    ]
 
 
 def log_line(entry: dict[str, Any]) -> str:
@@ -180,6 +211,8 @@ def status_table(info: dict[str, Any]) -> Table:
             now.append("update pending")
         if job["suspended"]:
             now.append("suspended")
+        if job.get("inactive_tasks"):
+            now.append(f"{len(job['inactive_tasks'])} task(s) inactive")
         table.add_row(
             job["job"],
             when or "-",

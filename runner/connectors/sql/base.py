@@ -14,11 +14,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from runner.connectors.base import Capabilities, Connector, Copy, TableEvolution
+from runner.connectors.base import (
+    Capabilities,
+    Connector,
+    Copy,
+    DiscoveredColumn,
+    DiscoveredTable,
+    History,
+    TableEvolution,
+)
+from runner.connectors.sql import lifecycle
 from runner.connectors.sql.buckets import KeyBucketQueries
 from runner.connectors.sql.reading import SqlReading
 from runner.connectors.sql.scripts import ScriptWriter
 from runner.connectors.sql.spec import SqlConnectionSpec
+from runner.connectors.sql.transaction import Transaction
 from runner.connectors.sql.writer import SqlWriter
 from runner.definitions import secrets
 from runner.definitions.models import seconds
@@ -29,6 +39,14 @@ from runner.streams.values import TIMES, OutOfRange, row_converter
 
 if TYPE_CHECKING:
     from runner.streams.cancel import CancelToken
+
+
+class _Statements(Transaction):
+    """The transaction a job's SQL events run in."""
+
+    def __init__(self, c: SqlConnector, doing: str):
+        self.c, self.doing = c, doing
+
 
 # --- the SQL base ------------------------------------------------------------------------
 
@@ -49,6 +67,10 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         scripts=True,
         copy_while_reading=True,
         alter_tables=True,
+        history=True,
+        table_lifecycle=True,
+        catalog=True,
+        statements=True,
     )
     dialect: ClassVar[str]
     transactional_ddl: ClassVar[bool] = True  # an ALTER TABLE is rolled back with its transaction
@@ -253,6 +275,55 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         message = secrets.redact(f"{doing} (connection {self.name!r}): {type(exc).__name__}: {text}")
         return TransientError(message) if self.is_transient(exc) else TerminalError(message)  # type: ignore[arg-type]
 
+    def run_statements(self, statements: list[str], log: Callable[..., None]) -> list[int]:
+        """See `StatementRunner.run_statements` (a job's SQL events): one transaction, as a
+        writer's, so a SQLite file's writers still take turns."""
+        doing = "running an event's SQL"
+        counts: list[int] = []
+        with _Statements(self, doing) as tx:
+            for sql in statements:
+                log("info", "event statement", sql=sql)
+                with self.errors(doing):
+                    tx.cursor.execute(sql)
+                counts.append(tx.cursor.rowcount if tx.cursor.rowcount is not None else -1)
+                log("info", "event statement done", rows_affected=counts[-1])
+            tx.commit()
+        return counts
+
+    def tables(self, schema: str | None = None) -> list[DiscoveredTable]:
+        """See `CatalogSource.tables`: the catalog as SQLAlchemy's inspector reads it, the
+        column types as this dialect reads them."""
+        try:
+            inspector = sa.inspect(self.engine)
+            if schema is not None and schema not in (known := inspector.get_schema_names()):
+                raise TerminalError(
+                    f"connection {self.name!r} has no schema {schema!r} (it has: {', '.join(sorted(known))})"
+                )
+            names = sorted(inspector.get_table_names(schema=schema))
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._mapped(f"listing the tables of {schema or 'the default schema'}", exc) from None
+        found = []
+        with self.connection("reading column types") as dbapi:
+            cursor = dbapi.cursor()
+            for name in names:
+                ref = f"{schema}.{name}" if schema else name
+                declared = self.declared_columns(cursor, ReadSpec(table=ref))
+                columns = [DiscoveredColumn(c, self._neutral(d), d) for c, d in declared]
+                try:
+                    key = inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or []
+                except sa.exc.SQLAlchemyError as exc:
+                    raise self._mapped(f"reading the primary key of {ref}", exc) from None
+                found.append(DiscoveredTable(schema, name, columns, list(key)))
+            dbapi.rollback()
+        return found
+
+    def _neutral(self, declared: str) -> str | None:
+        try:
+            ctype = self.parse_type(declared)
+        except (TerminalError, ValueError):
+            return None
+        return str(ctype) if ctype is not None else None
+
     def table_exists(self, table: str) -> bool:
         with self.connection(f"looking up {table}") as dbapi:
             try:
@@ -296,9 +367,16 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        history: History | None = None,
         evolve: TableEvolution | None = None,
     ) -> SqlWriter:
-        return SqlWriter(self, table, columns, keys, soft_delete_column, copy, evolve).opened()
+        return SqlWriter(self, table, columns, keys, soft_delete_column, copy, history, evolve).opened()
+
+    def truncate_table(self, table: str) -> int:
+        return lifecycle.truncate_table(self, table)
+
+    def drop_table(self, table: str) -> bool:
+        return lifecycle.drop_table(self, table)
 
     def open_script_writer(
         self,

@@ -70,6 +70,10 @@ class InTargetCompare(WriterState):
                     where = f" WHERE {c.any_of_sql(c.bucket_sql(key, width), differ)}"
                     where_t = f" WHERE {c.any_of_sql(c.bucket_sql(f'{t}.{key}', width), differ)}"
 
+            if self.history is not None:  # the current versions only
+                current = self.live_sql(t)
+                where_t = f"{where_t} AND {current}" if where_t else f" WHERE {current}"
+
             def target_hashes() -> None:  # while the source computes its own
                 self.cursor.execute(c.drop_temp_sql(TARGET_HASHES))
                 select = f"SELECT {', '.join(picked)} FROM {self.target} {t}{where_t}"
@@ -98,7 +102,7 @@ class InTargetCompare(WriterState):
         by one. Returns the source's row count, the buckets' width and the differing ones, or
         None when narrowing would not pay (most buckets differ) or cannot be exact (a NULL key)."""
         c, q, k = self.c, self.q, self.q(self.keys[0])
-        live = f" WHERE t.{q(self.soft)} IS NULL" if self.soft else ""
+        live = f" WHERE {self.live_sql('t')}" if self.live_sql() else ""
         self.cursor.execute(f"SELECT min({k}), max({k}), count(*) FROM {self.target} t{live}")
         low, high, count = self.cursor.fetchone()
         if low is None:

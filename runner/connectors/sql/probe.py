@@ -11,17 +11,17 @@ written anywhere.
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
+from runner.connectors.base import DiscoveredTable
 from runner.connectors.sql.base import SqlConnector
-from runner.definitions.tasks import ReadSpec
-from runner.errors import RunnerError, TerminalError
+from runner.definitions.tasks import ReadSpec, task_name
+from runner.errors import RunnerError
 
 # What the server says it is, per SQLAlchemy dialect name.
 VERSION_SQL = {
@@ -47,6 +47,7 @@ class Usage:
 
     reads: list[ReadSpec] = field(default_factory=list)
     writes: list[str] = field(default_factory=list)
+    schemas: list[str | None] = field(default_factory=list)  # whole schemas read (sync_all; None: default)
 
 
 def _dialect(connector: SqlConnector) -> str:
@@ -62,7 +63,7 @@ def test(connector: SqlConnector, usage: Usage) -> tuple[str | None, list[Check]
     checks: list[Check] = []
     missing = getattr(connector, "path", None)
     if missing is not None and not missing.exists():  # SQLite would create the file on connect
-        if usage.reads:
+        if usage.reads or usage.schemas:
             return None, [Check("connect", False, f"database file {missing} does not exist")]
         return None, [Check("connect", True, f"database file {missing} does not exist yet: a run creates it")]
     try:
@@ -70,19 +71,25 @@ def test(connector: SqlConnector, usage: Usage) -> tuple[str | None, list[Check]
     except RunnerError as exc:
         return None, [Check("connect", False, str(exc))]
     checks.append(Check("connect", True, "connected"))
-    checks.append(_read_check(connector, usage.reads))
+    checks.append(_read_check(connector, usage.reads, usage.schemas))
     checks.append(_write_check(connector, usage.writes))
     return str(version), checks
 
 
-def _read_check(connector: SqlConnector, reads: list[ReadSpec]) -> Check:
-    if not reads:
+def _read_check(connector: SqlConnector, reads: list[ReadSpec], schemas: Sequence[str | None] = ()) -> Check:
+    if not reads and not schemas:
         try:
             tables = sa.inspect(connector.engine).get_table_names()
         except sa.exc.SQLAlchemyError as exc:
             return Check("read", False, str(connector._mapped("listing tables", exc)))
         return Check("read", True, f"lists {len(tables)} table(s); no job reads from it")
     failed = []
+    listed = 0
+    for schema in dict.fromkeys(schemas):  # a sync_all job's: its tables are listed, as a run lists them
+        try:
+            listed += len(connector.tables(schema))
+        except RunnerError as exc:
+            failed.append(str(exc))
     for spec in reads:
         what = spec.table or "a query"
         try:  # no parameters: a % in a query is sent as it is
@@ -91,7 +98,10 @@ def _read_check(connector: SqlConnector, reads: list[ReadSpec]) -> Check:
             failed.append(str(exc))
     if failed:
         return Check("read", False, "; ".join(failed))
-    return Check("read", True, f"can read the {len(reads)} source(s) its jobs read")
+    done = [f"can read the {len(reads)} source(s) its jobs read"] if reads else []
+    if schemas:
+        done.append(f"lists the {listed} table(s) of the schema(s) its sync_all jobs copy from")
+    return Check("read", True, "; ".join(done))
 
 
 def _write_check(connector: SqlConnector, tables: list[str]) -> Check:
@@ -139,69 +149,9 @@ def _probe_create(connector: SqlConnector, schema: str) -> None:
 # --- discover ------------------------------------------------------------------------------
 
 
-@dataclass
-class DiscoveredColumn:
-    name: str
-    type: str | None  # runner's neutral type (`decimal(12,2)`), None when runner cannot map it
-    declared: str  # as the database declares it
-
-
-@dataclass
-class DiscoveredTable:
-    schema: str | None  # as asked for (None: the connection's default)
-    name: str
-    columns: list[DiscoveredColumn]
-    primary_key: list[str]
-
-    @property
-    def ref(self) -> str:
-        return f"{self.schema}.{self.name}" if self.schema else self.name
-
-
 def discover(connector: SqlConnector, schema: str | None = None) -> list[DiscoveredTable]:
-    """The tables of `schema` (default: the connection's own), each with its columns in order,
-    their types as runner maps them, and its primary key."""
-    try:
-        inspector = sa.inspect(connector.engine)
-        if schema is not None and schema not in (known := inspector.get_schema_names()):
-            raise TerminalError(
-                f"connection {connector.name!r} has no schema {schema!r} (it has: {', '.join(sorted(known))})"
-            )
-        names = sorted(inspector.get_table_names(schema=schema))
-    except sa.exc.SQLAlchemyError as exc:
-        raise connector._mapped(f"listing the tables of {schema or 'the default schema'}", exc) from None
-    tables = []
-    with connector.connection("reading column types") as dbapi:
-        cursor = dbapi.cursor()
-        for name in names:
-            ref = f"{schema}.{name}" if schema else name
-            declared = connector.declared_columns(cursor, ReadSpec(table=ref))
-            columns = [DiscoveredColumn(c, _neutral(connector.parse_type, d), d) for c, d in declared]
-            try:
-                key = inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or []
-            except sa.exc.SQLAlchemyError as exc:
-                raise connector._mapped(f"reading the primary key of {ref}", exc) from None
-            tables.append(DiscoveredTable(schema, name, columns, list(key)))
-        dbapi.rollback()
-    return tables
-
-
-def _neutral(parse: Callable[[str], Any], declared: str) -> str | None:
-    try:
-        ctype = parse(declared)
-    except (TerminalError, ValueError):
-        return None
-    return str(ctype) if ctype is not None else None
-
-
-def task_name(table: str, taken: set[str]) -> str:
-    """A valid task name (lower-case letters, digits, `-`, `_`, `.`) for a table, unique among `taken`."""
-    base = re.sub(r"[^a-z0-9_.-]+", "-", table.lower()).strip("-_.")[:55] or "table"
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    taken.add(name)
-    return name
+    """The tables of `schema` (default: the connection's own): see `SqlConnector.tables`."""
+    return connector.tables(schema)
 
 
 def tasks_for(tables: list[DiscoveredTable]) -> list[dict[str, Any]]:

@@ -109,7 +109,9 @@ class SqlReading:
                 types = {n: t for n, t, _ in declared}
                 if watermark is not None and types[watermark.column] == ColumnType("timestamptz"):
                     # a pointer kept without its zone (by an older runner) is UTC, never local time
-                    watermark = Watermark(watermark.column, to_aware_utc(watermark.since))
+                    watermark = Watermark(
+                        watermark.column, to_aware_utc(watermark.since), to_aware_utc(watermark.until)
+                    )
                 exprs = [
                     self.unmapped_expr(n, spec.unmapped_types == "json") if u else self.select_expr(n, t)
                     for n, t, u in declared
@@ -163,9 +165,12 @@ class SqlReading:
             return sql + (f" LIMIT {int(limit)}" if limit is not None else ""), ()
         column = q(watermark.column)
         params: tuple = ()
-        if watermark.since is not None:
-            if self.mark == "%s":
-                sql = sql.replace("%", "%%")  # the user's SQL meets a driver that formats with %
+        if (watermark.since is not None or watermark.until is not None) and self.mark == "%s":
+            sql = sql.replace("%", "%%")  # the user's SQL meets a driver that formats with %
+        if watermark.until is not None:  # a backfill's window: NULLs are read once caught up
+            sql += f" WHERE {column} >= {self.mark} AND {column} < {self.mark}"
+            params = (watermark.since, watermark.until)
+        elif watermark.since is not None:
             sql += f" WHERE {column} >= {self.mark} OR {column} IS NULL"
             params = (watermark.since,)
         return f"{sql} ORDER BY {column}" + (f" LIMIT {int(limit)}" if limit is not None else ""), params

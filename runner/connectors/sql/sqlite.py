@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import Copy, TableEvolution
+from runner.connectors.base import Copy, History, TableEvolution
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.spec import SqlConnectionSpec
 from runner.connectors.sql.writer import SqlWriter
@@ -230,11 +230,12 @@ class SqliteConnector(SqlConnector):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        history: History | None = None,
         evolve: TableEvolution | None = None,
     ) -> SqlWriter:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        return super().open_writer(table, columns, keys, soft_delete_column, copy, evolve)
+        return super().open_writer(table, columns, keys, soft_delete_column, copy, history, evolve)
 
     def stored_as(self, declared: str) -> tuple[str, ColumnType | None]:
         """A column's affinity and the type runner reads it as."""

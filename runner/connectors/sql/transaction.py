@@ -7,6 +7,7 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from runner.connectors.base import History
     from runner.connectors.sql.base import SqlConnector
     from runner.connectors.sql.fastpath import FastPath
     from runner.streams.types import Column, ColumnType
@@ -94,4 +95,13 @@ class WriterState:
     digests: str | None
     narrowed: tuple[int, int] | None
     empty_at_start: bool
+    history: History | None  # history mode (`history_mode`)
     q: Any  # quotes a name (the connector's `quote`)
+
+    def live_sql(self, alias: str = "") -> str:
+        """The condition on the target's rows that the source is compared with: not
+        soft-deleted, or in history mode current versions only; "" for every row."""
+        at = f"{alias}." if alias else ""
+        if self.history is not None:
+            return f"{at}{self.q(self.history.valid_to)} IS NULL"
+        return f"{at}{self.q(self.soft)} IS NULL" if self.soft else ""

@@ -18,8 +18,8 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from runner.connectors.base import KEY_STAGE, STAGE, Copy, MergeCounts, TableEvolution
-from runner.connectors.sql import evolve
+from runner.connectors.base import KEY_STAGE, STAGE, Copy, History, MergeCounts, TableEvolution
+from runner.connectors.sql import evolve, history_mode
 from runner.connectors.sql.compare import InTargetCompare
 from runner.connectors.sql.diagnose import Diagnosis
 from runner.connectors.sql.keys import key_conditions
@@ -51,6 +51,7 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         keys: list[str] | None = None,
         soft_delete_column: str | None = None,
         copy: Copy | None = None,
+        history: History | None = None,
         evolution: TableEvolution | None = None,
     ):
         self.c = connector
@@ -61,6 +62,7 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         self.columns = columns
         self.keys = keys or []
         self.soft = soft_delete_column
+        self.history = history  # history mode: every version kept (`history_mode`)
         names = [col.name for col in columns]  # the keys among them: `TaskRun.use_columns`
         self.key_index = [names.index(k) for k in self.keys]
         self.names = [self.q(n) for n in names]
@@ -93,7 +95,9 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
             changes = evolve.follow_source(self)  # committed before the transaction (MariaDB's would be)
             self.begin()
             extra = [Column(self.soft, SOFT_DELETE_TYPE)] if self.soft else []
-            self.cursor.execute(c.create_table_sql(self.table, self.columns + extra, self.keys))
+            extra += history_mode.columns(self.history)
+            key = history_mode.primary_key(self.keys, self.history)
+            self.cursor.execute(c.create_table_sql(self.table, self.columns + extra, key))
             if self.soft and self.soft not in self.existing_columns():
                 soft_type = c.render_type(SOFT_DELETE_TYPE)
                 self.cursor.execute(f"ALTER TABLE {self.target} ADD COLUMN {self.q(self.soft)} {soft_type}")
@@ -101,6 +105,7 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
                 name: c.parse_type(declared)
                 for name, declared in c.declared_columns(self.cursor, ReadSpec(table=self.table))
             }
+            history_mode.check_table(self)
             evolve.rehearse(self, changes)  # a dry run's, rolled back with it
             evolve.truncating(self)
             self.cursor.execute(f"SELECT 1 FROM {self.target} LIMIT 1")
@@ -132,6 +137,8 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         the rows must go through batches. `progress` hears the rows copied so far, where the
         pair copies in pieces."""
         columns = self.key_columns if into == KEY_STAGE else self.columns
+        if into == self.table and self.history is not None:
+            return None  # a version needs its columns: the rows are staged and merged
         if self.fast is None or self.source is None or any(col.unmapped for col in columns):
             return None  # a column read through `read.unmapped_types` is converted while read
         targets = [self.target_types.get(col.name) or col.type for col in columns]
@@ -203,6 +210,8 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
             self.cursor.execute(sql)
 
     def _merge(self, only: str = "", params: tuple = ()) -> MergeCounts:
+        if self.history is not None:
+            return history_mode.merge(self, only, params)
         c, t, s = self.c, "t", "s"
         counts = MergeCounts()
         if self.empty_at_start and not only:
@@ -282,7 +291,7 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         """Per bucket of the (single, integer) key: the digest of the target's keys (not
         soft-deleted ones), as `SqlConnector.key_buckets` gives the source's."""
         k = self.q(self.keys[0])
-        live = f" WHERE {self.q(self.soft)} IS NULL" if self.soft else ""
+        live = f" WHERE {self.live_sql()}" if self.live_sql() else ""
         with self.c.errors(self.doing):
             self.c.prepare_digests(self.dbapi.driver_connection)
             self.cursor.execute(self.c.bucket_digests_sql(k, width, f"{self.target}{live}", native))
@@ -292,7 +301,7 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         """The target's values of its (single, integer) key among `values` or in the inclusive
         `ranges`, soft-deleted rows left out."""
         k = self.q(self.keys[0])
-        live = f" AND {self.q(self.soft)} IS NULL" if self.soft else ""
+        live = f" AND {self.live_sql()}" if self.live_sql() else ""
         found: set[int] = set()
         with self.c.errors(self.doing):
             for where, params in key_conditions(k, self.c.mark, values, ranges):
@@ -320,6 +329,8 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
 
     def _delete(self, condition: str, params: tuple = ()) -> int:
         with self.c.errors(self.doing):
+            if self.history is not None:
+                return history_mode.close(self, condition, params)
             if self.soft:
                 soft = self.q(self.soft)
                 now = self.c.batch_encoder([Column(self.soft, SOFT_DELETE_TYPE)])([(utcnow(),)])[0][0]

@@ -24,7 +24,8 @@ from runner.state.migrations import (
     v006_schedule_of_marks,
     v007_run_index,
     v008_compact_row_digests,
-    v009_source_columns,
+    v009_reload_pending,
+    v010_source_columns,
 )
 
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
@@ -36,6 +37,7 @@ MIGRATIONS: list[Callable[[sa.Connection], None]] = [
     v006_schedule_of_marks.migrate,
     v007_run_index.migrate,
     v008_compact_row_digests.migrate,
-    v009_source_columns.migrate,
+    v009_reload_pending.migrate,
+    v010_source_columns.migrate,
 ]
 LATEST = len(MIGRATIONS)

@@ -1,4 +1,4 @@
-"""Version 9: the source's columns at a task's last run, so that the next run tells a change of
+"""Version 10: the source's columns at a task's last run, so that the next run tells a change of
 the source (a column added, a type widened or narrowed, a column gone) from a target that was
 made different on purpose (`runner.connectors.sql.evolve`)."""
 
