@@ -8,12 +8,13 @@ from __future__ import annotations
 import re
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from runner.definitions import destination
-from runner.definitions.jobs import JobSpec, SyncJobSpec
+from runner.definitions.jobs import FieldPath, JobChanges, JobRead, JobSpec, SyncJobSpec
 from runner.definitions.needs import Need, Needs
-from runner.definitions.tasks import Task
+from runner.definitions.schema_changes import SchemaChanges
+from runner.definitions.tasks import BeforeRun, Task
 
 PATTERN_HELP = "shell-style patterns over table names: *, ?, [abc], [!abc]"
 
@@ -105,6 +106,13 @@ class SyncAllJobSpec(JobSpec):
     batch_size: int = SyncJobSpec.model_fields["batch_size"]
     on_error: Literal["stop", "continue"] = SyncJobSpec.model_fields["on_error"]
     parallel: int = SyncJobSpec.model_fields["parallel"]
+    # the sync type's job-wide task options, the same for every table (`as_sync`)
+    schema_changes: SchemaChanges = SyncJobSpec.model_fields["schema_changes"]
+    drop_columns: bool = SyncJobSpec.model_fields["drop_columns"]
+    truncate_strings: bool = SyncJobSpec.model_fields["truncate_strings"]
+    before_run: BeforeRun | None = SyncJobSpec.model_fields["before_run"]
+    read: JobRead | None = SyncJobSpec.model_fields["read"]
+    changes: JobChanges | None = SyncJobSpec.model_fields["changes"]
 
     model_config = {**JobSpec.model_config, "populate_by_name": False, "serialize_by_alias": True}
 
@@ -143,6 +151,51 @@ class SyncAllJobSpec(JobSpec):
             raise ValueError(problem)
         return value
 
+    @field_validator("drop_columns")
+    @classmethod
+    def _drop_needs_changes(cls, drop: bool, info: ValidationInfo) -> bool:
+        if drop and info.data.get("schema_changes") == "off":
+            raise ValueError("drop_columns needs schema_changes add or add_and_widen (off alters nothing)")
+        return drop
+
+    def as_sync(self, tasks: list[Task]) -> SyncJobSpec:
+        """The sync job that runs `tasks` (the tables found) with this job's options: the one
+        place a sync_all job's fields reach the sync type's engine."""
+        return SyncJobSpec(
+            source=self.source,
+            target=self.target,
+            batch_size=self.batch_size,
+            on_error=self.on_error,
+            parallel=self.parallel,
+            tasks=tasks,
+            schema_changes=self.schema_changes,
+            drop_columns=self.drop_columns,
+            truncate_strings=self.truncate_strings,
+            before_run=self.before_run,
+            read=self.read,
+            changes=self.changes,
+        )
+
+    def field_problems(self) -> list[tuple[FieldPath, str]]:
+        if self.changes is None or (self.changes.start is None and self.changes.window is None):
+            return []
+        field = "window" if self.changes.window is not None else "start"
+        if not self.watermark_columns:
+            return [
+                (
+                    ("changes", field),
+                    f"no table is read by watermark (watermark_columns is empty): '{field}' applies to none",
+                )
+            ]
+        if self.changes.window is not None and self.changes.start is None:
+            return [
+                (
+                    ("changes", "window"),
+                    "a window needs a start ('changes.start'), where the first window begins",
+                )
+            ]
+        return []
+
     def target_table(self, table: str) -> str:
         """Where a source table is written: `schema.prefix+table`, named as a sync job's tables
         are (`runner.definitions.destination`)."""
@@ -159,6 +212,9 @@ class SyncAllJobSpec(JobSpec):
         if self.watermark_columns:
             changes = {"strategy": "watermark", "column": self.watermark_columns[0]}
             samples.append(Task.model_validate(keyed | {"changes": changes, "deletes": self.deletes}))
+        if self.before_run in ("truncate", "recreate"):
+            why = f"before_run: {self.before_run} empties or drops the target tables"
+            found.append(Need("target", "table_lifecycle", ("before_run",), why))
         for sample in samples:
             for need in task_needs(sample):
                 field = "deletes" if need.path[:1] == ("deletes",) else need.end

@@ -21,7 +21,6 @@ from typing import Any, cast
 from runner.changes.task import Locate, Log, Progress, RunOptions, TaskResult
 from runner.connectors import registry
 from runner.connectors.base import CatalogSource, DiscoveredTable
-from runner.definitions.jobs import SyncJobSpec
 from runner.definitions.load import PathKey
 from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.tasks import Task, task_name
@@ -214,16 +213,8 @@ def run_sync_all(
             "warning", f"no table of {where} matches include and exclude: nothing to copy", tables=len(tables)
         )
         return gone
-    as_sync = SyncJobSpec(
-        source=spec.source,
-        target=spec.target,
-        batch_size=spec.batch_size,
-        on_error=spec.on_error,
-        parallel=spec.parallel,
-        tasks=found.tasks,
-    )
     results = run_job(
-        as_sync,
+        spec.as_sync(found.tasks),
         connections,
         base_dir,
         store=store,

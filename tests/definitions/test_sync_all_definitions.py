@@ -91,3 +91,13 @@ def test_the_json_schema_describes_sync_all():
     schema = services.json_schema()
     text = str(schema)
     assert "sync_all" in text and "watermark_columns" in text and "table_prefix" in text
+
+
+def test_the_sync_types_job_wide_options_are_checked_for_the_tables(folder):
+    job(folder, "  changes: {start: '2026-01-01', window: 7d}\n")
+    assert any(
+        "spec.changes.window: no table is read by watermark (watermark_columns is empty)" in p and ":8:" in p
+        for p in problems(folder)
+    )
+    job(folder, '  watermark_columns: [updated_at]\n  schema_changes: "off"\n  drop_columns: true\n')
+    assert any("spec.drop_columns: drop_columns needs schema_changes" in p for p in problems(folder))

@@ -299,3 +299,33 @@ def test_plan_expand_tasks_and_pointers_show_the_tables(project, make_database, 
     assert by_name(record)["orders"]["rows_read"] == 3  # from the pointer set by hand
     with pytest.raises(RunnerError, match="only watermark tasks have a pointer"):
         services.pointer_set(project.ws, "all", "customers", "1")
+
+
+def test_the_sync_types_job_wide_options_reach_every_table(project, make_database):
+    """before_run, schema_changes and changes.start are the sync type's job-wide task options; a
+    sync_all job passes them to the tasks of its tables (`SyncAllJobSpec.as_sync`)."""
+    source = make_database("sqlite", "source")
+    target = make_database("sqlite", "target")
+    create_source(source, None)
+    project.connection("src", "sqlite", source.url)
+    project.connection("dst", "sqlite", target.url)
+    extra = (
+        '  before_run: truncate\n  schema_changes: "off"\n  on_error: continue\n'
+        '  changes: {start: "2026-01-03"}\n'
+    )
+    write_job(project, None, None, extra)
+
+    first = by_name(services.run(project.ws, "all"))
+    assert first["orders"]["before_run"] == "truncate"
+    # orders from 2026-01-03 on: the job's changes.start reached the watermark table
+    assert sorted(r[0] for r in target.fetch("SELECT id FROM stg_orders")) == [3, 4]
+    with target.cursor() as cur:  # a row the source never had: truncated before the next run
+        cur.execute("INSERT INTO stg_notes VALUES ('stray')")
+    with source.cursor() as cur:  # schema_changes off: a new source column fails its task
+        cur.execute("ALTER TABLE customers ADD COLUMN city VARCHAR(20)")
+
+    second = by_name(services.run(project.ws, "all"))
+    assert sorted(r[0] for r in target.fetch("SELECT body FROM stg_notes")) == ["a", "b"]
+    assert second["customers"]["status"] == "failed"
+    assert "city" in second["customers"]["error"]
+    assert "city" not in {c["name"] for c in sa.inspect(target.engine).get_columns("stg_customers")}
