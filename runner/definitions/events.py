@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -136,11 +137,26 @@ class Email(StrictModel):
 
 
 class Webhook(StrictModel):
-    url: str = Field(pattern=r"^https?://\S+$", description="Where the run record is POSTed as JSON.")
+    url: str = Field(
+        pattern=r"^https?://\S+$",
+        description="Where the run record is POSTed as JSON (no user or password in it: use `headers`).",
+    )
     headers: dict[str, str] = Field(
         default_factory=dict,
         description="Request headers; a value may be or hold a secret reference (${env:NAME}, ${file:path}).",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        # urllib would take `user:password@` for part of the host name (never sign in with it),
+        # and the URL is written to the run log and history as it stands
+        if "@" in urlsplit(url).netloc:
+            raise ValueError(
+                "a webhook URL takes no user or password (it is written to the run log and history); "
+                'send them in a header instead: headers: {Authorization: "Basic ${env:NAME}"}'
+            )
+        return url
 
     @field_validator("headers")
     @classmethod

@@ -208,3 +208,18 @@ def test_a_webhook_header_reads_secret_files_only_where_connections_may(project)
     assert problem.startswith(
         "jobs.d/copy.yaml:8: spec.notify[0].webhook.headers.B: secret file '../../etc/passwd' lies outside"
     )
+
+
+def test_a_webhook_url_with_a_user_and_password_is_refused(project):
+    # urllib cannot sign in with them (it takes them for the host), and the URL is logged as is
+    _job(
+        project,
+        """  notify:
+    - webhook: {url: "https://hook:hunter2@hooks.example.com/runner"}
+""",
+    )
+    (problem,) = problems(project)
+    assert problem.startswith(
+        "jobs.d/copy.yaml:8: spec.notify[0].webhook.url: a webhook URL takes no user or password"
+    )
+    assert "hunter2" not in problem
