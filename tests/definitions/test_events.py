@@ -180,6 +180,7 @@ def test_notify_names_an_smtp_connection_that_exists(project):
             "spec",
             "choose one of 'starttls'",
         ),
+        ("ca_file: ca.pem", "spec", "ca_file is for a TLS connection, and this one speaks none"),
         ("port: 0", "spec.port", "Input should be greater than or equal to 1"),
         ("url: smtp://x", "spec.url", "unknown field 'url'"),
     ],
