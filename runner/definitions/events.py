@@ -69,6 +69,21 @@ class Event(StrictModel):
         ),
     )
 
+    @field_validator("command")
+    @classmethod
+    def _no_references(cls, command: list[str] | None) -> list[str] | None:
+        # arguments are passed as written, and the runner's environment (where an `${env:}`
+        # secret lives) is not: a reference would reach the command as its own text
+        for arg in command or []:
+            match = secrets.REFERENCE.search(arg)
+            if match:
+                raise ValueError(
+                    f"a command's arguments are passed as written: {match.group(0)!r} would reach it as "
+                    "that text, and a command gets none of the runner's secrets; have the command read "
+                    "its secret itself (from a file or its own configuration)"
+                )
+        return command
+
     @model_validator(mode="after")
     def _one_kind(self) -> Event:
         if (self.sql is None) == (self.command is None):

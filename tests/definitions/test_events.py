@@ -224,3 +224,20 @@ def test_a_webhook_url_with_a_user_and_password_is_refused(project):
         "jobs.d/copy.yaml:8: spec.notify[0].webhook.url: a webhook URL takes no user or password"
     )
     assert "hunter2" not in problem
+
+
+def test_a_secret_reference_in_a_command_is_refused(project):
+    # commands get their arguments as written and none of the runner's environment: the
+    # reference would have reached the command as the text '${env:HOOK_TOKEN}'
+    _job(
+        project,
+        """  events:
+    before:
+      - command: [./hook.sh, --token, "${env:HOOK_TOKEN}"]
+""",
+    )
+    (problem,) = problems(project)
+    assert problem.startswith(
+        "jobs.d/copy.yaml:9: spec.events.before[0].command: a command's arguments are passed as written: "
+        "'${env:HOOK_TOKEN}' would reach it as that text"
+    )
