@@ -9,6 +9,7 @@ are `event_problems` and `notify_problems`, given the kinds by the caller.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -151,6 +152,9 @@ class Email(StrictModel):
         return subject
 
 
+_CREDENTIAL_HEADER = re.compile(r"authorization|token|secret|password|api[-_]?key|signature", re.IGNORECASE)
+
+
 class Webhook(StrictModel):
     url: str = Field(
         pattern=r"^https?://\S+$",
@@ -179,6 +183,14 @@ class Webhook(StrictModel):
         problems = [p for value in headers.values() for p in secrets.check_references(value)]
         if problems:
             raise ValueError("; ".join(problems))
+        # as an SMTP password: a credential written out would be kept in git, the state store
+        # and `describe`; one header that carries it must reference it
+        for name, value in headers.items():
+            if _CREDENTIAL_HEADER.search(name) and not secrets.REFERENCE.search(value):
+                raise ValueError(
+                    f"header {name!r} carries a credential written out: reference it instead, "
+                    f'as in "Bearer ${{env:HOOK_TOKEN}}" or ${{file:secrets/hook}}'
+                )
         return headers
 
 

@@ -241,3 +241,20 @@ def test_a_secret_reference_in_a_command_is_refused(project):
         "jobs.d/copy.yaml:9: spec.events.before[0].command: a command's arguments are passed as written: "
         "'${env:HOOK_TOKEN}' would reach it as that text"
     )
+
+
+def test_a_webhook_credential_header_written_out_is_refused(project):
+    # as a literal SMTP password is: it would be kept in git, the state store and `describe`
+    _job(
+        project,
+        """  notify:
+    - webhook: {url: "https://h.example.com/x", headers: {X-Source: runner, Authorization: "Bearer abc123"}}
+    - webhook: {url: "https://h.example.com/y", headers: {X-Api-Key: "${file:secrets/k}", X-Hook-Token: t0k}}
+""",
+    )
+    assert problems(project) == [
+        "jobs.d/copy.yaml:8: spec.notify[0].webhook.headers: header 'Authorization' carries a credential "
+        'written out: reference it instead, as in "Bearer ${env:HOOK_TOKEN}" or ${file:secrets/hook}',
+        "jobs.d/copy.yaml:9: spec.notify[1].webhook.headers: header 'X-Hook-Token' carries a credential "
+        'written out: reference it instead, as in "Bearer ${env:HOOK_TOKEN}" or ${file:secrets/hook}',
+    ]
