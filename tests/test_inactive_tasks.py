@@ -127,6 +127,23 @@ def test_a_job_whose_tasks_are_all_inactive_runs_nothing_and_says_so(project):
     assert not (project.root / "dst.db").exists()
 
 
+@pytest.mark.parametrize("off", ["0", '"no"', '"false"'])
+def test_the_warning_knows_every_way_to_switch_a_task_off(project, off):
+    # the task model reads these as false, so every run skips the task: validate says so too
+    project.connection("src", "sqlite", "sqlite:///src.db")
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    project.job(
+        "idle", "src", "dst", f"- {{name: t, read: {{table: a}}, write: {{table: b}}, active: {off}}}"
+    )
+    _, warnings = services.check(project.ws)
+    assert [w.message for w in warnings] == [
+        "every task of the job is switched off (active: false): its runs do nothing"
+    ]
+    services.apply(project.ws)
+    record = services.run(project.ws, "idle")
+    assert [(t["name"], t["status"]) for t in record["tasks"]] == [("t", "inactive")]
+
+
 def test_plan_describe_tasks_status_and_run_show_inactive_tasks(job, monkeypatch):
     monkeypatch.chdir(job.root)
     cli = CliRunner()

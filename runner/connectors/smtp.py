@@ -72,6 +72,10 @@ class SmtpConnectionSpec(ConnectionSpec):
             )
         if (self.username is None) != (self.password is None):
             raise ValueError("give 'username' and 'password' together")
+        if self.ca_file is not None and not (self.starttls or self.tls):
+            raise ValueError(
+                "ca_file is for a TLS connection, and this one speaks none: set 'starttls' or 'tls' too"
+            )
         return self
 
 

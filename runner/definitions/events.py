@@ -9,9 +9,11 @@ are `event_problems` and `notify_problems`, given the kinds by the caller.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -67,6 +69,21 @@ class Event(StrictModel):
             f"default {COMMAND_TIMEOUT:g} seconds."
         ),
     )
+
+    @field_validator("command")
+    @classmethod
+    def _no_references(cls, command: list[str] | None) -> list[str] | None:
+        # arguments are passed as written, and the runner's environment (where an `${env:}`
+        # secret lives) is not: a reference would reach the command as its own text
+        for arg in command or []:
+            match = secrets.REFERENCE.search(arg)
+            if match:
+                raise ValueError(
+                    f"a command's arguments are passed as written: {match.group(0)!r} would reach it as "
+                    "that text, and a command gets none of the runner's secrets; have the command read "
+                    "its secret itself (from a file or its own configuration)"
+                )
+        return command
 
     @model_validator(mode="after")
     def _one_kind(self) -> Event:
@@ -135,12 +152,30 @@ class Email(StrictModel):
         return subject
 
 
+_CREDENTIAL_HEADER = re.compile(r"authorization|token|secret|password|api[-_]?key|signature", re.IGNORECASE)
+
+
 class Webhook(StrictModel):
-    url: str = Field(pattern=r"^https?://\S+$", description="Where the run record is POSTed as JSON.")
+    url: str = Field(
+        pattern=r"^https?://\S+$",
+        description="Where the run record is POSTed as JSON (no user or password in it: use `headers`).",
+    )
     headers: dict[str, str] = Field(
         default_factory=dict,
         description="Request headers; a value may be or hold a secret reference (${env:NAME}, ${file:path}).",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        # urllib would take `user:password@` for part of the host name (never sign in with it),
+        # and the URL is written to the run log and history as it stands
+        if "@" in urlsplit(url).netloc:
+            raise ValueError(
+                "a webhook URL takes no user or password (it is written to the run log and history); "
+                'send them in a header instead: headers: {Authorization: "Basic ${env:NAME}"}'
+            )
+        return url
 
     @field_validator("headers")
     @classmethod
@@ -148,6 +183,14 @@ class Webhook(StrictModel):
         problems = [p for value in headers.values() for p in secrets.check_references(value)]
         if problems:
             raise ValueError("; ".join(problems))
+        # as an SMTP password: a credential written out would be kept in git, the state store
+        # and `describe`; one header that carries it must reference it
+        for name, value in headers.items():
+            if _CREDENTIAL_HEADER.search(name) and not secrets.REFERENCE.search(value):
+                raise ValueError(
+                    f"header {name!r} carries a credential written out: reference it instead, "
+                    f'as in "Bearer ${{env:HOOK_TOKEN}}" or ${{file:secrets/hook}}'
+                )
         return headers
 
 

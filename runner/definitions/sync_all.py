@@ -129,8 +129,10 @@ class SyncAllJobSpec(JobSpec):
     @field_validator("exclude")
     @classmethod
     def _not_everything(cls, patterns: list[str]) -> list[str]:
-        if "*" in patterns:
-            raise ValueError("exclude '*' leaves out every table: the job would never copy one")
+        # `*`, `**`, `?*`, `*?*`: every table name (never empty) matches them
+        every = next((p for p in patterns if "*" in p and set(p) <= {"*", "?"} and p.count("?") <= 1), None)
+        if every is not None:
+            raise ValueError(f"exclude {every!r} leaves out every table: the job would never copy one")
         return patterns
 
     @field_validator("watermark_columns")

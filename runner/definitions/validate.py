@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from runner.definitions.errors import problems_from
 from runner.definitions.events import event_problems, header_file_problems, notify_problems
@@ -313,19 +313,31 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
     return warnings
 
 
+_BOOL = TypeAdapter(bool)
+
+
 def _all_inactive(doc: Document) -> Problem | None:
     """A job whose tasks are all switched off (`active: false`): valid, and each run does nothing."""
     spec = doc.data.get("spec")
     tasks = spec.get("tasks") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
     if not isinstance(tasks, list) or not tasks:
         return None
-    if not all(isinstance(t, dict) and t.get("active") is False for t in tasks):
+    if not all(isinstance(t, dict) and _switched_off(t.get("active", True)) for t in tasks):
         return None
     return Problem(
         doc.locate(("spec", "tasks")),
         "every task of the job is switched off (active: false): its runs do nothing",
         "set active: true on the tasks to run, or remove the job",
     )
+
+
+def _switched_off(active: Any) -> bool:
+    """`active` as the task model reads it: `0`, `"no"` or `"false"` switch a task off as
+    `false` does (a value the model refuses is reported there, not here)."""
+    try:
+        return _BOOL.validate_python(active) is False
+    except ValidationError:
+        return False
 
 
 def _triggers(doc: Document) -> list[tuple[int, str]]:

@@ -13,6 +13,7 @@ once, and a table created again under that name is copied afresh.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,10 +107,9 @@ def expand(spec: SyncAllJobSpec, tables: list[DiscoveredTable], known: set[str])
     """The tasks the job's tables make, by the rule: keys from the primary key; watermark on
     the first of `watermark_columns` a keyed table has, else hash with a key, else full.
 
-    Task names are made over every table of the schema in name order, so they stay the same
-    when the patterns change. `known`: the task names that have a state (ran before)."""
-    taken: set[str] = set()
-    names = {t.name: task_name(t.name, taken) for t in sorted(tables, key=lambda t: t.name)}
+    Task names are made over every table of the schema (`table_task_names`), so they stay the
+    same when the patterns change. `known`: the task names that have a state (ran before)."""
+    names = table_task_names([t.name for t in tables])
     out = Expansion(gone=sorted(known - set(names.values())))
     for table in tables:
         if not chosen(spec, table.name):
@@ -137,6 +137,43 @@ def expand(spec: SyncAllJobSpec, tables: list[DiscoveredTable], known: set[str])
         if task.name not in known:
             out.new.append(task.name)
     return out
+
+
+def table_task_names(tables: list[str]) -> dict[str, str]:
+    """Each table's task name: its name made a valid task name (`orders`, `Mixed Case` ->
+    `mixed-case`), and where tables of the schema make the same one (`Orders` and `orders`),
+    each of them that name with a digest of its own exact name (`orders-b7e8acdd`).
+
+    A task's name carries its pointer and digests, so it must never pass from one table to
+    another: numbering the tables that clash in name order would hand `orders-2`'s name to
+    another table, or `orders`' pointer to `orders-2`'s table once `Orders` is dropped, which
+    then skips the rows between the two pointers. A name made here depends on the tables that
+    clash with it only: when one of them comes or goes, the others' names change (the old
+    ones are reported gone, the new ones load afresh), and no state is ever inherited.
+
+    Raises:
+        TerminalError: two tables still make one name (a table named like another's digest).
+    """
+    bases: dict[str, list[str]] = {}
+    for table in sorted(tables):
+        bases.setdefault(task_name(table, set()), []).append(table)
+    names: dict[str, str] = {}
+    for base, clashing in bases.items():
+        for table in clashing:
+            if len(clashing) == 1:
+                names[table] = base
+            else:
+                digest = hashlib.sha256(table.encode()).hexdigest()[:8]
+                names[table] = f"{base[:54].rstrip('-_.')}-{digest}"
+    seen: dict[str, str] = {}
+    for table, task in names.items():
+        if task in seen:
+            raise TerminalError(
+                f"tables {seen[task]!r} and {table!r} of the source make the same task name {task!r}; "
+                "leave one out with `exclude`"
+            )
+        seen[task] = table
+    return names
 
 
 def known_tasks(store: StateReader, namespace: str, job: str) -> set[str]:

@@ -93,7 +93,9 @@ def subject(template: str, record: RunRecord) -> str:
     """
     names = ("job", "namespace", "run_id", "status", "rows_read", "rows_written", "seconds", "error")
     try:
-        text = environment().from_string(template).render({k: record.get(k) for k in names})
+        # a fact the run has not (`error` of a run that succeeded) is empty, never "None"
+        facts = {k: "" if record.get(k) is None else record.get(k) for k in names}
+        text = environment().from_string(template).render(facts)
     except Exception as exc:  # noqa: BLE001 - a template's error (TemplateLimit, an undefined name)
         raise RunnerError(f"the subject template failed: {type(exc).__name__}: {exc}") from None
     return " ".join(text.split())[:250]

@@ -180,6 +180,7 @@ def test_notify_names_an_smtp_connection_that_exists(project):
             "spec",
             "choose one of 'starttls'",
         ),
+        ("ca_file: ca.pem", "spec", "ca_file is for a TLS connection, and this one speaks none"),
         ("port: 0", "spec.port", "Input should be greater than or equal to 1"),
         ("url: smtp://x", "spec.url", "unknown field 'url'"),
     ],
@@ -208,3 +209,52 @@ def test_a_webhook_header_reads_secret_files_only_where_connections_may(project)
     assert problem.startswith(
         "jobs.d/copy.yaml:8: spec.notify[0].webhook.headers.B: secret file '../../etc/passwd' lies outside"
     )
+
+
+def test_a_webhook_url_with_a_user_and_password_is_refused(project):
+    # urllib cannot sign in with them (it takes them for the host), and the URL is logged as is
+    _job(
+        project,
+        """  notify:
+    - webhook: {url: "https://hook:hunter2@hooks.example.com/runner"}
+""",
+    )
+    (problem,) = problems(project)
+    assert problem.startswith(
+        "jobs.d/copy.yaml:8: spec.notify[0].webhook.url: a webhook URL takes no user or password"
+    )
+    assert "hunter2" not in problem
+
+
+def test_a_secret_reference_in_a_command_is_refused(project):
+    # commands get their arguments as written and none of the runner's environment: the
+    # reference would have reached the command as the text '${env:HOOK_TOKEN}'
+    _job(
+        project,
+        """  events:
+    before:
+      - command: [./hook.sh, --token, "${env:HOOK_TOKEN}"]
+""",
+    )
+    (problem,) = problems(project)
+    assert problem.startswith(
+        "jobs.d/copy.yaml:9: spec.events.before[0].command: a command's arguments are passed as written: "
+        "'${env:HOOK_TOKEN}' would reach it as that text"
+    )
+
+
+def test_a_webhook_credential_header_written_out_is_refused(project):
+    # as a literal SMTP password is: it would be kept in git, the state store and `describe`
+    _job(
+        project,
+        """  notify:
+    - webhook: {url: "https://h.example.com/x", headers: {X-Source: runner, Authorization: "Bearer abc123"}}
+    - webhook: {url: "https://h.example.com/y", headers: {X-Api-Key: "${file:secrets/k}", X-Hook-Token: t0k}}
+""",
+    )
+    assert problems(project) == [
+        "jobs.d/copy.yaml:8: spec.notify[0].webhook.headers: header 'Authorization' carries a credential "
+        'written out: reference it instead, as in "Bearer ${env:HOOK_TOKEN}" or ${file:secrets/hook}',
+        "jobs.d/copy.yaml:9: spec.notify[1].webhook.headers: header 'X-Hook-Token' carries a credential "
+        'written out: reference it instead, as in "Bearer ${env:HOOK_TOKEN}" or ${file:secrets/hook}',
+    ]

@@ -60,6 +60,8 @@ def test_a_full_sync_all_job_is_valid_and_its_document_keeps_the_names_written(f
         ('  include: [""]\n', "8:3: spec.include: a pattern cannot be empty"),
         ("  include: []\n", "8:3: spec.include: List should have at least 1 item"),
         ('  exclude: ["*"]\n', "8:3: spec.exclude: exclude '*' leaves out every table"),
+        ('  exclude: ["a*", "**"]\n', "8:3: spec.exclude: exclude '**' leaves out every table"),
+        ('  exclude: ["?*"]\n', "8:3: spec.exclude: exclude '?*' leaves out every table"),
         ('  exclude: ["a*", "a*"]\n', "8:3: spec.exclude: a pattern is listed twice"),
         ("  watermark_columns: [a, a]\n", "8:3: spec.watermark_columns: a column is listed twice"),
         ("  table_prefix: a.b_\n", "8:3: spec.table_prefix: table_prefix 'a.b_' cannot hold a '.'"),

@@ -329,3 +329,41 @@ def test_the_sync_types_job_wide_options_reach_every_table(project, make_databas
     assert second["customers"]["status"] == "failed"
     assert "city" in second["customers"]["error"]
     assert "city" not in {c["name"] for c in sa.inspect(target.engine).get_columns("stg_customers")}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_tables_that_make_one_task_name_never_pass_their_state_to_each_other(project, make_database, dialect):
+    # `Order Lines` and `order-lines` both make `order-lines`: each gets a name of its own that
+    # does not depend on the other, so dropping one never hands its pointer to the other (which
+    # then skipped every row between the two pointers)
+    source = make_database(dialect, "source")
+    target = make_database(dialect, "target")
+    q = '"'
+    with source.cursor() as cur:
+        for table, day in (("Order Lines", "2025-01-01"), ("order-lines", "2024-01-01")):
+            cur.execute(f"CREATE TABLE {q}{table}{q} (id INTEGER PRIMARY KEY, updated_at TIMESTAMP)")
+            cur.execute(f"INSERT INTO {q}{table}{q} VALUES (1, '{day} 00:00:00')")
+    project.connection("src", dialect, source.url)
+    project.connection("dst", dialect, target.url)
+    project.write(
+        "jobs.d/all.yaml",
+        "apiVersion: runner/v1\nkind: Job\nmetadata: {name: all}\nspec:\n"
+        "  type: sync_all\n  source: src\n  target: dst\n  watermark_columns: [updated_at]\n"
+        '  table_prefix: t_\n  include: ["[Oo]rder*"]\n',
+    )
+    services.apply(project.ws)
+    first = by_name(services.run(project.ws, "all"))
+    assert sorted(first) == ["order-lines-a1f984a9", "order-lines-d02b9b46"]
+    assert {t["target"] for t in first.values()} == {"t_Order Lines", "t_order-lines"}
+    with source.cursor() as cur:
+        cur.execute("INSERT INTO \"order-lines\" VALUES (2, '2024-06-01 00:00:00')")
+        cur.execute('DROP TABLE "Order Lines"')
+    second = by_name(services.run(project.ws, "all"))
+    # the survivor alone makes `order-lines` now: a name without a state, so it reads everything
+    assert {n: t["status"] for n, t in second.items()} == {
+        "order-lines": "succeeded",
+        "order-lines-d02b9b46": "dropped_in_source",
+        "order-lines-a1f984a9": "dropped_in_source",
+    }
+    assert second["order-lines"]["rows_read"] == 2
+    assert sorted(r[0] for r in target.fetch('SELECT id FROM "t_order-lines"')) == [1, 2]

@@ -28,6 +28,7 @@ from runner import services
 from runner.changes.task import RunOptions
 from runner.cli.app import app
 from runner.history import files as history
+from runner.runs import notify
 
 PASSWORD = "smtp-pa55word-xyz"
 TOKEN = "hook-t0ken-abc123"
@@ -333,3 +334,12 @@ def test_connections_test_signs_in_to_the_smtp_server(project, mailbox, monkeypa
     (result,) = services.connections_test(project.ws, "mail")
     assert result["ok"] is False and "SMTPAuthenticationError" in result["checks"][0]["detail"]
     assert PASSWORD not in json.dumps(result)
+
+
+def test_a_subject_leaves_out_what_the_run_has_not():
+    # `{{ error }}` of a run that succeeded is empty, not the word None
+    record = {"job": "copy", "status": "succeeded", "error": None, "rows_written": 3}
+    assert notify.subject("{{ job }} {{ status }} {{ error }}", record) == "copy succeeded"
+    assert notify.subject("{{ job }}: {{ error or 'no error' }}", record) == "copy: no error"
+    failed = record | {"status": "failed", "error": "task t: boom"}
+    assert notify.subject("{{ job }} {{ status }} {{ error }}", failed) == "copy failed task t: boom"
