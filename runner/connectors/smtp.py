@@ -7,6 +7,7 @@ when a message is sent and redacted from every message after.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -72,11 +73,26 @@ class SmtpConnectionSpec(ConnectionSpec):
             )
         if (self.username is None) != (self.password is None):
             raise ValueError("give 'username' and 'password' together")
+        if self.password is not None and not (self.starttls or self.tls) and not _loopback(self.host):
+            raise ValueError(
+                f"signing in to {self.host} without TLS would send the password in the clear: set "
+                "'starttls' (or 'tls'); only a server on this machine (localhost) may take it plain"
+            )
         if self.ca_file is not None and not (self.starttls or self.tls):
             raise ValueError(
                 "ca_file is for a TLS connection, and this one speaks none: set 'starttls' or 'tls' too"
             )
         return self
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` is this machine (the password never leaves it)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 TEST_TIMEOUT = 10.0  # seconds `runner connections test` waits for the server

@@ -157,8 +157,11 @@ _CREDENTIAL_HEADER = re.compile(r"authorization|token|secret|password|api[-_]?ke
 
 class Webhook(StrictModel):
     url: str = Field(
-        pattern=r"^https?://\S+$",
-        description="Where the run record is POSTed as JSON (no user or password in it: use `headers`).",
+        description=(
+            "Where the run record is POSTed as JSON: an http(s) URL, which may be or hold a secret "
+            "reference (`${env:SLACK_WEBHOOK}`: services that put the secret in the URL); no user or "
+            "password in it (use `headers`). Logs and history show its scheme and host only."
+        ),
     )
     headers: dict[str, str] = Field(
         default_factory=dict,
@@ -168,6 +171,14 @@ class Webhook(StrictModel):
     @field_validator("url")
     @classmethod
     def _no_credentials(cls, url: str) -> str:
+        if not re.match(r"^(https?://|\$\{)\S+$", url):
+            raise ValueError(
+                f"{url!r} is not an http(s) URL: write http://… or https://…, or a secret reference "
+                "such as ${env:SLACK_WEBHOOK}"
+            )
+        problems = secrets.check_references(url)
+        if problems:
+            raise ValueError("; ".join(problems))
         # urllib would take `user:password@` for part of the host name (never sign in with it),
         # and the URL is written to the run log and history as it stands
         if "@" in urlsplit(url).netloc:
@@ -282,3 +293,13 @@ def header_file_problems(doc: Document, spec: JobSpec, base_dir: Path) -> list[P
         for name, value in notification.webhook.headers.items()
         for message in secrets.file_problems(value, base_dir)
     ]
+
+
+def shown_url(url: str) -> str:
+    """A webhook URL as logs, history and errors show it: scheme and host, never the path or
+    query (services such as Slack put the secret there); a reference as written."""
+    if secrets.REFERENCE.match(url):
+        return url
+    parts = urlsplit(secrets.REFERENCE.sub("…", url))
+    rest = "/…" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{parts.netloc}{rest}"

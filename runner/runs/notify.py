@@ -15,11 +15,12 @@ import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from runner.changes.task import Log
 from runner.connectors import smtp
 from runner.definitions import secrets
-from runner.definitions.events import Email, Notification, Webhook
+from runner.definitions.events import Email, Notification, Webhook, shown_url
 from runner.definitions.jobs import JobSpec
 from runner.definitions.models import seconds
 from runner.definitions.templates import environment
@@ -53,10 +54,11 @@ def send_all(
     for notification in spec.notify:
         if not wanted(notification, record):
             continue
+        hook = notification.webhook
         result: NotificationRecord = (
             {"channel": "email", "to": list(notification.email.to)}
             if notification.email is not None
-            else {"channel": "webhook", "url": notification.webhook.url if notification.webhook else ""}
+            else {"channel": "webhook", "url": shown_url(hook.url) if hook else ""}
         )
         try:
             _deliver(notification, record, connections, base_dir)
@@ -168,9 +170,17 @@ def _webhook(hook: Webhook, record: RunRecord, base_dir: Path, timeout: float) -
         headers = {name: secrets.resolve(value, base_dir) for name, value in hook.headers.items()}
     except secrets.SecretError as exc:
         raise RunnerError(f"a header of the webhook: {exc}") from None
+    shown = shown_url(hook.url)
+    try:
+        url = secrets.resolve(hook.url, base_dir)
+    except secrets.SecretError as exc:
+        raise RunnerError(f"the webhook's URL: {exc}") from None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        raise RunnerError(f"the webhook's URL {shown} is not an http(s) URL without a user or password")
     data = json.dumps({k: v for k, v in record.items() if k != "path"}, default=str).encode()
     request = urllib.request.Request(
-        hook.url,
+        url,
         data=data,
         method="POST",
         headers={"User-Agent": "runner", **headers, "Content-Type": "application/json"},
@@ -180,7 +190,7 @@ def _webhook(hook: Webhook, record: RunRecord, base_dir: Path, timeout: float) -
         with opener.open(request, timeout=timeout) as response:
             response.read(1 << 16)
     except urllib.error.HTTPError as exc:
-        raise RunnerError(f"{hook.url} answered {exc.code} {exc.reason}") from None
+        raise RunnerError(f"{shown} answered {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise RunnerError(f"{hook.url} could not be reached: {reason}") from None
+        raise RunnerError(f"{shown} could not be reached: {secrets.redact(str(reason))}") from None

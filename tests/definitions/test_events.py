@@ -161,7 +161,8 @@ def test_notify_names_an_smtp_connection_that_exists(project):
             "'^[^@\\s]+@[^@\\s]+$'",
             "jobs.d/copy.yaml:10: spec.notify[2].email.subject: invalid template (line 1 of the script): "
             "unexpected end of template, expected 'end of print statement'.",
-            "jobs.d/copy.yaml:11: spec.notify[3].webhook.url: String should match pattern '^https?://\\S+$'",
+            "jobs.d/copy.yaml:11: spec.notify[3].webhook.url: 'ftp://x' is not an http(s) URL: write "
+            "http://… or https://…, or a secret reference such as ${env:SLACK_WEBHOOK}",
             "jobs.d/copy.yaml:12: spec.notify[4]: give exactly one of 'email' or 'webhook'",
             "jobs.d/copy.yaml:13: spec.notify[5].webhook.headers: unknown secret source 'vault' in "
             "'${vault:x}'; use ${env:NAME} or ${file:path}",
@@ -181,6 +182,7 @@ def test_notify_names_an_smtp_connection_that_exists(project):
             "choose one of 'starttls'",
         ),
         ("ca_file: ca.pem", "spec", "ca_file is for a TLS connection, and this one speaks none"),
+        ("username: u\n  password: ${env:P}", "spec", "signing in to h without TLS would send the password"),
         ("port: 0", "spec.port", "Input should be greater than or equal to 1"),
         ("url: smtp://x", "spec.url", "unknown field 'url'"),
     ],

@@ -101,6 +101,7 @@ def mailbox(project) -> Iterator[Mailbox]:
 class Hook:
     url: str
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
     answer: int = 204
     delay: float = 0.0
 
@@ -115,6 +116,7 @@ def hook() -> Iterator[Hook]:
         def do_POST(self):  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers["Content-Length"]))
             found.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            found.paths.append(self.path)
             time.sleep(found.delay)
             self.send_response(found.answer)
             self.send_header("Content-Length", "0")
@@ -238,7 +240,8 @@ def test_a_webhook_posts_the_run_record_with_a_secret_header(project, hook, monk
         fail=True,
     )
     record = services.run(project.ws, "copy")
-    assert record["notifications"] == [{"channel": "webhook", "url": hook.url, "status": "sent"}]
+    shown = hook.url.rsplit("/", 1)[0] + "/…"  # scheme and host: the path may be a secret
+    assert record["notifications"] == [{"channel": "webhook", "url": shown, "status": "sent"}]
     ((headers, body),) = hook.requests
     assert headers["authorization"] == f"Bearer {TOKEN}" and headers["x-team"] == "data"
     assert headers["content-type"] == "application/json"
@@ -251,7 +254,7 @@ def test_a_webhook_posts_the_run_record_with_a_secret_header(project, hook, monk
     assert posted["error"] == record["error"] and "notifications" not in posted
     assert TOKEN not in _everything_written(project, record)
     result = CliRunner().invoke(app, ["--dir", str(project.root), "run", "copy"])
-    assert f"  webhook to {hook.url}: sent" in result.stdout.splitlines() and TOKEN not in result.output
+    assert f"  webhook to {shown}: sent" in result.stdout.splitlines() and TOKEN not in result.output
 
 
 def test_a_notification_that_cannot_be_delivered_is_a_warning_and_the_run_keeps_its_status(
@@ -277,7 +280,8 @@ def test_a_notification_that_cannot_be_delivered_is_a_warning_and_the_run_keeps_
         ("webhook", "failed"),
     ]
     assert "ConnectionRefusedError" in record["notifications"][0]["error"]
-    assert record["notifications"][1]["error"] == f"{hook.url} answered 500 Internal Server Error"
+    shown = hook.url.rsplit("/", 1)[0] + "/…"
+    assert record["notifications"][1]["error"] == f"{shown} answered 500 Internal Server Error"
     warnings = [
         e["message"] for e in history.read_log(history.find_log(project.ws.history, record["run_id"]))
     ]
@@ -343,3 +347,15 @@ def test_a_subject_leaves_out_what_the_run_has_not():
     assert notify.subject("{{ job }}: {{ error or 'no error' }}", record) == "copy: no error"
     failed = record | {"status": "failed", "error": "task t: boom"}
     assert notify.subject("{{ job }} {{ status }} {{ error }}", failed) == "copy failed task t: boom"
+
+
+def test_a_webhook_url_held_in_a_secret_is_used_and_never_written(project, hook, monkeypatch):
+    """Services such as Slack put the secret in the URL's path: the URL may be a reference, and
+    logs and history show the reference (or, for a literal URL, its scheme and host) only."""
+    secret_path = "T000/B000/s3cr3t-path"
+    monkeypatch.setenv("HOOK_URL", f"{hook.url}/{secret_path}")
+    _project(project, "- {webhook: {url: '${env:HOOK_URL}'}, when: always}", fail=False)
+    record = services.run(project.ws, "copy")
+    assert record["notifications"] == [{"channel": "webhook", "url": "${env:HOOK_URL}", "status": "sent"}]
+    assert hook.paths == [f"/runs/{secret_path}"]
+    assert secret_path not in _everything_written(project, record)
