@@ -79,6 +79,7 @@ def run_watermark(run: TaskRun) -> None:
     else:
         try:
             stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
+            run.track(stream.batches, cancellable=False)  # closed when the task ends, even if never read
         except MissingColumn as exc:
             check_columns(run, exc.known)  # names the field, and any other the source lacks
             raise
