@@ -22,6 +22,7 @@ def run_full(run: TaskRun) -> None:
     task, result = run.task, run.result
     run.state()  # a resync of a full task is a no-op, but it is recorded
     stream = run.source.read(task.read, run.batch_size, limit=run.options.limit)
+    run.track(stream.batches, cancellable=False)  # closed when the task ends, even if never read
     run.use_columns(stream.columns)
     if counted_without_target(run, stream):
         return

@@ -88,6 +88,7 @@ def run_watermark(run: TaskRun) -> None:
             first = Watermark(column, watermark.since, backfill.end(backfill.lower))
         try:
             stream = run.source.read(task.read, run.batch_size, first, limit=options.limit)
+            run.track(stream.batches, cancellable=False)  # closed when the task ends, even if never read
         except MissingColumn as exc:
             check_columns(run, exc.known)  # names the field, and any other the source lacks
             raise

@@ -434,3 +434,30 @@ def test_a_run_killed_after_its_ddl_and_before_its_rows_commit_is_harmless(
     record = succeeded(project)
     assert record["tasks"][0]["schema_changes"] == []  # nothing left to alter
     assert rows(target, "id, weight") == [(1, Decimal("1.0")), (2, Decimal("2.0"))]
+
+
+def test_a_widened_text_key_stays_indexable_in_mariadb(project, make_database):
+    source, target = make_database("postgresql", "source"), make_database("mariadb", "target")
+    execute(
+        source,
+        "CREATE TABLE items (code varchar(10) PRIMARY KEY, n integer)",
+        "INSERT INTO items VALUES ('a', 1)",
+    )
+    project.connection("src", "postgresql", source.url)
+    project.connection("dst", "mariadb", target.url)
+    project.job(
+        "sync", "src", "dst", "- {name: items, read: {table: items}, write: {table: copy, keys: [code]}}"
+    )
+    services.apply(project.ws)
+    succeeded(project)
+    execute(
+        source,
+        "ALTER TABLE items ALTER COLUMN code TYPE text",
+        f"INSERT INTO items VALUES ('{'b' * 300}', 2)",
+    )
+    record = succeeded(project)
+    (change,) = record["tasks"][0]["schema_changes"]
+    assert (change["change"], change["after"]) == ("widen", "VARCHAR(768)")  # an index's 3072 bytes
+    assert columns(target)["code"] == "varchar(768)"
+    assert target.fetch("SELECT count(*) FROM copy") == [(2,)]
+    assert succeeded(project)["tasks"][0]["schema_changes"] == []

@@ -424,11 +424,11 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
 
     @abstractmethod
     def alter_columns_sql(
-        self, cursor: Any, table: str, types: dict[str, ColumnType], nullable: Collection[str] = ()
+        self, cursor: Any, table: str, types: dict[str, str], nullable: Collection[str] = ()
     ) -> list[str]:
-        """Change existing columns' types (name -> new type) and drop the NOT NULL of the
-        `nullable` ones, keeping the rest of their definitions (`cursor`: to read them where
-        the statement must repeat them)."""
+        """Change existing columns' types (name -> the DDL of its new type) and drop the NOT
+        NULL of the `nullable` ones, keeping the rest of their definitions (`cursor`: to read
+        them where the statement must repeat them)."""
 
     @abstractmethod
     def not_null(self, cursor: Any, table: str) -> set[str]:

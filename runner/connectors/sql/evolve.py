@@ -105,15 +105,16 @@ def plan(w: SqlWriter, evolve: TableEvolution, cursor: Any) -> list[SchemaChange
         was, now = (known or {}).get(col.name), target[col.name]
         if not settings.widen or was is None or was == col.type or now is None:
             continue  # no change of the source's type since the last run: nothing to follow
-        # the source's type as the target will read it back (SQLite: every integer a bigint)
-        wanted = c.parse_type(c.render_type(col.type)) or col.type
+        # the source's type as the target will read it back (SQLite: every integer a bigint;
+        # MariaDB: a text key a varchar)
+        wanted = c.parse_type(_typed(w, col.name)) or col.type
         if wanted == now:
             continue
         if holds(now, wanted):
             widened.append(col)
         elif not (holds(was, col.type) and holds(wanted, now)):  # else the target holds it already
             what = "a narrowing" if holds(wanted, now) else "an incompatible type"
-            ddl = "; ".join(c.alter_columns_sql(cursor, table, {col.name: col.type}))
+            ddl = "; ".join(c.alter_columns_sql(cursor, table, {col.name: _typed(w, col.name)}))
             refused.append(
                 f"column {col.name!r}: the source's type changed from {was} to {col.type}, which the "
                 f"target's {declared[col.name]} cannot follow without losing data ({what}); the DDL "
@@ -129,16 +130,22 @@ def plan(w: SqlWriter, evolve: TableEvolution, cursor: Any) -> list[SchemaChange
     gone = [n for n in known or () if n not in source and n in declared and n not in w.keys and n != w.soft]
     relaxed = _relaxed(w, evolve, cursor, declared, gone) if settings.widen and known is not None else []
     # one statement changes them all (SQLite rebuilds the table once), before columns are added
-    types = {col.name: col.type for col in widened}
+    types = {col.name: _typed(w, col.name) for col in widened}
     ddl = c.alter_columns_sql(cursor, table, types, relaxed) if widened or relaxed else []
-    changes = [
-        SchemaChange(col.name, "widen", declared[col.name], c.render_type(col.type), ddl) for col in widened
-    ]
+    changes = [SchemaChange(col.name, "widen", declared[col.name], types[col.name], ddl) for col in widened]
     changes += [SchemaChange(name, "nullable", "NOT NULL", "NULL", ddl) for name in relaxed]
     changes += added
     if settings.drop:
         changes += [SchemaChange(n, "drop", declared[n], None, c.drop_column_sql(table, n)) for n in gone]
     return changes
+
+
+def _typed(w: SqlWriter, name: str) -> str:
+    """The DDL of a column's new type, as a new table would have it (a key column's as keys
+    are made: MariaDB indexes a bounded part of a text key)."""
+    if name in w.keys:
+        return dict(zip(w.keys, w.c.key_types(w.key_columns), strict=True))[name]
+    return w.c.render_type(next(col.type for col in w.columns if col.name == name))
 
 
 def _relaxed(

@@ -292,7 +292,7 @@ class MariadbConnector(SqlConnector):
     transactional_ddl = False  # every ALTER TABLE commits at once
 
     def alter_columns_sql(
-        self, cursor: Any, table: str, types: dict[str, ColumnType], nullable: Collection[str] = ()
+        self, cursor: Any, table: str, types: dict[str, str], nullable: Collection[str] = ()
     ) -> list[str]:
         """MODIFY COLUMN restates a whole column: its NULL or NOT NULL, default, character set
         and collation, comment and extras are read back and repeated, or they would be lost."""
@@ -300,7 +300,7 @@ class MariadbConnector(SqlConnector):
         modified = [self._modify(cursor, table, n, types.get(n), n in nullable) for n in names]
         return [f"ALTER TABLE {self.quote_table(table)} {', '.join(modified)}"]
 
-    def _modify(self, cursor: Any, table: str, name: str, ctype: ColumnType | None, nullable: bool) -> str:
+    def _modify(self, cursor: Any, table: str, name: str, typed: str | None, nullable: bool) -> str:
         schema, _, bare = table.rpartition(".")
         cursor.execute(
             "SELECT COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, CHARACTER_SET_NAME, COLLATION_NAME, "
@@ -309,8 +309,9 @@ class MariadbConnector(SqlConnector):
             (schema or None, bare, name),
         )
         declared, is_nullable, default, charset, collation, comment, extra = cursor.fetchone()
-        parts = [f"MODIFY COLUMN {self.quote(name)} {self.render_type(ctype) if ctype else declared}"]
-        if charset and collation and (ctype is None or ctype.kind in ("varchar", "char", "text")):
+        typed = typed or declared
+        parts = [f"MODIFY COLUMN {self.quote(name)} {typed}"]
+        if charset and collation and typed.upper().startswith(("VARCHAR", "CHAR", "LONGTEXT", "TEXT")):
             parts.append(f"CHARACTER SET {charset} COLLATE {collation}")
         parts.append("NULL" if nullable or is_nullable == "YES" else "NOT NULL")
         if default is not None and default != "NULL":

@@ -280,11 +280,11 @@ class PostgresqlConnector(SqlConnector):
         return f"DROP TABLE IF EXISTS pg_temp.{self.quote(name)}"
 
     def alter_columns_sql(
-        self, cursor: Any, table: str, types: dict[str, ColumnType], nullable: Collection[str] = ()
+        self, cursor: Any, table: str, types: dict[str, str], nullable: Collection[str] = ()
     ) -> list[str]:
         # the rest of each column (default, collation of a text type) is kept
         q = self.quote
-        altered = [f"ALTER COLUMN {q(n)} TYPE {self.render_type(t)}" for n, t in types.items()]
+        altered = [f"ALTER COLUMN {q(n)} TYPE {t}" for n, t in types.items()]
         altered += [f"ALTER COLUMN {q(n)} DROP NOT NULL" for n in nullable]
         return [f"ALTER TABLE {self.quote_table(table)} {', '.join(altered)}"]
 

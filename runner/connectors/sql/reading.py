@@ -4,7 +4,7 @@ by key, a user's query; and the columns a read has, with the types runner maps t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from runner.connectors.base import MissingColumn, ReadStream, Watermark
@@ -128,6 +128,12 @@ class SqlReading:
         convert = row_converter([self.decoder(c.type) for c in columns], columns)
         w_index = names.index(watermark.column) if watermark is not None else None
         stream = ReadStream(columns, iter(()))
+        closed: list[bool] = []
+
+        def close_once() -> None:
+            if not closed:
+                closed.append(True)
+                dbapi.close()
 
         def batches() -> Iterator[Batch]:
             try:
@@ -145,9 +151,9 @@ class SqlReading:
                     with self.errors(doing):
                         batch = cursor.fetchmany(batch_size if left is None else min(batch_size, left))
             finally:
-                dbapi.close()
+                close_once()
 
-        stream.batches = batches()
+        stream.batches = _Batches(batches(), close_once)
         return stream
 
     def _select_sql(
@@ -292,3 +298,23 @@ def infer_type(batch: Batch, index: int) -> ColumnType:
             return ColumnType("binary")
         return ColumnType("text")
     return ColumnType("text")
+
+
+class _Batches(Iterator[Batch]):
+    """A read's batches, holding the connection its first batch was fetched on: `close` frees
+    it even when the batches were never iterated (a generator closed before it started skips
+    its `finally`, and its connection would stay open, holding a lock on the source table,
+    until the garbage collector found it: e.g. after a copy inside the databases took the
+    rows instead, or a writer that refused to open)."""
+
+    def __init__(self, batches: Iterator[Batch], close: Callable[[], None]):
+        self.batches, self._close = batches, close
+
+    def __next__(self) -> Batch:
+        return next(self.batches)
+
+    def close(self) -> None:
+        close = getattr(self.batches, "close", None)
+        if close is not None:
+            close()
+        self._close()

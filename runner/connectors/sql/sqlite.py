@@ -357,7 +357,7 @@ class SqliteConnector(SqlConnector):
         return {r[1] for r in cursor.fetchall() if r[3]}
 
     def alter_columns_sql(
-        self, cursor: Any, table: str, types: dict[str, ColumnType], nullable: Collection[str] = ()
+        self, cursor: Any, table: str, types: dict[str, str], nullable: Collection[str] = ()
     ) -> list[str]:
         """SQLite has no ALTER COLUMN: the table is rebuilt with the new declared type (its
         rows, primary key, NOT NULLs, defaults and indexes kept), the way SQLite's manual
@@ -369,7 +369,7 @@ class SqliteConnector(SqlConnector):
         rows = cursor.fetchall()  # cid, name, type, notnull, dflt_value, pk
         body = []
         for _, column, declared, notnull, default, _pk in rows:
-            typed = self.render_type(types[column]) if column in types else declared
+            typed = types.get(column, declared)
             body.append(
                 f"{q(column)} {typed}{' NOT NULL' if notnull and column not in nullable else ''}"
                 f"{f' DEFAULT {default}' if default is not None else ''}"
