@@ -20,6 +20,7 @@ from runner.definitions.schema_changes import (
     TRUNCATE_STRINGS_HELP,
     SchemaChanges,
     TableChanges,
+    check_drop_columns,
     resolve,
 )
 from runner.definitions.tasks import TIMEZONE_HELP, BeforeRun, Task, check_timezone, check_window_start
@@ -295,8 +296,7 @@ class SyncJobSpec(JobSpec):
     @field_validator("drop_columns")
     @classmethod
     def _drop_needs_changes(cls, drop: bool, info: ValidationInfo) -> bool:
-        if drop and info.data.get("schema_changes") == "off":
-            raise ValueError("drop_columns needs schema_changes add or add_and_widen (off alters nothing)")
+        check_drop_columns(drop, info.data.get("schema_changes"))
         return drop
 
     def table_changes(self, task: Task) -> TableChanges:

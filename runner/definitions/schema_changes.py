@@ -62,6 +62,12 @@ class TableChanges:
 OFF = TableChanges(add=False, widen=False, drop=False, truncate_strings=False)
 
 
+def check_drop_columns(drop: bool | None, schema_changes: object) -> None:
+    """`drop_columns` asks for a change that `schema_changes: off` would never make."""
+    if drop and schema_changes == "off":
+        raise ValueError("drop_columns needs schema_changes add or add_and_widen (off alters nothing)")
+
+
 def resolve(job: SyncJobSpec, task: Task) -> TableChanges:
     """The task's settings: its own where it has them, else the job's."""
     if task.write.upsert_script:

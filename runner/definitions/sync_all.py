@@ -13,7 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from runner.definitions import destination
 from runner.definitions.jobs import FieldPath, JobChanges, JobRead, JobSpec, SyncJobSpec
 from runner.definitions.needs import Need, Needs
-from runner.definitions.schema_changes import SchemaChanges
+from runner.definitions.schema_changes import SchemaChanges, check_drop_columns
 from runner.definitions.tasks import BeforeRun, Task
 
 PATTERN_HELP = "shell-style patterns over table names: *, ?, [abc], [!abc]"
@@ -156,8 +156,7 @@ class SyncAllJobSpec(JobSpec):
     @field_validator("drop_columns")
     @classmethod
     def _drop_needs_changes(cls, drop: bool, info: ValidationInfo) -> bool:
-        if drop and info.data.get("schema_changes") == "off":
-            raise ValueError("drop_columns needs schema_changes add or add_and_widen (off alters nothing)")
+        check_drop_columns(drop, info.data.get("schema_changes"))
         return drop
 
     def as_sync(self, tasks: list[Task]) -> SyncJobSpec:

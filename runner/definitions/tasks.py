@@ -20,6 +20,7 @@ from runner.definitions.schema_changes import (
     SCHEMA_CHANGES_HELP,
     TRUNCATE_STRINGS_HELP,
     SchemaChanges,
+    check_drop_columns,
 )
 from runner.definitions.templates import check_syntax
 from runner.definitions.windows import WINDOW_HELP, parse_start, parse_window, start_is_time
@@ -375,8 +376,8 @@ class Task(StrictModel):
                 f"{info.field_name} does not apply to write.upsert_script: the script decides what "
                 "the table holds"
             )
-        if info.field_name == "drop_columns" and value and info.data.get("schema_changes") == "off":
-            raise ValueError("drop_columns needs schema_changes add or add_and_widen (off alters nothing)")
+        if info.field_name == "drop_columns":
+            check_drop_columns(bool(value), info.data.get("schema_changes"))
         return value
 
     def check_history(self, before_run: BeforeRun | None) -> None:
