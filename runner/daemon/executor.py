@@ -23,6 +23,7 @@ from runner import services
 from runner.daemon.logs import DaemonLog
 from runner.definitions import secrets
 from runner.errors import JobBusy, NotFound, RunnerError
+from runner.history import files as history
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,19 @@ class Executor:
             rows_written=record.get("rows_written"),
             error=record.get("error"),
         )
+
+    def ending(self, job: str) -> bool:
+        """Whether the job's run has written its final record and is only letting go (its
+        notifications, its lock): a run asked for now waits for it rather than be refused."""
+        with self._lock:
+            run_id = self._run_ids.get(job) if job in self._active and job not in self._queued else None
+        if not run_id:
+            return False
+        try:
+            record = history.read_run(history.run_path(self.ws.history, *job.split("/", 1), run_id))
+        except (OSError, ValueError):
+            return False
+        return record.get("status") not in ("queued", "running")
 
     def running(self) -> dict[str, str | None]:
         """Jobs running or waiting for a worker -> their run id once started."""

@@ -57,6 +57,7 @@ def scheduled(trigger: str | None) -> bool:
     return (trigger or "").startswith(("cron", "after", "retry", "catch-up"))
 
 
+ENDING_GRACE = 5.0  # seconds a run request waits for a run that has written its end to let go
 WHEN = {"succeeded": {"succeeded"}, "failed": {"failed"}, "finished": {"succeeded", "failed"}}
 
 
@@ -322,6 +323,10 @@ class Daemon:
         problem = self.state_problem()
         if problem:
             raise StateUnavailable(f"{problem}; no run starts until it is back")
+        # a client that saw the last run's record end may ask for the next one at once
+        deadline = time.monotonic() + ENDING_GRACE
+        while self.executor.ending(job) and time.monotonic() < deadline:
+            time.sleep(0.02)
         held = self.ws.store().locks.info(services.locks.job_lock(job))
         if held is not None and held.alive:
             raise JobBusy(f"job {job} is already running ({held.holder}, run {held.run_id})")
