@@ -804,10 +804,10 @@ def report_b(res: dict[str, Any]) -> list[str]:
                     f"read {r['rows_read']:,}  +{r['inserted']} ~{r['updated']} -{r['deleted']}  "
                     f"(read {r['read_seconds']} s, write {r['write_seconds']} s)  "
                 )
-            if "request_to_finish_s" in r:
+            if "api_seconds" in r:
                 line += (
-                    f"(request → started {r['queue_s']:.3f} s, → finished {r['request_to_finish_s']:.2f} s; "
-                    f"the run {r['runner_seconds']:.2f} s)  "
+                    f"(request → started {r['queue_s']:.3f} s; the API said ended after "
+                    f"{r['api_seconds']:.2f} s; the run {r['runner_seconds']:.2f} s)  "
                 )
             lines.append(line + f"identical: {check_text(r['check'])}")
         ratio = out["median_round_ratio_to_a_floor"]
@@ -824,7 +824,7 @@ def report_b(res: dict[str, Any]) -> list[str]:
 
 B_LABELS = {
     "watermark": "watermark (updated_at), keys [id], deletes: propagate — `runner run`",
-    "warm": "watermark, the same job through the warm daemon (POST …/runs → the API says it ended)",
+    "warm": "watermark, the same job through the warm daemon (POST …/runs → the record's finished_at)",
     "hash": "hash, keys [id], deletes: propagate — `runner run`",
     "sling": "Sling 1.4.11, incremental: primary_key id, update_key updated_at (no deletes)",
     "dlt": "dlt + pyarrow, incremental on updated_at, merge on id (no deletes)",
