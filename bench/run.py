@@ -845,7 +845,7 @@ def report_memory(res: dict[str, Any]) -> list[str]:
 
 
 def summary_table(results: dict[str, Any]) -> list[str]:
-    head = "| scenario | runner s (median) | rows/s | × floor | peak RSS MB | identical | types kept |"
+    head = "| scenario · tool | seconds (median) | rows/s | × floor | peak RSS MB | identical | types kept |"
     lines = ["", head, "|---|---|---|---|---|---|---|"]
     for name, res in results.items():
         if "error" in res:
