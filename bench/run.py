@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark harness for runner on the shared `events` workload (issue 6).
 
-    python bench/run.py [A|B|C|X|all] [--rows N] [--repeat 3] [--json] [--memory]
+    python bench/run.py [A B C X | all] [--rows N] [--repeat 3] [--json] [--memory] [--peers] [--warm]
 
 Per scenario: fresh databases (dropped at the end), the workload from ../shared/bench/gen_events.py,
 a temporary definitions folder applied once, `runner run JOB` timed as a subprocess under
 /usr/bin/time (peak RSS), the floor timed in the same run, and the target checked with
-../shared/bench/compare.py. See bench/README.md for what each figure means.
+../shared/bench/compare.py. With --peers, Sling and dlt run beside runner in A and B (bench/peers.py,
+from the peers' venv that `make bench-peers` creates); with --warm, B's watermark job also runs
+through one `runner daemon --http` (bench/warm.py). See bench/README.md for what each figure means.
 
 Needs only the standard library here; the workload scripts and runner run with the project's venv
 (BENCH_VENV, default .venv). Services: BENCH_PG_HOST/PORT/USER (127.0.0.1, 5432, postgres) and
@@ -204,11 +206,11 @@ class Bench:
         repeat: int,
         timeout: float,
         floor_pk: bool = False,
-        peers: bool = False,
-        warm: bool = False,
+        with_peers: bool = False,
+        with_warm: bool = False,
     ) -> None:
         self.rows, self.repeat, self.timeout, self.floor_pk = rows, repeat, timeout, floor_pk
-        self.peers, self.warm = peers, warm
+        self.with_peers, self.with_warm = with_peers, with_warm
         self.closers: list[Callable[[], None]] = []  # processes to end first (the warm daemon)
         self.suffix = f"{os.getpid()}_{secrets.token_hex(3)}"
         self.tmp = Path(tempfile.mkdtemp(prefix="runner-bench-"))
@@ -441,7 +443,7 @@ class Bench:
     def scenario_a(self) -> dict[str, Any]:
         """With --peers, each repetition runs runner, Sling, dlt and the floor, in that order."""
         src = self.pg_source(self.rows)
-        contenders = self.start_peers(src, "a", incremental=False) if self.peers else {}
+        contenders = self.start_peers(src, "a", incremental=False) if self.with_peers else {}
         steps: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
         alongside: list[Callable[[int], None]] = []
         for name, peer in contenders.items():
@@ -567,10 +569,11 @@ class Bench:
             contenders: dict[str, Callable[[str], dict[str, Any]]] = {
                 "watermark": lambda what: self.runner_run(folder, "bench-b-watermark")
             }
-            if self.warm:
+            if self.with_warm:
                 contenders["warm"] = self.warm_daemon(src, dsts, variants["watermark"])
             contenders["hash"] = lambda what: self.runner_run(folder, "bench-b-hash")
-            for name, peer in (self.start_peers(src, "b", incremental=True) if self.peers else {}).items():
+            b_peers = self.start_peers(src, "b", incremental=True) if self.with_peers else {}
+            for name, peer in b_peers.items():
                 dsts[name] = peer.dst_db
                 contenders[name] = peer.step
             out: dict[str, Any] = {v: {"rounds": []} for v in contenders}
@@ -926,7 +929,9 @@ def main(argv: list[str] | None = None) -> int:
         log(str(exc))
         return 2
 
-    bench = Bench(args.rows, args.repeat, args.timeout, args.floor_pk, peers=args.peers, warm=args.warm)
+    bench = Bench(
+        args.rows, args.repeat, args.timeout, args.floor_pk, with_peers=args.peers, with_warm=args.warm
+    )
     results: dict[str, Any] = {}
     failed = False
     try:
