@@ -33,7 +33,13 @@ schemas: $(STAMP)
 	$(BIN)/runner schemas --out schemas
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
-.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks
+.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers
+
+# The peers of bench-peers in an environment of their own (git-ignored, never needed by make test):
+# Sling 1.4.11 is the last PyPI release whose wheel ships its binary.
+PEERS := bench/.peers
+PEERS_STAMP := $(PEERS)/.installed
+PEERS_ARGS ?= --rows 1000000 --repeat 3
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py all --rows 1000000
@@ -50,6 +56,16 @@ bench-C: $(STAMP)
 bench-X: $(STAMP)
 	$(BIN)/python bench/run.py X --rows 1000000
 
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python bench/run.py A B --peers --warm $(PEERS_ARGS)
+
+$(PEERS_STAMP):
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install --quiet --upgrade pip
+	$(PEERS)/bin/pip install --quiet sling==1.4.11 sling-linux-amd64==1.4.11 \
+		'dlt[postgres,sql_database]==1.31.0' pyarrow==26.0.1
+	touch $(PEERS_STAMP)
+
 bench-memory: $(STAMP)
 	$(BIN)/python bench/run.py --memory
 
@@ -60,4 +76,4 @@ bench-api-attacks: $(STAMP)
 	$(BIN)/python bench/api_load.py --clients 50 --seconds 30 --attackers 5
 
 clean:
-	rm -rf $(VENV) .runner demo/data .pytest_cache
+	rm -rf $(VENV) $(PEERS) .runner demo/data .pytest_cache

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark harness for runner on the shared `events` workload (issue 6).
 
-    python bench/run.py [A|B|C|X|all] [--rows N] [--repeat 3] [--json] [--memory]
+    python bench/run.py [A B C X | all] [--rows N] [--repeat 3] [--json] [--memory] [--peers] [--warm]
 
 Per scenario: fresh databases (dropped at the end), the workload from ../shared/bench/gen_events.py,
 a temporary definitions folder applied once, `runner run JOB` timed as a subprocess under
 /usr/bin/time (peak RSS), the floor timed in the same run, and the target checked with
-../shared/bench/compare.py. See bench/README.md for what each figure means.
+../shared/bench/compare.py. With --peers, Sling and dlt run beside runner in A and B (bench/peers.py,
+from the peers' venv that `make bench-peers` creates); with --warm, B's watermark job also runs
+through one `runner daemon --http` (bench/warm.py). See bench/README.md for what each figure means.
 
 Needs only the standard library here; the workload scripts and runner run with the project's venv
 (BENCH_VENV, default .venv). Services: BENCH_PG_HOST/PORT/USER (127.0.0.1, 5432, postgres) and
@@ -28,9 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import peers  # bench/peers.py: Sling and dlt
+from warm import WarmDaemon  # bench/warm.py: the daemon's warm path
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "bench"
@@ -40,6 +45,7 @@ VENV_BIN = Path(os.environ.get("BENCH_VENV", REPO / ".venv")) / "bin"
 PYTHON = VENV_BIN / "python"
 RUNNER = VENV_BIN / "runner"
 TIME = "/usr/bin/time"
+PEERS_VENV = Path(os.environ.get("BENCH_PEERS_VENV", REPO / "bench" / ".peers"))
 
 PG_HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
 PG_PORT = os.environ.get("BENCH_PG_PORT", "5432")
@@ -81,11 +87,23 @@ def tail(text: str, lines: int = 15) -> str:
 
 
 def run(
-    cmd: list[str], *, what: str | None = None, check: bool = True, timeout: float | None = None
+    cmd: list[str],
+    *,
+    what: str | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command in its own process group; on any interruption kill that group (and only it)."""
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV if env is None else env,
+        cwd=cwd,
+        start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -144,8 +162,10 @@ def sqlite_url(path: Path) -> str:
 # --- preflight ---------------------------------------------------------------------------------------
 
 
-def preflight(scenarios: list[str]) -> None:
+def preflight(scenarios: list[str], with_peers: bool = False) -> None:
     """Every tool and service the chosen scenarios need, checked before anything is created."""
+    if with_peers and (problem := peers.missing(PEERS_VENV)):
+        raise BenchError(problem)
     need_pg = any(s in ("A", "B", "X", "memory") for s in scenarios)
     tools = [TIME] + (["psql", "pg_dump"] if need_pg else [])
     tools += ["sqlite3"] if "C" in scenarios else []
@@ -180,8 +200,18 @@ def preflight(scenarios: list[str]) -> None:
 class Bench:
     """Owns every database and file it creates; `close()` drops and removes them all."""
 
-    def __init__(self, rows: int, repeat: int, timeout: float, floor_pk: bool = False) -> None:
+    def __init__(
+        self,
+        rows: int,
+        repeat: int,
+        timeout: float,
+        floor_pk: bool = False,
+        with_peers: bool = False,
+        with_warm: bool = False,
+    ) -> None:
         self.rows, self.repeat, self.timeout, self.floor_pk = rows, repeat, timeout, floor_pk
+        self.with_peers, self.with_warm = with_peers, with_warm
+        self.closers: list[Callable[[], None]] = []  # processes to end first (the warm daemon)
         self.suffix = f"{os.getpid()}_{secrets.token_hex(3)}"
         self.tmp = Path(tempfile.mkdtemp(prefix="runner-bench-"))
         self.pg_dbs: list[str] = []
@@ -217,6 +247,8 @@ class Bench:
 
     def close(self) -> None:
         problems = []
+        for closer in reversed(self.closers):
+            closer()
         for name in list(self.pg_dbs):
             try:
                 self.drop_pg(name)
@@ -256,6 +288,11 @@ class Bench:
         key), truncated before each repeat."""
         if rows in self.floors:
             return self.floors[rows]
+        dst, once = self.floor_copier(rows)  # dropped by floor_done, or by close() on a failure
+        return self.floor_done(rows, dst, [once(i) for i in range(self.repeat)])
+
+    def floor_copier(self, rows: int) -> tuple[str, Callable[[int], float]]:
+        """The floor's target database and table; `once(i)` empties the table and times one copy."""
         src = self.pg_source(rows)
         dst = self.create_pg("floor")
         try:
@@ -271,16 +308,26 @@ class Bench:
                 f"set -o pipefail; psql {shlex.join(pg_args(src))} -c {shlex.quote(copy_out)} | "
                 f"psql {shlex.join(pg_args(dst))} -q -c {shlex.quote(copy_in)}"
             )
-            runs = []
-            for i in range(self.repeat):
-                psql(f"TRUNCATE {TABLE}", db=dst)
-                log(f"floor (psql \\copy | psql \\copy) {i + 1}/{self.repeat} …")
-                runs.append(timed(["bash", "-c", pipe], what="the psql \\copy floor", timeout=self.timeout))
-            copied = int(psql(f"SELECT count(*) FROM {TABLE}", db=dst))
+        except BaseException:
+            self.drop_pg(dst)
+            raise
+
+        def once(i: int) -> float:
+            psql(f"TRUNCATE {TABLE}", db=dst)
+            log(f"floor (psql \\copy | psql \\copy) {i + 1}/{self.repeat} …")
+            return timed(["bash", "-c", pipe], what="the psql \\copy floor", timeout=self.timeout)
+
+        return dst, once
+
+    def floor_done(self, rows: int, dst: str, runs: list[float]) -> dict[str, Any]:
+        """The floor's figures once its runs are done (its last copy counted), its database dropped."""
+        if dst in self.pg_dbs:
+            try:
+                copied = int(psql(f"SELECT count(*) FROM {TABLE}", db=dst))
+            finally:
+                self.drop_pg(dst)
             if copied != rows:
                 raise BenchError(f"the floor copied {copied:,} rows, not {rows:,}")
-        finally:
-            self.drop_pg(dst)
         how = "psql \\copy TO STDOUT | psql \\copy FROM STDIN" + (", table with PK" if self.floor_pk else "")
         self.floors[rows] = {"how": how, **summary(runs)}
         return self.floors[rows]
@@ -365,7 +412,10 @@ class Bench:
         compare_urls: tuple[str, str],
         exact_types: tuple[Callable[[], dict[str, str]], Callable[[], dict[str, str]]],
         indexes: Callable[[], int],
+        alongside: Sequence[Callable[[int], None]] = (),
     ) -> dict[str, Any]:
+        """`repeat` timed runs of runner into a fresh target each; after each, every `alongside` step
+        (peers, the floor) runs once with the repetition's index, so they alternate."""
         job = f"bench-{label.lower()}"
         folder = self.definitions(label, {"src": source, "dst": target}, [job_yaml(job, "dst")])
         runs = []
@@ -373,6 +423,8 @@ class Bench:
             reset_target()  # a fresh target each repeat: every repeat does the same work
             log(f"{label}: runner run {job} {i + 1}/{repeat} ({rows:,} rows) …")
             runs.append(self.runner_run(folder, job))
+            for other in alongside:
+                other(i)
         check = self.compare(*compare_urls)
         src_types, dst_types = exact_types[0](), exact_types[1]()
         return {
@@ -389,8 +441,25 @@ class Bench:
 
     # scenarios
     def scenario_a(self) -> dict[str, Any]:
+        """With --peers, each repetition runs runner, Sling, dlt and the floor, in that order."""
         src = self.pg_source(self.rows)
-        floor = self.pg_floor(self.rows)
+        contenders = self.start_peers(src, "a", incremental=False) if self.with_peers else {}
+        steps: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
+        alongside: list[Callable[[int], None]] = []
+        for name, peer in contenders.items():
+
+            def one(i: int, name: str = name, peer: peers.Peer = peer) -> None:
+                peer.reset()  # a fresh target each repeat, as runner's
+                log(f"A: {name} {i + 1}/{self.repeat} ({self.rows:,} rows) …")
+                steps[name].append(peer.step(f"full copy {i + 1}"))
+
+            alongside.append(one)
+        floor_runs: list[float] = []
+        floor_dst = None
+        if contenders and self.rows not in self.floors:
+            floor_dst, floor_once = self.floor_copier(self.rows)
+            alongside.append(lambda i: floor_runs.append(floor_once(i)))
+        floor = self.pg_floor(self.rows) if floor_dst is None else {}
         dst = self.create_pg("dsta")
         try:
             res = self.full_copy(
@@ -403,10 +472,21 @@ class Bench:
                 compare_urls=(pg_url(src, True), pg_url(dst, True)),
                 exact_types=(lambda: pg_types(src), lambda: pg_types(dst)),
                 indexes=lambda: pg_indexes(dst),
+                alongside=alongside,
             )
         finally:
             self.drop_pg(dst)
+        if floor_dst is not None:
+            floor = self.floor_done(self.rows, floor_dst, floor_runs)
         res["types_kept"] = res["src_exact_types"] == res["dst_exact_types"]
+        res["peers"] = {}
+        for name, peer in contenders.items():
+            res["peers"][name] = peers.summarise(steps[name], floor["median_s"]) | {
+                "check": self.compare(pg_url(src, True), pg_url(peer.dst_db, True)),
+                "dst_exact_types": pg_types(peer.dst_db),
+            }
+            res["peers"][name]["types_kept"] = res["src_exact_types"] == res["peers"][name]["dst_exact_types"]
+            self.drop_pg(peer.dst_db)
         return with_floor(res, floor)
 
     def scenario_x(self) -> dict[str, Any]:
@@ -466,8 +546,9 @@ class Bench:
         return with_floor(res, floor)
 
     def scenario_b(self) -> dict[str, Any]:
-        """Both variants read the same source (one copy of the pristine one), each into its own target:
-        after each `mutate` round the watermark job runs, then the hash job."""
+        """Every variant reads the same source (one copy of the pristine one), each into its own target:
+        after each `mutate` round the watermark job runs, then (with --warm) the same job through the
+        warm daemon's API, the hash job, and (with --peers) Sling and dlt."""
         floor = self.pg_floor(self.rows)
         src = self.create_pg("srcb", template=self.pg_source(self.rows))
         variants = {
@@ -484,16 +565,27 @@ class Bench:
                 | {f"dst-{v}": ("postgresql", pg_url(db)) for v, db in dsts.items()},
                 [job_yaml(f"bench-b-{v}", f"dst-{v}", keys=True, extra=x) for v, x in variants.items()],
             )
-            out: dict[str, Any] = {v: {"rounds": []} for v in variants}
+            # Each contender of a round, in order: name -> one run of it (the argument says which).
+            contenders: dict[str, Callable[[str], dict[str, Any]]] = {
+                "watermark": lambda what: self.runner_run(folder, "bench-b-watermark")
+            }
+            if self.with_warm:
+                contenders["warm"] = self.warm_daemon(src, dsts, variants["watermark"])
+            contenders["hash"] = lambda what: self.runner_run(folder, "bench-b-hash")
+            b_peers = self.start_peers(src, "b", incremental=True) if self.with_peers else {}
+            for name, peer in b_peers.items():
+                dsts[name] = peer.dst_db
+                contenders[name] = peer.step
+            out: dict[str, Any] = {v: {"rounds": []} for v in contenders}
 
             def step(v: str, what: str) -> dict[str, Any]:
-                log(f"B {v}: runner run bench-b-{v} ({what}) …")
-                r = self.runner_run(folder, f"bench-b-{v}")
+                log(f"B {v}: {what} …")
+                r = contenders[v](what)
                 r["ratio_to_a_floor"] = round(r["seconds"] / floor["median_s"], 2)
                 r["check"] = self.compare(pg_url(src, True), pg_url(dsts[v], True))
                 return r
 
-            for v in variants:
+            for v in contenders:
                 out[v]["initial"] = step(v, "initial load")
             for rnd in range(1, ROUNDS + 1):
                 log(f"gen_events.py mutate --round {rnd} …")
@@ -502,21 +594,62 @@ class Bench:
                     what="gen_events.py mutate",
                     timeout=self.timeout,
                 ).stdout.strip()
-                for v in variants:
+                for v in contenders:
                     r = step(v, f"round {rnd}")
                     r["mutate"] = mutated
                     out[v]["rounds"].append(r)
-            for v in variants:
+            src_types = pg_types(src)
+            for v in contenders:
                 med = statistics.median(r["seconds"] for r in out[v]["rounds"])
                 out[v]["median_round_s"] = round(med, 3)
                 out[v]["median_round_ratio_to_a_floor"] = round(med / floor["median_s"], 2)
-                out[v]["rss_mb"] = max(r["rss_mb"] for r in [out[v]["initial"], *out[v]["rounds"]])
-                out[v]["types_kept"] = pg_types(src) == pg_types(dsts[v])
+                out[v]["rss_mb"] = max(r["rss_mb"] or 0 for r in [out[v]["initial"], *out[v]["rounds"]])
                 out[v]["dst_exact_types"] = pg_types(dsts[v])
+                out[v]["types_kept"] = src_types == out[v]["dst_exact_types"]
         finally:
+            for close in self.closers:
+                close()
+            self.closers.clear()
             for db in [*dsts.values(), src]:
                 self.drop_pg(db)
-        return {"rows": self.rows, "a_floor": floor, "variants": out}
+        return {
+            "rows": self.rows,
+            "a_floor": floor,
+            "variants": {v: x for v, x in out.items() if v not in peers.PEERS},
+            "peers": {v: x for v, x in out.items() if v in peers.PEERS},
+        }
+
+    def warm_daemon(self, src: str, dsts: dict[str, str], changes: str) -> Callable[[str], dict[str, Any]]:
+        """The watermark job in a definitions folder of its own (its own state store and target),
+        served by one `runner daemon --http` started now; returns one run through its API."""
+        dsts["warm"] = self.create_pg("dstbwarm")
+        folder = self.definitions(
+            "B-warm",
+            {"src": ("postgresql", pg_url(src)), "dst-warm": ("postgresql", pg_url(dsts["warm"]))},
+            [job_yaml("bench-b-warm", "dst-warm", keys=True, extra=changes)],
+        )
+        daemon = WarmDaemon(RUNNER, folder, ENV, run, BenchError)
+        self.closers.append(daemon.stop)
+        log("B warm: starting runner daemon --http …")
+        daemon.start()
+        return lambda what: daemon.trigger("bench-b-warm")
+
+    def start_peers(self, src: str, role: str, incremental: bool) -> dict[str, peers.Peer]:
+        """Sling and dlt, each with a target database and a folder of its own."""
+        harness = peers.Harness(
+            run=run,
+            psql=psql,
+            env=ENV,
+            pg=(PG_HOST, PG_PORT, PG_USER),
+            time=TIME,
+            timeout=self.timeout,
+            venv=PEERS_VENV,
+        )
+        made = {}
+        for name, cls in peers.PEERS.items():
+            dst = self.create_pg(f"dst{role}{name}")
+            made[name] = cls(harness, self.tmp / f"{role}-{name}", src, dst, incremental)
+        return made
 
     def memory(self) -> dict[str, Any]:
         """Scenario A once at 1M and once at 4M rows: peak RSS of each and their ratio."""
@@ -621,6 +754,8 @@ def yn(v: bool | None) -> str:
 def check_text(check: dict[str, Any]) -> str:
     if check["identical"]:
         return "yes"
+    if not check["missing_in_dst"] and not check["differing"]:  # only rows the source no longer has
+        return f"no ({check['extra_in_dst']:,} deleted rows kept)"
     counts = (
         f"missing {check['missing_in_dst']}, extra {check['extra_in_dst']}, differing {check['differing']}"
     )
@@ -641,6 +776,13 @@ def report_full(name: str, res: dict[str, Any]) -> list[str]:
         f"   runner     {res['median_s']:8.2f} s  {res['rows_per_s']:>10,} rows/s  "
         f"{res['ratio_to_floor']:6.2f}× {floor_name}  peak RSS {res['rss_mb']:.0f} MB  "
         f"identical: {check_text(res['check'])}",
+        *(
+            f"   {name:<10} {p['median_s']:8.2f} s  {round(res['rows'] / p['median_s']):>10,} rows/s  "
+            f"{p['ratio_to_floor']:6.2f}× {floor_name}  peak RSS {p['rss_mb']:.0f} MB  "
+            f"identical: {check_text(p['check'])}  (runs {', '.join(f'{r:.2f}' for r in p['runs_s'])}; "
+            f"types kept: {yn(p['types_kept'])})"
+            for name, p in res.get("peers", {}).items()
+        ),
         f"   {floor_name:<10} {fl['median_s']:8.2f} s  ({fl['how']}; runs {floor_runs})",
         f"   runs       {runs} s (last: read {last['read_seconds']} s, write {last['write_seconds']} s)",
         f"   types      {types_text(res['check']['dst_types'])}  (compare.py)",
@@ -654,20 +796,42 @@ def report_b(res: dict[str, Any]) -> list[str]:
     lines = [
         f"B  {SCENARIOS['B']}: {res['rows']:,} rows; A floor {fl['median_s']:.2f} s",
     ]
-    for v, out in res["variants"].items():
-        label = {"watermark": "watermark (updated_at), keys [id]", "hash": "hash, keys [id]"}[v]
-        lines.append(f"   {label}, deletes: propagate — types kept: {yn(out['types_kept'])}")
+    for v, out in [*res["variants"].items(), *res.get("peers", {}).items()]:
+        lines.append(f"   {B_LABELS[v]} — types kept: {yn(out['types_kept'])}")
         steps = [("initial", out["initial"])] + [(f"round {i}", r) for i, r in enumerate(out["rounds"], 1)]
         for what, r in steps:
-            lines.append(
-                f"     {what:<8} {r['seconds']:7.2f} s  {r['ratio_to_a_floor']:5.2f}× A floor  "
-                f"peak RSS {r['rss_mb']:.0f} MB  read {r['rows_read']:,}  +{r['inserted']} ~{r['updated']} "
-                f"-{r['deleted']}  (read {r['read_seconds']} s, write {r['write_seconds']} s)  "
-                f"identical: {check_text(r['check'])}"
-            )
+            rss = "" if r["rss_mb"] is None else f"peak RSS {r['rss_mb']:.0f} MB  "
+            line = f"     {what:<8} {r['seconds']:7.2f} s  {r['ratio_to_a_floor']:5.2f}× A floor  {rss}"
+            if "rows_read" in r:
+                line += (
+                    f"read {r['rows_read']:,}  +{r['inserted']} ~{r['updated']} -{r['deleted']}  "
+                    f"(read {r['read_seconds']} s, write {r['write_seconds']} s)  "
+                )
+            if "api_seconds" in r:
+                line += (
+                    f"(request → started {r['queue_s']:.3f} s; the API said ended after "
+                    f"{r['api_seconds']:.2f} s; the run {r['runner_seconds']:.2f} s)  "
+                )
+            lines.append(line + f"identical: {check_text(r['check'])}")
         ratio = out["median_round_ratio_to_a_floor"]
         lines.append(f"     median round {out['median_round_s']:.2f} s = {ratio:.2f}× A floor")
+    sling = res.get("peers", {}).get("sling")
+    if sling:
+        for v, out in res["variants"].items():
+            if v != "hash":
+                pairs_ = zip(out["rounds"], sling["rounds"], strict=True)
+                wins = [r["seconds"] < s["seconds"] for r, s in pairs_]
+                lines.append(f"   {v} faster than Sling's round: {' / '.join(yn(w) for w in wins)}")
     return lines
+
+
+B_LABELS = {
+    "watermark": "watermark (updated_at), keys [id], deletes: propagate — `runner run`",
+    "warm": "watermark, the same job through the warm daemon (POST …/runs → the record's finished_at)",
+    "hash": "hash, keys [id], deletes: propagate — `runner run`",
+    "sling": "Sling 1.4.11, incremental: primary_key id, update_key updated_at (no deletes)",
+    "dlt": "dlt + pyarrow, incremental on updated_at, merge on id (no deletes)",
+}
 
 
 def report_memory(res: dict[str, Any]) -> list[str]:
@@ -684,7 +848,7 @@ def report_memory(res: dict[str, Any]) -> list[str]:
 
 
 def summary_table(results: dict[str, Any]) -> list[str]:
-    head = "| scenario | runner s (median) | rows/s | × floor | peak RSS MB | identical | types kept |"
+    head = "| scenario · tool | seconds (median) | rows/s | × floor | peak RSS MB | identical | types kept |"
     lines = ["", head, "|---|---|---|---|---|---|---|"]
     for name, res in results.items():
         if "error" in res:
@@ -695,14 +859,21 @@ def summary_table(results: dict[str, Any]) -> list[str]:
                 f"(floor {res['floor']['median_s']:.2f} s) | {res['rss_mb']:.0f} | "
                 f"{yn(res['check']['identical'])} | {yn(res['types_kept'])} |"
             )
+            for peer, p in res.get("peers", {}).items():
+                lines.append(
+                    f"| {name} {peer} | {p['median_s']:.2f} | {round(res['rows'] / p['median_s']):,} | "
+                    f"{p['ratio_to_floor']:.2f}× | {p['rss_mb']:.0f} | {check_text(p['check'])} | "
+                    f"{yn(p['types_kept'])} |"
+                )
         elif name == "B":
-            for v, out in res["variants"].items():
+            for v, out in [*res["variants"].items(), *res.get("peers", {}).items()]:
                 rounds = ", ".join(f"{r['seconds']:.2f}" for r in out["rounds"])
-                ok = all(r["check"]["identical"] for r in [out["initial"], *out["rounds"]])
+                checks = [r["check"] for r in [out["initial"], *out["rounds"]]]
+                bad = next((c for c in reversed(checks) if not c["identical"]), None)
                 lines.append(
                     f"| B {v} (rounds {rounds} s) | {out['median_round_s']:.2f} | — | "
-                    f"{out['median_round_ratio_to_a_floor']:.2f}× A floor | {out['rss_mb']:.0f} | {yn(ok)} "
-                    f"| {yn(out['types_kept'])} |"
+                    f"{out['median_round_ratio_to_a_floor']:.2f}× A floor | {out['rss_mb']:.0f} | "
+                    f"{'yes' if bad is None else check_text(bad)} | {yn(out['types_kept'])} |"
                 )
         elif name == "memory":
             a, b = (res[str(r)] for r in MEMORY_ROWS)
@@ -719,7 +890,9 @@ def summary_table(results: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("scenario", nargs="?", choices=["A", "B", "C", "X", "all"], help="default: all")
+    ap.add_argument(
+        "scenario", nargs="*", choices=["A", "B", "C", "X", "all"], help="one or more (default: all)"
+    )
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows in events (default 1,000,000)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per full copy and floor (default 3)")
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of the text report")
@@ -727,12 +900,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--floor-pk", action="store_true", help="the floor's table keeps the source's primary key"
     )
+    ap.add_argument(
+        "--peers",
+        action="store_true",
+        help="run Sling and dlt beside runner in A and B (from bench/.peers: make bench-peers)",
+    )
+    ap.add_argument(
+        "--warm",
+        action="store_true",
+        help="B also runs its watermark job through one `runner daemon --http`, each round a POST",
+    )
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per command (default 3600)")
     args = ap.parse_args(argv)
     if args.rows < 1000 or args.repeat < 1:
         ap.error("--rows must be at least 1000 and --repeat at least 1")
-    chosen = ["A", "B", "C", "X"] if args.scenario == "all" or (not args.scenario and not args.memory) else []
-    chosen += [args.scenario] if args.scenario in SCENARIOS else []
+    everything = "all" in args.scenario or (not args.scenario and not args.memory)
+    chosen = list(SCENARIOS) if everything else [s for s in SCENARIOS if s in args.scenario]
     chosen += ["memory"] if args.memory else []
 
     # Cleanup runs in the finally below, whichever way the harness is stopped (a background job
@@ -741,12 +924,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     try:
-        preflight(chosen)
+        preflight(chosen, with_peers=args.peers and any(s in ("A", "B") for s in chosen))
     except BenchError as exc:
         log(str(exc))
         return 2
 
-    bench = Bench(args.rows, args.repeat, args.timeout, args.floor_pk)
+    bench = Bench(
+        args.rows, args.repeat, args.timeout, args.floor_pk, with_peers=args.peers, with_warm=args.warm
+    )
     results: dict[str, Any] = {}
     failed = False
     try:
@@ -782,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.close()
     if args.json:
-        meta = {"rows": args.rows, "repeat": args.repeat, "batch_size": BATCH_SIZE}
+        meta = {"rows": args.rows, "repeat": args.repeat, "batch_size": BATCH_SIZE, "peers": args.peers}
         print(json.dumps(meta | {"results": results}))
     else:
         print("\n".join(summary_table(results)))
