@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/runner run customer-stats
 	$(BIN)/runner run customer-history
 	$(BIN)/runner run shop-snapshot
+	$(BIN)/runner run orders-backfill
 
 test: $(STAMP)
 	$(BIN)/pytest -q -n auto
