@@ -64,16 +64,19 @@ def describe_text(info: dict[str, Any]) -> str:
     if inactive := inactive_tasks(info["document"]):
         lines.append(f"  inactive:    {', '.join(inactive)} (active: false: every run skips them)")
     for task, changes in info.get("table_changes", {}).items():
-        lines.append(f"  task {task}:  {table_changes_text(changes)}")
+        if text := table_changes_text(changes):  # the defaults go without saying
+            lines.append(f"  task {task}:  {text}")
     lines.append("")
     lines.append(yaml.safe_dump(info["document"], sort_keys=False, allow_unicode=True).rstrip())
     return "\n".join(lines)
 
 
 def table_changes_text(changes: dict[str, Any]) -> str:
-    """`schema_changes add_and_widen, drop_columns, truncate_strings` (the last two when on)."""
+    """`schema_changes add, drop_columns, truncate_strings`: the settings that differ from the
+    defaults (add_and_widen, neither of the others); "" when none does."""
+    mode = changes.get("schema_changes", "add_and_widen")
     on = [name for name in ("drop_columns", "truncate_strings") if changes.get(name)]
-    return ", ".join([f"schema_changes {changes['schema_changes']}", *on])
+    return ", ".join(([f"schema_changes {mode}"] if mode != "add_and_widen" else []) + on)
 
 
 def changes_text(r: dict[str, Any]) -> str:
@@ -100,9 +103,7 @@ def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
             + ("" if r.get("active", True) else " (inactive)")
             + (f" ({state.replace('_', ' ')})" if state else ""),
             f"{r['source'] or '-'} → {r['target'] or '-'}",
-            changes_text(r)
-            + _backfill_text(r)
-            + (f", {table_changes_text(r)}" if "schema_changes" in r else "")
+            changes_text(r) + _backfill_text(r) + (f", {text}" if (text := table_changes_text(r)) else "")
             if r["strategy"]
             else "-",
             pointer_text(r["pointer"]) if r["strategy"] == "watermark" else "-",
