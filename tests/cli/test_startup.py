@@ -26,7 +26,7 @@ def test_the_cli_itself_loads_no_engine_no_database_library_and_no_models():
     assert not {"sqlalchemy", "pydantic", "croniter", "runner.changes.task", "runner.plan"} & loaded
 
 
-def test_a_run_loads_neither_the_plan_nor_notifications_nor_the_api_nor_the_daemon():
+def test_a_run_loads_neither_the_plan_nor_notifications_nor_sync_all_nor_the_api_nor_the_daemon():
     loaded = _loaded_after(
         "import runner.cli.app; from runner import services; services.run; services.RunOptions"
     )
@@ -37,6 +37,8 @@ def test_a_run_loads_neither_the_plan_nor_notifications_nor_the_api_nor_the_daem
         "runner.services.catalog",
         "runner.services.probe",
         "runner.runs.notify",
+        "runner.jobs.sync_all",
+        "runner.definitions.sync_all",
         "runner.connectors.smtp",
         "runner.api",
         "runner.daemon",
