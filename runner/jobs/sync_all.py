@@ -27,6 +27,7 @@ from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.tasks import Task, task_name
 from runner.errors import Location, NotFound, TerminalError
 from runner.jobs.sync import run_job
+from runner.jobs.types import JOB_TYPES, JobType
 from runner.state.store import StateReader, StateStore
 from runner.streams.cancel import CancelToken
 
@@ -297,3 +298,6 @@ def _report_gone(
         log("warning", f"table gone from the source: {note}", task=name)
         results.append(TaskResult(name, name, target, "-", DROPPED, note=note))
     return results
+
+
+JOB_TYPES.register("sync_all", JobType(SyncAllJobSpec, run_sync_all))

@@ -1,6 +1,7 @@
 """The job types by name: what a job's `spec.type` may say. Each is one module in `runner.jobs`
 with its run, over a spec model (a `JobSpec` subclass); adding one is a module and a line here,
-as a change strategy is. Validation and the JSON Schema take the spec models from here, and the
+as a change strategy is (`sync_all` registers itself, imported when first asked for: a `sync`
+run never loads it). Validation and the JSON Schema take the spec models from here, and the
 run lifecycle runs a job through its type."""
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from typing import Any
 from runner.changes.task import TaskResult
 from runner.connectors import registry
 from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
-from runner.definitions.sync_all import SyncAllJobSpec
 from runner.jobs.sync import run_job
-from runner.jobs.sync_all import run_sync_all
 from runner.registry import Registry
 
 # Called as `run(spec, connections, base_dir, *, store, namespace, job, run_id, options, log,
@@ -30,9 +29,8 @@ class JobType:
     run: RunJob
 
 
-JOB_TYPES: Registry[str, JobType] = Registry("job type")
+JOB_TYPES: Registry[str, JobType] = Registry("job type", {"sync_all": "runner.jobs.sync_all"})
 JOB_TYPES.register("sync", JobType(SyncJobSpec, run_job))
-JOB_TYPES.register("sync_all", JobType(SyncAllJobSpec, run_sync_all))
 
 
 def job_models() -> dict[str, type[JobSpec]]:

@@ -32,7 +32,6 @@ from runner.jobs.sync import failure_class
 from runner.runs.events import run_after, run_before
 from runner.runs.index import index_run
 from runner.runs.jobs import ADHOC_FILE, adhoc_connections, adhoc_job, check_task_names, job_and_connections
-from runner.runs.notify import send_all
 from runner.runs.records import new_record, task_dict, with_committed
 from runner.state import locks
 from runner.state.database import utcnow
@@ -279,6 +278,8 @@ def _notify(
     of them to the record (a record that cannot take them still has its end; the log has them)."""
     if not spec.notify:
         return
+    from runner.runs.notify import send_all  # urllib, email, smtplib: only for a job that notifies
+
     connections = {(o.namespace, o.name): o.document["spec"] for o in ws.store().objects.all("Connection")}
     record["notifications"] = send_all(spec, record, connections, ws.root, log)
     if record["notifications"]:

@@ -5,36 +5,87 @@ request and a test call the same code, and the edges never reach the engine."""
 
 from __future__ import annotations
 
-from runner.changes.task import RunOptions
-from runner.errors import DefinitionsInvalid
-from runner.runs.index import job_runs, prune_history, recent_runs
-from runner.runs.jobs import adhoc_job, check_adhoc, check_tasks
-from runner.runs.lifecycle import run, run_adhoc
-from runner.runs.records import mark_interrupted, record_not_started, record_queued, run_mode
-from runner.services.catalog import connections, describe, get, tasks
-from runner.services.definitions import (
-    DEFAULT_LOCK_TIMEOUT,
-    SCHEMA_FILE,
-    ApplyResult,
-    apply,
-    check,
-    expansions,
-    force_unlock,
-    json_schema,
-    plan,
-    read_plan,
-    save_plan,
-    validate,
-    write_schemas,
-)
-from runner.services.history import log_since, logs, run_record, runs
-from runner.services.keys import KEY_SCOPES, key_hash, keys_create, keys_list, keys_revoke
-from runner.services.operate import cancel, pause, paused_info, runtime_switches, status, suspend
-from runner.services.pointers import MAX_POINTER, pointer_set, pointer_show
-from runner.services.probe import connections_test, discover
-from runner.state import locks
-from runner.streams.cancel import CancelToken
-from runner.workspace import Workspace, find
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.changes.task import RunOptions
+    from runner.errors import DefinitionsInvalid
+    from runner.runs.index import job_runs, prune_history, recent_runs
+    from runner.runs.jobs import adhoc_job, check_adhoc, check_tasks
+    from runner.runs.lifecycle import run, run_adhoc
+    from runner.runs.records import mark_interrupted, record_not_started, record_queued, run_mode
+    from runner.services.catalog import connections, describe, get, tasks
+    from runner.services.definitions import (
+        DEFAULT_LOCK_TIMEOUT,
+        SCHEMA_FILE,
+        ApplyResult,
+        apply,
+        check,
+        expansions,
+        force_unlock,
+        json_schema,
+        plan,
+        read_plan,
+        save_plan,
+        validate,
+        write_schemas,
+    )
+    from runner.services.history import log_since, logs, run_record, runs
+    from runner.services.keys import KEY_SCOPES, key_hash, keys_create, keys_list, keys_revoke
+    from runner.services.operate import cancel, pause, paused_info, runtime_switches, status, suspend
+    from runner.services.pointers import MAX_POINTER, pointer_set, pointer_show
+    from runner.services.probe import connections_test, discover
+    from runner.state import locks
+    from runner.streams.cancel import CancelToken
+    from runner.workspace import Workspace, find
+
+# Each name is imported from its module on first use, so a command loads only what it calls:
+# `runner --help` none of it, `runner run` the run lifecycle (not the plan, catalog, keys, probes).
+_MODULES: dict[str, tuple[str, ...]] = {
+    "runner.changes.task": ("RunOptions",),
+    "runner.errors": ("DefinitionsInvalid",),
+    "runner.runs.index": ("job_runs", "prune_history", "recent_runs"),
+    "runner.runs.jobs": ("adhoc_job", "check_adhoc", "check_tasks"),
+    "runner.runs.lifecycle": ("run", "run_adhoc"),
+    "runner.runs.records": ("mark_interrupted", "record_not_started", "record_queued", "run_mode"),
+    "runner.services.catalog": ("connections", "describe", "get", "tasks"),
+    "runner.services.definitions": (
+        "DEFAULT_LOCK_TIMEOUT",
+        "SCHEMA_FILE",
+        "ApplyResult",
+        "apply",
+        "check",
+        "expansions",
+        "force_unlock",
+        "json_schema",
+        "plan",
+        "read_plan",
+        "save_plan",
+        "validate",
+        "write_schemas",
+    ),
+    "runner.services.history": ("log_since", "logs", "run_record", "runs"),
+    "runner.services.keys": ("KEY_SCOPES", "key_hash", "keys_create", "keys_list", "keys_revoke"),
+    "runner.services.operate": ("cancel", "pause", "paused_info", "runtime_switches", "status", "suspend"),
+    "runner.services.pointers": ("MAX_POINTER", "pointer_set", "pointer_show"),
+    "runner.services.probe": ("connections_test", "discover"),
+    "runner.streams.cancel": ("CancelToken",),
+    "runner.workspace": ("Workspace", "find"),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "locks":  # a module, not a name in one
+        value = importlib.import_module("runner.state.locks")
+    elif name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ApplyResult",

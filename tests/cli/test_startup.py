@@ -1,0 +1,61 @@
+"""Start-up: a command loads only what it uses (bench/startup.py measures the time; these
+tests keep the unused modules off the path, on the imports themselves, never on timings)."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+from runner import services
+from runner.cli import definitions
+
+
+def _loaded_after(code: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys; print('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(done.stdout.split())
+
+
+def test_the_cli_itself_loads_no_engine_no_database_library_and_no_models():
+    loaded = _loaded_after("import runner.cli.app")
+    assert not {"sqlalchemy", "pydantic", "croniter", "runner.changes.task", "runner.plan"} & loaded
+
+
+def test_a_run_loads_neither_the_plan_nor_notifications_nor_sync_all_nor_the_api_nor_the_daemon():
+    loaded = _loaded_after(
+        "import runner.cli.app; from runner import services; services.run; services.RunOptions"
+    )
+    assert "runner.runs.lifecycle" in loaded
+    unused = {
+        "runner.plan",
+        "runner.services.definitions",
+        "runner.services.catalog",
+        "runner.services.probe",
+        "runner.runs.notify",
+        "runner.jobs.sync_all",
+        "runner.definitions.sync_all",
+        "runner.connectors.smtp",
+        "runner.api",
+        "runner.daemon",
+        "smtplib",
+        "urllib.request",
+        "fastapi",
+        "uvicorn",
+        "starlette",
+        "jinja2",
+    }
+    assert not unused & loaded
+
+
+def test_apply_waits_for_the_lock_as_long_as_the_service_does():
+    default = inspect.signature(definitions.apply).parameters["lock_timeout"].default
+    assert (
+        default
+        == services.DEFAULT_LOCK_TIMEOUT
+        == inspect.signature(services.apply).parameters["lock_timeout"].default
+    )
