@@ -338,7 +338,7 @@ def print_history(r: dict[str, Any]) -> None:
         f = r[flt]
         print(
             f"  GET …/runs?filter={flt:<7} {f['requests']} requests: p50 {f['p50_ms']:.1f} ms, "
-            f"p99 {f['p99_ms']:.1f} ms, max {f['max_ms']:.1f} ms ({f['shown']} runs a page)   "
+            f"p99 {f['p99_ms']:.1f} ms, max {f['max_ms']:.1f} ms (last page {f['shown']} runs)   "
             f"target p99 ≤ 100 ms: {verdict(f['p99_ms'], 100)}"
         )
 
