@@ -34,7 +34,7 @@ schemas: $(STAMP)
 	$(BIN)/runner schemas --out schemas
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
-.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers
+.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale
 
 # The peers of bench-peers in an environment of their own (git-ignored, never needed by make test):
 # Sling 1.4.11 is the last PyPI release whose wheel ships its binary.
@@ -75,6 +75,13 @@ bench-api: $(STAMP)
 
 bench-api-attacks: $(STAMP)
 	$(BIN)/python bench/api_load.py --clients 50 --seconds 30 --attackers 5
+
+# Cost as the work grows (SQLite only, no services): 1,000 job files, 10,000 runs of history,
+# 500 jobs on one-minute crons in the daemon for 5 minutes (SCALE_ARGS="daemon --minutes 2" …).
+SCALE_ARGS ?= all
+
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) .runner demo/data .pytest_cache
