@@ -7,8 +7,9 @@ that applying a saved plan can refuse when the state moved on.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from runner.definitions.validate import Definition, digest
@@ -44,6 +45,13 @@ class Change:
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    def to_dict(self) -> dict[str, Any]:
+        """As plain data, sharing the documents rather than copying them (`dataclasses.asdict`
+        deep-copied every job's spec: seconds for a plan of a thousand jobs)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["fields"] = [{"path": c.path, "old": c.old, "new": c.new} for c in self.fields]
+        return out
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -70,7 +78,7 @@ class Plan:
             "base_revision": self.base_revision,
             "base_state": self.base_state,
             "digest": self.digest,
-            "changes": [asdict(c) for c in self.changes],
+            "changes": [c.to_dict() for c in self.changes],
         }
 
     @classmethod
