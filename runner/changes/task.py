@@ -28,7 +28,7 @@ from runner.connectors.base import (
 )
 from runner.definitions.load import format_path
 from runner.definitions.needs import Need
-from runner.definitions.schema_changes import table_changes
+from runner.definitions.schema_changes import TableChanges
 from runner.definitions.tasks import Task
 from runner.errors import Location, TerminalError
 from runner.state.store import StateStore
@@ -125,6 +125,7 @@ class TaskRun:
     index: int = 0  # the task's position in the job's `tasks`, for `where`
     stated: Task | None = None  # the task as defined, before the job's defaults (`where`)
     started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    table_changes: TableChanges = field(default_factory=TableChanges)  # `SyncJobSpec.table_changes`
     result: TaskResult = field(init=False)
     streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
     evolution: TableEvolution | None = field(init=False, default=None)
@@ -240,7 +241,7 @@ class TaskRun:
             self.log(level, message, task=name, **fields)
 
         return TableEvolution(
-            table_changes(self.task),  # the task as resolved with the job's options
+            self.table_changes,
             self.store.tasks.source_columns(state.id),
             self.options.dry_run,
             self.source.not_null_columns(self.task.read),

@@ -19,15 +19,15 @@ from runner.definitions.schema_changes import (
     SCHEMA_CHANGES_HELP,
     TRUNCATE_STRINGS_HELP,
     SchemaChanges,
+    TableChanges,
     check_drop_columns,
+    resolve,
 )
 from runner.definitions.tasks import TIMEZONE_HELP, BeforeRun, Task, check_timezone, check_window_start
 from runner.definitions.windows import WINDOW_HELP, parse_start, parse_window
 
 FieldPath = tuple[str | int, ...]
 
-# the sync job's options that a task's same-named field overrides (`SyncJobSpec.resolved`)
-TABLE_OPTIONS = ("schema_changes", "drop_columns", "truncate_strings")
 DEFAULT_JOB_TYPE = "sync"  # a job without `type`: every definition written before job types
 
 
@@ -299,6 +299,10 @@ class SyncJobSpec(JobSpec):
         check_drop_columns(drop, info.data.get("schema_changes"))
         return drop
 
+    def table_changes(self, task: Task) -> TableChanges:
+        """What `task` may change in its target table (its own settings, else the job's)."""
+        return resolve(self, task)
+
     def task_names(self) -> list[str]:
         return [task.name for task in self.tasks]
 
@@ -318,11 +322,9 @@ class SyncJobSpec(JobSpec):
 
     def resolved(self, task: Task) -> Task:
         """`task` with the job-wide defaults it does not override filled in: the one place a
-        task's effective `read.timezone`, `changes.start` and `changes.window`, its
-        `schema_changes`, `drop_columns` and `truncate_strings`, and its table and `before_run`
-        (`runner.definitions.destination`) are decided."""
+        task's effective `read.timezone`, `changes.start` and `changes.window` are decided, and
+        its table and `before_run` (`runner.definitions.destination`)."""
         task = destination.resolved_task(task, self.schema_, self.table_prefix, self.before_run)
-        table = {name: getattr(self, name) for name in TABLE_OPTIONS if getattr(task, name) is None}
         zone = self.read.timezone if self.read else None
         read = task.read
         if read.timezone is None and zone is not None:
@@ -331,9 +333,9 @@ class SyncJobSpec(JobSpec):
         if changes.strategy == "watermark" and self.changes is not None:
             start, window = changes.backfill(self.changes.start, self.changes.window)
             changes = changes.model_copy(update={"start": start, "window": window})
-        if read is task.read and changes is task.changes and not table:
+        if read is task.read and changes is task.changes:
             return task
-        return task.model_copy(update={"read": read, "changes": changes, **table})
+        return task.model_copy(update={"read": read, "changes": changes})
 
     def field_problems(self) -> list[tuple[FieldPath, str]]:
         problems: list[tuple[FieldPath, str]] = []

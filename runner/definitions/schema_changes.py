@@ -2,8 +2,8 @@
 Alter_Schema), and whether it cuts strings that do not fit (Auto_Truncate_Strings).
 
 Each is a field of the sync job (`spec.schema_changes`, `spec.drop_columns`,
-`spec.truncate_strings`) and of its tasks: a task's own value wins, None means "the job's"
-(filled in, with the other job-wide options, by `SyncJobSpec.resolved`). A task that writes through
+`spec.truncate_strings`) and of its tasks: a task's own value wins, None means "the job's".
+`resolve` is the one place the two are combined. A task that writes through
 `write.upsert_script` never has its table altered nor its strings cut: its script decides what
 the table holds (setting them on such a task is a `runner validate` error).
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from runner.definitions.jobs import SyncJobSpec
     from runner.definitions.tasks import Task
 
 SchemaChanges = Literal["add_and_widen", "add", "off"]
@@ -67,14 +68,16 @@ def check_drop_columns(drop: bool | None, schema_changes: object) -> None:
         raise ValueError("drop_columns needs schema_changes add or add_and_widen (off alters nothing)")
 
 
-def table_changes(task: Task) -> TableChanges:
-    """A resolved task's settings (`SyncJobSpec.resolved`: the job's where it has none)."""
+def resolve(job: SyncJobSpec, task: Task) -> TableChanges:
+    """The task's settings: its own where it has them, else the job's."""
     if task.write.upsert_script:
         return OFF
-    mode = task.schema_changes or DEFAULT_SCHEMA_CHANGES
+    mode = task.schema_changes if task.schema_changes is not None else job.schema_changes
+    drop = task.drop_columns if task.drop_columns is not None else job.drop_columns
+    truncate = task.truncate_strings if task.truncate_strings is not None else job.truncate_strings
     return TableChanges(
         add=mode != "off",
         widen=mode == "add_and_widen",
-        drop=bool(task.drop_columns) and mode != "off",
-        truncate_strings=bool(task.truncate_strings),
+        drop=bool(drop) and mode != "off",
+        truncate_strings=bool(truncate),
     )

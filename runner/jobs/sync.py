@@ -142,6 +142,7 @@ def run_job(
             positions[id(task)],
             spec.tasks[positions[id(task)]],
             started,
+            spec.table_changes(task),
         )
         results[i] = _run_task(run, log)
         if on_task:

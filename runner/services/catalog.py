@@ -8,7 +8,6 @@ from typing import Any
 
 from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec, SyncJobSpec
-from runner.definitions.schema_changes import table_changes
 from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.validate import (
     resolve_reference,
@@ -71,7 +70,7 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
         out["next_runs"] = next_fire_times(schedule)
         spec = job_types.parse(obj.document["spec"])
         if isinstance(spec, SyncJobSpec):  # what each task may change in its target table
-            out["table_changes"] = {t.name: table_changes(spec.resolved(t)).describe() for t in spec.tasks}
+            out["table_changes"] = {t.name: spec.table_changes(t).describe() for t in spec.tasks}
         out["last_runs"] = [run_summary(with_mode(r)) for r in recent_runs(ws, obj.namespace, obj.name, 5)]
     return out
 
@@ -113,7 +112,7 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
             "history": t.write.history is not None,
             "before_run": t.before_run,
             "active": t.active,
-            **table_changes(t).describe(),
+            **spec.table_changes(t).describe(),
             "start": t.changes.start,  # with the job's defaults (`SyncJobSpec.resolved`)
             "window": t.changes.window,
             "timezone": t.read.timezone,

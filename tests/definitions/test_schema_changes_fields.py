@@ -8,7 +8,7 @@ import pytest
 
 from runner import services
 from runner.definitions.jobs import SyncJobSpec
-from runner.definitions.schema_changes import TableChanges, table_changes
+from runner.definitions.schema_changes import TableChanges
 from runner.errors import DefinitionsInvalid, Problem
 
 SQLITE = """
@@ -46,16 +46,16 @@ def test_a_tasks_own_value_wins_else_the_jobs():
         {"schema_changes": "off"},
         {"schema_changes": "add_and_widen", "drop_columns": True, "truncate_strings": False},
     )
-    assert [table_changes(job.resolved(t)) for t in job.tasks] == [
+    assert [job.table_changes(t) for t in job.tasks] == [
         TableChanges(add=True, widen=False, drop=False, truncate_strings=True),
         TableChanges(add=False, widen=False, drop=False, truncate_strings=True),
         TableChanges(add=True, widen=True, drop=True, truncate_strings=False),
     ]
     default = spec({}, {})
-    assert table_changes(default.resolved(default.tasks[0])) == TableChanges(add=True, widen=True)
+    assert default.table_changes(default.tasks[0]) == TableChanges(add=True, widen=True)
     # a job that drops columns, and a task that alters nothing: that task drops nothing either
     off = spec({"drop_columns": True}, {"schema_changes": "off"})
-    assert table_changes(off.resolved(off.tasks[0])).drop is False
+    assert off.table_changes(off.tasks[0]).drop is False
 
 
 @pytest.mark.parametrize("where", ["job", "task"])
