@@ -15,6 +15,7 @@ from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.validate import (
     Definition,
     check_document,
+    job_ends,
     resolve_reference,
     validate_documents,
     warnings_of,
@@ -34,6 +35,7 @@ from runner.plan.diff import Plan, diff
 from runner.state import locks
 from runner.state.locks import Lock
 from runner.state.objects import EMPTY_STATE
+from runner.state.store import StateStore
 from runner.workspace import Workspace
 
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -94,7 +96,8 @@ def expansions(ws: Workspace, p: Plan) -> dict[str, dict[str, Any]]:
     for c in p.changes:
         if c.kind != "Job" or c.after is None or c.action == "delete":
             continue
-        spec = parse_job(c.after["spec"])
+        types = {key: spec.get("type", "") for key, spec in connections.items()}
+        spec = parse_job(c.after["spec"], job_ends(c.after["spec"], c.namespace, types))
         if not isinstance(spec, SyncAllJobSpec):
             continue
         key = resolve_reference(spec.source, c.namespace, set(connections))
@@ -144,12 +147,17 @@ def apply(
     saved = read_plan(plan_file) if plan_file else planned
     if plan_file is not None and saved is not None:  # data from outside: check what it would store
         registered = registered_models()
+        types = _connection_types(store, saved)
         problems = [
             p
             for c in saved.changes
             if c.after is not None and c.action in ("create", "update")
             for p in check_document(
-                c.after, f"{plan_file} ({c.kind} {c.ref})", base_dir=ws.root, **registered
+                c.after,
+                f"{plan_file} ({c.kind} {c.ref})",
+                base_dir=ws.root,
+                **registered,
+                ends=job_ends(c.after.get("spec"), c.namespace, types) if c.kind == "Job" else None,
             )
         ]
         if problems:
@@ -157,6 +165,19 @@ def apply(
     with store.locks.locked(locks.APPLY, lock_timeout):
         p = saved or plan(ws)
         return ApplyResult(p, apply_plan(store, p, ws.root))
+
+
+def _connection_types(store: StateStore, plan: Plan) -> dict[tuple[str, str], str]:
+    """(namespace, name) -> type of every connection once `plan` is applied."""
+    types = {
+        (o.namespace, o.name): o.document["spec"].get("type", "") for o in store.objects.all("Connection")
+    }
+    for c in plan.changes:
+        if c.kind == "Connection" and c.after is not None:
+            types[(c.namespace, c.name)] = c.after["spec"].get("type", "")
+        elif c.kind == "Connection":
+            types.pop((c.namespace, c.name), None)
+    return types
 
 
 def force_unlock(ws: Workspace, lock_id: str) -> Lock:
@@ -178,7 +199,11 @@ def json_schema() -> dict[str, Any]:
     from pydantic import Field, TypeAdapter, create_model  # ~35 ms of import no run needs
 
     connections = _by_type(list(registry.connection_models().values()))
-    jobs = _by_type(list(job_models().values()))
+    kinds = registry.endpoint_kinds().values()
+    # a task's `read` and `write` are any kind's (validation picks its connections' kinds')
+    reads = Union[tuple(dict.fromkeys(k.read for k in kinds))]  # noqa: UP007
+    writes = Union[tuple(dict.fromkeys(k.write for k in kinds))]  # noqa: UP007
+    jobs = _by_type([model.for_kinds(reads, writes) for model in job_models().values()])
     common = {
         "apiVersion": (Literal["runner/v1"], Envelope.model_fields["apiVersion"]),
         "metadata": (Metadata, Field(description="Names the object: its name, namespace and labels.")),
