@@ -64,7 +64,37 @@ def _rabbitmq(request: pytest.FixtureRequest) -> Broker:
     return Broker("rabbitmq", spec, {"routing_key": queue}, read, [clean])
 
 
-BROKERS: dict[str, Callable[[pytest.FixtureRequest], Broker]] = {"rabbitmq": _rabbitmq}
+def _redis(request: pytest.FixtureRequest) -> Broker:
+    """A stream of its own, read from the entry after the last one read, deleted at the end."""
+    import redis
+    from redis import exceptions
+
+    client = redis.Redis("127.0.0.1", 6379)
+    try:
+        client.ping()
+    except exceptions.RedisError as exc:
+        _unreachable("Redis at 127.0.0.1:6379", exc)
+    stream = f"runner-contract-{uuid.uuid4().hex[:12]}"
+    last = ["-"]
+
+    def read() -> list[Received]:
+        start = "-" if last[0] == "-" else f"({last[0]}"
+        out = []
+        for entry, fields in client.xrange(stream, start, "+"):
+            last[0] = entry.decode()
+            headers = {k.decode(): v.decode() for k, v in fields.items() if k != b"payload"}
+            out.append(Received(headers, fields[b"payload"], headers.get("runner-id")))
+        return out
+
+    def clean() -> None:
+        client.delete(stream)
+        client.close()
+
+    spec = {"type": "redis", "host": "127.0.0.1"}
+    return Broker("redis", spec, {"stream": stream}, read, [clean])
+
+
+BROKERS: dict[str, Callable[[pytest.FixtureRequest], Broker]] = {"rabbitmq": _rabbitmq, "redis": _redis}
 
 
 def make_broker(kind: str, request: pytest.FixtureRequest) -> Broker:
