@@ -30,6 +30,8 @@ BUILTIN = {
     "smtp": "runner.connectors.smtp",
     "rabbitmq": "runner.connectors.rabbitmq",
     "redis": "runner.connectors.redis",
+    "nats": "runner.connectors.nats",
+    "mqtt": "runner.connectors.mqtt",
 }
 ENDS = frozenset({"source", "target"})  # the roles of a kind with a connector
 _NOTHING = Capabilities()
