@@ -166,9 +166,13 @@ class MqttPublisher:
             try:
                 info.wait_for_publish(CONFIRM_TIMEOUT)
             except (RuntimeError, ValueError) as exc:
-                raise TransientError(f"connection {self.name!r}: publishing to {topic!r} failed: {exc}") from None
+                raise TransientError(
+                    f"connection {self.name!r}: publishing to {topic!r} failed: {exc}"
+                ) from None
             if not info.is_published():
-                why = f"the connection was lost ({self.lost})" if self.lost else f"within {CONFIRM_TIMEOUT:.0f} s"
+                why = f"within {CONFIRM_TIMEOUT:.0f} s"
+                if self.lost:
+                    why = f"before the connection was lost ({self.lost})"
                 raise TransientError(
                     f"connection {self.name!r}: the broker did not acknowledge a message to {topic!r} {why}"
                 )
@@ -218,7 +222,9 @@ def _connect(name: str, spec: MqttConnection, base_dir: Path) -> Any:
     try:
         client.connect(spec.host, spec.port, keepalive=60, clean_start=True)
     except (OSError, ValueError) as exc:
-        raise TransientError(f"connection {name!r}: cannot reach the MQTT broker at {spec.host}:{spec.port}: {exc}") from None
+        raise TransientError(
+            f"connection {name!r}: cannot reach the MQTT broker at {spec.host}:{spec.port}: {exc}"
+        ) from None
     client.loop_start()
     if not answered.wait(CONNECT_TIMEOUT):
         client.loop_stop()

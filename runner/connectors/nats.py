@@ -150,7 +150,9 @@ class NatsPublisher:
             return future.result(timeout)
         except TimeoutError:
             future.cancel()
-            raise TransientError(f"connection {self.name!r}: NATS did not answer within {timeout:.0f} s") from None
+            raise TransientError(
+                f"connection {self.name!r}: NATS did not answer within {timeout:.0f} s"
+            ) from None
 
     async def _lost(self, exc: Exception) -> None:
         """nats-py's error and close callbacks: the connection failed (a publish permission
@@ -327,7 +329,7 @@ def test(name: str, spec: NatsConnection, base_dir: Path) -> str:
         try:
             try:
                 await nc.jetstream().account_info()
-            except (js_errors.Error, asyncio.TimeoutError) as exc:
+            except (TimeoutError, js_errors.Error) as exc:
                 raise TerminalError(
                     f"connection {name!r}: JetStream is not enabled for this account: {exc}"
                 ) from None

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from runner.connectors import registry
 from runner.connectors.base import Capabilities, Connector, WriteContext
-from runner.connectors.messaging.connection import CONNECT_TIMEOUT, CONFIRM_TIMEOUT, BrokerConnection
+from runner.connectors.messaging.connection import CONFIRM_TIMEOUT, CONNECT_TIMEOUT, BrokerConnection
 from runner.connectors.messaging.model import MessageWrite, check_templates
 from runner.connectors.messaging.render import Message
 from runner.connectors.messaging.writer import MessageWriter
@@ -71,7 +71,9 @@ class RedisWrite(MessageWrite):
         "columns); unset: `stream`, which may then name key columns only.",
     )
     delete_list: str | None = Field(
-        None, min_length=1, description="With `list`: the list of a deleted key's message, as `delete_stream`."
+        None,
+        min_length=1,
+        description="With `list`: the list of a deleted key's message, as `delete_stream`.",
     )
     delete_channel: str | None = Field(
         None,
@@ -158,7 +160,9 @@ class RedisPublisher:
         for m in messages:
             key = m.destination["name"]
             if not key:
-                raise TerminalError(f"write.{self.place}: the template rendered an empty name (message {m.id})")
+                raise TerminalError(
+                    f"write.{self.place}: the template rendered an empty name (message {m.id})"
+                )
             if self.place == "stream":
                 fields: dict[str, Any] = {**m.headers, PAYLOAD_FIELD: m.body}
                 pipe.xadd(key, fields, maxlen=self.write.maxlen, approximate=True)

@@ -170,11 +170,14 @@ def _mqtt(request: pytest.FixtureRequest) -> Broker:
     client.publish(marker, b"subscribed", qos=1).wait_for_publish(10)
 
     def take(until: bytes) -> list[Any]:
+        def position() -> int | None:
+            return next((i for i, m in enumerate(arrived) if m.topic == marker and m.payload == until), None)
+
         with changed:
-            assert changed.wait_for(lambda: any(m.topic == marker and m.payload == until for m in arrived), 10)
-            end = next(i for i, m in enumerate(arrived) if m.topic == marker and m.payload == until)
-            taken = arrived[: end + 1]
-            del arrived[: end + 1]
+            assert changed.wait_for(lambda: position() is not None, 10), "the marker never arrived"
+            end = position() + 1  # type: ignore[operator]
+            taken = arrived[:end]
+            del arrived[:end]
         return [m for m in taken if m.topic != marker]
 
     take(b"subscribed")
