@@ -156,9 +156,20 @@ class NatsPublisher:
 
     async def _lost(self, exc: Exception) -> None:
         """nats-py's error and close callbacks: the connection failed (a publish permission
-        denied, the server gone); what is outstanding will not be acknowledged."""
+        denied, the server gone), or JetStream refused a message: nats-py raises its error
+        reply in the callback that should fail the message's future (which is left pending), so
+        it arrives here. Either way what is outstanding will not be acknowledged."""
+        from nats.js import errors as js_errors
+
         if self.failure is None:
-            self.failure = TransientError(f"connection {self.name!r}: NATS: {exc or type(exc).__name__}")
+            self.failure = (
+                TerminalError(
+                    f"connection {self.name!r}: JetStream refused a message: {exc.description} "
+                    f"(code {exc.err_code})"
+                )
+                if isinstance(exc, js_errors.APIError)
+                else TransientError(f"connection {self.name!r}: NATS: {exc or type(exc).__name__}")
+            )
         self.settled.set()
 
     def send(self, messages: list[Message]) -> None:
@@ -284,6 +295,8 @@ async def _connect(name: str, spec: NatsConnection, base_dir: Path, lost: Any) -
             name=f"runner {name}",
             connect_timeout=CONNECT_TIMEOUT,
             allow_reconnect=False,
+            max_reconnect_attempts=1,  # nats-py's first connection tries twice (0: forever)
+            reconnect_time_wait=0.5,
             error_cb=lost,
             closed_cb=closed,
         )

@@ -108,7 +108,13 @@ def _nats(request: pytest.FixtureRequest) -> Broker:
 
     try:
         nc = loop.run_until_complete(
-            nats.connect("nats://127.0.0.1:4222", connect_timeout=2, allow_reconnect=False, error_cb=quiet)
+            nats.connect(
+                "nats://127.0.0.1:4222",
+                connect_timeout=2,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,  # nats-py's first connection tries twice (0: forever)
+                error_cb=quiet,
+            )
         )
     except Exception as exc:
         loop.close()
