@@ -127,7 +127,8 @@ def test_deletes_into_a_list_need_a_place_or_a_payload_of_their_own(project, sho
     (p,) = problems(project)
     assert p.location.field == "spec.tasks[0]"
     assert "deletes: propagate into a Redis list" in p.message and "write.delete_list" in p.message
-    define(project, SPEC, {"list": "orders", "delete_payload": {"deleted": "{{ key.id }}"}}, deletes="propagate")
+    write = {"list": "orders", "delete_payload": {"deleted": "{{ key.id }}"}}
+    define(project, SPEC, write, deletes="propagate")
     (job,) = [d for d in services.validate(project.ws) if d.kind == "Job"]
     assert job.spec.tasks[0].write.describe() == "list orders"
 
