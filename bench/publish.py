@@ -80,7 +80,9 @@ def floor_rabbitmq(db: str, queue: str) -> int:
     channel.confirm_delivery()
     sent = 0
     for key, body in rows(db):
-        properties = pika.BasicProperties(message_id=str(key), content_type="application/json", delivery_mode=2)
+        properties = pika.BasicProperties(
+            message_id=str(key), content_type="application/json", delivery_mode=2
+        )
         channel.basic_publish("", queue, body, properties, mandatory=True)  # returns once confirmed
         sent += 1
     connection.close()
@@ -268,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         db = tmp / "events.db"
         log(f"gen_events.py create {opts.rows:,} rows …")
-        subprocess.run([str(PYTHON), str(GEN), "create", f"sqlite:///{db}", str(opts.rows)], check=True, env=ENV)
+        gen = [str(PYTHON), str(GEN), "create", f"sqlite:///{db}", str(opts.rows)]
+        subprocess.run(gen, check=True, env=ENV, stdout=subprocess.DEVNULL)
         folder = tmp / "defs"
         definitions(folder, db, brokers.rabbitmq())
         for kind in opts.kinds:
@@ -279,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     if opts.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"{'broker':<10} {'rows':>8} {'runner msg/s':>13} {'floor msg/s':>12} {'ratio':>6} {'runner RSS':>11} {'floor RSS':>10}")
+    head = ("broker", "rows", "runner msg/s", "floor msg/s", "ratio", "runner RSS", "floor RSS")
+    print("{:<10} {:>8} {:>13} {:>12} {:>6} {:>11} {:>10}".format(*head))
     for kind, r in results.items():
         print(
             f"{kind:<10} {r['rows']:>8,} {r['runner']['messages_per_s']:>13,.0f} "
