@@ -34,7 +34,7 @@ schemas: $(STAMP)
 	$(BIN)/runner schemas --out schemas
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
-.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale
+.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale bench-publish
 
 # The peers of bench-peers in an environment of their own (git-ignored, never needed by make test):
 # Sling 1.4.11 is the last PyPI release whose wheel ships its binary.
@@ -82,6 +82,11 @@ SCALE_ARGS ?= all
 
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
+
+# Publishing (bench/publish.py): 100k events rows to RabbitMQ and NATS JetStream beside a bare client
+# loop with confirms; RabbitMQ on 127.0.0.1:5672 (guest) and NATS with JetStream on 127.0.0.1:4222.
+bench-publish: $(STAMP)
+	$(BIN)/python bench/publish.py --rows 100000 $(PUBLISH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) .runner demo/data .pytest_cache
