@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol
 
 from runner.definitions.models import ConnectionSpec
 from runner.definitions.schema_changes import TableChanges
-from runner.definitions.tasks import ReadSpec, WriteModel
+from runner.definitions.tasks import ReadModel, ReadSpec, WriteModel
 from runner.errors import TerminalError
 from runner.streams.cancel import CancelToken
 from runner.streams.keys import BucketDigest
@@ -57,6 +57,7 @@ class Capabilities:
     catalog: bool = False  # source: lists a schema's tables with columns and keys (`CatalogSource`)
     statements: bool = False  # both ends: runs a user's SQL statements (`StatementRunner`): events
     publish: bool = False  # target: a message per changed row and deleted key (`RowTarget`), confirmed
+    consume: bool = False  # source: messages as changes, acknowledged after the target commits
 
     def names(self) -> frozenset[str]:
         """The capabilities declared (what `runner validate` checks needs against)."""
@@ -428,6 +429,28 @@ class RowTarget(Target, Protocol):  # `scripts` (SQL), or a kind whose every wri
         write the target does not merge (`WriteModel.merged` is false: a SQL task's scripts, a
         message per row), in one open transaction where the target has them; its `commit` is
         where every row handed to it is known to be kept (committed, confirmed)."""
+        ...
+
+
+class Consumer(Protocol):
+    """Messages taken from a broker as changes of rows, in arrival order: each batch is a list
+    of (`upsert` or `delete`, row in `columns` order; a delete's row holds its key), None once
+    the queue is drained or the read's limit reached. Nothing is acknowledged until
+    `acknowledge`, which the strategy calls after the target committed what came so far;
+    `close` gives back (to the queue) what was not acknowledged."""
+
+    columns: list[Column]
+
+    def next_batch(self) -> list[tuple[str, tuple]] | None: ...
+
+    def acknowledge(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ConsumingSource(Protocol):  # `consume`
+    def consume(self, read: ReadModel, batch_size: int) -> Consumer:
+        """A consumer of the messages `read` names, in batches of at most `batch_size`."""
         ...
 
 

@@ -226,10 +226,26 @@ def json_schema() -> dict[str, Any]:
         **common,
     )  # type: ignore[call-overload]
     adapter = TypeAdapter(Annotated[Union[connection, job], Field(discriminator="kind")])  # noqa: UP007
-    schema = adapter.json_schema()
+    schema = _generic_names(adapter.json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"runner definition ({API_VERSION})"
     return schema
+
+
+def _generic_names(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema's generic models (a task, a sync job: generic in the kinds' task models) by
+    their own names, as editors show them, not by their parameters'."""
+    renames = {
+        name: name.split("_", 1)[0]
+        for name in schema.get("$defs", {})
+        if name.split("_", 1)[0] in ("Task", "SyncJobSpec") and "_" in name
+    }
+    text = json.dumps(schema)
+    for old, new in renames.items():
+        text = text.replace(f'"#/$defs/{old}"', f'"#/$defs/{new}"')
+    renamed = json.loads(text)
+    renamed["$defs"] = {renames.get(k, k): v for k, v in renamed["$defs"].items()}
+    return renamed
 
 
 SCHEMA_FILE = "runner.v1.json"
