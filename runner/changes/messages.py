@@ -38,6 +38,14 @@ def run_messages(run: TaskRun) -> None:
                 if batch is None:
                     break
                 result.rows_read += len(batch)
+                for ident, reason in consumer.set_aside():
+                    run.log(
+                        "warning",
+                        "message sent to the dead letters",
+                        task=task.name,
+                        message_id=ident,
+                        reason=reason,
+                    )
                 run.note("consuming", result.rows_read)
                 if run.progress:
                     run.progress(task.name, result.rows_read)

@@ -8,6 +8,7 @@ it. Through pika, the client RabbitMQ's own tutorials use.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -194,6 +195,7 @@ class RabbitPublisher:
         from pika import exceptions
 
         mode = pika.DeliveryMode.Persistent if self.write.persistent else pika.DeliveryMode.Transient
+        now = int(time.time())
         try:
             for m in messages:
                 properties = pika.BasicProperties(
@@ -201,6 +203,7 @@ class RabbitPublisher:
                     headers=m.headers,
                     delivery_mode=mode,
                     content_type="application/json" if m.json else "text/plain",
+                    timestamp=now,
                 )
                 exchange, key = m.destination["exchange"], m.destination["routing_key"]
                 self.channel.basic_publish(exchange, key, m.body, properties, mandatory=True)

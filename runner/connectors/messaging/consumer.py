@@ -73,6 +73,7 @@ class MessageConsumer:
         self.taken = 0
         self.last: Received | None = None
         self.drained = False
+        self.aside: list[tuple[str, str]] = []
 
     def next_batch(self) -> list[tuple[str, tuple]] | None:
         limit = self.read.max_messages
@@ -97,7 +98,12 @@ class MessageConsumer:
                         "dead_letter to move such messages aside)"
                     ) from None
                 self.fetcher.dead_letter(message, str(exc))
+                self.aside.append((message.id, str(exc)))
         return batch
+
+    def set_aside(self) -> list[tuple[str, str]]:
+        aside, self.aside = self.aside, []
+        return aside
 
     def _change(self, message: Received) -> tuple[str, tuple]:
         op = "upsert"
