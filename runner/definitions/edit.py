@@ -138,7 +138,9 @@ def merge(old: Any, new: Any) -> Any:
         named = all(isinstance(v, dict) and "name" in v for v in (*old, *new))
         if named:
             by_name = {str(item["name"]): item for item in old}
-            items = [merge(by_name[str(v["name"])], v) if str(v["name"]) in by_name else _node(v) for v in new]
+            items = [
+                merge(by_name[str(v["name"])], v) if str(v["name"]) in by_name else _node(v) for v in new
+            ]
         elif len(old) == len(new):
             items = [merge(o, n) for o, n in zip(old, new, strict=True)]
         else:
@@ -304,8 +306,10 @@ def _task_spans(data: Any, lines: list[str]) -> list[tuple[int, int]]:
     while end < len(lines):
         text = lines[end]
         indent = len(text) - len(text.lstrip())
-        if text.strip() and not text.lstrip().startswith("#") and (
-            indent < column or (indent == column and not text.lstrip().startswith("-"))
+        if (
+            text.strip()
+            and not text.lstrip().startswith("#")
+            and (indent < column or (indent == column and not text.lstrip().startswith("-")))
         ):
             break
         end += 1

@@ -10,6 +10,7 @@ wherever the definitions are kept in git.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -220,7 +221,6 @@ class Repo:
             self._git("update-index", "--force-remove", "--", path)
         else:
             self._git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-            try:  # stat data for the entry just set, so status need not read the file again
+            # stat data for the entry just set; other files needing an update are the user's business
+            with contextlib.suppress(RunnerError):
                 self._git("update-index", "-q", "--refresh")
-            except RunnerError:  # other files need an update: they are the user's business
-                pass

@@ -30,7 +30,6 @@ from runner.definitions.load import (
     DEFAULT_NAMESPACE,
     DEFINITION_DIRS,
     Document,
-    display_path,
     load_folder,
     load_text,
 )
@@ -353,7 +352,7 @@ def _in_place(
     ws: Workspace, repo: Repo, target: Target, change: Change, author: Author | None, by: str | None
 ) -> dict[str, Any]:
     head = repo.head()
-    docs, problems = load_folder(ws.root)
+    docs, problems = _folder(ws.root)
     relpath, namespace, name = _locate(docs, target)
     ref = f"{namespace}/{name}"
     path = ws.root / relpath
@@ -366,10 +365,11 @@ def _in_place(
             )
         old = path.read_bytes() if path.exists() else None
         if (repo.hash(old) if old is not None else None) != repo.blob(head, gitpath):
-            raise WriteBackRefused(f"{relpath} differs from the last commit: commit or discard the changes first")
+            raise WriteBackRefused(
+                f"{relpath} differs from the last commit: commit or discard the changes first"
+            )
         subject, new = _edit(old, target, change, ref, relpath)
-        shown = display_path(path)
-        definition = _validated(ws, docs, problems, ref, relpath, new, shown, shown)
+        definition = _validated(ws, docs, problems, ref, relpath, new)
         blob = repo.hash(new.encode(), write=True) if new is not None else None
         message = _message(subject, ref, by)
         commit = repo.commit(head, gitpath, blob, message, author)
@@ -406,16 +406,13 @@ def _on_branch(
     if base is None:
         raise WriteBackRefused("the repository has no commit yet to branch from")
     repo.export(base, DEFINITION_DIRS, tmp)
-    docs, problems = load_folder(tmp)
-    shown_of = {display_path(tmp / d.relpath): d.relpath for d in docs}
-    docs = [_renamed(d, d.relpath) for d in docs]
-    problems = [_moved(p, shown_of, tmp) for p in problems]
+    docs, problems = _folder(tmp)
     relpath, namespace, name = _locate(docs, target)
     ref = f"{namespace}/{name}"
     path = tmp / relpath
     old = path.read_bytes() if path.exists() else None
     subject, new = _edit(old, target, change, ref, relpath)
-    definition = _validated(ws, docs, problems, ref, relpath, new, relpath, display_path(path))
+    definition = _validated(ws, docs, problems, ref, relpath, new)
     gitpath = repo.path(relpath)
     blob = repo.hash(new.encode(), write=True) if new is not None else None
     message = _message(subject, ref, by)
@@ -532,8 +529,6 @@ def _validated(
     ref: str,
     relpath: str,
     new: str | None,
-    shown: str,
-    loaded_as: str,
 ) -> dict[str, Any] | None:
     """The folder's definitions with the file's new text in place of its old one, validated
     as `runner validate` would; the changed job's document as applied (None when it went).
@@ -542,9 +537,9 @@ def _validated(
         DefinitionsInvalid: all problems, located in the new text.
     """
     docs = [d for d in docs if d.relpath != relpath]
-    problems = [p for p in problems if p.location.file not in (shown, loaded_as)]
+    problems = [p for p in problems if p.location.file != relpath]
     if new is not None:
-        new_docs, new_problems = load_text(new, shown, _folder_of(relpath), relpath)
+        new_docs, new_problems = load_text(new, relpath, _folder_of(relpath), relpath)
         docs += new_docs
         problems += new_problems
     found, invalid = validate_documents(
@@ -584,16 +579,20 @@ def _write(path: Path, text: str | None) -> None:
     tmp.replace(path)
 
 
-def _renamed(doc: Document, shown: str) -> Document:
-    doc.file = shown
-    return doc
-
-
-def _moved(problem: Problem, shown_of: dict[str, str], tmp: Path) -> Problem:
-    """A problem found in a branch's files, located by the file's path in the folder."""
-    loc = problem.location
-    file = shown_of.get(loc.file) or loc.file.replace(str(tmp.resolve()) + "/", "")
-    return Problem(Location(file, loc.line, loc.col, loc.field), problem.message, problem.hint)
+def _folder(root: Path) -> tuple[list[Document], list[Problem]]:
+    """The folder's documents and problems, each located by its path in the folder (as the
+    state store records it), wherever the process runs and whichever tree `root` is."""
+    docs, problems = load_folder(root)
+    for doc in docs:
+        doc.file = doc.relpath
+    inside = root.resolve()
+    moved = []
+    for p in problems:
+        loc = p.location
+        file = Path(loc.file).resolve()  # shown relative to the working directory, as paths resolve
+        shown = file.relative_to(inside).as_posix() if file.is_relative_to(inside) else loc.file
+        moved.append(Problem(Location(shown, loc.line, loc.col, loc.field), p.message, p.hint))
+    return docs, moved
 
 
 # --- documents, tasks and paths -----------------------------------------------------------
@@ -613,9 +612,8 @@ def _job_document(document: Any, name: str | None, namespace: str | None) -> dic
     if not isinstance(meta, dict):
         raise InvalidValue("metadata must be a mapping with the job's name", "metadata")
     meta = dict(meta)
-    if name is not None:
-        if meta.setdefault("name", name) != name:
-            raise InvalidValue(f"metadata.name must be {name!r} (a job is not renamed this way)", "metadata.name")
+    if name is not None and meta.setdefault("name", name) != name:
+        raise InvalidValue(f"metadata.name must be {name!r} (a job is not renamed this way)", "metadata.name")
     if namespace is not None and meta.setdefault("namespace", namespace) != namespace:
         raise InvalidValue(f"metadata.namespace must be {namespace!r}", "metadata.namespace")
     for field in ("name", "namespace"):
@@ -732,8 +730,8 @@ def _set_path(data: Any, path: list[str | int], value: Any) -> None:
             node[key] = merge(None, {})
         node = node[key]
     key = _step(node, path[-1], path, create=True)
-    if isinstance(node, dict) and key not in node:
-        node[key] = merge(None, value)
+    if isinstance(node, dict) and key not in node:  # a new field goes before the tasks, not after
+        node.insert(list(node).index("tasks") if "tasks" in node else len(node), key, merge(None, value))
     else:
         node[key] = merge(node[key], value)
 
