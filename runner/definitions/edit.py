@@ -230,8 +230,12 @@ class DefinitionFile:
         if self.chunks and i == 0 and self.chunks[0].head.strip() == "---":
             self.chunks[0].head = ""  # the next document opens the file now: no marker needed
 
-    def append(self, document: dict[str, Any]) -> None:
-        text = _dump(_yaml(DEFAULT_LAYOUT), _node(document))
+    def append(self, document: dict[str, Any], text: str | None = None) -> None:
+        """A new document at the end: `text` as written (a file given to `runner jobs
+        create`, comments and all), else `document` in the README's layout."""
+        text = text if text is not None else _dump(_yaml(DEFAULT_LAYOUT), _node(document))
+        text = SEPARATOR.sub("", text, count=1).lstrip("\n") if text.startswith("---") else text
+        text = text if text.endswith("\n") else text + "\n"
         if not self.chunks or all(self._data(i) is None for i in range(len(self.chunks))):
             self.chunks = [Chunk("", text)]
             return

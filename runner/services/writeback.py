@@ -84,9 +84,11 @@ def create_job(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    text: str | None = None,
 ) -> dict[str, Any]:
     """A new job in `jobs.d/<name>.yaml` (`jobs.d/<namespace>/<name>.yaml` outside the default
-    namespace).
+    namespace); `text`, the YAML `document` was read from, is written as it is (its comments
+    kept).
 
     Raises:
         InvalidValue: the document has no valid name, or is not a Job.
@@ -98,7 +100,7 @@ def create_job(
     new = f"{meta.get('namespace') or DEFAULT_NAMESPACE}/{meta['name']}"
 
     def change(file: DefinitionFile, index: int | None, ref: str) -> str:
-        file.append(document)
+        file.append(document, text)
         return f"Create job {ref}"
 
     return _write_back(ws, Target(new, create=document, running_matters=False), change, author, by, branch)
