@@ -134,14 +134,15 @@ def edit_job(
     ws: Workspace,
     ref: str,
     sets: list[tuple[str, Any]],
-    unsets: list[str] = (),  # type: ignore[assignment]
+    unsets: list[str] | None = None,
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
 ) -> dict[str, Any]:
     """Set (or remove) single fields of a job: `spec.batch_size`, `spec.tasks[orders].deletes`
     (a task by name or position), each value as YAML would read it."""
-    paths = [p for p, _ in sets] + list(unsets)
+    unsets = unsets or []
+    paths = [p for p, _ in sets] + unsets
 
     def change(file: DefinitionFile, index: int | None, ref: str) -> str:
         assert index is not None
