@@ -124,10 +124,14 @@ async def _refuse(exc: AuthError, send: Send) -> None:
 
 
 def create_app(
-    ws: services.Workspace, runner: RunStarter | None = None, allow_adhoc: bool = False
+    ws: services.Workspace,
+    runner: RunStarter | None = None,
+    allow_adhoc: bool = False,
+    review_branch: str | None = None,
 ) -> FastAPI:
     """The app; `runner` is None under `runner serve` (read-only). Ad-hoc runs run any SQL
-    on any applied connection: they are refused unless `allow_adhoc`."""
+    on any applied connection: they are refused unless `allow_adhoc`. With `review_branch`,
+    job and task changes are committed there for review, never applied."""
     keys = KeyRing(ws)
     listings = Listings()
     app = FastAPI(
@@ -142,7 +146,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.context = Context(
-        ws, runner, allow_adhoc, keys, listings, threading.BoundedSemaphore(MAX_STREAMS)
+        ws, runner, allow_adhoc, keys, listings, threading.BoundedSemaphore(MAX_STREAMS), review_branch
     )
     app.add_middleware(Guard, keys=keys, listings=listings, read_only=runner is None)
     for exception, handler in HANDLERS.items():

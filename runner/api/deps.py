@@ -39,6 +39,12 @@ class Context:
     keys: KeyRing
     listings: Listings
     streams: threading.BoundedSemaphore  # MAX_STREAMS live tails
+    review_branch: str | None = None  # `runner daemon --review-branch`: no change is applied
+
+    def branch(self, asked: str | None) -> str | None:
+        """Where a job or task change is committed: the request's `?branch=`, else the review
+        branch the daemon was started with, else (None) the checked-out branch, and applied."""
+        return asked or self.review_branch
 
     def starter(self) -> RunStarter:
         assert self.runner is not None  # Guard refused every write under `runner serve`

@@ -267,3 +267,25 @@ def test_a_read_key_cannot_change_jobs(git_api):
         "/api/v1/jobs", json=job("fresh"), headers={"Authorization": f"Bearer {git_api.keys['read']}"}
     )
     assert response.status_code == 403 and len(log(git_api.project.root)) == 1
+
+
+def test_a_daemon_started_with_a_review_branch_applies_no_change(git_api):
+    from fastapi.testclient import TestClient
+
+    from runner.api.app import create_app
+
+    root = git_api.project.root
+    head = git(root, "rev-parse", "HEAD")
+    app = create_app(git_api.project.ws, git_api.daemon, review_branch="review/api")
+    with TestClient(app) as client:
+        response = client.post("/api/v1/jobs", json=job("fresh"), headers=git_api.auth("operate"))
+        assert response.status_code == 201 and response.json()["branch"] == "review/api"
+        other = client.post(
+            "/api/v1/jobs/commented/tasks/one/off?branch=review/other", headers=git_api.auth("operate")
+        )
+        assert other.status_code == 200 and other.json()["branch"] == "review/other"
+    assert (
+        git(root, "rev-parse", "HEAD") == head and clean(root) and not (root / "jobs.d/fresh.yaml").exists()
+    )
+    assert log(root, "review/api")[0].endswith("|Create job default/fresh")
+    assert "fresh" not in [o.name for o in services.get(git_api.project.ws, "Job")]

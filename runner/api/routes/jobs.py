@@ -82,8 +82,9 @@ def create_job(
 ) -> dict[str, Any]:
     """A new job: `jobs.d/<name>.yaml` (`jobs.d/<namespace>/<name>.yaml`), committed with the
     key's name as the author, then applied. The answer holds the definition and the commit."""
-    ws = context(request).ws
-    return services.create_job(ws, body, namespace, services.api_author(key.name), by(key), branch)
+    ctx = context(request)
+    author = services.api_author(key.name)
+    return services.create_job(ctx.ws, body, namespace, author, by(key), ctx.branch(branch))
 
 
 @router.put("/jobs/{name}")
@@ -97,9 +98,9 @@ def replace_job(
 ) -> dict[str, Any]:
     """Replace a job's definition, edited in place in its file: what did not change keeps its
     comments and layout. 409 while the job runs."""
-    ws = context(request).ws
+    ctx = context(request)
     author = services.api_author(key.name)
-    return services.replace_job(ws, ref(name, namespace), body, author, by(key), branch)
+    return services.replace_job(ctx.ws, ref(name, namespace), body, author, by(key), ctx.branch(branch))
 
 
 @router.delete("/jobs/{name}")
@@ -112,5 +113,7 @@ def delete_job(
 ) -> dict[str, Any]:
     """Remove a job's document from its file (the file, when nothing else is in it). 409 while
     the job runs."""
-    ws = context(request).ws
-    return services.delete_job(ws, ref(name, namespace), services.api_author(key.name), by(key), branch)
+    ctx = context(request)
+    return services.delete_job(
+        ctx.ws, ref(name, namespace), services.api_author(key.name), by(key), ctx.branch(branch)
+    )

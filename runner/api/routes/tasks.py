@@ -43,9 +43,11 @@ def add_task(
     key: Key = Security(key_of),
 ) -> dict[str, Any]:
     """Add a task to a job, committed and applied (409 while the job runs)."""
-    ws = context(request).ws
+    ctx = context(request)
     author = services.api_author(key.name)
-    return services.add_task(ws, ref(name, namespace), body, position, author, by(key), branch)
+    return services.add_task(
+        ctx.ws, ref(name, namespace), body, position, author, by(key), ctx.branch(branch)
+    )
 
 
 @router.put("/jobs/{name}/tasks/{task}")
@@ -59,9 +61,11 @@ def replace_task(
     key: Key = Security(key_of),
 ) -> dict[str, Any]:
     """Replace a task, edited in place (409 while the job runs)."""
-    ws = context(request).ws
+    ctx = context(request)
     author = services.api_author(key.name)
-    return services.replace_task(ws, ref(name, namespace), task, body, author, by(key), branch)
+    return services.replace_task(
+        ctx.ws, ref(name, namespace), task, body, author, by(key), ctx.branch(branch)
+    )
 
 
 @router.delete("/jobs/{name}/tasks/{task}")
@@ -74,9 +78,9 @@ def delete_task(
     key: Key = Security(key_of),
 ) -> dict[str, Any]:
     """Remove a task from its job with the comment lines above it (409 while the job runs)."""
-    ws = context(request).ws
+    ctx = context(request)
     author = services.api_author(key.name)
-    return services.delete_task(ws, ref(name, namespace), task, author, by(key), branch)
+    return services.delete_task(ctx.ws, ref(name, namespace), task, author, by(key), ctx.branch(branch))
 
 
 @router.post("/jobs/{name}/tasks/{task}/move")
@@ -90,9 +94,9 @@ def move_task(
     key: Key = Security(key_of),
 ) -> dict[str, Any]:
     """Move a task (its place is the order the job runs its tasks in), with its comments."""
-    ws = context(request).ws
+    ctx = context(request)
     return services.move_task(
-        ws,
+        ctx.ws,
         ref(name, namespace),
         task,
         body.position,
@@ -100,7 +104,7 @@ def move_task(
         body.after,
         services.api_author(key.name),
         by(key),
-        branch,
+        ctx.branch(branch),
     )
 
 
@@ -115,9 +119,11 @@ def switch_off(
 ) -> dict[str, Any]:
     """Switch a task off (`active: false`, CData's Is_Active): kept, with its pointer, and
     skipped by every run."""
-    ws = context(request).ws
+    ctx = context(request)
     author = services.api_author(key.name)
-    return services.switch_task(ws, ref(name, namespace), task, False, author, by(key), branch)
+    return services.switch_task(
+        ctx.ws, ref(name, namespace), task, False, author, by(key), ctx.branch(branch)
+    )
 
 
 @router.post("/jobs/{name}/tasks/{task}/on")
@@ -130,6 +136,6 @@ def switch_on(
     key: Key = Security(key_of),
 ) -> dict[str, Any]:
     """Switch a task on again (its `active: false` line goes); it goes on from its pointer."""
-    ws = context(request).ws
+    ctx = context(request)
     author = services.api_author(key.name)
-    return services.switch_task(ws, ref(name, namespace), task, True, author, by(key), branch)
+    return services.switch_task(ctx.ws, ref(name, namespace), task, True, author, by(key), ctx.branch(branch))
