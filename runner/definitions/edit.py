@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap
 
-SEPARATOR = re.compile(r"^---(?=[ \t]|$)", re.M)
+SEPARATOR = re.compile(r"^---(?=[ \t\r]|$)", re.M)
 _BLOCK_KEY = re.compile(r"^( *)(- +)?[^#\s-][^:#]*:[ \t]*(#.*)?$")  # `key:` opening a block
 DEFAULT_LAYOUT = (2, 2)  # mapping indent, offset of a list's dash: the README's style
 
@@ -217,10 +217,13 @@ class DefinitionFile:
     def edit(self, i: int, change: Callable[[CommentedMap], None]) -> None:
         """Apply `change` to document `i`'s round-trip tree and write the document back."""
         kept, text = self._source(i)
+        crlf = "\r\n" in text
+        text = text.replace("\r\n", "\n")
         yaml = _yaml(layout(text))
         data = yaml.load(text)
         change(data)
-        self.chunks[i] = Chunk(kept, _dump(yaml, data))
+        dumped = _dump(yaml, data)
+        self.chunks[i] = Chunk(kept, dumped.replace("\n", "\r\n") if crlf else dumped)
 
     def replace(self, i: int, document: dict[str, Any]) -> None:
         self.edit(i, lambda data: merge(data, document))
@@ -269,6 +272,8 @@ class DefinitionFile:
         if dash is None:
             dash = data["spec"].lc.key("tasks")[1] + offset
         rendered = _dump(_yaml((mapping, 0)), [_node(task)])
+        if "\r\n" in text:
+            rendered = rendered.replace("\n", "\r\n")
         return [" " * dash + line if line.strip() else line for line in rendered.splitlines(keepends=True)]
 
 
