@@ -183,7 +183,7 @@ class DefinitionFile:
     def text(self) -> str | None:
         """The file's new text; None when no document is left in it (the file goes)."""
         text = "".join(c.head + c.body for c in self.chunks)
-        if not any(self._data(i) is not None for i in range(len(self.chunks))):
+        if not any(self.data(i) is not None for i in range(len(self.chunks))):
             return None
         return text
 
@@ -195,7 +195,8 @@ class DefinitionFile:
             return "", chunk.head + chunk.body
         return chunk.head, chunk.body
 
-    def _data(self, i: int) -> Any:
+    def data(self, i: int) -> Any:
+        """Document `i` as plain values (None when it does not parse)."""
         import yaml
 
         try:
@@ -206,7 +207,7 @@ class DefinitionFile:
     def find(self, kind: str, name: str, namespace_of: Callable[[Any], str], namespace: str) -> int | None:
         """The index of the document defining `kind` `namespace/name`."""
         for i in range(len(self.chunks)):
-            data = self._data(i)
+            data = self.data(i)
             if not isinstance(data, dict) or data.get("kind") != kind:
                 continue
             meta = data.get("metadata") or {}
@@ -239,7 +240,7 @@ class DefinitionFile:
         text = text if text is not None else _dump(_yaml(DEFAULT_LAYOUT), _node(document))
         text = SEPARATOR.sub("", text, count=1).lstrip("\n") if text.startswith("---") else text
         text = text if text.endswith("\n") else text + "\n"
-        if not self.chunks or all(self._data(i) is None for i in range(len(self.chunks))):
+        if not self.chunks or all(self.data(i) is None for i in range(len(self.chunks))):
             self.chunks = [Chunk("", text)]
             return
         last = self.chunks[-1]

@@ -374,7 +374,7 @@ def _in_place(
         subject, new = _edit(old, target, change, ref, relpath)
         definition = _validated(ws, docs, problems, ref, relpath, new)
         blob = repo.hash(new.encode(), write=True) if new is not None else None
-        message = _message(subject, ref, by)
+        message = _message(subject, by)
         commit = repo.commit(head, gitpath, blob, message, author)
         if repo.head() != head or (path.read_bytes() if path.exists() else None) != old:
             raise WriteBackRefused(f"{relpath} changed while the change was being made; send it again")
@@ -418,7 +418,7 @@ def _on_branch(
     definition = _validated(ws, docs, problems, ref, relpath, new)
     gitpath = repo.path(relpath)
     blob = repo.hash(new.encode(), write=True) if new is not None else None
-    message = _message(subject, ref, by)
+    message = _message(subject, by)
     commit = repo.commit(base, gitpath, blob, message, author)
     repo.move(f"refs/heads/{branch}", commit, tip, subject)
     return _result(subject, ref, relpath, commit, branch, definition) | {"applied": False}
@@ -566,7 +566,7 @@ def _result(
     }
 
 
-def _message(subject: str, ref: str, by: str | None) -> str:
+def _message(subject: str, by: str | None) -> str:
     return f"{subject}\n\nMade through runner{f' by {by}' if by else ''}.\n"
 
 
@@ -633,7 +633,7 @@ def _job_document(document: Any, name: str | None, namespace: str | None) -> dic
 
 
 def _namespace_stated(file: DefinitionFile, index: int) -> str | None:
-    data = file._data(index)
+    data = file.data(index)
     return (data.get("metadata") or {}).get("namespace") if isinstance(data, dict) else None
 
 
@@ -644,7 +644,7 @@ def _task_name(task: Any) -> str:
 
 
 def _task_names(file: DefinitionFile, index: int) -> list[str]:
-    data = file._data(index)
+    data = file.data(index)
     spec = data.get("spec") if isinstance(data, dict) else None
     tasks = spec.get("tasks") if isinstance(spec, dict) else None
     if tasks is None:
