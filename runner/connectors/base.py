@@ -58,6 +58,7 @@ class Capabilities:
     statements: bool = False  # both ends: runs a user's SQL statements (`StatementRunner`): events
     publish: bool = False  # target: a message per changed row and deleted key (`RowTarget`), confirmed
     consume: bool = False  # source: messages as changes, acknowledged after the target commits
+    files: bool = False  # target: a file per committed batch (`RowTarget`), visible once complete
 
     def names(self) -> frozenset[str]:
         """The capabilities declared (what `runner validate` checks needs against)."""

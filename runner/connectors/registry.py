@@ -29,6 +29,7 @@ BUILTIN = {
     "memory": "runner.connectors.memory",
     "smtp": "runner.connectors.smtp",
     "rabbitmq": "runner.connectors.rabbitmq",
+    "files": "runner.connectors.files.connector",
 }
 ENDS = frozenset({"source", "target"})  # the roles of a kind with a connector
 _NOTHING = Capabilities()
