@@ -22,6 +22,7 @@ from runner.connectors.base import (
     ReadStream,
     ScriptTarget,
     Source,
+    TableDDL,
     TableEvolution,
     Target,
     Writer,
@@ -405,7 +406,24 @@ def counted_without_target(run: TaskRun, stream: ReadStream) -> bool:
         "dry run: the target table does not exist; every row read would be inserted",
         task=run.task.name,
     )
+    _would_create(run, stream.columns)
     return True
+
+
+def _would_create(run: TaskRun, columns: list[Column]) -> None:
+    """List the table a dry run would create among its schema changes (`"change": "create"`,
+    with the statements where the target can show them: `TableDDL`)."""
+    write = run.task.write
+    ddl: list[str] = []
+    if run.target.capabilities.alter_tables:
+        history = History(*write.history.names(), at=run.started) if write.history is not None else None
+        soft = write.soft_delete_column if run.task.deletes == "soft" else None
+        keys = write.keys if write.keys else None
+        ddl = cast(TableDDL, run.target).create_table_ddl(write.table, columns, keys, soft, history)
+    run.result.schema_changes.append(
+        {"column": None, "change": "create", "before": None, "after": write.table, "ddl": "; ".join(ddl),
+         "applied": False}
+    )
 
 
 def columns_of(run: TaskRun) -> list[Column]:
