@@ -398,15 +398,15 @@ def counted_without_target(run: TaskRun, stream: ReadStream) -> bool:
         return False
     names = [c.name for c in stream.columns]
     encode = run.target.batch_encoder(stream.columns, [names.index(k) for k in run.task.write.keys])
-    for batch in run.timed(stream.batches):
-        encode(batch)
-    run.result.inserted = run.result.rows_read
+    _would_create(run, stream.columns)
     run.log(
         "info",
         "dry run: the target table does not exist; every row read would be inserted",
         task=run.task.name,
     )
-    _would_create(run, stream.columns)
+    for batch in run.timed(stream.batches):
+        encode(batch)
+        run.result.inserted = run.result.rows_read  # so far: a dry run stopped early says how far
     return True
 
 
@@ -421,8 +421,14 @@ def _would_create(run: TaskRun, columns: list[Column]) -> None:
         keys = write.keys if write.keys else None
         ddl = cast(TableDDL, run.target).create_table_ddl(write.table, columns, keys, soft, history)
     run.result.schema_changes.append(
-        {"column": None, "change": "create", "before": None, "after": write.table, "ddl": "; ".join(ddl),
-         "applied": False}
+        {
+            "column": None,
+            "change": "create",
+            "before": None,
+            "after": write.table,
+            "ddl": "; ".join(ddl),
+            "applied": False,
+        }
     )
 
 

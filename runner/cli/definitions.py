@@ -58,7 +58,8 @@ def plan(
         typer.Option("--detailed-exitcode", help=("Exit 0 with no changes, 2 with changes, 1 on error.")),
     ] = False,
     fmt: Annotated[
-        PlanFormat, typer.Option("--format", "-f", help="text, json, or markdown (to paste into a pull request).")
+        PlanFormat,
+        typer.Option("--format", "-f", help="text, json, or markdown (to paste into a pull request)."),
     ] = PlanFormat.text,
     out_file: Annotated[
         Path | None,
@@ -88,9 +89,7 @@ def plan(
             ),
         ),
     ] = False,
-    data_all: Annotated[
-        bool, typer.Option("--data-all", help="As --data, for unchanged jobs too.")
-    ] = False,
+    data_all: Annotated[bool, typer.Option("--data-all", help="As --data, for unchanged jobs too.")] = False,
     data_timeout: Annotated[
         float,
         typer.Option(

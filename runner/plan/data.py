@@ -33,7 +33,7 @@ from runner.jobs.types import JOB_TYPES
 from runner.jobs.types import parse as parse_job
 from runner.plan.diff import Plan
 from runner.state.store import StateReader, StateStore
-from runner.state.tasks import TaskState, Tasks
+from runner.state.tasks import Tasks, TaskState
 from runner.streams.cancel import CancelToken
 
 DEFAULT_TIMEOUT = 60.0  # seconds for the whole `plan --data`, shared by its tasks
@@ -180,7 +180,9 @@ def plan_data(
     return out
 
 
-def _units(plan: Plan, unchanged: bool, jobs: list[str] | None) -> Iterator[tuple[_Unit | None, list[TaskData]]]:
+def _units(
+    plan: Plan, unchanged: bool, jobs: list[str] | None
+) -> Iterator[tuple[_Unit | None, list[TaskData]]]:
     connections = {
         (c.namespace, c.name): c.after["spec"]
         for c in plan.changes
@@ -206,18 +208,21 @@ def _units(plan: Plan, unchanged: bool, jobs: list[str] | None) -> Iterator[tupl
         for task in spec.tasks:
             if not task.active:
                 resolved = spec.resolved(task)
-                yield None, [
-                    TaskData(
-                        c.ref,
-                        c.action,
-                        task.name,
-                        "inactive",
-                        task.changes.strategy,
-                        resolved.read.table or "query",
-                        resolved.write.table,
-                        note="switched off (active: false): the run skips it",
-                    )
-                ]
+                yield (
+                    None,
+                    [
+                        TaskData(
+                            c.ref,
+                            c.action,
+                            task.name,
+                            "inactive",
+                            task.changes.strategy,
+                            resolved.read.table or "query",
+                            resolved.write.table,
+                            note="switched off (active: false): the run skips it",
+                        )
+                    ],
+                )
                 continue
             yield _Unit(c.ref, c.namespace, c.name, c.action, spec, ends, [task.name]), []
 
@@ -299,7 +304,7 @@ def _task_data(unit: _Unit, r: TaskResult, token: CancelToken, notes: list[str],
         [_ddl(c) for c in r.schema_changes],
         r.before_run or unit_before_run(unit, r.name),
         note,
-        r.error,
+        None if r.status == "cancelled" else r.error,
         seconds,
     )
 

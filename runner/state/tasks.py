@@ -53,7 +53,6 @@ class TasksReader(Concern):
             for r in rows
         ]
 
-
     def find(self, namespace: str, job: str, task: str) -> TaskState | None:
         """A task's state with its marks, None before its first run (a dry run of a job not
         applied yet reads it without making it: `runner plan --data`)."""

@@ -156,7 +156,11 @@ def _status_words(t: dict[str, Any]) -> str:
 def _ddl_lines(t: dict[str, Any]) -> list[str]:
     out = []
     for d in t["ddl"]:
-        what = f"create table {d['after']}" if d["change"] == "create" else f"{d['change']} column {d['column']!r}"
+        what = (
+            f"create table {d['after']}"
+            if d["change"] == "create"
+            else f"{d['change']} column {d['column']!r}"
+        )
         out.append(f"{what}: {d['ddl'] or '(the target kind shows no SQL)'}")
     return out
 

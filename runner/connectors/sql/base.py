@@ -421,7 +421,10 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         key = history_mode.primary_key(keys or [], history)
         schema = table.rpartition(".")[0]
         create_schema = self.create_schema_sql(schema) if schema else None
-        return [*([create_schema] if create_schema else []), self.create_table_sql(table, columns + extra, key)]
+        return [
+            *([create_schema] if create_schema else []),
+            self.create_table_sql(table, columns + extra, key),
+        ]
 
     def create_table_sql(self, table: str, columns: list[Column], keys: list[str] | None = None) -> str:
         body = self._columns_ddl(columns, keys or [])
