@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         write_schemas,
     )
     from runner.services.history import log_since, logs, run_record, runs
+    from runner.services.imports import ImportResult, import_jobs
     from runner.services.keys import KEY_SCOPES, key_hash, keys_create, keys_list, keys_revoke
     from runner.services.operate import cancel, pause, paused_info, runtime_switches, status, suspend
     from runner.services.pointers import MAX_POINTER, pointer_set, pointer_show
@@ -68,6 +69,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "write_schemas",
     ),
     "runner.services.history": ("log_since", "logs", "run_record", "runs"),
+    "runner.services.imports": ("ImportResult", "import_jobs"),
     "runner.services.keys": ("KEY_SCOPES", "key_hash", "keys_create", "keys_list", "keys_revoke"),
     "runner.services.operate": ("cancel", "pause", "paused_info", "runtime_switches", "status", "suspend"),
     "runner.services.pointers": ("MAX_POINTER", "pointer_set", "pointer_show"),
@@ -114,6 +116,8 @@ __all__ = [
     "expansions",
     "force_unlock",
     "get",
+    "ImportResult",
+    "import_jobs",
     "job_runs",
     "json_schema",
     "key_hash",
