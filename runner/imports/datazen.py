@@ -260,7 +260,8 @@ def _job(
         report.add(
             f"{where}: JobReader",
             "LastTsPointer",
-            f"{pointer!r}: to go on from it, after apply: runner pointer set {name} {task['name']} '{pointer}'",
+            f"{pointer!r}: to go on from it, after apply: "
+            f"runner pointer set {name} {task['name']} '{pointer}'",
         )
     guid = reader.get("Guid")
     origin = f"job {key}" + (f" ({guid})" if guid else "") if key else file

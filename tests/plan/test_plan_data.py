@@ -49,6 +49,11 @@ class Pair:
             self.src = sa.create_engine(f"sqlite:///{root / 'src.db'}")
             self.tgt = sa.create_engine(f"sqlite:///{root / 'dst.db'}")
             self.src_schema = self.tgt_schema = ""
+        elif dialect == "mariadb":  # one database: source and targets are told apart by name
+            assert pg_url is not None
+            self.src_url = self.tgt_url = pg_url
+            self.src = self.tgt = sa.create_engine(pg_url)
+            self.src_schema = self.tgt_schema = ""
         else:
             assert pg_url is not None
             self.src_url = self.tgt_url = pg_url
@@ -70,6 +75,8 @@ class Pair:
         inspector = sa.inspect(self.tgt)
         found = {}
         for table in sorted(inspector.get_table_names(schema=schema)):
+            if self.dialect == "mariadb" and table == "items":  # the source, in the same database
+                continue
             columns = [c["name"] for c in inspector.get_columns(table, schema=schema)]
             with self.tgt.connect() as conn:
                 rows = conn.execute(sa.text(f"SELECT * FROM {self.tgt_schema}{table} ORDER BY 1")).all()
@@ -81,12 +88,14 @@ class Pair:
         self.tgt.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def pair(request, project):
-    pg = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
-    p = Pair(project.root, request.param, pg)
+    server = {"postgresql": "pg_url", "mariadb": "maria_url"}.get(request.param)
+    url = request.getfixturevalue(server) if server else None
+    p = Pair(project.root, request.param, url)
+    stamp = "datetime(6)" if request.param == "mariadb" else "timestamp"  # MariaDB's timestamp updates itself
     p.source(
-        "CREATE TABLE SRC.items (id integer PRIMARY KEY, name varchar(20), qty integer, updated_at timestamp)"
+        f"CREATE TABLE SRC.items (id integer PRIMARY KEY, name varchar(20), qty integer, updated_at {stamp})"
     )
     p.source(
         "INSERT INTO SRC.items VALUES (:id, :name, :qty, :at)",
@@ -125,7 +134,8 @@ def test_a_new_job_is_counted_without_creating_anything(pair, project):
         assert (t["inserted"], t["updated"], t["deleted"], t["unchanged"]) == (50, 0, 0, 0)
         [create] = t["ddl"]
         assert create["change"] == "create" and create["after"].endswith(f"items_{name}")
-        assert "CREATE TABLE" in create["ddl"] and 'PRIMARY KEY ("id")' in create["ddl"]
+        assert "CREATE TABLE" in create["ddl"] and "PRIMARY KEY (" in create["ddl"]
+        assert pair.dialect != "mariadb" or "COLLATE=utf8mb4_nopad_bin" in create["ddl"]
     services.apply(project.ws)
     ran = _run_counts(project)
     for name in ("full", "wm", "hash"):
@@ -140,8 +150,10 @@ def test_changed_rows_and_columns_are_counted_as_the_run_then_does(pair, project
     pair.source(
         "INSERT INTO SRC.items VALUES (:id, 'new', 1, '2026-02-02 00:00:00')", [{"id": i} for i in (101, 102)]
     )
-    pair.source("ALTER TABLE SRC.items ADD COLUMN color varchar(10)")
-    pair.source("UPDATE SRC.items SET color = 'red' WHERE id = 20")
+    evolves = pair.dialect != "mariadb"  # MariaDB commits DDL: its dry run stops at it (below)
+    if evolves:
+        pair.source("ALTER TABLE SRC.items ADD COLUMN color varchar(10)")
+        pair.source("UPDATE SRC.items SET color = 'red' WHERE id = 20")
     project.job("items", "src", "dst", pair.tasks(), extra="  batch_size: 7\n")  # a changed job
     before_state = state_rows(project) if pair.dialect == "sqlite" else None
     before_rows = pair.target_tables()
@@ -155,14 +167,33 @@ def test_changed_rows_and_columns_are_counted_as_the_run_then_does(pair, project
         assert state_rows(project) == before_state  # no pointer, digest or task state moved
     for name in ("full", "wm", "hash"):
         adds = [d for d in found[name]["ddl"] if d["change"] == "add"]
-        assert [d["column"] for d in adds] == ["color"], found[name]
-        assert "ADD COLUMN" in adds[0]["ddl"]
+        assert [d["column"] for d in adds] == (["color"] if evolves else []), found[name]
+        assert not evolves or "ADD COLUMN" in adds[0]["ddl"]
     assert found["full"]["deleted"] == 2 and found["hash"]["deleted"] == 2
 
     services.apply(project.ws)
     ran = _run_counts(project)
     for name in ("full", "wm", "hash"):
         assert ran[name] == {k: found[name][k] for k in COUNTS}, (name, ran[name], found[name])
+
+
+def test_mariadb_names_the_ddl_and_stops_there(project, maria_url):
+    """MariaDB commits DDL at once: a dry run names the column to add and counts nothing."""
+    pair = Pair(project.root, "mariadb", maria_url)
+    pair.source("CREATE TABLE items (id integer PRIMARY KEY, name varchar(20))")
+    pair.source("INSERT INTO items VALUES (1, 'a')")
+    project.connection("db", "mariadb", maria_url)
+    project.job(
+        "copy", "db", "db", "- {name: t, read: {table: items}, write: {table: items_copy, keys: [id]}}"
+    )
+    services.apply(project.ws)
+    assert services.run(project.ws, "copy")["status"] == "succeeded"
+    pair.source("ALTER TABLE items ADD COLUMN color varchar(10)")
+    [task] = services.plan_data(project.ws, services.plan(project.ws), unchanged=True).tasks
+    assert task.status == "failed" and "commits DDL at once" in (task.error or "")
+    assert [d["ddl"] for d in task.ddl] == ["ALTER TABLE `items_copy` ADD COLUMN `color` VARCHAR(10)"]
+    assert "color" not in {c["name"] for c in sa.inspect(pair.tgt).get_columns("items_copy")}
+    pair.dispose()
 
 
 def test_unchanged_jobs_only_on_request(pair, project):
