@@ -196,7 +196,7 @@ def _job(
     tasks: list[dict[str, Any]] = []
     if job_type == "sync":
         for i, (query, active) in enumerate(queries):
-            task = _task(query, f"{where}: Queries[{i}]", report)
+            task = _task(query, f"{where}: Queries[{i}].", report)
             if task is None:
                 continue
             if not active:
@@ -259,7 +259,7 @@ def _queries(job: dict[str, Any]) -> list[tuple[str, bool]]:
 def _task(query: str, where: str, report: Report) -> dict[str, Any] | None:
     m = _REPLICATE.match(query)
     if m is None:
-        report.add(where, "Query", f"not a REPLICATE statement ({query[:60]!r}): not mapped")
+        report.add(where, "query", f"not a REPLICATE statement ({query[:60]!r}): not mapped")
         return None
     dest = unquote_identifier(m.group("dest"))
     select = (m.group("select") or "").strip()
@@ -273,10 +273,10 @@ def _task(query: str, where: str, report: Report) -> dict[str, Any] | None:
         read = {"query": quoted}
         if quoted != select:
             report.add(
-                where, "Query", 'its [identifiers] became "identifiers" in read.query (standard SQL quoting)'
+                where, "query", 'its [identifiers] became "identifiers" in read.query (standard SQL quoting)'
             )
     if m.group("with"):
-        report.add(where, "Query", f"WITH {m.group('with').strip()}: not supported")
+        report.add(where, "query", f"WITH {m.group('with').strip()}: not supported")
     return {"name": name_of(dest.rpartition(".")[2], "task"), "read": read, "write": {"table": dest}}
 
 

@@ -45,7 +45,12 @@ class Report:
     lines: list[str] = field(default_factory=list)
 
     def add(self, where: str, path: str, message: str) -> None:
-        self.lines.append(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+        """`where` ending in `.` is the start of the field's path (`job X: JobWriter.`)."""
+        if where.endswith("."):
+            head = where + path if path else where[:-1]
+        else:
+            head = f"{where}: {path}" if path else where
+        self.lines.append(f"{head}: {message}")
 
 
 @dataclass

@@ -230,7 +230,7 @@ def _job(
         reader.get("SystemName"),
         "source",
         name,
-        f"{where}: JobReader",
+        f"{where}: JobReader.",
         connections,
         report,
         pending,
@@ -242,7 +242,7 @@ def _job(
             writer.get("TargetSystem"),
             "target",
             name,
-            f"{where}: JobWriter",
+            f"{where}: JobWriter.",
             connections,
             report,
             pending,
@@ -258,7 +258,7 @@ def _job(
     spec = {"source": source, "target": target, **spec, "tasks": [task]}
     if pointer := str(reader.get("LastTsPointer") or "").strip():
         report.add(
-            f"{where}: JobReader",
+            f"{where}: JobReader.",
             "LastTsPointer",
             f"{pointer!r}: to go on from it, after apply: "
             f"runner pointer set {name} {task['name']} '{pointer}'",
@@ -276,7 +276,7 @@ def _reader(
     r: dict[str, Any], where: str, spec: dict[str, Any], task: dict[str, Any], report: Report
 ) -> bool:
     """Map a JobReader's fields into `spec` and `task`; False when the job cannot be written."""
-    at = f"{where}: JobReader"
+    at = f"{where}: JobReader."
     ok = True
     sql = str(r.get("SqlRead") or "").strip()
     if not sql:
@@ -394,7 +394,7 @@ def _writer(
     w: dict[str, Any], where: str, spec: dict[str, Any], task: dict[str, Any], report: Report
 ) -> bool:
     """Map a JobWriter's fields; False when the job cannot be written."""
-    at = f"{where}: JobWriter"
+    at = f"{where}: JobWriter."
     ok = True
     system = str(w.get("TargetSystem") or "DB").upper()
     if system != "DB" and system != "":

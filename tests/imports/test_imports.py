@@ -39,16 +39,16 @@ DATAZEN = {
         [
             "job a3ff75315a4241d1958e1f9dbd53829f: JobWriter: missing: its writer "
             "'__a3ff75315a4241d1958e1f9dbd53829f' is not in the input; the job is not written",
-            "job a3ff75315a4241d1958e1f9dbd53829f: JobReader: ConnectionString: no such kind in runner "
+            "job a3ff75315a4241d1958e1f9dbd53829f: JobReader.ConnectionString: no such kind in runner "
             "(SQL Server (an ADO.NET connection string)): the job is not written",
-            "job a3ff75315a4241d1958e1f9dbd53829f: JobReader: ConnectionString: a password in the input was "
+            "job a3ff75315a4241d1958e1f9dbd53829f: JobReader.ConnectionString: a password in the input was "
             "dropped (not written); set A3FF75315A4241D1958E1F9DBD53829F_SOURCE_PASSWORD",
         ],
     ),
     "dynamic-job-post.json": (
         ["dynamic-job-post"],
         [
-            "job dynamic-job-post: JobReader: SqlRead: kept as read.query as written: it is in SQL Server's "
+            "job dynamic-job-post: JobReader.SqlRead: kept as read.query as written: it is in SQL Server's "
             "dialect; rewrite it for the source"
         ],
     ),
@@ -57,33 +57,33 @@ DATAZEN = {
         [
             "job TEST-JOB-ALLDATABASES: JobWriter: missing: a reader-only job (change logs) is not supported "
             "yet; the job is not written",
-            "job TEST-JOB-ALLDATABASES: JobReader: JsonData.AuditLogEnabled: not needed: every run keeps its "
+            "job TEST-JOB-ALLDATABASES: JobReader.JsonData.AuditLogEnabled: not needed: every run keeps its "
             "history and log (.runner/history)",
         ],
     ),
     "jobs-info-mysql-eventhub.json": (
         [],
         [
-            "job FILMS-AzEventHub: JobWriter: TargetSystem: MESSAGING: not supported yet (no "
+            "job FILMS-AzEventHub: JobWriter.TargetSystem: MESSAGING: not supported yet (no "
             "queue kinds); the "
             "job is not written",
-            "job FILMS-AzEventHub: JobWriter: Options.MessagingUpsertSettings: not supported "
+            "job FILMS-AzEventHub: JobWriter.Options.MessagingUpsertSettings: not supported "
             "yet (no queue kinds)",
-            "job FILMS-AzEventHub: JobWriter: UpsertScript: not mapped (the target is not a database)",
+            "job FILMS-AzEventHub: JobWriter.UpsertScript: not mapped (the target is not a database)",
         ],
     ),
     "jobs-info-rabbitmq-kafka.json": (
         [],
         [
-            "job Rabbit-Kafka: JobReader: JsonData.MessagingOptions: not supported yet (no queue kinds)",
-            "job Rabbit-Kafka: JobReader: PipelineDef: not supported yet (no transforms): DataDynamicColumn, "
+            "job Rabbit-Kafka: JobReader.JsonData.MessagingOptions: not supported yet (no queue kinds)",
+            "job Rabbit-Kafka: JobReader.PipelineDef: not supported yet (no transforms): DataDynamicColumn, "
             "DataFilter",
         ],
     ),
     "export-sqlite-direct-job.json": (
         ["orders-2-copy"],
         [
-            "job ORDERS-2-COPY: JobReader: JsonData.DeletedRecordsSQL: mapped to read.deleted_keys_query "
+            "job ORDERS-2-COPY: JobReader.JsonData.DeletedRecordsSQL: mapped to read.deleted_keys_query "
             "(deletes: propagate)",
             "job ORDERS-2-COPY: JobReader: ignored (runtime state, not definitions): CreatedOn, Guid, "
             "LastTsPointer, Status, SystemName",
@@ -92,11 +92,11 @@ DATAZEN = {
     "export-upsert-script.json": (
         ["customers-script"],
         [
-            "job Customers-Script: JobWriter: UpsertScript: mapped to write.upsert_script: {{column}} became "
+            "job Customers-Script: JobWriter.UpsertScript: mapped to write.upsert_script: {{column}} became "
             "{{ bind('column') }} (a bound value)",
-            "job Customers-Script: JobReader: PipelineDef: not supported yet (no transforms): "
+            "job Customers-Script: JobReader.PipelineDef: not supported yet (no transforms): "
             "DataDynamicColumn",
-            "job Customers-Script: JobWriter: Options.AutoRecreate: not mapped: schema_changes follows the "
+            "job Customers-Script: JobWriter.Options.AutoRecreate: not mapped: schema_changes follows the "
             "source's columns (before_run: recreate drops the table every run)",
         ],
     ),
@@ -213,7 +213,7 @@ CDATA = {
             "job ShopToWarehouse: Pre_Job_Event: not mapped: CData's event code; write "
             "events.before/after (SQL "
             "or a command)",
-            'job ShopToWarehouse: Queries[1]: Query: its [identifiers] became "identifiers" in read.query '
+            'job ShopToWarehouse: Queries[1].query: its [identifiers] became "identifiers" in read.query '
             "(standard SQL quoting)",
             "job ShopToWarehouse: Labels: not mapped: runner's labels are key: value pairs",
         ],
@@ -388,7 +388,7 @@ def test_cli_prints_what_it_wrote_and_what_it_did_not_map(cli, tmp_path):
     assert f"wrote {tmp_path / 'connections.d/customers-script-source.yaml'}" in lines
     assert "not mapped, or mapped with a note (field by field):" in lines
     assert (
-        "  job Customers-Script: JobReader: ConnectionString: a password in the input was dropped (not "
+        "  job Customers-Script: JobReader.ConnectionString: a password in the input was dropped (not "
         "written); set CUSTOMERS_SCRIPT_SOURCE_PASSWORD"
     ) in lines
     assert lines[-1] == f"valid: `runner validate` passes in {tmp_path}"

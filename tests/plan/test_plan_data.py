@@ -277,3 +277,24 @@ def test_cli_text_json_and_markdown(pair, project, cli):
 
     no_data = cli("plan", "--format", "markdown")
     assert "#### Data" not in no_data.stdout and "| create | Job | `default/items` |" in no_data.stdout
+
+
+def test_the_demo_jobs_with_a_sync_all_job_are_counted(demo_project):
+    """The bundled jobs in a new folder: a sync_all job's tables are counted as its tasks."""
+    data = services.plan_data(demo_project.ws, services.plan(demo_project.ws))
+    snapshot = {t.task: t for t in data.tasks if t.job == "default/shop-snapshot"}
+    assert {"customers", "orders"} <= set(snapshot)
+    assert all(t.status == "counted" and t.inserted == t.rows_read > 0 for t in snapshot.values())
+    assert all(t.ddl and t.ddl[0]["change"] == "create" for t in snapshot.values())
+    assert not (demo_project.root / ".runner").exists()
+    assert not (demo_project.root / "demo" / "data" / "warehouse.db").exists()
+
+
+def test_the_planned_state_refuses_every_write():
+    from runner.errors import RunnerError
+    from runner.plan.data import PlannedTasks
+
+    tasks = PlannedTasks(None)
+    assert tasks.state("default", "job", "t").pointer is None and tasks.states("default", "job") == []
+    with pytest.raises(RunnerError, match=r"plan --data would change the state store \(set_pointer\)"):
+        tasks.set_pointer(1, "c", {"type": "int", "value": 1}, "run")
