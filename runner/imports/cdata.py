@@ -27,6 +27,7 @@ from runner.imports.common import (
     name_of,
     quartz_cron,
     read_json,
+    unique,
     unquote_identifier,
     url_connection,
 )
@@ -153,7 +154,7 @@ def _job(
     imported: Imported,
 ) -> None:
     title = str(job.get("name") or path.stem)
-    name = name_of(title)
+    name = unique(name_of(title), set(imported.jobs))
     where = f"job {title}"
     report = Report()
     kind = _key(str(job.get("type") or "Standard")).replace("_", "")

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import yaml
 
@@ -51,6 +51,14 @@ class Report:
         else:
             head = f"{where}: {path}" if path else where
         self.lines.append(f"{head}: {message}")
+
+
+def unique(name: str, taken: set[str]) -> str:
+    """`name`, or `name-2`, `name-3`, … when an earlier job of the import took it."""
+    found, n = name, 2
+    while found in taken:
+        found, n = f"{name[:60]}-{n}", n + 1
+    return found
 
 
 @dataclass
@@ -110,18 +118,26 @@ def url_connection(name: str, url: str, where: str, report: Report) -> Connectio
     parts = urlsplit(url)
     scheme = parts.scheme.split("+")[0]
     kind = SQL_SCHEMES.get(scheme)
-    if kind is None:
+    if kind is None:  # the URL itself is never repeated: it may hold a password
         raise ImportFailed(
-            f"--connection {name}: {scheme or url!r} is not a kind runner has (sqlite, postgresql, mariadb)"
+            f"--connection {name}: the URL's scheme {scheme!r} is not a kind runner has "
+            "(sqlite, postgresql, mariadb)"
         )
+    netloc = parts.netloc
+    secret = f"${{env:{env_name(name, 'PASSWORD')}}}"
     if parts.password is not None and not parts.password.startswith("${"):
         user = quote(unquote(parts.username or ""), safe="")
-        host = parts.hostname or ""
-        netloc = f"{user}:${{env:{env_name(name, 'PASSWORD')}}}@{host}" + (
-            f":{parts.port}" if parts.port else ""
-        )
-        url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-        report.add(where, "password", f"dropped; the URL references ${{env:{env_name(name, 'PASSWORD')}}}")
+        netloc = f"{user}:{secret}@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+        report.add(where, "password", f"dropped; the URL references {secret}")
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    for i, (key, value) in enumerate(params):
+        if any(word in key.lower() for word in ("password", "secret")) and not value.startswith("${"):
+            ref = f"${{env:{env_name(name, key)}}}"
+            params[i] = (key, ref)
+            report.add(where, key, f"dropped; the URL references {ref}")
+    query = "&".join(f"{k}={v}" for k, v in params)
+    if (netloc, query) != (parts.netloc, parts.query):  # urlunsplit would drop sqlite:///'s empty host
+        url = f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
     return Connection(name, {"type": kind, "url": url}, f"the option --connection {name}=URL")
 
 

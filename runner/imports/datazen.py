@@ -30,6 +30,7 @@ from runner.imports.common import (
     quartz_cron,
     read_json,
     string_connection,
+    unique,
     unquote_identifier,
     url_connection,
 )
@@ -198,7 +199,7 @@ def _job(
         or (writer or {}).get("JobKey")
         or ""
     )
-    name = name_of(key or Path(file).stem)
+    name = unique(name_of(key or Path(file).stem), set(imported.jobs))
     where = f"job {key or name}"
     report = Report()
     skip = False

@@ -424,3 +424,29 @@ def test_a_written_folder_that_does_not_validate_exits_1(cli, tmp_path):
 )
 def test_quartz_crons(quartz, cron):
     assert quartz_cron(quartz) == cron
+
+
+def test_a_password_in_a_urls_query_is_not_written_either(tmp_path):
+    result = services.import_jobs(
+        "datazen",
+        [FIXTURES / "datazen" / "export-sqlite-direct-job.json"],
+        tmp_path,
+        [
+            "shop-sqlite=sqlite:///shop.db",
+            "warehouse-sqlite=postgresql://u@db:5432/dw?sslpassword=K3yPass&sslmode=require",
+        ],
+    )
+    text = (tmp_path / "connections.d" / "warehouse-sqlite.yaml").read_text()
+    assert "K3yPass" not in text + "\n".join(result.report)
+    assert (
+        "url: postgresql://u@db:5432/dw?sslpassword=${env:WAREHOUSE_SQLITE_SSLPASSWORD}&sslmode=require"
+        in text
+    )
+    assert result.valid, result.problems
+
+
+def test_jobs_that_would_share_a_name_get_their_own(tmp_path):
+    sample = FIXTURES / "datazen" / "export-sqlite-direct-job.json"
+    result = services.import_jobs("datazen", [sample, sample], tmp_path, _mapped(DATAZEN_KEYS))
+    assert result.jobs == ["orders-2-copy", "orders-2-copy-2"]
+    assert result.valid, result.problems
