@@ -85,7 +85,7 @@ class TaskData:
     """What one task's next run would do."""
 
     job: str  # namespace/name
-    action: str  # the job's in the plan: create | update | unchanged
+    action: str  # the job's in the plan: create | update | unchanged | connection changed
     task: str
     status: str  # counted | estimate | failed | inactive | not_counted | dropped_in_source
     strategy: str = "-"
@@ -153,8 +153,9 @@ def plan_data(
     timeout: float = DEFAULT_TIMEOUT,
     jobs: list[str] | None = None,
 ) -> DataPlan:
-    """Dry-run every task of each job the plan creates or updates (and with `unchanged`, of
-    the jobs it keeps) and say what its next run would do.
+    """Dry-run every task of each job the plan creates or updates, or whose source or target
+    connection it creates or updates (and with `unchanged`, of the other jobs it keeps), and
+    say what its next run would do.
 
     Args:
         reader: the applied state (None in a new folder): where tasks' pointers and digests are.
@@ -188,22 +189,32 @@ def _units(
         for c in plan.changes
         if c.kind == "Connection" and c.after is not None and c.action != "delete"
     }
+    changed = {
+        (c.namespace, c.name)
+        for c in plan.changes
+        if c.kind == "Connection" and c.action in ("create", "update")
+    }
     for c in plan.changes:
         if c.kind != "Job" or c.after is None or c.action == "delete":
-            continue
-        if c.action == "unchanged" and not unchanged:
             continue
         if jobs and c.ref not in jobs and c.name not in jobs:
             continue
         spec = parse_job(c.after["spec"])
         ends: dict[str, tuple[str, dict[str, Any]]] = {}
+        keys = []
         for end in ("source", "target"):
             key = resolve_reference(getattr(spec, end), c.namespace, set(connections))
             if key is None:  # a validated plan names connections that exist
                 raise RunnerError(f"job {c.ref}: connection {getattr(spec, end)!r} is not in the folder")
             ends[end] = (f"{key[0]}/{key[1]}", connections[key])
+            keys.append(key)
+        action = c.action
+        if action == "unchanged" and changed.intersection(keys):
+            action = "connection changed"  # the same job on another database: counted as a changed one
+        elif action == "unchanged" and not unchanged:
+            continue
         if not isinstance(spec, SyncJobSpec):  # its tasks are known when it runs (sync_all)
-            yield _Unit(c.ref, c.namespace, c.name, c.action, spec, ends, None), []
+            yield _Unit(c.ref, c.namespace, c.name, action, spec, ends, None), []
             continue
         for task in spec.tasks:
             if not task.active:
@@ -213,7 +224,7 @@ def _units(
                     [
                         TaskData(
                             c.ref,
-                            c.action,
+                            action,
                             task.name,
                             "inactive",
                             task.changes.strategy,
@@ -224,7 +235,7 @@ def _units(
                     ],
                 )
                 continue
-            yield _Unit(c.ref, c.namespace, c.name, c.action, spec, ends, [task.name]), []
+            yield _Unit(c.ref, c.namespace, c.name, action, spec, ends, [task.name]), []
 
 
 def _not_counted(unit: _Unit) -> list[TaskData]:

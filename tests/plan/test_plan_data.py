@@ -203,6 +203,16 @@ def test_unchanged_jobs_only_on_request(pair, project):
     every = services.plan_data(project.ws, plan, unchanged=True)
     assert {t.task for t in every.tasks} == {"full", "wm", "hash", "switched-off"}
     assert {t.action for t in every.tasks} == {"unchanged"}
+    if pair.dialect == "sqlite":  # the same job into another database: counted as changed
+        project.connection("dst", "sqlite", "sqlite:///elsewhere.db")
+        moved = services.plan_data(project.ws, services.plan(project.ws))
+        assert {t.action for t in moved.tasks} == {"connection changed"}
+        assert {t.task: t.inserted for t in moved.tasks} == {
+            "full": 50,
+            "wm": 50,
+            "hash": 50,
+            "switched-off": 0,
+        }
 
 
 def test_a_task_out_of_time_is_an_estimate(project):

@@ -180,7 +180,7 @@ def data_text(data: dict[str, Any]) -> str:
     for t in tasks:
         if t["job"] != job:
             job = t["job"]
-            lines.append(f"  {SYMBOL.get(t['action'], ' ')} Job {job} ({t['action']})")
+            lines.append(f"  {SYMBOL.get(t['action'], '~')} Job {job} ({t['action']})")
         status = _status_words(t)
         if t["status"] in ("inactive", "not_counted", "dropped_in_source"):
             lines.append(f"      task {t['task']}: {status}: {t['note'] or ''}".rstrip(": "))
