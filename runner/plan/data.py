@@ -278,9 +278,10 @@ def _dry_run(unit: _Unit, base_dir: Path, state: StateStore, seconds: float) -> 
             log=log,
             cancel=token,
         )
-    except RunnerError as exc:  # the job could not start (a sync_all source that cannot be listed)
+    except Exception as exc:  # noqa: BLE001 - the job could not start (a sync_all source that cannot be listed)
+        text = str(exc) if isinstance(exc, RunnerError) else f"{type(exc).__name__}: {exc}"
         return [
-            TaskData(unit.ref, unit.action, name, "failed", error=secrets.redact(str(exc)))
+            TaskData(unit.ref, unit.action, name, "failed", error=secrets.redact(text))
             for name in unit.tasks or ["*"]
         ]
     finally:
