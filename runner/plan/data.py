@@ -69,8 +69,33 @@ class PlannedTasks:
             return iter(())
         return self._tasks.digests(task_id, batch_size)
 
-    def __getattr__(self, name: str) -> Any:  # set_pointer, forget, write_digests, …
+    # What a run records: a dry run calls none of it; one that did would be a bug, refused.
+    def _refused(self, name: str) -> Any:
         raise RunnerError(f"plan --data would change the state store ({name}); nothing was changed")
+
+    def set_pointer(self, *args: Any) -> None:
+        self._refused("set_pointer")
+
+    def set_source_columns(self, *args: Any) -> None:
+        self._refused("set_source_columns")
+
+    def set_digests_pending(self, *args: Any) -> None:
+        self._refused("set_digests_pending")
+
+    def write_digests(self, *args: Any) -> None:
+        self._refused("write_digests")
+
+    def forget(self, *args: Any) -> None:
+        self._refused("forget")
+
+    def begin_reload(self, *args: Any) -> None:
+        self._refused("begin_reload")
+
+    def end_reload(self, *args: Any) -> None:
+        self._refused("end_reload")
+
+    def remove(self, *args: Any) -> None:
+        self._refused("remove")
 
 
 class PlannedState:
