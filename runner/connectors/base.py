@@ -51,7 +51,9 @@ class Capabilities:
     in_database_compare: bool = False  # both ends, one kind: rows compared in the target (hash)
     one_writer: bool = False  # target: one writer at a time: parallel tasks run one by one
     copy_while_reading: bool = False  # target: copies inside the databases while a read is open
-    alter_tables: bool = False  # target: follows the source's columns, cuts strings (`TableEvolution`)
+    alter_tables: bool = (
+        False  # target: follows the source's columns, cuts strings (`TableEvolution`, `TableDDL`)
+    )
     history: bool = False  # target: `open_writer` keeps versions of rows (`History`): write.history
     table_lifecycle: bool = False  # target: tables truncated and dropped (`TableLifecycle`): before_run
     catalog: bool = False  # source: lists a schema's tables with columns and keys (`CatalogSource`)
@@ -313,6 +315,19 @@ class Target(Endpoint, Protocol):
 
 
 # --- capability protocols: the methods behind each capability ----------------------------
+
+
+class TableDDL(Protocol):  # `alter_tables`, as target: its table changes are SQL it can show
+    def create_table_ddl(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str] | None = None,
+        soft_delete_column: str | None = None,
+        history: History | None = None,
+    ) -> list[str]:
+        """The statements a writer would create the missing `table` with (a dry run's report)."""
+        ...
 
 
 class TableLifecycle(Protocol):  # `table_lifecycle`, as target

@@ -26,12 +26,14 @@ if TYPE_CHECKING:
         force_unlock,
         json_schema,
         plan,
+        plan_data,
         read_plan,
         save_plan,
         validate,
         write_schemas,
     )
     from runner.services.history import log_since, logs, run_record, runs
+    from runner.services.imports import ImportResult, import_jobs
     from runner.services.keys import KEY_SCOPES, key_hash, keys_create, keys_list, keys_revoke
     from runner.services.operate import cancel, pause, paused_info, runtime_switches, status, suspend
     from runner.services.pointers import MAX_POINTER, pointer_set, pointer_show
@@ -72,12 +74,14 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "force_unlock",
         "json_schema",
         "plan",
+        "plan_data",
         "read_plan",
         "save_plan",
         "validate",
         "write_schemas",
     ),
     "runner.services.history": ("log_since", "logs", "run_record", "runs"),
+    "runner.services.imports": ("ImportResult", "import_jobs"),
     "runner.services.keys": ("KEY_SCOPES", "key_hash", "keys_create", "keys_list", "keys_revoke"),
     "runner.services.operate": ("cancel", "pause", "paused_info", "runtime_switches", "status", "suspend"),
     "runner.services.pointers": ("MAX_POINTER", "pointer_set", "pointer_show"),
@@ -136,6 +140,8 @@ __all__ = [
     "expansions",
     "force_unlock",
     "get",
+    "ImportResult",
+    "import_jobs",
     "job_runs",
     "json_schema",
     "key_hash",
@@ -148,6 +154,7 @@ __all__ = [
     "pause",
     "paused_info",
     "plan",
+    "plan_data",
     "pointer_set",
     "pointer_show",
     "prune_history",

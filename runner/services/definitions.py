@@ -30,7 +30,9 @@ from runner.jobs import sync_all
 from runner.jobs.sync import capability_check
 from runner.jobs.types import job_models, registered_models
 from runner.jobs.types import parse as parse_job
+from runner.plan import data
 from runner.plan.apply import apply_plan
+from runner.plan.data import DataPlan
 from runner.plan.diff import Plan, diff
 from runner.state import locks
 from runner.state.locks import Lock
@@ -112,6 +114,32 @@ def expansions(ws: Workspace, p: Plan) -> dict[str, dict[str, Any]]:
             "tables": sync_all.expand(spec, tables, known).rows(spec),
         }
     return found
+
+
+def plan_data(
+    ws: Workspace,
+    p: Plan,
+    *,
+    unchanged: bool = False,
+    timeout: float = 60.0,
+    jobs: list[str] | None = None,
+) -> DataPlan:
+    """What the next run of each job `p` creates or updates (with `unchanged`, of every job)
+    would do to the data (`runner plan --data`): each task dry-run from the folder's
+    definitions on the folder's connections, against the applied pointers and digests, with
+    nothing written anywhere (`runner.plan.data`). The state store is only read, and not
+    needed: in a new folder every task runs as a first run.
+
+    Raises:
+        RunnerError: a job names a connection the folder does not define.
+    """
+    try:
+        reader = ws.reader()
+    except StoreMissing:
+        if ws.has_runs():
+            raise
+        reader = None
+    return data.plan_data(p, ws.root, reader, unchanged=unchanged, timeout=timeout, jobs=jobs)
 
 
 def save_plan(p: Plan, path: Path) -> None:
