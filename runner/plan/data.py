@@ -243,6 +243,24 @@ def _units(
             yield _Unit(c.ref, c.namespace, c.name, action, spec, ends, None), []
             continue
         for task in spec.tasks:
+            if task.changes.strategy == "messages":  # a dry run would take messages off the queue
+                resolved = spec.resolved(task)
+                yield (
+                    None,
+                    [
+                        TaskData(
+                            c.ref,
+                            action,
+                            task.name,
+                            "not_counted",
+                            task.changes.strategy,
+                            resolved.read.describe(),
+                            resolved.write.describe(),
+                            note="consumes a broker's messages: counting them would take them off the queue",
+                        )
+                    ],
+                )
+                continue
             if not task.active:
                 resolved = spec.resolved(task)
                 yield (
