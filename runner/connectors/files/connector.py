@@ -1,7 +1,8 @@
-"""The `files` kind as a target: a task writes the changed rows (and deleted keys) of each
-committed batch as one file in a folder, named by a template, in CSV, JSON lines or Parquet.
-A file is written under a hidden temporary name, synced and then renamed: a reader (and a run
-killed half-way) never leaves a visible half file. A file is never overwritten."""
+"""The `files` kind: a folder. As a target, a task writes the changed rows (and deleted keys) of
+each committed batch as one file, named by a template, in CSV, JSON lines or Parquet; a file is
+written under a hidden temporary name, synced and then renamed, so a reader (and a run killed
+half-way) never leaves a visible half file, and a file is never overwritten. As a source, a
+task reads the files matching a pattern (`runner.connectors.files.reading`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from runner.connectors import registry
-from runner.connectors.base import Capabilities, Connector, MergeCounts, WriteContext
+from runner.connectors.base import Capabilities, Connector, MergeCounts, ReadStream, Watermark, WriteContext
 from runner.connectors.files.formats import EXTENSIONS, WRITERS, FormatWriter
+from runner.connectors.files.reading import FileRead, FileSource
 from runner.connectors.messaging.model import check_templates
 from runner.definitions.models import ConnectionSpec, StrictModel
 from runner.definitions.needs import Need
@@ -227,7 +229,7 @@ class FileWriter:
 
 
 class FilesConnector(Connector):
-    """A folder as a job's target."""
+    """A folder as a job's source or target."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(files=True)
     spec: FilesConnection
@@ -235,6 +237,21 @@ class FilesConnector(Connector):
     @property
     def root(self) -> Path:
         return (self.base_dir / self.spec.path).resolve()
+
+    def read(
+        self,
+        spec: Any,
+        batch_size: int,
+        watermark: Watermark | None = None,
+        select: list[str] | None = None,
+        limit: int | None = None,
+    ) -> ReadStream:
+        assert isinstance(spec, FileRead)  # the kind's read model
+        return FileSource(self.root).read(spec, batch_size, watermark, select, limit)
+
+    def highest(self, spec: Any, column: str) -> Any:
+        assert isinstance(spec, FileRead)
+        return FileSource(self.root).highest(spec, column)
 
     def check_connection(self) -> None:
         test(self.name, self.spec, self.base_dir)
@@ -258,7 +275,5 @@ def test(name: str, spec: FilesConnection, base_dir: Path) -> str:
 
 
 registry.register(
-    registry.Kind(
-        "files", FilesConnection, FilesConnector, write=FileWrite, roles=frozenset({"target"}), test=test
-    )
+    registry.Kind("files", FilesConnection, FilesConnector, read=FileRead, write=FileWrite, test=test)
 )
