@@ -439,6 +439,44 @@ class ComparingWriter(MergeWriter, Protocol):  # `in_database_compare`, the targ
     def delete_gone(self) -> int: ...
 
 
+class RowWriter:
+    """What every writer of a write the target does not merge shares (scripts, messages, files):
+    the strategies drive it as they drive a merge, but "staged" rows are written at once
+    (`write_rows`) and "staged" keys deleted at once (`write_keys`), each counted, the rows as
+    upserted (inserted or updated: such a writer cannot tell)."""
+
+    merges: ClassVar[bool] = False
+    pending = 0
+    deleted = 0
+
+    def write_rows(self, batch: Batch) -> int:
+        """Write the changed rows; how many were written."""
+        raise NotImplementedError
+
+    def write_keys(self, keys: Batch) -> int:
+        """Write (delete) the deleted keys, in `write.keys` order; how many."""
+        raise NotImplementedError
+
+    def stage(self, batch: Batch) -> None:
+        self.pending += self.write_rows(batch)
+
+    def merge(self) -> MergeCounts:
+        counts, self.pending = MergeCounts(upserted=self.pending), 0
+        return counts
+
+    def clear_stage(self) -> None:
+        pass
+
+    def open_key_stage(self) -> None:
+        self.deleted = 0
+
+    def stage_keys(self, keys: Batch) -> None:
+        self.deleted += self.write_keys(keys)
+
+    def delete_listed(self) -> int:
+        return self.deleted
+
+
 class RowTarget(Target, Protocol):  # `scripts` (SQL), or a kind whose every write is unmerged
     def open_row_writer(self, write: WriteModel, columns: list[Column], context: WriteContext) -> Writer:
         """A writer handed each changed row (`stage`) and each deleted key (`stage_keys`) of a

@@ -27,6 +27,7 @@ from typing import Any, cast
 from runner.changes.task import RunOptions, TaskResult
 from runner.definitions import secrets
 from runner.definitions.jobs import SyncJobSpec
+from runner.definitions.tasks import Task
 from runner.definitions.validate import job_ends, resolve_reference
 from runner.errors import RunnerError
 from runner.jobs.types import JOB_TYPES
@@ -243,43 +244,32 @@ def _units(
             yield _Unit(c.ref, c.namespace, c.name, action, spec, ends, None), []
             continue
         for task in spec.tasks:
-            if task.changes.strategy == "messages":  # a dry run would take messages off the queue
+            skipped = _skipped(task)
+            if skipped is not None:
                 resolved = spec.resolved(task)
-                yield (
-                    None,
-                    [
-                        TaskData(
-                            c.ref,
-                            action,
-                            task.name,
-                            "not_counted",
-                            task.changes.strategy,
-                            resolved.read.describe(),
-                            resolved.write.describe(),
-                            note="consumes a broker's messages: counting them would take them off the queue",
-                        )
-                    ],
+                status, note = skipped
+                counts = TaskData(
+                    c.ref,
+                    action,
+                    task.name,
+                    status,
+                    task.changes.strategy,
+                    resolved.read.describe(),
+                    resolved.write.describe(),
+                    note=note,
                 )
-                continue
-            if not task.active:
-                resolved = spec.resolved(task)
-                yield (
-                    None,
-                    [
-                        TaskData(
-                            c.ref,
-                            action,
-                            task.name,
-                            "inactive",
-                            task.changes.strategy,
-                            resolved.read.describe(),
-                            resolved.write.describe(),
-                            note="switched off (active: false): the run skips it",
-                        )
-                    ],
-                )
+                yield None, [counts]
                 continue
             yield _Unit(c.ref, c.namespace, c.name, action, spec, ends, [task.name]), []
+
+
+def _skipped(task: Task) -> tuple[str, str] | None:
+    """(status, note) of a task a dry run leaves alone: switched off, or consuming messages."""
+    if task.changes.strategy == "messages":  # a dry run would take messages off the queue
+        return "not_counted", "consumes a broker's messages: counting them would take them off the queue"
+    if not task.active:
+        return "inactive", "switched off (active: false): the run skips it"
+    return None
 
 
 def _not_counted(unit: _Unit) -> list[TaskData]:

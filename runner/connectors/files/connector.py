@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from runner.connectors import registry
-from runner.connectors.base import Capabilities, Connector, MergeCounts, ReadStream, Watermark, WriteContext
+from runner.connectors.base import Capabilities, Connector, ReadStream, RowWriter, Watermark, WriteContext
 from runner.connectors.files.formats import EXTENSIONS, WRITERS, FormatWriter
 from runner.connectors.files.reading import FileRead, FileSource
 from runner.connectors.messaging.model import check_templates
@@ -106,10 +106,8 @@ class FileWrite(WriteModel):
             raise ValueError("deletes are written as lines whose operation_column says delete: keep it")
 
 
-class FileWriter:
+class FileWriter(RowWriter):
     """A `Writer` whose commit makes the batch's file visible (synced, then renamed)."""
-
-    merges: ClassVar[bool] = False
 
     def __init__(self, root: Path, write: FileWrite, columns: list[Column], context: WriteContext):
         self.root, self.write, self.columns, self.context = root, write, columns, context
@@ -119,7 +117,6 @@ class FileWriter:
         self.template = environment().from_string(write.file)
         self.part = 0
         self.current: tuple[Path, Path, FormatWriter] | None = None  # (temporary, final, writer)
-        self.pending = self.deleted = 0
 
     def _target(self) -> tuple[Path, Path]:
         namespace, _, job = self.context.job.partition("/")
@@ -166,21 +163,11 @@ class FileWriter:
         except OSError as exc:
             raise TransientError(f"cannot write {self.current[0]}: {exc.strerror}") from None
 
-    def stage(self, batch: Batch) -> None:
+    def write_rows(self, batch: Batch) -> int:
         self._lines([("upsert", row) for row in batch])
-        self.pending += len(batch)
+        return len(batch)
 
-    def merge(self) -> MergeCounts:
-        counts, self.pending = MergeCounts(upserted=self.pending), 0
-        return counts
-
-    def clear_stage(self) -> None:
-        pass
-
-    def open_key_stage(self) -> None:
-        self.deleted = 0
-
-    def stage_keys(self, keys: Batch) -> None:
+    def write_keys(self, keys: Batch) -> int:
         width = len(self.columns)
         rows = []
         for key in keys:
@@ -189,10 +176,7 @@ class FileWriter:
                 row[i] = value
             rows.append(("delete", tuple(row)))
         self._lines(rows)
-        self.deleted += len(keys)
-
-    def delete_listed(self) -> int:
-        return self.deleted
+        return len(keys)
 
     def commit(self) -> None:
         if self.current is None:
