@@ -82,6 +82,8 @@ class FileWrite(WriteModel):
     @classmethod
     def _template(cls, value: str) -> str:
         check_templates(value)
+        if "{%" in value:  # expressions alone are bounded by the sandbox: a name needs no loop
+            raise ValueError("a file name is made of {{ expressions }} only, no {% statements %}")
         return value
 
     def describe(self) -> str:
