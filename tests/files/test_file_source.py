@@ -151,7 +151,7 @@ def test_file_reads_are_checked_where_they_are_defined(project):
         "dst",
         """
         - {name: a, read: {files: "../etc/*", format: parquet}, write: {table: a}}
-        - {name: b, read: {files: "*.csv", format: csv}, write: {table: b}}
+        - {name: b, read: {files: "*.csv", format: csv, csv: {header: false}}, write: {table: b}}
         - name: c
           read: {files: "*.jsonl", format: jsonl, columns: {id: bigint, at: timestamp}}
           write: {table: c, keys: [id]}
@@ -165,8 +165,60 @@ def test_file_reads_are_checked_where_they_are_defined(project):
         "spec.tasks[0].read.files",
         "'../etc/*' leaves the folder: a pattern is relative to it, without '..'",
     )
-    assert found[1] == ("spec.tasks[1].read", "format csv needs 'columns' (name: type)")
+    assert found[1] == (
+        "spec.tasks[1].read",
+        "a CSV without a header needs 'columns' (name: type), in the files' order",
+    )
     assert (
         found[2][0] == "spec.tasks[2]"
         and "a watermark over files reads the files changed since" in found[2][1]
     )
+
+
+def test_unstated_columns_are_inferred_from_a_sample_of_the_first_file(copy, sync, tmp_path):
+    import datetime as dt
+    from decimal import Decimal
+
+    source = _folder(tmp_path)
+    (tmp_path / "in/a.csv").write_text(
+        "id,amount,big,ratio,paid,day,at,at_utc,note,empty\n"
+        "1,12.50,9007199254740993,1e3,true,2024-02-29,2024-02-29 10:00:00,2024-02-29T10:00:00Z,x,\n"
+        "2,-0.125,1,2.5,false,2024-03-01,2024-03-01T11:30:00,2024-03-01T12:00:00+02:00,007,\n"
+    )
+    (tmp_path / "in/b.jsonl").write_text(
+        '{"id": 1, "tags": ["a"], "price": 1.10, "ok": true}\n{"id": 2, "price": 3}\n'
+    )
+    (csv_task,) = sync(source, copy.spec, [_task({"files": "*.csv", "format": "csv"})])
+    assert csv_task.status == "succeeded", csv_task.error
+    assert {c["name"]: c["type"] for c in csv_task.columns} == {
+        "id": "bigint",
+        "amount": "decimal(5,3)",  # 12.50 and -0.125: two digits before the point, three after
+        "big": "bigint",
+        "ratio": "double",
+        "paid": "boolean",
+        "day": "date",
+        "at": "timestamp",
+        "at_utc": "timestamptz",
+        "note": "text",  # 007 and x: text keeps the leading zeros
+        "empty": "text",
+    }
+    first = copy.rows("items")[0]
+    assert first[:8] == (
+        1,
+        Decimal("12.500"),
+        9007199254740993,
+        1000.0,
+        True,
+        dt.date(2024, 2, 29),
+        dt.datetime(2024, 2, 29, 10),
+        dt.datetime(2024, 2, 29, 10),
+    )
+    task = {**_task({"files": "*.jsonl", "format": "jsonl"}), "write": {"table": "j", "keys": ["id"]}}
+    (jsonl,) = sync(source, copy.spec, [task])
+    assert {c["name"]: c["type"] for c in jsonl.columns} == {
+        "id": "bigint",
+        "tags": "json",
+        "price": "decimal(3,2)",
+        "ok": "boolean",
+    }
+    assert copy.rows("j") == [(1, ["a"], Decimal("1.10"), True), (2, None, Decimal("3"), None)]

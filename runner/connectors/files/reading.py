@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import gzip
 import io
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -22,6 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from runner.connectors.base import ReadStream, Watermark
+from runner.connectors.files.infer import SAMPLE_ROWS, infer
 from runner.connectors.messaging.decode import CONVERT, BadMessage, column_type, row_decoder
 from runner.definitions.models import StrictModel
 from runner.definitions.tasks import ReadModel, Task
@@ -51,8 +53,9 @@ class FileRead(ReadModel):
     csv: CsvDialect = Field(default_factory=CsvDialect, description="With format csv: its dialect.")
     columns: dict[str, str] | None = Field(
         None,
-        description="The columns and their types (`id: bigint`, `amount: decimal(12,2)`): required for "
-        "csv and jsonl; a Parquet file's own columns and types otherwise.",
+        description="The columns and their types (`id: bigint`, `amount: decimal(12,2)`). Unset: a "
+        "Parquet file's own; a CSV header's names (a JSON line's keys) with types inferred from the "
+        "first 1,000 rows of the first file (shown in the run's history; state them to be sure).",
     )
     path_column: str | None = Field(None, min_length=1, description="A column with each row's file path.")
     modified_column: str | None = Field(
@@ -71,8 +74,8 @@ class FileRead(ReadModel):
 
     @model_validator(mode="after")
     def _columns(self) -> FileRead:
-        if self.columns is None and self.format != "parquet":
-            raise ValueError(f"format {self.format} needs 'columns' (name: type)")
+        if self.columns is None and self.format == "csv" and not self.csv.header:
+            raise ValueError("a CSV without a header needs 'columns' (name: type), in the files' order")
         for name, text in (self.columns or {}).items():
             try:
                 column_type(text)
@@ -154,15 +157,15 @@ class FileSource:
     def columns(self, read: FileRead, files: list[tuple[dt.datetime, Path]]) -> list[Column]:
         if read.columns is not None:
             data = [Column(name, column_type(text)) for name, text in read.columns.items()]
-        elif files:
+        elif not files:
+            raise TerminalError(f"no file matches {read.files!r} to take the columns from: state 'columns'")
+        elif read.format == "parquet":
             import pyarrow.parquet as pq
 
             schema = pq.read_schema(files[0][1])
             data = [Column(f.name, arrow_kind(f.type)) for f in schema]
         else:
-            raise TerminalError(
-                f"no file matches {read.files!r} to take the Parquet columns from: state 'columns'"
-            )
+            data = self._inferred(read, files[0][1])
         extra = []
         if read.path_column:
             extra.append(Column(read.path_column, ColumnType("text")))
@@ -227,6 +230,34 @@ class FileSource:
             raise TerminalError("a watermark over files is on read.modified_column")
         files = self.matching(read)
         return files[-1][0] if files else None
+
+    def _inferred(self, read: FileRead, path: Path) -> list[Column]:
+        """A CSV header's (a JSON line's keys') columns, typed from a sample of `path`."""
+        where = str(path.relative_to(self.root))
+        names: list[str] = []
+        rows: list[list[Any]] = []
+        try:
+            with _text(path, read.csv.encoding) as f:
+                if read.format == "csv":
+                    reader = csv.reader(f, delimiter=read.csv.delimiter, quotechar=read.csv.quote)
+                    names = next(reader, [])
+                    rows = list(itertools.islice(reader, SAMPLE_ROWS))
+                else:
+                    documents = []
+                    for text in itertools.islice(f, SAMPLE_ROWS):
+                        if text.strip():
+                            document = json.loads(text, parse_float=Decimal)
+                            if isinstance(document, dict):
+                                documents.append(document)
+                    names = list(dict.fromkeys(k for d in documents for k in d))
+                    rows = [[d.get(n) for n in names] for d in documents]
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise TerminalError(
+                f"{where}: cannot take its columns from it ({exc}): state 'columns'"
+            ) from None
+        if not names:
+            raise TerminalError(f"{where}: no header or keys to take the columns from: state 'columns'")
+        return infer(names, rows, read.csv.null)
 
     def _rows(self, read: FileRead, columns: list[Column], path: Path) -> Iterator[tuple]:
         where = str(path.relative_to(self.root))
