@@ -5,6 +5,7 @@ time reads only what changed; a row that does not fit names its file, line and c
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -222,3 +223,40 @@ def test_unstated_columns_are_inferred_from_a_sample_of_the_first_file(copy, syn
         "ok": "boolean",
     }
     assert copy.rows("j") == [(1, ["a"], Decimal("1.10"), True), (2, None, Decimal("3"), None)]
+
+
+def test_bad_rows_go_to_the_dead_letters_and_the_rest_loads(copy, sync, tmp_path):
+    source = _folder(tmp_path)
+    (tmp_path / "in/a.csv").write_text(
+        "id,name,amount,active\n1,a,1,true\n2,b,lots,true\n3,c,3\n4,d,4,false\n"
+    )
+    (tmp_path / "in/good.parquet").write_bytes(b"")  # named like one, but not a Parquet file
+    read = {
+        "files": "a.csv",
+        "format": "csv",
+        "columns": COLUMNS,
+        "bad_rows": "dead_letter",
+        "dead_letter": "rejected",
+    }
+    (result,) = sync(source, copy.spec, [_task(read)])
+    assert result.status == "succeeded", result.error
+    assert [r[0] for r in copy.rows("items")] == [1, 4]
+    lines = [json.loads(x) for x in (tmp_path / "in/rejected/a.csv.rejected").read_text().splitlines()]
+    assert [(x["line"], x["raw"]) for x in lines] == [(3, ["2", "b", "lots", "true"]), (4, ["3", "c", "3"])]
+    assert (
+        lines[0]["reason"].startswith("column 'amount' (decimal(10,2))")
+        and lines[1]["reason"] == "3 fields, expected 4"
+    )
+    parquet = {
+        "files": "*.parquet",
+        "format": "parquet",
+        "columns": COLUMNS,
+        "bad_rows": "dead_letter",
+        "dead_letter": "rejected",
+    }
+    (whole,) = sync(source, copy.spec, [{**_task(parquet), "write": {"table": "p", "keys": ["id"]}}])
+    assert whole.status == "succeeded" and whole.rows_read == 0
+    (entry,) = [
+        json.loads(x) for x in (tmp_path / "in/rejected/good.parquet.rejected").read_text().splitlines()
+    ]
+    assert entry["line"] is None and entry["reason"].startswith("not a readable Parquet file")

@@ -15,6 +15,7 @@ import gzip
 import io
 import itertools
 import json
+import os
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -65,9 +66,24 @@ class FileRead(ReadModel):
         "files by (`changes: {strategy: watermark, column: <this>}` reads only files changed since).",
     )
 
-    @field_validator("files")
+    bad_rows: Literal["stop", "dead_letter"] = Field(
+        "stop",
+        description="A row that does not fit (a ragged line, a value not of its column's type, a line "
+        "that is not JSON, an unreadable Parquet file): `stop` fails the task before the batch is "
+        "committed; `dead_letter` writes it, with its file, line and reason, to `dead_letter` and goes on.",
+    )
+    dead_letter: str | None = Field(
+        None,
+        min_length=1,
+        description="With bad_rows: dead_letter, a folder within the connection's where `<file>.rejected` "
+        "(JSON lines: file, line, reason, the raw line) collects each file's bad rows.",
+    )
+
+    @field_validator("files", "dead_letter")
     @classmethod
-    def _within(cls, pattern: str) -> str:
+    def _within(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
         if pattern.startswith("/") or ".." in pattern.replace("\\", "/").split("/"):
             raise ValueError(f"{pattern!r} leaves the folder: a pattern is relative to it, without '..'")
         return pattern
@@ -76,6 +92,8 @@ class FileRead(ReadModel):
     def _columns(self) -> FileRead:
         if self.columns is None and self.format == "csv" and not self.csv.header:
             raise ValueError("a CSV without a header needs 'columns' (name: type), in the files' order")
+        if (self.bad_rows == "dead_letter") != (self.dead_letter is not None):
+            raise ValueError("bad_rows: dead_letter goes with 'dead_letter' (the folder), and only then")
         for name, text in (self.columns or {}).items():
             try:
                 column_type(text)
@@ -261,18 +279,44 @@ class FileSource:
 
     def _rows(self, read: FileRead, columns: list[Column], path: Path) -> Iterator[tuple]:
         where = str(path.relative_to(self.root))
+        reject = Rejects(self.root, read.dead_letter)
         try:
             if read.format == "parquet":
-                yield from _parquet(path, columns, where)
+                yield from _parquet(path, columns, where, reject)
             elif read.format == "jsonl":
-                yield from _jsonl(path, columns, where, read.csv.encoding)
+                yield from _jsonl(path, columns, where, read.csv.encoding, reject)
             else:
-                yield from _csv(path, columns, where, read.csv)
+                yield from _csv(path, columns, where, read.csv, reject)
         except OSError as exc:
             raise TerminalError(f"{where}: cannot read: {exc.strerror or exc}") from None
         except UnicodeDecodeError as exc:
             raise TerminalError(
                 f"{where}: not {read.csv.encoding} text ({exc.reason} at byte {exc.start})"
+            ) from None
+
+
+class Rejects:
+    """Where the rows that do not fit go: nowhere (the task stops, naming the row), or a line
+    each in the dead-letter folder's `<file>.rejected`, synced as it is written."""
+
+    def __init__(self, root: Path, folder: str | None):
+        self.folder = (root / folder).resolve() if folder else None
+
+    def __call__(self, where: str, line: int, reason: str, raw: Any = None) -> None:
+        at = f"{where}:{line}" if line else where
+        if self.folder is None:
+            raise TerminalError(f"{at}: {reason}")
+        target = self.folder / f"{where}.rejected"
+        entry = {"file": where, "line": line or None, "reason": reason, "raw": raw}
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "ab") as f:
+                f.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise TerminalError(
+                f"{at}: {reason}; and the dead letter {target} cannot be written: {exc.strerror}"
             ) from None
 
 
@@ -289,7 +333,9 @@ def _text(path: Path, encoding: str) -> io.TextIOBase:
     return io.TextIOWrapper(raw, encoding=encoding, newline="")  # type: ignore[return-value]
 
 
-def _csv(path: Path, columns: list[Column], where: str, dialect: CsvDialect) -> Iterator[tuple]:
+def _csv(
+    path: Path, columns: list[Column], where: str, dialect: CsvDialect, reject: Rejects
+) -> Iterator[tuple]:
     converts = [_text_convert(c.type.kind) for c in columns]
     with _text(path, dialect.encoding) as f:
         reader = csv.reader(f, delimiter=dialect.delimiter, quotechar=dialect.quote)
@@ -308,23 +354,25 @@ def _csv(path: Path, columns: list[Column], where: str, dialect: CsvDialect) -> 
         for cells in reader:
             line = reader.line_num
             if len(cells) != width:
-                raise TerminalError(f"{where}:{line}: {len(cells)} fields, expected {width}")
-            row = []
+                reject(where, line, f"{len(cells)} fields, expected {width}", cells)
+                continue
+            row: list[Any] | None = []
             for column, convert, i in zip(columns, converts, order, strict=True):
                 cell = cells[i]
                 if cell == dialect.null:
-                    row.append(None)
+                    row.append(None)  # type: ignore[union-attr]
                     continue
                 try:
-                    row.append(convert(cell))
+                    row.append(convert(cell))  # type: ignore[union-attr]
                 except (ValueError, TypeError, ArithmeticError) as exc:
-                    raise TerminalError(
-                        f"{where}:{line}: column {column.name!r} ({column.type}): {exc}"
-                    ) from None
-            yield tuple(row)
+                    reject(where, line, f"column {column.name!r} ({column.type}): {exc}", cells)
+                    row = None
+                    break
+            if row is not None:
+                yield tuple(row)
 
 
-def _jsonl(path: Path, columns: list[Column], where: str, encoding: str) -> Iterator[tuple]:
+def _jsonl(path: Path, columns: list[Column], where: str, encoding: str, reject: Rejects) -> Iterator[tuple]:
     decode = row_decoder([(c, [c.name]) for c in columns])
     with _text(path, encoding) as f:
         for line, text in enumerate(f, 1):
@@ -334,12 +382,14 @@ def _jsonl(path: Path, columns: list[Column], where: str, encoding: str) -> Iter
                 document = json.loads(text, parse_float=Decimal)
                 if not isinstance(document, dict):
                     raise BadMessage(f"a JSON {type(document).__name__}, not an object")
-                yield decode(document)
+                row = decode(document)
             except (BadMessage, ValueError) as exc:
-                raise TerminalError(f"{where}:{line}: {exc}") from None
+                reject(where, line, str(exc), text.rstrip("\n"))
+                continue
+            yield row
 
 
-def _parquet(path: Path, columns: list[Column], where: str) -> Iterator[tuple]:
+def _parquet(path: Path, columns: list[Column], where: str, reject: Rejects) -> Iterator[tuple]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -356,8 +406,8 @@ def _parquet(path: Path, columns: list[Column], where: str) -> Iterator[tuple]:
             data = [record_batch.column(i).to_pylist() for i in range(len(columns))]
             for values in zip(*data, strict=True):
                 yield tuple(f(v) for f, v in zip(fix, values, strict=True))
-    except (pa.ArrowInvalid, pa.ArrowIOError) as exc:
-        raise TerminalError(f"{where}: not a readable Parquet file ({exc})") from None
+    except (pa.ArrowInvalid, pa.ArrowIOError) as exc:  # a truncated file fails at its footer, before any row
+        reject(where, 0, f"not a readable Parquet file ({exc})")
 
 
 def _from_arrow(t: ColumnType) -> Callable[[Any], Any]:
