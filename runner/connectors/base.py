@@ -56,6 +56,7 @@ class Capabilities:
     table_lifecycle: bool = False  # target: tables truncated and dropped (`TableLifecycle`): before_run
     catalog: bool = False  # source: lists a schema's tables with columns and keys (`CatalogSource`)
     statements: bool = False  # both ends: runs a user's SQL statements (`StatementRunner`): events
+    verify: bool = False  # both ends: rows in key order, row hashes per key bucket (`Verifiable`)
 
     def names(self) -> frozenset[str]:
         """The capabilities declared (what `runner validate` checks needs against)."""
@@ -384,6 +385,52 @@ class KeyBucketWriter(MergeWriter, Protocol):  # `key_buckets`, as target
     def copy_key_buckets(self, spec: ReadSpec, width: int, buckets: list[int]) -> int | None: ...
 
     def delete_missing_in_buckets(self, width: int, buckets: list[int]) -> int: ...
+
+
+@dataclass(frozen=True)
+class RowDigest:
+    """How a database sums up the hashes of a bucket's rows (`Verifiable.row_digest`): what
+    hash (`native`: the kind's own; `md5`: of the row's text) and the aggregates adding them
+    up, each with the bits its partial sum is shifted left by."""
+
+    hash: str
+    sums: list[tuple[str, int]]
+
+
+class Verifiable(Protocol):  # `verify`, both ends
+    def quote(self, name: str) -> str: ...
+
+    def column_types(self, spec: ReadSpec) -> list[Column]:
+        """The columns of a table or query as a read gives them."""
+        ...
+
+    def key_range(self, spec: ReadSpec, key: str, where: str = "") -> tuple[int | None, int | None, int]:
+        """min, max and count of an integer key over the rows `where` allows."""
+        ...
+
+    def row_digest(self, names: list[str], columns: list[Column], native: bool) -> RowDigest | None:
+        """The aggregates of a row hash that databases of this kind compute alike."""
+        ...
+
+    def row_buckets(
+        self, spec: ReadSpec, key: str, width: int, digest: RowDigest, where: str = ""
+    ) -> dict[int, tuple[int, int]]:
+        """Per bucket of an integer key: the rows' count and sum of row hashes."""
+        ...
+
+    def read_in_key_order(
+        self,
+        spec: ReadSpec,
+        columns: list[Column],
+        keys: list[Column],
+        batch_size: int,
+        where: str = "",
+        ranges: Sequence[tuple[int, int]] = (),
+    ) -> Iterator[Batch]:
+        """Rows ordered by the keys (text byte-wise), optionally only in integer key ranges."""
+        ...
+
+    def table_exists(self, table: str) -> bool: ...
 
 
 class InDatabaseCompare(Protocol):  # `in_database_compare`, both ends

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import struct
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
@@ -150,3 +151,58 @@ def row_converter(
         return out
 
     return convert
+
+
+# --- values as `runner verify` compares them ---------------------------------------------
+
+
+class _NaN:
+    """Not-a-number as a compared value: equal to itself (a float NaN is not), so a NaN held
+    on both sides is no difference."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _NaN)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "NaN"
+
+
+NAN = _NaN()
+
+
+def comparable(value: Any, kind: str) -> Any:
+    """A canonical value in the form two databases' values are compared in: equal exactly when
+    they hold the same value. A timestamp with a zone is its naive UTC time, a `real` the
+    single-precision float it is (a database that gives its double read of it, or keeps a
+    double in a REAL, gives the same value), a `char` without its padding, bytes as `bytes`,
+    a UUID's text as a UUID, NaN equal to NaN; Python's own equality does the rest (a Decimal
+    at any scale, 1 and 1.0, True and 1)."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if value != value:
+            return NAN
+        if kind == "real":
+            try:
+                return struct.unpack("f", struct.pack("f", value))[0]
+            except OverflowError:
+                return value
+        return value
+    if isinstance(value, Decimal) and value.is_nan():
+        return NAN
+    if isinstance(value, dt.datetime):
+        return to_naive_utc(value)
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        if kind == "char":
+            return value.rstrip(" ")
+        if kind == "uuid":
+            try:
+                return uuid.UUID(value)
+            except ValueError:
+                return value
+    return value

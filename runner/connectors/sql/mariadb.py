@@ -258,6 +258,13 @@ class MariadbConnector(SqlConnector):
         # one MD5 a key (its cost dominates); SUM of an unsigned BIGINT is an exact DECIMAL
         return [(f"SUM(CAST(CONV(LEFT(MD5({column}), {KEY_HASH_BITS // 4}), 16, 10) AS UNSIGNED))", 0)]
 
+    def digest_value_sql(self, name: str, ctype: ColumnType) -> str:
+        # a FLOAT's text has 6 digits (1.0000001 is '1'): its exact value is a DOUBLE's text
+        return f"CAST({name} AS DOUBLE)" if ctype.kind == "real" else name
+
+    def hex_hash_sums(self, hex_expr: str) -> list[tuple[str, int]]:
+        return [(f"SUM(CAST(CONV(LEFT({hex_expr}, {KEY_HASH_BITS // 4}), 16, 10) AS UNSIGNED))", 0)]
+
     def distinct_sql(self, a: str, b: str, ctype: ColumnType) -> str:
         return f"NOT ({a} <=> {b})"
 

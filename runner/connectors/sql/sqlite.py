@@ -138,6 +138,14 @@ def _key_hash_part(value: Any, part: int) -> int | None:
     return key_hash(value) >> KEY_HASH_HALF if part else key_hash(value) & ((1 << KEY_HASH_HALF) - 1)
 
 
+def _hex_hash_part(text: str | None, part: int) -> int | None:
+    """The high (1) or low (0) half of the first 60 bits of an md5 hex text."""
+    if text is None:
+        return None
+    value = int(text[: KEY_HASH_BITS // 4], 16)
+    return value >> KEY_HASH_HALF if part else value & ((1 << KEY_HASH_HALF) - 1)
+
+
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.date | dt.time) else value
 
@@ -342,10 +350,15 @@ class SqliteConnector(SqlConnector):
     def prepare_digests(self, dbapi: Any) -> None:
         dbapi.create_function("runner_md5", 1, _md5, deterministic=True)
         dbapi.create_function("runner_key_hash", 2, _key_hash_part, deterministic=True)
+        dbapi.create_function("runner_hex_hash", 2, _hex_hash_part, deterministic=True)
 
     def key_hash_sums(self, column: str) -> list[tuple[str, int]]:
         # SQLite's sum of integers stops at 2**63 (an error): the hash is summed in halves
         return [(f"sum(runner_key_hash({column}, {part}))", part * KEY_HASH_HALF) for part in (1, 0)]
+
+    def hex_hash_sums(self, hex_expr: str) -> list[tuple[str, int]]:
+        # summed in halves, as `key_hash_sums`: SQLite's sum of integers stops at 2**63
+        return [(f"sum(runner_hex_hash({hex_expr}, {part}))", part * KEY_HASH_HALF) for part in (1, 0)]
 
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS temp.{self.quote(name)}"

@@ -1,0 +1,363 @@
+"""`runner verify`: a job's source and target compared without trusting runner's pointers or
+digests. For each pair of dialects: equal tables exit 0; a row changed, a row deleted and a row
+added in the target behind runner's back are found with exact counts and keys; `--repair`
+fixes exactly those rows in a run recorded in the history, and a second verify exits 0.
+Also: floats and timestamps equal as canonical values compare equal across dialects, a tiny
+float change is found, soft deletes, history mode, a query read, read.timezone, text keys,
+a keyless task refused, and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+from typer.testing import CliRunner
+
+from runner import services
+from runner.changes.task import RunOptions
+from runner.changes.verify import bucket_range, key_ranges
+from runner.cli.app import app
+from runner.streams.values import NAN, comparable
+from tests.conftest import Project
+from tests.engine.conftest import Database
+
+PAIRS = [
+    ("postgresql", "postgresql"),
+    ("postgresql", "mariadb"),
+    ("mariadb", "postgresql"),
+    ("sqlite", "postgresql"),
+    ("sqlite", "sqlite"),
+    ("mariadb", "mariadb"),
+    ("postgresql", "sqlite"),
+    ("sqlite", "mariadb"),
+    ("mariadb", "sqlite"),
+]
+DDL = {
+    "postgresql": "CREATE TABLE items (id integer PRIMARY KEY, name varchar(40), amount numeric(12,2), "
+    "score double precision, ratio real, at timestamp(6), flag boolean)",
+    "mariadb": "CREATE TABLE items (id int PRIMARY KEY, name varchar(40), amount decimal(12,2), "
+    "score double, ratio float, at datetime(6), flag boolean)",
+    "sqlite": "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(40), amount NUMERIC(12,2), "
+    "score DOUBLE, ratio DOUBLE, at TIMESTAMP, flag BOOLEAN)",
+}
+ROWS = 2000
+JOB = """
+- name: items
+  read: {{{read}}}
+  write: {{table: {table}, keys: [{keys}]{write}}}
+  changes: {{strategy: {strategy}}}
+  deletes: {deletes}
+"""
+
+
+def _row(i: int, dialect: str) -> tuple:
+    at = dt.datetime(2024, 1, 1, 12, 0, 0, 123456) + dt.timedelta(hours=i, microseconds=i)
+    # 0.1 * i is no short decimal for most i: its text must compare as the float it is
+    values = (i, f"name {i} ü", Decimal(i) / 4, 0.1 * i + 1e-12, 1.0000001 * i, at, i % 2 == 0)
+    if dialect == "sqlite":
+        return (*values[:2], str(values[2]), *values[3:5], at.isoformat(sep=" "), int(values[6]))
+    return values
+
+
+def fill(db: Database, rows: int = ROWS) -> None:
+    with db.cursor() as cursor:
+        cursor.execute(DDL[db.dialect])
+        marks = ", ".join([db.mark] * 7)
+        cursor.executemany(
+            f"INSERT INTO items VALUES ({marks})", [_row(i, db.dialect) for i in range(1, rows + 1)]
+        )
+
+
+def setup_job(
+    project: Project,
+    source: Database,
+    target: Database,
+    read: str = "table: items",
+    strategy: str = "hash",
+    deletes: str = "propagate",
+    write: str = "",
+    keys: str = "id",
+    extra: str = "",
+) -> None:
+    project.connection("src", source.dialect, source.url)
+    project.connection("dst", target.dialect, target.url)
+    task = JOB.format(read=read, table="copy", keys=keys, write=write, strategy=strategy, deletes=deletes)
+    project.job("sync", "src", "dst", task, extra=extra)
+    services.apply(project.ws)
+    record = services.run(project.ws, "sync", RunOptions())
+    assert record["status"] == "succeeded", record["error"]
+
+
+def behind_runners_back(target: Database) -> None:
+    """A row changed, a float changed in its last digits, a row deleted and one added."""
+    m = target.mark
+    with target.cursor() as cursor:
+        cursor.execute(f"UPDATE copy SET name = {m} WHERE id = 7", ("changed",))
+        cursor.execute(f"UPDATE copy SET score = {m} WHERE id = 9", (0.1 * 9 + 1e-12 + 1e-13,))
+        cursor.execute("DELETE FROM copy WHERE id = 42")
+        cursor.execute(f"INSERT INTO copy (id, name) VALUES (5000, {m})", ("extra",))
+
+
+def only(result: dict) -> dict:
+    (task,) = result["tasks"]
+    return task
+
+
+def found(task: dict) -> tuple:
+    return (
+        task["missing"],
+        task["extra"],
+        task["differing"],
+        task["samples"]["missing"],
+        task["samples"]["extra"],
+        task["samples"]["differing"],
+    )
+
+
+@pytest.fixture
+def pair(
+    request: pytest.FixtureRequest, make_database: Callable[[str, str], Database]
+) -> tuple[Database, Database]:
+    source_dialect, target_dialect = request.param
+    return make_database(source_dialect, "source"), make_database(target_dialect, "target")
+
+
+@pytest.mark.parametrize("pair", PAIRS, indirect=True, ids=[f"{s}-to-{t}" for s, t in PAIRS])
+def test_differences_found_and_repaired(project: Project, pair: tuple[Database, Database]) -> None:
+    source, target = pair
+    fill(source)
+    setup_job(project, source, target)
+
+    result = services.verify(project.ws, "sync")
+    task = only(result)
+    assert (task["status"], result["exit_code"], task["differences"]) == ("equal", 0, 0), task
+    assert (task["source_rows"], task["target_rows"]) == (ROWS, ROWS)
+    # summed up per key bucket in each database: none differs (MariaDB's target has a DOUBLE for
+    # the FLOAT: other types, so other hashes, and its rows are compared one by one)
+    bucketed = source.dialect == target.dialect != "mariadb"
+    assert task["method"].startswith("key buckets") == bucketed
+    if bucketed:
+        assert task["buckets"] > 1 and task["buckets_differ"] == 0
+        assert task["rows_read"] == 0
+
+    behind_runners_back(target)
+    result = services.verify(project.ws, "sync")
+    task = only(result)
+    assert result["exit_code"] == 2 and task["status"] == "different"
+    assert found(task) == (1, 1, 2, [42], [5000], [7, 9])
+    assert task["columns_differ"] == {"name": 1, "score": 1}
+    assert (task["source_rows"], task["target_rows"]) == (ROWS, ROWS)
+    if bucketed:  # only the differing buckets' rows were read
+        assert 0 < task["buckets_differ"] <= 4 and task["rows_read"] < ROWS / 4
+
+    result = services.verify(project.ws, "sync", repair=True)
+    assert result["exit_code"] == 0
+    repair = result["repair"]
+    assert repair["status"] == "succeeded", repair
+    (repaired,) = repair["tasks"]
+    assert (repaired["inserted"], repaired["updated"], repaired["deleted"]) == (1, 2, 1)
+    record = services.run_record(project.ws, repair["run_id"])
+    assert record["options"] == {"tasks": ["items"], "repair": True}
+
+    again = services.verify(project.ws, "sync")
+    assert again["exit_code"] == 0, only(again)
+    assert only(again)["target_rows"] == ROWS
+
+
+def test_canonical_values_compare_equal() -> None:
+    """What two databases give for one value compares equal; what differs does not."""
+    aware = dt.datetime(2024, 1, 1, 13, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert comparable(aware, "timestamptz") == comparable(dt.datetime(2024, 1, 1, 12, 0), "timestamptz")
+    # a real read as the double of its float (PostgreSQL, MariaDB) or kept as a double (SQLite)
+    assert comparable(0.10000000149011612, "real") == comparable(0.1, "real")
+    assert comparable(0.1, "double") != comparable(0.10000000000000002, "double")
+    assert comparable(Decimal("12.30"), "decimal") == comparable(Decimal("12.3"), "decimal")
+    assert comparable(float("nan"), "double") == NAN == comparable(Decimal("NaN"), "decimal")
+    assert comparable("ab   ", "char") == comparable("ab", "char")
+    assert comparable(memoryview(b"x"), "binary") == b"x"
+
+
+def test_bucket_ranges() -> None:
+    """A bucket's keys, as a division truncating toward zero groups them."""
+    assert [bucket_range(b, 10) for b in (-2, -1, 0, 1, 2)] == [
+        (-29, -20),
+        (-19, -10),
+        (-9, 9),
+        (10, 19),
+        (20, 29),
+    ]
+    assert key_ranges([-1, 0, 1, 5], 10) == [(-19, 19), (50, 59)]
+
+
+def test_float_last_digit_and_tiny_timestamp_found(project: Project, make_database) -> None:
+    """PostgreSQL to MariaDB (rows compared in Python): equal floats and timestamps are equal,
+    a float one ulp off and a timestamp a microsecond off are not."""
+    source, target = make_database("postgresql", "source"), make_database("mariadb", "target")
+    fill(source)
+    setup_job(project, source, target)
+    assert services.verify(project.ws, "sync")["exit_code"] == 0
+    with target.cursor() as cursor:
+        cursor.execute("UPDATE copy SET score = score + score * 2.3e-16 WHERE id = 11")  # one ulp
+        cursor.execute("UPDATE copy SET at = at + INTERVAL 1 MICROSECOND WHERE id = 12")
+        cursor.execute("UPDATE copy SET ratio = ratio * 1.0000002 WHERE id = 13")
+    task = only(services.verify(project.ws, "sync"))
+    assert task["samples"]["differing"] == [11, 12, 13]
+    assert task["columns_differ"] == {"score": 1, "at": 1, "ratio": 1}
+
+
+def test_mariadb_float_kept_exactly(project: Project, make_database) -> None:
+    """A MariaDB FLOAT's text has 6 digits: summed up per bucket by its exact value, a change
+    in its 7th digit is still found."""
+    source, target = make_database("mariadb", "source"), make_database("mariadb", "target")
+    fill(source)
+    with target.cursor() as cursor:  # the target's FLOAT as the source's
+        cursor.execute(DDL["mariadb"].replace("items", "copy"))
+    setup_job(project, source, target)
+    with target.cursor() as cursor:
+        cursor.execute("UPDATE copy SET ratio = 16777216 WHERE id = 3")
+        cursor.execute("UPDATE copy SET ratio = 16777217 WHERE id = 4")
+    with source.cursor() as cursor:
+        cursor.execute("UPDATE items SET ratio = 16777216 WHERE id = 3")
+        cursor.execute("UPDATE items SET ratio = 16777218 WHERE id = 4")
+    task = only(services.verify(project.ws, "sync"))
+    assert task["method"].startswith("key buckets (md5"), task
+    assert task["samples"]["differing"] == [4], task
+
+
+def test_query_read_and_soft_deletes(project: Project, make_database) -> None:
+    """A query is what is compared; soft-deleted target rows count as deleted, and a repair
+    soft-deletes the extra ones."""
+    source, target = make_database("postgresql", "source"), make_database("mariadb", "target")
+    fill(source)
+    setup_job(
+        project,
+        source,
+        target,
+        read='query: "SELECT id, name, amount FROM items WHERE id <= 100"',
+        deletes="soft",
+    )
+    assert services.verify(project.ws, "sync")["exit_code"] == 0
+    with target.cursor() as cursor:
+        cursor.execute("UPDATE copy SET _deleted_at = '2024-01-01' WHERE id = 5")  # as if gone
+        cursor.execute("INSERT INTO copy (id, name) VALUES (500, 'extra')")
+        cursor.execute("UPDATE copy SET amount = 1 WHERE id = 6")
+    task = only(services.verify(project.ws, "sync"))
+    assert found(task) == (1, 1, 1, [5], [500], [6])
+    assert (task["source_rows"], task["target_rows"]) == (100, 100)
+    result = services.verify(project.ws, "sync", repair=True)
+    assert result["exit_code"] == 0
+    assert target.fetch("SELECT id FROM copy WHERE _deleted_at IS NOT NULL") == [(500,)]
+    assert services.verify(project.ws, "sync")["exit_code"] == 0
+
+
+def test_history_mode_current_versions(project: Project, make_database) -> None:
+    """A history-mode target is compared by its current versions; a repair opens a version."""
+    source, target = make_database("postgresql", "source"), make_database("postgresql", "target")
+    fill(source, 50)
+    setup_job(project, source, target, write=", history: true")
+    with source.cursor() as cursor:
+        cursor.execute("UPDATE items SET name = 'new' WHERE id = 3")
+    services.run(project.ws, "sync", RunOptions())  # two versions of key 3
+    assert services.verify(project.ws, "sync")["exit_code"] == 0
+    with target.cursor() as cursor:
+        cursor.execute("UPDATE copy SET name = 'hand' WHERE id = 4 AND _valid_to IS NULL")
+    task = only(services.verify(project.ws, "sync"))
+    assert found(task) == (0, 0, 1, [], [], [4])
+    assert services.verify(project.ws, "sync", repair=True)["exit_code"] == 0
+    assert target.fetch("SELECT count(*) FROM copy WHERE id = 4") == [(2,)]
+    assert services.verify(project.ws, "sync")["exit_code"] == 0
+
+
+def test_timezone_compared_as_converted(project: Project, make_database) -> None:
+    """With read.timezone the source's times are compared as the UTC times written."""
+    source, target = make_database("postgresql", "source"), make_database("postgresql", "target")
+    fill(source, 20)
+    setup_job(project, source, target, extra="  read: {timezone: Europe/Berlin}\n")
+    task = only(services.verify(project.ws, "sync"))
+    assert task["status"] == "equal" and task["method"] == "every row", task
+    with target.cursor() as cursor:  # the source's own wall-clock time: an hour off in UTC
+        cursor.execute("UPDATE copy SET at = '2024-01-01 12:00:00.123456+00' WHERE id = 0 + 1")
+    (source_at,) = source.fetch("SELECT at FROM items WHERE id = 1")[0]
+    assert source_at == dt.datetime(2024, 1, 1, 13, 0, 0, 123457)
+    task = only(services.verify(project.ws, "sync"))
+    assert task["samples"]["differing"] == [1]
+
+
+def test_text_keys_in_byte_order(project: Project, make_database) -> None:
+    """Text keys (compared row by row) are read in byte order on both sides."""
+    source, target = make_database("mariadb", "source"), make_database("postgresql", "target")
+    with source.cursor() as cursor:
+        cursor.execute("CREATE TABLE items (code varchar(10) PRIMARY KEY, n int)")
+        cursor.executemany(
+            "INSERT INTO items VALUES (%s, %s)",
+            [(c, i) for i, c in enumerate(["a", "B", "b", "é", "Z", "_x", "ab"])],
+        )
+    setup_job(project, source, target, keys="code")
+    assert services.verify(project.ws, "sync")["exit_code"] == 0
+    with target.cursor() as cursor:
+        cursor.execute("DELETE FROM copy WHERE code = 'é'")
+        cursor.execute("UPDATE copy SET n = 99 WHERE code = 'B'")
+    assert found(only(services.verify(project.ws, "sync"))) == (1, 0, 1, ["é"], [], ["B"])
+
+
+def test_keyless_task_refused_and_cli_exit_codes(project: Project, make_database) -> None:
+    source, target = make_database("sqlite", "source"), make_database("sqlite", "target")
+    fill(source, 30)
+    project.connection("src", source.dialect, source.url)
+    project.connection("dst", target.dialect, target.url)
+    project.job(
+        "sync",
+        "src",
+        "dst",
+        "- {name: items, read: {table: items}, write: {table: copy, keys: [id]}, changes: {strategy: hash}}\n"
+        "- {name: whole, read: {table: items}, write: {table: whole}}",
+    )
+    services.apply(project.ws)
+    assert services.run(project.ws, "sync", RunOptions())["status"] == "succeeded"
+    cli = CliRunner()
+    base = ["--dir", str(project.root), "verify", "sync"]
+
+    keyless = cli.invoke(app, [*base, "--task", "whole"])
+    assert keyless.exit_code == 1, keyless.output
+    assert "task whole has no write.keys" in keyless.output
+
+    equal = cli.invoke(app, [*base, "--task", "items"])
+    assert equal.exit_code == 0, equal.output
+    assert "equal" in equal.output
+
+    with target.cursor() as cursor:
+        cursor.execute("DELETE FROM copy WHERE id IN (3, 4)")
+    different = cli.invoke(app, [*base, "--task", "items", "--json"])
+    assert different.exit_code == 2, different.output
+    report = json.loads(different.output)
+    assert report["tasks"][0]["samples"]["missing"] == [3, 4]
+
+    text = cli.invoke(app, [*base, "--task", "items"])
+    assert text.exit_code == 2
+    assert "missing (in the source, not in the target): 3, 4" in text.output
+
+    repaired = cli.invoke(app, [*base, "--task", "items", "--repair"])
+    assert repaired.exit_code == 0, repaired.output
+    assert "2 inserted, 0 updated, 0 deleted" in repaired.output
+    history = cli.invoke(app, ["--dir", str(project.root), "history", "sync", "--format", "json"])
+    assert '"repair": true' in history.output
+
+    missing = cli.invoke(app, [*base, "--task", "nope"])
+    assert missing.exit_code == 1
+
+
+def test_deletes_ignore_keeps_extra_rows(project: Project, make_database) -> None:
+    """Under deletes: ignore a repair keeps extra rows, and says so with exit 2."""
+    source, target = make_database("sqlite", "source"), make_database("postgresql", "target")
+    fill(source, 30)
+    setup_job(project, source, target, deletes="ignore")
+    with target.cursor() as cursor:
+        cursor.execute("INSERT INTO copy (id, name) VALUES (99, 'extra')")
+        cursor.execute("DELETE FROM copy WHERE id = 2")
+    result = services.verify(project.ws, "sync", repair=True)
+    assert result["exit_code"] == 2
+    assert "1 extra row(s) kept (deletes: ignore)" in result["repair"]["tasks"][0]["note"]
+    assert found(only(services.verify(project.ws, "sync")))[:3] == (0, 1, 0)
