@@ -41,7 +41,7 @@ from runner.streams.cancel import CancelToken
 from runner.streams.types import INTEGERS, Batch, Column, Row
 from runner.streams.values import comparable
 
-KEYS_PER_BUCKET = 64  # rows per bucket: 100 changed rows of 1M read ~13,000 rows into Python
+KEYS_PER_BUCKET = 64  # keys a bucket spans (dense keys: rows): 100 changed rows read ~13,000 rows
 MAX_BUCKETS = 250_000  # bounds the sums held in Python
 RANGES_PER_READ = 2_000  # key ranges of differing buckets read in one pass
 SAMPLE = 10  # keys listed per kind of difference, by default
@@ -259,18 +259,20 @@ def _by_buckets(
     with ThreadPoolExecutor(2, thread_name_prefix="verify") as pool:
         ours = pool.submit(src.key_range, task.read, key)
         theirs = pool.submit(tgt.key_range, plan.target_spec, key, plan.where)
-        (s_low, s_high, s_count), (t_low, t_high, t_count) = ours.result(), theirs.result()
-        report.source_rows, report.target_rows = s_count, t_count
+        (s_low, s_high), (t_low, t_high) = ours.result(), theirs.result()
         lows = [v for v in (s_low, t_low) if v is not None]
         highs = [v for v in (s_high, t_high) if v is not None]
         if not lows:
             return  # both empty
         low, high = min(lows), max(highs)
-        buckets = min(MAX_BUCKETS, max(1, max(s_count, t_count) // KEYS_PER_BUCKET))
-        width = max(1, -(-(high - low + 1) // buckets))
+        # from the key range alone (no count, which would scan the table): sparse keys make
+        # buckets that hold fewer rows, up to MAX_BUCKETS of them
+        width = max(KEYS_PER_BUCKET, -(-(high - low + 1) // MAX_BUCKETS))
         ours = pool.submit(src.row_buckets, task.read, key, width, digests[0])
         theirs = pool.submit(tgt.row_buckets, plan.target_spec, key, width, digests[1], plan.where)
         s_sums, t_sums = ours.result(), theirs.result()
+    report.source_rows = sum(n for n, _ in s_sums.values())
+    report.target_rows = sum(n for n, _ in t_sums.values())
     every = s_sums.keys() | t_sums.keys()
     differ = sorted(b for b in every if s_sums.get(b) != t_sums.get(b))
     report.buckets, report.buckets_differ = len(every), len(differ)

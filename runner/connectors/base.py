@@ -404,8 +404,8 @@ class Verifiable(Protocol):  # `verify`, both ends
         """The columns of a table or query as a read gives them."""
         ...
 
-    def key_range(self, spec: ReadSpec, key: str, where: str = "") -> tuple[int | None, int | None, int]:
-        """min, max and count of an integer key over the rows `where` allows."""
+    def key_range(self, spec: ReadSpec, key: str, where: str = "") -> tuple[int | None, int | None]:
+        """min and max of an integer key over the rows `where` allows."""
         ...
 
     def row_digest(self, names: list[str], columns: list[Column], native: bool) -> RowDigest | None:

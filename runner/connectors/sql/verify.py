@@ -27,13 +27,14 @@ class VerifyQueries:
             source = source.replace("%", "%%")
         return f"(SELECT * FROM {source} WHERE {where}) w" if where else source
 
-    def key_range(self, spec: ReadSpec, key: str, where: str = "") -> tuple[int | None, int | None, int]:
-        """min, max and count of an integer key column over the rows `where` allows."""
+    def key_range(self, spec: ReadSpec, key: str, where: str = "") -> tuple[int | None, int | None]:
+        """min and max of an integer key column over the rows `where` allows (read from the
+        key's index where it has one: no scan)."""
         k = self.quote(key)
-        ((low, high, count),) = self._query(
-            "summarising keys", f"SELECT min({k}), max({k}), count(*) FROM {self.verify_source(spec, where)}"
+        ((low, high),) = self._query(
+            "summarising keys", f"SELECT min({k}), max({k}) FROM {self.verify_source(spec, where)}"
         )
-        return (None if low is None else int(low)), (None if high is None else int(high)), int(count)
+        return (None if low is None else int(low)), (None if high is None else int(high))
 
     def row_digest(self, names: list[str], columns: list[Column], native: bool) -> RowDigest | None:
         """Aggregates summing up a hash of each row's listed (quoted) columns, exact and alike
