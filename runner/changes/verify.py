@@ -29,16 +29,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 
 from runner.changes.task import TaskRun, columns_of
 from runner.changes.zones import ZonedSource, unzoned
 from runner.connectors.base import Endpoint, RowDigest, Verifiable, Writer
 from runner.definitions.tasks import ReadSpec, Task
-from runner.errors import TerminalError
+from runner.errors import RunnerError, TerminalError
 from runner.streams.cancel import CancelToken
-from runner.streams.types import INTEGERS, Batch, Column, Row
+from runner.streams.types import INTEGERS, Batch, Column, ColumnType, Row
 from runner.streams.values import comparable
 
 KEYS_PER_BUCKET = 64  # keys a bucket spans (dense keys: rows): 100 changed rows read ~13,000 rows
@@ -125,10 +125,11 @@ def verify_task(
         plan = _plan(source, target, task)
         src, tgt = cast(Verifiable, source), cast(Verifiable, target)
         digests = _digests(source, target, plan)
+        refused = None
         if digests is not None and plan.target_columns is not None:
-            _by_buckets(src, tgt, plan, digests, batch_size, report, sample, sink, cancel)
-        else:
-            report.method = "every row"
+            refused = _by_buckets(src, tgt, plan, digests, batch_size, report, sample, sink, cancel)
+        if digests is None or refused is not None:
+            report.method = "every row" + (f" (the sums failed: {refused})" if refused else "")
             keys = [plan.columns[i] for i in plan.key_index]
             rows = src.read_in_key_order(task.read, plan.columns, keys, batch_size)
             theirs: Iterator[Batch] = iter(())
@@ -196,28 +197,34 @@ def _plan(source: Endpoint, target: Endpoint, task: Task) -> _Plan:
 
 def _digests(source: Endpoint, target: Endpoint, plan: _Plan) -> tuple[RowDigest, RowDigest] | None:
     """The row hash both databases compute alike for equal values, and so can sum up per key
-    bucket; None when there is none (then every row is read)."""
+    bucket: between two databases of one kind with the same column types, the kind's own
+    record hash or the md5 of the row's text; otherwise the md5 of the row's canonical text.
+    None when there is none (then every row is read)."""
     if plan.target_columns is None or len(plan.key_index) != 1:
         return None
     key = plan.key_index[0]
     if plan.columns[key].type.kind not in INTEGERS or plan.target_columns[key].type.kind not in INTEGERS:
         return None
-    if source.kind != target.kind or plan.convert is not None:
-        return None  # texts of one value differ between kinds; a zone converts on the way
-    if any(c.unmapped for c in plan.columns + plan.target_columns):
-        return None
-    if [c.type for c in plan.columns] != [c.type for c in plan.target_columns]:
-        return None  # one value, two types: two hashes
+    if plan.convert is not None or any(c.unmapped for c in plan.columns + plan.target_columns):
+        return None  # the values compared are not the ones stored in the source
     src, tgt = cast(Verifiable, source), cast(Verifiable, target)
     names = [src.quote(c.name) for c in plan.columns]
-    for native in (True, False):
-        ours, theirs = (
-            src.row_digest(names, plan.columns, native),
-            tgt.row_digest(names, plan.columns, native),
-        )
+    target_names = [tgt.quote(c.name) for c in plan.target_columns]
+    alike = source.kind == target.kind and [c.type for c in plan.columns] == [
+        c.type for c in plan.target_columns
+    ]
+    for hash in ("native", "md5") if alike else ():  # one kind, one type: one stored value, one text
+        ours, theirs = src.row_digest(names, plan.columns, hash), tgt.row_digest(names, plan.columns, hash)
         if ours is not None and ours == theirs:
             return ours, theirs
-    return None
+    # a `real` on either side is spelt as the single-precision value on both, as compared
+    real = ColumnType("real")
+    pairs = list(zip(plan.columns, plan.target_columns, strict=True))
+    columns = [replace(a, type=real) if real in (a.type, b.type) else a for a, b in pairs]
+    target_columns = [replace(b, type=real) if real in (a.type, b.type) else b for a, b in pairs]
+    ours = src.row_digest(names, columns, "canonical")
+    theirs = tgt.row_digest(target_names, target_columns, "canonical")
+    return (ours, theirs) if ours is not None and theirs is not None else None
 
 
 def bucket_range(bucket: int, width: int) -> tuple[int, int]:
@@ -252,7 +259,9 @@ def _by_buckets(
     sample: int,
     sink: Sink | None,
     cancel: CancelToken | None,
-) -> None:
+) -> str | None:
+    """Compare by key bucket sums, then the differing buckets' rows; the error when a
+    database could not compute its sums (then every row is compared instead)."""
     task, key = plan.task, plan.task.write.keys[0]
     assert plan.target_columns is not None
     report.method = f"key buckets ({digests[0].hash} row hash), differing buckets row by row"
@@ -263,14 +272,17 @@ def _by_buckets(
         lows = [v for v in (s_low, t_low) if v is not None]
         highs = [v for v in (s_high, t_high) if v is not None]
         if not lows:
-            return  # both empty
+            return None  # both empty
         low, high = min(lows), max(highs)
         # from the key range alone (no count, which would scan the table): sparse keys make
         # buckets that hold fewer rows, up to MAX_BUCKETS of them
         width = max(KEYS_PER_BUCKET, -(-(high - low + 1) // MAX_BUCKETS))
         ours = pool.submit(src.row_buckets, task.read, key, width, digests[0])
         theirs = pool.submit(tgt.row_buckets, plan.target_spec, key, width, digests[1], plan.where)
-        s_sums, t_sums = ours.result(), theirs.result()
+        try:
+            s_sums, t_sums = ours.result(), theirs.result()
+        except RunnerError as exc:  # a value the hash cannot take (a double past a real's range)
+            return str(exc)
     report.source_rows = sum(n for n, _ in s_sums.values())
     report.target_rows = sum(n for n, _ in t_sums.values())
     every = s_sums.keys() | t_sums.keys()
@@ -286,6 +298,7 @@ def _by_buckets(
             plan.target_spec, plan.target_columns, target_keys, batch_size, plan.where, part
         )
         _merge(plan, rows, theirs_rows, report, sample, sink, cancel, count=False)
+    return None
 
 
 def _rows(batches: Iterator[Batch], convert: Callable[[Batch], Batch] | None) -> Iterator[Row]:

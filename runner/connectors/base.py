@@ -393,8 +393,9 @@ class RowDigest:
     hash (`native`: the kind's own; `md5`: of the row's text) and the aggregates adding them
     up, each with the bits its partial sum is shifted left by."""
 
-    hash: str
+    hash: str  # native | md5 | canonical
     sums: list[tuple[str, int]]
+    prepare: Callable[[Any], None] | None = field(default=None, compare=False)  # on the DBAPI connection
 
 
 class Verifiable(Protocol):  # `verify`, both ends
@@ -408,8 +409,8 @@ class Verifiable(Protocol):  # `verify`, both ends
         """min and max of an integer key over the rows `where` allows."""
         ...
 
-    def row_digest(self, names: list[str], columns: list[Column], native: bool) -> RowDigest | None:
-        """The aggregates of a row hash that databases of this kind compute alike."""
+    def row_digest(self, names: list[str], columns: list[Column], hash: str) -> RowDigest | None:
+        """The aggregates of a row hash (`native`, `md5` or `canonical`), or None."""
         ...
 
     def row_buckets(

@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import Copy, History, TableEvolution
+from runner.connectors.base import Copy, History, RowDigest, TableEvolution
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.spec import SqlConnectionSpec
 from runner.connectors.sql.writer import SqlWriter
@@ -34,6 +34,7 @@ from runner.errors import TerminalError
 from runner.streams.keys import KEY_HASH_BITS, key_hash
 from runner.streams.types import Column, ColumnType, Convert, split_type
 from runner.streams.values import (
+    canonical_row_text,
     decimal_of,
     duration_text,
     json_text,
@@ -355,6 +356,22 @@ class SqliteConnector(SqlConnector):
     def key_hash_sums(self, column: str) -> list[tuple[str, int]]:
         # SQLite's sum of integers stops at 2**63 (an error): the hash is summed in halves
         return [(f"sum(runner_key_hash({column}, {part}))", part * KEY_HASH_HALF) for part in (1, 0)]
+
+    def canonical_in_python(self, names: list[str], columns: list[Column]) -> RowDigest | None:
+        # SQLite keeps text, numbers or blobs whatever a column's type: decoded as a read
+        # decodes them, then spelt in Python, by a function registered on the connection
+        decode = self.batch_decoder(columns)
+        kinds = [c.type.kind for c in columns]
+
+        def row_md5(*values: Any) -> str:
+            (row,) = decode([values])
+            return hashlib.md5(canonical_row_text(row, kinds), usedforsecurity=False).hexdigest()
+
+        def prepare(dbapi: Any) -> None:
+            dbapi.create_function("runner_canonical_md5", len(columns), row_md5, deterministic=True)
+
+        hashed = f"runner_canonical_md5({', '.join(names)})"
+        return RowDigest("canonical", self.hex_hash_sums(hashed), prepare)
 
     def hex_hash_sums(self, hex_expr: str) -> list[tuple[str, int]]:
         # summed in halves, as `key_hash_sums`: SQLite's sum of integers stops at 2**63

@@ -12,6 +12,7 @@ from runner.connectors.base import RowDigest
 from runner.connectors.sql.keys import key_conditions
 from runner.definitions.tasks import ReadSpec
 from runner.streams.types import INTEGERS, Batch, Column, ColumnType
+from runner.streams.values import CANONICAL_KINDS
 
 TEXTS = ("text", "varchar", "char")
 
@@ -36,18 +37,41 @@ class VerifyQueries:
         )
         return (None if low is None else int(low)), (None if high is None else int(high))
 
-    def row_digest(self, names: list[str], columns: list[Column], native: bool) -> RowDigest | None:
-        """Aggregates summing up a hash of each row's listed (quoted) columns, exact and alike
-        in every database of this kind for equal stored values: `native`, the dialect's own
-        64-bit record hash where it has one (`row_hash`), else the first 60 bits of the md5 of
-        the row's text (`digest_sql`). None where the dialect computes neither as a number."""
+    def row_digest(self, names: list[str], columns: list[Column], hash: str) -> RowDigest | None:
+        """Aggregates summing up a hash of each row's listed (quoted) columns, exact for every
+        database that computes the same hash: `native`, the dialect's own 64-bit record hash
+        where it has one (`row_hash`); `md5`, the md5 of the row's text as this dialect
+        spells it (`digest_sql`: alike in databases of one kind for equal stored values);
+        `canonical`, the md5 of the row's canonical text (`canonical_row_text`), alike in
+        every dialect. None where this dialect computes no such hash for these columns."""
         names = [self.digest_value_sql(n, c.type) for n, c in zip(names, columns, strict=True)]
-        if native:
+        if hash == "native":
             hashed = self.row_hash(names, columns)
             if hashed is None or hashed[1].kind != "bigint":
                 return None
             return RowDigest("native", [(f"sum({hashed[0]})", 0)])
-        return RowDigest("md5", self.hex_hash_sums(self.digest_sql(names)))
+        if hash == "md5":
+            return RowDigest("md5", self.hex_hash_sums(self.digest_sql(names)))
+        if any(c.type.kind not in CANONICAL_KINDS for c in columns):
+            return None
+        texts = [self.canonical_sql(n, c.type) for n, c in zip(names, columns, strict=True)]
+        if any(t is None for t in texts):
+            return self.canonical_in_python(names, columns)
+        return RowDigest("canonical", self.hex_hash_sums(self.canonical_row_sql(texts)))  # type: ignore[arg-type]
+
+    def canonical_sql(self, expr: str, ctype: ColumnType) -> str | None:
+        """SQL text of a value of `ctype` exactly as `canonical_text` spells it (NULL for
+        NULL); None where this dialect spells it in Python instead (`canonical_in_python`)."""
+        return None
+
+    def canonical_row_sql(self, texts: list[str]) -> str:
+        """The md5 hex of a row's canonical texts joined as `canonical_row_text` joins them."""
+        raise NotImplementedError(f"{self.dialect} joins no canonical text")
+
+    def canonical_in_python(self, names: list[str], columns: list[Column]) -> RowDigest | None:
+        """The canonical row hash computed by a function of this process registered on the
+        connection (SQLite, whose stored values are decoded in Python); None elsewhere."""
+        return None
 
     def digest_value_sql(self, name: str, ctype: ColumnType) -> str:
         """A column (quoted) as a row hash takes it: its exact value, one text per value."""
@@ -68,6 +92,8 @@ class VerifyQueries:
         with self.connection("summing up rows per key bucket") as dbapi:
             self.prepare_digests(dbapi.driver_connection)
             self.prepare_verify(dbapi.driver_connection)
+            if digest.prepare is not None:
+                digest.prepare(dbapi.driver_connection)
             cursor = dbapi.cursor()
             cursor.execute(sql)
             rows = cursor.fetchall()
