@@ -87,6 +87,39 @@ def timed(folder: Path, repeat: int, expect: int) -> dict[str, Any]:
     }
 
 
+JOB = """apiVersion: runner/v1
+kind: Job
+metadata: {name: events}
+spec:
+  source: src
+  target: dst
+  tasks:
+    - name: events
+      read: {table: events}
+      write: {table: events, keys: [id]}
+      changes: {strategy: hash}
+      deletes: propagate
+"""
+
+
+def text(result: dict[str, Any], repeat: int) -> str:
+    equal, differing, after = result["equal"], result["differing"], result["after_repair"]
+    return "\n".join(
+        [
+            f"runner verify, PostgreSQL → PostgreSQL, {result['rows']:,} rows "
+            f"(wall time of the command, median of {repeat})",
+            f"  equal tables:        {equal['median']:.2f} s  (runs {equal['seconds']}; verify itself "
+            f"{equal['task_seconds']:.2f} s; {equal['buckets']:,} buckets; {equal['method']})",
+            f"  100 differing rows:  {differing['median']:.2f} s  (runs {differing['seconds']}; "
+            f"{differing['buckets_differ']:,} buckets differ, {differing['rows_read']:,} rows read into "
+            f"Python; {differing['missing']} missing, {differing['extra']} extra, "
+            f"{differing['differing']} differing)",
+            f"  --repair:            {result['repair']['seconds']:.2f} s  (verify, then a repair run); "
+            f"verify after it: {after['median']:.2f} s, equal",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -101,7 +134,9 @@ def main() -> None:
         psql(f'CREATE DATABASE "{src}"')
         created.append(src)
         log(f"gen_events.py create {args.rows:,} rows …")
-        subprocess.run([str(VENV_BIN / "python"), str(GEN), "create", url(src, "+psycopg"), str(args.rows)], check=True)
+        subprocess.run(
+            [str(VENV_BIN / "python"), str(GEN), "create", url(src, "+psycopg"), str(args.rows)], check=True
+        )
         psql("VACUUM ANALYZE events", src)
         psql(f'CREATE DATABASE "{dst}" TEMPLATE "{src}"')  # identical rows and types
         created.append(dst)
@@ -114,26 +149,28 @@ def main() -> None:
                 for name, db in (("src", src), ("dst", dst))
             )
         )
-        (tmp / "jobs.d" / "events.yaml").write_text(
-            "apiVersion: runner/v1\nkind: Job\nmetadata: {name: events}\nspec:\n  source: src\n  target: dst\n"
-            "  tasks:\n    - name: events\n      read: {table: events}\n"
-            "      write: {table: events, keys: [id]}\n      changes: {strategy: hash}\n      deletes: propagate\n"
+        (tmp / "jobs.d" / "events.yaml").write_text(JOB)
+        subprocess.run(
+            [str(VENV_BIN / "runner"), "--dir", str(tmp), "apply"], check=True, capture_output=True
         )
-        subprocess.run([str(VENV_BIN / "runner"), "--dir", str(tmp), "apply"], check=True, capture_output=True)
         log("verify, equal tables …")
         equal = timed(tmp, args.repeat, 0)
+        third, fifth = args.rows // 3, args.rows // 5
         psql(
-            f"UPDATE events SET amount = amount + 1 WHERE id IN (SELECT id FROM events ORDER BY id LIMIT {UPDATED} "
-            f"OFFSET {args.rows // 3}); DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id DESC "
-            f"LIMIT {DELETED} OFFSET {args.rows // 5}); INSERT INTO events (id, kind) SELECT {args.rows * 2} + g, "
-            f"'bench' FROM generate_series(1, {INSERTED}) g; ANALYZE events",
+            f"UPDATE events SET amount = amount + 1 WHERE id IN "
+            f"(SELECT id FROM events ORDER BY id LIMIT {UPDATED} OFFSET {third}); "
+            f"DELETE FROM events WHERE id IN "
+            f"(SELECT id FROM events ORDER BY id DESC LIMIT {DELETED} OFFSET {fifth}); "
+            f"INSERT INTO events (id, kind) SELECT {args.rows * 2} + g, 'bench' "
+            f"FROM generate_series(1, {INSERTED}) g; ANALYZE events",
             dst,
         )
         log(f"verify, {UPDATED + DELETED + INSERTED} differing rows …")
         differing = timed(tmp, args.repeat, 2)
         found = (differing["missing"], differing["extra"], differing["differing"])
         if found != (DELETED, INSERTED, UPDATED):
-            raise SystemExit(f"verify found {found} (missing, extra, differing), expected {(DELETED, INSERTED, UPDATED)}")
+            expected = (DELETED, INSERTED, UPDATED)
+            raise SystemExit(f"verify found {found} (missing, extra, differing), expected {expected}")
         log("verify --repair …")
         repair_seconds, report, code = verify(tmp, "--repair")
         if code != 0 or report["repair"]["status"] != "succeeded":
@@ -146,16 +183,7 @@ def main() -> None:
             "repair": {"seconds": round(repair_seconds, 3), "tasks": report["repair"]["tasks"]},
             "after_repair": after,
         }
-        if args.json:
-            print(json.dumps(result, indent=2))
-        else:
-            print(f"runner verify, PostgreSQL → PostgreSQL, {args.rows:,} rows (wall time of the command, median of {args.repeat})")
-            print(f"  equal tables:        {equal['median']:.2f} s  (runs {equal['seconds']}; verify itself {equal['task_seconds']:.2f} s; {equal['buckets']:,} buckets, {equal['method']})")
-            print(
-                f"  100 differing rows:  {differing['median']:.2f} s  (runs {differing['seconds']}; {differing['buckets_differ']:,} buckets differ, "
-                f"{differing['rows_read']:,} rows read into Python; {found[0]} missing, {found[1]} extra, {found[2]} differing)"
-            )
-            print(f"  --repair:            {repair_seconds:.2f} s  (verify, then a repair run); verify after it: {after['median']:.2f} s, equal")
+        print(json.dumps(result, indent=2) if args.json else text(result, args.repeat))
     finally:
         for db in created:
             psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
