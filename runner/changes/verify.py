@@ -395,6 +395,8 @@ def _order(a: tuple, b: tuple) -> int:
     try:
         return -1 if a < b else (1 if a > b else 0)
     except TypeError:
+        if None in a or None in b:
+            raise TerminalError(f"a row has a NULL key ({a!r}, {b!r}): write.keys are never NULL") from None
         raise TerminalError(
             f"keys {a!r} and {b!r} cannot be ordered: the two sides' key types differ"
         ) from None

@@ -11,6 +11,7 @@ from typing import Any
 from runner.connectors.base import RowDigest
 from runner.connectors.sql.keys import key_conditions
 from runner.definitions.tasks import ReadSpec
+from runner.errors import TerminalError
 from runner.streams.types import INTEGERS, Batch, Column, ColumnType
 from runner.streams.values import CANONICAL_KINDS
 
@@ -99,6 +100,8 @@ class VerifyQueries:
             rows = cursor.fetchall()
             dbapi.rollback()
         shifts = [shift for _, shift in digest.sums]
+        if any(r[0] is None for r in rows):
+            raise TerminalError(f"{spec.table or 'the query'} has rows whose key {key!r} is NULL")
         return {
             int(r[0]): (int(r[1]), sum(int(v or 0) << s for v, s in zip(r[2:], shifts, strict=True)))
             for r in rows
