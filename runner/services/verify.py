@@ -11,7 +11,8 @@ from runner.changes.task import RunOptions
 from runner.changes.verify import SAMPLE, NotVerifiable, TaskReport, verify_task
 from runner.connectors import registry
 from runner.definitions import secrets
-from runner.errors import RunnerError
+from runner.definitions.sync_all import SyncAllJobSpec
+from runner.errors import NotFound, RunnerError
 from runner.jobs.sync import sync_spec
 from runner.runs.jobs import check_task_names, job_and_connections
 from runner.runs.lifecycle import run
@@ -24,19 +25,32 @@ EQUAL, DIFFERENT, ERROR = 0, 2, 1  # the exit codes of `runner verify`
 def verify(
     ws: Workspace, ref: str, tasks: list[str] | None = None, repair: bool = False, sample: int = SAMPLE
 ) -> dict[str, Any]:
-    """Compare an applied sync job's tasks (or `tasks` of them); with `repair`, then run the
-    job's tasks that differ as a repair run (`RunOptions.repair`), which compares again under
-    the job's lock and writes the rows that differ. Returns the report: per task what was
+    """Compare an applied sync job's tasks (or `tasks` of them; a sync_all job's: its tables
+    now); with `repair`, then run the job's tasks that differ as a repair run
+    (`RunOptions.repair`), which compares again under the job's lock and writes the rows that
+    differ. Returns the report: per task what was
     found (`changes.verify.TaskReport`), the repair run's id and counts, and `exit_code`
     (0 equal or repaired, 2 differences left, 1 a task could not be verified or repaired).
 
     Raises:
         NotFound: the job, or a task named, is not applied.
-        RunnerError: the job is not a sync job; a connection cannot be opened.
+        RunnerError: the job's type has no tasks with tables; a connection cannot be opened.
     """
-    job, spec, ends = job_and_connections(ws, ref)
-    spec = sync_spec(spec, job.ref)
-    check_task_names(spec, f"job {job.ref}", tasks)
+    job, applied, ends = job_and_connections(ws, ref)
+    if isinstance(applied, SyncAllJobSpec):  # its tables now, each a task, as its next run would make them
+        from runner.jobs import sync_all  # loaded for the one job type that needs it
+
+        found = sync_all.expand(applied, sync_all.source_tables(applied, ends["source"], ws.root), set())
+        unknown = sorted(set(tasks or ()) - {t.name for t in found.tasks})
+        if unknown:
+            names = ", ".join(t.name for t in found.tasks) or "none"
+            raise NotFound(
+                f"job {job.ref} has no task {', '.join(map(repr, unknown))} (its tables make: {names})"
+            )
+        spec = applied.as_sync(found.tasks)
+    else:
+        spec = sync_spec(applied, job.ref)
+        check_task_names(spec, f"job {job.ref}", tasks)
     held = ws.store().locks.info(locks.job_lock(job.ref))
     reports: list[TaskReport] = []
     opened = []

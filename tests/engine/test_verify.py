@@ -440,3 +440,51 @@ def test_canonical_text_spelt_alike(dialect: str, make_database, tmp_path) -> No
                 assert sums[row[0]] == (1, int(md5[:15], 16)), (kind, row)
     finally:
         connector.close()
+
+
+def test_sync_all_tables_verified_and_repaired(project: Project, make_database) -> None:
+    """A sync_all job's tables are its tasks: each compared, the differing one repaired."""
+    source, target = make_database("sqlite", "source"), make_database("postgresql", "target")
+    fill(source, 40)
+    with source.cursor() as cursor:
+        cursor.execute("CREATE TABLE other (id INTEGER PRIMARY KEY, v TEXT)")
+        cursor.executemany("INSERT INTO other VALUES (?, ?)", [(i, f"v{i}") for i in range(10)])
+    project.connection("src", source.dialect, source.url)
+    project.connection("dst", target.dialect, target.url)
+    project.write(
+        "jobs.d/all.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: all}
+        spec: {type: sync_all, source: src, target: dst, deletes: propagate}
+        """,
+    )
+    services.apply(project.ws)
+    assert services.run(project.ws, "all", RunOptions())["status"] == "succeeded"
+    assert services.verify(project.ws, "all")["exit_code"] == 0
+    with target.cursor() as cursor:
+        cursor.execute("UPDATE other SET v = 'x' WHERE id = 3")
+    result = services.verify(project.ws, "all")
+    assert [(t["task"], t["status"]) for t in result["tasks"]] == [("items", "equal"), ("other", "different")]
+    assert services.verify(project.ws, "all", ["other"], repair=True)["repair"]["tasks"][0]["updated"] == 1
+    assert services.verify(project.ws, "all")["exit_code"] == 0
+
+
+def test_unmapped_types_compared_as_read(project: Project, make_database) -> None:
+    """A column read through read.unmapped_types is compared as the text the task reads."""
+    source, target = make_database("postgresql", "source"), make_database("mariadb", "target")
+    with source.cursor() as cursor:
+        cursor.execute("CREATE TABLE items (id integer PRIMARY KEY, addr inet)")
+        cursor.execute("INSERT INTO items SELECT g, ('10.0.0.' || g)::inet FROM generate_series(1, 20) g")
+    project.connection("src", source.dialect, source.url)
+    project.connection("dst", target.dialect, target.url)
+    task = "- {name: items, read: {table: items, unmapped_types: text}, write: {table: copy, keys: [id]}}"
+    project.job("sync", "src", "dst", task)
+    services.apply(project.ws)
+    assert services.run(project.ws, "sync", RunOptions())["status"] == "succeeded"
+    task_report = only(services.verify(project.ws, "sync"))
+    assert (task_report["status"], task_report["method"]) == ("equal", "every row")
+    with target.cursor() as cursor:
+        cursor.execute("UPDATE copy SET addr = '10.0.0.99' WHERE id = 4")
+    assert only(services.verify(project.ws, "sync"))["samples"]["differing"] == [4]
