@@ -135,7 +135,9 @@ def main() -> None:
         created.append(src)
         log(f"gen_events.py create {args.rows:,} rows …")
         subprocess.run(
-            [str(VENV_BIN / "python"), str(GEN), "create", url(src, "+psycopg"), str(args.rows)], check=True
+            [str(VENV_BIN / "python"), str(GEN), "create", url(src, "+psycopg"), str(args.rows)],
+            check=True,
+            stdout=sys.stderr,  # stdout is the report's (--json)
         )
         psql("VACUUM ANALYZE events", src)
         psql(f'CREATE DATABASE "{dst}" TEMPLATE "{src}"')  # identical rows and types
