@@ -12,7 +12,6 @@ from runner.cli.common import STATE, Format, handles_errors, out
 from runner.cli.render import verify as render
 
 
-@handles_errors
 def verify(
     job: Annotated[str, typer.Argument(help="name or namespace/name of an applied sync job.")],
     task: Annotated[
@@ -35,9 +34,13 @@ def verify(
     """Compare a job's source and target as they are now (no stored pointer or digest trusted):
     key-bucket sums computed in each database, then the rows of differing buckets. Exit 0 when
     equal (or repaired), 2 when they differ, 1 on error."""
-    if as_json:
-        fmt = Format.json
-    result = services.verify(STATE.workspace, job, task or None, repair=repair, sample=sample)
+    _verify(job, task or None, repair, sample, fmt=Format.json if as_json else fmt)
+
+
+@handles_errors
+def _verify(job: str, tasks: list[str] | None, repair: bool, sample: int, fmt: Format) -> None:
+    """`verify`, its errors reported in its format (`handles_errors` reads `fmt`)."""
+    result = services.verify(STATE.workspace, job, tasks, repair=repair, sample=sample)
     if fmt == Format.json:
         out.print(json.dumps(result, indent=2, ensure_ascii=False, default=str), markup=False)
     else:

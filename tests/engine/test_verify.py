@@ -348,6 +348,8 @@ def test_keyless_task_refused_and_cli_exit_codes(project: Project, make_database
 
     missing = cli.invoke(app, [*base, "--task", "nope"])
     assert missing.exit_code == 1
+    as_json = cli.invoke(app, [*base, "--task", "nope", "--json"])
+    assert as_json.exit_code == 1 and "has no task 'nope'" in json.loads(as_json.stdout)["error"]
 
 
 def test_deletes_ignore_keeps_extra_rows(project: Project, make_database) -> None:
