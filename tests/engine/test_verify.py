@@ -490,3 +490,25 @@ def test_unmapped_types_compared_as_read(project: Project, make_database) -> Non
     with target.cursor() as cursor:
         cursor.execute("UPDATE copy SET addr = '10.0.0.99' WHERE id = 4")
     assert only(services.verify(project.ws, "sync"))["samples"]["differing"] == [4]
+
+
+def test_repair_leaves_before_run_and_pointers_alone(project: Project, make_database) -> None:
+    """A repair writes the differences only: no `before_run: truncate`, no pointer moved."""
+    source, target = make_database("sqlite", "source"), make_database("sqlite", "target")
+    fill(source, 50)
+    project.connection("src", source.dialect, source.url)
+    project.connection("dst", target.dialect, target.url)
+    task = (
+        "- {name: items, read: {table: items}, write: {table: copy, keys: [id]}, "
+        "changes: {strategy: watermark, column: id}, before_run: truncate}"
+    )
+    project.job("sync", "src", "dst", task)
+    services.apply(project.ws)
+    assert services.run(project.ws, "sync", RunOptions())["status"] == "succeeded"
+    pointer = services.pointer_show(project.ws, "sync")
+    with target.cursor() as cursor:
+        cursor.execute("DELETE FROM copy WHERE id = 10")
+    result = services.verify(project.ws, "sync", repair=True)
+    assert result["exit_code"] == 0 and result["repair"]["tasks"][0]["inserted"] == 1
+    assert target.fetch("SELECT count(*) FROM copy") == [(50,)]
+    assert services.pointer_show(project.ws, "sync") == pointer
