@@ -35,7 +35,7 @@ from typing import Any, Protocol, cast
 from runner.changes.task import TaskRun, columns_of
 from runner.changes.zones import ZonedSource, unzoned
 from runner.connectors.base import Endpoint, RowDigest, Verifiable, Writer
-from runner.definitions.tasks import ReadSpec, Task
+from runner.definitions.tasks import ReadSpec, Task, WriteSpec
 from runner.errors import RunnerError, TerminalError
 from runner.streams.cancel import CancelToken
 from runner.streams.types import INTEGERS, Batch, Column, ColumnType, Row
@@ -96,6 +96,7 @@ class _Plan:
     the target's types), the keys' positions, the target's live rows."""
 
     task: Task
+    read: ReadSpec  # the task's (a SQL source's)
     columns: list[Column]
     target_columns: list[Column] | None  # None: the target table does not exist
     key_index: list[int]
@@ -119,7 +120,7 @@ def verify_task(
         NotVerifiable: the task has no keys, or a kind cannot be verified.
         RunnerError: a database refused a statement (the connectors' errors).
     """
-    report = TaskReport(task.name, task.read.table or "query", task.write.table, deletes=task.deletes)
+    report = TaskReport(task.name, task.read.describe(), task.write.describe(), deletes=task.deletes)
     started = time.perf_counter()
     try:
         plan = _plan(source, target, task)
@@ -131,7 +132,7 @@ def verify_task(
         if digests is None or refused is not None:
             report.method = "every row" + (f" (the sums failed: {refused})" if refused else "")
             keys = [plan.columns[i] for i in plan.key_index]
-            rows = src.read_in_key_order(task.read, plan.columns, keys, batch_size)
+            rows = src.read_in_key_order(plan.read, plan.columns, keys, batch_size)
             theirs: Iterator[Batch] = iter(())
             if plan.target_columns is not None:
                 target_keys = [plan.target_columns[i] for i in plan.key_index]
@@ -146,7 +147,8 @@ def verify_task(
 
 
 def _plan(source: Endpoint, target: Endpoint, task: Task) -> _Plan:
-    keys = task.write.keys
+    read, write = task.read, task.write
+    keys = write.keys
     if not keys:
         raise NotVerifiable(
             f"task {task.name} has no write.keys: verify compares rows by key (a task without keys "
@@ -155,15 +157,20 @@ def _plan(source: Endpoint, target: Endpoint, task: Task) -> _Plan:
     for end in (source, target):
         if "verify" not in end.capabilities.names():
             raise NotVerifiable(f"connection {end.name!r} is of type {end.kind!r}, which verify cannot read")
+    if not isinstance(read, ReadSpec) or not isinstance(write, WriteSpec):
+        raise NotVerifiable(
+            f"task {task.name} reads {read.describe()} and writes {write.describe()}: verify compares "
+            "a table or query with a table"
+        )
     src, tgt = cast(Verifiable, source), cast(Verifiable, target)
-    columns = src.column_types(task.read)
+    columns = src.column_types(read)
     names = [c.name for c in columns]
     absent = [k for k in keys if k not in names]
     if absent:
         raise TerminalError(f"write.keys: {', '.join(map(repr, absent))} not among the source's columns")
     convert = None
-    if task.read.timezone is not None:
-        zoned = ZonedSource(cast(Any, source), task.read.timezone)
+    if read.timezone is not None:
+        zoned = ZonedSource(cast(Any, source), read.timezone)
         at = [i for i, c in enumerate(columns) if c.type.kind == "timestamp" and not c.unmapped]
         if at:
             to_utc = zoned.to_utc
@@ -177,22 +184,23 @@ def _plan(source: Endpoint, target: Endpoint, task: Task) -> _Plan:
                     out.append(tuple(values))
                 return out
 
-    target_spec = ReadSpec(table=task.write.table, unmapped_types=task.read.unmapped_types)
+    target_spec = ReadSpec(table=write.table, unmapped_types=read.unmapped_types)
     target_columns = None
     where = ""
-    if tgt.table_exists(task.write.table):
+    if tgt.table_exists(write.table):
         found = {c.name: c for c in tgt.column_types(target_spec)}
         lacking = [n for n in names if n not in found]
         if lacking:
             raise TerminalError(
-                f"the target table {task.write.table} has no column {', '.join(map(repr, lacking))}"
+                f"the target table {write.table} has no column {', '.join(map(repr, lacking))}"
             )
         target_columns = [found[n] for n in names]
-        if task.write.history is not None:  # the current versions
-            where = f"{tgt.quote(task.write.history.valid_to)} IS NULL"
-        elif task.deletes == "soft" and task.write.soft_delete_column in found:
-            where = f"{tgt.quote(task.write.soft_delete_column)} IS NULL"
-    return _Plan(task, columns, target_columns, [names.index(k) for k in keys], where, target_spec, convert)
+        if write.history is not None:  # the current versions
+            where = f"{tgt.quote(write.history.valid_to)} IS NULL"
+        elif task.deletes == "soft" and write.soft_delete_column in found:
+            where = f"{tgt.quote(write.soft_delete_column)} IS NULL"
+    key_index = [names.index(k) for k in keys]
+    return _Plan(task, read, columns, target_columns, key_index, where, target_spec, convert)
 
 
 def _digests(source: Endpoint, target: Endpoint, plan: _Plan) -> tuple[RowDigest, RowDigest] | None:
@@ -262,11 +270,11 @@ def _by_buckets(
 ) -> str | None:
     """Compare by key bucket sums, then the differing buckets' rows; the error when a
     database could not compute its sums (then every row is compared instead)."""
-    task, key = plan.task, plan.task.write.keys[0]
+    key = plan.task.write.keys[0]
     assert plan.target_columns is not None
     report.method = f"key buckets ({digests[0].hash} row hash), differing buckets row by row"
     with ThreadPoolExecutor(2, thread_name_prefix="verify") as pool:
-        ours = pool.submit(src.key_range, task.read, key)
+        ours = pool.submit(src.key_range, plan.read, key)
         theirs = pool.submit(tgt.key_range, plan.target_spec, key, plan.where)
         (s_low, s_high), (t_low, t_high) = ours.result(), theirs.result()
         lows = [v for v in (s_low, t_low) if v is not None]
@@ -277,7 +285,7 @@ def _by_buckets(
         # from the key range alone (no count, which would scan the table): sparse keys make
         # buckets that hold fewer rows, up to MAX_BUCKETS of them
         width = max(KEYS_PER_BUCKET, -(-(high - low + 1) // MAX_BUCKETS))
-        ours = pool.submit(src.row_buckets, task.read, key, width, digests[0])
+        ours = pool.submit(src.row_buckets, plan.read, key, width, digests[0])
         theirs = pool.submit(tgt.row_buckets, plan.target_spec, key, width, digests[1], plan.where)
         try:
             s_sums, t_sums = ours.result(), theirs.result()
@@ -293,7 +301,7 @@ def _by_buckets(
     target_keys = [plan.target_columns[i] for i in plan.key_index]
     for i in range(0, len(ranges), RANGES_PER_READ):
         part = ranges[i : i + RANGES_PER_READ]
-        rows = src.read_in_key_order(task.read, plan.columns, keys, batch_size, ranges=part)
+        rows = src.read_in_key_order(plan.read, plan.columns, keys, batch_size, ranges=part)
         theirs_rows = tgt.read_in_key_order(
             plan.target_spec, plan.target_columns, target_keys, batch_size, plan.where, part
         )

@@ -240,7 +240,7 @@ def _may_copy(run: TaskRun, before: Any) -> bool:
     return (
         before is None
         and run.target.capabilities.copy_while_reading
-        and not run.task.write.upsert_script
+        and run.task.write.merged()
         and not options.dry_run
     )
 
@@ -255,7 +255,7 @@ def _first_load_copied(run: TaskRun, w: Writer, column: str, task_id: int) -> bo
     if not (w.merges and cast(MergeWriter, w).empty_at_start):
         return False
     highest = run.source.highest(run.task.read, column)
-    if not run.copied(w, run.task.write.table, ReadStream([], iter(()))):
+    if not run.copied(w, run.table, ReadStream([], iter(()))):
         return False
     run.result.inserted = run.result.rows_read
     checkpoint("write")

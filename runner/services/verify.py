@@ -64,14 +64,12 @@ def verify(
                 continue
             task = spec.resolved(stated)
             if not task.active:
-                reports.append(
-                    TaskReport(task.name, task.read.table or "query", task.write.table, "inactive")
-                )
+                reports.append(TaskReport(task.name, task.read.describe(), task.write.describe(), "inactive"))
                 continue
             try:
                 reports.append(verify_task(source, target, task, spec.batch_size, sample))
             except RunnerError as exc:
-                failed = TaskReport(task.name, task.read.table or "query", task.write.table)
+                failed = TaskReport(task.name, task.read.describe(), task.write.describe())
                 failed.status = "not_verified" if isinstance(exc, NotVerifiable) else "failed"
                 failed.error = secrets.redact(str(exc))
                 reports.append(failed)
