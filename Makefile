@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/runner run customer-history
 	$(BIN)/runner run shop-snapshot
 	$(BIN)/runner run orders-backfill
+	$(BIN)/runner run orders-export
 
 test: $(STAMP)
 	$(BIN)/pytest -q -n auto
@@ -34,7 +35,8 @@ schemas: $(STAMP)
 	$(BIN)/runner schemas --out schemas
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
-.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale bench-publish
+.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale \
+	bench-verify bench-publish
 
 # The peers of bench-peers in an environment of their own (git-ignored, never needed by make test):
 # Sling 1.4.11 is the last PyPI release whose wheel ships its binary.
@@ -82,6 +84,10 @@ SCALE_ARGS ?= all
 
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
+
+# `runner verify` of the 1M-row events table, PostgreSQL to PostgreSQL: equal, then 100 rows differ.
+bench-verify: $(STAMP)
+	$(BIN)/python bench/verify.py --rows 1000000
 
 # Publishing (bench/publish.py): 100k events rows to RabbitMQ and NATS JetStream beside a bare client
 # loop with confirms; RabbitMQ on 127.0.0.1:5672 (guest) and NATS with JetStream on 127.0.0.1:4222.

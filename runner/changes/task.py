@@ -22,6 +22,7 @@ from runner.connectors.base import (
     ReadStream,
     RowTarget,
     Source,
+    TableDDL,
     TableEvolution,
     Target,
     WriteContext,
@@ -62,6 +63,9 @@ class RunOptions:
     dry_run: bool = False
     limit: int | None = None
     recreate: bool = False  # drop every task's table first, then load it whole (`before_run: recreate`, once)
+    repair: bool = (
+        False  # `runner verify --repair`: write only what verify finds differing (`changes.verify`)
+    )
 
     def __post_init__(self) -> None:
         if self.limit is not None:
@@ -375,15 +379,38 @@ def counted_without_target(run: TaskRun, stream: ReadStream) -> bool:
         return False
     names = [c.name for c in stream.columns]
     encode = run.target.batch_encoder(stream.columns, [names.index(k) for k in run.task.write.keys])
-    for batch in run.timed(stream.batches):
-        encode(batch)
-    run.result.inserted = run.result.rows_read
+    _would_create(run, stream.columns)
     run.log(
         "info",
         "dry run: the target table does not exist; every row read would be inserted",
         task=run.task.name,
     )
+    for batch in run.timed(stream.batches):
+        encode(batch)
+        run.result.inserted = run.result.rows_read  # so far: a dry run stopped early says how far
     return True
+
+
+def _would_create(run: TaskRun, columns: list[Column]) -> None:
+    """List the table a dry run would create among its schema changes (`"change": "create"`,
+    with the statements where the target can show them: `TableDDL`)."""
+    write = run.task.write
+    ddl: list[str] = []
+    if run.target.capabilities.alter_tables:
+        history = History(*write.history.names(), at=run.started) if write.history is not None else None
+        soft = write.soft_delete_column if run.task.deletes == "soft" else None
+        keys = write.keys if write.keys else None
+        ddl = cast(TableDDL, run.target).create_table_ddl(write.table, columns, keys, soft, history)
+    run.result.schema_changes.append(
+        {
+            "column": None,
+            "change": "create",
+            "before": None,
+            "after": write.table,
+            "ddl": "; ".join(ddl),
+            "applied": False,
+        }
+    )
 
 
 def columns_of(run: TaskRun) -> list[Column]:

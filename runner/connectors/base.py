@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol
 
 from runner.definitions.models import ConnectionSpec
 from runner.definitions.schema_changes import TableChanges
-from runner.definitions.tasks import ReadSpec, WriteModel
+from runner.definitions.tasks import ReadModel, ReadSpec, WriteModel
 from runner.errors import TerminalError
 from runner.streams.cancel import CancelToken
 from runner.streams.keys import BucketDigest
@@ -51,12 +51,17 @@ class Capabilities:
     in_database_compare: bool = False  # both ends, one kind: rows compared in the target (hash)
     one_writer: bool = False  # target: one writer at a time: parallel tasks run one by one
     copy_while_reading: bool = False  # target: copies inside the databases while a read is open
-    alter_tables: bool = False  # target: follows the source's columns, cuts strings (`TableEvolution`)
+    alter_tables: bool = (
+        False  # target: follows the source's columns, cuts strings (`TableEvolution`, `TableDDL`)
+    )
     history: bool = False  # target: `open_writer` keeps versions of rows (`History`): write.history
     table_lifecycle: bool = False  # target: tables truncated and dropped (`TableLifecycle`): before_run
     catalog: bool = False  # source: lists a schema's tables with columns and keys (`CatalogSource`)
     statements: bool = False  # both ends: runs a user's SQL statements (`StatementRunner`): events
     publish: bool = False  # target: a message per changed row and deleted key (`RowTarget`), confirmed
+    consume: bool = False  # source: messages as changes, acknowledged after the target commits
+    files: bool = False  # target: a file per committed batch (`RowTarget`), visible once complete
+    verify: bool = False  # both ends: rows in key order, row hashes per key bucket (`Verifiable`)
 
     def names(self) -> frozenset[str]:
         """The capabilities declared (what `runner validate` checks needs against)."""
@@ -313,6 +318,19 @@ class Target(Endpoint, Protocol):
 # --- capability protocols: the methods behind each capability ----------------------------
 
 
+class TableDDL(Protocol):  # `alter_tables`, as target: its table changes are SQL it can show
+    def create_table_ddl(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str] | None = None,
+        soft_delete_column: str | None = None,
+        history: History | None = None,
+    ) -> list[str]:
+        """The statements a writer would create the missing `table` with (a dry run's report)."""
+        ...
+
+
 class TableLifecycle(Protocol):  # `table_lifecycle`, as target
     def truncate_table(self, table: str) -> int:
         """Delete every row of `table` (when it exists), committed; returns how many."""
@@ -400,6 +418,53 @@ class KeyBucketWriter(MergeWriter, Protocol):  # `key_buckets`, as target
     def delete_missing_in_buckets(self, width: int, buckets: list[int]) -> int: ...
 
 
+@dataclass(frozen=True)
+class RowDigest:
+    """How a database sums up the hashes of a bucket's rows (`Verifiable.row_digest`): what
+    hash (`native`: the kind's own; `md5`: of the row's text) and the aggregates adding them
+    up, each with the bits its partial sum is shifted left by."""
+
+    hash: str  # native | md5 | canonical
+    sums: list[tuple[str, int]]
+    prepare: Callable[[Any], None] | None = field(default=None, compare=False)  # on the DBAPI connection
+
+
+class Verifiable(Protocol):  # `verify`, both ends
+    def quote(self, name: str) -> str: ...
+
+    def column_types(self, spec: ReadSpec) -> list[Column]:
+        """The columns of a table or query as a read gives them."""
+        ...
+
+    def key_range(self, spec: ReadSpec, key: str, where: str = "") -> tuple[int | None, int | None]:
+        """min and max of an integer key over the rows `where` allows."""
+        ...
+
+    def row_digest(self, names: list[str], columns: list[Column], hash: str) -> RowDigest | None:
+        """The aggregates of a row hash (`native`, `md5` or `canonical`), or None."""
+        ...
+
+    def row_buckets(
+        self, spec: ReadSpec, key: str, width: int, digest: RowDigest, where: str = ""
+    ) -> dict[int, tuple[int, int]]:
+        """Per bucket of an integer key: the rows' count and sum of row hashes."""
+        ...
+
+    def read_in_key_order(
+        self,
+        spec: ReadSpec,
+        columns: list[Column],
+        keys: list[Column],
+        batch_size: int,
+        where: str = "",
+        ranges: Sequence[tuple[int, int]] = (),
+    ) -> Iterator[Batch]:
+        """Rows ordered by the keys (text byte-wise), optionally only in integer key ranges."""
+        ...
+
+    def table_exists(self, table: str) -> bool: ...
+
+
 class InDatabaseCompare(Protocol):  # `in_database_compare`, both ends
     def quote(self, name: str) -> str: ...
 
@@ -422,12 +487,76 @@ class ComparingWriter(MergeWriter, Protocol):  # `in_database_compare`, the targ
     def delete_gone(self) -> int: ...
 
 
+class RowWriter:
+    """What every writer of a write the target does not merge shares (scripts, messages, files):
+    the strategies drive it as they drive a merge, but "staged" rows are written at once
+    (`write_rows`) and "staged" keys deleted at once (`write_keys`), each counted, the rows as
+    upserted (inserted or updated: such a writer cannot tell)."""
+
+    merges: ClassVar[bool] = False
+    pending = 0
+    deleted = 0
+
+    def write_rows(self, batch: Batch) -> int:
+        """Write the changed rows; how many were written."""
+        raise NotImplementedError
+
+    def write_keys(self, keys: Batch) -> int:
+        """Write (delete) the deleted keys, in `write.keys` order; how many."""
+        raise NotImplementedError
+
+    def stage(self, batch: Batch) -> None:
+        self.pending += self.write_rows(batch)
+
+    def merge(self) -> MergeCounts:
+        counts, self.pending = MergeCounts(upserted=self.pending), 0
+        return counts
+
+    def clear_stage(self) -> None:
+        pass
+
+    def open_key_stage(self) -> None:
+        self.deleted = 0
+
+    def stage_keys(self, keys: Batch) -> None:
+        self.deleted += self.write_keys(keys)
+
+    def delete_listed(self) -> int:
+        return self.deleted
+
+
 class RowTarget(Target, Protocol):  # `scripts` (SQL), or a kind whose every write is unmerged
     def open_row_writer(self, write: WriteModel, columns: list[Column], context: WriteContext) -> Writer:
         """A writer handed each changed row (`stage`) and each deleted key (`stage_keys`) of a
         write the target does not merge (`WriteModel.merged` is false: a SQL task's scripts, a
         message per row), in one open transaction where the target has them; its `commit` is
         where every row handed to it is known to be kept (committed, confirmed)."""
+        ...
+
+
+class Consumer(Protocol):
+    """Messages taken from a broker as changes of rows, in arrival order: each batch is a list
+    of (`upsert` or `delete`, row in `columns` order; a delete's row holds its key), None once
+    the queue is drained or the read's limit reached. Nothing is acknowledged until
+    `acknowledge`, which the strategy calls after the target committed what came so far;
+    `close` gives back (to the queue) what was not acknowledged."""
+
+    columns: list[Column]
+
+    def next_batch(self) -> list[tuple[str, tuple]] | None: ...
+
+    def set_aside(self) -> list[tuple[str, str]]:
+        """(message id, reason) of each message sent to the dead letters since the last call."""
+        ...
+
+    def acknowledge(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ConsumingSource(Protocol):  # `consume`
+    def consume(self, read: ReadModel, batch_size: int) -> Consumer:
+        """A consumer of the messages `read` names, in batches of at most `batch_size`."""
         ...
 
 

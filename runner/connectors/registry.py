@@ -32,6 +32,7 @@ BUILTIN = {
     "redis": "runner.connectors.redis",
     "nats": "runner.connectors.nats",
     "mqtt": "runner.connectors.mqtt",
+    "files": "runner.connectors.files.connector",
 }
 ENDS = frozenset({"source", "target"})  # the roles of a kind with a connector
 _NOTHING = Capabilities()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import ClassVar, Generic, Literal
+from typing import Any, ClassVar, Generic, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -320,6 +320,10 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
     @classmethod
     def for_kinds(cls, read: type[ReadModel], write: type[WriteModel]) -> type[JobSpec]:
         return cls[read, write]  # type: ignore[index]  # pydantic caches each parametrisation
+
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[type[Any], ...]) -> str:
+        return cls.__name__  # one sync job model per schema (`Task.model_parametrized_name`)
 
     def table_changes(self, task: Task) -> TableChanges:
         """What `task` may change in its target table (its own settings, else the job's)."""

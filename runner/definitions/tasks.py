@@ -177,9 +177,13 @@ class ReadSpec(ReadModel):
         return self.deleted_keys_query is not None
 
     def needs(self) -> list[Need]:
-        if self.query is None:
-            return []
-        return [Need("source", "query", ("read", "query"), "read.query reads the rows of a query")]
+        found = []
+        if self.query is not None:
+            found.append(Need("source", "query", ("read", "query"), "read.query reads the rows of a query"))
+        if self.deleted_keys_query is not None:
+            why = "read.deleted_keys_query lists the deleted keys with a query"
+            found.append(Need("source", "query", ("read", "deleted_keys_query"), why))
+        return found
 
     def check(self, task: Task) -> None:
         if self.deleted_keys_query is not None and (
@@ -378,12 +382,13 @@ def check_window_start(window: Any, start: Any) -> None:
 class ChangesSpec(StrictModel):
     """How a task finds what changed in the source since the last run."""
 
-    strategy: Literal["full", "watermark", "hash"] = Field(
+    strategy: Literal["full", "watermark", "hash", "messages"] = Field(
         "full",
         description=(
             "full: read every row (with keys, write only what differs); watermark: read rows whose "
             "`column` is at or past the stored pointer; hash: compare a digest per key, computed "
-            "in the source, with the digests of the last run."
+            "in the source, with the digests of the last run; messages: each message consumed from "
+            "a broker is a change, acknowledged once the target has committed it."
         ),
     )
     column: str | None = Field(
@@ -474,6 +479,10 @@ class Task(StrictModel, Generic[R, W]):
     `read` and `write` are the models of its job's connections' kinds (by default the SQL
     kinds': a table or query into a table)."""
 
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[type[Any], ...]) -> str:
+        return cls.__name__  # one task model per schema: the kinds' models are its fields' types
+
     name: Name = Field(description="Unique within the job; names the task in history.")
     read: R = Field(description="What the task reads from the source; its fields are the source kind's.")
     write: W = Field(description="Where the task writes in the target; its fields are the target kind's.")
@@ -517,7 +526,7 @@ class Task(StrictModel, Generic[R, W]):
     @model_validator(mode="after")
     def _needs_keys(self) -> Self:
         keyless = not self.write.keys
-        if keyless and self.changes.strategy != "full":
+        if keyless and self.changes.strategy not in ("full", "messages"):
             raise ValueError(
                 f"strategy {self.changes.strategy!r} needs write.keys: a row read again must update "
                 "its copy, never be written twice"

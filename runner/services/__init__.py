@@ -1,5 +1,5 @@
 """The services: what every edge (the CLI, the HTTP API, the daemon) calls, one module per
-concern (definitions, catalog, history, pointers, operate, keys, probe) over the run
+concern (definitions, catalog, history, pointers, operate, keys, probe, verify, writeback) over the run
 lifecycle in `runner.runs`. This package is the facade the edges import, so a command, a
 request and a test call the same code, and the edges never reach the engine."""
 
@@ -26,16 +26,31 @@ if TYPE_CHECKING:
         force_unlock,
         json_schema,
         plan,
+        plan_data,
         read_plan,
         save_plan,
         validate,
         write_schemas,
     )
     from runner.services.history import log_since, logs, run_record, runs
+    from runner.services.imports import ImportResult, import_jobs
     from runner.services.keys import KEY_SCOPES, key_hash, keys_create, keys_list, keys_revoke
     from runner.services.operate import cancel, pause, paused_info, runtime_switches, status, suspend
     from runner.services.pointers import MAX_POINTER, pointer_set, pointer_show
     from runner.services.probe import connections_test, discover
+    from runner.services.verify import verify
+    from runner.services.writeback import (
+        add_task,
+        api_author,
+        create_job,
+        delete_job,
+        delete_task,
+        edit_job,
+        move_task,
+        replace_job,
+        replace_task,
+        switch_task,
+    )
     from runner.state import locks
     from runner.streams.cancel import CancelToken
     from runner.workspace import Workspace, find
@@ -60,16 +75,31 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "force_unlock",
         "json_schema",
         "plan",
+        "plan_data",
         "read_plan",
         "save_plan",
         "validate",
         "write_schemas",
     ),
     "runner.services.history": ("log_since", "logs", "run_record", "runs"),
+    "runner.services.imports": ("ImportResult", "import_jobs"),
     "runner.services.keys": ("KEY_SCOPES", "key_hash", "keys_create", "keys_list", "keys_revoke"),
     "runner.services.operate": ("cancel", "pause", "paused_info", "runtime_switches", "status", "suspend"),
     "runner.services.pointers": ("MAX_POINTER", "pointer_set", "pointer_show"),
     "runner.services.probe": ("connections_test", "discover"),
+    "runner.services.verify": ("verify",),
+    "runner.services.writeback": (
+        "add_task",
+        "api_author",
+        "create_job",
+        "delete_job",
+        "delete_task",
+        "edit_job",
+        "move_task",
+        "replace_job",
+        "replace_task",
+        "switch_task",
+    ),
     "runner.streams.cancel": ("CancelToken",),
     "runner.workspace": ("Workspace", "find"),
 }
@@ -112,6 +142,8 @@ __all__ = [
     "expansions",
     "force_unlock",
     "get",
+    "ImportResult",
+    "import_jobs",
     "job_runs",
     "json_schema",
     "key_hash",
@@ -124,6 +156,7 @@ __all__ = [
     "pause",
     "paused_info",
     "plan",
+    "plan_data",
     "pointer_set",
     "pointer_show",
     "prune_history",
@@ -142,5 +175,16 @@ __all__ = [
     "suspend",
     "tasks",
     "validate",
+    "verify",
     "write_schemas",
+    "add_task",
+    "api_author",
+    "create_job",
+    "delete_job",
+    "delete_task",
+    "edit_job",
+    "move_task",
+    "replace_job",
+    "replace_task",
+    "switch_task",
 ]

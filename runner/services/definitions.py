@@ -30,7 +30,9 @@ from runner.jobs import sync_all
 from runner.jobs.sync import capability_check
 from runner.jobs.types import job_models, registered_models
 from runner.jobs.types import parse as parse_job
+from runner.plan import data
 from runner.plan.apply import apply_plan
+from runner.plan.data import DataPlan
 from runner.plan.diff import Plan, diff
 from runner.state import locks
 from runner.state.locks import Lock
@@ -112,6 +114,32 @@ def expansions(ws: Workspace, p: Plan) -> dict[str, dict[str, Any]]:
             "tables": sync_all.expand(spec, tables, known).rows(spec),
         }
     return found
+
+
+def plan_data(
+    ws: Workspace,
+    p: Plan,
+    *,
+    unchanged: bool = False,
+    timeout: float = 60.0,
+    jobs: list[str] | None = None,
+) -> DataPlan:
+    """What the next run of each job `p` creates or updates (with `unchanged`, of every job)
+    would do to the data (`runner plan --data`): each task dry-run from the folder's
+    definitions on the folder's connections, against the applied pointers and digests, with
+    nothing written anywhere (`runner.plan.data`). The state store is only read, and not
+    needed: in a new folder every task runs as a first run.
+
+    Raises:
+        RunnerError: a job names a connection the folder does not define.
+    """
+    try:
+        reader = ws.reader()
+    except StoreMissing:
+        if ws.has_runs():
+            raise
+        reader = None
+    return data.plan_data(p, ws.root, reader, unchanged=unchanged, timeout=timeout, jobs=jobs)
 
 
 def save_plan(p: Plan, path: Path) -> None:
@@ -226,10 +254,26 @@ def json_schema() -> dict[str, Any]:
         **common,
     )  # type: ignore[call-overload]
     adapter = TypeAdapter(Annotated[Union[connection, job], Field(discriminator="kind")])  # noqa: UP007
-    schema = adapter.json_schema()
+    schema = _generic_names(adapter.json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"runner definition ({API_VERSION})"
     return schema
+
+
+def _generic_names(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema's generic models (a task, a sync job: generic in the kinds' task models) by
+    their own names, as editors show them, not by their parameters'."""
+    renames = {
+        name: name.split("_", 1)[0]
+        for name in schema.get("$defs", {})
+        if name.split("_", 1)[0] in ("Task", "SyncJobSpec") and "_" in name
+    }
+    text = json.dumps(schema)
+    for old, new in renames.items():
+        text = text.replace(f'"#/$defs/{old}"', f'"#/$defs/{new}"')
+    renamed = json.loads(text)
+    renamed["$defs"] = {renames.get(k, k): v for k, v in renamed["$defs"].items()}
+    return renamed
 
 
 SCHEMA_FILE = "runner.v1.json"

@@ -28,6 +28,12 @@ class Broker:
     write: dict[str, Any]  # a task's `write` publishing to the fresh destination (no keys)
     read: Callable[[], list[Received]]  # every message there now, in order, taken off it
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    # a kind that is also a source (`consume`): a task's `read` of the fresh destination (its
+    # columns added by the test), the same for a second one (a dead-letter destination), and
+    # how a test puts a raw message there
+    source: dict[str, Any] | None = None
+    letters: tuple[dict[str, Any], Callable[[], list[Received]]] | None = None
+    send: Callable[[bytes, dict[str, Any]], None] | None = None
 
     def close(self) -> None:
         for clean in self.cleanup:
@@ -45,23 +51,40 @@ def _rabbitmq(request: pytest.FixtureRequest) -> Broker:
     except exceptions.AMQPError as exc:
         _unreachable("RabbitMQ at 127.0.0.1:5672", exc)
     channel = connection.channel()
-    queue = f"runner-contract-{uuid.uuid4().hex[:12]}"
-    channel.queue_declare(queue)
+    queue, letters = (f"runner-contract-{uuid.uuid4().hex[:12]}" for _ in range(2))
+    for name in (queue, letters):
+        channel.queue_declare(name)
 
-    def read() -> list[Received]:
-        out = []
-        while True:
-            method, properties, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return out
-            out.append(Received(dict(properties.headers or {}), body, properties.message_id))
+    def reader(name: str) -> Callable[[], list[Received]]:
+        def read() -> list[Received]:
+            out = []
+            while True:
+                method, properties, body = channel.basic_get(name, auto_ack=True)
+                if method is None:
+                    return out
+                out.append(Received(dict(properties.headers or {}), body, properties.message_id))
+
+        return read
+
+    def send(body: bytes, headers: dict[str, Any]) -> None:
+        channel.basic_publish("", queue, body, pika.BasicProperties(headers=headers))
 
     def clean() -> None:
-        channel.queue_delete(queue)
+        for name in (queue, letters):
+            channel.queue_delete(name)
         connection.close()
 
     spec = {"type": "rabbitmq", "host": "127.0.0.1"}
-    return Broker("rabbitmq", spec, {"routing_key": queue}, read, [clean])
+    return Broker(
+        "rabbitmq",
+        spec,
+        {"routing_key": queue},
+        reader(queue),
+        [clean],
+        source={"queue": queue, "max_wait": "0.3s"},
+        letters=({"dead_letter": letters}, reader(letters)),
+        send=send,
+    )
 
 
 def _redis(request: pytest.FixtureRequest) -> Broker:

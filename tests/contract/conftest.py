@@ -15,6 +15,7 @@ import pytest
 
 from runner.changes.task import RunOptions, TaskResult
 from runner.connectors import registry
+from runner.definitions.tasks import WriteSpec
 from runner.jobs import types as job_types
 from runner.jobs.sync import run_job
 from runner.state.store import StateStore
@@ -24,8 +25,9 @@ from tests.contract.harness import Harness, make_harness
 Sync = Callable[..., list[TaskResult]]
 
 
-TABLE_KINDS = sorted(name for name, k in registry.endpoint_kinds().items() if k.roles >= {"source", "target"})
+TABLE_KINDS = sorted(name for name, k in registry.endpoint_kinds().items() if issubclass(k.write, WriteSpec))
 PUBLISHING_KINDS = sorted(name for name, k in registry.endpoint_kinds().items() if k.capabilities.publish)
+CONSUMING_KINDS = sorted(name for name, k in registry.endpoint_kinds().items() if k.capabilities.consume)
 
 
 @pytest.fixture(params=TABLE_KINDS)
@@ -36,6 +38,15 @@ def kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(params=PUBLISHING_KINDS)
 def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     b = make_broker(request.param, request)
+    yield b
+    b.close()
+
+
+@pytest.fixture(params=CONSUMING_KINDS)
+def queue(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """A destination of each kind a task consumes from (`test_consuming`)."""
+    b = make_broker(request.param, request)
+    assert b.source is not None, f"{b.kind} consumes: its broker harness gives `source`"
     yield b
     b.close()
 

@@ -191,7 +191,7 @@ def test_every_need_names_a_declared_capability_field():
     named = {n.capability for t in tasks for n in task_needs(Task.model_validate(t))}
     assert named == {"query", "scripts", "native_merge", "digests", "key_lookup"}
     assert named <= CAPABILITIES
-    assert set(STRATEGIES) == {"full", "watermark", "hash"}
+    assert set(STRATEGIES) == {"full", "watermark", "hash", "messages"}
 
 
 def test_every_kind_declares_capabilities_as_a_frozen_value():

@@ -76,12 +76,51 @@ def test_deletes_a_broker_cannot_be_told_are_refused(project):
     assert "need the deleted keys listed: use strategy 'hash'" in p.message
 
 
-def test_a_broker_is_no_source(project):
+def test_a_consuming_task_is_checked_with_the_brokers_read(project):
     project.write("connections.d/all.yaml", CONNECTIONS)
-    project.job("back", "rabbit", "shop", "- {name: t, read: {table: a}, write: {table: b}}")
-    (p,) = problems(project)
-    assert p.location.field == "spec.source"
-    assert "cannot be a job's source" in p.message
+    project.job("tables", "rabbit", "shop", "- {name: t, read: {table: a}, write: {table: b}}")
+    project.job(
+        "strategy",
+        "rabbit",
+        "shop",
+        "- {name: t, read: {queue: q, columns: {id: bigint}}, write: {table: b, keys: [id]}}",
+    )
+    project.job(
+        "types",
+        "rabbit",
+        "shop",
+        """
+        - name: t
+          read: {queue: q, columns: {id: bigint, at: {path: x.at, type: datetime}}}
+          write: {table: b, keys: [id]}
+          changes: {strategy: messages}
+        """,
+    )
+    project.job(
+        "sql",
+        "shop",
+        "shop",
+        "- {name: t, read: {table: a}, write: {table: b, keys: [id]}, changes: {strategy: messages}}",
+    )
+    found = sorted(
+        (p.location.file.rsplit("/", 1)[-1], p.location.field, p.message) for p in problems(project)
+    )
+    assert found[0][:2] == ("sql.yaml", "spec.tasks[0].changes.strategy")
+    assert "the source connection 'shop' is of type 'sqlite', which cannot (consume)" in found[0][2]
+    assert found[1] == (
+        "strategy.yaml",
+        "spec.tasks[0]",
+        "a task consuming messages uses changes.strategy 'messages'",
+    )
+    assert (
+        "tables.yaml",
+        "spec.tasks[0].read.queue",
+        "required field is missing",
+    ) in found  # the broker's read
+    assert ("tables.yaml", "spec.tasks[0].read.table", "unknown field 'table'") in found
+    (bad_type,) = [f for f in found if f[0] == "types.yaml"]
+    assert bad_type[1] == "spec.tasks[0].read.columns.at.type"
+    assert bad_type[2].startswith("unknown type 'datetime'; runner's types: smallint")
 
 
 def test_a_payload_template_that_does_not_parse_is_located(project):

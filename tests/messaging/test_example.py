@@ -1,5 +1,6 @@
-"""The bundled example `jobs.d/orders-to-rabbitmq.yaml` publishes the demo shop's orders to a
-real RabbitMQ: every order once, then only what changed, a deleted order on its own routing key."""
+"""The bundled examples on a real RabbitMQ: `jobs.d/orders-to-rabbitmq.yaml` publishes the demo
+shop's orders (every order once, then only what changed, a deleted order on its own routing
+key) and `jobs.d/orders-from-rabbitmq.yaml` loads them into the warehouse."""
 
 from __future__ import annotations
 
@@ -61,5 +62,44 @@ def test_the_example_publishes_every_order_then_only_changes(demo_project, queue
     second = services.run(demo_project.ws, "orders-to-rabbitmq")
     assert (second["tasks"][0]["upserted"], second["tasks"][0]["deleted"]) == (1, 1)
     got = sorted((key, headers["runner-op"], body) for key, headers, body in queue())
-    assert got[0] == ("shop.orders.deleted", "delete", {"id": 2})
+    assert got[0] == ("shop.orders.deleted", "delete", {"order": 2})  # the delete_payload
     assert got[1][:2] == ("shop.orders.escalated", "upsert") and got[1][2]["order"] == 1
+
+
+def test_the_examples_round_trip_the_orders_through_the_broker(demo_project):
+    import pika
+
+    try:
+        connection = pika.BlockingConnection(
+            pika.ConnectionParameters("127.0.0.1", 5672, connection_attempts=1)
+        )
+    except pika.exceptions.AMQPError as exc:
+        _unreachable("RabbitMQ at 127.0.0.1:5672", exc)
+    channel = connection.channel()
+    for name in ("shop-orders", "shop-orders-bad"):  # the examples' own names: fresh for this test
+        channel.queue_delete(name)
+        channel.queue_declare(name)
+    channel.queue_bind("shop-orders", "amq.topic", "shop.orders.#")
+    try:
+        services.apply(demo_project.ws)
+        shop = sqlite3.connect(demo_project.root / "demo/data/shop.db")
+        assert services.run(demo_project.ws, "orders-to-rabbitmq")["status"] == "succeeded"
+        shop.execute("DELETE FROM orders WHERE id = 7")
+        shop.commit()
+        assert services.run(demo_project.ws, "orders-to-rabbitmq")["tasks"][0]["deleted"] == 1
+        channel.basic_publish("", "shop-orders", b'{"order": "seven"}')  # a message that does not fit
+        loaded = services.run(demo_project.ws, "orders-from-rabbitmq")
+        assert loaded["status"] == "succeeded", loaded["error"]
+        assert loaded["tasks"][0]["rows_read"] == 2001 and loaded["tasks"][0]["deleted"] == 1
+        warehouse = sqlite3.connect(demo_project.root / "demo/data/warehouse.db")
+        got = warehouse.execute(
+            "SELECT id, customer_id, status, amount FROM order_events ORDER BY id"
+        ).fetchall()
+        want = shop.execute("SELECT id, customer_id, status, amount FROM orders ORDER BY id").fetchall()
+        assert got == want and len(got) == 1999
+        method, properties, body = channel.basic_get("shop-orders-bad", auto_ack=True)
+        assert body == b'{"order": "seven"}' and "column 'id'" in properties.headers["runner-error"]
+    finally:
+        for name in ("shop-orders", "shop-orders-bad"):
+            channel.queue_delete(name)
+        connection.close()

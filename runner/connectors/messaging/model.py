@@ -5,13 +5,16 @@ model adds where a message goes (an exchange and routing key, a stream, a subjec
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from runner.connectors.messaging.decode import column_type
+from runner.definitions.models import Duration, StrictModel
 from runner.definitions.needs import Need
-from runner.definitions.tasks import Task, WriteModel
+from runner.definitions.tasks import ReadModel, Task, WriteModel
 from runner.definitions.templates import check_syntax
+from runner.streams.types import Column
 
 Structure = str | dict[str, Any] | list[Any]  # a payload template: text, or JSON with template leaves
 TEMPLATE_MARK = re.compile(r"\{\{|\{%")
@@ -104,3 +107,121 @@ class MessageWrite(WriteModel):
         """Where a message of `op` (upsert or delete) goes, as templates (a routing key, a
         subject): each broker's. A delete's `row` holds the key columns only."""
         return {}
+
+
+class ColumnPath(StrictModel):
+    """Where a column's value is in a JSON payload, and its type."""
+
+    path: str = Field(
+        min_length=1, description="A dotted path into the payload: `order.total`, `items.0.sku`."
+    )
+    type: str = Field(
+        min_length=1, description="runner's type: bigint, decimal(12,2), varchar(40), timestamptz, json, ..."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, text: str) -> str:
+        column_type(text)
+        return text
+
+
+class MessageRead(ReadModel):
+    """What a task consumes from a broker: each message a change of one row, decoded from a
+    JSON payload by a mapping of columns (or kept whole in one column); a message whose
+    `op_header` says `delete` deletes its key. Messages are acknowledged only after the target
+    has committed the batch they are in (`changes.strategy: messages`)."""
+
+    # what a message tells beside its payload, by the name `metadata` gives it (each broker's)
+    METADATA: ClassVar[frozenset[str]] = frozenset({"message_id", "headers"})
+
+    columns: dict[str, ColumnPath] | None = Field(
+        None,
+        description=(
+            "The payload (JSON) as columns: `name: type` (the value at the key `name`) or `name: {path, "
+            "type}`; a path absent or null is NULL. Values are read as `write` encodes them (README: "
+            "values as JSON); a decimal may come as a number, read exactly."
+        ),
+    )
+    content_column: str | None = Field(
+        None,
+        min_length=1,
+        description="Instead of `columns`: the whole payload, as text, in this one column.",
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="More columns from the message itself: `column: what` (message_id, headers as JSON; "
+        "each broker adds its own, e.g. RabbitMQ's routing_key, exchange, timestamp, redelivered).",
+    )
+    op_header: str | None = Field(
+        "runner-op",
+        min_length=1,
+        description="A message whose header of this name says `delete` deletes the row of its key "
+        "(with `deletes: propagate` or `soft`; ignored with `ignore`); what runner publishes carries it.",
+    )
+    max_messages: int | None = Field(
+        None, ge=1, description="At most this many messages a run (unset: until the queue is drained)."
+    )
+    max_wait: Duration = Field(
+        "1s",
+        description="A run ends once no message has come for this long (the queue is drained).",
+    )
+    bad_messages: Literal["stop", "dead_letter"] = Field(
+        "stop",
+        description="A message that cannot become a row: `stop` fails the task (it stays in the queue, "
+        "unacknowledged); `dead_letter` sends it, with the reason in the header `runner-error`, to "
+        "`dead_letter` and goes on.",
+    )
+    dead_letter: str | None = Field(
+        None, min_length=1, description="Where bad messages go (a queue), with `bad_messages: dead_letter`."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """`name: type` is `name: {path: name, type: type}`."""
+        columns = data.get("columns") if isinstance(data, dict) else None
+        if isinstance(columns, dict):
+            expanded = {k: {"path": k, "type": v} if isinstance(v, str) else v for k, v in columns.items()}
+            return {**data, "columns": expanded}
+        return data
+
+    @model_validator(mode="after")
+    def _shape(self) -> MessageRead:
+        if (self.columns is None) == (self.content_column is None):
+            raise ValueError("give exactly one of 'columns' (a JSON payload's values) or 'content_column'")
+        if (self.bad_messages == "dead_letter") != (self.dead_letter is not None):
+            raise ValueError(
+                "bad_messages: dead_letter goes with 'dead_letter' (where they go), and only then"
+            )
+        unknown = sorted(set(self.metadata.values()) - self.METADATA)
+        if unknown:
+            raise ValueError(
+                f"metadata: unknown {', '.join(unknown)}; known: {', '.join(sorted(self.METADATA))}"
+            )
+        names = [*self.mapping_names(), *self.metadata]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"column {twice[0]!r} is named twice")
+        return self
+
+    def mapping_names(self) -> list[str]:
+        return list(self.columns) if self.columns is not None else [self.content_column or ""]
+
+    def mapping(self) -> list[tuple[Column, list[str]]]:
+        """The payload's columns and their paths (none for `content_column`)."""
+        if self.columns is None:
+            return []
+        return [(Column(name, column_type(c.type)), c.path.split(".")) for name, c in self.columns.items()]
+
+    def describe(self) -> str:
+        raise NotImplementedError  # each broker's model says what it consumes
+
+    def lists_deleted_keys(self) -> bool:
+        return True  # a delete is a message of its own
+
+    def check(self, task: Task) -> None:
+        if task.changes.strategy != "messages":
+            raise ValueError("a task consuming messages uses changes.strategy 'messages'")
+        if self.content_column is not None and task.write.keys:
+            raise ValueError("with read.content_column there is no key to merge by: leave write.keys out")

@@ -10,9 +10,9 @@ pointer did not move, so the next run sends those changes again, with the same i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
-from runner.connectors.base import MergeCounts, WriteContext
+from runner.connectors.base import RowWriter, WriteContext
 from runner.connectors.messaging.model import MessageWrite
 from runner.connectors.messaging.render import Message, MessageMaker
 from runner.streams.types import Batch, Column
@@ -36,12 +36,10 @@ class Publisher(Protocol):
     def close(self) -> None: ...
 
 
-class MessageWriter:
+class MessageWriter(RowWriter):
     """A `Writer` (runner.connectors.base) that publishes; it does not merge. The broker is
     reached (`connect`) at the first message: in a dry run the messages are made (every
     template rendered) and counted, never sent, and the broker never reached."""
-
-    merges: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -56,7 +54,6 @@ class MessageWriter:
         by_name = {c.name: c for c in columns}
         self.key_columns = [by_name[k] for k in write.keys]
         self.dry_run = context.dry_run
-        self.pending = self.deleted = 0
 
     def _send(self, messages: list[Message]) -> int:
         if messages and not self.dry_run:
@@ -65,24 +62,11 @@ class MessageWriter:
             self.publisher.send(messages)
         return len(messages)
 
-    def stage(self, batch: Batch) -> None:
-        self.pending += self._send(self.maker.upserts(batch))
+    def write_rows(self, batch: Batch) -> int:
+        return self._send(self.maker.upserts(batch))
 
-    def merge(self) -> MergeCounts:
-        counts, self.pending = MergeCounts(upserted=self.pending), 0
-        return counts
-
-    def clear_stage(self) -> None:
-        pass
-
-    def open_key_stage(self) -> None:
-        self.deleted = 0
-
-    def stage_keys(self, keys: Batch) -> None:
-        self.deleted += self._send(self.maker.deletes(keys))
-
-    def delete_listed(self) -> int:
-        return self.deleted
+    def write_keys(self, keys: Batch) -> int:
+        return self._send(self.maker.deletes(keys))
 
     def commit(self) -> None:
         if self.publisher is not None:

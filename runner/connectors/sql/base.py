@@ -24,13 +24,14 @@ from runner.connectors.base import (
     TableEvolution,
     WriteContext,
 )
-from runner.connectors.sql import lifecycle
+from runner.connectors.sql import history_mode, lifecycle
 from runner.connectors.sql.buckets import KeyBucketQueries
 from runner.connectors.sql.reading import SqlReading
 from runner.connectors.sql.scripts import ScriptWriter
 from runner.connectors.sql.spec import SqlConnectionSpec
 from runner.connectors.sql.transaction import Transaction
-from runner.connectors.sql.writer import SqlWriter
+from runner.connectors.sql.verify import VerifyQueries
+from runner.connectors.sql.writer import SOFT_DELETE_TYPE, SqlWriter
 from runner.definitions import secrets
 from runner.definitions.models import seconds
 from runner.definitions.tasks import ReadSpec, WriteModel, WriteSpec
@@ -49,7 +50,7 @@ class _Statements(Transaction):
 # --- the SQL base ------------------------------------------------------------------------
 
 
-class SqlConnector(SqlReading, KeyBucketQueries, Connector):
+class SqlConnector(SqlReading, KeyBucketQueries, VerifyQueries, Connector):
     """Reader and writer over a DBAPI connection from SQLAlchemy.
 
     Subclasses set `dialect` and implement the type names, column discovery and bulk insert
@@ -69,6 +70,7 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         table_lifecycle=True,
         catalog=True,
         statements=True,
+        verify=True,
     )
     dialect: ClassVar[str]
     transactional_ddl: ClassVar[bool] = True  # an ALTER TABLE is rolled back with its transaction
@@ -400,6 +402,27 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         if keys:
             body.append(f"PRIMARY KEY ({', '.join(q(k) for k in keys)})")
         return ", ".join(body)
+
+    def create_table_ddl(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str] | None = None,
+        soft_delete_column: str | None = None,
+        history: History | None = None,
+    ) -> list[str]:
+        """The statements a writer creates a missing `table` with (`TableDDL`): its schema where
+        the target makes schemas, then the table with the soft-delete and history columns and
+        the primary key a writer gives it. What a dry run (`runner plan --data`) reports."""
+        extra = [Column(soft_delete_column, SOFT_DELETE_TYPE)] if soft_delete_column else []
+        extra += history_mode.columns(history)
+        key = history_mode.primary_key(keys or [], history)
+        schema = table.rpartition(".")[0]
+        create_schema = self.create_schema_sql(schema) if schema else None
+        return [
+            *([create_schema] if create_schema else []),
+            self.create_table_sql(table, columns + extra, key),
+        ]
 
     def create_table_sql(self, table: str, columns: list[Column], keys: list[str] | None = None) -> str:
         body = self._columns_ddl(columns, keys or [])

@@ -12,9 +12,9 @@ names: all, the keys, the others), `bind(name)` and the filter `ident`.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
-from runner.connectors.base import MergeCounts
+from runner.connectors.base import RowWriter
 from runner.connectors.sql.transaction import Transaction
 from runner.definitions.templates import RENDER_SECONDS, RenderBudget, TemplateLimit, environment
 from runner.errors import TerminalError
@@ -87,11 +87,9 @@ class SqlScript:
         return sql.strip().rstrip(";"), order
 
 
-class ScriptWriter(Transaction):
+class ScriptWriter(RowWriter, Transaction):
     """Writes batches through a task's scripts in one open transaction of the target. It does
     not merge (`merges`): every row staged goes through the upsert script at once."""
-
-    merges: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -116,7 +114,6 @@ class ScriptWriter(Transaction):
         self.upsert = SqlScript(upsert_script, "write.upsert_script")
         self.delete = SqlScript(delete_script, "write.delete_script") if delete_script else None
         self.doing = f"running the scripts of {table}"
-        self.pending = self.deleted = 0
 
     def open(self) -> ScriptWriter:
         """The transaction, with the target table created when missing, as for runner's merge
@@ -137,31 +134,11 @@ class ScriptWriter(Transaction):
             self.cursor.executemany(sql, [tuple(row[i] for i in index) for row in rows])
         return len(rows)
 
-    def upsert_rows(self, batch: Batch) -> int:
+    # "Staged" rows go through the upsert script at once, "staged" keys through the delete script.
+
+    def write_rows(self, batch: Batch) -> int:
         return self._run(self.upsert, self.names, self.encode(batch))
 
-    def delete_keys(self, keys: Batch) -> int:
+    def write_keys(self, keys: Batch) -> int:
         assert self.delete is not None
         return self._run(self.delete, self.keys, self.encode_keys(keys))
-
-    # The strategies drive a ScriptWriter as they drive a SqlWriter: "staged" rows go through
-    # the upsert script at once, "staged" keys through the delete script.
-
-    def stage(self, batch: Batch) -> None:
-        self.pending += self.upsert_rows(batch)
-
-    def merge(self) -> MergeCounts:
-        counts, self.pending = MergeCounts(upserted=self.pending), 0
-        return counts
-
-    def clear_stage(self) -> None:
-        pass
-
-    def open_key_stage(self) -> None:
-        self.deleted = 0
-
-    def stage_keys(self, keys: Batch) -> None:
-        self.deleted += self.delete_keys(keys)
-
-    def delete_listed(self) -> int:
-        return self.deleted
