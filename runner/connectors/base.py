@@ -56,6 +56,7 @@ class Capabilities:
     table_lifecycle: bool = False  # target: tables truncated and dropped (`TableLifecycle`): before_run
     catalog: bool = False  # source: lists a schema's tables with columns and keys (`CatalogSource`)
     statements: bool = False  # both ends: runs a user's SQL statements (`StatementRunner`): events
+    log_changes: bool = False  # source: a table's changes from its log (`changelog.LogSource`): cdc
 
     def names(self) -> frozenset[str]:
         """The capabilities declared (what `runner validate` checks needs against)."""

@@ -1,0 +1,102 @@
+"""A table's changes read from the source's own log (`Capabilities.log_changes`): what the
+`cdc` strategy (`runner.changes.cdc`) drives. A kind that declares `log_changes` gives a
+`ChangeLog` per task (`LogSource.change_log`); each kind's log reader is one module (PostgreSQL:
+`runner.connectors.sql.postgresql_cdc`).
+
+A log is read from a stored position up to an end taken when the read begins, as row changes
+grouped by transaction, each closed by a `Commit` carrying the position just past it. The
+strategy stores that position only after the target committed the transaction, and only then
+tells the source (`confirm`) that the log up to there may go: a run killed anywhere reads again
+from the stored position and the target ends equal to the source.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from runner.streams.types import Column
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """One row's change: `upsert` carries the whole row (the task's columns, in order), `delete`
+    the key (the task's keys, in order), `truncate` neither."""
+
+    op: Literal["upsert", "delete", "truncate"]
+    values: tuple | None = None
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The end of a transaction: `position` is just past it (what the task stores)."""
+
+    position: str
+    committed_at: dt.datetime | None  # naive UTC
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far the source's log runs ahead of what the task confirmed, and the log it keeps."""
+
+    bytes: int  # written since the confirmed position
+    retained: int  # kept on the source's disk for the task (from the slot's restart point)
+
+
+@dataclass(frozen=True)
+class LogNames:
+    """What a task's log reading is called in the source (a replication slot and a publication)."""
+
+    slot: str
+    publication: str
+
+
+class ChangeLog(Protocol):
+    names: LogNames
+
+    def check_setup(self) -> None:
+        """Raise a TerminalError naming each server setting or privilege to change."""
+        ...
+
+    def exists(self) -> bool:
+        """Whether the task's slot exists (it was dropped, or never made, when not)."""
+        ...
+
+    def start(self) -> AbstractContextManager[str]:
+        """(Re)create the slot; while the block runs, the source's reads see the snapshot taken
+        exactly where the log starts. Yields that position."""
+        ...
+
+    def end(self) -> str:
+        """The log's current end: a run reads up to here."""
+        ...
+
+    def changes(self, after: str, upto: str) -> Iterator[RowChange | Commit]:
+        """The changes of the transactions that committed after position `after` and before
+        `upto`, in commit order, each transaction followed by its `Commit`."""
+        ...
+
+    def confirm(self, position: str) -> None:
+        """Tell the source the log up to `position` was applied (it may recycle it)."""
+        ...
+
+    def lag(self) -> Lag:
+        """The task's lag now."""
+        ...
+
+    def drop(self) -> list[str]:
+        """Drop the slot and the publication; what was dropped, in words."""
+        ...
+
+
+class LogSource(Protocol):  # `log_changes`
+    def change_log(self, names: LogNames, table: str, columns: list[Column], keys: list[str]) -> ChangeLog:
+        """The log reader of one task's table (`columns` as the source's read has them)."""
+        ...
+
+    def log_names(self, namespace: str, job: str, task: str) -> LogNames:
+        """The task's slot and publication names, made from its job and name alone."""
+        ...
