@@ -86,7 +86,16 @@ def logical_pg() -> Iterator[PrivateServer]:
     try:
         subprocess.run(
             _as_postgres(
-                [str(PG_BIN / "initdb"), "-D", str(server.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(server.data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                ]
             ),
             check=True,
             capture_output=True,

@@ -96,3 +96,146 @@ def test_snapshot_then_every_kind_of_change(project, cdc_url, pg_url):
     execute(engine, "TRUNCATE items", "INSERT INTO items VALUES (1, 'after truncate', 1, NULL, NULL)")
     run_ok(project)
     assert rows(dst) == rows(engine) == [(1, "after truncate", Decimal("1.00"), None, None)]
+
+
+def test_a_transaction_of_many_changes_in_small_batches(project, cdc_url, pg_url):
+    """One transaction larger than many batches goes into the target in pieces, committed once."""
+    engine, dst = source_engine(cdc_url), source_engine(pg_url)
+    create_items(engine, 10)
+    setup_project(project, cdc_url, pg_url, batch_size=7)
+    run_ok(project)
+    execute(
+        engine,
+        "BEGIN",
+        "INSERT INTO items SELECT g, 'bulk ' || g, g, NULL, NULL FROM generate_series(11, 400) g",
+        "UPDATE items SET amount = amount + 1 WHERE id <= 200",
+        "UPDATE items SET id = id + 1000 WHERE id BETWEEN 100 AND 150",
+        "DELETE FROM items WHERE id BETWEEN 300 AND 320",
+        "COMMIT",
+    )
+    task = run_ok(project)
+    assert rows(dst) == rows(engine)
+    assert task["rows_read"] == 390 + 200 + 2 * 51 + 21  # a changed key: a delete and an upsert
+
+
+def test_writers_during_the_snapshot_are_neither_lost_nor_doubled(project, cdc_url, pg_url, monkeypatch):
+    """Changes committed while the first snapshot is read arrive through the log exactly once."""
+    import threading
+
+    engine, dst = source_engine(cdc_url), source_engine(pg_url)
+    create_items(engine, 200)
+    setup_project(project, cdc_url, pg_url, batch_size=10)
+    monkeypatch.setenv("RUNNER_BATCH_DELAY", "0.03")  # a snapshot that takes about a second
+    stop = threading.Event()
+    done: list[int] = []
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            execute(
+                engine,
+                f"INSERT INTO items VALUES ({10_000 + i}, 'during', {i}, NULL, NULL)",
+                f"UPDATE items SET amount = {i} WHERE id = {1 + i % 200}",
+                f"DELETE FROM items WHERE id = {200 - i % 150}",
+            )
+        done.append(i)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        run_ok(project)
+    finally:
+        stop.set()
+        writer.join()
+    assert done[0] > 5  # the writer really ran during the snapshot
+    monkeypatch.delenv("RUNNER_BATCH_DELAY")
+    run_ok(project)
+    assert rows(dst) == rows(engine)
+
+
+def test_a_server_restart_between_runs(project, cdc_url, pg_url, logical_pg):
+    engine, dst = source_engine(cdc_url), source_engine(pg_url)
+    create_items(engine, 10)
+    setup_project(project, cdc_url, pg_url)
+    run_ok(project)
+    execute(engine, "UPDATE items SET name = 'before restart' WHERE id = 1", "DELETE FROM items WHERE id = 2")
+    logical_pg.restart()
+    execute(engine, "INSERT INTO items VALUES (50, 'after restart', 1, NULL, NULL)")
+    run_ok(project)
+    assert rows(dst) == rows(engine)
+
+
+def test_a_dropped_slot_is_a_clear_error_and_resync_recovers(project, cdc_url, pg_url):
+    engine, dst = source_engine(cdc_url), source_engine(pg_url)
+    create_items(engine, 10)
+    setup_project(project, cdc_url, pg_url)
+    slot = run_ok(project)["pointer_after"]["slot"]
+    execute(engine, f"SELECT pg_drop_replication_slot('{slot}')", "DELETE FROM items WHERE id = 3")
+    record = services.run(project.ws, "sync")
+    assert record["status"] == "failed"
+    assert f"the replication slot '{slot}' of task 'items' is gone" in record["error"]
+    assert "--resync" in record["error"]
+    record = services.run(project.ws, "sync", services.RunOptions(resync=True))
+    assert record["status"] == "succeeded", record["error"]
+    assert rows(dst) == rows(engine)
+    assert record["tasks"][0]["deleted"] == 1  # the snapshot's comparison found the row gone
+
+
+def test_a_server_without_logical_decoding_says_what_to_change(project, pg_url, tmp_path):
+    """The shared server runs wal_level=replica: the first run names the setting to change."""
+    engine = source_engine(pg_url)
+    create_items(engine, 3)
+    setup_project(project, pg_url, pg_url)
+    record = services.run(project.ws, "sync")
+    assert record["status"] == "failed"
+    assert "wal_level is 'replica'; set it to 'logical'" in record["error"]
+
+
+def test_keys_other_than_the_replica_identity_are_refused(project, cdc_url, pg_url):
+    engine = source_engine(cdc_url)
+    execute(
+        engine,
+        "CREATE TABLE items (id int PRIMARY KEY, code text NOT NULL, name text, amount numeric, stamp timestamp, doc jsonb)",
+    )
+    project.connection("src", "postgresql", cdc_url)
+    project.connection("dst", "postgresql", pg_url)
+    project.job(
+        "sync",
+        "src",
+        "dst",
+        "- {name: items, read: {table: items}, write: {table: items, keys: [code]}, changes: {strategy: cdc}, "
+        "deletes: propagate}",
+    )
+    services.apply(project.ws)
+    record = services.run(project.ws, "sync")
+    assert record["status"] == "failed"
+    assert "write.keys (code) are not the replica identity of table 'items' (id)" in record["error"]
+    execute(
+        engine,
+        "ALTER TABLE items REPLICA IDENTITY FULL",
+        "INSERT INTO items VALUES (1, 'a', 'x', 1, NULL, NULL)",
+    )
+    assert run_ok(project)["inserted"] == 1
+    execute(engine, "UPDATE items SET code = 'b' WHERE id = 1")  # the key changes: the old row goes
+    run_ok(project)
+    with source_engine(pg_url).connect() as conn:
+        assert conn.exec_driver_sql("SELECT code, name FROM items").all() == [("b", "x")]
+
+
+def test_dry_run_changes_nothing(project, cdc_url, pg_url):
+    engine, dst = source_engine(cdc_url), source_engine(pg_url)
+    create_items(engine, 5)
+    setup_project(project, cdc_url, pg_url)
+    dry = services.run(project.ws, "sync", services.RunOptions(dry_run=True))
+    assert dry["status"] == "succeeded", dry["error"]
+    assert dry["tasks"][0]["inserted"] == 5
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM pg_replication_slots").scalar() == 0
+    run_ok(project)
+    execute(engine, "DELETE FROM items WHERE id = 1")
+    dry = services.run(project.ws, "sync", services.RunOptions(dry_run=True))
+    assert dry["tasks"][0]["deleted"] == 1
+    assert len(rows(dst)) == 5
+    assert run_ok(project)["deleted"] == 1
+    assert rows(dst) == rows(engine)

@@ -29,12 +29,13 @@ import datetime as dt
 import hashlib
 import re
 import struct
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from runner.connectors.changelog import Commit, Lag, LogNames, RowChange
-from runner.errors import TerminalError
+from runner.errors import TerminalError, TransientError
 from runner.streams.types import Column
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 PG_EPOCH = dt.datetime(2000, 1, 1)
 FETCH = 2_000  # log messages per fetch from the server-side cursor
+IDLE_WAIT = 15.0  # seconds to wait for a slot a killed run still holds
 
 
 def lsn_int(lsn: str) -> int:
@@ -267,6 +269,7 @@ class PostgresqlChangeLog:
                     f"the replication slot {self.names.slot!r} of table {self.table!r} is gone (dropped on "
                     f"the source, connection {self.c.name!r}); run with --resync to load the table again"
                 )
+            self._wait_idle(cursor)
             driver = dbapi.driver_connection
             loaders = Transformer(driver)
             log = driver.cursor(name="runner_log")
@@ -394,6 +397,7 @@ class PostgresqlChangeLog:
             )
             row = cursor.fetchone()
             if row is not None and row[0] is not None and lsn_int(row[0]) < lsn_int(position):
+                self._wait_idle(cursor)
                 cursor.execute(
                     "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (self.names.slot, position)
                 )
@@ -411,10 +415,33 @@ class PostgresqlChangeLog:
             return Lag(0, 0)
         return Lag(max(int(rows[0][0] or 0), 0), max(int(rows[0][1] or 0), 0))
 
+    def _wait_idle(self, cursor: Any) -> None:
+        """Wait for the slot to be free: a run killed a moment ago may hold it until its server
+        process notices (the job's lock says no other run is using it).
+
+        Raises:
+            TransientError: still in use after `IDLE_WAIT` seconds.
+        """
+        deadline = time.monotonic() + IDLE_WAIT
+        while True:
+            cursor.execute(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (self.names.slot,)
+            )
+            row = cursor.fetchone()
+            if row is None or row[0] is None:
+                return
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"the replication slot {self.names.slot!r} is in use by server process {row[0]} "
+                    f"(connection {self.c.name!r})"
+                )
+            time.sleep(0.2)
+
     def _drop_slot(self) -> bool:
         doing = "dropping the replication slot"
         with self.c.connection(doing) as dbapi, self.c.errors(doing):
             cursor = dbapi.cursor()
+            self._wait_idle(cursor)
             cursor.execute(
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
                 (self.names.slot,),
