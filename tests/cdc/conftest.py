@@ -10,6 +10,7 @@ RUNNER_REQUIRE_SERVICES=1, where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -102,7 +103,8 @@ def logical_pg() -> Iterator[PrivateServer]:
         )
         with (server.data / "postgresql.conf").open("a") as conf:
             conf.write(
-                f"\nport = {server.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{folder}'\n"
+                f"\nport = {server.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{folder}'\n"
                 "wal_level = logical\nmax_replication_slots = 40\nmax_wal_senders = 20\n"
                 "fsync = off\nfull_page_writes = off\n"
             )
@@ -113,10 +115,8 @@ def logical_pg() -> Iterator[PrivateServer]:
     try:
         yield server
     finally:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             server.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(folder, ignore_errors=True)
 
 
