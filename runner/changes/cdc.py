@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from runner.changes.task import TaskRun, columns_of
 from runner.connectors.base import MergeWriter, Writer
-from runner.connectors.changelog import ChangeLog, LogSource, RowChange
+from runner.connectors.changelog import ChangeLog, LogSource, RowChange, log_names
 from runner.definitions.needs import Need
 from runner.definitions.tasks import Task
 from runner.errors import TerminalError
@@ -76,7 +76,7 @@ def run_cdc(run: TaskRun) -> None:
     assert task.read.table is not None  # `Task._check_cdc`
     state = run.state()
     source = cast(LogSource, run.source)
-    names = source.log_names(run.namespace, run.job, task.name)
+    names = log_names(run.namespace, run.job, task.name)
     columns = columns_of(run)
     unmapped = [c.name for c in columns if c.unmapped and c.type.kind == "jsonb"]
     if unmapped:

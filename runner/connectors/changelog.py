@@ -13,6 +13,8 @@ from the stored position and the target ends equal to the source.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -94,9 +96,21 @@ class ChangeLog(Protocol):
 
 class LogSource(Protocol):  # `log_changes`
     def change_log(self, names: LogNames, table: str, columns: list[Column], keys: list[str]) -> ChangeLog:
-        """The log reader of one task's table (`columns` as the source's read has them)."""
+        """The log reader of one task's table (`columns` as the source's read has them; none
+        needed to `drop` it)."""
         ...
 
-    def log_names(self, namespace: str, job: str, task: str) -> LogNames:
-        """The task's slot and publication names, made from its job and name alone."""
-        ...
+
+def log_names(namespace: str, job: str, task: str) -> LogNames:
+    """A task's slot and publication, named from its job and task alone (so a run finds its own
+    again, and `runner apply` knows what to drop when the task goes): `runner_<job>_<task>_<8
+    hex of a hash of namespace/job/task>`, lower-case letters, digits and `_`, within
+    PostgreSQL's 63 bytes. Slots are per server: two runner installations sharing a server and
+    a job name would share a slot; give one of them another namespace."""
+    digest = hashlib.sha256(f"{namespace}/{job}/{task}".encode()).hexdigest()[:8]
+
+    def slug(text: str) -> str:
+        return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+    name = f"runner_{slug(job)[:24]}_{slug(task)[:20]}_{digest}"
+    return LogNames(name, name)

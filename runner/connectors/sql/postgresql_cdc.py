@@ -18,15 +18,13 @@ Why these pieces:
   overlap. (`pg_create_logical_replication_slot` exports none: a snapshot taken after it may
   already hold changes the slot will send again, or miss some it will not.)
 
-Names: slot and publication are both `runner_<job>_<task>_<hash>` (lower case, cut to fit 63
-bytes; the hash is of namespace/job/task), so a task finds its own again and `runner apply`
-knows what to drop when the task goes.
+Names: slot and publication are both `runner_<job>_<task>_<hash>`
+(`runner.connectors.changelog.log_names`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import struct
 import time
@@ -53,17 +51,6 @@ def lsn_int(lsn: str) -> int:
 
 def lsn_text(value: int) -> str:
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
-def log_names(namespace: str, job: str, task: str) -> LogNames:
-    """`runner_<job>_<task>_<8 hex of namespace/job/task>`, within PostgreSQL's 63 bytes."""
-    digest = hashlib.sha256(f"{namespace}/{job}/{task}".encode()).hexdigest()[:8]
-
-    def slug(text: str) -> str:
-        return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-
-    name = f"runner_{slug(job)[:24]}_{slug(task)[:20]}_{digest}"
-    return LogNames(name, name)
 
 
 class _Reader:
@@ -262,7 +249,16 @@ class PostgresqlChangeLog:
         key_at = [names.index(k) for k in self.keys]
         with self.c.connection(doing) as dbapi, self.c.errors(doing):
             cursor = dbapi.cursor()
-            oid, _, _, _ = self._table_info(cursor)
+            oid, schema, name, _ = self._table_info(cursor)
+            cursor.execute(
+                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+                (self.names.publication,),
+            )
+            if [tuple(r) for r in cursor.fetchall()] != [(schema, name)]:
+                raise TerminalError(
+                    f"the publication {self.names.publication!r} does not publish table {self.table!r} "
+                    "(the task's table changed, or the publication was altered); run with --resync"
+                )
             cursor.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (self.names.slot,))
             if cursor.fetchone() is None:
                 raise TerminalError(
@@ -472,6 +468,3 @@ class PostgresqlLogSource:
         self, names: LogNames, table: str, columns: list[Column], keys: list[str]
     ) -> PostgresqlChangeLog:
         return PostgresqlChangeLog(self, names, table, columns, keys)  # type: ignore[arg-type]
-
-    def log_names(self, namespace: str, job: str, task: str) -> LogNames:
-        return log_names(namespace, job, task)
