@@ -26,20 +26,36 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from runner.changes.task import TaskRun, columns_of
-from runner.connectors.base import MergeWriter, Writer
-from runner.connectors.changelog import ChangeLog, LogSource, RowChange, log_names
+from runner.connectors.base import MergeWriter, Source, Writer
+from runner.connectors.changelog import POSITION, ChangeLog, LogSource, RowChange, log_names
 from runner.definitions.needs import Need
 from runner.definitions.tasks import Task
 from runner.errors import TerminalError
 from runner.streams.checkpoints import checkpoint
-
-POSITION = "lsn"  # the pointer's type: a position in the source's log
 
 
 def needs(task: Task) -> list[Need]:
     """A source whose kind reads a table's changes from its log."""
     why = "strategy 'cdc' reads the table's changes from the source's log"
     return [Need("source", "log_changes", ("changes", "strategy"), why)]
+
+
+def live_lag(source: Source, namespace: str, job: str, task: Task) -> dict[str, Any]:
+    """A cdc task's lag now, asked of its source (`runner tasks`)."""
+    assert task.read.table is not None
+    log = cast(LogSource, source).change_log(log_names(namespace, job, task.name), task.read.table, [], [])
+    if not log.exists():
+        return {"slot": log.names.slot, "exists": False}
+    lag = log.lag()
+    limit = task.changes.max_lag_bytes()
+    return {
+        "slot": log.names.slot,
+        "exists": True,
+        "lag_bytes": lag.bytes,
+        "retained_bytes": lag.retained,
+        "max_lag": limit,
+        "over_max_lag": lag.retained > limit,
+    }
 
 
 def position_of(pointer: dict[str, Any] | None, slot: str) -> str | None:

@@ -18,9 +18,11 @@ import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from runner.streams.types import Column
+
+POSITION = "lsn"  # a cdc task's pointer type: a position in the source's log
 
 
 @dataclass(frozen=True)
@@ -114,3 +116,24 @@ def log_names(namespace: str, job: str, task: str) -> LogNames:
 
     name = f"runner_{slug(job)[:24]}_{slug(task)[:20]}_{digest}"
     return LogNames(name, name)
+
+
+def recorded_lag(task: str, pointer: dict[str, Any] | None, now: dt.datetime) -> dict[str, Any] | None:
+    """A cdc task's lag as its last run left it (`_report_lag`): the log the source kept for it
+    then, its limit, whether it was past it, and the seconds since that run read up to the
+    log's end (the target is at most that far behind, unless a run failed since)."""
+    if not pointer or pointer.get("type") != POSITION or "checked_at" not in pointer:
+        return None
+    checked = dt.datetime.fromisoformat(pointer["checked_at"])
+    retained, limit = int(pointer.get("retained_bytes", 0)), int(pointer.get("max_lag", 0))
+    return {
+        "task": task,
+        "slot": pointer.get("slot"),
+        "position": pointer.get("value"),
+        "lag_bytes": int(pointer.get("lag_bytes", 0)),
+        "retained_bytes": retained,
+        "max_lag": limit,
+        "over_max_lag": bool(limit) and retained > limit,
+        "checked_at": pointer["checked_at"],
+        "seconds_since": max(0.0, round((now - checked).total_seconds(), 1)),
+    }
