@@ -42,3 +42,21 @@ def test_status_and_tasks_show_the_lag_and_warn_past_max_lag(project, cdc_url, p
     run_ok(project)
     (task,) = services.tasks(project.ws, "sync")
     assert task["lag"]["lag_bytes"] < 1024  # caught up (the log moves on by a few records)
+
+
+def test_connections_test_checks_the_log_settings(project, cdc_url, pg_url):
+    """The shared server runs wal_level=replica: its test says what to change; the private one passes."""
+    project.connection("src", "postgresql", cdc_url)
+    project.connection("shared", "postgresql", pg_url)
+    for name in ("src", "shared"):
+        project.job(
+            f"from-{name}",
+            name,
+            "shared",
+            "- {name: items, read: {table: items}, write: {table: items, keys: [id]}, changes: {strategy: cdc}}",
+        )
+    results = {r["connection"]: r for r in services.connections_test(project.ws)}
+    (log,) = [c for c in results["default/src"]["checks"] if c["check"] == "log"]
+    assert log["ok"] is True
+    (log,) = [c for c in results["default/shared"]["checks"] if c["check"] == "log"]
+    assert log["ok"] is False and "wal_level is 'replica'; set it to 'logical'" in log["detail"]
