@@ -53,7 +53,8 @@ def test_connections_test_checks_the_log_settings(project, cdc_url, pg_url):
             f"from-{name}",
             name,
             "shared",
-            "- {name: items, read: {table: items}, write: {table: items, keys: [id]}, changes: {strategy: cdc}}",
+            "- {name: items, read: {table: items}, write: {table: items, keys: [id]}, "
+            "changes: {strategy: cdc}}",
         )
     results = {r["connection"]: r for r in services.connections_test(project.ws)}
     (log,) = [c for c in results["default/src"]["checks"] if c["check"] == "log"]
