@@ -326,18 +326,9 @@ class PostgresqlChangeLog:
         would be written into the new one)."""
         logged = [n for n, _ in relation]
         if set(logged) != set(names):
-            added = [n for n in logged if n not in names]
-            dropped = [n for n in names if n not in logged]
-            said = "; ".join(
-                part
-                for part in (
-                    f"added {', '.join(added)}" if added else "",
-                    f"dropped {', '.join(dropped)}" if dropped else "",
-                )
-                if part
-            )
             raise TerminalError(
-                f"the columns of table {self.table!r} changed in the log ({said}); strategy 'cdc' stops "
+                f"the columns of table {self.table!r} changed: the log has changes with columns "
+                f"({', '.join(logged)}) where the task reads ({', '.join(names)}); strategy 'cdc' stops "
                 "there: run with --resync to load the table in its new shape"
             )
         at = [logged.index(n) for n in names]
