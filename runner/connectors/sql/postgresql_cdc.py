@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 PG_EPOCH = dt.datetime(2000, 1, 1)
 FETCH = 2_000  # log messages per fetch from the server-side cursor
+TEXT_OID = 25  # PostgreSQL's text type
 IDLE_WAIT = 15.0  # seconds to wait for a slot a killed run still holds
 
 
@@ -170,7 +171,9 @@ class PostgresqlChangeLog:
         pub = self.c.quote(self.names.publication)
         cursor.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.names.publication,))
         if cursor.fetchone() is None:
-            cursor.execute(f"CREATE PUBLICATION {pub} FOR TABLE {self.c.quote_table(self.table)}")
+            # a partitioned table's changes are published as the table's own, not its partitions'
+            options = " WITH (publish_via_partition_root = true)" if self.c.server_version() >= 130000 else ""
+            cursor.execute(f"CREATE PUBLICATION {pub} FOR TABLE {self.c.quote_table(self.table)}{options}")
             return
         cursor.execute(
             "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
@@ -332,8 +335,9 @@ class PostgresqlChangeLog:
                 "there: run with --resync to load the table in its new shape"
             )
         at = [logged.index(n) for n in names]
-        load = [loaders.get_loader(relation[i][1], text) for i in at]
-        return at, load
+        # a column of a type runner cannot map is read as its text (`read.unmapped_types: text`)
+        types = [TEXT_OID if c.unmapped else relation[i][1] for c, i in zip(self.columns, at, strict=True)]
+        return at, [loaders.get_loader(oid, text) for oid in types]
 
     def _row_change(
         self, kind: str, r: _Reader, at: list[int], load: list[Any], key_at: list[int]
