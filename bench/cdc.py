@@ -143,7 +143,8 @@ def main() -> None:
                 f"apiVersion: runner/v1\nkind: Job\nmetadata: {{name: events-{job}}}\nspec:\n"
                 f"  source: src\n  target: dst-{job}\n  batch_size: 10000\n  tasks:\n"
                 f"    - name: events\n      read: {{table: public.events}}\n"
-                f"      write: {{table: events, keys: [id]}}\n      changes: {how}\n      deletes: propagate\n"
+                f"      write: {{table: events, keys: [id]}}\n      changes: {how}\n"
+                "      deletes: propagate\n"
             )
         subprocess.run([str(RUNNER), "--dir", str(project), "apply"], check=True, capture_output=True)
 

@@ -306,8 +306,8 @@ def test_a_partitioned_table_is_followed_through_its_partitions(project, cdc_url
     engine, dst = source_engine(cdc_url), source_engine(pg_url)
     execute(
         engine,
-        "CREATE TABLE items (id int PRIMARY KEY, name text, amount numeric(12,2), stamp timestamp, doc jsonb) "
-        "PARTITION BY RANGE (id)",
+        "CREATE TABLE items (id int PRIMARY KEY, name text, amount numeric(12,2), stamp timestamp, "
+        "doc jsonb) PARTITION BY RANGE (id)",
         "CREATE TABLE items_low PARTITION OF items FOR VALUES FROM (0) TO (100)",
         "CREATE TABLE items_high PARTITION OF items FOR VALUES FROM (100) TO (1000)",
         "INSERT INTO items SELECT g, 'p' || g, g, NULL, NULL FROM generate_series(95, 105) g",
