@@ -8,8 +8,10 @@ import socket
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from runner import services
+from runner.cli.app import app
 from runner.errors import DefinitionsInvalid
 from tests.cdc.test_postgresql_cdc import create_items, execute, rows, run_ok, setup_project, source_engine
 from tests.conftest import TWO_SQLITE
@@ -96,6 +98,9 @@ def test_plan_names_and_apply_drops_the_slot_of_a_deleted_task_and_job(project, 
     job.write_text(job.read_text().split("    - name: other")[0])  # the task goes
     plan = services.plan(project.ws)
     (line,) = services.log_releases(plan)
+    shown = CliRunner().invoke(app, ["--dir", str(project.root), "plan"], env={"COLUMNS": "250"})
+    assert "Applying it also drops in the sources (cdc tasks deleted):" in shown.output
+    assert f"  - job default/sync: drops replication slot {other_slot}" in shown.output
     assert f"drops replication slot {other_slot} and publication {other_slot} of task 'other'" in line
     result = services.apply(project.ws)
     assert result.released == [
