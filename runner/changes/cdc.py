@@ -32,6 +32,7 @@ from runner.definitions.needs import Need
 from runner.definitions.tasks import Task
 from runner.errors import TerminalError
 from runner.streams.checkpoints import checkpoint
+from runner.streams.types import Column
 
 
 def needs(task: Task) -> list[Need]:
@@ -110,36 +111,39 @@ def run_cdc(run: TaskRun) -> None:
             f"the replication slot {names.slot!r} of task {task.name!r} is gone from the source (dropped "
             "by hand, or the source was restored); run with --resync to load the table again"
         )
+    if position is None and not options.dry_run:
+        position = _snapshot(run, log, columns, state.id)
     with run.writer(columns) as w:
-        if position is None:
-            position = _snapshot(run, w, log, state.id)
-        if position is not None:  # None: a dry run's snapshot, read without a slot
-            position = _changes(run, w, log, state.id, position, key_at)
-        elif options.dry_run:
+        if position is None:  # a dry run's first run: the table read without a slot
+            run.log(
+                "info",
+                "dry run: the table is read as a first snapshot would; no slot is made",
+                task=task.name,
+            )
+            _load(run, w)
             run.log("info", "dry run: rolled back", task=task.name)
+        else:
+            position = _changes(run, w, log, state.id, position, key_at)
     if position is not None and not options.dry_run:
         log.confirm(position)  # the target and the task's state hold everything up to here
         _report_lag(run, log, state.id)
 
 
-def _snapshot(run: TaskRun, w: Writer, log: ChangeLog, task_id: int) -> str | None:
-    """Create the slot and copy the table as of its start; commit, then store the start. A dry
-    run reads the table without a slot and returns None."""
-    task, result = run.task, run.result
-    if run.options.dry_run:
-        run.log(
-            "info", "dry run: the table is read as a first snapshot would; no slot is made", task=task.name
-        )
-        _load(run, w)
-        return None
+def _snapshot(run: TaskRun, log: ChangeLog, columns: list[Column], task_id: int) -> str:
+    """Create the slot, copy the table as of its start and commit; then store the start. The
+    target's writer opens only once the slot exists: creating a slot waits for every
+    transaction of the server to end, the writer's too when the target is on the same server."""
     log.check_setup()
     with log.start() as position:
-        run.log("info", "replication slot created; reading the snapshot", task=task.name, slot=log.names.slot)
-        _load(run, w)
-        w.commit()  # the target holds the snapshot: only now may the position be stored
-        run.committed()
-    result.pointer_after = _pointer(log, position)
-    run.store.tasks.set_pointer(task_id, None, result.pointer_after, run.run_id)
+        run.log(
+            "info", "replication slot created; reading the snapshot", task=run.task.name, slot=log.names.slot
+        )
+        with run.writer(columns) as w:
+            _load(run, w)
+            w.commit()  # the target holds the snapshot: only now may the position be stored
+            run.committed()
+    run.result.pointer_after = _pointer(log, position)
+    run.store.tasks.set_pointer(task_id, None, run.result.pointer_after, run.run_id)
     checkpoint("stored")
     return position
 

@@ -322,3 +322,23 @@ def test_a_partitioned_table_is_followed_through_its_partitions(project, cdc_url
     )
     run_ok(project)
     assert rows(dst) == rows(engine)
+
+
+def test_source_and_target_in_one_database(project, cdc_url):
+    """The slot is made before the target's writer opens: creating a slot waits for every open
+    transaction of the server, which would be the writer's own."""
+    engine = source_engine(cdc_url)
+    create_items(engine, 30)
+    project.connection("db", "postgresql", cdc_url)
+    project.job(
+        "sync",
+        "db",
+        "db",
+        "- {name: items, read: {table: items}, write: {table: copy.items, keys: [id]}, "
+        "changes: {strategy: cdc}, deletes: propagate}",
+    )
+    services.apply(project.ws)
+    run_ok(project)
+    execute(engine, "UPDATE items SET name = 'same server' WHERE id < 10", "DELETE FROM items WHERE id = 20")
+    run_ok(project)
+    assert rows(engine, "copy.items") == rows(engine)
