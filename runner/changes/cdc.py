@@ -47,11 +47,12 @@ def live_lag(source: Source, namespace: str, job: str, task: Task) -> dict[str, 
     log = cast(LogSource, source).change_log(log_names(namespace, job, task.name), task.read.table, [], [])
     if not log.exists():
         return {"slot": log.names.slot, "exists": False}
-    lag = log.lag()
+    lag = log.lag(seconds=True)
     limit = task.changes.max_lag_bytes()
     return {
         "slot": log.names.slot,
         "exists": True,
+        "lag_seconds": lag.seconds,
         "lag_bytes": lag.bytes,
         "retained_bytes": lag.retained,
         "max_lag": limit,

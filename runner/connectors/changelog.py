@@ -48,6 +48,7 @@ class Lag:
 
     bytes: int  # written since the confirmed position
     retained: int  # kept on the source's disk for the task (from the slot's restart point)
+    seconds: float | None = None  # since the oldest change not applied committed (when asked)
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,9 @@ class ChangeLog(Protocol):
         """Tell the source the log up to `position` was applied (it may recycle it)."""
         ...
 
-    def lag(self) -> Lag:
-        """The task's lag now."""
+    def lag(self, seconds: bool = False) -> Lag:
+        """The task's lag now; with `seconds`, also how long ago the oldest change not yet
+        applied committed (0 when none is pending; the source may have to decode to find it)."""
         ...
 
     def drop(self) -> list[str]:

@@ -35,13 +35,16 @@ def test_status_and_tasks_show_the_lag_and_warn_past_max_lag(project, cdc_url, p
     execute(engine, "INSERT INTO items SELECT g, 'more', g, NULL, NULL FROM generate_series(100, 200) g")
     (task,) = services.tasks(project.ws, "sync")
     assert task["lag"]["exists"] and task["lag"]["lag_bytes"] > 0  # asked of the source now
+    assert 0 <= task["lag"]["lag_seconds"] < 600  # the insert's commit, a moment ago
     tasks = runner.invoke(app, ["--dir", str(project.root), "tasks", "sync", "--format", "json"])
     assert tasks.exit_code == 0 and '"lag_bytes"' in tasks.output
     text = runner.invoke(app, ["--dir", str(project.root), "tasks", "sync"], env={"COLUMNS": "250"})
     assert "(lsn), LAG PAST max_lag 1 bytes: lag " in text.output, text.output
+    assert "oldest change not applied" in text.output
     run_ok(project)
     (task,) = services.tasks(project.ws, "sync")
     assert task["lag"]["lag_bytes"] < 1024  # caught up (the log moves on by a few records)
+    assert task["lag"]["lag_seconds"] == 0  # nothing of the table's pending
 
 
 def test_connections_test_checks_the_log_settings(project, cdc_url, pg_url):

@@ -51,6 +51,8 @@ def lag_text(lag: dict[str, Any]) -> str:
     if lag.get("exists") is False:
         return f"no slot {lag['slot']} (the next run makes one, or asks for --resync)"
     text = f"lag {size(lag['lag_bytes'])} (log kept {size(lag['retained_bytes'])})"
+    if lag.get("lag_seconds") is not None:
+        text += f", oldest change not applied {lag['lag_seconds']:g} s old"
     if "seconds_since" in lag:
         text += f", measured {lag['seconds_since']:g} s ago"
     if lag.get("over_max_lag"):

@@ -394,17 +394,36 @@ class PostgresqlChangeLog:
                 )
             dbapi.commit()
 
-    def lag(self) -> Lag:
+    def lag(self, seconds: bool = False) -> Lag:
         rows = self.c._query(
             "reading the slot's lag",
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, "
-            "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, active_pid "
             "FROM pg_replication_slots WHERE slot_name = %s",
             (self.names.slot,),
         )
         if not rows:
             return Lag(0, 0)
-        return Lag(max(int(rows[0][0] or 0), 0), max(int(rows[0][1] or 0), 0))
+        behind, kept, active = rows[0]
+        lag = Lag(max(int(behind or 0), 0), max(int(kept or 0), 0))
+        if not seconds or active is not None:  # a run holds the slot: it is catching up now
+            return lag
+        if not lag.bytes:
+            return Lag(lag.bytes, lag.retained, 0.0)
+        # the oldest transaction not applied: the first the slot would send (its BEGIN has the
+        # commit time); the server decodes up to it, so this is asked only on demand
+        first = self.c._query(
+            "reading the oldest change not applied",
+            "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, 1, 'proto_version', '1', "
+            "'publication_names', %s) LIMIT 1",
+            (self.names.slot, self.names.publication),
+        )
+        if not first or bytes(first[0][0])[:1] != b"B":
+            return Lag(lag.bytes, lag.retained, 0.0)
+        stamp = struct.unpack_from("!q", bytes(first[0][0]), 9)[0]
+        committed = PG_EPOCH + dt.timedelta(microseconds=stamp)
+        behind_s = (dt.datetime.now(dt.UTC).replace(tzinfo=None) - committed).total_seconds()
+        return Lag(lag.bytes, lag.retained, max(0.0, round(behind_s, 1)))
 
     def _wait_idle(self, cursor: Any) -> None:
         """Wait for the slot to be free: a run killed a moment ago may hold it until its server
