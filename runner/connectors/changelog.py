@@ -39,7 +39,7 @@ class Commit:
     """The end of a transaction: `position` is just past it (what the task stores)."""
 
     position: str
-    committed_at: dt.datetime | None  # naive UTC
+    committed_at: dt.datetime | None  # naive UTC; None: the end of what was read, no transaction
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,9 @@ class ChangeLog(Protocol):
 
     def changes(self, after: str, upto: str) -> Iterator[RowChange | Commit]:
         """The changes of the transactions that committed after position `after` and before
-        `upto`, in commit order, each transaction followed by its `Commit`."""
+        `upto`, in commit order, each transaction followed by its `Commit`; last, a `Commit`
+        with no changes when the log read reaches past the last transaction's (other tables'
+        changes, which the task's position may pass too)."""
         ...
 
     def confirm(self, position: str) -> None:

@@ -247,7 +247,7 @@ class PostgresqlChangeLog:
         from psycopg.adapt import Transformer
 
         doing = f"reading the log of {self.table}"
-        after_at = lsn_int(after)
+        after_at = reached = lsn_int(after)
         names = [c.name for c in self.columns]
         key_at = [names.index(k) for k in self.keys]
         with self.c.connection(doing) as dbapi, self.c.errors(doing):
@@ -296,6 +296,7 @@ class PostgresqlChangeLog:
                         r.take("!Q")
                         end_lsn = r.take("!Q")
                         if not skip:
+                            reached = max(reached, end_lsn)
                             yield Commit(lsn_text(end_lsn), committed_at)
                     elif kind == "R":
                         relid = r.take("!I")
@@ -320,6 +321,12 @@ class PostgresqlChangeLog:
                         if oid in [r.take("!I") for _ in range(count)]:
                             yield RowChange("truncate")
             dbapi.rollback()
+        # Every transaction committed before `upto` was read (and one whose commit record
+        # straddles it): the log up to there holds nothing more for the task. Saying so lets
+        # the slot move on past other tables' changes, or a quiet table's slot would keep the
+        # whole server's log for ever.
+        if lsn_int(upto) > reached:
+            yield Commit(upto, None)
 
     def _relation(
         self, relation: list[tuple[str, int]], names: list[str], loaders: Any, text: Any
