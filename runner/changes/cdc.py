@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from runner.changes.task import TaskRun, columns_of
-from runner.connectors.base import MergeWriter, Source, Writer
+from runner.connectors.base import STAGE, MergeWriter, Source, Writer
 from runner.connectors.changelog import POSITION, ChangeLog, LogSource, RowChange, log_names
 from runner.definitions.needs import Need
 from runner.definitions.tasks import Task
@@ -139,7 +139,7 @@ def _snapshot(run: TaskRun, log: ChangeLog, columns: list[Column], task_id: int)
         run.log(
             "info", "replication slot created; reading the snapshot", task=run.task.name, slot=log.names.slot
         )
-        with run.writer(columns) as w:
+        with run.writer(columns, copy=True) as w:
             _load(run, w)
             w.commit()  # the target holds the snapshot: only now may the position be stored
             run.committed()
@@ -153,6 +153,9 @@ def _load(run: TaskRun, w: Writer) -> None:
     """The table's rows merged into the target; keys the source lacks deleted as `deletes` says."""
     task, result = run.task, run.result
     stream = run.source.read(task.read, run.batch_size, limit=run.options.limit)
+    run.track(stream.batches, cancellable=False)  # closed when the task ends, even if never read
+    if run.copied(w, STAGE, stream):  # inside the databases, in the slot's snapshot too
+        checkpoint("write")
     for batch in run.timed(stream.batches):
         w.stage(batch)
         checkpoint("write")
