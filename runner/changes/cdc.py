@@ -154,8 +154,14 @@ def _load(run: TaskRun, w: Writer) -> None:
     task, result = run.task, run.result
     stream = run.source.read(task.read, run.batch_size, limit=run.options.limit)
     run.track(stream.batches, cancellable=False)  # closed when the task ends, even if never read
-    if run.copied(w, STAGE, stream):  # inside the databases, in the slot's snapshot too
+    # copied inside the databases where the pair can (its reads import the slot's snapshot too):
+    # into an empty table straight, else into the stage to be merged
+    empty = cast(MergeWriter, w).empty_at_start
+    if run.copied(w, task.write.table if empty else STAGE, stream):
         checkpoint("write")
+        if empty:
+            result.inserted = result.rows_read
+            return
     for batch in run.timed(stream.batches):
         w.stage(batch)
         checkpoint("write")
