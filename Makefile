@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/runner run customer-history
 	$(BIN)/runner run shop-snapshot
 	$(BIN)/runner run orders-backfill
+	$(BIN)/runner run orders-export
 
 test: $(STAMP)
 	$(BIN)/pytest -q -n auto

@@ -112,6 +112,12 @@ class NotFound(RunnerError):
     """A named object (job, connection, run) is not in the applied state."""
 
 
+class WriteBackRefused(RunnerError):
+    """A change to the definitions cannot be written back to git now: the folder is not a git
+    work tree, the file has uncommitted changes, or a commit moved the branch meanwhile.
+    Nothing was written or committed."""
+
+
 # --- runs --------------------------------------------------------------------------------
 
 

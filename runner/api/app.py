@@ -1,11 +1,13 @@
 """The HTTP API (`/api/v1`) and the status page (`/`), over the same `runner.service` functions
-as the CLI. Definitions stay in git: the API reads them and acts on runs, never edits them.
+as the CLI. Definitions stay in git: the API acts on runs, and a change to a job or task it is
+sent is written back to git (committed, then applied), never kept beside it.
 
 Every `/api/v1` request is checked by `Guard` before its body is read: a key (`runner.api.auth`),
 its scope, a body of at most `MAX_BODY` bytes. The page holds no data and asks for a key,
 which the browser keeps. Errors are JSON: `{"error": message}` plus `field` (and `problems`,
 each with its field) where a request's content is wrong; 404 for an unknown job, run or
-connection, 409 for a job already running (or not running, for a cancel).
+connection, 409 for a job already running (or not running, for a cancel) or a change that
+cannot be written back to git now.
 Under `runner serve` the API is read-only: only the daemon starts runs.
 
 Each resource's routes are a router in `runner.api.routes`; `create_app` composes them behind
@@ -122,10 +124,14 @@ async def _refuse(exc: AuthError, send: Send) -> None:
 
 
 def create_app(
-    ws: services.Workspace, runner: RunStarter | None = None, allow_adhoc: bool = False
+    ws: services.Workspace,
+    runner: RunStarter | None = None,
+    allow_adhoc: bool = False,
+    review_branch: str | None = None,
 ) -> FastAPI:
     """The app; `runner` is None under `runner serve` (read-only). Ad-hoc runs run any SQL
-    on any applied connection: they are refused unless `allow_adhoc`."""
+    on any applied connection: they are refused unless `allow_adhoc`. With `review_branch`,
+    job and task changes are committed there for review, never applied."""
     keys = KeyRing(ws)
     listings = Listings()
     app = FastAPI(
@@ -134,13 +140,13 @@ def create_app(
         description=(
             "Jobs, runs, history and logs of a runner daemon. Every /api/v1 route needs "
             "`Authorization: SharedKey <key>` or `Bearer <key>` (`runner keys create`); scope `read` "
-            "may GET, `operate` may also act on runs."
+            "may GET, `operate` may also act on runs and change jobs and tasks (written back to git)."
         ),
         docs_url=None,  # Swagger UI and ReDoc load from a CDN: /openapi.json is the document
         redoc_url=None,
     )
     app.state.context = Context(
-        ws, runner, allow_adhoc, keys, listings, threading.BoundedSemaphore(MAX_STREAMS)
+        ws, runner, allow_adhoc, keys, listings, threading.BoundedSemaphore(MAX_STREAMS), review_branch
     )
     app.add_middleware(Guard, keys=keys, listings=listings, read_only=runner is None)
     for exception, handler in HANDLERS.items():

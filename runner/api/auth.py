@@ -3,7 +3,8 @@
 A request carries `Authorization: SharedKey <key>` (DataZen's header) or `Bearer <key>`. Only
 a sha256 of each key is in the state store (`runner keys create` shows the key once); the
 hash of the given key is compared with every stored hash in constant time. Scope `read`
-allows GET only; `operate` allows runs, cancels, suspends, pauses and pointers.
+allows GET only; `operate` allows runs, cancels, suspends, pauses, pointers and changes to
+jobs and tasks (written back to git).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fastapi import APIRouter, Request, Security
+from fastapi import APIRouter, Query, Request, Security
 from fastapi.security import APIKeyHeader
 
 from runner import services
@@ -39,6 +39,12 @@ class Context:
     keys: KeyRing
     listings: Listings
     streams: threading.BoundedSemaphore  # MAX_STREAMS live tails
+    review_branch: str | None = None  # `runner daemon --review-branch`: no change is applied
+
+    def branch(self, asked: str | None) -> str | None:
+        """Where a job or task change is committed: the request's `?branch=`, else the review
+        branch the daemon was started with, else (None) the checked-out branch, and applied."""
+        return asked or self.review_branch
 
     def starter(self) -> RunStarter:
         assert self.runner is not None  # Guard refused every write under `runner serve`
@@ -60,6 +66,15 @@ scheme = APIKeyHeader(name="Authorization", description="`SharedKey <key>` or `B
 
 async def key_of(request: Request, _: str = Security(scheme)) -> Key:  # async: no thread per request
     return request.state.key  # checked by Guard; `scheme` documents it in the OpenAPI document
+
+
+BRANCH = Query(
+    None,
+    description=(
+        "Commit the change to this branch (made from HEAD when new) and do not apply it: it goes "
+        "through review. Without it the change is committed to the checked-out branch and applied."
+    ),
+)  # the write-back routes' `?branch=`
 
 
 def by(key: Key) -> str:

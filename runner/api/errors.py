@@ -25,6 +25,7 @@ from runner.errors import (
     NotRunning,
     RunnerError,
     StateUnavailable,
+    WriteBackRefused,
 )
 
 MAX_PROBLEMS = 20  # listed in a 422: a body with thousands of wrong keys gets a short answer
@@ -40,7 +41,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "No valid key"},
     403: {"model": Error, "description": "The key's scope does not allow it, or the server is read-only"},
     404: {"model": Error, "description": "No such job, run, connection or task"},
-    409: {"model": Error, "description": "The job is running (or, to cancel, is not)"},
+    409: {
+        "model": Error,
+        "description": (
+            "The job is running (or, to cancel, is not); or a change cannot be written back to git now"
+        ),
+    },
     422: {"model": Error, "description": "The request is invalid: `field` says where"},
 }
 
@@ -88,14 +94,22 @@ def unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 def runner_error(_: Request, exc: RunnerError) -> JSONResponse:
     if isinstance(exc, DefinitionsInvalid):
-        problems = [{"field": p.location.field, "message": p.message, "hint": p.hint} for p in exc.problems]
+        problems = [
+            {"field": p.location.field, "message": p.message, "hint": p.hint}
+            | (
+                {"file": p.location.file, "line": p.location.line, "col": p.location.col}
+                if p.location.line
+                else {}
+            )
+            for p in exc.problems
+        ]
         first = problems[0]
         return _error(422, first["message"], field=first["field"], problems=_capped_list(problems))
     if isinstance(exc, InvalidValue):
         return _error(422, str(exc), field=exc.field)
     if isinstance(exc, StateUnavailable | HistoryUnwritable):  # the server's storage, not the request
         return _error(503, str(exc))
-    conflict = isinstance(exc, JobBusy | NotRunning | NameTaken)
+    conflict = isinstance(exc, JobBusy | NotRunning | NameTaken | WriteBackRefused)
     return _error(404 if isinstance(exc, NotFound) else 409 if conflict else 400, str(exc))
 
 

@@ -43,3 +43,11 @@ class PointerRequest(Body):
         description="The new pointer (as `runner pointer set` takes it), or null to clear it.",
         max_length=services.MAX_POINTER,
     )
+
+
+class MoveRequest(Body):
+    """Where a task goes: one of `position`, `before` or `after`."""
+
+    position: int | None = Field(None, ge=1, description="Its new place, 1 being first.")
+    before: Name | None = Field(None, description="Just before this task.")
+    after: Name | None = Field(None, description="Just after this task.")

@@ -19,6 +19,7 @@ def start_beside(
     bind: str,
     allow_adhoc: bool,
     log: Callable[..., Any],
+    review_branch: str | None = None,
 ) -> HttpServer:
     """Serve the API and status page on a thread of this process; `runs` starts the runs it
     accepts (the daemon). Returns the running server (`stop()` ends it)."""
@@ -26,7 +27,7 @@ def start_beside(
     # Runs and requests share the interpreter: hand it over every 1 ms (Python's default is
     # 5 ms), so a request waits less behind a run's Python work.
     sys.setswitchinterval(0.001)
-    server = HttpServer(create_app(ws, runs, allow_adhoc), host, port)
+    server = HttpServer(create_app(ws, runs, allow_adhoc, review_branch), host, port)
     server.start(warn=lambda text: log("warning", text))
     log("info", "serving the API and status page", url=f"http://{host}:{port}/")
     return server

@@ -22,15 +22,11 @@ BUCKETS_PER_PASS = 5_000  # at most 5,000 bound parameters and ~320,000 staged k
 
 
 def needs(task: Task) -> list[Need]:
-    """A deleted_keys_query is a query the source runs; otherwise the target finds the keys
-    gone (its merge, `native_merge`) or a delete script deletes the ones listed (`scripts`,
-    asked for by write.upsert_script already)."""
-    if task.deletes == "ignore":
-        return []
-    if task.read.deleted_keys_query is not None:
-        why = "read.deleted_keys_query lists the deleted keys with a query"
-        return [Need("source", "query", ("read", "deleted_keys_query"), why)]
-    if task.write.upsert_script:
+    """A read that lists the deleted keys (a deleted_keys_query, a broker's delete messages)
+    asks for what it needs itself (`ReadModel.needs`); otherwise the target finds the keys gone
+    (its merge, `native_merge`), or a write it does not merge takes them listed (asked for by
+    the write already: `WriteModel.needs`)."""
+    if task.deletes == "ignore" or task.read.lists_deleted_keys() or not task.write.merged():
         return []
     why = f"deletes: {task.deletes} has the target find the rows gone from the source"
     return [Need("target", "native_merge", ("deletes",), why)]

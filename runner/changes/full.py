@@ -33,7 +33,7 @@ def run_full(run: TaskRun) -> None:
                 result.deleted = w.truncate()
             else:
                 run.log("warning", "the table is not emptied in a run limited to N rows", task=task.name)
-            if run.copied(w, task.write.table, stream):
+            if run.copied(w, run.table, stream):
                 result.inserted = result.rows_read
                 checkpoint("write")
             for batch in run.timed(stream.batches):

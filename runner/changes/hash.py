@@ -18,7 +18,7 @@ from contextlib import nullcontext
 from typing import Protocol, cast
 
 from runner.changes.full import run_full
-from runner.changes.task import TaskRun, columns_of
+from runner.changes.task import TaskRun, columns_of, table_of
 from runner.connectors.base import (
     KEY_STAGE,
     STAGE,
@@ -39,6 +39,14 @@ from runner.streams.types import INTEGERS, Column
 MAX_PARAMETERS = 30_000  # bound parameters per statement, under every driver's limit
 
 
+# The row digest recorded for a key before its row goes to a target that cannot be compared
+# with the source (a message sent, a script run: `WriteModel.merged` is false), replaced by the
+# row's digest once the target committed. A run stopped in between leaves it: the next run sees
+# the key as changed if the source still has it (it is sent again) and as gone if not (its
+# delete is sent), so no change is lost to a stop between a send and the digest's record.
+IN_FLIGHT = "0" * 32
+
+
 def needs(task: Task) -> list[Need]:
     """The source computes each row's digests and, for the rows that changed, reads them by key."""
     why = "strategy 'hash' compares digests computed in the source and reads changed rows by key"
@@ -57,7 +65,9 @@ def _flat(batches: Iterator[list[tuple]]) -> Iterator[tuple]:
 def run_hash(run: TaskRun) -> None:
     task, result, options = run.task, run.result, run.options
     keys = task.write.keys
-    if options.limit is not None or (options.dry_run and not run.target.table_exists(task.write.table)):
+    table = table_of(task)
+    missing = options.dry_run and table is not None and not run.target.table_exists(table)
+    if options.limit is not None or missing:
         # as a full run: a test run merges its first N rows (rolled back), a dry run into no
         # table counts the rows that would be inserted
         run_full(run)
@@ -69,9 +79,11 @@ def run_hash(run: TaskRun) -> None:
         if state.digests_pending and not options.dry_run:
             run.store.tasks.set_digests_pending(state.id, False)
         return
-    if state.digests_pending and not options.dry_run:
+    if state.digests_pending and not options.dry_run and task.write.merged():
         # a run stopped between committing rows and recording their digests: a key it added
         # may have no digest, and its later delete would go unseen; compare every key again
+        # (a target that does not merge cannot be compared: its keys were recorded before
+        # they were written, see `IN_FLIGHT`)
         run.log(
             "warning",
             "the last run stopped before recording its digests: comparing every key",
@@ -111,6 +123,9 @@ def run_hash(run: TaskRun) -> None:
                 rows = reader.read_by_keys(
                     task.read, columns, keys, [entry[2 : 2 + n_keys] for entry in changed]
                 )
+            if not w.merges and not options.dry_run:
+                in_flight = [(e[0], IN_FLIGHT, pointers.encode_key(e[2 : 2 + n_keys])) for e in changed]
+                run.store.tasks.write_digests(state.id, in_flight, [])
             w.stage(rows)
             if reconcile:
                 w.stage_keys(decode_keys([entry[2 : 2 + n_keys] for entry in changed]))
@@ -129,7 +144,7 @@ def run_hash(run: TaskRun) -> None:
         def write_gone() -> None:
             if task.deletes != "ignore":
                 w.open_key_stage()
-                decode = reader.batch_decoder(merging.key_columns)
+                decode = reader.batch_decoder(w.key_columns)
                 w.stage_keys(decode([pointers.decode_key(v) for _, v in gone]))
                 result.deleted += w.delete_listed()
             if not options.dry_run:
@@ -185,7 +200,7 @@ def _first_load_copied(run: TaskRun, task_id: int, columns: list[Column]) -> boo
         with run.writer(columns, copy=True) as w:
             if not (w.merges and cast(MergeWriter, w).empty_at_start):
                 return False
-            if not run.copied(w, task.write.table, ReadStream(columns, iter(()))):
+            if not run.copied(w, run.table, ReadStream(columns, iter(()))):
                 return False
             run.result.inserted = run.result.rows_read
             checkpoint("write")
@@ -195,7 +210,7 @@ def _first_load_copied(run: TaskRun, task_id: int, columns: list[Column]) -> boo
             return True  # later runs compare with the target itself
         # the target's kind is the source's when `same`: it computes the same digests
         reader = cast(DigestSource, run.target if same else run.source)
-        spec = ReadSpec(table=task.write.table) if same else task.read
+        spec = ReadSpec(table=run.table) if same else task.read
         # the database sorts them before the first comes (28 s for 2M rows): say so meanwhile
         run.log("info", "reading the copied rows' digests", task=task.name, rows=run.result.rows_read)
         digests = reader.read_digests(spec, columns, keys, run.batch_size, with_rows=False)

@@ -33,11 +33,11 @@ def action(run: TaskRun, pending: str | None) -> str:
 def prepare(run: TaskRun) -> None:
     """Empty or drop the task's table, after recording the reload in the state store."""
     task = run.task
-    table = task.write.table
     state = run.store.tasks.state(run.namespace, run.job, task.name)
     doing = action(run, state.reload_pending)
     if doing == "keep":
         return
+    table = task.write.describe()
     if state.reload_pending and not run.options.recreate and task.before_run != doing:
         run.log(
             "warning",
@@ -56,10 +56,10 @@ def prepare(run: TaskRun) -> None:
     run.store.tasks.begin_reload(state.id, doing)
     target = cast(TableLifecycle, run.target)  # `task.needs`: the target has `table_lifecycle`
     if doing == "truncate":
-        rows = target.truncate_table(table)
+        rows = target.truncate_table(run.table)
         run.log("info", "table emptied before the run", task=task.name, table=table, rows=rows)
     else:
-        existed = target.drop_table(table)
+        existed = target.drop_table(run.table)
         run.log(
             "info", "table dropped; the run creates it again", task=task.name, table=table, existed=existed
         )

@@ -20,16 +20,18 @@ from runner.connectors.base import (
     MergeCounts,
     MergeWriter,
     ReadStream,
-    ScriptTarget,
+    RowTarget,
     Source,
+    TableDDL,
     TableEvolution,
     Target,
+    WriteContext,
     Writer,
 )
 from runner.definitions.load import format_path
 from runner.definitions.needs import Need
 from runner.definitions.schema_changes import TableChanges
-from runner.definitions.tasks import Task
+from runner.definitions.tasks import Task, WriteSpec
 from runner.errors import Location, TerminalError
 from runner.state.store import StateStore
 from runner.state.tasks import TaskState
@@ -77,7 +79,7 @@ class TaskResult:
     rows_read: int = 0
     inserted: int = 0
     updated: int = 0
-    upserted: int = 0  # written through write.upsert_script (insert or update: the script decides)
+    upserted: int = 0  # written unmerged (a script's insert or update, a message): the writer cannot tell
     deleted: int = 0
     unchanged: int = 0
     pointer_before: dict[str, str] | None = None
@@ -132,10 +134,17 @@ class TaskRun:
 
     def __post_init__(self) -> None:
         t = self.task
-        self.result = TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy)
+        self.result = TaskResult(t.name, t.read.describe(), t.write.describe(), t.changes.strategy)
         self.noted = time.monotonic()
-        if t.read.timezone is not None:  # timestamps without a zone: read in it, given as UTC
-            self.source = cast(Source, ZonedSource(self.source, t.read.timezone))
+        if t.read.zone is not None:  # timestamps without a zone: read in it, given as UTC
+            self.source = cast(Source, ZonedSource(self.source, t.read.zone))
+
+    @property
+    def table(self) -> str:
+        """The task's table, where only a table's write comes (a merge, a copy, a lifecycle)."""
+        table = table_of(self.task)
+        assert table is not None, "a write without a table has no merge (`WriteModel.merged`)"
+        return table
 
     def note(self, doing: str, rows: int) -> None:
         """Log a long phase's rows so far, at most every `NOTE_SECONDS`: a run of many minutes
@@ -204,16 +213,18 @@ class TaskRun:
             yield batch
 
     def writer(self, columns: list[Column], copy: bool = False) -> Writer:
-        """The task's writer: its scripts' (the target has `scripts`, see `needs`) or the
-        target's merge; `copy` lets it copy inside the databases (`MergeWriter.copy_from`)."""
-        write = self.task.write
-        if write.upsert_script:
-            return cast(ScriptTarget, self.target).open_script_writer(
-                write.table, columns, write.keys, write.upsert_script, write.delete_script, self.cancel
-            )
+        """The task's writer: the target's merge, or, for a write it does not merge (scripts,
+        messages: `WriteModel.merged`), a writer handed each row (`RowTarget`); `copy` lets a
+        merge copy inside the databases (`MergeWriter.copy_from`)."""
+        if not self.task.write.merged():
+            job = f"{self.namespace}/{self.job}"
+            dry = self.options.dry_run
+            context = WriteContext(job, self.task.name, self.run_id, self.started, self.cancel, dry)
+            return cast(RowTarget, self.target).open_row_writer(self.task.write, columns, context)
+        write = cast(WriteSpec, self.task.write)  # a merged write is a table's
         soft = write.soft_delete_column if self.task.deletes == "soft" else None
         # a copy inside the databases would pass by the conversion of a `read.timezone`
-        path = fast_path(self.source, self.target) if copy and self.task.read.timezone is None else None
+        path = fast_path(self.source, self.target) if copy and self.task.read.zone is None else None
         fast = Copy(self.source, path) if path is not None else None
         history = None
         if write.history is not None:  # one timestamp for the run's versions: its start
@@ -309,6 +320,12 @@ class TaskRun:
             self.committed()
 
 
+def table_of(task: Task) -> str | None:
+    """The table a task writes; None for a target without tables (a broker's messages). A
+    merged write is always a table's (`WriteSpec.merged`); an unmerged one may be too (scripts)."""
+    return task.write.table if isinstance(task.write, WriteSpec) else None
+
+
 def _value_at(task: Task, path: tuple[str | int, ...]) -> object:
     """A field's value below a task (`('changes', 'window')`), None when unset."""
     value: object = task
@@ -318,47 +335,15 @@ def _value_at(task: Task, path: tuple[str | int, ...]) -> object:
 
 
 def needs(task: Task) -> list[Need]:
-    """What every task needs of its kinds, whatever its strategy: a query read where it reads
-    one, scripts run where it has them, else the target's merge (or replace, without keys)."""
-    found = []
-    if task.read.query is not None:
-        found.append(Need("source", "query", ("read", "query"), "read.query reads the rows of a query"))
-    if task.write.upsert_script:
-        found.append(
-            Need(
-                "target", "scripts", ("write", "upsert_script"), "write.upsert_script runs SQL in the target"
-            )
-        )
-    elif task.write.keys:
-        found.append(
-            Need("target", "native_merge", ("write", "keys"), "with write.keys, rows are merged by key")
-        )
-    else:
-        found.append(
-            Need(
-                "target",
-                "native_merge",
-                ("write", "table"),
-                "without write.keys, the table's rows are replaced",
-            )
-        )
-    if task.write.history is not None:
-        why = "write.history keeps every version of a row in the target"
-        found.append(Need("target", "history", ("write", "history"), why))
-    if task.before_run in ("truncate", "recreate"):
-        why = f"before_run: {task.before_run} empties or drops the target table"
-        found.append(Need("target", "table_lifecycle", ("before_run",), why))
-    for name in ("schema_changes", "drop_columns", "truncate_strings"):  # the task's own, when on
-        if getattr(task, name) not in (None, False, "off"):
-            why = f"{name} changes the target table or its values"
-            found.append(Need("target", "alter_tables", (name,), why))
-    return found
+    """What every task needs of its kinds, whatever its strategy: what its read and its write
+    ask for (a query read, scripts run, the target's merge or replace, ...)."""
+    return [*task.read.needs(), *task.write.needs(task)]
 
 
 def check_columns(run: TaskRun, names: list[str]) -> None:
     """Raise a TerminalError naming, with where they are defined, the task's fields that name
-    a column the source does not have (keys, watermark), or one it must not have (the
-    soft-delete column, which runner adds to the target)."""
+    a column the source does not have (keys, watermark), or one it must not have (one runner
+    adds to the target: the soft-delete column, history mode's)."""
     task = run.task
     named: list[tuple[tuple[str | int, ...], str]] = [
         (("write", "keys", i), key) for i, key in enumerate(task.write.keys)
@@ -371,18 +356,11 @@ def check_columns(run: TaskRun, names: list[str]) -> None:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"columns: {', '.join(names)}"
             problems.append(f"{run.where(*path)}: column {name!r} is not among the source's columns ({hint})")
-    soft = task.write.soft_delete_column
-    if task.deletes == "soft" and soft in names:
-        problems.append(
-            f"{run.where('write', 'soft_delete_column')}: column {soft!r} is one of the source's columns: "
-            "runner sets it when a row is deleted; name another one"
-        )
-    history = task.write.history
-    for name in history.names() if history is not None else ():
+    for path, name, why in task.write.added_columns(task):
         if name in names:
             problems.append(
-                f"{run.where('write', 'history')}: column {name!r} is one of the source's columns: "
-                "runner keeps a version's validity in it; name another one"
+                f"{run.where(*path)}: column {name!r} is one of the source's columns: runner {why}; "
+                "name another one"
             )
     if problems:
         raise TerminalError("; ".join(problems))
@@ -393,19 +371,43 @@ def counted_without_target(run: TaskRun, stream: ReadStream) -> bool:
     table is not created (MariaDB would commit a CREATE TABLE at once), but every value is
     encoded as the target would be given it, so one it cannot hold fails the run naming its
     row and column, as a real run would."""
-    if not run.options.dry_run or run.target.table_exists(run.task.write.table):
+    table = table_of(run.task)
+    if not run.options.dry_run or table is None or run.target.table_exists(table):
         return False
     names = [c.name for c in stream.columns]
     encode = run.target.batch_encoder(stream.columns, [names.index(k) for k in run.task.write.keys])
-    for batch in run.timed(stream.batches):
-        encode(batch)
-    run.result.inserted = run.result.rows_read
+    _would_create(run, stream.columns)
     run.log(
         "info",
         "dry run: the target table does not exist; every row read would be inserted",
         task=run.task.name,
     )
+    for batch in run.timed(stream.batches):
+        encode(batch)
+        run.result.inserted = run.result.rows_read  # so far: a dry run stopped early says how far
     return True
+
+
+def _would_create(run: TaskRun, columns: list[Column]) -> None:
+    """List the table a dry run would create among its schema changes (`"change": "create"`,
+    with the statements where the target can show them: `TableDDL`)."""
+    write = run.task.write
+    ddl: list[str] = []
+    if run.target.capabilities.alter_tables:
+        history = History(*write.history.names(), at=run.started) if write.history is not None else None
+        soft = write.soft_delete_column if run.task.deletes == "soft" else None
+        keys = write.keys if write.keys else None
+        ddl = cast(TableDDL, run.target).create_table_ddl(write.table, columns, keys, soft, history)
+    run.result.schema_changes.append(
+        {
+            "column": None,
+            "change": "create",
+            "before": None,
+            "after": write.table,
+            "ddl": "; ".join(ddl),
+            "applied": False,
+        }
+    )
 
 
 def columns_of(run: TaskRun) -> list[Column]:

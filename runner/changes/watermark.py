@@ -28,7 +28,7 @@ from runner.connectors.base import (
     Writer,
 )
 from runner.definitions.needs import Need
-from runner.definitions.tasks import Task
+from runner.definitions.tasks import ReadSpec, Task
 from runner.definitions.windows import Window, parse_window
 from runner.errors import TerminalError
 from runner.streams import pointers
@@ -101,7 +101,7 @@ def run_watermark(run: TaskRun) -> None:
     with run.writer(columns, copy=run.target.capabilities.copy_while_reading) as w:
         # a target that was empty holds only this run's snapshot of the source: no key of it
         # can be missing from the source (a deleted_keys_query still says what it says)
-        snapshot = w.merges and cast(MergeWriter, w).empty_at_start and not task.read.deleted_keys_query
+        snapshot = w.merges and cast(MergeWriter, w).empty_at_start and not task.read.lists_deleted_keys()
         deletes = task.deletes != "ignore" and not snapshot
         with ThreadPoolExecutor(1) as pool:
             # the source sums up its keys while the rows are merged (`deletes_by_buckets`),
@@ -240,7 +240,7 @@ def _may_copy(run: TaskRun, before: Any) -> bool:
     return (
         before is None
         and run.target.capabilities.copy_while_reading
-        and not run.task.write.upsert_script
+        and run.task.write.merged()
         and not options.dry_run
     )
 
@@ -255,7 +255,7 @@ def _first_load_copied(run: TaskRun, w: Writer, column: str, task_id: int) -> bo
     if not (w.merges and cast(MergeWriter, w).empty_at_start):
         return False
     highest = run.source.highest(run.task.read, column)
-    if not run.copied(w, run.task.write.table, ReadStream([], iter(()))):
+    if not run.copied(w, run.table, ReadStream([], iter(()))):
         return False
     run.result.inserted = run.result.rows_read
     checkpoint("write")
@@ -294,7 +294,7 @@ def _by_buckets(run: TaskRun, w: Writer) -> bool:
         w.merges
         and run.source.capabilities.key_buckets
         and run.target.capabilities.key_buckets
-        and not run.task.read.deleted_keys_query
+        and not run.task.read.lists_deleted_keys()
         and len(keys) == 1
         and cast(MergeWriter, w).key_columns[0].type.kind in INTEGERS
     )
@@ -305,10 +305,12 @@ def _watermark_deletes(run: TaskRun, w: Writer, columns: list[Column]) -> int:
     task = run.task
     keys = task.write.keys
     w.open_key_stage()
-    if task.read.deleted_keys_query:
+    if task.read.lists_deleted_keys():  # a SQL read's deleted_keys_query (only it lists them here)
         types = [next(c.type for c in columns if c.name == k) for k in keys]
         source = cast(QuerySource, run.source)  # `deletes.needs`: the source has `query`
-        for batch in run.track(source.read_query(task.read.deleted_keys_query, types, run.batch_size)):
+        query = cast(ReadSpec, task.read).deleted_keys_query
+        assert query is not None
+        for batch in run.track(source.read_query(query, types, run.batch_size)):
             w.stage_keys(batch)
         return w.delete_listed()
     assert w.merges  # validation: a script needs deleted_keys_query here

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from runner import services
-from runner.cli import connections, daemon, definitions, keys, objects, operate, runs
+from runner.cli import changes, connections, daemon, definitions, imports, keys, objects, operate, runs
 from runner.cli.common import STATE, err
 
 app = typer.Typer(
@@ -52,6 +52,9 @@ for command in (
 app.add_typer(operate.pointer_app, name="pointer")
 app.add_typer(connections.connections_app, name="connections")
 app.add_typer(keys.keys_app, name="keys")
+app.add_typer(changes.jobs_app, name="jobs")
+app.add_typer(changes.task_app, name="task")
+app.add_typer(imports.import_app, name="import")
 
 
 @app.callback()

@@ -61,6 +61,15 @@ def daemon(
             help="Let operate keys POST ad-hoc job specs to /api/v1/runs: any SQL on any applied connection.",
         ),
     ] = False,
+    review_branch: Annotated[
+        str | None,
+        typer.Option(
+            "--review-branch",
+            metavar="NAME",
+            help="Commit every job and task change made through the API to branch NAME for review, "
+            "never to the checked-out branch, and apply none (a request's ?branch= may name another).",
+        ),
+    ] = None,
     keep_runs: Annotated[
         int | None,
         typer.Option("--keep-runs", min=1, help="History retention: keep each job's newest N runs."),
@@ -87,12 +96,19 @@ def daemon(
         "keep_days": keep_days,
     }
     code = _run_daemon(
-        STATE.workspace, http, allow_adhoc, **options, **({"workers": workers} if workers else {})
+        STATE.workspace,
+        http,
+        allow_adhoc,
+        review_branch,
+        **options,
+        **({"workers": workers} if workers else {}),
     )
     raise typer.Exit(code)
 
 
-def _run_daemon(ws: services.Workspace, http: str | None, allow_adhoc: bool, **options: Any) -> int:
+def _run_daemon(
+    ws: services.Workspace, http: str | None, allow_adhoc: bool, review_branch: str | None, **options: Any
+) -> int:
     """The daemon, with the API beside it when `http` is set, until SIGTERM/SIGINT."""
     from runner.daemon.main import Daemon, DaemonOptions  # not on the path of the other commands
 
@@ -100,7 +116,7 @@ def _run_daemon(ws: services.Workspace, http: str | None, allow_adhoc: bool, **o
         from runner.api.serve import start_beside  # FastAPI: only when serving
 
         assert http is not None
-        return start_beside(ws, daemon, http, allow_adhoc, daemon.log)
+        return start_beside(ws, daemon, http, allow_adhoc, daemon.log, review_branch)
 
     runner_daemon = Daemon(ws, DaemonOptions(**options), http=serve_api if http else None)
     runner_daemon.install_signal_handlers()

@@ -45,13 +45,22 @@ def validate(
         )
 
 
+class PlanFormat(StrEnum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
 @handles_errors
 def plan(
     detailed_exitcode: Annotated[
         bool,
         typer.Option("--detailed-exitcode", help=("Exit 0 with no changes, 2 with changes, 1 on error.")),
     ] = False,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    fmt: Annotated[
+        PlanFormat,
+        typer.Option("--format", "-f", help="text, json, or markdown (to paste into a pull request)."),
+    ] = PlanFormat.text,
     out_file: Annotated[
         Path | None,
         typer.Option("-out", "--out", "-o", help=("Save the plan; `runner apply FILE` applies exactly it.")),
@@ -69,24 +78,63 @@ def plan(
             ),
         ),
     ] = False,
+    data: Annotated[
+        bool,
+        typer.Option(
+            "--data",
+            help=(
+                "Also dry-run each task of every new or changed job, from the folder's definitions, and show "
+                "the rows its next run would insert, update and delete and the DDL it would run. Connects to "
+                "the jobs' databases; writes nothing anywhere."
+            ),
+        ),
+    ] = False,
+    data_all: Annotated[bool, typer.Option("--data-all", help="As --data, for unchanged jobs too.")] = False,
+    data_timeout: Annotated[
+        float,
+        typer.Option(
+            "--data-timeout",
+            metavar="SECONDS",
+            min=1.0,
+            help=(
+                "Time for all of --data, shared by the tasks; a task stopped by it shows its counts so "
+                "far, marked as an estimate."
+            ),
+        ),
+    ] = 60.0,
+    job: Annotated[
+        list[str] | None,
+        typer.Option("--job", metavar="JOB", help="With --data: count only this job (repeatable)."),
+    ] = None,
 ) -> None:
-    """Show what apply would create, update and delete, with changed fields (old → new)."""
+    """Show what apply would create, update and delete, with changed fields (old → new); with
+    --data, what the next run of each changed job would do to the data."""
     p = services.plan(STATE.workspace)
     if out_file:
         services.save_plan(p, out_file)
     switches = services.runtime_switches(STATE.workspace)
     tables = services.expansions(STATE.workspace, p) if expand else {}
     releases = services.log_releases(p)
-    if fmt == Format.json:
+    counted = None
+    if data or data_all:
+        counted = services.plan_data(
+            STATE.workspace, p, unchanged=data_all, timeout=data_timeout, jobs=job or None
+        ).to_dict()
+    if fmt == PlanFormat.json:
         extra = {"runtime": switches} | ({"expansions": tables} if expand else {})
+        extra |= {"data": counted} if counted is not None else {}
         extra |= {"releases": releases} if releases else {}
         out.print(json.dumps(p.to_dict() | extra, indent=2, ensure_ascii=False), markup=False)
+    elif fmt == PlanFormat.markdown:
+        out.print(render.plan_markdown(p.to_dict(), counted), markup=False, end="")
     else:
         out.print(render.plan_text(p.to_dict(), show_unchanged or expand, tables), markup=False)
         if releases:
             out.print("\nApplying it also drops in the sources (cdc tasks deleted):", markup=False)
             for line in releases:
                 out.print(f"  - {line}", markup=False)
+        if counted is not None:
+            out.print("\n" + render.data_text(counted), markup=False)
         if note := render.switches_text(switches):
             out.print(note, markup=False)
         if out_file:

@@ -14,7 +14,7 @@ kinds lack what it needs (`runner.changes.strategies.task_needs`).
 from __future__ import annotations
 
 import datetime as dt
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields
@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol
 
 from runner.definitions.models import ConnectionSpec
 from runner.definitions.schema_changes import TableChanges
-from runner.definitions.tasks import ReadSpec
+from runner.definitions.tasks import ReadModel, ReadSpec, WriteModel
 from runner.errors import TerminalError
 from runner.streams.cancel import CancelToken
 from runner.streams.keys import BucketDigest
@@ -46,16 +46,21 @@ class Capabilities:
     digests: bool = False  # source: row digests computed in the source (`DigestSource`): hash
     key_buckets: bool = False  # both ends: key bucket digests (`KeyBuckets`): watermark deletes
     native_merge: bool = False  # target: `open_writer` merges by key, replaces, (soft-)deletes
-    scripts: bool = False  # target: write.upsert_script / delete_script (`ScriptTarget`)
+    scripts: bool = False  # target: write.upsert_script / delete_script (`RowTarget`)
     snapshot: bool = False  # source: reads of several connections share one (`Snapshots`)
     in_database_compare: bool = False  # both ends, one kind: rows compared in the target (hash)
     one_writer: bool = False  # target: one writer at a time: parallel tasks run one by one
     copy_while_reading: bool = False  # target: copies inside the databases while a read is open
-    alter_tables: bool = False  # target: follows the source's columns, cuts strings (`TableEvolution`)
+    alter_tables: bool = (
+        False  # target: follows the source's columns, cuts strings (`TableEvolution`, `TableDDL`)
+    )
     history: bool = False  # target: `open_writer` keeps versions of rows (`History`): write.history
     table_lifecycle: bool = False  # target: tables truncated and dropped (`TableLifecycle`): before_run
     catalog: bool = False  # source: lists a schema's tables with columns and keys (`CatalogSource`)
     statements: bool = False  # both ends: runs a user's SQL statements (`StatementRunner`): events
+    publish: bool = False  # target: a message per changed row and deleted key (`RowTarget`), confirmed
+    consume: bool = False  # source: messages as changes, acknowledged after the target commits
+    files: bool = False  # target: a file per committed batch (`RowTarget`), visible once complete
     log_changes: bool = False  # source: a table's changes from its log (`changelog.LogSource`): cdc
 
     def names(self) -> frozenset[str]:
@@ -168,6 +173,19 @@ class TableEvolution:
         return ColumnType(entry["kind"], entry.get("length"), entry.get("precision"), entry.get("scale"))
 
 
+@dataclass(frozen=True)
+class WriteContext:
+    """Which run writes, for a writer that names what it writes by it (a message's id, its
+    template's context) or stops a long render when the run is cancelled."""
+
+    job: str  # namespace/name
+    task: str
+    run_id: str
+    started: dt.datetime  # naive UTC: the run's start
+    cancel: CancelToken | None = None
+    dry_run: bool = False  # nothing may leave the runner: a writer without a transaction sends nothing
+
+
 @dataclass
 class MergeCounts:
     inserted: int = 0
@@ -222,7 +240,8 @@ class Writer(Protocol):
     does not merge, written as they are staged), keys staged and deleted; `commit` ends the
     transaction and begins the next, `close` rolls back whatever is not committed."""
 
-    merges: ClassVar[bool]  # a `MergeWriter` (the target merges); False: a script writer
+    merges: ClassVar[bool]  # a `MergeWriter` (the target merges); False: a script's, a broker's
+    key_columns: list[Column]  # the key columns, in `write.keys` order: what `stage_keys` takes
 
     def stage(self, batch: Batch) -> None: ...
 
@@ -252,7 +271,6 @@ class MergeWriter(Writer, Protocol):
     keyless table, and deletes the keys missing from a stage."""
 
     empty_at_start: bool  # the target held no row when the writer opened
-    key_columns: list[Column]
 
     def truncate(self) -> int: ...
 
@@ -298,6 +316,19 @@ class Target(Endpoint, Protocol):
 
 
 # --- capability protocols: the methods behind each capability ----------------------------
+
+
+class TableDDL(Protocol):  # `alter_tables`, as target: its table changes are SQL it can show
+    def create_table_ddl(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str] | None = None,
+        soft_delete_column: str | None = None,
+        history: History | None = None,
+    ) -> list[str]:
+        """The statements a writer would create the missing `table` with (a dry run's report)."""
+        ...
 
 
 class TableLifecycle(Protocol):  # `table_lifecycle`, as target
@@ -409,17 +440,76 @@ class ComparingWriter(MergeWriter, Protocol):  # `in_database_compare`, the targ
     def delete_gone(self) -> int: ...
 
 
-class ScriptTarget(Target, Protocol):  # `scripts`
-    def open_script_writer(
-        self,
-        table: str,
-        columns: list[Column],
-        keys: list[str],
-        upsert_script: str,
-        delete_script: str | None,
-        cancel: CancelToken | None = None,
-    ) -> Writer:
-        """A writer running a task's Jinja upsert/delete scripts, in one open transaction."""
+class RowWriter:
+    """What every writer of a write the target does not merge shares (scripts, messages, files):
+    the strategies drive it as they drive a merge, but "staged" rows are written at once
+    (`write_rows`) and "staged" keys deleted at once (`write_keys`), each counted, the rows as
+    upserted (inserted or updated: such a writer cannot tell)."""
+
+    merges: ClassVar[bool] = False
+    pending = 0
+    deleted = 0
+
+    def write_rows(self, batch: Batch) -> int:
+        """Write the changed rows; how many were written."""
+        raise NotImplementedError
+
+    def write_keys(self, keys: Batch) -> int:
+        """Write (delete) the deleted keys, in `write.keys` order; how many."""
+        raise NotImplementedError
+
+    def stage(self, batch: Batch) -> None:
+        self.pending += self.write_rows(batch)
+
+    def merge(self) -> MergeCounts:
+        counts, self.pending = MergeCounts(upserted=self.pending), 0
+        return counts
+
+    def clear_stage(self) -> None:
+        pass
+
+    def open_key_stage(self) -> None:
+        self.deleted = 0
+
+    def stage_keys(self, keys: Batch) -> None:
+        self.deleted += self.write_keys(keys)
+
+    def delete_listed(self) -> int:
+        return self.deleted
+
+
+class RowTarget(Target, Protocol):  # `scripts` (SQL), or a kind whose every write is unmerged
+    def open_row_writer(self, write: WriteModel, columns: list[Column], context: WriteContext) -> Writer:
+        """A writer handed each changed row (`stage`) and each deleted key (`stage_keys`) of a
+        write the target does not merge (`WriteModel.merged` is false: a SQL task's scripts, a
+        message per row), in one open transaction where the target has them; its `commit` is
+        where every row handed to it is known to be kept (committed, confirmed)."""
+        ...
+
+
+class Consumer(Protocol):
+    """Messages taken from a broker as changes of rows, in arrival order: each batch is a list
+    of (`upsert` or `delete`, row in `columns` order; a delete's row holds its key), None once
+    the queue is drained or the read's limit reached. Nothing is acknowledged until
+    `acknowledge`, which the strategy calls after the target committed what came so far;
+    `close` gives back (to the queue) what was not acknowledged."""
+
+    columns: list[Column]
+
+    def next_batch(self) -> list[tuple[str, tuple]] | None: ...
+
+    def set_aside(self) -> list[tuple[str, str]]:
+        """(message id, reason) of each message sent to the dead letters since the last call."""
+        ...
+
+    def acknowledge(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ConsumingSource(Protocol):  # `consume`
+    def consume(self, read: ReadModel, batch_size: int) -> Consumer:
+        """A consumer of the messages `read` names, in batches of at most `batch_size`."""
         ...
 
 
@@ -433,9 +523,10 @@ class StatementRunner(Protocol):  # `statements`
 # --- the base class of the built-in kinds ------------------------------------------------
 
 
-class Connector(ABC):
-    """One open connection of some kind: a `Source` and a `Target`. Subclasses declare their
-    `capabilities` and implement the protocols those name."""
+class Connector(ABC):  # noqa: B024 - the base of kinds whose own bases declare abstract methods
+    """One open connection of some kind: a `Source`, a `Target` or both, as its kind's `roles`
+    say (`runner.connectors.registry.Kind`). Subclasses implement the protocols of their roles
+    and of the `capabilities` they declare."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()
 
@@ -447,41 +538,6 @@ class Connector(ABC):
     @property
     def kind(self) -> str:
         return self.spec.type
-
-    @abstractmethod
-    def read(
-        self,
-        spec: ReadSpec,
-        batch_size: int,
-        watermark: Watermark | None = None,
-        select: list[str] | None = None,
-        limit: int | None = None,
-    ) -> ReadStream:
-        """See `Source.read`."""
-
-    @abstractmethod
-    def highest(self, spec: ReadSpec, column: str) -> Any:
-        """See `Source.highest`."""
-
-    @abstractmethod
-    def open_writer(
-        self,
-        table: str,
-        columns: list[Column],
-        keys: list[str] | None = None,
-        soft_delete_column: str | None = None,
-        copy: Copy | None = None,
-        evolve: TableEvolution | None = None,
-    ) -> MergeWriter:
-        """See `Target.open_writer`."""
-
-    @abstractmethod
-    def table_exists(self, table: str) -> bool:
-        """See `Target.table_exists`."""
-
-    @abstractmethod
-    def batch_encoder(self, columns: list[Column], keys: Sequence[int] = ()) -> Callable[[Batch], Batch]:
-        """See `Target.batch_encoder`."""
 
     def not_null_columns(self, spec: ReadSpec) -> set[str] | None:
         """See `Source.not_null_columns`."""

@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
 from runner.connectors.base import Capabilities
 from runner.definitions.models import ConnectionSpec
-from runner.definitions.tasks import ReadSpec, WriteSpec
+from runner.definitions.tasks import ReadModel, ReadSpec, WriteModel, WriteSpec
 from runner.errors import TerminalError
 from runner.registry import Registry
 
@@ -30,6 +28,8 @@ BUILTIN = {
     "mariadb": "runner.connectors.sql.mariadb",
     "memory": "runner.connectors.memory",
     "smtp": "runner.connectors.smtp",
+    "rabbitmq": "runner.connectors.rabbitmq",
+    "files": "runner.connectors.files.connector",
 }
 ENDS = frozenset({"source", "target"})  # the roles of a kind with a connector
 _NOTHING = Capabilities()
@@ -38,8 +38,8 @@ _NOTHING = Capabilities()
 @dataclass(frozen=True)
 class Kind:
     """A connection kind: its connection model and connector, and the models a task's `read`
-    (when the kind is the job's source) and `write` (its target) validate with. Those default
-    to the table-shaped models every task has today (the engine reads tasks through them).
+    (when the kind is the job's source) and `write` (its target) validate with, by default the
+    SQL kinds' (a table or a query; a table).
 
     A kind without a connector is no job's source or target: `roles` says what else it is
     for (`mail`: notifications are sent through it), and `runner validate` refuses a job
@@ -48,11 +48,12 @@ class Kind:
     type: str
     spec: type[ConnectionSpec]
     connector: type[Connector] | None
-    read: type[BaseModel] = field(default=ReadSpec, kw_only=True)
-    write: type[BaseModel] = field(default=WriteSpec, kw_only=True)
+    read: type[ReadModel] = field(default=ReadSpec, kw_only=True)
+    write: type[WriteModel] = field(default=WriteSpec, kw_only=True)
     roles: frozenset[str] = field(default=ENDS, kw_only=True)
-    # how `runner connections test` tests a connection of a kind without a connector: it
-    # connects and signs in, and returns what the server says of itself (raises RunnerError)
+    # how `runner connections test` tests a connection of a kind SQL's probe does not know
+    # (a mail server, a broker): it connects and signs in, and returns what the server says
+    # of itself (raises RunnerError)
     test: Callable[[str, Any, Path], str] | None = field(default=None, kw_only=True)
 
     @property

@@ -7,8 +7,6 @@ when a message is sent and redacted from every message after.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,10 +17,8 @@ from pydantic import Field, field_validator, model_validator
 from runner.connectors import registry
 from runner.definitions import secrets
 from runner.definitions.events import MAIL
-from runner.definitions.models import HINT, ConnectionSpec
+from runner.definitions.models import ConnectionSpec
 from runner.errors import TerminalError, TransientError
-
-ONE_REFERENCE = re.compile(r"^\$\{[A-Za-z_]+:[^}]*\}$")
 
 
 class SmtpConnectionSpec(ConnectionSpec):
@@ -53,17 +49,7 @@ class SmtpConnectionSpec(ConnectionSpec):
     @field_validator("password")
     @classmethod
     def _reference(cls, password: str | None) -> str | None:
-        if password is None:
-            return None
-        problems = secrets.check_references(password)
-        if problems:
-            raise ValueError("; ".join(problems))
-        if not ONE_REFERENCE.match(password):
-            raise ValueError(
-                f"the password is written out{HINT}reference the secret instead: ${{env:SMTP_PASSWORD}} "
-                "or ${file:secrets/smtp}"
-            )
-        return password
+        return secrets.check_password(password, "SMTP_PASSWORD", "smtp")
 
     @model_validator(mode="after")
     def _consistent(self) -> SmtpConnectionSpec:
@@ -73,7 +59,7 @@ class SmtpConnectionSpec(ConnectionSpec):
             )
         if (self.username is None) != (self.password is None):
             raise ValueError("give 'username' and 'password' together")
-        if self.password is not None and not (self.starttls or self.tls) and not _loopback(self.host):
+        if self.password is not None and not (self.starttls or self.tls) and not secrets.loopback(self.host):
             raise ValueError(
                 f"signing in to {self.host} without TLS would send the password in the clear: set "
                 "'starttls' (or 'tls'); only a server on this machine (localhost) may take it plain"
@@ -83,16 +69,6 @@ class SmtpConnectionSpec(ConnectionSpec):
                 "ca_file is for a TLS connection, and this one speaks none: set 'starttls' or 'tls' too"
             )
         return self
-
-
-def _loopback(host: str) -> bool:
-    """Whether `host` is this machine (the password never leaves it)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 TEST_TIMEOUT = 10.0  # seconds `runner connections test` waits for the server

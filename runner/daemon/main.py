@@ -58,6 +58,9 @@ def scheduled(trigger: str | None) -> bool:
 
 
 ENDING_GRACE = 5.0  # seconds a run request waits for a run that has written its end to let go
+# what other processes change (`runner apply`, suspend, pause) is read at most this often: the
+# loop turns at every run's end, and a daemon of hundreds of jobs would read the store each time
+REFRESH_SECONDS = 0.25
 WHEN = {"succeeded": {"succeeded"}, "failed": {"failed"}, "finished": {"succeeded", "failed"}}
 
 
@@ -120,6 +123,7 @@ class Daemon:
             FolderWatcher(ws.root, self.options.debounce, self._wake) if self.options.watch else None
         )
         self._revision: int | None = -1
+        self._refreshed = 0.0  # monotonic time of the last `_refresh`
         self.jobs: dict[str, dict[str, Any]] = {}  # ref -> applied spec
         self.followers: dict[str, dict[str, set[str]]] = {}  # upstream ref -> {job: statuses firing it}
         self.suspended: set[str] = set()
@@ -258,9 +262,11 @@ class Daemon:
 
     def _tick(self) -> None:
         changed = self.watcher is not None and self.watcher.settled()
-        if changed or self.reconcile.due():
+        reconciled = changed or self.reconcile.due()
+        if reconciled:
             self.reconcile()
-        self._refresh()
+        if reconciled or time.monotonic() - self._refreshed >= REFRESH_SECONDS:
+            self._refresh()
         self._drain()
         if self.paused:
             return
@@ -347,6 +353,7 @@ class Daemon:
 
     def _refresh(self) -> None:
         """Read what other processes may have changed: applied jobs, suspensions, the pause."""
+        self._refreshed = time.monotonic()
         store = self.ws.store()
         latest = store.objects.latest_revision()
         revision = latest.id if latest else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -23,7 +23,17 @@ from runner.definitions.schema_changes import (
     check_drop_columns,
     resolve,
 )
-from runner.definitions.tasks import TIMEZONE_HELP, BeforeRun, Task, check_timezone, check_window_start
+from runner.definitions.tasks import (
+    TIMEZONE_HELP,
+    BeforeRun,
+    R,
+    ReadModel,
+    Task,
+    W,
+    WriteModel,
+    check_timezone,
+    check_window_start,
+)
 from runner.definitions.windows import WINDOW_HELP, parse_start, parse_window
 
 FieldPath = tuple[str | int, ...]
@@ -160,6 +170,13 @@ class JobSpec(StrictModel):
             seen.add((trigger.job, trigger.when))
         return after
 
+    @classmethod
+    def for_kinds(cls, read: type[ReadModel], write: type[WriteModel]) -> type[JobSpec]:
+        """This type's model for a job whose source's kind reads tasks with `read` and whose
+        target's kind writes them with `write` (`SyncJobSpec`'s tasks); a type whose tasks
+        are not stated (or which has none) is its own model whatever the kinds."""
+        return cls
+
     def task_names(self) -> list[str]:
         """The names of the job's tasks, in `spec.tasks` order: what a run may be limited to
         (`--task`) and what must be unique. A job type without tasks has none."""
@@ -222,9 +239,10 @@ class JobChanges(StrictModel):
         return self
 
 
-class SyncJobSpec(JobSpec):
-    """The `sync` job type: its tasks copy tables or queries of the source into tables of the
-    target, each with its change strategy."""
+class SyncJobSpec(JobSpec, Generic[R, W]):
+    """The `sync` job type: its tasks copy what they read from the source (tables or queries of
+    a SQL source) to the target (its tables, a broker's messages), each with its change
+    strategy. Generic in the kinds' task models (`for_kinds`): unparametrised, the SQL kinds'."""
 
     type: Literal["sync"] = Field(
         DEFAULT_JOB_TYPE,
@@ -239,7 +257,7 @@ class SyncJobSpec(JobSpec):
     on_error: Literal["stop", "continue"] = Field(
         "stop", description="After a failed task: stop the run, or continue with the next task."
     )
-    tasks: list[Task] = Field(min_length=1, description="Run in order, or `parallel` at a time.")
+    tasks: list[Task[R, W]] = Field(min_length=1, description="Run in order, or `parallel` at a time.")
     parallel: int = Field(
         1,
         ge=1,
@@ -299,6 +317,14 @@ class SyncJobSpec(JobSpec):
         check_drop_columns(drop, info.data.get("schema_changes"))
         return drop
 
+    @classmethod
+    def for_kinds(cls, read: type[ReadModel], write: type[WriteModel]) -> type[JobSpec]:
+        return cls[read, write]  # type: ignore[index]  # pydantic caches each parametrisation
+
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[type[Any], ...]) -> str:
+        return cls.__name__  # one sync job model per schema (`Task.model_parametrized_name`)
+
     def table_changes(self, task: Task) -> TableChanges:
         """What `task` may change in its target table (its own settings, else the job's)."""
         return resolve(self, task)
@@ -326,9 +352,7 @@ class SyncJobSpec(JobSpec):
         its table and `before_run` (`runner.definitions.destination`)."""
         task = destination.resolved_task(task, self.schema_, self.table_prefix, self.before_run)
         zone = self.read.timezone if self.read else None
-        read = task.read
-        if read.timezone is None and zone is not None:
-            read = read.model_copy(update={"timezone": zone})
+        read = task.read if zone is None else task.read.with_zone(zone)
         changes = task.changes
         if changes.strategy == "watermark" and self.changes is not None:
             start, window = changes.backfill(self.changes.start, self.changes.window)

@@ -1,7 +1,7 @@
 """The checks that depend on what the packages above register: a document's spec model by its
-`spec.type` (a connection kind, a job type), each task's `read` and `write` by the kinds of its
-job's connections, and `${file:}` references in whatever fields a kind has. `definitions`
-imports none of those packages: the caller hands the models in."""
+`spec.type` (a connection kind, a job type), a job's model by the kinds of its connections
+(each task's `read` and `write` are theirs), and `${file:}` references in whatever fields a
+kind has. `definitions` imports none of those packages: the caller hands the models in."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from runner.definitions import secrets
-from runner.definitions.errors import problems_from
-from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec
+from runner.definitions.jobs import JobSpec
 from runner.definitions.load import Document
 from runner.definitions.models import ConnectionSpec
+from runner.definitions.tasks import ReadModel, ReadSpec, WriteModel, WriteSpec
 from runner.errors import Problem
 
 
@@ -25,10 +25,10 @@ class TaskModels(Protocol):
     `write` when it is the target."""
 
     @property
-    def read(self) -> type[BaseModel]: ...
+    def read(self) -> type[ReadModel]: ...
 
     @property
-    def write(self) -> type[BaseModel]: ...
+    def write(self) -> type[WriteModel]: ...
 
     @property
     def roles(self) -> frozenset[str]:
@@ -54,35 +54,16 @@ def connection_type(doc: Document) -> str:
     return type_name if isinstance(type_name, str) else ""
 
 
-def task_problems(
-    doc: Document,
-    ends: Mapping[str, str],
-    task_models: Mapping[str, TaskModels],
-    job_types: Mapping[str, type[JobSpec]],
-    reported: set[Problem],
-) -> list[Problem]:
-    """Each task's `read` against its source kind's read model and `write` against its target
-    kind's write model, so a field validates only for a kind that honours it. A problem already
-    `reported` (by the job's own model: the SQL kinds' models are the task's) is not repeated;
-    the tasks of a job of an unknown type are not looked at (the type is reported)."""
-    spec = doc.data.get("spec")
-    type_name = spec.get("type", DEFAULT_JOB_TYPE) if isinstance(spec, dict) else None
-    if not isinstance(spec, dict) or not isinstance(type_name, str) or type_name not in job_types:
-        return []
-    tasks = spec.get("tasks")
-    problems: list[Problem] = []
-    for i, task in enumerate(tasks if isinstance(tasks, list) else []):
-        for field, end in (("read", "source"), ("write", "target")):
-            kind = task_models.get(ends.get(end, ""))
-            if kind is None or not isinstance(task, dict) or field not in task:
-                continue
-            model: type[BaseModel] = getattr(kind, field)
-            try:
-                model.model_validate(task[field])
-            except ValidationError as exc:
-                found = problems_from(exc, doc, model, ("spec", "tasks", i, field))
-                problems.extend(p for p in found if p not in reported)
-    return problems
+def job_model(
+    model: type[JobSpec], ends: Mapping[str, str], task_models: Mapping[str, TaskModels]
+) -> type[JobSpec]:
+    """A job type's model for a job whose connections are of the kinds `ends` gives
+    (`source`/`target` -> connection type): its tasks' `read` validate with the source kind's
+    model and `write` with the target kind's, so a field validates only for a kind that honours
+    it. An end unknown (not given, a connection missing or of an unknown type) keeps the SQL
+    kinds' model, whose problems then say what a table's task would need."""
+    source, target = task_models.get(ends.get("source", "")), task_models.get(ends.get("target", ""))
+    return model.for_kinds(source.read if source else ReadSpec, target.write if target else WriteSpec)
 
 
 def secret_file_problems(doc: Document, spec: ConnectionSpec, base_dir: Path) -> list[Problem]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from runner.definitions.tasks import Task
+if TYPE_CHECKING:  # a task's models say what they need (`WriteModel.needs`)
+    from runner.definitions.tasks import Task
 
 End = Literal["source", "target"]
 
@@ -28,7 +29,7 @@ class Need:
     why: str  # what the task would do with it, in the user's words
 
 
-Needs = Callable[[Task], Iterable[Need]]  # what a task needs of its kinds (`changes.strategies.task_needs`)
+Needs = Callable[["Task"], Iterable[Need]]  # what a task needs of its kinds (`changes.strategies.task_needs`)
 
 
 def refusals(

@@ -70,7 +70,7 @@ def check_drop_columns(drop: bool | None, schema_changes: object) -> None:
 
 def resolve(job: SyncJobSpec, task: Task) -> TableChanges:
     """The task's settings: its own where it has them, else the job's."""
-    if task.write.upsert_script:
+    if not task.write.merged():
         return OFF
     mode = task.schema_changes if task.schema_changes is not None else job.schema_changes
     drop = task.drop_columns if task.drop_columns is not None else job.drop_columns

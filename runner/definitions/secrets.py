@@ -7,12 +7,15 @@ blank it out of any message that might carry it (a driver error that echoes a DS
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
+
+from runner.definitions.models import HINT
 
 REFERENCE = re.compile(r"\$\{(?P<source>[A-Za-z_]+):(?P<name>[^}]*)\}")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -43,6 +46,35 @@ def check_references(text: str) -> list[str]:
     if "${" in rest:
         errors.append("unterminated or malformed '${...}' reference")
     return errors
+
+
+ONE_REFERENCE = re.compile(r"^\$\{[A-Za-z_]+:[^}]*\}$")
+
+
+def check_password(password: str | None, env: str, file: str) -> str | None:
+    """A connection's password field: one secret reference, never the password written out
+    (the message suggests `${env:<env>}` or `${file:secrets/<file>}`)."""
+    if password is None:
+        return None
+    problems = check_references(password)
+    if problems:
+        raise ValueError("; ".join(problems))
+    if not ONE_REFERENCE.match(password):
+        raise ValueError(
+            f"the password is written out{HINT}reference the secret instead: ${{env:{env}}} "
+            f"or ${{file:secrets/{file}}}"
+        )
+    return password
+
+
+def loopback(host: str) -> bool:
+    """Whether `host` is this machine (a password sent in the clear never leaves it)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def secret_roots(base_dir: Path) -> list[Path]:

@@ -10,11 +10,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from runner.definitions import destination
 from runner.definitions.jobs import FieldPath, JobChanges, JobRead, JobSpec, SyncJobSpec
 from runner.definitions.needs import Need, Needs
 from runner.definitions.schema_changes import SchemaChanges, check_drop_columns
-from runner.definitions.tasks import BeforeRun, Task
+from runner.definitions.tasks import BeforeRun, Task, target_table
 
 PATTERN_HELP = "shell-style patterns over table names: *, ?, [abc], [!abc]"
 
@@ -199,8 +198,8 @@ class SyncAllJobSpec(JobSpec):
 
     def target_table(self, table: str) -> str:
         """Where a source table is written: `schema.prefix+table`, named as a sync job's tables
-        are (`runner.definitions.destination`)."""
-        return destination.target_table(table, self.schema_, self.table_prefix)
+        are (`runner.definitions.tasks.target_table`)."""
+        return target_table(table, self.schema_, self.table_prefix)
 
     def needs(self, task_needs: Needs) -> list[Need]:
         """A catalog at the source, and what the tasks the rule can make need (a hash task with

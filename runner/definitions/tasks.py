@@ -1,20 +1,25 @@
 """A task of a sync job: what it reads from the source, where it writes in the target, how it
 finds changes and what it does with deleted rows.
 
-`ReadSpec` and `WriteSpec` are the models of the SQL kinds (they register them as their
-`read` and `write` models); the engine reads every task through them today, and validation
-checks a task's `read` and `write` against its own kinds' models as well.
+A task's `read` and `write` belong to the kinds of its job's connections: each kind registers
+a `ReadModel` and a `WriteModel` (`ReadSpec` and `WriteSpec`, a table or a query, are the SQL
+kinds'). `Task` is generic in the two, and a job is validated with its connections' models
+(`SyncJobSpec.for_kinds`), so a field exists only for the kind that honours it. The engine
+asks the models, never their fields, what is common to every kind: what the task reads and
+writes in words, what the write needs of its target, whether the target merges.
 """
 
 from __future__ import annotations
 
 import re
 import zoneinfo
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Self
 
 from pydantic import Field, ValidationInfo, field_serializer, field_validator, model_validator
+from typing_extensions import TypeVar
 
 from runner.definitions.models import Name, StrictModel, seconds
+from runner.definitions.needs import Need
 from runner.definitions.schema_changes import (
     DROP_COLUMNS_HELP,
     SCHEMA_CHANGES_HELP,
@@ -45,8 +50,83 @@ def check_timezone(zone: str | None) -> str | None:
     return zone
 
 
-class ReadSpec(StrictModel):
-    """What a task reads from the source: a whole table, or the rows of a query."""
+class ReadModel(StrictModel):
+    """The base of every kind's `read` model: what a task reads from its source."""
+
+    def describe(self) -> str:
+        """What is read, in a word for results and listings (a table's name, `query`)."""
+        raise NotImplementedError
+
+    @property
+    def zone(self) -> str | None:
+        """The zone the source's timestamps without one are read in (`read.timezone`)."""
+        return None
+
+    def with_zone(self, zone: str) -> Self:
+        """This read with the job's zone, where the kind takes one and the task states none."""
+        return self
+
+    def lists_deleted_keys(self) -> bool:
+        """Whether the read lists the keys deleted in the source (a watermark's deletes for a
+        target that cannot find them itself)."""
+        return False
+
+    def needs(self) -> list[Need]:
+        """What this read needs of its source's kind beyond reading."""
+        return []
+
+    def check(self, task: Task) -> None:
+        """Raise ValueError when this read contradicts the rest of the task."""
+
+
+class WriteModel(StrictModel):
+    """The base of every kind's `write` model: where a task writes in its target."""
+
+    keys: list[str] = Field(
+        default_factory=list,
+        description="Columns that identify a row; strategies other than `full` and deletes need them.",
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_keys(cls, keys: list[str]) -> list[str]:
+        if len(set(keys)) != len(keys):
+            raise ValueError("a key column is named twice")
+        return keys
+
+    def describe(self) -> str:
+        """Where rows go, in a word for results and listings (a table's name, a queue's)."""
+        raise NotImplementedError
+
+    def merged(self) -> bool:
+        """Whether the target merges rows by key and finds the ones gone itself (`native_merge`);
+        otherwise each changed row and each listed deleted key is handed to a writer that
+        cannot compare with what the target holds (a script, a message)."""
+        return False
+
+    def unmerged_by(self) -> str:
+        """What makes this write one the target does not merge, for messages."""
+        return "this target"
+
+    def with_destination(self, schema: str | None, prefix: str) -> Self:
+        """This write under the job's `schema` and `table_prefix`, where the kind has tables."""
+        return self
+
+    def needs(self, task: Task) -> list[Need]:
+        """What this write needs of its target's kind."""
+        raise NotImplementedError
+
+    def added_columns(self, task: Task) -> list[tuple[tuple[str | int, ...], str, str]]:
+        """The columns runner adds to what it writes, which the source must not have: (field
+        path, column, what runner does with it)."""
+        return []
+
+    def check(self, task: Task) -> None:
+        """Raise ValueError when this write contradicts the rest of the task."""
+
+
+class ReadSpec(ReadModel):
+    """What a task reads from a SQL source: a whole table, or the rows of a query."""
 
     table: str | None = Field(None, min_length=1, description="Table to read, optionally `schema.table`.")
     query: str | None = Field(
@@ -83,6 +163,36 @@ class ReadSpec(StrictModel):
             raise ValueError("give exactly one of 'table' or 'query'")
         return self
 
+    def describe(self) -> str:
+        return self.table or "query"
+
+    @property
+    def zone(self) -> str | None:
+        return self.timezone
+
+    def with_zone(self, zone: str) -> Self:
+        return self if self.timezone is not None else self.model_copy(update={"timezone": zone})
+
+    def lists_deleted_keys(self) -> bool:
+        return self.deleted_keys_query is not None
+
+    def needs(self) -> list[Need]:
+        found = []
+        if self.query is not None:
+            found.append(Need("source", "query", ("read", "query"), "read.query reads the rows of a query"))
+        if self.deleted_keys_query is not None:
+            why = "read.deleted_keys_query lists the deleted keys with a query"
+            found.append(Need("source", "query", ("read", "deleted_keys_query"), why))
+        return found
+
+    def check(self, task: Task) -> None:
+        if self.deleted_keys_query is not None and (
+            task.changes.strategy != "watermark" or task.deletes == "ignore"
+        ):
+            raise ValueError(
+                "read.deleted_keys_query applies to strategy 'watermark' with deletes propagate or soft"
+            )
+
 
 def _also_boolean(schema: dict[str, Any]) -> None:
     """The JSON Schema of a field that also takes `true` / `false` (see `_history_switch`)."""
@@ -116,8 +226,8 @@ class HistorySpec(StrictModel):
         return [self.valid_from, self.valid_to, self.current]
 
 
-class WriteSpec(StrictModel):
-    """Where a task writes in the target."""
+class WriteSpec(WriteModel):
+    """Where a task writes in a SQL target: a table."""
 
     table: str = Field(
         min_length=1,
@@ -188,12 +298,73 @@ class WriteSpec(StrictModel):
                 raise ValueError(problem)
         return source
 
-    @field_validator("keys")
-    @classmethod
-    def _unique_keys(cls, keys: list[str]) -> list[str]:
-        if len(set(keys)) != len(keys):
-            raise ValueError("a key column is named twice")
-        return keys
+    def describe(self) -> str:
+        return self.table
+
+    def merged(self) -> bool:
+        return not self.upsert_script
+
+    def unmerged_by(self) -> str:
+        return "write.upsert_script"
+
+    def with_destination(self, schema: str | None, prefix: str) -> Self:
+        return self.model_copy(update={"table": target_table(self.table, schema, prefix)})
+
+    def needs(self, task: Task) -> list[Need]:
+        """Scripts run where the write has them, else the target's merge (or replace, without
+        keys); history, a table emptied or dropped first, and a table that follows the
+        source's columns (a task's own settings, when on) each ask for their capability."""
+        found = []
+        if self.upsert_script:
+            why = "write.upsert_script runs SQL in the target"
+            found.append(Need("target", "scripts", ("write", "upsert_script"), why))
+        elif self.keys:
+            why = "with write.keys, rows are merged by key"
+            found.append(Need("target", "native_merge", ("write", "keys"), why))
+        else:
+            why = "without write.keys, the table's rows are replaced"
+            found.append(Need("target", "native_merge", ("write", "table"), why))
+        if self.history is not None:
+            why = "write.history keeps every version of a row in the target"
+            found.append(Need("target", "history", ("write", "history"), why))
+        if task.before_run in ("truncate", "recreate"):
+            why = f"before_run: {task.before_run} empties or drops the target table"
+            found.append(Need("target", "table_lifecycle", ("before_run",), why))
+        for name in ("schema_changes", "drop_columns", "truncate_strings"):
+            if getattr(task, name) not in (None, False, "off"):
+                why = f"{name} changes the target table or its values"
+                found.append(Need("target", "alter_tables", (name,), why))
+        return found
+
+    def added_columns(self, task: Task) -> list[tuple[tuple[str | int, ...], str, str]]:
+        found: list[tuple[tuple[str | int, ...], str, str]] = []
+        if task.deletes == "soft":
+            soft = self.soft_delete_column
+            found.append((("write", "soft_delete_column"), soft, "sets it when a row is deleted"))
+        for name in self.history.names() if self.history is not None else ():
+            found.append((("write", "history"), name, "keeps a version's validity in it"))
+        return found
+
+    def check(self, task: Task) -> None:
+        if task.deletes == "soft" and self.soft_delete_column in self.keys:
+            raise ValueError("write.soft_delete_column cannot be a key column")
+        if self.delete_script and not self.upsert_script:
+            raise ValueError("write.delete_script goes with write.upsert_script")
+        if self.upsert_script and task.deletes == "propagate" and not self.delete_script:
+            raise ValueError("deletes: propagate with write.upsert_script needs write.delete_script")
+        task.check_history(task.before_run)
+
+
+def target_table(table: str, schema: str | None, prefix: str = "") -> str:
+    """The table a task writes: `prefix` before the table's name; `schema` when the task's
+    table names none (a task's own schema wins).
+
+    >>> target_table("orders", "dw", "src_"), target_table("raw.orders", "dw", "src_")
+    ('dw.src_orders', 'raw.src_orders')
+    """
+    own, _, name = table.rpartition(".")
+    where = own or schema
+    return f"{where}.{prefix}{name}" if where else f"{prefix}{name}"
 
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*", re.IGNORECASE)
@@ -228,13 +399,15 @@ def check_window_start(window: Any, start: Any) -> None:
 class ChangesSpec(StrictModel):
     """How a task finds what changed in the source since the last run."""
 
-    strategy: Literal["full", "watermark", "hash", "cdc"] = Field(
+    strategy: Literal["full", "watermark", "hash", "messages", "cdc"] = Field(
         "full",
         description=(
             "full: read every row (with keys, write only what differs); watermark: read rows whose "
             "`column` is at or past the stored pointer; hash: compare a digest per key, computed "
-            "in the source, with the digests of the last run; cdc: a first snapshot, then the "
-            "changes from the source's log (PostgreSQL logical decoding), applied in commit order."
+            "in the source, with the digests of the last run; messages: each message consumed from "
+            "a broker is a change, acknowledged once the target has committed it; cdc: a first "
+            "snapshot, then the changes from the source's log (PostgreSQL logical decoding), "
+            "applied in commit order."
         ),
     )
     column: str | None = Field(
@@ -339,16 +512,22 @@ class ChangesSpec(StrictModel):
         return self
 
 
-class Task(StrictModel):
-    """One stream: a source table or query copied into one target table."""
+R = TypeVar("R", bound=ReadModel, default=ReadSpec)
+W = TypeVar("W", bound=WriteModel, default=WriteSpec)
+
+
+class Task(StrictModel, Generic[R, W]):
+    """One stream: what a task reads from the source, written to one place in the target;
+    `read` and `write` are the models of its job's connections' kinds (by default the SQL
+    kinds': a table or query into a table)."""
+
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[type[Any], ...]) -> str:
+        return cls.__name__  # one task model per schema: the kinds' models are its fields' types
 
     name: Name = Field(description="Unique within the job; names the task in history.")
-    read: ReadSpec = Field(
-        description="What the task reads from the source; its fields are the source kind's."
-    )
-    write: WriteSpec = Field(
-        description="Where the task writes in the target; its fields are the target kind's."
-    )
+    read: R = Field(description="What the task reads from the source; its fields are the source kind's.")
+    write: W = Field(description="Where the task writes in the target; its fields are the target kind's.")
     changes: ChangesSpec = Field(
         default_factory=ChangesSpec, description="How the task finds what changed since its last run."
     )
@@ -387,37 +566,30 @@ class Task(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _needs_keys(self) -> Task:
+    def _needs_keys(self) -> Self:
         keyless = not self.write.keys
-        if keyless and self.changes.strategy != "full":
+        if keyless and self.changes.strategy not in ("full", "messages"):
             raise ValueError(
                 f"strategy {self.changes.strategy!r} needs write.keys: a row read again must update "
                 "its copy, never be written twice"
             )
         if keyless and self.deletes != "ignore":
             raise ValueError(f"deletes: {self.deletes} needs write.keys to know which rows are gone")
-        if self.read.deleted_keys_query is not None and (
-            self.changes.strategy != "watermark" or self.deletes == "ignore"
-        ):
-            raise ValueError(
-                "read.deleted_keys_query applies to strategy 'watermark' with deletes propagate or soft"
-            )
+        self.read.check(self)
+        self.write.check(self)
         if self.changes.strategy == "cdc":
             self._check_cdc()
-        if self.deletes == "soft" and self.write.soft_delete_column in self.write.keys:
-            raise ValueError("write.soft_delete_column cannot be a key column")
-        self._check_scripts()
-        self.check_history(self.before_run)
+        self._check_listed_deletes()
         return self
 
     @field_validator("schema_changes", "drop_columns", "truncate_strings")
     @classmethod
     def _table_changes(cls, value: str | bool | None, info: ValidationInfo) -> str | bool | None:
         write = info.data.get("write")
-        if write is not None and write.upsert_script and value not in (None, False, "off"):
+        if write is not None and not write.merged() and value not in (None, False, "off"):
             raise ValueError(
-                f"{info.field_name} does not apply to write.upsert_script: the script decides what "
-                "the table holds"
+                f"{info.field_name} does not apply to {write.unmerged_by()}, which decides what the "
+                "target holds"
             )
         if info.field_name == "drop_columns":
             check_drop_columns(bool(value), info.data.get("schema_changes"))
@@ -426,7 +598,7 @@ class Task(StrictModel):
     def check_history(self, before_run: BeforeRun | None) -> None:
         """History mode with what it cannot honour; `before_run` is the task's, or the job's
         when the task has none (`SyncJobSpec`)."""
-        history = self.write.history
+        history = getattr(self.write, "history", None)  # a table's (`WriteSpec`)
         if history is None:
             return
         if not self.write.keys:
@@ -450,32 +622,34 @@ class Task(StrictModel):
     def _check_cdc(self) -> None:
         """What the log-based strategy cannot honour: it follows one table's log and applies
         each change through runner's merge."""
-        if self.read.table is None:
+        if getattr(self.read, "table", None) is None:
             raise ValueError(
                 "strategy 'cdc' follows a table's changes in the log: give read.table, not a query"
             )
-        if self.write.upsert_script or self.write.history is not None:
+        if not self.write.merged() or getattr(self.write, "history", None) is not None:
             raise ValueError(
                 "strategy 'cdc' applies changes through runner's merge: it goes without "
-                "write.upsert_script and write.history"
+                f"{self.write.unmerged_by() if not self.write.merged() else 'write.history'}"
             )
 
-    def _check_scripts(self) -> None:
+    def _check_listed_deletes(self) -> None:
+        """A write the target does not merge (a script, a message) cannot find the rows gone from
+        the source: deletes are propagated as a list of keys, which the hash strategy or a
+        watermark's `read` must give."""
         write, strategy = self.write, self.changes.strategy
-        if write.delete_script and not write.upsert_script:
-            raise ValueError("write.delete_script goes with write.upsert_script")
-        if not write.upsert_script:
+        if write.merged():
             return
+        what = write.unmerged_by()
         if self.deletes == "soft":
-            raise ValueError("with scripts, deletes are propagate (through delete_script) or ignore")
-        if self.deletes == "propagate":
-            if not write.delete_script:
-                raise ValueError("deletes: propagate with write.upsert_script needs write.delete_script")
-            if strategy == "full" or (strategy == "watermark" and not self.read.deleted_keys_query):
-                raise ValueError(
-                    "a delete script needs the deleted keys listed: use strategy 'hash', or 'watermark' with "
-                    "read.deleted_keys_query (a script's target cannot be compared key by key)"
-                )
+            raise ValueError(f"with {what}, deletes are propagate (as listed keys) or ignore")
+        if self.deletes == "propagate" and (
+            strategy == "full" or (strategy == "watermark" and not self.read.lists_deleted_keys())
+        ):
+            raise ValueError(
+                f"deletes with {what} need the deleted keys listed: use strategy 'hash', or 'watermark' "
+                "with a read that lists them (read.deleted_keys_query); such a target cannot be "
+                "compared key by key"
+            )
 
 
 def task_name(table: str, taken: set[str]) -> str:

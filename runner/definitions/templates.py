@@ -5,15 +5,19 @@ lists it is given (`columns.reverse()` would bind values to the wrong columns). 
 every step that could make a huge value from a small script is bounded: `range` sizes,
 repetition (`*`), powers (`**`), `%` and `format` widths, the integers filters and methods
 take, and the size of what a call, a filter or an operator gives back. `lipsum` is gone. The
-time a render may take is bounded where it runs (`runner.connectors.sql.scripts`).
+time a render may take is bounded where it runs, by a `RenderBudget`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sized
+import time
+from collections.abc import Iterator, Sized
+from types import FrameType
 from typing import TYPE_CHECKING, Any
+
+from runner.errors import Cancelled, TerminalError
 
 if TYPE_CHECKING:  # jinja2 is imported when a script is checked or run, not at start-up
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -23,6 +27,9 @@ MAX_RANGE = 10_000  # items of one range()
 MAX_WIDTH = 10_000  # a width or precision in a `%` or `format` specification
 MAX_INT_BITS = 4_096  # the largest integer an operator may make
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+RENDER_SECONDS = 5.0  # one render of one script; a statement's text takes milliseconds
 
 
 class TemplateLimit(Exception):
@@ -151,6 +158,42 @@ def environment() -> ImmutableSandboxedEnvironment:
     env.filters = {name: _bounded_filter(name, f) for name, f in env.filters.items()}
     env.filters["ident"] = lambda name: name
     return env
+
+
+class RenderBudget:
+    """Stops a render that runs past its deadline or whose run is cancelled: a trace hook on
+    this thread (`sys.settrace(budget.trace)` around the render) checks both as the template's
+    code runs, so neither a loop nor a recursion can hold the worker (and its job's lock) past
+    a cancel or a timeout. `cancel` is the run's `CancelToken`."""
+
+    def __init__(self, what: str, cancel: Any, seconds: float):
+        self.what, self.cancel, self.seconds = what, cancel, seconds
+        self.deadline = time.monotonic() + seconds
+        self.next_poll = 0.0
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now > self.deadline:
+            raise TerminalError(
+                f"{self.what}: rendering took longer than {self.seconds:g} s; simplify the script"
+            )
+        if self.cancel is not None and now >= self.next_poll:
+            self.next_poll = now + 0.05
+            if self.cancel.cancelled:
+                raise Cancelled(self.cancel.reason or "cancelled")
+
+    def trace(self, frame: FrameType, event: str, arg: Any) -> Any:
+        self.check()
+        return self.trace if frame.f_code.co_filename == "<template>" else None
+
+    def chunks(self, parts: Iterator[str]) -> Iterator[str]:
+        """The rendered parts, with the whole output bounded to MAX_CHARS."""
+        size = 0
+        for part in parts:
+            size += len(part)
+            if size > MAX_CHARS:
+                raise TerminalError(f"{self.what}: the rendered script exceeds {MAX_CHARS:,} characters")
+            yield part
 
 
 def _range(*args: int) -> range:

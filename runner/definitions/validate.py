@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from runner.definitions.errors import problems_from
 from runner.definitions.events import event_problems, header_file_problems, notify_problems
 from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec
-from runner.definitions.kinds import (
-    TaskModels,
-    connection_type,
-    model_of,
-    secret_file_problems,
-    task_problems,
-)
+from runner.definitions.kinds import TaskModels, connection_type, job_model, model_of, secret_file_problems
 from runner.definitions.load import DEFAULT_NAMESPACE, Document
 from runner.definitions.models import ConnectionSpec, Envelope, Metadata
 from runner.definitions.needs import CapabilityCheck, End, refusals
@@ -81,7 +75,9 @@ def digest(document: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def resolve_reference(ref: str, namespace: str, connections: set[tuple[str, str]]) -> tuple[str, str] | None:
+def resolve_reference(
+    ref: str, namespace: str, connections: Collection[tuple[str, str]]
+) -> tuple[str, str] | None:
     """A job's `source`/`target`: `ns/name`, or `name` in the job's namespace, else in 'default'."""
     if "/" in ref:
         ns, _, name = ref.partition("/")
@@ -104,7 +100,11 @@ def _validate_document(
     connection_types: Mapping[str, type[ConnectionSpec]],
     base_dir: Path | None,
     job_types: Mapping[str, type[JobSpec]],
+    task_models: Mapping[str, TaskModels],
+    ends: Mapping[str, str],
 ) -> tuple[Definition | None, list[Problem]]:
+    """One document against its model; a job's tasks against its connections' kinds (`ends`:
+    `source`/`target` -> connection type, as far as known)."""
     problems: list[Problem] = []
     envelope: Envelope | None = None
     try:
@@ -126,6 +126,8 @@ def _validate_document(
     kind = doc.data["kind"]
     if kind == "Job":
         model = model_of(doc, job_types, "job type", DEFAULT_JOB_TYPE)
+        if not isinstance(model, Problem):
+            model = job_model(model, ends, task_models)  # type: ignore[arg-type]
     else:
         model = model_of(doc, connection_types, "connection type", None)
     if isinstance(model, Problem):
@@ -177,10 +179,18 @@ def validate_documents(
     problems: list[Problem] = []
     definitions: list[Definition] = []
     documents: dict[int, Document] = {}  # id(definition) -> its document, to locate its fields
+    named = [(doc, kind) for doc in docs if (kind := doc.data.get("kind")) in KINDS and _raw_key(doc)[1]]
+    # A connection whose own spec is invalid still counts as existing (its problems are
+    # reported already), and its type is what the jobs naming it are checked against.
+    connections = {_raw_key(doc): connection_type(doc) for doc, kind in named if kind == "Connection"}
+    known = set(connections)
     for doc in docs:
         # A document with duplicate keys is still checked, so its other problems come in the
         # same report; it never becomes a definition (which of the two values was meant?).
-        definition, doc_problems = _validate_document(doc, connection_types, base_dir, job_types)
+        ends = _job_ends(doc, connections, task_models)
+        definition, doc_problems = _validate_document(
+            doc, connection_types, base_dir, job_types, task_models, ends
+        )
         problems.extend(doc_problems)
         if definition is not None and not doc.rejected:
             definitions.append(definition)
@@ -189,7 +199,6 @@ def validate_documents(
     # Names and references are checked on the names every document states, valid or not:
     # a duplicate is reported even when one of the two has other problems, and a connection
     # whose own spec is invalid still exists for the jobs that use it.
-    named = [(doc, kind) for doc in docs if (kind := doc.data.get("kind")) in KINDS and _raw_key(doc)[1]]
     first: dict[tuple[str, str, str], Document] = {}
     duplicates: set[tuple[str, str, str, str]] = set()
     for doc, kind in named:
@@ -208,10 +217,7 @@ def validate_documents(
     definitions = [d for d in definitions if (*d.key, d.file) not in duplicates]
 
     # References are checked on every document that names them, valid or not, so a run reports
-    # a dangling reference together with the job's other problems. A connection whose own spec
-    # is invalid still counts as existing: its problems are reported already.
-    connections = {_raw_key(doc): connection_type(doc) for doc, kind in named if kind == "Connection"}
-    known = set(connections)
+    # a dangling reference together with the job's other problems.
     for doc in docs:
         spec = doc.data.get("spec")
         if doc.data.get("kind") != "Job" or not isinstance(spec, dict):
@@ -235,7 +241,6 @@ def validate_documents(
                     problems.append(_not_an_end(doc, field, ref, connections[key], kind.roles))
                     continue
                 ends[field] = connections[key]
-        problems.extend(task_problems(doc, ends, task_models, job_types, set(problems)))
         if capabilities is not None:
             problems.extend(event_problems(doc, ends, capabilities.capabilities))
 
@@ -250,6 +255,35 @@ def validate_documents(
         roles = {name: kind.roles for name, kind in task_models.items()}
         problems.extend(_capability_problems(definitions, documents, capabilities, roles))
     return definitions, problems
+
+
+def job_ends(spec: Any, namespace: str, types: Mapping[tuple[str, str], str]) -> dict[str, str]:
+    """A job spec's `source`/`target` -> the type of the connection each names, among `types`
+    ((namespace, name) -> type); an end naming none is left out."""
+    if not isinstance(spec, Mapping):
+        return {}
+    ends: dict[str, str] = {}
+    for end in ("source", "target"):
+        ref = spec.get(end)
+        key = resolve_reference(ref, namespace, types.keys()) if isinstance(ref, str) else None
+        if key is not None:
+            ends[end] = types[key]
+    return ends
+
+
+def _job_ends(
+    doc: Document, connections: Mapping[tuple[str, str], str], task_models: Mapping[str, TaskModels]
+) -> dict[str, str]:
+    """A job document's ends (`job_ends`) whose connection's kind may be that end (the others
+    are reported with the references)."""
+    if doc.data.get("kind") != "Job":
+        return {}
+    ends = job_ends(doc.data.get("spec"), _raw_key(doc)[0], connections)
+    return {
+        end: kind_name
+        for end, kind_name in ends.items()
+        if (kind := task_models.get(kind_name)) is None or end in kind.roles
+    }
 
 
 def _not_an_end(doc: Document, field: str, ref: str, kind: str, roles: frozenset[str]) -> Problem:
@@ -448,7 +482,4 @@ def check_document(
     job's). A job's tasks are checked against its connections' kinds when `ends` gives them
     (`source`/`target` -> connection type)."""
     doc = Document(where, 0, data, None, positions={(): (0, 0)}, relpath=where)
-    problems = _validate_document(doc, connection_types, base_dir, job_types)[1]
-    if ends and data.get("kind") == "Job":
-        problems.extend(task_problems(doc, ends, task_models, job_types, set(problems)))
-    return problems
+    return _validate_document(doc, connection_types, base_dir, job_types, task_models, ends or {})[1]

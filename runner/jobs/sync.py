@@ -112,7 +112,7 @@ def run_job(
     ]
     chosen = [t for _, t in picked]
     positions = {id(t): pos for pos, t in picked}
-    results = [TaskResult(t.name, t.read.table or "query", t.write.table, t.changes.strategy) for t in chosen]
+    results = [TaskResult(t.name, t.read.describe(), t.write.describe(), t.changes.strategy) for t in chosen]
     for task, result in zip(chosen, results, strict=True):
         if not task.active:
             result.status, result.note = "inactive", INACTIVE_NOTE

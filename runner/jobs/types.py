@@ -13,6 +13,7 @@ from typing import Any
 from runner.changes.task import TaskResult
 from runner.connectors import registry
 from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
+from runner.definitions.tasks import ReadSpec, WriteSpec
 from runner.jobs.sync import run_job
 from runner.registry import Registry
 
@@ -49,11 +50,18 @@ def registered_models() -> dict[str, Any]:
     }
 
 
-def parse(spec: Mapping[str, Any]) -> JobSpec:
-    """A job spec (a mapping as applied) as its type's model; `sync` when it states no type.
+def parse(spec: Mapping[str, Any], ends: Mapping[str, str] | None = None) -> JobSpec:
+    """A job spec (a mapping as applied) as its type's model (`sync` when it states no type),
+    its tasks' `read` and `write` as the models of the kinds `ends` gives (`source`/`target` ->
+    connection type; an end not given, or of a kind without a connector, has the SQL kinds').
 
     Raises:
         TerminalError: the type is not registered (the message lists the known ones).
         ValidationError: the spec does not fit its type's model.
     """
-    return JOB_TYPES.get(spec.get("type", DEFAULT_JOB_TYPE)).spec.model_validate(spec)
+    model = JOB_TYPES.get(spec.get("type", DEFAULT_JOB_TYPE)).spec
+    if ends:
+        kinds = registry.endpoint_kinds()
+        source, target = kinds.get(ends.get("source", "")), kinds.get(ends.get("target", ""))
+        model = model.for_kinds(source.read if source else ReadSpec, target.write if target else WriteSpec)
+    return model.model_validate(spec)

@@ -21,22 +21,45 @@ ADHOC_FILE = "(ad-hoc)"  # an ad-hoc job's `file`: it was never in jobs.d/
 def job_and_connections(
     ws: Workspace, ref: str
 ) -> tuple[AppliedObject, JobSpec, dict[str, tuple[str, dict[str, Any]]]]:
-    """An applied job, its spec as its type's model, and its applied connections."""
+    """An applied job, its spec as its type's model (its tasks as its connections' kinds'
+    models), and its applied connections."""
     job = find(ws, "Job", ref)
-    spec = job_types.parse(job.document["spec"])
-    return job, spec, connections_of(ws, job, spec)
+    connections = connections_of(ws, job)
+    return job, job_types.parse(job.document["spec"], _types(connections)), connections
 
 
-def connections_of(ws: Workspace, job: AppliedObject, spec: JobSpec) -> dict[str, tuple[str, dict[str, Any]]]:
-    """`source`/`target` -> (connection ref, applied spec)."""
+def parse_applied(ws: Workspace, job: AppliedObject) -> JobSpec:
+    """An applied job's spec as its type's model, its tasks' `read` and `write` as the models
+    of its applied connections' kinds (the SQL kinds' where a connection is not applied)."""
+    return job_types.parse(job.document["spec"], applied_ends(ws, job))
+
+
+def applied_ends(ws: Workspace, job: AppliedObject) -> dict[str, str]:
+    """`source`/`target` -> the type of the applied connection it names (where applied)."""
+    return _types(connections_of(ws, job, missing_ok=True))
+
+
+def connections_of(
+    ws: Workspace, job: AppliedObject, missing_ok: bool = False
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """`source`/`target` -> (connection ref, applied spec); an end whose connection is not
+    applied is left out with `missing_ok`, else raises NotFound."""
     connections = {(o.namespace, o.name): o for o in ws.store().objects.all("Connection")}
     ends: dict[str, tuple[str, dict[str, Any]]] = {}
     for end in ("source", "target"):
-        key = resolve_reference(getattr(spec, end), job.namespace, set(connections))
+        ref = job.document["spec"].get(end, "")
+        key = resolve_reference(ref, job.namespace, set(connections))
+        if key is None and missing_ok:
+            continue
         if key is None:
-            raise NotFound(f"job {job.ref}: connection {getattr(spec, end)!r} is not applied")
+            raise NotFound(f"job {job.ref}: connection {ref!r} is not applied")
         ends[end] = (f"{key[0]}/{key[1]}", connections[key].document["spec"])
     return ends
+
+
+def _types(connections: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """`source`/`target` -> the connection's type."""
+    return {end: spec.get("type", "") for end, (_, spec) in connections.items()}
 
 
 ADHOC_ONLY_ONCE = ("schedule", "after", "retry")  # the daemon's fields: an ad-hoc run runs once, now
@@ -80,17 +103,15 @@ def _check(document: dict[str, Any], ends: dict[str, str] | None = None) -> list
     return check_document(document, "ad-hoc job", **job_types.registered_models(), ends=ends)
 
 
-def adhoc_connections(
-    ws: Workspace, job: AppliedObject, spec: JobSpec
-) -> dict[str, tuple[str, dict[str, Any]]]:
+def adhoc_connections(ws: Workspace, job: AppliedObject) -> dict[str, tuple[str, dict[str, Any]]]:
     """An ad-hoc job's applied connections, once its tasks are checked against their kinds.
 
     Raises:
         NotFound: a connection it names is not applied.
         DefinitionsInvalid: a task's `read` or `write` does not suit its connection's kind.
     """
-    ends = connections_of(ws, job, spec)
-    problems = _check(job.document, {end: conn[1].get("type", "") for end, conn in ends.items()})
+    ends = connections_of(ws, job)
+    problems = _check(job.document, _types(ends))
     if problems:
         raise DefinitionsInvalid(problems)
     return ends
@@ -100,7 +121,7 @@ def check_tasks(ws: Workspace, ref: str, tasks: list[str] | None) -> None:
     """Raise NotFound when `tasks` names a task the applied job does not have, InvalidValue
     when it names one switched off."""
     job = find(ws, "Job", ref)
-    check_task_names(job_types.parse(job.document["spec"]), f"job {job.ref}", tasks)
+    check_task_names(parse_applied(ws, job), f"job {job.ref}", tasks)
 
 
 def check_task_names(spec: JobSpec, what: str, tasks: list[str] | None) -> None:
@@ -139,6 +160,5 @@ def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> N
             f"job {job.ref} is applied: an ad-hoc run takes a name of its own (its pointers and digests "
             "are kept under it)"
         )
-    spec = job_types.parse(job.document["spec"])
-    check_task_names(spec, "the ad-hoc job", tasks)
-    adhoc_connections(ws, job, spec)
+    check_task_names(job_types.parse(job.document["spec"]), "the ad-hoc job", tasks)
+    adhoc_connections(ws, job)

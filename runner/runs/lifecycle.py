@@ -31,7 +31,14 @@ from runner.jobs import types as job_types
 from runner.jobs.sync import failure_class
 from runner.runs.events import run_after, run_before
 from runner.runs.index import index_run
-from runner.runs.jobs import ADHOC_FILE, adhoc_connections, adhoc_job, check_task_names, job_and_connections
+from runner.runs.jobs import (
+    ADHOC_FILE,
+    adhoc_connections,
+    adhoc_job,
+    applied_ends,
+    check_task_names,
+    job_and_connections,
+)
 from runner.runs.records import new_record, task_dict, with_committed
 from runner.state import locks
 from runner.state.database import utcnow
@@ -85,7 +92,7 @@ def run_adhoc(
         NotFound: a connection it names is not applied.
     """
     job, parsed = adhoc_job(name, spec, namespace)
-    ends = adhoc_connections(ws, job, parsed)
+    ends = adhoc_connections(ws, job)
     return _run_locked(ws, job, parsed, ends, options, None, None, cancel, None, trigger, run_id)
 
 
@@ -320,7 +327,8 @@ def _locator(ws: Workspace, job: AppliedObject) -> Callable[[PathKey], Location]
             if job.file != ADHOC_FILE:
                 with suppress(OSError, UnicodeDecodeError):
                     docs, _ = load_text((ws.root / job.file).read_text(encoding="utf-8"), job.file)
-            found.append(next((d for d in docs if _same_job(d, job)), None))
+            ends = applied_ends(ws, job)
+            found.append(next((d for d in docs if _same_job(d, job, ends)), None))
         return found[0]
 
     def locate(path: PathKey) -> Location:
@@ -332,7 +340,7 @@ def _locator(ws: Workspace, job: AppliedObject) -> Callable[[PathKey], Location]
     return locate
 
 
-def _same_job(doc: Document, job: AppliedObject) -> bool:
+def _same_job(doc: Document, job: AppliedObject, ends: dict[str, str]) -> bool:
     data, meta = doc.data, doc.data.get("metadata")
     if data.get("kind") != "Job" or not isinstance(meta, dict) or meta.get("name") != job.name:
         return False
@@ -340,7 +348,7 @@ def _same_job(doc: Document, job: AppliedObject) -> bool:
     if not isinstance(spec, dict):
         return False
     try:
-        parsed = job_types.parse(spec)
+        parsed = job_types.parse(spec, ends)
     except (ValidationError, TerminalError):  # invalid now, or of a type this runner lacks
         return False
     return parsed.model_dump(mode="json", exclude_unset=True) == job.document["spec"]

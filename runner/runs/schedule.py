@@ -71,13 +71,23 @@ MISSED_CAP = 1000  # counting missed slots of a per-second cron after a long dow
 
 
 class Scheduler:
-    """Cron bookkeeping for the daemon; `marks` are the last fired slots (UTC)."""
+    """Cron bookkeeping for the daemon; `marks` are the last fired slots (UTC). Each job's next
+    slot after its mark is computed once and kept until the mark or the schedule changes: the
+    loop asks what is due and when to wake on every turn, and a daemon of hundreds of jobs
+    would otherwise walk every cron expression each time."""
 
     def __init__(self, marks: dict[str, dt.datetime] | None = None, made_by: dict[str, str] | None = None):
         self.crons: dict[str, Cron] = {}
         self.marks: dict[str, dt.datetime] = dict(marks or {})
         # the schedule each mark was made by ("cron|timezone"); a mark of unknown origin is kept
         self.made_by: dict[str, str] = dict(made_by or {})
+        self._next: dict[str, dt.datetime] = {}  # job -> its first slot after its mark
+
+    def _next_slot(self, job: str) -> dt.datetime:
+        slot = self._next.get(job)
+        if slot is None:
+            slot = self._next[job] = self.crons[job].next_after(self.marks[job])
+        return slot
 
     def set_jobs(self, crons: dict[str, Cron], now: dt.datetime) -> list[str]:
         """Replace the scheduled jobs; returns the ones marked `now`: seen for the first time,
@@ -94,6 +104,7 @@ class Scheduler:
         for job in set(self.marks) - set(crons):
             del self.marks[job]
             self.made_by.pop(job, None)
+        self._next = {job: slot for job, slot in self._next.items() if job in crons and job not in fresh}
         self.crons = dict(crons)
         return fresh
 
@@ -105,7 +116,7 @@ class Scheduler:
         for job, cron in sorted(self.crons.items()):
             if job in skip:
                 continue
-            nxt = cron.next_after(self.marks[job])
+            nxt = self._next_slot(job)
             if nxt > now:
                 continue
             latest = cron.latest_until(now)
@@ -116,12 +127,13 @@ class Scheduler:
                     break
                 missed += 1
             self.marks[job] = latest
+            self._next.pop(job, None)
             out.append(Due(job, latest, missed))
         return out
 
     def next_wakeup(self, skip: set[str] = frozenset()) -> dt.datetime | None:  # type: ignore[assignment]
         """The earliest slot to come among the jobs not skipped."""
-        slots = [cron.next_after(self.marks[job]) for job, cron in self.crons.items() if job not in skip]
+        slots = [self._next_slot(job) for job in self.crons if job not in skip]
         return min(slots) if slots else None
 
 

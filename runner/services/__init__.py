@@ -1,5 +1,5 @@
 """The services: what every edge (the CLI, the HTTP API, the daemon) calls, one module per
-concern (definitions, catalog, history, pointers, operate, keys, probe) over the run
+concern (definitions, catalog, history, pointers, operate, keys, probe, writeback) over the run
 lifecycle in `runner.runs`. This package is the facade the edges import, so a command, a
 request and a test call the same code, and the edges never reach the engine."""
 
@@ -27,16 +27,30 @@ if TYPE_CHECKING:
         json_schema,
         log_releases,
         plan,
+        plan_data,
         read_plan,
         save_plan,
         validate,
         write_schemas,
     )
     from runner.services.history import log_since, logs, run_record, runs
+    from runner.services.imports import ImportResult, import_jobs
     from runner.services.keys import KEY_SCOPES, key_hash, keys_create, keys_list, keys_revoke
     from runner.services.operate import cancel, pause, paused_info, runtime_switches, status, suspend
     from runner.services.pointers import MAX_POINTER, pointer_set, pointer_show
     from runner.services.probe import connections_test, discover
+    from runner.services.writeback import (
+        add_task,
+        api_author,
+        create_job,
+        delete_job,
+        delete_task,
+        edit_job,
+        move_task,
+        replace_job,
+        replace_task,
+        switch_task,
+    )
     from runner.state import locks
     from runner.streams.cancel import CancelToken
     from runner.workspace import Workspace, find
@@ -62,16 +76,30 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "json_schema",
         "log_releases",
         "plan",
+        "plan_data",
         "read_plan",
         "save_plan",
         "validate",
         "write_schemas",
     ),
     "runner.services.history": ("log_since", "logs", "run_record", "runs"),
+    "runner.services.imports": ("ImportResult", "import_jobs"),
     "runner.services.keys": ("KEY_SCOPES", "key_hash", "keys_create", "keys_list", "keys_revoke"),
     "runner.services.operate": ("cancel", "pause", "paused_info", "runtime_switches", "status", "suspend"),
     "runner.services.pointers": ("MAX_POINTER", "pointer_set", "pointer_show"),
     "runner.services.probe": ("connections_test", "discover"),
+    "runner.services.writeback": (
+        "add_task",
+        "api_author",
+        "create_job",
+        "delete_job",
+        "delete_task",
+        "edit_job",
+        "move_task",
+        "replace_job",
+        "replace_task",
+        "switch_task",
+    ),
     "runner.streams.cancel": ("CancelToken",),
     "runner.workspace": ("Workspace", "find"),
 }
@@ -114,6 +142,8 @@ __all__ = [
     "expansions",
     "force_unlock",
     "get",
+    "ImportResult",
+    "import_jobs",
     "job_runs",
     "json_schema",
     "key_hash",
@@ -127,6 +157,7 @@ __all__ = [
     "pause",
     "paused_info",
     "plan",
+    "plan_data",
     "pointer_set",
     "pointer_show",
     "prune_history",
@@ -146,4 +177,14 @@ __all__ = [
     "tasks",
     "validate",
     "write_schemas",
+    "add_task",
+    "api_author",
+    "create_job",
+    "delete_job",
+    "delete_task",
+    "edit_job",
+    "move_task",
+    "replace_job",
+    "replace_task",
+    "switch_task",
 ]

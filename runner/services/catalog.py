@@ -11,16 +11,16 @@ from runner.connectors.registry import open_connector
 from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec, SyncJobSpec
 from runner.definitions.sync_all import SyncAllJobSpec
+from runner.definitions.tasks import WriteSpec
 from runner.definitions.validate import (
     resolve_reference,
 )
 from runner.errors import RunnerError
 from runner.history import files as history
 from runner.jobs import sync_all
-from runner.jobs import types as job_types
 from runner.jobs.sync import sync_spec
 from runner.runs.index import ensure_indexed, recent_runs
-from runner.runs.jobs import connections_of
+from runner.runs.jobs import connections_of, parse_applied
 from runner.runs.records import run_summary, with_mode
 from runner.services.pointers import pointer_show
 from runner.state.objects import AppliedObject
@@ -69,11 +69,13 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
             from runner.runs.schedule import describe_cron  # croniter: not on `runner run`'s path
 
             out["schedule"] = {"timezone": "UTC"} | schedule | {"in_words": describe_cron(schedule["cron"])}
-        out["around"] = around_the_run(job_types.parse(obj.document["spec"]))
+        spec = parse_applied(ws, obj)
+        out["around"] = around_the_run(spec)
         out["next_runs"] = next_fire_times(schedule)
-        spec = job_types.parse(obj.document["spec"])
         if isinstance(spec, SyncJobSpec):  # what each task may change in its target table
-            out["table_changes"] = {t.name: spec.table_changes(t).describe() for t in spec.tasks}
+            out["table_changes"] = {
+                t.name: spec.table_changes(t).describe() for t in spec.tasks if isinstance(t.write, WriteSpec)
+            }
         out["last_runs"] = [run_summary(with_mode(r)) for r in recent_runs(ws, obj.namespace, obj.name, 5)]
     return out
 
@@ -99,7 +101,7 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
     asked for them now (each marked `new`, `known`, or `dropped_in_source`); without (the API's
     listings, which must not connect to a source on every poll), the tasks that ran before."""
     job = find(ws, "Job", ref)
-    parsed = job_types.parse(job.document["spec"])
+    parsed = parse_applied(ws, job)
     if isinstance(parsed, SyncAllJobSpec):
         return _table_tasks(ws, job, parsed, expand)
     spec = sync_spec(parsed, job.ref)
@@ -109,17 +111,17 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
     return [
         {
             "task": t.name,
-            "source": t.read.table or "query",
-            "target": t.write.table,  # with the job's schema and table_prefix
+            "source": t.read.describe(),
+            "target": t.write.describe(),  # a table with the job's schema and table_prefix
             "strategy": t.changes.strategy,
             "deletes": t.deletes,
-            "history": t.write.history is not None,
+            "history": isinstance(t.write, WriteSpec) and t.write.history is not None,
             "before_run": t.before_run,
             "active": t.active,
-            **spec.table_changes(t).describe(),
+            **(spec.table_changes(t).describe() if isinstance(t.write, WriteSpec) else {}),
             "start": t.changes.start,  # with the job's defaults (`SyncJobSpec.resolved`)
             "window": t.changes.window,
-            "timezone": t.read.timezone,
+            "timezone": t.read.zone,
             "pointer": pointers_by_task.get(t.name),
             "last_run": last.get(t.name),
         }
@@ -180,7 +182,7 @@ def _table_tasks(
     """A sync_all job's tasks: the tables it expands to now (`expand`), or those it ran."""
     states = {s.task: s for s in ws.reader().tasks.states(job.namespace, job.name)}
     if expand:
-        tables = sync_all.source_tables(spec, connections_of(ws, job, spec)["source"], ws.root)
+        tables = sync_all.source_tables(spec, connections_of(ws, job)["source"], ws.root)
         rows = sync_all.expand(spec, tables, set(states)).rows(spec)
     else:
         last = _last_runs(ws, job, set(states))

@@ -15,6 +15,7 @@ from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.validate import (
     Definition,
     check_document,
+    job_ends,
     resolve_reference,
     validate_documents,
     warnings_of,
@@ -29,12 +30,15 @@ from runner.jobs import sync_all
 from runner.jobs.sync import capability_check
 from runner.jobs.types import job_models, registered_models
 from runner.jobs.types import parse as parse_job
+from runner.plan import data
 from runner.plan.apply import apply_plan, release_logs
+from runner.plan.data import DataPlan
 from runner.plan.diff import Plan, diff
 from runner.plan.releases import releases
 from runner.state import locks
 from runner.state.locks import Lock
 from runner.state.objects import EMPTY_STATE
+from runner.state.store import StateStore
 from runner.workspace import Workspace
 
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -95,7 +99,8 @@ def expansions(ws: Workspace, p: Plan) -> dict[str, dict[str, Any]]:
     for c in p.changes:
         if c.kind != "Job" or c.after is None or c.action == "delete":
             continue
-        spec = parse_job(c.after["spec"])
+        types = {key: spec.get("type", "") for key, spec in connections.items()}
+        spec = parse_job(c.after["spec"], job_ends(c.after["spec"], c.namespace, types))
         if not isinstance(spec, SyncAllJobSpec):
             continue
         key = resolve_reference(spec.source, c.namespace, set(connections))
@@ -110,6 +115,32 @@ def expansions(ws: Workspace, p: Plan) -> dict[str, dict[str, Any]]:
             "tables": sync_all.expand(spec, tables, known).rows(spec),
         }
     return found
+
+
+def plan_data(
+    ws: Workspace,
+    p: Plan,
+    *,
+    unchanged: bool = False,
+    timeout: float = 60.0,
+    jobs: list[str] | None = None,
+) -> DataPlan:
+    """What the next run of each job `p` creates or updates (with `unchanged`, of every job)
+    would do to the data (`runner plan --data`): each task dry-run from the folder's
+    definitions on the folder's connections, against the applied pointers and digests, with
+    nothing written anywhere (`runner.plan.data`). The state store is only read, and not
+    needed: in a new folder every task runs as a first run.
+
+    Raises:
+        RunnerError: a job names a connection the folder does not define.
+    """
+    try:
+        reader = ws.reader()
+    except StoreMissing:
+        if ws.has_runs():
+            raise
+        reader = None
+    return data.plan_data(p, ws.root, reader, unchanged=unchanged, timeout=timeout, jobs=jobs)
 
 
 def save_plan(p: Plan, path: Path) -> None:
@@ -151,12 +182,17 @@ def apply(
     saved = read_plan(plan_file) if plan_file else planned
     if plan_file is not None and saved is not None:  # data from outside: check what it would store
         registered = registered_models()
+        types = _connection_types(store, saved)
         problems = [
             p
             for c in saved.changes
             if c.after is not None and c.action in ("create", "update")
             for p in check_document(
-                c.after, f"{plan_file} ({c.kind} {c.ref})", base_dir=ws.root, **registered
+                c.after,
+                f"{plan_file} ({c.kind} {c.ref})",
+                base_dir=ws.root,
+                **registered,
+                ends=job_ends(c.after.get("spec"), c.namespace, types) if c.kind == "Job" else None,
             )
         ]
         if problems:
@@ -173,6 +209,19 @@ def apply(
         revision = apply_plan(store, p, ws.root)
     released = release_logs(gone, before, ws.root, store) if revision is not None else []
     return ApplyResult(p, revision, released)
+
+
+def _connection_types(store: StateStore, plan: Plan) -> dict[tuple[str, str], str]:
+    """(namespace, name) -> type of every connection once `plan` is applied."""
+    types = {
+        (o.namespace, o.name): o.document["spec"].get("type", "") for o in store.objects.all("Connection")
+    }
+    for c in plan.changes:
+        if c.kind == "Connection" and c.after is not None:
+            types[(c.namespace, c.name)] = c.after["spec"].get("type", "")
+        elif c.kind == "Connection":
+            types.pop((c.namespace, c.name), None)
+    return types
 
 
 def force_unlock(ws: Workspace, lock_id: str) -> Lock:
@@ -194,7 +243,11 @@ def json_schema() -> dict[str, Any]:
     from pydantic import Field, TypeAdapter, create_model  # ~35 ms of import no run needs
 
     connections = _by_type(list(registry.connection_models().values()))
-    jobs = _by_type(list(job_models().values()))
+    kinds = registry.endpoint_kinds().values()
+    # a task's `read` and `write` are any kind's (validation picks its connections' kinds')
+    reads = Union[tuple(dict.fromkeys(k.read for k in kinds))]  # noqa: UP007
+    writes = Union[tuple(dict.fromkeys(k.write for k in kinds))]  # noqa: UP007
+    jobs = _by_type([model.for_kinds(reads, writes) for model in job_models().values()])
     common = {
         "apiVersion": (Literal["runner/v1"], Envelope.model_fields["apiVersion"]),
         "metadata": (Metadata, Field(description="Names the object: its name, namespace and labels.")),
@@ -217,10 +270,26 @@ def json_schema() -> dict[str, Any]:
         **common,
     )  # type: ignore[call-overload]
     adapter = TypeAdapter(Annotated[Union[connection, job], Field(discriminator="kind")])  # noqa: UP007
-    schema = adapter.json_schema()
+    schema = _generic_names(adapter.json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"runner definition ({API_VERSION})"
     return schema
+
+
+def _generic_names(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema's generic models (a task, a sync job: generic in the kinds' task models) by
+    their own names, as editors show them, not by their parameters'."""
+    renames = {
+        name: name.split("_", 1)[0]
+        for name in schema.get("$defs", {})
+        if name.split("_", 1)[0] in ("Task", "SyncJobSpec") and "_" in name
+    }
+    text = json.dumps(schema)
+    for old, new in renames.items():
+        text = text.replace(f'"#/$defs/{old}"', f'"#/$defs/{new}"')
+    renamed = json.loads(text)
+    renamed["$defs"] = {renames.get(k, k): v for k, v in renamed["$defs"].items()}
+    return renamed
 
 
 SCHEMA_FILE = "runner.v1.json"

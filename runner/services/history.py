@@ -12,8 +12,8 @@ from runner.errors import (
 )
 from runner.history import files as history
 from runner.history.records import QUEUED
-from runner.jobs import types as job_types
 from runner.runs.index import job_runs, recent_runs
+from runner.runs.jobs import parse_applied
 from runner.runs.records import with_live_status, with_mode, written
 from runner.state.objects import AppliedObject
 from runner.workspace import Workspace, find
@@ -58,7 +58,7 @@ def runs(
             if limit and len(out) >= limit:
                 break
         return out
-    spec = job_types.parse(job.document["spec"])
+    spec = parse_applied(ws, job)
     names = spec.task_names()
     if task not in names and not spec.expands_at_run:  # a sync_all job's tables: the index knows them
         raise NotFound(f"job {job.ref} has no task {task!r} (tasks: {', '.join(names)})")

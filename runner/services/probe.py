@@ -10,6 +10,7 @@ from runner.definitions import secrets
 from runner.definitions.jobs import SyncJobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
 from runner.definitions.sync_all import SyncAllJobSpec
+from runner.definitions.tasks import WriteSpec
 from runner.definitions.validate import (
     Definition,
     resolve_reference,
@@ -97,7 +98,7 @@ def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, An
                 used.reads.extend(t.read for t in spec.tasks)
                 used.logs = used.logs or any(t.changes.strategy == "cdc" for t in spec.tasks)
             else:
-                used.writes.extend(t.write.table for t in spec.tasks)
+                used.writes.extend(t.write.table for t in spec.tasks if isinstance(t.write, WriteSpec))
     results = []
     for conn in chosen:
         version, checks = _test_one(ws, conn, usage[conn.ref])
@@ -116,8 +117,8 @@ def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, An
 
 
 def _test_one(ws: Workspace, conn: Definition, usage: Any) -> tuple[str | None, list[Any]]:
-    """The server's version and the checks of one connection; a kind that is no job's source
-    or target (an SMTP server) is connected to and signed in to by its own `test`."""
+    """The server's version and the checks of one connection; a kind with its own `test` (an
+    SMTP server, a broker) is connected to and signed in to by it, a SQL kind probed."""
     from runner.connectors.sql import probe
 
     kind = registry.kind(conn.spec.type)

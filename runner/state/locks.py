@@ -2,7 +2,7 @@
 lock, a job's run lock, the daemon's lock). A lock records who holds it (user, host, pid), so a
 timeout names the holder and a lock left by a killed process on this host is taken over.
 
-This module is the only place lock names are made (`APPLY`, `DAEMON`, `job_lock`) and read
+This module is the only place lock names are made (`APPLY`, `DAEMON`, `WRITE_BACK`, `job_lock`) and read
 back (`LocksReader.jobs`): two spellings of one lock's name would let two holders in.
 """
 
@@ -25,6 +25,7 @@ from runner.state.database import Concern, current_user, utcnow
 
 APPLY = "apply"  # held while a plan is made and applied: applies serialise
 DAEMON = "daemon"  # held by the one daemon of a state store
+WRITE_BACK = "write-back"  # held while a change is written to the definitions, committed and applied
 _JOB = "job:"  # + "namespace/name": held by the job's run
 
 

@@ -187,7 +187,9 @@ class Objects(ObjectsReader):
                 values: dict[str, Any] = {"file": w.file, "line": w.line}
                 if w.new_revision:
                     values.update(
-                        document=json.dumps(w.document, sort_keys=True),
+                        document=json.dumps(
+                            w.document
+                        ),  # in the order written: a mapping of columns is ordered
                         digest=w.digest,
                         revision_id=revision_id,
                     )

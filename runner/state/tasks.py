@@ -53,6 +53,31 @@ class TasksReader(Concern):
             for r in rows
         ]
 
+    def find(self, namespace: str, job: str, task: str) -> TaskState | None:
+        """A task's state with its marks, None before its first run (a dry run of a job not
+        applied yet reads it without making it: `runner plan --data`)."""
+        t = schema.task_state
+        key = (t.c.namespace == namespace) & (t.c.job == job) & (t.c.task == task)
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t).where(key)).first()
+        return _state(row, namespace, job, task) if row is not None else None
+
+
+def _state(row: Any, namespace: str, job: str, task: str) -> TaskState:
+    pointer = json.loads(row.pointer) if row.pointer else None
+    return TaskState(
+        row.id,
+        namespace,
+        job,
+        task,
+        row.watermark_column,
+        pointer,
+        row.updated_at,
+        row.run_id,
+        bool(row.digests_pending),
+        row.reload_pending,
+    )
+
 
 class Tasks(TasksReader):
     """What a run reads and records as it goes, and what `runner pointer set` changes."""
@@ -66,19 +91,7 @@ class Tasks(TasksReader):
             if row is None:
                 conn.execute(t.insert().values(namespace=namespace, job=job, task=task, updated_at=utcnow()))
                 row = conn.execute(sa.select(t).where(key)).one()
-        pointer = json.loads(row.pointer) if row.pointer else None
-        return TaskState(
-            row.id,
-            namespace,
-            job,
-            task,
-            row.watermark_column,
-            pointer,
-            row.updated_at,
-            row.run_id,
-            bool(row.digests_pending),
-            row.reload_pending,
-        )
+        return _state(row, namespace, job, task)
 
     def set_pointer(self, task_id: int, column: str | None, pointer: dict[str, Any] | None, by: str) -> None:
         """Record a task's pointer; called only after the target committed what it covers."""

@@ -74,3 +74,50 @@ def read_only_api(project, monkeypatch) -> Iterator[Api]:
     keys = make_api_project(project, monkeypatch)
     with TestClient(create_app(project.ws, None)) as client:
         yield Api(project, client, None, keys)
+
+
+COMMENTED = """\
+# the nightly copy: keep the comments
+apiVersion: runner/v1
+kind: Job
+metadata: {name: commented}
+spec:
+  source: src
+  target: dst
+  batch_size: 10   # small batches
+  tasks:
+    # the first task
+    - name: one
+      read: {table: items}
+      write: {table: one}
+    # the second task
+    - name: two
+      read: {table: items}
+      write: {table: two}
+"""
+
+
+def git(root: Any, *args: str) -> str:
+    """git in the test's folder, with no user or system configuration read."""
+    import subprocess
+
+    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+@pytest.fixture
+def git_api(api: Api, monkeypatch: pytest.MonkeyPatch) -> Api:
+    """The API on a folder that is a git work tree with everything committed (the state
+    store, history and databases ignored), and a job with comments to edit."""
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    root = api.project.root
+    (root / ".gitignore").write_text(".runner/\n*.db\n*.log\n")
+    (root / "jobs.d/commented.yaml").write_text(COMMENTED)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "Dana Human")
+    git(root, "config", "user.email", "dana@example.org")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "the definitions")
+    services.apply(api.project.ws)
+    return api

@@ -34,6 +34,15 @@ EXPECTED = {
     ("GET", "/api/v1/runs/{run_id}"),
     ("GET", "/api/v1/runs/{run_id}/log"),
     ("GET", "/api/v1/runs/{run_id}/log/stream"),
+    ("POST", "/api/v1/jobs"),
+    ("PUT", "/api/v1/jobs/{name}"),
+    ("DELETE", "/api/v1/jobs/{name}"),
+    ("POST", "/api/v1/jobs/{name}/tasks"),
+    ("PUT", "/api/v1/jobs/{name}/tasks/{task}"),
+    ("DELETE", "/api/v1/jobs/{name}/tasks/{task}"),
+    ("POST", "/api/v1/jobs/{name}/tasks/{task}/move"),
+    ("POST", "/api/v1/jobs/{name}/tasks/{task}/off"),
+    ("POST", "/api/v1/jobs/{name}/tasks/{task}/on"),
 }
 
 
@@ -82,7 +91,7 @@ def test_every_route_needs_a_valid_key_and_the_right_scope(api):
             writes += 1
             assert read.status_code == 403, (method, url, read.text)
             assert read.json() == {"error": "key 'read-key' has scope 'read': it can only read (GET)"}
-    assert writes == 8
+    assert writes == 17
     assert services.status(api.project.ws)["paused"] is False  # the refused writes did nothing
     assert services.status(api.project.ws)["jobs"][1]["suspended"] is None
 

@@ -52,7 +52,12 @@ def test_validate_refuses_cdc_from_a_kind_without_a_log(project):
         ),
         (
             "read: {table: a}, write: {table: b, keys: [id], history: true}, changes: {strategy: cdc}",
-            "goes without write.upsert_script and write.history",
+            "applies changes through runner's merge: it goes without write.history",
+        ),
+        (
+            "read: {table: a}, write: {table: b, keys: [id], upsert_script: 'SELECT 1'}, "
+            "changes: {strategy: cdc}",
+            "applies changes through runner's merge: it goes without write.upsert_script",
         ),
     ],
 )

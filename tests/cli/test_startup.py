@@ -24,6 +24,7 @@ def _loaded_after(code: str) -> set[str]:
 def test_the_cli_itself_loads_no_engine_no_database_library_and_no_models():
     loaded = _loaded_after("import runner.cli.app")
     assert not {"sqlalchemy", "pydantic", "croniter", "runner.changes.task", "runner.plan"} & loaded
+    assert not {"ruamel", "ruamel.yaml", "runner.services.writeback"} & loaded  # only a change needs them
 
 
 def test_a_run_loads_neither_the_plan_nor_notifications_nor_sync_all_nor_the_api_nor_the_daemon():

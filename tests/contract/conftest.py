@@ -1,7 +1,8 @@
-"""Fixtures of the contract suite: `kind` runs a test once per registered kind a job reads from
-and writes to (a kind with no harness fails, it does not skip), `harness`/`second` give two
-places of that kind to keep tables, `mem` one of the memory kind, and `sync` runs a job between
-two connection specs in this process, its pointers and digests kept in `state`."""
+"""Fixtures of the contract suite: `kind` runs a test once per registered kind a job reads
+tables from and writes tables to (a kind with no harness fails, it does not skip),
+`harness`/`second` give two places of that kind to keep tables, `mem` one of the memory kind,
+`broker` one destination of each kind a task publishes to (`test_messaging`), and `sync` runs
+a job between two connection specs in this process, its pointers and digests kept in `state`."""
 
 from __future__ import annotations
 
@@ -14,17 +15,40 @@ import pytest
 
 from runner.changes.task import RunOptions, TaskResult
 from runner.connectors import registry
-from runner.definitions.jobs import SyncJobSpec
+from runner.definitions.tasks import WriteSpec
+from runner.jobs import types as job_types
 from runner.jobs.sync import run_job
 from runner.state.store import StateStore
+from tests.contract.brokers import Broker, make_broker
 from tests.contract.harness import Harness, make_harness
 
 Sync = Callable[..., list[TaskResult]]
 
 
-@pytest.fixture(params=sorted(registry.endpoint_kinds()))
+TABLE_KINDS = sorted(name for name, k in registry.endpoint_kinds().items() if issubclass(k.write, WriteSpec))
+PUBLISHING_KINDS = sorted(name for name, k in registry.endpoint_kinds().items() if k.capabilities.publish)
+CONSUMING_KINDS = sorted(name for name, k in registry.endpoint_kinds().items() if k.capabilities.consume)
+
+
+@pytest.fixture(params=TABLE_KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(params=PUBLISHING_KINDS)
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    b = make_broker(request.param, request)
+    yield b
+    b.close()
+
+
+@pytest.fixture(params=CONSUMING_KINDS)
+def queue(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """A destination of each kind a task consumes from (`test_consuming`)."""
+    b = make_broker(request.param, request)
+    assert b.source is not None, f"{b.kind} consumes: its broker harness gives `source`"
+    yield b
+    b.close()
 
 
 def _harness(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
@@ -68,8 +92,9 @@ def sync(state: StateStore, tmp_path: Path) -> Sync:
         batch_size: int = 5,
         options: RunOptions | None = None,
     ) -> list[TaskResult]:
-        spec = SyncJobSpec.model_validate(
-            {"source": "src", "target": "dst", "batch_size": batch_size, "tasks": tasks}
+        spec = job_types.parse(
+            {"source": "src", "target": "dst", "batch_size": batch_size, "tasks": tasks},
+            {"source": source["type"], "target": target["type"]},
         )
         return run_job(
             spec,

@@ -197,7 +197,7 @@ def test_every_need_names_a_declared_capability_field():
     named = {n.capability for t in tasks for n in task_needs(Task.model_validate(t))}
     assert named == {"query", "scripts", "native_merge", "digests", "key_lookup", "log_changes"}
     assert named <= CAPABILITIES
-    assert set(STRATEGIES) == {"full", "watermark", "hash", "cdc"}
+    assert set(STRATEGIES) == {"full", "watermark", "hash", "messages", "cdc"}
 
 
 def test_every_kind_declares_capabilities_as_a_frozen_value():

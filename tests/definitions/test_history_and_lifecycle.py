@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from runner import services
-from runner.definitions.destination import before_run, target_table
+from runner.definitions.destination import before_run
 from runner.definitions.jobs import SyncJobSpec
+from runner.definitions.tasks import target_table
 from runner.errors import DefinitionsInvalid
 from tests.conftest import TWO_SQLITE
 from tests.definitions.test_capabilities import MEMORY

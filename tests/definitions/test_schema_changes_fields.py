@@ -101,7 +101,7 @@ def test_a_scripted_task_refuses_them(project):
     (p,) = problems(project)
     assert str(p) == (
         f"{path}:14:7: spec.tasks[0].truncate_strings: truncate_strings does not apply to "
-        "write.upsert_script: the script decides what the table holds"
+        "write.upsert_script, which decides what the target holds"
     )
 
 

@@ -84,6 +84,9 @@ def run_text(record: dict[str, Any]) -> str:
             line += f"\n    pointer: {pointer_text(t['pointer_before'])} → {pointer_text(t['pointer_after'])}"
         for change in t.get("schema_changes") or []:  # older records have none
             doing = "altered" if change["applied"] else "would alter"
+            if change["change"] == "create":  # a dry run into a table that does not exist yet
+                line += f"\n    schema: would create the table {change['after']}: {change['ddl'] or '-'}"
+                continue
             line += f"\n    schema: {doing}: {change['change']} column {change['column']!r}: {change['ddl']}"
         for column, count in (t.get("truncated") or {}).items():
             line += f"\n    truncated: {count:,} strings of column {column!r}"

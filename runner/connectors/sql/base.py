@@ -9,7 +9,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -22,23 +22,21 @@ from runner.connectors.base import (
     DiscoveredTable,
     History,
     TableEvolution,
+    WriteContext,
 )
-from runner.connectors.sql import lifecycle
+from runner.connectors.sql import history_mode, lifecycle
 from runner.connectors.sql.buckets import KeyBucketQueries
 from runner.connectors.sql.reading import SqlReading
 from runner.connectors.sql.scripts import ScriptWriter
 from runner.connectors.sql.spec import SqlConnectionSpec
 from runner.connectors.sql.transaction import Transaction
-from runner.connectors.sql.writer import SqlWriter
+from runner.connectors.sql.writer import SOFT_DELETE_TYPE, SqlWriter
 from runner.definitions import secrets
 from runner.definitions.models import seconds
-from runner.definitions.tasks import ReadSpec
+from runner.definitions.tasks import ReadSpec, WriteModel, WriteSpec
 from runner.errors import TerminalError, TransientError
 from runner.streams.types import Batch, Column, ColumnType, Convert
 from runner.streams.values import TIMES, OutOfRange, row_converter
-
-if TYPE_CHECKING:
-    from runner.streams.cancel import CancelToken
 
 
 class _Statements(Transaction):
@@ -378,18 +376,16 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
     def drop_table(self, table: str) -> bool:
         return lifecycle.drop_table(self, table)
 
-    def open_script_writer(
-        self,
-        table: str,
-        columns: list[Column],
-        keys: list[str],
-        upsert_script: str,
-        delete_script: str | None,
-        cancel: CancelToken | None = None,
+    def open_row_writer(
+        self, write: WriteModel, columns: list[Column], context: WriteContext
     ) -> ScriptWriter:
-        """A writer that runs the task's Jinja scripts instead of merging, into `table`
-        (created when missing, as for a merge); `cancel` stops a render going on."""
-        return ScriptWriter(self, table, columns, keys, upsert_script, delete_script, cancel).opened()
+        """A writer that runs the task's Jinja scripts instead of merging, into its table
+        (created when missing, as for a merge); the run's cancel stops a render going on."""
+        w = cast(WriteSpec, write)
+        assert w.upsert_script is not None  # an unmerged SQL write is one with scripts
+        return ScriptWriter(
+            self, w.table, columns, w.keys, w.upsert_script, w.delete_script, context.cancel
+        ).opened()
 
     def _columns_ddl(self, columns: list[Column], keys: list[str]) -> str:
         q = self.quote
@@ -404,6 +400,27 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         if keys:
             body.append(f"PRIMARY KEY ({', '.join(q(k) for k in keys)})")
         return ", ".join(body)
+
+    def create_table_ddl(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str] | None = None,
+        soft_delete_column: str | None = None,
+        history: History | None = None,
+    ) -> list[str]:
+        """The statements a writer creates a missing `table` with (`TableDDL`): its schema where
+        the target makes schemas, then the table with the soft-delete and history columns and
+        the primary key a writer gives it. What a dry run (`runner plan --data`) reports."""
+        extra = [Column(soft_delete_column, SOFT_DELETE_TYPE)] if soft_delete_column else []
+        extra += history_mode.columns(history)
+        key = history_mode.primary_key(keys or [], history)
+        schema = table.rpartition(".")[0]
+        create_schema = self.create_schema_sql(schema) if schema else None
+        return [
+            *([create_schema] if create_schema else []),
+            self.create_table_sql(table, columns + extra, key),
+        ]
 
     def create_table_sql(self, table: str, columns: list[Column], keys: list[str] | None = None) -> str:
         body = self._columns_ddl(columns, keys or [])

@@ -23,6 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
+from runner.connectors.base import History
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.mariadb_index import INDEX_BYTES, MIN_SHARE, key_bytes
 from runner.connectors.sql.mariadb_tsv import TSV, text_field
@@ -186,6 +187,21 @@ class MariadbConnector(SqlConnector):
             cursor.execute(f"SHOW COLLATION WHERE Collation IN ({names})")
             found = {row[0] for row in cursor.fetchall()}
         self.collation = next((name for name in _NO_PAD if name in found), "utf8mb4_bin")
+
+    def create_table_ddl(
+        self,
+        table: str,
+        columns: list[Column],
+        keys: list[str] | None = None,
+        soft_delete_column: str | None = None,
+        history: History | None = None,
+    ) -> list[str]:
+        """As a writer would create it: with the collation a writer finds first (a dry run into a
+        missing table opens no writer)."""
+        with self.connection("reading the server's collations") as dbapi:
+            self.prepare_writer(dbapi)
+            dbapi.rollback()
+        return super().create_table_ddl(table, columns, keys, soft_delete_column, history)
 
     def table_options(self) -> str:
         return f" DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"

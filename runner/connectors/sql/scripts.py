@@ -12,58 +12,18 @@ names: all, the keys, the others), `bind(name)` and the filter `ident`.
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Iterator
-from types import FrameType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
-from runner.connectors.base import MergeCounts
+from runner.connectors.base import RowWriter
 from runner.connectors.sql.transaction import Transaction
-from runner.definitions.templates import MAX_CHARS, TemplateLimit, environment
-from runner.errors import Cancelled, TerminalError
+from runner.definitions.templates import RENDER_SECONDS, RenderBudget, TemplateLimit, environment
+from runner.errors import TerminalError
 from runner.streams.types import Column
 
 if TYPE_CHECKING:
     from runner.connectors.sql.base import SqlConnector
     from runner.streams.cancel import CancelToken
     from runner.streams.types import Batch
-
-RENDER_SECONDS = 5.0  # one render of one script; a statement's text takes milliseconds
-
-
-class _Budget:
-    """Stops a render that runs past its deadline or whose run is cancelled: a trace hook on
-    this thread checks both as the template's code runs, so neither a loop nor a recursion
-    can hold the worker (and its job's lock) past a cancel or a timeout."""
-
-    def __init__(self, what: str, cancel: CancelToken | None, seconds: float):
-        self.what, self.cancel, self.seconds = what, cancel, seconds
-        self.deadline = time.monotonic() + seconds
-        self.next_poll = 0.0
-
-    def check(self) -> None:
-        now = time.monotonic()
-        if now > self.deadline:
-            raise TerminalError(
-                f"{self.what}: rendering took longer than {self.seconds:g} s; simplify the script"
-            )
-        if self.cancel is not None and now >= self.next_poll:
-            self.next_poll = now + 0.05
-            if self.cancel.cancelled:
-                raise Cancelled(self.cancel.reason or "cancelled")
-
-    def trace(self, frame: FrameType, event: str, arg: Any) -> Any:
-        self.check()
-        return self.trace if frame.f_code.co_filename == "<template>" else None
-
-    def chunks(self, parts: Iterator[str]) -> Iterator[str]:
-        """The rendered parts, with the whole output bounded to MAX_CHARS."""
-        size = 0
-        for part in parts:
-            size += len(part)
-            if size > MAX_CHARS:
-                raise TerminalError(f"{self.what}: the rendered script exceeds {MAX_CHARS:,} characters")
-            yield part
 
 
 class SqlScript:
@@ -108,7 +68,7 @@ class SqlScript:
             return connector.mark
 
         self.env.filters["ident"] = connector.quote
-        budget = _Budget(self.what, cancel, seconds)
+        budget = RenderBudget(self.what, cancel, seconds)
         tracer = sys.gettrace()
         sys.settrace(budget.trace)
         try:
@@ -127,11 +87,9 @@ class SqlScript:
         return sql.strip().rstrip(";"), order
 
 
-class ScriptWriter(Transaction):
+class ScriptWriter(RowWriter, Transaction):
     """Writes batches through a task's scripts in one open transaction of the target. It does
     not merge (`merges`): every row staged goes through the upsert script at once."""
-
-    merges: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -149,13 +107,13 @@ class ScriptWriter(Transaction):
         self.columns = columns
         self.names = [c.name for c in columns]
         self.keys = keys
-        self.key_columns = [c for c in columns if c.name in keys]
+        by_name = {c.name: c for c in columns}
+        self.key_columns = [by_name[k] for k in keys if k in by_name]  # in `keys` order, as staged
         self.encode = connector.batch_encoder(columns, [self.names.index(k) for k in keys if k in self.names])
         self.encode_keys = connector.batch_encoder(self.key_columns, range(len(self.key_columns)))
         self.upsert = SqlScript(upsert_script, "write.upsert_script")
         self.delete = SqlScript(delete_script, "write.delete_script") if delete_script else None
         self.doing = f"running the scripts of {table}"
-        self.pending = self.deleted = 0
 
     def open(self) -> ScriptWriter:
         """The transaction, with the target table created when missing, as for runner's merge
@@ -176,31 +134,11 @@ class ScriptWriter(Transaction):
             self.cursor.executemany(sql, [tuple(row[i] for i in index) for row in rows])
         return len(rows)
 
-    def upsert_rows(self, batch: Batch) -> int:
+    # "Staged" rows go through the upsert script at once, "staged" keys through the delete script.
+
+    def write_rows(self, batch: Batch) -> int:
         return self._run(self.upsert, self.names, self.encode(batch))
 
-    def delete_keys(self, keys: Batch) -> int:
+    def write_keys(self, keys: Batch) -> int:
         assert self.delete is not None
         return self._run(self.delete, self.keys, self.encode_keys(keys))
-
-    # The strategies drive a ScriptWriter as they drive a SqlWriter: "staged" rows go through
-    # the upsert script at once, "staged" keys through the delete script.
-
-    def stage(self, batch: Batch) -> None:
-        self.pending += self.upsert_rows(batch)
-
-    def merge(self) -> MergeCounts:
-        counts, self.pending = MergeCounts(upserted=self.pending), 0
-        return counts
-
-    def clear_stage(self) -> None:
-        pass
-
-    def open_key_stage(self) -> None:
-        self.deleted = 0
-
-    def stage_keys(self, keys: Batch) -> None:
-        self.deleted += self.delete_keys(keys)
-
-    def delete_listed(self) -> int:
-        return self.deleted

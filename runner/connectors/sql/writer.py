@@ -94,10 +94,8 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
             self.create_schema(self.table)
             changes = evolve.follow_source(self)  # committed before the transaction (MariaDB's would be)
             self.begin()
-            extra = [Column(self.soft, SOFT_DELETE_TYPE)] if self.soft else []
-            extra += history_mode.columns(self.history)
-            key = history_mode.primary_key(self.keys, self.history)
-            self.cursor.execute(c.create_table_sql(self.table, self.columns + extra, key))
+            create = c.create_table_ddl(self.table, self.columns, self.keys, self.soft, self.history)
+            self.cursor.execute(create[-1])  # its schema: `create_schema`, committed before
             if self.soft and self.soft not in self.existing_columns():
                 soft_type = c.render_type(SOFT_DELETE_TYPE)
                 self.cursor.execute(f"ALTER TABLE {self.target} ADD COLUMN {self.q(self.soft)} {soft_type}")

@@ -1,0 +1,102 @@
+"""The `messages` strategy: a task consuming a broker (a kind with `consume`). Each message is
+a change of one row, applied in arrival order: upserted by `write.keys` (appended without
+keys), or, when its op header says so, deleted (`deletes: propagate` or `soft`). A batch is
+committed in the target, then acknowledged to the broker: a kill between the two sends the
+batch again, and upserting it again by key leaves the target as it was. Nothing else is kept:
+the broker's own acknowledgements are the task's position."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from runner.changes.task import TaskRun
+from runner.connectors.base import ConsumingSource, MergeWriter, Writer
+from runner.definitions.needs import Need
+from runner.definitions.tasks import Task
+from runner.streams.checkpoints import checkpoint
+from runner.streams.types import Batch
+
+
+def needs(task: Task) -> list[Need]:
+    """The source's kind consumes: it hands messages out and takes them back acknowledged."""
+    return [
+        Need("source", "consume", ("changes", "strategy"), "strategy 'messages' consumes a broker's messages")
+    ]
+
+
+def run_messages(run: TaskRun) -> None:
+    task, result, options = run.task, run.result, run.options
+    run.state()  # recorded, though the broker keeps the position
+    consumer = cast(ConsumingSource, run.source).consume(task.read, run.batch_size)
+    try:
+        run.use_columns(consumer.columns)
+        with run.writer(consumer.columns) as w:
+            while True:
+                if run.cancel:
+                    run.cancel.check()
+                batch = consumer.next_batch()
+                if batch is None:
+                    break
+                result.rows_read += len(batch)
+                for ident, reason in consumer.set_aside():
+                    run.log(
+                        "warning",
+                        "message sent to the dead letters",
+                        task=task.name,
+                        message_id=ident,
+                        reason=reason,
+                    )
+                run.note("consuming", result.rows_read)
+                if run.progress:
+                    run.progress(task.name, result.rows_read)
+                checkpoint("read")
+                _apply(run, w, batch)
+                checkpoint("write")
+                if not options.dry_run:
+                    w.commit()
+                    run.committed()  # committed, not yet acknowledged: a kill here sends them again
+                    consumer.acknowledge()
+            if options.dry_run:
+                run.log("info", "dry run: rolled back, nothing acknowledged", task=task.name)
+    finally:
+        consumer.close()
+
+
+def _apply(run: TaskRun, w: Writer, batch: list[tuple[str, tuple]]) -> None:
+    """A batch's changes in order: each run of upserts merged, each run of deletes applied."""
+    task, result = run.task, run.result
+    keys = task.write.keys
+    names = [c["name"] for c in result.columns]
+    positions = [names.index(k) for k in keys]
+    start = 0
+    while start < len(batch):
+        op = batch[start][0]
+        end = start
+        while end < len(batch) and batch[end][0] == op:
+            end += 1
+        rows = [row for _, row in batch[start:end]]
+        if op == "upsert":
+            _upsert(run, w, rows, positions)
+        elif task.deletes == "ignore":
+            result.unchanged += len(rows)
+        else:
+            keyed = {tuple(row[i] for i in positions): None for row in rows}
+            w.open_key_stage()
+            w.stage_keys(list(keyed))
+            result.deleted += w.delete_listed()
+        start = end
+
+
+def _upsert(run: TaskRun, w: Writer, rows: Batch, positions: list[int]) -> None:
+    result = run.result
+    if not positions and w.merges:  # no keys: every message is a new row
+        cast(MergeWriter, w).insert(rows)
+        result.inserted += len(rows)
+        return
+    if positions:  # one row per key, the last message's: a stage merges each key once
+        rows = list({tuple(row[i] for i in positions): row for row in rows}.values())
+    w.stage(rows)
+    counts = w.merge()
+    w.clear_stage()
+    result.add(counts)
+    result.unchanged += len(rows) - counts.inserted - counts.updated - counts.upserted

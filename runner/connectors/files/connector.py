@@ -1,0 +1,265 @@
+"""The `files` kind: a folder. As a target, a task writes the changed rows (and deleted keys) of
+each committed batch as one file, named by a template, in CSV, JSON lines or Parquet; a file is
+written under a hidden temporary name, synced and then renamed, so a reader (and a run killed
+half-way) never leaves a visible half file, and a file is never overwritten. As a source, a
+task reads the files matching a pattern (`runner.connectors.files.reading`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from runner.connectors import registry
+from runner.connectors.base import Capabilities, Connector, ReadStream, RowWriter, Watermark, WriteContext
+from runner.connectors.files.formats import EXTENSIONS, WRITERS, FormatWriter
+from runner.connectors.files.reading import FileRead, FileSource
+from runner.connectors.messaging.model import check_templates
+from runner.definitions.models import ConnectionSpec, StrictModel
+from runner.definitions.needs import Need
+from runner.definitions.tasks import Task, WriteModel
+from runner.definitions.templates import environment
+from runner.errors import TerminalError, TransientError
+from runner.streams.types import Batch, Column
+
+DEFAULT_FILE = "{{ job }}/{{ task }}/{{ run_id }}-{{ part }}.{{ ext }}"
+
+
+class FilesConnection(ConnectionSpec):
+    """A folder on this machine (relative paths: to the definitions folder); created when a
+    task first writes to it."""
+
+    type: Literal["files"] = Field(description="A folder of files.")
+    path: str = Field(min_length=1, description="The folder.")
+
+
+class CsvOptions(StrictModel):
+    delimiter: str = Field(",", min_length=1, max_length=1, description="The field delimiter.")
+    quote: str = Field('"', min_length=1, max_length=1, description="The quote character.")
+    header: bool = Field(True, description="A first line with the column names.")
+    null: str = Field("", description="How NULL is written (a value that is '' is written quoted).")
+    encoding: str = Field("utf-8", min_length=1, description="The text encoding.")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known(cls, encoding: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r}") from None
+        return encoding
+
+
+class FileWrite(WriteModel):
+    """The files a task writes: one per committed batch (at most `batch_size` rows)."""
+
+    file: str = Field(
+        DEFAULT_FILE,
+        min_length=1,
+        description="The file's path in the folder, a template: `job`, `namespace`, `task`, `run_id`, "
+        "`part` (the file's number in the run, from 1), `started` (the run's start, UTC: "
+        "`started.strftime('%Y/%m/%d')`), `ext` (the format's extension).",
+    )
+    format: Literal["csv", "jsonl", "parquet"] = Field("csv", description="The files' format.")
+    csv: CsvOptions = Field(default_factory=CsvOptions, description="With format csv: its dialect.")
+    compression: Literal["none", "gzip"] = Field(
+        "none",
+        description="csv and jsonl: gzip the file (`.gz` is added to its name); Parquet is zstd's.",
+    )
+    operation_column: str | None = Field(
+        "_op",
+        min_length=1,
+        description="A first column saying what each line is: `upsert` (a new or changed row) or `delete` "
+        "(a deleted key, its other columns empty); null leaves it out (then deletes cannot be written).",
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        check_templates(value)
+        if "{%" in value:  # expressions alone are bounded by the sandbox: a name needs no loop
+            raise ValueError("a file name is made of {{ expressions }} only, no {% statements %}")
+        return value
+
+    def describe(self) -> str:
+        return self.file
+
+    def merged(self) -> bool:
+        return False  # a file holds what it is given: nothing is compared or found gone
+
+    def unmerged_by(self) -> str:
+        return "a files target"
+
+    def needs(self, task: Task) -> list[Need]:
+        return [Need("target", "files", ("write",), "the task writes its changes as files")]
+
+    def added_columns(self, task: Task) -> list[tuple[tuple[str | int, ...], str, str]]:
+        if self.operation_column is None:
+            return []
+        return [(("write", "operation_column"), self.operation_column, "writes each line's operation")]
+
+    def check(self, task: Task) -> None:
+        if task.deletes != "ignore" and self.operation_column is None:
+            raise ValueError("deletes are written as lines whose operation_column says delete: keep it")
+
+
+class FileWriter(RowWriter):
+    """A `Writer` whose commit makes the batch's file visible (synced, then renamed)."""
+
+    def __init__(self, root: Path, write: FileWrite, columns: list[Column], context: WriteContext):
+        self.root, self.write, self.columns, self.context = root, write, columns, context
+        by_name = {c.name: c for c in columns}
+        self.key_columns = [by_name[k] for k in write.keys]
+        self.key_index = [columns.index(c) for c in self.key_columns]
+        self.template = environment().from_string(write.file)
+        self.part = 0
+        self.current: tuple[Path, Path, FormatWriter] | None = None  # (temporary, final, writer)
+
+    def _target(self) -> tuple[Path, Path]:
+        namespace, _, job = self.context.job.partition("/")
+        name = self.template.render(
+            job=job,
+            namespace=namespace,
+            task=self.context.task,
+            run_id=self.context.run_id,
+            part=self.part,
+            started=self.context.started,
+            ext=EXTENSIONS[self.write.format],
+        ).strip()
+        if self.write.compression == "gzip":
+            name += ".gz"
+        final = (self.root / name).resolve()
+        if not name or final == self.root or not final.is_relative_to(self.root):
+            raise TerminalError(f"write.file: {name!r} is not a file within the folder {self.root}")
+        if final.exists():
+            raise TerminalError(
+                f"write.file: {final} exists; a file is never overwritten (name it by run_id)"
+            )
+        return final.with_name(f".{final.name}.partial"), final
+
+    def _lines(self, rows: list[tuple[str, tuple]]) -> None:
+        if self.context.dry_run:
+            return
+        if self.current is None:
+            self.part += 1
+            temporary, final = self._target()
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                opened = WRITERS[self.write.format](
+                    temporary,
+                    self.columns,
+                    self.write.operation_column,
+                    self.write.csv,
+                    self.write.compression == "gzip",
+                )
+            except OSError as exc:
+                raise TransientError(f"cannot write {temporary}: {exc.strerror}") from None
+            self.current = (temporary, final, opened)
+        try:
+            self.current[2].write(rows)
+        except OSError as exc:
+            raise TransientError(f"cannot write {self.current[0]}: {exc.strerror}") from None
+
+    def write_rows(self, batch: Batch) -> int:
+        self._lines([("upsert", row) for row in batch])
+        return len(batch)
+
+    def write_keys(self, keys: Batch) -> int:
+        width = len(self.columns)
+        rows = []
+        for key in keys:
+            row: list[Any] = [None] * width
+            for i, value in zip(self.key_index, key, strict=True):
+                row[i] = value
+            rows.append(("delete", tuple(row)))
+        self._lines(rows)
+        return len(keys)
+
+    def commit(self) -> None:
+        if self.current is None:
+            return
+        temporary, final, opened = self.current
+        try:
+            opened.close()
+            with open(temporary, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(temporary, final)
+            directory = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except OSError as exc:
+            raise TransientError(f"cannot complete {final}: {exc.strerror}") from None
+        self.current = None
+
+    def close(self) -> None:
+        """A file not committed is removed: it was never visible."""
+        if self.current is not None:
+            temporary, _, opened = self.current
+            self.current = None
+            with contextlib.suppress(Exception):  # the file goes anyway
+                opened.close()
+            temporary.unlink(missing_ok=True)
+
+    def __enter__(self) -> FileWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FilesConnector(Connector):
+    """A folder as a job's source or target."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(files=True)
+    spec: FilesConnection
+
+    @property
+    def root(self) -> Path:
+        return (self.base_dir / self.spec.path).resolve()
+
+    def read(
+        self,
+        spec: Any,
+        batch_size: int,
+        watermark: Watermark | None = None,
+        select: list[str] | None = None,
+        limit: int | None = None,
+    ) -> ReadStream:
+        assert isinstance(spec, FileRead)  # the kind's read model
+        return FileSource(self.root).read(spec, batch_size, watermark, select, limit)
+
+    def highest(self, spec: Any, column: str) -> Any:
+        assert isinstance(spec, FileRead)
+        return FileSource(self.root).highest(spec, column)
+
+    def check_connection(self) -> None:
+        test(self.name, self.spec, self.base_dir)
+
+    def open_row_writer(self, write: WriteModel, columns: list[Column], context: WriteContext) -> FileWriter:
+        assert isinstance(write, FileWrite)  # the kind's write model
+        return FileWriter(self.root, write, columns, context)
+
+
+def test(name: str, spec: FilesConnection, base_dir: Path) -> str:
+    """The folder exists (or can be made) and takes a file."""
+    root = (base_dir / spec.path).resolve()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".runner-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise TerminalError(f"connection {name!r}: cannot write in {root}: {exc.strerror}") from None
+    return f"folder {root}"
+
+
+registry.register(
+    registry.Kind("files", FilesConnection, FilesConnector, read=FileRead, write=FileWrite, test=test)
+)

@@ -1,0 +1,314 @@
+"""The `rabbitmq` kind. As a target, a task publishes a message per changed row (and per
+deleted key) to an exchange with a routing key, each a template over the row, with publisher
+confirms: a batch is committed once the broker has confirmed every message of it (`mandatory`:
+a message no queue takes is an error, never a silent drop). As a source, a task consumes a
+queue (`changes.strategy: messages`), acknowledging each batch once the target has committed
+it. Through pika, the client RabbitMQ's own tutorials use.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from runner.connectors import registry
+from runner.connectors.base import Capabilities, Connector, WriteContext
+from runner.connectors.messaging.connection import CONNECT_TIMEOUT, BrokerConnection
+from runner.connectors.messaging.consumer import MessageConsumer, Received
+from runner.connectors.messaging.model import MessageRead, MessageWrite, check_templates
+from runner.connectors.messaging.render import Message
+from runner.connectors.messaging.writer import MessageWriter
+from runner.definitions.models import seconds
+from runner.definitions.tasks import ReadModel, WriteModel
+from runner.errors import TerminalError, TransientError
+from runner.streams.types import Column
+
+
+class RabbitConnection(BrokerConnection):
+    """A RabbitMQ broker (AMQP 0-9-1). Without `username`, pika's default guest account."""
+
+    type: Literal["rabbitmq"] = Field(description="A RabbitMQ broker.")
+    port: int = Field(5672, ge=1, le=65535, description="Its AMQP port: 5672, or 5671 with TLS.")
+    virtual_host: str = Field("/", min_length=1, description="The virtual host to use.")
+
+
+class RabbitWrite(MessageWrite):
+    """Where a task's messages go in RabbitMQ."""
+
+    exchange: str = Field(
+        "",
+        description="The exchange to publish to (a template over the row); '' is the default exchange, "
+        "which routes to the queue named by the routing key. It must exist: runner declares nothing.",
+    )
+    routing_key: str = Field(
+        min_length=1,
+        description="The routing key (a template over the row, e.g. `orders.{{ row.region }}`).",
+    )
+    delete_routing_key: str | None = Field(
+        None,
+        min_length=1,
+        description="The routing key of a deleted key's message (a template over the key columns); "
+        "unset: `routing_key`, which may then name key columns only.",
+    )
+    persistent: bool = Field(True, description="Messages survive a broker restart (delivery mode 2).")
+
+    @field_validator("exchange", "routing_key", "delete_routing_key")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_templates(value)
+        return value
+
+    def describe(self) -> str:
+        return f"{self.exchange or '(default exchange)'}/{self.routing_key}"
+
+    def templates(self, op: str) -> dict[str, str]:
+        key = self.delete_routing_key if op == "delete" and self.delete_routing_key else self.routing_key
+        return {"exchange": self.exchange, "routing_key": key}
+
+
+class RabbitRead(MessageRead):
+    """The queue a task consumes in RabbitMQ."""
+
+    METADATA: ClassVar[frozenset[str]] = MessageRead.METADATA | {
+        "routing_key",
+        "exchange",
+        "timestamp",
+        "redelivered",
+    }
+
+    queue: str = Field(
+        min_length=1, description="The queue to consume (it must exist: runner declares nothing)."
+    )
+
+    def describe(self) -> str:
+        return f"queue {self.queue}"
+
+
+MAX_PREFETCH = 65_535  # AMQP's prefetch count is a short
+
+
+class RabbitFetcher:
+    """A consumer on the queue with a prefetch of one batch: the broker sends at most that many
+    unacknowledged messages, and each batch is acknowledged (at once, `multiple`) after the
+    target committed it. Unacknowledged messages go back to the queue when the channel closes."""
+
+    def __init__(self, name: str, spec: RabbitConnection, base_dir: Path, read: RabbitRead, batch_size: int):
+        from pika import exceptions
+
+        self.name, self.read = name, read
+        self.connection = _connect(name, spec, base_dir)
+        self.channel = self.connection.channel()
+        self.channel.basic_qos(prefetch_count=min(batch_size, MAX_PREFETCH))
+        self.wait = max(0.01, seconds(read.max_wait))
+        self.letters: Any = None
+        try:
+            self.messages = self.channel.consume(read.queue, auto_ack=False, inactivity_timeout=self.wait)
+        except exceptions.ChannelClosedByBroker as exc:
+            raise TerminalError(
+                f"connection {name!r}: cannot consume queue {read.queue!r}: {exc.reply_text}"
+            ) from None
+
+    def fetch(self, count: int) -> list[Received]:
+        from pika import exceptions
+
+        out: list[Received] = []
+        try:
+            while len(out) < count:
+                method, properties, body = next(self.messages)
+                if method is None:  # none came for `max_wait`: drained
+                    break
+                out.append(_received(method, properties, body))
+        except exceptions.ChannelClosedByBroker as exc:
+            raise TerminalError(
+                f"connection {self.name!r}: cannot consume queue {self.read.queue!r}: {exc.reply_text}"
+            ) from None
+        except exceptions.AMQPError as exc:
+            raise TransientError(
+                f"connection {self.name!r}: lost the broker while consuming: {exc!r}"
+            ) from None
+        return out
+
+    def acknowledge(self, through: Received) -> None:
+        from pika import exceptions
+
+        try:
+            self.channel.basic_ack(delivery_tag=through.token, multiple=True)
+        except exceptions.AMQPError as exc:  # the batch is committed: its messages come again, upserted again
+            raise TransientError(f"connection {self.name!r}: could not acknowledge: {exc!r}") from None
+
+    def dead_letter(self, message: Received, reason: str) -> None:
+        import pika
+
+        if self.letters is None:
+            self.letters = self.connection.channel()
+            self.letters.confirm_delivery()
+        properties = pika.BasicProperties(
+            headers={**message.headers, "runner-error": reason[:1000]},
+            message_id=message.metadata.get("message_id"),
+            delivery_mode=pika.DeliveryMode.Persistent,
+        )
+        self.letters.basic_publish("", self.read.dead_letter or "", message.body, properties, mandatory=True)
+
+    def close(self) -> None:
+        from pika import exceptions
+
+        try:
+            if self.connection.is_open:
+                self.connection.close()  # what was not acknowledged goes back to the queue
+        except exceptions.AMQPError:
+            pass
+
+
+def _received(method: Any, properties: Any, body: bytes) -> Received:
+    import datetime as dt
+
+    stamp = properties.timestamp
+    return Received(
+        body,
+        dict(properties.headers or {}),
+        {
+            "message_id": properties.message_id,
+            "routing_key": method.routing_key,
+            "exchange": method.exchange,
+            "timestamp": dt.datetime.fromtimestamp(stamp, dt.UTC).replace(tzinfo=None) if stamp else None,
+            "redelivered": method.redelivered,
+        },
+        method.delivery_tag,
+    )
+
+
+class RabbitPublisher:
+    """A channel in confirm mode: each publish returns once the broker confirmed it."""
+
+    def __init__(self, name: str, spec: RabbitConnection, base_dir: Path, write: RabbitWrite):
+        self.name, self.write = name, write
+        self.connection = _connect(name, spec, base_dir)
+        self.channel = self.connection.channel()
+        self.channel.confirm_delivery()
+
+    def send(self, messages: list[Message]) -> None:
+        import pika
+        from pika import exceptions
+
+        mode = pika.DeliveryMode.Persistent if self.write.persistent else pika.DeliveryMode.Transient
+        now = int(time.time())
+        try:
+            for m in messages:
+                properties = pika.BasicProperties(
+                    message_id=m.id,
+                    headers=m.headers,
+                    delivery_mode=mode,
+                    content_type="application/json" if m.json else "text/plain",
+                    timestamp=now,
+                )
+                exchange, key = m.destination["exchange"], m.destination["routing_key"]
+                self.channel.basic_publish(exchange, key, m.body, properties, mandatory=True)
+        except exceptions.UnroutableError:
+            raise TerminalError(
+                f"connection {self.name!r}: no queue takes a message published to exchange "
+                f"{exchange or '(default)'!r} with routing key {key!r}: bind a queue (runner declares none)"
+            ) from None
+        except exceptions.NackError:
+            raise TransientError(f"connection {self.name!r}: the broker refused a message (nack)") from None
+        except exceptions.ChannelClosedByBroker as exc:
+            raise TerminalError(
+                f"connection {self.name!r}: the broker closed the channel: {exc.reply_text}"
+            ) from None
+        except exceptions.AMQPError as exc:
+            raise TransientError(
+                f"connection {self.name!r}: lost the broker while publishing: {exc!r}"
+            ) from None
+
+    def confirm(self) -> None:
+        """Nothing waits: every publish was confirmed as it was sent (`send`)."""
+
+    def close(self) -> None:
+        from pika import exceptions
+
+        try:
+            if self.connection.is_open:
+                self.connection.close()
+        except exceptions.AMQPError:
+            pass
+
+
+def _connect(name: str, spec: RabbitConnection, base_dir: Path) -> Any:
+    import pika
+    from pika import exceptions
+
+    options: dict[str, Any] = {}
+    if spec.username is not None:
+        options["credentials"] = pika.PlainCredentials(spec.username, spec.secret(base_dir) or "")
+    context = spec.ssl_context(base_dir)
+    if context is not None:
+        options["ssl_options"] = pika.SSLOptions(context, spec.host)
+    params = pika.ConnectionParameters(
+        spec.host,
+        spec.port,
+        spec.virtual_host,
+        connection_attempts=1,
+        socket_timeout=CONNECT_TIMEOUT,
+        blocked_connection_timeout=60,
+        **options,
+    )
+    try:
+        return pika.BlockingConnection(params)
+    except exceptions.ProbableAuthenticationError:
+        raise TerminalError(f"connection {name!r}: RabbitMQ refused the user name or password") from None
+    except exceptions.AMQPConnectionError as exc:
+        raise TransientError(
+            f"connection {name!r}: cannot reach RabbitMQ at {spec.host}:{spec.port}: {exc!r}"
+        ) from None
+
+
+class RabbitConnector(Connector):
+    """A RabbitMQ connection as a job's source (a queue consumed) or target (messages published)."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(publish=True, consume=True)
+    spec: RabbitConnection
+
+    def consume(self, read: ReadModel, batch_size: int) -> MessageConsumer:
+        assert isinstance(read, RabbitRead)  # the kind's read model
+        batch = min(batch_size, MAX_PREFETCH)
+        fetcher = RabbitFetcher(self.name, self.spec, self.base_dir, read, batch)
+        return MessageConsumer(fetcher, read, batch)
+
+    def check_connection(self) -> None:
+        _connect(self.name, self.spec, self.base_dir).close()
+
+    def open_row_writer(
+        self, write: WriteModel, columns: list[Column], context: WriteContext
+    ) -> MessageWriter:
+        assert isinstance(write, RabbitWrite)  # the kind's write model
+
+        def connect() -> RabbitPublisher:
+            return RabbitPublisher(self.name, self.spec, self.base_dir, write)
+
+        return MessageWriter(connect, write, columns, context)
+
+
+def test(name: str, spec: RabbitConnection, base_dir: Path) -> str:
+    """`runner connections test`: connect and sign in; what the broker says it is."""
+    connection = _connect(name, spec, base_dir)
+    try:
+        properties = getattr(connection._impl, "server_properties", None) or {}
+        parts = (properties.get("product", b"RabbitMQ"), properties.get("version", b""))
+        return " ".join(p.decode() if isinstance(p, bytes) else str(p) for p in parts if p)
+    finally:
+        connection.close()
+
+
+registry.register(
+    registry.Kind(
+        "rabbitmq",
+        RabbitConnection,
+        RabbitConnector,
+        read=RabbitRead,
+        write=RabbitWrite,
+        test=test,
+    )
+)

@@ -1,0 +1,181 @@
+"""A folder as a target: each committed batch of changes becomes one file (CSV, JSON lines or
+Parquet) that appears whole or not at all, with every canonical value written as documented,
+deletes as lines of their own, and nothing written by a dry run or left visible by a kill."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner import services
+from runner.changes.task import RunOptions
+from tests.contract import canonical
+from tests.contract.harness import Harness, make_harness
+from tests.contract.test_messaging import _canonical, _decode
+from tests.engine.test_crash import kill_at
+
+
+@pytest.fixture
+def lite(request: pytest.FixtureRequest, tmp_path) -> Iterator[Harness]:
+    yield make_harness("sqlite", request, tmp_path)
+
+
+def _spec(tmp_path: Path) -> dict[str, Any]:
+    return {"type": "files", "path": str(tmp_path / "lake")}
+
+
+def _files(tmp_path: Path) -> list[Path]:
+    return sorted(p for p in (tmp_path / "lake").rglob("*") if p.is_file())
+
+
+def _task(strategy: str = "full", **write: Any) -> dict[str, Any]:
+    return {
+        "name": "t",
+        "read": {"table": "items"},
+        "write": {"keys": ["id"], **write},
+        "changes": {"strategy": strategy},
+    }
+
+
+def test_parquet_keeps_every_canonical_value_in_its_arrow_type(mem, sync, tmp_path):
+    import pyarrow.parquet as pq
+
+    mem.seed("items", canonical.COLUMNS, canonical.rows())
+    (result,) = sync(mem.spec, _spec(tmp_path), [_task(format="parquet")], batch_size=100)
+    assert (result.status, result.upserted) == ("succeeded", canonical.ROWS), result.error
+    (path,) = _files(tmp_path)
+    assert path.name.endswith("-1.parquet") and path.parent.name == "t"
+    table = pq.read_table(path)
+    assert table.schema.names == ["_op", *(c.name for c in canonical.COLUMNS)]
+    assert str(table.schema.field("money").type) == "decimal128(12, 2)"
+    assert str(table.schema.field("seen_tz").type) == "timestamp[us, tz=UTC]"
+    got = []
+    for record in table.to_pylist():
+        assert record.pop("_op") == "upsert"
+        row = []
+        for c in canonical.COLUMNS:
+            value = record[c.name]
+            if c.type.kind == "json" and value is not None:
+                value = json.loads(value)
+            elif c.type.kind == "uuid" and value is not None:
+                value = _decode("uuid", value)
+            elif c.type.kind == "timestamptz" and value is not None:
+                value = value.replace(tzinfo=None)
+            row.append(value)
+        got.append(tuple(row))
+    assert got == [_canonical(r) for r in canonical.rows()]
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_json_lines_and_csv_write_the_documented_text(mem, sync, tmp_path, compression):
+    import gzip
+
+    mem.seed("items", canonical.COLUMNS, canonical.rows())
+    tasks = [
+        {
+            **_task(format="jsonl", compression=compression, file="j/{{ run_id }}-{{ part }}.jsonl"),
+            "name": "j",
+        },
+        {**_task(format="csv", compression=compression, file="c/{{ run_id }}-{{ part }}.csv"), "name": "c"},
+    ]
+    results = sync(mem.spec, _spec(tmp_path), tasks, batch_size=100)
+    assert all(r.status == "succeeded" for r in results), [r.error for r in results]
+    (jsonl,) = [p for p in _files(tmp_path) if p.parent.name == "j"]
+    (csv_file,) = [p for p in _files(tmp_path) if p.parent.name == "c"]
+    opener = gzip.open if compression == "gzip" else open
+    assert jsonl.suffix == (".gz" if compression == "gzip" else ".jsonl")
+    with opener(jsonl, "rt", encoding="utf-8") as f:
+        lines = [json.loads(line) for line in f]
+    decoded = [tuple(_decode(c.type.kind, line[c.name]) for c in canonical.COLUMNS) for line in lines]
+    assert decoded == [_canonical(r) for r in canonical.rows()]
+    with opener(csv_file, "rt", encoding="utf-8", newline="") as f:
+        records = list(csv.DictReader(f))
+    assert len(records) == canonical.ROWS
+    second = records[1]  # the row of extreme values
+    assert second["_op"] == "upsert" and second["money"] == "99999999.99" and second["flag"] == "true"
+    assert second["note"] == "tab\tand\nnewline, \\N and form\x0cfeed"
+    assert second["seen_tz"] == "2024-06-01T06:30:00.123456Z"
+    assert records[0]["name"] == ""  # NULL: the default null marker
+
+
+def test_changes_and_deletes_are_lines_of_their_own_in_a_new_file(lite, sync, tmp_path):
+    lite.seed("items", canonical.COLUMNS, canonical.rows(6))
+    task = {**_task("hash", format="jsonl"), "deletes": "propagate"}
+    (first,) = sync(lite.spec, _spec(tmp_path), [task])
+    assert len(_files(tmp_path)) == 2  # 6 rows in batches of 5: a file per committed batch
+    before = set(_files(tmp_path))
+    lite.seed("items", canonical.COLUMNS, canonical.rows(6, stamp=1)[4:5])
+    lite.delete("items", canonical.COLUMNS, [(6,)])
+    (second,) = sync(lite.spec, _spec(tmp_path), [task])
+    assert (first.upserted, second.upserted, second.deleted) == (6, 1, 1)
+    new = sorted(set(_files(tmp_path)) - before)  # the changed rows, then the deleted keys
+    lines = [json.loads(line) for path in new for line in path.read_text().splitlines()]
+    assert [(line["_op"], line["id"]) for line in lines] == [("upsert", 5), ("delete", 6)]
+    assert lines[1]["note"] is None  # a delete: its key, the rest empty
+
+
+def test_a_dry_run_writes_nothing(lite, sync, tmp_path):
+    lite.seed("items", canonical.COLUMNS, canonical.rows(3))
+    (dry,) = sync(lite.spec, _spec(tmp_path), [_task("hash")], options=RunOptions(dry_run=True))
+    assert (dry.status, dry.upserted) == ("succeeded", 3)
+    assert not (tmp_path / "lake").exists() or _files(tmp_path) == []
+
+
+def test_a_file_is_never_overwritten_nor_written_outside_its_folder(lite, sync, tmp_path):
+    lite.seed("items", canonical.COLUMNS, canonical.rows(3))
+    (outside,) = sync(lite.spec, _spec(tmp_path), [_task(file="../escape.csv")])
+    assert outside.status == "failed" and "is not a file within the folder" in outside.error
+    (fixed,) = sync(lite.spec, _spec(tmp_path), [_task(file="same.csv")])
+    assert fixed.status == "succeeded"
+    (again,) = sync(lite.spec, _spec(tmp_path), [_task(file="same.csv")])
+    assert again.status == "failed" and "a file is never overwritten" in again.error
+    assert [p.name for p in _files(tmp_path)] == ["same.csv"]
+
+
+def test_a_kill_while_writing_leaves_no_visible_half_file(project, tmp_path):
+    """Killed with a batch written to its hidden file (`write`), then with a file complete but
+    its digests not recorded (`committed`): only whole files are visible, and folding every
+    file's lines in order gives exactly the source."""
+    db = project.root / "src.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, note TEXT)")
+    con.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"v1 {i}") for i in range(1, 31)])
+    con.commit()
+    project.connection("src", "sqlite", "sqlite:///src.db")
+    project.write(
+        "connections.d/lake.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: lake}\nspec: {type: files, path: lake}\n",
+    )
+    task = {**_task("hash", format="csv"), "deletes": "propagate"}
+    job = {"source": "src", "target": "lake", "batch_size": 7, "tasks": [task]}
+    project.write(
+        "jobs.d/sync.yaml",
+        f"apiVersion: runner/v1\nkind: Job\nmetadata: {{name: sync}}\nspec: {json.dumps(job)}\n",
+    )
+    services.apply(project.ws)
+    project.ws.close()
+    kill_at(project, "write", tmp_path)
+    lake = project.root / "lake"
+    hidden = [p for p in lake.rglob("*") if p.is_file() and p.name.startswith(".")]
+    assert hidden and all(p.name.endswith(".partial") for p in hidden)  # the half file is hidden
+    con.execute("UPDATE items SET note = 'v2' WHERE id > 25")
+    con.commit()
+    kill_at(project, "committed", tmp_path)
+    con.execute("DELETE FROM items WHERE id IN (2, 28)")
+    con.commit()
+    assert services.run(project.ws, "sync")["status"] == "succeeded"
+    state: dict[int, str] = {}
+    for path in sorted(p for p in lake.rglob("*.csv") if not p.name.startswith(".")):  # run ids sort by time
+        with open(path, newline="") as f:
+            for record in csv.DictReader(f):
+                if record["_op"] == "delete":
+                    state.pop(int(record["id"]), None)
+                else:
+                    state[int(record["id"])] = record["note"]
+    assert state == dict(con.execute("SELECT id, note FROM items"))
