@@ -35,7 +35,8 @@ schemas: $(STAMP)
 	$(BIN)/runner schemas --out schemas
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
-.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale
+.PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale \
+	bench-verify bench-publish
 
 # The peers of bench-peers in an environment of their own (git-ignored, never needed by make test):
 # Sling 1.4.11 is the last PyPI release whose wheel ships its binary.
@@ -83,6 +84,15 @@ SCALE_ARGS ?= all
 
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
+
+# `runner verify` of the 1M-row events table, PostgreSQL to PostgreSQL: equal, then 100 rows differ.
+bench-verify: $(STAMP)
+	$(BIN)/python bench/verify.py --rows 1000000
+
+# Publishing (bench/publish.py): 100k events rows to RabbitMQ and NATS JetStream beside a bare client
+# loop with confirms; RabbitMQ on 127.0.0.1:5672 (guest) and NATS with JetStream on 127.0.0.1:4222.
+bench-publish: $(STAMP)
+	$(BIN)/python bench/publish.py --rows 100000 $(PUBLISH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) .runner demo/data .pytest_cache

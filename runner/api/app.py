@@ -28,7 +28,7 @@ from runner.api.auth import READS, AuthError, KeyRing
 from runner.api.deps import MAX_STREAMS, Context, RunStarter
 from runner.api.errors import HANDLERS
 from runner.api.listings import Listings
-from runner.api.routes import agent, connections, jobs, page, pointers, runs, tasks
+from runner.api.routes import agent, connections, jobs, page, pointers, runs, tasks, verify
 from runner.errors import StateUnavailable
 
 MAX_BODY = 1 << 20  # bytes of a request body: a job spec is a few KB
@@ -39,7 +39,7 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-ROUTERS = (agent, connections, jobs, tasks, pointers, runs, page)  # the OpenAPI document's order
+ROUTERS = (agent, connections, jobs, tasks, pointers, runs, verify, page)  # the OpenAPI document's order
 
 
 class Guard:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runner.changes import cdc, deletes, full, lifecycle, messages, task, watermark
+from runner.changes import cdc, deletes, full, lifecycle, messages, task, verify, watermark
 from runner.changes import hash as hashed
 from runner.changes.task import TaskRun
 from runner.definitions.needs import Need, refusals
@@ -53,8 +53,12 @@ def check_needs(run: TaskRun) -> None:
 
 def run_task(run: TaskRun) -> None:
     """Run a task with its strategy, once its kinds are known to serve it; its table emptied
-    or dropped first where it asks (`runner.changes.lifecycle`)."""
+    or dropped first where it asks (`runner.changes.lifecycle`). A repair run writes what
+    `runner verify` finds differing instead, leaving the table and the pointers as they are."""
     check_needs(run)
+    if run.options.repair:  # `runner verify --repair`: the differences only, the table as it is
+        verify.repair(run)
+        return
     lifecycle.prepare(run)
     STRATEGIES.get(run.task.changes.strategy).run(run)
     lifecycle.finish(run)

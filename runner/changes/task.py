@@ -63,6 +63,9 @@ class RunOptions:
     dry_run: bool = False
     limit: int | None = None
     recreate: bool = False  # drop every task's table first, then load it whole (`before_run: recreate`, once)
+    repair: bool = (
+        False  # `runner verify --repair`: write only what verify finds differing (`changes.verify`)
+    )
 
     def __post_init__(self) -> None:
         if self.limit is not None:

@@ -116,6 +116,11 @@ class ZonedSource:
         return lambda batch: convert(decode(batch))
 
 
+def unzoned(source: Source) -> Source:
+    """The source a `ZonedSource` reads through (a source without a zone as it is)."""
+    return source.inner if isinstance(source, ZonedSource) else source
+
+
 def _converted(batches: Iterator[Batch], convert: Callable[[Batch], Batch]) -> Iterator[Batch]:
     """`batches` converted; closing this closes them (and frees the source's connection)."""
     try:

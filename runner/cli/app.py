@@ -2,7 +2,8 @@
 per group; each is a few lines: parse options, call `runner.service`, print.
 
 Exit codes: 0 success; 1 error (invalid definitions, failed run, lock timeout, ...);
-2 from `plan --detailed-exitcode` when there are changes.
+2 from `plan --detailed-exitcode` when there are changes, and from `verify` when source and
+target differ.
 """
 
 from __future__ import annotations
@@ -13,7 +14,18 @@ from typing import Annotated
 import typer
 
 from runner import services
-from runner.cli import changes, connections, daemon, definitions, imports, keys, objects, operate, runs
+from runner.cli import (
+    changes,
+    connections,
+    daemon,
+    definitions,
+    imports,
+    keys,
+    objects,
+    operate,
+    runs,
+    verify,
+)
 from runner.cli.common import STATE, err
 
 app = typer.Typer(
@@ -38,6 +50,7 @@ for command in (
     runs.history,
     runs.status,
     objects.tasks,
+    verify.verify,
     runs.cancel,
     operate.suspend,
     operate.resume,

@@ -61,6 +61,7 @@ class Capabilities:
     publish: bool = False  # target: a message per changed row and deleted key (`RowTarget`), confirmed
     consume: bool = False  # source: messages as changes, acknowledged after the target commits
     files: bool = False  # target: a file per committed batch (`RowTarget`), visible once complete
+    verify: bool = False  # both ends: rows in key order, row hashes per key bucket (`Verifiable`)
     log_changes: bool = False  # source: a table's changes from its log (`changelog.LogSource`): cdc
 
     def names(self) -> frozenset[str]:
@@ -416,6 +417,53 @@ class KeyBucketWriter(MergeWriter, Protocol):  # `key_buckets`, as target
     def copy_key_buckets(self, spec: ReadSpec, width: int, buckets: list[int]) -> int | None: ...
 
     def delete_missing_in_buckets(self, width: int, buckets: list[int]) -> int: ...
+
+
+@dataclass(frozen=True)
+class RowDigest:
+    """How a database sums up the hashes of a bucket's rows (`Verifiable.row_digest`): what
+    hash (`native`: the kind's own; `md5`: of the row's text) and the aggregates adding them
+    up, each with the bits its partial sum is shifted left by."""
+
+    hash: str  # native | md5 | canonical
+    sums: list[tuple[str, int]]
+    prepare: Callable[[Any], None] | None = field(default=None, compare=False)  # on the DBAPI connection
+
+
+class Verifiable(Protocol):  # `verify`, both ends
+    def quote(self, name: str) -> str: ...
+
+    def column_types(self, spec: ReadSpec) -> list[Column]:
+        """The columns of a table or query as a read gives them."""
+        ...
+
+    def key_range(self, spec: ReadSpec, key: str, where: str = "") -> tuple[int | None, int | None]:
+        """min and max of an integer key over the rows `where` allows."""
+        ...
+
+    def row_digest(self, names: list[str], columns: list[Column], hash: str) -> RowDigest | None:
+        """The aggregates of a row hash (`native`, `md5` or `canonical`), or None."""
+        ...
+
+    def row_buckets(
+        self, spec: ReadSpec, key: str, width: int, digest: RowDigest, where: str = ""
+    ) -> dict[int, tuple[int, int]]:
+        """Per bucket of an integer key: the rows' count and sum of row hashes."""
+        ...
+
+    def read_in_key_order(
+        self,
+        spec: ReadSpec,
+        columns: list[Column],
+        keys: list[Column],
+        batch_size: int,
+        where: str = "",
+        ranges: Sequence[tuple[int, int]] = (),
+    ) -> Iterator[Batch]:
+        """Rows ordered by the keys (text byte-wise), optionally only in integer key ranges."""
+        ...
+
+    def table_exists(self, table: str) -> bool: ...
 
 
 class InDatabaseCompare(Protocol):  # `in_database_compare`, both ends

@@ -29,6 +29,9 @@ BUILTIN = {
     "memory": "runner.connectors.memory",
     "smtp": "runner.connectors.smtp",
     "rabbitmq": "runner.connectors.rabbitmq",
+    "redis": "runner.connectors.redis",
+    "nats": "runner.connectors.nats",
+    "mqtt": "runner.connectors.mqtt",
     "files": "runner.connectors.files.connector",
 }
 ENDS = frozenset({"source", "target"})  # the roles of a kind with a connector

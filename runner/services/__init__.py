@@ -1,5 +1,5 @@
 """The services: what every edge (the CLI, the HTTP API, the daemon) calls, one module per
-concern (definitions, catalog, history, pointers, operate, keys, probe, writeback) over the run
+concern (definitions, catalog, history, pointers, operate, keys, probe, verify, writeback) over the run
 lifecycle in `runner.runs`. This package is the facade the edges import, so a command, a
 request and a test call the same code, and the edges never reach the engine."""
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from runner.services.operate import cancel, pause, paused_info, runtime_switches, status, suspend
     from runner.services.pointers import MAX_POINTER, pointer_set, pointer_show
     from runner.services.probe import connections_test, discover
+    from runner.services.verify import verify
     from runner.services.writeback import (
         add_task,
         api_author,
@@ -88,6 +89,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "runner.services.operate": ("cancel", "pause", "paused_info", "runtime_switches", "status", "suspend"),
     "runner.services.pointers": ("MAX_POINTER", "pointer_set", "pointer_show"),
     "runner.services.probe": ("connections_test", "discover"),
+    "runner.services.verify": ("verify",),
     "runner.services.writeback": (
         "add_task",
         "api_author",
@@ -176,6 +178,7 @@ __all__ = [
     "suspend",
     "tasks",
     "validate",
+    "verify",
     "write_schemas",
     "add_task",
     "api_author",

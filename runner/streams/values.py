@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import struct
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
@@ -150,3 +151,113 @@ def row_converter(
         return out
 
     return convert
+
+
+# --- values as `runner verify` compares them ---------------------------------------------
+
+
+class _NaN:
+    """Not-a-number as a compared value: equal to itself (a float NaN is not), so a NaN held
+    on both sides is no difference."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _NaN)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "NaN"
+
+
+NAN = _NaN()
+
+
+def comparable(value: Any, kind: str) -> Any:
+    """A canonical value in the form two databases' values are compared in: equal exactly when
+    they hold the same value. A timestamp with a zone is its naive UTC time, a `real` the
+    single-precision float it is (a database that gives its double read of it, or keeps a
+    double in a REAL, gives the same value), a `char` without its padding, bytes as `bytes`,
+    a UUID's text as a UUID, NaN equal to NaN; Python's own equality does the rest (a Decimal
+    at any scale, 1 and 1.0, True and 1)."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if value != value:
+            return NAN
+        if kind == "real":
+            try:
+                return struct.unpack("f", struct.pack("f", value))[0]
+            except OverflowError:
+                return value
+        return value
+    if isinstance(value, Decimal) and value.is_nan():
+        return NAN
+    if isinstance(value, dt.datetime):
+        return to_naive_utc(value)
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        if kind == "char":
+            return value.rstrip(" ")
+        if kind == "uuid":
+            try:
+                return uuid.UUID(value)
+            except ValueError:
+                return value
+    return value
+
+
+# The kinds whose values `canonical_text` spells, and the SQL dialects spell alike
+# (`SqlConnector.canonical_sql`); a row with a column of another kind has no canonical text.
+CANONICAL_KINDS = frozenset(
+    ("smallint", "integer", "bigint", "decimal", "real", "double", "boolean", "text", "varchar", "char")
+    + ("date", "timestamp", "timestamptz")
+)
+
+
+def canonical_text(value: Any, kind: str) -> str | None:
+    """A canonical value's text as verify's row hash spells it in every dialect (exact: the
+    value can be read back from it, so equal texts mean equal values): integers and decimals
+    in plain notation (a decimal at its scale), a double as its shortest exact digits (a
+    `real` as the double it is), with an exponent from 1e15 (as PostgreSQL), a boolean 1 or
+    0, a date `YYYY-MM-DD`, a timestamp `YYYY-MM-DD HH:MM:SS.ffffff` (naive UTC); None for
+    NULL. Where a database spells a value otherwise (an exponent's form), the texts differ
+    and the rows are compared in Python: slower, never wrong."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if kind == "char" and isinstance(value, str):
+        return value.rstrip(" ")
+    if kind == "real" and isinstance(value, float):
+        value = comparable(value, "real")
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value).replace("inf", "Infinity").replace("nan", "NaN")
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.datetime):
+        v = to_naive_utc(value)
+        return (
+            f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+            f".{v.microsecond:06d}"
+        )
+    if isinstance(value, dt.date):
+        return f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+    return str(value)
+
+
+def canonical_row_text(values: Sequence[Any], kinds: Sequence[str]) -> bytes:
+    """A row's canonical texts joined unambiguously: each as its length in bytes, a colon and
+    its UTF-8 bytes, a NULL as `N` (`SqlConnector.canonical_row_sql` builds the same)."""
+    parts = []
+    for value, kind in zip(values, kinds, strict=True):
+        text = canonical_text(value, kind)
+        if text is None:
+            parts.append(b"N")
+        else:
+            data = text.encode()
+            parts.append(b"%d:%s" % (len(data), data))
+    return b"".join(parts)

@@ -30,6 +30,8 @@ EXPECTED = {
     ("POST", "/api/v1/jobs/{name}/runs"),
     ("GET", "/api/v1/jobs/{name}/runs"),
     ("POST", "/api/v1/jobs/{name}/cancel"),
+    ("GET", "/api/v1/jobs/{name}/verify"),
+    ("POST", "/api/v1/jobs/{name}/verify"),
     ("POST", "/api/v1/runs"),
     ("GET", "/api/v1/runs/{run_id}"),
     ("GET", "/api/v1/runs/{run_id}/log"),
@@ -91,7 +93,7 @@ def test_every_route_needs_a_valid_key_and_the_right_scope(api):
             writes += 1
             assert read.status_code == 403, (method, url, read.text)
             assert read.json() == {"error": "key 'read-key' has scope 'read': it can only read (GET)"}
-    assert writes == 17
+    assert writes == 18
     assert services.status(api.project.ws)["paused"] is False  # the refused writes did nothing
     assert services.status(api.project.ws)["jobs"][1]["suspended"] is None
 

@@ -87,7 +87,153 @@ def _rabbitmq(request: pytest.FixtureRequest) -> Broker:
     )
 
 
-BROKERS: dict[str, Callable[[pytest.FixtureRequest], Broker]] = {"rabbitmq": _rabbitmq}
+def _redis(request: pytest.FixtureRequest) -> Broker:
+    """A stream of its own, read from the entry after the last one read, deleted at the end."""
+    import redis
+    from redis import exceptions
+
+    client = redis.Redis("127.0.0.1", 6379)
+    try:
+        client.ping()
+    except exceptions.RedisError as exc:
+        _unreachable("Redis at 127.0.0.1:6379", exc)
+    stream = f"runner-contract-{uuid.uuid4().hex[:12]}"
+    last = ["-"]
+
+    def read() -> list[Received]:
+        start = "-" if last[0] == "-" else f"({last[0]}"
+        out = []
+        for entry, fields in client.xrange(stream, start, "+"):
+            last[0] = entry.decode()
+            headers = {k.decode(): v.decode() for k, v in fields.items() if k != b"payload"}
+            out.append(Received(headers, fields[b"payload"], headers.get("runner-id")))
+        return out
+
+    def clean() -> None:
+        client.delete(stream)
+        client.close()
+
+    spec = {"type": "redis", "host": "127.0.0.1"}
+    return Broker("redis", spec, {"stream": stream}, read, [clean])
+
+
+def _nats(request: pytest.FixtureRequest) -> Broker:
+    """A JetStream stream of its own taking `runner-contract.<tag>.>`, read by sequence from the
+    one after the last read, deleted at the end."""
+    import asyncio
+
+    import nats
+
+    loop = asyncio.new_event_loop()
+
+    async def quiet(exc: Exception) -> None:
+        pass
+
+    try:
+        nc = loop.run_until_complete(
+            nats.connect(
+                "nats://127.0.0.1:4222",
+                connect_timeout=2,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,  # nats-py's first connection tries twice (0: forever)
+                error_cb=quiet,
+            )
+        )
+    except Exception as exc:
+        loop.close()
+        _unreachable("NATS at 127.0.0.1:4222", exc)
+    js = nc.jetstream()
+    tag = uuid.uuid4().hex[:12]
+    stream = f"runner-contract-{tag}"
+    loop.run_until_complete(js.add_stream(name=stream, subjects=[f"runner-contract.{tag}.>"]))
+    seen = [0]
+
+    async def messages() -> list[Received]:
+        last = (await js.stream_info(stream)).state.last_seq
+        out = []
+        for seq in range(seen[0] + 1, last + 1):
+            msg = await js.get_msg(stream, seq)
+            headers = dict(msg.headers or {})
+            out.append(Received(headers, msg.data or b"", headers.get("Nats-Msg-Id")))
+        seen[0] = last
+        return out
+
+    def read() -> list[Received]:
+        return loop.run_until_complete(messages())
+
+    def clean() -> None:
+        loop.run_until_complete(js.delete_stream(stream))
+        loop.run_until_complete(nc.close())
+        loop.close()
+
+    spec = {"type": "nats", "host": "127.0.0.1"}
+    return Broker("nats", spec, {"subject": f"runner-contract.{tag}.items"}, read, [clean])
+
+
+def _mqtt(request: pytest.FixtureRequest) -> Broker:
+    """A subscriber (MQTT 5, QoS 1) to topics of its own, `runner-contract/<tag>/#`. Reading
+    publishes a marker and takes what arrived before it: Mosquitto hands a subscriber its
+    messages in the order it took them, and runner's were acknowledged before the marker."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    tag = uuid.uuid4().hex[:12]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"contract-{tag}", protocol=mqtt.MQTTv5)
+    arrived: list[Any] = []
+    changed = threading.Condition()
+
+    def on_message(client: Any, userdata: Any, message: Any) -> None:
+        with changed:
+            arrived.append(message)
+            changed.notify_all()
+
+    client.on_message = on_message
+    try:
+        client.connect("127.0.0.1", 1883)
+    except OSError as exc:
+        _unreachable("Mosquitto at 127.0.0.1:1883", exc)
+    client.loop_start()
+    client.subscribe(f"runner-contract/{tag}/#", qos=1)[0]
+    marker = f"runner-contract/{tag}/marker"
+    client.publish(marker, b"subscribed", qos=1).wait_for_publish(10)
+
+    def take(until: bytes) -> list[Any]:
+        def position() -> int | None:
+            return next((i for i, m in enumerate(arrived) if m.topic == marker and m.payload == until), None)
+
+        with changed:
+            assert changed.wait_for(lambda: position() is not None, 10), "the marker never arrived"
+            end = position() + 1  # type: ignore[operator]
+            taken = arrived[:end]
+            del arrived[:end]
+        return [m for m in taken if m.topic != marker]
+
+    take(b"subscribed")
+
+    def read() -> list[Received]:
+        until = uuid.uuid4().hex.encode()
+        client.publish(marker, until, qos=1).wait_for_publish(10)
+        out = []
+        for m in take(until):
+            headers = dict(getattr(m.properties, "UserProperty", []))
+            out.append(Received(headers, m.payload, headers.get("runner-id")))
+        return out
+
+    def clean() -> None:
+        client.disconnect()
+        client.loop_stop()
+
+    spec = {"type": "mqtt", "host": "127.0.0.1"}
+    return Broker("mqtt", spec, {"topic": f"runner-contract/{tag}/items"}, read, [clean])
+
+
+BROKERS: dict[str, Callable[[pytest.FixtureRequest], Broker]] = {
+    "mqtt": _mqtt,
+    "rabbitmq": _rabbitmq,
+    "redis": _redis,
+    "nats": _nats,
+}
 
 
 def make_broker(kind: str, request: pytest.FixtureRequest) -> Broker:

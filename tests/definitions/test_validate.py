@@ -233,7 +233,9 @@ def test_unknown_connection_type_lists_known(project):
     project.connection("x", "oracle", "oracle://h/db")
     (p,) = problems(project)
     assert p.location.field == "spec.type" and p.message == "unknown connection type 'oracle'"
-    assert p.hint == "known types: files, mariadb, memory, postgresql, rabbitmq, smtp, sqlite"
+    assert p.hint == (
+        "known types: files, mariadb, memory, mqtt, nats, postgresql, rabbitmq, redis, smtp, sqlite"
+    )
 
 
 def test_read_needs_exactly_one_of_table_or_query(project):

@@ -11,6 +11,7 @@ from runner.definitions import secrets
 from runner.definitions.models import ConnectionSpec
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a broker and sign in
+CONFIRM_TIMEOUT = 60.0  # seconds a broker has to confirm what was sent before the batch fails
 
 
 class BrokerConnection(ConnectionSpec):

@@ -66,8 +66,26 @@ def _datetime(zoned: bool) -> Encode:
     return encode
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+AS_IS = frozenset({type(None), bool, int, str})  # JSON as they are, whatever the column's type
+_BY_TYPE: dict[type, Encode] = {
+    **dict.fromkeys(AS_IS, _same),
+    float: _float,
+    Decimal: str,
+    dt.date: dt.date.isoformat,
+    dt.time: dt.time.isoformat,
+    uuid.UUID: str,
+}
+
+
 def any_value(value: Any) -> Any:
     """A canonical value of any type, when the column's type does not say more."""
+    exact = _BY_TYPE.get(value.__class__)  # the common types in one look-up, before isinstance
+    if exact is not None:
+        return exact(value)
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -103,18 +121,19 @@ def encoder(column: Column) -> Encode:
 
 def row_encoder(columns: list[Column]) -> Callable[[tuple], dict[str, Any]]:
     """A row -> a JSON object of its columns, in order."""
-    names = [c.name for c in columns]
-    encoders = [encoder(c) for c in columns]
-    plain = all(e is any_value for e in encoders)
+    pairs = [(c.name, encoder(c)) for c in columns]
 
     def encode(row: tuple) -> dict[str, Any]:
-        if plain:
-            return {n: any_value(v) for n, v in zip(names, row, strict=True)}
-        return {n: e(v) for n, e, v in zip(names, encoders, row, strict=True)}
+        # None, booleans, integers and strings are themselves in every column (no call)
+        return {n: v if v.__class__ in AS_IS else e(v) for (n, e), v in zip(pairs, row, strict=True)}
 
     return encode
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def dumps(value: Any) -> bytes:
-    """Compact JSON in UTF-8, as every payload is sent."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    """Compact JSON in UTF-8, as every payload is sent (one encoder for every message:
+    `json.dumps` with options builds one per call)."""
+    return _JSON.encode(value).encode()

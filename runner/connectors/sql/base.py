@@ -30,6 +30,7 @@ from runner.connectors.sql.reading import SqlReading
 from runner.connectors.sql.scripts import ScriptWriter
 from runner.connectors.sql.spec import SqlConnectionSpec
 from runner.connectors.sql.transaction import Transaction
+from runner.connectors.sql.verify import VerifyQueries
 from runner.connectors.sql.writer import SOFT_DELETE_TYPE, SqlWriter
 from runner.definitions import secrets
 from runner.definitions.models import seconds
@@ -49,7 +50,7 @@ class _Statements(Transaction):
 # --- the SQL base ------------------------------------------------------------------------
 
 
-class SqlConnector(SqlReading, KeyBucketQueries, Connector):
+class SqlConnector(SqlReading, KeyBucketQueries, VerifyQueries, Connector):
     """Reader and writer over a DBAPI connection from SQLAlchemy.
 
     Subclasses set `dialect` and implement the type names, column discovery and bulk insert
@@ -69,6 +70,7 @@ class SqlConnector(SqlReading, KeyBucketQueries, Connector):
         table_lifecycle=True,
         catalog=True,
         statements=True,
+        verify=True,
     )
     dialect: ClassVar[str]
     transactional_ddl: ClassVar[bool] = True  # an ALTER TABLE is rolled back with its transaction

@@ -274,6 +274,34 @@ class MariadbConnector(SqlConnector):
         # one MD5 a key (its cost dominates); SUM of an unsigned BIGINT is an exact DECIMAL
         return [(f"SUM(CAST(CONV(LEFT(MD5({column}), {KEY_HASH_BITS // 4}), 16, 10) AS UNSIGNED))", 0)]
 
+    def digest_value_sql(self, name: str, ctype: ColumnType) -> str:
+        # a FLOAT's text has 6 digits (1.0000001 is '1'): its exact value is a DOUBLE's text
+        return f"CAST({name} AS DOUBLE)" if ctype.kind == "real" else name
+
+    def canonical_sql(self, expr: str, ctype: ColumnType) -> str | None:
+        kind = ctype.kind
+        if kind == "real":  # the single-precision value, whatever the column holds (`comparable`)
+            return f"CAST(CAST(CAST({expr} AS FLOAT) AS DOUBLE) AS CHAR)"
+        if kind == "double":
+            return f"CAST(CAST({expr} AS DOUBLE) AS CHAR)"
+        if kind == "boolean":
+            return f"CASE WHEN {expr} THEN '1' WHEN NOT {expr} THEN '0' END"
+        if kind == "date":
+            return f"DATE_FORMAT({expr}, '%Y-%m-%d')"
+        if kind in ("timestamp", "timestamptz"):
+            return f"DATE_FORMAT({expr}, '%Y-%m-%d %H:%i:%s.%f')"
+        return f"CAST({expr} AS CHAR)"  # integers, decimals, texts
+
+    def canonical_row_sql(self, texts: list[str]) -> str:
+        # as bytes: texts of several collations cannot be joined as text; LENGTH counts bytes
+        fields = [
+            f"COALESCE(CONCAT(LENGTH(CAST({t} AS BINARY)), ':', CAST({t} AS BINARY)), 'N')" for t in texts
+        ]
+        return f"MD5(CONCAT({', '.join(fields)}))"
+
+    def hex_hash_sums(self, hex_expr: str) -> list[tuple[str, int]]:
+        return [(f"SUM(CAST(CONV(LEFT({hex_expr}, {KEY_HASH_BITS // 4}), 16, 10) AS UNSIGNED))", 0)]
+
     def distinct_sql(self, a: str, b: str, ctype: ColumnType) -> str:
         return f"NOT ({a} <=> {b})"
 

@@ -232,6 +232,36 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
         digits = KEY_HASH_BITS // 4  # bit(60) read as bigint is never negative; sum() is numeric
         return [(f"sum(('x' || substr(md5({column}::text), 1, {digits}))::bit({KEY_HASH_BITS})::bigint)", 0)]
 
+    def hex_hash_sums(self, hex_expr: str) -> list[tuple[str, int]]:
+        digits = KEY_HASH_BITS // 4
+        return [(f"sum(('x' || substr({hex_expr}, 1, {digits}))::bit({KEY_HASH_BITS})::bigint)", 0)]
+
+    def prepare_verify(self, dbapi: Any) -> None:
+        with dbapi.cursor() as cursor:  # a sum over every row: JIT compiling costs, saves nothing
+            cursor.execute("SET jit = off")
+            # the texts `canonical_sql` relies on: a double's shortest exact digits, ISO dates
+            cursor.execute("SET extra_float_digits = 3")  # exact on every version (shortest on 12+)
+            cursor.execute("SET DateStyle = 'ISO, YMD'")
+
+    def canonical_sql(self, expr: str, ctype: ColumnType) -> str | None:
+        kind = ctype.kind
+        if kind == "real":  # the single-precision value, whatever the column holds (`comparable`)
+            return f"({expr})::float4::float8::text"
+        if kind == "boolean":
+            return f"CASE WHEN {expr} THEN '1' WHEN NOT {expr} THEN '0' END"
+        if kind in ("timestamp", "timestamptz"):
+            utc = f"({expr} AT TIME ZONE 'UTC')" if kind == "timestamptz" else f"({expr})"
+            # infinity and BC keep PostgreSQL's own text (`OutOfRange`), which no other has
+            return (
+                f"CASE WHEN isfinite({utc}) AND {utc} >= '0001-01-01' "
+                f"THEN to_char({utc}, 'YYYY-MM-DD HH24:MI:SS.US') ELSE ({utc})::text END"
+            )
+        return f"({expr})::text"  # integers, decimals, doubles, texts, dates (ISO)
+
+    def canonical_row_sql(self, texts: list[str]) -> str:
+        fields = [f"COALESCE(octet_length({t})::text || ':' || {t}, 'N')" for t in texts]
+        return f"md5({' || '.join(fields)})"
+
     def native_key_hash(self, column: str) -> str:
         # hashint8extended folds a bigint's two halves into 32 bits before hashing (so that
         # equal int4 and int8 values hash alike): 4 and 2**32 + 5 would collide. The high

@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
-from runner.connectors.base import Copy, History, TableEvolution
+from runner.connectors.base import Copy, History, RowDigest, TableEvolution
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.spec import SqlConnectionSpec
 from runner.connectors.sql.writer import SqlWriter
@@ -34,6 +34,7 @@ from runner.errors import TerminalError
 from runner.streams.keys import KEY_HASH_BITS, key_hash
 from runner.streams.types import Column, ColumnType, Convert, split_type
 from runner.streams.values import (
+    canonical_row_text,
     decimal_of,
     duration_text,
     json_text,
@@ -136,6 +137,14 @@ def _key_hash_part(value: Any, part: int) -> int | None:
     if value is None:
         return None
     return key_hash(value) >> KEY_HASH_HALF if part else key_hash(value) & ((1 << KEY_HASH_HALF) - 1)
+
+
+def _hex_hash_part(text: str | None, part: int) -> int | None:
+    """The high (1) or low (0) half of the first 60 bits of an md5 hex text."""
+    if text is None:
+        return None
+    value = int(text[: KEY_HASH_BITS // 4], 16)
+    return value >> KEY_HASH_HALF if part else value & ((1 << KEY_HASH_HALF) - 1)
 
 
 def _iso(value: Any) -> Any:
@@ -342,10 +351,31 @@ class SqliteConnector(SqlConnector):
     def prepare_digests(self, dbapi: Any) -> None:
         dbapi.create_function("runner_md5", 1, _md5, deterministic=True)
         dbapi.create_function("runner_key_hash", 2, _key_hash_part, deterministic=True)
+        dbapi.create_function("runner_hex_hash", 2, _hex_hash_part, deterministic=True)
 
     def key_hash_sums(self, column: str) -> list[tuple[str, int]]:
         # SQLite's sum of integers stops at 2**63 (an error): the hash is summed in halves
         return [(f"sum(runner_key_hash({column}, {part}))", part * KEY_HASH_HALF) for part in (1, 0)]
+
+    def canonical_in_python(self, names: list[str], columns: list[Column]) -> RowDigest | None:
+        # SQLite keeps text, numbers or blobs whatever a column's type: decoded as a read
+        # decodes them, then spelt in Python, by a function registered on the connection
+        decode = self.batch_decoder(columns)
+        kinds = [c.type.kind for c in columns]
+
+        def row_md5(*values: Any) -> str:
+            (row,) = decode([values])
+            return hashlib.md5(canonical_row_text(row, kinds), usedforsecurity=False).hexdigest()
+
+        def prepare(dbapi: Any) -> None:
+            dbapi.create_function("runner_canonical_md5", len(columns), row_md5, deterministic=True)
+
+        hashed = f"runner_canonical_md5({', '.join(names)})"
+        return RowDigest("canonical", self.hex_hash_sums(hashed), prepare)
+
+    def hex_hash_sums(self, hex_expr: str) -> list[tuple[str, int]]:
+        # summed in halves, as `key_hash_sums`: SQLite's sum of integers stops at 2**63
+        return [(f"sum(runner_hex_hash({hex_expr}, {part}))", part * KEY_HASH_HALF) for part in (1, 0)]
 
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS temp.{self.quote(name)}"

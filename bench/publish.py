@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Publishing speed: the shared `events` workload published by runner to RabbitMQ and to NATS
+JetStream, beside a floor measured in the same run.
+
+    python bench/publish.py [rabbitmq nats] [--rows 100000] [--repeat 3] [--json]
+
+- The source: `gen_events.py create` into a SQLite file (7 columns: bigint, int, text, decimal,
+  text, two timestamps), once per invocation.
+- runner: one job per broker, `changes: {strategy: full}` (every row, every run), `keys: [id]`,
+  `batch_size: 10000`, the default payload (each row as a JSON object of its columns) and the
+  default headers; each timed `runner run JOB` is a subprocess under `/usr/bin/time` (peak RSS),
+  Python's start-up and imports included.
+- The floor: a bare client loop in a subprocess of the same venv doing the same work with the
+  broker's own client: read the rows from the same SQLite file, `json.dumps` each row, publish
+  it with confirms (RabbitMQ: pika's blocking channel in confirm mode, `mandatory`, a
+  `message_id`, as runner; NATS: nats-py `publish_async` with `Nats-Msg-Id`, at most 4,000
+  unacknowledged, every PubAck awaited before it exits, as runner).
+- Each broker gets a destination of its own per invocation (RabbitMQ: a queue on the default
+  exchange, purged before each run; NATS: a stream per run, as its ids repeat and JetStream
+  would drop a repeat within its duplicate window), checked to hold exactly `--rows` messages
+  after each run, and deleted at the end, also on failure or Ctrl-C.
+
+Prints messages/s (rows / wall seconds of the whole process), the ratio to the floor (runner's
+messages/s over the floor's: 1.0 is as fast as the bare loop) and peak RSS, the median of
+`--repeat` runs alternating runner and floor. RabbitMQ at 127.0.0.1:5672 (guest), NATS with
+JetStream at 127.0.0.1:4222.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+GEN = REPO.parent / "shared" / "bench" / "gen_events.py"
+VENV_BIN = Path(os.environ.get("BENCH_VENV", REPO / ".venv")) / "bin"
+PYTHON, RUNNER = VENV_BIN / "python", VENV_BIN / "runner"
+TIME = "/usr/bin/time"
+ENV = {k: v for k, v in os.environ.items() if k not in ("RUNNER_DIR", "RUNNER_STATE", "RUNNER_HISTORY")}
+BATCH_SIZE = 10_000
+IN_FLIGHT = 4000  # NATS: unacknowledged publishes at most, as runner's publisher
+
+
+class BenchError(Exception):
+    """A failure of the harness or of a command it ran."""
+
+
+def log(msg: str) -> None:
+    print(f"publish: {msg}", file=sys.stderr, flush=True)
+
+
+# --- the floor: a bare client loop (run as `publish.py floor KIND DB DEST`) -------------------------
+
+
+def rows(db: str) -> Any:
+    con = sqlite3.connect(db)
+    cursor = con.execute("SELECT * FROM events")
+    names = [d[0] for d in cursor.description]
+    for row in cursor:
+        yield row[0], json.dumps(dict(zip(names, row, strict=True)), default=str).encode()
+
+
+def floor_rabbitmq(db: str, queue: str) -> int:
+    import pika
+
+    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    sent = 0
+    for key, body in rows(db):
+        properties = pika.BasicProperties(
+            message_id=str(key), content_type="application/json", delivery_mode=2
+        )
+        channel.basic_publish("", queue, body, properties, mandatory=True)  # returns once confirmed
+        sent += 1
+    connection.close()
+    return sent
+
+
+def floor_nats(db: str, subject: str) -> int:
+    import nats
+
+    async def main() -> int:
+        nc = await nats.connect("nats://127.0.0.1:4222")
+        js = nc.jetstream(publish_async_max_pending=IN_FLIGHT)
+        failed: list[BaseException] = []
+        sent = 0
+
+        def done(ack: asyncio.Future[Any]) -> None:
+            if not ack.cancelled() and ack.exception() is not None:
+                failed.append(ack.exception())  # type: ignore[arg-type]
+
+        for key, body in rows(db):
+            ack = await js.publish_async(subject, body, headers={"Nats-Msg-Id": str(key)})
+            ack.add_done_callback(done)
+            sent += 1
+        await asyncio.wait_for(js.publish_async_completed(), 60)
+        await nc.close()
+        if failed:
+            raise RuntimeError(f"{len(failed)} publishes failed: {failed[0]}")
+        return sent
+
+    return asyncio.run(main())
+
+
+# --- the harness ----------------------------------------------------------------------------------
+
+
+class Brokers:
+    """The destinations of this invocation, through the brokers' own clients."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+        self.queue = f"runner-bench-{tag}"
+        self.streams: list[str] = []
+        self.channel: Any = None
+        self.loop = asyncio.new_event_loop()
+        self.nc: Any = None
+
+    def rabbitmq(self) -> str:
+        import pika
+
+        if self.channel is None:
+            self.connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
+            self.channel = self.connection.channel()
+            self.channel.queue_declare(self.queue)
+        self.channel.queue_purge(self.queue)
+        return self.queue
+
+    def rabbitmq_count(self) -> int:
+        return self.channel.queue_declare(self.queue, passive=True).method.message_count
+
+    def nats(self, run: str) -> str:
+        """A new stream taking `runner-bench.<tag>.<run>.>`; its subject."""
+        import nats
+
+        if self.nc is None:
+            self.nc = self.loop.run_until_complete(nats.connect("nats://127.0.0.1:4222"))
+        name = f"runner-bench-{self.tag}-{run}"
+        subject = f"runner-bench.{self.tag}.{run}"
+        self.loop.run_until_complete(self.nc.jetstream().add_stream(name=name, subjects=[f"{subject}.>"]))
+        self.streams.append(name)
+        return f"{subject}.events"
+
+    def nats_count(self) -> int:
+        info = self.loop.run_until_complete(self.nc.jetstream().stream_info(self.streams[-1]))
+        return info.state.messages
+
+    def nats_drop(self) -> None:
+        self.loop.run_until_complete(self.nc.jetstream().delete_stream(self.streams.pop()))
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.queue_delete(self.queue)
+            self.connection.close()
+        if self.nc is not None:
+            for name in self.streams:
+                self.loop.run_until_complete(self.nc.jetstream().delete_stream(name))
+            self.loop.run_until_complete(self.nc.close())
+        self.loop.close()
+
+
+def timed(cmd: list[str], what: str, folder: Path) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) and stdout of one command under /usr/bin/time."""
+    rss = folder / "time.out"
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [TIME, "-f", "%M", "-o", str(rss), *cmd], capture_output=True, text=True, env=ENV, timeout=1800
+    )
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise BenchError(f"{what} failed (exit {proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}")
+    mb = int(rss.read_text().split()[-1]) / 1024
+    return seconds, mb, proc.stdout
+
+
+def definitions(folder: Path, db: Path, queue: str) -> None:
+    (folder / "connections.d").mkdir(parents=True)
+    (folder / "jobs.d").mkdir()
+    head = "apiVersion: runner/v1\nkind: Connection\n"
+    (folder / "connections.d" / "bench.yaml").write_text(
+        f"{head}metadata: {{name: src}}\nspec: {{type: sqlite, url: 'sqlite:///{db}'}}\n---\n"
+        f"{head}metadata: {{name: rabbit}}\nspec: {{type: rabbitmq, host: 127.0.0.1}}\n---\n"
+        f"{head}metadata: {{name: nats}}\nspec: {{type: nats, host: 127.0.0.1}}\n"
+    )
+    write_job(folder, "rabbitmq", "rabbit", {"routing_key": queue})
+
+
+def write_job(folder: Path, name: str, target: str, write: dict[str, Any]) -> None:
+    task = {"name": "events", "read": {"table": "events"}, "write": {**write, "keys": ["id"]}}
+    task["changes"] = {"strategy": "full"}
+    job = {"source": "src", "target": target, "batch_size": BATCH_SIZE, "tasks": [task]}
+    (folder / "jobs.d" / f"{name}.yaml").write_text(
+        f"apiVersion: runner/v1\nkind: Job\nmetadata: {{name: to-{name}}}\nspec: {json.dumps(job)}\n"
+    )
+    subprocess.run([str(RUNNER), "--dir", str(folder), "apply"], check=True, capture_output=True, env=ENV)
+
+
+def measure(kind: str, brokers: Brokers, folder: Path, db: Path, rows_: int, repeat: int) -> dict[str, Any]:
+    runner: list[tuple[float, float]] = []
+    floor: list[tuple[float, float]] = []
+    for i in range(repeat):
+        for who in ("runner", "floor"):
+            if kind == "rabbitmq":
+                dest = brokers.rabbitmq()
+            else:
+                dest = brokers.nats(f"{who}{i}")
+                if who == "runner":
+                    write_job(folder, "nats", "nats", {"subject": dest})
+            log(f"{kind}: {who} {i + 1}/{repeat} …")
+            if who == "runner":
+                cmd = [str(RUNNER), "--dir", str(folder), "run", f"to-{kind}", "--format", "json"]
+            else:
+                cmd = [str(PYTHON), __file__, "floor", kind, str(db), dest]
+            seconds, mb, out = timed(cmd, f"{who} ({kind})", folder)
+            if who == "runner":
+                record = json.loads(out)
+                if record["status"] != "succeeded" or record["tasks"][0]["upserted"] != rows_:
+                    raise BenchError(f"runner run to-{kind}: {record['status']} {record['tasks'][0]}")
+            count = brokers.rabbitmq_count() if kind == "rabbitmq" else brokers.nats_count()
+            if count != rows_:
+                raise BenchError(f"{who} ({kind}) left {count:,} messages, not {rows_:,}")
+            if kind == "nats":
+                brokers.nats_drop()
+            (runner if who == "runner" else floor).append((seconds, mb))
+    r_s = statistics.median(s for s, _ in runner)
+    f_s = statistics.median(s for s, _ in floor)
+    return {
+        "rows": rows_,
+        "runner": {"seconds": r_s, "messages_per_s": rows_ / r_s, "rss_mb": max(m for _, m in runner)},
+        "floor": {"seconds": f_s, "messages_per_s": rows_ / f_s, "rss_mb": max(m for _, m in floor)},
+        "ratio": f_s / r_s,  # runner's messages/s over the floor's
+        "runs": {"runner": runner, "floor": floor},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    if args[:1] == ["floor"]:
+        _, kind, db, dest = args
+        sent = floor_rabbitmq(db, dest) if kind == "rabbitmq" else floor_nats(db, dest)
+        print(sent)
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("kinds", nargs="*", help="rabbitmq, nats (default both)")
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    opts = ap.parse_args(args)
+    opts.kinds = opts.kinds or ["rabbitmq", "nats"]
+    if set(opts.kinds) - {"rabbitmq", "nats"}:
+        ap.error("the brokers are rabbitmq and nats")
+    if shutil.which(TIME) is None:
+        raise SystemExit(f"{TIME} is needed (Debian's `time` package)")
+    tmp = Path(tempfile.mkdtemp(prefix="runner-publish-"))
+    brokers = Brokers(uuid.uuid4().hex[:10])
+    results: dict[str, Any] = {}
+    try:
+        db = tmp / "events.db"
+        log(f"gen_events.py create {opts.rows:,} rows …")
+        gen = [str(PYTHON), str(GEN), "create", f"sqlite:///{db}", str(opts.rows)]
+        subprocess.run(gen, check=True, env=ENV, stdout=subprocess.DEVNULL)
+        folder = tmp / "defs"
+        definitions(folder, db, brokers.rabbitmq())
+        for kind in opts.kinds:
+            results[kind] = measure(kind, brokers, folder, db, opts.rows, opts.repeat)
+    finally:
+        brokers.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if opts.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    head = ("broker", "rows", "runner msg/s", "floor msg/s", "ratio", "runner RSS", "floor RSS")
+    print("{:<10} {:>8} {:>13} {:>12} {:>6} {:>11} {:>10}".format(*head))
+    for kind, r in results.items():
+        print(
+            f"{kind:<10} {r['rows']:>8,} {r['runner']['messages_per_s']:>13,.0f} "
+            f"{r['floor']['messages_per_s']:>12,.0f} {r['ratio']:>5.2f}× {r['runner']['rss_mb']:>8.0f} MB "
+            f"{r['floor']['rss_mb']:>7.0f} MB"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

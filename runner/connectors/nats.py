@@ -1,0 +1,365 @@
+"""The `nats` kind: a task publishes a message per changed row (and per deleted key) to a NATS
+JetStream subject (a template over the row), each with the header `Nats-Msg-Id` set to its id,
+and a batch is committed once JetStream has acknowledged every message of it (a PubAck: the
+stream has stored it). A subject that no stream takes fails the task (no responders): runner
+declares no stream, as it declares no RabbitMQ queue. Through nats-py, the NATS team's client.
+
+JetStream drops a message whose `Nats-Msg-Id` it has already stored within the stream's
+duplicate window (`duplicate_window`, 2 minutes by default): a run that sends again what a
+failed run sent shortly before stores each change once. The id is a digest of the change, so a
+row changed back to what it held before within that window is dropped too; a strategy whose
+rows carry what changed (a watermark's `updated_at`) never sends the same id for two changes.
+
+nats-py is asyncio: each publisher owns an event loop in a thread of its own, with the
+connection in it for the whole run (`asyncio.run` per batch would connect and sign in again
+for every batch). `send` publishes a batch without waiting for acknowledgements, at most
+`IN_FLIGHT` unacknowledged at a time (the memory bound); `confirm` waits for the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from runner.connectors import registry
+from runner.connectors.base import Capabilities, Connector, WriteContext
+from runner.connectors.messaging.connection import CONFIRM_TIMEOUT, CONNECT_TIMEOUT, BrokerConnection
+from runner.connectors.messaging.model import MessageWrite, check_templates
+from runner.connectors.messaging.render import Message
+from runner.connectors.messaging.writer import MessageWriter
+from runner.definitions import secrets
+from runner.definitions.tasks import WriteModel
+from runner.errors import RunnerError, TerminalError, TransientError
+from runner.streams.types import Column
+
+IN_FLIGHT = 4000  # messages published and not yet acknowledged, at most (nats-py's default)
+MSG_ID = "Nats-Msg-Id"
+HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII but ':' (a MIME header field name)
+SUBJECT = re.compile(r"^[^\s.*>]+(\.[^\s.*>]+)*$")  # tokens, no wildcard, no empty token
+
+
+class NatsConnection(BrokerConnection):
+    """A NATS server with JetStream enabled. Sign in with `username` and `password`, or with a
+    `token`; neither when the server asks for nothing."""
+
+    type: Literal["nats"] = Field(description="A NATS server with JetStream.")
+    port: int = Field(4222, ge=1, le=65535, description="Its client port.")
+    token: str | None = Field(
+        None,
+        description="Sign in with this token instead of a user: a secret reference, never the token "
+        "itself (${env:NAME} or ${file:path}).",
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _token_reference(cls, token: str | None) -> str | None:
+        return secrets.check_password(token, "NATS_TOKEN", "nats-token")
+
+    @model_validator(mode="after")
+    def _one_way_to_sign_in(self) -> NatsConnection:
+        if self.token is not None and self.username is not None:
+            raise ValueError("sign in with a 'token' or with 'username' and 'password', not both")
+        if self.token is not None and not self.tls and not secrets.loopback(self.host):
+            raise ValueError(
+                f"signing in to {self.host} without TLS would send the token in the clear: set "
+                "'tls'; only a server on this machine (localhost) may take it plain"
+            )
+        return self
+
+    def server(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'tls' if self.tls else 'nats'}://{host}:{self.port}"
+
+
+class NatsWrite(MessageWrite):
+    """Where a task's messages go in NATS JetStream."""
+
+    subject: str = Field(
+        min_length=1,
+        description="The subject to publish to (a template over the row, e.g. `shop.orders.{{ row.region "
+        "}}`); a stream must take it (its `subjects`): runner declares no stream.",
+    )
+    delete_subject: str | None = Field(
+        None,
+        min_length=1,
+        description="The subject of a deleted key's message (a template over the key columns); unset: "
+        "`subject`, which may then name key columns only.",
+    )
+    stream: str | None = Field(
+        None,
+        min_length=1,
+        description="The stream that must store the messages (the `Nats-Expected-Stream` header): a "
+        "message another stream would take fails the task; unset: whichever stream takes the subject.",
+    )
+
+    @field_validator("subject", "delete_subject")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_templates(value)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name in headers:
+            if not HEADER_NAME.match(name) or name.lower().startswith("nats-"):
+                raise ValueError(
+                    f"header {name!r}: a NATS header name is printable ASCII without ':' or spaces, "
+                    "and names starting with 'Nats-' are JetStream's"
+                )
+        return headers
+
+    def describe(self) -> str:
+        return self.subject
+
+    def templates(self, op: str) -> dict[str, str]:
+        subject = self.delete_subject if op == "delete" and self.delete_subject else self.subject
+        return {"subject": subject}
+
+
+class NatsPublisher:
+    """A connection in an event loop of its own thread. Each message's acknowledgement is a
+    future; `outstanding` holds those not yet resolved (touched in the loop's thread only),
+    `failure` the first that failed, and `settled` is set when none is left or one failed."""
+
+    def __init__(self, name: str, spec: NatsConnection, base_dir: Path, write: NatsWrite):
+        self.name, self.write = name, write
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=f"nats {name}", daemon=True)
+        self.thread.start()
+        self.failure: RunnerError | None = None
+        self.outstanding: set[asyncio.Future[Any]] = set()
+        self.settled = asyncio.Event()  # bound to the loop at its first use, in the loop's thread
+        try:
+            self.nc = self._run(_connect(name, spec, base_dir, self._lost), CONNECT_TIMEOUT * 2)
+        except BaseException:
+            self._stop()
+            raise
+        self.js = self.nc.jetstream(publish_async_max_pending=IN_FLIGHT)
+
+    def _run(self, coroutine: Coroutine[Any, Any, Any], timeout: float) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise TransientError(
+                f"connection {self.name!r}: NATS did not answer within {timeout:.0f} s"
+            ) from None
+
+    async def _lost(self, exc: Exception) -> None:
+        """nats-py's error and close callbacks: the connection failed (a publish permission
+        denied, the server gone), or JetStream refused a message: nats-py raises its error
+        reply in the callback that should fail the message's future (which is left pending), so
+        it arrives here. Either way what is outstanding will not be acknowledged."""
+        from nats.js import errors as js_errors
+
+        if self.failure is None:
+            self.failure = (
+                TerminalError(
+                    f"connection {self.name!r}: JetStream refused a message: {exc.description} "
+                    f"(code {exc.err_code})"
+                )
+                if isinstance(exc, js_errors.APIError)
+                else TransientError(f"connection {self.name!r}: NATS: {exc or type(exc).__name__}")
+            )
+        self.settled.set()
+
+    def send(self, messages: list[Message]) -> None:
+        self._run(self._publish(messages), CONFIRM_TIMEOUT * 2)
+
+    async def _publish(self, messages: list[Message]) -> None:
+        from nats import errors
+
+        expected = {"Nats-Expected-Stream": self.write.stream} if self.write.stream else {}
+        for m in messages:
+            if self.failure is not None:
+                raise self.failure
+            subject = m.destination["subject"]
+            if not SUBJECT.match(subject):
+                raise TerminalError(
+                    f"write.subject: {subject!r} (message {m.id}) is no subject to publish to: "
+                    "dot-separated tokens without spaces or wildcards"
+                )
+            headers = {**m.headers, **expected, MSG_ID: m.id}
+            for name, value in headers.items():
+                if "\r" in value or "\n" in value:
+                    raise TerminalError(f"write.headers.{name}: a NATS header value holds no line break")
+            try:
+                # no `wait_stall`: its timer makes every publish yield to the loop, whose flusher
+                # then writes each message alone (3x slower); `send`'s own timeout bounds a stall
+                ack = await self.js.publish_async(subject, m.body, headers=headers)
+            except errors.MaxPayloadError:
+                raise TerminalError(
+                    f"connection {self.name!r}: message {m.id} is larger than the server's max_payload "
+                    f"({self.nc.max_payload} bytes)"
+                ) from None
+            except errors.Error as exc:
+                raise _failure(self.name, exc, subject) from None
+            self.settled.clear()
+            self.outstanding.add(ack)
+            ack.add_done_callback(lambda f, subject=subject: self._acknowledged(f, subject))
+
+    def _acknowledged(self, ack: asyncio.Future[Any], subject: str) -> None:
+        self.outstanding.discard(ack)
+        if not ack.cancelled() and ack.exception() is not None and self.failure is None:
+            self.failure = _failure(self.name, ack.exception(), subject)  # type: ignore[arg-type]
+        if not self.outstanding or self.failure is not None:
+            self.settled.set()
+
+    def confirm(self) -> None:
+        """Return once JetStream has acknowledged every message sent.
+
+        Raises:
+            TerminalError: no stream takes a subject, or JetStream refused a message.
+            TransientError: the connection failed, or acknowledgements did not come in time.
+        """
+        self._run(self._settle(), CONFIRM_TIMEOUT + CONNECT_TIMEOUT)
+
+    async def _settle(self) -> None:
+        if self.outstanding and self.failure is None:
+            try:
+                await asyncio.wait_for(self.settled.wait(), CONFIRM_TIMEOUT)
+            except TimeoutError:
+                raise TransientError(
+                    f"connection {self.name!r}: JetStream did not acknowledge {len(self.outstanding)} "
+                    f"message(s) within {CONFIRM_TIMEOUT:.0f} s"
+                ) from None
+        if self.failure is not None:
+            raise self.failure
+
+    def close(self) -> None:
+        try:
+            self._run(self._close(), CONNECT_TIMEOUT)
+        except RunnerError:
+            pass
+        finally:
+            self._stop()
+
+    async def _close(self) -> None:
+        for ack in list(self.outstanding):
+            ack.cancel()
+        await self.nc.close()
+
+    def _stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+def _failure(name: str, exc: BaseException, subject: str) -> RunnerError:
+    from nats import errors
+    from nats.js import errors as js_errors
+
+    if isinstance(exc, js_errors.NoStreamResponseError | errors.NoRespondersError):
+        return TerminalError(
+            f"connection {name!r}: no JetStream stream takes subject {subject!r} (no responders): create "
+            "a stream whose subjects match it (runner declares none)"
+        )
+    if isinstance(exc, js_errors.APIError):
+        return TerminalError(
+            f"connection {name!r}: JetStream refused a message on {subject!r}: {exc.description} "
+            f"(code {exc.err_code})"
+        )
+    return TransientError(f"connection {name!r}: NATS: {exc or type(exc).__name__}")
+
+
+async def _connect(name: str, spec: NatsConnection, base_dir: Path, lost: Any) -> Any:
+    """A connection that has signed in; no reconnection (a batch interrupted is the next run's
+    to send again, with the same ids). `lost` hears of every failure after."""
+    import nats
+    from nats import errors
+
+    options: dict[str, Any] = {}
+    if spec.username is not None:
+        options["user"], options["password"] = spec.username, spec.secret(base_dir) or ""
+    if spec.token is not None:
+        options["token"] = secrets.resolve(spec.token, base_dir)
+    context = spec.ssl_context(base_dir)
+    if context is not None:
+        options["tls"], options["tls_hostname"] = context, spec.host
+
+    async def closed() -> None:
+        await lost(errors.ConnectionClosedError())
+
+    try:
+        return await nats.connect(
+            servers=[spec.server()],
+            name=f"runner {name}",
+            connect_timeout=CONNECT_TIMEOUT,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,  # nats-py's first connection tries twice (0: forever)
+            reconnect_time_wait=0.5,
+            error_cb=lost,
+            closed_cb=closed,
+        )
+    except errors.AuthorizationError:
+        raise TerminalError(f"connection {name!r}: NATS refused the credentials") from None
+    except (OSError, TimeoutError, errors.Error) as exc:
+        raise TransientError(
+            f"connection {name!r}: cannot reach NATS at {spec.host}:{spec.port}: {exc or type(exc).__name__}"
+        ) from None
+
+
+class NatsConnector(Connector):
+    """A NATS JetStream connection as a job's target."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(publish=True)
+    spec: NatsConnection
+
+    def check_connection(self) -> None:
+        test(self.name, self.spec, self.base_dir)
+
+    def open_row_writer(
+        self, write: WriteModel, columns: list[Column], context: WriteContext
+    ) -> MessageWriter:
+        assert isinstance(write, NatsWrite)  # the kind's write model
+
+        def connect() -> NatsPublisher:
+            return NatsPublisher(self.name, self.spec, self.base_dir, write)
+
+        return MessageWriter(connect, write, columns, context)
+
+
+def test(name: str, spec: NatsConnection, base_dir: Path) -> str:
+    """`runner connections test`: connect, sign in and ask JetStream for the account; the
+    server's version. A server without JetStream fails: nothing could be published."""
+
+    async def probe() -> str:
+        from nats.js import errors as js_errors
+
+        async def ignore(exc: Exception) -> None:
+            pass
+
+        nc = await _connect(name, spec, base_dir, ignore)
+        try:
+            try:
+                await nc.jetstream().account_info()
+            except (TimeoutError, js_errors.Error) as exc:
+                raise TerminalError(
+                    f"connection {name!r}: JetStream is not enabled for this account: {exc}"
+                ) from None
+            return f"NATS {nc.connected_server_version}, JetStream"
+        finally:
+            await nc.close()
+
+    return asyncio.run(probe())
+
+
+registry.register(
+    registry.Kind(
+        "nats",
+        NatsConnection,
+        NatsConnector,
+        write=NatsWrite,
+        roles=frozenset({"target"}),
+        test=test,
+    )
+)

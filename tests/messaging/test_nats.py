@@ -1,0 +1,152 @@
+"""The `nats` kind beyond the contract suite: a subject no stream takes, the expected stream,
+JetStream's deduplication of a resend by `Nats-Msg-Id`, the write's and the connection's rules,
+and `runner connections test`, on the NATS JetStream of this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runner import services
+from runner.changes.task import RunOptions
+from tests.conftest import _unreachable
+from tests.messaging.conftest import define, problems
+
+SPEC = {"type": "nats", "host": "127.0.0.1"}
+
+
+class JetStream:
+    """Streams of a test's own (deleted after), through nats-py in a loop of the test's."""
+
+    def __init__(self) -> None:
+        import nats
+
+        async def quiet(exc: Exception) -> None:
+            pass
+
+        self.loop = asyncio.new_event_loop()
+        try:
+            self.nc = self.loop.run_until_complete(
+                nats.connect(
+                    "nats://127.0.0.1:4222",
+                    connect_timeout=2,
+                    allow_reconnect=False,
+                    max_reconnect_attempts=1,
+                    error_cb=quiet,
+                )
+            )
+        except Exception as exc:
+            self.loop.close()
+            _unreachable("NATS at 127.0.0.1:4222", exc)
+        self.js = self.nc.jetstream()
+        self.tag = uuid.uuid4().hex[:12]
+        self.streams: list[str] = []
+
+    def add(self, role: str, subjects: list[str]) -> str:
+        name = f"runner-test-{role}-{self.tag}"
+        self.loop.run_until_complete(self.js.add_stream(name=name, subjects=subjects))
+        self.streams.append(name)
+        return name
+
+    def messages(self, stream: str) -> list[tuple[str, dict[str, str], Any]]:
+        async def get() -> list[tuple[str, dict[str, str], Any]]:
+            last = (await self.js.stream_info(stream)).state.last_seq
+            got = [await self.js.get_msg(stream, seq) for seq in range(1, last + 1)]
+            return [(m.subject, dict(m.headers or {}), json.loads(m.data)) for m in got]
+
+        return self.loop.run_until_complete(get())
+
+    def close(self) -> None:
+        for name in self.streams:
+            self.loop.run_until_complete(self.js.delete_stream(name))
+        self.loop.run_until_complete(self.nc.close())
+        self.loop.close()
+
+
+@pytest.fixture
+def jetstream() -> Iterator[JetStream]:
+    js = JetStream()
+    yield js
+    js.close()
+
+
+def test_subjects_per_row_and_a_resend_stored_once(jetstream, publish, project):
+    prefix = f"runner-test.{jetstream.tag}"
+    stream = jetstream.add("orders", [f"{prefix}.>"])
+    write = {"subject": prefix + ".orders.{{ row.region }}", "delete_subject": f"{prefix}.deleted"}
+    first = publish(SPEC, write, deletes="propagate")
+    assert (first["status"], first["upserted"]) == ("succeeded", 3)
+    messages = jetstream.messages(stream)
+    assert sorted((s, b["id"]) for s, _, b in messages) == [
+        (f"{prefix}.orders.north", 1),
+        (f"{prefix}.orders.north", 3),
+        (f"{prefix}.orders.south", 2),
+    ]
+    assert all(h["Nats-Msg-Id"] == h["runner-id"] for _, h, _ in messages)
+    # forgetting the digests sends every row again, with the ids it had: JetStream stores none twice
+    again = services.run(project.ws, "publish", RunOptions(resync=True))["tasks"][0]
+    assert again["upserted"] == 3
+    assert len(jetstream.messages(stream)) == 3
+
+
+def test_a_subject_no_stream_takes_fails_the_task_and_nothing_is_recorded(jetstream, publish):
+    subject = f"runner-test.{jetstream.tag}.nowhere"
+    failed = publish(SPEC, {"subject": subject})
+    assert failed["status"] == "failed"
+    assert f"no JetStream stream takes subject {subject!r} (no responders)" in failed["error"]
+    stream = jetstream.add("late", [subject])
+    second = publish()
+    assert (second["status"], second["upserted"]) == ("succeeded", 3)
+    assert len(jetstream.messages(stream)) == 3
+
+
+def test_the_expected_stream_refuses_a_message_another_stream_takes(jetstream, publish):
+    subject = f"runner-test.{jetstream.tag}.orders"
+    jetstream.add("taker", [subject])
+    failed = publish(SPEC, {"subject": subject, "stream": "some-other-stream"})
+    assert failed["status"] == "failed"
+    assert "JetStream refused a message: expected stream does not match" in failed["error"]
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        ({"subject": "a", "headers": {"bad:name": "x"}}, "a NATS header name is printable ASCII"),
+        ({"subject": "a", "headers": {"Nats-Msg-Id": "x"}}, "names starting with 'Nats-' are JetStream's"),
+        ({"delete_subject": "a"}, "subject: required field is missing"),
+    ],
+)
+def test_a_write_is_checked_with_the_kinds_rules(project, shop, write, message):
+    define(project, SPEC, write)
+    (p,) = problems(project)
+    assert message in f"{p.location.field.rsplit('.', 1)[-1]}: {p.message}"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"token": "hunter2"}, "the password is written out"),
+        ({"token": "${env:T}", "username": "u", "password": "${env:P}"}, "a 'token' or with 'username'"),
+        ({"host": "nats.example.com", "token": "${env:T}"}, "would send the token in the clear"),
+    ],
+)
+def test_a_token_is_a_secret_reference_sent_safely(project, shop, spec, message):
+    define(project, {**SPEC, **spec}, {"subject": "a"})
+    (p,) = problems(project)
+    assert message in p.message and "hunter2" not in str(p)
+
+
+def test_connections_test_signs_in_and_asks_jetstream(jetstream, project, shop):
+    define(project, SPEC, {"subject": "a"})
+    services.apply(project.ws)
+    (result,) = services.connections_test(project.ws, "mq")
+    assert result["ok"] and result["server"].startswith("NATS ") and result["server"].endswith("JetStream")
+    define(project, {**SPEC, "port": 1}, {"subject": "a"})
+    services.apply(project.ws)
+    (result,) = services.connections_test(project.ws, "mq")
+    assert not result["ok"] and "cannot reach NATS at 127.0.0.1:1" in result["checks"][0]["detail"]
