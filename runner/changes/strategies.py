@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runner.changes import deletes, full, lifecycle, messages, task, verify, watermark
+from runner.changes import cdc, deletes, full, lifecycle, messages, task, verify, watermark
 from runner.changes import hash as hashed
 from runner.changes.task import TaskRun
 from runner.definitions.needs import Need, refusals
@@ -27,6 +27,7 @@ STRATEGIES.register("full", Strategy(full.run_full, full.needs))
 STRATEGIES.register("watermark", Strategy(watermark.run_watermark, watermark.needs))
 STRATEGIES.register("hash", Strategy(hashed.run_hash, hashed.needs))
 STRATEGIES.register("messages", Strategy(messages.run_messages, messages.needs))
+STRATEGIES.register("cdc", Strategy(cdc.run_cdc, cdc.needs))
 
 
 def task_needs(t: Task) -> list[Need]:

@@ -114,6 +114,7 @@ def plan(
         services.save_plan(p, out_file)
     switches = services.runtime_switches(STATE.workspace)
     tables = services.expansions(STATE.workspace, p) if expand else {}
+    releases = services.log_releases(p)
     counted = None
     if data or data_all:
         counted = services.plan_data(
@@ -122,11 +123,16 @@ def plan(
     if fmt == PlanFormat.json:
         extra = {"runtime": switches} | ({"expansions": tables} if expand else {})
         extra |= {"data": counted} if counted is not None else {}
+        extra |= {"releases": releases} if releases else {}
         out.print(json.dumps(p.to_dict() | extra, indent=2, ensure_ascii=False), markup=False)
     elif fmt == PlanFormat.markdown:
         out.print(render.plan_markdown(p.to_dict(), counted), markup=False, end="")
     else:
         out.print(render.plan_text(p.to_dict(), show_unchanged or expand, tables), markup=False)
+        if releases:
+            out.print("\nApplying it also drops in the sources (cdc tasks deleted):", markup=False)
+            for line in releases:
+                out.print(f"  - {line}", markup=False)
         if counted is not None:
             out.print("\n" + render.data_text(counted), markup=False)
         if note := render.switches_text(switches):
@@ -151,16 +157,15 @@ def apply(
     """Validate, plan and apply in one transaction, recording a revision (time, user, git commit)."""
     result = services.apply(STATE.workspace, plan_file, lock_timeout)
     if fmt == Format.json:
-        out.print(
-            json.dumps(
-                {"revision": result.revision, "plan": result.plan.to_dict()}, indent=2, ensure_ascii=False
-            ),
-            markup=False,
-        )
+        done = {"revision": result.revision, "plan": result.plan.to_dict()}
+        done |= {"released": result.released} if result.released else {}
+        out.print(json.dumps(done, indent=2, ensure_ascii=False), markup=False)
         return
     out.print(render.plan_text(result.plan.to_dict()), markup=False)
     if result.revision is not None:
         out.print(f"\nApplied as revision {result.revision}.", markup=False)
+    for line in result.released:
+        out.print(line, markup=False)
 
 
 @handles_errors

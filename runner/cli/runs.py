@@ -159,3 +159,5 @@ def status(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text)
     else:
         out.print(render.status_header(info), markup=False)
         out.print(render.status_table(info))
+        for line in render.lag_warnings(info):
+            out.print(line, markup=False, style="bold red")

@@ -62,6 +62,7 @@ class Capabilities:
     consume: bool = False  # source: messages as changes, acknowledged after the target commits
     files: bool = False  # target: a file per committed batch (`RowTarget`), visible once complete
     verify: bool = False  # both ends: rows in key order, row hashes per key bucket (`Verifiable`)
+    log_changes: bool = False  # source: a table's changes from its log (`changelog.LogSource`): cdc
 
     def names(self) -> frozenset[str]:
         """The capabilities declared (what `runner validate` checks needs against)."""

@@ -67,3 +67,5 @@ class Reconciler:
             return
         summary = plan.summary()
         self.log("info", "applied", revision=result.revision, changed=summary["changed"])
+        for line in result.released:  # the slots of cdc tasks deleted
+            self.log("warning" if line.startswith("warning") else "info", line)

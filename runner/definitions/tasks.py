@@ -367,6 +367,23 @@ def target_table(table: str, schema: str | None, prefix: str = "") -> str:
     return f"{where}.{prefix}{name}" if where else f"{prefix}{name}"
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from a number or a size such as '500MB' or '1GB' (powers of 1024, as PostgreSQL's
+    own settings count them)."""
+    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.fullmatch(str(value))
+    if not match:
+        raise ValueError(f"not a size: {value!r}; write bytes, or e.g. '500MB', '1GB'")
+    return int(float(match[1]) * _UNITS[match[2].lower()[:1]])
+
+
 def check_window_start(window: Any, start: Any) -> None:
     """A window of time goes with a start in time, a numeric one with a numeric start."""
     parsed = parse_window(window)
@@ -382,13 +399,15 @@ def check_window_start(window: Any, start: Any) -> None:
 class ChangesSpec(StrictModel):
     """How a task finds what changed in the source since the last run."""
 
-    strategy: Literal["full", "watermark", "hash", "messages"] = Field(
+    strategy: Literal["full", "watermark", "hash", "messages", "cdc"] = Field(
         "full",
         description=(
             "full: read every row (with keys, write only what differs); watermark: read rows whose "
             "`column` is at or past the stored pointer; hash: compare a digest per key, computed "
             "in the source, with the digests of the last run; messages: each message consumed from "
-            "a broker is a change, acknowledged once the target has committed it."
+            "a broker is a change, acknowledged once the target has committed it; cdc: a first "
+            "snapshot, then the changes from the source's log (PostgreSQL logical decoding), "
+            "applied in commit order."
         ),
     )
     column: str | None = Field(
@@ -418,6 +437,29 @@ class ChangesSpec(StrictModel):
             "source's highest value the task reads as usual. Unset means the job's `changes.window`."
         ),
     )
+
+    max_lag: str | int | None = Field(
+        None,
+        description=(
+            "With cdc: how much of the log (bytes, or '500MB', '1GB') the source may keep for the "
+            "task before a run warns loudly (a slot left behind keeps WAL on the source's disk). "
+            "Unset: 1GB."
+        ),
+    )
+
+    @field_validator("max_lag", mode="before")
+    @classmethod
+    def _max_lag(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        if info.data.get("strategy") != "cdc":
+            raise ValueError("'max_lag' only applies to strategy 'cdc'")
+        parse_size(value)
+        return value
+
+    def max_lag_bytes(self) -> int:
+        """The lag (bytes of log) past which a cdc task's run warns."""
+        return parse_size(self.max_lag if self.max_lag is not None else "1GB")
 
     @field_validator("lookback")
     @classmethod
@@ -535,6 +577,8 @@ class Task(StrictModel, Generic[R, W]):
             raise ValueError(f"deletes: {self.deletes} needs write.keys to know which rows are gone")
         self.read.check(self)
         self.write.check(self)
+        if self.changes.strategy == "cdc":
+            self._check_cdc()
         self._check_listed_deletes()
         return self
 
@@ -573,6 +617,19 @@ class Task(StrictModel, Generic[R, W]):
             raise ValueError(
                 f"before_run: {before_run} with write.history would throw the versions away; "
                 "`runner run --recreate` starts the history afresh once, when you mean it"
+            )
+
+    def _check_cdc(self) -> None:
+        """What the log-based strategy cannot honour: it follows one table's log and applies
+        each change through runner's merge."""
+        if getattr(self.read, "table", None) is None:
+            raise ValueError(
+                "strategy 'cdc' follows a table's changes in the log: give read.table, not a query"
+            )
+        if not self.write.merged() or getattr(self.write, "history", None) is not None:
+            raise ValueError(
+                "strategy 'cdc' applies changes through runner's merge: it goes without "
+                f"{self.write.unmerged_by() if not self.write.merged() else 'write.history'}"
             )
 
     def _check_listed_deletes(self) -> None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
+from runner.connectors import registry
+from runner.connectors.changelog import LogNames, LogSource
 from runner.definitions.load import DEFINITION_DIRS
 from runner.definitions.validate import digest
-from runner.errors import StaleState
+from runner.errors import RunnerError, StaleState
 from runner.plan.diff import Plan
+from runner.plan.releases import Release, connection_of
 from runner.state.objects import Write
 from runner.state.store import StateStore
 
@@ -73,3 +77,43 @@ def apply_plan(store: StateStore, plan: Plan, folder: Path) -> int | None:
         digest=plan.digest,
         summary=plan.summary(),
     )
+
+
+def release_logs(
+    gone: list[Release], connections: dict[tuple[str, str], dict[str, Any]], folder: Path, store: StateStore
+) -> list[str]:
+    """Drop the slot and publication of each cdc task an applied plan let go of (`releases`),
+    on its source as it was before the apply (`connections`), and forget the task's position:
+    a task of that name added again starts with a snapshot. A source that cannot be reached
+    keeps its slot: the line says so, and how to drop it by hand.
+
+    Returns:
+        One line per release: what was dropped, or a warning.
+    """
+    lines = []
+    for r in gone:
+        where = f"job {r.namespace}/{r.job}, task {r.task!r}"
+        key = connection_of(r, set(connections))
+        try:
+            if key is None:
+                raise RunnerError(f"its source connection {r.source!r} is not applied")
+            connector = registry.open_connector(f"{key[0]}/{key[1]}", connections[key], folder)
+            try:
+                if "log_changes" not in connector.capabilities.names():
+                    continue
+                log = cast(LogSource, connector).change_log(LogNames(r.slot, r.publication), "", [], [])
+                dropped = log.drop()
+            finally:
+                connector.close()
+        except RunnerError as exc:
+            lines.append(
+                f"warning: {where}: replication slot {r.slot} not dropped ({exc}); it keeps the "
+                f"source's log until dropped: SELECT pg_drop_replication_slot('{r.slot}'); "
+                f"DROP PUBLICATION {r.publication}"
+            )
+            continue
+        for state in store.tasks.states(r.namespace, r.job):
+            if state.task == r.task:
+                store.tasks.forget(state.id)
+        lines.append(f"{where}: dropped {', '.join(dropped)}" if dropped else f"{where}: no slot to drop")
+    return lines

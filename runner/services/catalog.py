@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from runner.changes.cdc import live_lag
+from runner.connectors.registry import open_connector
 from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec, SyncJobSpec
 from runner.definitions.sync_all import SyncAllJobSpec
@@ -13,6 +15,7 @@ from runner.definitions.tasks import WriteSpec
 from runner.definitions.validate import (
     resolve_reference,
 )
+from runner.errors import RunnerError
 from runner.history import files as history
 from runner.jobs import sync_all
 from runner.jobs.sync import sync_spec
@@ -104,6 +107,7 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
     spec = sync_spec(parsed, job.ref)
     pointers_by_task = {p["task"]: p["pointer"] for p in pointer_show(ws, ref)}
     last = _last_runs(ws, job, {t.name for t in spec.tasks})
+    lags = _live_lags(ws, job, spec) if expand else {}
     return [
         {
             "task": t.name,
@@ -121,8 +125,32 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
             "pointer": pointers_by_task.get(t.name),
             "last_run": last.get(t.name),
         }
+        | ({"lag": lags[t.name]} if t.name in lags else {})
         for t in (spec.resolved(task) for task in spec.tasks)
     ]
+
+
+def _live_lags(ws: Workspace, job: AppliedObject, spec: SyncJobSpec) -> dict[str, dict[str, Any]]:
+    """Each cdc task's lag now, asked of the job's source; an error in its place when the
+    source cannot say."""
+    cdc = [t for t in spec.tasks if t.changes.strategy == "cdc"]
+    if not cdc:
+        return {}
+    ref, source_spec = connections_of(ws, job, spec)["source"]
+    try:
+        source = open_connector(ref, source_spec, ws.root)
+    except RunnerError as exc:
+        return {t.name: {"error": str(exc)} for t in cdc}
+    lags: dict[str, dict[str, Any]] = {}
+    try:
+        for t in cdc:
+            try:
+                lags[t.name] = live_lag(source, job.namespace, job.name, t)
+            except RunnerError as exc:
+                lags[t.name] = {"error": str(exc)}
+    finally:
+        source.close()
+    return lags
 
 
 def _last_runs(ws: Workspace, job: AppliedObject, wanted: set[str]) -> dict[str, dict[str, Any]]:

@@ -4,7 +4,7 @@ and the JSON Schema of definitions built from the registries."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -31,9 +31,10 @@ from runner.jobs.sync import capability_check
 from runner.jobs.types import job_models, registered_models
 from runner.jobs.types import parse as parse_job
 from runner.plan import data
-from runner.plan.apply import apply_plan
+from runner.plan.apply import apply_plan, release_logs
 from runner.plan.data import DataPlan
 from runner.plan.diff import Plan, diff
+from runner.plan.releases import releases
 from runner.state import locks
 from runner.state.locks import Lock
 from runner.state.objects import EMPTY_STATE
@@ -160,6 +161,12 @@ def read_plan(path: Path) -> Plan:
 class ApplyResult:
     plan: Plan
     revision: int | None
+    released: list[str] = field(default_factory=list)  # the cdc slots dropped (`release_logs`)
+
+
+def log_releases(p: Plan) -> list[str]:
+    """What applying `p` drops in the sources: each cdc task's slot and publication it deletes."""
+    return [f"job {r.namespace}/{r.job}: {r.text()}" for r in releases(p)]
 
 
 def apply(
@@ -192,7 +199,16 @@ def apply(
             raise DefinitionsInvalid(problems)
     with store.locks.locked(locks.APPLY, lock_timeout):
         p = saved or plan(ws)
-        return ApplyResult(p, apply_plan(store, p, ws.root))
+        gone = releases(p)
+        # the sources as they were: a slot lives where the deleted task read
+        before = (
+            {(o.namespace, o.name): o.document["spec"] for o in store.objects.all("Connection")}
+            if gone
+            else {}
+        )
+        revision = apply_plan(store, p, ws.root)
+    released = release_logs(gone, before, ws.root, store) if revision is not None else []
+    return ApplyResult(p, revision, released)
 
 
 def _connection_types(store: StateStore, plan: Plan) -> dict[tuple[str, str], str]:

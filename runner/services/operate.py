@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from runner.connectors.changelog import recorded_lag
 from runner.definitions.validate import (
     resolve_reference,
 )
@@ -145,6 +146,7 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
                 "revision": job.revision_id,
                 "applied": True,
                 "inactive_tasks": [t["name"] for t in spec.get("tasks", []) if t.get("active") is False],
+                "cdc_lag": _cdc_lag(ws, job.namespace, job.name, spec),
             }
         )
     return {
@@ -155,3 +157,18 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
         "git_commit": latest.git_commit if latest else None,
         "jobs": jobs,
     }
+
+
+def _cdc_lag(ws: Workspace, namespace: str, job: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each cdc task's lag as its last run measured it (status connects to no source)."""
+    cdc = [
+        t["name"]
+        for t in spec.get("tasks") or []
+        if isinstance(t, dict) and (t.get("changes") or {}).get("strategy") == "cdc"
+    ]
+    if not cdc:
+        return []
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    states = {s.task: s for s in ws.reader().tasks.states(namespace, job)}
+    found = [recorded_lag(name, states[name].pointer, now) for name in cdc if name in states]
+    return [lag for lag in found if lag is not None]

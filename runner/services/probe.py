@@ -96,6 +96,7 @@ def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, An
                 continue
             if end == "source":
                 used.reads.extend(t.read for t in spec.tasks)
+                used.logs = used.logs or any(t.changes.strategy == "cdc" for t in spec.tasks)
             else:
                 used.writes.extend(t.write.table for t in spec.tasks if isinstance(t.write, WriteSpec))
     results = []

@@ -9,7 +9,8 @@ is going on. Unset (always, outside those tests), a checkpoint costs two diction
 Points: `read` (a batch read, nothing of it written), `write` (a batch staged, not committed),
 `committed` (the target committed a batch, its pointer or digests not yet recorded), `window`
 (a backfill's window read and its end recorded as the pointer, the next window not begun),
-`emptied` (a task's table truncated or dropped before its run, nothing loaded yet).
+`emptied` (a task's table truncated or dropped before its run, nothing loaded yet), `stored`
+(a cdc task's log position recorded, the source's log not yet told: `runner.changes.cdc`).
 """
 
 from __future__ import annotations

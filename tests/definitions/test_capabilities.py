@@ -187,11 +187,17 @@ def test_every_need_names_a_declared_capability_field():
             "changes": {"strategy": "hash"},
         },
         {"name": "d", "read": {"table": "t"}, "write": {"table": "t"}},
+        {
+            "name": "e",
+            "read": {"table": "t"},
+            "write": {"table": "t", "keys": ["id"]},
+            "changes": {"strategy": "cdc"},
+        },
     ]
     named = {n.capability for t in tasks for n in task_needs(Task.model_validate(t))}
-    assert named == {"query", "scripts", "native_merge", "digests", "key_lookup"}
+    assert named == {"query", "scripts", "native_merge", "digests", "key_lookup", "log_changes"}
     assert named <= CAPABILITIES
-    assert set(STRATEGIES) == {"full", "watermark", "hash", "messages"}
+    assert set(STRATEGIES) == {"full", "watermark", "hash", "messages", "cdc"}
 
 
 def test_every_kind_declares_capabilities_as_a_frozen_value():

@@ -32,3 +32,29 @@ def inactive_tasks(document: dict[str, Any]) -> list[str]:
     """The names of a job document's tasks switched off (`active: false`)."""
     tasks = document.get("spec", {}).get("tasks") or []
     return [t["name"] for t in tasks if isinstance(t, dict) and t.get("active") is False]
+
+
+def size(count: int) -> str:
+    """Bytes as PostgreSQL's pg_size_pretty says them: `512 bytes`, `12 kB`, `1.5 GB`."""
+    value = float(count)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if value < 1024:
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def lag_text(lag: dict[str, Any]) -> str:
+    """A cdc task's lag: `lag 1.2 MB (log kept 3.4 MB), 40 s ago`, loud past its max_lag."""
+    if "error" in lag:
+        return f"lag unknown: {lag['error']}"
+    if lag.get("exists") is False:
+        return f"no slot {lag['slot']} (the next run makes one, or asks for --resync)"
+    text = f"lag {size(lag['lag_bytes'])} (log kept {size(lag['retained_bytes'])})"
+    if lag.get("lag_seconds") is not None:
+        text += f", oldest change not applied {lag['lag_seconds']:g} s old"
+    if "seconds_since" in lag:
+        text += f", measured {lag['seconds_since']:g} s ago"
+    if lag.get("over_max_lag"):
+        text = f"LAG PAST max_lag {size(lag['max_lag'])}: " + text
+    return text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runner.cli.render.cells import inactive_tasks, pointer_text, run_status, written
+from runner.cli.render.cells import inactive_tasks, lag_text, pointer_text, run_status, written
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -106,7 +106,11 @@ def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
             changes_text(r) + _backfill_text(r) + (f", {text}" if (text := table_changes_text(r)) else "")
             if r["strategy"]
             else "-",
-            pointer_text(r["pointer"]) if r["strategy"] == "watermark" else "-",
+            pointer_text(r["pointer"])
+            if r["strategy"] == "watermark"
+            else (pointer_text(r["pointer"]) + (f", {lag_text(r['lag'])}" if r.get("lag") else ""))
+            if r["strategy"] == "cdc"
+            else "-",
             f"{last['run_id']}" if last else "-",
             run_status(last) if last else "-",
             written(last) if last else "-",

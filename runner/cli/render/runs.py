@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from runner.cli.render.cells import num, pointer_text, run_status, written
+from runner.cli.render.cells import lag_text, num, pointer_text, run_status, size, written
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -216,6 +216,7 @@ def status_table(info: dict[str, Any]) -> Table:
             now.append("suspended")
         if job.get("inactive_tasks"):
             now.append(f"{len(job['inactive_tasks'])} task(s) inactive")
+        now.extend(f"{lag['task']}: {lag_text(lag)}" for lag in job.get("cdc_lag") or [])
         table.add_row(
             job["job"],
             when or "-",
@@ -225,3 +226,15 @@ def status_table(info: dict[str, Any]) -> Table:
             ", ".join(now) or "-",
         )
     return table
+
+
+def lag_warnings(info: dict[str, Any]) -> list[str]:
+    """A line for each cdc task whose source keeps more log than its `changes.max_lag`."""
+    return [
+        f"warning: job {job['job']}, task {lag['task']!r}: the source keeps {size(lag['retained_bytes'])} "
+        f"of log for slot {lag['slot']}, past max_lag {size(lag['max_lag'])}: run the job, or drop the "
+        "slot if the task is gone"
+        for job in info["jobs"]
+        for lag in job.get("cdc_lag") or []
+        if lag.get("over_max_lag")
+    ]

@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL
 
 from runner.connectors import registry
 from runner.connectors.sql.base import SqlConnector
+from runner.connectors.sql.postgresql_cdc import PostgresqlLogSource
 from runner.connectors.sql.spec import ServerConnectionSpec, SqlConnectionSpec
 from runner.definitions.models import seconds
 from runner.definitions.tasks import ReadSpec, WriteSpec
@@ -127,8 +128,10 @@ def _out_of_range_loaders(dbapi: Any, _record: Any = None) -> None:
         dbapi.adapters.register_loader(name, Loader)
 
 
-class PostgresqlConnector(SqlConnector):
-    capabilities = replace(SqlConnector.capabilities, snapshot=True, in_database_compare=True)
+class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
+    capabilities = replace(
+        SqlConnector.capabilities, snapshot=True, in_database_compare=True, log_changes=True
+    )
     dialect = "postgresql"
     holds_out_of_range = TIMES
     _server_version: int | None = None

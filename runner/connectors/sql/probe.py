@@ -14,11 +14,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
 from runner.connectors.base import DiscoveredTable
+from runner.connectors.changelog import LogNames, LogSource
 from runner.connectors.sql.base import SqlConnector
 from runner.definitions.tasks import ReadSpec, task_name
 from runner.errors import RunnerError
@@ -48,6 +49,7 @@ class Usage:
     reads: list[ReadSpec] = field(default_factory=list)
     writes: list[str] = field(default_factory=list)
     schemas: list[str | None] = field(default_factory=list)  # whole schemas read (sync_all; None: default)
+    logs: bool = False  # a cdc task reads its log (`runner.connectors.changelog`)
 
 
 def _dialect(connector: SqlConnector) -> str:
@@ -73,7 +75,21 @@ def test(connector: SqlConnector, usage: Usage) -> tuple[str | None, list[Check]
     checks.append(Check("connect", True, "connected"))
     checks.append(_read_check(connector, usage.reads, usage.schemas))
     checks.append(_write_check(connector, usage.writes))
+    if usage.logs:
+        checks.append(_log_check(connector))
     return str(version), checks
+
+
+def _log_check(connector: SqlConnector) -> Check:
+    """The server settings and privileges a cdc task needs (`ChangeLog.check_setup`)."""
+    if not connector.capabilities.log_changes:
+        return Check("log", False, f"a {connector.kind} connection has no log runner reads")
+    log = cast(LogSource, connector).change_log(LogNames("", ""), "", [], [])
+    try:
+        log.check_setup()
+    except RunnerError as exc:
+        return Check("log", False, str(exc))
+    return Check("log", True, "ready for strategy 'cdc' (settings and privileges)")
 
 
 def _read_check(connector: SqlConnector, reads: list[ReadSpec], schemas: Sequence[str | None] = ()) -> Check:
