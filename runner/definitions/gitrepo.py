@@ -107,12 +107,12 @@ class Repo:
         Raises:
             WriteBackRefused: the name is not valid, or the branch is checked out.
         """
+        if branch.startswith("-") or any(ord(c) < 32 for c in branch):  # an option, a NUL git never sees
+            raise WriteBackRefused(f"{branch!r} is not a valid git branch name")
         try:
             self._git("check-ref-format", "--branch", branch)
         except RunnerError:
             raise WriteBackRefused(f"{branch!r} is not a valid git branch name") from None
-        if branch.startswith("-"):
-            raise WriteBackRefused(f"{branch!r} is not a valid git branch name")
         listing = self._git("worktree", "list", "--porcelain")
         checked_out = {line.removeprefix("branch refs/heads/") for line in listing.splitlines()}
         if branch in checked_out:

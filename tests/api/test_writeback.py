@@ -218,6 +218,9 @@ def test_a_change_for_review_goes_to_a_branch_and_leaves_the_work_tree_alone(git
     assert bad.status_code == 422 and bad.json()["problems"][0]["file"] == "jobs.d/fresh.yaml"
     checked_out = git_api.post("/api/v1/jobs?branch=main", json=job("other"))
     assert checked_out.status_code == 409 and "checked out" in checked_out.json()["error"]
+    for bad_name in ("-n", "a\x00b", "a..b"):  # an option, a NUL (never reaches git), not a ref
+        refused = git_api.post("/api/v1/jobs", params={"branch": bad_name}, json=job("other"))
+        assert refused.status_code == 409 and "not a valid git branch name" in refused.json()["error"]
 
 
 def test_two_changes_at_once_both_land(git_api):
