@@ -560,6 +560,10 @@ class ConsumingSource(Protocol):  # `consume`
         """A consumer of the messages `read` names, in batches of at most `batch_size`."""
         ...
 
+    def waiting(self, read: ReadModel) -> int:
+        """How many messages wait to be consumed now: a consuming task's lag (`runner tasks`)."""
+        ...
+
 
 class StatementRunner(Protocol):  # `statements`
     def run_statements(self, statements: list[str], log: Callable[..., None]) -> list[int]:

@@ -271,6 +271,19 @@ class RabbitConnector(Connector):
     capabilities: ClassVar[Capabilities] = Capabilities(publish=True, consume=True)
     spec: RabbitConnection
 
+    def waiting(self, read: ReadModel) -> int:
+        from pika import exceptions
+
+        assert isinstance(read, RabbitRead)
+        connection = _connect(self.name, self.spec, self.base_dir)
+        try:
+            return int(connection.channel().queue_declare(read.queue, passive=True).method.message_count)
+        except exceptions.ChannelClosedByBroker as exc:
+            raise TerminalError(f"connection {self.name!r}: queue {read.queue!r}: {exc.reply_text}") from None
+        finally:
+            if connection.is_open:
+                connection.close()
+
     def consume(self, read: ReadModel, batch_size: int) -> MessageConsumer:
         assert isinstance(read, RabbitRead)  # the kind's read model
         batch = min(batch_size, MAX_PREFETCH)

@@ -40,7 +40,7 @@ def applied_ends(ws: Workspace, job: AppliedObject) -> dict[str, str]:
 
 
 def connections_of(
-    ws: Workspace, job: AppliedObject, missing_ok: bool = False
+    ws: Workspace, job: AppliedObject, *, missing_ok: bool = False
 ) -> dict[str, tuple[str, dict[str, Any]]]:
     """`source`/`target` -> (connection ref, applied spec); an end whose connection is not
     applied is left out with `missing_ok`, else raises NotFound."""

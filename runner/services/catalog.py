@@ -4,9 +4,10 @@ connections with where they are used."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 from runner.changes.cdc import live_lag
+from runner.connectors.base import ConsumingSource
 from runner.connectors.registry import open_connector
 from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec, SyncJobSpec
@@ -131,12 +132,12 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
 
 
 def _live_lags(ws: Workspace, job: AppliedObject, spec: SyncJobSpec) -> dict[str, dict[str, Any]]:
-    """Each cdc task's lag now, asked of the job's source; an error in its place when the
-    source cannot say."""
-    cdc = [t for t in spec.tasks if t.changes.strategy == "cdc"]
+    """Each cdc task's lag now (its slot's), and each consuming task's (the messages waiting),
+    asked of the job's source; an error in its place when the source cannot say."""
+    cdc = [t for t in spec.tasks if t.changes.strategy in ("cdc", "messages")]
     if not cdc:
         return {}
-    ref, source_spec = connections_of(ws, job, spec)["source"]
+    ref, source_spec = connections_of(ws, job)["source"]
     try:
         source = open_connector(ref, source_spec, ws.root)
     except RunnerError as exc:
@@ -145,7 +146,10 @@ def _live_lags(ws: Workspace, job: AppliedObject, spec: SyncJobSpec) -> dict[str
     try:
         for t in cdc:
             try:
-                lags[t.name] = live_lag(source, job.namespace, job.name, t)
+                if t.changes.strategy == "messages":
+                    lags[t.name] = {"messages_waiting": cast(ConsumingSource, source).waiting(t.read)}
+                else:
+                    lags[t.name] = live_lag(source, job.namespace, job.name, t)
             except RunnerError as exc:
                 lags[t.name] = {"error": str(exc)}
     finally:

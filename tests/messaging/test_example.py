@@ -88,6 +88,8 @@ def test_the_examples_round_trip_the_orders_through_the_broker(demo_project):
         shop.commit()
         assert services.run(demo_project.ws, "orders-to-rabbitmq")["tasks"][0]["deleted"] == 1
         channel.basic_publish("", "shop-orders", b'{"order": "seven"}')  # a message that does not fit
+        (waiting,) = services.tasks(demo_project.ws, "orders-from-rabbitmq")
+        assert waiting["lag"] == {"messages_waiting": 2002}  # the consuming task's lag: its queue
         loaded = services.run(demo_project.ws, "orders-from-rabbitmq")
         assert loaded["status"] == "succeeded", loaded["error"]
         assert loaded["tasks"][0]["rows_read"] == 2001 and loaded["tasks"][0]["deleted"] == 1
@@ -97,6 +99,7 @@ def test_the_examples_round_trip_the_orders_through_the_broker(demo_project):
         ).fetchall()
         want = shop.execute("SELECT id, customer_id, status, amount FROM orders ORDER BY id").fetchall()
         assert got == want and len(got) == 1999
+        assert services.tasks(demo_project.ws, "orders-from-rabbitmq")[0]["lag"] == {"messages_waiting": 0}
         method, properties, body = channel.basic_get("shop-orders-bad", auto_ack=True)
         assert body == b'{"order": "seven"}' and "column 'id'" in properties.headers["runner-error"]
     finally:

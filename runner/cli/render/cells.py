@@ -45,9 +45,12 @@ def size(count: int) -> str:
 
 
 def lag_text(lag: dict[str, Any]) -> str:
-    """A cdc task's lag: `lag 1.2 MB (log kept 3.4 MB), 40 s ago`, loud past its max_lag."""
+    """A cdc task's lag: `lag 1.2 MB (log kept 3.4 MB), 40 s ago`, loud past its max_lag; a
+    consuming task's: the messages waiting in its queue."""
     if "error" in lag:
         return f"lag unknown: {lag['error']}"
+    if "messages_waiting" in lag:  # a consuming task: what its queue holds now
+        return f"{lag['messages_waiting']:,} messages waiting"
     if lag.get("exists") is False:
         return f"no slot {lag['slot']} (the next run makes one, or asks for --resync)"
     text = f"lag {size(lag['lag_bytes'])} (log kept {size(lag['retained_bytes'])})"

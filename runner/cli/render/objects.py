@@ -110,6 +110,8 @@ def tasks_table(ref: str, rows: list[dict[str, Any]]) -> Table:
             if r["strategy"] == "watermark"
             else (pointer_text(r["pointer"]) + (f", {lag_text(r['lag'])}" if r.get("lag") else ""))
             if r["strategy"] == "cdc"
+            else lag_text(r["lag"])  # a consuming task: the messages waiting
+            if r.get("lag")
             else "-",
             f"{last['run_id']}" if last else "-",
             run_status(last) if last else "-",
