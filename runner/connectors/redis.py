@@ -1,4 +1,6 @@
-"""The `redis` kind: a task publishes a message per changed row (and per deleted key) to a Redis
+"""The `redis` kind. As a source, a task consumes a stream through a consumer group
+(`changes.strategy: messages`), acknowledging entries once the target committed them. As a
+target, a task publishes a message per changed row (and per deleted key) to a Redis
 stream (XADD: the headers and the payload as the entry's fields), a list (RPUSH: the payload) or
 a pub/sub channel (PUBLISH: the payload), each named by a template over the row. A batch goes in
 one pipeline, one round trip; Redis's reply to each command is its confirmation, read before
@@ -21,10 +23,12 @@ from pydantic import Field, field_validator, model_validator
 from runner.connectors import registry
 from runner.connectors.base import Capabilities, Connector, WriteContext
 from runner.connectors.messaging.connection import CONFIRM_TIMEOUT, CONNECT_TIMEOUT, BrokerConnection
-from runner.connectors.messaging.model import MessageWrite, check_templates
+from runner.connectors.messaging.consumer import MessageConsumer, Received
+from runner.connectors.messaging.model import MessageRead, MessageWrite, check_templates
 from runner.connectors.messaging.render import Message
 from runner.connectors.messaging.writer import MessageWriter
-from runner.definitions.tasks import Task, WriteModel
+from runner.definitions.models import seconds
+from runner.definitions.tasks import ReadModel, Task, WriteModel
 from runner.errors import TerminalError, TransientError
 from runner.streams.types import Column
 
@@ -145,6 +149,112 @@ class RedisWrite(MessageWrite):
         return {"name": name or getattr(self, place)}
 
 
+class RedisRead(MessageRead):
+    """The stream a task consumes, through a consumer group: each entry is delivered to the
+    group once and stays pending until acknowledged (XACK) after the target commits it."""
+
+    METADATA: ClassVar[frozenset[str]] = MessageRead.METADATA | {"entry_id", "stream"}
+
+    stream: str = Field(
+        min_length=1, description="The stream to consume (an entry's `payload` field is the payload)."
+    )
+    group: str = Field(
+        "runner",
+        min_length=1,
+        description="The consumer group whose position the task keeps (created at the stream's first "
+        "entry when missing: a new group reads the whole stream).",
+    )
+    consumer: str = Field("runner", min_length=1, description="The consumer's name within the group.")
+
+    def describe(self) -> str:
+        return f"stream {self.stream}"
+
+
+class RedisFetcher:
+    """XREADGROUP: first the entries delivered to this consumer before and never acknowledged
+    (a run that stopped between its read and its acknowledgement), from a cursor so a dry run
+    does not read them twice; then new ones, waiting up to the read's `max_wait`."""
+
+    def __init__(self, name: str, spec: RedisConnection, base_dir: Path, read: RedisRead):
+        from redis import exceptions
+
+        self.name, self.read = name, read
+        self.client = _connect(name, spec, base_dir)
+        self.cursor: str | None = "0"  # the pending entries' position; None once they are read
+        self.delivered: list[str] = []  # entry ids received and not acknowledged, in order
+        self.wait_ms = max(1, int(seconds(read.max_wait) * 1000))
+        try:
+            self.client.xgroup_create(read.stream, read.group, id="0", mkstream=True)
+        except exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):  # the group exists: its position is kept
+                raise _failure(name, exc) from None
+        except exceptions.RedisError as exc:
+            raise _failure(name, exc) from None
+
+    def _read(self, start: str, count: int, block: int | None) -> list[Received]:
+        from redis import exceptions
+
+        try:
+            reply = self.client.xreadgroup(
+                self.read.group, self.read.consumer, {self.read.stream: start}, count=count, block=block
+            )
+        except exceptions.RedisError as exc:
+            raise _failure(self.name, exc) from None
+        entries = reply[0][1] if reply else []
+        out = []
+        for entry, fields in entries:
+            ident = entry.decode()
+            self.delivered.append(ident)
+            if start != ">":
+                self.cursor = ident
+            if fields is None:  # trimmed away since it was delivered: acknowledged with the rest
+                continue
+            headers = {
+                k.decode(): v.decode("utf-8", "replace")
+                for k, v in fields.items()
+                if k != PAYLOAD_FIELD.encode()
+            }
+            metadata = {
+                "message_id": headers.get("runner-id") or ident,
+                "entry_id": ident,
+                "stream": self.read.stream,
+            }
+            out.append(Received(fields.get(PAYLOAD_FIELD.encode(), b""), headers, metadata, ident))
+        if start != ">" and len(entries) < count:
+            self.cursor = None
+        return out
+
+    def fetch(self, count: int) -> list[Received]:
+        out: list[Received] = []
+        if self.cursor is not None:
+            out = self._read(self.cursor, count, None)
+        if self.cursor is None and len(out) < count:
+            out += self._read(">", count - len(out), self.wait_ms)
+        return out
+
+    def acknowledge(self, through: Received) -> None:
+        from redis import exceptions
+
+        upto = self.delivered.index(through.token) + 1
+        done, self.delivered = self.delivered[:upto], self.delivered[upto:]
+        try:
+            self.client.xack(self.read.stream, self.read.group, *done)
+        except exceptions.RedisError as exc:  # the batch is committed: its entries come again, upserted again
+            raise _failure(self.name, exc) from None
+
+    def dead_letter(self, message: Received, reason: str) -> None:
+        from redis import exceptions
+
+        fields = {**message.headers, PAYLOAD_FIELD: message.body, "runner-error": reason[:1000]}
+        try:
+            self.client.xadd(self.read.dead_letter or "", fields)
+        except exceptions.RedisError as exc:
+            raise _failure(self.name, exc) from None
+
+    def close(self) -> None:
+        self.client.close()  # what was not acknowledged stays pending for this consumer
+
+
 class RedisPublisher:
     """One connection; each `send` is one pipeline (not a transaction: MULTI would only add a
     round trip) whose replies are read, and checked, before it returns."""
@@ -245,10 +355,33 @@ def _connect(name: str, spec: RedisConnection, base_dir: Path) -> Any:
 
 
 class RedisConnector(Connector):
-    """A Redis connection as a job's target."""
+    """A Redis connection as a job's target (streams, lists, channels) or source (a stream)."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(publish=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(publish=True, consume=True)
     spec: RedisConnection
+
+    def consume(self, read: ReadModel, batch_size: int) -> MessageConsumer:
+        assert isinstance(read, RedisRead)  # the kind's read model
+        return MessageConsumer(RedisFetcher(self.name, self.spec, self.base_dir, read), read, batch_size)
+
+    def waiting(self, read: ReadModel) -> int:
+        """The group's lag: entries not yet delivered to it, plus those delivered and pending."""
+        from redis import exceptions
+
+        assert isinstance(read, RedisRead)
+        client = _connect(self.name, self.spec, self.base_dir)
+        try:
+            groups = {g["name"].decode(): g for g in client.xinfo_groups(read.stream)}
+            group = groups.get(read.group)
+            if group is None:
+                return int(client.xlen(read.stream))
+            return int(group.get("lag") or 0) + int(group.get("pending") or 0)
+        except exceptions.ResponseError:
+            return 0  # no such stream yet
+        except exceptions.RedisError as exc:
+            raise _failure(self.name, exc) from None
+        finally:
+            client.close()
 
     def check_connection(self) -> None:
         _connect(self.name, self.spec, self.base_dir).close()
@@ -279,8 +412,8 @@ registry.register(
         "redis",
         RedisConnection,
         RedisConnector,
+        read=RedisRead,
         write=RedisWrite,
-        roles=frozenset({"target"}),
         test=test,
     )
 )

@@ -34,6 +34,7 @@ class Broker:
     source: dict[str, Any] | None = None
     letters: tuple[dict[str, Any], Callable[[], list[Received]]] | None = None
     send: Callable[[bytes, dict[str, Any]], None] | None = None
+    waiting: Callable[[], int] | None = None  # messages not acknowledged yet (none consumed: all)
 
     def close(self) -> None:
         for clean in self.cleanup:
@@ -84,6 +85,7 @@ def _rabbitmq(request: pytest.FixtureRequest) -> Broker:
         source={"queue": queue, "max_wait": "0.3s"},
         letters=({"dead_letter": letters}, reader(letters)),
         send=send,
+        waiting=lambda: channel.queue_declare(queue, passive=True).method.message_count,
     )
 
 
@@ -97,24 +99,47 @@ def _redis(request: pytest.FixtureRequest) -> Broker:
         client.ping()
     except exceptions.RedisError as exc:
         _unreachable("Redis at 127.0.0.1:6379", exc)
-    stream = f"runner-contract-{uuid.uuid4().hex[:12]}"
-    last = ["-"]
+    stream, letters = (f"runner-contract-{uuid.uuid4().hex[:12]}" for _ in range(2))
 
-    def read() -> list[Received]:
-        start = "-" if last[0] == "-" else f"({last[0]}"
-        out = []
-        for entry, fields in client.xrange(stream, start, "+"):
-            last[0] = entry.decode()
-            headers = {k.decode(): v.decode() for k, v in fields.items() if k != b"payload"}
-            out.append(Received(headers, fields[b"payload"], headers.get("runner-id")))
-        return out
+    def reader(name: str) -> Callable[[], list[Received]]:
+        last = ["-"]
+
+        def read() -> list[Received]:
+            start = "-" if last[0] == "-" else f"({last[0]}"
+            out = []
+            for entry, fields in client.xrange(name, start, "+"):
+                last[0] = entry.decode()
+                headers = {k.decode(): v.decode() for k, v in fields.items() if k != b"payload"}
+                out.append(Received(headers, fields[b"payload"], headers.get("runner-id")))
+            return out
+
+        return read
+
+    def send(body: bytes, headers: dict[str, Any]) -> None:
+        client.xadd(stream, {**headers, "payload": body})
+
+    def waiting() -> int:
+        """The consuming task's group (`runner`): entries not delivered to it, and pending."""
+        groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
+        group = groups.get("runner")
+        return client.xlen(stream) if group is None else int(group["lag"] or 0) + int(group["pending"])
 
     def clean() -> None:
-        client.delete(stream)
+        client.delete(stream, letters)
         client.close()
 
     spec = {"type": "redis", "host": "127.0.0.1"}
-    return Broker("redis", spec, {"stream": stream}, read, [clean])
+    return Broker(
+        "redis",
+        spec,
+        {"stream": stream},
+        reader(stream),
+        [clean],
+        source={"stream": stream, "max_wait": "0.3s"},
+        letters=({"dead_letter": letters}, reader(letters)),
+        send=send,
+        waiting=waiting,
+    )
 
 
 def _nats(request: pytest.FixtureRequest) -> Broker:

@@ -85,7 +85,7 @@ def test_a_bad_message_stops_the_task_and_stays_in_the_queue(queue, copy, sync):
     assert result.status == "failed"
     assert "column 'id' (path 'id', bigint)" in result.error and "stays in the queue" in result.error
     assert copy.rows("items") == []  # the batch was not committed
-    assert len(queue.read()) == 2  # nothing was acknowledged
+    assert queue.waiting is not None and queue.waiting() == 2  # nothing was acknowledged
 
 
 def test_a_bad_message_goes_to_the_dead_letters_and_the_rest_loads(queue, copy, sync):
@@ -101,7 +101,7 @@ def test_a_bad_message_goes_to_the_dead_letters_and_the_rest_loads(queue, copy, 
     (letter,) = read_letters()
     assert letter.body == b"not json at all"
     assert letter.headers["x-trace"] == "abc" and "not JSON" in letter.headers["runner-error"]
-    assert queue.read() == []
+    assert queue.waiting is not None and queue.waiting() == 0
 
 
 def test_a_dry_run_acknowledges_nothing(queue, copy, sync):
