@@ -19,6 +19,7 @@ for every batch). `send` publishes a batch without waiting for acknowledgements,
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import threading
 from collections.abc import Coroutine
@@ -30,11 +31,13 @@ from pydantic import Field, field_validator, model_validator
 from runner.connectors import registry
 from runner.connectors.base import Capabilities, Connector, WriteContext
 from runner.connectors.messaging.connection import CONFIRM_TIMEOUT, CONNECT_TIMEOUT, BrokerConnection
-from runner.connectors.messaging.model import MessageWrite, check_templates
+from runner.connectors.messaging.consumer import MessageConsumer, Received
+from runner.connectors.messaging.model import MessageRead, MessageWrite, check_templates
 from runner.connectors.messaging.render import Message
 from runner.connectors.messaging.writer import MessageWriter
 from runner.definitions import secrets
-from runner.definitions.tasks import WriteModel
+from runner.definitions.models import seconds
+from runner.definitions.tasks import ReadModel, WriteModel
 from runner.errors import RunnerError, TerminalError, TransientError
 from runner.streams.types import Column
 
@@ -122,6 +125,157 @@ class NatsWrite(MessageWrite):
     def templates(self, op: str) -> dict[str, str]:
         subject = self.delete_subject if op == "delete" and self.delete_subject else self.subject
         return {"subject": subject}
+
+
+class NatsRead(MessageRead):
+    """The JetStream stream a task consumes, through a durable pull consumer of its own."""
+
+    METADATA: ClassVar[frozenset[str]] = MessageRead.METADATA | {"subject", "sequence", "timestamp"}
+
+    stream: str = Field(min_length=1, description="The JetStream stream to consume (it must exist).")
+    subject: str | None = Field(
+        None, min_length=1, description="Only the messages of these subjects (a filter, wildcards allowed)."
+    )
+    durable: str = Field(
+        "runner",
+        min_length=1,
+        description="The durable consumer keeping the task's position (made at the stream's start when "
+        "missing: a new one reads the whole stream).",
+    )
+
+    def describe(self) -> str:
+        return f"stream {self.stream}"
+
+
+ACK_WAIT = 3600.0  # seconds before JetStream hands an unacknowledged message out again
+
+
+class NatsFetcher:
+    """A durable pull consumer acknowledged cumulatively (`AckPolicy.ALL`): acknowledging a
+    batch's last message acknowledges the batch. A run that stopped before acknowledging left
+    messages pending that JetStream would hand out again only after `ACK_WAIT`, out of order
+    with newer ones: so a run that finds any starts the consumer again at its acknowledgement
+    floor, and reads them, in order, first. One run at a time consumes (the job's lock)."""
+
+    def __init__(self, name: str, spec: NatsConnection, base_dir: Path, read: NatsRead):
+        self.name, self.read = name, read
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=f"nats {name}", daemon=True)
+        self.thread.start()
+        self.wait = max(0.05, seconds(read.max_wait))
+        self.letters: Any = None
+        try:
+            self.nc = self._run(_connect(name, spec, base_dir, self._quiet), CONNECT_TIMEOUT * 2)
+            self.js = self.nc.jetstream()
+            self.sub = self._run(self._subscribe(), CONNECT_TIMEOUT * 2)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _quiet(self, exc: Exception) -> None:
+        """Failures surface as the calls' own errors."""
+
+    def _run(self, coroutine: Coroutine[Any, Any, Any], timeout: float) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise TransientError(
+                f"connection {self.name!r}: NATS did not answer within {timeout:.0f} s"
+            ) from None
+
+    async def _subscribe(self) -> Any:
+        from nats.js import api
+        from nats.js import errors as js_errors
+
+        read = self.read
+        config = api.ConsumerConfig(
+            durable_name=read.durable,
+            ack_policy=api.AckPolicy.ALL,
+            ack_wait=ACK_WAIT,
+            filter_subject=read.subject,
+            deliver_policy=api.DeliverPolicy.ALL,
+        )
+        try:
+            info = await self.js.consumer_info(read.stream, read.durable)
+        except js_errors.NotFoundError:
+            info = None
+        except js_errors.APIError as exc:
+            raise _failure(self.name, exc, read.stream) from None
+        if info is not None and info.num_ack_pending:
+            await self.js.delete_consumer(read.stream, read.durable)
+            config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = info.ack_floor.stream_seq + 1
+            info = None
+        try:
+            if info is None:
+                await self.js.add_consumer(read.stream, config)
+            return await self.js.pull_subscribe_bind(durable=read.durable, stream=read.stream)
+        except js_errors.APIError as exc:
+            raise TerminalError(
+                f"connection {self.name!r}: cannot consume stream {read.stream!r}: {exc.description}"
+            ) from None
+
+    def fetch(self, count: int) -> list[Received]:
+        return self._run(self._fetch(count), self.wait + CONNECT_TIMEOUT)
+
+    async def _fetch(self, count: int) -> list[Received]:
+        import nats.errors
+
+        out: list[Received] = []
+        while len(out) < count:
+            try:
+                msgs = await self.sub.fetch(count - len(out), timeout=self.wait)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            for msg in msgs:
+                meta = msg.metadata
+                headers = dict(msg.headers or {})
+                stamp = meta.timestamp
+                out.append(
+                    Received(
+                        msg.data or b"",
+                        headers,
+                        {
+                            "message_id": headers.get("Nats-Msg-Id"),
+                            "subject": msg.subject,
+                            "sequence": meta.sequence.stream,
+                            "timestamp": stamp.astimezone(dt.UTC).replace(tzinfo=None) if stamp else None,
+                        },
+                        msg,
+                    )
+                )
+        return out
+
+    def acknowledge(self, through: Received) -> None:
+        try:
+            self._run(through.token.ack_sync(timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT * 2)
+        except RunnerError:
+            raise
+        except Exception as exc:  # the batch is committed: its messages come again, upserted again
+            raise TransientError(f"connection {self.name!r}: could not acknowledge: {exc!r}") from None
+
+    def dead_letter(self, message: Received, reason: str) -> None:
+        subject = self.read.dead_letter or ""
+        headers = {str(k): str(v) for k, v in message.headers.items()} | {"runner-error": reason[:1000]}
+        try:
+            self._run(self.js.publish(subject, message.body, headers=headers), CONNECT_TIMEOUT * 2)
+        except RunnerError:
+            raise
+        except Exception as exc:
+            raise _failure(self.name, exc, subject) from None
+
+    def close(self) -> None:
+        try:
+            if getattr(self, "nc", None) is not None:
+                self._run(self.nc.close(), CONNECT_TIMEOUT)
+        except RunnerError:
+            pass
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join()
+            self.loop.close()
 
 
 class NatsPublisher:
@@ -308,11 +462,42 @@ async def _connect(name: str, spec: NatsConnection, base_dir: Path, lost: Any) -
         ) from None
 
 
-class NatsConnector(Connector):
-    """A NATS JetStream connection as a job's target."""
+async def _ignore(exc: Exception) -> None:
+    """A short-lived connection's failures surface as its calls' own errors."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(publish=True)
+
+class NatsConnector(Connector):
+    """A NATS JetStream connection as a job's target (subjects) or source (a stream)."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(publish=True, consume=True)
     spec: NatsConnection
+
+    def consume(self, read: ReadModel, batch_size: int) -> MessageConsumer:
+        assert isinstance(read, NatsRead)  # the kind's read model
+        return MessageConsumer(NatsFetcher(self.name, self.spec, self.base_dir, read), read, batch_size)
+
+    def waiting(self, read: ReadModel) -> int:
+        """The durable consumer's lag: messages not yet delivered to it, and those pending."""
+        from nats.js import errors as js_errors
+
+        assert isinstance(read, NatsRead)
+
+        async def count() -> int:
+            nc = await _connect(self.name, self.spec, self.base_dir, _ignore)
+            try:
+                js = nc.jetstream()
+                try:
+                    info = await js.consumer_info(read.stream, read.durable)
+                except js_errors.NotFoundError:
+                    return int((await js.stream_info(read.stream)).state.messages)
+                return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            finally:
+                await nc.close()
+
+        try:
+            return asyncio.run(count())
+        except js_errors.APIError as exc:
+            raise _failure(self.name, exc, read.stream) from None
 
     def check_connection(self) -> None:
         test(self.name, self.spec, self.base_dir)
@@ -358,8 +543,8 @@ registry.register(
         "nats",
         NatsConnection,
         NatsConnector,
+        read=NatsRead,
         write=NatsWrite,
-        roles=frozenset({"target"}),
         test=test,
     )
 )

@@ -171,20 +171,37 @@ def _nats(request: pytest.FixtureRequest) -> Broker:
     tag = uuid.uuid4().hex[:12]
     stream = f"runner-contract-{tag}"
     loop.run_until_complete(js.add_stream(name=stream, subjects=[f"runner-contract.{tag}.>"]))
-    seen = [0]
+    items, letters = f"runner-contract.{tag}.items", f"runner-contract.{tag}.letters"
 
-    async def messages() -> list[Received]:
-        last = (await js.stream_info(stream)).state.last_seq
-        out = []
-        for seq in range(seen[0] + 1, last + 1):
-            msg = await js.get_msg(stream, seq)
-            headers = dict(msg.headers or {})
-            out.append(Received(headers, msg.data or b"", headers.get("Nats-Msg-Id")))
-        seen[0] = last
-        return out
+    def reader(subject: str) -> Callable[[], list[Received]]:
+        seen = [0]
 
-    def read() -> list[Received]:
-        return loop.run_until_complete(messages())
+        async def messages() -> list[Received]:
+            last = (await js.stream_info(stream)).state.last_seq
+            out = []
+            for seq in range(seen[0] + 1, last + 1):
+                msg = await js.get_msg(stream, seq)
+                if msg.subject != subject:
+                    continue
+                headers = dict(msg.headers or {})
+                out.append(Received(headers, msg.data or b"", headers.get("Nats-Msg-Id")))
+            seen[0] = last
+            return out
+
+        return lambda: loop.run_until_complete(messages())
+
+    def send(body: bytes, headers: dict[str, Any]) -> None:
+        loop.run_until_complete(js.publish(items, body, headers=headers or None))
+
+    def waiting() -> int:
+        """The consuming task's durable consumer (`runner`): not delivered yet, and pending."""
+        from nats.js import errors as js_errors
+
+        try:
+            info = loop.run_until_complete(js.consumer_info(stream, "runner"))
+        except js_errors.NotFoundError:
+            return sum(1 for _ in reader(items)())
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     def clean() -> None:
         loop.run_until_complete(js.delete_stream(stream))
@@ -192,7 +209,17 @@ def _nats(request: pytest.FixtureRequest) -> Broker:
         loop.close()
 
     spec = {"type": "nats", "host": "127.0.0.1"}
-    return Broker("nats", spec, {"subject": f"runner-contract.{tag}.items"}, read, [clean])
+    return Broker(
+        "nats",
+        spec,
+        {"subject": items},
+        reader(items),
+        [clean],
+        source={"stream": stream, "subject": items, "max_wait": "0.3s"},
+        letters=({"dead_letter": letters}, reader(letters)),
+        send=send,
+        waiting=waiting,
+    )
 
 
 def _mqtt(request: pytest.FixtureRequest) -> Broker:
