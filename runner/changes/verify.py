@@ -169,20 +169,10 @@ def _plan(source: Endpoint, target: Endpoint, task: Task) -> _Plan:
     if absent:
         raise TerminalError(f"write.keys: {', '.join(map(repr, absent))} not among the source's columns")
     convert = None
-    if read.timezone is not None:
+    if read.timezone is not None:  # the source's rows as the task reads them
         zoned = ZonedSource(cast(Any, source), read.timezone)
-        at = [i for i, c in enumerate(columns) if c.type.kind == "timestamp" and not c.unmapped]
-        if at:
-            to_utc = zoned.to_utc
-
-            def convert(batch: Batch) -> Batch:
-                out = []
-                for row in batch:
-                    values = list(row)
-                    for i in at:
-                        values[i] = to_utc(values[i])
-                    out.append(tuple(values))
-                return out
+        zoned.learn(columns)
+        convert = zoned.converter(columns)
 
     target_spec = ReadSpec(table=write.table, unmapped_types=read.unmapped_types)
     target_columns = None

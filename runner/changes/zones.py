@@ -54,7 +54,13 @@ class ZonedSource:
             return value.replace(tzinfo=self.zone).astimezone(dt.UTC)
         return value  # NULL, or a date the source's type cannot hold (`OutOfRange` text)
 
-    def _converter(self, columns: list[Column], offset: int = 0) -> Callable[[Batch], Batch] | None:
+    def learn(self, columns: list[Column]) -> None:
+        """Note which of a read's columns are timestamps without a zone (what is converted)."""
+        self.zoned.update({c.name: c.type for c in columns if c.type.kind == "timestamp" and not c.unmapped})
+
+    def converter(self, columns: list[Column], offset: int = 0) -> Callable[[Batch], Batch] | None:
+        """Rows of `columns` (from `offset` in each row) -> their zoned timestamps in UTC; None
+        when none of them is zoned."""
         at = [offset + i for i, c in enumerate(columns) if c.name in self.zoned]
         if not at:
             return None
@@ -84,10 +90,8 @@ class ZonedSource:
         limit: int | None = None,
     ) -> ReadStream:
         stream = self.inner.read(spec, batch_size, watermark, select, limit)
-        self.zoned.update(
-            {c.name: c.type for c in stream.columns if c.type.kind == "timestamp" and not c.unmapped}
-        )
-        convert = self._converter(stream.columns)
+        self.learn(stream.columns)
+        convert = self.converter(stream.columns)
         if convert is None:
             return stream
         stream.columns = [replace(c, type=AWARE) if c.name in self.zoned else c for c in stream.columns]
@@ -98,19 +102,19 @@ class ZonedSource:
         self, spec: ReadSpec, columns: list[Column], keys: list[str], values: list[tuple]
     ) -> Batch:
         rows = self.inner.read_by_keys(spec, self._own(columns), keys, values)  # type: ignore[attr-defined]
-        convert = self._converter(columns)
+        convert = self.converter(columns)
         return convert(rows) if convert else rows
 
     def read_digests(
         self, spec: ReadSpec, columns: list[Column], keys: list[str], batch_size: int, with_rows: bool
     ) -> Iterator[Batch]:
         batches = self.inner.read_digests(spec, self._own(columns), keys, batch_size, with_rows)  # type: ignore[attr-defined]
-        convert = self._converter(columns, 2 + len(keys)) if with_rows else None
+        convert = self.converter(columns, 2 + len(keys)) if with_rows else None
         return _converted(batches, convert) if convert else batches
 
     def batch_decoder(self, columns: list[Column]) -> Callable[[Batch], Batch]:
         decode = self.inner.batch_decoder(self._own(columns))  # type: ignore[attr-defined]
-        convert = self._converter(columns)
+        convert = self.converter(columns)
         if convert is None:
             return decode
         return lambda batch: convert(decode(batch))
