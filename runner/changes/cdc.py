@@ -41,13 +41,17 @@ def needs(task: Task) -> list[Need]:
     return [Need("source", "log_changes", ("changes", "strategy"), why)]
 
 
-def live_lag(source: Source, namespace: str, job: str, task: Task) -> dict[str, Any]:
-    """A cdc task's lag now, asked of its source (`runner tasks`)."""
+def live_lag(
+    source: Source, namespace: str, job: str, task: Task, pointer: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A cdc task's lag now, asked of its source (`runner tasks`); `pointer` is the task's
+    stored one."""
     assert task.read.table is not None
-    log = cast(LogSource, source).change_log(log_names(namespace, job, task.name), task.read.table, [], [])
+    names = log_names(namespace, job, task.name)
+    log = cast(LogSource, source).change_log(names, task.read.table, [], [])
     if not log.exists():
         return {"slot": log.names.slot, "exists": False}
-    lag = log.lag(seconds=True)
+    lag = log.lag(seconds=True, position=position_of(pointer, names.slot))
     limit = task.changes.max_lag_bytes()
     return {
         "slot": log.names.slot,
@@ -265,9 +269,9 @@ def _flush(run: TaskRun, w: Writer, pending: Pending) -> None:
 def _report_lag(run: TaskRun, log: ChangeLog, task_id: int) -> None:
     """The log the source keeps for the task after the run, kept with its position (for
     `runner status`); loudly when past `changes.max_lag`."""
-    lag = log.lag()
-    limit = run.task.changes.max_lag_bytes()
     pointer = run.result.pointer_after
+    lag = log.lag(position=position_of(pointer, log.names.slot))
+    limit = run.task.changes.max_lag_bytes()
     if pointer is not None:
         checked = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
         pointer = {**pointer, "lag_bytes": lag.bytes, "retained_bytes": lag.retained, "max_lag": limit}

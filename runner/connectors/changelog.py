@@ -1,7 +1,7 @@
 """A table's changes read from the source's own log (`Capabilities.log_changes`): what the
 `cdc` strategy (`runner.changes.cdc`) drives. A kind that declares `log_changes` gives a
 `ChangeLog` per task (`LogSource.change_log`); each kind's log reader is one module (PostgreSQL:
-`runner.connectors.sql.postgresql_cdc`).
+`runner.connectors.sql.postgresql_cdc`, MariaDB: `runner.connectors.sql.mariadb_cdc`).
 
 A log is read from a stored position up to an end taken when the read begins, as row changes
 grouped by transaction, each closed by a `Commit` carrying the position just past it. The
@@ -90,9 +90,11 @@ class ChangeLog(Protocol):
         """Tell the source the log up to `position` was applied (it may recycle it)."""
         ...
 
-    def lag(self, seconds: bool = False) -> Lag:
+    def lag(self, seconds: bool = False, position: str | None = None) -> Lag:
         """The task's lag now; with `seconds`, also how long ago the oldest change not yet
-        applied committed (0 when none is pending; the source may have to decode to find it)."""
+        applied committed (0 when none is pending; the source may have to decode to find it).
+        `position` is the task's stored one, for a source that keeps none for the task
+        (MariaDB's binlog); a slot's source knows its own."""
         ...
 
     def drop(self) -> list[str]:

@@ -6,6 +6,12 @@ system user (initdb refuses root, and tests and CI run as root), in a temporary 
 free loopback port, trust authentication; stopped and removed when the session ends. Each test
 gets a fresh database on it (`cdc_url`). Without the binaries the tests skip, unless
 RUNNER_REQUIRE_SERVICES=1, where they fail.
+
+MariaDB likewise (`binlog_maria`, `binlog_url`): the shared server on 3306 writes no binlog,
+so a private `mariadbd` (datadir made by `mariadb-install-db`) runs with `log_bin`,
+`binlog_format=ROW`, `binlog_row_image=FULL`, `binlog_row_metadata=FULL` and a `server_id`, on
+a free loopback port with its unix socket in the temporary folder, as the current user
+(`--user=root` when that is root, which mariadbd otherwise refuses).
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,4 +143,129 @@ def cdc_url(logical_pg: PrivateServer) -> Iterator[str]:
             (name,),
         )
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+MARIADBD = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin")
+INSTALL_DB = shutil.which("mariadb-install-db") or shutil.which(
+    "mariadb-install-db", path="/usr/bin:/usr/sbin"
+)
+
+
+class PrivateMariadb:
+    """A private mariadbd writing a row-based binlog."""
+
+    def __init__(self, folder: Path, port: int):
+        self.folder = folder
+        self.data = folder / "data"
+        self.port = port
+        self.admin_url = f"mariadb+pymysql://root@127.0.0.1:{port}/mysql"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        user = ["--user=root"] if os.geteuid() == 0 else []
+        self.process = subprocess.Popen(
+            [
+                str(MARIADBD),
+                "--no-defaults",
+                f"--datadir={self.data}",
+                *user,
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self.folder / 'mariadb.sock'}",
+                f"--pid-file={self.folder / 'mariadb.pid'}",
+                f"--log-error={self.folder / 'server.log'}",
+                f"--log-bin={self.data / 'binlog'}",
+                "--binlog-format=ROW",
+                "--binlog-row-image=FULL",
+                "--binlog-row-metadata=FULL",
+                "--server-id=1",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-flush-log-at-trx-commit=2",
+                "--sync-binlog=0",
+                "--max-connections=200",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        engine = sa.create_engine(self.admin_url, poolclass=sa.NullPool)
+        try:
+            while True:
+                try:
+                    with engine.connect() as conn:
+                        conn.exec_driver_sql("SELECT 1")
+                    return
+                except sa.exc.OperationalError:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        log = (self.folder / "server.log").read_text(errors="replace")[-2000:]
+                        raise RuntimeError(f"mariadbd did not start: {log}") from None
+                    time.sleep(0.2)
+        finally:
+            engine.dispose()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def binlog_maria() -> Iterator[PrivateMariadb]:
+    if MARIADBD is None or INSTALL_DB is None:
+        _missing("MariaDB binaries (mariadbd, mariadb-install-db) not found")
+    folder = Path(tempfile.mkdtemp(prefix="runner-cdc-maria-"))
+    server = PrivateMariadb(folder, _free_port())
+    user = ["--user=root"] if os.geteuid() == 0 else []
+    try:
+        subprocess.run(
+            [
+                str(INSTALL_DB),
+                "--no-defaults",
+                f"--datadir={server.data}",
+                *user,
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        server.start()
+    except (subprocess.CalledProcessError, RuntimeError) as exc:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        said = (
+            exc.stderr.decode(errors="replace").strip()
+            if isinstance(exc, subprocess.CalledProcessError)
+            else exc
+        )
+        _missing(f"cannot start a private MariaDB: {said}")
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def binlog_url(binlog_maria: PrivateMariadb) -> Iterator[str]:
+    """A fresh database on the private MariaDB."""
+    name = f"cdc_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(binlog_maria.admin_url, poolclass=sa.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    yield sa.make_url(binlog_maria.admin_url).set(database=name).render_as_string(hide_password=False)
+    if binlog_maria.process is not None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
     admin.dispose()

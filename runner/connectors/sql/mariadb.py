@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from sqlalchemy.engine import URL
 from runner.connectors import registry
 from runner.connectors.base import History
 from runner.connectors.sql.base import SqlConnector
+from runner.connectors.sql.mariadb_cdc import MariadbLogSource
 from runner.connectors.sql.mariadb_index import INDEX_BYTES, MIN_SHARE, key_bytes
 from runner.connectors.sql.mariadb_tsv import TSV, text_field
 from runner.connectors.sql.spec import ServerConnectionSpec, SqlConnectionSpec
@@ -132,13 +134,40 @@ def _unbounded_decimal(value: Any) -> Any:
     return value
 
 
+_UNSIGNED_BIGINT = ColumnType("decimal", precision=20, scale=0)  # what a BIGINT UNSIGNED maps to
+
+
+def _unsigned_bigint(value: Any) -> Any:
+    """A BIGINT UNSIGNED (a decimal(20,0) to runner) comes from PyMySQL as an int: as a Decimal,
+    or a target formatting decimals would go through a float (2**64-1 would become 2**64)."""
+    return Decimal(value) if isinstance(value, int) else value
+
+
 # Binary collations that compare trailing spaces (NO PAD), the first the server has: under
 # utf8mb4_bin (PAD SPACE) 'a' and 'a ' are one key. MariaDB has utf8mb4_nopad_bin since 10.2,
 # MySQL utf8mb4_0900_bin since 8.0.17; an older server keeps utf8mb4_bin.
 _NO_PAD = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
 
 
-class MariadbConnector(SqlConnector):
+class _Lent:
+    """The cdc snapshot's connection lent to a read: closing or rolling back leaves it open and
+    in its transaction (`MariadbChangeLog.start` ends it)."""
+
+    def __init__(self, dbapi: Any):
+        self._dbapi = dbapi
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dbapi, name)
+
+    def close(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+
+class MariadbConnector(MariadbLogSource, SqlConnector):
+    capabilities = replace(SqlConnector.capabilities, log_changes=True)
     dialect = "mariadb"
     holds_out_of_range = ("time",)  # PostgreSQL's 24:00:00 is a TIME here
     local_infile: bool | None = None  # whether the server takes LOAD DATA LOCAL INFILE (None: not tried)
@@ -150,6 +179,13 @@ class MariadbConnector(SqlConnector):
         from runner.connectors.sql.mariadb_local import connect_guarded  # PyMySQL: ~40 ms, on use
 
         event.listen(self.engine, "do_connect", connect_guarded)
+
+    def read_connection(self) -> Any:
+        """While a cdc snapshot is read (`MariadbChangeLog.start`): its connection, whose
+        transaction sees the table as of the snapshot's binlog position."""
+        if self._pinned is not None:
+            return _Lent(self._pinned)
+        return super().read_connection()
 
     def engine_url(self, url: URL) -> URL:
         query = dict(url.query)
@@ -252,6 +288,8 @@ class MariadbConnector(SqlConnector):
     def decoder(self, ctype: ColumnType) -> Convert | None:
         if ctype.kind in ("date", "timestamp"):
             return _zero_date
+        if ctype == _UNSIGNED_BIGINT:
+            return _unsigned_bigint
         return {"boolean": bool, "uuid": uuid_value, "json": json_value, "jsonb": json_value}.get(ctype.kind)
 
     def encoder(self, ctype: ColumnType) -> Convert | None:

@@ -417,7 +417,7 @@ class PostgresqlChangeLog:
                 )
             dbapi.commit()
 
-    def lag(self, seconds: bool = False) -> Lag:
+    def lag(self, seconds: bool = False, position: str | None = None) -> Lag:
         rows = self.c._query(
             "reading the slot's lag",
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, "

@@ -29,6 +29,11 @@ class SqlReading:
         )
         return value
 
+    def read_connection(self) -> Any:
+        """The DBAPI connection a read streams from (closed when the read ends): a new one, or
+        one a dialect lends (MariaDB's cdc snapshot, `MariadbConnector.read_connection`)."""
+        return self.engine.raw_connection()
+
     def _probe(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, ColumnType | None, str | None]]:
         """`_columns`, with an error of the user's query told in its terms: the statement
         that failed is runner's own (a view or table made of the query), which the user
@@ -86,7 +91,7 @@ class SqlReading:
         # not `connection()`: the first batch is fetched here (to type untyped columns) and the
         # connection is then handed to the batch generator, which closes it
         with self.errors(doing):
-            dbapi = self.engine.raw_connection()
+            dbapi = self.read_connection()
         try:
             with self.errors(doing):
                 self.begin_read(dbapi)

@@ -1,0 +1,441 @@
+"""MariaDB's log of a table's changes: the row-based binary log (binlog), read from a GTID
+position with the `mysql-replication` package, one reader per task.
+
+Why these pieces:
+- `mysql-replication` (`pymysqlreplication`) speaks the replication protocol on top of PyMySQL,
+  the driver runner already uses: pure Python, nothing to compile, and it decodes MariaDB's
+  GTID events and the row events of every column type (with `binlog_row_metadata=FULL` the
+  column names come with each table map, so a change is read in the shape it was logged).
+- Positions are MariaDB GTID states (`0-1-42`, one `domain-server-sequence` a domain): a
+  reader connects with that state and the server sends the transactions after it, whichever
+  binlog file they are in now (rotations and restarts change nothing). A position is stored as
+  `<gtid state>@<binlog file>:<offset>`: the state to resume from, the file and offset to
+  measure the lag in bytes.
+- Nothing is kept on the server for a task (no slot): the binlog is kept as the server's
+  `binlog_expire_logs_seconds` says, `confirm` has nothing to tell, and there is nothing to
+  drop. A task whose position was purged from the binlog stops with an error that says to
+  take a new snapshot (`runner run JOB --resync`).
+- The first snapshot is read in a transaction begun `WITH CONSISTENT SNAPSHOT` on a connection
+  kept for the snapshot's read (`MariadbConnector.read_connection`); MariaDB says where the
+  binlog stood for exactly that snapshot (`binlog_snapshot_file`, `binlog_snapshot_position`,
+  turned into a GTID state by `BINLOG_GTID_POS`), so the changes follow it with no gap and no
+  overlap, without locking a table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from runner.connectors.changelog import Commit, Lag, LogNames, RowChange
+from runner.errors import TerminalError
+from runner.streams.types import Column
+
+if TYPE_CHECKING:
+    from runner.connectors.sql.mariadb import MariadbConnector
+
+PURGED = 1236  # the server cannot send from the requested position (its binlog is gone)
+_NAME = r"(?:`(?:[^`]|``)+`|[A-Za-z0-9_$]+)"
+_TRUNCATE = re.compile(
+    rf"^\s*TRUNCATE\s+(?:TABLE\s+)?({_NAME})(?:\s*\.\s*({_NAME}))?\s*;?\s*$", re.IGNORECASE
+)
+RESYNC = "run the job with --resync (`runner run JOB --resync`) to load the table again"
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace("``", "`") if name.startswith("`") else name
+
+
+def parse_position(position: str) -> tuple[str, str | None, int]:
+    """`<gtid state>@<file>:<offset>` -> (gtid state, file, offset)."""
+    state, _, where = position.partition("@")
+    file, _, offset = where.rpartition(":")
+    return state, file or None, int(offset or 0)
+
+
+def gtid_state(text: str) -> dict[int, tuple[int, int]]:
+    """A GTID state (`0-1-42,1-2-7`) -> {domain: (server, sequence)}."""
+    state = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        domain, server, seq = part.split("-")
+        state[int(domain)] = (int(server), int(seq))
+    return state
+
+
+def state_text(state: dict[int, tuple[int, int]]) -> str:
+    return ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(state.items()))
+
+
+def _negative_time(value: Any) -> Any:
+    """A negative TIME with a fraction: mysql-replication adds the stored fraction where the
+    format keeps its complement (-12:30:00.25 reads -12:30:00.75): put it right."""
+    if isinstance(value, dt.timedelta) and value < dt.timedelta(0):
+        whole = -value
+        fraction = whole.microseconds
+        if fraction:
+            return -(
+                dt.timedelta(days=whole.days, seconds=whole.seconds + 1) - dt.timedelta(microseconds=fraction)
+            )
+    return value
+
+
+def _uuid(value: Any) -> Any:
+    return uuid.UUID(bytes=value) if isinstance(value, bytes) and len(value) == 16 else value
+
+
+def _bytes(value: Any) -> Any:
+    """mysql-replication gives an empty binary value as '' (a non-empty one as bytes)."""
+    return value.encode() if isinstance(value, str) else value
+
+
+def _set(value: Any) -> Any:
+    return ",".join(sorted(value)) if isinstance(value, set) else value
+
+
+class MariadbChangeLog:
+    """One task's binlog reading of one table (`runner.connectors.changelog.ChangeLog`)."""
+
+    def __init__(
+        self,
+        connector: MariadbConnector,
+        names: LogNames,
+        table: str,
+        columns: list[Column],
+        keys: list[str],
+    ):
+        self.c = connector
+        self.names = names
+        self.table = table
+        self.columns = columns
+        self.keys = keys
+
+    # --- setup -----------------------------------------------------------------------------
+
+    def check_setup(self) -> None:
+        ((log_bin, fmt, image),) = self.c._query(
+            "checking the settings for change data capture",
+            "SELECT @@global.log_bin, @@global.binlog_format, @@global.binlog_row_image",
+        )
+        problems = []
+        if not int(log_bin):
+            problems.append(
+                "log_bin is OFF; start the server with log_bin (e.g. log_bin = mariadb-bin and a "
+                "server_id in its [mariadbd] settings), binlog_format = ROW and binlog_row_image = FULL"
+            )
+        else:
+            if str(fmt).upper() != "ROW":
+                problems.append(
+                    f"binlog_format is {fmt}; set it to ROW (SET GLOBAL binlog_format = 'ROW', and in "
+                    "the server's settings)"
+                )
+            if str(image).upper() != "FULL":
+                problems.append(
+                    f"binlog_row_image is {image}; set it to FULL (SET GLOBAL binlog_row_image = 'FULL', "
+                    "and in the server's settings)"
+                )
+        if problems:
+            raise TerminalError(
+                f"the source connection {self.c.name!r} is not ready for strategy 'cdc': "
+                + "; ".join(problems)
+            )
+
+    def _where(self) -> tuple[str, str]:
+        """The table's (schema, name); the connection's database when the table names none."""
+        schema, _, name = self.table.rpartition(".")
+        if not schema:
+            ((schema,),) = self.c._query("reading the connection's database", "SELECT DATABASE()")
+            if schema is None:
+                raise TerminalError(
+                    f"table {self.table!r} names no database and connection {self.c.name!r} has none; "
+                    "write read.table as database.table"
+                )
+        return _unquote(schema), _unquote(name)
+
+    def _settings(self) -> dict[str, Any]:
+        """PyMySQL connection arguments of the connection (its secret resolved, never shown)."""
+        url = self.c.engine.url
+        settings: dict[str, Any] = dict(url.translate_connect_args(username="user", database="database"))
+        settings.pop("database", None)
+        if "unix_socket" in url.query:
+            settings["unix_socket"] = url.query["unix_socket"]
+        settings.setdefault("host", "127.0.0.1")
+        settings.setdefault("password", "")
+        settings["charset"] = "utf8mb4"
+        settings["connect_timeout"] = self.c.engine_options()["connect_args"]["connect_timeout"]
+        return settings
+
+    def _server_id(self) -> int:
+        """The replica id the reader registers with: one per task (the server ends an older
+        reader registered with the same id), high enough to miss the ids servers are given."""
+        return 0x40000000 + int(hashlib.sha256(self.names.slot.encode()).hexdigest()[:7], 16)
+
+    # --- the protocol ----------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Nothing is kept on the server for a task: a purged position is found by `changes`."""
+        return True
+
+    @contextmanager
+    def start(self) -> Iterator[str]:
+        self.check_setup()
+        doing = "taking a consistent snapshot"
+        with self.c.errors(doing):
+            dbapi = self.c.engine.raw_connection()
+        try:
+            with self.c.errors(doing):
+                cursor = dbapi.cursor()
+                cursor.execute("SET SESSION time_zone = '+00:00'")  # TIMESTAMPs as the binlog has them: UTC
+                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                cursor.execute("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
+                status = {str(k).lower(): v for k, v in cursor.fetchall()}
+                file, offset = status["binlog_snapshot_file"], int(status["binlog_snapshot_position"])
+                cursor.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, offset))
+                (state,) = cursor.fetchone()
+                cursor.close()
+            if state is None:
+                raise TerminalError(
+                    f"{doing} (connection {self.c.name!r}): the server gives no GTID position for binlog "
+                    f"{file}:{offset}"
+                )
+            self.c._pinned = dbapi  # the snapshot's read runs in this transaction
+            try:
+                yield f"{state}@{file}:{offset}"
+            finally:
+                self.c._pinned = None
+        finally:
+            try:
+                dbapi.rollback()
+            finally:
+                dbapi.close()
+
+    def end(self) -> str:
+        doing = "reading the binlog's end"
+        with self.c.connection(doing) as dbapi:
+            cursor = dbapi.cursor()
+            cursor.execute("SELECT @@global.gtid_binlog_pos")
+            (state,) = cursor.fetchone()
+            cursor.execute("SHOW MASTER STATUS")
+            row = cursor.fetchone()
+            dbapi.rollback()
+        if row is None:
+            raise TerminalError(f"connection {self.c.name!r}: the server writes no binlog (log_bin is OFF)")
+        return f"{state}@{row[0]}:{row[1]}"
+
+    def changes(self, after: str, upto: str) -> Iterator[RowChange | Commit]:
+        from pymysqlreplication import BinLogStreamReader
+        from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, XidEvent
+        from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+        doing = f"reading the binlog of {self.table}"
+        schema, name = self._where()
+        state = gtid_state(parse_position(after)[0])
+        limit = gtid_state(parse_position(upto)[0])
+        names = [c.name for c in self.columns]
+        key_names = list(self.keys)
+        convert = self._converters()
+        stream = BinLogStreamReader(
+            connection_settings=self._settings(),
+            server_id=self._server_id(),
+            blocking=False,
+            is_mariadb=True,
+            auto_position=state_text(state),
+            only_events=[
+                MariadbGtidEvent,
+                XidEvent,
+                QueryEvent,
+                WriteRowsEvent,
+                UpdateRowsEvent,
+                DeleteRowsEvent,
+            ],
+            only_tables=[name],
+            only_schemas=[schema],
+            enable_logging=False,
+        )
+        checked: set[int] = set()
+        gtid: tuple[int, int, int] | None = None  # the transaction being read: (domain, server, sequence)
+        committed_at: dt.datetime | None = None
+        try:
+            while True:
+                with _purged(self, after), self.c.errors(doing):
+                    event = stream.fetchone()
+                if event is None:
+                    break
+                if isinstance(event, MariadbGtidEvent):
+                    server, seq = limit.get(event.domain_id, (0, -1))
+                    if event.gtid_seq_no > seq:  # committed after the run began: the next run's
+                        break
+                    gtid = (event.domain_id, event.server_id, event.gtid_seq_no)
+                    committed_at = dt.datetime.fromtimestamp(event.timestamp, dt.UTC).replace(tzinfo=None)
+                    continue
+                if isinstance(event, QueryEvent):
+                    query = event.query.strip()
+                    if query.upper() == "BEGIN":
+                        continue
+                    if query.upper() != "COMMIT":  # a statement of its own (DDL): its own transaction
+                        yield from self._statement(event, query, schema, name)
+                elif not isinstance(event, XidEvent):  # a row event of the table
+                    if event.table_id not in checked:
+                        self._check_columns([c.name for c in event.columns], names)
+                        checked.add(event.table_id)
+                    yield from self._rows(event, names, key_names, convert)
+                    continue
+                if gtid is None:
+                    continue
+                state[gtid[0]] = (gtid[1], gtid[2])
+                gtid = None
+                yield Commit(f"{state_text(state)}@{stream.log_file}:{stream.log_pos}", committed_at)
+        finally:
+            stream.close()
+
+    def _statement(self, event: Any, query: str, schema: str, name: str) -> Iterator[RowChange]:
+        """A TRUNCATE of the table (logged as a statement, even with binlog_format=ROW)."""
+        match = _TRUNCATE.match(query)
+        if match is None:
+            return
+        first, second = match.groups()
+        default = event.schema.decode() if isinstance(event.schema, bytes) else str(event.schema or "")
+        where = (_unquote(first), _unquote(second)) if second else (default, _unquote(first))
+        if where == (schema, name):
+            yield RowChange("truncate")
+
+    def _check_columns(self, logged: list[str], names: list[str]) -> None:
+        if set(logged) != set(names):
+            raise TerminalError(
+                f"the columns of table {self.table!r} changed: the binlog has changes with columns "
+                f"({', '.join(logged)}) where the task reads ({', '.join(names)}); strategy 'cdc' stops "
+                "there: run with --resync to load the table in its new shape"
+            )
+
+    def _converters(self) -> list[Callable[[Any], Any] | None]:
+        """Per task column: the binlog's value turned into what a read of the table gives."""
+        found: list[Callable[[Any], Any] | None] = []
+        for column in self.columns:
+            steps: list[Callable[[Any], Any]] = []
+            kind = column.type.kind
+            if kind == "duration":
+                steps.append(_negative_time)
+            elif kind == "uuid":
+                steps.append(_uuid)
+            elif kind == "binary":
+                steps.append(_bytes)
+            elif column.unmapped:
+                steps.append(_set)
+            decoder = None if column.unmapped else self.c.decoder(column.type)
+            if decoder is not None:
+                steps.append(decoder)
+            if not steps:
+                found.append(None)
+            elif len(steps) == 1:
+                found.append(steps[0])
+            else:
+                first, second = steps
+                found.append(lambda v, a=first, b=second: None if v is None else b(a(v)))
+        return found
+
+    def _rows(
+        self, event: Any, names: list[str], keys: list[str], convert: list[Callable[[Any], Any] | None]
+    ) -> Iterator[RowChange]:
+        from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent
+
+        def row(values: dict[str, Any]) -> tuple:
+            return tuple(
+                values[n] if f is None or values[n] is None else f(values[n])
+                for n, f in zip(names, convert, strict=True)
+            )
+
+        key_at = [names.index(k) for k in keys]
+        for change in event.rows:
+            if isinstance(event, DeleteRowsEvent):
+                old = row(change["values"])
+                yield RowChange("delete", tuple(old[i] for i in key_at))
+            elif isinstance(event, UpdateRowsEvent):
+                old, new = row(change["before_values"]), row(change["after_values"])
+                old_key = tuple(old[i] for i in key_at)
+                if old_key != tuple(new[i] for i in key_at):
+                    yield RowChange("delete", old_key)  # a changed key: the old row goes
+                yield RowChange("upsert", new)
+            else:
+                yield RowChange("upsert", row(change["values"]))
+
+    def confirm(self, position: str) -> None:
+        """Nothing to tell: the server keeps its binlog by its own expiry, not for a reader."""
+
+    def lag(self, seconds: bool = False, position: str | None = None) -> Lag:
+        """How much binlog was written after `position` (the task's stored one): bytes, and with
+        `seconds`, how long ago the first transaction after it committed."""
+        if position is None:
+            return Lag(0, 0)
+        state, file, offset = parse_position(position)
+        logs = self.c._query("reading the binlog's files", "SHOW BINARY LOGS")
+        sizes = [(str(r[0]), int(r[1])) for r in logs]
+        files = [f for f, _ in sizes]
+        if file in files:
+            at = files.index(file)
+            behind = max(sizes[at][1] - offset, 0) + sum(size for _, size in sizes[at + 1 :])
+        else:  # purged: every byte the server still has is behind it
+            behind = sum(size for _, size in sizes)
+        if not seconds:
+            return Lag(behind, behind)
+        return Lag(behind, behind, self._seconds_behind(state) if behind else 0.0)
+
+    def _seconds_behind(self, state: str) -> float | None:
+        from pymysqlreplication import BinLogStreamReader
+        from pymysqlreplication.event import MariadbGtidEvent
+
+        stream = BinLogStreamReader(
+            connection_settings=self._settings(),
+            server_id=self._server_id() ^ 1,  # not the id a running task's reader has
+            blocking=False,
+            is_mariadb=True,
+            auto_position=state,
+            only_events=[MariadbGtidEvent],
+            enable_logging=False,
+        )
+        try:
+            with self.c.errors("reading the oldest change not applied"):
+                event = stream.fetchone()
+        except TerminalError:
+            return None
+        finally:
+            stream.close()
+        if event is None:
+            return 0.0
+        committed = dt.datetime.fromtimestamp(event.timestamp, dt.UTC)
+        return max(0.0, round((dt.datetime.now(dt.UTC) - committed).total_seconds(), 1))
+
+    def drop(self) -> list[str]:
+        """Nothing was made on the server for the task."""
+        return []
+
+
+@contextmanager
+def _purged(log: MariadbChangeLog, position: str) -> Iterator[None]:
+    """The server's refusal to send from a position its binlog no longer holds, as an error
+    that says how to recover."""
+    try:
+        yield
+    except TerminalError as exc:
+        if f"{PURGED}" not in str(exc) and "purged" not in str(exc).lower():
+            raise
+        raise TerminalError(
+            f"the binlog of connection {log.c.name!r} no longer holds the task's position "
+            f"{parse_position(position)[0]!r} (purged: PURGE BINARY LOGS, or binlog_expire_logs_seconds "
+            f"passed); changes since are lost to the log: {RESYNC}"
+        ) from None
+
+
+class MariadbLogSource:
+    """The `LogSource` methods of `MariadbConnector`."""
+
+    _pinned: Any = None  # while a cdc snapshot is read: its connection, in its transaction
+
+    def change_log(
+        self, names: LogNames, table: str, columns: list[Column], keys: list[str]
+    ) -> MariadbChangeLog:
+        return MariadbChangeLog(self, names, table, columns, keys)  # type: ignore[arg-type]
