@@ -284,10 +284,15 @@ def _report_lag(run: TaskRun, log: ChangeLog, task_id: int) -> None:
         "retained_bytes": lag.retained,
     }
     if lag.retained > limit:
+        risk = (
+            "they fill its disk until the task catches up or its slot is dropped"
+            if getattr(log, "keeps_log", True)
+            else "the server may purge them before the task reads them (then it needs --resync)"
+        )
         run.log(
             "warning",
             f"LAG: the source keeps {lag.retained:,} bytes of log for this task, past changes.max_lag "
-            f"({limit:,}); they fill its disk until the task catches up or its slot is dropped",
+            f"({limit:,}); {risk}",
             **fields,
         )
     else:

@@ -433,3 +433,31 @@ def test_status_and_tasks_show_the_lag(project, binlog_url, pg_url):
     run_ok(project)
     (task,) = services.tasks(project.ws, "sync")
     assert task["lag"]["lag_bytes"] == 0 and task["lag"]["lag_seconds"] == 0
+
+
+def test_a_user_without_replication_privileges_is_told_what_to_grant(
+    project, binlog_url, binlog_maria, pg_url
+):
+    engine = engine_of(binlog_url)
+    create_items(engine, 3)
+    url = sa.make_url(binlog_url)
+    user = f"cdc_{uuid.uuid4().hex[:8]}"
+    admin = engine_of(binlog_maria.admin_url)
+    execute(
+        admin, f"CREATE USER '{user}'@'127.0.0.1'", f"GRANT ALL ON `{url.database}`.* TO '{user}'@'127.0.0.1'"
+    )
+    try:
+        setup_project(
+            project, url.set(username=user).render_as_string(hide_password=False), "postgresql", pg_url
+        )
+        record = services.run(project.ws, "sync")
+        assert record["status"] == "failed"
+        assert f"GRANT BINLOG MONITOR ON *.* TO '{user}'@'127.0.0.1'" in record["error"]
+        assert f"GRANT REPLICATION SLAVE ON *.* TO '{user}'@'127.0.0.1'" in record["error"]
+        execute(admin, f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'127.0.0.1'")
+        run_ok(project)
+        execute(engine, "DELETE FROM items WHERE id = 2")
+        run_ok(project)
+        assert pg_rows(engine_of(pg_url)) == source_rows(engine)
+    finally:
+        execute(admin, f"DROP USER '{user}'@'127.0.0.1'")

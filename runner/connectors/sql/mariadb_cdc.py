@@ -100,6 +100,8 @@ def _set(value: Any) -> Any:
 class MariadbChangeLog:
     """One task's binlog reading of one table (`runner.connectors.changelog.ChangeLog`)."""
 
+    keeps_log = False  # the server keeps its binlog by its own expiry, not for the task
+
     def __init__(
         self,
         connector: MariadbConnector,
@@ -138,11 +140,38 @@ class MariadbChangeLog:
                     f"binlog_row_image is {image}; set it to FULL (SET GLOBAL binlog_row_image = 'FULL', "
                     "and in the server's settings)"
                 )
+        if not problems:
+            problems = self._privileges()
         if problems:
             raise TerminalError(
                 f"the source connection {self.c.name!r} is not ready for strategy 'cdc': "
                 + "; ".join(problems)
             )
+
+    def _privileges(self) -> list[str]:
+        """What the user may not do that a run does: read where the binlog stands (BINLOG
+        MONITOR) and read the binlog as a replica (REPLICATION SLAVE). Both are tried, not
+        looked up in the grants, so privileges through roles count."""
+        ((user,),) = self.c._query("reading the user", "SELECT CURRENT_USER()")
+        who = "'" + "'@'".join(str(user).rsplit("@", 1)) + "'"
+        problems = []
+        try:
+            self.c._query("reading the binlog's state", "SHOW MASTER STATUS")
+        except TerminalError as exc:
+            if not _denied(exc):
+                raise
+            problems.append(
+                f"user {who} may not read the binlog's state: GRANT BINLOG MONITOR ON *.* TO {who} "
+                "(REPLICATION CLIENT before MariaDB 10.5)"
+            )
+        ((state,),) = self.c._query("reading the binlog's position", "SELECT @@global.gtid_binlog_pos")
+        try:
+            self._first_event(str(state), "reading the binlog as a replica")
+        except TerminalError as exc:
+            if not _denied(exc):
+                raise
+            problems.append(f"user {who} may not read the binlog: GRANT REPLICATION SLAVE ON *.* TO {who}")
+        return problems
 
     def _where(self) -> tuple[str, str]:
         """The table's (schema, name); the connection's database when the table names none."""
@@ -384,7 +413,8 @@ class MariadbChangeLog:
             return Lag(behind, behind)
         return Lag(behind, behind, self._seconds_behind(state) if behind else 0.0)
 
-    def _seconds_behind(self, state: str) -> float | None:
+    def _first_event(self, state: str, doing: str) -> Any:
+        """The first transaction's GTID event after GTID state `state` (None: there is none)."""
         from pymysqlreplication import BinLogStreamReader
         from pymysqlreplication.event import MariadbGtidEvent
 
@@ -398,12 +428,16 @@ class MariadbChangeLog:
             enable_logging=False,
         )
         try:
-            with self.c.errors("reading the oldest change not applied"):
-                event = stream.fetchone()
-        except TerminalError:
-            return None
+            with self.c.errors(doing):
+                return stream.fetchone()
         finally:
             stream.close()
+
+    def _seconds_behind(self, state: str) -> float | None:
+        try:
+            event = self._first_event(state, "reading the oldest change not applied")
+        except TerminalError:
+            return None
         if event is None:
             return 0.0
         committed = dt.datetime.fromtimestamp(event.timestamp, dt.UTC)
@@ -412,6 +446,12 @@ class MariadbChangeLog:
     def drop(self) -> list[str]:
         """Nothing was made on the server for the task."""
         return []
+
+
+def _denied(exc: Exception) -> bool:
+    """An error of a missing privilege (1227: access denied, you need …; 1045: access denied)."""
+    text = str(exc)
+    return "1227" in text or "1045" in text or "Access denied" in text
 
 
 @contextmanager
