@@ -461,3 +461,32 @@ def test_a_user_without_replication_privileges_is_told_what_to_grant(
         assert pg_rows(engine_of(pg_url)) == source_rows(engine)
     finally:
         execute(admin, f"DROP USER '{user}'@'127.0.0.1'")
+
+
+def test_a_server_restart_between_runs(project, binlog_url, binlog_maria, pg_url):
+    """A restart starts a new binlog file; the GTID position finds its place in it."""
+    engine = engine_of(binlog_url)
+    create_items(engine, 10)
+    setup_project(project, binlog_url, "postgresql", pg_url)
+    run_ok(project)
+    execute(engine, "UPDATE items SET name = 'before restart' WHERE id = 1", "DELETE FROM items WHERE id = 2")
+    binlog_maria.restart()
+    execute(engine, "INSERT INTO items VALUES (50, 'after restart', 1, NULL, NULL)")
+    run_ok(project)
+    assert pg_rows(engine_of(pg_url)) == source_rows(engine)
+
+
+def test_dry_run_changes_nothing(project, binlog_url, pg_url):
+    engine, dst = engine_of(binlog_url), engine_of(pg_url)
+    create_items(engine, 5)
+    setup_project(project, binlog_url, "postgresql", pg_url)
+    dry = services.run(project.ws, "sync", services.RunOptions(dry_run=True))
+    assert dry["status"] == "succeeded", dry["error"]
+    assert dry["tasks"][0]["inserted"] == 5 and dry["tasks"][0]["pointer_after"] is None
+    run_ok(project)
+    execute(engine, "DELETE FROM items WHERE id = 1")
+    dry = services.run(project.ws, "sync", services.RunOptions(dry_run=True))
+    assert dry["tasks"][0]["deleted"] == 1
+    assert len(pg_rows(dst)) == 5
+    assert run_ok(project)["deleted"] == 1
+    assert pg_rows(dst) == source_rows(engine)
