@@ -490,3 +490,19 @@ def test_dry_run_changes_nothing(project, binlog_url, pg_url):
     assert len(pg_rows(dst)) == 5
     assert run_ok(project)["deleted"] == 1
     assert pg_rows(dst) == source_rows(engine)
+
+
+def test_deleting_the_job_drops_nothing_and_forgets_the_position(project, binlog_url, pg_url):
+    engine = engine_of(binlog_url)
+    create_items(engine, 3)
+    setup_project(project, binlog_url, "postgresql", pg_url)
+    run_ok(project)
+    (project.root / "jobs.d" / "sync.yaml").unlink()
+    result = services.apply(project.ws)
+    (line,) = result.released
+    assert line.startswith("job default/sync, task 'items': no slot to drop")
+    setup_project(project, binlog_url, "postgresql", pg_url)  # the same job again: a new snapshot
+    execute(engine, "DELETE FROM items WHERE id = 1")
+    task = run_ok(project)
+    assert task["pointer_before"] is None and task["deleted"] == 1
+    assert pg_rows(engine_of(pg_url)) == source_rows(engine)
