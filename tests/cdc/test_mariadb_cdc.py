@@ -4,6 +4,7 @@ with the source, on a private MariaDB server writing a binlog (`binlog_url`)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sqlite3
 import threading
@@ -506,3 +507,54 @@ def test_deleting_the_job_drops_nothing_and_forgets_the_position(project, binlog
     task = run_ok(project)
     assert task["pointer_before"] is None and task["deleted"] == 1
     assert pg_rows(engine_of(pg_url)) == source_rows(engine)
+
+
+def test_a_lost_binlog_connection_stops_the_run_and_the_next_resumes(
+    project, binlog_url, binlog_maria, pg_url
+):
+    """The reader's connection lost mid-read (its dump thread KILLed on the server, again and
+    again): the run stops as transient (not connected again behind its back), the next run
+    reads from the last position stored, and the target ends equal to the source."""
+    engine = engine_of(binlog_url)
+    create_items(engine, 50)
+    setup_project(project, binlog_url, "postgresql", pg_url, batch_size=5)
+    run_ok(project)
+    for round_ in range(20):  # many transactions, each updating the same rows to new values
+        execute(
+            engine,
+            "START TRANSACTION",
+            *[
+                f"UPDATE items SET amount = {round_ * 100 + i}, "
+                f"name = CONCAT('r{round_}', REPEAT('x', 2000)) WHERE id = {i}"
+                for i in range(1, 51)
+            ],
+            "COMMIT",
+        )
+    admin = engine_of(binlog_maria.admin_url)
+    stop = threading.Event()
+    killed: list[int] = []
+
+    def kill_readers() -> None:
+        while not stop.is_set():
+            with admin.connect() as conn:
+                for row in conn.exec_driver_sql("SHOW PROCESSLIST").all():
+                    if row[4] == "Binlog Dump" and row[0] not in killed:
+                        with contextlib.suppress(sa.exc.DBAPIError):
+                            conn.exec_driver_sql(f"KILL {int(row[0])}")
+                        killed.append(row[0])
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_readers)
+    killer.start()
+    try:
+        record = services.run(project.ws, "sync")
+    finally:
+        stop.set()
+        killer.join()
+    if record["status"] != "succeeded":  # a kill landed while the run read (it usually does)
+        assert "the binlog connection of connection 'default/src' was lost" in record["error"], record[
+            "error"
+        ]
+    run_ok(project)
+    assert pg_rows(engine_of(pg_url)) == source_rows(engine)
+    assert run_ok(project)["rows_read"] == 0

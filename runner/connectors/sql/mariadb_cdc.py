@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from runner.connectors.changelog import Commit, Lag, LogNames, RowChange
-from runner.errors import TerminalError
+from runner.errors import TerminalError, TransientError
 from runner.streams.types import Column
 
 if TYPE_CHECKING:
@@ -196,6 +196,9 @@ class MariadbChangeLog:
         settings.setdefault("password", "")
         settings["charset"] = "utf8mb4"
         settings["connect_timeout"] = self.c.engine_options()["connect_args"]["connect_timeout"]
+        # the server gives up on a reader that takes no data for net_write_timeout (60 s by
+        # default), as while a large batch is merged into the target
+        settings["init_command"] = "SET SESSION net_write_timeout = 3600"
         return settings
 
     def _server_id(self) -> int:
@@ -257,8 +260,7 @@ class MariadbChangeLog:
         return f"{state}@{row[0]}:{row[1]}"
 
     def changes(self, after: str, upto: str) -> Iterator[RowChange | Commit]:
-        from pymysqlreplication import BinLogStreamReader
-        from pymysqlreplication.event import MariadbGtidEvent, QueryEvent, XidEvent
+        from pymysqlreplication.event import HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, XidEvent
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
         doing = f"reading the binlog of {self.table}"
@@ -268,23 +270,15 @@ class MariadbChangeLog:
         names = [c.name for c in self.columns]
         key_names = list(self.keys)
         convert = self._converters()
-        stream = BinLogStreamReader(
-            connection_settings=self._settings(),
-            server_id=self._server_id(),
-            blocking=False,
-            is_mariadb=True,
-            auto_position=state_text(state),
-            only_events=[
-                MariadbGtidEvent,
-                XidEvent,
-                QueryEvent,
-                WriteRowsEvent,
-                UpdateRowsEvent,
-                DeleteRowsEvent,
-            ],
+        if state == limit:  # nothing was written since
+            return
+        end_at = parse_position(upto)[1:]
+        stream = self._stream(
+            state_text(state),
+            self._server_id(),
+            [MariadbGtidEvent, XidEvent, QueryEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
             only_tables=[name],
             only_schemas=[schema],
-            enable_logging=False,
         )
         checked: set[int] = set()
         gtid: tuple[int, int, int] | None = None  # the transaction being read: (domain, server, sequence)
@@ -295,6 +289,10 @@ class MariadbChangeLog:
                     event = stream.fetchone()
                 if event is None:
                     break
+                if isinstance(event, HeartbeatLogEvent):  # the server has nothing more now
+                    if gtid is None and _reached(stream, end_at):
+                        break
+                    continue
                 if isinstance(event, MariadbGtidEvent):
                     server, seq = limit.get(event.domain_id, (0, -1))
                     if event.gtid_seq_no > seq:  # committed after the run began: the next run's
@@ -319,6 +317,8 @@ class MariadbChangeLog:
                 state[gtid[0]] = (gtid[1], gtid[2])
                 gtid = None
                 yield Commit(f"{state_text(state)}@{stream.log_file}:{stream.log_pos}", committed_at)
+                if _reached(stream, end_at):
+                    break
         finally:
             stream.close()
 
@@ -413,25 +413,38 @@ class MariadbChangeLog:
             return Lag(behind, behind)
         return Lag(behind, behind, self._seconds_behind(state) if behind else 0.0)
 
-    def _first_event(self, state: str, doing: str) -> Any:
-        """The first transaction's GTID event after GTID state `state` (None: there is none)."""
+    def _stream(self, state: str, server_id: int, events: list[Any], **only: Any) -> Any:
+        """A binlog reader from GTID state `state`. Blocking, with a heartbeat a second when the
+        server has nothing to send: a non-blocking dump ends with the server closing the
+        connection at the binlog's end, which resets it under a reader still reading (the
+        data sent and not yet read is lost); the reader stops itself at the end it was given."""
         from pymysqlreplication import BinLogStreamReader
-        from pymysqlreplication.event import MariadbGtidEvent
+        from pymysqlreplication.event import HeartbeatLogEvent
 
-        stream = BinLogStreamReader(
+        return BinLogStreamReader(
             connection_settings=self._settings(),
-            server_id=self._server_id() ^ 1,  # not the id a running task's reader has
-            blocking=False,
+            server_id=server_id,
+            pymysql_wrapper=_connect_once(self.c.name),
+            blocking=True,
+            slave_heartbeat=1,
             is_mariadb=True,
             auto_position=state,
-            only_events=[MariadbGtidEvent],
+            only_events=[*events, HeartbeatLogEvent],
             enable_logging=False,
+            **only,
         )
+
+    def _first_event(self, state: str, doing: str) -> Any:
+        """The first transaction's GTID event after GTID state `state` (None: there is none)."""
+        from pymysqlreplication.event import MariadbGtidEvent
+
+        stream = self._stream(state, self._server_id() ^ 1, [MariadbGtidEvent])  # not a run's reader id
         try:
             with self.c.errors(doing):
-                return stream.fetchone()
+                event = stream.fetchone()
         finally:
             stream.close()
+        return event if isinstance(event, MariadbGtidEvent) else None
 
     def _seconds_behind(self, state: str) -> float | None:
         try:
@@ -446,6 +459,39 @@ class MariadbChangeLog:
     def drop(self) -> list[str]:
         """Nothing was made on the server for the task."""
         return []
+
+
+def _reached(stream: Any, end_at: tuple[str | None, int]) -> bool:
+    """Whether the reader is at or past binlog file and offset `end_at`."""
+    file, offset = end_at
+    return (
+        file is not None
+        and stream.log_file is not None
+        and (stream.log_file, stream.log_pos) >= (file, offset)
+    )
+
+
+def _connect_once(name: str) -> Callable[..., Any]:
+    """PyMySQL's connect for a reader that connects its binlog stream once: mysql-replication
+    connects again by itself when the stream's connection is lost, and a stream connected again
+    was seen to lose its connection again and again, sending the same transactions over. The
+    run stops instead (transient: the daemon retries it), and the next one reads from the
+    stored position."""
+    import pymysql
+
+    streams: list[bool] = []
+
+    def connect(**settings: Any) -> Any:
+        if "cursorclass" not in settings:  # the stream's (the control connection has a DictCursor)
+            if streams:
+                raise TransientError(
+                    f"the binlog connection of connection {name!r} was lost while reading; the next "
+                    "run reads again from the last position stored"
+                )
+            streams.append(True)
+        return pymysql.connect(**settings)
+
+    return connect
 
 
 def _denied(exc: Exception) -> bool:
