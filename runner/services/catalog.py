@@ -108,7 +108,7 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
     spec = sync_spec(parsed, job.ref)
     pointers_by_task = {p["task"]: p["pointer"] for p in pointer_show(ws, ref)}
     last = _last_runs(ws, job, {t.name for t in spec.tasks})
-    lags = _live_lags(ws, job, spec, pointers_by_task) if expand else {}
+    lags = _live_lags(ws, job, spec) if expand else {}
     return [
         {
             "task": t.name,
@@ -131,9 +131,7 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
     ]
 
 
-def _live_lags(
-    ws: Workspace, job: AppliedObject, spec: SyncJobSpec, pointers: dict[str, Any]
-) -> dict[str, dict[str, Any]]:
+def _live_lags(ws: Workspace, job: AppliedObject, spec: SyncJobSpec) -> dict[str, dict[str, Any]]:
     """Each cdc task's lag now (its slot's), and each consuming task's (the messages waiting),
     asked of the job's source; an error in its place when the source cannot say."""
     cdc = [t for t in spec.tasks if t.changes.strategy in ("cdc", "messages")]
@@ -145,13 +143,15 @@ def _live_lags(
     except RunnerError as exc:
         return {t.name: {"error": str(exc)} for t in cdc}
     lags: dict[str, dict[str, Any]] = {}
+    pointers = {s.task: s.pointer for s in ws.reader().tasks.states(job.namespace, job.name)}
     try:
         for t in cdc:
             try:
                 if t.changes.strategy == "messages":
                     lags[t.name] = {"messages_waiting": cast(ConsumingSource, source).waiting(t.read)}
                 else:
-                    lags[t.name] = live_lag(source, job.namespace, job.name, t, pointers.get(t.name))
+                    pointer = pointers.get(t.name)  # a source that keeps no position (MariaDB) needs it
+                    lags[t.name] = live_lag(source, job.namespace, job.name, t, pointer)
             except RunnerError as exc:
                 lags[t.name] = {"error": str(exc)}
     finally:
