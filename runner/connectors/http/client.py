@@ -143,6 +143,8 @@ class HttpClient:
         import httpx
 
         query = {**(params or {}), **self.params}
+        # httpx replaces a URL's query with `params`: a next link's own parameters are merged here
+        target = httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
         attempt, refreshed = 0, False
         while True:
             self._wait_for_slot()
@@ -150,9 +152,7 @@ class HttpClient:
             if isinstance(self.spec.auth, OAuth2Auth):
                 sent["Authorization"] = f"Bearer {self._token()}"
             try:
-                response = self.client.request(
-                    method, url, params=query or None, content=content, headers=sent
-                )
+                response = self.client.request(method, target, content=content, headers=sent)
             except httpx.TransportError as exc:
                 reason = f"no answer ({type(exc).__name__}: {secrets.redact(str(exc))})"
                 wait = FIRST_BACKOFF * 2**attempt
@@ -168,17 +168,11 @@ class HttpClient:
             if attempt >= self.spec.retries or wait is None:
                 why = "" if wait is not None else f" (Retry-After longer than {self.spec.max_retry_wait})"
                 raise TransientError(
-                    f"connection {self.name!r}: {method} {self.shown(str(self._full(url, query)))} failed "
+                    f"connection {self.name!r}: {method} {self.shown(str(target))} failed "
                     f"after {attempt + 1} attempt(s){why}: {reason}"
                 )
             attempt += 1
             time.sleep(min(wait, seconds(self.spec.max_retry_wait)))
-
-    def _full(self, url: str, query: dict[str, Any]) -> str:
-        if not query:
-            return url
-        joined = "&" if "?" in url else "?"
-        return url + joined + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
 
     def fail(self, method: str, response: httpx.Response, what: str = "") -> TerminalError:
         """The error of an answer the caller does not accept: the URL and the body's start."""
