@@ -73,6 +73,7 @@ class Api:
         self.tokens_issued = 0
         self.revoked: set[str] = set()
         self.keep_requests = True
+        self.frozen: list[dict[str, Any]] | None = None  # the benchmark's records, sorted once
         self.base = ""
         self.lock = threading.Lock()
 
@@ -105,8 +106,11 @@ class Api:
 
     def page(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         since = query.get("updated_since")
-        rows = [r for r in self.records.values() if since is None or r["updated_at"] >= since]
-        rows.sort(key=lambda r: r["id"])
+        if self.frozen is not None and since is None:
+            rows = self.frozen
+        else:
+            rows = [r for r in self.records.values() if since is None or r["updated_at"] >= since]
+            rows.sort(key=lambda r: r["id"])
         name = path.rsplit("/", 1)[-1]
         if name == "next":
             after, limit = int(query.get("after", 0)), int(query.get("limit", 10))
@@ -210,14 +214,16 @@ class Api:
 
 
 @contextlib.contextmanager
-def serve(api: Api) -> Iterator[str]:
-    """Serve `api` on 127.0.0.1 on a free port in a thread; yields its base URL."""
+def serve(api: Api, tls: tuple[str, str] | None = None) -> Iterator[str]:
+    """Serve `api` on 127.0.0.1 on a free port in a thread (with `tls`, a certificate and key
+    file: over https); yields its base URL."""
     import uvicorn
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(api, log_level="warning", lifespan="off", access_log=False)
+    certs = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
+    config = uvicorn.Config(api, log_level="warning", lifespan="off", access_log=False, **certs)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -226,7 +232,7 @@ def serve(api: Api) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test API did not start")
         time.sleep(0.01)
-    api.base = f"http://127.0.0.1:{port}"
+    api.base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         yield api.base
     finally:
@@ -241,5 +247,6 @@ if __name__ == "__main__":  # the benchmark's API: python -m tests.http.server P
     served = Api(int(sys.argv[2]))
     served.auth = "bearer"
     served.keep_requests = False
+    served.frozen = sorted(served.records.values(), key=lambda r: r["id"])
     served.base = f"http://127.0.0.1:{sys.argv[1]}"
     uvicorn.run(served, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)

@@ -77,8 +77,14 @@ class HttpClient:
         except secrets.SecretError as exc:
             raise TerminalError(f"connection {name!r}: {exc}") from None
         timeout = seconds(spec.timeout)
+        try:
+            verify = spec.tls_verify(base_dir)
+        except OSError as exc:  # ssl.SSLError is one too
+            raise TerminalError(
+                f"connection {name!r}: ca_file {spec.ca_file!r}: {exc.strerror or exc}"
+            ) from None
         self.client = httpx.Client(
-            verify=spec.tls_verify(base_dir),
+            verify=verify,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             headers=self.headers,
             follow_redirects=False,

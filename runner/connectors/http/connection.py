@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -180,8 +180,13 @@ class HttpConnection(ConnectionSpec):
             raise ValueError("ca_file is for checking certificates: it goes with verify: true")
         return self
 
-    def tls_verify(self, base_dir: Path) -> bool | str:
-        """What httpx's `verify` takes: False, True (the system's authorities) or a CA file."""
+    def tls_verify(self, base_dir: Path) -> Any:
+        """What httpx's `verify` takes: False, True (the system's authorities) or a context
+        trusting the stated CA file."""
         if not self.verify:
             return False
-        return str(base_dir / self.ca_file) if self.ca_file else True
+        if self.ca_file is None:
+            return True
+        import ssl
+
+        return ssl.create_default_context(cafile=str(base_dir / self.ca_file))
