@@ -142,3 +142,11 @@ def test_a_link_to_another_server_is_not_followed(api, mem, sync):
     (result,) = sync(http_spec(api), mem.spec, [task])
     assert result.status == "failed" and "203.0.113.9" in result.error and "credentials" in result.error
     assert len(api.requests) == 1
+
+
+def test_a_cursor_given_again_stops_the_read_instead_of_looping(api, mem, sync):
+    paginate = {"style": "cursor", "path": "items.0.customer.tags.0", "param": "c"}  # always "a"
+    task = a_task("page", read={"paginate": paginate})
+    (result,) = sync(http_spec(api), mem.spec, [task])
+    assert result.status == "failed" and "gave the cursor 'a' twice" in result.error
+    assert len(api.requests) == 2

@@ -1,11 +1,12 @@
 """How an endpoint's pages follow one another, in the styles REST APIs use (dlt's paginators):
 a next link in the body or in the `Link` header, a page number, an offset and limit, or a cursor
 the body hands back. A paginator sees each page (its records and response) and says where the
-next one is, or that there is none; a link or cursor given twice ends the read with an error
-instead of looping for ever."""
+next one is, or that there is none; a link or cursor given again (among the last `REMEMBERED`)
+ends the read with an error instead of looping for ever, in bounded memory."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -17,6 +18,8 @@ from runner.errors import TerminalError
 
 if TYPE_CHECKING:
     import httpx
+
+REMEMBERED = 1000  # the links or cursors a read remembers to find a loop
 
 
 class NextLink(StrictModel):
@@ -83,6 +86,7 @@ class Pages:
     def __init__(self, paginate: Any):
         self.style = paginate
         self.seen: set[str] = set()
+        self.order: deque[str] = deque()
         self.number = getattr(paginate, "start", 0)
 
     def first(self) -> dict[str, Any]:
@@ -127,3 +131,6 @@ class Pages:
         if value in self.seen:
             raise TerminalError(f"read.paginate: the API gave the {what} {value!r} twice; stopping a loop")
         self.seen.add(value)
+        self.order.append(value)
+        if len(self.order) > REMEMBERED:
+            self.seen.discard(self.order.popleft())

@@ -223,8 +223,9 @@ class HttpSource:
                         rows.append(decode(record))
                     except BadMessage as exc:
                         raise TerminalError(f"{where}, record {i + 1}: {exc}") from None
+                step = pager.after(body, response, len(found))  # a loop is found before its rows go
+                del body, found
                 yield rows
-                step = pager.after(body, response, len(found))
                 if step is None:
                     return
                 if step.link is not None:
