@@ -130,3 +130,40 @@ def test_a_5xx_on_a_row_is_retried(api, mem, sync):
     (result,) = sync(mem.spec, http_spec(api), [a_task("full")])
     assert (result.status, result.upserted) == ("succeeded", 3), result.error
     assert [r.path for r in api.received].count("/api/customers/2") == 2
+
+
+def test_several_rows_a_request_for_a_bulk_endpoint(api, mem, sync):
+    mem.seed("customers", COLUMNS, rows(7))
+    task = a_task(
+        "full",
+        method="POST",
+        path="/customers",
+        rows_per_request=3,
+        payload={"items": "{{ rows }}", "count": "{{ rows | length }}", "first": "{{ rows[0].id }}"},
+    )
+    del task["write"]["delete_path"]
+    (result,) = sync(mem.spec, http_spec(api), [task], batch_size=10)
+    assert (result.status, result.upserted) == ("succeeded", 7), result.error
+    bodies = [r.json() for r in api.received]
+    assert [b["count"] for b in bodies] == [3, 3, 1]
+    assert [i["id"] for b in bodies for i in b["items"]] == [str(i) for i in range(1, 8)]
+    assert bodies[0]["items"][1] == {"id": "2", "name": 'v1 "2"\n<b>', "amount": "2.50"}
+    keys = [r.headers["idempotency-key"] for r in api.received]
+    api.received.clear()
+    sync(mem.spec, http_spec(api), [task], batch_size=10)
+    assert [r.headers["idempotency-key"] for r in api.received] == keys  # the same rows: the same keys
+    api.reject[""] = (422, "item 5 is invalid")  # the bulk endpoint refuses every request now
+    api.received.clear()
+    (refused,) = sync(mem.spec, http_spec(api), [task], batch_size=10)
+    assert refused.status == "failed" and "refused 7 row(s)" in refused.error
+    assert "3 rows, keys id='1'; id='2'; id='3'" in refused.error
+
+
+def test_bulk_templates_over_one_row_are_refused():
+    import pytest
+    from pydantic import ValidationError
+
+    from runner.connectors.http.writing import HttpWrite
+
+    with pytest.raises(ValidationError, match="see `rows`"):
+        HttpWrite.model_validate({"path": "/c/{{ row.id }}", "rows_per_request": 10})
