@@ -180,6 +180,28 @@ class HttpClient:
             attempt += 1
             time.sleep(min(wait, seconds(self.spec.max_retry_wait)))
 
+    def probe(self) -> httpx.Response:
+        """One GET of `base_url`, signed in, not retried: whether the API can be reached (any
+        answer will do: an API's root may well be a 404, or a 5xx).
+
+        Raises:
+            TransientError: no answer.
+        """
+        import httpx
+
+        headers = (
+            {"Authorization": f"Bearer {self._token()}"} if isinstance(self.spec.auth, OAuth2Auth) else {}
+        )
+        try:
+            return self.client.get(
+                httpx.URL(self.spec.base_url).copy_merge_params(self.params), headers=headers
+            )
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"connection {self.name!r}: cannot reach {self.spec.base_url}: "
+                f"{type(exc).__name__}: {secrets.redact(str(exc))}"
+            ) from None
+
     def fail(self, method: str, response: httpx.Response, what: str = "") -> TerminalError:
         """The error of an answer the caller does not accept: the URL and the body's start."""
         return TerminalError(

@@ -65,11 +65,11 @@ class HttpConnector(Connector):
 
 
 def test(name: str, spec: HttpConnection, base_dir: Path) -> str:
-    """`runner connections test`: the base URL answers (any status below 500: an API's root may
-    well be a 404), signed in as the connection says."""
+    """`runner connections test` (and a run's first check): the base URL answers, signed in as
+    the connection says (any answer will do: an API's root may well be a 404)."""
     client = HttpClient(name, spec, base_dir)
     try:
-        response = client.request("GET", spec.base_url)
+        response = client.probe()
         return f"{spec.base_url} answered {response.status_code} {response.reason_phrase}"
     finally:
         client.close()
