@@ -84,3 +84,12 @@ def test_connections_test_reaches_the_api(api, tmp_path):
     assert kind is not None and kind.test is not None
     said = kind.test("api", kind.spec.model_validate(http_spec(api)), tmp_path)
     assert said.startswith(f"{api.base}/api answered ")
+
+
+def test_a_read_template_naming_an_unknown_value_is_refused():
+    from pydantic import ValidationError
+
+    from runner.connectors.http.reading import HttpRead
+
+    with pytest.raises(ValidationError, match="'sinse' is unknown here"):
+        HttpRead.model_validate({"path": "/x", "params": {"s": "{{ sinse }}"}, "content_column": "doc"})

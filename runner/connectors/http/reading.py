@@ -26,6 +26,7 @@ from runner.connectors.messaging.encode import encoder
 from runner.connectors.messaging.model import ColumnPath, check_templates
 from runner.connectors.messaging.render import Templates
 from runner.definitions.tasks import ReadModel, Task
+from runner.definitions.templates import environment
 from runner.errors import TerminalError
 from runner.streams.types import Batch, Column, ColumnType
 
@@ -43,6 +44,16 @@ def path_templates() -> Templates:
     templates = Templates("read")
     templates.environment().finalize = quote_value
     return templates
+
+
+def check_names(source: str, where: str) -> None:
+    """A read's template names nothing but `since` (and the sandbox's globals)."""
+    from jinja2 import meta
+
+    env = environment()
+    unknown = sorted(meta.find_undeclared_variables(env.parse(source)) - {"since"} - set(env.globals))
+    if unknown:
+        raise ValueError(f"{where}: {unknown[0]!r} is unknown here; a read's templates know `since`")
 
 
 class HttpRead(ReadModel):
@@ -96,6 +107,7 @@ class HttpRead(ReadModel):
     @classmethod
     def _path(cls, value: str) -> str:
         check_templates(value)
+        check_names(value, "path")
         if "://" in value or value.startswith("//"):
             raise ValueError("read.path is relative to the connection's base_url, e.g. /orders")
         return value
@@ -106,6 +118,7 @@ class HttpRead(ReadModel):
         for name, value in params.items():
             if isinstance(value, str):
                 check_templates(value, name)
+                check_names(value, f"params.{name}")
                 if "${" in value:
                     raise ValueError(
                         f"params.{name}: no secrets here: an API key goes in the connection's auth"
@@ -185,7 +198,13 @@ class HttpSource:
         if read.content_column is not None:
             decode = lambda record: (record,)  # noqa: E731 - the record as it is: parsed JSON
         else:
-            decode = row_decoder(read.mapping())
+            by_path = row_decoder(read.mapping())
+
+            def decode(record: Any) -> tuple:
+                if not isinstance(record, dict):
+                    raise BadMessage(f"a JSON {type(record).__name__}, not an object")
+                return by_path(record)
+
         templates = path_templates()
         path = templates.text(read.path, "path")
         params_of = Templates("read").structure(dict(read.params), "params")
