@@ -34,7 +34,7 @@ PULL = {
 }
 
 
-def _define(project, api, target: dict, job: dict) -> None:
+def _define(project, api, target: dict, job: dict, name: str = "job") -> None:
     api_spec = {
         "type": "http",
         "base_url": f"{api.base}/api",
@@ -44,8 +44,8 @@ def _define(project, api, target: dict, job: dict) -> None:
     project.write("connections.d/api.yaml", head % ("api", json.dumps(api_spec)))
     project.write("connections.d/db.yaml", head % ("db", json.dumps(target)))
     project.write(
-        "jobs.d/job.yaml",
-        f"apiVersion: runner/v1\nkind: Job\nmetadata: {{name: job}}\nspec: {json.dumps(job)}\n",
+        f"jobs.d/{name}.yaml",
+        f"apiVersion: runner/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec: {json.dumps(job)}\n",
     )
     services.apply(project.ws)
 
@@ -161,3 +161,28 @@ def test_postgresql_rows_into_an_api(api, project, pg_url):
 def _close(project):
     yield
     project.ws.close()
+
+
+@pytest.mark.parametrize("point", ["read", "write", "committed"])
+def test_a_kill_mid_read_then_a_clean_run_leaves_the_target_equal_to_the_api(api, project, tmp_path, point):
+    """Killed -9 with a page read, a batch written but not committed, or committed before the
+    pointer: the API changing meanwhile, a clean run leaves the table equal to the API's
+    records, and the pointer at their highest value."""
+    from tests.engine.test_crash import kill_at
+
+    task = {**PULL, "read": {**PULL["read"], "path": "/next", "records": "data"}}
+    task["read"]["paginate"] = {"style": "next_link", "path": "links.next"}
+    job = {"source": "api", "target": "db", "batch_size": 7, "tasks": [task]}
+    _define(
+        project, api, {"type": "sqlite", "url": "sqlite:///out.db"}, job, name="sync"
+    )  # kill_at runs `sync`
+    project.ws.close()
+    kill_at(project, point, tmp_path)
+    api.touch([2, 40], dt.datetime(2024, 4, 1, tzinfo=dt.UTC))
+    record = services.run(project.ws, "sync")
+    assert record["status"] == "succeeded", record["error"]
+    con = sqlite3.connect(project.root / "out.db")
+    got = dict(con.execute("SELECT id, name FROM items").fetchall())
+    con.close()
+    assert got == {i: r["name"] for i, r in api.records.items()}
+    assert record["tasks"][0]["pointer_after"]["value"] == "2024-04-01T00:00:00"
