@@ -6,6 +6,8 @@ holds one page at a time."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -59,7 +61,9 @@ def test_every_pagination_style_reads_every_record_once(api, mem, sync, style):
 def test_a_flaky_page_and_a_429_with_retry_after_are_retried(api, mem, sync):
     api.fault("/next", 503, "after", 10)
     api.fault("/next", 429, "after", 20, headers={"Retry-After": "1"})
+    started = time.monotonic()
     (result,) = sync(http_spec(api), mem.spec, [a_task()])
+    assert time.monotonic() - started >= 1.0  # a floor only: Retry-After was waited out
     assert result.status == "succeeded", result.error
     assert [r[0] for r in mem.rows("items")] == list(range(1, 46))
     asked = [r.query.get("after") for r in api.requests]
@@ -134,14 +138,11 @@ def test_a_read_holds_one_page_at_a_time(api, tmp_path):
 
 
 def test_a_link_to_another_server_is_not_followed(api, mem, sync):
-    api.records[1]["name"] = "x"
-    task = a_task("next_link", read={"paginate": {"style": "next_link", "path": "elsewhere"}})
-    api.records = {i: r | {"elsewhere": "http://203.0.113.9/steal"} for i, r in api.records.items()}
-    # the link is in the body's top level: a page whose `elsewhere` points away
-    task["read"]["paginate"]["path"] = "data.0.elsewhere"
-    (result,) = sync(http_spec(api), mem.spec, [task])
+    elsewhere = json.dumps({"data": [], "links": {"next": "http://203.0.113.9/api/next?after=20"}})
+    api.fault("/next", 200, "after", 10, body=elsewhere)
+    (result,) = sync(http_spec(api), mem.spec, [a_task()])
     assert result.status == "failed" and "203.0.113.9" in result.error and "credentials" in result.error
-    assert len(api.requests) == 1
+    assert len(api.requests) == 2  # nothing was asked of the other server
 
 
 def test_a_cursor_given_again_stops_the_read_instead_of_looping(api, mem, sync):
