@@ -560,8 +560,9 @@ class ConsumingSource(Protocol):  # `consume`
         """A consumer of the messages `read` names, in batches of at most `batch_size`."""
         ...
 
-    def waiting(self, read: ReadModel) -> int:
-        """How many messages wait to be consumed now: a consuming task's lag (`runner tasks`)."""
+    def waiting(self, read: ReadModel) -> int | None:
+        """How many messages wait to be consumed now: a consuming task's lag (`runner tasks`);
+        None when the broker cannot say (MQTT)."""
         ...
 
 

@@ -21,6 +21,11 @@ METADATA_TYPES = {  # the type of each metadata column
     "exchange": ColumnType("text"),
     "timestamp": ColumnType("timestamptz"),
     "redelivered": ColumnType("boolean"),
+    "topic": ColumnType("text"),
+    "subject": ColumnType("text"),
+    "sequence": ColumnType("bigint"),
+    "stream": ColumnType("text"),
+    "entry_id": ColumnType("text"),
 }
 
 
