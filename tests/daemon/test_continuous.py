@@ -219,3 +219,25 @@ def test_a_continuous_job_has_one_consuming_task(project):
     (problem,) = info.value.problems
     assert problem.location.field == "spec.tasks[0].changes.strategy"
     assert "a continuous job's task consumes a broker" in problem.message
+
+
+def test_the_supervisor_backs_off_after_failures_and_restarts_at_once_what_it_stopped():
+    from runner.daemon.continuous import Supervisor
+
+    spec = {"continuous": {"max_latency": "2s", "backoff": 1, "max_delay": 8}, "tasks": []}
+    s = Supervisor()
+    assert s.set_jobs({"default/a": spec, "default/cron": {"schedule": {"cron": "* * * * *"}}}) == set()
+    (request,) = s.due(0.0, busy=[], held=set())
+    assert (request.job, request.trigger, request.options.continuous) == ("default/a", "continuous", 2.0)
+    s.running.add("default/a")
+    assert s.due(0.0, busy=["default/a"], held=set()) == []
+    assert [s.ended("default/a", "failed", 3.0, 10.0) for _ in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert s.due(17.9, busy=[], held=set()) == [] and len(s.due(18.0, busy=[], held=set())) == 1
+    assert s.ended("default/a", "failed", 60.0, 20.0) == 1.0  # ran well for long: the count starts again
+    assert s.held({"default/a"}, paused=False) == []  # not running now
+    s.running.add("default/a")
+    assert s.held({"default/a"}, paused=False) == [("default/a", "the job is suspended")]
+    assert s.set_jobs({"default/a": {**spec, "batch_size": 5}}) == {"default/a"}  # changed
+    s.stop("default/a")
+    assert s.ended("default/a", "cancelled", 1.0, 30.0) == 0.0 and len(s.due(30.0, busy=[], held=set())) == 1
+    assert s.set_jobs({}) == {"default/a"} and s.due(40.0, busy=[], held=set()) == []
