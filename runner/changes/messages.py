@@ -34,6 +34,8 @@ def run_messages(run: TaskRun) -> None:
     consumer = cast(ConsumingSource, run.source).consume(task.read, run.batch_size)
     if options.continuous is not None:
         consumer.follow(options.continuous)
+    if consumer.notice:
+        run.log("warning", consumer.notice, task=task.name)
     try:
         run.use_columns(consumer.columns)
         with run.writer(consumer.columns) as w:

@@ -543,6 +543,7 @@ class Consumer(Protocol):
     `close` gives back (to the queue) what was not acknowledged."""
 
     columns: list[Column]
+    notice: str | None  # something the run log should say once (an MQTT session made now)
 
     def next_batch(self) -> list[tuple[str, tuple]] | None: ...
 

@@ -305,7 +305,12 @@ class MqttFetcher:
             properties=properties,
             prepare=self._prepare,
         )
-        self.created = not self.session_present
+        self.notice = (
+            None
+            if self.session_present
+            else f"MQTT session {read.session!r} made now: the broker keeps the messages of {read.topic!r} "
+            "for it from now on (what was published before is not kept)"
+        )
         subscribed = threading.Event()
         granted: list[Any] = []
 

@@ -194,6 +194,8 @@ def test_the_first_run_makes_the_session_which_keeps_what_comes_after(project, t
     _publish(f"{topic}/orders/eu", {"id": 1, "region": "before the session"})
     first = services.run(project.ws, "load")
     assert (first["status"], first["tasks"][0]["rows_read"]) == ("succeeded", 0), first["error"]
+    log = services.logs(project.ws, first["run_id"])
+    assert any(f"MQTT session '{session}' made now" in e["message"] for e in log), log
     _publish(f"{topic}/orders/eu", {"id": 2, "region": "eu"}, {"id": 3, "region": "eu"})
     _publish(f"{topic}/orders/us", {"id": 2, "region": "us"})
     second = services.run(project.ws, "load")

@@ -82,6 +82,7 @@ class MessageConsumer:
         self.drained = False
         self.aside: list[tuple[str, str]] = []
         self.latency: float | None = None
+        self.notice: str | None = getattr(fetcher, "notice", None)  # what the run log should say
 
     def follow(self, max_latency: float) -> None:
         """Go on past a drained queue: a batch that comes up empty is `[]`, not the end, and
