@@ -36,7 +36,7 @@ schemas: $(STAMP)
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
 .PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale \
-	bench-verify bench-publish bench-http
+	bench-verify bench-publish bench-http bench-consume
 
 # The peers of bench-peers in an environment of their own (git-ignored, never needed by make test):
 # Sling 1.4.11 is the last PyPI release whose wheel ships its binary.
@@ -99,6 +99,9 @@ bench-publish: $(STAMP)
 bench-http: $(STAMP)
 	-$(MAKE) $(PEERS_STAMP)
 	$(BIN)/python bench/http.py --records 100000 --page 100 $(HTTP_ARGS)
+# Consuming (bench/consume.py): 100k events messages RabbitMQ -> PostgreSQL beside a bare pika + COPY loop
+bench-consume: $(STAMP)
+	$(BIN)/python bench/consume.py --messages 100000 $(CONSUME_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) .runner demo/data .pytest_cache

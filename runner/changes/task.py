@@ -66,6 +66,10 @@ class RunOptions:
     repair: bool = (
         False  # `runner verify --repair`: write only what verify finds differing (`changes.verify`)
     )
+    # the daemon's run of a continuous job (`spec.continuous`): each consuming task goes on past a
+    # drained queue until the run is cancelled, committing a batch at most this many seconds after
+    # it began
+    continuous: float | None = None
 
     def __post_init__(self) -> None:
         if self.limit is not None:

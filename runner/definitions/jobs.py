@@ -129,6 +129,30 @@ class Retry(StrictModel):
         return min(seconds(self.backoff) * 2 ** (failures - 1), seconds(self.max_delay))
 
 
+class Continuous(StrictModel):
+    """The daemon keeps a run of the job going (a consuming job: drain, commit, repeat) instead
+    of firing it on a schedule; a run that ends is started again, after a failure once the
+    backoff has passed."""
+
+    max_latency: Duration = Field(
+        "5s",
+        description="A message is committed to the target at most this long after it was taken "
+        f"from the broker: a batch not full by then is committed as it is ({DURATION_HELP}).",
+    )
+    backoff: Duration = Field(5, description="Wait before starting a failed run again; twice that after two.")
+    max_delay: Duration = Field(300, description="The longest wait before starting a failed run again.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Continuous:
+        if seconds(self.max_delay) < seconds(self.backoff):
+            raise ValueError("max_delay is shorter than backoff")
+        return self
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the `failures`-th failed run in a row."""
+        return min(seconds(self.backoff) * 2 ** (failures - 1), seconds(self.max_delay))
+
+
 class JobSpec(StrictModel):
     """The fields every job type has: the run lifecycle resolves `source` and `target` and
     enforces `timeout`, the daemon reads `schedule`, `after` and `retry`. Each job type
@@ -290,6 +314,13 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
             "Into a SQLite target (one writer at a time) they always run one after another."
         ),
     )
+    continuous: Continuous | None = Field(
+        None,
+        description="Run without end in the daemon (no `schedule`): the job's one task, consuming a "
+        "broker (`changes.strategy: messages`), goes on past a drained queue, committing what came at "
+        "least every `max_latency`; the daemon starts it again when it fails (after a backoff), and "
+        "stops it when it stops, the job is suspended or its definition changes.",
+    )
     schema_changes: SchemaChanges = Field(
         DEFAULT_SCHEMA_CHANGES, description=f"{SCHEMA_CHANGES_HELP} A task may set its own."
     )
@@ -385,7 +416,7 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
         return task.model_copy(update={"read": read, "changes": changes})
 
     def field_problems(self) -> list[tuple[FieldPath, str]]:
-        problems: list[tuple[FieldPath, str]] = []
+        problems: list[tuple[FieldPath, str]] = self._continuous_problems()
         for i, task in enumerate(self.tasks):  # a history task under the job's truncate or recreate
             if task.before_run is None:
                 try:
@@ -425,3 +456,32 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
                 except ValueError as exc:
                     problems.append((window_at, f"task {task.name!r}: {exc}"))
         return problems
+
+    def _continuous_problems(self) -> list[tuple[FieldPath, str]]:
+        """A continuous job consumes one broker without end: one task, strategy `messages`, no cron."""
+        if self.continuous is None:
+            return []
+        for other in ("schedule", "timeout", "retry"):
+            if getattr(self, other) is not None:
+                return [
+                    (
+                        ("continuous",),
+                        f"a continuous job runs all the time and starts again by itself: leave '{other}' out",
+                    )
+                ]
+        if len(self.tasks) != 1:
+            return [
+                (
+                    ("continuous",),
+                    f"a continuous job has one task (it runs without end); this one has {len(self.tasks)}: "
+                    "make a job of each",
+                )
+            ]
+        if self.tasks[0].changes.strategy != "messages":
+            return [
+                (
+                    ("tasks", 0, "changes", "strategy"),
+                    "a continuous job's task consumes a broker: changes.strategy 'messages'",
+                )
+            ]
+        return []

@@ -131,6 +131,13 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
     ]
 
 
+def consuming_lags(ws: Workspace, job: AppliedObject) -> list[dict[str, Any]]:
+    """A continuous job's lag now (`runner status`): each task's messages waiting, asked of
+    the broker, or why it cannot say."""
+    spec = sync_spec(parse_applied(ws, job), job.ref)
+    return [{"task": name, **lag} for name, lag in _live_lags(ws, job, spec).items()]
+
+
 def _live_lags(ws: Workspace, job: AppliedObject, spec: SyncJobSpec) -> dict[str, dict[str, Any]]:
     """Each cdc task's lag now (its slot's), and each consuming task's (the messages waiting),
     asked of the job's source; an error in its place when the source cannot say."""
