@@ -40,6 +40,7 @@ from runner.definitions.windows import WINDOW_HELP, parse_start, parse_window
 FieldPath = tuple[str | int, ...]
 
 DEFAULT_JOB_TYPE = "sync"  # a job without `type`: every definition written before job types
+CONTINUOUS_STRATEGIES = ("messages", "cdc")  # the strategies a task of a continuous job may have
 
 
 @functools.lru_cache(maxsize=4096)
@@ -137,7 +138,8 @@ class Continuous(StrictModel):
     max_latency: Duration = Field(
         "5s",
         description="A message is committed to the target at most this long after it was taken "
-        f"from the broker: a batch not full by then is committed as it is ({DURATION_HELP}).",
+        "from the broker (a logged change, after it was read from the log: `cdc` reads the log "
+        f"again every half of it): a batch not full by then is committed as it is ({DURATION_HELP}).",
     )
     backoff: Duration = Field(5, description="Wait before starting a failed run again; twice that after two.")
     max_delay: Duration = Field(300, description="The longest wait before starting a failed run again.")
@@ -317,9 +319,10 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
     continuous: Continuous | None = Field(
         None,
         description="Run without end in the daemon (no `schedule`): the job's one task, consuming a "
-        "broker (`changes.strategy: messages`), goes on past a drained queue, committing what came at "
-        "least every `max_latency`; the daemon starts it again when it fails (after a backoff), and "
-        "stops it when it stops, the job is suspended or its definition changes.",
+        "broker (`changes.strategy: messages`) or a table's log (`changes.strategy: cdc`), goes on past "
+        "a drained queue or the log's end, committing what came at least every `max_latency`; the "
+        "daemon starts it again when it fails (after a backoff), and stops it when it stops, the job "
+        "is suspended or its definition changes.",
     )
     schema_changes: SchemaChanges = Field(
         DEFAULT_SCHEMA_CHANGES, description=f"{SCHEMA_CHANGES_HELP} A task may set its own."
@@ -458,7 +461,9 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
         return problems
 
     def _continuous_problems(self) -> list[tuple[FieldPath, str]]:
-        """A continuous job consumes one broker without end: one task, strategy `messages`, no cron."""
+        """A continuous job consumes one broker, or follows one table's log, without end: one
+        task (a run's tasks go one after another, and this one never ends; a cdc task has its
+        own slot, so each table is a job of its own), strategy `messages` or `cdc`, no cron."""
         if self.continuous is None:
             return []
         for other in ("schedule", "timeout", "retry"):
@@ -477,11 +482,12 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
                     "make a job of each",
                 )
             ]
-        if self.tasks[0].changes.strategy != "messages":
+        if self.tasks[0].changes.strategy not in CONTINUOUS_STRATEGIES:
             return [
                 (
                     ("tasks", 0, "changes", "strategy"),
-                    "a continuous job's task consumes a broker: changes.strategy 'messages'",
+                    "a continuous job's task consumes a broker (changes.strategy 'messages') or follows "
+                    "a table's log (changes.strategy 'cdc')",
                 )
             ]
         return []
