@@ -192,7 +192,13 @@ class _Target:
     task_id: int
     w: Writer | None = None
     dirty: bool = False  # changes given to the writer and not committed
-    reopened: bool = False
+    reopened: bool = False  # a writer of this run was closed for a reshape
+    # the source's columns the target follows since a reshape, stored once the position past
+    # the reshape is: a run killed before reads the old shape first again, and must find the
+    # old columns as the last known (else a widened type read again in its old shape would
+    # look like a narrowing)
+    known: list[dict[str, Any]] | None = None
+    before: str | None = None  # the position stored when the last reshape came (not past it)
 
     @property
     def key_at(self) -> list[int]:
@@ -205,9 +211,15 @@ class _Target:
             self.w = self.stack.enter_context(run.writer(self.columns))
             cast(MergeWriter, self.w).empty_at_start = False  # a key may come again: always merge
             if self.reopened and run.evolution is not None and not run.options.dry_run:
-                known = TableEvolution.known_columns(self.columns, run.evolution.not_null)
-                run.store.tasks.set_source_columns(self.task_id, known)  # what the target follows now
+                self.known = TableEvolution.known_columns(self.columns, run.evolution.not_null)
+                checkpoint("reshaped")
         return self.w
+
+    def stored(self, position: str) -> None:
+        """A position is stored: once past the last reshape, the columns of its shape are too."""
+        if self.known is not None and position != self.before:
+            self.run.store.tasks.set_source_columns(self.task_id, self.known)
+            self.known = None
 
     def commit(self) -> bool:
         """Commit what was given to the writer; whether there was any."""
@@ -217,9 +229,10 @@ class _Target:
         self.dirty = False
         return True
 
-    def reshape(self, columns: list[Column]) -> None:
-        """Follow the table's new columns: the writer (committed or, dry, rolled back) closed,
-        the next opened in the new shape, its table evolved as the task's settings allow."""
+    def reshape(self, columns: list[Column], before: str) -> None:
+        """Follow the table's new columns, which come in the log after position `before`: the
+        writer (committed or, dry, rolled back) closed, the next opened in the new shape, its
+        table evolved as the task's settings allow."""
         run, table = self.run, self.run.task.read.table
         old = {c.name: c for c in self.columns}
         new = {c.name: c for c in columns}
@@ -257,10 +270,11 @@ class _Target:
         if self.w is not None:
             self.stack.close()
             self.w = None
+            self.reopened = True  # the first writer stored the columns it opened with (`TaskRun.writer`)
             if run.evolution is not None:  # the source's columns until now: what changed is told from them
                 run.evolution.known = TableEvolution.known_columns(self.columns, run.evolution.not_null)
         self.columns = columns
-        self.reopened = True
+        self.before, self.known = before, None
         run.use_columns(columns)
 
 
@@ -336,7 +350,7 @@ def _changes(
                 _flush(run, target, pending)
             if not options.dry_run:
                 stored = _commit(run, target, pending, task_id, log, reached, stored)
-            target.reshape(item.columns)
+            target.reshape(item.columns, reached)
             key_at = target.key_at
             since_commit, began = 0, None
             continue
@@ -388,6 +402,7 @@ def _commit(
         return stored
     run.result.pointer_after = _pointer(log, position)
     run.store.tasks.set_pointer(task_id, None, run.result.pointer_after, run.run_id)
+    target.stored(position)
     checkpoint("stored")
     return position
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from runner import services
 from tests.cdc.test_postgresql_cdc import create_items, execute, run_ok, setup_project, source_engine
+from tests.engine.test_crash import kill_at
 
 
 def columns(engine: sa.Engine, table: str = "items") -> dict[str, str]:
@@ -144,3 +145,37 @@ def test_a_change_the_policy_refuses_stops_the_task_naming_table_and_column(
     assert said in record["error"], record["error"]
     with dst.connect() as conn:  # what came before the change is applied, nothing after it
         assert conn.exec_driver_sql("SELECT id, name FROM items ORDER BY id").all() == [(1, "before")]
+
+
+@pytest.mark.parametrize("point", ["write", "committed", "stored", "reshaped"])
+def test_kill_around_a_schema_change_then_rerun(project, cdc_url, pg_url, tmp_path, point):
+    """Killed -9 around the reshape (old shape committed, position stored, target altered): the
+    rerun reads the old shape again, then the new, and ends equal to the source (a widened type
+    read again in its old shape is no narrowing)."""
+    engine, dst = source_engine(cdc_url), source_engine(pg_url)
+    execute(
+        engine,
+        "CREATE TABLE items (id int PRIMARY KEY, name varchar(10), n int)",
+        "INSERT INTO items SELECT g, 'r' || g, g FROM generate_series(1, 10) g",
+    )
+    setup_project(project, cdc_url, pg_url, batch_size=3)
+    run_ok(project)
+    for i in range(1, 5):
+        execute(engine, f"UPDATE items SET name = 'old {i}' WHERE id = {i}")
+    execute(  # one transaction: changes in the old shape, the change of shape, changes in the new
+        engine,
+        "BEGIN; UPDATE items SET name = 'in txn' WHERE id = 10; "
+        "ALTER TABLE items ALTER COLUMN n TYPE bigint, ADD COLUMN note text; "
+        "UPDATE items SET n = 6000000000, note = 'txn' WHERE id = 9; COMMIT",
+    )
+    for i in range(1, 5):
+        execute(engine, f"UPDATE items SET n = 5000000000 + {i}, note = 'new' WHERE id = {i + 2}")
+    project.ws.close()
+    kill_at(project, point, tmp_path)
+    run_ok(project)
+    assert columns(dst)["n"] == "bigint"
+    same(engine, dst, "id, name, n, note")
+    execute(engine, "UPDATE items SET note = 'later' WHERE id = 9")
+    again = run_ok(project)
+    assert again["schema_changes"] == [] and again["rows_read"] == 1
+    same(engine, dst, "id, name, n, note")
