@@ -91,6 +91,17 @@ def test_changes_arrive_while_they_come_and_a_killed_daemon_loses_and_doubles_no
             f"DELETE FROM items WHERE id = {10 + wave}",
         )
         _until(lambda: _target(project.root) == _source(engine))
+    # a column added while the run goes on: the target follows it, the run goes on in the new shape
+    execute("ALTER TABLE items ADD COLUMN extra text", "UPDATE items SET extra = 'x' WHERE id = 2")
+
+    def extra() -> list[tuple]:
+        try:
+            with sqlite3.connect(project.root / "dst.db") as db:
+                return db.execute("SELECT id, extra FROM items WHERE extra IS NOT NULL").fetchall()
+        except sqlite3.OperationalError:  # no such column yet
+            return []
+
+    _until(lambda: extra() == [(2, "x")])
     assert len(daemon.matching("run started")) == 1  # one run, going on
     shown = runner_cli(project.root, "status")
     assert "continuous (max latency 1s)" in shown.stdout, shown

@@ -17,6 +17,10 @@ Why these pieces:
   exactly as of the slot's first position, so the changes follow them with no gap and no
   overlap. (`pg_create_logical_replication_slot` exports none: a snapshot taken after it may
   already hold changes the slot will send again, or miss some it will not.)
+- pgoutput sends a Relation message (the table's columns, their types and modifiers) before
+  the first change of each read and again after the table changed: where its columns differ
+  from the task's, the reader sends a `Reshape` first, typed as a read of the table would be
+  (`format_type` of each type and modifier), and reads on in the new shape.
 
 Names: slot and publication are both `runner_<job>_<task>_<hash>`
 (`runner.connectors.changelog.log_names`).
