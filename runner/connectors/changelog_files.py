@@ -34,7 +34,6 @@ from runner.definitions.changelogs import ChangeLogRead, reader_task
 from runner.definitions.models import ConnectionSpec
 from runner.definitions.tasks import ReadModel, WriteModel
 from runner.errors import TerminalError, TransientError
-from runner.state.changelogs import ChangeLogFile
 from runner.state.database import utcnow
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Batch, Column, ColumnType
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
 OP = "_op"
 POSITION = "_position"
 POINTER = "changelog"  # a writer task's pointer type: the last change applied
+MERGE_ROWS = 200_000  # a run's later commit rewrites its task's file while it holds fewer changes
 COLUMNS_KEY = b"runner.columns"
 KEYS_KEY = b"runner.keys"
 
@@ -107,6 +107,15 @@ class ChangeLogFileWriter:
         self.schema = pa.schema(fields, metadata=metadata)
         self.convert = [_to_arrow(c.type) for c in columns]
         self.out = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+
+    def copy(self, path: Path) -> None:
+        """Write the changes of an earlier file of the same columns first (bounded: by row group)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(str(path)) as parquet:
+            for batch in parquet.iter_batches():
+                self.out.write_table(pa.Table.from_batches([batch]).cast(self.schema))
 
     def write(self, rows: list[tuple[str, int, tuple]]) -> None:
         import pyarrow as pa
@@ -215,25 +224,33 @@ class ChangeLogWriter(RowWriter):
         self.current: tuple[Path, Path, ChangeLogFileWriter] | None = None
         self.counts = {"upsert": 0, "delete": 0}
         self.position = 0  # the last position written; taken from the index when a file opens
+        self.indexed: int | None = None  # the id of this run's file, once indexed (`commit`)
 
     def _open(self) -> tuple[Path, Path, ChangeLogFileWriter]:
+        """The file being written: a new one, or, while this run's last file is small, a new
+        version of it (its changes copied first), so a run's commits make one file."""
         if self.current is not None:
             return self.current
-        self.part += 1
         ctx = self.context
         if self.position == 0:
             self.position = self.store.changelogs.next_position(self.namespace, self.job, ctx.task) - 1
+        grow = self.indexed is not None and self.position - self.first + 1 < MERGE_ROWS
+        if not grow:
+            self.part += 1
+            self.indexed = None
+            self.first = self.position + 1
+            self.counts = {"upsert": 0, "delete": 0}
         final = task_folder(self.folder, ctx.job, ctx.task) / f"{ctx.run_id}-{self.part:04d}.parquet"
         temporary = final.with_name(f".{final.name}.partial")
         meta = {"job": ctx.job, "task": ctx.task, "run_id": ctx.run_id, "part": str(self.part)}
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             opened = ChangeLogFileWriter(temporary, self.columns, self.keys, meta)
+            if grow:
+                opened.copy(final)
         except OSError as exc:
             raise TransientError(f"cannot write {temporary}: {exc.strerror}") from None
         self.current = (temporary, final, opened)
-        self.first = self.position + 1
-        self.counts = {"upsert": 0, "delete": 0}
         return self.current
 
     def _write(self, op: str, rows: list[tuple]) -> None:
@@ -276,7 +293,16 @@ class ChangeLogWriter(RowWriter):
         self.current = None
         checkpoint("changelog_renamed")  # durable, not yet indexed: a kill here leaves an orphan
         ctx = self.context
-        self.store.changelogs.add(
+        counts = {
+            "rows": self.position - self.first + 1,
+            "upserts": self.counts["upsert"],
+            "deletes": self.counts["delete"],
+            "bytes": final.stat().st_size,
+        }
+        if self.indexed is not None:  # a new version of this run's file: it holds more changes now
+            self.store.changelogs.extend(self.indexed, counts)
+            return
+        self.indexed = self.store.changelogs.add(
             {
                 "namespace": self.namespace,
                 "job": self.job,
@@ -284,12 +310,9 @@ class ChangeLogWriter(RowWriter):
                 "run_id": ctx.run_id,
                 "part": self.part,
                 "first_position": self.first,
-                "rows": self.position - self.first + 1,
-                "upserts": self.counts["upsert"],
-                "deletes": self.counts["delete"],
                 "file": str(final),
-                "bytes": final.stat().st_size,
                 "created_at": utcnow(),
+                **counts,
             }
         )
 
@@ -393,7 +416,7 @@ class ChangeLogConsumer:
         self.columns, _ = file_columns(self.files[0].file if self.files else mine[-1].file)
         self.pending = iter(self.files)
         self.stream: Iterator[list[tuple[str, int, tuple]]] | None = None
-        self.buffer: list[tuple[str, int, tuple]] = []
+        self.last = 0
 
     def _next_file(self) -> bool:
         entry = next(self.pending, None)
@@ -404,6 +427,7 @@ class ChangeLogConsumer:
             self.pending = iter(())  # a later run applies it, with its columns
             return False
         self.stream = read_changes(entry.file, self.batch_size)
+        self.last = entry.last_position  # a file may hold more than its entry says (`extend`)
         return True
 
     def next_batch(self) -> list[tuple[str, tuple]] | None:
@@ -417,7 +441,7 @@ class ChangeLogConsumer:
                 self.stream = None
                 continue
             for op, position, row in chunk:
-                if position > self.handed:
+                if self.handed < position <= self.last:
                     batch.append((op, row))
                     self.handed = position
         return batch or None
@@ -487,8 +511,3 @@ class ChangeLogSource(Connector):
         namespace, _, job = self.reader.partition("/")
         files = self.store.changelogs.after(namespace, job, task, position)
         return sum(f.last_position - max(position, f.first_position - 1) for f in files)
-
-
-def pending_files(files: list[ChangeLogFile], position: int) -> list[ChangeLogFile]:
-    """The files holding changes past `position`."""
-    return [f for f in files if f.last_position > position]

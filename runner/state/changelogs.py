@@ -113,6 +113,13 @@ class ChangeLogs(ChangeLogsReader):
             result = conn.execute(schema.change_logs.insert().values(**entry))
             return int(result.inserted_primary_key[0])
 
+    def extend(self, id: int, changes: dict[str, Any]) -> None:
+        """Record that an indexed file now holds more changes (`rows`, `upserts`, `deletes`,
+        `bytes`): a run's later commit rewrote it with the earlier ones first."""
+        c = schema.change_logs
+        with self.db.write() as conn:
+            conn.execute(c.update().where(c.c.id == id).values(**changes))
+
     def remove(self, ids: list[int]) -> None:
         c = schema.change_logs
         with self.db.write() as conn:
