@@ -31,6 +31,8 @@ def run_messages(run: TaskRun) -> None:
     try:
         run.use_columns(consumer.columns)
         with run.writer(consumer.columns) as w:
+            if w.merges:  # a key may come again (a later batch, after a delete): merge, never insert
+                cast(MergeWriter, w).empty_at_start = False
             while True:
                 if run.cancel:
                     run.cancel.check()

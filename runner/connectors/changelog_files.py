@@ -59,7 +59,7 @@ def _to_arrow(t: ColumnType) -> Any:
     if t.kind == "uuid" or (t.kind == "decimal" and not (t.precision and t.precision <= 38)):
         return lambda v: None if v is None else str(v)
     if t.kind == "timestamptz":
-        return lambda v: None if v is None or v.tzinfo else v.replace(tzinfo=dt.UTC)
+        return lambda v: v if v is None or v.tzinfo else v.replace(tzinfo=dt.UTC)
     return lambda v: v
 
 
