@@ -76,7 +76,8 @@ def change_shop(path: Path, round_: int) -> None:
     db.execute("UPDATE customers SET city = 'twice' WHERE id = 2")
     db.execute("UPDATE customers SET city = ? WHERE id = 2", (f"last of round {round_}",))
     db.execute(
-        "DELETE FROM customers WHERE id IN (SELECT id FROM customers WHERE id < 1000 AND id != 2 ORDER BY id LIMIT 2)"
+        "DELETE FROM customers WHERE id IN "
+        "(SELECT id FROM customers WHERE id < 1000 AND id != 2 ORDER BY id LIMIT 2)"
     )
     db.execute("DELETE FROM orders WHERE id % 9 = ?", (round_ % 9,))
     db.execute("UPDATE orders SET total = total + ?, note = NULL WHERE id % 5 = 0", (round_,))
