@@ -27,9 +27,10 @@ def test_the_demo_reader_and_writer(demo_project, monkeypatch):
         assert result.exit_code == 0, result.stdout
     for table in ("customers", "orders"):
         query = "SELECT * FROM {} ORDER BY id"
-        assert shop.execute(query.format(table)).fetchall() == warehouse.execute(
-            query.format(f"cl_{table}")
-        ).fetchall()
+        assert (
+            shop.execute(query.format(table)).fetchall()
+            == warehouse.execute(query.format(f"cl_{table}")).fetchall()
+        )
     listed = cli.invoke(app, [*base, "changes", "shop-changes"])
     assert listed.exit_code == 0 and "default/shop-changes: 4 change log file(s)" in listed.stdout
     assert (demo_project.root / "demo/data/changelogs/default/shop-changes/orders").is_dir()
