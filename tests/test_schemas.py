@@ -32,7 +32,8 @@ def test_schema_knows_every_connection_type_and_forbids_unknown_fields():
         *("events", "notify", "log_level"),
         "change_log",  # a reader's (a job without a target) change logs
     }
-    assert "type" not in job["required"] and "target" not in job["required"]  # no target: a reader  # a job without `type` is a sync job
+    assert "type" not in job["required"]  # a job without `type` is a sync job
+    assert "target" not in job["required"]  # a job without a target is a reader
 
 
 def test_schema_describes_every_field():

@@ -311,14 +311,6 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
             "its runs' changes as change-log files (`change_log`) for writer jobs to apply."
         ),
     )
-    change_log: ChangeLogOptions | None = Field(
-        None,
-        description=(
-            "A reader's (a job without a target) change logs: where they are kept, and for how long. "
-            "One Parquet file per run and task (per commit of a long run), with an `_op` column "
-            "(upsert or delete) and a `_position` column (the order writers apply them in)."
-        ),
-    )
     tasks: list[Task[R, W]] = Field(min_length=1, description="Run in order, or `parallel` at a time.")
     parallel: int = Field(
         1,
@@ -361,6 +353,14 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
     changes: JobChanges | None = Field(
         None,
         description="Defaults of the watermark tasks' `changes` (`start`, `window`); a task's own wins.",
+    )
+    change_log: ChangeLogOptions | None = Field(
+        None,
+        description=(
+            "A reader's (a job without a target) change logs: where they are kept, and for how long. "
+            "One Parquet file per run and task (per commit of a long run), with an `_op` column "
+            "(upsert or delete) and a `_position` column (the order writers apply them in)."
+        ),
     )
 
     # `schema` is BaseModel's (deprecated) method: the field is `schema_`, named `schema` in YAML
