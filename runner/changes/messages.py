@@ -29,6 +29,9 @@ def run_messages(run: TaskRun) -> None:
     run.state()  # recorded, though the broker keeps the position
     consumer = cast(ConsumingSource, run.source).consume(task.read, run.batch_size)
     try:
+        if not consumer.columns:  # a source that knows no columns yet has nothing to hand out
+            run.log("info", "nothing to consume yet: the source knows no columns", task=task.name)
+            return
         run.use_columns(consumer.columns)
         with run.writer(consumer.columns) as w:
             if w.merges:  # a key may come again (a later batch, after a delete): merge, never insert

@@ -26,7 +26,7 @@ def changes_text(result: dict[str, Any]) -> str:
             r["task"],
             num(r["upserts"]),
             num(r["deletes"]),
-            f"{r['first_position']}-{r['last_position']}",
+            f"{r['first_position']}-{r['last_position']}" if r["rows"] else "-",
             size(r["bytes"]),
             r["file"],
         )

@@ -403,17 +403,17 @@ class ChangeLogConsumer:
         self.handed = position
         kept = self.files or store.changelogs.of_job(namespace, job)
         mine = [f for f in kept if f.task == reader_task]
-        if not mine:
-            raise TerminalError(
-                f"job {reader} has no change log of task {reader_task!r} yet: run the reader first"
-            )
         if self.files and position > 0 and self.files[0].first_position > position + 1:
             raise TerminalError(
                 f"the change logs of job {reader} task {reader_task!r} from position {position + 1} to "
                 f"{self.files[0].first_position - 1} are gone (removed by hand?): this writer cannot apply "
                 "them; run it with --resync to apply every change log kept from the oldest"
             )
-        self.columns, _ = file_columns(self.files[0].file if self.files else mine[-1].file)
+        # no change log kept yet (the reader has not run, or found nothing): no columns, nothing
+        # to apply (the `messages` strategy then ends the task at once)
+        self.columns: list[Column] = []
+        if self.files or mine:
+            self.columns = file_columns(self.files[0].file if self.files else mine[-1].file)[0]
         self.pending = iter(self.files)
         self.stream: Iterator[list[tuple[str, int, tuple]]] | None = None
         self.last = 0

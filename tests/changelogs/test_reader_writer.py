@@ -236,3 +236,12 @@ def test_a_dry_run_of_a_reader_writes_no_change_log(shop):
     record = services.run(shop.ws, "reader", services.RunOptions(dry_run=True))
     assert record["status"] == "succeeded"
     assert services.changes(shop.ws, "reader")["change_logs"] == []
+
+
+def test_a_writer_before_its_reader_kept_anything_applies_nothing_and_succeeds(shop):
+    _apply(shop, "", writer("early", "lite"))
+    record = run(shop.ws, "early")
+    assert [t["rows_read"] for t in record["tasks"]] == [0, 0]
+    run(shop.ws, "reader")
+    run(shop.ws, "early")
+    _same(shop, sqlite_url(shop.root / "lite.db"))
