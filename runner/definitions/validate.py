@@ -261,7 +261,8 @@ def validate_documents(
 
 def job_ends(spec: Any, namespace: str, types: Mapping[tuple[str, str], str]) -> dict[str, str]:
     """A job spec's `source`/`target` -> the type of the connection each names, among `types`
-    ((namespace, name) -> type); an end naming none is left out."""
+    ((namespace, name) -> type), or the end of a reader or a writer that is not a connection
+    (`changelogs.step_ends`); an end naming none is left out."""
     if not isinstance(spec, Mapping):
         return {}
     ends: dict[str, str] = {}
@@ -270,7 +271,7 @@ def job_ends(spec: Any, namespace: str, types: Mapping[tuple[str, str], str]) ->
         key = resolve_reference(ref, namespace, types.keys()) if isinstance(ref, str) else None
         if key is not None:
             ends[end] = types[key]
-    return ends
+    return ends | step_ends(spec)
 
 
 def _job_ends(
@@ -284,8 +285,8 @@ def _job_ends(
     return {
         end: kind_name
         for end, kind_name in ends.items()
-        if (kind := task_models.get(kind_name)) is None or end in kind.roles
-    } | step_ends(doc.data.get("spec"))
+        if (kind := task_models.get(kind_name)) is None or end in kind.roles or kind_name in END_MODELS
+    }
 
 
 def _not_an_end(doc: Document, field: str, ref: str, kind: str, roles: frozenset[str]) -> Problem:

@@ -26,7 +26,6 @@ from typing import Any, cast
 
 from runner.changes.task import RunOptions, TaskResult
 from runner.definitions import secrets
-from runner.definitions.changelogs import step_ends
 from runner.definitions.jobs import SyncJobSpec
 from runner.definitions.tasks import Task
 from runner.definitions.validate import job_ends, resolve_reference
@@ -227,9 +226,7 @@ def _units(
         if jobs and c.ref not in jobs and c.name not in jobs:
             continue
         types = {key: conn.get("type", "") for key, conn in connections.items()}
-        spec = parse_job(
-            c.after["spec"], job_ends(c.after["spec"], c.namespace, types) | step_ends(c.after["spec"])
-        )
+        spec = parse_job(c.after["spec"], job_ends(c.after["spec"], c.namespace, types))
         if isinstance(spec, SyncJobSpec) and (spec.reader or spec.writer):
             if c.action != "unchanged" or unchanged:
                 yield None, [_step_not_counted(c.ref, c.action, spec, task) for task in spec.tasks]
