@@ -22,6 +22,8 @@ demo: $(STAMP)
 	$(BIN)/runner run shop-snapshot
 	$(BIN)/runner run orders-backfill
 	$(BIN)/runner run orders-export
+	$(BIN)/runner run shop-changes
+	$(BIN)/runner run shop-changes-to-warehouse
 
 test: $(STAMP)
 	$(BIN)/pytest -q -n auto

@@ -37,8 +37,13 @@ def run_messages(run: TaskRun) -> None:
     if consumer.notice:
         run.log("warning", consumer.notice, task=task.name)
     try:
+        if not consumer.columns:  # a source that knows no columns yet has nothing to hand out
+            run.log("info", "nothing to consume yet: the source knows no columns", task=task.name)
+            return
         run.use_columns(consumer.columns)
         with run.writer(consumer.columns) as w:
+            if w.merges:  # a key may come again (a later batch, after a delete): merge, never insert
+                cast(MergeWriter, w).empty_at_start = False
             while True:
                 if run.cancel:
                     run.cancel.check()
