@@ -39,7 +39,7 @@ from runner.runs.jobs import (
     check_task_names,
     job_and_connections,
 )
-from runner.runs.records import new_record, task_dict, with_committed
+from runner.runs.records import interrupt_holder, new_record, task_dict, with_committed
 from runner.state import locks
 from runner.state.database import utcnow
 from runner.state.objects import AppliedObject
@@ -114,8 +114,17 @@ def _run_locked(
     check_task_names(spec, f"job {job.ref}", options.tasks)
     history.check_space(ws.history)
     run_id = run_id or history.new_run_id()
+    token = cancel or CancelToken()
     try:
-        lock_id = store.locks.acquire(locks.job_lock(job.ref), timeout=0, run_id=run_id)
+        lock_id = store.locks.acquire(
+            locks.job_lock(job.ref),
+            timeout=0,
+            run_id=run_id,
+            # the lease was taken over (the store unreachable for a whole lease): another
+            # process may run the job now, so this run stops at its next batch boundary
+            on_lost=lambda: token.cancel("the job's lease was lost", failed=True),
+            on_takeover=lambda stale: interrupt_holder(ws, stale),
+        )
     except LockTimeout:
         held = store.locks.info(locks.job_lock(job.ref))
         who = f"{held.holder} since {held.acquired_at}, lock id {held.lock_id}" if held else "another process"
@@ -123,7 +132,6 @@ def _run_locked(
             f"job {job.ref} is already running ({who}); if that process is gone, release its lock "
             f"with `runner force-unlock {held.lock_id if held else 'LOCK_ID'}`"
         ) from None
-    token = cancel or CancelToken()
     token.poll = lambda: store.locks.cancel_requested(lock_id)
     timer = None
     if spec.timeout is not None:
