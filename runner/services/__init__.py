@@ -14,8 +14,15 @@ if TYPE_CHECKING:
     from runner.runs.index import job_runs, prune_history, recent_runs
     from runner.runs.jobs import adhoc_job, check_adhoc, check_tasks
     from runner.runs.lifecycle import run, run_adhoc
-    from runner.runs.records import mark_interrupted, record_not_started, record_queued, run_mode
+    from runner.runs.records import (
+        interrupt_holder,
+        mark_interrupted,
+        record_not_started,
+        record_queued,
+        run_mode,
+    )
     from runner.services.catalog import connections, describe, get, tasks
+    from runner.services.cluster import register_worker, unregister_worker, worker_heartbeat, workers
     from runner.services.definitions import (
         DEFAULT_LOCK_TIMEOUT,
         SCHEMA_FILE,
@@ -64,8 +71,15 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "runner.runs.index": ("job_runs", "prune_history", "recent_runs"),
     "runner.runs.jobs": ("adhoc_job", "check_adhoc", "check_tasks"),
     "runner.runs.lifecycle": ("run", "run_adhoc"),
-    "runner.runs.records": ("mark_interrupted", "record_not_started", "record_queued", "run_mode"),
+    "runner.runs.records": (
+        "interrupt_holder",
+        "mark_interrupted",
+        "record_not_started",
+        "record_queued",
+        "run_mode",
+    ),
     "runner.services.catalog": ("connections", "describe", "get", "tasks"),
+    "runner.services.cluster": ("register_worker", "unregister_worker", "worker_heartbeat", "workers"),
     "runner.services.definitions": (
         "DEFAULT_LOCK_TIMEOUT",
         "SCHEMA_FILE",
@@ -146,6 +160,7 @@ __all__ = [
     "get",
     "ImportResult",
     "import_jobs",
+    "interrupt_holder",
     "job_runs",
     "json_schema",
     "key_hash",
@@ -157,6 +172,7 @@ __all__ = [
     "logs",
     "mark_interrupted",
     "pause",
+    "register_worker",
     "paused_info",
     "plan",
     "plan_data",
@@ -167,6 +183,9 @@ __all__ = [
     "recent_runs",
     "record_not_started",
     "record_queued",
+    "unregister_worker",
+    "worker_heartbeat",
+    "workers",
     "run",
     "run_adhoc",
     "run_mode",
