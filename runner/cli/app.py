@@ -25,6 +25,7 @@ from runner.cli import (
     operate,
     runs,
     verify,
+    workers,
 )
 from runner.cli.common import STATE, err
 
@@ -57,6 +58,8 @@ for command in (
     operate.pause,
     operate.unpause,
     daemon.daemon,
+    workers.worker,
+    workers.workers,
     definitions.schemas,
     daemon.serve,
     connections.discover,
