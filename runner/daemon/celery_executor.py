@@ -12,9 +12,11 @@ stopping the daemon neither waits for nor cancels runs: they belong to the worke
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from runner import services
@@ -25,6 +27,7 @@ from runner.definitions import secrets
 from runner.history import files as history
 
 POLL_SECONDS = 0.25  # how often the ends of the runs handed out are read from the store
+SENDERS = 8  # threads recording and publishing requests: a slot of hundreds of jobs goes out at once
 UNFINISHED = ("queued", "running")
 
 
@@ -76,13 +79,19 @@ class CeleryExecutor:
         self._started: set[str] = set()  # run ids seen running (logged once)
         self._queued: dict[str, Request] = {}  # one more run after the active one
         self.stopping = False
-        # the requests a previous scheduler handed out and that have not ended: followed here
-        # (the store is made as the daemon's first act makes it: this runs just before)
-        for run_id, (job, message) in ws.store(create=True).cluster.requests().items():
-            self._active[job] = run_id
-            self._requests[run_id] = from_message(message)
+        services.check_shared_history(ws)  # before anything is handed out
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="runner-celery-poll", daemon=True)
+        self._senders = ThreadPoolExecutor(SENDERS, thread_name_prefix="runner-celery-send")
+
+    def start(self) -> None:
+        """Once this daemon leads: follow the requests a previous scheduler handed out and that
+        have not ended, and read the ends of runs from now on. (A standby must not: it would
+        take the ends of the scheduler's runs, and fire their triggers again on taking over.)"""
+        for run_id, (job, message) in self.ws.store().cluster.requests().items():
+            with self._lock:
+                self._active[job] = run_id
+                self._requests[run_id] = from_message(message)
         self._thread.start()
 
     def submit(self, request: Request, exclusive: bool = False) -> str:
@@ -101,15 +110,21 @@ class CeleryExecutor:
             run_id = request.run_id or history.new_run_id()
             self._active[request.job] = run_id
             self._requests[run_id] = dataclasses.replace(request, run_id=run_id)
-        try:
-            self._send(request, run_id)
-        except Exception as exc:  # noqa: BLE001 - the broker or the history away: the run does not start
-            error = secrets.redact(f"{type(exc).__name__}: {exc}")
-            self.log("error", "run not sent to the workers", job=request.job, error=error)
-            services.record_not_started(self.ws, request.job, run_id, f"not sent to the workers: {error}")
+        self._senders.submit(self._send, request, run_id)
         return "started"
 
     def _send(self, request: Request, run_id: str) -> None:
+        """Record the request (queued, in the history and the store) and publish it; on a
+        sender thread, so that a slot firing hundreds of jobs does not wait for each in turn."""
+        try:
+            self._record_and_publish(request, run_id)
+        except Exception as exc:  # noqa: BLE001 - the broker or the history away: the run does not start
+            error = secrets.redact(f"{type(exc).__name__}: {exc}")
+            self.log("error", "run not sent to the workers", job=request.job, error=error)
+            with contextlib.suppress(Exception):
+                services.record_not_started(self.ws, request.job, run_id, f"not sent to the workers: {error}")
+
+    def _record_and_publish(self, request: Request, run_id: str) -> None:
         if request.run_id is None:  # the API recorded its own request as queued already
             services.record_queued(self.ws, request.job, run_id, request.trigger, request.options)
         message = to_message(request, run_id)
@@ -213,6 +228,7 @@ class CeleryExecutor:
             return self.stopping or not self._active
 
     def shutdown(self, wait: bool = True) -> None:
+        self._senders.shutdown(wait=wait)
         self._halt.set()
-        if wait:
+        if wait and self._thread.is_alive():
             self._thread.join(timeout=5)

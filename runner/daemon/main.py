@@ -172,13 +172,14 @@ class Daemon:
             self.executor.shutdown()
             self.log("info", "daemon stopped")
             return 0
+        self.executor.start()
         http = None
         try:
             self.log(
                 "info",
                 "daemon started",
                 folder=str(self.ws.root.resolve()),
-                workers=self.options.workers,
+                workers=self.executor.workers,
                 pid=os.getpid(),
             )
             _check_writable(self.ws.history)

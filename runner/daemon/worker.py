@@ -34,6 +34,7 @@ class RunWorker:
 
     def run(self) -> int:
         """Serve run requests until SIGTERM/SIGINT (Celery's warm shutdown: runs going on finish)."""
+        services.check_shared_history(self.ws)  # its runs must be where `runner history` reads
         info = services.register_worker(self.ws, self.concurrency, shown(self.broker))
         beat = threading.Thread(target=self._heartbeat, args=(info,), name="runner-worker-beat", daemon=True)
         beat.start()

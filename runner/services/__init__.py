@@ -22,7 +22,13 @@ if TYPE_CHECKING:
         run_mode,
     )
     from runner.services.catalog import connections, describe, get, tasks
-    from runner.services.cluster import register_worker, unregister_worker, worker_heartbeat, workers
+    from runner.services.cluster import (
+        check_shared_history,
+        register_worker,
+        unregister_worker,
+        worker_heartbeat,
+        workers,
+    )
     from runner.services.definitions import (
         DEFAULT_LOCK_TIMEOUT,
         SCHEMA_FILE,
@@ -79,7 +85,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "run_mode",
     ),
     "runner.services.catalog": ("connections", "describe", "get", "tasks"),
-    "runner.services.cluster": ("register_worker", "unregister_worker", "worker_heartbeat", "workers"),
+    "runner.services.cluster": (
+        "check_shared_history",
+        "register_worker",
+        "unregister_worker",
+        "worker_heartbeat",
+        "workers",
+    ),
     "runner.services.definitions": (
         "DEFAULT_LOCK_TIMEOUT",
         "SCHEMA_FILE",
@@ -149,6 +161,7 @@ __all__ = [
     "cancel",
     "check",
     "check_adhoc",
+    "check_shared_history",
     "check_tasks",
     "connections",
     "connections_test",

@@ -185,3 +185,15 @@ def cluster(request, tmp_path, pg_url) -> Iterator[Cluster]:
     c.root.mkdir()
     yield c
     c.close()
+
+
+@pytest.fixture
+def rabbit_cluster(tmp_path, pg_url) -> Iterator[Cluster]:
+    """One broker is enough where the broker is not what is tested."""
+    broker_reachable(BROKERS["rabbitmq"])
+    c = Cluster(
+        tmp_path / "cluster", pg_url.replace("postgresql+psycopg://", "postgresql://"), BROKERS["rabbitmq"]
+    )
+    c.root.mkdir()
+    yield c
+    c.close()
