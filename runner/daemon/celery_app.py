@@ -66,7 +66,12 @@ def make_app(broker: str, queue: str = DEFAULT_QUEUE) -> Celery:
         accept_content=["json"],
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": REDELIVER_SECONDS},
+        broker_transport_options={
+            "visibility_timeout": REDELIVER_SECONDS,
+            # look for such requests every heartbeat (kombu's default: every 100 s)
+            "unacked_restore_interval": services.locks.HEARTBEAT_SECONDS,
+            "unacked_restore_throttle": 1,
+        },
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         worker_send_task_events=False,

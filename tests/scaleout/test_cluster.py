@@ -46,6 +46,16 @@ def _ended(record: dict, history_dir: Path) -> dt.datetime:
 
 def test_slots_fire_once_and_runs_survive_killed_workers_and_scheduler(cluster):
     names = cluster.jobs(JOBS, "* * * * * */5")
+    # a job that follows job00: its triggers come back to whichever daemon leads, once each
+    (cluster.root / "jobs.d" / "follow.yaml").write_text(
+        "apiVersion: runner/v1\nkind: Job\nmetadata: {name: follow}\nspec:\n"
+        "  source: job00-src\n  target: follow-dst\n  after: [{job: job00, when: succeeded}]\n"
+        "  tasks:\n    - {name: items, read: {table: items}, write: {table: items, keys: [id]}}\n"
+    )
+    (cluster.root / "connections.d" / "follow.yaml").write_text(
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: follow-dst}\n"
+        'spec: {type: sqlite, url: "sqlite:///follow-dst.db"}\n'
+    )
     services.apply(cluster.ws)  # the store, before the workers open it
     store = cluster.ws.store()
     first = cluster.daemon()
@@ -134,6 +144,11 @@ def test_slots_fire_once_and_runs_survive_killed_workers_and_scheduler(cluster):
         for (_, end, a), (start, _, b) in itertools.pairwise(spans):
             assert end <= start, f"{name}: runs {a} and {b} overlap"
         assert _rows(cluster.root / f"{name}-src.db") == _rows(cluster.root / f"{name}-dst.db")
+    # each succeeded run of job00 fired `follow` at most once (merged when it was running),
+    # also across the change of scheduler
+    upstream = [r for r in _records(cluster, "job00") if r["status"] == "succeeded"]
+    follows = [r for r in _records(cluster, "follow") if r["trigger"] == "after default/job00 succeeded"]
+    assert 1 <= len(follows) <= len(upstream)
     # every run handed out is in the history, and says how it ended
     for event in sent:
         record = history.read_run(
