@@ -222,7 +222,7 @@ class TaskRun:
         if not self.task.write.merged():
             job = f"{self.namespace}/{self.job}"
             dry = self.options.dry_run
-            context = WriteContext(job, self.task.name, self.run_id, self.started, self.cancel, dry)
+            context = WriteContext(job, self.task.name, self.run_id, self.started, self.cancel, dry, self.log)
             return cast(RowTarget, self.target).open_row_writer(self.task.write, columns, context)
         write = cast(WriteSpec, self.task.write)  # a merged write is a table's
         soft = write.soft_delete_column if self.task.deletes == "soft" else None

@@ -185,6 +185,7 @@ class WriteContext:
     started: dt.datetime  # naive UTC: the run's start
     cancel: CancelToken | None = None
     dry_run: bool = False  # nothing may leave the runner: a writer without a transaction sends nothing
+    log: Callable[..., None] | None = None  # the run log (level, message, **fields): what a writer skips
 
 
 @dataclass

@@ -280,7 +280,32 @@ def _mqtt(request: pytest.FixtureRequest) -> Broker:
     return Broker("mqtt", spec, {"topic": f"runner-contract/{tag}/items"}, read, [clean])
 
 
+def _http(request: pytest.FixtureRequest) -> Broker:
+    """A REST API of its own on loopback (`tests.http.server`): a request per message, PUT to
+    `/customers/<id>` (a delete: DELETE there), its headers and body kept as the API got them."""
+    from tests.http.server import TOKEN, Api, serve
+
+    request.getfixturevalue("monkeypatch").setenv("API_TOKEN", TOKEN)
+    api = Api()
+    served = serve(api)
+    base = served.__enter__()
+
+    def read() -> list[Received]:
+        with api.lock:
+            taken, api.received[:] = list(api.received), []
+        return [Received(r.headers, r.body, r.headers.get("runner-id")) for r in taken]
+
+    spec = {
+        "type": "http",
+        "base_url": f"{base}/api",
+        "auth": {"type": "bearer", "token": "${env:API_TOKEN}"},
+    }
+    write = {"method": "PUT", "path": "/customers/{{ row.id }}"}
+    return Broker("http", spec, write, read, [lambda: served.__exit__(None, None, None)])
+
+
 BROKERS: dict[str, Callable[[pytest.FixtureRequest], Broker]] = {
+    "http": _http,
     "mqtt": _mqtt,
     "rabbitmq": _rabbitmq,
     "redis": _redis,

@@ -234,7 +234,7 @@ def test_unknown_connection_type_lists_known(project):
     (p,) = problems(project)
     assert p.location.field == "spec.type" and p.message == "unknown connection type 'oracle'"
     assert p.hint == (
-        "known types: files, mariadb, memory, mqtt, nats, postgresql, rabbitmq, redis, smtp, sqlite"
+        "known types: files, http, mariadb, memory, mqtt, nats, postgresql, rabbitmq, redis, smtp, sqlite"
     )
 
 
