@@ -88,11 +88,28 @@ class CeleryExecutor:
         """Once this daemon leads: follow the requests a previous scheduler handed out and that
         have not ended, and read the ends of runs from now on. (A standby must not: it would
         take the ends of the scheduler's runs, and fire their triggers again on taking over.)"""
-        for run_id, (job, message) in self.ws.store().cluster.requests().items():
+        inherited = self.ws.store().cluster.requests()
+        for run_id, (job, message) in inherited.items():
             with self._lock:
                 self._active[job] = run_id
                 self._requests[run_id] = from_message(message)
+        # a request not started yet may never have reached the broker (its scheduler died
+        # between recording and publishing it): published again; a second delivery of one
+        # that did is refused by the run's `once` check, so none runs twice
+        statuses = self.ws.store().runs.statuses(list(inherited))
+        for run_id, (_, message) in inherited.items():
+            if statuses.get(run_id) in (None, "queued"):
+                self._senders.submit(self._publish, message)
         self._thread.start()
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        try:
+            self.app.send_task(TASK, kwargs={"request": message}, queue=self.queue)
+            self.log("info", "run sent to the workers again", job=message["job"], run=message["run_id"])
+        except Exception as exc:  # noqa: BLE001 - the broker away: the run waits for the next scheduler
+            self.log(
+                "error", "run not sent to the workers", job=message["job"], error=f"{type(exc).__name__}"
+            )
 
     def submit(self, request: Request, exclusive: bool = False) -> str:
         """Hand a run to the workers or queue it: "started", "queued" or "merged"; with

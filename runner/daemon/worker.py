@@ -107,6 +107,10 @@ class RunWorker:
                 "info", "request delivered again: not run twice", job=req.job, run=run_id, error=str(exc)
             )
         except JobBusy as exc:
+            held = self.ws.store().locks.info(services.locks.job_lock(req.job))
+            if held is not None and held.run_id == run_id:  # this very run, delivered twice
+                self.log("info", "request delivered again: not run twice", job=req.job, run=run_id)
+                return
             self._not_started(req.job, run_id, str(exc))
         except RunnerError as exc:
             self._not_started(req.job, run_id, str(exc))
