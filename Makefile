@@ -38,7 +38,7 @@ schemas: $(STAMP)
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
 .PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale \
-	bench-verify bench-publish bench-http bench-consume
+	bench-verify bench-publish bench-http bench-consume bench-scaleout
 
 # The peers of bench-peers in an environment of their own (git-ignored, never needed by make test):
 # Sling 1.4.11 is the last PyPI release whose wheel ships its binary.
@@ -73,6 +73,10 @@ $(PEERS_STAMP):
 
 bench-memory: $(STAMP)
 	$(BIN)/python bench/run.py --memory
+
+# Workers across machines (bench/scaleout.py): PostgreSQL and RabbitMQ on 127.0.0.1.
+bench-scaleout: $(STAMP)
+	$(BIN)/python bench/scaleout.py --jobs 200 --runs 150
 
 bench-api: $(STAMP)
 	$(BIN)/python bench/api_load.py --clients 50 --seconds 30

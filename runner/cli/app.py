@@ -26,6 +26,7 @@ from runner.cli import (
     operate,
     runs,
     verify,
+    workers,
 )
 from runner.cli.common import STATE, err
 
@@ -60,6 +61,8 @@ for command in (
     operate.pause,
     operate.unpause,
     daemon.daemon,
+    workers.worker,
+    workers.workers,
     definitions.schemas,
     daemon.serve,
     connections.discover,

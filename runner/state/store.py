@@ -4,7 +4,8 @@ writers, behind one SQLAlchemy URL (`sqlite:///…` or `postgresql://…`).
 `StateStore` opens it (migrating it to the latest schema) and reaches each concern as an
 attribute over one shared database (`store.db`): `store.objects` (applied objects, revisions),
 `store.tasks` (pointers, digests), `store.locks`, `store.switches` (suspensions, settings, cron
-marks), `store.keys` (API keys) and `store.runs` (the index of the history files).
+marks), `store.keys` (API keys), `store.runs` (the index of the history files) and
+`store.cluster` (fired slots, run requests and workers of a scale-out).
 `StateReader` opens an existing store for what plans and status read, and nothing else.
 """
 
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from runner.errors import StateError, StoreMissing, StoreOutdated
 from runner.state import migrations, schema
 from runner.state.changelogs import ChangeLogs, ChangeLogsReader
+from runner.state.cluster import Cluster, ClusterReader
 from runner.state.database import Database, utcnow
 from runner.state.keys import Keys
 from runner.state.locks import Locks, LocksReader
@@ -41,6 +43,7 @@ class StateReader:
     switches: SwitchesReader
     runs: RunsReader
     changelogs: ChangeLogsReader
+    cluster: ClusterReader
 
     def __init__(self, url: str):
         self.db = Database(url, create=False, read_only=True)
@@ -55,6 +58,7 @@ class StateReader:
         self.switches = SwitchesReader(self.db)
         self.runs = RunsReader(self.db)
         self.changelogs = ChangeLogsReader(self.db)
+        self.cluster = ClusterReader(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -74,6 +78,7 @@ class StateStore(StateReader):
     runs: Runs
     keys: Keys
     changelogs: ChangeLogs
+    cluster: Cluster
 
     def __init__(self, url: str, create: bool = True):  # not StateReader's: this one migrates
         self.db = Database(url, create)
@@ -85,6 +90,7 @@ class StateStore(StateReader):
         self.runs = Runs(self.db)
         self.keys = Keys(self.db)
         self.changelogs = ChangeLogs(self.db)
+        self.cluster = Cluster(self.db)
 
 
 def _version(conn: sa.Connection) -> int:

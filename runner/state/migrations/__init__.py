@@ -27,6 +27,7 @@ from runner.state.migrations import (
     v009_reload_pending,
     v010_source_columns,
     v011_change_logs,
+    v012_leases_and_workers,
 )
 
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
@@ -41,5 +42,6 @@ MIGRATIONS: list[Callable[[sa.Connection], None]] = [
     v009_reload_pending.migrate,
     v010_source_columns.migrate,
     v011_change_logs.migrate,
+    v012_leases_and_workers.migrate,
 ]
 LATEST = len(MIGRATIONS)
