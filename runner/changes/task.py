@@ -11,6 +11,7 @@ import difflib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, cast
 
 from runner.changes.zones import ZonedSource
@@ -39,6 +40,7 @@ from runner.streams.cancel import CancelToken
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Batch, Column
 from runner.transfer.registry import fast_path
+from runner.transforms.pipeline import Pipeline, TransformingWriter
 
 NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
@@ -85,6 +87,7 @@ class TaskResult:
     upserted: int = 0  # written unmerged (a script's insert or update, a message): the writer cannot tell
     deleted: int = 0
     unchanged: int = 0
+    filtered: int = 0  # rows read that a filter of `transforms` dropped: never written
     pointer_before: dict[str, str] | None = None
     pointer_after: dict[str, str] | None = None
     read_seconds: float = 0.0
@@ -176,6 +179,14 @@ class TaskRun:
         created (and filled) the target."""
         self.result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
         check_columns(self, [c.name for c in columns])
+        self.pipeline(columns)  # a step naming a column the source lacks fails here, located
+
+    def pipeline(self, columns: list[Column]) -> Pipeline | None:
+        """The task's transforms bound to the source's `columns`; None without any."""
+        if not self.task.transforms:
+            return None
+        base_dir = getattr(self.source, "base_dir", None) or Path(".")
+        return Pipeline(list(self.task.transforms), columns, self.where, base_dir)
 
     def track(self, batches: Iterator[Batch], cancellable: bool = True) -> Iterator[Batch]:
         """Remember a reader's stream so `close_streams` ends it (and frees its connection) as
@@ -218,7 +229,15 @@ class TaskRun:
     def writer(self, columns: list[Column], copy: bool = False) -> Writer:
         """The task's writer: the target's merge, or, for a write it does not merge (scripts,
         messages: `WriteModel.merged`), a writer handed each row (`RowTarget`); `copy` lets a
-        merge copy inside the databases (`MergeWriter.copy_from`)."""
+        merge copy inside the databases (`MergeWriter.copy_from`). With transforms, the rows
+        go through them first and the target gets their columns; nothing is copied inside the
+        databases, where the rows would pass them by."""
+        pipeline = self.pipeline(columns)
+        if pipeline is None:
+            return self._writer(columns, copy)
+        return cast(Writer, TransformingWriter(self._writer(pipeline.columns, False), pipeline, self.result))
+
+    def _writer(self, columns: list[Column], copy: bool) -> Writer:
         if not self.task.write.merged():
             job = f"{self.namespace}/{self.job}"
             dry = self.options.dry_run
@@ -377,17 +396,23 @@ def counted_without_target(run: TaskRun, stream: ReadStream) -> bool:
     table = table_of(run.task)
     if not run.options.dry_run or table is None or run.target.table_exists(table):
         return False
-    names = [c.name for c in stream.columns]
-    encode = run.target.batch_encoder(stream.columns, [names.index(k) for k in run.task.write.keys])
-    _would_create(run, stream.columns)
+    pipeline = run.pipeline(stream.columns)
+    columns = pipeline.columns if pipeline is not None else stream.columns
+    names = [c.name for c in columns]
+    encode = run.target.batch_encoder(columns, [names.index(k) for k in run.task.write.keys])
+    _would_create(run, columns)
     run.log(
         "info",
         "dry run: the target table does not exist; every row read would be inserted",
         task=run.task.name,
     )
     for batch in run.timed(stream.batches):
-        encode(batch)
-        run.result.inserted = run.result.rows_read  # so far: a dry run stopped early says how far
+        rows = pipeline.apply(batch) if pipeline is not None else batch
+        run.result.filtered += len(batch) - len(rows)
+        encode(rows)
+        run.result.inserted = (
+            run.result.rows_read - run.result.filtered
+        )  # so far: a dry run stopped early says how far
     return True
 
 

@@ -28,6 +28,7 @@ from runner.definitions.schema_changes import (
     check_drop_columns,
 )
 from runner.definitions.templates import check_syntax
+from runner.definitions.transforms import TRANSFORMS_HELP, TransformSpec, column_problems
 from runner.definitions.windows import WINDOW_HELP, parse_start, parse_window, start_is_time
 
 TIMEZONE_HELP = (
@@ -74,6 +75,11 @@ class ReadModel(StrictModel):
     def needs(self) -> list[Need]:
         """What this read needs of its source's kind beyond reading."""
         return []
+
+    def declared_columns(self) -> list[str] | None:
+        """The columns the read states it gives, in order; None when only the source knows
+        them (a table's, a query's): what `runner validate` checks a task's transforms against."""
+        return None
 
     def check(self, task: Task) -> None:
         """Raise ValueError when this read contradicts the rest of the task."""
@@ -564,6 +570,7 @@ class Task(StrictModel, Generic[R, W]):
     truncate_strings: bool | None = Field(
         None, description=f"This task's own `truncate_strings` (default: the job's). {TRUNCATE_STRINGS_HELP}"
     )
+    transforms: list[TransformSpec] = Field(default_factory=list, description=TRANSFORMS_HELP)
 
     @model_validator(mode="after")
     def _needs_keys(self) -> Self:
@@ -594,6 +601,33 @@ class Task(StrictModel, Generic[R, W]):
         if info.field_name == "drop_columns":
             check_drop_columns(bool(value), info.data.get("schema_changes"))
         return value
+
+    def transform_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Problems of the task's transforms with the rest of it (paths below the task): a
+        column a step names that the read (as far as it declares its columns) or an earlier
+        step does not give; a key or the watermark column changed on the way; a filter with
+        deletes that only a full read can honour."""
+        untouchable = [(k, "a key column (write.keys)") for k in self.write.keys]
+        if self.changes.column is not None:
+            untouchable.append((self.changes.column, "the watermark column (changes.column)"))
+        found = [
+            (("transforms", *path), message)
+            for path, message in column_problems(
+                list(self.transforms), self.read.declared_columns(), untouchable
+            )
+        ]
+        filters = [i for i, step in enumerate(self.transforms) if step.type == "filter"]
+        if filters and self.deletes != "ignore" and self.changes.strategy != "full":
+            found.append(
+                (
+                    ("transforms", filters[0], "type"),
+                    f"a filter with deletes: {self.deletes} needs strategy 'full' (only a whole read "
+                    f"finds the rows that stopped passing the filter; with strategy "
+                    f"{self.changes.strategy!r} they would stay in the target): use strategy full, or "
+                    "deletes: ignore",
+                )
+            )
+        return found
 
     def check_history(self, before_run: BeforeRun | None) -> None:
         """History mode with what it cannot honour; `before_run` is the task's, or the job's
