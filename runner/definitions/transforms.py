@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from runner.definitions.models import StrictModel
 from runner.definitions.secrets import ONE_REFERENCE, check_references
@@ -40,6 +40,9 @@ def check_type(text: str) -> str:
     if match[2] is not None and match[1] not in ("decimal", "varchar", "char"):
         raise ValueError(f"type {match[1]!r} takes no arguments")
     return text.strip().lower()
+
+
+TypeName = Annotated[str, AfterValidator(check_type)]
 
 
 def expression_problem(source: str) -> str | None:
@@ -100,7 +103,9 @@ class Compute(TransformModel):
             "`(amount * 1.19) | round(2)`. It runs in the same sandbox as scripts; a NULL is `none`."
         ),
     )
-    to: str = Field("text", description=f"The computed column's type (the value is cast to it): {TYPE_HELP}.")
+    to: TypeName = Field(
+        "text", description=f"The computed column's type (the value is cast to it): {TYPE_HELP}."
+    )
 
     @field_validator("expression")
     @classmethod
@@ -109,11 +114,6 @@ class Compute(TransformModel):
         if problem:
             raise ValueError(problem)
         return source
-
-    @field_validator("to")
-    @classmethod
-    def _type(cls, text: str) -> str:
-        return check_type(text)
 
     def reads(self) -> list[tuple[FieldPath, str]]:
         return [(("expression",), n) for n in sorted(expression_names(self.expression) - {"row"})]
@@ -242,14 +242,9 @@ class Cast(TransformModel):
     """Columns converted to another of runner's canonical types; the target's column follows."""
 
     type: Literal["cast"]
-    columns: dict[str, str] = Field(
+    columns: dict[str, TypeName] = Field(
         min_length=1, description=f"`column: type`, for each column cast; the type is {TYPE_HELP}."
     )
-
-    @field_validator("columns")
-    @classmethod
-    def _types(cls, columns: dict[str, str]) -> dict[str, str]:
-        return {name: check_type(text) for name, text in columns.items()}
 
     def reads(self) -> list[tuple[FieldPath, str]]:
         return [(("columns", name), name) for name in self.columns]
@@ -286,6 +281,17 @@ class Mask(TransformModel):
         None, description="With method redact: the text every value becomes (the column is text then)."
     )
 
+    @field_validator("salt")
+    @classmethod
+    def _reference(cls, salt: str | None) -> str | None:
+        if salt is not None:
+            if not ONE_REFERENCE.match(salt):
+                raise ValueError("'salt' is a secret: give it as a reference, ${env:NAME} or ${file:path}")
+            problems = check_references(salt)
+            if problems:
+                raise ValueError(problems[0])
+        return salt
+
     @model_validator(mode="after")
     def _method(self) -> Mask:
         if self.method == "hash":
@@ -294,11 +300,6 @@ class Mask(TransformModel):
                     "method hash needs 'salt', a secret reference such as ${env:MASK_SALT}: an unkeyed "
                     "digest of an email or a name is found again by hashing guesses"
                 )
-            if not ONE_REFERENCE.match(self.salt):
-                raise ValueError("'salt' is a secret: give it as a reference, ${env:NAME} or ${file:path}")
-            problems = check_references(self.salt)
-            if problems:
-                raise ValueError(problems[0])
             if self.replacement is not None:
                 raise ValueError("'replacement' goes with method redact")
         elif self.salt is not None:
@@ -358,7 +359,7 @@ def column_problems(
         after = step.after(before)
         for name in set(before) - set(after):
             removed[name] = f"{step.type} at transforms[{i}]"  # type: ignore[attr-defined]
-        for name in after:
+        for name in set(after) - set(before):  # a new name (a rename's, a computed column)
             removed.pop(name, None)
         if known is not None:
             known = after
