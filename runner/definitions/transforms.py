@@ -91,7 +91,7 @@ class TransformModel(StrictModel):
 class Compute(TransformModel):
     """A column computed from each row by a Jinja expression (sandboxed, as scripts are)."""
 
-    type: Literal["compute"]
+    type: Literal["compute"] = Field(description="The step: compute.")
     column: str = Field(
         min_length=1, description="The column it sets: a new one (added last), or one of the row's, replaced."
     )
@@ -132,7 +132,7 @@ class Filter(TransformModel):
     """Rows kept or dropped by a Jinja expression over the row, or by a regular expression
     searched in one column's text."""
 
-    type: Literal["filter"]
+    type: Literal["filter"] = Field(description="The step: filter.")
     expression: str | None = Field(
         None,
         min_length=1,
@@ -192,7 +192,7 @@ class Filter(TransformModel):
 class Rename(TransformModel):
     """Columns given new names (the rows' values and order stay)."""
 
-    type: Literal["rename"]
+    type: Literal["rename"] = Field(description="The step: rename.")
     columns: dict[str, str] = Field(
         min_length=1, description="`old name: new name`, for each column renamed."
     )
@@ -222,7 +222,7 @@ class Rename(TransformModel):
 class Drop(TransformModel):
     """Columns left out of what the target gets."""
 
-    type: Literal["drop"]
+    type: Literal["drop"] = Field(description="The step: drop.")
     columns: list[str] = Field(min_length=1, description="The columns dropped.")
 
     def reads(self) -> list[tuple[FieldPath, str]]:
@@ -241,7 +241,7 @@ class Drop(TransformModel):
 class Cast(TransformModel):
     """Columns converted to another of runner's canonical types; the target's column follows."""
 
-    type: Literal["cast"]
+    type: Literal["cast"] = Field(description="The step: cast.")
     columns: dict[str, TypeName] = Field(
         min_length=1, description=f"`column: type`, for each column cast; the type is {TYPE_HELP}."
     )
@@ -261,7 +261,7 @@ class Mask(TransformModel):
     of its value (HMAC-SHA256 with a secret salt: equal values give equal digests, so joins and
     counts still work, but a digest cannot be looked up without the salt), or redacted."""
 
-    type: Literal["mask"]
+    type: Literal["mask"] = Field(description="The step: mask.")
     column: str = Field(min_length=1, description="The column masked.")
     method: Literal["hash", "redact"] = Field(
         "hash",

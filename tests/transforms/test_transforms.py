@@ -468,3 +468,16 @@ def test_a_dry_run_into_no_table_counts_the_rows_a_filter_lets_through(
     assert (task["rows_would_write"], task["filtered"]) == (2, 2)
     (create,) = task["schema_changes"]
     assert '"full_name"' in create["ddl"] and '"last"' not in create["ddl"]
+
+
+def test_describe_lists_each_task_s_transforms_in_words(project: Project, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("MASK_SALT", SALT)
+    sql = Sql("sqlite", project, None)
+    _job(project, "people", "{strategy: full}")
+    services.apply(project.ws)
+    sql.close()
+    steps = services.describe(project.ws, "Job", "copy")["transforms"]["people"]
+    assert steps[0] == "compute full_name (text) = first ~ ' ' ~ last"
+    assert steps[1] == "filter: keep rows where status != 'cancelled'"
+    assert steps[6] == "mask email (hash)"
+    assert SALT not in json.dumps(steps)
