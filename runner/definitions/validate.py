@@ -18,7 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from runner.definitions.errors import problems_from
 from runner.definitions.events import event_problems, header_file_problems, notify_problems
-from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec
+from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, cron_fields
 from runner.definitions.kinds import TaskModels, connection_type, job_model, model_of, secret_file_problems
 from runner.definitions.load import DEFAULT_NAMESPACE, Document
 from runner.definitions.models import ConnectionSpec, Envelope, Metadata
@@ -326,16 +326,15 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
 
     A six-field cron with `*` (or `*/1`, `0-59`) in its seconds field fires every second of
     each minute it matches: `* 5 * * * *` is 60 runs from 00:05:00 to 00:05:59, each hour."""
-    from croniter import croniter  # imported where schedules are checked
-
     warnings = [w for doc in docs if (w := _all_inactive(doc)) is not None]
     for doc in docs:
         spec = doc.data.get("spec")
         schedule = spec.get("schedule") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
         cron = schedule.get("cron") if isinstance(schedule, dict) else None
-        if not isinstance(cron, str) or len(cron.split()) != 6 or not croniter.is_valid(cron):
+        fields = cron_fields(cron) if isinstance(cron, str) else None
+        if fields is None or len(fields) != 6:
             continue
-        if croniter(cron).expanded[5] == ["*"]:
+        if fields[5] == ["*"]:
             warnings.append(
                 Problem(
                     doc.locate(("spec", "schedule", "cron")),

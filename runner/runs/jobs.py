@@ -69,12 +69,22 @@ ADHOC_REVIEWED_ONLY = ("events", "notify")
 
 
 def adhoc_job(
-    name: str, spec: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
-) -> tuple[AppliedObject, JobSpec]:
-    """An ad-hoc job's spec checked as a definition in jobs.d/ would be."""
+    ws: Workspace, name: str, spec: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
+) -> tuple[AppliedObject, JobSpec, dict[str, tuple[str, dict[str, Any]]]]:
+    """An ad-hoc job's spec checked as a definition in jobs.d/ would be, its tasks against the
+    kinds of the applied connections it names (a queue's task is no table's); with those
+    connections.
+
+    Raises:
+        DefinitionsInvalid: the spec or its name is invalid (with the field of each problem).
+        NotFound: a connection it names is not applied.
+    """
     metadata = {"name": name, "namespace": namespace}
     document = {"apiVersion": API_VERSION, "kind": "Job", "metadata": metadata, "spec": spec}
-    problems = _check(document)
+    job = AppliedObject("Job", namespace, name, document, "", ADHOC_FILE, 0, 0)
+    valid_ends = isinstance(spec.get("source", ""), str) and isinstance(spec.get("target", ""), str)
+    ends = connections_of(ws, job, missing_ok=True) if valid_ends else {}
+    problems = check_document(document, "ad-hoc job", **job_types.registered_models(), ends=_types(ends))
     problems += [
         Problem(
             Location("ad-hoc job", field=f"spec.{field}"),
@@ -94,27 +104,8 @@ def adhoc_job(
     ]
     if problems:
         raise DefinitionsInvalid(problems)
-    return AppliedObject("Job", namespace, name, document, "", ADHOC_FILE, 0, 0), job_types.parse(spec)
-
-
-def _check(document: dict[str, Any], ends: dict[str, str] | None = None) -> list[Problem]:
-    """An ad-hoc job's problems, by the registered models; its tasks by its connections' kinds
-    when `ends` (`source`/`target` -> connection type) are known."""
-    return check_document(document, "ad-hoc job", **job_types.registered_models(), ends=ends)
-
-
-def adhoc_connections(ws: Workspace, job: AppliedObject) -> dict[str, tuple[str, dict[str, Any]]]:
-    """An ad-hoc job's applied connections, once its tasks are checked against their kinds.
-
-    Raises:
-        NotFound: a connection it names is not applied.
-        DefinitionsInvalid: a task's `read` or `write` does not suit its connection's kind.
-    """
-    ends = connections_of(ws, job)
-    problems = _check(job.document, _types(ends))
-    if problems:
-        raise DefinitionsInvalid(problems)
-    return ends
+    ends = connections_of(ws, job)  # a connection not applied: NotFound
+    return job, job_types.parse(spec, _types(ends)), ends
 
 
 def check_tasks(ws: Workspace, ref: str, tasks: list[str] | None) -> None:
@@ -147,10 +138,9 @@ def check_task_names(spec: JobSpec, what: str, tasks: list[str] | None) -> None:
         )
 
 
-def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> None:
+def check_adhoc(ws: Workspace, job: AppliedObject, spec: JobSpec, tasks: list[str] | None) -> None:
     """An ad-hoc job may not take an applied job's name (it would share its pointers and
-    digests), nor name a task it does not have or a connection that is not applied, nor have
-    a task its connections' kinds refuse."""
+    digests), nor name a task it does not have."""
     try:
         applied = ws.store().objects.get("Job", job.namespace, job.name)
     except NotFound:
@@ -160,5 +150,4 @@ def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> N
             f"job {job.ref} is applied: an ad-hoc run takes a name of its own (its pointers and digests "
             "are kept under it)"
         )
-    check_task_names(job_types.parse(job.document["spec"]), "the ad-hoc job", tasks)
-    adhoc_connections(ws, job)
+    check_task_names(spec, "the ad-hoc job", tasks)
