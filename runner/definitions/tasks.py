@@ -206,6 +206,9 @@ def _also_boolean(schema: dict[str, Any]) -> None:
 
 
 BeforeRun = Literal["keep", "truncate", "recreate"]
+# the strategies that remove a row from the target once it stops passing a filter (`deletes`
+# propagate or soft): a whole read finds it missing; a change stream's update of it deletes it
+FILTER_DELETES = ("full", "messages", "cdc")
 
 
 class HistorySpec(StrictModel):
@@ -617,14 +620,13 @@ class Task(StrictModel, Generic[R, W]):
             )
         ]
         filters = [i for i, step in enumerate(self.transforms) if step.type == "filter"]
-        if filters and self.deletes != "ignore" and self.changes.strategy != "full":
+        if filters and self.deletes != "ignore" and self.changes.strategy not in FILTER_DELETES:
             found.append(
                 (
                     ("transforms", filters[0], "type"),
-                    f"a filter with deletes: {self.deletes} needs strategy 'full' (only a whole read "
-                    f"finds the rows that stopped passing the filter; with strategy "
-                    f"{self.changes.strategy!r} they would stay in the target): use strategy full, or "
-                    "deletes: ignore",
+                    f"a filter with deletes: {self.deletes} needs strategy full (a whole read), "
+                    f"messages or cdc (each change seen): with strategy {self.changes.strategy!r} a row "
+                    "that stopped passing the filter would stay in the target; or use deletes: ignore",
                 )
             )
         return found

@@ -41,14 +41,22 @@ class Pipeline:
 
 class TransformingWriter:
     """A writer whose staged and inserted rows go through a pipeline first; rows a filter drops
-    are added to `counts.filtered`. Everything else is the inner writer's own."""
+    are added to `counts.filtered`. Everything else is the inner writer's own.
 
-    _own = ("inner", "pipeline", "counts")
+    With `delete_keys` (the key columns' positions in the rows given), the keys of the staged
+    rows a filter drops are deleted from the target at once: for a stream of changes (messages,
+    a log), where an update that stops passing the filter must take its row out of the target.
+    Each key comes once in a stage there, so the delete never meets a row staged beside it."""
 
-    def __init__(self, inner: Any, pipeline: Pipeline, counts: Any):
+    def __init__(self, inner: Any, pipeline: Pipeline, counts: Any, delete_keys: list[int] | None = None):
         object.__setattr__(self, "inner", inner)
         object.__setattr__(self, "pipeline", pipeline)
         object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "delete_keys", delete_keys)
+        names = [c.name for c in pipeline.columns]
+        source = [c.name for c in pipeline.source_columns]
+        out_keys = [names.index(source[i]) for i in delete_keys or []]
+        object.__setattr__(self, "out_keys", out_keys)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -65,6 +73,12 @@ class TransformingWriter:
         rows = self._through(batch)
         if rows:
             self.inner.stage(rows)
+        if self.delete_keys and len(rows) < len(batch):
+            passed = {tuple(row[i] for i in self.out_keys) for row in rows}
+            dropped = [k for row in batch if (k := tuple(row[i] for i in self.delete_keys)) not in passed]
+            self.inner.open_key_stage()
+            self.inner.stage_keys(dropped)
+            self.counts.deleted += self.inner.delete_listed()
 
     def insert(self, batch: Batch) -> None:
         rows = self._through(batch)
