@@ -325,6 +325,7 @@ class TaskRun:
             updated=r.updated,
             upserted=r.upserted,
             deleted=r.deleted,
+            filtered=r.filtered,
         )
         if pause:
             checkpoint("committed")

@@ -490,3 +490,31 @@ def test_describe_lists_each_task_s_transforms_in_words(project: Project, monkey
     assert steps[1] == "filter: keep rows where status != 'cancelled'"
     assert steps[6] == "mask email (hash)"
     assert SALT not in json.dumps(steps)
+
+
+def test_the_run_line_and_the_history_file_count_the_rows_filtered_out(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+):
+    from typer.testing import CliRunner
+
+    from runner.cli.app import app
+
+    monkeypatch.setenv("MASK_SALT", SALT)
+    sql = Sql("sqlite", project, None)
+    sql.put(ROWS)
+    _job(project, "people", "{strategy: full}")
+    sql.close()
+    base = ["--dir", str(project.root)]
+    assert CliRunner().invoke(app, [*base, "apply"]).exit_code == 0
+    result = CliRunner().invoke(app, [*base, "run", "copy"])
+    assert result.exit_code == 0, result.stdout
+    assert (
+        "4 rows read → 2 inserted, 0 updated, 0 deleted, 0 unchanged, 2 filtered out in people"
+        in result.stdout
+    )
+    (path,) = (project.root / ".runner/history").rglob("*.json")
+    (task,) = json.loads(path.read_text())["tasks"]
+    assert (task["rows_read"], task["inserted"], task["filtered"]) == (4, 2, 2)
+    (run,) = services.runs(project.ws, "copy")
+    log = services.logs(project.ws, run["run_id"])
+    assert [line["filtered"] for line in log if line["message"] == "task succeeded"] == [2]
