@@ -32,7 +32,7 @@ from runner.connectors.base import (
 from runner.definitions.load import format_path
 from runner.definitions.needs import Need
 from runner.definitions.schema_changes import TableChanges
-from runner.definitions.tasks import FILTER_DELETES, Task, WriteSpec
+from runner.definitions.tasks import FILTER_DELETES, ReadSpec, Task, WriteSpec
 from runner.errors import Location, TerminalError
 from runner.state.store import StateStore
 from runner.state.tasks import TaskState
@@ -144,6 +144,9 @@ class TaskRun:
         self.noted = time.monotonic()
         if t.read.zone is not None:  # timestamps without a zone: read in it, given as UTC
             self.source = cast(Source, ZonedSource(self.source, t.read.zone))
+        computed = t.computed_in_read()
+        if computed:  # the source computes them: every read of the task selects them
+            self.task = t.model_copy(update={"read": _with_computed(self.source, t.read, computed)})
 
     @property
     def table(self) -> str:
@@ -355,6 +358,20 @@ def table_of(task: Task) -> str | None:
     return task.write.table if isinstance(task.write, WriteSpec) else None
 
 
+def _with_computed(source: Source, read: Any, computed: dict[str, str]) -> ReadSpec:
+    """A SQL read as a query that also selects the columns computed in it (`compute`'s `sql`):
+    the user's SQL expressions, each named by its quoted column; the table or query within."""
+    sql = cast(Any, source)  # a kind with `query` (`runner.changes.task.needs`): a SQL connector
+    inner = sql.quote_table(read.table) if read.table is not None else f"({read.query.strip().rstrip(';')})"
+    extra = ", ".join(f"({expr}) AS {sql.quote(name)}" for name, expr in computed.items())
+    return ReadSpec(
+        query=f"SELECT t.*, {extra} FROM {inner} t",
+        unmapped_types=read.unmapped_types,
+        timezone=read.timezone,
+        deleted_keys_query=read.deleted_keys_query,
+    )
+
+
 def _value_at(task: Task, path: tuple[str | int, ...]) -> object:
     """A field's value below a task (`('changes', 'window')`), None when unset."""
     value: object = task
@@ -366,7 +383,13 @@ def _value_at(task: Task, path: tuple[str | int, ...]) -> object:
 def needs(task: Task) -> list[Need]:
     """What every task needs of its kinds, whatever its strategy: what its read and its write
     ask for (a query read, scripts run, the target's merge or replace, ...)."""
-    return [*task.read.needs(), *task.write.needs(task)]
+    why = "a compute step's sql is computed in the source's read (a query)"
+    in_read = [
+        Need("source", "query", ("transforms", i, "sql"), why)
+        for i, step in enumerate(task.transforms)
+        if step.type == "compute" and step.sql is not None
+    ]
+    return [*task.read.needs(), *task.write.needs(task), *in_read]
 
 
 def check_columns(run: TaskRun, names: list[str]) -> None:

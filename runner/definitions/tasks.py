@@ -605,6 +605,14 @@ class Task(StrictModel, Generic[R, W]):
             check_drop_columns(bool(value), info.data.get("schema_changes"))
         return value
 
+    def computed_in_read(self) -> dict[str, str]:
+        """The columns the source computes in its read (a compute step's `sql`): name -> SQL."""
+        return {
+            step.column: step.sql
+            for step in self.transforms
+            if step.type == "compute" and step.sql is not None
+        }
+
     def transform_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Problems of the task's transforms with the rest of it (paths below the task): a
         column a step names that the read (as far as it declares its columns) or an earlier
@@ -619,6 +627,25 @@ class Task(StrictModel, Generic[R, W]):
                 list(self.transforms), self.read.declared_columns(), untouchable
             )
         ]
+        steps = list(self.transforms)
+        in_read = [i for i, step in enumerate(steps) if step.type == "compute" and step.sql is not None]
+        for i in in_read:
+            if any(j < i and not (steps[j].type == "compute" and steps[j].sql is not None) for j in range(i)):
+                found.append(
+                    (
+                        ("transforms", i, "sql"),
+                        "a compute with sql runs in the source's read, before every other step: "
+                        "list it first",
+                    )
+                )
+            if self.changes.strategy == "cdc":
+                found.append(
+                    (
+                        ("transforms", i, "sql"),
+                        "strategy 'cdc' reads each change from the log, not through a SELECT: compute this "
+                        "column with an `expression`",
+                    )
+                )
         filters = [i for i, step in enumerate(self.transforms) if step.type == "filter"]
         if filters and self.deletes != "ignore" and self.changes.strategy not in FILTER_DELETES:
             found.append(

@@ -89,13 +89,15 @@ class TransformModel(StrictModel):
 
 
 class Compute(TransformModel):
-    """A column computed from each row by a Jinja expression (sandboxed, as scripts are)."""
+    """A column computed from each row by a Jinja expression (sandboxed, as scripts are), or,
+    from a SQL source, by a SQL expression the source computes in its read."""
 
     type: Literal["compute"] = Field(description="The step: compute.")
     column: str = Field(
         min_length=1, description="The column it sets: a new one (added last), or one of the row's, replaced."
     )
-    expression: str = Field(
+    expression: str | None = Field(
+        None,
         min_length=1,
         description=(
             "A Jinja expression (no braces) over the row: each column by its name, and `row`, a mapping "
@@ -103,19 +105,41 @@ class Compute(TransformModel):
             "`(amount * 1.19) | round(2)`. It runs in the same sandbox as scripts; a NULL is `none`."
         ),
     )
-    to: TypeName = Field(
-        "text", description=f"The computed column's type (the value is cast to it): {TYPE_HELP}."
+    sql: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "Instead of `expression`, from a SQL source: a SQL expression over the source's columns, in "
+            "its dialect (`upper(email)`, `amount * 1.19`), added to the read's SELECT, so the source "
+            "computes it (for every strategy's read: rows, digests, rows by key). Such steps come first "
+            "and see the source's columns."
+        ),
+    )
+    to: TypeName | None = Field(
+        None,
+        description=(
+            f"The computed column's type (the value is cast to it): {TYPE_HELP}. Unset: text for an "
+            "`expression`, the type the source gives for `sql`."
+        ),
     )
 
     @field_validator("expression")
     @classmethod
-    def _syntax(cls, source: str) -> str:
-        problem = expression_problem(source)
+    def _syntax(cls, source: str | None) -> str | None:
+        problem = expression_problem(source) if source is not None else None
         if problem:
             raise ValueError(problem)
         return source
 
+    @model_validator(mode="after")
+    def _one_way(self) -> Compute:
+        if (self.expression is None) == (self.sql is None):
+            raise ValueError("give exactly one of 'expression' (Jinja, over the row) or 'sql' (in the read)")
+        return self
+
     def reads(self) -> list[tuple[FieldPath, str]]:
+        if self.expression is None:  # SQL: the source checks its names when the read runs
+            return []
         return [(("expression",), n) for n in sorted(expression_names(self.expression) - {"row"})]
 
     def changes(self) -> list[tuple[FieldPath, str]]:
@@ -125,7 +149,8 @@ class Compute(TransformModel):
         return columns if self.column in columns else [*columns, self.column]
 
     def summary(self) -> str:
-        return f"compute {self.column} ({self.to}) = {self.expression}"
+        how = f"sql {self.sql}" if self.sql is not None else self.expression
+        return f"compute {self.column} ({self.to or ('as read' if self.sql else 'text')}) = {how}"
 
 
 class Filter(TransformModel):

@@ -518,3 +518,91 @@ def test_the_run_line_and_the_history_file_count_the_rows_filtered_out(
     (run,) = services.runs(project.ws, "copy")
     log = services.logs(project.ws, run["run_id"])
     assert [line["filtered"] for line in log if line["message"] == "task succeeded"] == [2]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    ["{strategy: full}", "{strategy: watermark, column: updated_at}", "{strategy: hash}"],
+)
+def test_a_sql_compute_is_computed_in_the_source_s_read(sql: Sql, project: Project, changes: str):
+    sql.put(ROWS)
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        f"""
+        - name: people
+          read: {{table: {sql.table}}}
+          write: {{table: people, keys: [id]}}
+          changes: {changes}
+          transforms:
+            - {{type: compute, column: shout, sql: "upper(first) || '!'"}}
+            - {{type: compute, column: tenfold, sql: "id * 10", to: bigint}}
+            - {{type: filter, expression: "tenfold > 10"}}
+            - {{type: drop, columns: [first, last, email, phone, amount, status]}}
+        """,
+    )
+    services.apply(project.ws)
+    task = _run(project)
+    assert task["source"] == sql.table and task["filtered"] == 1
+    with sql.dst.connect() as c:
+        got = c.exec_driver_sql("SELECT id, shout, tenfold FROM people ORDER BY id").all()
+    assert [tuple(r) for r in got] == [(2, "BO!", 20), (3, "CY!", 30), (4, "DI!", 40)]
+    sql.put([(3, "Cyd", "Ng", None, "000-3", "7.25", "ok", "2024-06-01 10:00:00")])
+    task = _run(project)
+    assert task["updated"] == 1
+    with sql.dst.connect() as c:
+        assert c.exec_driver_sql("SELECT shout FROM people WHERE id = 3").scalar() == "CYD!"
+    kinds = {c["name"]: str(c["type"]).lower() for c in sa.inspect(sql.dst).get_columns("people")}
+    assert "int" in kinds["tenfold"]
+
+
+def test_a_sql_compute_needs_a_source_that_runs_queries_and_comes_first(project: Project):
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    project.write(
+        "connections.d/in.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: in}\nspec: {type: files, path: in}\n",
+    )
+    project.job(
+        "copy",
+        "in",
+        "dst",
+        """
+        - name: t
+          read: {files: "*.csv", format: csv, columns: {id: bigint, a: text}}
+          write: {table: y, keys: [id]}
+          transforms:
+            - {type: rename, columns: {a: b}}
+            - {type: compute, column: c, sql: "upper(b)"}
+        """,
+    )
+    ((where, message),) = _problems(project)
+    assert where == "13:spec.tasks[0].transforms[1].sql" and "list it first" in message
+    project.job(
+        "copy",
+        "in",
+        "dst",
+        """
+        - name: t
+          read: {files: "*.csv", format: csv, columns: {id: bigint, a: text}}
+          write: {table: y, keys: [id]}
+          transforms:
+            - {type: compute, column: c, sql: "upper(a)"}
+        """,
+    )
+    ((where, message),) = _problems(project)
+    assert where == "12:spec.tasks[0].transforms[0].sql" and "query" in message, message
+    project.job(
+        "copy",
+        "in",
+        "dst",
+        """
+        - name: t
+          read: {files: "*.csv", format: csv, columns: {id: bigint, a: text}}
+          write: {table: y, keys: [id]}
+          transforms:
+            - {type: compute, column: d, expression: "a", sql: "a"}
+        """,
+    )
+    ((where, message),) = _problems(project)
+    assert where == "12:spec.tasks[0].transforms[0]" and message.startswith("give exactly one of")
