@@ -606,3 +606,44 @@ def test_a_sql_compute_needs_a_source_that_runs_queries_and_comes_first(project:
     )
     ((where, message),) = _problems(project)
     assert where == "12:spec.tasks[0].transforms[0]" and message.startswith("give exactly one of")
+
+
+def test_a_target_without_tables_gets_the_transformed_rows(project: Project, monkeypatch: pytest.MonkeyPatch):
+    """A writer handed each row (files here, as a broker's): the same steps before it."""
+    monkeypatch.setenv("MASK_SALT", SALT)
+    sql = Sql("sqlite", project, None)
+    sql.put(ROWS)
+    project.write(
+        "connections.d/lake.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: lake}\nspec: {type: files, path: lake}\n",
+    )
+    project.job(
+        "copy",
+        "src",
+        "lake",
+        textwrap.dedent("""
+        - name: people
+          read: {table: people}
+          write: {keys: [id], format: jsonl}
+          changes: {strategy: hash}
+        """).strip("\n")
+        + TRANSFORMS,
+    )
+    services.apply(project.ws)
+    task = _run(project)
+    sql.close()
+    assert (task["upserted"], task["filtered"]) == (2, 2)
+    lines = [
+        json.loads(x)
+        for p in sorted((project.root / "lake").rglob("*.jsonl"))
+        for x in p.read_text().splitlines()
+    ]
+    got = [
+        (r["id"], r["first_name"], r["email"], r["phone"], Decimal(r["amount"]), r["full_name"])
+        for r in lines
+    ]
+    assert sorted(got) == expected(ROWS)
+    assert "last" not in lines[0] and "status" not in lines[0]
+    for path in (project.root / "lake").rglob("*"):
+        if path.is_file():
+            assert b"ana@example.org" not in path.read_bytes()
