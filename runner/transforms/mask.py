@@ -29,10 +29,14 @@ def bind(spec: Mask, columns: list[Column], ctx: Context) -> Bound:
         key = secrets.resolve(spec.salt, ctx.base_dir).encode()
         out[i] = replace(columns[i], type=TEXT, unmapped=None)
 
+        keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied per value: the key is set up once
+
         def hide(value: object) -> object:
             if value is None:
                 return None
-            return hmac.new(key, text_of(value).encode(), hashlib.sha256).hexdigest()
+            digest = keyed.copy()
+            digest.update(text_of(value).encode())
+            return digest.hexdigest()
     else:
         replacement = spec.replacement
         if replacement is not None:
