@@ -32,7 +32,7 @@ from runner.connectors.base import (
 from runner.definitions.load import format_path
 from runner.definitions.needs import Need
 from runner.definitions.schema_changes import TableChanges
-from runner.definitions.tasks import FILTER_DELETES, ReadSpec, Task, WriteSpec
+from runner.definitions.tasks import ReadSpec, Task, WriteSpec
 from runner.errors import Location, TerminalError
 from runner.state.store import StateStore
 from runner.state.tasks import TaskState
@@ -241,7 +241,7 @@ class TaskRun:
         inner = self._writer(pipeline.columns, False)
         task = self.task
         # a change stream's update that stops passing a filter deletes its row (`Task.transform_problems`)
-        deletes = task.deletes != "ignore" and task.changes.strategy in FILTER_DELETES[1:]
+        deletes = task.deletes != "ignore" and task.changes.strategy in ("messages", "cdc")
         names = [c.name for c in columns]
         at = [names.index(k) for k in task.write.keys] if deletes else None
         return cast(Writer, TransformingWriter(inner, pipeline, self.result, at))

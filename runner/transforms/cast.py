@@ -1,6 +1,8 @@
 """`cast`: columns converted to another of runner's canonical types; the target's column takes
 the new type (created so, or changed as `schema_changes` allows). A value that cannot be
-converted fails the task, naming the field and the column (never the value)."""
+converted fails the task, naming the field and the column (never the value). The conversions
+are the ones a message's JSON values are decoded with (`messaging.decode`), made lenient
+where a source's own values need it (a timestamp's date, a number's text, yes/no)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ transforms (`TaskRun.writer`, `digests_compared_in_target`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from runner.definitions.transforms import TransformModel
@@ -21,7 +23,9 @@ from runner.transforms.registry import TRANSFORMS, Bound, Context
 class Pipeline:
     """The steps bound in order: each one's output columns are the next one's input."""
 
-    def __init__(self, steps: list[TransformModel], columns: list[Column], where: Any, base_dir: Any):
+    def __init__(
+        self, steps: list[TransformModel], columns: list[Column], where: Callable[..., str], base_dir: Path
+    ):
         self.source_columns = columns
         self.bound: list[Bound] = []
         for i, step in enumerate(steps):
