@@ -240,8 +240,9 @@ class TaskRun:
             return self._writer(columns, copy)
         inner = self._writer(pipeline.columns, False)
         task = self.task
-        # a change stream's update that stops passing a filter deletes its row (`Task.transform_problems`)
-        deletes = task.deletes != "ignore" and task.changes.strategy in ("messages", "cdc")
+        # a changed row read again that stops passing a filter deletes its row (`FILTER_DELETES`);
+        # a full read finds it missing instead
+        deletes = task.deletes != "ignore" and task.changes.strategy in ("watermark", "messages", "cdc")
         names = [c.name for c in columns]
         at = [names.index(k) for k in task.write.keys] if deletes else None
         return cast(Writer, TransformingWriter(inner, pipeline, self.result, at))

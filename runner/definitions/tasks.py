@@ -207,8 +207,10 @@ def _also_boolean(schema: dict[str, Any]) -> None:
 
 BeforeRun = Literal["keep", "truncate", "recreate"]
 # the strategies that remove a row from the target once it stops passing a filter (`deletes`
-# propagate or soft): a whole read finds it missing; a change stream's update of it deletes it
-FILTER_DELETES = ("full", "messages", "cdc")
+# propagate or soft): a whole read finds it missing; a watermark's read of the changed row, a
+# message or a log's change deletes its key. The hash strategy's first run into a filled table
+# keeps every source key in the writer's key stage, which such a delete would need meanwhile.
+FILTER_DELETES = ("full", "watermark", "messages", "cdc")
 
 
 class HistorySpec(StrictModel):
@@ -651,9 +653,9 @@ class Task(StrictModel, Generic[R, W]):
             found.append(
                 (
                     ("transforms", filters[0], "type"),
-                    f"a filter with deletes: {self.deletes} needs strategy full (a whole read), "
-                    f"messages or cdc (each change seen): with strategy {self.changes.strategy!r} a row "
-                    "that stopped passing the filter would stay in the target; or use deletes: ignore",
+                    f"a filter with deletes: {self.deletes} needs strategy full, watermark, messages "
+                    f"or cdc (each reads the changed row): strategy {self.changes.strategy!r} would "
+                    "keep a row that stopped passing the filter in the target; or use deletes: ignore",
                 )
             )
         return found

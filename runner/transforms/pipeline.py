@@ -48,50 +48,51 @@ class TransformingWriter:
     are added to `counts.filtered`. Everything else is the inner writer's own.
 
     With `delete_keys` (the key columns' positions in the rows given), the keys of the staged
-    rows a filter drops are deleted from the target at once: for a stream of changes (messages,
-    a log), where an update that stops passing the filter must take its row out of the target.
-    Each key comes once in a stage there, so the delete never meets a row staged beside it."""
+    rows a filter drops are deleted from the target at once: for strategies that read the
+    changed rows (a watermark's read, messages, a log), where a row that stops passing the
+    filter must leave the target. Each key comes once in a stage there, so the delete never
+    meets a row staged beside it; nothing else holds the writer's key stage meanwhile."""
 
     def __init__(self, inner: Any, pipeline: Pipeline, counts: Any, delete_keys: list[int] | None = None):
-        object.__setattr__(self, "inner", inner)
-        object.__setattr__(self, "pipeline", pipeline)
-        object.__setattr__(self, "counts", counts)
-        object.__setattr__(self, "delete_keys", delete_keys)
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_pipeline", pipeline)
+        object.__setattr__(self, "_counts", counts)
+        object.__setattr__(self, "_delete_at", delete_keys)
         names = [c.name for c in pipeline.columns]
         source = [c.name for c in pipeline.source_columns]
         out_keys = [names.index(source[i]) for i in delete_keys or []]
-        object.__setattr__(self, "out_keys", out_keys)
+        object.__setattr__(self, "_out_at", out_keys)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    def __getattr__(self, name: str) -> Any:  # its own attributes start with `_`: none shadows the writer's
+        return getattr(self._inner, name)
 
     def __setattr__(self, name: str, value: Any) -> None:  # `empty_at_start`, set by a strategy
-        setattr(self.inner, name, value)
+        setattr(self._inner, name, value)
 
     def _through(self, batch: Batch) -> Batch:
-        rows = self.pipeline.apply(batch)
-        self.counts.filtered += len(batch) - len(rows)
+        rows = self._pipeline.apply(batch)
+        self._counts.filtered += len(batch) - len(rows)
         return rows
 
     def stage(self, batch: Batch) -> None:
         rows = self._through(batch)
         if rows:
-            self.inner.stage(rows)
-        if self.delete_keys and len(rows) < len(batch):
-            passed = {tuple(row[i] for i in self.out_keys) for row in rows}
-            dropped = [k for row in batch if (k := tuple(row[i] for i in self.delete_keys)) not in passed]
-            self.inner.open_key_stage()
-            self.inner.stage_keys(dropped)
-            self.counts.deleted += self.inner.delete_listed()
+            self._inner.stage(rows)
+        if self._delete_at and len(rows) < len(batch):
+            passed = {tuple(row[i] for i in self._out_at) for row in rows}
+            dropped = [k for row in batch if (k := tuple(row[i] for i in self._delete_at)) not in passed]
+            self._inner.open_key_stage()
+            self._inner.stage_keys(dropped)
+            self._counts.deleted += self._inner.delete_listed()
 
     def insert(self, batch: Batch) -> None:
         rows = self._through(batch)
         if rows:
-            self.inner.insert(rows)
+            self._inner.insert(rows)
 
     def __enter__(self) -> TransformingWriter:
-        self.inner.__enter__()
+        self._inner.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.inner.__exit__(*exc)
+        self._inner.__exit__(*exc)

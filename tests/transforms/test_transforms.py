@@ -435,7 +435,7 @@ def test_validate_follows_the_columns_through_the_steps(project: Project):
     assert "is a key column" in found[2][1]
 
 
-def test_validate_refuses_a_filter_with_deletes_a_partial_read_cannot_honour(project: Project):
+def test_validate_refuses_a_filter_with_deletes_the_hash_strategy_cannot_honour(project: Project):
     project.connection("src", "sqlite", "sqlite:///src.db")
     project.connection("dst", "sqlite", "sqlite:///dst.db")
     project.job(
@@ -451,15 +451,22 @@ def test_validate_refuses_a_filter_with_deletes_a_partial_read_cannot_honour(pro
           transforms:
             - {type: filter, column: a, regex: "x"}
             - {type: drop, columns: [ts]}
+        - name: u
+          read: {table: x}
+          write: {table: z, keys: [id]}
+          changes: {strategy: hash}
+          deletes: soft
+          transforms:
+            - {type: filter, column: a, regex: "x"}
         """,
     )
     found = _problems(project)
     assert [f for f, _ in found] == [
-        "14:spec.tasks[0].transforms[0].type",
         "15:spec.tasks[0].transforms[1].columns[0]",
+        "22:spec.tasks[1].transforms[0].type",
     ]
-    assert "needs strategy full (a whole read), messages or cdc" in found[0][1]
-    assert "the watermark column" in found[1][1]
+    assert "the watermark column" in found[0][1]
+    assert "a filter with deletes: soft needs strategy full, watermark, messages or cdc" in found[1][1]
 
 
 def test_a_dry_run_into_no_table_counts_the_rows_a_filter_lets_through(
@@ -647,3 +654,26 @@ def test_a_target_without_tables_gets_the_transformed_rows(project: Project, mon
     for path in (project.root / "lake").rglob("*"):
         if path.is_file():
             assert b"ana@example.org" not in path.read_bytes()
+
+
+@pytest.mark.parametrize("deletes", ["propagate", "soft"])
+def test_watermark_with_deletes_takes_out_a_row_that_stops_passing_the_filter(
+    sql: Sql, project: Project, deletes: str
+):
+    sql.put(ROWS)
+    _job(project, sql.table, "{strategy: watermark, column: updated_at}", deletes=deletes)
+    services.apply(project.ws)
+    _run(project)
+    assert [r[0] for r in sql.target()] == [1, 4]
+    sql.put([(1, "Ana", "Lee", "ana@example.org", "555-1", "12.5", "cancelled", "2024-03-01 10:00:00")])
+    sql.delete(4)
+    task = _run(project)
+    assert (task["rows_read"], task["filtered"], task["deleted"]) == (1, 1, 2)
+    if deletes == "propagate":
+        assert sql.target() == []
+    else:
+        with sql.dst.connect() as c:
+            marked = c.exec_driver_sql(
+                "SELECT id FROM people WHERE _deleted_at IS NOT NULL ORDER BY id"
+            ).all()
+        assert [r[0] for r in marked] == [1, 4]
