@@ -40,6 +40,7 @@ from runner.streams.cancel import CancelToken
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Batch, Column
 from runner.transfer.registry import fast_path
+from runner.transforms.digests import StepsInDigests
 from runner.transforms.pipeline import Pipeline, TransformingWriter
 
 NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
@@ -144,6 +145,8 @@ class TaskRun:
         self.noted = time.monotonic()
         if t.read.zone is not None:  # timestamps without a zone: read in it, given as UTC
             self.source = cast(Source, ZonedSource(self.source, t.read.zone))
+        if t.transforms and t.changes.strategy == "hash":  # new steps: every row written again
+            self.source = cast(Source, StepsInDigests(self.source, list(t.transforms)))
         computed = t.computed_in_read()
         if computed:  # the source computes them: every read of the task selects them
             self.task = t.model_copy(update={"read": _with_computed(self.source, t.read, computed)})

@@ -677,3 +677,17 @@ def test_watermark_with_deletes_takes_out_a_row_that_stops_passing_the_filter(
                 "SELECT id FROM people WHERE _deleted_at IS NOT NULL ORDER BY id"
             ).all()
         assert [r[0] for r in marked] == [1, 4]
+
+
+def test_the_hash_strategy_writes_every_row_again_when_the_steps_change(sql: Sql, project: Project):
+    sql.put(ROWS)
+    _job(project, sql.table, "{strategy: hash}")
+    services.apply(project.ws)
+    _run(project)
+    assert _run(project)["unchanged"] == 4  # the digests include the steps: unchanged while they are
+    job = project.root / "jobs.d/copy.yaml"
+    job.write_text(job.read_text().replace("first ~ ' ' ~ last", "last ~ ', ' ~ first"))
+    services.apply(project.ws)
+    task = _run(project)
+    assert (task["updated"], task["filtered"]) == (2, 2)
+    assert [r[5] for r in sql.target()] == ["Lee, Ana", "Wu, Di"]
