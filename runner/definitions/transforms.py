@@ -59,13 +59,14 @@ def expression_problem(source: str) -> str | None:
 
 
 def expression_names(source: str) -> set[str]:
-    """The names an expression reads (each a column, or `row`)."""
+    """The names an expression reads (each a column, or `row`), beside the sandbox's own."""
     from jinja2 import meta
 
     from runner.definitions.templates import environment
 
     env = environment()
-    return set(meta.find_undeclared_variables(env.parse("{{ (" + source + ") }}")))
+    found = meta.find_undeclared_variables(env.parse("{{ (" + source + ") }}"))
+    return set(found) - set(env.globals)  # `range`, `dict`, ...: the sandbox's own names
 
 
 class TransformModel(StrictModel):
