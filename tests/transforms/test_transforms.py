@@ -70,13 +70,14 @@ class Sql:
             self.src_url, self.dst_url = "sqlite:///src.db", "sqlite:///dst.db"
             self.src = sa.create_engine(f"sqlite:///{project.root / 'src.db'}")
             self.dst = sa.create_engine(f"sqlite:///{project.root / 'dst.db'}")
-        else:  # one database: source table `people` in schema src, target in public
+        else:  # one database: the source table `src.people` (PostgreSQL) or `src_people`
             assert url is not None
             self.src_url = self.dst_url = url
             self.src = self.dst = sa.create_engine(url)
-            with self.src.begin() as c:
-                c.exec_driver_sql("CREATE SCHEMA src")
-        self.table = "people" if kind == "sqlite" else "src.people"
+            if kind == "postgresql":
+                with self.src.begin() as c:
+                    c.exec_driver_sql("CREATE SCHEMA src")
+        self.table = {"sqlite": "people", "postgresql": "src.people", "mariadb": "src_people"}[kind]
         with self.src.begin() as c:
             c.exec_driver_sql(CREATE.replace("people", self.table, 1))
         project.connection("src", kind, self.src_url)
@@ -110,10 +111,11 @@ class Sql:
         self.dst.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def sql(request: pytest.FixtureRequest, project: Project, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("MASK_SALT", SALT)
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    urls = {"postgresql": "pg_url", "mariadb": "maria_url"}
+    url = request.getfixturevalue(urls[request.param]) if request.param in urls else None
     s = Sql(request.param, project, url)
     yield s
     s.close()
@@ -532,6 +534,7 @@ def test_the_run_line_and_the_history_file_count_the_rows_filtered_out(
     ["{strategy: full}", "{strategy: watermark, column: updated_at}", "{strategy: hash}"],
 )
 def test_a_sql_compute_is_computed_in_the_source_s_read(sql: Sql, project: Project, changes: str):
+    shout = "concat(upper(first), '!')" if sql.kind == "mariadb" else "upper(first) || '!'"
     sql.put(ROWS)
     project.job(
         "copy",
@@ -543,7 +546,7 @@ def test_a_sql_compute_is_computed_in_the_source_s_read(sql: Sql, project: Proje
           write: {{table: people, keys: [id]}}
           changes: {changes}
           transforms:
-            - {{type: compute, column: shout, sql: "upper(first) || '!'"}}
+            - {{type: compute, column: shout, sql: "{shout}"}}
             - {{type: compute, column: tenfold, sql: "id * 10", to: bigint}}
             - {{type: filter, expression: "tenfold > 10"}}
             - {{type: drop, columns: [first, last, email, phone, amount, status]}}
