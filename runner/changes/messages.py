@@ -106,8 +106,9 @@ def _apply(run: TaskRun, w: Writer, batch: list[tuple[str, tuple]]) -> None:
 def _upsert(run: TaskRun, w: Writer, rows: Batch, positions: list[int]) -> None:
     result = run.result
     if not positions and w.merges:  # no keys: every message is a new row
+        filtered = result.filtered
         cast(MergeWriter, w).insert(rows)
-        result.inserted += len(rows)
+        result.inserted += len(rows) - (result.filtered - filtered)  # a filter's rows are not inserted
         return
     if positions:  # one row per key, the last message's: a stage merges each key once
         rows = list({tuple(row[i] for i in positions): row for row in rows}.values())

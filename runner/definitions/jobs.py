@@ -495,6 +495,8 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
 
     def field_problems(self) -> list[tuple[FieldPath, str]]:
         problems: list[tuple[FieldPath, str]] = [*self._continuous_problems(), *self._step_problems()]
+        for i, task in enumerate(self.tasks):  # a step naming a column it cannot have
+            problems.extend((("tasks", i, *path), message) for path, message in task.transform_problems())
         for i, task in enumerate(self.tasks):  # a history task under the job's truncate or recreate
             if task.before_run is None:
                 try:

@@ -291,6 +291,7 @@ def _run_task(run: TaskRun, log: Log) -> TaskResult:
             upserted=result.upserted,
             deleted=result.deleted,
             unchanged=result.unchanged,
+            **({"filtered": result.filtered} if result.filtered else {}),
             pointer=result.pointer_after,
         )
     return result

@@ -76,6 +76,10 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
             out["table_changes"] = {
                 t.name: spec.table_changes(t).describe() for t in spec.tasks if isinstance(t.write, WriteSpec)
             }
+            # each task's transforms in words, in the order its rows go through them
+            out["transforms"] = {
+                t.name: [s.summary() for s in t.transforms] for t in spec.tasks if t.transforms
+            }
         out["last_runs"] = [run_summary(with_mode(r)) for r in recent_runs(ws, obj.namespace, obj.name, 5)]
     return out
 

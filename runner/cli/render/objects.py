@@ -66,6 +66,8 @@ def describe_text(info: dict[str, Any]) -> str:
     for task, changes in info.get("table_changes", {}).items():
         if text := table_changes_text(changes):  # the defaults go without saying
             lines.append(f"  task {task}:  {text}")
+    for task, steps in info.get("transforms", {}).items():
+        lines += [f"  task {task}:  transforms[{i}]: {step}" for i, step in enumerate(steps)]
     lines.append("")
     lines.append(yaml.safe_dump(info["document"], sort_keys=False, allow_unicode=True).rstrip())
     return "\n".join(lines)

@@ -104,6 +104,12 @@ class FileRead(ReadModel):
     def describe(self) -> str:
         return self.files
 
+    def declared_columns(self) -> list[str] | None:
+        if self.columns is None:
+            return None
+        extra = [c for c in (self.path_column, self.modified_column) if c is not None]
+        return [*self.columns, *extra]
+
     def check(self, task: Task) -> None:
         if task.changes.strategy == "watermark" and task.changes.column != self.modified_column:
             raise ValueError(
