@@ -142,6 +142,10 @@ class Folder:
     def files(self, pattern: str) -> list[tuple[dt.datetime, str]]:
         """The files matching `pattern` (`**` crosses folders), hidden ones left out, with their
         modified time (naive UTC), oldest first, then by name."""
+        return [(stamp, relative) for stamp, relative, _ in self.listing(pattern)]
+
+    def listing(self, pattern: str) -> list[tuple[dt.datetime, str, int]]:
+        """As `files`, with each file's size."""
         if not self.fs.isdir(self.root):
             raise TerminalError(f"the folder {self.where} does not exist")
         depth = None if "**" in pattern else pattern.count("/") + 1  # list no deeper than the pattern reaches
@@ -149,7 +153,7 @@ class Folder:
         for path, info in self.fs.find(self.root, maxdepth=depth, detail=True).items():
             relative = posixpath.relpath(self.fs._strip_protocol(path), self.root)
             if info.get("type") == "file" and not hidden(relative) and _matches(relative, pattern):
-                found.append((stamp_of(info), relative))
+                found.append((stamp_of(info), relative, int(info.get("size") or 0)))
         return sorted(found)
 
     def size(self, relative: str) -> int:
