@@ -326,11 +326,9 @@ def _load_table(
             "write": {"table": table, "keys": [spec.file_column, spec.row_column]},
         }
     )
-    state = (
-        store.tasks.find(namespace, job, name) if options.dry_run else store.tasks.state(namespace, job, name)
-    )
+    state = store.tasks.state(namespace, job, name)  # plan --data: read, never made
     loaded: dict[str, tuple[str, dict[str, Any]]] = {}
-    if state is not None:
+    if state.id:
         for key, mark, value in store.tasks.digests(state.id, 1000):
             loaded[key] = (mark, json.loads(value))
     errors: list[str] = []
@@ -378,7 +376,7 @@ def _load_table(
         _add(result, run.result)
         result.columns = run.result.columns
         done += 1
-        if not options.dry_run and state is not None:
+        if not options.dry_run:
             value = {"file": relative, "modified": stamp.isoformat(), "size": size, "rows": rows}
             store.tasks.write_digests(state.id, [(file_key(relative), mark, json.dumps(value))], [])
             store.tasks.set_pointer(state.id, None, {"modified": stamp.isoformat(), "file": relative}, run_id)

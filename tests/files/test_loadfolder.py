@@ -206,3 +206,18 @@ def _tables(url: str) -> list[str]:
         return sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_plan_data_counts_the_files_a_run_would_load_and_changes_nothing(project, tmp_path):
+    inbox = _setup(project, f"sqlite sqlite:///{tmp_path / 'project/dw.db'}")
+    (inbox / "items.csv").write_text("id,v\n1,a\n2,b\n3,c\n")
+    data = services.plan_data(project.ws, services.plan(project.ws))
+    (found,) = [t for t in data.tasks if t.task == "items"]
+    assert (found.status, found.inserted) == ("counted", 3)
+    assert not (project.root / "dw.db").exists() or _tables(f"sqlite:///{project.root / 'dw.db'}") == []
+    services.apply(project.ws)
+    assert services.run(project.ws, "load")["status"] == "succeeded"
+    (inbox / "more.csv").write_text("id,v\n9,z\n")
+    data = services.plan_data(project.ws, services.plan(project.ws), unchanged=True)
+    counts = {t.task: (t.status, t.inserted) for t in data.tasks}
+    assert counts == {"items": ("counted", 0), "more": ("counted", 1)}
