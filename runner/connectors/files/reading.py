@@ -25,7 +25,7 @@ from runner.connectors.base import ReadStream, Watermark
 from runner.connectors.files.infer import SAMPLE_ROWS, infer
 from runner.connectors.files.jsonarray import BadJson, documents
 from runner.connectors.files.location import Folder, failure
-from runner.connectors.messaging.decode import CONVERT, BadMessage, column_type, row_decoder
+from runner.connectors.messaging.decode import CONVERT, BadMessage, column_type
 from runner.definitions.models import StrictModel
 from runner.definitions.tasks import ReadModel, Task
 from runner.errors import TerminalError
@@ -113,6 +113,54 @@ class FileRead(ReadModel):
                 "a watermark over files reads the files changed since the pointer: set read.modified_column "
                 "and use it as changes.column"
             )
+
+
+def _fits(column: Column) -> Callable[[Any], Any]:
+    """A check that a converted value fits its column where the type bounds it (a varchar's
+    length, a decimal's digits before the point); the value itself when it does."""
+    t = column.type
+    if t.kind in ("varchar", "char") and t.length is not None:
+        length = t.length
+
+        def text(value: Any) -> Any:
+            if isinstance(value, str) and len(value) > length:
+                raise ValueError(f"{len(value)} characters, more than the {length} it holds")
+            return value
+
+        return text
+    if t.kind == "decimal" and t.precision is not None:
+        whole = t.precision - (t.scale or 0)
+
+        def number(value: Any) -> Any:
+            if isinstance(value, Decimal) and value.is_finite() and value.adjusted() + 1 > whole:
+                raise ValueError(f"{value} has more than the {whole} digit(s) before the point it holds")
+            return value
+
+        return number
+    return lambda value: value
+
+
+def _object_decoder(columns: list[Column]) -> Callable[[Any], tuple]:
+    """A JSON object -> a row of `columns` by key (a key absent or null: NULL); a value that
+    does not fit raises `BadMessage` as `column: message`."""
+    steps = [(c, CONVERT[c.type.kind], _fits(c)) for c in columns]
+
+    def decode(document: Any) -> tuple:
+        if not isinstance(document, dict):
+            raise BadMessage(f"a JSON {type(document).__name__}, not an object")
+        row = []
+        for column, convert, fits in steps:
+            value = document.get(column.name)
+            if value is None:
+                row.append(None)
+                continue
+            try:
+                row.append(fits(convert(value)))
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                raise BadMessage(_misfit(column, exc)) from None
+        return tuple(row)
+
+    return decode
 
 
 def _text_convert(kind: str) -> Callable[[str], Any]:
@@ -398,6 +446,7 @@ def _csv(
     raw: IO[bytes], columns: list[Column], where: str, dialect: CsvDialect, reject: Rejects
 ) -> Iterator[tuple]:
     converts = [_text_convert(c.type.kind) for c in columns]
+    fits = [_fits(c) for c in columns]
     with _text(raw, where, dialect.encoding) as f:
         reader = csv.reader(f, delimiter=dialect.delimiter, quotechar=dialect.quote)
         order = list(range(len(columns)))
@@ -418,13 +467,13 @@ def _csv(
                 reject(where, line, f"{len(cells)} fields, expected {width}", cells)
                 continue
             row: list[Any] | None = []
-            for column, convert, i in zip(columns, converts, order, strict=True):
+            for column, convert, fit, i in zip(columns, converts, fits, order, strict=True):
                 cell = cells[i]
                 if cell == dialect.null:
                     row.append(None)  # type: ignore[union-attr]
                     continue
                 try:
-                    row.append(convert(cell))  # type: ignore[union-attr]
+                    row.append(fit(convert(cell)))  # type: ignore[union-attr]
                 except (ValueError, TypeError, ArithmeticError) as exc:
                     reject(where, line, _misfit(column, exc), cells)
                     row = None
@@ -436,16 +485,13 @@ def _csv(
 def _jsonl(
     raw: IO[bytes], columns: list[Column], where: str, encoding: str, reject: Rejects
 ) -> Iterator[tuple]:
-    decode = row_decoder([(c, [c.name]) for c in columns])
+    decode = _object_decoder(columns)
     with _text(raw, where, encoding) as f:
         for line, text in enumerate(f, 1):
             if not text.strip():
                 continue
             try:
-                document = json.loads(text, parse_float=Decimal)
-                if not isinstance(document, dict):
-                    raise BadMessage(f"a JSON {type(document).__name__}, not an object")
-                row = decode(document)
+                row = decode(json.loads(text, parse_float=Decimal))
             except (BadMessage, ValueError) as exc:
                 reject(where, line, str(exc), text.rstrip("\n"))
                 continue
@@ -456,13 +502,11 @@ def _json_array(
     raw: IO[bytes], columns: list[Column], where: str, encoding: str, reject: Rejects
 ) -> Iterator[tuple]:
     """A file holding one JSON array of objects, streamed an element at a time."""
-    decode = row_decoder([(c, [c.name]) for c in columns])
+    decode = _object_decoder(columns)
     with _text(raw, where, encoding) as f:
         try:
             for line, document in documents(f):
                 try:
-                    if not isinstance(document, dict):
-                        raise BadMessage(f"a JSON {type(document).__name__}, not an object")
                     row = decode(document)
                 except (BadMessage, ValueError) as exc:
                     reject(where, line, str(exc), document)
