@@ -117,7 +117,7 @@ columns = {"id": "bigint", "name": "text", "amount": "decimal(12,2)", "at": "tim
 read = FileRead(files=sys.argv[2], format="csv", columns=columns)
 stream = FileSource(LocalFolder(Path(sys.argv[1]))).read(read, 10_000)
 rows = sum(len(b) for b in stream.batches)
-peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))  # ru_maxrss survives exec
+peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(rows, int(peak.split()[1]) // 1024)
 """
 
