@@ -36,7 +36,7 @@ schemas: $(STAMP)
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
 .PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale \
-	bench-verify bench-publish
+	bench-verify bench-publish bench-files
 
 # The peers of bench-peers in an environment of their own (git-ignored, never needed by make test):
 # Sling 1.4.11 is the last PyPI release whose wheel ships its binary.
@@ -71,6 +71,10 @@ $(PEERS_STAMP):
 
 bench-memory: $(STAMP)
 	$(BIN)/python bench/run.py --memory
+
+# Files (issue 16): 1M events as CSV into PostgreSQL beside psql \copy; Parquet read beside pyarrow's.
+bench-files: $(STAMP)
+	$(BIN)/python bench/files.py --rows 1000000
 
 bench-api: $(STAMP)
 	$(BIN)/python bench/api_load.py --clients 50 --seconds 30
