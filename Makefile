@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/runner run shop-snapshot
 	$(BIN)/runner run orders-backfill
 	$(BIN)/runner run orders-export
+	$(BIN)/runner run inbox-to-warehouse
 
 test: $(STAMP)
 	$(BIN)/pytest -q -n auto

@@ -30,7 +30,7 @@ from pydantic import Field, field_validator, model_validator
 
 from runner.changes.task import TRACEBACK, Locate, Log, Progress, RunOptions, TaskResult, TaskRun
 from runner.connectors import registry
-from runner.connectors.base import Connector, MergeWriter
+from runner.connectors.base import Connector, MergeWriter, TableEvolution
 from runner.connectors.files.connector import FilesConnector
 from runner.connectors.files.location import failure
 from runner.connectors.files.reading import CsvDialect, FileRead, FileSource, rows_of
@@ -181,6 +181,38 @@ class LoadFolderJobSpec(JobSpec):
         if not name:
             return None
         return target_table(name, self.schema_, self.table_prefix)
+
+
+NUMBERS = ("smallint", "integer", "bigint", "decimal", "real", "double")
+
+
+def widest(a: ColumnType, b: ColumnType) -> ColumnType:
+    """A type holding every value of both: what a table keeps when its files' inferred types
+    differ (one file's amounts fit decimal(4,2), another's decimal(7,2)); text when they have
+    nothing narrower in common."""
+    if a == b:
+        return a
+    if a.kind == b.kind and a.kind in ("varchar", "char"):
+        return ColumnType(a.kind, length=max(a.length or 0, b.length or 0) or None)
+    if a.kind in NUMBERS and b.kind in NUMBERS:
+        kinds = {a.kind, b.kind}
+        if kinds & {"real", "double"}:
+            return ColumnType("double")
+        if "decimal" in kinds:
+            scale = max(t.scale or 0 for t in (a, b) if t.kind == "decimal")
+            whole = max((t.precision or 18) - (t.scale or 0) if t.kind == "decimal" else 19 for t in (a, b))
+            precision = whole + scale
+            return (
+                ColumnType("double")
+                if precision > 38
+                else ColumnType("decimal", precision=precision, scale=scale)
+            )
+        return ColumnType(max(kinds, key=NUMBERS.index))  # type: ignore[arg-type]
+    if {a.kind, b.kind} == {"timestamp", "timestamptz"}:
+        return ColumnType("timestamptz")
+    if {a.kind, b.kind} == {"date", "timestamp"}:
+        return ColumnType("timestamp")
+    return ColumnType("text")
 
 
 def file_mark(stamp: dt.datetime, size: int) -> str:
@@ -415,6 +447,12 @@ def _load_file(
             f"{relative}: the file has a column {clash[0]!r}, which runner adds (file_column, row_column): "
             "name another one"
         )
+    if spec.columns is None:  # each file's own types: kept wide enough for the table's earlier files
+        state = run.store.tasks.state(run.namespace, run.job, run.task.name)
+        known = {
+            e["name"]: TableEvolution.known_type(e) for e in run.store.tasks.source_columns(state.id) or []
+        }
+        data = [Column(c.name, widest(known[c.name], c.type)) if c.name in known else c for c in data]
     columns = data + added
     run.use_columns(columns)
     count = 0

@@ -221,3 +221,33 @@ def test_plan_data_counts_the_files_a_run_would_load_and_changes_nothing(project
     data = services.plan_data(project.ws, services.plan(project.ws), unchanged=True)
     counts = {t.task: (t.status, t.inserted) for t in data.tasks}
     assert counts == {"items": ("counted", 0), "more": ("counted", 1)}
+
+
+def test_files_of_one_table_with_different_inferred_types_load_into_one(project, tmp_path):
+    """One file's amounts fit decimal(3,2), the next one's decimal(6,2): the table takes both."""
+    inbox = _setup(project, f"sqlite sqlite:///{tmp_path / 'project/dw.db'}")
+    (inbox / "pay_1.csv").write_text("id,amount\n1,1.50\n")
+    (inbox / "pay_2.csv").write_text("id,amount\n2,1234.5\n3,\n")
+    os.utime(inbox / "pay_2.csv", (time.time() + 5, time.time() + 5))
+    (inbox / "pay_3.csv").write_text("id,amount\n4,2.5\n")
+    os.utime(inbox / "pay_3.csv", (time.time() + 9, time.time() + 9))
+    project.write(
+        "jobs.d/load.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: load}
+        spec:
+          {type: load_folder, source: inbox, target: dw, format: csv, table: "(?P<table>[a-z]+)_\\\\d\\\\.csv"}
+        """,
+    )
+    services.apply(project.ws)
+    record = services.run(project.ws, "load")
+    assert record["status"] == "succeeded", record
+    url = f"sqlite:///{tmp_path / 'project/dw.db'}"
+    assert _rows(url, "SELECT id, amount FROM pay ORDER BY id") == [
+        (1, 1.5),
+        (2, 1234.5),
+        (3, None),
+        (4, 2.5),
+    ]
