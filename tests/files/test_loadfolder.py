@@ -238,7 +238,8 @@ def test_files_of_one_table_with_different_inferred_types_load_into_one(project,
         kind: Job
         metadata: {name: load}
         spec:
-          {type: load_folder, source: inbox, target: dw, format: csv, table: "(?P<table>[a-z]+)_\\\\d\\\\.csv"}
+          {type: load_folder, source: inbox, target: dw, format: csv,
+           table: "(?P<table>[a-z]+)_\\\\d\\\\.csv"}
         """,
     )
     services.apply(project.ws)

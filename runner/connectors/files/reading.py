@@ -115,9 +115,9 @@ class FileRead(ReadModel):
             )
 
 
-def _fits(column: Column) -> Callable[[Any], Any]:
+def _fits(column: Column) -> Callable[[Any], Any] | None:
     """A check that a converted value fits its column where the type bounds it (a varchar's
-    length, a decimal's digits before the point); the value itself when it does."""
+    length, a decimal's digits before the point), giving the value back; None where unbounded."""
     t = column.type
     if t.kind in ("varchar", "char") and t.length is not None:
         length = t.length
@@ -137,13 +137,13 @@ def _fits(column: Column) -> Callable[[Any], Any]:
             return value
 
         return number
-    return lambda value: value
+    return None
 
 
 def _object_decoder(columns: list[Column]) -> Callable[[Any], tuple]:
     """A JSON object -> a row of `columns` by key (a key absent or null: NULL); a value that
     does not fit raises `BadMessage` as `column: message`."""
-    steps = [(c, CONVERT[c.type.kind], _fits(c)) for c in columns]
+    steps = [(c, CONVERT[c.type.kind], _fits(c) or (lambda value: value)) for c in columns]
 
     def decode(document: Any) -> tuple:
         if not isinstance(document, dict):
@@ -442,11 +442,32 @@ def _misfit(column: Column, exc: BaseException) -> str:
     return f"{column.name}: {exc} (a {column.type} column)"
 
 
+# a CSV cell is text already: the plain constructors, where they take what `CONVERT` takes
+_CELL: dict[str, Callable[[str], Any]] = {
+    "smallint": int,
+    "integer": int,
+    "bigint": int,
+    "decimal": Decimal,
+    "real": float,
+    "double": float,
+    "text": str,
+    "varchar": str,
+    "char": str,
+}
+
+
+def _cell_convert(column: Column) -> Callable[[str], Any]:
+    """A cell -> its column's value, checked against the column's bounds."""
+    convert = _CELL.get(column.type.kind) or _text_convert(column.type.kind)
+    fit = _fits(column)
+    if fit is None:
+        return convert
+    return lambda cell: fit(convert(cell))
+
+
 def _csv(
     raw: IO[bytes], columns: list[Column], where: str, dialect: CsvDialect, reject: Rejects
 ) -> Iterator[tuple]:
-    converts = [_text_convert(c.type.kind) for c in columns]
-    fits = [_fits(c) for c in columns]
     with _text(raw, where, dialect.encoding) as f:
         reader = csv.reader(f, delimiter=dialect.delimiter, quotechar=dialect.quote)
         order = list(range(len(columns)))
@@ -461,25 +482,31 @@ def _csv(
                     f"{where}:1: column(s) {', '.join(missing)} not in the header ({', '.join(header)})"
                 )
             order, width = [header.index(c.name) for c in columns], len(header)
+        steps = [(i, _cell_convert(c)) for c, i in zip(columns, order, strict=True)]
+        null = dialect.null
         for cells in reader:
-            line = reader.line_num
             if len(cells) != width:
-                reject(where, line, f"{len(cells)} fields, expected {width}", cells)
+                reject(where, reader.line_num, f"{len(cells)} fields, expected {width}", cells)
                 continue
-            row: list[Any] | None = []
-            for column, convert, fit, i in zip(columns, converts, fits, order, strict=True):
-                cell = cells[i]
-                if cell == dialect.null:
-                    row.append(None)  # type: ignore[union-attr]
-                    continue
-                try:
-                    row.append(fit(convert(cell)))  # type: ignore[union-attr]
-                except (ValueError, TypeError, ArithmeticError) as exc:
-                    reject(where, line, _misfit(column, exc), cells)
-                    row = None
-                    break
-            if row is not None:
-                yield tuple(row)
+            try:
+                row = tuple([None if (cell := cells[i]) == null else convert(cell) for i, convert in steps])
+            except (ValueError, TypeError, ArithmeticError):
+                reject(where, reader.line_num, _why(columns, order, cells, null), cells)
+                continue
+            yield row
+
+
+def _why(columns: list[Column], order: list[int], cells: list[str], null: str) -> str:
+    """`column: message` for the first cell of a row that does not fit, in `CONVERT`'s words."""
+    for column, i in zip(columns, order, strict=True):
+        if cells[i] == null:
+            continue
+        fit = _fits(column) or (lambda value: value)
+        try:
+            fit(_text_convert(column.type.kind)(cells[i]))
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            return _misfit(column, exc)
+    return "a value does not fit its column"
 
 
 def _jsonl(
