@@ -176,3 +176,50 @@ def test_a_kill_while_writing_to_a_server_leaves_no_visible_half_file(ftp_server
     ids = sorted(json.loads(line)["id"] for p in visible for line in p.read_text().splitlines())
     assert ids == list(range(1, 11))
     assert os.environ.get("FILES_PW") == PASSWORD
+
+
+def test_load_folder_reads_a_server_folder_and_dead_letters_go_there(server, project, tmp_path):
+    """A load_folder job from a server (its first file's sample read and the transfer closed
+    early, then the file streamed whole), and a sync task's bad rows appended on the server."""
+    data = server.root / "data"
+    big = "".join(
+        f"{i},name {i:07d} with a little padding to make the line longer\n" for i in range(1, 40_001)
+    )
+    (data / "big.csv").write_text(
+        "id,name\n" + big
+    )  # ~2.5 MB: more than the sample, more than a socket's buffer
+    (data / "small.csv").write_text("id,name\n1,a\n")
+    project.write(
+        "connections.d/c.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: srv}\n"
+        f"spec: {json.dumps(server.connection())}\n",
+    )
+    project.connection("dw", "sqlite", "sqlite:///dw.db")
+    spec = {"type": "load_folder", "source": "srv", "target": "dw", "files": "*.csv", "format": "csv"}
+    project.write(
+        "jobs.d/load.yaml",
+        f"apiVersion: runner/v1\nkind: Job\nmetadata: {{name: load}}\nspec: {json.dumps(spec)}\n",
+    )
+    services.apply(project.ws)
+    record = services.run(project.ws, "load")
+    assert record["status"] == "succeeded", record
+    assert {t["name"]: t["inserted"] for t in record["tasks"]} == {"big": 40_000, "small": 1}
+    assert services.run(project.ws, "load")["tasks"][0]["rows_read"] == 0  # each file once
+
+
+def test_bad_rows_are_dead_lettered_on_the_server(server, lite, sync):
+    data = server.root / "data"
+    (data / "a.csv").write_text("id,name,amount\n1,a,1\n2,b,lots\n3,c,3\n4,d\n")
+    read = {
+        "files": "a.csv",
+        "format": "csv",
+        "columns": COLUMNS,
+        "bad_rows": "dead_letter",
+        "dead_letter": "bad",
+    }
+    (result,) = sync(
+        server.connection(), lite.spec, [{"name": "t", "read": read, "write": {"table": "items"}}]
+    )
+    assert (result.status, result.rows_read) == ("succeeded", 2), result.error
+    lines = [json.loads(x) for x in (data / "bad/a.csv.rejected").read_text().splitlines()]
+    assert [(x["line"], x["reason"][:7]) for x in lines] == [(3, "amount:"), (5, "2 field")]
