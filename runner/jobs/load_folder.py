@@ -47,8 +47,6 @@ from runner.state.store import StateStore
 from runner.streams.cancel import CancelToken
 from runner.streams.types import Batch, Column, ColumnType
 
-NOT_MATCHED = "not_matched"
-
 
 class LoadFolderJobSpec(JobSpec):
     """The `load_folder` job type: the files of the source folder matching `files`, each into
@@ -270,22 +268,20 @@ def run_load_folder(
         tables: dict[str, list[tuple[dt.datetime, str, int]]] = {}
         names: dict[str, str] = {}  # table -> task name
         results: list[TaskResult] = []
+        unmatched: list[str] = []
         for stamp, relative, size in listing:
             table = spec.table_of(relative)
             if table is None:
-                log("warning", "a file the table pattern does not match: left alone", file=relative)
-                results.append(
-                    TaskResult(
-                        relative,
-                        relative,
-                        "-",
-                        "files",
-                        NOT_MATCHED,
-                        note="the table pattern does not match it",
-                    )
-                )
+                unmatched.append(relative)
                 continue
             tables.setdefault(table, []).append((stamp, relative, size))
+        if unmatched:
+            log(
+                "warning",
+                "files the table pattern does not match: left alone",
+                count=len(unmatched),
+                files=unmatched[:20],
+            )
         taken: set[str] = set()
         for table in sorted(tables):
             names[table] = task_name(table, taken)
@@ -295,8 +291,6 @@ def run_load_folder(
                 f"job {namespace}/{job} has no task {', '.join(map(repr, unknown))} "
                 f"(its files' tables make: {', '.join(sorted(names.values())) or 'none'})"
             )
-        if options.tasks:
-            results = []
         for table in sorted(tables):
             name = names[table]
             if options.tasks and name not in options.tasks:

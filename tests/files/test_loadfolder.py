@@ -252,3 +252,21 @@ def test_files_of_one_table_with_different_inferred_types_load_into_one(project,
         (3, None),
         (4, 2.5),
     ]
+
+
+def test_a_file_the_pattern_does_not_match_is_left_alone(project, tmp_path):
+    inbox = _setup(project, f"sqlite sqlite:///{tmp_path / 'project/dw.db'}")
+    (inbox / "items.csv").write_text("id\n1\n")
+    (inbox / "notes.csv").write_text("whatever\n")
+    project.write(
+        "jobs.d/load.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: load}
+        spec: {type: load_folder, source: inbox, target: dw, format: csv, table: "(?P<table>items)\\\\.csv"}
+        """,
+    )
+    services.apply(project.ws)
+    record = services.run(project.ws, "load")
+    assert record["status"] == "succeeded" and [t["name"] for t in record["tasks"]] == ["items"]
