@@ -456,9 +456,31 @@ _CELL: dict[str, Callable[[str], Any]] = {
 }
 
 
+def _cell_timestamp(cell: str) -> dt.datetime:
+    """A timestamp cell: naive as written, or with an offset (or Z) made naive UTC."""
+    parsed = dt.datetime.fromisoformat(cell)
+    if parsed.tzinfo is not None:
+        return parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
 def _cell_convert(column: Column) -> Callable[[str], Any]:
-    """A cell -> its column's value, checked against the column's bounds."""
-    convert = _CELL.get(column.type.kind) or _text_convert(column.type.kind)
+    """A cell -> its column's value, checked against the column's bounds (the checks inlined
+    for the common types: this runs once per cell)."""
+    t = column.type
+    if t.kind == "decimal" and t.precision is not None:
+        limit = Decimal(10) ** (t.precision - (t.scale or 0))
+
+        def decimal(cell: str) -> Decimal:
+            value = Decimal(cell)
+            if -limit < value < limit or not value.is_finite():
+                return value
+            raise ValueError("too many digits")  # `_why` says it in full
+
+        return decimal
+    if t.kind in ("timestamp", "timestamptz"):
+        return _cell_timestamp
+    convert = _CELL.get(t.kind) or _text_convert(t.kind)
     fit = _fits(column)
     if fit is None:
         return convert
@@ -559,7 +581,7 @@ def _parquet(folder: Folder, columns: list[Column], where: str, reject: Rejects)
                     f"{where}: column(s) {', '.join(missing)} not in the file ({', '.join(names)})"
                 )
             fix = [_from_arrow(c.type) for c in columns]
-            for record_batch in parquet.iter_batches(columns=[c.name for c in columns]):
+            for record_batch in parquet.iter_batches(batch_size=8192, columns=[c.name for c in columns]):
                 data = [record_batch.column(i).to_pylist() for i in range(len(columns))]
                 for values in zip(*data, strict=True):
                     row += 1
