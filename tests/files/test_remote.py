@@ -200,6 +200,8 @@ def test_load_folder_reads_a_server_folder_and_dead_letters_go_there(server, pro
         "jobs.d/load.yaml",
         f"apiVersion: runner/v1\nkind: Job\nmetadata: {{name: load}}\nspec: {json.dumps(spec)}\n",
     )
+    (tested,) = services.connections_test(project.ws, "srv")  # `runner connections test srv`
+    assert tested["ok"] and PASSWORD not in json.dumps(tested), tested
     services.apply(project.ws)
     record = services.run(project.ws, "load")
     assert record["status"] == "succeeded", record
