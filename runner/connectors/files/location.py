@@ -157,9 +157,6 @@ class Folder:
                 found.append((stamp_of(info), relative, int(info.get("size") or 0)))
         return sorted(found)
 
-    def size(self, relative: str) -> int:
-        return int(self.fs.info(self.full(relative))["size"])
-
     def exists(self, relative: str) -> bool:
         return bool(self.fs.exists(self.full(relative)))
 
@@ -456,14 +453,14 @@ class SftpFolder(Folder):
 
 
 def _private_key(text: str, passphrase: str | None) -> Any:
+    """The key of a private key's text, whichever of the kinds paramiko reads it is."""
     import paramiko
 
-    problems = []
     for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
             return kind.from_private_key(io.StringIO(text), password=passphrase)
-        except (paramiko.SSHException, ValueError) as exc:
-            problems.append(type(exc).__name__)
+        except (paramiko.SSHException, ValueError):
+            continue
     raise TerminalError(
         "private_key: not an OpenSSH or PEM private key runner can read (ed25519, ECDSA, RSA)"
     )
