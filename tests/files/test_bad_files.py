@@ -146,3 +146,24 @@ def test_a_csv_streams_in_bounded_memory(tmp_path):
         assert rows == count
     size_mb = (folder / "big.csv").stat().st_size >> 20
     assert peaks["big.csv"] - peaks["small.csv"] < 16, f"{peaks} (MB) reading {size_mb} MB"
+
+
+def test_a_json_array_written_is_one_array_that_reads_back(request, sync, tmp_path):
+    import json
+
+    from tests.contract import canonical
+
+    lite = make_harness("sqlite", request, tmp_path)
+    lite.seed("items", canonical.COLUMNS, canonical.rows(7))
+    lake = {"type": "files", "path": str(tmp_path / "lake")}
+    write = {"keys": ["id"], "format": "json", "file": "out-{{ part }}.json", "compression": "gzip"}
+    (result,) = sync(
+        lite.spec, lake, [{"name": "t", "read": {"table": "items"}, "write": write}], batch_size=100
+    )
+    assert (result.status, result.upserted) == ("succeeded", 7), result.error
+    (written,) = (tmp_path / "lake").glob("*.json.gz")
+    document = json.loads(gzip.decompress(written.read_bytes()))
+    assert [r["id"] for r in document] == list(range(1, 8)) and document[0]["_op"] == "upsert"
+    read = {"files": "*.json.gz", "format": "json"}
+    (back,) = sync(lake, lite.spec, [{"name": "r", "read": read, "write": {"table": "back"}}])
+    assert (back.status, back.rows_read) == ("succeeded", 7), back.error
