@@ -1,0 +1,156 @@
+"""CSV files to PostgreSQL: each file's bytes are PostgreSQL's `COPY … (FORMAT csv)` input,
+streamed through untouched into a temporary table of text columns, and moved into the target
+with one `INSERT … SELECT` whose casts read each cell as the batch path does (booleans as
+true/t/1/yes/y, a timestamp with an offset made UTC, every NULL marker NULL, quoted or not).
+
+Only what reads the same both ways takes this path: UTF-8 CSV with stated or inferred columns
+of the plain types, bad rows stopping the task. Anything PostgreSQL refuses (a ragged row, a
+value past its column, a cell not of its type) rolls the copy back, and the batch path then
+reads the files and names the file, line and column."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+from collections.abc import Callable
+from typing import Any
+
+from runner.connectors.base import Source
+from runner.connectors.files.connector import FilesConnector
+from runner.connectors.files.reading import FileRead, FileSource
+from runner.connectors.sql.fastpath import FastPath
+from runner.connectors.sql.postgresql import PostgresqlConnector
+from runner.definitions.tasks import ReadSpec
+from runner.streams.types import Column, ColumnType
+from runner.transfer.registry import FAST_PATHS
+
+RAW = "runner_files_raw"
+CHUNK = 1 << 20
+PLAIN = {"smallint", "integer", "bigint", "decimal", "real", "double", "text", "varchar", "char"}
+TRUE, FALSE = "('true','t','1','yes','y')", "('false','f','0','no','n')"
+ISO_DATE = r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}"
+OFFSET = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?\s*(Z|[+-][0-9]{2}(:?[0-9]{2})?)\s*$"
+
+
+def _literal(text: str) -> str:
+    """A string constant (standard_conforming_strings: only quotes are doubled)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _cast(cell: str, column: ColumnType, target: str) -> str | None:
+    """The SQL reading one text cell as the batch path reads it into `target`; None when this
+    type is not read here."""
+    kind = column.kind
+    if kind in PLAIN:
+        return f"CAST({cell} AS {target})"
+    if kind == "boolean":
+        low = f"lower(trim({cell}))"
+        return (
+            f"CASE WHEN {low} IN {TRUE} THEN true WHEN {low} IN {FALSE} THEN false "
+            f"ELSE CAST({cell} AS boolean) END"
+        )
+    if kind in ("date", "timestamp", "timestamptz"):
+        # ISO only, as the batch path: anything else fails the copy (and the batch path names it)
+        iso = f"CASE WHEN {cell} ~ {_literal(ISO_DATE)} THEN {cell} ELSE 'not ISO 8601: ' || {cell} END"
+        if kind == "date":
+            return f"CAST({iso} AS date)"
+        zoned = f"CAST({iso} AS timestamptz)"
+        if kind == "timestamp":
+            naive = f"CAST({iso} AS timestamp)"
+            return f"CASE WHEN {cell} ~ {_literal(OFFSET)} THEN ({zoned} AT TIME ZONE 'UTC') ELSE {naive} END"
+        naive_utc = f"(CAST({iso} AS timestamp) AT TIME ZONE 'UTC')"
+        return f"CASE WHEN {cell} ~ {_literal(OFFSET)} THEN {zoned} ELSE {naive_utc} END"
+    return None
+
+
+class FilesToPostgresql(FastPath):
+    def copy(
+        self,
+        target: PostgresqlConnector,
+        cursor: Any,
+        source: Source,
+        spec: ReadSpec,
+        columns: list[Column],
+        into: str,
+        targets: list[ColumnType],
+        where: str = "",
+        progress: Callable[[int], None] | None = None,
+    ) -> int | None:
+        """Every file of the read, a COPY and an INSERT each, in the writer's transaction."""
+        read = spec
+        if not isinstance(source, FilesConnector) or not isinstance(read, FileRead) or where:
+            return None
+        if (
+            read.format != "csv"
+            or read.bad_rows != "stop"
+            or codecs.lookup(read.csv.encoding).name != "utf-8"
+        ):
+            return None
+        folder = source.folder
+        extra = {read.path_column, read.modified_column} - {None}
+        rows = 0
+        for stamp, relative in FileSource(folder).matching(read):
+            names = self._header(folder, relative, read, columns, extra)
+            if names is None:
+                return None
+            exprs = []
+            for column, type_ in zip(columns, targets, strict=True):
+                if column.name == read.path_column:
+                    exprs.append(_literal(relative))
+                elif column.name == read.modified_column:
+                    exprs.append(f"CAST({_literal(stamp.isoformat())} AS timestamp) AT TIME ZONE 'UTC'")
+                else:
+                    cell = f"c{names.index(column.name)}"
+                    expr = _cast(cell, column.type, target.render_type(type_))
+                    if expr is None:
+                        return None
+                    exprs.append(expr)
+            raw = ", ".join(f"c{i} text" for i in range(len(names)))
+            cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{RAW}")
+            cursor.execute(f"CREATE TEMP TABLE {RAW} ({raw})")
+            options = [
+                "FORMAT csv",
+                f"HEADER {'true' if read.csv.header else 'false'}",
+                f"DELIMITER {_literal(read.csv.delimiter)}",
+                f"QUOTE {_literal(read.csv.quote)}",
+                f"NULL {_literal(read.csv.null)}",
+                f"FORCE_NULL ({', '.join(f'c{i}' for i in range(len(names)))})",  # quoted markers too
+                "ENCODING 'UTF8'",
+            ]
+            copy = f"COPY {RAW} FROM STDIN ({', '.join(options)})"
+            with cursor.copy(copy) as sink, folder.open_read(relative) as f:
+                stream: Any = gzip.GzipFile(fileobj=f, mode="rb") if relative.endswith(".gz") else f
+                while chunk := stream.read(CHUNK):
+                    sink.write(chunk)
+            names_sql = ", ".join(target.quote(c.name) for c in columns)
+            cursor.execute(f"INSERT INTO {into} ({names_sql}) SELECT {', '.join(exprs)} FROM {RAW}")
+            rows += cursor.rowcount
+            cursor.execute(f"DROP TABLE pg_temp.{RAW}")
+            if progress:
+                progress(rows)
+        return rows
+
+    @staticmethod
+    def _header(
+        folder: Any, relative: str, read: FileRead, columns: list[Column], extra: set[str | None]
+    ) -> list[str] | None:
+        """The file's column names in its order (without a header: the stated columns'), or
+        None when they cannot be mapped one to one."""
+        if not read.csv.header:
+            return list(read.columns or {})
+        with folder.open_read(relative) as f:
+            stream: Any = gzip.GzipFile(fileobj=f, mode="rb") if relative.endswith(".gz") else f
+            start = stream.read(1 << 16).decode("utf-8", errors="replace")  # the header is in it
+        cells = csv.reader(
+            io.StringIO(start, newline=""), delimiter=read.csv.delimiter, quotechar=read.csv.quote
+        )
+        header = next(cells, None)
+        if not header or len(set(header)) != len(header):
+            return None
+        wanted = [c.name for c in columns if c.name not in extra]
+        return header if all(name in header for name in wanted) else None
+
+
+FAST_PATHS.register(("files", "postgresql"), FilesToPostgresql())
