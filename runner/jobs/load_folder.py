@@ -22,7 +22,7 @@ import posixpath
 import re
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
 
@@ -30,22 +30,22 @@ from pydantic import Field, field_validator, model_validator
 
 from runner.changes.task import TRACEBACK, Locate, Log, Progress, RunOptions, TaskResult, TaskRun
 from runner.connectors import registry
-from runner.connectors.base import Connector, MergeWriter, TableEvolution
+from runner.connectors.base import STAGE, Connector, MergeWriter, TableEvolution
 from runner.connectors.files.connector import FilesConnector
 from runner.connectors.files.location import failure
-from runner.connectors.files.reading import CsvDialect, FileRead, FileSource, rows_of
+from runner.connectors.files.reading import CsvDialect, FileRead, FileSource
 from runner.connectors.messaging.decode import column_type
 from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec, SyncJobSpec
 from runner.definitions.needs import Need, Needs
 from runner.definitions.schema_changes import TableChanges
-from runner.definitions.tasks import Task, target_table, task_name
+from runner.definitions.tasks import Task, WriteSpec, target_table, task_name
 from runner.errors import Cancelled, NotFound, RunnerError, TerminalError
 from runner.jobs.sync import failure_class
 from runner.jobs.types import JOB_TYPES, JobType
 from runner.state.store import StateStore
 from runner.streams.cancel import CancelToken
-from runner.streams.types import Batch, Column, ColumnType
+from runner.streams.types import Column, ColumnType
 
 
 class LoadFolderJobSpec(JobSpec):
@@ -163,7 +163,12 @@ class LoadFolderJobSpec(JobSpec):
     def read_for(self, relative: str) -> FileRead:
         """The read of one file, as a sync task's would be."""
         return FileRead.model_validate(
-            {"files": relative, "format": self.format, "csv": self.csv.model_dump(), "columns": self.columns}
+            {
+                "files": _escaped(relative),
+                "format": self.format,
+                "csv": self.csv.model_dump(),
+                "columns": self.columns,
+            }
         )
 
     def table_of(self, relative: str) -> str | None:
@@ -345,10 +350,10 @@ def _load_table(
     """The files of one table, each in a transaction of its own; the table's result sums them."""
     clock = time.perf_counter()
     result = TaskResult(name, spec.files, table, "files", "succeeded")
-    task = Task.model_validate(
+    task = Task[FileRead, WriteSpec].model_validate(  # each file's run reads that file (`_load_file`)
         {
             "name": name,
-            "read": {"table": "files"},
+            "read": {"files": spec.files, "format": spec.format},
             "write": {"table": table, "keys": [spec.file_column, spec.row_column]},
         }
     )
@@ -383,7 +388,7 @@ def _load_table(
         )
         log("info", "loading a file", task=name, file=relative, table=table)
         try:
-            rows = _load_file(spec, run, source, relative, before[1].get("rows", 0) if before else 0)
+            rows = _load_file(spec, run, source, stamp, relative, before[1].get("rows", 0) if before else 0)
         except Cancelled as exc:
             result.status, result.error = "cancelled", str(exc)
             _add(result, run.result)
@@ -425,16 +430,26 @@ def _add(total: TaskResult, one: TaskResult) -> None:
     total.schema_changes += one.schema_changes
 
 
+def _escaped(relative: str) -> str:
+    """A file's path as a pattern matching it alone."""
+    return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in relative)
+
+
 def _load_file(
-    spec: LoadFolderJobSpec, run: TaskRun, source: FilesConnector, relative: str, before: int
+    spec: LoadFolderJobSpec,
+    run: TaskRun,
+    source: FilesConnector,
+    stamp: dt.datetime,
+    relative: str,
+    before: int,
 ) -> int:
     """Merge one file's rows into its table and commit (a dry run: roll back); the rows a
-    former version of the file had past this one's are deleted in the same transaction."""
-    read = spec.read_for(relative)
+    former version of the file had past this one's are deleted in the same transaction. Into
+    a target that copies inside the database (CSV into PostgreSQL: `runner.transfer`), the
+    file's bytes go there untouched; else its rows go in batches."""
     folder = source.folder
-    stamp = dt.datetime.min  # the columns' source needs a (time, file) pair only
-    data = FileSource(folder).columns(read, [(stamp, relative)])
-    added = [Column(spec.file_column, ColumnType("text")), Column(spec.row_column, ColumnType("bigint"))]
+    base = spec.read_for(relative)
+    data = FileSource(folder).columns(base, [(stamp, relative)])
     clash = [c.name for c in data if c.name in (spec.file_column, spec.row_column)]
     if clash:
         raise TerminalError(
@@ -447,38 +462,33 @@ def _load_file(
             e["name"]: TableEvolution.known_type(e) for e in run.store.tasks.source_columns(state.id) or []
         }
         data = [Column(c.name, widest(known[c.name], c.type)) if c.name in known else c for c in data]
-    columns = data + added
-    run.use_columns(columns)
-    count = 0
-
-    def batches() -> Iterator[Batch]:
-        nonlocal count
-        batch: Batch = []
-        for row in rows_of(folder, read, data, relative):
-            count += 1
-            batch.append((*row, relative, count))
-            if len(batch) >= run.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
+    stated = {c.name: str(c.type) for c in data}
+    read = base.model_copy(
+        update={"columns": stated, "path_column": spec.file_column, "row_column": spec.row_column}
+    )
+    run.task = run.task.model_copy(update={"read": read})
+    stream = FileSource(folder).read(read, run.batch_size, files=[(stamp, relative)])
+    run.track(stream.batches, cancellable=False)  # closed when the file is done, even if never read
+    run.use_columns(stream.columns)
     table = run.task.write.table  # type: ignore[union-attr]
     if run.options.dry_run and not run.target.table_exists(table):
-        for batch in run.timed(batches()):
+        for batch in run.timed(stream.batches):
             run.result.inserted += len(batch)
-        return count
-    with run.writer(columns) as w:
+        return run.result.rows_read
+    with run.writer(stream.columns, copy=True) as w:
         merged = cast(MergeWriter, w)
         empty = merged.empty_at_start
-        for batch in run.timed(batches()):
-            if empty:  # nothing to merge with: the rows go straight in
-                merged.insert(batch)
-                run.result.inserted += len(batch)
-            else:
-                w.stage(batch)
-                run.result.add(w.merge())
-                w.clear_stage()
+        if empty:  # nothing to merge with: the rows go straight in
+            if not run.copied(w, table, stream):
+                for batch in run.timed(stream.batches):
+                    merged.insert(batch)
+            run.result.inserted = run.result.rows_read
+        else:
+            if not run.copied(w, STAGE, stream):
+                for batch in run.timed(stream.batches):
+                    w.stage(batch)
+            run.result.add(w.merge())
+        count = run.result.rows_read
         if before > count and not empty:  # the file was longer when it was loaded
             w.open_key_stage()
             for first in range(count + 1, before + 1, run.batch_size):

@@ -89,7 +89,7 @@ class FilesToPostgresql(FastPath):
         ):
             return None
         folder = source.folder
-        extra = {read.path_column, read.modified_column} - {None}
+        extra = {read.path_column, read.row_column, read.modified_column} - {None}
         rows = 0
         for stamp, relative in FileSource(folder).matching(read):
             names = self._header(folder, relative, read, columns, extra)
@@ -99,6 +99,8 @@ class FilesToPostgresql(FastPath):
             for column, type_ in zip(columns, targets, strict=True):
                 if column.name == read.path_column:
                     exprs.append(_literal(relative))
+                elif column.name == read.row_column:
+                    exprs.append("runner_row")  # numbered as COPY inserts them: the file's order
                 elif column.name == read.modified_column:
                     exprs.append(f"CAST({_literal(stamp.isoformat())} AS timestamp) AT TIME ZONE 'UTC'")
                 else:
@@ -107,19 +109,20 @@ class FilesToPostgresql(FastPath):
                     if expr is None:
                         return None
                     exprs.append(expr)
+            cells = ", ".join(f"c{i}" for i in range(len(names)))
             raw = ", ".join(f"c{i} text" for i in range(len(names)))
             cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{RAW}")
-            cursor.execute(f"CREATE TEMP TABLE {RAW} ({raw})")
+            cursor.execute(f"CREATE TEMP TABLE {RAW} ({raw}, runner_row bigserial)")
             options = [
                 "FORMAT csv",
                 f"HEADER {'true' if read.csv.header else 'false'}",
                 f"DELIMITER {_literal(read.csv.delimiter)}",
                 f"QUOTE {_literal(read.csv.quote)}",
                 f"NULL {_literal(read.csv.null)}",
-                f"FORCE_NULL ({', '.join(f'c{i}' for i in range(len(names)))})",  # quoted markers too
+                f"FORCE_NULL ({cells})",  # quoted markers too
                 "ENCODING 'UTF8'",
             ]
-            copy = f"COPY {RAW} FROM STDIN ({', '.join(options)})"
+            copy = f"COPY {RAW} ({cells}) FROM STDIN ({', '.join(options)})"
             with cursor.copy(copy) as sink, folder.open_read(relative) as f:
                 stream: Any = gzip.GzipFile(fileobj=f, mode="rb") if relative.endswith(".gz") else f
                 while chunk := stream.read(CHUNK):

@@ -62,6 +62,12 @@ class FileRead(ReadModel):
         "first 1,000 rows of the first file (shown in the run's history; state them to be sure).",
     )
     path_column: str | None = Field(None, min_length=1, description="A column with each row's file path.")
+    row_column: str | None = Field(
+        None,
+        min_length=1,
+        description="A column with each row's number in its file (from 1): with path_column, a key "
+        "for files without one, so a file read again replaces its own rows.",
+    )
     modified_column: str | None = Field(
         None,
         min_length=1,
@@ -244,6 +250,8 @@ class FileSource:
         extra = []
         if read.path_column:
             extra.append(Column(read.path_column, ColumnType("text")))
+        if read.row_column:
+            extra.append(Column(read.row_column, ColumnType("bigint")))
         if read.modified_column:
             extra.append(Column(read.modified_column, ColumnType("timestamptz")))
         return data + extra
@@ -255,8 +263,10 @@ class FileSource:
         watermark: Watermark | None = None,
         select: list[str] | None = None,
         limit: int | None = None,
+        files: list[tuple[dt.datetime, str]] | None = None,
     ) -> ReadStream:
-        files = self.matching(read)
+        """The rows of the read's files (or of `files`, listed before), oldest file first."""
+        files = self.matching(read) if files is None else files
         if watermark is not None:
             if watermark.column != read.modified_column:
                 raise TerminalError("a watermark over files is on read.modified_column")
@@ -277,11 +287,11 @@ class FileSource:
             left = limit
             batch: Batch = []
             for stamp, relative in files:
-                extra = tuple(
-                    v for v, wanted in ((relative, read.path_column), (stamp, read.modified_column)) if wanted
-                )
-                for row in self._rows(read, columns[: len(columns) - len(extra)], relative):
-                    full = row + extra
+                head = (relative,) if read.path_column else ()
+                tail = (stamp,) if read.modified_column else ()
+                width = len(columns) - len(head) - len(tail) - (1 if read.row_column else 0)
+                for number, row in enumerate(self._rows(read, columns[:width], relative), 1):
+                    full = row + head + ((number,) if read.row_column else ()) + tail
                     batch.append(tuple(full[i] for i in picked) if picked is not None else full)
                     left = None if left is None else left - 1
                     if len(batch) >= batch_size or left == 0:
