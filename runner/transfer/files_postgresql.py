@@ -30,8 +30,6 @@ RAW = "runner_files_raw"
 CHUNK = 1 << 20
 PLAIN = {"smallint", "integer", "bigint", "decimal", "real", "double", "text", "varchar", "char"}
 TRUE, FALSE = "('true','t','1','yes','y')", "('false','f','0','no','n')"
-ISO_DATE = r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}"
-OFFSET = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?\s*(Z|[+-][0-9]{2}(:?[0-9]{2})?)\s*$"
 
 
 def _literal(text: str) -> str:
@@ -52,16 +50,22 @@ def _cast(cell: str, column: ColumnType, target: str) -> str | None:
             f"ELSE CAST({cell} AS boolean) END"
         )
     if kind in ("date", "timestamp", "timestamptz"):
-        # ISO only, as the batch path: anything else fails the copy (and the batch path names it)
-        iso = f"CASE WHEN {cell} ~ {_literal(ISO_DATE)} THEN {cell} ELSE 'not ISO 8601: ' || {cell} END"
+        # ISO 8601 only, as the batch path (string tests, not regular expressions: this runs per
+        # cell): anything else fails the copy, and the batch path names it
+        not_iso = f"substr({cell}, 5, 1) <> '-' OR substr({cell}, 8, 1) <> '-'"
+        refuse = f"CAST('not ISO 8601: ' || {cell} AS {'date' if kind == 'date' else 'timestamp'})"
         if kind == "date":
-            return f"CAST({iso} AS date)"
-        zoned = f"CAST({iso} AS timestamptz)"
-        if kind == "timestamp":
-            naive = f"CAST({iso} AS timestamp)"
-            return f"CASE WHEN {cell} ~ {_literal(OFFSET)} THEN ({zoned} AT TIME ZONE 'UTC') ELSE {naive} END"
-        naive_utc = f"(CAST({iso} AS timestamp) AT TIME ZONE 'UTC')"
-        return f"CASE WHEN {cell} ~ {_literal(OFFSET)} THEN {zoned} ELSE {naive_utc} END"
+            return f"CASE WHEN {not_iso} THEN {refuse} ELSE CAST({cell} AS date) END"
+        offset = (
+            f"right({cell}, 1) IN ('Z', 'z') OR strpos(substr({cell}, 11), '+') > 0 "
+            f"OR strpos(substr({cell}, 11), '-') > 0"
+        )
+        zoned, naive = f"CAST({cell} AS timestamptz)", f"CAST({cell} AS timestamp)"
+        if kind == "timestamp":  # an offset made UTC, naive as written
+            zoned, naive = f"({zoned} AT TIME ZONE 'UTC')", naive
+        else:  # a time without an offset is UTC
+            naive = f"({naive} AT TIME ZONE 'UTC')"
+        return f"CASE WHEN {not_iso} THEN {refuse} WHEN {offset} THEN {zoned} ELSE {naive} END"
     return None
 
 

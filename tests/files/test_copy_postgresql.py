@@ -103,6 +103,7 @@ def test_the_copy_lands_what_the_batch_path_does(sync, tmp_path, pg_url, monkeyp
     [
         ("4;x;lots;y;2024-01-01;2024-01-01;2024-01-01\n", "c.csv:2: amount: "),
         ("4;x\n", "c.csv:2: 2 fields, expected 7"),
+        ("4;x;1;y;01/02/2024 10:00;2024-01-01;2024-01-01\n", "c.csv:2: at: "),  # PostgreSQL would take it
     ],
 )
 def test_a_file_postgresql_refuses_is_named_by_the_batch_path(sync, tmp_path, pg_url, bad, message):
