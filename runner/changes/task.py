@@ -66,6 +66,10 @@ class RunOptions:
     repair: bool = (
         False  # `runner verify --repair`: write only what verify finds differing (`changes.verify`)
     )
+    # the daemon's run of a continuous job (`spec.continuous`): each consuming task goes on past a
+    # drained queue until the run is cancelled, committing a batch at most this many seconds after
+    # it began
+    continuous: float | None = None
 
     def __post_init__(self) -> None:
         if self.limit is not None:
@@ -222,7 +226,7 @@ class TaskRun:
         if not self.task.write.merged():
             job = f"{self.namespace}/{self.job}"
             dry = self.options.dry_run
-            context = WriteContext(job, self.task.name, self.run_id, self.started, self.cancel, dry)
+            context = WriteContext(job, self.task.name, self.run_id, self.started, self.cancel, dry, self.log)
             return cast(RowTarget, self.target).open_row_writer(self.task.write, columns, context)
         write = cast(WriteSpec, self.task.write)  # a merged write is a table's
         soft = write.soft_delete_column if self.task.deletes == "soft" else None

@@ -15,6 +15,7 @@ import typer
 
 from runner import services
 from runner.cli import (
+    changelogs,
     changes,
     connections,
     daemon,
@@ -48,6 +49,8 @@ for command in (
     runs.run,
     runs.logs,
     runs.history,
+    changelogs.changes,
+    changelogs.replay,
     runs.status,
     objects.tasks,
     verify.verify,

@@ -183,6 +183,13 @@ class Executor:
         for token in tokens:
             token.cancel(reason)
 
+    def cancel(self, job: str, reason: str) -> None:
+        """Cancel the job's run going on here (at its next batch boundary), if any."""
+        with self._lock:
+            token = self._active.get(job)
+        if token is not None:
+            token.cancel(reason)
+
     def idle(self) -> bool:
         with self._lock:
             return not self._active

@@ -12,6 +12,9 @@
 - Retries: a failed run is submitted again after the job's backoff, up to `retry.attempts`,
   when its failure is transient (a refused connection, a deadlock, a timeout); a terminal one
   (bad SQL, a missing table) would fail the same way again and is not retried.
+- Continuous jobs (`runner.daemon.continuous`): one run of each kept going, started again
+  after a failure with a backoff, stopped when the daemon stops, the job is suspended or
+  changed, or scheduling is paused.
 - Stop (SIGTERM/SIGINT): nothing new starts; runs going on get `grace` seconds to finish,
   then are cancelled at their next batch boundary; a second signal cancels them at once.
 
@@ -35,6 +38,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runner import services
+from runner.daemon.continuous import TRIGGER as CONTINUOUS
+from runner.daemon.continuous import Supervisor
 from runner.daemon.executor import Executor, Finished, Request
 from runner.daemon.logs import DaemonLog
 from runner.daemon.reconcile import Reconciler
@@ -54,7 +59,7 @@ from runner.runs.schedule import Cron, Scheduler
 
 def scheduled(trigger: str | None) -> bool:
     """Whether the daemon started a run on its own (not a person through the CLI or the API)."""
-    return (trigger or "").startswith(("cron", "after", "retry", "catch-up"))
+    return (trigger or "").startswith(("cron", "after", "retry", "catch-up", CONTINUOUS))
 
 
 ENDING_GRACE = 5.0  # seconds a run request waits for a run that has written its end to let go
@@ -119,6 +124,7 @@ class Daemon:
         self._wake = threading.Event()
         self.executor = Executor(ws, self.options.workers, self.log, self._wake)
         self.scheduler = Scheduler()
+        self.continuous = Supervisor()
         self.watcher = (
             FolderWatcher(ws.root, self.options.debounce, self._wake) if self.options.watch else None
         )
@@ -222,6 +228,8 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.executor.stop()
+        for job in sorted(self.continuous.running):  # they never end by themselves
+            self._stop_continuous(job, "the daemon is stopping")
         running = self.executor.running()
         if running:
             self.log(
@@ -276,6 +284,9 @@ class Daemon:
         for due in dues:
             missed = f" ({due.missed} missed slots skipped)" if due.missed else ""
             self._submit(Request(due.job, f"cron {due.slot.isoformat()}{missed}"))
+        for request in self.continuous.due(time.monotonic(), self.executor.running(), self.suspended):
+            if self.executor.submit(request, exclusive=True) == "started":
+                self.continuous.running.add(request.job)
         while self._retries and self._retries[0][0] <= time.monotonic():
             _, _, request = heapq.heappop(self._retries)
             if request.job in self.suspended or request.job not in self.jobs:
@@ -291,6 +302,11 @@ class Daemon:
                 waits.append((wake - _utcnow()).total_seconds())
             if self._retries:
                 waits.append(self._retries[0][0] - time.monotonic())
+            backoff = self.continuous.seconds_to_due(
+                time.monotonic(), self.executor.running(), self.suspended
+            )
+            if backoff is not None:
+                waits.append(backoff)
         if self.watcher and (settle := self.watcher.seconds_to_settle()) is not None:
             waits.append(settle)
         if (held := self.reconcile.seconds_to_due()) is not None:
@@ -373,6 +389,8 @@ class Daemon:
             crons = {
                 ref: Cron.of(spec["schedule"]) for ref, spec in self.jobs.items() if spec.get("schedule")
             }
+            for ref in sorted(self.continuous.set_jobs(self.jobs) & self.continuous.running):
+                self._stop_continuous(ref, "its definition changed")
             fresh = self.scheduler.set_jobs(crons, _utcnow())
             self._mark(*((job, self.scheduler.marks[job]) for job in fresh))
             store.switches.forget_schedule_marks({tuple(ref.split("/", 1)) for ref in crons})  # type: ignore[misc]
@@ -386,6 +404,15 @@ class Daemon:
                 "info", "scheduling paused" if paused["paused"] else "scheduling resumed", by=paused.get("by")
             )
         self.paused = paused["paused"]
+        for ref, why in self.continuous.held(self.suspended, self.paused):
+            self._stop_continuous(ref, why)
+
+    def _stop_continuous(self, job: str, why: str) -> None:
+        """Cancel a continuous job's run at its next batch boundary (committed and acknowledged
+        so far: nothing is lost)."""
+        self.continuous.stop(job)
+        self.log("info", "stopping a continuous run", job=job, reason=why)
+        self.executor.cancel(job, f"cancelled: {why}")
 
     def _catch_up(self) -> None:
         """Once at start: a run a killed daemon left unfinished, and a cron slot missed while
@@ -398,7 +425,8 @@ class Daemon:
             if newest and newest[0].get("status") == "running":
                 record = services.mark_interrupted(self.ws, newest[0])
                 ran = (record or {}).get("options", {})
-                if record is not None and not (ran.get("dry_run") or ran.get("limit")):
+                continuous = ref in self.continuous.jobs  # it starts again as it is: no run to finish
+                if record is not None and not (ran.get("dry_run") or ran.get("limit") or continuous):
                     # whoever started it (cron, a trigger, the API, `runner run`): it runs again,
                     # on the same tasks; a test run (dry run, --limit) changed nothing to finish
                     reasons[ref] = f"catch-up: run {record['run_id']} was interrupted"
@@ -441,6 +469,16 @@ class Daemon:
 
     def _ended(self, finished: Finished) -> None:
         request, record = finished.request, finished.record
+        if request.trigger == CONTINUOUS:
+            if record is not None:
+                self._prune(request.job)
+            status, ran = (record or {}).get("status"), (record or {}).get("seconds") or 0.0
+            delay = self.continuous.ended(request.job, status, ran, time.monotonic())
+            if delay and not self._stop.is_set():
+                self.log(
+                    "info", "continuous run starts again after a backoff", job=request.job, seconds=delay
+                )
+            return
         if record is None:
             return
         self._prune(request.job)

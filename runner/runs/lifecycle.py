@@ -33,7 +33,6 @@ from runner.runs.events import run_after, run_before
 from runner.runs.index import index_run
 from runner.runs.jobs import (
     ADHOC_FILE,
-    adhoc_connections,
     adhoc_job,
     applied_ends,
     check_task_names,
@@ -91,8 +90,7 @@ def run_adhoc(
         DefinitionsInvalid: the spec or its name is invalid (with the field of each problem).
         NotFound: a connection it names is not applied.
     """
-    job, parsed = adhoc_job(name, spec, namespace)
-    ends = adhoc_connections(ws, job)
+    job, parsed, ends = adhoc_job(ws, name, spec, namespace)
     return _run_locked(ws, job, parsed, ends, options, None, None, cancel, None, trigger, run_id)
 
 

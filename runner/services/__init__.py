@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from runner.runs.lifecycle import run, run_adhoc
     from runner.runs.records import mark_interrupted, record_not_started, record_queued, run_mode
     from runner.services.catalog import connections, describe, get, tasks
+    from runner.services.changelogs import changes, replay
     from runner.services.definitions import (
         DEFAULT_LOCK_TIMEOUT,
         SCHEMA_FILE,
@@ -66,6 +67,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "runner.runs.lifecycle": ("run", "run_adhoc"),
     "runner.runs.records": ("mark_interrupted", "record_not_started", "record_queued", "run_mode"),
     "runner.services.catalog": ("connections", "describe", "get", "tasks"),
+    "runner.services.changelogs": ("changes", "replay"),
     "runner.services.definitions": (
         "DEFAULT_LOCK_TIMEOUT",
         "SCHEMA_FILE",
@@ -133,6 +135,7 @@ __all__ = [
     "adhoc_job",
     "apply",
     "cancel",
+    "changes",
     "check",
     "check_adhoc",
     "check_tasks",
@@ -165,6 +168,7 @@ __all__ = [
     "prune_history",
     "read_plan",
     "recent_runs",
+    "replay",
     "record_not_started",
     "record_queued",
     "run",

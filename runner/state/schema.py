@@ -158,3 +158,26 @@ runs_indexed = sa.Table(
     sa.Column("namespace", sa.String(63), primary_key=True),
     sa.Column("job", sa.String(63), primary_key=True),
 )
+
+
+# The change logs a reader job keeps (`runner.connectors.changelog_files`): one file per run,
+# task and commit; `first_position` numbers a task's changes in the order writers apply them.
+change_logs = sa.Table(
+    "change_logs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("job", sa.String(63), nullable=False),
+    sa.Column("task", sa.String(63), nullable=False),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("part", sa.Integer, nullable=False),
+    sa.Column("first_position", sa.BigInteger, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("upserts", sa.BigInteger, nullable=False),
+    sa.Column("deletes", sa.BigInteger, nullable=False),
+    sa.Column("file", sa.String(2000), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.UniqueConstraint("namespace", "job", "task", "first_position"),
+    sa.Index("change_logs_by_run", "run_id"),
+)

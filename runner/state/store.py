@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from runner.errors import StateError, StoreMissing, StoreOutdated
 from runner.state import migrations, schema
+from runner.state.changelogs import ChangeLogs, ChangeLogsReader
 from runner.state.database import Database, utcnow
 from runner.state.keys import Keys
 from runner.state.locks import Locks, LocksReader
@@ -39,6 +40,7 @@ class StateReader:
     locks: LocksReader
     switches: SwitchesReader
     runs: RunsReader
+    changelogs: ChangeLogsReader
 
     def __init__(self, url: str):
         self.db = Database(url, create=False, read_only=True)
@@ -52,6 +54,7 @@ class StateReader:
         self.locks = LocksReader(self.db)
         self.switches = SwitchesReader(self.db)
         self.runs = RunsReader(self.db)
+        self.changelogs = ChangeLogsReader(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -70,6 +73,7 @@ class StateStore(StateReader):
     switches: Switches
     runs: Runs
     keys: Keys
+    changelogs: ChangeLogs
 
     def __init__(self, url: str, create: bool = True):  # not StateReader's: this one migrates
         self.db = Database(url, create)
@@ -80,6 +84,7 @@ class StateStore(StateReader):
         self.switches = Switches(self.db)
         self.runs = Runs(self.db)
         self.keys = Keys(self.db)
+        self.changelogs = ChangeLogs(self.db)
 
 
 def _version(conn: sa.Connection) -> int:

@@ -136,10 +136,12 @@ def test_an_unknown_job_type_is_refused_with_the_known_ones(project):
     )
 
 
-def test_an_adhoc_job_of_an_unknown_type_is_refused():
+def test_an_adhoc_job_of_an_unknown_type_is_refused(project):
+    project.write("connections.d/all.yaml", TWO_SQLITE)
+    services.apply(project.ws)
     spec = {"type": "nope", "source": "src", "target": "dst", "tasks": [{"name": "t"}]}
     with pytest.raises(DefinitionsInvalid) as info:
-        services.adhoc_job("once", spec)
+        services.adhoc_job(project.ws, "once", spec)
     (p,) = info.value.problems
     assert (p.location.field, p.message, p.hint) == (
         "spec.type",
@@ -156,8 +158,7 @@ def test_an_adhoc_jobs_tasks_are_checked_against_its_applied_connections(project
         "target": "lite",
         "tasks": [{"name": "t", "read": {"query": "SELECT 1"}, "write": {"table": "b"}}],
     }
-    job, _ = services.adhoc_job("once", spec)  # alone, the spec is valid: its kinds are not known yet
     with pytest.raises(DefinitionsInvalid) as info:
-        services.check_adhoc(project.ws, job, None)
+        services.adhoc_job(project.ws, "once", spec)
     (p,) = info.value.problems
     assert (p.location.field, p.message) == ("spec.tasks[0].read", "this kind reads tables only")

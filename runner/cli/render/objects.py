@@ -29,7 +29,7 @@ def objects_table(objects: list[Any], kind: str) -> Table:
         if kind == "Job":
             schedule = spec.get("schedule")
             extra = [
-                f"{spec['source']} → {spec['target']}",
+                f"{_end(spec.get('source'))} → {spec.get('target', 'change logs')}",
                 str(len(spec["tasks"])) if "tasks" in spec else spec.get("type", "-"),
                 f"{schedule['cron']} ({schedule.get('timezone', 'UTC')})" if schedule else "-",
             ]
@@ -130,3 +130,8 @@ def _backfill_text(row: dict[str, Any]) -> str:
     if row.get("timezone"):
         text += f", in {row['timezone']}"
     return text
+
+
+def _end(source: Any) -> str:
+    """A job's source as a listing shows it: a connection, or a writer's reader job."""
+    return f"job {source['job']}" if isinstance(source, dict) else str(source)

@@ -200,6 +200,8 @@ def status_table(info: dict[str, Any]) -> Table:
     for job in info["jobs"]:
         schedule = job["schedule"]
         when = f"{schedule['cron']} ({schedule.get('timezone', 'UTC')})" if schedule else ""
+        if job.get("continuous"):
+            when = f"continuous (max latency {job['continuous'].get('max_latency', '5s')})"
         if job["after"]:
             when = ", ".join(
                 filter(
@@ -216,7 +218,10 @@ def status_table(info: dict[str, Any]) -> Table:
             now.append("suspended")
         if job.get("inactive_tasks"):
             now.append(f"{len(job['inactive_tasks'])} task(s) inactive")
-        now.extend(f"{lag['task']}: {lag_text(lag)}" for lag in job.get("cdc_lag") or [])
+        now.extend(
+            f"{lag['task']}: {lag_text(lag)}"
+            for lag in [*(job.get("cdc_lag") or []), *(job.get("messages_lag") or [])]
+        )
         table.add_row(
             job["job"],
             when or "-",
