@@ -39,9 +39,10 @@ from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec, SyncJobSpec
 from runner.definitions.needs import Need, Needs
 from runner.definitions.schema_changes import TableChanges
-from runner.definitions.tasks import Task, WriteSpec, target_table, task_name
+from runner.definitions.tasks import Task, WriteSpec, target_table
 from runner.errors import Cancelled, NotFound, RunnerError, TerminalError
 from runner.jobs.sync import failure_class
+from runner.jobs.sync_all import table_task_names
 from runner.jobs.types import JOB_TYPES, JobType
 from runner.state.store import StateStore
 from runner.streams.cancel import CancelToken
@@ -271,7 +272,6 @@ def run_load_folder(
             raise failure(f"cannot list {source.folder.where}", exc) from None
         log("info", "listed the folder", folder=source.folder.where, files=len(listing))
         tables: dict[str, list[tuple[dt.datetime, str, int]]] = {}
-        names: dict[str, str] = {}  # table -> task name
         results: list[TaskResult] = []
         unmatched: list[str] = []
         for stamp, relative, size in listing:
@@ -287,9 +287,7 @@ def run_load_folder(
                 count=len(unmatched),
                 files=unmatched[:20],
             )
-        taken: set[str] = set()
-        for table in sorted(tables):
-            names[table] = task_name(table, taken)
+        names = table_task_names(list(tables))  # stable: a table's name never passes to another
         unknown = sorted(set(options.tasks or ()) - set(names.values()))
         if unknown:
             raise NotFound(
