@@ -137,7 +137,7 @@ def test_connections_to_servers_are_checked_where_they_are_defined(project):
     assert "host: for a folder on a server (protocol ftp or sftp) only" in text
 
 
-def test_a_kill_while_writing_to_a_server_leaves_no_visible_half_file(ftp_server, project, tmp_path):
+def test_a_kill_while_writing_to_a_server_leaves_no_visible_half_file(server, project, tmp_path):
     """Killed once its file is complete on the server under its hidden name, not yet renamed:
     nothing is visible; the next run writes every row, once."""
     import sqlite3
@@ -149,7 +149,7 @@ def test_a_kill_while_writing_to_a_server_leaves_no_visible_half_file(ftp_server
     con.commit()
     con.close()
     project.connection("src", "sqlite", "sqlite:///src.db")
-    spec = ftp_server.connection()
+    spec = server.connection()
     project.write(
         "connections.d/lake.yaml",
         f"apiVersion: runner/v1\nkind: Connection\nmetadata: {{name: lake}}\nspec: {json.dumps(spec)}\n",
@@ -168,7 +168,7 @@ def test_a_kill_while_writing_to_a_server_leaves_no_visible_half_file(ftp_server
     services.apply(project.ws)
     project.ws.close()
     kill_at(project, "file written", tmp_path)
-    data = ftp_server.root / "data"
+    data = server.root / "data"
     files = [p for p in data.rglob("*") if p.is_file()]
     assert files and all(p.name.startswith(".") and p.name.endswith(".partial") for p in files)
     assert services.run(project.ws, "sync")["status"] == "succeeded"
