@@ -114,3 +114,33 @@ def test_a_file_postgresql_refuses_is_named_by_the_batch_path(sync, tmp_path, pg
     task = {"name": "t", "read": read, "write": {"table": "t", "keys": ["id"]}}
     (result,) = sync(source, {"type": "postgresql", "url": pg_url}, [task])
     assert result.status == "failed" and result.error.startswith(message), result.error
+
+
+def test_a_watermark_first_load_copies_then_reads_only_new_files(sync, tmp_path, pg_url):
+    import os
+    import time
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in/a.csv").write_text("id;name\n1;a\n2;b\n")
+    source = {"type": "files", "path": str(tmp_path / "in")}
+    read = {
+        "files": "*.csv",
+        "format": "csv",
+        "csv": {"delimiter": ";"},
+        "columns": {"id": "bigint", "name": "text"},
+        "modified_column": "modified",
+    }
+    task = {
+        "name": "t",
+        "read": read,
+        "write": {"table": "w", "keys": ["id"]},
+        "changes": {"strategy": "watermark", "column": "modified"},
+    }
+    target = {"type": "postgresql", "url": pg_url}
+    (first,) = sync(source, target, [task])
+    assert (first.status, first.inserted) == ("succeeded", 2), first.error
+    (tmp_path / "in/b.csv").write_text("id;name\n3;c\n")
+    os.utime(tmp_path / "in/b.csv", (time.time() + 5, time.time() + 5))
+    (second,) = sync(source, target, [task])
+    assert second.status == "succeeded" and second.inserted == 1, second
+    assert [r[:2] for r in _rows(pg_url, "w")] == [(1, "a"), (2, "b"), (3, "c")]
