@@ -31,7 +31,9 @@ class JobType:
     run: RunJob
 
 
-JOB_TYPES: Registry[str, JobType] = Registry("job type", {"sync_all": "runner.jobs.sync_all"})
+JOB_TYPES: Registry[str, JobType] = Registry(
+    "job type", {"sync_all": "runner.jobs.sync_all", "load_folder": "runner.jobs.load_folder"}
+)
 JOB_TYPES.register("sync", JobType(SyncJobSpec, run_job))
 
 
