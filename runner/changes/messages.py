@@ -37,8 +37,13 @@ def run_messages(run: TaskRun) -> None:
     if consumer.notice:
         run.log("warning", consumer.notice, task=task.name)
     try:
+        if not consumer.columns:  # a source that knows no columns yet has nothing to hand out
+            run.log("info", "nothing to consume yet: the source knows no columns", task=task.name)
+            return
         run.use_columns(consumer.columns)
         with run.writer(consumer.columns) as w:
+            if w.merges:  # a key may come again (a later batch, after a delete): merge, never insert
+                cast(MergeWriter, w).empty_at_start = False
             while True:
                 if run.cancel:
                     run.cancel.check()
@@ -101,8 +106,9 @@ def _apply(run: TaskRun, w: Writer, batch: list[tuple[str, tuple]]) -> None:
 def _upsert(run: TaskRun, w: Writer, rows: Batch, positions: list[int]) -> None:
     result = run.result
     if not positions and w.merges:  # no keys: every message is a new row
+        filtered = result.filtered
         cast(MergeWriter, w).insert(rows)
-        result.inserted += len(rows)
+        result.inserted += len(rows) - (result.filtered - filtered)  # a filter's rows are not inserted
         return
     if positions:  # one row per key, the last message's: a stage merges each key once
         rows = list({tuple(row[i] for i in positions): row for row in rows}.values())

@@ -60,6 +60,9 @@ class Executor:
         self._waiting: dict[str, Request] = {}  # run id -> a request with an id, not begun yet
         self.stopping = False
 
+    def start(self) -> None:
+        """Called once the daemon leads (see `runner.daemon.election`); the pool needs nothing."""
+
     def submit(self, request: Request, exclusive: bool = False) -> str:
         """Start or queue a run: returns "started", "queued" or "merged"; with `exclusive`,
         "busy" instead of queueing behind a run going on."""

@@ -73,7 +73,9 @@ def run_text(record: dict[str, Any]) -> str:
         line = (
             f"  task {t['name']} ({t['strategy']}): {t['status']}, {t['rows_read']:,} rows read → "
             + ("would be " if dry else "")
-            + f"{written_text(t)}, {t['unchanged']:,} unchanged in {t['target']} ({t['seconds']:.2f} s)"
+            + f"{written_text(t)}, {t['unchanged']:,} unchanged"
+            + (f", {t['filtered']:,} filtered out" if t.get("filtered") else "")  # older records: none
+            + f" in {t['target']} ({t['seconds']:.2f} s)"
         )
         if t.get("before_run"):
             done = "emptied" if t["before_run"] == "truncate" else "dropped and created again"
