@@ -211,9 +211,14 @@ class _Target:
             self.w = self.stack.enter_context(run.writer(self.columns))
             cast(MergeWriter, self.w).empty_at_start = False  # a key may come again: always merge
             if self.reopened and run.evolution is not None and not run.options.dry_run:
-                self.known = TableEvolution.known_columns(self.columns, run.evolution.not_null)
+                self.known = TableEvolution.known_columns(self.written(self.columns), run.evolution.not_null)
                 checkpoint("reshaped")
         return self.w
+
+    def written(self, columns: list[Column]) -> list[Column]:
+        """The columns the target gets for the source's `columns` (after the task's transforms)."""
+        pipeline = self.run.pipeline(columns)
+        return pipeline.columns if pipeline is not None else columns
 
     def stored(self, position: str) -> None:
         """A position is stored: once past the last reshape, the columns of its shape are too."""
@@ -272,7 +277,8 @@ class _Target:
             self.w = None
             self.reopened = True  # the first writer stored the columns it opened with (`TaskRun.writer`)
             if run.evolution is not None:  # the source's columns until now: what changed is told from them
-                run.evolution.known = TableEvolution.known_columns(self.columns, run.evolution.not_null)
+                written = self.written(self.columns)
+                run.evolution.known = TableEvolution.known_columns(written, run.evolution.not_null)
         self.columns = columns
         self.before, self.known = before, None
         run.use_columns(columns)
