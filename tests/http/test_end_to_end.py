@@ -186,3 +186,39 @@ def test_a_kill_mid_read_then_a_clean_run_leaves_the_target_equal_to_the_api(api
     con.close()
     assert got == {i: r["name"] for i, r in api.records.items()}
     assert record["tasks"][0]["pointer_after"]["value"] == "2024-04-01T00:00:00"
+
+
+def test_transforms_over_an_api_source(api, project, monkeypatch):
+    """Transforms work over an API's records as over a table's rows: a computed column, a
+    filter (counted), a rename and a masked column reach the target; the salt nowhere."""
+    monkeypatch.setenv("MASK_SALT", "pepper-9f1c")
+    task = {
+        **PULL,
+        "transforms": [
+            {"type": "compute", "column": "label", "expression": "name ~ ' @ ' ~ city"},
+            {"type": "filter", "expression": "id % 2 == 1"},
+            {"type": "rename", "columns": {"price": "gross"}},
+            {"type": "mask", "column": "city", "salt": "${env:MASK_SALT}"},
+        ],
+    }
+    _define(
+        project,
+        api,
+        {"type": "sqlite", "url": "sqlite:///out.db"},
+        {"source": "api", "target": "db", "tasks": [task]},
+    )
+    record = services.run(project.ws, "job")
+    (result,) = record["tasks"]
+    assert result["status"] == "succeeded", result["error"]
+    assert result["filtered"] == 22  # ids 2, 4, …, 44 of 45
+    con = sqlite3.connect(project.root / "out.db")
+    try:
+        rows = con.execute("SELECT id, label, gross, city FROM items ORDER BY id").fetchall()
+        columns = [r[1] for r in con.execute("PRAGMA table_info(items)")]
+    finally:
+        con.close()
+    assert [r[0] for r in rows] == list(range(1, 46, 2))
+    assert rows[3][1] == f"{api.records[7]['name']} @ city 0" and Decimal(str(rows[3][2])) == Decimal("7.07")
+    assert "price" not in columns and all(len(r[3]) == 64 and r[3] != "city 0" for r in rows)
+    written = b"".join(p.read_bytes() for p in project.root.rglob("*") if p.is_file())
+    assert b"pepper-9f1c" not in written
