@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import httpx
 
 BODY_START = 300  # characters of a failed response's body quoted in an error
+MAX_BODY = 16 * 1024 * 1024  # bytes of an answer's body (decompressed) runner takes, at most
 FIRST_BACKOFF = 0.5  # seconds before the first retry; doubled each time
 USER_AGENT = "runner (https://github.com/runner)"
 
@@ -76,7 +77,7 @@ class HttpClient:
                     secrets.remember(urllib.parse.quote_plus(key))
         except secrets.SecretError as exc:
             raise TerminalError(f"connection {name!r}: {exc}") from None
-        timeout = seconds(spec.timeout)
+        timeout = self.timeout = seconds(spec.timeout)
         try:
             verify = spec.tls_verify(base_dir)
         except OSError as exc:  # ssl.SSLError is one too
@@ -158,7 +159,7 @@ class HttpClient:
             if isinstance(self.spec.auth, OAuth2Auth):
                 sent["Authorization"] = f"Bearer {self._token()}"
             try:
-                response = self.client.request(method, target, content=content, headers=sent)
+                response = self._send(method, target, content=content, headers=sent)
             except httpx.TransportError as exc:
                 reason = f"no answer ({type(exc).__name__}: {secrets.redact(str(exc))})"
                 wait = FIRST_BACKOFF * 2**attempt
@@ -193,8 +194,8 @@ class HttpClient:
             {"Authorization": f"Bearer {self._token()}"} if isinstance(self.spec.auth, OAuth2Auth) else {}
         )
         try:
-            return self.client.get(
-                httpx.URL(self.spec.base_url).copy_merge_params(self.params), headers=headers
+            return self._send(
+                "GET", httpx.URL(self.spec.base_url).copy_merge_params(self.params), headers=headers
             )
         except httpx.TransportError as exc:
             raise TransientError(
@@ -208,6 +209,46 @@ class HttpClient:
             f"connection {self.name!r}: {method} {self.shown(str(response.request.url))} answered "
             f"{response.status_code} {response.reason_phrase}{what}: {body_start(response)}"
         )
+
+    def _send(self, method: str, url: Any, **options: Any) -> httpx.Response:
+        """Send a request and read its answer whole, but no more than `MAX_BODY` bytes and within
+        `timeout` in all (httpx's timeout bounds each read, so a server dripping a byte at a time
+        would hold the run for ever).
+
+        Raises:
+            httpx.TransportError: no answer, or not in time.
+            TerminalError: a body too big, or one its Content-Encoding does not decode.
+        """
+        import httpx
+
+        deadline = time.monotonic() + self.timeout
+        request = self.client.build_request(method, url, **options)
+        response = self.client.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise TerminalError(
+                        f"connection {self.name!r}: {method} {self.shown(str(request.url))} answered with "
+                        f"a body over {MAX_BODY // 2**20} MiB (decompressed): ask for smaller pages"
+                    )
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(
+                        f"the answer took longer than {self.spec.timeout}", request=request
+                    )
+                chunks.append(chunk)
+        except httpx.DecodingError as exc:
+            raise TerminalError(
+                f"connection {self.name!r}: {method} {self.shown(str(request.url))} answered with a body "
+                f"its Content-Encoding {response.headers.get('Content-Encoding')!r} does not decode: "
+                f"{secrets.redact(str(exc))}"
+            ) from None
+        finally:
+            response.close()
+        response._content = b"".join(chunks)  # what `response.read()` would set
+        return response
 
     def _retry_after(self, response: httpx.Response, attempt: int) -> float | None:
         """Seconds to wait before trying again: the server's Retry-After (seconds or a date),
@@ -252,7 +293,7 @@ class HttpClient:
         if auth.scope:
             form["scope"] = auth.scope
         try:
-            response = self.client.post(auth.token_url, data=form, headers={"Accept": "application/json"})
+            response = self._send("POST", auth.token_url, data=form, headers={"Accept": "application/json"})
         except httpx.TransportError as exc:
             raise TransientError(
                 f"connection {self.name!r}: no answer from the token endpoint {auth.token_url} "
