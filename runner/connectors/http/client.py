@@ -258,7 +258,7 @@ class HttpClient:
         if header is None:
             return backoff
         header = header.strip()
-        if header.isdigit():
+        if header.isascii() and header.isdigit():  # `isdigit` alone takes `²`, which float() does not
             wait = float(header)
         else:
             try:

@@ -1,0 +1,133 @@
+"""An API that answers to harm: a body too big or a gzip bomb, a body dripped a byte at a time,
+a Retry-After runner cannot read, a body its Content-Encoding does not decode, JSON nested too
+deep, pages without end. Each fails the task with a clear error (or ends it), in bounded memory
+and time; none crashes the run with an exception from httpx or json.
+
+The server is a raw socket on loopback, so that it can send what no framework would."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+MAX_BODY = 16 * 1024 * 1024  # runner.connectors.http.client.MAX_BODY
+
+Send = Callable[[socket.socket, bytes], None]
+
+
+def answer(status: str, body: bytes, **headers: str) -> bytes:
+    head = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+    head += "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in headers.items())
+    return head.encode("latin-1") + b"\r\n" + body
+
+
+@contextlib.contextmanager
+def raw_api(send: Send) -> Iterator[str]:
+    """A server on 127.0.0.1 that reads each request's head and calls `send(connection, head)`."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            with contextlib.suppress(OSError):
+                send(conn, head)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        listener.close()
+
+
+def run(sync: Any, mem: Any, base: str, **connection: Any) -> Any:
+    spec = {"type": "http", "base_url": base, "retries": 0, **connection}
+    task = {
+        "name": "items",
+        "read": {"path": "/items", "columns": {"id": "bigint"}},
+        "write": {"table": "items", "keys": ["id"]},
+        "changes": {"strategy": "full"},
+    }
+    (result,) = sync(spec, mem.spec, [task])
+    return result
+
+
+def test_a_body_over_the_cap_fails_the_task(sync, mem):
+    body = b"[" + b" " * (MAX_BODY + 10) + b"]"  # valid JSON: no records, only too big
+    with raw_api(lambda conn, _: conn.sendall(answer("200 OK", body))) as base:
+        result = run(sync, mem, base)
+    assert result.status == "failed"
+    assert "over 16 MiB" in result.error and "ask for smaller pages" in result.error
+
+
+def test_a_gzip_bomb_is_stopped_at_the_cap(sync, mem):
+    bomb = gzip.compress(b"[" + b" " * (MAX_BODY * 2) + b"]", 9)  # a few kB on the wire
+    assert len(bomb) < MAX_BODY // 100
+    reply = answer("200 OK", bomb, Content_Type="application/json", Content_Encoding="gzip")
+    with raw_api(lambda conn, _: conn.sendall(reply)) as base:
+        result = run(sync, mem, base)
+    assert result.status == "failed"
+    assert "over 16 MiB (decompressed)" in result.error
+
+
+def test_a_body_it_cannot_decompress_fails_with_a_clear_error(sync, mem):
+    reply = answer("200 OK", b"not gzip at all", Content_Encoding="gzip")
+    with raw_api(lambda conn, _: conn.sendall(reply)) as base:
+        result = run(sync, mem, base)
+    assert result.status == "failed"
+    assert "Content-Encoding 'gzip' does not decode" in result.error
+
+
+def test_a_body_dripped_a_byte_at_a_time_times_out(sync, mem):
+    """Each byte comes well within the timeout, the whole body long after it."""
+    body = b'[{"id": 1}, {"id": 2}]' + b" " * 30
+
+    def drip(conn: socket.socket, _: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for byte in body:
+            conn.sendall(bytes([byte]))
+            time.sleep(0.3)
+
+    with raw_api(drip) as base:
+        result = run(sync, mem, base, timeout="2s")
+    assert result.status == "failed"
+    assert "took longer than 2s" in result.error
+    assert mem.rows("items") == []
+
+
+def test_a_retry_after_float_cannot_read_is_a_plain_backoff(sync, mem):
+    """`²` is a digit to Python's `str.isdigit`, but no number to `float`."""
+    reply = answer("429 Too Many Requests", b"{}", Retry_After="\u00b2")
+    with raw_api(lambda conn, _: conn.sendall(reply)) as base:
+        result = run(sync, mem, base)
+    assert result.status == "failed"
+    assert "429 Too Many Requests" in result.error and "1 attempt(s)" in result.error
+
+
+def test_a_retry_after_of_a_year_fails_at_once(sync, mem):
+    reply = answer("503 Service Unavailable", b"{}", Retry_After=str(365 * 24 * 3600))
+    with raw_api(lambda conn, _: conn.sendall(reply)) as base:
+        result = run(sync, mem, base, retries=3, max_retry_wait="2s")
+    assert result.status == "failed"
+    assert "Retry-After longer than 2s" in result.error
