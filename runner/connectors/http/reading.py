@@ -35,8 +35,16 @@ SINCE = re.compile(r"\bsince\b")
 
 def quote_value(value: Any) -> str:
     """An expression's value in a URL path: one percent-encoded segment (a `/` or `?` in a value
-    cannot change which endpoint is asked)."""
-    return urllib.parse.quote("" if value is None else str(value), safe="")
+    cannot change which endpoint is asked).
+
+    Raises:
+        ValueError: a value of dots alone: `..` is the parent (a URL's dot segments are
+            resolved, by httpx and by proxies, even percent-encoded), `.` the same endpoint.
+    """
+    text = "" if value is None else str(value)
+    if text and not text.strip("."):
+        raise ValueError(f"the value {text!r} in a path would name another endpoint (a dot segment)")
+    return urllib.parse.quote(text, safe="")
 
 
 def path_templates() -> Templates:
@@ -211,7 +219,10 @@ class HttpSource:
         context = {**templates.environment().globals, "since": since}
 
         def pages() -> Iterator[list[tuple]]:
-            url = self.client.url(path(context))
+            try:
+                url = self.client.url(path(context))
+            except ValueError as exc:
+                raise TerminalError(f"read.path {read.path!r}: {exc}") from None
             params = {k: v for k, v in params_of(context).items() if v is not None}
             pager = Pages(read.paginate)
             query: dict[str, Any] | None = {**params, **pager.first()}
