@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import pytest
 
 MAX_BODY = 16 * 1024 * 1024  # runner.connectors.http.client.MAX_BODY
 
@@ -131,3 +134,39 @@ def test_a_retry_after_of_a_year_fails_at_once(sync, mem):
         result = run(sync, mem, base, retries=3, max_retry_wait="2s")
     assert result.status == "failed"
     assert "Retry-After longer than 2s" in result.error
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://127.0.0.1:99999/items",  # no port
+        "/items\x00x",  # a control character
+        "http://[::1/items",  # a broken address
+        "/" + "a" * 70_000,  # longer than httpx sends
+        "file:///etc/passwd",
+        "http://someone:pw@127.0.0.1:PORT/items",  # credentials of the API's choosing
+        "//example.com/items",
+    ],
+)
+def test_a_next_link_runner_cannot_or_must_not_follow_fails_the_task(sync, mem, link):
+    def send(conn: socket.socket, head: bytes) -> None:
+        port = conn.getsockname()[1]
+        body = json.dumps({"data": [{"id": 1}], "next": link.replace("PORT", str(port))}).encode()
+        conn.sendall(answer("200 OK", body) if b"/items " in head else answer("404 Not Found", b"{}"))
+
+    with raw_api(send) as base:
+        spec = {"type": "http", "base_url": base, "retries": 0}
+        task = {
+            "name": "items",
+            "read": {
+                "path": "/items",
+                "records": "data",
+                "columns": {"id": "bigint"},
+                "paginate": {"style": "next_link", "path": "next"},
+            },
+            "write": {"table": "items", "keys": ["id"]},
+            "changes": {"strategy": "full"},
+        }
+        (result,) = sync(spec, mem.spec, [task])
+    assert result.status == "failed" and result.failure == "terminal", result.error
+    assert "the API links to" in result.error

@@ -100,23 +100,37 @@ class HttpClient:
         """An endpoint's path (relative to `base_url`) or a link the API gave, as an absolute URL.
 
         Raises:
-            TerminalError: a link to another server (the credentials would go with it).
+            TerminalError: a link to another server (the credentials would go with it), with a
+                user or password of the API's choosing, or one httpx cannot send.
         """
-        if "://" not in path_or_link and not path_or_link.startswith("//"):
-            path = path_or_link if path_or_link.startswith("/") else f"/{path_or_link}"
-            if path.startswith(self.base.path + "/") and self.base.path:
-                return f"{self.base.scheme}://{self.base.netloc}{path}"  # a link from the host's root
-            return f"{self.spec.base_url}{path}"
-        absolute = urllib.parse.urljoin(self.spec.base_url + "/", path_or_link)
-        parts = urllib.parse.urlsplit(absolute)
-        if (parts.scheme, parts.hostname, parts.port) != (
-            self.base.scheme,
-            self.base.hostname,
-            self.base.port,
-        ):
+        import httpx
+
+        try:
+            if "://" not in path_or_link and not path_or_link.startswith("//"):
+                path = path_or_link if path_or_link.startswith("/") else f"/{path_or_link}"
+                if path.startswith(self.base.path + "/") and self.base.path:
+                    absolute = f"{self.base.scheme}://{self.base.netloc}{path}"  # a link from the host's root
+                else:
+                    absolute = f"{self.spec.base_url}{path}"
+            else:
+                absolute = urllib.parse.urljoin(self.spec.base_url + "/", path_or_link)
+            parts = urllib.parse.urlsplit(absolute)
+            where = (parts.scheme, parts.hostname, parts.port)  # `port` may raise ValueError
+            httpx.URL(absolute)  # what httpx would refuse when sending (a control character, say)
+        except (ValueError, httpx.InvalidURL) as exc:
+            raise TerminalError(
+                f"connection {self.name!r}: the API links to a URL runner cannot use ({exc}): "
+                f"{secrets.redact(path_or_link[:200])!r}"
+            ) from None
+        if where != (self.base.scheme, self.base.hostname, self.base.port):
             raise TerminalError(
                 f"connection {self.name!r}: the API links to {parts.scheme}://{parts.hostname}, not to "
                 f"{self.base.scheme}://{self.base.hostname}: runner sends its credentials only to the latter"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise TerminalError(
+                f"connection {self.name!r}: the API links to a URL with a user or password in it "
+                "(httpx would sign in with them instead of the connection's auth)"
             )
         return absolute
 
