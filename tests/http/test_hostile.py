@@ -170,3 +170,62 @@ def test_a_next_link_runner_cannot_or_must_not_follow_fails_the_task(sync, mem, 
         (result,) = sync(spec, mem.spec, [task])
     assert result.status == "failed" and result.failure == "terminal", result.error
     assert "the API links to" in result.error
+
+
+def test_json_nested_too_deep_fails_the_task_with_a_clear_error(sync, mem):
+    body = b"[" * 100_000 + b"]" * 100_000
+    with raw_api(lambda conn, _: conn.sendall(answer("200 OK", body))) as base:
+        result = run(sync, mem, base)
+    assert result.status == "failed" and result.failure == "terminal"
+    assert "page 1" in result.error and "nested too deep" in result.error
+
+
+def test_a_page_that_is_not_json_names_its_content_type(sync, mem):
+    reply = answer("200 OK", b"<html><body>Sign in</body></html>", Content_Type="text/html")
+    with raw_api(lambda conn, _: conn.sendall(reply)) as base:
+        result = run(sync, mem, base)
+    assert result.status == "failed" and "not JSON" in result.error
+    assert "Content-Type text/html" in result.error and "<html><body>Sign in" in result.error
+
+
+def test_a_redirect_is_not_followed_and_says_where_it_went(sync, mem):
+    seen: list[bytes] = []
+
+    def send(conn: socket.socket, head: bytes) -> None:
+        seen.append(head)
+        conn.sendall(answer("302 Found", b"", Location="https://other.example/v2/items?token=abc"))
+
+    with raw_api(send) as base:
+        result = run(sync, mem, base)
+    assert len([h for h in seen if h.startswith(b"GET /items ")]) == 1  # and the connection check
+    assert result.status == "failed" and "302 Found" in result.error
+    assert "a redirect to https://other.example/v2/items: runner follows none" in result.error
+    assert "token=abc" not in result.error
+
+
+def test_endless_pages_without_records_stop(sync, mem):
+    """No record, ever, and always a new next link: no batch would reach the engine, which
+    cancels a run (or ends it at its job's timeout) between batches."""
+    count = [0]
+
+    def send(conn: socket.socket, head: bytes) -> None:
+        count[0] += head.startswith(b"GET /items")
+        body = json.dumps({"data": [], "next": f"/items?after={count[0]}"}).encode()
+        conn.sendall(answer("200 OK", body))
+
+    with raw_api(send) as base:
+        spec = {"type": "http", "base_url": base, "retries": 0}
+        task = {
+            "name": "items",
+            "read": {
+                "path": "/items",
+                "records": "data",
+                "columns": {"id": "bigint"},
+                "paginate": {"style": "next_link", "path": "next"},
+            },
+            "write": {"table": "items", "keys": ["id"]},
+            "changes": {"strategy": "full"},
+        }
+        (result,) = sync(spec, mem.spec, [task])
+        assert result.status == "failed" and "100 pages in a row without a record" in result.error
+        assert count[0] == 101

@@ -218,7 +218,15 @@ class HttpClient:
             ) from None
 
     def fail(self, method: str, response: httpx.Response, what: str = "") -> TerminalError:
-        """The error of an answer the caller does not accept: the URL and the body's start."""
+        """The error of an answer the caller does not accept: the URL and the body's start (and,
+        for a redirect, where to: runner follows none, its credentials would go along)."""
+        location = response.headers.get("Location")
+        if 300 <= response.status_code < 400 and location:
+            to = urllib.parse.urlsplit(urllib.parse.urljoin(str(response.request.url), location))
+            what += (
+                f" (a redirect to {to.scheme}://{to.netloc.rpartition('@')[2]}{to.path}: runner follows "
+                "none; point base_url or the path there)"
+            )
         return TerminalError(
             f"connection {self.name!r}: {method} {self.shown(str(response.request.url))} answered "
             f"{response.status_code} {response.reason_phrase}{what}: {body_start(response)}"

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from runner.connectors.base import ReadStream, Watermark
-from runner.connectors.http.client import HttpClient
+from runner.connectors.http.client import HttpClient, body_start
 from runner.connectors.http.pagination import Pages, Paginate
 from runner.connectors.messaging.decode import MISSING, BadMessage, column_type, find, parse, row_decoder
 from runner.connectors.messaging.encode import encoder
@@ -31,6 +31,7 @@ from runner.errors import TerminalError
 from runner.streams.types import Batch, Column, ColumnType
 
 SINCE = re.compile(r"\bsince\b")
+EMPTY_PAGES = 100  # pages in a row without a record after which a read stops as a loop
 
 
 def quote_value(value: Any) -> str:
@@ -226,7 +227,7 @@ class HttpSource:
             params = {k: v for k, v in params_of(context).items() if v is not None}
             pager = Pages(read.paginate)
             query: dict[str, Any] | None = {**params, **pager.first()}
-            number = 0
+            number = empty = 0
             while True:
                 number += 1
                 response = self.client.request(
@@ -237,8 +238,12 @@ class HttpSource:
                 where = f"page {number} ({self.client.shown(str(response.request.url))})"
                 try:
                     body = parse(response.content)
-                except BadMessage as exc:
-                    raise TerminalError(f"{where}: {exc}") from None
+                except (BadMessage, RecursionError) as exc:
+                    why = "the page's JSON is nested too deep" if isinstance(exc, RecursionError) else exc
+                    kind = response.headers.get("Content-Type", "none")
+                    raise TerminalError(
+                        f"{where}: {why} (Content-Type {kind}; the body starts: {body_start(response)})"
+                    ) from None
                 found = body if read.records is None else find(body, read.records.split("."))
                 if found is MISSING or found is None:
                     found = []
@@ -253,6 +258,12 @@ class HttpSource:
                         rows.append(decode(record))
                     except BadMessage as exc:
                         raise TerminalError(f"{where}, record {i + 1}: {exc}") from None
+                empty = 0 if found else empty + 1
+                if empty > EMPTY_PAGES:  # no batch would come: the run could not even be cancelled
+                    raise TerminalError(
+                        f"{where}: {EMPTY_PAGES} pages in a row without a record, and still a next "
+                        "one; stopping a loop"
+                    )
                 step = pager.after(body, response, len(found))  # a loop is found before its rows go
                 del body, found
                 yield rows
