@@ -207,6 +207,7 @@ class HttpClient:
         headers = (
             {"Authorization": f"Bearer {self._token()}"} if isinstance(self.spec.auth, OAuth2Auth) else {}
         )
+        self._wait_for_slot()  # a request like any other, within the rate limit
         try:
             return self._send(
                 "GET", httpx.URL(self.spec.base_url).copy_merge_params(self.params), headers=headers
