@@ -122,3 +122,19 @@ def test_connections_that_would_expose_a_secret_are_refused(spec, message):
 
     with pytest.raises(ValidationError, match=message):
         HttpConnection.model_validate({"type": "http", **spec})
+
+
+def test_an_api_key_in_the_query_does_not_reach_python_logging(api, mem, sync, caplog):
+    """httpx logs every request's URL at INFO: in a process whose logging takes INFO (a host
+    application, `--debug` tooling), an API key sent as a parameter would be written out."""
+    import logging
+
+    from tests.http.test_source import a_task
+
+    caplog.set_level(logging.DEBUG)
+    api.auth = "key_query"
+    spec = {"type": "http", "base_url": f"{api.base}/api", "auth": AUTH["key_query"]}
+    (result,) = sync(spec, mem.spec, [a_task()])
+    assert result.status == "succeeded", result.error
+    assert len(api.requests) == 5 and TOKEN not in caplog.text
+    assert urllib.parse.quote(TOKEN) not in caplog.text

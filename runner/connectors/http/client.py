@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import logging
 import time
 import urllib.parse
 from pathlib import Path
@@ -30,6 +31,18 @@ BODY_START = 300  # characters of a failed response's body quoted in an error
 MAX_BODY = 16 * 1024 * 1024  # bytes of an answer's body (decompressed) runner takes, at most
 FIRST_BACKOFF = 0.5  # seconds before the first retry; doubled each time
 USER_AGENT = "runner (https://github.com/runner)"
+
+
+class _Redacted(logging.Filter):
+    """httpx logs each request's URL at INFO: an API key in its query would reach whatever
+    handler a host process or a debugging session sets up. Its records are redacted here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = secrets.redact(record.getMessage()), ()
+        return True
+
+
+logging.getLogger("httpx").addFilter(_Redacted())
 
 
 def body_start(response: httpx.Response) -> str:
