@@ -229,3 +229,31 @@ def test_endless_pages_without_records_stop(sync, mem):
         (result,) = sync(spec, mem.spec, [task])
         assert result.status == "failed" and "100 pages in a row without a record" in result.error
         assert count[0] == 101
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        (
+            "/items{% for a in range(10) %}{% for b in range(10**5) %}{% endfor %}{% endfor %}",
+            "exceeds 10,000",
+        ),
+        (
+            "/items{% for a in range(10**4) %}{% for b in range(10**4) %}{% endfor %}{% endfor %}",
+            "rendering took longer than 5 s",
+        ),
+    ],
+)
+def test_a_read_path_template_that_would_not_end_fails_the_task(sync, mem, path, message):
+    """A definition, not the API, is the attacker: 10^8 turns of a loop held the worker."""
+    with raw_api(lambda conn, _: conn.sendall(answer("200 OK", b"[]"))) as base:
+        spec = {"type": "http", "base_url": base, "retries": 0}
+        task = {
+            "name": "items",
+            "read": {"path": path, "columns": {"id": "bigint"}},
+            "write": {"table": "items", "keys": ["id"]},
+            "changes": {"strategy": "full"},
+        }
+        (result,) = sync(spec, mem.spec, [task])
+    assert result.status == "failed" and result.error.startswith("read.path: "), result.error
+    assert message in result.error

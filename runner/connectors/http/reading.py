@@ -12,6 +12,7 @@ need not give records in order, so a run stopped half-way reads again from the o
 from __future__ import annotations
 
 import re
+import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,7 +27,7 @@ from runner.connectors.messaging.encode import encoder
 from runner.connectors.messaging.model import ColumnPath, check_templates
 from runner.connectors.messaging.render import Templates
 from runner.definitions.tasks import ReadModel, Task
-from runner.definitions.templates import environment
+from runner.definitions.templates import RENDER_SECONDS, RenderBudget, TemplateLimit, environment
 from runner.errors import TerminalError
 from runner.streams.types import Batch, Column, ColumnType
 
@@ -178,6 +179,26 @@ def _since(value: Any, column: Column | None) -> Any:
     return encoder(column)(value)
 
 
+def rendered(where: str, render: Callable[[], Any]) -> Any:
+    """A read's template rendered, bounded in time as a write's are (a loop of loops in a
+    path would otherwise hold the worker: no batch comes for the run to be cancelled at).
+
+    Raises:
+        TerminalError: the template failed, or took longer than `RENDER_SECONDS`.
+    """
+    from jinja2 import TemplateError
+
+    budget = RenderBudget(f"read.{where}", None, RENDER_SECONDS)
+    tracer = sys.gettrace()
+    sys.settrace(budget.trace)
+    try:
+        return render()
+    except (TemplateError, TemplateLimit, TypeError, ValueError) as exc:
+        raise TerminalError(f"read.{where}: {exc}") from None
+    finally:
+        sys.settrace(tracer)
+
+
 class HttpSource:
     """The reading side of the `http` connector."""
 
@@ -220,11 +241,10 @@ class HttpSource:
         context = {**templates.environment().globals, "since": since}
 
         def pages() -> Iterator[list[tuple]]:
-            try:
-                url = self.client.url(path(context))
-            except ValueError as exc:
-                raise TerminalError(f"read.path {read.path!r}: {exc}") from None
-            params = {k: v for k, v in params_of(context).items() if v is not None}
+            url = self.client.url(rendered("path", lambda: path(context)))
+            params = {
+                k: v for k, v in rendered("params", lambda: params_of(context)).items() if v is not None
+            }
             pager = Pages(read.paginate)
             query: dict[str, Any] | None = {**params, **pager.first()}
             number = empty = 0
