@@ -257,3 +257,28 @@ def test_a_read_path_template_that_would_not_end_fails_the_task(sync, mem, path,
         (result,) = sync(spec, mem.spec, [task])
     assert result.status == "failed" and result.error.startswith("read.path: "), result.error
     assert message in result.error
+
+
+@pytest.mark.parametrize(
+    "size, message",
+    [(5_000, "twice; stopping a loop"), (1_000_000, "cannot be sent with its parameters")],
+)
+def test_a_huge_cursor_fails_the_task_with_a_short_error(sync, mem, size, message):
+    cursor = "c" * size
+    body = json.dumps({"data": [{"id": 1}], "meta": {"next": cursor}}).encode()
+    with raw_api(lambda conn, _: conn.sendall(answer("200 OK", body))) as base:
+        spec = {"type": "http", "base_url": base, "retries": 0}
+        task = {
+            "name": "items",
+            "read": {
+                "path": "/items",
+                "records": "data",
+                "columns": {"id": "bigint"},
+                "paginate": {"style": "cursor", "path": "meta.next"},
+            },
+            "write": {"table": "items", "keys": ["id"]},
+            "changes": {"strategy": "full"},
+        }
+        (result,) = sync(spec, mem.spec, [task])
+    assert result.status == "failed" and message in result.error, result.error[:300]
+    assert len(result.error) < 1000

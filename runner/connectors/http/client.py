@@ -178,7 +178,13 @@ class HttpClient:
 
         query = {**(params or {}), **self.params}
         # httpx replaces a URL's query with `params`: a next link's own parameters are merged here
-        target = httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
+        try:
+            target = httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
+        except httpx.InvalidURL as exc:  # a parameter of the API's (a cursor) too long, say
+            raise TerminalError(
+                f"connection {self.name!r}: {method} {self.shown(url)} cannot be sent with its "
+                f"parameters: {exc}"
+            ) from None
         attempt, refreshed = 0, False
         while True:
             self._wait_for_slot()
