@@ -123,6 +123,16 @@ def test_a_since_of_dots_in_a_read_path_is_refused(api):
     client.close()
 
 
+def test_a_header_value_http_does_not_allow_fails_at_once(api, mem, sync):
+    """A row's line break in a header template was taken for 'no answer' and retried."""
+    mem.seed("customers", COLUMNS, rows(2))  # each name holds a line break
+    (result,) = sync(mem.spec, http_spec(api), [a_task("full", headers={"X-Name": "{{ row.name }}"})])
+    assert result.status == "failed" and result.failure == "terminal", result.error
+    assert "Illegal header value (a header's value holds a line break" in result.error
+    assert "v1" not in result.error  # the row's value is not quoted
+    assert api.received == []
+
+
 def test_refused_rows_stop_the_task_naming_each(api, mem, sync):
     mem.seed("customers", COLUMNS, rows(6))
     api.reject["2"] = (422, "name is too long")

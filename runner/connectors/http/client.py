@@ -193,6 +193,12 @@ class HttpClient:
                 sent["Authorization"] = f"Bearer {self._token()}"
             try:
                 response = self._send(method, target, content=content, headers=sent)
+            except httpx.LocalProtocolError as exc:  # runner's request itself: sent again, the same
+                raise TerminalError(
+                    f"connection {self.name!r}: {method} {self.shown(str(target))} cannot be sent: "
+                    f"{str(exc).split(' b', 1)[0]} (a header's value holds a line break or another "
+                    "character HTTP does not allow)"
+                ) from None
             except httpx.TransportError as exc:
                 reason = f"no answer ({type(exc).__name__}: {secrets.redact(str(exc))})"
                 wait = FIRST_BACKOFF * 2**attempt
