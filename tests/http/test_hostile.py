@@ -282,3 +282,29 @@ def test_a_huge_cursor_fails_the_task_with_a_short_error(sync, mem, size, messag
         (result,) = sync(spec, mem.spec, [task])
     assert result.status == "failed" and message in result.error, result.error[:300]
     assert len(result.error) < 1000
+
+
+@pytest.mark.parametrize("expires_in", ["-100", "NaN", "0", "true"])
+def test_a_token_lifetime_that_makes_no_sense_is_taken_as_an_hour(sync, mem, monkeypatch, expires_in):
+    """A token taken as expired at once was asked for again before every request."""
+    monkeypatch.setenv("CLIENT_SECRET", "s3cret")
+    tokens = []
+
+    def send(conn: socket.socket, head: bytes) -> None:
+        if head.startswith(b"POST /token"):
+            tokens.append(head)
+            body = b'{"access_token": "at-1", "expires_in": %s}' % expires_in.encode()
+            conn.sendall(answer("200 OK", body))
+        else:
+            conn.sendall(answer("200 OK", b'[{"id": 1}]'))
+
+    with raw_api(send) as base:
+        auth = {
+            "type": "oauth2",
+            "token_url": f"{base}/token",
+            "client_id": "r",
+            "client_secret": "${env:CLIENT_SECRET}",
+        }
+        result = run(sync, mem, base, auth=auth)
+    assert result.status == "succeeded", result.error
+    assert len(tokens) == 1  # for the connection check and the page

@@ -361,6 +361,9 @@ class HttpClient:
             ) from None
         secrets.remember(token)
         lifetime = answer.get("expires_in")
-        lifetime = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
+        # a number of seconds, finite and positive; else (none, a string, NaN, -5, true) an hour:
+        # a token taken as expired at once would be asked for again before every request
+        ok = isinstance(lifetime, int | float) and not isinstance(lifetime, bool)
+        lifetime = float(lifetime) if ok and 0 < lifetime < float("inf") else 3600.0
         self.token, self.token_expires = token, time.monotonic() + max(lifetime - 30.0, lifetime / 2)
         return token
