@@ -138,3 +138,23 @@ def test_an_api_key_in_the_query_does_not_reach_python_logging(api, mem, sync, c
     assert result.status == "succeeded", result.error
     assert len(api.requests) == 5 and TOKEN not in caplog.text
     assert urllib.parse.quote(TOKEN) not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"max_retry_wait": "365d"}, "max_retry_wait is at most 1h"),
+        ({"timeout": "30d"}, "timeout is at most 1h"),
+        ({"rate_limit": 0.0001}, "rate_limit is at least 1/3600"),
+    ],
+)
+def test_waits_no_cancel_reaches_are_bounded(extra, message):
+    """A definition making runner sleep (or read) for days would hold the worker and the
+    job's lock: a cancel is seen between batches, not in a sleep."""
+    from pydantic import ValidationError
+
+    from runner.connectors.http.connection import HttpConnection
+
+    with pytest.raises(ValidationError, match=message):
+        HttpConnection.model_validate({"type": "http", "base_url": "https://api.example.com", **extra})
+    HttpConnection.model_validate({"type": "http", "base_url": "https://api.example.com", "timeout": "1h"})
