@@ -134,9 +134,9 @@ def run_watermark(run: TaskRun) -> None:
                     return
                 if by_buckets:
                     sums = early.result() if early is not None else source_key_sums(run)
-                    result.deleted = deletes_by_buckets(run, cast(KeyBucketWriter, w), sums)
+                    result.deleted += deletes_by_buckets(run, cast(KeyBucketWriter, w), sums)
                 else:
-                    result.deleted = _watermark_deletes(run, w, columns)
+                    result.deleted += _watermark_deletes(run, w, columns)
                 run.finish(w)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.definitions.changelogs import DEFAULT_FOLDER, READER_END, WRITER_END, step_ends
 from runner.definitions.jobs import JobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE
 from runner.definitions.models import API_VERSION
@@ -46,7 +47,12 @@ def connections_of(
     applied is left out with `missing_ok`, else raises NotFound."""
     connections = {(o.namespace, o.name): o for o in ws.store().objects.all("Connection")}
     ends: dict[str, tuple[str, dict[str, Any]]] = {}
+    spec = job.document["spec"]
+    for end, kind in step_ends(spec).items():  # a reader's change logs, a writer's reader
+        ends[end] = _step_end(ws, job, kind, connections, missing_ok)
     for end in ("source", "target"):
+        if end in ends:
+            continue
         ref = job.document["spec"].get(end, "")
         key = resolve_reference(ref, job.namespace, set(connections))
         if key is None and missing_ok:
@@ -55,6 +61,33 @@ def connections_of(
             raise NotFound(f"job {job.ref}: connection {ref!r} is not applied")
         ends[end] = (f"{key[0]}/{key[1]}", connections[key].document["spec"])
     return ends
+
+
+def _step_end(
+    ws: Workspace, job: AppliedObject, kind: str, connections: dict[tuple[str, str], Any], missing_ok: bool
+) -> tuple[str, dict[str, Any]]:
+    """A reader's target (where its change logs go) or a writer's source (its reader job), as
+    an end of kind `READER_END` or `WRITER_END`."""
+    spec = job.document["spec"]
+    if kind == WRITER_END:
+        jobs = {(o.namespace, o.name) for o in ws.store().objects.all("Job")}
+        ref = spec["source"]["job"]
+        key = resolve_reference(ref, job.namespace, jobs)
+        if key is None and not missing_ok:
+            raise NotFound(f"job {job.ref}: its source, job {ref!r}, is not applied")
+        reader = f"{key[0]}/{key[1]}" if key else ref
+        return reader, {"type": WRITER_END, "job": reader}
+    options = spec.get("change_log") or {}
+    folder = ws.root / ".runner" / DEFAULT_FOLDER
+    if options.get("path"):
+        folder = ws.root / options["path"]
+    elif options.get("connection"):
+        key = resolve_reference(options["connection"], job.namespace, set(connections))
+        if key is None and not missing_ok:
+            raise NotFound(f"job {job.ref}: connection {options['connection']!r} is not applied")
+        if key is not None:
+            folder = ws.root / connections[key].document["spec"].get("path", "")
+    return f"change logs of {job.ref}", {"type": READER_END, "folder": str(folder.resolve())}
 
 
 def _types(connections: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, str]:

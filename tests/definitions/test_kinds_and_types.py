@@ -131,7 +131,8 @@ def test_an_unknown_job_type_is_refused_with_the_known_ones(project):
     project.job("copy", "src", "dst", TASK, extra="  type: nope\n")
     (p,) = problems(project)
     assert str(p).endswith(
-        "jobs.d/copy.yaml:7:3: spec.type: unknown job type 'nope' (hint: known types: sync, sync_all)"
+        "jobs.d/copy.yaml:7:3: spec.type: unknown job type 'nope' "
+        "(hint: known types: load_folder, sync, sync_all)"
     )
 
 
@@ -145,7 +146,7 @@ def test_an_adhoc_job_of_an_unknown_type_is_refused(project):
     assert (p.location.field, p.message, p.hint) == (
         "spec.type",
         "unknown job type 'nope'",
-        "known types: sync, sync_all",
+        "known types: load_folder, sync, sync_all",
     )
 
 

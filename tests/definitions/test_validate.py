@@ -258,8 +258,9 @@ def test_missing_required_field(project):
           tasks: [{name: t, read: {table: a}, write: {table: b}}]
         """,
     )
-    (p,) = problems(project)
-    assert (p.location.line, p.location.field, p.message) == (4, "spec.target", "required field is missing")
+    (p,) = problems(project)  # without a target the job is a reader, whose tasks write no table
+    assert (p.location.line, p.location.field) == (6, "spec.tasks[0].write")
+    assert "a job without a target is a reader" in p.message and "give spec.target" in p.message
 
 
 def test_all_errors_are_reported_not_only_the_first(project):
