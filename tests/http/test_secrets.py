@@ -100,7 +100,7 @@ def test_a_secret_written_out_is_refused_with_its_place(project):
     problems = caught.value.problems
     assert len(problems) == 1
     text = str(problems[0])
-    assert "connections.d/api.yaml:7" in text and "auth.bearer.token" in text and "abc123" not in text
+    assert "connections.d/api.yaml:7" in text and "spec.auth.token:" in text and "abc123" not in text
 
 
 @pytest.mark.parametrize(
