@@ -84,3 +84,17 @@ def test_a_wrong_client_secret_fails_without_showing_it(api, mem, sync, monkeypa
     (result,) = sync(http_spec(api, auth=auth), mem.spec, [a_task()])
     assert result.status == "failed" and "gave no access token (401)" in result.error
     assert "not-the-secret-at-all" not in result.error
+
+
+def test_connections_test_fails_on_a_refused_token_and_takes_any_other_answer(api, monkeypatch, tmp_path):
+    """`runner connections test` reported a wrong token `ok` (the root's 401 was "an answer")."""
+    from runner.connectors.http.connection import HttpConnection
+    from runner.connectors.http.connector import test
+    from runner.errors import TerminalError
+
+    spec = HttpConnection.model_validate(http_spec(api))
+    assert test("api", spec, tmp_path).endswith("answered 404 Not Found")  # the root: no endpoint
+    monkeypatch.setenv("API_TOKEN", "not-the-token")
+    with pytest.raises(TerminalError, match="answered 401 Unauthorized to the connection's bearer") as failed:
+        test("api", spec, tmp_path)
+    assert "not-the-token" not in str(failed.value)

@@ -100,7 +100,7 @@ def test_a_secret_written_out_is_refused_with_its_place(project):
     problems = caught.value.problems
     assert len(problems) == 1
     text = str(problems[0])
-    assert "connections.d/api.yaml:7" in text and "auth.bearer.token" in text and "abc123" not in text
+    assert "connections.d/api.yaml:7" in text and "spec.auth.token:" in text and "abc123" not in text
 
 
 @pytest.mark.parametrize(
@@ -122,3 +122,39 @@ def test_connections_that_would_expose_a_secret_are_refused(spec, message):
 
     with pytest.raises(ValidationError, match=message):
         HttpConnection.model_validate({"type": "http", **spec})
+
+
+def test_an_api_key_in_the_query_does_not_reach_python_logging(api, mem, sync, caplog):
+    """httpx logs every request's URL at INFO: in a process whose logging takes INFO (a host
+    application, `--debug` tooling), an API key sent as a parameter would be written out."""
+    import logging
+
+    from tests.http.test_source import a_task
+
+    caplog.set_level(logging.DEBUG)
+    api.auth = "key_query"
+    spec = {"type": "http", "base_url": f"{api.base}/api", "auth": AUTH["key_query"]}
+    (result,) = sync(spec, mem.spec, [a_task()])
+    assert result.status == "succeeded", result.error
+    assert len(api.requests) == 5 and TOKEN not in caplog.text
+    assert urllib.parse.quote(TOKEN) not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"max_retry_wait": "365d"}, "max_retry_wait is at most 1h"),
+        ({"timeout": "30d"}, "timeout is at most 1h"),
+        ({"rate_limit": 0.0001}, "rate_limit is at least 1/3600"),
+    ],
+)
+def test_waits_no_cancel_reaches_are_bounded(extra, message):
+    """A definition making runner sleep (or read) for days would hold the worker and the
+    job's lock: a cancel is seen between batches, not in a sleep."""
+    from pydantic import ValidationError
+
+    from runner.connectors.http.connection import HttpConnection
+
+    with pytest.raises(ValidationError, match=message):
+        HttpConnection.model_validate({"type": "http", "base_url": "https://api.example.com", **extra})
+    HttpConnection.model_validate({"type": "http", "base_url": "https://api.example.com", "timeout": "1h"})

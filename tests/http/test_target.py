@@ -6,9 +6,13 @@ naming each row, or are skipped and logged."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from runner.changes.task import RunOptions
+from runner.errors import TerminalError
 from runner.streams.types import Column, ColumnType
 from tests.contract.harness import make_harness
 from tests.http.conftest import http_spec
@@ -91,6 +95,42 @@ def test_path_values_are_escaped_as_one_segment(api, mem, sync):
         "/api/customers/a%2F..%2Fb%3Fx%3D1%23y",
     ]
     assert sorted(api.stored) == ["a/../b?x=1#y", "ü ñ"]
+
+
+@pytest.mark.parametrize("bad", ["..", ".", "", None])
+def test_a_path_value_that_would_name_another_endpoint_sends_nothing(api, mem, sync, bad):
+    """`/customers/..` is the API's root (a dot segment), `/customers/` the collection: a row
+    with such a key must not be sent there (a DELETE of the collection, say)."""
+    mem.seed("customers", COLUMNS, [(bad, "n", Decimal("1.00"))])
+    (result,) = sync(mem.spec, http_spec(api), [a_task("full")])
+    assert result.status == "failed" and "would name another endpoint" in result.error
+    assert api.received == [] and api.stored == {}
+
+
+def test_a_since_of_dots_in_a_read_path_is_refused(api):
+    """The pointer comes from the API's own records: `..` must not climb out of the path."""
+    from runner.connectors.base import Watermark
+    from runner.connectors.http.client import HttpClient
+    from runner.connectors.http.connection import HttpConnection
+    from runner.connectors.http.reading import HttpRead, HttpSource
+
+    client = HttpClient("api", HttpConnection.model_validate(http_spec(api)), Path("."))
+    read = HttpRead.model_validate({"path": "/x/{{ since }}", "columns": {"v": "text"}})
+    stream = HttpSource(client).read(read, 10, Watermark("v", ".."))
+    with pytest.raises(TerminalError, match="would name another endpoint"):
+        list(stream.batches)
+    assert api.requests == []
+    client.close()
+
+
+def test_a_header_value_http_does_not_allow_fails_at_once(api, mem, sync):
+    """A row's line break in a header template was taken for 'no answer' and retried."""
+    mem.seed("customers", COLUMNS, rows(2))  # each name holds a line break
+    (result,) = sync(mem.spec, http_spec(api), [a_task("full", headers={"X-Name": "{{ row.name }}"})])
+    assert result.status == "failed" and result.failure == "terminal", result.error
+    assert "Illegal header value (a header's value holds a line break" in result.error
+    assert "v1" not in result.error  # the row's value is not quoted
+    assert api.received == []
 
 
 def test_refused_rows_stop_the_task_naming_each(api, mem, sync):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import logging
 import time
 import urllib.parse
 from pathlib import Path
@@ -27,8 +28,21 @@ if TYPE_CHECKING:
     import httpx
 
 BODY_START = 300  # characters of a failed response's body quoted in an error
+MAX_BODY = 16 * 1024 * 1024  # bytes of an answer's body (decompressed) runner takes, at most
 FIRST_BACKOFF = 0.5  # seconds before the first retry; doubled each time
 USER_AGENT = "runner (https://github.com/runner)"
+
+
+class _Redacted(logging.Filter):
+    """httpx logs each request's URL at INFO: an API key in its query would reach whatever
+    handler a host process or a debugging session sets up. Its records are redacted here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = secrets.redact(record.getMessage()), ()
+        return True
+
+
+logging.getLogger("httpx").addFilter(_Redacted())
 
 
 def body_start(response: httpx.Response) -> str:
@@ -76,7 +90,7 @@ class HttpClient:
                     secrets.remember(urllib.parse.quote_plus(key))
         except secrets.SecretError as exc:
             raise TerminalError(f"connection {name!r}: {exc}") from None
-        timeout = seconds(spec.timeout)
+        timeout = self.timeout = seconds(spec.timeout)
         try:
             verify = spec.tls_verify(base_dir)
         except OSError as exc:  # ssl.SSLError is one too
@@ -99,23 +113,37 @@ class HttpClient:
         """An endpoint's path (relative to `base_url`) or a link the API gave, as an absolute URL.
 
         Raises:
-            TerminalError: a link to another server (the credentials would go with it).
+            TerminalError: a link to another server (the credentials would go with it), with a
+                user or password of the API's choosing, or one httpx cannot send.
         """
-        if "://" not in path_or_link and not path_or_link.startswith("//"):
-            path = path_or_link if path_or_link.startswith("/") else f"/{path_or_link}"
-            if path.startswith(self.base.path + "/") and self.base.path:
-                return f"{self.base.scheme}://{self.base.netloc}{path}"  # a link from the host's root
-            return f"{self.spec.base_url}{path}"
-        absolute = urllib.parse.urljoin(self.spec.base_url + "/", path_or_link)
-        parts = urllib.parse.urlsplit(absolute)
-        if (parts.scheme, parts.hostname, parts.port) != (
-            self.base.scheme,
-            self.base.hostname,
-            self.base.port,
-        ):
+        import httpx
+
+        try:
+            if "://" not in path_or_link and not path_or_link.startswith("//"):
+                path = path_or_link if path_or_link.startswith("/") else f"/{path_or_link}"
+                if path.startswith(self.base.path + "/") and self.base.path:
+                    absolute = f"{self.base.scheme}://{self.base.netloc}{path}"  # a link from the host's root
+                else:
+                    absolute = f"{self.spec.base_url}{path}"
+            else:
+                absolute = urllib.parse.urljoin(self.spec.base_url + "/", path_or_link)
+            parts = urllib.parse.urlsplit(absolute)
+            where = (parts.scheme, parts.hostname, parts.port)  # `port` may raise ValueError
+            httpx.URL(absolute)  # what httpx would refuse when sending (a control character, say)
+        except (ValueError, httpx.InvalidURL) as exc:
+            raise TerminalError(
+                f"connection {self.name!r}: the API links to a URL runner cannot use ({exc}): "
+                f"{secrets.redact(path_or_link[:200])!r}"
+            ) from None
+        if where != (self.base.scheme, self.base.hostname, self.base.port):
             raise TerminalError(
                 f"connection {self.name!r}: the API links to {parts.scheme}://{parts.hostname}, not to "
                 f"{self.base.scheme}://{self.base.hostname}: runner sends its credentials only to the latter"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise TerminalError(
+                f"connection {self.name!r}: the API links to a URL with a user or password in it "
+                "(httpx would sign in with them instead of the connection's auth)"
             )
         return absolute
 
@@ -150,7 +178,13 @@ class HttpClient:
 
         query = {**(params or {}), **self.params}
         # httpx replaces a URL's query with `params`: a next link's own parameters are merged here
-        target = httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
+        try:
+            target = httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
+        except httpx.InvalidURL as exc:  # a parameter of the API's (a cursor) too long, say
+            raise TerminalError(
+                f"connection {self.name!r}: {method} {self.shown(url)} cannot be sent with its "
+                f"parameters: {exc}"
+            ) from None
         attempt, refreshed = 0, False
         while True:
             self._wait_for_slot()
@@ -158,7 +192,13 @@ class HttpClient:
             if isinstance(self.spec.auth, OAuth2Auth):
                 sent["Authorization"] = f"Bearer {self._token()}"
             try:
-                response = self.client.request(method, target, content=content, headers=sent)
+                response = self._send(method, target, content=content, headers=sent)
+            except httpx.LocalProtocolError as exc:  # runner's request itself: sent again, the same
+                raise TerminalError(
+                    f"connection {self.name!r}: {method} {self.shown(str(target))} cannot be sent: "
+                    f"{str(exc).split(' b', 1)[0]} (a header's value holds a line break or another "
+                    "character HTTP does not allow)"
+                ) from None
             except httpx.TransportError as exc:
                 reason = f"no answer ({type(exc).__name__}: {secrets.redact(str(exc))})"
                 wait = FIRST_BACKOFF * 2**attempt
@@ -192,9 +232,10 @@ class HttpClient:
         headers = (
             {"Authorization": f"Bearer {self._token()}"} if isinstance(self.spec.auth, OAuth2Auth) else {}
         )
+        self._wait_for_slot()  # a request like any other, within the rate limit
         try:
-            return self.client.get(
-                httpx.URL(self.spec.base_url).copy_merge_params(self.params), headers=headers
+            return self._send(
+                "GET", httpx.URL(self.spec.base_url).copy_merge_params(self.params), headers=headers
             )
         except httpx.TransportError as exc:
             raise TransientError(
@@ -203,11 +244,59 @@ class HttpClient:
             ) from None
 
     def fail(self, method: str, response: httpx.Response, what: str = "") -> TerminalError:
-        """The error of an answer the caller does not accept: the URL and the body's start."""
+        """The error of an answer the caller does not accept: the URL and the body's start (and,
+        for a redirect, where to: runner follows none, its credentials would go along)."""
+        location = response.headers.get("Location")
+        if 300 <= response.status_code < 400 and location:
+            to = urllib.parse.urlsplit(urllib.parse.urljoin(str(response.request.url), location))
+            what += (
+                f" (a redirect to {to.scheme}://{to.netloc.rpartition('@')[2]}{to.path}: runner follows "
+                "none; point base_url or the path there)"
+            )
         return TerminalError(
             f"connection {self.name!r}: {method} {self.shown(str(response.request.url))} answered "
             f"{response.status_code} {response.reason_phrase}{what}: {body_start(response)}"
         )
+
+    def _send(self, method: str, url: Any, **options: Any) -> httpx.Response:
+        """Send a request and read its answer whole, but no more than `MAX_BODY` bytes and within
+        `timeout` in all (httpx's timeout bounds each read, so a server dripping a byte at a time
+        would hold the run for ever).
+
+        Raises:
+            httpx.TransportError: no answer, or not in time.
+            TerminalError: a body too big, or one its Content-Encoding does not decode.
+        """
+        import httpx
+
+        deadline = time.monotonic() + self.timeout
+        request = self.client.build_request(method, url, **options)
+        response = self.client.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise TerminalError(
+                        f"connection {self.name!r}: {method} {self.shown(str(request.url))} answered with "
+                        f"a body over {MAX_BODY // 2**20} MiB (decompressed): ask for smaller pages"
+                    )
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(
+                        f"the answer took longer than {self.spec.timeout}", request=request
+                    )
+                chunks.append(chunk)
+        except httpx.DecodingError as exc:
+            raise TerminalError(
+                f"connection {self.name!r}: {method} {self.shown(str(request.url))} answered with a body "
+                f"its Content-Encoding {response.headers.get('Content-Encoding')!r} does not decode: "
+                f"{secrets.redact(str(exc))}"
+            ) from None
+        finally:
+            response.close()
+        response._content = b"".join(chunks)  # what `response.read()` would set
+        return response
 
     def _retry_after(self, response: httpx.Response, attempt: int) -> float | None:
         """Seconds to wait before trying again: the server's Retry-After (seconds or a date),
@@ -217,7 +306,7 @@ class HttpClient:
         if header is None:
             return backoff
         header = header.strip()
-        if header.isdigit():
+        if header.isascii() and header.isdigit():  # `isdigit` alone takes `²`, which float() does not
             wait = float(header)
         else:
             try:
@@ -252,7 +341,7 @@ class HttpClient:
         if auth.scope:
             form["scope"] = auth.scope
         try:
-            response = self.client.post(auth.token_url, data=form, headers={"Accept": "application/json"})
+            response = self._send("POST", auth.token_url, data=form, headers={"Accept": "application/json"})
         except httpx.TransportError as exc:
             raise TransientError(
                 f"connection {self.name!r}: no answer from the token endpoint {auth.token_url} "
@@ -272,6 +361,9 @@ class HttpClient:
             ) from None
         secrets.remember(token)
         lifetime = answer.get("expires_in")
-        lifetime = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
+        # a number of seconds, finite and positive; else (none, a string, NaN, -5, true) an hour:
+        # a token taken as expired at once would be asked for again before every request
+        ok = isinstance(lifetime, int | float) and not isinstance(lifetime, bool)
+        lifetime = float(lifetime) if ok and 0 < lifetime < float("inf") else 3600.0
         self.token, self.token_expires = token, time.monotonic() + max(lifetime - 30.0, lifetime / 2)
         return token

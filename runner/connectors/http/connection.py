@@ -13,7 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from runner.definitions import secrets
-from runner.definitions.models import ConnectionSpec, Duration, StrictModel
+from runner.definitions.models import ConnectionSpec, Duration, StrictModel, seconds
+
+LONGEST_WAIT = 3600.0  # seconds: `timeout` and `max_retry_wait` at most
 
 
 def _secret(value: str, env: str) -> str:
@@ -134,9 +136,14 @@ class HttpConnection(ConnectionSpec):
         "default the system's.",
     )
     rate_limit: float | None = Field(
-        None, gt=0, description="At most this many requests a second (unset: as fast as the API answers)."
+        None,
+        gt=0,
+        description="At most this many requests a second, at least 1/3600 (unset: as fast as the API "
+        "answers).",
     )
-    timeout: Duration = Field("30s", description="How long one request may take.")
+    timeout: Duration = Field(
+        "30s", description="How long one request may take, its answer read whole (at most 1h)."
+    )
     retries: int = Field(
         5,
         ge=0,
@@ -145,7 +152,8 @@ class HttpConnection(ConnectionSpec):
         "exponential backoff, honouring Retry-After.",
     )
     max_retry_wait: Duration = Field(
-        "60s", description="The longest wait before a retry (a longer Retry-After fails the request)."
+        "60s",
+        description="The longest wait before a retry, at most 1h (a longer Retry-After fails the request).",
     )
 
     @field_validator("base_url")
@@ -153,6 +161,24 @@ class HttpConnection(ConnectionSpec):
     def _base(cls, value: str) -> str:
         check_url(value, "base_url")
         return value.rstrip("/")
+
+    @field_validator("timeout", "max_retry_wait")
+    @classmethod
+    def _bounded(cls, value: float | str, info: Any) -> float | str:
+        # a wait no cancel reaches (runner sleeps, or httpx reads): a definition may not make
+        # it days long, holding the worker and its job's lock
+        if seconds(value) > LONGEST_WAIT:
+            raise ValueError(f"{info.field_name} is at most 1h (a cancel cannot stop the wait)")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _not_too_slow(cls, value: float | None) -> float | None:
+        if value is not None and 1.0 / value > LONGEST_WAIT:
+            raise ValueError(
+                "rate_limit is at least 1/3600 (a request an hour: a cancel cannot stop the wait)"
+            )
+        return value
 
     @field_validator("headers")
     @classmethod

@@ -52,7 +52,9 @@ class HttpConnector(Connector):
         )
 
     def check_connection(self) -> None:
-        test(self.name, self.spec, self.base_dir)
+        """A run's first check: the API answers (any answer: its root may well be a 401 to
+        credentials that its endpoints take)."""
+        self.client.probe()
 
     def open_row_writer(self, write: WriteModel, columns: list[Column], context: WriteContext) -> HttpWriter:
         assert isinstance(write, HttpWrite)  # the kind's write model
@@ -65,11 +67,14 @@ class HttpConnector(Connector):
 
 
 def test(name: str, spec: HttpConnection, base_dir: Path) -> str:
-    """`runner connections test` (and a run's first check): the base URL answers, signed in as
-    the connection says (any answer will do: an API's root may well be a 404)."""
+    """`runner connections test`: the base URL answers, signed in as the connection says (an
+    API's root may well be a 404; a 401 to a connection that signs in says the credentials
+    are refused, so that a wrong token is not reported `ok`)."""
     client = HttpClient(name, spec, base_dir)
     try:
         response = client.probe()
+        if response.status_code == 401 and spec.auth is not None:
+            raise client.fail("GET", response, f" to the connection's {spec.auth.type} credentials")
         return f"{spec.base_url} answered {response.status_code} {response.reason_phrase}"
     finally:
         client.close()

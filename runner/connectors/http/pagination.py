@@ -129,7 +129,8 @@ class Pages:
 
     def _once(self, value: str, what: str) -> None:
         if value in self.seen:
-            raise TerminalError(f"read.paginate: the API gave the {what} {value!r} twice; stopping a loop")
+            shown = value if len(value) <= 200 else f"{value[:200]}…"  # the API's: any size
+            raise TerminalError(f"read.paginate: the API gave the {what} {shown!r} twice; stopping a loop")
         self.seen.add(value)
         self.order.append(value)
         if len(self.order) > REMEMBERED:

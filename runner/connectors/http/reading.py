@@ -12,6 +12,7 @@ need not give records in order, so a run stopped half-way reads again from the o
 from __future__ import annotations
 
 import re
+import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,24 +20,33 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from runner.connectors.base import ReadStream, Watermark
-from runner.connectors.http.client import HttpClient
+from runner.connectors.http.client import HttpClient, body_start
 from runner.connectors.http.pagination import Pages, Paginate
 from runner.connectors.messaging.decode import MISSING, BadMessage, column_type, find, parse, row_decoder
 from runner.connectors.messaging.encode import encoder
 from runner.connectors.messaging.model import ColumnPath, check_templates
 from runner.connectors.messaging.render import Templates
 from runner.definitions.tasks import ReadModel, Task
-from runner.definitions.templates import environment
+from runner.definitions.templates import RENDER_SECONDS, RenderBudget, TemplateLimit, environment
 from runner.errors import TerminalError
 from runner.streams.types import Batch, Column, ColumnType
 
 SINCE = re.compile(r"\bsince\b")
+EMPTY_PAGES = 100  # pages in a row without a record after which a read stops as a loop
 
 
 def quote_value(value: Any) -> str:
     """An expression's value in a URL path: one percent-encoded segment (a `/` or `?` in a value
-    cannot change which endpoint is asked)."""
-    return urllib.parse.quote("" if value is None else str(value), safe="")
+    cannot change which endpoint is asked).
+
+    Raises:
+        ValueError: a value of dots alone: `..` is the parent (a URL's dot segments are
+            resolved, by httpx and by proxies, even percent-encoded), `.` the same endpoint.
+    """
+    text = "" if value is None else str(value)
+    if text and not text.strip("."):
+        raise ValueError(f"the value {text!r} in a path would name another endpoint (a dot segment)")
+    return urllib.parse.quote(text, safe="")
 
 
 def path_templates() -> Templates:
@@ -169,6 +179,26 @@ def _since(value: Any, column: Column | None) -> Any:
     return encoder(column)(value)
 
 
+def rendered(where: str, render: Callable[[], Any]) -> Any:
+    """A read's template rendered, bounded in time as a write's are (a loop of loops in a
+    path would otherwise hold the worker: no batch comes for the run to be cancelled at).
+
+    Raises:
+        TerminalError: the template failed, or took longer than `RENDER_SECONDS`.
+    """
+    from jinja2 import TemplateError
+
+    budget = RenderBudget(f"read.{where}", None, RENDER_SECONDS)
+    tracer = sys.gettrace()
+    sys.settrace(budget.trace)
+    try:
+        return render()
+    except (TemplateError, TemplateLimit, TypeError, ValueError) as exc:
+        raise TerminalError(f"read.{where}: {exc}") from None
+    finally:
+        sys.settrace(tracer)
+
+
 class HttpSource:
     """The reading side of the `http` connector."""
 
@@ -211,11 +241,13 @@ class HttpSource:
         context = {**templates.environment().globals, "since": since}
 
         def pages() -> Iterator[list[tuple]]:
-            url = self.client.url(path(context))
-            params = {k: v for k, v in params_of(context).items() if v is not None}
+            url = self.client.url(rendered("path", lambda: path(context)))
+            params = {
+                k: v for k, v in rendered("params", lambda: params_of(context)).items() if v is not None
+            }
             pager = Pages(read.paginate)
             query: dict[str, Any] | None = {**params, **pager.first()}
-            number = 0
+            number = empty = 0
             while True:
                 number += 1
                 response = self.client.request(
@@ -226,8 +258,12 @@ class HttpSource:
                 where = f"page {number} ({self.client.shown(str(response.request.url))})"
                 try:
                     body = parse(response.content)
-                except BadMessage as exc:
-                    raise TerminalError(f"{where}: {exc}") from None
+                except (BadMessage, RecursionError) as exc:
+                    why = "the page's JSON is nested too deep" if isinstance(exc, RecursionError) else exc
+                    kind = response.headers.get("Content-Type", "none")
+                    raise TerminalError(
+                        f"{where}: {why} (Content-Type {kind}; the body starts: {body_start(response)})"
+                    ) from None
                 found = body if read.records is None else find(body, read.records.split("."))
                 if found is MISSING or found is None:
                     found = []
@@ -242,6 +278,12 @@ class HttpSource:
                         rows.append(decode(record))
                     except BadMessage as exc:
                         raise TerminalError(f"{where}, record {i + 1}: {exc}") from None
+                empty = 0 if found else empty + 1
+                if empty > EMPTY_PAGES:  # no batch would come: the run could not even be cancelled
+                    raise TerminalError(
+                        f"{where}: {EMPTY_PAGES} pages in a row without a record, and still a next "
+                        "one; stopping a loop"
+                    )
                 step = pager.after(body, response, len(found))  # a loop is found before its rows go
                 del body, found
                 yield rows

@@ -36,6 +36,17 @@ ONE_ROW = re.compile(r"\b(row|key)\b")
 SHOWN_FAILURES = 5  # failed rows named in a task's error
 
 
+def quote_segment(value: Any) -> str:
+    """A row's value in a path: one segment, never empty (`/customers/` is the collection).
+
+    Raises:
+        ValueError: an empty value (null or ''), or dots alone (`runner.connectors.http.reading`).
+    """
+    if value is None or str(value) == "":
+        raise ValueError("an empty value (null or '') in a path would name another endpoint")
+    return quote_value(value)
+
+
 class HttpWrite(MessageWrite):
     """The requests a task sends: one per changed row (`op` upsert) and, with deletes
     propagated, one per deleted key (`op` delete). The body is `payload` (unset: the row as a JSON
@@ -126,7 +137,7 @@ class RequestMaker(MessageMaker):
     def __init__(self, write: HttpWrite, columns: list[Column], context: WriteContext):
         super().__init__(write, columns, context)
         paths = Templates("write")
-        paths.environment().finalize = quote_value
+        paths.environment().finalize = quote_segment
         self.destination = {
             op: {n: paths.text(t, n) for n, t in write.templates(op).items()} for op in ("upsert", "delete")
         }
@@ -146,7 +157,7 @@ class BulkMaker:
         key_columns = [next(c for c in columns if c.name == k) for k in write.keys]
         self.encode = {"upsert": row_encoder(columns), "delete": row_encoder(key_columns)}
         templates, paths = Templates("write"), Templates("write")
-        paths.environment().finalize = quote_value
+        paths.environment().finalize = quote_segment
         self.payload = {
             "upsert": templates.structure(write.payload, "payload") if write.payload is not None else None,
             "delete": (
