@@ -22,6 +22,9 @@ demo: $(STAMP)
 	$(BIN)/runner run shop-snapshot
 	$(BIN)/runner run orders-backfill
 	$(BIN)/runner run orders-export
+	$(BIN)/runner run shop-changes
+	$(BIN)/runner run shop-changes-to-warehouse
+	$(BIN)/runner run inbox-to-warehouse
 
 test: $(STAMP)
 	$(BIN)/pytest -q -n auto
@@ -36,7 +39,7 @@ schemas: $(STAMP)
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
 .PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale \
-	bench-verify bench-publish
+	bench-verify bench-publish bench-http bench-consume bench-scaleout bench-files
 
 # The peers of bench-peers in an environment of their own (git-ignored, never needed by make test):
 # Sling 1.4.11 is the last PyPI release whose wheel ships its binary.
@@ -72,6 +75,13 @@ $(PEERS_STAMP):
 bench-memory: $(STAMP)
 	$(BIN)/python bench/run.py --memory
 
+# Workers across machines (bench/scaleout.py): PostgreSQL and RabbitMQ on 127.0.0.1.
+bench-scaleout: $(STAMP)
+	$(BIN)/python bench/scaleout.py --jobs 200 --runs 150
+# Files (issue 16): 1M events as CSV into PostgreSQL beside psql \copy; Parquet read beside pyarrow's.
+bench-files: $(STAMP)
+	$(BIN)/python bench/files.py --rows 1000000
+
 bench-api: $(STAMP)
 	$(BIN)/python bench/api_load.py --clients 50 --seconds 30
 
@@ -93,6 +103,15 @@ bench-verify: $(STAMP)
 # loop with confirms; RabbitMQ on 127.0.0.1:5672 (guest) and NATS with JetStream on 127.0.0.1:4222.
 bench-publish: $(STAMP)
 	$(BIN)/python bench/publish.py --rows 100000 $(PUBLISH_ARGS)
+
+# An API into PostgreSQL (bench/http.py): 100k records over 1,000 pages from a local REST API, runner
+# beside dlt's REST API source when the peers' environment installs (it is tried; runner runs alone if not).
+bench-http: $(STAMP)
+	-$(MAKE) $(PEERS_STAMP)
+	$(BIN)/python bench/http.py --records 100000 --page 100 $(HTTP_ARGS)
+# Consuming (bench/consume.py): 100k events messages RabbitMQ -> PostgreSQL beside a bare pika + COPY loop
+bench-consume: $(STAMP)
+	$(BIN)/python bench/consume.py --messages 100000 $(CONSUME_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) .runner demo/data .pytest_cache

@@ -133,6 +133,11 @@ class JobBusy(RunnerError):
     """The job is already running in another process; a job never runs twice at once."""
 
 
+class RunStarted(RunnerError):
+    """A run request delivered again (a worker killed, a broker's redelivery) whose run already
+    started: it is not run twice; a run cut short is run again by the daemon, not the broker."""
+
+
 class Cancelled(RunnerError):
     """A run was asked to stop (cancel, timeout, shutdown); raised at a batch boundary."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.definitions.load import DEFAULT_NAMESPACE
 from runner.errors import (
@@ -12,8 +13,10 @@ from runner.errors import (
     StoreMissing,
     StoreOutdated,
 )
-from runner.state.objects import AppliedObject
-from runner.state.store import StateReader, StateStore
+
+if TYPE_CHECKING:  # the state store (SQLAlchemy) is imported when first opened: `validate` never is
+    from runner.state.objects import AppliedObject
+    from runner.state.store import StateReader, StateStore
 
 
 @dataclass
@@ -49,6 +52,8 @@ class Workspace:
         only in a new folder: where runs are in the history a store was expected, and a new
         empty one would run every job from scratch as if it had never run."""
         if self._store is None:
+            from runner.state.store import StateStore
+
             try:
                 self._store = StateStore(self.state, create=False)
             except StoreMissing as exc:
@@ -74,6 +79,8 @@ class Workspace:
         if self._store is not None:
             return self._store
         if self._reader is None:
+            from runner.state.store import StateReader
+
             try:
                 self._reader = StateReader(self.state)
             except (StoreMissing, StoreOutdated):

@@ -20,18 +20,24 @@ def test_schema_knows_every_connection_type_and_forbids_unknown_fields():
         assert f'"const": "{kind}"' in text
     job = schema["$defs"]["SyncJobSpec"]
     spec = schema["$defs"]["JobDefinition"]["properties"]["spec"]  # one model per job type, by `type`
-    assert spec["oneOf"] == [{"$ref": "#/$defs/SyncJobSpec"}, {"$ref": "#/$defs/SyncAllJobSpec"}]
+    assert sorted(r["$ref"].rsplit("/", 1)[1] for r in spec["oneOf"]) == [
+        "LoadFolderJobSpec",
+        "SyncAllJobSpec",
+        "SyncJobSpec",
+    ]
     assert schema["$defs"]["SyncAllJobSpec"]["required"] == ["type", "source", "target"]
     assert job["additionalProperties"] is False
     assert set(job["properties"]) == {
         *("type", "source", "target", "schedule", "batch_size", "on_error", "tasks"),
-        *("parallel", "after", "retry", "timeout"),
+        *("parallel", "after", "retry", "timeout", "continuous"),
         *("schema_changes", "drop_columns", "truncate_strings"),
         *("schema", "table_prefix", "before_run"),
         *("read", "changes"),  # job-wide defaults of the tasks' read.timezone, changes.start/window
         *("events", "notify", "log_level"),
+        "change_log",  # a reader's (a job without a target) change logs
     }
     assert "type" not in job["required"]  # a job without `type` is a sync job
+    assert "target" not in job["required"]  # a job without a target is a reader
 
 
 def test_schema_describes_every_field():

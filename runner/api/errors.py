@@ -80,8 +80,12 @@ def invalid_request(request: Request, exc: RequestValidationError) -> JSONRespon
                 problem["hint"] = hint
         problems.append(problem)
     first = problems[0] if problems else {"field": "", "message": "invalid request"}
-    message = f"{first['message']} (hint: {first['hint']})" if first.get("hint") else first["message"]
-    return _error(422, message, field=first["field"], problems=_capped_list(problems))
+    return _error(422, _worded(first), field=first["field"], problems=_capped_list(problems))
+
+
+def _worded(problem: dict[str, Any]) -> str:
+    """A 422's `error`: its first problem, with the hint as the CLI prints one."""
+    return f"{problem['message']} (hint: {problem['hint']})" if problem.get("hint") else problem["message"]
 
 
 def http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -103,8 +107,7 @@ def runner_error(_: Request, exc: RunnerError) -> JSONResponse:
             )
             for p in exc.problems
         ]
-        first = problems[0]
-        return _error(422, first["message"], field=first["field"], problems=_capped_list(problems))
+        return _error(422, _worded(problems[0]), field=problems[0]["field"], problems=_capped_list(problems))
     if isinstance(exc, InvalidValue):
         return _error(422, str(exc), field=exc.field)
     if isinstance(exc, StateUnavailable | HistoryUnwritable):  # the server's storage, not the request

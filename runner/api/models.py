@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runner import services
-from runner.definitions.jobs import SyncJobSpec
 from runner.definitions.models import Name
 
 
@@ -33,8 +34,12 @@ class AdhocRunRequest(RunRequest):
         description="Its own name (not an applied job's): its history and pointers are kept under it."
     )
     namespace: Name = "default"
-    spec: SyncJobSpec = Field(
-        description="A job's spec as in jobs.d/, without schedule, after or retry; run once."
+    spec: dict[str, Any] = Field(
+        description=(
+            "A job's spec as in jobs.d/ (schemas/runner.v1.json), without schedule, after or retry; "
+            "run once. Its tasks are checked against the kinds of the applied connections it names, "
+            "so an object here, checked when the request comes, and a 422 names the field."
+        )
     )
 
 

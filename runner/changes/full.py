@@ -39,7 +39,7 @@ def run_full(run: TaskRun) -> None:
             for batch in run.timed(stream.batches):
                 w.insert(batch)
                 checkpoint("write")
-                result.inserted += len(batch)
+                result.inserted = result.rows_read - result.filtered  # a filter's rows are not inserted
         else:
             if run.copied(w, STAGE, stream):
                 checkpoint("write")

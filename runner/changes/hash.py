@@ -283,8 +283,9 @@ def _compared_in_target(run: TaskRun, task_id: int, columns: list[Column]) -> bo
 def digests_compared_in_target(run: TaskRun, columns: list[Column]) -> bool:
     """Whether this task's later runs compare rows inside the target (then a first load
     records no digest): both ends of one kind that compares in the database, computing the
-    same row hash (two PostgreSQL servers may differ)."""
-    if not (
+    same row hash (two PostgreSQL servers may differ), and no transform between them (the
+    target holds the transformed rows)."""
+    if run.task.transforms or not (
         run.source.capabilities.in_database_compare
         and run.target.capabilities.in_database_compare
         and run.source.kind == run.target.kind

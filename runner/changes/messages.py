@@ -3,7 +3,11 @@ a change of one row, applied in arrival order: upserted by `write.keys` (appende
 keys), or, when its op header says so, deleted (`deletes: propagate` or `soft`). A batch is
 committed in the target, then acknowledged to the broker: a kill between the two sends the
 batch again, and upserting it again by key leaves the target as it was. Nothing else is kept:
-the broker's own acknowledgements are the task's position."""
+the broker's own acknowledgements are the task's position.
+
+In the daemon's run of a continuous job (`RunOptions.continuous`), the task does not end at a
+drained queue: it goes on, committing each batch at most `max_latency` after it began, until the
+run is cancelled (the daemon stopping, the job suspended or changed, `runner cancel`)."""
 
 from __future__ import annotations
 
@@ -28,17 +32,29 @@ def run_messages(run: TaskRun) -> None:
     task, result, options = run.task, run.result, run.options
     run.state()  # recorded, though the broker keeps the position
     consumer = cast(ConsumingSource, run.source).consume(task.read, run.batch_size)
+    if options.continuous is not None:
+        consumer.follow(options.continuous)
+    if consumer.notice:
+        run.log("warning", consumer.notice, task=task.name)
     try:
+        if not consumer.columns:  # a source that knows no columns yet has nothing to hand out
+            run.log("info", "nothing to consume yet: the source knows no columns", task=task.name)
+            return
         run.use_columns(consumer.columns)
         with run.writer(consumer.columns) as w:
+            if w.merges:  # a key may come again (a later batch, after a delete): merge, never insert
+                cast(MergeWriter, w).empty_at_start = False
             while True:
                 if run.cancel:
                     run.cancel.check()
                 batch = consumer.next_batch()
                 if batch is None:
                     break
+                aside = consumer.set_aside()
+                if not batch and not aside:  # a continuous run: nothing came, nothing to acknowledge
+                    continue
                 result.rows_read += len(batch)
-                for ident, reason in consumer.set_aside():
+                for ident, reason in aside:
                     run.log(
                         "warning",
                         "message sent to the dead letters",
@@ -90,8 +106,9 @@ def _apply(run: TaskRun, w: Writer, batch: list[tuple[str, tuple]]) -> None:
 def _upsert(run: TaskRun, w: Writer, rows: Batch, positions: list[int]) -> None:
     result = run.result
     if not positions and w.merges:  # no keys: every message is a new row
+        filtered = result.filtered
         cast(MergeWriter, w).insert(rows)
-        result.inserted += len(rows)
+        result.inserted += len(rows) - (result.filtered - filtered)  # a filter's rows are not inserted
         return
     if positions:  # one row per key, the last message's: a stage merges each key once
         rows = list({tuple(row[i] for i in positions): row for row in rows}.values())

@@ -61,4 +61,6 @@ def run_task(run: TaskRun) -> None:
         return
     lifecycle.prepare(run)
     STRATEGIES.get(run.task.changes.strategy).run(run)
+    if run.result.filtered:  # the strategies count what the merge left alone as unchanged
+        run.result.unchanged = max(0, run.result.unchanged - run.result.filtered)
     lifecycle.finish(run)

@@ -11,6 +11,7 @@ import difflib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, cast
 
 from runner.changes.zones import ZonedSource
@@ -31,7 +32,7 @@ from runner.connectors.base import (
 from runner.definitions.load import format_path
 from runner.definitions.needs import Need
 from runner.definitions.schema_changes import TableChanges
-from runner.definitions.tasks import Task, WriteSpec
+from runner.definitions.tasks import ReadSpec, Task, WriteSpec
 from runner.errors import Location, TerminalError
 from runner.state.store import StateStore
 from runner.state.tasks import TaskState
@@ -39,6 +40,8 @@ from runner.streams.cancel import CancelToken
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Batch, Column
 from runner.transfer.registry import fast_path
+from runner.transforms.digests import StepsInDigests
+from runner.transforms.pipeline import Pipeline, TransformingWriter
 
 NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
@@ -66,6 +69,10 @@ class RunOptions:
     repair: bool = (
         False  # `runner verify --repair`: write only what verify finds differing (`changes.verify`)
     )
+    # the daemon's run of a continuous job (`spec.continuous`): each consuming task goes on past a
+    # drained queue until the run is cancelled, committing a batch at most this many seconds after
+    # it began
+    continuous: float | None = None
 
     def __post_init__(self) -> None:
         if self.limit is not None:
@@ -85,6 +92,7 @@ class TaskResult:
     upserted: int = 0  # written unmerged (a script's insert or update, a message): the writer cannot tell
     deleted: int = 0
     unchanged: int = 0
+    filtered: int = 0  # rows read that a filter of `transforms` dropped: never written
     pointer_before: dict[str, str] | None = None
     pointer_after: dict[str, str] | None = None
     read_seconds: float = 0.0
@@ -141,6 +149,11 @@ class TaskRun:
         self.noted = time.monotonic()
         if t.read.zone is not None:  # timestamps without a zone: read in it, given as UTC
             self.source = cast(Source, ZonedSource(self.source, t.read.zone))
+        if t.transforms and t.changes.strategy == "hash":  # new steps: every row written again
+            self.source = cast(Source, StepsInDigests(self.source, list(t.transforms)))
+        computed = t.computed_in_read()
+        if computed:  # the source computes them: every read of the task selects them
+            self.task = t.model_copy(update={"read": _with_computed(self.source, t.read, computed)})
 
     @property
     def table(self) -> str:
@@ -176,6 +189,14 @@ class TaskRun:
         created (and filled) the target."""
         self.result.columns = [{"name": c.name, "type": str(c.type)} for c in columns]
         check_columns(self, [c.name for c in columns])
+        self.pipeline(columns)  # a step naming a column the source lacks fails here, located
+
+    def pipeline(self, columns: list[Column]) -> Pipeline | None:
+        """The task's transforms bound to the source's `columns`; None without any."""
+        if not self.task.transforms:
+            return None
+        base_dir = getattr(self.source, "base_dir", None) or Path(".")
+        return Pipeline(list(self.task.transforms), columns, self.where, base_dir)
 
     def track(self, batches: Iterator[Batch], cancellable: bool = True) -> Iterator[Batch]:
         """Remember a reader's stream so `close_streams` ends it (and frees its connection) as
@@ -218,11 +239,26 @@ class TaskRun:
     def writer(self, columns: list[Column], copy: bool = False) -> Writer:
         """The task's writer: the target's merge, or, for a write it does not merge (scripts,
         messages: `WriteModel.merged`), a writer handed each row (`RowTarget`); `copy` lets a
-        merge copy inside the databases (`MergeWriter.copy_from`)."""
+        merge copy inside the databases (`MergeWriter.copy_from`). With transforms, the rows
+        go through them first and the target gets their columns; nothing is copied inside the
+        databases, where the rows would pass them by."""
+        pipeline = self.pipeline(columns)
+        if pipeline is None:
+            return self._writer(columns, copy)
+        inner = self._writer(pipeline.columns, False)
+        task = self.task
+        # a changed row read again that stops passing a filter deletes its row (`FILTER_DELETES`);
+        # a full read finds it missing instead
+        deletes = task.deletes != "ignore" and task.changes.strategy in ("watermark", "messages", "cdc")
+        names = [c.name for c in columns]
+        at = [names.index(k) for k in task.write.keys] if deletes else None
+        return cast(Writer, TransformingWriter(inner, pipeline, self.result, at))
+
+    def _writer(self, columns: list[Column], copy: bool) -> Writer:
         if not self.task.write.merged():
             job = f"{self.namespace}/{self.job}"
             dry = self.options.dry_run
-            context = WriteContext(job, self.task.name, self.run_id, self.started, self.cancel, dry)
+            context = WriteContext(job, self.task.name, self.run_id, self.started, self.cancel, dry, self.log)
             return cast(RowTarget, self.target).open_row_writer(self.task.write, columns, context)
         write = cast(WriteSpec, self.task.write)  # a merged write is a table's
         soft = write.soft_delete_column if self.task.deletes == "soft" else None
@@ -300,6 +336,7 @@ class TaskRun:
             updated=r.updated,
             upserted=r.upserted,
             deleted=r.deleted,
+            filtered=r.filtered,
         )
         if pause:
             checkpoint("committed")
@@ -329,6 +366,20 @@ def table_of(task: Task) -> str | None:
     return task.write.table if isinstance(task.write, WriteSpec) else None
 
 
+def _with_computed(source: Source, read: Any, computed: dict[str, str]) -> ReadSpec:
+    """A SQL read as a query that also selects the columns computed in it (`compute`'s `sql`):
+    the user's SQL expressions, each named by its quoted column; the table or query within."""
+    sql = cast(Any, source)  # a kind with `query` (`runner.changes.task.needs`): a SQL connector
+    inner = sql.quote_table(read.table) if read.table is not None else f"({read.query.strip().rstrip(';')})"
+    extra = ", ".join(f"({expr}) AS {sql.quote(name)}" for name, expr in computed.items())
+    return ReadSpec(
+        query=f"SELECT t.*, {extra} FROM {inner} t",
+        unmapped_types=read.unmapped_types,
+        timezone=read.timezone,
+        deleted_keys_query=read.deleted_keys_query,
+    )
+
+
 def _value_at(task: Task, path: tuple[str | int, ...]) -> object:
     """A field's value below a task (`('changes', 'window')`), None when unset."""
     value: object = task
@@ -340,7 +391,13 @@ def _value_at(task: Task, path: tuple[str | int, ...]) -> object:
 def needs(task: Task) -> list[Need]:
     """What every task needs of its kinds, whatever its strategy: what its read and its write
     ask for (a query read, scripts run, the target's merge or replace, ...)."""
-    return [*task.read.needs(), *task.write.needs(task)]
+    why = "a compute step's sql is computed in the source's read (a query)"
+    in_read = [
+        Need("source", "query", ("transforms", i, "sql"), why)
+        for i, step in enumerate(task.transforms)
+        if step.type == "compute" and step.sql is not None
+    ]
+    return [*task.read.needs(), *task.write.needs(task), *in_read]
 
 
 def check_columns(run: TaskRun, names: list[str]) -> None:
@@ -377,17 +434,23 @@ def counted_without_target(run: TaskRun, stream: ReadStream) -> bool:
     table = table_of(run.task)
     if not run.options.dry_run or table is None or run.target.table_exists(table):
         return False
-    names = [c.name for c in stream.columns]
-    encode = run.target.batch_encoder(stream.columns, [names.index(k) for k in run.task.write.keys])
-    _would_create(run, stream.columns)
+    pipeline = run.pipeline(stream.columns)
+    columns = pipeline.columns if pipeline is not None else stream.columns
+    names = [c.name for c in columns]
+    encode = run.target.batch_encoder(columns, [names.index(k) for k in run.task.write.keys])
+    _would_create(run, columns)
     run.log(
         "info",
         "dry run: the target table does not exist; every row read would be inserted",
         task=run.task.name,
     )
     for batch in run.timed(stream.batches):
-        encode(batch)
-        run.result.inserted = run.result.rows_read  # so far: a dry run stopped early says how far
+        rows = pipeline.apply(batch) if pipeline is not None else batch
+        run.result.filtered += len(batch) - len(rows)
+        encode(rows)
+        run.result.inserted = (
+            run.result.rows_read - run.result.filtered
+        )  # so far: a dry run stopped early says how far
     return True
 
 

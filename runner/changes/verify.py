@@ -154,6 +154,11 @@ def _plan(source: Endpoint, target: Endpoint, task: Task) -> _Plan:
             f"task {task.name} has no write.keys: verify compares rows by key (a task without keys "
             "replaces its target's rows on every run; compare it with a run, or give it keys)"
         )
+    if task.transforms:
+        raise NotVerifiable(
+            f"task {task.name} has transforms: its target holds the transformed rows, not the source's "
+            "(compare it with a run, e.g. `runner run --dry-run`)"
+        )
     for end in (source, target):
         if "verify" not in end.capabilities.names():
             raise NotVerifiable(f"connection {end.name!r} is of type {end.kind!r}, which verify cannot read")

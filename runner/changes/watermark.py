@@ -35,6 +35,7 @@ from runner.streams import pointers
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import INTEGERS, Column
 from runner.streams.windows import WindowMismatch, in_column_terms, window_end
+from runner.transfer.registry import fast_path
 
 
 def needs(task: Task) -> list[Need]:
@@ -133,9 +134,9 @@ def run_watermark(run: TaskRun) -> None:
                     return
                 if by_buckets:
                     sums = early.result() if early is not None else source_key_sums(run)
-                    result.deleted = deletes_by_buckets(run, cast(KeyBucketWriter, w), sums)
+                    result.deleted += deletes_by_buckets(run, cast(KeyBucketWriter, w), sums)
                 else:
-                    result.deleted = _watermark_deletes(run, w, columns)
+                    result.deleted += _watermark_deletes(run, w, columns)
                 run.finish(w)
 
 
@@ -235,13 +236,16 @@ def _text(value: Any) -> str:
 
 def _may_copy(run: TaskRun, before: Any) -> bool:
     """Whether a watermark task's first load may be copied inside the databases: a plain run
-    into a target that copies while it reads (not SQLite: see `copy_while_reading`)."""
+    into a target that copies while it reads (not SQLite: see `copy_while_reading`), from a
+    source the pair has a fast path for (an API into PostgreSQL has none, and cannot say its
+    highest value besides)."""
     options = run.options
     return (
         before is None
         and run.target.capabilities.copy_while_reading
         and run.task.write.merged()
         and not options.dry_run
+        and fast_path(run.source, run.target) is not None
     )
 
 

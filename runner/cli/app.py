@@ -15,6 +15,7 @@ import typer
 
 from runner import services
 from runner.cli import (
+    changelogs,
     changes,
     connections,
     daemon,
@@ -25,6 +26,7 @@ from runner.cli import (
     operate,
     runs,
     verify,
+    workers,
 )
 from runner.cli.common import STATE, err
 
@@ -48,6 +50,8 @@ for command in (
     runs.run,
     runs.logs,
     runs.history,
+    changelogs.changes,
+    changelogs.replay,
     runs.status,
     objects.tasks,
     verify.verify,
@@ -57,6 +61,8 @@ for command in (
     operate.pause,
     operate.unpause,
     daemon.daemon,
+    workers.worker,
+    workers.workers,
     definitions.schemas,
     daemon.serve,
     connections.discover,

@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
 from runner import services
 from runner.cli.common import STATE, handles_errors
+from runner.cli.workers import BROKER_HELP, QUEUE_HELP
+
+
+class ExecutorKind(StrEnum):
+    in_process = "in-process"
+    celery = "celery"
 
 
 @handles_errors
@@ -74,6 +81,29 @@ def daemon(
         int | None,
         typer.Option("--keep-runs", min=1, help="History retention: keep each job's newest N runs."),
     ] = None,
+    standby: Annotated[
+        bool,
+        typer.Option(
+            "--standby",
+            help="When another daemon schedules on this state store, wait and take over within "
+            "31 s of its end (its lease) instead of refusing to start.",
+        ),
+    ] = False,
+    executor: Annotated[
+        ExecutorKind,
+        typer.Option(
+            "--executor",
+            help="Where runs run: this process's threads (default), or `runner worker` processes "
+            "through --broker.",
+        ),
+    ] = ExecutorKind.in_process,
+    broker: Annotated[
+        str | None,
+        typer.Option("--broker", metavar="URL", help="With --executor celery, t" + BROKER_HELP[1:]),
+    ] = None,
+    queue: Annotated[
+        str, typer.Option("--queue", help="With --executor celery, t" + QUEUE_HELP[1:])
+    ] = "runner",
     keep_days: Annotated[
         float | None,
         typer.Option(
@@ -86,7 +116,10 @@ def daemon(
 ) -> None:
     """Watch jobs.d/ and connections.d/, apply changes, fire jobs on cron and triggers, run them.
     Logs one line per event on stderr (JSON when not a terminal). SIGTERM/SIGINT stop it cleanly."""
+    if (executor == ExecutorKind.celery) != (broker is not None):
+        raise typer.BadParameter("--executor celery needs --broker URL, and only it", param_hint="--broker")
     options = {
+        "standby": standby,
         "grace": grace,
         "debounce": debounce,
         "settle": settle,
@@ -100,6 +133,8 @@ def daemon(
         http,
         allow_adhoc,
         review_branch,
+        broker,
+        queue,
         **options,
         **({"workers": workers} if workers else {}),
     )
@@ -107,10 +142,27 @@ def daemon(
 
 
 def _run_daemon(
-    ws: services.Workspace, http: str | None, allow_adhoc: bool, review_branch: str | None, **options: Any
+    ws: services.Workspace,
+    http: str | None,
+    allow_adhoc: bool,
+    review_branch: str | None,
+    broker: str | None,
+    queue: str,
+    **options: Any,
 ) -> int:
-    """The daemon, with the API beside it when `http` is set, until SIGTERM/SIGINT."""
+    """The daemon, with the API beside it when `http` is set, until SIGTERM/SIGINT; its runs
+    go to `runner worker` processes through `broker` when one is given."""
     from runner.daemon.main import Daemon, DaemonOptions  # not on the path of the other commands
+
+    executor = None
+    if broker is not None:
+        from runner.daemon.celery_app import resolve_broker  # Celery: only for the scale-out
+        from runner.daemon.celery_executor import CeleryExecutor
+
+        url = resolve_broker(broker, ws.root)
+
+        def executor(ws: services.Workspace, _workers: int, log: Any, wake: Any) -> Any:
+            return CeleryExecutor(ws, log, wake, url, queue)
 
     def serve_api(daemon: Daemon) -> Any:
         from runner.api.serve import start_beside  # FastAPI: only when serving
@@ -118,7 +170,7 @@ def _run_daemon(
         assert http is not None
         return start_beside(ws, daemon, http, allow_adhoc, daemon.log, review_branch)
 
-    runner_daemon = Daemon(ws, DaemonOptions(**options), http=serve_api if http else None)
+    runner_daemon = Daemon(ws, DaemonOptions(**options), http=serve_api if http else None, executor=executor)
     runner_daemon.install_signal_handlers()
     code = runner_daemon.run()
     if runner_daemon.abandoned:

@@ -185,6 +185,7 @@ class WriteContext:
     started: dt.datetime  # naive UTC: the run's start
     cancel: CancelToken | None = None
     dry_run: bool = False  # nothing may leave the runner: a writer without a transaction sends nothing
+    log: Callable[..., None] | None = None  # the run log (level, message, **fields): what a writer skips
 
 
 @dataclass
@@ -543,11 +544,17 @@ class Consumer(Protocol):
     `close` gives back (to the queue) what was not acknowledged."""
 
     columns: list[Column]
+    notice: str | None  # something the run log should say once (an MQTT session made now)
 
     def next_batch(self) -> list[tuple[str, tuple]] | None: ...
 
     def set_aside(self) -> list[tuple[str, str]]:
         """(message id, reason) of each message sent to the dead letters since the last call."""
+        ...
+
+    def follow(self, max_latency: float) -> None:
+        """Go on past a drained queue (a continuous run): `next_batch` gives `[]` when nothing
+        came, and a batch at most `max_latency` seconds after it was asked for."""
         ...
 
     def acknowledge(self) -> None: ...
@@ -560,8 +567,9 @@ class ConsumingSource(Protocol):  # `consume`
         """A consumer of the messages `read` names, in batches of at most `batch_size`."""
         ...
 
-    def waiting(self, read: ReadModel) -> int:
-        """How many messages wait to be consumed now: a consuming task's lag (`runner tasks`)."""
+    def waiting(self, read: ReadModel) -> int | None:
+        """How many messages wait to be consumed now: a consuming task's lag (`runner tasks`);
+        None when the broker cannot say (MQTT)."""
         ...
 
 

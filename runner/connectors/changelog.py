@@ -43,6 +43,15 @@ class Commit:
 
 
 @dataclass(frozen=True)
+class Reshape:
+    """The table's columns changed (a column added, dropped, or its type changed): the changes
+    after this come in `columns` (the table's, in its order, as a read would type them); a
+    reader that sends it must have its task's columns told (`columns`) before it reads on."""
+
+    columns: list[Column]
+
+
+@dataclass(frozen=True)
 class Lag:
     """How far the source's log runs ahead of what the task confirmed, and the log it keeps."""
 
@@ -79,11 +88,13 @@ class ChangeLog(Protocol):
         """The log's current end: a run reads up to here."""
         ...
 
-    def changes(self, after: str, upto: str) -> Iterator[RowChange | Commit]:
+    def changes(self, after: str, upto: str) -> Iterator[RowChange | Commit | Reshape]:
         """The changes of the transactions that committed after position `after` and before
         `upto`, in commit order, each transaction followed by its `Commit`; last, a `Commit`
         with no changes when the log read reaches past the last transaction's (other tables'
-        changes, which the task's position may pass too)."""
+        changes, which the task's position may pass too). A reader that follows the table's
+        columns as they change sends a `Reshape` where they changed; one that does not stops
+        there with a TerminalError."""
         ...
 
     def confirm(self, position: str) -> None:

@@ -22,6 +22,7 @@ import asyncio
 import datetime as dt
 import re
 import threading
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -217,16 +218,21 @@ class NatsFetcher:
                 f"connection {self.name!r}: cannot consume stream {read.stream!r}: {exc.description}"
             ) from None
 
-    def fetch(self, count: int) -> list[Received]:
-        return self._run(self._fetch(count), self.wait + CONNECT_TIMEOUT)
+    def fetch(self, count: int, deadline: float | None = None) -> list[Received]:
+        return self._run(self._fetch(count, deadline), self.wait + CONNECT_TIMEOUT)
 
-    async def _fetch(self, count: int) -> list[Received]:
+    async def _fetch(self, count: int, deadline: float | None) -> list[Received]:
         import nats.errors
 
         out: list[Received] = []
         while len(out) < count:
+            wait = self.wait
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0.01:
+                    break
             try:
-                msgs = await self.sub.fetch(count - len(out), timeout=self.wait)
+                msgs = await self.sub.fetch(count - len(out), timeout=wait)
             except (TimeoutError, nats.errors.TimeoutError):
                 break
             for msg in msgs:

@@ -89,6 +89,7 @@ class RabbitRead(MessageRead):
 
 
 MAX_PREFETCH = 65_535  # AMQP's prefetch count is a short
+TICK = 0.25  # seconds: how often a consumer waiting for messages looks at the time
 
 
 class RabbitFetcher:
@@ -105,23 +106,29 @@ class RabbitFetcher:
         self.channel.basic_qos(prefetch_count=min(batch_size, MAX_PREFETCH))
         self.wait = max(0.01, seconds(read.max_wait))
         self.letters: Any = None
-        try:
-            self.messages = self.channel.consume(read.queue, auto_ack=False, inactivity_timeout=self.wait)
+        try:  # pika says when none came for a tick; `fetch` counts the ticks up to `max_wait`
+            self.messages = self.channel.consume(
+                read.queue, auto_ack=False, inactivity_timeout=min(self.wait, TICK)
+            )
         except exceptions.ChannelClosedByBroker as exc:
             raise TerminalError(
                 f"connection {name!r}: cannot consume queue {read.queue!r}: {exc.reply_text}"
             ) from None
 
-    def fetch(self, count: int) -> list[Received]:
+    def fetch(self, count: int, deadline: float | None = None) -> list[Received]:
         from pika import exceptions
 
         out: list[Received] = []
+        quiet = time.monotonic() + self.wait
         try:
             while len(out) < count:
                 method, properties, body = next(self.messages)
-                if method is None:  # none came for `max_wait`: drained
-                    break
-                out.append(_received(method, properties, body))
+                now = time.monotonic()
+                if method is not None:
+                    out.append(_received(method, properties, body))
+                    quiet = now + self.wait
+                if now >= quiet or (deadline is not None and now >= deadline):
+                    break  # none came for `max_wait` (drained), or the batch is due
         except exceptions.ChannelClosedByBroker as exc:
             raise TerminalError(
                 f"connection {self.name!r}: cannot consume queue {self.read.queue!r}: {exc.reply_text}"

@@ -15,6 +15,7 @@ that reached a subscriber is not kept for one that connects later. A stream keep
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -224,12 +225,15 @@ class RedisFetcher:
             self.cursor = None
         return out
 
-    def fetch(self, count: int) -> list[Received]:
+    def fetch(self, count: int, deadline: float | None = None) -> list[Received]:
         out: list[Received] = []
         if self.cursor is not None:
             out = self._read(self.cursor, count, None)
         if self.cursor is None and len(out) < count:
-            out += self._read(">", count - len(out), self.wait_ms)
+            block = self.wait_ms
+            if deadline is not None:  # XREADGROUP returns as soon as an entry is there
+                block = max(1, min(block, int((deadline - time.monotonic()) * 1000)))
+            out += self._read(">", count - len(out), block)
         return out
 
     def acknowledge(self, through: Received) -> None:

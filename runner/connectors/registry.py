@@ -33,6 +33,7 @@ BUILTIN = {
     "nats": "runner.connectors.nats",
     "mqtt": "runner.connectors.mqtt",
     "files": "runner.connectors.files.connector",
+    "http": "runner.connectors.http.connector",
 }
 ENDS = frozenset({"source", "target"})  # the roles of a kind with a connector
 _NOTHING = Capabilities()

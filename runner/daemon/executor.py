@@ -60,6 +60,9 @@ class Executor:
         self._waiting: dict[str, Request] = {}  # run id -> a request with an id, not begun yet
         self.stopping = False
 
+    def start(self) -> None:
+        """Called once the daemon leads (see `runner.daemon.election`); the pool needs nothing."""
+
     def submit(self, request: Request, exclusive: bool = False) -> str:
         """Start or queue a run: returns "started", "queued" or "merged"; with `exclusive`,
         "busy" instead of queueing behind a run going on."""
@@ -181,6 +184,13 @@ class Executor:
         with self._lock:
             tokens = list(self._active.values())
         for token in tokens:
+            token.cancel(reason)
+
+    def cancel(self, job: str, reason: str) -> None:
+        """Cancel the job's run going on here (at its next batch boundary), if any."""
+        with self._lock:
+            token = self._active.get(job)
+        if token is not None:
             token.cancel(reason)
 
     def idle(self) -> bool:

@@ -12,6 +12,15 @@
 - Retries: a failed run is submitted again after the job's backoff, up to `retry.attempts`,
   when its failure is transient (a refused connection, a deadlock, a timeout); a terminal one
   (bad SQL, a missing table) would fail the same way again and is not retried.
+- Continuous jobs (`runner.daemon.continuous`): one run of each kept going, started again
+  after a failure with a backoff, stopped when the daemon stops, the job is suspended or
+  changed, or scheduling is paused.
+- Leases (`runner.state.locks`): a job's lock whose holder stopped renewing it (a worker or a
+  `runner run` killed on any host) is taken over, its run recorded as interrupted, and the job
+  runs again once, as at start.
+- Election (`runner.daemon.election`): with `standby`, a second daemon on the same state store
+  waits and takes over when the scheduler's lease ends; slots are claimed in the store before
+  they fire, so none fires twice.
 - Stop (SIGTERM/SIGINT): nothing new starts; runs going on get `grace` seconds to finish,
   then are cancelled at their next batch boundary; a second signal cancels them at once.
 
@@ -35,6 +44,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runner import services
+from runner.daemon import election
+from runner.daemon.continuous import TRIGGER as CONTINUOUS
+from runner.daemon.continuous import Supervisor
 from runner.daemon.executor import Executor, Finished, Request
 from runner.daemon.logs import DaemonLog
 from runner.daemon.reconcile import Reconciler
@@ -44,17 +56,16 @@ from runner.definitions.validate import resolve_reference
 from runner.errors import (
     HistoryUnwritable,
     JobBusy,
-    LockTimeout,
     RunnerError,
     StateUnavailable,
 )
 from runner.history import files as history
-from runner.runs.schedule import Cron, Scheduler
+from runner.runs.schedule import Cron, Due, Scheduler
 
 
 def scheduled(trigger: str | None) -> bool:
     """Whether the daemon started a run on its own (not a person through the CLI or the API)."""
-    return (trigger or "").startswith(("cron", "after", "retry", "catch-up"))
+    return (trigger or "").startswith(("cron", "after", "retry", "catch-up", CONTINUOUS))
 
 
 ENDING_GRACE = 5.0  # seconds a run request waits for a run that has written its end to let go
@@ -74,6 +85,7 @@ class DaemonOptions:
     watch: bool = True
     keep_runs: int | None = None  # history retention per job: the newest N runs ...
     keep_days: float | None = None  # ... or those of the last N days (the last run of each task stays)
+    standby: bool = False  # another daemon schedules: wait and take over when its lease ends
 
 
 def _utcnow() -> dt.datetime:
@@ -105,10 +117,12 @@ class Daemon:
         options: DaemonOptions | None = None,
         log: DaemonLog | None = None,
         http: Callable[[Daemon], Stoppable] | None = None,
+        executor: Callable[[services.Workspace, int, DaemonLog, threading.Event], Executor] | None = None,
     ):
         """`http`, when given, starts the HTTP API over this daemon (it starts runs through
         `start_run`) and returns the server to stop: the CLI composes the two, so the daemon
-        never imports the API."""
+        never imports the API. `executor` makes the executor (default: runs on this process's
+        threads; `runner.daemon.celery_executor` hands them to workers)."""
         self.ws = ws
         self.http = http
         self.options = options or DaemonOptions()
@@ -117,8 +131,9 @@ class Daemon:
         self._force = threading.Event()
         self._abandon = threading.Event()
         self._wake = threading.Event()
-        self.executor = Executor(ws, self.options.workers, self.log, self._wake)
+        self.executor = (executor or Executor)(ws, self.options.workers, self.log, self._wake)
         self.scheduler = Scheduler()
+        self.continuous = Supervisor()
         self.watcher = (
             FolderWatcher(ws.root, self.options.debounce, self._wake) if self.options.watch else None
         )
@@ -132,6 +147,8 @@ class Daemon:
         self._seq = 0
         self.reconcile = Reconciler(ws, self.options.settle, self.log)
         self._state_problem: str | None = None
+        self._lost = threading.Event()  # the scheduler's lease was taken over: stop
+        self._reaped = 0.0  # monotonic time of the last look for runs whose holder is gone
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -156,22 +173,19 @@ class Daemon:
 
     def run(self) -> int:
         store = self.ws.store(create=True)  # its first act is an apply: a new folder gets a store
-        try:
-            lock_id = store.locks.acquire(services.locks.DAEMON, timeout=0)
-        except LockTimeout:
-            held = store.locks.info(services.locks.DAEMON)
-            raise RunnerError(
-                f"a daemon already runs on this state store ({held.holder if held else 'unknown'}, "
-                f"since {held.acquired_at if held else '?'}); one daemon per state store. If that process "
-                f"is gone, release its lock with `runner force-unlock {held.lock_id if held else 'LOCK_ID'}`"
-            ) from None
+        lock_id = election.lead(store, self.log, self.options.standby, self._stop, self._lease_lost)
+        if lock_id is None:  # stopped while a standby
+            self.executor.shutdown()
+            self.log("info", "daemon stopped")
+            return 0
+        self.executor.start()
         http = None
         try:
             self.log(
                 "info",
                 "daemon started",
                 folder=str(self.ws.root.resolve()),
-                workers=self.options.workers,
+                workers=self.executor.workers,
                 pid=os.getpid(),
             )
             _check_writable(self.ws.history)
@@ -218,10 +232,18 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001 - a lock left here is taken over by the next daemon on this host
                 self.log("error", "cannot release the daemon's lock", error=f"{type(exc).__name__}: {exc}")
         self.log("info", "daemon stopped")
-        return 0
+        return 1 if self._lost.is_set() else 0
+
+    def _lease_lost(self) -> None:
+        """The heartbeat found the scheduler's lease taken over: another daemon schedules now."""
+        self.log("error", "the daemon's lease was taken over by another daemon: stopping")
+        self._lost.set()
+        self.request_stop()
 
     def _shutdown(self) -> None:
         self.executor.stop()
+        for job in sorted(self.continuous.running):  # they never end by themselves
+            self._stop_continuous(job, "the daemon is stopping")
         running = self.executor.running()
         if running:
             self.log(
@@ -268,14 +290,18 @@ class Daemon:
         if reconciled or time.monotonic() - self._refreshed >= REFRESH_SECONDS:
             self._refresh()
         self._drain()
+        self._reap()
         if self.paused:
             return
         now = _utcnow()
-        dues = self.scheduler.due(now, self.suspended)
+        dues = self._claim(self.scheduler.due(now, self.suspended))
         self._mark(*((due.job, due.slot) for due in dues))
         for due in dues:
             missed = f" ({due.missed} missed slots skipped)" if due.missed else ""
             self._submit(Request(due.job, f"cron {due.slot.isoformat()}{missed}"))
+        for request in self.continuous.due(time.monotonic(), self.executor.running(), self.suspended):
+            if self.executor.submit(request, exclusive=True) == "started":
+                self.continuous.running.add(request.job)
         while self._retries and self._retries[0][0] <= time.monotonic():
             _, _, request = heapq.heappop(self._retries)
             if request.job in self.suspended or request.job not in self.jobs:
@@ -291,6 +317,11 @@ class Daemon:
                 waits.append((wake - _utcnow()).total_seconds())
             if self._retries:
                 waits.append(self._retries[0][0] - time.monotonic())
+            backoff = self.continuous.seconds_to_due(
+                time.monotonic(), self.executor.running(), self.suspended
+            )
+            if backoff is not None:
+                waits.append(backoff)
         if self.watcher and (settle := self.watcher.seconds_to_settle()) is not None:
             waits.append(settle)
         if (held := self.reconcile.seconds_to_due()) is not None:
@@ -306,6 +337,54 @@ class Daemon:
             self.log(
                 "info", f"run {outcome} behind the one going on", job=request.job, trigger=request.trigger
             )
+
+    def _claim(self, dues: list[Due]) -> list[Due]:
+        """The due slots this daemon may fire: each recorded as fired in the state store first,
+        so a slot another daemon fired already (a scheduler that had not yet heard it lost its
+        lease) is not fired again."""
+        slots = [(*due.job.split("/", 1), due.slot.isoformat()) for due in dues]
+        claimed = self.ws.store().cluster.claim_slots(slots, services.locks.holder())  # type: ignore[arg-type]
+        for due, slot in zip(dues, slots, strict=True):
+            if slot not in claimed:
+                self.log("warning", "slot already fired by another daemon", job=due.job, slot=slot[2])
+        return [due for due, slot in zip(dues, slots, strict=True) if slot in claimed]
+
+    def _reap(self) -> None:
+        """Every heartbeat: the runs whose holder is gone (a worker or a `runner run` killed on
+        any host, its lease expired) are recorded as interrupted and run again once; fired
+        slots older than a day are forgotten."""
+        if time.monotonic() - self._reaped < services.locks.HEARTBEAT_SECONDS:
+            return
+        self._reaped = time.monotonic()
+        store = self.ws.store()
+        for lock in store.locks.stale():
+            job = services.locks.job_of(lock.name)
+            if job is None:
+                continue
+            interrupted: list[dict[str, Any] | None] = []
+            if not store.locks.take_over(lock, self._interrupter(interrupted)):
+                continue
+            record = interrupted[0] if interrupted else None
+            self.log(
+                "warning",
+                "a run's holder is gone: lease taken over",
+                job=job,
+                run=lock.run_id,
+                holder=lock.holder,
+            )
+            ran = (record or {}).get("options", {})
+            if record is None or ran.get("dry_run") or ran.get("limit") or job not in self.jobs:
+                continue
+            if job in self.suspended or self.paused:
+                continue
+            reason = f"catch-up: run {record['run_id']} was interrupted"
+            self.log("info", "running once to catch up", job=job, reason=reason)
+            self._submit(Request(job, reason, options=services.RunOptions(tasks=ran.get("tasks"))))
+        store.cluster.forget_slots(_utcnow() - dt.timedelta(days=1))
+
+    def _interrupter(self, into: list[dict[str, Any] | None]) -> Callable[[services.locks.Lock], None]:
+        """What a take-over does with the lock taken: record its run as interrupted, into `into`."""
+        return lambda stale: into.append(services.interrupt_holder(self.ws, stale))
 
     def _mark(self, *marks: tuple[str, dt.datetime]) -> None:
         """Record the cron slots (job, slot) fired or set, in one transaction."""
@@ -373,6 +452,8 @@ class Daemon:
             crons = {
                 ref: Cron.of(spec["schedule"]) for ref, spec in self.jobs.items() if spec.get("schedule")
             }
+            for ref in sorted(self.continuous.set_jobs(self.jobs) & self.continuous.running):
+                self._stop_continuous(ref, "its definition changed")
             fresh = self.scheduler.set_jobs(crons, _utcnow())
             self._mark(*((job, self.scheduler.marks[job]) for job in fresh))
             store.switches.forget_schedule_marks({tuple(ref.split("/", 1)) for ref in crons})  # type: ignore[misc]
@@ -386,6 +467,15 @@ class Daemon:
                 "info", "scheduling paused" if paused["paused"] else "scheduling resumed", by=paused.get("by")
             )
         self.paused = paused["paused"]
+        for ref, why in self.continuous.held(self.suspended, self.paused):
+            self._stop_continuous(ref, why)
+
+    def _stop_continuous(self, job: str, why: str) -> None:
+        """Cancel a continuous job's run at its next batch boundary (committed and acknowledged
+        so far: nothing is lost)."""
+        self.continuous.stop(job)
+        self.log("info", "stopping a continuous run", job=job, reason=why)
+        self.executor.cancel(job, f"cancelled: {why}")
 
     def _catch_up(self) -> None:
         """Once at start: a run a killed daemon left unfinished, and a cron slot missed while
@@ -398,13 +488,14 @@ class Daemon:
             if newest and newest[0].get("status") == "running":
                 record = services.mark_interrupted(self.ws, newest[0])
                 ran = (record or {}).get("options", {})
-                if record is not None and not (ran.get("dry_run") or ran.get("limit")):
+                continuous = ref in self.continuous.jobs  # it starts again as it is: no run to finish
+                if record is not None and not (ran.get("dry_run") or ran.get("limit") or continuous):
                     # whoever started it (cron, a trigger, the API, `runner run`): it runs again,
                     # on the same tasks; a test run (dry run, --limit) changed nothing to finish
                     reasons[ref] = f"catch-up: run {record['run_id']} was interrupted"
                     options[ref] = services.RunOptions(tasks=ran.get("tasks"))
         if not self.paused:
-            dues = self.scheduler.due(_utcnow(), self.suspended)
+            dues = self._claim(self.scheduler.due(_utcnow(), self.suspended))
             self._mark(*((due.job, due.slot) for due in dues))
             for due in dues:
                 reasons.setdefault(due.job, f"catch-up: missed cron slot {due.slot.isoformat()}")
@@ -441,6 +532,16 @@ class Daemon:
 
     def _ended(self, finished: Finished) -> None:
         request, record = finished.request, finished.record
+        if request.trigger == CONTINUOUS:
+            if record is not None:
+                self._prune(request.job)
+            status, ran = (record or {}).get("status"), (record or {}).get("seconds") or 0.0
+            delay = self.continuous.ended(request.job, status, ran, time.monotonic())
+            if delay and not self._stop.is_set():
+                self.log(
+                    "info", "continuous run starts again after a backoff", job=request.job, seconds=delay
+                )
+            return
         if record is None:
             return
         self._prune(request.job)

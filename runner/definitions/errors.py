@@ -78,7 +78,30 @@ def problems_from(
     """One located problem per error of `exc`, raised by validating `model` at `prefix` of `doc`."""
     problems = []
     for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        loc = tuple(error["loc"])
+        loc = _without_tags(doc.data, prefix, tuple(error["loc"]))
         message, hint = describe(error, model, loc)
         problems.append(Problem(doc.locate(prefix + loc), message, hint))
     return problems
+
+
+def _without_tags(data: typing.Any, prefix: PathKey, loc: PathKey) -> PathKey:
+    """`loc` without the tags Pydantic puts in it for a union told apart by `type` (a
+    transform's `transforms[1].filter.regex` is `transforms[1].regex` in the file)."""
+    node = data
+    for part in prefix:
+        node = _child(node, part)
+    kept: list[str | int] = []
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node and node.get("type") == part:
+            continue
+        kept.append(part)
+        node = _child(node, part)
+    return tuple(kept)
+
+
+def _child(node: typing.Any, part: str | int) -> typing.Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None

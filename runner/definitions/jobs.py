@@ -4,12 +4,14 @@ the `sync` job type's spec (its tasks)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from typing import Any, ClassVar, Generic, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from runner.definitions import destination
+from runner.definitions.changelogs import ChangeLogOptions, JobSource
 from runner.definitions.events import Events, LogLevel, Notification
 from runner.definitions.models import DURATION_HELP, Duration, StrictModel, seconds
 from runner.definitions.needs import Need, Needs
@@ -26,6 +28,7 @@ from runner.definitions.schema_changes import (
 from runner.definitions.tasks import (
     TIMEZONE_HELP,
     BeforeRun,
+    ChangesSpec,
     R,
     ReadModel,
     Task,
@@ -39,6 +42,38 @@ from runner.definitions.windows import WINDOW_HELP, parse_start, parse_window
 FieldPath = tuple[str | int, ...]
 
 DEFAULT_JOB_TYPE = "sync"  # a job without `type`: every definition written before job types
+CONTINUOUS_STRATEGIES = ("messages", "cdc")  # the strategies a task of a continuous job may have
+
+
+@functools.lru_cache(maxsize=4096)
+def cron_fields(cron: str) -> tuple[list[Any], ...] | None:
+    """The expanded fields of a valid 5- or 6-field cron expression, else None. Cached: a
+    folder of 1,000 jobs holds few distinct expressions, and croniter's parse is ~1 ms."""
+    from croniter import CroniterError, croniter  # imported when a schedule is checked
+
+    if len(cron.split()) not in (5, 6):
+        return None
+    try:
+        return tuple(croniter(cron).expanded)
+    except (CroniterError, ValueError, KeyError):
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def cron_problem(cron: str) -> str | None:
+    """Why `cron` is no valid schedule (malformed, or never fires), or None."""
+    from croniter import CroniterBadDateError, croniter
+
+    if cron_fields(cron) is None:
+        return (
+            f"invalid cron expression {cron!r}; expected 5 fields (minute hour "
+            "day month weekday) or 6 with seconds last"
+        )
+    try:
+        croniter(cron, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+    except CroniterBadDateError:
+        return f"cron expression {cron!r} never fires (no such date)"
+    return None
 
 
 class Schedule(StrictModel):
@@ -50,18 +85,9 @@ class Schedule(StrictModel):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, cron: str) -> str:
-        from croniter import CroniterBadDateError, croniter  # imported when a schedule is checked
-
-        fields = cron.split()
-        if len(fields) not in (5, 6) or not croniter.is_valid(cron):
-            raise ValueError(
-                f"invalid cron expression {cron!r}; expected 5 fields (minute hour "
-                "day month weekday) or 6 with seconds last"
-            )
-        try:
-            croniter(cron, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
-        except CroniterBadDateError:
-            raise ValueError(f"cron expression {cron!r} never fires (no such date)") from None
+        problem = cron_problem(cron)
+        if problem:
+            raise ValueError(problem)
         return cron
 
     @field_validator("timezone")
@@ -103,6 +129,31 @@ class Retry(StrictModel):
 
     def delay(self, failures: int) -> float:
         """Seconds to wait after the `failures`-th failed run."""
+        return min(seconds(self.backoff) * 2 ** (failures - 1), seconds(self.max_delay))
+
+
+class Continuous(StrictModel):
+    """The daemon keeps a run of the job going (a consuming job: drain, commit, repeat) instead
+    of firing it on a schedule; a run that ends is started again, after a failure once the
+    backoff has passed."""
+
+    max_latency: Duration = Field(
+        "5s",
+        description="A message is committed to the target at most this long after it was taken "
+        "from the broker (a logged change, after it was read from the log: `cdc` reads the log "
+        f"again every half of it): a batch not full by then is committed as it is ({DURATION_HELP}).",
+    )
+    backoff: Duration = Field(5, description="Wait before starting a failed run again; twice that after two.")
+    max_delay: Duration = Field(300, description="The longest wait before starting a failed run again.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Continuous:
+        if seconds(self.max_delay) < seconds(self.backoff):
+            raise ValueError("max_delay is shorter than backoff")
+        return self
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the `failures`-th failed run in a row."""
         return min(seconds(self.backoff) * 2 ** (failures - 1), seconds(self.max_delay))
 
 
@@ -197,6 +248,44 @@ class JobSpec(StrictModel):
         return []
 
 
+def _step_problems_of(spec: SyncJobSpec) -> list[tuple[FieldPath, str]]:
+    """What a reader or a writer step cannot be (`SyncJobSpec._step_problems`)."""
+    problems: list[tuple[FieldPath, str]] = []
+    if spec.writer:
+        if spec.target is None:
+            problems.append(
+                (("target",), "a writer (source: {job: …}) needs a target connection to apply to")
+            )
+        if spec.change_log is not None:
+            problems.append(
+                (("change_log",), "a writer keeps no change logs of its own (not in yet): only a reader does")
+            )
+        for i, task in enumerate(spec.tasks):
+            if not task.write.keys:
+                problems.append(
+                    (
+                        ("tasks", i, "write", "keys"),
+                        "a writer merges its reader's changes by key: give write.keys",
+                    )
+                )
+            if "changes" in task.model_fields_set:
+                problems.append(
+                    (
+                        ("tasks", i, "changes"),
+                        "a writer applies its reader's change logs in order: 'changes' does not apply",
+                    )
+                )
+    elif spec.target is not None and spec.change_log is not None:
+        problems.append(
+            (
+                ("change_log",),
+                "a job with a target keeps no change logs (not in yet): leave out the target to make "
+                "this job a reader, and let a writer job (source: {job: …}) apply them",
+            )
+        )
+    return problems
+
+
 class JobRead(StrictModel):
     """Job-wide defaults of the tasks' `read` (a task's own value wins)."""
 
@@ -257,6 +346,20 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
     on_error: Literal["stop", "continue"] = Field(
         "stop", description="After a failed task: stop the run, or continue with the next task."
     )
+    source: str | JobSource = Field(  # type: ignore[assignment]  # a writer's source is a job
+        description=(
+            "Connection to read from: `name` (same namespace, else 'default') or `namespace/name`; "
+            "or `{job: name}`: a reader job, whose change logs this job applies in order (a writer)."
+        ),
+    )
+    target: str | None = Field(  # type: ignore[assignment]  # a reader has none
+        None,
+        min_length=1,
+        description=(
+            "Connection to write to, named as `source` is. Without one, the job is a reader: it keeps "
+            "its runs' changes as change-log files (`change_log`) for writer jobs to apply."
+        ),
+    )
     tasks: list[Task[R, W]] = Field(min_length=1, description="Run in order, or `parallel` at a time.")
     parallel: int = Field(
         1,
@@ -266,6 +369,14 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
             "Tasks run side by side, each with its own connections; 1 runs them one after another. "
             "Into a SQLite target (one writer at a time) they always run one after another."
         ),
+    )
+    continuous: Continuous | None = Field(
+        None,
+        description="Run without end in the daemon (no `schedule`): the job's one task, consuming a "
+        "broker (`changes.strategy: messages`) or a table's log (`changes.strategy: cdc`), goes on past "
+        "a drained queue or the log's end, committing what came at least every `max_latency`; the "
+        "daemon starts it again when it fails (after a backoff), and stops it when it stops, the job "
+        "is suspended or its definition changes.",
     )
     schema_changes: SchemaChanges = Field(
         DEFAULT_SCHEMA_CHANGES, description=f"{SCHEMA_CHANGES_HELP} A task may set its own."
@@ -300,6 +411,14 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
         None,
         description="Defaults of the watermark tasks' `changes` (`start`, `window`); a task's own wins.",
     )
+    change_log: ChangeLogOptions | None = Field(
+        None,
+        description=(
+            "A reader's (a job without a target) change logs: where they are kept, and for how long. "
+            "One Parquet file per run and task (per commit of a long run), with an `_op` column "
+            "(upsert or delete) and a `_position` column (the order writers apply them in)."
+        ),
+    )
 
     # `schema` is BaseModel's (deprecated) method: the field is `schema_`, named `schema` in YAML
     model_config = ConfigDict(serialize_by_alias=True)
@@ -325,6 +444,9 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
     def model_parametrized_name(cls, params: tuple[type[Any], ...]) -> str:
         return cls.__name__  # one sync job model per schema (`Task.model_parametrized_name`)
 
+    def _step_problems(self) -> list[tuple[FieldPath, str]]:
+        return _step_problems_of(self)
+
     def table_changes(self, task: Task) -> TableChanges:
         """What `task` may change in its target table (its own settings, else the job's)."""
         return resolve(self, task)
@@ -346,11 +468,24 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
             found.append(Need("target", "table_lifecycle", ("before_run",), why))
         return found
 
+    @property
+    def reader(self) -> bool:
+        """A job with a source and no target: it only keeps change logs."""
+        return self.target is None and not self.writer
+
+    @property
+    def writer(self) -> bool:
+        """A job whose source is another job: it applies that job's change logs."""
+        return isinstance(self.source, JobSource)
+
     def resolved(self, task: Task) -> Task:
         """`task` with the job-wide defaults it does not override filled in: the one place a
         task's effective `read.timezone`, `changes.start` and `changes.window` are decided, and
-        its table and `before_run` (`runner.definitions.destination`)."""
+        its table and `before_run` (`runner.definitions.destination`). A writer's task applies
+        its reader's change logs as a stream of changes (strategy `messages`)."""
         task = destination.resolved_task(task, self.schema_, self.table_prefix, self.before_run)
+        if self.writer:
+            return task.model_copy(update={"changes": ChangesSpec(strategy="messages")})
         zone = self.read.timezone if self.read else None
         read = task.read if zone is None else task.read.with_zone(zone)
         changes = task.changes
@@ -362,7 +497,9 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
         return task.model_copy(update={"read": read, "changes": changes})
 
     def field_problems(self) -> list[tuple[FieldPath, str]]:
-        problems: list[tuple[FieldPath, str]] = []
+        problems: list[tuple[FieldPath, str]] = [*self._continuous_problems(), *self._step_problems()]
+        for i, task in enumerate(self.tasks):  # a step naming a column it cannot have
+            problems.extend((("tasks", i, *path), message) for path, message in task.transform_problems())
         for i, task in enumerate(self.tasks):  # a history task under the job's truncate or recreate
             if task.before_run is None:
                 try:
@@ -402,3 +539,35 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
                 except ValueError as exc:
                     problems.append((window_at, f"task {task.name!r}: {exc}"))
         return problems
+
+    def _continuous_problems(self) -> list[tuple[FieldPath, str]]:
+        """A continuous job consumes one broker, or follows one table's log, without end: one
+        task (a run's tasks go one after another, and this one never ends; a cdc task has its
+        own slot, so each table is a job of its own), strategy `messages` or `cdc`, no cron."""
+        if self.continuous is None:
+            return []
+        for other in ("schedule", "timeout", "retry"):
+            if getattr(self, other) is not None:
+                return [
+                    (
+                        ("continuous",),
+                        f"a continuous job runs all the time and starts again by itself: leave '{other}' out",
+                    )
+                ]
+        if len(self.tasks) != 1:
+            return [
+                (
+                    ("continuous",),
+                    f"a continuous job has one task (it runs without end); this one has {len(self.tasks)}: "
+                    "make a job of each",
+                )
+            ]
+        if self.tasks[0].changes.strategy not in CONTINUOUS_STRATEGIES:
+            return [
+                (
+                    ("tasks", 0, "changes", "strategy"),
+                    "a continuous job's task consumes a broker (changes.strategy 'messages') or follows "
+                    "a table's log (changes.strategy 'cdc')",
+                )
+            ]
+        return []

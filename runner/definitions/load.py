@@ -58,25 +58,40 @@ class Document:
         return Location(self.file, line, col, format_path(path))
 
 
-def display_path(path: Path) -> str:
-    """A path relative to the working directory when it lies below it, else absolute."""
+def display_path(path: Path, cwd: Path | None = None) -> str:
+    """A path relative to the working directory (`cwd`, resolved, when the caller shows many
+    paths) when it lies below it, else absolute."""
     absolute = path.resolve()
     try:
-        return str(absolute.relative_to(Path.cwd().resolve()))
+        return str(absolute.relative_to(cwd or Path.cwd().resolve()))
     except ValueError:
         return str(absolute)
 
 
-def _walk(node: yaml.Node, path: PathKey, doc: Document, problems: list[Problem], visited: set[int]) -> None:
-    """Record the position of every key path below `node` and report duplicate keys. A node
-    reached again through an alias is not walked again: an alias of itself would recurse
-    forever, and nested aliases would take exponential time ("billion laughs")."""
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _walk(
+    node: yaml.Node, path: PathKey, doc: Document, problems: list[Problem], loader: Any, memo: dict[int, Any]
+) -> Any:
+    """Record the position of every key path below `node`, report duplicate keys, and return
+    the node's value, built in the same pass (PyYAML's constructor would walk the tree again;
+    it still builds what is not a plain mapping, list or scalar: merge keys, other tags). A
+    node reached again through an alias is not walked again (`memo`): an alias of itself would
+    recurse forever, and nested aliases would take exponential time ("billion laughs")."""
     import yaml
 
-    if id(node) in visited:
-        return
-    visited.add(id(node))
+    if id(node) in memo:
+        return memo[id(node)]
     if isinstance(node, yaml.MappingNode):
+        plain = node.tag == _MAP and all(
+            isinstance(k, yaml.ScalarNode) and k.tag != _MERGE for k, _ in node.value
+        )
+        data: Any = {} if plain else None
+        memo[id(node)] = data
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
@@ -91,16 +106,33 @@ def _walk(node: yaml.Node, path: PathKey, doc: Document, problems: list[Problem]
                         "a mapping may name each key once; PyYAML would silently keep the last one",
                     )
                 )
+                if plain:  # as PyYAML would: the last one wins (the document is rejected anyway)
+                    data[loader.construct_object(key_node)] = loader.construct_object(value_node, deep=True)
                 continue
             seen[key] = line
             child = (*path, key)
             doc.positions[child] = (line, key_node.start_mark.column + 1)
-            _walk(value_node, child, doc, problems, visited)
-    elif isinstance(node, yaml.SequenceNode):
+            value = _walk(value_node, child, doc, problems, loader, memo)
+            if plain:
+                data[key if key_node.tag == _STR else loader.construct_object(key_node)] = value
+        if not plain:
+            data = memo[id(node)] = loader.construct_object(node, deep=True)
+        return data
+    if isinstance(node, yaml.SequenceNode):
+        items: Any = [] if node.tag == _SEQ else None
+        memo[id(node)] = items
         for i, item in enumerate(node.value):
             child = (*path, i)
             doc.positions[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
-            _walk(item, child, doc, problems, visited)
+            value = _walk(item, child, doc, problems, loader, memo)
+            if node.tag == _SEQ:
+                items.append(value)
+        if node.tag != _SEQ:
+            items = memo[id(node)] = loader.construct_object(node, deep=True)
+        return items
+    value = node.value if node.tag == _STR else loader.construct_object(node)
+    memo[id(node)] = value
+    return value
 
 
 def load_text(
@@ -123,9 +155,9 @@ def load_text(
             doc.positions[()] = (node.start_mark.line + 1, node.start_mark.column + 1)
             index += 1
             before = len(problems)
-            _walk(node, (), doc, problems, set())
+            doc.data = _walk(node, (), doc, problems, loader, {})
+            loader.constructed_objects, loader.recursive_objects = {}, {}  # as construct_document does
             doc.rejected = len(problems) > before
-            doc.data = loader.construct_document(node)
             if doc.data is None:
                 continue
             if not isinstance(doc.data, dict):
@@ -217,8 +249,9 @@ def load_folder(root: Path) -> tuple[list[Document], list[Problem]]:
         )
         return docs, problems
     files, problems = definition_files(root)
+    cwd = Path.cwd().resolve()
     for path, namespace in files:
-        shown = display_path(path)
+        shown = display_path(path, cwd)
         try:
             size = path.stat().st_size
             if size > MAX_FILE_BYTES:

@@ -28,6 +28,7 @@ from runner.definitions.schema_changes import (
     check_drop_columns,
 )
 from runner.definitions.templates import check_syntax
+from runner.definitions.transforms import TRANSFORMS_HELP, TransformSpec, column_problems
 from runner.definitions.windows import WINDOW_HELP, parse_start, parse_window, start_is_time
 
 TIMEZONE_HELP = (
@@ -74,6 +75,11 @@ class ReadModel(StrictModel):
     def needs(self) -> list[Need]:
         """What this read needs of its source's kind beyond reading."""
         return []
+
+    def declared_columns(self) -> list[str] | None:
+        """The columns the read states it gives, in order; None when only the source knows
+        them (a table's, a query's): what `runner validate` checks a task's transforms against."""
+        return None
 
     def check(self, task: Task) -> None:
         """Raise ValueError when this read contradicts the rest of the task."""
@@ -200,6 +206,11 @@ def _also_boolean(schema: dict[str, Any]) -> None:
 
 
 BeforeRun = Literal["keep", "truncate", "recreate"]
+# the strategies that remove a row from the target once it stops passing a filter (`deletes`
+# propagate or soft): a whole read finds it missing; a watermark's read of the changed row, a
+# message or a log's change deletes its key. The hash strategy's first run into a filled table
+# keeps every source key in the writer's key stage, which such a delete would need meanwhile.
+FILTER_DELETES = ("full", "watermark", "messages", "cdc")
 
 
 class HistorySpec(StrictModel):
@@ -564,6 +575,7 @@ class Task(StrictModel, Generic[R, W]):
     truncate_strings: bool | None = Field(
         None, description=f"This task's own `truncate_strings` (default: the job's). {TRUNCATE_STRINGS_HELP}"
     )
+    transforms: list[TransformSpec] = Field(default_factory=list, description=TRANSFORMS_HELP)
 
     @model_validator(mode="after")
     def _needs_keys(self) -> Self:
@@ -594,6 +606,59 @@ class Task(StrictModel, Generic[R, W]):
         if info.field_name == "drop_columns":
             check_drop_columns(bool(value), info.data.get("schema_changes"))
         return value
+
+    def computed_in_read(self) -> dict[str, str]:
+        """The columns the source computes in its read (a compute step's `sql`): name -> SQL."""
+        return {
+            step.column: step.sql
+            for step in self.transforms
+            if step.type == "compute" and step.sql is not None
+        }
+
+    def transform_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Problems of the task's transforms with the rest of it (paths below the task): a
+        column a step names that the read (as far as it declares its columns) or an earlier
+        step does not give; a key or the watermark column changed on the way; a filter with
+        deletes that only a full read can honour."""
+        untouchable = [(k, "a key column (write.keys)") for k in self.write.keys]
+        if self.changes.column is not None:
+            untouchable.append((self.changes.column, "the watermark column (changes.column)"))
+        found = [
+            (("transforms", *path), message)
+            for path, message in column_problems(
+                list(self.transforms), self.read.declared_columns(), untouchable
+            )
+        ]
+        steps = list(self.transforms)
+        in_read = [i for i, step in enumerate(steps) if step.type == "compute" and step.sql is not None]
+        for i in in_read:
+            if any(j < i and not (steps[j].type == "compute" and steps[j].sql is not None) for j in range(i)):
+                found.append(
+                    (
+                        ("transforms", i, "sql"),
+                        "a compute with sql runs in the source's read, before every other step: "
+                        "list it first",
+                    )
+                )
+            if self.changes.strategy == "cdc":
+                found.append(
+                    (
+                        ("transforms", i, "sql"),
+                        "strategy 'cdc' reads each change from the log, not through a SELECT: compute this "
+                        "column with an `expression`",
+                    )
+                )
+        filters = [i for i, step in enumerate(self.transforms) if step.type == "filter"]
+        if filters and self.deletes != "ignore" and self.changes.strategy not in FILTER_DELETES:
+            found.append(
+                (
+                    ("transforms", filters[0], "type"),
+                    f"a filter with deletes: {self.deletes} needs strategy full, watermark, messages "
+                    f"or cdc (each reads the changed row): strategy {self.changes.strategy!r} would "
+                    "keep a row that stopped passing the filter in the target; or use deletes: ignore",
+                )
+            )
+        return found
 
     def check_history(self, before_run: BeforeRun | None) -> None:
         """History mode with what it cannot honour; `before_run` is the task's, or the job's

@@ -16,9 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from runner.definitions.changelogs import END_MODELS, is_reader, is_writer, reader_task, step_ends
 from runner.definitions.errors import problems_from
 from runner.definitions.events import event_problems, header_file_problems, notify_problems
-from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec
+from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, cron_fields
 from runner.definitions.kinds import TaskModels, connection_type, job_model, model_of, secret_file_problems
 from runner.definitions.load import DEFAULT_NAMESPACE, Document
 from runner.definitions.models import ConnectionSpec, Envelope, Metadata
@@ -127,7 +128,7 @@ def _validate_document(
     if kind == "Job":
         model = model_of(doc, job_types, "job type", DEFAULT_JOB_TYPE)
         if not isinstance(model, Problem):
-            model = job_model(model, ends, task_models)  # type: ignore[arg-type]
+            model = job_model(model, ends, {**task_models, **END_MODELS})  # type: ignore[arg-type]
     else:
         model = model_of(doc, connection_types, "connection type", None)
     if isinstance(model, Problem):
@@ -251,6 +252,7 @@ def validate_documents(
         roles = {name: kind.roles for name, kind in task_models.items()}
         problems.extend(notify_problems(doc, resolve, roles))
     problems.extend(_trigger_problems(docs, {_raw_key(doc) for doc, kind in named if kind == "Job"}))
+    problems.extend(_step_problems(docs, connections))
     if capabilities is not None:
         roles = {name: kind.roles for name, kind in task_models.items()}
         problems.extend(_capability_problems(definitions, documents, capabilities, roles))
@@ -259,7 +261,8 @@ def validate_documents(
 
 def job_ends(spec: Any, namespace: str, types: Mapping[tuple[str, str], str]) -> dict[str, str]:
     """A job spec's `source`/`target` -> the type of the connection each names, among `types`
-    ((namespace, name) -> type); an end naming none is left out."""
+    ((namespace, name) -> type), or the end of a reader or a writer that is not a connection
+    (`changelogs.step_ends`); an end naming none is left out."""
     if not isinstance(spec, Mapping):
         return {}
     ends: dict[str, str] = {}
@@ -268,7 +271,7 @@ def job_ends(spec: Any, namespace: str, types: Mapping[tuple[str, str], str]) ->
         key = resolve_reference(ref, namespace, types.keys()) if isinstance(ref, str) else None
         if key is not None:
             ends[end] = types[key]
-    return ends
+    return ends | step_ends(spec)
 
 
 def _job_ends(
@@ -282,7 +285,7 @@ def _job_ends(
     return {
         end: kind_name
         for end, kind_name in ends.items()
-        if (kind := task_models.get(kind_name)) is None or end in kind.roles
+        if (kind := task_models.get(kind_name)) is None or end in kind.roles or kind_name in END_MODELS
     }
 
 
@@ -311,6 +314,8 @@ def _capability_problems(
         ends: dict[End, str] = {}
         refs: dict[End, str] = {}
         for end, ref in (("source", spec.source), ("target", spec.target)):
+            if not isinstance(ref, str):  # a writer's source (a job), a reader's target (its change logs)
+                continue
             key = resolve_reference(ref, job.namespace, set(types))
             if key is not None and end in roles.get(types[key], (end,)):  # else refused already
                 ends[end], refs[end] = types[key], ref  # type: ignore[index]
@@ -326,16 +331,15 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
 
     A six-field cron with `*` (or `*/1`, `0-59`) in its seconds field fires every second of
     each minute it matches: `* 5 * * * *` is 60 runs from 00:05:00 to 00:05:59, each hour."""
-    from croniter import croniter  # imported where schedules are checked
-
     warnings = [w for doc in docs if (w := _all_inactive(doc)) is not None]
     for doc in docs:
         spec = doc.data.get("spec")
         schedule = spec.get("schedule") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
         cron = schedule.get("cron") if isinstance(schedule, dict) else None
-        if not isinstance(cron, str) or len(cron.split()) != 6 or not croniter.is_valid(cron):
+        fields = cron_fields(cron) if isinstance(cron, str) else None
+        if fields is None or len(fields) != 6:
             continue
-        if croniter(cron).expanded[5] == ["*"]:
+        if fields[5] == ["*"]:
             warnings.append(
                 Problem(
                     doc.locate(("spec", "schedule", "cron")),
@@ -440,6 +444,91 @@ def _trigger_problems(docs: list[Document], jobs: set[tuple[str, str]]) -> list[
                 )
             )
             done.update(cycle)
+    return problems
+
+
+def _step_problems(docs: list[Document], connections: Mapping[tuple[str, str], str]) -> list[Problem]:
+    """A writer's source names a reader job that exists, each of its tasks a task of that
+    reader, no two the same; a reader's `change_log.connection` is a files connection."""
+    problems: list[Problem] = []
+    jobs = {_raw_key(doc): doc for doc in docs if doc.data.get("kind") == "Job" and _raw_key(doc)[1]}
+    for doc in docs:
+        spec = doc.data.get("spec")
+        if doc.data.get("kind") != "Job" or not isinstance(spec, dict):
+            continue
+        namespace = _raw_key(doc)[0]
+        options = spec.get("change_log")
+        ref = options.get("connection") if isinstance(options, dict) else None
+        if isinstance(ref, str):
+            key = resolve_reference(ref, namespace, connections.keys())
+            if key is None:
+                problems.append(
+                    Problem(
+                        doc.locate(("spec", "change_log", "connection")),
+                        f"connection {ref!r} does not exist",
+                        "define a files connection in connections.d/",
+                    )
+                )
+            elif connections[key] != "files":
+                problems.append(
+                    Problem(
+                        doc.locate(("spec", "change_log", "connection")),
+                        f"connection {ref!r} is of type {connections[key]!r}: change logs are kept in a "
+                        "'files' connection's folder",
+                    )
+                )
+        source = spec.get("source")
+        if not is_writer(spec) or not isinstance(source.get("job"), str):
+            continue
+        name = source["job"]
+        key = resolve_reference(name, namespace, jobs.keys())
+        where = doc.locate(("spec", "source", "job"))
+        if key is None:
+            problems.append(
+                Problem(where, f"job {name!r} does not exist", "a writer's source is a reader job")
+            )
+            continue
+        reader_spec = jobs[key].data.get("spec")
+        if not isinstance(reader_spec, dict) or not is_reader(reader_spec):
+            problems.append(
+                Problem(
+                    where,
+                    f"job {name!r} keeps no change logs: it has a target, or is itself a writer",
+                    "a writer's source is a reader: a job with a source and no target",
+                )
+            )
+            continue
+        reader_tasks = reader_spec.get("tasks") if isinstance(reader_spec.get("tasks"), list) else []
+        tasks = spec.get("tasks") if isinstance(spec.get("tasks"), list) else []
+        taken: dict[str, int] = {}
+        for i, task in enumerate(tasks):
+            read = task.get("read") if isinstance(task, dict) else None
+            wanted = read.get("table") if isinstance(read, dict) else None
+            if not isinstance(wanted, str):
+                continue
+            found = reader_task(reader_tasks, wanted)
+            at = doc.locate(("spec", "tasks", i, "read", "table"))
+            if found is None:
+                names = ", ".join(
+                    repr(t.get("name")) for t in reader_tasks if isinstance(t, dict) and t.get("name")
+                )
+                problems.append(
+                    Problem(
+                        at,
+                        f"job {name!r} has no task {wanted!r} (by name or table)",
+                        f"its tasks: {names or 'none'}",
+                    )
+                )
+            elif found.get("name") in taken:
+                problems.append(
+                    Problem(
+                        at,
+                        f"tasks[{taken[found['name']]}] applies task {found.get('name')!r} of job {name!r} "
+                        "already: a writer applies each of its reader's tasks once",
+                    )
+                )
+            else:
+                taken[str(found.get("name"))] = i
     return problems
 
 

@@ -160,7 +160,7 @@ def committed_counts(log: Path, marker: str) -> dict[str, dict[str, int]]:
         return counts
     for entry in entries:
         if entry.get("message") == marker and isinstance(entry.get("task"), str):
-            fields = ("rows_read", "inserted", "updated", "upserted", "deleted")
+            fields = ("rows_read", "inserted", "updated", "upserted", "deleted", "filtered")
             counts[entry["task"]] = {k: int(entry.get(k) or 0) for k in fields}
     return counts
 

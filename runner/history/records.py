@@ -29,6 +29,7 @@ class TaskRecord(TypedDict, total=False):
     upserted: int
     deleted: int
     unchanged: int
+    filtered: int  # rows read that a filter of the task's transforms dropped (never written)
     rows_written: int  # 0 in a dry run ...
     rows_would_write: int  # ... which counts here what it would have written
     pointer_before: dict[str, str] | None

@@ -28,6 +28,7 @@ from runner.definitions.jobs import JobSpec, SyncJobSpec
 from runner.definitions.needs import CapabilityCheck
 from runner.definitions.tasks import Task
 from runner.errors import Cancelled, RunnerError, TransientError
+from runner.jobs import changelogs
 from runner.state.store import StateStore
 from runner.streams.cancel import CancelToken
 
@@ -85,10 +86,50 @@ def run_job(
     run_id: str,
     options: RunOptions,
     log: Log,
+    **rest: Any,
+) -> list[TaskResult]:
+    """Run the job's tasks (`_run_tasks`); a reader's retention after them
+    (`runner.jobs.changelogs`)."""
+    open_end = changelogs.opener(spec, store, f"{namespace}/{job}", run_id)
+    results = _run_tasks(
+        spec,
+        connections,
+        base_dir,
+        store=store,
+        namespace=namespace,
+        job=job,
+        run_id=run_id,
+        options=options,
+        log=log,
+        open_end=open_end,
+        **rest,
+    )
+    if spec.reader and not options.dry_run:
+        tasks = [t.model_dump(mode="json", exclude_unset=True) for t in spec.tasks]
+        folder = Path(connections["target"][1]["folder"])
+        try:  # what a run wrote stands whatever retention meets: it tries again after the next
+            changelogs.retention(spec, store, f"{namespace}/{job}", tasks, folder, log)
+        except OSError as exc:
+            log("warning", f"change-log retention stopped: {exc}")
+    return results
+
+
+def _run_tasks(
+    spec: SyncJobSpec,
+    connections: dict[str, tuple[str, dict[str, Any]]],
+    base_dir: Path,
+    *,
+    store: StateStore,
+    namespace: str,
+    job: str,
+    run_id: str,
+    options: RunOptions,
+    log: Log,
     on_task: Callable[[TaskResult], None] | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     locate: Locate | None = None,
+    open_end: changelogs.OpenEnd = registry.open_connector,
 ) -> list[TaskResult]:
     """Run the job's tasks (or `options.tasks` of them) in order, or `spec.parallel` at a time.
 
@@ -100,6 +141,7 @@ def run_job(
         on_task: called after each task, e.g. to rewrite the history file (from several
             threads when tasks run in parallel).
         locate: where a field of the job's definition is, for errors about the task's fields.
+        open_end: opens an end (`changelogs.opener`).
     """
     # each chosen task with the job-wide options it does not override (`SyncJobSpec.resolved`:
     # its table named with the job's schema and prefix, its before_run), and its position in
@@ -159,7 +201,7 @@ def run_job(
         )
         parallel = 1
     if parallel == 1 or len(tasks) == 1:
-        with _connected(connections, base_dir, results[tasks[0][0]], log) as ends:
+        with _connected(connections, base_dir, results[tasks[0][0]], log, open_end) as ends:
             if ends is not None:
                 for i, task in tasks:
                     one(i, task, ends)
@@ -168,7 +210,7 @@ def run_job(
     def own_connections(i: int, task: Task) -> None:
         if stop.is_set():
             return
-        with _connected(connections, base_dir, results[i], log) as ends:
+        with _connected(connections, base_dir, results[i], log, open_end) as ends:
             if ends is None:
                 if spec.on_error == "stop":
                     stop.set()
@@ -185,7 +227,11 @@ def run_job(
 
 @contextmanager
 def _connected(
-    connections: dict[str, tuple[str, dict[str, Any]]], base_dir: Path, result: TaskResult, log: Log
+    connections: dict[str, tuple[str, dict[str, Any]]],
+    base_dir: Path,
+    result: TaskResult,
+    log: Log,
+    open_end: changelogs.OpenEnd,
 ) -> Iterator[tuple[Connector, Connector] | None]:
     """The source and target connectors, closed on exit; None (with `result` failed) when one
     cannot be opened."""
@@ -194,7 +240,7 @@ def _connected(
         try:
             for end in ("source", "target"):
                 ref = connections[end][0]
-                opened.append(registry.open_connector(*connections[end], base_dir))
+                opened.append(open_end(*connections[end], base_dir))
                 started = time.perf_counter()
                 log("info", f"connecting to the {end}", connection=ref)
                 opened[-1].check_connection()
@@ -245,6 +291,7 @@ def _run_task(run: TaskRun, log: Log) -> TaskResult:
             upserted=result.upserted,
             deleted=result.deleted,
             unchanged=result.unchanged,
+            **({"filtered": result.filtered} if result.filtered else {}),
             pointer=result.pointer_after,
         )
     return result

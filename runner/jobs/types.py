@@ -12,6 +12,7 @@ from typing import Any
 
 from runner.changes.task import TaskResult
 from runner.connectors import registry
+from runner.definitions.changelogs import END_MODELS
 from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
 from runner.definitions.tasks import ReadSpec, WriteSpec
 from runner.jobs.sync import run_job
@@ -30,7 +31,9 @@ class JobType:
     run: RunJob
 
 
-JOB_TYPES: Registry[str, JobType] = Registry("job type", {"sync_all": "runner.jobs.sync_all"})
+JOB_TYPES: Registry[str, JobType] = Registry(
+    "job type", {"sync_all": "runner.jobs.sync_all", "load_folder": "runner.jobs.load_folder"}
+)
 JOB_TYPES.register("sync", JobType(SyncJobSpec, run_job))
 
 
@@ -61,7 +64,7 @@ def parse(spec: Mapping[str, Any], ends: Mapping[str, str] | None = None) -> Job
     """
     model = JOB_TYPES.get(spec.get("type", DEFAULT_JOB_TYPE)).spec
     if ends:
-        kinds = registry.endpoint_kinds()
+        kinds: dict[str, Any] = {**registry.endpoint_kinds(), **END_MODELS}
         source, target = kinds.get(ends.get("source", "")), kinds.get(ends.get("target", ""))
         model = model.for_kinds(source.read if source else ReadSpec, target.write if target else WriteSpec)
     return model.model_validate(spec)

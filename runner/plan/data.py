@@ -227,6 +227,10 @@ def _units(
             continue
         types = {key: conn.get("type", "") for key, conn in connections.items()}
         spec = parse_job(c.after["spec"], job_ends(c.after["spec"], c.namespace, types))
+        if isinstance(spec, SyncJobSpec) and (spec.reader or spec.writer):
+            if c.action != "unchanged" or unchanged:
+                yield None, [_step_not_counted(c.ref, c.action, spec, task) for task in spec.tasks]
+            continue
         ends: dict[str, tuple[str, dict[str, Any]]] = {}
         keys = []
         for end in ("source", "target"):
@@ -261,6 +265,22 @@ def _units(
                 yield None, [counts]
                 continue
             yield _Unit(c.ref, c.namespace, c.name, action, spec, ends, [task.name]), []
+
+
+def _step_not_counted(ref: str, action: str, spec: SyncJobSpec, task: Task) -> TaskData:
+    """A reader's or a writer's task: its change logs are not counted by a dry run (not in yet)."""
+    resolved = spec.resolved(task)
+    what = "a reader's change logs" if spec.reader else "a writer's change logs to apply"
+    return TaskData(
+        ref,
+        action,
+        task.name,
+        "not_counted",
+        resolved.changes.strategy,
+        resolved.read.describe(),
+        resolved.write.describe(),
+        note=f"{what} are not counted by plan --data",
+    )
 
 
 def _skipped(task: Task) -> tuple[str, str] | None:

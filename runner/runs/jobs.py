@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.definitions.changelogs import DEFAULT_FOLDER, READER_END, WRITER_END, step_ends
 from runner.definitions.jobs import JobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE
 from runner.definitions.models import API_VERSION
@@ -46,7 +47,12 @@ def connections_of(
     applied is left out with `missing_ok`, else raises NotFound."""
     connections = {(o.namespace, o.name): o for o in ws.store().objects.all("Connection")}
     ends: dict[str, tuple[str, dict[str, Any]]] = {}
+    spec = job.document["spec"]
+    for end, kind in step_ends(spec).items():  # a reader's change logs, a writer's reader
+        ends[end] = _step_end(ws, job, kind, connections, missing_ok)
     for end in ("source", "target"):
+        if end in ends:
+            continue
         ref = job.document["spec"].get(end, "")
         key = resolve_reference(ref, job.namespace, set(connections))
         if key is None and missing_ok:
@@ -55,6 +61,33 @@ def connections_of(
             raise NotFound(f"job {job.ref}: connection {ref!r} is not applied")
         ends[end] = (f"{key[0]}/{key[1]}", connections[key].document["spec"])
     return ends
+
+
+def _step_end(
+    ws: Workspace, job: AppliedObject, kind: str, connections: dict[tuple[str, str], Any], missing_ok: bool
+) -> tuple[str, dict[str, Any]]:
+    """A reader's target (where its change logs go) or a writer's source (its reader job), as
+    an end of kind `READER_END` or `WRITER_END`."""
+    spec = job.document["spec"]
+    if kind == WRITER_END:
+        jobs = {(o.namespace, o.name) for o in ws.store().objects.all("Job")}
+        ref = spec["source"]["job"]
+        key = resolve_reference(ref, job.namespace, jobs)
+        if key is None and not missing_ok:
+            raise NotFound(f"job {job.ref}: its source, job {ref!r}, is not applied")
+        reader = f"{key[0]}/{key[1]}" if key else ref
+        return reader, {"type": WRITER_END, "job": reader}
+    options = spec.get("change_log") or {}
+    folder = ws.root / ".runner" / DEFAULT_FOLDER
+    if options.get("path"):
+        folder = ws.root / options["path"]
+    elif options.get("connection"):
+        key = resolve_reference(options["connection"], job.namespace, set(connections))
+        if key is None and not missing_ok:
+            raise NotFound(f"job {job.ref}: connection {options['connection']!r} is not applied")
+        if key is not None:
+            folder = ws.root / connections[key].document["spec"].get("path", "")
+    return f"change logs of {job.ref}", {"type": READER_END, "folder": str(folder.resolve())}
 
 
 def _types(connections: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, str]:
@@ -69,12 +102,22 @@ ADHOC_REVIEWED_ONLY = ("events", "notify")
 
 
 def adhoc_job(
-    name: str, spec: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
-) -> tuple[AppliedObject, JobSpec]:
-    """An ad-hoc job's spec checked as a definition in jobs.d/ would be."""
+    ws: Workspace, name: str, spec: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
+) -> tuple[AppliedObject, JobSpec, dict[str, tuple[str, dict[str, Any]]]]:
+    """An ad-hoc job's spec checked as a definition in jobs.d/ would be, its tasks against the
+    kinds of the applied connections it names (a queue's task is no table's); with those
+    connections.
+
+    Raises:
+        DefinitionsInvalid: the spec or its name is invalid (with the field of each problem).
+        NotFound: a connection it names is not applied.
+    """
     metadata = {"name": name, "namespace": namespace}
     document = {"apiVersion": API_VERSION, "kind": "Job", "metadata": metadata, "spec": spec}
-    problems = _check(document)
+    job = AppliedObject("Job", namespace, name, document, "", ADHOC_FILE, 0, 0)
+    valid_ends = isinstance(spec.get("source", ""), str) and isinstance(spec.get("target", ""), str)
+    ends = connections_of(ws, job, missing_ok=True) if valid_ends else {}
+    problems = check_document(document, "ad-hoc job", **job_types.registered_models(), ends=_types(ends))
     problems += [
         Problem(
             Location("ad-hoc job", field=f"spec.{field}"),
@@ -94,27 +137,8 @@ def adhoc_job(
     ]
     if problems:
         raise DefinitionsInvalid(problems)
-    return AppliedObject("Job", namespace, name, document, "", ADHOC_FILE, 0, 0), job_types.parse(spec)
-
-
-def _check(document: dict[str, Any], ends: dict[str, str] | None = None) -> list[Problem]:
-    """An ad-hoc job's problems, by the registered models; its tasks by its connections' kinds
-    when `ends` (`source`/`target` -> connection type) are known."""
-    return check_document(document, "ad-hoc job", **job_types.registered_models(), ends=ends)
-
-
-def adhoc_connections(ws: Workspace, job: AppliedObject) -> dict[str, tuple[str, dict[str, Any]]]:
-    """An ad-hoc job's applied connections, once its tasks are checked against their kinds.
-
-    Raises:
-        NotFound: a connection it names is not applied.
-        DefinitionsInvalid: a task's `read` or `write` does not suit its connection's kind.
-    """
-    ends = connections_of(ws, job)
-    problems = _check(job.document, _types(ends))
-    if problems:
-        raise DefinitionsInvalid(problems)
-    return ends
+    ends = connections_of(ws, job)  # a connection not applied: NotFound
+    return job, job_types.parse(spec, _types(ends)), ends
 
 
 def check_tasks(ws: Workspace, ref: str, tasks: list[str] | None) -> None:
@@ -147,10 +171,9 @@ def check_task_names(spec: JobSpec, what: str, tasks: list[str] | None) -> None:
         )
 
 
-def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> None:
+def check_adhoc(ws: Workspace, job: AppliedObject, spec: JobSpec, tasks: list[str] | None) -> None:
     """An ad-hoc job may not take an applied job's name (it would share its pointers and
-    digests), nor name a task it does not have or a connection that is not applied, nor have
-    a task its connections' kinds refuse."""
+    digests), nor name a task it does not have."""
     try:
         applied = ws.store().objects.get("Job", job.namespace, job.name)
     except NotFound:
@@ -160,5 +183,4 @@ def check_adhoc(ws: Workspace, job: AppliedObject, tasks: list[str] | None) -> N
             f"job {job.ref} is applied: an ad-hoc run takes a name of its own (its pointers and digests "
             "are kept under it)"
         )
-    check_task_names(job_types.parse(job.document["spec"]), "the ad-hoc job", tasks)
-    adhoc_connections(ws, job)
+    check_task_names(spec, "the ad-hoc job", tasks)

@@ -23,23 +23,23 @@ from runner.errors import (
     JobBusy,
     Location,
     LockTimeout,
+    RunStarted,
     TerminalError,
 )
 from runner.history import files as history
-from runner.history.records import RunRecord
+from runner.history.records import QUEUED, RunRecord
 from runner.jobs import types as job_types
 from runner.jobs.sync import failure_class
 from runner.runs.events import run_after, run_before
 from runner.runs.index import index_run
 from runner.runs.jobs import (
     ADHOC_FILE,
-    adhoc_connections,
     adhoc_job,
     applied_ends,
     check_task_names,
     job_and_connections,
 )
-from runner.runs.records import new_record, task_dict, with_committed
+from runner.runs.records import interrupt_holder, new_record, task_dict, with_committed
 from runner.state import locks
 from runner.state.database import utcnow
 from runner.state.objects import AppliedObject
@@ -57,6 +57,7 @@ def run(
     on_start: Callable[[str], None] | None = None,
     trigger: str = "manual",
     run_id: str | None = None,
+    once: bool = False,
 ) -> RunRecord:
     """Run an applied job now and write its history file and run log; returns the history record.
 
@@ -65,12 +66,18 @@ def run(
     `on_start` gets the run id once the job's lock is held; `trigger` says in the history why
     the run started (manual, cron, a job trigger, a retry).
 
+    With `once` (a request a worker took from a broker, which may deliver it again), a run id
+    whose record says the run started already is refused with `RunStarted`.
+
     Raises:
         NotFound: the job (or a task named in `options.tasks`) is not applied.
         JobBusy: the job is running in another process.
+        RunStarted: `once`, and the run `run_id` started already.
     """
     job, spec, ends = job_and_connections(ws, ref)
-    return _run_locked(ws, job, spec, ends, options, progress, on_log, cancel, on_start, trigger, run_id)
+    return _run_locked(
+        ws, job, spec, ends, options, progress, on_log, cancel, on_start, trigger, run_id, once
+    )
 
 
 def run_adhoc(
@@ -82,6 +89,7 @@ def run_adhoc(
     cancel: CancelToken | None = None,
     trigger: str = "ad-hoc",
     run_id: str | None = None,
+    once: bool = False,
 ) -> RunRecord:
     """Run a job spec once without applying it (DataZen's dynamic jobs): validated by the same
     models, on applied connections; its run is in the history under `namespace/name`, and it
@@ -91,9 +99,8 @@ def run_adhoc(
         DefinitionsInvalid: the spec or its name is invalid (with the field of each problem).
         NotFound: a connection it names is not applied.
     """
-    job, parsed = adhoc_job(name, spec, namespace)
-    ends = adhoc_connections(ws, job)
-    return _run_locked(ws, job, parsed, ends, options, None, None, cancel, None, trigger, run_id)
+    job, parsed, ends = adhoc_job(ws, name, spec, namespace)
+    return _run_locked(ws, job, parsed, ends, options, None, None, cancel, None, trigger, run_id, once)
 
 
 def _run_locked(
@@ -108,14 +115,24 @@ def _run_locked(
     on_start: Callable[[str], None] | None,
     trigger: str,
     run_id: str | None,
+    once: bool = False,
 ) -> RunRecord:
     options = options or RunOptions()
     store = ws.store()
     check_task_names(spec, f"job {job.ref}", options.tasks)
     history.check_space(ws.history)
     run_id = run_id or history.new_run_id()
+    token = cancel or CancelToken()
     try:
-        lock_id = store.locks.acquire(locks.job_lock(job.ref), timeout=0, run_id=run_id)
+        lock_id = store.locks.acquire(
+            locks.job_lock(job.ref),
+            timeout=0,
+            run_id=run_id,
+            # the lease was taken over (the store unreachable for a whole lease): another
+            # process may run the job now, so this run stops at its next batch boundary
+            on_lost=lambda: token.cancel("the job's lease was lost", failed=True),
+            on_takeover=lambda stale: interrupt_holder(ws, stale),
+        )
     except LockTimeout:
         held = store.locks.info(locks.job_lock(job.ref))
         who = f"{held.holder} since {held.acquired_at}, lock id {held.lock_id}" if held else "another process"
@@ -123,7 +140,9 @@ def _run_locked(
             f"job {job.ref} is already running ({who}); if that process is gone, release its lock "
             f"with `runner force-unlock {held.lock_id if held else 'LOCK_ID'}`"
         ) from None
-    token = cancel or CancelToken()
+    if once and _started(ws, job, run_id):  # checked under the lock: no other delivery runs it now
+        store.locks.release(locks.job_lock(job.ref), lock_id)
+        raise RunStarted(f"run {run_id} of job {job.ref} started already: not run again")
     token.poll = lambda: store.locks.cancel_requested(lock_id)
     timer = None
     if spec.timeout is not None:
@@ -139,6 +158,15 @@ def _run_locked(
         if timer is not None:
             timer.cancel()
         store.locks.release(locks.job_lock(job.ref), lock_id)
+
+
+def _started(ws: Workspace, job: AppliedObject, run_id: str) -> bool:
+    """Whether the run's record says it started (anything but queued, or no record yet)."""
+    try:
+        record = history.read_run(history.run_path(ws.history, job.namespace, job.name, run_id))
+    except (OSError, ValueError):
+        return False
+    return record.get("status") != QUEUED
 
 
 def _execute(

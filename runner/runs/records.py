@@ -188,6 +188,23 @@ def mark_interrupted(ws: Workspace, record: RunRecord) -> RunRecord | None:
     return stored
 
 
+def interrupt_holder(ws: Workspace, lock: Lock) -> RunRecord | None:
+    """Record as interrupted the run that held `lock`, a job's lock taken over from a holder
+    that is gone (its lease expired, on whatever host it ran); None when there was no such
+    run, or its record already says how it ended."""
+    job = locks.job_of(lock.name)
+    if job is None or not lock.run_id:
+        return None
+    path = history.run_path(ws.history, *job.split("/", 1), lock.run_id)
+    try:
+        record = history.read_run(path)
+    except (OSError, ValueError):
+        return None
+    if record.get("status") != "running":
+        return None
+    return mark_interrupted(ws, record | {"path": str(path)})
+
+
 def written(task: TaskRecord) -> int:
     if "rows_written" in task:
         return int(task["rows_written"] or 0)

@@ -14,8 +14,22 @@ if TYPE_CHECKING:
     from runner.runs.index import job_runs, prune_history, recent_runs
     from runner.runs.jobs import adhoc_job, check_adhoc, check_tasks
     from runner.runs.lifecycle import run, run_adhoc
-    from runner.runs.records import mark_interrupted, record_not_started, record_queued, run_mode
+    from runner.runs.records import (
+        interrupt_holder,
+        mark_interrupted,
+        record_not_started,
+        record_queued,
+        run_mode,
+    )
     from runner.services.catalog import connections, describe, get, tasks
+    from runner.services.changelogs import changes, replay
+    from runner.services.cluster import (
+        check_shared_history,
+        register_worker,
+        unregister_worker,
+        worker_heartbeat,
+        workers,
+    )
     from runner.services.definitions import (
         DEFAULT_LOCK_TIMEOUT,
         SCHEMA_FILE,
@@ -64,8 +78,22 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "runner.runs.index": ("job_runs", "prune_history", "recent_runs"),
     "runner.runs.jobs": ("adhoc_job", "check_adhoc", "check_tasks"),
     "runner.runs.lifecycle": ("run", "run_adhoc"),
-    "runner.runs.records": ("mark_interrupted", "record_not_started", "record_queued", "run_mode"),
+    "runner.runs.records": (
+        "interrupt_holder",
+        "mark_interrupted",
+        "record_not_started",
+        "record_queued",
+        "run_mode",
+    ),
     "runner.services.catalog": ("connections", "describe", "get", "tasks"),
+    "runner.services.changelogs": ("changes", "replay"),
+    "runner.services.cluster": (
+        "check_shared_history",
+        "register_worker",
+        "unregister_worker",
+        "worker_heartbeat",
+        "workers",
+    ),
     "runner.services.definitions": (
         "DEFAULT_LOCK_TIMEOUT",
         "SCHEMA_FILE",
@@ -133,8 +161,10 @@ __all__ = [
     "adhoc_job",
     "apply",
     "cancel",
+    "changes",
     "check",
     "check_adhoc",
+    "check_shared_history",
     "check_tasks",
     "connections",
     "connections_test",
@@ -146,6 +176,7 @@ __all__ = [
     "get",
     "ImportResult",
     "import_jobs",
+    "interrupt_holder",
     "job_runs",
     "json_schema",
     "key_hash",
@@ -157,6 +188,7 @@ __all__ = [
     "logs",
     "mark_interrupted",
     "pause",
+    "register_worker",
     "paused_info",
     "plan",
     "plan_data",
@@ -165,8 +197,12 @@ __all__ = [
     "prune_history",
     "read_plan",
     "recent_runs",
+    "replay",
     "record_not_started",
     "record_queued",
+    "unregister_worker",
+    "worker_heartbeat",
+    "workers",
     "run",
     "run_adhoc",
     "run_mode",

@@ -8,7 +8,6 @@ from typing import Any, cast
 
 from runner.changes.cdc import live_lag
 from runner.connectors.base import ConsumingSource
-from runner.connectors.registry import open_connector
 from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec, SyncJobSpec
 from runner.definitions.sync_all import SyncAllJobSpec
@@ -18,7 +17,7 @@ from runner.definitions.validate import (
 )
 from runner.errors import RunnerError
 from runner.history import files as history
-from runner.jobs import sync_all
+from runner.jobs import changelogs, sync_all
 from runner.jobs.sync import sync_spec
 from runner.runs.index import ensure_indexed, recent_runs
 from runner.runs.jobs import connections_of, parse_applied
@@ -77,6 +76,10 @@ def describe(ws: Workspace, kind: str, ref: str) -> dict[str, Any]:
             out["table_changes"] = {
                 t.name: spec.table_changes(t).describe() for t in spec.tasks if isinstance(t.write, WriteSpec)
             }
+            # each task's transforms in words, in the order its rows go through them
+            out["transforms"] = {
+                t.name: [s.summary() for s in t.transforms] for t in spec.tasks if t.transforms
+            }
         out["last_runs"] = [run_summary(with_mode(r)) for r in recent_runs(ws, obj.namespace, obj.name, 5)]
     return out
 
@@ -131,15 +134,23 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
     ]
 
 
+def consuming_lags(ws: Workspace, job: AppliedObject) -> list[dict[str, Any]]:
+    """A continuous job's lag now (`runner status`): each task's messages waiting, asked of
+    the broker, or why it cannot say."""
+    spec = sync_spec(parse_applied(ws, job), job.ref)
+    return [{"task": name, **lag} for name, lag in _live_lags(ws, job, spec).items()]
+
+
 def _live_lags(ws: Workspace, job: AppliedObject, spec: SyncJobSpec) -> dict[str, dict[str, Any]]:
     """Each cdc task's lag now (its slot's), and each consuming task's (the messages waiting),
     asked of the job's source; an error in its place when the source cannot say."""
-    cdc = [t for t in spec.tasks if t.changes.strategy in ("cdc", "messages")]
+    resolved = (spec.resolved(t) for t in spec.tasks)  # a writer's tasks consume change logs
+    cdc = [t for t in resolved if t.changes.strategy in ("cdc", "messages")]
     if not cdc:
         return {}
     ref, source_spec = connections_of(ws, job)["source"]
     try:
-        source = open_connector(ref, source_spec, ws.root)
+        source = changelogs.opener(spec, ws.store(), job.ref, "tasks")(ref, source_spec, ws.root)
     except RunnerError as exc:
         return {t.name: {"error": str(exc)} for t in cdc}
     lags: dict[str, dict[str, Any]] = {}

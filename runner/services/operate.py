@@ -16,7 +16,7 @@ from runner.errors import (
 from runner.history.records import QUEUED
 from runner.runs.index import recent_runs
 from runner.runs.records import run_summary, with_live_status
-from runner.services.catalog import next_fire_times
+from runner.services.catalog import consuming_lags, next_fire_times
 from runner.state import locks
 from runner.state.database import utcnow
 from runner.workspace import Workspace, find
@@ -147,6 +147,9 @@ def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
                 "applied": True,
                 "inactive_tasks": [t["name"] for t in spec.get("tasks", []) if t.get("active") is False],
                 "cdc_lag": _cdc_lag(ws, job.namespace, job.name, spec),
+                "continuous": spec.get("continuous"),
+                # a continuous job's lag is what waits in its broker now (`runner tasks` too)
+                "messages_lag": consuming_lags(ws, job) if spec.get("continuous") else [],
             }
         )
     return {

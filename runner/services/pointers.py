@@ -47,7 +47,7 @@ def pointer_show(ws: Workspace, ref: str) -> list[dict[str, Any]]:
         out.append(
             {
                 "task": task.name,
-                "strategy": task.changes.strategy,
+                "strategy": spec.resolved(task).changes.strategy,  # a writer's: messages
                 "column": task.changes.column,
                 "pointer": current,
                 "updated_at": state.updated_at if state and current else None,

@@ -90,7 +90,10 @@ def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, An
         if not isinstance(spec, SyncJobSpec):
             continue  # what is checked is what a sync job's tasks read and write
         for end in ("source", "target"):
-            key = resolve_reference(getattr(spec, end), job.namespace, keys)
+            ref = getattr(spec, end)
+            if not isinstance(ref, str):  # a writer's reader job, a reader's change logs
+                continue
+            key = resolve_reference(ref, job.namespace, keys)
             used = usage.get(f"{key[0]}/{key[1]}") if key else None
             if used is None:
                 continue

@@ -50,6 +50,11 @@ def verify(
         spec = applied.as_sync(found.tasks)
     else:
         spec = sync_spec(applied, job.ref)
+        if spec.reader or spec.writer:
+            raise RunnerError(
+                f"job {job.ref} is a {'reader' if spec.reader else 'writer'}: verify compares a job's "
+                "source and target tables, which a reader or a writer does not have both of (not in yet)"
+            )
         check_task_names(spec, f"job {job.ref}", tasks)
     held = ws.store().locks.info(locks.job_lock(job.ref))
     reports: list[TaskReport] = []

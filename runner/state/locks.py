@@ -1,6 +1,15 @@
 """Named locks in the state store: one holder at a time, across processes and hosts (the apply
 lock, a job's run lock, the daemon's lock). A lock records who holds it (user, host, pid), so a
-timeout names the holder and a lock left by a killed process on this host is taken over.
+timeout names the holder.
+
+Every lock is a lease: it expires `LEASE_SECONDS` (30 s) after it was taken or last renewed, and
+a heartbeat thread in the holding process renews it every `HEARTBEAT_SECONDS` (10 s). A process
+id means nothing on another host, so an expired lease is what says its holder is gone: it is
+taken over (`on_takeover` hears of it, to record the run it belonged to as interrupted). A lock
+of a dead process on this host is taken over at once, without waiting for its lease. A holder
+whose renewal finds its lock gone (taken over after the store was unreachable for a whole
+lease) hears it through `on_lost` and must stop. Expiry times are compared on the clocks of
+the hosts, which must agree to well within a lease (NTP).
 
 This module is the only place lock names are made (`APPLY`, `DAEMON`, `WRITE_BACK`, `job_lock`) and read
 back (`LocksReader.jobs`): two spellings of one lock's name would let two holders in.
@@ -8,11 +17,13 @@ back (`LocksReader.jobs`): two spellings of one lock's name would let two holder
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,11 +39,26 @@ DAEMON = "daemon"  # held by the one daemon of a state store
 WRITE_BACK = "write-back"  # held while a change is written to the definitions, committed and applied
 _JOB = "job:"  # + "namespace/name": held by the job's run
 
+# a lease's length and how often its holder renews it (RUNNER_LEASE_SECONDS sets both, for tests
+# that want a dead worker's run taken over sooner; the heartbeat is always a third of the lease)
+LEASE_SECONDS = float(os.environ.get("RUNNER_LEASE_SECONDS") or 30)
+HEARTBEAT_SECONDS = LEASE_SECONDS / 3
+
+
+def lease_end(seconds: float = LEASE_SECONDS) -> str:
+    """When a lease taken or renewed now expires (UTC ISO, comparable as text)."""
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat(timespec="microseconds")
+
 
 def job_lock(ref: str) -> str:
     """The lock a job's run holds (`ref` is namespace/name): one run of a job at a time,
     across processes."""
     return f"{_JOB}{ref}"
+
+
+def job_of(name: str) -> str | None:
+    """The job ref (namespace/name) whose run holds the lock `name`, or None for another lock."""
+    return name.removeprefix(_JOB) if name.startswith(_JOB) else None
 
 
 def holder() -> str:
@@ -50,11 +76,17 @@ class Lock:
     pid: int | None = None
     run_id: str | None = None
     cancel_requested: str | None = None
+    expires_at: str | None = None  # None: taken before leases (never expires by time)
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at < utcnow()
 
     @property
     def alive(self) -> bool:
-        """False only when the holder is known to be a dead process on this host."""
-        return not (self.host == socket.gethostname() and self.pid and not _alive(self.pid))
+        """False when the lease expired, or the holder is a dead process on this host."""
+        dead_here = self.host == socket.gethostname() and self.pid and not _alive(self.pid)
+        return not (dead_here or self.expired)
 
     @classmethod
     def from_row(cls, row: Any) -> Lock:
@@ -67,6 +99,7 @@ class Lock:
             row.pid,
             row.run_id,
             row.cancel_requested,
+            row.expires_at,
         )
 
 
@@ -98,22 +131,114 @@ class LocksReader(Concern):
                 for r in conn.execute(query.order_by(schema.locks.c.name))
             }
 
+    def stale(self) -> list[Lock]:
+        """The locks whose holders are gone (lease expired, or a dead process on this host)."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(schema.locks).order_by(schema.locks.c.name)).all()
+        return [lock for lock in map(Lock.from_row, rows) if not lock.alive]
+
+
+class _Heartbeat:
+    """One thread per store that renews the leases this process holds, every
+    `HEARTBEAT_SECONDS`; a lease found gone is reported to its holder's `on_lost`."""
+
+    def __init__(self, db: Any):
+        self.db = db
+        self.held: dict[str, Callable[[], None] | None] = {}  # lock id -> on_lost
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()  # a forked child holds none of its parent's leases
+
+    def add(self, lock_id: str, on_lost: Callable[[], None] | None) -> None:
+        with self._guard:
+            if self._pid != os.getpid():
+                self.held, self._thread, self._pid = {}, None, os.getpid()
+            self.held[lock_id] = on_lost
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="runner-heartbeat", daemon=True)
+                self._thread.start()
+
+    def remove(self, lock_id: str) -> None:
+        with self._guard:
+            self.held.pop(lock_id, None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_SECONDS)
+            self.beat()
+
+    def beat(self) -> None:
+        """Renew every held lease now; tell the holders of those found gone."""
+        with self._guard:
+            held = dict(self.held)
+        if not held:
+            return
+        try:
+            with self.db.write() as conn:
+                conn.execute(
+                    schema.locks.update()
+                    .where(schema.locks.c.lock_id.in_(list(held)))
+                    .values(expires_at=lease_end())
+                )
+                kept = set(
+                    conn.execute(
+                        sa.select(schema.locks.c.lock_id).where(schema.locks.c.lock_id.in_(list(held)))
+                    ).scalars()
+                )
+        except Exception:  # noqa: BLE001 - the store away for a while: renew at the next beat
+            return
+        for lock_id, on_lost in held.items():
+            if lock_id not in kept:
+                with self._guard:
+                    if self.held.pop(lock_id, False) is False:
+                        continue  # released meanwhile
+                if on_lost is not None:
+                    on_lost()
+
 
 class Locks(LocksReader):
-    def _release_if_dead(self, name: str) -> bool:
-        """Release `name` when its holder was a process on this host that no longer runs (a
-        run killed with SIGKILL cannot release its lock). Checks the lock id, so a lock taken
-        since by a live process is never released."""
+    def __init__(self, db: Any):
+        super().__init__(db)
+        self.heartbeat = _Heartbeat(db)
+
+    def _take_over_if_stale(self, name: str, on_takeover: Callable[[Lock], None] | None) -> bool:
+        """Release `name` when its holder is gone: its lease expired (a process on any host that
+        stopped renewing it), or it was a process on this host that no longer runs (a run
+        killed with SIGKILL cannot release its lock). Deletes by lock id, so a lock renewed or
+        taken since is never released; `on_takeover` gets the lock taken over."""
         held = self.info(name)
-        if held is None or held.host != socket.gethostname() or not held.pid or _alive(held.pid):
+        if held is None or held.alive:
             return False
         with self.db.write() as conn:
-            conn.execute(schema.locks.delete().where(schema.locks.c.lock_id == held.lock_id))
+            gone = conn.execute(
+                schema.locks.delete().where(
+                    (schema.locks.c.lock_id == held.lock_id)
+                    & (schema.locks.c.expires_at.is_(None) | (schema.locks.c.expires_at == held.expires_at))
+                )
+            ).rowcount
+        if gone and on_takeover is not None:
+            on_takeover(held)
         return True
 
-    def acquire(self, name: str, timeout: float, poll: float = 0.1, run_id: str | None = None) -> str:
-        """Take the named lock, waiting up to `timeout` seconds for its holder.
+    def take_over(self, lock: Lock, on_takeover: Callable[[Lock], None] | None = None) -> bool:
+        """Release a stale lock found by `stale` (unless renewed since); True when released."""
+        return self._take_over_if_stale(lock.name, on_takeover)
 
+    def acquire(
+        self,
+        name: str,
+        timeout: float,
+        poll: float = 0.1,
+        run_id: str | None = None,
+        on_lost: Callable[[], None] | None = None,
+        on_takeover: Callable[[Lock], None] | None = None,
+    ) -> str:
+        """Take the named lock, waiting up to `timeout` seconds for its holder, and keep its
+        lease renewed until `release`.
+
+        Args:
+            on_lost: called (on the heartbeat thread) if the lease is found taken over.
+            on_takeover: called with a stale lock this call took over from a gone holder.
         Returns:
             The lock id, needed to release it.
         Raises:
@@ -133,11 +258,13 @@ class Locks(LocksReader):
                             host=socket.gethostname(),
                             pid=os.getpid(),
                             run_id=run_id,
+                            expires_at=lease_end(),
                         )
                     )
+                self.heartbeat.add(lock_id, on_lost)
                 return lock_id
             except sa.exc.IntegrityError:
-                if self._release_if_dead(name):
+                if self._take_over_if_stale(name, on_takeover):
                     continue
                 if time.monotonic() >= deadline:
                     held = self.info(name)
@@ -151,6 +278,7 @@ class Locks(LocksReader):
                 time.sleep(poll)
 
     def release(self, name: str, lock_id: str) -> None:
+        self.heartbeat.remove(lock_id)
         with self.db.write() as conn:
             conn.execute(
                 schema.locks.delete().where(

@@ -26,6 +26,15 @@ class RunsReader(Concern):
         with self.db.read() as conn:
             return conn.execute(sa.select(table.c.job).where(where)).first() is not None
 
+    def statuses(self, run_ids: list[str]) -> dict[str, str]:
+        """Run id -> its indexed status (queued, running, succeeded, …), for the ids indexed."""
+        if not run_ids:
+            return {}
+        r = schema.runs
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(r.c.run_id, r.c.status).where(r.c.run_id.in_(run_ids)))
+            return {row.run_id: row.status for row in rows}
+
     def ids(
         self,
         namespace: str,

@@ -53,6 +53,7 @@ locks = sa.Table(
     sa.Column("pid", sa.Integer),
     sa.Column("run_id", sa.String(40)),  # a job's lock: the run holding it
     sa.Column("cancel_requested", sa.String(300)),  # "by user@host at …": stop at the next batch
+    sa.Column("expires_at", sa.String(40)),  # the lease: taken over once passed, unless renewed
 )
 
 # Runtime switches: operators' decisions, recorded in the state, not in git.
@@ -157,4 +158,61 @@ runs_indexed = sa.Table(
     metadata,
     sa.Column("namespace", sa.String(63), primary_key=True),
     sa.Column("job", sa.String(63), primary_key=True),
+)
+
+
+# The change logs a reader job keeps (`runner.connectors.changelog_files`): one file per run,
+# task and commit; `first_position` numbers a task's changes in the order writers apply them.
+change_logs = sa.Table(
+    "change_logs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("job", sa.String(63), nullable=False),
+    sa.Column("task", sa.String(63), nullable=False),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("part", sa.Integer, nullable=False),
+    sa.Column("first_position", sa.BigInteger, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("upserts", sa.BigInteger, nullable=False),
+    sa.Column("deletes", sa.BigInteger, nullable=False),
+    sa.Column("file", sa.String(2000), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.UniqueConstraint("namespace", "job", "task", "first_position"),
+    sa.Index("change_logs_by_run", "run_id"),
+)
+
+
+# Scale-out (`runner.state.cluster`): the cron slots fired per job, once each whoever fires them;
+# the run requests handed to workers and not ended yet; the workers and their heartbeats.
+fired_slots = sa.Table(
+    "fired_slots",
+    metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("slot", sa.String(40), primary_key=True),
+    sa.Column("fired_at", sa.String(40), nullable=False),
+    sa.Column("fired_by", sa.String(300), nullable=False),
+)
+
+run_requests = sa.Table(
+    "run_requests",
+    metadata,
+    sa.Column("run_id", sa.String(40), primary_key=True),
+    sa.Column("job", sa.String(127), nullable=False),  # namespace/name
+    sa.Column("request", sa.Text, nullable=False),  # JSON: trigger, attempt, options
+    sa.Column("sent_at", sa.String(40), nullable=False),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("name", sa.String(300), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.String(40), nullable=False),
+    sa.Column("heartbeat_at", sa.String(40), nullable=False),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("broker", sa.String(300), nullable=False),  # redacted: scheme, host and port only
 )

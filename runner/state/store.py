@@ -4,7 +4,8 @@ writers, behind one SQLAlchemy URL (`sqlite:///…` or `postgresql://…`).
 `StateStore` opens it (migrating it to the latest schema) and reaches each concern as an
 attribute over one shared database (`store.db`): `store.objects` (applied objects, revisions),
 `store.tasks` (pointers, digests), `store.locks`, `store.switches` (suspensions, settings, cron
-marks), `store.keys` (API keys) and `store.runs` (the index of the history files).
+marks), `store.keys` (API keys), `store.runs` (the index of the history files) and
+`store.cluster` (fired slots, run requests and workers of a scale-out).
 `StateReader` opens an existing store for what plans and status read, and nothing else.
 """
 
@@ -14,6 +15,8 @@ import sqlalchemy as sa
 
 from runner.errors import StateError, StoreMissing, StoreOutdated
 from runner.state import migrations, schema
+from runner.state.changelogs import ChangeLogs, ChangeLogsReader
+from runner.state.cluster import Cluster, ClusterReader
 from runner.state.database import Database, utcnow
 from runner.state.keys import Keys
 from runner.state.locks import Locks, LocksReader
@@ -39,6 +42,8 @@ class StateReader:
     locks: LocksReader
     switches: SwitchesReader
     runs: RunsReader
+    changelogs: ChangeLogsReader
+    cluster: ClusterReader
 
     def __init__(self, url: str):
         self.db = Database(url, create=False, read_only=True)
@@ -52,6 +57,8 @@ class StateReader:
         self.locks = LocksReader(self.db)
         self.switches = SwitchesReader(self.db)
         self.runs = RunsReader(self.db)
+        self.changelogs = ChangeLogsReader(self.db)
+        self.cluster = ClusterReader(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -70,6 +77,8 @@ class StateStore(StateReader):
     switches: Switches
     runs: Runs
     keys: Keys
+    changelogs: ChangeLogs
+    cluster: Cluster
 
     def __init__(self, url: str, create: bool = True):  # not StateReader's: this one migrates
         self.db = Database(url, create)
@@ -80,6 +89,8 @@ class StateStore(StateReader):
         self.switches = Switches(self.db)
         self.runs = Runs(self.db)
         self.keys = Keys(self.db)
+        self.changelogs = ChangeLogs(self.db)
+        self.cluster = Cluster(self.db)
 
 
 def _version(conn: sa.Connection) -> int:

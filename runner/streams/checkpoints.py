@@ -10,7 +10,10 @@ Points: `read` (a batch read, nothing of it written), `write` (a batch staged, n
 `committed` (the target committed a batch, its pointer or digests not yet recorded), `window`
 (a backfill's window read and its end recorded as the pointer, the next window not begun),
 `emptied` (a task's table truncated or dropped before its run, nothing loaded yet), `stored`
-(a cdc task's log position recorded, the source's log not yet told: `runner.changes.cdc`).
+(a cdc task's log position recorded, the source's log not yet told: `runner.changes.cdc`; a
+writer's position in its reader's change logs recorded), `changelog_renamed` (a reader's
+change-log file synced and renamed, not yet indexed: `runner.connectors.changelog_files`),
+`reshaped` (a cdc task's target altered to the table's new columns, nothing in them written).
 """
 
 from __future__ import annotations

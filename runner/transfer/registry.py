@@ -12,6 +12,7 @@ BUILTIN = {
     ("postgresql", "postgresql"): "runner.transfer.postgresql",
     ("sqlite", "sqlite"): "runner.transfer.sqlite",
     ("postgresql", "mariadb"): "runner.transfer.postgresql_mariadb",
+    ("files", "postgresql"): "runner.transfer.files_postgresql",
 }
 
 FAST_PATHS: Registry[tuple[str, str], FastPath] = Registry("fast path", BUILTIN)

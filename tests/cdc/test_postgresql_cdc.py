@@ -270,30 +270,6 @@ def test_dry_run_changes_nothing(project, cdc_url, pg_url):
     assert rows(dst) == rows(engine)
 
 
-def test_a_column_added_in_the_source_stops_the_task_until_a_resync(project, cdc_url, pg_url):
-    engine, dst = source_engine(cdc_url), source_engine(pg_url)
-    create_items(engine, 5)
-    setup_project(project, cdc_url, pg_url)
-    run_ok(project)
-    execute(
-        engine,
-        "UPDATE items SET name = 'before' WHERE id = 1",
-        "ALTER TABLE items ADD COLUMN note text",
-        "UPDATE items SET note = 'after' WHERE id = 2",
-    )
-    record = services.run(project.ws, "sync")
-    assert record["status"] == "failed"
-    assert "the columns of table 'public.items' changed" in record["error"]
-    assert "run with --resync" in record["error"]
-    with dst.connect() as conn:  # nothing of it was applied
-        assert conn.exec_driver_sql("SELECT name FROM items WHERE id = 1").scalar() == "item 1"
-    record = services.run(project.ws, "sync", services.RunOptions(resync=True))
-    assert record["status"] == "succeeded", record["error"]
-    with engine.connect() as conn, dst.connect() as target:
-        query = "SELECT id, name, note FROM items ORDER BY id"
-        assert target.exec_driver_sql(query).all() == conn.exec_driver_sql(query).all()
-
-
 def test_values_of_every_kind_come_through_the_log_as_a_read_gives_them(project, cdc_url, pg_url):
     """The log's text is loaded by psycopg's own loaders per column type: the target gets the
     values a read of the table gives (unmapped types as their text), snapshot or change alike."""

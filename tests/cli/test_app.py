@@ -75,9 +75,9 @@ def test_validate_json(cli, project):
             "message": "unknown field 'bogus'",
             "hint": (
                 "known fields: type, source, target, schedule, after, retry, timeout, "
-                "events, notify, log_level, batch_size, on_error, tasks, parallel, "
+                "events, notify, log_level, batch_size, on_error, tasks, parallel, continuous, "
                 "schema_changes, drop_columns, truncate_strings, "
-                "schema, table_prefix, before_run, read, changes"
+                "schema, table_prefix, before_run, read, changes, change_log"
             ),
         }
     ]

@@ -225,10 +225,16 @@ def _nats(request: pytest.FixtureRequest) -> Broker:
 def _mqtt(request: pytest.FixtureRequest) -> Broker:
     """A subscriber (MQTT 5, QoS 1) to topics of its own, `runner-contract/<tag>/#`. Reading
     publishes a marker and takes what arrived before it: Mosquitto hands a subscriber its
-    messages in the order it took them, and runner's were acknowledged before the marker."""
+    messages in the order it took them, and runner's were acknowledged before the marker.
+
+    As a source: the consuming task's persistent session (`runner-contract-<tag>`), made here
+    before any message is sent, as the task's first run would make it; what waits in it is
+    counted by connecting as the session and acknowledging nothing."""
     import threading
 
     import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
 
     tag = uuid.uuid4().hex[:12]
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"contract-{tag}", protocol=mqtt.MQTTv5)
@@ -248,6 +254,7 @@ def _mqtt(request: pytest.FixtureRequest) -> Broker:
     client.loop_start()
     client.subscribe(f"runner-contract/{tag}/#", qos=1)[0]
     marker = f"runner-contract/{tag}/marker"
+    items, letters = f"runner-contract/{tag}/items", f"runner-contract/{tag}/letters"
     client.publish(marker, b"subscribed", qos=1).wait_for_publish(10)
 
     def take(until: bytes) -> list[Any]:
@@ -262,25 +269,119 @@ def _mqtt(request: pytest.FixtureRequest) -> Broker:
         return [m for m in taken if m.topic != marker]
 
     take(b"subscribed")
+    kept: dict[str, list[Received]] = {}  # topic -> taken, not read yet
 
-    def read() -> list[Received]:
-        until = uuid.uuid4().hex.encode()
-        client.publish(marker, until, qos=1).wait_for_publish(10)
-        out = []
-        for m in take(until):
-            headers = dict(getattr(m.properties, "UserProperty", []))
-            out.append(Received(headers, m.payload, headers.get("runner-id")))
-        return out
+    def reader(topic: str | None) -> Callable[[], list[Received]]:
+        def read() -> list[Received]:
+            until = uuid.uuid4().hex.encode()
+            client.publish(marker, until, qos=1).wait_for_publish(10)
+            for m in take(until):
+                headers = dict(getattr(m.properties, "UserProperty", []))
+                kept.setdefault(m.topic, []).append(Received(headers, m.payload, headers.get("runner-id")))
+            if topic is None:
+                return [r for t in list(kept) for r in kept.pop(t)]
+            return kept.pop(topic, [])
+
+        return read
+
+    session = f"contract-{tag}"
+
+    def as_session(on_message: Any = None) -> Any:
+        """A client of the task's session (its client id), acknowledging nothing."""
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"runner-{session}",
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        c.on_message = on_message
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 3600
+        c.connect("127.0.0.1", 1883, clean_start=False, properties=properties)
+        c.loop_start()
+        return c
+
+    first = as_session()  # the session, subscribed before anything is sent
+    assert first.subscribe(items, qos=1)[0] == mqtt.MQTT_ERR_SUCCESS
+    first.publish(marker, b"session", qos=1).wait_for_publish(10)
+    first.disconnect()
+    first.loop_stop()
+
+    def send(body: bytes, headers: dict[str, Any]) -> None:
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.UserProperty = list(headers.items())
+        client.publish(items, body, qos=1, properties=properties).wait_for_publish(10)
+
+    def waiting() -> int:
+        """What the session would hand out now: counted up to a marker sent to it last (the one
+        message acknowledged), the rest left unacknowledged, so kept."""
+        got: list[Any] = []
+        done = threading.Event()
+        end = uuid.uuid4().hex.encode()
+
+        def on_message(c: Any, userdata: Any, message: Any) -> None:
+            if message.payload == end:
+                c.ack(message.mid, message.qos)
+                done.set()
+            else:
+                got.append(message)
+
+        c = as_session(on_message)
+        client.publish(items, end, qos=1).wait_for_publish(10)
+        assert done.wait(10), "the marker never came to the session"
+        c.disconnect()
+        c.loop_stop()
+        return len(got)
 
     def clean() -> None:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"runner-{session}", protocol=mqtt.MQTTv5)
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 0
+        c.connect("127.0.0.1", 1883, clean_start=True, properties=properties)  # the session ends
+        c.disconnect()
         client.disconnect()
         client.loop_stop()
 
     spec = {"type": "mqtt", "host": "127.0.0.1"}
-    return Broker("mqtt", spec, {"topic": f"runner-contract/{tag}/items"}, read, [clean])
+    return Broker(
+        "mqtt",
+        spec,
+        {"topic": items},
+        reader(None),
+        [clean],
+        source={"topic": items, "session": session, "max_wait": "0.3s"},
+        letters=({"dead_letter": letters}, reader(letters)),
+        send=send,
+        waiting=waiting,
+    )
+
+
+def _http(request: pytest.FixtureRequest) -> Broker:
+    """A REST API of its own on loopback (`tests.http.server`): a request per message, PUT to
+    `/customers/<id>` (a delete: DELETE there), its headers and body kept as the API got them."""
+    from tests.http.server import TOKEN, Api, serve
+
+    request.getfixturevalue("monkeypatch").setenv("API_TOKEN", TOKEN)
+    api = Api()
+    served = serve(api)
+    base = served.__enter__()
+
+    def read() -> list[Received]:
+        with api.lock:
+            taken, api.received[:] = list(api.received), []
+        return [Received(r.headers, r.body, r.headers.get("runner-id")) for r in taken]
+
+    spec = {
+        "type": "http",
+        "base_url": f"{base}/api",
+        "auth": {"type": "bearer", "token": "${env:API_TOKEN}"},
+    }
+    write = {"method": "PUT", "path": "/customers/{{ row.id }}"}
+    return Broker("http", spec, write, read, [lambda: served.__exit__(None, None, None)])
 
 
 BROKERS: dict[str, Callable[[pytest.FixtureRequest], Broker]] = {
+    "http": _http,
     "mqtt": _mqtt,
     "rabbitmq": _rabbitmq,
     "redis": _redis,

@@ -19,6 +19,7 @@ from runner.definitions.tasks import WriteSpec
 from runner.jobs import types as job_types
 from runner.jobs.sync import run_job
 from runner.state.store import StateStore
+from runner.streams.cancel import CancelToken
 from tests.contract.brokers import Broker, make_broker
 from tests.contract.harness import Harness, make_harness
 
@@ -91,6 +92,7 @@ def sync(state: StateStore, tmp_path: Path) -> Sync:
         job: str = "contract",
         batch_size: int = 5,
         options: RunOptions | None = None,
+        cancel: CancelToken | None = None,
     ) -> list[TaskResult]:
         spec = job_types.parse(
             {"source": "src", "target": "dst", "batch_size": batch_size, "tasks": tasks},
@@ -106,6 +108,7 @@ def sync(state: StateStore, tmp_path: Path) -> Sync:
             run_id=uuid.uuid4().hex,
             options=options or RunOptions(),
             log=lambda *args, **fields: None,
+            cancel=cancel,
         )
 
     return run

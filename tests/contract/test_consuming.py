@@ -2,12 +2,15 @@
 comes back value for value, deletes delete, a batch is acknowledged only after the target
 committed it (a kill before or after the commit, then a clean run, leaves the target equal to
 what the messages say), a bad message stops the task or goes to the dead-letter destination,
-and a dry run acknowledges nothing."""
+a dry run acknowledges nothing, and a continuous run (the daemon's) commits what comes as it
+comes until it is cancelled."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +18,7 @@ import pytest
 
 from runner import services
 from runner.changes.task import RunOptions
+from runner.streams.cancel import CancelToken
 from tests.contract import canonical
 from tests.contract.brokers import Broker
 from tests.contract.harness import Harness, make_harness
@@ -165,3 +169,36 @@ def test_a_kill_before_and_after_the_commit_then_a_clean_run_leaves_the_target_e
     db.close()
     again = services.run(project.ws, "sync")["tasks"][0]
     assert again["rows_read"] == 0
+
+
+def test_a_continuous_run_commits_what_comes_as_it_comes_until_cancelled(queue, copy, sync):
+    """Past a drained queue the task goes on (`RunOptions.continuous`, max latency 0.5 s): each
+    wave of messages is committed and acknowledged while the run goes on; a cancel ends it at a
+    batch boundary with nothing left unacknowledged."""
+    task = _consume(queue, read={"columns": {"id": "bigint", "note": "text"}, "max_wait": "0.2s"})
+    token = CancelToken()
+    results: list[Any] = []
+    options = RunOptions(continuous=0.5)
+    worker = threading.Thread(
+        target=lambda: results.extend(
+            sync(queue.spec, copy.spec, [task], batch_size=100, options=options, cancel=token)
+        )
+    )
+    worker.start()
+    try:
+        for wave in range(2):
+            ids = range(wave * 10 + 1, wave * 10 + 4)
+            for i in ids:
+                _send(queue, i, f"wave {wave}")
+            deadline = time.monotonic() + 60  # a loaded machine; a batch is due 0.5 s after it began
+            while {r[0] for r in copy.rows("items")} != {
+                i for w in range(wave + 1) for i in range(w * 10 + 1, w * 10 + 4)
+            }:
+                assert time.monotonic() < deadline, copy.rows("items")
+                time.sleep(0.05)
+    finally:
+        token.cancel("the test is done")
+        worker.join(60)
+    (result,) = results
+    assert (result.status, result.rows_read, result.inserted) == ("cancelled", 6, 6), result.error
+    assert queue.waiting is not None and queue.waiting() == 0

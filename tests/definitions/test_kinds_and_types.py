@@ -131,19 +131,22 @@ def test_an_unknown_job_type_is_refused_with_the_known_ones(project):
     project.job("copy", "src", "dst", TASK, extra="  type: nope\n")
     (p,) = problems(project)
     assert str(p).endswith(
-        "jobs.d/copy.yaml:7:3: spec.type: unknown job type 'nope' (hint: known types: sync, sync_all)"
+        "jobs.d/copy.yaml:7:3: spec.type: unknown job type 'nope' "
+        "(hint: known types: load_folder, sync, sync_all)"
     )
 
 
-def test_an_adhoc_job_of_an_unknown_type_is_refused():
+def test_an_adhoc_job_of_an_unknown_type_is_refused(project):
+    project.write("connections.d/all.yaml", TWO_SQLITE)
+    services.apply(project.ws)
     spec = {"type": "nope", "source": "src", "target": "dst", "tasks": [{"name": "t"}]}
     with pytest.raises(DefinitionsInvalid) as info:
-        services.adhoc_job("once", spec)
+        services.adhoc_job(project.ws, "once", spec)
     (p,) = info.value.problems
     assert (p.location.field, p.message, p.hint) == (
         "spec.type",
         "unknown job type 'nope'",
-        "known types: sync, sync_all",
+        "known types: load_folder, sync, sync_all",
     )
 
 
@@ -155,8 +158,7 @@ def test_an_adhoc_jobs_tasks_are_checked_against_its_applied_connections(project
         "target": "lite",
         "tasks": [{"name": "t", "read": {"query": "SELECT 1"}, "write": {"table": "b"}}],
     }
-    job, _ = services.adhoc_job("once", spec)  # alone, the spec is valid: its kinds are not known yet
     with pytest.raises(DefinitionsInvalid) as info:
-        services.check_adhoc(project.ws, job, None)
+        services.adhoc_job(project.ws, "once", spec)
     (p,) = info.value.problems
     assert (p.location.field, p.message) == ("spec.tasks[0].read", "this kind reads tables only")

@@ -234,7 +234,7 @@ def test_unknown_connection_type_lists_known(project):
     (p,) = problems(project)
     assert p.location.field == "spec.type" and p.message == "unknown connection type 'oracle'"
     assert p.hint == (
-        "known types: files, mariadb, memory, mqtt, nats, postgresql, rabbitmq, redis, smtp, sqlite"
+        "known types: files, http, mariadb, memory, mqtt, nats, postgresql, rabbitmq, redis, smtp, sqlite"
     )
 
 
@@ -258,8 +258,9 @@ def test_missing_required_field(project):
           tasks: [{name: t, read: {table: a}, write: {table: b}}]
         """,
     )
-    (p,) = problems(project)
-    assert (p.location.line, p.location.field, p.message) == (4, "spec.target", "required field is missing")
+    (p,) = problems(project)  # without a target the job is a reader, whose tasks write no table
+    assert (p.location.line, p.location.field) == (6, "spec.tasks[0].write")
+    assert "a job without a target is a reader" in p.message and "give spec.target" in p.message
 
 
 def test_all_errors_are_reported_not_only_the_first(project):

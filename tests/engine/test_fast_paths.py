@@ -18,7 +18,12 @@ from tests.engine.test_crash import kill_at
 def test_the_fast_paths_are_one_registry_keyed_by_pair():
     """Each pair's fast path is found by (source kind, target kind); any other pair has none
     (its rows go in batches), and a pair registered twice is refused."""
-    assert set(FAST_PATHS) == {("postgresql", "postgresql"), ("sqlite", "sqlite"), ("postgresql", "mariadb")}
+    assert set(FAST_PATHS) == {
+        ("postgresql", "postgresql"),
+        ("sqlite", "sqlite"),
+        ("postgresql", "mariadb"),
+        ("files", "postgresql"),  # a CSV file copied in by PostgreSQL's COPY
+    }
     assert FAST_PATHS.find(("mariadb", "postgresql")) is None
     with pytest.raises(ValueError, match="already registered"):
         FAST_PATHS.register(("sqlite", "sqlite"), FastPath())

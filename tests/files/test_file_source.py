@@ -131,7 +131,7 @@ def test_a_row_that_does_not_fit_names_its_file_line_and_column(copy, sync, tmp_
     (tmp_path / "in/bad.csv").write_text("id,name,amount,active\n1,a,1,true\n2,b,lots,true\n")
     (tmp_path / "in/ragged.csv").write_text("id,name,amount,active\n1,a,1\n")
     for name, message in (
-        ("bad.csv", "bad.csv:3: column 'amount' (decimal(10,2))"),
+        ("bad.csv", "bad.csv:3: amount: "),
         ("ragged.csv", "ragged.csv:2: 3 fields, expected 4"),
     ):
         read = {"files": name, "format": "csv", "columns": COLUMNS}
@@ -243,10 +243,7 @@ def test_bad_rows_go_to_the_dead_letters_and_the_rest_loads(copy, sync, tmp_path
     assert [r[0] for r in copy.rows("items")] == [1, 4]
     lines = [json.loads(x) for x in (tmp_path / "in/rejected/a.csv.rejected").read_text().splitlines()]
     assert [(x["line"], x["raw"]) for x in lines] == [(3, ["2", "b", "lots", "true"]), (4, ["3", "c", "3"])]
-    assert (
-        lines[0]["reason"].startswith("column 'amount' (decimal(10,2))")
-        and lines[1]["reason"] == "3 fields, expected 4"
-    )
+    assert lines[0]["reason"].startswith("amount: ") and lines[1]["reason"] == "3 fields, expected 4"
     parquet = {
         "files": "*.parquet",
         "format": "parquet",

@@ -1,10 +1,12 @@
 """The `mqtt` kind beyond the contract suite: topics per row at QoS 2, a message no subscriber
 matches failing the task unless retained, retained messages for later subscribers, the write's
-rules (QoS 0 refused), and `runner connections test`, on the Mosquitto of this machine."""
+rules (QoS 0 refused), and `runner connections test`, on the Mosquitto of this machine. As a
+source: the task's persistent session, made by its first run, keeps what comes after it."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -157,3 +159,73 @@ def test_connections_test_signs_in(project, shop):
     services.apply(project.ws)
     (result,) = services.connections_test(project.ws, "mq")
     assert not result["ok"] and "cannot reach the MQTT broker at 127.0.0.1:1" in result["checks"][0]["detail"]
+
+
+def _consumer(project, read: dict[str, Any]) -> None:
+    """A job `load` consuming `read` from `mq` into the table `orders` of dst.db."""
+    head = "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: mq}\n"
+    project.write("connections.d/mq.yaml", f"{head}spec: {json.dumps(SPEC)}\n")
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    task = {
+        "name": "orders",
+        "read": {"columns": {"id": "bigint", "region": "text"}, "max_wait": "0.3s", **read},
+        "write": {"table": "orders", "keys": ["id"]},
+        "changes": {"strategy": "messages"},
+    }
+    project.job("load", "mq", "dst", f"- {json.dumps(task)}")
+
+
+def _publish(topic: str, *rows: dict[str, Any]) -> None:
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", 1883)
+    client.loop_start()
+    for row in rows:
+        client.publish(topic, json.dumps(row), qos=1).wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_the_first_run_makes_the_session_which_keeps_what_comes_after(project, topic):
+    session = f"test-{uuid.uuid4().hex[:12]}"
+    _consumer(project, {"topic": f"{topic}/orders/+", "session": session, "session_expiry": "1h"})
+    services.apply(project.ws)
+    _publish(f"{topic}/orders/eu", {"id": 1, "region": "before the session"})
+    first = services.run(project.ws, "load")
+    assert (first["status"], first["tasks"][0]["rows_read"]) == ("succeeded", 0), first["error"]
+    log = services.logs(project.ws, first["run_id"])
+    assert any(f"MQTT session '{session}' made now" in e["message"] for e in log), log
+    _publish(f"{topic}/orders/eu", {"id": 2, "region": "eu"}, {"id": 3, "region": "eu"})
+    _publish(f"{topic}/orders/us", {"id": 2, "region": "us"})
+    second = services.run(project.ws, "load")
+    assert (second["status"], second["tasks"][0]["rows_read"]) == ("succeeded", 3), second["error"]
+    db = sqlite3.connect(project.root / "dst.db")
+    assert db.execute("SELECT id, region FROM orders ORDER BY id").fetchall() == [(2, "us"), (3, "eu")]
+    db.close()
+    (task,) = services.tasks(project.ws, "load")
+    assert task["lag"] == {"messages_waiting": None}  # MQTT does not say what a session holds
+
+
+@pytest.mark.parametrize(
+    ("read", "message"),
+    [
+        ({"topic": "a/b#", "session": "s"}, "# stand for whole levels"),
+        ({"topic": "a/#/b", "session": "s"}, "# comes last"),
+        (
+            {"topic": "a/#", "session": "s", "bad_messages": "dead_letter", "dead_letter": "a/dead"},
+            "would consume its own dead letters",
+        ),
+        (
+            {"topic": "a", "session": "s", "bad_messages": "dead_letter", "dead_letter": "d/+"},
+            "without the wildcards",
+        ),
+        ({"topic": "a", "session": "two words"}, "should match pattern"),
+        ({"topic": "a"}, "required field is missing"),
+    ],
+)
+def test_a_read_is_checked_with_the_kinds_rules(project, read, message):
+    _consumer(project, read)
+    (p,) = problems(project)
+    assert p.location.field.startswith("spec.tasks[0].read"), p
+    assert message in p.message

@@ -85,9 +85,9 @@ def start_adhoc(request: Request, body: AdhocRunRequest, key: Key = Security(key
     any SQL on any applied connection). Its spec is kept in its history record."""
     ctx = context(request)
     ws = ctx.ws
-    spec = body.spec.model_dump(mode="json", exclude_unset=True)
-    job, _ = services.adhoc_job(body.name, spec, body.namespace)
-    services.check_adhoc(ws, job, body.tasks)
+    spec = body.spec
+    job, parsed, _ = services.adhoc_job(ws, body.name, spec, body.namespace)
+    services.check_adhoc(ws, job, parsed, body.tasks)
     options = services.RunOptions(tasks=body.tasks, resync=body.resync, recreate=body.recreate)
     run_id = ctx.starter().start_run(job.ref, options, f"ad-hoc (key {key.name})", adhoc=spec)
     return {"run_id": run_id, "job": job.ref, "status": "started"}

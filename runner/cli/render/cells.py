@@ -50,6 +50,8 @@ def lag_text(lag: dict[str, Any]) -> str:
     if "error" in lag:
         return f"lag unknown: {lag['error']}"
     if "messages_waiting" in lag:  # a consuming task: what its queue holds now
+        if lag["messages_waiting"] is None:
+            return "messages waiting: not known (the broker does not say)"
         return f"{lag['messages_waiting']:,} messages waiting"
     if lag.get("exists") is False:
         return f"no slot {lag['slot']} (the next run makes one, or asks for --resync)"

@@ -29,7 +29,7 @@ def objects_table(objects: list[Any], kind: str) -> Table:
         if kind == "Job":
             schedule = spec.get("schedule")
             extra = [
-                f"{spec['source']} → {spec['target']}",
+                f"{_end(spec.get('source'))} → {spec.get('target', 'change logs')}",
                 str(len(spec["tasks"])) if "tasks" in spec else spec.get("type", "-"),
                 f"{schedule['cron']} ({schedule.get('timezone', 'UTC')})" if schedule else "-",
             ]
@@ -66,6 +66,8 @@ def describe_text(info: dict[str, Any]) -> str:
     for task, changes in info.get("table_changes", {}).items():
         if text := table_changes_text(changes):  # the defaults go without saying
             lines.append(f"  task {task}:  {text}")
+    for task, steps in info.get("transforms", {}).items():
+        lines += [f"  task {task}:  transforms[{i}]: {step}" for i, step in enumerate(steps)]
     lines.append("")
     lines.append(yaml.safe_dump(info["document"], sort_keys=False, allow_unicode=True).rstrip())
     return "\n".join(lines)
@@ -130,3 +132,8 @@ def _backfill_text(row: dict[str, Any]) -> str:
     if row.get("timezone"):
         text += f", in {row['timezone']}"
     return text
+
+
+def _end(source: Any) -> str:
+    """A job's source as a listing shows it: a connection, or a writer's reader job."""
+    return f"job {source['job']}" if isinstance(source, dict) else str(source)

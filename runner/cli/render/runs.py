@@ -73,7 +73,9 @@ def run_text(record: dict[str, Any]) -> str:
         line = (
             f"  task {t['name']} ({t['strategy']}): {t['status']}, {t['rows_read']:,} rows read → "
             + ("would be " if dry else "")
-            + f"{written_text(t)}, {t['unchanged']:,} unchanged in {t['target']} ({t['seconds']:.2f} s)"
+            + f"{written_text(t)}, {t['unchanged']:,} unchanged"
+            + (f", {t['filtered']:,} filtered out" if t.get("filtered") else "")  # older records: none
+            + f" in {t['target']} ({t['seconds']:.2f} s)"
         )
         if t.get("before_run"):
             done = "emptied" if t["before_run"] == "truncate" else "dropped and created again"
@@ -200,6 +202,8 @@ def status_table(info: dict[str, Any]) -> Table:
     for job in info["jobs"]:
         schedule = job["schedule"]
         when = f"{schedule['cron']} ({schedule.get('timezone', 'UTC')})" if schedule else ""
+        if job.get("continuous"):
+            when = f"continuous (max latency {job['continuous'].get('max_latency', '5s')})"
         if job["after"]:
             when = ", ".join(
                 filter(
@@ -216,7 +220,10 @@ def status_table(info: dict[str, Any]) -> Table:
             now.append("suspended")
         if job.get("inactive_tasks"):
             now.append(f"{len(job['inactive_tasks'])} task(s) inactive")
-        now.extend(f"{lag['task']}: {lag_text(lag)}" for lag in job.get("cdc_lag") or [])
+        now.extend(
+            f"{lag['task']}: {lag_text(lag)}"
+            for lag in [*(job.get("cdc_lag") or []), *(job.get("messages_lag") or [])]
+        )
         table.add_row(
             job["job"],
             when or "-",

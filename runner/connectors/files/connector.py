@@ -1,13 +1,15 @@
-"""The `files` kind: a folder. As a target, a task writes the changed rows (and deleted keys) of
-each committed batch as one file, named by a template, in CSV, JSON lines or Parquet; a file is
-written under a hidden temporary name, synced and then renamed, so a reader (and a run killed
-half-way) never leaves a visible half file, and a file is never overwritten. As a source, a
-task reads the files matching a pattern (`runner.connectors.files.reading`)."""
+"""The `files` kind: a folder, on this machine or an FTP or SFTP server
+(`runner.connectors.files.location`). As a target, a task writes the changed rows (and deleted
+keys) of each committed batch as one file, named by a template, in CSV, JSON lines, a JSON
+array or Parquet; a file is written under a hidden temporary name and renamed when complete
+(on this machine: synced first), so a reader (and a run killed half-way) never sees a half
+file, and a file is never overwritten. As a source, a task reads the files matching a pattern
+(`runner.connectors.files.reading`)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
+import posixpath
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -16,24 +18,18 @@ from pydantic import Field, field_validator
 from runner.connectors import registry
 from runner.connectors.base import Capabilities, Connector, ReadStream, RowWriter, Watermark, WriteContext
 from runner.connectors.files.formats import EXTENSIONS, WRITERS, FormatWriter
+from runner.connectors.files.location import FilesConnection, Folder, failure, open_folder
 from runner.connectors.files.reading import FileRead, FileSource
 from runner.connectors.messaging.model import check_templates
-from runner.definitions.models import ConnectionSpec, StrictModel
+from runner.definitions.models import StrictModel
 from runner.definitions.needs import Need
 from runner.definitions.tasks import Task, WriteModel
 from runner.definitions.templates import environment
 from runner.errors import TerminalError, TransientError
+from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Batch, Column
 
 DEFAULT_FILE = "{{ job }}/{{ task }}/{{ run_id }}-{{ part }}.{{ ext }}"
-
-
-class FilesConnection(ConnectionSpec):
-    """A folder on this machine (relative paths: to the definitions folder); created when a
-    task first writes to it."""
-
-    type: Literal["files"] = Field(description="A folder of files.")
-    path: str = Field(min_length=1, description="The folder.")
 
 
 class CsvOptions(StrictModel):
@@ -65,11 +61,13 @@ class FileWrite(WriteModel):
         "`part` (the file's number in the run, from 1), `started` (the run's start, UTC: "
         "`started.strftime('%Y/%m/%d')`), `ext` (the format's extension).",
     )
-    format: Literal["csv", "jsonl", "parquet"] = Field("csv", description="The files' format.")
+    format: Literal["csv", "jsonl", "json", "parquet"] = Field(
+        "csv", description="The files' format: csv, jsonl (an object per line), json (one array), parquet."
+    )
     csv: CsvOptions = Field(default_factory=CsvOptions, description="With format csv: its dialect.")
     compression: Literal["none", "gzip"] = Field(
         "none",
-        description="csv and jsonl: gzip the file (`.gz` is added to its name); Parquet is zstd's.",
+        description="csv, jsonl and json: gzip the file (`.gz` is added to its name); Parquet is zstd's.",
     )
     operation_column: str | None = Field(
         "_op",
@@ -111,16 +109,16 @@ class FileWrite(WriteModel):
 class FileWriter(RowWriter):
     """A `Writer` whose commit makes the batch's file visible (synced, then renamed)."""
 
-    def __init__(self, root: Path, write: FileWrite, columns: list[Column], context: WriteContext):
-        self.root, self.write, self.columns, self.context = root, write, columns, context
+    def __init__(self, folder: Folder, write: FileWrite, columns: list[Column], context: WriteContext):
+        self.folder, self.write, self.columns, self.context = folder, write, columns, context
         by_name = {c.name: c for c in columns}
         self.key_columns = [by_name[k] for k in write.keys]
         self.key_index = [columns.index(c) for c in self.key_columns]
         self.template = environment().from_string(write.file)
         self.part = 0
-        self.current: tuple[Path, Path, FormatWriter] | None = None  # (temporary, final, writer)
+        self.current: tuple[str, str, FormatWriter] | None = None  # (temporary, final, writer)
 
-    def _target(self) -> tuple[Path, Path]:
+    def _target(self) -> tuple[str, str]:
         namespace, _, job = self.context.job.partition("/")
         name = self.template.render(
             job=job,
@@ -133,14 +131,20 @@ class FileWriter(RowWriter):
         ).strip()
         if self.write.compression == "gzip":
             name += ".gz"
-        final = (self.root / name).resolve()
-        if not name or final == self.root or not final.is_relative_to(self.root):
-            raise TerminalError(f"write.file: {name!r} is not a file within the folder {self.root}")
-        if final.exists():
+        final = posixpath.normpath(name.replace("\\", "/"))
+        if not name or final in (".", "/") or final.startswith(("/", "../")) or final == "..":
+            raise TerminalError(f"write.file: {name!r} is not a file within the folder {self.folder.where}")
+        try:
+            exists = self.folder.exists(final)
+        except Exception as exc:  # noqa: BLE001 - each location's library raises its own
+            raise failure(f"cannot look for {final} in {self.folder.where}", exc) from None
+        if exists:
             raise TerminalError(
-                f"write.file: {final} exists; a file is never overwritten (name it by run_id)"
+                f"write.file: {final} exists in {self.folder.where}; a file is never overwritten "
+                "(name it by run_id)"
             )
-        return final.with_name(f".{final.name}.partial"), final
+        folder, base = posixpath.split(final)
+        return posixpath.join(folder, f".{base}.partial"), final
 
     def _lines(self, rows: list[tuple[str, tuple]]) -> None:
         if self.context.dry_run:
@@ -149,21 +153,22 @@ class FileWriter(RowWriter):
             self.part += 1
             temporary, final = self._target()
             try:
-                final.parent.mkdir(parents=True, exist_ok=True)
                 opened = WRITERS[self.write.format](
-                    temporary,
+                    self.folder.open_write(temporary),
                     self.columns,
                     self.write.operation_column,
                     self.write.csv,
                     self.write.compression == "gzip",
                 )
-            except OSError as exc:
-                raise TransientError(f"cannot write {temporary}: {exc.strerror}") from None
+            except Exception as exc:  # noqa: BLE001 - each location's library raises its own
+                raise failure(f"cannot write {temporary} in {self.folder.where}", exc) from None
             self.current = (temporary, final, opened)
         try:
             self.current[2].write(rows)
-        except OSError as exc:
-            raise TransientError(f"cannot write {self.current[0]}: {exc.strerror}") from None
+        except (TerminalError, TransientError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise failure(f"cannot write {self.current[0]} in {self.folder.where}", exc) from None
 
     def write_rows(self, batch: Batch) -> int:
         self._lines([("upsert", row) for row in batch])
@@ -186,16 +191,10 @@ class FileWriter(RowWriter):
         temporary, final, opened = self.current
         try:
             opened.close()
-            with open(temporary, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(temporary, final)
-            directory = os.open(final.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-        except OSError as exc:
-            raise TransientError(f"cannot complete {final}: {exc.strerror}") from None
+            checkpoint("file written")  # complete under its temporary name, not yet renamed
+            self.folder.publish(temporary, final)
+        except Exception as exc:  # noqa: BLE001 - each location's library raises its own
+            raise failure(f"cannot complete {final} in {self.folder.where}", exc) from None
         self.current = None
 
     def close(self) -> None:
@@ -205,7 +204,7 @@ class FileWriter(RowWriter):
             self.current = None
             with contextlib.suppress(Exception):  # the file goes anyway
                 opened.close()
-            temporary.unlink(missing_ok=True)
+            self.folder.remove(temporary)
 
     def __enter__(self) -> FileWriter:
         return self
@@ -219,10 +218,24 @@ class FilesConnector(Connector):
 
     capabilities: ClassVar[Capabilities] = Capabilities(files=True)
     spec: FilesConnection
+    _folder: Folder | None = None
+
+    @property
+    def folder(self) -> Folder:
+        """The folder, signed in to its server when first used."""
+        if self._folder is None:
+            self._folder = open_folder(self.name, self.spec, self.base_dir)
+        return self._folder
 
     @property
     def root(self) -> Path:
+        """A local folder's path."""
         return (self.base_dir / self.spec.path).resolve()
+
+    def close(self) -> None:
+        if self._folder is not None:
+            self._folder.close()
+            self._folder = None
 
     def read(
         self,
@@ -233,31 +246,32 @@ class FilesConnector(Connector):
         limit: int | None = None,
     ) -> ReadStream:
         assert isinstance(spec, FileRead)  # the kind's read model
-        return FileSource(self.root).read(spec, batch_size, watermark, select, limit)
+        return FileSource(self.folder).read(spec, batch_size, watermark, select, limit)
 
     def highest(self, spec: Any, column: str) -> Any:
         assert isinstance(spec, FileRead)
-        return FileSource(self.root).highest(spec, column)
+        return FileSource(self.folder).highest(spec, column)
 
     def check_connection(self) -> None:
-        test(self.name, self.spec, self.base_dir)
+        """Sign in (a server's folder): a refused password fails the run before anything is
+        read or written. Nothing is written here: a folder only read may be read-only."""
+        _ = self.folder
 
     def open_row_writer(self, write: WriteModel, columns: list[Column], context: WriteContext) -> FileWriter:
         assert isinstance(write, FileWrite)  # the kind's write model
-        return FileWriter(self.root, write, columns, context)
+        return FileWriter(self.folder, write, columns, context)
 
 
 def test(name: str, spec: FilesConnection, base_dir: Path) -> str:
     """The folder exists (or can be made) and takes a file."""
-    root = (base_dir / spec.path).resolve()
+    folder = open_folder(name, spec, base_dir)
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".runner-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise TerminalError(f"connection {name!r}: cannot write in {root}: {exc.strerror}") from None
-    return f"folder {root}"
+        folder.probe()
+    except Exception as exc:  # noqa: BLE001 - each location's library raises its own
+        raise failure(f"connection {name!r}: cannot write in {folder.where}", exc) from None
+    finally:
+        folder.close()
+    return f"folder {folder.where}"
 
 
 registry.register(

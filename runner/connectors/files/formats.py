@@ -1,7 +1,8 @@
 """Rows into a file of a format: CSV (the csv module: streaming, its dialect stated), JSON lines
 (the values as `runner.connectors.messaging.encode` writes them) and Parquet (pyarrow, each
 column in the Arrow type closest to runner's). Every writer takes (operation, row) pairs in
-order and writes the operation as a column when the task keeps one."""
+order and writes the operation as a column when the task keeps one, into a binary file it is
+given (on this machine or a server's, `runner.connectors.files.location`) and closes."""
 
 from __future__ import annotations
 
@@ -10,20 +11,19 @@ import gzip
 import io
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO, Any, Protocol
 
 from runner.connectors.messaging.encode import any_value, dumps, row_encoder
 from runner.streams.types import Column, ColumnType
 
-EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
+EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "json": "json", "parquet": "parquet"}
 
 
 class FormatWriter(Protocol):
     def write(self, rows: list[tuple[str, tuple]]) -> None: ...
 
     def close(self) -> None:
-        """Flush everything to the file (which the caller then syncs and renames)."""
+        """Flush everything to the file and close it (the caller then renames it)."""
         ...
 
 
@@ -41,15 +41,26 @@ def _text(value: Any) -> str | None:
     return str(encoded)
 
 
-def _open_text(path: Path, encoding: str, gzipped: bool) -> IO[str]:
-    raw = open(path, "wb")  # noqa: SIM115 - closed by the writer's close
-    stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb") if gzipped else raw  # type: ignore[assignment]
-    return io.TextIOWrapper(stream, encoding=encoding, newline="")
+class _Gzipped(gzip.GzipFile):
+    """A gzip stream that closes the file under it too."""
+
+    def close(self) -> None:
+        raw = self.fileobj
+        super().close()
+        if raw is not None:
+            raw.close()
+
+
+def _open_text(raw: IO[bytes], encoding: str, gzipped: bool) -> IO[str]:
+    stream: IO[bytes] = _Gzipped(fileobj=raw, mode="wb") if gzipped else raw  # type: ignore[assignment]
+    if isinstance(stream, io.RawIOBase):
+        stream = io.BufferedWriter(stream, 1 << 20)  # type: ignore[assignment]
+    return io.TextIOWrapper(stream, encoding=encoding, newline="")  # type: ignore[type-var]
 
 
 class CsvWriter:
-    def __init__(self, path: Path, columns: list[Column], op: str | None, options: Any, gzipped: bool):
-        self.file = _open_text(path, options.encoding, gzipped)
+    def __init__(self, raw: IO[bytes], columns: list[Column], op: str | None, options: Any, gzipped: bool):
+        self.file = _open_text(raw, options.encoding, gzipped)
         self.null = options.null
         self.out = csv.writer(
             self.file, delimiter=options.delimiter, quotechar=options.quote, lineterminator="\n"
@@ -69,10 +80,8 @@ class CsvWriter:
 
 
 class JsonLinesWriter:
-    def __init__(self, path: Path, columns: list[Column], op: str | None, options: Any, gzipped: bool):
-        raw = open(path, "wb")  # noqa: SIM115 - closed by close
-        self.file: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb") if gzipped else raw  # type: ignore[assignment]
-        self.raw = raw
+    def __init__(self, raw: IO[bytes], columns: list[Column], op: str | None, options: Any, gzipped: bool):
+        self.file: IO[bytes] = _Gzipped(fileobj=raw, mode="wb") if gzipped else raw  # type: ignore[assignment]
         self.encode = row_encoder(columns)
         self.op = op
 
@@ -85,8 +94,30 @@ class JsonLinesWriter:
 
     def close(self) -> None:
         self.file.close()
-        if self.raw is not self.file:
-            self.raw.close()
+
+
+class JsonArrayWriter(JsonLinesWriter):
+    """One JSON array, an element per line: `[` first, `]` last, a comma before each but the first."""
+
+    def __init__(self, raw: IO[bytes], columns: list[Column], op: str | None, options: Any, gzipped: bool):
+        super().__init__(raw, columns, op, options, gzipped)
+        self.file.write(b"[")
+        self.first = True
+
+    def write(self, rows: list[tuple[str, tuple]]) -> None:
+        lines = []
+        for operation, row in rows:
+            values = self.encode(row)
+            lines.append(
+                (b"\n" if self.first else b",\n")
+                + dumps({self.op: operation, **values} if self.op else values)
+            )
+            self.first = False
+        self.file.write(b"".join(lines))
+
+    def close(self) -> None:
+        self.file.write(b"\n]\n")
+        super().close()
 
 
 def arrow_type(t: ColumnType) -> Any:
@@ -122,7 +153,7 @@ def _to_arrow(t: ColumnType) -> Callable[[Any], Any]:
 
 
 class ParquetWriter:
-    def __init__(self, path: Path, columns: list[Column], op: str | None, options: Any, gzipped: bool):
+    def __init__(self, raw: IO[bytes], columns: list[Column], op: str | None, options: Any, gzipped: bool):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -132,7 +163,8 @@ class ParquetWriter:
         self.schema = pa.schema(fields)
         self.convert = [_to_arrow(c.type) for c in columns]
         self.op = op
-        self.out = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        self.raw = raw
+        self.out = pq.ParquetWriter(raw, self.schema, compression="zstd")
 
     def write(self, rows: list[tuple[str, tuple]]) -> None:
         import pyarrow as pa
@@ -151,10 +183,12 @@ class ParquetWriter:
 
     def close(self) -> None:
         self.out.close()
+        self.raw.close()
 
 
 WRITERS: dict[str, Callable[..., FormatWriter]] = {
     "csv": CsvWriter,
     "jsonl": JsonLinesWriter,
+    "json": JsonArrayWriter,
     "parquet": ParquetWriter,
 }

@@ -71,7 +71,7 @@ def _decimal_type(values: list[Any]) -> ColumnType:
         sign, digits, exponent = Decimal(str(value).strip()).as_tuple()
         places = max(0, -int(exponent))
         scale = max(scale, places)
-        whole = max(whole, len(digits) - places)
+        whole = max(whole, len(digits) + int(exponent))  # 1E+300: 301 digits before the point
     precision = max(1, whole + scale)
     return ColumnType("double") if precision > 38 else ColumnType("decimal", precision=precision, scale=scale)
 
@@ -81,16 +81,18 @@ def infer(names: list[str], rows: Iterable[list[Any]], null: str = "") -> list[C
     fitting any type; a column only NULL is text)."""
     fits: list[set[str] | None] = [None] * len(names)
     seen: list[list[Any]] = [[] for _ in names]
+    structured = [False] * len(names)  # an object or a list among the values: JSON documents' column
     for row in rows:
         for i, value in enumerate(row[: len(names)]):
             if value is None or value == null:
                 continue
+            structured[i] = structured[i] or isinstance(value, dict | list)
             kinds = _kinds(value)
             fits[i] = kinds if fits[i] is None else fits[i] & kinds  # type: ignore[operator]
             seen[i].append(value)
     columns = []
-    for name, kinds, values in zip(names, fits, seen, strict=True):
-        kind = next((k for k in ORDER if kinds and k in kinds), "text")
+    for name, kinds, values, mixed in zip(names, fits, seen, structured, strict=True):
+        kind = next((k for k in ORDER if kinds and k in kinds), "json" if mixed else "text")
         type_ = _decimal_type(values) if kind == "decimal" else ColumnType(kind)  # type: ignore[arg-type]
         columns.append(Column(name, type_))
     return columns

@@ -6,6 +6,7 @@ acknowledged and dead-lettered."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,6 +22,11 @@ METADATA_TYPES = {  # the type of each metadata column
     "exchange": ColumnType("text"),
     "timestamp": ColumnType("timestamptz"),
     "redelivered": ColumnType("boolean"),
+    "topic": ColumnType("text"),
+    "subject": ColumnType("text"),
+    "sequence": ColumnType("bigint"),
+    "stream": ColumnType("text"),
+    "entry_id": ColumnType("text"),
 }
 
 
@@ -41,8 +47,9 @@ class Received:
 class Fetcher(Protocol):
     """A broker's side of a consumer."""
 
-    def fetch(self, count: int) -> list[Received]:
-        """Up to `count` messages; fewer (or none) once none has come for the read's `max_wait`."""
+    def fetch(self, count: int, deadline: float | None = None) -> list[Received]:
+        """Up to `count` messages; fewer (or none) once none has come for the read's `max_wait`,
+        or once `deadline` (a `time.monotonic()` value) has passed."""
         ...
 
     def acknowledge(self, through: Received) -> None:
@@ -74,17 +81,25 @@ class MessageConsumer:
         self.last: Received | None = None
         self.drained = False
         self.aside: list[tuple[str, str]] = []
+        self.latency: float | None = None
+        self.notice: str | None = getattr(fetcher, "notice", None)  # what the run log should say
+
+    def follow(self, max_latency: float) -> None:
+        """Go on past a drained queue: a batch that comes up empty is `[]`, not the end, and
+        each is handed over at most `max_latency` seconds after it was asked for."""
+        self.latency = max_latency
 
     def next_batch(self) -> list[tuple[str, tuple]] | None:
         limit = self.read.max_messages
         count = self.batch_size if limit is None else min(self.batch_size, limit - self.taken)
         if self.drained or count <= 0:
             return None
-        received = self.fetcher.fetch(count)
-        if len(received) < count:
+        following = self.latency is not None
+        received = self.fetcher.fetch(count, time.monotonic() + self.latency if following else None)
+        if len(received) < count and not following:
             self.drained = True
         if not received:
-            return None
+            return [] if following else None
         self.taken += len(received)
         self.last = received[-1]
         batch = []

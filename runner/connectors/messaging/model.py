@@ -220,6 +220,10 @@ class MessageRead(ReadModel):
     def lists_deleted_keys(self) -> bool:
         return True  # a delete is a message of its own
 
+    def declared_columns(self) -> list[str] | None:
+        named = list(self.columns or {}) + ([self.content_column] if self.content_column else [])
+        return [*named, *self.metadata]
+
     def check(self, task: Task) -> None:
         if task.changes.strategy != "messages":
             raise ValueError("a task consuming messages uses changes.strategy 'messages'")

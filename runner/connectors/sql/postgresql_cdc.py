@@ -17,6 +17,10 @@ Why these pieces:
   exactly as of the slot's first position, so the changes follow them with no gap and no
   overlap. (`pg_create_logical_replication_slot` exports none: a snapshot taken after it may
   already hold changes the slot will send again, or miss some it will not.)
+- pgoutput sends a Relation message (the table's columns, their types and modifiers) before
+  the first change of each read and again after the table changed: where its columns differ
+  from the task's, the reader sends a `Reshape` first, typed as a read of the table would be
+  (`format_type` of each type and modifier), and reads on in the new shape.
 
 Names: slot and publication are both `runner_<job>_<task>_<hash>`
 (`runner.connectors.changelog.log_names`).
@@ -32,9 +36,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from runner.connectors.changelog import Commit, Lag, LogNames, RowChange
+from runner.connectors.changelog import Commit, Lag, LogNames, Reshape, RowChange
 from runner.errors import TerminalError, TransientError
-from runner.streams.types import Column
+from runner.streams.types import Column, ColumnType
 
 if TYPE_CHECKING:
     from runner.connectors.sql.postgresql import PostgresqlConnector
@@ -256,7 +260,7 @@ class PostgresqlChangeLog:
         ((lsn,),) = self.c._query("reading the log's end", "SELECT pg_current_wal_flush_lsn()::text")
         return str(lsn)
 
-    def changes(self, after: str, upto: str) -> Iterator[RowChange | Commit]:
+    def changes(self, after: str, upto: str) -> Iterator[RowChange | Commit | Reshape]:
         from psycopg import pq
         from psycopg.adapt import Transformer
 
@@ -321,9 +325,14 @@ class PostgresqlChangeLog:
                         relation = []
                         for _ in range(r.take("!h")):
                             r.take("!B")
-                            relation.append((r.string(), r.take("!I")))
-                            r.take("!i")
+                            relation.append((r.string(), r.take("!I"), r.take("!i")))
                         if relid == oid:
+                            shape = self._shape(cursor, relation)
+                            if shape != self.columns:  # the table changed: the task follows it
+                                yield Reshape(shape)
+                                self.columns = shape
+                                names = [c.name for c in shape]
+                                key_at = [names.index(k) for k in self.keys]
                             at, loads = self._relation(relation, names, loaders, pq.Format.TEXT)
                     elif skip:
                         continue
@@ -343,13 +352,27 @@ class PostgresqlChangeLog:
         if lsn_int(upto) > reached:
             yield Commit(upto, None)
 
+    def _shape(self, cursor: Any, relation: list[tuple[str, int, int]]) -> list[Column]:
+        """The columns of a Relation message (name, type, type modifier) as a read of the table
+        would give them (`SqlReading._columns`): a type runner cannot map is read as its text."""
+        cursor.execute(
+            "SELECT format_type(t, m) FROM unnest(%s::oid[], %s::int[]) WITH ORDINALITY AS u(t, m, i) "
+            "ORDER BY i",
+            ([t for _, t, _ in relation], [m for _, _, m in relation]),
+        )
+        shape = []
+        for (name, _, _), (declared,) in zip(relation, cursor.fetchall(), strict=True):
+            ctype = self.c.parse_type(declared)
+            shape.append(Column(name, ctype) if ctype else Column(name, ColumnType("text"), declared))
+        return shape
+
     def _relation(
-        self, relation: list[tuple[str, int]], names: list[str], loaders: Any, text: Any
+        self, relation: list[tuple[str, int, int]], names: list[str], loaders: Any, text: Any
     ) -> tuple[list[int], list[Any]]:
         """Where each of the task's columns is in the relation's tuples, and its loader; the
-        table's columns changed since the task read them: stop (a change read in the old shape
-        would be written into the new one)."""
-        logged = [n for n, _ in relation]
+        columns differ from the task's (a reader told of a `Reshape` that did not follow it):
+        stop (a change read in the old shape would be written into the new one)."""
+        logged = [n for n, _, _ in relation]
         if set(logged) != set(names):
             raise TerminalError(
                 f"the columns of table {self.table!r} changed: the log has changes with columns "

@@ -26,6 +26,8 @@ from runner.state.migrations import (
     v008_compact_row_digests,
     v009_reload_pending,
     v010_source_columns,
+    v011_change_logs,
+    v012_leases_and_workers,
 )
 
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
@@ -39,5 +41,7 @@ MIGRATIONS: list[Callable[[sa.Connection], None]] = [
     v008_compact_row_digests.migrate,
     v009_reload_pending.migrate,
     v010_source_columns.migrate,
+    v011_change_logs.migrate,
+    v012_leases_and_workers.migrate,
 ]
 LATEST = len(MIGRATIONS)

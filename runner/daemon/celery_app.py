@@ -1,0 +1,80 @@
+"""The Celery application shared by `runner daemon --executor celery` (which sends run
+requests) and `runner worker` (which runs them): one task, `runner.run`, on one queue.
+
+Why these settings: a run request is acknowledged only after its run ended (`acks_late`) and a
+worker takes one request per free thread at a time (`prefetch_multiplier` 1), so a worker
+killed mid-run leaves its request unacknowledged and the broker delivers it again (RabbitMQ at
+once, when the connection drops; Redis after `REDELIVER_SECONDS`). A request delivered again
+whose run had started is not run twice (`RunStarted`): the job's lease says whether that run
+is still going, and the scheduling daemon runs a cut run again once its lease expires. No
+result backend: a run's end is in its history record and the state store, where the daemon
+(whichever one leads) reads it.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+
+from celery import Celery
+
+from runner import services
+from runner.definitions import secrets
+from runner.errors import RunnerError
+
+TASK = "runner.run"
+DEFAULT_QUEUE = "runner"
+# Redis only: an unacknowledged request goes back to the queue after this long (a worker killed
+# mid-run): two leases. A request of a run still going on that comes back is dropped as started already.
+REDELIVER_SECONDS = int(2 * services.locks.LEASE_SECONDS)
+
+
+def resolve_broker(url: str, base_dir: Path) -> str:
+    """The broker URL with its secret references (`${env:RUNNER_BROKER}`) resolved; the values
+    are remembered, so they are redacted from every message.
+
+    Raises:
+        RunnerError: a reference cannot be resolved, or the scheme is not amqp:// or redis://.
+    """
+    try:
+        value = secrets.resolve(url, base_dir)
+    except secrets.SecretError as exc:
+        raise RunnerError(f"--broker: {exc}") from None
+    scheme = urllib.parse.urlsplit(value).scheme
+    if scheme not in ("amqp", "amqps", "pyamqp", "redis", "rediss"):
+        raise RunnerError(f"--broker: use amqp://… (RabbitMQ) or redis://… (Redis), not {scheme or url!r}")
+    return value
+
+
+def shown(url: str) -> str:
+    """The broker as logs and `runner workers` show it: scheme, host, port and path, no user
+    or password."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def make_app(broker: str, queue: str = DEFAULT_QUEUE) -> Celery:
+    app = Celery("runner", broker=broker, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,  # a worker process lost mid-task: the request comes back
+        worker_prefetch_multiplier=1,
+        task_default_queue=queue,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": REDELIVER_SECONDS,
+            # look for such requests every heartbeat (kombu's default: every 100 s)
+            "unacked_restore_interval": services.locks.HEARTBEAT_SECONDS,
+            "unacked_restore_throttle": 1,
+        },
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    return app

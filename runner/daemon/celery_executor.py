@@ -1,0 +1,261 @@
+"""The executor of `runner daemon --executor celery`: runs go to `runner worker` processes
+through a broker (RabbitMQ or Redis) instead of this process's threads.
+
+The daemon keeps what the in-process executor keeps (a job has one run going and at most one
+more queued behind it; finished runs go on `finished` for triggers and retries), but a run's
+end comes back through the state store, not a thread: each request handed out is recorded in
+the store (`run_requests`) with its run id, and a thread reads the runs index for those ids
+every `POLL_SECONDS`. Since the requests and the runs are in the store, a daemon that takes
+over as scheduler (`runner.daemon.election`) follows the runs its predecessor handed out, and
+stopping the daemon neither waits for nor cancels runs: they belong to the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from runner import services
+from runner.daemon.celery_app import TASK, make_app, shown
+from runner.daemon.executor import Finished, Request
+from runner.daemon.logs import DaemonLog
+from runner.definitions import secrets
+from runner.errors import NotFound, NotRunning
+from runner.history import files as history
+
+POLL_SECONDS = 0.25  # how often the ends of the runs handed out are read from the store
+SENDERS = 8  # threads recording and publishing requests: a slot of hundreds of jobs goes out at once
+UNFINISHED = ("queued", "running")
+
+
+def to_message(request: Request, run_id: str) -> dict[str, Any]:
+    """A run request as JSON for the broker (and the store)."""
+    return {
+        "run_id": run_id,
+        "job": request.job,
+        "trigger": request.trigger,
+        "attempt": request.attempt,
+        "options": dataclasses.asdict(request.options),
+        "adhoc": request.adhoc,
+    }
+
+
+def from_message(message: dict[str, Any]) -> Request:
+    return Request(
+        message["job"],
+        message["trigger"],
+        message.get("attempt", 1),
+        services.RunOptions(**message.get("options", {})),
+        message["run_id"],
+        message.get("adhoc"),
+    )
+
+
+class CeleryExecutor:
+    """Same surface as `runner.daemon.executor.Executor`, over Celery."""
+
+    def __init__(
+        self,
+        ws: services.Workspace,
+        log: DaemonLog,
+        wake: threading.Event,
+        broker: str,
+        queue_name: str,
+    ):
+        self.ws = ws
+        self.log = log
+        self.wake = wake
+        self.workers = 0  # runs go to the workers; this process runs none
+        self.broker = shown(broker)
+        self.queue = queue_name
+        self.app = make_app(broker, queue_name)
+        self.finished: queue.Queue[Finished] = queue.Queue()
+        self._lock = threading.Lock()
+        self._active: dict[str, str] = {}  # job -> run id of the request handed out
+        self._requests: dict[str, Request] = {}  # run id -> request, until its run ended
+        self._started: set[str] = set()  # run ids seen running (logged once)
+        self._queued: dict[str, Request] = {}  # one more run after the active one
+        self.stopping = False
+        services.check_shared_history(ws)  # before anything is handed out
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="runner-celery-poll", daemon=True)
+        self._senders = ThreadPoolExecutor(SENDERS, thread_name_prefix="runner-celery-send")
+
+    def start(self) -> None:
+        """Once this daemon leads: follow the requests a previous scheduler handed out and that
+        have not ended, and read the ends of runs from now on. (A standby must not: it would
+        take the ends of the scheduler's runs, and fire their triggers again on taking over.)"""
+        inherited = self.ws.store().cluster.requests()
+        for run_id, (job, message) in inherited.items():
+            with self._lock:
+                self._active[job] = run_id
+                self._requests[run_id] = from_message(message)
+        # a request not started yet may never have reached the broker (its scheduler died
+        # between recording and publishing it): published again; a second delivery of one
+        # that did is refused by the run's `once` check, so none runs twice
+        statuses = self.ws.store().runs.statuses(list(inherited))
+        for run_id, (_, message) in inherited.items():
+            if statuses.get(run_id) in (None, "queued"):
+                self._senders.submit(self._publish, message)
+        self._thread.start()
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        try:
+            self.app.send_task(TASK, kwargs={"request": message}, queue=self.queue)
+            self.log("info", "run sent to the workers again", job=message["job"], run=message["run_id"])
+        except Exception as exc:  # noqa: BLE001 - the broker away: the run waits for the next scheduler
+            self.log(
+                "error", "run not sent to the workers", job=message["job"], error=f"{type(exc).__name__}"
+            )
+
+    def submit(self, request: Request, exclusive: bool = False) -> str:
+        """Hand a run to the workers or queue it: "started", "queued" or "merged"; with
+        `exclusive`, "busy" instead of queueing behind a run going on."""
+        with self._lock:
+            if self.stopping:
+                return "merged"
+            if request.job in self._active:
+                if exclusive:
+                    return "busy"
+                if request.job in self._queued:
+                    return "merged"
+                self._queued[request.job] = request
+                return "queued"
+            run_id = request.run_id or history.new_run_id()
+            self._active[request.job] = run_id
+            self._requests[run_id] = dataclasses.replace(request, run_id=run_id)
+        self._senders.submit(self._send, request, run_id)
+        return "started"
+
+    def _send(self, request: Request, run_id: str) -> None:
+        """Record the request (queued, in the history and the store) and publish it; on a
+        sender thread, so that a slot firing hundreds of jobs does not wait for each in turn."""
+        try:
+            self._record_and_publish(request, run_id)
+        except Exception as exc:  # noqa: BLE001 - the broker or the history away: the run does not start
+            error = secrets.redact(f"{type(exc).__name__}: {exc}")
+            self.log("error", "run not sent to the workers", job=request.job, error=error)
+            with contextlib.suppress(Exception):
+                services.record_not_started(self.ws, request.job, run_id, f"not sent to the workers: {error}")
+
+    def _record_and_publish(self, request: Request, run_id: str) -> None:
+        if request.run_id is None:  # the API recorded its own request as queued already
+            services.record_queued(self.ws, request.job, run_id, request.trigger, request.options)
+        message = to_message(request, run_id)
+        self.ws.store().cluster.add_request(run_id, request.job, message)
+        self.app.send_task(TASK, kwargs={"request": message}, queue=self.queue)
+        self.log("info", "run sent to the workers", job=request.job, run=run_id, trigger=request.trigger)
+
+    # --- ends, read from the state store ---------------------------------------------------
+
+    def _poll(self) -> None:
+        while not self._halt.wait(POLL_SECONDS):
+            try:
+                self.check()
+            except Exception as exc:  # noqa: BLE001 - the store away for a while: look again
+                self.log(
+                    "error", "cannot read the runs handed to workers", error=f"{type(exc).__name__}: {exc}"
+                )
+
+    def check(self) -> None:
+        """Put the runs that ended since the last look on `finished`."""
+        with self._lock:
+            pending = dict(self._requests)
+        statuses = self.ws.store().runs.statuses(list(pending))
+        for run_id, status in statuses.items():
+            request = pending[run_id]
+            if status == "running" and run_id not in self._started:
+                self._started.add(run_id)
+                self.log("info", "run started on a worker", job=request.job, run=run_id)
+            if status in UNFINISHED:
+                continue
+            self._end(request, run_id, status)
+
+    def _end(self, request: Request, run_id: str, status: str) -> None:
+        namespace, _, name = request.job.partition("/")
+        try:
+            record: dict[str, Any] | None = history.read_run(
+                history.run_path(self.ws.history, namespace, name, run_id)
+            )
+        except (OSError, ValueError):
+            record = None
+        if status == "not_started" or record is None:
+            error = (record or {}).get("error") or "it did not start"
+            outcome = Finished(request, None, error, busy="already running" in error)
+        else:
+            outcome = Finished(request, record)
+        self.ws.store().cluster.end_request(run_id)
+        self._log_end(outcome)
+        with self._lock:
+            self._requests.pop(run_id, None)
+            self._started.discard(run_id)
+            if self._active.get(request.job) == run_id:
+                del self._active[request.job]
+            queued = self._queued.pop(request.job, None)
+        self.finished.put(outcome)
+        self.wake.set()
+        if queued is not None:
+            self.submit(queued)
+
+    def _log_end(self, outcome: Finished) -> None:
+        request, record = outcome.request, outcome.record
+        if record is None:
+            level = "warning" if outcome.busy else "error"
+            self.log(level, "run not started", job=request.job, trigger=request.trigger, error=outcome.error)
+            return
+        status = record["status"]
+        self.log(
+            "info" if status == "succeeded" else "warning" if status == "cancelled" else "error",
+            f"run {status}",
+            job=request.job,
+            run=record["run_id"],
+            seconds=record.get("seconds"),
+            rows_written=record.get("rows_written"),
+            error=record.get("error"),
+        )
+
+    # --- what the daemon's loop asks -------------------------------------------------------
+
+    def ending(self, job: str) -> bool:
+        """Whether the job's run has written its final record and only its end is not read yet."""
+        with self._lock:
+            run_id = self._active.get(job) if job not in self._queued else None
+        if not run_id:
+            return False
+        return self.ws.store().runs.statuses([run_id]).get(run_id) not in (None, *UNFINISHED)
+
+    def running(self) -> dict[str, str | None]:
+        with self._lock:
+            return dict(self._active)
+
+    def stop(self) -> None:
+        """Hand out nothing new; runs on workers go on (a scheduler taking over follows them)."""
+        with self._lock:
+            self.stopping = True
+            self._queued.clear()
+
+    def cancel_all(self, reason: str) -> None:
+        """Runs on workers are not this daemon's to cancel when it stops (`runner cancel` is)."""
+
+    def cancel(self, job: str, reason: str) -> None:
+        """Cancel the job's run on whichever worker holds it (a continuous job's, when the
+        daemon stops it), through its lease as `runner cancel` does."""
+        with self._lock:
+            if job not in self._active:
+                return
+        with contextlib.suppress(NotFound, NotRunning):  # not started yet, or already ended
+            services.cancel(self.ws, job, by=f"the scheduler ({reason})")
+
+    def idle(self) -> bool:
+        with self._lock:
+            return self.stopping or not self._active
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._senders.shutdown(wait=wait)
+        self._halt.set()
+        if wait and self._thread.is_alive():
+            self._thread.join(timeout=5)
