@@ -558,3 +558,47 @@ def test_a_lost_binlog_connection_stops_the_run_and_the_next_resumes(
     run_ok(project)
     assert pg_rows(engine_of(pg_url)) == source_rows(engine)
     assert run_ok(project)["rows_read"] == 0
+
+
+def test_a_continuous_job_follows_the_binlog_in_the_daemon(project, binlog_url):
+    """A continuous cdc job from MariaDB in a real `runner daemon`: waves of changes reach the
+    target while its one run goes on."""
+    from tests.cdc.test_cdc_continuous import _until
+    from tests.daemon.conftest import Daemon
+
+    engine = engine_of(binlog_url)
+    create_items(engine, 30)
+    project.connection("src", "mariadb", binlog_url)
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    project.job(
+        "sync",
+        "src",
+        "dst",
+        "- {name: items, read: {table: items}, write: {table: items, keys: [id]}, "
+        "changes: {strategy: cdc}, deletes: propagate}",
+        extra="  batch_size: 50\n  continuous: {max_latency: 1s, backoff: 1s, max_delay: 4s}\n",
+    )
+
+    def same() -> bool:
+        try:
+            return sqlite_rows(project.root / "dst.db") == source_rows(engine)
+        except sqlite3.OperationalError:  # not made yet
+            return False
+
+    daemon = Daemon(project.root)
+    try:
+        daemon.wait_for(
+            lambda e: e["event"] == "run started" and e.get("trigger") == "continuous", timeout=60
+        )
+        _until(same)
+        for wave in range(3):
+            execute(
+                engine,
+                f"INSERT INTO items VALUES ({100 + wave}, 'wave', {wave}, NULL, NULL)",
+                f"UPDATE items SET name = 'wave {wave}' WHERE id MOD 5 = {wave}",
+                f"DELETE FROM items WHERE id = {10 + wave}",
+            )
+            _until(same)
+        assert len(daemon.matching("run started")) == 1  # one run, going on
+    finally:
+        daemon.close()
