@@ -133,7 +133,11 @@ class Brokers:
         import pika
 
         if self.channel is None:
-            self.connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
+            # no heartbeats: this connection idles while a run publishes (minutes at 1M rows), and a
+            # blocking connection answers none meanwhile, so the broker would close it
+            self.connection = pika.BlockingConnection(
+                pika.ConnectionParameters("127.0.0.1", 5672, heartbeat=0)
+            )
             self.channel = self.connection.channel()
             self.channel.queue_declare(self.queue)
         self.channel.queue_purge(self.queue)
