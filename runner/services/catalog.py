@@ -9,6 +9,7 @@ from typing import Any, cast
 from runner.changes.cdc import live_lag
 from runner.connectors.base import ConsumingSource
 from runner.definitions import secrets
+from runner.definitions.changelogs import WRITER_END
 from runner.definitions.jobs import JobSpec, SyncJobSpec
 from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.tasks import WriteSpec
@@ -154,11 +155,14 @@ def _live_lags(ws: Workspace, job: AppliedObject, spec: SyncJobSpec) -> dict[str
     except RunnerError as exc:
         return {t.name: {"error": str(exc)} for t in cdc}
     lags: dict[str, dict[str, Any]] = {}
+    # a writer's tasks consume its reader's change logs, not a broker's messages: said so
+    unit = {"unit": "changes"} if source_spec.get("type") == WRITER_END else {}
     try:
         for t in cdc:
             try:
                 if t.changes.strategy == "messages":
-                    lags[t.name] = {"messages_waiting": cast(ConsumingSource, source).waiting(t.read)}
+                    waiting = cast(ConsumingSource, source).waiting(t.read)
+                    lags[t.name] = {"messages_waiting": waiting, **unit}
                 else:
                     lags[t.name] = live_lag(source, job.namespace, job.name, t)
             except RunnerError as exc:
