@@ -25,6 +25,9 @@ demo: $(STAMP)
 	$(BIN)/runner run shop-changes
 	$(BIN)/runner run shop-changes-to-warehouse
 	$(BIN)/runner run inbox-to-warehouse
+	@echo
+	@echo "demo done: the warehouse is demo/data/warehouse.db, Parquet files are in demo/data/lake/."
+	@echo "Next: $(BIN)/runner status; then runner history shop-to-warehouse, changes shop-changes, describe job shop-to-warehouse."
 
 test: $(STAMP)
 	$(BIN)/pytest -q -n auto

@@ -64,6 +64,12 @@ def describe(error: dict, model: type[BaseModel], loc: PathKey) -> tuple[str, st
         return f"unknown field {name!r}", hint
     if kind == "missing":
         return "required field is missing", ""
+    if msg == "Keys should be strings":  # YAML reads `null:`, `~:`, `yes:`, `1:` as no text
+        return (
+            "a key here is not text",
+            "YAML reads a key written null, ~, true, false, yes, no or a number as that value: "
+            'quote it, e.g. "null": "NULL"',
+        )
     if kind == "value_error" and msg.startswith("Value error, "):
         message, _, hint = msg[len("Value error, ") :].partition(HINT)
         return message, hint

@@ -14,6 +14,7 @@ import math
 import re
 import time
 from collections.abc import Iterator, Sized
+from decimal import Decimal
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -65,8 +66,26 @@ def percent_format(text: str, args: Any) -> str:
     return _sized(text % args)
 
 
+def _exact(left: Any, right: Any) -> tuple[Any, Any]:
+    """A float beside a Decimal (a `decimal` column times `1.19`) as the Decimal its literal
+    reads as, which Python would refuse to mix: money stays exact."""
+    if isinstance(left, Decimal) and isinstance(right, float):
+        return left, Decimal(repr(right))
+    if isinstance(left, float) and isinstance(right, Decimal):
+        return Decimal(repr(left)), right
+    return left, right
+
+
 def _binop(left: Any, operator: str, right: Any) -> Any:
-    """The operators that can make a large value from small operands, bounded first."""
+    """The operators that can make a large value from small operands, bounded first; a float
+    beside a Decimal is made a Decimal (`_exact`)."""
+    left, right = _exact(left, right)
+    if operator == "-":
+        return left - right
+    if operator == "/":
+        return left / right
+    if operator == "//":
+        return left // right
     ints = all(isinstance(v, int) for v in (left, right))
     if operator == "**":
         if ints and abs(left) > 1 and right > 0 and right * math.log2(abs(left)) > MAX_INT_BITS:
@@ -128,7 +147,7 @@ def environment() -> ImmutableSandboxedEnvironment:
             super().__setitem__(name, _sized(value))
 
     class BoundedEnvironment(ImmutableSandboxedEnvironment):
-        intercepted_binops = frozenset({"*", "**", "%", "+"})
+        intercepted_binops = frozenset({"*", "**", "%", "+", "-", "/", "//"})
 
         def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
             return _binop(left, operator, right)

@@ -412,7 +412,8 @@ def _load_table(
         log("info", "file loaded", task=name, file=relative, rows=rows)
     if errors:
         result.status, result.error = "failed", "; ".join(errors)
-    result.note = f"{done} file(s) loaded, {skipped} unchanged since loaded, {len(errors)} failed"
+    loaded = "to load" if options.dry_run else "loaded"  # plan --data and --dry-run load nothing
+    result.note = f"{done} file(s) {loaded}, {skipped} unchanged since loaded, {len(errors)} failed"
     result.seconds = round(time.perf_counter() - clock, 3)
     result.read_seconds = round(result.read_seconds, 3)
     result.write_seconds = round(max(result.seconds - result.read_seconds, 0.0), 3)

@@ -9,6 +9,7 @@ from typing import Any, cast
 from runner.changes.cdc import live_lag
 from runner.connectors.base import ConsumingSource
 from runner.definitions import secrets
+from runner.definitions.changelogs import WRITER_END
 from runner.definitions.jobs import JobSpec, SyncJobSpec
 from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.tasks import WriteSpec
@@ -155,11 +156,14 @@ def _live_lags(ws: Workspace, job: AppliedObject, spec: SyncJobSpec) -> dict[str
         return {t.name: {"error": str(exc)} for t in cdc}
     lags: dict[str, dict[str, Any]] = {}
     pointers = {s.task: s.pointer for s in ws.reader().tasks.states(job.namespace, job.name)}
+    # a writer's tasks consume its reader's change logs, not a broker's messages: said so
+    unit = {"unit": "changes"} if source_spec.get("type") == WRITER_END else {}
     try:
         for t in cdc:
             try:
                 if t.changes.strategy == "messages":
-                    lags[t.name] = {"messages_waiting": cast(ConsumingSource, source).waiting(t.read)}
+                    waiting = cast(ConsumingSource, source).waiting(t.read)
+                    lags[t.name] = {"messages_waiting": waiting, **unit}
                 else:
                     pointer = pointers.get(t.name)  # a source that keeps no position (MariaDB) needs it
                     lags[t.name] = live_lag(source, job.namespace, job.name, t, pointer)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from runner import services
 from runner.cli.app import app
+from runner.cli.render.cells import lag_text
 from runner.connectors.changelog_files import ChangeLogFileWriter, file_columns, read_changes
 from runner.state import schema
 from tests.changelogs.helpers import READER, change_shop, make_shop, rows, run, sqlite_url, writer
@@ -118,8 +119,11 @@ def test_a_writer_that_was_down_catches_up_in_order(shop):
     for round_ in range(1, 6):  # id 2 changes every round: only the last value may remain
         change_shop(shop.root / "src.db", round_)
         run(shop.ws, "reader")
-    waiting = {t["task"]: t["lag"]["messages_waiting"] for t in services.tasks(shop.ws, "late")}
+    lags = {t["task"]: t["lag"] for t in services.tasks(shop.ws, "late")}
+    waiting = {task: lag["messages_waiting"] for task, lag in lags.items()}
     assert waiting["customers"] > 0 and waiting["orders"] > 0
+    # `runner tasks` says changes, not a broker's messages
+    assert lag_text(lags["customers"]) == f"{waiting['customers']:,} changes waiting"
     record = run(shop.ws, "late")
     _same(shop, sqlite_url(shop.root / "lite.db"))
     assert rows(sqlite_url(shop.root / "lite.db"), "customers")[0][0] == "2"

@@ -74,6 +74,29 @@ def test_unknown_field_suggests_the_close_one(project):
     assert p.hint == "did you mean 'keys'?"
 
 
+def test_a_key_yaml_reads_as_null_is_told_to_be_quoted(project):
+    """`csv: {null: "NULL"}` is a mapping whose key is None in YAML: the hint says to quote it."""
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.write(
+        "connections.d/drop.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: drop}\nspec: {type: files, path: drop}\n",
+    )
+    project.job(
+        "load",
+        "drop",
+        "dst",
+        """
+        - name: t
+          read: {files: "*.csv", format: csv, csv: {null: "NULL"}, columns: {id: bigint}}
+          write: {table: b, keys: [id]}
+        """,
+    )
+    (p,) = problems(project)
+    assert p.location.line == 9 and p.location.field.startswith("spec.tasks[0].read.csv")
+    assert p.message == "a key here is not text"
+    assert '"null": "NULL"' in p.hint
+
+
 def test_typo_in_top_level_field_did_you_mean(project):
     project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
     project.write(

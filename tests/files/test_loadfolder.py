@@ -214,6 +214,7 @@ def test_plan_data_counts_the_files_a_run_would_load_and_changes_nothing(project
     data = services.plan_data(project.ws, services.plan(project.ws))
     (found,) = [t for t in data.tasks if t.task == "items"]
     assert (found.status, found.inserted) == ("counted", 3)
+    assert found.note.startswith("1 file(s) to load,")  # a dry run loaded nothing
     assert not (project.root / "dw.db").exists() or _tables(f"sqlite:///{project.root / 'dw.db'}") == []
     services.apply(project.ws)
     assert services.run(project.ws, "load")["status"] == "succeeded"

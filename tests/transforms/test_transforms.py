@@ -694,3 +694,34 @@ def test_the_hash_strategy_writes_every_row_again_when_the_steps_change(sql: Sql
     task = _run(project)
     assert (task["updated"], task["filtered"]) == (2, 2)
     assert [r[5] for r in sql.target()] == ["Lee, Ana", "Wu, Di"]
+
+
+def test_a_decimal_column_and_a_float_literal_compute_an_exact_decimal(project: Project):
+    """README's `amount * 1.19` over a decimal column: Python refuses Decimal * float, the
+    sandbox reads the literal as the Decimal it shows, so the result is exact."""
+    with sqlite3.connect(project.root / "src.db") as c:
+        c.execute("CREATE TABLE orders (id integer PRIMARY KEY, amount decimal(12,2))")
+        c.executemany("INSERT INTO orders VALUES (?, ?)", [(1, "10.00"), (2, "0.10")])
+    project.connection("src", "sqlite", "sqlite:///src.db")
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        """
+        - name: orders
+          read: {table: orders}
+          write: {table: orders, keys: [id]}
+          transforms:
+            - {type: compute, column: gross, expression: "amount * 1.19", to: "decimal(12,2)"}
+            - {type: compute, column: net, expression: "amount / 1.19 - 0.5 + 0.01", to: "decimal(12,4)"}
+        """,
+    )
+    services.apply(project.ws)
+    task = _run(project)
+    assert task["rows_read"] == 2
+    with sqlite3.connect(project.root / "dst.db") as c:
+        rows = c.execute("SELECT id, gross, net FROM orders ORDER BY id").fetchall()
+    # SQLite keeps a decimal as its number: compare at the stated scales
+    got = [(i, round(Decimal(str(g)), 2), round(Decimal(str(n)), 4)) for i, g, n in rows]
+    assert got == [(1, Decimal("11.90"), Decimal("7.9134")), (2, Decimal("0.12"), Decimal("-0.4060"))]

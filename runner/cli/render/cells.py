@@ -46,13 +46,14 @@ def size(count: int) -> str:
 
 def lag_text(lag: dict[str, Any]) -> str:
     """A cdc task's lag: `lag 1.2 MB (log kept 3.4 MB), 40 s ago`, loud past its max_lag; a
-    consuming task's: the messages waiting in its queue."""
+    consuming task's: the messages waiting in its queue (a change-log writer's: the changes)."""
     if "error" in lag:
         return f"lag unknown: {lag['error']}"
     if "messages_waiting" in lag:  # a consuming task: what its queue holds now
+        unit = lag.get("unit", "messages")
         if lag["messages_waiting"] is None:
-            return "messages waiting: not known (the broker does not say)"
-        return f"{lag['messages_waiting']:,} messages waiting"
+            return f"{unit} waiting: not known (the broker does not say)"
+        return f"{lag['messages_waiting']:,} {unit} waiting"
     if lag.get("exists") is False:
         return f"no slot {lag['slot']} (the next run makes one, or asks for --resync)"
     text = f"lag {size(lag['lag_bytes'])} (log kept {size(lag['retained_bytes'])})"
