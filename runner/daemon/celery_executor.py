@@ -21,7 +21,7 @@ from typing import Any
 
 from runner import services
 from runner.daemon.celery_app import TASK, make_app, shown
-from runner.daemon.executor import Finished, Request
+from runner.daemon.executor import Finished, Request, log_end
 from runner.daemon.logs import DaemonLog
 from runner.definitions import secrets
 from runner.errors import NotFound, NotRunning
@@ -189,7 +189,7 @@ class CeleryExecutor:
         else:
             outcome = Finished(request, record)
         self.ws.store().cluster.end_request(run_id)
-        self._log_end(outcome)
+        log_end(self.log, outcome)
         with self._lock:
             self._requests.pop(run_id, None)
             self._started.discard(run_id)
@@ -200,23 +200,6 @@ class CeleryExecutor:
         self.wake.set()
         if queued is not None:
             self.submit(queued)
-
-    def _log_end(self, outcome: Finished) -> None:
-        request, record = outcome.request, outcome.record
-        if record is None:
-            level = "warning" if outcome.busy else "error"
-            self.log(level, "run not started", job=request.job, trigger=request.trigger, error=outcome.error)
-            return
-        status = record["status"]
-        self.log(
-            "info" if status == "succeeded" else "warning" if status == "cancelled" else "error",
-            f"run {status}",
-            job=request.job,
-            run=record["run_id"],
-            seconds=record.get("seconds"),
-            rows_written=record.get("rows_written"),
-            error=record.get("error"),
-        )
 
     # --- what the daemon's loop asks -------------------------------------------------------
 

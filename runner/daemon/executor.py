@@ -45,6 +45,26 @@ class Finished:
     gone: bool = False  # the job is no longer applied
 
 
+def log_end(log: DaemonLog, outcome: Finished) -> None:
+    """The daemon log's line for a run's end (or for a run that did not start), whichever
+    executor ran it."""
+    request, record = outcome.request, outcome.record
+    if record is None:
+        level = "info" if outcome.gone else "warning" if outcome.busy else "error"
+        log(level, "run not started", job=request.job, trigger=request.trigger, error=outcome.error)
+        return
+    status = record["status"]
+    log(
+        "info" if status == "succeeded" else "warning" if status == "cancelled" else "error",
+        f"run {status}",
+        job=request.job,
+        run=record["run_id"],
+        seconds=record.get("seconds"),
+        rows_written=record.get("rows_written"),
+        error=record.get("error"),
+    )
+
+
 class Executor:
     def __init__(self, ws: services.Workspace, workers: int, log: DaemonLog, wake: threading.Event):
         self.ws = ws
@@ -129,7 +149,7 @@ class Executor:
         finally:
             if outcome.record is None and request.run_id:
                 self._not_started(request, outcome.error or "it did not start")
-            self._log_end(outcome)  # before a queued run of the job starts, so the log reads in order
+            log_end(self.log, outcome)  # before a queued run of the job starts, so the log reads in order
             with self._lock:
                 self._active.pop(request.job, None)
                 self._run_ids.pop(request.job, None)
@@ -138,23 +158,6 @@ class Executor:
             self.wake.set()
             if queued is not None:
                 self.submit(queued)
-
-    def _log_end(self, outcome: Finished) -> None:
-        request, record = outcome.request, outcome.record
-        if record is None:
-            level = "info" if outcome.gone else "warning" if outcome.busy else "error"
-            self.log(level, "run not started", job=request.job, trigger=request.trigger, error=outcome.error)
-            return
-        status = record["status"]
-        self.log(
-            "info" if status == "succeeded" else "warning" if status == "cancelled" else "error",
-            f"run {status}",
-            job=request.job,
-            run=record["run_id"],
-            seconds=record.get("seconds"),
-            rows_written=record.get("rows_written"),
-            error=record.get("error"),
-        )
 
     def ending(self, job: str) -> bool:
         """Whether the job's run has written its final record and is only letting go (its
