@@ -107,11 +107,11 @@ bench-verify: $(STAMP)
 bench-publish: $(STAMP)
 	$(BIN)/python bench/publish.py --rows 100000 $(PUBLISH_ARGS)
 
-# An API into PostgreSQL (bench/http.py): 100k records over 1,000 pages from a local REST API, runner
+# An API into PostgreSQL (bench/http_api.py): 100k records over 1,000 pages from a local REST API, runner
 # beside dlt's REST API source when the peers' environment installs (it is tried; runner runs alone if not).
 bench-http: $(STAMP)
 	-$(MAKE) $(PEERS_STAMP)
-	$(BIN)/python bench/http.py --records 100000 --page 100 $(HTTP_ARGS)
+	$(BIN)/python bench/http_api.py --records 100000 --page 100 $(HTTP_ARGS)
 # Consuming (bench/consume.py): 100k events messages RabbitMQ -> PostgreSQL beside a bare pika + COPY loop
 bench-consume: $(STAMP)
 	$(BIN)/python bench/consume.py --messages 100000 $(CONSUME_ARGS)

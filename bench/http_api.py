@@ -2,7 +2,7 @@
 """An API into PostgreSQL: 100k records over 1,000 pages from a local REST API, by runner and,
 in the same run, by dlt's REST API source when the peers' environment has it.
 
-    python bench/http.py [--records 100000] [--page 100] [--repeat 1] [--json]
+    python bench/http_api.py [--records 100000] [--page 100] [--repeat 1] [--json]
 
 - The API: `tests/http/server.py` as a process of its own on 127.0.0.1 (uvicorn, httptools),
   a bearer token required, records of five values (one nested two objects deep, a list beside
@@ -116,7 +116,7 @@ def start_api(records: int) -> tuple[subprocess.Popen[bytes], str]:
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while True:  # no urllib here: run as `python bench/http.py`, this file shadows `http`
+    while True:  # wait until the server listens
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return proc, base
