@@ -26,10 +26,12 @@ def connections_test(
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
-    """Connect, show the server's version and check the privileges the jobs need: reading
-    the tables and queries they read (SELECT … WHERE 1 = 0), and creating a table and a
-    staging table where they write (rolled back; in MariaDB created and dropped). Exit 1 when
-    any connection fails, naming it and the reason (secrets redacted)."""
+    """Connect, sign in and show what the server says of itself, then check what the jobs
+    need. A database: reading the tables and queries they read (SELECT … WHERE 1 = 0),
+    creating a table and a staging table where they write (rolled back; in MariaDB created and
+    dropped), and for a cdc task the server's log settings and privileges. A broker, an HTTP
+    API (a refused token fails), a folder on FTP or SFTP (the host key checked): reached and
+    signed in. Exit 1 when any connection fails, naming it and the reason (secrets redacted)."""
     results = services.connections_test(STATE.workspace, name)
     if fmt == Format.json:
         out.print(json.dumps(results, indent=2, ensure_ascii=False), markup=False)
