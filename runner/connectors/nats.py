@@ -177,14 +177,7 @@ class NatsFetcher:
         """Failures surface as the calls' own errors."""
 
     def _run(self, coroutine: Coroutine[Any, Any, Any], timeout: float) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        try:
-            return future.result(timeout)
-        except TimeoutError:
-            future.cancel()
-            raise TransientError(
-                f"connection {self.name!r}: NATS did not answer within {timeout:.0f} s"
-            ) from None
+        return _run_on(self.loop, self.name, coroutine, timeout)
 
     async def _subscribe(self) -> Any:
         from nats.js import api
@@ -305,14 +298,7 @@ class NatsPublisher:
         self.js = self.nc.jetstream(publish_async_max_pending=IN_FLIGHT)
 
     def _run(self, coroutine: Coroutine[Any, Any, Any], timeout: float) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        try:
-            return future.result(timeout)
-        except TimeoutError:
-            future.cancel()
-            raise TransientError(
-                f"connection {self.name!r}: NATS did not answer within {timeout:.0f} s"
-            ) from None
+        return _run_on(self.loop, self.name, coroutine, timeout)
 
     async def _lost(self, exc: Exception) -> None:
         """nats-py's error and close callbacks: the connection failed (a publish permission
@@ -412,6 +398,18 @@ class NatsPublisher:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
         self.loop.close()
+
+
+def _run_on(
+    loop: asyncio.AbstractEventLoop, name: str, coroutine: Coroutine[Any, Any, Any], timeout: float
+) -> Any:
+    """Run `coroutine` on the client's event loop thread and wait for it, at most `timeout`."""
+    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    try:
+        return future.result(timeout)
+    except TimeoutError:
+        future.cancel()
+        raise TransientError(f"connection {name!r}: NATS did not answer within {timeout:.0f} s") from None
 
 
 def _failure(name: str, exc: BaseException, subject: str) -> RunnerError:
