@@ -24,7 +24,7 @@ from runner.connectors.http.client import HttpClient, body_start
 from runner.connectors.http.pagination import Pages, Paginate
 from runner.connectors.messaging.decode import MISSING, BadMessage, column_type, find, parse, row_decoder
 from runner.connectors.messaging.encode import encoder
-from runner.connectors.messaging.model import ColumnPath, check_templates
+from runner.connectors.messaging.model import ColumnPath, check_templates, expand_columns
 from runner.connectors.messaging.render import Templates
 from runner.definitions.tasks import ReadModel, Task
 from runner.definitions.templates import RENDER_SECONDS, RenderBudget, TemplateLimit, environment
@@ -106,12 +106,7 @@ class HttpRead(ReadModel):
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
-        """`name: type` is `name: {path: name, type: type}`."""
-        columns = data.get("columns") if isinstance(data, dict) else None
-        if isinstance(columns, dict):
-            expanded = {k: {"path": k, "type": v} if isinstance(v, str) else v for k, v in columns.items()}
-            return {**data, "columns": expanded}
-        return data
+        return expand_columns(data)
 
     @field_validator("path")
     @classmethod

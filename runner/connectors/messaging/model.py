@@ -109,6 +109,16 @@ class MessageWrite(WriteModel):
         return {}
 
 
+def expand_columns(data: Any) -> Any:
+    """A read's `columns` with the shorthand `name: type` written out as `name: {path: name,
+    type: type}` (a message's and an API record's columns alike)."""
+    columns = data.get("columns") if isinstance(data, dict) else None
+    if isinstance(columns, dict):
+        expanded = {k: {"path": k, "type": v} if isinstance(v, str) else v for k, v in columns.items()}
+        return {**data, "columns": expanded}
+    return data
+
+
 class ColumnPath(StrictModel):
     """Where a column's value is in a JSON payload, and its type."""
 
@@ -179,12 +189,7 @@ class MessageRead(ReadModel):
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
-        """`name: type` is `name: {path: name, type: type}`."""
-        columns = data.get("columns") if isinstance(data, dict) else None
-        if isinstance(columns, dict):
-            expanded = {k: {"path": k, "type": v} if isinstance(v, str) else v for k, v in columns.items()}
-            return {**data, "columns": expanded}
-        return data
+        return expand_columns(data)
 
     @model_validator(mode="after")
     def _shape(self) -> MessageRead:
