@@ -89,6 +89,14 @@ class TransformModel(StrictModel):
         raise NotImplementedError
 
 
+def _valid_expression(source: str | None) -> str | None:
+    """A step's Jinja `expression`, refused at its field when it does not parse."""
+    problem = expression_problem(source) if source is not None else None
+    if problem:
+        raise ValueError(problem)
+    return source
+
+
 class Compute(TransformModel):
     """A column computed from each row by a Jinja expression (sandboxed, as scripts are), or,
     from a SQL source, by a SQL expression the source computes in its read."""
@@ -127,10 +135,7 @@ class Compute(TransformModel):
     @field_validator("expression")
     @classmethod
     def _syntax(cls, source: str | None) -> str | None:
-        problem = expression_problem(source) if source is not None else None
-        if problem:
-            raise ValueError(problem)
-        return source
+        return _valid_expression(source)
 
     @model_validator(mode="after")
     def _one_way(self) -> Compute:
@@ -180,10 +185,7 @@ class Filter(TransformModel):
     @field_validator("expression")
     @classmethod
     def _syntax(cls, source: str | None) -> str | None:
-        problem = expression_problem(source) if source is not None else None
-        if problem:
-            raise ValueError(problem)
-        return source
+        return _valid_expression(source)
 
     @field_validator("regex")
     @classmethod
