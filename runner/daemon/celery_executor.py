@@ -21,7 +21,7 @@ from typing import Any
 
 from runner import services
 from runner.daemon.celery_app import TASK, make_app, shown
-from runner.daemon.executor import Finished, Request, log_end
+from runner.daemon.executor import Finished, Request, admit, log_end
 from runner.daemon.logs import DaemonLog
 from runner.definitions import secrets
 from runner.errors import NotFound, NotRunning
@@ -116,15 +116,9 @@ class CeleryExecutor:
         """Hand a run to the workers or queue it: "started", "queued" or "merged"; with
         `exclusive`, "busy" instead of queueing behind a run going on."""
         with self._lock:
-            if self.stopping:
-                return "merged"
-            if request.job in self._active:
-                if exclusive:
-                    return "busy"
-                if request.job in self._queued:
-                    return "merged"
-                self._queued[request.job] = request
-                return "queued"
+            kept = admit(request, exclusive, self._active, self._queued, self.stopping)
+            if kept is not None:
+                return kept
             run_id = request.run_id or history.new_run_id()
             self._active[request.job] = run_id
             self._requests[run_id] = dataclasses.replace(request, run_id=run_id)

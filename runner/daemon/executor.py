@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,28 @@ class Finished:
     error: str | None = None  # why it did not run
     busy: bool = False  # another process was running the job
     gone: bool = False  # the job is no longer applied
+
+
+def admit(
+    request: Request,
+    exclusive: bool,
+    active: Mapping[str, object],
+    queued: dict[str, Request],
+    stopping: bool,
+) -> str | None:
+    """How a run request is kept when it cannot start now (called under the executor's lock):
+    "merged" into the job's queued request (or dropped while stopping), "queued" behind the
+    job's run going on, or "busy" when `exclusive`; None when it starts now."""
+    if stopping:
+        return "merged"
+    if request.job in active:
+        if exclusive:
+            return "busy"
+        if request.job in queued:
+            return "merged"
+        queued[request.job] = request
+        return "queued"
+    return None
 
 
 def log_end(log: DaemonLog, outcome: Finished) -> None:
@@ -87,15 +110,9 @@ class Executor:
         """Start or queue a run: returns "started", "queued" or "merged"; with `exclusive`,
         "busy" instead of queueing behind a run going on."""
         with self._lock:
-            if self.stopping:
-                return "merged"
-            if request.job in self._active:
-                if exclusive:
-                    return "busy"
-                if request.job in self._queued:
-                    return "merged"
-                self._queued[request.job] = request
-                return "queued"
+            kept = admit(request, exclusive, self._active, self._queued, self.stopping)
+            if kept is not None:
+                return kept
             token = services.CancelToken()
             self._active[request.job] = token
             if request.run_id:
