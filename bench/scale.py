@@ -370,6 +370,26 @@ def print_history(r: dict[str, Any]) -> None:
 # Scenario 3: a daemon with 500 jobs on one-minute crons
 
 
+def rss_mb(pid: int) -> float:
+    """The process's resident memory (Linux /proc), 0 where it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU seconds so far, user + system (Linux /proc), 0 where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def epoch(iso: str) -> float:
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
@@ -388,6 +408,7 @@ def scenario_daemon(root: Path, count: int, minutes: float) -> dict[str, Any]:
     )
     logfile.close()
     started = time.time()
+    peak_rss = 0
     try:
         end = started + minutes * 60
         while time.time() < end:
@@ -395,8 +416,10 @@ def scenario_daemon(root: Path, count: int, minutes: float) -> dict[str, Any]:
                 raise BenchError(
                     f"runner daemon exited {proc.returncode}: {(root / 'daemon.log').read_text()[-2000:]}"
                 )
+            peak_rss = max(peak_rss, rss_mb(proc.pid))
             time.sleep(1)
         stopped = time.time()
+        cpu = cpu_seconds(proc.pid)  # before the stop: what the 500 jobs' minutes cost
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -405,8 +428,13 @@ def scenario_daemon(root: Path, count: int, minutes: float) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    # a run's start is its record's `started_at`: written once its job's lock is held, in the
+    # record that says `running`, on the thread that runs it (a request waiting for a worker,
+    # or behind the job's previous run, has no such record yet)
     delays, statuses, lags, own = [], {}, [], []
     slots: dict[str, int] = {}
+    slot_delays: dict[str, list[float]] = {}
+    done: dict[str, int] = {}
     for path in (folder / ".runner" / "history").glob("*/*/*.json"):
         record = json.loads(path.read_text())
         trigger = record.get("trigger") or ""
@@ -416,6 +444,9 @@ def scenario_daemon(root: Path, count: int, minutes: float) -> dict[str, Any]:
         slot = trigger.split()[1]
         slots[slot] = slots.get(slot, 0) + 1
         delays.append(epoch(record["started_at"]) - epoch(slot))
+        slot_delays.setdefault(slot, []).append(delays[-1])
+        if record.get("status") == "succeeded" and epoch(record["finished_at"]) <= stopped:
+            done[slot] = done.get(slot, 0) + 1
         if record.get("finished_at"):
             lags.append(epoch(record["finished_at"]) - epoch(slot))
         if isinstance(record.get("seconds"), (int, float)):
@@ -430,8 +461,18 @@ def scenario_daemon(root: Path, count: int, minutes: float) -> dict[str, Any]:
         "expected_runs": len(passed) * count,
         "cron_runs": len(delays),
         "runs_per_minute": round(len(delays) / ((stopped - started) / 60), 1),
-        "per_slot": dict(sorted(slots.items())),
+        "per_slot": {
+            slot: {
+                "runs": n,
+                "succeeded_before_stop": done.get(slot, 0),
+                "p50_s": round(pct(slot_delays[slot], 50), 3),
+                "p99_s": round(pct(slot_delays[slot], 99), 3),
+            }
+            for slot, n in sorted(slots.items())
+        },
         "statuses": statuses,
+        "daemon_cpu_s": round(cpu, 1),
+        "daemon_peak_rss_mb": round(peak_rss),
         "load": load(),
     }
     if delays:
@@ -453,7 +494,14 @@ def print_daemon(r: dict[str, Any]) -> None:
         f"{r['cron_runs']} ({r['runs_per_minute']} a minute); statuses {r['statuses']}"
     )
     for slot, n in r["per_slot"].items():
-        print(f"    slot {slot}: {n} runs")
+        print(
+            f"    slot {slot}: {n['runs']} runs started ({n['succeeded_before_stop']} succeeded before the "
+            f"stop), slot → start p50 {n['p50_s']:.3f} s, p99 {n['p99_s']:.3f} s"
+        )
+    print(
+        f"  the daemon's CPU: {r['daemon_cpu_s']} s over {r['minutes']} min "
+        f"({r['daemon_cpu_s'] / max(1, r['cron_runs']):.3f} s a run); peak RSS {r['daemon_peak_rss_mb']} MB"
+    )
     if r["cron_runs"]:
         print(
             f"  slot → start  p50 {r['delay_p50_s']:.3f} s, p99 {r['delay_p99_s']:.3f} s, "

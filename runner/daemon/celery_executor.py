@@ -125,6 +125,13 @@ class CeleryExecutor:
         self._senders.submit(self._send, request, run_id)
         return "started"
 
+    def warm(self) -> None:
+        """Nothing to read ahead: the workers read each job as they run it."""
+
+    def submit_many(self, requests: list[Request], exclusive: bool = False) -> list[str]:
+        """`submit` each: a worker takes each run from the broker on its own."""
+        return [self.submit(request, exclusive) for request in requests]
+
     def _send(self, request: Request, run_id: str) -> None:
         """Record the request (queued, in the history and the store) and publish it; on a
         sender thread, so that a slot firing hundreds of jobs does not wait for each in turn."""

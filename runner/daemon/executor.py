@@ -96,6 +96,7 @@ class Executor:
         self.workers = workers
         self.finished: queue.Queue[Finished] = queue.Queue()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="runner-worker")
+        self.admission = services.Admission(ws)
         self._lock = threading.Lock()
         self._active: dict[str, services.CancelToken] = {}  # running or waiting for a worker
         self._queued: dict[str, Request] = {}  # one more run after the active one
@@ -109,18 +110,35 @@ class Executor:
     def submit(self, request: Request, exclusive: bool = False) -> str:
         """Start or queue a run: returns "started", "queued" or "merged"; with `exclusive`,
         "busy" instead of queueing behind a run going on."""
-        with self._lock:
-            kept = admit(request, exclusive, self._active, self._queued, self.stopping)
-            if kept is not None:
-                return kept
-            token = services.CancelToken()
-            self._active[request.job] = token
-            if request.run_id:
-                self._waiting[request.run_id] = request
-        self._pool.submit(self._run, request, token)
-        return "started"
+        return self.submit_many([request], exclusive)[0]
 
-    def _run(self, request: Request, token: services.CancelToken) -> None:
+    def submit_many(self, requests: list[Request], exclusive: bool = False) -> list[str]:
+        """`submit` each of `requests` (a cron slot's, hundreds at once): the jobs of those
+        that start are read and locked together (`services.Admission`), then each begins on
+        its own worker thread at once, so the last one starts as soon as the first."""
+        outcomes: list[str] = []
+        starting: list[tuple[Request, services.CancelToken]] = []
+        with self._lock:
+            for request in requests:
+                kept = admit(request, exclusive, self._active, self._queued, self.stopping)
+                outcomes.append(kept or "started")
+                if kept is not None:
+                    continue
+                token = services.CancelToken()
+                self._active[request.job] = token
+                if request.run_id:
+                    self._waiting[request.run_id] = request
+                starting.append((request, token))
+        # a burst: its locks in one transaction (a request with its own id or spec goes its own way)
+        plain = [(r.job, t) for r, t in starting if r.run_id is None and r.adhoc is None]
+        admitted = self.admission.admit(plain[: self.workers]) if len(plain) > 1 else {}
+        for request, token in starting:
+            self._pool.submit(self._run, request, token, admitted.get(request.job))
+        return outcomes
+
+    def _run(
+        self, request: Request, token: services.CancelToken, admitted: services.Admitted | None = None
+    ) -> None:
         outcome = Finished(request, None, "the daemon is stopping")
         with self._lock:
             self._waiting.pop(request.run_id or "", None)
@@ -145,6 +163,7 @@ class Executor:
                         request.run_id,
                     )
                 else:
+                    handed, admitted = admitted, None  # the run releases its lock from here on
                     record = services.run(
                         self.ws,
                         request.job,
@@ -153,6 +172,7 @@ class Executor:
                         on_start=started,
                         trigger=request.trigger,
                         run_id=request.run_id,
+                        admitted=handed,
                     )
                 outcome = Finished(request, record)
         except JobBusy as exc:
@@ -164,6 +184,8 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - a worker must outlive any one run
             outcome = Finished(request, None, secrets.redact(f"{type(exc).__name__}: {exc}"))
         finally:
+            if admitted is not None:  # never started (the daemon stopping): its lock goes
+                self._release(request.job, admitted)
             if outcome.record is None and request.run_id:
                 self._not_started(request, outcome.error or "it did not start")
             log_end(self.log, outcome)  # before a queued run of the job starts, so the log reads in order
@@ -175,6 +197,20 @@ class Executor:
             self.wake.set()
             if queued is not None:
                 self.submit(queued)
+
+    def warm(self) -> None:
+        """After an apply: the jobs read and parsed for the next burst (`services.Admission`)."""
+        try:
+            self.admission.warm()
+        except Exception as exc:  # noqa: BLE001 - the store away for a while: the burst reads it
+            self.log("warning", "cannot read the applied jobs ahead", error=f"{type(exc).__name__}: {exc}")
+
+    def _release(self, job: str, admitted: services.Admitted) -> None:
+        admitted.burst.arrive(admitted.run_id)
+        try:
+            self.ws.store().locks.release(services.locks.job_lock(job), admitted.lock_id)
+        except Exception as exc:  # noqa: BLE001 - its lease ends and the lock is taken over
+            self.log("error", "cannot release a job's lock", job=job, error=f"{type(exc).__name__}: {exc}")
 
     def ending(self, job: str) -> bool:
         """Whether the job's run has written its final record and is only letting go (its

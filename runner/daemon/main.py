@@ -68,6 +68,9 @@ def scheduled(trigger: str | None) -> bool:
     return (trigger or "").startswith(("cron", "after", "retry", "catch-up", CONTINUOUS))
 
 
+# runs at once, each on its own thread (most of a run waits on databases and files, not on a
+# core): a cron slot of hundreds of jobs starts them all at its minute, not one after another
+WORKERS = 1000
 ENDING_GRACE = 5.0  # seconds a run request waits for a run that has written its end to let go
 # what other processes change (`runner apply`, suspend, pause) is read at most this often: the
 # loop turns at every run's end, and a daemon of hundreds of jobs would read the store each time
@@ -77,7 +80,7 @@ WHEN = {"succeeded": {"succeeded"}, "failed": {"failed"}, "finished": {"succeede
 
 @dataclass
 class DaemonOptions:
-    workers: int = max(2, os.cpu_count() or 2)
+    workers: int = WORKERS
     debounce: float = 0.5  # seconds of quiet after a file event before reconciling
     settle: float = 2.0  # seconds a planned deletion must stay planned before it is applied
     grace: float = 30.0  # seconds running jobs get to finish on SIGTERM
@@ -296,9 +299,16 @@ class Daemon:
         now = _utcnow()
         dues = self._claim(self.scheduler.due(now, self.suspended))
         self._mark(*((due.job, due.slot) for due in dues))
-        for due in dues:
-            missed = f" ({due.missed} missed slots skipped)" if due.missed else ""
-            self._submit(Request(due.job, f"cron {due.slot.isoformat()}{missed}"))
+        self._submit(
+            *(
+                Request(
+                    due.job,
+                    f"cron {due.slot.isoformat()}"
+                    + (f" ({due.missed} missed slots skipped)" if due.missed else ""),
+                )
+                for due in dues
+            )
+        )
         for request in self.continuous.due(time.monotonic(), self.executor.running(), self.suspended):
             if self.executor.submit(request, exclusive=True) == "started":
                 self.continuous.running.add(request.job)
@@ -328,15 +338,17 @@ class Daemon:
             waits.append(held)
         return max(0.01, min(waits))
 
-    def _submit(self, request: Request) -> None:
-        if request.attempt == 1:  # a new run of the job: a retry still waiting is not needed any more
-            self._retries = [r for r in self._retries if r[2].job != request.job]
+    def _submit(self, *requests: Request) -> None:
+        """Start or queue runs, all at once (a cron slot's: see `Executor.submit_many`)."""
+        new = {request.job for request in requests if request.attempt == 1}
+        if new and self._retries:  # a new run of the job: a retry still waiting is not needed any more
+            self._retries = [r for r in self._retries if r[2].job not in new]
             heapq.heapify(self._retries)
-        outcome = self.executor.submit(request)
-        if outcome != "started":
-            self.log(
-                "info", f"run {outcome} behind the one going on", job=request.job, trigger=request.trigger
-            )
+        for request, outcome in zip(requests, self.executor.submit_many(list(requests)), strict=True):
+            if outcome != "started":
+                self.log(
+                    "info", f"run {outcome} behind the one going on", job=request.job, trigger=request.trigger
+                )
 
     def _claim(self, dues: list[Due]) -> list[Due]:
         """The due slots this daemon may fire: each recorded as fired in the state store first,
@@ -454,6 +466,7 @@ class Daemon:
             }
             for ref in sorted(self.continuous.set_jobs(self.jobs) & self.continuous.running):
                 self._stop_continuous(ref, "its definition changed")
+            self.executor.warm()
             fresh = self.scheduler.set_jobs(crons, _utcnow())
             self._mark(*((job, self.scheduler.marks[job]) for job in fresh))
             store.switches.forget_schedule_marks({tuple(ref.split("/", 1)) for ref in crons})  # type: ignore[misc]
@@ -499,11 +512,13 @@ class Daemon:
             self._mark(*((due.job, due.slot) for due in dues))
             for due in dues:
                 reasons.setdefault(due.job, f"catch-up: missed cron slot {due.slot.isoformat()}")
+        catch_up = []
         for ref, reason in sorted(reasons.items()):
             if ref in self.suspended or self.paused:
                 continue
             self.log("info", "running once to catch up", job=ref, reason=reason)
-            self._submit(Request(ref, reason, options=options.get(ref, services.RunOptions())))
+            catch_up.append(Request(ref, reason, options=options.get(ref, services.RunOptions())))
+        self._submit(*catch_up)
 
     # --- ended runs ----------------------------------------------------------------------
 

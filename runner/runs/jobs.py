@@ -41,15 +41,21 @@ def applied_ends(ws: Workspace, job: AppliedObject) -> dict[str, str]:
 
 
 def connections_of(
-    ws: Workspace, job: AppliedObject, *, missing_ok: bool = False
+    ws: Workspace,
+    job: AppliedObject,
+    *,
+    missing_ok: bool = False,
+    applied: list[AppliedObject] | None = None,
 ) -> dict[str, tuple[str, dict[str, Any]]]:
     """`source`/`target` -> (connection ref, applied spec); an end whose connection is not
-    applied is left out with `missing_ok`, else raises NotFound."""
-    connections = {(o.namespace, o.name): o for o in ws.store().objects.all("Connection")}
+    applied is left out with `missing_ok`, else raises NotFound. `applied`: the applied
+    objects read already (`runner.runs.admission`), else they are read from the store."""
+    objects = applied if applied is not None else ws.store().objects.all("Connection")
+    connections = {(o.namespace, o.name): o for o in objects if o.kind == "Connection"}
     ends: dict[str, tuple[str, dict[str, Any]]] = {}
     spec = job.document["spec"]
     for end, kind in step_ends(spec).items():  # a reader's change logs, a writer's reader
-        ends[end] = _step_end(ws, job, kind, connections, missing_ok)
+        ends[end] = _step_end(ws, job, kind, connections, missing_ok, applied)
     for end in ("source", "target"):
         if end in ends:
             continue
@@ -64,13 +70,19 @@ def connections_of(
 
 
 def _step_end(
-    ws: Workspace, job: AppliedObject, kind: str, connections: dict[tuple[str, str], Any], missing_ok: bool
+    ws: Workspace,
+    job: AppliedObject,
+    kind: str,
+    connections: dict[tuple[str, str], Any],
+    missing_ok: bool,
+    applied: list[AppliedObject] | None,
 ) -> tuple[str, dict[str, Any]]:
     """A reader's target (where its change logs go) or a writer's source (its reader job), as
     an end of kind `READER_END` or `WRITER_END`."""
     spec = job.document["spec"]
     if kind == WRITER_END:
-        jobs = {(o.namespace, o.name) for o in ws.store().objects.all("Job")}
+        objects = applied if applied is not None else ws.store().objects.all("Job")
+        jobs = {(o.namespace, o.name) for o in objects if o.kind == "Job"}
         ref = spec["source"]["job"]
         key = resolve_reference(ref, job.namespace, jobs)
         if key is None and not missing_ok:

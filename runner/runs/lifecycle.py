@@ -30,6 +30,7 @@ from runner.history import files as history
 from runner.history.records import QUEUED, RunRecord
 from runner.jobs import types as job_types
 from runner.jobs.sync import failure_class
+from runner.runs.admission import Admitted, Burst, lost
 from runner.runs.events import run_after, run_before
 from runner.runs.index import index_run
 from runner.runs.jobs import (
@@ -58,6 +59,7 @@ def run(
     trigger: str = "manual",
     run_id: str | None = None,
     once: bool = False,
+    admitted: Admitted | None = None,
 ) -> RunRecord:
     """Run an applied job now and write its history file and run log; returns the history record.
 
@@ -67,13 +69,30 @@ def run(
     the run started (manual, cron, a job trigger, a retry).
 
     With `once` (a request a worker took from a broker, which may deliver it again), a run id
-    whose record says the run started already is refused with `RunStarted`.
+    whose record says the run started already is refused with `RunStarted`. `admitted`: the
+    job, read and locked already for this run (`runner.runs.admission`, a burst of runs).
 
     Raises:
         NotFound: the job (or a task named in `options.tasks`) is not applied.
         JobBusy: the job is running in another process.
         RunStarted: `once`, and the run `run_id` started already.
     """
+    if admitted is not None:
+        return _run_locked(
+            ws,
+            admitted.job,
+            admitted.spec,
+            admitted.ends,
+            options,
+            progress,
+            on_log,
+            cancel,
+            on_start,
+            trigger,
+            admitted.run_id,
+            lock_id=admitted.lock_id,
+            burst=admitted.burst,
+        )
     job, spec, ends = job_and_connections(ws, ref)
     return _run_locked(
         ws, job, spec, ends, options, progress, on_log, cancel, on_start, trigger, run_id, once
@@ -116,23 +135,35 @@ def _run_locked(
     trigger: str,
     run_id: str | None,
     once: bool = False,
+    lock_id: str | None = None,
+    burst: Burst | None = None,
 ) -> RunRecord:
+    """`lock_id`: the job's lock, taken already for `run_id` in a `burst` of runs
+    (`runner.runs.admission`)."""
     options = options or RunOptions()
     store = ws.store()
-    check_task_names(spec, f"job {job.ref}", options.tasks)
-    history.check_space(ws.history)
+    try:
+        check_task_names(spec, f"job {job.ref}", options.tasks)
+        history.check_space(ws.history)
+    except BaseException:
+        if lock_id is not None:
+            store.locks.release(locks.job_lock(job.ref), lock_id)
+        if burst is not None and run_id:
+            burst.arrive(run_id)
+        raise
     run_id = run_id or history.new_run_id()
     token = cancel or CancelToken()
     try:
-        lock_id = store.locks.acquire(
-            locks.job_lock(job.ref),
-            timeout=0,
-            run_id=run_id,
-            # the lease was taken over (the store unreachable for a whole lease): another
-            # process may run the job now, so this run stops at its next batch boundary
-            on_lost=lambda: token.cancel("the job's lease was lost", failed=True),
-            on_takeover=lambda stale: interrupt_holder(ws, stale),
-        )
+        if lock_id is None:
+            lock_id = store.locks.acquire(
+                locks.job_lock(job.ref),
+                timeout=0,
+                run_id=run_id,
+                # the lease was taken over (the store unreachable for a whole lease): another
+                # process may run the job now, so this run stops at its next batch boundary
+                on_lost=lost(token),
+                on_takeover=lambda stale: interrupt_holder(ws, stale),
+            )
     except LockTimeout:
         held = store.locks.info(locks.job_lock(job.ref))
         who = f"{held.holder} since {held.acquired_at}, lock id {held.lock_id}" if held else "another process"
@@ -153,8 +184,11 @@ def _run_locked(
     try:
         if on_start:
             on_start(run_id)
-        return _execute(ws, job, spec, ends, run_id, options, progress, on_log, token, trigger)
+        begun = burst.begun if burst is not None else None
+        return _execute(ws, job, spec, ends, run_id, options, progress, on_log, token, trigger, begun)
     finally:
+        if burst is not None:  # ended before its record was written: the others need not wait for it
+            burst.arrive(run_id)
         if timer is not None:
             timer.cancel()
         store.locks.release(locks.job_lock(job.ref), lock_id)
@@ -180,7 +214,9 @@ def _execute(
     on_log: Callable[[dict[str, Any]], None] | None,
     cancel: CancelToken,
     trigger: str,
+    begun: Callable[[str], None] | None = None,
 ) -> RunRecord:
+    """`begun`: called once the running record is written (`runner.runs.admission.Burst`)."""
     path = history.run_path(ws.history, job.namespace, job.name, run_id)
     first = not path.parent.is_dir()  # the job's first run: its index is complete from the start
     log = history.RunLog(
@@ -211,6 +247,8 @@ def _execute(
         ) from None
     try:
         history.write_atomic(path, record)
+        if begun is not None:
+            begun(run_id)
         index_run(ws, record, first)
     except OSError as exc:
         spare.unlink(missing_ok=True)

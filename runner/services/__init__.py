@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from runner.changes.task import RunOptions
     from runner.errors import DefinitionsInvalid
+    from runner.runs.admission import Admission, Admitted
     from runner.runs.index import job_runs, prune_history, recent_runs
     from runner.runs.jobs import adhoc_job, check_adhoc, check_tasks
     from runner.runs.lifecycle import run, run_adhoc
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
 _MODULES: dict[str, tuple[str, ...]] = {
     "runner.changes.task": ("RunOptions",),
     "runner.errors": ("DefinitionsInvalid",),
+    "runner.runs.admission": ("Admission", "Admitted"),
     "runner.runs.index": ("job_runs", "prune_history", "recent_runs"),
     "runner.runs.jobs": ("adhoc_job", "check_adhoc", "check_tasks"),
     "runner.runs.lifecycle": ("run", "run_adhoc"),
@@ -148,6 +150,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Admission",
+    "Admitted",
     "ApplyResult",
     "CancelToken",
     "locks",

@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import os
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,7 @@ class Database:
     def __init__(self, url: str, create: bool = True, read_only: bool = False):
         self.url = url
         self.file: Path | None = None  # a SQLite store's file, watched by `check`
+        self._writer = threading.RLock()  # see `_turn`
         self._identity: tuple[int, int] | None = None
         try:
             parsed = sa.make_url(url)
@@ -140,7 +142,17 @@ class Database:
 
     def write(self) -> AbstractContextManager[sa.Connection]:
         """A transaction that commits at the end of its `with` block (SQLite: BEGIN IMMEDIATE)."""
-        return self.engine.begin()
+        if self.file is None:
+            return self.engine.begin()
+        return self._turn()
+
+    @contextmanager
+    def _turn(self) -> Iterator[sa.Connection]:
+        """A SQLite write transaction, the threads of this process taking turns for it here:
+        in SQLite's busy handler, hundreds of them (a daemon's runs) would sleep up to 100 ms
+        between tries while the file is free. Other processes still queue on the busy timeout."""
+        with self._writer, self.engine.begin() as conn:
+            yield conn
 
     # --- health ----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -276,6 +276,53 @@ class Locks(LocksReader):
                         f"`runner force-unlock {held.lock_id}`"
                     ) from None
                 time.sleep(poll)
+
+    def acquire_free(
+        self, wanted: Sequence[tuple[str, str | None, Callable[[], None] | None]]
+    ) -> dict[str, str]:
+        """Take, in one transaction, each lock of `wanted` (name, run id, on_lost) that no one
+        holds: a burst of runs (a cron slot's hundreds) pays one commit, not one each. A lock
+        held (alive or stale) is left out, and so is every one when another process took one
+        of them meanwhile: its run takes it the usual way (`acquire`), which refuses it, takes
+        over a stale one, or waits. Returns name -> lock id of those taken."""
+        if not wanted:
+            return {}
+        names = [name for name, _, _ in wanted]
+        taken: dict[str, str] = {}
+        rows = []
+        try:
+            with self.db.write() as conn:
+                held = set(
+                    conn.execute(
+                        sa.select(schema.locks.c.name).where(schema.locks.c.name.in_(names))
+                    ).scalars()
+                )
+                me, host, pid, now, end = holder(), socket.gethostname(), os.getpid(), utcnow(), lease_end()
+                for name, run_id, _ in wanted:
+                    if name in held or name in taken:
+                        continue
+                    taken[name] = uuid.uuid4().hex
+                    rows.append(
+                        {
+                            "name": name,
+                            "lock_id": taken[name],
+                            "holder": me,
+                            "acquired_at": now,
+                            "host": host,
+                            "pid": pid,
+                            "run_id": run_id,
+                            "cancel_requested": None,
+                            "expires_at": end,
+                        }
+                    )
+                if rows:
+                    conn.execute(schema.locks.insert(), rows)
+        except sa.exc.IntegrityError:
+            return {}
+        for name, _, on_lost in wanted:
+            if name in taken:
+                self.heartbeat.add(taken[name], on_lost)
+        return taken
 
     def release(self, name: str, lock_id: str) -> None:
         self.heartbeat.remove(lock_id)

@@ -86,6 +86,12 @@ class Tasks(TasksReader):
         """A task's pointer and digest id, created on first use."""
         t = schema.task_state
         key = (t.c.namespace == namespace) & (t.c.job == job) & (t.c.task == task)
+        # read first: a run asks often and the row is there but the first time; the store's
+        # write lock (one commit each, hundreds of runs in a daemon) only to make it
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t).where(key)).first()
+        if row is not None:
+            return _state(row, namespace, job, task)
         with self.db.write() as conn:
             row = conn.execute(sa.select(t).where(key)).first()
             if row is None:

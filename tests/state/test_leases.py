@@ -116,3 +116,40 @@ def test_a_run_whose_worker_died_on_another_host_is_interrupted_and_the_job_runs
         assert "ended without finishing" in interrupted["error"]
     finally:
         ws.close()
+
+
+def test_free_locks_are_taken_together_and_a_held_one_is_left_to_its_holder(store_url):
+    store = StateStore(store_url)
+    try:
+        _held_elsewhere(store, locks.job_lock("default/busy"), expires_in=60, run_id="r0")
+        lost: list[str] = []
+        wanted = [
+            (locks.job_lock(f"default/j{n}"), f"r{n + 1}", lambda n=n: lost.append(f"j{n}")) for n in range(3)
+        ]
+        taken = store.locks.acquire_free([*wanted, (locks.job_lock("default/busy"), "r9", None)])
+        assert sorted(taken) == sorted(name for name, _, _ in wanted)  # not the one held elsewhere
+        held = store.locks.jobs()
+        assert {job: lock.run_id for job, lock in held.items()} == {
+            "default/busy": "r0",
+            "default/j0": "r1",
+            "default/j1": "r2",
+            "default/j2": "r3",
+        }
+        assert {held[f"default/j{n}"].lock_id for n in range(3)} == set(taken.values())
+        assert all(held[f"default/j{n}"].alive for n in range(3))
+        # taken once: a second burst of the same jobs gets none of them
+        assert store.locks.acquire_free(wanted) == {}
+        with pytest.raises(LockTimeout):
+            store.locks.acquire(locks.job_lock("default/j0"), timeout=0)
+        # the heartbeat renews them; a lease taken over is reported to its run
+        with store.db.write() as conn:
+            conn.execute(
+                schema.locks.delete().where(schema.locks.c.lock_id == taken[locks.job_lock("default/j1")])
+            )
+        store.locks.heartbeat.beat()
+        assert lost == ["j1"]
+        for name, lock_id in taken.items():
+            store.locks.release(name, lock_id)
+        assert set(store.locks.jobs()) == {"default/busy"}
+    finally:
+        store.close()
