@@ -124,12 +124,20 @@ class Tasks(TasksReader):
     def set_source_columns(self, task_id: int, columns: list[dict[str, Any]]) -> None:
         """Record the source's columns once the target table follows them."""
         t = schema.task_state
+        text = json.dumps(columns)
+        with self.db.read() as conn:  # most runs find them as they were: no commit for that
+            if conn.execute(sa.select(t.c.source_columns).where(t.c.id == task_id)).scalar() == text:
+                return
         with self.db.write() as conn:
-            conn.execute(t.update().where(t.c.id == task_id).values(source_columns=json.dumps(columns)))
+            conn.execute(t.update().where(t.c.id == task_id).values(source_columns=text))
 
     def set_digests_pending(self, task_id: int, pending: bool) -> None:
         """Mark a hash task whose target may hold rows its digests do not describe yet."""
         t = schema.task_state
+        with self.db.read() as conn:  # already so (every run of a settled task): no commit for that
+            found = conn.execute(sa.select(t.c.digests_pending).where(t.c.id == task_id)).first()
+        if found is not None and bool(found[0]) == pending:
+            return
         with self.db.write() as conn:
             conn.execute(t.update().where(t.c.id == task_id).values(digests_pending=pending))
 
