@@ -25,7 +25,12 @@ class ExecutorKind(StrEnum):
 def daemon(
     workers: Annotated[
         int | None,
-        typer.Option("--workers", "-w", min=1, help="Jobs run at once. Default: the number of cores (≥ 2)."),
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            help="Jobs run at once, a thread each (a run mostly waits on its databases). Default: 1000.",
+        ),
     ] = None,
     grace: Annotated[
         float, typer.Option("--grace", min=0, help="Seconds running jobs get to finish on SIGTERM/SIGINT.")
