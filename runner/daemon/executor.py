@@ -131,7 +131,12 @@ class Executor:
                 starting.append((request, token))
         # a burst: its locks in one transaction (a request with its own id or spec goes its own way)
         plain = [(r.job, t) for r, t in starting if r.run_id is None and r.adhoc is None]
-        admitted = self.admission.admit(plain[: self.workers]) if len(plain) > 1 else {}
+        admitted: dict[str, services.Admitted] = {}
+        try:
+            if len(plain) > 1:
+                admitted = self.admission.admit(plain[: self.workers])
+        except Exception as exc:  # noqa: BLE001 - each run then reads and locks its job itself
+            self.log("warning", "cannot admit the runs together", error=f"{type(exc).__name__}: {exc}")
         for request, token in starting:
             self._pool.submit(self._run, request, token, admitted.get(request.job))
         return outcomes
