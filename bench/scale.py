@@ -400,7 +400,7 @@ def scenario_daemon(root: Path, count: int, minutes: float) -> dict[str, Any]:
     runner(folder, "apply")
     logfile = (root / "daemon.log").open("wb")
     proc = subprocess.Popen(
-        [str(RUNNER), "--dir", str(folder), "daemon"],
+        [str(RUNNER), "--dir", str(folder), "daemon", "--workers", str(count)],
         stdout=logfile,
         stderr=subprocess.STDOUT,
         env=ENV,

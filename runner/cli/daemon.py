@@ -29,7 +29,11 @@ def daemon(
             "--workers",
             "-w",
             min=1,
-            help="Jobs run at once, a thread each (a run mostly waits on its databases). Default: 1000.",
+            help=(
+                "Jobs run at once, a thread each holding a connection to each end of its job. Default: 32;"
+                " raise it so a cron slot of many jobs starts them all at once, within the connections"
+                " your databases allow."
+            ),
         ),
     ] = None,
     grace: Annotated[

@@ -211,7 +211,6 @@ class Executor:
             self.log("warning", "cannot read the applied jobs ahead", error=f"{type(exc).__name__}: {exc}")
 
     def _release(self, job: str, admitted: services.Admitted) -> None:
-        admitted.burst.arrive(admitted.run_id)
         try:
             self.ws.store().locks.release(services.locks.job_lock(job), admitted.lock_id)
         except Exception as exc:  # noqa: BLE001 - its lease ends and the lock is taken over

@@ -69,8 +69,9 @@ def scheduled(trigger: str | None) -> bool:
 
 
 # runs at once, each on its own thread (most of a run waits on databases and files, not on a
-# core): a cron slot of hundreds of jobs starts them all at its minute, not one after another
-WORKERS = 1000
+# core); bounded because each run holds a connection to each of its ends (PostgreSQL allows 100
+# by default): a cron slot of more jobs than this starts that many, the rest as threads free up
+WORKERS = 32
 ENDING_GRACE = 5.0  # seconds a run request waits for a run that has written its end to let go
 # what other processes change (`runner apply`, suspend, pause) is read at most this often: the
 # loop turns at every run's end, and a daemon of hundreds of jobs would read the store each time

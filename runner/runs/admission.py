@@ -32,39 +32,6 @@ class Admitted:
     ends: dict[str, tuple[str, dict[str, Any]]]
     lock_id: str
     run_id: str
-    burst: Burst
-
-
-GATE = 5.0  # seconds at most a run admitted in a burst waits for the others' records
-
-
-class Burst:
-    """The runs admitted together. Each, once its running record is written, waits until
-    every other has written its own (at most `GATE` seconds; a run that fails before then
-    counts as arrived): a slot's last run starts as soon as its first, not behind the work
-    of the runs started before it (one process's threads share a core)."""
-
-    def __init__(self, count: int):
-        self._left = count
-        self._arrived: set[str] = set()
-        self._guard = threading.Lock()
-        self._all = threading.Event()
-        if count <= 0:
-            self._all.set()
-
-    def arrive(self, run_id: str) -> None:
-        with self._guard:
-            if run_id in self._arrived:
-                return
-            self._arrived.add(run_id)
-            self._left -= 1
-            if self._left <= 0:
-                self._all.set()
-
-    def begun(self, run_id: str) -> None:
-        """`run_id`'s record is written: wait for the others'."""
-        self.arrive(run_id)
-        self._all.wait(GATE)
 
 
 class Admission:
@@ -133,12 +100,11 @@ class Admission:
             )
         except RunnerError:
             return {}
-        burst = Burst(len(taken))
         admitted = {}
         for ref, (job, spec, ends) in prepared.items():
             lock_id = taken.get(locks.job_lock(ref))
             if lock_id is not None:
-                admitted[ref] = Admitted(job, spec, ends, lock_id, run_ids[ref], burst)
+                admitted[ref] = Admitted(job, spec, ends, lock_id, run_ids[ref])
         return admitted
 
 

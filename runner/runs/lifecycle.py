@@ -30,7 +30,7 @@ from runner.history import files as history
 from runner.history.records import QUEUED, RunRecord
 from runner.jobs import types as job_types
 from runner.jobs.sync import failure_class
-from runner.runs.admission import Admitted, Burst, lost
+from runner.runs.admission import Admitted, lost
 from runner.runs.events import run_after, run_before
 from runner.runs.index import index_run
 from runner.runs.jobs import (
@@ -91,7 +91,6 @@ def run(
             trigger,
             admitted.run_id,
             lock_id=admitted.lock_id,
-            burst=admitted.burst,
         )
     job, spec, ends = job_and_connections(ws, ref)
     return _run_locked(
@@ -136,9 +135,8 @@ def _run_locked(
     run_id: str | None,
     once: bool = False,
     lock_id: str | None = None,
-    burst: Burst | None = None,
 ) -> RunRecord:
-    """`lock_id`: the job's lock, taken already for `run_id` in a `burst` of runs
+    """`lock_id`: the job's lock, taken already for `run_id` in a burst of runs
     (`runner.runs.admission`)."""
     options = options or RunOptions()
     store = ws.store()
@@ -148,8 +146,6 @@ def _run_locked(
     except BaseException:
         if lock_id is not None:
             store.locks.release(locks.job_lock(job.ref), lock_id)
-        if burst is not None and run_id:
-            burst.arrive(run_id)
         raise
     run_id = run_id or history.new_run_id()
     token = cancel or CancelToken()
@@ -184,11 +180,8 @@ def _run_locked(
     try:
         if on_start:
             on_start(run_id)
-        begun = burst.begun if burst is not None else None
-        return _execute(ws, job, spec, ends, run_id, options, progress, on_log, token, trigger, begun)
+        return _execute(ws, job, spec, ends, run_id, options, progress, on_log, token, trigger)
     finally:
-        if burst is not None:  # ended before its record was written: the others need not wait for it
-            burst.arrive(run_id)
         if timer is not None:
             timer.cancel()
         store.locks.release(locks.job_lock(job.ref), lock_id)
@@ -214,9 +207,7 @@ def _execute(
     on_log: Callable[[dict[str, Any]], None] | None,
     cancel: CancelToken,
     trigger: str,
-    begun: Callable[[str], None] | None = None,
 ) -> RunRecord:
-    """`begun`: called once the running record is written (`runner.runs.admission.Burst`)."""
     path = history.run_path(ws.history, job.namespace, job.name, run_id)
     first = not path.parent.is_dir()  # the job's first run: its index is complete from the start
     log = history.RunLog(
@@ -247,8 +238,6 @@ def _execute(
         ) from None
     try:
         history.write_atomic(path, record)
-        if begun is not None:
-            begun(run_id)
         index_run(ws, record, first)
     except OSError as exc:
         spare.unlink(missing_ok=True)
