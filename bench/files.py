@@ -206,6 +206,21 @@ def runner_load(folder: Path, job: str, made: list[str], work: Path) -> dict[str
     return {"seconds": seconds, "peak_rss_mb": rss, "rows": int(psql("SELECT count(*) FROM events", db))}
 
 
+def csv_side_by_side(work: Path, csv_path: Path, made: list[str]) -> dict[str, Any]:
+    log("floor: psql \\copy …")
+    floor = floor_copy(csv_path, made)
+    log("runner: sync job reading the CSV …")
+    sync = runner_load(work / "in", "sync", made, work)
+    log("runner: load_folder job …")
+    load = runner_load(work / "in", "load_folder", made, work)
+    return {
+        "load_average": os.getloadavg()[0],
+        "psql_copy": floor,
+        "runner_sync": sync | {"ratio": round(sync["seconds"] / floor["seconds"], 2)},
+        "runner_load_folder": load | {"ratio": round(load["seconds"] / floor["seconds"], 2)},
+    }
+
+
 PYARROW_READ = """
 import sys, pyarrow.parquet as pq
 rows = 0
@@ -258,6 +273,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--big-rows", type=int, default=2_500_000, help="rows of the memory test's CSV")
     ap.add_argument("--out", type=Path, help="also write the figures here as JSON")
+    ap.add_argument(
+        "--only", choices=["csv", "parquet", "memory"], action="append", help="only these parts (repeatable)"
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-files-"))
     made: list[str] = []
@@ -267,21 +285,15 @@ def main() -> None:
         csv_path, parquet_path = write_files(work / "in", args.rows)
         figures["csv_mb"] = csv_path.stat().st_size >> 20
         figures["parquet_mb"] = parquet_path.stat().st_size >> 20
-        log("floor: psql \\copy …")
-        floor = floor_copy(csv_path, made)
-        log("runner: sync job reading the CSV …")
-        sync = runner_load(work / "in", "sync", made, work)
-        log("runner: load_folder job …")
-        load = runner_load(work / "in", "load_folder", made, work)
-        figures["csv_to_postgresql"] = {
-            "psql_copy": floor,
-            "runner_sync": sync | {"ratio": round(sync["seconds"] / floor["seconds"], 2)},
-            "runner_load_folder": load | {"ratio": round(load["seconds"] / floor["seconds"], 2)},
-        }
-        log("Parquet read: pyarrow, then runner …")
-        figures["parquet_read"] = read_side_by_side(parquet_path)
-        log(f"memory: runner reading a CSV of {args.big_rows:,} rows …")
-        figures["big_csv_read"] = big_csv_memory(work, args.big_rows)
+        parts = set(args.only or ["csv", "parquet", "memory"])
+        if "csv" in parts:
+            figures["csv_to_postgresql"] = csv_side_by_side(work, csv_path, made)
+        if "parquet" in parts:
+            log("Parquet read: pyarrow, then runner …")
+            figures["parquet_read"] = read_side_by_side(parquet_path)
+        if "memory" in parts:
+            log(f"memory: runner reading a CSV of {args.big_rows:,} rows …")
+            figures["big_csv_read"] = big_csv_memory(work, args.big_rows)
     finally:
         for db in made:
             psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

@@ -288,6 +288,10 @@ class MergeWriter(Writer, Protocol):
         """Copy the source's rows into `into` inside the databases; None when the pair cannot."""
         ...
 
+    def copies_straight_in(self) -> bool:
+        """Whether `copy_from` may copy a whole keyed read into the table itself, unmerged."""
+        ...
+
 
 class Target(Endpoint, Protocol):
     def open_writer(

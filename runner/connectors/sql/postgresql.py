@@ -312,6 +312,16 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{self.quote(name)}"
 
+    def unique_keys(self, cursor: Any, table: str, keys: list[str]) -> bool:
+        cursor.execute(
+            "SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass(%s) AND i.indisunique "
+            "AND i.indpred IS NULL AND i.indexprs IS NULL AND ARRAY(SELECT a.attname::text "
+            "FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "ORDER BY a.attname) = %s",
+            (self.quote_table(table), sorted(keys)),
+        )
+        return cursor.fetchone() is not None
+
     def alter_columns_sql(
         self, cursor: Any, table: str, types: dict[str, str], nullable: Collection[str] = ()
     ) -> list[str]:
