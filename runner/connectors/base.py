@@ -502,10 +502,16 @@ class RowWriter:
     merges: ClassVar[bool] = False
     pending = 0
     deleted = 0
+    copy: Copy | None = None  # the source and the pair's fast path, where `write_arrow` may use it
 
     def write_rows(self, batch: Batch) -> int:
         """Write the changed rows; how many were written."""
         raise NotImplementedError
+
+    def write_arrow(self, batches: Iterator[Any]) -> int | None:
+        """Write a whole read given as Arrow record batches (`FastPath.arrow`) as changed rows;
+        how many, or None when this writer does not take Arrow (nothing written then)."""
+        return None
 
     def write_keys(self, keys: Batch) -> int:
         """Write (delete) the deleted keys, in `write.keys` order; how many."""

@@ -189,6 +189,15 @@ class ParquetWriter:
         ]
         self.out.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
 
+    def write_batch(self, batch: Any) -> None:
+        """Arrow's record batch of the columns, in their `arrow_type`s (`FastPath.arrow`)."""
+        import pyarrow as pa
+
+        arrays = list(batch.columns)
+        if self.op:
+            arrays.insert(0, pa.array(["upsert"] * batch.num_rows, pa.string()))
+        self.out.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+
     def close(self) -> None:
         self.out.close()
         self.raw.close()

@@ -353,12 +353,13 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
         match = re.search(r"column (\w+)", diag.context or "")
         return match[1] if match else None
 
-    def copy_out(self, select: str, binary: bool = True) -> Iterator[bytes]:
-        """The rows of `select` in PostgreSQL's COPY format (binary, or text: a line per row,
-        tab-separated, backslash escapes, \\N for NULL), chunk by chunk."""
+    def copy_out(self, select: str, binary: bool = True, csv: bool = False) -> Iterator[bytes]:
+        """The rows of `select` in PostgreSQL's COPY format (binary; text: a line per row,
+        tab-separated, backslash escapes, \\N for NULL; or `csv`: NULL an unquoted empty
+        cell, an empty string `""`), chunk by chunk."""
         doing = "reading (copy)"
         self.check_readable()
-        options = " (FORMAT binary)" if binary else ""
+        options = " (FORMAT csv)" if csv else " (FORMAT binary)" if binary else ""
         with self.connection(doing) as dbapi:
             cursor = dbapi.cursor()
             cursor.execute("SET jit = off")  # as for a writer (`prepare_writer`): runner's own SQL
