@@ -18,6 +18,7 @@ from runner.connectors.files.formats import arrow_type
 from runner.connectors.sql.fastpath import FastPath
 from runner.connectors.sql.postgresql import PostgresqlConnector, blocks
 from runner.definitions.tasks import ReadSpec
+from runner.streams.readahead import ReadAhead
 from runner.streams.types import Column
 from runner.transfer.registry import FAST_PATHS
 
@@ -41,8 +42,14 @@ class _Chunks(io.RawIOBase):
     for Arrow to read."""
 
     def __init__(self, chunks: Iterator[bytes]):
-        self.chunks = blocks(chunks)
+        # read in a thread of its own: PostgreSQL sends while Arrow parses and Parquet compresses
+        self.ahead = ReadAhead(blocks(chunks), depth=4)
+        self.chunks = iter(self.ahead)
         self.left = memoryview(b"")
+
+    def close(self) -> None:
+        self.ahead.close()  # a read stopped half-way gives its connection back
+        super().close()
 
     def readable(self) -> bool:
         return True
@@ -89,9 +96,10 @@ class PostgresqlToFiles(FastPath):
                 for c, f in zip(columns, final, strict=True)
             ]
         )
+        chunks = _Chunks(source.copy_out(select, csv=True))
         reader = pcsv.open_csv(
-            _Chunks(source.copy_out(select, csv=True)),
-            read_options=pcsv.ReadOptions(column_names=final.names, block_size=BLOCK, use_threads=False),
+            chunks,
+            read_options=pcsv.ReadOptions(column_names=final.names, block_size=BLOCK),
             parse_options=pcsv.ParseOptions(newlines_in_values=True),
             convert_options=pcsv.ConvertOptions(
                 column_types=read_as,
@@ -102,8 +110,11 @@ class PostgresqlToFiles(FastPath):
                 false_values=["f"],
             ),
         )
-        for batch in reader:
-            yield batch if read_as == final else batch.cast(final)
+        try:
+            for batch in reader:
+                yield batch if read_as == final else batch.cast(final)
+        finally:
+            chunks.close()
 
 
 FAST_PATHS.register(("postgresql", "files"), PostgresqlToFiles())
