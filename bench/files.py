@@ -4,6 +4,8 @@ floor measured in the same run on the same file.
 - CSV -> PostgreSQL: `psql \\copy events FROM file CSV HEADER` into a fresh table (the floor),
   then runner twice into fresh databases: a `sync` job whose task reads the file (stated
   columns, key `id`) and a `load_folder` job (inferred columns, keyed by file and row).
+- PostgreSQL -> Parquet: pyarrow writing the table's rows as zstd Parquet from `psql \\copy …
+  TO STDOUT CSV` (the floor), beside a runner `sync` job from the table into a files folder.
 - Parquet read: pyarrow's own read of the file into Python rows (the floor), beside runner's
   files source reading the same file into its canonical rows.
 - Memory: runner reading a ~230 MB CSV whole (peak RSS, VmHWM).
