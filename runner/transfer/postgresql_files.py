@@ -34,7 +34,7 @@ PLAIN = {
     "timestamp",
     "timestamptz",
 }
-BLOCK = 4 << 20  # bytes of CSV Arrow parses into one record batch (tens of thousands of rows)
+BLOCK = 4 << 20  # bytes of CSV Arrow parses into one record batch (~33,000 rows: a row group)
 
 
 class _Chunks(io.RawIOBase):
@@ -99,7 +99,7 @@ class PostgresqlToFiles(FastPath):
         chunks = _Chunks(source.copy_out(select, csv=True))
         reader = pcsv.open_csv(
             chunks,
-            read_options=pcsv.ReadOptions(column_names=final.names, block_size=BLOCK),
+            read_options=pcsv.ReadOptions(column_names=final.names, block_size=BLOCK, use_threads=False),
             parse_options=pcsv.ParseOptions(newlines_in_values=True),
             convert_options=pcsv.ConvertOptions(
                 column_types=read_as,
