@@ -4,6 +4,8 @@ floor measured in the same run on the same file.
 - CSV -> PostgreSQL: `psql \\copy events FROM file CSV HEADER` into a fresh table (the floor),
   then runner twice into fresh databases: a `sync` job whose task reads the file (stated
   columns, key `id`) and a `load_folder` job (inferred columns, keyed by file and row).
+- PostgreSQL -> Parquet: pyarrow writing the table's rows as zstd Parquet from `psql \\copy …
+  TO STDOUT CSV` (the floor), beside a runner `sync` job from the table into a files folder.
 - Parquet read: pyarrow's own read of the file into Python rows (the floor), beside runner's
   files source reading the same file into its canonical rows.
 - Memory: runner reading a ~230 MB CSV whole (peak RSS, VmHWM).
@@ -206,6 +208,21 @@ def runner_load(folder: Path, job: str, made: list[str], work: Path) -> dict[str
     return {"seconds": seconds, "peak_rss_mb": rss, "rows": int(psql("SELECT count(*) FROM events", db))}
 
 
+def csv_side_by_side(work: Path, csv_path: Path, made: list[str]) -> dict[str, Any]:
+    log("floor: psql \\copy …")
+    floor = floor_copy(csv_path, made)
+    log("runner: sync job reading the CSV …")
+    sync = runner_load(work / "in", "sync", made, work)
+    log("runner: load_folder job …")
+    load = runner_load(work / "in", "load_folder", made, work)
+    return {
+        "load_average": os.getloadavg()[0],
+        "psql_copy": floor,
+        "runner_sync": sync | {"ratio": round(sync["seconds"] / floor["seconds"], 2)},
+        "runner_load_folder": load | {"ratio": round(load["seconds"] / floor["seconds"], 2)},
+    }
+
+
 PYARROW_READ = """
 import sys, pyarrow.parquet as pq
 rows = 0
@@ -236,6 +253,80 @@ def read_side_by_side(parquet_path: Path) -> dict[str, Any]:
     }
 
 
+PYARROW_WRITE = """
+import sys, pyarrow as pa, pyarrow.csv as pcsv, pyarrow.parquet as pq
+schema = pa.schema([("id", pa.int64()), ("user_id", pa.int32()), ("kind", pa.string()),
+    ("amount", pa.decimal128(12, 2)), ("note", pa.string()), ("created_at", pa.timestamp("us")),
+    ("updated_at", pa.timestamp("us"))])
+reader = pcsv.open_csv(sys.stdin.buffer, read_options=pcsv.ReadOptions(column_names=schema.names),
+    convert_options=pcsv.ConvertOptions(column_types=schema, strings_can_be_null=True,
+        quoted_strings_can_be_null=False))
+rows = 0
+with pq.ParquetWriter(sys.argv[1], schema, compression="zstd") as out:
+    for batch in reader:
+        out.write_batch(batch)
+        rows += batch.num_rows
+print(rows)
+"""
+
+
+def parquet_write_side_by_side(
+    csv_path: Path, made: list[str], work: Path, batch_size: int
+) -> dict[str, Any]:
+    """PostgreSQL -> Parquet: runner's sync job into a files folder beside pyarrow writing the
+    same rows as zstd Parquet from `psql \\copy … TO STDOUT` (C++ end to end: the floor)."""
+    db = fresh_db(made)
+    psql(workload().DDL_PG, db)
+    psql(f"\\copy events FROM '{csv_path}' WITH (FORMAT csv, HEADER true)", db)
+    psql("VACUUM ANALYZE events", db)
+    out = work / "parquet-out"
+    out.mkdir()
+    copy = "\\copy events TO STDOUT WITH (FORMAT csv)"
+    pipe = (
+        f'psql -h {PG_HOST} -p {PG_PORT} -U {PG_USER} -d {db} -c "{copy}" | '
+        f"{sys.executable} -c '{PYARROW_WRITE}' {out / 'floor.parquet'}"
+    )
+    log("Parquet write: pyarrow from psql \\copy …")
+    floor = timed(["sh", "-c", pipe])
+    defs = work / "defs-parquet"
+    (defs / "connections.d").mkdir(parents=True)
+    (defs / "jobs.d").mkdir()
+    (defs / "connections.d/c.yaml").write_text(
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: out}\n"
+        f"spec: {{type: files, path: {out}}}\n---\n"
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: pg}\n"
+        f"spec: {{type: postgresql, url: '{pg_url(db)}'}}\n"
+    )
+    spec = {
+        "source": "pg",
+        "target": "out",
+        "batch_size": batch_size,
+        "tasks": [
+            {
+                "name": "events",
+                "read": {"table": "events"},
+                "write": {"file": "runner/{{ part }}.parquet", "format": "parquet", "keys": ["id"]},
+            }
+        ],
+    }
+    (defs / "jobs.d/j.yaml").write_text(
+        f"apiVersion: runner/v1\nkind: Job\nmetadata: {{name: dump}}\nspec: {json.dumps(spec)}\n"
+    )
+    runner = str(BIN / "runner")
+    subprocess.run([runner, "--dir", str(defs), "apply"], check=True, capture_output=True)
+    log("Parquet write: runner …")
+    ours = timed([runner, "--dir", str(defs), "run", "dump"])
+    import pyarrow.parquet as pq
+
+    written = sum(pq.ParquetFile(f).metadata.num_rows for f in (out / "runner").glob("*.parquet"))
+    return {
+        "load_average": os.getloadavg()[0],
+        "pyarrow": {"seconds": floor[0], "peak_rss_mb": floor[1], "rows": int(floor[2])},
+        "runner": {"seconds": ours[0], "peak_rss_mb": ours[1], "rows": written, "batch_size": batch_size},
+        "ratio": round(ours[0] / floor[0], 2),
+    }
+
+
 def big_csv_memory(work: Path, rows: int) -> dict[str, Any]:
     path = work / "big/big.csv"
     path.parent.mkdir()
@@ -258,6 +349,13 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--big-rows", type=int, default=2_500_000, help="rows of the memory test's CSV")
     ap.add_argument("--out", type=Path, help="also write the figures here as JSON")
+    ap.add_argument("--batch-size", type=int, default=10_000, help="the Parquet write job's batch_size")
+    ap.add_argument(
+        "--only",
+        choices=["csv", "parquet", "parquet-write", "memory"],
+        action="append",
+        help="only these parts (repeatable)",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-files-"))
     made: list[str] = []
@@ -267,21 +365,19 @@ def main() -> None:
         csv_path, parquet_path = write_files(work / "in", args.rows)
         figures["csv_mb"] = csv_path.stat().st_size >> 20
         figures["parquet_mb"] = parquet_path.stat().st_size >> 20
-        log("floor: psql \\copy …")
-        floor = floor_copy(csv_path, made)
-        log("runner: sync job reading the CSV …")
-        sync = runner_load(work / "in", "sync", made, work)
-        log("runner: load_folder job …")
-        load = runner_load(work / "in", "load_folder", made, work)
-        figures["csv_to_postgresql"] = {
-            "psql_copy": floor,
-            "runner_sync": sync | {"ratio": round(sync["seconds"] / floor["seconds"], 2)},
-            "runner_load_folder": load | {"ratio": round(load["seconds"] / floor["seconds"], 2)},
-        }
-        log("Parquet read: pyarrow, then runner …")
-        figures["parquet_read"] = read_side_by_side(parquet_path)
-        log(f"memory: runner reading a CSV of {args.big_rows:,} rows …")
-        figures["big_csv_read"] = big_csv_memory(work, args.big_rows)
+        parts = set(args.only or ["csv", "parquet", "parquet-write", "memory"])
+        if "csv" in parts:
+            figures["csv_to_postgresql"] = csv_side_by_side(work, csv_path, made)
+        if "parquet" in parts:
+            log("Parquet read: pyarrow, then runner …")
+            figures["parquet_read"] = read_side_by_side(parquet_path)
+        if "parquet-write" in parts:
+            figures["postgresql_to_parquet"] = parquet_write_side_by_side(
+                csv_path, made, work, args.batch_size
+            )
+        if "memory" in parts:
+            log(f"memory: runner reading a CSV of {args.big_rows:,} rows …")
+            figures["big_csv_read"] = big_csv_memory(work, args.big_rows)
     finally:
         for db in made:
             psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

@@ -40,6 +40,9 @@ def run_full(run: TaskRun) -> None:
                 w.insert(batch)
                 checkpoint("write")
                 result.inserted = result.rows_read - result.filtered  # a filter's rows are not inserted
+        elif w.merges and cast(MergeWriter, w).copies_straight_in() and run.copied(w, run.table, stream):
+            result.inserted = result.rows_read  # into an empty table: nothing merged or deleted
+            checkpoint("write")
         else:
             if run.copied(w, STAGE, stream):
                 checkpoint("write")

@@ -22,6 +22,7 @@ from runner.connectors.base import (
     MergeWriter,
     ReadStream,
     RowTarget,
+    RowWriter,
     Source,
     TableDDL,
     TableEvolution,
@@ -259,7 +260,12 @@ class TaskRun:
             job = f"{self.namespace}/{self.job}"
             dry = self.options.dry_run
             context = WriteContext(job, self.task.name, self.run_id, self.started, self.cancel, dry, self.log)
-            return cast(RowTarget, self.target).open_row_writer(self.task.write, columns, context)
+            unmerged = cast(RowTarget, self.target).open_row_writer(self.task.write, columns, context)
+            # a copy bypassing Python would pass by the conversion of a `read.timezone`
+            path = fast_path(self.source, self.target) if copy and self.task.read.zone is None else None
+            if path is not None and isinstance(unmerged, RowWriter):
+                unmerged.copy = Copy(self.source, path)  # `write_arrow` may take the read whole
+            return unmerged
         write = cast(WriteSpec, self.task.write)  # a merged write is a table's
         soft = write.soft_delete_column if self.task.deletes == "soft" else None
         # a copy inside the databases would pass by the conversion of a `read.timezone`
@@ -303,8 +309,10 @@ class TaskRun:
     def copied(self, w: Writer, into: str, stream: ReadStream) -> bool:
         """Try the in-database copy (`MergeWriter.copy_from`) of a whole read; when it ran, count
         its rows and drop the batch stream that was opened for it."""
-        if not w.merges or self.options.limit is not None:
+        if self.options.limit is not None:
             return False
+        if not w.merges:
+            return self._copied_arrow(w, stream)
         checkpoint("read")  # the read is open, nothing written
         started = time.perf_counter()
         rows = cast(MergeWriter, w).copy_from(
@@ -319,6 +327,32 @@ class TaskRun:
             close()
         self.log("info", "copied inside the databases, no row through Python", task=self.task.name, rows=rows)
         if self.cancel:  # one statement cannot stop half-way; a cancel asked meanwhile stops here
+            self.cancel.check()
+        return True
+
+    def _copied_arrow(self, w: Writer, stream: ReadStream) -> bool:
+        """A whole read handed to an unmerged writer as Arrow batches (PostgreSQL into Parquet
+        files: `FastPath.arrow`), counted as the rows it wrote; False when the pair, the
+        columns or the writer cannot (the batch stream then runs as usual)."""
+        copy = w.copy if isinstance(w, RowWriter) else None
+        if copy is None or any(c.unmapped for c in stream.columns):
+            return False  # a column read through `read.unmapped_types` is converted while read
+        batches = copy.path.arrow(copy.source, self.task.read, stream.columns)
+        if batches is None:
+            return False
+        checkpoint("read")
+        started = time.perf_counter()
+        rows = w.write_arrow(batches)
+        if rows is None:
+            return False
+        self.result.read_seconds += time.perf_counter() - started
+        self.result.rows_read += rows
+        w.pending += rows
+        close = getattr(stream.batches, "close", None)
+        if close:
+            close()
+        self.log("info", "copied as Arrow batches, no row through Python", task=self.task.name, rows=rows)
+        if self.cancel:
             self.cancel.check()
         return True
 

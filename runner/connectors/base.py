@@ -288,6 +288,10 @@ class MergeWriter(Writer, Protocol):
         """Copy the source's rows into `into` inside the databases; None when the pair cannot."""
         ...
 
+    def copies_straight_in(self) -> bool:
+        """Whether `copy_from` may copy a whole keyed read into the table itself, unmerged."""
+        ...
+
 
 class Target(Endpoint, Protocol):
     def open_writer(
@@ -498,10 +502,16 @@ class RowWriter:
     merges: ClassVar[bool] = False
     pending = 0
     deleted = 0
+    copy: Copy | None = None  # the source and the pair's fast path, where `write_arrow` may use it
 
     def write_rows(self, batch: Batch) -> int:
         """Write the changed rows; how many were written."""
         raise NotImplementedError
+
+    def write_arrow(self, batches: Iterator[Any]) -> int | None:
+        """Write a whole read given as Arrow record batches (`FastPath.arrow`) as changed rows;
+        how many, or None when this writer does not take Arrow (nothing written then)."""
+        return None
 
     def write_keys(self, keys: Batch) -> int:
         """Write (delete) the deleted keys, in `write.keys` order; how many."""

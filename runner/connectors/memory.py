@@ -362,6 +362,9 @@ class MemoryWriter:
     ) -> int | None:
         return None  # no pair copies into memory other than through batches
 
+    def copies_straight_in(self) -> bool:
+        return False
+
     # --- deletes ---------------------------------------------------------------------------
 
     def open_key_stage(self) -> None:

@@ -1,12 +1,20 @@
 """CSV files to PostgreSQL: each file's bytes are PostgreSQL's `COPY … (FORMAT csv)` input,
-streamed through untouched into a temporary table of text columns, and moved into the target
-with one `INSERT … SELECT` whose casts read each cell as the batch path does (booleans as
-true/t/1/yes/y, a timestamp with an offset made UTC, every NULL marker NULL, quoted or not).
+streamed through untouched.
 
-Only what reads the same both ways takes this path: UTF-8 CSV with stated or inferred columns
-of the plain types, bad rows stopping the task. Anything PostgreSQL refuses (a ragged row, a
-value past its column, a cell not of its type) rolls the copy back, and the batch path then
-reads the files and names the file, line and column."""
+Two routes, per file. The direct one copies the bytes into the target (or its staging table)
+in the columns' own types, so PostgreSQL parses and type-checks each cell once: taken when the
+file's columns are the read's, one to one, in types the target has, every type one PostgreSQL
+reads as the batch path does (numbers, text, booleans, dates, time stamps: a naive one read as
+UTC into a timestamptz), and no time of day in the file carries an offset a naive `timestamp`
+column would drop (a cheap scan beside the copy; on a hit the copy is undone and the file goes
+the other route). The other route copies into a temporary table of text columns and moves it
+with one `INSERT … SELECT` whose casts read each cell as the batch path does (an offset made
+UTC, only ISO 8601 dates), and adds the path, row and modified columns.
+
+Only what reads the same both ways takes a route: CSV in an encoding PostgreSQL knows, bad
+rows stopping the task. Anything PostgreSQL refuses (a ragged row, a value past its column, a
+cell not of its type) rolls the whole copy back, and the batch path then reads the files and
+names the file, line and column (and its `on_error` decides)."""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ import codecs
 import csv
 import gzip
 import io
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -26,10 +35,27 @@ from runner.definitions.tasks import ReadSpec
 from runner.streams.types import Column, ColumnType
 from runner.transfer.registry import FAST_PATHS
 
-RAW = "runner_files_raw"
+RAW = "runner_files_raw"  # the text route's table
+TYPED = "runner_files_typed"  # the direct route's, with columns runner adds
 CHUNK = 1 << 20
 PLAIN = {"smallint", "integer", "bigint", "decimal", "real", "double", "text", "varchar", "char"}
 TRUE, FALSE = "('true','t','1','yes','y')", "('false','f','0','no','n')"
+# what PostgreSQL reads as the batch path does, cell for cell, into a column of its own type
+DIRECT = PLAIN | {"boolean", "date", "timestamp", "timestamptz"}
+# a time of day followed by an offset, a Z or a zone name (`10:00:00+02`, `10:00:00.5Z`,
+# `10:00 UTC`): PostgreSQL drops it from a naive timestamp, where the batch path makes it UTC.
+# Text that looks like it (`at 10:30 we`) only sends the file the other route.
+ZONED = re.compile(rb":\d\d(?:\.\d*)?[ Zz+\-]")
+# a date written with slashes (`01/02/2024`), which PostgreSQL reads in its DateStyle's order
+# and the batch path refuses (ISO 8601 only)
+SLASHED = re.compile(rb"/(?<=\d/)\d")
+# Python's codec names -> PostgreSQL's, for the encodings both know
+ENCODINGS = {"utf-8": "UTF8", "iso8859-1": "LATIN1", "iso8859-15": "LATIN9", "cp1252": "WIN1252"}
+
+
+class _Zoned(Exception):
+    """The direct copy met a time with an offset or a slashed date: undone, the file goes
+    the text route."""
 
 
 def _literal(text: str) -> str:
@@ -69,6 +95,19 @@ def _cast(cell: str, column: ColumnType, target: str) -> str | None:
     return None
 
 
+def _pour(folder: Any, relative: str, sink: Any, guards: tuple[re.Pattern[bytes], ...] = ()) -> None:
+    """A file's bytes (gunzipped) into a COPY; `_Zoned` where one of `guards` matches."""
+    with folder.open_read(relative) as f:
+        stream: Any = gzip.GzipFile(fileobj=f, mode="rb") if relative.endswith(".gz") else f
+        tail = b""
+        while chunk := stream.read(CHUNK):
+            for guard in guards:
+                if guard.search(tail + chunk[:32]) or guard.search(chunk):
+                    raise _Zoned
+            tail = chunk[-32:]
+            sink.write(chunk)
+
+
 class FilesToPostgresql(FastPath):
     def copy(
         self,
@@ -82,61 +121,161 @@ class FilesToPostgresql(FastPath):
         where: str = "",
         progress: Callable[[int], None] | None = None,
     ) -> int | None:
-        """Every file of the read, a COPY and an INSERT each, in the writer's transaction."""
+        """Every file of the read, copied in the writer's transaction (directly, or through a
+        table of text)."""
         read = spec
         if not isinstance(source, FilesConnector) or not isinstance(read, FileRead) or where:
             return None
-        if (
-            read.format != "csv"
-            or read.bad_rows != "stop"
-            or codecs.lookup(read.csv.encoding).name != "utf-8"
-        ):
+        encoding = ENCODINGS.get(codecs.lookup(read.csv.encoding).name)
+        if read.format != "csv" or read.bad_rows != "stop" or encoding is None:
             return None
         folder = source.folder
         extra = {read.path_column, read.row_column, read.modified_column} - {None}
+        direct = all(
+            column.name in extra
+            or (column.type.kind in DIRECT and target.render_type(column.type) == target.render_type(type_))
+            for column, type_ in zip(columns, targets, strict=True)
+        )
+        data = sorted(c.name for c in columns if c.name not in extra)
         rows = 0
-        for stamp, relative in FileSource(folder).matching(read):
-            names = self._header(folder, relative, read, columns, extra)
+        for file in FileSource(folder).matching(read):
+            names = self._header(folder, file[1], read, columns, extra)
             if names is None:
                 return None
-            exprs = []
-            for column, type_ in zip(columns, targets, strict=True):
-                if column.name == read.path_column:
-                    exprs.append(_literal(relative))
-                elif column.name == read.row_column:
-                    exprs.append("runner_row")  # numbered as COPY inserts them: the file's order
-                elif column.name == read.modified_column:
-                    exprs.append(f"CAST({_literal(stamp.isoformat())} AS timestamp) AT TIME ZONE 'UTC'")
-                else:
-                    cell = f"c{names.index(column.name)}"
-                    expr = _cast(cell, column.type, target.render_type(type_))
-                    if expr is None:
-                        return None
-                    exprs.append(expr)
-            cells = ", ".join(f"c{i}" for i in range(len(names)))
-            raw = ", ".join(f"c{i} text" for i in range(len(names)))
-            cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{RAW}")
-            cursor.execute(f"CREATE TEMP TABLE {RAW} ({raw}, runner_row bigserial)")
-            options = [
+            copied = None
+            if direct and sorted(names) == data:
+                copied = self._direct(
+                    target, cursor, folder, file, read, encoding, columns, targets, names, into
+                )
+            if copied is None:
+                copied = self._through_text(
+                    target, cursor, folder, file, read, encoding, columns, names, into, targets
+                )
+            if copied is None:
+                return None
+            rows += copied
+            if progress:
+                progress(rows)
+        return rows
+
+    @staticmethod
+    def _options(read: FileRead, encoding: str, names: list[str], quote: Callable[[str], str]) -> str:
+        """The COPY options that read the file as the batch path does: every NULL marker NULL,
+        quoted or not."""
+        return ", ".join(
+            [
                 "FORMAT csv",
                 f"HEADER {'true' if read.csv.header else 'false'}",
                 f"DELIMITER {_literal(read.csv.delimiter)}",
                 f"QUOTE {_literal(read.csv.quote)}",
                 f"NULL {_literal(read.csv.null)}",
-                f"FORCE_NULL ({cells})",  # quoted markers too
-                "ENCODING 'UTF8'",
+                f"FORCE_NULL ({', '.join(quote(n) for n in names)})",
+                f"ENCODING {_literal(encoding)}",
             ]
-            copy = f"COPY {RAW} ({cells}) FROM STDIN ({', '.join(options)})"
-            with cursor.copy(copy) as sink, folder.open_read(relative) as f:
-                stream: Any = gzip.GzipFile(fileobj=f, mode="rb") if relative.endswith(".gz") else f
-                while chunk := stream.read(CHUNK):
-                    sink.write(chunk)
-            names_sql = ", ".join(target.quote(c.name) for c in columns)
-            cursor.execute(f"INSERT INTO {into} ({names_sql}) SELECT {', '.join(exprs)} FROM {RAW}")
-            rows += cursor.rowcount
-            cursor.execute(f"DROP TABLE pg_temp.{RAW}")
-            if progress:
-                progress(rows)
+        )
+
+    def _direct(
+        self,
+        target: PostgresqlConnector,
+        cursor: Any,
+        folder: Any,
+        file: tuple[Any, str],
+        read: FileRead,
+        encoding: str,
+        columns: list[Column],
+        targets: list[ColumnType],
+        names: list[str],
+        into: str,
+    ) -> int | None:
+        """The file's bytes into `into` in the columns' types (with a path, row or modified
+        column: into a temporary table of those types, then moved with them added); None when
+        a time in it carries an offset a naive timestamp column would lose (the copy undone)."""
+        stamp, relative = file
+        added = {read.path_column, read.row_column, read.modified_column} - {None}
+        kinds = {c.type.kind for c in columns if c.name not in added}
+        guards = ((ZONED,) if "timestamp" in kinds else ()) + (
+            (SLASHED,) if kinds & {"date", "timestamp", "timestamptz"} else ()
+        )
+        cursor.execute("SAVEPOINT runner_file")
+        if "timestamptz" in kinds:  # a time without an offset is UTC, as the batch path reads it
+            cursor.execute("SELECT current_setting('TimeZone'), set_config('TimeZone', 'UTC', true)")
+            zone = cursor.fetchone()[0]
+        q = target.quote
+        sink_table = into
+        if added:
+            typed = [f"{q(c.name)} {target.render_type(t)}" for c, t in zip(columns, targets, strict=True)]
+            typed = [t for t, c in zip(typed, columns, strict=True) if c.name not in added]
+            cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{TYPED}")
+            cursor.execute(f"CREATE TEMP TABLE {TYPED} ({', '.join(typed)}, runner_row bigserial)")
+            sink_table = TYPED
+        listed = ", ".join(q(n) for n in names)
+        sql = f"COPY {sink_table} ({listed}) FROM STDIN ({self._options(read, encoding, names, q)})"
+        try:
+            with cursor.copy(sql) as sink:
+                _pour(folder, relative, sink, guards)
+        except _Zoned:
+            cursor.execute("ROLLBACK TO SAVEPOINT runner_file")
+            return None
+        rows = cursor.rowcount
+        if added:
+            exprs = [self._added(read, c.name, file) or q(c.name) for c in columns]
+            listed = ", ".join(q(c.name) for c in columns)
+            cursor.execute(f"INSERT INTO {into} ({listed}) SELECT {', '.join(exprs)} FROM {TYPED}")
+            rows = cursor.rowcount
+            cursor.execute(f"DROP TABLE pg_temp.{TYPED}")
+        if "timestamptz" in kinds:
+            cursor.execute("SELECT set_config('TimeZone', %s, true)", (zone,))
+        cursor.execute("RELEASE SAVEPOINT runner_file")
+        return rows
+
+    @staticmethod
+    def _added(read: FileRead, name: str, file: tuple[Any, str]) -> str | None:
+        """The SQL of a column runner adds (the file's path, a row's number in it, the file's
+        modified time), or None for a column of the file."""
+        stamp, relative = file
+        if name == read.path_column:
+            return _literal(relative)
+        if name == read.row_column:
+            return "runner_row"  # numbered as COPY inserts them: the file's order
+        if name == read.modified_column:
+            return f"CAST({_literal(stamp.isoformat())} AS timestamp) AT TIME ZONE 'UTC'"
+        return None
+
+    def _through_text(
+        self,
+        target: PostgresqlConnector,
+        cursor: Any,
+        folder: Any,
+        file: tuple[Any, str],
+        read: FileRead,
+        encoding: str,
+        columns: list[Column],
+        names: list[str],
+        into: str,
+        targets: list[ColumnType],
+    ) -> int | None:
+        """The file's bytes into a temporary table of text, moved into `into` by casts that read
+        each cell as the batch path does; None when a type is not read this way."""
+        relative = file[1]
+        exprs = []
+        for column, type_ in zip(columns, targets, strict=True):
+            expr = self._added(read, column.name, file)
+            if expr is None:
+                expr = _cast(f"c{names.index(column.name)}", column.type, target.render_type(type_))
+            if expr is None:
+                return None
+            exprs.append(expr)
+        cells = [f"c{i}" for i in range(len(names))]
+        raw = ", ".join(f"{c} text" for c in cells)
+        cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{RAW}")
+        cursor.execute(f"CREATE TEMP TABLE {RAW} ({raw}, runner_row bigserial)")
+        options = self._options(read, encoding, cells, str)
+        with cursor.copy(f"COPY {RAW} ({', '.join(cells)}) FROM STDIN ({options})") as sink:
+            _pour(folder, relative, sink)
+        names_sql = ", ".join(target.quote(c.name) for c in columns)
+        cursor.execute(f"INSERT INTO {into} ({names_sql}) SELECT {', '.join(exprs)} FROM {RAW}")
+        rows = cursor.rowcount
+        cursor.execute(f"DROP TABLE pg_temp.{RAW}")
         return rows
 
     @staticmethod

@@ -13,6 +13,7 @@ BUILTIN = {
     ("sqlite", "sqlite"): "runner.transfer.sqlite",
     ("postgresql", "mariadb"): "runner.transfer.postgresql_mariadb",
     ("files", "postgresql"): "runner.transfer.files_postgresql",
+    ("postgresql", "files"): "runner.transfer.postgresql_files",
 }
 
 FAST_PATHS: Registry[tuple[str, str], FastPath] = Registry("fast path", BUILTIN)

@@ -23,6 +23,7 @@ def test_the_fast_paths_are_one_registry_keyed_by_pair():
         ("sqlite", "sqlite"),
         ("postgresql", "mariadb"),
         ("files", "postgresql"),  # a CSV file copied in by PostgreSQL's COPY
+        ("postgresql", "files"),  # a table into Parquet files through Arrow, no row in Python
     }
     assert FAST_PATHS.find(("mariadb", "postgresql")) is None
     with pytest.raises(ValueError, match="already registered"):

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 from pydantic import Field, field_validator
 
 from runner.connectors import registry
 from runner.connectors.base import Capabilities, Connector, ReadStream, RowWriter, Watermark, WriteContext
-from runner.connectors.files.formats import EXTENSIONS, WRITERS, FormatWriter
+from runner.connectors.files.formats import EXTENSIONS, WRITERS, FormatWriter, ParquetWriter
 from runner.connectors.files.location import FilesConnection, Folder, failure, open_folder
 from runner.connectors.files.reading import FileRead, FileSource
 from runner.connectors.messaging.model import check_templates
@@ -146,9 +147,8 @@ class FileWriter(RowWriter):
         folder, base = posixpath.split(final)
         return posixpath.join(folder, f".{base}.partial"), final
 
-    def _lines(self, rows: list[tuple[str, tuple]]) -> None:
-        if self.context.dry_run:
-            return
+    def _open(self) -> tuple[str, str, FormatWriter]:
+        """The file being written (started under its temporary name when there is none)."""
         if self.current is None:
             self.part += 1
             temporary, final = self._target()
@@ -163,6 +163,12 @@ class FileWriter(RowWriter):
             except Exception as exc:  # noqa: BLE001 - each location's library raises its own
                 raise failure(f"cannot write {temporary} in {self.folder.where}", exc) from None
             self.current = (temporary, final, opened)
+        return self.current
+
+    def _lines(self, rows: list[tuple[str, tuple]]) -> None:
+        if self.context.dry_run:
+            return
+        self._open()
         try:
             self.current[2].write(rows)
         except (TerminalError, TransientError):
@@ -173,6 +179,35 @@ class FileWriter(RowWriter):
     def write_rows(self, batch: Batch) -> int:
         self._lines([("upsert", row) for row in batch])
         return len(batch)
+
+    def write_arrow(self, batches: Iterator[Any]) -> int | None:
+        """Parquet from Arrow's batches, into the file a commit makes visible; None (and the
+        file not begun) for another format or a dry run, or when Arrow cannot read a value
+        as its column's type (the batch path then writes the rows, or names the bad one)."""
+        if self.write.format != "parquet" or self.context.dry_run or self.current is not None:
+            return None
+        import pyarrow as pa
+
+        rows = 0
+        try:
+            for batch in batches:
+                writer = cast(ParquetWriter, self._open()[2])
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            self.close()  # the temporary file goes; its part number is taken again
+            self.part -= 1
+            return None
+        except (TerminalError, TransientError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            where = self.current[0] if self.current else self.write.file
+            raise failure(f"cannot write {where} in {self.folder.where}", exc) from None
+        finally:
+            close = getattr(batches, "close", None)
+            if close:
+                close()  # a read stopped half-way gives its connection back
+        return rows
 
     def write_keys(self, keys: Batch) -> int:
         width = len(self.columns)

@@ -41,6 +41,12 @@ def _text(value: Any) -> str | None:
     return str(encoded)
 
 
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(any_value(value), ensure_ascii=False, separators=(",", ":"))
+
+
 class _Gzipped(gzip.GzipFile):
     """A gzip stream that closes the file under it too."""
 
@@ -66,13 +72,15 @@ class CsvWriter:
             self.file, delimiter=options.delimiter, quotechar=options.quote, lineterminator="\n"
         )
         self.op = op
+        # a JSON column's cell is its JSON text, a string too (quoted): read back by json.loads
+        self.texts = [_json_text if c.type.kind in ("json", "jsonb") else _text for c in columns]
         if options.header:
             self.out.writerow(([op] if op else []) + [c.name for c in columns])
 
     def write(self, rows: list[tuple[str, tuple]]) -> None:
-        null = self.null
+        null, texts = self.null, self.texts
         for operation, row in rows:
-            cells = [null if (t := _text(v)) is None else t for v in row]
+            cells = [null if (t := text(v)) is None else t for text, v in zip(texts, row, strict=True)]
             self.out.writerow([operation, *cells] if self.op else cells)
 
     def close(self) -> None:
@@ -179,6 +187,15 @@ class ParquetWriter:
         arrays = [
             pa.array(values, type=field.type) for values, field in zip(columns, self.schema, strict=True)
         ]
+        self.out.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+
+    def write_batch(self, batch: Any) -> None:
+        """Arrow's record batch of the columns, in their `arrow_type`s (`FastPath.arrow`)."""
+        import pyarrow as pa
+
+        arrays = list(batch.columns)
+        if self.op:
+            arrays.insert(0, pa.array(["upsert"] * batch.num_rows, pa.string()))
         self.out.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
 
     def close(self) -> None:

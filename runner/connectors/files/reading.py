@@ -589,7 +589,7 @@ def _parquet(folder: Folder, columns: list[Column], where: str, reject: Rejects)
     row = 0
     try:
         with folder.seekable(where) as f:
-            parquet = pq.ParquetFile(f)
+            parquet = pq.ParquetFile(f, pre_buffer=False)  # a page at a time: bounded memory
             names = parquet.schema_arrow.names
             missing = [c.name for c in columns if c.name not in names]
             if missing:
@@ -597,7 +597,11 @@ def _parquet(folder: Folder, columns: list[Column], where: str, reject: Rejects)
                     f"{where}: column(s) {', '.join(missing)} not in the file ({', '.join(names)})"
                 )
             fix = [_from_arrow(c.type) for c in columns]
-            for record_batch in parquet.iter_batches(batch_size=8192, columns=[c.name for c in columns]):
+            # one thread: decoding is not what takes the time (the rows into Python are), memory is
+            batches = parquet.iter_batches(
+                batch_size=8192, columns=[c.name for c in columns], use_threads=False
+            )
+            for record_batch in batches:
                 data = [record_batch.column(i).to_pylist() for i in range(len(columns))]
                 for values in zip(*data, strict=True):
                     row += 1

@@ -213,6 +213,11 @@ class SqlConnector(SqlReading, KeyBucketQueries, VerifyQueries, Connector):
         """Statement refreshing a (staging) table's statistics, where the planner needs them."""
         return None
 
+    def unique_keys(self, cursor: Any, table: str, keys: list[str]) -> bool:
+        """Whether the table refuses a second row of the same `keys` (a primary key or unique
+        index on exactly them); False where it is not looked up."""
+        return False
+
     def key_types(self, columns: list[Column]) -> list[str]:
         """DDL of the key columns' types (MariaDB cannot index unbounded text, and shares an
         index's bytes among its columns)."""

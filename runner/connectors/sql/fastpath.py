@@ -5,7 +5,7 @@ does not implement answers None (not for this pair or these columns)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from runner.connectors.base import Source
@@ -57,6 +57,12 @@ class FastPath:
         """Insert the source's `SELECT exprs FROM from_sql` into `columns` of `into` (the
         source computes `exprs`), or with `into` None keep them where `packed_sql` reads them;
         None when this pair cannot. `meanwhile` runs on the target while the source computes."""
+        return None
+
+    def arrow(self, source: Source, spec: ReadSpec, columns: list[Column]) -> Iterator[Any] | None:
+        """The source's rows of `columns` as Arrow record batches, read and converted inside
+        the source database and Arrow (no row through Python), for a target that writes Arrow
+        (Parquet files); None when these columns cannot be."""
         return None
 
     def packed_sql(self, target: SqlConnector, columns: list[Column]) -> str:

@@ -312,6 +312,16 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{self.quote(name)}"
 
+    def unique_keys(self, cursor: Any, table: str, keys: list[str]) -> bool:
+        cursor.execute(
+            "SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass(%s) AND i.indisunique "
+            "AND i.indpred IS NULL AND i.indexprs IS NULL AND ARRAY(SELECT a.attname::text "
+            "FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "ORDER BY a.attname) = %s",
+            (self.quote_table(table), sorted(keys)),
+        )
+        return cursor.fetchone() is not None
+
     def alter_columns_sql(
         self, cursor: Any, table: str, types: dict[str, str], nullable: Collection[str] = ()
     ) -> list[str]:
@@ -343,12 +353,13 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
         match = re.search(r"column (\w+)", diag.context or "")
         return match[1] if match else None
 
-    def copy_out(self, select: str, binary: bool = True) -> Iterator[bytes]:
-        """The rows of `select` in PostgreSQL's COPY format (binary, or text: a line per row,
-        tab-separated, backslash escapes, \\N for NULL), chunk by chunk."""
+    def copy_out(self, select: str, binary: bool = True, csv: bool = False) -> Iterator[bytes]:
+        """The rows of `select` in PostgreSQL's COPY format (binary; text: a line per row,
+        tab-separated, backslash escapes, \\N for NULL; or `csv`: NULL an unquoted empty
+        cell, an empty string `""`), chunk by chunk."""
         doing = "reading (copy)"
         self.check_readable()
-        options = " (FORMAT binary)" if binary else ""
+        options = " (FORMAT csv)" if csv else " (FORMAT binary)" if binary else ""
         with self.connection(doing) as dbapi:
             cursor = dbapi.cursor()
             cursor.execute("SET jit = off")  # as for a writer (`prepare_writer`): runner's own SQL

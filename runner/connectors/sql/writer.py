@@ -152,6 +152,15 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
             self.cursor.execute(f"{'RELEASE' if rows is not None else 'ROLLBACK TO'} SAVEPOINT runner_copy")
         return rows
 
+    def copies_straight_in(self) -> bool:
+        """Whether a whole read may be copied into the target itself rather than staged and
+        merged: the target was empty when the run began (every row an insert, nothing to delete)
+        and refuses a repeated key as the staging table would."""
+        if not (self.empty_at_start and self.keys and self.history is None and self.fast is not None):
+            return False
+        with self.c.errors(self.doing):
+            return self.c.unique_keys(self.cursor, self.table, self.keys)
+
     def existing_columns(self) -> list[str]:
         self.cursor.execute(f"SELECT * FROM {self.target} WHERE 1 = 0")
         names = [d[0] for d in self.cursor.description]
