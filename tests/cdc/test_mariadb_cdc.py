@@ -14,8 +14,10 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from runner import services
+from runner.cli.app import app
 from tests.engine.test_crash import kill_at
 
 COLUMNS = "id, name, amount, stamp, doc"
@@ -499,9 +501,18 @@ def test_deleting_the_job_drops_nothing_and_forgets_the_position(project, binlog
     setup_project(project, binlog_url, "postgresql", pg_url)
     run_ok(project)
     (project.root / "jobs.d" / "sync.yaml").unlink()
+    (said,) = services.log_releases(project.ws, services.plan(project.ws))
+    assert "slot" in said and "replication slot" not in said  # MariaDB keeps none: nothing to drop
+    assert said.startswith("job default/sync: forgets the stored log position of task 'items'")
+    shown = CliRunner().invoke(app, ["--dir", str(project.root), "plan"], env={"COLUMNS": "250"})
+    assert "forgets the stored log position of task 'items'" in shown.output
+    assert "drops replication slot" not in shown.output
     result = services.apply(project.ws)
     (line,) = result.released
-    assert line.startswith("job default/sync, task 'items': no slot to drop")
+    assert (
+        line
+        == "job default/sync, task 'items': forgot its stored log position (the source keeps no slot for it)"
+    )
     setup_project(project, binlog_url, "postgresql", pg_url)  # the same job again: a new snapshot
     execute(engine, "DELETE FROM items WHERE id = 1")
     task = run_ok(project)

@@ -519,6 +519,8 @@ def _purged(log: MariadbChangeLog, position: str) -> Iterator[None]:
 class MariadbLogSource:
     """The `LogSource` methods of `MariadbConnector`."""
 
+    log_slot = False  # the binlog is the server's, kept by its own expiry
+
     _pinned: Any = None  # while a cdc snapshot is read: its connection, in its transaction
 
     def change_log(
