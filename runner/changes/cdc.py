@@ -163,10 +163,15 @@ def _follow(
     until the run is cancelled."""
     wait = min(max(latency / 2, 0.1), POLL)
     reported = time.monotonic()
+    read_upto: str | None = None  # the log's end the last round read up to
     while True:
         _pause(run, wait)
+        upto = log.end()  # one cheap query: a round with nothing new written costs no more
+        if upto == read_upto and time.monotonic() - reported < LAG_EVERY:
+            continue
         read = run.result.rows_read
-        position = _changes(run, target, log, task_id, position, latency)
+        position = _changes(run, target, log, task_id, position, latency, upto)
+        read_upto = upto
         log.confirm(position)
         if run.result.rows_read > read or time.monotonic() - reported >= LAG_EVERY:
             _report_lag(run, log, task_id)
@@ -330,15 +335,21 @@ def _load(run: TaskRun, w: Writer) -> None:
 
 
 def _changes(
-    run: TaskRun, target: _Target, log: ChangeLog, task_id: int, position: str, latency: float | None = None
+    run: TaskRun,
+    target: _Target,
+    log: ChangeLog,
+    task_id: int,
+    position: str,
+    latency: float | None = None,
+    upto: str | None = None,
 ) -> str:
-    """Apply the transactions committed after `position` up to the log's end now; returns the
-    position stored at the end. With a `latency` (a continuous run), changes are committed at
-    the first transaction's end past it."""
+    """Apply the transactions committed after `position` up to `upto` (the log's end now);
+    returns the position stored at the end. With a `latency` (a continuous run), changes are
+    committed at the first transaction's end past it."""
     result, options = run.result, run.options
     key_at = target.key_at
     began: float | None = None  # when the first change not committed was read
-    upto = log.end()
+    upto = upto or log.end()
     pending = Pending()
     since_commit = 0  # changes given to the writer since the target's last commit
     stored = reached = position  # what the task's state holds; just past the last transaction read

@@ -114,7 +114,7 @@ def plan(
         services.save_plan(p, out_file)
     switches = services.runtime_switches(STATE.workspace)
     tables = services.expansions(STATE.workspace, p) if expand else {}
-    releases = services.log_releases(p)
+    releases = services.log_releases(STATE.workspace, p)
     counted = None
     if data or data_all:
         counted = services.plan_data(
@@ -130,7 +130,7 @@ def plan(
     else:
         out.print(render.plan_text(p.to_dict(), show_unchanged or expand, tables), markup=False)
         if releases:
-            out.print("\nApplying it also drops in the sources (cdc tasks deleted):", markup=False)
+            out.print("\nApplying it also lets go of the logs of the cdc tasks it deletes:", markup=False)
             for line in releases:
                 out.print(f"  - {line}", markup=False)
         if counted is not None:

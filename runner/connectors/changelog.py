@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from runner.streams.types import Column
 
@@ -114,6 +114,11 @@ class ChangeLog(Protocol):
 
 
 class LogSource(Protocol):  # `log_changes`
+    # whether the source keeps a slot (and a publication) per task, which holds its log until
+    # dropped (PostgreSQL); False: nothing is kept for a task (MariaDB's binlog expires by the
+    # server's own settings), so a deleted task only has its stored position forgotten
+    log_slot: ClassVar[bool]
+
     def change_log(self, names: LogNames, table: str, columns: list[Column], keys: list[str]) -> ChangeLog:
         """The log reader of one task's table (`columns` as the source's read has them; none
         needed to `drop` it)."""

@@ -94,6 +94,10 @@ def release_logs(
     for r in gone:
         where = f"job {r.namespace}/{r.job}, task {r.task!r}"
         key = connection_of(r, set(connections))
+        if not r.keeps_slot:  # nothing kept in the source for the task: its position only
+            _forget(store, r)
+            lines.append(f"{where}: forgot its stored log position (the source keeps no slot for it)")
+            continue
         try:
             if key is None:
                 raise RunnerError(f"its source connection {r.source!r} is not applied")
@@ -112,8 +116,14 @@ def release_logs(
                 f"DROP PUBLICATION {r.publication}"
             )
             continue
-        for state in store.tasks.states(r.namespace, r.job):
-            if state.task == r.task:
-                store.tasks.forget(state.id)
+        _forget(store, r)
         lines.append(f"{where}: dropped {', '.join(dropped)}" if dropped else f"{where}: no slot to drop")
     return lines
+
+
+def _forget(store: StateStore, r: Release) -> None:
+    """The task's state (its position) forgotten: a task of that name added again starts with
+    a snapshot."""
+    for state in store.tasks.states(r.namespace, r.job):
+        if state.task == r.task:
+            store.tasks.forget(state.id)

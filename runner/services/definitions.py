@@ -38,7 +38,7 @@ from runner.plan.releases import releases
 from runner.state import locks
 from runner.state.locks import Lock
 from runner.state.objects import EMPTY_STATE
-from runner.state.store import StateStore
+from runner.state.store import StateReader, StateStore
 from runner.workspace import Workspace
 
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -164,9 +164,19 @@ class ApplyResult:
     released: list[str] = field(default_factory=list)  # the cdc slots dropped (`release_logs`)
 
 
-def log_releases(p: Plan) -> list[str]:
-    """What applying `p` drops in the sources: each cdc task's slot and publication it deletes."""
-    return [f"job {r.namespace}/{r.job}: {r.text()}" for r in releases(p)]
+def log_releases(ws: Workspace, p: Plan) -> list[str]:
+    """What applying `p` lets go of in the sources: each cdc task's slot and publication it
+    deletes (or, for a source that keeps no slot, the stored position it forgets)."""
+    if not releases(p):  # nothing let go of (a new folder has no store to read)
+        return []
+    return [f"job {r.namespace}/{r.job}: {r.text()}" for r in releases(p, _applied_types(ws.reader()))]
+
+
+def _applied_types(store: StateReader) -> dict[tuple[str, str], str]:
+    """(namespace, name) -> type of every applied connection: where a deleted task's log lives."""
+    return {
+        (o.namespace, o.name): o.document["spec"].get("type", "") for o in store.objects.all("Connection")
+    }
 
 
 def apply(
@@ -199,7 +209,7 @@ def apply(
             raise DefinitionsInvalid(problems)
     with store.locks.locked(locks.APPLY, lock_timeout):
         p = saved or plan(ws)
-        gone = releases(p)
+        gone = releases(p, _applied_types(store))
         # the sources as they were: a slot lives where the deleted task read
         before = (
             {(o.namespace, o.name): o.document["spec"] for o in store.objects.all("Connection")}

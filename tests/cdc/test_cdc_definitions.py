@@ -102,9 +102,9 @@ def test_plan_names_and_apply_drops_the_slot_of_a_deleted_task_and_job(project, 
 
     job.write_text(job.read_text().split("    - name: other")[0])  # the task goes
     plan = services.plan(project.ws)
-    (line,) = services.log_releases(plan)
+    (line,) = services.log_releases(project.ws, plan)
     shown = CliRunner().invoke(app, ["--dir", str(project.root), "plan"], env={"COLUMNS": "250"})
-    assert "Applying it also drops in the sources (cdc tasks deleted):" in shown.output
+    assert "Applying it also lets go of the logs of the cdc tasks it deletes:" in shown.output
     assert f"  - job default/sync: drops replication slot {other_slot}" in shown.output
     assert f"drops replication slot {other_slot} and publication {other_slot} of task 'other'" in line
     result = services.apply(project.ws)

@@ -20,6 +20,13 @@ Why these pieces:
   binlog stood for exactly that snapshot (`binlog_snapshot_file`, `binlog_snapshot_position`,
   turned into a GTID state by `BINLOG_GTID_POS`), so the changes follow it with no gap and no
   overlap, without locking a table.
+- Schema changes: with `binlog_row_metadata=FULL` each table map names the table's columns as
+  they were when the change was logged, with their binlog types. Where they differ from the
+  task's, the reader sends a `Reshape` first (as PostgreSQL's does from a Relation message), so
+  the target follows by the task's `schema_changes`. A column's type is the table's declared one
+  (`SHOW COLUMNS`, which says `tinyint(1)` where the binlog says only TINY) when it agrees with
+  the binlog's (its type, length, precision), else told from the binlog's alone (the table has
+  changed again since); a type the binlog cannot tell stops the task naming table and column.
 """
 
 from __future__ import annotations
@@ -32,9 +39,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from runner.connectors.changelog import Commit, Lag, LogNames, RowChange
+from runner.connectors.changelog import Commit, Lag, LogNames, Reshape, RowChange
+from runner.definitions.tasks import ReadSpec
 from runner.errors import TerminalError, TransientError
-from runner.streams.types import Column
+from runner.streams.types import Column, ColumnType, split_type
 
 if TYPE_CHECKING:
     from runner.connectors.sql.mariadb import MariadbConnector
@@ -259,7 +267,7 @@ class MariadbChangeLog:
             raise TerminalError(f"connection {self.c.name!r}: the server writes no binlog (log_bin is OFF)")
         return f"{state}@{row[0]}:{row[1]}"
 
-    def changes(self, after: str, upto: str) -> Iterator[RowChange | Commit]:
+    def changes(self, after: str, upto: str) -> Iterator[RowChange | Commit | Reshape]:
         from pymysqlreplication.event import HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, XidEvent
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
@@ -307,8 +315,13 @@ class MariadbChangeLog:
                     if query.upper() != "COMMIT":  # a statement of its own (DDL): its own transaction
                         yield from self._statement(event, query, schema, name)
                 elif not isinstance(event, XidEvent):  # a row event of the table
-                    if event.table_id not in checked:
-                        self._check_columns([c.name for c in event.columns], names)
+                    if event.table_id not in checked:  # a new table map: the table's shape then
+                        shape = self._shape(event.columns)
+                        if shape != self.columns:  # the table changed: the task follows it
+                            yield Reshape(shape)
+                            self.columns = shape
+                            names = [c.name for c in shape]
+                            convert = self._converters()
                         checked.add(event.table_id)
                     yield from self._rows(event, names, key_names, convert)
                     continue
@@ -333,13 +346,33 @@ class MariadbChangeLog:
         if where == (schema, name):
             yield RowChange("truncate")
 
-    def _check_columns(self, logged: list[str], names: list[str]) -> None:
-        if set(logged) != set(names):
+    def _shape(self, logged: list[Any]) -> list[Column]:
+        """The columns of a table map (`binlog_row_metadata=FULL`), typed as a read of the
+        table would type them."""
+        if any(c.name is None for c in logged):
             raise TerminalError(
-                f"the columns of table {self.table!r} changed: the binlog has changes with columns "
-                f"({', '.join(logged)}) where the task reads ({', '.join(names)}); strategy 'cdc' stops "
-                "there: run with --resync to load the table in its new shape"
+                f"the binlog of connection {self.c.name!r} does not name the columns of table "
+                f"{self.table!r}: set binlog_row_metadata = FULL on the server, then {RESYNC}"
             )
+        doing = f"reading the columns of {self.table}"
+        with self.c.connection(doing) as dbapi, self.c.errors(doing):
+            declared = dict(self.c.declared_columns(dbapi.cursor(), ReadSpec(table=self.table)))
+            dbapi.rollback()
+        shape = []
+        for column in logged:
+            text = declared.get(column.name)
+            if text is None or not _agrees(str(text), column):
+                text = _declared(column)
+            if text is None:
+                raise TerminalError(
+                    f"column {column.name!r} of table {self.table!r} changed in the binlog to a type "
+                    f"runner cannot tell from the log (binlog type {column.type}); {RESYNC}"
+                )
+            ctype = self.c.parse_type(str(text))
+            shape.append(
+                Column(column.name, ctype) if ctype else Column(column.name, ColumnType("text"), str(text))
+            )
+        return shape
 
     def _converters(self) -> list[Callable[[Any], Any] | None]:
         """Per task column: the binlog's value turned into what a read of the table gives."""
@@ -461,6 +494,106 @@ class MariadbChangeLog:
         return []
 
 
+# binlog column types (pymysqlreplication's FIELD_TYPE) by the declared type's first word
+_BINLOG_TYPES = {
+    "tinyint": {1},
+    "bool": {1},
+    "boolean": {1},
+    "smallint": {2},
+    "mediumint": {9},
+    "int": {3},
+    "integer": {3},
+    "bigint": {8},
+    "float": {4},
+    "double": {5},
+    "decimal": {246},
+    "numeric": {246},
+    "date": {10, 14},
+    "time": {11, 19},
+    "datetime": {12, 18},
+    "timestamp": {7, 17},
+    "year": {13},
+    "varchar": {15, 253},
+    "varbinary": {15, 253},
+    "char": {254},
+    "binary": {254},
+    "uuid": {254},
+    "inet4": {254},
+    "inet6": {254},
+    "enum": {247, 254},
+    "set": {248, 254},
+    "bit": {16},
+}
+_BLOBS = {"tiny": 1, "": 2, "medium": 3, "long": 4}  # a text or blob type's length bytes
+_CHARSET_BYTES = {"utf8mb4": 4, "utf8mb3": 3, "utf8": 3, "ucs2": 2, "utf16": 4, "utf32": 4}
+
+
+def _agrees(declared: str, column: Any) -> bool:
+    """Whether a declared type (`SHOW COLUMNS`) is the one a binlog column was logged with."""
+    name, a, b = split_type(declared)
+    first = name.split("(")[0].split()[0]  # enum(...) and set(...) keep their values in the name
+    if first == "json" or first.endswith(("text", "blob")):
+        size = _BLOBS.get(first.removesuffix("text").removesuffix("blob"), 4 if first == "json" else 0)
+        return column.type in (252, 245, 249, 250, 251) and getattr(column, "length_size", size) == size
+    if column.type not in _BINLOG_TYPES.get(first, set()):
+        return False
+    if bool(getattr(column, "unsigned", False)) != ("unsigned" in name):
+        return False
+    if first in ("decimal", "numeric"):
+        return (column.precision, column.decimals) == (a or 10, b or 0)
+    if first in ("datetime", "timestamp", "time"):
+        return getattr(column, "fsp", a or 0) == (a or 0)
+    if first in ("varchar", "varbinary", "char", "binary") and a:
+        bytes_ = getattr(column, "max_length", None)
+        per = _per_char(column) if first in ("varchar", "char") else 1
+        if bytes_ is None:
+            return True
+        return bytes_ == a * per if per else bytes_ % a == 0 and bytes_ // a in (1, 2, 3, 4)
+    return True
+
+
+def _charset(column: Any) -> str:
+    """A binlog column's character set, told by its collation's name (`utf8mb4_bin`): the
+    `character_set_name` mysql-replication gives is Python's codec (`utf8` for utf8mb4 too)."""
+    return str(getattr(column, "collation_name", None) or "").split("_")[0]
+
+
+def _per_char(column: Any) -> int | None:
+    """The most bytes a character of a binlog column's character set takes (None: not known)."""
+    charset = _charset(column)
+    return 1 if charset in ("latin1", "ascii", "binary") else _CHARSET_BYTES.get(charset)
+
+
+def _declared(column: Any) -> str | None:
+    """A binlog column's type as MariaDB would declare it, told from the log alone (None: it
+    cannot be told)."""
+    unsigned = " unsigned" if getattr(column, "unsigned", False) else ""
+    simple = {1: "tinyint", 2: "smallint", 9: "mediumint", 3: "int", 8: "bigint"}
+    if column.type in simple:
+        return simple[column.type] + unsigned
+    if column.type == 246:
+        return f"decimal({column.precision},{column.decimals})"
+    if column.type in (4, 5, 10, 14, 13):
+        return {4: "float", 5: "double", 10: "date", 14: "date", 13: "year"}[column.type]
+    if column.type in (18, 17, 19):
+        fsp = getattr(column, "fsp", 0)
+        word = {18: "datetime", 17: "timestamp", 19: "time"}[column.type]
+        return f"{word}({fsp})" if fsp else word
+    charset = _charset(column)
+    if column.type in (252, 249, 250, 251):
+        size = {1: "tiny", 2: "", 3: "medium", 4: "long"}.get(getattr(column, "length_size", 4), "long")
+        return f"{size}{'blob' if charset == 'binary' else 'text'}"
+    if column.type in (15, 253, 254) and getattr(column, "max_length", None):
+        word = "var" if column.type != 254 else ""
+        if charset == "binary":
+            return f"{word}binary({column.max_length})" if word else f"binary({column.max_length})"
+        per = _per_char(column)
+        if per is None:
+            return None
+        return f"{word}char({column.max_length // per})"
+    return None
+
+
 def _reached(stream: Any, end_at: tuple[str | None, int]) -> bool:
     """Whether the reader is at or past binlog file and offset `end_at`."""
     file, offset = end_at
@@ -518,6 +651,8 @@ def _purged(log: MariadbChangeLog, position: str) -> Iterator[None]:
 
 class MariadbLogSource:
     """The `LogSource` methods of `MariadbConnector`."""
+
+    log_slot = False  # the binlog is the server's, kept by its own expiry
 
     _pinned: Any = None  # while a cdc snapshot is read: its connection, in its transaction
 

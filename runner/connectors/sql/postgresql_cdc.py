@@ -524,6 +524,8 @@ class PostgresqlChangeLog:
 class PostgresqlLogSource:
     """The `LogSource` methods of `PostgresqlConnector`."""
 
+    log_slot = True
+
     def change_log(
         self, names: LogNames, table: str, columns: list[Column], keys: list[str]
     ) -> PostgresqlChangeLog:
