@@ -11,6 +11,7 @@ never past them: the next run re-reads from the pointer and the merge makes that
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
@@ -19,6 +20,7 @@ from runner.changes.deletes import deletes_by_buckets, source_key_sums
 from runner.changes.task import WINDOW_DONE, TaskRun, check_columns, columns_of, counted_without_target
 from runner.connectors.base import (
     KEY_STAGE,
+    STAGE,
     KeyBucketWriter,
     MergeWriter,
     MissingColumn,
@@ -77,8 +79,8 @@ def run_watermark(run: TaskRun) -> None:
     backfill = _backfill_plan(run, before)
     lower = backfill.lower if backfill is not None else before
     watermark = Watermark(column, pointers.shift_back(lower, task.changes.lookback_amount()))
-    # A first load that may be copied inside the databases opens the batch reader (whose query
-    # sorts every row before the first comes) only if the copy cannot be made.
+    # A load that may be copied inside the databases opens the batch reader (whose query sorts
+    # every row before the first comes) only if the copy cannot be made.
     stream: ReadStream | None = None
     may_copy = backfill is None and _may_copy(run, before)
     if may_copy:
@@ -118,7 +120,15 @@ def run_watermark(run: TaskRun) -> None:
                     # deletes wait for the windows: they are compared once the run has caught up
                     before = _read_windows(run, w, stream, backfill, state.id, before)
                     stream = run.source.read(task.read, run.batch_size, Watermark(column, before))
-                copied = may_copy and stream is None and _first_load_copied(run, w, column, state.id)
+                copied = (
+                    may_copy
+                    and stream is None
+                    and (
+                        _first_load_copied(run, w, column, state.id)
+                        if before is None
+                        else _round_copied(run, w, watermark, columns, state.id, before)
+                    )
+                )
                 if stream is None and not copied:
                     stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
                 if stream is not None:
@@ -235,17 +245,18 @@ def _text(value: Any) -> str:
 
 
 def _may_copy(run: TaskRun, before: Any) -> bool:
-    """Whether a watermark task's first load may be copied inside the databases: a plain run
-    into a target that copies while it reads (not SQLite: see `copy_while_reading`), from a
-    source the pair has a fast path for (an API into PostgreSQL has none, and cannot say its
-    highest value besides)."""
+    """Whether a watermark task's load may be copied inside the databases: a plain run into a
+    target that copies while it reads (not SQLite: see `copy_while_reading`), from a source
+    the pair has a fast path for (an API into PostgreSQL has none, and cannot say its highest
+    value besides); past a pointer (`_round_copied`), only between two databases of one kind,
+    whose staging table then holds the column's values in its own type and order."""
     options = run.options
     return (
-        before is None
-        and run.target.capabilities.copy_while_reading
+        run.target.capabilities.copy_while_reading
         and run.task.write.merged()
         and not options.dry_run
         and fast_path(run.source, run.target) is not None
+        and (before is None or (options.limit is None and run.source.kind == run.target.kind))
     )
 
 
@@ -268,6 +279,46 @@ def _first_load_copied(run: TaskRun, w: Writer, column: str, task_id: int) -> bo
     if highest is not None:
         run.result.pointer_after = pointers.encode(highest)
         run.store.tasks.set_pointer(task_id, column, run.result.pointer_after, run.run_id)
+    return True
+
+
+# watermark columns whose highest value the target's staging table orders as the source and
+# Python do (a text's order is its collation's, which may differ from one database to another)
+ORDERED = {*INTEGERS, "decimal", "double", "real", "date", "timestamp", "timestamptz"}
+
+
+def _round_copied(
+    run: TaskRun, w: Writer, watermark: Watermark, columns: list[Column], task_id: int, before: Any
+) -> bool:
+    """A round past the pointer copied inside the databases: the rows at or past it piped from
+    the source into the target's staging table (never decoded in Python: most of a round read
+    in batches goes to decoding and encoding its values), merged in one statement, committed;
+    only then does the pointer move, to the staged rows' highest value. False when the pair
+    cannot (the batches then read the round)."""
+    column = next(c for c in columns if c.name == watermark.column)
+    render = getattr(run.source, "watermark_sql", None)  # a SQL source's (`SqlReading`)
+    where = render(watermark, column.type) if render is not None and column.type.kind in ORDERED else None
+    if where is None:
+        return False
+    m, result = cast(MergeWriter, w), run.result
+    checkpoint("read")  # the read is about to start, nothing written
+    started = time.perf_counter()
+    rows = m.copy_from(run.task.read, STAGE, where)
+    if rows is None:
+        return False
+    result.read_seconds += time.perf_counter() - started
+    result.rows_read += rows
+    run.log("info", "copied inside the databases, no row through Python", task=run.task.name, rows=rows)
+    if run.cancel:  # one statement cannot stop half-way; a cancel asked meanwhile stops here
+        run.cancel.check()
+    highest = m.staged_highest(watermark.column)
+    checkpoint("write")
+    result.add(m.merge())
+    m.clear_stage()
+    m.commit()  # the target holds the round: only now may the pointer pass it
+    run.committed()
+    result.pointer_after = pointers.encode(_later(before, highest))
+    run.store.tasks.set_pointer(task_id, watermark.column, result.pointer_after, run.run_id)
     return True
 
 

@@ -288,6 +288,10 @@ class MergeWriter(Writer, Protocol):
         """Copy the source's rows into `into` inside the databases; None when the pair cannot."""
         ...
 
+    def staged_highest(self, column: str) -> Any:
+        """The highest value of `column` among the staged rows; None when none has one."""
+        ...
+
 
 class Target(Endpoint, Protocol):
     def open_writer(

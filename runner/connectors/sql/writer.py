@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from runner.connectors.base import KEY_STAGE, STAGE, Copy, History, MergeCounts, TableEvolution
 from runner.connectors.sql import evolve, history_mode
@@ -183,8 +183,12 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
             if not self.empty_at_start:
                 self._analyze(STAGE)
             self.cursor.execute("SAVEPOINT runner_merge")
+            stage = self.q(STAGE)
+            probes = not self.empty_at_start and c.probe_by_key(self.cursor, self.target, stage, self.keys)
         try:
             counts = self._merge()
+            if probes:
+                c.end_probes(self.cursor)
         except c.engine.dialect.loaded_dbapi.Error as exc:
             with c.errors(self.doing):
                 self.cursor.execute("ROLLBACK TO SAVEPOINT runner_merge")
@@ -256,6 +260,13 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
             self.cursor.execute(sql, params)
         else:
             self.cursor.execute(sql)
+
+    def staged_highest(self, column: str) -> Any:
+        """The highest value of `column` among the staged rows (None when there is none): the
+        pointer a watermark round copied inside the databases reached."""
+        with self.c.errors(self.doing):
+            self.cursor.execute(f"SELECT max({self.q(column)}) FROM {self.q(STAGE)}")
+            return self.cursor.fetchone()[0]
 
     def clear_stage(self) -> None:
         with self.c.errors(self.doing):
