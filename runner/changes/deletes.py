@@ -47,10 +47,13 @@ def _source(run: TaskRun) -> KeyBuckets:
 
 def source_key_sums(run: TaskRun) -> KeySums:
     task, key = run.task, run.task.write.keys[0]
-    low, high, count = _source(run).key_summary(task.read, key)
+    low, high = _source(run).key_range(task.read, key)
     if low is None or high is None:
         return KeySums(1, None)
-    width = max(1, -(-(high - low + 1) // min(MAX_BUCKETS, max(1, count // KEYS_PER_BUCKET))))
+    # KEYS_PER_BUCKET of the range's values a bucket: as many keys where they are dense, fewer
+    # (in more buckets, never more than there are keys) where they are not
+    span = high - low + 1
+    width = max(1, -(-span // min(MAX_BUCKETS, max(1, span // KEYS_PER_BUCKET))))
     return KeySums(width, _source(run).key_buckets(task.read, key, width, _native_hash(run)))
 
 

@@ -393,7 +393,9 @@ class Snapshots(Protocol):  # `snapshot`
 
 
 class KeyBuckets(Protocol):  # `key_buckets`, as source (and the target's kind for its hashes)
-    def key_summary(self, spec: ReadSpec, key: str) -> tuple[int | None, int | None, int]: ...
+    def key_range(self, spec: ReadSpec, key: str, where: str = "") -> tuple[int | None, int | None]:
+        """min and max of an integer key (`VerifyQueries.key_range`)."""
+        ...
 
     def key_buckets(
         self, spec: ReadSpec, key: str, width: int, native: bool = False

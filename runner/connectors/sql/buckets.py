@@ -24,14 +24,6 @@ class KeyBucketQueries:
         """An integer column's bucket, truncating toward zero as every dialect here does."""
         return f"({column} / {int(width)})"
 
-    def key_summary(self, spec: ReadSpec, key: str) -> tuple[int | None, int | None, int]:
-        """min, max and count of an integer key column of the source."""
-        k = self.quote(key)
-        ((low, high, count),) = self._query(
-            "summarising keys", f"SELECT min({k}), max({k}), count(*) FROM {self.source_sql(spec)}"
-        )
-        return (None if low is None else int(low)), (None if high is None else int(high)), int(count)
-
     @abstractmethod
     def key_hash_sums(self, column: str) -> list[tuple[str, int]]:
         """Aggregates that give, over a group of rows, the exact sum of `key_hash` of an integer
