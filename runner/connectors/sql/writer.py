@@ -180,11 +180,11 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         target rejects a row (a NOT NULL, a check), the merge is retried key by key to name it."""
         c = self.c
         with c.errors(self.doing):
-            if not self.empty_at_start:
-                self._analyze(STAGE)
             self.cursor.execute("SAVEPOINT runner_merge")
             stage = self.q(STAGE)
             probes = not self.empty_at_start and c.probe_by_key(self.cursor, self.target, stage, self.keys)
+            if not (self.empty_at_start or probes):  # looking rows up by key needs no statistics
+                self._analyze(STAGE)
         try:
             counts = self._merge()
             if probes:
