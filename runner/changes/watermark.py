@@ -16,7 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
-from runner.changes.deletes import deletes_by_buckets, source_key_sums
+from runner.changes.deletes import (
+    TargetSums,
+    bucket_width,
+    deletes_by_buckets,
+    early_target_sums,
+    source_key_sums,
+)
 from runner.changes.task import WINDOW_DONE, TaskRun, check_columns, columns_of, counted_without_target
 from runner.connectors.base import (
     KEY_STAGE,
@@ -106,19 +112,19 @@ def run_watermark(run: TaskRun) -> None:
         # can be missing from the source (a deleted_keys_query still says what it says)
         snapshot = w.merges and cast(MergeWriter, w).empty_at_start and not task.read.lists_deleted_keys()
         deletes = task.deletes != "ignore" and not snapshot
-        with ThreadPoolExecutor(1) as pool:
+        with ThreadPoolExecutor(2) as pool:
             # the source sums up its keys while the rows are merged (`deletes_by_buckets`),
-            # unless the target is a SQLite file, whose commits would wait for that reader
+            # and so does the target where it can (`early_target_sums`), unless the target is
+            # a SQLite file, whose commits would wait for those readers
             by_buckets = deletes and options.limit is None and _by_buckets(run, w)
-            early = (
-                pool.submit(source_key_sums, run)
-                if by_buckets and run.target.capabilities.copy_while_reading
-                else None
-            )
+            beside = by_buckets and run.target.capabilities.copy_while_reading
+            width = bucket_width(run) if beside else None
+            early = pool.submit(source_key_sums, run, width) if beside else None
+            sums = early_target_sums(run, pool, width) if beside else None
             try:
                 if stream is not None and backfill is not None and backfill.windows:
                     # deletes wait for the windows: they are compared once the run has caught up
-                    before = _read_windows(run, w, stream, backfill, state.id, before)
+                    before = _read_windows(run, w, stream, backfill, state.id, before, sums)
                     stream = run.source.read(task.read, run.batch_size, Watermark(column, before))
                 copied = (
                     may_copy
@@ -126,13 +132,13 @@ def run_watermark(run: TaskRun) -> None:
                     and (
                         _first_load_copied(run, w, column, state.id)
                         if before is None
-                        else _round_copied(run, w, watermark, columns, state.id, before)
+                        else _round_copied(run, w, watermark, columns, state.id, before, sums)
                     )
                 )
                 if stream is None and not copied:
                     stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
                 if stream is not None:
-                    _merge_batches(run, w, stream, state.id, before)
+                    _merge_batches(run, w, stream, state.id, before, sums)
             except BaseException:
                 if early is not None:
                     early.cancel()  # a sum not yet started never starts; a running one is waited for
@@ -143,8 +149,8 @@ def run_watermark(run: TaskRun) -> None:
                     run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
                     return
                 if by_buckets:
-                    sums = early.result() if early is not None else source_key_sums(run)
-                    result.deleted += deletes_by_buckets(run, cast(KeyBucketWriter, w), sums)
+                    found = early.result() if early is not None else source_key_sums(run, bucket_width(run))
+                    result.deleted += deletes_by_buckets(run, cast(KeyBucketWriter, w), found, sums)
                 else:
                     result.deleted += _watermark_deletes(run, w, columns)
                 run.finish(w)
@@ -206,7 +212,13 @@ def _backfill_plan(run: TaskRun, before: Any) -> Backfill | None:
 
 
 def _read_windows(
-    run: TaskRun, w: Writer, stream: ReadStream, plan: Backfill, task_id: int, before: Any
+    run: TaskRun,
+    w: Writer,
+    stream: ReadStream,
+    plan: Backfill,
+    task_id: int,
+    before: Any,
+    sums: TargetSums | None = None,
 ) -> Any:
     """Read the backlog one window at a time, each window's batches committed as they come
     (the pointer following them), then the pointer set to the window's end: a run stopped in a
@@ -226,7 +238,7 @@ def _read_windows(
         if stream is None:
             stream = run.source.read(run.task.read, run.batch_size, Watermark(column, lower, end))
         rows = result.rows_read
-        pointer = _merge_batches(run, w, stream, task_id, pointer)
+        pointer = _merge_batches(run, w, stream, task_id, pointer, sums)
         stream = None
         pointer = end
         if not run.options.dry_run:
@@ -288,7 +300,13 @@ ORDERED = {*INTEGERS, "decimal", "double", "real", "date", "timestamp", "timesta
 
 
 def _round_copied(
-    run: TaskRun, w: Writer, watermark: Watermark, columns: list[Column], task_id: int, before: Any
+    run: TaskRun,
+    w: Writer,
+    watermark: Watermark,
+    columns: list[Column],
+    task_id: int,
+    before: Any,
+    sums: TargetSums | None = None,
 ) -> bool:
     """A round past the pointer copied inside the databases: the rows at or past it piped from
     the source into the target's staging table (never decoded in Python: most of a round read
@@ -313,6 +331,8 @@ def _round_copied(
         run.cancel.check()
     highest = m.staged_highest(watermark.column)
     checkpoint("write")
+    if sums is not None:
+        sums.add(m)
     result.add(m.merge())
     m.clear_stage()
     m.commit()  # the target holds the round: only now may the pointer pass it
@@ -322,14 +342,18 @@ def _round_copied(
     return True
 
 
-def _merge_batches(run: TaskRun, w: Writer, stream: ReadStream, task_id: int, before: Any) -> Any:
-    """Stage, merge and commit each batch read; only then does the pointer pass it. Returns
-    the pointer reached."""
+def _merge_batches(
+    run: TaskRun, w: Writer, stream: ReadStream, task_id: int, before: Any, sums: TargetSums | None = None
+) -> Any:
+    """Stage, merge and commit each batch read; only then does the pointer pass it (`sums`
+    hears the keys each merge inserts). Returns the pointer reached."""
     result, column = run.result, run.task.changes.column
     pointer = before
     for batch in run.timed(stream.batches):
         w.stage(batch)
         checkpoint("write")
+        if sums is not None:
+            sums.add(w)
         result.add(w.merge())
         w.clear_stage()
         if not run.options.dry_run:

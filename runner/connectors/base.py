@@ -398,8 +398,15 @@ class KeyBuckets(Protocol):  # `key_buckets`, as source (and the target's kind f
         ...
 
     def key_buckets(
-        self, spec: ReadSpec, key: str, width: int, native: bool = False
+        self,
+        spec: ReadSpec,
+        key: str,
+        width: int,
+        native: bool = False,
+        taken: Callable[[], None] | None = None,
     ) -> dict[int, BucketDigest]: ...
+
+    def snapshot_sql(self) -> list[str] | None: ...
 
     def read_key_buckets(
         self, spec: ReadSpec, key: str, width: int, buckets: list[int], batch_size: int
@@ -416,6 +423,8 @@ class KeyBuckets(Protocol):  # `key_buckets`, as source (and the target's kind f
 
 class KeyBucketWriter(MergeWriter, Protocol):  # `key_buckets`, as target
     def target_buckets(self, width: int, native: bool = False) -> dict[int, BucketDigest]: ...
+
+    def new_key_buckets(self, width: int, native: bool = False) -> dict[int, BucketDigest]: ...
 
     def find_keys(self, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()) -> set[int]: ...
 

@@ -329,6 +329,9 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
     def analyze_sql(self, table: str) -> str | None:
         return f"ANALYZE {table}"
 
+    def snapshot_sql(self) -> list[str] | None:
+        return ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "SELECT 1"]
+
     def probe_by_key(self, cursor: Any, target: str, stage: str, keys: list[str]) -> bool:
         # The planner prices each key lookup as a page read, so it joins a batch of staged rows
         # with the target by scanning and hashing the whole target, for each of the merge's

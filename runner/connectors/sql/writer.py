@@ -306,6 +306,22 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
             self.cursor.execute(self.c.bucket_digests_sql(k, width, f"{self.target}{live}", native))
             return self.c.bucket_digests(self.cursor.fetchall(), k, native)
 
+    def new_key_buckets(self, width: int, native: bool = False) -> dict[int, BucketDigest]:
+        """Per bucket, the digest of the staged keys the target does not hold yet: what the
+        next `merge` adds to `target_buckets` (it inserts them, and updates change no key)."""
+        k, c = self.q(self.keys[0]), self.c
+        stage = self.q(STAGE)
+        absent = f"NOT EXISTS (SELECT 1 FROM {self.target} t WHERE t.{k} = s.{k})"
+        new = f"(SELECT s.{k} FROM {stage} s WHERE {absent}) n"
+        with c.errors(self.doing):
+            c.prepare_digests(self.dbapi.driver_connection)
+            probes = c.probe_by_key(self.cursor, self.target, stage, self.keys)
+            self.cursor.execute(c.bucket_digests_sql(k, width, new, native))
+            rows = self.cursor.fetchall()
+            if probes:
+                c.end_probes(self.cursor)
+        return c.bucket_digests(rows, k, native)
+
     def find_keys(self, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()) -> set[int]:
         """The target's values of its (single, integer) key among `values` or in the inclusive
         `ranges`, soft-deleted rows left out."""
