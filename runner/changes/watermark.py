@@ -2,7 +2,8 @@
 `lookback`), in the column's order; each batch is merged and committed, and only then does the
 pointer move to the highest value committed. Rows that share the pointer's value are read again
 next run and found unchanged, so nothing is missed at the boundary and nothing counted twice.
-A first load into an empty table is copied inside the databases where the pair allows.
+A first load into an empty table is copied inside the databases where the pair allows, and
+so is each later round between two databases of one kind (`_round_copied`).
 Deletes: see `runner.changes.deletes`, or a user's query lists them.
 
 A run killed anywhere leaves the target with whole committed batches and a pointer that is
