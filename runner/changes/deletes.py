@@ -6,13 +6,15 @@ many)."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import cast
 
 from runner.changes.task import TaskRun
-from runner.connectors.base import KEY_STAGE, KeyBuckets, KeyBucketWriter
+from runner.connectors.base import KEY_STAGE, KeyBuckets, KeyBucketWriter, Writer
 from runner.definitions.needs import Need
-from runner.definitions.tasks import Task
+from runner.definitions.tasks import ReadSpec, Task
 from runner.streams.keys import BucketDigest, key_hash
 
 KEYS_PER_BUCKET = 64
@@ -45,13 +47,72 @@ def _source(run: TaskRun) -> KeyBuckets:
     return cast(KeyBuckets, run.source)
 
 
-def source_key_sums(run: TaskRun) -> KeySums:
-    task, key = run.task, run.task.write.keys[0]
-    low, high, count = _source(run).key_summary(task.read, key)
+def bucket_width(run: TaskRun) -> int | None:
+    """The keys a bucket spans: KEYS_PER_BUCKET of the key range's values (as many keys where
+    they are dense; where they are not, fewer in more buckets, never more than there are
+    keys); None when the source is empty."""
+    low, high = _source(run).key_range(run.task.read, run.task.write.keys[0])
     if low is None or high is None:
+        return None
+    span = high - low + 1
+    return max(1, -(-span // min(MAX_BUCKETS, max(1, span // KEYS_PER_BUCKET))))
+
+
+def source_key_sums(run: TaskRun, width: int | None) -> KeySums:
+    if width is None:
         return KeySums(1, None)
-    width = max(1, -(-(high - low + 1) // min(MAX_BUCKETS, max(1, count // KEYS_PER_BUCKET))))
+    task, key = run.task, run.task.write.keys[0]
     return KeySums(width, _source(run).key_buckets(task.read, key, width, _native_hash(run)))
+
+
+class TargetSums:
+    """The target's key buckets summed up beside the round's merges rather than after them:
+    read in a snapshot fixed before the writer's first commit, to which the keys each merge
+    inserts are added (`add`, before the merge). Only where nothing else changes the target's
+    keys meanwhile (`early_target_sums`)."""
+
+    def __init__(self, before: Future[dict[int, BucketDigest]], width: int, native: bool):
+        self.before, self.width, self.native = before, width, native
+        self.added: dict[int, BucketDigest] = {}
+
+    def add(self, w: Writer) -> None:
+        """Before a merge: the staged keys the target lacks, which it inserts."""
+        new = cast(KeyBucketWriter, w).new_key_buckets(self.width, self.native)
+        for b, (count, total, hashes) in new.items():
+            c, t, h = self.added.get(b, (0, 0, 0))
+            self.added[b] = (c + count, t + total, h + hashes)
+
+    def result(self) -> dict[int, BucketDigest]:
+        found = dict(self.before.result())
+        for b, (count, total, hashes) in self.added.items():
+            c, t, h = found.get(b, (0, 0, 0))
+            found[b] = (c + count, t + total, h + hashes)
+        return found
+
+
+def early_target_sums(run: TaskRun, pool: ThreadPoolExecutor, width: int | None) -> TargetSums | None:
+    """The target's sums started now, in a snapshot fixed before this returns (so before the
+    writer commits anything), where its kind fixes one (`snapshot_sql`) and only the merges'
+    inserts change its keys: no soft deletes, no history (their rows stay), no transforms (a
+    filter deletes). None otherwise, or when the sums could not start: read after the merges."""
+    task = run.task
+    target = cast(KeyBuckets, run.target)
+    if (
+        width is None
+        or task.deletes == "soft"
+        or getattr(task.write, "history", None) is not None
+        or task.transforms
+        or target.snapshot_sql() is None
+    ):
+        return None
+    taken = threading.Event()
+    native = _native_hash(run)
+    spec = ReadSpec(table=run.table)
+    before = pool.submit(target.key_buckets, spec, task.write.keys[0], width, native, taken.set)
+    while not taken.wait(0.01):
+        if before.done():  # failed before its snapshot: the target is summed up after the merges
+            return None
+    return TargetSums(before, width, native)
 
 
 def _native_hash(run: TaskRun) -> bool:
@@ -60,7 +121,9 @@ def _native_hash(run: TaskRun) -> bool:
     return run.source.kind == run.target.kind and _source(run).native_key_hash("k") is not None
 
 
-def deletes_by_buckets(run: TaskRun, w: KeyBucketWriter, sums: KeySums) -> int:
+def deletes_by_buckets(
+    run: TaskRun, w: KeyBucketWriter, sums: KeySums, early: TargetSums | None = None
+) -> int:
     """Deletes under an integer key without moving every key: both databases sum up their
     keys per bucket of a key range (`BucketDigest`: count, sum and sum of a hash of each key,
     md5 or the dialect's own between two databases of it, computed in each database; the
@@ -77,7 +140,7 @@ def deletes_by_buckets(run: TaskRun, w: KeyBucketWriter, sums: KeySums) -> int:
         w.open_key_stage()
         return w.delete_missing(KEY_STAGE)
     width, source = sums.width, sums.buckets
-    target = w.target_buckets(width, _native_hash(run))
+    target = early.result() if early is not None else w.target_buckets(width, _native_hash(run))
     differ = sorted(b for b, summary in target.items() if source.get(b) != summary)
     run.log("info", "deletes: buckets compared", task=task.name, buckets=len(target), differ=len(differ))
     deleted, differ = _single_deletes(run, w, width, source, target, differ)

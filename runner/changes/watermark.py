@@ -2,7 +2,8 @@
 `lookback`), in the column's order; each batch is merged and committed, and only then does the
 pointer move to the highest value committed. Rows that share the pointer's value are read again
 next run and found unchanged, so nothing is missed at the boundary and nothing counted twice.
-A first load into an empty table is copied inside the databases where the pair allows.
+A first load into an empty table is copied inside the databases where the pair allows, and
+so is each later round between two databases of one kind (`_round_copied`).
 Deletes: see `runner.changes.deletes`, or a user's query lists them.
 
 A run killed anywhere leaves the target with whole committed batches and a pointer that is
@@ -11,14 +12,22 @@ never past them: the next run re-reads from the pointer and the merge makes that
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
-from runner.changes.deletes import deletes_by_buckets, source_key_sums
+from runner.changes.deletes import (
+    TargetSums,
+    bucket_width,
+    deletes_by_buckets,
+    early_target_sums,
+    source_key_sums,
+)
 from runner.changes.task import WINDOW_DONE, TaskRun, check_columns, columns_of, counted_without_target
 from runner.connectors.base import (
     KEY_STAGE,
+    STAGE,
     KeyBucketWriter,
     MergeWriter,
     MissingColumn,
@@ -77,8 +86,8 @@ def run_watermark(run: TaskRun) -> None:
     backfill = _backfill_plan(run, before)
     lower = backfill.lower if backfill is not None else before
     watermark = Watermark(column, pointers.shift_back(lower, task.changes.lookback_amount()))
-    # A first load that may be copied inside the databases opens the batch reader (whose query
-    # sorts every row before the first comes) only if the copy cannot be made.
+    # A load that may be copied inside the databases opens the batch reader (whose query sorts
+    # every row before the first comes) only if the copy cannot be made.
     stream: ReadStream | None = None
     may_copy = backfill is None and _may_copy(run, before)
     if may_copy:
@@ -104,25 +113,33 @@ def run_watermark(run: TaskRun) -> None:
         # can be missing from the source (a deleted_keys_query still says what it says)
         snapshot = w.merges and cast(MergeWriter, w).empty_at_start and not task.read.lists_deleted_keys()
         deletes = task.deletes != "ignore" and not snapshot
-        with ThreadPoolExecutor(1) as pool:
+        with ThreadPoolExecutor(2) as pool:
             # the source sums up its keys while the rows are merged (`deletes_by_buckets`),
-            # unless the target is a SQLite file, whose commits would wait for that reader
+            # and so does the target where it can (`early_target_sums`), unless the target is
+            # a SQLite file, whose commits would wait for those readers
             by_buckets = deletes and options.limit is None and _by_buckets(run, w)
-            early = (
-                pool.submit(source_key_sums, run)
-                if by_buckets and run.target.capabilities.copy_while_reading
-                else None
-            )
+            beside = by_buckets and run.target.capabilities.copy_while_reading
+            width = bucket_width(run) if beside else None
+            early = pool.submit(source_key_sums, run, width) if beside else None
+            sums = early_target_sums(run, pool, width) if beside else None
             try:
                 if stream is not None and backfill is not None and backfill.windows:
                     # deletes wait for the windows: they are compared once the run has caught up
-                    before = _read_windows(run, w, stream, backfill, state.id, before)
+                    before = _read_windows(run, w, stream, backfill, state.id, before, sums)
                     stream = run.source.read(task.read, run.batch_size, Watermark(column, before))
-                copied = may_copy and stream is None and _first_load_copied(run, w, column, state.id)
+                copied = (
+                    may_copy
+                    and stream is None
+                    and (
+                        _first_load_copied(run, w, column, state.id)
+                        if before is None
+                        else _round_copied(run, w, watermark, columns, state.id, before, sums)
+                    )
+                )
                 if stream is None and not copied:
                     stream = run.source.read(task.read, run.batch_size, watermark, limit=options.limit)
                 if stream is not None:
-                    _merge_batches(run, w, stream, state.id, before)
+                    _merge_batches(run, w, stream, state.id, before, sums)
             except BaseException:
                 if early is not None:
                     early.cancel()  # a sum not yet started never starts; a running one is waited for
@@ -133,8 +150,8 @@ def run_watermark(run: TaskRun) -> None:
                     run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
                     return
                 if by_buckets:
-                    sums = early.result() if early is not None else source_key_sums(run)
-                    result.deleted += deletes_by_buckets(run, cast(KeyBucketWriter, w), sums)
+                    found = early.result() if early is not None else source_key_sums(run, bucket_width(run))
+                    result.deleted += deletes_by_buckets(run, cast(KeyBucketWriter, w), found, sums)
                 else:
                     result.deleted += _watermark_deletes(run, w, columns)
                 run.finish(w)
@@ -196,7 +213,13 @@ def _backfill_plan(run: TaskRun, before: Any) -> Backfill | None:
 
 
 def _read_windows(
-    run: TaskRun, w: Writer, stream: ReadStream, plan: Backfill, task_id: int, before: Any
+    run: TaskRun,
+    w: Writer,
+    stream: ReadStream,
+    plan: Backfill,
+    task_id: int,
+    before: Any,
+    sums: TargetSums | None = None,
 ) -> Any:
     """Read the backlog one window at a time, each window's batches committed as they come
     (the pointer following them), then the pointer set to the window's end: a run stopped in a
@@ -216,7 +239,7 @@ def _read_windows(
         if stream is None:
             stream = run.source.read(run.task.read, run.batch_size, Watermark(column, lower, end))
         rows = result.rows_read
-        pointer = _merge_batches(run, w, stream, task_id, pointer)
+        pointer = _merge_batches(run, w, stream, task_id, pointer, sums)
         stream = None
         pointer = end
         if not run.options.dry_run:
@@ -235,17 +258,18 @@ def _text(value: Any) -> str:
 
 
 def _may_copy(run: TaskRun, before: Any) -> bool:
-    """Whether a watermark task's first load may be copied inside the databases: a plain run
-    into a target that copies while it reads (not SQLite: see `copy_while_reading`), from a
-    source the pair has a fast path for (an API into PostgreSQL has none, and cannot say its
-    highest value besides)."""
+    """Whether a watermark task's load may be copied inside the databases: a plain run into a
+    target that copies while it reads (not SQLite: see `copy_while_reading`), from a source
+    the pair has a fast path for (an API into PostgreSQL has none, and cannot say its highest
+    value besides); past a pointer (`_round_copied`), only between two databases of one kind,
+    whose staging table then holds the column's values in its own type and order."""
     options = run.options
     return (
-        before is None
-        and run.target.capabilities.copy_while_reading
+        run.target.capabilities.copy_while_reading
         and run.task.write.merged()
         and not options.dry_run
         and fast_path(run.source, run.target) is not None
+        and (before is None or (options.limit is None and run.source.kind == run.target.kind))
     )
 
 
@@ -271,14 +295,66 @@ def _first_load_copied(run: TaskRun, w: Writer, column: str, task_id: int) -> bo
     return True
 
 
-def _merge_batches(run: TaskRun, w: Writer, stream: ReadStream, task_id: int, before: Any) -> Any:
-    """Stage, merge and commit each batch read; only then does the pointer pass it. Returns
-    the pointer reached."""
+# watermark columns whose highest value the target's staging table orders as the source and
+# Python do (a text's order is its collation's, which may differ from one database to another)
+ORDERED = {*INTEGERS, "decimal", "double", "real", "date", "timestamp", "timestamptz"}
+
+
+def _round_copied(
+    run: TaskRun,
+    w: Writer,
+    watermark: Watermark,
+    columns: list[Column],
+    task_id: int,
+    before: Any,
+    sums: TargetSums | None = None,
+) -> bool:
+    """A round past the pointer copied inside the databases: the rows at or past it piped from
+    the source into the target's staging table (never decoded in Python: most of a round read
+    in batches goes to decoding and encoding its values), merged in one statement, committed;
+    only then does the pointer move, to the staged rows' highest value. False when the pair
+    cannot (the batches then read the round)."""
+    column = next(c for c in columns if c.name == watermark.column)
+    render = getattr(run.source, "watermark_sql", None)  # a SQL source's (`SqlReading`)
+    where = render(watermark, column.type) if render is not None and column.type.kind in ORDERED else None
+    if where is None:
+        return False
+    m, result = cast(MergeWriter, w), run.result
+    checkpoint("read")  # the read is about to start, nothing written
+    started = time.perf_counter()
+    rows = m.copy_from(run.task.read, STAGE, where)
+    if rows is None:
+        return False
+    result.read_seconds += time.perf_counter() - started
+    result.rows_read += rows
+    run.log("info", "copied inside the databases, no row through Python", task=run.task.name, rows=rows)
+    if run.cancel:  # one statement cannot stop half-way; a cancel asked meanwhile stops here
+        run.cancel.check()
+    highest = m.staged_highest(watermark.column)
+    checkpoint("write")
+    if sums is not None:
+        sums.add(m)
+    result.add(m.merge())
+    m.clear_stage()
+    m.commit()  # the target holds the round: only now may the pointer pass it
+    run.committed()
+    result.pointer_after = pointers.encode(_later(before, highest))
+    run.store.tasks.set_pointer(task_id, watermark.column, result.pointer_after, run.run_id)
+    return True
+
+
+def _merge_batches(
+    run: TaskRun, w: Writer, stream: ReadStream, task_id: int, before: Any, sums: TargetSums | None = None
+) -> Any:
+    """Stage, merge and commit each batch read; only then does the pointer pass it (`sums`
+    hears the keys each merge inserts). Returns the pointer reached."""
     result, column = run.result, run.task.changes.column
     pointer = before
     for batch in run.timed(stream.batches):
         w.stage(batch)
         checkpoint("write")
+        if sums is not None:
+            sums.add(w)
         result.add(w.merge())
         w.clear_stage()
         if not run.options.dry_run:

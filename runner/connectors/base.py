@@ -292,6 +292,10 @@ class MergeWriter(Writer, Protocol):
         """Whether `copy_from` may copy a whole keyed read into the table itself, unmerged."""
         ...
 
+    def staged_highest(self, column: str) -> Any:
+        """The highest value of `column` among the staged rows; None when none has one."""
+        ...
+
 
 class Target(Endpoint, Protocol):
     def open_writer(
@@ -393,11 +397,20 @@ class Snapshots(Protocol):  # `snapshot`
 
 
 class KeyBuckets(Protocol):  # `key_buckets`, as source (and the target's kind for its hashes)
-    def key_summary(self, spec: ReadSpec, key: str) -> tuple[int | None, int | None, int]: ...
+    def key_range(self, spec: ReadSpec, key: str, where: str = "") -> tuple[int | None, int | None]:
+        """min and max of an integer key (`VerifyQueries.key_range`)."""
+        ...
 
     def key_buckets(
-        self, spec: ReadSpec, key: str, width: int, native: bool = False
+        self,
+        spec: ReadSpec,
+        key: str,
+        width: int,
+        native: bool = False,
+        taken: Callable[[], None] | None = None,
     ) -> dict[int, BucketDigest]: ...
+
+    def snapshot_sql(self) -> list[str] | None: ...
 
     def read_key_buckets(
         self, spec: ReadSpec, key: str, width: int, buckets: list[int], batch_size: int
@@ -414,6 +427,8 @@ class KeyBuckets(Protocol):  # `key_buckets`, as source (and the target's kind f
 
 class KeyBucketWriter(MergeWriter, Protocol):  # `key_buckets`, as target
     def target_buckets(self, width: int, native: bool = False) -> dict[int, BucketDigest]: ...
+
+    def new_key_buckets(self, width: int, native: bool = False) -> dict[int, BucketDigest]: ...
 
     def find_keys(self, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()) -> set[int]: ...
 

@@ -343,6 +343,10 @@ class MemoryWriter:
             rows[key] = new
         return counts
 
+    def staged_highest(self, column: str) -> Any:
+        at = [col.name for col in self.columns].index(column)
+        return max((row[at] for _, row in self.staged if row[at] is not None), default=None)
+
     def clear_stage(self) -> None:
         self.staged.clear()
         self.staged_keys.clear()

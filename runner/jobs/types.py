@@ -64,7 +64,15 @@ def parse(spec: Mapping[str, Any], ends: Mapping[str, str] | None = None) -> Job
     """
     model = JOB_TYPES.get(spec.get("type", DEFAULT_JOB_TYPE)).spec
     if ends:
-        kinds: dict[str, Any] = {**registry.endpoint_kinds(), **END_MODELS}
-        source, target = kinds.get(ends.get("source", "")), kinds.get(ends.get("target", ""))
+        source, target = _end_kind(ends.get("source", "")), _end_kind(ends.get("target", ""))
         model = model.for_kinds(source.read if source else ReadSpec, target.write if target else WriteSpec)
     return model.model_validate(spec)
+
+
+def _end_kind(name: str) -> Any:
+    """A change log's end model, or the kind's with a connector (only its own module imported:
+    a run need not import every kind's), or None."""
+    if name in END_MODELS:
+        return END_MODELS[name]
+    found = registry.kind(name)
+    return found if found is not None and found.connector is not None else None

@@ -194,3 +194,66 @@ def test_postgresql_watermark_first_load_killed_anywhere_then_rerun(project, pg_
     assert (second["inserted"], second["updated"], second["deleted"]) == (1, 42, 2)
     check()
     engine.dispose()
+
+
+@pytest.mark.parametrize("point", ["read", "write", "committed"])
+def test_postgresql_watermark_round_copied_killed_anywhere_then_rerun(project, pg_url, tmp_path, point):
+    """A round past the pointer between two PostgreSQL tables is copied inside the databases
+    into the staging table and merged in one transaction: two rounds killed before or after
+    their commit and run again leave the target equal to the source (updates, inserts, rows
+    tied at the pointer, a NULL watermark, deletes), the pointer at the highest value, and a
+    run after that changes nothing."""
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE src (id bigint PRIMARY KEY, name text, amount numeric(12,2), at timestamp);"
+            "INSERT INTO src SELECT g, 'row ' || g, g / 7.0, '2026-01-01'::timestamp + g * interval '1 s' "
+            "FROM generate_series(1, 400) g"
+        )
+    project.connection("db", "postgresql", pg_url)
+    project.job(
+        "sync",
+        "db",
+        "db",
+        """
+        - name: t
+          read: {table: src}
+          write: {table: dst, keys: [id]}
+          changes: {strategy: watermark, column: at}
+          deletes: propagate
+        """,
+        extra="  batch_size: 50\n",
+    )
+    services.apply(project.ws)
+    assert services.run(project.ws, "sync")["status"] == "succeeded"
+    project.ws.close()
+
+    def change(rnd: int) -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"UPDATE src SET name = 'round {rnd}', at = '2026-03-0{rnd}' WHERE mod(id, 9) = {rnd}"
+            )
+            conn.exec_driver_sql(f"DELETE FROM src WHERE id IN ({10 + rnd}, {200 + rnd})")
+            conn.exec_driver_sql(
+                f"INSERT INTO src VALUES ({400 + rnd}, 'new', 1.5, '2026-03-0{rnd}'), "
+                f"({500 + rnd}, 'no time', 2.5, NULL)"
+            )
+
+    change(1)
+    kill_at(project, point, tmp_path)
+    change(2)
+    kill_at(project, point, tmp_path)
+    record = services.run(project.ws, "sync")
+    assert record["status"] == "succeeded", record["error"]
+    assert "copied inside the databases, no row through Python" in messages(project, record)
+    with engine.connect() as conn:
+        diff = conn.exec_driver_sql(
+            "(SELECT * FROM src EXCEPT SELECT * FROM dst) UNION ALL "
+            "(SELECT * FROM dst EXCEPT SELECT * FROM src)"
+        ).all()
+        assert diff == []
+        assert conn.exec_driver_sql("SELECT count(*) FROM dst").scalar_one() == 400 - 4 + 4
+    assert services.pointer_show(project.ws, "sync")[0]["pointer"]["value"] == "2026-03-02T00:00:00"
+    again = services.run(project.ws, "sync")["tasks"][0]
+    assert (again["inserted"], again["updated"], again["deleted"]) == (0, 0, 0)
+    engine.dispose()

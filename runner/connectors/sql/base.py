@@ -218,6 +218,15 @@ class SqlConnector(SqlReading, KeyBucketQueries, VerifyQueries, Connector):
         index on exactly them); False where it is not looked up."""
         return False
 
+    def probe_by_key(self, cursor: Any, target: str, stage: str, keys: list[str]) -> bool:
+        """Before a merge's statements (in the merge's savepoint, which undoes it on an error):
+        have its joins of the staged rows with the (quoted) `target` look rows up by its key
+        index where that is the cheaper way; True when `end_probes` must follow them."""
+        return False
+
+    def end_probes(self, cursor: Any) -> None:
+        """After a merge that `probe_by_key` prepared."""
+
     def key_types(self, columns: list[Column]) -> list[str]:
         """DDL of the key columns' types (MariaDB cannot index unbounded text, and shares an
         index's bytes among its columns)."""

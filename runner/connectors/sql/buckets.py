@@ -5,7 +5,7 @@ comparing sums, reading keys only where the sums differ."""
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runner.connectors.sql.keys import key_conditions
@@ -23,14 +23,6 @@ class KeyBucketQueries:
     def bucket_sql(self, column: str, width: int) -> str:
         """An integer column's bucket, truncating toward zero as every dialect here does."""
         return f"({column} / {int(width)})"
-
-    def key_summary(self, spec: ReadSpec, key: str) -> tuple[int | None, int | None, int]:
-        """min, max and count of an integer key column of the source."""
-        k = self.quote(key)
-        ((low, high, count),) = self._query(
-            "summarising keys", f"SELECT min({k}), max({k}), count(*) FROM {self.source_sql(spec)}"
-        )
-        return (None if low is None else int(low)), (None if high is None else int(high)), int(count)
 
     @abstractmethod
     def key_hash_sums(self, column: str) -> list[tuple[str, int]]:
@@ -71,15 +63,31 @@ class KeyBucketQueries:
             for r in rows
         }
 
+    def snapshot_sql(self) -> list[str] | None:
+        """Statements that fix a transaction's snapshot before its first read of a table (for
+        `key_buckets`' `taken`); None where the dialect has none."""
+        return None
+
     def key_buckets(
-        self, spec: ReadSpec, key: str, width: int, native: bool = False
+        self,
+        spec: ReadSpec,
+        key: str,
+        width: int,
+        native: bool = False,
+        taken: Callable[[], None] | None = None,
     ) -> dict[int, BucketDigest]:
-        """Per bucket of an integer key: its digest (`BucketDigest`), computed in the database."""
+        """Per bucket of an integer key: its digest (`BucketDigest`), computed in the database;
+        `taken` is called once the transaction's snapshot is fixed (`snapshot_sql`), before
+        the sums are read in it."""
         k = self.quote(key)
         sql = self.bucket_digests_sql(k, width, self.source_sql(spec), native)
         with self.connection("summarising keys") as dbapi:
             self.prepare_digests(dbapi.driver_connection)
             cursor = dbapi.cursor()
+            if taken is not None:
+                for statement in self.snapshot_sql() or []:
+                    cursor.execute(statement)
+                taken()
             cursor.execute(sql)
             rows = cursor.fetchall()
             dbapi.rollback()

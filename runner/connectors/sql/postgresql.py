@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
 from runner.connectors import registry
+from runner.connectors.base import Watermark
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.postgresql_cdc import PostgresqlLogSource
 from runner.connectors.sql.spec import ServerConnectionSpec, SqlConnectionSpec
@@ -68,6 +69,14 @@ _RENDER = {
 _COLUMNS_SQL = """SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
 WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
 
+# whether the target has a valid index whose first columns are the keys, and is over ten times
+# the staging table's size (`probe_by_key`)
+_PROBE_SQL = """SELECT pg_relation_size(to_regclass(%(target)s))
+  > 10 * pg_relation_size(to_regclass(%(stage)s))
+AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass(%(target)s) AND i.indisvalid
+  AND i.indpred IS NULL AND (SELECT array_agg(a.attname::text) FROM pg_attribute a
+    WHERE a.attrelid = i.indrelid
+    AND a.attnum = ANY((i.indkey::int2[])[0:cardinality(%(keys)s::text[]) - 1])) @> %(keys)s::text[])"""
 
 LINES_PER_PIECE = 5_000  # rows per piece of `text_pieces` (~600 kB for the benchmark's rows)
 COPY_BLOCK = 256 * 1024  # bytes per write into a COPY: one message per row costs more than the row
@@ -298,6 +307,17 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
             self._server_version = int(version)
         return self._server_version
 
+    def watermark_sql(self, watermark: Watermark, ctype: ColumnType) -> str | None:
+        from psycopg import sql
+
+        since = watermark.since
+        if since is None or watermark.until is not None:
+            return None
+        if ctype.kind == "timestamptz":  # as `read` does: a pointer kept without its zone is UTC
+            since = to_aware_utc(since)
+        column = self.quote(watermark.column)
+        return f"{column} >= {sql.Literal(since).as_string(None)} OR {column} IS NULL"
+
     def order_ascii(self, expr: str) -> str:
         return f'{expr} COLLATE "C"'
 
@@ -319,6 +339,25 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
 
     def analyze_sql(self, table: str) -> str | None:
         return f"ANALYZE {table}"
+
+    def snapshot_sql(self) -> list[str] | None:
+        return ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "SELECT 1"]
+
+    def probe_by_key(self, cursor: Any, target: str, stage: str, keys: list[str]) -> bool:
+        # The planner prices each key lookup as a page read, so it joins a batch of staged rows
+        # with the target by scanning and hashing the whole target, for each of the merge's
+        # statements (2 s a round of 30,000 rows into 1M, against 0.3 s looking them up):
+        # with the stage under a tenth of the target and an index on the keys, it looks up.
+        cursor.execute(_PROBE_SQL, {"target": target, "stage": stage, "keys": keys})
+        if not cursor.fetchone()[0]:
+            return False
+        cursor.execute("SET enable_hashjoin = off")
+        cursor.execute("SET enable_mergejoin = off")
+        return True
+
+    def end_probes(self, cursor: Any) -> None:
+        cursor.execute("RESET enable_hashjoin")
+        cursor.execute("RESET enable_mergejoin")
 
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{self.quote(name)}"

@@ -186,6 +186,13 @@ class SqlReading:
             params = (watermark.since,)
         return f"{sql} ORDER BY {column}" + (f" LIMIT {int(limit)}" if limit is not None else ""), params
 
+    def watermark_sql(self, watermark: Watermark, ctype: ColumnType) -> str | None:
+        """The condition of a read past `watermark.since` (rows at or past it, and NULLs, as
+        `read` selects them) in this dialect's SQL with the value written as a literal, for a
+        copy inside the databases (a COPY takes no parameters); None where the dialect cannot
+        write one."""
+        return None
+
     def source_sql(self, spec: ReadSpec) -> str:
         """What follows FROM: the table, or the query as a derived table."""
         if spec.table is not None:

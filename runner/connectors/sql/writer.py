@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from runner.connectors.base import KEY_STAGE, STAGE, Copy, History, MergeCounts, TableEvolution
 from runner.connectors.sql import evolve, history_mode
@@ -189,11 +189,15 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         target rejects a row (a NOT NULL, a check), the merge is retried key by key to name it."""
         c = self.c
         with c.errors(self.doing):
-            if not self.empty_at_start:
-                self._analyze(STAGE)
             self.cursor.execute("SAVEPOINT runner_merge")
+            stage = self.q(STAGE)
+            probes = not self.empty_at_start and c.probe_by_key(self.cursor, self.target, stage, self.keys)
+            if not (self.empty_at_start or probes):  # looking rows up by key needs no statistics
+                self._analyze(STAGE)
         try:
             counts = self._merge()
+            if probes:
+                c.end_probes(self.cursor)
         except c.engine.dialect.loaded_dbapi.Error as exc:
             with c.errors(self.doing):
                 self.cursor.execute("ROLLBACK TO SAVEPOINT runner_merge")
@@ -266,6 +270,13 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         else:
             self.cursor.execute(sql)
 
+    def staged_highest(self, column: str) -> Any:
+        """The highest value of `column` among the staged rows (None when there is none): the
+        pointer a watermark round copied inside the databases reached."""
+        with self.c.errors(self.doing):
+            self.cursor.execute(f"SELECT max({self.q(column)}) FROM {self.q(STAGE)}")
+            return self.cursor.fetchone()[0]
+
     def clear_stage(self) -> None:
         with self.c.errors(self.doing):
             self.cursor.execute(self.c.empty_temp_sql(self.q(STAGE)))
@@ -303,6 +314,22 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
             self.c.prepare_digests(self.dbapi.driver_connection)
             self.cursor.execute(self.c.bucket_digests_sql(k, width, f"{self.target}{live}", native))
             return self.c.bucket_digests(self.cursor.fetchall(), k, native)
+
+    def new_key_buckets(self, width: int, native: bool = False) -> dict[int, BucketDigest]:
+        """Per bucket, the digest of the staged keys the target does not hold yet: what the
+        next `merge` adds to `target_buckets` (it inserts them, and updates change no key)."""
+        k, c = self.q(self.keys[0]), self.c
+        stage = self.q(STAGE)
+        absent = f"NOT EXISTS (SELECT 1 FROM {self.target} t WHERE t.{k} = s.{k})"
+        new = f"(SELECT s.{k} FROM {stage} s WHERE {absent}) n"
+        with c.errors(self.doing):
+            c.prepare_digests(self.dbapi.driver_connection)
+            probes = c.probe_by_key(self.cursor, self.target, stage, self.keys)
+            self.cursor.execute(c.bucket_digests_sql(k, width, new, native))
+            rows = self.cursor.fetchall()
+            if probes:
+                c.end_probes(self.cursor)
+        return c.bucket_digests(rows, k, native)
 
     def find_keys(self, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()) -> set[int]:
         """The target's values of its (single, integer) key among `values` or in the inclusive
