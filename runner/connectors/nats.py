@@ -12,13 +12,15 @@ rows carry what changed (a watermark's `updated_at`) never sends the same id for
 
 nats-py is asyncio: each publisher owns an event loop in a thread of its own, with the
 connection in it for the whole run (`asyncio.run` per batch would connect and sign in again
-for every batch). `send` publishes a batch without waiting for acknowledgements, at most
-`IN_FLIGHT` unacknowledged at a time (the memory bound); `confirm` waits for the rest.
+for every batch). `send` hands a batch to that loop and returns while it is published (the
+run's thread makes the next batch meanwhile), at most `IN_FLIGHT` messages unacknowledged at a
+time and one batch waiting (the memory bound); `confirm` waits for the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import re
@@ -402,6 +404,7 @@ class NatsPublisher:
         self.outstanding: dict[asyncio.Future[Any], Message] = {}
         self.reconnect_seconds = reconnect_seconds(spec)
         self.expected = {"Nats-Expected-Stream": write.stream} if write.stream else {}
+        self.sending: concurrent.futures.Future[None] | None = None
         try:
             self._run(self._events(), CONNECT_TIMEOUT)
             self.nc = self._run(
@@ -459,7 +462,17 @@ class NatsPublisher:
         self.connected.set()
 
     def send(self, messages: list[Message]) -> None:
-        self._run(self._publish(messages), CONFIRM_TIMEOUT * 2 + self.reconnect_seconds)
+        """Hand the batch to the loop and return: the run's thread makes the next batch (reads
+        and renders it) while this one is published. At most one batch waits meanwhile (the
+        memory bound): the next `send`, and `confirm`, first wait for this one to be sent."""
+        self._sent()
+        self.sending = asyncio.run_coroutine_threadsafe(self._publish(messages), self.loop)
+
+    def _sent(self) -> None:
+        """Wait for the batch being published to be sent; raise what failed it."""
+        sending, self.sending = self.sending, None
+        if sending is not None:
+            _wait_for(sending, self.name, CONFIRM_TIMEOUT * 2 + self.reconnect_seconds)
 
     def _headers(self, m: Message) -> dict[str, str]:
         subject = m.destination["subject"]
@@ -525,6 +538,7 @@ class NatsPublisher:
             TerminalError: no stream takes a subject, or JetStream refused a message.
             TransientError: the connection failed, or acknowledgements did not come in time.
         """
+        self._sent()
         self._run(self._settle(), CONFIRM_TIMEOUT + CONNECT_TIMEOUT + self.reconnect_seconds)
 
     async def _settle(self) -> None:
@@ -541,6 +555,8 @@ class NatsPublisher:
             raise self.failure
 
     def close(self) -> None:
+        if self.sending is not None:
+            self.sending.cancel()  # a batch not confirmed: the next run sends it again
         try:
             self._run(self._close(), CONNECT_TIMEOUT)
         except RunnerError:
@@ -563,7 +579,10 @@ def _run_on(
     loop: asyncio.AbstractEventLoop, name: str, coroutine: Coroutine[Any, Any, Any], timeout: float
 ) -> Any:
     """Run `coroutine` on the client's event loop thread and wait for it, at most `timeout`."""
-    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    return _wait_for(asyncio.run_coroutine_threadsafe(coroutine, loop), name, timeout)
+
+
+def _wait_for(future: concurrent.futures.Future[Any], name: str, timeout: float) -> Any:
     try:
         return future.result(timeout)
     except TimeoutError:
