@@ -236,12 +236,13 @@ def measure(places: Places, folder: Path, count: int, repeat: int) -> dict[str, 
     for i in range(repeat):
         for who in ("runner", "floor"):
             places.fill(bodies)
-            log(f"{who} {i + 1}/{repeat} …")
+            log(f"{who} {i + 1}/{repeat} (load average {os.getloadavg()[0]:.1f}) …")
             if who == "runner":
                 cmd = [str(RUNNER), "--dir", str(folder), "run", "consume", "--format", "json"]
             else:
                 cmd = [str(PYTHON), __file__, "floor", places.queue, places.db]
             seconds, mb, out = timed(cmd, who, folder)
+            log(f"{who}: {seconds:.1f} s, {mb:.0f} MB (load average {os.getloadavg()[0]:.1f})")
             if who == "runner":
                 record = json.loads(out)
                 if record["status"] != "succeeded" or record["tasks"][0]["rows_read"] != count:

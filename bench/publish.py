@@ -223,12 +223,13 @@ def measure(kind: str, brokers: Brokers, folder: Path, db: Path, rows_: int, rep
                 dest = brokers.nats(f"{who}{i}")
                 if who == "runner":
                     write_job(folder, "nats", "nats", {"subject": dest})
-            log(f"{kind}: {who} {i + 1}/{repeat} …")
+            log(f"{kind}: {who} {i + 1}/{repeat} (load average {os.getloadavg()[0]:.1f}) …")
             if who == "runner":
                 cmd = [str(RUNNER), "--dir", str(folder), "run", f"to-{kind}", "--format", "json"]
             else:
                 cmd = [str(PYTHON), __file__, "floor", kind, str(db), dest]
             seconds, mb, out = timed(cmd, f"{who} ({kind})", folder)
+            log(f"{who}: {seconds:.1f} s, {mb:.0f} MB (load average {os.getloadavg()[0]:.1f})")
             if who == "runner":
                 record = json.loads(out)
                 if record["status"] != "succeeded" or record["tasks"][0]["upserted"] != rows_:
