@@ -152,7 +152,9 @@ class Places:
         import psycopg
 
         self.queue, self.db = f"runner-bench-consume-{tag}", f"runner_bench_consume_{tag}"
-        self.connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
+        # no heartbeats: this connection idles while a run consumes (minutes at 1M messages), and a
+        # blocking connection answers none meanwhile, so the broker would close it
+        self.connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672, heartbeat=0))
         self.channel = self.connection.channel()
         self.channel.queue_declare(self.queue)
         with psycopg.connect(PG.format(db="postgres"), autocommit=True) as admin:
