@@ -8,14 +8,15 @@ into PostgreSQL, beside a floor measured in the same run.
   JSON object runner publishes for a row (decimals and timestamps as strings), put in a queue of
   this invocation before each timed run (not timed), checked to be there.
 - runner: a job consuming the queue (`changes: {strategy: messages}`, `keys: [id]`,
-  `batch_size: 10000`, the 7 columns mapped with their types, `max_wait: 1s`) into a PostgreSQL
+  `batch_size: 10000`, the 7 columns mapped with their types, `max_wait: 5s`) into a PostgreSQL
   table `events` (the workload's DDL); each timed `runner run consume` is a subprocess under
   `/usr/bin/time` (peak RSS), Python's start-up and imports included.
 - The floor: a bare loop in a subprocess of the same venv doing the same work with the clients
   runner uses: pika's blocking `consume` with a prefetch of 10,000, each body parsed with `json`
   into the column types (Decimal, datetime), batches of 10,000 COPYed by psycopg into a staging
   table and upserted (`INSERT … ON CONFLICT (id) DO UPDATE`), committed, then acknowledged
-  (`basic_ack`, `multiple`) — runner's order — ending after 1 s without a message, as runner's.
+  (`basic_ack`, `multiple`) — runner's order — ending after 5 s without a message, as runner's
+  (1 s ended the floor early under a load of 27 on two cores).
 - After each run the table must hold exactly `--messages` rows and the queue none.
 
 Prints messages/s (messages / wall seconds of the whole process), the ratio to the floor and
@@ -48,6 +49,7 @@ PYTHON, RUNNER = VENV_BIN / "python", VENV_BIN / "runner"
 TIME = "/usr/bin/time"
 ENV = {k: v for k, v in os.environ.items() if k not in ("RUNNER_DIR", "RUNNER_STATE", "RUNNER_HISTORY")}
 BATCH_SIZE = 10_000
+QUIET = 5.0  # seconds without a message that end a run: the queue is drained
 PG = "postgresql://postgres@127.0.0.1:5432/{db}"
 COLUMNS = {
     "id": "bigint",
@@ -99,7 +101,7 @@ def floor(queue: str, db: str) -> int:
         channel.basic_ack(last, multiple=True)  # after the commit, as runner
         batch.clear()
 
-    for method, _, body in channel.consume(queue, inactivity_timeout=1.0):
+    for method, _, body in channel.consume(queue, inactivity_timeout=QUIET):
         if method is None:
             break
         d = json.loads(body)
@@ -152,7 +154,9 @@ class Places:
         import psycopg
 
         self.queue, self.db = f"runner-bench-consume-{tag}", f"runner_bench_consume_{tag}"
-        self.connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
+        # no heartbeats: this connection idles while a run consumes (minutes at 1M messages), and a
+        # blocking connection answers none meanwhile, so the broker would close it
+        self.connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672, heartbeat=0))
         self.channel = self.connection.channel()
         self.channel.queue_declare(self.queue)
         with psycopg.connect(PG.format(db="postgres"), autocommit=True) as admin:
@@ -218,7 +222,7 @@ def definitions(folder: Path, places: Places) -> None:
     )
     task = {
         "name": "events",
-        "read": {"queue": places.queue, "columns": COLUMNS, "max_wait": "1s"},
+        "read": {"queue": places.queue, "columns": COLUMNS, "max_wait": f"{QUIET:g}s"},
         "write": {"table": "events", "keys": ["id"]},
         "changes": {"strategy": "messages"},
     }
@@ -236,12 +240,13 @@ def measure(places: Places, folder: Path, count: int, repeat: int) -> dict[str, 
     for i in range(repeat):
         for who in ("runner", "floor"):
             places.fill(bodies)
-            log(f"{who} {i + 1}/{repeat} …")
+            log(f"{who} {i + 1}/{repeat} (load average {os.getloadavg()[0]:.1f}) …")
             if who == "runner":
                 cmd = [str(RUNNER), "--dir", str(folder), "run", "consume", "--format", "json"]
             else:
                 cmd = [str(PYTHON), __file__, "floor", places.queue, places.db]
             seconds, mb, out = timed(cmd, who, folder)
+            log(f"{who}: {seconds:.1f} s, {mb:.0f} MB (load average {os.getloadavg()[0]:.1f})")
             if who == "runner":
                 record = json.loads(out)
                 if record["status"] != "succeeded" or record["tasks"][0]["rows_read"] != count:

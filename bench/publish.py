@@ -127,7 +127,6 @@ class Brokers:
         self.streams: list[str] = []
         self.channel: Any = None
         self.loop = asyncio.new_event_loop()
-        self.nc: Any = None
 
     def rabbitmq(self) -> str:
         import pika
@@ -146,33 +145,46 @@ class Brokers:
     def rabbitmq_count(self) -> int:
         return self.channel.queue_declare(self.queue, passive=True).method.message_count
 
-    def nats(self, run: str) -> str:
-        """A new stream taking `runner-bench.<tag>.<run>.>`; its subject."""
+    def _jetstream(self, what: Any) -> Any:
+        """`what(jetstream)` on a connection of its own: one kept open would idle unanswered while
+        a run publishes (minutes at 1M rows), and the server closes it as stale."""
         import nats
 
-        if self.nc is None:
-            self.nc = self.loop.run_until_complete(nats.connect("nats://127.0.0.1:4222"))
+        async def call() -> Any:
+            nc = await nats.connect("nats://127.0.0.1:4222")
+            try:
+                return await what(nc.jetstream())
+            finally:
+                await nc.close()
+
+        return self.loop.run_until_complete(call())
+
+    def nats(self, run: str) -> str:
+        """A new stream taking `runner-bench.<tag>.<run>.>`; its subject."""
         name = f"runner-bench-{self.tag}-{run}"
         subject = f"runner-bench.{self.tag}.{run}"
-        self.loop.run_until_complete(self.nc.jetstream().add_stream(name=name, subjects=[f"{subject}.>"]))
+        self._jetstream(lambda js: js.add_stream(name=name, subjects=[f"{subject}.>"]))
         self.streams.append(name)
         return f"{subject}.events"
 
     def nats_count(self) -> int:
-        info = self.loop.run_until_complete(self.nc.jetstream().stream_info(self.streams[-1]))
-        return info.state.messages
+        stream = self.streams[-1]
+
+        async def count(js: Any) -> int:
+            return int((await js.stream_info(stream)).state.messages)
+
+        return self._jetstream(count)
 
     def nats_drop(self) -> None:
-        self.loop.run_until_complete(self.nc.jetstream().delete_stream(self.streams.pop()))
+        stream = self.streams.pop()
+        self._jetstream(lambda js: js.delete_stream(stream))
 
     def close(self) -> None:
         if self.channel is not None:
             self.channel.queue_delete(self.queue)
             self.connection.close()
-        if self.nc is not None:
-            for name in self.streams:
-                self.loop.run_until_complete(self.nc.jetstream().delete_stream(name))
-            self.loop.run_until_complete(self.nc.close())
+        for name in self.streams:
+            self._jetstream(lambda js, name=name: js.delete_stream(name))
         self.loop.close()
 
 
@@ -223,12 +235,13 @@ def measure(kind: str, brokers: Brokers, folder: Path, db: Path, rows_: int, rep
                 dest = brokers.nats(f"{who}{i}")
                 if who == "runner":
                     write_job(folder, "nats", "nats", {"subject": dest})
-            log(f"{kind}: {who} {i + 1}/{repeat} …")
+            log(f"{kind}: {who} {i + 1}/{repeat} (load average {os.getloadavg()[0]:.1f}) …")
             if who == "runner":
                 cmd = [str(RUNNER), "--dir", str(folder), "run", f"to-{kind}", "--format", "json"]
             else:
                 cmd = [str(PYTHON), __file__, "floor", kind, str(db), dest]
             seconds, mb, out = timed(cmd, f"{who} ({kind})", folder)
+            log(f"{who}: {seconds:.1f} s, {mb:.0f} MB (load average {os.getloadavg()[0]:.1f})")
             if who == "runner":
                 record = json.loads(out)
                 if record["status"] != "succeeded" or record["tasks"][0]["upserted"] != rows_:

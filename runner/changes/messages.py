@@ -11,7 +11,8 @@ run is cancelled (the daemon stopping, the job suspended or changed, `runner can
 
 from __future__ import annotations
 
-from typing import cast
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, cast
 
 from runner.changes.task import TaskRun
 from runner.connectors.base import ConsumingSource, MergeWriter, Writer
@@ -36,6 +37,18 @@ def run_messages(run: TaskRun) -> None:
         consumer.follow(options.continuous)
     if consumer.notice:
         run.log("warning", consumer.notice, task=task.name)
+    # A broker that hands out the next batch before this one is acknowledged (`ahead`) is read
+    # in a thread of its own while the run's thread writes: every call on the consumer is made
+    # there, in order, so an acknowledgement goes after the fetch begun before it, and after
+    # the commit of its batch (never before).
+    ahead = getattr(consumer, "ahead", False) and not options.dry_run
+    reading = ThreadPoolExecutor(1, thread_name_prefix="consume") if ahead else None
+
+    def take() -> tuple[list[tuple[str, tuple]] | None, Any, list[tuple[str, str]]]:
+        batch = consumer.next_batch()
+        return batch, consumer.mark() if ahead else None, consumer.set_aside()
+
+    acks: list[Future[None]] = []
     try:
         if not consumer.columns:  # a source that knows no columns yet has nothing to hand out
             run.log("info", "nothing to consume yet: the source knows no columns", task=task.name)
@@ -44,13 +57,17 @@ def run_messages(run: TaskRun) -> None:
         with run.writer(consumer.columns) as w:
             if w.merges:  # a key may come again (a later batch, after a delete): merge, never insert
                 cast(MergeWriter, w).empty_at_start = False
+            coming = reading.submit(take) if reading else None
             while True:
                 if run.cancel:
                     run.cancel.check()
-                batch = consumer.next_batch()
+                batch, through, aside = coming.result() if coming else take()
                 if batch is None:
                     break
-                aside = consumer.set_aside()
+                coming = reading.submit(take) if reading else None  # comes while this one is written
+                for done in [a for a in acks if a.done()]:
+                    acks.remove(done)
+                    done.result()  # a failed acknowledgement fails the run
                 if not batch and not aside:  # a continuous run: nothing came, nothing to acknowledge
                     continue
                 result.rows_read += len(batch)
@@ -71,10 +88,17 @@ def run_messages(run: TaskRun) -> None:
                 if not options.dry_run:
                     w.commit()
                     run.committed()  # committed, not yet acknowledged: a kill here sends them again
-                    consumer.acknowledge()
+                    if reading:
+                        acks.append(reading.submit(consumer.acknowledge, through))
+                    else:
+                        consumer.acknowledge()
+            for ack in acks:
+                ack.result()
             if options.dry_run:
                 run.log("info", "dry run: rolled back, nothing acknowledged", task=task.name)
     finally:
+        if reading:
+            reading.shutdown(wait=True, cancel_futures=True)  # the consumer is used by one thread at once
         consumer.close()
 
 

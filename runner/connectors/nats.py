@@ -12,13 +12,16 @@ rows carry what changed (a watermark's `updated_at`) never sends the same id for
 
 nats-py is asyncio: each publisher owns an event loop in a thread of its own, with the
 connection in it for the whole run (`asyncio.run` per batch would connect and sign in again
-for every batch). `send` publishes a batch without waiting for acknowledgements, at most
-`IN_FLIGHT` unacknowledged at a time (the memory bound); `confirm` waits for the rest.
+for every batch). `send` hands a batch to that loop and returns while it is published (the
+run's thread makes the next batch meanwhile), at most `IN_FLIGHT` messages unacknowledged at a
+time and one batch waiting (the memory bound); `confirm` waits for the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import datetime as dt
 import re
 import threading
@@ -46,6 +49,9 @@ IN_FLIGHT = 4000  # messages published and not yet acknowledged, at most (nats-p
 MSG_ID = "Nats-Msg-Id"
 HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII but ':' (a MIME header field name)
 SUBJECT = re.compile(r"^[^\s.*>]+(\.[^\s.*>]+)*$")  # tokens, no wildcard, no empty token
+DEFAULT_PORT = 4222
+ADDRESS = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:(?P<port>[0-9]{1,5}))?$")
+BACKOFF_FIRST, BACKOFF_MAX = 0.25, 4.0  # seconds before trying a lost server again: doubling, capped
 
 
 class NatsConnection(BrokerConnection):
@@ -65,20 +71,66 @@ class NatsConnection(BrokerConnection):
     def _token_reference(cls, token: str | None) -> str | None:
         return secrets.check_password(token, "NATS_TOKEN", "nats-token")
 
+    servers: list[str] = Field(
+        default_factory=list,
+        description="More servers of the same NATS cluster, `host:port` each (`host` alone: port "
+        "4222; an IPv6 address in brackets): a connection starts at any of them and `host`, and "
+        "goes to another when its server goes away.",
+    )
+    reconnect_attempts: int = Field(
+        10,
+        ge=0,
+        le=100,
+        description="Times each server is tried again after the connection to it was lost, waiting "
+        "0.25 s before the first try and twice as long before each next (at most 4 s); then the "
+        "run fails, and what it sent unacknowledged is the next run's to send again. 0: a lost "
+        "connection fails the run at once.",
+    )
+
+    @field_validator("servers")
+    @classmethod
+    def _addresses(cls, servers: list[str]) -> list[str]:
+        for i, address in enumerate(servers):
+            match = ADDRESS.match(address)
+            if match is None or not 1 <= int(match["port"] or DEFAULT_PORT) <= 65535:
+                raise ValueError(
+                    f"servers[{i}]: {address!r} is no server address: `host:port` (port 1-65535), "
+                    "`host`, or `[ipv6]:port`, without a scheme"
+                )
+        return servers
+
     @model_validator(mode="after")
     def _one_way_to_sign_in(self) -> NatsConnection:
         if self.token is not None and self.username is not None:
             raise ValueError("sign in with a 'token' or with 'username' and 'password', not both")
-        if self.token is not None and not self.tls and not secrets.loopback(self.host):
-            raise ValueError(
-                f"signing in to {self.host} without TLS would send the token in the clear: set "
-                "'tls'; only a server on this machine (localhost) may take it plain"
-            )
+        secret = "token" if self.token is not None else "password" if self.password is not None else None
+        for host in self.hosts():
+            if secret and not self.tls and not secrets.loopback(host):
+                raise ValueError(
+                    f"signing in to {host} without TLS would send the {secret} in the clear: set "
+                    "'tls'; only a server on this machine (localhost) may take it plain"
+                )
         return self
 
-    def server(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'tls' if self.tls else 'nats'}://{host}:{self.port}"
+    def addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of `host` and of each of `servers`, in order."""
+        out = [(self.host, self.port)]
+        for address in self.servers:
+            match = ADDRESS.match(address)
+            assert match is not None  # `_addresses`
+            out.append((match["host"].strip("[]"), int(match["port"] or DEFAULT_PORT)))
+        return out
+
+    def hosts(self) -> list[str]:
+        return [host for host, _ in self.addresses()]
+
+    def urls(self) -> list[str]:
+        scheme = "tls" if self.tls else "nats"
+        return [f"{scheme}://{f'[{h}]' if ':' in h else h}:{p}" for h, p in self.addresses()]
+
+    def where(self) -> str:
+        """The servers, for a message."""
+        return ", ".join(f"{f'[{h}]' if ':' in h else h}:{p}" for h, p in self.addresses())
 
 
 class NatsWrite(MessageWrite):
@@ -165,8 +217,12 @@ class NatsFetcher:
         self.thread.start()
         self.wait = max(0.05, seconds(read.max_wait))
         self.letters: Any = None
+        self.reconnect_seconds = reconnect_seconds(spec)
+        self.reconnects = 0  # connections made again so far
+        self.bound = 0  # the value of `reconnects` when the subscription was made
         try:
-            self.nc = self._run(_connect(name, spec, base_dir, self._quiet), CONNECT_TIMEOUT * 2)
+            connect = _connect(name, spec, base_dir, self._quiet, reconnected=self._reconnected)
+            self.nc = self._run(connect, CONNECT_TIMEOUT * 2)
             self.js = self.nc.jetstream()
             self.sub = self._run(self._subscribe(), CONNECT_TIMEOUT * 2)
         except BaseException:
@@ -176,10 +232,13 @@ class NatsFetcher:
     async def _quiet(self, exc: Exception) -> None:
         """Failures surface as the calls' own errors."""
 
+    async def _reconnected(self) -> None:
+        self.reconnects += 1
+
     def _run(self, coroutine: Coroutine[Any, Any, Any], timeout: float) -> Any:
         return _run_on(self.loop, self.name, coroutine, timeout)
 
-    async def _subscribe(self) -> Any:
+    async def _subscribe(self, again: bool = False) -> Any:
         from nats.js import api
         from nats.js import errors as js_errors
 
@@ -197,7 +256,7 @@ class NatsFetcher:
             info = None
         except js_errors.APIError as exc:
             raise _failure(self.name, exc, read.stream) from None
-        if info is not None and info.num_ack_pending:
+        if info is not None and (info.num_ack_pending or again):
             await self.js.delete_consumer(read.stream, read.durable)
             config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
             config.opt_start_seq = info.ack_floor.stream_seq + 1
@@ -212,13 +271,22 @@ class NatsFetcher:
             ) from None
 
     def fetch(self, count: int, deadline: float | None = None) -> list[Received]:
-        return self._run(self._fetch(count, deadline), self.wait + CONNECT_TIMEOUT)
+        timeout = self.wait + CONNECT_TIMEOUT * 3 + self.reconnect_seconds
+        return self._run(self._fetch(count, deadline), timeout)
 
     async def _fetch(self, count: int, deadline: float | None) -> list[Received]:
+        """A connection made again may have lost messages JetStream delivered (then counted as
+        pending acknowledgement: acknowledging a later one would acknowledge them unseen): what
+        this fetch took is dropped and the subscription made again (`_subscribe`), which starts
+        at the last acknowledged message when any are pending."""
         import nats.errors
 
         out: list[Received] = []
         while len(out) < count:
+            if self.bound != self.reconnects or not self.nc.is_connected:
+                out.clear()
+                await self._rebind()
+                continue
             wait = self.wait
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())
@@ -226,8 +294,15 @@ class NatsFetcher:
                     break
             try:
                 msgs = await self.sub.fetch(count - len(out), timeout=wait)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
+            except (TimeoutError, nats.errors.TimeoutError, nats.errors.ConnectionReconnectingError):
+                if self.nc.is_connected and self.bound == self.reconnects:
+                    break  # none came for `wait`: drained
+                await self._regained()
+                continue
+            except nats.errors.Error as exc:
+                raise TransientError(f"connection {self.name!r}: NATS: {exc or type(exc).__name__}") from None
+            if self.bound != self.reconnects:
+                continue
             for msg in msgs:
                 meta = msg.metadata
                 headers = dict(msg.headers or {})
@@ -247,13 +322,45 @@ class NatsFetcher:
                 )
         return out
 
+    async def _regained(self) -> None:
+        """Wait for a lost connection to be made again (nats-py is at it), within its bound."""
+        give_up = time.monotonic() + self.reconnect_seconds + CONNECT_TIMEOUT
+        while not self.nc.is_connected:
+            if self.nc.is_closed or time.monotonic() > give_up:
+                raise TransientError(f"connection {self.name!r}: NATS lost and not regained")
+            await asyncio.sleep(0.05)
+
+    async def _rebind(self) -> None:
+        """After a connection made again: the durable consumer made again at the last message
+        acknowledged, with a subscription of its own. What the old one was handed (maybe lost
+        on the way) and the pull requests nats-py sent again from its buffer once reconnected
+        (they reached the old consumer first: the buffer goes before `reconnected`) end with it."""
+        await self._regained()
+        self.bound = self.reconnects
+        with contextlib.suppress(Exception):  # the old subscription may have gone with the connection
+            await self.sub.unsubscribe()
+        self.sub = await self._subscribe(again=True)
+
     def acknowledge(self, through: Received) -> None:
+        timeout = CONNECT_TIMEOUT * 3 + self.reconnect_seconds
         try:
-            self._run(through.token.ack_sync(timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT * 2)
+            self._run(self._acknowledge(through), timeout)
         except RunnerError:
             raise
         except Exception as exc:  # the batch is committed: its messages come again, upserted again
             raise TransientError(f"connection {self.name!r}: could not acknowledge: {exc!r}") from None
+
+    async def _acknowledge(self, through: Received) -> None:
+        """Acknowledged once the server says so; after a connection lost, asked once more: the
+        durable consumer knows the delivery still (when it does not, its messages come again
+        and are upserted again)."""
+        try:
+            await through.token.ack_sync(timeout=CONNECT_TIMEOUT)
+        except Exception:
+            if self.nc.is_closed:
+                raise
+            await self._regained()
+            await through.token.ack_sync(timeout=CONNECT_TIMEOUT)
 
     def dead_letter(self, message: Received, reason: str) -> None:
         subject = self.read.dead_letter or ""
@@ -279,8 +386,14 @@ class NatsFetcher:
 
 class NatsPublisher:
     """A connection in an event loop of its own thread. Each message's acknowledgement is a
-    future; `outstanding` holds those not yet resolved (touched in the loop's thread only),
-    `failure` the first that failed, and `settled` is set when none is left or one failed."""
+    future; `outstanding` maps those not yet resolved to their messages (touched in the loop's
+    thread only, in the order sent), `failure` holds the first that failed, and `settled` is set
+    when none is left or one failed.
+
+    A connection lost and made again (to the same server restarted, or another of the cluster)
+    loses the acknowledgements that were on their way, and maybe the messages: once it is back,
+    every message still unacknowledged is sent again, with its id, before any new one
+    (`connected` holds them back meanwhile); JetStream stores the ones it already had once."""
 
     def __init__(self, name: str, spec: NatsConnection, base_dir: Path, write: NatsWrite):
         self.name, self.write = name, write
@@ -288,23 +401,35 @@ class NatsPublisher:
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"nats {name}", daemon=True)
         self.thread.start()
         self.failure: RunnerError | None = None
-        self.outstanding: set[asyncio.Future[Any]] = set()
-        self.settled = asyncio.Event()  # bound to the loop at its first use, in the loop's thread
+        self.outstanding: dict[asyncio.Future[Any], Message] = {}
+        self.reconnect_seconds = reconnect_seconds(spec)
+        self.expected = {"Nats-Expected-Stream": write.stream} if write.stream else {}
+        self.sending: concurrent.futures.Future[None] | None = None
         try:
-            self.nc = self._run(_connect(name, spec, base_dir, self._lost), CONNECT_TIMEOUT * 2)
+            self._run(self._events(), CONNECT_TIMEOUT)
+            self.nc = self._run(
+                _connect(name, spec, base_dir, self._lost, self._disconnected, self._reconnected),
+                CONNECT_TIMEOUT * 2,
+            )
         except BaseException:
             self._stop()
             raise
         self.js = self.nc.jetstream(publish_async_max_pending=IN_FLIGHT)
 
+    async def _events(self) -> None:
+        """Made in the loop's thread, so they belong to its loop."""
+        self.settled = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.connected.set()
+
     def _run(self, coroutine: Coroutine[Any, Any, Any], timeout: float) -> Any:
         return _run_on(self.loop, self.name, coroutine, timeout)
 
     async def _lost(self, exc: Exception) -> None:
-        """nats-py's error and close callbacks: the connection failed (a publish permission
-        denied, the server gone), or JetStream refused a message: nats-py raises its error
-        reply in the callback that should fail the message's future (which is left pending), so
-        it arrives here. Either way what is outstanding will not be acknowledged."""
+        """nats-py's error and close callbacks: the connection failed for good (a publish
+        permission denied, the servers gone), or JetStream refused a message: nats-py raises
+        its error reply in the callback that should fail the message's future (which is left
+        pending), so it arrives here. Either way what is outstanding will not be acknowledged."""
         from nats.js import errors as js_errors
 
         if self.failure is None:
@@ -317,44 +442,90 @@ class NatsPublisher:
                 else TransientError(f"connection {self.name!r}: NATS: {exc or type(exc).__name__}")
             )
         self.settled.set()
+        self.connected.set()  # a publish waiting for the connection raises the failure instead
+
+    async def _disconnected(self) -> None:
+        self.connected.clear()
+
+    async def _reconnected(self) -> None:
+        """Send again, in order, what the lost connection left unacknowledged."""
+        again = [(ack, m) for ack, m in self.outstanding.items() if not ack.done()]
+        for ack, _ in again:
+            del self.outstanding[ack]
+            ack.cancel()  # its reply will not come: this frees its place among the IN_FLIGHT
+        try:
+            for _, m in again:
+                await self._publish_one(m, self._headers(m))
+        except RunnerError as exc:
+            self.failure = self.failure or exc
+            self.settled.set()
+        self.connected.set()
 
     def send(self, messages: list[Message]) -> None:
-        self._run(self._publish(messages), CONFIRM_TIMEOUT * 2)
+        """Hand the batch to the loop and return: the run's thread makes the next batch (reads
+        and renders it) while this one is published. At most one batch waits meanwhile (the
+        memory bound): the next `send`, and `confirm`, first wait for this one to be sent."""
+        self._sent()
+        self.sending = asyncio.run_coroutine_threadsafe(self._publish(messages), self.loop)
+
+    def _sent(self) -> None:
+        """Wait for the batch being published to be sent; raise what failed it."""
+        sending, self.sending = self.sending, None
+        if sending is not None:
+            _wait_for(sending, self.name, CONFIRM_TIMEOUT * 2 + self.reconnect_seconds)
+
+    def _headers(self, m: Message) -> dict[str, str]:
+        subject = m.destination["subject"]
+        if not SUBJECT.match(subject):
+            raise TerminalError(
+                f"write.subject: {subject!r} (message {m.id}) is no subject to publish to: "
+                "dot-separated tokens without spaces or wildcards"
+            )
+        headers = {**m.headers, **self.expected, MSG_ID: m.id}
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value:
+                raise TerminalError(f"write.headers.{name}: a NATS header value holds no line break")
+        return headers
 
     async def _publish(self, messages: list[Message]) -> None:
-        from nats import errors
-
-        expected = {"Nats-Expected-Stream": self.write.stream} if self.write.stream else {}
         for m in messages:
+            if not self.connected.is_set():
+                await self._regained()
             if self.failure is not None:
                 raise self.failure
-            subject = m.destination["subject"]
-            if not SUBJECT.match(subject):
-                raise TerminalError(
-                    f"write.subject: {subject!r} (message {m.id}) is no subject to publish to: "
-                    "dot-separated tokens without spaces or wildcards"
-                )
-            headers = {**m.headers, **expected, MSG_ID: m.id}
-            for name, value in headers.items():
-                if "\r" in value or "\n" in value:
-                    raise TerminalError(f"write.headers.{name}: a NATS header value holds no line break")
-            try:
-                # no `wait_stall`: its timer makes every publish yield to the loop, whose flusher
-                # then writes each message alone (3x slower); `send`'s own timeout bounds a stall
-                ack = await self.js.publish_async(subject, m.body, headers=headers)
-            except errors.MaxPayloadError:
-                raise TerminalError(
-                    f"connection {self.name!r}: message {m.id} is larger than the server's max_payload "
-                    f"({self.nc.max_payload} bytes)"
-                ) from None
-            except errors.Error as exc:
-                raise _failure(self.name, exc, subject) from None
-            self.settled.clear()
-            self.outstanding.add(ack)
-            ack.add_done_callback(lambda f, subject=subject: self._acknowledged(f, subject))
+            await self._publish_one(m, self._headers(m))
+
+    async def _regained(self) -> None:
+        try:
+            await asyncio.wait_for(self.connected.wait(), self.reconnect_seconds + CONNECT_TIMEOUT)
+        except TimeoutError:
+            raise TransientError(
+                f"connection {self.name!r}: NATS lost and not regained within "
+                f"{self.reconnect_seconds + CONNECT_TIMEOUT:.0f} s"
+            ) from None
+
+    async def _publish_one(self, m: Message, headers: dict[str, str]) -> None:
+        from nats import errors
+
+        subject = m.destination["subject"]
+        try:
+            # no `wait_stall`: its timer makes every publish yield to the loop, whose flusher
+            # then writes each message alone (3x slower); `send`'s own timeout bounds a stall
+            ack = await self.js.publish_async(subject, m.body, headers=headers)
+        except errors.MaxPayloadError:
+            raise TerminalError(
+                f"connection {self.name!r}: message {m.id} is larger than the server's max_payload "
+                f"({self.nc.max_payload} bytes)"
+            ) from None
+        except errors.Error as exc:
+            raise _failure(self.name, exc, subject) from None
+        self.settled.clear()
+        self.outstanding[ack] = m
+        ack.add_done_callback(lambda f, subject=subject: self._acknowledged(f, subject))
 
     def _acknowledged(self, ack: asyncio.Future[Any], subject: str) -> None:
-        self.outstanding.discard(ack)
+        if self.outstanding.pop(ack, None) is None:
+            return  # cancelled: sent again after a reconnection
         if not ack.cancelled() and ack.exception() is not None and self.failure is None:
             self.failure = _failure(self.name, ack.exception(), subject)  # type: ignore[arg-type]
         if not self.outstanding or self.failure is not None:
@@ -367,21 +538,25 @@ class NatsPublisher:
             TerminalError: no stream takes a subject, or JetStream refused a message.
             TransientError: the connection failed, or acknowledgements did not come in time.
         """
-        self._run(self._settle(), CONFIRM_TIMEOUT + CONNECT_TIMEOUT)
+        self._sent()
+        self._run(self._settle(), CONFIRM_TIMEOUT + CONNECT_TIMEOUT + self.reconnect_seconds)
 
     async def _settle(self) -> None:
+        wait = CONFIRM_TIMEOUT + self.reconnect_seconds
         if self.outstanding and self.failure is None:
             try:
-                await asyncio.wait_for(self.settled.wait(), CONFIRM_TIMEOUT)
+                await asyncio.wait_for(self.settled.wait(), wait)
             except TimeoutError:
                 raise TransientError(
                     f"connection {self.name!r}: JetStream did not acknowledge {len(self.outstanding)} "
-                    f"message(s) within {CONFIRM_TIMEOUT:.0f} s"
+                    f"message(s) within {wait:.0f} s"
                 ) from None
         if self.failure is not None:
             raise self.failure
 
     def close(self) -> None:
+        if self.sending is not None:
+            self.sending.cancel()  # a batch not confirmed: the next run sends it again
         try:
             self._run(self._close(), CONNECT_TIMEOUT)
         except RunnerError:
@@ -404,7 +579,10 @@ def _run_on(
     loop: asyncio.AbstractEventLoop, name: str, coroutine: Coroutine[Any, Any, Any], timeout: float
 ) -> Any:
     """Run `coroutine` on the client's event loop thread and wait for it, at most `timeout`."""
-    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    return _wait_for(asyncio.run_coroutine_threadsafe(coroutine, loop), name, timeout)
+
+
+def _wait_for(future: concurrent.futures.Future[Any], name: str, timeout: float) -> Any:
     try:
         return future.result(timeout)
     except TimeoutError:
@@ -429,9 +607,20 @@ def _failure(name: str, exc: BaseException, subject: str) -> RunnerError:
     return TransientError(f"connection {name!r}: NATS: {exc or type(exc).__name__}")
 
 
-async def _connect(name: str, spec: NatsConnection, base_dir: Path, lost: Any) -> Any:
-    """A connection that has signed in; no reconnection (a batch interrupted is the next run's
-    to send again, with the same ids). `lost` hears of every failure after."""
+async def _connect(
+    name: str,
+    spec: NatsConnection,
+    base_dir: Path,
+    lost: Any,
+    disconnected: Any = None,
+    reconnected: Any = None,
+) -> Any:
+    """A connection that has signed in, to `host` or one of `servers`. The first connection
+    tries each server twice (nats-py's counting) and fails; once connected, a connection lost
+    is made again to any server, each tried `reconnect_attempts` times with a doubling wait
+    (`_next_server`), hearing `disconnected` and `reconnected`. `lost` hears of a failure: a
+    JetStream refusal, a permission denied, and the connection closed for good (reconnecting
+    gave up, or none was allowed); the troubles of a connection being made again are not."""
     import nats
     from nats import errors
 
@@ -443,27 +632,56 @@ async def _connect(name: str, spec: NatsConnection, base_dir: Path, lost: Any) -
     context = spec.ssl_context(base_dir)
     if context is not None:
         options["tls"], options["tls_hostname"] = context, spec.host
+    reconnecting = spec.reconnect_attempts > 0
+    passing = (OSError, TimeoutError, errors.UnexpectedEOF, errors.StaleConnectionError, errors.TimeoutError)
+
+    async def error(exc: Exception) -> None:
+        if not (reconnecting and isinstance(exc, passing)):
+            await lost(exc)
 
     async def closed() -> None:
         await lost(errors.ConnectionClosedError())
 
+    async def quiet() -> None:
+        pass
+
     try:
-        return await nats.connect(
-            servers=[spec.server()],
+        nc = await nats.connect(
+            servers=spec.urls(),
             name=f"runner {name}",
             connect_timeout=CONNECT_TIMEOUT,
-            allow_reconnect=False,
-            max_reconnect_attempts=1,  # nats-py's first connection tries twice (0: forever)
+            allow_reconnect=reconnecting,
+            max_reconnect_attempts=1,  # the first connection: each server twice (0 would be forever)
             reconnect_time_wait=0.5,
-            error_cb=lost,
+            reconnect_to_server_handler=_next_server,
+            dont_randomize=True,
+            error_cb=error,
             closed_cb=closed,
+            disconnected_cb=disconnected or quiet,
+            reconnected_cb=reconnected or quiet,
         )
     except errors.AuthorizationError:
         raise TerminalError(f"connection {name!r}: NATS refused the credentials") from None
     except (OSError, TimeoutError, errors.Error) as exc:
         raise TransientError(
-            f"connection {name!r}: cannot reach NATS at {spec.host}:{spec.port}: {exc or type(exc).__name__}"
+            f"connection {name!r}: cannot reach NATS at {spec.where()}: {exc or type(exc).__name__}"
         ) from None
+    # nats-py reads its options as it reconnects: from now on, each server `reconnect_attempts` times
+    nc.options["max_reconnect_attempts"] = spec.reconnect_attempts
+    return nc
+
+
+def _next_server(servers: list[Any], info: dict[str, Any]) -> tuple[Any, float]:
+    """nats-py's choice of the server to reconnect to: the one tried the fewest times (the first
+    listed of those), after a wait doubling with its tries (a server restarting gets time)."""
+    server = min(servers, key=lambda s: s.reconnects)
+    return server, min(BACKOFF_MAX, BACKOFF_FIRST * 2**server.reconnects)
+
+
+def reconnect_seconds(spec: NatsConnection) -> float:
+    """How long reconnecting may take at most, beside the connection attempts themselves."""
+    waits = sum(min(BACKOFF_MAX, BACKOFF_FIRST * 2**k) for k in range(spec.reconnect_attempts + 1))
+    return len(spec.addresses()) * (waits + spec.reconnect_attempts * 0.5)
 
 
 async def _ignore(exc: Exception) -> None:

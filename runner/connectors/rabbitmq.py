@@ -93,9 +93,10 @@ TICK = 0.25  # seconds: how often a consumer waiting for messages looks at the t
 
 
 class RabbitFetcher:
-    """A consumer on the queue with a prefetch of one batch: the broker sends at most that many
-    unacknowledged messages, and each batch is acknowledged (at once, `multiple`) after the
-    target committed it. Unacknowledged messages go back to the queue when the channel closes."""
+    """A consumer on the queue with a prefetch of two batches: the broker sends at most that
+    many unacknowledged messages (the next batch comes while one is written), and each batch is
+    acknowledged (at once, `multiple`) after the target committed it. Unacknowledged messages go
+    back to the queue when the channel closes."""
 
     def __init__(self, name: str, spec: RabbitConnection, base_dir: Path, read: RabbitRead, batch_size: int):
         from pika import exceptions
@@ -103,7 +104,9 @@ class RabbitFetcher:
         self.name, self.read = name, read
         self.connection = _connect(name, spec, base_dir)
         self.channel = self.connection.channel()
-        self.channel.basic_qos(prefetch_count=min(batch_size, MAX_PREFETCH))
+        # two batches: the next one comes while this one is written and committed (`ahead`)
+        self.ahead = 2 * batch_size <= MAX_PREFETCH
+        self.channel.basic_qos(prefetch_count=min(2 * batch_size, MAX_PREFETCH))
         self.wait = max(0.01, seconds(read.max_wait))
         self.letters: Any = None
         try:  # pika says when none came for a tick; `fetch` counts the ticks up to `max_wait`

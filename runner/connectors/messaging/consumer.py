@@ -83,6 +83,8 @@ class MessageConsumer:
         self.aside: list[tuple[str, str]] = []
         self.latency: float | None = None
         self.notice: str | None = getattr(fetcher, "notice", None)  # what the run log should say
+        # the broker hands out the next batch before this one is acknowledged (a prefetch of two)
+        self.ahead: bool = getattr(fetcher, "ahead", False)
 
     def follow(self, max_latency: float) -> None:
         """Go on past a drained queue: a batch that comes up empty is `[]`, not the end, and
@@ -139,8 +141,17 @@ class MessageConsumer:
         meta = tuple(_metadata(message, what) for what in self.read.metadata.values())
         return op, row + meta
 
-    def acknowledge(self) -> None:
-        if self.last is not None:
+    def mark(self) -> Received | None:
+        """What acknowledges the batch `next_batch` gave last (with those before it)."""
+        return self.last
+
+    def acknowledge(self, through: Received | None = None) -> None:
+        """Acknowledge what came up to `through` (a `mark`), or up to the last batch."""
+        if through is not None:
+            self.fetcher.acknowledge(through)
+            if through is self.last:
+                self.last = None
+        elif self.last is not None:
             self.fetcher.acknowledge(self.last)
             self.last = None
 

@@ -22,7 +22,8 @@ class Publisher(Protocol):
     """A broker's side of a publishing writer."""
 
     def send(self, messages: list[Message]) -> None:
-        """Send the messages in order; may return before the broker has confirmed them."""
+        """Send the messages in order (or hand them over to be sent: an error may come at the next
+        call); may return before the broker has confirmed them."""
         ...
 
     def confirm(self) -> None:
