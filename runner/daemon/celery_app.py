@@ -1,5 +1,8 @@
 """The Celery application shared by `runner daemon --executor celery` (which sends run
-requests) and `runner worker` (which runs them): one task, `runner.run`, on one queue.
+requests) and `runner worker` (which runs them): two tasks on one queue, `runner.run` (a
+run) and `runner.ranges` (a request from a run on a worker to help with its split copy: take
+its key ranges until none is left; the ranges' leases are in the state store, so a helper
+delivered late or twice finds nothing left and returns).
 
 Why these settings: a run request is acknowledged only after its run ended (`acks_late`) and a
 worker takes one request per free thread at a time (`prefetch_multiplier` 1), so a worker
@@ -23,6 +26,7 @@ from runner.definitions import secrets
 from runner.errors import RunnerError
 
 TASK = "runner.run"
+RANGE_TASK = "runner.ranges"  # help a run with its split copy's key ranges (`changes.split`)
 DEFAULT_QUEUE = "runner"
 # Redis only: an unacknowledged request goes back to the queue after this long (a worker killed
 # mid-run): two leases. A request of a run still going on that comes back is dropped as started already.

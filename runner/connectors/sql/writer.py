@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from runner.connectors.base import KEY_STAGE, STAGE, Copy, History, MergeCounts, TableEvolution
+from runner.connectors.base import KEY_STAGE, STAGE, Copy, History, KeySpan, MergeCounts, TableEvolution
 from runner.connectors.sql import evolve, history_mode
 from runner.connectors.sql.compare import InTargetCompare
 from runner.connectors.sql.diagnose import Diagnosis
@@ -273,11 +273,15 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
             self.q(KEY_STAGE), [self.q(k) for k in self.keys], self.encode_keys(keys), keys, self.key_columns
         )
 
-    def delete_missing(self, from_stage: str = STAGE) -> int:
-        """Delete (or soft-delete) target rows whose key is not staged: gone from the source."""
+    def delete_missing(self, from_stage: str = STAGE, within: KeySpan | None = None) -> int:
+        """Delete (or soft-delete) target rows whose key is not staged: gone from the source;
+        `within`: only those in that span of the (single, integer) key (a split copy's range)."""
         with self.c.errors(self.doing):
             self._analyze(from_stage)
-        return self._delete(f"NOT EXISTS (SELECT 1 FROM {self.q(from_stage)} k WHERE {self._key_match()})")
+        span = f" AND {within.sql(f'{self.target}.{self.q(self.keys[0])}')}" if within is not None else ""
+        return self._delete(
+            f"NOT EXISTS (SELECT 1 FROM {self.q(from_stage)} k WHERE {self._key_match()}){span}"
+        )
 
     def delete_listed(self) -> int:
         """Delete (or soft-delete) target rows whose key is in the key stage."""
