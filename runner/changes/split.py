@@ -29,7 +29,7 @@ from typing import Any, cast
 
 from runner.changes import full
 from runner.changes.task import NOTE_SECONDS, TaskResult, TaskRun
-from runner.connectors.base import KeySpan
+from runner.connectors.base import KeySpan, MergeWriter
 from runner.definitions.needs import Need
 from runner.definitions.tasks import ReadSpec, Task
 from runner.errors import Cancelled, LockTimeout, TerminalError, TransientError
@@ -249,6 +249,7 @@ def run_range(run: TaskRun, r: KeyRange) -> dict[str, Any]:
         stream = run.source.read(ranged, run.batch_size)
         run.track(stream.batches, cancellable=False)
         with run.writer(stream.columns, copy=True) as w:
+            cast(MergeWriter, w).narrow(span)
             full.merge_read(run, w, stream, span)
             w.commit()
     finally:

@@ -296,6 +296,11 @@ class MergeWriter(Writer, Protocol):
 
     def insert(self, batch: Batch) -> None: ...
 
+    def narrow(self, within: KeySpan) -> None:
+        """This writer writes only keys `within` the span (a split copy's range, which no other
+        writer writes meanwhile): it counts as empty at start when no target row is there."""
+        ...
+
     def delete_missing(self, from_stage: str = STAGE, within: KeySpan | None = None) -> int:
         """Delete (or soft-delete) target rows whose key is not in `from_stage` (and, `within`
         given, lies in that span of the single integer key: a split copy's range)."""

@@ -374,6 +374,9 @@ class MemoryWriter:
     def delete_listed(self) -> int:
         return self._delete([k for k in self.key_stage if k in self.rows])
 
+    def narrow(self, within: KeySpan) -> None:
+        self.empty_at_start = not any(within.contains(k[0]) for k in self.rows)
+
     def delete_missing(self, from_stage: str = STAGE, within: KeySpan | None = None) -> int:
         kept = self.staged_keys if from_stage == STAGE else self.key_stage
         inside = within.contains if within is not None else (lambda _: True)

@@ -15,6 +15,7 @@ where the driver says, the column that the target rejected.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
@@ -151,6 +152,18 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         with c.errors(self.doing):
             self.cursor.execute(f"{'RELEASE' if rows is not None else 'ROLLBACK TO'} SAVEPOINT runner_copy")
         return rows
+
+    def narrow(self, within: KeySpan) -> None:
+        """This writer writes only keys `within` the span (a split copy's range, which no other
+        writer writes meanwhile): it counts as empty at start when no target row is there (its
+        merge is then one INSERT); and its one merge needs no fresh statistics of the table (an
+        ANALYZE would also wait for the transactions of the ranges going on beside it)."""
+        with self.c.errors(self.doing):
+            self.cursor.execute(
+                f"SELECT 1 FROM {self.target} WHERE {within.sql(self.q(self.keys[0]))} LIMIT 1"
+            )
+            self.empty_at_start = self.cursor.fetchone() is None
+        self.analyzed_at = sys.maxsize
 
     def existing_columns(self) -> list[str]:
         self.cursor.execute(f"SELECT * FROM {self.target} WHERE 1 = 0")
