@@ -20,11 +20,14 @@ import urllib.parse
 from pathlib import Path
 
 from celery import Celery
+from celery.utils.log import get_task_logger
+from celery.worker.request import Request
 
 from runner import services
 from runner.definitions import secrets
 from runner.errors import RunnerError
 
+logger = get_task_logger(__name__)
 TASK = "runner.run"
 RANGE_TASK = "runner.ranges"  # help a run with its split copy's key ranges (`changes.split`)
 DEFAULT_QUEUE = "runner"
@@ -57,6 +60,23 @@ def shown(url: str) -> str:
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class Delivery(Request):
+    """A request as the worker holds it, whose acknowledgement outlives its broker connection.
+
+    A run going on when the broker went away (restarted, unreachable) ends after the worker
+    reconnected: its acknowledgement goes through the old, closed connection, which kombu's
+    Redis transport answers with an AttributeError that would stop the whole worker. The
+    request is then left unacknowledged: a broker that kept it delivers it again, and that
+    delivery is dropped as run already (`RunStarted`)."""
+
+    def acknowledge(self) -> None:
+        try:
+            super().acknowledge()
+        except Exception as exc:  # noqa: BLE001 - the connection it came on is gone: see above
+            self.acknowledged = True
+            logger.warning("request not acknowledged: its broker connection is gone (%s)", type(exc).__name__)
 
 
 def make_app(broker: str, queue: str = DEFAULT_QUEUE) -> Celery:

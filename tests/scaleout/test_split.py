@@ -1,10 +1,12 @@
 """A split full copy (`changes.split`) on Celery workers, PostgreSQL to PostgreSQL: the run's
 worker asks the others through the broker, each free worker takes key ranges; a worker killed
 with SIGKILL mid-range loses its range, which is run again alone, and the target ends equal to
-the source; `runner workers` shows who runs which range; `runner cancel` stops every range."""
+the source; `runner workers` shows who runs which range; `runner cancel` stops every range,
+and a suspended job's split is not resumed by its next slot."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psycopg
@@ -88,3 +90,43 @@ def test_a_worker_killed_mid_range_loses_only_that_range(rabbit_cluster):
     assert _rows(cluster.state, "dst.events") == _rows(cluster.state, "src.events")
     log = history.read_log(Path(record["log"]))
     assert sorted(e["range"] for e in log if e["message"] == "range done") == list(range(RANGES))
+
+
+def test_cancel_stops_the_ranges_on_every_worker(rabbit_cluster):
+    cluster = rabbit_cluster
+    name = _split_job(cluster, "* * * * * */5")
+    cluster.env["RUNNER_BATCH_DELAY"] = "6"  # each range waits 6 s before its copy: time to cancel
+    cluster.daemon()
+    workers = [cluster.worker(concurrency=1), cluster.worker(concurrency=1)]
+
+    def both_busy() -> list[dict] | None:
+        held = [r for w in workers for r in _helping(cluster, w.pid)]
+        return held if len(held) == 2 else None
+
+    held = wait_until("a range on each worker", both_busy, 60, cluster.procs)
+    run_id = held[0]["run_id"]
+    assert {r["run_id"] for r in held} == {run_id}
+    services.suspend(cluster.ws, name)  # no next slot resumes the split meanwhile
+    services.cancel(cluster.ws, name)
+    path = history.run_path(cluster.ws.history, "default", name, run_id)
+    wait_until("the run's end", lambda: history.read_run(path)["status"] != "running", 30, cluster.procs)
+    record = history.read_run(path)
+    assert record["status"] == "cancelled", record.get("error")
+    # no worker goes on with a range of that run
+    wait_until(
+        "no range held", lambda: not [r for w in workers for r in _helping(cluster, w.pid)], 15, cluster.procs
+    )
+    store = cluster.ws.store()
+    ranges = store.ranges.of(store.tasks.state("default", name, "events").id)
+    assert all(ranges[r["range"]].status == "pending" for r in held)  # in flight: rolled back
+    # the worker that helped heard the cancel through the job's lease (or the run's end it caused)
+    helper = next(
+        w
+        for w in workers
+        if not any(e.get("run") == run_id for e in w.events() if e["event"] == "run started")
+    )
+    assert any(e["event"] == "stopped helping with a split copy" for e in helper.events())
+    time.sleep(6)  # a slot or two: the suspended job's split waits
+    assert [
+        p.name for p in history.run_path(cluster.ws.history, "default", name, run_id).parent.glob("*.json")
+    ] == [path.name]
