@@ -86,7 +86,9 @@ def run_split(run: TaskRun, count: int) -> None:
     with run.writer(columns) as w:  # the table (and its columns) before the ranges write into it
         w.commit()
     ranges = store.ranges.of(state.id)
-    if ranges and len(ranges) == count and not run.options.resync:
+    # the table emptied or dropped first (`before_run`) holds none of the ranges done before
+    emptied = run.result.before_run is not None
+    if ranges and len(ranges) == count and not run.options.resync and not emptied:
         retried = store.ranges.retry(state.id)
         left = sum(r.status != "done" for r in ranges)
         run.log(

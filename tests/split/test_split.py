@@ -18,7 +18,7 @@ def _db(pg_url: str) -> str:
     return pg_url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def project(root, url: str, split: str, deletes: str = "propagate", keys: str = "[id]"):
+def project(root, url: str, split: str, deletes: str = "propagate", keys: str = "[id]", extra: str = ""):
     (root / "jobs.d").mkdir(parents=True)
     (root / "connections.d").mkdir()
     (root / "connections.d" / "pg.yaml").write_text(
@@ -32,7 +32,7 @@ def project(root, url: str, split: str, deletes: str = "propagate", keys: str = 
         "      read: {table: src.events}\n"
         f"      write: {{table: dst.events, keys: {keys}}}\n"
         f"      deletes: {deletes}\n"
-        f"      changes: {{strategy: full, split: {split}}}\n"
+        f"      changes: {{strategy: full, split: {split}}}\n{extra}"
     )
     return services.Workspace(root)
 
@@ -153,3 +153,25 @@ def test_a_key_that_is_not_an_integer_is_refused_at_the_run(tmp_path, pg_url):
     assert record["status"] == "failed"
     assert "copy.yaml:" in record["error"] and "changes.split" in record["error"]
     assert "a split cuts the key into ranges of integers" in record["error"]
+
+
+def test_a_table_emptied_first_is_split_again_whole(tmp_path, pg_url):
+    """`before_run: truncate` empties the table each run: the ranges an earlier run committed
+    are gone from it, so a run after a failed one cuts and runs every range again."""
+    url = _db(pg_url)
+    fill(url)
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(
+            "CREATE TABLE dst.events (id bigint PRIMARY KEY, kind text CHECK (kind <> 'bad'), "
+            "amount numeric(12,2))"
+        )
+        c.execute("UPDATE src.events SET kind = 'bad' WHERE id = 12000")
+    ws = project(tmp_path / "p", url, "{ranges: 4}", extra="      before_run: truncate\n")
+    services.apply(ws)
+    assert services.run(ws, "copy")["status"] == "failed"
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("UPDATE src.events SET kind = 'fixed' WHERE id = 12000")
+    again = services.run(ws, "copy")
+    assert again["status"] == "succeeded", again.get("error")
+    assert again["tasks"][0]["rows_read"] == ROWS
+    assert rows(url, "dst.events") == rows(url, "src.events")
