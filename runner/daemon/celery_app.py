@@ -66,17 +66,16 @@ class Delivery(Request):
     """A request as the worker holds it, whose acknowledgement outlives its broker connection.
 
     A run going on when the broker went away (restarted, unreachable) ends after the worker
-    reconnected: its acknowledgement goes through the old, closed connection, which kombu's
-    Redis transport answers with an AttributeError that would stop the whole worker. The
-    request is then left unacknowledged: a broker that kept it delivers it again, and that
-    delivery is dropped as run already (`RunStarted`)."""
+    reconnected: its acknowledgement (run later on the worker's event loop) goes through the
+    old, closed connection, which kombu's Redis transport answers with an AttributeError that
+    stopped the whole worker. It is counted among the connection errors kombu logs instead
+    ("Couldn't ack"): the request stays unacknowledged, a broker that kept it delivers it
+    again, and that delivery is dropped as run already (`RunStarted`)."""
 
     def acknowledge(self) -> None:
-        try:
-            super().acknowledge()
-        except Exception as exc:  # noqa: BLE001 - the connection it came on is gone: see above
+        if not self.acknowledged:
+            self._on_ack(logger, (*self._connection_errors, AttributeError))
             self.acknowledged = True
-            logger.warning("request not acknowledged: its broker connection is gone (%s)", type(exc).__name__)
 
 
 def make_app(broker: str, queue: str = DEFAULT_QUEUE) -> Celery:
