@@ -42,7 +42,7 @@ schemas: $(STAMP)
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
 .PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale \
-	bench-verify bench-publish bench-http bench-consume bench-scaleout bench-files
+	bench-verify bench-publish bench-http bench-consume bench-scaleout bench-split bench-files
 
 # The peers of bench-peers in an environment of their own (git-ignored, never needed by make test):
 # Sling 1.4.11 is the last PyPI release whose wheel ships its binary.
@@ -81,6 +81,9 @@ bench-memory: $(STAMP)
 # Workers across machines (bench/scaleout.py): PostgreSQL and RabbitMQ on 127.0.0.1.
 bench-scaleout: $(STAMP)
 	$(BIN)/python bench/scaleout.py --jobs 200 --runs 150
+# A split full copy (changes.split): 10M events PostgreSQL to PostgreSQL on 1 worker and on 2.
+bench-split: $(STAMP)
+	$(BIN)/python bench/split_copy.py --rows 10000000 --ranges 8
 # Files (issue 16): 1M events as CSV into PostgreSQL beside psql \copy; Parquet read beside pyarrow's.
 bench-files: $(STAMP)
 	$(BIN)/python bench/files.py --rows 1000000

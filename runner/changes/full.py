@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import cast
 
 from runner.changes.task import TaskRun, counted_without_target
-from runner.connectors.base import STAGE, MergeWriter
+from runner.connectors.base import STAGE, KeySpan, MergeWriter, ReadStream, Writer
 from runner.definitions.needs import Need
 from runner.definitions.tasks import Task
 from runner.streams.checkpoints import checkpoint
@@ -44,16 +44,24 @@ def run_full(run: TaskRun) -> None:
             result.inserted = result.rows_read  # into an empty table: nothing merged or deleted
             checkpoint("write")
         else:
-            if run.copied(w, STAGE, stream):
-                checkpoint("write")
-            for batch in run.timed(stream.batches):
-                w.stage(batch)
-                checkpoint("write")
-            result.add(w.merge())
-            result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
-            if task.deletes != "ignore":
-                if run.options.limit is not None:
-                    run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
-                else:
-                    result.deleted = cast(MergeWriter, w).delete_missing()
+            merge_read(run, w, stream)
         run.finish(w)
+
+
+def merge_read(run: TaskRun, w: Writer, stream: ReadStream, within: KeySpan | None = None) -> None:
+    """Stage every row of the read (copied inside the databases where the pair can), merge
+    them, and delete the target's rows (`within` a span of the key: a split copy's range) whose
+    key was not read, as the task's `deletes` says."""
+    task, result = run.task, run.result
+    if run.copied(w, STAGE, stream):
+        checkpoint("write")
+    for batch in run.timed(stream.batches):
+        w.stage(batch)
+        checkpoint("write")
+    result.add(w.merge())
+    result.unchanged = result.rows_read - result.inserted - result.updated - result.upserted
+    if task.deletes != "ignore":
+        if run.options.limit is not None:
+            run.log("warning", "deletes are not applied in a run limited to N rows", task=task.name)
+        else:
+            result.deleted = cast(MergeWriter, w).delete_missing(within=within)

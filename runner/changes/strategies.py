@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runner.changes import cdc, deletes, full, lifecycle, messages, task, verify, watermark
+from runner.changes import cdc, deletes, lifecycle, messages, split, task, verify, watermark
 from runner.changes import hash as hashed
 from runner.changes.task import TaskRun
 from runner.definitions.needs import Need, refusals
@@ -23,7 +23,7 @@ class Strategy:
 
 
 STRATEGIES: Registry[str, Strategy] = Registry("change strategy")
-STRATEGIES.register("full", Strategy(full.run_full, full.needs))
+STRATEGIES.register("full", Strategy(split.run_full, split.needs))  # split into key ranges when asked
 STRATEGIES.register("watermark", Strategy(watermark.run_watermark, watermark.needs))
 STRATEGIES.register("hash", Strategy(hashed.run_hash, hashed.needs))
 STRATEGIES.register("messages", Strategy(messages.run_messages, messages.needs))

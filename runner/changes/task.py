@@ -10,6 +10,7 @@ import datetime as dt
 import difflib
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -108,6 +109,7 @@ class TaskResult:
     valid_from: str | None = None  # history mode: the run's timestamp, of the versions it opened or closed
     note: str | None = None  # why a task did not run (inactive) or what was found (dropped_in_source)
     windows: list[dict[str, Any]] = field(default_factory=list)  # a backfill's: from, to, rows
+    ranges: list[dict[str, Any]] = field(default_factory=list)  # a split copy's (`changes.split`)
 
     @property
     def rows_written(self) -> int:
@@ -140,6 +142,8 @@ class TaskRun:
     stated: Task | None = None  # the task as defined, before the job's defaults (`where`)
     started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
     table_changes: TableChanges = field(default_factory=TableChanges)  # `SyncJobSpec.table_changes`
+    # the same task on connections of its own (`runner.jobs.sync`): a split copy's ranges run in threads
+    fork: Callable[[], AbstractContextManager[TaskRun]] | None = None
     result: TaskResult = field(init=False)
     streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
     evolution: TableEvolution | None = field(init=False, default=None)

@@ -27,7 +27,8 @@ def worker(
     ] = 2,
     queue: Annotated[str, typer.Option("--queue", help=QUEUE_HELP)] = "runner",
 ) -> None:
-    """Take run requests from the broker and run them (for `runner daemon --executor celery`).
+    """Take run requests from the broker and run them (for `runner daemon --executor celery`),
+    and key ranges of the split copies (`changes.split`) that runs on other workers ask help with.
     Needs the same state store, history folder (shared) and secrets as the daemon.
     SIGTERM/SIGINT: runs going on finish, then it stops."""
     from runner.daemon.celery_app import resolve_broker  # Celery: only for the scale-out commands
@@ -41,7 +42,8 @@ def worker(
 
 @handles_errors
 def workers(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text) -> None:
-    """The workers registered in the state store: heartbeat, whether alive, and their runs."""
+    """The workers registered in the state store: heartbeat, whether alive, their runs, and the
+    key ranges of split copies each one runs."""
     rows = services.workers(STATE.workspace)
     if fmt == Format.json:
         out.print(json.dumps(rows, indent=2), markup=False)

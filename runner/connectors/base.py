@@ -237,6 +237,24 @@ class Source(Endpoint, Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class KeySpan:
+    """A span [low, high) of a single integer key; None leaves that side open (a split copy's
+    first and last ranges, so every key there is, and every key a target row has, is in one)."""
+
+    low: int | None
+    high: int | None
+
+    def contains(self, key: Any) -> bool:
+        return (self.low is None or key >= self.low) and (self.high is None or key < self.high)
+
+    def sql(self, column: str) -> str:
+        """The span as a SQL condition on `column` (quoted); its bounds are integers, inlined."""
+        parts = [f"{column} >= {int(self.low)}"] if self.low is not None else []
+        parts += [f"{column} < {int(self.high)}"] if self.high is not None else []
+        return " AND ".join(parts) or "1 = 1"
+
+
 class Writer(Protocol):
     """One open transaction of a target: rows are staged and merged (or, for a writer that
     does not merge, written as they are staged), keys staged and deleted; `commit` ends the
@@ -278,8 +296,14 @@ class MergeWriter(Writer, Protocol):
 
     def insert(self, batch: Batch) -> None: ...
 
-    def delete_missing(self, from_stage: str = STAGE) -> int:
-        """Delete (or soft-delete) target rows whose key is not in `from_stage`."""
+    def narrow(self, within: KeySpan) -> None:
+        """This writer writes only keys `within` the span (a split copy's range, which no other
+        writer writes meanwhile): it counts as empty at start when no target row is there."""
+        ...
+
+    def delete_missing(self, from_stage: str = STAGE, within: KeySpan | None = None) -> int:
+        """Delete (or soft-delete) target rows whose key is not in `from_stage` (and, `within`
+        given, lies in that span of the single integer key: a split copy's range)."""
         ...
 
     def copy_from(

@@ -31,6 +31,7 @@ from runner.connectors.base import (
     Connector,
     Copy,
     History,
+    KeySpan,
     MergeCounts,
     MissingColumn,
     ReadStream,
@@ -380,9 +381,13 @@ class MemoryWriter:
     def delete_listed(self) -> int:
         return self._delete([k for k in self.key_stage if k in self.rows])
 
-    def delete_missing(self, from_stage: str = STAGE) -> int:
+    def narrow(self, within: KeySpan) -> None:
+        self.empty_at_start = not any(within.contains(k[0]) for k in self.rows)
+
+    def delete_missing(self, from_stage: str = STAGE, within: KeySpan | None = None) -> int:
         kept = self.staged_keys if from_stage == STAGE else self.key_stage
-        return self._delete([k for k in self.rows if k not in kept])
+        inside = within.contains if within is not None else (lambda _: True)
+        return self._delete([k for k in self.rows if k not in kept and inside(k[0])])
 
     def _delete(self, keys: list[tuple]) -> int:
         rows = self.rows

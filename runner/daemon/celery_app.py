@@ -1,5 +1,8 @@
 """The Celery application shared by `runner daemon --executor celery` (which sends run
-requests) and `runner worker` (which runs them): one task, `runner.run`, on one queue.
+requests) and `runner worker` (which runs them): two tasks on one queue, `runner.run` (a
+run) and `runner.ranges` (a request from a run on a worker to help with its split copy: take
+its key ranges until none is left; the ranges' leases are in the state store, so a helper
+delivered late or twice finds nothing left and returns).
 
 Why these settings: a run request is acknowledged only after its run ended (`acks_late`) and a
 worker takes one request per free thread at a time (`prefetch_multiplier` 1), so a worker
@@ -17,12 +20,16 @@ import urllib.parse
 from pathlib import Path
 
 from celery import Celery
+from celery.utils.log import get_task_logger
+from celery.worker.request import Request
 
 from runner import services
 from runner.definitions import secrets
 from runner.errors import RunnerError
 
+logger = get_task_logger(__name__)
 TASK = "runner.run"
+RANGE_TASK = "runner.ranges"  # help a run with its split copy's key ranges (`changes.split`)
 DEFAULT_QUEUE = "runner"
 # Redis only: an unacknowledged request goes back to the queue after this long (a worker killed
 # mid-run): two leases. A request of a run still going on that comes back is dropped as started already.
@@ -53,6 +60,22 @@ def shown(url: str) -> str:
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class Delivery(Request):
+    """A request as the worker holds it, whose acknowledgement outlives its broker connection.
+
+    A run going on when the broker went away (restarted, unreachable) ends after the worker
+    reconnected: its acknowledgement (run later on the worker's event loop) goes through the
+    old, closed connection, which kombu's Redis transport answers with an AttributeError that
+    stopped the whole worker. It is counted among the connection errors kombu logs instead
+    ("Couldn't ack"): the request stays unacknowledged, a broker that kept it delivers it
+    again, and that delivery is dropped as run already (`RunStarted`)."""
+
+    def acknowledge(self) -> None:
+        if not self.acknowledged:
+            self._on_ack(logger, (*self._connection_errors, AttributeError))
+            self.acknowledged = True
 
 
 def make_app(broker: str, queue: str = DEFAULT_QUEUE) -> Celery:

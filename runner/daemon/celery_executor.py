@@ -8,6 +8,11 @@ the store (`run_requests`) with its run id, and a thread reads the runs index fo
 every `POLL_SECONDS`. Since the requests and the runs are in the store, a daemon that takes
 over as scheduler (`runner.daemon.election`) follows the runs its predecessor handed out, and
 stopping the daemon neither waits for nor cancels runs: they belong to the workers.
+
+A broker away (restarted, unreachable) loses no run: a request it refuses stays recorded and
+is published again every `RETRY_SECONDS` until it takes it, and a request it took but that has
+not started `RESEND_SECONDS` later (a broker restarted without keeping its queue) is published
+again; a request delivered twice runs once (`services.run`'s `once`).
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import contextlib
 import dataclasses
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from runner import services
-from runner.daemon.celery_app import TASK, make_app, shown
+from runner.daemon.celery_app import REDELIVER_SECONDS, TASK, make_app, shown
 from runner.daemon.executor import Finished, Request, admit, log_end
 from runner.daemon.logs import DaemonLog
 from runner.definitions import secrets
@@ -28,6 +34,11 @@ from runner.errors import NotFound, NotRunning
 from runner.history import files as history
 
 POLL_SECONDS = 0.25  # how often the ends of the runs handed out are read from the store
+RETRY_SECONDS = 2.0  # how often a request the broker refused (it is away) is published again
+# a request published but not started after this long is published again: a broker restarted
+# without keeping its queue (Redis without persistence) lost it; a second delivery is dropped
+# by the run's `once` check, so the run still runs once
+RESEND_SECONDS = 2 * REDELIVER_SECONDS
 SENDERS = 8  # threads recording and publishing requests: a slot of hundreds of jobs goes out at once
 UNFINISHED = ("queued", "running")
 
@@ -79,6 +90,9 @@ class CeleryExecutor:
         self._requests: dict[str, Request] = {}  # run id -> request, until its run ended
         self._started: set[str] = set()  # run ids seen running (logged once)
         self._queued: dict[str, Request] = {}  # one more run after the active one
+        self._unsent: dict[str, dict[str, Any]] = {}  # run id -> request the broker refused
+        self._sent_at: dict[str, float] = {}  # run id -> when it was last published (monotonic)
+        self._retried = 0.0
         self.stopping = False
         services.check_shared_history(ws)  # before anything is handed out
         self._halt = threading.Event()
@@ -100,17 +114,35 @@ class CeleryExecutor:
         statuses = self.ws.store().runs.statuses(list(inherited))
         for run_id, (_, message) in inherited.items():
             if statuses.get(run_id) in (None, "queued"):
-                self._senders.submit(self._publish, message)
+                self._senders.submit(self._publish, message, "run sent to the workers again")
         self._thread.start()
 
-    def _publish(self, message: dict[str, Any]) -> None:
+    def _publish(self, message: dict[str, Any], sent: str) -> bool:
+        """Publish a request; one the broker refuses is kept to be published again
+        (`RETRY_SECONDS`) until it takes it. True when published."""
+        run_id = message["run_id"]
         try:
             self.app.send_task(TASK, kwargs={"request": message}, queue=self.queue)
-            self.log("info", "run sent to the workers again", job=message["job"], run=message["run_id"])
-        except Exception as exc:  # noqa: BLE001 - the broker away: the run waits for the next scheduler
-            self.log(
-                "error", "run not sent to the workers", job=message["job"], error=f"{type(exc).__name__}"
-            )
+        except Exception as exc:  # noqa: BLE001 - the broker away: published again once it is back
+            with self._lock:
+                first = run_id not in self._unsent
+                if run_id in self._requests:
+                    self._unsent[run_id] = message
+            if first:
+                error = secrets.redact(f"{type(exc).__name__}: {exc}")
+                self.log(
+                    "warning",
+                    "run not sent to the workers yet: the broker is away, sent again once it is back",
+                    job=message["job"],
+                    run=run_id,
+                    error=error,
+                )
+            return False
+        with self._lock:
+            self._unsent.pop(run_id, None)
+            self._sent_at[run_id] = time.monotonic()
+        self.log("info", sent, job=message["job"], run=run_id, trigger=message["trigger"])
+        return True
 
     def submit(self, request: Request, exclusive: bool = False) -> str:
         """Hand a run to the workers or queue it: "started", "queued" or "merged"; with
@@ -137,7 +169,7 @@ class CeleryExecutor:
         sender thread, so that a slot firing hundreds of jobs does not wait for each in turn."""
         try:
             self._record_and_publish(request, run_id)
-        except Exception as exc:  # noqa: BLE001 - the broker or the history away: the run does not start
+        except Exception as exc:  # noqa: BLE001 - the history or the store away: the run does not start
             error = secrets.redact(f"{type(exc).__name__}: {exc}")
             self.log("error", "run not sent to the workers", job=request.job, error=error)
             with contextlib.suppress(Exception):
@@ -148,8 +180,7 @@ class CeleryExecutor:
             services.record_queued(self.ws, request.job, run_id, request.trigger, request.options)
         message = to_message(request, run_id)
         self.ws.store().cluster.add_request(run_id, request.job, message)
-        self.app.send_task(TASK, kwargs={"request": message}, queue=self.queue)
-        self.log("info", "run sent to the workers", job=request.job, run=run_id, trigger=request.trigger)
+        self._publish(message, "run sent to the workers")
 
     # --- ends, read from the state store ---------------------------------------------------
 
@@ -163,10 +194,12 @@ class CeleryExecutor:
                 )
 
     def check(self) -> None:
-        """Put the runs that ended since the last look on `finished`."""
+        """Put the runs that ended since the last look on `finished`; publish again the
+        requests the broker refused or lost."""
         with self._lock:
             pending = dict(self._requests)
         statuses = self.ws.store().runs.statuses(list(pending))
+        self._resend(statuses)
         for run_id, status in statuses.items():
             request = pending[run_id]
             if status == "running" and run_id not in self._started:
@@ -175,6 +208,25 @@ class CeleryExecutor:
             if status in UNFINISHED:
                 continue
             self._end(request, run_id, status)
+
+    def _resend(self, statuses: dict[str, str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            unsent = list(self._unsent.values()) if now - self._retried >= RETRY_SECONDS else []
+            lost = [
+                to_message(self._requests[run_id], run_id)
+                for run_id, at in self._sent_at.items()
+                if now - at >= RESEND_SECONDS
+                and statuses.get(run_id) == "queued"
+                and run_id in self._requests
+            ]
+        if unsent:
+            self._retried = now
+        for message in unsent:
+            if not self._publish(message, "run sent to the workers: the broker is back"):
+                break  # still away: the others wait for the next try
+        for message in lost:
+            self._publish(message, f"run sent again: not started {RESEND_SECONDS:.0f} s after it was sent")
 
     def _end(self, request: Request, run_id: str, status: str) -> None:
         namespace, _, name = request.job.partition("/")
@@ -193,6 +245,8 @@ class CeleryExecutor:
         log_end(self.log, outcome)
         with self._lock:
             self._requests.pop(run_id, None)
+            self._unsent.pop(run_id, None)
+            self._sent_at.pop(run_id, None)
             self._started.discard(run_id)
             if self._active.get(request.job) == run_id:
                 del self._active[request.job]

@@ -16,11 +16,11 @@ import threading
 from typing import Any
 
 from runner import services
-from runner.daemon.celery_app import TASK, make_app, shown
+from runner.daemon.celery_app import RANGE_TASK, TASK, Delivery, make_app, shown
 from runner.daemon.celery_executor import from_message
 from runner.daemon.logs import DaemonLog
 from runner.definitions import secrets
-from runner.errors import JobBusy, RunnerError, RunStarted
+from runner.errors import Cancelled, JobBusy, RunnerError, RunStarted
 
 
 class RunWorker:
@@ -39,7 +39,15 @@ class RunWorker:
         beat = threading.Thread(target=self._heartbeat, args=(info,), name="runner-worker-beat", daemon=True)
         beat.start()
         app = make_app(self.broker, self.queue)
-        app.task(name=TASK)(self.execute)
+        app.task(name=TASK, Request=Delivery)(self.execute)
+        app.task(name=RANGE_TASK, Request=Delivery)(self.help)
+
+        def ask(job: str, run_id: str, task: str, helpers: int) -> None:
+            request = {"job": job, "run_id": run_id, "task": task}
+            for _ in range(helpers):
+                app.send_task(RANGE_TASK, kwargs={"request": request}, queue=self.queue)
+
+        services.ask_help_with(ask)  # a split copy run here asks the other workers through the broker
         self.log(
             "info",
             "worker started",
@@ -116,6 +124,25 @@ class RunWorker:
             self._not_started(req.job, run_id, str(exc))
         except Exception as exc:  # noqa: BLE001 - a worker must outlive any one run
             self._not_started(req.job, run_id, secrets.redact(f"{type(exc).__name__}: {exc}"))
+
+    def help(self, request: dict[str, Any]) -> None:
+        """Take key ranges of another run's split copy until none is left (the body of the
+        Celery task `runner.ranges`). Never raises: a range's failure is recorded with it, for
+        the run that asked."""
+        job, run_id, task = request["job"], request["run_id"], request["task"]
+        try:
+            ran = services.help_run(self.ws, job, run_id, task)
+        except Cancelled as exc:  # `runner cancel`, or the run ended: the range in flight rolled back
+            self.log(
+                "info", "stopped helping with a split copy", job=job, run=run_id, task=task, error=str(exc)
+            )
+            return
+        except Exception as exc:  # noqa: BLE001 - a worker must outlive any one request
+            error = secrets.redact(f"{type(exc).__name__}: {exc}")
+            self.log("warning", "cannot help with a split copy", job=job, run=run_id, task=task, error=error)
+            return
+        if ran:
+            self.log("info", "helped with a split copy", job=job, run=run_id, task=task, ranges=ran)
 
     def _not_started(self, job: str, run_id: str, reason: str) -> None:
         self.log("warning", "run not started", job=job, run=run_id, error=reason)

@@ -498,6 +498,16 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
 
     def field_problems(self) -> list[tuple[FieldPath, str]]:
         problems: list[tuple[FieldPath, str]] = [*self._continuous_problems(), *self._step_problems()]
+        for i, task in enumerate(self.tasks):  # a split needs one key to cut into ranges
+            keys = task.write.keys or []
+            if task.changes.split is not None and len(keys) != 1:
+                problems.append(
+                    (
+                        ("tasks", i, "changes", "split"),
+                        "a split cuts the table by its key: write.keys must name one (integer) column, "
+                        f"not {len(keys)}",
+                    )
+                )
         for i, task in enumerate(self.tasks):  # a step naming a column it cannot have
             problems.extend((("tasks", i, *path), message) for path, message in task.transform_problems())
         for i, task in enumerate(self.tasks):  # a history task under the job's truncate or recreate

@@ -407,6 +407,26 @@ def check_window_start(window: Any, start: Any) -> None:
         )
 
 
+MAX_RANGES = 1000
+
+
+class SplitSpec(StrictModel):
+    """A full copy cut into ranges of its key, run by several workers at once (`runner.changes.split`)."""
+
+    ranges: int = Field(
+        ge=2,
+        le=MAX_RANGES,
+        description=(
+            "How many ranges of the key (write.keys, one integer column) the source's rows are cut "
+            "into, by even spans between its lowest and highest value. Each range is read, merged "
+            "and committed on its own, by whichever worker takes it (`runner worker`: every free "
+            "worker thread takes one; `runner run` and the in-process daemon: as many at once as the "
+            "machine has cores); the task is done when every range is. A range cut by a crash is "
+            "run again alone. More ranges than workers evens out a skewed key."
+        ),
+    )
+
+
 class ChangesSpec(StrictModel):
     """How a task finds what changed in the source since the last run."""
 
@@ -449,6 +469,14 @@ class ChangesSpec(StrictModel):
         ),
     )
 
+    split: SplitSpec | None = Field(
+        None,
+        description=(
+            "With full and one integer key: cut the copy into key ranges run by several workers at "
+            "once, e.g. `split: {ranges: 8}`. Unset: one transaction reads every row."
+        ),
+    )
+
     max_lag: str | int | None = Field(
         None,
         description=(
@@ -466,6 +494,16 @@ class ChangesSpec(StrictModel):
         if info.data.get("strategy") != "cdc":
             raise ValueError("'max_lag' only applies to strategy 'cdc'")
         parse_size(value)
+        return value
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, value: SplitSpec | None, info: ValidationInfo) -> SplitSpec | None:
+        if value is not None and info.data.get("strategy") != "full":
+            raise ValueError(
+                "'split' only applies to strategy 'full' (a copy of every row cut into key ranges); "
+                f"strategy {info.data.get('strategy')!r} reads what changed, in one pass"
+            )
         return value
 
     def max_lag_bytes(self) -> int:

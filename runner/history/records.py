@@ -48,6 +48,9 @@ class TaskRecord(TypedDict, total=False):
     valid_from: str | None  # history mode: the run's timestamp, of the versions it opened or closed
     note: str | None  # why an inactive task did not run; what became of a table dropped in the source
     windows: list[dict[str, Any]]  # a backfill's windows read in the run: from, to (exclusive), rows
+    # a split copy's key ranges (`changes.split`): range, from, to (exclusive; None: open), status,
+    # by (the worker that committed it), rows_read, seconds, run_id (an earlier run's), error
+    ranges: list[dict[str, Any]]
 
 
 class EventRecord(TypedDict, total=False):

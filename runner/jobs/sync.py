@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from runner.changes import split
 from runner.changes.strategies import run_task, task_needs
 from runner.changes.task import TRACEBACK, Locate, Log, Progress, RunOptions, TaskResult, TaskRun
 from runner.connectors import registry
@@ -165,9 +166,7 @@ def _run_tasks(
         return results
     stop = threading.Event()  # set by a failure under on_error: stop, or a cancel
 
-    def one(i: int, task: Task, ends: tuple[Connector, Connector]) -> None:
-        if stop.is_set():
-            return
+    def task_run(task: Task, ends: tuple[Connector, Connector]) -> TaskRun:
         run = TaskRun(
             task,
             namespace,
@@ -186,7 +185,13 @@ def _run_tasks(
             started,
             spec.table_changes(task),
         )
-        results[i] = _run_task(run, log)
+        run.fork = lambda: _forked(connections, base_dir, log, open_end, lambda ends: task_run(task, ends))
+        return run
+
+    def one(i: int, task: Task, ends: tuple[Connector, Connector]) -> None:
+        if stop.is_set():
+            return
+        results[i] = _run_task(task_run(task, ends), log)
         if on_task:
             on_task(results[i])
         if results[i].status == "cancelled" or (results[i].status == "failed" and spec.on_error == "stop"):
@@ -255,6 +260,67 @@ def _connected(
     finally:
         for connector in opened:
             connector.close()
+
+
+@contextmanager
+def _forked(
+    connections: dict[str, tuple[str, dict[str, Any]]],
+    base_dir: Path,
+    log: Log,
+    open_end: changelogs.OpenEnd,
+    make: Callable[[tuple[Connector, Connector]], TaskRun],
+) -> Iterator[TaskRun]:
+    """A task's run on connections of its own (`TaskRun.fork`), closed on exit.
+
+    Raises:
+        RunnerError: an end cannot be opened.
+    """
+    result = TaskResult("", "", "")
+    with _connected(connections, base_dir, result, log, open_end) as ends:
+        if ends is None:
+            raise RunnerError(result.error or "cannot connect")
+        yield make(ends)
+
+
+def help_split(
+    spec: SyncJobSpec,
+    connections: dict[str, tuple[str, dict[str, Any]]],
+    base_dir: Path,
+    *,
+    store: StateStore,
+    namespace: str,
+    job: str,
+    run_id: str,
+    task: str,
+    log: Log,
+    cancel: CancelToken,
+) -> int:
+    """Help the run `run_id` with its split task `task` (`runner.changes.split`): take its
+    pending key ranges until none is left, on connections of this process; returns how many
+    ranges this call ran."""
+    positions = {t.name: pos for pos, t in enumerate(spec.tasks)}
+    resolved = spec.resolved(spec.tasks[positions[task]])
+    state = store.tasks.state(namespace, job, task)
+
+    def make(ends: tuple[Connector, Connector]) -> TaskRun:
+        return TaskRun(
+            resolved,
+            namespace,
+            job,
+            *ends,
+            spec.batch_size,
+            store,
+            RunOptions(),
+            run_id,
+            log,
+            cancel=cancel,
+            index=positions[task],
+            stated=spec.tasks[positions[task]],
+            table_changes=spec.table_changes(resolved),
+        )
+
+    with _forked(connections, base_dir, log, registry.open_connector, make) as run:
+        return split.work(run, f"{namespace}/{job}", state.id)
 
 
 def _run_task(run: TaskRun, log: Log) -> TaskResult:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from runner.changes.split import RANGE_DONE
 from runner.changes.task import COMMITTED, TRACEBACK, WINDOW_DONE, Progress, RunOptions, TaskResult
 from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec
@@ -214,7 +215,8 @@ def _execute(
         history.log_path(ws.history, job.namespace, job.name, run_id),
         on_log,
         level=spec.log_level,
-        always=(COMMITTED, WINDOW_DONE, TRACEBACK),  # what the history reads back, where an error was
+        # what the history reads back, where an error was, which worker committed which range
+        always=(COMMITTED, WINDOW_DONE, TRACEBACK, RANGE_DONE),
     )
     record = new_record(
         run_id,

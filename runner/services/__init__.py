@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         record_queued,
         run_mode,
     )
+    from runner.runs.split import ask_help_with, help_run
     from runner.services.catalog import connections, describe, get, tasks
     from runner.services.changelogs import changes, replay
     from runner.services.cluster import (
@@ -132,6 +133,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "replace_task",
         "switch_task",
     ),
+    "runner.runs.split": ("ask_help_with", "help_run"),
     "runner.streams.cancel": ("CancelToken",),
     "runner.workspace": ("Workspace", "find"),
 }
@@ -164,6 +166,7 @@ __all__ = [
     "Workspace",
     "adhoc_job",
     "apply",
+    "ask_help_with",
     "cancel",
     "changes",
     "check",
@@ -178,6 +181,7 @@ __all__ = [
     "expansions",
     "force_unlock",
     "get",
+    "help_run",
     "ImportResult",
     "import_jobs",
     "interrupt_holder",

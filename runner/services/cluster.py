@@ -43,12 +43,14 @@ def unregister_worker(ws: Workspace, worker: Worker) -> None:
 
 def workers(ws: Workspace) -> list[dict[str, Any]]:
     """Every registered worker with its last heartbeat, whether it is alive (a heartbeat
-    within a lease's length) and the runs it holds a job's lease for now. A worker silent
-    for a day is forgotten."""
+    within a lease's length), the runs it holds a job's lease for now and the key ranges of
+    split copies it runs (for its own runs or another worker's). A worker silent for a day is
+    forgotten."""
     store = ws.store()
     store.cluster.forget_workers(dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
     fresh = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=locks.LEASE_SECONDS)).isoformat()
     held = store.locks.jobs()
+    ranges = store.locks.ranges()
     out = []
     for w in store.cluster.workers():
         runs = [
@@ -59,6 +61,11 @@ def workers(ws: Workspace) -> list[dict[str, Any]]:
                 "cancel_requested": lock.cancel_requested,
             }
             for job, lock in held.items()
+            if lock.holder == w.name and lock.alive
+        ]
+        split = [
+            {"job": job, "run_id": lock.run_id, "task": task, "range": idx, "since": lock.acquired_at}
+            for (job, task, idx), lock in ranges.items()
             if lock.holder == w.name and lock.alive
         ]
         out.append(
@@ -72,6 +79,7 @@ def workers(ws: Workspace) -> list[dict[str, Any]]:
                 "concurrency": w.concurrency,
                 "broker": w.broker,
                 "runs": runs,
+                "ranges": split,
             }
         )
     return out

@@ -115,3 +115,77 @@ class Cluster(ClusterReader):
             names = list(conn.execute(sa.select(table.c.name).where(table.c.heartbeat_at < cutoff)).scalars())
             conn.execute(table.delete().where(table.c.heartbeat_at < cutoff))
         return names
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """One range [low, high) of a split task's integer key (None: open on that side)."""
+
+    idx: int
+    low: int | None
+    high: int | None
+    planned_by: str  # the run that cut the ranges
+    status: str  # pending | done | failed
+    done_by: str | None = None
+    result: dict[str, Any] | None = None
+
+
+class Ranges(Concern):
+    """A split full copy's key ranges (`runner.changes.split`)."""
+
+    def of(self, task_id: int) -> list[KeyRange]:
+        table = schema.task_ranges
+        with self.db.read() as conn:
+            query = sa.select(table).where(table.c.task_id == task_id).order_by(table.c.idx)
+            rows = conn.execute(query).all()
+        return [
+            KeyRange(r.idx, r.low, r.high, r.planned_by, r.status, r.done_by, json.loads(r.result or "null"))
+            for r in rows
+        ]
+
+    def plan(self, task_id: int, bounds: list[tuple[int | None, int | None]], run_id: str) -> None:
+        """Record a task's ranges, every one pending (those of an earlier plan dropped)."""
+        table = schema.task_ranges
+        now = utcnow()
+        with self.db.write() as conn:
+            conn.execute(table.delete().where(table.c.task_id == task_id))
+            for idx, (low, high) in enumerate(bounds):
+                conn.execute(
+                    table.insert().values(
+                        task_id=task_id,
+                        idx=idx,
+                        low=low,
+                        high=high,
+                        planned_by=run_id,
+                        status="pending",
+                        updated_at=now,
+                    )
+                )
+
+    def retry(self, task_id: int) -> int:
+        """Set a task's failed ranges pending again (a new run resuming the split)."""
+        table = schema.task_ranges
+        with self.db.write() as conn:
+            where = (table.c.task_id == task_id) & (table.c.status == "failed")
+            update = table.update().where(where).values(status="pending", updated_at=utcnow())
+            return conn.execute(update).rowcount
+
+    def finish(self, task_id: int, idx: int, status: str, by: str, result: dict[str, Any]) -> bool:
+        """Record a range done (committed) or failed; False when it was not pending any more
+        (done by another worker, or the ranges cut again meanwhile): nothing recorded."""
+        table = schema.task_ranges
+        with self.db.write() as conn:
+            where = (table.c.task_id == task_id) & (table.c.idx == idx) & (table.c.status == "pending")
+            return bool(
+                conn.execute(
+                    table.update()
+                    .where(where)
+                    .values(status=status, done_by=by, result=json.dumps(result), updated_at=utcnow())
+                ).rowcount
+            )
+
+    def forget(self, task_id: int) -> None:
+        """Drop a task's ranges once every one is done (the run's record keeps them)."""
+        table = schema.task_ranges
+        with self.db.write() as conn:
+            conn.execute(table.delete().where(table.c.task_id == task_id))

@@ -11,7 +11,8 @@ whose renewal finds its lock gone (taken over after the store was unreachable fo
 lease) hears it through `on_lost` and must stop. Expiry times are compared on the clocks of
 the hosts, which must agree to well within a lease (NTP).
 
-This module is the only place lock names are made (`APPLY`, `DAEMON`, `WRITE_BACK`, `job_lock`) and read
+This module is the only place lock names are made (`APPLY`, `DAEMON`, `WRITE_BACK`, `job_lock`,
+`range_lock`) and read
 back (`LocksReader.jobs`): two spellings of one lock's name would let two holders in.
 """
 
@@ -38,6 +39,7 @@ APPLY = "apply"  # held while a plan is made and applied: applies serialise
 DAEMON = "daemon"  # held by the one daemon of a state store
 WRITE_BACK = "write-back"  # held while a change is written to the definitions, committed and applied
 _JOB = "job:"  # + "namespace/name": held by the job's run
+_RANGE = "range:"  # + "namespace/name:task:index": held by whoever runs a split task's key range
 
 # a lease's length and how often its holder renews it (RUNNER_LEASE_SECONDS sets both, for tests
 # that want a dead worker's run taken over sooner; the heartbeat is always a third of the lease)
@@ -54,6 +56,11 @@ def job_lock(ref: str) -> str:
     """The lock a job's run holds (`ref` is namespace/name): one run of a job at a time,
     across processes."""
     return f"{_JOB}{ref}"
+
+
+def range_lock(ref: str, task: str, idx: int) -> str:
+    """The lock whoever runs one key range of a split task holds (`runner.changes.split`)."""
+    return f"{_RANGE}{ref}:{task}:{idx}"
 
 
 def job_of(name: str) -> str | None:
@@ -130,6 +137,16 @@ class LocksReader(Concern):
                 r.name.removeprefix(_JOB): Lock.from_row(r)
                 for r in conn.execute(query.order_by(schema.locks.c.name))
             }
+
+    def ranges(self) -> dict[tuple[str, str, int], Lock]:
+        """(job ref, task, range index) -> the lock of whoever runs that key range now."""
+        query = sa.select(schema.locks).where(schema.locks.c.name.startswith(_RANGE, autoescape=True))
+        found = {}
+        with self.db.read() as conn:
+            for r in conn.execute(query.order_by(schema.locks.c.name)):
+                job, task, idx = r.name.removeprefix(_RANGE).rsplit(":", 2)
+                found[(job, task, int(idx))] = Lock.from_row(r)
+        return found
 
     def stale(self) -> list[Lock]:
         """The locks whose holders are gone (lease expired, or a dead process on this host)."""

@@ -216,3 +216,20 @@ workers = sa.Table(
     sa.Column("concurrency", sa.Integer, nullable=False),
     sa.Column("broker", sa.String(300), nullable=False),  # redacted: scheme, host and port only
 )
+
+# A split full copy's key ranges (`runner.changes.split`): [low, high) of the task's integer key
+# (None: open), pending until the worker that ran it committed it; `result` is its counts (JSON).
+# Who runs a range now is the holder of its lease (`locks.range_lock`).
+task_ranges = sa.Table(
+    "task_ranges",
+    metadata,
+    sa.Column("task_id", sa.Integer, primary_key=True),  # task_state.id
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("low", sa.BigInteger),
+    sa.Column("high", sa.BigInteger),
+    sa.Column("planned_by", sa.String(40), nullable=False),  # the run that cut the ranges
+    sa.Column("status", sa.String(20), nullable=False),  # pending | done | failed
+    sa.Column("done_by", sa.String(300)),  # the worker (lock holder) that committed or failed it
+    sa.Column("result", sa.Text),  # JSON: rows_read, inserted, updated, deleted, seconds, error
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)

@@ -4,8 +4,9 @@ writers, behind one SQLAlchemy URL (`sqlite:///…` or `postgresql://…`).
 `StateStore` opens it (migrating it to the latest schema) and reaches each concern as an
 attribute over one shared database (`store.db`): `store.objects` (applied objects, revisions),
 `store.tasks` (pointers, digests), `store.locks`, `store.switches` (suspensions, settings, cron
-marks), `store.keys` (API keys), `store.runs` (the index of the history files) and
-`store.cluster` (fired slots, run requests and workers of a scale-out).
+marks), `store.keys` (API keys), `store.runs` (the index of the history files),
+`store.cluster` (fired slots, run requests and workers of a scale-out) and `store.ranges` (a
+split copy's key ranges).
 `StateReader` opens an existing store for what plans and status read, and nothing else.
 """
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from runner.errors import StateError, StoreMissing, StoreOutdated
 from runner.state import migrations, schema
 from runner.state.changelogs import ChangeLogs, ChangeLogsReader
-from runner.state.cluster import Cluster, ClusterReader
+from runner.state.cluster import Cluster, ClusterReader, Ranges
 from runner.state.database import Database, utcnow
 from runner.state.keys import Keys
 from runner.state.locks import Locks, LocksReader
@@ -79,6 +80,7 @@ class StateStore(StateReader):
     keys: Keys
     changelogs: ChangeLogs
     cluster: Cluster
+    ranges: Ranges
 
     def __init__(self, url: str, create: bool = True):  # not StateReader's: this one migrates
         self.db = Database(url, create)
@@ -91,6 +93,7 @@ class StateStore(StateReader):
         self.keys = Keys(self.db)
         self.changelogs = ChangeLogs(self.db)
         self.cluster = Cluster(self.db)
+        self.ranges = Ranges(self.db)
 
 
 def _version(conn: sa.Connection) -> int:

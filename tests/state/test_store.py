@@ -214,7 +214,7 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
         )
     engine.dispose()
     store = StateStore(url)
-    assert store.db.schema_version() == migrations.LATEST == 12
+    assert store.db.schema_version() == migrations.LATEST == 13
     state = store.tasks.state("d", "j", "t")
     assert state.digests_pending is False
     store.tasks.set_digests_pending(state.id, True)
@@ -261,7 +261,7 @@ def test_row_digests_of_version_6_are_converted(request, tmp_path, backend):
     engine.dispose()
     store = StateStore(url)
     try:
-        assert store.db.schema_version() == migrations.LATEST == 12
+        assert store.db.schema_version() == migrations.LATEST == 13
         assert list(store.tasks.digests(1, 100)) == old  # three pages, in order
         store.tasks.write_digests(1, [(old[5][0], "ab" * 16, old[5][2])], [old[0][0], old[255][0]])
         got = list(store.tasks.digests(1, 1000))

@@ -31,7 +31,7 @@ def v8_url(tmp_path: Path) -> str:
 
 def _reads_back(state: StateReader) -> None:
     """Every concern a reader has, as the old release wrote it."""
-    assert state.db.schema_version() == migrations.LATEST == 12
+    assert state.db.schema_version() == migrations.LATEST == 13
     assert state.db.check() is None
     assert [o.ref for o in state.objects.all()] == ["default/dst", "default/src", "default/copy"]
     job = state.objects.get("Job", "default", "copy")

@@ -94,6 +94,11 @@ def run_text(record: dict[str, Any]) -> str:
             line += f"\n    truncated: {count:,} strings of column {column!r}"
         for w in t.get("windows") or []:  # a backfill's windows, read one after another
             line += f"\n    window {w['from']} → {w['to']}: {w['rows']:,} rows read"
+        for r in t.get("ranges") or []:  # a split copy's key ranges, run by whichever worker took each
+            span = f"[{'' if r['from'] is None else r['from']}, {'' if r['to'] is None else r['to']})"
+            by = f"by {r['by']} ({r['seconds']} s)" if r["status"] == "done" else r["status"]
+            by += f", in run {r['run_id']}" if r.get("run_id") else ""
+            line += f"\n    range {r['range']} {span}: {r['rows_read']:,} rows read {by}"
         if t["error"]:
             line += f"\n    error: {t['error']}"
         lines.append(line)

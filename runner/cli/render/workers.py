@@ -15,7 +15,10 @@ def workers_table(rows: list[dict[str, Any]]) -> Table:
     for col in ("WORKER", "ALIVE", "HEARTBEAT", "THREADS", "BROKER", "RUNNING"):
         table.add_column(col)
     for w in rows:
-        running = ", ".join(f"{r['job']} ({r['run_id']})" for r in w["runs"]) or "-"
+        runs = [f"{r['job']} ({r['run_id']})" for r in w["runs"]]
+        # a split copy's key ranges this worker runs for a run on any worker
+        runs += [f"{r['job']} ({r['run_id']}) {r['task']} range {r['range']}" for r in w.get("ranges", [])]
+        running = ", ".join(runs) or "-"
         table.add_row(
             w["name"],
             "yes" if w["alive"] else "no (silent)",

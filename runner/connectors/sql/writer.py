@@ -15,10 +15,11 @@ where the driver says, the column that the target rejected.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from runner.connectors.base import KEY_STAGE, STAGE, Copy, History, MergeCounts, TableEvolution
+from runner.connectors.base import KEY_STAGE, STAGE, Copy, History, KeySpan, MergeCounts, TableEvolution
 from runner.connectors.sql import evolve, history_mode
 from runner.connectors.sql.compare import InTargetCompare
 from runner.connectors.sql.diagnose import Diagnosis
@@ -161,6 +162,18 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         with self.c.errors(self.doing):
             return self.c.unique_keys(self.cursor, self.table, self.keys)
 
+    def narrow(self, within: KeySpan) -> None:
+        """This writer writes only keys `within` the span (a split copy's range, which no other
+        writer writes meanwhile): it counts as empty at start when no target row is there (its
+        merge is then one INSERT); and its one merge needs no fresh statistics of the table (an
+        ANALYZE would also wait for the transactions of the ranges going on beside it)."""
+        with self.c.errors(self.doing):
+            self.cursor.execute(
+                f"SELECT 1 FROM {self.target} WHERE {within.sql(self.q(self.keys[0]))} LIMIT 1"
+            )
+            self.empty_at_start = self.cursor.fetchone() is None
+        self.analyzed_at = sys.maxsize
+
     def existing_columns(self) -> list[str]:
         self.cursor.execute(f"SELECT * FROM {self.target} WHERE 1 = 0")
         names = [d[0] for d in self.cursor.description]
@@ -293,11 +306,15 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
             self.q(KEY_STAGE), [self.q(k) for k in self.keys], self.encode_keys(keys), keys, self.key_columns
         )
 
-    def delete_missing(self, from_stage: str = STAGE) -> int:
-        """Delete (or soft-delete) target rows whose key is not staged: gone from the source."""
+    def delete_missing(self, from_stage: str = STAGE, within: KeySpan | None = None) -> int:
+        """Delete (or soft-delete) target rows whose key is not staged: gone from the source;
+        `within`: only those in that span of the (single, integer) key (a split copy's range)."""
         with self.c.errors(self.doing):
             self._analyze(from_stage)
-        return self._delete(f"NOT EXISTS (SELECT 1 FROM {self.q(from_stage)} k WHERE {self._key_match()})")
+        span = f" AND {within.sql(f'{self.target}.{self.q(self.keys[0])}')}" if within is not None else ""
+        return self._delete(
+            f"NOT EXISTS (SELECT 1 FROM {self.q(from_stage)} k WHERE {self._key_match()}){span}"
+        )
 
     def delete_listed(self) -> int:
         """Delete (or soft-delete) target rows whose key is in the key stage."""

@@ -28,6 +28,7 @@ from runner.state.migrations import (
     v010_source_columns,
     v011_change_logs,
     v012_leases_and_workers,
+    v013_task_ranges,
 )
 
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
@@ -43,5 +44,6 @@ MIGRATIONS: list[Callable[[sa.Connection], None]] = [
     v010_source_columns.migrate,
     v011_change_logs.migrate,
     v012_leases_and_workers.migrate,
+    v013_task_ranges.migrate,
 ]
 LATEST = len(MIGRATIONS)
