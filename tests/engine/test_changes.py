@@ -517,3 +517,33 @@ def test_bucket_digests_agree_across_dialects(make_database, tmp_path):
                 summed[bucket_deletes._bucket(k, width)] = (n + 1, s + k, h + native[k])
             spec = ReadSpec(table="keyset")
             assert connector.key_buckets(spec, "id", width, native=True) == summed  # type: ignore[attr-defined]
+
+
+def test_target_sums_beside_the_merges_never_wait_for_the_writer(make_database, tmp_path):
+    """The watermark round's target sums run on a connection of their own beside the writer's
+    transaction, which waits for them before its deletes. Had the writer taken a lock that the
+    sums' read must wait for (a column added to the target in its transaction), each would
+    wait for the other for ever: the sums hold the table from before their snapshot, and a
+    lock held already fails them within a second (the sums are then read after the merges)."""
+    import threading
+    import time
+
+    from runner.connectors.registry import open_connector
+    from runner.definitions.tasks import ReadSpec
+
+    db = make_database("postgresql", "sums")
+    with db.cursor() as c:
+        c.execute("CREATE TABLE keyset (id BIGINT PRIMARY KEY)")
+        c.execute("INSERT INTO keyset SELECT generate_series(1, 100)")
+    connector = open_connector("sums", {"type": "postgresql", "url": db.url}, tmp_path)
+    taken = threading.Event()
+    with db.engine.connect() as writer:  # the writer: DDL in its open transaction
+        writer.exec_driver_sql("ALTER TABLE keyset ADD COLUMN color text")
+        started = time.monotonic()
+        with pytest.raises(Exception, match="lock timeout"):
+            connector.key_buckets(ReadSpec(table="keyset"), "id", 64, taken=taken.set)  # type: ignore[attr-defined]
+        assert time.monotonic() - started < 10 and not taken.is_set()
+        writer.rollback()
+    # with no lock held, the sums are read in their snapshot
+    got = connector.key_buckets(ReadSpec(table="keyset"), "id", 64, taken=taken.set)  # type: ignore[attr-defined]
+    assert taken.is_set() and sum(n for n, _, _ in got.values()) == 100

@@ -63,9 +63,11 @@ class KeyBucketQueries:
             for r in rows
         }
 
-    def snapshot_sql(self) -> list[str] | None:
+    def snapshot_sql(self, table: str = "") -> list[str] | None:
         """Statements that fix a transaction's snapshot before its first read of a table (for
-        `key_buckets`' `taken`); None where the dialect has none."""
+        `key_buckets`' `taken`), holding `table` (quoted) for reading from before it, and
+        failing soon rather than waiting for another transaction's lock on it; None where the
+        dialect has none."""
         return None
 
     def key_buckets(
@@ -85,7 +87,8 @@ class KeyBucketQueries:
             self.prepare_digests(dbapi.driver_connection)
             cursor = dbapi.cursor()
             if taken is not None:
-                for statement in self.snapshot_sql() or []:
+                table = self.quote_table(spec.table) if spec.table is not None else ""
+                for statement in self.snapshot_sql(table) or []:
                     cursor.execute(statement)
                 taken()
             cursor.execute(sql)

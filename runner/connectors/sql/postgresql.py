@@ -340,8 +340,13 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
     def analyze_sql(self, table: str) -> str | None:
         return f"ANALYZE {table}"
 
-    def snapshot_sql(self) -> list[str] | None:
-        return ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "SELECT 1"]
+    def snapshot_sql(self, table: str = "") -> list[str] | None:
+        # The table is locked for reading before the snapshot is fixed (LOCK takes none): a
+        # writer's DDL later in its transaction (a column added) then waits for these sums
+        # rather than these sums for it while it waits for them. One the writer holds already
+        # fails the lock within a second, and the sums are read after its merges instead.
+        lock = ["SET LOCAL lock_timeout = '1s'", f"LOCK TABLE {table} IN ACCESS SHARE MODE"] if table else []
+        return ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", *lock, "SELECT 1"]
 
     def probe_by_key(self, cursor: Any, target: str, stage: str, keys: list[str]) -> bool:
         # The planner prices each key lookup as a page read, so it joins a batch of staged rows
