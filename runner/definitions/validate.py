@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from runner.definitions.changelogs import END_MODELS, is_reader, is_writer, reader_task, step_ends
+from runner.definitions.changelogs import END_MODELS, is_writer, keeps_change_logs, reader_task, step_ends
 from runner.definitions.errors import problems_from
 from runner.definitions.events import event_problems, header_file_problems, notify_problems
 from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, cron_fields
@@ -489,12 +489,12 @@ def _step_problems(docs: list[Document], connections: Mapping[tuple[str, str], s
             )
             continue
         reader_spec = jobs[key].data.get("spec")
-        if not isinstance(reader_spec, dict) or not is_reader(reader_spec):
+        if not isinstance(reader_spec, dict) or not keeps_change_logs(reader_spec):
             problems.append(
                 Problem(
                     where,
-                    f"job {name!r} keeps no change logs: it has a target, or is itself a writer",
-                    "a writer's source is a reader: a job with a source and no target",
+                    f"job {name!r} keeps no change logs: it has a target and no change_log, or is a writer",
+                    "a writer's source is a reader (a job with a source and no target) or has change_log",
                 )
             )
             continue
