@@ -286,11 +286,16 @@ def digests_compared_in_target(run: TaskRun, columns: list[Column]) -> bool:
     """Whether this task's later runs compare rows inside the target (then a first load
     records no digest): both ends of one kind that compares in the database, computing the
     same row hash (two PostgreSQL servers may differ), and no transform between them (the
-    target holds the transformed rows)."""
-    if run.task.transforms or not (
-        run.source.capabilities.in_database_compare
-        and run.target.capabilities.in_database_compare
-        and run.source.kind == run.target.kind
+    target holds the transformed rows). Not for a job keeping change logs beside its target: a
+    comparison there stores no digest, for the log's index to be stored with."""
+    if (
+        run.task.transforms
+        or run.change_log is not None
+        or not (
+            run.source.capabilities.in_database_compare
+            and run.target.capabilities.in_database_compare
+            and run.source.kind == run.target.kind
+        )
     ):
         return False
     source, target = cast(InDatabaseCompare, run.source), cast(InDatabaseCompare, run.target)

@@ -86,9 +86,6 @@ class LoggedWriter:
         self.listed = []
         return int(self.inner.delete_missing(*args))  # type: ignore[attr-defined]
 
-    def copy_digests(self, *args: Any) -> None:
-        return None  # a comparison inside the target commits with no pointer for the index to ride on
-
     def copy_from(self, *args: Any, **kwargs: Any) -> None:
         return None  # rows copied inside the databases would pass the change log by
 

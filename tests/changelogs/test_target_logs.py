@@ -7,16 +7,21 @@ stored together) loses nothing and logs nothing twice."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
 from runner import services
 from tests.changelogs.helpers import SYNC, change_shop, make_shop, rows, run, sqlite_url, writer
 from tests.changelogs.test_kill import kill_at
+from tests.conftest import PG_ADMIN, _fresh_database
 
 TABLES = ("customers", "orders")
+TEXT = ("name", "city", "note")
+COLUMNS = {"customers": ("name", "city", "score"), "orders": ("customer", "total", "note")}
 
 
 def _project(project, target_url: str, batch_size: int = 10_000):
@@ -128,3 +133,60 @@ def test_a_watermark_job_with_a_target_logs_each_batch_with_its_pointer(project)
     # the ten new rows, and the row at the pointer, which a watermark reads again (its merge
     # finds it unchanged; a writer upserts it again, as it is)
     assert sum(e["rows"] for e in listed) == 61
+
+
+@pytest.fixture
+def pg_source_url() -> Iterator[str]:
+    """A second fresh PostgreSQL database: the source of a PostgreSQL to PostgreSQL job."""
+    yield from _fresh_database(
+        "PostgreSQL",
+        PG_ADMIN,
+        'CREATE DATABASE "{name}"',
+        'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+        isolation_level="AUTOCOMMIT",
+    )
+
+
+def _mirror(sqlite_path: Path, url: str) -> None:
+    """The PostgreSQL source made to hold what the SQLite shop holds (its round of changes)."""
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    lite = sqlite3.connect(sqlite_path)
+    try:
+        with engine.begin() as conn:
+            for table, columns in COLUMNS.items():
+                typed = ", ".join(f"{c} {'text' if c in TEXT else 'integer'}" for c in columns)
+                conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {table} (id integer PRIMARY KEY, {typed})")
+                found = lite.execute(f"SELECT * FROM {table}").fetchall()
+                keys = [r[0] for r in found]
+                conn.execute(sa.text(f"DELETE FROM {table} WHERE NOT (id = ANY(:k))"), {"k": keys})
+                update = ", ".join(f"{c} = excluded.{c}" for c in columns)
+                upsert = f"INSERT INTO {table} VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                conn.exec_driver_sql(upsert + update, found)
+    finally:
+        lite.close()
+        engine.dispose()
+
+
+def test_a_postgresql_to_postgresql_job_logs_its_changes_not_comparing_inside_the_target(
+    project, pg_url, pg_source_url
+):
+    """PostgreSQL to PostgreSQL compares rows inside the target without digests or pointer
+    (nothing for an index to ride on): a job keeping change logs compares by digests instead."""
+    make_shop(project.root / "shop.db", customers=40)
+    _mirror(project.root / "shop.db", pg_source_url)
+    project.connection("src", "postgresql", pg_source_url)
+    project.connection("tgt", "postgresql", pg_url)
+    project.connection("copy", "sqlite", "sqlite:///copy.db")
+    project.write("jobs.d/sync.yaml", SYNC.format(target="tgt", batch_size=10_000))
+    project.write("jobs.d/w.yaml", writer("w", "copy", job="sync"))
+    services.apply(project.ws)
+    copy = sqlite_url(project.root / "copy.db")
+    for round_ in (0, 1, 2):
+        if round_:
+            change_shop(project.root / "shop.db", round_)
+            _mirror(project.root / "shop.db", pg_source_url)
+        run(project.ws, "sync")
+        run(project.ws, "w")
+        for table in TABLES:
+            assert rows(copy, table) == rows(pg_source_url, table) == rows(pg_url, table), table
+    assert any(e["deletes"] for e in services.changes(project.ws, "sync")["change_logs"])
