@@ -79,11 +79,13 @@ def run_hash(run: TaskRun) -> None:
         if state.digests_pending and not options.dry_run:
             run.store.tasks.set_digests_pending(state.id, False)
         return
-    if state.digests_pending and not options.dry_run and task.write.merged():
+    in_flight = not task.write.merged() or run.change_log is not None
+    if state.digests_pending and not options.dry_run and not in_flight:
         # a run stopped between committing rows and recording their digests: a key it added
         # may have no digest, and its later delete would go unseen; compare every key again
-        # (a target that does not merge cannot be compared: its keys were recorded before
-        # they were written, see `IN_FLIGHT`)
+        # (a target that does not merge cannot be compared, and a job keeping change logs
+        # must log its deletes, which a comparison with the target cannot: their keys were
+        # recorded before they were written, see `IN_FLIGHT`)
         run.log(
             "warning",
             "the last run stopped before recording its digests: comparing every key",
@@ -123,9 +125,9 @@ def run_hash(run: TaskRun) -> None:
                 rows = reader.read_by_keys(
                     task.read, columns, keys, [entry[2 : 2 + n_keys] for entry in changed]
                 )
-            if not w.merges and not options.dry_run:
-                in_flight = [(e[0], IN_FLIGHT, pointers.encode_key(e[2 : 2 + n_keys])) for e in changed]
-                run.store.tasks.write_digests(state.id, in_flight, [])
+            if (not w.merges or run.change_log is not None) and not options.dry_run:
+                flying = [(e[0], IN_FLIGHT, pointers.encode_key(e[2 : 2 + n_keys])) for e in changed]
+                run.store.tasks.write_digests(state.id, flying, [])
             w.stage(rows)
             if reconcile:
                 w.stage_keys(decode_keys([entry[2 : 2 + n_keys] for entry in changed]))
@@ -284,11 +286,16 @@ def digests_compared_in_target(run: TaskRun, columns: list[Column]) -> bool:
     """Whether this task's later runs compare rows inside the target (then a first load
     records no digest): both ends of one kind that compares in the database, computing the
     same row hash (two PostgreSQL servers may differ), and no transform between them (the
-    target holds the transformed rows)."""
-    if run.task.transforms or not (
-        run.source.capabilities.in_database_compare
-        and run.target.capabilities.in_database_compare
-        and run.source.kind == run.target.kind
+    target holds the transformed rows). Not for a job keeping change logs beside its target: a
+    comparison there stores no digest, for the log's index to be stored with."""
+    if (
+        run.task.transforms
+        or run.change_log is not None
+        or not (
+            run.source.capabilities.in_database_compare
+            and run.target.capabilities.in_database_compare
+            and run.source.kind == run.target.kind
+        )
     ):
         return False
     source, target = cast(InDatabaseCompare, run.source), cast(InDatabaseCompare, run.target)

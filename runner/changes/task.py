@@ -31,6 +31,8 @@ from runner.connectors.base import (
     WriteContext,
     Writer,
 )
+from runner.connectors.changelog_files import ChangeLogTarget
+from runner.connectors.changelog_kept import LoggedWriter
 from runner.definitions.load import format_path
 from runner.definitions.needs import Need
 from runner.definitions.schema_changes import TableChanges
@@ -142,6 +144,7 @@ class TaskRun:
     stated: Task | None = None  # the task as defined, before the job's defaults (`where`)
     started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
     table_changes: TableChanges = field(default_factory=TableChanges)  # `SyncJobSpec.table_changes`
+    change_log: ChangeLogTarget | None = None  # a job with a target's change logs (`change_log`)
     # the same task on connections of its own (`runner.jobs.sync`): a split copy's ranges run in threads
     fork: Callable[[], AbstractContextManager[TaskRun]] | None = None
     result: TaskResult = field(init=False)
@@ -260,6 +263,19 @@ class TaskRun:
         return cast(Writer, TransformingWriter(inner, pipeline, self.result, at))
 
     def _writer(self, columns: list[Column], copy: bool) -> Writer:
+        """The target's writer; with the job's change logs, one that also logs each change
+        (`runner.connectors.changelog_kept`), and copies nothing past them."""
+        if self.change_log is None:
+            return self._target_writer(columns, copy)
+        inner = self._target_writer(columns, False)
+        job = f"{self.namespace}/{self.job}"
+        dry = self.options.dry_run
+        context = WriteContext(job, self.task.name, self.run_id, self.started, self.cancel, dry, self.log)
+        log = self.change_log.open_row_writer(self.task.write, columns, context)
+        task_id = self.store.tasks.state(self.namespace, self.job, self.task.name).id
+        return cast(Writer, LoggedWriter(inner, log, self.store.tasks, task_id))
+
+    def _target_writer(self, columns: list[Column], copy: bool) -> Writer:
         if not self.task.write.merged():
             job = f"{self.namespace}/{self.job}"
             dry = self.options.dry_run

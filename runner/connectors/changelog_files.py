@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -39,6 +40,8 @@ from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Batch, Column, ColumnType
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from runner.state.store import StateStore
 
 OP = "_op"
@@ -282,8 +285,16 @@ class ChangeLogWriter(RowWriter):
     def commit(self) -> None:
         """The file synced and renamed, then indexed: only then may the strategy store the
         reader's pointer (the changes are durable and writers can find them)."""
+        index = self.seal()
+        if index is not None:
+            index()
+
+    def seal(self) -> Callable[..., None] | None:
+        """Close, sync and rename the file being written; returns what indexes it (None: no
+        file is being written). Until that is called no writer reads the file: a run stopped
+        before leaves a file the next run writes again and retention's sweep removes."""
         if self.current is None:
-            return
+            return None
         temporary, final, opened = self.current
         try:
             opened.close()
@@ -292,29 +303,42 @@ class ChangeLogWriter(RowWriter):
             raise TransientError(f"cannot complete {final}: {exc.strerror}") from None
         self.current = None
         checkpoint("changelog_renamed")  # durable, not yet indexed: a kill here leaves an orphan
-        ctx = self.context
         counts = {
             "rows": self.position - self.first + 1,
             "upserts": self.counts["upsert"],
             "deletes": self.counts["delete"],
             "bytes": final.stat().st_size,
         }
-        if self.indexed is not None:  # a new version of this run's file: it holds more changes now
-            self.store.changelogs.extend(self.indexed, counts)
+        return functools.partial(self._index, final, self.first, self.part, counts, self.indexed)
+
+    def _index(
+        self,
+        final: Path,
+        first: int,
+        part: int,
+        counts: dict[str, int],
+        grown: int | None,
+        conn: sa.Connection | None = None,
+    ) -> None:
+        """Index a sealed file (in `conn`'s transaction if given): a new entry, or the entry
+        `grown` of this run's earlier commit, whose file now holds more changes."""
+        if grown is not None:
+            self.store.changelogs.extend(grown, counts, conn)
             return
-        self.indexed = self.store.changelogs.add(
-            {
-                "namespace": self.namespace,
-                "job": self.job,
-                "task": ctx.task,
-                "run_id": ctx.run_id,
-                "part": self.part,
-                "first_position": self.first,
-                "file": str(final),
-                "created_at": utcnow(),
-                **counts,
-            }
-        )
+        entry = {
+            "namespace": self.namespace,
+            "job": self.job,
+            "task": self.context.task,
+            "run_id": self.context.run_id,
+            "part": part,
+            "first_position": first,
+            "file": str(final),
+            "created_at": utcnow(),
+            **counts,
+        }
+        indexed = self.store.changelogs.add(entry, conn)
+        if part == self.part:  # the file this run's next commit may grow
+            self.indexed = indexed
 
     def close(self) -> None:
         """A file not committed is removed: it was never indexed."""

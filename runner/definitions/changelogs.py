@@ -21,6 +21,7 @@ from runner.definitions.tasks import ReadModel, Task, WriteModel
 # a `:` no connection type has, so `kinds.job_model` finds them among the task models only
 READER_END = "change-log:target"
 WRITER_END = "change-log:source"
+CHANGE_LOG_END = "change_log"  # a job with a target: its change logs, an end beside source and target
 DEFAULT_FOLDER = "changelogs"  # below the workspace's `.runner/`, when a reader names no folder
 
 
@@ -30,8 +31,8 @@ class JobSource(StrictModel):
     job: str = Field(
         min_length=1,
         description=(
-            "The reader job whose change logs this job applies: `name` (same namespace, else "
-            "'default') or `namespace/name`. It must have no target (a reader)."
+            "The job whose change logs this job applies: `name` (same namespace, else 'default') or "
+            "`namespace/name`. A reader (no target), or a job with a target and `change_log`."
         ),
     )
 
@@ -133,6 +134,15 @@ def is_writer(spec: dict[str, Any]) -> bool:
 def is_reader(spec: dict[str, Any]) -> bool:
     """Whether a job spec (as stated) is a sync job with a source and no target."""
     return spec.get("type", "sync") == "sync" and "target" not in spec and not is_writer(spec)
+
+
+def keeps_change_logs(spec: dict[str, Any]) -> bool:
+    """Whether a job spec (as stated) keeps change logs a writer can follow: a reader, or a sync
+    job with a target and `change_log`."""
+    if is_reader(spec):
+        return True
+    sync = spec.get("type", "sync") == "sync"
+    return sync and not is_writer(spec) and isinstance(spec.get("change_log"), dict)
 
 
 def reader_task(tasks: list[dict[str, Any]], wanted: str) -> dict[str, Any] | None:

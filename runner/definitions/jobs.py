@@ -248,6 +248,12 @@ class JobSpec(StrictModel):
         return []
 
 
+# the strategies whose changes a job with a target can keep as change logs: each change is a
+# row merged (`stage`) or a key deleted (`stage_keys` then `delete_listed`), never a truncate
+# or a delete of what is missing (`runner.connectors.changelog_kept`)
+LOGGED_STRATEGIES = ("hash", "watermark")
+
+
 def _step_problems_of(spec: SyncJobSpec) -> list[tuple[FieldPath, str]]:
     """What a reader or a writer step cannot be (`SyncJobSpec._step_problems`)."""
     problems: list[tuple[FieldPath, str]] = []
@@ -276,13 +282,25 @@ def _step_problems_of(spec: SyncJobSpec) -> list[tuple[FieldPath, str]]:
                     )
                 )
     elif spec.target is not None and spec.change_log is not None:
-        problems.append(
-            (
-                ("change_log",),
-                "a job with a target keeps no change logs (not in yet): leave out the target to make "
-                "this job a reader, and let a writer job (source: {job: …}) apply them",
-            )
-        )
+        for i, task in enumerate(spec.tasks):
+            strategy = task.changes.strategy
+            if strategy not in LOGGED_STRATEGIES:
+                problems.append(
+                    (
+                        ("tasks", i, "changes", "strategy"),
+                        f"a job with a target keeps change logs of tasks of strategy hash or watermark "
+                        f"(not {strategy!r} yet): their changes are the rows merged and the keys deleted",
+                    )
+                )
+            elif strategy == "watermark" and task.deletes != "ignore":
+                problems.append(
+                    (
+                        ("tasks", i, "deletes"),
+                        "a watermark task of a job with a target and change logs takes deletes: ignore "
+                        "(the deletes it finds by comparing keys are not in its change logs yet); use "
+                        "strategy hash to log deletes",
+                    )
+                )
     return problems
 
 
@@ -414,7 +432,9 @@ class SyncJobSpec(JobSpec, Generic[R, W]):
     change_log: ChangeLogOptions | None = Field(
         None,
         description=(
-            "A reader's (a job without a target) change logs: where they are kept, and for how long. "
+            "Keep the runs' changes as change-log files for writer jobs (`source: {job: name}`): where "
+            "and for how long. A reader (a job without a target) keeps only them; a job with a target "
+            "keeps them beside its target (tasks of strategy hash, or watermark with deletes: ignore). "
             "One Parquet file per run and task (per commit of a long run), with an `_op` column "
             "(upsert or delete) and a `_position` column (the order writers apply them in)."
         ),

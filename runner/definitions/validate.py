@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from runner.definitions.changelogs import END_MODELS, is_reader, is_writer, reader_task, step_ends
+from runner.definitions.changelogs import END_MODELS, is_writer, keeps_change_logs, reader_task, step_ends
 from runner.definitions.errors import problems_from
 from runner.definitions.events import event_problems, header_file_problems, notify_problems
 from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, cron_fields
@@ -477,6 +477,14 @@ def _step_problems(docs: list[Document], connections: Mapping[tuple[str, str], s
                         "'files' connection's folder",
                     )
                 )
+            elif (protocol := _protocol(docs, key)) not in (None, "local"):
+                problems.append(
+                    Problem(
+                        doc.locate(("spec", "change_log", "connection")),
+                        f"connection {ref!r} is a folder on an {str(protocol).upper()} server: change logs "
+                        "are kept in a folder on this machine (not on FTP or SFTP yet)",
+                    )
+                )
         source = spec.get("source")
         if not is_writer(spec) or not isinstance(source.get("job"), str):
             continue
@@ -489,12 +497,12 @@ def _step_problems(docs: list[Document], connections: Mapping[tuple[str, str], s
             )
             continue
         reader_spec = jobs[key].data.get("spec")
-        if not isinstance(reader_spec, dict) or not is_reader(reader_spec):
+        if not isinstance(reader_spec, dict) or not keeps_change_logs(reader_spec):
             problems.append(
                 Problem(
                     where,
-                    f"job {name!r} keeps no change logs: it has a target, or is itself a writer",
-                    "a writer's source is a reader: a job with a source and no target",
+                    f"job {name!r} keeps no change logs: it has a target and no change_log, or is a writer",
+                    "a writer's source is a reader (a job with a source and no target) or has change_log",
                 )
             )
             continue
@@ -530,6 +538,15 @@ def _step_problems(docs: list[Document], connections: Mapping[tuple[str, str], s
             else:
                 taken[str(found.get("name"))] = i
     return problems
+
+
+def _protocol(docs: list[Document], key: tuple[str, str]) -> str | None:
+    """The `protocol` a files connection's definition states (None: not among `docs`)."""
+    for doc in docs:
+        spec = doc.data.get("spec")
+        if doc.data.get("kind") == "Connection" and _raw_key(doc) == key and isinstance(spec, dict):
+            return str(spec.get("protocol", "local"))
+    return None
 
 
 def _raw_key(doc: Document) -> tuple[str, str]:

@@ -17,14 +17,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from runner.changes import split
 from runner.changes.strategies import run_task, task_needs
 from runner.changes.task import TRACEBACK, Locate, Log, Progress, RunOptions, TaskResult, TaskRun
 from runner.connectors import registry
 from runner.connectors.base import Connector
+from runner.connectors.changelog_files import ChangeLogTarget
 from runner.definitions import secrets
+from runner.definitions.changelogs import CHANGE_LOG_END
 from runner.definitions.jobs import JobSpec, SyncJobSpec
 from runner.definitions.needs import CapabilityCheck
 from runner.definitions.tasks import Task
@@ -33,6 +35,7 @@ from runner.jobs import changelogs
 from runner.state.store import StateStore
 from runner.streams.cancel import CancelToken
 
+Ends = tuple[Connector, Connector, Connector | None]  # source, target, the job's change logs beside it
 INACTIVE_NOTE = "switched off (active: false): skipped by every run"
 
 
@@ -89,8 +92,8 @@ def run_job(
     log: Log,
     **rest: Any,
 ) -> list[TaskResult]:
-    """Run the job's tasks (`_run_tasks`); a reader's retention after them
-    (`runner.jobs.changelogs`)."""
+    """Run the job's tasks (`_run_tasks`); the retention of its change logs after them (a
+    reader's, or a job's with a target and `change_log`: `runner.jobs.changelogs`)."""
     open_end = changelogs.opener(spec, store, f"{namespace}/{job}", run_id)
     results = _run_tasks(
         spec,
@@ -105,9 +108,10 @@ def run_job(
         open_end=open_end,
         **rest,
     )
-    if spec.reader and not options.dry_run:
+    logs = connections.get(CHANGE_LOG_END) or (connections["target"] if spec.reader else None)
+    if logs is not None and not options.dry_run:
         tasks = [t.model_dump(mode="json", exclude_unset=True) for t in spec.tasks]
-        folder = Path(connections["target"][1]["folder"])
+        folder = Path(logs[1]["folder"])
         try:  # what a run wrote stands whatever retention meets: it tries again after the next
             changelogs.retention(spec, store, f"{namespace}/{job}", tasks, folder, log)
         except OSError as exc:
@@ -166,12 +170,13 @@ def _run_tasks(
         return results
     stop = threading.Event()  # set by a failure under on_error: stop, or a cancel
 
-    def task_run(task: Task, ends: tuple[Connector, Connector]) -> TaskRun:
+    def task_run(task: Task, ends: Ends) -> TaskRun:
         run = TaskRun(
             task,
             namespace,
             job,
-            *ends,
+            ends[0],
+            ends[1],
             spec.batch_size,
             store,
             options,
@@ -184,11 +189,12 @@ def _run_tasks(
             spec.tasks[positions[id(task)]],
             started,
             spec.table_changes(task),
+            cast(ChangeLogTarget | None, ends[2]),
         )
         run.fork = lambda: _forked(connections, base_dir, log, open_end, lambda ends: task_run(task, ends))
         return run
 
-    def one(i: int, task: Task, ends: tuple[Connector, Connector]) -> None:
+    def one(i: int, task: Task, ends: Ends) -> None:
         if stop.is_set():
             return
         results[i] = _run_task(task_run(task, ends), log)
@@ -237,13 +243,15 @@ def _connected(
     result: TaskResult,
     log: Log,
     open_end: changelogs.OpenEnd,
-) -> Iterator[tuple[Connector, Connector] | None]:
-    """The source and target connectors, closed on exit; None (with `result` failed) when one
-    cannot be opened."""
+) -> Iterator[Ends | None]:
+    """The source and target connectors, and the job's change logs when it keeps them beside a
+    target, closed on exit; None (with `result` failed) when one cannot be opened."""
     opened: list[Connector] = []
     try:
         try:
-            for end in ("source", "target"):
+            for end in ("source", "target", CHANGE_LOG_END):
+                if end not in connections:
+                    continue
                 ref = connections[end][0]
                 opened.append(open_end(*connections[end], base_dir))
                 started = time.perf_counter()
@@ -256,7 +264,7 @@ def _connected(
             log("error", result.error or "", task=result.name)
             yield None
             return
-        yield opened[0], opened[1]
+        yield opened[0], opened[1], opened[2] if len(opened) > 2 else None
     finally:
         for connector in opened:
             connector.close()
@@ -268,7 +276,7 @@ def _forked(
     base_dir: Path,
     log: Log,
     open_end: changelogs.OpenEnd,
-    make: Callable[[tuple[Connector, Connector]], TaskRun],
+    make: Callable[[Ends], TaskRun],
 ) -> Iterator[TaskRun]:
     """A task's run on connections of its own (`TaskRun.fork`), closed on exit.
 
@@ -302,12 +310,13 @@ def help_split(
     resolved = spec.resolved(spec.tasks[positions[task]])
     state = store.tasks.state(namespace, job, task)
 
-    def make(ends: tuple[Connector, Connector]) -> TaskRun:
+    def make(ends: Ends) -> TaskRun:
         return TaskRun(
             resolved,
             namespace,
             job,
-            *ends,
+            ends[0],
+            ends[1],
             spec.batch_size,
             store,
             RunOptions(),

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.definitions.changelogs import DEFAULT_FOLDER, READER_END, WRITER_END, step_ends
+from runner.definitions.changelogs import (
+    CHANGE_LOG_END,
+    DEFAULT_FOLDER,
+    READER_END,
+    WRITER_END,
+    keeps_change_logs,
+    step_ends,
+)
 from runner.definitions.jobs import JobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE
 from runner.definitions.models import API_VERSION
@@ -47,7 +54,8 @@ def connections_of(
     missing_ok: bool = False,
     applied: list[AppliedObject] | None = None,
 ) -> dict[str, tuple[str, dict[str, Any]]]:
-    """`source`/`target` -> (connection ref, applied spec); an end whose connection is not
+    """`source`/`target` -> (connection ref, applied spec), and `change_log` -> a job with a
+    target's change logs (`READER_END`) when it keeps them; an end whose connection is not
     applied is left out with `missing_ok`, else raises NotFound. `applied`: the applied
     objects read already (`runner.runs.admission`), else they are read from the store."""
     objects = applied if applied is not None else ws.store().objects.all("Connection")
@@ -66,6 +74,8 @@ def connections_of(
         if key is None:
             raise NotFound(f"job {job.ref}: connection {ref!r} is not applied")
         ends[end] = (f"{key[0]}/{key[1]}", connections[key].document["spec"])
+    if "target" in spec and keeps_change_logs(spec):  # a job with a target keeps them beside it
+        ends[CHANGE_LOG_END] = _step_end(ws, job, READER_END, connections, missing_ok, applied)
     return ends
 
 
@@ -104,7 +114,7 @@ def _step_end(
 
 def _types(connections: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, str]:
     """`source`/`target` -> the connection's type."""
-    return {end: spec.get("type", "") for end, (_, spec) in connections.items()}
+    return {end: spec.get("type", "") for end, (_, spec) in connections.items() if end != CHANGE_LOG_END}
 
 
 ADHOC_ONLY_ONCE = ("schedule", "after", "retry")  # the daemon's fields: an ad-hoc run runs once, now

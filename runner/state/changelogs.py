@@ -107,18 +107,23 @@ class ChangeLogsReader(Concern):
 class ChangeLogs(ChangeLogsReader):
     """What a reader's run records and its retention removes."""
 
-    def add(self, entry: dict[str, Any]) -> int:
-        """Index a complete, synced file; returns its id."""
-        with self.db.write() as conn:
+    def add(self, entry: dict[str, Any], conn: sa.Connection | None = None) -> int:
+        """Index a complete, synced file (in `conn`'s transaction, if given); returns its id."""
+        if conn is not None:
             result = conn.execute(schema.change_logs.insert().values(**entry))
             return int(result.inserted_primary_key[0])
+        with self.db.write() as own:
+            return self.add(entry, own)
 
-    def extend(self, id: int, changes: dict[str, Any]) -> None:
+    def extend(self, id: int, changes: dict[str, Any], conn: sa.Connection | None = None) -> None:
         """Record that an indexed file now holds more changes (`rows`, `upserts`, `deletes`,
         `bytes`): a run's later commit rewrote it with the earlier ones first."""
         c = schema.change_logs
-        with self.db.write() as conn:
+        if conn is not None:
             conn.execute(c.update().where(c.c.id == id).values(**changes))
+            return
+        with self.db.write() as own:
+            self.extend(id, changes, own)
 
     def remove(self, ids: list[int]) -> None:
         c = schema.change_logs

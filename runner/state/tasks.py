@@ -6,14 +6,14 @@ what is really there."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from runner.state import schema
-from runner.state.database import Concern, utcnow
+from runner.state.database import Concern, Database, utcnow
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,20 @@ def _state(row: Any, namespace: str, job: str, task: str) -> TaskState:
 class Tasks(TasksReader):
     """What a run reads and records as it goes, and what `runner pointer set` changes."""
 
+    def __init__(self, db: Database):
+        super().__init__(db)
+        self.riders: dict[int, list[Callable[[sa.Connection], None]]] = {}
+
+    def with_next_position(self, task_id: int, write: Callable[[sa.Connection], None]) -> None:
+        """Make `write` in the transaction that next stores the task's pointer or digests: what
+        must be recorded together with them (a change log's index entry, which writers then
+        apply, exactly when the task's changes are past the pointer and not read again)."""
+        self.riders.setdefault(task_id, []).append(write)
+
+    def _ride(self, conn: sa.Connection, task_id: int) -> None:
+        for write in self.riders.pop(task_id, []):
+            write(conn)
+
     def state(self, namespace: str, job: str, task: str) -> TaskState:
         """A task's pointer and digest id, created on first use."""
         t = schema.task_state
@@ -113,6 +127,7 @@ class Tasks(TasksReader):
                     run_id=by,
                 )
             )
+            self._ride(conn, task_id)
 
     def source_columns(self, task_id: int) -> list[dict[str, Any]] | None:
         """The source's columns (name and type) at the task's last run; None before the first."""
@@ -228,6 +243,7 @@ class Tasks(TasksReader):
                     "DO UPDATE SET row_hash = excluded.row_hash, key_value = excluded.key_value",
                     [(task_id, unhex(k), unhex(r), v) for k, r, v in upserts],
                 )
+            self._ride(conn, task_id)
 
 
 def delete_job(conn: sa.Connection, namespace: str, job: str) -> None:

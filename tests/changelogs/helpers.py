@@ -32,7 +32,11 @@ spec:
 
 
 def writer(
-    name: str, target: str, batch_size: int = 10_000, tasks: tuple[str, ...] = ("customers", "orders")
+    name: str,
+    target: str,
+    batch_size: int = 10_000,
+    tasks: tuple[str, ...] = ("customers", "orders"),
+    job: str = "reader",
 ) -> str:
     body = "".join(
         f"    - {{name: {t}, read: {{table: {t}}}, write: {{table: {t}, keys: [id]}}, deletes: propagate}}\n"
@@ -40,8 +44,31 @@ def writer(
     )
     return (
         f"apiVersion: runner/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n"
-        f"  source: {{job: reader}}\n  target: {target}\n  batch_size: {batch_size}\n  tasks:\n{body}"
+        f"  source: {{job: {job}}}\n  target: {target}\n  batch_size: {batch_size}\n  tasks:\n{body}"
     )
+
+
+SYNC = """
+apiVersion: runner/v1
+kind: Job
+metadata: {{name: sync}}
+spec:
+  source: src
+  target: {target}
+  batch_size: {batch_size}
+  change_log: {{keep_files: 2}}
+  tasks:
+    - name: customers
+      read: {{table: customers}}
+      write: {{table: customers, keys: [id]}}
+      changes: {{strategy: hash}}
+      deletes: propagate
+    - name: orders
+      read: {{table: orders}}
+      write: {{table: orders, keys: [id]}}
+      changes: {{strategy: hash}}
+      deletes: propagate
+"""
 
 
 def make_shop(path: Path, customers: int = 30) -> None:

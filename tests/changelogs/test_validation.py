@@ -151,7 +151,7 @@ def test_a_writer_needs_a_target_and_keys_and_states_no_strategy(project):
     )
 
 
-def test_change_logs_of_a_job_with_a_target_are_refused(project):
+def test_change_logs_of_a_job_with_a_target_are_refused_where_not_implemented(project):
     found = problems(
         project,
         """
@@ -164,12 +164,54 @@ def test_change_logs_of_a_job_with_a_target_are_refused(project):
           change_log: {keep_days: 7}
           tasks:
             - {name: a, read: {table: customers}, write: {table: a}}
+            - name: b
+              read: {table: customers}
+              write: {table: b, keys: [id]}
+              changes: {strategy: watermark, column: id}
+              deletes: propagate
+            - name: c
+              read: {table: customers}
+              write: {table: c, keys: [id]}
+              changes: {strategy: hash}
+              deletes: propagate
         """,
     )
     assert found == [
-        "jobs.d/writer.yaml:7: spec.change_log: a job with a target keeps no change logs (not in yet): leave "
-        "out the target to make this job a reader, and let a writer job (source: {job: …}) apply them"
+        "jobs.d/writer.yaml:9: spec.tasks[0].changes.strategy: a job with a target keeps change logs of "
+        "tasks of strategy hash or watermark (not 'full' yet): their changes are the rows merged and the "
+        "keys deleted",
+        "jobs.d/writer.yaml:14: spec.tasks[1].deletes: a watermark task of a job with a target and change "
+        "logs takes deletes: ignore (the deletes it finds by comparing keys are not in its change logs yet); "
+        "use strategy hash to log deletes",
     ]
+
+
+def test_a_writer_may_follow_a_job_with_a_target_and_change_logs(project):
+    project.write("connections.d/all.yaml", CONNECTIONS)
+    project.write(
+        "jobs.d/writer.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: copy}
+        spec:
+          source: src
+          target: dst
+          change_log: {keep_files: 3}
+          tasks:
+            - {name: c, read: {table: customers}, write: {table: c, keys: [id]}, changes: {strategy: hash}}
+        ---
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: w}
+        spec:
+          source: {job: copy}
+          target: dst
+          tasks:
+            - {name: c, read: {table: c}, write: {table: c2, keys: [id]}}
+        """,
+    )
+    services.validate(project.ws)  # raises DefinitionsInvalid with any problem
 
 
 def test_a_reader_s_change_log_connection_is_a_files_connection(project):
@@ -189,6 +231,31 @@ def test_a_reader_s_change_log_connection_is_a_files_connection(project):
     assert found == [
         "jobs.d/writer.yaml:6: spec.change_log.connection: connection 'dst' is of type 'sqlite': change logs "
         "are kept in a 'files' connection's folder"
+    ]
+
+
+def test_change_logs_on_an_ftp_or_sftp_folder_are_refused(project):
+    found = problems(
+        project,
+        """
+        apiVersion: runner/v1
+        kind: Connection
+        metadata: {name: remote}
+        spec: {type: files, protocol: ftp, host: 127.0.0.1, path: logs}
+        ---
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: w}
+        spec:
+          source: src
+          change_log: {connection: remote}
+          tasks:
+            - {name: a, read: {table: customers}, write: {keys: [id]}}
+        """,
+    )
+    assert found == [
+        "jobs.d/writer.yaml:11: spec.change_log.connection: connection 'remote' is a folder on an FTP "
+        "server: change logs are kept in a folder on this machine (not on FTP or SFTP yet)"
     ]
 
 
