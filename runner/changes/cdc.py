@@ -474,7 +474,7 @@ def _report_lag(run: TaskRun, log: ChangeLog, task_id: int) -> None:
     if lag.retained > limit:
         risk = (
             "they fill its disk until the task catches up or its slot is dropped"
-            if getattr(log, "keeps_log", True)
+            if cast(LogSource, run.source).log_slot
             else "the server may purge them before the task reads them (then it needs --resync)"
         )
         run.log(

@@ -108,8 +108,6 @@ def _set(value: Any) -> Any:
 class MariadbChangeLog:
     """One task's binlog reading of one table (`runner.connectors.changelog.ChangeLog`)."""
 
-    keeps_log = False  # the server keeps its binlog by its own expiry, not for the task
-
     def __init__(
         self,
         connector: MariadbConnector,
