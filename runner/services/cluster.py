@@ -16,6 +16,7 @@ import datetime as dt
 import os
 import socket
 import uuid
+from pathlib import Path
 from typing import Any
 
 from runner.errors import RunnerError
@@ -89,6 +90,24 @@ HISTORY_ID_FILE = ".runner-cluster-id"  # in the history folder: the id the stat
 HISTORY_ID = "history_folder_id"  # its settings key
 
 
+def _create_id_file(path: Path, value: str) -> str:
+    """Write `value` as the folder's id unless another process wrote one first (the file is
+    complete before it appears: linked from a file of this process's own); the id it holds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    own = path.with_name(f".{path.name}.{uuid.uuid4().hex}")  # hosts sharing the folder share pids
+    own.write_text(value + "\n", encoding="utf-8")
+    try:
+        os.link(own, path)
+    except FileExistsError:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError:  # a share without hard links: renamed in whole instead (the last racer's)
+        own.replace(path)
+        return value
+    finally:
+        own.unlink(missing_ok=True)
+    return value
+
+
 def check_shared_history(ws: Workspace) -> None:
     """Make sure this process records runs where the rest of its cluster does: the history
     folder holds the id the state store holds. The first member of a cluster sets both.
@@ -98,15 +117,12 @@ def check_shared_history(ws: Workspace) -> None:
     """
     store = ws.store(create=True)
     path = ws.history / HISTORY_ID_FILE
-    on_disk = path.read_text(encoding="utf-8").strip() if path.is_file() else None
-    stored = store.switches.setting(HISTORY_ID)
-    if stored is None:
-        value = on_disk or uuid.uuid4().hex
+    stored = store.switches.setting(HISTORY_ID)  # before the file: an id is stored only after
+    on_disk = path.read_text(encoding="utf-8").strip() if path.is_file() else None  # its file is
+    if stored is None:  # the first member sets both; of members starting together, one wins each
         if on_disk is None:
-            ws.history.mkdir(parents=True, exist_ok=True)
-            path.write_text(value + "\n", encoding="utf-8")
-        store.switches.set_setting(HISTORY_ID, value, locks.holder())
-        return
+            on_disk = _create_id_file(path, uuid.uuid4().hex)
+        stored = (store.switches.claim_setting(HISTORY_ID, on_disk, locks.holder()),)
     if on_disk != stored[0]:
         found = "missing" if on_disk is None else "another"
         raise RunnerError(

@@ -66,6 +66,22 @@ class Switches(SwitchesReader):
                 table.insert().values(key=key, value=json.dumps(value), updated_at=utcnow(), updated_by=by)
             )
 
+    def claim_setting(self, key: str, value: Any, by: str) -> Any:
+        """Set `key` to `value` unless it is set already; returns the value it holds then. Of
+        processes racing to set it first (a cluster's members starting together), one wins and
+        every one gets the winner's value; none fails on the others' insert."""
+        table = schema.settings
+        try:
+            with self.db.write() as conn:
+                row = {"key": key, "value": json.dumps(value), "updated_at": utcnow(), "updated_by": by}
+                conn.execute(table.insert().values(**row))
+            return value
+        except sa.exc.IntegrityError:
+            found = self.setting(key)
+            if found is None:  # set and removed meanwhile: nothing removes it, but never loop
+                raise
+            return found[0]
+
     def forget_schedule_marks(self, keep: set[tuple[str, str]]) -> None:
         """Drop the marks of jobs no longer scheduled, so a job defined again later starts afresh."""
         table, gone = schema.schedule_marks, set(self.schedule_marks()) - keep
