@@ -1,8 +1,9 @@
 """Named points in a run where a test can stop or slow the process.
 
 `RUNNER_PAUSE_AT=<point>` makes the run create the file `RUNNER_PAUSE_FILE` when it reaches
-that point and then wait forever; the crash-safety tests kill it there and check that the
-next run leaves the target equal to the source. `RUNNER_BATCH_DELAY=<seconds>` makes every
+that point and then wait forever (`<point>#<n>`: the n-th time it reaches it, so a test can
+stop a run with some batches committed and recorded); the crash-safety tests kill it there
+and check that the next run leaves the target equal to the source. `RUNNER_BATCH_DELAY=<seconds>` makes every
 batch read take that much longer, so the daemon's tests can cancel, stop or kill a run that
 is going on. Unset (always, outside those tests), a checkpoint costs two dictionary lookups.
 
@@ -20,13 +21,23 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
+
+_reached: Counter[str] = Counter()
 
 
 def checkpoint(point: str) -> None:
     if point == "read" and (delay := os.environ.get("RUNNER_BATCH_DELAY")):
         time.sleep(float(delay))
-    if os.environ.get("RUNNER_PAUSE_AT") != point:
+    pause = os.environ.get("RUNNER_PAUSE_AT")
+    if pause is None:
+        return
+    name, _, nth = pause.partition("#")
+    if name != point:
+        return
+    _reached[point] += 1
+    if _reached[point] < int(nth or 1):
         return
     Path(os.environ["RUNNER_PAUSE_FILE"]).write_text(point)
     while True:

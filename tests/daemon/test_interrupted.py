@@ -25,9 +25,13 @@ TWO_TASKS = """
 """
 
 
-def start_cli_run(root: Path, *args: str) -> subprocess.Popen[str]:
+def start_cli_run(root: Path, *args: str, pause: Path | None = None) -> subprocess.Popen[str]:
+    """`runner run sync` in a process of its own; with `pause`, it stops at the fourth batch
+    read (three read, at least two committed and recorded) and creates that file."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
     environ["RUNNER_BATCH_DELAY"] = "0.1"
+    if pause is not None:
+        environ |= {"RUNNER_PAUSE_AT": "read#4", "RUNNER_PAUSE_FILE": str(pause)}
     return subprocess.Popen(
         [sys.executable, "-m", "runner", "--dir", str(root), "run", "sync", *args],
         stdout=subprocess.DEVNULL,
@@ -36,15 +40,13 @@ def start_cli_run(root: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def kill_after_commits(proc: subprocess.Popen[str], target: Path, at_least: int) -> int:
+def kill_when_paused(proc: subprocess.Popen[str], pause: Path, target: Path) -> int:
+    """kill -9 the run once it has paused (so the kill never lands between a commit and the
+    log line the record counts from); the rows the target then holds."""
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if target.exists():
-            try:
-                if len(rows_of(target)) >= at_least:
-                    break
-            except Exception:  # noqa: BLE001 - the table is not created yet
-                pass
+    while not pause.exists():
+        assert proc.poll() is None, "the run ended before it paused"
+        assert time.monotonic() < deadline, "the run never paused"
         time.sleep(0.02)
     proc.kill()
     proc.wait(10)
@@ -55,9 +57,10 @@ def test_a_killed_cli_run_says_what_it_committed_and_the_daemon_runs_it_again(da
     p = daemon_project
     p.write("jobs.d/sync.yaml", job_yaml("sync", TWO_TASKS))
     services.apply(p.ws)
-    proc = start_cli_run(p.root, "--task", "items")
-    written = kill_after_commits(proc, p.root / "dst.db", 3 * BATCH)
-    assert 0 < written < ROWS
+    pause = p.root / "paused"
+    proc = start_cli_run(p.root, "--task", "items", pause=pause)
+    written = kill_when_paused(proc, pause, p.root / "dst.db")
+    assert 2 * BATCH <= written < ROWS
 
     killed = services.runs(p.ws, "sync")[0]
     assert killed["status"] == "interrupted"
