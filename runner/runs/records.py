@@ -227,5 +227,12 @@ def with_live_status(ws: Workspace, record: RunRecord) -> RunRecord:
     held = ws.reader().locks.info(locks.job_lock(f"{record['namespace']}/{record['job']}"))
     if held is not None and held.run_id == record["run_id"] and held.alive:
         return record
+    try:  # the run may have ended between the record's read and the lock's: its file says
+        path = history.run_path(ws.history, record["namespace"], record["job"], record["run_id"])
+        now = history.read_run(path)
+    except (OSError, ValueError):
+        now = record
+    if now.get("status") != "running":
+        return with_mode(now) | ({"path": record["path"]} if "path" in record else {})
     error = "the process running it ended without finishing it"
     return with_committed(record) | {"status": "interrupted", "error": error}
