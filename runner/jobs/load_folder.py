@@ -219,6 +219,14 @@ def widest(a: ColumnType, b: ColumnType) -> ColumnType:
     return ColumnType("text")
 
 
+def fitted(table: ColumnType, file: ColumnType) -> ColumnType:
+    """The type a file's column is read in: wide enough for the table's earlier files and this
+    file's sample, or the table's own where only text would hold both (a sample of NULLs only
+    reads as text; a value that does not fit then fails naming its line, not the table's type)."""
+    wide = widest(table, file)
+    return table if wide.kind == "text" and table.kind != "text" else wide
+
+
 def file_mark(stamp: dt.datetime, size: int) -> str:
     """What says a file is the one loaded: its modified time and size (md5 hex, the digests' form)."""
     return hashlib.md5(f"{stamp.isoformat()}|{size}".encode()).hexdigest()  # noqa: S324 - not security
@@ -460,7 +468,7 @@ def _load_file(
         known = {
             e["name"]: TableEvolution.known_type(e) for e in run.store.tasks.source_columns(state.id) or []
         }
-        data = [Column(c.name, widest(known[c.name], c.type)) if c.name in known else c for c in data]
+        data = [Column(c.name, fitted(known[c.name], c.type)) if c.name in known else c for c in data]
     stated = {c.name: str(c.type) for c in data}
     read = base.model_copy(
         update={"columns": stated, "path_column": spec.file_column, "row_column": spec.row_column}

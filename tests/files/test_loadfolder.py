@@ -271,3 +271,32 @@ def test_a_file_the_pattern_does_not_match_is_left_alone(project, tmp_path):
     services.apply(project.ws)
     record = services.run(project.ws, "load")
     assert record["status"] == "succeeded" and [t["name"] for t in record["tasks"]] == ["items"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_later_file_is_read_in_its_tables_types(project, tmp_path, request, kind):
+    """A file whose sample of a column is only empty cells loads into the table's typed column;
+    one whose value does not fit the table's type is named with its line and column (not as a
+    type change of the whole column) and waits for the next run."""
+    spec = _target(kind, tmp_path, request)
+    url = spec.split(" ", 1)[1]
+    inbox = _setup(project, spec, '  table: "(?P<table>[a-z]+)_\\\\d\\\\.csv"')
+    (inbox / "pay_1.csv").write_text("id,amount,paid\n1,1.50,true\n2,2.25,false\n")
+    services.apply(project.ws)
+    assert services.run(project.ws, "load")["status"] == "succeeded"
+    (inbox / "pay_2.csv").write_text("id,amount,paid\n3,3.75,\n4,,\n")
+    (inbox / "pay_3.csv").write_text("id,amount,paid\n5,5.00,true\n6,lots,false\n")
+    record = services.run(project.ws, "load")
+    (task,) = record["tasks"]
+    assert task["status"] == "failed" and task["inserted"] == 2
+    assert task["error"].startswith("pay_3.csv:3: amount: 'lots' is not a number"), task["error"]
+    got = _rows(url, "SELECT id, amount, paid FROM pay ORDER BY id")
+    assert [(r[0], r[1] is None, r[2]) for r in got] == [
+        (1, False, 1),
+        (2, False, 0),
+        (3, False, None),
+        (4, True, None),
+    ]
+    (inbox / "pay_3.csv").write_text("id,amount,paid\n5,5.00,true\n6,6.00,false\n")
+    assert services.run(project.ws, "load")["status"] == "succeeded"
+    assert [r[0] for r in _rows(url, "SELECT id FROM pay ORDER BY id")] == [1, 2, 3, 4, 5, 6]
