@@ -234,31 +234,6 @@ def test_a_reader_s_change_log_connection_is_a_files_connection(project):
     ]
 
 
-def test_change_logs_on_an_ftp_or_sftp_folder_are_refused(project):
-    found = problems(
-        project,
-        """
-        apiVersion: runner/v1
-        kind: Connection
-        metadata: {name: remote}
-        spec: {type: files, protocol: ftp, host: 127.0.0.1, path: logs}
-        ---
-        apiVersion: runner/v1
-        kind: Job
-        metadata: {name: w}
-        spec:
-          source: src
-          change_log: {connection: remote}
-          tasks:
-            - {name: a, read: {table: customers}, write: {keys: [id]}}
-        """,
-    )
-    assert found == [
-        "jobs.d/writer.yaml:11: spec.change_log.connection: connection 'remote' is a folder on an FTP "
-        "server: change logs are kept in a folder on this machine (not on FTP or SFTP yet)"
-    ]
-
-
 def test_validate_exits_1_naming_the_field(project):
     problems(
         project,
