@@ -285,8 +285,13 @@ class ChangeLogWriter(RowWriter):
         write: WriteModel,
         columns: list[Column],
         context: WriteContext,
+        parts: dict[str, int] | None = None,
     ):
+        """`parts`: each task's last file number in this run, shared by the writers a run
+        opens one after another (a cdc task's, again in a table's new columns), so none
+        writes over another's file."""
         self.folder, self.store, self.columns, self.context = folder, store, columns, context
+        self.parts = parts if parts is not None else {}
         self.keys = list(write.keys)
         by_name = {c.name: c for c in columns}
         self.key_columns = [by_name[k] for k in self.keys]
@@ -308,7 +313,8 @@ class ChangeLogWriter(RowWriter):
             self.position = self.store.changelogs.next_position(self.namespace, self.job, ctx.task) - 1
         grow = self.indexed is not None and self.position - self.first + 1 < MERGE_ROWS
         if not grow:
-            self.part += 1
+            self.part = self.parts.get(ctx.task, 0) + 1
+            self.parts[ctx.task] = self.part
             self.indexed = None
             self.first = self.position + 1
             self.counts = {"upsert": 0, "delete": 0}
@@ -444,6 +450,7 @@ class ChangeLogTarget(Connector):
         super().__init__(name, spec, base_dir)
         self.store = store
         self._folder: ChangeLogFolder | None = None
+        self.parts: dict[str, int] = {}  # each task's last file number (`ChangeLogWriter`)
 
     @property
     def folder(self) -> ChangeLogFolder:
@@ -466,7 +473,7 @@ class ChangeLogTarget(Connector):
     def open_row_writer(
         self, write: WriteModel, columns: list[Column], context: WriteContext
     ) -> ChangeLogWriter:
-        return ChangeLogWriter(self.folder, self.store, write, columns, context)
+        return ChangeLogWriter(self.folder, self.store, write, columns, context, self.parts)
 
 
 # --- a writer's end: its reader's change logs --------------------------------------------
