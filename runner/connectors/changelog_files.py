@@ -431,7 +431,8 @@ class ChangeLogWriter(RowWriter):
             self.current = None
             with contextlib.suppress(Exception):
                 opened.close()
-            self.folder.folder.remove(temporary)
+            with contextlib.suppress(Exception):  # a server gone: retention's sweep removes it later
+                self.folder.folder.remove(temporary)
 
     def __enter__(self) -> ChangeLogWriter:
         return self

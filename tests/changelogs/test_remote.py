@@ -123,3 +123,25 @@ def test_a_reader_killed_while_writing_to_a_server_loses_and_doubles_nothing(sho
     _same(shop, sqlite_url(shop.root / "lite.db"))
     again = run(shop.ws, "w")
     assert all(t["rows_read"] == 0 for t in again["tasks"])
+
+
+def test_a_job_with_a_target_keeps_its_change_logs_on_a_server(shop, server, tmp_path):
+    from tests.changelogs.helpers import SYNC
+
+    job = SYNC.format(target="lite", batch_size=7)
+    shop.write("jobs.d/sync.yaml", job.replace("{keep_files: 2}", "{connection: logs, keep_files: 2}"))
+    shop.connection("copy", "sqlite", "sqlite:///copy.db")
+    shop.write("jobs.d/w.yaml", writer("w", "copy", job="sync"))
+    services.apply(shop.ws)
+    run(shop.ws, "sync")
+    change_shop(shop.root / "src.db", 1)
+    shop.ws.close()
+    kill_at(shop.root, "sync", "target_committed", tmp_path)  # the target has them, the index not
+    run(shop.ws, "sync")
+    run(shop.ws, "w")
+    _same(shop, sqlite_url(shop.root / "lite.db"))
+    _same(shop, sqlite_url(shop.root / "copy.db"))
+    entries = services.changes(shop.ws, "sync")["change_logs"]
+    assert entries and all(e["file"].startswith(f"{server.protocol}://") for e in entries)
+    folder = server.root / "data/changelogs/default/sync/customers"
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # nothing half-written left
