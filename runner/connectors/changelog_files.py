@@ -126,10 +126,10 @@ class _Counted(io.RawIOBase):
 
 
 class ChangeLogFileWriter:
-    """One change-log file being written (under its temporary name), to a path or into a file
-    it is given and closes."""
+    """One change-log file being written (under its temporary name) into a file it is given,
+    which it closes."""
 
-    def __init__(self, out: Path | IO[bytes], columns: list[Column], keys: list[str], meta: dict[str, str]):
+    def __init__(self, out: IO[bytes], columns: list[Column], keys: list[str], meta: dict[str, str]):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -139,14 +139,13 @@ class ChangeLogFileWriter:
         metadata |= {f"runner.{k}".encode(): v.encode() for k, v in meta.items()}
         self.schema = pa.schema(fields, metadata=metadata)
         self.convert = [_to_arrow(c.type) for c in columns]
-        self.raw = None if isinstance(out, Path) else _Counted(out)
-        where = str(out) if self.raw is None else self.raw
-        self.out = pq.ParquetWriter(where, self.schema, compression="zstd")
+        self.raw = _Counted(out)
+        self.out = pq.ParquetWriter(self.raw, self.schema, compression="zstd")
 
     @property
     def size(self) -> int:
-        """The bytes written into the file given (0 for a path)."""
-        return self.raw.count if self.raw is not None else 0
+        """The bytes written so far (all of them once closed)."""
+        return self.raw.count
 
     def copy(self, source: Any) -> None:
         """Write the changes of an earlier file of the same columns first (bounded: by row group)."""
@@ -172,8 +171,7 @@ class ChangeLogFileWriter:
     def close(self) -> None:
         """Write the file's footer and close it (the caller then renames it)."""
         self.out.close()
-        if self.raw is not None:
-            self.raw.close()
+        self.raw.close()
 
 
 def _source(where: Any) -> Any:
