@@ -306,8 +306,9 @@ def _snapshot(run: TaskRun, log: ChangeLog, columns: list[Column], task_id: int)
             _load(run, w)
             w.commit()  # the target holds the snapshot: only now may the position be stored
             run.committed()
-    run.result.pointer_after = _pointer(log, position)
-    run.store.tasks.set_pointer(task_id, None, run.result.pointer_after, run.run_id)
+            # stored before the writer closes: a change log's index entry rides on it
+            run.result.pointer_after = _pointer(log, position)
+            run.store.tasks.set_pointer(task_id, None, run.result.pointer_after, run.run_id)
     checkpoint("stored")
     return position
 
@@ -435,6 +436,12 @@ def _flush(run: TaskRun, target: _Target, pending: Pending) -> None:
     w = target.writer()
     target.dirty = True
     if pending.truncate and task.deletes != "ignore":
+        if run.change_log is not None:
+            raise TerminalError(
+                f"table {task.read.table} was truncated in the source: a change log holds upserts and "
+                "deletes by key, not a truncate, so the job's writers could not follow it; run this job "
+                "with --resync (and its writers, into emptied tables), or set deletes: ignore"
+            )
         w.clear_stage()
         result.deleted += cast(MergeWriter, w).delete_missing()  # an empty stage: every row
     upserts = [row for row in pending.rows.values() if row is not None]
@@ -464,7 +471,8 @@ def _report_lag(run: TaskRun, log: ChangeLog, task_id: int) -> None:
         checked = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
         pointer = {**pointer, "lag_bytes": lag.bytes, "retained_bytes": lag.retained, "max_lag": limit}
         run.result.pointer_after = pointer | {"checked_at": checked}
-        run.store.tasks.set_pointer(task_id, None, run.result.pointer_after, run.run_id)
+        # the position is not moved: a change log's index entry waits for the move that covers it
+        run.store.tasks.set_pointer(task_id, None, run.result.pointer_after, run.run_id, ride=False)
     fields = {
         "task": run.task.name,
         "slot": log.names.slot,

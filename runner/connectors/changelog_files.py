@@ -5,10 +5,12 @@ A file holds one commit of one task of one run: an `_op` column (`upsert`: the w
 `delete`: only the key columns set), a `_position` column (the change's number in the task's
 change log, from 1, in the order writers apply them), then the source's columns; the file's
 metadata keeps runner's column types and the task's keys, so a writer reads back exactly what
-the reader read. A file is written under a hidden `.partial` name, synced, renamed and only
-then indexed in the state store (`runner.state.changelogs`): whatever the index lists is
-complete, and a run killed before that leaves a file no writer ever sees (the reader's pointer
-has not moved either: its next run writes those changes again).
+the reader read. A file is written under a hidden `.partial` name, renamed once complete (on
+this machine: synced first) and only then indexed in the state store
+(`runner.state.changelogs`): whatever the index lists is complete, and a run killed before that
+leaves a file no writer ever sees (the reader's pointer has not moved either: its next run
+writes those changes again). The folder is on this machine or on an FTP or SFTP server
+(`runner.connectors.changelog_folder`).
 
 The reader's end is `ChangeLogTarget` (a writer handed changed rows and deleted keys, like a
 files target); the writer's end is `ChangeLogSource`, which consumes a reader task's change
@@ -21,20 +23,23 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import io
 import json
-import os
+import posixpath
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from runner.connectors.base import Capabilities, Connector, RowWriter, WriteContext
+from runner.connectors.changelog_folder import ChangeLogFolder, open_change_log_folder
 from runner.connectors.files.formats import arrow_type
+from runner.connectors.files.location import failure
 from runner.definitions.changelogs import ChangeLogRead, reader_task
 from runner.definitions.models import ConnectionSpec
 from runner.definitions.tasks import ReadModel, WriteModel
-from runner.errors import TerminalError, TransientError
+from runner.errors import RunnerError, TerminalError
 from runner.state.database import utcnow
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Batch, Column, ColumnType
@@ -96,10 +101,35 @@ def _decode_columns(raw: bytes) -> list[Column]:
     ]
 
 
-class ChangeLogFileWriter:
-    """One change-log file being written (under its temporary name)."""
+class _Counted(io.RawIOBase):
+    """A file being written, counting its bytes (the size the index records, with no second
+    look at a server)."""
 
-    def __init__(self, path: Path, columns: list[Column], keys: list[str], meta: dict[str, str]):
+    def __init__(self, raw: IO[bytes]):
+        self.raw, self.count = raw, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.raw.write(data)
+        self.count += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.count
+
+    def close(self) -> None:
+        if not self.closed:
+            self.raw.close()
+        super().close()
+
+
+class ChangeLogFileWriter:
+    """One change-log file being written (under its temporary name) into a file it is given,
+    which it closes."""
+
+    def __init__(self, out: IO[bytes], columns: list[Column], keys: list[str], meta: dict[str, str]):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -109,14 +139,20 @@ class ChangeLogFileWriter:
         metadata |= {f"runner.{k}".encode(): v.encode() for k, v in meta.items()}
         self.schema = pa.schema(fields, metadata=metadata)
         self.convert = [_to_arrow(c.type) for c in columns]
-        self.out = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        self.raw = _Counted(out)
+        self.out = pq.ParquetWriter(self.raw, self.schema, compression="zstd")
 
-    def copy(self, path: Path) -> None:
+    @property
+    def size(self) -> int:
+        """The bytes written so far (all of them once closed)."""
+        return self.raw.count
+
+    def copy(self, source: Any) -> None:
         """Write the changes of an earlier file of the same columns first (bounded: by row group)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        with pq.ParquetFile(str(path)) as parquet:
+        with pq.ParquetFile(source, pre_buffer=False) as parquet:
             for batch in parquet.iter_batches():
                 self.out.write_table(pa.Table.from_batches([batch]).cast(self.schema))
 
@@ -133,39 +169,55 @@ class ChangeLogFileWriter:
         self.out.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
 
     def close(self) -> None:
+        """Write the file's footer and close it (the caller then renames it)."""
         self.out.close()
+        self.raw.close()
 
 
-def file_columns(path: str | Path) -> tuple[list[Column], list[str]]:
-    """A change-log file's columns (runner's types) and the keys of its task.
+def _source(where: Any) -> Any:
+    """A path or an open file, as pyarrow takes it."""
+    return str(where) if isinstance(where, str | Path) else where
+
+
+def file_columns(where: Any, name: str | None = None) -> tuple[list[Column], list[str]]:
+    """A change-log file's (a path, or an open file named `name`) columns (runner's types)
+    and the keys of its task.
 
     Raises:
         TerminalError: the file is missing or not a change log.
     """
     import pyarrow.parquet as pq
 
+    name = name or str(where)
     try:
-        metadata = pq.read_schema(str(path)).metadata or {}
+        if not isinstance(where, str | Path):
+            where.seek(0)
+        metadata = pq.read_schema(_source(where)).metadata or {}
     except (OSError, ValueError) as exc:
-        raise TerminalError(f"cannot read the change log {path}: {exc}") from None
+        raise TerminalError(f"cannot read the change log {name}: {exc}") from None
     if COLUMNS_KEY not in metadata:
-        raise TerminalError(f"{path} is not a runner change log (its Parquet metadata has no columns)")
+        raise TerminalError(f"{name} is not a runner change log (its Parquet metadata has no columns)")
     return _decode_columns(metadata[COLUMNS_KEY]), json.loads(metadata.get(KEYS_KEY, b"[]"))
 
 
-def read_changes(path: str | Path, batch_size: int) -> Iterator[list[tuple[str, int, tuple]]]:
-    """A change-log file's changes in order, as (op, position, row) in batches of at most
-    `batch_size`: one row group's worth of memory at a time.
+def read_changes(
+    where: Any, batch_size: int, name: str | None = None
+) -> Iterator[list[tuple[str, int, tuple]]]:
+    """A change-log file's (a path, or an open file named `name`) changes in order, as (op,
+    position, row) in batches of at most `batch_size`: one row group's worth of memory at a time.
 
     Raises:
         TerminalError: the file is missing or not a change log (truncated, another file).
     """
     import pyarrow.parquet as pq
 
-    columns, _ = file_columns(path)
+    name = name or str(where)
+    columns, _ = file_columns(where, name)
     converts = [_from_arrow(c.type) for c in columns]
     try:
-        with pq.ParquetFile(str(path)) as parquet:
+        if not isinstance(where, str | Path):
+            where.seek(0)
+        with pq.ParquetFile(_source(where), pre_buffer=False) as parquet:
             for record in parquet.iter_batches(batch_size=batch_size):
                 lists = [record.column(i).to_pylist() for i in range(record.num_columns)]
                 for i, convert in enumerate(converts):
@@ -173,19 +225,28 @@ def read_changes(path: str | Path, batch_size: int) -> Iterator[list[tuple[str, 
                         lists[i + 2] = [convert(v) for v in lists[i + 2]]
                 yield list(zip(lists[0], lists[1], zip(*lists[2:], strict=True), strict=True))
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise TerminalError(f"cannot read the change log {path}: {exc}") from None
+        raise TerminalError(f"cannot read the change log {name}: {exc}") from None
 
 
-def _sync_rename(temporary: Path, final: Path) -> None:
-    """Make `temporary` durable under its final name (the folder's entry synced too)."""
-    with open(temporary, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(temporary, final)
-    directory = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+def changes_of(
+    place: ChangeLogFolder, name: str, batch_size: int, columns: list[Column] | None = None
+) -> Iterator[list[tuple[str, int, tuple]]]:
+    """An indexed file's changes (`read_changes`), opened in its folder (read once, even from an
+    FTP server); with `columns`, nothing when the file's differ (it is not read further).
+
+    Raises:
+        TerminalError: the file is gone or not a change log.
+    """
+    with place.open(name) as f:
+        if columns is not None and file_columns(f, name)[0] != columns:
+            return
+        yield from read_changes(f, batch_size, name)
+
+
+def columns_of(place: ChangeLogFolder, name: str) -> tuple[list[Column], list[str]]:
+    """An indexed file's columns and keys (`file_columns`), opened in its folder."""
+    with place.open(name) as f:
+        return file_columns(f, name)
 
 
 # --- a reader's end: its change logs ------------------------------------------------------
@@ -195,14 +256,20 @@ class ChangeLogSpec(ConnectionSpec):
     """A reader's target or a writer's source as `runner.runs.jobs` describes it: not a
     connection anyone defines."""
 
-    folder: str | None = None  # a reader's: where its change logs go
+    folder: str | None = None  # where the change logs are, on this machine (absolute)
+    location: dict[str, Any] | None = None  # or: the files connection of a folder on a server
+    connection: str | None = None  # that connection's namespace/name, for messages
     job: str | None = None  # a writer's: its reader, namespace/name
 
+    def open_folder(self, base_dir: Path) -> ChangeLogFolder:
+        """The change-log folder, signed in to its server."""
+        return open_change_log_folder(self.connection or "change_log", self.folder, self.location, base_dir)
 
-def task_folder(folder: Path, job: str, task: str) -> Path:
-    """Where a reader task's change logs are: `<folder>/<namespace>/<job>/<task>/`."""
+
+def task_folder(job: str, task: str) -> str:
+    """Where a reader task's change logs are in the change-log folder: `<namespace>/<job>/<task>`."""
     namespace, _, name = job.partition("/")
-    return folder / namespace / name / task
+    return posixpath.join(namespace, name, task)
 
 
 class ChangeLogWriter(RowWriter):
@@ -211,25 +278,30 @@ class ChangeLogWriter(RowWriter):
 
     def __init__(
         self,
-        folder: Path,
+        folder: ChangeLogFolder,
         store: StateStore,
         write: WriteModel,
         columns: list[Column],
         context: WriteContext,
+        parts: dict[str, int] | None = None,
     ):
+        """`parts`: each task's last file number in this run, shared by the writers a run
+        opens one after another (a cdc task's, again in a table's new columns), so none
+        writes over another's file."""
         self.folder, self.store, self.columns, self.context = folder, store, columns, context
+        self.parts = parts if parts is not None else {}
         self.keys = list(write.keys)
         by_name = {c.name: c for c in columns}
         self.key_columns = [by_name[k] for k in self.keys]
         self.key_index = [columns.index(c) for c in self.key_columns]
         self.namespace, _, self.job = context.job.partition("/")
         self.part = 0
-        self.current: tuple[Path, Path, ChangeLogFileWriter] | None = None
+        self.current: tuple[str, str, ChangeLogFileWriter] | None = None
         self.counts = {"upsert": 0, "delete": 0}
         self.position = 0  # the last position written; taken from the index when a file opens
         self.indexed: int | None = None  # the id of this run's file, once indexed (`commit`)
 
-    def _open(self) -> tuple[Path, Path, ChangeLogFileWriter]:
+    def _open(self) -> tuple[str, str, ChangeLogFileWriter]:
         """The file being written: a new one, or, while this run's last file is small, a new
         version of it (its changes copied first), so a run's commits make one file."""
         if self.current is not None:
@@ -239,20 +311,27 @@ class ChangeLogWriter(RowWriter):
             self.position = self.store.changelogs.next_position(self.namespace, self.job, ctx.task) - 1
         grow = self.indexed is not None and self.position - self.first + 1 < MERGE_ROWS
         if not grow:
-            self.part += 1
+            self.part = self.parts.get(ctx.task, 0) + 1
+            self.parts[ctx.task] = self.part
             self.indexed = None
             self.first = self.position + 1
             self.counts = {"upsert": 0, "delete": 0}
-        final = task_folder(self.folder, ctx.job, ctx.task) / f"{ctx.run_id}-{self.part:04d}.parquet"
-        temporary = final.with_name(f".{final.name}.partial")
+        base = f"{ctx.run_id}-{self.part:04d}.parquet"
+        final = posixpath.join(task_folder(ctx.job, ctx.task), base)
+        temporary = posixpath.join(task_folder(ctx.job, ctx.task), f".{base}.partial")
         meta = {"job": ctx.job, "task": ctx.task, "run_id": ctx.run_id, "part": str(self.part)}
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            opened = ChangeLogFileWriter(temporary, self.columns, self.keys, meta)
-            if grow:
-                opened.copy(final)
-        except OSError as exc:
-            raise TransientError(f"cannot write {temporary}: {exc.strerror}") from None
+            with contextlib.ExitStack() as earlier:
+                # the earlier version first (an FTP server's is spooled whole: its connection is
+                # then free to take the new file)
+                source = earlier.enter_context(self.folder.open(self.folder.name(final))) if grow else None
+                opened = ChangeLogFileWriter(self.folder.open_write(temporary), self.columns, self.keys, meta)
+                if source is not None:
+                    opened.copy(source)
+        except RunnerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each location's library raises its own
+            raise failure(f"cannot write {temporary} in {self.folder.where}", exc) from None
         self.current = (temporary, final, opened)
         return self.current
 
@@ -263,8 +342,8 @@ class ChangeLogWriter(RowWriter):
         numbered = [(op, self.position + 1 + i, row) for i, row in enumerate(rows)]
         try:
             opened.write(numbered)
-        except OSError as exc:
-            raise TransientError(f"cannot write {temporary}: {exc.strerror}") from None
+        except Exception as exc:  # noqa: BLE001 - each location's library raises its own
+            raise failure(f"cannot write {temporary} in {self.folder.where}", exc) from None
         self.position += len(rows)
         self.counts[op] += len(rows)
 
@@ -290,30 +369,33 @@ class ChangeLogWriter(RowWriter):
             index()
 
     def seal(self) -> Callable[..., None] | None:
-        """Close, sync and rename the file being written; returns what indexes it (None: no
-        file is being written). Until that is called no writer reads the file: a run stopped
-        before leaves a file the next run writes again and retention's sweep removes."""
+        """Close the file being written and rename it (on this machine: synced first); returns
+        what indexes it (None: no file is being written). Until that is called no writer reads
+        the file: a run stopped before leaves a file the next run writes again and retention's
+        sweep removes."""
         if self.current is None:
             return None
         temporary, final, opened = self.current
         try:
             opened.close()
-            _sync_rename(temporary, final)
-        except OSError as exc:
-            raise TransientError(f"cannot complete {final}: {exc.strerror}") from None
+            checkpoint("file written")  # complete under its temporary name, not yet renamed
+            self.folder.publish(temporary, final)
+        except Exception as exc:  # noqa: BLE001 - each location's library raises its own
+            raise failure(f"cannot complete {final} in {self.folder.where}", exc) from None
         self.current = None
         checkpoint("changelog_renamed")  # durable, not yet indexed: a kill here leaves an orphan
         counts = {
             "rows": self.position - self.first + 1,
             "upserts": self.counts["upsert"],
             "deletes": self.counts["delete"],
-            "bytes": final.stat().st_size,
+            "bytes": opened.size,
         }
-        return functools.partial(self._index, final, self.first, self.part, counts, self.indexed)
+        name = self.folder.name(final)
+        return functools.partial(self._index, name, self.first, self.part, counts, self.indexed)
 
     def _index(
         self,
-        final: Path,
+        final: str,
         first: int,
         part: int,
         counts: dict[str, int],
@@ -332,7 +414,7 @@ class ChangeLogWriter(RowWriter):
             "run_id": self.context.run_id,
             "part": part,
             "first_position": first,
-            "file": str(final),
+            "file": final,
             "created_at": utcnow(),
             **counts,
         }
@@ -347,7 +429,8 @@ class ChangeLogWriter(RowWriter):
             self.current = None
             with contextlib.suppress(Exception):
                 opened.close()
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(Exception):  # a server gone: retention's sweep removes it later
+                self.folder.folder.remove(temporary)
 
     def __enter__(self) -> ChangeLogWriter:
         return self
@@ -365,20 +448,23 @@ class ChangeLogTarget(Connector):
     def __init__(self, name: str, spec: ChangeLogSpec, base_dir: Path, store: StateStore):
         super().__init__(name, spec, base_dir)
         self.store = store
+        self._folder: ChangeLogFolder | None = None
+        self.parts: dict[str, int] = {}  # each task's last file number (`ChangeLogWriter`)
 
     @property
-    def folder(self) -> Path:
-        assert self.spec.folder is not None
-        return Path(self.spec.folder)
+    def folder(self) -> ChangeLogFolder:
+        """The change-log folder, signed in to its server when first used."""
+        if self._folder is None:
+            self._folder = self.spec.open_folder(self.base_dir)
+        return self._folder
 
     def check_connection(self) -> None:
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            probe = self.folder / f".runner-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise TerminalError(f"cannot write change logs in {self.folder}: {exc.strerror}") from None
+        self.folder.probe()
+
+    def close(self) -> None:
+        if self._folder is not None:
+            self._folder.close()
+            self._folder = None
 
     def table_exists(self, table: str) -> bool:
         return True  # a change log has no table to create
@@ -386,7 +472,7 @@ class ChangeLogTarget(Connector):
     def open_row_writer(
         self, write: WriteModel, columns: list[Column], context: WriteContext
     ) -> ChangeLogWriter:
-        return ChangeLogWriter(self.folder, self.store, write, columns, context)
+        return ChangeLogWriter(self.folder, self.store, write, columns, context, self.parts)
 
 
 # --- a writer's end: its reader's change logs --------------------------------------------
@@ -413,6 +499,7 @@ class ChangeLogConsumer:
     def __init__(
         self,
         store: StateStore,
+        place: ChangeLogFolder,
         reader: str,
         reader_task: str,
         task_id: int,
@@ -420,7 +507,7 @@ class ChangeLogConsumer:
         batch_size: int,
         run_id: str,
     ):
-        self.store, self.reader, self.reader_task = store, reader, reader_task
+        self.store, self.place, self.reader, self.reader_task = store, place, reader, reader_task
         self.notice: str | None = None
         self.task_id, self.position, self.batch_size, self.run_id = task_id, position, batch_size, run_id
         namespace, _, job = reader.partition("/")
@@ -438,10 +525,10 @@ class ChangeLogConsumer:
         # to apply (the `messages` strategy then ends the task at once)
         self.columns: list[Column] = []
         if self.files or mine:
-            self.columns = file_columns(self.files[0].file if self.files else mine[-1].file)[0]
+            self.columns = columns_of(place, self.files[0].file if self.files else mine[-1].file)[0]
         self.pending = iter(self.files)
         self.stream: Iterator[list[tuple[str, int, tuple]]] | None = None
-        self.last = 0
+        self.last, self.began = 0, False
 
     def follow(self, max_latency: float) -> None:
         """A writer step applies what its reader kept, run by run; it does not stream."""
@@ -451,12 +538,10 @@ class ChangeLogConsumer:
         entry = next(self.pending, None)
         if entry is None:
             return False
-        columns, _ = file_columns(entry.file)
-        if columns != self.columns:
-            self.pending = iter(())  # a later run applies it, with its columns
-            return False
-        self.stream = read_changes(entry.file, self.batch_size)
+        # nothing from a file whose columns differ: a later run applies it, with its columns
+        self.stream = changes_of(self.place, entry.file, self.batch_size, self.columns)
         self.last = entry.last_position  # a file may hold more than its entry says (`extend`)
+        self.began = False
         return True
 
     def next_batch(self) -> list[tuple[str, tuple]] | None:
@@ -468,7 +553,10 @@ class ChangeLogConsumer:
             chunk = next(self.stream, None)
             if chunk is None:
                 self.stream = None
+                if not self.began:  # its columns differ (a file of changes is never empty)
+                    self.pending = iter(())
                 continue
+            self.began = True
             for op, position, row in chunk:
                 if self.handed < position <= self.last:
                     batch.append((op, row))
@@ -510,10 +598,23 @@ class ChangeLogSource(Connector):
         run_id: str,
     ):
         """`tasks`: the writer's `read.table` -> its task's name; `reader_tasks`: the reader's
-        tasks as applied."""
+        tasks as applied; `spec`: the reader and where its change logs are."""
         super().__init__(name, spec, base_dir)
         self.store, self.writer, self.reader_tasks, self.tasks = store, writer, reader_tasks, tasks
         self.run_id = run_id
+        self._folder: ChangeLogFolder | None = None
+
+    @property
+    def folder(self) -> ChangeLogFolder:
+        """The reader's change-log folder, signed in to its server when first used."""
+        if self._folder is None:
+            self._folder = self.spec.open_folder(self.base_dir)
+        return self._folder
+
+    def close(self) -> None:
+        if self._folder is not None:
+            self._folder.close()
+            self._folder = None
 
     @property
     def reader(self) -> str:
@@ -532,7 +633,9 @@ class ChangeLogSource(Connector):
 
     def consume(self, read: ReadModel, batch_size: int) -> ChangeLogConsumer:
         task, task_id, position = self._task(read)
-        return ChangeLogConsumer(self.store, self.reader, task, task_id, position, batch_size, self.run_id)
+        return ChangeLogConsumer(
+            self.store, self.folder, self.reader, task, task_id, position, batch_size, self.run_id
+        )
 
     def waiting(self, read: ReadModel) -> int:
         """Changes of the reader's task the writer task has not applied."""

@@ -4,12 +4,16 @@ with each change it is handed also written to the task's change-log file, so wri
 
 What is logged: every row staged or inserted (an `upsert`), and every key deleted by list
 (`stage_keys` then `delete_listed`: a `delete`). The strategies that keep change logs beside a
-target (`LOGGED_STRATEGIES`: hash, watermark without deletes) change their target only so.
+target (`LOGGED_STRATEGIES`: hash, watermark without deletes, cdc but for a truncate) change
+their target only so, and store a pointer or digests in the state store after each commit,
+which the index entry rides on. `full` (a truncate, or deletes of what is missing found inside
+the database, and no position stored) and `messages` (its position is the broker's
+acknowledgement, outside any state-store transaction) cannot keep the ordering below.
 
 The ordering of a commit, which keeps log and target together under kill -9:
 
-1. the change-log file is closed, synced and renamed (`ChangeLogWriter.seal`): complete on
-   disk, in no index, so no writer reads it;
+1. the change-log file is closed, synced and renamed (`ChangeLogWriter.seal`): complete in its
+   folder (on this machine or a server), in no index, so no writer reads it;
 2. the target commits;
 3. the strategy stores the task's pointer or digests, and the file's index entry is written in
    that same state-store transaction (`Tasks.with_next_position`).

@@ -250,8 +250,20 @@ class JobSpec(StrictModel):
 
 # the strategies whose changes a job with a target can keep as change logs: each change is a
 # row merged (`stage`) or a key deleted (`stage_keys` then `delete_listed`), never a truncate
-# or a delete of what is missing (`runner.connectors.changelog_kept`)
-LOGGED_STRATEGIES = ("hash", "watermark")
+# or a delete of what is missing, and committed before the task's pointer or digests are stored
+# in the state store, the change log's index entry in that same transaction
+# (`runner.connectors.changelog_kept`)
+LOGGED_STRATEGIES = ("hash", "watermark", "cdc")
+# why the others cannot keep them
+UNLOGGED_WHY = {
+    "full": "a full task empties its table (without keys) or deletes the rows it did not read inside "
+    "the database, so its deletes are never keys a change log can hold, and it stores no position "
+    "for the change log's index to be written with; strategy hash reads every row too and logs its "
+    "changes",
+    "messages": "a messages task's position is the broker's acknowledgement, which cannot be taken in "
+    "one transaction with the change log's index: a kill between the two would leave the changes "
+    "out of the log or list them twice",
+}
 
 
 def _step_problems_of(spec: SyncJobSpec) -> list[tuple[FieldPath, str]]:
@@ -288,8 +300,8 @@ def _step_problems_of(spec: SyncJobSpec) -> list[tuple[FieldPath, str]]:
                 problems.append(
                     (
                         ("tasks", i, "changes", "strategy"),
-                        f"a job with a target keeps change logs of tasks of strategy hash or watermark "
-                        f"(not {strategy!r} yet): their changes are the rows merged and the keys deleted",
+                        f"a job with a target keeps change logs of tasks of strategy hash, watermark or "
+                        f"cdc, not {strategy!r}: {UNLOGGED_WHY.get(strategy, 'it has no change to log')}",
                     )
                 )
             elif strategy == "watermark" and task.deletes != "ignore":

@@ -477,14 +477,6 @@ def _step_problems(docs: list[Document], connections: Mapping[tuple[str, str], s
                         "'files' connection's folder",
                     )
                 )
-            elif (protocol := _protocol(docs, key)) not in (None, "local"):
-                problems.append(
-                    Problem(
-                        doc.locate(("spec", "change_log", "connection")),
-                        f"connection {ref!r} is a folder on an {str(protocol).upper()} server: change logs "
-                        "are kept in a folder on this machine (not on FTP or SFTP yet)",
-                    )
-                )
         source = spec.get("source")
         if not is_writer(spec) or not isinstance(source.get("job"), str):
             continue
@@ -538,15 +530,6 @@ def _step_problems(docs: list[Document], connections: Mapping[tuple[str, str], s
             else:
                 taken[str(found.get("name"))] = i
     return problems
-
-
-def _protocol(docs: list[Document], key: tuple[str, str]) -> str | None:
-    """The `protocol` a files connection's definition states (None: not among `docs`)."""
-    for doc in docs:
-        spec = doc.data.get("spec")
-        if doc.data.get("kind") == "Connection" and _raw_key(doc) == key and isinstance(spec, dict):
-            return str(spec.get("protocol", "local"))
-    return None
 
 
 def _raw_key(doc: Document) -> tuple[str, str]:

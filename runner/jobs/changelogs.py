@@ -5,7 +5,8 @@ Retention (`change_log.keep_days`, `keep_files`) never removes a change log that
 writer of the reader has not applied yet (a writer that never ran needs them all), nor a task's
 newest file (it carries the task's change numbering on). Files of the reader's folder that the
 index does not list (a run killed between the rename and the index, a partial file) are removed
-too: the job's lock is held, so no run of it is writing them."""
+too: the job's lock is held, so no run of it is writing them. The folder may be on an FTP or
+SFTP server (`runner.connectors.changelog_folder`): the same, over its connection."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from runner.connectors.changelog_files import (
     task_folder,
     writer_position,
 )
+from runner.connectors.changelog_folder import ChangeLogFolder
 from runner.definitions.changelogs import READER_END, WRITER_END, ChangeLogRead, reader_task
 from runner.definitions.jobs import SyncJobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE
@@ -91,7 +93,7 @@ def retention(
     store: StateStore,
     reader: str,
     reader_tasks: list[dict[str, Any]],
-    folder: Path,
+    folder: ChangeLogFolder,
     log: Log,
 ) -> None:
     """Apply a reader's `keep_days`/`keep_files` after its run, then sweep files no index
@@ -121,7 +123,7 @@ def retention(
     if going:
         store.changelogs.remove([e.id for e in going])  # unlisted first: the index never names a gone file
         for entry in going:
-            Path(entry.file).unlink(missing_ok=True)
+            folder.remove(entry.file)
         for task in sorted({e.task for e in going}):
             removed = [e for e in going if e.task == task]
             log(
@@ -131,17 +133,15 @@ def retention(
                 files=len(removed),
                 upto_position=max(e.last_position for e in removed),
             )
-    listed = {Path(e.file) for e in files} - {Path(e.file) for e in going}
+    listed = {e.file for e in files} - {e.file for e in going}
     _sweep(folder, reader, [str(t.get("name")) for t in reader_tasks], listed, log)
 
 
-def _sweep(folder: Path, reader: str, tasks: list[str], listed: set[Path], log: Log) -> None:
+def _sweep(folder: ChangeLogFolder, reader: str, tasks: list[str], listed: set[str], log: Log) -> None:
     """Remove the files of the reader's task folders that no index entry lists."""
     for task in tasks:
-        where = task_folder(folder, reader, task)
-        if not where.is_dir():
-            continue
-        for path in where.iterdir():
-            if path.is_file() and path.name.endswith((".parquet", ".partial")) and path not in listed:
-                path.unlink(missing_ok=True)
-                log("info", "change log file no index lists removed (its run stopped first)", file=str(path))
+        for relative in folder.files_in(task_folder(reader, task)):
+            name = folder.name(relative)
+            if relative.endswith((".parquet", ".partial")) and name not in listed:
+                folder.folder.remove(relative)
+                log("info", "change log file no index lists removed (its run stopped first)", file=name)

@@ -24,7 +24,8 @@ from runner.changes.strategies import run_task, task_needs
 from runner.changes.task import TRACEBACK, Locate, Log, Progress, RunOptions, TaskResult, TaskRun
 from runner.connectors import registry
 from runner.connectors.base import Connector
-from runner.connectors.changelog_files import ChangeLogTarget
+from runner.connectors.changelog_files import ChangeLogSpec, ChangeLogTarget
+from runner.connectors.files.location import failure
 from runner.definitions import secrets
 from runner.definitions.changelogs import CHANGE_LOG_END
 from runner.definitions.jobs import JobSpec, SyncJobSpec
@@ -111,11 +112,16 @@ def run_job(
     logs = connections.get(CHANGE_LOG_END) or (connections["target"] if spec.reader else None)
     if logs is not None and not options.dry_run:
         tasks = [t.model_dump(mode="json", exclude_unset=True) for t in spec.tasks]
-        folder = Path(logs[1]["folder"])
         try:  # what a run wrote stands whatever retention meets: it tries again after the next
-            changelogs.retention(spec, store, f"{namespace}/{job}", tasks, folder, log)
-        except OSError as exc:
+            folder = ChangeLogSpec.model_validate(logs[1]).open_folder(base_dir)
+            try:
+                changelogs.retention(spec, store, f"{namespace}/{job}", tasks, folder, log)
+            finally:
+                folder.close()
+        except RunnerError as exc:
             log("warning", f"change-log retention stopped: {exc}")
+        except Exception as exc:  # noqa: BLE001 - each location's library raises its own
+            log("warning", f"change-log retention stopped: {failure('in the change-log folder', exc)}")
     return results
 
 

@@ -87,19 +87,34 @@ def _step_end(
     missing_ok: bool,
     applied: list[AppliedObject] | None,
 ) -> tuple[str, dict[str, Any]]:
-    """A reader's target (where its change logs go) or a writer's source (its reader job), as
-    an end of kind `READER_END` or `WRITER_END`."""
+    """A reader's target (where its change logs go) or a writer's source (its reader job and
+    where that one's change logs are), as an end of kind `READER_END` or `WRITER_END`."""
     spec = job.document["spec"]
     if kind == WRITER_END:
         objects = applied if applied is not None else ws.store().objects.all("Job")
-        jobs = {(o.namespace, o.name) for o in objects if o.kind == "Job"}
+        jobs = {(o.namespace, o.name): o for o in objects if o.kind == "Job"}
         ref = spec["source"]["job"]
-        key = resolve_reference(ref, job.namespace, jobs)
+        key = resolve_reference(ref, job.namespace, set(jobs))
         if key is None and not missing_ok:
             raise NotFound(f"job {job.ref}: its source, job {ref!r}, is not applied")
         reader = f"{key[0]}/{key[1]}" if key else ref
-        return reader, {"type": WRITER_END, "job": reader}
-    options = spec.get("change_log") or {}
+        place = change_log_place(ws, jobs[key], connections, missing_ok) if key else {}
+        return reader, {"type": WRITER_END, "job": reader, **place}
+    place = change_log_place(ws, job, connections, missing_ok)
+    return f"change logs of {job.ref}", {"type": READER_END, **place}
+
+
+def change_log_place(
+    ws: Workspace, job: AppliedObject, connections: dict[tuple[str, str], Any], missing_ok: bool = False
+) -> dict[str, Any]:
+    """Where a job's change logs are (`ChangeLogSpec`'s fields): `folder`, a folder on this
+    machine, or `location`, the spec of the files connection of a folder on an FTP or SFTP
+    server (and `connection`, its name). `connections`: the applied ones by (namespace, name).
+
+    Raises:
+        NotFound: its `change_log.connection` is not applied (unless `missing_ok`).
+    """
+    options = job.document["spec"].get("change_log") or {}
     folder = ws.root / ".runner" / DEFAULT_FOLDER
     if options.get("path"):
         folder = ws.root / options["path"]
@@ -108,8 +123,11 @@ def _step_end(
         if key is None and not missing_ok:
             raise NotFound(f"job {job.ref}: connection {options['connection']!r} is not applied")
         if key is not None:
-            folder = ws.root / connections[key].document["spec"].get("path", "")
-    return f"change logs of {job.ref}", {"type": READER_END, "folder": str(folder.resolve())}
+            files = connections[key].document["spec"]
+            if files.get("protocol", "local") != "local":
+                return {"location": files, "connection": f"{key[0]}/{key[1]}"}
+            folder = ws.root / files.get("path", "")
+    return {"folder": str(folder.resolve())}
 
 
 def _types(connections: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, str]:

@@ -8,8 +8,10 @@ from typing import Any, cast
 
 from runner.connectors import registry
 from runner.connectors.base import MergeWriter
-from runner.connectors.changelog_files import file_columns, read_changes
+from runner.connectors.changelog_files import ChangeLogSpec, changes_of, columns_of
+from runner.definitions.changelogs import READER_END
 from runner.errors import InvalidValue, NotFound, TerminalError
+from runner.runs.jobs import change_log_place
 from runner.state.changelogs import ChangeLogFile
 from runner.workspace import Workspace, find
 
@@ -59,20 +61,29 @@ def replay(ws: Workspace, run_id: str, into: str, task: str | None = None) -> di
         raise TerminalError(
             f"connection {connection.ref} (type {spec.get('type')!r}) cannot merge rows into a table"
         )
-    columns, keys = file_columns(files[0].file)
+    reader = find(ws, "Job", f"{files[0].namespace}/{files[0].job}")
+    applied = {(o.namespace, o.name): o for o in ws.reader().objects.all("Connection")}
+    end = {"type": READER_END, **change_log_place(ws, reader, applied)}
+    folder = ChangeLogSpec.model_validate(end).open_folder(ws.root)
     counts = {"inserted": 0, "updated": 0, "deleted": 0, "rows": 0}
-    target = registry.open_connector(connection.ref, spec, ws.root)
     try:
-        with target.open_writer(table, columns, keys or None) as w:
-            for entry in files:
-                if file_columns(entry.file)[0] != columns:
-                    raise TerminalError(f"{entry.file}: its columns differ from the run's first file's")
-                for batch in read_changes(entry.file, REPLAY_BATCH):
-                    indexed = [change for change in batch if change[1] <= entry.last_position]
-                    _apply(cast(MergeWriter, w), indexed, columns, keys, counts)
-            w.commit()
+        columns, keys = columns_of(folder, files[0].file)
+        target = registry.open_connector(connection.ref, spec, ws.root)
+        try:
+            with target.open_writer(table, columns, keys or None) as w:
+                for entry in files:
+                    applied_any = False
+                    for batch in changes_of(folder, entry.file, REPLAY_BATCH, columns):
+                        applied_any = True
+                        indexed = [change for change in batch if change[1] <= entry.last_position]
+                        _apply(cast(MergeWriter, w), indexed, columns, keys, counts)
+                    if not applied_any:
+                        raise TerminalError(f"{entry.file}: its columns differ from the run's first file's")
+                w.commit()
+        finally:
+            target.close()
     finally:
-        target.close()
+        folder.close()
     return {
         "run_id": run_id,
         "task": files[0].task,

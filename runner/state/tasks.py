@@ -113,8 +113,12 @@ class Tasks(TasksReader):
                 row = conn.execute(sa.select(t).where(key)).one()
         return _state(row, namespace, job, task)
 
-    def set_pointer(self, task_id: int, column: str | None, pointer: dict[str, Any] | None, by: str) -> None:
-        """Record a task's pointer; called only after the target committed what it covers."""
+    def set_pointer(
+        self, task_id: int, column: str | None, pointer: dict[str, Any] | None, by: str, ride: bool = True
+    ) -> None:
+        """Record a task's pointer; called only after the target committed what it covers.
+        `ride=False`: the pointer is not moved (a note added to it), so what rides on the next
+        move (`with_next_position`) waits for it."""
         t = schema.task_state
         with self.db.write() as conn:
             conn.execute(
@@ -127,7 +131,8 @@ class Tasks(TasksReader):
                     run_id=by,
                 )
             )
-            self._ride(conn, task_id)
+            if ride:
+                self._ride(conn, task_id)
 
     def source_columns(self, task_id: int) -> list[dict[str, Any]] | None:
         """The source's columns (name and type) at the task's last run; None before the first."""

@@ -12,8 +12,11 @@ Points: `read` (a batch read, nothing of it written), `write` (a batch staged, n
 (a backfill's window read and its end recorded as the pointer, the next window not begun),
 `emptied` (a task's table truncated or dropped before its run, nothing loaded yet), `stored`
 (a cdc task's log position recorded, the source's log not yet told: `runner.changes.cdc`; a
-writer's position in its reader's change logs recorded), `changelog_renamed` (a reader's
-change-log file synced and renamed, not yet indexed: `runner.connectors.changelog_files`),
+writer's position in its reader's change logs recorded), `file written` (a files target's
+file, or a change-log file, complete under its hidden temporary name, not yet renamed),
+`changelog_renamed` (a change-log file synced and renamed, not yet indexed:
+`runner.connectors.changelog_files`), `target_committed` (a job with a target and change logs:
+the target committed, its change log not indexed yet: `runner.connectors.changelog_kept`),
 `reshaped` (a cdc task's target altered to the table's new columns, nothing in them written).
 """
 

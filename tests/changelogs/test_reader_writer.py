@@ -83,7 +83,7 @@ def test_a_change_log_holds_the_run_s_changes_with_their_operation_and_position(
 
 def test_every_canonical_value_comes_back_from_a_change_log_exactly(tmp_path):
     path = tmp_path / "log.parquet"
-    out = ChangeLogFileWriter(path, canonical.COLUMNS, ["id"], {"job": "default/x"})
+    out = ChangeLogFileWriter(path.open("wb"), canonical.COLUMNS, ["id"], {"job": "default/x"})
     out.write([("upsert", i + 1, row) for i, row in enumerate(canonical.rows())])
     out.write([("delete", 100, (1,) + (None,) * (len(canonical.COLUMNS) - 1))])
     out.close()

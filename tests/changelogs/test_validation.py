@@ -178,11 +178,71 @@ def test_change_logs_of_a_job_with_a_target_are_refused_where_not_implemented(pr
     )
     assert found == [
         "jobs.d/writer.yaml:9: spec.tasks[0].changes.strategy: a job with a target keeps change logs of "
-        "tasks of strategy hash or watermark (not 'full' yet): their changes are the rows merged and the "
-        "keys deleted",
+        "tasks of strategy hash, watermark or cdc, not 'full': a full task empties its table (without keys) "
+        "or deletes the rows it did not read inside the database, so its deletes are never keys a change log "
+        "can hold, and it stores no position for the change log's index to be written with; strategy hash "
+        "reads every row too and logs its changes",
         "jobs.d/writer.yaml:14: spec.tasks[1].deletes: a watermark task of a job with a target and change "
         "logs takes deletes: ignore (the deletes it finds by comparing keys are not in its change logs yet); "
         "use strategy hash to log deletes",
+    ]
+
+
+def test_a_messages_task_keeps_no_change_logs_and_a_cdc_task_does(project):
+    project.write(
+        "connections.d/more.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Connection
+        metadata: {name: rabbit}
+        spec: {type: rabbitmq, host: 127.0.0.1}
+        ---
+        apiVersion: runner/v1
+        kind: Connection
+        metadata: {name: pg}
+        spec: {type: postgresql, url: "postgresql+psycopg://u@127.0.0.1/db"}
+        """,
+    )
+    project.write(
+        "jobs.d/cdc.yaml",
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: follow}
+        spec:
+          source: pg
+          target: dst
+          change_log: {keep_files: 3}
+          tasks:
+            - name: a
+              read: {table: public.items}
+              write: {table: items, keys: [id]}
+              changes: {strategy: cdc}
+              deletes: propagate
+        """,
+    )
+    found = problems(
+        project,
+        """
+        apiVersion: runner/v1
+        kind: Job
+        metadata: {name: w}
+        spec:
+          source: rabbit
+          target: dst
+          change_log: {keep_days: 7}
+          tasks:
+            - name: a
+              read: {queue: q, columns: {id: bigint}}
+              write: {table: a, keys: [id]}
+              changes: {strategy: messages}
+        """,
+    )
+    assert found == [
+        "jobs.d/writer.yaml:12: spec.tasks[0].changes.strategy: a job with a target keeps change logs of "
+        "tasks of strategy hash, watermark or cdc, not 'messages': a messages task's position is the "
+        "broker's acknowledgement, which cannot be taken in one transaction with the change log's index: "
+        "a kill between the two would leave the changes out of the log or list them twice",
     ]
 
 
@@ -231,31 +291,6 @@ def test_a_reader_s_change_log_connection_is_a_files_connection(project):
     assert found == [
         "jobs.d/writer.yaml:6: spec.change_log.connection: connection 'dst' is of type 'sqlite': change logs "
         "are kept in a 'files' connection's folder"
-    ]
-
-
-def test_change_logs_on_an_ftp_or_sftp_folder_are_refused(project):
-    found = problems(
-        project,
-        """
-        apiVersion: runner/v1
-        kind: Connection
-        metadata: {name: remote}
-        spec: {type: files, protocol: ftp, host: 127.0.0.1, path: logs}
-        ---
-        apiVersion: runner/v1
-        kind: Job
-        metadata: {name: w}
-        spec:
-          source: src
-          change_log: {connection: remote}
-          tasks:
-            - {name: a, read: {table: customers}, write: {keys: [id]}}
-        """,
-    )
-    assert found == [
-        "jobs.d/writer.yaml:11: spec.change_log.connection: connection 'remote' is a folder on an FTP "
-        "server: change logs are kept in a folder on this machine (not on FTP or SFTP yet)"
     ]
 
 

@@ -304,9 +304,10 @@ class FtpFolder(Folder):
 
     @contextlib.contextmanager
     def seekable(self, relative: str) -> Iterator[Any]:
-        with tempfile.TemporaryFile() as spool, self.open_read(relative) as f:  # bounded by disk, not memory
-            while chunk := f.read(1 << 20):
-                spool.write(chunk)
+        with tempfile.TemporaryFile() as spool:  # bounded by disk, not memory
+            with self.open_read(relative) as f:  # the transfer ends here: the connection is free again
+                while chunk := f.read(1 << 20):
+                    spool.write(chunk)
             spool.seek(0)
             yield spool
 
