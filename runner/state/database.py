@@ -89,6 +89,61 @@ def _unavailable(engine: sa.Engine) -> None:
         raise StateUnavailable(f"the state store cannot be used: {detail}") from None
 
 
+class _Heads:
+    """One read-only descriptor per SQLite store file (by device and inode) for this process,
+    to read its header: closed when the last `Database` on the file closes, after its engine's
+    connections, because closing any descriptor of a file drops all of the process's POSIX
+    locks on it, SQLite's included (a lock dropped under a WAL connection lets another process
+    take itself for the file's last user and remove the `-wal` file in use here)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._open: dict[tuple[int, int], list[int]] = {}  # identity -> [descriptor, users]
+
+    def open(self, file: Path) -> tuple[int, int] | None:
+        """The file's identity (device, inode), its descriptor opened or shared; None when it
+        cannot be opened (gone already: `check` says so, and writes are refused)."""
+        with self._guard:
+            try:
+                st = os.stat(file)
+                held = self._open.get((st.st_dev, st.st_ino))
+                if held is not None:
+                    held[1] += 1
+                    return st.st_dev, st.st_ino
+                fd = os.open(file, os.O_RDONLY)
+            except OSError:
+                return None
+            st = os.fstat(fd)  # the file opened, should it have been replaced since the stat
+            identity = (st.st_dev, st.st_ino)
+            if identity in self._open:  # never closed, which would drop the locks (see above)
+                self._open[identity][1] += 1
+            else:
+                self._open[identity] = [fd, 1]
+            return identity
+
+    def read(self, identity: tuple[int, int]) -> bytes:
+        held = self._open.get(identity)
+        if held is None:
+            return b""
+        try:
+            return os.pread(held[0], len(SQLITE_HEADER), 0)
+        except OSError:
+            return b""
+
+    def close(self, identity: tuple[int, int]) -> None:
+        with self._guard:
+            held = self._open.get(identity)
+            if held is None:
+                return
+            held[1] -= 1
+            if held[1] == 0:
+                del self._open[identity]
+                os.close(held[0])
+
+
+_HEADS = _Heads()
+
+
 class Database:
     """The engine behind a state store URL (`sqlite:///…` or `postgresql://…`).
 
@@ -146,7 +201,7 @@ class Database:
             raise StateUnavailable(str(exc).replace("cannot be used", "cannot be opened")) from None
         if self.file is not None and not self.read_only:
             self._journal_in_wal()
-        self._identity = self._file_identity()
+        self._identity = _HEADS.open(self.file) if self.file is not None else None
 
     def _journal_in_wal(self) -> None:
         """Switch the SQLite file to WAL (a no-op once it is): outside any transaction, on a
@@ -163,6 +218,9 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._identity is not None:  # after the engine's connections: see `_Heads`
+            _HEADS.close(self._identity)
+            self._identity = None
 
     def read(self) -> sa.Connection:
         """A connection for reads only (SQLite: a deferred transaction, see `_begin`)."""
@@ -195,28 +253,24 @@ class Database:
         journal's mode and no longer does in WAL mode, where pages come from the log: a file
         whose header is not SQLite's (overwritten in place), and, for a write, a file deleted
         or replaced since it was opened (the write would go into a log no one reads again).
+        The header is read through a descriptor kept open (`_Heads`): closing one would drop
+        this process's locks on the file, SQLite's included.
 
         Raises:
             StateUnavailable: the file is not a database, or a write's file is gone.
         """
-        if self.file is None or self._identity is None:  # still opening: SQLite checks it
+        if self._identity is None:  # still opening (SQLite checks it), or not a file
             return
-        try:
-            fd = os.open(self.file, os.O_RDONLY)
-        except FileNotFoundError:
-            if writes:
-                raise StateUnavailable(f"the state store cannot be used: {self._deleted()}") from None
-            return  # a read answers from the file still open, as it always did
-        except OSError:
-            return  # SQLite says what it is
-        try:
-            head = os.pread(fd, len(SQLITE_HEADER), 0)
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
+        head = _HEADS.read(self._identity)
         if head and head != SQLITE_HEADER:
             raise StateUnavailable("the state store cannot be used: file is not a database")
-        if writes and (st.st_dev, st.st_ino) != self._identity:
+        if not writes:
+            return  # a read of a file deleted or replaced answers from the file open, as always
+        try:
+            identity = self._file_identity()
+        except OSError:
+            raise StateUnavailable(f"the state store cannot be used: {self._deleted()}") from None
+        if identity != self._identity:
             raise StateUnavailable(f"the state store cannot be used: {self._replaced()}")
 
     def _deleted(self) -> str:

@@ -74,6 +74,19 @@ def test_processes_holding_the_store_open_see_each_others_commits(tmp_path):
     assert other.returncode == 0, other.stderr
     assert other.stdout.strip() == "this process"
     assert store.switches.setting("back")[0] == "the other process"
+    for n in range(3):  # each closes as if it were the store's last user: this one still is one
+        store.switches.set_setting("here", n, "test")
+        later = python(
+            f"""
+            from runner.state.store import StateStore
+            store = StateStore({url!r})
+            assert store.switches.setting("here")[0] == {n}
+            store.switches.set_setting("there", {n}, "test")
+            store.close()
+            """
+        )
+        assert later.returncode == 0, later.stderr
+        assert store.switches.setting("there")[0] == n
     store.close()
 
 
