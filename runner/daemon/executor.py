@@ -145,8 +145,9 @@ class Executor:
         self, request: Request, token: services.CancelToken, admitted: services.Admitted | None = None
     ) -> None:
         outcome = Finished(request, None, "the daemon is stopping")
-        with self._lock:
-            self._waiting.pop(request.run_id or "", None)
+        if request.run_id:  # a slot's hundreds of runs have none: they do not queue on the lock here
+            with self._lock:
+                self._waiting.pop(request.run_id, None)
         try:
             if not token.cancelled and not self.stopping:
 

@@ -66,6 +66,22 @@ def check_space(folder: Path) -> None:
         )
 
 
+def make_folder(folder: Path) -> bool:
+    """Make a job's history folder; True when this call made it (the job's first run). One
+    system call where the folder is there, as it is for every run but a job's first."""
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:  # its namespace's folder too
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            return False
+    return True
+
+
 def reserve(path: Path) -> Path:
     """Set `RESERVE` bytes aside beside a run's record (written, not sparse), to be released
     just before the final record is written: a run that fills the disk still records how it
@@ -101,13 +117,16 @@ class RunLog:
         echo: Callable[[dict[str, Any]], None] | None = None,
         level: str = "debug",
         always: tuple[str, ...] = (),
+        folder_made: bool = False,
     ):
+        """`folder_made`: the caller made the file's folder already (`make_folder`)."""
         self.path = path
         self.echo = echo  # e.g. the CLI printing each line as it is logged
         self.error: str | None = None
         self.lowest = LEVELS[level]
         self.always = frozenset(always)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not folder_made:
+            path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, level: str, message: str, **fields: Any) -> None:
         entry = {

@@ -1,7 +1,8 @@
 """Starting a burst of runs (a cron slot's hundreds) at the cost of a few: the applied jobs and
 connections are read once for the lot rather than once a run (finding one job read them all),
-each job's spec is parsed once per applied definition, and the jobs' locks are taken in one
-transaction of the state store rather than one commit each. What a run then does is `run`'s
+each job's spec is parsed once per applied definition, the history folder's free space is
+checked once, and the jobs' locks are taken in one transaction of the state store rather than
+one commit each. What a run then does is `run`'s
 (`runner.runs.lifecycle`), from its record on: a run admitted here starts as any other."""
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ class Admission:
         transaction; the runs admitted, by job. A run left out (its job not applied now,
         invalid against its connections, its lock held, the store failing) is for `run` to
         start or refuse as it would any other."""
+        try:  # for them all: a folder without room refuses each run, as it would any other
+            history.check_space(self.ws.history)
+        except RunnerError:
+            return {}
         with self._guard:
             try:
                 self._applied()

@@ -138,12 +138,13 @@ def _run_locked(
     lock_id: str | None = None,
 ) -> RunRecord:
     """`lock_id`: the job's lock, taken already for `run_id` in a burst of runs
-    (`runner.runs.admission`)."""
+    (`runner.runs.admission`, which checked the history folder's space for them all)."""
     options = options or RunOptions()
     store = ws.store()
     try:
         check_task_names(spec, f"job {job.ref}", options.tasks)
-        history.check_space(ws.history)
+        if lock_id is None:  # a burst's runs (`lock_id`) had the folder's space checked together
+            history.check_space(ws.history)
     except BaseException:
         if lock_id is not None:
             store.locks.release(locks.job_lock(job.ref), lock_id)
@@ -210,13 +211,19 @@ def _execute(
     trigger: str,
 ) -> RunRecord:
     path = history.run_path(ws.history, job.namespace, job.name, run_id)
-    first = not path.parent.is_dir()  # the job's first run: its index is complete from the start
+    try:  # made by the job's first run: its index is complete from the start
+        first = history.make_folder(path.parent)
+    except OSError as exc:
+        raise HistoryUnwritable(
+            f"the history folder {ws.history} cannot be written: {exc.strerror}"
+        ) from None
     log = history.RunLog(
         history.log_path(ws.history, job.namespace, job.name, run_id),
         on_log,
         level=spec.log_level,
         # what the history reads back, where an error was, which worker committed which range
         always=(COMMITTED, WINDOW_DONE, TRACEBACK, RANGE_DONE),
+        folder_made=True,
     )
     record = new_record(
         run_id,

@@ -1,7 +1,15 @@
 """The state store's database: one SQLAlchemy engine on the store's URL, shared by every
 concern (`objects`, `tasks`, `locks`, …), with what every one of them relies on: SQLite writers
-that queue at BEGIN, driver errors reported as an unusable store, and `check`, which notices a
-SQLite file deleted or replaced under a running process.
+that queue at BEGIN, a SQLite file in WAL mode, driver errors reported as an unusable store,
+and `check`, which notices a SQLite file deleted or replaced under a running process.
+
+WAL (write-ahead log): a commit is one fsync of the log rather than the two or three of a
+rollback journal (a daemon's 500 runs a minute make thousands of commits, taken one at a time),
+and readers (the API, `runner status`) neither wait for a writer nor make it wait. Every commit
+is still synced before it returns (`synchronous` stays FULL), so what a run committed survives
+a power cut as before. Processes on one host share it through the `-wal` and `-shm` files
+beside the store (as they shared the rollback journal); the store is switched once, by the first
+process that opens it to write, and stays so.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from runner.errors import StateError, StateUnavailable, StoreMissing
 from runner.state import migrations, schema
 
 READ = "runner_read"  # the execution option of a read-only transaction
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
 def utcnow() -> str:
@@ -35,20 +44,24 @@ def current_user() -> str:
         return os.environ.get("USER", "unknown")
 
 
-def _sqlite_begin_immediate(engine: sa.Engine) -> None:
+def _sqlite_begin_immediate(engine: sa.Engine, guard: Callable[[bool], None]) -> None:
     """Make every SQLite transaction take the write lock at BEGIN, so two processes queue on
     the busy timeout instead of failing with 'database is locked' half-way (the pysqlite
-    recipe from the SQLAlchemy documentation)."""
+    recipe from the SQLAlchemy documentation); then `guard(writes)` checks the file."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+        # every commit synced before it returns, whatever a SQLite build defaults to in WAL mode
+        dbapi_connection.execute("PRAGMA synchronous = FULL")
 
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
         # a read (`Database.read`) does not queue behind a writer: a long apply must not
         # stall the API's key checks and listings
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ) else "BEGIN IMMEDIATE")
+        read = conn.get_execution_options().get(READ)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+        guard(not read)
 
 
 def _read_only(engine: sa.Engine) -> None:
@@ -74,6 +87,61 @@ def _unavailable(engine: sa.Engine) -> None:
             return
         detail = " ".join(str(ctx.original_exception).split())
         raise StateUnavailable(f"the state store cannot be used: {detail}") from None
+
+
+class _Heads:
+    """One read-only descriptor per SQLite store file (by device and inode) for this process,
+    to read its header: closed when the last `Database` on the file closes, after its engine's
+    connections, because closing any descriptor of a file drops all of the process's POSIX
+    locks on it, SQLite's included (a lock dropped under a WAL connection lets another process
+    take itself for the file's last user and remove the `-wal` file in use here)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._open: dict[tuple[int, int], list[int]] = {}  # identity -> [descriptor, users]
+
+    def open(self, file: Path) -> tuple[int, int] | None:
+        """The file's identity (device, inode), its descriptor opened or shared; None when it
+        cannot be opened (gone already: `check` says so, and writes are refused)."""
+        with self._guard:
+            try:
+                st = os.stat(file)
+                held = self._open.get((st.st_dev, st.st_ino))
+                if held is not None:
+                    held[1] += 1
+                    return st.st_dev, st.st_ino
+                fd = os.open(file, os.O_RDONLY)
+            except OSError:
+                return None
+            st = os.fstat(fd)  # the file opened, should it have been replaced since the stat
+            identity = (st.st_dev, st.st_ino)
+            if identity in self._open:  # never closed, which would drop the locks (see above)
+                self._open[identity][1] += 1
+            else:
+                self._open[identity] = [fd, 1]
+            return identity
+
+    def read(self, identity: tuple[int, int]) -> bytes:
+        held = self._open.get(identity)
+        if held is None:
+            return b""
+        try:
+            return os.pread(held[0], len(SQLITE_HEADER), 0)
+        except OSError:
+            return b""
+
+    def close(self, identity: tuple[int, int]) -> None:
+        with self._guard:
+            held = self._open.get(identity)
+            if held is None:
+                return
+            held[1] -= 1
+            if held[1] == 0:
+                del self._open[identity]
+                os.close(held[0])
+
+
+_HEADS = _Heads()
 
 
 class Database:
@@ -104,7 +172,7 @@ class Database:
                     raise StoreMissing(f"no state store at {self.file}")
                 self.file.parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(parsed, connect_args={"timeout": 60})
-            _sqlite_begin_immediate(self.engine)
+            _sqlite_begin_immediate(self.engine, self._guard)
         elif parsed.get_backend_name() == "postgresql":
             self.engine = sa.create_engine(parsed, pool_pre_ping=True)
         else:
@@ -131,10 +199,28 @@ class Database:
             raise
         except StateUnavailable as exc:
             raise StateUnavailable(str(exc).replace("cannot be used", "cannot be opened")) from None
-        self._identity = self._file_identity()
+        if self.file is not None and not self.read_only:
+            self._journal_in_wal()
+        self._identity = _HEADS.open(self.file) if self.file is not None else None
+
+    def _journal_in_wal(self) -> None:
+        """Switch the SQLite file to WAL (a no-op once it is): outside any transaction, on a
+        connection of its own; the switch waits, like any writer, for other processes' locks.
+        A file that cannot be switched (locked past the busy timeout) works in its old mode,
+        only slower; the next process that opens it tries again."""
+        raw = self.engine.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA journal_mode = WAL").fetchall()
+        except self.engine.dialect.loaded_dbapi.Error:
+            pass
+        finally:
+            raw.close()
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._identity is not None:  # after the engine's connections: see `_Heads`
+            _HEADS.close(self._identity)
+            self._identity = None
 
     def read(self) -> sa.Connection:
         """A connection for reads only (SQLite: a deferred transaction, see `_begin`)."""
@@ -162,6 +248,37 @@ class Database:
         st = os.stat(self.file)
         return st.st_dev, st.st_ino
 
+    def _guard(self, writes: bool) -> None:
+        """At every SQLite transaction's start, what SQLite itself noticed in a rollback
+        journal's mode and no longer does in WAL mode, where pages come from the log: a file
+        whose header is not SQLite's (overwritten in place), and, for a write, a file deleted
+        or replaced since it was opened (the write would go into a log no one reads again).
+        The header is read through a descriptor kept open (`_Heads`): closing one would drop
+        this process's locks on the file, SQLite's included.
+
+        Raises:
+            StateUnavailable: the file is not a database, or a write's file is gone.
+        """
+        if self._identity is None:  # still opening (SQLite checks it), or not a file
+            return
+        head = _HEADS.read(self._identity)
+        if head and head != SQLITE_HEADER:
+            raise StateUnavailable("the state store cannot be used: file is not a database")
+        if not writes:
+            return  # a read of a file deleted or replaced answers from the file open, as always
+        try:
+            identity = self._file_identity()
+        except OSError:
+            raise StateUnavailable(f"the state store cannot be used: {self._deleted()}") from None
+        if identity != self._identity:
+            raise StateUnavailable(f"the state store cannot be used: {self._replaced()}")
+
+    def _deleted(self) -> str:
+        return f"the state store file {self.file} was deleted"
+
+    def _replaced(self) -> str:
+        return f"the state store file {self.file} was replaced since it was opened"
+
     def check(self) -> str | None:
         """What is wrong with the store, or None when it is usable. A SQLite file deleted or
         replaced under a running process still answers reads from the old file (and refuses
@@ -171,11 +288,11 @@ class Database:
             try:
                 identity = self._file_identity()
             except FileNotFoundError:
-                return f"the state store file {self.file} was deleted"
+                return self._deleted()
             except OSError as exc:
                 return f"the state store file {self.file} cannot be read: {exc.strerror}"
             if identity != self._identity:
-                return f"the state store file {self.file} was replaced since it was opened"
+                return self._replaced()
         try:
             version = self.schema_version()
         except StateError as exc:
