@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from runner.definitions.validate import Definition, digest
-from runner.state.objects import AppliedObject
+
+if TYPE_CHECKING:
+    from runner.state.objects import AppliedObject
 
 Action = Literal["create", "update", "delete", "unchanged"]
 PLAN_FORMAT = "runner-plan/1"

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from runner.connectors import registry
 from runner.definitions.load import load_folder
 from runner.definitions.models import API_VERSION, Envelope, Metadata, StrictModel
-from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.validate import (
     Definition,
     check_document,
@@ -26,20 +25,18 @@ from runner.errors import (
     RunnerError,
     StoreMissing,
 )
-from runner.jobs import sync_all
-from runner.jobs.sync import capability_check
-from runner.jobs.types import job_models, registered_models
+from runner.jobs.types import capability_check, job_models, registered_models
 from runner.jobs.types import parse as parse_job
-from runner.plan import data
-from runner.plan.apply import apply_plan, release_logs
-from runner.plan.data import DataPlan
 from runner.plan.diff import Plan, diff
 from runner.plan.releases import releases
-from runner.state import locks
-from runner.state.locks import Lock
-from runner.state.objects import EMPTY_STATE
-from runner.state.store import StateReader, StateStore
+from runner.state import EMPTY_STATE
 from runner.workspace import Workspace
+
+if TYPE_CHECKING:  # the rest of the engine and the store are imported by what uses them:
+    # `validate` and a new folder's `plan` load no SQLAlchemy
+    from runner.plan.data import DataPlan
+    from runner.state.locks import Lock
+    from runner.state.store import StateReader, StateStore
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 
@@ -86,6 +83,9 @@ def expansions(ws: Workspace, p: Plan) -> dict[str, dict[str, Any]]:
     Raises:
         RunnerError: a source cannot be read (unreachable, no such schema).
     """
+    from runner.definitions.sync_all import SyncAllJobSpec  # here: only --expand reads a source
+    from runner.jobs import sync_all
+
     connections = {
         (c.namespace, c.name): c.after["spec"]
         for c in p.changes
@@ -140,6 +140,8 @@ def plan_data(
         if ws.has_runs():
             raise
         reader = None
+    from runner.plan import data  # here: only --data runs tasks
+
     return data.plan_data(p, ws.root, reader, unchanged=unchanged, timeout=timeout, jobs=jobs)
 
 
@@ -188,6 +190,9 @@ def apply(
     """Validate, plan and apply in one transaction under the apply lock; with `plan_file` (or a
     plan made in this process, `planned`), apply exactly that plan, or refuse when the state
     changed since it was made."""
+    from runner.plan.apply import apply_plan, release_logs
+    from runner.state import locks
+
     store = ws.store(create=True)
     saved = read_plan(plan_file) if plan_file else planned
     if plan_file is not None and saved is not None:  # data from outside: check what it would store
