@@ -131,10 +131,11 @@ def diff(
 ) -> Plan:
     """The plan that turns `applied` into `desired`."""
     wanted = {d.key: d for d in desired}
+    documents = {key: d.document() for key, d in wanted.items()}  # once each: a model dump
     current = {(o.kind, o.namespace, o.name): o for o in applied}
     changes: list[Change] = []
     for key, d in wanted.items():
-        doc = d.document()
+        doc = documents[key]
         obj = current.get(key)
         if obj is None:
             changes.append(
@@ -176,8 +177,7 @@ def diff(
             c.name,
         )
     )
-    documents = sorted((d.document() for d in wanted.values()), key=_doc_key)
-    return Plan(base_revision, base_state, digest(documents), changes)
+    return Plan(base_revision, base_state, digest(sorted(documents.values(), key=_doc_key)), changes)
 
 
 def _doc_key(doc: dict[str, Any]) -> tuple[str, str, str]:
