@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from runner.state import schema
 from runner.state.database import Concern, utcnow
@@ -63,13 +62,19 @@ class Cluster(ClusterReader):
         if not slots:
             return set()
         table = schema.fired_slots
-        insert = (postgresql if self.db.engine.dialect.name == "postgresql" else sqlite).insert(table)
+        # the store's own dialect only: importing PostgreSQL's (with its async drivers' modules)
+        # cost every command that opens a SQLite store ~0.05 s
+        if self.db.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        statement = insert(table)
         claimed = set()
         with self.db.write() as conn:
             now = utcnow()
             for namespace, name, slot in slots:
                 row = {"namespace": namespace, "name": name, "slot": slot, "fired_at": now, "fired_by": by}
-                if conn.execute(insert.values(row).on_conflict_do_nothing()).rowcount:
+                if conn.execute(statement.values(row).on_conflict_do_nothing()).rowcount:
                     claimed.add((namespace, name, slot))
         return claimed
 
