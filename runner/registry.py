@@ -2,19 +2,28 @@
 strategies, pair fast paths. Registering a name twice is an error naming who holds it, never a
 silent overwrite; asking for an unknown name lists the known ones. Built-in entries are named
 with the module that registers them and imported only when asked for (a SQLite run never
-imports the PostgreSQL driver), or all at once when every entry is listed."""
+imports the PostgreSQL driver), or all at once when every entry is listed. An entry may name
+what it defers as `module:name` (`load`): a connector, a job type's or a strategy's run, so
+that validating a definition does not import what running it needs."""
 
 from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Hashable, Iterator, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from runner.errors import TerminalError
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+T = TypeVar("T")
+
+
+def load(ref: str) -> Any:
+    """The object a `module:name` reference names, its module imported on first use."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class Registry(Generic[K, V]):
@@ -66,3 +75,36 @@ class Registry(Generic[K, V]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._loaded()
+
+    def view(self, part: Callable[[V], T]) -> Mapping[K, T]:
+        """A read-only mapping of each entry's `part`, importing an entry's module only when it
+        is looked up (iterating it imports them all): what validation is given, so a folder
+        of SQLite jobs imports no other kind."""
+        return _View(self, part)
+
+
+class _View(Mapping[K, T]):
+    def __init__(self, registry: Registry[K, V], part: Callable[[V], T]):
+        self._registry, self._part = registry, part
+
+    def __getitem__(self, name: K) -> T:
+        found = self._registry.find(name)
+        if found is None:
+            raise KeyError(name)
+        return self._part(found)
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            return self._registry.find(name) is not None  # type: ignore[arg-type]
+        except TypeError:  # unhashable: no entry's name
+            return False
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._registry.items())
+
+    def __len__(self) -> int:
+        return len(self._registry.items())
+
+    def __or__(self, other: Mapping[K, T]) -> dict[K, T]:
+        """As a dict's `|`: every entry (all imported), then `other`'s."""
+        return dict(self) | dict(other)

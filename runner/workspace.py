@@ -52,12 +52,12 @@ class Workspace:
         only in a new folder: where runs are in the history a store was expected, and a new
         empty one would run every job from scratch as if it had never run."""
         if self._store is None:
-            from runner.state.store import StateStore
-
             try:
-                self._store = StateStore(self.state, create=False)
+                self._store = self._existing()
             except StoreMissing as exc:
                 if create and not self.has_runs():
+                    from runner.state.store import StateStore
+
                     self._store = StateStore(self.state)
                 elif create:
                     raise StoreMissing(
@@ -79,6 +79,8 @@ class Workspace:
         if self._store is not None:
             return self._store
         if self._reader is None:
+            if self._absent():
+                return self.store()  # says what to do
             from runner.state.store import StateReader
 
             try:
@@ -86,6 +88,19 @@ class Workspace:
             except (StoreMissing, StoreOutdated):
                 return self.store()
         return self._reader
+
+    def _absent(self) -> Path | None:
+        """The folder's own SQLite store file when it does not exist (a new folder): known
+        without importing the store, so that a new folder's `plan` loads no SQLAlchemy."""
+        file = (self.root / ".runner" / "state.db").resolve()
+        return file if self.state_url is None and not file.exists() else None
+
+    def _existing(self) -> StateStore:
+        if absent := self._absent():
+            raise StoreMissing(f"no state store at {absent}")  # as the store says it
+        from runner.state.store import StateStore
+
+        return StateStore(self.state, create=False)
 
     def has_runs(self) -> bool:
         """Whether the history holds any run (then a state store was expected)."""

@@ -43,7 +43,6 @@ from typing import Any, cast
 from runner.changes.task import TaskRun, columns_of
 from runner.connectors.base import STAGE, MergeWriter, Source, TableEvolution, Writer
 from runner.connectors.changelog import POSITION, ChangeLog, LogSource, Reshape, RowChange, log_names
-from runner.definitions.needs import Need
 from runner.definitions.tasks import Task
 from runner.errors import TerminalError
 from runner.streams.checkpoints import checkpoint
@@ -51,12 +50,6 @@ from runner.streams.types import Column
 
 POLL = 5.0  # the longest wait between two reads of the log in a continuous run
 LAG_EVERY = 60.0  # seconds between two lag reports of a continuous run with nothing to apply
-
-
-def needs(task: Task) -> list[Need]:
-    """A source whose kind reads a table's changes from its log."""
-    why = "strategy 'cdc' reads the table's changes from the source's log"
-    return [Need("source", "log_changes", ("changes", "strategy"), why)]
 
 
 def live_lag(

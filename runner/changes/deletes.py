@@ -1,8 +1,8 @@
-"""Deleted keys: what each delete mode needs of the kinds, and, behind a watermark, deletes
-found without reading every key where both kinds sum up keys (`key_buckets`): source and
-target keys are compared per bucket of an integer key (count, sum and a key hash sum), and only
-the buckets that differ are compared key by key (in Python when few, staged in the target when
-many)."""
+"""Deleted keys behind a watermark, found without reading every key where both kinds sum up
+keys (`key_buckets`): source and target keys are compared per bucket of an integer key (count,
+sum and a key hash sum), and only the buckets that differ are compared key by key (in Python
+when few, staged in the target when many). What each delete mode needs of the kinds is in
+`runner.changes.needs`."""
 
 from __future__ import annotations
 
@@ -13,25 +13,13 @@ from typing import cast
 
 from runner.changes.task import TaskRun
 from runner.connectors.base import KEY_STAGE, KeyBuckets, KeyBucketWriter, Writer
-from runner.definitions.needs import Need
-from runner.definitions.tasks import ReadSpec, Task
+from runner.definitions.tasks import ReadSpec
 from runner.streams.keys import BucketDigest, key_hash
 
 KEYS_PER_BUCKET = 64
 MAX_BUCKETS = 50_000
 FEW_BUCKETS = 500  # at most ~32,000 keys a side: compared in Python rather than staged
 BUCKETS_PER_PASS = 5_000  # at most 5,000 bound parameters and ~320,000 staged keys a pass
-
-
-def needs(task: Task) -> list[Need]:
-    """A read that lists the deleted keys (a deleted_keys_query, a broker's delete messages)
-    asks for what it needs itself (`ReadModel.needs`); otherwise the target finds the keys gone
-    (its merge, `native_merge`), or a write it does not merge takes them listed (asked for by
-    the write already: `WriteModel.needs`)."""
-    if task.deletes == "ignore" or task.read.lists_deleted_keys() or not task.write.merged():
-        return []
-    why = f"deletes: {task.deletes} has the target find the rows gone from the source"
-    return [Need("target", "native_merge", ("deletes",), why)]
 
 
 @dataclass

@@ -8,14 +8,7 @@ from typing import cast
 
 from runner.changes.task import TaskRun, counted_without_target
 from runner.connectors.base import STAGE, KeySpan, MergeWriter, ReadStream, Writer
-from runner.definitions.needs import Need
-from runner.definitions.tasks import Task
 from runner.streams.checkpoints import checkpoint
-
-
-def needs(task: Task) -> list[Need]:
-    """Nothing beyond what every task needs (`runner.changes.task.needs`): every row is read."""
-    return []
 
 
 def run_full(run: TaskRun) -> None:

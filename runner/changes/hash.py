@@ -30,8 +30,7 @@ from runner.connectors.base import (
     ReadStream,
     Snapshots,
 )
-from runner.definitions.needs import Need
-from runner.definitions.tasks import ReadSpec, Task
+from runner.definitions.tasks import ReadSpec
 from runner.streams import pointers
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import INTEGERS, Column
@@ -47,14 +46,8 @@ MAX_PARAMETERS = 30_000  # bound parameters per statement, under every driver's 
 IN_FLIGHT = "0" * 32
 
 
-def needs(task: Task) -> list[Need]:
-    """The source computes each row's digests and, for the rows that changed, reads them by key."""
-    why = "strategy 'hash' compares digests computed in the source and reads changed rows by key"
-    return [Need("source", c, ("changes", "strategy"), why) for c in ("digests", "key_lookup")]
-
-
 class HashSource(DigestSource, KeyLookup, Protocol):
-    """What the hash strategy reads its source through (`needs`)."""
+    """What the hash strategy reads its source through (`runner.changes.needs.hashed`)."""
 
 
 def _flat(batches: Iterator[list[tuple]]) -> Iterator[tuple]:

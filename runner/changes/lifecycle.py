@@ -54,7 +54,7 @@ def prepare(run: TaskRun) -> None:
         run.log("info", f"dry run: the table would be {_done(doing)} first", task=task.name, table=table)
         return
     run.store.tasks.begin_reload(state.id, doing)
-    target = cast(TableLifecycle, run.target)  # `task.needs`: the target has `table_lifecycle`
+    target = cast(TableLifecycle, run.target)  # `needs.every_task`: the target has `table_lifecycle`
     if doing == "truncate":
         rows = target.truncate_table(run.table)
         run.log("info", "table emptied before the run", task=task.name, table=table, rows=rows)

@@ -16,17 +16,8 @@ from typing import Any, cast
 
 from runner.changes.task import TaskRun
 from runner.connectors.base import ConsumingSource, MergeWriter, Writer
-from runner.definitions.needs import Need
-from runner.definitions.tasks import Task
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Batch
-
-
-def needs(task: Task) -> list[Need]:
-    """The source's kind consumes: it hands messages out and takes them back acknowledged."""
-    return [
-        Need("source", "consume", ("changes", "strategy"), "strategy 'messages' consumes a broker's messages")
-    ]
 
 
 def run_messages(run: TaskRun) -> None:

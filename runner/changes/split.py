@@ -30,8 +30,7 @@ from typing import Any, cast
 from runner.changes import full
 from runner.changes.task import NOTE_SECONDS, TaskResult, TaskRun
 from runner.connectors.base import KeySpan, MergeWriter
-from runner.definitions.needs import Need
-from runner.definitions.tasks import ReadSpec, Task
+from runner.definitions.tasks import ReadSpec
 from runner.errors import Cancelled, LockTimeout, TerminalError, TransientError
 from runner.state import locks
 from runner.state.cluster import KeyRange
@@ -42,14 +41,6 @@ WAIT_SECONDS = 0.5  # how often the job's run looks at the ranges other workers 
 # Asks the other workers of this process's cluster to help with a split: (job ref, run id, task,
 # how many helpers). Set by `runner worker` (Celery); unset, the ranges run on local threads.
 ASK_HELP: Callable[[str, str, str, int], None] | None = None
-
-
-def needs(task: Task) -> list[Need]:
-    """A split reads each range through a query of the source."""
-    if task.changes.split is None:
-        return full.needs(task)
-    why = "a split copy reads each key range with a query"
-    return [*full.needs(task), Need("source", "query", ("changes", "split"), why)]
 
 
 def run_full(run: TaskRun) -> None:

@@ -1,40 +1,46 @@
 """The change strategies by name: what `changes.strategy` may say, and what a task needs of its
-kinds. Each strategy is one module with a `run(TaskRun)` and a `needs(Task)`; adding one is a
-module and a line here."""
+kinds. Each strategy is one module with a `run(TaskRun)`, named here and imported when a task
+first runs with it, and its needs in `runner.changes.needs` (which validation reads without the
+engine); adding one is a module, a function there and a line here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from runner.changes import cdc, deletes, lifecycle, messages, split, task, verify, watermark
-from runner.changes import hash as hashed
-from runner.changes.task import TaskRun
+from runner.changes import needs
 from runner.definitions.needs import Need, refusals
 from runner.definitions.tasks import Task
 from runner.errors import TerminalError
-from runner.registry import Registry
+from runner.registry import Registry, load
+
+if TYPE_CHECKING:
+    from runner.changes.task import TaskRun
 
 
 @dataclass(frozen=True)
 class Strategy:
-    run: Callable[[TaskRun], None]
+    runs: str  # `module:function` of its run(TaskRun), imported when a task first runs with it
     needs: Callable[[Task], list[Need]]  # what it needs of the kinds, beyond every task's
+
+    def run(self, run: TaskRun) -> None:
+        load(self.runs)(run)
 
 
 STRATEGIES: Registry[str, Strategy] = Registry("change strategy")
-STRATEGIES.register("full", Strategy(split.run_full, split.needs))  # split into key ranges when asked
-STRATEGIES.register("watermark", Strategy(watermark.run_watermark, watermark.needs))
-STRATEGIES.register("hash", Strategy(hashed.run_hash, hashed.needs))
-STRATEGIES.register("messages", Strategy(messages.run_messages, messages.needs))
-STRATEGIES.register("cdc", Strategy(cdc.run_cdc, cdc.needs))
+STRATEGIES.register("full", Strategy("runner.changes.split:run_full", needs.full))  # key ranges when asked
+STRATEGIES.register("watermark", Strategy("runner.changes.watermark:run_watermark", needs.watermark))
+STRATEGIES.register("hash", Strategy("runner.changes.hash:run_hash", needs.hashed))
+STRATEGIES.register("messages", Strategy("runner.changes.messages:run_messages", needs.messages))
+STRATEGIES.register("cdc", Strategy("runner.changes.cdc:run_cdc", needs.cdc))
 
 
 def task_needs(t: Task) -> list[Need]:
     """Everything a task needs of its source's and target's kinds: its read and write fields',
     its strategy's and its delete mode's; one per end and capability (the first field asking)."""
     found: dict[tuple[str, str], Need] = {}
-    for need in [*task.needs(t), *STRATEGIES.get(t.changes.strategy).needs(t), *deletes.needs(t)]:
+    for need in [*needs.every_task(t), *STRATEGIES.get(t.changes.strategy).needs(t), *needs.deletes(t)]:
         found.setdefault((need.end, need.capability), need)
     return list(found.values())
 
@@ -55,6 +61,8 @@ def run_task(run: TaskRun) -> None:
     """Run a task with its strategy, once its kinds are known to serve it; its table emptied
     or dropped first where it asks (`runner.changes.lifecycle`). A repair run writes what
     `runner verify` finds differing instead, leaving the table and the pointers as they are."""
+    from runner.changes import lifecycle, verify  # here: validation reads the needs only
+
     check_needs(run)
     if run.options.repair:  # `runner verify --repair`: the differences only, the table as it is
         verify.repair(run)

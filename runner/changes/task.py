@@ -1,8 +1,8 @@
 """A task's run: its options, its result, and what every strategy shares (the writer, the
-counts, the pointer's and digests' state, progress notes and cancellation, and what every task
-needs of its kinds). The strategies are one module each: `full`, `watermark` (with `deletes`)
-and `hash`; they drive the `Source`, `Target` and `Writer` protocols, and what lies beyond
-them only where the kind declares it (`Capabilities`)."""
+counts, the pointer's and digests' state, progress notes and cancellation; what every task
+needs of its kinds is in `runner.changes.needs`). The strategies are one module each: `full`,
+`watermark` (with `deletes`) and `hash`; they drive the `Source`, `Target` and `Writer`
+protocols, and what lies beyond them only where the kind declares it (`Capabilities`)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ from runner.connectors.base import (
 from runner.connectors.changelog_files import ChangeLogTarget
 from runner.connectors.changelog_kept import LoggedWriter
 from runner.definitions.load import format_path
-from runner.definitions.needs import Need
 from runner.definitions.schema_changes import TableChanges
 from runner.definitions.tasks import ReadSpec, Task, WriteSpec
 from runner.errors import Location, TerminalError
@@ -423,7 +422,7 @@ def table_of(task: Task) -> str | None:
 def _with_computed(source: Source, read: Any, computed: dict[str, str]) -> ReadSpec:
     """A SQL read as a query that also selects the columns computed in it (`compute`'s `sql`):
     the user's SQL expressions, each named by its quoted column; the table or query within."""
-    sql = cast(Any, source)  # a kind with `query` (`runner.changes.task.needs`): a SQL connector
+    sql = cast(Any, source)  # a kind with `query` (`runner.changes.needs.every_task`): a SQL connector
     inner = sql.quote_table(read.table) if read.table is not None else f"({read.query.strip().rstrip(';')})"
     extra = ", ".join(f"({expr}) AS {sql.quote(name)}" for name, expr in computed.items())
     return ReadSpec(
@@ -440,18 +439,6 @@ def _value_at(task: Task, path: tuple[str | int, ...]) -> object:
     for part in path:
         value = getattr(value, str(part), None)
     return value
-
-
-def needs(task: Task) -> list[Need]:
-    """What every task needs of its kinds, whatever its strategy: what its read and its write
-    ask for (a query read, scripts run, the target's merge or replace, ...)."""
-    why = "a compute step's sql is computed in the source's read (a query)"
-    in_read = [
-        Need("source", "query", ("transforms", i, "sql"), why)
-        for i, step in enumerate(task.transforms)
-        if step.type == "compute" and step.sql is not None
-    ]
-    return [*task.read.needs(), *task.write.needs(task), *in_read]
 
 
 def check_columns(run: TaskRun, names: list[str]) -> None:

@@ -36,8 +36,7 @@ from runner.connectors.base import (
     Watermark,
     Writer,
 )
-from runner.definitions.needs import Need
-from runner.definitions.tasks import ReadSpec, Task
+from runner.definitions.tasks import ReadSpec
 from runner.definitions.windows import Window, parse_window
 from runner.errors import TerminalError
 from runner.streams import pointers
@@ -45,12 +44,6 @@ from runner.streams.checkpoints import checkpoint
 from runner.streams.types import INTEGERS, Column
 from runner.streams.windows import WindowMismatch, in_column_terms, window_end
 from runner.transfer.registry import fast_path
-
-
-def needs(task: Task) -> list[Need]:
-    """Nothing beyond every task's needs and its delete mode's (`runner.changes.deletes`): a
-    watermark is read through `Source.read`, its highest value through `Source.highest`."""
-    return []
 
 
 def _later(stored: Any, seen: Any) -> Any:
@@ -387,7 +380,7 @@ def _watermark_deletes(run: TaskRun, w: Writer, columns: list[Column]) -> int:
     w.open_key_stage()
     if task.read.lists_deleted_keys():  # a SQL read's deleted_keys_query (only it lists them here)
         types = [next(c.type for c in columns if c.name == k) for k in keys]
-        source = cast(QuerySource, run.source)  # `deletes.needs`: the source has `query`
+        source = cast(QuerySource, run.source)  # `needs.deletes`: the source has `query`
         query = cast(ReadSpec, task.read).deleted_keys_query
         assert query is not None
         for batch in run.track(source.read_query(query, types, run.batch_size)):

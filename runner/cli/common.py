@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import sys
 from collections.abc import Callable
@@ -37,6 +38,14 @@ class State:
 
 
 STATE = State()
+
+
+def settled() -> None:
+    """What the command loaded (definitions, a plan) lives until this short process exits: the
+    cycle collector need not walk it again while the output is built (the text of a 1,000-job
+    plan set off collections over the whole heap, ~0.3 s)."""
+    gc.freeze()
+
 
 P = ParamSpec("P")
 R = TypeVar("R")

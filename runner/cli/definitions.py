@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from runner import services
-from runner.cli.common import STATE, Format, handles_errors, out, print_warnings
+from runner.cli.common import STATE, Format, handles_errors, out, print_warnings, settled
 from runner.cli.render import definitions as render
 
 
@@ -110,6 +110,7 @@ def plan(
     """Show what apply would create, update and delete, with changed fields (old → new); with
     --data, what the next run of each changed job would do to the data."""
     p = services.plan(STATE.workspace)
+    settled()
     if out_file:
         services.save_plan(p, out_file)
     switches = services.runtime_switches(STATE.workspace)
@@ -156,6 +157,7 @@ def apply(
 ) -> None:
     """Validate, plan and apply in one transaction, recording a revision (time, user, git commit)."""
     result = services.apply(STATE.workspace, plan_file, lock_timeout)
+    settled()
     if fmt == Format.json:
         done = {"revision": result.revision, "plan": result.plan.to_dict()}
         done |= {"released": result.released} if result.released else {}

@@ -14,6 +14,7 @@ kinds lack what it needs (`runner.changes.strategies.task_needs`).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from abc import ABC
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -66,7 +67,13 @@ class Capabilities:
 
     def names(self) -> frozenset[str]:
         """The capabilities declared (what `runner validate` checks needs against)."""
-        return frozenset(f.name for f in fields(self) if getattr(self, f.name))
+        return _names(self)
+
+
+@functools.cache
+def _names(capabilities: Capabilities) -> frozenset[str]:
+    """Once per distinct declaration (validation asks for each task's kinds)."""
+    return frozenset(f.name for f in fields(capabilities) if getattr(capabilities, f.name))
 
 
 class MissingColumn(TerminalError):

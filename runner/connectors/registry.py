@@ -8,7 +8,7 @@ twice is an error, never a silent overwrite.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,15 +17,15 @@ from runner.connectors.base import Capabilities
 from runner.definitions.models import ConnectionSpec
 from runner.definitions.tasks import ReadModel, ReadSpec, WriteModel, WriteSpec
 from runner.errors import TerminalError
-from runner.registry import Registry
+from runner.registry import Registry, load
 
 if TYPE_CHECKING:
     from runner.connectors.base import Connector
 
 BUILTIN = {
-    "sqlite": "runner.connectors.sql.sqlite",
-    "postgresql": "runner.connectors.sql.postgresql",
-    "mariadb": "runner.connectors.sql.mariadb",
+    "sqlite": "runner.connectors.sql.kinds",  # the connectors' modules imported when opened
+    "postgresql": "runner.connectors.sql.kinds",
+    "mariadb": "runner.connectors.sql.kinds",
     "memory": "runner.connectors.memory",
     "smtp": "runner.connectors.smtp",
     "rabbitmq": "runner.connectors.rabbitmq",
@@ -45,26 +45,46 @@ class Kind:
     (when the kind is the job's source) and `write` (its target) validate with, by default the
     SQL kinds' (a table or a query; a table).
 
+    The connector may be named as `module:Class` (`opens`), imported when first opened, with
+    its capabilities declared here (`declares`; the class must declare the same): validation
+    then needs none of what opening a connection needs (the SQL kinds: SQLAlchemy).
+
     A kind without a connector is no job's source or target: `roles` says what else it is
     for (`mail`: notifications are sent through it), and `runner validate` refuses a job
     naming it as its source or target."""
 
     type: str
     spec: type[ConnectionSpec]
-    connector: type[Connector] | None
+    opens: type[Connector] | str | None
     read: type[ReadModel] = field(default=ReadSpec, kw_only=True)
     write: type[WriteModel] = field(default=WriteSpec, kw_only=True)
     roles: frozenset[str] = field(default=ENDS, kw_only=True)
+    declares: Capabilities | None = field(default=None, kw_only=True)
     # how `runner connections test` tests a connection of a kind SQL's probe does not know
     # (a mail server, a broker): it connects and signs in, and returns what the server says
     # of itself (raises RunnerError)
     test: Callable[[str, Any, Path], str] | None = field(default=None, kw_only=True)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.opens, str) and self.declares is None:
+            raise ValueError(f"kind {self.type!r}: a connector named as {self.opens!r} needs `declares`")
+
+    @property
+    def endpoint(self) -> bool:
+        """Whether a job may read from and write to it (it has a connector)."""
+        return self.opens is not None
+
+    @property
+    def connector(self) -> type[Connector] | None:
+        """The connector class, its module imported on first use when named."""
+        return load(self.opens) if isinstance(self.opens, str) else self.opens
+
     @property
     def capabilities(self) -> Capabilities:
-        if self.connector is None:
-            return _NOTHING
-        return self.connector.capabilities
+        if self.declares is not None:
+            return self.declares
+        connector = self.connector
+        return _NOTHING if connector is None else connector.capabilities
 
 
 _KINDS: Registry[str, Kind] = Registry("connection type", BUILTIN)
@@ -74,14 +94,16 @@ def register(kind: Kind) -> None:
     _KINDS.register(kind.type, kind)
 
 
-def kinds() -> dict[str, Kind]:
-    """Every registered type (each built-in module imported once, on first use)."""
-    return _KINDS.items()
+def kinds() -> Mapping[str, Kind]:
+    """Every registered type, as a mapping that imports a built-in type's module when it is
+    looked up (each once), and all of them when iterated: validation looks up only the types a
+    folder names, so a folder of SQLite jobs imports no other kind."""
+    return _KINDS.view(lambda k: k)
 
 
 def endpoint_kinds() -> dict[str, Kind]:
     """The types a job may read from and write to (those with a connector)."""
-    return {name: k for name, k in kinds().items() if k.connector is not None}
+    return {name: k for name, k in kinds().items() if k.endpoint}
 
 
 def roles() -> dict[str, frozenset[str]]:
@@ -107,6 +129,12 @@ def capabilities() -> dict[str, frozenset[str]]:
     return {name: kind.capabilities.names() for name, kind in kinds().items()}
 
 
+def lookups() -> tuple[Mapping[str, type[ConnectionSpec]], Mapping[str, frozenset[str]]]:
+    """The connection models and the capabilities' names by type, as mappings that import a
+    kind's module only when it is looked up (as `kinds` does): what validation is given."""
+    return _KINDS.view(lambda k: k.spec), _KINDS.view(lambda k: k.capabilities.names())
+
+
 def open_connector(name: str, spec: dict[str, Any], base_dir: Path) -> Connector:
     """A connector for an applied connection document's spec."""
     found = kind(spec.get("type", ""))
@@ -115,9 +143,10 @@ def open_connector(name: str, spec: dict[str, Any], base_dir: Path) -> Connector
             f"connection {name!r} has type {spec.get('type')!r}, which this runner "
             f"does not know (known: {', '.join(sorted(kinds()))})"
         )
-    if found.connector is None:
+    connector = found.connector
+    if connector is None:
         raise TerminalError(
             f"connection {name!r} has type {spec.get('type')!r}, which is no job's source or "
             f"target (it is for: {', '.join(sorted(found.roles))})"
         )
-    return found.connector(name, found.spec.model_validate(spec), base_dir)
+    return connector(name, found.spec.model_validate(spec), base_dir)

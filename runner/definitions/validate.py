@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Mapping
+from collections import ChainMap
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,7 @@ def _validate_document(
     if kind == "Job":
         model = model_of(doc, job_types, "job type", DEFAULT_JOB_TYPE)
         if not isinstance(model, Problem):
-            model = job_model(model, ends, {**task_models, **END_MODELS})  # type: ignore[arg-type]
+            model = job_model(model, ends, ChainMap(END_MODELS, task_models))  # type: ignore[arg-type]
     else:
         model = model_of(doc, connection_types, "connection type", None)
     if isinstance(model, Problem):
@@ -185,6 +186,7 @@ def validate_documents(
     # reported already), and its type is what the jobs naming it are checked against.
     connections = {_raw_key(doc): connection_type(doc) for doc, kind in named if kind == "Connection"}
     known = set(connections)
+    roles = _Roles(task_models)
     for doc in docs:
         # A document with duplicate keys is still checked, so its other problems come in the
         # same report; it never becomes a definition (which of the two values was meant?).
@@ -249,14 +251,29 @@ def validate_documents(
             key = resolve_reference(ref, namespace, known)
             return None if key is None else connections[key]
 
-        roles = {name: kind.roles for name, kind in task_models.items()}
         problems.extend(notify_problems(doc, resolve, roles))
     problems.extend(_trigger_problems(docs, {_raw_key(doc) for doc, kind in named if kind == "Job"}))
     problems.extend(_step_problems(docs, connections))
     if capabilities is not None:
-        roles = {name: kind.roles for name, kind in task_models.items()}
         problems.extend(_capability_problems(definitions, documents, capabilities, roles))
     return definitions, problems
+
+
+class _Roles(Mapping[str, frozenset[str]]):
+    """What each kind may be used for, looked up in `task_models` kind by kind (a registry's
+    view imports only the kinds a folder names)."""
+
+    def __init__(self, task_models: Mapping[str, TaskModels]):
+        self._kinds = task_models
+
+    def __getitem__(self, name: str) -> frozenset[str]:
+        return self._kinds[name].roles
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._kinds)
+
+    def __len__(self) -> int:
+        return len(self._kinds)
 
 
 def job_ends(spec: Any, namespace: str, types: Mapping[tuple[str, str], str]) -> dict[str, str]:

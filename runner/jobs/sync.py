@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from runner.changes import split
-from runner.changes.strategies import run_task, task_needs
+from runner.changes.strategies import run_task
 from runner.changes.task import TRACEBACK, Locate, Log, Progress, RunOptions, TaskResult, TaskRun
 from runner.connectors import registry
 from runner.connectors.base import Connector
@@ -29,7 +29,6 @@ from runner.connectors.files.location import failure
 from runner.definitions import secrets
 from runner.definitions.changelogs import CHANGE_LOG_END
 from runner.definitions.jobs import JobSpec, SyncJobSpec
-from runner.definitions.needs import CapabilityCheck
 from runner.definitions.tasks import Task
 from runner.errors import Cancelled, RunnerError, TransientError
 from runner.jobs import changelogs
@@ -65,12 +64,6 @@ def sync_spec(spec: JobSpec, ref: str) -> SyncJobSpec:
             f"job {ref} is of type {spec.type!r}: only a sync job's tasks have tables and pointers"
         )
     return spec
-
-
-def capability_check() -> CapabilityCheck:
-    """What `runner validate` checks each task with: the kinds' declared capabilities and the
-    strategies' needs (the definitions import neither)."""
-    return CapabilityCheck(registry.capabilities(), task_needs)
 
 
 def _one_writer(connection: dict[str, Any]) -> bool:

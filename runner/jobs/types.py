@@ -1,40 +1,49 @@
 """The job types by name: what a job's `spec.type` may say. Each is one module in `runner.jobs`
 with its run, over a spec model (a `JobSpec` subclass); adding one is a module and a line here,
 as a change strategy is (`sync_all` registers itself, imported when first asked for: a `sync`
-run never loads it). Validation and the JSON Schema take the spec models from here, and the
+run never loads it; `sync`'s run is named, imported when a job first runs, so validating a
+folder loads no engine). Validation and the JSON Schema take the spec models from here, and the
 run lifecycle runs a job through its type."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runner.changes.task import TaskResult
+from runner.changes.strategies import task_needs
 from runner.connectors import registry
 from runner.definitions.changelogs import END_MODELS
 from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, SyncJobSpec
+from runner.definitions.needs import CapabilityCheck
 from runner.definitions.tasks import ReadSpec, WriteSpec
-from runner.jobs.sync import run_job
-from runner.registry import Registry
+from runner.registry import Registry, load
+
+if TYPE_CHECKING:
+    from runner.changes.task import TaskResult
 
 # Called as `run(spec, connections, base_dir, *, store, namespace, job, run_id, options, log,
 # on_task, progress, cancel, locate)`: see `runner.jobs.sync.run_job`.
-RunJob = Callable[..., list[TaskResult]]
+RunJob = Callable[..., "list[TaskResult]"]
 
 
 @dataclass(frozen=True)
 class JobType:
-    """A job type: the model its `spec` validates with, and the function that runs it."""
+    """A job type: the model its `spec` validates with, and the function that runs it (or its
+    `module:function`, imported when a job of the type first runs)."""
 
     spec: type[JobSpec]
-    run: RunJob
+    runs: RunJob | str
+
+    @property
+    def run(self) -> RunJob:
+        return load(self.runs) if isinstance(self.runs, str) else self.runs
 
 
 JOB_TYPES: Registry[str, JobType] = Registry(
     "job type", {"sync_all": "runner.jobs.sync_all", "load_folder": "runner.jobs.load_folder"}
 )
-JOB_TYPES.register("sync", JobType(SyncJobSpec, run_job))
+JOB_TYPES.register("sync", JobType(SyncJobSpec, "runner.jobs.sync:run_job"))
 
 
 def job_models() -> dict[str, type[JobSpec]]:
@@ -45,12 +54,20 @@ def job_models() -> dict[str, type[JobSpec]]:
 def registered_models() -> dict[str, Any]:
     """What validation takes from the registries (the definitions import neither): connection
     and task models by connection type, job spec models by job type; as keyword arguments of
-    `validate_documents` and `check_document`."""
+    `validate_documents` and `check_document`. Each is a mapping that imports a kind's or a
+    job type's module when it is looked up: a folder of SQLite sync jobs imports no other."""
     return {
-        "connection_types": registry.connection_models(),
+        "connection_types": registry.lookups()[0],
         "task_models": registry.kinds(),
-        "job_types": job_models(),
+        "job_types": JOB_TYPES.view(lambda job_type: job_type.spec),
     }
+
+
+def capability_check() -> CapabilityCheck:
+    """What `runner validate` checks each task with: the kinds' declared capabilities (each
+    kind's module imported when looked up) and the strategies' needs (the definitions import
+    neither)."""
+    return CapabilityCheck(registry.lookups()[1], task_needs)
 
 
 def parse(spec: Mapping[str, Any], ends: Mapping[str, str] | None = None) -> JobSpec:
@@ -75,4 +92,4 @@ def _end_kind(name: str) -> Any:
     if name in END_MODELS:
         return END_MODELS[name]
     found = registry.kind(name)
-    return found if found is not None and found.connector is not None else None
+    return found if found is not None and found.endpoint else None

@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from runner.definitions.validate import Definition, digest
-from runner.state.objects import AppliedObject
+
+if TYPE_CHECKING:
+    from runner.state.objects import AppliedObject
 
 Action = Literal["create", "update", "delete", "unchanged"]
 PLAN_FORMAT = "runner-plan/1"
@@ -129,10 +131,11 @@ def diff(
 ) -> Plan:
     """The plan that turns `applied` into `desired`."""
     wanted = {d.key: d for d in desired}
+    documents = {key: d.document() for key, d in wanted.items()}  # once each: a model dump
     current = {(o.kind, o.namespace, o.name): o for o in applied}
     changes: list[Change] = []
     for key, d in wanted.items():
-        doc = d.document()
+        doc = documents[key]
         obj = current.get(key)
         if obj is None:
             changes.append(
@@ -174,8 +177,7 @@ def diff(
             c.name,
         )
     )
-    documents = sorted((d.document() for d in wanted.values()), key=_doc_key)
-    return Plan(base_revision, base_state, digest(documents), changes)
+    return Plan(base_revision, base_state, digest(sorted(documents.values(), key=_doc_key)), changes)
 
 
 def _doc_key(doc: dict[str, Any]) -> tuple[str, str, str]:

@@ -1,4 +1,7 @@
-"""Operating the runner: cancel, suspend, pause, and the status of jobs and the daemon."""
+"""Operating the runner: cancel, suspend, pause, and the status of jobs and the daemon.
+
+What reads the store imports the store's modules where it runs: `runtime_switches` is asked by
+every `plan`, which in a new folder has no store and loads no SQLAlchemy."""
 
 from __future__ import annotations
 
@@ -14,11 +17,6 @@ from runner.errors import (
     StoreMissing,
 )
 from runner.history.records import QUEUED
-from runner.runs.index import recent_runs
-from runner.runs.records import run_summary, with_live_status
-from runner.services.catalog import consuming_lags, next_fire_times
-from runner.state import locks
-from runner.state.database import utcnow
 from runner.workspace import Workspace, find
 
 PAUSED = "paused"  # the settings key of `runner pause`
@@ -27,6 +25,9 @@ PAUSED = "paused"  # the settings key of `runner pause`
 def cancel(ws: Workspace, ref: str, by: str | None = None) -> dict[str, Any]:
     """Ask a running job to stop at its next batch boundary, in whichever process runs it (also
     a job deleted from the definitions while its run goes on, or an ad-hoc run)."""
+    from runner.state import locks
+    from runner.state.database import utcnow
+
     try:
         job_ref = find(ws, "Job", ref).ref
     except NotFound:
@@ -42,6 +43,8 @@ def cancel(ws: Workspace, ref: str, by: str | None = None) -> dict[str, Any]:
 def suspend(ws: Workspace, ref: str, suspended: bool = True, by: str | None = None) -> dict[str, Any]:
     """Suspend (or resume) a job: the daemon's cron and triggers skip it until it is resumed.
     A runtime switch in the state store, not a change to the definitions in git."""
+    from runner.state import locks
+
     job = find(ws, "Job", ref)
     changed = ws.store().switches.set_suspended(job.namespace, job.name, suspended, by or locks.holder())
     return {"job": job.ref, "suspended": suspended, "changed": changed}
@@ -49,6 +52,8 @@ def suspend(ws: Workspace, ref: str, suspended: bool = True, by: str | None = No
 
 def pause(ws: Workspace, paused: bool = True, by: str | None = None) -> dict[str, Any]:
     """Stop (or resume) all scheduling by the daemon; running jobs finish."""
+    from runner.state import locks
+
     ws.store().switches.set_setting(PAUSED, paused, by or locks.holder())
     return paused_info(ws)
 
@@ -77,6 +82,11 @@ def runtime_switches(ws: Workspace) -> dict[str, Any]:
 def status(ws: Workspace, now: dt.datetime | None = None) -> dict[str, Any]:
     """Every applied job with its schedule, next run, last run, the run going on now,
     whether it is suspended and whether an applied update waits for the running run to end."""
+    from runner.runs.index import recent_runs
+    from runner.runs.records import run_summary, with_live_status
+    from runner.services.catalog import consuming_lags, next_fire_times
+    from runner.state import locks
+
     store = ws.reader()
     problem = store.db.check()
     if problem:  # what the store says now cannot be trusted: say only that

@@ -46,8 +46,7 @@ from runner.errors import (
     RunnerError,
     WriteBackRefused,
 )
-from runner.jobs.sync import capability_check
-from runner.jobs.types import registered_models
+from runner.jobs.types import capability_check, registered_models
 from runner.services import definitions
 from runner.state import locks
 from runner.workspace import Workspace

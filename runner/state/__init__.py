@@ -7,3 +7,9 @@ other module owns one concern over the shared `database`: `objects`, `tasks`, `l
 `switches`, `keys`, `runs`. `schema` holds the live tables, `migrations` one module per
 schema version.
 """
+
+import hashlib
+
+# `Objects.state_digest` of a store without objects: what a new folder's plan is made against,
+# here so that planning a new folder imports no part of the store (nor SQLAlchemy)
+EMPTY_STATE = hashlib.sha256(b"[]").hexdigest()

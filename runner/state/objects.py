@@ -14,8 +14,6 @@ from runner.errors import NotFound, StaleState
 from runner.state import schema, switches, tasks
 from runner.state.database import Concern, current_user, utcnow
 
-EMPTY_STATE = hashlib.sha256(b"[]").hexdigest()  # `state_digest` of a store without objects
-
 
 @dataclass(frozen=True)
 class AppliedObject:

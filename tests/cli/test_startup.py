@@ -9,6 +9,7 @@ import sys
 
 from runner import services
 from runner.cli import definitions
+from tests.conftest import TASK, TWO_SQLITE
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -49,6 +50,40 @@ def test_a_run_loads_neither_the_plan_nor_notifications_nor_sync_all_nor_the_api
         "uvicorn",
         "starlette",
         "jinja2",
+    }
+    assert not unused & loaded
+
+
+def test_validate_and_plan_of_sqlite_jobs_load_no_sqlalchemy_no_engine_and_no_other_kind(project):
+    project.write("connections.d/all.yaml", TWO_SQLITE)
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        TASK + "\n- {name: u, read: {table: c}, write: {table: d, keys: [id]}, "
+        "changes: {strategy: hash}, deletes: propagate}",
+    )
+    loaded = _loaded_after(
+        "from pathlib import Path; from runner import services; from runner.workspace import Workspace\n"
+        f"ws = Workspace(Path({str(project.root)!r}))\n"
+        "assert len(services.validate(ws)) == 3; assert services.plan(ws).count('create') == 3"
+    )
+    assert "runner.connectors.sql.kinds" in loaded  # the SQL kinds' models, without their connectors
+    unused = {
+        "sqlalchemy",
+        "runner.connectors.sql.sqlite",
+        "runner.connectors.sql.postgresql",
+        "runner.connectors.memory",
+        "runner.connectors.files.connector",
+        "runner.connectors.http.connector",
+        "runner.connectors.rabbitmq",
+        "runner.changes.task",
+        "runner.changes.hash",
+        "runner.jobs.sync",
+        "runner.jobs.sync_all",
+        "runner.state.store",
+        "runner.plan.apply",
+        "runner.plan.data",
     }
     assert not unused & loaded
 

@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from runner.connectors.base import (
-    Capabilities,
     Connector,
     Copy,
     DiscoveredColumn,
@@ -24,7 +23,7 @@ from runner.connectors.base import (
     TableEvolution,
     WriteContext,
 )
-from runner.connectors.sql import history_mode, lifecycle
+from runner.connectors.sql import history_mode, kinds, lifecycle
 from runner.connectors.sql.buckets import KeyBucketQueries
 from runner.connectors.sql.reading import SqlReading
 from runner.connectors.sql.scripts import ScriptWriter
@@ -57,21 +56,7 @@ class SqlConnector(SqlReading, KeyBucketQueries, VerifyQueries, Connector):
     of their database.
     """
 
-    capabilities = Capabilities(
-        query=True,
-        key_lookup=True,
-        digests=True,
-        key_buckets=True,
-        native_merge=True,
-        scripts=True,
-        copy_while_reading=True,
-        alter_tables=True,
-        history=True,
-        table_lifecycle=True,
-        catalog=True,
-        statements=True,
-        verify=True,
-    )
+    capabilities = kinds.SQL
     dialect: ClassVar[str]
     transactional_ddl: ClassVar[bool] = True  # an ALTER TABLE is rolled back with its transaction
     holds_out_of_range: ClassVar[tuple[str, ...]] = ()  # kinds whose columns take an `OutOfRange`

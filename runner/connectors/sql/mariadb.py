@@ -14,25 +14,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, field_validator
 from sqlalchemy import event
 from sqlalchemy.engine import URL
 
-from runner.connectors import registry
 from runner.connectors.base import History
+from runner.connectors.sql import kinds
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.mariadb_cdc import MariadbLogSource
 from runner.connectors.sql.mariadb_index import INDEX_BYTES, MIN_SHARE, key_bytes
 from runner.connectors.sql.mariadb_tsv import TSV, text_field
-from runner.connectors.sql.spec import ServerConnectionSpec, SqlConnectionSpec
+from runner.connectors.sql.spec import MariadbConnection, SqlConnectionSpec
 from runner.definitions import secrets
 from runner.definitions.models import seconds
-from runner.definitions.tasks import ReadSpec, WriteSpec
+from runner.definitions.tasks import ReadSpec
 from runner.errors import TerminalError
 from runner.streams.keys import KEY_HASH_BITS
 from runner.streams.types import Column, ColumnType, Convert, split_type
@@ -104,18 +102,6 @@ _SCALE_30 = Decimal(1).scaleb(-30)
 _JSON_CHECK = re.compile(r"CHECK \(json_valid\(`((?:[^`]|``)+)`\)\)")
 
 
-class MariadbConnection(ServerConnectionSpec):
-    type: Literal["mariadb"] = Field(description="MariaDB or MySQL, through PyMySQL.")
-    url: str = Field(description="`mariadb://user:${env:PW}@host:3306/db` (or mysql://, +pymysql).")
-
-    @field_validator("url")
-    @classmethod
-    def _mariadb_url(cls, url: str) -> str:
-        if not url.startswith(("mariadb://", "mariadb+pymysql://", "mysql://", "mysql+pymysql://")):
-            raise ValueError("a mariadb URL starts with mariadb://, mysql:// or their +pymysql forms")
-        return url
-
-
 def _zero_date(value: Any) -> Any:
     """PyMySQL gives a date it cannot convert (`0000-00-00`, `2024-02-00`) as text: kept as
     MariaDB's text, which a target fails naming its row and column."""
@@ -167,7 +153,7 @@ class _Lent:
 
 
 class MariadbConnector(MariadbLogSource, SqlConnector):
-    capabilities = replace(SqlConnector.capabilities, log_changes=True)
+    capabilities = kinds.MARIADB
     dialect = "mariadb"
     holds_out_of_range = ("time",)  # PostgreSQL's 24:00:00 is a TIME here
     local_infile: bool | None = None  # whether the server takes LOAD DATA LOCAL INFILE (None: not tried)
@@ -521,8 +507,3 @@ class MariadbConnector(MariadbLogSource, SqlConnector):
             cursor.execute("SHOW WARNINGS LIMIT 1")
             _level, code, message = cursor.fetchone()
             raise DataError(code, message)
-
-
-registry.register(
-    registry.Kind("mariadb", MariadbConnection, MariadbConnector, read=ReadSpec, write=WriteSpec)
-)

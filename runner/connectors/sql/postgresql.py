@@ -10,21 +10,19 @@ import math
 import re
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
-from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
-from runner.connectors import registry
 from runner.connectors.base import Watermark
+from runner.connectors.sql import kinds
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.postgresql_cdc import PostgresqlLogSource
-from runner.connectors.sql.spec import ServerConnectionSpec, SqlConnectionSpec
+from runner.connectors.sql.spec import PostgresqlConnection, SqlConnectionSpec
 from runner.definitions.models import seconds
-from runner.definitions.tasks import ReadSpec, WriteSpec
+from runner.definitions.tasks import ReadSpec
 from runner.errors import TerminalError
 from runner.streams.keys import KEY_HASH_BITS
 from runner.streams.types import Column, ColumnType, Convert, split_type
@@ -95,18 +93,6 @@ def blocks(chunks: Iterable[bytes]) -> Iterator[bytes | bytearray]:
         yield block
 
 
-class PostgresqlConnection(ServerConnectionSpec):
-    type: Literal["postgresql"] = Field(description="PostgreSQL, through psycopg 3.")
-    url: str = Field(description="`postgresql://user:${env:PW}@host:5432/db` (or `postgresql+psycopg://`).")
-
-    @field_validator("url")
-    @classmethod
-    def _postgresql_url(cls, url: str) -> str:
-        if not url.startswith(("postgresql://", "postgresql+psycopg://")):
-            raise ValueError("a postgresql URL starts with postgresql:// or postgresql+psycopg://")
-        return url
-
-
 def _json(value: Any) -> Any:
     from psycopg.types.json import Json
 
@@ -149,9 +135,7 @@ def _out_of_range_loaders(dbapi: Any, _record: Any = None) -> None:
 
 
 class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
-    capabilities = replace(
-        SqlConnector.capabilities, snapshot=True, in_database_compare=True, log_changes=True
-    )
+    capabilities = kinds.POSTGRESQL
     dialect = "postgresql"
     holds_out_of_range = TIMES
     _server_version: int | None = None
@@ -477,8 +461,3 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
         with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-
-
-registry.register(
-    registry.Kind("postgresql", PostgresqlConnection, PostgresqlConnector, read=ReadSpec, write=WriteSpec)
-)

@@ -16,20 +16,18 @@ import fcntl
 import hashlib
 import re
 from collections.abc import Collection
-from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
-from pydantic import Field, field_validator
 from sqlalchemy.engine import URL
 
-from runner.connectors import registry
 from runner.connectors.base import Copy, History, RowDigest, TableEvolution
+from runner.connectors.sql import kinds
 from runner.connectors.sql.base import SqlConnector
 from runner.connectors.sql.spec import SqlConnectionSpec
 from runner.connectors.sql.writer import SqlWriter
-from runner.definitions.tasks import ReadSpec, WriteSpec
+from runner.definitions.tasks import ReadSpec
 from runner.errors import TerminalError
 from runner.streams.keys import KEY_HASH_BITS, key_hash
 from runner.streams.types import Column, ColumnType, Convert, split_type
@@ -87,23 +85,6 @@ _RENDER = {
 }
 BUSY_TIMEOUT = 60.0  # seconds a connection waits for the file's lock before "database is locked"
 _REAL_DIGITS = 15  # significant decimal digits that survive a round trip through a REAL
-
-
-class SqliteConnection(SqlConnectionSpec):
-    type: Literal["sqlite"] = Field(description="SQLite database file.")
-    url: str = Field(
-        description=(
-            "`sqlite:///relative/path.db` (relative to the definitions folder) or "
-            "`sqlite:////absolute/path.db`."
-        )
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _sqlite_url(cls, url: str) -> str:
-        if not url.startswith("sqlite:///"):
-            raise ValueError("a sqlite URL starts with sqlite:/// followed by the database file path")
-        return url
 
 
 def _timestamp_text(value: Any) -> Any:
@@ -176,9 +157,7 @@ def _affinity(declared: str) -> str:
 
 
 class SqliteConnector(SqlConnector):
-    # one writer of a file at a time (`prepare_writer`); an attached file in a write
-    # transaction would lock out its reader, so no copy while a read is open
-    capabilities = replace(SqlConnector.capabilities, one_writer=True, copy_while_reading=False)
+    capabilities = kinds.SQLITE
     dialect = "sqlite"
 
     path: Path | None = None
@@ -440,6 +419,3 @@ class SqliteConnector(SqlConnector):
     ) -> None:
         marks = ", ".join("?" * len(names))
         cursor.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", rows)
-
-
-registry.register(registry.Kind("sqlite", SqliteConnection, SqliteConnector, read=ReadSpec, write=WriteSpec))
