@@ -14,7 +14,9 @@ nats-py is asyncio: each publisher owns an event loop in a thread of its own, wi
 connection in it for the whole run (`asyncio.run` per batch would connect and sign in again
 for every batch). `send` hands a batch to that loop and returns while it is published (the
 run's thread makes the next batch meanwhile), at most `IN_FLIGHT` messages unacknowledged at a
-time and one batch waiting (the memory bound); `confirm` waits for the rest.
+time and one batch waiting (the memory bound); `confirm` waits for the rest. The publisher
+encodes the messages' frames itself (`NatsPublisher`); nats-py keeps the connection, signs in,
+reconnects and delivers the acknowledgements.
 """
 
 from __future__ import annotations
