@@ -50,6 +50,7 @@ from runner.streams.types import Column
 
 IN_FLIGHT = 4000  # messages published and not yet acknowledged, at most (nats-py's default)
 CHUNK = 500  # messages written to the socket at a time
+FLUSH_BYTES = 1 << 20  # or fewer, when their frames reach this size
 MSG_ID_BYTES = b"Nats-Msg-Id"
 HEAD = b"NATS/1.0\r\n"  # a header block's first line
 STATUS, NO_RESPONDERS = "Status", "503"  # nats-py's header of a status reply; no stream took it
@@ -514,14 +515,25 @@ class NatsPublisher:
             done += size
 
     async def _write(self, messages: list[Message]) -> None:
-        """Frames to the connection's buffer, in order, and its flusher woken. nats-py has no
-        public call for a frame encoded already: `_send_command` and `_flush_pending` are what
-        its own `publish` calls (nats-py 2.x)."""
-        frames = [self._frame(self.sent + 1 + i, m) for i, m in enumerate(messages)]
+        """Frames to the connection's buffer, in order, `FLUSH_BYTES` at most at a time (big
+        messages are not all joined in memory at once), the flusher woken after each."""
+        frames: list[bytes] = []
+        size = 0
+        self.settled.clear()
         for m in messages:
             self.sent += 1
+            frames.append(self._frame(self.sent, m))
             self.outstanding[self.sent] = m
-        self.settled.clear()
+            size += len(frames[-1])
+            if size >= FLUSH_BYTES:
+                await self._flush(frames)
+                frames, size = [], 0
+        if frames:
+            await self._flush(frames)
+
+    async def _flush(self, frames: list[bytes]) -> None:
+        """nats-py has no public call for a frame encoded already: `_send_command` and
+        `_flush_pending` are what its own `publish` calls (nats-py 2.x)."""
         await self.nc._send_command(b"".join(frames))
         await self.nc._flush_pending()
 
