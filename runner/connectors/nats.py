@@ -215,10 +215,16 @@ class NatsFetcher:
     batch's last message acknowledges the batch. A run that stopped before acknowledging left
     messages pending that JetStream would hand out again only after `ACK_WAIT`, out of order
     with newer ones: so a run that finds any starts the consumer again at its acknowledgement
-    floor, and reads them, in order, first. One run at a time consumes (the job's lock)."""
+    floor, and reads them, in order, first. One run at a time consumes (the job's lock).
 
-    def __init__(self, name: str, spec: NatsConnection, base_dir: Path, read: NatsRead):
+    JetStream hands a consumer at most its `max_ack_pending` messages unacknowledged (1,000
+    unless set): the durable consumer takes two batches' worth, and one made with less (by an
+    older runner, or by hand) is raised to that, or a fetch would stop at 1,000 messages, the
+    run taking the stream for drained."""
+
+    def __init__(self, name: str, spec: NatsConnection, base_dir: Path, read: NatsRead, batch_size: int):
         self.name, self.read = name, read
+        self.pending = 2 * batch_size  # the consumer's max_ack_pending, at least
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"nats {name}", daemon=True)
         self.thread.start()
@@ -256,6 +262,7 @@ class NatsFetcher:
             ack_wait=ACK_WAIT,
             filter_subject=read.subject,
             deliver_policy=api.DeliverPolicy.ALL,
+            max_ack_pending=self.pending,
         )
         try:
             info = await self.js.consumer_info(read.stream, read.durable)
@@ -271,6 +278,8 @@ class NatsFetcher:
         try:
             if info is None:
                 await self.js.add_consumer(read.stream, config)
+            elif 0 < (info.config.max_ack_pending or 0) < self.pending:  # -1: no limit
+                await self.js.add_consumer(read.stream, info.config.evolve(max_ack_pending=self.pending))
             return await self.js.pull_subscribe_bind(durable=read.durable, stream=read.stream)
         except js_errors.APIError as exc:
             raise TerminalError(
@@ -798,7 +807,8 @@ class NatsConnector(Connector):
 
     def consume(self, read: ReadModel, batch_size: int) -> MessageConsumer:
         assert isinstance(read, NatsRead)  # the kind's read model
-        return MessageConsumer(NatsFetcher(self.name, self.spec, self.base_dir, read), read, batch_size)
+        fetcher = NatsFetcher(self.name, self.spec, self.base_dir, read, batch_size)
+        return MessageConsumer(fetcher, read, batch_size)
 
     def waiting(self, read: ReadModel) -> int:
         """The durable consumer's lag: messages not yet delivered to it, and those pending."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -60,6 +61,27 @@ class JetStream:
             return [(m.subject, dict(m.headers or {}), json.loads(m.data)) for m in got]
 
         return self.loop.run_until_complete(get())
+
+    def publish(self, subject: str, bodies: list[bytes]) -> None:
+        async def send() -> None:
+            for body in bodies:
+                await self.js.publish_async(subject, body)
+            await asyncio.wait_for(self.js.publish_async_completed(), 30)
+
+        self.loop.run_until_complete(send())
+
+    def durable(self, stream: str, name: str, **config: Any) -> Any:
+        """A durable pull consumer made as runner makes it, with `config` (none: the server's
+        defaults); its info."""
+        from nats.js import api
+
+        consumer = api.ConsumerConfig(
+            durable_name=name, ack_policy=api.AckPolicy.ALL, ack_wait=3600, **config
+        )
+        return self.loop.run_until_complete(self.js.add_consumer(stream, consumer))
+
+    def consumer(self, stream: str, name: str) -> Any:
+        return self.loop.run_until_complete(self.js.consumer_info(stream, name))
 
     def close(self) -> None:
         for name in self.streams:
@@ -213,3 +235,32 @@ def test_more_messages_than_may_be_in_flight_are_each_stored_once(jetstream, pub
     messages = jetstream.messages(stream)
     assert sorted(b["id"] for _, _, b in messages) == list(range(1, 9004))
     assert len({h["Nats-Msg-Id"] for _, h, _ in messages}) == 9003
+
+
+def test_a_run_consumes_past_jetstreams_default_of_1000_unacknowledged(jetstream, project):
+    """JetStream hands a consumer at most its `max_ack_pending` messages unacknowledged (1,000
+    unless set), so a fetch of a batch stopped at 1,000 and the run took the stream for drained:
+    runner's durable takes two batches' worth, and one made with the default (an older
+    runner's) is raised to that. One run reads the whole stream."""
+    subject = f"runner-test.{jetstream.tag}.items"
+    stream = jetstream.add("consume", [subject])
+    jetstream.publish(subject, [json.dumps({"id": i}).encode() for i in range(2500)])
+    assert jetstream.durable(stream, "runner").config.max_ack_pending == 1000
+    project.connection("dst", "sqlite", "sqlite:///dst.db")
+    head = "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: mq}\n"
+    project.write("connections.d/mq.yaml", f"{head}spec: {json.dumps(SPEC)}\n")
+    task = {
+        "name": "items",
+        "read": {"stream": stream, "columns": {"id": "bigint"}, "max_wait": "0.5s"},
+        "write": {"table": "items", "keys": ["id"]},
+        "changes": {"strategy": "messages"},
+    }
+    project.job("consume", "mq", "dst", f"- {json.dumps(task)}")
+    services.apply(project.ws)
+    record = services.run(project.ws, "consume")
+    assert (record["status"], record["tasks"][0]["rows_read"]) == ("succeeded", 2500), record["error"]
+    db = sqlite3.connect(project.root / "dst.db")
+    assert db.execute("SELECT count(*), min(id), max(id) FROM items").fetchone() == (2500, 0, 2499)
+    db.close()
+    info = jetstream.consumer(stream, "runner")
+    assert (info.config.max_ack_pending, info.num_pending, info.num_ack_pending) == (20000, 0, 0)
