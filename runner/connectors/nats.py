@@ -220,11 +220,14 @@ class NatsFetcher:
     JetStream hands a consumer at most its `max_ack_pending` messages unacknowledged (1,000
     unless set): the durable consumer takes two batches' worth, and one made with less (by an
     older runner, or by hand) is raised to that, or a fetch would stop at 1,000 messages, the
-    run taking the stream for drained."""
+    run taking the stream for drained. Two, as the next batch is fetched while this one is
+    written and committed (`ahead`: runner.changes.messages makes every call on the fetcher in
+    one thread, in order, so a batch's acknowledgement still goes only after its commit)."""
 
     def __init__(self, name: str, spec: NatsConnection, base_dir: Path, read: NatsRead, batch_size: int):
         self.name, self.read = name, read
         self.pending = 2 * batch_size  # the consumer's max_ack_pending, at least
+        self.ahead = True  # the next batch is fetched while this one is written and committed
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"nats {name}", daemon=True)
         self.thread.start()
@@ -333,7 +336,7 @@ class NatsFetcher:
                             "sequence": meta.sequence.stream,
                             "timestamp": stamp.astimezone(dt.UTC).replace(tzinfo=None) if stamp else None,
                         },
-                        msg,
+                        (msg, self.bound),
                     )
                 )
         return out
@@ -369,14 +372,21 @@ class NatsFetcher:
     async def _acknowledge(self, through: Received) -> None:
         """Acknowledged once the server says so; after a connection lost, asked once more: the
         durable consumer knows the delivery still (when it does not, its messages come again
-        and are upserted again)."""
+        and are upserted again). A message taken before the consumer was made again (`_rebind`,
+        in the fetch of the next batch) is not: the new consumer started at the last message
+        acknowledged, before it, so it came again in that batch and is acknowledged with it;
+        an acknowledgement of the old delivery would set the new consumer's delivered floor
+        past what it delivered, and it would ignore the acknowledgements that follow."""
+        msg, bound = through.token
+        if bound != self.bound:
+            return
         try:
-            await through.token.ack_sync(timeout=CONNECT_TIMEOUT)
+            await msg.ack_sync(timeout=CONNECT_TIMEOUT)
         except Exception:
             if self.nc.is_closed:
                 raise
             await self._regained()
-            await through.token.ack_sync(timeout=CONNECT_TIMEOUT)
+            await msg.ack_sync(timeout=CONNECT_TIMEOUT)
 
     def dead_letter(self, message: Received, reason: str) -> None:
         subject = self.read.dead_letter or ""
