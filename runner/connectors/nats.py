@@ -218,15 +218,17 @@ class NatsFetcher:
     floor, and reads them, in order, first. One run at a time consumes (the job's lock).
 
     JetStream hands a consumer at most its `max_ack_pending` messages unacknowledged (1,000
-    unless set): the durable consumer takes two batches' worth, and one made with less (by an
-    older runner, or by hand) is raised to that, or a fetch would stop at 1,000 messages, the
-    run taking the stream for drained. Two, as the next batch is fetched while this one is
-    written and committed (`ahead`: runner.changes.messages makes every call on the fetcher in
-    one thread, in order, so a batch's acknowledgement still goes only after its commit)."""
+    unless set), and a fetch that meets that limit waits `max_wait` and comes back short, which
+    ends the run as drained. The next batch is fetched while this one is written and committed
+    (`ahead`: runner.changes.messages makes every call on the fetcher in one thread, in order,
+    so a batch's acknowledgement still goes only after its commit): two batches are pending at
+    once, and a fetch may hand out a few messages more than asked (nats-py passes on what a
+    request cut short by its timeout delivered late). So the durable consumer takes three
+    batches' worth, and one made with less (by an older runner, or by hand) is raised to that."""
 
     def __init__(self, name: str, spec: NatsConnection, base_dir: Path, read: NatsRead, batch_size: int):
         self.name, self.read = name, read
-        self.pending = 2 * batch_size  # the consumer's max_ack_pending, at least
+        self.pending = 3 * batch_size  # the consumer's max_ack_pending, at least
         self.ahead = True  # the next batch is fetched while this one is written and committed
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"nats {name}", daemon=True)
