@@ -217,7 +217,7 @@ class MqttPublisher:
                     "without the wildcards + and #"
                 )
             properties = Properties(PacketTypes.PUBLISH)
-            properties.UserProperty = list(m.headers.items())
+            properties.UserProperty = list(m.all_headers().items())
             properties.ContentType = "application/json" if m.json else "text/plain"
             info = self.client.publish(topic, m.body, self.write.qos, self.write.retain, properties)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:

@@ -210,7 +210,7 @@ class RabbitPublisher:
             for m in messages:
                 properties = pika.BasicProperties(
                     message_id=m.id,
-                    headers=m.headers,
+                    headers=m.all_headers(),
                     delivery_mode=mode,
                     content_type="application/json" if m.json else "text/plain",
                     timestamp=now,

@@ -278,7 +278,7 @@ class RedisPublisher:
                     f"write.{self.place}: the template rendered an empty name (message {m.id})"
                 )
             if self.place == "stream":
-                fields: dict[str, Any] = {**m.headers, PAYLOAD_FIELD: m.body}
+                fields: dict[str, Any] = {**m.headers, **m.shared, PAYLOAD_FIELD: m.body}
                 pipe.xadd(key, fields, maxlen=self.write.maxlen, approximate=True)
             elif self.place == "list":
                 pipe.rpush(key, m.body)

@@ -241,7 +241,7 @@ class HttpWriter(RowWriter):
         for message, key in zip(messages, keys, strict=True):
             delete = message.op == "delete"
             method = self.write.delete_method if delete else self.write.method
-            headers = {**message.headers}
+            headers = message.all_headers()
             if self.write.idempotency_header:
                 headers[self.write.idempotency_header] = message.id
             body: bytes | None = message.body

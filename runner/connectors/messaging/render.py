@@ -23,7 +23,9 @@ ONE_EXPRESSION = re.compile(r"^\{\{(?P<expression>(?:(?!\}\}).)*)\}\}$", re.DOTA
 
 @dataclass
 class Message:
-    """One message as a broker's `Publisher` sends it."""
+    """One message as a broker's `Publisher` sends it. Its headers are `headers`, its own, and
+    `shared`, those of every message of the task's run (one object for all of them: a publisher
+    that encodes headers itself encodes these once)."""
 
     op: str  # upsert | delete
     id: str
@@ -31,6 +33,11 @@ class Message:
     headers: dict[str, str]
     destination: dict[str, str] = field(default_factory=dict)  # a broker's templates, rendered
     json: bool = True  # the body is JSON (else text)
+    shared: dict[str, str] = field(default_factory=dict)
+
+    def all_headers(self) -> dict[str, str]:
+        """Every header of the message, in a dict of its own."""
+        return {**self.headers, **self.shared}
 
 
 Render = Callable[[dict[str, Any]], Any]
@@ -136,7 +143,10 @@ class MessageMaker:
             if write.delete_payload is not None
             else None
         )
-        self.headers = {n: templates.text(t, f"headers.{n}") for n, t in write.headers.items()}
+        constant = {n: t for n, t in write.headers.items() if not TEMPLATE_MARK.search(t)}
+        self.headers = {
+            n: templates.text(t, f"headers.{n}") for n, t in write.headers.items() if n not in constant
+        }
         self.destination = {
             op: {n: templates.text(t, n) for n, t in write.templates(op).items()}
             for op in ("upsert", "delete")
@@ -146,7 +156,12 @@ class MessageMaker:
         globals_ = templates.env.globals if templates.env is not None else {}
         self.base = {**globals_, "job": context.job, "task": context.task, "run_id": context.run_id}
         self.heads = {op: dumps([context.job, context.task, op]) for op in ("upsert", "delete")}
-        self.constant_headers = {n: h({}) for n, h in self.headers.items()} if not self.rendered else {}
+        self.shared = {
+            "runner-job": context.job,
+            "runner-task": context.task,
+            "runner-run": context.run_id,
+            **constant,
+        }
         self.constant_destination = (
             {op: {n: d({}) for n, d in ds.items()} for op, ds in self.destination.items()}
             if not self.rendered
@@ -167,16 +182,9 @@ class MessageMaker:
         else:
             template, source = self.delete_payload, self.write.delete_payload
         is_json = not isinstance(source, str)  # unset (the row), or a JSON structure
-        headers = {
-            "runner-op": op,
-            "runner-id": ident,
-            "runner-job": self.context.job,
-            "runner-task": self.context.task,
-            "runner-run": self.context.run_id,
-        }
+        headers = {"runner-op": op, "runner-id": ident}
         if not self.rendered:  # the row as it is, to constant places: nothing to render
-            headers.update(self.constant_headers)
-            return Message(op, ident, encoded, headers, self.constant_destination[op], is_json)
+            return Message(op, ident, encoded, headers, self.constant_destination[op], is_json, self.shared)
         key = {k: values[k] for k in self.write.keys} if op == "upsert" else values
         context = {**self.base, "row": values, "key": key, "op": op, "id": ident}
         if self.traced:  # each message's renders have the whole budget
@@ -188,7 +196,7 @@ class MessageMaker:
             body = dumps(rendered) if is_json else str(rendered).encode()
         headers.update({n: h(context) for n, h in self.headers.items()})
         destination = {n: d(context) for n, d in self.destination[op].items()}
-        return Message(op, ident, body, headers, destination, is_json)
+        return Message(op, ident, body, headers, destination, is_json, self.shared)
 
     def _bounded(self, make: Callable[[], list[Message]]) -> list[Message]:
         """Messages made, a template's failure named; templates with statements bounded in time
