@@ -82,13 +82,14 @@ LINES_PER_PIECE = 5_000  # rows per piece of `text_pieces` (~600 kB for the benc
 COPY_BLOCK = 256 * 1024  # bytes per write into a COPY: one message per row costs more than the row
 
 
-def blocks(chunks: Iterable[bytes]) -> Iterator[bytes | bytearray]:
-    """COPY TO STDOUT gives a message per row; joined into blocks, a COPY FROM STDIN takes them
-    with a few hundred writes instead of one per row (most of a piped copy's time in Python)."""
+def blocks(chunks: Iterable[bytes], size: int = COPY_BLOCK) -> Iterator[bytes | bytearray]:
+    """COPY TO STDOUT gives a message per row (in text and CSV, one whole row); joined into
+    blocks of whole messages of about `size` bytes, a COPY FROM STDIN takes them with a few
+    hundred writes instead of one per row (most of a piped copy's time in Python)."""
     block = bytearray()
     for chunk in chunks:
         block += chunk
-        if len(block) >= COPY_BLOCK:
+        if len(block) >= size:
             yield block
             block = bytearray()
     if block:
