@@ -9,9 +9,10 @@ UTC into a timestamptz), and no time of day in the file carries an offset a naiv
 column would drop (a cheap scan beside the copy; on a hit the copy is undone and the file goes
 the other route). The path, row and modified columns runner adds are filled by the COPY
 itself where the target (or staging) table is one this transaction made: the rows are written
-once. The other route copies into a temporary table of text columns and moves it
-with one `INSERT … SELECT` whose casts read each cell as the batch path does (an offset made
-UTC, only ISO 8601 dates), and adds the path, row and modified columns.
+once. The other route copies into a temporary table of text columns and moves it with one
+`INSERT … SELECT` whose casts read each cell as the batch path does (an offset made UTC, only
+ISO 8601 dates), and adds the path, row and modified columns. Into a table this transaction
+made, either route leaves its primary key to be built after the copy, not a row at a time.
 
 Only what reads the same both ways takes a route: CSV in an encoding PostgreSQL knows, bad
 rows stopping the task. Anything PostgreSQL refuses (a ragged row, a value past its column, a
@@ -43,6 +44,10 @@ ROWS = "runner_files_row"  # the sequence numbering a file's rows copied into a 
 NEXT_ROW = f"nextval('pg_temp.{ROWS}')"
 HELD = """SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'relation'
   AND relation = to_regclass(%s) AND pid = pg_backend_pid() AND mode = 'AccessExclusiveLock')"""
+# a table's primary key: its name, definition, and how many indexes the table has
+PRIMARY_KEY = """SELECT c.conname, pg_get_constraintdef(c.oid),
+  (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.conrelid)
+FROM pg_constraint c WHERE c.conrelid = to_regclass(%s) AND c.contype = 'p'"""
 CHUNK = 1 << 20
 PLAIN = {"smallint", "integer", "bigint", "decimal", "real", "double", "text", "varchar", "char"}
 TRUE, FALSE = "('true','t','1','yes','y')", "('false','f','0','no','n')"
@@ -145,6 +150,10 @@ class FilesToPostgresql(FastPath):
             for column, type_ in zip(columns, targets, strict=True)
         )
         data = sorted(c.name for c in columns if c.name not in extra)
+        held = self._held(cursor, into)
+        # a table this transaction made has its key built once, after the rows (a sort), rather
+        # than one index entry per row copied; a repeated key fails it as it would the copy
+        restore = self._key_dropped(cursor, into, target.quote) if held else None
         rows = 0
         for file in FileSource(folder).matching(read):
             names = self._header(folder, file[1], read, columns, extra)
@@ -153,7 +162,7 @@ class FilesToPostgresql(FastPath):
             copied = None
             if direct and sorted(names) == data:
                 copied = self._direct(
-                    target, cursor, folder, file, read, encoding, columns, targets, names, into
+                    target, cursor, folder, file, read, encoding, columns, targets, names, into, held
                 )
             if copied is None:
                 copied = self._through_text(
@@ -164,7 +173,28 @@ class FilesToPostgresql(FastPath):
             rows += copied
             if progress:
                 progress(rows)
+        if restore:
+            cursor.execute(restore)
         return rows
+
+    @staticmethod
+    def _held(cursor: Any, table: str) -> bool:
+        """Whether this transaction holds `table` exclusively (it created it, or changed its
+        columns): a change of its defaults or its key then waits for no one and no one sees it."""
+        cursor.execute(HELD, (table,))
+        return bool(cursor.fetchone()[0])
+
+    @staticmethod
+    def _key_dropped(cursor: Any, table: str, quote: Callable[[str], str]) -> str | None:
+        """Drop the table's primary key when it is its only index; the statement adding it
+        back (None: nothing dropped)."""
+        cursor.execute(PRIMARY_KEY, (table,))
+        found = cursor.fetchone()
+        if found is None or found[2] != 1:
+            return None
+        name, definition, _ = found
+        cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {quote(name)}")
+        return f"ALTER TABLE {table} ADD CONSTRAINT {quote(name)} {definition}"
 
     @staticmethod
     def _options(read: FileRead, encoding: str, names: list[str], quote: Callable[[str], str]) -> str:
@@ -194,6 +224,7 @@ class FilesToPostgresql(FastPath):
         targets: list[ColumnType],
         names: list[str],
         into: str,
+        held: bool,
     ) -> int | None:
         """The file's bytes into `into` in the columns' types; None when a time in it carries
         an offset a naive timestamp column would lose (the copy undone). A path, row or modified
@@ -214,7 +245,7 @@ class FilesToPostgresql(FastPath):
         sink_table = into
         # `into` made in this transaction (a new table, the staging table): its columns runner
         # adds filled by defaults during the COPY, so the rows are written once
-        filled = bool(added) and self._held(cursor, into)
+        filled = bool(added) and held
         if filled:
             numbered = [c.name for c in columns if c.name in added]
             cursor.execute(f"DROP SEQUENCE IF EXISTS pg_temp.{ROWS}")
@@ -253,13 +284,6 @@ class FilesToPostgresql(FastPath):
             cursor.execute("SELECT set_config('TimeZone', %s, true)", (zone,))
         cursor.execute("RELEASE SAVEPOINT runner_file")
         return rows
-
-    @staticmethod
-    def _held(cursor: Any, table: str) -> bool:
-        """Whether this transaction holds `table` exclusively (it created it, or changed its
-        columns): a change of its defaults then waits for no one and no one sees it."""
-        cursor.execute(HELD, (table,))
-        return bool(cursor.fetchone()[0])
 
     @staticmethod
     def _added(read: FileRead, name: str, file: tuple[Any, str], row: str = "runner_row") -> str | None:
