@@ -15,7 +15,7 @@ from typing import Any
 from runner.connectors.base import Source
 from runner.connectors.files.formats import arrow_type
 from runner.connectors.sql.fastpath import FastPath
-from runner.connectors.sql.postgresql import PostgresqlConnector, blocks
+from runner.connectors.sql.postgresql import PostgresqlConnector
 from runner.definitions.tasks import ReadSpec
 from runner.streams.readahead import ReadAhead
 from runner.streams.types import Column
@@ -81,7 +81,7 @@ class PostgresqlToFiles(FastPath):
             false_values=["f"],
         )
         # PostgreSQL sends, in a thread of its own, while Arrow parses and Parquet compresses
-        ahead = ReadAhead(blocks(source.copy_out(select, csv=True), BLOCK), depth=4)
+        ahead = ReadAhead(source.copy_out(select, csv=True, size=BLOCK), depth=4)
         try:
             for block in ahead:
                 for batch in pcsv.read_csv(pa.py_buffer(block), read, parse, convert).to_batches():
