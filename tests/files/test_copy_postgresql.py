@@ -255,7 +255,8 @@ def _catalog(url: str, table: str) -> tuple[list, list]:
             keys = [
                 r[0]
                 for r in conn.exec_driver_sql(
-                    f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{table}'::regclass"
+                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                    f"WHERE conrelid = '{table}'::regclass"
                 )
             ]
             return defaults, keys
