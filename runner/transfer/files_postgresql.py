@@ -44,10 +44,12 @@ ROWS = "runner_files_row"  # the sequence numbering a file's rows copied into a 
 NEXT_ROW = f"nextval('pg_temp.{ROWS}')"
 HELD = """SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'relation'
   AND relation = to_regclass(%s) AND pid = pg_backend_pid() AND mode = 'AccessExclusiveLock')"""
-# a table's primary key: its name, definition, and how many indexes the table has
+# a table's primary key: its name, definition, and how many indexes the table has; none when
+# a foreign key refers to the table (its key could not be dropped)
 PRIMARY_KEY = """SELECT c.conname, pg_get_constraintdef(c.oid),
   (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.conrelid)
-FROM pg_constraint c WHERE c.conrelid = to_regclass(%s) AND c.contype = 'p'"""
+FROM pg_constraint c WHERE c.conrelid = to_regclass(%s) AND c.contype = 'p'
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = c.conrelid AND f.contype = 'f')"""
 CHUNK = 1 << 20
 PLAIN = {"smallint", "integer", "bigint", "decimal", "real", "double", "text", "varchar", "char"}
 TRUE, FALSE = "('true','t','1','yes','y')", "('false','f','0','no','n')"
