@@ -10,7 +10,7 @@ from typing import Any
 
 from runner.connectors.base import Source
 from runner.connectors.sql.fastpath import FastPath
-from runner.connectors.sql.postgresql import PostgresqlConnector, blocks
+from runner.connectors.sql.postgresql import PostgresqlConnector
 from runner.definitions.tasks import ReadSpec
 from runner.streams.readahead import ReadAhead
 from runner.streams.types import Column, ColumnType
@@ -44,7 +44,7 @@ class PostgresqlToPostgresql(FastPath):
         names = ", ".join(target.quote(c.name) for c in columns)
         select = f"SELECT {names} FROM {source.source_sql(spec)}" + (f" WHERE {where}" if where else "")
         with cursor.copy(f"COPY {into} ({names}) FROM STDIN (FORMAT binary)") as sink:
-            for block in blocks(source.copy_out(select)):
+            for block in source.copy_out(select):
                 sink.write(block)
         return cursor.rowcount
 
@@ -72,7 +72,7 @@ class PostgresqlToPostgresql(FastPath):
         select = f"SELECT {', '.join(f'array_agg({n})' for n in names)} FROM ({rows}) r GROUP BY runner_g"
         packed = q(PACKED)
         arrays = ", ".join(f"{n} {target.render_type(c.type)}[]" for n, c in zip(names, columns, strict=True))
-        stream = ReadAhead(blocks(source.copy_out(select)))  # the source starts at once
+        stream = ReadAhead(source.copy_out(select))  # the source starts at once
         try:
             cursor.execute(target.drop_temp_sql(PACKED))
             cursor.execute(f"CREATE TEMPORARY TABLE {packed} ({arrays})")

@@ -239,3 +239,70 @@ def test_offsets_into_timestamptz_columns_copy_directly(sync, tmp_path, pg_url, 
         dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC),  # naive: UTC
         dt.datetime(2024, 3, 2, tzinfo=dt.UTC),
     ]
+
+
+def _catalog(url: str, table: str) -> tuple[list, list]:
+    """The table's column defaults and its constraints' definitions."""
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            defaults = list(
+                conn.exec_driver_sql(
+                    "SELECT column_name FROM information_schema.columns "
+                    f"WHERE table_name = '{table}' AND column_default IS NOT NULL"
+                )
+            )
+            keys = [
+                r[0]
+                for r in conn.exec_driver_sql(
+                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                    f"WHERE conrelid = '{table}'::regclass"
+                )
+            ]
+            return defaults, keys
+    finally:
+        engine.dispose()
+
+
+def test_path_and_row_are_filled_by_the_copy_into_a_new_table_and_by_a_move_into_another(
+    sync, tmp_path, pg_url, monkeypatch
+):
+    """Into a table the copy's transaction made, the path and row columns are the COPY's own
+    (defaults for its length) and the key is built after it; into a table that was there, the
+    file goes through a temporary table (no lock on the user's table): the same rows, and
+    neither table keeps a default or loses its key."""
+    from runner.transfer.files_postgresql import FilesToPostgresql
+
+    held: list[bool] = []
+    original = FilesToPostgresql._held
+    monkeypatch.setattr(
+        FilesToPostgresql, "_held", staticmethod(lambda *a: held.append(original(*a)) or held[-1])
+    )
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in/a.csv").write_text("id,name\n1,x\n2,y\n")
+    (tmp_path / "in/b.csv").write_text("id,name\n3,z\n")
+    engine = sa.create_engine(pg_url, poolclass=sa.NullPool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE was_there (id bigint PRIMARY KEY, name text, file text, line bigint)"
+        )
+    engine.dispose()
+    source = {"type": "files", "path": str(tmp_path / "in")}
+    read = {
+        "files": "*.csv",
+        "format": "csv",
+        "columns": {"id": "bigint", "name": "text"},
+        "path_column": "file",
+        "row_column": "line",
+    }
+    tasks = [
+        {"name": table, "read": read, "write": {"table": table, "keys": ["id"]}}
+        for table in ("made", "was_there")
+    ]
+    results = sync(source, {"type": "postgresql", "url": pg_url}, tasks)
+    assert [r.status for r in results] == ["succeeded", "succeeded"], [r.error for r in results]
+    assert held == [True, False]
+    expected = [(1, "x", "a.csv", 1), (2, "y", "a.csv", 2), (3, "z", "b.csv", 1)]
+    assert _rows(pg_url, "made") == _rows(pg_url, "was_there") == expected
+    for table in ("made", "was_there"):
+        assert _catalog(pg_url, table) == ([], ["PRIMARY KEY (id)"]), table
