@@ -60,6 +60,7 @@ class SqlConnector(SqlReading, KeyBucketQueries, VerifyQueries, Connector):
     dialect: ClassVar[str]
     transactional_ddl: ClassVar[bool] = True  # an ALTER TABLE is rolled back with its transaction
     holds_out_of_range: ClassVar[tuple[str, ...]] = ()  # kinds whose columns take an `OutOfRange`
+    upserts: ClassVar[bool] = False  # it has `upsert_sql`
 
     def __init__(self, name: str, spec: SqlConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
@@ -198,19 +199,41 @@ class SqlConnector(SqlReading, KeyBucketQueries, VerifyQueries, Connector):
         """Statement refreshing a (staging) table's statistics, where the planner needs them."""
         return None
 
-    def unique_keys(self, cursor: Any, table: str, keys: list[str]) -> bool:
+    def unique_keys(self, cursor: Any, table: str, keys: list[str], arbiter: bool = False) -> bool:
         """Whether the table refuses a second row of the same `keys` (a primary key or unique
-        index on exactly them); False where it is not looked up."""
+        index on exactly them); with `arbiter`, one `upsert_sql` can name (checked at once, not
+        deferred, and valid). False where it is not looked up."""
         return False
 
-    def probe_by_key(self, cursor: Any, target: str, stage: str, keys: list[str]) -> bool:
-        """Before a merge's statements (in the merge's savepoint, which undoes it on an error):
-        have its joins of the staged rows with the (quoted) `target` look rows up by its key
-        index where that is the cheaper way; True when `end_probes` must follow them."""
+    def looks_up_by_key(self, cursor: Any, target: str, stage: str, keys: list[str]) -> bool:
+        """Whether the staged rows are cheaper merged into the (quoted) `target` by looking
+        each up in its key index than by joining the two tables whole (the stage is small
+        beside the target, which has an index on the keys)."""
+        return False
+
+    def start_probes(self, cursor: Any) -> bool:
+        """Before a merge's joins that `looks_up_by_key` says should look rows up (in the
+        merge's savepoint, which undoes it on an error): have the planner do so; True when
+        `end_probes` must follow them."""
         return False
 
     def end_probes(self, cursor: Any) -> None:
-        """After a merge that `probe_by_key` prepared."""
+        """After a merge that `start_probes` prepared."""
+
+    def upsert_sql(
+        self,
+        target: str,
+        t: str,
+        stage: str,
+        names: list[str],
+        keys: list[str],
+        sets: list[tuple[str, str]],
+        where: str,
+    ) -> str:
+        """One statement inserting the staged rows into `target` (aliased `t`) and updating
+        those whose key it has, where `where` holds (the staged row is `EXCLUDED`); it returns
+        one row, (inserted, updated). Only where `upserts`."""
+        raise NotImplementedError
 
     def key_types(self, columns: list[Column]) -> list[str]:
         """DDL of the key columns' types (MariaDB cannot index unbounded text, and shares an

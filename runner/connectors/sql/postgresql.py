@@ -68,7 +68,7 @@ _COLUMNS_SQL = """SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg
 WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
 
 # whether the target has a valid index whose first columns are the keys, and is over ten times
-# the staging table's size (`probe_by_key`)
+# the staging table's size (`looks_up_by_key`)
 _PROBE_SQL = """SELECT pg_relation_size(to_regclass(%(target)s))
   > 10 * pg_relation_size(to_regclass(%(stage)s))
 AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass(%(target)s) AND i.indisvalid
@@ -161,6 +161,7 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
     capabilities = kinds.POSTGRESQL
     dialect = "postgresql"
     holds_out_of_range = TIMES
+    upserts = True
     _server_version: int | None = None
     _snapshot: str | None = None  # exported by `snapshot`, imported by every connection meanwhile
 
@@ -355,14 +356,14 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
         lock = ["SET LOCAL lock_timeout = '1s'", f"LOCK TABLE {table} IN ACCESS SHARE MODE"] if table else []
         return ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", *lock, "SELECT 1"]
 
-    def probe_by_key(self, cursor: Any, target: str, stage: str, keys: list[str]) -> bool:
+    def looks_up_by_key(self, cursor: Any, target: str, stage: str, keys: list[str]) -> bool:
+        cursor.execute(_PROBE_SQL, {"target": target, "stage": stage, "keys": keys})
+        return bool(cursor.fetchone()[0])
+
+    def start_probes(self, cursor: Any) -> bool:
         # The planner prices each key lookup as a page read, so it joins a batch of staged rows
         # with the target by scanning and hashing the whole target, for each of the merge's
-        # statements (2 s a round of 30,000 rows into 1M, against 0.3 s looking them up):
-        # with the stage under a tenth of the target and an index on the keys, it looks up.
-        cursor.execute(_PROBE_SQL, {"target": target, "stage": stage, "keys": keys})
-        if not cursor.fetchone()[0]:
-            return False
+        # statements (2 s a round of 30,000 rows into 1M, against 0.3 s looking them up).
         cursor.execute("SET enable_hashjoin = off")
         cursor.execute("SET enable_mergejoin = off")
         return True
@@ -371,13 +372,35 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
         cursor.execute("RESET enable_hashjoin")
         cursor.execute("RESET enable_mergejoin")
 
+    def upsert_sql(
+        self,
+        target: str,
+        t: str,
+        stage: str,
+        names: list[str],
+        keys: list[str],
+        sets: list[tuple[str, str]],
+        where: str,
+    ) -> str:
+        # A row the statement inserted has no xmax; one it updated has its own transaction's
+        # (the lock ON CONFLICT takes before updating).
+        columns = ", ".join(names)
+        assignments = ", ".join(f"{col} = {expr}" for col, expr in sets)
+        action = f"DO UPDATE SET {assignments} WHERE {where}" if sets else "DO NOTHING"
+        return (
+            f"WITH m AS (INSERT INTO {target} AS {t} ({columns}) SELECT {columns} FROM {stage} "
+            f"ON CONFLICT ({', '.join(keys)}) {action} RETURNING {t}.xmax = 0 AS added) "
+            "SELECT count(*) FILTER (WHERE added), count(*) FILTER (WHERE NOT added) FROM m"
+        )
+
     def drop_temp_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{self.quote(name)}"
 
-    def unique_keys(self, cursor: Any, table: str, keys: list[str]) -> bool:
+    def unique_keys(self, cursor: Any, table: str, keys: list[str], arbiter: bool = False) -> bool:
+        usable = "AND i.indimmediate AND i.indisvalid " if arbiter else ""
         cursor.execute(
             "SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass(%s) AND i.indisunique "
-            "AND i.indpred IS NULL AND i.indexprs IS NULL AND ARRAY(SELECT a.attname::text "
+            f"{usable}AND i.indpred IS NULL AND i.indexprs IS NULL AND ARRAY(SELECT a.attname::text "
             "FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
             "ORDER BY a.attname) = %s",
             (self.quote_table(table), sorted(keys)),

@@ -1,0 +1,129 @@
+"""A merge of a few staged rows into a large PostgreSQL target looks each row up by key: with a
+unique index on the keys, in one INSERT … ON CONFLICT DO UPDATE (each row looked up once),
+else in the UPDATE and INSERT joins. Either way the target ends equal to the source and the run
+counts inserted, updated and unchanged rows exactly: a soft-deleted row that comes back is
+updated, a row read again unchanged is left as it was."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from runner import services
+from runner.connectors.sql.writer import SqlWriter
+from tests.engine.test_changes import T0, Source, run, setup_job, target_rows
+
+ROWS = 3000  # the target over ten times the stage of a round: its rows are looked up by key
+
+
+@pytest.fixture
+def merges(monkeypatch):
+    """How each merge of a writer went: 'upsert' or 'joins'."""
+    seen: list[str] = []
+    upsert, joins = SqlWriter._upsert, SqlWriter._merge
+
+    def spy_upsert(self):
+        seen.append("upsert")
+        return upsert(self)
+
+    def spy_joins(self, only="", params=()):
+        seen.append("joins")
+        return joins(self, only, params)
+
+    monkeypatch.setattr(SqlWriter, "_upsert", spy_upsert)
+    monkeypatch.setattr(SqlWriter, "_merge", spy_joins)
+    return seen
+
+
+def load(project, make_database, deletes: str, before=None) -> tuple[Source, object]:
+    source = Source(make_database("postgresql", "source"))
+    target = make_database("postgresql", "target")
+    if before is not None:
+        before(target)
+    source.upsert(
+        [(i, f"row {i}", Decimal("1.00"), T0 + dt.timedelta(seconds=i)) for i in range(1, ROWS + 1)]
+    )
+    setup_job(project, source.db, target, "watermark", deletes, extra=", lookback: 10s")
+    run(project)
+    return source, target
+
+
+def a_round(source: Source) -> None:
+    """3 rows updated, 2 inserted, 1 deleted; with the lookback, rows near the pointer are read
+    again unchanged."""
+    late = T0 + dt.timedelta(seconds=ROWS + 100)
+    source.upsert([(i, f"changed {i}", Decimal("2.50"), late) for i in (10, 20, 30)])
+    source.upsert([(ROWS + i, None, None, late) for i in (1, 2)])
+    source.delete([40])
+
+
+@pytest.mark.parametrize("deletes", ["propagate", "soft"])
+def test_a_small_round_is_one_upsert_with_exact_counts(project, make_database, merges, deletes):
+    source, target = load(project, make_database, deletes)
+    merges.clear()
+    a_round(source)
+    second = run(project)
+    assert merges and set(merges) == {"upsert"}
+    assert (second["inserted"], second["updated"], second["deleted"]) == (2, 3, 1)
+    assert second["unchanged"] == second["rows_read"] - 5 > 0  # read again through the lookback
+    soft = deletes == "soft"
+    expected = [r + (False,) if soft else r for r in source.rows()]
+    if soft:
+        expected = sorted([*expected, (40, "row 40", Decimal("1.00"), T0 + dt.timedelta(seconds=40), True)])
+    assert target_rows(target, soft=soft) == expected
+    if soft:  # the deleted row comes back: an update that clears its mark
+        source.upsert([(40, "back", Decimal("3.00"), T0 + dt.timedelta(seconds=ROWS + 200))])
+        third = run(project)
+        assert (third["inserted"], third["updated"]) == (0, 1)
+        assert target_rows(target, soft=True) == [r + (False,) for r in source.rows()]
+
+
+def test_without_a_unique_index_on_the_keys_the_joins_merge(project, make_database, merges):
+    def plain_index(target) -> None:  # the user's table: no primary key, an index that repeats keys
+        with target.cursor() as c:
+            c.execute(
+                "CREATE TABLE dst_items (id integer, name varchar(40), price numeric(12,2), "
+                "updated_at timestamp(6))"
+            )
+            c.execute("CREATE INDEX dst_items_id ON dst_items (id)")
+
+    source, target = load(project, make_database, "propagate", before=plain_index)
+    merges.clear()
+    a_round(source)
+    second = run(project)
+    assert merges and set(merges) == {"joins"}
+    assert (second["inserted"], second["updated"], second["deleted"]) == (2, 3, 1)
+    assert target_rows(target) == source.rows()
+
+
+def test_a_table_of_keys_only_inserts_the_new_and_keeps_the_rest(project, make_database, merges):
+    source_db = make_database("postgresql", "source")
+    target = make_database("postgresql", "target")
+    with source_db.cursor() as c:
+        c.execute("CREATE TABLE src_items (id integer PRIMARY KEY)")
+        c.execute(f"INSERT INTO src_items SELECT generate_series(1, {ROWS})")
+    project.connection("src", "postgresql", source_db.url)
+    project.connection("dst", "postgresql", target.url)
+    project.job(
+        "sync",
+        "src",
+        "dst",
+        """
+        - name: items
+          read: {table: src_items}
+          write: {table: dst_items, keys: [id]}
+          changes: {strategy: watermark, column: id, lookback: 3}
+        """,
+        extra="  batch_size: 4\n",
+    )
+    services.apply(project.ws)
+    run(project)
+    with source_db.cursor() as c:
+        c.execute(f"INSERT INTO src_items VALUES ({ROWS + 1}), ({ROWS + 2})")
+    merges.clear()
+    second = run(project)
+    assert merges and set(merges) == {"upsert"}
+    assert (second["inserted"], second["updated"], second["unchanged"]) == (2, 0, 4)  # ids 2997-3000 again
+    assert sorted(r[0] for r in target.fetch("SELECT id FROM dst_items")) == list(range(1, ROWS + 3))
