@@ -42,7 +42,7 @@ schemas: $(STAMP)
 
 # Benchmarks (bench/README.md): the shared workload in ../shared/bench, PostgreSQL and MariaDB on 127.0.0.1.
 .PHONY: bench bench-A bench-B bench-C bench-X bench-memory bench-api bench-api-attacks bench-peers bench-scale \
-	bench-verify bench-publish bench-http bench-consume bench-scaleout bench-split bench-files
+	bench-verify bench-publish bench-http bench-consume bench-scaleout bench-split bench-files bench-files-peers
 
 # The peers of bench-peers in an environment of their own (git-ignored, never needed by make test):
 # Sling 1.4.11 is the last PyPI release whose wheel ships its binary.
@@ -86,7 +86,12 @@ bench-split: $(STAMP)
 	$(BIN)/python bench/split_copy.py --rows 10000000 --ranges 8
 # Files (issue 16): 1M events as CSV into PostgreSQL beside psql \copy; Parquet read beside pyarrow's.
 bench-files: $(STAMP)
-	$(BIN)/python bench/files.py --rows 1000000
+	$(BIN)/python bench/files.py --rows 1000000 $(FILES_ARGS)
+# The same with Sling 1.4.11 on the same files (CSV -> PostgreSQL, PostgreSQL -> Parquet), from the
+# peers' environment (installed first if missing; bench/files.py says so and runs without it if it fails).
+bench-files-peers: $(STAMP)
+	-$(MAKE) $(PEERS_STAMP)
+	$(BIN)/python bench/files.py --rows 1000000 --peers $(FILES_ARGS)
 
 bench-api: $(STAMP)
 	$(BIN)/python bench/api_load.py --clients 50 --seconds 30

@@ -9,10 +9,15 @@ floor measured in the same run on the same file.
 - Parquet read: pyarrow's own read of the file into Python rows (the floor), beside runner's
   files source reading the same file into its canonical rows.
 - Memory: runner reading a ~230 MB CSV whole (peak RSS, VmHWM).
+- With `--peers`: Sling 1.4.11 (`make bench-peers` installs it in bench/.peers) on the same
+  files in the same run, after runner: the CSV into a fresh table (the floor table's column
+  types given as `--columns`) and the floor's table into one Parquet file, each set against the
+  same floor and checked (row count, sums of id, user_id and amount) against its source.
 
 Every figure is a wall-clock time in seconds with the process's peak RSS; the machine is shared,
 so compare the ratios of one run, not seconds across runs. Run with the project's venv:
-`make bench-files` (or `.venv/bin/python bench/files.py --rows 1000000`).
+`make bench-files` (or `.venv/bin/python bench/files.py --rows 1000000`), `make bench-files-peers`
+for `--peers`.
 """
 
 from __future__ import annotations
@@ -32,12 +37,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import peers  # bench/peers.py: where the peers' environment keeps Sling's binary
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "bench"
 BIN = Path(sys.executable).parent
 PG_HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
 PG_PORT = os.environ.get("BENCH_PG_PORT", "5432")
 PG_USER = os.environ.get("BENCH_PG_USER", "postgres")
+PEERS_VENV = Path(os.environ.get("BENCH_PEERS_VENV", REPO / "bench" / ".peers"))
 NAMES = ["id", "user_id", "kind", "amount", "note", "created_at", "updated_at"]
 COLUMNS = {
     "id": "bigint",
@@ -164,7 +172,8 @@ def floor_copy(csv_path: Path, made: list[str]) -> dict[str, Any]:
     psql(gen.DDL_PG, db)
     copy = f"\\copy events FROM '{csv_path}' WITH (FORMAT csv, HEADER true)"
     seconds, rss, _ = timed(["psql", "-h", PG_HOST, "-p", PG_PORT, "-U", PG_USER, "-d", db, "-c", copy])
-    return {"seconds": seconds, "peak_rss_mb": rss, "rows": int(psql("SELECT count(*) FROM events", db))}
+    rows = int(psql("SELECT count(*) FROM events", db))
+    return {"seconds": seconds, "peak_rss_mb": rss, "rows": rows, "db": db}
 
 
 def runner_load(folder: Path, job: str, made: list[str], work: Path) -> dict[str, Any]:
@@ -208,19 +217,104 @@ def runner_load(folder: Path, job: str, made: list[str], work: Path) -> dict[str
     return {"seconds": seconds, "peak_rss_mb": rss, "rows": int(psql("SELECT count(*) FROM events", db))}
 
 
-def csv_side_by_side(work: Path, csv_path: Path, made: list[str]) -> dict[str, Any]:
+# The floor table's column types in Sling's names (`--columns`), so that Sling need not infer them.
+SLING_COLUMNS = {
+    "id": "bigint",
+    "user_id": "integer",
+    "kind": "string(16)",
+    "amount": "decimal(12,2)",
+    "note": "text",
+    "created_at": "timestamp",
+    "updated_at": "timestamp",
+}
+# What must be equal between a table and its copy: rows, and sums over a few columns.
+CHECKSUM = "SELECT count(*), sum(id), sum(user_id), sum(amount)::numeric(20,2) FROM events"
+NULL_NOTES = "SELECT count(*) FILTER (WHERE note IS NULL) FROM events"
+
+
+def sling(
+    binary: Path, work: Path, db: str, args: list[str], extra: dict[str, str] | None = None
+) -> tuple[float, int, str]:
+    """One timed `sling run`; its connection `PG` is an environment variable holding the URL and
+    every file it writes (home, temporary files) stays in a folder of its own under `work`."""
+    home = work / f"sling-{uuid.uuid4().hex[:6]}"
+    (home / "tmp").mkdir(parents=True)
+    env = (
+        os.environ
+        | {
+            "HOME": str(home),
+            "TMPDIR": str(home / "tmp"),
+            "SLING_HOME_DIR": str(home),
+            "SLING_TEMP_DIR": str(home / "tmp"),
+            "PG": f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{db}?sslmode=disable",
+        }
+        | (extra or {})
+    )
+    return timed([str(binary), "run", *args], env=env)
+
+
+def sling_csv_load(
+    binary: Path, csv_path: Path, floor_db: str, made: list[str], work: Path
+) -> dict[str, Any]:
+    """Sling: the CSV into a fresh table of a fresh database, the floor's column types stated;
+    the types it made and a checksum against the floor's table (the same file through COPY)."""
+    db = fresh_db(made)
+    seconds, rss, _ = sling(
+        binary,
+        work,
+        db,
+        [
+            "--src-stream",
+            f"file://{csv_path}",
+            "--tgt-conn",
+            "PG",
+            "--tgt-object",
+            "public.events",
+            "--mode",
+            "full-refresh",
+            "--columns",
+            json.dumps([{"name": k, "type": v} for k, v in SLING_COLUMNS.items()]),
+        ],
+    )
+    types = psql(
+        "SELECT string_agg(column_name || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)"
+        " FROM information_schema.columns c JOIN pg_attribute a"
+        " ON a.attrelid = 'public.events'::regclass AND a.attname = c.column_name"
+        " WHERE c.table_schema = 'public' AND c.table_name = 'events'",
+        db,
+    ).strip()
+    got, want = psql(CHECKSUM, db).strip(), psql(CHECKSUM, floor_db).strip()
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": rss,
+        "rows": int(got.split("|")[0]),
+        "checksum": got,  # rows|sum(id)|sum(user_id)|sum(amount)
+        "equal_to_floor": got == want,
+        # The CSV's empty cells: NULL through COPY's CSV format; how many Sling made NULL.
+        "null_notes": {"sling": int(psql(NULL_NOTES, db)), "floor": int(psql(NULL_NOTES, floor_db))},
+        "types": types,
+    }
+
+
+def csv_side_by_side(work: Path, csv_path: Path, made: list[str], binary: Path | None) -> dict[str, Any]:
     log("floor: psql \\copy …")
     floor = floor_copy(csv_path, made)
+    floor_db = floor.pop("db")
     log("runner: sync job reading the CSV …")
     sync = runner_load(work / "in", "sync", made, work)
     log("runner: load_folder job …")
     load = runner_load(work / "in", "load_folder", made, work)
-    return {
+    figures = {
         "load_average": os.getloadavg()[0],
         "psql_copy": floor,
         "runner_sync": sync | {"ratio": round(sync["seconds"] / floor["seconds"], 2)},
         "runner_load_folder": load | {"ratio": round(load["seconds"] / floor["seconds"], 2)},
     }
+    if binary:
+        log("Sling: the CSV into a fresh table …")
+        peer = sling_csv_load(binary, csv_path, floor_db, made, work)
+        figures["sling"] = peer | {"ratio": round(peer["seconds"] / floor["seconds"], 2)}
+    return figures
 
 
 PYARROW_READ = """
@@ -270,8 +364,39 @@ print(rows)
 """
 
 
+def sling_parquet_dump(binary: Path, db: str, out: Path, work: Path) -> dict[str, Any]:
+    """Sling: the table into one Parquet file, checked (rows, sum of id) against the table."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    target = out / "sling.parquet"
+    seconds, rss, _ = sling(
+        binary,
+        work,
+        db,
+        ["--src-conn", "PG", "--src-stream", "public.events", "--tgt-object", f"file://{target}"],
+        # Sling's default hands Parquet to a DuckDB it downloads (no network here): its own writer.
+        extra={"SLING_DUCKDB_COMPUTE": "false"},
+    )
+    files = sorted(target.rglob("*.parquet")) if target.is_dir() else [target]
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    ids = sum(pc.sum(pq.read_table(f, columns=["id"])["id"]).as_py() or 0 for f in files)
+    want_rows, want_ids = psql("SELECT count(*), sum(id) FROM events", db).strip().split("|")
+    schema = pq.ParquetFile(files[0]).schema_arrow
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": rss,
+        "rows": rows,
+        "files": len(files),
+        "mb": sum(f.stat().st_size for f in files) >> 20,
+        "sum_id": ids,
+        "equal_to_table": rows == int(want_rows) and ids == int(want_ids),
+        "types": ", ".join(f"{f.name} {f.type}" for f in schema),
+    }
+
+
 def parquet_write_side_by_side(
-    csv_path: Path, made: list[str], work: Path, batch_size: int
+    csv_path: Path, made: list[str], work: Path, batch_size: int, binary: Path | None
 ) -> dict[str, Any]:
     """PostgreSQL -> Parquet: runner's sync job into a files folder beside pyarrow writing the
     same rows as zstd Parquet from `psql \\copy … TO STDOUT` (C++ end to end: the floor)."""
@@ -319,12 +444,17 @@ def parquet_write_side_by_side(
     import pyarrow.parquet as pq
 
     written = sum(pq.ParquetFile(f).metadata.num_rows for f in (out / "runner").glob("*.parquet"))
-    return {
+    figures = {
         "load_average": os.getloadavg()[0],
         "pyarrow": {"seconds": floor[0], "peak_rss_mb": floor[1], "rows": int(floor[2])},
         "runner": {"seconds": ours[0], "peak_rss_mb": ours[1], "rows": written, "batch_size": batch_size},
         "ratio": round(ours[0] / floor[0], 2),
     }
+    if binary:
+        log("Parquet write: Sling …")
+        peer = sling_parquet_dump(binary, db, out, work)
+        figures["sling"] = peer | {"ratio": round(peer["seconds"] / floor[0], 2)}
+    return figures
 
 
 def big_csv_memory(work: Path, rows: int) -> dict[str, Any]:
@@ -356,10 +486,21 @@ def main() -> None:
         action="append",
         help="only these parts (repeatable)",
     )
+    ap.add_argument(
+        "--peers",
+        action="store_true",
+        help="also run Sling on the same files (CSV -> PostgreSQL, PostgreSQL -> Parquet) if "
+        "`make bench-peers` installed it in bench/.peers (BENCH_PEERS_VENV names another)",
+    )
     args = ap.parse_args()
+    binary = peers.sling_binary(PEERS_VENV) if args.peers else None
+    if args.peers and binary is None:
+        log(f"Sling is NOT installed in {PEERS_VENV} (`make bench-peers` installs it): running without it")
     work = Path(tempfile.mkdtemp(prefix="bench-files-"))
     made: list[str] = []
     figures: dict[str, Any] = {"rows": args.rows}
+    if args.peers:
+        figures["sling"] = "Sling 1.4.11" if binary else f"not installed in {PEERS_VENV}"
     try:
         log(f"writing {args.rows:,} events as CSV and Parquet …")
         csv_path, parquet_path = write_files(work / "in", args.rows)
@@ -367,13 +508,13 @@ def main() -> None:
         figures["parquet_mb"] = parquet_path.stat().st_size >> 20
         parts = set(args.only or ["csv", "parquet", "parquet-write", "memory"])
         if "csv" in parts:
-            figures["csv_to_postgresql"] = csv_side_by_side(work, csv_path, made)
+            figures["csv_to_postgresql"] = csv_side_by_side(work, csv_path, made, binary)
         if "parquet" in parts:
             log("Parquet read: pyarrow, then runner …")
             figures["parquet_read"] = read_side_by_side(parquet_path)
         if "parquet-write" in parts:
             figures["postgresql_to_parquet"] = parquet_write_side_by_side(
-                csv_path, made, work, args.batch_size
+                csv_path, made, work, args.batch_size, binary
             )
         if "memory" in parts:
             log(f"memory: runner reading a CSV of {args.big_rows:,} rows …")
