@@ -266,33 +266,33 @@ class Database:
             raise StateUnavailable("the state store cannot be used: file is not a database")
         if not writes:
             return  # a read of a file deleted or replaced answers from the file open, as always
+        problem = self._moved()
+        if problem is not None:
+            raise StateUnavailable(f"the state store cannot be used: {problem}")
+
+    def _moved(self) -> str | None:
+        """What became of the SQLite file since it was opened (deleted, replaced, unreadable),
+        or None when it is still the one opened (or the store is not a file)."""
+        if self.file is None:
+            return None
         try:
             identity = self._file_identity()
-        except OSError:
-            raise StateUnavailable(f"the state store cannot be used: {self._deleted()}") from None
+        except FileNotFoundError:
+            return f"the state store file {self.file} was deleted"
+        except OSError as exc:
+            return f"the state store file {self.file} cannot be read: {exc.strerror}"
         if identity != self._identity:
-            raise StateUnavailable(f"the state store cannot be used: {self._replaced()}")
-
-    def _deleted(self) -> str:
-        return f"the state store file {self.file} was deleted"
-
-    def _replaced(self) -> str:
-        return f"the state store file {self.file} was replaced since it was opened"
+            return f"the state store file {self.file} was replaced since it was opened"
+        return None
 
     def check(self) -> str | None:
         """What is wrong with the store, or None when it is usable. A SQLite file deleted or
         replaced under a running process still answers reads from the old file (and refuses
         writes), so its identity is compared with the one opened; then one read proves the
         file is a readable store of this runner's schema."""
-        if self.file is not None:
-            try:
-                identity = self._file_identity()
-            except FileNotFoundError:
-                return self._deleted()
-            except OSError as exc:
-                return f"the state store file {self.file} cannot be read: {exc.strerror}"
-            if identity != self._identity:
-                return self._replaced()
+        problem = self._moved()
+        if problem is not None:
+            return problem
         try:
             version = self.schema_version()
         except StateError as exc:
