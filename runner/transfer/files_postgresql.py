@@ -233,7 +233,7 @@ class FilesToPostgresql(FastPath):
         column is filled by the COPY (the columns' defaults for its length) where this
         transaction made `into`; else the file goes into a temporary table of those types,
         then moved with them added (a change of defaults would lock a table others use)."""
-        stamp, relative = file
+        relative = file[1]
         added = {read.path_column, read.row_column, read.modified_column} - {None}
         kinds = {c.type.kind for c in columns if c.name not in added}
         guards = ((ZONED,) if "timestamp" in kinds else ()) + (
@@ -257,8 +257,11 @@ class FilesToPostgresql(FastPath):
             ]
             cursor.execute(f"ALTER TABLE {into} {', '.join(sets)}")
         elif added:
-            typed = [f"{q(c.name)} {target.render_type(t)}" for c, t in zip(columns, targets, strict=True)]
-            typed = [t for t, c in zip(typed, columns, strict=True) if c.name not in added]
+            typed = [
+                f"{q(c.name)} {target.render_type(t)}"
+                for c, t in zip(columns, targets, strict=True)
+                if c.name not in added
+            ]
             cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{TYPED}")
             cursor.execute(f"CREATE TEMP TABLE {TYPED} ({', '.join(typed)}, runner_row bigserial)")
             sink_table = TYPED
