@@ -176,18 +176,24 @@ def floor_copy(csv_path: Path, made: list[str]) -> dict[str, Any]:
     return {"seconds": seconds, "peak_rss_mb": rss, "rows": rows, "db": db}
 
 
-def runner_load(folder: Path, job: str, made: list[str], work: Path) -> dict[str, Any]:
-    """Apply and run one job from a definitions folder of its own into a fresh database."""
-    db = fresh_db(made)
-    defs = work / f"defs-{job}"
+def definitions(defs: Path, files: str, folder: Path, db: str) -> Path:
+    """A definitions folder of its own, `defs`: a files connection named `files` on `folder`
+    and `pg` on the database `db`, and an empty `jobs.d/`."""
     (defs / "connections.d").mkdir(parents=True)
     (defs / "jobs.d").mkdir()
     (defs / "connections.d/c.yaml").write_text(
-        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: inbox}\n"
+        f"apiVersion: runner/v1\nkind: Connection\nmetadata: {{name: {files}}}\n"
         f"spec: {{type: files, path: {folder}}}\n---\n"
         "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: pg}\n"
         f"spec: {{type: postgresql, url: '{pg_url(db)}'}}\n"
     )
+    return defs
+
+
+def runner_load(folder: Path, job: str, made: list[str], work: Path) -> dict[str, Any]:
+    """Apply and run one job from a definitions folder of its own into a fresh database."""
+    db = fresh_db(made)
+    defs = definitions(work / f"defs-{job}", "inbox", folder, db)
     if job == "sync":
         spec = {
             "source": "inbox",
@@ -413,15 +419,7 @@ def parquet_write_side_by_side(
     )
     log("Parquet write: pyarrow from psql \\copy …")
     floor = timed(["sh", "-c", pipe])
-    defs = work / "defs-parquet"
-    (defs / "connections.d").mkdir(parents=True)
-    (defs / "jobs.d").mkdir()
-    (defs / "connections.d/c.yaml").write_text(
-        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: out}\n"
-        f"spec: {{type: files, path: {out}}}\n---\n"
-        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: pg}\n"
-        f"spec: {{type: postgresql, url: '{pg_url(db)}'}}\n"
-    )
+    defs = definitions(work / "defs-parquet", "out", out, db)
     spec = {
         "source": "pg",
         "target": "out",
