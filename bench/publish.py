@@ -12,8 +12,8 @@ JetStream, beside a floor measured in the same run.
   Python's start-up and imports included.
 - The floor: a bare client loop in a subprocess of the same venv doing the same work with the
   broker's own client: read the rows from the same SQLite file, `json.dumps` each row, publish
-  it with confirms (RabbitMQ: pika's blocking channel in confirm mode, `mandatory`, a
-  `message_id`, as runner; NATS: nats-py `publish_async` with `Nats-Msg-Id`, at most 4,000
+  it with confirms (RabbitMQ: pika's channel in confirm mode, `mandatory`, a `message_id`, at
+  most 4,000 unconfirmed, every confirm awaited before it exits, as runner; NATS: nats-py `publish_async` with `Nats-Msg-Id`, at most 4,000
   unacknowledged, every PubAck awaited before it exits, as runner).
 - Each broker gets a destination of its own per invocation (RabbitMQ: a queue on the default
   exchange, purged before each run; NATS: a stream per run, as its ids repeat and JetStream
@@ -50,7 +50,8 @@ PYTHON, RUNNER = VENV_BIN / "python", VENV_BIN / "runner"
 TIME = "/usr/bin/time"
 ENV = {k: v for k, v in os.environ.items() if k not in ("RUNNER_DIR", "RUNNER_STATE", "RUNNER_HISTORY")}
 BATCH_SIZE = 10_000
-IN_FLIGHT = 4000  # NATS: unacknowledged publishes at most, as runner's publisher
+IN_FLIGHT = 4000  # unacknowledged publishes at most, as runner's publishers
+CHUNK = 500  # RabbitMQ: messages published between writes to the socket, as runner's publisher
 
 
 class BenchError(Exception):
@@ -73,19 +74,34 @@ def rows(db: str) -> Any:
 
 
 def floor_rabbitmq(db: str, queue: str) -> int:
+    """pika's asynchronous channel under a blocking connection, as runner's publisher: at most
+    `IN_FLIGHT` unconfirmed, the socket written every `CHUNK` messages, every confirm awaited."""
     import pika
 
     connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    sent = 0
+    channel = connection.channel()._impl
+    sent, confirmed, selected, failed = 0, [0], [], []
+
+    def on_confirm(frame: Any) -> None:
+        if isinstance(frame.method, pika.spec.Basic.Nack):
+            failed.append(frame.method)
+        confirmed[0] = frame.method.delivery_tag  # RabbitMQ confirms in order (`multiple`)
+
+    channel.add_on_return_callback(lambda *returned: failed.append(returned[1]))
+    channel.confirm_delivery(on_confirm, selected.append)
+    connection._flush_output(lambda: bool(selected))
     for key, body in rows(db):
         properties = pika.BasicProperties(
             message_id=str(key), content_type="application/json", delivery_mode=2
         )
-        channel.basic_publish("", queue, body, properties, mandatory=True)  # returns once confirmed
+        channel.basic_publish("", queue, body, properties, mandatory=True)
         sent += 1
+        if sent % CHUNK == 0:
+            connection._flush_output(lambda: sent - confirmed[0] <= IN_FLIGHT - CHUNK)
+    connection._flush_output(lambda: confirmed[0] == sent)
     connection.close()
+    if failed:
+        raise RuntimeError(f"{len(failed)} publishes failed: {failed[0]}")
     return sent
 
 

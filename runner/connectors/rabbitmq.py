@@ -8,22 +8,27 @@ it. Through pika, the client RabbitMQ's own tutorials use.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from runner.connectors import registry
+from runner.connectors.amqp import PublishFrames
 from runner.connectors.base import Capabilities, Connector, WriteContext
-from runner.connectors.messaging.connection import CONNECT_TIMEOUT, BrokerConnection
+from runner.connectors.messaging.connection import CONFIRM_TIMEOUT, CONNECT_TIMEOUT, BrokerConnection
 from runner.connectors.messaging.consumer import MessageConsumer, Received
 from runner.connectors.messaging.model import MessageRead, MessageWrite, check_templates
 from runner.connectors.messaging.render import Message
 from runner.connectors.messaging.writer import MessageWriter
 from runner.definitions.models import seconds
 from runner.definitions.tasks import ReadModel, WriteModel
-from runner.errors import TerminalError, TransientError
+from runner.errors import RunnerError, TerminalError, TransientError
 from runner.streams.types import Column
 
 
@@ -90,6 +95,8 @@ class RabbitRead(MessageRead):
 
 MAX_PREFETCH = 65_535  # AMQP's prefetch count is a short
 TICK = 0.25  # seconds: how often a consumer waiting for messages looks at the time
+IN_FLIGHT = 4000  # unconfirmed published messages at most (as the NATS publisher)
+CHUNK = 500  # messages published between looks at the socket
 
 
 class RabbitFetcher:
@@ -191,57 +198,203 @@ def _received(method: Any, properties: Any, body: bytes) -> Received:
     )
 
 
+class _Thread:
+    """One daemon thread running calls in order: the thread that owns a pika connection (pika's
+    connections are not thread-safe). A daemon, so a run that fails elsewhere never waits at exit
+    for a publish it gave up."""
+
+    def __init__(self, name: str):
+        self.calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def submit(self, call: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.calls.put((call, future))
+        return future
+
+    def _serve(self) -> None:
+        while (item := self.calls.get()) is not None:
+            call, future = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call())
+                except BaseException as exc:  # handed to the caller, raised there
+                    future.set_exception(exc)
+
+    def stop(self) -> None:
+        self.calls.put(None)
+
+
 class RabbitPublisher:
-    """A channel in confirm mode: each publish returns once the broker confirmed it."""
+    """A channel in confirm mode with up to `IN_FLIGHT` messages unconfirmed, in a thread of its
+    own: `send` hands a batch to the thread and returns (the run's thread reads and renders the
+    next batch while this one is published), `confirm` waits for every confirm. One message
+    confirmed at a time would wait a round trip (and the broker's disk) per message.
+
+    pika's blocking channel confirms one message per publish, so confirms are asked for on the
+    asynchronous channel beneath it (`channel._impl`, pika's `Channel`), the messages' frames
+    (`amqp.PublishFrames`) go to the connection's buffer a chunk at a time, and the connection's
+    I/O is run until a condition holds (`connection._flush_output`): pika 1.x internals, checked
+    when the publisher opens (pyproject pins pika <2)."""
 
     def __init__(self, name: str, spec: RabbitConnection, base_dir: Path, write: RabbitWrite):
         self.name, self.write = name, write
-        self.connection = _connect(name, spec, base_dir)
-        self.channel = self.connection.channel()
-        self.channel.confirm_delivery()
+        self.connection: Any = None
+        self.sending: Future[None] | None = None
+        self.stopping = False  # `close`: a batch being published stops at its next chunk
+        self.sent = 0  # delivery tags are 1, 2, … in publish order on a channel in confirm mode
+        self.through = 0  # every tag up to this one is confirmed
+        self.singles: set[int] = set()  # tags above `through` confirmed one by one
+        self.failure: RunnerError | None = None
+        self.thread = _Thread(f"rabbitmq {name}")
+        try:
+            self.thread.submit(lambda: self._open(spec, base_dir)).result()
+        except BaseException:
+            self.close()
+            raise
 
-    def send(self, messages: list[Message]) -> None:
-        import pika
+    def _open(self, spec: RabbitConnection, base_dir: Path) -> None:
+        self.connection = _connect(self.name, spec, base_dir)
+        self.channel = getattr(self.connection.channel(), "_impl", None)
+        impl = getattr(self.connection, "_impl", None)
+        self.emit = getattr(impl, "_output_marshaled_frames", None)
+        body_max = getattr(impl, "_body_max_length", None)
+        if (
+            self.channel is None
+            or not callable(getattr(self.connection, "_flush_output", None))
+            or not callable(self.emit)
+            or not isinstance(body_max, int)
+        ):
+            raise TerminalError(
+                "this pika lacks the internals runner publishes through (BlockingChannel._impl, "
+                "BlockingConnection._flush_output, Connection._output_marshaled_frames and "
+                "_body_max_length): install pika>=1.3,<2"
+            )
+        self.frames = PublishFrames(
+            self.channel.channel_number, body_max, self.write.persistent, int(time.time())
+        )
+        self.channel.add_on_return_callback(self._returned)
+        self.channel.add_on_close_callback(self._closed)
+        selected: list[object] = []
+        self.channel.confirm_delivery(self._confirmed, selected.append)
+        self._run_until(lambda: bool(selected))
+
+    def _confirmed(self, frame: Any) -> None:
+        from pika import spec
+
+        method = frame.method
+        if isinstance(method, spec.Basic.Nack):
+            self.failure = self.failure or TransientError(
+                f"connection {self.name!r}: the broker refused a message (nack)"
+            )
+        if method.multiple:
+            self.through = max(self.through, method.delivery_tag)
+            self.singles = {tag for tag in self.singles if tag > self.through}
+        else:
+            self.singles.add(method.delivery_tag)
+        while self.through + 1 in self.singles:
+            self.through += 1
+            self.singles.discard(self.through)
+
+    def _returned(self, _channel: Any, method: Any, _properties: Any, _body: bytes) -> None:
+        # `mandatory`: the broker returns a message no queue takes (before confirming it)
+        self.failure = self.failure or TerminalError(
+            f"connection {self.name!r}: no queue takes a message published to exchange "
+            f"{method.exchange or '(default)'!r} with routing key {method.routing_key!r}: bind a "
+            "queue (runner declares none)"
+        )
+
+    def _closed(self, _channel: Any, reason: Exception) -> None:
+        text = getattr(reason, "reply_text", None) or repr(reason)
+        self.failure = self.failure or TerminalError(
+            f"connection {self.name!r}: the broker closed the channel: {text}"
+        )
+
+    @property
+    def unconfirmed(self) -> int:
+        return self.sent - self.through - len(self.singles)
+
+    def _run_until(self, ready: Callable[[], bool]) -> None:
+        """Write what is buffered and read what comes (confirms, returns) until `ready()`, or the
+        channel fails; raise its failure."""
         from pika import exceptions
 
-        mode = pika.DeliveryMode.Persistent if self.write.persistent else pika.DeliveryMode.Transient
-        now = int(time.time())
+        deadline = time.monotonic() + CONFIRM_TIMEOUT  # pika looks at the waiter every 5 s at most
         try:
-            for m in messages:
-                properties = pika.BasicProperties(
-                    message_id=m.id,
-                    headers=m.all_headers(),
-                    delivery_mode=mode,
-                    content_type="application/json" if m.json else "text/plain",
-                    timestamp=now,
-                )
-                exchange, key = m.destination["exchange"], m.destination["routing_key"]
-                self.channel.basic_publish(exchange, key, m.body, properties, mandatory=True)
-        except exceptions.UnroutableError:
-            raise TerminalError(
-                f"connection {self.name!r}: no queue takes a message published to exchange "
-                f"{exchange or '(default)'!r} with routing key {key!r}: bind a queue (runner declares none)"
-            ) from None
-        except exceptions.NackError:
-            raise TransientError(f"connection {self.name!r}: the broker refused a message (nack)") from None
-        except exceptions.ChannelClosedByBroker as exc:
-            raise TerminalError(
-                f"connection {self.name!r}: the broker closed the channel: {exc.reply_text}"
-            ) from None
+            self.connection._flush_output(
+                lambda: self.failure is not None or ready() or time.monotonic() > deadline
+            )
         except exceptions.AMQPError as exc:
             raise TransientError(
                 f"connection {self.name!r}: lost the broker while publishing: {exc!r}"
             ) from None
+        if self.failure is not None:
+            raise self.failure
+        if not ready():
+            raise TransientError(
+                f"connection {self.name!r}: the broker did not confirm within {CONFIRM_TIMEOUT:.0f} s "
+                f"({self.unconfirmed} messages unconfirmed)"
+            )
+
+    def send(self, messages: list[Message]) -> None:
+        """Hand the batch to the publishing thread and return. At most one batch waits meanwhile
+        (the memory bound): the next `send`, and `confirm`, first wait for this one to be sent."""
+        self._sent()
+        self.sending = self.thread.submit(lambda: self._publish(messages))
+
+    def _sent(self) -> None:
+        """Wait for the batch being published to be sent; raise what failed it."""
+        sending, self.sending = self.sending, None
+        if sending is not None:
+            sending.result()
+
+    def _publish(self, messages: list[Message]) -> None:
+        """Publish `CHUNK` messages at a time, each chunk once it fits among `IN_FLIGHT`
+        unconfirmed, in one write to the connection's buffer (not a few per message)."""
+        frames, room = self.frames.frames, IN_FLIGHT - CHUNK
+        for start in range(0, len(messages), CHUNK):
+            if self.stopping:
+                return
+            if self.unconfirmed > room:
+                self._run_until(lambda: self.unconfirmed <= room)
+            chunk = messages[start : start + CHUNK]
+            data = b"".join(
+                frames(
+                    m.destination["exchange"],
+                    m.destination["routing_key"],
+                    m.body,
+                    m.id,
+                    m.json,
+                    m.headers,
+                    m.shared,
+                )
+                for m in chunk
+            )
+            self.emit([data])
+            self.sent += len(chunk)
+            self._run_until(lambda: True)  # the chunk written, confirms so far read
 
     def confirm(self) -> None:
-        """Nothing waits: every publish was confirmed as it was sent (`send`)."""
+        """Return once the broker has confirmed every message sent.
+
+        Raises:
+            TerminalError: no queue takes a message, or the broker closed the channel.
+            TransientError: the broker refused a message, or the connection failed.
+        """
+        self._sent()
+        self.thread.submit(lambda: self._run_until(lambda: self.unconfirmed == 0)).result()
 
     def close(self) -> None:
+        self.stopping = True
+        self.thread.submit(self._close).result()
+        self.thread.stop()
+
+    def _close(self) -> None:
         from pika import exceptions
 
         try:
-            if self.connection.is_open:
-                self.connection.close()
+            if self.connection is not None and self.connection.is_open:
+                self.connection.close()  # what was not confirmed is sent again by the next run
         except exceptions.AMQPError:
             pass
 
