@@ -12,9 +12,9 @@ JetStream, beside a floor measured in the same run.
   Python's start-up and imports included.
 - The floor: a bare client loop in a subprocess of the same venv doing the same work with the
   broker's own client: read the rows from the same SQLite file, `json.dumps` each row, publish
-  it with confirms (RabbitMQ: pika's channel in confirm mode, `mandatory`, a `message_id`, at
-  most 4,000 unconfirmed, every confirm awaited before it exits, as runner; NATS: nats-py `publish_async` with `Nats-Msg-Id`, at most 4,000
-  unacknowledged, every PubAck awaited before it exits, as runner).
+  it with confirms, at most 4,000 unconfirmed, every confirm awaited before it exits, as runner
+  (RabbitMQ: pika's channel in confirm mode, `mandatory`, a `message_id`, written 500 at a
+  time; NATS: nats-py `publish_async` with `Nats-Msg-Id`).
 - Each broker gets a destination of its own per invocation (RabbitMQ: a queue on the default
   exchange, purged before each run; NATS: a stream per run, as its ids repeat and JetStream
   would drop a repeat within its duplicate window), checked to hold exactly `--rows` messages
@@ -97,7 +97,7 @@ def floor_rabbitmq(db: str, queue: str) -> int:
         channel.basic_publish("", queue, body, properties, mandatory=True)
         sent += 1
         if sent % CHUNK == 0:
-            connection._flush_output(lambda: sent - confirmed[0] <= IN_FLIGHT - CHUNK)
+            connection._flush_output(lambda n=sent: n - confirmed[0] <= IN_FLIGHT - CHUNK)
     connection._flush_output(lambda: confirmed[0] == sent)
     connection.close()
     if failed:
