@@ -2,16 +2,18 @@
 """Publishing speed: the shared `events` workload published by runner to RabbitMQ and to NATS
 JetStream, beside a floor measured in the same run.
 
-    python bench/publish.py [rabbitmq nats] [--rows 100000] [--repeat 3] [--json]
+    python bench/publish.py [rabbitmq nats] [--rows 100000] [--repeat 3] [--source postgresql|sqlite] [--json]
 
-- The source: `gen_events.py create` into a SQLite file (7 columns: bigint, int, text, decimal,
-  text, two timestamps), once per invocation.
+- The source: `gen_events.py create` (7 columns: bigint, int, text, decimal, text, two
+  timestamps), once per invocation, into a database of its own on the shared PostgreSQL
+  (127.0.0.1:5432, dropped at the end; the default) or into a SQLite file (`--source sqlite`).
 - runner: one job per broker, `changes: {strategy: full}` (every row, every run), `keys: [id]`,
   `batch_size: 10000`, the default payload (each row as a JSON object of its columns) and the
   default headers; each timed `runner run JOB` is a subprocess under `/usr/bin/time` (peak RSS),
   Python's start-up and imports included.
 - The floor: a bare client loop in a subprocess of the same venv doing the same work with the
-  broker's own client: read the rows from the same SQLite file, `json.dumps` each row, publish
+  broker's own client: read the rows from the same source (psycopg with a server-side cursor of
+  10,000 rows a fetch, or sqlite3), `json.dumps` each row, publish
   it with confirms, at most 4,000 unconfirmed, every confirm awaited before it exits, as runner
   (RabbitMQ: pika's channel in confirm mode, `mandatory`, a `message_id`, written 500 at a
   time; NATS: nats-py `publish_async` with `Nats-Msg-Id`).
@@ -54,6 +56,16 @@ IN_FLIGHT = 4000  # unacknowledged publishes at most, as runner's publishers
 CHUNK = 500  # RabbitMQ: messages published between writes to the socket, as runner's publisher
 
 
+PG = "postgresql://postgres@127.0.0.1:5432/{db}"
+
+
+def pg_admin(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG.format(db="postgres"), autocommit=True) as admin:
+        admin.execute(statement)
+
+
 class BenchError(Exception):
     """A failure of the harness or of a command it ran."""
 
@@ -65,15 +77,26 @@ def log(msg: str) -> None:
 # --- the floor: a bare client loop (run as `publish.py floor KIND DB DEST`) -------------------------
 
 
-def rows(db: str) -> Any:
-    con = sqlite3.connect(db)
-    cursor = con.execute("SELECT * FROM events")
-    names = [d[0] for d in cursor.description]
+def rows(source: str) -> Any:
+    """(id, the row as JSON) of every event: `source` a PostgreSQL URL or a SQLite file."""
+    if source.startswith("postgresql://"):
+        import psycopg
+
+        con: Any = psycopg.connect(source)
+        cursor = con.cursor(name="events")  # server-side: 10,000 rows a fetch (`itersize`)
+        cursor.itersize = BATCH_SIZE
+        cursor.execute("SELECT * FROM events")
+    else:
+        con = sqlite3.connect(source)
+        cursor = con.execute("SELECT * FROM events")
+    names = None
     for row in cursor:
+        names = names or [d[0] for d in cursor.description]
         yield row[0], json.dumps(dict(zip(names, row, strict=True)), default=str).encode()
+    con.close()
 
 
-def floor_rabbitmq(db: str, queue: str) -> int:
+def floor_rabbitmq(source: str, queue: str) -> int:
     """pika's asynchronous channel under a blocking connection, as runner's publisher: at most
     `IN_FLIGHT` unconfirmed, the socket written every `CHUNK` messages, every confirm awaited."""
     import pika
@@ -90,7 +113,7 @@ def floor_rabbitmq(db: str, queue: str) -> int:
     channel.add_on_return_callback(lambda *returned: failed.append(returned[1]))
     channel.confirm_delivery(on_confirm, selected.append)
     connection._flush_output(lambda: bool(selected))
-    for key, body in rows(db):
+    for key, body in rows(source):
         properties = pika.BasicProperties(
             message_id=str(key), content_type="application/json", delivery_mode=2
         )
@@ -105,7 +128,7 @@ def floor_rabbitmq(db: str, queue: str) -> int:
     return sent
 
 
-def floor_nats(db: str, subject: str) -> int:
+def floor_nats(source: str, subject: str) -> int:
     import nats
 
     async def main() -> int:
@@ -118,7 +141,7 @@ def floor_nats(db: str, subject: str) -> int:
             if not ack.cancelled() and ack.exception() is not None:
                 failed.append(ack.exception())  # type: ignore[arg-type]
 
-        for key, body in rows(db):
+        for key, body in rows(source):
             ack = await js.publish_async(subject, body, headers={"Nats-Msg-Id": str(key)})
             ack.add_done_callback(done)
             sent += 1
@@ -218,16 +241,24 @@ def timed(cmd: list[str], what: str, folder: Path) -> tuple[float, float, str]:
     return seconds, mb, proc.stdout
 
 
-def definitions(folder: Path, db: Path, queue: str) -> None:
+def definitions(folder: Path, source: str, queue: str) -> None:
     (folder / "connections.d").mkdir(parents=True)
     (folder / "jobs.d").mkdir()
     head = "apiVersion: runner/v1\nkind: Connection\n"
     (folder / "connections.d" / "bench.yaml").write_text(
-        f"{head}metadata: {{name: src}}\nspec: {{type: sqlite, url: 'sqlite:///{db}'}}\n---\n"
+        f"{head}metadata: {{name: src}}\nspec: {source_spec(source)}\n---\n"
         f"{head}metadata: {{name: rabbit}}\nspec: {{type: rabbitmq, host: 127.0.0.1}}\n---\n"
         f"{head}metadata: {{name: nats}}\nspec: {{type: nats, host: 127.0.0.1}}\n"
     )
     write_job(folder, "rabbitmq", "rabbit", {"routing_key": queue})
+
+
+def source_spec(source: str) -> str:
+    if source.startswith("postgresql://"):
+        return json.dumps(
+            {"type": "postgresql", "url": source.replace("postgresql://", "postgresql+psycopg://")}
+        )
+    return json.dumps({"type": "sqlite", "url": f"sqlite:///{source}"})
 
 
 def write_job(folder: Path, name: str, target: str, write: dict[str, Any]) -> None:
@@ -240,7 +271,9 @@ def write_job(folder: Path, name: str, target: str, write: dict[str, Any]) -> No
     subprocess.run([str(RUNNER), "--dir", str(folder), "apply"], check=True, capture_output=True, env=ENV)
 
 
-def measure(kind: str, brokers: Brokers, folder: Path, db: Path, rows_: int, repeat: int) -> dict[str, Any]:
+def measure(
+    kind: str, brokers: Brokers, folder: Path, source: str, rows_: int, repeat: int
+) -> dict[str, Any]:
     runner: list[tuple[float, float]] = []
     floor: list[tuple[float, float]] = []
     for i in range(repeat):
@@ -255,7 +288,7 @@ def measure(kind: str, brokers: Brokers, folder: Path, db: Path, rows_: int, rep
             if who == "runner":
                 cmd = [str(RUNNER), "--dir", str(folder), "run", f"to-{kind}", "--format", "json"]
             else:
-                cmd = [str(PYTHON), __file__, "floor", kind, str(db), dest]
+                cmd = [str(PYTHON), __file__, "floor", kind, source, dest]
             seconds, mb, out = timed(cmd, f"{who} ({kind})", folder)
             log(f"{who}: {seconds:.1f} s, {mb:.0f} MB (load average {os.getloadavg()[0]:.1f})")
             if who == "runner":
@@ -282,14 +315,15 @@ def measure(kind: str, brokers: Brokers, folder: Path, db: Path, rows_: int, rep
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     if args[:1] == ["floor"]:
-        _, kind, db, dest = args
-        sent = floor_rabbitmq(db, dest) if kind == "rabbitmq" else floor_nats(db, dest)
+        _, kind, source, dest = args
+        sent = floor_rabbitmq(source, dest) if kind == "rabbitmq" else floor_nats(source, dest)
         print(sent)
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("kinds", nargs="*", help="rabbitmq, nats (default both)")
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--source", choices=["postgresql", "sqlite"], default="postgresql")
     ap.add_argument("--json", action="store_true")
     opts = ap.parse_args(args)
     opts.kinds = opts.kinds or ["rabbitmq", "nats"]
@@ -300,21 +334,31 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="runner-publish-"))
     brokers = Brokers(uuid.uuid4().hex[:10])
     results: dict[str, Any] = {}
+    database = f"runner_publish_{brokers.tag}"
     try:
-        db = tmp / "events.db"
-        log(f"gen_events.py create {opts.rows:,} rows …")
-        gen = [str(PYTHON), str(GEN), "create", f"sqlite:///{db}", str(opts.rows)]
+        if opts.source == "postgresql":
+            pg_admin(f'CREATE DATABASE "{database}"')
+            source = PG.format(db=database)
+        else:
+            source = str(tmp / "events.db")
+        log(f"gen_events.py create {opts.rows:,} rows in {opts.source} …")
+        url = source if opts.source == "postgresql" else f"sqlite:///{source}"
+        gen = [str(PYTHON), str(GEN), "create", url, str(opts.rows)]
         subprocess.run(gen, check=True, env=ENV, stdout=subprocess.DEVNULL)
         folder = tmp / "defs"
-        definitions(folder, db, brokers.rabbitmq())
+        definitions(folder, source, brokers.rabbitmq())
         for kind in opts.kinds:
-            results[kind] = measure(kind, brokers, folder, db, opts.rows, opts.repeat)
+            results[kind] = measure(kind, brokers, folder, source, opts.rows, opts.repeat)
+            results[kind]["source"] = opts.source
     finally:
         brokers.close()
+        if opts.source == "postgresql":
+            pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         shutil.rmtree(tmp, ignore_errors=True)
     if opts.json:
         print(json.dumps(results, indent=2))
         return 0
+    print(f"source: {opts.source}")
     head = ("broker", "rows", "runner msg/s", "floor msg/s", "ratio", "runner RSS", "floor RSS")
     print("{:<10} {:>8} {:>13} {:>12} {:>6} {:>11} {:>10}".format(*head))
     for kind, r in results.items():
