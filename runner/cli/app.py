@@ -8,6 +8,7 @@ target differ.
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Annotated
 
@@ -127,3 +128,8 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)
+    finally:
+        # the process ends here: the OS frees its memory at once, so the collector need not walk
+        # every object once more on the way out (~50 ms after a run, more on a loaded machine);
+        # files and connections are closed by then, and what has no reference left is freed still
+        gc.freeze()

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from runner import services
-from runner.cli.common import STATE, Format, err, handles_errors, out
+from runner.cli.common import STATE, Format, err, handles_errors, loading, out
 from runner.cli.render import runs as render
 
 
@@ -49,6 +49,8 @@ def run(
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
     """Run an applied job now; exit 1 when a task fails. Writes a history file and a run log."""
+    with loading():
+        execute = services.run
     options = services.RunOptions(
         tasks=task or None, resync=resync, dry_run=dry_run, limit=limit, recreate=recreate
     )
@@ -56,9 +58,9 @@ def run(
     with _stop_at_batch_boundary(token):
         if out.is_terminal and fmt == Format.text:
             with render.run_progress(err) as progress:
-                record = services.run(STATE.workspace, job, options, progress=progress, cancel=token)
+                record = execute(STATE.workspace, job, options, progress=progress, cancel=token)
         else:  # not a terminal: the run's log lines, as they happen, on stderr
-            record = services.run(
+            record = execute(
                 STATE.workspace,
                 job,
                 options,

@@ -50,8 +50,27 @@ def test_a_run_loads_neither_the_plan_nor_notifications_nor_sync_all_nor_the_api
         "uvicorn",
         "starlette",
         "jinja2",
+        "sqlalchemy.dialects.postgresql",  # the state store's dialect is imported where it is used
     }
     assert not unused & loaded
+
+
+def test_a_run_loads_its_modules_with_the_collector_paused_and_runs_with_it_on():
+    """`runner run` imports what it runs with the cycle collector paused, then freezes those
+    objects; the run itself is collected as ever (its memory stays bounded)."""
+    code = (
+        "import gc, json, sys\n"
+        "from runner import services\n"
+        "from runner.cli.app import main\n"
+        "def run(*args, **kwargs):\n"
+        "    print(json.dumps([gc.isenabled(), gc.get_freeze_count() > 0]))\n"
+        "    sys.exit(0)\n"
+        "services.run = run\n"
+        "sys.argv = ['runner', 'run', 'some-job', '--format', 'json']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[true, true]"
 
 
 def test_validate_and_plan_of_sqlite_jobs_load_no_sqlalchemy_no_engine_and_no_other_kind(project):
