@@ -13,6 +13,7 @@ import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -42,6 +43,18 @@ def _unreachable(what: str, exc: Exception) -> None:
     if os.environ.get("RUNNER_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason} (RUNNER_REQUIRE_SERVICES=1)")
     pytest.skip(reason)
+
+
+def rabbitmq_connection() -> Any:
+    """A blocking pika connection to the RabbitMQ of this machine, or the test skipped (failed
+    under RUNNER_REQUIRE_SERVICES=1) with the reason."""
+    import pika
+    from pika import exceptions
+
+    try:
+        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672, connection_attempts=1))
+    except exceptions.AMQPError as exc:
+        _unreachable("RabbitMQ at 127.0.0.1:5672", exc)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import _unreachable
+from tests.conftest import _unreachable, rabbitmq_connection
 
 
 @dataclass
@@ -42,15 +42,7 @@ class Broker:
 
 
 def _rabbitmq(request: pytest.FixtureRequest) -> Broker:
-    import pika
-    from pika import exceptions
-
-    try:
-        connection = pika.BlockingConnection(
-            pika.ConnectionParameters("127.0.0.1", 5672, connection_attempts=1)
-        )
-    except exceptions.AMQPError as exc:
-        _unreachable("RabbitMQ at 127.0.0.1:5672", exc)
+    connection = rabbitmq_connection()
     channel = connection.channel()
     queue, letters = (f"runner-contract-{uuid.uuid4().hex[:12]}" for _ in range(2))
     for name in (queue, letters):
@@ -68,6 +60,8 @@ def _rabbitmq(request: pytest.FixtureRequest) -> Broker:
         return read
 
     def send(body: bytes, headers: dict[str, Any]) -> None:
+        import pika
+
         channel.basic_publish("", queue, body, pika.BasicProperties(headers=headers))
 
     def clean() -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from runner import services
 from runner.errors import DefinitionsInvalid
-from tests.conftest import _unreachable
+from tests.conftest import rabbitmq_connection
 from tests.daemon.conftest import runner_cli
 
 ARRIVE = (
@@ -31,15 +31,7 @@ ARRIVE = (
 @pytest.fixture
 def queue() -> Iterator[tuple[str, Callable[[int, str], None], Callable[[], int]]]:
     """A fresh queue; how to publish `{"id", "note"}` to it; how many messages wait in it."""
-    import pika
-    from pika import exceptions
-
-    try:
-        connection = pika.BlockingConnection(
-            pika.ConnectionParameters("127.0.0.1", 5672, connection_attempts=1)
-        )
-    except exceptions.AMQPError as exc:
-        _unreachable("RabbitMQ at 127.0.0.1:5672", exc)
+    connection = rabbitmq_connection()
     channel = connection.channel()
     name = f"runner-continuous-{uuid.uuid4().hex[:12]}"
     channel.queue_declare(name)

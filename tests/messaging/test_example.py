@@ -11,21 +11,13 @@ import uuid
 import pytest
 
 from runner import services
-from tests.conftest import _unreachable
+from tests.conftest import rabbitmq_connection
 
 
 @pytest.fixture
 def queue():
     """A queue of its own bound to the example's routing keys on amq.topic."""
-    import pika
-    from pika import exceptions
-
-    try:
-        connection = pika.BlockingConnection(
-            pika.ConnectionParameters("127.0.0.1", 5672, connection_attempts=1)
-        )
-    except exceptions.AMQPError as exc:
-        _unreachable("RabbitMQ at 127.0.0.1:5672", exc)
+    connection = rabbitmq_connection()
     channel = connection.channel()
     name = f"runner-example-{uuid.uuid4().hex[:12]}"
     channel.queue_declare(name)
@@ -68,14 +60,7 @@ def _publishes_every_order_then_only_changes(demo_project, queue) -> None:
 def test_the_examples_publish_the_orders_and_load_them_back(demo_project, queue):
     """One test: both publish to amq.topic, where every queue bound to the orders' keys (this
     test's own and the examples' `shop-orders`) gets a copy."""
-    import pika
-
-    try:
-        connection = pika.BlockingConnection(
-            pika.ConnectionParameters("127.0.0.1", 5672, connection_attempts=1)
-        )
-    except pika.exceptions.AMQPError as exc:
-        _unreachable("RabbitMQ at 127.0.0.1:5672", exc)
+    connection = rabbitmq_connection()
     channel = connection.channel()
     for name in ("shop-orders", "shop-orders-bad"):  # the examples' own names: fresh for this test
         channel.queue_delete(name)

@@ -17,7 +17,7 @@ from runner import services
 from runner.connectors import rabbitmq
 from runner.connectors.amqp import PublishFrames
 from runner.errors import TerminalError
-from tests.conftest import _unreachable
+from tests.conftest import rabbitmq_connection
 from tests.messaging.conftest import define
 
 SPEC = {"type": "rabbitmq", "host": "127.0.0.1"}
@@ -103,15 +103,7 @@ def test_a_routing_key_longer_than_amqp_takes_is_refused_by_name():
 @pytest.fixture
 def rabbit() -> Iterator[Any]:
     """A channel to the broker, with queues and exchanges of the test's own deleted after it."""
-    import pika
-    from pika import exceptions
-
-    try:
-        connection = pika.BlockingConnection(
-            pika.ConnectionParameters("127.0.0.1", 5672, connection_attempts=1)
-        )
-    except exceptions.AMQPError as exc:
-        _unreachable("RabbitMQ at 127.0.0.1:5672", exc)
+    connection = rabbitmq_connection()
     channel = connection.channel()
     channel.tag = uuid.uuid4().hex[:12]
     channel.made = []
