@@ -38,6 +38,13 @@ class RabbitConnection(BrokerConnection):
     type: Literal["rabbitmq"] = Field(description="A RabbitMQ broker.")
     port: int = Field(5672, ge=1, le=65535, description="Its AMQP port: 5672, or 5671 with TLS.")
     virtual_host: str = Field("/", min_length=1, description="The virtual host to use.")
+    heartbeat: int | None = Field(
+        None,
+        ge=1,
+        le=3600,
+        description="Seconds between the heartbeats the connection asks for (unset: the broker's, 60 on a "
+        "default RabbitMQ). A publishing task answers them while it reads between batches.",
+    )
 
 
 class RabbitWrite(MessageWrite):
@@ -97,6 +104,7 @@ MAX_PREFETCH = 65_535  # AMQP's prefetch count is a short
 TICK = 0.25  # seconds: how often a consumer waiting for messages looks at the time
 IN_FLIGHT = 4000  # unconfirmed published messages at most (as the NATS publisher)
 CHUNK = 500  # messages published between looks at the socket
+IDLE = 1.0  # seconds: how often an idle publisher runs its connection's I/O
 
 
 class RabbitFetcher:
@@ -200,11 +208,14 @@ def _received(method: Any, properties: Any, body: bytes) -> Received:
 
 class _Thread:
     """One daemon thread running calls in order: the thread that owns a pika connection (pika's
-    connections are not thread-safe). A daemon, so a run that fails elsewhere never waits at exit
-    for a publish it gave up."""
+    connections are not thread-safe), calling `idle` every `IDLE` seconds without a call (a
+    connection answers the broker's heartbeats only while its I/O is run: a task reading for
+    minutes between two batches would be closed by the broker). A daemon, so a run that fails
+    elsewhere never waits at exit for a publish it gave up."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, idle: Callable[[], None]):
         self.calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self.idle = idle
         threading.Thread(target=self._serve, name=name, daemon=True).start()
 
     def submit(self, call: Callable[[], Any]) -> Future[Any]:
@@ -213,7 +224,14 @@ class _Thread:
         return future
 
     def _serve(self) -> None:
-        while (item := self.calls.get()) is not None:
+        while True:
+            try:
+                item = self.calls.get(timeout=IDLE)
+            except queue.Empty:
+                self.idle()
+                continue
+            if item is None:
+                return
             call, future = item
             if future.set_running_or_notify_cancel():
                 try:
@@ -246,7 +264,7 @@ class RabbitPublisher:
         self.through = 0  # every tag up to this one is confirmed
         self.singles: set[int] = set()  # tags above `through` confirmed one by one
         self.failure: RunnerError | None = None
-        self.thread = _Thread(f"rabbitmq {name}")
+        self.thread = _Thread(f"rabbitmq {name}", self._idle)
         try:
             self.thread.submit(lambda: self._open(spec, base_dir)).result()
         except BaseException:
@@ -278,6 +296,16 @@ class RabbitPublisher:
         selected: list[object] = []
         self.channel.confirm_delivery(self._confirmed, selected.append)
         self._run_until(lambda: bool(selected))
+
+    def _idle(self) -> None:
+        """Between batches: heartbeats answered, confirms read. A failure is the next call's."""
+        from pika import exceptions
+
+        try:
+            if self.connection is not None and self.connection.is_open:
+                self.connection.process_data_events(time_limit=0)
+        except exceptions.AMQPError:
+            pass
 
     def _confirmed(self, frame: Any) -> None:
         from pika import spec
@@ -413,6 +441,7 @@ def _connect(name: str, spec: RabbitConnection, base_dir: Path) -> Any:
         spec.host,
         spec.port,
         spec.virtual_host,
+        heartbeat=spec.heartbeat,
         connection_attempts=1,
         socket_timeout=CONNECT_TIMEOUT,
         blocked_connection_timeout=60,

@@ -186,3 +186,28 @@ def test_an_exchange_that_does_not_exist_fails_the_run_with_the_brokers_reason(
     result = publish(SPEC, {"exchange": f"runner-test-none-{rabbit.tag}", "routing_key": "orders"})
     assert result["status"] == "failed"
     assert "the broker closed the channel: NOT_FOUND - no exchange" in result["error"]
+
+
+def test_a_publisher_answers_heartbeats_while_the_task_reads_between_batches(
+    project, shop, rabbit, monkeypatch
+):
+    """A heartbeat every second, and 3.5 s of reading before each batch: the broker would close
+    a connection whose I/O nobody ran meanwhile (after two missed heartbeats)."""
+    target = queue(rabbit, "slow")
+    project.write(
+        "connections.d/mq.yaml",
+        f"apiVersion: runner/v1\nkind: Connection\nmetadata: {{name: mq}}\n"
+        f"spec: {json.dumps({**SPEC, 'heartbeat': 1})}\n",
+    )
+    task = {
+        "name": "orders",
+        "read": {"table": "orders"},
+        "write": {"keys": ["id"], "routing_key": target},
+        "changes": {"strategy": "full"},
+    }
+    project.job("publish", "shop", "mq", f"- {json.dumps(task)}", extra="  batch_size: 2\n")
+    services.apply(project.ws)
+    monkeypatch.setenv("RUNNER_BATCH_DELAY", "3.5")  # seconds slept at each batch read
+    record = services.run(project.ws, "publish")
+    assert record["status"] == "succeeded", record
+    assert sorted(json.loads(body)["id"] for _, body in drain(rabbit, target)) == [1, 2, 3]
