@@ -372,3 +372,23 @@ def test_a_large_value_an_update_left_unchanged(project, cdc_url, pg_url):
     task = run_ok(project)
     assert task["updated"] == 1
     assert rows(dst) == rows(engine)
+
+
+def test_deletes_go_to_the_target_in_key_order(project, cdc_url, pg_url, monkeypatch):
+    """The keys a round deletes are staged sorted (the target's key index walked forwards, each
+    page read once), not in the log's order."""
+    from runner.connectors.sql.writer import SqlWriter
+
+    engine, dst = source_engine(cdc_url), source_engine(pg_url)
+    create_items(engine)
+    setup_project(project, cdc_url, pg_url)
+    run_ok(project)
+    staged: list[list] = []
+    stage_keys = SqlWriter.stage_keys
+    monkeypatch.setattr(
+        SqlWriter, "stage_keys", lambda w, keys: (staged.append(list(keys)), stage_keys(w, keys))
+    )
+    execute(engine, *(f"DELETE FROM items WHERE id = {i}" for i in (17, 3, 11, 5, 20)))
+    assert run_ok(project)["deleted"] == 5
+    assert rows(dst) == rows(engine)
+    assert staged == [[(3,), (5,), (11,), (17,), (20,)]]

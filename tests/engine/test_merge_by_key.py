@@ -127,3 +127,20 @@ def test_a_table_of_keys_only_inserts_the_new_and_keeps_the_rest(project, make_d
     assert merges and set(merges) == {"upsert"}
     assert (second["inserted"], second["updated"], second["unchanged"]) == (2, 0, 4)  # ids 2997-3000 again
     assert sorted(r[0] for r in target.fetch("SELECT id FROM dst_items")) == list(range(1, ROWS + 3))
+
+
+def test_a_merged_table_leaves_room_on_its_pages_and_takes_new_rows_in_key_order(project, make_database):
+    """A table runner creates to merge into is filled to 90% of a page (room for an updated row's
+    new version beside the old: no new index entry); the upsert takes the staged rows in key
+    order, so rows read in another order land in the table in key order."""
+    source, target = load(project, make_database, "propagate")
+    ((options,),) = target.fetch("SELECT reloptions FROM pg_class WHERE relname = 'dst_items'")
+    assert options == ["fillfactor=90"]
+    late = T0 + dt.timedelta(seconds=ROWS + 100)
+    source.upsert([(ROWS + i, f"new {i}", None, late + dt.timedelta(seconds=-i)) for i in range(6, 0, -1)])
+    source.upsert([(10, "changed", Decimal("2.00"), late)])
+    second = run(project)
+    assert (second["inserted"], second["updated"]) == (6, 1)
+    assert target_rows(target) == source.rows()
+    placed = [r[0] for r in target.fetch(f"SELECT id FROM dst_items WHERE id > {ROWS} ORDER BY ctid")]
+    assert placed == list(range(ROWS + 1, ROWS + 7))

@@ -448,9 +448,11 @@ class SqlConnector(SqlReading, KeyBucketQueries, VerifyQueries, Connector):
 
     def create_table_sql(self, table: str, columns: list[Column], keys: list[str] | None = None) -> str:
         body = self._columns_ddl(columns, keys or [])
-        return f"CREATE TABLE IF NOT EXISTS {self.quote_table(table)} ({body}){self.table_options()}"
+        options = self.table_options(keys or [])
+        return f"CREATE TABLE IF NOT EXISTS {self.quote_table(table)} ({body}){options}"
 
-    def table_options(self) -> str:
+    def table_options(self, keys: list[str]) -> str:
+        """What follows the columns of a table a writer creates (with `keys`: one merged into)."""
         return ""
 
     # --- schema changes (`runner.connectors.sql.evolve`) ---------------------------------

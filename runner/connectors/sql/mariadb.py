@@ -225,7 +225,7 @@ class MariadbConnector(MariadbLogSource, SqlConnector):
             dbapi.rollback()
         return super().create_table_ddl(table, columns, keys, soft_delete_column, history)
 
-    def table_options(self) -> str:
+    def table_options(self, keys: list[str]) -> str:
         return f" DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
 
     def follow_target(self, cursor: Any, table: str) -> None:

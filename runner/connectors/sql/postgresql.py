@@ -76,6 +76,7 @@ AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass(%(target)s) 
     WHERE a.attrelid = i.indrelid
     AND a.attnum = ANY((i.indkey::int2[])[0:cardinality(%(keys)s::text[]) - 1])) @> %(keys)s::text[])"""
 
+FILLFACTOR = 90  # percent of a page a table merged into is filled to (`table_options`)
 LINES_PER_PIECE = 5_000  # rows per piece of `text_pieces` (~600 kB for the benchmark's rows)
 COPY_BLOCK = 256 * 1024  # bytes per write into a COPY: one message per row costs more than the row
 
@@ -342,6 +343,15 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
             cursor.execute("SET jit = off")
         dbapi.commit()
 
+    def table_options(self, keys: list[str]) -> str:
+        # A table merged into is updated in place, a few rows at a time: with room left on each
+        # page the new version of an updated row goes on the same page and, as no indexed column
+        # changed, needs no new index entry (a HOT update). A full page sends it to another page,
+        # and adds an entry to the key index: three pages dirtied instead of one, which a target
+        # larger than the server's cache then writes back and reads again (a cdc round of 10,000
+        # updates into 10M rows: 15,000 pages dirtied, 9,600 with this).
+        return f" WITH (fillfactor = {FILLFACTOR})" if keys else ""
+
     def empty_temp_sql(self, table: str) -> str:
         return f"TRUNCATE {table}"  # no dead rows for the next batch's joins to skip
 
@@ -383,13 +393,16 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
         where: str,
     ) -> str:
         # A row the statement inserted has no xmax; one it updated has its own transaction's
-        # (the lock ON CONFLICT takes before updating).
-        columns = ", ".join(names)
+        # (the lock ON CONFLICT takes before updating). The staged rows go in key order: the
+        # lookups walk the key index (and a table loaded in key order) forwards, each page read
+        # once while cached, where the log's order jumps about (10,000 updates into 10M rows:
+        # 0.55-0.86 s against 0.67-1.25 s).
+        columns, key = ", ".join(names), ", ".join(keys)
         assignments = ", ".join(f"{col} = {expr}" for col, expr in sets)
         action = f"DO UPDATE SET {assignments} WHERE {where}" if sets else "DO NOTHING"
         return (
             f"WITH m AS (INSERT INTO {target} AS {t} ({columns}) SELECT {columns} FROM {stage} "
-            f"ON CONFLICT ({', '.join(keys)}) {action} RETURNING {t}.xmax = 0 AS added) "
+            f"ORDER BY {key} ON CONFLICT ({key}) {action} RETURNING {t}.xmax = 0 AS added) "
             "SELECT count(*) FILTER (WHERE added), count(*) FILTER (WHERE NOT added) FROM m"
         )
 
