@@ -4,11 +4,15 @@ tests keep the unused modules off the path, on the imports themselves, never on 
 from __future__ import annotations
 
 import inspect
+import json
 import subprocess
 import sys
 
+import typer.main
+from typer.testing import CliRunner
+
 from runner import services
-from runner.cli import definitions
+from runner.cli import app, definitions
 from tests.conftest import TASK, TWO_SQLITE
 
 
@@ -71,6 +75,41 @@ def test_a_run_loads_its_modules_with_the_collector_paused_and_runs_with_it_on()
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[true, true]"
+
+
+def test_a_run_builds_its_own_command_only_and_imports_no_other_command_module():
+    code = (
+        "import json, sys\n"
+        "from runner import services\n"
+        "from runner.cli import app\n"
+        "built, build = [], app.build\n"
+        "app.build = lambda name: built.append(name) or build(name)\n"
+        "def run(*args, **kwargs):\n"
+        "    cli = sorted(m for m in sys.modules if m.startswith('runner.cli.'))\n"
+        "    print(json.dumps([built, cli]))\n"
+        "    sys.exit(0)\n"
+        "services.run = run\n"
+        "sys.argv = ['runner', 'run', 'some-job', '--format', 'json']\n"
+        "app.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    built, cli = json.loads(done.stdout)
+    assert built == ["run"]
+    assert {"runner.cli.runs", "runner.cli.common"} <= set(cli)
+    others = {f"runner.cli.{module}" for module, _ in app.COMMANDS.values()} - {"runner.cli.runs"}
+    assert others and not others & set(cli)
+
+
+def test_every_command_is_built_on_demand_under_its_name_in_the_help_order():
+    group = typer.main.get_command(app.app)
+    assert group.list_commands(None) == list(app.COMMANDS)  # type: ignore[attr-defined, arg-type]
+    for name in app.COMMANDS:
+        command = group.commands[name]  # type: ignore[attr-defined]
+        assert command.name == name
+        assert bool(getattr(command, "commands", None)) == app.COMMANDS[name][1].endswith("_app")
+    help_text = CliRunner().invoke(app.app, ["--help"]).output
+    listed = [line.split()[0] for line in help_text.split("Commands:")[1].splitlines() if line.strip()]
+    assert listed == list(app.COMMANDS)
 
 
 def test_validate_and_plan_of_sqlite_jobs_load_no_sqlalchemy_no_engine_and_no_other_kind(project):
