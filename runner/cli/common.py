@@ -109,6 +109,7 @@ class State:
     """The global options, set by the root callback before any command runs."""
 
     debug = False
+    collector_paused = False  # by `runner.cli.app.main` until the root options are parsed
     workspace: services.Workspace
 
 

@@ -64,12 +64,13 @@ def test_a_run_loads_neither_the_plan_nor_notifications_nor_sync_all_nor_the_api
 
 
 def test_a_run_loads_its_modules_with_the_collector_paused_and_runs_with_it_on():
-    """`runner run` imports what it runs with the cycle collector paused, then freezes those
-    objects; the run itself is collected as ever (its memory stays bounded)."""
+    """`runner run` imports what it runs with the cycle collector paused (from the start of the
+    process to the parsed command line, then while the command's modules load), then freezes
+    those objects; the run itself is collected as ever (its memory stays bounded)."""
     code = (
         "import gc, json, sys\n"
+        "from runner.__main__ import main  # as the `runner` script starts\n"
         "from runner import services\n"
-        "from runner.cli.app import main\n"
         "def run(*args, **kwargs):\n"
         "    print(json.dumps([gc.isenabled(), gc.get_freeze_count() > 0]))\n"
         "    sys.exit(0)\n"
@@ -79,6 +80,24 @@ def test_a_run_loads_its_modules_with_the_collector_paused_and_runs_with_it_on()
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[true, true]"
+
+
+def test_every_command_runs_with_the_collector_on():
+    """The collector paused at the start of the process runs again once the command line is
+    parsed, whether or not the command pauses it while its own modules load."""
+    code = (
+        "import gc, sys\n"
+        "from runner.__main__ import main\n"
+        "from runner import services\n"
+        "def check(*args, **kwargs):\n"
+        "    print(gc.isenabled())\n"
+        "    sys.exit(0)\n"
+        "services.check = check\n"
+        "sys.argv = ['runner', 'validate']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "True"
 
 
 def test_a_run_builds_its_own_command_only_and_imports_no_other_command_module():
