@@ -149,13 +149,16 @@ def test_a_piped_run_prints_its_log_and_result_without_loading_rich_console(proj
         "try:\n"
         "    main()\n"
         "finally:\n"
-        "    print(sorted(m for m in sys.modules if m.startswith('rich')), file=sys.stderr)\n"
+        "    loaded = (m for m in sys.modules if m.startswith(('rich', 'runner.changes')))\n"
+        "    print(sorted(loaded), file=sys.stderr)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert "1 rows read → 1 inserted" in done.stdout
     assert "run succeeded" in done.stderr
     assert "rich.console" not in done.stderr.splitlines()[-1]
+    assert "runner.changes.task" in done.stderr.splitlines()[-1]
+    assert "runner.changes.verify" not in done.stderr.splitlines()[-1]  # only a repair run compares
     assert sqlite3.connect(project.root / "dst.db").execute("SELECT id, v FROM b").fetchall() == [(1, "x")]
 
 
