@@ -61,10 +61,12 @@ def run_task(run: TaskRun) -> None:
     """Run a task with its strategy, once its kinds are known to serve it; its table emptied
     or dropped first where it asks (`runner.changes.lifecycle`). A repair run writes what
     `runner verify` finds differing instead, leaving the table and the pointers as they are."""
-    from runner.changes import lifecycle, verify  # here: validation reads the needs only
+    from runner.changes import lifecycle  # here: validation reads the needs only
 
     check_needs(run)
     if run.options.repair:  # `runner verify --repair`: the differences only, the table as it is
+        from runner.changes import verify  # only a repair run compares
+
         verify.repair(run)
         return
     lifecycle.prepare(run)

@@ -6,20 +6,94 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar
 
 import typer
-from rich.console import Console
 
 from runner.cli.render import definitions as render
 from runner.errors import DefinitionsInvalid, Problem, RunnerError
 
 if TYPE_CHECKING:
+    from rich.console import Console as RichConsole
+
     from runner import services
+
+# What rich would change in a plain string printed without markup to a file that is not a
+# terminal, besides `:name:` emoji codes: tabs (expanded) and the control codes it strips.
+_RICH_CHANGES = re.compile(r"[\t\x07\x08\x0b\x0c\r]")
+
+
+def _plain(text: str) -> bool:
+    """Whether rich prints `text` (no markup, not to a terminal) as it is."""
+    if _RICH_CHANGES.search(text):
+        return False
+    if ":" not in text:
+        return True
+    from rich._emoji_replace import _emoji_replace  # rich's own step (its emoji codes alone)
+
+    return _emoji_replace(text) == text
+
+
+class Console:
+    """rich's Console, imported and made at first need (~15 ms of rich's modules per start).
+    A plain string printed without markup to a file that is not a terminal is written as is,
+    which is byte for byte what rich writes then (tests/cli/test_startup.py compares both): a
+    piped `runner run`, its log lines and its result load rich's emoji codes, not its console.
+    Tables, the live progress and everything on a terminal go through rich as before."""
+
+    def __init__(self, stderr: bool = False, **options: Any) -> None:
+        self._stderr = stderr
+        self._options = options
+        self._rich: RichConsole | None = None
+
+    @property
+    def rich(self) -> RichConsole:
+        if self._rich is None:
+            from rich.console import Console as RichConsole
+
+            self._rich = RichConsole(stderr=self._stderr, **self._options)
+        return self._rich
+
+    @property
+    def file(self) -> TextIO:
+        return sys.stderr if self._stderr else sys.stdout  # looked up when used, as rich does
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.rich.is_terminal if self._may_be_terminal() else False
+
+    def _may_be_terminal(self) -> bool:
+        """False when rich would surely see no terminal: no variable of rich's forcing one
+        and a file that is not a TTY."""
+        if self._rich is not None or "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ:
+            return True
+        isatty = getattr(self.file, "isatty", None)
+        try:
+            return isatty is not None and isatty()
+        except ValueError:  # a closed file: rich sees no terminal either
+            return False
+
+    def print(self, *objects: Any, markup: bool | None = None, **options: Any) -> None:
+        if (
+            markup is False
+            and not options
+            and len(objects) == 1
+            and isinstance(objects[0], str)
+            and not self._may_be_terminal()
+            and _plain(objects[0])
+        ):
+            file = self.file
+            file.write(objects[0] + "\n")
+            file.flush()
+            return
+        self.rich.print(*objects, markup=markup, **options)
+
 
 # Piped output is not cut to 80 columns: run ids and paths in tables must stay whole.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
@@ -35,6 +109,7 @@ class State:
     """The global options, set by the root callback before any command runs."""
 
     debug = False
+    collector_paused = False  # by `runner.cli.app.main` until the root options are parsed
     workspace: services.Workspace
 
 

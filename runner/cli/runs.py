@@ -57,7 +57,7 @@ def run(
     token = services.CancelToken()
     with _stop_at_batch_boundary(token):
         if out.is_terminal and fmt == Format.text:
-            with render.run_progress(err) as progress:
+            with render.run_progress(err.rich) as progress:
                 record = execute(STATE.workspace, job, options, progress=progress, cancel=token)
         else:  # not a terminal: the run's log lines, as they happen, on stderr
             record = execute(

@@ -4,11 +4,19 @@ tests keep the unused modules off the path, on the imports themselves, never on 
 from __future__ import annotations
 
 import inspect
+import io
+import json
+import os
+import sqlite3
 import subprocess
 import sys
 
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
 from runner import services
-from runner.cli import definitions
+from runner.cli import app, common, definitions
 from tests.conftest import TASK, TWO_SQLITE
 
 
@@ -56,12 +64,13 @@ def test_a_run_loads_neither_the_plan_nor_notifications_nor_sync_all_nor_the_api
 
 
 def test_a_run_loads_its_modules_with_the_collector_paused_and_runs_with_it_on():
-    """`runner run` imports what it runs with the cycle collector paused, then freezes those
-    objects; the run itself is collected as ever (its memory stays bounded)."""
+    """`runner run` imports what it runs with the cycle collector paused (from the start of the
+    process to the parsed command line, then while the command's modules load), then freezes
+    those objects; the run itself is collected as ever (its memory stays bounded)."""
     code = (
         "import gc, json, sys\n"
+        "from runner.__main__ import main  # as the `runner` script starts\n"
         "from runner import services\n"
-        "from runner.cli.app import main\n"
         "def run(*args, **kwargs):\n"
         "    print(json.dumps([gc.isenabled(), gc.get_freeze_count() > 0]))\n"
         "    sys.exit(0)\n"
@@ -71,6 +80,107 @@ def test_a_run_loads_its_modules_with_the_collector_paused_and_runs_with_it_on()
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[true, true]"
+
+
+def test_every_command_runs_with_the_collector_on():
+    """The collector paused at the start of the process runs again once the command line is
+    parsed, whether or not the command pauses it while its own modules load."""
+    code = (
+        "import gc, sys\n"
+        "from runner.__main__ import main\n"
+        "from runner import services\n"
+        "def check(*args, **kwargs):\n"
+        "    print(gc.isenabled())\n"
+        "    sys.exit(0)\n"
+        "services.check = check\n"
+        "sys.argv = ['runner', 'validate']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "True"
+
+
+def test_a_run_builds_its_own_command_only_and_imports_no_other_command_module():
+    code = (
+        "import json, sys\n"
+        "from runner import services\n"
+        "from runner.cli import app\n"
+        "built, build = [], app.build\n"
+        "app.build = lambda name: built.append(name) or build(name)\n"
+        "def run(*args, **kwargs):\n"
+        "    cli = sorted(m for m in sys.modules if m.startswith('runner.cli.'))\n"
+        "    print(json.dumps([built, cli]))\n"
+        "    sys.exit(0)\n"
+        "services.run = run\n"
+        "sys.argv = ['runner', 'run', 'some-job', '--format', 'json']\n"
+        "app.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    built, cli = json.loads(done.stdout)
+    assert built == ["run"]
+    assert {"runner.cli.runs", "runner.cli.common"} <= set(cli)
+    others = {f"runner.cli.{module}" for module, _ in app.COMMANDS.values()} - {"runner.cli.runs"}
+    assert others and not others & set(cli)
+
+
+def test_every_command_is_built_on_demand_under_its_name_in_the_help_order():
+    group = typer.main.get_command(app.app)
+    assert group.list_commands(None) == list(app.COMMANDS)  # type: ignore[attr-defined, arg-type]
+    for name in app.COMMANDS:
+        command = group.commands[name]  # type: ignore[attr-defined]
+        assert command.name == name
+        assert bool(getattr(command, "commands", None)) == app.COMMANDS[name][1].endswith("_app")
+    help_text = CliRunner().invoke(app.app, ["--help"]).output
+    listed = [line.split()[0] for line in help_text.split("Commands:")[1].splitlines() if line.strip()]
+    assert listed == list(app.COMMANDS)
+
+
+def test_a_piped_run_prints_its_log_and_result_without_loading_rich_console(project):
+    project.write("connections.d/all.yaml", TWO_SQLITE)
+    project.job("copy", "src", "dst", TASK)
+    with sqlite3.connect(project.root / "src.db") as db:
+        db.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT)")
+        db.execute("INSERT INTO a VALUES (1, 'x')")
+    services.apply(project.ws)
+    code = (
+        "import sys\n"
+        "from runner.cli.app import main\n"
+        f"sys.argv = ['runner', '--dir', {str(project.root)!r}, 'run', 'copy']\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    loaded = (m for m in sys.modules if m.startswith(('rich', 'runner.changes')))\n"
+        "    print(sorted(loaded), file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert "1 rows read → 1 inserted" in done.stdout
+    assert "run succeeded" in done.stderr
+    assert "rich.console" not in done.stderr.splitlines()[-1]
+    assert "runner.changes.task" in done.stderr.splitlines()[-1]
+    assert "runner.changes.verify" not in done.stderr.splitlines()[-1]  # only a repair run compares
+    assert sqlite3.connect(project.root / "dst.db").execute("SELECT id, v FROM b").fetchall() == [(1, "x")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "run 20261130T001951.847-221a0c of job default/copy: succeeded in 0.12 s (a → b)",
+        '2026-11-30T00:19:51.864038+00:00 INFO    run started job="default/copy" trigger="manual"',
+        "a job named :smile: and :thumbs_up-text: and :not_an_emoji: and :: and : x :",
+        "tabs\tand\tbells\x07 and\rreturns\x0b\x0c\x08, escapes \x1b[31m, [bold]markup[/]",
+        "wide 漢字 and 😀 and e\u0301, trailing   \n\nlines\n",
+        "",
+        "word " * 100,
+    ],
+)
+def test_the_plain_path_prints_what_rich_prints(text, capsys):
+    from rich.console import Console as RichConsole
+
+    expected = io.StringIO()
+    RichConsole(file=expected, highlight=False, soft_wrap=True, width=250).print(text, markup=False)
+    common.Console(highlight=False, soft_wrap=True, width=250).print(text, markup=False)
+    assert capsys.readouterr().out == expected.getvalue()
 
 
 def test_validate_and_plan_of_sqlite_jobs_load_no_sqlalchemy_no_engine_and_no_other_kind(project):
