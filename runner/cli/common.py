@@ -24,27 +24,17 @@ if TYPE_CHECKING:
 
     from runner import services
 
-# What rich would change in a plain string printed without markup to a file that is not a
-# terminal, besides `:name:` emoji codes: tabs (expanded) and the control codes it strips.
+# What rich changes in a plain string printed without markup (and without emoji codes, which
+# runner never asks for: a `:smile:` in a job's name or a value stays as written) to a file that
+# is not a terminal: tabs (expanded) and the control codes it strips.
 _RICH_CHANGES = re.compile(r"[\t\x07\x08\x0b\x0c\r]")
-
-
-def _plain(text: str) -> bool:
-    """Whether rich prints `text` (no markup, not to a terminal) as it is."""
-    if _RICH_CHANGES.search(text):
-        return False
-    if ":" not in text:
-        return True
-    from rich._emoji_replace import _emoji_replace  # rich's own step (its emoji codes alone)
-
-    return _emoji_replace(text) == text
 
 
 class Console:
     """rich's Console, imported and made at first need (~15 ms of rich's modules per start).
     A plain string printed without markup to a file that is not a terminal is written as is,
     which is byte for byte what rich writes then (tests/cli/test_startup.py compares both): a
-    piped `runner run`, its log lines and its result load rich's emoji codes, not its console.
+    piped `runner run`, its log lines and its result do not load rich.
     Tables, the live progress and everything on a terminal go through rich as before."""
 
     def __init__(self, stderr: bool = False, **options: Any) -> None:
@@ -86,7 +76,7 @@ class Console:
             and len(objects) == 1
             and isinstance(objects[0], str)
             and not self._may_be_terminal()
-            and _plain(objects[0])
+            and not _RICH_CHANGES.search(objects[0])
         ):
             file = self.file
             file.write(objects[0] + "\n")
@@ -96,8 +86,8 @@ class Console:
 
 
 # Piped output is not cut to 80 columns: run ids and paths in tables must stay whole.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, emoji=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 
 
 class Format(StrEnum):
