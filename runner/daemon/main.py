@@ -31,6 +31,7 @@ the state store (applies made by CI, suspend/resume, pause/unpause from other pr
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import heapq
 import os
 import queue
@@ -202,6 +203,10 @@ class Daemon:
                 self.watcher.start()
             self.reconcile()
             self._refresh()
+            # what start-up loaded (modules, the applied jobs parsed) lives as long as the
+            # daemon: the cycle collector need not walk it again in every full collection,
+            # which a slot's hundreds of runs set off while the next of them wait to start
+            gc.freeze()
             self._catch_up()
             for job in sorted(self.jobs):
                 self._prune(job)
