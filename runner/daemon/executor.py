@@ -140,8 +140,7 @@ class Executor:
                 admitted = self.admission.admit(plain[: self.workers])
         except Exception as exc:  # noqa: BLE001 - each run then reads and locks its job itself
             self.log("warning", "cannot admit the runs together", error=f"{type(exc).__name__}: {exc}")
-        for request, token in starting:
-            self._pool.submit(partial(self._run, request, token, admitted.get(request.job)))
+        self._pool.submit_many([partial(self._run, r, t, admitted.get(r.job)) for r, t in starting])
         return outcomes
 
     def _run(

@@ -61,17 +61,28 @@ class Threads:
         Raises:
             RuntimeError: after `shutdown`.
         """
+        self.submit_many([work])
+
+    def submit_many(self, works: list[Callable[[], object]]) -> None:
+        """`submit` each of `works` (a slot's runs): the threads are chosen first, then woken
+        in one go, so the thread handing them over is not cut off by those it woke already.
+
+        Raises:
+            RuntimeError: after `shutdown`.
+        """
+        handed = []
         with self._lock:
             if self._closed:
                 raise RuntimeError("the worker threads are shut down")
-            if self._idle:
-                worker = self._idle.pop()
-            elif len(self._workers) < self.count:
-                worker = self._made()
-            else:
-                self._waiting.append(work)
-                return
-        worker.inbox.put(work)
+            for work in works:
+                if self._idle:
+                    handed.append((self._idle.pop(), work))
+                elif len(self._workers) < self.count:
+                    handed.append((self._made(), work))
+                else:
+                    self._waiting.append(work)
+        for worker, work in handed:
+            worker.inbox.put(work)
 
     def _made(self) -> _Worker:
         """A new thread, started waiting (called under the lock)."""
