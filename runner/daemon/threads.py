@@ -81,8 +81,10 @@ class Threads:
                     handed.append((self._made(), work))
                 else:
                     self._waiting.append(work)
-        for worker, work in handed:
-            worker.inbox.put(work)
+            # put under the lock, so a `shutdown` meanwhile finds each handed run ahead of its
+            # thread's signal to stop (a put never blocks)
+            for worker, work in handed:
+                worker.inbox.put(work)
 
     def _made(self) -> _Worker:
         """A new thread, started waiting (called under the lock)."""
