@@ -16,12 +16,13 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from runner import services
 from runner.daemon.logs import DaemonLog
+from runner.daemon.threads import Threads
 from runner.definitions import secrets
 from runner.errors import JobBusy, NotFound, RunnerError
 from runner.history import files as history
@@ -95,7 +96,7 @@ class Executor:
         self.wake = wake  # set when a run ends, so the daemon's loop handles it at once
         self.workers = workers
         self.finished: queue.Queue[Finished] = queue.Queue()
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="runner-worker")
+        self._pool = Threads(workers, "runner-worker")
         self.admission = services.Admission(ws)
         self._lock = threading.Lock()
         self._active: dict[str, services.CancelToken] = {}  # running or waiting for a worker
@@ -105,7 +106,9 @@ class Executor:
         self.stopping = False
 
     def start(self) -> None:
-        """Called once the daemon leads (see `runner.daemon.election`); the pool needs nothing."""
+        """Called once the daemon leads (see `runner.daemon.election`): the worker threads are
+        made now, not by the first slot's burst on the loop's thread (1.5 s for 500)."""
+        self._pool.start()
 
     def submit(self, request: Request, exclusive: bool = False) -> str:
         """Start or queue a run: returns "started", "queued" or "merged"; with `exclusive`,
@@ -137,8 +140,7 @@ class Executor:
                 admitted = self.admission.admit(plain[: self.workers])
         except Exception as exc:  # noqa: BLE001 - each run then reads and locks its job itself
             self.log("warning", "cannot admit the runs together", error=f"{type(exc).__name__}: {exc}")
-        for request, token in starting:
-            self._pool.submit(self._run, request, token, admitted.get(request.job))
+        self._pool.submit_many([partial(self._run, r, t, admitted.get(r.job)) for r, t in starting])
         return outcomes
 
     def _run(
@@ -266,7 +268,7 @@ class Executor:
             self.log("error", "cannot record a run that did not start", run=request.run_id, error=str(exc))
 
     def shutdown(self, wait: bool = True) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._pool.shutdown(wait=wait)
         with self._lock:  # accepted, never given a worker: the daemon stopped first
             waiting, self._waiting = list(self._waiting.values()), {}
         for request in waiting:
