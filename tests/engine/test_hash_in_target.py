@@ -101,15 +101,53 @@ def test_rows_compared_inside_the_target(project, pg_url):
     )
     second = run(project)
     assert compared_in_target(second)
-    # 62 buckets of 17 keys summed up on each side; only the 3 touched (keys 1-7, 500, 999 and
-    # 1001-1002) are compared row by row
-    assert logged(second, "key buckets compared by sums") == {"buckets": 62, "differ": 3}
+    # buckets of 17 keys summed up on each side (59 hold rows); only the 3 touched (keys 1-7,
+    # 500, 999 and 1001-1002) are compared row by row
+    assert logged(second, "key buckets compared by sums") == {"buckets": 59, "differ": 3}
     assert task_of(second) == (1000, 2, 3, 2, 995)
     assert same(engine)
     third = run(project)
     assert task_of(third) == (1000, 0, 0, 0, 1000)
     dry = run(project, dry_run=True)  # counts, writes nothing
     assert task_of(dry) == (1000, 0, 0, 0, 1000)
+
+
+def test_sparse_keys_bucketed_by_their_range_without_counting(project, pg_url, monkeypatch):
+    """The buckets' width comes from the target's key range (its index), not from a count of
+    its rows, which scanned the whole table before either side could start summing: sparse
+    keys get narrower buckets, each compared bucket holding a row on one side at least."""
+    import psycopg
+
+    engine = setup(
+        project,
+        pg_url,
+        "CREATE TABLE src (id bigint PRIMARY KEY, name text);"
+        "INSERT INTO src SELECT g * 1000, 'row ' || g FROM generate_series(1, 1000) g",
+    )
+    run(project)
+    execute(
+        engine,
+        "UPDATE src SET name = 'changed' WHERE id IN (5000, 500000)",
+        "DELETE FROM src WHERE id = 999000",
+        "INSERT INTO src VALUES (1000500, 'new')",
+    )
+    statements: list[str] = []
+    execute_sql = psycopg.Cursor.execute
+
+    def recording(cursor, query, *args, **kwargs):
+        statements.append(" ".join(str(query).split()))
+        return execute_sql(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", recording)
+    second = run(project)
+    monkeypatch.undo()
+    # a width of 16 over 999,001 values: every key alone in its bucket, 1,001 buckets with a row
+    assert logged(second, "key buckets compared by sums") == {"buckets": 1001, "differ": 4}
+    assert task_of(second) == (1000, 1, 2, 1, 997)
+    assert same(engine)
+    # the target's rows are counted only per bucket (GROUP BY), never scanned for a total first
+    counts = [s for s in statements if 'count(*) FROM "dst"' in s and "GROUP BY" not in s]
+    assert counts == []
 
 
 def test_text_and_composite_keys(project, pg_url):

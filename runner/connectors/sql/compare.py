@@ -100,15 +100,18 @@ class InTargetCompare(WriterState):
         the 64-bit row hashes), the source's sums are copied packed into the target and joined
         with its own, and only the rows of differing buckets are then hashed and compared one
         by one. Returns the source's row count, the buckets' width and the differing ones, or
-        None when narrowing would not pay (most buckets differ) or cannot be exact (a NULL key)."""
+        None when narrowing would not pay (most buckets differ) or cannot be exact (a NULL key).
+        The width comes from the target's key range, read from the key's index (a count of its
+        rows scanned the whole table first, before either side could start summing): where the
+        keys are sparse, more buckets of fewer keys, never more non-empty ones than rows."""
         c, q, k = self.c, self.q, self.q(self.keys[0])
         live = f" WHERE {self.live_sql('t')}" if self.live_sql() else ""
-        self.cursor.execute(f"SELECT min({k}), max({k}), count(*) FROM {self.target} t{live}")
-        low, high, count = self.cursor.fetchone()
+        self.cursor.execute(f"SELECT min({k}), max({k}) FROM {self.target} t{live}")
+        low, high = self.cursor.fetchone()
         if low is None:
             return None
-        buckets = min(MAX_HASH_BUCKETS, max(1, count // KEYS_PER_HASH_BUCKET))
-        width = max(1, -(-(int(high) - int(low) + 1) // buckets))
+        span = int(high) - int(low) + 1
+        width = max(1, -(-span // min(MAX_HASH_BUCKETS, max(1, span // KEYS_PER_HASH_BUCKET))))
         bucket = c.bucket_sql(k, width)
         columns = [Column(name, ColumnType("bigint")) for name in ("runner_b", "runner_n", "runner_x")]
         summed = (
@@ -128,16 +131,19 @@ class InTargetCompare(WriterState):
         assert fast is not None  # `copy_digests` asks only with a path that packs
         if fast.copy_packed(c, self.cursor, source, exprs, summed, columns, None, target_sums) is None:
             return None
-        # the source's sums unpacked once: its row count, then the differing buckets
+        # the source's sums unpacked once: its row count, the buckets with a row on either
+        # side (those compared), then the differing buckets
         self.cursor.execute(
-            f"WITH s AS MATERIALIZED {fast.packed_sql(c, columns)} "
-            "SELECT coalesce(sum(runner_n), 0), true FROM s UNION ALL "
-            f"SELECT coalesce(s.runner_b, t.b), false FROM s FULL JOIN {q(TARGET_BUCKETS)} t "
-            "ON s.runner_b = t.b WHERE s.runner_n IS DISTINCT FROM t.n OR s.runner_x IS DISTINCT FROM t.x"
+            f"WITH s AS MATERIALIZED {fast.packed_sql(c, columns)}, "
+            f"j AS MATERIALIZED (SELECT s.*, t.* FROM s FULL JOIN {q(TARGET_BUCKETS)} t ON s.runner_b = t.b) "
+            "SELECT coalesce(sum(runner_n), 0), 0 FROM s UNION ALL SELECT count(*), 1 FROM j UNION ALL "
+            "SELECT coalesce(runner_b, b), 2 FROM j "
+            "WHERE runner_n IS DISTINCT FROM n OR runner_x IS DISTINCT FROM x"
         )
         rows = self.cursor.fetchall()
-        total = int(next(value for value, is_total in rows if is_total))
-        differ = [value for value, is_total in rows if not is_total]
+        total = int(next(value for value, kind in rows if kind == 0))
+        buckets = int(next(value for value, kind in rows if kind == 1))
+        differ = [value for value, kind in rows if kind == 2]
         self.cursor.execute(c.drop_temp_sql(TARGET_BUCKETS))
         if None in differ or len(differ) > buckets // 2:
             return None
