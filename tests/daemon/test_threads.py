@@ -38,6 +38,7 @@ def test_work_beyond_the_threads_waits_in_order_and_each_runs_once():
     for n in range(6):
         pool.submit(lambda n=n: work(n))
     assert len(pool._workers) == 2  # made as needed, never more than `count`
+    _until(lambda: running[0] == 2)  # both threads inside a work, the other four waiting
     gate.set()
     _until(lambda: len(order) == 6)
     pool.shutdown(wait=True)
