@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import signal
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
@@ -25,6 +26,14 @@ def ran(event: dict, job: str = "default/sync") -> bool:
 
 def applied(what: str):
     return lambda e: e["event"] == "applied" and what in e["changed"]
+
+
+def _committed(db_file: Path) -> int:
+    """Rows the target holds; 0 before the run made its table."""
+    try:
+        return len(rows_of(db_file))
+    except sqlite3.OperationalError:
+        return 0
 
 
 def source_equals_target(project) -> bool:
@@ -213,7 +222,10 @@ def test_kill_9_of_the_daemon_mid_run_then_restart_runs_once(daemon_project):
     seed_missed_slot(p.ws, "sync")
     d = p.start(env=SLOW)
     started = d.wait_for(lambda e: e["event"] == "run started")
-    time.sleep(0.4)
+    deadline = time.monotonic() + 30
+    while not _committed(p.root / "dst.db"):  # a batch in the target: the run is mid-way
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     d.stop(signal.SIGKILL)
     killed = services.runs(p.ws, "sync")[0]
     assert killed["run_id"] == started["run"] and killed["status"] == "interrupted"  # read as such
