@@ -120,13 +120,13 @@ def loading() -> Iterator[None]:
     several full collections over the growing heap for nothing (~0.1 s of `runner run`). The
     collector is paused while they load, then they are frozen (`settled`) and it runs again,
     over what the command allocates next only."""
-    paused = gc.isenabled()
+    enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         settled()
-        if paused:
+        if enabled:
             gc.enable()
 
 

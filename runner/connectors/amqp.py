@@ -15,9 +15,9 @@ FRAME_END = b"\xce"
 METHOD, HEADER, BODY = 1, 2, 3  # frame types
 BASIC, PUBLISH = 60, 40  # class and method ids
 MANDATORY = b"\x01"  # publish bits: mandatory set, immediate clear
-# the properties a message carries, as their flags (AMQP's order: the order they are encoded in)
-FLAGS = (1 << 15) | (1 << 13) | (1 << 12) | (1 << 7) | (1 << 6)  # content type, headers, delivery mode,
-# message id, timestamp
+# the properties a message carries, as their flags, in AMQP's order (the order they are encoded
+# in): content type, headers, delivery mode, message id, timestamp
+FLAGS = (1 << 15) | (1 << 13) | (1 << 12) | (1 << 7) | (1 << 6)
 FRAME = struct.Struct(">BHI")  # type, channel, payload size
 LONG = struct.Struct(">I")
 
@@ -35,7 +35,7 @@ class PublishFrames:
 
     def __init__(self, channel: int, body_max: int, persistent: bool, timestamp: int):
         self.channel, self.body_max = channel, body_max
-        self.after_headers = b"%b" % bytes((2 if persistent else 1,))
+        self.delivery_mode = bytes((2 if persistent else 1,))
         self.stamp = struct.pack(">Q", timestamp)
         self.routing: tuple[str, str] | None = None
         self.method = b""  # the method frame of `routing`
@@ -70,7 +70,7 @@ class PublishFrames:
             self.types[json],
             LONG.pack(len(table)),
             table,
-            self.after_headers,
+            self.delivery_mode,
             shortstr(message_id, "the message id"),
             self.stamp,
         )
