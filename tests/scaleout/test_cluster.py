@@ -72,12 +72,15 @@ def test_slots_fire_once_and_runs_survive_killed_workers_and_scheduler(cluster):
         cluster.procs,
     )
 
-    # a worker killed mid-run: its run's lease runs out, the run is interrupted and run again
+    # a worker killed mid-run: its run's lease runs out, the run is interrupted and run again.
+    # Only a run whose record says it started: one cut between taking the job's lock and writing
+    # that record has done nothing yet, and the broker's redelivery runs it under the same id.
     def running_on_worker() -> tuple[str, int, str] | None:
         pids = {w.pid for w in workers}
         for job, lock in store.locks.jobs().items():
             if lock.pid in pids and lock.alive and lock.run_id:
-                return job, lock.pid, lock.run_id
+                if store.runs.statuses([lock.run_id]).get(lock.run_id) == "running":
+                    return job, lock.pid, lock.run_id
         return None
 
     for _step in range(5):
