@@ -409,6 +409,7 @@ def scenario_daemon(root: Path, count: int, minutes: float) -> dict[str, Any]:
     logfile.close()
     started = time.time()
     peak_rss = 0
+    settled = []  # RSS in the seconds before each slot, once the last slot's runs have ended
     try:
         end = started + minutes * 60
         while time.time() < end:
@@ -416,7 +417,10 @@ def scenario_daemon(root: Path, count: int, minutes: float) -> dict[str, Any]:
                 raise BenchError(
                     f"runner daemon exited {proc.returncode}: {(root / 'daemon.log').read_text()[-2000:]}"
                 )
-            peak_rss = max(peak_rss, rss_mb(proc.pid))
+            rss = rss_mb(proc.pid)
+            peak_rss = max(peak_rss, rss)
+            if time.time() % 60 >= 55 and time.time() - started > 60:
+                settled.append(rss)
             time.sleep(1)
         stopped = time.time()
         cpu = cpu_seconds(proc.pid)  # before the stop: what the 500 jobs' minutes cost
@@ -473,6 +477,7 @@ def scenario_daemon(root: Path, count: int, minutes: float) -> dict[str, Any]:
         "statuses": statuses,
         "daemon_cpu_s": round(cpu, 1),
         "daemon_peak_rss_mb": round(peak_rss),
+        "daemon_settled_rss_mb": round(max(settled)) if settled else None,
         "load": load(),
     }
     if delays:
@@ -500,7 +505,8 @@ def print_daemon(r: dict[str, Any]) -> None:
         )
     print(
         f"  the daemon's CPU: {r['daemon_cpu_s']} s over {r['minutes']} min "
-        f"({r['daemon_cpu_s'] / max(1, r['cron_runs']):.3f} s a run); peak RSS {r['daemon_peak_rss_mb']} MB"
+        f"({r['daemon_cpu_s'] / max(1, r['cron_runs']):.3f} s a run); peak RSS {r['daemon_peak_rss_mb']} MB, "
+        f"before each slot (its runs ended) {r['daemon_settled_rss_mb']} MB"
     )
     if r["cron_runs"]:
         print(

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runner import services
-from runner.daemon import election
+from runner.daemon import election, memory
 from runner.daemon.continuous import TRIGGER as CONTINUOUS
 from runner.daemon.continuous import Supervisor
 from runner.daemon.executor import Executor, Finished, Request
@@ -332,7 +332,8 @@ class Daemon:
         """Once the runs have all ended and no slot is due for a while, collect the cycles
         they left (their connections, engines and errors: ~100,000 objects for a slot of 500
         runs). Left to itself, the collector walks them when the next slot's first runs
-        allocate, stopping every thread for 0.3-0.4 s just as the slot's runs start."""
+        allocate, stopping every thread for 0.3-0.4 s just as the slot's runs start. The
+        memory they freed then goes back to the system (`memory.release`)."""
         if not self._litter or not self.executor.idle():
             return
         wake = None if self.paused else self.scheduler.next_wakeup(self.suspended)
@@ -340,6 +341,7 @@ class Daemon:
             return  # too close to the slot: the collector runs as it would have
         self._litter = False
         gc.collect()
+        memory.release()
 
     def _sleep_seconds(self) -> float:
         waits = [self.options.poll]

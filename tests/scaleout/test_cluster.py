@@ -78,9 +78,9 @@ def test_slots_fire_once_and_runs_survive_killed_workers_and_scheduler(cluster):
     def running_on_worker() -> tuple[str, int, str] | None:
         pids = {w.pid for w in workers}
         for job, lock in store.locks.jobs().items():
-            if lock.pid in pids and lock.alive and lock.run_id:
-                if store.runs.statuses([lock.run_id]).get(lock.run_id) == "running":
-                    return job, lock.pid, lock.run_id
+            started = lock.run_id and store.runs.statuses([lock.run_id]).get(lock.run_id) == "running"
+            if lock.pid in pids and lock.alive and started:
+                return job, lock.pid, lock.run_id
         return None
 
     for _step in range(5):
