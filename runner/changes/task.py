@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from runner.changes.zones import ZonedSource
 from runner.connectors.base import (
@@ -31,8 +31,6 @@ from runner.connectors.base import (
     WriteContext,
     Writer,
 )
-from runner.connectors.changelog_files import ChangeLogTarget
-from runner.connectors.changelog_kept import LoggedWriter
 from runner.definitions.load import format_path
 from runner.definitions.schema_changes import TableChanges
 from runner.definitions.tasks import ReadSpec, Task, WriteSpec
@@ -45,6 +43,9 @@ from runner.streams.types import Batch, Column
 from runner.transfer.registry import fast_path
 from runner.transforms.digests import StepsInDigests
 from runner.transforms.pipeline import Pipeline, TransformingWriter
+
+if TYPE_CHECKING:  # a job without change logs (most) does not import them (pyarrow's formats, FTP)
+    from runner.connectors.changelog_files import ChangeLogTarget
 
 NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
@@ -266,6 +267,8 @@ class TaskRun:
         (`runner.connectors.changelog_kept`), and copies nothing past them."""
         if self.change_log is None:
             return self._target_writer(columns, copy)
+        from runner.connectors.changelog_kept import LoggedWriter
+
         inner = self._target_writer(columns, False)
         job = f"{self.namespace}/{self.job}"
         dry = self.options.dry_run

@@ -124,7 +124,7 @@ def _upgrade(conn: sa.Connection, create: bool) -> None:
         raise _missing(conn)
     schema.schema_version.create(conn, checkfirst=True)
     for version in range(_version(conn) + 1, migrations.LATEST + 1):
-        migrations.MIGRATIONS[version - 1](conn)
+        migrations.migration(version)(conn)
         conn.execute(schema.schema_version.insert().values(version=version, applied_at=utcnow()))
 
 
