@@ -66,6 +66,8 @@ def test_a_run_loads_neither_the_plan_nor_notifications_nor_sync_all_nor_the_api
         "ftplib",
         "runner.state.migrations.v001_objects_revisions_locks",  # a store that needs migrating
         "runner.state.migrations.v013_task_ranges",
+        "runner.transforms.pipeline",  # a task's transforms
+        "runner.transforms.registry",
     }
     assert not unused & loaded
 
