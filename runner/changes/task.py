@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from runner.changes.zones import ZonedSource
 from runner.connectors.base import (
@@ -31,8 +31,6 @@ from runner.connectors.base import (
     WriteContext,
     Writer,
 )
-from runner.connectors.changelog_files import ChangeLogTarget
-from runner.connectors.changelog_kept import LoggedWriter
 from runner.definitions.load import format_path
 from runner.definitions.schema_changes import TableChanges
 from runner.definitions.tasks import ReadSpec, Task, WriteSpec
@@ -43,8 +41,10 @@ from runner.streams.cancel import CancelToken
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Batch, Column
 from runner.transfer.registry import fast_path
-from runner.transforms.digests import StepsInDigests
-from runner.transforms.pipeline import Pipeline, TransformingWriter
+
+if TYPE_CHECKING:  # imported by a task that has them: change logs (pyarrow's formats, FTP), transforms
+    from runner.connectors.changelog_files import ChangeLogTarget
+    from runner.transforms.pipeline import Pipeline
 
 NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
@@ -157,6 +157,8 @@ class TaskRun:
         if t.read.zone is not None:  # timestamps without a zone: read in it, given as UTC
             self.source = cast(Source, ZonedSource(self.source, t.read.zone))
         if t.transforms and t.changes.strategy == "hash":  # new steps: every row written again
+            from runner.transforms.digests import StepsInDigests
+
             self.source = cast(Source, StepsInDigests(self.source, list(t.transforms)))
         computed = t.computed_in_read()
         if computed:  # the source computes them: every read of the task selects them
@@ -202,6 +204,8 @@ class TaskRun:
         """The task's transforms bound to the source's `columns`; None without any."""
         if not self.task.transforms:
             return None
+        from runner.transforms.pipeline import Pipeline
+
         base_dir = getattr(self.source, "base_dir", None) or Path(".")
         return Pipeline(list(self.task.transforms), columns, self.where, base_dir)
 
@@ -259,6 +263,8 @@ class TaskRun:
         deletes = task.deletes != "ignore" and task.changes.strategy in ("watermark", "messages", "cdc")
         names = [c.name for c in columns]
         at = [names.index(k) for k in task.write.keys] if deletes else None
+        from runner.transforms.pipeline import TransformingWriter
+
         return cast(Writer, TransformingWriter(inner, pipeline, self.result, at))
 
     def _writer(self, columns: list[Column], copy: bool) -> Writer:
@@ -266,6 +272,8 @@ class TaskRun:
         (`runner.connectors.changelog_kept`), and copies nothing past them."""
         if self.change_log is None:
             return self._target_writer(columns, copy)
+        from runner.connectors.changelog_kept import LoggedWriter
+
         inner = self._target_writer(columns, False)
         job = f"{self.namespace}/{self.job}"
         dry = self.options.dry_run

@@ -53,7 +53,7 @@ from runner.daemon.logs import DaemonLog
 from runner.daemon.reconcile import Reconciler
 from runner.daemon.watch import FolderWatcher
 from runner.definitions.jobs import Retry
-from runner.definitions.validate import resolve_reference
+from runner.definitions.load import resolve_reference
 from runner.errors import (
     HistoryUnwritable,
     JobBusy,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,19 @@ MAX_FILE_BYTES = 2 << 20
 MAX_DEFINITIONS = 10_000
 
 PathKey = tuple[str | int, ...]
+
+
+def resolve_reference(
+    ref: str, namespace: str, connections: Collection[tuple[str, str]]
+) -> tuple[str, str] | None:
+    """A job's `source`/`target`: `ns/name`, or `name` in the job's namespace, else in 'default'."""
+    if "/" in ref:
+        ns, _, name = ref.partition("/")
+        return (ns, name) if (ns, name) in connections else None
+    for ns in (namespace, DEFAULT_NAMESPACE):
+        if (ns, ref) in connections:
+            return (ns, ref)
+    return None
 
 
 def format_path(path: PathKey) -> str:

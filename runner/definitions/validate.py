@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import ChainMap
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from runner.definitions.errors import problems_from
 from runner.definitions.events import event_problems, header_file_problems, notify_problems
 from runner.definitions.jobs import DEFAULT_JOB_TYPE, JobSpec, cron_fields
 from runner.definitions.kinds import TaskModels, connection_type, job_model, model_of, secret_file_problems
-from runner.definitions.load import DEFAULT_NAMESPACE, Document
+from runner.definitions.load import DEFAULT_NAMESPACE, Document, resolve_reference
 from runner.definitions.models import ConnectionSpec, Envelope, Metadata
 from runner.definitions.needs import CapabilityCheck, End, refusals
 from runner.errors import Problem
@@ -75,19 +75,6 @@ def digest(document: Any) -> str:
     """A stable sha256 of a JSON-able value (keys sorted)."""
     text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def resolve_reference(
-    ref: str, namespace: str, connections: Collection[tuple[str, str]]
-) -> tuple[str, str] | None:
-    """A job's `source`/`target`: `ns/name`, or `name` in the job's namespace, else in 'default'."""
-    if "/" in ref:
-        ns, _, name = ref.partition("/")
-        return (ns, name) if (ns, name) in connections else None
-    for ns in (namespace, DEFAULT_NAMESPACE):
-        if (ns, ref) in connections:
-            return (ns, ref)
-    return None
 
 
 def _validate_spec(doc: Document, model: type[BaseModel]) -> tuple[Any, list[Problem]]:

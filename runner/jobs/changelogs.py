@@ -13,24 +13,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.changes.task import Log
 from runner.connectors import registry
 from runner.connectors.base import Connector
-from runner.connectors.changelog_files import (
-    ChangeLogSource,
-    ChangeLogSpec,
-    ChangeLogTarget,
-    task_folder,
-    writer_position,
-)
-from runner.connectors.changelog_folder import ChangeLogFolder
 from runner.definitions.changelogs import READER_END, WRITER_END, ChangeLogRead, reader_task
 from runner.definitions.jobs import SyncJobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE
-from runner.state.changelogs import ChangeLogFile
 from runner.state.store import StateStore
+
+if TYPE_CHECKING:
+    from runner.connectors.changelog_folder import ChangeLogFolder
+    from runner.state.changelogs import ChangeLogFile
 
 OpenEnd = Callable[[str, dict[str, Any], Path], Connector]
 
@@ -41,16 +36,19 @@ def opener(spec: SyncJobSpec, store: StateStore, job: str, run_id: str) -> OpenE
 
     def open_end(ref: str, end: dict[str, Any], base_dir: Path) -> Connector:
         kind = end.get("type")
+        if kind not in (READER_END, WRITER_END):
+            return registry.open_connector(ref, end, base_dir)
+        # the change logs' connectors (Parquet, FTP/SFTP folders): imported by a job that has them
+        from runner.connectors.changelog_files import ChangeLogSource, ChangeLogSpec, ChangeLogTarget
+
         if kind == READER_END:
             return ChangeLogTarget(ref, ChangeLogSpec.model_validate(end), base_dir, store)
-        if kind == WRITER_END:
-            namespace, _, name = str(end["job"]).partition("/")
-            reader = store.objects.get("Job", namespace, name).document["spec"]
-            tasks = {t.read.table: t.name for t in spec.tasks if isinstance(t.read, ChangeLogRead)}
-            return ChangeLogSource(
-                ref, ChangeLogSpec.model_validate(end), base_dir, store, job, reader["tasks"], tasks, run_id
-            )
-        return registry.open_connector(ref, end, base_dir)
+        namespace, _, name = str(end["job"]).partition("/")
+        reader = store.objects.get("Job", namespace, name).document["spec"]
+        tasks = {t.read.table: t.name for t in spec.tasks if isinstance(t.read, ChangeLogRead)}
+        return ChangeLogSource(
+            ref, ChangeLogSpec.model_validate(end), base_dir, store, job, reader["tasks"], tasks, run_id
+        )
 
     return open_end
 
@@ -66,6 +64,8 @@ def _resolve(ref: str, namespace: str) -> list[tuple[str, str]]:
 def writer_positions(store: StateStore, reader: str, reader_tasks: list[dict[str, Any]]) -> dict[str, int]:
     """For each task of `reader`: the lowest position its applied writers have applied (0 for
     a writer that has not applied any); a task no writer applies is left out."""
+    from runner.connectors.changelog_files import writer_position
+
     namespace, _, name = reader.partition("/")
     jobs = store.objects.all("Job")
     applied = {(o.namespace, o.name) for o in jobs}
@@ -139,6 +139,8 @@ def retention(
 
 def _sweep(folder: ChangeLogFolder, reader: str, tasks: list[str], listed: set[str], log: Log) -> None:
     """Remove the files of the reader's task folders that no index entry lists."""
+    from runner.connectors.changelog_files import task_folder
+
     for task in tasks:
         for relative in folder.files_in(task_folder(reader, task)):
             name = folder.name(relative)

@@ -17,15 +17,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from runner.changes import split
 from runner.changes.strategies import run_task
 from runner.changes.task import TRACEBACK, Locate, Log, Progress, RunOptions, TaskResult, TaskRun
 from runner.connectors import registry
 from runner.connectors.base import Connector
-from runner.connectors.changelog_files import ChangeLogSpec, ChangeLogTarget
-from runner.connectors.files.location import failure
 from runner.definitions import secrets
 from runner.definitions.changelogs import CHANGE_LOG_END
 from runner.definitions.jobs import JobSpec, SyncJobSpec
@@ -34,6 +32,9 @@ from runner.errors import Cancelled, RunnerError, TransientError
 from runner.jobs import changelogs
 from runner.state.store import StateStore
 from runner.streams.cancel import CancelToken
+
+if TYPE_CHECKING:  # imported by a job with change logs only (`runner.jobs.changelogs`)
+    from runner.connectors.changelog_files import ChangeLogTarget
 
 Ends = tuple[Connector, Connector, Connector | None]  # source, target, the job's change logs beside it
 INACTIVE_NOTE = "switched off (active: false): skipped by every run"
@@ -104,6 +105,9 @@ def run_job(
     )
     logs = connections.get(CHANGE_LOG_END) or (connections["target"] if spec.reader else None)
     if logs is not None and not options.dry_run:
+        from runner.connectors.changelog_files import ChangeLogSpec
+        from runner.connectors.files.location import failure
+
         tasks = [t.model_dump(mode="json", exclude_unset=True) for t in spec.tasks]
         try:  # what a run wrote stands whatever retention meets: it tries again after the next
             folder = ChangeLogSpec.model_validate(logs[1]).open_folder(base_dir)
@@ -188,7 +192,7 @@ def _run_tasks(
             spec.tasks[positions[id(task)]],
             started,
             spec.table_changes(task),
-            cast(ChangeLogTarget | None, ends[2]),
+            cast("ChangeLogTarget | None", ends[2]),
         )
         run.fork = lambda: _forked(connections, base_dir, log, open_end, lambda ends: task_run(task, ends))
         return run

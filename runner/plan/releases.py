@@ -14,7 +14,7 @@ from typing import Any
 from runner.connectors import registry
 from runner.connectors.changelog import log_names
 from runner.definitions.jobs import SyncJobSpec
-from runner.definitions.validate import resolve_reference
+from runner.definitions.load import resolve_reference
 from runner.jobs.types import parse as parse_job
 from runner.plan.diff import Plan
 

@@ -15,9 +15,8 @@ from runner.definitions.changelogs import (
     step_ends,
 )
 from runner.definitions.jobs import JobSpec
-from runner.definitions.load import DEFAULT_NAMESPACE
+from runner.definitions.load import DEFAULT_NAMESPACE, resolve_reference
 from runner.definitions.models import API_VERSION
-from runner.definitions.validate import check_document, resolve_reference
 from runner.errors import DefinitionsInvalid, InvalidValue, Location, NameTaken, NotFound, Problem
 from runner.jobs import types as job_types
 from runner.state.objects import AppliedObject
@@ -157,6 +156,9 @@ def adhoc_job(
     job = AppliedObject("Job", namespace, name, document, "", ADHOC_FILE, 0, 0)
     valid_ends = isinstance(spec.get("source", ""), str) and isinstance(spec.get("target", ""), str)
     ends = connections_of(ws, job, missing_ok=True) if valid_ends else {}
+    # validation of a whole document: an ad-hoc job's only (an applied job's was at apply)
+    from runner.definitions.validate import check_document
+
     problems = check_document(document, "ad-hoc job", **job_types.registered_models(), ends=_types(ends))
     problems += [
         Problem(

@@ -93,6 +93,7 @@ def run(
             admitted.run_id,
             lock_id=admitted.lock_id,
         )
+    ws.store()  # a run writes to it: opened first, the job is read through it (no reader beside it)
     job, spec, ends = job_and_connections(ws, ref)
     return _run_locked(
         ws, job, spec, ends, options, progress, on_log, cancel, on_start, trigger, run_id, once

@@ -22,9 +22,9 @@ from runner.connectors import smtp
 from runner.definitions import secrets
 from runner.definitions.events import Email, Notification, Webhook, shown_url
 from runner.definitions.jobs import JobSpec
+from runner.definitions.load import resolve_reference
 from runner.definitions.models import seconds
 from runner.definitions.templates import environment
-from runner.definitions.validate import resolve_reference
 from runner.errors import RunnerError
 from runner.history.records import NotificationRecord, RunRecord
 

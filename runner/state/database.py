@@ -184,22 +184,31 @@ class Database:
             _read_only(self.engine)
         _unavailable(self.engine)
 
-    def open(self, prepare: Callable[[sa.Connection], None]) -> None:
+    def open(
+        self, prepare: Callable[[sa.Connection], None], ready: Callable[[sa.Connection], bool] | None = None
+    ) -> None:
         """Run `prepare` (the migrations, or a check of the version) in the store's first
-        transaction, then remember the SQLite file's identity, which `check` compares.
+        transaction, then remember the SQLite file's identity, which `check` compares. A store
+        that `ready` finds needing nothing (read first, without the write lock: a store in use
+        is at the latest schema already) skips `prepare`'s write transaction.
 
         Raises:
             StoreMissing: `prepare` found no store.
             StateUnavailable: the store cannot be opened (unreachable, not a database).
         """
         try:
-            with self.read() if self.read_only else self.write() as conn:
-                prepare(conn)
+            done = False
+            if ready is not None and not self.read_only:
+                with self.read() as conn:
+                    done = ready(conn)
+            if not done:
+                with self.read() if self.read_only else self.write() as conn:
+                    prepare(conn)
         except StoreMissing:
             raise
         except StateUnavailable as exc:
             raise StateUnavailable(str(exc).replace("cannot be used", "cannot be opened")) from None
-        if self.file is not None and not self.read_only:
+        if self.file is not None and not self.read_only and not done:
             self._journal_in_wal()
         self._identity = _HEADS.open(self.file) if self.file is not None else None
 

@@ -84,7 +84,7 @@ class StateStore(StateReader):
 
     def __init__(self, url: str, create: bool = True):  # not StateReader's: this one migrates
         self.db = Database(url, create)
-        self.db.open(lambda conn: _upgrade(conn, create))
+        self.db.open(lambda conn: _upgrade(conn, create), _ready)
         self.objects = Objects(self.db)
         self.tasks = Tasks(self.db)
         self.locks = Locks(self.db)
@@ -111,6 +111,18 @@ def _missing(conn: sa.Connection) -> StoreMissing:
     return StoreMissing(f"no state store in {conn.engine.url.render_as_string()}")
 
 
+def _ready(conn: sa.Connection) -> bool:
+    """Whether an opened store needs nothing (no migration, a SQLite file in WAL mode
+    already): what most opens find, read without queueing for the write lock.
+
+    Raises:
+        StateError: the store is newer than this runner.
+    """
+    if not sa.inspect(conn).has_table(schema.schema_version.name) or _version(conn) != migrations.LATEST:
+        return False  # a new store, or an older one: `_upgrade` creates or migrates it
+    return conn.dialect.name != "sqlite" or conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
 def _upgrade(conn: sa.Connection, create: bool) -> None:
     """Bring the store to the latest schema version, in the transaction that opens it.
 
@@ -124,7 +136,7 @@ def _upgrade(conn: sa.Connection, create: bool) -> None:
         raise _missing(conn)
     schema.schema_version.create(conn, checkfirst=True)
     for version in range(_version(conn) + 1, migrations.LATEST + 1):
-        migrations.MIGRATIONS[version - 1](conn)
+        migrations.migration(version)(conn)
         conn.execute(schema.schema_version.insert().values(version=version, applied_at=utcnow()))
 
 

@@ -59,6 +59,15 @@ def test_a_run_loads_neither_the_plan_nor_notifications_nor_sync_all_nor_the_api
         "starlette",
         "jinja2",
         "sqlalchemy.dialects.postgresql",  # the state store's dialect is imported where it is used
+        "runner.definitions.validate",  # an applied job was validated at apply (an ad-hoc run's is)
+        "runner.connectors.changelog_files",  # the change logs: a job that keeps or reads them
+        "runner.connectors.changelog_kept",
+        "runner.connectors.files.location",
+        "ftplib",
+        "runner.state.migrations.v001_objects_revisions_locks",  # a store that needs migrating
+        "runner.state.migrations.v013_task_ranges",
+        "runner.transforms.pipeline",  # a task's transforms
+        "runner.transforms.registry",
     }
     assert not unused & loaded
 
@@ -226,3 +235,41 @@ def test_apply_waits_for_the_lock_as_long_as_the_service_does():
         == services.DEFAULT_LOCK_TIMEOUT
         == inspect.signature(services.apply).parameters["lock_timeout"].default
     )
+
+
+def test_a_run_through_the_script_turns_pydantics_plugin_lookup_off_and_loads_no_change_log_module(project):
+    """`runner` (the script's entry, `runner.__main__`) sets PYDANTIC_DISABLE_PLUGINS unless it is
+    set (pydantic then reads no distribution's entry points); a user's value, an empty one
+    included (every plugin loaded), is kept. A SQLite job's run imports neither the change
+    logs' modules nor the store's migrations nor the definitions' validation."""
+    project.write("connections.d/all.yaml", TWO_SQLITE)
+    project.job("copy", "src", "dst", TASK)
+    with sqlite3.connect(project.root / "src.db") as db:
+        db.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT)")
+        db.execute("INSERT INTO a VALUES (1, 'x')")
+    services.apply(project.ws)
+    code = (
+        "import json, os, sys\n"
+        "from runner.__main__ import main\n"
+        f"sys.argv = ['runner', '--dir', {str(project.root)!r}, 'run', 'copy', '--format', 'json']\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    loaded = [m for m in sys.modules if 'changelog' in m or '.migrations.v' in m or m in\n"
+        "              ('ftplib', 'runner.definitions.validate')]\n"
+        "    print(json.dumps([os.environ.get('PYDANTIC_DISABLE_PLUGINS'), loaded]), file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    for given, kept in ((None, "__all__"), ("", ""), ("logfire", "logfire")):
+        run_env = env if given is None else {**env, "PYDANTIC_DISABLE_PLUGINS": given}
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["status"] == "succeeded"
+        variable, loaded = json.loads(done.stderr.splitlines()[-1])
+        assert variable == kept
+        # the change logs' definitions, index and job steps are a sync run's (small, no format)
+        assert set(loaded) <= {
+            "runner.definitions.changelogs",
+            "runner.state.changelogs",
+            "runner.jobs.changelogs",
+        }

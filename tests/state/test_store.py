@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 
@@ -29,6 +30,27 @@ def test_new_store_is_migrated_to_latest(tmp_path):
     again = StateStore(f"sqlite:///{tmp_path / 'state.db'}")  # idempotent
     assert again.db.schema_version() == migrations.LATEST
     again.close()
+
+
+def test_a_store_at_the_latest_schema_opens_while_another_process_holds_the_write_lock(tmp_path):
+    """Opening a store that needs nothing (every run's, every command's but the first) reads:
+    it does not queue for SQLite's write lock (a daemon's or an apply's transaction), which
+    it did for up to the 60 s busy timeout; an older store still migrates under the lock."""
+    db = tmp_path / "state.db"
+    StateStore(f"sqlite:///{db}").close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's write transaction, held
+    opened: list[StateStore] = []
+    thread = threading.Thread(target=lambda: opened.append(StateStore(f"sqlite:///{db}", create=False)))
+    thread.start()
+    thread.join(10)
+    waited = thread.is_alive()
+    holder.execute("ROLLBACK")
+    holder.close()
+    thread.join()
+    assert not waited, "the open waited for the write lock"
+    assert opened[0].db.schema_version() == migrations.LATEST
+    opened[0].close()
 
 
 @pytest.mark.parametrize("opener", [StateStore, StateReader], ids=["store", "reader"])
