@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from runner.changes.task import TaskRun
-from runner.connectors.base import KEY_STAGE, KeyBuckets, KeyBucketWriter, Writer
+from runner.connectors.base import KEY_STAGE, KeyBuckets, KeyBucketWriter, MergeCounts, Writer
 from runner.definitions.tasks import ReadSpec
 from runner.streams.keys import BucketDigest, key_hash
 
@@ -56,19 +56,20 @@ def source_key_sums(run: TaskRun, width: int | None) -> KeySums:
 class TargetSums:
     """The target's key buckets summed up beside the round's merges rather than after them:
     read in a snapshot fixed before the writer's first commit, to which the keys each merge
-    inserts are added (`add`, before the merge). Only where nothing else changes the target's
+    inserts are added (`merge`). Only where nothing else changes the target's
     keys meanwhile (`early_target_sums`)."""
 
     def __init__(self, before: Future[dict[int, BucketDigest]], width: int, native: bool):
         self.before, self.width, self.native = before, width, native
         self.added: dict[int, BucketDigest] = {}
 
-    def add(self, w: Writer) -> None:
-        """Before a merge: the staged keys the target lacks, which it inserts."""
-        new = cast(KeyBucketWriter, w).new_key_buckets(self.width, self.native)
+    def merge(self, w: Writer) -> MergeCounts:
+        """The writer's merge, the keys it inserts added (`KeyBucketWriter.merge_noting_new`)."""
+        counts, new = cast(KeyBucketWriter, w).merge_noting_new(self.width, self.native)
         for b, (count, total, hashes) in new.items():
             c, t, h = self.added.get(b, (0, 0, 0))
             self.added[b] = (c + count, t + total, h + hashes)
+        return counts
 
     def result(self) -> dict[int, BucketDigest]:
         found = dict(self.before.result())
