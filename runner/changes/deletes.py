@@ -7,6 +7,7 @@ when few, staged in the target when many). What each delete mode needs of the ki
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import cast
@@ -134,8 +135,7 @@ def deletes_by_buckets(
     run.log("info", "deletes: buckets compared", task=task.name, buckets=len(target), differ=len(differ))
     deleted, differ = _single_deletes(run, w, width, source, target, differ)
     if len(differ) <= FEW_BUCKETS:  # their keys compared in Python, read by key ranges
-        ranges = [_bucket_range(b, width) for b in differ]
-        gone = w.find_keys(ranges=ranges) - _source(run).find_keys(task.read, key, ranges=ranges)
+        gone = _gone(run, w, ranges=[_bucket_range(b, width) for b in differ])
         return deleted + w.delete_keys(sorted(gone))
     for i in range(0, len(differ), BUCKETS_PER_PASS):
         chunk = differ[i : i + BUCKETS_PER_PASS]
@@ -180,12 +180,26 @@ def _single_deletes(
     }
     if not guess:
         return 0, differ
-    values = sorted(guess.values())
-    gone = w.find_keys(values) - _source(run).find_keys(run.task.read, run.task.write.keys[0], values)
+    gone = _gone(run, w, sorted(guess.values()))
     deleted = w.delete_keys(sorted(gone))
     left = [b for b in differ if guess.get(b) not in gone]
     run.log("info", "deletes: keys read off the sums", task=run.task.name, deleted=deleted, left=len(left))
     return deleted, left
+
+
+def _gone(
+    run: TaskRun, w: KeyBucketWriter, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()
+) -> set[int]:
+    """The keys among `values` or in the inclusive `ranges` that the target has and the source
+    has not (as it is now). The two databases are asked at once, unless the target is a SQLite
+    file (`copy_while_reading`), which one connection at a time had better use."""
+    task, key = run.task, run.task.write.keys[0]
+    source = _source(run)
+    if not run.target.capabilities.copy_while_reading:
+        return w.find_keys(values, ranges) - source.find_keys(task.read, key, values, ranges)
+    with ThreadPoolExecutor(1) as pool:
+        found = pool.submit(source.find_keys, task.read, key, values, ranges)
+        return w.find_keys(values, ranges) - found.result()
 
 
 def _bucket(key: int, width: int) -> int:
