@@ -133,7 +133,9 @@ def deletes_by_buckets(
     target = early.result() if early is not None else w.target_buckets(width, _native_hash(run))
     differ = sorted(b for b, summary in target.items() if source.get(b) != summary)
     run.log("info", "deletes: buckets compared", task=task.name, buckets=len(target), differ=len(differ))
-    deleted, differ = _single_deletes(run, w, width, source, target, differ)
+    _, differ, deleted = _single_deletes(run, w, width, source, target, differ)
+    if not differ:
+        return deleted
     if len(differ) <= FEW_BUCKETS:  # their keys compared in Python, read by key ranges
         gone = _gone(run, w, ranges=[_bucket_range(b, width) for b in differ])
         return deleted + w.delete_keys(sorted(gone))
@@ -155,15 +157,17 @@ def _single_deletes(
     source: dict[int, BucketDigest],
     target: dict[int, BucketDigest],
     differ: list[int],
-) -> tuple[int, list[int]]:
+) -> tuple[int, list[int], int]:
     """Deletes read off the sums, for the buckets whose target holds one key more than the
     source (most of them when deletes are few): when the target's keys are the source's and
     one more, that key is the difference of the two sums. That is proven, not assumed: with
     the key taken out, the target's digest must equal the source's (three deleted keys and
     two late ones also differ by one in count; their sums' difference is then a deleted key,
     but not the only one). The key is deleted once it is checked to be in this bucket, in the
-    target and not in the source (index lookups in each). Returns the rows deleted and the
-    buckets left to compare key by key."""
+    target and not in the source (index lookups in each). When the other buckets are few,
+    their keys are compared by ranges in the same lookups (not after these). Returns the rows
+    deleted of the keys read off the sums, the buckets left to compare key by key, and the
+    rows deleted in all."""
     candidates: dict[int, int] = {}
     for b in differ:
         count, total, _ = source.get(b, (0, 0, 0))
@@ -179,12 +183,16 @@ def _single_deletes(
         b: key for b, key in candidates.items() if target[b][2] - hashes[key] == source.get(b, (0, 0, 0))[2]
     }
     if not guess:
-        return 0, differ
-    gone = _gone(run, w, sorted(guess.values()))
-    deleted = w.delete_keys(sorted(gone))
-    left = [b for b in differ if guess.get(b) not in gone]
+        return 0, differ, 0
+    others = [b for b in differ if b not in guess]
+    ranges = [_bucket_range(b, width) for b in others] if len(others) <= FEW_BUCKETS else []
+    gone = _gone(run, w, sorted(guess.values()), ranges)
+    read_off = gone.intersection(guess.values())
+    deleted = w.delete_keys(sorted(read_off))
+    missed = [b for b, key in guess.items() if key not in read_off]  # the sums misled: key by key
+    left = sorted(missed if ranges else others + missed)
     run.log("info", "deletes: keys read off the sums", task=run.task.name, deleted=deleted, left=len(left))
-    return deleted, left
+    return deleted, left, deleted + w.delete_keys(sorted(gone - read_off))
 
 
 def _gone(
