@@ -7,12 +7,13 @@ when few, staged in the target when many). What each delete mode needs of the ki
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import cast
 
 from runner.changes.task import TaskRun
-from runner.connectors.base import KEY_STAGE, KeyBuckets, KeyBucketWriter, Writer
+from runner.connectors.base import KEY_STAGE, KeyBuckets, KeyBucketWriter, MergeCounts, Writer
 from runner.definitions.tasks import ReadSpec
 from runner.streams.keys import BucketDigest, key_hash
 
@@ -56,19 +57,20 @@ def source_key_sums(run: TaskRun, width: int | None) -> KeySums:
 class TargetSums:
     """The target's key buckets summed up beside the round's merges rather than after them:
     read in a snapshot fixed before the writer's first commit, to which the keys each merge
-    inserts are added (`add`, before the merge). Only where nothing else changes the target's
+    inserts are added (`merge`). Only where nothing else changes the target's
     keys meanwhile (`early_target_sums`)."""
 
     def __init__(self, before: Future[dict[int, BucketDigest]], width: int, native: bool):
         self.before, self.width, self.native = before, width, native
         self.added: dict[int, BucketDigest] = {}
 
-    def add(self, w: Writer) -> None:
-        """Before a merge: the staged keys the target lacks, which it inserts."""
-        new = cast(KeyBucketWriter, w).new_key_buckets(self.width, self.native)
+    def merge(self, w: Writer) -> MergeCounts:
+        """The writer's merge, the keys it inserts added (`KeyBucketWriter.merge_noting_new`)."""
+        counts, new = cast(KeyBucketWriter, w).merge_noting_new(self.width, self.native)
         for b, (count, total, hashes) in new.items():
             c, t, h = self.added.get(b, (0, 0, 0))
             self.added[b] = (c + count, t + total, h + hashes)
+        return counts
 
     def result(self) -> dict[int, BucketDigest]:
         found = dict(self.before.result())
@@ -131,10 +133,11 @@ def deletes_by_buckets(
     target = early.result() if early is not None else w.target_buckets(width, _native_hash(run))
     differ = sorted(b for b, summary in target.items() if source.get(b) != summary)
     run.log("info", "deletes: buckets compared", task=task.name, buckets=len(target), differ=len(differ))
-    deleted, differ = _single_deletes(run, w, width, source, target, differ)
+    _, differ, deleted = _single_deletes(run, w, width, source, target, differ)
+    if not differ:
+        return deleted
     if len(differ) <= FEW_BUCKETS:  # their keys compared in Python, read by key ranges
-        ranges = [_bucket_range(b, width) for b in differ]
-        gone = w.find_keys(ranges=ranges) - _source(run).find_keys(task.read, key, ranges=ranges)
+        gone = _gone(run, w, ranges=[_bucket_range(b, width) for b in differ])
         return deleted + w.delete_keys(sorted(gone))
     for i in range(0, len(differ), BUCKETS_PER_PASS):
         chunk = differ[i : i + BUCKETS_PER_PASS]
@@ -154,15 +157,17 @@ def _single_deletes(
     source: dict[int, BucketDigest],
     target: dict[int, BucketDigest],
     differ: list[int],
-) -> tuple[int, list[int]]:
+) -> tuple[int, list[int], int]:
     """Deletes read off the sums, for the buckets whose target holds one key more than the
     source (most of them when deletes are few): when the target's keys are the source's and
     one more, that key is the difference of the two sums. That is proven, not assumed: with
     the key taken out, the target's digest must equal the source's (three deleted keys and
     two late ones also differ by one in count; their sums' difference is then a deleted key,
     but not the only one). The key is deleted once it is checked to be in this bucket, in the
-    target and not in the source (index lookups in each). Returns the rows deleted and the
-    buckets left to compare key by key."""
+    target and not in the source (index lookups in each). When the other buckets are few,
+    their keys are compared by ranges in the same lookups (not after these). Returns the rows
+    deleted of the keys read off the sums, the buckets left to compare key by key, and the
+    rows deleted in all."""
     candidates: dict[int, int] = {}
     for b in differ:
         count, total, _ = source.get(b, (0, 0, 0))
@@ -178,13 +183,31 @@ def _single_deletes(
         b: key for b, key in candidates.items() if target[b][2] - hashes[key] == source.get(b, (0, 0, 0))[2]
     }
     if not guess:
-        return 0, differ
-    values = sorted(guess.values())
-    gone = w.find_keys(values) - _source(run).find_keys(run.task.read, run.task.write.keys[0], values)
-    deleted = w.delete_keys(sorted(gone))
-    left = [b for b in differ if guess.get(b) not in gone]
+        return 0, differ, 0
+    others = [b for b in differ if b not in guess]
+    ranges = [_bucket_range(b, width) for b in others] if len(others) <= FEW_BUCKETS else []
+    gone = _gone(run, w, sorted(guess.values()), ranges)
+    read_off = gone.intersection(guess.values())
+    deleted = w.delete_keys(sorted(read_off))
+    missed = [b for b, key in guess.items() if key not in read_off]  # the sums misled: key by key
+    left = sorted(missed if ranges else others + missed)
     run.log("info", "deletes: keys read off the sums", task=run.task.name, deleted=deleted, left=len(left))
-    return deleted, left
+    return deleted, left, deleted + w.delete_keys(sorted(gone - read_off))
+
+
+def _gone(
+    run: TaskRun, w: KeyBucketWriter, values: Sequence[int] = (), ranges: Sequence[tuple[int, int]] = ()
+) -> set[int]:
+    """The keys among `values` or in the inclusive `ranges` that the target has and the source
+    has not (as it is now). The two databases are asked at once, unless the target is a SQLite
+    file (`copy_while_reading`), which one connection at a time had better use."""
+    task, key = run.task, run.task.write.keys[0]
+    source = _source(run)
+    if not run.target.capabilities.copy_while_reading:
+        return w.find_keys(values, ranges) - source.find_keys(task.read, key, values, ranges)
+    with ThreadPoolExecutor(1) as pool:
+        found = pool.submit(source.find_keys, task.read, key, values, ranges)
+        return w.find_keys(values, ranges) - found.result()
 
 
 def _bucket(key: int, width: int) -> int:

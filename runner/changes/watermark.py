@@ -325,9 +325,7 @@ def _round_copied(
         run.cancel.check()
     highest = m.staged_highest(watermark.column)
     checkpoint("write")
-    if sums is not None:
-        sums.add(m)
-    result.add(m.merge())
+    result.add(sums.merge(m) if sums is not None else m.merge())
     m.clear_stage()
     m.commit()  # the target holds the round: only now may the pointer pass it
     run.committed()
@@ -346,9 +344,7 @@ def _merge_batches(
     for batch in run.timed(stream.batches):
         w.stage(batch)
         checkpoint("write")
-        if sums is not None:
-            sums.add(w)
-        result.add(w.merge())
+        result.add(sums.merge(w) if sums is not None else w.merge())
         w.clear_stage()
         if not run.options.dry_run:
             w.commit()  # the target holds the batch: only now may the pointer pass it

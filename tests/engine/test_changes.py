@@ -7,6 +7,7 @@ writes nothing and counts nothing twice."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 from runner import services
 from runner.changes import deletes as bucket_deletes
 from runner.changes.task import RunOptions
+from runner.connectors.sql.buckets import KeyBucketQueries
+from runner.connectors.sql.writer import SqlWriter
 from runner.errors import RunnerError
 from tests.engine.conftest import Database
 
@@ -369,6 +372,40 @@ def test_watermark_deletes_by_key_buckets(project, make_database, monkeypatch, s
     assert read_off[-1][0] == 2  # -700 and 698: alone in their buckets
     live = [r for r in target_rows(target, deletes == "soft") if deletes == "propagate" or not r[4]]
     assert [r[:4] for r in live] == source.rows()
+
+
+def test_watermark_deletes_look_keys_up_in_both_databases_at_once(project, make_database, monkeypatch):
+    """The keys that differ are looked up in source and target at once, not one after the
+    other; and the keys read off the sums and the keys of the other differing buckets (by
+    ranges) in the same lookups: each database is asked once."""
+    source = Source(make_database("postgresql", "source"))
+    target = make_database("postgresql", "target")
+    source.upsert([(i, f"r{i}", Decimal("1.00"), T0 + dt.timedelta(seconds=i)) for i in range(1, 641)])
+    setup_job(project, source.db, target, "watermark", "propagate")
+    run(project)
+    source.delete([5, 70, 71, 72, 300])  # 5 and 300 alone in their buckets of 64 keys; 70-72 in one
+    asked: list[str] = []
+    in_source = threading.Event()
+    source_find, target_find = KeyBucketQueries.find_keys, SqlWriter.find_keys
+
+    def source_side(self, *args, **kwargs):
+        asked.append("source")
+        in_source.set()
+        return source_find(self, *args, **kwargs)
+
+    def target_side(self, *args, **kwargs):
+        asked.append("target")
+        assert in_source.wait(10), "the target's keys were looked up before the source was asked"
+        return target_find(self, *args, **kwargs)
+
+    monkeypatch.setattr(KeyBucketQueries, "find_keys", source_side)
+    monkeypatch.setattr(SqlWriter, "find_keys", target_side)
+    read_off = spy(monkeypatch, bucket_deletes, "_single_deletes")
+    second = run(project)
+    assert second["deleted"] == 5
+    assert read_off[-1][:2] == (2, [])  # 5 and 300 read off the sums; bucket 1 compared by its range
+    assert sorted(asked) == ["source", "target"]
+    assert [r[0] for r in target_rows(target)] == [r[0] for r in source.rows()]
 
 
 def test_watermark_deletes_never_read_a_live_key_off_the_sums(project, make_database, monkeypatch):

@@ -12,6 +12,8 @@ from decimal import Decimal
 import pytest
 
 from runner import services
+from runner.changes import deletes as bucket_deletes
+from runner.changes import watermark
 from runner.connectors.sql.writer import SqlWriter
 from tests.engine.test_changes import T0, Source, run, setup_job, target_rows
 
@@ -24,9 +26,9 @@ def merges(monkeypatch):
     seen: list[str] = []
     upsert, joins = SqlWriter._upsert, SqlWriter._merge
 
-    def spy_upsert(self):
+    def spy_upsert(self, *args):
         seen.append("upsert")
-        return upsert(self)
+        return upsert(self, *args)
 
     def spy_joins(self, only="", params=()):
         seen.append("joins")
@@ -78,6 +80,43 @@ def test_a_small_round_is_one_upsert_with_exact_counts(project, make_database, m
         third = run(project)
         assert (third["inserted"], third["updated"]) == (0, 1)
         assert target_rows(target, soft=True) == [r + (False,) for r in source.rows()]
+
+
+def test_a_rounds_new_keys_are_summed_up_from_its_upsert(project, make_database, monkeypatch, merges):
+    """With deletes, the target's key buckets are summed up beside the round's merge, and the
+    keys the merge inserts are added to them: read off what the upsert itself inserted, not
+    looked up in the target before it. Those sums must be the target's own after the merge,
+    bucket by bucket (new keys in the buckets of deleted ones and in buckets past the old key
+    range, updated rows adding none, rows read again unchanged adding none), and the deletes
+    then found exact."""
+    source, target = load(project, make_database, "propagate")
+    looked_up: list[int] = []
+    real_new = SqlWriter.new_key_buckets
+    monkeypatch.setattr(
+        SqlWriter, "new_key_buckets", lambda self, *a: looked_up.append(1) or real_new(self, *a)
+    )
+    compared: list[tuple[dict, dict]] = []
+    real_deletes = bucket_deletes.deletes_by_buckets
+
+    def check(run_, w, sums, early=None):
+        assert early is not None  # summed up beside the merge
+        native = bucket_deletes._native_hash(run_)
+        compared.append((early.result(), w.target_buckets(sums.width, native)))
+        return real_deletes(run_, w, sums, early)
+
+    monkeypatch.setattr(watermark, "deletes_by_buckets", check)
+    merges.clear()
+    a_round(source)  # 2 new keys past the range, 3 updated, 1 deleted
+    late = T0 + dt.timedelta(seconds=ROWS + 100)
+    source.delete([41, 42, 1000])
+    source.upsert([(1000, "again", Decimal("4.00"), late)])  # deleted and inserted: one bucket
+    source.upsert([(ROWS + 500 + i, f"far {i}", None, late) for i in range(70)])  # new buckets
+    second = run(project)
+    assert merges and set(merges) == {"upsert"} and looked_up == []
+    assert (second["inserted"], second["updated"], second["deleted"]) == (72, 4, 3)
+    ((summed, actual),) = compared
+    assert summed == actual
+    assert target_rows(target) == source.rows()
 
 
 def test_without_a_unique_index_on_the_keys_the_joins_merge(project, make_database, merges):

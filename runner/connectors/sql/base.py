@@ -229,10 +229,13 @@ class SqlConnector(SqlReading, KeyBucketQueries, VerifyQueries, Connector):
         keys: list[str],
         sets: list[tuple[str, str]],
         where: str,
+        new_keys: tuple[int, bool] | None = None,
     ) -> str:
         """One statement inserting the staged rows into `target` (aliased `t`) and updating
         those whose key it has, where `where` holds (the staged row is `EXCLUDED`); it returns
-        one row, (inserted, updated). Only where `upserts`."""
+        one row, (NULL, inserted, updated). With `new_keys` (width, native), the (single,
+        integer) key's `bucket_digests_sql` rows of the keys it inserted follow that row
+        (their bucket is never NULL). Only where `upserts`."""
         raise NotImplementedError
 
     def key_types(self, columns: list[Column]) -> list[str]:

@@ -204,18 +204,41 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         """Update target rows whose values differ from their staged row, insert staged rows
         with no target row. The staging table keeps its rows (for `delete_missing`). When the
         target rejects a row (a NOT NULL, a check), the merge is retried key by key to name it."""
+        return self._merge_staged(self._looks_up())
+
+    def merge_noting_new(
+        self, width: int, native: bool = False
+    ) -> tuple[MergeCounts, dict[int, BucketDigest]]:
+        """`merge`, and `new_key_buckets` of the keys it inserts: where the merge is one upsert,
+        read off what that statement inserted (no lookup of the staged keys before it);
+        otherwise asked before the merge."""
+        lookup = self._looks_up()
+        if not (lookup and self._upserts()):
+            new = self.new_key_buckets(width, native)
+            return self._merge_staged(lookup), new
+        noted: dict[int, BucketDigest] = {}
+        return self._merge_staged(lookup, (width, native, noted)), noted
+
+    def _looks_up(self) -> bool:
+        with self.c.errors(self.doing):
+            return not self.empty_at_start and self.c.looks_up_by_key(
+                self.cursor, self.target, self.q(STAGE), self.keys
+            )
+
+    def _merge_staged(
+        self, lookup: bool, noting: tuple[int, bool, dict[int, BucketDigest]] | None = None
+    ) -> MergeCounts:
+        """`merge`, `lookup` being `looks_up_by_key` (asked just before); `noting`: (width,
+        native, a dict given the new keys' digests) where the merge is an upsert."""
         c = self.c
         with c.errors(self.doing):
             self.cursor.execute("SAVEPOINT runner_merge")
-            lookup = not self.empty_at_start and c.looks_up_by_key(
-                self.cursor, self.target, self.q(STAGE), self.keys
-            )
             upsert = lookup and self._upserts()
             probes = lookup and not upsert and c.start_probes(self.cursor)
             if not (self.empty_at_start or lookup):  # looking rows up by key needs no statistics
                 self._analyze(STAGE)
         try:
-            counts = self._upsert() if upsert else self._merge()
+            counts = self._upsert(noting) if upsert else self._merge()
             if probes:
                 c.end_probes(self.cursor)
         except c.engine.dialect.loaded_dbapi.Error as exc:
@@ -246,16 +269,24 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
             )
         return self.arbiter
 
-    def _upsert(self) -> MergeCounts:
+    def _upsert(self, noting: tuple[int, bool, dict[int, BucketDigest]] | None = None) -> MergeCounts:
         """`_merge`'s outcome in one statement (INSERT … ON CONFLICT DO UPDATE where a value
         differs): each staged row is looked up in the target's key index once, where the UPDATE
         and the INSERT's anti-join each look it up again (at 10M rows, most lookups read a page
-        the server's cache no longer holds). A row that is unchanged gets a row lock only."""
+        the server's cache no longer holds). A row that is unchanged gets a row lock only.
+        `noting`: the inserted keys' digests are put in its dict (`merge_noting_new`)."""
         t, ex = "t", "EXCLUDED"
         sets, where = self._sets(t, ex)
         keys = [self.q(k) for k in self.keys]
-        self.cursor.execute(self.c.upsert_sql(self.target, t, self.q(STAGE), self.names, keys, sets, where))
-        inserted, updated = self.cursor.fetchone()
+        new_keys = noting[:2] if noting is not None else None
+        if noting is not None:
+            self.c.prepare_digests(self.dbapi.driver_connection)
+        sql = self.c.upsert_sql(self.target, t, self.q(STAGE), self.names, keys, sets, where, new_keys)
+        self.cursor.execute(sql)
+        rows = self.cursor.fetchall()
+        ((_, inserted, updated, *_),) = [r for r in rows if r[0] is None]
+        if noting is not None:
+            noting[2].update(self.c.bucket_digests([r for r in rows if r[0] is not None], keys[0], noting[1]))
         return MergeCounts(inserted=int(inserted), updated=int(updated))
 
     def _sets(self, t: str, s: str) -> tuple[list[tuple[str, str]], str]:
@@ -393,7 +424,7 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         live = f" AND {self.live_sql()}" if self.live_sql() else ""
         found: set[int] = set()
         with self.c.errors(self.doing):
-            for where, params in key_conditions(k, self.c.mark, values, ranges):
+            for where, params in key_conditions(k, self.c.mark, values, ranges, self.c.any_of_sql):
                 self.cursor.execute(f"SELECT {k} FROM {self.target} WHERE ({where}){live}", params)
                 found.update(int(r[0]) for r in self.cursor.fetchall())
         return found
@@ -401,7 +432,8 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
     def delete_keys(self, values: list[int]) -> int:
         """Delete (or soft-delete) the target rows with these (single, integer) key values."""
         k = f"{self.target}.{self.q(self.keys[0])}"
-        return sum(self._delete(where, params) for where, params in key_conditions(k, self.c.mark, values))
+        conditions = key_conditions(k, self.c.mark, values, any_of=self.c.any_of_sql)
+        return sum(self._delete(where, params) for where, params in conditions)
 
     def delete_missing_in_buckets(self, width: int, buckets: list[int]) -> int:
         """Delete target rows of these buckets whose key is not in the key stage (one scan
