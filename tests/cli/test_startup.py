@@ -144,13 +144,18 @@ def test_every_command_is_built_on_demand_under_its_name_in_the_help_order():
     assert listed == list(app.COMMANDS)
 
 
-def test_a_piped_run_prints_its_log_and_result_without_loading_rich_console(project):
+def _one_row_copy(project) -> None:
+    """An applied job `copy` of one row between two SQLite files."""
     project.write("connections.d/all.yaml", TWO_SQLITE)
     project.job("copy", "src", "dst", TASK)
     with sqlite3.connect(project.root / "src.db") as db:
         db.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT)")
         db.execute("INSERT INTO a VALUES (1, 'x')")
     services.apply(project.ws)
+
+
+def test_a_piped_run_prints_its_log_and_result_without_loading_rich_console(project):
+    _one_row_copy(project)
     code = (
         "import sys\n"
         "from runner.cli.app import main\n"
@@ -242,12 +247,7 @@ def test_a_run_through_the_script_turns_pydantics_plugin_lookup_off_and_loads_no
     set (pydantic then reads no distribution's entry points); a user's value, an empty one
     included (every plugin loaded), is kept. A SQLite job's run imports neither the change
     logs' modules nor the store's migrations nor the definitions' validation."""
-    project.write("connections.d/all.yaml", TWO_SQLITE)
-    project.job("copy", "src", "dst", TASK)
-    with sqlite3.connect(project.root / "src.db") as db:
-        db.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT)")
-        db.execute("INSERT INTO a VALUES (1, 'x')")
-    services.apply(project.ws)
+    _one_row_copy(project)
     code = (
         "import json, os, sys\n"
         "from runner.__main__ import main\n"
