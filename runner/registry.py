@@ -28,12 +28,17 @@ def load(ref: str) -> Any:
 
 class Registry(Generic[K, V]):
     """Named entries of one sort (`what`: "connection type", "strategy", ...); `builtin` maps
-    a name to the module that registers it on import."""
+    a name to the module that registers it on import. Listed, the entries registered directly
+    come first, in the order they were registered, then the built-in ones in `builtin`'s
+    order: not in the order their modules happened to be imported (a process that opened a
+    RabbitMQ connection first would otherwise list, and put in the JSON Schema, its kind
+    before the others)."""
 
     def __init__(self, what: str, builtin: Mapping[K, str] | None = None):
         self.what = what
         self._entries: dict[K, V] = {}
         self._builtin = dict(builtin or {})  # not imported yet
+        self._order = list(self._builtin)
         self._loading = threading.RLock()  # parallel tasks, the daemon's workers, an import that asks
 
     def _import(self, names: list[K]) -> None:
@@ -43,10 +48,17 @@ class Registry(Generic[K, V]):
                 if module is not None:
                     importlib.import_module(module)
 
-    def _loaded(self) -> dict[K, V]:
+    def _all(self) -> dict[K, V]:
+        """Every entry, each built-in module imported."""
         if self._builtin:
             self._import(list(self._builtin))
         return self._entries
+
+    def _loaded(self) -> dict[K, V]:
+        """Every entry in the listing order (see the class)."""
+        entries = self._all()
+        builtin = {name: entries[name] for name in self._order if name in entries}
+        return {name: entry for name, entry in entries.items() if name not in builtin} | builtin
 
     def register(self, name: K, entry: V) -> V:
         if name in self._entries:
@@ -63,18 +75,18 @@ class Registry(Generic[K, V]):
     def get(self, name: K) -> V:
         found = self.find(name)
         if found is None:
-            known = ", ".join(sorted(map(str, self._loaded()))) or "none"
+            known = ", ".join(sorted(map(str, self._all()))) or "none"
             raise TerminalError(f"unknown {self.what} {name!r} (known: {known})")
         return found
 
     def items(self) -> dict[K, V]:
-        return dict(self._loaded())
+        return self._loaded()
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._loaded())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._loaded()
+        return name in self._all()
 
     def view(self, part: Callable[[V], T]) -> Mapping[K, T]:
         """A read-only mapping of each entry's `part`, importing an entry's module only when it

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from runner import services
 from tests.conftest import REPO
@@ -11,6 +13,20 @@ from tests.conftest import REPO
 def test_schema_file_is_current():
     on_disk = json.loads((REPO / "schemas" / services.SCHEMA_FILE).read_text())
     assert on_disk == json.loads(json.dumps(services.json_schema())), "schemas/ is stale: run `make schemas`"
+
+
+def test_schema_is_the_same_whichever_kind_a_process_imported_first():
+    """A process that imported some kinds' modules before (a daemon that opened a RabbitMQ
+    connection, a test worker) gives the same schema: kinds are listed in the built-in order."""
+    code = (
+        "import json, sys\n"
+        "import runner.connectors.http.connector, runner.connectors.redis, runner.connectors.rabbitmq\n"
+        "from runner import services\n"
+        "print(json.dumps(services.json_schema()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    on_disk = json.loads((REPO / "schemas" / services.SCHEMA_FILE).read_text())
+    assert json.loads(out.stdout) == on_disk
 
 
 def test_schema_knows_every_connection_type_and_forbids_unknown_fields():
