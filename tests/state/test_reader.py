@@ -24,8 +24,8 @@ def _store_at(url: str, version: int) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         schema.schema_version.create(conn)
-        for number, migrate in enumerate(migrations.MIGRATIONS[:version], start=1):
-            migrate(conn)
+        for number in range(1, version + 1):
+            migrations.migration(number)(conn)
             conn.execute(schema.schema_version.insert().values(version=number, applied_at="earlier"))
     engine.dispose()
 

@@ -228,8 +228,8 @@ def test_store_of_an_older_version_is_migrated(tmp_path):
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         schema.schema_version.create(conn)
-        for version, migrate in enumerate(migrations.MIGRATIONS[:2], start=1):
-            migrate(conn)
+        for version in range(1, 2 + 1):
+            migrations.migration(version)(conn)
             conn.execute(schema.schema_version.insert().values(version=version, applied_at="earlier"))
         conn.exec_driver_sql(
             "INSERT INTO task_state (namespace, job, task, updated_at) VALUES ('d', 'j', 't', 'x')"
@@ -263,8 +263,8 @@ def test_row_digests_of_version_6_are_converted(request, tmp_path, backend):
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         schema.schema_version.create(conn)
-        for version, migrate in enumerate(migrations.MIGRATIONS[:6], start=1):
-            migrate(conn)
+        for version in range(1, 6 + 1):
+            migrations.migration(version)(conn)
             conn.execute(schema.schema_version.insert().values(version=version, applied_at="earlier"))
         conn.exec_driver_sql(
             "INSERT INTO task_state (id, namespace, job, task, updated_at) VALUES (1, 'd', 'j', 't', 'x')"

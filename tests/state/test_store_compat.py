@@ -148,8 +148,8 @@ def test_a_store_of_version_4_migrates_to_the_latest(request, tmp_path, backend)
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         schema.schema_version.create(conn)
-        for version, migrate in enumerate(migrations.MIGRATIONS[:4], start=1):
-            migrate(conn)
+        for version in range(1, 4 + 1):
+            migrations.migration(version)(conn)
             conn.execute(schema.schema_version.insert().values(version=version, applied_at="earlier"))
         for sql in (
             'INSERT INTO revisions (id, applied_at, "user", digest, summary) '

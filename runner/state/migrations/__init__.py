@@ -41,10 +41,3 @@ LATEST = len(NAMES)
 def migration(version: int) -> Callable[[sa.Connection], None]:
     """The migration to `version` (1 to `LATEST`), its module imported now."""
     return importlib.import_module(f"{__name__}.{NAMES[version - 1]}").migrate
-
-
-def __getattr__(name: str) -> list[Callable[[sa.Connection], None]]:
-    """`MIGRATIONS`: every migration in order (version N is `MIGRATIONS[N - 1]`)."""
-    if name == "MIGRATIONS":
-        return [migration(version) for version in range(1, LATEST + 1)]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
