@@ -123,7 +123,7 @@ class KeyBucketQueries:
         found: set[int] = set()
         with self.connection("looking up keys") as dbapi:
             cursor = dbapi.cursor()
-            for where, params in key_conditions(self.quote(key), self.mark, values, ranges, self.any_of_sql):
+            for where, params in key_conditions(self.quote(key), self.mark, self.any_of_sql, values, ranges):
                 cursor.execute(f"SELECT {self.quote(key)} FROM {source} WHERE {where}", params)
                 found.update(int(r[0]) for r in cursor.fetchall())
             dbapi.rollback()

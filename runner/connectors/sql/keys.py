@@ -1,30 +1,26 @@
-"""Conditions on an integer key column, bounded in bound parameters: what the key bucket
-queries and the writer's deletes by key share."""
+"""Conditions on an integer key column, bounded in size: what the key bucket queries, the
+writer's deletes by key and verify's key ranges share."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-IN_LIST = 5_000  # values bound in one IN (…) list: within every driver's parameter limit
+IN_LIST = 5_000  # values in one condition, ranges' bounds bound in one: within every driver's limit
 
 
 def key_conditions(
     column: str,
     mark: str,
+    any_of: Callable[[str, list[int]], str],
     values: Sequence[int] = (),
     ranges: Sequence[tuple[int, int]] = (),
-    any_of: Callable[[str, list[int]], str] | None = None,
 ) -> Iterator[tuple[str, tuple]]:
-    """Conditions on an integer key column for these values (an IN list; `any_of`: the
-    dialect's `any_of_sql`, the values written in the statement) or inclusive ranges
-    (BETWEENs, which each use the key's index), at most `IN_LIST` values or bound parameters
-    each."""
+    """Conditions on an integer key column for these values (`any_of`: the dialect's
+    `any_of_sql`, the values written in the statement as integers) or inclusive ranges
+    (BETWEENs, which each use the key's index, their bounds bound), at most `IN_LIST` values
+    or bound parameters each."""
     for i in range(0, len(values), IN_LIST):
-        chunk = tuple(values[i : i + IN_LIST])
-        if any_of is not None:
-            yield any_of(column, [int(v) for v in chunk]), ()
-        else:
-            yield f"{column} IN ({', '.join([mark] * len(chunk))})", chunk
+        yield any_of(column, [int(v) for v in values[i : i + IN_LIST]]), ()
     step = IN_LIST // 2
     for i in range(0, len(ranges), step):
         part = ranges[i : i + step]

@@ -133,7 +133,7 @@ class VerifyQueries:
             assert len(keys) == 1 and keys[0].type.kind in INTEGERS
             parts = [
                 (f" WHERE {cond}", params)
-                for cond, params in key_conditions(q(keys[0].name), self.mark, (), ranges)
+                for cond, params in key_conditions(q(keys[0].name), self.mark, self.any_of_sql, ranges=ranges)
             ]
         self.check_readable()
         with self.connection(doing) as dbapi:

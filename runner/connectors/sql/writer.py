@@ -424,7 +424,7 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
         live = f" AND {self.live_sql()}" if self.live_sql() else ""
         found: set[int] = set()
         with self.c.errors(self.doing):
-            for where, params in key_conditions(k, self.c.mark, values, ranges, self.c.any_of_sql):
+            for where, params in key_conditions(k, self.c.mark, self.c.any_of_sql, values, ranges):
                 self.cursor.execute(f"SELECT {k} FROM {self.target} WHERE ({where}){live}", params)
                 found.update(int(r[0]) for r in self.cursor.fetchall())
         return found
@@ -432,7 +432,7 @@ class SqlWriter(InTargetCompare, Diagnosis, Transaction):
     def delete_keys(self, values: list[int]) -> int:
         """Delete (or soft-delete) the target rows with these (single, integer) key values."""
         k = f"{self.target}.{self.q(self.keys[0])}"
-        conditions = key_conditions(k, self.c.mark, values, any_of=self.c.any_of_sql)
+        conditions = key_conditions(k, self.c.mark, self.c.any_of_sql, values)
         return sum(self._delete(where, params) for where, params in conditions)
 
     def delete_missing_in_buckets(self, width: int, buckets: list[int]) -> int:
