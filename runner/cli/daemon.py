@@ -161,8 +161,10 @@ def _run_daemon(
 ) -> int:
     """The daemon, with the API beside it when `http` is set, until SIGTERM/SIGINT; its runs
     go to `runner worker` processes through `broker` when one is given."""
+    from runner.daemon import memory
     from runner.daemon.main import Daemon, DaemonOptions  # not on the path of the other commands
 
+    memory.lean()  # first: before this process opens any SQLite connection
     executor = None
     if broker is not None:
         from runner.daemon.celery_app import resolve_broker  # Celery: only for the scale-out

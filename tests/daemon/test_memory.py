@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import subprocess
 import sys
 import threading
 
@@ -41,3 +44,61 @@ def test_memory_freed_by_threads_goes_back_to_the_system():
     assert freed > 150  # (else this test proves nothing)
     assert memory.release()
     assert _rss_mb() < freed - 100  # of the ~190 MB allocated
+
+
+# `memory.lean` changes process-wide settings: each case runs in a process of its own
+PROBE = """
+import ctypes, json, sqlite3, sys, threading
+from runner.daemon import memory
+
+path, lean, opened_first = sys.argv[1], sys.argv[2] == "lean", sys.argv[3] == "opened"
+first = sqlite3.connect(path) if opened_first else None
+changed = memory.lean() if lean else []
+sqlite = memory._sqlite_library()
+sqlite.sqlite3_memory_used.restype = ctypes.c_int64
+before = sqlite.sqlite3_memory_used()
+connections = [sqlite3.connect(path) for _ in range(20)]
+rows = [c.execute("SELECT count(*), sum(n) FROM t WHERE n < 10").fetchone() for c in connections]
+per_connection = (sqlite.sqlite3_memory_used() - before) / len(connections)
+kept = []
+def allocate():  # what a run's thread does: buffers from its malloc arena
+    kept.append([bytes(2000) for _ in range(1000)])
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+memory._libc().malloc_stats()  # one "Arena N:" paragraph per arena, on stderr
+print(json.dumps({"changed": changed, "per_connection": per_connection, "rows": rows}))
+"""
+
+
+def _probe(tmp_path, *args: str) -> tuple[dict, int]:
+    path = tmp_path / "probe.db"
+    if not path.exists():
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, note TEXT)")
+            db.executemany("INSERT INTO t VALUES (?, ?)", [(n, "x" * 200) for n in range(20_000)])
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path), *args], capture_output=True, text=True, check=True
+    )
+    arenas = sum(line.startswith("Arena ") for line in proc.stderr.splitlines())
+    return json.loads(proc.stdout), arenas
+
+
+@pytest.mark.skipif(not GLIBC, reason="malloc arenas are glibc's")
+def test_lean_gives_each_sqlite_connection_and_thread_less_memory(tmp_path):
+    plain, plain_arenas = _probe(tmp_path, "plain", "none")
+    lean, lean_arenas = _probe(tmp_path, "lean", "none")
+    assert lean["changed"] == ["sqlite page cache", "malloc arenas"]
+    assert lean["rows"] == plain["rows"] == [[10, 45]] * 20  # the connections read as before
+    # SQLite's first block of page cache per connection (~70 KB) is gone: pages come as read
+    assert lean["per_connection"] < plain["per_connection"] * 0.5, (lean, plain)
+    assert plain_arenas > 2 and lean_arenas <= 2, (plain_arenas, lean_arenas)
+
+
+def test_lean_leaves_sqlite_alone_while_a_connection_is_open(tmp_path):
+    """Shutting SQLite down under an open connection is undefined: `lean` must not."""
+    lean, _ = _probe(tmp_path, "lean", "opened")
+    assert "sqlite page cache" not in lean["changed"]
+    assert lean["rows"] == [[10, 45]] * 20
