@@ -60,9 +60,10 @@ before = sqlite.sqlite3_memory_used()
 connections = [sqlite3.connect(path) for _ in range(20)]
 rows = [c.execute("SELECT count(*), sum(n) FROM t WHERE n < 10").fetchone() for c in connections]
 per_connection = (sqlite.sqlite3_memory_used() - before) / len(connections)
-kept = []
-def allocate():  # what a run's thread does: buffers from its malloc arena
+kept, together = [], threading.Barrier(8)
+def allocate():  # what a run's thread does: buffers from its malloc arena, live at once
     kept.append([bytes(2000) for _ in range(1000)])
+    together.wait()  # (a thread that ended first would hand its arena to the next)
 threads = [threading.Thread(target=allocate) for _ in range(8)]
 for t in threads:
     t.start()
