@@ -40,7 +40,7 @@ class InTargetCompare(WriterState):
         names = [self.q(col.name) for col in self.columns]
         hashed = c.row_hash(names, self.columns)
         if hashed is None or source.row_hash(names, self.columns) != hashed:  # type: ignore[attr-defined]
-            return None  # e.g. two PostgreSQL servers, only one with a 64-bit record hash
+            return None  # e.g. two PostgreSQL servers, only one with a 64-bit row hash
         expr, hash_type = hashed
         stage = [*self.key_columns, Column(ROW_HASH, hash_type)]
         exprs = [*(self.q(k) for k in self.keys), expr]
