@@ -6,9 +6,10 @@ Under a single integer key, both databases sum up their rows per bucket of the k
 buckets whose sums differ have their rows read, in key order, from both sides and compared in
 Python as canonical values (`runner.streams.values.comparable`). The row hash is one both
 databases compute alike for equal values: between two databases of one kind with the same
-column types, the kind's own record hash (PostgreSQL's `hash_record_extended`) or the md5 of
-the row's text. Equal sums are taken as equal rows (a 64- or 60-bit hash sum; a collision is
-about as likely as two random 60-bit numbers being equal); differing sums only cost a read.
+column types, the kind's own 64-bit row hash (PostgreSQL's: each column by its type's own hash
+function, `PostgresqlConnector.row_hash`) or the md5 of the row's text. Equal sums are taken
+as equal rows (a 64- or 60-bit hash sum; a collision is about as likely as two random 60-bit
+numbers being equal); differing sums only cost a read.
 
 Where no such hash exists (two databases of different kinds, whose texts of one value differ;
 a `read.timezone`, which converts the source's timestamps on the way; a column read through
@@ -201,7 +202,7 @@ def _plan(source: Endpoint, target: Endpoint, task: Task) -> _Plan:
 def _digests(source: Endpoint, target: Endpoint, plan: _Plan) -> tuple[RowDigest, RowDigest] | None:
     """The row hash both databases compute alike for equal values, and so can sum up per key
     bucket: between two databases of one kind with the same column types, the kind's own
-    record hash or the md5 of the row's text; otherwise the md5 of the row's canonical text.
+    row hash or the md5 of the row's text; otherwise the md5 of the row's canonical text.
     None when there is none (then every row is read)."""
     if plan.target_columns is None or len(plan.key_index) != 1:
         return None

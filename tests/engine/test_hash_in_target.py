@@ -291,3 +291,128 @@ def test_killed_anywhere_then_rerun(project, pg_url, tmp_path, point):
     assert task_of(run(project))[1:4] == (0, 0, 0)
     assert not project.ws.store().tasks.state("default", "sync", "items").digests_pending
     engine.dispose()
+
+
+# every type runner maps from PostgreSQL, a value per row (NULLs in the rows past 90)
+TYPED = {
+    "s": ("smallint", "g - 300"),
+    "i": ("integer", "g * 1000"),
+    "b": ("bigint", "g * 100000000000"),
+    "d": ("numeric(10,3)", "g / 8.0"),
+    "r": ("real", "g / 3.0"),
+    "f": ("double precision", "g / 7.0"),
+    "flag": ("boolean", "mod(g, 2) = 0"),
+    "t": ("text", "'text ' || g"),
+    "v": ("varchar(20)", "'varchar ' || g"),
+    "c": ("char(5)", "'c' || g"),
+    "day": ("date", "'2026-01-01'::date + g"),
+    "tm": ("time", "'00:00'::time + g * interval '1 min 1 us'"),
+    "at": ("timestamp", "'2026-01-01'::timestamp + g * interval '1 h 1 us'"),
+    "atz": ("timestamptz", "'2026-01-01 00:00+00'::timestamptz + g * interval '1 h 1 us'"),
+    "doc": ("jsonb", "jsonb_build_object('g', g, 'list', jsonb_build_array(g, 'x'))"),
+    "raw": ("bytea", "int4send(g)"),
+    "u": ("uuid", "md5(g::text)::uuid"),
+}
+# a new value for each column, in the row whose id is the column's position (ids 1-17)
+CHANGED = {
+    "s": "-1",
+    "i": "-1",
+    "b": "-1",
+    "d": "d + 0.001",
+    "r": "r * 2",
+    "f": "f + 1e-12",
+    "flag": "NOT flag",
+    "t": "t || ' '",
+    "v": "upper(v)",
+    "c": "'c'",
+    "day": "day + 1",
+    "tm": "tm + interval '1 us'",
+    "at": "at + interval '1 us'",
+    "atz": "atz + interval '1 us'",
+    "doc": "doc || '{\"g\": 0}'",
+    "raw": "raw || '\\x00'::bytea",
+    "u": "md5('')::uuid",
+}
+
+
+def test_every_column_type_compared(project, pg_url):
+    """A row hash over each type PostgreSQL maps (each hashed by its own function or, for
+    those without one callable on it, as a record): equal tables compare equal, a change in
+    any one column is found, as is a value set to NULL or a NULL set to a value."""
+    columns = ", ".join(f"{name} {ddl}" for name, (ddl, _) in TYPED.items())
+    values = ", ".join(f"CASE WHEN g <= 90 THEN {expr} END" for _, expr in TYPED.values())
+    engine = setup(
+        project,
+        pg_url,
+        f"CREATE TABLE src (id integer PRIMARY KEY, {columns});"
+        f"INSERT INTO src SELECT g, {values} FROM generate_series(1, 100) g",
+    )
+    assert task_of(run(project))[:2] == (100, 100)
+    second = run(project)
+    assert compared_in_target(second)
+    assert task_of(second) == (100, 0, 0, 0, 100)
+    execute(
+        engine,
+        *(f"UPDATE src SET {name} = {CHANGED[name]} WHERE id = {n}" for n, name in enumerate(TYPED, 1)),
+        # ids 21 and 22: every value set to NULL; 95: every NULL set to a value
+        *(f"UPDATE src SET {name} = NULL WHERE id IN (21, 22)" for name in TYPED),
+        *(
+            f"UPDATE src SET {name} = ({expr}) FROM (SELECT 95 AS g) x WHERE id = 95"
+            for name, (_, expr) in TYPED.items()
+        ),
+    )
+    third = run(project)
+    assert compared_in_target(third)
+    assert task_of(third) == (100, 0, 20, 0, 80)
+    assert same(engine, "id, " + ", ".join(name for name in TYPED))
+    assert task_of(run(project)) == (100, 0, 0, 0, 100)
+
+
+def test_swapped_and_nulled_values_found(project, pg_url):
+    """Two columns of one type swapping values, two rows of one key bucket swapping a
+    column's values, a NULL and a value trading places: each row is found changed."""
+    engine = setup(
+        project,
+        pg_url,
+        "CREATE TABLE src (id integer PRIMARY KEY, a text, b text, x integer, y integer);"
+        "INSERT INTO src SELECT g, 'a' || g, 'b' || g, g, NULL FROM generate_series(1, 200) g",
+    )
+    run(project)
+    execute(
+        engine,
+        "UPDATE src SET a = b, b = a WHERE id = 2",  # within a row
+        # between rows 40 and 41, alone in their bucket (34-50): its XOR of row hashes must move
+        "UPDATE src SET x = 41 WHERE id = 40",
+        "UPDATE src SET x = 40 WHERE id = 41",
+        "UPDATE src SET a = NULL, b = a WHERE id = 5",  # a NULL moved from b to a
+        "UPDATE src SET x = NULL, y = x WHERE id = 6",
+        "UPDATE src SET x = NULL WHERE id = 7",
+        "UPDATE src SET y = 0 WHERE id = 8",
+    )
+    second = run(project)
+    assert compared_in_target(second)
+    assert logged(second, "key buckets compared by sums") == {"buckets": 12, "differ": 2}
+    assert task_of(second) == (200, 0, 7, 0, 193)
+    assert same(engine)
+
+
+def test_bigints_differing_in_both_halves_found(project, pg_url):
+    """PostgreSQL's bigint hash folds the two halves into 32 bits (4 and 2**32 + 5 hash
+    alike, as do 0 and 2**32 + 1): the row hash keeps them apart."""
+    engine = setup(
+        project,
+        pg_url,
+        "CREATE TABLE src (id bigint PRIMARY KEY, n bigint, at timestamp);"
+        "INSERT INTO src SELECT g, g, '2026-01-01' FROM generate_series(1, 50) g",
+    )
+    run(project)
+    execute(
+        engine,
+        "UPDATE src SET n = 4294967301 WHERE id = 4",
+        "UPDATE src SET n = -4294967300 WHERE id = 30",
+        "UPDATE src SET id = 4294967297 WHERE id = 50",  # a key of its own bucket, another row
+    )
+    second = run(project)
+    assert compared_in_target(second)
+    assert task_of(second) == (50, 1, 2, 1, 47)
+    assert same(engine)

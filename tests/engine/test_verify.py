@@ -209,6 +209,24 @@ def test_float_last_digit_and_tiny_timestamp_found(project: Project, make_databa
     assert task["columns_differ"] == {"score": 1, "at": 1, "ratio": 1}
 
 
+def test_postgresql_row_hash_keeps_bigints_and_swaps_apart(project: Project, make_database) -> None:
+    """PostgreSQL to PostgreSQL (summed by the native row hash): a bigint changed to one its
+    hash folds alike (0 and 2**32 + 1) and two text columns swapping values are found."""
+    source, target = make_database("postgresql", "source"), make_database("postgresql", "target")
+    with source.cursor() as cursor:
+        cursor.execute("CREATE TABLE items (id integer PRIMARY KEY, n bigint, a text, b text)")
+        cursor.execute("INSERT INTO items SELECT g, 0, 'a' || g, 'b' || g FROM generate_series(1, 300) g")
+    setup_job(project, source, target)
+    task = only(services.verify(project.ws, "sync"))
+    assert task["status"] == "equal" and task["method"].startswith("key buckets (native row hash)"), task
+    with target.cursor() as cursor:
+        cursor.execute("UPDATE copy SET n = 4294967297 WHERE id = 11")
+        cursor.execute("UPDATE copy SET a = b, b = a WHERE id = 200")
+    task = only(services.verify(project.ws, "sync"))
+    assert task["samples"]["differing"] == [11, 200]
+    assert task["columns_differ"] == {"n": 1, "a": 1, "b": 1}
+
+
 def test_mariadb_float_kept_exactly(project: Project, make_database) -> None:
     """A MariaDB FLOAT's text has 6 digits: summed up per bucket by its exact value, a change
     in its 7th digit is still found."""

@@ -40,7 +40,7 @@ class VerifyQueries:
 
     def row_digest(self, names: list[str], columns: list[Column], hash: str) -> RowDigest | None:
         """Aggregates summing up a hash of each row's listed (quoted) columns, exact for every
-        database that computes the same hash: `native`, the dialect's own 64-bit record hash
+        database that computes the same hash: `native`, the dialect's own 64-bit row hash
         where it has one (`row_hash`); `md5`, the md5 of the row's text as this dialect
         spells it (`digest_sql`: alike in databases of one kind for equal stored values);
         `canonical`, the md5 of the row's canonical text (`canonical_row_text`), alike in
