@@ -136,19 +136,16 @@ class InTargetCompare(WriterState):
         assert fast is not None  # `copy_digests` asks only with a path that packs
         if fast.copy_packed(c, self.cursor, source, exprs, summed, columns, None, target_sums) is None:
             return None
-        # the source's sums unpacked once: its row count, the buckets with a row on either
-        # side (those compared), then the differing buckets
+        # in one pass over the join of the source's sums with the target's (a bucket is on
+        # each side at most once): the source's row count, the buckets with a row on either
+        # side (those compared), and the differing ones
         self.cursor.execute(
-            f"WITH s AS MATERIALIZED {fast.packed_sql(c, columns)}, "
-            f"j AS MATERIALIZED (SELECT s.*, t.* FROM s FULL JOIN {q(TARGET_BUCKETS)} t ON s.runner_b = t.b) "
-            "SELECT coalesce(sum(runner_n), 0), 0 FROM s UNION ALL SELECT count(*), 1 FROM j UNION ALL "
-            "SELECT coalesce(runner_b, b), 2 FROM j "
-            "WHERE runner_n IS DISTINCT FROM n OR runner_x IS DISTINCT FROM x"
+            "SELECT coalesce(sum(runner_n), 0), count(*), coalesce(array_agg(coalesce(runner_b, b)) "
+            "FILTER (WHERE runner_n IS DISTINCT FROM n OR runner_x IS DISTINCT FROM x), '{}') "
+            f"FROM {fast.packed_sql(c, columns)} s FULL JOIN {q(TARGET_BUCKETS)} t ON s.runner_b = t.b"
         )
-        rows = self.cursor.fetchall()
-        total = int(next(value for value, kind in rows if kind == 0))
-        buckets = int(next(value for value, kind in rows if kind == 1))
-        differ = [value for value, kind in rows if kind == 2]
+        summed_rows, compared, differing = self.cursor.fetchone()
+        total, buckets, differ = int(summed_rows), int(compared), list(differing)
         self.cursor.execute(c.drop_temp_sql(TARGET_BUCKETS))
         if None in differ or len(differ) > buckets // 2:
             return None

@@ -526,7 +526,10 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
         options = " (FORMAT csv)" if csv else " (FORMAT binary)" if binary else ""
         with self.connection(doing) as dbapi:
             cursor = dbapi.cursor()
-            cursor.execute("SET jit = off")  # as for a writer (`prepare_writer`): runner's own SQL
+            # as for a writer (`prepare_writer`): runner's own SQL, whose sums and packing group
+            # and sort in memory (a million rows' key bucket sums spilled to disk under 4 MB)
+            cursor.execute("SET jit = off")
+            cursor.execute("SET work_mem = '64MB'")
             with cursor.copy(f"COPY ({select}) TO STDOUT{options}"):  # cancelled if left early
                 yield from _copy_blocks(cursor.connection, size)
 
