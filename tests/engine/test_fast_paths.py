@@ -108,6 +108,29 @@ def test_sqlite_attach_copy_keeps_stored_values(project, tmp_path):
     assert a.execute(query).fetchall() == b.execute(query).fetchall()
 
 
+def test_one_sqlite_file_as_source_and_target_runs_again(project, tmp_path, monkeypatch):
+    """A job copying a table into another of the same SQLite file, the source holding more
+    rows than a batch: every run after the first failed with "database is locked" (after the
+    busy timeout), as the target's schema check committed a transaction that wrote nothing while
+    the read of the source held the file; now one that wrote nothing is rolled back."""
+    monkeypatch.setattr("runner.connectors.sql.sqlite.BUSY_TIMEOUT", 2.0)  # fail fast if it regresses
+    path = tmp_path / "one.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+    db.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"n{i}") for i in range(500)])
+    db.commit()
+    project.connection("db", "sqlite", f"sqlite:///{path}")
+    project.job(
+        "same", "db", "db", "- {name: t, read: {table: t}, write: {table: t_copy}}", "  batch_size: 100\n"
+    )
+    services.apply(project.ws)
+    for _ in range(3):
+        record = services.run(project.ws, "same")
+        assert record["status"] == "succeeded", record["error"]
+        assert db.execute("SELECT count(*), sum(id) FROM t_copy").fetchone() == (500, 124_750)
+    db.close()
+
+
 def test_mariadb_without_local_infile_falls_back_to_inserts(project, maria_url, tmp_path):
     admin = sa.create_engine(maria_url)
     with admin.connect() as conn:

@@ -180,7 +180,9 @@ def follow_source(w: SqlWriter) -> list[SchemaChange]:
     w.c.begin(w.dbapi.driver_connection)
     try:
         changes = plan(w, evolve, cursor)
-        if evolve.dry_run:
+        if evolve.dry_run or not changes:
+            # nothing written: no commit, which SQLite would hold up behind the read of a
+            # source table in the same file (a commit waits for every reader of the file)
             w.dbapi.rollback()
             return changes
         _execute(cursor, changes)
