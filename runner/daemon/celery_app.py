@@ -20,8 +20,10 @@ import urllib.parse
 from pathlib import Path
 
 from celery import Celery
+from celery.app.amqp import AMQP
 from celery.utils.log import get_task_logger
 from celery.worker.request import Request
+from kombu import Connection
 
 from runner import services
 from runner.definitions import secrets
@@ -78,8 +80,31 @@ class Delivery(Request):
             self.acknowledged = True
 
 
+class BrokerConnection(Connection):
+    """A broker connection whose closing outlives a Redis connection closed under it.
+
+    After the broker went away, Celery closes the lost connection (`collect`, then `close`).
+    When `collect` could not close every channel (another channel's close failed first, on the
+    dead socket), it still clears the transport's connection settings; `close` then closes the
+    channel left, and kombu's Redis transport, restoring that channel's unacknowledged
+    requests, reads those settings and raises AttributeError (`_connparams`). Celery ignores
+    only connection errors there, so the worker stopped instead of reconnecting. The channel
+    counts as closed: its requests stay unacknowledged in the broker, which delivers them again
+    after `REDELIVER_SECONDS`, and a run already started is not run twice (`RunStarted`)."""
+
+    def maybe_close_channel(self, channel: object) -> None:
+        try:
+            super().maybe_close_channel(channel)
+        except AttributeError as exc:
+            logger.warning("closing the lost broker connection: %s (its requests are delivered again)", exc)
+
+
+class _Amqp(AMQP):
+    Connection = BrokerConnection
+
+
 def make_app(broker: str, queue: str = DEFAULT_QUEUE) -> Celery:
-    app = Celery("runner", broker=broker, set_as_current=False)
+    app = Celery("runner", broker=broker, set_as_current=False, amqp=_Amqp)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,  # a worker process lost mid-task: the request comes back
