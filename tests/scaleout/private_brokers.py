@@ -42,6 +42,7 @@ class PrivateBroker:
 
     url: str
     start_seconds = 30.0
+    user: str | None = None  # the user the broker runs as (None: the test's own)
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         raise NotImplementedError
@@ -49,7 +50,17 @@ class PrivateBroker:
     def start(self) -> None:
         args, env = self.command()
         with self.log.open("a") as out:
-            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=out, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args,
+                env=env,
+                stdout=out,
+                stderr=out,
+                cwd=self.folder,
+                start_new_session=True,
+                user=self.user,
+                group=self.user,
+                extra_groups=[] if self.user else None,
+            )
         deadline = time.monotonic() + self.start_seconds
         while not _listening(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -64,10 +75,12 @@ class PrivateBroker:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
-        deadline = time.monotonic() + 10
-        while _listening(self.port) and time.monotonic() < deadline:
-            time.sleep(0.1)
         self.proc = None
+        deadline = time.monotonic() + 10
+        while _listening(self.port):
+            if time.monotonic() > deadline:  # a process of it left its session: no outage to test
+                pytest.fail(f"the private broker still listens on {self.port} after SIGKILL")
+            time.sleep(0.1)
 
     def close(self) -> None:
         self.kill()
@@ -101,10 +114,12 @@ class PrivateRabbitmq(PrivateBroker):
         for sub in ("mnesia", "log"):
             (folder / sub).mkdir()
         (folder / "enabled_plugins").write_text("[].\n")
-        try:  # rabbitmq-server run as root runs the node as the rabbitmq user: its folders are its
+        self.home: str | None = None
+        try:  # as root, the node runs as the rabbitmq user (as Debian's service does): its folders are its
             user = pwd.getpwnam("rabbitmq")
             for path in (folder, *folder.rglob("*")):
                 os.chown(path, user.pw_uid, user.pw_gid)
+            self.user, self.home = user.pw_name, user.pw_dir
         except (KeyError, PermissionError):
             pass
 
@@ -117,7 +132,10 @@ class PrivateRabbitmq(PrivateBroker):
         return f"amqp://guest:guest@127.0.0.1:{self.port}//"
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        server = shutil.which("rabbitmq-server") or "/usr/sbin/rabbitmq-server"
+        # the script itself, not Debian's wrapper (/usr/sbin/rabbitmq-server), which run as root
+        # starts the node through `su`, in a session of its own that SIGKILL to ours missed:
+        # the node went on serving through the "outage" and outlived the test
+        server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
         if not Path(server).exists():
             pytest.skip("rabbitmq-server is not installed")
         env = dict(os.environ) | {
@@ -130,4 +148,6 @@ class PrivateRabbitmq(PrivateBroker):
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
             "RABBITMQ_CONFIG_FILE": str(self.folder / "none"),
         }
+        if self.home is not None:  # its Erlang cookie is in its home
+            env["HOME"] = self.home
         return [server], env
