@@ -10,9 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from runner import services
-from runner.connectors.registry import open_connector
 from runner.connectors.sql.fastpath import FastPath
-from runner.definitions.tasks import ReadSpec
 from runner.transfer.registry import FAST_PATHS
 from tests.engine.test_crash import kill_at
 
@@ -282,33 +280,3 @@ def test_postgresql_watermark_round_copied_killed_anywhere_then_rerun(project, p
     again = services.run(project.ws, "sync")["tasks"][0]
     assert (again["inserted"], again["updated"], again["deleted"]) == (0, 0, 0)
     engine.dispose()
-
-
-def test_a_read_whose_batches_are_not_asked_for_holds_no_lock_on_its_file(tmp_path):
-    """A copy inside the databases opens the source's read and takes none of its batches: the
-    read ran its query (and fetched a first batch) when opened, and held the file's shared lock
-    until closed, so another writer of the file could not commit meanwhile. It now runs the
-    query when its first batch is asked for; a column typed from its values still runs it at
-    once (that batch is its type)."""
-    path = tmp_path / "src.db"
-    db = sqlite3.connect(path, timeout=0.2, isolation_level=None)
-    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
-    db.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"n{i}") for i in range(50)])
-    connector = open_connector("src", {"type": "sqlite", "url": f"sqlite:///{path}"}, tmp_path)
-    try:
-        stream = connector.read(ReadSpec(table="t"), 10)
-        db.execute("BEGIN EXCLUSIVE")  # refused ("database is locked") while a read holds the file
-        db.execute("INSERT INTO t VALUES (50, 'n50')")
-        db.execute("COMMIT")
-        assert [c.name for c in stream.columns] == ["id", "name"]
-        assert sum(len(b) for b in stream.batches) == 51  # the query ran when asked for: the new row too
-        typed = connector.read(ReadSpec(query="SELECT id, name || '!' AS shout FROM t"), 10)
-        assert typed.columns[1].type.kind == "text"  # typed from its first batch, read at once
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
-            db.execute("BEGIN EXCLUSIVE")
-        typed.batches.close()
-        db.execute("BEGIN EXCLUSIVE")
-        db.execute("COMMIT")
-    finally:
-        connector.close()
-        db.close()
