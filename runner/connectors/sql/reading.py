@@ -88,7 +88,8 @@ class SqlReading:
     ) -> ReadStream:
         doing = f"reading {spec.table or 'query'}"
         self.check_readable()
-        # not `connection()`: the connection is handed to the batch generator, which closes it
+        # not `connection()`: the first batch is fetched here (to type untyped columns) and the
+        # connection is then handed to the batch generator, which closes it
         with self.errors(doing):
             dbapi = self.read_connection()
         try:
@@ -122,20 +123,12 @@ class SqlReading:
                 ]
                 rewritten = select is not None or exprs != [self.quote(n) for n in names]
                 sql, params = self._select_sql(spec, exprs, watermark, rewritten, limit)
-
-                def start() -> tuple[Any, Batch]:
-                    """The query run and its first batch fetched."""
-                    cursor = self.server_cursor(dbapi.driver_connection, batch_size)
-                    cursor.execute(sql, params) if params else cursor.execute(sql)
-                    return cursor, cursor.fetchmany(batch_size if limit is None else min(batch_size, limit))
-
-                # run here only when a column's type comes from its values (untyped in SQLite);
-                # else when the batches are asked for: a copy inside the databases asks for none
-                started = start() if any(t is None for _, t, _ in declared) else None
+                cursor = self.server_cursor(dbapi.driver_connection, batch_size)
+                cursor.execute(sql, params) if params else cursor.execute(sql)
+                first = cursor.fetchmany(batch_size if limit is None else min(batch_size, limit))
         except BaseException:
             dbapi.close()
             raise
-        first = started[1] if started is not None else []
         columns = [Column(n, t or infer_type(first, i), u) for i, (n, t, u) in enumerate(declared)]
         convert = row_converter([self.decoder(c.type) for c in columns], columns)
         w_index = names.index(watermark.column) if watermark is not None else None
@@ -149,12 +142,7 @@ class SqlReading:
 
         def batches() -> Iterator[Batch]:
             try:
-                if started is None:
-                    with self.errors(doing):
-                        cursor, batch = start()
-                else:
-                    cursor, batch = started
-                left = limit
+                batch, left = first, limit
                 while batch:
                     if w_index is not None:
                         stream.pointer = _highest(stream.pointer, batch, w_index, columns[w_index].name)
