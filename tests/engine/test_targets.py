@@ -461,6 +461,25 @@ def test_a_bad_query_is_reported_in_the_users_words(project, make_database, src)
     assert record["error"] == f"task q: read.query (connection 'default/src'): {said[src]}"
 
 
+def test_a_query_failing_on_its_first_rows_leaves_the_target_untouched(project, make_database):
+    """The read runs its query before the writer opens, so a query failing on its first rows
+    fails the run before the target is touched: here a MariaDB target, whose CREATE TABLE no
+    rollback undoes (a read run lazily left an empty new table behind)."""
+    source, target = make_database("postgresql", "source"), make_database("mariadb", "target")
+    make_items(source)
+    job(
+        project,
+        source,
+        target,
+        '- {name: q, read: {query: "SELECT id, 10 / (id - 3) AS x FROM items"}, '
+        "write: {table: out, keys: [id]}}",
+    )
+    record = services.run(project.ws, "sync")
+    assert record["status"] == "failed"
+    assert "division by zero" in record["error"]
+    assert "out" not in tables(target)
+
+
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A loopback TCP server that accepts connections and never says a word; its port."""
