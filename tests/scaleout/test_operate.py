@@ -59,14 +59,26 @@ def test_workers_list_runs_and_cancel_suspend_pause_reach_them(rabbit_cluster):
     )
     assert history.read_run(path)["error"].startswith("cancelled by ")
 
-    for switch, undo in (
-        ((lambda: services.suspend(cluster.ws, name)), (lambda: services.suspend(cluster.ws, name, False))),
+    for switch, undo, seen in (
+        (
+            (lambda: services.suspend(cluster.ws, name)),
+            (lambda: services.suspend(cluster.ws, name, False)),
+            "job suspended",
+        ),
         (
             (lambda: services.pause(cluster.ws)),
             (lambda: services.pause(cluster.ws, False)),
+            "scheduling paused",
         ),
     ):
         switch()
+        # the daemon reads the switches every `poll` (1 s): a slot due before it did still fires
+        wait_until(
+            f"the daemon to log {seen!r}",
+            lambda s=seen: any(e["event"] == s for e in daemon.events()),
+            30,
+            cluster.procs,
+        )
         wait_until("no run going on", lambda: not cluster.ws.store().cluster.requests(), 30, cluster.procs)
         before = _sent(cluster)
         time.sleep(4)  # two slots
