@@ -135,8 +135,9 @@ class PrivateRabbitmq(PrivateBroker):
         # the script itself, not Debian's wrapper (/usr/sbin/rabbitmq-server), which run as root
         # starts the node through `su`, in a session of its own that SIGKILL to ours missed:
         # the node went on serving through the "outage" and outlived the test
-        server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-        if not Path(server).exists():
+        debian = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        server = str(debian) if debian.exists() else shutil.which("rabbitmq-server")
+        if server is None:
             pytest.skip("rabbitmq-server is not installed")
         env = dict(os.environ) | {
             "RABBITMQ_NODENAME": self.name,
