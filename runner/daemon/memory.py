@@ -19,12 +19,14 @@ What was left, and more than the rest, was glibc's per-thread cache (tcache): ea
 keeps up to 7 freed chunks of each size up to 1 KB for itself, out of reach of every other
 thread and of `malloc_trim`, which releases only whole free pages. Over 500 threads those
 cached chunks lie all over the heap, so the pages around them stay resident: after a slot the
-daemon kept ~90 MB of a slot's ~95 MB, and the next slot's peak sat on top of it. A run's
-thread gains nothing from its own cache here (its allocations are few next to its waits), and
-glibc reads the cache's size only from the environment at a process's start: `relaunch`
-starts the daemon's process again (the same process id, `exec`) with `GLIBC_TUNABLES`
-turning it off, and `restore_environment` gives the relaunched process the environment the
-user gave it, which the processes it starts inherit.
+daemon kept nearly all of the ~90 MB the slot had added, and the next slot's peak sat on top
+of it. A run's thread gains nothing from its own cache here (its allocations are few next to
+its waits), and glibc reads the cache's size only from the environment at a process's start:
+`relaunch` starts the daemon's process again (the same process id, `exec`) with
+`GLIBC_TUNABLES` turning it off, and `restore_environment` gives the relaunched process the
+environment the user gave it, which the processes it starts inherit. Measured on 500 runs at once (with
+reads that hold no connection while their task waits): the peak 180 -> 129 MB, 168 -> 119 MB
+between slots, the runs' start and CPU as before (bench/README.md).
 """
 
 from __future__ import annotations
