@@ -180,6 +180,7 @@ def main() -> None:
     start); they are frozen and the collector runs again before the command itself does."""
     gc.disable()
     STATE.collector_paused = True
+    STATE.own_process = True
     try:
         app()
     except OSError as exc:  # a full disk, a folder that vanished: a message, as for RunnerError

@@ -100,6 +100,7 @@ class State:
 
     debug = False
     collector_paused = False  # by `runner.cli.app.main` until the root options are parsed
+    own_process = False  # the CLI is the process's command (`main`): a command may replace it
     workspace: services.Workspace
 
 

@@ -164,6 +164,9 @@ def _run_daemon(
     from runner.daemon import memory
     from runner.daemon.main import Daemon, DaemonOptions  # not on the path of the other commands
 
+    if STATE.own_process:  # the command line is the daemon's: it may start again, lean
+        memory.relaunch()
+    memory.restore_environment()
     memory.lean()  # first: before this process opens any SQLite connection
     executor = None
     if broker is not None:

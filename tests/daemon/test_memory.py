@@ -103,3 +103,48 @@ def test_lean_leaves_sqlite_alone_while_a_connection_is_open(tmp_path):
     lean, _ = _probe(tmp_path, "lean", "opened")
     assert "sqlite page cache" not in lean["changed"]
     assert lean["rows"] == [[10, 45]] * 20
+
+
+def test_relaunch_environment_turns_the_thread_cache_off_once_keeping_the_users():
+    if memory.relaunch_environment({}) is None:
+        pytest.skip("not glibc")
+    assert memory.relaunch_environment({"PATH": "/bin"}) == {
+        "PATH": "/bin",
+        memory.TUNABLES: "glibc.malloc.tcache_count=0",
+        memory.KEPT: "",
+    }
+    own = {memory.TUNABLES: "glibc.malloc.mmap_threshold=131072"}
+    assert memory.relaunch_environment(own) == {
+        memory.TUNABLES: "glibc.malloc.mmap_threshold=131072:glibc.malloc.tcache_count=0",
+        memory.KEPT: "glibc.malloc.mmap_threshold=131072",
+    }
+    # the user's own size of the cache stands; a relaunched process is never relaunched again
+    assert memory.relaunch_environment({memory.TUNABLES: "glibc.malloc.tcache_count=3"}) is None
+    assert memory.relaunch_environment(memory.relaunch_environment(own) or {}) is None
+
+
+def test_restore_environment_gives_back_the_users_variable():
+    relaunched = {memory.TUNABLES: "a=1:glibc.malloc.tcache_count=0", memory.KEPT: "a=1", "PATH": "/bin"}
+    assert memory.restore_environment(relaunched)
+    assert relaunched == {memory.TUNABLES: "a=1", "PATH": "/bin"}
+    without = {memory.TUNABLES: "glibc.malloc.tcache_count=0", memory.KEPT: ""}
+    assert memory.restore_environment(without)
+    assert without == {}
+    plain = {"PATH": "/bin"}
+    assert not memory.restore_environment(plain)
+    assert plain == {"PATH": "/bin"}
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's per-thread cache")
+def test_the_daemon_runs_with_the_thread_cache_off(daemon_project):
+    """`runner daemon` starts its process again (the same id) with glibc's per-thread cache off,
+    the user's tunables kept beside it."""
+    d = daemon_project.start(env={memory.TUNABLES: "glibc.malloc.mmap_threshold=131072"})
+    started = d.wait_for(lambda e: e["event"] == "daemon started")
+    assert started["pid"] == d.proc.pid  # replaced, not a child
+    with open(f"/proc/{d.proc.pid}/environ", "rb") as f:  # as the process was started: the exec's
+        initial = f.read().split(b"\0")
+    # (glibc splits the variable's text in place where it parses it: at the colons)
+    assert b"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072" in initial
+    assert b"glibc.malloc.tcache_count=0" in initial
+    assert d.stop() == 0

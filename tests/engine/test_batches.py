@@ -70,3 +70,52 @@ def test_every_batch_is_bounded(project, batch_sizes, changes, keys, deletes):
     sizes = [n for calls in batch_sizes.values() for n in calls]
     assert sizes and max(sizes) <= BATCH
     assert sum(batch_sizes.get("insert", batch_sizes.get("stage", []))) >= ROWS
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mariadb"])
+def test_a_read_all_in_its_first_batch_holds_no_connection(request, tmp_path, dialect):
+    """A read whose first batch is the whole result closes its connection at once: the task then
+    waits for its writer (a SQLite file's turn, hundreds of them in a daemon's slot) holding
+    none; a longer read keeps its connection until its last batch is taken."""
+    import sqlalchemy as sa
+
+    from runner.connectors.registry import open_connector
+    from runner.definitions.tasks import ReadSpec
+
+    url = {
+        "sqlite": lambda: f"sqlite:///{tmp_path / 'src.db'}",
+        "postgresql": lambda: request.getfixturevalue("pg_url"),
+        "mariadb": lambda: request.getfixturevalue("maria_url"),
+    }[dialect]()
+    setup = sa.create_engine(url)
+    with setup.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE small (id INTEGER PRIMARY KEY, name VARCHAR(10))")
+        conn.exec_driver_sql("CREATE TABLE large (id INTEGER PRIMARY KEY, name VARCHAR(10))")
+        for n in range(1, 4):
+            conn.exec_driver_sql(f"INSERT INTO small VALUES ({n}, 'n{n}')")
+        for n in range(1, 26):
+            conn.exec_driver_sql(f"INSERT INTO large VALUES ({n}, 'n{n}')")
+    setup.dispose()
+    connector = open_connector("src", {"type": dialect, "url": url}, tmp_path)
+    opened = []
+    sa.event.listen(connector.engine, "connect", lambda dbapi, _record: opened.append(dbapi))
+    sa.event.listen(connector.engine, "close", lambda dbapi, _record: opened.remove(dbapi))
+    streams = []
+    try:
+        streams.append(small := connector.read(ReadSpec(table="small"), batch_size=10))
+        assert opened == []  # 3 rows of at most 10: all read, closed
+        assert [[r[0] for r in batch] for batch in small.batches] == [[1, 2, 3]]
+
+        streams.append(large := connector.read(ReadSpec(table="large"), batch_size=10))
+        assert len(opened) == 1  # 15 rows still to fetch
+        assert [len(batch) for batch in large.batches] == [10, 10, 5]
+        assert opened == []
+
+        streams.append(exact := connector.read(ReadSpec(table="small"), batch_size=3))
+        assert len(opened) == 1  # a full first batch: there may be more
+        assert [len(batch) for batch in exact.batches] == [3]
+        assert opened == []
+    finally:
+        for stream in streams:  # (a read left open would hold the database's drop)
+            stream.batches.close()
+        connector.close()

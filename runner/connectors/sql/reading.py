@@ -125,20 +125,28 @@ class SqlReading:
                 sql, params = self._select_sql(spec, exprs, watermark, rewritten, limit)
                 cursor = self.server_cursor(dbapi.driver_connection, batch_size)
                 cursor.execute(sql, params) if params else cursor.execute(sql)
-                first = cursor.fetchmany(batch_size if limit is None else min(batch_size, limit))
+                wanted = batch_size if limit is None else min(batch_size, limit)
+                first = cursor.fetchmany(wanted)
         except BaseException:
             dbapi.close()
             raise
-        columns = [Column(n, t or infer_type(first, i), u) for i, (n, t, u) in enumerate(declared)]
-        convert = row_converter([self.decoder(c.type) for c in columns], columns)
-        w_index = names.index(watermark.column) if watermark is not None else None
-        stream = ReadStream(columns, iter(()))
         closed: list[bool] = []
 
         def close_once() -> None:
             if not closed:
                 closed.append(True)
                 dbapi.close()
+
+        # fewer rows than asked for: the result is all read, and its connection is closed now
+        # rather than once the batch is taken: a task holds the read from here while its writer
+        # waits for the target (a SQLite file's turn, a lock), or, in a daemon's slot, hundreds do
+        whole = len(first) < wanted
+        if whole:
+            close_once()
+        columns = [Column(n, t or infer_type(first, i), u) for i, (n, t, u) in enumerate(declared)]
+        convert = row_converter([self.decoder(c.type) for c in columns], columns)
+        w_index = names.index(watermark.column) if watermark is not None else None
+        stream = ReadStream(columns, iter(()))
 
         def batches() -> Iterator[Batch]:
             try:
@@ -147,6 +155,8 @@ class SqlReading:
                     if w_index is not None:
                         stream.pointer = _highest(stream.pointer, batch, w_index, columns[w_index].name)
                     yield convert(batch) if convert else list(batch)
+                    if whole:
+                        break
                     if left is not None:
                         left -= len(batch)
                         if left <= 0:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import hashlib
+import os
 import re
 from collections.abc import Collection
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy.engine import URL
 
@@ -164,7 +165,7 @@ class SqliteConnector(SqlConnector):
 
     def __init__(self, name: str, spec: SqlConnectionSpec, base_dir: Path):
         super().__init__(name, spec, base_dir)
-        self._writer_locks: dict[int, IO[str]] = {}  # a writer's connection -> its lock file
+        self._writer_locks: dict[int, int] = {}  # a writer's connection -> its lock file's descriptor
 
     def engine_options(self) -> dict[str, Any]:
         # a reader of the file waits out a writer's commit (and a writer, a long reader's end)
@@ -179,18 +180,19 @@ class SqliteConnector(SqlConnector):
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(f"{self.path}-runner.lock", "a")  # noqa: SIM115 - held until end_writer
+        # a bare descriptor: a file object's buffers would be held by every writer in the queue
+        lock = os.open(f"{self.path}-runner.lock", os.O_WRONLY | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         except BaseException:
-            lock.close()
+            os.close(lock)
             raise
         self._writer_locks[id(dbapi)] = lock
 
     def end_writer(self, dbapi: Any) -> None:
         lock = self._writer_locks.pop(id(dbapi), None)
         if lock is not None:
-            lock.close()  # releases the flock
+            os.close(lock)  # releases the flock
 
     def engine_url(self, url: URL) -> URL:
         if url.database and url.database != ":memory:":
