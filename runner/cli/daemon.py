@@ -162,12 +162,13 @@ def _run_daemon(
     """The daemon, with the API beside it when `http` is set, until SIGTERM/SIGINT; its runs
     go to `runner worker` processes through `broker` when one is given."""
     from runner.daemon import memory
-    from runner.daemon.main import Daemon, DaemonOptions  # not on the path of the other commands
 
     if STATE.own_process:  # the command line is the daemon's: it may start again, lean
-        memory.relaunch()
+        memory.relaunch()  # before the daemon's modules load: the process that execs drops them
     memory.restore_environment()
     memory.lean()  # first: before this process opens any SQLite connection
+    from runner.daemon.main import Daemon, DaemonOptions  # not on the path of the other commands
+
     executor = None
     if broker is not None:
         from runner.daemon.celery_app import resolve_broker  # Celery: only for the scale-out
