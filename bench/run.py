@@ -490,9 +490,12 @@ class Bench:
         return with_floor(res, floor)
 
     def scenario_x(self) -> dict[str, Any]:
+        """With MariaDB's own load of the same rows beside each repetition (`mariadb_floor`)."""
         src = self.pg_source(self.rows)
         floor = self.pg_floor(self.rows)
         dst = self.create_my("dstx")
+        own = self.create_my("xfloor")
+        own_runs: list[float] = []
         try:
             res = self.full_copy(
                 label="X",
@@ -504,11 +507,41 @@ class Bench:
                 compare_urls=(pg_url(src, True), my_url(dst, True)),
                 exact_types=(lambda: pg_types(src), lambda: my_types(dst)),
                 indexes=lambda: my_indexes(dst),
+                alongside=[lambda i: own_runs.append(self.mariadb_floor(src, dst, own, i))],
             )
         finally:
             self.drop_my(dst)
+            self.drop_my(own)
         res["types_kept"] = None  # across engines: see the README's type table
+        res["mariadb_floor"] = {
+            "how": "psql \\copy TO STDOUT | mariadb LOAD DATA LOCAL INFILE, into a copy of runner's table",
+            **summary(own_runs),
+        }
         return with_floor(res, floor)
+
+    def mariadb_floor(self, src: str, made: str, into: str, i: int) -> float:
+        """MariaDB's own load of the same rows, timed: PostgreSQL's text COPY piped into the
+        `mariadb` client's `LOAD DATA LOCAL INFILE` (the format runner's X path sends), into a
+        table created `LIKE` the one runner just made, so both load into the same definition:
+        however runner sends the rows, X cannot take less than MariaDB takes to ingest them."""
+        mariadb(f"DROP TABLE IF EXISTS {into}.{TABLE}; CREATE TABLE {into}.{TABLE} LIKE {made}.{TABLE}")
+        copy_out = f"\\copy (SELECT * FROM {TABLE}) TO STDOUT"
+        load = (
+            f"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE {TABLE} CHARACTER SET utf8mb4 "
+            "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+        )
+        client = ["mariadb", "--protocol=TCP", "-h", MY_HOST, "-P", MY_PORT, "-u", MY_USER]
+        client.append("--local-infile=1")
+        pipe = (
+            f"set -o pipefail; psql {shlex.join(pg_args(src))} -c {shlex.quote(copy_out)} | "
+            f"{shlex.join(client)} -e {shlex.quote(load)} {into}"
+        )
+        log(f"X: MariaDB's own load (psql \\copy | mariadb LOAD DATA) {i + 1}/{self.repeat} …")
+        seconds = timed(["bash", "-c", pipe], what="MariaDB's own load", timeout=self.timeout)
+        loaded = int(mariadb(f"SELECT count(*) FROM {TABLE}", db=into))
+        if loaded != self.rows:
+            raise BenchError(f"MariaDB's own load loaded {loaded:,} rows, not {self.rows:,}")
+        return seconds
 
     def scenario_c(self) -> dict[str, Any]:
         folder = self.tmp / "C-data"
@@ -786,6 +819,13 @@ def report_full(name: str, res: dict[str, Any]) -> list[str]:
             for name, p in res.get("peers", {}).items()
         ),
         f"   {floor_name:<10} {fl['median_s']:8.2f} s  ({fl['how']}; runs {floor_runs})",
+        *(
+            f"   MariaDB    {m['median_s']:8.2f} s  ({m['how']}; runs "
+            f"{', '.join(format(r, '.2f') for r in m['runs_s'])}): runner "
+            f"{res['median_s'] / m['median_s']:.2f}× MariaDB's own load"
+            for m in [res["mariadb_floor"]]
+            if "mariadb_floor" in res
+        ),
         f"   runs       {runs} s (last: read {last['read_seconds']} s, write {last['write_seconds']} s)",
         f"   types      {types_text(res['check']['dst_types'])}  (compare.py)",
         f"   exact      {types_text(res['dst_exact_types'])}  kept: {yn(res['types_kept'])}",
@@ -862,6 +902,13 @@ def summary_table(results: dict[str, Any]) -> list[str]:
                 f"(floor {res['floor']['median_s']:.2f} s) | {res['rss_mb']:.0f} | "
                 f"{yn(res['check']['identical'])} | {yn(res['types_kept'])} |"
             )
+            if "mariadb_floor" in res:
+                m = res["mariadb_floor"]
+                lines.append(
+                    f"| {name}: MariaDB's own load | {m['median_s']:.2f} | "
+                    f"{round(res['rows'] / m['median_s']):,} | "
+                    f"{m['median_s'] / res['floor']['median_s']:.2f}× A floor | — | — | — |"
+                )
             for peer, p in res.get("peers", {}).items():
                 lines.append(
                     f"| {name} {peer} | {p['median_s']:.2f} | {round(res['rows'] / p['median_s']):,} | "
