@@ -574,7 +574,7 @@ class Bench:
             exact_types=(lambda: sqlite_types(src), lambda: sqlite_types(dst)),
             indexes=lambda: sqlite_indexes(dst),
         )
-        res["types_kept"] = res["src_exact_types"] == res["dst_exact_types"]
+        res["types_kept"] = same_declared(res["src_exact_types"], res["dst_exact_types"])
         shutil.rmtree(folder, ignore_errors=True)
         return with_floor(res, floor)
 
@@ -777,6 +777,16 @@ def sqlite_indexes(path: Path) -> int:
 
 def sqlite_types(path: Path) -> dict[str, str]:
     return pairs(sqlite3(path, f"SELECT name || char(9) || type FROM pragma_table_info('{TABLE}')"))
+
+
+def same_declared(ours: dict[str, str], theirs: dict[str, str]) -> bool:
+    """SQLite keeps a declared type as written: `NUMERIC(12, 2)` and `NUMERIC(12,2)` are one
+    type (the same affinity, precision and scale), so spaces are not compared."""
+
+    def bare(types: dict[str, str]) -> dict[str, str]:
+        return {name: "".join(declared.split()).upper() for name, declared in types.items()}
+
+    return bare(ours) == bare(theirs)
 
 
 # --- report ------------------------------------------------------------------------------------------
