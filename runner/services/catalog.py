@@ -237,6 +237,15 @@ def _plain(value: Any) -> Any:
     return None if value is None or secrets.REFERENCE_PLACEHOLDER in str(value) else value
 
 
+def _connection_refs(spec: dict[str, Any]) -> list[str]:
+    """The connections a job's spec names: its `source` and `target` when they are names (a
+    reader has no target, a writer's source is its reader job) and a reader's
+    `change_log.connection`."""
+    log = spec.get("change_log")
+    refs = [spec.get("source"), spec.get("target"), log.get("connection") if isinstance(log, dict) else None]
+    return [ref for ref in refs if isinstance(ref, str)]
+
+
 def connections(ws: Workspace) -> list[dict[str, Any]]:
     """Applied connections without their secrets: type, host, port, database, user (when
     written out, not referenced), and which jobs use each."""
@@ -245,8 +254,8 @@ def connections(ws: Workspace) -> list[dict[str, Any]]:
     keys = {(c.namespace, c.name) for c in conns}
     users: dict[tuple[str, str], set[str]] = {}
     for job in store.objects.all("Job"):
-        for end in ("source", "target"):
-            key = resolve_reference(job.document["spec"][end], job.namespace, keys)
+        for ref in _connection_refs(job.document["spec"]):
+            key = resolve_reference(ref, job.namespace, keys)
             if key is not None:
                 users.setdefault(key, set()).add(job.ref)
     out = []
