@@ -505,3 +505,46 @@ def test_literal_password_in_a_query_parameter_is_rejected(project, query):
 
 
 TASK_LINE = "- {name: t, read: {table: a}, write: {table: b}}"
+
+
+def test_an_unreadable_file_is_the_one_problem_not_every_reference_to_it(project):
+    """A tab in the connections file (a common slip) loses its connections; the jobs naming
+    them, a trigger naming a job in another broken file and a files task checked as a table's
+    are not reported too: the syntax errors alone, with where and why."""
+    project.write(
+        "connections.d/all.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: src}\nspec:\n"
+        '\ttype: sqlite\n  url: "sqlite:///src.db"\n---\n'
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: lake}\nspec: {type: files, path: lake}\n",
+    )
+    project.job("export", "src", "lake", "- {name: t, read: {table: a}, write: {format: csv, file: a.csv}}")
+    project.write("jobs.d/first.yaml", "apiVersion: runner/v1\nkind: Job\nmetadata: {name: first\n")
+    project.job(
+        "second",
+        "src",
+        "lake",
+        "- {name: t, read: {table: b}, write: {format: csv, file: b.csv}}",
+        extra="  after: [{job: first}]\n",
+    )
+    found = problems(project)
+    assert [(p.location.file.split("/")[-2:], p.location.line) for p in found] == [
+        (["connections.d", "all.yaml"], 5),
+        (["jobs.d", "first.yaml"], 4),
+    ], [str(p) for p in found]
+    assert found[0].hint == "YAML does not allow tabs for indentation: indent with spaces"
+    assert found[1].hint == ""  # not a tab: no hint about tabs
+    with pytest.raises(DefinitionsInvalid):
+        services.apply(project.ws)
+    assert project.ws.reader().objects.all() == []  # nothing applied
+
+
+def test_a_dangling_reference_is_still_reported_beside_a_readable_file_with_a_field_problem(project):
+    """Only a file not read whole hides references: a wrong field elsewhere does not."""
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job("copy", "src", "nowhere", "- {name: t, read: {table: a}, write: {table: b}}")
+    project.job(
+        "other", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}}", extra="  bogus: 1\n"
+    )
+    found = lines(project)
+    assert any("connection 'nowhere' does not exist" in s for s in found), found
+    assert any("unknown field 'bogus'" in s for s in found), found
