@@ -147,8 +147,20 @@ def test_unknown_api_version_and_kind(project):
 @pytest.mark.parametrize(
     ("schedule", "message"),
     [
-        ('{cron: "61 * * * *"}', "invalid cron expression '61 * * * *'"),
-        ('{cron: "* * *"}', "invalid cron expression '* * *'"),
+        # five fields, one out of range: named, not told it lacks fields
+        (
+            '{cron: "61 * * * *"}',
+            "invalid cron expression '61 * * * *': the minute field '61' is not valid (it takes 0-59",
+        ),
+        (
+            '{cron: "0 9 * * 8"}',
+            "invalid cron expression '0 9 * * 8': the weekday field '8' is not valid (it takes 0-7",
+        ),
+        (
+            '{cron: "0 0 * * * x"}',
+            "invalid cron expression '0 0 * * * x': the seconds field 'x' is not valid",
+        ),
+        ('{cron: "* * *"}', "invalid cron expression '* * *'; expected 5 fields"),
         ('{cron: "*/5 * * * *", timezone: Mars/Olympus}', "unknown time zone 'Mars/Olympus'"),
     ],
 )
