@@ -560,3 +560,20 @@ def test_a_dangling_reference_is_still_reported_beside_a_readable_file_with_a_fi
     found = lines(project)
     assert any("connection 'nowhere' does not exist" in s for s in found), found
     assert any("unknown field 'bogus'" in s for s in found), found
+
+
+def test_a_value_where_a_mapping_goes_names_its_fields_not_a_class(project):
+    """`schedule: "*/5 * * * *"` (the cron alone) is told which fields a schedule has, not
+    that it is no 'instance of Schedule'."""
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        "- {name: t, read: {table: a}, write: {table: b}}",
+        extra='  schedule: "*/5 * * * *"\n',
+    )
+    (p,) = problems(project)
+    assert str(p).endswith(
+        "copy.yaml:7:3: spec.schedule: Input should be a mapping of fields (hint: its fields: cron, timezone)"
+    )
