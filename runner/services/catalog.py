@@ -109,6 +109,8 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
     parsed = parse_applied(ws, job)
     if isinstance(parsed, SyncAllJobSpec):
         return _table_tasks(ws, job, parsed, expand)
+    if not isinstance(parsed, SyncJobSpec):
+        return _ran_tasks(ws, job)
     spec = sync_spec(parsed, job.ref)
     pointers_by_task = {p["task"]: p["pointer"] for p in pointer_show(ws, ref)}
     last = _last_runs(ws, job, {t.name for t in spec.tasks})
@@ -195,6 +197,25 @@ def _last_runs(ws: Workspace, job: AppliedObject, wanted: set[str]) -> dict[str,
                 "mode": record["mode"],
             } | result
     return last
+
+
+def _ran_tasks(ws: Workspace, job: AppliedObject) -> list[dict[str, Any]]:
+    """The tasks of a job whose run makes them (load_folder: a table per group of files): those
+    its runs ran, each as its newest run left it; such a job keeps no pointer."""
+    ensure_indexed(ws, job.namespace, job.name)
+    last = _last_runs(ws, job, set(ws.reader().runs.last_by_task(job.namespace, job.name)))
+    return [
+        {
+            "task": name,
+            "source": run.get("source"),
+            "target": run.get("target"),
+            "strategy": run.get("strategy"),
+            "active": True,
+            "pointer": None,
+            "last_run": run,
+        }
+        for name, run in sorted(last.items())
+    ]
 
 
 def _table_tasks(
