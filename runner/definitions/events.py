@@ -152,7 +152,7 @@ class Email(StrictModel):
         return subject
 
 
-_CREDENTIAL_HEADER = re.compile(r"authorization|token|secret|password|api[-_]?key|signature", re.IGNORECASE)
+_CREDENTIAL_HEADER = secrets.CREDENTIAL_HEADER
 
 
 class Webhook(StrictModel):

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 REFERENCE = re.compile(r"\$\{(?P<source>[A-Za-z_]+):(?P<name>[^}]*)\}")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# a header whose name says it carries a credential: its value is a secret, never written out
+CREDENTIAL_HEADER = re.compile(
+    r"authorization|token|secret|password|api[-_]?key|signature|cookie", re.IGNORECASE
+)
 _PLACEHOLDER = REFERENCE_PLACEHOLDER = "RUNNERSECRETREF"  # a reference's stand-in in a parsed URL
 _REDACTED = "***"
 SECRET_DIRS_ENV = "RUNNER_SECRET_DIRS"  # folders beyond the definitions folder, os.pathsep-separated
