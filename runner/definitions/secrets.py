@@ -52,7 +52,9 @@ def check_references(text: str) -> list[str]:
         elif source == "file" and not name:
             errors.append("empty path in ${file:}")
     rest = REFERENCE.sub("", text)
-    if "${" in rest:
+    if bare := re.search(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", rest):  # a shell's ${NAME}
+        errors.append(f"{bare[0]!r} names no secret source; write ${{env:{bare[1]}}} (or ${{file:path}})")
+    elif "${" in rest:
         errors.append("unterminated or malformed '${...}' reference")
     return errors
 

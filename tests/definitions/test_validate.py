@@ -264,6 +264,17 @@ def test_malformed_secret_reference(project):
     assert "unknown secret source 'vault'" in p.message
 
 
+def test_a_shell_style_reference_is_told_the_env_form(project):
+    """`${SHOP_PASSWORD}` (as a shell writes it) is told to be `${env:SHOP_PASSWORD}`, not that
+    it is 'unterminated or malformed'."""
+    project.connection("pg", "postgresql", "postgresql://sync:${SHOP_PASSWORD}@127.0.0.1/shop")
+    (p,) = problems(project)
+    assert str(p).endswith(
+        "pg.yaml:4:26: spec.url: '${SHOP_PASSWORD}' names no secret source; write ${env:SHOP_PASSWORD} "
+        "(or ${file:path})"
+    )
+
+
 def test_unknown_connection_type_lists_known(project):
     project.connection("x", "oracle", "oracle://h/db")
     (p,) = problems(project)
