@@ -49,6 +49,13 @@ class Problem:
         }
 
 
+@dataclass(frozen=True)
+class MissingName(Problem):
+    """A reference to a connection or job that no definition read states. When a file could
+    not be read whole (a YAML syntax error), the name may well be in it: validation then
+    leaves these out rather than burying the syntax error under them."""
+
+
 class RunnerError(Exception):
     """Base class of every error runner raises on purpose."""
 

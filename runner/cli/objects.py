@@ -75,7 +75,8 @@ def tasks(
     job: Annotated[str, typer.Argument(help="name or namespace/name of an applied job.")],
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.text,
 ) -> None:
-    """A job's tasks, each with its last run and pointer."""
+    """A job's tasks, each with its last run and pointer (a sync_all job's: its source's tables
+    now; a load_folder job's: the tables its runs loaded)."""
     rows = services.tasks(STATE.workspace, job)
     if fmt == Format.json:
         out.print(json.dumps(rows, indent=2, ensure_ascii=False, default=str), markup=False)

@@ -64,6 +64,9 @@ def describe(error: dict, model: type[BaseModel], loc: PathKey) -> tuple[str, st
         return f"unknown field {name!r}", hint
     if kind == "missing":
         return "required field is missing", ""
+    if kind == "model_type":  # pydantic names its class: "… or instance of Schedule"
+        known = _fields_at(model, loc)
+        return "Input should be a mapping of fields", (f"its fields: {', '.join(known)}" if known else "")
     if msg == "Keys should be strings":  # YAML reads `null:`, `~:`, `yes:`, `1:` as no text
         return (
             "a key here is not text",

@@ -21,7 +21,7 @@ from runner.definitions import secrets
 from runner.definitions.load import Document
 from runner.definitions.models import DURATION_HELP, Duration, StrictModel
 from runner.definitions.templates import check_syntax
-from runner.errors import Problem
+from runner.errors import MissingName, Problem
 
 if TYPE_CHECKING:
     from runner.definitions.jobs import JobSpec
@@ -152,7 +152,7 @@ class Email(StrictModel):
         return subject
 
 
-_CREDENTIAL_HEADER = re.compile(r"authorization|token|secret|password|api[-_]?key|signature", re.IGNORECASE)
+_CREDENTIAL_HEADER = secrets.CREDENTIAL_HEADER
 
 
 class Webhook(StrictModel):
@@ -270,7 +270,7 @@ def notify_problems(doc: Document, resolve: Resolve, roles: Mapping[str, Collect
         kind = resolve(ref)
         if kind is None:
             problems.append(
-                Problem(where, f"connection {ref!r} does not exist", "define it in connections.d/")
+                MissingName(where, f"connection {ref!r} does not exist", "define it in connections.d/")
             )
         elif kind and MAIL not in roles.get(kind, ()):
             problems.append(

@@ -59,12 +59,44 @@ def cron_fields(cron: str) -> tuple[list[Any], ...] | None:
         return None
 
 
+_CRON_FIELDS = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day", "1-31"),
+    ("month", "1-12 or jan-dec"),
+    ("weekday", "0-7 or sun-sat"),
+    ("seconds", "0-59"),
+)
+
+
+def _bad_cron_field(cron: str) -> str | None:
+    """Which field of a 5- or 6-field expression croniter refuses, and what it takes: so
+    `61 * * * *` is not told it lacks fields. None when each field alone is fine."""
+    from croniter import CroniterError, croniter
+
+    parts = cron.split()
+    if len(parts) not in (5, 6):
+        return None
+    for i, part in enumerate(parts):
+        alone = ["*"] * len(parts)
+        alone[i] = part
+        try:
+            croniter(" ".join(alone))
+        except (CroniterError, ValueError, KeyError):
+            name, values = _CRON_FIELDS[i]
+            return f"the {name} field {part!r} is not valid (it takes {values}, lists, ranges and */steps)"
+    return None
+
+
 @functools.lru_cache(maxsize=4096)
 def cron_problem(cron: str) -> str | None:
     """Why `cron` is no valid schedule (malformed, or never fires), or None."""
     from croniter import CroniterBadDateError, croniter
 
     if cron_fields(cron) is None:
+        field = _bad_cron_field(cron)
+        if field is not None:
+            return f"invalid cron expression {cron!r}: {field}"
         return (
             f"invalid cron expression {cron!r}; expected 5 fields (minute hour "
             "day month weekday) or 6 with seconds last"

@@ -190,7 +190,10 @@ def load_text(
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         message = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        problems.append(Problem(Location(file, line, col), f"YAML syntax error: {message}"))
+        lines = text.splitlines()
+        tab = 0 < line <= len(lines) and lines[line - 1][col - 1 : col] == "\t"
+        hint = "YAML does not allow tabs for indentation: indent with spaces" if tab else ""
+        problems.append(Problem(Location(file, line, col), f"YAML syntax error: {message}", hint))
     except yaml.YAMLError as exc:
         problems.append(Problem(Location(file), f"YAML error: {exc}"))
     finally:
@@ -252,6 +255,13 @@ def definition_files(root: Path) -> tuple[list[tuple[Path, str | None, Path]], l
             rel = path.relative_to(base).parts
             files.append((path, rel[0] if len(rel) > 1 else None, real))
     return files, problems
+
+
+def lost_definitions(problems: list[Problem]) -> bool:
+    """Whether loading may have lost definitions: a file not read whole (a YAML syntax error,
+    a file too big or unreadable) is reported without a field; a problem in a document's
+    field leaves its kind and name known."""
+    return any(not p.location.field for p in problems)
 
 
 def load_folder(root: Path) -> tuple[list[Document], list[Problem]]:

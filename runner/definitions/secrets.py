@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 
 REFERENCE = re.compile(r"\$\{(?P<source>[A-Za-z_]+):(?P<name>[^}]*)\}")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# a header whose name says it carries a credential: its value is a secret, never written out
+CREDENTIAL_HEADER = re.compile(
+    r"authorization|token|secret|password|api[-_]?key|signature|cookie", re.IGNORECASE
+)
+# a query parameter that carries one (not any `token`: `page_token` is a cursor)
+CREDENTIAL_PARAM = re.compile(r"api[-_]?key|secret|password|access[-_]?token|auth", re.IGNORECASE)
 _PLACEHOLDER = REFERENCE_PLACEHOLDER = "RUNNERSECRETREF"  # a reference's stand-in in a parsed URL
 _REDACTED = "***"
 SECRET_DIRS_ENV = "RUNNER_SECRET_DIRS"  # folders beyond the definitions folder, os.pathsep-separated
@@ -46,7 +52,9 @@ def check_references(text: str) -> list[str]:
         elif source == "file" and not name:
             errors.append("empty path in ${file:}")
     rest = REFERENCE.sub("", text)
-    if "${" in rest:
+    if bare := re.search(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", rest):  # a shell's ${NAME}
+        errors.append(f"{bare[0]!r} names no secret source; write ${{env:{bare[1]}}} (or ${{file:path}})")
+    elif "${" in rest:
         errors.append("unterminated or malformed '${...}' reference")
     return errors
 

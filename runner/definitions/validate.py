@@ -25,7 +25,7 @@ from runner.definitions.kinds import TaskModels, connection_type, job_model, mod
 from runner.definitions.load import DEFAULT_NAMESPACE, Document, resolve_reference
 from runner.definitions.models import ConnectionSpec, Envelope, Metadata
 from runner.definitions.needs import CapabilityCheck, End, refusals
-from runner.errors import Problem
+from runner.errors import MissingName, Problem
 
 KINDS = ("Connection", "Job")
 
@@ -158,8 +158,13 @@ def validate_documents(
     task_models: Mapping[str, TaskModels],
     job_types: Mapping[str, type[JobSpec]],
     capabilities: CapabilityCheck | None = None,
+    partial: bool = False,
 ) -> tuple[list[Definition], list[Problem]]:
     """Validate every document and the references between them; all problems are returned.
+    `partial`: a file could not be read whole (`load.lost_definitions`), so a name no document
+    states may be defined there. A dangling reference is then not reported, nor what a job
+    naming a connection not found would be checked against (its kind): the syntax error is
+    the one problem, and the rest is checked once the file reads.
     With `base_dir` (the definitions folder), `${file:}` references must lie within the
     folders secrets may be read from. `task_models` (by connection type) check each task's
     `read` and `write` once its job's connections are known; `job_types` map `spec.type` to
@@ -175,6 +180,8 @@ def validate_documents(
     known = set(connections)
     roles = _Roles(task_models)
     for doc in docs:
+        if partial and _names_unknown_connection(doc, known):
+            continue  # its tasks would be checked as a table's, whatever kind the connection is
         # A document with duplicate keys is still checked, so its other problems come in the
         # same report; it never becomes a definition (which of the two values was meant?).
         ends = _job_ends(doc, connections, task_models)
@@ -223,7 +230,7 @@ def validate_documents(
                 if "/" not in ref:
                     hint += f" (looked in namespace {' and '.join(repr(n) for n in searched)})"
                 problems.append(
-                    Problem(doc.locate(("spec", field)), f"connection {ref!r} does not exist", hint)
+                    MissingName(doc.locate(("spec", field)), f"connection {ref!r} does not exist", hint)
                 )
             elif key is not None and connections[key]:
                 kind = task_models.get(connections[key])
@@ -243,7 +250,21 @@ def validate_documents(
     problems.extend(_step_problems(docs, connections))
     if capabilities is not None:
         problems.extend(_capability_problems(definitions, documents, capabilities, roles))
+    if partial:
+        problems = [p for p in problems if not isinstance(p, MissingName)]
     return definitions, problems
+
+
+def _names_unknown_connection(doc: Document, known: set[tuple[str, str]]) -> bool:
+    """A job document whose `source` or `target` names a connection no document states."""
+    spec = doc.data.get("spec")
+    if doc.data.get("kind") != "Job" or not isinstance(spec, dict):
+        return False
+    namespace = _raw_key(doc)[0]
+    return any(
+        isinstance(ref, str) and resolve_reference(ref, namespace, known) is None
+        for ref in (spec.get("source"), spec.get("target"))
+    )
 
 
 class _Roles(Mapping[str, frozenset[str]]):
@@ -425,7 +446,7 @@ def _trigger_problems(docs: list[Document], jobs: set[tuple[str, str]]) -> list[
             upstream = resolve_reference(ref, me[0], jobs)
             if upstream is None:
                 problems.append(
-                    Problem(
+                    MissingName(
                         doc.locate(("spec", "after", i, "job")),
                         f"job {ref!r} does not exist",
                         "a trigger names a job defined in jobs.d/",
@@ -467,7 +488,7 @@ def _step_problems(docs: list[Document], connections: Mapping[tuple[str, str], s
             key = resolve_reference(ref, namespace, connections.keys())
             if key is None:
                 problems.append(
-                    Problem(
+                    MissingName(
                         doc.locate(("spec", "change_log", "connection")),
                         f"connection {ref!r} does not exist",
                         "define a files connection in connections.d/",
@@ -489,7 +510,7 @@ def _step_problems(docs: list[Document], connections: Mapping[tuple[str, str], s
         where = doc.locate(("spec", "source", "job"))
         if key is None:
             problems.append(
-                Problem(where, f"job {name!r} does not exist", "a writer's source is a reader job")
+                MissingName(where, f"job {name!r} does not exist", "a writer's source is a reader job")
             )
             continue
         reader_spec = jobs[key].data.get("spec")

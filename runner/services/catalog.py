@@ -109,6 +109,8 @@ def tasks(ws: Workspace, ref: str, expand: bool = True) -> list[dict[str, Any]]:
     parsed = parse_applied(ws, job)
     if isinstance(parsed, SyncAllJobSpec):
         return _table_tasks(ws, job, parsed, expand)
+    if not isinstance(parsed, SyncJobSpec):
+        return _ran_tasks(ws, job)
     spec = sync_spec(parsed, job.ref)
     pointers_by_task = {p["task"]: p["pointer"] for p in pointer_show(ws, ref)}
     last = _last_runs(ws, job, {t.name for t in spec.tasks})
@@ -197,6 +199,25 @@ def _last_runs(ws: Workspace, job: AppliedObject, wanted: set[str]) -> dict[str,
     return last
 
 
+def _ran_tasks(ws: Workspace, job: AppliedObject) -> list[dict[str, Any]]:
+    """The tasks of a job whose run makes them (load_folder: a table per group of files): those
+    its runs ran, each as its newest run left it; such a job keeps no pointer."""
+    ensure_indexed(ws, job.namespace, job.name)
+    last = _last_runs(ws, job, set(ws.reader().runs.last_by_task(job.namespace, job.name)))
+    return [
+        {
+            "task": name,
+            "source": run.get("source"),
+            "target": run.get("target"),
+            "strategy": run.get("strategy"),
+            "active": True,
+            "pointer": None,
+            "last_run": run,
+        }
+        for name, run in sorted(last.items())
+    ]
+
+
 def _table_tasks(
     ws: Workspace, job: AppliedObject, spec: SyncAllJobSpec, expand: bool
 ) -> list[dict[str, Any]]:
@@ -237,6 +258,15 @@ def _plain(value: Any) -> Any:
     return None if value is None or secrets.REFERENCE_PLACEHOLDER in str(value) else value
 
 
+def _connection_refs(spec: dict[str, Any]) -> list[str]:
+    """The connections a job's spec names: its `source` and `target` when they are names (a
+    reader has no target, a writer's source is its reader job) and a reader's
+    `change_log.connection`."""
+    log = spec.get("change_log")
+    refs = [spec.get("source"), spec.get("target"), log.get("connection") if isinstance(log, dict) else None]
+    return [ref for ref in refs if isinstance(ref, str)]
+
+
 def connections(ws: Workspace) -> list[dict[str, Any]]:
     """Applied connections without their secrets: type, host, port, database, user (when
     written out, not referenced), and which jobs use each."""
@@ -245,8 +275,8 @@ def connections(ws: Workspace) -> list[dict[str, Any]]:
     keys = {(c.namespace, c.name) for c in conns}
     users: dict[tuple[str, str], set[str]] = {}
     for job in store.objects.all("Job"):
-        for end in ("source", "target"):
-            key = resolve_reference(job.document["spec"][end], job.namespace, keys)
+        for ref in _connection_refs(job.document["spec"]):
+            key = resolve_reference(ref, job.namespace, keys)
             if key is not None:
                 users.setdefault(key, set()).add(job.ref)
     out = []

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from runner.connectors import registry
-from runner.definitions.load import load_folder
+from runner.definitions.load import load_folder, lost_definitions
 from runner.definitions.models import API_VERSION, Envelope, Metadata, StrictModel
 from runner.definitions.validate import (
     Definition,
@@ -72,7 +72,11 @@ def check(ws: Workspace) -> tuple[list[Definition], list[Problem]]:
     with _uncollected():
         docs, problems = load_folder(ws.root)
         definitions, invalid = validate_documents(
-            docs, base_dir=ws.root, **registered_models(), capabilities=capability_check()
+            docs,
+            base_dir=ws.root,
+            **registered_models(),
+            capabilities=capability_check(),
+            partial=lost_definitions(problems),
         )
         warnings = warnings_of(docs)
     if problems or invalid:

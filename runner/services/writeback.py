@@ -32,6 +32,7 @@ from runner.definitions.load import (
     Document,
     load_folder,
     load_text,
+    lost_definitions,
 )
 from runner.definitions.models import NAME_PATTERN
 from runner.definitions.validate import validate_documents
@@ -545,7 +546,11 @@ def _validated(
         docs += new_docs
         problems += new_problems
     found, invalid = validate_documents(
-        docs, base_dir=ws.root, **registered_models(), capabilities=capability_check()
+        docs,
+        base_dir=ws.root,
+        **registered_models(),
+        capabilities=capability_check(),
+        partial=lost_definitions(problems),
     )
     if problems or invalid:
         raise DefinitionsInvalid(problems + invalid)

@@ -430,3 +430,43 @@ def test_adhoc_runs_off_is_said_before_the_body_is_checked(api, project):
         for body in ({"name": "x", "spec": {"shedule": 1}}, {}, {"name": "Not A Name"}):
             refused = off.post("/api/v1/runs", json=body, headers=api.auth("operate"))
             assert refused.status_code == 403 and "--allow-adhoc" in refused.json()["error"], refused.text
+
+
+READER_WRITER = """
+apiVersion: runner/v1
+kind: Connection
+metadata: {name: logs}
+spec: {type: files, path: logs}
+---
+apiVersion: runner/v1
+kind: Job
+metadata: {name: reader}
+spec:
+  source: src
+  change_log: {connection: logs}
+  tasks: [{name: items, read: {table: items}, write: {keys: [id]}, changes: {strategy: hash}}]
+---
+apiVersion: runner/v1
+kind: Job
+metadata: {name: writer}
+spec:
+  source: {job: reader}
+  target: dst
+  tasks: [{name: items, read: {table: items}, write: {table: items_applied, keys: [id]}}]
+"""
+
+
+def test_connections_list_reader_and_writer_jobs(read_only_api):
+    """A reader has no target and a writer's source is a job, not a connection: the
+    connections listing (as the demo's shop-changes jobs have them) names who uses what."""
+    api = read_only_api
+    api.project.write("jobs.d/changelogs.yaml", READER_WRITER)
+    services.apply(api.project.ws)
+    listed = api.get("/api/v1/connections")
+    assert listed.status_code == 200, listed.text
+    used_by = {c["connection"]: c["used_by"] for c in listed.json()}
+    assert used_by["default/src"] == ["default/after", "default/reader", "default/sync"]
+    assert used_by["default/dst"] == ["default/after", "default/sync", "default/writer"]
+    assert used_by["default/logs"] == ["default/reader"]
+    one = api.get("/api/v1/connections/logs")
+    assert one.status_code == 200 and one.json()["used_by"] == ["default/reader"]

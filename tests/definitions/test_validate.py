@@ -147,8 +147,20 @@ def test_unknown_api_version_and_kind(project):
 @pytest.mark.parametrize(
     ("schedule", "message"),
     [
-        ('{cron: "61 * * * *"}', "invalid cron expression '61 * * * *'"),
-        ('{cron: "* * *"}', "invalid cron expression '* * *'"),
+        # five fields, one out of range: named, not told it lacks fields
+        (
+            '{cron: "61 * * * *"}',
+            "invalid cron expression '61 * * * *': the minute field '61' is not valid (it takes 0-59",
+        ),
+        (
+            '{cron: "0 9 * * 8"}',
+            "invalid cron expression '0 9 * * 8': the weekday field '8' is not valid (it takes 0-7",
+        ),
+        (
+            '{cron: "0 0 * * * x"}',
+            "invalid cron expression '0 0 * * * x': the seconds field 'x' is not valid",
+        ),
+        ('{cron: "* * *"}', "invalid cron expression '* * *'; expected 5 fields"),
         ('{cron: "*/5 * * * *", timezone: Mars/Olympus}', "unknown time zone 'Mars/Olympus'"),
     ],
 )
@@ -250,6 +262,17 @@ def test_malformed_secret_reference(project):
     project.connection("pg", "postgresql", "postgresql://sync:${vault:x}@127.0.0.1/shop")
     (p,) = problems(project)
     assert "unknown secret source 'vault'" in p.message
+
+
+def test_a_shell_style_reference_is_told_the_env_form(project):
+    """`${SHOP_PASSWORD}` (as a shell writes it) is told to be `${env:SHOP_PASSWORD}`, not that
+    it is 'unterminated or malformed'."""
+    project.connection("pg", "postgresql", "postgresql://sync:${SHOP_PASSWORD}@127.0.0.1/shop")
+    (p,) = problems(project)
+    assert str(p).endswith(
+        "pg.yaml:4:26: spec.url: '${SHOP_PASSWORD}' names no secret source; write ${env:SHOP_PASSWORD} "
+        "(or ${file:path})"
+    )
 
 
 def test_unknown_connection_type_lists_known(project):
@@ -505,3 +528,63 @@ def test_literal_password_in_a_query_parameter_is_rejected(project, query):
 
 
 TASK_LINE = "- {name: t, read: {table: a}, write: {table: b}}"
+
+
+def test_an_unreadable_file_is_the_one_problem_not_every_reference_to_it(project):
+    """A tab in the connections file (a common slip) loses its connections; the jobs naming
+    them, a trigger naming a job in another broken file and a files task checked as a table's
+    are not reported too: the syntax errors alone, with where and why."""
+    project.write(
+        "connections.d/all.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: src}\nspec:\n"
+        '\ttype: sqlite\n  url: "sqlite:///src.db"\n---\n'
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: lake}\nspec: {type: files, path: lake}\n",
+    )
+    project.job("export", "src", "lake", "- {name: t, read: {table: a}, write: {format: csv, file: a.csv}}")
+    project.write("jobs.d/first.yaml", "apiVersion: runner/v1\nkind: Job\nmetadata: {name: first\n")
+    project.job(
+        "second",
+        "src",
+        "lake",
+        "- {name: t, read: {table: b}, write: {format: csv, file: b.csv}}",
+        extra="  after: [{job: first}]\n",
+    )
+    found = problems(project)
+    assert [(p.location.file.split("/")[-2:], p.location.line) for p in found] == [
+        (["connections.d", "all.yaml"], 5),
+        (["jobs.d", "first.yaml"], 4),
+    ], [str(p) for p in found]
+    assert found[0].hint == "YAML does not allow tabs for indentation: indent with spaces"
+    assert found[1].hint == ""  # not a tab: no hint about tabs
+    with pytest.raises(DefinitionsInvalid):
+        services.apply(project.ws)
+    assert project.ws.reader().objects.all() == []  # nothing applied
+
+
+def test_a_dangling_reference_is_still_reported_beside_a_readable_file_with_a_field_problem(project):
+    """Only a file not read whole hides references: a wrong field elsewhere does not."""
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job("copy", "src", "nowhere", "- {name: t, read: {table: a}, write: {table: b}}")
+    project.job(
+        "other", "src", "dst", "- {name: t, read: {table: a}, write: {table: b}}", extra="  bogus: 1\n"
+    )
+    found = lines(project)
+    assert any("connection 'nowhere' does not exist" in s for s in found), found
+    assert any("unknown field 'bogus'" in s for s in found), found
+
+
+def test_a_value_where_a_mapping_goes_names_its_fields_not_a_class(project):
+    """`schedule: "*/5 * * * *"` (the cron alone) is told which fields a schedule has, not
+    that it is no 'instance of Schedule'."""
+    project.write("connections.d/all.yaml", GOOD_CONNECTIONS)
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        "- {name: t, read: {table: a}, write: {table: b}}",
+        extra='  schedule: "*/5 * * * *"\n',
+    )
+    (p,) = problems(project)
+    assert str(p).endswith(
+        "copy.yaml:7:3: spec.schedule: Input should be a mapping of fields (hint: its fields: cron, timezone)"
+    )

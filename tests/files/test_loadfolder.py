@@ -300,3 +300,34 @@ def test_a_later_file_is_read_in_its_tables_types(project, tmp_path, request, ki
     (inbox / "pay_3.csv").write_text("id,amount,paid\n5,5.00,true\n6,6.00,false\n")
     assert services.run(project.ws, "load")["status"] == "succeeded"
     assert [r[0] for r in _rows(url, "SELECT id FROM pay ORDER BY id")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_load_folder_jobs_tasks_are_the_tables_it_loaded(project, tmp_path):
+    """`runner tasks` and the API's GET /jobs/{name} (the demo's inbox-to-warehouse) list the
+    tables its runs loaded, with their last run, instead of refusing the job (400) or failing
+    on a task without a delete mode (a traceback)."""
+    from fastapi.testclient import TestClient
+
+    from runner.api.app import create_app
+    from tests.daemon.conftest import runner_cli
+
+    inbox = _setup(project, f"sqlite sqlite:///{tmp_path / 'project/dw.db'}")
+    (inbox / "items.csv").write_text("id,v\n1,a\n2,b\n")
+    (inbox / "notes.csv").write_text("id,v\n1,x\n")
+    services.apply(project.ws)
+    run_id = services.run(project.ws, "load")["run_id"]
+    tasks = services.tasks(project.ws, "load", expand=False)
+    assert [
+        (t["task"], t["target"], t["last_run"]["run_id"], t["last_run"]["rows_written"]) for t in tasks
+    ] == [
+        ("items", "items", run_id, 2),
+        ("notes", "notes", run_id, 1),
+    ]
+    shown = runner_cli(project.root, "tasks", "load")
+    assert shown.returncode == 0, shown.stderr
+    assert "Traceback" not in shown.stderr and "items" in shown.stdout and "notes" in shown.stdout
+    key = services.keys_create(project.ws, "reader", "read")
+    with TestClient(create_app(project.ws, None)) as client:
+        got = client.get("/api/v1/jobs/load", headers={"Authorization": f"Bearer {key}"})
+    assert got.status_code == 200, got.text
+    assert [t["task"] for t in got.json()["tasks"]] == ["items", "notes"]

@@ -93,3 +93,29 @@ def test_a_read_template_naming_an_unknown_value_is_refused():
 
     with pytest.raises(ValidationError, match="'sinse' is unknown here"):
         HttpRead.model_validate({"path": "/x", "params": {"s": "{{ sinse }}"}, "content_column": "doc"})
+
+
+def test_a_credential_written_into_a_tasks_params_or_headers_is_refused(project):
+    """README: no secret may be written into a header or a parameter. A task's
+    `params: {api_key: …}` and `headers: {X-Auth-Token: …}` were accepted, keeping the key in
+    git and the state store; they are refused at their field, without echoing the value, while
+    a cursor named `page_token` still goes."""
+    read = {**READ, "params": {"api_key": "k-5521-live", "page_token": "{{ since }}"}}
+    task = {"name": "t", "read": read, "write": {"table": "t", "keys": ["id"]}}
+    (problem,) = _problems(project, "api", "lite", task)
+    assert (
+        "jobs.d/j.yaml:" in problem
+        and "spec.tasks[0].read.params: params.api_key: no secrets here" in problem
+    )
+    assert "k-5521-live" not in problem
+    write = {
+        "path": "/c",
+        "keys": ["id"],
+        "headers": {"X-Auth-Token": "k-5521-live", "x-region": "{{ row.id }}"},
+    }
+    (problem,) = _problems(project, "lite", "api", {"name": "t", "read": {"table": "t"}, "write": write})
+    assert (
+        "spec.tasks[0].write.headers: headers.X-Auth-Token: credentials go in the connection's auth"
+        in problem
+    )
+    assert "k-5521-live" not in problem

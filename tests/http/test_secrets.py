@@ -158,3 +158,28 @@ def test_waits_no_cancel_reaches_are_bounded(extra, message):
     with pytest.raises(ValidationError, match=message):
         HttpConnection.model_validate({"type": "http", "base_url": "https://api.example.com", **extra})
     HttpConnection.model_validate({"type": "http", "base_url": "https://api.example.com", "timeout": "1h"})
+
+
+@pytest.mark.parametrize("header", ["X-Api-Key", "X-Auth-Token", "Private-Token", "X-Client-Secret"])
+def test_a_credential_written_into_a_connection_header_is_refused(project, header):
+    """README: no secret may be written into a header. Only Authorization and Cookie were
+    refused, so `headers: {X-Api-Key: …}` kept an API key in git, the state store and
+    `describe`; a header named for a credential is refused as a webhook's is, without echoing
+    it, and an ordinary header still goes."""
+    project.write(
+        "connections.d/api.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: api}\nspec:\n  type: http\n"
+        f"  base_url: https://api.example.com\n  headers: {{Accept-Language: en, {header}: k-8812-live}}\n",
+    )
+    with pytest.raises(DefinitionsInvalid) as caught:
+        services.validate(project.ws)
+    (problem,) = caught.value.problems
+    text = str(problem)
+    assert "connections.d/api.yaml:7:3: spec.headers: " in text, text
+    assert f"headers.{header}: credentials go in 'auth'" in text and "k-8812-live" not in text
+    project.write(
+        "connections.d/api.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: api}\nspec:\n  type: http\n"
+        "  base_url: https://api.example.com\n  headers: {Accept-Language: en, X-Request-Source: runner}\n",
+    )
+    assert [d.ref for d in services.validate(project.ws)] == ["default/api"]

@@ -82,8 +82,9 @@ def table_changes_text(changes: dict[str, Any]) -> str:
 
 
 def changes_text(r: dict[str, Any]) -> str:
-    """A task's strategy, delete mode, history mode and what is done to its table first."""
-    text = f"{r['strategy']}, deletes {r['deletes']}"
+    """A task's strategy, delete mode (a load_folder job's tasks have none), history mode and
+    what is done to its table first."""
+    text = r["strategy"] + (f", deletes {r['deletes']}" if r.get("deletes") else "")
     if r.get("history"):
         text += ", history"
     if r.get("before_run") not in (None, "keep"):

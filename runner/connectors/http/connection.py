@@ -186,8 +186,11 @@ class HttpConnection(ConnectionSpec):
         for name, value in headers.items():
             if "${" in value:
                 raise ValueError(f"headers.{name}: no secrets here: a token or key goes in 'auth'")
-            if name.lower() in ("authorization", "proxy-authorization", "cookie"):
-                raise ValueError(f"headers.{name}: credentials go in 'auth', as a secret reference")
+            if secrets.CREDENTIAL_HEADER.search(name):  # X-Api-Key: abc… would be kept in git and the state
+                raise ValueError(
+                    f"headers.{name}: credentials go in 'auth', as a secret reference: bearer, basic, "
+                    f"or {{type: api_key, name: {name}, in: header, value: ${{env:API_KEY}}}}"
+                )
         return headers
 
     @model_validator(mode="after")

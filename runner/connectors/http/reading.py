@@ -26,6 +26,7 @@ from runner.connectors.messaging.decode import MISSING, BadMessage, column_type,
 from runner.connectors.messaging.encode import encoder
 from runner.connectors.messaging.model import ColumnPath, check_templates, expand_columns
 from runner.connectors.messaging.render import Templates
+from runner.definitions import secrets
 from runner.definitions.tasks import ReadModel, Task
 from runner.definitions.templates import RENDER_SECONDS, RenderBudget, TemplateLimit, environment
 from runner.errors import TerminalError
@@ -124,9 +125,10 @@ class HttpRead(ReadModel):
             if isinstance(value, str):
                 check_templates(value, name)
                 check_names(value, f"params.{name}")
-                if "${" in value:
+                if "${" in value or secrets.CREDENTIAL_PARAM.search(name):  # ?api_key=… written out
                     raise ValueError(
-                        f"params.{name}: no secrets here: an API key goes in the connection's auth"
+                        f"params.{name}: no secrets here: an API key goes in the connection's auth "
+                        f"({{type: api_key, name: {name}, in: query, value: ${{env:API_KEY}}}})"
                     )
         return params
 

@@ -27,6 +27,7 @@ from runner.connectors.http.reading import quote_value
 from runner.connectors.messaging.encode import dumps, row_encoder
 from runner.connectors.messaging.model import MessageWrite, check_templates
 from runner.connectors.messaging.render import Message, MessageMaker, Templates, message_id
+from runner.definitions import secrets
 from runner.definitions.templates import RENDER_SECONDS, RenderBudget, TemplateLimit
 from runner.errors import TerminalError
 from runner.streams.types import Batch, Column
@@ -110,6 +111,16 @@ class HttpWrite(MessageWrite):
         if wrong:
             raise ValueError(f"{wrong[0]} is no success: 429 and 5xx are retried, then fail the task")
         return codes
+
+    @field_validator("headers")
+    @classmethod
+    def _no_credentials(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name in headers:
+            if secrets.CREDENTIAL_HEADER.search(name):  # written out, it would be kept in git
+                raise ValueError(
+                    f"headers.{name}: credentials go in the connection's auth, as a secret reference"
+                )
+        return headers
 
     @model_validator(mode="after")
     def _bulk(self) -> HttpWrite:
