@@ -26,8 +26,13 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CREDENTIAL_HEADER = re.compile(
     r"authorization|token|secret|password|api[-_]?key|signature|cookie", re.IGNORECASE
 )
-# a query parameter that carries one (not any `token`: `page_token` is a cursor)
-CREDENTIAL_PARAM = re.compile(r"api[-_]?key|secret|password|access[-_]?token|auth", re.IGNORECASE)
+# a query parameter that carries one, matched as a whole word of its name: not any `token`
+# (`page_token` is a cursor), and not `author` or `authority`
+CREDENTIAL_PARAM = re.compile(
+    r"(?:^|[^a-z])(?:api[-_]?key|client[-_]?secret|secret|password|passwd|"
+    r"(?:access|auth|oauth|id|refresh)[-_]?token|auth|sig|signature)(?:$|[^a-z])",
+    re.IGNORECASE,
+)
 _PLACEHOLDER = REFERENCE_PLACEHOLDER = "RUNNERSECRETREF"  # a reference's stand-in in a parsed URL
 _REDACTED = "***"
 SECRET_DIRS_ENV = "RUNNER_SECRET_DIRS"  # folders beyond the definitions folder, os.pathsep-separated

@@ -99,8 +99,9 @@ def test_a_credential_written_into_a_tasks_params_or_headers_is_refused(project)
     """README: no secret may be written into a header or a parameter. A task's
     `params: {api_key: …}` and `headers: {X-Auth-Token: …}` were accepted, keeping the key in
     git and the state store; they are refused at their field, without echoing the value, while
-    a cursor named `page_token` still goes."""
-    read = {**READ, "params": {"api_key": "k-5521-live", "page_token": "{{ since }}"}}
+    a cursor named `page_token` and a filter named `author` still go."""
+    params = {"api_key": "k-5521-live", "page_token": "{{ since }}", "author": "octocat"}
+    read = {**READ, "params": params}
     task = {"name": "t", "read": read, "write": {"table": "t", "keys": ["id"]}}
     (problem,) = _problems(project, "api", "lite", task)
     assert (
