@@ -302,6 +302,7 @@ def _finish(run: TaskRun, ranges: list[KeyRange], took: int, seconds: float) -> 
                 **({"error": counts["error"]} if "error" in counts else {}),
             }
         )
+    run.committed(pause=False)  # the ranges' counts are what they committed, whatever failed
     if failed:
         first = failed[0].result or {}
         error = (

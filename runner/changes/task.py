@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # imported by a task that has them: change logs (pyarrow's fo
 NOTE_SECONDS = 10.0  # how often a long phase logs its progress (`TaskRun.note`)
 Log = Callable[..., None]
 Progress = Callable[[str, int], None]  # (task, rows read so far), after every batch
+WRITTEN = ("inserted", "updated", "upserted", "deleted")  # a task's counts of rows written
 COMMITTED = "batch committed"  # the run log's line with a task's counts after each commit
 WINDOW_DONE = "window done"  # the run log's line of a backfill's window read and committed
 TRACEBACK = "task traceback"  # the run log's line with where a task failed (for `--debug`)
@@ -147,6 +148,9 @@ class TaskRun:
     # the same task on connections of its own (`runner.jobs.sync`): a split copy's ranges run in threads
     fork: Callable[[], AbstractContextManager[TaskRun]] | None = None
     result: TaskResult = field(init=False)
+    # the written counts when the target last committed (`committed`): what a task that then
+    # fails or stops reports (`drop_uncommitted`)
+    committed_counts: dict[str, int] = field(init=False, default_factory=dict)
     streams: list[Iterator[Batch]] = field(init=False, default_factory=list)
     evolution: TableEvolution | None = field(init=False, default=None)
 
@@ -388,6 +392,7 @@ class TaskRun:
         flushed at once), so the history of a run killed later can say what it committed;
         then (with `pause`) the crash tests' checkpoint."""
         r = self.result
+        self.committed_counts = {name: getattr(r, name) for name in WRITTEN}
         self.log(
             "debug",
             COMMITTED,
@@ -401,6 +406,14 @@ class TaskRun:
         )
         if pause:
             checkpoint("committed")
+
+    def drop_uncommitted(self) -> None:
+        """For a task that failed or stopped: count only what its target committed. Rows given
+        to a writer whose transaction was then rolled back, or messages the broker never
+        confirmed, were not written (a dry run's counts are what it would write: kept)."""
+        if not self.options.dry_run:
+            for name in WRITTEN:
+                setattr(self.result, name, self.committed_counts.get(name, 0))
 
     def state(self) -> TaskState:
         state = self.store.tasks.state(self.namespace, self.job, self.task.name)

@@ -344,8 +344,10 @@ def _run_task(run: TaskRun, log: Log) -> TaskResult:
         run.result.status = "succeeded"
     except Cancelled as exc:
         run.result.status, run.result.error = "cancelled", str(exc)
+        run.drop_uncommitted()
     except Exception as exc:  # noqa: BLE001 - a run records every failure in its history
         _failed(run.result, exc)
+        run.drop_uncommitted()
         # for `--debug` and whoever reads the run log: where it failed (redacted like every line)
         log("debug", TRACEBACK, task=task.name, traceback="".join(traceback.format_exception(exc)))
     finally:

@@ -173,6 +173,8 @@ def test_a_routing_no_queue_takes_fails_the_run_and_moves_no_pointer(project, sh
         f"no queue takes a message published to exchange '(default)' with routing key {target!r}"
         in (result["error"])
     )
+    # the broker confirmed none of them: the history does not count them written
+    assert result["rows_read"] == 3 and result["upserted"] == 0 and result["rows_written"] == 0
     queue(rabbit, "nowhere")  # the queue made: the next run sends every change (none was committed)
     rabbit.queue_declare(target)
     rabbit.made.append(("queue", target))
