@@ -11,6 +11,12 @@ A change holds a lock from reading the file to applying it (two changes at once 
 after the other) and refuses when the file differs from HEAD (uncommitted changes, a commit
 made meanwhile: the branch moves only if it still is where the change started from), and, for
 an update or delete, when the job is running.
+
+A change made through the API that would be applied (no `branch`) may not add or alter a job's
+`events` or `notify` (`unreviewed`): a command event runs any program on the daemon's machine
+and an SQL event any statement, and a webhook resolves secret references and sends them where
+its URL says. Those come only from a commit a person made or a review branch merged, as ad-hoc
+runs refuse them (`runner.runs.jobs.ADHOC_REVIEWED_ONLY`).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from runner.errors import (
     NotFound,
     Problem,
     RunnerError,
+    Unreviewed,
     WriteBackRefused,
 )
 from runner.jobs.types import capability_check, registered_models
@@ -51,6 +58,7 @@ from runner.services import definitions
 from runner.state import locks
 from runner.workspace import Workspace
 
+REVIEWED_ONLY = ("events", "notify")  # a job's fields an unreviewed change may keep or drop, not set
 LOCK_TIMEOUT = 30.0  # seconds a change waits for another change to the same folder
 _FOLDER_LOCKS: dict[Path, threading.Lock] = {}
 _FOLDER_LOCKS_GUARD = threading.Lock()
@@ -84,13 +92,15 @@ def create_job(
     by: str | None = None,
     branch: str | None = None,
     text: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     """A new job in `jobs.d/<name>.yaml` (`jobs.d/<namespace>/<name>.yaml` outside the default
     namespace); `text`, the YAML `document` was read from, is written as it is (its comments
-    kept).
+    kept). `unreviewed`: made through the API (see the module's docstring).
 
     Raises:
         InvalidValue: the document has no valid name, or is not a Job.
+        Unreviewed: `unreviewed`, no `branch`, and the job has events or notifications.
         WriteBackRefused: the job exists already, or the folder cannot take the change.
         DefinitionsInvalid: the folder with the job is not valid.
     """
@@ -102,7 +112,8 @@ def create_job(
         file.append(document, text)
         return f"Create job {ref}"
 
-    return _write_back(ws, Target(new, create=document, running_matters=False), change, author, by, branch)
+    target = Target(new, create=document, running_matters=False)
+    return _write_back(ws, target, change, author, by, branch, unreviewed)
 
 
 def replace_job(
@@ -112,9 +123,10 @@ def replace_job(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     """The job's document replaced by `document`, edited in place: what did not change keeps
-    its comments and layout."""
+    its comments and layout. `unreviewed`: made through the API (see the module's docstring)."""
     name = ref.rpartition("/")[2]
     document = _job_document(document, name, None)
 
@@ -126,7 +138,7 @@ def replace_job(
         file.replace(index, document)
         return f"Update job {ref}"
 
-    return _write_back(ws, Target(ref), change, author, by, branch)
+    return _write_back(ws, Target(ref), change, author, by, branch, unreviewed)
 
 
 def edit_job(
@@ -338,20 +350,32 @@ def switch_task(
 
 
 def _write_back(
-    ws: Workspace, target: Target, change: Change, author: Author | None, by: str | None, branch: str | None
+    ws: Workspace,
+    target: Target,
+    change: Change,
+    author: Author | None,
+    by: str | None,
+    branch: str | None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     repo = Repo(ws.root)
     if branch is not None:
         repo.check_branch(branch)
     with _serialised(ws, in_place=branch is None):
         if branch is None:
-            return _in_place(ws, repo, target, change, author, by)
+            return _in_place(ws, repo, target, change, author, by, unreviewed)
         with tempfile.TemporaryDirectory(prefix="runner-branch-") as tmp:
             return _on_branch(ws, repo, Path(tmp), branch, target, change, author, by)
 
 
 def _in_place(
-    ws: Workspace, repo: Repo, target: Target, change: Change, author: Author | None, by: str | None
+    ws: Workspace,
+    repo: Repo,
+    target: Target,
+    change: Change,
+    author: Author | None,
+    by: str | None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     head = repo.head()
     docs, problems = _folder(ws.root)
@@ -372,6 +396,8 @@ def _in_place(
             )
         subject, new = _edit(old, target, change, ref, relpath)
         definition = _validated(ws, docs, problems, ref, relpath, new)
+        if unreviewed:
+            _check_reviewed(docs, relpath, new, namespace, name)
         blob = repo.hash(new.encode(), write=True) if new is not None else None
         message = _message(subject, by)
         commit = repo.commit(head, gitpath, blob, message, author)
@@ -462,15 +488,49 @@ def _job_held(ws: Workspace, ref: str) -> Iterator[None]:
         store.locks.release(locks.job_lock(ref), lock_id)
 
 
-def _locate(docs: list[Document], target: Target) -> tuple[str, str, str]:
-    """(file relative to the folder, namespace, name) of the job a change is about."""
+def _jobs(docs: list[Document]) -> list[tuple[Document, str, str]]:
+    """(document, namespace, name) of each job among `docs`."""
     jobs = []
     for doc in docs:
+        if not isinstance(doc.data, dict):
+            continue
         meta = doc.data.get("metadata")
         if doc.data.get("kind") != "Job" or not isinstance(meta, dict) or "name" not in meta:
             continue
         namespace = str(meta.get("namespace") or doc.folder_namespace or DEFAULT_NAMESPACE)
         jobs.append((doc, namespace, str(meta["name"])))
+    return jobs
+
+
+def _check_reviewed(docs: list[Document], relpath: str, new: str | None, namespace: str, name: str) -> None:
+    """Refuse an unreviewed change that sets a job's `REVIEWED_ONLY` fields to anything but
+    what its file at HEAD has (keeping or dropping them is fine).
+
+    Raises:
+        Unreviewed: naming the field.
+    """
+
+    def spec(found: list[Document]) -> dict[str, Any]:
+        for doc, ns, n in _jobs([d for d in found if d.relpath == relpath]):
+            if (ns, n) == (namespace, name) and isinstance(doc.data.get("spec"), dict):
+                return doc.data["spec"]
+        return {}
+
+    before = spec(docs)
+    after = spec(load_text(new, relpath, _folder_of(relpath), relpath)[0]) if new is not None else {}
+    for field in REVIEWED_ONLY:
+        if after.get(field) and after.get(field) != before.get(field):
+            raise Unreviewed(
+                f"spec.{field} is not set through the API without a review (a command event runs on the "
+                "daemon's machine, a webhook sends the secrets it references): send the change with "
+                "?branch=NAME and merge it after review, or commit it by hand",
+                f"spec.{field}",
+            )
+
+
+def _locate(docs: list[Document], target: Target) -> tuple[str, str, str]:
+    """(file relative to the folder, namespace, name) of the job a change is about."""
+    jobs = _jobs(docs)
     namespace, _, name = target.ref.rpartition("/")
     if target.create is not None:
         found = [(d, ns, n) for d, ns, n in jobs if (ns, n) == (namespace, name)]
