@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 from runner.definitions.models import HINT
@@ -117,6 +117,18 @@ def file_problems(text: str, base_dir: Path) -> list[str]:
             except SecretError as exc:
                 problems.append(str(exc))
     return problems
+
+
+def references_in(data: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each secret reference in a document's values, with where it is: what resolving the
+    document would read (a mask's salt, a webhook's header)."""
+    if isinstance(data, str):
+        return [(path, m[0]) for m in REFERENCE.finditer(data)]
+    if isinstance(data, dict):
+        return [found for k, v in data.items() for found in references_in(v, (*path, str(k)))]
+    if isinstance(data, list):
+        return [found for i, v in enumerate(data) for found in references_in(v, (*path, i))]
+    return []
 
 
 _CANNOT_PARSE = (

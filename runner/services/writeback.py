@@ -13,10 +13,11 @@ made meanwhile: the branch moves only if it still is where the change started fr
 an update or delete, when the job is running.
 
 A change made through the API that would be applied (no `branch`) may not add or alter a job's
-`events` or `notify` (`unreviewed`): a command event runs any program on the daemon's machine
-and an SQL event any statement, and a webhook resolves secret references and sends them where
-its URL says. Those come only from a commit a person made or a review branch merged, as ad-hoc
-runs refuse them (`runner.runs.jobs.ADHOC_REVIEWED_ONLY`).
+`events` or `notify`, nor add a secret reference the job did not hold (`unreviewed`): a command
+event runs any program on the daemon's machine and an SQL event any statement, a webhook
+resolves secret references and sends them where its URL says, and a mask's salt keys digests
+with whatever secret it names. Those come only from a commit a person made or a review branch
+merged, as ad-hoc runs refuse them (`runner.runs.jobs.ADHOC_REVIEWED_ONLY`).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.definitions import secrets
 from runner.definitions.edit import DefinitionFile, EditError
 from runner.definitions.gitrepo import Author, Repo
 from runner.definitions.load import (
     DEFAULT_NAMESPACE,
     DEFINITION_DIRS,
     Document,
+    format_path,
     load_folder,
     load_text,
 )
@@ -100,7 +103,8 @@ def create_job(
 
     Raises:
         InvalidValue: the document has no valid name, or is not a Job.
-        Unreviewed: `unreviewed`, no `branch`, and the job has events or notifications.
+        Unreviewed: `unreviewed`, no `branch`, and the job has events, notifications or a
+            secret reference.
         WriteBackRefused: the job exists already, or the folder cannot take the change.
         DefinitionsInvalid: the folder with the job is not valid.
     """
@@ -196,6 +200,7 @@ def add_task(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     """A task added at `position` (1 is first; last when None)."""
     name = _task_name(task)
@@ -218,7 +223,7 @@ def add_task(
             file.edit(index, lambda data: _tasks_of(data).insert(at, _as_node(task)))
         return f"Add task {name} to job {ref}"
 
-    return _write_back(ws, Target(ref), change, author, by, branch)
+    return _write_back(ws, Target(ref), change, author, by, branch, unreviewed)
 
 
 def replace_task(
@@ -229,6 +234,7 @@ def replace_task(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     """A task replaced, edited in place (a task may be renamed: its pointer stays with the old name)."""
     task = {"name": task_name, **task} if "name" not in task else task
@@ -246,7 +252,7 @@ def replace_task(
         file.edit(index, edit)
         return f"Update task {task_name} of job {ref}"
 
-    return _write_back(ws, Target(ref), change, author, by, branch)
+    return _write_back(ws, Target(ref), change, author, by, branch, unreviewed)
 
 
 def delete_task(
@@ -256,6 +262,7 @@ def delete_task(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     def change(file: DefinitionFile, index: int | None, ref: str) -> str:
         assert index is not None
@@ -266,7 +273,7 @@ def delete_task(
             file.edit(index, lambda data: _tasks_of(data).pop(at))
         return f"Delete task {task_name} of job {ref}"
 
-    return _write_back(ws, Target(ref), change, author, by, branch)
+    return _write_back(ws, Target(ref), change, author, by, branch, unreviewed)
 
 
 def move_task(
@@ -279,6 +286,7 @@ def move_task(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     """A task moved to `position` (1 is first), or just before or after another task: the
     order in which a job's tasks run (CData's move)."""
@@ -310,7 +318,7 @@ def move_task(
             file.edit(index, lambda data: _tasks_of(data).insert(to, _tasks_of(data).pop(at)))
         return f"Move task {task_name} of job {ref} to position {to + 1}"
 
-    return _write_back(ws, Target(ref), change, author, by, branch)
+    return _write_back(ws, Target(ref), change, author, by, branch, unreviewed)
 
 
 def switch_task(
@@ -321,6 +329,7 @@ def switch_task(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     """Switch a task off (`active: false`, CData's Is_Active) or on again (the line goes)."""
 
@@ -343,7 +352,7 @@ def switch_task(
         file.edit(index, edit)
         return f"Switch {'on' if active else 'off'} task {task_name} of job {ref}"
 
-    return _write_back(ws, Target(ref), change, author, by, branch)
+    return _write_back(ws, Target(ref), change, author, by, branch, unreviewed)
 
 
 # --- the write-back ---------------------------------------------------------------------
@@ -504,27 +513,40 @@ def _jobs(docs: list[Document]) -> list[tuple[Document, str, str]]:
 
 def _check_reviewed(docs: list[Document], relpath: str, new: str | None, namespace: str, name: str) -> None:
     """Refuse an unreviewed change that sets a job's `REVIEWED_ONLY` fields to anything but
-    what its file at HEAD has (keeping or dropping them is fine).
+    what its file at HEAD has (keeping or dropping them is fine), or that adds a secret
+    reference the job did not hold (a mask's salt of `${env:DB_PASSWORD}` would write digests
+    keyed with that password, to be guessed at offline).
 
     Raises:
         Unreviewed: naming the field.
     """
 
-    def spec(found: list[Document]) -> dict[str, Any]:
+    def job(found: list[Document]) -> dict[str, Any]:
         for doc, ns, n in _jobs([d for d in found if d.relpath == relpath]):
-            if (ns, n) == (namespace, name) and isinstance(doc.data.get("spec"), dict):
-                return doc.data["spec"]
+            if (ns, n) == (namespace, name):
+                return doc.data
         return {}
 
-    before = spec(docs)
-    after = spec(load_text(new, relpath, _folder_of(relpath), relpath)[0]) if new is not None else {}
+    before = job(docs)
+    after = job(load_text(new, relpath, _folder_of(relpath), relpath)[0]) if new is not None else {}
+    spec_before, spec_after = (
+        d.get("spec") if isinstance(d.get("spec"), dict) else {} for d in (before, after)
+    )
     for field in REVIEWED_ONLY:
-        if after.get(field) and after.get(field) != before.get(field):
+        if spec_after.get(field) and spec_after.get(field) != spec_before.get(field):
             raise Unreviewed(
                 f"spec.{field} is not set through the API without a review (a command event runs on the "
                 "daemon's machine, a webhook sends the secrets it references): send the change with "
                 "?branch=NAME and merge it after review, or commit it by hand",
                 f"spec.{field}",
+            )
+    held = {ref for _, ref in secrets.references_in(before)}
+    for path, ref in secrets.references_in(after):
+        if ref not in held:
+            raise Unreviewed(
+                f"{ref} is a secret the job did not read: a change through the API adds none without a "
+                "review (send it with ?branch=NAME and merge it after review, or commit it by hand)",
+                format_path(path),
             )
 
 

@@ -117,3 +117,53 @@ def test_a_job_whose_events_stay_as_they_were_is_replaced(git_api):
     removed = git_api.put("/api/v1/jobs/commented", json=job("commented", batch_size=30))
     assert removed.status_code == 200, removed.text
     assert "events" not in (root / "jobs.d/commented.yaml").read_text()
+
+
+MASKED = {
+    "name": "masked",
+    "read": {"table": "items"},
+    "write": {"table": "masked", "keys": ["id"]},
+    "transforms": [{"type": "mask", "column": "v", "salt": "${env:API_TEST_PASSWORD}"}],
+}
+
+
+def test_an_api_key_cannot_key_digests_with_a_secret_of_its_choosing(git_api):
+    """A mask's salt of `${env:DB_PASSWORD}` on a column whose values the key knows would write
+    HMACs keyed with that password: guessed at offline. The API adds no secret reference."""
+    root = git_api.project.root
+    head = git(root, "rev-parse", "HEAD")
+    added = git_api.post("/api/v1/jobs/commented/tasks", json=MASKED)
+    assert added.status_code == 403, added.text
+    assert added.json()["field"] == "spec.tasks[2].transforms[0].salt"
+    assert "${env:API_TEST_PASSWORD} is a secret the job did not read" in added.json()["error"]
+    created = git_api.post(
+        "/api/v1/jobs", json=job("masked") | {"spec": job("masked")["spec"] | {"tasks": [MASKED]}}
+    )
+    assert created.status_code == 403, created.text
+    replaced = git_api.put("/api/v1/jobs/commented/tasks/one", json=MASKED | {"name": "one"})
+    assert replaced.status_code == 403, replaced.text
+    assert git(root, "rev-parse", "HEAD") == head and not (root / "jobs.d/masked.yaml").exists()
+    adhoc = git_api.post(
+        "/api/v1/runs", json={"name": "one-off", "spec": job("x")["spec"] | {"tasks": [MASKED]}}
+    )
+    assert adhoc.status_code == 422, adhoc.text
+    assert adhoc.json()["field"] == "spec.tasks[0].transforms[0].salt"
+    reviewed = git_api.post("/api/v1/jobs/commented/tasks?branch=review/mask", json=MASKED)
+    assert reviewed.status_code == 201, reviewed.text
+
+
+def test_a_salt_the_job_holds_already_may_be_used_again(git_api):
+    root = git_api.project.root
+    text = (
+        (root / "jobs.d/commented.yaml")
+        .read_text()
+        .replace(
+            "      write: {table: one}\n",
+            "      write: {table: one, keys: [id]}\n"
+            "      transforms: [{type: mask, column: v, salt: '${env:API_TEST_PASSWORD}'}]\n",
+        )
+    )
+    (root / "jobs.d/commented.yaml").write_text(text)
+    git(root, "commit", "-qam", "a masked column, by hand")
+    added = git_api.post("/api/v1/jobs/commented/tasks", json=MASKED)
+    assert added.status_code == 201, added.text
