@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
 from runner.definitions.models import HINT
 
@@ -268,8 +268,9 @@ _MIN_FORM = 4  # shorter forms of a value would blank out ordinary words
 
 def echoed_forms(value: str) -> set[str]:
     """`value` and the forms a server or runner is known to echo it in: cut to an identifier's
-    length, whitespace collapsed to one line, escaped as JSON or a Python repr."""
-    forms = {value}
+    length, whitespace collapsed to one line, escaped as JSON or a Python repr, and URL-encoded
+    (a form or query a server quotes back: an OAuth2 client secret, a DSN's password)."""
+    forms = {value, quote(value, safe=""), quote(value), quote_plus(value)}
     data = value.encode()
     for limit in _ECHOED_PREFIXES:
         if len(data) > limit:
