@@ -406,7 +406,7 @@ def _in_place(
         subject, new = _edit(old, target, change, ref, relpath)
         definition = _validated(ws, docs, problems, ref, relpath, new)
         if unreviewed:
-            _check_reviewed(docs, relpath, new, namespace, name)
+            _check_reviewed(docs, relpath, new)
         blob = repo.hash(new.encode(), write=True) if new is not None else None
         message = _message(subject, by)
         commit = repo.commit(head, gitpath, blob, message, author)
@@ -511,43 +511,43 @@ def _jobs(docs: list[Document]) -> list[tuple[Document, str, str]]:
     return jobs
 
 
-def _check_reviewed(docs: list[Document], relpath: str, new: str | None, namespace: str, name: str) -> None:
-    """Refuse an unreviewed change that sets a job's `REVIEWED_ONLY` fields to anything but
-    what its file at HEAD has (keeping or dropping them is fine), or that adds a secret
-    reference the job did not hold (a mask's salt of `${env:DB_PASSWORD}` would write digests
-    keyed with that password, to be guessed at offline).
+def _check_reviewed(docs: list[Document], relpath: str, new: str | None) -> None:
+    """Refuse an unreviewed change that leaves a job of the file (the one changed, or one it
+    became: a replaced job may state another namespace) with `REVIEWED_ONLY` fields other
+    than its own at HEAD (keeping or dropping them is fine), or with a secret reference it did
+    not hold (a mask's salt of `${env:DB_PASSWORD}` would write digests keyed with that
+    password, to be guessed at offline).
 
     Raises:
         Unreviewed: naming the field.
     """
 
-    def job(found: list[Document]) -> dict[str, Any]:
-        for doc, ns, n in _jobs([d for d in found if d.relpath == relpath]):
-            if (ns, n) == (namespace, name):
-                return doc.data
-        return {}
+    def jobs(found: list[Document]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(ns, n): doc.data for doc, ns, n in _jobs([d for d in found if d.relpath == relpath])}
 
-    before = job(docs)
-    after = job(load_text(new, relpath, _folder_of(relpath), relpath)[0]) if new is not None else {}
-    spec_before, spec_after = (
-        d.get("spec") if isinstance(d.get("spec"), dict) else {} for d in (before, after)
-    )
-    for field in REVIEWED_ONLY:
-        if spec_after.get(field) and spec_after.get(field) != spec_before.get(field):
-            raise Unreviewed(
-                f"spec.{field} is not set through the API without a review (a command event runs on the "
-                "daemon's machine, a webhook sends the secrets it references): send the change with "
-                "?branch=NAME and merge it after review, or commit it by hand",
-                f"spec.{field}",
-            )
-    held = {ref for _, ref in secrets.references_in(before)}
-    for path, ref in secrets.references_in(after):
-        if ref not in held:
-            raise Unreviewed(
-                f"{ref} is a secret the job did not read: a change through the API adds none without a "
-                "review (send it with ?branch=NAME and merge it after review, or commit it by hand)",
-                format_path(path),
-            )
+    before = jobs(docs)
+    after = jobs(load_text(new, relpath, _folder_of(relpath), relpath)[0]) if new is not None else {}
+    for key, data in after.items():
+        old = before.get(key, {})
+        spec_before, spec_after = (
+            d.get("spec") if isinstance(d.get("spec"), dict) else {} for d in (old, data)
+        )
+        for field in REVIEWED_ONLY:
+            if spec_after.get(field) and spec_after.get(field) != spec_before.get(field):
+                raise Unreviewed(
+                    f"spec.{field} is not set through the API without a review (a command event runs on "
+                    "the daemon's machine, a webhook sends the secrets it references): send the change "
+                    "with ?branch=NAME and merge it after review, or commit it by hand",
+                    f"spec.{field}",
+                )
+        held = {ref for _, ref in secrets.references_in(old)}
+        for path, ref in secrets.references_in(data):
+            if ref not in held:
+                raise Unreviewed(
+                    f"{ref} is a secret the job did not read: a change through the API adds none without "
+                    "a review (send it with ?branch=NAME and merge it after review, or commit it by hand)",
+                    format_path(path),
+                )
 
 
 def _locate(docs: list[Document], target: Target) -> tuple[str, str, str]:

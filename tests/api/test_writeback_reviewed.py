@@ -167,3 +167,15 @@ def test_a_salt_the_job_holds_already_may_be_used_again(git_api):
     git(root, "commit", "-qam", "a masked column, by hand")
     added = git_api.post("/api/v1/jobs/commented/tasks", json=MASKED)
     assert added.status_code == 201, added.text
+
+
+def test_a_job_moved_to_another_namespace_is_checked_as_a_new_one(git_api):
+    """A replaced job may state another namespace: it is then compared with nothing, not let
+    through for want of its old name."""
+    root = git_api.project.root
+    head = git(root, "rev-parse", "HEAD")
+    document = job("commented", events={"before": [{"command": ["touch", str(root / "pwned")]}]})
+    document["metadata"]["namespace"] = "elsewhere"
+    moved = git_api.put("/api/v1/jobs/commented", json=document)
+    assert moved.status_code == 403, moved.text
+    assert git(root, "rev-parse", "HEAD") == head and not (root / "pwned").exists()
