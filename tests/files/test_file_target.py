@@ -179,3 +179,44 @@ def test_a_kill_while_writing_leaves_no_visible_half_file(project, tmp_path):
                 else:
                     state[int(record["id"])] = record["note"]
     assert state == dict(con.execute("SELECT id, note FROM items"))
+
+
+def test_a_folder_above_the_definitions_never_takes_a_file_into_them(project):
+    """A files connection at the definitions folder itself (`path: .`): a task (one an API key
+    added, say) naming `jobs.d/x.yaml` would put a definition there that the daemon applies as
+    it changes, without a review, or an unreadable one that stops every apply; `.runner/`
+    holds the history and the state store."""
+    with sqlite3.connect(project.root / "src.db") as db:
+        db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT)")
+        db.execute("INSERT INTO items VALUES (1, 'a')")
+    project.connection("src", "sqlite", "sqlite:///src.db")
+    project.write(
+        "connections.d/here.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: here}\nspec: {type: files, path: .}\n",
+    )
+    tasks = "\n".join(
+        f"- {{name: {name}, read: {{table: items}}, write: {{keys: [id], format: jsonl, file: '{file}'}}}}"
+        for name, file in (
+            ("jobs", "jobs.d/{{ run_id }}.yaml"),
+            ("connections", "connections.d/x/{{ run_id }}.yaml"),
+            ("state", ".runner/history/default/other/{{ run_id }}.json"),
+            ("out", "out/{{ run_id }}.jsonl"),
+        )
+    )
+    project.job("dump", "src", "here", tasks)
+    services.apply(project.ws)
+    runs = {
+        n: services.run(project.ws, "dump", RunOptions(tasks=[n]))
+        for n in ("out", "jobs", "connections", "state")
+    }
+    status = {n: (r["tasks"][0]["status"], r["tasks"][0].get("error") or "") for n, r in runs.items()}
+    assert status["out"] == ("succeeded", "")
+    for name in ("jobs", "connections", "state"):
+        assert status[name][0] == "failed" and "a task never writes the definitions" in status[name][1]
+    assert sorted(p.name for p in (project.root / "jobs.d").rglob("*")) == ["dump.yaml"]
+    assert not (project.root / "connections.d/x").exists()
+    assert not (project.root / ".runner/history/default/other").exists()
+    assert [p.suffix for p in (project.root / "out").iterdir()] == [".jsonl"]
+    assert sorted(p.name for p in (project.root / ".runner/history/default/dump").iterdir()) == sorted(
+        f"{r['run_id']}{suffix}" for r in runs.values() for suffix in (".json", ".log.jsonl")
+    )
