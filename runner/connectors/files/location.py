@@ -501,8 +501,14 @@ def open_folder(name: str, spec: FilesConnection, base_dir: Path) -> Folder:
     """
     where = spec.where(base_dir)
     if spec.protocol == "local":
-        guarded = tuple((base_dir / d).resolve() for d in RUNNER_OWN)
-        return LocalFolder((base_dir / spec.path).resolve(), guarded)
+        root = (base_dir / spec.path).resolve()
+        held = [r for r in secrets.secret_roots(base_dir) if r.is_relative_to(root)]
+        if held:
+            raise TerminalError(
+                f"connection {name!r}: its folder {root} holds {held[0]}, where secrets are read from "
+                f"(${{file:}}): a task could read them into a table; point 'path' at a folder of data"
+            )
+        return LocalFolder(root, tuple((base_dir / d).resolve() for d in RUNNER_OWN))
     password = secrets.resolve(spec.password, base_dir) if spec.password else None
     try:
         if spec.protocol == "ftp":
