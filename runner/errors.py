@@ -83,6 +83,11 @@ class InvalidValue(RunnerError):
         self.field = field
 
 
+class Unreviewed(InvalidValue):
+    """A change through the API that would apply, without a review, what only a reviewed
+    definition may hold (a job's events and notifications); the API answers 403 with `field`."""
+
+
 # --- state and apply ---------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ resource's routes live in its own module, at the cost of an attribute lookup per
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Query, Request, Security
@@ -18,6 +18,7 @@ from runner.api.errors import ERRORS
 from runner.api.listings import Listings
 
 MAX_STREAMS = 32  # live tails open at once
+MAX_VERIFIES = 4  # verifies at once: each scans a job's tables and holds a thread of the shared pool
 
 
 class RunStarter(Protocol):
@@ -39,7 +40,10 @@ class Context:
     keys: KeyRing
     listings: Listings
     streams: threading.BoundedSemaphore  # MAX_STREAMS live tails
-    review_branch: str | None = None  # `runner daemon --review-branch`: no change is applied
+    review_branch: str | None = None
+    verifies: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(MAX_VERIFIES)
+    )  # `runner daemon --review-branch`: no change is applied
 
     def branch(self, asked: str | None) -> str | None:
         """Where a job or task change is committed: the request's `?branch=`, else the review

@@ -25,6 +25,7 @@ from runner.errors import (
     NotRunning,
     RunnerError,
     StateUnavailable,
+    Unreviewed,
     WriteBackRefused,
 )
 
@@ -39,7 +40,13 @@ class Error(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "No valid key"},
-    403: {"model": Error, "description": "The key's scope does not allow it, or the server is read-only"},
+    403: {
+        "model": Error,
+        "description": (
+            "The key's scope does not allow it, the server is read-only, or a change through the "
+            "API would apply a job's events or notifications without a review"
+        ),
+    },
     404: {"model": Error, "description": "No such job, run, connection or task"},
     409: {
         "model": Error,
@@ -108,6 +115,8 @@ def runner_error(_: Request, exc: RunnerError) -> JSONResponse:
             for p in exc.problems
         ]
         return _error(422, _worded(problems[0]), field=problems[0]["field"], problems=_capped_list(problems))
+    if isinstance(exc, Unreviewed):  # the key may not, whatever the value
+        return _error(403, str(exc), field=exc.field)
     if isinstance(exc, InvalidValue):
         return _error(422, str(exc), field=exc.field)
     if isinstance(exc, StateUnavailable | HistoryUnwritable):  # the server's storage, not the request

@@ -204,6 +204,33 @@ class Webhook(StrictModel):
                 )
         return headers
 
+    @model_validator(mode="after")
+    def _not_in_the_clear(self) -> Webhook:
+        # as an http connection, a broker or SMTP: a secret crosses the network only under TLS.
+        # A host that is itself a reference is checked when the URL is resolved (`clear_text`).
+        parts = urlsplit(self.url)
+        if not secrets.REFERENCE.search(parts.netloc):
+            problem = clear_text(self, self.url, parts.hostname or "")
+            if problem:
+                raise ValueError(problem)
+        return self
+
+
+def clear_text(hook: Webhook, url: str, shown: str) -> str | None:
+    """Why `hook`, POSTed to `url` (resolved or as written; `shown` as messages name it), would
+    send a secret in the clear: over http:// to a host other than this machine, with a secret
+    reference in its URL or headers. None when it would not."""
+    parts = urlsplit(url)
+    carried = [f"header {n!r}" for n, v in hook.headers.items() if secrets.REFERENCE.search(v)]
+    if secrets.REFERENCE.search(hook.url):
+        carried.insert(0, "its URL")
+    if parts.scheme != "http" or secrets.loopback(parts.hostname or "") or not carried:
+        return None
+    return (
+        f"the webhook would send the secret in {' and '.join(carried)} to {shown} over "
+        "http://, in the clear: use https://; only a server on this machine (localhost) may take it plain"
+    )
+
 
 class Notification(StrictModel):
     """Tell someone how a run ended. A notification that cannot be delivered is logged as a

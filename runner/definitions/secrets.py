@@ -12,8 +12,8 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, unquote
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
 from runner.definitions.models import HINT
 
@@ -130,6 +130,18 @@ def file_problems(text: str, base_dir: Path) -> list[str]:
             except SecretError as exc:
                 problems.append(str(exc))
     return problems
+
+
+def references_in(data: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each secret reference in a document's values, with where it is: what resolving the
+    document would read (a mask's salt, a webhook's header)."""
+    if isinstance(data, str):
+        return [(path, m[0]) for m in REFERENCE.finditer(data)]
+    if isinstance(data, dict):
+        return [found for k, v in data.items() for found in references_in(v, (*path, str(k)))]
+    if isinstance(data, list):
+        return [found for i, v in enumerate(data) for found in references_in(v, (*path, i))]
+    return []
 
 
 _CANNOT_PARSE = (
@@ -269,8 +281,9 @@ _MIN_FORM = 4  # shorter forms of a value would blank out ordinary words
 
 def echoed_forms(value: str) -> set[str]:
     """`value` and the forms a server or runner is known to echo it in: cut to an identifier's
-    length, whitespace collapsed to one line, escaped as JSON or a Python repr."""
-    forms = {value}
+    length, whitespace collapsed to one line, escaped as JSON or a Python repr, and URL-encoded
+    (a form or query a server quotes back: an OAuth2 client secret, a DSN's password)."""
+    forms = {value, quote(value, safe=""), quote(value), quote_plus(value)}
     data = value.encode()
     for limit in _ECHOED_PREFIXES:
         if len(data) > limit:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.definitions import secrets
 from runner.definitions.changelogs import (
     CHANGE_LOG_END,
     DEFAULT_FOLDER,
@@ -15,7 +16,7 @@ from runner.definitions.changelogs import (
     step_ends,
 )
 from runner.definitions.jobs import JobSpec
-from runner.definitions.load import DEFAULT_NAMESPACE, resolve_reference
+from runner.definitions.load import DEFAULT_NAMESPACE, format_path, resolve_reference
 from runner.definitions.models import API_VERSION
 from runner.errors import DefinitionsInvalid, InvalidValue, Location, NameTaken, NotFound, Problem
 from runner.jobs import types as job_types
@@ -136,7 +137,8 @@ def _types(connections: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, str]
 
 ADHOC_ONLY_ONCE = ("schedule", "after", "retry")  # the daemon's fields: an ad-hoc run runs once, now
 # what only a reviewed definition may ask for: a command on the runner's machine, SQL beyond the
-# tasks', a notification resolving secrets (a header `${env:ANY}`) and sending them to any URL
+# tasks', a notification resolving secrets (a header `${env:ANY}`) and sending them to any URL;
+# nor may any other field reference a secret (a mask's salt)
 ADHOC_REVIEWED_ONLY = ("events", "notify")
 
 
@@ -176,6 +178,15 @@ def adhoc_job(
         )
         for field in ADHOC_REVIEWED_ONLY
         if field in spec
+    ]
+    reviewed = {k: v for k, v in spec.items() if k not in ADHOC_REVIEWED_ONLY}  # refused above
+    problems += [
+        Problem(
+            Location("ad-hoc job", field=format_path(path)),
+            f"{ref}: an ad-hoc run resolves no secret (a mask's salt of a password would write digests "
+            "keyed with it); secret references come only from definitions in jobs.d/",
+        )
+        for path, ref in secrets.references_in(reviewed, ("spec",))
     ]
     if problems:
         raise DefinitionsInvalid(problems)

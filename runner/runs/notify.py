@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from runner.changes.task import Log
 from runner.connectors import smtp
 from runner.definitions import secrets
-from runner.definitions.events import Email, Notification, Webhook, shown_url
+from runner.definitions.events import Email, Notification, Webhook, clear_text, shown_url
 from runner.definitions.jobs import JobSpec
 from runner.definitions.load import resolve_reference
 from runner.definitions.models import seconds
@@ -178,6 +178,9 @@ def _webhook(hook: Webhook, record: RunRecord, base_dir: Path, timeout: float) -
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
         raise RunnerError(f"the webhook's URL {shown} is not an http(s) URL without a user or password")
+    plain = clear_text(hook, url, shown)
+    if plain:  # a host given by reference: known only now
+        raise RunnerError(plain)
     data = json.dumps({k: v for k, v in record.items() if k != "path"}, default=str).encode()
     request = urllib.request.Request(
         url,

@@ -11,6 +11,13 @@ A change holds a lock from reading the file to applying it (two changes at once 
 after the other) and refuses when the file differs from HEAD (uncommitted changes, a commit
 made meanwhile: the branch moves only if it still is where the change started from), and, for
 an update or delete, when the job is running.
+
+A change made through the API that would be applied (no `branch`) may not add or alter a job's
+`events` or `notify`, nor add a secret reference the job did not hold (`unreviewed`): a command
+event runs any program on the daemon's machine and an SQL event any statement, a webhook
+resolves secret references and sends them where its URL says, and a mask's salt keys digests
+with whatever secret it names. Those come only from a commit a person made or a review branch
+merged, as ad-hoc runs refuse them (`runner.runs.jobs.ADHOC_REVIEWED_ONLY`).
 """
 
 from __future__ import annotations
@@ -24,12 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.definitions import secrets
 from runner.definitions.edit import DefinitionFile, EditError
 from runner.definitions.gitrepo import Author, Repo
 from runner.definitions.load import (
     DEFAULT_NAMESPACE,
     DEFINITION_DIRS,
     Document,
+    format_path,
     load_folder,
     load_text,
     lost_definitions,
@@ -45,6 +54,7 @@ from runner.errors import (
     NotFound,
     Problem,
     RunnerError,
+    Unreviewed,
     WriteBackRefused,
 )
 from runner.jobs.types import capability_check, registered_models
@@ -52,6 +62,7 @@ from runner.services import definitions
 from runner.state import locks
 from runner.workspace import Workspace
 
+REVIEWED_ONLY = ("events", "notify")  # a job's fields an unreviewed change may keep or drop, not set
 LOCK_TIMEOUT = 30.0  # seconds a change waits for another change to the same folder
 _FOLDER_LOCKS: dict[Path, threading.Lock] = {}
 _FOLDER_LOCKS_GUARD = threading.Lock()
@@ -85,13 +96,16 @@ def create_job(
     by: str | None = None,
     branch: str | None = None,
     text: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     """A new job in `jobs.d/<name>.yaml` (`jobs.d/<namespace>/<name>.yaml` outside the default
     namespace); `text`, the YAML `document` was read from, is written as it is (its comments
-    kept).
+    kept). `unreviewed`: made through the API (see the module's docstring).
 
     Raises:
         InvalidValue: the document has no valid name, or is not a Job.
+        Unreviewed: `unreviewed`, no `branch`, and the job has events, notifications or a
+            secret reference.
         WriteBackRefused: the job exists already, or the folder cannot take the change.
         DefinitionsInvalid: the folder with the job is not valid.
     """
@@ -103,7 +117,8 @@ def create_job(
         file.append(document, text)
         return f"Create job {ref}"
 
-    return _write_back(ws, Target(new, create=document, running_matters=False), change, author, by, branch)
+    target = Target(new, create=document, running_matters=False)
+    return _write_back(ws, target, change, author, by, branch, unreviewed)
 
 
 def replace_job(
@@ -113,9 +128,10 @@ def replace_job(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     """The job's document replaced by `document`, edited in place: what did not change keeps
-    its comments and layout."""
+    its comments and layout. `unreviewed`: made through the API (see the module's docstring)."""
     name = ref.rpartition("/")[2]
     document = _job_document(document, name, None)
 
@@ -127,7 +143,7 @@ def replace_job(
         file.replace(index, document)
         return f"Update job {ref}"
 
-    return _write_back(ws, Target(ref), change, author, by, branch)
+    return _write_back(ws, Target(ref), change, author, by, branch, unreviewed)
 
 
 def edit_job(
@@ -185,6 +201,7 @@ def add_task(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     """A task added at `position` (1 is first; last when None)."""
     name = _task_name(task)
@@ -207,7 +224,7 @@ def add_task(
             file.edit(index, lambda data: _tasks_of(data).insert(at, _as_node(task)))
         return f"Add task {name} to job {ref}"
 
-    return _write_back(ws, Target(ref), change, author, by, branch)
+    return _write_back(ws, Target(ref), change, author, by, branch, unreviewed)
 
 
 def replace_task(
@@ -218,6 +235,7 @@ def replace_task(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     """A task replaced, edited in place (a task may be renamed: its pointer stays with the old name)."""
     task = {"name": task_name, **task} if "name" not in task else task
@@ -235,7 +253,7 @@ def replace_task(
         file.edit(index, edit)
         return f"Update task {task_name} of job {ref}"
 
-    return _write_back(ws, Target(ref), change, author, by, branch)
+    return _write_back(ws, Target(ref), change, author, by, branch, unreviewed)
 
 
 def delete_task(
@@ -245,6 +263,7 @@ def delete_task(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     def change(file: DefinitionFile, index: int | None, ref: str) -> str:
         assert index is not None
@@ -255,7 +274,7 @@ def delete_task(
             file.edit(index, lambda data: _tasks_of(data).pop(at))
         return f"Delete task {task_name} of job {ref}"
 
-    return _write_back(ws, Target(ref), change, author, by, branch)
+    return _write_back(ws, Target(ref), change, author, by, branch, unreviewed)
 
 
 def move_task(
@@ -268,6 +287,7 @@ def move_task(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     """A task moved to `position` (1 is first), or just before or after another task: the
     order in which a job's tasks run (CData's move)."""
@@ -299,7 +319,7 @@ def move_task(
             file.edit(index, lambda data: _tasks_of(data).insert(to, _tasks_of(data).pop(at)))
         return f"Move task {task_name} of job {ref} to position {to + 1}"
 
-    return _write_back(ws, Target(ref), change, author, by, branch)
+    return _write_back(ws, Target(ref), change, author, by, branch, unreviewed)
 
 
 def switch_task(
@@ -310,6 +330,7 @@ def switch_task(
     author: Author | None = None,
     by: str | None = None,
     branch: str | None = None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     """Switch a task off (`active: false`, CData's Is_Active) or on again (the line goes)."""
 
@@ -332,27 +353,39 @@ def switch_task(
         file.edit(index, edit)
         return f"Switch {'on' if active else 'off'} task {task_name} of job {ref}"
 
-    return _write_back(ws, Target(ref), change, author, by, branch)
+    return _write_back(ws, Target(ref), change, author, by, branch, unreviewed)
 
 
 # --- the write-back ---------------------------------------------------------------------
 
 
 def _write_back(
-    ws: Workspace, target: Target, change: Change, author: Author | None, by: str | None, branch: str | None
+    ws: Workspace,
+    target: Target,
+    change: Change,
+    author: Author | None,
+    by: str | None,
+    branch: str | None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     repo = Repo(ws.root)
     if branch is not None:
         repo.check_branch(branch)
     with _serialised(ws, in_place=branch is None):
         if branch is None:
-            return _in_place(ws, repo, target, change, author, by)
+            return _in_place(ws, repo, target, change, author, by, unreviewed)
         with tempfile.TemporaryDirectory(prefix="runner-branch-") as tmp:
             return _on_branch(ws, repo, Path(tmp), branch, target, change, author, by)
 
 
 def _in_place(
-    ws: Workspace, repo: Repo, target: Target, change: Change, author: Author | None, by: str | None
+    ws: Workspace,
+    repo: Repo,
+    target: Target,
+    change: Change,
+    author: Author | None,
+    by: str | None,
+    unreviewed: bool = False,
 ) -> dict[str, Any]:
     head = repo.head()
     docs, problems = _folder(ws.root)
@@ -373,6 +406,8 @@ def _in_place(
             )
         subject, new = _edit(old, target, change, ref, relpath)
         definition = _validated(ws, docs, problems, ref, relpath, new)
+        if unreviewed:
+            _check_reviewed(docs, relpath, new)
         blob = repo.hash(new.encode(), write=True) if new is not None else None
         message = _message(subject, by)
         commit = repo.commit(head, gitpath, blob, message, author)
@@ -463,15 +498,62 @@ def _job_held(ws: Workspace, ref: str) -> Iterator[None]:
         store.locks.release(locks.job_lock(ref), lock_id)
 
 
-def _locate(docs: list[Document], target: Target) -> tuple[str, str, str]:
-    """(file relative to the folder, namespace, name) of the job a change is about."""
+def _jobs(docs: list[Document]) -> list[tuple[Document, str, str]]:
+    """(document, namespace, name) of each job among `docs`."""
     jobs = []
     for doc in docs:
+        if not isinstance(doc.data, dict):
+            continue
         meta = doc.data.get("metadata")
         if doc.data.get("kind") != "Job" or not isinstance(meta, dict) or "name" not in meta:
             continue
         namespace = str(meta.get("namespace") or doc.folder_namespace or DEFAULT_NAMESPACE)
         jobs.append((doc, namespace, str(meta["name"])))
+    return jobs
+
+
+def _check_reviewed(docs: list[Document], relpath: str, new: str | None) -> None:
+    """Refuse an unreviewed change that leaves a job of the file (the one changed, or one it
+    became: a replaced job may state another namespace) with `REVIEWED_ONLY` fields other
+    than its own at HEAD (keeping or dropping them is fine), or with a secret reference it did
+    not hold (a mask's salt of `${env:DB_PASSWORD}` would write digests keyed with that
+    password, to be guessed at offline).
+
+    Raises:
+        Unreviewed: naming the field.
+    """
+
+    def jobs(found: list[Document]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(ns, n): doc.data for doc, ns, n in _jobs([d for d in found if d.relpath == relpath])}
+
+    before = jobs(docs)
+    after = jobs(load_text(new, relpath, _folder_of(relpath), relpath)[0]) if new is not None else {}
+    for key, data in after.items():
+        old = before.get(key, {})
+        spec_before, spec_after = (
+            d.get("spec") if isinstance(d.get("spec"), dict) else {} for d in (old, data)
+        )
+        for field in REVIEWED_ONLY:
+            if spec_after.get(field) and spec_after.get(field) != spec_before.get(field):
+                raise Unreviewed(
+                    f"spec.{field} is not set through the API without a review (a command event runs on "
+                    "the daemon's machine, a webhook sends the secrets it references): send the change "
+                    "with ?branch=NAME and merge it after review, or commit it by hand",
+                    f"spec.{field}",
+                )
+        held = {ref for _, ref in secrets.references_in(old)}
+        for path, ref in secrets.references_in(data):
+            if ref not in held:
+                raise Unreviewed(
+                    f"{ref} is a secret the job did not read: a change through the API adds none without "
+                    "a review (send it with ?branch=NAME and merge it after review, or commit it by hand)",
+                    format_path(path),
+                )
+
+
+def _locate(docs: list[Document], target: Target) -> tuple[str, str, str]:
+    """(file relative to the folder, namespace, name) of the job a change is about."""
+    jobs = _jobs(docs)
     namespace, _, name = target.ref.rpartition("/")
     if target.create is not None:
         found = [(d, ns, n) for d, ns, n in jobs if (ns, n) == (namespace, name)]

@@ -204,7 +204,7 @@ def test_a_webhook_header_reads_secret_files_only_where_connections_may(project)
     _job(
         project,
         """  notify:
-    - webhook: {url: "http://x", headers: {A: "${file:secrets/hook}", B: "Bearer ${file:../../etc/passwd}"}}
+    - webhook: {url: "https://x", headers: {A: "${file:secrets/hook}", B: "Bearer ${file:../../etc/passwd}"}}
 """,
     )
     (problem,) = problems(project)
@@ -226,6 +226,30 @@ def test_a_webhook_url_with_a_user_and_password_is_refused(project):
         "jobs.d/copy.yaml:8: spec.notify[0].webhook.url: a webhook URL takes no user or password"
     )
     assert "hunter2" not in problem
+
+
+def test_a_webhook_sends_secrets_only_over_https_or_to_this_machine(project):
+    # as an http connection, a broker or SMTP: a secret never crosses the network in the clear
+    _job(
+        project,
+        """  notify:
+    - webhook: {url: "http://hooks.example.com/x", headers: {Authorization: "Bearer ${env:HOOK_TOKEN}"}}
+    - webhook: {url: "http://hooks.example.com/services/${env:SLACK_PATH}"}
+    - webhook: {url: "https://hooks.example.com/x", headers: {Authorization: "Bearer ${env:HOOK_TOKEN}"}}
+    - webhook: {url: "http://127.0.0.1:8080/x", headers: {Authorization: "Bearer ${env:HOOK_TOKEN}"}}
+    - webhook: {url: "http://localhost/${env:SLACK_PATH}"}
+    - webhook: {url: "http://hooks.example.com/x", headers: {X-Team: data}}
+    - webhook: {url: "http://${env:HOOK_HOST}/x", headers: {Authorization: "Bearer ${env:HOOK_TOKEN}"}}
+""",
+    )
+    assert problems(project) == [
+        "jobs.d/copy.yaml:8: spec.notify[0].webhook: the webhook would send the secret in header "
+        "'Authorization' to hooks.example.com over http://, in the clear: use https://; only a server "
+        "on this machine (localhost) may take it plain",
+        "jobs.d/copy.yaml:9: spec.notify[1].webhook: the webhook would send the secret in its URL to "
+        "hooks.example.com over http://, in the clear: use https://; only a server on this machine "
+        "(localhost) may take it plain",
+    ]
 
 
 def test_a_secret_reference_in_a_command_is_refused(project):

@@ -179,3 +179,86 @@ def test_a_kill_while_writing_leaves_no_visible_half_file(project, tmp_path):
                 else:
                     state[int(record["id"])] = record["note"]
     assert state == dict(con.execute("SELECT id, note FROM items"))
+
+
+def test_a_folder_holding_the_definitions_is_refused(project, monkeypatch, tmp_path):
+    """A files connection at the definitions folder (`path: .`) or above it, or above a folder
+    the operator lets secrets be read from: a task (one an API key added, say) could read the
+    `${file:}` secrets into a table, or write a job into jobs.d/ that the daemon applies as it
+    changes, without a review."""
+    with sqlite3.connect(project.root / "src.db") as db:
+        db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT)")
+        db.execute("INSERT INTO items VALUES (1, 'a')")
+    project.write("secrets/db", "pa55word-in-a-file\n")
+    mounted = tmp_path / "mounts" / "secrets"
+    mounted.mkdir(parents=True)
+    monkeypatch.setenv("RUNNER_SECRET_DIRS", str(mounted))
+    project.connection("src", "sqlite", "sqlite:///src.db")
+    head = "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: %s}\nspec: {type: files, path: %s}\n"
+    project.write("connections.d/here.yaml", head % ("here", "."))
+    project.write("connections.d/mounts.yaml", head % ("mounts", mounted.parent))
+    project.write("connections.d/lake.yaml", head % ("lake", "data/lake"))
+    project.job(
+        "leak", "here", "src", "- {name: t, read: {files: 'secrets/*', format: csv}, write: {table: t}}"
+    )
+    project.job(
+        "plant",
+        "src",
+        "here",
+        "- {name: t, read: {table: items}, write: {keys: [id], file: 'jobs.d/x.yaml'}}",
+    )
+    project.job(
+        "mounted", "mounts", "src", "- {name: t, read: {files: '*/*', format: csv}, write: {table: m}}"
+    )
+    project.job("fine", "src", "lake", "- {name: t, read: {table: items}, write: {keys: [id]}}")
+    services.apply(project.ws)
+    for job, folder in (("leak", project.root), ("plant", project.root), ("mounted", mounted.parent)):
+        record = services.run(project.ws, job)
+        assert record["status"] == "failed", job
+        error = record["tasks"][0]["error"]
+        assert f"its folder {folder.resolve()} holds " in error and "where secrets are read from" in error
+    assert services.run(project.ws, "fine")["status"] == "succeeded"
+    assert sorted(p.name for p in (project.root / "jobs.d").iterdir()) == [
+        "fine.yaml",
+        "leak.yaml",
+        "mounted.yaml",
+        "plant.yaml",
+    ]
+    with sqlite3.connect(project.root / "src.db") as db:
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["items"]
+
+
+def test_a_link_in_the_folder_never_takes_a_file_into_the_definitions(project):
+    """A folder of data holding a link to jobs.d/ (or .runner/): a file written through it
+    would be a definition the daemon applies as it changes, without a review (a JSON line is a
+    YAML mapping), or an unreadable one that stops every apply, or a record in the history."""
+    with sqlite3.connect(project.root / "src.db") as db:
+        db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT)")
+        db.execute("INSERT INTO items VALUES (1, 'a')")
+    (project.root / "data").mkdir()
+    (project.root / "data/defs").symlink_to("../jobs.d")
+    (project.root / ".runner").mkdir(exist_ok=True)
+    (project.root / "data/state").symlink_to("../.runner")
+    project.connection("src", "sqlite", "sqlite:///src.db")
+    project.write(
+        "connections.d/data.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: data}\nspec: {type: files, path: data}\n",
+    )
+    tasks = "\n".join(
+        f"- {{name: {name}, read: {{table: items}}, write: {{keys: [id], format: jsonl, file: '{file}'}}}}"
+        for name, file in (
+            ("jobs", "defs/{{ run_id }}.yaml"),
+            ("state", "state/history/default/other/{{ run_id }}.json"),
+            ("out", "out/{{ run_id }}.jsonl"),
+        )
+    )
+    project.job("dump", "src", "data", tasks)
+    services.apply(project.ws)
+    runs = {n: services.run(project.ws, "dump", RunOptions(tasks=[n])) for n in ("out", "jobs", "state")}
+    status = {n: (r["tasks"][0]["status"], r["tasks"][0].get("error") or "") for n, r in runs.items()}
+    assert status["out"] == ("succeeded", "")
+    for name in ("jobs", "state"):
+        assert status[name][0] == "failed" and "a task never writes the definitions" in status[name][1]
+    assert sorted(p.name for p in (project.root / "jobs.d").iterdir()) == ["dump.yaml"]
+    assert not (project.root / ".runner/history/default/other").exists()
+    assert [p.suffix for p in (project.root / "data/out").iterdir()] == [".jsonl"]

@@ -183,3 +183,62 @@ def test_a_credential_written_into_a_connection_header_is_refused(project, heade
         "  base_url: https://api.example.com\n  headers: {Accept-Language: en, X-Request-Source: runner}\n",
     )
     assert [d.ref for d in services.validate(project.ws)] == ["default/api"]
+
+
+def test_a_secret_echoed_url_encoded_is_redacted_too(project, monkeypatch):
+    """A token endpoint that echoes the form it was sent quotes the client secret URL-encoded
+    (`+` as %2B, `/` as %2F): that form is blanked as the raw one is."""
+    import http.server
+    import threading
+
+    secret = "cs/Echo+S3cret==x"
+    monkeypatch.setenv("CLIENT_SECRET", secret)
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            answer = json.dumps({"error": "invalid_request", "received": body.decode()}).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        auth = AUTH["oauth"] | {"token_url": f"{base}/oauth/token"}
+        spec = {"type": "http", "base_url": f"{base}/api", "auth": auth}
+        head = "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: api}\n"
+        project.write("connections.d/api.yaml", head + f"spec: {json.dumps(spec)}\n")
+        project.connection("lite", "sqlite", "sqlite:///out.db")
+        task = {
+            "name": "items",
+            "read": {"path": "/items", "records": "data", "columns": {"id": "bigint"}},
+            "write": {"table": "items", "keys": ["id"]},
+        }
+        job = {"source": "api", "target": "lite", "tasks": [task]}
+        project.write(
+            "jobs.d/pull.yaml",
+            f"apiVersion: runner/v1\nkind: Job\nmetadata: {{name: pull}}\nspec: {json.dumps(job)}\n",
+        )
+        services.apply(project.ws)
+        record = services.run(project.ws, "pull")
+    finally:
+        server.shutdown()
+        server.server_close()
+    error = record["tasks"][0]["error"]
+    assert "gave no access token (400)" in error and "client_secret=***" in error, error
+    encoded = [
+        urllib.parse.quote_plus(secret),
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote(secret),
+    ]
+    assert not any(form in error for form in encoded)
+    project.ws.close()
+    written = b"".join(p.read_bytes() for p in project.root.rglob("*") if p.is_file())
+    assert not [form for form in [secret, *encoded] if form.encode() in written]

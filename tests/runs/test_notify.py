@@ -349,6 +349,31 @@ def test_a_subject_leaves_out_what_the_run_has_not():
     assert notify.subject("{{ job }} {{ status }} {{ error }}", failed) == "copy failed task t: boom"
 
 
+def test_a_webhook_url_held_in_a_secret_sends_no_secret_in_the_clear_beyond_this_machine(
+    project, hook, monkeypatch
+):
+    """A URL given by reference is known only when sent: http:// to a host that is not
+    loopback is refused then, before any byte goes. 0.0.0.0 is such a host by its address,
+    yet Linux connects it to this machine: without the check the token would reach the hook."""
+    monkeypatch.setenv("HOOK_TOKEN", TOKEN)
+    monkeypatch.setenv("HOOK_URL", hook.url.replace("127.0.0.1", "0.0.0.0"))
+    _project(
+        project,
+        "- {webhook: {url: '${env:HOOK_URL}', headers: {Authorization: 'Bearer ${env:HOOK_TOKEN}'}},"
+        " when: always}",
+        fail=False,
+    )
+    record = services.run(project.ws, "copy")
+    (sent,) = record["notifications"]
+    assert sent["status"] == "failed" and sent["url"] == "${env:HOOK_URL}"
+    assert sent["error"] == (
+        "the webhook would send the secret in its URL and header 'Authorization' to ${env:HOOK_URL} over "
+        "http://, in the clear: use https://; only a server on this machine (localhost) may take it plain"
+    )
+    assert hook.requests == [] and record["status"] == "succeeded"
+    assert TOKEN not in _everything_written(project, record)
+
+
 def test_a_webhook_url_held_in_a_secret_is_used_and_never_written(project, hook, monkeypatch):
     """Services such as Slack put the secret in the URL's path: the URL may be a reference, and
     logs and history show the reference (or, for a literal URL, its scheme and host) only."""

@@ -84,7 +84,7 @@ def create_job(
     key's name as the author, then applied. The answer holds the definition and the commit."""
     ctx = context(request)
     author = services.api_author(key.name)
-    return services.create_job(ctx.ws, body, namespace, author, by(key), ctx.branch(branch))
+    return services.create_job(ctx.ws, body, namespace, author, by(key), ctx.branch(branch), unreviewed=True)
 
 
 @router.put("/jobs/{name}")
@@ -100,7 +100,9 @@ def replace_job(
     comments and layout. 409 while the job runs."""
     ctx = context(request)
     author = services.api_author(key.name)
-    return services.replace_job(ctx.ws, ref(name, namespace), body, author, by(key), ctx.branch(branch))
+    return services.replace_job(
+        ctx.ws, ref(name, namespace), body, author, by(key), ctx.branch(branch), unreviewed=True
+    )
 
 
 @router.delete("/jobs/{name}")

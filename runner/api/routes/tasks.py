@@ -46,7 +46,7 @@ def add_task(
     ctx = context(request)
     author = services.api_author(key.name)
     return services.add_task(
-        ctx.ws, ref(name, namespace), body, position, author, by(key), ctx.branch(branch)
+        ctx.ws, ref(name, namespace), body, position, author, by(key), ctx.branch(branch), unreviewed=True
     )
 
 
@@ -64,7 +64,7 @@ def replace_task(
     ctx = context(request)
     author = services.api_author(key.name)
     return services.replace_task(
-        ctx.ws, ref(name, namespace), task, body, author, by(key), ctx.branch(branch)
+        ctx.ws, ref(name, namespace), task, body, author, by(key), ctx.branch(branch), unreviewed=True
     )
 
 
@@ -80,7 +80,9 @@ def delete_task(
     """Remove a task from its job with the comment lines above it (409 while the job runs)."""
     ctx = context(request)
     author = services.api_author(key.name)
-    return services.delete_task(ctx.ws, ref(name, namespace), task, author, by(key), ctx.branch(branch))
+    return services.delete_task(
+        ctx.ws, ref(name, namespace), task, author, by(key), ctx.branch(branch), unreviewed=True
+    )
 
 
 @router.post("/jobs/{name}/tasks/{task}/move")
@@ -105,6 +107,7 @@ def move_task(
         services.api_author(key.name),
         by(key),
         ctx.branch(branch),
+        unreviewed=True,
     )
 
 
@@ -122,7 +125,7 @@ def switch_off(
     ctx = context(request)
     author = services.api_author(key.name)
     return services.switch_task(
-        ctx.ws, ref(name, namespace), task, False, author, by(key), ctx.branch(branch)
+        ctx.ws, ref(name, namespace), task, False, author, by(key), ctx.branch(branch), unreviewed=True
     )
 
 
@@ -138,4 +141,6 @@ def switch_on(
     """Switch a task on again (its `active: false` line goes); it goes on from its pointer."""
     ctx = context(request)
     author = services.api_author(key.name)
-    return services.switch_task(ctx.ws, ref(name, namespace), task, True, author, by(key), ctx.branch(branch))
+    return services.switch_task(
+        ctx.ws, ref(name, namespace), task, True, author, by(key), ctx.branch(branch), unreviewed=True
+    )

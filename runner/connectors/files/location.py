@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from runner.definitions import secrets
+from runner.definitions.load import DEFINITION_DIRS
 from runner.definitions.models import ConnectionSpec
 from runner.errors import TerminalError, TransientError
 
@@ -238,25 +239,49 @@ class _Raw(io.RawIOBase):
         super().close()
 
 
+RUNNER_OWN = (*DEFINITION_DIRS, ".runner")  # below the definitions folder: what no task writes
+
+
 class LocalFolder(Folder):
     """A folder on this machine: a published file is synced, renamed, and its folder synced,
-    so a file is whole after a crash or not there at all."""
+    so a file is whole after a crash or not there at all.
 
-    def __init__(self, root: Path):
+    A folder may lie above the definitions folder (`path: .`): no file is then written into
+    `guarded` (its jobs.d/ and connections.d/, which the daemon applies as they change without
+    a review, and runner's own .runner/), whatever a task's file template makes."""
+
+    def __init__(self, root: Path, guarded: tuple[Path, ...] = ()):
         from fsspec.implementations.local import LocalFileSystem
 
         super().__init__(LocalFileSystem(), str(root), str(root))
+        self.guarded = guarded
+
+    def _writable(self, relative: str) -> Path:
+        """The file's path, unless it lies in a guarded folder (symlinks followed).
+
+        Raises:
+            TerminalError: it does.
+        """
+        path = Path(self.full(relative))
+        resolved = path.parent.resolve() / path.name
+        for folder in self.guarded:
+            if resolved.is_relative_to(folder):
+                raise TerminalError(
+                    f"{relative!r} lies in {folder}: a task never writes the definitions (applied as "
+                    "they change, without a review) nor runner's own files; name a file outside them"
+                )
+        return path
 
     def open_read(self, relative: str) -> IO[bytes]:
         return open(self.full(relative), "rb")  # noqa: SIM115 - the reader closes it
 
     def open_write(self, relative: str) -> IO[bytes]:
-        path = Path(self.full(relative))
+        path = self._writable(relative)
         path.parent.mkdir(parents=True, exist_ok=True)
         return open(path, "wb")  # noqa: SIM115 - the writer closes it
 
     def publish(self, temporary: str, final: str) -> None:
-        source, target = Path(self.full(temporary)), Path(self.full(final))
+        source, target = Path(self.full(temporary)), self._writable(final)
         with open(source, "rb") as f:
             os.fsync(f.fileno())
         os.replace(source, target)
@@ -267,7 +292,7 @@ class LocalFolder(Folder):
             os.close(directory)
 
     def append(self, relative: str, data: bytes) -> None:
-        path = Path(self.full(relative))
+        path = self._writable(relative)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as f:
             f.write(data)
@@ -476,7 +501,14 @@ def open_folder(name: str, spec: FilesConnection, base_dir: Path) -> Folder:
     """
     where = spec.where(base_dir)
     if spec.protocol == "local":
-        return LocalFolder((base_dir / spec.path).resolve())
+        root = (base_dir / spec.path).resolve()
+        held = [r for r in secrets.secret_roots(base_dir) if r.is_relative_to(root)]
+        if held:
+            raise TerminalError(
+                f"connection {name!r}: its folder {root} holds {held[0]}, where secrets are read from "
+                f"(${{file:}}): a task could read them into a table; point 'path' at a folder of data"
+            )
+        return LocalFolder(root, tuple((base_dir / d).resolve() for d in RUNNER_OWN))
     password = secrets.resolve(spec.password, base_dir) if spec.password else None
     try:
         if spec.protocol == "ftp":

@@ -85,9 +85,7 @@ class HttpClient:
                     self.headers[auth.name] = key
                 else:
                     self.params[auth.name] = key
-                    self.hidden_param = auth.name
-                    secrets.remember(urllib.parse.quote(key, safe=""))
-                    secrets.remember(urllib.parse.quote_plus(key))
+                    self.hidden_param = auth.name  # its URL-encoded forms are redacted too
         except secrets.SecretError as exc:
             raise TerminalError(f"connection {name!r}: {exc}") from None
         timeout = self.timeout = seconds(spec.timeout)
