@@ -40,10 +40,10 @@ class Context:
     keys: KeyRing
     listings: Listings
     streams: threading.BoundedSemaphore  # MAX_STREAMS live tails
-    review_branch: str | None = None
-    verifies: threading.BoundedSemaphore = field(
+    review_branch: str | None = None  # `runner daemon --review-branch`: no change is applied
+    verifies: threading.BoundedSemaphore = field(  # MAX_VERIFIES verifies
         default_factory=lambda: threading.BoundedSemaphore(MAX_VERIFIES)
-    )  # `runner daemon --review-branch`: no change is applied
+    )
 
     def branch(self, asked: str | None) -> str | None:
         """Where a job or task change is committed: the request's `?branch=`, else the review
