@@ -6,6 +6,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 
 import pytest
 from typer.testing import CliRunner
@@ -99,6 +100,26 @@ def test_successful_run_and_rerun_replace_without_duplicates(sqlite_job):
     runs = services.runs(sqlite_job.ws, "copy")
     assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
     assert runs[0]["run_id"] > runs[1]["run_id"]  # newest first
+
+
+def test_a_handed_out_run_waits_for_the_lock_its_previous_run_is_releasing(sqlite_job):
+    """A scheduler hands out a job's next run to a worker (`once`) as soon as the previous run's
+    record says it ended, which that run writes just before it releases the job's lock: started
+    at once on another worker, the next run found the lock held and was recorded `not_started`
+    (a cron slot lost, seen in CI after a broker restart). It now waits for the lock a while."""
+    store = sqlite_job.ws.store()
+    name = locks.job_lock("default/copy")
+    lock_id = store.locks.acquire(name, timeout=0)
+    releasing = threading.Timer(0.5, store.locks.release, (name, lock_id))
+    releasing.start()
+    try:
+        record = services.run(sqlite_job.ws, "copy", once=True)
+    finally:
+        releasing.join()
+    assert record["tasks"][0]["name"] == "items" and record["tasks"][0]["status"] == "succeeded"
+    db = sqlite3.connect(sqlite_job.root / "out" / "dst.db")
+    assert db.execute("SELECT count(*) FROM items").fetchone() == (25,)
+    db.close()
 
 
 def test_a_running_job_is_not_started_twice(sqlite_job):

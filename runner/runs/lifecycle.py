@@ -48,6 +48,13 @@ from runner.state.objects import AppliedObject
 from runner.streams.cancel import CancelToken
 from runner.workspace import Workspace
 
+# How long a run handed out by a scheduler (`once`) waits for the job's lock. The scheduler
+# hands out a job's next run when the previous run's record says it ended, which that run
+# writes just before it releases the lock: the next run, started at once on another worker,
+# may find the lock still held for a moment. A run still going on (one started by hand) keeps
+# it longer, and the handed-out run is then not started, as before.
+HANDOVER_SECONDS = 10.0
+
 
 def run(
     ws: Workspace,
@@ -70,7 +77,8 @@ def run(
     the run started (manual, cron, a job trigger, a retry).
 
     With `once` (a request a worker took from a broker, which may deliver it again), a run id
-    whose record says the run started already is refused with `RunStarted`. `admitted`: the
+    whose record says the run started already is refused with `RunStarted`, and the job's lock
+    is waited for (`HANDOVER_SECONDS`). `admitted`: the
     job, read and locked already for this run (`runner.runs.admission`, a burst of runs).
 
     Raises:
@@ -156,7 +164,7 @@ def _run_locked(
         if lock_id is None:
             lock_id = store.locks.acquire(
                 locks.job_lock(job.ref),
-                timeout=0,
+                timeout=HANDOVER_SECONDS if once else 0,
                 run_id=run_id,
                 # the lease was taken over (the store unreachable for a whole lease): another
                 # process may run the job now, so this run stops at its next batch boundary
