@@ -152,9 +152,6 @@ class Email(StrictModel):
         return subject
 
 
-_CREDENTIAL_HEADER = secrets.CREDENTIAL_HEADER
-
-
 class Webhook(StrictModel):
     url: str = Field(
         description=(
@@ -197,7 +194,7 @@ class Webhook(StrictModel):
         # as an SMTP password: a credential written out would be kept in git, the state store
         # and `describe`; one header that carries it must reference it
         for name, value in headers.items():
-            if _CREDENTIAL_HEADER.search(name) and not secrets.REFERENCE.search(value):
+            if secrets.CREDENTIAL_HEADER.search(name) and not secrets.REFERENCE.search(value):
                 raise ValueError(
                     f"header {name!r} carries a credential written out: reference it instead, "
                     f'as in "Bearer ${{env:HOOK_TOKEN}}" or ${{file:secrets/hook}}'

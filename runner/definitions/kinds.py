@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel
 
@@ -69,18 +69,8 @@ def job_model(
 def secret_file_problems(doc: Document, spec: ConnectionSpec, base_dir: Path) -> list[Problem]:
     """`${file:}` references in any of a connection's fields (a kind's own, not only a SQL
     URL) that point outside the folders secrets may be read from."""
-    problems: list[Problem] = []
-
-    def walk(value: Any, path: tuple[str | int, ...]) -> None:
-        if isinstance(value, str):
-            where = doc.locate(("spec", *path))
-            problems.extend(Problem(where, message) for message in secrets.file_problems(value, base_dir))
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, (*path, key))
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                walk(item, (*path, index))
-
-    walk(spec.model_dump(mode="json"), ())
-    return problems
+    return [
+        Problem(doc.locate(("spec", *path)), message)
+        for path, value in secrets.strings_in(spec.model_dump(mode="json"))
+        for message in secrets.file_problems(value, base_dir)
+    ]

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote
@@ -132,16 +133,22 @@ def file_problems(text: str, base_dir: Path) -> list[str]:
     return problems
 
 
+def strings_in(data: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Each text among a document's values (its mappings and lists walked), with where it is."""
+    if isinstance(data, str):
+        yield path, data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from strings_in(value, (*path, str(key)))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from strings_in(value, (*path, index))
+
+
 def references_in(data: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
     """Each secret reference in a document's values, with where it is: what resolving the
     document would read (a mask's salt, a webhook's header)."""
-    if isinstance(data, str):
-        return [(path, m[0]) for m in REFERENCE.finditer(data)]
-    if isinstance(data, dict):
-        return [found for k, v in data.items() for found in references_in(v, (*path, str(k)))]
-    if isinstance(data, list):
-        return [found for i, v in enumerate(data) for found in references_in(v, (*path, i))]
-    return []
+    return [(where, m[0]) for where, text in strings_in(data, path) for m in REFERENCE.finditer(text)]
 
 
 _CANNOT_PARSE = (
