@@ -137,9 +137,12 @@ def psql(sql: str, db: str = "postgres") -> str:
     return run(["psql", *pg_args(db), "-Atqc", sql], what=f"psql ({sql[:60]})").stdout
 
 
+def mariadb_client() -> list[str]:
+    return ["mariadb", "--protocol=TCP", "-h", MY_HOST, "-P", MY_PORT, "-u", MY_USER, "--connect-timeout=10"]
+
+
 def mariadb(sql: str, db: str | None = None) -> str:
-    cmd = ["mariadb", "--protocol=TCP", "-h", MY_HOST, "-P", MY_PORT, "-u", MY_USER, "--connect-timeout=10"]
-    cmd += ["-N", "-B", "-e", sql] + ([db] if db else [])
+    cmd = [*mariadb_client(), "-N", "-B", "-e", sql] + ([db] if db else [])
     return run(cmd, what=f"mariadb ({sql[:60]})").stdout
 
 
@@ -530,8 +533,7 @@ class Bench:
             f"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE {TABLE} CHARACTER SET utf8mb4 "
             "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
         )
-        client = ["mariadb", "--protocol=TCP", "-h", MY_HOST, "-P", MY_PORT, "-u", MY_USER]
-        client.append("--local-infile=1")
+        client = [*mariadb_client(), "--local-infile=1"]
         pipe = (
             f"set -o pipefail; psql {shlex.join(pg_args(src))} -c {shlex.quote(copy_out)} | "
             f"{shlex.join(client)} -e {shlex.quote(load)} {into}"

@@ -78,8 +78,8 @@ def run(
 
     With `once` (a request a worker took from a broker, which may deliver it again), a run id
     whose record says the run started already is refused with `RunStarted`, and the job's lock
-    is waited for (`HANDOVER_SECONDS`). `admitted`: the
-    job, read and locked already for this run (`runner.runs.admission`, a burst of runs).
+    is waited for (`HANDOVER_SECONDS`). `admitted`: the job, read and locked already for this
+    run (`runner.runs.admission`, a burst of runs).
 
     Raises:
         NotFound: the job (or a task named in `options.tasks`) is not applied.
