@@ -27,7 +27,8 @@ demo: $(STAMP)
 	$(BIN)/runner run inbox-to-warehouse
 	@echo
 	@echo "demo done: the warehouse is demo/data/warehouse.db, Parquet files are in demo/data/lake/."
-	@echo "Next: $(BIN)/runner status; then runner history shop-to-warehouse, changes shop-changes, describe job shop-to-warehouse."
+	@echo "Next: $(BIN)/runner status, $(BIN)/runner history shop-to-warehouse, $(BIN)/runner changes shop-changes,"
+	@echo "      $(BIN)/runner describe job shop-to-warehouse (or 'source $(BIN)/activate' first, then plain runner ...)."
 
 test: $(STAMP)
 	$(BIN)/pytest -q -n auto

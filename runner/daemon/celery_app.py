@@ -124,5 +124,11 @@ def make_app(broker: str, queue: str = DEFAULT_QUEUE) -> Celery:
         worker_redirect_stdouts=False,
         worker_send_task_events=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # Celery lowers a reconnected worker's prefetch while runs of the lost connection are
+        # going on, to raise it again as requests are acknowledged; against RabbitMQ the raise
+        # never reaches the consumer (celery#9512), and a worker whose runs ended in the outage
+        # took one request after the restart and then none. Requests a worker takes beyond its
+        # free threads wait on it, unstarted: the scheduler sends them again (`RESEND_SECONDS`).
+        worker_enable_prefetch_count_reduction=False,
     )
     return app

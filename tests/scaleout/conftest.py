@@ -118,8 +118,10 @@ class Cluster:
         }
         self.ws = services.Workspace(root, state_url=state)
 
-    def jobs(self, count: int, cron: str) -> list[str]:
-        """`count` jobs, each a SQLite source of its own to a target of its own on `cron`."""
+    def jobs(self, count: int, cron: str, pause: float = 0) -> list[str]:
+        """`count` jobs, each a SQLite source of its own to a target of its own on `cron`; with
+        `pause`, each run first sleeps that long (a `before` event), so that runs are going on
+        when the test strikes."""
         (self.root / "jobs.d").mkdir(parents=True, exist_ok=True)
         (self.root / "connections.d").mkdir(parents=True, exist_ok=True)
         names = [f"job{i:02}" for i in range(count)]
@@ -138,9 +140,11 @@ class Cluster:
             (self.root / "jobs.d" / f"{name}.yaml").write_text(
                 f"apiVersion: runner/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n"
                 f"  source: {name}-src\n  target: {name}-dst\n  batch_size: {BATCH}\n"
-                f'  schedule: {{cron: "{cron}"}}\n  tasks:\n'
-                f"    - {{name: items, read: {{table: items}}, write: {{table: items, keys: [id]}},"
-                f" changes: {{strategy: watermark, column: seq}}}}\n"
+                f'  schedule: {{cron: "{cron}"}}\n'
+                + (f'  events: {{before: [{{command: [sleep, "{pause}"]}}]}}\n' if pause else "")
+                + "  tasks:\n"
+                "    - {name: items, read: {table: items}, write: {table: items, keys: [id]},"
+                " changes: {strategy: watermark, column: seq}}\n"
             )
         (self.root / "connections.d" / "all.yaml").write_text("---\n".join(docs))
         return names

@@ -21,6 +21,9 @@ from tests.scaleout.test_cluster import _ended, _records, _rows
 
 JOBS = 4
 OUTAGE = 8  # seconds: two or three slots of every job
+# every run lasts this long at least, so that the broker dies while runs go on and they end in the
+# outage: their acknowledgements fail, and the workers reconnect with runs of the lost connection
+RUN_SECONDS = 1.5
 
 
 @pytest.mark.parametrize("kind", [PrivateRedis, PrivateRabbitmq], ids=["redis", "rabbitmq"])
@@ -39,7 +42,7 @@ def test_a_broker_restart_loses_no_run_and_fires_no_slot_twice(kind, tmp_path, p
 
 
 def _restart_under_load(cluster: Cluster, broker) -> None:
-    names = cluster.jobs(JOBS, "* * * * * */3")
+    names = cluster.jobs(JOBS, "* * * * * */3", pause=RUN_SECONDS)
     services.apply(cluster.ws)
     store = cluster.ws.store()
     daemon = cluster.daemon()
@@ -57,9 +60,13 @@ def _restart_under_load(cluster: Cluster, broker) -> None:
     start = dt.datetime.now(dt.UTC)
     wait_until("every job's first run", lambda: ran_since(start), 60, cluster.procs)
     cluster.grow(names, 5)
-    # killed while a run goes on on a worker: its end is acknowledged after the worker reconnected
+    # killed while every job's run goes on (both workers busy): their ends are acknowledged after
+    # the workers reconnected, through the lost connection
     wait_until(
-        "a run going on", lambda: [h for h in store.locks.jobs().values() if h.alive], 30, cluster.procs
+        "every job's run going on",
+        lambda: len([h for h in store.locks.jobs().values() if h.alive]) == JOBS,
+        30,
+        cluster.procs,
     )
     broker.kill()
     down = dt.datetime.now(dt.UTC)
@@ -71,6 +78,11 @@ def _restart_under_load(cluster: Cluster, broker) -> None:
     cluster.grow(names, 5)
     grown = dt.datetime.now(dt.UTC)
     wait_until("every job to run after the restart", lambda: ran_since(grown), 90, cluster.procs)
+    # and both workers go on taking runs: neither stopped after its first requests (celery#9512)
+    since = dt.datetime.now(dt.UTC)
+    wait_until(
+        "runs started on both workers", lambda: all(_started(w, since) for w in workers), 30, cluster.procs
+    )
     services.pause(cluster.ws)
 
     def settled() -> bool:
@@ -123,3 +135,10 @@ def _restart_under_load(cluster: Cluster, broker) -> None:
         if e["event"] == "run started" and dt.datetime.fromisoformat(e["ts"]) > up
     ]
     assert {e["job"] for e in after} >= {f"default/{n}" for n in names}
+
+
+def _started(worker, since: dt.datetime) -> bool:
+    """Whether `worker` started a run after `since`."""
+    return any(
+        e["event"] == "run started" and dt.datetime.fromisoformat(e["ts"]) > since for e in worker.events()
+    )

@@ -59,8 +59,9 @@ def describe_text(info: dict[str, Any]) -> str:
         lines += [f"  notify:      {n}" for n in around["notify"]]
     if "next_runs" in info:
         lines.append("  next runs:   " + (", ".join(info["next_runs"]) or "no schedule"))
-        for r in info["last_runs"]:
-            lines.append(f"  last run:    {r['run_id']} {run_status(r)} ({written(r)} rows written)")
+        for i, r in enumerate(info["last_runs"]):
+            label = "last run:   " if i == 0 else "earlier run:"
+            lines.append(f"  {label} {r['run_id']} {run_status(r)} ({written(r)} rows written)")
     if inactive := inactive_tasks(info["document"]):
         lines.append(f"  inactive:    {', '.join(inactive)} (active: false: every run skips them)")
     for task, changes in info.get("table_changes", {}).items():
