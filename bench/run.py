@@ -835,8 +835,7 @@ def report_full(name: str, res: dict[str, Any]) -> list[str]:
             f"   MariaDB    {m['median_s']:8.2f} s  ({m['how']}; runs "
             f"{', '.join(format(r, '.2f') for r in m['runs_s'])}): runner "
             f"{res['median_s'] / m['median_s']:.2f}× MariaDB's own load"
-            for m in [res["mariadb_floor"]]
-            if "mariadb_floor" in res
+            for m in ([res["mariadb_floor"]] if "mariadb_floor" in res else [])
         ),
         f"   runs       {runs} s (last: read {last['read_seconds']} s, write {last['write_seconds']} s)",
         f"   types      {types_text(res['check']['dst_types'])}  (compare.py)",

@@ -47,6 +47,14 @@ class Workspace:
     def history(self) -> Path:
         return self.history_dir or self.root / ".runner" / "history"
 
+    def own_paths(self) -> list[Path]:
+        """The history folder and a SQLite state store's files, wherever they are."""
+        paths = [self.history]
+        if self.state.startswith("sqlite:///"):
+            db = Path(self.state.removeprefix("sqlite:///").partition("?")[0])
+            paths += [db, *(Path(f"{db}{end}") for end in ("-wal", "-shm", "-journal"))]
+        return paths
+
     def store(self, create: bool = False) -> StateStore:
         """The state store. Only `apply` (and the daemon, which applies) may `create` it, and
         only in a new folder: where runs are in the history a store was expected, and a new

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from runner.changes.split import RANGE_DONE
 from runner.changes.task import COMMITTED, TRACEBACK, WINDOW_DONE, Progress, RunOptions, TaskResult
+from runner.connectors import own_paths
 from runner.definitions import secrets
 from runner.definitions.jobs import JobSpec
 from runner.definitions.load import DEFAULT_NAMESPACE, Document, PathKey, format_path, load_text
@@ -219,6 +220,7 @@ def _execute(
     cancel: CancelToken,
     trigger: str,
 ) -> RunRecord:
+    own_paths.guard(*ws.own_paths())  # no task writes a file there
     path = history.run_path(ws.history, job.namespace, job.name, run_id)
     try:  # made by the job's first run: its index is complete from the start
         first = history.make_folder(path.parent)

@@ -15,6 +15,7 @@ import pytest
 
 from runner import services
 from runner.changes.task import RunOptions
+from runner.workspace import Workspace
 from tests.contract import canonical
 from tests.contract.harness import Harness, make_harness
 from tests.contract.test_messaging import _canonical, _decode
@@ -262,3 +263,39 @@ def test_a_link_in_the_folder_never_takes_a_file_into_the_definitions(project):
     assert sorted(p.name for p in (project.root / "jobs.d").iterdir()) == ["dump.yaml"]
     assert not (project.root / ".runner/history/default/other").exists()
     assert [p.suffix for p in (project.root / "data/out").iterdir()] == [".jsonl"]
+
+
+def test_no_task_writes_into_a_history_folder_or_state_store_kept_elsewhere(project, tmp_path):
+    """The history folder (`--history`, RUNNER_HISTORY) and a SQLite state store (RUNNER_STATE)
+    kept outside the definitions folder are runner's own too: a file written into the history
+    would be a forged run record, one beside the store its journal."""
+    with sqlite3.connect(project.root / "src.db") as db:
+        db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT)")
+        db.execute("INSERT INTO items VALUES (1, 'a')")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    ws = Workspace(project.root, f"sqlite:///{shared / 'state.db'}", shared / "history")
+    project.connection("src", "sqlite", "sqlite:///src.db")
+    project.write(
+        "connections.d/shared.yaml",
+        f"apiVersion: runner/v1\nkind: Connection\nmetadata: {{name: shared}}\n"
+        f"spec: {{type: files, path: '{shared}'}}\n",
+    )
+    tasks = "\n".join(
+        f"- {{name: {name}, read: {{table: items}}, write: {{keys: [id], format: jsonl, file: '{file}'}}}}"
+        for name, file in (
+            ("history", "history/default/other/{{ run_id }}.json"),
+            ("journal", "state.db-journal"),
+            ("out", "out/{{ run_id }}.jsonl"),
+        )
+    )
+    project.job("dump", "src", "shared", tasks)
+    services.apply(ws)
+    runs = {n: services.run(ws, "dump", RunOptions(tasks=[n])) for n in ("out", "history", "journal")}
+    status = {n: (r["tasks"][0]["status"], r["tasks"][0].get("error") or "") for n, r in runs.items()}
+    assert status["out"] == ("succeeded", "")
+    for name in ("history", "journal"):
+        assert status[name][0] == "failed" and "runner's own files" in status[name][1], status[name]
+    assert not (shared / "history/default/other").exists()
+    assert not (shared / "state.db-journal").exists()
+    assert [p.suffix for p in (shared / "out").iterdir()] == [".jsonl"]

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from runner.connectors import own_paths
 from runner.definitions import secrets
 from runner.definitions.load import DEFINITION_DIRS
 from runner.definitions.models import ConnectionSpec
@@ -264,7 +265,7 @@ class LocalFolder(Folder):
         """
         path = Path(self.full(relative))
         resolved = path.parent.resolve() / path.name
-        for folder in self.guarded:
+        for folder in (*self.guarded, *own_paths.guarded()):
             if resolved.is_relative_to(folder):
                 raise TerminalError(
                     f"{relative!r} lies in {folder}: a task never writes the definitions (applied as "
