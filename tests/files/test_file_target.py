@@ -298,4 +298,8 @@ def test_no_task_writes_into_a_history_folder_or_state_store_kept_elsewhere(proj
         assert status[name][0] == "failed" and "runner's own files" in status[name][1], status[name]
     assert not (shared / "history/default/other").exists()
     assert not (shared / "state.db-journal").exists()
-    assert [p.suffix for p in (shared / "out").iterdir()] == [".jsonl"]
+    (written,) = (shared / "out").iterdir()
+    assert written.suffix == ".jsonl"
+    log = ws.history / "default" / "dump" / f"{runs['out']['run_id']}.log.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["file"] for e in lines if e["message"] == "file written"] == [f"out/{written.name}"]

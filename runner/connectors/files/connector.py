@@ -231,6 +231,8 @@ class FileWriter(RowWriter):
         except Exception as exc:  # noqa: BLE001 - each location's library raises its own
             raise failure(f"cannot complete {final} in {self.folder.where}", exc) from None
         self.current = None
+        if self.context.log is not None:  # the run's summary names the template; its log, each file
+            self.context.log("info", "file written", task=self.context.task, file=final)
 
     def close(self) -> None:
         """A file not committed is removed: it was never visible."""
