@@ -332,6 +332,41 @@ def test_values_of_every_kind_come_through_the_binlog_as_a_read_gives_them(proje
     assert len(expected) == 5
 
 
+def test_values_ending_in_zero_bytes_come_through_the_binlog_whole(project, binlog_url, maria_url):
+    """The binlog keeps a fixed-width binary value (a `binary(n)`, a `uuid`) without its
+    trailing zero bytes: a UUID ending in 00 (one in 256) failed the run, and a `binary(4)`
+    came through shorter than the snapshot's read gave it."""
+    engine = engine_of(binlog_url)
+    execute(
+        engine,
+        "CREATE TABLE bins (id int PRIMARY KEY, fb binary(4), uu uuid)",
+        "INSERT INTO bins VALUES (1, x'01000000', 'a1b2c3d4-0000-4000-8000-000000000000')",
+    )
+    project.connection("src", "mariadb", binlog_url)
+    project.connection("dst", "mariadb", maria_url)
+    project.job(
+        "sync",
+        "src",
+        "dst",
+        "- {name: bins, read: {table: bins}, write: {table: bins, keys: [id]}, "
+        "changes: {strategy: cdc}, deletes: propagate}",
+    )
+    services.apply(project.ws)
+    run_ok(project)
+    execute(
+        engine,
+        "INSERT INTO bins VALUES (2, x'02000000', '00000000-0000-4000-8000-000000000100')",
+        "INSERT INTO bins VALUES (3, x'00000000', 'ffffffff-ffff-4fff-bfff-ff0000000000')",
+        "UPDATE bins SET fb = x'0a0b0000', uu = 'a1b2c3d4-0000-4000-8000-0000000a0000' WHERE id = 1",
+    )
+    run_ok(project)
+    text = "SELECT id, HEX(fb), CAST(uu AS CHAR) FROM bins ORDER BY id"
+    with engine.connect() as conn, engine_of(maria_url).connect() as target:
+        expected = conn.exec_driver_sql(text).all()
+        assert target.exec_driver_sql(text).all() == expected
+    assert [r[1] for r in expected] == ["0A0B0000", "02000000", "00000000"]
+
+
 def test_a_server_without_row_binlog_says_what_to_set(project, binlog_url, binlog_maria, maria_url, pg_url):
     """The private server switched to MIXED: the first run and `connections test` name the
     setting; the shared server (no binlog) names log_bin."""

@@ -52,6 +52,7 @@ _NAME = r"(?:`(?:[^`]|``)+`|[A-Za-z0-9_$]+)"
 _TRUNCATE = re.compile(
     rf"^\s*TRUNCATE\s+(?:TABLE\s+)?({_NAME})(?:\s*\.\s*({_NAME}))?\s*;?\s*$", re.IGNORECASE
 )
+_FIXED_STRING = 254  # the binlog type of `char(n)`, `binary(n)` and `uuid` (FIELD_TYPE.STRING)
 RESYNC = "run the job with --resync (`runner run JOB --resync`) to load the table again"
 
 
@@ -94,6 +95,24 @@ def _negative_time(value: Any) -> Any:
 
 def _uuid(value: Any) -> Any:
     return uuid.UUID(bytes=value) if isinstance(value, bytes) and len(value) == 16 else value
+
+
+def _padded(width: int) -> Callable[[Any], Any]:
+    """The binlog keeps a fixed-width binary value (`binary(n)`, `uuid`) without its trailing
+    zero bytes: put back, as a read of the table gives it."""
+
+    def pad(value: Any) -> Any:
+        if isinstance(value, str) and not value:  # mysql-replication's empty binary value
+            value = b""
+        return value.ljust(width, b"\0") if isinstance(value, bytes) else value
+
+    return pad
+
+
+def _through(value: Any, steps: tuple[Callable[[Any], Any], ...]) -> Any:
+    for step in steps:
+        value = step(value)
+    return value
 
 
 def _bytes(value: Any) -> Any:
@@ -321,6 +340,7 @@ class MariadbChangeLog:
                             names = [c.name for c in shape]
                             convert = self._converters()
                         checked.add(event.table_id)
+                        convert = self._converters(event.columns)
                     yield from self._rows(event, names, key_names, convert)
                     continue
                 if gtid is None:
@@ -372,11 +392,19 @@ class MariadbChangeLog:
             )
         return shape
 
-    def _converters(self) -> list[Callable[[Any], Any] | None]:
-        """Per task column: the binlog's value turned into what a read of the table gives."""
+    def _converters(self, logged: list[Any] | None = None) -> list[Callable[[Any], Any] | None]:
+        """Per task column: the binlog's value turned into what a read of the table gives
+        (`logged`: the table map's columns, which say which are fixed-width binary)."""
+        fixed = {
+            c.name: c.max_length
+            for c in logged or []
+            if c.type == _FIXED_STRING and _charset(c) == "binary" and getattr(c, "max_length", None)
+        }
         found: list[Callable[[Any], Any] | None] = []
         for column in self.columns:
             steps: list[Callable[[Any], Any]] = []
+            if column.name in fixed:
+                steps.append(_padded(fixed[column.name]))
             kind = column.type.kind
             if kind == "duration":
                 steps.append(_negative_time)
@@ -394,8 +422,7 @@ class MariadbChangeLog:
             elif len(steps) == 1:
                 found.append(steps[0])
             else:
-                first, second = steps
-                found.append(lambda v, a=first, b=second: None if v is None else b(a(v)))
+                found.append(lambda v, chain=tuple(steps): None if v is None else _through(v, chain))
         return found
 
     def _rows(
