@@ -294,7 +294,7 @@ class MariadbChangeLog:
         limit = gtid_state(parse_position(upto)[0])
         names = [c.name for c in self.columns]
         key_names = list(self.keys)
-        convert = self._converters()
+        convert: list[Callable[[Any], Any] | None] = []  # by each table map's columns
         if state == limit:  # nothing was written since
             return
         end_at = parse_position(upto)[1:]
@@ -338,7 +338,6 @@ class MariadbChangeLog:
                             yield Reshape(shape)
                             self.columns = shape
                             names = [c.name for c in shape]
-                            convert = self._converters()
                         checked.add(event.table_id)
                         convert = self._converters(event.columns)
                     yield from self._rows(event, names, key_names, convert)
@@ -392,12 +391,12 @@ class MariadbChangeLog:
             )
         return shape
 
-    def _converters(self, logged: list[Any] | None = None) -> list[Callable[[Any], Any] | None]:
+    def _converters(self, logged: list[Any]) -> list[Callable[[Any], Any] | None]:
         """Per task column: the binlog's value turned into what a read of the table gives
         (`logged`: the table map's columns, which say which are fixed-width binary)."""
         fixed = {
             c.name: c.max_length
-            for c in logged or []
+            for c in logged
             if c.type == _FIXED_STRING and _charset(c) == "binary" and getattr(c, "max_length", None)
         }
         found: list[Callable[[Any], Any] | None] = []
