@@ -367,6 +367,68 @@ def test_values_ending_in_zero_bytes_come_through_the_binlog_whole(project, binl
     assert [r[1] for r in expected] == ["0A0B0000", "02000000", "00000000"]
 
 
+SIX = [
+    "::",
+    "::1",
+    "::2",
+    "::0.1.0.0",
+    "::1.2.3.4",
+    "::ffff:1.2.3.4",
+    "::ffff:0.0.0.0",
+    "::ffff:0:1.2.3.4",
+    "2001:db8:0:0:1:0:0:1",
+    "1:0:0:1:0:0:0:1",
+    "fe80::1:0",
+]
+
+
+def test_types_read_as_text_come_through_the_binlog_as_the_servers_text(project, binlog_url, maria_url):
+    """inet4, inet6 and set columns are read as the server's text (`unmapped_types: text`):
+    their binlog values (bytes without trailing zeros, a Python set) land as that same text,
+    not as Python's rendering of bytes (`b'\\\\x0a…'`) or a set's members sorted by name."""
+    engine = engine_of(binlog_url)
+    execute(
+        engine,
+        "CREATE TABLE addrs (id int PRIMARY KEY, i4 inet4, i6 inet6, s set('c', 'a', 'b'))",
+        "INSERT INTO addrs VALUES (100, '10.0.0.1', '::1', 'a,c')",
+    )
+    project.connection("src", "mariadb", binlog_url)
+    project.connection("dst", "mariadb", maria_url)
+    project.job(
+        "sync",
+        "src",
+        "dst",
+        "- {name: addrs, read: {table: addrs, unmapped_types: text}, write: {table: addrs, keys: [id]}, "
+        "changes: {strategy: cdc}, deletes: propagate}",
+    )
+    services.apply(project.ws)
+    run_ok(project)
+    execute(
+        engine,
+        *(
+            f"INSERT INTO addrs VALUES ({i}, '{four}', '{six}', '{members}')"
+            for i, (six, four, members) in enumerate(
+                zip(
+                    SIX,
+                    ["0.0.0.0", "192.168.1.0", "1.2.3.4"] * 4,
+                    ["a,c", "b,c", "a,b,c", "c"] * 3,
+                    strict=False,
+                ),
+                1,
+            )
+        ),
+        "UPDATE addrs SET i4 = '0.0.0.0', s = 'b,c' WHERE id = 100",
+    )
+    run_ok(project)
+    with engine.connect() as conn, engine_of(maria_url).connect() as target:
+        expected = conn.exec_driver_sql(
+            "SELECT id, CAST(i4 AS CHAR), CAST(i6 AS CHAR), CAST(s AS CHAR) FROM addrs ORDER BY id"
+        ).all()
+        assert target.exec_driver_sql("SELECT id, i4, i6, s FROM addrs ORDER BY id").all() == expected
+    assert [r[2] for r in expected[:4]] == ["::", "::1", "::2", "::0.1.0.0"]
+    assert expected[-1][1:] == ("0.0.0.0", "::1", "c,b")
+
+
 def test_a_server_without_row_binlog_says_what_to_set(project, binlog_url, binlog_maria, maria_url, pg_url):
     """The private server switched to MIXED: the first run and `connections test` name the
     setting; the shared server (no binlog) names log_bin."""

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
 import re
+import struct
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -120,8 +122,34 @@ def _bytes(value: Any) -> Any:
     return value.encode() if isinstance(value, str) else value
 
 
-def _set(value: Any) -> Any:
-    return ",".join(sorted(value)) if isinstance(value, set) else value
+def _unmapped(declared: str) -> Callable[[Any], Any]:
+    """A value of a type runner reads as the server's text (`CAST(… AS CHAR)`), from the
+    binlog's: an address's bytes as the server writes it, a set's members in their declared
+    order."""
+    name = declared.split("(")[0].strip().lower()
+    if name == "inet4":
+        return _inet4
+    if name == "inet6":
+        return _inet6
+    if name == "set":
+        order = [m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", declared)]
+        return lambda v: ",".join(m for m in order if m in v) if isinstance(v, set) else v
+    return lambda v: v
+
+
+def _inet4(value: Any) -> Any:
+    return str(ipaddress.IPv4Address(value)) if isinstance(value, bytes) and len(value) == 4 else value
+
+
+def _inet6(value: Any) -> Any:
+    """MariaDB's text of an address: RFC 5952's, but IPv4-compatible (`::1.2.3.4`) and
+    IPv4-mapped (`::ffff:1.2.3.4`) addresses end in dotted form."""
+    if not isinstance(value, bytes) or len(value) != 16:
+        return value
+    words = struct.unpack(">8H", value)
+    if words[:5] == (0, 0, 0, 0, 0) and (words[5] == 0xFFFF or (words[5] == 0 and words[6] != 0)):
+        return f"::{'ffff:' if words[5] else ''}{ipaddress.IPv4Address(value[12:])}"
+    return ipaddress.IPv6Address(value).compressed
 
 
 class MariadbChangeLog:
@@ -412,7 +440,7 @@ class MariadbChangeLog:
             elif kind == "binary":
                 steps.append(_bytes)
             elif column.unmapped:
-                steps.append(_set)
+                steps.append(_unmapped(column.unmapped))
             decoder = None if column.unmapped else self.c.decoder(column.type)
             if decoder is not None:
                 steps.append(decoder)
