@@ -384,8 +384,8 @@ SIX = [
 
 def test_types_read_as_text_come_through_the_binlog_as_the_servers_text(project, binlog_url, maria_url):
     """inet4, inet6 and set columns are read as the server's text (`unmapped_types: text`):
-    their binlog values (bytes without trailing zeros, a Python set) land as that same text,
-    not as Python's rendering of bytes (`b'\\\\x0a…'`) or a set's members sorted by name."""
+    their binlog values (bytes without trailing zeros, a Python set, None for an empty set) land
+    as that same text, not as NULL or Python's rendering of bytes (`b'\\\\x0a…'`) or a set's members sorted by name."""
     engine = engine_of(binlog_url)
     execute(
         engine,
@@ -418,6 +418,7 @@ def test_types_read_as_text_come_through_the_binlog_as_the_servers_text(project,
             )
         ),
         "UPDATE addrs SET i4 = '0.0.0.0', s = 'b,c' WHERE id = 100",
+        "INSERT INTO addrs (id, s) VALUES (20, ''), (21, NULL)",  # an empty set is not NULL
     )
     run_ok(project)
     with engine.connect() as conn, engine_of(maria_url).connect() as target:
@@ -427,6 +428,7 @@ def test_types_read_as_text_come_through_the_binlog_as_the_servers_text(project,
         assert target.exec_driver_sql("SELECT id, i4, i6, s FROM addrs ORDER BY id").all() == expected
     assert [r[2] for r in expected[:4]] == ["::", "::1", "::2", "::0.1.0.0"]
     assert expected[-1][1:] == ("0.0.0.0", "::1", "c,b")
+    assert [r[3] for r in expected if r[0] in (20, 21)] == ["", None]
 
 
 def test_a_server_without_row_binlog_says_what_to_set(project, binlog_url, binlog_maria, maria_url, pg_url):

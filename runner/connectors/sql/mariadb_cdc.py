@@ -455,9 +455,13 @@ class MariadbChangeLog:
     def _rows(
         self, event: Any, names: list[str], keys: list[str], convert: list[Callable[[Any], Any] | None]
     ) -> Iterator[RowChange]:
+        from pymysqlreplication.constants.NONE_SOURCE import EMPTY_SET
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent
 
-        def row(values: dict[str, Any]) -> tuple:
+        def row(values: dict[str, Any], nones: dict[str, str] | None) -> tuple:
+            # mysql-replication gives an empty set as None, as it gives NULL, and says which
+            if nones and EMPTY_SET in nones.values():
+                values = values | {n: set() for n, why in nones.items() if why == EMPTY_SET}
             return tuple(
                 values[n] if f is None or values[n] is None else f(values[n])
                 for n, f in zip(names, convert, strict=True)
@@ -466,16 +470,17 @@ class MariadbChangeLog:
         key_at = [names.index(k) for k in keys]
         for change in event.rows:
             if isinstance(event, DeleteRowsEvent):
-                old = row(change["values"])
+                old = row(change["values"], change.get("none_sources"))
                 yield RowChange("delete", tuple(old[i] for i in key_at))
             elif isinstance(event, UpdateRowsEvent):
-                old, new = row(change["before_values"]), row(change["after_values"])
+                old = row(change["before_values"], change.get("before_none_sources"))
+                new = row(change["after_values"], change.get("after_none_sources"))
                 old_key = tuple(old[i] for i in key_at)
                 if old_key != tuple(new[i] for i in key_at):
                     yield RowChange("delete", old_key)  # a changed key: the old row goes
                 yield RowChange("upsert", new)
             else:
-                yield RowChange("upsert", row(change["values"]))
+                yield RowChange("upsert", row(change["values"], change.get("none_sources")))
 
     def confirm(self, position: str) -> None:
         """Nothing to tell: the server keeps its binlog by its own expiry, not for a reader."""
