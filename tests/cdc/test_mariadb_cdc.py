@@ -385,7 +385,8 @@ SIX = [
 def test_types_read_as_text_come_through_the_binlog_as_the_servers_text(project, binlog_url, maria_url):
     """inet4, inet6 and set columns are read as the server's text (`unmapped_types: text`):
     their binlog values (bytes without trailing zeros, a Python set, None for an empty set) land
-    as that same text, not as NULL or Python's rendering of bytes (`b'\\\\x0a…'`) or a set's members sorted by name."""
+    as that same text, not as NULL or Python's rendering of bytes (`b'\\\\x0a…'`) or a set's
+    members sorted by name."""
     engine = engine_of(binlog_url)
     execute(
         engine,
