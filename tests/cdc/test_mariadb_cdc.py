@@ -73,6 +73,22 @@ def target_rows(project, target: str, pg_url: str) -> list[tuple]:
     return pg_rows(engine_of(pg_url)) if target == "postgresql" else sqlite_rows(project.root / "dst.db")
 
 
+def copy_into_mariadb(project, url: str, maria_url: str, table: str, read: str = "") -> None:
+    """A `cdc` job copying `table` (its `read` options after the table's name) into the shared
+    MariaDB server, applied and run once."""
+    project.connection("src", "mariadb", url)
+    project.connection("dst", "mariadb", maria_url)
+    project.job(
+        "sync",
+        "src",
+        "dst",
+        f"- {{name: {table}, read: {{table: {table}{read}}}, write: {{table: {table}, keys: [id]}}, "
+        "changes: {strategy: cdc}, deletes: propagate}",
+    )
+    services.apply(project.ws)
+    run_ok(project)
+
+
 def setup_project(
     project, url: str, target: str, pg_url: str, batch_size: int = 1000, extra: str = ""
 ) -> None:
@@ -297,17 +313,7 @@ def test_values_of_every_kind_come_through_the_binlog_as_a_read_gives_them(proje
         "INSERT INTO kinds VALUES " + KIND_VALUES.format(id=1, uuid=uuid.uuid4()),
         "INSERT INTO kinds VALUES " + KIND_VALUES.format(id=5, uuid=uuid.uuid4()),  # the snapshot's alone
     )
-    project.connection("src", "mariadb", binlog_url)
-    project.connection("dst", "mariadb", maria_url)
-    project.job(
-        "sync",
-        "src",
-        "dst",
-        "- {name: kinds, read: {table: kinds, unmapped_types: text}, write: {table: kinds, keys: [id]}, "
-        "changes: {strategy: cdc}, deletes: propagate}",
-    )
-    services.apply(project.ws)
-    run_ok(project)
+    copy_into_mariadb(project, binlog_url, maria_url, "kinds", ", unmapped_types: text")
     execute(
         engine,
         "INSERT INTO kinds VALUES " + KIND_VALUES.format(id=2, uuid=uuid.uuid4()),
@@ -342,17 +348,7 @@ def test_values_ending_in_zero_bytes_come_through_the_binlog_whole(project, binl
         "CREATE TABLE bins (id int PRIMARY KEY, fb binary(4), uu uuid)",
         "INSERT INTO bins VALUES (1, x'01000000', 'a1b2c3d4-0000-4000-8000-000000000000')",
     )
-    project.connection("src", "mariadb", binlog_url)
-    project.connection("dst", "mariadb", maria_url)
-    project.job(
-        "sync",
-        "src",
-        "dst",
-        "- {name: bins, read: {table: bins}, write: {table: bins, keys: [id]}, "
-        "changes: {strategy: cdc}, deletes: propagate}",
-    )
-    services.apply(project.ws)
-    run_ok(project)
+    copy_into_mariadb(project, binlog_url, maria_url, "bins")
     execute(
         engine,
         "INSERT INTO bins VALUES (2, x'02000000', '00000000-0000-4000-8000-000000000100')",
@@ -393,17 +389,7 @@ def test_types_read_as_text_come_through_the_binlog_as_the_servers_text(project,
         "CREATE TABLE addrs (id int PRIMARY KEY, i4 inet4, i6 inet6, s set('c', 'a', 'b'))",
         "INSERT INTO addrs VALUES (100, '10.0.0.1', '::1', 'a,c')",
     )
-    project.connection("src", "mariadb", binlog_url)
-    project.connection("dst", "mariadb", maria_url)
-    project.job(
-        "sync",
-        "src",
-        "dst",
-        "- {name: addrs, read: {table: addrs, unmapped_types: text}, write: {table: addrs, keys: [id]}, "
-        "changes: {strategy: cdc}, deletes: propagate}",
-    )
-    services.apply(project.ws)
-    run_ok(project)
+    copy_into_mariadb(project, binlog_url, maria_url, "addrs", ", unmapped_types: text")
     execute(
         engine,
         *(

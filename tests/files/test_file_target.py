@@ -229,34 +229,51 @@ def test_a_folder_holding_the_definitions_is_refused(project, monkeypatch, tmp_p
         assert [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["items"]
 
 
+def _dump_each(project, ws: Workspace, folder: str, files: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """A one-row SQLite table written into the files connection `folder` by one task per file
+    template (`files`: task -> template), each task run on its own, in that order: their run
+    records."""
+    with sqlite3.connect(project.root / "src.db") as db:
+        db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT)")
+        db.execute("INSERT INTO items VALUES (1, 'a')")
+    project.connection("src", "sqlite", "sqlite:///src.db")
+    tasks = "\n".join(
+        f"- {{name: {name}, read: {{table: items}}, write: {{keys: [id], format: jsonl, file: '{file}'}}}}"
+        for name, file in files.items()
+    )
+    project.job("dump", "src", folder, tasks)
+    services.apply(ws)
+    return {n: services.run(ws, "dump", RunOptions(tasks=[n])) for n in files}
+
+
+def _status(record: dict[str, Any]) -> tuple[str, str]:
+    """A one-task run's task status and error ("" when none)."""
+    return record["tasks"][0]["status"], record["tasks"][0].get("error") or ""
+
+
 def test_a_link_in_the_folder_never_takes_a_file_into_the_definitions(project):
     """A folder of data holding a link to jobs.d/ (or .runner/): a file written through it
     would be a definition the daemon applies as it changes, without a review (a JSON line is a
     YAML mapping), or an unreadable one that stops every apply, or a record in the history."""
-    with sqlite3.connect(project.root / "src.db") as db:
-        db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT)")
-        db.execute("INSERT INTO items VALUES (1, 'a')")
     (project.root / "data").mkdir()
     (project.root / "data/defs").symlink_to("../jobs.d")
     (project.root / ".runner").mkdir(exist_ok=True)
     (project.root / "data/state").symlink_to("../.runner")
-    project.connection("src", "sqlite", "sqlite:///src.db")
     project.write(
         "connections.d/data.yaml",
         "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: data}\nspec: {type: files, path: data}\n",
     )
-    tasks = "\n".join(
-        f"- {{name: {name}, read: {{table: items}}, write: {{keys: [id], format: jsonl, file: '{file}'}}}}"
-        for name, file in (
-            ("jobs", "defs/{{ run_id }}.yaml"),
-            ("state", "state/history/default/other/{{ run_id }}.json"),
-            ("out", "out/{{ run_id }}.jsonl"),
-        )
+    runs = _dump_each(
+        project,
+        project.ws,
+        "data",
+        {
+            "out": "out/{{ run_id }}.jsonl",
+            "jobs": "defs/{{ run_id }}.yaml",
+            "state": "state/history/default/other/{{ run_id }}.json",
+        },
     )
-    project.job("dump", "src", "data", tasks)
-    services.apply(project.ws)
-    runs = {n: services.run(project.ws, "dump", RunOptions(tasks=[n])) for n in ("out", "jobs", "state")}
-    status = {n: (r["tasks"][0]["status"], r["tasks"][0].get("error") or "") for n, r in runs.items()}
+    status = {n: _status(r) for n, r in runs.items()}
     assert status["out"] == ("succeeded", "")
     for name in ("jobs", "state"):
         assert status[name][0] == "failed" and "a task never writes the definitions" in status[name][1]
@@ -269,30 +286,25 @@ def test_no_task_writes_into_a_history_folder_or_state_store_kept_elsewhere(proj
     """The history folder (`--history`, RUNNER_HISTORY) and a SQLite state store (RUNNER_STATE)
     kept outside the definitions folder are runner's own too: a file written into the history
     would be a forged run record, one beside the store its journal."""
-    with sqlite3.connect(project.root / "src.db") as db:
-        db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT)")
-        db.execute("INSERT INTO items VALUES (1, 'a')")
     shared = tmp_path / "shared"
     shared.mkdir()
     ws = Workspace(project.root, f"sqlite:///{shared / 'state.db'}", shared / "history")
-    project.connection("src", "sqlite", "sqlite:///src.db")
     project.write(
         "connections.d/shared.yaml",
         f"apiVersion: runner/v1\nkind: Connection\nmetadata: {{name: shared}}\n"
         f"spec: {{type: files, path: '{shared}'}}\n",
     )
-    tasks = "\n".join(
-        f"- {{name: {name}, read: {{table: items}}, write: {{keys: [id], format: jsonl, file: '{file}'}}}}"
-        for name, file in (
-            ("history", "history/default/other/{{ run_id }}.json"),
-            ("journal", "state.db-journal"),
-            ("out", "out/{{ run_id }}.jsonl"),
-        )
+    runs = _dump_each(
+        project,
+        ws,
+        "shared",
+        {
+            "out": "out/{{ run_id }}.jsonl",
+            "history": "history/default/other/{{ run_id }}.json",
+            "journal": "state.db-journal",
+        },
     )
-    project.job("dump", "src", "shared", tasks)
-    services.apply(ws)
-    runs = {n: services.run(ws, "dump", RunOptions(tasks=[n])) for n in ("out", "history", "journal")}
-    status = {n: (r["tasks"][0]["status"], r["tasks"][0].get("error") or "") for n, r in runs.items()}
+    status = {n: _status(r) for n, r in runs.items()}
     assert status["out"] == ("succeeded", "")
     for name in ("history", "journal"):
         assert status[name][0] == "failed" and "runner's own files" in status[name][1], status[name]

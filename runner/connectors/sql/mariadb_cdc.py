@@ -122,10 +122,10 @@ def _bytes(value: Any) -> Any:
     return value.encode() if isinstance(value, str) else value
 
 
-def _unmapped(declared: str) -> Callable[[Any], Any]:
+def _unmapped(declared: str) -> Callable[[Any], Any] | None:
     """A value of a type runner reads as the server's text (`CAST(… AS CHAR)`), from the
     binlog's: an address's bytes as the server writes it, a set's members in their declared
-    order."""
+    order (None: the binlog's value is that text already)."""
     name = declared.split("(")[0].strip().lower()
     if name == "inet4":
         return _inet4
@@ -134,7 +134,7 @@ def _unmapped(declared: str) -> Callable[[Any], Any]:
     if name == "set":
         order = [m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", declared)]
         return lambda v: ",".join(m for m in order if m in v) if isinstance(v, set) else v
-    return lambda v: v
+    return None
 
 
 def _inet4(value: Any) -> Any:
@@ -439,8 +439,8 @@ class MariadbChangeLog:
                 steps.append(_uuid)
             elif kind == "binary":
                 steps.append(_bytes)
-            elif column.unmapped:
-                steps.append(_unmapped(column.unmapped))
+            elif column.unmapped and (text := _unmapped(column.unmapped)) is not None:
+                steps.append(text)
             decoder = None if column.unmapped else self.c.decoder(column.type)
             if decoder is not None:
                 steps.append(decoder)
