@@ -565,6 +565,17 @@ class Bench:
         remove_sqlite(flr)
         how = "sqlite3 ATTACH + INSERT … SELECT" + (", table with PK" if self.floor_pk else "")
         floor = {"how": how, **summary(floor_runs)}
+        scripts: dict[str, list[float]] = {name: [] for name in PYTHON_COPIES}
+
+        def python_copies(i: int) -> None:
+            for name, imports in PYTHON_COPIES.items():
+                remove_sqlite(flr)
+                sqlite3(flr, ddl)
+                log(f"C: the same copy from a Python script ({name}) {i + 1}/{self.repeat} …")
+                script = imports + PYTHON_COPY
+                cmd = [str(PYTHON), "-c", script, str(flr), f"file:{src}?mode=ro"]
+                scripts[name].append(timed(cmd, what=f"the Python copy ({name})", timeout=self.timeout))
+
         res = self.full_copy(
             label="C",
             rows=self.rows,
@@ -575,8 +586,11 @@ class Bench:
             compare_urls=(sqlite_url(src), sqlite_url(dst)),
             exact_types=(lambda: sqlite_types(src), lambda: sqlite_types(dst)),
             indexes=lambda: sqlite_indexes(dst),
+            alongside=[python_copies],
         )
+        remove_sqlite(flr)
         res["types_kept"] = same_declared(res["src_exact_types"], res["dst_exact_types"])
+        res["python_copies"] = {name: summary(runs) for name, runs in scripts.items()}
         shutil.rmtree(folder, ignore_errors=True)
         return with_floor(res, floor)
 
@@ -718,6 +732,22 @@ class Bench:
 # --- helpers -----------------------------------------------------------------------------------------
 
 
+# C's copy made by a Python script: a bound on any Python tool (`scenario_c`). The first imports
+# nothing more; the second first imports the libraries every `runner` command loads before its
+# first row (the CLI, the definitions' models, the state store), so runner's own overhead is the
+# difference between its time and the second's.
+PYTHON_COPY = (
+    "import sqlite3, sys\n"
+    "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+    "db.execute('ATTACH DATABASE ? AS s', (sys.argv[2],))\n"
+    f"db.execute('BEGIN'); db.execute('INSERT INTO {TABLE} SELECT * FROM s.{TABLE}'); db.execute('COMMIT')\n"
+)
+PYTHON_COPIES = {
+    "python": "",
+    "python + libraries": "import sqlalchemy, sqlalchemy.dialects.sqlite, pydantic, typer\n",
+}
+
+
 def job_yaml(name: str, target: str, keys: bool = False, extra: str | None = None) -> str:
     write = f"{{table: {TABLE}, keys: [id]}}" if keys else f"{{table: {TABLE}}}"
     return (
@@ -832,6 +862,13 @@ def report_full(name: str, res: dict[str, Any]) -> list[str]:
         ),
         f"   {floor_name:<10} {fl['median_s']:8.2f} s  ({fl['how']}; runs {floor_runs})",
         *(
+            f"   {name:<18} {p['median_s']:.2f} s  {p['median_s'] / fl['median_s']:.2f}× floor  (the same copy "
+            f"from a Python script{', after importing SQLAlchemy, pydantic and typer' if 'libr' in name else ''}"
+            f"; runs {', '.join(format(r, '.2f') for r in p['runs_s'])}): runner "
+            f"{res['median_s'] / p['median_s']:.2f}× of it"
+            for name, p in res.get("python_copies", {}).items()
+        ),
+        *(
             f"   MariaDB    {m['median_s']:8.2f} s  ({m['how']}; runs "
             f"{', '.join(format(r, '.2f') for r in m['runs_s'])}): runner "
             f"{res['median_s'] / m['median_s']:.2f}× MariaDB's own load"
@@ -919,6 +956,11 @@ def summary_table(results: dict[str, Any]) -> list[str]:
                     f"| {name}: MariaDB's own load | {m['median_s']:.2f} | "
                     f"{round(res['rows'] / m['median_s']):,} | "
                     f"{m['median_s'] / res['floor']['median_s']:.2f}× A floor | — | — | — |"
+                )
+            for copy, p in res.get("python_copies", {}).items():
+                lines.append(
+                    f"| {name}: {copy} | {p['median_s']:.2f} | {round(res['rows'] / p['median_s']):,} | "
+                    f"{p['median_s'] / res['floor']['median_s']:.2f}× | — | — | — |"
                 )
             for peer, p in res.get("peers", {}).items():
                 lines.append(
