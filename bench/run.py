@@ -568,7 +568,7 @@ class Bench:
         scripts: dict[str, list[float]] = {name: [] for name in PYTHON_COPIES}
 
         def python_copies(i: int) -> None:
-            for name, imports in PYTHON_COPIES.items():
+            for name, (imports, _) in PYTHON_COPIES.items():
                 remove_sqlite(flr)
                 sqlite3(flr, ddl)
                 log(f"C: the same copy from a Python script ({name}) {i + 1}/{self.repeat} …")
@@ -590,7 +590,9 @@ class Bench:
         )
         remove_sqlite(flr)
         res["types_kept"] = same_declared(res["src_exact_types"], res["dst_exact_types"])
-        res["python_copies"] = {name: summary(runs) for name, runs in scripts.items()}
+        res["python_copies"] = {
+            name: {"how": PYTHON_COPIES[name][1], **summary(runs)} for name, runs in scripts.items()
+        }
         shutil.rmtree(folder, ignore_errors=True)
         return with_floor(res, floor)
 
@@ -742,9 +744,12 @@ PYTHON_COPY = (
     "db.execute('ATTACH DATABASE ? AS s', (sys.argv[2],))\n"
     f"db.execute('BEGIN'); db.execute('INSERT INTO {TABLE} SELECT * FROM s.{TABLE}'); db.execute('COMMIT')\n"
 )
-PYTHON_COPIES = {
-    "python": "",
-    "python + libraries": "import sqlalchemy, sqlalchemy.dialects.sqlite, pydantic, typer\n",
+PYTHON_COPIES = {  # name: (what the script imports first, how it is described)
+    "python": ("", "a Python script"),
+    "python + libraries": (
+        "import sqlalchemy, sqlalchemy.dialects.sqlite, pydantic, typer\n",
+        "a Python script importing SQLAlchemy, pydantic and typer first",
+    ),
 }
 
 
@@ -862,10 +867,9 @@ def report_full(name: str, res: dict[str, Any]) -> list[str]:
         ),
         f"   {floor_name:<10} {fl['median_s']:8.2f} s  ({fl['how']}; runs {floor_runs})",
         *(
-            f"   {name:<18} {p['median_s']:.2f} s  {p['median_s'] / fl['median_s']:.2f}× floor  (the same copy "
-            f"from a Python script{', after importing SQLAlchemy, pydantic and typer' if 'libr' in name else ''}"
-            f"; runs {', '.join(format(r, '.2f') for r in p['runs_s'])}): runner "
-            f"{res['median_s'] / p['median_s']:.2f}× of it"
+            f"   {name:<18} {p['median_s']:.2f} s  {p['median_s'] / fl['median_s']:.2f}× floor  "
+            f"(the same copy from {p['how']}; runs {', '.join(format(r, '.2f') for r in p['runs_s'])}): "
+            f"runner {res['median_s'] / p['median_s']:.2f}× of it"
             for name, p in res.get("python_copies", {}).items()
         ),
         *(
