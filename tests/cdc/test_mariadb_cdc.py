@@ -382,23 +382,26 @@ def test_types_read_as_text_come_through_the_binlog_as_the_servers_text(project,
     """inet4, inet6 and set columns are read as the server's text (`unmapped_types: text`):
     their binlog values (bytes without trailing zeros, a Python set, None for an empty set) land
     as that same text, not as NULL or Python's rendering of bytes (`b'\\\\x0a…'`) or a set's
-    members sorted by name."""
+    members sorted by name. A bit(n) column is read as its n 0s and 1s both ways: its bytes as
+    text would turn 0xff into '?'."""
     engine = engine_of(binlog_url)
     execute(
         engine,
-        "CREATE TABLE addrs (id int PRIMARY KEY, i4 inet4, i6 inet6, s set('c', 'a', 'b'))",
-        "INSERT INTO addrs VALUES (100, '10.0.0.1', '::1', 'a,c')",
+        "CREATE TABLE addrs (id int PRIMARY KEY, i4 inet4, i6 inet6, s set('c', 'a', 'b'), b bit(10))",
+        "INSERT INTO addrs VALUES (100, '10.0.0.1', '::1', 'a,c', b'1111111111'), "
+        "(101, NULL, NULL, NULL, b'0011111111')",  # 101: as the snapshot read it
     )
     copy_into_mariadb(project, binlog_url, maria_url, "addrs", ", unmapped_types: text")
     execute(
         engine,
         *(
-            f"INSERT INTO addrs VALUES ({i}, '{four}', '{six}', '{members}')"
-            for i, (six, four, members) in enumerate(
+            f"INSERT INTO addrs VALUES ({i}, '{four}', '{six}', '{members}', {bits})"
+            for i, (six, four, members, bits) in enumerate(
                 zip(
                     SIX,
                     ["0.0.0.0", "192.168.1.0", "1.2.3.4"] * 4,
                     ["a,c", "b,c", "a,b,c", "c"] * 3,
+                    ["b'0'", "b'1000000000'", "b'0000000001'", "b'1111111111'", "NULL"] * 3,
                     strict=False,
                 ),
                 1,
@@ -410,12 +413,15 @@ def test_types_read_as_text_come_through_the_binlog_as_the_servers_text(project,
     run_ok(project)
     with engine.connect() as conn, engine_of(maria_url).connect() as target:
         expected = conn.exec_driver_sql(
-            "SELECT id, CAST(i4 AS CHAR), CAST(i6 AS CHAR), CAST(s AS CHAR) FROM addrs ORDER BY id"
+            "SELECT id, CAST(i4 AS CHAR), CAST(i6 AS CHAR), CAST(s AS CHAR), LPAD(BIN(b), 10, '0') "
+            "FROM addrs ORDER BY id"
         ).all()
-        assert target.exec_driver_sql("SELECT id, i4, i6, s FROM addrs ORDER BY id").all() == expected
+        assert target.exec_driver_sql("SELECT id, i4, i6, s, b FROM addrs ORDER BY id").all() == expected
     assert [r[2] for r in expected[:4]] == ["::", "::1", "::2", "::0.1.0.0"]
-    assert expected[-1][1:] == ("0.0.0.0", "::1", "c,b")
+    assert expected[-2][1:] == ("0.0.0.0", "::1", "c,b", "1111111111")
+    assert expected[-1][4] == "0011111111"
     assert [r[3] for r in expected if r[0] in (20, 21)] == ["", None]
+    assert [r[4] for r in expected[:5]] == ["0000000000", "1000000000", "0000000001", "1111111111", None]
 
 
 def test_a_server_without_row_binlog_says_what_to_set(project, binlog_url, binlog_maria, maria_url, pg_url):

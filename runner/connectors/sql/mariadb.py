@@ -267,9 +267,13 @@ class MariadbConnector(MariadbLogSource, SqlConnector):
             return f"CAST({self.quote(name)} AS DOUBLE) AS {self.quote(name)}"
         return self.quote(name)
 
-    def unmapped_expr(self, name: str, as_json: bool) -> str:
+    def unmapped_expr(self, name: str, declared: str, as_json: bool) -> str:
         q = self.quote(name)
-        return f"JSON_QUOTE(CAST({q} AS CHAR)) AS {q}" if as_json else f"CAST({q} AS CHAR) AS {q}"
+        text = f"CAST({q} AS CHAR)"
+        kind, width, _ = split_type(declared)
+        if kind == "bit":  # its bytes as text are lossy (0xff is not UTF-8): its bits, as the binlog's
+            text = f"LPAD(BIN({q}), {width or 1}, '0')"
+        return f"JSON_QUOTE({text}) AS {q}" if as_json else f"{text} AS {q}"
 
     def decoder(self, ctype: ColumnType) -> Convert | None:
         if ctype.kind in ("date", "timestamp"):

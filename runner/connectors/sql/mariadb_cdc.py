@@ -123,9 +123,9 @@ def _bytes(value: Any) -> Any:
 
 
 def _unmapped(declared: str) -> Callable[[Any], Any] | None:
-    """A value of a type runner reads as the server's text (`CAST(… AS CHAR)`), from the
+    """A value of a type runner reads as text (`MariadbConnector.unmapped_expr`), from the
     binlog's: an address's bytes as the server writes it, a set's members in their declared
-    order (None: the binlog's value is that text already)."""
+    order (None: the binlog's value is that text already, as a bit(n)'s n 0s and 1s are)."""
     name = declared.split("(")[0].strip().lower()
     if name == "inet4":
         return _inet4

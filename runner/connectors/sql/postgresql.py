@@ -252,7 +252,7 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
         cursor.execute(_COLUMNS_SQL, ("pg_temp.runner_probe",))
         return [(r[0], r[1]) for r in cursor.fetchall()]  # the caller rolls back: the view goes
 
-    def unmapped_expr(self, name: str, as_json: bool) -> str:
+    def unmapped_expr(self, name: str, declared: str, as_json: bool) -> str:
         q = self.quote(name)
         return f"to_jsonb({q}) AS {q}" if as_json else f"{q}::text AS {q}"
 

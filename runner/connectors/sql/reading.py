@@ -68,14 +68,15 @@ class SqlReading:
             )
         return columns
 
-    def unmapped_expr(self, name: str, as_json: bool) -> str:
-        """A column of a type runner cannot map, read as its text or as JSON (`… AS name`)."""
+    def unmapped_expr(self, name: str, declared: str, as_json: bool) -> str:
+        """A column of a type runner cannot map (`declared`), read as its text or as JSON
+        (`… AS name`)."""
         raise NotImplementedError(f"{self.dialect} has no column runner cannot map")
 
     def column_expr(self, column: Column) -> str:
         """What a read selects for a column (`select_expr`, or `unmapped_expr`)."""
         if column.unmapped:
-            return self.unmapped_expr(column.name, column.type.kind == "jsonb")
+            return self.unmapped_expr(column.name, column.unmapped, column.type.kind == "jsonb")
         return self.select_expr(column.name, column.type)
 
     def read(
@@ -118,7 +119,7 @@ class SqlReading:
                         watermark.column, to_aware_utc(watermark.since), to_aware_utc(watermark.until)
                     )
                 exprs = [
-                    self.unmapped_expr(n, spec.unmapped_types == "json") if u else self.select_expr(n, t)
+                    self.unmapped_expr(n, u, spec.unmapped_types == "json") if u else self.select_expr(n, t)
                     for n, t, u in declared
                 ]
                 rewritten = select is not None or exprs != [self.quote(n) for n in names]
