@@ -46,6 +46,21 @@ from runner.streams.windows import WindowMismatch, in_column_terms, window_end
 from runner.transfer.registry import fast_path
 
 
+def _index_hint(run: TaskRun, column: str) -> None:
+    """Say when no index of the source table starts with the watermark column (a dry run's
+    note, as `plan --data` shows it): each run then reads the whole table to find its rows."""
+    table = run.task.read.table
+    if table is None or not run.source.capabilities.query:
+        return  # a query's plan is the database's to tell
+    if cast(QuerySource, run.source).indexed(table, column) is False:
+        run.log(
+            "warning",
+            f"no index of the source table {table} starts with {column!r}: every run reads the whole "
+            f"table to find its changes (an index on {table} ({column}) lets it read only those)",
+            task=run.task.name,
+        )
+
+
 def _later(stored: Any, seen: Any) -> Any:
     """The later of the stored pointer and the highest value read. A pointer set by hand is
     text until a run has seen the column's own type; it is compared in that type."""
@@ -97,6 +112,8 @@ def run_watermark(run: TaskRun) -> None:
             raise
         columns = stream.columns
     run.use_columns(columns)
+    if options.dry_run:
+        _index_hint(run, column)
     if stream is not None and counted_without_target(run, stream):
         return
     # the key comparison for deletes may copy keys inside the databases, unless that would

@@ -387,6 +387,10 @@ class QuerySource(Source, Protocol):  # `query`
         """Stream the rows of a user's query whose columns have the given types."""
         ...
 
+    def indexed(self, table: str, column: str) -> bool | None:
+        """Whether an index of `table` has `column` first; None when it is not a table."""
+        ...
+
 
 class KeyLookup(Source, Protocol):  # `key_lookup`
     def read_by_keys(

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from runner import services
 from runner.cli.app import app
+from runner.connectors.registry import open_connector
 from tests.plan.test_plan_apply import state_rows
 
 TASKS = """
@@ -175,6 +176,31 @@ def test_changed_rows_and_columns_are_counted_as_the_run_then_does(pair, project
     ran = _run_counts(project)
     for name in ("full", "wm", "hash"):
         assert ran[name] == {k: found[name][k] for k in COUNTS}, (name, ran[name], found[name])
+
+
+def test_a_watermark_column_no_index_starts_with_is_named(pair, project):
+    """`plan --data` says when no index of the source table starts with a watermark task's
+    column (each run would read the whole table to find its rows), and stops once one does.
+    A key column is indexed by its primary key (SQLite's INTEGER one is the rowid); a view
+    cannot be told."""
+    table = f"{pair.src_schema}items"
+    found = _by_task(services.plan_data(project.ws, services.plan(project.ws)))
+    assert found["wm"]["note"] == (
+        f"no index of the source table {table} starts with 'updated_at': every run reads the whole "
+        f"table to find its changes (an index on {table} (updated_at) lets it read only those)"
+    )
+    assert found["full"]["note"] is None and found["hash"]["note"] is None
+    source = open_connector("src", {"type": pair.dialect, "url": pair.src_url}, project.root)
+    try:
+        assert source.indexed(table, "id") is True and source.indexed(table, "qty") is False
+        pair.source("CREATE VIEW SRC.items_view AS SELECT * FROM SRC.items")
+        assert source.indexed(f"{pair.src_schema}items_view", "id") is None
+        pair.source("CREATE INDEX items_at ON SRC.items (updated_at, qty)")
+        assert source.indexed(table, "updated_at") is True and source.indexed(table, "qty") is False
+    finally:
+        source.close()
+    found = _by_task(services.plan_data(project.ws, services.plan(project.ws)))
+    assert found["wm"]["note"] is None and found["wm"]["status"] == "counted"
 
 
 def test_mariadb_names_the_ddl_and_stops_there(project, maria_url):

@@ -118,6 +118,12 @@ class SqlConnector(SqlReading, KeyBucketQueries, VerifyQueries, Connector):
     def declared_columns(self, cursor: Any, spec: ReadSpec) -> list[tuple[str, str]]:
         """(name, declared type) of a table's or query's columns, in order."""
 
+    @abstractmethod
+    def indexed(self, table: str, column: str) -> bool | None:
+        """Whether an index of `table` has `column` first, so a read past a watermark on it
+        need not scan the whole table (`QuerySource.indexed`); None when `table` is not a
+        table (a view)."""
+
     def select_expr(self, name: str, ctype: ColumnType | None) -> str:
         """What a read selects for a column: its quoted name, or an expression named after it
         where the driver would not get the exact value (`… AS name`)."""

@@ -267,6 +267,18 @@ class MariadbConnector(MariadbLogSource, SqlConnector):
             return f"CAST({self.quote(name)} AS DOUBLE) AS {self.quote(name)}"
         return self.quote(name)
 
+    def indexed(self, table: str, column: str) -> bool | None:
+        schema, _, name = table.rpartition(".")
+        rows = self._query(
+            "reading the table's indexes",
+            "SELECT t.TABLE_TYPE = 'BASE TABLE', EXISTS (SELECT 1 FROM information_schema.STATISTICS s "
+            "WHERE s.TABLE_SCHEMA = t.TABLE_SCHEMA AND s.TABLE_NAME = t.TABLE_NAME AND s.SEQ_IN_INDEX = 1 "
+            "AND s.COLUMN_NAME = %s) FROM information_schema.TABLES t "
+            "WHERE t.TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND t.TABLE_NAME = %s",
+            (column, schema or None, name),
+        )
+        return bool(rows[0][1]) if rows and rows[0][0] else None
+
     def unmapped_expr(self, name: str, declared: str, as_json: bool) -> str:
         q = self.quote(name)
         text = f"CAST({q} AS CHAR)"

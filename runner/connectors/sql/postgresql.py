@@ -252,6 +252,17 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
         cursor.execute(_COLUMNS_SQL, ("pg_temp.runner_probe",))
         return [(r[0], r[1]) for r in cursor.fetchall()]  # the caller rolls back: the view goes
 
+    def indexed(self, table: str, column: str) -> bool | None:
+        # a partial index (WHERE …) or one on an expression does not serve every such read
+        rows = self._query(
+            "reading the table's indexes",
+            "SELECT c.relkind IN ('r', 'p', 'm'), EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a "
+            "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = c.oid "
+            "AND i.indpred IS NULL AND a.attname = %s) FROM pg_class c WHERE c.oid = to_regclass(%s)",
+            (column, self.quote_table(table)),
+        )
+        return bool(rows[0][1]) if rows and rows[0][0] else None
+
     def unmapped_expr(self, name: str, declared: str, as_json: bool) -> str:
         q = self.quote(name)
         return f"to_jsonb({q}) AS {q}" if as_json else f"{q}::text AS {q}"

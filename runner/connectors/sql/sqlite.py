@@ -277,6 +277,26 @@ class SqliteConnector(SqlConnector):
         cursor.execute("DROP VIEW temp.runner_probe")
         return [(r[1], r[2]) for r in rows]
 
+    def indexed(self, table: str, column: str) -> bool | None:
+        schema, _, bare = table.rpartition(".")
+        prefix = f"{self.quote(schema)}." if schema else ""
+        with self.connection("reading the table's indexes") as dbapi:
+            cursor = dbapi.cursor()
+            cursor.execute(f"SELECT type FROM {prefix}sqlite_master WHERE name = ? COLLATE NOCASE", (bare,))
+            if (cursor.fetchone() or [None])[0] != "table":
+                return None
+            cursor.execute(f"PRAGMA {prefix}table_info({self.quote(bare)})")
+            keys = [(r[1].lower(), r[2].upper()) for r in cursor.fetchall() if r[5]]  # name, declared type
+            if keys == [(column.lower(), "INTEGER")]:  # the rowid: the table's own order
+                return True
+            cursor.execute(f"PRAGMA {prefix}index_list({self.quote(bare)})")
+            for index in [r[1] for r in cursor.fetchall()]:
+                cursor.execute(f"PRAGMA {prefix}index_info({self.quote(index)})")
+                first = next((r[2] for r in cursor.fetchall() if r[0] == 0), None)
+                if first is not None and first.lower() == column.lower():
+                    return True
+        return False
+
     def decoder(self, ctype: ColumnType) -> Convert | None:
         kind = ctype.kind
         if kind == "decimal":
