@@ -88,7 +88,7 @@ def run_hash(run: TaskRun) -> None:
     if not options.dry_run:
         run.store.tasks.set_digests_pending(state.id, True)
     # a dry run's resync forgets nothing (`TaskRun.state`): it compares with no digest instead
-    forgotten = options.resync and options.dry_run
+    forgotten = run.options.resync and options.dry_run  # `run.state` may have set it
     stored = iter(()) if forgotten else run.store.tasks.digests(state.id, run.batch_size)
     first = next(stored, None)
     with_rows = first is None  # a first run: every row is new, read them with their digests

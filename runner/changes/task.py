@@ -36,7 +36,7 @@ from runner.definitions.schema_changes import TableChanges
 from runner.definitions.tasks import ReadSpec, Task, WriteSpec
 from runner.errors import Location, TerminalError
 from runner.state.store import StateStore
-from runner.state.tasks import TaskState
+from runner.state.tasks import SET_BY_HAND, TaskState
 from runner.streams.cancel import CancelToken
 from runner.streams.checkpoints import checkpoint
 from runner.streams.types import Batch, Column
@@ -417,6 +417,16 @@ class TaskRun:
 
     def state(self) -> TaskState:
         state = self.store.tasks.state(self.namespace, self.job, self.task.name)
+        gone = None if self.options.resync else self._table_gone(state)
+        if gone is not None:
+            self.log(
+                "warning",
+                f"the target table {gone} is not there (dropped, or write.table names a new one): "
+                "the task's pointer and digests would leave it without the rows read before; "
+                "every row is read (as with --resync)",
+                task=self.task.name,
+            )
+            self.options = replace(self.options, resync=True)  # this task's, as `--resync` would
         if self.options.resync and self.options.dry_run:
             self.log("info", "resync (dry run): pointer ignored, not forgotten", task=self.task.name)
             return replace(state, pointer=None, watermark_column=None)
@@ -425,6 +435,20 @@ class TaskRun:
             self.log("info", "resync: pointer and digests forgotten", task=self.task.name)
             state = self.store.tasks.state(self.namespace, self.job, self.task.name)
         return state
+
+    def _table_gone(self, state: TaskState) -> str | None:
+        """The table of a task that remembers what it read before (a pointer, a log position,
+        digests) when it is not in the target: created anew, it would get only what changed
+        since. None when it is there, or the task remembers nothing, or its pointer was set by
+        hand since its last run (`runner pointer set`: where a new table is to start)."""
+        table = table_of(self.task)
+        if table is None or not self.task.write.merged():
+            return None
+        if (state.run_id or "").startswith(SET_BY_HAND):
+            return None
+        if state.pointer is None and not self.store.tasks.has_digests(state.id):
+            return None
+        return None if self.target.table_exists(table) else table
 
     def finish(self, writer: Writer) -> None:
         if self.options.dry_run:

@@ -17,7 +17,7 @@ from runner.errors import (
 from runner.history import files as history
 from runner.jobs.sync import sync_spec
 from runner.runs.jobs import job_and_connections
-from runner.state import locks
+from runner.state import locks, tasks
 from runner.state.objects import AppliedObject
 from runner.streams import pointers
 from runner.workspace import Workspace
@@ -86,7 +86,7 @@ def pointer_set(
             new = pointers.parse(value, old) if value is not None else None
         except ValueError as exc:
             raise InvalidValue(str(exc), "value") from None
-        by = f"set by {by or locks.holder()}"
+        by = f"{tasks.SET_BY_HAND}{by or locks.holder()}"
         store.tasks.set_pointer(state.id, column, new, by)
     finally:
         store.locks.release(locks.job_lock(job.ref), lock_id)

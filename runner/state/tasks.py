@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from runner.state import schema
 from runner.state.database import Concern, Database, utcnow
 
+SET_BY_HAND = "set by "  # how a pointer set by `runner pointer set` names who set it (`run_id`)
+
 
 @dataclass(frozen=True)
 class TaskState:

@@ -214,6 +214,23 @@ def test_a_dropped_slot_is_a_clear_error_and_resync_recovers(project, cdc_url, p
     assert record["tasks"][0]["deleted"] == 1  # the snapshot's comparison found the row gone
 
 
+def test_a_target_table_dropped_by_hand_is_snapshotted_again(project, cdc_url, pg_url):
+    """The target table dropped: the slot's position would leave it with the changes since
+    only, so the task starts again from a snapshot (as --resync), saying so."""
+    engine, dst = source_engine(cdc_url), source_engine(pg_url)
+    create_items(engine, 10)
+    setup_project(project, cdc_url, pg_url)
+    run_ok(project)
+    execute(dst, "DROP TABLE items")
+    execute(engine, "UPDATE items SET name = 'changed' WHERE id = 4")
+    record = run_ok(project)
+    assert (record["rows_read"], record["inserted"]) == (10, 10)
+    assert rows(dst) == rows(engine)
+    execute(engine, "DELETE FROM items WHERE id = 5")
+    assert run_ok(project)["deleted"] == 1  # from the new slot's position on
+    assert rows(dst) == rows(engine)
+
+
 def test_a_server_without_logical_decoding_says_what_to_change(project, pg_url, tmp_path):
     """The shared server runs wal_level=replica: the first run names the setting to change."""
     engine = source_engine(pg_url)

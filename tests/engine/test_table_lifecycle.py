@@ -211,3 +211,51 @@ def test_job_wide_schema_and_prefix(project, target):
     assert record["status"] == "succeeded", record["error"]
     assert [t["target"] for t in record["tasks"]] == [f"{schema}.stg_items", f"{own}.stg_mine"]
     assert rows(target, f"{schema}.stg_items") == rows(target, f"{own}.stg_mine") == [(1, "a", 1)]
+
+
+def warnings_of(project, record: dict) -> list[str]:
+    return [e["message"] for e in services.logs(project.ws, record["run_id"]) if e["level"] == "warning"]
+
+
+@pytest.mark.parametrize("changes", [WATERMARK, "{strategy: hash}"])
+def test_a_target_table_dropped_by_hand_is_loaded_whole_again(project, target, changes):
+    """A watermark or hash task whose target table was dropped by hand, or whose write.table
+    now names a new one, would create it and write only what changed since its last run: the
+    pointer and digests are forgotten and every row is read (as --resync), saying so; a dry run
+    counts it so and forgets nothing."""
+    execute(target, (SOURCE, ()))
+    upsert(target, (1, "a", 1), (2, "b", 1), (3, "c", 1))
+    make_job(project, target, changes, task_extra="deletes: propagate")
+    succeeded(services.run(project.ws, "sync"))
+    execute(target, ("DROP TABLE copy_items", ()))
+    upsert(target, (2, "b2", 2))
+    dry = services.run(project.ws, "sync", RunOptions(dry_run=True))
+    assert (succeeded(dry)["rows_read"], succeeded(dry)["inserted"]) == (3, 3)
+    assert task_state(project).pointer is not None or "hash" in changes  # nothing forgotten
+    record = services.run(project.ws, "sync")
+    assert (succeeded(record)["rows_read"], succeeded(record)["inserted"]) == (3, 3)
+    assert rows(target, "copy_items") == rows(target, "items")
+    # PostgreSQL to PostgreSQL, a hash task compares with the target itself: it keeps nothing
+    remembers = not (target.dialect == "postgresql" and "hash" in changes)
+    assert warnings_of(project, record) == remembers * [
+        "the target table copy_items is not there (dropped, or write.table names a new one): the "
+        "task's pointer and digests would leave it without the rows read before; every row is read "
+        "(as with --resync)"
+    ]
+    upsert(target, (3, "c2", 3))
+    task = succeeded(services.run(project.ws, "sync"))  # incremental again
+    assert (task["inserted"], task["updated"]) == (0, 1)
+    assert task["rows_read"] == (3 if "hash" in changes else 2)  # from the pointer on
+    assert rows(target, "copy_items") == rows(target, "items")
+
+    project.job(  # the same task into a new table
+        "sync",
+        "db",
+        "db",
+        f"- {{name: items, read: {{table: items}}, write: {{table: items_copy, keys: [id]}}, "
+        f"changes: {changes}, deletes: propagate}}",
+    )
+    services.apply(project.ws)
+    task = succeeded(services.run(project.ws, "sync"))
+    assert (task["rows_read"], task["inserted"]) == (3, 3)
+    assert rows(target, "items_copy") == rows(target, "items")

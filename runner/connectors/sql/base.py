@@ -356,14 +356,23 @@ class SqlConnector(SqlReading, KeyBucketQueries, VerifyQueries, Connector):
         return str(ctype) if ctype is not None else None
 
     def table_exists(self, table: str) -> bool:
-        with self.connection(f"looking up {table}") as dbapi:
+        """Only a table that is not there is missing: any other error (a lost connection, a
+        permission) is raised, for a run not to take the table for a new one."""
+        doing = f"looking up {table}"
+        with self.connection(doing) as dbapi:
             try:
                 cursor = dbapi.cursor()
                 cursor.execute(f"SELECT * FROM {self.quote_table(table)} WHERE 1 = 0")
                 cursor.fetchall()
                 return True
-            except self.engine.dialect.loaded_dbapi.Error:
-                return False
+            except self.engine.dialect.loaded_dbapi.Error as exc:
+                if self.missing_table(exc):
+                    return False
+                raise self._mapped(doing, exc) from exc
+
+    @abstractmethod
+    def missing_table(self, exc: Exception) -> bool:
+        """Whether a driver error says the table (or its schema) does not exist."""
 
     def check_readable(self) -> None:
         """Raise a TerminalError when the source cannot be read for a reason worth naming."""

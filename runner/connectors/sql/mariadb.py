@@ -464,6 +464,10 @@ class MariadbConnector(MariadbLogSource, SqlConnector):
         args = getattr(exc, "args", ())
         return bool(args) and args[0] in _TRANSIENT_ERRNOS
 
+    def missing_table(self, exc: Exception) -> bool:
+        args = getattr(exc, "args", ())
+        return bool(args) and args[0] in (1146, 1049)  # no such table; no such database
+
     def engine_options(self) -> dict[str, Any]:
         assert isinstance(self.spec, MariadbConnection)
         timeout = seconds(self.spec.connect_timeout)

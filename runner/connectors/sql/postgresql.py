@@ -263,6 +263,9 @@ class PostgresqlConnector(PostgresqlLogSource, SqlConnector):
         )
         return bool(rows[0][1]) if rows and rows[0][0] else None
 
+    def missing_table(self, exc: Exception) -> bool:
+        return getattr(exc, "sqlstate", None) in ("42P01", "3F000")  # undefined table; schema
+
     def unmapped_expr(self, name: str, declared: str, as_json: bool) -> str:
         q = self.quote(name)
         return f"to_jsonb({q}) AS {q}" if as_json else f"{q}::text AS {q}"

@@ -436,6 +436,9 @@ class SqliteConnector(SqlConnector):
         text = str(exc).lower()
         return "locked" in text or "busy" in text
 
+    def missing_table(self, exc: Exception) -> bool:
+        return str(exc).startswith(("no such table", "unknown database"))
+
     def insert_rows(
         self, cursor: Any, table: str, names: list[str], rows: list[tuple[Any, ...]], columns: list[Column]
     ) -> None:
