@@ -21,6 +21,7 @@ from runner.connectors.base import (
     History,
     MergeCounts,
     MergeWriter,
+    QuerySource,
     ReadStream,
     RowTarget,
     RowWriter,
@@ -523,13 +524,15 @@ def counted_without_target(run: TaskRun, stream: ReadStream) -> bool:
     pipeline = run.pipeline(stream.columns)
     columns = pipeline.columns if pipeline is not None else stream.columns
     names = [c.name for c in columns]
-    encode = run.target.batch_encoder(columns, [names.index(k) for k in run.task.write.keys])
+    key_at = [names.index(k) for k in run.task.write.keys]
+    encode = run.target.batch_encoder(columns, key_at)
     _would_create(run, columns)
     run.log(
         "info",
         "dry run: the target table does not exist; every row read would be inserted",
         task=run.task.name,
     )
+    listed = _listed_keys(run, columns)
     for batch in run.timed(stream.batches):
         rows = pipeline.apply(batch) if pipeline is not None else batch
         run.result.filtered += len(batch) - len(rows)
@@ -537,7 +540,24 @@ def counted_without_target(run: TaskRun, stream: ReadStream) -> bool:
         run.result.inserted = (
             run.result.rows_read - run.result.filtered
         )  # so far: a dry run stopped early says how far
+        if listed:
+            run.result.deleted += sum(tuple(row[i] for i in key_at) in listed for row in rows)
     return True
+
+
+def _listed_keys(run: TaskRun, columns: list[Column]) -> set[tuple] | None:
+    """The keys a watermark task's deleted_keys_query lists, read as its first run reads them
+    (a query that fails fails the dry run too): that run deletes those of the rows it has just
+    inserted. None for a task that lists none."""
+    read, task = run.task.read, run.task
+    query = read.deleted_keys_query if isinstance(read, ReadSpec) else None
+    if query is None or task.deletes == "ignore" or task.changes.strategy != "watermark":
+        return None
+    types = [next(c.type for c in columns if c.name == k) for k in task.write.keys]
+    listed: set[tuple] = set()
+    for batch in run.track(cast(QuerySource, run.source).read_query(query, types, run.batch_size)):
+        listed.update(tuple(key) for key in batch)
+    return listed
 
 
 def _would_create(run: TaskRun, columns: list[Column]) -> None:

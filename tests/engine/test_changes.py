@@ -311,9 +311,17 @@ def test_deleted_keys_query(project, make_database):
         """,
     )
     services.apply(project.ws)
+    dry = run(project, dry_run=True)  # into no table yet: the query's keys among the rows read
+    assert (dry["inserted"], dry["deleted"]) == (5, 2)
     first = run(project)
-    assert first["deleted"] == 2
+    assert (first["inserted"], first["deleted"]) == (5, 2)
     assert [r[0] for r in target_rows(target)] == [1, 3, 5]
+    with source.db.cursor() as c:
+        c.execute("DROP TABLE deleted_items")
+    with target.cursor() as c:  # a dry run into no table reads the query as the run would
+        c.execute("DROP TABLE dst_items")
+    dry = services.run(project.ws, "sync", services.RunOptions(dry_run=True))
+    assert dry["status"] == "failed" and "deleted_items" in dry["error"]
 
 
 def test_on_error_continue_runs_the_next_task(project, make_database):
