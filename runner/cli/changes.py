@@ -83,7 +83,10 @@ def edit(
         typer.Option(
             "--set",
             metavar="PATH=VALUE",
-            help="Set a field: spec.batch_size=500, spec.tasks[orders].deletes=soft (VALUE read as YAML).",
+            help=(
+                "Set a field: spec.batch_size=500, spec.tasks[orders].deletes=soft, or by index from 0 "
+                "as errors name it, spec.tasks[0].deletes=soft (VALUE read as YAML)."
+            ),
         ),
     ] = None,
     unsets: Annotated[

@@ -773,7 +773,8 @@ _PATH_PART = re.compile(r"([^.\[\]]+)|\[([^\]]+)\]")
 
 def _parse_path(path: str) -> list[str | int]:
     """`spec.tasks[orders].write.keys` -> ['spec', 'tasks', 'orders', 'write', 'keys'];
-    `[2]` is a position (from 1)."""
+    `[2]` is an index, from 0, as validation errors name an item (`spec.tasks[2].write`): a
+    path copied from one changes that item."""
     parts: list[str | int] = []
     for match in _PATH_PART.finditer(path):
         key, index = match.groups()
@@ -791,9 +792,10 @@ def _parse_path(path: str) -> list[str | int]:
 def _step(node: Any, part: str | int, path: list[str | int], create: bool) -> Any:
     if isinstance(node, list):
         if isinstance(part, int):
-            if not 1 <= part <= len(node):
-                raise InvalidValue(f"no item {part} (there are {len(node)})", _shown(path))
-            return part - 1
+            if not 0 <= part < len(node):
+                counted = f"[0] to [{len(node) - 1}]" if node else "none"
+                raise InvalidValue(f"no item [{part}] (there are {len(node)}: {counted})", _shown(path))
+            return part
         for i, item in enumerate(node):
             if isinstance(item, dict) and str(item.get("name")) == part:
                 return i

@@ -100,6 +100,20 @@ def test_jobs_edit_set_keeps_the_comments(repo):
     assert "# the first task" in (repo.root / "jobs.d/commented.yaml").read_text()
 
 
+def test_an_index_in_a_path_counts_from_0_as_errors_name_items(repo):
+    """`spec.tasks[1]` is the second task, the one a validation error calls `spec.tasks[1]`."""
+    result = cli(repo, "jobs", "edit", "commented", "--set", "spec.tasks[1].write.keys=[id]")
+    assert result.exit_code == 0, result.output
+    assert (repo.root / "jobs.d/commented.yaml").read_text() == COMMENTED.replace(
+        "write: {table: two}", "write: {table: two, keys: [id]}"
+    )
+    result = cli(repo, "jobs", "edit", "commented", "--set", "spec.tasks[2].deletes=soft")
+    assert result.exit_code == 1
+    assert "no item [2] (there are 2: [0] to [1])" in result.stderr
+    result = cli(repo, "jobs", "edit", "commented", "--set", "spec.tasks[0].changes.strategy=watermark")
+    assert result.exit_code == 1 and "spec.tasks[0].changes: " in result.stderr  # the item it edited
+
+
 def test_an_invalid_edit_prints_the_located_problem_and_changes_nothing(repo):
     result = cli(repo, "jobs", "edit", "commented", "--set", "spec.batch_size=0")
     assert result.exit_code == 1
