@@ -10,12 +10,13 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import replace
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from runner.connectors.messaging.decode import CONVERT, column_type
 from runner.definitions.transforms import Cast
 from runner.streams.types import INTEGERS, Batch, Column, ColumnType
+from runner.streams.values import EXACT
 from runner.transforms.registry import TRANSFORMS, Bound, Context
 from runner.transforms.rows import index_of, row_error
 
@@ -51,12 +52,30 @@ def text_of(value: Any) -> str:
     return str(value)
 
 
+def _bounded_decimal(to: ColumnType) -> Callable[[Any], Decimal]:
+    """A number at `to`'s scale, rounded half away from zero as PostgreSQL and MariaDB round
+    a value into a DECIMAL(p,s) column (a target that stores it as given, SQLite, keeps no
+    more digits than the type says); one with more than p - s digits before the point fails."""
+    quantum = Decimal(1).scaleb(-(to.scale or 0))
+    whole = (to.precision or 0) - (to.scale or 0)
+
+    def convert(value: Any) -> Decimal:
+        number = CONVERT["decimal"](value).quantize(quantum, rounding=ROUND_HALF_UP, context=EXACT)
+        if to.precision and number and number.adjusted() >= whole:
+            raise ValueError(f"has more than {whole} digit(s) before the point, the most {to} holds")
+        return number
+
+    return convert
+
+
 def caster(to: ColumnType) -> Callable[[Any], Any]:
     """A value (not NULL) -> the same value as `to`, converted leniently (a text's number, a
     timestamp's date)."""
     kind = to.kind
     if kind in INTEGERS:
         return _integer
+    if kind == "decimal" and to.precision:
+        return _bounded_decimal(to)
     if kind == "boolean":
         return _boolean
     if kind in ("text", "varchar", "char"):

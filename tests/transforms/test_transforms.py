@@ -725,3 +725,54 @@ def test_a_decimal_column_and_a_float_literal_compute_an_exact_decimal(project: 
     # SQLite keeps a decimal as its number: compare at the stated scales
     got = [(i, round(Decimal(str(g)), 2), round(Decimal(str(n)), 4)) for i, g, n in rows]
     assert got == [(1, Decimal("11.90"), Decimal("7.9134")), (2, Decimal("0.12"), Decimal("-0.4060"))]
+
+
+@pytest.mark.parametrize("target", ["sqlite", "postgresql", "mariadb"])
+def test_a_decimal_to_rounds_to_its_scale_half_away_from_zero(project: Project, request, target: str):
+    """`to: decimal(12,2)` rounds the computed value to 2 places, half away from zero, as
+    PostgreSQL and MariaDB round into such a column: SQLite keeps no more digits than the type
+    says, and MariaDB is not given a value it would refuse as truncated. A value with more
+    digits before the point than the type holds fails the task naming its row."""
+    with sqlite3.connect(project.root / "src.db") as c:
+        c.execute("CREATE TABLE orders (id integer PRIMARY KEY, total decimal(12,2))")
+        c.executemany(
+            "INSERT INTO orders VALUES (?, ?)", [(1, "101.25"), (2, "1052.50"), (3, "1.50"), (4, "-1.50")]
+        )
+    fixture = {"postgresql": "pg_url", "mariadb": "maria_url"}.get(target)
+    url = request.getfixturevalue(fixture) if fixture else "sqlite:///dst.db"
+    project.connection("src", "sqlite", "sqlite:///src.db")
+    project.connection("dst", target, url)
+    step = '{type: compute, column: gross, expression: "total * 1.19", to: "decimal(12,2)"}'
+    project.job(
+        "copy",
+        "src",
+        "dst",
+        f"- {{name: orders, read: {{table: orders}}, write: {{table: orders, keys: [id]}}, "
+        f"transforms: [{step}]}}",
+    )
+    services.apply(project.ws)
+    assert _run(project)["inserted"] == 4
+    engine = sa.create_engine(url if target != "sqlite" else f"sqlite:///{project.root / 'dst.db'}")
+    with engine.connect() as c:
+        got = [(i, Decimal(str(g))) for i, g in c.exec_driver_sql("SELECT id, gross FROM orders ORDER BY id")]
+    engine.dispose()
+    # 120.4875, 1252.475, 1.785 and -1.785 before rounding
+    assert got == [
+        (1, Decimal("120.49")),
+        (2, Decimal("1252.48")),
+        (3, Decimal("1.79")),
+        (4, Decimal("-1.79")),
+    ]
+
+    project.job(  # into a new table: an existing one's type would not narrow
+        "copy",
+        "src",
+        "dst",
+        f"- {{name: orders, read: {{table: orders}}, write: {{table: small, keys: [id]}}, "
+        f"transforms: [{step.replace('12,2', '5,2')}]}}",
+    )
+    services.apply(project.ws)
+    record = services.run(project.ws, "copy")
+    assert record["status"] == "failed"
+    assert "the computed value's cast to decimal(5,2)" in record["error"]
+    assert "has more than 3 digit(s) before the point, the most decimal(5,2) holds" in record["error"]
