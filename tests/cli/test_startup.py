@@ -273,3 +273,13 @@ def test_a_run_through_the_script_turns_pydantics_plugin_lookup_off_and_loads_no
             "runner.state.changelogs",
             "runner.jobs.changelogs",
         }
+
+
+def test_a_run_s_line_gives_its_options_as_the_command_line_does(project):
+    """`--task` once per task (not a Python list of `--tasks`)."""
+    _one_row_copy(project)
+    done = CliRunner().invoke(
+        app.app, ["--dir", str(project.root), "run", "copy", "--task", "t", "--resync", "--dry-run"]
+    )
+    assert done.exit_code == 0, done.output
+    assert "(default/src → default/dst) [--task t --resync --dry-run]" in done.stdout

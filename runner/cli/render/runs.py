@@ -48,10 +48,18 @@ def written_text(task: dict[str, Any]) -> str:
     return f"{written}, {task['deleted']:,} deleted"
 
 
+def _flags(options: dict[str, Any]) -> str:
+    """A run's options as the command line gives them (`tasks`: `--task A --task B`)."""
+    flags = []
+    for key, value in options.items():
+        name = "--task" if key == "tasks" else f"--{key.replace('_', '-')}"
+        values = value if isinstance(value, list) else [value]
+        flags += [name if v is True else f"{name} {v}" for v in values]
+    return " ".join(flags)
+
+
 def run_text(record: dict[str, Any]) -> str:
-    flags = " ".join(
-        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in record["options"].items()
-    )
+    flags = _flags(record["options"])
     lines = [
         f"run {record['run_id']} of job {record['namespace']}/{record['job']}: {record['status']} "
         f"in {record['seconds']:.2f} s ({record['source']} → {record['target']})"
