@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	@# the demo's state describes demo/data: started again without it, it starts from nothing
+	@test -e demo/data/shop.db || rm -rf .runner
 	$(BIN)/python demo/make_source.py demo/data/shop.db
 	$(BIN)/runner validate
 	$(BIN)/runner apply
