@@ -49,9 +49,9 @@ from runner.transfer.registry import fast_path
 def _index_hint(run: TaskRun, column: str) -> None:
     """Say when no index of the source table starts with the watermark column (a dry run's
     note, as `plan --data` shows it): each run then reads the whole table to find its rows."""
-    table = run.task.read.table
+    table = run.task.read.table if isinstance(run.task.read, ReadSpec) else None
     if table is None or not run.source.capabilities.query:
-        return  # a query's plan is the database's to tell
+        return  # a query's plan is the database's to tell; an API's or a file's, its own
     if cast(QuerySource, run.source).indexed(table, column) is False:
         run.log(
             "warning",
