@@ -283,3 +283,16 @@ def test_a_run_s_line_gives_its_options_as_the_command_line_does(project):
     )
     assert done.exit_code == 0, done.output
     assert "(default/src → default/dst) [--task t --resync --dry-run]" in done.stdout
+
+
+def test_a_limited_run_says_its_rows_were_rolled_back(project):
+    _one_row_copy(project)
+    done = CliRunner().invoke(app.app, ["--dir", str(project.root), "run", "copy", "--limit", "5"])
+    assert done.exit_code == 0, done.output
+    assert "1 rows read → would be 1 inserted, 0 updated, 0 deleted" in done.stdout
+    assert "limited run: at most 5 rows read a task, written and rolled back: nothing was written" in (
+        done.stdout
+    )
+    with sqlite3.connect(project.root / "dst.db") as db:  # nothing written
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        assert "b" not in tables or db.execute("SELECT count(*) FROM b").fetchone() == (0,)

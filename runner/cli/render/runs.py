@@ -65,7 +65,7 @@ def run_text(record: dict[str, Any]) -> str:
         f"in {record['seconds']:.2f} s ({record['source']} → {record['target']})"
         + (f" [{flags}]" if flags else "")
     ]
-    dry = record.get("mode") == "dry-run"
+    dry = record.get("mode") in ("dry-run", "limited")  # a limited run is rolled back too
     lines += _events_text(record, "before")
     if not record["tasks"] and record.get("error"):  # stopped before any task (a before-event)
         lines.append(f"  error: {record['error']}")
@@ -116,12 +116,15 @@ def run_text(record: dict[str, Any]) -> str:
         lines.append(
             f"  {n['channel']} to {', '.join(n.get('to') or [n.get('url', '')])}: {n['status']}{error}"
         )
-    if dry:
+    if record.get("mode") == "limited":
+        lines.append(
+            f"limited run: at most {record['options'].get('limit')} rows read a task, written and "
+            "rolled back: nothing was written"
+        )
+    elif dry:
         lines.append(
             f"dry run: nothing was written (it would write {record.get('rows_would_write', 0):,} rows)"
         )
-    elif record.get("mode") == "limited":
-        lines.append(f"limited run: at most {record['options'].get('limit')} rows read a task")
     lines.append(f"history: {record['path']}")
     return "\n".join(lines)
 
