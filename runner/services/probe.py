@@ -8,7 +8,7 @@ from typing import Any
 from runner.connectors import registry
 from runner.definitions import secrets
 from runner.definitions.jobs import SyncJobSpec
-from runner.definitions.load import DEFAULT_NAMESPACE, load_folder
+from runner.definitions.load import DEFAULT_NAMESPACE, Document, format_path, load_folder
 from runner.definitions.sync_all import SyncAllJobSpec
 from runner.definitions.tasks import WriteSpec
 from runner.definitions.validate import (
@@ -17,6 +17,7 @@ from runner.definitions.validate import (
     validate_documents,
 )
 from runner.errors import (
+    Location,
     NotFound,
     RunnerError,
 )
@@ -27,10 +28,28 @@ from runner.workspace import Workspace
 def _folder_connections(ws: Workspace) -> tuple[list[Definition], list[Definition], int]:
     """Connections and jobs defined in the folder (not the applied state: a connection is
     tested while it is written, before it is applied), and how many problems the folder has."""
+    connections, jobs, problems, _ = _folder_definitions(ws)
+    return connections, jobs, problems
+
+
+def _folder_definitions(ws: Workspace) -> tuple[list[Definition], list[Definition], int, list[Document]]:
+    """`_folder_connections`, and the documents they were read from (where each field is)."""
     docs, problems = load_folder(ws.root)
     definitions, invalid = validate_documents(docs, base_dir=ws.root, **registered_models())
     connections = [d for d in definitions if d.kind == "Connection"]
-    return connections, [d for d in definitions if d.kind == "Job"], len(problems) + len(invalid)
+    jobs = [d for d in definitions if d.kind == "Job"]
+    return connections, jobs, len(problems) + len(invalid), docs
+
+
+def _read_at(docs: list[Document], job: Definition, index: int, task: str) -> str:
+    """Where a task's read is defined, and whose it is: `jobs.d/x.yaml:9:7: spec.tasks[0].read
+    (job default/x, task t)`."""
+    path = ("spec", "tasks", index, "read")
+    doc = next(
+        (d for d in docs if d.relpath == job.file and d.positions.get((), (0, 0))[0] == job.line), None
+    )
+    where = doc.locate(path) if doc is not None else Location(job.file, job.line, field=format_path(path))
+    return f"{where} (job {job.ref}, task {task})"
 
 
 def _pick(connections: list[Definition], ref: str, problems: int) -> Definition:
@@ -72,7 +91,7 @@ def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, An
     """
     from runner.connectors.sql import probe
 
-    connections, jobs, problems = _folder_connections(ws)
+    connections, jobs, problems, docs = _folder_definitions(ws)
     chosen = [_pick(connections, ref, problems)] if ref else connections
     keys = {(c.namespace, c.name) for c in connections}
     usage = {c.ref: probe.Usage() for c in chosen}
@@ -98,7 +117,7 @@ def connections_test(ws: Workspace, ref: str | None = None) -> list[dict[str, An
             if used is None:
                 continue
             if end == "source":
-                used.reads.extend(t.read for t in spec.tasks)
+                used.reads.extend((t.read, _read_at(docs, job, i, t.name)) for i, t in enumerate(spec.tasks))
                 used.logs = used.logs or any(t.changes.strategy == "cdc" for t in spec.tasks)
             else:
                 used.writes.extend(t.write.table for t in spec.tasks if isinstance(t.write, WriteSpec))

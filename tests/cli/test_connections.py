@@ -121,6 +121,10 @@ def test_postgresql_privileges_are_checked_and_failures_named(cli, project, pg_u
     assert result.exit_code == 1
     assert result.stdout.splitlines()[0].startswith("default/pg (postgresql, PostgreSQL 1")
     assert "permission denied for table orders" in result.stderr
+    # each read that fails says whose it is and where it is defined
+    assert "jobs.d/down.yaml:8:17: spec.tasks[0].read (job default/down, task o): reading orders" in (
+        result.stderr
+    )
     assert "cannot create a table in schema sync" in result.stderr
     assert result.stderr.startswith("error: connection default/pg failed: read: ")
     assert SECRET not in result.output

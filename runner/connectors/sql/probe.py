@@ -46,7 +46,7 @@ class Check:
 class Usage:
     """What the jobs in the folder do with a connection: read these sources, write these tables."""
 
-    reads: list[ReadSpec] = field(default_factory=list)
+    reads: list[tuple[ReadSpec, str]] = field(default_factory=list)  # each with where it is defined
     writes: list[str] = field(default_factory=list)
     schemas: list[str | None] = field(default_factory=list)  # whole schemas read (sync_all; None: default)
     logs: bool = False  # a cdc task reads its log (`runner.connectors.changelog`)
@@ -92,7 +92,9 @@ def _log_check(connector: SqlConnector) -> Check:
     return Check("log", True, "ready for strategy 'cdc' (settings and privileges)")
 
 
-def _read_check(connector: SqlConnector, reads: list[ReadSpec], schemas: Sequence[str | None] = ()) -> Check:
+def _read_check(
+    connector: SqlConnector, reads: list[tuple[ReadSpec, str]], schemas: Sequence[str | None] = ()
+) -> Check:
     if not reads and not schemas:
         try:
             tables = sa.inspect(connector.engine).get_table_names()
@@ -106,12 +108,12 @@ def _read_check(connector: SqlConnector, reads: list[ReadSpec], schemas: Sequenc
             listed += len(connector.tables(schema))
         except RunnerError as exc:
             failed.append(str(exc))
-    for spec in reads:
+    for spec, where in reads:
         what = spec.table or "a query"
         try:  # no parameters: a % in a query is sent as it is
             connector._query(f"reading {what}", f"SELECT * FROM {connector.source_sql(spec)} WHERE 1 = 0")
         except RunnerError as exc:
-            failed.append(str(exc))
+            failed.append(f"{where}: {exc}")
     if failed:
         return Check("read", False, "; ".join(failed))
     done = [f"can read the {len(reads)} source(s) its jobs read"] if reads else []
