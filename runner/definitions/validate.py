@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import ChainMap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -357,6 +358,7 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
     A six-field cron with `*` (or `*/1`, `0-59`) in its seconds field fires every second of
     each minute it matches: `* 5 * * * *` is 60 runs from 00:05:00 to 00:05:59, each hour."""
     warnings = [w for doc in docs if (w := _all_inactive(doc)) is not None]
+    warnings += [w for doc in docs for w in _repeated_file_names(doc)]
     for doc in docs:
         spec = doc.data.get("spec")
         schedule = spec.get("schedule") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
@@ -392,6 +394,45 @@ def _all_inactive(doc: Document) -> Problem | None:
         "every task of the job is switched off (active: false): its runs do nothing",
         "set active: true on the tasks to run, or remove the job",
     )
+
+
+_EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.S)
+_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def _repeated_file_names(doc: Document) -> list[Problem]:
+    """A files task's `write.file` that gives two files the same name: a file is never
+    overwritten, so the run that comes to the second stops there. Every committed batch is a
+    file (`part` numbers them in a run), and every run names its own (`run_id`, or `started`)."""
+    spec = doc.data.get("spec")
+    tasks = spec.get("tasks") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
+    found = []
+    for i, task in enumerate(tasks if isinstance(tasks, list) else []):
+        write = task.get("write") if isinstance(task, dict) else None
+        template = write.get("file") if isinstance(write, dict) else None
+        if not isinstance(template, str):
+            continue
+        names = {n for expr in _EXPRESSION.findall(template) for n in _NAME.findall(expr)}
+        missing = ("part" not in names, not names & {"run_id", "started"})
+        if any(missing):
+            found.append(
+                Problem(
+                    doc.locate(("spec", "tasks", i, "write", "file")),
+                    f"{template!r} {_REPEATS[missing]}: a file is never overwritten",
+                    "name the files by {{ run_id }}-{{ part }}, as the default does",
+                )
+            )
+    return found
+
+
+_REPEATS = {  # (no part, no run_id or started): what stops at a file that exists
+    (True, False): "names every file of a run alike: without {{ part }}, a run that commits a second "
+    "batch stops at its second file",
+    (False, True): "names the files of every run alike: without {{ run_id }} (or {{ started }}), the "
+    "next run stops at its first file",
+    (True, True): "names every file alike: without {{ run_id }} and {{ part }}, the next run (or a "
+    "second batch) stops at a file that exists",
+}
 
 
 def _switched_off(active: Any) -> bool:

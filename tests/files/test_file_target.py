@@ -315,3 +315,44 @@ def test_no_task_writes_into_a_history_folder_or_state_store_kept_elsewhere(proj
     log = ws.history / "default" / "dump" / f"{runs['out']['run_id']}.log.jsonl"
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [e["file"] for e in lines if e["message"] == "file written"] == [f"out/{written.name}"]
+
+
+def test_a_file_name_that_repeats_is_a_validate_warning(project, monkeypatch):
+    """A `write.file` without `part` (a run's second batch) or without `run_id`/`started` (the
+    next run) names two files alike, and a file is never overwritten: valid, but `validate`
+    says where and why."""
+    from typer.testing import CliRunner
+
+    from runner.cli.app import app
+
+    project.connection("src", "sqlite", "sqlite:///src.db")
+    project.write(
+        "connections.d/lake.yaml",
+        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: lake}\nspec: {type: files, path: lake}\n",
+    )
+    project.job(
+        "export",
+        "src",
+        "lake",
+        """
+        - {name: a, read: {table: items}, write: {file: out.csv}}
+        - {name: b, read: {table: items}, write: {file: "{{ run_id }}.csv"}}
+        - {name: c, read: {table: items}, write: {file: "x-{{ part }}.csv"}}
+        - {name: d, read: {table: items}, write: {file: "{{ started.strftime('%Y') }}/{{ part }}.csv"}}
+        - {name: e, read: {table: items}, write: {format: csv}}
+        """,
+    )
+    monkeypatch.chdir(project.root)
+    result = CliRunner().invoke(app, ["validate"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "jobs.d/export.yaml:8:47: spec.tasks[0].write.file: warning: 'out.csv' names every file alike: "
+        "without {{ run_id }} and {{ part }}, the next run (or a second batch) stops at a file that exists: "
+        "a file is never overwritten (hint: name the files by {{ run_id }}-{{ part }}, as the default does)",
+        "jobs.d/export.yaml:9:47: spec.tasks[1].write.file: warning: '{{ run_id }}.csv' names every file "
+        "of a run alike: without {{ part }}, a run that commits a second batch stops at its second file: a "
+        "file is never overwritten (hint: name the files by {{ run_id }}-{{ part }}, as the default does)",
+        "jobs.d/export.yaml:10:47: spec.tasks[2].write.file: warning: 'x-{{ part }}.csv' names the files of "
+        "every run alike: without {{ run_id }} (or {{ started }}), the next run stops at its first file: a "
+        "file is never overwritten (hint: name the files by {{ run_id }}-{{ part }}, as the default does)",
+    ]
