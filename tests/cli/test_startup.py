@@ -296,3 +296,19 @@ def test_a_limited_run_says_its_rows_were_rolled_back(project):
     with sqlite3.connect(project.root / "dst.db") as db:  # nothing written
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
         assert "b" not in tables or db.execute("SELECT count(*) FROM b").fetchone() == (0,)
+
+
+def test_a_backfill_s_empty_windows_are_one_line_a_stretch():
+    from runner.cli.render.runs import _windows_text
+
+    def window(day: int, rows: int) -> dict:
+        return {"from": f"2024-01-{day:02d}", "to": f"2024-01-{day + 1:02d}", "rows": rows}
+
+    days = [window(1, 0), window(2, 5), *(window(d, 0) for d in range(3, 30)), window(30, 1200)]
+    assert _windows_text(days) == [
+        "window 2024-01-01 → 2024-01-02: 0 rows read",
+        "window 2024-01-02 → 2024-01-03: 5 rows read",
+        "27 windows 2024-01-03 → 2024-01-30: 0 rows read",
+        "window 2024-01-30 → 2024-01-31: 1,200 rows read",
+    ]
+    assert _windows_text([]) == []

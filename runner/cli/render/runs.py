@@ -58,6 +58,29 @@ def _flags(options: dict[str, Any]) -> str:
     return " ".join(flags)
 
 
+def _windows_text(windows: list[dict[str, Any]]) -> list[str]:
+    """A backfill's windows, read one after another: a line each, and one for each stretch of
+    empty ones (a day's windows over a year with a month of data: 2 lines, not 365)."""
+    lines: list[str] = []
+    empty: list[dict[str, Any]] = []
+
+    def stretch() -> None:
+        if len(empty) == 1:
+            lines.append(f"window {empty[0]['from']} → {empty[0]['to']}: 0 rows read")
+        elif empty:
+            lines.append(f"{len(empty)} windows {empty[0]['from']} → {empty[-1]['to']}: 0 rows read")
+        empty.clear()
+
+    for w in windows:
+        if w["rows"] == 0:
+            empty.append(w)
+            continue
+        stretch()
+        lines.append(f"window {w['from']} → {w['to']}: {w['rows']:,} rows read")
+    stretch()
+    return lines
+
+
 def run_text(record: dict[str, Any]) -> str:
     flags = _flags(record["options"])
     lines = [
@@ -100,8 +123,8 @@ def run_text(record: dict[str, Any]) -> str:
             line += f"\n    schema: {doing}: {change['change']} column {change['column']!r}: {change['ddl']}"
         for column, count in (t.get("truncated") or {}).items():
             line += f"\n    truncated: {count:,} strings of column {column!r}"
-        for w in t.get("windows") or []:  # a backfill's windows, read one after another
-            line += f"\n    window {w['from']} → {w['to']}: {w['rows']:,} rows read"
+        for text in _windows_text(t.get("windows") or []):
+            line += f"\n    {text}"
         for r in t.get("ranges") or []:  # a split copy's key ranges, run by whichever worker took each
             span = f"[{'' if r['from'] is None else r['from']}, {'' if r['to'] is None else r['to']})"
             by = f"by {r['by']} ({r['seconds']} s)" if r["status"] == "done" else r["status"]
