@@ -447,7 +447,8 @@ class TaskRun:
             return None
         if (state.run_id or "").startswith(SET_BY_HAND):
             return None
-        if state.pointer is None and not self.store.tasks.has_digests(state.id):
+        digests = self.task.changes.strategy == "hash"  # the only one that stores any
+        if state.pointer is None and not (digests and self.store.tasks.has_digests(state.id)):
             return None
         return None if self.target.table_exists(table) else table
 

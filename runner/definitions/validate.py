@@ -381,10 +381,15 @@ def warnings_of(docs: list[Document]) -> list[Problem]:
 _BOOL = TypeAdapter(bool)
 
 
+def _job_tasks(doc: Document) -> Any:
+    """A Job document's `spec.tasks` as written (None where it has none)."""
+    spec = doc.data.get("spec")
+    return spec.get("tasks") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
+
+
 def _all_inactive(doc: Document) -> Problem | None:
     """A job whose tasks are all switched off (`active: false`): valid, and each run does nothing."""
-    spec = doc.data.get("spec")
-    tasks = spec.get("tasks") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
+    tasks = _job_tasks(doc)
     if not isinstance(tasks, list) or not tasks:
         return None
     if not all(isinstance(t, dict) and _switched_off(t.get("active", True)) for t in tasks):
@@ -404,8 +409,7 @@ def _repeated_file_names(doc: Document) -> list[Problem]:
     """A files task's `write.file` that gives two files the same name: a file is never
     overwritten, so the run that comes to the second stops there. Every committed batch is a
     file (`part` numbers them in a run), and every run names its own (`run_id`, or `started`)."""
-    spec = doc.data.get("spec")
-    tasks = spec.get("tasks") if doc.data.get("kind") == "Job" and isinstance(spec, dict) else None
+    tasks = _job_tasks(doc)
     found = []
     for i, task in enumerate(tasks if isinstance(tasks, list) else []):
         write = task.get("write") if isinstance(task, dict) else None

@@ -25,15 +25,10 @@ from runner.jobs.types import registered_models
 from runner.workspace import Workspace
 
 
-def _folder_connections(ws: Workspace) -> tuple[list[Definition], list[Definition], int]:
-    """Connections and jobs defined in the folder (not the applied state: a connection is
-    tested while it is written, before it is applied), and how many problems the folder has."""
-    connections, jobs, problems, _ = _folder_definitions(ws)
-    return connections, jobs, problems
-
-
 def _folder_definitions(ws: Workspace) -> tuple[list[Definition], list[Definition], int, list[Document]]:
-    """`_folder_connections`, and the documents they were read from (where each field is)."""
+    """Connections and jobs defined in the folder (not the applied state: a connection is
+    tested while it is written, before it is applied), how many problems the folder has, and
+    the documents they were read from (where each field is)."""
     docs, problems = load_folder(ws.root)
     definitions, invalid = validate_documents(docs, base_dir=ws.root, **registered_models())
     connections = [d for d in definitions if d.kind == "Connection"]
@@ -167,7 +162,7 @@ def discover(ws: Workspace, ref: str, schema: str | None = None) -> dict[str, An
     """
     from runner.connectors.sql import probe
 
-    connections, _, problems = _folder_connections(ws)
+    connections, _, problems, _ = _folder_definitions(ws)
     conn = _pick(connections, ref, problems)
     connector = _open_sql(ws, conn)
     try:

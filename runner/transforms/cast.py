@@ -61,7 +61,7 @@ def _bounded_decimal(to: ColumnType) -> Callable[[Any], Decimal]:
 
     def convert(value: Any) -> Decimal:
         number = CONVERT["decimal"](value).quantize(quantum, rounding=ROUND_HALF_UP, context=EXACT)
-        if to.precision and number and number.adjusted() >= whole:
+        if number and number.adjusted() >= whole:
             raise ValueError(f"has more than {whole} digit(s) before the point, the most {to} holds")
         return number
 
