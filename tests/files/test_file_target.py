@@ -22,6 +22,15 @@ from tests.contract.test_messaging import _canonical, _decode
 from tests.engine.test_crash import kill_at
 
 
+def files_connection(project, name: str, path: Any) -> None:
+    """A files connection `name` on the folder `path` (relative to the definitions folder)."""
+    project.write(
+        f"connections.d/{name}.yaml",
+        f"apiVersion: runner/v1\nkind: Connection\nmetadata: {{name: {name}}}\n"
+        f"spec: {{type: files, path: '{path}'}}\n",
+    )
+
+
 @pytest.fixture
 def lite(request: pytest.FixtureRequest, tmp_path) -> Iterator[Harness]:
     yield make_harness("sqlite", request, tmp_path)
@@ -149,10 +158,7 @@ def test_a_kill_while_writing_leaves_no_visible_half_file(project, tmp_path):
     con.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"v1 {i}") for i in range(1, 31)])
     con.commit()
     project.connection("src", "sqlite", "sqlite:///src.db")
-    project.write(
-        "connections.d/lake.yaml",
-        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: lake}\nspec: {type: files, path: lake}\n",
-    )
+    files_connection(project, "lake", "lake")
     task = {**_task("hash", format="csv"), "deletes": "propagate"}
     job = {"source": "src", "target": "lake", "batch_size": 7, "tasks": [task]}
     project.write(
@@ -195,10 +201,9 @@ def test_a_folder_holding_the_definitions_is_refused(project, monkeypatch, tmp_p
     mounted.mkdir(parents=True)
     monkeypatch.setenv("RUNNER_SECRET_DIRS", str(mounted))
     project.connection("src", "sqlite", "sqlite:///src.db")
-    head = "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: %s}\nspec: {type: files, path: %s}\n"
-    project.write("connections.d/here.yaml", head % ("here", "."))
-    project.write("connections.d/mounts.yaml", head % ("mounts", mounted.parent))
-    project.write("connections.d/lake.yaml", head % ("lake", "data/lake"))
+    files_connection(project, "here", ".")
+    files_connection(project, "mounts", mounted.parent)
+    files_connection(project, "lake", "data/lake")
     project.job(
         "leak", "here", "src", "- {name: t, read: {files: 'secrets/*', format: csv}, write: {table: t}}"
     )
@@ -259,10 +264,7 @@ def test_a_link_in_the_folder_never_takes_a_file_into_the_definitions(project):
     (project.root / "data/defs").symlink_to("../jobs.d")
     (project.root / ".runner").mkdir(exist_ok=True)
     (project.root / "data/state").symlink_to("../.runner")
-    project.write(
-        "connections.d/data.yaml",
-        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: data}\nspec: {type: files, path: data}\n",
-    )
+    files_connection(project, "data", "data")
     runs = _dump_each(
         project,
         project.ws,
@@ -289,11 +291,7 @@ def test_no_task_writes_into_a_history_folder_or_state_store_kept_elsewhere(proj
     shared = tmp_path / "shared"
     shared.mkdir()
     ws = Workspace(project.root, f"sqlite:///{shared / 'state.db'}", shared / "history")
-    project.write(
-        "connections.d/shared.yaml",
-        f"apiVersion: runner/v1\nkind: Connection\nmetadata: {{name: shared}}\n"
-        f"spec: {{type: files, path: '{shared}'}}\n",
-    )
+    files_connection(project, "shared", shared)
     runs = _dump_each(
         project,
         ws,
@@ -326,10 +324,7 @@ def test_a_file_name_that_repeats_is_a_validate_warning(project, monkeypatch):
     from runner.cli.app import app
 
     project.connection("src", "sqlite", "sqlite:///src.db")
-    project.write(
-        "connections.d/lake.yaml",
-        "apiVersion: runner/v1\nkind: Connection\nmetadata: {name: lake}\nspec: {type: files, path: lake}\n",
-    )
+    files_connection(project, "lake", "lake")
     project.job(
         "export",
         "src",
